@@ -1,0 +1,160 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Command, CommanderError, Option } from 'commander';
+import { compilePlan } from '../plan/compiler.js';
+import { formatPlan } from '../plan/format.js';
+import { loadRecipe } from '../recipe/index.js';
+import { hasErrors, type Diagnostic } from '../recipe/diagnostics.js';
+import { formatDiagnostics } from '../recipe/format.js';
+import { UserError } from './errors.js';
+import { STARTER_RECIPE } from './starter.js';
+
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+
+interface Io {
+  out: (text: string) => void;
+  err: (text: string) => void;
+}
+
+const collect = (value: string, previous: string[]) => [...previous, value];
+
+/** Runs the CLI; returns the exit code (0 ok, 1 failure, 2 usage error). Never prints a stack trace unless --debug. */
+export async function main(argv: string[], io: Io = { out: (t) => process.stdout.write(t + '\n'), err: (t) => process.stderr.write(t + '\n') }): Promise<number> {
+  const debug = argv.includes('--debug');
+  let code = 0;
+  const program = new Command('childtune')
+    .description('Declarative, reproducible Child-Tuning fine-tuning experiments')
+    .option('--debug', 'show stack traces for errors')
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) })
+    .showSuggestionAfterError(true);
+
+  const recipeOptions = (cmd: Command) =>
+    cmd
+      .argument('<recipe>', 'recipe YAML file')
+      .option('--set <path=value>', 'override a recipe field (repeatable)', collect, [])
+      .option('--allow-path <dir>', 'let recipe paths point into this directory too (repeatable)', collect, [])
+      .option('--json', 'machine-readable output');
+
+  const load = (file: string, opts: { set: string[]; allowPath: string[] }) => loadRecipe(file, { sets: opts.set, allowedRoots: opts.allowPath });
+  const printDiagnostics = (ds: Diagnostic[], json: boolean | undefined) => {
+    if (json) io.out(JSON.stringify({ ok: !hasErrors(ds), diagnostics: ds }, null, 2));
+    else if (ds.length) io.err(formatDiagnostics(ds));
+  };
+
+  recipeOptions(program.command('validate').description('check a recipe and print every problem at once')).action((file: string, opts) => {
+    const loaded = load(file, opts);
+    printDiagnostics(loaded.diagnostics, opts.json);
+    if (!opts.json && !hasErrors(loaded.diagnostics)) io.out(`${file}: ok`);
+    code = hasErrors(loaded.diagnostics) ? 1 : 0;
+  });
+
+  recipeOptions(program.command('plan').description('compile a recipe into its stage DAG with hashes, cache state and estimates')).action((file: string, opts) => {
+    const loaded = load(file, opts);
+    const compiled = compilePlan(loaded, path.resolve(file));
+    if (!compiled.plan) {
+      printDiagnostics(compiled.diagnostics, opts.json);
+      code = 1;
+      return;
+    }
+    io.out(opts.json ? JSON.stringify(compiled.plan, null, 2) : formatPlan(compiled.plan));
+  });
+
+  recipeOptions(program.command('run').description('validate, plan and execute a recipe'))
+    .option('--trial <k>', 'run only trial K of the recipe (or of a sweep lock file)', (v) => Number.parseInt(v, 10))
+    .option('--resume <dir>', 'continue an interrupted run from its last checkpoint')
+    .option('--quiet', 'no progress output')
+    .action(async (file: string, opts) => {
+      const { runCommand } = await import('../run/command.js');
+      code = await runCommand(file, opts, io);
+    });
+
+  program
+    .command('init')
+    .description('write a commented starter recipe')
+    .argument('[file]', 'where to write it (- for standard output)', 'recipe.yaml')
+    .option('--force', 'overwrite an existing file')
+    .action((file: string, opts: { force?: boolean }) => {
+      if (file === '-') return io.out(STARTER_RECIPE);
+      if (fs.existsSync(file) && !opts.force) throw new UserError(`${file} already exists`, 'Pass --force to overwrite it, or name another file.');
+      fs.writeFileSync(file, STARTER_RECIPE);
+      io.out(`wrote ${file}; check it with: childtune validate ${file}`);
+    });
+
+  program
+    .command('recipes')
+    .description('list the bundled recipes')
+    .option('--json', 'machine-readable output')
+    .action((opts: { json?: boolean }) => {
+      const list = bundledRecipes();
+      if (opts.json) io.out(JSON.stringify(list, null, 2));
+      else for (const r of list) io.out(`${r.path.padEnd(44)} ${r.summary}`);
+    });
+
+  const model = program.command('model').description('model utilities');
+  model
+    .command('init')
+    .description('write a randomly initialised checkpoint (Hugging Face layout)')
+    .addOption(new Option('--family <family>').choices(['bert', 'roberta', 'electra']).default('bert'))
+    .addOption(new Option('--size <size>').choices(['tiny', 'mini', 'small', 'base']).default('tiny'))
+    .option('--vocab <file>', 'WordPiece vocabulary to use (default: a small generated one)')
+    .option('--labels <n>', 'classifier labels', (v) => Number.parseInt(v, 10), 2)
+    .option('--seed <n>', 'initialisation seed', (v) => Number.parseInt(v, 10), 0)
+    .requiredOption('--out <dir>', 'output directory')
+    .action(async (opts) => {
+      const { initModelCommand } = await import('../engine/model-init.js');
+      io.out(initModelCommand(opts));
+    });
+
+  program
+    .command('encode')
+    .description('tokenize a text (pair) and print tokens, ids and the model outputs')
+    .requiredOption('--model <dir>', 'model directory')
+    .requiredOption('--text <a>', 'first text')
+    .option('--pair <b>', 'second text')
+    .option('--max-length <n>', 'truncate to this many tokens', (v) => Number.parseInt(v, 10), 128)
+    .option('--backend <name>', 'auto, wasm, cpu, tensorflow, tensorflow-gpu', 'auto')
+    .option('--json', 'machine-readable output')
+    .action(async (opts) => {
+      const { encodeCommand } = await import('../engine/encode.js');
+      io.out(await encodeCommand(opts));
+    });
+
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return code;
+  } catch (e) {
+    if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2;
+    if (e instanceof UserError) {
+      io.err(`error: ${e.message}${e.hint ? `\n  hint: ${e.hint}` : ''}`);
+      if (debug) io.err(String(e.stack));
+      return e.exitCode;
+    }
+    const err = e as Error & { hint?: string };
+    io.err(`error: ${err.message ?? String(e)}${err.hint ? `\n  hint: ${err.hint}` : ''}`);
+    if (debug) io.err(String(err.stack));
+    else if (!isExpected(err)) io.err('  (this looks like a bug in childtune; rerun with --debug and report the stack trace)');
+    return 1;
+  }
+}
+
+/** Errors that describe bad input (files, data, checkpoints) rather than a bug. */
+const isExpected = (e: Error) => ['DataFileError', 'ModelError', 'SafetensorsError', 'TokenizerError', 'RunError', 'BackendError'].includes(e.constructor?.name) || 'code' in e;
+
+export function bundledRecipes(): { path: string; summary: string }[] {
+  const dir = path.join(REPO_ROOT, 'recipes');
+  const out: { path: string; summary: string }[] = [];
+  const walk = (d: string) => {
+    for (const entry of fs.readdirSync(d, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+      const full = path.join(d, entry.name);
+      if (entry.isDirectory()) walk(full);
+      else if (entry.name.endsWith('.yaml')) {
+        const first = fs.readFileSync(full, 'utf8').split('\n').find((l) => l.startsWith('#'));
+        out.push({ path: path.relative(REPO_ROOT, full), summary: first?.replace(/^#\s*/, '') ?? '' });
+      }
+    }
+  };
+  walk(dir);
+  return out;
+}

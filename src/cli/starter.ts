@@ -1,0 +1,40 @@
+/** The recipe `childtune init` writes: every section, commented, with the paper's defaults. */
+export const STARTER_RECIPE = `# A childtune recipe: fine-tune a pretrained encoder with Child-Tuning.
+# Check it with \`childtune validate recipe.yaml\`, see the stages with \`childtune plan recipe.yaml\`,
+# run it with \`childtune run recipe.yaml\`. Paths are relative to this file; \${VAR} reads an environment variable.
+version: 1
+name: my-experiment
+
+model:
+  path: \${CHILDTUNE_MODELS}/bert-tiny-glue-mlm   # config.json + model.safetensors + vocab.txt
+  max_seq_length: 128
+
+dataset:
+  task: glue/rte                          # or glue/cola, glue/mrpc, glue/sts-b, ..., or custom
+  dir: \${CHILDTUNE_DATA}/glue/RTE          # the task's train.tsv and dev.tsv as distributed
+  subsample: { size: 1000, seed: 0 }      # low-resource setting of the paper; remove for full data
+
+strategy:
+  kind: child-tuning-d                    # vanilla | child-tuning-f | child-tuning-d
+  reserve_p: 0.3                          # fraction of the gradient kept (the child network's size)
+  fisher:
+    estimator: batch                      # batch (official code) | per-example (the paper's formula)
+
+training:
+  optimizer: { lr: 2.0e-5, weight_decay: 0.01 }
+  schedule: { warmup_ratio: 0.1 }
+  epochs: 3
+  batch_size: 16
+  seed: 42
+
+evaluation:
+  checkpoint: last                        # or best (by the task's first metric)
+
+# sweep:
+#   grid: { training.optimizer.lr: [1.0e-5, 2.0e-5] }
+#   seeds: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+
+runtime:
+  backend: auto                           # tensorflow-gpu > tensorflow > wasm > cpu, whichever is installed
+  output_dir: runs
+`;

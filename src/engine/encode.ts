@@ -1,0 +1,23 @@
+import { selectBackend, type BackendName } from './backend.js';
+import { loadPretrained } from './checkpoint.js';
+import { readModelConfig } from './config.js';
+import { batchOf } from './batch.js';
+import { loadTokenizer } from './tokenizer.js';
+
+/** `childtune encode`: tokens, ids and outputs of one text (pair), to check a checkpoint by hand. */
+export async function encodeCommand(opts: { model: string; text: string; pair?: string; maxLength: number; backend: BackendName | 'auto'; json?: boolean }): Promise<string> {
+  const backend = await selectBackend(opts.backend);
+  const config = readModelConfig(opts.model);
+  const tokenizer = loadTokenizer(opts.model, { lowerCase: config.doLowerCase });
+  const { model, notes } = loadPretrained(opts.model, { numLabels: config.numLabels ?? 2, seed: 0 });
+  const enc = tokenizer.encode(opts.text, opts.pair, opts.maxLength);
+  const out = model.predict(batchOf([enc], enc.inputIds.length), true);
+  const H = config.hiddenSize;
+  const result = {
+    backend: backend.name, tokens: enc.tokens, input_ids: enc.inputIds, token_type_ids: enc.tokenTypeIds, attention_mask: enc.attentionMask,
+    last_hidden_state_first_token: [...out.hidden!.subarray(0, H)], pooled_output: [...out.pooled!], logits: [...out.logits], notes,
+  };
+  model.dispose();
+  if (opts.json) return JSON.stringify(result);
+  return [`backend: ${result.backend}`, `tokens: ${enc.tokens.join(' ')}`, `ids: ${enc.inputIds.join(' ')}`, `logits: ${result.logits.map((v) => v.toFixed(6)).join(' ')}`, ...notes.map((n) => `note: ${n}`)].join('\n');
+}

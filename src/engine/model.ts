@@ -1,0 +1,358 @@
+import * as tf from '@tensorflow/tfjs-core';
+import type { ModelConfig } from './config.js';
+import { internalShape, paramSpecs, prefixOf, sizeOf, type ParamSpec } from './params.js';
+import type { Rng } from './rng.js';
+
+/** A padded batch, row-major [batch, seq]. */
+export interface Batch {
+  batch: number;
+  seq: number;
+  inputIds: Int32Array;
+  tokenTypeIds: Int32Array;
+  attentionMask: Float32Array;
+  /** Class indices, or scores for regression. */
+  labels: Float32Array;
+}
+
+export interface StepResult {
+  loss: number;
+  /** Output scores [batch, numLabels]. */
+  logits: Float32Array;
+}
+
+type T2 = tf.Tensor2D;
+const SQRT1_2 = Math.SQRT1_2;
+const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
+
+/** Dense layer in the engine layout (w is [in, out]): y = x w + b. */
+const dense = (x: T2, w: tf.Tensor, b: tf.Tensor) => tf.add(tf.matMul(x, w as T2), b) as T2;
+
+/** Backward of dense: explicit transposes, because transposed matMul is 10-15x slower on wasm and cpu. */
+function denseBack(x: T2, w: tf.Tensor, dy: T2) {
+  return { dw: tf.matMul(tf.transpose(x), dy), db: tf.sum(dy, 0), dx: tf.matMul(dy, tf.transpose(w as T2)) as T2 };
+}
+
+function layerNorm(x: T2, g: tf.Tensor, b: tf.Tensor, eps: number) {
+  const mean = tf.mean(x, -1, true);
+  const xc = tf.sub(x, mean);
+  const rstd = tf.rsqrt(tf.add(tf.mean(tf.square(xc), -1, true), eps));
+  const xhat = tf.mul(xc, rstd) as T2;
+  return { y: tf.add(tf.mul(xhat, g), b) as T2, xhat, rstd };
+}
+
+function layerNormBack(dy: T2, g: tf.Tensor, cache: { xhat: T2; rstd: tf.Tensor }) {
+  const dxhat = tf.mul(dy, g);
+  const dx = tf.mul(cache.rstd, tf.sub(tf.sub(dxhat, tf.mean(dxhat, -1, true)), tf.mul(cache.xhat, tf.mean(tf.mul(dxhat, cache.xhat), -1, true)))) as T2;
+  return { dx, dg: tf.sum(tf.mul(dy, cache.xhat), 0), db: tf.sum(dy, 0) };
+}
+
+function activation(kind: ModelConfig['activation'] | 'tanh', x: T2): T2 {
+  switch (kind) {
+    case 'gelu':
+      return tf.mul(tf.mul(x, 0.5), tf.add(tf.erf(tf.mul(x, SQRT1_2)), 1)) as T2;
+    case 'gelu_new':
+      return tf.mul(tf.mul(x, 0.5), tf.add(tf.tanh(tf.mul(tf.add(x, tf.mul(tf.pow(x, 3), 0.044715)), Math.sqrt(2 / Math.PI))), 1)) as T2;
+    case 'relu':
+      return tf.relu(x);
+    case 'tanh':
+      return tf.tanh(x);
+  }
+}
+
+/** d activation / dx, given the input x and output y. */
+function activationGrad(kind: ModelConfig['activation'] | 'tanh', x: T2, y: T2): tf.Tensor {
+  switch (kind) {
+    case 'gelu':
+      return tf.add(tf.mul(tf.add(tf.erf(tf.mul(x, SQRT1_2)), 1), 0.5), tf.mul(x, tf.mul(tf.exp(tf.mul(tf.square(x), -0.5)), INV_SQRT_2PI)));
+    case 'gelu_new': {
+      const c = Math.sqrt(2 / Math.PI);
+      const t = tf.tanh(tf.mul(tf.add(x, tf.mul(tf.pow(x, 3), 0.044715)), c));
+      return tf.add(tf.mul(tf.add(t, 1), 0.5), tf.mul(tf.mul(tf.mul(x, 0.5), tf.sub(1, tf.square(t))), tf.mul(tf.add(tf.mul(tf.square(x), 3 * 0.044715), 1), c)));
+    }
+    case 'relu':
+      return tf.step(x);
+    case 'tanh':
+      return tf.sub(1, tf.square(y));
+  }
+}
+
+/**
+ * A BERT-family encoder with a sequence-classification (or regression) head. Parameters live in
+ * Float32Arrays (the optimizer updates them in place) mirrored into tfjs tensors for the step.
+ * The backward pass is written out by hand: it avoids the tfjs gradient kernels that are slow or
+ * missing on wasm and cpu (transposed matMul, gather's UnsortedSegmentSum) and allocates nothing
+ * the step does not dispose.
+ */
+export class EncoderClassifier {
+  readonly specs: ParamSpec[];
+  readonly values: Float32Array[];
+  private tensors: tf.Tensor[] | undefined;
+  private readonly index = new Map<string, number>();
+  readonly regression: boolean;
+
+  constructor(readonly config: ModelConfig, readonly numLabels: number, values?: Float32Array[]) {
+    this.specs = paramSpecs(config, numLabels);
+    this.specs.forEach((s, i) => this.index.set(s.name, i));
+    this.values = values ?? this.specs.map((s) => new Float32Array(sizeOf(s)));
+    this.regression = numLabels === 1;
+  }
+
+  get parameterCount() {
+    return this.values.reduce((a, v) => a + v.length, 0);
+  }
+
+  /** Position of a parameter by its Hugging Face name. */
+  indexOf(name: string): number {
+    const i = this.index.get(name);
+    if (i === undefined) throw new Error(`no parameter ${name}`);
+    return i;
+  }
+
+  /** Call after changing `values` so the next step sees them. */
+  markDirty() {
+    if (this.tensors) tf.dispose(this.tensors);
+    this.tensors = undefined;
+  }
+
+  dispose() {
+    this.markDirty();
+  }
+
+  private weights(): tf.Tensor[] {
+    // Kept: the first call happens inside a step's tidy, which would otherwise dispose the weights.
+    this.tensors ??= this.specs.map((s, i) => tf.keep(tf.tensor(this.values[i], internalShape(s))));
+    return this.tensors;
+  }
+
+  private p(name: string): tf.Tensor {
+    return this.weights()[this.indexOf(name)];
+  }
+
+  /** Forward pass only (dropout off): scores, and the last hidden state for inspection. */
+  predict(b: Batch, withHidden = false): { logits: Float32Array; pooled?: Float32Array; hidden?: Float32Array } {
+    const out = tf.tidy(() => {
+      const f = this.forward(b, null);
+      return [f.logits, ...(withHidden ? [f.pooled, f.hidden] : [])];
+    });
+    const [logits, pooled, hidden] = out.map((t) => t.dataSync() as Float32Array);
+    tf.dispose(out);
+    return { logits: Float32Array.from(logits), pooled: pooled && Float32Array.from(pooled), hidden: hidden && Float32Array.from(hidden) };
+  }
+
+  /** Encoder features of the first token ([CLS] / <s>) for a frozen-encoder probe. */
+  features(b: Batch): Float32Array {
+    const t = tf.tidy(() => tf.slice(tf.reshape(this.forward(b, null).hidden, [b.batch, b.seq, this.config.hiddenSize]), [0, 0, 0], [b.batch, 1, this.config.hiddenSize]));
+    const out = Float32Array.from(t.dataSync());
+    t.dispose();
+    return out;
+  }
+
+  /**
+   * Forward and backward over one batch. Writes gradients into `grads` (one Float32Array per parameter, same
+   * order as specs) and returns the mean loss. `rng` drives dropout; null runs without dropout.
+   */
+  step(b: Batch, grads: Float32Array[], rng: Rng | null): StepResult {
+    const c = this.config;
+    const dropout = rng && c.hiddenDropout > 0;
+    const attnDropout = rng && c.attentionDropout > 0;
+    const result = tf.tidy(() => {
+      const f = this.forward(b, rng ? { rng, hidden: dropout ? c.hiddenDropout : 0, attention: attnDropout ? c.attentionDropout : 0 } : null);
+      const { loss, dlogits } = this.lossAndGrad(f.logits, b);
+      const named = this.backward(b, f, dlogits);
+      return { loss, logits: f.logits, named };
+    });
+    const loss = result.loss.dataSync()[0];
+    const logits = Float32Array.from(result.logits.dataSync());
+    for (const [i, t] of result.named) if (i >= 0) grads[i].set(t.dataSync());
+    this.embeddingGrads(b, result.named.find(([i]) => i === -1)![1], grads);
+    tf.dispose([result.loss, result.logits, ...result.named.map(([, t]) => t)]);
+    return { loss, logits };
+  }
+
+  private lossAndGrad(logits: T2, b: Batch) {
+    const n = b.batch;
+    if (this.regression) {
+      const y = tf.tensor2d(b.labels, [n, 1]);
+      const diff = tf.sub(logits, y);
+      return { loss: tf.mean(tf.square(diff)), dlogits: tf.mul(diff, 2 / n) as T2 };
+    }
+    const onehot = tf.cast(tf.oneHot(tf.tensor1d(Int32Array.from(b.labels), 'int32'), this.numLabels), 'float32');
+    const logp = tf.logSoftmax(logits);
+    const loss = tf.neg(tf.div(tf.sum(tf.mul(onehot, logp)), n));
+    return { loss, dlogits: tf.div(tf.sub(tf.exp(logp), onehot), n) as T2 };
+  }
+
+  private forward(b: Batch, drop: { rng: Rng; hidden: number; attention: number } | null) {
+    const c = this.config;
+    const { batch: B, seq: T } = b;
+    const H = c.hiddenSize;
+    const A = c.numHeads;
+    const D = H / A;
+    const pre = prefixOf(c);
+    const mask = (shape: number[], rate: number) => (drop && rate > 0 ? tf.tensor(drop.rng.dropoutMask(shape.reduce((x, y) => x * y, 1), rate), shape) : null);
+    const applyDrop = (x: T2, m: tf.Tensor | null) => (m ? (tf.mul(x, m) as T2) : x);
+
+    const ids = tf.tensor1d(b.inputIds, 'int32');
+    const positions = tf.tensor1d(this.positionIds(b), 'int32');
+    const types = tf.tensor1d(b.tokenTypeIds, 'int32');
+    const emb = tf.add(tf.add(tf.gather(this.p(`${pre}embeddings.word_embeddings.weight`), ids), tf.gather(this.p(`${pre}embeddings.position_embeddings.weight`), positions)), tf.gather(this.p(`${pre}embeddings.token_type_embeddings.weight`), types)) as T2;
+    const ln0 = layerNorm(emb, this.p(`${pre}embeddings.LayerNorm.weight`), this.p(`${pre}embeddings.LayerNorm.bias`), c.layerNormEps);
+    const m0 = mask([B * T, c.embeddingSize], drop?.hidden ?? 0);
+    let x = applyDrop(ln0.y, m0);
+    const embOut = x;
+    if (c.embeddingSize !== H) x = dense(x, this.p(`${pre}embeddings_project.weight`), this.p(`${pre}embeddings_project.bias`));
+    // (1 - mask) * -1e9 added to every query row: padded keys get zero attention.
+    const bias = tf.reshape(tf.mul(tf.sub(1, tf.tensor1d(b.attentionMask)), -1e9), [B, 1, 1, T]);
+    const layers = [];
+    for (let l = 0; l < c.numLayers; l++) {
+      const L = `${pre}encoder.layer.${l}`;
+      const input = x;
+      const heads = (t: T2, perm: number[]) => tf.reshape(tf.transpose(tf.reshape(t, [B, T, A, D]), perm), perm[2] === 3 ? [B * A, D, T] : [B * A, T, D]) as tf.Tensor3D;
+      const q = heads(dense(x, this.p(`${L}.attention.self.query.weight`), this.p(`${L}.attention.self.query.bias`)), [0, 2, 1, 3]);
+      const kT = heads(dense(x, this.p(`${L}.attention.self.key.weight`), this.p(`${L}.attention.self.key.bias`)), [0, 2, 3, 1]);
+      const v = heads(dense(x, this.p(`${L}.attention.self.value.weight`), this.p(`${L}.attention.self.value.bias`)), [0, 2, 1, 3]);
+      const scores = tf.add(tf.reshape(tf.mul(tf.matMul(q, kT), 1 / Math.sqrt(D)), [B, A, T, T]), bias);
+      const probs = tf.softmax(scores);
+      const pm = mask([B, A, T, T], drop?.attention ?? 0);
+      const probsDropped = tf.reshape(pm ? tf.mul(probs, pm) : probs, [B * A, T, T]) as tf.Tensor3D;
+      const ctx = tf.reshape(tf.transpose(tf.reshape(tf.matMul(probsDropped, v), [B, A, T, D]), [0, 2, 1, 3]), [B * T, H]) as T2;
+      const attnOut = dense(ctx, this.p(`${L}.attention.output.dense.weight`), this.p(`${L}.attention.output.dense.bias`));
+      const m1 = mask([B * T, H], drop?.hidden ?? 0);
+      const ln1 = layerNorm(tf.add(applyDrop(attnOut, m1), input) as T2, this.p(`${L}.attention.output.LayerNorm.weight`), this.p(`${L}.attention.output.LayerNorm.bias`), c.layerNormEps);
+      const inter = dense(ln1.y, this.p(`${L}.intermediate.dense.weight`), this.p(`${L}.intermediate.dense.bias`));
+      const act = activation(c.activation, inter);
+      const out = dense(act, this.p(`${L}.output.dense.weight`), this.p(`${L}.output.dense.bias`));
+      const m2 = mask([B * T, H], drop?.hidden ?? 0);
+      const ln2 = layerNorm(tf.add(applyDrop(out, m2), ln1.y) as T2, this.p(`${L}.output.LayerNorm.weight`), this.p(`${L}.output.LayerNorm.bias`), c.layerNormEps);
+      layers.push({ input, q, kT, v, probs, pm, probsDropped, ctx, m1, ln1, inter, act, m2, ln2 });
+      x = ln2.y;
+    }
+    const cls = tf.reshape(tf.slice(tf.reshape(x, [B, T, H]), [0, 0, 0], [B, 1, H]), [B, H]) as T2;
+    const head = this.headForward(cls, (shape) => mask(shape, drop?.hidden ?? 0), applyDrop);
+    return { ids, emb, ln0, m0, embOut, layers, hidden: x, cls, ...head };
+  }
+
+  /** BERT: tanh pooler, dropout, linear. RoBERTa/ELECTRA: dropout, dense, tanh/gelu, dropout, out_proj. */
+  private headForward(cls: T2, mask: (shape: number[]) => tf.Tensor | null, applyDrop: (x: T2, m: tf.Tensor | null) => T2) {
+    const c = this.config;
+    const B = cls.shape[0];
+    const bert = c.family === 'bert';
+    const names = bert ? { dense: `${prefixOf(c)}pooler.dense`, out: 'classifier' } : { dense: 'classifier.dense', out: 'classifier.out_proj' };
+    const act: 'tanh' | 'gelu' = c.family === 'electra' ? 'gelu' : 'tanh';
+    const mPre = bert ? null : mask([B, c.hiddenSize]);
+    const headIn = applyDrop(cls, mPre);
+    const z = dense(headIn, this.p(`${names.dense}.weight`), this.p(`${names.dense}.bias`));
+    const pooled = activation(act, z);
+    const mPost = mask([B, c.hiddenSize]);
+    const dropped = applyDrop(pooled, mPost);
+    const logits = dense(dropped, this.p(`${names.out}.weight`), this.p(`${names.out}.bias`));
+    return { names, act, mPre, headIn, z, pooled, mPost, dropped, logits };
+  }
+
+  /** Returns [param index, grad tensor] pairs; index -1 holds the gradient at the embedding sum (scattered in JS). */
+  private backward(b: Batch, f: ReturnType<EncoderClassifier['forward']>, dlogits: T2): [number, tf.Tensor][] {
+    const c = this.config;
+    const { batch: B, seq: T } = b;
+    const H = c.hiddenSize;
+    const A = c.numHeads;
+    const D = H / A;
+    const pre = prefixOf(c);
+    const grads: [number, tf.Tensor][] = [];
+    const put = (name: string, g: tf.Tensor) => grads.push([this.indexOf(name), g]);
+    const putDense = (name: string, g: { dw: tf.Tensor; db: tf.Tensor }) => {
+      put(`${name}.weight`, g.dw);
+      put(`${name}.bias`, g.db);
+    };
+    const mul = (x: T2, m: tf.Tensor | null) => (m ? (tf.mul(x, m) as T2) : x);
+
+    // Head.
+    const out = denseBack(f.dropped, this.p(`${f.names.out}.weight`), dlogits);
+    putDense(f.names.out, out);
+    const dz = tf.mul(mul(out.dx, f.mPost), activationGrad(f.act, f.z, f.pooled)) as T2;
+    const hd = denseBack(f.headIn, this.p(`${f.names.dense}.weight`), dz);
+    putDense(f.names.dense, hd);
+    const dcls = mul(hd.dx, f.mPre);
+    let dx = tf.reshape(tf.concat([tf.reshape(dcls, [B, 1, H]), tf.zeros([B, T - 1, H])], 1), [B * T, H]) as T2;
+
+    for (let l = c.numLayers - 1; l >= 0; l--) {
+      const L = `${pre}encoder.layer.${l}`;
+      const s = f.layers[l];
+      const ln2 = layerNormBack(dx, this.p(`${L}.output.LayerNorm.weight`), s.ln2);
+      put(`${L}.output.LayerNorm.weight`, ln2.dg);
+      put(`${L}.output.LayerNorm.bias`, ln2.db);
+      const o = denseBack(s.act, this.p(`${L}.output.dense.weight`), mul(ln2.dx, s.m2));
+      putDense(`${L}.output.dense`, o);
+      const dInter = tf.mul(o.dx, activationGrad(c.activation, s.inter, s.act)) as T2;
+      const i = denseBack(s.ln1.y, this.p(`${L}.intermediate.dense.weight`), dInter);
+      putDense(`${L}.intermediate.dense`, i);
+      const ln1 = layerNormBack(tf.add(ln2.dx, i.dx) as T2, this.p(`${L}.attention.output.LayerNorm.weight`), s.ln1);
+      put(`${L}.attention.output.LayerNorm.weight`, ln1.dg);
+      put(`${L}.attention.output.LayerNorm.bias`, ln1.db);
+      const ao = denseBack(s.ctx, this.p(`${L}.attention.output.dense.weight`), mul(ln1.dx, s.m1));
+      putDense(`${L}.attention.output.dense`, ao);
+      // Attention: every product below is a plain batched matMul of explicitly transposed operands.
+      const dctx = tf.reshape(tf.transpose(tf.reshape(ao.dx, [B, T, A, D]), [0, 2, 1, 3]), [B * A, T, D]) as tf.Tensor3D;
+      const dv = tf.matMul(tf.transpose(s.probsDropped, [0, 2, 1]), dctx);
+      let dprobs = tf.reshape(tf.matMul(dctx, tf.transpose(s.v, [0, 2, 1])), [B, A, T, T]);
+      if (s.pm) dprobs = tf.mul(dprobs, s.pm);
+      const dscores = tf.reshape(tf.mul(tf.mul(s.probs, tf.sub(dprobs, tf.sum(tf.mul(dprobs, s.probs), -1, true))), 1 / Math.sqrt(D)), [B * A, T, T]) as tf.Tensor3D;
+      const dq = tf.matMul(dscores, tf.transpose(s.kT, [0, 2, 1]));
+      const dk = tf.matMul(tf.transpose(dscores, [0, 2, 1]), s.q);
+      const merge = (t: tf.Tensor) => tf.reshape(tf.transpose(tf.reshape(t, [B, A, T, D]), [0, 2, 1, 3]), [B * T, H]) as T2;
+      const gq = denseBack(s.input, this.p(`${L}.attention.self.query.weight`), merge(dq));
+      const gk = denseBack(s.input, this.p(`${L}.attention.self.key.weight`), merge(dk));
+      const gv = denseBack(s.input, this.p(`${L}.attention.self.value.weight`), merge(dv));
+      putDense(`${L}.attention.self.query`, gq);
+      putDense(`${L}.attention.self.key`, gk);
+      putDense(`${L}.attention.self.value`, gv);
+      dx = tf.addN([ln1.dx, gq.dx, gk.dx, gv.dx]) as T2;
+    }
+    if (c.embeddingSize !== H) {
+      const pj = denseBack(f.embOut, this.p(`${pre}embeddings_project.weight`), dx);
+      putDense(`${pre}embeddings_project`, pj);
+      dx = pj.dx;
+    }
+    const ln0 = layerNormBack(mul(dx, f.m0), this.p(`${pre}embeddings.LayerNorm.weight`), f.ln0);
+    put(`${pre}embeddings.LayerNorm.weight`, ln0.dg);
+    put(`${pre}embeddings.LayerNorm.bias`, ln0.db);
+    grads.push([-1, ln0.dx]);
+    return grads;
+  }
+
+  /** Scatter-adds the embedding-sum gradient into the three tables (the gather gradient, done in JS). */
+  private embeddingGrads(b: Batch, demb: tf.Tensor, grads: Float32Array[]) {
+    const pre = prefixOf(this.config);
+    const E = this.config.embeddingSize;
+    const d = demb.dataSync() as Float32Array;
+    const positions = this.positionIds(b);
+    const tables: [string, Int32Array][] = [
+      [`${pre}embeddings.word_embeddings.weight`, b.inputIds],
+      [`${pre}embeddings.position_embeddings.weight`, positions],
+      [`${pre}embeddings.token_type_embeddings.weight`, b.tokenTypeIds],
+    ];
+    for (const [name, rows] of tables) {
+      const g = grads[this.indexOf(name)];
+      g.fill(0);
+      for (let t = 0; t < rows.length; t++) {
+        const src = t * E;
+        const dst = rows[t] * E;
+        for (let j = 0; j < E; j++) g[dst + j] += d[src + j];
+      }
+    }
+  }
+
+  /** BERT/ELECTRA count positions from 0; RoBERTa from padding_idx + 1 over real tokens only. */
+  private positionIds(b: Batch): Int32Array {
+    const out = new Int32Array(b.batch * b.seq);
+    const roberta = this.config.family === 'roberta';
+    for (let i = 0; i < b.batch; i++) {
+      let count = 0;
+      for (let t = 0; t < b.seq; t++) {
+        const k = i * b.seq + t;
+        if (!roberta) out[k] = t;
+        else out[k] = b.attentionMask[k] > 0 ? this.config.padTokenId + ++count : this.config.padTokenId;
+      }
+    }
+    return out;
+  }
+}

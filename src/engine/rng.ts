@@ -1,0 +1,106 @@
+/**
+ * xoshiro128** seeded with splitmix32: fast, 32-bit, and its state (four words) fits in a checkpoint.
+ * tfjs's randomUniform runs in JavaScript on every backend and cannot be checkpointed, so every random
+ * draw in childtune (dropout, masks, shuffles, initialisation) comes from here.
+ */
+export class Rng {
+  private s = new Uint32Array(4);
+
+  constructor(seed: number | readonly number[]) {
+    if (typeof seed === 'number') {
+      let x = seed >>> 0;
+      for (let i = 0; i < 4; i++) {
+        x = (x + 0x9e3779b9) >>> 0;
+        let z = x;
+        z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
+        z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
+        this.s[i] = (z ^ (z >>> 16)) >>> 0;
+      }
+      if (this.s.every((v) => v === 0)) this.s[0] = 1;
+    } else this.s.set(seed);
+  }
+
+  /** A child generator whose stream is independent of this one's future draws. */
+  fork(salt: number): Rng {
+    return new Rng((this.nextU32() ^ Math.imul(salt + 1, 0x9e3779b1)) >>> 0);
+  }
+
+  get state(): number[] {
+    return [...this.s];
+  }
+
+  nextU32(): number {
+    const s = this.s;
+    const result = Math.imul(rotl(Math.imul(s[1], 5), 7), 9) >>> 0;
+    const t = s[1] << 9;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 11);
+    return result;
+  }
+
+  /** Uniform in [0, 1). */
+  next(): number {
+    return this.nextU32() / 4294967296;
+  }
+
+  /** Standard normal (Box-Muller). */
+  normal(): number {
+    const u = 1 - this.next();
+    return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * this.next());
+  }
+
+  /** Integer in [0, n). */
+  int(n: number): number {
+    return Math.floor(this.next() * n);
+  }
+
+  shuffle<T>(items: T[]): T[] {
+    for (let i = items.length - 1; i > 0; i--) {
+      const j = this.int(i + 1);
+      [items[i], items[j]] = [items[j], items[i]];
+    }
+    return items;
+  }
+
+  /** k distinct integers from [0, n), in random order (partial Fisher-Yates). */
+  sample(n: number, k: number): number[] {
+    const pool = Array.from({ length: n }, (_, i) => i);
+    for (let i = 0; i < k; i++) {
+      const j = i + this.int(n - i);
+      [pool[i], pool[j]] = [pool[j], pool[i]];
+    }
+    return pool.slice(0, k);
+  }
+
+  /**
+   * Child-Tuning-F in place: each element is kept with probability p and scaled by 1/p, else zeroed.
+   * Compares raw 32-bit draws to a threshold, so no float is made per element.
+   */
+  bernoulliScaleInPlace(values: Float32Array, p: number): number {
+    const threshold = Math.min(4294967296, Math.round(p * 4294967296));
+    const scale = 1 / p;
+    let kept = 0;
+    for (let i = 0; i < values.length; i++) {
+      if (this.nextU32() < threshold) {
+        values[i] *= scale;
+        kept++;
+      } else values[i] = 0;
+    }
+    return kept;
+  }
+
+  /** Dropout keep-mask already scaled: 1/(1-rate) where kept, 0 elsewhere. */
+  dropoutMask(size: number, rate: number): Float32Array {
+    const out = new Float32Array(size);
+    const threshold = Math.round((1 - rate) * 4294967296);
+    const scale = 1 / (1 - rate);
+    for (let i = 0; i < size; i++) out[i] = this.nextU32() < threshold ? scale : 0;
+    return out;
+  }
+}
+
+const rotl = (x: number, k: number) => (x << k) | (x >>> (32 - k));

@@ -1,0 +1,130 @@
+import fs from 'node:fs';
+
+export class SafetensorsError extends Error {
+  constructor(readonly file: string, message: string) {
+    super(`${file}: ${message}`);
+  }
+}
+
+export interface TensorInfo {
+  dtype: 'F32' | 'F16' | 'BF16';
+  shape: number[];
+  /** Values as float32, whatever the stored dtype. */
+  data: Float32Array;
+}
+
+const BYTES = { F32: 4, F16: 2, BF16: 2 } as const;
+/** Bounds that keep a hostile header from making us allocate without limit. */
+export const SAFETENSORS_LIMITS = { headerBytes: 100 << 20, tensors: 100_000, rank: 8 } as const;
+
+/** Reads a safetensors file, checking every header field against the file before touching data. */
+export function readSafetensors(file: string): Map<string, TensorInfo> {
+  let buf: Buffer;
+  try {
+    buf = fs.readFileSync(file);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new SafetensorsError(file, code === 'ENOENT' ? 'file not found' : `cannot read (${(e as Error).message})`);
+  }
+  return parseSafetensors(buf, file);
+}
+
+export function parseSafetensors(buf: Uint8Array, file = '<buffer>'): Map<string, TensorInfo> {
+  if (buf.length < 8) throw new SafetensorsError(file, `file is ${buf.length} bytes; too short for a safetensors header (truncated?)`);
+  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  const headerLength = Number(view.getBigUint64(0, true));
+  if (headerLength > SAFETENSORS_LIMITS.headerBytes || 8 + headerLength > buf.length) {
+    throw new SafetensorsError(file, `header claims ${headerLength} bytes but the file has ${buf.length - 8} after the length field (truncated or not safetensors)`);
+  }
+  let header: Record<string, unknown>;
+  try {
+    header = JSON.parse(Buffer.from(buf.buffer, buf.byteOffset + 8, headerLength).toString('utf8'));
+  } catch (e) {
+    throw new SafetensorsError(file, `header is not valid JSON (${(e as Error).message})`);
+  }
+  if (!header || typeof header !== 'object' || Array.isArray(header)) throw new SafetensorsError(file, 'header must be a JSON object');
+  const dataStart = 8 + headerLength;
+  const dataLength = buf.length - dataStart;
+  const entries = Object.entries(header).filter(([k]) => k !== '__metadata__');
+  if (entries.length > SAFETENSORS_LIMITS.tensors) throw new SafetensorsError(file, `header lists ${entries.length} tensors (limit ${SAFETENSORS_LIMITS.tensors})`);
+  const spans: [number, number, string][] = [];
+  const out = new Map<string, TensorInfo>();
+  for (const [name, raw] of entries) {
+    const info = raw as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
+    if (!info || typeof info !== 'object') throw new SafetensorsError(file, `tensor '${name}': entry is not an object`);
+    if (info.dtype !== 'F32' && info.dtype !== 'F16' && info.dtype !== 'BF16') throw new SafetensorsError(file, `tensor '${name}': dtype ${JSON.stringify(info.dtype)} is not supported (F32, F16, BF16)`);
+    const shape = info.shape;
+    if (!Array.isArray(shape) || shape.length > SAFETENSORS_LIMITS.rank || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+      throw new SafetensorsError(file, `tensor '${name}': shape ${JSON.stringify(shape)} is not a list of at most ${SAFETENSORS_LIMITS.rank} non-negative integers`);
+    }
+    const offsets = info.data_offsets;
+    if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isSafeInteger(o) && o >= 0) || offsets[0] > offsets[1]) {
+      throw new SafetensorsError(file, `tensor '${name}': data_offsets ${JSON.stringify(offsets)} must be [begin, end] with begin <= end`);
+    }
+    const elements = shape.reduce((a: number, b: number) => a * b, 1);
+    const bytes = elements * BYTES[info.dtype];
+    if (offsets[1] - offsets[0] !== bytes) throw new SafetensorsError(file, `tensor '${name}': shape ${JSON.stringify(shape)} needs ${bytes} bytes but its offsets span ${offsets[1] - offsets[0]}`);
+    if (offsets[1] > dataLength) throw new SafetensorsError(file, `tensor '${name}': data ends at byte ${offsets[1]} but the file holds ${dataLength} (truncated mid-tensor)`);
+    spans.push([offsets[0], offsets[1], name]);
+    out.set(name, { dtype: info.dtype, shape, data: decode(buf, dataStart + offsets[0], elements, info.dtype) });
+  }
+  spans.sort((a, b) => a[0] - b[0]);
+  for (let i = 1; i < spans.length; i++) {
+    if (spans[i][0] < spans[i - 1][1]) throw new SafetensorsError(file, `tensors '${spans[i - 1][2]}' and '${spans[i][2]}' overlap`);
+  }
+  return out;
+}
+
+function decode(buf: Uint8Array, offset: number, n: number, dtype: TensorInfo['dtype']): Float32Array {
+  if (dtype === 'F32') {
+    const copy = new Float32Array(n);
+    new Uint8Array(copy.buffer).set(buf.subarray(offset, offset + 4 * n));
+    return copy;
+  }
+  const out = new Float32Array(n);
+  const view = new DataView(buf.buffer, buf.byteOffset + offset, 2 * n);
+  const u32 = new Uint32Array(1);
+  const f32 = new Float32Array(u32.buffer);
+  for (let i = 0; i < n; i++) {
+    const h = view.getUint16(2 * i, true);
+    if (dtype === 'BF16') {
+      u32[0] = h << 16;
+      out[i] = f32[0];
+    } else out[i] = halfToFloat(h);
+  }
+  return out;
+}
+
+function halfToFloat(h: number): number {
+  const s = h & 0x8000 ? -1 : 1;
+  const e = (h >> 10) & 0x1f;
+  const f = h & 0x3ff;
+  if (e === 0) return s * 2 ** -14 * (f / 1024);
+  if (e === 31) return f ? NaN : s * Infinity;
+  return s * 2 ** (e - 15) * (1 + f / 1024);
+}
+
+/** Serialises float32 tensors (sorted by name, 8-byte aligned header) in the layout Hugging Face writes. */
+export function encodeSafetensors(tensors: Map<string, { shape: number[]; data: Float32Array }>, metadata: Record<string, string> = { format: 'pt' }): Buffer {
+  const names = [...tensors.keys()].sort();
+  const header: Record<string, unknown> = { __metadata__: metadata };
+  let offset = 0;
+  for (const n of names) {
+    const t = tensors.get(n)!;
+    header[n] = { dtype: 'F32', shape: t.shape, data_offsets: [offset, offset + t.data.byteLength] };
+    offset += t.data.byteLength;
+  }
+  let json = JSON.stringify(header);
+  json += ' '.repeat((8 - (json.length % 8)) % 8);
+  const headerBytes = Buffer.from(json, 'utf8');
+  const out = Buffer.alloc(8 + headerBytes.length + offset);
+  out.writeBigUInt64LE(BigInt(headerBytes.length), 0);
+  headerBytes.copy(out, 8);
+  let at = 8 + headerBytes.length;
+  for (const n of names) {
+    const d = tensors.get(n)!.data;
+    Buffer.from(d.buffer, d.byteOffset, d.byteLength).copy(out, at);
+    at += d.byteLength;
+  }
+  return out;
+}

@@ -1,0 +1,52 @@
+/** The kinds of stage a plan is made of, in the order data flows through them. */
+export const STAGE_KINDS = ['load-model', 'load-dataset', 'subsample', 'tokenize', 'fisher', 'train', 'evaluate', 'transfer-eval', 'report'] as const;
+export type StageKind = (typeof STAGE_KINDS)[number];
+
+/** Stages whose output is written to the cache directory under `<kind>/<hash>/`. */
+export const CACHED_STAGES: ReadonlySet<StageKind> = new Set(['fisher']);
+
+export interface MemoryEstimate {
+  weights: number;
+  gradients: number;
+  adam: number;
+  fisher: number;
+  mask: number;
+  activations: number;
+  total: number;
+}
+
+export interface Stage {
+  /** `kind:hash12`; equal ids are the same work and run once. */
+  id: string;
+  kind: StageKind;
+  hash: string;
+  deps: string[];
+  /** Human summary, e.g. 'glue/rte train (1000 of 2490)'. */
+  label: string;
+  /** Exactly the inputs that determine the output (what is hashed). */
+  inputs: Record<string, unknown>;
+  /** Trials that use this stage. */
+  trials: number[];
+  cached: boolean | null;
+  work?: { examples: number; epochs: number; steps: number };
+  memory?: MemoryEstimate;
+}
+
+export interface PlannedTrial {
+  index: number;
+  overrides: Record<string, unknown>;
+  /** Hash of the trial's resolved recipe minus fields that cannot change results. */
+  recipeHash: string;
+  train: string;
+  evaluate: string;
+  fisher?: string;
+  transfers: string[];
+}
+
+export interface Plan {
+  planVersion: 1;
+  recipeFile: string;
+  stages: Stage[];
+  trials: PlannedTrial[];
+  report: string;
+}

@@ -1,0 +1,94 @@
+import { isAlias, isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, type Node } from 'yaml';
+import { diagnostic, pointerOf, type Diagnostic, type SourceLocation } from './diagnostics.js';
+
+/** Recipes are data: bounded in size and depth, no tags that construct objects, few aliases. */
+export const LIMITS = { bytes: 1 << 20, depth: 32, aliases: 64 } as const;
+
+const PLAIN_TAGS = new Set([
+  'tag:yaml.org,2002:str', 'tag:yaml.org,2002:int', 'tag:yaml.org,2002:float', 'tag:yaml.org,2002:bool',
+  'tag:yaml.org,2002:null', 'tag:yaml.org,2002:map', 'tag:yaml.org,2002:seq',
+]);
+
+/** Where each JSON pointer of a parsed document came from. */
+export type SourceMap = Map<string, SourceLocation>;
+
+export interface ParsedFile {
+  value: unknown;
+  sources: SourceMap;
+  diagnostics: Diagnostic[];
+}
+
+/** Parses one YAML recipe file into plain JSON data plus a pointer-to-position map. Never throws. */
+export function parseRecipeText(text: string, file: string): ParsedFile {
+  const diagnostics: Diagnostic[] = [];
+  const sources: SourceMap = new Map();
+  const at = (line: number, column: number): SourceLocation => ({ file, line, column });
+  if (Buffer.byteLength(text) > LIMITS.bytes) {
+    diagnostics.push(diagnostic('CT0003', `recipe is ${Buffer.byteLength(text)} bytes; the limit is ${LIMITS.bytes}`, '', { location: at(1, 1), notes: ['Recipes describe experiments; put data in data files.'] }));
+    return { value: undefined, sources, diagnostics };
+  }
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: false, strict: true, customTags: [], version: '1.2' });
+  const locate = (offset: number) => {
+    const { line, col } = lines.linePos(offset);
+    return at(line, col);
+  };
+  for (const e of [...doc.errors, ...doc.warnings]) {
+    const message = e.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '');
+    diagnostics.push(diagnostic('CT0001', message, '', { location: locate(e.pos[0]), notes: ['Fix the YAML syntax at this position.'] }));
+  }
+  if (diagnostics.length) return { value: undefined, sources, diagnostics };
+
+  let aliases = 0;
+  const walk = (node: Node | null | undefined, path: (string | number)[]): void => {
+    if (!node) return;
+    const pointer = pointerOf(path);
+    if (node.range && !sources.has(pointer)) sources.set(pointer, locate(node.range[0]));
+    if (path.length > LIMITS.depth) {
+      diagnostics.push(diagnostic('CT0004', `recipe nests deeper than ${LIMITS.depth} levels`, pointer, { location: sources.get(pointer) }));
+      throw new DepthExceeded();
+    }
+    if (isAlias(node)) {
+      if (++aliases > LIMITS.aliases) diagnostics.push(diagnostic('CT0003', `more than ${LIMITS.aliases} YAML aliases`, pointer, { location: sources.get(pointer) }));
+      return;
+    }
+    if (node.tag && !PLAIN_TAGS.has(node.tag)) {
+      diagnostics.push(diagnostic('CT0002', `YAML tag '${node.tag}' is not allowed: recipes are plain data`, pointer, {
+        location: sources.get(pointer), notes: ['Remove the tag; write the value as a plain string, number, list or mapping.'],
+      }));
+    }
+    if (isMap(node)) {
+      for (const pair of node.items) {
+        if (!isPair(pair)) continue;
+        const keyNode = pair.key as Node | null;
+        const key = isScalar(keyNode) ? String(keyNode.value) : String(keyNode);
+        const childPath = [...path, key];
+        // Key positions are more useful than value positions for unknown-key diagnostics.
+        if (keyNode?.range) sources.set(pointerOf(childPath), locate(keyNode.range[0]));
+        walk(pair.value as Node, childPath);
+      }
+    } else if (isSeq(node)) {
+      node.items.forEach((item, i) => walk(item as Node, [...path, i]));
+    }
+  };
+  try {
+    walk(doc.contents as Node, []);
+  } catch (e) {
+    if (!(e instanceof DepthExceeded)) throw e;
+  }
+  if (diagnostics.length) return { value: undefined, sources, diagnostics };
+  let value: unknown;
+  try {
+    value = doc.toJS({ maxAliasCount: LIMITS.aliases });
+  } catch (e) {
+    diagnostics.push(diagnostic('CT0003', (e as Error).message, '', { location: at(1, 1) }));
+    return { value: undefined, sources, diagnostics };
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    diagnostics.push(diagnostic('CT0005', 'a recipe must be a YAML mapping (key: value lines)', '', { location: at(1, 1), notes: ['Start from `childtune init`.'] }));
+    return { value: undefined, sources, diagnostics };
+  }
+  return { value, sources, diagnostics };
+}
+
+class DepthExceeded extends Error {}

@@ -1,0 +1,170 @@
+import { createRequire } from 'node:module';
+import Ajv2020, { type ErrorObject } from 'ajv/dist/2020.js';
+import { diagnostic, pointerOf, segmentsOf, type Diagnostic } from './diagnostics.js';
+import type { SourceMap } from './parse.js';
+import { closest } from './suggest.js';
+import type { Recipe } from './types.generated.js';
+
+const require = createRequire(import.meta.url);
+export const recipeSchema: JsonSchema = require('../../../schema/recipe.schema.json');
+export const SUPPORTED_VERSIONS = [1] as const;
+
+export interface JsonSchema {
+  $ref?: string;
+  type?: string | string[];
+  enum?: unknown[];
+  const?: unknown;
+  default?: unknown;
+  description?: string;
+  properties?: Record<string, JsonSchema>;
+  additionalProperties?: boolean | JsonSchema;
+  items?: JsonSchema;
+  prefixItems?: JsonSchema[];
+  required?: string[];
+  $defs?: Record<string, JsonSchema>;
+  [k: string]: unknown;
+}
+
+const ajv = new (Ajv2020 as unknown as typeof Ajv2020.default)({ allErrors: true, useDefaults: true, strict: false });
+const validateFn = ajv.compile(recipeSchema);
+
+/** Follows $ref within the recipe schema. */
+export function deref(node: JsonSchema | undefined): JsonSchema | undefined {
+  let n = node;
+  while (n?.$ref) {
+    const extra = { ...n };
+    delete extra.$ref;
+    n = { ...recipeSchema.$defs![n.$ref.replace('#/$defs/', '')], ...extra };
+  }
+  return n;
+}
+
+/** The schema node at a path of recipe keys, or undefined when the schema has no such path. */
+export function schemaAt(segments: readonly string[]): JsonSchema | undefined {
+  let node = deref(recipeSchema);
+  for (const seg of segments) {
+    if (!node) return undefined;
+    if (node.properties && seg in node.properties) node = deref(node.properties[seg]);
+    else if (node.prefixItems && /^\d+$/.test(seg)) node = deref(node.prefixItems[Number(seg)]);
+    else if (node.items && /^\d+$/.test(seg)) node = deref(node.items);
+    else if (typeof node.additionalProperties === 'object') node = deref(node.additionalProperties);
+    else return undefined;
+  }
+  return node;
+}
+
+/** Keys the schema allows at a path (for did-you-mean). */
+export const keysAt = (segments: readonly string[]) => Object.keys(schemaAt(segments)?.properties ?? {});
+
+export interface SchemaResult {
+  recipe?: Recipe;
+  diagnostics: Diagnostic[];
+}
+
+/** Validates composed recipe data against the schema, fills defaults, and maps every error to a diagnostic. */
+export function validateAgainstSchema(data: unknown, sources: SourceMap): SchemaResult {
+  const copy = structuredClone(data);
+  const ok = validateFn(copy);
+  if (ok) return { recipe: copy as unknown as Recipe, diagnostics: [] };
+  const diagnostics = toDiagnostics(validateFn.errors ?? [], copy, sources);
+  return { diagnostics };
+}
+
+function locate(sources: SourceMap, pointer: string) {
+  let p = pointer;
+  for (;;) {
+    const loc = sources.get(p);
+    if (loc || p === '') return loc;
+    p = p.slice(0, p.lastIndexOf('/'));
+  }
+}
+
+function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'a list';
+  if (typeof value === 'object') return 'a mapping';
+  return `${typeof value} ${JSON.stringify(value)}`;
+}
+
+function valueAt(data: unknown, pointer: string): unknown {
+  let v: any = data;
+  for (const s of segmentsOf(pointer)) v = v?.[s];
+  return v;
+}
+
+function toDiagnostics(errors: ErrorObject[], data: unknown, sources: SourceMap): Diagnostic[] {
+  const out: Diagnostic[] = [];
+  const seen = new Set<string>();
+  const unknownKeyFixes = new Set<string>(); // "pointer|key" of missing keys already explained by a misspelling
+  const push = (d: Diagnostic) => {
+    const id = `${d.code}|${d.pointer}|${d.message}`;
+    if (!seen.has(id)) {
+      seen.add(id);
+      out.push(d);
+    }
+  };
+  for (const e of errors) {
+    if (e.keyword !== 'additionalProperties') continue;
+    const key = (e.params as { additionalProperty: string }).additionalProperty;
+    const parent = segmentsOf(e.instancePath);
+    const pointer = pointerOf([...parent, key]);
+    const suggestion = closest(key, keysAt(parent));
+    if (suggestion) unknownKeyFixes.add(`${e.instancePath}|${suggestion}`);
+    const where = parent.length ? `in '${parent.join('.')}'` : 'at the top level';
+    push(diagnostic('CT0102', `unknown key '${key}' ${where}`, pointer, {
+      location: locate(sources, pointer),
+      suggestion,
+      notes: [`allowed keys: ${keysAt(parent).join(', ')}`],
+    }));
+  }
+  for (const e of errors) {
+    const pointer = e.instancePath;
+    const location = locate(sources, pointer);
+    const dotted = segmentsOf(pointer).join('.') || 'recipe';
+    const actual = valueAt(data, pointer);
+    switch (e.keyword) {
+      case 'additionalProperties':
+        break;
+      case 'required': {
+        const key = (e.params as { missingProperty: string }).missingProperty;
+        if (unknownKeyFixes.has(`${pointer}|${key}`)) break;
+        const node = schemaAt([...segmentsOf(pointer), key]);
+        push(diagnostic('CT0103', `missing required key '${key}' in ${dotted}`, pointerOf([...segmentsOf(pointer), key]), {
+          location, notes: node?.description ? [`${key}: ${node.description}`] : undefined,
+        }));
+        break;
+      }
+      case 'const':
+      case 'enum': {
+        const allowed = e.keyword === 'const' ? [(e.params as { allowedValue: unknown }).allowedValue] : (e.params as { allowedValues: unknown[] }).allowedValues;
+        if (pointer === '/version') {
+          push(diagnostic('CT0101', `unsupported recipe version ${JSON.stringify(actual)}`, pointer, {
+            location, notes: [`supported versions: ${SUPPORTED_VERSIONS.join(', ')}`, 'Write `version: 1` at the top of the recipe.'],
+          }));
+          break;
+        }
+        const suggestion = typeof actual === 'string' ? closest(actual, allowed.map(String)) : undefined;
+        push(diagnostic('CT0105', `${dotted} is ${describe(actual)}; expected one of ${allowed.map((a) => JSON.stringify(a)).join(', ')}`, pointer, { location, suggestion }));
+        break;
+      }
+      case 'type':
+        push(diagnostic('CT0104', `${dotted} is ${describe(actual)}; expected ${String((e.params as { type: string }).type).replace(',', ' or ')}`, pointer, { location }));
+        break;
+      case 'minimum':
+      case 'maximum':
+      case 'exclusiveMinimum':
+      case 'exclusiveMaximum': {
+        const { comparison, limit } = e.params as { comparison: string; limit: number };
+        push(diagnostic('CT0106', `${dotted} is ${JSON.stringify(actual)}; it must be ${comparison} ${limit}`, pointer, { location }));
+        break;
+      }
+      case 'if':
+      case 'anyOf':
+      case 'oneOf':
+        break;
+      default:
+        push(diagnostic('CT0107', `${dotted} ${e.message ?? 'is invalid'}`, pointer, { location }));
+    }
+  }
+  return out;
+}

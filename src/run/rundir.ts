@@ -1,0 +1,59 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { writeAtomic } from '../engine/checkpoint.js';
+import { RunError } from './errors.js';
+
+/** A run directory owned by this process (run.lock holds the pid) whose files are written atomically. */
+export class RunDir {
+  private constructor(readonly dir: string) {}
+
+  /** Creates a fresh directory under `parent`; never reuses one another run may be writing. */
+  static create(parent: string, name: string): RunDir {
+    fs.mkdirSync(parent, { recursive: true });
+    const stamp = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
+    for (let i = 0; ; i++) {
+      const dir = path.join(parent, `${name}-${stamp}${i ? `-${i}` : ''}`);
+      try {
+        fs.mkdirSync(dir);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'EEXIST') continue;
+        throw new RunError(`cannot create run directory ${dir}: ${(e as Error).message}`, 'Check runtime.output_dir and free disk space.');
+      }
+      const run = new RunDir(dir);
+      run.lock();
+      return run;
+    }
+  }
+
+  private lock() {
+    const file = path.join(this.dir, 'run.lock');
+    try {
+      fs.writeFileSync(file, `${process.pid}\n`, { flag: 'wx' });
+    } catch {
+      const pid = Number(fs.readFileSync(file, 'utf8'));
+      const alive = (() => { try { process.kill(pid, 0); return true; } catch { return false; } })();
+      throw new RunError(alive ? `${this.dir} is in use by process ${pid}` : `${this.dir} has a stale lock from dead process ${pid}`, alive ? 'Wait for it, or use another output directory.' : `Remove ${file} if no run is using the directory.`);
+    }
+  }
+
+  unlock() {
+    fs.rmSync(path.join(this.dir, 'run.lock'), { force: true });
+  }
+
+  path(...parts: string[]) {
+    return path.join(this.dir, ...parts);
+  }
+
+  writeJson(name: string, value: unknown) {
+    writeAtomic(this.path(name), JSON.stringify(value, null, 2) + '\n');
+  }
+
+  writeText(name: string, text: string) {
+    writeAtomic(this.path(name), text);
+  }
+
+  /** One complete line per call: a crash loses at most the line being written. */
+  appendJsonl(name: string, value: unknown) {
+    fs.appendFileSync(this.path(name), JSON.stringify(value) + '\n');
+  }
+}
