@@ -35,7 +35,10 @@ export function parseRecipeText(text: string, file: string): ParsedFile {
   };
   for (const e of [...doc.errors, ...doc.warnings]) {
     const message = e.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '');
-    diagnostics.push(diagnostic('CT0001', message, '', { location: locate(e.pos[0]), notes: ['Fix the YAML syntax at this position.'] }));
+    const tag = message.startsWith('Unresolved tag');
+    diagnostics.push(tag
+      ? diagnostic('CT0002', `YAML tag '${message.replace(/^Unresolved tag: /, '')}' is not allowed: recipes are plain data`, '', { location: locate(e.pos[0]), notes: ['Remove the tag; write the value as a plain string, number, list or mapping.'] })
+      : diagnostic('CT0001', message, '', { location: locate(e.pos[0]), notes: ['Fix the YAML syntax at this position.'] }));
   }
   if (diagnostics.length) return { value: undefined, sources, diagnostics };
 
