@@ -151,6 +151,7 @@ function interpolate(layer: Layer, env: Readonly<Record<string, string | undefin
       const v = env[name];
       if (v !== undefined && v !== '') return v;
       if (fallback !== undefined) return fallback;
+      layer.userPaths.add(pointer); // already reported: no second, misleading 'outside the root' error
       diagnostics.push(diagnostic('CT0205', `environment variable ${name} is not set`, pointer, {
         location: layer.sources.get(pointer), notes: [`Set it (export ${name}=...), give a default as \${${name}:-value}, or override with --set ${segs.join('.')}=...`],
       }));
