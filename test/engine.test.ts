@@ -237,3 +237,30 @@ describe('tokenizers', () => {
     assert.deepEqual(enc.tokens, ['[CLS]', 'one', 'two', 'three', '[SEP]', 'alpha', 'beta', '[SEP]']);
   });
 });
+
+describe('families and tokenizer files', () => {
+  for (const family of ['roberta', 'electra'] as const) {
+    test(`${family}: model init writes a checkpoint that loads by Hugging Face names and predicts`, async () => {
+      await selectBackend('wasm');
+      const { initModelCommand } = await import('../src/engine/model-init.js');
+      const dir = path.join(tmpProject(), family);
+      initModelCommand({ family, size: 'tiny', vocab: path.join(RANDOM, 'vocab.txt'), labels: 3, seed: 1, out: dir });
+      const header = readSafetensors(path.join(dir, 'model.safetensors'));
+      assert.ok(header.has(`${family}.encoder.layer.1.attention.self.query.weight`) && header.has('classifier.out_proj.weight'));
+      const { model, notes } = loadPretrained(dir, { numLabels: 3, seed: 0 });
+      assert.deepEqual(notes, []);
+      const enc = loadTokenizer(dir).encode('a test', 'pair', 16);
+      assert.equal(model.predict(batchOf([enc], enc.inputIds.length)).logits.length, 3);
+      model.dispose();
+    });
+  }
+
+  test('tokenizer.json (WordPiece) tokenizes exactly as the equivalent vocab.txt', () => {
+    const dir = tmpProject();
+    const vocab = fs.readFileSync(path.join(RANDOM, 'vocab.txt'), 'utf8').split('\n').filter((l, i, a) => i < a.length - 1 || l);
+    write(dir, 'tokenizer.json', JSON.stringify({ normalizer: { lowercase: true }, model: { type: 'WordPiece', continuing_subword_prefix: '##', vocab: Object.fromEntries(vocab.map((t, i) => [t, i])) } }));
+    const fromJson = loadTokenizer(dir);
+    const fromTxt = loadTokenizer(RANDOM);
+    for (const c of reference.cases) assert.deepEqual(fromJson.encode(c.text_a, c.text_b ?? undefined, 32), fromTxt.encode(c.text_a, c.text_b ?? undefined, 32));
+  });
+});

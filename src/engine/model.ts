@@ -194,7 +194,7 @@ export class EncoderClassifier {
 
     const ids = tf.tensor1d(b.inputIds, 'int32');
     const positions = tf.tensor1d(this.positionIds(b), 'int32');
-    const types = tf.tensor1d(b.tokenTypeIds, 'int32');
+    const types = tf.tensor1d(this.typeIds(b), 'int32');
     const emb = tf.add(tf.add(tf.gather(this.p(`${pre}embeddings.word_embeddings.weight`), ids), tf.gather(this.p(`${pre}embeddings.position_embeddings.weight`), positions)), tf.gather(this.p(`${pre}embeddings.token_type_embeddings.weight`), types)) as T2;
     const ln0 = layerNorm(emb, this.p(`${pre}embeddings.LayerNorm.weight`), this.p(`${pre}embeddings.LayerNorm.bias`), c.layerNormEps);
     const m0 = mask([B * T, c.embeddingSize], drop?.hidden ?? 0);
@@ -328,7 +328,7 @@ export class EncoderClassifier {
     const tables: [string, Int32Array][] = [
       [`${pre}embeddings.word_embeddings.weight`, b.inputIds],
       [`${pre}embeddings.position_embeddings.weight`, positions],
-      [`${pre}embeddings.token_type_embeddings.weight`, b.tokenTypeIds],
+      [`${pre}embeddings.token_type_embeddings.weight`, this.typeIds(b)],
     ];
     for (const [name, rows] of tables) {
       const g = grads[this.indexOf(name)];
@@ -339,6 +339,11 @@ export class EncoderClassifier {
         for (let j = 0; j < E; j++) g[dst + j] += d[src + j];
       }
     }
+  }
+
+  /** Models with one token type (RoBERTa) read every segment as type 0. */
+  private typeIds(b: Batch): Int32Array {
+    return this.config.typeVocabSize > 1 ? b.tokenTypeIds : new Int32Array(b.tokenTypeIds.length);
   }
 
   /** BERT/ELECTRA count positions from 0; RoBERTa from padding_idx + 1 over real tokens only. */

@@ -128,7 +128,7 @@ export async function executeTrial(plan: Plan, trial: PlannedTrial, recipe: Reci
   model.dispose();
   const results = {
     trial: trial.index, overrides: trial.overrides, task: recipe.dataset.task, strategy: recipe.strategy.kind, reserve_p: recipe.strategy.reserve_p ?? null,
-    seed: recipe.training.seed, backend: backend.name, metrics: final, epochs: result.epochs, best_epoch: result.bestEpoch, steps: result.steps,
+    seed: recipe.training.seed, backend: backend.name, backend_skipped: backend.skipped, metrics: final, epochs: result.epochs, best_epoch: result.bestEpoch, steps: result.steps,
     skipped_steps: result.skippedSteps, final_loss: result.finalLoss, transfer, durations_s: durations,
     hashes: { recipe: trial.recipeHash, train: stageOf(trial.train).hash, fisher: trial.fisher ? stageOf(trial.fisher).hash : null },
   };
