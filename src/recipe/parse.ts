@@ -37,7 +37,7 @@ export function parseRecipeText(text: string, file: string): ParsedFile {
     const message = e.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '');
     const tag = message.startsWith('Unresolved tag');
     diagnostics.push(tag
-      ? diagnostic('CT0002', `YAML tag '${message.replace(/^Unresolved tag: /, '')}' is not allowed: recipes are plain data`, '', { location: locate(e.pos[0]), notes: ['Remove the tag; write the value as a plain string, number, list or mapping.'] })
+      ? tagNotAllowed(message.replace(/^Unresolved tag: /, ''), '', locate(e.pos[0]))
       : diagnostic('CT0001', message, '', { location: locate(e.pos[0]), notes: ['Fix the YAML syntax at this position.'] }));
   }
   if (diagnostics.length) return { value: undefined, sources, diagnostics };
@@ -56,9 +56,7 @@ export function parseRecipeText(text: string, file: string): ParsedFile {
       return;
     }
     if (node.tag && !PLAIN_TAGS.has(node.tag)) {
-      diagnostics.push(diagnostic('CT0002', `YAML tag '${node.tag}' is not allowed: recipes are plain data`, pointer, {
-        location: sources.get(pointer), notes: ['Remove the tag; write the value as a plain string, number, list or mapping.'],
-      }));
+      diagnostics.push(tagNotAllowed(node.tag, pointer, sources.get(pointer)));
     }
     if (isMap(node)) {
       for (const pair of node.items) {
@@ -95,3 +93,8 @@ export function parseRecipeText(text: string, file: string): ParsedFile {
 }
 
 class DepthExceeded extends Error {}
+
+const tagNotAllowed = (tag: string, pointer: string, location?: SourceLocation) =>
+  diagnostic('CT0002', `YAML tag '${tag}' is not allowed: recipes are plain data`, pointer, {
+    location, notes: ['Remove the tag; write the value as a plain string, number, list or mapping.'],
+  });

@@ -3,7 +3,7 @@ import type { GradientHook } from '../engine/optimizer.js';
 import type { ParamSpec } from '../engine/params.js';
 import { Rng } from '../engine/rng.js';
 import type { Recipe } from '../recipe/types.generated.js';
-import { getBit } from './bitset.js';
+import { getBit, popcount } from './bitset.js';
 
 export type Scope = 'all' | 'encoder';
 export const inScope = (spec: ParamSpec, scope: Scope) => scope === 'all' || spec.group === 'encoder';
@@ -61,9 +61,7 @@ export function childTuningD(masks: (Uint8Array | undefined)[], maskWeightDecay:
         const bits = masks[i];
         if (!bits) return [s.name, 1];
         const n = s.shape.reduce((a, b) => a * b, 1);
-        let c = 0;
-        for (let j = 0; j < n; j++) c += getBit(bits, j);
-        return [s.name, c / n];
+        return [s.name, popcount(bits, n) / n];
       })),
   };
 }
