@@ -61,11 +61,18 @@ export async function main(argv: string[], io: Io = { out: (t) => process.stdout
     io.out(opts.json ? JSON.stringify(compiled.plan, null, 2) : formatPlan(compiled.plan));
   });
 
-  recipeOptions(program.command('run').description('validate, plan and execute a recipe'))
+  program
+    .command('run')
+    .description('validate, plan and execute a recipe (or continue one with --resume)')
+    .argument('[recipe]', 'recipe YAML file (optional with --resume)')
+    .option('--set <path=value>', 'override a recipe field (repeatable)', collect, [])
+    .option('--allow-path <dir>', 'let recipe paths point into this directory too (repeatable)', collect, [])
+    .option('--json', 'machine-readable output')
     .option('--trial <k>', 'run only trial K of the recipe (or of a sweep lock file)', (v) => Number.parseInt(v, 10))
     .option('--resume <dir>', 'continue an interrupted run from its last checkpoint')
     .option('--quiet', 'no progress output')
-    .action(async (file: string, opts) => {
+    .action(async (file: string | undefined, opts) => {
+      if (!file && !opts.resume) throw new UserError('run needs a recipe file, or --resume RUN_DIR', 'Example: childtune run recipes/quickstart.yaml', 2);
       const { runCommand } = await import('../run/command.js');
       code = await runCommand(file, opts, io);
     });

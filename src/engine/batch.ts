@@ -16,3 +16,9 @@ export function batchOf(encodings: readonly (Pick<Encoding, 'inputIds' | 'tokenT
   });
   return b;
 }
+
+/** Rows [lo, hi) of a batch, padded to the same length. */
+export function sliceBatch(b: Batch, lo: number, hi: number): Batch {
+  const s = b.seq;
+  return { batch: hi - lo, seq: s, inputIds: b.inputIds.slice(lo * s, hi * s), tokenTypeIds: b.tokenTypeIds.slice(lo * s, hi * s), attentionMask: b.attentionMask.slice(lo * s, hi * s), labels: b.labels.slice(lo, hi) };
+}

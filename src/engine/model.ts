@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { ModelConfig } from './config.js';
 import { internalShape, paramSpecs, prefixOf, sizeOf, type ParamSpec } from './params.js';
+import { batchMatMul, columnSum, embeddingSum } from './kernels.js';
 import type { Rng } from './rng.js';
 
 /** A padded batch, row-major [batch, seq]. */
@@ -29,7 +30,7 @@ const dense = (x: T2, w: tf.Tensor, b: tf.Tensor) => tf.add(tf.matMul(x, w as T2
 
 /** Backward of dense: explicit transposes, because transposed matMul is 10-15x slower on wasm and cpu. */
 function denseBack(x: T2, w: tf.Tensor, dy: T2) {
-  return { dw: tf.matMul(tf.transpose(x), dy), db: tf.sum(dy, 0), dx: tf.matMul(dy, tf.transpose(w as T2)) as T2 };
+  return { dw: tf.matMul(tf.transpose(x), dy), db: columnSum(dy), dx: tf.matMul(dy, tf.transpose(w as T2)) as T2 };
 }
 
 function layerNorm(x: T2, g: tf.Tensor, b: tf.Tensor, eps: number) {
@@ -43,27 +44,33 @@ function layerNorm(x: T2, g: tf.Tensor, b: tf.Tensor, eps: number) {
 function layerNormBack(dy: T2, g: tf.Tensor, cache: { xhat: T2; rstd: tf.Tensor }) {
   const dxhat = tf.mul(dy, g);
   const dx = tf.mul(cache.rstd, tf.sub(tf.sub(dxhat, tf.mean(dxhat, -1, true)), tf.mul(cache.xhat, tf.mean(tf.mul(dxhat, cache.xhat), -1, true)))) as T2;
-  return { dx, dg: tf.sum(tf.mul(dy, cache.xhat), 0), db: tf.sum(dy, 0) };
+  return { dx, dg: columnSum(tf.mul(dy, cache.xhat) as T2), db: columnSum(dy) };
 }
 
-function activation(kind: ModelConfig['activation'] | 'tanh', x: T2): T2 {
+type Activation = ModelConfig['activation'] | 'tanh';
+/** y, plus for erf-GELU the normal CDF, kept so the backward pass does not evaluate erf again. */
+type Activated = { y: T2; cdf?: tf.Tensor };
+
+function activation(kind: Activation, x: T2): Activated {
   switch (kind) {
-    case 'gelu':
-      return tf.mul(tf.mul(x, 0.5), tf.add(tf.erf(tf.mul(x, SQRT1_2)), 1)) as T2;
+    case 'gelu': {
+      const cdf = tf.mul(tf.add(tf.erf(tf.mul(x, SQRT1_2)), 1), 0.5);
+      return { y: tf.mul(x, cdf) as T2, cdf };
+    }
     case 'gelu_new':
-      return tf.mul(tf.mul(x, 0.5), tf.add(tf.tanh(tf.mul(tf.add(x, tf.mul(tf.pow(x, 3), 0.044715)), Math.sqrt(2 / Math.PI))), 1)) as T2;
+      return { y: tf.mul(tf.mul(x, 0.5), tf.add(tf.tanh(tf.mul(tf.add(x, tf.mul(tf.pow(x, 3), 0.044715)), Math.sqrt(2 / Math.PI))), 1)) as T2 };
     case 'relu':
-      return tf.relu(x);
+      return { y: tf.relu(x) };
     case 'tanh':
-      return tf.tanh(x);
+      return { y: tf.tanh(x) };
   }
 }
 
-/** d activation / dx, given the input x and output y. */
-function activationGrad(kind: ModelConfig['activation'] | 'tanh', x: T2, y: T2): tf.Tensor {
+/** d activation / dx, given the input x and the forward result. */
+function activationGrad(kind: Activation, x: T2, { y, cdf }: Activated): tf.Tensor {
   switch (kind) {
     case 'gelu':
-      return tf.add(tf.mul(tf.add(tf.erf(tf.mul(x, SQRT1_2)), 1), 0.5), tf.mul(x, tf.mul(tf.exp(tf.mul(tf.square(x), -0.5)), INV_SQRT_2PI)));
+      return tf.add(cdf!, tf.mul(x, tf.mul(tf.exp(tf.mul(tf.square(x), -0.5)), INV_SQRT_2PI)));
     case 'gelu_new': {
       const c = Math.sqrt(2 / Math.PI);
       const t = tf.tanh(tf.mul(tf.add(x, tf.mul(tf.pow(x, 3), 0.044715)), c));
@@ -86,9 +93,11 @@ function activationGrad(kind: ModelConfig['activation'] | 'tanh', x: T2, y: T2):
 export class EncoderClassifier {
   readonly specs: ParamSpec[];
   readonly values: Float32Array[];
-  private tensors: tf.Tensor[] | undefined;
+  /** Device copies of the weights, made on first use after each change (embedding tables are never uploaded). */
+  private tensors: (tf.Tensor | undefined)[] = [];
   private readonly index = new Map<string, number>();
   readonly regression: boolean;
+  private lastRows: { batch: Batch; tables: [string, Int32Array][] } | undefined;
 
   constructor(readonly config: ModelConfig, readonly numLabels: number, values?: Float32Array[]) {
     this.specs = paramSpecs(config, numLabels);
@@ -110,22 +119,18 @@ export class EncoderClassifier {
 
   /** Call after changing `values` so the next step sees them. */
   markDirty() {
-    if (this.tensors) tf.dispose(this.tensors);
-    this.tensors = undefined;
+    for (const t of this.tensors) t?.dispose();
+    this.tensors = [];
   }
 
   dispose() {
     this.markDirty();
   }
 
-  private weights(): tf.Tensor[] {
-    // Kept: the first call happens inside a step's tidy, which would otherwise dispose the weights.
-    this.tensors ??= this.specs.map((s, i) => tf.keep(tf.tensor(this.values[i], internalShape(s))));
-    return this.tensors;
-  }
-
   private p(name: string): tf.Tensor {
-    return this.weights()[this.indexOf(name)];
+    const i = this.indexOf(name);
+    // Kept: the first use happens inside a step's tidy, which would otherwise dispose the weight.
+    return (this.tensors[i] ??= tf.keep(tf.tensor(this.values[i], internalShape(this.specs[i]))));
   }
 
   /** Forward pass only (dropout off): scores, and the last hidden state for inspection. */
@@ -192,10 +197,7 @@ export class EncoderClassifier {
     const mask = (shape: number[], rate: number) => (drop && rate > 0 ? tf.tensor(drop.rng.dropoutMask(shape.reduce((x, y) => x * y, 1), rate), shape) : null);
     const applyDrop = (x: T2, m: tf.Tensor | null) => (m ? (tf.mul(x, m) as T2) : x);
 
-    const ids = tf.tensor1d(b.inputIds, 'int32');
-    const positions = tf.tensor1d(this.positionIds(b), 'int32');
-    const types = tf.tensor1d(this.typeIds(b), 'int32');
-    const emb = tf.add(tf.add(tf.gather(this.p(`${pre}embeddings.word_embeddings.weight`), ids), tf.gather(this.p(`${pre}embeddings.position_embeddings.weight`), positions)), tf.gather(this.p(`${pre}embeddings.token_type_embeddings.weight`), types)) as T2;
+    const emb = tf.tensor2d(embeddingSum(this.embeddingTables(b).map(([name, rows]) => ({ values: this.values[this.indexOf(name)], rows })), c.embeddingSize, B * T), [B * T, c.embeddingSize]);
     const ln0 = layerNorm(emb, this.p(`${pre}embeddings.LayerNorm.weight`), this.p(`${pre}embeddings.LayerNorm.bias`), c.layerNormEps);
     const m0 = mask([B * T, c.embeddingSize], drop?.hidden ?? 0);
     let x = applyDrop(ln0.y, m0);
@@ -207,29 +209,29 @@ export class EncoderClassifier {
     for (let l = 0; l < c.numLayers; l++) {
       const L = `${pre}encoder.layer.${l}`;
       const input = x;
-      const heads = (t: T2, perm: number[]) => tf.reshape(tf.transpose(tf.reshape(t, [B, T, A, D]), perm), perm[2] === 3 ? [B * A, D, T] : [B * A, T, D]) as tf.Tensor3D;
+      const heads = (t: T2, perm: number[]) => tf.reshape(tf.transpose(tf.reshape(t, [B, T, A, D]), perm), [B * A, T, D]) as tf.Tensor3D;
       const q = heads(dense(x, this.p(`${L}.attention.self.query.weight`), this.p(`${L}.attention.self.query.bias`)), [0, 2, 1, 3]);
-      const kT = heads(dense(x, this.p(`${L}.attention.self.key.weight`), this.p(`${L}.attention.self.key.bias`)), [0, 2, 3, 1]);
+      const k = heads(dense(x, this.p(`${L}.attention.self.key.weight`), this.p(`${L}.attention.self.key.bias`)), [0, 2, 1, 3]);
       const v = heads(dense(x, this.p(`${L}.attention.self.value.weight`), this.p(`${L}.attention.self.value.bias`)), [0, 2, 1, 3]);
-      const scores = tf.add(tf.reshape(tf.mul(tf.matMul(q, kT), 1 / Math.sqrt(D)), [B, A, T, T]), bias);
+      const scores = tf.add(tf.reshape(tf.mul(batchMatMul(q, k, false, true), 1 / Math.sqrt(D)), [B, A, T, T]), bias);
       const probs = tf.softmax(scores);
       const pm = mask([B, A, T, T], drop?.attention ?? 0);
       const probsDropped = tf.reshape(pm ? tf.mul(probs, pm) : probs, [B * A, T, T]) as tf.Tensor3D;
-      const ctx = tf.reshape(tf.transpose(tf.reshape(tf.matMul(probsDropped, v), [B, A, T, D]), [0, 2, 1, 3]), [B * T, H]) as T2;
+      const ctx = tf.reshape(tf.transpose(tf.reshape(batchMatMul(probsDropped, v), [B, A, T, D]), [0, 2, 1, 3]), [B * T, H]) as T2;
       const attnOut = dense(ctx, this.p(`${L}.attention.output.dense.weight`), this.p(`${L}.attention.output.dense.bias`));
       const m1 = mask([B * T, H], drop?.hidden ?? 0);
       const ln1 = layerNorm(tf.add(applyDrop(attnOut, m1), input) as T2, this.p(`${L}.attention.output.LayerNorm.weight`), this.p(`${L}.attention.output.LayerNorm.bias`), c.layerNormEps);
       const inter = dense(ln1.y, this.p(`${L}.intermediate.dense.weight`), this.p(`${L}.intermediate.dense.bias`));
       const act = activation(c.activation, inter);
-      const out = dense(act, this.p(`${L}.output.dense.weight`), this.p(`${L}.output.dense.bias`));
+      const out = dense(act.y, this.p(`${L}.output.dense.weight`), this.p(`${L}.output.dense.bias`));
       const m2 = mask([B * T, H], drop?.hidden ?? 0);
       const ln2 = layerNorm(tf.add(applyDrop(out, m2), ln1.y) as T2, this.p(`${L}.output.LayerNorm.weight`), this.p(`${L}.output.LayerNorm.bias`), c.layerNormEps);
-      layers.push({ input, q, kT, v, probs, pm, probsDropped, ctx, m1, ln1, inter, act, m2, ln2 });
+      layers.push({ input, q, k, v, probs, pm, probsDropped, ctx, m1, ln1, inter, act, m2, ln2 });
       x = ln2.y;
     }
     const cls = tf.reshape(tf.slice(tf.reshape(x, [B, T, H]), [0, 0, 0], [B, 1, H]), [B, H]) as T2;
     const head = this.headForward(cls, (shape) => mask(shape, drop?.hidden ?? 0), applyDrop);
-    return { ids, emb, ln0, m0, embOut, layers, hidden: x, cls, ...head };
+    return { emb, ln0, m0, embOut, layers, hidden: x, cls, ...head };
   }
 
   /** BERT: tanh pooler, dropout, linear. RoBERTa/ELECTRA: dropout, dense, tanh/gelu, dropout, out_proj. */
@@ -242,11 +244,12 @@ export class EncoderClassifier {
     const mPre = bert ? null : mask([B, c.hiddenSize]);
     const headIn = applyDrop(cls, mPre);
     const z = dense(headIn, this.p(`${names.dense}.weight`), this.p(`${names.dense}.bias`));
-    const pooled = activation(act, z);
+    const activated = activation(act, z);
+    const pooled = activated.y;
     const mPost = mask([B, c.hiddenSize]);
     const dropped = applyDrop(pooled, mPost);
     const logits = dense(dropped, this.p(`${names.out}.weight`), this.p(`${names.out}.bias`));
-    return { names, act, mPre, headIn, z, pooled, mPost, dropped, logits };
+    return { names, act, mPre, headIn, z, activated, pooled, mPost, dropped, logits };
   }
 
   /** Returns [param index, grad tensor] pairs; index -1 holds the gradient at the embedding sum (scattered in JS). */
@@ -268,7 +271,7 @@ export class EncoderClassifier {
     // Head.
     const out = denseBack(f.dropped, this.p(`${f.names.out}.weight`), dlogits);
     putDense(f.names.out, out);
-    const dz = tf.mul(mul(out.dx, f.mPost), activationGrad(f.act, f.z, f.pooled)) as T2;
+    const dz = tf.mul(mul(out.dx, f.mPost), activationGrad(f.act, f.z, f.activated)) as T2;
     const hd = denseBack(f.headIn, this.p(`${f.names.dense}.weight`), dz);
     putDense(f.names.dense, hd);
     const dcls = mul(hd.dx, f.mPre);
@@ -280,7 +283,7 @@ export class EncoderClassifier {
       const ln2 = layerNormBack(dx, this.p(`${L}.output.LayerNorm.weight`), s.ln2);
       put(`${L}.output.LayerNorm.weight`, ln2.dg);
       put(`${L}.output.LayerNorm.bias`, ln2.db);
-      const o = denseBack(s.act, this.p(`${L}.output.dense.weight`), mul(ln2.dx, s.m2));
+      const o = denseBack(s.act.y, this.p(`${L}.output.dense.weight`), mul(ln2.dx, s.m2));
       putDense(`${L}.output.dense`, o);
       const dInter = tf.mul(o.dx, activationGrad(c.activation, s.inter, s.act)) as T2;
       const i = denseBack(s.ln1.y, this.p(`${L}.intermediate.dense.weight`), dInter);
@@ -292,12 +295,12 @@ export class EncoderClassifier {
       putDense(`${L}.attention.output.dense`, ao);
       // Attention: every product below is a plain batched matMul of explicitly transposed operands.
       const dctx = tf.reshape(tf.transpose(tf.reshape(ao.dx, [B, T, A, D]), [0, 2, 1, 3]), [B * A, T, D]) as tf.Tensor3D;
-      const dv = tf.matMul(tf.transpose(s.probsDropped, [0, 2, 1]), dctx);
-      let dprobs = tf.reshape(tf.matMul(dctx, tf.transpose(s.v, [0, 2, 1])), [B, A, T, T]);
+      const dv = batchMatMul(s.probsDropped, dctx, true);
+      let dprobs = tf.reshape(batchMatMul(dctx, s.v, false, true), [B, A, T, T]);
       if (s.pm) dprobs = tf.mul(dprobs, s.pm);
       const dscores = tf.reshape(tf.mul(tf.mul(s.probs, tf.sub(dprobs, tf.sum(tf.mul(dprobs, s.probs), -1, true))), 1 / Math.sqrt(D)), [B * A, T, T]) as tf.Tensor3D;
-      const dq = tf.matMul(dscores, tf.transpose(s.kT, [0, 2, 1]));
-      const dk = tf.matMul(tf.transpose(dscores, [0, 2, 1]), s.q);
+      const dq = batchMatMul(dscores, s.k);
+      const dk = batchMatMul(dscores, s.q, true);
       const merge = (t: tf.Tensor) => tf.reshape(tf.transpose(tf.reshape(t, [B, A, T, D]), [0, 2, 1, 3]), [B * T, H]) as T2;
       const gq = denseBack(s.input, this.p(`${L}.attention.self.query.weight`), merge(dq));
       const gk = denseBack(s.input, this.p(`${L}.attention.self.key.weight`), merge(dk));
@@ -321,16 +324,9 @@ export class EncoderClassifier {
 
   /** Scatter-adds the embedding-sum gradient into the three tables (the gather gradient, done in JS). */
   private embeddingGrads(b: Batch, demb: tf.Tensor, grads: Float32Array[]) {
-    const pre = prefixOf(this.config);
     const E = this.config.embeddingSize;
     const d = demb.dataSync() as Float32Array;
-    const positions = this.positionIds(b);
-    const tables: [string, Int32Array][] = [
-      [`${pre}embeddings.word_embeddings.weight`, b.inputIds],
-      [`${pre}embeddings.position_embeddings.weight`, positions],
-      [`${pre}embeddings.token_type_embeddings.weight`, this.typeIds(b)],
-    ];
-    for (const [name, rows] of tables) {
+    for (const [name, rows] of this.embeddingTables(b)) {
       const g = grads[this.indexOf(name)];
       g.fill(0);
       for (let t = 0; t < rows.length; t++) {
@@ -339,6 +335,22 @@ export class EncoderClassifier {
         for (let j = 0; j < E; j++) g[dst + j] += d[src + j];
       }
     }
+  }
+
+  /** The three embedding tables and the row each token reads, cached per batch (forward and backward share it). */
+  private embeddingTables(b: Batch): [string, Int32Array][] {
+    if (this.lastRows?.batch !== b) {
+      const pre = prefixOf(this.config);
+      this.lastRows = {
+        batch: b,
+        tables: [
+          [`${pre}embeddings.word_embeddings.weight`, b.inputIds],
+          [`${pre}embeddings.position_embeddings.weight`, this.positionIds(b)],
+          [`${pre}embeddings.token_type_embeddings.weight`, this.typeIds(b)],
+        ],
+      };
+    }
+    return this.lastRows.tables;
   }
 
   /** Models with one token type (RoBERTa) read every segment as type 0. */

@@ -8,12 +8,12 @@ export interface AdamWSettings {
 }
 
 /**
- * Rewrites a parameter's gradient in place before the Adam moments see it (the Child-Tuning hook).
- * `decayMask`, when given, limits weight decay to the elements whose bit is set.
+ * The Child-Tuning hook: masks grad[lo, hi) of one tensor in place before the Adam moments see it (returns
+ * how many elements it kept), and says which elements weight decay may touch (undefined: all of them).
  */
-export interface GradientHook {
-  maskGradient(index: number, grad: Float32Array, spec: ParamSpec): void;
-  decayMask?(index: number): Uint8Array | undefined;
+export interface GradientMask {
+  mask(index: number, grad: Float32Array, lo: number, hi: number, step: number): number;
+  decayBits(index: number): Uint8Array | undefined;
 }
 
 /** Sum of squares over every gradient, then one scale if the norm exceeds maxNorm (torch's clip_grad_norm_). */
@@ -21,18 +21,50 @@ export function clipGlobalNorm(grads: Float32Array[], maxNorm: number): number {
   let sq = 0;
   for (const g of grads) for (let i = 0; i < g.length; i++) sq += g[i] * g[i];
   const norm = Math.sqrt(sq);
-  if (maxNorm > 0) {
-    const coef = maxNorm / (norm + 1e-6);
-    if (coef < 1) for (const g of grads) for (let i = 0; i < g.length; i++) g[i] *= coef;
-  }
+  const coef = clipCoefficient(norm, maxNorm);
+  if (coef < 1) for (const g of grads) for (let i = 0; i < g.length; i++) g[i] *= coef;
   return norm;
 }
 
+/** torch's clip_grad_norm_ factor: maxNorm / (norm + 1e-6) when that is below 1, else 1 (0 turns clipping off). */
+export const clipCoefficient = (norm: number, maxNorm: number) => (maxNorm > 0 ? Math.min(1, maxNorm / (norm + 1e-6)) : 1);
+
+/** What one AdamW step needs besides the arrays: bias-corrected step size and decay for this step. */
+export interface AdamWStep {
+  stepSize: number;
+  decay: number;
+  b1: number;
+  b2: number;
+  eps: number;
+}
+
+export function adamwStep(s: AdamWSettings, step: number, lr: number): AdamWStep {
+  const [b1, b2] = s.betas;
+  return { stepSize: (lr * Math.sqrt(1 - b2 ** step)) / (1 - b1 ** step), decay: lr * s.weightDecay, b1, b2, eps: s.eps };
+}
+
 /**
- * AdamW as the Child-Tuning reference (ChildTuningAdamW, after Hugging Face's AdamW): the gradient hook runs
- * first, then bias-corrected moments, p -= lr_t * m / (sqrt(v) + eps), then decoupled decay p -= lr * wd * p
- * on the updated weights, skipped for biases and LayerNorm parameters.
+ * AdamW as the Child-Tuning reference (ChildTuningAdamW, after Hugging Face's AdamW) over p[lo, hi): the
+ * gradient has already been masked; bias-corrected moments, p -= step_size * m / (sqrt(v) + eps), then
+ * decoupled decay p -= lr * wd * p on the updated weights (callers pass decay 0 for biases and LayerNorm),
+ * limited to the elements whose bit is set when `decayBits` is given.
  */
+export function adamwRange(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, lo: number, hi: number, a: AdamWStep, decayBits?: Uint8Array) {
+  const { stepSize, b1, b2, eps, decay } = a;
+  for (let j = lo; j < hi; j++) {
+    const gj = g[j];
+    const mj = (m[j] = b1 * m[j] + (1 - b1) * gj);
+    const vj = (v[j] = b2 * v[j] + (1 - b2) * gj * gj);
+    p[j] -= (stepSize * mj) / (Math.sqrt(vj) + eps);
+  }
+  if (decay > 0) {
+    if (decayBits) {
+      for (let j = lo; j < hi; j++) if ((decayBits[j >> 3] >> (j & 7)) & 1) p[j] -= decay * p[j];
+    } else for (let j = lo; j < hi; j++) p[j] -= decay * p[j];
+  }
+}
+
+/** AdamW over whole tensors on one thread (the data-parallel trainer runs adamwRange per thread instead). */
 export class AdamW {
   readonly m: Float32Array[];
   readonly v: Float32Array[];
@@ -43,30 +75,13 @@ export class AdamW {
     this.v = this.m.map((m) => new Float32Array(m.length));
   }
 
-  update(values: Float32Array[], grads: Float32Array[], lr: number, hook?: GradientHook) {
+  update(values: Float32Array[], grads: Float32Array[], lr: number, hook?: GradientMask) {
     this.step++;
-    const [b1, b2] = this.s.betas;
-    const stepSize = (lr * Math.sqrt(1 - b2 ** this.step)) / (1 - b1 ** this.step);
-    const decay = lr * this.s.weightDecay;
+    const a = adamwStep(this.s, this.step, lr);
+    const noDecay = { ...a, decay: 0 };
     for (let i = 0; i < values.length; i++) {
-      const g = grads[i];
-      hook?.maskGradient(i, g, this.specs[i]);
-      const p = values[i];
-      const m = this.m[i];
-      const v = this.v[i];
-      const eps = this.s.eps;
-      for (let j = 0; j < p.length; j++) {
-        const gj = g[j];
-        const mj = (m[j] = b1 * m[j] + (1 - b1) * gj);
-        const vj = (v[j] = b2 * v[j] + (1 - b2) * gj * gj);
-        p[j] -= (stepSize * mj) / (Math.sqrt(vj) + eps);
-      }
-      if (decay > 0 && this.specs[i].decay) {
-        const bits = hook?.decayMask?.(i);
-        if (bits) {
-          for (let j = 0; j < p.length; j++) if ((bits[j >> 3] >> (j & 7)) & 1) p[j] -= decay * p[j];
-        } else for (let j = 0; j < p.length; j++) p[j] -= decay * p[j];
-      }
+      hook?.mask(i, grads[i], 0, grads[i].length, this.step);
+      adamwRange(values[i], grads[i], this.m[i], this.v[i], 0, values[i].length, this.specs[i].decay ? a : noDecay, hook?.decayBits(i));
     }
   }
 }

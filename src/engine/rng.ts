@@ -77,18 +77,31 @@ export class Rng {
   }
 
   /**
-   * Child-Tuning-F in place: each element is kept with probability p and scaled by 1/p, else zeroed.
-   * Compares raw 32-bit draws to a threshold, so no float is made per element.
+   * Child-Tuning-F in place over values[lo, hi): each element is kept with probability p and scaled, else
+   * zeroed. Each 32-bit draw decides two elements (16 bits each), so p is resolved to 1/65536; the scale is
+   * 1 / (that resolved probability), which keeps the masked gradient exactly unbiased. Returns the kept count.
    */
-  bernoulliScaleInPlace(values: Float32Array, p: number): number {
-    const threshold = Math.min(4294967296, Math.round(p * 4294967296));
-    const scale = 1 / p;
+  bernoulliScaleRange(values: Float32Array, lo: number, hi: number, p: number): number {
+    const threshold = Math.min(65536, Math.max(1, Math.round(p * 65536)));
+    const scale = 65536 / threshold;
     let kept = 0;
-    for (let i = 0; i < values.length; i++) {
-      if (this.nextU32() < threshold) {
-        values[i] *= scale;
+    let j = lo;
+    for (; j + 1 < hi; j += 2) {
+      const r = this.nextU32();
+      if ((r & 0xffff) < threshold) {
+        values[j] *= scale;
         kept++;
-      } else values[i] = 0;
+      } else values[j] = 0;
+      if (r >>> 16 < threshold) {
+        values[j + 1] *= scale;
+        kept++;
+      } else values[j + 1] = 0;
+    }
+    if (j < hi) {
+      if ((this.nextU32() & 0xffff) < threshold) {
+        values[j] *= scale;
+        kept++;
+      } else values[j] = 0;
     }
     return kept;
   }
@@ -104,3 +117,19 @@ export class Rng {
 }
 
 const rotl = (x: number, k: number) => (x << k) | (x >>> (32 - k));
+
+/**
+ * A seed for an independent stream named by integers (for example seed, step, tensor, chunk). Deriving
+ * streams this way, instead of carrying generators along, means no generator state has to be checkpointed
+ * and the streams do not depend on which thread draws them.
+ */
+export function streamSeed(...parts: number[]): number {
+  let h = 0x811c9dc5;
+  for (const part of parts) {
+    h = Math.imul(h ^ (part >>> 0), 0x01000193);
+    h ^= h >>> 15;
+    h = Math.imul(h, 0x85ebca6b);
+    h ^= h >>> 13;
+  }
+  return h >>> 0;
+}

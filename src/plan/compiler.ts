@@ -22,7 +22,7 @@ export const resolvedFisher = (r: Recipe): ResolvedFisher => ({ estimator: 'batc
 export const numLabelsOf = (d: Dataset) => taskSpecOf(d).labels?.length ?? 1;
 
 /** Fields that never change a result: excluded from every hash. */
-const volatile = (r: Recipe) => {
+export const volatile = (r: Recipe) => {
   const { runtime, training, name, sweep, ...rest } = r;
   const { log_every, checkpoint_every, ...trainingRest } = training;
   return { ...rest, training: trainingRest, runtime: { backend: runtime.backend } };

@@ -1,8 +1,11 @@
 import path from 'node:path';
 import cliProgress from 'cli-progress';
-import { compilePlan } from '../plan/compiler.js';
+import { parse } from 'yaml';
+import { compilePlan, volatile } from '../plan/compiler.js';
+import type { Recipe } from '../recipe/types.generated.js';
 import { loadRecipe } from '../recipe/index.js';
 import { formatDiagnostics } from '../recipe/format.js';
+import { latestCheckpoint } from './checkpoint.js';
 import { executeTrial, type Reporter } from './executor.js';
 import { RunError } from './errors.js';
 import { RunDir } from './rundir.js';
@@ -43,39 +46,81 @@ function reporter(io: Io, quiet: boolean, prefix: string): Reporter {
   };
 }
 
+/** How a run directory was made, so `--resume DIR` can rebuild the same plan without the command line. */
+interface Invocation {
+  recipe: string;
+  set: string[];
+  allow_path: string[];
+  trial: number;
+  recipe_hash: string;
+}
+
+interface RunOptions {
+  set: string[];
+  allowPath: string[];
+  json?: boolean;
+  trial?: number;
+  quiet?: boolean;
+  resume?: string;
+}
+
 /** `childtune run`: validate, plan, then execute each trial (or just --trial K) into its own run directory. */
-export async function runCommand(file: string, opts: { set: string[]; allowPath: string[]; json?: boolean; trial?: number; quiet?: boolean }, io: Io): Promise<number> {
-  const loaded = loadRecipe(file, { sets: opts.set, allowedRoots: opts.allowPath });
-  const compiled = compilePlan(loaded, path.resolve(file));
-  if (!compiled.plan) {
-    io.err(formatDiagnostics(compiled.diagnostics));
-    return 1;
-  }
-  const plan = compiled.plan;
-  let trials = plan.trials;
-  if (opts.trial !== undefined) {
-    trials = trials.filter((t) => t.index === opts.trial);
-    if (!trials.length) throw new RunError(`no trial ${opts.trial}: the recipe has trials 0..${plan.trials.length - 1}`);
-  }
-  const summaries = [];
-  for (const trial of trials) {
-    const recipe = compiled.recipes[trial.index];
-    const name = (recipe.name ?? `${recipe.dataset.task.replace('/', '-')}-${recipe.strategy.kind}`) + (plan.trials.length > 1 ? `-t${trial.index}` : '');
-    const run = RunDir.create(recipe.runtime.output_dir, name);
-    const prefix = plan.trials.length > 1 ? `[trial ${trial.index}] ` : '';
-    io.err(`${prefix}run directory: ${run.dir}`);
-    try {
-      const results = await executeTrial(plan, trial, recipe, run, reporter(io, !!opts.quiet, prefix));
-      summaries.push({ dir: run.dir, ...results });
-      io.err(`${prefix}final: ${Object.entries(results.metrics).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(', ')}`);
-    } catch (e) {
-      run.writeJson('error.json', { stage: e instanceof RunError ? e.stage ?? null : null, message: (e as Error).message, hint: (e as { hint?: string }).hint ?? null, at: new Date().toISOString() });
-      throw e;
-    } finally {
-      run.unlock();
+export async function runCommand(file: string | undefined, opts: RunOptions, io: Io): Promise<number> {
+  const resumed = opts.resume ? RunDir.open(opts.resume) : undefined;
+  try {
+    const invocation = resumed?.readJson<Invocation>('invocation.json');
+    if (resumed?.exists('results.json')) {
+      io.err(`${resumed.dir} already finished (results.json exists); nothing to resume`);
+      return 0;
     }
+    const recipeFile = file ?? invocation?.recipe;
+    if (!recipeFile) throw new RunError('run needs a recipe file, or --resume RUN_DIR');
+    const sets = file ? opts.set : invocation?.set ?? [];
+    const allowPath = file ? opts.allowPath : invocation?.allow_path ?? [];
+    const loaded = loadRecipe(recipeFile, { sets, allowedRoots: allowPath });
+    const compiled = compilePlan(loaded, path.resolve(recipeFile));
+    if (!compiled.plan) {
+      io.err(formatDiagnostics(compiled.diagnostics));
+      return 1;
+    }
+    const plan = compiled.plan;
+    const only = invocation?.trial ?? opts.trial;
+    const trials = only === undefined ? plan.trials : plan.trials.filter((t) => t.index === only);
+    if (!trials.length) throw new RunError(`no trial ${only}: the recipe has trials 0..${plan.trials.length - 1}`);
+    if (resumed && invocation && trials[0].recipeHash !== invocation.recipe_hash) {
+      const before = volatile(parse(resumed.readText('recipe.resolved.yaml')) as Recipe);
+      throw new RunError(`cannot resume ${resumed.dir}: the recipe's run-defining fields changed: ${diffPaths(before, volatile(compiled.recipes[trials[0].index])).join(', ')}`, 'Resume with the recipe the run was started with, or start a new run.');
+    }
+    const summaries = [];
+    for (const trial of trials) {
+      const recipe = compiled.recipes[trial.index];
+      const name = (recipe.name ?? `${recipe.dataset.task.replace('/', '-')}-${recipe.strategy.kind}`) + (plan.trials.length > 1 ? `-t${trial.index}` : '');
+      const run = resumed ?? RunDir.create(recipe.runtime.output_dir, name);
+      if (!resumed) run.writeJson('invocation.json', { recipe: path.resolve(recipeFile), set: sets, allow_path: allowPath.map((p) => path.resolve(p)), trial: trial.index, recipe_hash: trial.recipeHash } satisfies Invocation);
+      const prefix = plan.trials.length > 1 ? `[trial ${trial.index}] ` : '';
+      io.err(`${prefix}run directory: ${run.dir}`);
+      try {
+        const results = await executeTrial(plan, trial, recipe, run, reporter(io, !!opts.quiet, prefix), { resume: !!resumed });
+        summaries.push({ dir: run.dir, ...results });
+        io.err(`${prefix}final: ${Object.entries(results.metrics).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(', ')}`);
+      } catch (e) {
+        run.writeJson('error.json', { stage: e instanceof RunError ? e.stage ?? null : null, message: (e as Error).message, hint: (e as { hint?: string }).hint ?? null, last_checkpoint: latestCheckpoint(run.dir) ?? null, at: new Date().toISOString() });
+        throw e;
+      } finally {
+        if (run !== resumed) run.unlock();
+      }
+    }
+    if (opts.json) io.out(JSON.stringify(summaries, null, 2));
+    else for (const s of summaries) io.out(`${s.dir}: ${Object.entries(s.metrics).map(([k, v]) => `${k}=${v.toFixed(4)}`).join(' ')}`);
+    return 0;
+  } finally {
+    resumed?.unlock();
   }
-  if (opts.json) io.out(JSON.stringify(summaries, null, 2));
-  else for (const s of summaries) io.out(`${s.dir}: ${Object.entries(s.metrics).map(([k, v]) => `${k}=${v.toFixed(4)}`).join(' ')}`);
-  return 0;
+}
+
+/** Dotted paths at which two plain values differ. */
+export function diffPaths(a: unknown, b: unknown, at = ''): string[] {
+  const isObject = (x: unknown): x is Record<string, unknown> => !!x && typeof x === 'object' && !Array.isArray(x);
+  if (isObject(a) && isObject(b)) return [...new Set([...Object.keys(a), ...Object.keys(b)])].sort().flatMap((k) => diffPaths(a[k], b[k], at ? `${at}.${k}` : k));
+  return JSON.stringify(a) === JSON.stringify(b) ? [] : [at || '(root)'];
 }

@@ -1,17 +1,17 @@
 import { computeMetrics } from '../data/metrics.js';
 import type { Metric } from '../data/tasks.js';
 import { batchOf } from '../engine/batch.js';
-import type { EncoderClassifier } from '../engine/model.js';
 import type { Encoding } from '../engine/tokenizer.js';
+import type { DataParallel } from './parallel.js';
 
 /** Predictions for a list of encodings: class indices (argmax) or regression scores. */
-export function predict(model: EncoderClassifier, encodings: Encoding[], batchSize: number, padId: number): number[] {
+export async function predict(parallel: DataParallel, numLabels: number, encodings: Encoding[], batchSize: number, padId: number): Promise<number[]> {
   const out: number[] = [];
+  const C = numLabels;
   for (let start = 0; start < encodings.length; start += batchSize) {
     const encs = encodings.slice(start, start + batchSize);
     const seq = Math.max(...encs.map((e) => e.inputIds.length));
-    const { logits } = model.predict(batchOf(encs, seq, undefined, padId));
-    const C = model.numLabels;
+    const logits = await parallel.infer('predict', batchOf(encs, seq, undefined, padId));
     for (let i = 0; i < encs.length; i++) {
       if (C === 1) out.push(logits[i]);
       else {
@@ -24,9 +24,8 @@ export function predict(model: EncoderClassifier, encodings: Encoding[], batchSi
   return out;
 }
 
-export function evaluate(model: EncoderClassifier, data: { encodings: Encoding[]; labels: number[] }, metrics: readonly Metric[], batchSize: number, padId: number, labelMap?: (pred: number) => number, goldMap?: (gold: number) => number) {
-  let pred = predict(model, data.encodings, batchSize, padId);
+export async function evaluate(parallel: DataParallel, numLabels: number, data: { encodings: Encoding[]; labels: number[] }, metrics: readonly Metric[], batchSize: number, padId: number, labelMap?: (pred: number) => number) {
+  let pred = await predict(parallel, numLabels, data.encodings, batchSize, padId);
   if (labelMap) pred = pred.map(labelMap);
-  const gold = goldMap ? data.labels.map(goldMap) : data.labels;
-  return computeMetrics(metrics, pred, gold);
+  return computeMetrics(metrics, pred, data.labels);
 }

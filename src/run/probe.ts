@@ -1,18 +1,17 @@
 import { computeMetrics } from '../data/metrics.js';
 import type { Metric } from '../data/tasks.js';
 import { batchOf } from '../engine/batch.js';
-import type { EncoderClassifier } from '../engine/model.js';
 import { Rng } from '../engine/rng.js';
 import type { Encoding } from '../engine/tokenizer.js';
 import type { PreparedSplit } from './data.js';
+import type { DataParallel } from './parallel.js';
 
 /** First-token features of the frozen encoder, computed once per split and reused across probe epochs. */
-function featuresOf(model: EncoderClassifier, encodings: Encoding[], padId: number, batchSize = 64): Float32Array[] {
+async function featuresOf(parallel: DataParallel, H: number, encodings: Encoding[], padId: number, batchSize = 64): Promise<Float32Array[]> {
   const out: Float32Array[] = [];
-  const H = model.config.hiddenSize;
   for (let start = 0; start < encodings.length; start += batchSize) {
     const encs = encodings.slice(start, start + batchSize);
-    const f = model.features(batchOf(encs, Math.max(...encs.map((e) => e.inputIds.length)), undefined, padId));
+    const f = await parallel.infer('features', batchOf(encs, Math.max(...encs.map((e) => e.inputIds.length)), undefined, padId));
     for (let i = 0; i < encs.length; i++) out.push(f.subarray(i * H, (i + 1) * H));
   }
   return out;
@@ -22,10 +21,9 @@ function featuresOf(model: EncoderClassifier, encodings: Encoding[], padId: numb
  * Task transfer: freeze the fine-tuned encoder and train a fresh linear head (softmax regression, or linear
  * regression for scores) on the target task with Adam, then evaluate it.
  */
-export function linearProbe(model: EncoderClassifier, train: PreparedSplit, dev: PreparedSplit, s: { epochs: number; lr: number; batch_size: number; seed: number }, padId: number, metrics: readonly Metric[]): Record<string, number> {
-  const H = model.config.hiddenSize;
+export async function linearProbe(parallel: DataParallel, H: number, train: PreparedSplit, dev: PreparedSplit, s: { epochs: number; lr: number; batch_size: number; seed: number }, padId: number, metrics: readonly Metric[]): Promise<Record<string, number>> {
   const C = train.spec.labels?.length ?? 1;
-  const xs = featuresOf(model, train.encodings, padId);
+  const xs = await featuresOf(parallel, H, train.encodings, padId);
   const W = new Float32Array(H * C);
   const b = new Float32Array(C);
   const rng = new Rng(s.seed);
@@ -72,7 +70,7 @@ export function linearProbe(model: EncoderClassifier, train: PreparedSplit, dev:
       }
     }
   }
-  const pred = featuresOf(model, dev.encodings, padId).map((x) => {
+  const pred = (await featuresOf(parallel, H, dev.encodings, padId)).map((x) => {
     const z = scores(x);
     return C === 1 ? z[0] : z.indexOf(Math.max(...z));
   });

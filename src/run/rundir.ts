@@ -25,6 +25,26 @@ export class RunDir {
     }
   }
 
+  /** Re-opens an existing run directory (to resume it), taking its lock. */
+  static open(dir: string): RunDir {
+    if (!fs.existsSync(path.join(dir, 'invocation.json'))) throw new RunError(`${dir} is not a childtune run directory (no invocation.json)`, 'Pass the directory that `childtune run` printed as "run directory".');
+    const run = new RunDir(dir);
+    run.lock();
+    return run;
+  }
+
+  readText(name: string): string {
+    return fs.readFileSync(this.path(name), 'utf8');
+  }
+
+  readJson<T>(name: string): T {
+    return JSON.parse(this.readText(name)) as T;
+  }
+
+  exists(name: string) {
+    return fs.existsSync(this.path(name));
+  }
+
   private lock() {
     const file = path.join(this.dir, 'run.lock');
     try {

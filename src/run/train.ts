@@ -1,14 +1,14 @@
 import type { Metric } from '../data/tasks.js';
 import { batchOf } from '../engine/batch.js';
 import type { EncoderClassifier } from '../engine/model.js';
-import { AdamW, clipGlobalNorm, learningRate } from '../engine/optimizer.js';
-import { sizeOf } from '../engine/params.js';
-import { Rng } from '../engine/rng.js';
+import { clipCoefficient, learningRate } from '../engine/optimizer.js';
+import { Rng, streamSeed } from '../engine/rng.js';
 import type { Recipe } from '../recipe/types.generated.js';
-import type { Strategy } from '../strategies/strategy.js';
+import { STREAMS, type Strategy } from '../strategies/strategy.js';
 import type { PreparedSplit } from './data.js';
 import { RunError } from './errors.js';
 import { evaluate } from './evaluate.js';
+import type { DataParallel } from './parallel.js';
 
 export interface LogEntry {
   kind: 'step' | 'eval';
@@ -21,6 +21,28 @@ export interface LogEntry {
   metrics?: Record<string, number>;
 }
 
+/**
+ * Everything the loop needs to continue exactly where it stopped, besides the weights and Adam moments.
+ * Random streams are derived from (seed, purpose, step or epoch), so no generator state is needed.
+ */
+export interface LoopState {
+  /** Steps taken, skipped ones included. */
+  step: number;
+  /** Epoch and batch position of the next step. */
+  epoch: number;
+  batch: number;
+  skipped: number;
+  lastLoss: number;
+  /** The loss-logging window in progress. */
+  window: { lossSum: number; lossCount: number; examples: number };
+  epochs: { epoch: number; metrics: Record<string, number> }[];
+  best: { epoch: number; score: number };
+  /** Lines of metrics.jsonl written when this state was taken. */
+  metricsLines: number;
+  /** Child-Tuning-F's kept counts per tensor so far (for mask-stats.json). */
+  kept: [number, number, number][];
+}
+
 export interface TrainResult {
   steps: number;
   skippedSteps: number;
@@ -28,80 +50,92 @@ export interface TrainResult {
   bestEpoch: number;
   finalLoss: number;
   seconds: number;
-  /** Weights of the best epoch when evaluation.checkpoint is 'best' (the model holds them on return). */
 }
 
 /** Number of optimizer steps a recipe's training takes over n examples. */
 export const totalSteps = (n: number, r: Recipe) => Math.ceil(Math.ceil(n / r.training.batch_size) * r.training.epochs);
 
+/** A checkpoint to continue from: loop state, plus the best epoch's weights when evaluation.checkpoint is 'best'. */
+export interface Resume {
+  state: LoopState;
+  bestValues?: Float32Array[];
+}
+
 /**
- * The fine-tuning loop: seeded shuffling per epoch, dynamic padding, forward/backward, global-norm clipping,
- * the strategy's gradient mask inside AdamW, linear warmup/decay, evaluation after each epoch.
- * Same recipe, seed and backend give bit-identical losses.
+ * The fine-tuning loop: seeded shuffling per epoch, dynamic padding, forward/backward on every thread,
+ * global-norm clipping, the strategy's mask inside AdamW, linear warmup/decay, evaluation after each epoch,
+ * and a checkpoint every `training.checkpoint_every` steps. Same recipe, seed, backend and thread count give
+ * bit-identical losses, whether or not the run was interrupted and resumed.
  */
-export function trainModel(o: {
-  recipe: Recipe; model: EncoderClassifier; strategy: Strategy; train: PreparedSplit; dev: PreparedSplit; padId: number; metrics: Metric[];
+export async function trainModel(o: {
+  recipe: Recipe; model: EncoderClassifier; parallel: DataParallel; strategy: Strategy; train: PreparedSplit; dev: PreparedSplit; padId: number; metrics: Metric[];
+  resume?: Resume;
   onLog?: (e: LogEntry) => void; onStep?: (step: number, total: number, loss: number, examplesPerSecond: number) => void;
-}): TrainResult {
-  const { recipe: r, model } = o;
+  onCheckpoint?: (state: LoopState, bestValues: Float32Array[] | undefined) => void;
+}): Promise<TrainResult> {
+  const { recipe: r, model, parallel } = o;
   const t = r.training;
   const n = o.train.encodings.length;
   const perEpoch = Math.ceil(n / t.batch_size);
   const total = totalSteps(n, r);
   const warmup = Math.floor(t.schedule.warmup_ratio * total);
-  const optimizer = new AdamW(model.specs, { lr: t.optimizer.lr, betas: t.optimizer.betas as [number, number], eps: t.optimizer.eps, weightDecay: t.optimizer.weight_decay });
-  const grads = model.specs.map((s) => new Float32Array(sizeOf(s)));
-  const root = new Rng(t.seed);
-  const orderRng = root.fork(1);
-  const dropoutRng = t.dropout ? root.fork(2) : null;
   const started = performance.now();
-  const epochs: TrainResult['epochs'] = [];
-  let best = { epoch: -1, score: -Infinity, values: undefined as Float32Array[] | undefined };
-  let step = 0;
-  let skipped = 0;
-  let lossSum = 0, lossCount = 0, lastLoss = NaN;
-  let windowStart = performance.now(), windowExamples = 0;
+  const s: LoopState = o.resume?.state ?? { step: 0, epoch: 0, batch: 0, skipped: 0, lastLoss: NaN, window: { lossSum: 0, lossCount: 0, examples: 0 }, epochs: [], best: { epoch: -1, score: -Infinity }, metricsLines: 0, kept: [] };
+  let bestValues = o.resume?.bestValues;
+  for (const [index, kept, count] of s.kept) o.strategy.record(index, kept, count);
+  const log = (e: LogEntry) => {
+    s.metricsLines++;
+    o.onLog?.(e);
+  };
+  const checkpoint = () => {
+    s.kept = o.strategy.keptCounts();
+    o.onCheckpoint?.(s, bestValues);
+  };
+  await parallel.setStrategy(o.strategy);
+  let windowStart = performance.now();
   const epochCount = Math.ceil(t.epochs);
-  for (let epoch = 0; epoch < epochCount && step < total; epoch++) {
-    const order = orderRng.shuffle(Array.from({ length: n }, (_, i) => i));
-    for (let b = 0; b < perEpoch && step < total; b++) {
+  for (; s.epoch < epochCount && s.step < total; s.epoch++, s.batch = 0) {
+    const order = new Rng(streamSeed(t.seed, STREAMS.order, s.epoch)).shuffle(Array.from({ length: n }, (_, i) => i));
+    for (; s.batch < perEpoch && s.step < total; ) {
       const stepStart = performance.now();
-      const idx = order.slice(b * t.batch_size, (b + 1) * t.batch_size);
+      const idx = order.slice(s.batch * t.batch_size, (s.batch + 1) * t.batch_size);
       const encs = idx.map((i) => o.train.encodings[i]);
       const seq = Math.max(...encs.map((e) => e.inputIds.length));
-      const { loss } = model.step(batchOf(encs, seq, idx.map((i) => o.train.labels[i]), o.padId), grads, dropoutRng);
-      const norm = clipGlobalNorm(grads, t.max_grad_norm);
-      step++;
+      const { loss, norm } = await parallel.gradients(batchOf(encs, seq, idx.map((i) => o.train.labels[i]), o.padId), t.dropout ? streamSeed(t.seed, STREAMS.dropout, s.step) : null);
+      s.step++;
+      s.batch++;
       if (!Number.isFinite(loss) || !Number.isFinite(norm)) {
-        if (t.on_nan === 'error') throw new RunError(`non-finite ${Number.isFinite(loss) ? 'gradient norm' : 'loss'} at step ${step} (epoch ${epoch + 1})`, 'Lower training.optimizer.lr, or set training.on_nan: skip_step to skip such updates.', 'train');
-        skipped++;
-        continue;
+        if (t.on_nan === 'error') throw new RunError(`non-finite ${Number.isFinite(loss) ? 'gradient norm' : 'loss'} at step ${s.step} (epoch ${s.epoch + 1})`, 'Lower training.optimizer.lr, or set training.on_nan: skip_step to skip such updates.', 'train');
+        s.skipped++;
+      } else {
+        const lr = learningRate(s.step - 1, total, t.optimizer.lr, warmup, t.schedule.kind);
+        await parallel.update(lr, clipCoefficient(norm, t.max_grad_norm), o.strategy);
+        s.lastLoss = loss;
+        s.window.lossSum += loss;
+        s.window.lossCount++;
+        s.window.examples += idx.length;
+        if (s.step % t.log_every === 0 || s.step === total) {
+          const now = performance.now();
+          log({ kind: 'step', step: s.step, epoch: s.epoch + 1, loss: s.window.lossSum / s.window.lossCount, lr, grad_norm: norm, examples_per_s: (s.window.examples * 1000) / Math.max(1, now - windowStart) });
+          s.window = { lossSum: 0, lossCount: 0, examples: 0 };
+          windowStart = now;
+        }
       }
-      const lr = learningRate(step - 1, total, t.optimizer.lr, warmup, t.schedule.kind);
-      optimizer.update(model.values, grads, lr, o.strategy);
-      model.markDirty();
-      lastLoss = loss;
-      lossSum += loss;
-      lossCount++;
-      windowExamples += idx.length;
-      if (step % t.log_every === 0 || step === total) {
-        const now = performance.now();
-        const eps = (windowExamples * 1000) / Math.max(1, now - windowStart);
-        o.onLog?.({ kind: 'step', step, epoch: epoch + 1, loss: lossSum / lossCount, lr, grad_norm: norm, examples_per_s: eps });
-        lossSum = lossCount = windowExamples = 0;
-        windowStart = now;
-      }
-      o.onStep?.(step, total, loss, (idx.length * 1000) / Math.max(1e-3, performance.now() - stepStart));
+      o.onStep?.(s.step, total, loss, (idx.length * 1000) / Math.max(1e-3, performance.now() - stepStart));
+      if (t.checkpoint_every > 0 && s.step % t.checkpoint_every === 0 && s.step < total) checkpoint();
     }
-    const metrics = evaluate(model, o.dev, o.metrics, r.evaluation.batch_size, o.padId);
-    epochs.push({ epoch: epoch + 1, metrics });
-    o.onLog?.({ kind: 'eval', step, epoch: epoch + 1, metrics });
+    const metrics = await evaluate(parallel, model.numLabels, o.dev, o.metrics, r.evaluation.batch_size, o.padId);
+    s.epochs.push({ epoch: s.epoch + 1, metrics });
+    log({ kind: 'eval', step: s.step, epoch: s.epoch + 1, metrics });
     const score = metrics[o.metrics[0]];
-    if (r.evaluation.checkpoint === 'best' && score > best.score) best = { epoch: epoch + 1, score, values: model.values.map((v) => Float32Array.from(v)) };
+    if (r.evaluation.checkpoint === 'best' && score > s.best.score) {
+      s.best = { epoch: s.epoch + 1, score };
+      bestValues = model.values.map((v) => Float32Array.from(v));
+    }
   }
-  if (r.evaluation.checkpoint === 'best' && best.values) {
-    best.values.forEach((v, i) => model.values[i].set(v));
+  if (r.evaluation.checkpoint === 'best' && bestValues) {
+    bestValues.forEach((v, i) => model.values[i].set(v));
     model.markDirty();
   }
-  return { steps: step, skippedSteps: skipped, epochs, bestEpoch: r.evaluation.checkpoint === 'best' ? best.epoch : epochs.length, finalLoss: lastLoss, seconds: (performance.now() - started) / 1000 };
+  return { steps: s.step, skippedSteps: s.skipped, epochs: s.epochs, bestEpoch: r.evaluation.checkpoint === 'best' ? s.best.epoch : s.epochs.length, finalLoss: s.lastLoss, seconds: (performance.now() - started) / 1000 };
 }

@@ -1,12 +1,13 @@
 import { batchOf } from '../engine/batch.js';
 import type { EncoderClassifier } from '../engine/model.js';
-import { sizeOf } from '../engine/params.js';
-import { Rng } from '../engine/rng.js';
+import { sizeOf, type ParamSpec } from '../engine/params.js';
+import { streamSeed } from '../engine/rng.js';
 import type { Encoding } from '../engine/tokenizer.js';
 import type { ResolvedFisher } from '../plan/compiler.js';
 import { bitsetBytes, setBit } from './bitset.js';
 import { kthLargest } from './select.js';
-import { inScope } from './strategy.js';
+import type { DataParallel } from '../run/parallel.js';
+import { inScope, STREAMS } from './strategy.js';
 
 export interface FisherResult {
   /** One bitset per parameter tensor (undefined outside the scope). */
@@ -34,28 +35,28 @@ export interface FisherStats {
  * Accumulates the Fisher information (squared gradients) over the training examples, in dataset order.
  * 'batch' follows the official code: per-batch gradients, each tensor clipped to `clip` in L2 norm, squared,
  * divided by the number of batches. 'per-example' is the paper's formula: each example's squared gradient,
- * averaged over examples. Dropout is on, as the reference runs the pass in training mode.
+ * averaged over examples (one example per thread at a time). Dropout is on, as the reference runs the pass
+ * in training mode.
  */
-export function accumulateFisher(model: EncoderClassifier, data: { encodings: Encoding[]; labels: number[] }, settings: ResolvedFisher, dropout: boolean, onBatch?: (done: number, total: number) => void): { fisher: Float32Array[]; passes: number; examples: number } {
-  const specs = model.specs;
+export async function accumulateFisher(parallel: DataParallel, specs: readonly ParamSpec[], data: { encodings: Encoding[]; labels: number[] }, settings: ResolvedFisher, dropout: boolean, onBatch?: (done: number, total: number) => void): Promise<{ fisher: Float32Array[]; passes: number; examples: number }> {
   const scoped = specs.map((s) => inScope(s, settings.scope));
   const fisher = specs.map((s, i) => (scoped[i] ? new Float32Array(sizeOf(s)) : new Float32Array(0)));
-  const grads = specs.map((s) => new Float32Array(sizeOf(s)));
   const n = Math.min(data.encodings.length, settings.max_samples ?? Infinity);
-  const size = settings.estimator === 'per-example' ? 1 : settings.batch_size;
+  const perExample = settings.estimator === 'per-example';
+  const size = perExample ? 1 : settings.batch_size;
   const passes = Math.ceil(n / size);
-  const rng = dropout ? new Rng(settings.seed) : null;
-  for (let start = 0, pass = 0; start < n; start += size, pass++) {
+  const batchAt = (start: number) => {
     const idx = Array.from({ length: Math.min(size, n - start) }, (_, k) => start + k);
     const encs = idx.map((i) => data.encodings[i]);
-    const seq = Math.max(...encs.map((e) => e.inputIds.length));
-    model.step(batchOf(encs, seq, idx.map((i) => data.labels[i])), grads, rng);
+    return batchOf(encs, Math.max(...encs.map((e) => e.inputIds.length)), idx.map((i) => data.labels[i]));
+  };
+  const add = (grads: Float32Array[]) => {
     specs.forEach((_, i) => {
       if (!scoped[i]) return;
       const g = grads[i];
       const f = fisher[i];
       let scale = 1;
-      if (settings.estimator === 'batch' && settings.clip > 0) {
+      if (!perExample && settings.clip > 0) {
         let sq = 0;
         for (let j = 0; j < g.length; j++) sq += g[j] * g[j];
         const coef = settings.clip / (Math.sqrt(sq) + 1e-6);
@@ -66,7 +67,22 @@ export function accumulateFisher(model: EncoderClassifier, data: { encodings: En
         f[j] += (v * v) / passes;
       }
     });
-    onBatch?.(pass + 1, passes);
+  };
+  const seedOf = (pass: number) => (dropout ? streamSeed(settings.seed, STREAMS.fisherDropout, pass) : null);
+  let pass = 0;
+  if (perExample) {
+    for (; pass < passes; pass += parallel.threads) {
+      const group = Array.from({ length: Math.min(parallel.threads, passes - pass) }, (_, k) => batchAt(pass + k));
+      await parallel.gradientsEach(group, seedOf(pass));
+      group.forEach((_, k) => add(parallel.shardGrads(k)));
+      onBatch?.(Math.min(passes, pass + group.length), passes);
+    }
+  } else {
+    for (; pass < passes; pass++) {
+      await parallel.gradients(batchAt(pass * size), seedOf(pass));
+      add(parallel.grads);
+      onBatch?.(pass + 1, passes);
+    }
   }
   return { fisher, passes, examples: n };
 }

@@ -1,77 +1,128 @@
 import { match } from 'ts-pattern';
-import type { GradientHook } from '../engine/optimizer.js';
+import type { GradientMask } from '../engine/optimizer.js';
 import type { ParamSpec } from '../engine/params.js';
-import { Rng } from '../engine/rng.js';
+import { Rng, streamSeed } from '../engine/rng.js';
 import type { Recipe } from '../recipe/types.generated.js';
 import { getBit, popcount } from './bitset.js';
 
 export type Scope = 'all' | 'encoder';
+
+/** Names of the independent random streams a run draws from (the second part of each stream seed). */
+export const STREAMS = { order: 1, dropout: 2, fMask: 3, fisherDropout: 4, probe: 5 } as const;
 export const inScope = (spec: ParamSpec, scope: Scope) => scope === 'all' || spec.group === 'encoder';
 
-/** A fine-tuning strategy: how each step's gradient is masked, plus what it reports about its masks. */
-export interface Strategy extends GradientHook {
-  readonly kind: Recipe['strategy']['kind'];
-  /** Kept fraction per parameter tensor, measured over the run so far. */
-  keptFractions(specs: readonly ParamSpec[]): Record<string, number>;
-  /** Generator state to checkpoint (F), if any. */
-  rngState?(): number[];
-}
-
-export const vanilla = (): Strategy => ({
-  kind: 'vanilla',
-  maskGradient() {},
-  keptFractions: (specs) => Object.fromEntries(specs.map((s) => [s.name, 1])),
-});
+/**
+ * How a strategy masks each step's gradient before the Adam moments see it, as plain data: it is sent to
+ * the worker threads, each of which masks its own slice of the parameters.
+ */
+export type MaskSpec =
+  | { kind: 'vanilla' }
+  /** Child-Tuning-F: keep each in-scope element with probability p and divide it by p. */
+  | { kind: 'child-tuning-f'; p: number; scoped: boolean[]; seed: number }
+  /** Child-Tuning-D: a fixed bitset per in-scope tensor; never rescaled. */
+  | { kind: 'child-tuning-d'; masks: (Uint8Array | undefined)[]; maskWeightDecay: boolean };
 
 /**
- * Child-Tuning-F: each step, each in-scope gradient element is kept with probability p and divided by p
- * (an unbiased estimate with higher variance). The mask is streamed from a seeded xoshiro generator straight
- * into the gradient, never materialised.
+ * F draws its mask in chunks of this many elements, each from its own stream named by (seed, step, tensor,
+ * chunk). Threads split the parameters at chunk boundaries, so the mask does not depend on the thread count.
  */
-export function childTuningF(p: number, scope: Scope, seed: number, state?: number[]): Strategy {
-  const rng = state ? new Rng(state) : new Rng(seed);
-  const kept = new Map<number, { kept: number; total: number }>();
-  return {
-    kind: 'child-tuning-f',
-    maskGradient(i, grad, spec) {
-      if (!inScope(spec, scope) || p >= 1) return;
-      const k = rng.bernoulliScaleInPlace(grad, p);
-      const s = kept.get(i) ?? { kept: 0, total: 0 };
-      s.kept += k;
-      s.total += grad.length;
-      kept.set(i, s);
-    },
-    keptFractions: (specs) => Object.fromEntries(specs.map((s, i) => [s.name, kept.has(i) ? kept.get(i)!.kept / kept.get(i)!.total : 1])),
-    rngState: () => rng.state,
-  };
+export const F_CHUNK = 8192;
+
+/**
+ * Masks grad[lo, hi) of tensor `index` in place for optimizer step `step`; returns how many elements were kept.
+ * `lo` must be a multiple of F_CHUNK (the thread partition only splits tensors there).
+ */
+export function maskRange(spec: MaskSpec, index: number, grad: Float32Array, lo: number, hi: number, step: number): number {
+  switch (spec.kind) {
+    case 'vanilla':
+      return hi - lo;
+    case 'child-tuning-f': {
+      if (!spec.scoped[index] || spec.p >= 1) return hi - lo;
+      let kept = 0;
+      for (let start = lo; start < hi; ) {
+        const chunk = Math.floor(start / F_CHUNK);
+        const end = Math.min(hi, (chunk + 1) * F_CHUNK);
+        const rng = new Rng(streamSeed(spec.seed, step, index, chunk));
+        kept += rng.bernoulliScaleRange(grad, start, end, spec.p);
+        start = end;
+      }
+      return kept;
+    }
+    case 'child-tuning-d': {
+      const bits = spec.masks[index];
+      if (!bits) return hi - lo;
+      let kept = 0;
+      for (let j = lo; j < hi; j++) {
+        if (getBit(bits, j)) kept++;
+        else grad[j] = 0;
+      }
+      return kept;
+    }
+  }
 }
 
-/** Child-Tuning-D: a fixed bitset per in-scope tensor; gradients outside the child network are zeroed, never rescaled. */
-export function childTuningD(masks: (Uint8Array | undefined)[], maskWeightDecay: boolean): Strategy {
-  return {
-    kind: 'child-tuning-d',
-    maskGradient(i, grad) {
-      const bits = masks[i];
-      if (!bits) return;
-      for (let j = 0; j < grad.length; j++) if (!getBit(bits, j)) grad[j] = 0;
-    },
-    decayMask: maskWeightDecay ? (i) => masks[i] : undefined,
-    keptFractions: (specs) =>
-      Object.fromEntries(specs.map((s, i) => {
-        const bits = masks[i];
-        if (!bits) return [s.name, 1];
+/** Elements whose weight decay is applied; undefined means all (the reference does not mask decay). */
+export const decayBits = (spec: MaskSpec, index: number): Uint8Array | undefined => (spec.kind === 'child-tuning-d' && spec.maskWeightDecay ? spec.masks[index] : undefined);
+
+/** A strategy: its mask, plus the kept fractions it reports (F's are counted as the run goes). */
+export class Strategy implements GradientMask {
+  private readonly kept = new Map<number, { kept: number; total: number }>();
+
+  constructor(readonly spec: MaskSpec) {}
+
+  mask(index: number, grad: Float32Array, lo: number, hi: number, step: number): number {
+    const kept = maskRange(this.spec, index, grad, lo, hi, step);
+    this.record(index, kept, hi - lo);
+    return kept;
+  }
+
+  decayBits(index: number) {
+    return decayBits(this.spec, index);
+  }
+
+  get kind(): Recipe['strategy']['kind'] {
+    return this.spec.kind;
+  }
+
+  /** Adds one step's kept counts for a tensor (F only; D's fractions are fixed by its bitsets). */
+  record(index: number, kept: number, total: number) {
+    if (this.spec.kind !== 'child-tuning-f' || !this.spec.scoped[index]) return;
+    const s = this.kept.get(index) ?? { kept: 0, total: 0 };
+    s.kept += kept;
+    s.total += total;
+    this.kept.set(index, s);
+  }
+
+  /** F's running counts as [tensor, kept, total] (checkpointed so a resumed run reports the same fractions). */
+  keptCounts(): [number, number, number][] {
+    return [...this.kept].map(([i, k]) => [i, k.kept, k.total]);
+  }
+
+  /** Kept fraction per parameter tensor, measured over the run so far. */
+  keptFractions(specs: readonly ParamSpec[]): Record<string, number> {
+    const spec = this.spec;
+    return Object.fromEntries(specs.map((s, i) => {
+      if (spec.kind === 'child-tuning-d') {
+        const bits = spec.masks[i];
         const n = s.shape.reduce((a, b) => a * b, 1);
-        return [s.name, popcount(bits, n) / n];
-      })),
-  };
+        return [s.name, bits ? popcount(bits, n) / n : 1];
+      }
+      const k = this.kept.get(i);
+      return [s.name, k ? k.kept / k.total : 1];
+    }));
+  }
 }
+
+export const vanilla = () => new Strategy({ kind: 'vanilla' });
+export const childTuningF = (p: number, scope: Scope, specs: readonly ParamSpec[], seed: number) => new Strategy({ kind: 'child-tuning-f', p, scoped: specs.map((s) => inScope(s, scope)), seed });
+export const childTuningD = (masks: (Uint8Array | undefined)[], maskWeightDecay: boolean) => new Strategy({ kind: 'child-tuning-d', masks, maskWeightDecay });
 
 /** The strategy a recipe asks for; D's masks come from the fisher stage. */
-export function strategyFor(recipe: Recipe, masks?: (Uint8Array | undefined)[], fState?: number[]): Strategy {
+export function strategyFor(recipe: Recipe, specs: readonly ParamSpec[], masks?: (Uint8Array | undefined)[]): Strategy {
   const s = recipe.strategy;
   return match(s.kind)
     .with('vanilla', () => vanilla())
-    .with('child-tuning-f', () => childTuningF(s.reserve_p!, s.scope ?? 'all', recipe.training.seed ^ 0x5eed, fState))
+    .with('child-tuning-f', () => childTuningF(s.reserve_p!, s.scope ?? 'all', specs, streamSeed(recipe.training.seed, STREAMS.fMask)))
     .with('child-tuning-d', () => childTuningD(masks!, s.mask_weight_decay))
     .exhaustive();
 }

@@ -1,0 +1,306 @@
+import os from 'node:os';
+import { Worker } from 'node:worker_threads';
+import type { BackendName } from '../engine/backend.js';
+import { sliceBatch } from '../engine/batch.js';
+import type { ModelConfig } from '../engine/config.js';
+import type { Batch, EncoderClassifier } from '../engine/model.js';
+import { adamwRange, adamwStep, type AdamWSettings, type AdamWStep } from '../engine/optimizer.js';
+import { sizeOf } from '../engine/params.js';
+import { Rng, streamSeed } from '../engine/rng.js';
+import { decayBits, F_CHUNK, maskRange, type MaskSpec, type Strategy } from '../strategies/strategy.js';
+
+/**
+ * Data parallelism over worker threads. tfjs's wasm backend runs one thread in Node, so each worker holds
+ * its own backend and a replica of the model whose weights, gradients and Adam moments live in shared
+ * memory. A step is three rounds, each run by every thread at once (the main thread is shard 0):
+ * 1. grad: forward and backward over its rows of the batch, into its own gradient buffer;
+ * 2. reduce: over its slice of the parameters, the batch-mean gradient into shard 0's buffer, plus the
+ *    slice's sum of squares (for global-norm clipping);
+ * 3. update: over the same slice, clip, the strategy's mask, then AdamW; the replicas re-read the weights.
+ * Results depend on the thread count only through the dropout streams (one per shard) and the order of the
+ * gradient sum; masks, data order and everything else are the same for any count.
+ */
+
+export interface Segment {
+  index: number;
+  lo: number;
+  hi: number;
+}
+
+interface SharedState {
+  values: Float32Array[];
+  /** One gradient buffer per shard; shard 0's holds the reduced gradient after a reduce round. */
+  grads: Float32Array[][];
+  m: Float32Array[];
+  v: Float32Array[];
+}
+
+type Request =
+  | { kind: 'grad'; batch: Batch; dropoutSeed: number | null }
+  | { kind: 'reduce'; weights: number[] }
+  | { kind: 'update'; step: number; coef: number; adam: AdamWStep }
+  | { kind: 'strategy'; spec: MaskSpec }
+  | { kind: 'predict'; batch: Batch }
+  | { kind: 'features'; batch: Batch };
+
+interface Reply {
+  loss?: number;
+  sumsq?: number;
+  kept?: [number, number, number][];
+  out?: Float32Array;
+}
+
+const shared = (n: number) => new Float32Array(new SharedArrayBuffer(n * 4));
+
+/**
+ * Splits all parameter elements into `parts` runs of nearly equal size, in tensor order. Tensors are only
+ * cut at multiples of F_CHUNK, so Child-Tuning-F's chunked streams come out the same for any thread count.
+ */
+export function partition(sizes: readonly number[], parts: number): Segment[][] {
+  const starts: number[] = [];
+  let total = 0;
+  for (const size of sizes) {
+    starts.push(total);
+    total += size;
+  }
+  const cuts = [0];
+  for (let p = 1; p < parts; p++) {
+    const at = Math.round((p * total) / parts);
+    let i = 0;
+    while (i + 1 < sizes.length && starts[i + 1] <= at) i++;
+    const snapped = Math.min(sizes[i], Math.round((at - starts[i]) / F_CHUNK) * F_CHUNK);
+    cuts.push(Math.max(cuts[p - 1], starts[i] + snapped));
+  }
+  cuts.push(total);
+  return Array.from({ length: parts }, (_, p) => {
+    const out: Segment[] = [];
+    sizes.forEach((size, index) => {
+      const lo = Math.max(cuts[p], starts[index]) - starts[index];
+      const hi = Math.min(cuts[p + 1], starts[index] + size) - starts[index];
+      if (hi > lo) out.push({ index, lo, hi });
+    });
+    return out;
+  });
+}
+
+/** What one thread does with each request; the same code runs on the main thread and in the workers. */
+export class ShardExecutor {
+  private spec: MaskSpec = { kind: 'vanilla' };
+
+  constructor(private readonly model: EncoderClassifier, private readonly shard: number, private readonly state: SharedState, private readonly segments: Segment[], private readonly decays: boolean[]) {}
+
+  handle(req: Request): Reply {
+    const s = this.state;
+    switch (req.kind) {
+      case 'grad': {
+        const rng = req.dropoutSeed === null ? null : new Rng(streamSeed(req.dropoutSeed, this.shard));
+        return { loss: this.model.step(req.batch, s.grads[this.shard], rng).loss };
+      }
+      case 'reduce': {
+        let sumsq = 0;
+        const single = req.weights.length === 1 && req.weights[0] === 1;
+        for (const { index, lo, hi } of this.segments) {
+          const g = s.grads[0][index];
+          if (!single) {
+            const w0 = req.weights[0];
+            for (let j = lo; j < hi; j++) g[j] *= w0;
+            for (let k = 1; k < req.weights.length; k++) {
+              const w = req.weights[k];
+              const gk = s.grads[k][index];
+              if (w) for (let j = lo; j < hi; j++) g[j] += w * gk[j];
+            }
+          }
+          for (let j = lo; j < hi; j++) sumsq += g[j] * g[j];
+        }
+        return { sumsq };
+      }
+      case 'update': {
+        const kept: [number, number, number][] = [];
+        const noDecay = { ...req.adam, decay: 0 };
+        for (const { index, lo, hi } of this.segments) {
+          const g = s.grads[0][index];
+          if (req.coef < 1) for (let j = lo; j < hi; j++) g[j] *= req.coef;
+          kept.push([index, maskRange(this.spec, index, g, lo, hi, req.step), hi - lo]);
+          adamwRange(s.values[index], g, s.m[index], s.v[index], lo, hi, this.decays[index] ? req.adam : noDecay, decayBits(this.spec, index));
+        }
+        this.model.markDirty();
+        return { kept };
+      }
+      case 'strategy':
+        this.spec = req.spec;
+        return {};
+      case 'predict':
+        return { out: this.model.predict(req.batch).logits };
+      case 'features':
+        return { out: this.model.features(req.batch) };
+    }
+  }
+}
+
+export interface WorkerInit {
+  config: ModelConfig;
+  numLabels: number;
+  backend: BackendName;
+  shard: number;
+  state: SharedState;
+  segments: Segment[];
+  decays: boolean[];
+}
+
+/** Thread count for a recipe's runtime.threads (0 = every core); native backends parallelise on their own. */
+export function threadsFor(requested: number, backend: BackendName): number {
+  if (backend === 'tensorflow' || backend === 'tensorflow-gpu') return 1;
+  return requested > 0 ? requested : os.availableParallelism();
+}
+
+/** The coordinator, on the main thread. */
+export class DataParallel {
+  private pending = new Map<Worker, { resolve: (r: Reply) => void; reject: (e: Error) => void }>();
+  private readonly local: ShardExecutor;
+  private step = 0;
+
+  private constructor(private readonly model: EncoderClassifier, private readonly state: SharedState, segments: Segment[][], decays: boolean[], private readonly workers: Worker[], private readonly adam: AdamWSettings) {
+    this.local = new ShardExecutor(model, 0, state, segments[0], decays);
+    for (const w of workers) {
+      w.on('message', (msg: { ok?: Reply; error?: string }) => {
+        const p = this.pending.get(w);
+        this.pending.delete(w);
+        if (msg.error !== undefined) p?.reject(new Error(`worker thread: ${msg.error}`));
+        else p?.resolve(msg.ok!);
+      });
+      w.on('error', (e) => {
+        this.pending.get(w)?.reject(e);
+        this.pending.delete(w);
+      });
+    }
+  }
+
+  /** Moves the model's weights into shared memory and starts threads - 1 workers. */
+  static async start(model: EncoderClassifier, o: { threads: number; backend: BackendName; adam: AdamWSettings }): Promise<DataParallel> {
+    const threads = Math.max(1, o.threads);
+    model.values.forEach((v, i) => {
+      const s = shared(v.length);
+      s.set(v);
+      model.values[i] = s;
+    });
+    model.markDirty();
+    const sizes = model.specs.map(sizeOf);
+    const state: SharedState = {
+      values: model.values,
+      grads: Array.from({ length: threads }, () => sizes.map(shared)),
+      m: sizes.map(shared),
+      v: sizes.map(shared),
+    };
+    const segments = partition(sizes, threads);
+    const decays = model.specs.map((s) => s.decay);
+    const workers = Array.from({ length: threads - 1 }, (_, k) => {
+      const init: WorkerInit = { config: model.config, numLabels: model.numLabels, backend: o.backend, shard: k + 1, state, segments: segments[k + 1], decays };
+      return new Worker(new URL('./worker.js', import.meta.url), { workerData: init });
+    });
+    await Promise.all(workers.map((w) => new Promise<void>((resolve, reject) => {
+      w.once('message', (m: { ready?: boolean; error?: string }) => (m.ready ? resolve() : reject(new Error(`worker thread failed to start: ${m.error}`))));
+      w.once('error', reject);
+    })));
+    return new DataParallel(model, state, segments, decays, workers, o.adam);
+  }
+
+  get threads() {
+    return this.workers.length + 1;
+  }
+
+  /** The reduced (batch-mean) gradient of the last `gradients` call, one array per parameter. */
+  get grads(): Float32Array[] {
+    return this.state.grads[0];
+  }
+
+  /** Gradient buffer of one shard (per-example Fisher reads each shard's separately). */
+  shardGrads(k: number): Float32Array[] {
+    return this.state.grads[k];
+  }
+
+  get moments() {
+    return { m: this.state.m, v: this.state.v, step: this.step };
+  }
+
+  /** Restores Adam's moments and step count (resume from a checkpoint). */
+  restoreMoments(m: Float32Array[], v: Float32Array[], step: number) {
+    m.forEach((x, i) => this.state.m[i].set(x));
+    v.forEach((x, i) => this.state.v[i].set(x));
+    this.step = step;
+  }
+
+  private async round(requests: (Request | undefined)[]): Promise<(Reply | undefined)[]> {
+    const remote = this.workers.map((w, k) => {
+      const req = requests[k + 1];
+      if (!req) return Promise.resolve(undefined);
+      return new Promise<Reply>((resolve, reject) => {
+        this.pending.set(w, { resolve, reject });
+        w.postMessage(req);
+      });
+    });
+    // The main thread works on shard 0 while the workers run; their replies are read afterwards.
+    let local: Reply | undefined;
+    let failure: unknown;
+    try {
+      local = requests[0] && this.local.handle(requests[0]);
+    } catch (e) {
+      failure = e;
+    }
+    const replies = await Promise.all(remote);
+    if (failure) throw failure;
+    return [local, ...replies];
+  }
+
+  private split(b: Batch): { batches: Batch[]; weights: number[] } {
+    const shards = Math.min(this.threads, b.batch);
+    const batches: Batch[] = [];
+    for (let k = 0; k < shards; k++) batches.push(sliceBatch(b, Math.floor((k * b.batch) / shards), Math.floor(((k + 1) * b.batch) / shards)));
+    return { batches, weights: batches.map((x) => x.batch / b.batch) };
+  }
+
+  /** Forward and backward over a batch; leaves the batch-mean gradient in `grads`. Returns the loss and gradient norm. */
+  async gradients(b: Batch, dropoutSeed: number | null): Promise<{ loss: number; norm: number }> {
+    const { batches, weights } = this.split(b);
+    const losses = await this.round(batches.map((batch) => ({ kind: 'grad', batch, dropoutSeed })));
+    const sums = await this.round(Array.from({ length: this.threads }, () => ({ kind: 'reduce', weights })));
+    const loss = weights.reduce((a, w, k) => a + w * losses[k]!.loss!, 0);
+    return { loss, norm: Math.sqrt(sums.reduce((a, r) => a + r!.sumsq!, 0)) };
+  }
+
+  /** Gradients of several batches at once, one per shard, left unreduced in shardGrads(k). Returns the losses. */
+  async gradientsEach(batches: Batch[], dropoutSeed: number | null): Promise<number[]> {
+    if (batches.length > this.threads) throw new Error('more batches than threads');
+    const replies = await this.round(batches.map((batch) => ({ kind: 'grad', batch, dropoutSeed })));
+    return replies.slice(0, batches.length).map((r) => r!.loss!);
+  }
+
+  async setStrategy(strategy: Strategy) {
+    await this.round(Array.from({ length: this.threads }, () => ({ kind: 'strategy', spec: strategy.spec })));
+  }
+
+  /** One optimizer step on the reduced gradient: clip by `coef`, mask, AdamW; kept counts go to the strategy. */
+  async update(lr: number, coef: number, strategy: Strategy) {
+    this.step++;
+    const adam = adamwStep(this.adam, this.step, lr);
+    const replies = await this.round(Array.from({ length: this.threads }, () => ({ kind: 'update', step: this.step, coef, adam })));
+    for (const r of replies) for (const [index, kept, total] of r!.kept!) strategy.record(index, kept, total);
+  }
+
+  /** Runs predict or features over a batch, its rows split across threads; outputs concatenated in row order. */
+  async infer(kind: 'predict' | 'features', b: Batch): Promise<Float32Array> {
+    const { batches } = this.split(b);
+    const outs = (await this.round(batches.map((batch) => ({ kind, batch })))).slice(0, batches.length).map((r) => r!.out!);
+    const all = new Float32Array(outs.reduce((a, o) => a + o.length, 0));
+    let at = 0;
+    for (const o of outs) {
+      all.set(o, at);
+      at += o.length;
+    }
+    return all;
+  }
+
+  async close() {
+    await Promise.all(this.workers.map((w) => w.terminate()));
+    this.model.markDirty();
+  }
+}
