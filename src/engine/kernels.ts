@@ -46,3 +46,6 @@ export function embeddingSum(tables: { values: Float32Array; rows: Int32Array }[
   }
   return out;
 }
+
+/** tf.tidy for a function returning a typed bundle of tensors (tidy's own typing only knows TensorContainer). */
+export const tidyKeep = <T>(fn: () => T): T => tf.tidy(fn as () => tf.TensorContainer) as T;

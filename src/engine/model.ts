@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { ModelConfig } from './config.js';
 import { internalShape, paramSpecs, prefixOf, sizeOf, type ParamSpec } from './params.js';
-import { batchMatMul, columnSum, embeddingSum } from './kernels.js';
+import { batchMatMul, columnSum, embeddingSum, tidyKeep } from './kernels.js';
 import type { Rng } from './rng.js';
 
 /** A padded batch, row-major [batch, seq]. */
@@ -207,27 +207,32 @@ export class EncoderClassifier {
     const bias = tf.reshape(tf.mul(tf.sub(1, tf.tensor1d(b.attentionMask)), -1e9), [B, 1, 1, T]);
     const layers = [];
     for (let l = 0; l < c.numLayers; l++) {
-      const L = `${pre}encoder.layer.${l}`;
-      const input = x;
-      const heads = (t: T2, perm: number[]) => tf.reshape(tf.transpose(tf.reshape(t, [B, T, A, D]), perm), [B * A, T, D]) as tf.Tensor3D;
-      const q = heads(dense(x, this.p(`${L}.attention.self.query.weight`), this.p(`${L}.attention.self.query.bias`)), [0, 2, 1, 3]);
-      const k = heads(dense(x, this.p(`${L}.attention.self.key.weight`), this.p(`${L}.attention.self.key.bias`)), [0, 2, 1, 3]);
-      const v = heads(dense(x, this.p(`${L}.attention.self.value.weight`), this.p(`${L}.attention.self.value.bias`)), [0, 2, 1, 3]);
-      const scores = tf.add(tf.reshape(tf.mul(batchMatMul(q, k, false, true), 1 / Math.sqrt(D)), [B, A, T, T]), bias);
-      const probs = tf.softmax(scores);
-      const pm = mask([B, A, T, T], drop?.attention ?? 0);
-      const probsDropped = tf.reshape(pm ? tf.mul(probs, pm) : probs, [B * A, T, T]) as tf.Tensor3D;
-      const ctx = tf.reshape(tf.transpose(tf.reshape(batchMatMul(probsDropped, v), [B, A, T, D]), [0, 2, 1, 3]), [B * T, H]) as T2;
-      const attnOut = dense(ctx, this.p(`${L}.attention.output.dense.weight`), this.p(`${L}.attention.output.dense.bias`));
-      const m1 = mask([B * T, H], drop?.hidden ?? 0);
-      const ln1 = layerNorm(tf.add(applyDrop(attnOut, m1), input) as T2, this.p(`${L}.attention.output.LayerNorm.weight`), this.p(`${L}.attention.output.LayerNorm.bias`), c.layerNormEps);
-      const inter = dense(ln1.y, this.p(`${L}.intermediate.dense.weight`), this.p(`${L}.intermediate.dense.bias`));
-      const act = activation(c.activation, inter);
-      const out = dense(act.y, this.p(`${L}.output.dense.weight`), this.p(`${L}.output.dense.bias`));
-      const m2 = mask([B * T, H], drop?.hidden ?? 0);
-      const ln2 = layerNorm(tf.add(applyDrop(out, m2), ln1.y) as T2, this.p(`${L}.output.LayerNorm.weight`), this.p(`${L}.output.LayerNorm.bias`), c.layerNormEps);
-      layers.push({ input, q, k, v, probs, pm, probsDropped, ctx, m1, ln1, inter, act, m2, ln2 });
-      x = ln2.y;
+      // One tidy per layer keeps only what the backward pass reads; the rest is freed at once, which bounds
+      // the wasm heap (it never shrinks) by the cached activations rather than every intermediate of the step.
+      const cache = tidyKeep(() => {
+        const L = `${pre}encoder.layer.${l}`;
+        const input = x;
+        const heads = (t: T2, perm: number[]) => tf.reshape(tf.transpose(tf.reshape(t, [B, T, A, D]), perm), [B * A, T, D]) as tf.Tensor3D;
+        const q = heads(dense(x, this.p(`${L}.attention.self.query.weight`), this.p(`${L}.attention.self.query.bias`)), [0, 2, 1, 3]);
+        const k = heads(dense(x, this.p(`${L}.attention.self.key.weight`), this.p(`${L}.attention.self.key.bias`)), [0, 2, 1, 3]);
+        const v = heads(dense(x, this.p(`${L}.attention.self.value.weight`), this.p(`${L}.attention.self.value.bias`)), [0, 2, 1, 3]);
+        const scores = tf.add(tf.reshape(tf.mul(batchMatMul(q, k, false, true), 1 / Math.sqrt(D)), [B, A, T, T]), bias);
+        const probs = tf.softmax(scores);
+        const pm = mask([B, A, T, T], drop?.attention ?? 0);
+        const probsDropped = tf.reshape(pm ? tf.mul(probs, pm) : probs, [B * A, T, T]) as tf.Tensor3D;
+        const ctx = tf.reshape(tf.transpose(tf.reshape(batchMatMul(probsDropped, v), [B, A, T, D]), [0, 2, 1, 3]), [B * T, H]) as T2;
+        const attnOut = dense(ctx, this.p(`${L}.attention.output.dense.weight`), this.p(`${L}.attention.output.dense.bias`));
+        const m1 = mask([B * T, H], drop?.hidden ?? 0);
+        const ln1 = layerNorm(tf.add(applyDrop(attnOut, m1), input) as T2, this.p(`${L}.attention.output.LayerNorm.weight`), this.p(`${L}.attention.output.LayerNorm.bias`), c.layerNormEps);
+        const inter = dense(ln1.y, this.p(`${L}.intermediate.dense.weight`), this.p(`${L}.intermediate.dense.bias`));
+        const act = activation(c.activation, inter);
+        const out = dense(act.y, this.p(`${L}.output.dense.weight`), this.p(`${L}.output.dense.bias`));
+        const m2 = mask([B * T, H], drop?.hidden ?? 0);
+        const ln2 = layerNorm(tf.add(applyDrop(out, m2), ln1.y) as T2, this.p(`${L}.output.LayerNorm.weight`), this.p(`${L}.output.LayerNorm.bias`), c.layerNormEps);
+        return { input, q, k, v, probs, pm, probsDropped, ctx, m1, ln1, inter, act, m2, ln2 };
+      });
+      layers.push(cache);
+      x = cache.ln2.y;
     }
     const cls = tf.reshape(tf.slice(tf.reshape(x, [B, T, H]), [0, 0, 0], [B, 1, H]), [B, H]) as T2;
     const head = this.headForward(cls, (shape) => mask(shape, drop?.hidden ?? 0), applyDrop);
@@ -278,37 +283,49 @@ export class EncoderClassifier {
     let dx = tf.reshape(tf.concat([tf.reshape(dcls, [B, 1, H]), tf.zeros([B, T - 1, H])], 1), [B * T, H]) as T2;
 
     for (let l = c.numLayers - 1; l >= 0; l--) {
-      const L = `${pre}encoder.layer.${l}`;
-      const s = f.layers[l];
-      const ln2 = layerNormBack(dx, this.p(`${L}.output.LayerNorm.weight`), s.ln2);
-      put(`${L}.output.LayerNorm.weight`, ln2.dg);
-      put(`${L}.output.LayerNorm.bias`, ln2.db);
-      const o = denseBack(s.act.y, this.p(`${L}.output.dense.weight`), mul(ln2.dx, s.m2));
-      putDense(`${L}.output.dense`, o);
-      const dInter = tf.mul(o.dx, activationGrad(c.activation, s.inter, s.act)) as T2;
-      const i = denseBack(s.ln1.y, this.p(`${L}.intermediate.dense.weight`), dInter);
-      putDense(`${L}.intermediate.dense`, i);
-      const ln1 = layerNormBack(tf.add(ln2.dx, i.dx) as T2, this.p(`${L}.attention.output.LayerNorm.weight`), s.ln1);
-      put(`${L}.attention.output.LayerNorm.weight`, ln1.dg);
-      put(`${L}.attention.output.LayerNorm.bias`, ln1.db);
-      const ao = denseBack(s.ctx, this.p(`${L}.attention.output.dense.weight`), mul(ln1.dx, s.m1));
-      putDense(`${L}.attention.output.dense`, ao);
-      // Attention: every product below is a plain batched matMul of explicitly transposed operands.
-      const dctx = tf.reshape(tf.transpose(tf.reshape(ao.dx, [B, T, A, D]), [0, 2, 1, 3]), [B * A, T, D]) as tf.Tensor3D;
-      const dv = batchMatMul(s.probsDropped, dctx, true);
-      let dprobs = tf.reshape(batchMatMul(dctx, s.v, false, true), [B, A, T, T]);
-      if (s.pm) dprobs = tf.mul(dprobs, s.pm);
-      const dscores = tf.reshape(tf.mul(tf.mul(s.probs, tf.sub(dprobs, tf.sum(tf.mul(dprobs, s.probs), -1, true))), 1 / Math.sqrt(D)), [B * A, T, T]) as tf.Tensor3D;
-      const dq = batchMatMul(dscores, s.k);
-      const dk = batchMatMul(dscores, s.q, true);
-      const merge = (t: tf.Tensor) => tf.reshape(tf.transpose(tf.reshape(t, [B, A, T, D]), [0, 2, 1, 3]), [B * T, H]) as T2;
-      const gq = denseBack(s.input, this.p(`${L}.attention.self.query.weight`), merge(dq));
-      const gk = denseBack(s.input, this.p(`${L}.attention.self.key.weight`), merge(dk));
-      const gv = denseBack(s.input, this.p(`${L}.attention.self.value.weight`), merge(dv));
-      putDense(`${L}.attention.self.query`, gq);
-      putDense(`${L}.attention.self.key`, gk);
-      putDense(`${L}.attention.self.value`, gv);
-      dx = tf.addN([ln1.dx, gq.dx, gk.dx, gv.dx]) as T2;
+      const upstream = dx;
+      // Per-layer tidy: only this layer's parameter gradients and dx outlive it.
+      const layer = tidyKeep(() => {
+        const grads: [number, tf.Tensor][] = [];
+        const put = (name: string, g: tf.Tensor) => grads.push([this.indexOf(name), g]);
+        const putDense = (name: string, g: { dw: tf.Tensor; db: tf.Tensor }) => {
+          put(`${name}.weight`, g.dw);
+          put(`${name}.bias`, g.db);
+        };
+        const L = `${pre}encoder.layer.${l}`;
+        const s = f.layers[l];
+        const ln2 = layerNormBack(upstream, this.p(`${L}.output.LayerNorm.weight`), s.ln2);
+        put(`${L}.output.LayerNorm.weight`, ln2.dg);
+        put(`${L}.output.LayerNorm.bias`, ln2.db);
+        const o = denseBack(s.act.y, this.p(`${L}.output.dense.weight`), mul(ln2.dx, s.m2));
+        putDense(`${L}.output.dense`, o);
+        const dInter = tf.mul(o.dx, activationGrad(c.activation, s.inter, s.act)) as T2;
+        const i = denseBack(s.ln1.y, this.p(`${L}.intermediate.dense.weight`), dInter);
+        putDense(`${L}.intermediate.dense`, i);
+        const ln1 = layerNormBack(tf.add(ln2.dx, i.dx) as T2, this.p(`${L}.attention.output.LayerNorm.weight`), s.ln1);
+        put(`${L}.attention.output.LayerNorm.weight`, ln1.dg);
+        put(`${L}.attention.output.LayerNorm.bias`, ln1.db);
+        const ao = denseBack(s.ctx, this.p(`${L}.attention.output.dense.weight`), mul(ln1.dx, s.m1));
+        putDense(`${L}.attention.output.dense`, ao);
+        // Attention: every product below is a plain batched matMul of explicitly transposed operands.
+        const dctx = tf.reshape(tf.transpose(tf.reshape(ao.dx, [B, T, A, D]), [0, 2, 1, 3]), [B * A, T, D]) as tf.Tensor3D;
+        const dv = batchMatMul(s.probsDropped, dctx, true);
+        let dprobs = tf.reshape(batchMatMul(dctx, s.v, false, true), [B, A, T, T]);
+        if (s.pm) dprobs = tf.mul(dprobs, s.pm);
+        const dscores = tf.reshape(tf.mul(tf.mul(s.probs, tf.sub(dprobs, tf.sum(tf.mul(dprobs, s.probs), -1, true))), 1 / Math.sqrt(D)), [B * A, T, T]) as tf.Tensor3D;
+        const dq = batchMatMul(dscores, s.k);
+        const dk = batchMatMul(dscores, s.q, true);
+        const merge = (t: tf.Tensor) => tf.reshape(tf.transpose(tf.reshape(t, [B, A, T, D]), [0, 2, 1, 3]), [B * T, H]) as T2;
+        const gq = denseBack(s.input, this.p(`${L}.attention.self.query.weight`), merge(dq));
+        const gk = denseBack(s.input, this.p(`${L}.attention.self.key.weight`), merge(dk));
+        const gv = denseBack(s.input, this.p(`${L}.attention.self.value.weight`), merge(dv));
+        putDense(`${L}.attention.self.query`, gq);
+        putDense(`${L}.attention.self.key`, gk);
+        putDense(`${L}.attention.self.value`, gv);
+        return { grads, dx: tf.addN([ln1.dx, gq.dx, gk.dx, gv.dx]) as T2 };
+      });
+      grads.push(...layer.grads);
+      dx = layer.dx;
     }
     if (c.embeddingSize !== H) {
       const pj = denseBack(f.embOut, this.p(`${pre}embeddings_project.weight`), dx);

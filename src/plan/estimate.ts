@@ -1,27 +1,36 @@
+import os from 'node:os';
 import { parameterCounts, type ModelConfig } from '../engine/config.js';
 import type { Recipe } from '../recipe/types.generated.js';
 import type { MemoryEstimate } from './stages.js';
 
 const F32 = 4;
 
+/** Resident size of a Node process with tfjs-wasm loaded, and of each extra worker thread (measured, tfjs 4.22). */
+const RUNTIME_MAIN = 75 << 20;
+const RUNTIME_WORKER = 40 << 20;
+
 /**
- * Bytes a training step holds at its peak: weights, gradients, two Adam moments, the Fisher accumulator
- * (during the fisher stage) or its bitset mask, and the activations kept for the backward pass.
+ * Bytes a run holds at its peak, modelled on how the engine allocates: weights once in shared memory plus a
+ * device copy per thread (embedding tables excepted: they are read in JavaScript), a gradient buffer per
+ * thread, two Adam moments, the Fisher accumulator (fisher stage) or the bitset mask, the activations the
+ * backward pass reads (per layer: eleven [tokens, hidden], three [tokens, intermediate] and three
+ * [batch, heads, seq, seq] tensors, plus one layer's worth of transients), and the runtime itself.
  */
-export function estimateMemory(config: ModelConfig, recipe: Recipe, numLabels: number, stage: 'train' | 'fisher'): MemoryEstimate {
+export function estimateMemory(config: ModelConfig, recipe: Recipe, numLabels: number, stage: 'train' | 'fisher', threads = recipe.runtime?.threads || os.availableParallelism()): MemoryEstimate {
   const p = parameterCounts(config, numLabels);
-  const weights = p.total * F32;
-  const gradients = p.total * F32;
+  const weights = (p.total + threads * (p.total - p.embeddings)) * F32;
+  const gradients = threads * p.total * F32;
   const adam = stage === 'train' ? 2 * p.total * F32 : 0;
   const inScope = recipe.strategy.fisher?.scope === 'all' ? p.total : p.encoder;
   const fisher = stage === 'fisher' ? inScope * F32 : 0;
   const mask = recipe.strategy.kind === 'child-tuning-d' ? Math.ceil(inScope / 8) : 0;
   const batch = stage === 'fisher' ? (recipe.strategy.fisher?.batch_size ?? 16) : recipe.training.batch_size;
   const t = recipe.model.max_seq_length;
-  const h = config.hiddenSize;
-  const perLayer = batch * t * (9 * h + 3 * config.intermediateSize) + 3 * batch * config.numHeads * t * t;
-  const activations = (config.numLayers * perLayer + batch * t * 4 * h) * F32;
-  return { weights, gradients, adam, fisher, mask, activations, total: weights + gradients + adam + fisher + mask + activations };
+  const tokens = batch * t;
+  const perLayer = tokens * (11 * config.hiddenSize + 3 * config.intermediateSize) + 3 * batch * config.numHeads * t * t;
+  const activations = ((config.numLayers + 1) * perLayer + tokens * 4 * config.hiddenSize) * F32;
+  const runtime = RUNTIME_MAIN + (threads - 1) * RUNTIME_WORKER;
+  return { weights, gradients, adam, fisher, mask, activations, runtime, total: weights + gradients + adam + fisher + mask + activations + runtime };
 }
 
 export const formatBytes = (n: number) =>

@@ -1,0 +1,84 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+import { main } from '../src/cli/main.js';
+import { Rng } from '../src/engine/rng.js';
+import { FIXTURES, GLUE, REPO, tmpProject, write } from './helpers.js';
+
+const cli = async (argv: string[]) => {
+  let out = '', err = '';
+  const code = await main(argv, { out: (t) => (out += t + '\n'), err: (t) => (err += t + '\n') });
+  return { code, out, err };
+};
+
+/** metrics.jsonl without its timing field, which is the only thing allowed to differ. */
+const metricsOf = (dir: string) => fs.readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => {
+  const { examples_per_s: _, ...rest } = JSON.parse(l);
+  return rest;
+});
+const resultsOf = (dir: string) => {
+  const r = JSON.parse(fs.readFileSync(path.join(dir, 'results.json'), 'utf8'));
+  return { metrics: r.metrics, epochs: r.epochs, final_loss: r.final_loss, steps: r.steps };
+};
+
+test('a run killed with SIGKILL at a random step resumes to exactly the losses and metrics of an uninterrupted run', async () => {
+  const dir = tmpProject();
+  const model = path.join(dir, 'model');
+  assert.equal((await cli(['model', 'init', '--size', 'tiny', '--out', model, '--vocab', path.join(FIXTURES, 'bert-tiny-random', 'vocab.txt')])).code, 0);
+  const recipe = write(dir, 'r.yaml', `version: 1
+model: {path: ./model, max_seq_length: 32}
+dataset:
+  task: glue/rte
+  dir: ${path.dirname(GLUE)}/glue/RTE
+  eval_split: train
+  subsample: {size: 48, seed: 0}
+strategy: {kind: child-tuning-f, reserve_p: 0.5}
+training: {epochs: 3, batch_size: 8, log_every: 1, checkpoint_every: 2}
+evaluation: {batch_size: 64}
+`);
+  const whole = await cli(['run', recipe, '--json', '--allow-path', path.dirname(GLUE)]);
+  assert.equal(whole.code, 0, whole.err);
+  const reference = JSON.parse(whole.out)[0].dir;
+
+  const killAt = 2 * (1 + new Rng(Date.now()).int(6));
+  const child = spawn(process.execPath, [path.join(REPO, 'bin', 'childtune.js'), 'run', recipe, '--quiet', '--allow-path', path.dirname(GLUE)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr += d));
+  const runDir = await new Promise<string>((resolve, reject) => {
+    const timer = setInterval(() => {
+      const m = /run directory: (.*)/.exec(stderr);
+      if (!m) return;
+      const pointer = path.join(m[1].trim(), 'checkpoint.json');
+      if (fs.existsSync(pointer) && JSON.parse(fs.readFileSync(pointer, 'utf8')).step >= killAt) {
+        clearInterval(timer);
+        child.kill('SIGKILL');
+        resolve(m[1].trim());
+      }
+    }, 5);
+    child.on('exit', () => {
+      clearInterval(timer);
+      reject(new Error(`the run ended before step ${killAt} was checkpointed:\n${stderr}`));
+    });
+  });
+  await new Promise((r) => child.once('exit', r).once('close', r));
+  assert.ok(!fs.existsSync(path.join(runDir, 'results.json')), 'killed before the end');
+
+  // The dead process's lock is reported as stale; resuming takes it over.
+  const resumed = await cli(['run', '--resume', runDir]);
+  assert.equal(resumed.code, 1);
+  assert.match(resumed.err, /stale lock from dead process/);
+  fs.rmSync(path.join(runDir, 'run.lock'));
+  const changed = await cli(['run', recipe, '--resume', runDir, '--set', 'training.optimizer.lr=0.001', '--allow-path', path.dirname(GLUE)]);
+  assert.equal(changed.code, 1);
+  assert.match(changed.err, /run-defining fields changed: training\.optimizer\.lr/);
+  const again = await cli(['run', '--resume', runDir]);
+  assert.equal(again.code, 0, again.err);
+  assert.match(again.err, /resume: continuing from step \d+/);
+
+  assert.deepEqual(resultsOf(runDir), resultsOf(reference));
+  assert.deepEqual(metricsOf(runDir), metricsOf(reference));
+  assert.deepEqual(fs.readFileSync(path.join(runDir, 'model', 'model.safetensors')), fs.readFileSync(path.join(reference, 'model', 'model.safetensors')));
+  assert.equal((await cli(['run', '--resume', runDir])).code, 0, 'resuming a finished run is a no-op');
+});
