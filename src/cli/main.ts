@@ -78,6 +78,44 @@ export async function main(argv: string[], io: Io = { out: (t) => process.stdout
     });
 
   program
+    .command('sweep')
+    .description('run every trial of a recipe\'s sweep block under a lock file (resumable, or emitted for a cluster)')
+    .argument('[recipe]', 'recipe YAML file with a sweep block')
+    .option('--set <path=value>', 'override a recipe field (repeatable)', collect, [])
+    .option('--allow-path <dir>', 'let recipe paths point into this directory too (repeatable)', collect, [])
+    .option('--resume <dir>', 'continue an interrupted sweep: finished trials are skipped, never renumbered')
+    .addOption(new Option('--emit <kind>', 'write a cluster submission instead of running: a Slurm array script or a Kubernetes Indexed Job').choices(['slurm', 'k8s']))
+    .option('--prepare <lockfile>', 'run the shared stages (fisher masks) of a locked sweep once')
+    .option('--json', 'machine-readable output')
+    .option('--quiet', 'no progress output')
+    .action(async (file: string | undefined, opts) => {
+      if (!file && !opts.resume && !opts.prepare) throw new UserError('sweep needs a recipe file, --resume SWEEP_DIR or --prepare LOCKFILE', 'Example: childtune sweep recipes/paper/glue-rte.yaml', 2);
+      const { sweepCommand } = await import('../run/sweep.js');
+      code = await sweepCommand(file, opts, io);
+    });
+
+  program
+    .command('report')
+    .description("aggregate runs and sweeps into the paper's table (Markdown), plus report.csv, report.json and report.html")
+    .argument('<dirs...>', 'run or sweep directories')
+    .option('--out <dir>', 'where to write the report files (default: the first directory)')
+    .option('--json', 'print the table as JSON')
+    .action(async (dirs: string[], opts) => {
+      const { reportCommand } = await import('../run/report.js');
+      code = reportCommand(dirs, opts, io);
+    });
+
+  program
+    .command('compare')
+    .description('per-metric difference between two runs or sweeps')
+    .argument('<a>', 'run or sweep directory')
+    .argument('<b>', 'run or sweep directory')
+    .action(async (a: string, b: string) => {
+      const { compareCommand } = await import('../run/report.js');
+      code = compareCommand(a, b, io);
+    });
+
+  program
     .command('init')
     .description('write a commented starter recipe')
     .argument('[file]', 'where to write it (- for standard output)', 'recipe.yaml')

@@ -230,16 +230,28 @@ function applyOverrides(layer: Layer, sets: readonly string[], diagnostics: Diag
       diagnostics.push(diagnostic('CT0204', `--set ${segs.join('.')}: ${(e as Error).message}`, pointer, { location }));
       return;
     }
-    let target: Record<string, unknown> = layer.data;
-    for (const s of segs.slice(0, -1)) {
-      if (!isMapping(target[s])) target[s] = {};
-      target = target[s] as Record<string, unknown>;
+    // Numeric segments index into lists that exist (transfer.task.0.dataset...); anything else creates mappings.
+    let target: Record<string, unknown> | unknown[] = layer.data;
+    for (const [i, s] of segs.slice(0, -1).entries()) {
+      if (Array.isArray(target)) {
+        const k = /^\d+$/.test(s) ? Number(s) : NaN;
+        if (!(k < target.length)) {
+          diagnostics.push(diagnostic('CT0204', `--set ${segs.join('.')}: ${segs.slice(0, i).join('.')} has ${target.length} entries; there is no entry ${s}`, pointer, { location }));
+          return;
+        }
+        if (!isMapping(target[k])) target[k] = {};
+        target = target[k] as Record<string, unknown>;
+      } else {
+        if (!isMapping(target[s]) && !Array.isArray(target[s])) target[s] = {};
+        target = target[s] as Record<string, unknown> | unknown[];
+      }
     }
-    target[segs[segs.length - 1]] = value;
+    const parent = target as Record<string, unknown>;
+    parent[segs[segs.length - 1]] = value;
     for (const p of [...layer.sources.keys()]) if (p === pointer || p.startsWith(pointer + '/')) layer.sources.delete(p);
     layer.sources.set(pointer, location);
     if (isPathField(segs) && typeof value === 'string') {
-      target[segs[segs.length - 1]] = path.resolve(value);
+      parent[segs[segs.length - 1]] = path.resolve(value);
       layer.userPaths.add(pointer);
     }
   });

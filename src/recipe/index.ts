@@ -1,3 +1,4 @@
+import path from 'node:path';
 import { checkRecipe } from './check.js';
 import { composeRecipe, type ComposedRecipe, type ComposeOptions } from './compose.js';
 import { hasErrors, type Diagnostic } from './diagnostics.js';
@@ -22,6 +23,11 @@ export function resolveRecipe(composed: ComposedRecipe, prior: Diagnostic[] = []
   const { recipe, diagnostics } = validateAgainstSchema(composed.data, composed.sources);
   const all = [...prior, ...diagnostics];
   if (!recipe) return { composed, diagnostics: all };
+  // Defaults are filled in after composition resolved the written paths, so defaulted ones are still relative:
+  // like written ones, they are relative to the top recipe file, never to the working directory.
+  const here = path.dirname(path.resolve(composed.files[0]));
+  recipe.runtime.output_dir = path.resolve(here, recipe.runtime.output_dir);
+  recipe.runtime.cache_dir = path.resolve(here, recipe.runtime.cache_dir);
   all.push(...checkRecipe(recipe, composed.sources));
   return { recipe: hasErrors(all) ? undefined : recipe, composed, diagnostics: all };
 }

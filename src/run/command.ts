@@ -2,6 +2,7 @@ import path from 'node:path';
 import cliProgress from 'cli-progress';
 import { parse } from 'yaml';
 import { compilePlan, volatile } from '../plan/compiler.js';
+import type { Plan, PlannedTrial } from '../plan/stages.js';
 import type { Recipe } from '../recipe/types.generated.js';
 import { loadRecipe } from '../recipe/index.js';
 import { formatDiagnostics } from '../recipe/format.js';
@@ -10,13 +11,13 @@ import { executeTrial, type Reporter } from './executor.js';
 import { RunError } from './errors.js';
 import { RunDir } from './rundir.js';
 
-interface Io {
+export interface Io {
   out: (text: string) => void;
   err: (text: string) => void;
 }
 
 /** Progress bars on a terminal, plain lines (about ten per stage) otherwise. */
-function reporter(io: Io, quiet: boolean, prefix: string): Reporter {
+export function reporter(io: Io, quiet: boolean, prefix: string): Reporter {
   const tty = !quiet && process.stderr.isTTY;
   return {
     log: (line) => { if (!quiet) io.err(`${prefix}${line}`); },
@@ -47,7 +48,7 @@ function reporter(io: Io, quiet: boolean, prefix: string): Reporter {
 }
 
 /** How a run directory was made, so `--resume DIR` can rebuild the same plan without the command line. */
-interface Invocation {
+export interface Invocation {
   recipe: string;
   set: string[];
   allow_path: string[];
@@ -66,6 +67,11 @@ interface RunOptions {
 
 /** `childtune run`: validate, plan, then execute each trial (or just --trial K) into its own run directory. */
 export async function runCommand(file: string | undefined, opts: RunOptions, io: Io): Promise<number> {
+  if (file?.endsWith('.lock.json')) {
+    if (opts.trial === undefined) throw new RunError(`${file} is a sweep lock file: say which trial to run with --trial K`);
+    const { runLockedTrial } = await import('./sweep.js');
+    return runLockedTrial(file, opts.trial, io, opts.quiet);
+  }
   const resumed = opts.resume ? RunDir.open(opts.resume) : undefined;
   try {
     const invocation = resumed?.readJson<Invocation>('invocation.json');
@@ -96,25 +102,35 @@ export async function runCommand(file: string | undefined, opts: RunOptions, io:
       const recipe = compiled.recipes[trial.index];
       const name = (recipe.name ?? `${recipe.dataset.task.replace('/', '-')}-${recipe.strategy.kind}`) + (plan.trials.length > 1 ? `-t${trial.index}` : '');
       const run = resumed ?? RunDir.create(recipe.runtime.output_dir, name);
-      if (!resumed) run.writeJson('invocation.json', { recipe: path.resolve(recipeFile), set: sets, allow_path: allowPath.map((p) => path.resolve(p)), trial: trial.index, recipe_hash: trial.recipeHash } satisfies Invocation);
-      const prefix = plan.trials.length > 1 ? `[trial ${trial.index}] ` : '';
-      io.err(`${prefix}run directory: ${run.dir}`);
-      try {
-        const results = await executeTrial(plan, trial, recipe, run, reporter(io, !!opts.quiet, prefix), { resume: !!resumed });
-        summaries.push({ dir: run.dir, ...results });
-        io.err(`${prefix}final: ${Object.entries(results.metrics).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(', ')}`);
-      } catch (e) {
-        run.writeJson('error.json', { stage: e instanceof RunError ? e.stage ?? null : null, message: (e as Error).message, hint: (e as { hint?: string }).hint ?? null, last_checkpoint: latestCheckpoint(run.dir) ?? null, at: new Date().toISOString() });
-        throw e;
-      } finally {
-        if (run !== resumed) run.unlock();
-      }
+      const invocation = { recipe: path.resolve(recipeFile), set: sets, allow_path: allowPath.map((p) => path.resolve(p)), trial: trial.index, recipe_hash: trial.recipeHash };
+      const results = await runTrial(run, plan, trial, recipe, invocation, io, { quiet: opts.quiet, prefix: plan.trials.length > 1 ? `[trial ${trial.index}] ` : '', resume: !!resumed });
+      summaries.push({ dir: run.dir, ...results });
     }
     if (opts.json) io.out(JSON.stringify(summaries, null, 2));
     else for (const s of summaries) io.out(`${s.dir}: ${Object.entries(s.metrics).map(([k, v]) => `${k}=${v.toFixed(4)}`).join(' ')}`);
     return 0;
   } finally {
     resumed?.unlock();
+  }
+}
+
+/**
+ * Executes one trial into a run directory it owns (and unlocks), recording how it was invoked; with `resume`,
+ * continues from the directory's last checkpoint. Failures leave error.json naming the stage and checkpoint.
+ */
+export async function runTrial(run: RunDir, plan: Plan, trial: PlannedTrial, recipe: Recipe, invocation: Invocation, io: Io, o: { quiet?: boolean; prefix?: string; resume?: boolean }) {
+  const prefix = o.prefix ?? '';
+  if (!run.exists('invocation.json')) run.writeJson('invocation.json', invocation);
+  io.err(`${prefix}run directory: ${run.dir}`);
+  try {
+    const results = (await executeTrial(plan, trial, recipe, run, reporter(io, !!o.quiet, prefix), { resume: o.resume }))!;
+    io.err(`${prefix}final: ${Object.entries(results.metrics).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(', ')}`);
+    return results;
+  } catch (e) {
+    run.writeJson('error.json', { stage: e instanceof RunError ? e.stage ?? null : null, message: (e as Error).message, hint: (e as { hint?: string }).hint ?? null, last_checkpoint: latestCheckpoint(run.dir) ?? null, at: new Date().toISOString() });
+    throw e;
+  } finally {
+    run.unlock();
   }
 }
 

@@ -29,7 +29,7 @@ export interface Reporter {
 }
 
 /** Executes one trial of a plan into a run directory; returns results.json's content. */
-export async function executeTrial(plan: Plan, trial: PlannedTrial, recipe: Recipe, run: RunDir, report: Reporter, opts: { resume?: boolean } = {}) {
+export async function executeTrial(plan: Plan, trial: PlannedTrial, recipe: Recipe, run: RunDir, report: Reporter, opts: { resume?: boolean; stopAfterFisher?: boolean } = {}) {
   const stageOf = (id: string) => plan.stages.find((s) => s.id === id)!;
   const durations: Record<string, number> = {};
   const timed = async <T>(name: string, fn: () => T | Promise<T>): Promise<T> => {
@@ -89,6 +89,9 @@ export async function executeTrial(plan: Plan, trial: PlannedTrial, recipe: Reci
       }
     }
 
+    if (opts.stopAfterFisher) return null;
+    // The child network itself, one bit per in-scope parameter, for `childtune report`'s overlap matrix.
+    if (fisher) run.writeBytes('child-mask.bin', packMasks(fisher.masks));
     const strategy = strategyFor(recipe, model.specs, fisher?.masks);
     const metrics = (recipe.evaluation.metrics ?? taskSpecOf(recipe.dataset).metrics) as Metric[];
     const bar = report.stage('train', stageOf(trial.train).work?.steps ?? 1);

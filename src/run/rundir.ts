@@ -25,6 +25,14 @@ export class RunDir {
     }
   }
 
+  /** Creates (or, when it holds an unfinished run, re-opens) the directory at a fixed path: a sweep's trial-K. */
+  static at(dir: string): RunDir {
+    fs.mkdirSync(dir, { recursive: true });
+    const run = new RunDir(dir);
+    run.lock();
+    return run;
+  }
+
   /** Re-opens an existing run directory (to resume it), taking its lock. */
   static open(dir: string): RunDir {
     if (!fs.existsSync(path.join(dir, 'invocation.json'))) throw new RunError(`${dir} is not a childtune run directory (no invocation.json)`, 'Pass the directory that `childtune run` printed as "run directory".');
@@ -66,6 +74,10 @@ export class RunDir {
 
   writeJson(name: string, value: unknown) {
     writeAtomic(this.path(name), JSON.stringify(value, null, 2) + '\n');
+  }
+
+  writeBytes(name: string, data: Uint8Array) {
+    writeAtomic(this.path(name), data);
   }
 
   writeText(name: string, text: string) {

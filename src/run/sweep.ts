@@ -1,0 +1,215 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { writeAtomic } from '../engine/checkpoint.js';
+import { compilePlan, volatile } from '../plan/compiler.js';
+import type { Plan } from '../plan/stages.js';
+import { loadRecipe } from '../recipe/index.js';
+import { formatDiagnostics } from '../recipe/format.js';
+import type { Recipe } from '../recipe/types.generated.js';
+import { diffPaths, runTrial, type Io } from './command.js';
+import { RunError } from './errors.js';
+import { executeTrial } from './executor.js';
+import { RunDir } from './rundir.js';
+
+/**
+ * A sweep directory: sweep.lock.json (written before any trial starts) lists every trial with its overrides,
+ * the hash of its resolved recipe and its directory (trial-000, ...). Trials are independent: run in order by
+ * `childtune sweep`, or one at a time by `childtune run --trial K LOCK` (a cluster array job).
+ */
+export const LOCK_FILE = 'sweep.lock.json';
+
+export interface SweepLock {
+  kind: 'childtune-sweep';
+  version: 1;
+  recipe: string;
+  set: string[];
+  allow_path: string[];
+  created: string;
+  trials: { index: number; dir: string; overrides: Record<string, unknown>; recipe_hash: string; fisher_hash: string | null; recipe: unknown }[];
+}
+
+const trialDir = (k: number) => `trial-${String(k).padStart(3, '0')}`;
+
+function compileFor(lock: Pick<SweepLock, 'recipe' | 'set' | 'allow_path'>, io: Io) {
+  const loaded = loadRecipe(lock.recipe, { sets: lock.set, allowedRoots: lock.allow_path });
+  const compiled = compilePlan(loaded, lock.recipe);
+  if (!compiled.plan) {
+    io.err(formatDiagnostics(compiled.diagnostics));
+    return undefined;
+  }
+  return { plan: compiled.plan, recipes: compiled.recipes };
+}
+
+export function readLock(file: string): SweepLock {
+  let lock: SweepLock;
+  try {
+    lock = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new RunError(`${file}: not a readable sweep lock file (${(e as Error).message})`, `Pass the ${LOCK_FILE} that \`childtune sweep\` wrote.`);
+  }
+  if (lock?.kind !== 'childtune-sweep' || lock.version !== 1) throw new RunError(`${file}: not a childtune sweep lock file`, `Pass the ${LOCK_FILE} that \`childtune sweep\` wrote.`);
+  return lock;
+}
+
+/** Recompiles the lock's recipe and refuses if any trial's run-defining fields no longer match the lock. */
+function checkedPlan(lock: SweepLock, lockFile: string, io: Io) {
+  const compiled = compileFor(lock, io);
+  if (!compiled) return undefined;
+  const { plan, recipes } = compiled;
+  if (plan.trials.length !== lock.trials.length) throw new RunError(`${lockFile}: the recipe now expands to ${plan.trials.length} trials, the lock lists ${lock.trials.length}`, 'Restore the recipe the sweep was started with, or start a new sweep.');
+  for (const t of lock.trials) {
+    const now = plan.trials[t.index];
+    if (now.recipeHash !== t.recipe_hash) {
+      const changed = diffPaths(t.recipe, volatile(recipes[t.index]));
+      throw new RunError(`${lockFile}: trial ${t.index}'s run-defining fields changed since the sweep started: ${changed.join(', ')}`, 'Restore the recipe the sweep was started with, or start a new sweep.');
+    }
+  }
+  return { plan, recipes };
+}
+
+export async function sweepCommand(file: string | undefined, opts: { set: string[]; allowPath: string[]; resume?: string; emit?: 'slurm' | 'k8s'; prepare?: string; quiet?: boolean; json?: boolean }, io: Io): Promise<number> {
+  if (opts.prepare) return prepareShared(opts.prepare, io, opts.quiet);
+  let dir: string;
+  let lock: SweepLock;
+  let plan: Plan;
+  let recipes: Recipe[];
+  if (opts.resume) {
+    dir = opts.resume;
+    const lockFile = path.join(dir, LOCK_FILE);
+    if (!fs.existsSync(lockFile)) throw new RunError(`${dir} has no ${LOCK_FILE}`, 'Pass the sweep directory that `childtune sweep` printed.');
+    lock = readLock(lockFile);
+    const checked = checkedPlan(lock, lockFile, io);
+    if (!checked) return 1;
+    ({ plan, recipes } = checked);
+  } else {
+    if (!file) throw new RunError('sweep needs a recipe file, or --resume SWEEP_DIR');
+    const base = { recipe: path.resolve(file), set: opts.set, allow_path: opts.allowPath.map((p) => path.resolve(p)) };
+    const compiled = compileFor(base, io);
+    if (!compiled) return 1;
+    ({ plan, recipes } = compiled);
+    const r0 = recipes[0];
+    dir = sweepDirFor(r0.runtime.output_dir, r0.name ?? path.basename(file).replace(/\.ya?ml$/, ''));
+    lock = {
+      kind: 'childtune-sweep', version: 1, ...base, created: new Date().toISOString(),
+      trials: plan.trials.map((t) => ({ index: t.index, dir: trialDir(t.index), overrides: t.overrides, recipe_hash: t.recipeHash, fisher_hash: t.fisher ? plan.stages.find((s) => s.id === t.fisher)!.hash : null, recipe: JSON.parse(JSON.stringify(volatile(recipes[t.index]))) })),
+    };
+    writeAtomic(path.join(dir, LOCK_FILE), JSON.stringify(lock, null, 2) + '\n');
+  }
+  io.err(`sweep directory: ${dir} (${lock.trials.length} trials)`);
+  if (opts.emit) {
+    const out = path.join(dir, opts.emit === 'slurm' ? 'sweep.slurm.sh' : 'sweep.k8s.yaml');
+    fs.writeFileSync(out, opts.emit === 'slurm' ? slurmScript(lock, dir) : k8sManifest(lock, dir));
+    io.out(out);
+    return 0;
+  }
+  const summaries = [];
+  for (const t of lock.trials) {
+    const runDir = path.join(dir, t.dir);
+    if (fs.existsSync(path.join(runDir, 'results.json'))) {
+      io.err(`[trial ${t.index}] finished earlier; skipped`);
+      summaries.push({ dir: runDir, ...JSON.parse(fs.readFileSync(path.join(runDir, 'results.json'), 'utf8')) });
+      continue;
+    }
+    const partial = fs.existsSync(path.join(runDir, 'invocation.json'));
+    const run = RunDir.at(runDir);
+    const results = await runTrial(run, plan, plan.trials[t.index], recipes[t.index], { recipe: lock.recipe, set: lock.set, allow_path: lock.allow_path, trial: t.index, recipe_hash: t.recipe_hash }, io, { quiet: opts.quiet, prefix: `[trial ${t.index}] `, resume: partial });
+    summaries.push({ dir: runDir, ...results });
+  }
+  if (opts.json) io.out(JSON.stringify(summaries, null, 2));
+  else io.out(dir);
+  return 0;
+}
+
+/** `childtune run --trial K LOCK`: one trial of a locked sweep, into its fixed directory (resuming if partial). */
+export async function runLockedTrial(lockFile: string, k: number, io: Io, quiet?: boolean): Promise<number> {
+  const lock = readLock(lockFile);
+  const entry = lock.trials.find((t) => t.index === k);
+  if (!entry) throw new RunError(`${lockFile} has trials 0..${lock.trials.length - 1}, not ${k}`);
+  const checked = checkedPlan(lock, lockFile, io);
+  if (!checked) return 1;
+  const runDir = path.join(path.dirname(path.resolve(lockFile)), entry.dir);
+  if (fs.existsSync(path.join(runDir, 'results.json'))) {
+    io.err(`trial ${k} already finished (${runDir})`);
+    return 0;
+  }
+  const partial = fs.existsSync(path.join(runDir, 'invocation.json'));
+  await runTrial(RunDir.at(runDir), checked.plan, checked.plan.trials[k], checked.recipes[k], { recipe: lock.recipe, set: lock.set, allow_path: lock.allow_path, trial: k, recipe_hash: entry.recipe_hash }, io, { quiet, resume: partial });
+  return 0;
+}
+
+/** Runs each distinct fisher stage of a locked sweep once, filling the cache the trials then reuse. */
+async function prepareShared(lockFile: string, io: Io, quiet?: boolean): Promise<number> {
+  const lock = readLock(lockFile);
+  const checked = checkedPlan(lock, lockFile, io);
+  if (!checked) return 1;
+  const seen = new Set<string>();
+  for (const t of lock.trials) {
+    const hash = t.fisher_hash;
+    if (!hash || seen.has(hash)) continue;
+    seen.add(hash);
+    const scratch = RunDir.at(path.join(path.dirname(path.resolve(lockFile)), 'prepare', hash.slice(0, 12)));
+    try {
+      await executeTrial(checked.plan, checked.plan.trials[t.index], checked.recipes[t.index], scratch, { log: (l) => !quiet && io.err(`[fisher ${hash.slice(0, 12)}] ${l}`), stage: () => ({ tick() {}, end() {} }) }, { stopAfterFisher: true });
+    } finally {
+      scratch.unlock();
+    }
+  }
+  io.err(`prepared ${seen.size} shared fisher stage${seen.size === 1 ? '' : 's'}`);
+  return 0;
+}
+
+function sweepDirFor(parent: string, name: string): string {
+  fs.mkdirSync(parent, { recursive: true });
+  const stamp = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
+  for (let i = 0; ; i++) {
+    const dir = path.join(parent, `${name}-sweep-${stamp}${i ? `-${i}` : ''}`);
+    try {
+      fs.mkdirSync(dir);
+      return dir;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+  }
+}
+
+const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+
+function slurmScript(lock: SweepLock, dir: string): string {
+  const lockPath = quote(path.resolve(dir, LOCK_FILE));
+  return `#!/bin/bash
+# Slurm submission for the childtune sweep in ${dir} (${lock.trials.length} trials).
+# Submit with: bash ${path.join(dir, 'sweep.slurm.sh')}
+# The shared stages (fisher masks) run once first; the array job starts when they succeed.
+set -euo pipefail
+prep=$(sbatch --parsable --job-name=childtune-prepare --wrap="childtune sweep --prepare ${lockPath.replace(/"/g, '\\"')}")
+sbatch --dependency=afterok:$prep --array=0-${lock.trials.length - 1} --job-name=childtune-trial \\
+  --wrap="childtune run --trial \\$SLURM_ARRAY_TASK_ID ${lockPath.replace(/"/g, '\\"')}"
+`;
+}
+
+function k8sManifest(lock: SweepLock, dir: string): string {
+  const lockPath = path.resolve(dir, LOCK_FILE);
+  const name = path.basename(dir).toLowerCase().replace(/[^a-z0-9-]/g, '-').slice(0, 40).replace(/-+$/, '');
+  const job = (suffix: string, extra: string, command: string) => `apiVersion: batch/v1
+kind: Job
+metadata:
+  name: ${name}-${suffix}
+spec:
+${extra}  template:
+    spec:
+      restartPolicy: Never
+      containers:
+        - name: childtune
+          image: childtune:latest  # an image with this repository installed
+          command: ["sh", "-c", ${JSON.stringify(command)}]
+          volumeMounts: [{ name: work, mountPath: ${JSON.stringify(path.dirname(lockPath))} }]
+      volumes:
+        - name: work
+          persistentVolumeClaim: { claimName: childtune-work }  # shared storage holding the sweep directory
+`;
+  return `# Kubernetes manifests for the childtune sweep in ${dir} (${lock.trials.length} trials).
+# The first Job runs the shared fisher stages once; the Indexed Job runs one trial per index. Apply the
+# first, wait for it (kubectl wait --for=condition=complete job/${name}-prepare), then apply the second.
+${job('prepare', '  backoffLimit: 2\n', `childtune sweep --prepare ${quote(lockPath)}`)}---
+${job('trials', `  completionMode: Indexed\n  completions: ${lock.trials.length}\n  parallelism: ${lock.trials.length}\n  backoffLimit: ${lock.trials.length}\n`, `childtune run --trial $JOB_COMPLETION_INDEX ${quote(lockPath)}`)}`;
+}

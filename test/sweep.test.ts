@@ -1,0 +1,174 @@
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { before, describe, test } from 'node:test';
+import { main } from '../src/cli/main.js';
+import { FIXTURES, GLUE, REPO, tmpProject, write } from './helpers.js';
+
+const cli = async (argv: string[]) => {
+  let out = '', err = '';
+  const code = await main(argv, { out: (t) => (out += t + '\n'), err: (t) => (err += t + '\n') });
+  return { code, out, err };
+};
+
+/** The numbers of a sweep's trials, without paths and timings. */
+const numbers = (dir: string) => fs.readdirSync(dir).filter((d) => d.startsWith('trial-')).sort().map((d) => {
+  const r = JSON.parse(fs.readFileSync(path.join(dir, d, 'results.json'), 'utf8'));
+  return { trial: r.trial, strategy: r.strategy, seed: r.seed, metrics: r.metrics, epochs: r.epochs, final_loss: r.final_loss };
+});
+const tableOf = (dir: string) => JSON.parse(fs.readFileSync(path.join(dir, 'report.json'), 'utf8')).table;
+
+describe('sweeps and reports', () => {
+  const project = tmpProject();
+  const recipe = path.join(project, 'sweep.yaml');
+  const allow = ['--allow-path', path.dirname(GLUE)];
+  let reference = '';
+
+  before(async () => {
+    assert.equal((await cli(['model', 'init', '--size', 'tiny', '--out', path.join(project, 'model'), '--vocab', path.join(FIXTURES, 'bert-tiny-random', 'vocab.txt')])).code, 0);
+    write(project, 'sweep.yaml', `version: 1
+name: small
+model: {path: ./model, max_seq_length: 32}
+dataset:
+  task: glue/rte
+  dir: ${path.join(GLUE, 'RTE')}
+  subsample: {size: 32, seed: 0}
+strategy: {kind: child-tuning-f, reserve_p: 0.3}
+training: {epochs: 2, batch_size: 8, log_every: 1, checkpoint_every: 2}
+evaluation: {batch_size: 128}
+sweep:
+  grid: {strategy.kind: [child-tuning-f, child-tuning-d]}
+  seeds: [1, 2]
+`);
+    const r = await cli(['sweep', recipe, '--json', '--quiet', ...allow]);
+    assert.equal(r.code, 0, r.err);
+    reference = path.dirname(JSON.parse(r.out)[0].dir);
+    assert.equal((await cli(['report', reference])).code, 0);
+  });
+
+  test('the lock file lists every trial with its recipe hash before any runs', () => {
+    const lock = JSON.parse(fs.readFileSync(path.join(reference, 'sweep.lock.json'), 'utf8'));
+    assert.equal(lock.trials.length, 4);
+    assert.deepEqual(lock.trials.map((t: { dir: string }) => t.dir), ['trial-000', 'trial-001', 'trial-002', 'trial-003']);
+    for (const t of lock.trials) assert.match(t.recipe_hash, /^[0-9a-f]{64}$/);
+    // Both D trials share one fisher stage.
+    assert.equal(new Set(lock.trials.filter((t: { fisher_hash: string | null }) => t.fisher_hash).map((t: { fisher_hash: string }) => t.fisher_hash)).size, 1);
+  });
+
+  test('a sweep killed midway and resumed reports exactly what an uninterrupted sweep does', async () => {
+    const child = spawn(process.execPath, [path.join(REPO, 'bin', 'childtune.js'), 'sweep', recipe, '--quiet', ...allow], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    const dir = await new Promise<string>((resolve, reject) => {
+      const timer = setInterval(() => {
+        const m = /sweep directory: (.*) \(/.exec(stderr);
+        if (m && fs.existsSync(path.join(m[1], 'trial-001', 'checkpoint.json'))) {
+          clearInterval(timer);
+          child.kill('SIGKILL');
+          resolve(m[1]);
+        }
+      }, 5);
+      child.on('exit', () => { clearInterval(timer); reject(new Error(`the sweep ended before trial 1 checkpointed:\n${stderr}`)); });
+    });
+    await new Promise((r) => child.once('close', r));
+    assert.ok(fs.existsSync(path.join(dir, 'trial-000', 'results.json')));
+    assert.ok(!fs.existsSync(path.join(dir, 'trial-001', 'results.json')));
+    fs.rmSync(path.join(dir, 'trial-001', 'run.lock'));
+    const resumed = await cli(['sweep', '--resume', dir]);
+    assert.equal(resumed.code, 0, resumed.err);
+    assert.match(resumed.err, /\[trial 0\] finished earlier; skipped/);
+    assert.match(resumed.err, /\[trial 1\] resume: continuing from step \d+/);
+    assert.equal((await cli(['report', dir])).code, 0);
+    assert.deepEqual(tableOf(dir), tableOf(reference));
+    assert.deepEqual(numbers(dir), numbers(reference));
+
+    // Changing the recipe under the lock is refused, naming the field.
+    const text = fs.readFileSync(recipe, 'utf8');
+    fs.writeFileSync(recipe, text.replace('batch_size: 8', 'batch_size: 4'));
+    try {
+      const refused = await cli(['sweep', '--resume', dir]);
+      assert.equal(refused.code, 1);
+      assert.match(refused.err, /run-defining fields changed since the sweep started: training\.batch_size/);
+    } finally {
+      fs.writeFileSync(recipe, text);
+    }
+  });
+
+  test('--emit writes a Slurm array and a Kubernetes Indexed Job; run --trial K LOCK runs one trial', async () => {
+    const slurm = await cli(['sweep', recipe, '--emit', 'slurm', ...allow]);
+    assert.equal(slurm.code, 0, slurm.err);
+    const script = fs.readFileSync(slurm.out.trim(), 'utf8');
+    assert.match(script, /--array=0-3/);
+    assert.match(script, /childtune sweep --prepare/);
+    assert.match(script, /--dependency=afterok:\$prep/);
+    assert.equal(spawnSync('bash', ['-n', slurm.out.trim()]).status, 0, 'the script parses');
+    const lock = path.join(path.dirname(slurm.out.trim()), 'sweep.lock.json');
+    const k8s = await cli(['sweep', recipe, '--emit', 'k8s', ...allow]);
+    const manifest = fs.readFileSync(k8s.out.trim(), 'utf8');
+    assert.match(manifest, /completionMode: Indexed/);
+    assert.match(manifest, /completions: 4/);
+    assert.match(manifest, /JOB_COMPLETION_INDEX/);
+
+    assert.equal((await cli(['sweep', '--prepare', lock])).code, 0);
+    const one = await cli(['run', '--trial', '3', lock]);
+    assert.equal(one.code, 0, one.err);
+    assert.match(one.err, /fisher: cached/);
+    const r = JSON.parse(fs.readFileSync(path.join(path.dirname(lock), 'trial-003', 'results.json'), 'utf8'));
+    assert.deepEqual(r.metrics, numbers(reference)[3].metrics);
+    assert.equal((await cli(['run', '--trial', '9', lock])).code, 1);
+  });
+
+  test('report writes Markdown, CSV and JSON in the paper table shape; compare notes differing seeds', async () => {
+    const table = tableOf(reference);
+    assert.deepEqual(table.columns, ['glue/rte']);
+    assert.deepEqual(table.rows.map((r: { strategy: string }) => r.strategy), ['child-tuning-d (p=0.3)', 'child-tuning-f (p=0.3)']);
+    const cell = table.rows[0].cells['glue/rte'];
+    assert.equal(cell.n, 2);
+    assert.deepEqual(cell.seeds, [1, 2]);
+    const values = numbers(reference).filter((r) => r.strategy === 'child-tuning-d').map((r) => r.metrics.accuracy);
+    assert.ok(Math.abs(cell.mean - (values[0] + values[1]) / 2) < 1e-12);
+    assert.equal(cell.max, Math.max(...values));
+    const csv = fs.readFileSync(path.join(reference, 'report.csv'), 'utf8');
+    assert.match(csv, /^strategy,column,metric,mean,std,max,n,seeds\n/);
+    const md = await cli(['report', reference]);
+    assert.match(md.out, /\| child-tuning-d \(p=0\.3\) \| \d+\.\d\d ± \d+\.\d\d \(max \d+\.\d\d, n=2\) \|/);
+    const cmp = await cli(['compare', path.join(reference, 'trial-000'), path.join(reference, 'trial-001')]);
+    assert.equal(cmp.code, 0);
+    assert.match(cmp.out, /glue\/rte accuracy/);
+    assert.match(cmp.out, /note: the seeds differ \(A: 1; B: 2\)/);
+    assert.equal((await cli(['report', path.join(project, 'nothing-here')])).code, 1);
+  });
+
+  test('the HTML report renders its plots in headless Chromium', (t) => {
+    const browser = ['/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'].find((b) => fs.existsSync(b));
+    if (!browser) return t.skip('no Chromium here (apt-get install chromium)');
+    const html = path.join(reference, 'report.html');
+    // A browser's first start in a fresh profile can exit early; one retry.
+    const dump = () => spawnSync(browser, ['--headless', '--no-sandbox', '--disable-gpu', '--dump-dom', `file://${html}`], { encoding: 'utf8', timeout: 90_000 });
+    let dom = dump();
+    if (!/data-rendered=/.test(dom.stdout)) dom = dump();
+    assert.equal(dom.status, 0, dom.stderr);
+    const rendered = Number(/data-rendered="(\d+)"/.exec(dom.stdout)?.[1]);
+    assert.ok(rendered >= 5, `rendered ${rendered} plots; exit ${dom.status} ${dom.signal}; ${dom.stdout.slice(0, 300)} ${dom.stderr.slice(-500)}`);
+    assert.ok((dom.stdout.match(/class="series"/g) ?? []).length >= 8, 'loss and metric curves for every trial');
+    assert.ok((dom.stdout.match(/class="bar"/g) ?? []).length > 0, 'kept-fraction and Fisher bars');
+    assert.match(dom.stdout, /class="threshold"/);
+    assert.doesNotMatch(fs.readFileSync(html, 'utf8'), /(src|href)=["']?https?:|@import|url\(/, 'self-contained: nothing fetched');
+  });
+});
+
+test('the overlap matrix is the Jaccard index of the child-network bitsets of each pair of tasks', async () => {
+  const { collectRuns, maskOverlaps } = await import('../src/run/report.js');
+  const dir = tmpProject();
+  const run = (name: string, task: string, bits: number[]) => {
+    write(dir, `${name}/results.json`, JSON.stringify({ task, strategy: 'child-tuning-d', reserve_p: 0.5, seed: 1, metrics: { accuracy: 0.5 }, transfer: {} }));
+    fs.writeFileSync(path.join(dir, name, 'child-mask.bin'), Uint8Array.from(bits));
+  };
+  run('a', 'glue/rte', [0b1111, 0b0000]);
+  run('b', 'glue/cola', [0b0011, 0b0001]);
+  const o = maskOverlaps(collectRuns([dir]))!;
+  assert.deepEqual(o.tasks, ['glue/cola', 'glue/rte']);
+  // |A∩B| = 2, |A∪B| = 5.
+  assert.deepEqual(o.matrix, [[1, 0.4], [0.4, 1]]);
+});
