@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import path from 'node:path';
 import { csvRows, DataFileError, jsonlRows, readText, tsvRows, type RawRow } from './formats.js';
 import type { Field, TaskSpec } from './tasks.js';
@@ -26,9 +27,22 @@ export function splitFile(spec: TaskSpec, dir: string | undefined, split: string
   return path.resolve(dir ?? '.', name);
 }
 
+/** Splits already read by this process, keyed by file identity: validation, planning and running share one read. */
+const loaded = new Map<string, LoadedSplit>();
+
 /** Loads one split. Malformed rows throw DataFileError naming file and line, or are counted when onBadRow is 'skip'. */
 export function loadSplit(spec: TaskSpec, dir: string | undefined, split: string, onBadRow: 'error' | 'skip' = 'error'): LoadedSplit {
   const file = splitFile(spec, dir, split);
+  const stat = fs.statSync(file, { throwIfNoEntry: false });
+  const key = JSON.stringify([file, stat?.size, stat?.mtimeMs, spec, split, onBadRow]);
+  const hit = loaded.get(key);
+  if (hit) return hit;
+  const result = readSplit(spec, file, split, onBadRow);
+  loaded.set(key, result);
+  return result;
+}
+
+function readSplit(spec: TaskSpec, file: string, split: string, onBadRow: 'error' | 'skip'): LoadedSplit {
   let text: string;
   try {
     text = readText(file);
@@ -40,10 +54,15 @@ export function loadSplit(spec: TaskSpec, dir: string | undefined, split: string
   const out: LoadedSplit = { file, examples: [], skipped: { count: 0, samples: [] }, unlabelled: 0 };
   let header: string[] | undefined;
   let width: number | undefined;
+  const columns = new Map<Field, number>();
   const column = (f: Field) => {
     if (typeof f === 'number') return f;
-    const i = header?.indexOf(f) ?? -1;
-    if (i < 0) throw new DataFileError(file, 1, header ? `no column '${f}' in the header (${header.join(', ')})` : `column '${f}' named, but the file has no header`);
+    let i = columns.get(f);
+    if (i === undefined) {
+      i = header?.indexOf(f) ?? -1;
+      if (i < 0) throw new DataFileError(file, 1, header ? `no column '${f}' in the header (${header.join(', ')})` : `column '${f}' named, but the file has no header`);
+      columns.set(f, i);
+    }
     return i;
   };
   const labelIndex = new Map((spec.labels ?? []).map((l, i) => [l, i]));

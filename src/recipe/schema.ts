@@ -1,9 +1,13 @@
 import { createRequire } from 'node:module';
-import Ajv2020, { type ErrorObject } from 'ajv/dist/2020.js';
+import type { ErrorObject } from 'ajv/dist/2020.js';
 import { diagnostic, pointerOf, segmentsOf, type Diagnostic } from './diagnostics.js';
 import type { SourceMap } from './parse.js';
 import { closest } from './suggest.js';
 import type { Recipe } from './types.generated.js';
+import { validate } from './validate.generated.js';
+
+/** ajv's standalone validator (generated at build time): fills defaults in place, leaves its errors on itself. */
+const validateFn = validate as unknown as { (data: unknown): boolean; errors?: ErrorObject[] | null };
 
 const require = createRequire(import.meta.url);
 export const recipeSchema: JsonSchema = require('../../../schema/recipe.schema.json');
@@ -25,8 +29,6 @@ export interface JsonSchema {
   [k: string]: unknown;
 }
 
-const ajv = new (Ajv2020 as unknown as typeof Ajv2020.default)({ allErrors: true, useDefaults: true, strict: false });
-const validateFn = ajv.compile(recipeSchema);
 
 /** Follows $ref within the recipe schema. */
 export function deref(node: JsonSchema | undefined): JsonSchema | undefined {
