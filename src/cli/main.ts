@@ -185,7 +185,7 @@ export async function main(argv: string[], io: Io = { out: (t) => process.stdout
 }
 
 /** Errors that describe bad input (files, data, checkpoints) rather than a bug. */
-const isExpected = (e: Error) => ['DataFileError', 'ModelError', 'SafetensorsError', 'TokenizerError', 'RunError', 'BackendError'].includes(e.constructor?.name) || 'code' in e;
+const isExpected = (e: Error) => ['DataFileError', 'ModelError', 'SafetensorsError', 'TokenizerError', 'RunError', 'BackendError', 'WriteError'].includes(e.constructor?.name) || 'code' in e;
 
 export function bundledRecipes(): { path: string; summary: string }[] {
   const dir = path.join(REPO_ROOT, 'recipes');

@@ -47,8 +47,9 @@ export function parseSafetensors(buf: Uint8Array, file = '<buffer>'): Map<string
   const dataLength = buf.length - dataStart;
   const entries = Object.entries(header).filter(([k]) => k !== '__metadata__');
   if (entries.length > SAFETENSORS_LIMITS.tensors) throw new SafetensorsError(file, `header lists ${entries.length} tensors (limit ${SAFETENSORS_LIMITS.tensors})`);
-  const spans: [number, number, string][] = [];
-  const out = new Map<string, TensorInfo>();
+  // Every entry is checked against the file, and overlaps ruled out, before anything is decoded: the floats
+  // allocated are then bounded by the file's own size, whatever the header claims.
+  const spans: { begin: number; end: number; name: string; dtype: TensorInfo['dtype']; shape: number[]; elements: number }[] = [];
   for (const [name, raw] of entries) {
     const info = raw as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
     if (!info || typeof info !== 'object') throw new SafetensorsError(file, `tensor '${name}': entry is not an object`);
@@ -61,17 +62,18 @@ export function parseSafetensors(buf: Uint8Array, file = '<buffer>'): Map<string
     if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isSafeInteger(o) && o >= 0) || offsets[0] > offsets[1]) {
       throw new SafetensorsError(file, `tensor '${name}': data_offsets ${JSON.stringify(offsets)} must be [begin, end] with begin <= end`);
     }
+    if (offsets[1] > dataLength) throw new SafetensorsError(file, `tensor '${name}': data ends at byte ${offsets[1]} but the file holds ${dataLength} (truncated mid-tensor)`);
     const elements = shape.reduce((a: number, b: number) => a * b, 1);
     const bytes = elements * BYTES[info.dtype];
     if (offsets[1] - offsets[0] !== bytes) throw new SafetensorsError(file, `tensor '${name}': shape ${JSON.stringify(shape)} needs ${bytes} bytes but its offsets span ${offsets[1] - offsets[0]}`);
-    if (offsets[1] > dataLength) throw new SafetensorsError(file, `tensor '${name}': data ends at byte ${offsets[1]} but the file holds ${dataLength} (truncated mid-tensor)`);
-    spans.push([offsets[0], offsets[1], name]);
-    out.set(name, { dtype: info.dtype, shape, data: decode(buf, dataStart + offsets[0], elements, info.dtype) });
+    spans.push({ begin: offsets[0], end: offsets[1], name, dtype: info.dtype, shape: shape as number[], elements });
   }
-  spans.sort((a, b) => a[0] - b[0]);
-  for (let i = 1; i < spans.length; i++) {
-    if (spans[i][0] < spans[i - 1][1]) throw new SafetensorsError(file, `tensors '${spans[i - 1][2]}' and '${spans[i][2]}' overlap`);
+  const sorted = [...spans].sort((a, b) => a.begin - b.begin);
+  for (let i = 1; i < sorted.length; i++) {
+    if (sorted[i].begin < sorted[i - 1].end) throw new SafetensorsError(file, `tensors '${sorted[i - 1].name}' and '${sorted[i].name}' overlap`);
   }
+  const out = new Map<string, TensorInfo>();
+  for (const t of spans) out.set(t.name, { dtype: t.dtype, shape: t.shape, data: decode(buf, dataStart + t.begin, t.elements, t.dtype) });
   return out;
 }
 

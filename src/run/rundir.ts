@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { writeAtomic } from '../engine/checkpoint.js';
+import { writeAtomic, WriteError } from '../engine/checkpoint.js';
 import { RunError } from './errors.js';
 
 /** A run directory owned by this process (run.lock holds the pid) whose files are written atomically. */
@@ -86,6 +86,10 @@ export class RunDir {
 
   /** One complete line per call: a crash loses at most the line being written. */
   appendJsonl(name: string, value: unknown) {
-    fs.appendFileSync(this.path(name), JSON.stringify(value) + '\n');
+    try {
+      fs.appendFileSync(this.path(name), JSON.stringify(value) + '\n');
+    } catch (e) {
+      throw new WriteError(this.path(name), e as NodeJS.ErrnoException);
+    }
   }
 }
