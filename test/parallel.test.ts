@@ -1,0 +1,57 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import fc from 'fast-check';
+import { selectBackend } from '../src/engine/backend.js';
+import { sizeOf } from '../src/engine/params.js';
+import { DataParallel, partition } from '../src/run/parallel.js';
+import { childTuningF, F_CHUNK, maskRange } from '../src/strategies/strategy.js';
+import { microModel } from './helpers.js';
+
+describe('data parallelism', () => {
+  test('the partition covers every parameter element exactly once and cuts tensors only at F chunk boundaries', () => {
+    fc.assert(fc.property(fc.array(fc.integer({ min: 1, max: 50_000 }), { minLength: 1, maxLength: 12 }), fc.integer({ min: 1, max: 8 }), (sizes, parts) => {
+      const segments = partition(sizes, parts);
+      assert.equal(segments.length, parts);
+      const seen = sizes.map((n) => new Uint8Array(n));
+      for (const part of segments) for (const { index, lo, hi } of part) {
+        assert.ok(lo % F_CHUNK === 0, 'starts on a chunk boundary');
+        for (let j = lo; j < hi; j++) seen[index][j]++;
+      }
+      for (const s of seen) assert.ok(s.every((c) => c === 1));
+    }));
+  });
+
+  test("Child-Tuning-F's mask is the same however the parameters are split across threads", () => {
+    const spec = childTuningF(0.3, 'all', [{ name: 'w', shape: [50_000], transposed: false, decay: true, group: 'encoder', init: 'normal' }], 9).spec;
+    const whole = new Float32Array(50_000).fill(1);
+    maskRange(spec, 0, whole, 0, whole.length, 4);
+    for (const parts of [2, 3, 5]) {
+      const split = new Float32Array(50_000).fill(1);
+      for (const part of partition([split.length], parts)) for (const s of part) maskRange(spec, 0, split, s.lo, s.hi, 4);
+      assert.deepEqual(split, whole);
+    }
+  });
+
+  test('two threads compute the batch-mean gradient and loss of one (to float rounding)', async () => {
+    await selectBackend('wasm');
+    const batch = { batch: 4, seq: 5, inputIds: Int32Array.from({ length: 20 }, (_, i) => 2 + (i * 7) % 30), tokenTypeIds: new Int32Array(20), attentionMask: Float32Array.from({ length: 20 }, (_, i) => (i % 5 < 4 || i < 10 ? 1 : 0)), labels: Float32Array.from([0, 1, 2, 1]) };
+    const single = microModel();
+    const grads = single.specs.map((s) => new Float32Array(sizeOf(s)));
+    const { loss } = single.step(batch, grads, null);
+    const model = microModel();
+    const dp = await DataParallel.start(model, { threads: 2, backend: 'wasm', adam: { lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0 } });
+    try {
+      const r = await dp.gradients(batch, null);
+      assert.ok(Math.abs(r.loss - loss) < 1e-6, `${r.loss} vs ${loss}`);
+      let sq = 0;
+      grads.forEach((g, i) => g.forEach((v, j) => {
+        sq += v * v;
+        assert.ok(Math.abs(dp.grads[i][j] - v) < 1e-5 + 1e-4 * Math.abs(v), `${single.specs[i].name}[${j}]`);
+      }));
+      assert.ok(Math.abs(r.norm - Math.sqrt(sq)) < 1e-4 * Math.sqrt(sq));
+    } finally {
+      await dp.close();
+      single.dispose();
+    }
+  });
+});
