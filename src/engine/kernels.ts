@@ -16,9 +16,12 @@ export function batchMatMul(a: tf.Tensor3D, b: tf.Tensor3D, transposeA = false, 
   const [, rb, cb] = b.shape;
   const av = a.dataSync() as Float32Array;
   const bv = b.dataSync() as Float32Array;
-  const outs: tf.Tensor2D[] = [];
-  for (let i = 0; i < n; i++) outs.push(tf.matMul(block(av, i, ra, ca, transposeA), block(bv, i, rb, cb, transposeB)));
-  return tf.stack(outs) as tf.Tensor3D;
+  // Tidy: the per-entry blocks and products are freed as soon as they are stacked.
+  return tf.tidy(() => {
+    const outs: tf.Tensor2D[] = [];
+    for (let i = 0; i < n; i++) outs.push(tf.matMul(block(av, i, ra, ca, transposeA), block(bv, i, rb, cb, transposeB)));
+    return tf.stack(outs) as tf.Tensor3D;
+  });
 }
 
 function block(values: Float32Array, i: number, rows: number, cols: number, transpose: boolean): tf.Tensor2D {

@@ -30,21 +30,25 @@ const dense = (x: T2, w: tf.Tensor, b: tf.Tensor) => tf.add(tf.matMul(x, w as T2
 
 /** Backward of dense: explicit transposes, because transposed matMul is 10-15x slower on wasm and cpu. */
 function denseBack(x: T2, w: tf.Tensor, dy: T2) {
-  return { dw: tf.matMul(tf.transpose(x), dy), db: columnSum(dy), dx: tf.matMul(dy, tf.transpose(w as T2)) as T2 };
+  return tidyKeep(() => ({ dw: tf.matMul(tf.transpose(x), dy), db: columnSum(dy), dx: tf.matMul(dy, tf.transpose(w as T2)) as T2 }));
 }
 
 function layerNorm(x: T2, g: tf.Tensor, b: tf.Tensor, eps: number) {
-  const mean = tf.mean(x, -1, true);
-  const xc = tf.sub(x, mean);
-  const rstd = tf.rsqrt(tf.add(tf.mean(tf.square(xc), -1, true), eps));
-  const xhat = tf.mul(xc, rstd) as T2;
-  return { y: tf.add(tf.mul(xhat, g), b) as T2, xhat, rstd };
+  return tidyKeep(() => {
+    const mean = tf.mean(x, -1, true);
+    const xc = tf.sub(x, mean);
+    const rstd = tf.rsqrt(tf.add(tf.mean(tf.square(xc), -1, true), eps));
+    const xhat = tf.mul(xc, rstd) as T2;
+    return { y: tf.add(tf.mul(xhat, g), b) as T2, xhat, rstd };
+  });
 }
 
 function layerNormBack(dy: T2, g: tf.Tensor, cache: { xhat: T2; rstd: tf.Tensor }) {
-  const dxhat = tf.mul(dy, g);
-  const dx = tf.mul(cache.rstd, tf.sub(tf.sub(dxhat, tf.mean(dxhat, -1, true)), tf.mul(cache.xhat, tf.mean(tf.mul(dxhat, cache.xhat), -1, true)))) as T2;
-  return { dx, dg: columnSum(tf.mul(dy, cache.xhat) as T2), db: columnSum(dy) };
+  return tidyKeep(() => {
+    const dxhat = tf.mul(dy, g);
+    const dx = tf.mul(cache.rstd, tf.sub(tf.sub(dxhat, tf.mean(dxhat, -1, true)), tf.mul(cache.xhat, tf.mean(tf.mul(dxhat, cache.xhat), -1, true)))) as T2;
+    return { dx, dg: columnSum(tf.mul(dy, cache.xhat) as T2), db: columnSum(dy) };
+  });
 }
 
 type Activation = ModelConfig['activation'] | 'tanh';
@@ -53,10 +57,11 @@ type Activated = { y: T2; cdf?: tf.Tensor };
 
 function activation(kind: Activation, x: T2): Activated {
   switch (kind) {
-    case 'gelu': {
-      const cdf = tf.mul(tf.add(tf.erf(tf.mul(x, SQRT1_2)), 1), 0.5);
-      return { y: tf.mul(x, cdf) as T2, cdf };
-    }
+    case 'gelu':
+      return tidyKeep(() => {
+        const cdf = tf.mul(tf.add(tf.erf(tf.mul(x, SQRT1_2)), 1), 0.5);
+        return { y: tf.mul(x, cdf) as T2, cdf };
+      });
     case 'gelu_new':
       return { y: tf.mul(tf.mul(x, 0.5), tf.add(tf.tanh(tf.mul(tf.add(x, tf.mul(tf.pow(x, 3), 0.044715)), Math.sqrt(2 / Math.PI))), 1)) as T2 };
     case 'relu':
@@ -68,19 +73,21 @@ function activation(kind: Activation, x: T2): Activated {
 
 /** d activation / dx, given the input x and the forward result. */
 function activationGrad(kind: Activation, x: T2, { y, cdf }: Activated): tf.Tensor {
-  switch (kind) {
-    case 'gelu':
-      return tf.add(cdf!, tf.mul(x, tf.mul(tf.exp(tf.mul(tf.square(x), -0.5)), INV_SQRT_2PI)));
-    case 'gelu_new': {
-      const c = Math.sqrt(2 / Math.PI);
-      const t = tf.tanh(tf.mul(tf.add(x, tf.mul(tf.pow(x, 3), 0.044715)), c));
-      return tf.add(tf.mul(tf.add(t, 1), 0.5), tf.mul(tf.mul(tf.mul(x, 0.5), tf.sub(1, tf.square(t))), tf.mul(tf.add(tf.mul(tf.square(x), 3 * 0.044715), 1), c)));
+  return tf.tidy(() => {
+    switch (kind) {
+      case 'gelu':
+        return tf.add(cdf!, tf.mul(x, tf.mul(tf.exp(tf.mul(tf.square(x), -0.5)), INV_SQRT_2PI)));
+      case 'gelu_new': {
+        const c = Math.sqrt(2 / Math.PI);
+        const t = tf.tanh(tf.mul(tf.add(x, tf.mul(tf.pow(x, 3), 0.044715)), c));
+        return tf.add(tf.mul(tf.add(t, 1), 0.5), tf.mul(tf.mul(tf.mul(x, 0.5), tf.sub(1, tf.square(t))), tf.mul(tf.add(tf.mul(tf.square(x), 3 * 0.044715), 1), c)));
+      }
+      case 'relu':
+        return tf.step(x);
+      case 'tanh':
+        return tf.sub(1, tf.square(y));
     }
-    case 'relu':
-      return tf.step(x);
-    case 'tanh':
-      return tf.sub(1, tf.square(y));
-  }
+  });
 }
 
 /**
@@ -308,13 +315,13 @@ export class EncoderClassifier {
         const ao = denseBack(s.ctx, this.p(`${L}.attention.output.dense.weight`), mul(ln1.dx, s.m1));
         putDense(`${L}.attention.output.dense`, ao);
         // Attention: every product below is a plain batched matMul of explicitly transposed operands.
-        const dctx = tf.reshape(tf.transpose(tf.reshape(ao.dx, [B, T, A, D]), [0, 2, 1, 3]), [B * A, T, D]) as tf.Tensor3D;
-        const dv = batchMatMul(s.probsDropped, dctx, true);
-        let dprobs = tf.reshape(batchMatMul(dctx, s.v, false, true), [B, A, T, T]);
-        if (s.pm) dprobs = tf.mul(dprobs, s.pm);
-        const dscores = tf.reshape(tf.mul(tf.mul(s.probs, tf.sub(dprobs, tf.sum(tf.mul(dprobs, s.probs), -1, true))), 1 / Math.sqrt(D)), [B * A, T, T]) as tf.Tensor3D;
-        const dq = batchMatMul(dscores, s.k);
-        const dk = batchMatMul(dscores, s.q, true);
+        const { dq, dk, dv } = tidyKeep(() => {
+          const dctx = tf.reshape(tf.transpose(tf.reshape(ao.dx, [B, T, A, D]), [0, 2, 1, 3]), [B * A, T, D]) as tf.Tensor3D;
+          let dprobs = tf.reshape(batchMatMul(dctx, s.v, false, true), [B, A, T, T]);
+          if (s.pm) dprobs = tf.mul(dprobs, s.pm);
+          const dscores = tf.reshape(tf.mul(tf.mul(s.probs, tf.sub(dprobs, tf.sum(tf.mul(dprobs, s.probs), -1, true))), 1 / Math.sqrt(D)), [B * A, T, T]) as tf.Tensor3D;
+          return { dv: batchMatMul(s.probsDropped, dctx, true), dq: batchMatMul(dscores, s.k), dk: batchMatMul(dscores, s.q, true) };
+        });
         const merge = (t: tf.Tensor) => tf.reshape(tf.transpose(tf.reshape(t, [B, A, T, D]), [0, 2, 1, 3]), [B * T, H]) as T2;
         const gq = denseBack(s.input, this.p(`${L}.attention.self.query.weight`), merge(dq));
         const gk = denseBack(s.input, this.p(`${L}.attention.self.key.weight`), merge(dk));

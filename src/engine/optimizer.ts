@@ -51,16 +51,23 @@ export function adamwStep(s: AdamWSettings, step: number, lr: number): AdamWStep
  */
 export function adamwRange(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, lo: number, hi: number, a: AdamWStep, decayBits?: Uint8Array) {
   const { stepSize, b1, b2, eps, decay } = a;
-  for (let j = lo; j < hi; j++) {
-    const gj = g[j];
-    const mj = (m[j] = b1 * m[j] + (1 - b1) * gj);
-    const vj = (v[j] = b2 * v[j] + (1 - b2) * gj * gj);
-    p[j] -= (stepSize * mj) / (Math.sqrt(vj) + eps);
-  }
-  if (decay > 0) {
-    if (decayBits) {
-      for (let j = lo; j < hi; j++) if ((decayBits[j >> 3] >> (j & 7)) & 1) p[j] -= decay * p[j];
-    } else for (let j = lo; j < hi; j++) p[j] -= decay * p[j];
+  // One pass; fround keeps torch's float32 rounding of the Adam step before the decay reads the weight.
+  if (decayBits) {
+    for (let j = lo; j < hi; j++) {
+      const gj = g[j];
+      const mj = (m[j] = b1 * m[j] + (1 - b1) * gj);
+      const vj = (v[j] = b2 * v[j] + (1 - b2) * gj * gj);
+      const pj = Math.fround(p[j] - (stepSize * mj) / (Math.sqrt(vj) + eps));
+      p[j] = pj - ((decayBits[j >> 3] >> (j & 7)) & 1) * decay * pj;
+    }
+  } else {
+    for (let j = lo; j < hi; j++) {
+      const gj = g[j];
+      const mj = (m[j] = b1 * m[j] + (1 - b1) * gj);
+      const vj = (v[j] = b2 * v[j] + (1 - b2) * gj * gj);
+      const pj = Math.fround(p[j] - (stepSize * mj) / (Math.sqrt(vj) + eps));
+      p[j] = pj - decay * pj;
+    }
   }
 }
 

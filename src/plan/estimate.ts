@@ -8,13 +8,17 @@ const F32 = 4;
 /** Resident size of a Node process with tfjs-wasm loaded, and of each extra worker thread (measured, tfjs 4.22). */
 const RUNTIME_MAIN = 75 << 20;
 const RUNTIME_WORKER = 40 << 20;
+const TRANSIENT_LAYERS = 1.65;
+const HEAP_HEADROOM = 1.2;
 
 /**
  * Bytes a run holds at its peak, modelled on how the engine allocates: weights once in shared memory plus a
  * device copy per thread (embedding tables excepted: they are read in JavaScript), a gradient buffer per
- * thread, two Adam moments, the Fisher accumulator (fisher stage) or the bitset mask, the activations the
- * backward pass reads (per layer: eleven [tokens, hidden], three [tokens, intermediate] and three
- * [batch, heads, seq, seq] tensors, plus one layer's worth of transients), and the runtime itself.
+ * thread, two Adam moments, the Fisher accumulator (fisher stage) or the bitset mask, the activations, and
+ * the runtime itself. Activations: each layer keeps 12 [tokens, hidden], 3 [tokens, intermediate] and 4
+ * [batch, heads, seq, seq] tensors for the backward pass, and the backward of the top layer needs 1.65
+ * layers' worth more (both counted from tfjs's peak tensor bytes for BERT-tiny and BERT-mini at batch 8
+ * and 16, within 4%); the wasm heap holding them runs about 1.2 times that (allocator headroom, measured).
  */
 export function estimateMemory(config: ModelConfig, recipe: Recipe, numLabels: number, stage: 'train' | 'fisher', threads = recipe.runtime?.threads || os.availableParallelism()): MemoryEstimate {
   const p = parameterCounts(config, numLabels);
@@ -27,8 +31,8 @@ export function estimateMemory(config: ModelConfig, recipe: Recipe, numLabels: n
   const batch = stage === 'fisher' ? (recipe.strategy.fisher?.batch_size ?? 16) : recipe.training.batch_size;
   const t = recipe.model.max_seq_length;
   const tokens = batch * t;
-  const perLayer = tokens * (11 * config.hiddenSize + 3 * config.intermediateSize) + 3 * batch * config.numHeads * t * t;
-  const activations = ((config.numLayers + 1) * perLayer + tokens * 4 * config.hiddenSize) * F32;
+  const perLayer = tokens * (12 * config.hiddenSize + 3 * config.intermediateSize) + 4 * batch * config.numHeads * t * t;
+  const activations = Math.round(HEAP_HEADROOM * (config.numLayers + TRANSIENT_LAYERS) * perLayer * F32);
   const runtime = RUNTIME_MAIN + (threads - 1) * RUNTIME_WORKER;
   return { weights, gradients, adam, fisher, mask, activations, runtime, total: weights + gradients + adam + fisher + mask + activations + runtime };
 }

@@ -99,18 +99,26 @@ export class ShardExecutor {
       case 'reduce': {
         let sumsq = 0;
         const single = req.weights.length === 1 && req.weights[0] === 1;
+        const w = req.weights;
         for (const { index, lo, hi } of this.segments) {
           const g = s.grads[0][index];
-          if (!single) {
-            const w0 = req.weights[0];
-            for (let j = lo; j < hi; j++) g[j] *= w0;
-            for (let k = 1; k < req.weights.length; k++) {
-              const w = req.weights[k];
-              const gk = s.grads[k][index];
-              if (w) for (let j = lo; j < hi; j++) g[j] += w * gk[j];
+          if (single) {
+            for (let j = lo; j < hi; j++) sumsq += g[j] * g[j];
+          } else if (w.length === 2) {
+            // The common case in one pass: weighted sum, stored as float32, squared.
+            const g1 = s.grads[1][index];
+            for (let j = lo; j < hi; j++) {
+              const x = (g[j] = w[0] * g[j] + w[1] * g1[j]);
+              sumsq += x * x;
             }
+          } else {
+            for (let j = lo; j < hi; j++) g[j] *= w[0];
+            for (let k = 1; k < w.length; k++) {
+              const gk = s.grads[k][index];
+              for (let j = lo; j < hi; j++) g[j] += w[k] * gk[j];
+            }
+            for (let j = lo; j < hi; j++) sumsq += g[j] * g[j];
           }
-          for (let j = lo; j < hi; j++) sumsq += g[j] * g[j];
         }
         return { sumsq };
       }

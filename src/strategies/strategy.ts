@@ -3,7 +3,7 @@ import type { GradientMask } from '../engine/optimizer.js';
 import type { ParamSpec } from '../engine/params.js';
 import { Rng, streamSeed } from '../engine/rng.js';
 import type { Recipe } from '../recipe/types.generated.js';
-import { getBit, popcount } from './bitset.js';
+import { popcount } from './bitset.js';
 
 export type Scope = 'all' | 'encoder';
 
@@ -49,14 +49,10 @@ export function maskRange(spec: MaskSpec, index: number, grad: Float32Array, lo:
       return kept;
     }
     case 'child-tuning-d': {
+      // Branch-free multiply by the bit. D's kept fractions come from its fixed bitsets, so nothing is counted here.
       const bits = spec.masks[index];
-      if (!bits) return hi - lo;
-      let kept = 0;
-      for (let j = lo; j < hi; j++) {
-        if (getBit(bits, j)) kept++;
-        else grad[j] = 0;
-      }
-      return kept;
+      if (bits) for (let j = lo; j < hi; j++) grad[j] *= (bits[j >> 3] >> (j & 7)) & 1;
+      return hi - lo;
     }
   }
 }
