@@ -82,3 +82,31 @@ evaluation: {batch_size: 64}
   assert.deepEqual(fs.readFileSync(path.join(runDir, 'model', 'model.safetensors')), fs.readFileSync(path.join(reference, 'model', 'model.safetensors')));
   assert.equal((await cli(['run', '--resume', runDir])).code, 0, 'resuming a finished run is a no-op');
 });
+
+test('a truncated or foreign checkpoint is one clear error naming the file, never a stack trace', async () => {
+  const { writeCheckpoint, readCheckpoint } = await import('../src/run/checkpoint.js');
+  const { RunError } = await import('../src/run/errors.js');
+  const { microModel } = await import('./helpers.js');
+  const dir = tmpProject();
+  const model = microModel();
+  const loop = { step: 4, epoch: 0, batch: 4, skipped: 0, lastLoss: 0.5, window: { lossSum: 0, lossCount: 0, examples: 0 }, epochs: [], best: { epoch: -1, score: -Infinity }, metricsLines: 4, kept: [] };
+  const rel = writeCheckpoint(dir, model.specs, { meta: { version: 1, recipeHash: 'h', backend: 'wasm', threads: 2, adamStep: 4, loop }, values: model.values, m: model.values, v: model.values });
+  assert.equal(readCheckpoint(dir, model.specs)!.meta.loop.step, 4);
+  const other = microModel({ labels: 2 });
+  assert.throws(() => readCheckpoint(dir, other.specs), (e: unknown) => e instanceof RunError && /lacks .*classifier|wrong size/.test((e as Error).message));
+  const file = path.join(dir, rel, 'state.safetensors');
+  fs.truncateSync(file, fs.statSync(file).size - 100);
+  assert.throws(() => readCheckpoint(dir, model.specs), (e: unknown) => e instanceof RunError && /state\.safetensors.*truncated mid-tensor/.test((e as Error).message) && /without --resume/.test((e as { hint?: string }).hint ?? ''));
+});
+
+test('the trials of a sweep share one tokenizer and one tokenization per split', async () => {
+  const { loadTokenizer } = await import('../src/engine/tokenizer.js');
+  const { prepareSplit } = await import('../src/run/data.js');
+  const dir = path.join(FIXTURES, 'bert-tiny-random');
+  const tokenizer = loadTokenizer(dir);
+  assert.equal(loadTokenizer(dir), tokenizer);
+  const dataset = { task: 'glue/rte', dir: path.join(GLUE, 'RTE'), train_split: 'train', eval_split: 'dev', on_bad_row: 'error', subsample: { size: 16, seed: 0, stratified: true } } as never;
+  const a = prepareSplit(dataset, 'train', tokenizer, 32, true);
+  assert.equal(prepareSplit(structuredClone(dataset), 'train', tokenizer, 32, true), a);
+  assert.notEqual(prepareSplit(dataset, 'train', tokenizer, 64, true), a);
+});

@@ -7,6 +7,21 @@ import { Rng } from './rng.js';
 import { encodeSafetensors, readSafetensors } from './safetensors.js';
 import { TOKENIZER_FILES } from '../plan/fingerprint.js';
 
+/** Parsed checkpoints of this process by file identity: the trials of a sweep share one read of the weights. */
+const parsed = new Map<string, ReturnType<typeof readSafetensors>>();
+
+function readCached(file: string) {
+  const stat = fs.statSync(file, { throwIfNoEntry: false });
+  const key = `${file}:${stat?.size}:${stat?.mtimeMs}`;
+  let tensors = parsed.get(key);
+  if (!tensors) {
+    tensors = readSafetensors(file);
+    parsed.clear();
+    parsed.set(key, tensors);
+  }
+  return tensors;
+}
+
 export interface LoadedModel {
   model: EncoderClassifier;
   /** What the loader did that a user should know (ignored heads, fresh classifier). */
@@ -35,7 +50,7 @@ export function initialValue(spec: ParamSpec, rng: Rng, std = 0.02): Float32Arra
 export function loadPretrained(dir: string, options: { family?: Family | 'auto'; numLabels: number; seed: number }): LoadedModel {
   const config = readModelConfig(dir, options.family ?? 'auto');
   const file = path.join(dir, 'model.safetensors');
-  const tensors = readSafetensors(file);
+  const tensors = readCached(file);
   const model = new EncoderClassifier(config, options.numLabels);
   const notes: string[] = [];
   const prefix = `${config.family}.`;
@@ -61,7 +76,8 @@ export function loadPretrained(dir: string, options: { family?: Family | 'auto';
     } else if (!shapeOk) {
       throw new ModelError(file, `tensor ${spec.name} has shape [${t.shape}] but config.json implies [${spec.shape}]`, spec.name.includes('word_embeddings') ? `The vocabulary has ${config.vocabSize} entries in config.json; the checkpoint and its vocabulary do not match.` : 'Use the config.json that came with these weights.');
     }
-    model.values[i] = spec.transposed ? transpose2d(t.data, spec.shape[0], spec.shape[1]) : t.data;
+    // Always a copy: the parsed tensors are shared by every trial of a sweep in this process.
+    model.values[i] = spec.transposed ? transpose2d(t.data, spec.shape[0], spec.shape[1]) : Float32Array.from(t.data);
   });
   if (missing.length) {
     throw new ModelError(file, `missing encoder tensor${missing.length > 1 ? 's' : ''} ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ` and ${missing.length - 5} more` : ''}`, 'The checkpoint does not match config.json (layers, family), or the file is incomplete.');

@@ -254,8 +254,22 @@ export function readWordPieceVocab(file: string): Map<string, number> {
   return vocab;
 }
 
+/** Tokenizers of this process by directory, options and file identity (sweep trials share one, and its tokenizations). */
+const tokenizers = new Map<string, Tokenizer>();
+
 /** Loads the tokenizer a model directory ships: tokenizer.json, vocab.txt (WordPiece) or vocab.json + merges.txt (BPE). */
 export function loadTokenizer(dir: string, options: { lowerCase?: boolean } = {}): Tokenizer {
+  const identity = ['vocab.txt', 'vocab.json', 'merges.txt', 'tokenizer.json', 'tokenizer_config.json'].map((f) => fs.statSync(path.join(dir, f), { throwIfNoEntry: false })?.mtimeMs ?? '-');
+  const key = JSON.stringify([path.resolve(dir), options.lowerCase ?? null, identity]);
+  let tokenizer = tokenizers.get(key);
+  if (!tokenizer) {
+    tokenizer = readTokenizer(dir, options);
+    tokenizers.set(key, tokenizer);
+  }
+  return tokenizer;
+}
+
+function readTokenizer(dir: string, options: { lowerCase?: boolean }): Tokenizer {
   const lowerCase = options.lowerCase ?? readLowerCase(dir) ?? true;
   const tj = path.join(dir, 'tokenizer.json');
   if (fs.existsSync(path.join(dir, 'vocab.txt'))) return new WordPieceTokenizer(readWordPieceVocab(path.join(dir, 'vocab.txt')), lowerCase);

@@ -16,8 +16,25 @@ export interface PreparedSplit {
   unlabelled: number;
 }
 
+/**
+ * Tokenized splits of this process: the trials of a sweep that share a dataset, split, subsample, tokenizer
+ * and length share one tokenization. Keyed by the tokenizer object, so a new model's tokenizer never hits.
+ */
+const prepared = new WeakMap<Tokenizer, Map<string, PreparedSplit>>();
+
 /** Loads, optionally subsamples, and tokenizes one split (truncated to maxLength, padded per batch later). */
 export function prepareSplit(dataset: Dataset, split: string, tokenizer: Tokenizer, maxLength: number, subsample: boolean): PreparedSplit {
+  const byTokenizer = prepared.get(tokenizer) ?? new Map<string, PreparedSplit>();
+  prepared.set(tokenizer, byTokenizer);
+  const key = JSON.stringify([dataset, split, maxLength, subsample]);
+  const hit = byTokenizer.get(key);
+  if (hit) return hit;
+  const result = tokenizeSplit(dataset, split, tokenizer, maxLength, subsample);
+  byTokenizer.set(key, result);
+  return result;
+}
+
+function tokenizeSplit(dataset: Dataset, split: string, tokenizer: Tokenizer, maxLength: number, subsample: boolean): PreparedSplit {
   const spec = taskSpecOf(dataset);
   const loaded = loadSplit(spec, dataset.dir, split, dataset.on_bad_row);
   if (loaded.examples.length === 0) throw new RunError(`${loaded.file}: split '${split}' has no examples${loaded.skipped.count ? ` after skipping ${loaded.skipped.count} bad rows` : ''}`, 'Check the file and the dataset settings.');
