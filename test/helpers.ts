@@ -6,6 +6,7 @@ import { parseModelConfig, type ModelConfig } from '../src/engine/config.js';
 import { EncoderClassifier } from '../src/engine/model.js';
 import { Rng } from '../src/engine/rng.js';
 import { initialValue } from '../src/engine/checkpoint.js';
+import { main } from '../src/cli/main.js';
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const SHARED = process.env.CHILDTUNE_SHARED ?? path.resolve(REPO, '..', 'shared');
@@ -36,4 +37,18 @@ export function microModel(opts: { family?: 'bert' | 'roberta' | 'electra'; labe
     if (s.init !== 'normal') for (let j = 0; j < model.values[i].length; j++) model.values[i][j] += rng.normal() * 0.1;
   });
   return model;
+}
+
+/** Runs the CLI in this process, capturing its output. */
+export async function cli(argv: string[]) {
+  let out = '', err = '';
+  const code = await main(argv, { out: (t) => (out += t + '\n'), err: (t) => (err += t + '\n') });
+  return { code, out, err };
+}
+
+/** `childtune model init` of a random BERT-tiny with the fixture's vocabulary, into dir. */
+export async function tinyModel(dir: string) {
+  const r = await cli(['model', 'init', '--size', 'tiny', '--out', dir, '--vocab', path.join(FIXTURES, 'bert-tiny-random', 'vocab.txt')]);
+  if (r.code !== 0) throw new Error(r.err);
+  return dir;
 }

@@ -2,17 +2,11 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
-import { main } from '../src/cli/main.js';
 import { loadSplit } from '../src/data/load.js';
 import { TASKS } from '../src/data/tasks.js';
 import { Rng } from '../src/engine/rng.js';
-import { FIXTURES, GLUE, REPO, tmpProject, write } from './helpers.js';
+import { cli, GLUE, REPO, tinyModel, tmpProject, write } from './helpers.js';
 
-const cli = async (argv: string[]) => {
-  let out = '', err = '';
-  const code = await main(argv, { out: (t) => (out += t + '\n'), err: (t) => (err += t + '\n') });
-  return { code, out, err };
-};
 
 /**
  * Sample files in the layouts the NLI datasets are distributed in (they are not among the shipped data):
@@ -65,7 +59,7 @@ describe('bundled paper recipes', () => {
   before(async () => {
     writeNliSamples(data);
     for (const t of ['CoLA', 'MRPC', 'STS-B']) fs.cpSync(path.join(GLUE, t), path.join(data, 'glue', t), { recursive: true });
-    assert.equal((await cli(['model', 'init', '--size', 'tiny', '--out', model, '--vocab', path.join(FIXTURES, 'bert-tiny-random', 'vocab.txt')])).code, 0);
+    await tinyModel(model);
     process.env.CHILDTUNE_DATA = data;
     process.env.CHILDTUNE_MODEL = model;
   });

@@ -3,15 +3,13 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
-import { main } from '../src/cli/main.js';
 import { Rng } from '../src/engine/rng.js';
-import { FIXTURES, GLUE, REPO, tmpProject, write } from './helpers.js';
+import { loadTokenizer } from '../src/engine/tokenizer.js';
+import { readCheckpoint, writeCheckpoint } from '../src/run/checkpoint.js';
+import { prepareSplit } from '../src/run/data.js';
+import { RunError } from '../src/run/errors.js';
+import { cli, FIXTURES, GLUE, microModel, REPO, tinyModel, tmpProject, write } from './helpers.js';
 
-const cli = async (argv: string[]) => {
-  let out = '', err = '';
-  const code = await main(argv, { out: (t) => (out += t + '\n'), err: (t) => (err += t + '\n') });
-  return { code, out, err };
-};
 
 /** metrics.jsonl without its timing field, which is the only thing allowed to differ. */
 const metricsOf = (dir: string) => fs.readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => {
@@ -26,7 +24,7 @@ const resultsOf = (dir: string) => {
 test('a run killed with SIGKILL at a random step resumes to exactly the losses and metrics of an uninterrupted run', async () => {
   const dir = tmpProject();
   const model = path.join(dir, 'model');
-  assert.equal((await cli(['model', 'init', '--size', 'tiny', '--out', model, '--vocab', path.join(FIXTURES, 'bert-tiny-random', 'vocab.txt')])).code, 0);
+  await tinyModel(model);
   const recipe = write(dir, 'r.yaml', `version: 1
 model: {path: ./model, max_seq_length: 32}
 dataset:
@@ -83,10 +81,7 @@ evaluation: {batch_size: 64}
   assert.equal((await cli(['run', '--resume', runDir])).code, 0, 'resuming a finished run is a no-op');
 });
 
-test('a truncated or foreign checkpoint is one clear error naming the file, never a stack trace', async () => {
-  const { writeCheckpoint, readCheckpoint } = await import('../src/run/checkpoint.js');
-  const { RunError } = await import('../src/run/errors.js');
-  const { microModel } = await import('./helpers.js');
+test('a truncated or foreign checkpoint is one clear error naming the file, never a stack trace', () => {
   const dir = tmpProject();
   const model = microModel();
   const loop = { step: 4, epoch: 0, batch: 4, skipped: 0, lastLoss: 0.5, window: { lossSum: 0, lossCount: 0, examples: 0 }, epochs: [], best: { epoch: -1, score: -Infinity }, metricsLines: 4, kept: [] };
@@ -99,9 +94,7 @@ test('a truncated or foreign checkpoint is one clear error naming the file, neve
   assert.throws(() => readCheckpoint(dir, model.specs), (e: unknown) => e instanceof RunError && /state\.safetensors.*truncated mid-tensor/.test((e as Error).message) && /without --resume/.test((e as { hint?: string }).hint ?? ''));
 });
 
-test('the trials of a sweep share one tokenizer and one tokenization per split', async () => {
-  const { loadTokenizer } = await import('../src/engine/tokenizer.js');
-  const { prepareSplit } = await import('../src/run/data.js');
+test('the trials of a sweep share one tokenizer and one tokenization per split', () => {
   const dir = path.join(FIXTURES, 'bert-tiny-random');
   const tokenizer = loadTokenizer(dir);
   assert.equal(loadTokenizer(dir), tokenizer);

@@ -3,7 +3,6 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
 import fc from 'fast-check';
-import { main } from '../src/cli/main.js';
 import { computeMetrics, mcc, spearman } from '../src/data/metrics.js';
 import { loadSplit } from '../src/data/load.js';
 import { subsampleIndices } from '../src/data/subsample.js';
@@ -16,13 +15,8 @@ import { selectChild } from '../src/strategies/fisher.js';
 import { kthLargest } from '../src/strategies/select.js';
 import { childTuningD, childTuningF, vanilla } from '../src/strategies/strategy.js';
 import { getBit } from '../src/strategies/bitset.js';
-import { FIXTURES, GLUE, microModel, tmpProject, write } from './helpers.js';
+import { cli, FIXTURES, GLUE, microModel, tinyModel, tmpProject, write } from './helpers.js';
 
-const cli = async (args: string[]) => {
-  let out = '', err = '';
-  const code = await main(args, { out: (t) => (out += t + '\n'), err: (t) => (err += t + '\n') });
-  return { code, out, err };
-};
 
 describe('data', () => {
   test('the shipped GLUE files load with their documented sizes', () => {
@@ -188,7 +182,7 @@ describe('cli', () => {
   test('run: Child-Tuning-D end to end on a tiny model; the fisher stage is cached and reused', async () => {
     const dir = tmpProject();
     const model = path.join(dir, 'model');
-    assert.equal((await cli(['model', 'init', '--size', 'tiny', '--out', model, '--vocab', path.join(FIXTURES, 'bert-tiny-random', 'vocab.txt')])).code, 0);
+    await tinyModel(model);
     const recipe = write(dir, 'r.yaml', `version: 1
 model: {path: ./model, max_seq_length: 32}
 dataset:

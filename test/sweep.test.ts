@@ -3,14 +3,9 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
-import { main } from '../src/cli/main.js';
-import { FIXTURES, GLUE, REPO, tmpProject, write } from './helpers.js';
+import { collectRuns, maskOverlaps } from '../src/run/report.js';
+import { cli, GLUE, REPO, tinyModel, tmpProject, write } from './helpers.js';
 
-const cli = async (argv: string[]) => {
-  let out = '', err = '';
-  const code = await main(argv, { out: (t) => (out += t + '\n'), err: (t) => (err += t + '\n') });
-  return { code, out, err };
-};
 
 /** The numbers of a sweep's trials, without paths and timings. */
 const numbers = (dir: string) => fs.readdirSync(dir).filter((d) => d.startsWith('trial-')).sort().map((d) => {
@@ -26,7 +21,7 @@ describe('sweeps and reports', () => {
   let reference = '';
 
   before(async () => {
-    assert.equal((await cli(['model', 'init', '--size', 'tiny', '--out', path.join(project, 'model'), '--vocab', path.join(FIXTURES, 'bert-tiny-random', 'vocab.txt')])).code, 0);
+    await tinyModel(path.join(project, 'model'));
     write(project, 'sweep.yaml', `version: 1
 name: small
 model: {path: ./model, max_seq_length: 32}
@@ -158,8 +153,7 @@ sweep:
   });
 });
 
-test('the overlap matrix is the Jaccard index of the child-network bitsets of each pair of tasks', async () => {
-  const { collectRuns, maskOverlaps } = await import('../src/run/report.js');
+test('the overlap matrix is the Jaccard index of the child-network bitsets of each pair of tasks', () => {
   const dir = tmpProject();
   const run = (name: string, task: string, bits: number[]) => {
     write(dir, `${name}/results.json`, JSON.stringify({ task, strategy: 'child-tuning-d', reserve_p: 0.5, seed: 1, metrics: { accuracy: 0.5 }, transfer: {} }));

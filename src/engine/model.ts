@@ -195,12 +195,7 @@ export class EncoderClassifier {
   }
 
   private forward(b: Batch, drop: { rng: Rng; hidden: number; attention: number } | null) {
-    const c = this.config;
-    const { batch: B, seq: T } = b;
-    const H = c.hiddenSize;
-    const A = c.numHeads;
-    const D = H / A;
-    const pre = prefixOf(c);
+    const { c, B, T, H, A, D, pre } = this.dims(b);
     const mask = (shape: number[], rate: number) => (drop && rate > 0 ? tf.tensor(drop.rng.dropoutMask(shape.reduce((x, y) => x * y, 1), rate), shape) : null);
     const applyDrop = (x: T2, m: tf.Tensor | null) => (m ? (tf.mul(x, m) as T2) : x);
 
@@ -264,20 +259,27 @@ export class EncoderClassifier {
     return { names, act, mPre, headIn, z, activated, pooled, mPost, dropped, logits };
   }
 
-  /** Returns [param index, grad tensor] pairs; index -1 holds the gradient at the embedding sum (scattered in JS). */
-  private backward(b: Batch, f: ReturnType<EncoderClassifier['forward']>, dlogits: T2): [number, tf.Tensor][] {
+  /** Batch, sequence, hidden, heads and head sizes of a step, and the parameter-name prefix. */
+  private dims(b: Batch) {
     const c = this.config;
-    const { batch: B, seq: T } = b;
-    const H = c.hiddenSize;
-    const A = c.numHeads;
-    const D = H / A;
-    const pre = prefixOf(c);
+    return { c, B: b.batch, T: b.seq, H: c.hiddenSize, A: c.numHeads, D: c.hiddenSize / c.numHeads, pre: prefixOf(c) };
+  }
+
+  /** Collects [param index, grad tensor] pairs by Hugging Face name. */
+  private collector() {
     const grads: [number, tf.Tensor][] = [];
     const put = (name: string, g: tf.Tensor) => grads.push([this.indexOf(name), g]);
     const putDense = (name: string, g: { dw: tf.Tensor; db: tf.Tensor }) => {
       put(`${name}.weight`, g.dw);
       put(`${name}.bias`, g.db);
     };
+    return { grads, put, putDense };
+  }
+
+  /** Returns [param index, grad tensor] pairs; index -1 holds the gradient at the embedding sum (scattered in JS). */
+  private backward(b: Batch, f: ReturnType<EncoderClassifier['forward']>, dlogits: T2): [number, tf.Tensor][] {
+    const { c, B, T, H, A, D, pre } = this.dims(b);
+    const { grads, put, putDense } = this.collector();
     const mul = (x: T2, m: tf.Tensor | null) => (m ? (tf.mul(x, m) as T2) : x);
 
     // Head.
@@ -293,12 +295,7 @@ export class EncoderClassifier {
       const upstream = dx;
       // Per-layer tidy: only this layer's parameter gradients and dx outlive it.
       const layer = tidyKeep(() => {
-        const grads: [number, tf.Tensor][] = [];
-        const put = (name: string, g: tf.Tensor) => grads.push([this.indexOf(name), g]);
-        const putDense = (name: string, g: { dw: tf.Tensor; db: tf.Tensor }) => {
-          put(`${name}.weight`, g.dw);
-          put(`${name}.bias`, g.db);
-        };
+        const { grads, put, putDense } = this.collector();
         const L = `${pre}encoder.layer.${l}`;
         const s = f.layers[l];
         const ln2 = layerNormBack(upstream, this.p(`${L}.output.LayerNorm.weight`), s.ln2);
