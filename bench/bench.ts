@@ -158,7 +158,7 @@ async function main() {
   const configs = [];
   for (const shape of Object.keys(SHAPES) as Shape[]) {
     process.stderr.write(`bench: ${shape}\n`);
-    const ours = runChild({ shape, threads: 0, steps: quick ? 3 : 9, fisherExamples: quick ? 32 : 128 });
+    const ours = runChild({ shape, threads: 0, steps: quick ? 3 : 15, fisherExamples: quick ? 32 : 128 });
     const oneThread = runChild({ shape, threads: 1, steps: quick ? 2 : 5, fisherExamples: 16 });
     const torch = torchPeer(shape, ours.threads);
     const vanillaMs = ours.step_ms.vanilla;
