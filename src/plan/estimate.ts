@@ -5,9 +5,9 @@ import type { MemoryEstimate } from './stages.js';
 
 const F32 = 4;
 
-/** Resident size of a Node process with tfjs-wasm loaded, and of each extra worker thread (measured, tfjs 4.22). */
-const RUNTIME_MAIN = 75 << 20;
-const RUNTIME_WORKER = 40 << 20;
+/** Resident size of a Node process running the engine on a micro model, and what each extra worker thread adds (measured, tfjs 4.22). */
+const RUNTIME_MAIN = 87 << 20;
+const RUNTIME_WORKER = 32 << 20;
 const TRANSIENT_LAYERS = 1.65;
 const HEAP_HEADROOM = 1.2;
 

@@ -127,7 +127,7 @@ export async function runTrial(run: RunDir, plan: Plan, trial: PlannedTrial, rec
     io.err(`${prefix}final: ${Object.entries(results.metrics).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(', ')}`);
     return results;
   } catch (e) {
-    run.writeJson('error.json', { stage: e instanceof RunError ? e.stage ?? null : null, message: (e as Error).message, hint: (e as { hint?: string }).hint ?? null, last_checkpoint: latestCheckpoint(run.dir) ?? null, at: new Date().toISOString() });
+    run.writeJson('error.json', { stage: (e as { stage?: string }).stage ?? null, message: (e as Error).message, hint: (e as { hint?: string }).hint ?? null, last_checkpoint: latestCheckpoint(run.dir) ?? null, at: new Date().toISOString() });
     throw e;
   } finally {
     run.unlock();

@@ -36,6 +36,10 @@ export async function executeTrial(plan: Plan, trial: PlannedTrial, recipe: Reci
     const t0 = performance.now();
     try {
       return await fn();
+    } catch (e) {
+      // error.json names the stage that failed, whatever kind of error it was.
+      if (e instanceof Error && !(e as { stage?: string }).stage) Object.defineProperty(e, 'stage', { value: name });
+      throw e;
     } finally {
       durations[name] = (performance.now() - t0) / 1000;
     }

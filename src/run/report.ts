@@ -56,10 +56,29 @@ export function collectRuns(dirs: string[]): RunRecord[] {
 function readRun(dir: string): RunRecord {
   const r = JSON.parse(fs.readFileSync(path.join(dir, 'results.json'), 'utf8'));
   const metricsFile = path.join(dir, 'metrics.jsonl');
-  const curve = fs.existsSync(metricsFile) ? fs.readFileSync(metricsFile, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l)).map((e) => ({ step: e.step, loss: e.loss, metrics: e.metrics })) : [];
+  const curve = fs.existsSync(metricsFile) ? readJsonl(metricsFile).map((e) => ({ step: e.step, loss: e.loss, metrics: e.metrics })) : [];
   const maskFile = path.join(dir, 'mask-stats.json');
   const mask = fs.existsSync(maskFile) ? JSON.parse(fs.readFileSync(maskFile, 'utf8')) : undefined;
   return { dir, task: r.task, strategy: r.strategy, reserve_p: r.reserve_p, seed: r.seed, metrics: r.metrics, transfer: r.transfer ?? {}, curve, mask: mask && { per_layer: mask.per_layer, fisher: mask.fisher && { threshold: mask.fisher.threshold, histogram: mask.fisher.histogram } } };
+}
+
+/**
+ * metrics.jsonl entries. A last line cut short (a run killed while appending, whose resume has not yet
+ * trimmed it) is left out; a malformed line anywhere else is an error naming it.
+ */
+function readJsonl(file: string): { step: number; loss?: number; metrics?: Record<string, number> }[] {
+  const lines = fs.readFileSync(file, 'utf8').split('\n');
+  const out = [];
+  for (let i = 0; i < lines.length; i++) {
+    if (!lines[i].trim()) continue;
+    try {
+      out.push(JSON.parse(lines[i]));
+    } catch {
+      if (i === lines.length - 1) break;
+      throw new RunError(`${file}:${i + 1}: not a JSON line`, 'The file was edited or damaged; rerun the trial.');
+    }
+  }
+  return out;
 }
 
 const strategyLabel = (r: RunRecord) => (r.reserve_p !== null && r.strategy !== 'vanilla' ? `${r.strategy} (p=${r.reserve_p})` : r.strategy);
