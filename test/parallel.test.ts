@@ -54,4 +54,23 @@ describe('data parallelism', () => {
       single.dispose();
     }
   });
+
+  test('after weights are written outside an update (the best epoch restored), every replica predicts with them', async () => {
+    await selectBackend('wasm');
+    const batch = { batch: 4, seq: 5, inputIds: Int32Array.from({ length: 20 }, (_, i) => 2 + (i * 11) % 30), tokenTypeIds: new Int32Array(20), attentionMask: new Float32Array(20).fill(1), labels: new Float32Array(4) };
+    const model = microModel();
+    const dp = await DataParallel.start(model, { threads: 2, backend: 'wasm', adam: { lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0 } });
+    try {
+      await dp.infer('predict', batch);
+      const restored = microModel({ seed: 7 });
+      restored.values.forEach((v, i) => model.values[i].set(v));
+      await dp.reload();
+      const expected = restored.predict(batch).logits;
+      const got = await dp.infer('predict', batch);
+      got.forEach((v, i) => assert.ok(Math.abs(v - expected[i]) < 1e-5, `logit ${i}: ${v} vs ${expected[i]}`));
+      restored.dispose();
+    } finally {
+      await dp.close();
+    }
+  });
 });

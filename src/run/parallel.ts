@@ -40,6 +40,7 @@ type Request =
   | { kind: 'reduce'; weights: number[] }
   | { kind: 'update'; step: number; coef: number; adam: AdamWStep }
   | { kind: 'strategy'; spec: MaskSpec }
+  | { kind: 'reload' }
   | { kind: 'predict'; batch: Batch }
   | { kind: 'features'; batch: Batch };
 
@@ -136,6 +137,9 @@ export class ShardExecutor {
       }
       case 'strategy':
         this.spec = req.spec;
+        return {};
+      case 'reload':
+        this.model.markDirty();
         return {};
       case 'predict':
         return { out: this.model.predict(req.batch).logits };
@@ -284,6 +288,11 @@ export class DataParallel {
 
   async setStrategy(strategy: Strategy) {
     await this.round(Array.from({ length: this.threads }, () => ({ kind: 'strategy', spec: strategy.spec })));
+  }
+
+  /** Every replica re-reads the shared weights (after they were written outside an update, e.g. the best epoch's restored). */
+  async reload() {
+    await this.round(Array.from({ length: this.threads }, () => ({ kind: 'reload' })));
   }
 
   /** One optimizer step on the reduced gradient: clip by `coef`, mask, AdamW; kept counts go to the strategy. */

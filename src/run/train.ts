@@ -135,7 +135,7 @@ export async function trainModel(o: {
   }
   if (r.evaluation.checkpoint === 'best' && bestValues) {
     bestValues.forEach((v, i) => model.values[i].set(v));
-    model.markDirty();
+    await parallel.reload();
   }
   return { steps: s.step, skippedSteps: s.skipped, epochs: s.epochs, bestEpoch: r.evaluation.checkpoint === 'best' ? s.best.epoch : s.epochs.length, finalLoss: s.lastLoss, seconds: (performance.now() - started) / 1000 };
 }
