@@ -14,6 +14,7 @@ import { batchOf } from '../src/engine/batch.js';
 import { initialValue } from '../src/engine/checkpoint.js';
 import { parameterCounts, parseModelConfig } from '../src/engine/config.js';
 import { EncoderClassifier } from '../src/engine/model.js';
+import { clipCoefficient } from '../src/engine/optimizer.js';
 import { sizeOf } from '../src/engine/params.js';
 import { Rng } from '../src/engine/rng.js';
 import { estimateMemory } from '../src/plan/estimate.js';
@@ -69,7 +70,7 @@ async function child(job: ChildJob) {
   const oneStep = async (s: Strategy) => {
     const t0 = performance.now();
     const { norm } = await dp.gradients(batches[step++ % batches.length], step);
-    await dp.update(1e-4, Math.min(1, 1 / (norm + 1e-6)), s);
+    await dp.update(1e-4, clipCoefficient(norm, 1), s);
     return performance.now() - t0;
   };
   for (const s of Object.values(strategies)) {
@@ -93,7 +94,7 @@ async function child(job: ChildJob) {
   const t1 = performance.now();
   for (let start = 0; start < encodings.length; start += BATCH) {
     const { norm } = await dp.gradients(batchOf(encodings.slice(start, start + BATCH), SEQ, labels.slice(start, start + BATCH)), start);
-    await dp.update(1e-4, Math.min(1, 1 / (norm + 1e-6)), strategies['child-tuning-d']);
+    await dp.update(1e-4, clipCoefficient(norm, 1), strategies['child-tuning-d']);
   }
   const epochMs = performance.now() - t1;
   const t2 = performance.now();

@@ -7,12 +7,11 @@ import { installedBackends, selectBackend, BackendError } from '../src/engine/ba
 import { batchOf } from '../src/engine/batch.js';
 import { loadPretrained, saveModel } from '../src/engine/checkpoint.js';
 import { ModelError } from '../src/engine/config.js';
-import { AdamW, clipGlobalNorm } from '../src/engine/optimizer.js';
 import { sizeOf } from '../src/engine/params.js';
 import { Rng } from '../src/engine/rng.js';
 import { encodeSafetensors, parseSafetensors, readSafetensors, SafetensorsError } from '../src/engine/safetensors.js';
 import { ByteBpeTokenizer, loadTokenizer, TokenizerError } from '../src/engine/tokenizer.js';
-import { FIXTURES, microModel, tmpProject, write } from './helpers.js';
+import { AdamW, clipGlobalNorm, FIXTURES, microModel, tmpProject, write } from './helpers.js';
 
 const RANDOM = path.join(FIXTURES, 'bert-tiny-random');
 const reference = JSON.parse(fs.readFileSync(path.join(RANDOM, 'reference.json'), 'utf8'));

@@ -6,6 +6,10 @@ import { parseModelConfig, type ModelConfig } from '../src/engine/config.js';
 import { EncoderClassifier } from '../src/engine/model.js';
 import { Rng } from '../src/engine/rng.js';
 import { initialValue } from '../src/engine/checkpoint.js';
+import { adamwStep, clipCoefficient, type AdamWSettings } from '../src/engine/optimizer.js';
+import type { ParamSpec } from '../src/engine/params.js';
+import { updateSegment } from '../src/run/parallel.js';
+import type { Strategy } from '../src/strategies/strategy.js';
 import { main } from '../src/cli/main.js';
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -51,4 +55,37 @@ export async function tinyModel(dir: string) {
   const r = await cli(['model', 'init', '--size', 'tiny', '--out', dir, '--vocab', path.join(FIXTURES, 'bert-tiny-random', 'vocab.txt')]);
   if (r.code !== 0) throw new Error(r.err);
   return dir;
+}
+
+/** torch's clip_grad_norm_ over whole gradients on one thread, for tests that drive a model step by step. */
+export function clipGlobalNorm(grads: Float32Array[], maxNorm: number): number {
+  let sq = 0;
+  for (const g of grads) for (let i = 0; i < g.length; i++) sq += g[i] * g[i];
+  const norm = Math.sqrt(sq);
+  const coef = clipCoefficient(norm, maxNorm);
+  if (coef < 1) for (const g of grads) for (let i = 0; i < g.length; i++) g[i] *= coef;
+  return norm;
+}
+
+/** AdamW over whole tensors on one thread: the data-parallel update (updateSegment) with one segment per tensor. */
+export class AdamW {
+  readonly m: Float32Array[];
+  readonly v: Float32Array[];
+  step = 0;
+
+  constructor(private readonly specs: readonly ParamSpec[], private readonly s: AdamWSettings) {
+    this.m = specs.map((p) => new Float32Array(p.shape.reduce((a, b) => a * b, 1)));
+    this.v = this.m.map((m) => new Float32Array(m.length));
+  }
+
+  update(values: Float32Array[], grads: Float32Array[], lr: number, strategy?: Strategy) {
+    this.step++;
+    const adam = adamwStep(this.s, this.step, lr);
+    const state = { values, grads: [grads], m: this.m, v: this.v };
+    this.specs.forEach((spec, index) => {
+      const n = grads[index].length;
+      const kept = updateSegment(state, { index, lo: 0, hi: n }, strategy?.spec ?? { kind: 'vanilla' }, this.step, 1, adam, spec.decay);
+      strategy?.record(index, kept, n);
+    });
+  }
 }

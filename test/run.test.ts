@@ -9,13 +9,12 @@ import { subsampleIndices } from '../src/data/subsample.js';
 import { TASKS, taskSpecOf } from '../src/data/tasks.js';
 import { selectBackend } from '../src/engine/backend.js';
 import { sizeOf } from '../src/engine/params.js';
-import { AdamW } from '../src/engine/optimizer.js';
 import { Rng } from '../src/engine/rng.js';
 import { selectChild } from '../src/strategies/fisher.js';
 import { kthLargest } from '../src/strategies/select.js';
-import { childTuningD, childTuningF, vanilla } from '../src/strategies/strategy.js';
+import { childTuningD, childTuningF, maskRange, vanilla } from '../src/strategies/strategy.js';
 import { getBit } from '../src/strategies/bitset.js';
-import { cli, FIXTURES, GLUE, microModel, tinyModel, tmpProject, write } from './helpers.js';
+import { AdamW, cli, FIXTURES, GLUE, microModel, tinyModel, tmpProject, write } from './helpers.js';
 
 
 describe('data', () => {
@@ -77,7 +76,7 @@ describe('strategies', () => {
     const spec = { name: 'w', shape: [200000], transposed: false, decay: true, group: 'encoder' as const, init: 'normal' as const };
     const f = childTuningF(0.3, 'all', [spec], 1);
     const g = new Float32Array(200000).fill(2);
-    f.mask(0, g, 0, g.length, 1);
+    maskRange(f.spec, 0, g, 0, g.length, 1);
     const kept = g.filter((v) => v !== 0).length / g.length;
     assert.ok(Math.abs(kept - 0.3) < 0.005, `kept ${kept}`);
     const mean = g.reduce((a, b) => a + b, 0) / g.length;

@@ -1,29 +1,8 @@
-import type { ParamSpec } from './params.js';
-
 export interface AdamWSettings {
   lr: number;
   betas: [number, number];
   eps: number;
   weightDecay: number;
-}
-
-/**
- * The Child-Tuning hook: masks grad[lo, hi) of one tensor in place before the Adam moments see it (returns
- * how many elements it kept), and says which elements weight decay may touch (undefined: all of them).
- */
-export interface GradientMask {
-  mask(index: number, grad: Float32Array, lo: number, hi: number, step: number): number;
-  decayBits(index: number): Uint8Array | undefined;
-}
-
-/** Sum of squares over every gradient, then one scale if the norm exceeds maxNorm (torch's clip_grad_norm_). */
-export function clipGlobalNorm(grads: Float32Array[], maxNorm: number): number {
-  let sq = 0;
-  for (const g of grads) for (let i = 0; i < g.length; i++) sq += g[i] * g[i];
-  const norm = Math.sqrt(sq);
-  const coef = clipCoefficient(norm, maxNorm);
-  if (coef < 1) for (const g of grads) for (let i = 0; i < g.length; i++) g[i] *= coef;
-  return norm;
 }
 
 /** torch's clip_grad_norm_ factor: maxNorm / (norm + 1e-6) when that is below 1, else 1 (0 turns clipping off). */
@@ -67,28 +46,6 @@ export function adamwRange(p: Float32Array, g: Float32Array, m: Float32Array, v:
       const vj = (v[j] = b2 * v[j] + (1 - b2) * gj * gj);
       const pj = Math.fround(p[j] - (stepSize * mj) / (Math.sqrt(vj) + eps));
       p[j] = pj - decay * pj;
-    }
-  }
-}
-
-/** AdamW over whole tensors on one thread (the data-parallel trainer runs adamwRange per thread instead). */
-export class AdamW {
-  readonly m: Float32Array[];
-  readonly v: Float32Array[];
-  step = 0;
-
-  constructor(private readonly specs: readonly ParamSpec[], private readonly s: AdamWSettings) {
-    this.m = specs.map((p) => new Float32Array(p.shape.reduce((a, b) => a * b, 1)));
-    this.v = this.m.map((m) => new Float32Array(m.length));
-  }
-
-  update(values: Float32Array[], grads: Float32Array[], lr: number, hook?: GradientMask) {
-    this.step++;
-    const a = adamwStep(this.s, this.step, lr);
-    const noDecay = { ...a, decay: 0 };
-    for (let i = 0; i < values.length; i++) {
-      hook?.mask(i, grads[i], 0, grads[i].length, this.step);
-      adamwRange(values[i], grads[i], this.m[i], this.v[i], 0, values[i].length, this.specs[i].decay ? a : noDecay, hook?.decayBits(i));
     }
   }
 }

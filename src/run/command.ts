@@ -102,8 +102,8 @@ export async function runCommand(file: string | undefined, opts: RunOptions, io:
       const recipe = compiled.recipes[trial.index];
       const name = (recipe.name ?? `${recipe.dataset.task.replace('/', '-')}-${recipe.strategy.kind}`) + (plan.trials.length > 1 ? `-t${trial.index}` : '');
       const run = resumed ?? RunDir.create(recipe.runtime.output_dir, name);
-      const invocation = { recipe: path.resolve(recipeFile), set: sets, allow_path: allowPath.map((p) => path.resolve(p)), trial: trial.index, recipe_hash: trial.recipeHash };
-      const results = await runTrial(run, plan, trial, recipe, invocation, io, { quiet: opts.quiet, prefix: plan.trials.length > 1 ? `[trial ${trial.index}] ` : '', resume: !!resumed });
+      const record = { recipe: path.resolve(recipeFile), set: sets, allow_path: allowPath.map((p) => path.resolve(p)), trial: trial.index, recipe_hash: trial.recipeHash };
+      const results = await runTrial(run, plan, trial, recipe, record, io, { quiet: opts.quiet, prefix: plan.trials.length > 1 ? `[trial ${trial.index}] ` : '', resume: !!resumed });
       summaries.push({ dir: run.dir, ...results });
     }
     if (opts.json) io.out(JSON.stringify(summaries, null, 2));

@@ -74,20 +74,22 @@ export async function executeTrial(plan: Plan, trial: PlannedTrial, recipe: Reci
     if (resume) parallel.restoreMoments(resume.m, resume.v, resume.meta.adamStep);
     report.log(`threads: ${threads}`);
 
-    let fisher: { masks: (Uint8Array | undefined)[]; stats: FisherStats } | undefined;
+    let fisher: { masks: (Uint8Array | undefined)[]; stats: FisherStats; packed: Uint8Array } | undefined;
     if (trial.fisher) {
       const stage = stageOf(trial.fisher);
       const cache = new StageCache(recipe.runtime.cache_dir);
       if (cache.has('fisher', stage.hash)) {
         const stats: FisherStats = JSON.parse(cache.read('fisher', stage.hash, 'stats.json').toString('utf8'));
-        fisher = { stats, masks: unpackMasks(cache.read('fisher', stage.hash, 'mask.bin'), model.specs.map((s) => (stats.per_tensor[s.name] !== undefined ? sizeOf(s) : 0))) };
+        const packed = cache.read('fisher', stage.hash, 'mask.bin');
+        fisher = { stats, packed, masks: unpackMasks(packed, model.specs.map((s) => (stats.per_tensor[s.name] !== undefined ? sizeOf(s) : 0))) };
         report.log(`fisher: cached (${stage.hash.slice(0, 12)}), reusing its mask`);
         durations.fisher = 0;
       } else {
         const bar = report.stage('fisher', stage.work?.steps ?? 1);
-        fisher = await timed('fisher', () => fisherStage(parallel, model, recipe, train, (done) => bar.tick(done)));
+        const computed = await timed('fisher', () => fisherStage(parallel, model, recipe, train, (done) => bar.tick(done)));
         bar.end();
-        cache.write('fisher', stage.hash, { 'mask.bin': packMasks(fisher.masks), 'stats.json': JSON.stringify(fisher.stats, null, 2) });
+        fisher = { ...computed, packed: packMasks(computed.masks) };
+        cache.write('fisher', stage.hash, { 'mask.bin': fisher.packed, 'stats.json': JSON.stringify(fisher.stats, null, 2) });
         const st = fisher.stats;
         report.log(`fisher: ${st.passes} passes over ${st.examples} examples in ${durations.fisher.toFixed(1)} s; kept ${st.kept} of ${st.in_scope} (threshold ${st.threshold.toExponential(3)})`);
       }
@@ -95,7 +97,7 @@ export async function executeTrial(plan: Plan, trial: PlannedTrial, recipe: Reci
 
     if (opts.stopAfterFisher) return null;
     // The child network itself, one bit per in-scope parameter, for `childtune report`'s overlap matrix.
-    if (fisher) run.writeBytes('child-mask.bin', packMasks(fisher.masks));
+    if (fisher) run.writeBytes('child-mask.bin', fisher.packed);
     const strategy = strategyFor(recipe, model.specs, fisher?.masks);
     const metrics = (recipe.evaluation.metrics ?? taskSpecOf(recipe.dataset).metrics) as Metric[];
     const bar = report.stage('train', stageOf(trial.train).work?.steps ?? 1);

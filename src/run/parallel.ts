@@ -84,6 +84,18 @@ export function partition(sizes: readonly number[], parts: number): Segment[][] 
   });
 }
 
+/**
+ * One optimizer step over grad[lo, hi) of one tensor (the reduced gradient): clip by `coef`, the strategy's
+ * mask, then AdamW, with weight decay only where the parameter decays. Returns how many elements the mask kept.
+ */
+export function updateSegment(s: Pick<SharedState, 'values' | 'm' | 'v'> & { grads: Float32Array[][] }, { index, lo, hi }: Segment, spec: MaskSpec, step: number, coef: number, adam: AdamWStep, decays: boolean): number {
+  const g = s.grads[0][index];
+  if (coef < 1) for (let j = lo; j < hi; j++) g[j] *= coef;
+  const kept = maskRange(spec, index, g, lo, hi, step);
+  adamwRange(s.values[index], g, s.m[index], s.v[index], lo, hi, decays ? adam : { ...adam, decay: 0 }, decayBits(spec, index));
+  return kept;
+}
+
 /** What one thread does with each request; the same code runs on the main thread and in the workers. */
 export class ShardExecutor {
   private spec: MaskSpec = { kind: 'vanilla' };
@@ -124,14 +136,7 @@ export class ShardExecutor {
         return { sumsq };
       }
       case 'update': {
-        const kept: [number, number, number][] = [];
-        const noDecay = { ...req.adam, decay: 0 };
-        for (const { index, lo, hi } of this.segments) {
-          const g = s.grads[0][index];
-          if (req.coef < 1) for (let j = lo; j < hi; j++) g[j] *= req.coef;
-          kept.push([index, maskRange(this.spec, index, g, lo, hi, req.step), hi - lo]);
-          adamwRange(s.values[index], g, s.m[index], s.v[index], lo, hi, this.decays[index] ? req.adam : noDecay, decayBits(this.spec, index));
-        }
+        const kept = this.segments.map((seg): [number, number, number] => [seg.index, updateSegment(s, seg, this.spec, req.step, req.coef, req.adam, this.decays[seg.index]), seg.hi - seg.lo]);
         this.model.markDirty();
         return { kept };
       }

@@ -3,26 +3,31 @@ import path from 'node:path';
 import { writeAtomic, WriteError } from '../engine/checkpoint.js';
 import { RunError } from './errors.js';
 
+/** Makes `parent/name-<time>` (with -1, -2... if taken) and returns it: one directory per run or sweep, never shared. */
+export function freshDirectory(parent: string, name: string): string {
+  fs.mkdirSync(parent, { recursive: true });
+  const stamp = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
+  for (let i = 0; ; i++) {
+    const dir = path.join(parent, `${name}-${stamp}${i ? `-${i}` : ''}`);
+    try {
+      fs.mkdirSync(dir);
+      return dir;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST') continue;
+      throw new RunError(`cannot create directory ${dir}: ${(e as Error).message}`, 'Check runtime.output_dir and free disk space.');
+    }
+  }
+}
+
 /** A run directory owned by this process (run.lock holds the pid) whose files are written atomically. */
 export class RunDir {
   private constructor(readonly dir: string) {}
 
   /** Creates a fresh directory under `parent`; never reuses one another run may be writing. */
   static create(parent: string, name: string): RunDir {
-    fs.mkdirSync(parent, { recursive: true });
-    const stamp = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
-    for (let i = 0; ; i++) {
-      const dir = path.join(parent, `${name}-${stamp}${i ? `-${i}` : ''}`);
-      try {
-        fs.mkdirSync(dir);
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code === 'EEXIST') continue;
-        throw new RunError(`cannot create run directory ${dir}: ${(e as Error).message}`, 'Check runtime.output_dir and free disk space.');
-      }
-      const run = new RunDir(dir);
-      run.lock();
-      return run;
-    }
+    const run = new RunDir(freshDirectory(parent, name));
+    run.lock();
+    return run;
   }
 
   /** Creates (or, when it holds an unfinished run, re-opens) the directory at a fixed path: a sweep's trial-K. */

@@ -8,8 +8,9 @@ import { formatDiagnostics } from '../recipe/format.js';
 import type { Recipe } from '../recipe/types.generated.js';
 import { diffPaths, runTrial, type Io } from './command.js';
 import { RunError } from './errors.js';
+import { StageCache } from './cache.js';
 import { executeTrial } from './executor.js';
-import { RunDir } from './rundir.js';
+import { freshDirectory, RunDir } from './rundir.js';
 
 /**
  * A sweep directory: sweep.lock.json (written before any trial starts) lists every trial with its overrides,
@@ -88,7 +89,7 @@ export async function sweepCommand(file: string | undefined, opts: { set: string
     if (!compiled) return 1;
     ({ plan, recipes } = compiled);
     const r0 = recipes[0];
-    dir = sweepDirFor(r0.runtime.output_dir, r0.name ?? path.basename(file).replace(/\.ya?ml$/, ''));
+    dir = freshDirectory(r0.runtime.output_dir, `${r0.name ?? path.basename(file).replace(/\.ya?ml$/, '')}-sweep`);
     lock = {
       kind: 'childtune-sweep', version: 1, ...base, created: new Date().toISOString(),
       trials: plan.trials.map((t) => ({ index: t.index, dir: trialDir(t.index), overrides: t.overrides, recipe_hash: t.recipeHash, fisher_hash: t.fisher ? plan.stages.find((s) => s.id === t.fisher)!.hash : null, recipe: JSON.parse(JSON.stringify(volatile(recipes[t.index]))) })),
@@ -105,14 +106,7 @@ export async function sweepCommand(file: string | undefined, opts: { set: string
   const summaries = [];
   for (const t of lock.trials) {
     const runDir = path.join(dir, t.dir);
-    if (fs.existsSync(path.join(runDir, 'results.json'))) {
-      io.err(`[trial ${t.index}] finished earlier; skipped`);
-      summaries.push({ dir: runDir, ...JSON.parse(fs.readFileSync(path.join(runDir, 'results.json'), 'utf8')) });
-      continue;
-    }
-    const partial = fs.existsSync(path.join(runDir, 'invocation.json'));
-    const run = RunDir.at(runDir);
-    const results = await runTrial(run, plan, plan.trials[t.index], recipes[t.index], { recipe: lock.recipe, set: lock.set, allow_path: lock.allow_path, trial: t.index, recipe_hash: t.recipe_hash }, io, { quiet: opts.quiet, prefix: `[trial ${t.index}] `, resume: partial });
+    const results = (await runLockEntry(lock, runDir, t, { plan, recipes }, io, { quiet: opts.quiet, prefix: `[trial ${t.index}] ` })) ?? JSON.parse(fs.readFileSync(path.join(runDir, 'results.json'), 'utf8'));
     summaries.push({ dir: runDir, ...results });
   }
   if (opts.json) io.out(JSON.stringify(summaries, null, 2));
@@ -127,14 +121,22 @@ export async function runLockedTrial(lockFile: string, k: number, io: Io, quiet?
   if (!entry) throw new RunError(`${lockFile} has trials 0..${lock.trials.length - 1}, not ${k}`);
   const checked = checkedPlan(lock, lockFile, io);
   if (!checked) return 1;
-  const runDir = path.join(path.dirname(path.resolve(lockFile)), entry.dir);
+  await runLockEntry(lock, path.join(path.dirname(path.resolve(lockFile)), entry.dir), entry, checked, io, { quiet, prefix: '' });
+  return 0;
+}
+
+/**
+ * Runs one locked trial into its fixed directory: skipped (undefined returned) when it finished earlier,
+ * continued from its checkpoint when an earlier attempt left it partial.
+ */
+async function runLockEntry(lock: SweepLock, runDir: string, entry: SweepLock['trials'][number], compiled: { plan: Plan; recipes: Recipe[] }, io: Io, o: { quiet?: boolean; prefix: string }) {
   if (fs.existsSync(path.join(runDir, 'results.json'))) {
-    io.err(`trial ${k} already finished (${runDir})`);
-    return 0;
+    io.err(`${o.prefix || `trial ${entry.index}: `}finished earlier; skipped`);
+    return undefined;
   }
   const partial = fs.existsSync(path.join(runDir, 'invocation.json'));
-  await runTrial(RunDir.at(runDir), checked.plan, checked.plan.trials[k], checked.recipes[k], { recipe: lock.recipe, set: lock.set, allow_path: lock.allow_path, trial: k, recipe_hash: entry.recipe_hash }, io, { quiet, resume: partial });
-  return 0;
+  const invocation = { recipe: lock.recipe, set: lock.set, allow_path: lock.allow_path, trial: entry.index, recipe_hash: entry.recipe_hash };
+  return runTrial(RunDir.at(runDir), compiled.plan, compiled.plan.trials[entry.index], compiled.recipes[entry.index], invocation, io, { quiet: o.quiet, prefix: o.prefix, resume: partial });
 }
 
 /** Runs each distinct fisher stage of a locked sweep once, filling the cache the trials then reuse. */
@@ -147,6 +149,7 @@ async function prepareShared(lockFile: string, io: Io, quiet?: boolean): Promise
     const hash = t.fisher_hash;
     if (!hash || seen.has(hash)) continue;
     seen.add(hash);
+    if (new StageCache(checked.recipes[t.index].runtime.cache_dir).has('fisher', hash)) continue;
     const scratch = RunDir.at(path.join(path.dirname(path.resolve(lockFile)), 'prepare', hash.slice(0, 12)));
     try {
       await executeTrial(checked.plan, checked.plan.trials[t.index], checked.recipes[t.index], scratch, { log: (l) => !quiet && io.err(`[fisher ${hash.slice(0, 12)}] ${l}`), stage: () => ({ tick() {}, end() {} }) }, { stopAfterFisher: true });
@@ -158,32 +161,19 @@ async function prepareShared(lockFile: string, io: Io, quiet?: boolean): Promise
   return 0;
 }
 
-function sweepDirFor(parent: string, name: string): string {
-  fs.mkdirSync(parent, { recursive: true });
-  const stamp = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
-  for (let i = 0; ; i++) {
-    const dir = path.join(parent, `${name}-sweep-${stamp}${i ? `-${i}` : ''}`);
-    try {
-      fs.mkdirSync(dir);
-      return dir;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-    }
-  }
-}
-
 const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
 function slurmScript(lock: SweepLock, dir: string): string {
-  const lockPath = quote(path.resolve(dir, LOCK_FILE));
+  // Single-quoted for the shell inside --wrap's double quotes.
+  const lockPath = quote(path.resolve(dir, LOCK_FILE)).replace(/"/g, '\\"');
   return `#!/bin/bash
 # Slurm submission for the childtune sweep in ${dir} (${lock.trials.length} trials).
 # Submit with: bash ${path.join(dir, 'sweep.slurm.sh')}
 # The shared stages (fisher masks) run once first; the array job starts when they succeed.
 set -euo pipefail
-prep=$(sbatch --parsable --job-name=childtune-prepare --wrap="childtune sweep --prepare ${lockPath.replace(/"/g, '\\"')}")
+prep=$(sbatch --parsable --job-name=childtune-prepare --wrap="childtune sweep --prepare ${lockPath}")
 sbatch --dependency=afterok:$prep --array=0-${lock.trials.length - 1} --job-name=childtune-trial \\
-  --wrap="childtune run --trial \\$SLURM_ARRAY_TASK_ID ${lockPath.replace(/"/g, '\\"')}"
+  --wrap="childtune run --trial \\$SLURM_ARRAY_TASK_ID ${lockPath}"
 `;
 }
 

@@ -49,7 +49,6 @@ export interface TrainResult {
   epochs: { epoch: number; metrics: Record<string, number> }[];
   bestEpoch: number;
   finalLoss: number;
-  seconds: number;
 }
 
 /** Number of optimizer steps a recipe's training takes over n examples. */
@@ -79,7 +78,6 @@ export async function trainModel(o: {
   const perEpoch = Math.ceil(n / t.batch_size);
   const total = totalSteps(n, r);
   const warmup = Math.floor(t.schedule.warmup_ratio * total);
-  const started = performance.now();
   const s: LoopState = o.resume?.state ?? { step: 0, epoch: 0, batch: 0, skipped: 0, lastLoss: NaN, window: { lossSum: 0, lossCount: 0, examples: 0 }, epochs: [], best: { epoch: -1, score: -Infinity }, metricsLines: 0, kept: [] };
   let bestValues = o.resume?.bestValues;
   for (const [index, kept, count] of s.kept) o.strategy.record(index, kept, count);
@@ -137,5 +135,5 @@ export async function trainModel(o: {
     bestValues.forEach((v, i) => model.values[i].set(v));
     await parallel.reload();
   }
-  return { steps: s.step, skippedSteps: s.skipped, epochs: s.epochs, bestEpoch: r.evaluation.checkpoint === 'best' ? s.best.epoch : s.epochs.length, finalLoss: s.lastLoss, seconds: (performance.now() - started) / 1000 };
+  return { steps: s.step, skippedSteps: s.skipped, epochs: s.epochs, bestEpoch: r.evaluation.checkpoint === 'best' ? s.best.epoch : s.epochs.length, finalLoss: s.lastLoss };
 }

@@ -1,5 +1,4 @@
 import { match } from 'ts-pattern';
-import type { GradientMask } from '../engine/optimizer.js';
 import type { ParamSpec } from '../engine/params.js';
 import { Rng, streamSeed } from '../engine/rng.js';
 import type { Recipe } from '../recipe/types.generated.js';
@@ -61,20 +60,10 @@ export function maskRange(spec: MaskSpec, index: number, grad: Float32Array, lo:
 export const decayBits = (spec: MaskSpec, index: number): Uint8Array | undefined => (spec.kind === 'child-tuning-d' && spec.maskWeightDecay ? spec.masks[index] : undefined);
 
 /** A strategy: its mask, plus the kept fractions it reports (F's are counted as the run goes). */
-export class Strategy implements GradientMask {
+export class Strategy {
   private readonly kept = new Map<number, { kept: number; total: number }>();
 
   constructor(readonly spec: MaskSpec) {}
-
-  mask(index: number, grad: Float32Array, lo: number, hi: number, step: number): number {
-    const kept = maskRange(this.spec, index, grad, lo, hi, step);
-    this.record(index, kept, hi - lo);
-    return kept;
-  }
-
-  decayBits(index: number) {
-    return decayBits(this.spec, index);
-  }
 
   get kind(): Recipe['strategy']['kind'] {
     return this.spec.kind;
