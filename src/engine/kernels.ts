@@ -1,40 +1,93 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { stridedKernelsActive, stridedMatMul, wasmColumnSum, type Layout } from './wasm-kernels.js';
 
 /**
- * Kernels that route around slow tfjs paths on the CPU backends (measured on tfjs 4.22, see BENCHMARKS.md):
- * - wasm's batched matMul (batch > 1) falls back to a naive loop at about 1.5 GFLOP/s, while a 2-D matMul
- *   goes through XNNPACK at about 20; so on wasm a batched product is run as one 2-D product per batch entry.
- * - Operand transposes are done in JavaScript while splitting, because transposed matMul is 10-15x slower.
- * - Column sums (bias gradients) are a 1-row matMul: tf.sum over axis 0 is 15x slower on wasm.
+ * Products and reductions of the step, routed around slow tfjs paths on the CPU backends (tfjs 4.22, see
+ * BENCHMARKS.md). On wasm they run our strided kernels in place (wasm-kernels.ts): transposed operands and
+ * attention heads are addressed by strides, never copied. Elsewhere they are tfjs ops with explicit
+ * transposes, because transposed matMul is 10-15x slower than transpose + matMul on the cpu backend.
  */
-const splitBatches = () => tf.getBackend() === 'wasm';
 
-/** a[i] x b[i] for every i, with optional transposes of the operands' last two axes. */
-export function batchMatMul(a: tf.Tensor3D, b: tf.Tensor3D, transposeA = false, transposeB = false): tf.Tensor3D {
-  if (!splitBatches()) return tf.matMul(transposeA ? tf.transpose(a, [0, 2, 1]) : a, transposeB ? tf.transpose(b, [0, 2, 1]) : b);
-  const [n, ra, ca] = a.shape;
-  const [, rb, cb] = b.shape;
-  const av = a.dataSync() as Float32Array;
-  const bv = b.dataSync() as Float32Array;
-  // Tidy: the per-entry blocks and products are freed as soon as they are stacked.
-  return tf.tidy(() => {
-    const outs: tf.Tensor2D[] = [];
-    for (let i = 0; i < n; i++) outs.push(tf.matMul(block(av, i, ra, ca, transposeA), block(bv, i, rb, cb, transposeB)));
-    return tf.stack(outs) as tf.Tensor3D;
-  });
+type T2 = tf.Tensor2D;
+
+/** a x b for 2-D tensors, with optional transposes. */
+export function matMul(a: T2, b: T2, transposeA = false, transposeB = false): T2 {
+  if (!stridedKernelsActive()) return tf.tidy(() => tf.matMul(transposeA ? tf.transpose(a) : a, transposeB ? tf.transpose(b) : b));
+  const [ra, ca] = a.shape;
+  const [rb, cb] = b.shape;
+  const [M, K, N] = [transposeA ? ca : ra, transposeA ? ra : ca, transposeB ? rb : cb];
+  const entry: [number, number] = [0, 0];
+  return stridedMatMul(a, b, {
+    entries: [1, 1],
+    M,
+    K,
+    N,
+    a: { entry, row: transposeA ? 1 : ca, col: transposeA ? ca : 1 },
+    b: { entry, row: transposeB ? 1 : cb, col: transposeB ? cb : 1 },
+    c: { entry, row: N },
+    shape: [M, N],
+  }) as T2;
 }
 
-function block(values: Float32Array, i: number, rows: number, cols: number, transpose: boolean): tf.Tensor2D {
-  const src = values.subarray(i * rows * cols, (i + 1) * rows * cols);
-  if (!transpose) return tf.tensor2d(src, [rows, cols]);
-  const out = new Float32Array(rows * cols);
-  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = src[r * cols + c];
-  return tf.tensor2d(out, [cols, rows]);
+/** Sizes of an attention block: batch, sequence, heads, head width (hidden = heads x head width). */
+export interface Heads {
+  B: number;
+  T: number;
+  A: number;
+  D: number;
 }
 
-/** Sum over rows: [n, m] -> [m]. */
-export function columnSum(x: tf.Tensor2D): tf.Tensor1D {
-  return tf.reshape(tf.matMul(tf.ones([1, x.shape[0]]), x), [x.shape[1]]);
+/** Head h of sequence b of a [B*T, A*D] activation, as a T x D matrix. */
+const headLayout = ({ T, A, D }: Heads): Layout => ({ entry: [T * A * D, D], row: A * D, col: 1 });
+const transposed = (l: Layout): Layout => ({ entry: l.entry, row: l.col, col: l.row });
+
+/** Per head, x_bh y_bh^T: [B*T, H] x [B*T, H] -> [B, A, T, T] (attention scores, and their gradient). */
+export function headScores(x: T2, y: T2, h: Heads): tf.Tensor4D {
+  const { B, T, A, D } = h;
+  if (!stridedKernelsActive()) {
+    const split = (t: T2) => tf.reshape(tf.transpose(tf.reshape(t, [B, T, A, D]), [0, 2, 1, 3]), [B * A, T, D]);
+    return tf.tidy(() => tf.reshape(tf.matMul(split(x), tf.transpose(split(y), [0, 2, 1])), [B, A, T, T]));
+  }
+  return stridedMatMul(x, y, {
+    entries: [B, A],
+    M: T,
+    K: D,
+    N: T,
+    a: headLayout(h),
+    b: transposed(headLayout(h)),
+    c: { entry: [A * T * T, T * T], row: T },
+    shape: [B, A, T, T],
+  }) as tf.Tensor4D;
+}
+
+/** Per head, p_bh y_bh (or p_bh^T y_bh): [B, A, T, T] x [B*T, H] -> [B*T, H] (context, and the q/k/v gradients). */
+export function headContext(p: tf.Tensor4D, y: T2, h: Heads, transposeP = false): T2 {
+  const { B, T, A, D } = h;
+  if (!stridedKernelsActive()) {
+    return tf.tidy(() => {
+      const split = tf.reshape(tf.transpose(tf.reshape(y, [B, T, A, D]), [0, 2, 1, 3]), [B * A, T, D]);
+      const pp = tf.reshape(p, [B * A, T, T]);
+      const prod = tf.matMul(transposeP ? tf.transpose(pp, [0, 2, 1]) : pp, split);
+      return tf.reshape(tf.transpose(tf.reshape(prod, [B, A, T, D]), [0, 2, 1, 3]), [B * T, A * D]);
+    });
+  }
+  const scores: Layout = { entry: [A * T * T, T * T], row: T, col: 1 };
+  return stridedMatMul(p, y, {
+    entries: [B, A],
+    M: T,
+    K: T,
+    N: D,
+    a: transposeP ? transposed(scores) : scores,
+    b: headLayout(h),
+    c: headLayout(h),
+    shape: [B * T, A * D],
+  }) as T2;
+}
+
+/** Sum over rows: [n, m] -> [m]. On the cpu backend a 1-row matMul, because tf.sum over axis 0 is slow there. */
+export function columnSum(x: T2): tf.Tensor1D {
+  if (stridedKernelsActive()) return wasmColumnSum(x);
+  return tf.tidy(() => tf.reshape(tf.matMul(tf.ones([1, x.shape[0]]), x), [x.shape[1]]));
 }
 
 /** Rows of several tables summed per token, in JavaScript (the gather kernel is slow on wasm and its gradient missing). */

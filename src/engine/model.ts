@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { ModelConfig } from './config.js';
 import { internalShape, paramSpecs, prefixOf, sizeOf, type ParamSpec } from './params.js';
-import { batchMatMul, columnSum, embeddingSum, tidyKeep } from './kernels.js';
+import { columnSum, embeddingSum, headContext, headScores, matMul, tidyKeep } from './kernels.js';
 import type { Rng } from './rng.js';
 
 /** A padded batch, row-major [batch, seq]. */
@@ -26,11 +26,11 @@ const SQRT1_2 = Math.SQRT1_2;
 const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
 
 /** Dense layer in the engine layout (w is [in, out]): y = x w + b. */
-const dense = (x: T2, w: tf.Tensor, b: tf.Tensor) => tf.add(tf.matMul(x, w as T2), b) as T2;
+const dense = (x: T2, w: tf.Tensor, b: tf.Tensor) => tf.add(matMul(x, w as T2), b) as T2;
 
-/** Backward of dense: explicit transposes, because transposed matMul is 10-15x slower on wasm and cpu. */
+/** Backward of dense: dw = x^T dy, db = column sums of dy, dx = dy w^T. */
 function denseBack(x: T2, w: tf.Tensor, dy: T2) {
-  return tidyKeep(() => ({ dw: tf.matMul(tf.transpose(x), dy), db: columnSum(dy), dx: tf.matMul(dy, tf.transpose(w as T2)) as T2 }));
+  return tidyKeep(() => ({ dw: matMul(x, dy, true), db: columnSum(dy), dx: matMul(dy, w as T2, false, true) }));
 }
 
 function layerNorm(x: T2, g: tf.Tensor, b: tf.Tensor, eps: number) {
@@ -195,7 +195,7 @@ export class EncoderClassifier {
   }
 
   private forward(b: Batch, drop: { rng: Rng; hidden: number; attention: number } | null) {
-    const { c, B, T, H, A, D, pre } = this.dims(b);
+    const { c, B, T, H, D, heads, pre } = this.dims(b);
     const mask = (shape: number[], rate: number) => (drop && rate > 0 ? tf.tensor(drop.rng.dropoutMask(shape.reduce((x, y) => x * y, 1), rate), shape) : null);
     const applyDrop = (x: T2, m: tf.Tensor | null) => (m ? (tf.mul(x, m) as T2) : x);
 
@@ -214,15 +214,15 @@ export class EncoderClassifier {
       const cache = tidyKeep(() => {
         const L = `${pre}encoder.layer.${l}`;
         const input = x;
-        const heads = (t: T2, perm: number[]) => tf.reshape(tf.transpose(tf.reshape(t, [B, T, A, D]), perm), [B * A, T, D]) as tf.Tensor3D;
-        const q = heads(dense(x, this.p(`${L}.attention.self.query.weight`), this.p(`${L}.attention.self.query.bias`)), [0, 2, 1, 3]);
-        const k = heads(dense(x, this.p(`${L}.attention.self.key.weight`), this.p(`${L}.attention.self.key.bias`)), [0, 2, 1, 3]);
-        const v = heads(dense(x, this.p(`${L}.attention.self.value.weight`), this.p(`${L}.attention.self.value.bias`)), [0, 2, 1, 3]);
-        const scores = tf.add(tf.reshape(tf.mul(batchMatMul(q, k, false, true), 1 / Math.sqrt(D)), [B, A, T, T]), bias);
+        // q, k, v and ctx stay [B*T, H]: the head products address each head in place.
+        const q = dense(x, this.p(`${L}.attention.self.query.weight`), this.p(`${L}.attention.self.query.bias`));
+        const k = dense(x, this.p(`${L}.attention.self.key.weight`), this.p(`${L}.attention.self.key.bias`));
+        const v = dense(x, this.p(`${L}.attention.self.value.weight`), this.p(`${L}.attention.self.value.bias`));
+        const scores = tf.add(tf.mul(headScores(q, k, heads), 1 / Math.sqrt(D)), bias);
         const probs = tf.softmax(scores);
-        const pm = mask([B, A, T, T], drop?.attention ?? 0);
-        const probsDropped = tf.reshape(pm ? tf.mul(probs, pm) : probs, [B * A, T, T]) as tf.Tensor3D;
-        const ctx = tf.reshape(tf.transpose(tf.reshape(batchMatMul(probsDropped, v), [B, A, T, D]), [0, 2, 1, 3]), [B * T, H]) as T2;
+        const pm = mask([B, heads.A, T, T], drop?.attention ?? 0);
+        const probsDropped = (pm ? tf.mul(probs, pm) : probs) as tf.Tensor4D;
+        const ctx = headContext(probsDropped, v, heads);
         const attnOut = dense(ctx, this.p(`${L}.attention.output.dense.weight`), this.p(`${L}.attention.output.dense.bias`));
         const m1 = mask([B * T, H], drop?.hidden ?? 0);
         const ln1 = layerNorm(tf.add(applyDrop(attnOut, m1), input) as T2, this.p(`${L}.attention.output.LayerNorm.weight`), this.p(`${L}.attention.output.LayerNorm.bias`), c.layerNormEps);
@@ -259,10 +259,11 @@ export class EncoderClassifier {
     return { names, act, mPre, headIn, z, activated, pooled, mPost, dropped, logits };
   }
 
-  /** Batch, sequence, hidden, heads and head sizes of a step, and the parameter-name prefix. */
+  /** Batch, sequence, hidden and head sizes of a step, and the parameter-name prefix. */
   private dims(b: Batch) {
     const c = this.config;
-    return { c, B: b.batch, T: b.seq, H: c.hiddenSize, A: c.numHeads, D: c.hiddenSize / c.numHeads, pre: prefixOf(c) };
+    const [B, T, A, D] = [b.batch, b.seq, c.numHeads, c.hiddenSize / c.numHeads];
+    return { c, B, T, H: c.hiddenSize, D, heads: { B, T, A, D }, pre: prefixOf(c) };
   }
 
   /** Collects [param index, grad tensor] pairs by Hugging Face name. */
@@ -278,7 +279,7 @@ export class EncoderClassifier {
 
   /** Returns [param index, grad tensor] pairs; index -1 holds the gradient at the embedding sum (scattered in JS). */
   private backward(b: Batch, f: ReturnType<EncoderClassifier['forward']>, dlogits: T2): [number, tf.Tensor][] {
-    const { c, B, T, H, A, D, pre } = this.dims(b);
+    const { c, B, T, H, D, heads, pre } = this.dims(b);
     const { grads, put, putDense } = this.collector();
     const mul = (x: T2, m: tf.Tensor | null) => (m ? (tf.mul(x, m) as T2) : x);
 
@@ -311,18 +312,16 @@ export class EncoderClassifier {
         put(`${L}.attention.output.LayerNorm.bias`, ln1.db);
         const ao = denseBack(s.ctx, this.p(`${L}.attention.output.dense.weight`), mul(ln1.dx, s.m1));
         putDense(`${L}.attention.output.dense`, ao);
-        // Attention: every product below is a plain batched matMul of explicitly transposed operands.
         const { dq, dk, dv } = tidyKeep(() => {
-          const dctx = tf.reshape(tf.transpose(tf.reshape(ao.dx, [B, T, A, D]), [0, 2, 1, 3]), [B * A, T, D]) as tf.Tensor3D;
-          let dprobs = tf.reshape(batchMatMul(dctx, s.v, false, true), [B, A, T, T]);
+          const dctx = ao.dx;
+          let dprobs = headScores(dctx, s.v, heads);
           if (s.pm) dprobs = tf.mul(dprobs, s.pm);
-          const dscores = tf.reshape(tf.mul(tf.mul(s.probs, tf.sub(dprobs, tf.sum(tf.mul(dprobs, s.probs), -1, true))), 1 / Math.sqrt(D)), [B * A, T, T]) as tf.Tensor3D;
-          return { dv: batchMatMul(s.probsDropped, dctx, true), dq: batchMatMul(dscores, s.k), dk: batchMatMul(dscores, s.q, true) };
+          const dscores = tf.mul(tf.mul(s.probs, tf.sub(dprobs, tf.sum(tf.mul(dprobs, s.probs), -1, true))), 1 / Math.sqrt(D)) as tf.Tensor4D;
+          return { dv: headContext(s.probsDropped, dctx, heads, true), dq: headContext(dscores, s.k, heads), dk: headContext(dscores, s.q, heads, true) };
         });
-        const merge = (t: tf.Tensor) => tf.reshape(tf.transpose(tf.reshape(t, [B, A, T, D]), [0, 2, 1, 3]), [B * T, H]) as T2;
-        const gq = denseBack(s.input, this.p(`${L}.attention.self.query.weight`), merge(dq));
-        const gk = denseBack(s.input, this.p(`${L}.attention.self.key.weight`), merge(dk));
-        const gv = denseBack(s.input, this.p(`${L}.attention.self.value.weight`), merge(dv));
+        const gq = denseBack(s.input, this.p(`${L}.attention.self.query.weight`), dq);
+        const gk = denseBack(s.input, this.p(`${L}.attention.self.key.weight`), dk);
+        const gv = denseBack(s.input, this.p(`${L}.attention.self.value.weight`), dv);
         putDense(`${L}.attention.self.query`, gq);
         putDense(`${L}.attention.self.key`, gk);
         putDense(`${L}.attention.self.value`, gv);

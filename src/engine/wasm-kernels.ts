@@ -1,0 +1,114 @@
+import { readFileSync } from 'node:fs';
+import * as tf from '@tensorflow/tfjs-core';
+
+/**
+ * Our own matrix kernels for the wasm backend (src/engine/wasm/kernels.wat), registered as tfjs kernels so
+ * they read and write tensors in place on the backend's heap. Measured against tfjs 4.22's own wasm matMul
+ * (XNNPACK): about 35-40 GFLOP/s against 20-25 for 2-D products, any operand strides at no extra cost
+ * (tfjs needs explicit transposes), and attention heads addressed inside [tokens, hidden] activations, so
+ * the per-head reshapes and transposes of the attention block disappear. See BENCHMARKS.md.
+ */
+
+/** Where element (entry e0, entry e1, row i, column j) of an operand lives: e0*entry[0] + e1*entry[1] + i*row + j*col. */
+export interface Layout {
+  entry: [number, number];
+  row: number;
+  col: number;
+}
+
+/**
+ * A batch of products C = A x B over entries [n0, n1]: A is M x K, B is K x N, C is M x N. The output is a
+ * fresh tensor of `shape`, which C's layout must cover exactly (its columns are contiguous).
+ */
+export interface StridedProduct {
+  entries: [number, number];
+  M: number;
+  K: number;
+  N: number;
+  a: Layout;
+  b: Layout;
+  c: Omit<Layout, 'col'>;
+  shape: number[];
+}
+
+/** The parts of tfjs-backend-wasm's BackendWasm that the kernels use. */
+interface WasmBackend {
+  wasm: { _malloc(bytes: number): number; _free(ptr: number): void; asm: { memory: WebAssembly.Memory } };
+  dataIdMap: { get(id: object): { memoryOffset: number } | undefined };
+  makeOutput(shape: number[], dtype: 'float32'): tf.TensorInfo;
+}
+
+interface Kernels {
+  gemm(A: number, aRow: number, aCol: number, B: number, bRow: number, bCol: number, C: number, cRow: number, M: number, K: number, N: number, scratch: number): void;
+  colsum(X: number, rows: number, cols: number, out: number): void;
+}
+
+const GEMM = 'ChildtuneStridedMatMul';
+const COLSUM = 'ChildtuneColumnSum';
+
+let compiled: WebAssembly.Module | undefined;
+/** One instance per backend: each worker thread has its own backend and heap. */
+const instances = new WeakMap<object, Kernels>();
+
+function kernelsFor(backend: WasmBackend): Kernels {
+  let k = instances.get(backend);
+  if (!k) {
+    compiled ??= new WebAssembly.Module(readFileSync(new URL('./wasm/kernels.wasm', import.meta.url)));
+    k = new WebAssembly.Instance(compiled, { env: { memory: backend.wasm.asm.memory } }).exports as unknown as Kernels;
+    instances.set(backend, k);
+  }
+  return k;
+}
+
+const address = (backend: WasmBackend, t: tf.TensorInfo) => backend.dataIdMap.get(t.dataId)!.memoryOffset;
+
+function register() {
+  if (tf.getKernel(GEMM, 'wasm')) return;
+  tf.registerKernel({
+    kernelName: GEMM,
+    backendName: 'wasm',
+    kernelFunc: ({ inputs, backend, attrs }) => {
+      const be = backend as unknown as WasmBackend;
+      const p = (attrs as unknown as { product: StridedProduct }).product;
+      const out = be.makeOutput(p.shape, 'float32');
+      const k = kernelsFor(be);
+      const [a, b, c] = [address(be, inputs.a!), address(be, inputs.b!), address(be, out)];
+      const scratch = be.wasm._malloc(4 * (Math.ceil(p.N / 8) * 8 * p.K + 4 * p.K + 32));
+      for (let e0 = 0; e0 < p.entries[0]; e0++) {
+        for (let e1 = 0; e1 < p.entries[1]; e1++) {
+          const at = (base: number, l: { entry: [number, number] }) => base + 4 * (e0 * l.entry[0] + e1 * l.entry[1]);
+          k.gemm(at(a, p.a), p.a.row, p.a.col, at(b, p.b), p.b.row, p.b.col, at(c, p.c), p.c.row, p.M, p.K, p.N, scratch);
+        }
+      }
+      be.wasm._free(scratch);
+      return out;
+    },
+  });
+  tf.registerKernel({
+    kernelName: COLSUM,
+    backendName: 'wasm',
+    kernelFunc: ({ inputs, backend }) => {
+      const be = backend as unknown as WasmBackend;
+      const x = inputs.x!;
+      const [rows, cols] = x.shape;
+      const out = be.makeOutput([cols], 'float32');
+      kernelsFor(be).colsum(address(be, x), rows, cols, address(be, out));
+      return out;
+    },
+  });
+}
+
+/** Whether the strided kernels serve the active backend. */
+export function stridedKernelsActive(): boolean {
+  if (tf.getBackend() !== 'wasm') return false;
+  register();
+  return true;
+}
+
+export function stridedMatMul(a: tf.Tensor, b: tf.Tensor, product: StridedProduct): tf.Tensor {
+  return tf.engine().runKernel(GEMM, { a, b }, { product } as unknown as tf.NamedAttrMap) as tf.Tensor;
+}
+
+export function wasmColumnSum(x: tf.Tensor2D): tf.Tensor1D {
+  return tf.engine().runKernel(COLSUM, { x }, {}) as tf.Tensor1D;
+}

@@ -1,0 +1,122 @@
+import assert from 'node:assert/strict';
+import { before, describe, test } from 'node:test';
+import * as tf from '@tensorflow/tfjs-core';
+import fc from 'fast-check';
+import { selectBackend } from '../src/engine/backend.js';
+import { columnSum, headContext, headScores, matMul, type Heads } from '../src/engine/kernels.js';
+import { Rng } from '../src/engine/rng.js';
+import { stridedKernelsActive } from '../src/engine/wasm-kernels.js';
+
+/** Element (i, j) of a row-major [rows, cols] array, or of its transpose. */
+const at = (x: Float32Array, cols: number, i: number, j: number, transpose: boolean) => (transpose ? x[j * cols + i] : x[i * cols + j]);
+const random = (n: number, seed: number) => {
+  const rng = new Rng(seed);
+  return Float32Array.from({ length: n }, () => rng.next() * 2 - 1);
+};
+const closeTo = (got: ArrayLike<number>, want: ArrayLike<number>, what: string) => {
+  assert.equal(got.length, want.length, `${what}: length`);
+  for (let i = 0; i < want.length; i++) assert.ok(Math.abs(got[i] - want[i]) <= 1e-5 * (1 + Math.abs(want[i])), `${what}: element ${i} is ${got[i]}, want ${want[i]}`);
+};
+const values = (t: tf.Tensor) => {
+  const v = t.dataSync() as Float32Array;
+  t.dispose();
+  return v;
+};
+
+/** Per-head reference products over [B*T, A*D] activations, in doubles. */
+function referenceHeads(h: Heads, x: Float32Array, y: Float32Array, p: Float32Array) {
+  const { B, T, A, D } = h;
+  const H = A * D;
+  const scores = new Float64Array(B * A * T * T);
+  const context = new Float64Array(B * T * H);
+  const contextT = new Float64Array(B * T * H);
+  for (let b = 0; b < B; b++) {
+    for (let a = 0; a < A; a++) {
+      const row = (t: number, d: number) => (b * T + t) * H + a * D + d;
+      const score = (i: number, j: number) => ((b * A + a) * T + i) * T + j;
+      for (let i = 0; i < T; i++) {
+        for (let j = 0; j < T; j++) for (let d = 0; d < D; d++) scores[score(i, j)] += x[row(i, d)] * y[row(j, d)];
+        for (let d = 0; d < D; d++) {
+          for (let j = 0; j < T; j++) {
+            context[row(i, d)] += p[score(i, j)] * y[row(j, d)];
+            contextT[row(i, d)] += p[score(j, i)] * y[row(j, d)];
+          }
+        }
+      }
+    }
+  }
+  return { scores, context, contextT };
+}
+
+for (const backend of ['wasm', 'cpu'] as const) {
+  describe(`product kernels on ${backend}`, () => {
+    before(async () => {
+      await selectBackend(backend);
+      // wasm runs our strided kernels; cpu the tfjs fallback with explicit transposes.
+      assert.equal(stridedKernelsActive(), backend === 'wasm');
+    });
+
+    test('matMul with either operand transposed equals a plain loop, for sizes off the 4 x 8 register block', () => {
+      const dim = fc.integer({ min: 1, max: 21 });
+      fc.assert(
+        fc.property(dim, dim, dim, fc.boolean(), fc.boolean(), fc.nat(1000), (M, K, N, ta, tb, seed) => {
+          const a = random(M * K, seed);
+          const b = random(K * N, seed + 1);
+          const want = new Float64Array(M * N);
+          for (let i = 0; i < M; i++) for (let j = 0; j < N; j++) for (let k = 0; k < K; k++) want[i * N + j] += at(a, ta ? M : K, i, k, ta) * at(b, tb ? K : N, k, j, tb);
+          const got = tf.tidy(() => matMul(tf.tensor2d(a, ta ? [K, M] : [M, K]), tf.tensor2d(b, tb ? [N, K] : [K, N]), ta, tb));
+          assert.deepEqual(got.shape, [M, N]);
+          closeTo(values(got), want, `${M}x${K}x${N} ${ta ? 'T' : 'N'}${tb ? 'T' : 'N'}`);
+        }),
+        { numRuns: 80 },
+      );
+      // One product larger than a panel in every direction.
+      const [M, K, N] = [37, 300, 45];
+      const a = random(K * M, 7);
+      const b = random(N * K, 8);
+      const want = new Float64Array(M * N);
+      for (let i = 0; i < M; i++) for (let j = 0; j < N; j++) for (let k = 0; k < K; k++) want[i * N + j] += a[k * M + i] * b[j * K + k];
+      closeTo(values(tf.tidy(() => matMul(tf.tensor2d(a, [K, M]), tf.tensor2d(b, [N, K]), true, true))), want, 'large TT');
+    });
+
+    test('head products address every head inside [tokens, hidden] activations', () => {
+      const small = fc.integer({ min: 1, max: 6 });
+      fc.assert(
+        fc.property(fc.integer({ min: 1, max: 3 }), fc.integer({ min: 1, max: 11 }), fc.integer({ min: 1, max: 3 }), small, fc.nat(1000), (B, T, A, D, seed) => {
+          const h = { B, T, A, D };
+          const x = random(B * T * A * D, seed);
+          const y = random(B * T * A * D, seed + 1);
+          const p = random(B * A * T * T, seed + 2);
+          const want = referenceHeads(h, x, y, p);
+          const [scores, context, contextT] = tf.tidy(() => {
+            const [xt, yt, pt] = [tf.tensor2d(x, [B * T, A * D]), tf.tensor2d(y, [B * T, A * D]), tf.tensor4d(p, [B, A, T, T])];
+            return [headScores(xt, yt, h), headContext(pt, yt, h), headContext(pt, yt, h, true)];
+          });
+          assert.deepEqual(scores.shape, [B, A, T, T]);
+          assert.deepEqual(context.shape, [B * T, A * D]);
+          closeTo(values(scores), want.scores, 'scores');
+          closeTo(values(context), want.context, 'context');
+          closeTo(values(contextT), want.contextT, 'transposed context');
+        }),
+        { numRuns: 40 },
+      );
+    });
+
+    test('columnSum sums every column, including a remainder past the last group of four', () => {
+      for (const [rows, cols] of [[1, 1], [5, 3], [33, 130], [1024, 7]]) {
+        const x = random(rows * cols, rows + cols);
+        const want = new Float64Array(cols);
+        for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) want[j] += x[i * cols + j];
+        closeTo(values(tf.tidy(() => columnSum(tf.tensor2d(x, [rows, cols])))), want, `${rows}x${cols}`);
+      }
+    });
+
+    test('the products allocate nothing that outlives them', () => {
+      const before = tf.memory().numTensors;
+      const [a, b] = [tf.tensor2d(random(64, 1), [8, 8]), tf.tensor2d(random(64, 2), [8, 8])];
+      for (let i = 0; i < 20; i++) tf.dispose([matMul(a, b, true, false), columnSum(a), headScores(a, b, { B: 2, T: 4, A: 2, D: 4 })]);
+      tf.dispose([a, b]);
+      assert.equal(tf.memory().numTensors, before);
+    });
+  });
+}
