@@ -20,8 +20,22 @@
     (local $c00 v128) (local $c01 v128) (local $c10 v128) (local $c11 v128) (local $c20 v128) (local $c21 v128) (local $c30 v128) (local $c31 v128)
     (local.set $panelBytes (i32.shl (local.get $K) (i32.const 5)))
     (local.set $padded (i32.and (i32.add (local.get $N) (i32.const 7)) (i32.const -8)))
-    ;; Pack B column by column (zeros past N): column j goes to panel j/8, lane j%8.
+    ;; Pack B into panels: column j goes to panel j/8, lane j%8. With contiguous columns, whole panels
+    ;; copy as two vectors per row; the rest (and strided B) column by column, zeros past N.
     (local.set $j (i32.const 0))
+    (if (i32.eq (local.get $bCol) (i32.const 1))
+      (then
+        (block $panelsDone (loop $panels (br_if $panelsDone (i32.gt_u (i32.add (local.get $j) (i32.const 8)) (local.get $N)))
+          (local.set $dst (i32.add (local.get $scratch) (i32.mul (i32.shr_u (local.get $j) (i32.const 3)) (local.get $panelBytes))))
+          (local.set $src (i32.add (local.get $B) (i32.shl (local.get $j) (i32.const 2))))
+          (local.set $end (i32.add (local.get $dst) (local.get $panelBytes)))
+          (block $done (loop $rows (br_if $done (i32.ge_u (local.get $dst) (local.get $end)))
+            (v128.store (local.get $dst) (v128.load (local.get $src)))
+            (v128.store offset=16 (local.get $dst) (v128.load offset=16 (local.get $src)))
+            (local.set $dst (i32.add (local.get $dst) (i32.const 32)))
+            (local.set $src (i32.add (local.get $src) (i32.shl (local.get $bRow) (i32.const 2))))
+            (br $rows)))
+          (local.set $j (i32.add (local.get $j) (i32.const 8))) (br $panels)))))
     (block $packedB (loop $columns (br_if $packedB (i32.ge_u (local.get $j) (local.get $padded)))
       (local.set $dst (i32.add (local.get $scratch)
         (i32.add (i32.mul (i32.shr_u (local.get $j) (i32.const 3)) (local.get $panelBytes)) (i32.shl (i32.and (local.get $j) (i32.const 7)) (i32.const 2)))))
@@ -38,8 +52,19 @@
     (local.set $i (i32.const 0))
     (block $allRows (loop $blocks (br_if $allRows (i32.ge_u (local.get $i) (local.get $M)))
       (local.set $rows (select (i32.const 4) (i32.sub (local.get $M) (local.get $i)) (i32.ge_u (i32.sub (local.get $M) (local.get $i)) (i32.const 4))))
-      ;; Pack rows i..i+3 of A k-major (zeros past M), so one splat load reads each A element.
+      ;; Pack rows i..i+3 of A k-major (zeros past M), so one splat load reads each A element. When the
+      ;; four rows are adjacent in memory (A transposed), each k copies as one vector.
       (local.set $r (i32.const 0))
+      (if (i32.and (i32.eq (local.get $aRow) (i32.const 1)) (i32.eq (local.get $rows) (i32.const 4)))
+        (then
+          (local.set $dst (local.get $aPack))
+          (local.set $src (i32.add (local.get $A) (i32.shl (local.get $i) (i32.const 2))))
+          (block $done (loop $ks (br_if $done (i32.ge_u (local.get $dst) (local.get $tile)))
+            (v128.store (local.get $dst) (v128.load (local.get $src)))
+            (local.set $dst (i32.add (local.get $dst) (i32.const 16)))
+            (local.set $src (i32.add (local.get $src) (i32.shl (local.get $aCol) (i32.const 2))))
+            (br $ks)))
+          (local.set $r (i32.const 4))))
       (block $packedA (loop $packRow (br_if $packedA (i32.ge_u (local.get $r) (i32.const 4)))
         (local.set $dst (i32.add (local.get $aPack) (i32.shl (local.get $r) (i32.const 2))))
         (local.set $src (i32.add (local.get $A) (i32.shl (i32.mul (i32.add (local.get $i) (local.get $r)) (local.get $aRow)) (i32.const 2))))
