@@ -3,9 +3,9 @@ import { before, describe, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs-core';
 import fc from 'fast-check';
 import { selectBackend } from '../src/engine/backend.js';
-import { columnSum, headContext, headScores, matMul, type Heads } from '../src/engine/kernels.js';
+import { columnSum, gelu, headContext, headScores, matMul, type Heads } from '../src/engine/kernels.js';
 import { Rng } from '../src/engine/rng.js';
-import { stridedKernelsActive } from '../src/engine/wasm-kernels.js';
+import { wasmKernelsActive } from '../src/engine/wasm-kernels.js';
 
 /** Element (i, j) of a row-major [rows, cols] array, or of its transpose. */
 const at = (x: Float32Array, cols: number, i: number, j: number, transpose: boolean) => (transpose ? x[j * cols + i] : x[i * cols + j]);
@@ -53,7 +53,7 @@ for (const backend of ['wasm', 'cpu'] as const) {
     before(async () => {
       await selectBackend(backend);
       // wasm runs our strided kernels; cpu the tfjs fallback with explicit transposes.
-      assert.equal(stridedKernelsActive(), backend === 'wasm');
+      assert.equal(wasmKernelsActive(), backend === 'wasm');
     });
 
     test('matMul with either operand transposed equals a plain loop, for sizes off the 4 x 8 register block', () => {
@@ -109,6 +109,29 @@ for (const backend of ['wasm', 'cpu'] as const) {
         for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) want[j] += x[i * cols + j];
         closeTo(values(tf.tidy(() => columnSum(tf.tensor2d(x, [rows, cols])))), want, `${rows}x${cols}`);
       }
+    });
+
+    test('GELU and its derivative match the exact normal CDF to float precision, far into both tails', () => {
+      // Phi by the Maclaurin series of erf (exact in doubles for |x| <= 6); beyond, the tails are exact to float.
+      const phi = (x: number) => Math.exp(-x * x / 2) / Math.sqrt(2 * Math.PI);
+      const Phi = (x: number) => {
+        if (Math.abs(x) > 6) return x > 0 ? 1 : 0;
+        const z = x / Math.SQRT2;
+        let term = z;
+        let sum = z;
+        for (let n = 1; n < 200; n++) {
+          term *= (-z * z) / n;
+          sum += term / (2 * n + 1);
+        }
+        return 0.5 + sum / Math.sqrt(Math.PI);
+      };
+      const xs = Float32Array.from([0, 1e-3, -1e-3, 0.5, -0.5, 1, -1, 3, -3, 5.5, -5.5, 9, -9, 30, -30, 0.25, ...random(4000, 11).map((v) => v * 7)]);
+      const { y, dydx } = tf.tidy(() => gelu(tf.tensor2d(xs, [xs.length / 4, 4])));
+      const [yv, dv] = [values(y), values(dydx)];
+      xs.forEach((x, i) => {
+        assert.ok(Math.abs(yv[i] - x * Phi(x)) <= 3e-7 * (1 + Math.abs(x)), `gelu(${x}) = ${yv[i]}, want ${x * Phi(x)}`);
+        assert.ok(Math.abs(dv[i] - (Phi(x) + x * phi(x))) <= 3e-7 * (1 + Math.abs(x)), `gelu'(${x}) = ${dv[i]}`);
+      });
     });
 
     test('the products allocate nothing that outlives them', () => {

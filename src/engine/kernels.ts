@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { stridedKernelsActive, stridedMatMul, wasmColumnSum, type Layout } from './wasm-kernels.js';
+import { stridedMatMul, wasmColumnSum, wasmGelu, wasmKernelsActive, type Layout } from './wasm-kernels.js';
 
 /**
  * Products and reductions of the step, routed around slow tfjs paths on the CPU backends (tfjs 4.22, see
@@ -12,7 +12,7 @@ type T2 = tf.Tensor2D;
 
 /** a x b for 2-D tensors, with optional transposes. */
 export function matMul(a: T2, b: T2, transposeA = false, transposeB = false): T2 {
-  if (!stridedKernelsActive()) return tf.tidy(() => tf.matMul(transposeA ? tf.transpose(a) : a, transposeB ? tf.transpose(b) : b));
+  if (!wasmKernelsActive()) return tf.tidy(() => tf.matMul(transposeA ? tf.transpose(a) : a, transposeB ? tf.transpose(b) : b));
   const [ra, ca] = a.shape;
   const [rb, cb] = b.shape;
   const [M, K, N] = [transposeA ? ca : ra, transposeA ? ra : ca, transposeB ? rb : cb];
@@ -44,7 +44,7 @@ const transposed = (l: Layout): Layout => ({ entry: l.entry, row: l.col, col: l.
 /** Per head, x_bh y_bh^T: [B*T, H] x [B*T, H] -> [B, A, T, T] (attention scores, and their gradient). */
 export function headScores(x: T2, y: T2, h: Heads): tf.Tensor4D {
   const { B, T, A, D } = h;
-  if (!stridedKernelsActive()) {
+  if (!wasmKernelsActive()) {
     const split = (t: T2) => tf.reshape(tf.transpose(tf.reshape(t, [B, T, A, D]), [0, 2, 1, 3]), [B * A, T, D]);
     return tf.tidy(() => tf.reshape(tf.matMul(split(x), tf.transpose(split(y), [0, 2, 1])), [B, A, T, T]));
   }
@@ -63,7 +63,7 @@ export function headScores(x: T2, y: T2, h: Heads): tf.Tensor4D {
 /** Per head, p_bh y_bh (or p_bh^T y_bh): [B, A, T, T] x [B*T, H] -> [B*T, H] (context, and the q/k/v gradients). */
 export function headContext(p: tf.Tensor4D, y: T2, h: Heads, transposeP = false): T2 {
   const { B, T, A, D } = h;
-  if (!stridedKernelsActive()) {
+  if (!wasmKernelsActive()) {
     return tf.tidy(() => {
       const split = tf.reshape(tf.transpose(tf.reshape(y, [B, T, A, D]), [0, 2, 1, 3]), [B * A, T, D]);
       const pp = tf.reshape(p, [B * A, T, T]);
@@ -86,8 +86,17 @@ export function headContext(p: tf.Tensor4D, y: T2, h: Heads, transposeP = false)
 
 /** Sum over rows: [n, m] -> [m]. On the cpu backend a 1-row matMul, because tf.sum over axis 0 is slow there. */
 export function columnSum(x: T2): tf.Tensor1D {
-  if (stridedKernelsActive()) return wasmColumnSum(x);
+  if (wasmKernelsActive()) return wasmColumnSum(x);
   return tf.tidy(() => tf.reshape(tf.matMul(tf.ones([1, x.shape[0]]), x), [x.shape[1]]));
+}
+
+/** Erf-GELU, y = x Phi(x), with its derivative Phi(x) + x phi(x) for the backward pass (one exponential on wasm). */
+export function gelu(x: T2): { y: T2; dydx: tf.Tensor } {
+  if (wasmKernelsActive() && x.size % 4 === 0) return wasmGelu(x);
+  return tidyKeep(() => {
+    const cdf = tf.mul(tf.add(tf.erf(tf.mul(x, Math.SQRT1_2)), 1), 0.5);
+    return { y: tf.mul(x, cdf) as T2, dydx: tf.add(cdf, tf.mul(x, tf.mul(tf.exp(tf.mul(tf.square(x), -0.5)), 1 / Math.sqrt(2 * Math.PI)))) };
+  });
 }
 
 /** Rows of several tables summed per token, in JavaScript (the gather kernel is slow on wasm and its gradient missing). */

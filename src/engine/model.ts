@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { ModelConfig } from './config.js';
 import { internalShape, paramSpecs, prefixOf, sizeOf, type ParamSpec } from './params.js';
-import { columnSum, embeddingSum, headContext, headScores, matMul, tidyKeep } from './kernels.js';
+import { columnSum, embeddingSum, gelu, headContext, headScores, matMul, tidyKeep } from './kernels.js';
 import type { Rng } from './rng.js';
 
 /** A padded batch, row-major [batch, seq]. */
@@ -22,8 +22,6 @@ export interface StepResult {
 }
 
 type T2 = tf.Tensor2D;
-const SQRT1_2 = Math.SQRT1_2;
-const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
 
 /** Dense layer in the engine layout (w is [in, out]): y = x w + b. */
 const dense = (x: T2, w: tf.Tensor, b: tf.Tensor) => tf.add(matMul(x, w as T2), b) as T2;
@@ -52,16 +50,13 @@ function layerNormBack(dy: T2, g: tf.Tensor, cache: { xhat: T2; rstd: tf.Tensor 
 }
 
 type Activation = ModelConfig['activation'] | 'tanh';
-/** y, plus for erf-GELU the normal CDF, kept so the backward pass does not evaluate erf again. */
-type Activated = { y: T2; cdf?: tf.Tensor };
+/** y, plus for erf-GELU its derivative, computed with y so the backward pass evaluates no transcendental. */
+type Activated = { y: T2; dydx?: tf.Tensor };
 
 function activation(kind: Activation, x: T2): Activated {
   switch (kind) {
     case 'gelu':
-      return tidyKeep(() => {
-        const cdf = tf.mul(tf.add(tf.erf(tf.mul(x, SQRT1_2)), 1), 0.5);
-        return { y: tf.mul(x, cdf) as T2, cdf };
-      });
+      return gelu(x);
     case 'gelu_new':
       return { y: tf.mul(tf.mul(x, 0.5), tf.add(tf.tanh(tf.mul(tf.add(x, tf.mul(tf.pow(x, 3), 0.044715)), Math.sqrt(2 / Math.PI))), 1)) as T2 };
     case 'relu':
@@ -72,11 +67,11 @@ function activation(kind: Activation, x: T2): Activated {
 }
 
 /** d activation / dx, given the input x and the forward result. */
-function activationGrad(kind: Activation, x: T2, { y, cdf }: Activated): tf.Tensor {
+function activationGrad(kind: Activation, x: T2, { y, dydx }: Activated): tf.Tensor {
   return tf.tidy(() => {
     switch (kind) {
       case 'gelu':
-        return tf.add(cdf!, tf.mul(x, tf.mul(tf.exp(tf.mul(tf.square(x), -0.5)), INV_SQRT_2PI)));
+        return dydx!;
       case 'gelu_new': {
         const c = Math.sqrt(2 / Math.PI);
         const t = tf.tanh(tf.mul(tf.add(x, tf.mul(tf.pow(x, 3), 0.044715)), c));

@@ -41,10 +41,12 @@ interface WasmBackend {
 interface Kernels {
   gemm(A: number, aRow: number, aCol: number, B: number, bRow: number, bCol: number, C: number, cRow: number, M: number, K: number, N: number, scratch: number): void;
   colsum(X: number, rows: number, cols: number, out: number): void;
+  gelu(X: number, Y: number, D: number, n: number): void;
 }
 
 const GEMM = 'ChildtuneStridedMatMul';
 const COLSUM = 'ChildtuneColumnSum';
+const GELU = 'ChildtuneGelu';
 
 let compiled: WebAssembly.Module | undefined;
 /** One instance per backend: each worker thread has its own backend and heap. */
@@ -96,10 +98,21 @@ function register() {
       return out;
     },
   });
+  tf.registerKernel({
+    kernelName: GELU,
+    backendName: 'wasm',
+    kernelFunc: ({ inputs, backend }) => {
+      const be = backend as unknown as WasmBackend;
+      const x = inputs.x!;
+      const [y, dydx] = [be.makeOutput(x.shape, 'float32'), be.makeOutput(x.shape, 'float32')];
+      kernelsFor(be).gelu(address(be, x), address(be, y), address(be, dydx), x.shape.reduce((a, b) => a * b, 1));
+      return [y, dydx];
+    },
+  });
 }
 
-/** Whether the strided kernels serve the active backend. */
-export function stridedKernelsActive(): boolean {
+/** Whether our wasm kernels serve the active backend. */
+export function wasmKernelsActive(): boolean {
   if (tf.getBackend() !== 'wasm') return false;
   register();
   return true;
@@ -111,4 +124,10 @@ export function stridedMatMul(a: tf.Tensor, b: tf.Tensor, product: StridedProduc
 
 export function wasmColumnSum(x: tf.Tensor2D): tf.Tensor1D {
   return tf.engine().runKernel(COLSUM, { x }, {}) as tf.Tensor1D;
+}
+
+/** Erf-GELU and its derivative in one pass; the element count must be a multiple of 4. */
+export function wasmGelu(x: tf.Tensor2D): { y: tf.Tensor2D; dydx: tf.Tensor2D } {
+  const [y, dydx] = tf.engine().runKernel(GELU, { x }, {}) as tf.Tensor2D[];
+  return { y, dydx };
 }

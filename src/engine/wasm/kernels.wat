@@ -147,4 +147,34 @@
         (br $sum)))
       (f32.store (i32.add (local.get $out) (i32.shl (local.get $j) (i32.const 2))) (local.get $t))
       (local.set $j (i32.add (local.get $j) (i32.const 1))) (br $singles))))
+
+  ;; Erf-GELU in one pass: y = x Phi(x) and dy/dx = Phi(x) + x phi(x), sharing one exponential.
+  ;; Phi from Abramowitz-Stegun 7.1.26 (|error| < 1.5e-7, the formula tfjs's Erf uses), computed from the
+  ;; tail so it keeps its relative precision for negative x; exp(-x^2/2) by Cephes' expf reduction and
+  ;; polynomial. n is a multiple of 4.
+  (func (export "gelu") (param $X i32) (param $Y i32) (param $D i32) (param $n i32)
+    (local $end i32) (local $x v128) (local $a v128) (local $t v128) (local $e v128) (local $k v128) (local $r v128)
+    (local $q v128) (local $cdf v128)
+    (local.set $end (i32.add (local.get $X) (i32.shl (local.get $n) (i32.const 2))))
+    (block $done (loop $quads (br_if $done (i32.ge_u (local.get $X) (local.get $end)))
+      (local.set $x (v128.load (local.get $X)))
+      ;; a = |x| / sqrt 2, t = 1 / (1 + p a)
+      (local.set $a (f32x4.abs (f32x4.mul (local.get $x) (v128.const f32x4 0.70710678118654752 0.70710678118654752 0.70710678118654752 0.70710678118654752))))
+      (local.set $t (f32x4.div (v128.const f32x4 1 1 1 1) (f32x4.add (v128.const f32x4 1 1 1 1) (f32x4.mul (v128.const f32x4 0.3275911 0.3275911 0.3275911 0.3275911) (local.get $a)))))
+      ;; e = exp(-a^2), with -a^2 clamped to the normal range: exp = 2^k e^r, r = v - k ln 2
+      (local.set $r (f32x4.max (f32x4.neg (f32x4.mul (local.get $a) (local.get $a))) (v128.const f32x4 -87 -87 -87 -87)))
+      (local.set $k (f32x4.nearest (f32x4.mul (local.get $r) (v128.const f32x4 1.44269504088896341 1.44269504088896341 1.44269504088896341 1.44269504088896341))))
+      (local.set $r (f32x4.sub (f32x4.sub (local.get $r) (f32x4.mul (local.get $k) (v128.const f32x4 0.693359375 0.693359375 0.693359375 0.693359375))) (f32x4.mul (local.get $k) (v128.const f32x4 -2.12194440e-4 -2.12194440e-4 -2.12194440e-4 -2.12194440e-4))))
+      (local.set $e (f32x4.add (f32x4.add (f32x4.mul (f32x4.add (f32x4.mul (f32x4.add (f32x4.mul (f32x4.add (f32x4.mul (f32x4.add (f32x4.mul (f32x4.add (f32x4.mul (v128.const f32x4 1.9875691500e-4 1.9875691500e-4 1.9875691500e-4 1.9875691500e-4) (local.get $r)) (v128.const f32x4 1.3981999507e-3 1.3981999507e-3 1.3981999507e-3 1.3981999507e-3)) (local.get $r)) (v128.const f32x4 8.3334519073e-3 8.3334519073e-3 8.3334519073e-3 8.3334519073e-3)) (local.get $r)) (v128.const f32x4 4.1665795894e-2 4.1665795894e-2 4.1665795894e-2 4.1665795894e-2)) (local.get $r)) (v128.const f32x4 1.6666665459e-1 1.6666665459e-1 1.6666665459e-1 1.6666665459e-1)) (local.get $r)) (v128.const f32x4 5.0000001201e-1 5.0000001201e-1 5.0000001201e-1 5.0000001201e-1)) (f32x4.mul (local.get $r) (local.get $r))) (local.get $r)) (v128.const f32x4 1 1 1 1)))
+      (local.set $e (f32x4.mul (local.get $e) (i32x4.shl (i32x4.add (i32x4.trunc_sat_f32x4_s (local.get $k)) (v128.const i32x4 127 127 127 127)) (i32.const 23))))
+      ;; q = erfc(a) / 2 = Phi(-|x|); Phi(x) = q for x < 0, else 1 - q
+      (local.set $q (f32x4.mul (f32x4.mul (f32x4.mul (local.get $t) (f32x4.add (f32x4.mul (f32x4.add (f32x4.mul (f32x4.add (f32x4.mul (f32x4.add (f32x4.mul (v128.const f32x4 1.061405429 1.061405429 1.061405429 1.061405429) (local.get $t)) (v128.const f32x4 -1.453152027 -1.453152027 -1.453152027 -1.453152027)) (local.get $t)) (v128.const f32x4 1.421413741 1.421413741 1.421413741 1.421413741)) (local.get $t)) (v128.const f32x4 -0.284496736 -0.284496736 -0.284496736 -0.284496736)) (local.get $t)) (v128.const f32x4 0.254829592 0.254829592 0.254829592 0.254829592))) (local.get $e)) (v128.const f32x4 0.5 0.5 0.5 0.5)))
+      (local.set $cdf (v128.bitselect (local.get $q) (f32x4.sub (v128.const f32x4 1 1 1 1) (local.get $q)) (f32x4.lt (local.get $x) (v128.const f32x4 0 0 0 0))))
+      (v128.store (local.get $Y) (f32x4.mul (local.get $x) (local.get $cdf)))
+      ;; phi(x) = exp(-x^2/2) / sqrt(2 pi)
+      (v128.store (local.get $D) (f32x4.add (local.get $cdf) (f32x4.mul (local.get $x) (f32x4.mul (local.get $e) (v128.const f32x4 0.3989422804014327 0.3989422804014327 0.3989422804014327 0.3989422804014327)))))
+      (local.set $X (i32.add (local.get $X) (i32.const 16)))
+      (local.set $Y (i32.add (local.get $Y) (i32.const 16)))
+      (local.set $D (i32.add (local.get $D) (i32.const 16)))
+      (br $quads))))
 )
