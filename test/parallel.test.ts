@@ -2,7 +2,10 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import { selectBackend } from '../src/engine/backend.js';
+import { adamwRange, adamwStep } from '../src/engine/optimizer.js';
+import { OptimizerKernels, SharedArena } from '../src/engine/optimizer-wasm.js';
 import { sizeOf } from '../src/engine/params.js';
+import { Rng } from '../src/engine/rng.js';
 import { DataParallel, partition } from '../src/run/parallel.js';
 import { childTuningF, F_CHUNK, maskRange } from '../src/strategies/strategy.js';
 import { microModel } from './helpers.js';
@@ -30,6 +33,44 @@ describe('data parallelism', () => {
       for (const part of partition([split.length], parts)) for (const s of part) maskRange(spec, 0, split, s.lo, s.hi, 4);
       assert.deepEqual(split, whole);
     }
+  });
+
+  test('the wasm optimizer passes (clip scale, F mask, AdamW) equal the JavaScript passes bit for bit', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 9000 }), fc.nat(40), fc.nat(1000), fc.double({ min: 0.01, max: 1, noNaN: true }), fc.integer({ min: 1, max: 50 }), (n, lo, seed, p, step) => {
+        const rng = new Rng(seed);
+        const fill = (x: Float32Array, f: () => number) => x.forEach((_, i) => (x[i] = f()));
+        const arena = SharedArena.create([n + lo, n + lo, n + lo, n + lo, OptimizerKernels.drawsFor(n)])!;
+        const [pw, gw, mw, vw] = [0, 1, 2, 3].map(() => arena.floats(n + lo));
+        const kernels = new OptimizerKernels(arena.memory, arena.floats(OptimizerKernels.drawsFor(n)));
+        fill(pw, () => rng.normal());
+        fill(gw, () => rng.normal() * 1e-2);
+        fill(mw, () => rng.normal() * 1e-3);
+        fill(vw, () => rng.next() * 1e-5);
+        const [pj, gj, mj, vj] = [pw, gw, mw, vw].map((x) => Float32Array.from(x));
+        const hi = lo + n;
+        const adam = adamwStep({ lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0.01 }, step, 1e-3);
+        kernels.scale(gw, lo, hi, 0.37);
+        for (let j = lo; j < hi; j++) gj[j] *= 0.37;
+        const state = new Rng(seed + 1).state;
+        assert.equal(kernels.fmask(gw, lo, hi, state, p), new Rng(state).bernoulliScaleRange(gj, lo, hi, p));
+        kernels.adamw(pw, gw, mw, vw, lo, hi, adam);
+        adamwRange(pj, gj, mj, vj, lo, hi, adam);
+        assert.deepEqual([pw, gw, mw, vw].map((x) => Array.from(x)), [pj, gj, mj, vj].map((x) => Array.from(x)));
+      }),
+      { numRuns: 60 },
+    );
+  });
+
+  test('the optimizer state goes in a shared wasm memory up to 4 GiB, and past that in SharedArrayBuffers', async () => {
+    assert.ok(SharedArena.create([1000, 1000]));
+    assert.equal(SharedArena.create([2 ** 29, 2 ** 29 + 8]), undefined);
+    await selectBackend('wasm');
+    const model = microModel();
+    const dp = await DataParallel.start(model, { threads: 2, backend: 'wasm', adam: { lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0.01 } });
+    assert.ok(model.values.every((v) => v.buffer === model.values[0].buffer), 'weights share one memory');
+    assert.ok(dp.moments.m.every((m) => m.buffer === model.values[0].buffer));
+    await dp.close();
   });
 
   test('two threads compute the batch-mean gradient and loss of one (to float rounding)', async () => {

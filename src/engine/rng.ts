@@ -111,8 +111,7 @@ export class Rng {
    * probability), which keeps the masked gradient exactly unbiased. Returns the kept count.
    */
   bernoulliScaleRange(values: Float32Array, lo: number, hi: number, p: number): number {
-    const threshold = Math.min(65536, Math.max(1, Math.round(p * 65536)));
-    const scale = 65536 / threshold;
+    const { threshold, scale } = keepThreshold(p);
     const u = this.halves(hi - lo);
     let kept = 0;
     // Branch-free: keep is 1 when u < threshold (the sign bit of u - threshold); a branch mispredicts 30% of the time.
@@ -127,8 +126,7 @@ export class Rng {
   /** Dropout keep-mask already scaled: 1/(1-rate) where kept (16-bit resolution, scale matched), 0 elsewhere. */
   dropoutMask(size: number, rate: number): Float32Array {
     const out = new Float32Array(size);
-    const threshold = Math.min(65536, Math.max(1, Math.round((1 - rate) * 65536)));
-    const scale = 65536 / threshold;
+    const { threshold, scale } = keepThreshold(1 - rate);
     const u = this.halves(size);
     for (let i = 0; i < size; i++) out[i] = ((u[i] - threshold) >>> 31) * scale;
     return out;
@@ -136,6 +134,12 @@ export class Rng {
 }
 
 let scratch32 = new Uint32Array(4096);
+
+/** A keep probability at 16-bit resolution: keep when a 16-bit draw is below `threshold`; `scale` is 1 / that probability. */
+export function keepThreshold(p: number): { threshold: number; scale: number } {
+  const threshold = Math.min(65536, Math.max(1, Math.round(p * 65536)));
+  return { threshold, scale: 65536 / threshold };
+}
 
 const rotl = (x: number, k: number) => (x << k) | (x >>> (32 - k));
 

@@ -4,7 +4,8 @@ import type { BackendName } from '../engine/backend.js';
 import { sliceBatch } from '../engine/batch.js';
 import type { ModelConfig } from '../engine/config.js';
 import type { Batch, EncoderClassifier } from '../engine/model.js';
-import { adamwRange, adamwStep, type AdamWSettings, type AdamWStep } from '../engine/optimizer.js';
+import { adamwRange, adamwStep, decayWhere, type AdamWSettings, type AdamWStep } from '../engine/optimizer.js';
+import { OptimizerKernels, SharedArena } from '../engine/optimizer-wasm.js';
 import { sizeOf } from '../engine/params.js';
 import { Rng, streamSeed } from '../engine/rng.js';
 import { decayBits, F_CHUNK, maskRange, type MaskSpec, type Strategy } from '../strategies/strategy.js';
@@ -33,6 +34,11 @@ interface SharedState {
   grads: Float32Array[][];
   m: Float32Array[];
   v: Float32Array[];
+  /**
+   * The shared wasm memory that holds values, shard 0's gradients and the moments, with each thread's draw
+   * scratch, so the update runs in wasm; absent when they exceed 4 GiB (then the JavaScript passes run).
+   */
+  arena?: { memory: WebAssembly.Memory; draws: Float32Array[] };
 }
 
 type Request =
@@ -88,19 +94,30 @@ export function partition(sizes: readonly number[], parts: number): Segment[][] 
  * One optimizer step over grad[lo, hi) of one tensor (the reduced gradient): clip by `coef`, the strategy's
  * mask, then AdamW, with weight decay only where the parameter decays. Returns how many elements the mask kept.
  */
-export function updateSegment(s: Pick<SharedState, 'values' | 'm' | 'v'> & { grads: Float32Array[][] }, { index, lo, hi }: Segment, spec: MaskSpec, step: number, coef: number, adam: AdamWStep, decays: boolean): number {
-  const g = s.grads[0][index];
-  if (coef < 1) for (let j = lo; j < hi; j++) g[j] *= coef;
-  const kept = maskRange(spec, index, g, lo, hi, step);
-  adamwRange(s.values[index], g, s.m[index], s.v[index], lo, hi, decays ? adam : { ...adam, decay: 0 }, decayBits(spec, index));
+export function updateSegment(s: Pick<SharedState, 'values' | 'm' | 'v'> & { grads: Float32Array[][] }, { index, lo, hi }: Segment, spec: MaskSpec, step: number, coef: number, adam: AdamWStep, decays: boolean, kernels?: OptimizerKernels): number {
+  const [p, g, m, v] = [s.values[index], s.grads[0][index], s.m[index], s.v[index]];
+  if (coef < 1) {
+    if (kernels) kernels.scale(g, lo, hi, coef);
+    else for (let j = lo; j < hi; j++) g[j] *= coef;
+  }
+  const kept = maskRange(spec, index, g, lo, hi, step, kernels);
+  // D's masked decay reads the stepped weight, so it follows an undecayed step.
+  const bits = decays ? decayBits(spec, index) : undefined;
+  const a = { ...adam, decay: decays && !bits ? adam.decay : 0 };
+  if (kernels) kernels.adamw(p, g, m, v, lo, hi, a);
+  else adamwRange(p, g, m, v, lo, hi, a);
+  if (bits) decayWhere(p, lo, hi, bits, adam.decay);
   return kept;
 }
 
 /** What one thread does with each request; the same code runs on the main thread and in the workers. */
 export class ShardExecutor {
   private spec: MaskSpec = { kind: 'vanilla' };
+  private readonly kernels: OptimizerKernels | undefined;
 
-  constructor(private readonly model: EncoderClassifier, private readonly shard: number, private readonly state: SharedState, private readonly segments: Segment[], private readonly decays: boolean[]) {}
+  constructor(private readonly model: EncoderClassifier, private readonly shard: number, private readonly state: SharedState, private readonly segments: Segment[], private readonly decays: boolean[]) {
+    this.kernels = state.arena && new OptimizerKernels(state.arena.memory, state.arena.draws[shard]);
+  }
 
   handle(req: Request): Reply {
     const s = this.state;
@@ -136,7 +153,7 @@ export class ShardExecutor {
         return { sumsq };
       }
       case 'update': {
-        const kept = this.segments.map((seg): [number, number, number] => [seg.index, updateSegment(s, seg, this.spec, req.step, req.coef, req.adam, this.decays[seg.index]), seg.hi - seg.lo]);
+        const kept = this.segments.map((seg): [number, number, number] => [seg.index, updateSegment(s, seg, this.spec, req.step, req.coef, req.adam, this.decays[seg.index], this.kernels), seg.hi - seg.lo]);
         this.model.markDirty();
         return { kept };
       }
@@ -195,18 +212,23 @@ export class DataParallel {
   /** Moves the model's weights into shared memory and starts threads - 1 workers. */
   static async start(model: EncoderClassifier, o: { threads: number; backend: BackendName; adam: AdamWSettings }): Promise<DataParallel> {
     const threads = Math.max(1, o.threads);
+    const sizes = model.specs.map(sizeOf);
+    const draws = OptimizerKernels.drawsFor(F_CHUNK);
+    // What the update touches goes in the wasm arena when it fits; other shards' gradients are only read by the reduce.
+    const arena = SharedArena.create([...sizes, ...sizes, ...sizes, ...sizes, ...new Array(threads).fill(draws)]);
+    const inArena = arena ? (n: number) => arena.floats(n) : shared;
     model.values.forEach((v, i) => {
-      const s = shared(v.length);
+      const s = inArena(v.length);
       s.set(v);
       model.values[i] = s;
     });
     model.markDirty();
-    const sizes = model.specs.map(sizeOf);
     const state: SharedState = {
       values: model.values,
-      grads: Array.from({ length: threads }, () => sizes.map(shared)),
-      m: sizes.map(shared),
-      v: sizes.map(shared),
+      grads: Array.from({ length: threads }, (_, k) => sizes.map(k === 0 ? inArena : shared)),
+      m: sizes.map(inArena),
+      v: sizes.map(inArena),
+      arena: arena && { memory: arena.memory, draws: Array.from({ length: threads }, () => arena.floats(draws)) },
     };
     const segments = partition(sizes, threads);
     const decays = model.specs.map((s) => s.decay);

@@ -1,4 +1,5 @@
 import { match } from 'ts-pattern';
+import type { OptimizerKernels } from '../engine/optimizer-wasm.js';
 import type { ParamSpec } from '../engine/params.js';
 import { Rng, streamSeed } from '../engine/rng.js';
 import type { Recipe } from '../recipe/types.generated.js';
@@ -29,9 +30,10 @@ export const F_CHUNK = 8192;
 
 /**
  * Masks grad[lo, hi) of tensor `index` in place for optimizer step `step`; returns how many elements were kept.
- * `lo` must be a multiple of F_CHUNK (the thread partition only splits tensors there).
+ * `lo` must be a multiple of F_CHUNK (the thread partition only splits tensors there). With `kernels` (grad in
+ * their arena) F's mask runs in wasm, with the same result.
  */
-export function maskRange(spec: MaskSpec, index: number, grad: Float32Array, lo: number, hi: number, step: number): number {
+export function maskRange(spec: MaskSpec, index: number, grad: Float32Array, lo: number, hi: number, step: number, kernels?: OptimizerKernels): number {
   switch (spec.kind) {
     case 'vanilla':
       return hi - lo;
@@ -42,7 +44,7 @@ export function maskRange(spec: MaskSpec, index: number, grad: Float32Array, lo:
         const chunk = Math.floor(start / F_CHUNK);
         const end = Math.min(hi, (chunk + 1) * F_CHUNK);
         const rng = new Rng(streamSeed(spec.seed, step, index, chunk));
-        kept += rng.bernoulliScaleRange(grad, start, end, spec.p);
+        kept += kernels ? kernels.fmask(grad, start, end, rng.state, spec.p) : rng.bernoulliScaleRange(grad, start, end, spec.p);
         start = end;
       }
       return kept;
