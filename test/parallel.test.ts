@@ -6,7 +6,7 @@ import { adamwRange, adamwStep } from '../src/engine/optimizer.js';
 import { OptimizerKernels, SharedArena } from '../src/engine/optimizer-wasm.js';
 import { sizeOf } from '../src/engine/params.js';
 import { Rng } from '../src/engine/rng.js';
-import { DataParallel, partition } from '../src/run/parallel.js';
+import { DataParallel, partition, reduceSegment } from '../src/run/parallel.js';
 import { childTuningF, F_CHUNK, maskRange } from '../src/strategies/strategy.js';
 import { microModel } from './helpers.js';
 
@@ -62,6 +62,27 @@ describe('data parallelism', () => {
     );
   });
 
+  test('the wasm gradient reduce equals the JavaScript reduce bit for bit, for one, two and three shards', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 5000 }), fc.nat(20), fc.integer({ min: 1, max: 3 }), fc.nat(1000), (n, lo, shards, seed) => {
+        const rng = new Rng(seed);
+        const arena = SharedArena.create(new Array(2 * shards).fill(n + lo))!;
+        const kernels = new OptimizerKernels(arena.memory, new Float32Array(0));
+        const inWasm = Array.from({ length: shards }, () => {
+          const g = arena.floats(n + lo);
+          g.forEach((_, i) => (g[i] = rng.normal()));
+          return [g];
+        });
+        const inJs = inWasm.map((t) => t.map((g) => Float32Array.from(g)));
+        const weights = shards === 1 ? [1] : Array.from({ length: shards }, () => rng.next());
+        const seg = { index: 0, lo, hi: lo + n };
+        assert.equal(reduceSegment(inWasm, seg, weights, 0.5, kernels), reduceSegment(inJs, seg, weights, 0.5));
+        assert.deepEqual(Array.from(inWasm[0][0]), Array.from(inJs[0][0]));
+      }),
+      { numRuns: 60 },
+    );
+  });
+
   test('the optimizer state goes in a shared wasm memory up to 4 GiB, and past that in SharedArrayBuffers', async () => {
     assert.ok(SharedArena.create([1000, 1000]));
     assert.equal(SharedArena.create([2 ** 29, 2 ** 29 + 8]), undefined);
@@ -70,6 +91,7 @@ describe('data parallelism', () => {
     const dp = await DataParallel.start(model, { threads: 2, backend: 'wasm', adam: { lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0.01 } });
     assert.ok(model.values.every((v) => v.buffer === model.values[0].buffer), 'weights share one memory');
     assert.ok(dp.moments.m.every((m) => m.buffer === model.values[0].buffer));
+    assert.ok(dp.shardGrads(1).every((g) => g.buffer === model.values[0].buffer), "every shard's gradients too");
     await dp.close();
   });
 

@@ -36,9 +36,10 @@ interface SharedState {
   v: Float32Array[];
   /**
    * The shared wasm memory that holds values, shard 0's gradients and the moments, with each thread's draw
-   * scratch, so the update runs in wasm; absent when they exceed 4 GiB (then the JavaScript passes run).
+   * scratch, so the update runs in wasm, and when `shards` every shard's gradients too, so the reduce does;
+   * absent when even the first part exceeds 4 GiB (then the JavaScript passes run).
    */
-  arena?: { memory: WebAssembly.Memory; draws: Float32Array[] };
+  arena?: { memory: WebAssembly.Memory; draws: Float32Array[]; shards: boolean };
 }
 
 type Request =
@@ -91,6 +92,42 @@ export function partition(sizes: readonly number[], parts: number): Segment[][] 
 }
 
 /**
+ * The batch-mean gradient over [lo, hi) of one tensor into shard 0's buffer, as the weights say; returns
+ * `sumsq` plus its squares (for global-norm clipping). `kernels` (every shard's gradients in their arena) run it
+ * in wasm, with the same result.
+ */
+export function reduceSegment(grads: Float32Array[][], { index, lo, hi }: Segment, w: readonly number[], sumsq: number, kernels?: OptimizerKernels): number {
+  const g = grads[0][index];
+  if (w.length === 1 && w[0] === 1) {
+    if (kernels) return kernels.sumsq(g, lo, hi, sumsq);
+    for (let j = lo; j < hi; j++) sumsq += g[j] * g[j];
+    return sumsq;
+  }
+  if (w.length === 2) {
+    // The common case in one pass: weighted sum, stored as float32, squared.
+    const g1 = grads[1][index];
+    if (kernels) return kernels.reduce2(g, g1, lo, hi, w[0], w[1], sumsq);
+    for (let j = lo; j < hi; j++) {
+      const x = (g[j] = w[0] * g[j] + w[1] * g1[j]);
+      sumsq += x * x;
+    }
+    return sumsq;
+  }
+  if (kernels) {
+    kernels.scale(g, lo, hi, w[0]);
+    for (let k = 1; k < w.length; k++) kernels.axpy(g, grads[k][index], lo, hi, w[k]);
+    return kernels.sumsq(g, lo, hi, sumsq);
+  }
+  for (let j = lo; j < hi; j++) g[j] *= w[0];
+  for (let k = 1; k < w.length; k++) {
+    const gk = grads[k][index];
+    for (let j = lo; j < hi; j++) g[j] += w[k] * gk[j];
+  }
+  for (let j = lo; j < hi; j++) sumsq += g[j] * g[j];
+  return sumsq;
+}
+
+/**
  * One optimizer step over grad[lo, hi) of one tensor (the reduced gradient): clip by `coef`, the strategy's
  * mask, then AdamW, with weight decay only where the parameter decays. Returns how many elements the mask kept.
  */
@@ -127,29 +164,9 @@ export class ShardExecutor {
         return { loss: this.model.step(req.batch, s.grads[this.shard], rng).loss };
       }
       case 'reduce': {
+        const kernels = s.arena?.shards ? this.kernels : undefined;
         let sumsq = 0;
-        const single = req.weights.length === 1 && req.weights[0] === 1;
-        const w = req.weights;
-        for (const { index, lo, hi } of this.segments) {
-          const g = s.grads[0][index];
-          if (single) {
-            for (let j = lo; j < hi; j++) sumsq += g[j] * g[j];
-          } else if (w.length === 2) {
-            // The common case in one pass: weighted sum, stored as float32, squared.
-            const g1 = s.grads[1][index];
-            for (let j = lo; j < hi; j++) {
-              const x = (g[j] = w[0] * g[j] + w[1] * g1[j]);
-              sumsq += x * x;
-            }
-          } else {
-            for (let j = lo; j < hi; j++) g[j] *= w[0];
-            for (let k = 1; k < w.length; k++) {
-              const gk = s.grads[k][index];
-              for (let j = lo; j < hi; j++) g[j] += w[k] * gk[j];
-            }
-            for (let j = lo; j < hi; j++) sumsq += g[j] * g[j];
-          }
-        }
+        for (const seg of this.segments) sumsq = reduceSegment(s.grads, seg, req.weights, sumsq, kernels);
         return { sumsq };
       }
       case 'update': {
@@ -214,8 +231,10 @@ export class DataParallel {
     const threads = Math.max(1, o.threads);
     const sizes = model.specs.map(sizeOf);
     const draws = OptimizerKernels.drawsFor(F_CHUNK);
-    // What the update touches goes in the wasm arena when it fits; other shards' gradients are only read by the reduce.
-    const arena = SharedArena.create([...sizes, ...sizes, ...sizes, ...sizes, ...new Array(threads).fill(draws)]);
+    // Everything goes in the wasm arena when it fits in 4 GiB, else what the update touches, else nothing.
+    const scratch = new Array(threads).fill(draws);
+    const withShards = SharedArena.create([...new Array(3 + threads).fill(sizes).flat(), ...scratch]);
+    const arena = withShards ?? SharedArena.create([...new Array(4).fill(sizes).flat(), ...scratch]);
     const inArena = arena ? (n: number) => arena.floats(n) : shared;
     model.values.forEach((v, i) => {
       const s = inArena(v.length);
@@ -225,10 +244,10 @@ export class DataParallel {
     model.markDirty();
     const state: SharedState = {
       values: model.values,
-      grads: Array.from({ length: threads }, (_, k) => sizes.map(k === 0 ? inArena : shared)),
+      grads: Array.from({ length: threads }, (_, k) => sizes.map(k === 0 || withShards ? inArena : shared)),
       m: sizes.map(inArena),
       v: sizes.map(inArena),
-      arena: arena && { memory: arena.memory, draws: Array.from({ length: threads }, () => arena.floats(draws)) },
+      arena: arena && { memory: arena.memory, draws: Array.from({ length: threads }, () => arena.floats(draws)), shards: withShards !== undefined },
     };
     const segments = partition(sizes, threads);
     const decays = model.specs.map((s) => s.decay);

@@ -101,4 +101,42 @@
       (local.set $at (i32.add (local.get $at) (i32.const 2)))
       (br $singles)))
     (local.get $count))
+
+  ;; The data-parallel gradient reduce (see ShardExecutor's reduce round). Sums of squares are accumulated
+  ;; one element at a time in order onto the running sum `sum`, as JavaScript does, so the clip norm is
+  ;; bit-identical too.
+
+  ;; Two shards: g = w0 g + w1 g1, rounded once; adds the unrounded squares to `sum`.
+  (func (export "reduce2") (param $g i32) (param $g1 i32) (param $n i32) (param $w0 f64) (param $w1 f64) (param $sum f64) (result f64)
+    (local $end i32) (local $x f64)
+    (local.set $end (i32.add (local.get $g) (i32.shl (local.get $n) (i32.const 2))))
+    (block $done (loop $each (br_if $done (i32.ge_u (local.get $g) (local.get $end)))
+      (local.set $x (f64.add (f64.mul (local.get $w0) (f64.promote_f32 (f32.load (local.get $g)))) (f64.mul (local.get $w1) (f64.promote_f32 (f32.load (local.get $g1))))))
+      (f32.store (local.get $g) (f32.demote_f64 (local.get $x)))
+      (local.set $sum (f64.add (local.get $sum) (f64.mul (local.get $x) (local.get $x))))
+      (local.set $g (i32.add (local.get $g) (i32.const 4)))
+      (local.set $g1 (i32.add (local.get $g1) (i32.const 4)))
+      (br $each)))
+    (local.get $sum))
+
+  ;; g += w gk, rounded (the third and later shards).
+  (func (export "axpy") (param $g i32) (param $gk i32) (param $n i32) (param $w f64)
+    (local $end i32)
+    (local.set $end (i32.add (local.get $g) (i32.shl (local.get $n) (i32.const 2))))
+    (block $done (loop $each (br_if $done (i32.ge_u (local.get $g) (local.get $end)))
+      (f32.store (local.get $g) (f32.demote_f64 (f64.add (f64.promote_f32 (f32.load (local.get $g))) (f64.mul (local.get $w) (f64.promote_f32 (f32.load (local.get $gk)))))))
+      (local.set $g (i32.add (local.get $g) (i32.const 4)))
+      (local.set $gk (i32.add (local.get $gk) (i32.const 4)))
+      (br $each))))
+
+  ;; `sum` plus the squares of g[0, n).
+  (func (export "sumsq") (param $g i32) (param $n i32) (param $sum f64) (result f64)
+    (local $end i32) (local $x f64)
+    (local.set $end (i32.add (local.get $g) (i32.shl (local.get $n) (i32.const 2))))
+    (block $done (loop $each (br_if $done (i32.ge_u (local.get $g) (local.get $end)))
+      (local.set $x (f64.promote_f32 (f32.load (local.get $g))))
+      (local.set $sum (f64.add (local.get $sum) (f64.mul (local.get $x) (local.get $x))))
+      (local.set $g (i32.add (local.get $g) (i32.const 4)))
+      (br $each)))
+    (local.get $sum))
 )
