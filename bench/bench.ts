@@ -77,13 +77,18 @@ async function child(job: ChildJob) {
     await dp.setStrategy(s);
     for (let i = 0; i < 2; i++) await oneStep(s);
   }
-  // Interleaved rounds so drift in machine speed hits every strategy alike.
+  // Interleaved rounds, each starting with a different strategy so no strategy always runs first.
+  const names = Object.keys(strategies);
   for (let round = 0; round < job.steps; round++) {
-    for (const [name, s] of Object.entries(strategies)) {
-      await dp.setStrategy(s);
-      times[name].push(await oneStep(s));
+    for (let i = 0; i < names.length; i++) {
+      const name = names[(round + i) % names.length];
+      await dp.setStrategy(strategies[name]);
+      times[name].push(await oneStep(strategies[name]));
     }
   }
+  // Overhead as the median of per-round ratios: neighbouring steps share the machine's state of the moment,
+  // so pairing cancels drift that a ratio of two medians keeps.
+  const pairedOverhead = (name: string) => median(times[name].map((t, i) => t / times.vanilla[i] - 1));
   // Fisher (batch estimator) against one training epoch over the same examples.
   const encodings = Array.from({ length: job.fisherExamples }, () => ({ inputIds: Array.from({ length: SEQ }, () => rng.int(VOCAB)), tokenTypeIds: new Array(SEQ).fill(0), attentionMask: new Array(SEQ).fill(1), tokens: [] as string[] }));
   const labels = encodings.map(() => rng.int(2));
@@ -106,6 +111,7 @@ async function child(job: ChildJob) {
   return {
     backend: backend.name, threads, params: parameterCounts(model.config, 2).total,
     step_ms: Object.fromEntries(Object.entries(times).map(([k, v]) => [k, median(v)])),
+    overhead: { f: pairedOverhead('child-tuning-f'), d: pairedOverhead('child-tuning-d') },
     fisher_ms: fisherMs, epoch_ms: epochMs, select_ms: selectMs, in_scope: acc.fisher.reduce((a, f) => a + f.length, 0),
     peak_rss_bytes: process.resourceUsage().maxRSS * 1024, estimate_bytes: estimate.total, estimate,
   };
@@ -159,7 +165,7 @@ async function main() {
   const configs = [];
   for (const shape of Object.keys(SHAPES) as Shape[]) {
     process.stderr.write(`bench: ${shape}\n`);
-    const ours = runChild({ shape, threads: 0, steps: quick ? 3 : 15, fisherExamples: quick ? 32 : 128 });
+    const ours = runChild({ shape, threads: 0, steps: quick ? 3 : shape === 'bert-tiny' ? 31 : 15, fisherExamples: quick ? 32 : 128 });
     const oneThread = runChild({ shape, threads: 1, steps: quick ? 2 : 5, fisherExamples: 16 });
     const torch = torchPeer(shape, ours.threads);
     const vanillaMs = ours.step_ms.vanilla;
@@ -167,7 +173,7 @@ async function main() {
       config: shape, ...SHAPES[shape], seq: SEQ, batch: BATCH, backend: ours.backend, threads: ours.threads, params: ours.params,
       step_ms_median: vanillaMs, step_ms_one_thread: oneThread.step_ms.vanilla,
       tokens_per_s: (BATCH * SEQ * 1000) / vanillaMs, gflops: stepFlops(SHAPES[shape]) / vanillaMs / 1e6,
-      f_overhead: ours.step_ms['child-tuning-f'] / vanillaMs - 1, d_overhead: ours.step_ms['child-tuning-d'] / vanillaMs - 1,
+      f_overhead: ours.overhead.f, d_overhead: ours.overhead.d,
       step_ms: ours.step_ms, fisher_over_epoch: ours.fisher_ms / ours.epoch_ms, fisher_ms: ours.fisher_ms, epoch_ms: ours.epoch_ms,
       peak_rss_bytes: ours.peak_rss_bytes, estimate_bytes: ours.estimate_bytes, rss_over_estimate: ours.peak_rss_bytes / ours.estimate_bytes,
       pytorch: torch, pytorch_step_ms_median: torch.available ? torch.step_ms_median : null, ratio_vs_pytorch: torch.available ? vanillaMs / torch.step_ms_median : null,
@@ -207,15 +213,18 @@ function markdown(r: { date: string; machine: { cpus: number; model: string; mem
     '## Reading the table',
     '',
     '- *GFLOP/s* counts the matrix products of forward and backward (3 × forward) over the step time, both threads together.',
-    "- *F/D overhead* is the median step time with the strategy's mask over vanilla's, minus one; within the machine's noise (steps of one strategy vary by 10-20% here), so single figures can be slightly negative.",
+    "- *F/D overhead*: each round runs one step of each strategy back to back (rotating which goes first); the figure is the median over rounds of the strategy's step time over vanilla's in the same round, minus one. Steps vary by 10-20% on this VM, so a figure within a few percent of zero, either side, is noise.",
     '- *fisher / epoch*: the batch-estimator fisher pass over 128 examples against one training epoch over the same examples.',
     "- *plan estimate* is `childtune plan`'s memory model for a D run with this batch and thread count; *peak RSS* is the child process's.",
-    '- What bounds the CPU step: on the wasm backend a 2-D matMul runs through XNNPACK at 20-25 GFLOP/s per core, which is about the',
-    '  peak of 128-bit WebAssembly SIMD without fused multiply-add; PyTorch with OpenBLAS uses AVX2 with FMA, up to four times that per',
-    "  core. Besides the products, a half-batch step per thread spends about 20 ms in transposes, 15 ms in GELU's erf/exp, 25 ms in",
-    '  JavaScript (dropout masks, embedding gather/scatter, copies out of the wasm heap), and the reduce and AdamW rounds over every',
-    '  parameter (the 30522-row embedding table is most of them) take 40-50 ms of each step; two threads also slow each other by about',
-    '  25% (shared cache and memory bandwidth on this VM).',
+    '- What bounds the CPU step: the matrix products, 65% (tiny) to 82% (mini) of a thread\'s forward and backward. They run in',
+    '  our WebAssembly SIMD kernel (src/engine/wasm/kernels.wat: packed panels, a 4 x 8 register block, any operand strides) at',
+    '  35-40 GFLOP/s per core on the dense products, 28-32 on the transposed-A weight gradients and about 20 on the per-head attention',
+    '  products; tfjs 4.22\'s own wasm matMul (XNNPACK) reached 20-25, its batched form 1.5. Relaxed-SIMD FMA (behind a flag in',
+    '  Node 20) gave nothing measurable: with 8 accumulators the loop is bound by latency, and more accumulators spill registers.',
+    '  PyTorch with OpenBLAS uses AVX2 FMA. The reduce and AdamW rounds over every parameter (the 30522-row embedding table is most',
+    '  of them) run in wasm over shared memory and take 10-15 ms of a BERT-tiny step; the rest is JavaScript (dropout masks,',
+    '  embedding gather and scatter) and tfjs element-wise kernels (layer norms, softmax). Two threads slow each other by about 25%',
+    '  (shared cache and memory bandwidth on this VM).',
     '',
   ];
   return lines.join('\n');
