@@ -67,11 +67,15 @@ async function child(job: ChildJob) {
   const strategies: Record<string, Strategy> = { vanilla: vanilla(), 'child-tuning-f': childTuningF(0.3, 'all', model.specs, 7), 'child-tuning-d': childTuningD(dMasks, false) };
   const times: Record<string, number[]> = { vanilla: [], 'child-tuning-f': [], 'child-tuning-d': [] };
   let step = 0;
+  const updates: Record<string, number[]> = { vanilla: [], 'child-tuning-f': [], 'child-tuning-d': [] };
   const oneStep = async (s: Strategy) => {
     const t0 = performance.now();
     const { norm } = await dp.gradients(batches[step++ % batches.length], step);
+    const t1 = performance.now();
     await dp.update(1e-4, clipCoefficient(norm, 1), s);
-    return performance.now() - t0;
+    const t2 = performance.now();
+    updates[s.kind].push(t2 - t1);
+    return t2 - t0;
   };
   for (const s of Object.values(strategies)) {
     await dp.setStrategy(s);
@@ -89,21 +93,31 @@ async function child(job: ChildJob) {
   // Overhead as the median of per-round ratios: neighbouring steps share the machine's state of the moment,
   // so pairing cancels drift that a ratio of two medians keeps.
   const pairedOverhead = (name: string) => median(times[name].map((t, i) => t / times.vanilla[i] - 1));
-  // Fisher (batch estimator) against one training epoch over the same examples.
+  // The masks act only in the update round, so its paired difference is the mask's cost without the
+  // forward and backward passes' noise.
+  const maskCost = (name: string) => median(updates[name].slice(-job.steps).map((t, i) => t - updates.vanilla.slice(-job.steps)[i])) / median(times.vanilla);
+  // Fisher (batch estimator) against one training epoch over the same examples, alternated three times
+  // (median of each) so a slow phase of the machine does not land on one side only.
   const encodings = Array.from({ length: job.fisherExamples }, () => ({ inputIds: Array.from({ length: SEQ }, () => rng.int(VOCAB)), tokenTypeIds: new Array(SEQ).fill(0), attentionMask: new Array(SEQ).fill(1), tokens: [] as string[] }));
   const labels = encodings.map(() => rng.int(2));
-  const t0 = performance.now();
-  const acc = await accumulateFisher(dp, model.specs, { encodings, labels }, { estimator: 'batch', batch_size: BATCH, clip: 1, scope: 'encoder', seed: 0 }, true);
-  const fisherMs = performance.now() - t0;
   await dp.setStrategy(strategies['child-tuning-d']);
-  const t1 = performance.now();
-  for (let start = 0; start < encodings.length; start += BATCH) {
-    const { norm } = await dp.gradients(batchOf(encodings.slice(start, start + BATCH), SEQ, labels.slice(start, start + BATCH)), start);
-    await dp.update(1e-4, clipCoefficient(norm, 1), strategies['child-tuning-d']);
+  const fisherRuns: number[] = [];
+  const epochRuns: number[] = [];
+  let acc: Awaited<ReturnType<typeof accumulateFisher>> | undefined;
+  for (let rep = 0; rep < 3; rep++) {
+    const t0 = performance.now();
+    acc = await accumulateFisher(dp, model.specs, { encodings, labels }, { estimator: 'batch', batch_size: BATCH, clip: 1, scope: 'encoder', seed: 0 }, true);
+    fisherRuns.push(performance.now() - t0);
+    const t1 = performance.now();
+    for (let start = 0; start < encodings.length; start += BATCH) {
+      const { norm } = await dp.gradients(batchOf(encodings.slice(start, start + BATCH), SEQ, labels.slice(start, start + BATCH)), start);
+      await dp.update(1e-4, clipCoefficient(norm, 1), strategies['child-tuning-d']);
+    }
+    epochRuns.push(performance.now() - t1);
   }
-  const epochMs = performance.now() - t1;
+  const [fisherMs, epochMs] = [median(fisherRuns), median(epochRuns)];
   const t2 = performance.now();
-  selectChild(model, acc.fisher, 0.3, 'encoder');
+  selectChild(model, acc!.fisher, 0.3, 'encoder');
   const selectMs = performance.now() - t2;
   await dp.close();
   const recipe = { strategy: { kind: 'child-tuning-d', reserve_p: 0.3 }, training: { batch_size: BATCH }, model: { max_seq_length: SEQ }, runtime: { threads } } as unknown as Recipe;
@@ -112,7 +126,8 @@ async function child(job: ChildJob) {
     backend: backend.name, threads, params: parameterCounts(model.config, 2).total,
     step_ms: Object.fromEntries(Object.entries(times).map(([k, v]) => [k, median(v)])),
     overhead: { f: pairedOverhead('child-tuning-f'), d: pairedOverhead('child-tuning-d') },
-    fisher_ms: fisherMs, epoch_ms: epochMs, select_ms: selectMs, in_scope: acc.fisher.reduce((a, f) => a + f.length, 0),
+    mask_cost: { f: maskCost('child-tuning-f'), d: maskCost('child-tuning-d') },
+    fisher_ms: fisherMs, epoch_ms: epochMs, select_ms: selectMs, in_scope: acc!.fisher.reduce((a, f) => a + f.length, 0),
     peak_rss_bytes: process.resourceUsage().maxRSS * 1024, estimate_bytes: estimate.total, estimate,
   };
 }
@@ -173,7 +188,7 @@ async function main() {
       config: shape, ...SHAPES[shape], seq: SEQ, batch: BATCH, backend: ours.backend, threads: ours.threads, params: ours.params,
       step_ms_median: vanillaMs, step_ms_one_thread: oneThread.step_ms.vanilla,
       tokens_per_s: (BATCH * SEQ * 1000) / vanillaMs, gflops: stepFlops(SHAPES[shape]) / vanillaMs / 1e6,
-      f_overhead: ours.overhead.f, d_overhead: ours.overhead.d,
+      f_overhead: ours.overhead.f, d_overhead: ours.overhead.d, f_mask_cost: ours.mask_cost.f, d_mask_cost: ours.mask_cost.d,
       step_ms: ours.step_ms, fisher_over_epoch: ours.fisher_ms / ours.epoch_ms, fisher_ms: ours.fisher_ms, epoch_ms: ours.epoch_ms,
       peak_rss_bytes: ours.peak_rss_bytes, estimate_bytes: ours.estimate_bytes, rss_over_estimate: ours.peak_rss_bytes / ours.estimate_bytes,
       pytorch: torch, pytorch_step_ms_median: torch.available ? torch.step_ms_median : null, ratio_vs_pytorch: torch.available ? vanillaMs / torch.step_ms_median : null,
@@ -200,9 +215,9 @@ function markdown(r: { date: string; machine: { cpus: number; model: string; mem
     `Produced by \`npm run bench\` (bench/bench.ts) on ${r.date.slice(0, 10)}: ${r.machine.cpus} cores (${r.machine.model}), ${r.machine.memory_gib} GiB, Node ${r.machine.node}. Raw numbers: bench/results.json.`,
     'One training step = forward, backward and AdamW on a batch of 16 sequences of 128 tokens, vocabulary 30522. Medians; strategies are interleaved step by step so machine drift hits all alike.',
     '',
-    '| config | backend | threads | step ms (median) | 1 thread | tokens/s | GFLOP/s | PyTorch ms | ratio vs PyTorch | F overhead | D overhead | fisher / epoch | peak RSS | plan estimate | RSS / estimate |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
-    ...r.configs.map((c) => `| ${c.config} (${c.layers}/${c.hidden}/${c.heads}) | ${c.backend} | ${c.threads} | ${c.step_ms_median.toFixed(0)} | ${c.step_ms_one_thread.toFixed(0)} | ${c.tokens_per_s.toFixed(0)} | ${c.gflops.toFixed(1)} | ${c.pytorch_step_ms_median?.toFixed(0) ?? 'n/a'} | ${c.ratio_vs_pytorch?.toFixed(2) ?? 'n/a'} | ${pct(c.f_overhead)} | ${pct(c.d_overhead)} | ${c.fisher_over_epoch.toFixed(2)} | ${mib(c.peak_rss_bytes)} | ${mib(c.estimate_bytes)} | ${c.rss_over_estimate.toFixed(2)} |`),
+    '| config | backend | threads | step ms (median) | 1 thread | tokens/s | GFLOP/s | PyTorch ms | ratio vs PyTorch | F overhead | D overhead | F mask cost | D mask cost | fisher / epoch | peak RSS | plan estimate | RSS / estimate |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+    ...r.configs.map((c) => `| ${c.config} (${c.layers}/${c.hidden}/${c.heads}) | ${c.backend} | ${c.threads} | ${c.step_ms_median.toFixed(0)} | ${c.step_ms_one_thread.toFixed(0)} | ${c.tokens_per_s.toFixed(0)} | ${c.gflops.toFixed(1)} | ${c.pytorch_step_ms_median?.toFixed(0) ?? 'n/a'} | ${c.ratio_vs_pytorch?.toFixed(2) ?? 'n/a'} | ${pct(c.f_overhead)} | ${pct(c.d_overhead)} | ${pct(c.f_mask_cost)} | ${pct(c.d_mask_cost)} | ${c.fisher_over_epoch.toFixed(2)} | ${mib(c.peak_rss_bytes)} | ${mib(c.estimate_bytes)} | ${c.rss_over_estimate.toFixed(2)} |`),
     '',
     ...r.configs.filter((c) => !c.pytorch.available).map((c) => `PyTorch peer not run for ${c.config}: ${c.pytorch.why}.`),
     '',
@@ -214,7 +229,8 @@ function markdown(r: { date: string; machine: { cpus: number; model: string; mem
     '',
     '- *GFLOP/s* counts the matrix products of forward and backward (3 × forward) over the step time, both threads together.',
     "- *F/D overhead*: each round runs one step of each strategy back to back (rotating which goes first); the figure is the median over rounds of the strategy's step time over vanilla's in the same round, minus one. Steps vary by 10-20% on this VM, so a figure within a few percent of zero, either side, is noise.",
-    '- *fisher / epoch*: the batch-estimator fisher pass over 128 examples against one training epoch over the same examples.',
+    "- *F/D mask cost*: the masks act only in the update round, so this is the median over rounds of the strategy's update-round time minus vanilla's in the same round, over vanilla's median step: the same overhead without the forward and backward passes' noise.",
+    '- *fisher / epoch*: the batch-estimator fisher pass over 128 examples against one training epoch over the same examples (each the median of three, alternated).',
     "- *plan estimate* is `childtune plan`'s memory model for a D run with this batch and thread count; *peak RSS* is the child process's.",
     '- What bounds the CPU step: the matrix products, 65% (tiny) to 82% (mini) of a thread\'s forward and backward. They run in',
     '  our WebAssembly SIMD kernel (src/engine/wasm/kernels.wat: packed panels, a 4 x 8 register block, any operand strides) at',
