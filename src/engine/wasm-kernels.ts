@@ -64,50 +64,38 @@ function kernelsFor(backend: WasmBackend): Kernels {
 
 const address = (backend: WasmBackend, t: tf.TensorInfo) => backend.dataIdMap.get(t.dataId)!.memoryOffset;
 
+/** Registers a wasm kernel whose body sees the backend with the parts we use. */
+function wasmKernel(kernelName: string, body: (be: WasmBackend, inputs: tf.NamedTensorInfoMap, attrs: tf.NamedAttrMap) => tf.TensorInfo | tf.TensorInfo[]) {
+  tf.registerKernel({ kernelName, backendName: 'wasm', kernelFunc: ({ inputs, backend, attrs }) => body(backend as unknown as WasmBackend, inputs, attrs ?? {}) });
+}
+
 function register() {
   if (tf.getKernel(GEMM, 'wasm')) return;
-  tf.registerKernel({
-    kernelName: GEMM,
-    backendName: 'wasm',
-    kernelFunc: ({ inputs, backend, attrs }) => {
-      const be = backend as unknown as WasmBackend;
-      const p = (attrs as unknown as { product: StridedProduct }).product;
-      const out = be.makeOutput(p.shape, 'float32');
-      const k = kernelsFor(be);
-      const [a, b, c] = [address(be, inputs.a!), address(be, inputs.b!), address(be, out)];
-      const scratch = be.wasm._malloc(4 * (Math.ceil(p.N / 8) * 8 * p.K + 4 * p.K + 32));
-      for (let e0 = 0; e0 < p.entries[0]; e0++) {
-        for (let e1 = 0; e1 < p.entries[1]; e1++) {
-          const at = (base: number, l: { entry: [number, number] }) => base + 4 * (e0 * l.entry[0] + e1 * l.entry[1]);
-          k.gemm(at(a, p.a), p.a.row, p.a.col, at(b, p.b), p.b.row, p.b.col, at(c, p.c), p.c.row, p.M, p.K, p.N, scratch);
-        }
+  wasmKernel(GEMM, (be, inputs, attrs) => {
+    const p = (attrs as unknown as { product: StridedProduct }).product;
+    const out = be.makeOutput(p.shape, 'float32');
+    const k = kernelsFor(be);
+    const [a, b, c] = [address(be, inputs.a!), address(be, inputs.b!), address(be, out)];
+    const scratch = be.wasm._malloc(4 * (Math.ceil(p.N / 8) * 8 * p.K + 4 * p.K + 32));
+    for (let e0 = 0; e0 < p.entries[0]; e0++) {
+      for (let e1 = 0; e1 < p.entries[1]; e1++) {
+        const at = (base: number, l: { entry: [number, number] }) => base + 4 * (e0 * l.entry[0] + e1 * l.entry[1]);
+        k.gemm(at(a, p.a), p.a.row, p.a.col, at(b, p.b), p.b.row, p.b.col, at(c, p.c), p.c.row, p.M, p.K, p.N, scratch);
       }
-      be.wasm._free(scratch);
-      return out;
-    },
+    }
+    be.wasm._free(scratch);
+    return out;
   });
-  tf.registerKernel({
-    kernelName: COLSUM,
-    backendName: 'wasm',
-    kernelFunc: ({ inputs, backend }) => {
-      const be = backend as unknown as WasmBackend;
-      const x = inputs.x!;
-      const [rows, cols] = x.shape;
-      const out = be.makeOutput([cols], 'float32');
-      kernelsFor(be).colsum(address(be, x), rows, cols, address(be, out));
-      return out;
-    },
+  wasmKernel(COLSUM, (be, { x }) => {
+    const [rows, cols] = x!.shape;
+    const out = be.makeOutput([cols], 'float32');
+    kernelsFor(be).colsum(address(be, x!), rows, cols, address(be, out));
+    return out;
   });
-  tf.registerKernel({
-    kernelName: GELU,
-    backendName: 'wasm',
-    kernelFunc: ({ inputs, backend }) => {
-      const be = backend as unknown as WasmBackend;
-      const x = inputs.x!;
-      const [y, dydx] = [be.makeOutput(x.shape, 'float32'), be.makeOutput(x.shape, 'float32')];
-      kernelsFor(be).gelu(address(be, x), address(be, y), address(be, dydx), x.shape.reduce((a, b) => a * b, 1));
-      return [y, dydx];
-    },
+  wasmKernel(GELU, (be, { x }) => {
+    const [y, dydx] = [be.makeOutput(x!.shape, 'float32'), be.makeOutput(x!.shape, 'float32')];
+    kernelsFor(be).gelu(address(be, x!), address(be, y), address(be, dydx), x!.shape.reduce((a, b) => a * b, 1));
+    return [y, dydx];
   });
 }
 
