@@ -57,6 +57,13 @@ export async function tinyModel(dir: string) {
   return dir;
 }
 
+/** A fresh project with a tiny model at ./model and a recipe r.yaml over it: `body` follows the model line. */
+export async function tinyModelRecipe(body: string): Promise<string> {
+  const dir = tmpProject();
+  await tinyModel(path.join(dir, 'model'));
+  return write(dir, 'r.yaml', `version: 1\nmodel: {path: ./model, max_seq_length: 32}\n${body}`);
+}
+
 /** torch's clip_grad_norm_ over whole gradients on one thread, for tests that drive a model step by step. */
 export function clipGlobalNorm(grads: Float32Array[], maxNorm: number): number {
   let sq = 0;

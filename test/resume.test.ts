@@ -8,7 +8,7 @@ import { loadTokenizer } from '../src/engine/tokenizer.js';
 import { readCheckpoint, writeCheckpoint } from '../src/run/checkpoint.js';
 import { prepareSplit } from '../src/run/data.js';
 import { RunError } from '../src/run/errors.js';
-import { cli, FIXTURES, GLUE, microModel, REPO, tinyModel, tmpProject, write } from './helpers.js';
+import { cli, FIXTURES, GLUE, microModel, REPO, tinyModelRecipe, tmpProject } from './helpers.js';
 
 
 /** metrics.jsonl without its timing field, which is the only thing allowed to differ. */
@@ -22,12 +22,7 @@ const resultsOf = (dir: string) => {
 };
 
 test('a run killed with SIGKILL at a random step resumes to exactly the losses and metrics of an uninterrupted run', async () => {
-  const dir = tmpProject();
-  const model = path.join(dir, 'model');
-  await tinyModel(model);
-  const recipe = write(dir, 'r.yaml', `version: 1
-model: {path: ./model, max_seq_length: 32}
-dataset:
+  const recipe = await tinyModelRecipe(`dataset:
   task: glue/rte
   dir: ${path.dirname(GLUE)}/glue/RTE
   eval_split: train

@@ -14,7 +14,7 @@ import { selectChild } from '../src/strategies/fisher.js';
 import { kthLargest } from '../src/strategies/select.js';
 import { childTuningD, childTuningF, maskRange, vanilla } from '../src/strategies/strategy.js';
 import { getBit } from '../src/strategies/bitset.js';
-import { AdamW, cli, FIXTURES, GLUE, microModel, tinyModel, tmpProject, write } from './helpers.js';
+import { AdamW, cli, FIXTURES, GLUE, microModel, tinyModelRecipe, tmpProject, write } from './helpers.js';
 
 
 describe('data', () => {
@@ -179,12 +179,7 @@ describe('cli', () => {
   });
 
   test('run: Child-Tuning-D end to end on a tiny model; the fisher stage is cached and reused', async () => {
-    const dir = tmpProject();
-    const model = path.join(dir, 'model');
-    await tinyModel(model);
-    const recipe = write(dir, 'r.yaml', `version: 1
-model: {path: ./model, max_seq_length: 32}
-dataset:
+    const recipe = await tinyModelRecipe(`dataset:
   task: glue/rte
   dir: \${CHILDTUNE_DATA}/glue/RTE
   subsample: {size: 48, seed: 0}

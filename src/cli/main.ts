@@ -30,9 +30,9 @@ export async function main(argv: string[], io: Io = { out: (t) => process.stdout
     .configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) })
     .showSuggestionAfterError(true);
 
-  const recipeOptions = (cmd: Command) =>
+  const recipeOptions = (cmd: Command, argument = '<recipe>', description = 'recipe YAML file') =>
     cmd
-      .argument('<recipe>', 'recipe YAML file')
+      .argument(argument, description)
       .option('--set <path=value>', 'override a recipe field (repeatable)', collect, [])
       .option('--allow-path <dir>', 'let recipe paths point into this directory too (repeatable)', collect, [])
       .option('--json', 'machine-readable output');
@@ -61,13 +61,7 @@ export async function main(argv: string[], io: Io = { out: (t) => process.stdout
     io.out(opts.json ? JSON.stringify(compiled.plan, null, 2) : formatPlan(compiled.plan));
   });
 
-  program
-    .command('run')
-    .description('validate, plan and execute a recipe (or continue one with --resume)')
-    .argument('[recipe]', 'recipe YAML file (optional with --resume)')
-    .option('--set <path=value>', 'override a recipe field (repeatable)', collect, [])
-    .option('--allow-path <dir>', 'let recipe paths point into this directory too (repeatable)', collect, [])
-    .option('--json', 'machine-readable output')
+  recipeOptions(program.command('run').description('validate, plan and execute a recipe (or continue one with --resume)'), '[recipe]', 'recipe YAML file (optional with --resume)')
     .option('--trial <k>', 'run only trial K of the recipe (or of a sweep lock file)', (v) => Number.parseInt(v, 10))
     .option('--resume <dir>', 'continue an interrupted run from its last checkpoint')
     .option('--quiet', 'no progress output')
@@ -77,16 +71,10 @@ export async function main(argv: string[], io: Io = { out: (t) => process.stdout
       code = await runCommand(file, opts, io);
     });
 
-  program
-    .command('sweep')
-    .description('run every trial of a recipe\'s sweep block under a lock file (resumable, or emitted for a cluster)')
-    .argument('[recipe]', 'recipe YAML file with a sweep block')
-    .option('--set <path=value>', 'override a recipe field (repeatable)', collect, [])
-    .option('--allow-path <dir>', 'let recipe paths point into this directory too (repeatable)', collect, [])
+  recipeOptions(program.command('sweep').description("run every trial of a recipe's sweep block under a lock file (resumable, or emitted for a cluster)"), '[recipe]', 'recipe YAML file with a sweep block')
     .option('--resume <dir>', 'continue an interrupted sweep: finished trials are skipped, never renumbered')
     .addOption(new Option('--emit <kind>', 'write a cluster submission instead of running: a Slurm array script or a Kubernetes Indexed Job').choices(['slurm', 'k8s']))
     .option('--prepare <lockfile>', 'run the shared stages (fisher masks) of a locked sweep once')
-    .option('--json', 'machine-readable output')
     .option('--quiet', 'no progress output')
     .action(async (file: string | undefined, opts) => {
       if (!file && !opts.resume && !opts.prepare) throw new UserError('sweep needs a recipe file, --resume SWEEP_DIR or --prepare LOCKFILE', 'Example: childtune sweep recipes/paper/glue-rte.yaml', 2);
