@@ -1,11 +1,11 @@
 import { readFileSync } from 'node:fs';
-import type { AdamWStep } from './optimizer.js';
+import type { AdamWStep, OptimizerPasses } from './optimizer.js';
 import { keepThreshold } from './rng.js';
 
 /**
  * The optimizer's passes (gradient reduce, clip scaling, Child-Tuning-F's mask, AdamW) in WebAssembly over parameter
- * state that lives in one shared wasm memory (src/engine/wasm/optimizer.wat). They are bit-identical to the
- * JavaScript passes in optimizer.ts and Rng (tested), which remain for state too large for a 32-bit memory.
+ * state that lives in one shared wasm memory (src/engine/wasm/optimizer.wat). They are bit-identical to
+ * jsPasses in optimizer.ts (tested), which remain for state too large for a 32-bit memory.
  * Measured on 2.2M elements: AdamW 6.5 ms against 14 in JavaScript, the F mask 3.5 against 8 (scratch runs, see
  * BENCHMARKS.md for whole steps).
  */
@@ -47,7 +47,7 @@ interface Exports {
 let compiled: WebAssembly.Module | undefined;
 
 /** The passes, for one thread, over arrays of one arena. `draws` is this thread's scratch for F's random draws. */
-export class OptimizerKernels {
+export class OptimizerKernels implements OptimizerPasses {
   private readonly k: Exports;
 
   constructor(memory: WebAssembly.Memory, private readonly draws: Float32Array) {
@@ -60,33 +60,28 @@ export class OptimizerKernels {
     return (n + 1) >> 1;
   }
 
-  /** g[lo, hi) *= coef. */
   scale(g: Float32Array, lo: number, hi: number, coef: number) {
     this.k.scale(g.byteOffset + 4 * lo, hi - lo, coef);
   }
 
-  /** adamwRange over [lo, hi). */
   adamw(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, lo: number, hi: number, a: AdamWStep) {
     const at = (x: Float32Array) => x.byteOffset + 4 * lo;
     this.k.adamw(at(p), at(g), at(m), at(v), hi - lo, a.stepSize, a.b1, 1 - a.b1, a.b2, 1 - a.b2, a.eps, a.decay);
   }
 
-  /** g = w0 g + w1 g1 over [lo, hi); returns `sum` plus the squares. */
   reduce2(g: Float32Array, g1: Float32Array, lo: number, hi: number, w0: number, w1: number, sum: number): number {
     return this.k.reduce2(g.byteOffset + 4 * lo, g1.byteOffset + 4 * lo, hi - lo, w0, w1, sum);
   }
 
-  /** g += w gk over [lo, hi). */
   axpy(g: Float32Array, gk: Float32Array, lo: number, hi: number, w: number) {
     this.k.axpy(g.byteOffset + 4 * lo, gk.byteOffset + 4 * lo, hi - lo, w);
   }
 
-  /** `sum` plus the squares of g[lo, hi). */
   sumsq(g: Float32Array, lo: number, hi: number, sum: number): number {
     return this.k.sumsq(g.byteOffset + 4 * lo, hi - lo, sum);
   }
 
-  /** Rng(state).bernoulliScaleRange(g, lo, hi, p) for a chunk of at most 2 x draws.length elements. */
+  /** For a chunk of at most 2 x draws.length elements. */
   fmask(g: Float32Array, lo: number, hi: number, state: readonly number[], p: number): number {
     if (OptimizerKernels.drawsFor(hi - lo) > this.draws.length) throw new Error(`F mask chunk of ${hi - lo} elements exceeds the draw scratch`);
     const { threshold, scale } = keepThreshold(p);

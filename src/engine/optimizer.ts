@@ -1,3 +1,5 @@
+import { Rng } from './rng.js';
+
 export interface AdamWSettings {
   lr: number;
   betas: [number, number];
@@ -26,7 +28,7 @@ export function adamwStep(s: AdamWSettings, step: number, lr: number): AdamWStep
  * AdamW as the Child-Tuning reference (ChildTuningAdamW, after Hugging Face's AdamW) over p[lo, hi): the
  * gradient has already been masked; bias-corrected moments, p -= step_size * m / (sqrt(v) + eps), then
  * decoupled decay p -= lr * wd * p on the updated weights (callers pass decay 0 for biases and LayerNorm).
- * OptimizerKernels.adamw is the same pass in wasm, bit for bit; this one serves state past 4 GiB.
+ * The `adamw` of jsPasses.
  */
 export function adamwRange(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, lo: number, hi: number, a: AdamWStep) {
   const { stepSize, b1, b2, eps, decay } = a;
@@ -44,6 +46,48 @@ export function adamwRange(p: Float32Array, g: Float32Array, m: Float32Array, v:
 export function decayWhere(p: Float32Array, lo: number, hi: number, bits: Uint8Array, decay: number) {
   for (let j = lo; j < hi; j++) p[j] -= ((bits[j >> 3] >> (j & 7)) & 1) * decay * p[j];
 }
+
+/**
+ * The per-element passes of the data-parallel reduce and update rounds over [lo, hi) of a tensor. Two
+ * implementations give bit-identical results: OptimizerKernels (wasm, over state in a shared wasm memory)
+ * and jsPasses (plain JavaScript, for state past 4 GiB, and the reference the tests hold the wasm to).
+ */
+export interface OptimizerPasses {
+  /** g *= coef. */
+  scale(g: Float32Array, lo: number, hi: number, coef: number): void;
+  /** adamwRange. */
+  adamw(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, lo: number, hi: number, a: AdamWStep): void;
+  /** Child-Tuning-F's mask from a generator state: Rng(state).bernoulliScaleRange; returns the kept count. */
+  fmask(g: Float32Array, lo: number, hi: number, state: readonly number[], p: number): number;
+  /** g = w0 g + w1 g1, rounded once; returns `sum` plus the unrounded squares, added in order. */
+  reduce2(g: Float32Array, g1: Float32Array, lo: number, hi: number, w0: number, w1: number, sum: number): number;
+  /** g += w gk. */
+  axpy(g: Float32Array, gk: Float32Array, lo: number, hi: number, w: number): void;
+  /** `sum` plus the squares of g, added in order. */
+  sumsq(g: Float32Array, lo: number, hi: number, sum: number): number;
+}
+
+export const jsPasses: OptimizerPasses = {
+  scale(g, lo, hi, coef) {
+    for (let j = lo; j < hi; j++) g[j] *= coef;
+  },
+  adamw: adamwRange,
+  fmask: (g, lo, hi, state, p) => new Rng(state).bernoulliScaleRange(g, lo, hi, p),
+  reduce2(g, g1, lo, hi, w0, w1, sum) {
+    for (let j = lo; j < hi; j++) {
+      const x = (g[j] = w0 * g[j] + w1 * g1[j]);
+      sum += x * x;
+    }
+    return sum;
+  },
+  axpy(g, gk, lo, hi, w) {
+    for (let j = lo; j < hi; j++) g[j] += w * gk[j];
+  },
+  sumsq(g, lo, hi, sum) {
+    for (let j = lo; j < hi; j++) sum += g[j] * g[j];
+    return sum;
+  },
+};
 
 /** Linear warmup to the peak, then linear decay to zero (get_linear_schedule_with_warmup), or constant after warmup. */
 export function learningRate(step: number, total: number, peak: number, warmupSteps: number, kind: 'linear' | 'constant'): number {

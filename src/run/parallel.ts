@@ -4,7 +4,7 @@ import type { BackendName } from '../engine/backend.js';
 import { sliceBatch } from '../engine/batch.js';
 import type { ModelConfig } from '../engine/config.js';
 import type { Batch, EncoderClassifier } from '../engine/model.js';
-import { adamwRange, adamwStep, decayWhere, type AdamWSettings, type AdamWStep } from '../engine/optimizer.js';
+import { adamwStep, decayWhere, jsPasses, type AdamWSettings, type AdamWStep, type OptimizerPasses } from '../engine/optimizer.js';
 import { OptimizerKernels, SharedArena } from '../engine/optimizer-wasm.js';
 import { sizeOf } from '../engine/params.js';
 import { Rng, streamSeed } from '../engine/rng.js';
@@ -93,56 +93,29 @@ export function partition(sizes: readonly number[], parts: number): Segment[][] 
 
 /**
  * The batch-mean gradient over [lo, hi) of one tensor into shard 0's buffer, as the weights say; returns
- * `sumsq` plus its squares (for global-norm clipping). `kernels` (every shard's gradients in their arena) run it
- * in wasm, with the same result.
+ * `sumsq` plus its squares (for global-norm clipping).
  */
-export function reduceSegment(grads: Float32Array[][], { index, lo, hi }: Segment, w: readonly number[], sumsq: number, kernels?: OptimizerKernels): number {
+export function reduceSegment(grads: Float32Array[][], { index, lo, hi }: Segment, w: readonly number[], sumsq: number, passes: OptimizerPasses = jsPasses): number {
   const g = grads[0][index];
-  if (w.length === 1 && w[0] === 1) {
-    if (kernels) return kernels.sumsq(g, lo, hi, sumsq);
-    for (let j = lo; j < hi; j++) sumsq += g[j] * g[j];
-    return sumsq;
-  }
-  if (w.length === 2) {
-    // The common case in one pass: weighted sum, stored as float32, squared.
-    const g1 = grads[1][index];
-    if (kernels) return kernels.reduce2(g, g1, lo, hi, w[0], w[1], sumsq);
-    for (let j = lo; j < hi; j++) {
-      const x = (g[j] = w[0] * g[j] + w[1] * g1[j]);
-      sumsq += x * x;
-    }
-    return sumsq;
-  }
-  if (kernels) {
-    kernels.scale(g, lo, hi, w[0]);
-    for (let k = 1; k < w.length; k++) kernels.axpy(g, grads[k][index], lo, hi, w[k]);
-    return kernels.sumsq(g, lo, hi, sumsq);
-  }
-  for (let j = lo; j < hi; j++) g[j] *= w[0];
-  for (let k = 1; k < w.length; k++) {
-    const gk = grads[k][index];
-    for (let j = lo; j < hi; j++) g[j] += w[k] * gk[j];
-  }
-  for (let j = lo; j < hi; j++) sumsq += g[j] * g[j];
-  return sumsq;
+  if (w.length === 1 && w[0] === 1) return passes.sumsq(g, lo, hi, sumsq);
+  // The common case in one pass: weighted sum, stored as float32, squared.
+  if (w.length === 2) return passes.reduce2(g, grads[1][index], lo, hi, w[0], w[1], sumsq);
+  passes.scale(g, lo, hi, w[0]);
+  for (let k = 1; k < w.length; k++) passes.axpy(g, grads[k][index], lo, hi, w[k]);
+  return passes.sumsq(g, lo, hi, sumsq);
 }
 
 /**
  * One optimizer step over grad[lo, hi) of one tensor (the reduced gradient): clip by `coef`, the strategy's
  * mask, then AdamW, with weight decay only where the parameter decays. Returns how many elements the mask kept.
  */
-export function updateSegment(s: Pick<SharedState, 'values' | 'm' | 'v'> & { grads: Float32Array[][] }, { index, lo, hi }: Segment, spec: MaskSpec, step: number, coef: number, adam: AdamWStep, decays: boolean, kernels?: OptimizerKernels): number {
+export function updateSegment(s: Pick<SharedState, 'values' | 'm' | 'v'> & { grads: Float32Array[][] }, { index, lo, hi }: Segment, spec: MaskSpec, step: number, coef: number, adam: AdamWStep, decays: boolean, passes: OptimizerPasses = jsPasses): number {
   const [p, g, m, v] = [s.values[index], s.grads[0][index], s.m[index], s.v[index]];
-  if (coef < 1) {
-    if (kernels) kernels.scale(g, lo, hi, coef);
-    else for (let j = lo; j < hi; j++) g[j] *= coef;
-  }
-  const kept = maskRange(spec, index, g, lo, hi, step, kernels);
+  if (coef < 1) passes.scale(g, lo, hi, coef);
+  const kept = maskRange(spec, index, g, lo, hi, step, passes);
   // D's masked decay reads the stepped weight, so it follows an undecayed step.
   const bits = decays ? decayBits(spec, index) : undefined;
-  const a = { ...adam, decay: decays && !bits ? adam.decay : 0 };
-  if (kernels) kernels.adamw(p, g, m, v, lo, hi, a);
-  else adamwRange(p, g, m, v, lo, hi, a);
+  passes.adamw(p, g, m, v, lo, hi, { ...adam, decay: decays && !bits ? adam.decay : 0 });
   if (bits) decayWhere(p, lo, hi, bits, adam.decay);
   return kept;
 }
@@ -150,10 +123,13 @@ export function updateSegment(s: Pick<SharedState, 'values' | 'm' | 'v'> & { gra
 /** What one thread does with each request; the same code runs on the main thread and in the workers. */
 export class ShardExecutor {
   private spec: MaskSpec = { kind: 'vanilla' };
-  private readonly kernels: OptimizerKernels | undefined;
+  /** wasm passes for what lives in the arena, JavaScript for the rest. */
+  private readonly updatePasses: OptimizerPasses;
+  private readonly reducePasses: OptimizerPasses;
 
   constructor(private readonly model: EncoderClassifier, private readonly shard: number, private readonly state: SharedState, private readonly segments: Segment[], private readonly decays: boolean[]) {
-    this.kernels = state.arena && new OptimizerKernels(state.arena.memory, state.arena.draws[shard]);
+    this.updatePasses = state.arena ? new OptimizerKernels(state.arena.memory, state.arena.draws[shard]) : jsPasses;
+    this.reducePasses = state.arena?.shards ? this.updatePasses : jsPasses;
   }
 
   handle(req: Request): Reply {
@@ -164,13 +140,12 @@ export class ShardExecutor {
         return { loss: this.model.step(req.batch, s.grads[this.shard], rng).loss };
       }
       case 'reduce': {
-        const kernels = s.arena?.shards ? this.kernels : undefined;
         let sumsq = 0;
-        for (const seg of this.segments) sumsq = reduceSegment(s.grads, seg, req.weights, sumsq, kernels);
+        for (const seg of this.segments) sumsq = reduceSegment(s.grads, seg, req.weights, sumsq, this.reducePasses);
         return { sumsq };
       }
       case 'update': {
-        const kept = this.segments.map((seg): [number, number, number] => [seg.index, updateSegment(s, seg, this.spec, req.step, req.coef, req.adam, this.decays[seg.index], this.kernels), seg.hi - seg.lo]);
+        const kept = this.segments.map((seg): [number, number, number] => [seg.index, updateSegment(s, seg, this.spec, req.step, req.coef, req.adam, this.decays[seg.index], this.updatePasses), seg.hi - seg.lo]);
         this.model.markDirty();
         return { kept };
       }

@@ -1,5 +1,5 @@
 import { match } from 'ts-pattern';
-import type { OptimizerKernels } from '../engine/optimizer-wasm.js';
+import { jsPasses, type OptimizerPasses } from '../engine/optimizer.js';
 import type { ParamSpec } from '../engine/params.js';
 import { Rng, streamSeed } from '../engine/rng.js';
 import type { Recipe } from '../recipe/types.generated.js';
@@ -30,10 +30,10 @@ export const F_CHUNK = 8192;
 
 /**
  * Masks grad[lo, hi) of tensor `index` in place for optimizer step `step`; returns how many elements were kept.
- * `lo` must be a multiple of F_CHUNK (the thread partition only splits tensors there). With `kernels` (grad in
- * their arena) F's mask runs in wasm, with the same result.
+ * `lo` must be a multiple of F_CHUNK (the thread partition only splits tensors there). F's mask runs in
+ * `passes` (the wasm ones when grad is in their arena), with the same result either way.
  */
-export function maskRange(spec: MaskSpec, index: number, grad: Float32Array, lo: number, hi: number, step: number, kernels?: OptimizerKernels): number {
+export function maskRange(spec: MaskSpec, index: number, grad: Float32Array, lo: number, hi: number, step: number, passes: OptimizerPasses = jsPasses): number {
   switch (spec.kind) {
     case 'vanilla':
       return hi - lo;
@@ -43,8 +43,7 @@ export function maskRange(spec: MaskSpec, index: number, grad: Float32Array, lo:
       for (let start = lo; start < hi; ) {
         const chunk = Math.floor(start / F_CHUNK);
         const end = Math.min(hi, (chunk + 1) * F_CHUNK);
-        const rng = new Rng(streamSeed(spec.seed, step, index, chunk));
-        kept += kernels ? kernels.fmask(grad, start, end, rng.state, spec.p) : rng.bernoulliScaleRange(grad, start, end, spec.p);
+        kept += passes.fmask(grad, start, end, new Rng(streamSeed(spec.seed, step, index, chunk)).state, spec.p);
         start = end;
       }
       return kept;
