@@ -95,7 +95,11 @@ async function child(job: ChildJob) {
   const pairedOverhead = (name: string) => median(times[name].map((t, i) => t / times.vanilla[i] - 1));
   // The masks act only in the update round, so its paired difference is the mask's cost without the
   // forward and backward passes' noise.
-  const maskCost = (name: string) => median(updates[name].slice(-job.steps).map((t, i) => t - updates.vanilla.slice(-job.steps)[i])) / median(times.vanilla);
+  const measured = (name: string) => updates[name].slice(-job.steps);
+  const maskCost = (name: string) => {
+    const vanilla = measured('vanilla');
+    return median(measured(name).map((t, i) => t - vanilla[i])) / median(times.vanilla);
+  };
   // Fisher (batch estimator) against one training epoch over the same examples, alternated three times
   // (median of each) so a slow phase of the machine does not land on one side only.
   const encodings = Array.from({ length: job.fisherExamples }, () => ({ inputIds: Array.from({ length: SEQ }, () => rng.int(VOCAB)), tokenTypeIds: new Array(SEQ).fill(0), attentionMask: new Array(SEQ).fill(1), tokens: [] as string[] }));

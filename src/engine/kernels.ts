@@ -16,15 +16,15 @@ export function matMul(a: T2, b: T2, transposeA = false, transposeB = false): T2
   const [ra, ca] = a.shape;
   const [rb, cb] = b.shape;
   const [M, K, N] = [transposeA ? ca : ra, transposeA ? ra : ca, transposeB ? rb : cb];
-  const entry: [number, number] = [0, 0];
+  const rowMajor = (cols: number): Layout => ({ entry: [0, 0], row: cols, col: 1 });
   return stridedMatMul(a, b, {
     entries: [1, 1],
     M,
     K,
     N,
-    a: { entry, row: transposeA ? 1 : ca, col: transposeA ? ca : 1 },
-    b: { entry, row: transposeB ? 1 : cb, col: transposeB ? cb : 1 },
-    c: { entry, row: N },
+    a: transposeA ? transposed(rowMajor(ca)) : rowMajor(ca),
+    b: transposeB ? transposed(rowMajor(cb)) : rowMajor(cb),
+    c: rowMajor(N),
     shape: [M, N],
   }) as T2;
 }
