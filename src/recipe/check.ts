@@ -3,6 +3,8 @@ import path from 'node:path';
 import { DataFileError } from '../data/formats.js';
 import { loadSplit, splitFile } from '../data/load.js';
 import { taskSpecOf, type Metric } from '../data/tasks.js';
+import { ModelError } from '../engine/config.js';
+import { FETCH_HINT, findWeights } from '../engine/model-files.js';
 import { diagnostic, pointerOf, type Diagnostic } from './diagnostics.js';
 import type { SourceMap } from './parse.js';
 import { keysAt, schemaAt } from './schema.js';
@@ -54,9 +56,17 @@ function checkStrategy({ strategy }: Recipe, report: Report) {
 }
 
 function checkModel({ model }: Recipe, report: Report) {
-  const missing = ['config.json', 'model.safetensors'].filter((f) => !fs.existsSync(path.join(model.path, f)));
-  if (!fs.existsSync(model.path)) report('CT0309', `model directory ${model.path} does not exist`, '/model/path', ['Point model.path at a Hugging Face style directory, or create one with `childtune model init`.']);
-  else if (missing.length) report('CT0309', `model directory ${model.path} has no ${missing.join(' or ')}`, '/model/path', ['A model directory holds config.json, model.safetensors and the tokenizer files.']);
+  if (!fs.existsSync(model.path)) {
+    report('CT0309', `model directory ${model.path} does not exist`, '/model/path', [FETCH_HINT, 'Or create a random model with `childtune model init`.']);
+    return;
+  }
+  if (!fs.existsSync(path.join(model.path, 'config.json'))) report('CT0309', `model directory ${model.path} has no config.json`, '/model/path', ['A model directory holds config.json, the weights and the tokenizer files, as Hugging Face saves them.']);
+  try {
+    findWeights(model.path);
+  } catch (e) {
+    if (!(e instanceof ModelError)) throw e;
+    report('CT0309', e.message, '/model/path', e.hint ? [e.hint] : undefined);
+  }
 }
 
 function checkDataset(dataset: Dataset, pointer: string, needsTrain: boolean, report: Report) {
