@@ -5,6 +5,7 @@ import { describe, test } from 'node:test';
 import { ModelError } from '../src/engine/config.js';
 import { parseSafetensors } from '../src/engine/safetensors.js';
 import { parseTorchBin } from '../src/engine/torch-bin.js';
+import { loadTokenizer, TokenizerError } from '../src/engine/tokenizer.js';
 import { readStoredZip } from '../src/engine/zip.js';
 import { cli, GLUE, REPO, tmpProject, write } from './helpers.js';
 import { fixtureTensors, RANDOM, safetensorsFile, toBFloat16Bits, toHalfBits, VARIANTS, writeVariant, type Variant } from './fixtures/checkpoints.js';
@@ -256,6 +257,11 @@ describe('model directories: discovery and errors that say what to do', () => {
     const p = await cli(['encode', '--model', dir, '--text', 'x']);
     assert.match(p.err, /missing encoder tensor bert\.encoder\.layer\.1\.output\.LayerNorm\.weight \(for .* looked for bert\.encoder\.layer\.1\.output\.LayerNorm\.weight, bert\.encoder\.layer\.1\.output\.LayerNorm\.gamma, encoder\.layer\.1\.output\.LayerNorm\.weight, encoder\.layer\.1\.output\.LayerNorm\.gamma\)/);
     assert.match(p.err, /hint: The file is incomplete/);
+    // An integer tensor where a weight belongs is refused, not converted.
+    const ints = new Map(tensors);
+    ints.set('bert.pooler.dense.bias', { dtype: 'I64', shape: [128], bytes: new Uint8Array(8 * 128) });
+    fs.writeFileSync(path.join(dir, 'model.safetensors'), safetensorsFile(ints));
+    assert.match((await cli(['encode', '--model', dir, '--text', 'x'])).err, /model\.safetensors: tensor bert\.pooler\.dense\.bias holds I64 values; a weight is floating point/);
   });
 
   test('validate accepts every weight layout and names what is missing', async () => {
@@ -293,4 +299,71 @@ test('half-precision safetensors decode exactly (normal, subnormal, extreme and 
   // The fixture generator's rounding agrees with these encodings.
   assert.deepEqual(expected.map(toHalfBits), halves);
   assert.deepEqual([1.5, -2.25].map(toBFloat16Bits), bf.slice(0, 2));
+});
+
+describe('tokenizers honour tokenizer_config.json and special_tokens_map.json', () => {
+  const words = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]', 'hello', 'Hello', 'café', 'cafe', 'world', '中', '文', '中文', 'a', 'b', '<cls>', '<sep>', '[X]'];
+  const model = (files: Record<string, unknown>) => {
+    const dir = tmpProject();
+    write(dir, 'vocab.txt', words.join('\n') + '\n');
+    for (const [name, content] of Object.entries(files)) write(dir, name, typeof content === 'string' ? content : JSON.stringify(content));
+    return dir;
+  };
+  const tokens = (dir: string, text: string, pair?: string) => loadTokenizer(dir).encode(text, pair, 32).tokens;
+
+  test('do_lower_case, strip_accents and tokenize_chinese_chars as BERT\'s BasicTokenizer applies them', () => {
+    assert.deepEqual(tokens(model({}), 'Hello Café 中文'), ['[CLS]', 'hello', 'cafe', '中', '文', '[SEP]']);
+    assert.deepEqual(tokens(model({ 'tokenizer_config.json': { do_lower_case: false } }), 'Hello Café'), ['[CLS]', 'Hello', '[UNK]', '[SEP]']);
+    assert.deepEqual(tokens(model({ 'tokenizer_config.json': { do_lower_case: true, strip_accents: false } }), 'Café'), ['[CLS]', 'café', '[SEP]']);
+    assert.deepEqual(tokens(model({ 'tokenizer_config.json': { do_lower_case: false, strip_accents: true } }), 'café'), ['[CLS]', 'cafe', '[SEP]']);
+    assert.deepEqual(tokens(model({ 'tokenizer_config.json': { tokenize_chinese_chars: false } }), '中文'), ['[CLS]', '中文', '[SEP]']);
+  });
+
+  test('special tokens: tokenizer_config.json, overridden by special_tokens_map.json, kept whole inside a text', () => {
+    const custom = model({ 'tokenizer_config.json': { cls_token: '<cls>', sep_token: { content: 'ignored', __type: 'AddedToken' } }, 'special_tokens_map.json': { sep_token: { content: '<sep>', lstrip: false }, additional_special_tokens: ['[X]'] } });
+    const enc = loadTokenizer(custom).encode('hello [X]world', 'a', 32);
+    assert.deepEqual(enc.tokens, ['<cls>', 'hello', '[X]', 'world', '<sep>', 'a', '<sep>']);
+    assert.deepEqual(enc.inputIds, [15, 5, 17, 9, 16, 13, 16]);
+    assert.deepEqual(tokens(model({}), 'a [SEP] b'), ['[CLS]', 'a', '[SEP]', 'b', '[SEP]']);
+    assert.throws(() => loadTokenizer(model({ 'tokenizer_config.json': { cls_token: '<missing>' } })), (e: TokenizerError) => /vocab\.txt: vocabulary has no <missing> token/.test(e.message));
+    assert.throws(() => loadTokenizer(model({ 'special_tokens_map.json': { cls_token: 7 } })), /special_tokens_map\.json: cls_token must be a token/);
+    assert.throws(() => loadTokenizer(model({ 'tokenizer_config.json': '{nope' })), /tokenizer_config\.json: not valid JSON/);
+  });
+
+  test('model_max_length bounds the sequence length, citing the file; the "no limit" sentinel does not', () => {
+    const limited = model({ 'tokenizer_config.json': { model_max_length: 16 } });
+    assert.equal(loadTokenizer(limited).encode('hello', undefined, 16).tokens.length, 3);
+    assert.throws(() => loadTokenizer(limited).encode('hello', undefined, 32), (e: TokenizerError) => /tokenizer_config\.json: a maximum length of 32 tokens exceeds the tokenizer's model_max_length 16/.test(e.message) && /at most 16/.test(e.hint!));
+    assert.equal(loadTokenizer(model({ 'tokenizer_config.json': { model_max_length: 1e30 } })).modelMaxLength, Infinity);
+    assert.throws(() => loadTokenizer(model({ 'tokenizer_config.json': { model_max_length: 'long' } })), /model_max_length must be a positive integer/);
+  });
+
+  test('tokenizer.json: BertNormalizer settings, post-processor specials, added tokens outside the vocabulary', () => {
+    const dir = tmpProject();
+    write(dir, 'tokenizer.json', JSON.stringify({
+      added_tokens: [{ id: 18, content: '<new>', special: true }],
+      normalizer: { type: 'BertNormalizer', clean_text: true, handle_chinese_chars: false, strip_accents: false, lowercase: true },
+      pre_tokenizer: { type: 'BertPreTokenizer' },
+      post_processor: { type: 'TemplateProcessing', single: [{ SpecialToken: { id: '<cls>', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }, { SpecialToken: { id: '<sep>', type_id: 0 } }] },
+      model: { type: 'WordPiece', unk_token: '[UNK]', continuing_subword_prefix: '##', max_input_chars_per_word: 100, vocab: Object.fromEntries(words.map((w, i) => [w, i])) },
+    }));
+    const enc = loadTokenizer(dir).encode('Café<new>中文', undefined, 32);
+    assert.deepEqual(enc.tokens, ['<cls>', 'café', '<new>', '中文', '<sep>']);
+    assert.deepEqual(enc.inputIds, [15, 7, 18, 12, 16]);
+  });
+
+  test('byte-level BPE: add_prefix_space from tokenizer_config.json or tokenizer.json', () => {
+    const vocab = { '<s>': 0, '<pad>': 1, '</s>': 2, '<unk>': 3, h: 4, i: 5, hi: 6, 'Ġ': 7, 'Ġhi': 8 };
+    const merges = ['h i', 'Ġ hi'];
+    const plain = model({});
+    fs.rmSync(path.join(plain, 'vocab.txt'));
+    write(plain, 'vocab.json', JSON.stringify(vocab));
+    write(plain, 'merges.txt', `#version: 0.2\n${merges.join('\n')}\n`);
+    assert.deepEqual(loadTokenizer(plain).encode('hi hi', undefined, 16).tokens, ['<s>', 'hi', 'Ġhi', '</s>']);
+    write(plain, 'tokenizer_config.json', JSON.stringify({ add_prefix_space: true }));
+    assert.deepEqual(loadTokenizer(plain).encode('hi hi', undefined, 16).tokens, ['<s>', 'Ġhi', 'Ġhi', '</s>']);
+    const json = tmpProject();
+    write(json, 'tokenizer.json', JSON.stringify({ pre_tokenizer: { type: 'ByteLevel', add_prefix_space: true }, post_processor: { type: 'RobertaProcessing', cls: ['<s>', 0], sep: ['</s>', 2] }, model: { type: 'BPE', vocab, merges } }));
+    assert.deepEqual(loadTokenizer(json).encode('hi', 'hi', 16).tokens, ['<s>', 'Ġhi', '</s>', '</s>', 'Ġhi', '</s>']);
+  });
 });
