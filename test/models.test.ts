@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { ModelError } from '../src/engine/config.js';
+import { modelFingerprint } from '../src/plan/fingerprint.js';
 import { parseSafetensors } from '../src/engine/safetensors.js';
 import { parseTorchBin } from '../src/engine/torch-bin.js';
 import { loadTokenizer, TokenizerError } from '../src/engine/tokenizer.js';
@@ -278,6 +279,21 @@ describe('model directories: discovery and errors that say what to do', () => {
     const r = await cli(['validate', recipe('none'), ...data, '--json']);
     assert.notEqual(r.code, 0);
     assert.match(r.out, /CT0309[\s\S]*has no weights[\s\S]*childtune fetch MODEL_ID/);
+    write(project, 'bin-legacy/tokenizer_config.json', JSON.stringify({ model_max_length: 32 }));
+    const long = await cli(['validate', write(project, 'long.yaml', 'version: 1\nmodel: {path: ./bin-legacy, max_seq_length: 64}\ndataset: {task: glue/rte}\n'), ...data]);
+    assert.match(long.err + long.out, /CT0106[\s\S]*model\.max_seq_length is 64 but the model takes at most 32 tokens \(tokenizer_config\.json says model_max_length 32\)/);
+  });
+
+  test('the plan fingerprints the weights transformers would load, shards and index included', () => {
+    const dir = path.join(tmpProject(), 'sharded');
+    writeVariant('sharded-bin', dir);
+    const before = modelFingerprint(dir).weights;
+    assert.notEqual(before, 'missing');
+    const shard = path.join(dir, 'pytorch_model-00002-of-00002.bin');
+    const bytes = fs.readFileSync(shard);
+    bytes[bytes.length - 200] ^= 1;
+    fs.writeFileSync(shard, bytes);
+    assert.notEqual(modelFingerprint(dir).weights, before);
   });
 });
 
