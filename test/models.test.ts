@@ -4,7 +4,7 @@ import path from 'node:path';
 import { describe, test } from 'node:test';
 import { ModelError } from '../src/engine/config.js';
 import { modelFingerprint } from '../src/plan/fingerprint.js';
-import { parseSafetensors } from '../src/engine/safetensors.js';
+import { parseSafetensors, readSafetensors } from '../src/engine/safetensors.js';
 import { parseTorchBin } from '../src/engine/torch-bin.js';
 import { loadTokenizer, TokenizerError } from '../src/engine/tokenizer.js';
 import { readStoredZip } from '../src/engine/zip.js';
@@ -105,6 +105,24 @@ function expectedTensors(group: 'plain' | 'module') {
 }
 
 const DTYPES: Record<string, string> = { float32: 'F32', float16: 'F16', bfloat16: 'BF16', float64: 'F64', int64: 'I64', int32: 'I32', int16: 'I16', int8: 'I8', uint8: 'U8', bool: 'BOOL' };
+
+test('RoBERTa and ELECTRA checkpoints as the hub serves them: legacy .bin, legacy names, pooler, heads and buffers', async () => {
+  for (const [family, extras] of [['roberta', ['roberta.pooler.dense.weight', 'roberta.pooler.dense.bias', 'lm_head.dense.weight', 'lm_head.bias']], ['electra', ['discriminator_predictions.dense.weight', 'discriminator_predictions.dense_prediction.bias']]] as const) {
+    const original = path.join(tmpProject(), family);
+    const init = await cli(['model', 'init', '--family', family, '--size', 'tiny', '--vocab', path.join(RANDOM, 'vocab.txt'), '--out', original]);
+    assert.equal(init.code, 0, init.err);
+    const tensors = new Map([...readSafetensors(path.join(original, 'model.safetensors'))].map(([n, t]): [string, RawTensor] => [n.replace(/LayerNorm\.weight$/, 'LayerNorm.gamma').replace(/LayerNorm\.bias$/, 'LayerNorm.beta'), { dtype: 'F32', shape: t.shape, bytes: new Uint8Array(t.data.buffer) }]));
+    for (const name of extras) tensors.set(name, { dtype: 'F32', shape: [2], bytes: new Uint8Array(8) });
+    tensors.set(`${family}.embeddings.position_ids`, { dtype: 'I64', shape: [1, 2], bytes: new Uint8Array(16) });
+    const hub = path.join(tmpProject(), `${family}-hub`);
+    fs.mkdirSync(hub);
+    for (const f of ['config.json', 'vocab.txt']) fs.copyFileSync(path.join(original, f), path.join(hub, f));
+    fs.writeFileSync(path.join(hub, 'pytorch_model.bin'), torchLegacy(tensors));
+    const [a, b] = [await encode(original, reference.cases[1]), await encode(hub, reference.cases[1])];
+    assert.deepEqual([b.last_hidden_state_first_token, b.pooled_output, b.logits], [a.last_hidden_state_first_token, a.pooled_output, a.logits], family);
+    assert.match(b.notes.join('\n'), new RegExp(`renamed \\d+ legacy LayerNorm tensors[\\s\\S]*ignored ${extras.length + 1} pretraining-head tensors`), family);
+  }
+});
 
 describe('PyTorch checkpoints written by torch itself (test/fixtures/make_torch_bins.py)', () => {
   for (const group of ['plain', 'module'] as const) {
@@ -220,7 +238,7 @@ describe('model directories: discovery and errors that say what to do', () => {
   test('no weights, foreign weights, unreadable weights, broken shard indexes', async () => {
     const missing = await cli(['encode', '--model', path.join(tmpProject(), 'nowhere'), '--text', 'x']);
     assert.equal(missing.code, 1);
-    assert.match(missing.err, /nowhere/);
+    assert.match(missing.err, /nowhere\/config\.json: not found[\s\S]*childtune fetch MODEL_ID/);
     const empty = path.join(tmpProject(), 'empty');
     writeVariant('legacy-names', empty);
     fs.rmSync(path.join(empty, 'model.safetensors'));

@@ -66,14 +66,14 @@ abstract class BaseTokenizer implements Tokenizer {
   protected abstract readonly pairSep: string[];
   protected abstract readonly typed: boolean;
   protected readonly special: SpecialTokens;
+  /** Matches the special tokens, longest first, to keep them whole inside a text. */
   private readonly splitter?: RegExp;
-  private readonly specials: Set<string>;
 
   constructor(protected readonly vocab: Map<string, number>, private readonly options: TokenizerOptions) {
     this.special = options.special;
     const { additional, ...named } = options.special;
-    this.specials = new Set([...Object.values(named), ...additional].filter((t) => t));
-    const escaped = [...this.specials].sort((a, b) => b.length - a.length).map((t) => t.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
+    const specials = new Set([...Object.values(named), ...additional].filter((t) => t));
+    const escaped = [...specials].sort((a, b) => b.length - a.length).map((t) => t.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
     if (escaped.length) this.splitter = new RegExp(`(${escaped.join('|')})`);
   }
 

@@ -29,7 +29,8 @@ export function readCheckpoint(dir: string): Checkpoint {
     return `${path.resolve(f)}:${stat?.size}:${stat?.mtimeMs}`;
   }).join('|');
   if (cached?.key !== key) {
-    cached = undefined;
+    cached = undefined; // the previous checkpoint can be freed before the next is read
+
     cached = { key, checkpoint: { weights, tensors: readTensors(weights), source: weights.index ?? weights.files[0] } };
   }
   return cached.checkpoint;
