@@ -246,3 +246,44 @@ describe('a foreign or damaged run directory is named with what is wrong', () =>
     assert.doesNotMatch(r.err, /looks like a bug/);
   });
 });
+
+test('a swept setting makes its own rows, in every figure and test too; each is compared with the baseline at the same setting', async () => {
+  const root = tmpProject();
+  let trial = 0;
+  for (const task of ['glue/rte', 'glue/mrpc']) {
+    for (const strategy of ['vanilla', 'child-tuning-d'] as const) {
+      for (const lr of [1e-5, 2e-5]) {
+        for (const seed of [1, 2]) {
+          const score = 0.6 + (strategy === 'vanilla' ? 0 : 0.02) + lr * 1000 + seed / 1000;
+          fakeRun(path.join(root, 'sweep', `trial-${trial++}`), { task, strategy, seed, lr, score, metric: task === 'glue/mrpc' ? 'f1' : 'accuracy', overrides: { 'strategy.kind': strategy, 'training.lr': lr, 'training.seed': seed } });
+        }
+      }
+    }
+  }
+  const r = await cli(['report', root, '--out', path.join(root, 'out')]);
+  assert.equal(r.code, 0, r.err);
+  const report = readJson(path.join(root, 'out', 'report.json'));
+  assert.deepEqual(rowsOf(report), ['vanilla training.lr=0.00001', 'vanilla training.lr=0.00002', 'child-tuning-d (p=0.3) training.lr=0.00001', 'child-tuning-d (p=0.3) training.lr=0.00002']);
+  assert.deepEqual(report.table.columns, ['glue/mrpc', 'glue/rte']);
+  assert.ok(report.table.rows.every((row: any) => report.table.columns.every((c: string) => row.cells[c].n === 2)));
+  assert.deepEqual(report.significance.map((s: any) => [s.row, s.baseline, s.column]), [
+    ['child-tuning-d (p=0.3) training.lr=0.00001', 'vanilla training.lr=0.00001', 'glue/mrpc'],
+    ['child-tuning-d (p=0.3) training.lr=0.00001', 'vanilla training.lr=0.00001', 'glue/rte'],
+    ['child-tuning-d (p=0.3) training.lr=0.00002', 'vanilla training.lr=0.00002', 'glue/mrpc'],
+    ['child-tuning-d (p=0.3) training.lr=0.00002', 'vanilla training.lr=0.00002', 'glue/rte'],
+  ]);
+  // Same seeds, constant gap: the paired interval has no spread to speak of.
+  assert.ok(report.significance.every((s: any) => s.method === 'paired t' && Math.abs(s.diff - 0.02) < 1e-9));
+  const loss = fs.readFileSync(path.join(root, 'out', 'figures', 'loss-glue-rte.svg'), 'utf8');
+  for (const row of rowsOf(report)) assert.ok(loss.includes(`>${row}<`), `${row} in the loss legend`);
+});
+
+test('a single seed has no standard deviation, printed as a dash rather than 0', async () => {
+  const root = tmpProject();
+  fakeRun(path.join(root, 'one'), { task: 'glue/sts-b', strategy: 'vanilla', seed: 1, score: 0.8, metric: 'pearson' });
+  const r = await cli(['report', root, '--out', path.join(root, 'out')]);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /\| vanilla \| 80\.00 ± – \(max 80\.00, n=1\) \|/);
+  assert.equal(readJson(path.join(root, 'out', 'report.json')).table.rows[0].cells['glue/sts-b'].std, null);
+  assert.match(fs.readFileSync(path.join(root, 'out', 'report.tex'), 'utf8'), /vanilla & \\textbf\{80\.00\} \$\\pm\$ -- & \\textbf\{80\.00\} \\\\/);
+});

@@ -1,4 +1,4 @@
-import { fmt, significanceNote, type Cell, type ReportTable } from './report/tables.js';
+import { fmt, fmtStd, significanceNote, type Cell, type ReportTable } from './report/tables.js';
 import { LEVEL, type Difference } from './report/significance.js';
 
 /**
@@ -20,7 +20,7 @@ function cellHtml(x: Cell | null, best: boolean): string {
   if (!x) return '<td class="empty">–</td>';
   const mark = x.vs_baseline?.significant ? `<sup title="differs from the baseline beyond seed noise">*</sup>` : '';
   const mean = best ? `<strong>${fmt(x.mean)}</strong>` : fmt(x.mean);
-  return `<td>${mean} ± ${fmt(x.std)}${mark}<span class="sub">max ${fmt(x.max)} · n=${x.n}</span></td>`;
+  return `<td>${mean} ± ${fmtStd(x.std)}${mark}<span class="sub">max ${fmt(x.max)} · n=${x.n}</span></td>`;
 }
 
 function tableHtml(t: ReportTable): string {

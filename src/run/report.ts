@@ -83,7 +83,8 @@ export async function reportCommand(dirs: string[], opts: ReportOptions, io: { o
   const format = opts.json ? 'json' : (opts.format ?? 'markdown');
   io.out(format === 'json' ? JSON.stringify(table, null, 2) : format === 'latex' ? latexTable(table).trimEnd() : format === 'csv' ? csvTable(table).trimEnd() : markdownTable(table));
   for (const w of warnings) io.err(`warning: ${w}`);
-  io.err(`wrote report.{json,csv,md,tex,html} and ${rendered.length} figures (SVG${'render' in png ? ' and PNG' : ''}) to ${out} (${runs.length} runs)`);
+  const figures = rendered.length ? ` and ${rendered.length} figure${rendered.length > 1 ? 's' : ''} (SVG${'render' in png ? ' and PNG' : ''})` : '';
+  io.err(`wrote report.{json,csv,md,tex,html}${figures} to ${out} (${runs.length} run${runs.length > 1 ? 's' : ''})`);
   if ('unavailable' in png) io.err(`note: ${png.unavailable}; figures are SVG only`);
   return 0;
 }

@@ -8,7 +8,8 @@ import { LEVEL, MIN_SEEDS, meanOf, varianceOf, type Difference } from './signifi
 export interface Cell {
   metric: string;
   mean: number;
-  std: number;
+  /** Sample standard deviation; null with a single seed, where it is undefined. */
+  std: number | null;
   max: number;
   n: number;
   seeds: number[];
@@ -42,7 +43,7 @@ export function buildTable(g: Grouping, diffs: Difference[], baseline: string): 
         if (!group) return [c, null];
         const ys = group.values.map((v) => v.value);
         const d = diffs.find((x) => x.row === row.label && x.column === c);
-        const cell: Cell = { metric: group.metric, mean: meanOf(ys), std: Math.sqrt(varianceOf(ys)), max: Math.max(...ys), n: ys.length, seeds: group.values.map((v) => v.seed) };
+        const cell: Cell = { metric: group.metric, mean: meanOf(ys), std: ys.length > 1 ? Math.sqrt(varianceOf(ys)) : null, max: Math.max(...ys), n: ys.length, seeds: group.values.map((v) => v.seed) };
         if (d) {
           const { row: _r, column: _c, ...rest } = d;
           cell.vs_baseline = rest;
@@ -53,8 +54,9 @@ export function buildTable(g: Grouping, diffs: Difference[], baseline: string): 
   };
 }
 
-/** Scores are printed ×100 with two decimals, everywhere. */
+/** Scores are printed ×100 with two decimals, everywhere; an undefined spread as a dash. */
 export const fmt = (x: number) => (x * 100).toFixed(2);
+export const fmtStd = (x: number | null) => (x === null ? '–' : fmt(x));
 const signed = (x: number) => `${x >= 0 ? '+' : '−'}${Math.abs(x * 100).toFixed(2)}`;
 const MARK = '*';
 const metricOf = (t: ReportTable, c: string) => t.rows.map((r) => r.cells[c]?.metric).find(Boolean);
@@ -64,7 +66,7 @@ export function significanceNote(t: ReportTable): string {
 }
 
 export function markdownTable(t: ReportTable): string {
-  const cellText = (x: Cell | null) => (x ? `${fmt(x.mean)} ± ${fmt(x.std)}${x.vs_baseline?.significant ? MARK : ''} (max ${fmt(x.max)}, n=${x.n})` : '–');
+  const cellText = (x: Cell | null) => (x ? `${fmt(x.mean)} ± ${fmtStd(x.std)}${x.vs_baseline?.significant ? MARK : ''} (max ${fmt(x.max)}, n=${x.n})` : '–');
   const md = (s: string) => s.replace(/\|/g, '\\|');
   // A trainable-parameter share column belongs after the strategy once results.json records it.
   const lines = [`| strategy | ${t.columns.map((c) => md(`${c} (${metricOf(t, c)})`)).join(' | ')} |`, `|---|${t.columns.map(() => '---').join('|')}|`];
@@ -86,7 +88,7 @@ export function csvTable(t: ReportTable): string {
   const lines = ['strategy,column,metric,mean,std,max,n,seeds'];
   for (const r of t.rows) for (const c of t.columns) {
     const x = r.cells[c];
-    if (x) lines.push([r.strategy, c, x.metric, x.mean, x.std, x.max, x.n, x.seeds.join(' ')].map((v) => (/[",\n]/.test(String(v)) ? `"${String(v).replace(/"/g, '""')}"` : String(v))).join(','));
+    if (x) lines.push([r.strategy, c, x.metric, x.mean, x.std ?? '', x.max, x.n, x.seeds.join(' ')].map((v) => (/[",\n]/.test(String(v)) ? `"${String(v).replace(/"/g, '""')}"` : String(v))).join(','));
   }
   return lines.join('\n') + '\n';
 }
@@ -115,13 +117,13 @@ export function latexTable(t: ReportTable): string {
       const x = r.cells[c];
       if (!x) return '-- & --';
       const mean = bold(fmt(x.mean), Number(fmt(x.mean)) === best(c, 'mean'));
-      return `${mean} $\\pm$ ${fmt(x.std)}${x.vs_baseline?.significant ? '$^{*}$' : ''} & ${bold(fmt(x.max), Number(fmt(x.max)) === best(c, 'max'))}`;
+      return `${mean} $\\pm$ ${x.std === null ? '--' : fmt(x.std)}${x.vs_baseline?.significant ? '$^{*}$' : ''} & ${bold(fmt(x.max), Number(fmt(x.max)) === best(c, 'max'))}`;
     });
     lines.push(`${texEscape(r.strategy)} & ${cells.join(' & ')} \\\\`);
   }
   const seeds = [...new Set(t.rows.flatMap((r) => t.columns.map((c) => r.cells[c]?.n).filter((n): n is number => n !== undefined)))].sort((a, b) => a - b);
   const anyMark = t.rows.some((r) => t.columns.some((c) => r.cells[c]?.vs_baseline));
-  const caption = `Scores $\\times$100: mean $\\pm$ sample standard deviation and max over ${seeds.length === 1 ? seeds[0] : `${seeds[0]}--${seeds.at(-1)}`} seeds; best per column in bold.${anyMark ? ` $^{*}$: the ${LEVEL * 100}\\% interval of the difference from ${texEscape(t.baseline)} excludes zero (paired $t$ when the seeds match, Welch's $t$ otherwise)${seeds[0] < MIN_SEEDS ? `; fewer than ${MIN_SEEDS} seeds in some cells` : ''}.` : ''}`;
+  const caption = `Scores $\\times$100: mean $\\pm$ sample standard deviation and max over ${seeds.length === 1 ? seeds[0] : `${seeds[0]}--${seeds.at(-1)}`} seed${seeds.at(-1) === 1 ? '' : 's'}; best per column in bold.${anyMark ? ` $^{*}$: the ${LEVEL * 100}\\% interval of the difference from ${texEscape(t.baseline)} excludes zero (paired $t$ when the seeds match, Welch's $t$ otherwise)${seeds[0] < MIN_SEEDS ? `; fewer than ${MIN_SEEDS} seeds in some cells` : ''}.` : ''}`;
   lines.push('\\bottomrule', '\\end{tabular}', `\\caption{${caption}}`, '\\end{table}');
   return lines.join('\n') + '\n';
 }
