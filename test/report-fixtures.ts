@@ -54,7 +54,7 @@ export function fakeRun(dir: string, r: FakeRun): string {
   }));
   if (r.strategy !== 'vanilla') {
     const layers = ['embeddings', ...Array.from({ length: 4 }, (_, i) => `layer.${i}`), 'pooler', 'classifier'];
-    const perLayer = Object.fromEntries(layers.map((l, i) => [l, r.strategy === 'child-tuning-f' ? reserve! + 0.005 * noise(r.seed, i) : l.startsWith('layer.') ? Math.min(1, 0.12 + 0.1 * i + 0.02 * noise(r.seed, i)) : 0]));
+    const perLayer = Object.fromEntries(layers.map((l, i) => [l, r.strategy === 'child-tuning-f' ? reserve! + 0.005 * noise(r.seed, i) : l.startsWith('layer.') ? Math.min(1, 0.12 + 0.1 * i + 0.02 * noise(r.seed, i)) : 1]));
     const stats: Record<string, unknown> = { strategy: r.strategy, reserve_p: reserve, per_tensor: {}, per_layer: perLayer };
     if (r.strategy === 'child-tuning-d') {
       const lo = -13 + 0.2 * noise(r.seed, 1), hi = -2.5 + 0.2 * noise(r.seed, 2), bins = 40;

@@ -55,8 +55,19 @@ function base(title: string, subtitle?: string) {
 }
 
 /** Mean line and band per row, against x. */
+/**
+ * A y scale around the data; a flat series (every value equal) gets a small explicit range, where Vega would
+ * draw one unrounded tick.
+ */
+function yScale(values: number[]) {
+  const lo = Math.min(...values), hi = Math.max(...values);
+  if (hi - lo > 1e-9 * Math.max(1, Math.abs(hi))) return { zero: false };
+  const pad = Math.max(0.5, Math.abs(hi) * 0.01);
+  return { zero: false, domain: [lo - pad, hi + pad] };
+}
+
 function bandSpec(title: string, points: ReturnType<typeof bands>, scale: ReturnType<ReturnType<typeof colours>>, x: object, yTitle: string, withPoints: boolean): TopLevelSpec {
-  const y = { scale: { zero: false }, title: yTitle };
+  const y = { scale: yScale(points.flatMap((p) => [p.lo, p.hi])), title: yTitle };
   return {
     ...base(title),
     data: { values: points },
@@ -73,7 +84,7 @@ function runSpec(title: string, points: ReturnType<typeof perRun>, scale: Return
     ...base(title),
     data: { values: points },
     mark: { type: 'line', strokeWidth: 1.2, opacity: 0.8 },
-    encoding: { x: { field: 'x', type: 'quantitative', ...x }, y: { field: 'y', type: 'quantitative', scale: { zero: false }, title: yTitle }, color: colour(scale, 'lines'), detail: { field: 'run' } },
+    encoding: { x: { field: 'x', type: 'quantitative', ...x }, y: { field: 'y', type: 'quantitative', scale: yScale(points.map((p) => p.y)), title: yTitle }, color: colour(scale, 'lines'), detail: { field: 'run' } },
   } as TopLevelSpec;
 }
 
