@@ -300,6 +300,9 @@ describe('model directories: discovery and errors that say what to do', () => {
     write(project, 'bin-legacy/tokenizer_config.json', JSON.stringify({ model_max_length: 32 }));
     const long = await cli(['validate', write(project, 'long.yaml', 'version: 1\nmodel: {path: ./bin-legacy, max_seq_length: 64}\ndataset: {task: glue/rte}\n'), ...data]);
     assert.match(long.err + long.out, /CT0106[\s\S]*model\.max_seq_length is 64 but the model takes at most 32 tokens \(tokenizer_config\.json says model_max_length 32\)/);
+    write(project, 'bin-legacy/tokenizer_config.json', '{"do_lower_case": "yes"}');
+    const broken = await cli(['validate', recipe('bin-legacy'), ...data]);
+    assert.match(broken.err + broken.out, /CT0309[\s\S]*tokenizer_config\.json: do_lower_case must be true or false \(found "yes"\)/);
   });
 
   test('the plan fingerprints the weights transformers would load, shards and index included', () => {

@@ -86,8 +86,9 @@ function checkSequenceLength(model: Recipe['model'], report: Report) {
     const tokenizerMax = readTokenizerConfig(model.path).modelMaxLength;
     consider(tokenizerMax, `tokenizer_config.json says model_max_length ${tokenizerMax}`);
   } catch (e) {
-    if (e instanceof ModelError || e instanceof TokenizerError) return; // reported where the model is loaded
-    throw e;
+    if (e instanceof TokenizerError) report('CT0309', e.message, '/model/path', e.hint ? [e.hint] : undefined);
+    else if (!(e instanceof ModelError)) throw e; // config.json's problems are reported by the plan, which reads it
+    return;
   }
   if (limit && model.max_seq_length > limit.tokens) {
     report('CT0106', `model.max_seq_length is ${model.max_seq_length} but the model takes at most ${limit.tokens} tokens (${limit.why})`, '/model/max_seq_length', [`Set max_seq_length: ${limit.tokens} or less.`]);
