@@ -222,6 +222,15 @@ describe('hostile and damaged weight files are refused with the file and the rea
     throwsModelError(() => parseTorchBin(legacy.subarray(0, legacy.length - 4), 'cut.bin'), /^cut\.bin: storage 0 needs 16 bytes .* \(truncated\)/);
   });
 
+  test('a zip checkpoint written on a big-endian machine (its byteorder record says big) is byte-swapped', () => {
+    const records = readStoredZip(torchZip(tiny), assert.fail);
+    const big = Buffer.alloc(16);
+    [1, 2, 3, 4].forEach((v, i) => big.writeFloatBE(v, 4 * i));
+    const archive = zipArchive([['archive/data.pkl', records.get('archive/data.pkl')!], ['archive/byteorder', Buffer.from('big')], ['archive/data/0', big]]);
+    assert.deepEqual([...parseTorchBin(archive, 'big.bin').get('w')!.data], [1, 2, 3, 4]);
+    throwsModelError(() => parseTorchBin(zipArchive([['archive/data.pkl', records.get('archive/data.pkl')!], ['archive/byteorder', Buffer.from('middle')]]), 'odd.bin'), /odd\.bin: its byteorder record says 'middle'/);
+  });
+
   test('a flipped byte fails the zip CRC; a Git LFS pointer and a foreign file say what they are', () => {
     const zip = torchZip(tiny);
     zip[zip.indexOf(Buffer.from(new Float32Array([1, 2, 3, 4]).buffer))] ^= 1;
