@@ -49,7 +49,7 @@ export async function fetchRepo(ref: HubRef, choose: (files: string[]) => string
   for (const file of files) {
     const pointer = path.join(snapshot, ...file.split('/'));
     if (fs.existsSync(pointer)) continue;
-    await client.download({ ...ref, revision: commit }, file, folder, pointer, opts.progress);
+    await client.download({ ...ref, revision: commit }, id, file, folder, pointer, opts.progress);
     downloaded.push(file);
   }
   if (ref.revision !== commit) writeRef(folder, ref.revision, commit);
@@ -118,8 +118,7 @@ class HubClient {
   }
 
   /** HEAD without following absolute redirects (they lead to the CDN, whose headers describe nothing); relative ones (renamed repositories) are followed. */
-  private async metadata(ref: HubRef, file: string): Promise<FileMetadata> {
-    const what = `${hubIdOf(ref)}: ${file}`;
+  private async metadata(ref: HubRef, what: string, file: string): Promise<FileMetadata> {
     let url = this.resolveUrl(ref, file);
     for (let hops = 0; ; hops++) {
       const res = await this.request(url, { method: 'HEAD', redirect: 'manual', headers: { 'accept-encoding': 'identity' } }, what);
@@ -137,9 +136,10 @@ class HubClient {
     }
   }
 
-  async download(ref: HubRef, file: string, folder: string, pointer: string, progress?: ProgressFactory) {
-    const what = `${hubIdOf(ref)}: ${file}`;
-    const meta = await this.metadata(ref, file);
+  /** Downloads one file of `ref` (revision: a commit) into folder/blobs and links it at pointer; `id` names the repository in messages. */
+  async download(ref: HubRef, id: string, file: string, folder: string, pointer: string, progress?: ProgressFactory) {
+    const what = `${id}: ${file}`;
+    const meta = await this.metadata(ref, what, file);
     const blob = path.join(folder, 'blobs', meta.etag);
     fs.mkdirSync(path.dirname(blob), { recursive: true });
     if (!fs.existsSync(blob)) {
