@@ -62,19 +62,22 @@ export function taskSpecOf(dataset: Dataset): TaskSpec {
   if (dataset.task !== 'custom') {
     const spec = TASKS[dataset.task];
     if (!dataset.dir && !dataset.files) return hubTaskSpec(spec);
-    return { ...spec, files: { ...spec.files, ...(dataset.files ?? {}) } };
+    return { ...spec, files: { ...spec.files, ...withDev(dataset.files) } };
   }
   const regression = dataset.regression ?? false;
   return {
     id: 'custom',
     format: dataset.format,
     header: dataset.header ?? true,
-    files: { ...(dataset.files ?? {}) },
+    files: withDev(dataset.files),
     text: (dataset.text_fields ?? ['text']) as TaskSpec['text'],
     label: dataset.label_field ?? 'label',
     labels: regression ? null : (dataset.labels ?? null),
     metrics: regression ? ['pearson', 'spearman'] : ['accuracy'],
   };
 }
+
+/** `validation` (datasets' name) is the dev split unless dev is declared too. */
+const withDev = (files: Record<string, string> | undefined) => (files?.validation && !files.dev ? { ...files, dev: files.validation } : { ...(files ?? {}) });
 
 export const isRegression = (spec: TaskSpec) => spec.labels === null;
