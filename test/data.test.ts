@@ -59,6 +59,18 @@ describe('data: local exports (datasets parquet, jsonl, csv)', () => {
   });
 });
 
+test('files relative to a dir the user supplied (an environment variable) may lie outside the project; escaping that dir may not', () => {
+  const outside = tmpProject();
+  write(outside, 'rte/train.jsonl', '{"sentence1": "a", "sentence2": "b", "label": 0}\n');
+  write(outside, 'rte/validation.jsonl', '{"sentence1": "a", "sentence2": "b", "label": 1}\n');
+  const file = recipe(tmpProject(), '  task: glue/rte\n  dir: ${DATA}/rte\n  files: {train: train.jsonl, validation: validation.jsonl}\n');
+  const r = loadRecipe(file, { allowedRoots: [FIXTURES], env: { DATA: outside } });
+  assert.deepEqual(r.diagnostics, []);
+  assert.equal(taskSpecOf(r.recipe!.dataset).files.dev, path.join(outside, 'rte', 'validation.jsonl'));
+  const escape = recipe(tmpProject(), '  task: glue/rte\n  dir: ${DATA}/rte\n  files: {train: ../../../etc/passwd, validation: validation.jsonl}\n');
+  assert.deepEqual(loadRecipe(escape, { allowedRoots: [FIXTURES], env: { DATA: outside } }).diagnostics.map((d) => d.code), ['CT0203']);
+});
+
 describe('data: bounds and problems, at validate time', () => {
   test('STS-B scores outside [0, 5] are CT0321 in either split; skipped under on_bad_row: skip, so they never reach the loss', () => {
     const dir = tmpProject();

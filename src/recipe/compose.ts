@@ -163,7 +163,13 @@ function interpolate(layer: Layer, env: Readonly<Record<string, string | undefin
 
 function resolvePaths(layer: Layer, dir: string) {
   for (const [segs, value, set] of walkStrings(layer.data)) {
-    if (isPathField(segs) && value !== '') set(resolvePath(segs, value, dir, layer.data));
+    if (!isPathField(segs) || value === '') continue;
+    const resolved = resolvePath(segs, value, dir, layer.data);
+    set(resolved);
+    // A file inside a dir the user supplied (an environment variable, --set) is the user's too.
+    const dirPointer = segs.at(-2) === 'files' ? pointerOf([...segs.slice(0, -2), 'dir']) : undefined;
+    const datasetDir = dirPointer && [...segs.slice(0, -2), 'dir'].reduce<unknown>((o, k) => (o as Record<string, unknown> | undefined)?.[k], layer.data);
+    if (dirPointer && layer.userPaths.has(dirPointer) && typeof datasetDir === 'string' && inside(resolved, path.resolve(dir, datasetDir))) layer.userPaths.add(pointerOf(segs));
   }
 }
 
