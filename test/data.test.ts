@@ -56,6 +56,9 @@ describe('data: local exports (datasets parquet, jsonl, csv)', () => {
     write(dir, 'd/train.txt', 'good\t1\n');
     const unknown = validate(recipe(dir, '  task: custom\n  dir: ./d\n  files: {train: train.txt, dev: dev.jsonl}\n  text_fields: [text]\n  label_field: label\n  labels: [neg, pos]\n'));
     assert.match(unknown.diagnostics.map((d) => `${d.code} ${d.message}`).join('\n'), /CT0325 .*train\.txt:0: cannot tell the format from the extension '\.txt'; set dataset\.format/);
+    write(dir, 'd/broken.parquet', 'PAR1 this is not parquet');
+    const broken = validate(recipe(dir, '  task: custom\n  dir: ./d\n  files: {train: broken.parquet, dev: dev.jsonl}\n  text_fields: [text]\n  label_field: label\n  labels: [neg, pos]\n'));
+    assert.match(broken.diagnostics.map((d) => `${d.code} ${d.message}`).join('\n'), /CT0325 .*broken\.parquet:0: not a readable parquet file \(.+\)/);
   });
 });
 

@@ -81,8 +81,10 @@ describe('hub: fetch into the huggingface_hub cache layout', () => {
     const again = await cli(['fetch', 'org/tiny']);
     assert.equal(again.code, 0, again.err);
     assert.deepEqual(hub.requests, ['GET /api/models/org/tiny/revision/main'], 'a second fetch only asks for the listing');
+    hub.requests.length = 0;
     const pinned = await cli(['fetch', 'org/tiny', '--revision', commit]);
     assert.equal(pinned.code, 0, pinned.err);
+    assert.deepEqual(hub.requests, [], 'a cached commit needs no request');
     assert.equal(localModelDir(`org/tiny@${commit}`), snapshot);
   });
 

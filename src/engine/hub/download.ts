@@ -38,6 +38,12 @@ export async function fetchRepo(ref: HubRef, choose: (files: string[]) => string
     const files = choose(snapshotFiles(snapshot));
     return { snapshot, commit: path.basename(snapshot), files, downloaded: [] };
   }
+  const pinned = /^[0-9a-f]{40}$/.test(ref.revision) ? cachedSnapshot(ref, env) : undefined;
+  if (pinned) {
+    // A commit never changes: if its snapshot holds everything, no request is needed.
+    const files = (() => { try { return choose(snapshotFiles(pinned)); } catch { return undefined; } })();
+    if (files?.every((f) => fs.existsSync(path.join(pinned, ...f.split('/'))))) return { snapshot: pinned, commit: ref.revision, files, downloaded: [] };
+  }
   const client = new HubClient(env);
   const info = await client.json<{ sha?: string; siblings?: { rfilename: string }[] }>(`/api/${ref.type}s/${ref.repo}/revision/${encodeURIComponent(ref.revision)}`, id);
   const commit = info.sha;
