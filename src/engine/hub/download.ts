@@ -153,7 +153,8 @@ class HubClient {
       let have = fs.existsSync(partial) ? fs.statSync(partial).size : 0;
       if (meta.size !== undefined && have > meta.size) have = 0;
       if (meta.size === undefined || have < meta.size) {
-        const res = await this.request(meta.location, { headers: have ? { range: `bytes=${have}-` } : {} }, what);
+        // Identity encoding: byte ranges and sizes must refer to the stored file, not a compressed stream.
+        const res = await this.request(meta.location, { headers: { 'accept-encoding': 'identity', ...(have ? { range: `bytes=${have}-` } : {}) } }, what);
         if (!res.ok || !res.body) throw this.failure(res, what);
         if (have && res.status !== 206) have = 0; // the server ignored the range: start over
         const bar = progress?.(file, meta.size ?? have + Number(res.headers.get('content-length') ?? 0), have);
