@@ -62,7 +62,7 @@ export function projectRootOf(recipeFile: string): string {
 }
 
 /** `p` with symbolic links resolved as far as it exists; the part that does not exist yet is appended as written. */
-export function realPath(p: string): string {
+function realPath(p: string): string {
   try {
     return fs.realpathSync(p);
   } catch {
