@@ -238,11 +238,11 @@ describe('deep YAML is a bounded-depth diagnostic, never a stack overflow (issue
   const cases: [string, string, string][] = [
     // The 33rd bracket from column 8.
     ['flow sequences', head + 'sweep: ' + '['.repeat(5000) + ']'.repeat(5000) + '\n', '3:40'],
-    // The key of the 32nd mapping, at column 8 + 31 * 4 + 1, nested in 33 collections.
-    ['flow mappings', head + 'sweep: ' + '{a: '.repeat(5000) + '1' + '}'.repeat(5000) + '\n', '3:133'],
+    // The 33rd mapping, at column 8 + 32 * 4.
+    ['flow mappings', head + 'sweep: ' + '{a: '.repeat(5000) + '1' + '}'.repeat(5000) + '\n', '3:136'],
     ['block sequences on one line', head + 'sweep:\n' + '- '.repeat(5000) + 'x\n', '4:65'],
-    // Line 4 + j holds a key nested in j + 2 collections.
-    ['block mappings by indentation', head + 'sweep:\n' + Array.from({ length: 1200 }, (_, i) => ' '.repeat(i + 1) + 'k:').join('\n') + ' 1\n', '35:33'],
+    // Line 4 + j starts the mapping j + 1 levels below the top one, at column j + 2.
+    ['block mappings by indentation', head + 'sweep:\n' + Array.from({ length: 1200 }, (_, i) => ' '.repeat(i + 1) + 'k:').join('\n') + ' 1\n', '36:34'],
   ];
   for (const [what, text, at] of cases) {
     test(what, () => {
@@ -256,10 +256,11 @@ describe('deep YAML is a bounded-depth diagnostic, never a stack overflow (issue
   test('aliases that nest deeper than the limit, or inside themselves', () => {
     const chain = Array.from({ length: 8 }, (_, i) => (i === 0 ? 'l0: &l0 [[[[[[x]]]]]]' : `l${i}: &l${i} [[[[[[*l${i - 1}]]]]]]`)).join('\n');
     const r = parseRecipeText(`version: 1\nsweep:\n  grid:\n${chain.replace(/^/gm, '    ')}\n`, 'alias.yaml');
-    // *l3 sits 9 levels down (sweep, grid, l4, six brackets) and expands to 24 more: 33 in all; so do the later ones.
-    assert.deepEqual(codes(r), ['CT0004', 'CT0004', 'CT0004', 'CT0004']);
-    assert.match(r.diagnostics[0].message, /alias \*l3 nests the recipe deeper than 32 levels/);
-    assert.equal(position(r.diagnostics[0]), '8:19');
+    // Each *lK sits 9 levels down (sweep, grid, the next key, six brackets) and expands to 6 (K + 1) levels of
+    // lists: *l3's deepest list is 32 levels down, *l4's 38, and so on.
+    assert.deepEqual(codes(r), ['CT0004', 'CT0004', 'CT0004']);
+    assert.match(r.diagnostics[0].message, /alias \*l4 nests the recipe deeper than 32 levels/);
+    assert.equal(position(r.diagnostics[0]), '9:19');
     const self = parseRecipeText('version: 1\nname: &a [*a]\n', 'self.yaml');
     assert.deepEqual(codes(self), ['CT0004']);
     assert.match(self.diagnostics[0].message, /refers to a value that contains it/);

@@ -57,7 +57,7 @@ export function parseRecipeText(text: string, file: string): ParsedFile {
       if (++aliases > LIMITS.aliases) diagnostics.push(diagnostic('CT0003', `more than ${LIMITS.aliases} YAML aliases`, pointer, { location: sources.get(pointer) }));
       const height = heightOf(node);
       if (height === Infinity) diagnostics.push(tooDeep(`alias *${node.source} refers to a value that contains it, which would nest without end`, pointer, sources.get(pointer)));
-      else if (path.length + height > LIMITS.depth) diagnostics.push(tooDeep(`alias *${node.source} nests the recipe deeper than ${LIMITS.depth} levels`, pointer, sources.get(pointer)));
+      else if (path.length + height - 1 > LIMITS.depth) diagnostics.push(tooDeep(`alias *${node.source} nests the recipe deeper than ${LIMITS.depth} levels`, pointer, sources.get(pointer)));
       return;
     }
     if (node.tag && !PLAIN_TAGS.has(node.tag)) {
