@@ -274,6 +274,16 @@ describe('deep YAML is a bounded-depth diagnostic, never a stack overflow (issue
     assert.equal(position(r.diagnostics[0]), '2:1');
   });
 
+  test('a repeated key and a second document are syntax errors at their positions', () => {
+    const dup = parseRecipeText('version: 1\nmodel: {path: a, path: b}\n', 'dup.yaml');
+    assert.deepEqual(codes(dup), ['CT0001']);
+    assert.equal(position(dup.diagnostics[0]), '2:18');
+    assert.match(dup.diagnostics[0].message, /key 'path' appears twice .*first on line 2/);
+    const two = parseRecipeText('version: 1\n---\nversion: 1\n', 'two.yaml');
+    assert.deepEqual(codes(two), ['CT0001']);
+    assert.equal(position(two.diagnostics[0]), '2:1');
+  });
+
   test('the command line answers a deep recipe with the diagnostic and exit 1', async () => {
     const file = write(tmpProject(), 'deep.yaml', base('sweep: ' + '['.repeat(20000) + ']'.repeat(20000) + '\n'));
     const r = await cli(['validate', file]);

@@ -3,20 +3,29 @@ import { CST, isAlias, isCollection, isPair, Lexer, Parser, type Document, type 
 /** Recipes are data: bounded in size, in depth (collections at most 32 keys or indices below the top) and in aliases. */
 export const LIMITS = { bytes: 1 << 20, depth: 32, aliases: 64 } as const;
 
-/**
- * The offset of the first collection more than LIMITS.depth levels below the top one, or undefined. Watches the
- * concrete syntax parser's stack of open collections token by token and stops at the first one too deep:
- * the YAML composer recurses once per level, so a deep enough document would exhaust the call stack before
- * any check on the composed document could run, and building the whole syntax tree of one would take seconds.
- */
-export function tooDeepAt(text: string): number | undefined {
-  const parser = new Parser();
-  for (const lexeme of new Lexer().lex(text)) {
-    for (const _ of parser.next(lexeme)); // finished top-level tokens: only the open ones on the stack matter
-    const open = parser.stack.filter(CST.isCollection);
-    if (open.length > LIMITS.depth + 1) return open[open.length - 1].offset;
+/** Thrown by boundedTokens at the first collection more than LIMITS.depth levels below the top one. */
+export class TooDeep extends Error {
+  constructor(readonly offset: number) {
+    super(`a collection at offset ${offset} nests deeper than ${LIMITS.depth} levels`);
   }
-  return undefined;
+}
+
+/**
+ * The concrete syntax tree of `text`, top-level token by token, as the yaml package's Parser builds it, but
+ * stopped with TooDeep at the first collection nested too deep, found on the parser's stack of open tokens:
+ * the YAML composer recurses once per level, so a deep enough document would exhaust the call stack before
+ * any check on the composed document could run, and building the whole tree of one would take seconds.
+ */
+export function* boundedTokens(text: string, onNewLine: (offset: number) => void): Generator<CST.Token> {
+  const parser = new Parser(onNewLine);
+  onNewLine(0); // as Parser.parse does before the first token
+  for (const lexeme of new Lexer().lex(text)) {
+    yield* parser.next(lexeme);
+    if (parser.stack.length <= LIMITS.depth + 1) continue; // fewer open tokens than the limit allows collections
+    const open = parser.stack.filter(CST.isCollection);
+    if (open.length > LIMITS.depth + 1) throw new TooDeep(open[open.length - 1].offset);
+  }
+  yield* parser.end();
 }
 
 /**

@@ -1,5 +1,5 @@
-import { isAlias, isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, type Node } from 'yaml';
-import { expandedHeight, LIMITS, tooDeepAt } from './bounds.js';
+import { Composer, isAlias, isMap, isPair, isScalar, isSeq, LineCounter, type Document, type Node } from 'yaml';
+import { boundedTokens, expandedHeight, LIMITS, TooDeep } from './bounds.js';
 import { diagnostic, pointerOf, type Diagnostic, type SourceLocation } from './diagnostics.js';
 
 /** Recipes are data: no tags that construct objects. */
@@ -26,18 +26,25 @@ export function parseRecipeText(text: string, file: string): ParsedFile {
     diagnostics.push(diagnostic('CT0003', `recipe is ${Buffer.byteLength(text)} bytes; the limit is ${LIMITS.bytes}`, '', { location: at(1, 1), notes: ['Recipes describe experiments; put data in data files.'] }));
     return { value: undefined, sources, diagnostics };
   }
-  const deep = tooDeepAt(text);
-  if (deep !== undefined) {
-    const lineStart = text.lastIndexOf('\n', deep - 1) + 1;
-    diagnostics.push(tooDeep(`recipe nests deeper than ${LIMITS.depth} levels`, '', at(text.slice(0, lineStart).split('\n').length, deep - lineStart + 1)));
-    return { value: undefined, sources, diagnostics };
-  }
   const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: false, strict: true, customTags: [], version: '1.2' });
   const locate = (offset: number) => {
     const { line, col } = lines.linePos(offset);
     return at(line, col);
   };
+  // Duplicate keys are found by the walk below: the composer's own check compares every key with every other.
+  const composer = new Composer({ uniqueKeys: false, prettyErrors: false, strict: true, customTags: [], version: '1.2' });
+  const documents: Document.Parsed[] = [];
+  try {
+    for (const d of composer.compose(boundedTokens(text, lines.addNewLine), true, text.length)) documents.push(d);
+  } catch (e) {
+    if (!(e instanceof TooDeep)) throw e;
+    diagnostics.push(tooDeep(`recipe nests deeper than ${LIMITS.depth} levels`, '', locate(e.offset)));
+    return { value: undefined, sources, diagnostics };
+  }
+  const [doc, second] = documents;
+  if (second) {
+    diagnostics.push(diagnostic('CT0001', 'a recipe is one YAML document; a second one starts here', '', { location: locate(second.range[0]), notes: ['Remove the `---` line and what follows, or move it to a file of its own.'] }));
+  }
   for (const e of [...doc.errors, ...doc.warnings]) {
     const message = e.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '');
     const tag = message.startsWith('Unresolved tag');
@@ -64,6 +71,7 @@ export function parseRecipeText(text: string, file: string): ParsedFile {
       diagnostics.push(tagNotAllowed(node.tag, pointer, sources.get(pointer)));
     }
     if (isMap(node)) {
+      const seen = new Map<string, SourceLocation | undefined>();
       for (const pair of node.items) {
         if (!isPair(pair)) continue;
         const keyNode = pair.key as Node | null;
@@ -74,9 +82,18 @@ export function parseRecipeText(text: string, file: string): ParsedFile {
           continue;
         }
         const key = isScalar(keyNode) ? String(keyNode.value) : String(keyNode);
+        const keyLocation = keyNode?.range ? locate(keyNode.range[0]) : sources.get(pointer);
+        if (seen.has(key)) {
+          const first = seen.get(key);
+          diagnostics.push(diagnostic('CT0001', `key '${key}' appears twice in this mapping${first ? ` (first on line ${first.line})` : ''}`, pointer, {
+            location: keyLocation, notes: ['Keep one of them: YAML mappings have unique keys.'],
+          }));
+          continue;
+        }
+        seen.set(key, keyLocation);
         const childPath = [...path, key];
         // Key positions are more useful than value positions for unknown-key diagnostics.
-        if (keyNode?.range) sources.set(pointerOf(childPath), locate(keyNode.range[0]));
+        if (keyLocation && keyNode?.range) sources.set(pointerOf(childPath), keyLocation);
         walk(pair.value as Node, childPath);
       }
     } else if (isSeq(node)) {
