@@ -100,7 +100,12 @@ runtime:
   test('a schema error stops only the checks that read its value', () => {
     const r = load(base('strategy: {kind: child-tuning-f, reserve_p: 0.2, fisher: {estimator: nope}}\nevaluation: {metrics: [pearson]}\n').replace('task: glue/rte', 'task: glue/rte\n  subsample: {size: 0}'));
     assert.deepEqual(codes(r), ['CT0106', 'CT0303', 'CT0105', 'CT0310']);
-    assert.deepEqual(find(r, 'CT0106').skipped, ['data file, label and subsample checks of dataset']);
+    assert.deepEqual(find(r, 'CT0106').skipped, ['subsample size check of dataset']);
+    const both = load(base().replace('task: glue/rte', 'task: glue/rte\n  subsample: {size: 0}').replace('glue/RTE', 'glue/NOPE'));
+    assert.deepEqual(codes(both), ['CT0106', 'CT0308', 'CT0308'], 'a bad subsample leaves the data files checked');
+    const unsetDir = load(base('').replace(`dir: ${RTE}`, 'dir: ${CT_TEST_UNSET_DATA}/RTE\n  subsample: {size: 5000}'));
+    assert.deepEqual(codes(unsetDir), ['CT0205']);
+    assert.deepEqual(unsetDir.diagnostics[0].skipped, ['schema check of dataset.dir', 'data file and subsample checks of dataset']);
   });
 
   test('a misspelled key stands for the key it resembles; the checks of that key wait for the fix', () => {

@@ -34,18 +34,28 @@ export function checkRecipe(recipe: Recipe, sources: SourceMap, holes: Holes): D
     return [];
   };
 
+  /** checkDataset, guarded; a hole in the subsample stops only the subsample-size check. */
+  const datasetChecks = (dataset: Dataset, pointer: string, needsTrain: boolean) => {
+    const dotted = pointer.slice(1).replace(/\//g, '.');
+    const subsampleHole = holes.touching(`${pointer}/subsample`);
+    if (subsampleHole) skipped(subsampleHole.cause, `subsample size check of ${dotted}`);
+    const reads = keysAt(['dataset']).filter((k) => k !== 'subsample').map((k) => `${pointer}/${k}`);
+    const check = `data file${subsampleHole ? '' : ' and subsample'} checks of ${dotted}`;
+    guard(check, reads, () => checkDataset(subsampleHole ? { ...dataset, subsample: undefined } : dataset, pointer, needsTrain, report));
+  };
+
   checkStrategy(recipe, report, guard);
   guard('model directory check of model.path', ['/model/path'], () => checkModel(recipe, report));
-  guard('data file, label and subsample checks of dataset', ['/dataset'], () => checkDataset(recipe.dataset, '/dataset', true, report));
+  datasetChecks(recipe.dataset, '/dataset', true);
   guard('metric checks of evaluation.metrics', ['/evaluation/metrics', ...labelReads('/dataset')], () => checkMetrics(recipe, report));
   entries('/transfer/domain', 'domain transfer checks', recipe.transfer?.domain).forEach((t, i) => {
     const base = pointerOf(['transfer', 'domain', i]);
-    guard(`data file checks of transfer.domain.${i}.dataset`, [`${base}/dataset`], () => checkDataset(t.dataset, `${base}/dataset`, false, report));
+    datasetChecks(t.dataset, `${base}/dataset`, false);
     guard(`label map checks of transfer.domain.${i}`, [...labelReads('/dataset'), ...labelReads(`${base}/dataset`), `${base}/label_map`], () => checkLabelMap(recipe.dataset, t.dataset, t.label_map, base, report));
   });
   entries('/transfer/task', 'task transfer checks', recipe.transfer?.task).forEach((t, i) => {
     const pointer = pointerOf(['transfer', 'task', i, 'dataset']);
-    guard(`data file checks of transfer.task.${i}.dataset`, [pointer], () => checkDataset(t.dataset, pointer, true, report));
+    datasetChecks(t.dataset, pointer, true);
   });
   guard('sweep path checks of sweep.grid', ['/sweep/grid'], () => checkSweepPaths(Object.keys(recipe.sweep?.grid ?? {}), ['sweep', 'grid'], report));
   guard('sweep path checks of sweep.random.space', ['/sweep/random/space'], () => checkSweepPaths(Object.keys(recipe.sweep?.random?.space ?? {}), ['sweep', 'random', 'space'], report));
