@@ -31,7 +31,7 @@ export function* boundedTokens(text: string, onNewLine: (offset: number) => void
 /**
  * Collection levels in a node once its aliases are expanded (0 for a scalar, 1 for a collection of scalars
  * or an empty one); Infinity for an alias inside the collection it names. Memoised per node, so an alias
- * bomb costs one visit per node; recursion stays shallow because tooDeepAt bounded every anchored value first.
+ * bomb costs one visit per node; recursion stays shallow because boundedTokens bounded every anchored value first.
  */
 export function expandedHeight(doc: Document): (node: Node) => number {
   const heights = new Map<Node, number>();
