@@ -54,6 +54,7 @@ describe('diagnostics: every code, with its position', () => {
     ['CT0105', base('strategy: {kind: child-tuning-x, reserve_p: 0.3}\n'), { line: 7, column: 12 }],
     ['CT0106', base('training: {batch_size: 0}\n'), { line: 7, column: 12 }],
     ['CT0107', base('training: {optimizer: {betas: [0.9]}}\n'), { line: 7, column: 24 }],
+    ['CT0108', base('name: ../elsewhere/run\n'), { line: 7, column: 1 }],
     ['CT0201', 'extends: ./missing.yaml\n' + base(), { line: 1, column: 1 }],
     ['CT0202', 'extends: ./b.yaml\n' + base(), { line: 1, column: 1 }, { files: { 'b.yaml': 'extends: ./r.yaml\nversion: 1\n' } }],
     ['CT0203', 'extends: ../../etc/base.yaml\n' + base(), { line: 1, column: 1 }],

@@ -8,14 +8,19 @@ import { hubCacheDir, HubError, localModelDir, notFetchedHint } from '../engine/
 import { FETCH_HINT, findWeights } from '../engine/model-files.js';
 import { readTokenizerConfig } from '../engine/tokenizer-config.js';
 import { TokenizerError } from '../engine/tokenizer.js';
-import { diagnostic, pointerOf, type Diagnostic } from './diagnostics.js';
+import { diagnostic, pointerOf, skipped, type Diagnostic } from './diagnostics.js';
+import type { Holes } from './holes.js';
 import type { SourceMap } from './parse.js';
 import { keysAt, schemaAt } from './schema.js';
 import { closest } from './suggest.js';
 import type { Dataset, Recipe } from './types.generated.js';
 
-/** Cross-field checks on a schema-valid recipe. Reads (never writes) the model and data files it names. */
-export function checkRecipe(recipe: Recipe, sources: SourceMap): Diagnostic[] {
+/**
+ * Cross-field and data checks. The recipe may have failed the schema in places: each check runs only when the
+ * values it reads are outside `holes` (the parts earlier phases found unknown or wrong), so the types hold for
+ * what it reads. Reads (never writes) the model and data files it names.
+ */
+export function checkRecipe(recipe: Recipe, sources: SourceMap, holes: Holes): Diagnostic[] {
   const out: Diagnostic[] = [];
   const at = (pointer: string) => {
     for (let p = pointer; ; p = p.slice(0, p.lastIndexOf('/'))) {
@@ -25,39 +30,72 @@ export function checkRecipe(recipe: Recipe, sources: SourceMap): Diagnostic[] {
   };
   const report: Report = (code, message, pointer, notes, suggestion, severity) =>
     out.push(diagnostic(code, message, pointer, { location: at(pointer), notes, suggestion, ...(severity ? { severity } : {}) }));
+  const guard = holes.guard.bind(holes);
+  /** The entries of a list the schema accepted as a list (none when the list itself is in a hole). */
+  const entries = <T>(pointer: string, check: string, list: T[]): T[] => {
+    const hole = holes.covering(pointer);
+    if (!hole) return list;
+    skipped(hole.cause, check);
+    return [];
+  };
 
-  checkStrategy(recipe, report);
-  checkModel(recipe, report);
-  checkDataset(recipe.dataset, '/dataset', true, report);
-  checkMetrics(recipe, report);
-  recipe.transfer.domain.forEach((t, i) => {
+  /** checkDataset, guarded; a hole in the subsample stops only the subsample-size check. */
+  const datasetChecks = (dataset: Dataset, pointer: string, needsTrain: boolean) => {
+    const dotted = pointer.slice(1).replace(/\//g, '.');
+    const subsampleHole = holes.touching(`${pointer}/subsample`);
+    if (subsampleHole) skipped(subsampleHole.cause, `subsample size check of ${dotted}`);
+    const reads = keysAt(['dataset']).filter((k) => k !== 'subsample').map((k) => `${pointer}/${k}`);
+    const check = `data file${subsampleHole ? '' : ' and subsample'} checks of ${dotted}`;
+    guard(check, reads, () => checkDataset(subsampleHole ? { ...dataset, subsample: undefined } : dataset, pointer, needsTrain, report));
+  };
+
+  checkStrategy(recipe, report, guard);
+  guard('model directory check of model.path', ['/model/path'], () => checkModel(recipe, report));
+  datasetChecks(recipe.dataset, '/dataset', true);
+  guard('metric checks of evaluation.metrics', ['/evaluation/metrics', ...labelReads('/dataset')], () => checkMetrics(recipe, report));
+  entries('/transfer/domain', 'domain transfer checks', recipe.transfer?.domain).forEach((t, i) => {
     const base = pointerOf(['transfer', 'domain', i]);
-    checkDataset(t.dataset, `${base}/dataset`, false, report);
-    checkLabelMap(recipe.dataset, t.dataset, t.label_map, base, report);
+    datasetChecks(t.dataset, `${base}/dataset`, false);
+    guard(`label map checks of transfer.domain.${i}`, [...labelReads('/dataset'), ...labelReads(`${base}/dataset`), `${base}/label_map`], () => checkLabelMap(recipe.dataset, t.dataset, t.label_map, base, report));
   });
-  recipe.transfer.task.forEach((t, i) => checkDataset(t.dataset, pointerOf(['transfer', 'task', i, 'dataset']), true, report));
-  checkSweep(recipe, report);
+  entries('/transfer/task', 'task transfer checks', recipe.transfer?.task).forEach((t, i) => {
+    const pointer = pointerOf(['transfer', 'task', i, 'dataset']);
+    datasetChecks(t.dataset, pointer, true);
+  });
+  guard('sweep path checks of sweep.grid', ['/sweep/grid'], () => checkSweepPaths(Object.keys(recipe.sweep?.grid ?? {}), ['sweep', 'grid'], report));
+  guard('sweep path checks of sweep.random.space', ['/sweep/random/space'], () => checkSweepPaths(Object.keys(recipe.sweep?.random?.space ?? {}), ['sweep', 'random', 'space'], report));
   return out;
 }
 
 type Report = (code: Parameters<typeof diagnostic>[0], message: string, pointer: string, notes?: string[], suggestion?: string, severity?: 'warning') => void;
 
 const warnSkipped = (report: Report, message: string, pointer: string) => report('CT0322', message, pointer, undefined, undefined, 'warning');
+/** What a task's label set is read from (taskSpecOf): metric and label-map checks need nothing else of a dataset. */
+const labelReads = (dataset: string) => [`${dataset}/task`, `${dataset}/labels`, `${dataset}/regression`];
 
-function checkStrategy({ strategy }: Recipe, report: Report) {
-  const child = strategy.kind !== 'vanilla';
-  if (child && strategy.reserve_p === undefined) {
-    report('CT0302', `strategy ${strategy.kind} needs reserve_p, the fraction of gradient elements kept`, '/strategy', ['The paper uses reserve_p between 0.1 and 0.3; try reserve_p: 0.3.']);
-  }
-  if (strategy.reserve_p !== undefined) {
-    if (!child) report('CT0303', 'reserve_p applies only to child-tuning-f and child-tuning-d', '/strategy/reserve_p', ['Remove reserve_p, or set strategy.kind.']);
-    else if (!(strategy.reserve_p > 0 && strategy.reserve_p <= 1)) report('CT0301', `reserve_p is ${strategy.reserve_p}; it must be in (0, 1]`, '/strategy/reserve_p', ['reserve_p is a fraction: 0.3 keeps 30% of the gradient.']);
-  }
-  if (strategy.fisher && strategy.kind !== 'child-tuning-d') report('CT0303', 'a fisher block applies only to child-tuning-d', '/strategy/fisher', ['Remove the fisher block, or set strategy.kind: child-tuning-d.']);
-  if (strategy.mask_weight_decay && strategy.kind !== 'child-tuning-d') report('CT0303', 'mask_weight_decay applies only to child-tuning-d (its mask is fixed)', '/strategy/mask_weight_decay');
-  if (strategy.scope && strategy.kind !== 'child-tuning-f') {
-    report('CT0303', 'strategy.scope applies only to child-tuning-f', '/strategy/scope', strategy.kind === 'child-tuning-d' ? ['For child-tuning-d, set strategy.fisher.scope.'] : undefined);
-  }
+type Guard = Holes['guard'];
+
+/** The note for an option that does not apply: how to drop it, in the recipe or from the command line. */
+const dropIt = (dotted: string) => `Remove ${dotted} from the recipe (or add --set ${dotted}=null), or change strategy.kind.`;
+
+function checkStrategy({ strategy }: Recipe, report: Report, guard: Guard) {
+  const kind = '/strategy/kind';
+  guard('reserve_p checks of strategy', [kind, '/strategy/reserve_p'], () => {
+    const child = strategy.kind !== 'vanilla';
+    if (child && strategy.reserve_p === undefined) {
+      report('CT0302', `strategy ${strategy.kind} needs reserve_p, the fraction of gradient elements kept`, '/strategy', ['The paper uses reserve_p between 0.1 and 0.3; try reserve_p: 0.3.']);
+    }
+    if (strategy.reserve_p === undefined) return;
+    if (!(strategy.reserve_p > 0 && strategy.reserve_p <= 1)) report('CT0301', `reserve_p is ${strategy.reserve_p}; it must be in (0, 1]`, '/strategy/reserve_p', ['reserve_p is a fraction: 0.3 keeps 30% of the gradient.']);
+    if (!child) report('CT0303', 'reserve_p applies only to child-tuning-f and child-tuning-d', '/strategy/reserve_p', [dropIt('strategy.reserve_p')]);
+  });
+  guard('strategy option checks', [kind, '/strategy/mask_weight_decay'], () => {
+    if (strategy.fisher && strategy.kind !== 'child-tuning-d') report('CT0303', 'a fisher block applies only to child-tuning-d', '/strategy/fisher', [dropIt('strategy.fisher')]);
+    if (strategy.mask_weight_decay && strategy.kind !== 'child-tuning-d') report('CT0303', 'mask_weight_decay applies only to child-tuning-d (its mask is fixed)', '/strategy/mask_weight_decay', [dropIt('strategy.mask_weight_decay')]);
+    if (strategy.scope && strategy.kind !== 'child-tuning-f') {
+      report('CT0303', 'strategy.scope applies only to child-tuning-f', '/strategy/scope', [...(strategy.kind === 'child-tuning-d' ? ['For child-tuning-d, set strategy.fisher.scope.'] : []), dropIt('strategy.scope')]);
+    }
+  });
 }
 
 function checkModel({ model }: Recipe, report: Report) {
@@ -218,11 +256,10 @@ function checkMetrics(recipe: Recipe, report: Report) {
   });
 }
 
-function checkSweep(recipe: Recipe, report: Report) {
-  for (const key of [...Object.keys(recipe.sweep?.grid ?? {}), ...Object.keys(recipe.sweep?.random?.space ?? {})]) {
+function checkSweepPaths(keys: string[], at: string[], report: Report) {
+  for (const key of keys) {
     const segments = key.split('.');
-    const inGrid = key in (recipe.sweep?.grid ?? {});
-    const pointer = pointerOf(['sweep', inGrid ? 'grid' : 'random', ...(inGrid ? [] : ['space']), key]);
+    const pointer = pointerOf([...at, key]);
     if (segments[0] === 'sweep' || segments[0] === 'version' || segments[0] === 'extends') {
       report('CT0306', `sweep path '${key}' cannot be swept`, pointer);
       continue;

@@ -12,7 +12,7 @@ version: 1
  */
 extends?: string
 /**
- * A short name for runs and reports.
+ * A short name for runs and reports; it becomes part of the run directory's name, so it is one file name: not '.' or '..', no '/', '\' or control characters.
  */
 name?: string
 model: Model
