@@ -12,10 +12,10 @@ import { parseRecipeText } from '../src/recipe/parse.js';
 import { FIXTURES, GLUE, REPO, tmpProject, write } from './helpers.js';
 
 const MODEL = path.join(FIXTURES, 'bert-tiny-glue-mlm');
-const env = { CHILDTUNE_MODELS: FIXTURES, CHILDTUNE_DATA: path.dirname(GLUE) };
+const env = { CHILDTUNE_MODEL: MODEL, CHILDTUNE_DATA: path.dirname(GLUE) };
 const base = (extra = '') => `version: 1
 model:
-  path: \${CHILDTUNE_MODELS}/bert-tiny-glue-mlm
+  path: \${CHILDTUNE_MODEL}
 dataset:
   task: glue/rte
   dir: \${CHILDTUNE_DATA}/glue/RTE

@@ -5,6 +5,7 @@ import { diagnostic, pointerOf, segmentsOf, type Diagnostic, type SourceLocation
 import { parseRecipeText, type SourceMap } from './parse.js';
 import { keysAt, schemaAt } from './schema.js';
 import { closest } from './suggest.js';
+import { RECIPE_VARIABLES } from './variables.js';
 
 /**
  * Composition rules (documented in the README):
@@ -153,7 +154,7 @@ function interpolate(layer: Layer, env: Readonly<Record<string, string | undefin
       if (fallback !== undefined) return fallback;
       layer.userPaths.add(pointer); // already reported: no second, misleading 'outside the root' error
       diagnostics.push(diagnostic('CT0205', `environment variable ${name} is not set`, pointer, {
-        location: layer.sources.get(pointer), notes: [`Set it (export ${name}=...), give a default as \${${name}:-value}, or override with --set ${segs.join('.')}=...`],
+        location: layer.sources.get(pointer), notes: [...(RECIPE_VARIABLES[name] ? [`${name} holds ${RECIPE_VARIABLES[name]}.`] : []), `Set it (export ${name}=...), give a default as \${${name}:-value}, or override with --set ${segs.join('.')}=...`],
       }));
       return '';
     }));
