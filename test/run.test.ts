@@ -175,7 +175,7 @@ describe('cli', () => {
     assert.equal((await cli(['init', file])).code, 0);
     assert.equal((await cli(['validate', file])).code, 0);
     assert.equal((await cli(['init', file])).code, 1);
-    assert.match((await cli(['recipes'])).out, /recipes\/quickstart\.yaml/);
+    assert.match((await cli(['recipes'])).out, /^quickstart /m);
   });
 
   test('run: Child-Tuning-D end to end on a tiny model; the fisher stage is cached and reused', async () => {
