@@ -85,7 +85,7 @@ export function saveModel(model: EncoderClassifier, dir: string, options: SaveOp
 const TOKENIZER_FILES = ['vocab.txt', 'vocab.json', 'merges.txt', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'added_tokens.json'];
 
 /** config.json as `save_pretrained` writes it for this model and task. */
-export function classificationConfig(model: EncoderClassifier, input: Record<string, unknown>, labels: string[] | undefined, source?: string): Record<string, unknown> {
+function classificationConfig(model: EncoderClassifier, input: Record<string, unknown>, labels: string[] | undefined, source?: string): Record<string, unknown> {
   const c = model.config;
   const classDefaults = CLASS_DEFAULTS[c.family];
   const kept = Object.fromEntries(Object.entries(input).filter(([k, v]) => !NOT_KEPT.includes(k) && (k in classDefaults || !(k in PRETRAINED_DEFAULTS) || !sameValue(v, PRETRAINED_DEFAULTS[k]))));
