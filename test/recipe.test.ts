@@ -12,10 +12,10 @@ import { parseRecipeText } from '../src/recipe/parse.js';
 import { FIXTURES, GLUE, REPO, tmpProject, write } from './helpers.js';
 
 const MODEL = path.join(FIXTURES, 'bert-tiny-glue-mlm');
-const env = { CHILDTUNE_MODELS: FIXTURES, CHILDTUNE_DATA: path.dirname(GLUE) };
+const env = { CHILDTUNE_MODEL: MODEL, CHILDTUNE_DATA: path.dirname(GLUE) };
 const base = (extra = '') => `version: 1
 model:
-  path: \${CHILDTUNE_MODELS}/bert-tiny-glue-mlm
+  path: \${CHILDTUNE_MODEL}
 dataset:
   task: glue/rte
   dir: \${CHILDTUNE_DATA}/glue/RTE
@@ -68,7 +68,7 @@ describe('diagnostics: every code, with its position', () => {
     ['CT0306', base('sweep: {grid: {training.optimizer.lrr: [1, 2]}}\n'), { line: 7, column: 16 }],
     ['CT0307', base().replace('task: glue/rte', 'task: custom'), { line: 4, column: 1 }],
     ['CT0308', base().replace('glue/RTE', 'glue/NOPE'), { line: 6, column: 3 }],
-    ['CT0309', base().replace('bert-tiny-glue-mlm', 'no-such-model'), { line: 3, column: 3 }],
+    ['CT0309', base().replace('${CHILDTUNE_MODEL}', '${CHILDTUNE_MODEL}/no-such-model'), { line: 3, column: 3 }],
     ['CT0310', base('evaluation: {metrics: [pearson]}\n'), { line: 7, column: 24 }],
     ['CT0320', local('glue/rte'), { line: 6, column: 3 }, { files: { 'd/train.tsv': `${RTE_HEAD}0\ta\tb\tmaybe\n`, 'd/dev.tsv': `${RTE_HEAD}0\ta\tb\tentailment\n` } }],
     ['CT0321', local('glue/sts-b'), { line: 6, column: 3 }, { files: { 'd/train.tsv': `${STSB_HEAD}${stsb('1e30')}`, 'd/dev.tsv': `${STSB_HEAD}${stsb('4.2')}` } }],

@@ -81,3 +81,23 @@ export function taskSpecOf(dataset: Dataset): TaskSpec {
 const withDev = (files: Record<string, string> | undefined) => (files?.validation && !files.dev ? { ...files, dev: files.validation } : { ...(files ?? {}) });
 
 export const isRegression = (spec: TaskSpec) => spec.labels === null;
+
+/**
+ * Class names as the Hugging Face data sets publish them (GLUE's dataset card, snli, sick), for a saved model's
+ * id2label, where the distributed files label classes 0/1 or in capitals. Index order matches `labels`.
+ */
+const HF_LABEL_NAMES: Partial<Record<TaskSpec['id'], string[]>> = {
+  'glue/cola': ['unacceptable', 'acceptable'],
+  'glue/sst-2': ['negative', 'positive'],
+  'glue/mrpc': ['not_equivalent', 'equivalent'],
+  'glue/qqp': ['not_duplicate', 'duplicate'],
+  'glue/wnli': ['not_entailment', 'entailment'],
+  sick: ['entailment', 'neutral', 'contradiction'],
+};
+
+/** The names of a dataset's classes for id2label; undefined for regression. */
+export function labelNamesOf(dataset: Dataset): string[] | undefined {
+  const spec = taskSpecOf(dataset);
+  if (!spec.labels) return undefined;
+  return (dataset.task !== 'custom' && HF_LABEL_NAMES[dataset.task]) || spec.labels;
+}

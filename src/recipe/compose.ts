@@ -7,6 +7,7 @@ import { parseRecipeText, type SourceMap } from './parse.js';
 import { keysAt, schemaAt } from './schema.js';
 import { closest } from './suggest.js';
 import { expandHome, parseHubId } from '../engine/hub/cache.js';
+import { RECIPE_VARIABLES } from './variables.js';
 
 /**
  * Composition rules (documented in the README):
@@ -208,7 +209,7 @@ function interpolate(layer: Layer, env: Readonly<Record<string, string | undefin
       unset = true;
       layer.unset.push({ pointer, cause: diagnostic('CT0205', `environment variable ${name} is not set`, pointer, {
         location: layer.sources.get(pointer),
-        notes: [`Set it (export ${name}=...), give a default as \${${name}:-value}, or replace the whole value with --set ${segs.join('.')}=${isPathField(segs) ? '/path/to/it' : '...'}`],
+        notes: [...(RECIPE_VARIABLES[name] ? [`${name} holds ${RECIPE_VARIABLES[name]}.`] : []), `Set it (export ${name}=...), give a default as \${${name}:-value}, or replace the whole value with --set ${segs.join('.')}=${isPathField(segs) ? '/path/to/it' : '...'}`],
       }) });
       return '';
     });

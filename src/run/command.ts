@@ -64,6 +64,8 @@ interface RunOptions {
   trial?: number;
   quiet?: boolean;
   resume?: string;
+  /** Printed after the results (not with --json): what to try next, given the run directories. */
+  nextSteps?: (dirs: string[]) => string;
 }
 
 /** `childtune run`: validate, plan, then execute each trial (or just --trial K) into its own run directory. */
@@ -110,6 +112,7 @@ export async function runCommand(file: string | undefined, opts: RunOptions, io:
     }
     if (opts.json) io.out(JSON.stringify(summaries, null, 2));
     else for (const s of summaries) io.out(`${s.dir}: ${Object.entries(s.metrics).map(([k, v]) => `${k}=${v.toFixed(4)}`).join(' ')}`);
+    if (!opts.json && opts.nextSteps) io.out(opts.nextSteps(summaries.map((s) => s.dir)));
     return 0;
   } finally {
     resumed?.unlock();
