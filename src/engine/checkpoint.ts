@@ -6,6 +6,7 @@ import { internalShape, PRETRAINING_HEADS, sizeOf, type ParamSpec } from './para
 import { Rng } from './rng.js';
 import { encodeSafetensors, readSafetensors } from './safetensors.js';
 import { TOKENIZER_FILES } from '../plan/fingerprint.js';
+import { writeAtomic } from './files.js';
 
 /** Parsed checkpoints of this process by file identity: the trials of a sweep share one read of the weights. */
 const parsed = new Map<string, ReturnType<typeof readSafetensors>>();
@@ -129,31 +130,4 @@ export function configJson(c: ModelConfig): Record<string, unknown> {
   };
 }
 
-/** A failed write (disk full, no permission), naming the file; the previous version of the file is intact. */
-export class WriteError extends Error {
-  readonly hint: string;
-  constructor(readonly file: string, cause: NodeJS.ErrnoException) {
-    const why = cause.code === 'ENOSPC' ? 'the disk is full' : cause.code === 'EACCES' || cause.code === 'EPERM' ? 'permission denied' : cause.code === 'EROFS' ? 'the file system is read-only' : cause.message;
-    super(`cannot write ${file}: ${why}`);
-    this.hint = cause.code === 'ENOSPC' ? 'Free disk space, then continue with: childtune run --resume RUN_DIR (checkpoints written so far are intact).' : 'Check the directory\'s permissions, or set runtime.output_dir elsewhere.';
-  }
-}
-
-/** Write to a temporary file, fsync, rename: readers never see a half-written file, and a failure leaves the old one. */
-export function writeAtomic(file: string, data: string | Uint8Array) {
-  const tmp = `${file}.tmp-${process.pid}`;
-  try {
-    const fd = fs.openSync(tmp, 'w');
-    try {
-      const bytes = typeof data === 'string' ? Buffer.from(data) : data;
-      for (let at = 0; at < bytes.length; ) at += fs.writeSync(fd, bytes, at, bytes.length - at);
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
-    fs.renameSync(tmp, file);
-  } catch (e) {
-    fs.rmSync(tmp, { force: true });
-    throw new WriteError(file, e as NodeJS.ErrnoException);
-  }
-}
+export { writeAtomic, WriteError } from './files.js';

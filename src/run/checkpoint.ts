@@ -20,6 +20,8 @@ export interface CheckpointMeta {
   recipeHash: string;
   backend: string;
   threads: number;
+  /** The child network (fisher stage cache key) the run trains, for Child-Tuning-D. */
+  fisherHash?: string;
   adamStep: number;
   loop: LoopState;
 }
