@@ -19,7 +19,7 @@ describe('fault injection', () => {
   /** A fresh one-trial sweep lock with its own cache, so each case writes the fisher stage too. */
   const freshLock = async () => {
     const n = cases++;
-    const emitted = await cli(['sweep', project.recipe, '--emit', 'slurm', '--set', `runtime.output_dir=./case-${n}`, '--set', `runtime.cache_dir=./cache-${n}`]);
+    const emitted = await cli(['sweep', project.recipe, '--emit', 'slurm', '--set', `runtime.output_dir=${path.join(project.dir, `case-${n}`)}`, '--set', `runtime.cache_dir=${path.join(project.dir, `cache-${n}`)}`]);
     assert.equal(emitted.code, 0, emitted.err);
     return path.join(path.dirname(emitted.out.trim()), 'sweep.lock.json');
   };

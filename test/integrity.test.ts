@@ -71,7 +71,7 @@ describe('the fisher stage hash changes exactly when its output does', () => {
       { name: 'max_seq_length', sets: ['model.max_seq_length=8'], changes: true },
       { name: 'learning rate (not read by the stage)', sets: ['training.optimizer.lr=0.5'], changes: false },
       { name: 'evaluation batch size (not read by the stage)', sets: ['evaluation.batch_size=4'], changes: false },
-      { name: 'output directory (not read by the stage)', sets: ['runtime.output_dir=./elsewhere'], changes: false },
+      { name: 'output directory (not read by the stage)', sets: [`runtime.output_dir=${path.join(dir, 'elsewhere')}`], changes: false },
       {
         name: 'one weight tensor scaled in place (same size and header)', changes: true,
         mutate: () => {
@@ -115,7 +115,7 @@ describe('stage cache and resume integrity', () => {
     const ref = JSON.parse(whole.out)[0].dir;
     const reference = outcome(ref);
     // A second run stopped after its step-1 checkpoint, resumed with the cache gone.
-    const again = await cli(['run', recipe, '--json', '--quiet', '--set', 'runtime.output_dir=./second']);
+    const again = await cli(['run', recipe, '--json', '--quiet', '--set', `runtime.output_dir=${path.join(dir, 'second')}`]);
     const run = JSON.parse(again.out)[0].dir;
     for (const f of ['results.json', 'model', 'mask-stats.json', 'child-mask.bin']) fs.rmSync(path.join(run, f), { recursive: true });
     fs.rmSync(path.join(dir, '.childtune', 'cache'), { recursive: true });
@@ -125,7 +125,7 @@ describe('stage cache and resume integrity', () => {
     assert.doesNotMatch(resumed.err, /fisher: cached/);
     assert.deepEqual(outcome(run), reference);
     // And the entry it stored is the one a fresh run computes: later runs reuse the right mask.
-    const third = await cli(['run', recipe, '--json', '--set', 'runtime.output_dir=./third']);
+    const third = await cli(['run', recipe, '--json', '--set', `runtime.output_dir=${path.join(dir, 'third')}`]);
     assert.match(third.err, /fisher: cached/);
     assert.deepEqual(outcome(JSON.parse(third.out)[0].dir), reference);
   });
@@ -140,7 +140,7 @@ describe('stage cache and resume integrity', () => {
     const bytes = fs.readFileSync(mask);
     bytes[0] ^= 0xff;
     fs.writeFileSync(mask, bytes);
-    const second = await cli(['run', recipe, '--json', '--set', 'runtime.output_dir=./second']);
+    const second = await cli(['run', recipe, '--json', '--set', `runtime.output_dir=${path.join(dir, 'second')}`]);
     assert.equal(second.code, 0, second.err);
     assert.match(second.err, /fisher: cache entry \w+ is corrupt \(mask\.bin does not match the hash recorded when it was written\); moved to .*corrupt-\d+ and recomputing/);
     assert.deepEqual(outcome(JSON.parse(second.out)[0].dir), reference);

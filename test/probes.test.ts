@@ -10,8 +10,8 @@ import { assertClean, smallProject } from './integrity-helpers.js';
 function hugeConfig(dir: string, name: string, changes: Record<string, number>) {
   const config = JSON.parse(fs.readFileSync(path.join(dir, 'model', 'config.json'), 'utf8'));
   write(dir, `${name}/config.json`, JSON.stringify({ ...config, ...changes }));
-  fs.copyFileSync(path.join(dir, 'model', 'vocab.txt'), path.join(dir, name, 'vocab.txt'));
-  return `./${name}`;
+  for (const f of ['vocab.txt', 'model.safetensors']) fs.copyFileSync(path.join(dir, 'model', f), path.join(dir, name, f));
+  return path.join(dir, name);
 }
 
 /** Everything under a directory with its content, to show nothing was lost or changed. */
@@ -26,7 +26,7 @@ test('the issue\'s probes: each a clear message and exit code, no stack trace, n
   write(dir, 'a-file', 'in the way');
   const probes: { name: string; args: string[]; code: number; message: RegExp; check?: () => void }[] = [
     {
-      name: 'hidden_size 100000', code: 1, message: /the train stage needs about [\d.]+ GiB \(weights .*\) but this machine has [\d.]+ GiB/,
+      name: 'hidden_size 100000', code: 1, message: /the (fisher|train) stage needs about [\d.]+ GiB \(weights .*\) but this machine has [\d.]+ GiB/,
       args: ['run', recipe, '--set', `model.path=${hugeConfig(dir, 'wide', { hidden_size: 100000, num_attention_heads: 2 })}`],
     },
     { name: 'vocab_size 1e9', code: 1, message: /needs about [\d.]+ GiB .* but this machine has/, args: ['run', recipe, '--set', `model.path=${hugeConfig(dir, 'vocab', { vocab_size: 1e9 })}`] },
@@ -35,9 +35,9 @@ test('the issue\'s probes: each a clear message and exit code, no stack trace, n
       args: ['run', recipe, '--set', `model.path=${hugeConfig(dir, 'deep', { num_hidden_layers: 10000 })}`, '--set', 'model.max_seq_length=512', '--set', 'training.batch_size=64'],
     },
     { name: 'fractional hidden_size', code: 1, message: /'hidden_size' must be a whole number of at least 1 \(found 127\.5\)/, args: ['plan', recipe, '--set', `model.path=${hugeConfig(dir, 'frac', { hidden_size: 127.5 })}`] },
-    { name: 'plan of a model beyond this machine', code: 0, message: /warning: the train stage needs about [\d.]+ GiB .* but this machine has [\d.]+ GiB; `run` will refuse it/, args: ['plan', recipe, '--set', 'model.path=./vocab'] },
+    { name: 'plan of a model beyond this machine', code: 0, message: /warning: the train stage needs about [\d.]+ GiB .* but this machine has [\d.]+ GiB; `run` will refuse it/, args: ['plan', recipe, '--set', `model.path=${path.join(dir, 'vocab')}`] },
     {
-      name: 'cache_dir is a file', code: 1, message: /cache directory .*a-file is not writable \((EEXIST|ENOTDIR)\)\n  hint: Set runtime.cache_dir/, args: ['run', recipe, '--set', 'runtime.cache_dir=./a-file', '--set', 'runtime.output_dir=./cache-probe'],
+      name: 'cache_dir is a file', code: 1, message: /cache directory .*a-file is not writable \((EEXIST|ENOTDIR)\)\n  hint: Set runtime.cache_dir/, args: ['run', recipe, '--set', `runtime.cache_dir=${path.join(dir, 'a-file')}`, '--set', `runtime.output_dir=${path.join(dir, 'cache-probe')}`],
       check: () => {
         const [run] = fs.readdirSync(path.join(dir, 'cache-probe'));
         const error = JSON.parse(fs.readFileSync(path.join(dir, 'cache-probe', run, 'error.json'), 'utf8'));
@@ -45,9 +45,9 @@ test('the issue\'s probes: each a clear message and exit code, no stack trace, n
         assert.equal(error.state, 'failed');
       },
     },
-    { name: 'output_dir is a file', code: 1, message: /cannot create output directory .*a-file: a file is in the way/, args: ['run', recipe, '--set', 'runtime.output_dir=./a-file'] },
+    { name: 'output_dir is a file', code: 1, message: /cannot create output directory .*a-file: a file is in the way/, args: ['run', recipe, '--set', `runtime.output_dir=${path.join(dir, 'a-file')}`] },
     {
-      name: 'a name that climbs out of output_dir', code: 0, message: /run directory: .*\/confined\/x-y-escape-\d{8}-\d{6}/, args: ['run', recipe, '--quiet', '--set', 'name=../../x/../y/escape', '--set', 'runtime.output_dir=./confined'],
+      name: 'a name that climbs out of output_dir', code: 0, message: /run directory: .*\/confined\/x-y-escape-\d{8}-\d{6}/, args: ['run', recipe, '--quiet', '--set', 'name=../../x/../y/escape', '--set', `runtime.output_dir=${path.join(dir, 'confined')}`],
       check: () => assert.deepEqual(fs.readdirSync(dir).filter((f) => /escape/.test(f)), []),
     },
   ];
@@ -79,12 +79,12 @@ test('when error.json cannot be written either, the original failure still reach
 test('sweep --emit slurm quotes every value: hostile paths reach a stub sbatch intact and nothing in them runs', async () => {
   const { dir, recipe } = await smallProject('sweep: {seeds: [1, 2]}\n');
   const hostile = "out $(touch PWNED1) `touch PWNED2` 'q\" \\$HOME";
-  const emitted = await cli(['sweep', recipe, '--emit', 'slurm', '--set', `runtime.output_dir=./${hostile}`, '--set', "name=n$(touch PWNED3)`touch PWNED4`"]);
+  const emitted = await cli(['sweep', recipe, '--emit', 'slurm', '--set', `runtime.output_dir=${path.join(dir, hostile)}`, '--set', "name=n$(touch PWNED3)`touch PWNED4`"]);
   assert.equal(emitted.code, 0, emitted.err);
   const script = emitted.out.trim();
   const lock = path.join(path.dirname(script), 'sweep.lock.json');
   assert.ok(fs.existsSync(lock));
-  assert.ok(path.dirname(lock).startsWith(path.join(dir, `./${hostile}`.slice(2))), 'the sweep stays in its output directory');
+  assert.equal(path.dirname(path.dirname(lock)), path.join(dir, hostile), 'the sweep stays in its output directory');
   // sbatch records its arguments and runs each --wrap command as the job's shell would; childtune records its own.
   const bin = path.join(dir, 'stub-bin');
   write(bin, 'sbatch', `#!/bin/bash
@@ -108,6 +108,6 @@ printf '\\n' >> "$STUB_LOG/childtune.args"
   assert.equal(sbatch.length, 2);
   assert.ok(sbatch[1].includes('--dependency=afterok:4242'));
   assert.ok(sbatch[1].includes('--array=0-1'));
-  const found = (fs.readdirSync(dir, { recursive: true }) as string[]).filter((f) => /PWNED/.test(path.basename(f)));
+  const found = (fs.readdirSync(dir, { recursive: true }) as string[]).filter((f) => /^PWNED\d$/.test(path.basename(f)));
   assert.deepEqual(found, [], 'nothing in a name or path ran');
 });

@@ -9,7 +9,7 @@ import { DirLock } from './lock.js';
  * become '-', so whatever a recipe's name holds, the directory stays inside its parent.
  */
 export function slugify(name: string): string {
-  const slug = name.normalize('NFKC').replace(/[^A-Za-z0-9._+=@-]+/g, '-').replace(/^[.-]+|[.-]+$/g, '').slice(0, 100);
+  const slug = name.normalize('NFKC').replace(/\.{2,}|[^\p{L}\p{N}._+=@-]+/gu, '-').replace(/-{2,}/g, '-').replace(/^[.-]+|[.-]+$/g, '').slice(0, 100);
   return slug || 'run';
 }
 
