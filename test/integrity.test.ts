@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { compilePlan } from '../src/plan/compiler.js';
+import { weightsFingerprint } from '../src/plan/fingerprint.js';
 import { loadRecipe } from '../src/recipe/index.js';
 import { StageCache } from '../src/run/cache.js';
 import { readChildMask } from '../src/run/child-mask.js';
@@ -105,6 +106,36 @@ describe('the fisher stage hash changes exactly when its output does', () => {
       }
     }
   });
+});
+
+test('weights are identified by the full content of every weight file, symlinks (hub-cache snapshots) followed', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'childtune-weights-'));
+  const blobs = path.join(dir, 'blobs');
+  const snapshot = path.join(dir, 'snapshot');
+  write(blobs, 'a', 'x'.repeat(10_000_000));
+  write(blobs, 'b', 'second shard');
+  write(blobs, 'index', '{"weight_map": {}}');
+  fs.mkdirSync(snapshot);
+  fs.symlinkSync(path.join(blobs, 'a'), path.join(snapshot, 'model-00001-of-00002.safetensors'));
+  fs.symlinkSync(path.join(blobs, 'b'), path.join(snapshot, 'model-00002-of-00002.safetensors'));
+  fs.symlinkSync(path.join(blobs, 'index'), path.join(snapshot, 'model.safetensors.index.json'));
+  write(snapshot, 'config.json', '{}');
+  const first = weightsFingerprint(snapshot);
+  assert.equal(weightsFingerprint(snapshot), first, 'stable');
+  // One byte in the middle of a 10 MB shard, same size, through the symlink.
+  const fd = fs.openSync(path.join(blobs, 'a'), 'r+');
+  fs.writeSync(fd, 'y', 5_000_000);
+  fs.closeSync(fd);
+  const changed = weightsFingerprint(snapshot);
+  assert.notEqual(changed, first);
+  write(blobs, 'b', 'second shard, retrained');
+  const retrained = weightsFingerprint(snapshot);
+  assert.notEqual(retrained, changed, 'every shard counts');
+  write(snapshot, 'pytorch_model.bin', 'a pickle');
+  const withBin = weightsFingerprint(snapshot);
+  assert.notEqual(withBin, retrained, 'every layout counts');
+  write(snapshot, 'README.md', 'not weights');
+  assert.equal(weightsFingerprint(snapshot), withBin, 'files that hold no weights do not count');
 });
 
 describe('stage cache and resume integrity', () => {

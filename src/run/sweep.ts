@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { writeAtomic } from '../engine/files.js';
+import { cleanTemporaries, writeAtomic } from '../engine/files.js';
 import { compilePlan, volatile } from '../plan/compiler.js';
 import type { Plan } from '../plan/stages.js';
 import { loadRecipe } from '../recipe/index.js';
@@ -98,6 +98,7 @@ async function sweep(file: string | undefined, opts: SweepOptions, io: Io): Prom
     const checked = checkedPlan(lock, lockFile, io);
     if (!checked) return 1;
     ({ plan, recipes } = checked);
+    cleanTemporaries(dir, false);
   } else {
     if (!file) throw new RunError('sweep needs a recipe file, or --resume SWEEP_DIR');
     const base = { recipe: path.resolve(file), set: opts.set, allow_path: opts.allowPath.map((p) => path.resolve(p)) };

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # A single-node Slurm on localhost for the cluster tests: munged, slurmctld and slurmd (as root), all state,
-# sockets, logs and pid files under DIR, on the ports given, so it touches nothing system-wide.
+# sockets, logs and pid files under DIR, on the ports given, so it touches nothing system-wide. Process groups
+# track job processes (so a requeue's SIGTERM reaches childtune, not only the batch shell), a requeued job may
+# start again after 10 s (cred_expire; default 120) and the scheduler looks at pending jobs every second.
 #   cluster.sh start DIR CTLD_PORT SLURMD_PORT   prints SLURM_CONF=... once the node is idle
 #   cluster.sh stop DIR                           cancels jobs, stops every daemon it started
 set -euo pipefail
@@ -39,7 +41,7 @@ SlurmctldHost=$host(127.0.0.1)
 SlurmctldPort=$ctld_port
 SlurmdPort=$slurmd_port
 AuthType=auth/munge
-AuthInfo=socket=$dir/munge.sock
+AuthInfo=socket=$dir/munge.sock,cred_expire=10
 CredType=cred/munge
 SlurmUser=root
 SlurmdUser=root
@@ -49,9 +51,10 @@ SlurmctldPidFile=$dir/slurmctld.pid
 SlurmdPidFile=$dir/slurmd.pid
 SlurmctldLogFile=$dir/slurmctld.log
 SlurmdLogFile=$dir/slurmd.log
-ProctrackType=proctrack/linuxproc
+ProctrackType=proctrack/pgid
 TaskPlugin=task/none
 SchedulerType=sched/builtin
+SchedulerParameters=sched_interval=1
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 ReturnToService=2
