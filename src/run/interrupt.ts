@@ -19,6 +19,12 @@ let requested: NodeJS.Signals | undefined;
 
 export const interruptRequested = () => requested !== undefined;
 
+/**
+ * Lets the event loop run signal handlers. A single-threaded step awaits only settled promises, which never
+ * reach the event loop: without this, Ctrl-C would wait for the run's end.
+ */
+export const yieldToSignals = () => new Promise<void>((resolve) => setImmediate(resolve));
+
 /** Throws Interrupted at a safe point once a signal arrived. */
 export function checkInterrupt(stage?: string) {
   if (requested) throw new Interrupted(requested, stage);

@@ -62,19 +62,31 @@ export class DirLock {
 
   static acquire(dir: string, log: (line: string) => void = (l) => process.stderr.write(l + '\n')): DirLock {
     const lock = new DirLock(path.join(dir, 'run.lock'));
-    lock.take(log);
+    try {
+      lock.take(log);
+    } catch (e) {
+      if (e instanceof RunError) throw e;
+      throw new RunError(`cannot lock ${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, 'The run directory must be writable; check its permissions, or set runtime.output_dir elsewhere.');
+    }
     lock.heartbeat = setInterval(() => fs.utimes(lock.file, new Date(), new Date(), () => {}), HEARTBEAT_MS).unref();
     return lock;
   }
 
   private take(log: (line: string) => void) {
     const tmp = this.file + TMP_SUFFIX;
-    fs.writeFileSync(tmp, JSON.stringify(currentOwner()) + '\n');
+    const content = JSON.stringify(currentOwner()) + '\n';
+    fs.writeFileSync(tmp, content);
     try {
       for (let attempt = 0; ; attempt++) {
         try {
           // link() publishes the complete file and fails if a lock exists: no window with a half-written lock.
-          fs.linkSync(tmp, this.file);
+          // File systems without hard links get an exclusive create instead.
+          try {
+            fs.linkSync(tmp, this.file);
+          } catch (e) {
+            if (!['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS'].includes((e as NodeJS.ErrnoException).code ?? '')) throw e;
+            fs.writeFileSync(this.file, content, { flag: 'wx' });
+          }
           return;
         } catch (e) {
           if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 2) throw e;

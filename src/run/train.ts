@@ -8,7 +8,7 @@ import { STREAMS, type Strategy } from '../strategies/strategy.js';
 import type { PreparedSplit } from './data.js';
 import { RunError } from './errors.js';
 import { evaluate } from './evaluate.js';
-import { checkInterrupt, interruptRequested } from './interrupt.js';
+import { checkInterrupt, interruptRequested, yieldToSignals } from './interrupt.js';
 import type { DataParallel } from './parallel.js';
 
 export interface LogEntry {
@@ -122,8 +122,10 @@ export async function trainModel(o: {
         }
       }
       o.onStep?.(s.step, total, loss, (idx.length * 1000) / Math.max(1e-3, performance.now() - stepStart));
-      if (interruptRequested()) {
-        // A signal arrived: keep this step's state, so a resume loses nothing, and stop.
+      await yieldToSignals();
+      if (interruptRequested() && s.step < total) {
+        // A signal arrived: keep this step's state, so a resume loses nothing, and stop. After the last
+        // step only the final evaluation is left, which a checkpoint cannot resume into: it runs to the end.
         checkpoint();
         checkInterrupt('train');
       }
