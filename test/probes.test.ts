@@ -27,7 +27,13 @@ test('the issue\'s probes: each a clear message and exit code, no stack trace, n
   const probes: { name: string; args: string[]; code: number; message: RegExp; check?: () => void }[] = [
     {
       name: 'hidden_size 100000', code: 1, message: /the (fisher|train) stage needs about [\d.]+ GiB \(weights .*\) but this machine has [\d.]+ GiB/,
-      args: ['run', recipe, '--set', `model.path=${hugeConfig(dir, 'wide', { hidden_size: 100000, num_attention_heads: 2 })}`],
+      args: ['run', recipe, '--set', `model.path=${hugeConfig(dir, 'wide', { hidden_size: 100000, num_attention_heads: 2 })}`, '--set', `runtime.output_dir=${path.join(dir, 'wide-runs')}`],
+      check: () => {
+        const [run] = fs.readdirSync(path.join(dir, 'wide-runs'));
+        const error = JSON.parse(fs.readFileSync(path.join(dir, 'wide-runs', run, 'error.json'), 'utf8'));
+        assert.equal(error.stage, 'setup', 'error.json names a stage even before the first one ran');
+        assert.ok(!fs.existsSync(path.join(dir, 'wide-runs', run, 'plan.json')), 'refused before anything was allocated or written');
+      },
     },
     { name: 'vocab_size 1e9', code: 1, message: /needs about [\d.]+ GiB .* but this machine has/, args: ['run', recipe, '--set', `model.path=${hugeConfig(dir, 'vocab', { vocab_size: 1e9 })}`] },
     {
