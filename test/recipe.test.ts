@@ -21,6 +21,12 @@ dataset:
   dir: \${CHILDTUNE_DATA}/glue/RTE
 ${extra}`;
 
+/** A recipe over a built-in task whose files are under ./d (line 6 is the dir). */
+const local = (task: string) => `version: 1\nmodel:\n  path: \${CHILDTUNE_MODELS}/bert-tiny-glue-mlm\ndataset:\n  task: ${task}\n  dir: ./d\n`;
+const RTE_HEAD = 'index\tsentence1\tsentence2\tlabel\n';
+const STSB_HEAD = 'index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore\n';
+const stsb = (score: string) => `0\tmain\tx\t2012\t1\tnone\tnone\ta\tb\t${score}\n`;
+
 function load(text: string, opts: { sets?: string[]; files?: Record<string, string> } = {}) {
   const dir = tmpProject();
   for (const [n, t] of Object.entries(opts.files ?? {})) write(dir, n, t);
@@ -63,6 +69,12 @@ describe('diagnostics: every code, with its position', () => {
     ['CT0308', base().replace('glue/RTE', 'glue/NOPE'), { line: 6, column: 3 }],
     ['CT0309', base().replace('bert-tiny-glue-mlm', 'no-such-model'), { line: 3, column: 3 }],
     ['CT0310', base('evaluation: {metrics: [pearson]}\n'), { line: 7, column: 24 }],
+    ['CT0320', local('glue/rte'), { line: 6, column: 3 }, { files: { 'd/train.tsv': `${RTE_HEAD}0\ta\tb\tmaybe\n`, 'd/dev.tsv': `${RTE_HEAD}0\ta\tb\tentailment\n` } }],
+    ['CT0321', local('glue/sts-b'), { line: 6, column: 3 }, { files: { 'd/train.tsv': `${STSB_HEAD}${stsb('1e30')}`, 'd/dev.tsv': `${STSB_HEAD}${stsb('4.2')}` } }],
+    ['CT0322', local('glue/rte'), { line: 6, column: 3 }, { files: { 'd/train.tsv': `${RTE_HEAD}0\ta\tentailment\n`, 'd/dev.tsv': `${RTE_HEAD}0\ta\tb\tentailment\n` } }],
+    ['CT0323', local('glue/rte'), { line: 6, column: 3 }, { files: { 'd/train.tsv': `${RTE_HEAD}0\t${'x'.repeat(1 << 21)}\tb\tentailment\n`, 'd/dev.tsv': `${RTE_HEAD}0\ta\tb\tentailment\n` } }],
+    ['CT0324', local('glue/rte'), { line: 6, column: 3 }, { files: { 'd/train.tsv': '', 'd/dev.tsv': `${RTE_HEAD}0\ta\tb\tentailment\n` } }],
+    ['CT0325', local('glue/rte'), { line: 6, column: 3 }, { files: { 'd/train.tsv': 'idx\ttext\n0\ta\n', 'd/dev.tsv': `${RTE_HEAD}0\ta\tb\tentailment\n` } }],
   ];
   test('the cases cover the whole closed set of codes', () => {
     assert.deepEqual(new Set(cases.map(([c]) => c)), new Set([...Object.keys(DIAGNOSTIC_CODES)].filter((c) => c !== 'CT0006')));

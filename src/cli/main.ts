@@ -85,6 +85,16 @@ export async function main(argv: string[], io: Io = { out: (t) => process.stdout
     });
 
   program
+    .command('fetch')
+    .description('download a model (org/name[@revision]) or a built-in task\'s data set (glue/rte, snli, ...) into the Hugging Face hub cache')
+    .argument('<id>', 'model id or built-in task name')
+    .option('--revision <rev>', 'branch, tag or commit of a model (default: main)')
+    .action(async (id: string, opts: { revision?: string }) => {
+      const { fetchCommand } = await import('./fetch.js');
+      code = await fetchCommand(id, opts, io);
+    });
+
+  program
     .command('report')
     .description("aggregate runs and sweeps into the paper's table, significance against a baseline, and figures (report.{md,tex,csv,json,html}, figures/*.svg|png)")
     .argument('<dirs...>', 'run or sweep directories')
@@ -147,7 +157,7 @@ export async function main(argv: string[], io: Io = { out: (t) => process.stdout
   program
     .command('encode')
     .description('tokenize a text (pair) and print tokens, ids and the model outputs')
-    .requiredOption('--model <dir>', 'model directory')
+    .requiredOption('--model <dir>', 'model directory, or a hub id (org/name[@revision]) in the hub cache')
     .requiredOption('--text <a>', 'first text')
     .option('--pair <b>', 'second text')
     .option('--max-length <n>', 'truncate to this many tokens', (v) => Number.parseInt(v, 10), 128)
@@ -178,7 +188,7 @@ export async function main(argv: string[], io: Io = { out: (t) => process.stdout
 }
 
 /** Errors that describe bad input (files, data, checkpoints) rather than a bug. */
-const isExpected = (e: Error) => ['DataFileError', 'ModelError', 'SafetensorsError', 'TokenizerError', 'RunError', 'BackendError', 'WriteError', 'Interrupted'].includes(e.constructor?.name) || 'code' in e;
+const isExpected = (e: Error) => ['DataFileError', 'ModelError', 'SafetensorsError', 'TokenizerError', 'RunError', 'BackendError', 'WriteError', 'HubError', 'Interrupted'].includes(e.constructor?.name) || 'code' in e;
 
 export function bundledRecipes(): { path: string; summary: string }[] {
   const dir = path.join(REPO_ROOT, 'recipes');

@@ -1,3 +1,4 @@
+import { HubError, localModelDir } from '../engine/hub/cache.js';
 import fs from 'node:fs';
 import path from 'node:path';
 import { readModelConfig, ModelError, type ModelConfig } from '../engine/config.js';
@@ -80,14 +81,16 @@ export function compilePlan(loaded: LoadedRecipe, recipeFile: string): CompileRe
     const cacheDir = r.runtime.cache_dir;
     const t = trial.index;
     let config: ModelConfig;
+    let modelDir: string;
     try {
-      config = readModelConfig(r.model.path, r.model.family);
+      modelDir = localModelDir(r.model.path);
+      config = readModelConfig(modelDir, r.model.family);
     } catch (e) {
-      if (!(e instanceof ModelError)) throw e;
+      if (!(e instanceof ModelError) && !(e instanceof HubError)) throw e;
       diagnostics.push(diagnostic('CT0309', e.message, '/model/path', { location: loaded.composed.sources.get('/model/path'), notes: e.hint ? [e.hint] : undefined }));
       continue;
     }
-    const fp = modelFingerprint(r.model.path);
+    const fp = modelFingerprint(modelDir);
     const model = add('load-model', { weights: fp.weights, config: fp.config, family: config.family }, [], path.basename(r.model.path), t, cacheDir);
 
     const tokenized = (dataset: Dataset, split: string, subsample: boolean): { stage: Stage; examples: number } => {
@@ -123,7 +126,7 @@ export function compilePlan(loaded: LoadedRecipe, recipeFile: string): CompileRe
       // (dropout streams per shard and the order of the gradient sum depend on them).
       fisher = add('fisher', {
         model: model.hash, data: train.stage.hash, fisher: settings, reserve_p: r.strategy.reserve_p, num_labels: numLabels, dropout: r.training.dropout,
-        head_seed: needsFreshHead(r.model.path, paramSpecs(config, numLabels).filter((s) => s.group === 'head'), prefixOf(config)) ? r.training.seed : null,
+        head_seed: needsFreshHead(modelDir, paramSpecs(config, numLabels).filter((s) => s.group === 'head'), prefixOf(config)) ? r.training.seed : null,
         runtime: plannedRuntime(r.runtime),
       }, [model, train.stage], `${settings.estimator} estimator, keep ${r.strategy.reserve_p}`, t, cacheDir);
       const examples = Math.min(train.examples, settings.max_samples ?? Infinity);

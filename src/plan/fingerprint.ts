@@ -1,7 +1,11 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
+import { hasWeights, findWeights } from '../engine/model-files.js';
+import { TOKENIZER_FILES } from '../engine/tokenizer.js';
 import { sha256 } from './hash.js';
+
+export { TOKENIZER_FILES };
 
 const memo = new Map<string, string>();
 const CHUNK = 8 << 20;
@@ -36,30 +40,24 @@ export function fileFingerprint(file: string): string {
   return fp;
 }
 
-export const TOKENIZER_FILES = ['vocab.txt', 'vocab.json', 'merges.txt', 'tokenizer.json', 'tokenizer_config.json'];
-
-/** Files that hold weights in any layout a loader may read: safetensors (single or sharded), PyTorch bins, their index. */
-const WEIGHT_FILE = /(\.safetensors|\.bin|\.pt|\.pth|\.ckpt|\.h5|\.msgpack|\.safetensors\.index\.json|\.bin\.index\.json)$/;
-
 /**
- * Identity of a model directory by content: config.json, the tokenizer files, and every weight file the
- * directory holds (hub-cache snapshots hold symlinks into a blob store: they are followed), each hashed whole.
+ * Identity of a model directory by content: config.json, the tokenizer files and the weight files, each
+ * hashed whole.
  */
 export function modelFingerprint(dir: string): { weights: string; tokenizer: string; config: string } {
   const config = fileFingerprint(path.join(dir, 'config.json'));
   const tokenizer = sha256(TOKENIZER_FILES.map((f) => `${f}:${fs.existsSync(path.join(dir, f)) ? fileFingerprint(path.join(dir, f)) : '-'}`).join('\n'));
-  return { weights: weightsFingerprint(dir), tokenizer, config };
+  return { weights: hasWeights(dir) ? weightFilesFingerprint(dir) : 'missing', tokenizer, config };
 }
 
-export function weightsFingerprint(dir: string): string {
-  let names: string[];
-  try {
-    names = fs.readdirSync(dir).filter((n) => WEIGHT_FILE.test(n)).sort();
-  } catch {
-    return 'missing';
-  }
-  if (!names.length) return 'missing';
-  return sha256(names.map((n) => `${n}:${fileFingerprint(path.join(dir, n))}`).join('\n'));
+/**
+ * The weight files the loader reads (model-files.ts: safetensors before pytorch_model.bin, a sharded
+ * checkpoint's index and every shard it names), each by its full content, symlinks followed: hub-cache
+ * snapshots hold symlinks into a blob store. Files the loader would not read do not count.
+ */
+export function weightFilesFingerprint(dir: string): string {
+  const { index, files } = findWeights(dir);
+  return sha256([...(index ? [index] : []), ...files].map((f) => `${path.basename(f)}:${fileFingerprint(f)}`).join('\n'));
 }
 
 /** Tensor names and shapes of every safetensors file in a model directory, from the headers alone. */

@@ -1,8 +1,13 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { DataFileError } from '../data/formats.js';
-import { loadSplit, splitFile } from '../data/load.js';
-import { taskSpecOf, type Metric } from '../data/tasks.js';
+import { loadSplit, splitFile, type LoadedSplit } from '../data/load.js';
+import { taskSpecOf, type Metric, type TaskSpec } from '../data/tasks.js';
+import { ModelError, readModelConfig } from '../engine/config.js';
+import { hubCacheDir, HubError, localModelDir, notFetchedHint } from '../engine/hub/cache.js';
+import { FETCH_HINT, findWeights } from '../engine/model-files.js';
+import { readTokenizerConfig } from '../engine/tokenizer-config.js';
+import { TokenizerError } from '../engine/tokenizer.js';
 import { diagnostic, pointerOf, type Diagnostic } from './diagnostics.js';
 import type { SourceMap } from './parse.js';
 import { keysAt, schemaAt } from './schema.js';
@@ -18,8 +23,8 @@ export function checkRecipe(recipe: Recipe, sources: SourceMap): Diagnostic[] {
       if (loc || p === '') return loc;
     }
   };
-  const report = (code: Parameters<typeof diagnostic>[0], message: string, pointer: string, notes?: string[], suggestion?: string) =>
-    out.push(diagnostic(code, message, pointer, { location: at(pointer), notes, suggestion }));
+  const report: Report = (code, message, pointer, notes, suggestion, severity) =>
+    out.push(diagnostic(code, message, pointer, { location: at(pointer), notes, suggestion, ...(severity ? { severity } : {}) }));
 
   checkStrategy(recipe, report);
   checkModel(recipe, report);
@@ -35,7 +40,9 @@ export function checkRecipe(recipe: Recipe, sources: SourceMap): Diagnostic[] {
   return out;
 }
 
-type Report = (code: Parameters<typeof diagnostic>[0], message: string, pointer: string, notes?: string[], suggestion?: string) => void;
+type Report = (code: Parameters<typeof diagnostic>[0], message: string, pointer: string, notes?: string[], suggestion?: string, severity?: 'warning') => void;
+
+const warnSkipped = (report: Report, message: string, pointer: string) => report('CT0322', message, pointer, undefined, undefined, 'warning');
 
 function checkStrategy({ strategy }: Recipe, report: Report) {
   const child = strategy.kind !== 'vanilla';
@@ -54,21 +61,60 @@ function checkStrategy({ strategy }: Recipe, report: Report) {
 }
 
 function checkModel({ model }: Recipe, report: Report) {
-  const missing = ['config.json', 'model.safetensors'].filter((f) => !fs.existsSync(path.join(model.path, f)));
-  if (!fs.existsSync(model.path)) report('CT0309', `model directory ${model.path} does not exist`, '/model/path', ['Point model.path at a Hugging Face style directory, or create one with `childtune model init`.']);
-  else if (missing.length) report('CT0309', `model directory ${model.path} has no ${missing.join(' or ')}`, '/model/path', ['A model directory holds config.json, model.safetensors and the tokenizer files.']);
+  let dir: string;
+  try {
+    dir = localModelDir(model.path);
+  } catch (e) {
+    if (!(e instanceof HubError)) throw e;
+    report('CT0309', e.message, '/model/path', e.hint ? [e.hint] : undefined);
+    return;
+  }
+  if (!fs.existsSync(dir)) {
+    report('CT0309', `model directory ${dir} does not exist`, '/model/path', [FETCH_HINT, 'Or create a random model with `childtune model init`.']);
+    return;
+  }
+  if (!fs.existsSync(path.join(dir, 'config.json'))) report('CT0309', `model directory ${dir} has no config.json`, '/model/path', ['A model directory holds config.json, the weights and the tokenizer files, as Hugging Face saves them.']);
+  try {
+    findWeights(dir);
+  } catch (e) {
+    if (!(e instanceof ModelError)) throw e;
+    report('CT0309', e.message, '/model/path', e.hint ? [e.hint] : undefined);
+  }
+  checkSequenceLength(dir, model, report);
+}
+
+/** max_seq_length within what the model has positions for (config.json) and what its tokenizer allows (tokenizer_config.json). */
+function checkSequenceLength(dir: string, model: Recipe['model'], report: Report) {
+  let limit: { tokens: number; why: string } | undefined;
+  const consider = (tokens: number | undefined, why: string) => {
+    if (tokens !== undefined && tokens < (limit?.tokens ?? Infinity)) limit = { tokens, why };
+  };
+  try {
+    const config = readModelConfig(dir, model.family);
+    // RoBERTa numbers positions from padding_idx + 1, so two of its position embeddings are never used.
+    const positions = config.family === 'roberta' ? config.maxPositions - config.padTokenId - 1 : config.maxPositions;
+    consider(positions, `config.json has ${positions} positions`);
+    const tokenizerMax = readTokenizerConfig(dir).modelMaxLength;
+    consider(tokenizerMax, `tokenizer_config.json says model_max_length ${tokenizerMax}`);
+  } catch (e) {
+    if (e instanceof TokenizerError) report('CT0309', e.message, '/model/path', e.hint ? [e.hint] : undefined);
+    else if (!(e instanceof ModelError)) throw e; // config.json's problems are reported by the plan, which reads it
+    return;
+  }
+  if (limit && model.max_seq_length > limit.tokens) {
+    report('CT0106', `model.max_seq_length is ${model.max_seq_length} but the model takes at most ${limit.tokens} tokens (${limit.why})`, '/model/max_seq_length', [`Set max_seq_length: ${limit.tokens} or less.`]);
+  }
 }
 
 function checkDataset(dataset: Dataset, pointer: string, needsTrain: boolean, report: Report) {
   const spec = taskSpecOf(dataset);
   if (dataset.task === 'custom') {
     const lacking = [
-      !dataset.format && 'format',
       !dataset.text_fields && 'text_fields',
       !dataset.label_field && 'label_field',
       !dataset.labels && !dataset.regression && 'labels (or regression: true)',
     ].filter(Boolean);
-    if (lacking.length) report('CT0307', `a custom dataset needs ${lacking.join(', ')}`, pointer, ['Example: {task: custom, format: tsv, files: {train: t.tsv, dev: d.tsv}, text_fields: [sentence], label_field: label, labels: [neg, pos]}']);
+    if (lacking.length) report('CT0307', `a custom dataset needs ${lacking.join(', ')}`, pointer, ['Example: {task: custom, files: {train: t.tsv, dev: d.tsv}, text_fields: [sentence], label_field: label, labels: [neg, pos]} (the format follows the extension, or set format)']);
   } else {
     for (const key of ['format', 'text_fields', 'label_field', 'labels', 'regression'] as const) {
       if (dataset[key] !== undefined && !(key === 'regression' && dataset[key] === false)) {
@@ -76,31 +122,65 @@ function checkDataset(dataset: Dataset, pointer: string, needsTrain: boolean, re
       }
     }
   }
+  if (spec.fromHub && !spec.fromHub.cached) {
+    report('CT0308', `data set ${dataset.task} is not in the hub cache (${spec.fromHub.repo} under ${hubCacheDir()})`, pointer, [notFetchedHint(dataset.task), 'Or set dataset.dir to a directory holding the files as distributed.']);
+    return;
+  }
   const splits = [...(needsTrain ? [dataset.train_split] : []), dataset.eval_split];
   for (const split of splits) {
-    if (!spec.files[split]) {
+    const name = spec.files[split] ?? (split === 'dev' ? spec.files.validation : undefined);
+    if (!name) {
       report('CT0307', `no file for split '${split}'`, pointer, [`Declare it: files: {${split}: path/to/file}`]);
       continue;
     }
-    if (!dataset.dir && !path.isAbsolute(spec.files[split])) {
-      report('CT0307', `the dataset needs dir (the directory holding ${spec.files[split]}) or an absolute path under files.${split}`, pointer);
+    if (!dataset.dir && !path.isAbsolute(name)) {
+      report('CT0307', `the dataset needs dir (the directory holding ${name}) or an absolute path under files.${split}`, pointer);
       continue;
     }
     const file = splitFile(spec, dataset.dir, split);
-    if (!fs.existsSync(file)) report('CT0308', `data file ${file} (split '${split}') does not exist`, dataset.files?.[split] ? `${pointer}/files/${split}` : `${pointer}/dir`);
+    const at = dataset.files?.[split] ? `${pointer}/files/${split}` : dataset.dir ? `${pointer}/dir` : pointer;
+    if (!fs.existsSync(file)) {
+      report('CT0308', `data file ${file} (split '${split}') does not exist`, at);
+      continue;
+    }
+    checkRows(dataset, spec, split, split === dataset.train_split && needsTrain, at, pointer, report);
+  }
+}
+
+const ROW_CODES = { label: 'CT0320', score: 'CT0321', row: 'CT0322', 'too-large': 'CT0323' } as const;
+
+/** Reads a split and reports its problems: every bad row kind under its own code, an empty file, a subsample larger than the split. */
+function checkRows(dataset: Dataset, spec: TaskSpec, split: string, isTrain: boolean, at: string, pointer: string, report: Report) {
+  let loaded: LoadedSplit;
+  try {
+    loaded = loadSplit(spec, dataset.dir, split, 'skip');
+  } catch (e) {
+    if (!(e instanceof DataFileError)) throw e;
+    report(e.kind === 'missing' ? 'CT0308' : 'CT0325', e.message, at);
+    return;
+  }
+  if (loaded.empty) {
+    report('CT0324', `data file ${loaded.file} (split '${split}') is empty`, at, ['The file has no data rows; check that it was written completely.']);
+    return;
+  }
+  const bad = loaded.skipped.count;
+  if (bad && dataset.on_bad_row === 'skip') {
+    warnSkipped(report, `${bad} bad rows in ${loaded.file} will be skipped (on_bad_row: skip); first: ${loaded.problems[0].message}`, at);
+  } else if (bad) {
+    const shown = loaded.problems.slice(0, 5);
+    for (const p of shown) {
+      const code = ROW_CODES[p.kind as keyof typeof ROW_CODES] ?? 'CT0322';
+      const notes = p.kind === 'label' ? [`${dataset.task}'s labels: ${spec.labels!.join(', ')}`]
+        : p.kind === 'score' && spec.scoreRange ? [`${dataset.task} scores lie in [${spec.scoreRange.join(', ')}]; fix the row, or set on_bad_row: skip to leave such rows out.`]
+        : ['Fix the row, or set on_bad_row: skip to count and skip malformed rows.'];
+      report(code, p.message, at, notes);
+    }
+    if (bad > shown.length) report('CT0322', `${bad - shown.length} more bad rows in ${loaded.file}`, at, ['Fix them, or set on_bad_row: skip to count and skip them.']);
   }
   const sub = dataset.subsample;
-  if (sub && needsTrain && spec.files[dataset.train_split] && (dataset.dir || path.isAbsolute(spec.files[dataset.train_split]))) {
-    const file = splitFile(spec, dataset.dir, dataset.train_split);
-    if (fs.existsSync(file)) {
-      try {
-        const n = loadSplit(spec, dataset.dir, dataset.train_split, dataset.on_bad_row).examples.length;
-        if (sub.size > n) report('CT0304', `subsample size ${sub.size} is larger than the '${dataset.train_split}' split (${n} examples)`, `${pointer}/subsample/size`, [`Use a size of at most ${n}.`]);
-      } catch (e) {
-        if (!(e instanceof DataFileError)) throw e;
-        report('CT0308', e.message, `${pointer}/dir`, ["Fix the row, or set on_bad_row: skip to count and skip malformed rows."]);
-      }
-    }
+  const n = loaded.examples.length;
+  if (isTrain && sub && sub.size > n && (!bad || dataset.on_bad_row === 'skip')) {
+    report('CT0304', `subsample size ${sub.size} is larger than the '${split}' split (${n} examples)`, `${pointer}/subsample/size`, [`Use a size of at most ${n}.`]);
   }
 }
 

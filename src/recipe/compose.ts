@@ -5,6 +5,7 @@ import { diagnostic, pointerOf, segmentsOf, type Diagnostic, type SourceLocation
 import { parseRecipeText, type SourceMap } from './parse.js';
 import { keysAt, schemaAt } from './schema.js';
 import { closest } from './suggest.js';
+import { expandHome, parseHubId } from '../engine/hub/cache.js';
 
 /**
  * Composition rules (documented in the README):
@@ -116,7 +117,7 @@ export function composeRecipe(file: string, options: ComposeOptions = {}): { com
   delete layer.data.extends;
   applyOverrides(layer, options.sets ?? [], diagnostics);
   for (const [pointer, value] of pathValues(layer.data)) {
-    if (layer.userPaths.has(pointer) || typeof value !== 'string') continue;
+    if (layer.userPaths.has(pointer) || typeof value !== 'string' || isHubModelPath(pointer, value)) continue;
     if (!roots.some((r) => inside(value, r))) {
       diagnostics.push(diagnostic('CT0203', `path ${value} is outside the project root ${root}`, pointer, {
         location: layer.sources.get(pointer),
@@ -162,9 +163,30 @@ function interpolate(layer: Layer, env: Readonly<Record<string, string | undefin
 
 function resolvePaths(layer: Layer, dir: string) {
   for (const [segs, value, set] of walkStrings(layer.data)) {
-    if (isPathField(segs) && value !== '') set(path.resolve(dir, value));
+    if (!isPathField(segs) || value === '') continue;
+    const resolved = resolvePath(segs, value, dir, layer.data);
+    set(resolved);
+    // A file inside a dir the user supplied (an environment variable, --set) is the user's too.
+    const dirPointer = segs.at(-2) === 'files' ? pointerOf([...segs.slice(0, -2), 'dir']) : undefined;
+    const datasetDir = dirPointer && [...segs.slice(0, -2), 'dir'].reduce<unknown>((o, k) => (o as Record<string, unknown> | undefined)?.[k], layer.data);
+    if (dirPointer && layer.userPaths.has(dirPointer) && typeof datasetDir === 'string' && inside(resolved, path.resolve(dir, datasetDir))) layer.userPaths.add(pointerOf(segs));
   }
 }
+
+/**
+ * A path field's value made absolute: `~` is the home directory; `model.path` may be a hub id (org/name[@rev])
+ * when no such local directory exists, kept as written; dataset files are relative to the dataset's dir
+ * when the same recipe file gives one.
+ */
+function resolvePath(segs: readonly string[], value: string, dir: string, data: Record<string, unknown>): string {
+  const expanded = expandHome(value);
+  if (segs.join('.') === 'model.path' && !fs.existsSync(path.resolve(dir, expanded)) && parseHubId(value)) return value;
+  const fileOf = segs.length >= 2 && segs[segs.length - 2] === 'files' ? segs.slice(0, -2) : undefined;
+  const datasetDir = fileOf && ([...fileOf, 'dir'].reduce<unknown>((o, k) => (o as Record<string, unknown> | undefined)?.[k], data));
+  return path.resolve(typeof datasetDir === 'string' && datasetDir !== '' ? path.resolve(dir, expandHome(datasetDir)) : dir, expanded);
+}
+
+export const isHubModelPath = (pointer: string, value: string) => pointer === '/model/path' && !path.isAbsolute(value) && parseHubId(value) !== undefined;
 
 const isMapping = (v: unknown): v is Record<string, unknown> => !!v && typeof v === 'object' && !Array.isArray(v);
 
@@ -251,7 +273,7 @@ function applyOverrides(layer: Layer, sets: readonly string[], diagnostics: Diag
     for (const p of [...layer.sources.keys()]) if (p === pointer || p.startsWith(pointer + '/')) layer.sources.delete(p);
     layer.sources.set(pointer, location);
     if (isPathField(segs) && typeof value === 'string') {
-      parent[segs[segs.length - 1]] = path.resolve(value);
+      parent[segs[segs.length - 1]] = resolvePath(segs, value, process.cwd(), {});
       layer.userPaths.add(pointer);
     }
   });

@@ -28,6 +28,12 @@ export const DIAGNOSTIC_CODES = {
   CT0308: 'data-file-missing',
   CT0309: 'model-dir-invalid',
   CT0310: 'metric-not-applicable',
+  CT0320: 'label-not-in-set',
+  CT0321: 'score-out-of-range',
+  CT0322: 'data-row-invalid',
+  CT0323: 'data-row-too-large',
+  CT0324: 'data-file-empty',
+  CT0325: 'data-file-invalid',
 } as const;
 
 export type DiagnosticCode = keyof typeof DIAGNOSTIC_CODES;

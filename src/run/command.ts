@@ -8,6 +8,7 @@ import { loadRecipe } from '../recipe/index.js';
 import { formatDiagnostics } from '../recipe/format.js';
 import { latestCheckpoint } from './checkpoint.js';
 import { executeTrial, type Reporter } from './executor.js';
+import { fetchMissing } from './fetch.js';
 import { RunError } from './errors.js';
 import { checkInterrupt, Interrupted, interruptible } from './interrupt.js';
 import { RunDir } from './rundir.js';
@@ -90,6 +91,7 @@ async function runRecipe(file: string | undefined, opts: RunOptions, io: Io): Pr
     if (!recipeFile) throw new RunError('run needs a recipe file, or --resume RUN_DIR');
     const sets = file ? opts.set : invocation?.set ?? [];
     const allowPath = file ? opts.allowPath : invocation?.allow_path ?? [];
+    await fetchMissing(recipeFile, { sets, allowedRoots: allowPath }, io, opts.quiet);
     const loaded = loadRecipe(recipeFile, { sets, allowedRoots: allowPath });
     const compiled = compilePlan(loaded, path.resolve(recipeFile));
     if (!compiled.plan) {

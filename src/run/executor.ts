@@ -3,6 +3,7 @@ import { stringify } from 'yaml';
 import { taskSpecOf, type Metric } from '../data/tasks.js';
 import { selectBackend } from '../engine/backend.js';
 import { loadPretrained, saveModel } from '../engine/checkpoint.js';
+import { localModelDir } from '../engine/hub/cache.js';
 import { ModelError, readModelConfig } from '../engine/config.js';
 import type { EncoderClassifier } from '../engine/model.js';
 import type { ParamSpec } from '../engine/params.js';
@@ -64,9 +65,10 @@ export async function executeTrial(plan: Plan, trial: PlannedTrial, recipe: Reci
 
     const backend = await selectBackend(recipe.runtime.backend);
     report.log(`backend: ${backend.name}${backend.skipped.length ? ` (skipped: ${backend.skipped.map((s) => `${s.name}: ${s.why}`).join('; ')})` : ''}`);
-    const config = readModelConfig(recipe.model.path, recipe.model.family);
-    const tokenizer = loadTokenizer(recipe.model.path, { lowerCase: config.doLowerCase });
-    if (tokenizer.vocabSize > config.vocabSize) throw new ModelError(recipe.model.path, `the tokenizer has ${tokenizer.vocabSize} tokens but config.json's vocab_size is ${config.vocabSize}`, 'The vocabulary does not belong to this checkpoint.');
+    const modelDir = localModelDir(recipe.model.path);
+    const config = readModelConfig(modelDir, recipe.model.family);
+    const tokenizer = loadTokenizer(modelDir, { lowerCase: config.doLowerCase });
+    if (tokenizer.vocabSize > config.vocabSize) throw new ModelError(modelDir, `the tokenizer has ${tokenizer.vocabSize} tokens but config.json's vocab_size is ${config.vocabSize}`, 'The vocabulary does not belong to this checkpoint.');
     const maxLen = recipe.model.max_seq_length;
 
     const { train, dev } = await timed('tokenize', () => ({
@@ -78,7 +80,7 @@ export async function executeTrial(plan: Plan, trial: PlannedTrial, recipe: Reci
     if (train.indices) run.writeJson('subsample.json', { file: train.file, size: train.indices.length, seed: recipe.dataset.subsample!.seed, indices: train.indices });
 
     const numLabels = numLabelsOf(recipe.dataset);
-    const { model, notes } = await timed('load-model', () => loadPretrained(recipe.model.path, { family: recipe.model.family, numLabels, seed: recipe.training.seed }));
+    const { model, notes } = await timed('load-model', () => loadPretrained(modelDir, { family: recipe.model.family, numLabels, seed: recipe.training.seed }));
     for (const n of notes) report.log(`model: ${n}`);
     const threads = threadsFor(recipe.runtime.threads, backend.name);
     const t = recipe.training;
@@ -126,7 +128,7 @@ export async function executeTrial(plan: Plan, trial: PlannedTrial, recipe: Reci
       const transfer = await timed('transfer', () => transferStage(parallel, model, recipe, tokenizer.padId, (d, split, sub) => prepareSplit(d, split, tokenizer, maxLen, sub), report));
 
       current = 'save';
-      saveModel(model, run.path('model'), { tokenizerFrom: recipe.model.path, labels: taskSpecOf(recipe.dataset).labels ?? ['score'] });
+      saveModel(model, run.path('model'), { tokenizerFrom: modelDir, labels: taskSpecOf(recipe.dataset).labels ?? ['score'] });
       const results = {
         trial: trial.index, overrides: trial.overrides, task: recipe.dataset.task, strategy: recipe.strategy.kind, reserve_p: recipe.strategy.reserve_p ?? null,
         seed: recipe.training.seed, backend: backend.name, backend_skipped: backend.skipped, threads, metrics: final, epochs: result.epochs, best_epoch: result.bestEpoch, steps: result.steps,

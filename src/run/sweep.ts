@@ -4,6 +4,7 @@ import { cleanTemporaries, writeAtomic } from '../engine/files.js';
 import { compilePlan, volatile } from '../plan/compiler.js';
 import type { Plan } from '../plan/stages.js';
 import { loadRecipe } from '../recipe/index.js';
+import { fetchMissing } from './fetch.js';
 import { formatDiagnostics } from '../recipe/format.js';
 import type { Recipe } from '../recipe/types.generated.js';
 import { diffPaths, runTrial, type Io } from './command.js';
@@ -102,6 +103,7 @@ async function sweep(file: string | undefined, opts: SweepOptions, io: Io): Prom
   } else {
     if (!file) throw new RunError('sweep needs a recipe file, or --resume SWEEP_DIR');
     const base = { recipe: path.resolve(file), set: opts.set, allow_path: opts.allowPath.map((p) => path.resolve(p)) };
+    await fetchMissing(base.recipe, { sets: base.set, allowedRoots: base.allow_path }, io, opts.quiet);
     const compiled = compileFor(base, io);
     if (!compiled) return 1;
     ({ plan, recipes } = compiled);
