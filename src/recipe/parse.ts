@@ -45,12 +45,22 @@ export function parseRecipeText(text: string, file: string): ParsedFile {
   if (second) {
     diagnostics.push(diagnostic('CT0001', 'a recipe is one YAML document; a second one starts here', '', { location: locate(second.range[0]), notes: ['Remove the `---` line and what follows, or move it to a file of its own.'] }));
   }
+  // After the first syntax error the parser resynchronises badly, so what follows it is mostly its echo:
+  // the first is reported, the rest counted in its note.
+  const syntax: { message: string; at: number }[] = [];
   for (const e of [...doc.errors, ...doc.warnings]) {
     const message = e.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '');
-    const tag = message.startsWith('Unresolved tag');
-    diagnostics.push(tag
-      ? tagNotAllowed(message.replace(/^Unresolved tag: /, ''), '', locate(e.pos[0]))
-      : diagnostic('CT0001', message, '', { location: locate(e.pos[0]), notes: ['Fix the YAML syntax at this position.'] }));
+    if (message.startsWith('Unresolved tag')) diagnostics.push(tagNotAllowed(message.replace(/^Unresolved tag: /, ''), '', locate(e.pos[0])));
+    else syntax.push({ message, at: e.pos[0] });
+  }
+  if (syntax.length) {
+    const [first, ...rest] = syntax;
+    const location = locate(first.at);
+    const line = text.split('\n')[location.line - 1] ?? '';
+    const notes = ['Fix the YAML syntax at this position.'];
+    if (/\{[^}]*\$\{/.test(line)) notes.push('Inside { ... } a value that starts with ${VAR} must be quoted: {path: "${VAR}"}.');
+    if (rest.length) notes.push(`${rest.length} more syntax error${rest.length > 1 ? 's' : ''} follow${rest.length > 1 ? '' : 's'} (to line ${locate(rest.at(-1)!.at).line}), most likely consequences of this one: fix it and validate again.`);
+    diagnostics.push(diagnostic('CT0001', first.message, '', { location, notes }));
   }
   if (diagnostics.length) return { value: undefined, sources, diagnostics };
 
