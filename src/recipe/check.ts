@@ -48,6 +48,7 @@ function checkStrategy({ strategy }: Recipe, report: Report) {
   }
   if (strategy.fisher && strategy.kind !== 'child-tuning-d') report('CT0303', 'a fisher block applies only to child-tuning-d', '/strategy/fisher', ['Remove the fisher block, or set strategy.kind: child-tuning-d.']);
   if (strategy.mask_weight_decay && strategy.kind !== 'child-tuning-d') report('CT0303', 'mask_weight_decay applies only to child-tuning-d (its mask is fixed)', '/strategy/mask_weight_decay');
+  if (strategy.f_masks && strategy.kind !== 'child-tuning-f') report('CT0303', 'f_masks applies only to child-tuning-f (the masks it draws each step)', '/strategy/f_masks');
   if (strategy.scope && strategy.kind !== 'child-tuning-f') {
     report('CT0303', 'strategy.scope applies only to child-tuning-f', '/strategy/scope', strategy.kind === 'child-tuning-d' ? ['For child-tuning-d, set strategy.fisher.scope.'] : undefined);
   }

@@ -18,6 +18,7 @@ import { latestCheckpoint, readCheckpoint, writeCheckpoint, type TrainingCheckpo
 import { prepareSplit, type PreparedSplit } from './data.js';
 import { RunError } from './errors.js';
 import { evaluate } from './evaluate.js';
+import { fMaskLogFor } from './fmasks.js';
 import { DataParallel, threadsFor } from './parallel.js';
 import { linearProbe } from './probe.js';
 import type { RunDir } from './rundir.js';
@@ -99,6 +100,7 @@ export async function executeTrial(plan: Plan, trial: PlannedTrial, recipe: Reci
     // The child network itself, one bit per in-scope parameter, for `childtune report`'s overlap matrix.
     if (fisher) run.writeBytes('child-mask.bin', fisher.packed);
     const strategy = strategyFor(recipe, model.specs, fisher?.masks);
+    strategy.masks = fMaskLogFor(recipe, strategy, model.specs, run, resume?.meta.adamStep ?? 0);
     const metrics = (recipe.evaluation.metrics ?? taskSpecOf(recipe.dataset).metrics) as Metric[];
     const bar = report.stage('train', stageOf(trial.train).work?.steps ?? 1);
     if (resume) bar.tick(resume.meta.loop.step);
