@@ -3,6 +3,10 @@ import path from 'node:path';
 import { DataFileError } from '../data/formats.js';
 import { loadSplit, splitFile } from '../data/load.js';
 import { taskSpecOf, type Metric } from '../data/tasks.js';
+import { FETCH_HINT, findWeights } from '../engine/model-files.js';
+import { ModelError, readModelConfig } from '../engine/config.js';
+import { readTokenizerConfig } from '../engine/tokenizer-config.js';
+import { TokenizerError } from '../engine/tokenizer.js';
 import { diagnostic, pointerOf, type Diagnostic } from './diagnostics.js';
 import type { SourceMap } from './parse.js';
 import { keysAt, schemaAt } from './schema.js';
@@ -55,9 +59,41 @@ function checkStrategy({ strategy }: Recipe, report: Report) {
 }
 
 function checkModel({ model }: Recipe, report: Report) {
-  const missing = ['config.json', 'model.safetensors'].filter((f) => !fs.existsSync(path.join(model.path, f)));
-  if (!fs.existsSync(model.path)) report('CT0309', `model directory ${model.path} does not exist`, '/model/path', ['Point model.path at a Hugging Face style directory, or create one with `childtune model init`.']);
-  else if (missing.length) report('CT0309', `model directory ${model.path} has no ${missing.join(' or ')}`, '/model/path', ['A model directory holds config.json, model.safetensors and the tokenizer files.']);
+  if (!fs.existsSync(model.path)) {
+    report('CT0309', `model directory ${model.path} does not exist`, '/model/path', [FETCH_HINT, 'Or create a random model with `childtune model init`.']);
+    return;
+  }
+  if (!fs.existsSync(path.join(model.path, 'config.json'))) report('CT0309', `model directory ${model.path} has no config.json`, '/model/path', ['A model directory holds config.json, the weights and the tokenizer files, as Hugging Face saves them.']);
+  try {
+    findWeights(model.path);
+  } catch (e) {
+    if (!(e instanceof ModelError)) throw e;
+    report('CT0309', e.message, '/model/path', e.hint ? [e.hint] : undefined);
+  }
+  checkSequenceLength(model, report);
+}
+
+/** max_seq_length within what the model has positions for (config.json) and what its tokenizer allows (tokenizer_config.json). */
+function checkSequenceLength(model: Recipe['model'], report: Report) {
+  let limit: { tokens: number; why: string } | undefined;
+  const consider = (tokens: number | undefined, why: string) => {
+    if (tokens !== undefined && tokens < (limit?.tokens ?? Infinity)) limit = { tokens, why };
+  };
+  try {
+    const config = readModelConfig(model.path, model.family);
+    // RoBERTa numbers positions from padding_idx + 1, so two of its position embeddings are never used.
+    const positions = config.family === 'roberta' ? config.maxPositions - config.padTokenId - 1 : config.maxPositions;
+    consider(positions, `config.json has ${positions} positions`);
+    const tokenizerMax = readTokenizerConfig(model.path).modelMaxLength;
+    consider(tokenizerMax, `tokenizer_config.json says model_max_length ${tokenizerMax}`);
+  } catch (e) {
+    if (e instanceof TokenizerError) report('CT0309', e.message, '/model/path', e.hint ? [e.hint] : undefined);
+    else if (!(e instanceof ModelError)) throw e; // config.json's problems are reported by the plan, which reads it
+    return;
+  }
+  if (limit && model.max_seq_length > limit.tokens) {
+    report('CT0106', `model.max_seq_length is ${model.max_seq_length} but the model takes at most ${limit.tokens} tokens (${limit.why})`, '/model/max_seq_length', [`Set max_seq_length: ${limit.tokens} or less.`]);
+  }
 }
 
 function checkDataset(dataset: Dataset, pointer: string, needsTrain: boolean, report: Report) {
