@@ -82,9 +82,15 @@ for l in range(L):
 names += ["bert.pooler.dense.weight", "bert.pooler.dense.bias", "classifier.weight", "classifier.bias"]
 params = {n: weights[n].clone().requires_grad_(True) for n in names}
 if not check:
-    # A fresh head from this implementation's own generator, as BertForSequenceClassification initialises it.
+    # What the pretrained checkpoint lacks (here the classifier; the MLM checkpoint has a pooler) is initialised
+    # from this implementation's own generator, as BertForSequenceClassification.from_pretrained does.
+    pretrained = read_safetensors(os.path.join(recipe["model"]["path"], "model.safetensors"))
     with torch.no_grad():
         for n in ["bert.pooler.dense", "classifier"]:
+            if n + ".weight" in pretrained and n + ".bias" in pretrained:
+                params[n + ".weight"].copy_(pretrained[n + ".weight"])
+                params[n + ".bias"].copy_(pretrained[n + ".bias"])
+                continue
             params[n + ".weight"].normal_(0.0, cfg.get("initializer_range", 0.02), generator=gen)
             params[n + ".bias"].zero_()
 P = params
