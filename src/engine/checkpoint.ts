@@ -1,13 +1,9 @@
-import fs from 'node:fs';
-import path from 'node:path';
 import { candidateNames, diagnoseMissing, normaliseNames } from './checkpoint-names.js';
-import { ModelError, readModelConfig, type Family, type ModelConfig } from './config.js';
+import { ModelError, readModelConfig, type Family } from './config.js';
 import { isFloatDtype } from './dtype.js';
 import { EncoderClassifier } from './model.js';
-import { internalShape, PRETRAINING_HEADS, sizeOf, type ParamSpec } from './params.js';
+import { PRETRAINING_HEADS, sizeOf, type ParamSpec } from './params.js';
 import { Rng } from './rng.js';
-import { encodeSafetensors } from './safetensors.js';
-import { TOKENIZER_FILES } from './tokenizer.js';
 import { readCheckpoint } from './weights.js';
 
 export interface LoadedModel {
@@ -103,61 +99,3 @@ const unusedByClassifier = (name: string, family: Family) =>
 
 const summarise = (names: string[]) => [...new Set(names.map((n) => n.split('.').slice(0, 2).join('.')))].join(', ');
 
-/** Writes a model directory Hugging Face (and childtune) can load: config.json, model.safetensors, tokenizer files. */
-export function saveModel(model: EncoderClassifier, dir: string, options: { tokenizerFrom?: string; labels?: string[]; extraConfig?: Record<string, unknown> } = {}) {
-  fs.mkdirSync(dir, { recursive: true });
-  const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
-  model.specs.forEach((spec, i) => {
-    const v = model.values[i];
-    const [rows, cols] = internalShape(spec);
-    tensors.set(spec.name, { shape: spec.shape, data: spec.transposed ? transpose2d(v, rows, cols) : v });
-  });
-  writeAtomic(path.join(dir, 'model.safetensors'), encodeSafetensors(tensors));
-  const labels = options.labels ?? Array.from({ length: model.numLabels }, (_, i) => `LABEL_${i}`);
-  writeAtomic(path.join(dir, 'config.json'), JSON.stringify({ ...configJson(model.config), num_labels: model.numLabels, id2label: Object.fromEntries(labels.map((l, i) => [String(i), l])), label2id: Object.fromEntries(labels.map((l, i) => [l, i])), ...options.extraConfig }, null, 2) + '\n');
-  if (options.tokenizerFrom) {
-    for (const f of TOKENIZER_FILES) {
-      const src = path.join(options.tokenizerFrom, f);
-      if (fs.existsSync(src) && path.resolve(src) !== path.resolve(dir, f)) fs.copyFileSync(src, path.join(dir, f));
-    }
-  }
-}
-
-export function configJson(c: ModelConfig): Record<string, unknown> {
-  const arch = { bert: 'BertForSequenceClassification', roberta: 'RobertaForSequenceClassification', electra: 'ElectraForSequenceClassification' }[c.family];
-  return {
-    architectures: [arch], model_type: c.family, vocab_size: c.vocabSize, hidden_size: c.hiddenSize, num_hidden_layers: c.numLayers, num_attention_heads: c.numHeads,
-    intermediate_size: c.intermediateSize, hidden_act: c.activation, hidden_dropout_prob: c.hiddenDropout, attention_probs_dropout_prob: c.attentionDropout,
-    max_position_embeddings: c.maxPositions, type_vocab_size: c.typeVocabSize, initializer_range: 0.02, layer_norm_eps: c.layerNormEps, pad_token_id: c.padTokenId,
-    ...(c.embeddingSize !== c.hiddenSize ? { embedding_size: c.embeddingSize } : {}),
-  };
-}
-
-/** A failed write (disk full, no permission), naming the file; the previous version of the file is intact. */
-export class WriteError extends Error {
-  readonly hint: string;
-  constructor(readonly file: string, cause: NodeJS.ErrnoException) {
-    const why = cause.code === 'ENOSPC' ? 'the disk is full' : cause.code === 'EACCES' || cause.code === 'EPERM' ? 'permission denied' : cause.code === 'EROFS' ? 'the file system is read-only' : cause.message;
-    super(`cannot write ${file}: ${why}`);
-    this.hint = cause.code === 'ENOSPC' ? 'Free disk space, then continue with: childtune run --resume RUN_DIR (checkpoints written so far are intact).' : 'Check the directory\'s permissions, or set runtime.output_dir elsewhere.';
-  }
-}
-
-/** Write to a temporary file, fsync, rename: readers never see a half-written file, and a failure leaves the old one. */
-export function writeAtomic(file: string, data: string | Uint8Array) {
-  const tmp = `${file}.tmp-${process.pid}`;
-  try {
-    const fd = fs.openSync(tmp, 'w');
-    try {
-      const bytes = typeof data === 'string' ? Buffer.from(data) : data;
-      for (let at = 0; at < bytes.length; ) at += fs.writeSync(fd, bytes, at, bytes.length - at);
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
-    fs.renameSync(tmp, file);
-  } catch (e) {
-    fs.rmSync(tmp, { force: true });
-    throw new WriteError(file, e as NodeJS.ErrnoException);
-  }
-}

@@ -1,11 +1,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../cli/errors.js';
-import { saveModel, initialValue } from './checkpoint.js';
+import { initialValue } from './checkpoint.js';
 import { parseModelConfig, type Family } from './config.js';
 import { EncoderClassifier } from './model.js';
 import { hasWeights } from './model-files.js';
 import { Rng } from './rng.js';
+import { saveModel } from './save.js';
 import { readWordPieceVocab } from './tokenizer.js';
 
 /** Standard small BERT shapes (Turc et al., "Well-Read Students Learn Better") plus base. */
