@@ -68,7 +68,6 @@ def read_safetensors(path):
 cfg = json.load(open(os.path.join(a.export, "init", "config.json")))
 H, A, L = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_hidden_layers"]
 EPS_LN = cfg["layer_norm_eps"]
-num_labels = cfg["num_labels"]
 weights = read_safetensors(os.path.join(a.export, "init", "model.safetensors"))
 
 # Hugging Face's BertForSequenceClassification parameter order.

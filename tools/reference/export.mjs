@@ -6,7 +6,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { parse } from 'yaml';
-import { loadPretrained, saveModel } from '../../dist/src/engine/checkpoint.js';
+import { loadPretrained } from '../../dist/src/engine/checkpoint.js';
+import { saveModel } from '../../dist/src/engine/save.js';
 import { readModelConfig } from '../../dist/src/engine/config.js';
 import { Rng, streamSeed } from '../../dist/src/engine/rng.js';
 import { loadTokenizer } from '../../dist/src/engine/tokenizer.js';
