@@ -2,11 +2,12 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import { selectBackend } from '../src/engine/backend.js';
-import { adamwRange, adamwStep } from '../src/engine/optimizer.js';
+import { adamwRange, adamwStep, applyKeepBits } from '../src/engine/optimizer.js';
 import { OptimizerKernels, SharedArena } from '../src/engine/optimizer-wasm.js';
 import { sizeOf } from '../src/engine/params.js';
-import { Rng } from '../src/engine/rng.js';
+import { keepThreshold, Rng } from '../src/engine/rng.js';
 import { DataParallel, partition, reduceSegment } from '../src/run/parallel.js';
+import { bitsetBytes } from '../src/strategies/bitset.js';
 import { childTuningF, F_CHUNK, maskRange } from '../src/strategies/strategy.js';
 import { microModel } from './helpers.js';
 
@@ -40,9 +41,10 @@ describe('data parallelism', () => {
       fc.property(fc.integer({ min: 1, max: 9000 }), fc.nat(40), fc.nat(1000), fc.double({ min: 0.01, max: 1, noNaN: true }), fc.integer({ min: 1, max: 50 }), (n, lo, seed, p, step) => {
         const rng = new Rng(seed);
         const fill = (x: Float32Array, f: () => number) => x.forEach((_, i) => (x[i] = f()));
-        const arena = SharedArena.create([n + lo, n + lo, n + lo, n + lo, OptimizerKernels.drawsFor(n)])!;
+        const arena = SharedArena.create([n + lo, n + lo, n + lo, n + lo, OptimizerKernels.drawsFor(n + 7), Math.ceil((n + lo) / 32)])!;
         const [pw, gw, mw, vw] = [0, 1, 2, 3].map(() => arena.floats(n + lo));
-        const kernels = new OptimizerKernels(arena.memory, arena.floats(OptimizerKernels.drawsFor(n)));
+        const kernels = new OptimizerKernels(arena.memory, arena.floats(OptimizerKernels.drawsFor(n + 7)));
+        const bitsW = arena.bits(n + lo);
         fill(pw, () => rng.normal());
         fill(gw, () => rng.normal() * 1e-2);
         fill(mw, () => rng.normal() * 1e-3);
@@ -52,8 +54,16 @@ describe('data parallelism', () => {
         const adam = adamwStep({ lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0.01 }, step, 1e-3);
         kernels.scale(gw, lo, hi, 0.37);
         for (let j = lo; j < hi; j++) gj[j] *= 0.37;
+        // F's draw starts on a byte of the bitset (chunks start at multiples of F_CHUNK).
         const state = new Rng(seed + 1).state;
-        assert.equal(kernels.fmask(gw, lo, hi, state, p), new Rng(state).bernoulliScaleRange(gj, lo, hi, p));
+        const { threshold, scale } = keepThreshold(p);
+        const flo = lo & ~7;
+        const bitsJ = new Uint8Array(bitsetBytes(n + lo));
+        kernels.fdraw(bitsW, flo, hi, state, threshold);
+        new Rng(state).bernoulliBits(bitsJ, flo, hi, threshold);
+        assert.deepEqual(Array.from(bitsW), Array.from(bitsJ));
+        kernels.fapply(gw, bitsW, flo, hi, scale);
+        applyKeepBits(gj, bitsJ, flo, hi, scale);
         kernels.adamw(pw, gw, mw, vw, lo, hi, adam);
         adamwRange(pj, gj, mj, vj, lo, hi, adam);
         assert.deepEqual([pw, gw, mw, vw].map((x) => Array.from(x)), [pj, gj, mj, vj].map((x) => Array.from(x)));

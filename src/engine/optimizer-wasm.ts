@@ -1,13 +1,13 @@
 import { readFileSync } from 'node:fs';
 import type { AdamWStep, OptimizerPasses } from './optimizer.js';
-import { keepThreshold } from './rng.js';
 
 /**
  * The optimizer's passes (gradient reduce, clip scaling, Child-Tuning-F's mask, AdamW) in WebAssembly over parameter
  * state that lives in one shared wasm memory (src/engine/wasm/optimizer.wat). They are bit-identical to
  * jsPasses in optimizer.ts (tested), which remain for state too large for a 32-bit memory.
- * Measured on 2.2M elements: AdamW 6.5 ms against 14 in JavaScript, the F mask 3.5 against 8 (scratch runs, see
- * BENCHMARKS.md for whole steps).
+ * Measured on 2.2M elements: AdamW 6.5 ms against 14 in JavaScript (scratch runs, see BENCHMARKS.md for whole
+ * steps). F's mask is two passes, a draw into a bitset and its application, so the mask that is counted and
+ * recorded is the one applied.
  */
 
 const PAGE = 65536;
@@ -28,6 +28,12 @@ export class SharedArena {
     return new SharedArena(new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true }));
   }
 
+  /** A bitset of n bits (whole 32-bit words). */
+  bits(n: number): Uint8Array {
+    const words = this.floats(Math.ceil(n / 32));
+    return new Uint8Array(words.buffer, words.byteOffset, Math.ceil(n / 8));
+  }
+
   floats(n: number): Float32Array {
     const out = new Float32Array(this.memory.buffer, this.used, n);
     this.used += aligned(4 * n);
@@ -38,7 +44,8 @@ export class SharedArena {
 interface Exports {
   scale(g: number, n: number, coef: number): void;
   adamw(p: number, g: number, m: number, v: number, n: number, stepSize: number, b1: number, c1: number, b2: number, c2: number, eps: number, decay: number): void;
-  fmask(g: number, n: number, s0: number, s1: number, s2: number, s3: number, threshold: number, scale: number, draws: number): number;
+  fdraw(bits: number, n: number, s0: number, s1: number, s2: number, s3: number, threshold: number, draws: number): void;
+  fapply(g: number, bits: number, n: number, scale: number): void;
   reduce2(g: number, g1: number, n: number, w0: number, w1: number, sum: number): number;
   axpy(g: number, gk: number, n: number, w: number): void;
   sumsq(g: number, n: number, sum: number): number;
@@ -81,10 +88,14 @@ export class OptimizerKernels implements OptimizerPasses {
     return this.k.sumsq(g.byteOffset + 4 * lo, hi - lo, sum);
   }
 
-  /** For a chunk of at most 2 x draws.length elements. */
-  fmask(g: Float32Array, lo: number, hi: number, state: readonly number[], p: number): number {
+  /** For a chunk of at most 2 x draws.length elements; lo a multiple of 8 and `bits` in this arena. */
+  fdraw(bits: Uint8Array, lo: number, hi: number, state: readonly number[], threshold: number) {
     if (OptimizerKernels.drawsFor(hi - lo) > this.draws.length) throw new Error(`F mask chunk of ${hi - lo} elements exceeds the draw scratch`);
-    const { threshold, scale } = keepThreshold(p);
-    return this.k.fmask(g.byteOffset + 4 * lo, hi - lo, state[0], state[1], state[2], state[3], threshold, scale, this.draws.byteOffset);
+    this.k.fdraw(bits.byteOffset + (lo >> 3), hi - lo, state[0], state[1], state[2], state[3], threshold, this.draws.byteOffset);
+  }
+
+  /** lo a multiple of 8 and `bits` in this arena. */
+  fapply(g: Float32Array, bits: Uint8Array, lo: number, hi: number, scale: number) {
+    this.k.fapply(g.byteOffset + 4 * lo, bits.byteOffset + (lo >> 3), hi - lo, scale);
   }
 }

@@ -48,6 +48,14 @@ export function decayWhere(p: Float32Array, lo: number, hi: number, bits: Uint8A
 }
 
 /**
+ * A keep mask over g[lo, hi) from a bitset (bit j at bits[j >> 3], bit j & 7): kept elements times `scale`, the
+ * others zeroed. Branch-free: a branch on a 30% keep rate mispredicts often.
+ */
+export function applyKeepBits(g: Float32Array, bits: Uint8Array, lo: number, hi: number, scale: number) {
+  for (let j = lo; j < hi; j++) g[j] *= ((bits[j >> 3] >> (j & 7)) & 1) * scale;
+}
+
+/**
  * The per-element passes of the data-parallel reduce and update rounds over [lo, hi) of a tensor. Two
  * implementations give bit-identical results: OptimizerKernels (wasm, over state in a shared wasm memory)
  * and jsPasses (plain JavaScript, for state past 4 GiB, and the reference the tests hold the wasm to).
@@ -57,8 +65,10 @@ export interface OptimizerPasses {
   scale(g: Float32Array, lo: number, hi: number, coef: number): void;
   /** adamwRange. */
   adamw(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, lo: number, hi: number, a: AdamWStep): void;
-  /** Child-Tuning-F's mask from a generator state: Rng(state).bernoulliScaleRange; returns the kept count. */
-  fmask(g: Float32Array, lo: number, hi: number, state: readonly number[], p: number): number;
+  /** Child-Tuning-F's keep decisions for [lo, hi) from a generator state into a bitset: Rng(state).bernoulliBits. */
+  fdraw(bits: Uint8Array, lo: number, hi: number, state: readonly number[], threshold: number): void;
+  /** applyKeepBits: g *= scale where the bit is set, else 0. */
+  fapply(g: Float32Array, bits: Uint8Array, lo: number, hi: number, scale: number): void;
   /** g = w0 g + w1 g1, rounded once; returns `sum` plus the unrounded squares, added in order. */
   reduce2(g: Float32Array, g1: Float32Array, lo: number, hi: number, w0: number, w1: number, sum: number): number;
   /** g += w gk. */
@@ -72,7 +82,8 @@ export const jsPasses: OptimizerPasses = {
     for (let j = lo; j < hi; j++) g[j] *= coef;
   },
   adamw: adamwRange,
-  fmask: (g, lo, hi, state, p) => new Rng(state).bernoulliScaleRange(g, lo, hi, p),
+  fdraw: (bits, lo, hi, state, threshold) => new Rng(state).bernoulliBits(bits, lo, hi, threshold),
+  fapply: applyKeepBits,
   reduce2(g, g1, lo, hi, w0, w1, sum) {
     for (let j = lo; j < hi; j++) {
       const x = (g[j] = w0 * g[j] + w1 * g1[j]);

@@ -106,21 +106,17 @@ export class Rng {
   }
 
   /**
-   * Child-Tuning-F in place over values[lo, hi): each element is kept with probability p and scaled, else
-   * zeroed. Decisions use 16 bits each, so p is resolved to 1/65536; the scale is 1 / (that resolved
-   * probability), which keeps the masked gradient exactly unbiased. Returns the kept count.
+   * Child-Tuning-F's keep decisions for elements [lo, hi) into the bitset `bits` (bit j at bits[j >> 3], bit j & 7;
+   * lo a multiple of 8, bits of the last byte past hi cleared): element j is kept when 16-bit draw j - lo is below
+   * `threshold` (keepThreshold). Applying them is applyKeepBits.
    */
-  bernoulliScaleRange(values: Float32Array, lo: number, hi: number, p: number): number {
-    const { threshold, scale } = keepThreshold(p);
+  bernoulliBits(bits: Uint8Array, lo: number, hi: number, threshold: number) {
     const u = this.halves(hi - lo);
-    let kept = 0;
-    // Branch-free: keep is 1 when u < threshold (the sign bit of u - threshold); a branch mispredicts 30% of the time.
-    for (let j = lo; j < hi; j++) {
-      const keep = (u[j - lo] - threshold) >>> 31;
-      values[j] *= keep * scale;
-      kept += keep;
+    for (let j = lo; j < hi; j += 8) {
+      let byte = 0;
+      for (let k = 0; k < 8 && j + k < hi; k++) byte |= ((u[j + k - lo] - threshold) >>> 31) << k;
+      bits[j >> 3] = byte;
     }
-    return kept;
   }
 
   /** Dropout keep-mask already scaled: 1/(1-rate) where kept (16-bit resolution, scale matched), 0 elsewhere. */

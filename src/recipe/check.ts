@@ -89,9 +89,10 @@ function checkStrategy({ strategy }: Recipe, report: Report, guard: Guard) {
     if (!(strategy.reserve_p > 0 && strategy.reserve_p <= 1)) report('CT0301', `reserve_p is ${strategy.reserve_p}; it must be in (0, 1]`, '/strategy/reserve_p', ['reserve_p is a fraction: 0.3 keeps 30% of the gradient.']);
     if (!child) report('CT0303', 'reserve_p applies only to child-tuning-f and child-tuning-d', '/strategy/reserve_p', [dropIt('strategy.reserve_p')]);
   });
-  guard('strategy option checks', [kind, '/strategy/mask_weight_decay'], () => {
+  guard('strategy option checks', [kind, '/strategy/mask_weight_decay', '/strategy/f_masks'], () => {
     if (strategy.fisher && strategy.kind !== 'child-tuning-d') report('CT0303', 'a fisher block applies only to child-tuning-d', '/strategy/fisher', [dropIt('strategy.fisher')]);
     if (strategy.mask_weight_decay && strategy.kind !== 'child-tuning-d') report('CT0303', 'mask_weight_decay applies only to child-tuning-d (its mask is fixed)', '/strategy/mask_weight_decay', [dropIt('strategy.mask_weight_decay')]);
+    if (strategy.f_masks && strategy.kind !== 'child-tuning-f') report('CT0303', 'f_masks applies only to child-tuning-f (the masks it draws each step)', '/strategy/f_masks', [dropIt('strategy.f_masks')]);
     if (strategy.scope && strategy.kind !== 'child-tuning-f') {
       report('CT0303', 'strategy.scope applies only to child-tuning-f', '/strategy/scope', [...(strategy.kind === 'child-tuning-d' ? ['For child-tuning-d, set strategy.fisher.scope.'] : []), dropIt('strategy.scope')]);
     }

@@ -44,7 +44,7 @@ export interface ComposedRecipe {
 
 /** Recipe fields that hold file-system paths; `*` matches any key or index. */
 export const PATH_FIELDS = [
-  'model.path', 'dataset.dir', 'dataset.files.*', 'runtime.output_dir', 'runtime.cache_dir',
+  'model.path', 'dataset.dir', 'dataset.files.*', 'runtime.output_dir', 'runtime.cache_dir', 'strategy.f_masks.replay',
   'transfer.domain.*.dataset.dir', 'transfer.domain.*.dataset.files.*', 'transfer.task.*.dataset.dir', 'transfer.task.*.dataset.files.*',
 ] as const;
 

@@ -109,6 +109,13 @@ scope?: ("all" | "encoder")
  * Also mask the decoupled weight decay (the reference does not).
  */
 mask_weight_decay: boolean
+/**
+ * Child-Tuning-F only: record the masks this run draws (record: true writes f-masks.bin and f-masks.json into the run directory: per step and tensor a bitset in Hugging Face order and layout), or train with the masks a run recorded instead of drawing them (replay: that run's directory, relative to the recipe).
+ */
+f_masks?: {
+record?: boolean
+replay?: string
+}
 fisher?: Fisher
 }
 /**

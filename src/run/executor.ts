@@ -20,6 +20,7 @@ import { writeChildMask } from './child-mask.js';
 import { prepareSplit, type PreparedSplit } from './data.js';
 import { RunError } from './errors.js';
 import { evaluate } from './evaluate.js';
+import { fMaskLogFor } from './fmasks.js';
 import { childNetwork } from './fisher-stage.js';
 import { checkInputs, trialInputs } from './inputs.js';
 import { DataParallel, threadsFor } from './parallel.js';
@@ -105,6 +106,7 @@ export async function executeTrial(plan: Plan, trial: PlannedTrial, recipe: Reci
       // The child network itself, in checkpoint order, for `childtune report`'s overlap matrix and other tools.
       if (fisher) writeChildMask(run, model.specs, fisher.masks);
       const strategy = strategyFor(recipe, model.specs, fisher?.masks);
+      strategy.masks = fMaskLogFor(recipe, strategy, model.specs, run, resume?.meta.adamStep ?? 0);
       const metrics = (recipe.evaluation.metrics ?? taskSpecOf(recipe.dataset).metrics) as Metric[];
       const tensorboard = TensorBoardWriter.create(run.path('tb'), run.path('metrics.jsonl'));
       const bar = report.stage('train', stageOf(trial.train).work?.steps ?? 1);

@@ -8,6 +8,7 @@ import { adamwStep, decayWhere, jsPasses, type AdamWSettings, type AdamWStep, ty
 import { OptimizerKernels, SharedArena } from '../engine/optimizer-wasm.js';
 import { sizeOf } from '../engine/params.js';
 import { Rng, streamSeed } from '../engine/rng.js';
+import { bitsetBytes, popcount } from '../strategies/bitset.js';
 import { decayBits, F_CHUNK, maskRange, type MaskSpec, type Strategy } from '../strategies/strategy.js';
 
 /**
@@ -34,6 +35,8 @@ interface SharedState {
   grads: Float32Array[][];
   m: Float32Array[];
   v: Float32Array[];
+  /** Child-Tuning-F's keep bits of the current step, one bitset per tensor (the engine's layout): drawn or replayed, applied, counted, recorded. */
+  fbits: Uint8Array[];
   /**
    * The shared wasm memory that holds values, shard 0's gradients and the moments, with each thread's draw
    * scratch, so the update runs in wasm, and when `shards` every shard's gradients too, so the reduce does;
@@ -54,7 +57,6 @@ type Request =
 interface Reply {
   loss?: number;
   sumsq?: number;
-  kept?: [number, number, number][];
   out?: Float32Array;
 }
 
@@ -107,12 +109,13 @@ export function reduceSegment(grads: Float32Array[][], { index, lo, hi }: Segmen
 
 /**
  * One optimizer step over grad[lo, hi) of one tensor (the reduced gradient): clip by `coef`, the strategy's
- * mask, then AdamW, with weight decay only where the parameter decays. Returns how many elements the mask kept.
+ * mask (F's keep bits in s.fbits when given), then AdamW, with weight decay only where the parameter decays.
+ * Returns how many elements the mask kept.
  */
-export function updateSegment(s: Pick<SharedState, 'values' | 'm' | 'v'> & { grads: Float32Array[][] }, { index, lo, hi }: Segment, spec: MaskSpec, step: number, coef: number, adam: AdamWStep, decays: boolean, passes: OptimizerPasses = jsPasses): number {
+export function updateSegment(s: Pick<SharedState, 'values' | 'm' | 'v'> & { grads: Float32Array[][]; fbits?: Uint8Array[] }, { index, lo, hi }: Segment, spec: MaskSpec, step: number, coef: number, adam: AdamWStep, decays: boolean, passes: OptimizerPasses = jsPasses): number {
   const [p, g, m, v] = [s.values[index], s.grads[0][index], s.m[index], s.v[index]];
   if (coef < 1) passes.scale(g, lo, hi, coef);
-  const kept = maskRange(spec, index, g, lo, hi, step, passes);
+  const kept = maskRange(spec, index, g, lo, hi, step, passes, s.fbits?.[index]);
   // D's masked decay reads the stepped weight, so it follows an undecayed step.
   const bits = decays ? decayBits(spec, index) : undefined;
   passes.adamw(p, g, m, v, lo, hi, { ...adam, decay: decays && !bits ? adam.decay : 0 });
@@ -145,9 +148,9 @@ export class ShardExecutor {
         return { sumsq };
       }
       case 'update': {
-        const kept = this.segments.map((seg): [number, number, number] => [seg.index, updateSegment(s, seg, this.spec, req.step, req.coef, req.adam, this.decays[seg.index], this.updatePasses), seg.hi - seg.lo]);
+        for (const seg of this.segments) updateSegment(s, seg, this.spec, req.step, req.coef, req.adam, this.decays[seg.index], this.updatePasses);
         this.model.markDirty();
-        return { kept };
+        return {};
       }
       case 'strategy':
         this.spec = req.spec;
@@ -207,7 +210,7 @@ export class DataParallel {
     const sizes = model.specs.map(sizeOf);
     const draws = OptimizerKernels.drawsFor(F_CHUNK);
     // Everything goes in the wasm arena when it fits in 4 GiB, else what the update touches, else nothing.
-    const scratch = new Array(threads).fill(draws);
+    const scratch = [...new Array(threads).fill(draws), ...sizes.map((n) => Math.ceil(n / 32))];
     const withShards = SharedArena.create([...new Array(3 + threads).fill(sizes).flat(), ...scratch]);
     const arena = withShards ?? SharedArena.create([...new Array(4).fill(sizes).flat(), ...scratch]);
     const inArena = arena ? (n: number) => arena.floats(n) : shared;
@@ -222,6 +225,7 @@ export class DataParallel {
       grads: Array.from({ length: threads }, (_, k) => sizes.map(k === 0 || withShards ? inArena : shared)),
       m: sizes.map(inArena),
       v: sizes.map(inArena),
+      fbits: sizes.map((n) => (arena ? arena.bits(n) : new Uint8Array(new SharedArrayBuffer(bitsetBytes(n))))),
       arena: arena && { memory: arena.memory, draws: Array.from({ length: threads }, () => arena.floats(draws)), shards: withShards !== undefined },
     };
     const segments = partition(sizes, threads);
@@ -316,12 +320,21 @@ export class DataParallel {
     await this.round(Array.from({ length: this.threads }, () => ({ kind: 'reload' })));
   }
 
-  /** One optimizer step on the reduced gradient: clip by `coef`, mask, AdamW; kept counts go to the strategy. */
+  /**
+   * One optimizer step on the reduced gradient: clip by `coef`, mask, AdamW. F's masks are replayed into the
+   * shared bitsets before the round or drawn there during it; after it, each tensor's kept count is read from its
+   * bitset (the mask itself, not a tally) and the masks are recorded when the strategy asks.
+   */
   async update(lr: number, coef: number, strategy: Strategy) {
     this.step++;
     const adam = adamwStep(this.adam, this.step, lr);
-    const replies = await this.round(Array.from({ length: this.threads }, () => ({ kind: 'update', step: this.step, coef, adam })));
-    for (const r of replies) for (const [index, kept, total] of r!.kept!) strategy.record(index, kept, total);
+    const bits = this.state.fbits;
+    strategy.masks?.load?.(this.step, bits);
+    await this.round(Array.from({ length: this.threads }, () => ({ kind: 'update', step: this.step, coef, adam })));
+    const spec = strategy.spec;
+    if (spec.kind !== 'child-tuning-f' || spec.p >= 1) return;
+    spec.scoped.forEach((inScope, i) => inScope && strategy.record(i, popcount(bits[i], this.state.values[i].length), this.state.values[i].length));
+    strategy.masks?.save?.(this.step, bits);
   }
 
   /** Runs predict or features over a batch, its rows split across threads; outputs concatenated in row order. */

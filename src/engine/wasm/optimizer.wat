@@ -54,13 +54,13 @@
           (f64.sub (f64.promote_f32 (f32.load (local.get $p))) (f64.div (f64.mul (local.get $stepSize) (local.get $ms)) (f64.add (f64.sqrt (local.get $vs)) (local.get $eps)))))))
         (f32.store (local.get $p) (f32.demote_f64 (f64.sub (local.get $ps) (f64.mul (local.get $decay) (local.get $ps))))))))
 
-  ;; Child-Tuning-F over one chunk of n elements (see Rng.bernoulliScaleRange): xoshiro128** from state
-  ;; (s0, s1, s2, s3) writes (n + 1) / 2 32-bit draws at `draws`; element j reads 16-bit half j and is kept,
-  ;; times `scale`, when it is below `threshold`, else zeroed. Returns the kept count.
-  (func (export "fmask") (param $g i32) (param $n i32) (param $s0 i32) (param $s1 i32) (param $s2 i32) (param $s3 i32)
-      (param $threshold i32) (param $scale f64) (param $draws i32) (result i32)
-    (local $at i32) (local $end i32) (local $t i32) (local $u i32) (local $keep v128) (local $kept v128) (local $x v128)
-    (local $factor v128) (local $lo v128) (local $hi v128) (local $count i32)
+  ;; Child-Tuning-F's draw over one chunk of n elements (see Rng.bernoulliBits): xoshiro128** from state
+  ;; (s0, s1, s2, s3) writes (n + 1) / 2 32-bit draws at `draws`; element j reads 16-bit half j and is kept when it
+  ;; is below `threshold`. The decisions go to the bitset at `bits` (bit j of the chunk is bit j & 7 of byte j >> 3;
+  ;; the last byte's bits past n are zero), eight per byte from one vector compare.
+  (func (export "fdraw") (param $bits i32) (param $n i32) (param $s0 i32) (param $s1 i32) (param $s2 i32) (param $s3 i32)
+      (param $threshold i32) (param $draws i32)
+    (local $at i32) (local $end i32) (local $t i32) (local $below v128) (local $byte i32) (local $i i32)
     (local.set $at (local.get $draws))
     (local.set $end (i32.add (local.get $draws) (i32.shl (i32.shr_u (i32.add (local.get $n) (i32.const 1)) (i32.const 1)) (i32.const 2))))
     (block $drawn (loop $draw (br_if $drawn (i32.ge_u (local.get $at) (local.get $end)))
@@ -74,33 +74,50 @@
       (local.set $s3 (i32.rotl (local.get $s3) (i32.const 11)))
       (local.set $at (i32.add (local.get $at) (i32.const 4)))
       (br $draw)))
-    ;; Four elements at a time: keep lanes are all ones, so the factor is scale's bits or +0.0.
+    ;; u < threshold as u <= threshold - 1, which fits 16 bits (threshold is 1 to 65536).
+    (local.set $below (i16x8.splat (i32.sub (local.get $threshold) (i32.const 1))))
     (local.set $at (local.get $draws))
-    (local.set $end (i32.add (local.get $g) (i32.shl (i32.and (local.get $n) (i32.const -4)) (i32.const 2))))
-    (block $done (loop $quads (br_if $done (i32.ge_u (local.get $g) (local.get $end)))
-      (local.set $keep (i32x4.lt_u (v128.load16x4_u (local.get $at)) (i32x4.splat (local.get $threshold))))
-      (local.set $kept (i32x4.sub (local.get $kept) (local.get $keep)))
+    (local.set $end (i32.add (local.get $bits) (i32.shr_u (local.get $n) (i32.const 3))))
+    (block $done (loop $bytes (br_if $done (i32.ge_u (local.get $bits) (local.get $end)))
+      (i32.store8 (local.get $bits) (i16x8.bitmask (i16x8.le_u (v128.load (local.get $at)) (local.get $below))))
+      (local.set $bits (i32.add (local.get $bits) (i32.const 1)))
+      (local.set $at (i32.add (local.get $at) (i32.const 16)))
+      (br $bytes)))
+    (if (i32.and (local.get $n) (i32.const 7))
+      (then
+        (block $tail (loop $each (br_if $tail (i32.ge_u (local.get $i) (i32.and (local.get $n) (i32.const 7))))
+          (local.set $byte (i32.or (local.get $byte)
+            (i32.shl (i32.lt_u (i32.load16_u (i32.add (local.get $at) (i32.shl (local.get $i) (i32.const 1)))) (local.get $threshold)) (local.get $i))))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br $each)))
+        (i32.store8 (local.get $bits) (local.get $byte)))))
+
+  ;; Applies a keep bitset to g[0, n) (bit j at bits[j >> 3], bit j & 7): kept elements times `scale`, the rest
+  ;; zeroed, as Child-Tuning-F's mask (drawn by fdraw, or replayed). Four elements per step: a nibble of the
+  ;; byte becomes four lanes of all ones or zeros, so the factor is scale's bits or +0.0.
+  (func (export "fapply") (param $g i32) (param $bits i32) (param $n i32) (param $scale f64)
+    (local $i i32) (local $end i32) (local $keep v128) (local $x v128) (local $factor v128) (local $lo v128) (local $hi v128) (local $u i32)
+    (local.set $factor (f64x2.splat (local.get $scale)))
+    (local.set $end (i32.shr_u (local.get $n) (i32.const 2)))
+    (block $done (loop $quads (br_if $done (i32.ge_u (local.get $i) (local.get $end)))
+      (local.set $keep (i32x4.ne (v128.and (i32x4.splat (i32.shr_u (i32.load8_u (i32.add (local.get $bits) (i32.shr_u (local.get $i) (i32.const 1))))
+          (i32.shl (i32.and (local.get $i) (i32.const 1)) (i32.const 2)))) (v128.const i32x4 1 2 4 8)) (v128.const i32x4 0 0 0 0)))
       (local.set $x (v128.load (local.get $g)))
-      (local.set $factor (f64x2.splat (local.get $scale)))
       (local.set $lo (f32x4.demote_f64x2_zero (f64x2.mul (f64x2.promote_low_f32x4 (local.get $x))
         (v128.and (local.get $factor) (i64x2.extend_low_i32x4_s (local.get $keep))))))
       (local.set $hi (f32x4.demote_f64x2_zero (f64x2.mul (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $x) (local.get $x)))
         (v128.and (local.get $factor) (i64x2.extend_high_i32x4_s (local.get $keep))))))
       (v128.store (local.get $g) (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23 (local.get $lo) (local.get $hi)))
       (local.set $g (i32.add (local.get $g) (i32.const 16)))
-      (local.set $at (i32.add (local.get $at) (i32.const 8)))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
       (br $quads)))
-    (local.set $count (i32.add (i32.add (i32x4.extract_lane 0 (local.get $kept)) (i32x4.extract_lane 1 (local.get $kept)))
-      (i32.add (i32x4.extract_lane 2 (local.get $kept)) (i32x4.extract_lane 3 (local.get $kept)))))
-    (local.set $end (i32.add (local.get $end) (i32.shl (i32.and (local.get $n) (i32.const 3)) (i32.const 2))))
-    (block $done (loop $singles (br_if $done (i32.ge_u (local.get $g) (local.get $end)))
-      (local.set $u (i32.lt_u (i32.load16_u (local.get $at)) (local.get $threshold)))
-      (local.set $count (i32.add (local.get $count) (local.get $u)))
+    (local.set $i (i32.shl (local.get $i) (i32.const 2)))
+    (block $done (loop $singles (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+      (local.set $u (i32.and (i32.shr_u (i32.load8_u (i32.add (local.get $bits) (i32.shr_u (local.get $i) (i32.const 3)))) (i32.and (local.get $i) (i32.const 7))) (i32.const 1)))
       (f32.store (local.get $g) (f32.demote_f64 (f64.mul (f64.promote_f32 (f32.load (local.get $g))) (select (local.get $scale) (f64.const 0) (local.get $u)))))
       (local.set $g (i32.add (local.get $g) (i32.const 4)))
-      (local.set $at (i32.add (local.get $at) (i32.const 2)))
-      (br $singles)))
-    (local.get $count))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $singles))))
 
   ;; The data-parallel gradient reduce (see ShardExecutor's reduce round). Sums of squares are accumulated
   ;; one element at a time in order onto the running sum `sum`, as JavaScript does, so the clip norm is
