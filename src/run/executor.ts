@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import { stringify } from 'yaml';
 import { taskSpecOf, type Metric } from '../data/tasks.js';
 import { selectBackend } from '../engine/backend.js';
+import { nativeKernels } from '../engine/native.js';
 import { loadPretrained, saveModel } from '../engine/checkpoint.js';
 import { ModelError, readModelConfig } from '../engine/config.js';
 import type { EncoderClassifier } from '../engine/model.js';
@@ -49,6 +50,7 @@ export async function executeTrial(plan: Plan, trial: PlannedTrial, recipe: Reci
 
   const backend = await selectBackend(recipe.runtime.backend);
   report.log(`backend: ${backend.name}${backend.skipped.length ? ` (skipped: ${backend.skipped.map((s) => `${s.name}: ${s.why}`).join('; ')})` : ''}`);
+  if (backend.name === 'wasm') report.log(`matrix products: ${nativeKernels().why}`);
   const config = readModelConfig(recipe.model.path, recipe.model.family);
   const tokenizer = loadTokenizer(recipe.model.path, { lowerCase: config.doLowerCase });
   if (tokenizer.vocabSize > config.vocabSize) throw new ModelError(recipe.model.path, `the tokenizer has ${tokenizer.vocabSize} tokens but config.json's vocab_size is ${config.vocabSize}`, 'The vocabulary does not belong to this checkpoint.');
