@@ -1,7 +1,9 @@
 import os from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { BackendName } from '../engine/backend.js';
+import * as tf from '@tensorflow/tfjs-core';
 import { sliceBatch } from '../engine/batch.js';
+import { rowsPerPass } from '../engine/memory.js';
 import type { ModelConfig } from '../engine/config.js';
 import type { Batch, EncoderClassifier } from '../engine/model.js';
 import { adamwStep, decayWhere, jsPasses, type AdamWSettings, type AdamWStep, type OptimizerPasses } from '../engine/optimizer.js';
@@ -56,6 +58,17 @@ interface Reply {
   sumsq?: number;
   kept?: [number, number, number][];
   out?: Float32Array;
+}
+
+function concat(parts: Float32Array[]): Float32Array {
+  if (parts.length === 1) return parts[0];
+  const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
 }
 
 const shared = (n: number) => new Float32Array(new SharedArrayBuffer(n * 4));
@@ -137,7 +150,13 @@ export class ShardExecutor {
     switch (req.kind) {
       case 'grad': {
         const rng = req.dropoutSeed === null ? null : new Rng(streamSeed(req.dropoutSeed, this.shard));
-        return { loss: this.model.step(req.batch, s.grads[this.shard], rng).loss };
+        // A shard too large for one pass runs in several, each weighted by its share of the rows.
+        let loss = 0;
+        this.passes(req.batch).forEach((b, k, all) => {
+          const pass = { weight: all.length === 1 ? 1 : b.batch / req.batch.batch, accumulate: k > 0 };
+          loss += pass.weight * this.model.step(b, s.grads[this.shard], rng, pass).loss;
+        });
+        return { loss };
       }
       case 'reduce': {
         let sumsq = 0;
@@ -156,10 +175,19 @@ export class ShardExecutor {
         this.model.markDirty();
         return {};
       case 'predict':
-        return { out: this.model.predict(req.batch).logits };
+        return { out: concat(this.passes(req.batch).map((b) => this.model.predict(b).logits)) };
       case 'features':
-        return { out: this.model.features(req.batch) };
+        return { out: concat(this.passes(req.batch).map((b) => this.model.features(b))) };
     }
+  }
+
+  /** The shard's rows in as few passes as the backend's heap allows (one, except on wasm for large models). */
+  private passes(b: Batch): Batch[] {
+    if (tf.getBackend() !== 'wasm') return [b];
+    const rows = rowsPerPass(this.model.config, this.model.numLabels, b.seq);
+    const count = Math.ceil(b.batch / rows);
+    if (count <= 1) return [b];
+    return Array.from({ length: count }, (_, k) => sliceBatch(b, Math.floor((k * b.batch) / count), Math.floor(((k + 1) * b.batch) / count)));
   }
 }
 
@@ -327,14 +355,7 @@ export class DataParallel {
   /** Runs predict or features over a batch, its rows split across threads; outputs concatenated in row order. */
   async infer(kind: 'predict' | 'features', b: Batch): Promise<Float32Array> {
     const { batches } = this.split(b);
-    const outs = (await this.round(batches.map((batch) => ({ kind, batch })))).slice(0, batches.length).map((r) => r!.out!);
-    const all = new Float32Array(outs.reduce((a, o) => a + o.length, 0));
-    let at = 0;
-    for (const o of outs) {
-      all.set(o, at);
-      at += o.length;
-    }
-    return all;
+    return concat((await this.round(batches.map((batch) => ({ kind, batch })))).slice(0, batches.length).map((r) => r!.out!));
   }
 
   async close() {
