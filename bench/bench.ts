@@ -212,7 +212,9 @@ function machinePeak() {
   const has = (flag: string) => new RegExp(`^flags\\s*:.*\\b${flag}\\b`, 'm').test(flags);
   const lanes = has('avx512f') ? 16 : has('avx2') && has('fma') ? 8 : 4;
   const cores = os.availableParallelism();
-  const ghz = (os.cpus()[0]?.speed ?? 0) / 1000;
+  // Node's cpus().speed is 0 on some VMs; /proc/cpuinfo's "cpu MHz" is the clock the kernel measured.
+  const mhz = Number(/^cpu MHz\s*:\s*([\d.]+)/m.exec(flags)?.[1] ?? 0) || (os.cpus()[0]?.speed ?? 0);
+  const ghz = Math.round(mhz / 100) / 10;
   return { cores, ghz, fma_lanes: lanes, gflops: cores * ghz * lanes * 2, how: `${cores} cores x ${ghz.toFixed(2)} GHz (the clock /proc/cpuinfo reports) x ${lanes} fp32 lanes per FMA (${lanes === 16 ? 'AVX-512' : lanes === 8 ? 'AVX2' : 'SSE'}) x 2 flops per FMA` };
 }
 

@@ -28,7 +28,8 @@ export function estimateMemory(config: ModelConfig, recipe: Recipe, numLabels: n
   const batch = stage === 'fisher' ? (recipe.strategy.fisher?.batch_size ?? 16) : recipe.training.batch_size;
   const t = recipe.model.max_seq_length;
   const shards = Math.min(threads, batch);
-  const rows = Math.min(Math.ceil(batch / shards), rowsPerPass(config, numLabels, t));
+  const shardRows = Math.ceil(batch / shards);
+  const rows = Math.ceil(shardRows / Math.ceil(shardRows / rowsPerPass(config, numLabels, t)));
   const activations = shards * activationBytes(config, rows, t);
   const runtime = RUNTIME_MAIN + (threads - 1) * RUNTIME_WORKER;
   return { weights, gradients, adam, fisher, mask, activations, runtime, total: weights + gradients + adam + fisher + mask + activations + runtime };
