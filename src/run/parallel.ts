@@ -7,7 +7,7 @@ import { rowsPerPass } from '../engine/memory.js';
 import type { ModelConfig } from '../engine/config.js';
 import type { Batch, EncoderClassifier } from '../engine/model.js';
 import { adamwStep, decayWhere, jsPasses, type AdamWSettings, type AdamWStep, type OptimizerPasses } from '../engine/optimizer.js';
-import { OptimizerKernels, SharedArena } from '../engine/optimizer-wasm.js';
+import { OptimizerKernels, planArenas, SharedArena } from '../engine/optimizer-wasm.js';
 import { sizeOf } from '../engine/params.js';
 import { Rng, streamSeed } from '../engine/rng.js';
 import { decayBits, F_CHUNK, maskRange, type MaskSpec, type Strategy } from '../strategies/strategy.js';
@@ -37,11 +37,12 @@ interface SharedState {
   m: Float32Array[];
   v: Float32Array[];
   /**
-   * The shared wasm memory that holds values, shard 0's gradients and the moments, with each thread's draw
-   * scratch, so the update runs in wasm, and when `shards` every shard's gradients too, so the reduce does;
-   * absent when even the first part exceeds 4 GiB (then the JavaScript passes run).
+   * Shared wasm memories (at most 4 GiB each), each holding the values, shard 0's gradients and the moments
+   * of some tensors, with each thread's draw scratch, so their update runs in wasm, and when `shards` every
+   * shard's gradients too, so their reduce does. A tensor in none of them (too large alone) runs the
+   * JavaScript passes.
    */
-  arena?: { memory: WebAssembly.Memory; draws: Float32Array[]; shards: boolean };
+  arenas: { memory: WebAssembly.Memory; draws: Float32Array[]; shards: boolean; tensors: number[] }[];
 }
 
 type Request =
@@ -136,13 +137,20 @@ export function updateSegment(s: Pick<SharedState, 'values' | 'm' | 'v'> & { gra
 /** What one thread does with each request; the same code runs on the main thread and in the workers. */
 export class ShardExecutor {
   private spec: MaskSpec = { kind: 'vanilla' };
-  /** wasm passes for what lives in the arena, JavaScript for the rest. */
-  private readonly updatePasses: OptimizerPasses;
-  private readonly reducePasses: OptimizerPasses;
+  /** Per tensor: the wasm passes of its arena, JavaScript where it has none. */
+  private readonly updatePasses: OptimizerPasses[];
+  private readonly reducePasses: OptimizerPasses[];
 
   constructor(private readonly model: EncoderClassifier, private readonly shard: number, private readonly state: SharedState, private readonly segments: Segment[], private readonly decays: boolean[]) {
-    this.updatePasses = state.arena ? new OptimizerKernels(state.arena.memory, state.arena.draws[shard]) : jsPasses;
-    this.reducePasses = state.arena?.shards ? this.updatePasses : jsPasses;
+    this.updatePasses = state.values.map(() => jsPasses);
+    this.reducePasses = state.values.map(() => jsPasses);
+    for (const arena of state.arenas) {
+      const kernels = new OptimizerKernels(arena.memory, arena.draws[shard]);
+      for (const t of arena.tensors) {
+        this.updatePasses[t] = kernels;
+        if (arena.shards) this.reducePasses[t] = kernels;
+      }
+    }
   }
 
   handle(req: Request): Reply {
@@ -160,11 +168,11 @@ export class ShardExecutor {
       }
       case 'reduce': {
         let sumsq = 0;
-        for (const seg of this.segments) sumsq = reduceSegment(s.grads, seg, req.weights, sumsq, this.reducePasses);
+        for (const seg of this.segments) sumsq = reduceSegment(s.grads, seg, req.weights, sumsq, this.reducePasses[seg.index]);
         return { sumsq };
       }
       case 'update': {
-        const kept = this.segments.map((seg): [number, number, number] => [seg.index, updateSegment(s, seg, this.spec, req.step, req.coef, req.adam, this.decays[seg.index], this.updatePasses), seg.hi - seg.lo]);
+        const kept = this.segments.map((seg): [number, number, number] => [seg.index, updateSegment(s, seg, this.spec, req.step, req.coef, req.adam, this.decays[seg.index], this.updatePasses[seg.index]), seg.hi - seg.lo]);
         this.model.markDirty();
         return { kept };
       }
@@ -230,27 +238,36 @@ export class DataParallel {
   }
 
   /** Moves the model's weights into shared memory and starts threads - 1 workers. */
-  static async start(model: EncoderClassifier, o: { threads: number; backend: BackendName; adam: AdamWSettings }): Promise<DataParallel> {
+  static async start(model: EncoderClassifier, o: { threads: number; backend: BackendName; adam: AdamWSettings; /** Pages per arena (64 KiB each; default 4 GiB), smaller in tests. */ arenaPages?: number }): Promise<DataParallel> {
     const threads = Math.max(1, o.threads);
     const sizes = model.specs.map(sizeOf);
     const draws = OptimizerKernels.drawsFor(F_CHUNK);
-    // Everything goes in the wasm arena when it fits in 4 GiB, else what the update touches, else nothing.
+    // Tensors go in 4 GiB wasm arenas, with every shard's gradients where they fit; BERT-large needs two.
     const scratch = new Array(threads).fill(draws);
-    const withShards = SharedArena.create([...new Array(3 + threads).fill(sizes).flat(), ...scratch]);
-    const arena = withShards ?? SharedArena.create([...new Array(4).fill(sizes).flat(), ...scratch]);
-    const inArena = arena ? (n: number) => arena.floats(n) : shared;
+    const plan = planArenas(sizes, 3 + threads, threads, scratch, o.arenaPages);
+    const arenas = plan.groups.map((group) => {
+      const copies = group.shards ? 3 + threads : 4;
+      const arena = SharedArena.create([...group.tensors.flatMap((t) => new Array(copies).fill(sizes[t])), ...scratch], o.arenaPages)!;
+      return { group, arena, draws: Array.from({ length: threads }, () => arena.floats(draws)) };
+    });
+    const home = sizes.map((): { arena: SharedArena; shards: boolean } | undefined => undefined);
+    for (const { group, arena } of arenas) for (const t of group.tensors) home[t] = { arena, shards: group.shards };
+    const alloc = (t: number, everyShard = false) => {
+      const h = home[t];
+      return h && (!everyShard || h.shards) ? h.arena.floats(sizes[t]) : shared(sizes[t]);
+    };
     model.values.forEach((v, i) => {
-      const s = inArena(v.length);
+      const s = alloc(i);
       s.set(v);
       model.values[i] = s;
     });
     model.markDirty();
     const state: SharedState = {
       values: model.values,
-      grads: Array.from({ length: threads }, (_, k) => sizes.map(k === 0 || withShards ? inArena : shared)),
-      m: sizes.map(inArena),
-      v: sizes.map(inArena),
-      arena: arena && { memory: arena.memory, draws: Array.from({ length: threads }, () => arena.floats(draws)), shards: withShards !== undefined },
+      grads: Array.from({ length: threads }, (_, k) => sizes.map((_, t) => alloc(t, k > 0))),
+      m: sizes.map((_, t) => alloc(t)),
+      v: sizes.map((_, t) => alloc(t)),
+      arenas: arenas.map(({ group, arena, draws }) => ({ memory: arena.memory, draws, shards: group.shards, tensors: group.tensors })),
     };
     const segments = partition(sizes, threads);
     const decays = model.specs.map((s) => s.decay);
