@@ -9,12 +9,14 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import * as tf from '@tensorflow/tfjs-core';
 import { selectBackend } from '../src/engine/backend.js';
 import { batchOf } from '../src/engine/batch.js';
 import { initialValue, loadPretrained } from '../src/engine/checkpoint.js';
-import { nativeKernels } from '../src/engine/native.js';
 import { parameterCounts, parseModelConfig } from '../src/engine/config.js';
+import { matMul } from '../src/engine/kernels.js';
 import { EncoderClassifier } from '../src/engine/model.js';
+import { nativeKernelNames, nativeKernels, selectKernel } from '../src/engine/native.js';
 import { clipCoefficient } from '../src/engine/optimizer.js';
 import { sizeOf } from '../src/engine/params.js';
 import { Rng } from '../src/engine/rng.js';
@@ -206,6 +208,40 @@ function selectionScaling() {
   });
 }
 
+/**
+ * One thread's matrix-product rate on the products of a BERT-base and -large layer (8 sequences of 128 tokens),
+ * plain and with either operand transposed as the backward pass has them, native against wasm kernels in
+ * one process, alternated; medians of five.
+ */
+async function kernelRates() {
+  await selectBackend('wasm');
+  const shapes: [number, number, number][] = [[1024, 768, 768], [1024, 768, 3072], [1024, 3072, 768], [1024, 1024, 4096], [1024, 4096, 1024], [128, 64, 128]];
+  const paths = nativeKernelNames().length ? ['native', 'wasm'] : ['wasm'];
+  const rows = [];
+  for (const [M, K, N] of shapes) {
+    for (const [ta, tb] of [[false, false], [true, false], [false, true]]) {
+      const a = tf.randomUniform(ta ? [K, M] : [M, K]) as tf.Tensor2D;
+      const b = tf.randomUniform(tb ? [N, K] : [K, N]) as tf.Tensor2D;
+      const times: Record<string, number[]> = { native: [], wasm: [] };
+      for (let rep = 0; rep < 6; rep++) {
+        for (const p of paths) {
+          selectKernel(p === 'wasm' ? 'wasm' : undefined);
+          const t0 = performance.now();
+          const c = matMul(a, b, ta, tb);
+          c.dataSync();
+          if (rep > 0) times[p].push(performance.now() - t0);
+          c.dispose();
+        }
+      }
+      tf.dispose([a, b]);
+      const rate = (p: string) => (times[p].length ? (2 * M * K * N) / median(times[p]) / 1e6 : null);
+      rows.push({ shape: `${M}x${K}x${N}`, transposed: ta ? 'A' : tb ? 'B' : 'none', native_gflops: rate('native'), wasm_gflops: rate('wasm') });
+    }
+  }
+  selectKernel(undefined);
+  return { kernel: nativeKernels().why, rows };
+}
+
 /** The machine's fp32 peak: cores x clock x FMA lanes x 2 flops (a fused multiply-add is two). */
 function machinePeak() {
   const flags = fs.existsSync('/proc/cpuinfo') ? fs.readFileSync('/proc/cpuinfo', 'utf8') : '';
@@ -292,6 +328,10 @@ async function main() {
     process.stdout.write(JSON.stringify(await child(JSON.parse(process.argv[3]))) + '\n');
     return;
   }
+  if (process.argv[2] === '--kernels') {
+    process.stdout.write(JSON.stringify(await kernelRates()) + '\n');
+    return;
+  }
   const quick = process.argv.includes('--quick');
   const shapes = selectedShapes();
   const peak = machinePeak();
@@ -324,10 +364,12 @@ async function main() {
     }
   }
   const fullRun = shapes.length === Object.keys(SHAPES).length;
+  process.stderr.write('bench: kernels\n');
+  const kernels = JSON.parse(execFileSync(process.execPath, [fileURLToPath(import.meta.url), '--kernels'], { encoding: 'utf8' }).trim().split('\n').at(-1)!);
   if (fullRun || !previous) process.stderr.write('bench: selection, start-up\n');
   const results = {
     date: new Date().toISOString(), machine: { cpus: os.availableParallelism(), model: os.cpus()[0]?.model ?? 'unknown', memory_gib: Math.round(os.totalmem() / 2 ** 30), node: process.version }, peak,
-    configs: (Object.keys(SHAPES) as Shape[]).filter((n) => rows.has(n)).map((n) => rows.get(n)!),
+    configs: (Object.keys(SHAPES) as Shape[]).filter((n) => rows.has(n)).map((n) => rows.get(n)!), kernels,
     selection: fullRun || !previous ? selectionScaling() : previous.selection,
     startup_ms: fullRun || !previous ? { validate: cliMs(['validate', 'recipes/quickstart.yaml']), plan: cliMs(['plan', 'recipes/quickstart.yaml']) } : previous.startup_ms,
   };
@@ -337,7 +379,7 @@ async function main() {
   process.stdout.write(markdown(results));
 }
 
-function markdown(r: { date: string; machine: { cpus: number; model: string; memory_gib: number; node: string }; peak: ReturnType<typeof machinePeak>; configs: Row[]; selection: { elements: number; ms: number; ns_per_element: number }[]; startup_ms: { validate: number; plan: number } }) {
+function markdown(r: { date: string; machine: { cpus: number; model: string; memory_gib: number; node: string }; peak: ReturnType<typeof machinePeak>; configs: Row[]; kernels: Awaited<ReturnType<typeof kernelRates>>; selection: { elements: number; ms: number; ns_per_element: number }[]; startup_ms: { validate: number; plan: number } }) {
   const pct = (x: number | null) => (x === null || x === undefined ? 'n/a' : `${(x * 100).toFixed(1)}%`);
   const num = (x: number | null | undefined, digits = 0) => (x === null || x === undefined ? 'n/a' : x.toFixed(digits));
   const mib = (b: number) => `${(b / 2 ** 20).toFixed(0)} MiB`;
@@ -370,11 +412,16 @@ function markdown(r: { date: string; machine: { cpus: number; model: string; mem
     '- *fisher / epoch*: the batch-estimator fisher pass over 128 examples against one training epoch over the same examples (each the median of three, alternated).',
     "- *plan estimate* is `childtune plan`'s memory model for a D run with this batch and thread count; *peak RSS* is the child process's.",
     '- The matrix products run in the native kernels where the machine has them (native/gemm.c: AVX-512 4 x 64 or AVX2 6 x 16',
-    '  register tiles, packed panels, cache blocks of 192 x 384 (A) and 384 x 3072 (B)), on the wasm heap in place; elsewhere in our',
-    '  wasm SIMD kernel (src/engine/wasm/kernels.wat). Both compute every element as the same k-ordered sum of separately rounded',
-    '  products, so results are bit for bit the same on either path. Zen 4 issues a 512-bit multiply and a 512-bit add per cycle',
-    '  on separate pipes, so skipping FMA keeps the flop rate in principle; measured on one core, one product of BERT-base size ran',
-    '  at about 86 GFLOP/s with the 4 x 64 tile (68 with 12 x 32), against 96 for the same kernel with FMA and 35-40 for the wasm kernel.',
+    '  register tiles, packed panels, cache blocks of 192 x 384 (A) and 384 x 3072 (B)), in place on the wasm heap; elsewhere in',
+    '  our wasm SIMD kernel (src/engine/wasm/kernels.wat). Both compute every element as the same k-ordered sum of separately',
+    '  rounded products (no FMA), so results are bit for bit the same on either path. Zen 4 issues a 512-bit multiply and a',
+    '  512-bit add per cycle on separate pipes, so the flop rate without FMA is the same in principle.',
+    '',
+    `## Matrix products, one thread (${r.kernels.kernel}; GFLOP/s, median of five, native and wasm alternated in one process)`,
+    '',
+    '| M x K x N | transposed | native | wasm | share of one core\'s peak (native) |',
+    '|---|---|---|---|---|',
+    ...r.kernels.rows.map((k) => `| ${k.shape} | ${k.transposed} | ${num(k.native_gflops, 1)} | ${num(k.wasm_gflops, 1)} | ${k.native_gflops ? pct(k.native_gflops / (r.peak.gflops / r.peak.cores)) : 'n/a'} |`),
     '',
   ];
   return lines.join('\n');
