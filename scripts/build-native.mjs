@@ -2,7 +2,7 @@
 // It never fails the build: without a C compiler or Node's headers the engine runs its wasm kernels, and
 // this script says so. dist/native/status.json records the outcome for the run log.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -26,6 +26,8 @@ function nodeHeaders() {
 
 function finish(built, why) {
   mkdirSync(outDir, { recursive: true });
+  // No stale addon from an earlier build may load when this one did not build.
+  if (!built) rmSync(target, { force: true });
   writeFileSync(path.join(outDir, 'status.json'), `${JSON.stringify({ built, why })}\n`);
   console.error(`build-native: ${why}`);
 }
