@@ -84,13 +84,15 @@ export async function main(argv: string[], io: Io = { out: (t) => process.stdout
 
   program
     .command('report')
-    .description("aggregate runs and sweeps into the paper's table (Markdown), plus report.csv, report.json and report.html")
+    .description("aggregate runs and sweeps into the paper's table, significance against a baseline, and figures (report.{md,tex,csv,json,html}, figures/*.svg|png)")
     .argument('<dirs...>', 'run or sweep directories')
     .option('--out <dir>', 'where to write the report files (default: the first directory)')
-    .option('--json', 'print the table as JSON')
+    .addOption(new Option('--format <format>', 'how to print the table').choices(['markdown', 'latex', 'csv', 'json']).default('markdown'))
+    .option('--baseline <kind>', 'the strategy every other row is tested against (default: vanilla)')
+    .option('--json', 'print the table as JSON (same as --format json)')
     .action(async (dirs: string[], opts) => {
       const { reportCommand } = await import('../run/report.js');
-      code = reportCommand(dirs, opts, io);
+      code = await reportCommand(dirs, opts, io);
     });
 
   program

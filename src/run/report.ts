@@ -1,148 +1,26 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { TASKS } from '../data/tasks.js';
 import { writeAtomic } from '../engine/checkpoint.js';
 import { RunError } from './errors.js';
-import { reportHtml } from './report-html.js';
+import { reportHtml, type RenderedFigure } from './report-html.js';
+import { collectRuns, findRuns, type RunRecord } from './report/collect.js';
+import { BAND, buildFigures } from './report/figures.js';
+import { groupRuns } from './report/group.js';
+import { pngRenderer, renderSvg } from './report/render.js';
+import { differences } from './report/significance.js';
+import { buildTable, csvTable, latexTable, markdownTable, type ReportTable } from './report/tables.js';
 
 /**
  * `childtune report` and `childtune compare`: runs (directories with results.json) are gathered from run
- * and sweep directories and aggregated into the paper's table shape: one row per strategy, one column per
- * task (and per transfer target), mean, standard deviation and max over seeds.
+ * and sweep directories, grouped (report/group.ts, shared by the table, the figures and the significance
+ * tests) and written as the paper's table (Markdown, LaTeX, CSV, JSON), a self-contained HTML page and one
+ * SVG (and PNG) per figure.
  */
-export interface RunRecord {
-  dir: string;
-  task: string;
-  strategy: string;
-  reserve_p: number | null;
-  seed: number;
-  metrics: Record<string, number>;
-  transfer: Record<string, Record<string, number>>;
-  /** Loss and evaluation curves from metrics.jsonl. */
-  curve: { step: number; loss?: number; metrics?: Record<string, number> }[];
-  mask?: { per_layer: Record<string, number>; fisher?: { threshold: number; histogram: { log10_edges: number[]; counts: number[]; zeros: number } } };
-}
+export { collectRuns, type RunRecord };
+export type { ReportTable };
 
-export interface Cell {
-  metric: string;
-  mean: number;
-  std: number;
-  max: number;
-  n: number;
-  seeds: number[];
-}
-
-export interface ReportTable {
-  columns: string[];
-  rows: { strategy: string; cells: Record<string, Cell | null> }[];
-}
-
-/** Every run under the given directories (a run directory itself, or a sweep or parent directory). */
-export function collectRuns(dirs: string[]): RunRecord[] {
-  const found: string[] = [];
-  const walk = (d: string, depth: number) => {
-    if (fs.existsSync(path.join(d, 'results.json'))) return void found.push(d);
-    if (depth === 0) return;
-    for (const e of fs.readdirSync(d, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) if (e.isDirectory() && e.name !== 'prepare' && e.name !== 'checkpoints' && e.name !== 'model') walk(path.join(d, e.name), depth - 1);
-  };
-  for (const d of dirs) {
-    if (!fs.existsSync(d) || !fs.statSync(d).isDirectory()) throw new RunError(`${d} is not a directory`, 'Pass run or sweep directories.');
-    walk(d, 3);
-  }
-  if (!found.length) throw new RunError(`no finished runs (results.json) under ${dirs.join(', ')}`, 'Pass run or sweep directories whose trials have finished.');
-  return found.map(readRun);
-}
-
-function readRun(dir: string): RunRecord {
-  const r = JSON.parse(fs.readFileSync(path.join(dir, 'results.json'), 'utf8'));
-  const metricsFile = path.join(dir, 'metrics.jsonl');
-  const curve = fs.existsSync(metricsFile) ? readJsonl(metricsFile).map((e) => ({ step: e.step, loss: e.loss, metrics: e.metrics })) : [];
-  const maskFile = path.join(dir, 'mask-stats.json');
-  const mask = fs.existsSync(maskFile) ? JSON.parse(fs.readFileSync(maskFile, 'utf8')) : undefined;
-  return { dir, task: r.task, strategy: r.strategy, reserve_p: r.reserve_p, seed: r.seed, metrics: r.metrics, transfer: r.transfer ?? {}, curve, mask: mask && { per_layer: mask.per_layer, fisher: mask.fisher && { threshold: mask.fisher.threshold, histogram: mask.fisher.histogram } } };
-}
-
-/**
- * metrics.jsonl entries. A last line cut short (a run killed while appending, whose resume has not yet
- * trimmed it) is left out; a malformed line anywhere else is an error naming it.
- */
-function readJsonl(file: string): { step: number; loss?: number; metrics?: Record<string, number> }[] {
-  const lines = fs.readFileSync(file, 'utf8').split('\n');
-  const out = [];
-  for (let i = 0; i < lines.length; i++) {
-    if (!lines[i].trim()) continue;
-    try {
-      out.push(JSON.parse(lines[i]));
-    } catch {
-      if (i === lines.length - 1) break;
-      throw new RunError(`${file}:${i + 1}: not a JSON line`, 'The file was edited or damaged; rerun the trial.');
-    }
-  }
-  return out;
-}
-
-const strategyLabel = (r: RunRecord) => (r.reserve_p !== null && r.strategy !== 'vanilla' ? `${r.strategy} (p=${r.reserve_p})` : r.strategy);
-/** The metric the paper reports for a task: the first of its metrics. */
-const primaryMetric = (task: string, metrics: Record<string, number>) => (TASKS as Record<string, { metrics: string[] }>)[task]?.metrics[0] ?? Object.keys(metrics)[0];
-
-function cell(values: { value: number; seed: number }[], metric: string): Cell {
-  const n = values.length;
-  const mean = values.reduce((a, v) => a + v.value, 0) / n;
-  const std = n > 1 ? Math.sqrt(values.reduce((a, v) => a + (v.value - mean) ** 2, 0) / (n - 1)) : 0;
-  return { metric, mean, std, max: Math.max(...values.map((v) => v.value)), n, seeds: values.map((v) => v.seed).sort((a, b) => a - b) };
-}
-
-export function aggregate(runs: RunRecord[]): ReportTable {
-  const groups = new Map<string, Map<string, { value: number; seed: number; metric: string }[]>>();
-  const columns = new Set<string>();
-  const add = (row: string, column: string, metric: string, value: number | undefined, seed: number) => {
-    if (value === undefined) return;
-    columns.add(column);
-    const byColumn = groups.get(row) ?? new Map();
-    groups.set(row, byColumn);
-    const list = byColumn.get(column) ?? [];
-    byColumn.set(column, list);
-    list.push({ value, seed, metric });
-  };
-  for (const r of runs) {
-    const row = strategyLabel(r);
-    const m = primaryMetric(r.task, r.metrics);
-    add(row, r.task, m, r.metrics[m], r.seed);
-    for (const [target, metrics] of Object.entries(r.transfer)) {
-      const tm = Object.keys(metrics)[0];
-      add(row, `${r.task} → ${target}`, tm, metrics[tm], r.seed);
-    }
-  }
-  const cols = [...columns].sort();
-  return {
-    columns: cols,
-    rows: [...groups.keys()].sort().map((strategy) => ({
-      strategy,
-      cells: Object.fromEntries(cols.map((c) => {
-        const list = groups.get(strategy)!.get(c);
-        return [c, list ? cell(list, list[0].metric) : null];
-      })),
-    })),
-  };
-}
-
-const fmt = (x: number) => (x * 100).toFixed(2);
-
-export function markdownTable(t: ReportTable): string {
-  const head = `| strategy | ${t.columns.map((c) => `${c} (${t.rows.map((r) => r.cells[c]?.metric).find(Boolean)})`).join(' | ')} |`;
-  const lines = [head, `|---|${t.columns.map(() => '---').join('|')}|`];
-  for (const r of t.rows) lines.push(`| ${r.strategy} | ${t.columns.map((c) => { const x = r.cells[c]; return x ? `${fmt(x.mean)} ± ${fmt(x.std)} (max ${fmt(x.max)}, n=${x.n})` : '–'; }).join(' | ')} |`);
-  return lines.join('\n') + '\n\nScores ×100: mean ± sample standard deviation over seeds, max over seeds, n = number of seeds.';
-}
-
-export function csvTable(t: ReportTable): string {
-  const lines = ['strategy,column,metric,mean,std,max,n,seeds'];
-  for (const r of t.rows) for (const c of t.columns) {
-    const x = r.cells[c];
-    if (x) lines.push([r.strategy, c, x.metric, x.mean, x.std, x.max, x.n, x.seeds.join(' ')].map((v) => (/[",\n]/.test(String(v)) ? `"${String(v).replace(/"/g, '""')}"` : String(v))).join(','));
-  }
-  return lines.join('\n') + '\n';
-}
+export const FORMATS = ['markdown', 'latex', 'csv', 'json'] as const;
+export type Format = (typeof FORMATS)[number];
 
 /** Jaccard overlap of the D child networks of different tasks (bits set in both / bits set in either). */
 export function maskOverlaps(runs: RunRecord[]): { tasks: string[]; matrix: number[][] } | undefined {
@@ -164,16 +42,50 @@ export function maskOverlaps(runs: RunRecord[]): { tasks: string[]; matrix: numb
   return { tasks, matrix };
 }
 
-export function reportCommand(dirs: string[], opts: { out?: string; json?: boolean }, io: { out: (t: string) => void; err: (t: string) => void }): number {
-  const runs = collectRuns(dirs);
-  const table = aggregate(runs);
+export interface ReportOptions {
+  out?: string;
+  json?: boolean;
+  format?: Format;
+  baseline?: string;
+}
+
+export async function reportCommand(dirs: string[], opts: ReportOptions, io: { out: (t: string) => void; err: (t: string) => void }): Promise<number> {
+  const { runs, notes } = findRuns(dirs);
+  const baseline = opts.baseline ?? 'vanilla';
+  const grouping = groupRuns(runs, baseline);
+  if (opts.baseline && !grouping.rows.some((r) => r.strategy === baseline)) {
+    throw new RunError(`--baseline ${baseline}: no run has that strategy`, `Strategies in these runs: ${[...new Set(grouping.rows.map((r) => r.strategy))].join(', ')}.`, undefined);
+  }
+  const diffs = differences(grouping, baseline);
+  const table = buildTable(grouping, diffs, baseline);
   const out = opts.out ?? dirs[0];
-  fs.mkdirSync(out, { recursive: true });
-  writeAtomic(path.join(out, 'report.json'), JSON.stringify({ runs: runs.map((r) => path.relative(out, r.dir)), table }, null, 2) + '\n');
+  const figuresDir = path.join(out, 'figures');
+  fs.mkdirSync(figuresDir, { recursive: true });
+
+  const png = await pngRenderer();
+  const rendered: RenderedFigure[] = [];
+  for (const f of buildFigures(grouping, maskOverlaps(runs))) {
+    const svg = await renderSvg(f.spec);
+    writeAtomic(path.join(figuresDir, `${f.id}.svg`), svg);
+    if ('render' in png) writeAtomic(path.join(figuresDir, `${f.id}.png`), png.render(svg));
+    rendered.push({ id: f.id, caption: f.caption, svg, perRun: f.perRun });
+  }
+  const warnings = [...notes, ...grouping.warnings];
+  writeAtomic(path.join(out, 'report.json'), JSON.stringify({
+    runs: runs.map((r) => path.relative(out, r.dir)), table, significance: diffs, warnings, band: BAND,
+    figures: rendered.map((f) => ({ id: f.id, caption: f.caption, per_run: !!f.perRun })),
+  }, null, 2) + '\n');
   writeAtomic(path.join(out, 'report.csv'), csvTable(table));
-  writeAtomic(path.join(out, 'report.html'), reportHtml(runs, table, maskOverlaps(runs)));
-  io.out(opts.json ? JSON.stringify(table, null, 2) : markdownTable(table));
-  io.err(`wrote report.json, report.csv and report.html to ${out} (${runs.length} runs)`);
+  writeAtomic(path.join(out, 'report.md'), markdownTable(table) + '\n');
+  writeAtomic(path.join(out, 'report.tex'), latexTable(table));
+  writeAtomic(path.join(out, 'report.html'), reportHtml({ runs: runs.length, table, differences: diffs, warnings, figures: rendered }));
+
+  const format = opts.json ? 'json' : (opts.format ?? 'markdown');
+  io.out(format === 'json' ? JSON.stringify(table, null, 2) : format === 'latex' ? latexTable(table).trimEnd() : format === 'csv' ? csvTable(table).trimEnd() : markdownTable(table));
+  for (const w of warnings) io.err(`warning: ${w}`);
+  const figures = rendered.length ? ` and ${rendered.length} figure${rendered.length > 1 ? 's' : ''} (SVG${'render' in png ? ' and PNG' : ''})` : '';
+  io.err(`wrote report.{json,csv,md,tex,html}${figures} to ${out} (${runs.length} run${runs.length > 1 ? 's' : ''})`);
+  if ('unavailable' in png) io.err(`note: ${png.unavailable}; figures are SVG only`);
   return 0;
 }
 

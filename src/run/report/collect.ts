@@ -1,0 +1,218 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { parse } from 'yaml';
+import { volatile } from '../../plan/compiler.js';
+import type { Recipe } from '../../recipe/types.generated.js';
+import { RunError } from '../errors.js';
+
+/**
+ * Finding and reading finished runs for `childtune report` and `childtune compare`. Every file is checked
+ * as it is read, so a foreign or damaged file is reported by name with what is wrong, never as a crash.
+ */
+export interface CurvePoint {
+  step: number;
+  epoch?: number;
+  loss?: number;
+  metrics?: Record<string, number>;
+}
+
+export interface FisherSummary {
+  threshold: number;
+  histogram: { log10_edges: number[]; counts: number[]; zeros: number };
+}
+
+export interface RunRecord {
+  dir: string;
+  task: string;
+  strategy: string;
+  reserve_p: number | null;
+  seed: number;
+  /** The pretrained model the run started from (its path as the recipe resolved it), when known. */
+  model: string | null;
+  /** The sweep's overrides for this trial, without the seed: the swept settings. */
+  swept: Record<string, unknown>;
+  /** The run-defining recipe fields without the seed (from recipe.resolved.yaml), when the run has one. */
+  config: Record<string, unknown> | null;
+  /** Final metrics; a metric a run could not define (written as null) is absent. */
+  metrics: Record<string, number>;
+  transfer: Record<string, Record<string, number>>;
+  /** Optimizer steps per epoch, to put logged steps on an epoch axis; null when results.json lacks them. */
+  stepsPerEpoch: number | null;
+  /** Loss and evaluation curves from metrics.jsonl. */
+  curve: CurvePoint[];
+  mask?: { per_layer: Record<string, number>; fisher?: FisherSummary };
+}
+
+/** What collecting found besides the runs: the same run reached twice is read once and said so here. */
+export interface Collected {
+  runs: RunRecord[];
+  notes: string[];
+}
+
+const SKIPPED = new Set(['prepare', 'checkpoints', 'model', 'figures']);
+
+/** Every finished run under the given directories (a run directory itself, or a sweep or parent directory). */
+export const collectRuns = (dirs: string[]): RunRecord[] => findRuns(dirs).runs;
+
+/** collectRuns, with a note for each run reached twice. */
+export function findRuns(dirs: string[]): Collected {
+  const found = new Map<string, string>();
+  const notes: string[] = [];
+  const walk = (d: string, depth: number) => {
+    if (fs.existsSync(path.join(d, 'results.json'))) {
+      const real = fs.realpathSync(d);
+      const first = found.get(real);
+      if (first === undefined) found.set(real, d);
+      else notes.push(`${d} is the same run as ${first} (reached through two of the given directories); counted once`);
+      return;
+    }
+    if (depth === 0) return;
+    for (const e of fs.readdirSync(d, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+      if (e.isDirectory() && !SKIPPED.has(e.name)) walk(path.join(d, e.name), depth - 1);
+    }
+  };
+  for (const d of dirs) {
+    if (!fs.existsSync(d) || !fs.statSync(d).isDirectory()) throw new RunError(`${d} is not a directory`, 'Pass run or sweep directories.');
+    walk(d, 3);
+  }
+  if (!found.size) throw new RunError(`no finished runs (results.json) under ${dirs.join(', ')}`, 'Pass run or sweep directories whose trials have finished.');
+  return { runs: [...found.values()].map(readRun), notes };
+}
+
+const HINT = 'Pass directories written by `childtune run` or `childtune sweep`; if this run was damaged, rerun it.';
+
+function readJson(file: string): unknown {
+  const text = fs.readFileSync(file, 'utf8');
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new RunError(`${file}: not valid JSON (${(e as Error).message})`, HINT);
+  }
+}
+
+const isObject = (x: unknown): x is Record<string, unknown> => !!x && typeof x === 'object' && !Array.isArray(x);
+
+/** A map of metric name to number; null (a metric the run could not define) is dropped. */
+function metricMap(file: string, field: string, value: unknown): Record<string, number> {
+  if (!isObject(value)) throw new RunError(`${file}: "${field}" must be an object of metric values, found ${describe(value)}`, HINT);
+  const out: Record<string, number> = {};
+  for (const [k, v] of Object.entries(value)) {
+    if (v === null) continue;
+    if (typeof v !== 'number' || !Number.isFinite(v)) throw new RunError(`${file}: "${field}.${k}" must be a number, found ${describe(v)}`, HINT);
+    out[k] = v;
+  }
+  return out;
+}
+
+const describe = (v: unknown) => (v === undefined ? 'nothing' : Array.isArray(v) ? 'a list' : v === null ? 'null' : `${typeof v} ${JSON.stringify(v).slice(0, 40)}`);
+
+/** results.json, checked field by field: a foreign or damaged file is named with the field that is wrong. */
+function readResults(file: string) {
+  const r = readJson(file);
+  if (!isObject(r)) throw new RunError(`${file}: not a childtune results file (expected an object, found ${describe(r)})`, HINT);
+  const missing = ['task', 'strategy', 'seed', 'metrics'].filter((k) => !(k in r));
+  if (missing.length) throw new RunError(`${file}: not a childtune results file (missing ${missing.map((k) => `"${k}"`).join(', ')})`, HINT);
+  const need = (ok: boolean, field: string, what: string) => {
+    if (!ok) throw new RunError(`${file}: "${field}" must be ${what}, found ${describe(r[field])}`, HINT);
+  };
+  need(typeof r.task === 'string' && r.task.length > 0, 'task', 'a task name');
+  need(typeof r.strategy === 'string' && r.strategy.length > 0, 'strategy', 'a strategy kind');
+  need(Number.isInteger(r.seed), 'seed', 'an integer');
+  need(r.reserve_p === undefined || r.reserve_p === null || typeof r.reserve_p === 'number', 'reserve_p', 'a number or null');
+  need(r.overrides === undefined || isObject(r.overrides), 'overrides', 'an object');
+  need(r.transfer === undefined || isObject(r.transfer), 'transfer', 'an object');
+  need(r.model === undefined || typeof r.model === 'string', 'model', 'a string');
+  need(r.steps === undefined || typeof r.steps === 'number', 'steps', 'a number');
+  need(r.epochs === undefined || Array.isArray(r.epochs), 'epochs', 'a list');
+  const transfer = Object.fromEntries(Object.entries((r.transfer ?? {}) as Record<string, unknown>).map(([k, v]) => [k, metricMap(file, `transfer.${k}`, v)]));
+  const steps = r.steps as number | undefined, epochs = (r.epochs as unknown[] | undefined)?.length;
+  return {
+    task: r.task as string, strategy: r.strategy as string, reserve_p: (r.reserve_p as number | null | undefined) ?? null, seed: r.seed as number,
+    model: (r.model as string | undefined) ?? null, overrides: (r.overrides ?? {}) as Record<string, unknown>,
+    metrics: metricMap(file, 'metrics', r.metrics), transfer, stepsPerEpoch: steps && epochs ? steps / epochs : null,
+  };
+}
+
+/** The resolved recipe's run-defining fields, without the seed; null when the run has no recipe.resolved.yaml. */
+function readConfig(file: string): { config: Record<string, unknown>; recipe: Recipe } | null {
+  if (!fs.existsSync(file)) return null;
+  let recipe: Recipe;
+  try {
+    recipe = parse(fs.readFileSync(file, 'utf8')) as Recipe;
+  } catch (e) {
+    throw new RunError(`${file}: not valid YAML (${(e as Error).message.split('\n')[0]})`, HINT);
+  }
+  if (!isObject(recipe) || !isObject(recipe.model) || !isObject(recipe.dataset) || !isObject(recipe.training) || !isObject(recipe.runtime)) {
+    throw new RunError(`${file}: not a resolved childtune recipe (model, dataset, training or runtime missing)`, HINT);
+  }
+  const { training, ...rest } = volatile(recipe);
+  const { seed: _seed, ...trainingRest } = training;
+  return { config: { ...rest, training: trainingRest }, recipe };
+}
+
+function readRun(dir: string): RunRecord {
+  const results = readResults(path.join(dir, 'results.json'));
+  const resolved = readConfig(path.join(dir, 'recipe.resolved.yaml'));
+  const metricsFile = path.join(dir, 'metrics.jsonl');
+  const curve = fs.existsSync(metricsFile) ? readJsonl(metricsFile) : [];
+  const maskFile = path.join(dir, 'mask-stats.json');
+  const { overrides, ...rest } = results;
+  const { 'training.seed': _seed, ...swept } = overrides;
+  return {
+    dir, ...rest, swept,
+    task: columnOf(results.task, resolved?.recipe),
+    model: results.model ?? resolved?.recipe.model.path ?? null,
+    config: resolved?.config ?? null,
+    curve,
+    mask: fs.existsSync(maskFile) ? readMaskStats(maskFile) : undefined,
+  };
+}
+
+/** Custom data sets all share the task name `custom`; their column names the data set as well. */
+function columnOf(task: string, recipe: Recipe | undefined): string {
+  if (task !== 'custom' || !recipe) return task;
+  const d = recipe.dataset;
+  const source = d.dir ?? d.files?.[d.train_split ?? 'train'];
+  return source ? `custom (${path.basename(source).replace(/\.(tsv|csv|jsonl)$/, '')})` : task;
+}
+
+function readMaskStats(file: string): RunRecord['mask'] {
+  const m = readJson(file);
+  if (!isObject(m) || !isObject(m.per_layer)) throw new RunError(`${file}: not a childtune mask-stats file ("per_layer" missing)`, HINT);
+  const perLayer = metricMap(file, 'per_layer', m.per_layer);
+  const f = m.fisher;
+  if (f === undefined) return { per_layer: perLayer };
+  const h = isObject(f) ? f.histogram : undefined;
+  const numbers = (x: unknown) => Array.isArray(x) && x.every((v) => typeof v === 'number' && Number.isFinite(v));
+  if (!isObject(f) || typeof f.threshold !== 'number' || !isObject(h) || !numbers(h.log10_edges) || !numbers(h.counts) || typeof h.zeros !== 'number') {
+    throw new RunError(`${file}: "fisher" must hold a threshold and a histogram (log10_edges, counts, zeros)`, HINT);
+  }
+  return { per_layer: perLayer, fisher: { threshold: f.threshold, histogram: { log10_edges: h.log10_edges as number[], counts: h.counts as number[], zeros: h.zeros } } };
+}
+
+/**
+ * metrics.jsonl entries. A last line cut short (a run killed while appending, whose resume has not yet
+ * trimmed it) is left out; a malformed line anywhere else is an error naming it.
+ */
+function readJsonl(file: string): CurvePoint[] {
+  const lines = fs.readFileSync(file, 'utf8').split('\n');
+  const out: CurvePoint[] = [];
+  for (let i = 0; i < lines.length; i++) {
+    if (!lines[i].trim()) continue;
+    let e: unknown;
+    try {
+      e = JSON.parse(lines[i]);
+    } catch {
+      if (i === lines.length - 1) break;
+      throw new RunError(`${file}:${i + 1}: not a JSON line`, 'The file was edited or damaged; rerun the trial.');
+    }
+    if (!isObject(e) || typeof e.step !== 'number') throw new RunError(`${file}:${i + 1}: not a metrics entry (no "step")`, 'The file was edited or damaged; rerun the trial.');
+    out.push({
+      step: e.step,
+      epoch: typeof e.epoch === 'number' ? e.epoch : undefined,
+      loss: typeof e.loss === 'number' ? e.loss : undefined,
+      metrics: e.metrics === undefined ? undefined : metricMap(`${file}:${i + 1}`, 'metrics', e.metrics),
+    });
+  }
+  return out;
+}
