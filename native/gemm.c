@@ -244,17 +244,32 @@ static napi_value js_gemm(napi_env env, napi_callback_info info) {
     napi_throw_error(env, NULL, "childtune native: that kernel is not supported on this CPU");
     return NULL;
   }
+  // Every element each operand addresses must lie in the heap: a wrong offset is an error, never a stray write.
+  const int64_t M = v[16], K = v[17], N = v[18], n0 = v[19], n1 = v[20];
+  if (M > 0 && N > 0 && n0 > 0 && n1 > 0) {
+    const int64_t ends[3] = {
+        v[2] + 4 * ((n0 - 1) * v[5] + (n1 - 1) * v[6] + (M - 1) * v[3] + (K - 1) * v[4] + 1),
+        v[7] + 4 * ((n0 - 1) * v[10] + (n1 - 1) * v[11] + (K - 1) * v[8] + (N - 1) * v[9] + 1),
+        v[12] + 4 * ((n0 - 1) * v[14] + (n1 - 1) * v[15] + (M - 1) * v[13] + N),
+    };
+    int ok = K >= 0 && v[2] >= 0 && v[7] >= 0 && v[12] >= 0;
+    for (int i = 3; i <= 15; i++) ok = ok && (i == 7 || i == 12 || v[i] >= 0);
+    for (int i = 0; i < 3; i++) ok = ok && ends[i] <= (int64_t)bytes;
+    if (!ok) {
+      napi_throw_range_error(env, NULL, "childtune native: a gemm operand reaches outside the heap");
+      return NULL;
+    }
+  }
   Scratch *s;
   CHECK(napi_get_instance_data(env, (void **)&s));
   const Kernel *kn = &KERNELS[v[0]];
   const char *base = heap;
-  const int M = (int)v[16], K = (int)v[17], N = (int)v[18];
-  for (int64_t e0 = 0; e0 < v[19]; e0++) {
-    for (int64_t e1 = 0; e1 < v[20]; e1++) {
+  for (int64_t e0 = 0; e0 < n0; e0++) {
+    for (int64_t e1 = 0; e1 < n1; e1++) {
       Operand A = {(const float *)(base + v[2] + 4 * (e0 * v[5] + e1 * v[6])), v[3], v[4]};
       Operand B = {(const float *)(base + v[7] + 4 * (e0 * v[10] + e1 * v[11])), v[8], v[9]};
       float *C = (float *)(base + v[12] + 4 * (e0 * v[14] + e1 * v[15]));
-      gemm(kn, s, A, B, C, v[13], M, K, N);
+      gemm(kn, s, A, B, C, v[13], (int)M, (int)K, (int)N);
     }
   }
   return NULL;

@@ -39,6 +39,14 @@ describe('native matrix kernels', { skip }, () => {
   });
   after(() => selectKernel(undefined));
 
+  test('an operand reaching outside the heap is an error, never a stray read or write', () => {
+    const heap = (tf.backend() as unknown as { wasm: { asm: { memory: WebAssembly.Memory } } }).wasm.asm.memory.buffer as ArrayBuffer;
+    const gemm = nativeKernels().native!.gemm;
+    // A 2 x 3 times 3 x 2 product whose A starts 12 bytes before the end of the heap.
+    assert.throws(() => gemm(heap, heap.byteLength - 12, 3, 1, 0, 0, 0, 2, 1, 0, 0, 64, 2, 0, 0, 2, 3, 2, 1, 1), RangeError);
+    assert.throws(() => gemm(heap, 0, -3, 1, 0, 0, 0, 2, 1, 0, 0, 64, 2, 0, 0, 2, 3, 2, 1, 1), RangeError);
+  });
+
   for (const kernel of native) {
     test(`${kernel}: matMul equals the wasm kernel bit for bit, for sizes and transposes off the register tile`, () => {
       const dim = fc.integer({ min: 1, max: 150 });
