@@ -12,14 +12,20 @@ import { parseRecipeText } from '../src/recipe/parse.js';
 import { FIXTURES, GLUE, REPO, tmpProject, write } from './helpers.js';
 
 const MODEL = path.join(FIXTURES, 'bert-tiny-glue-mlm');
-const env = { CHILDTUNE_MODELS: FIXTURES, CHILDTUNE_DATA: path.dirname(GLUE) };
+const env = { CHILDTUNE_MODEL: MODEL, CHILDTUNE_DATA: path.dirname(GLUE) };
 const base = (extra = '') => `version: 1
 model:
-  path: \${CHILDTUNE_MODELS}/bert-tiny-glue-mlm
+  path: \${CHILDTUNE_MODEL}
 dataset:
   task: glue/rte
   dir: \${CHILDTUNE_DATA}/glue/RTE
 ${extra}`;
+
+/** A recipe over a built-in task whose files are under ./d (line 6 is the dir). */
+const local = (task: string) => `version: 1\nmodel:\n  path: \${CHILDTUNE_MODELS}/bert-tiny-glue-mlm\ndataset:\n  task: ${task}\n  dir: ./d\n`;
+const RTE_HEAD = 'index\tsentence1\tsentence2\tlabel\n';
+const STSB_HEAD = 'index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore\n';
+const stsb = (score: string) => `0\tmain\tx\t2012\t1\tnone\tnone\ta\tb\t${score}\n`;
 
 function load(text: string, opts: { sets?: string[]; files?: Record<string, string> } = {}) {
   const dir = tmpProject();
@@ -48,6 +54,7 @@ describe('diagnostics: every code, with its position', () => {
     ['CT0105', base('strategy: {kind: child-tuning-x, reserve_p: 0.3}\n'), { line: 7, column: 12 }],
     ['CT0106', base('training: {batch_size: 0}\n'), { line: 7, column: 12 }],
     ['CT0107', base('training: {optimizer: {betas: [0.9]}}\n'), { line: 7, column: 24 }],
+    ['CT0108', base('name: ../elsewhere/run\n'), { line: 7, column: 1 }],
     ['CT0201', 'extends: ./missing.yaml\n' + base(), { line: 1, column: 1 }],
     ['CT0202', 'extends: ./b.yaml\n' + base(), { line: 1, column: 1 }, { files: { 'b.yaml': 'extends: ./r.yaml\nversion: 1\n' } }],
     ['CT0203', 'extends: ../../etc/base.yaml\n' + base(), { line: 1, column: 1 }],
@@ -61,8 +68,14 @@ describe('diagnostics: every code, with its position', () => {
     ['CT0306', base('sweep: {grid: {training.optimizer.lrr: [1, 2]}}\n'), { line: 7, column: 16 }],
     ['CT0307', base().replace('task: glue/rte', 'task: custom'), { line: 4, column: 1 }],
     ['CT0308', base().replace('glue/RTE', 'glue/NOPE'), { line: 6, column: 3 }],
-    ['CT0309', base().replace('bert-tiny-glue-mlm', 'no-such-model'), { line: 3, column: 3 }],
+    ['CT0309', base().replace('${CHILDTUNE_MODEL}', '${CHILDTUNE_MODEL}/no-such-model'), { line: 3, column: 3 }],
     ['CT0310', base('evaluation: {metrics: [pearson]}\n'), { line: 7, column: 24 }],
+    ['CT0320', local('glue/rte'), { line: 6, column: 3 }, { files: { 'd/train.tsv': `${RTE_HEAD}0\ta\tb\tmaybe\n`, 'd/dev.tsv': `${RTE_HEAD}0\ta\tb\tentailment\n` } }],
+    ['CT0321', local('glue/sts-b'), { line: 6, column: 3 }, { files: { 'd/train.tsv': `${STSB_HEAD}${stsb('1e30')}`, 'd/dev.tsv': `${STSB_HEAD}${stsb('4.2')}` } }],
+    ['CT0322', local('glue/rte'), { line: 6, column: 3 }, { files: { 'd/train.tsv': `${RTE_HEAD}0\ta\tentailment\n`, 'd/dev.tsv': `${RTE_HEAD}0\ta\tb\tentailment\n` } }],
+    ['CT0323', local('glue/rte'), { line: 6, column: 3 }, { files: { 'd/train.tsv': `${RTE_HEAD}0\t${'x'.repeat(1 << 21)}\tb\tentailment\n`, 'd/dev.tsv': `${RTE_HEAD}0\ta\tb\tentailment\n` } }],
+    ['CT0324', local('glue/rte'), { line: 6, column: 3 }, { files: { 'd/train.tsv': '', 'd/dev.tsv': `${RTE_HEAD}0\ta\tb\tentailment\n` } }],
+    ['CT0325', local('glue/rte'), { line: 6, column: 3 }, { files: { 'd/train.tsv': 'idx\ttext\n0\ta\n', 'd/dev.tsv': `${RTE_HEAD}0\ta\tb\tentailment\n` } }],
   ];
   test('the cases cover the whole closed set of codes', () => {
     assert.deepEqual(new Set(cases.map(([c]) => c)), new Set([...Object.keys(DIAGNOSTIC_CODES)].filter((c) => c !== 'CT0006')));

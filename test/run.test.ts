@@ -151,14 +151,14 @@ describe('strategies', () => {
 });
 
 describe('cli', () => {
-  const env = { CHILDTUNE_MODELS: FIXTURES, CHILDTUNE_DATA: path.dirname(GLUE) };
+  const env = { CHILDTUNE_MODEL: path.join(FIXTURES, 'bert-tiny-glue-mlm'), CHILDTUNE_DATA: path.dirname(GLUE) };
   before(() => Object.assign(process.env, env));
 
   test('validate: exit 0, 1 with compiler-style diagnostics, --json, 2 on usage errors', async () => {
     const dir = tmpProject();
-    const good = write(dir, 'good.yaml', 'version: 1\nmodel: {path: "${CHILDTUNE_MODELS}/bert-tiny-glue-mlm"}\ndataset: {task: glue/rte, dir: "${CHILDTUNE_DATA}/glue/RTE"}\n');
+    const good = write(dir, 'good.yaml', 'version: 1\nmodel: {path: "${CHILDTUNE_MODEL}"}\ndataset: {task: glue/rte, dir: "${CHILDTUNE_DATA}/glue/RTE"}\n');
     assert.equal((await cli(['validate', good])).code, 0);
-    const bad = write(dir, 'bad.yaml', 'version: 1\nmodel: {path: "${CHILDTUNE_MODELS}/bert-tiny-glue-mlm"}\ndataset: {task: glue/rtee, dir: "${CHILDTUNE_DATA}/glue/RTE"}\n');
+    const bad = write(dir, 'bad.yaml', 'version: 1\nmodel: {path: "${CHILDTUNE_MODEL}"}\ndataset: {task: glue/rtee, dir: "${CHILDTUNE_DATA}/glue/RTE"}\n');
     const r = await cli(['validate', bad]);
     assert.equal(r.code, 1);
     assert.match(r.err, /bad\.yaml:3:11: error CT0105 invalid-value: dataset\.task is string "glue\/rtee"/);
@@ -175,7 +175,7 @@ describe('cli', () => {
     assert.equal((await cli(['init', file])).code, 0);
     assert.equal((await cli(['validate', file])).code, 0);
     assert.equal((await cli(['init', file])).code, 1);
-    assert.match((await cli(['recipes'])).out, /recipes\/quickstart\.yaml/);
+    assert.match((await cli(['recipes'])).out, /^quickstart /m);
   });
 
   test('run: Child-Tuning-D end to end on a tiny model; the fisher stage is cached and reused', async () => {
@@ -208,8 +208,8 @@ evaluation: {batch_size: 64}
     const dir = tmpProject();
     write(dir, 'data/train.tsv', 'sentence\tlabel\ngood\t1\nbad\t7\n');
     write(dir, 'data/dev.tsv', 'sentence\tlabel\nfine\t0\n');
-    const recipe = write(dir, 'r.yaml', 'version: 1\nmodel: {path: "${CHILDTUNE_MODELS}/bert-tiny-random"}\ndataset: {task: glue/sst-2, dir: ./data}\n');
-    const r = await cli(['run', recipe]);
+    const recipe = write(dir, 'r.yaml', 'version: 1\nmodel: {path: "${CHILDTUNE_MODEL}"}\ndataset: {task: glue/sst-2, dir: ./data}\n');
+    const r = await cli(['run', recipe, '--set', `model.path=${path.join(FIXTURES, 'bert-tiny-random')}`]);
     assert.equal(r.code, 1);
     assert.match(r.err, /train\.tsv:3: label '7' is not one of 0, 1/);
     assert.doesNotMatch(r.err, /\n\s+at /);

@@ -1,6 +1,5 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
 import { compilePlan } from '../plan/compiler.js';
 import { formatPlan } from '../plan/format.js';
@@ -8,9 +7,8 @@ import { loadRecipe } from '../recipe/index.js';
 import { hasErrors, type Diagnostic } from '../recipe/diagnostics.js';
 import { formatDiagnostics } from '../recipe/format.js';
 import { UserError } from './errors.js';
+import { bundledRecipes, REPO_ROOT, resolveRecipeArgument } from './recipes.js';
 import { STARTER_RECIPE } from './starter.js';
-
-export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 
 interface Io {
   out: (text: string) => void;
@@ -25,6 +23,7 @@ export async function main(argv: string[], io: Io = { out: (t) => process.stdout
   let code = 0;
   const program = new Command('childtune')
     .description('Declarative, reproducible Child-Tuning fine-tuning experiments')
+    .version(packageVersion(), '-V, --version', 'print the version')
     .option('--debug', 'show stack traces for errors')
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) })
@@ -38,19 +37,27 @@ export async function main(argv: string[], io: Io = { out: (t) => process.stdout
       .option('--json', 'machine-readable output');
 
   const load = (file: string, opts: { set: string[]; allowPath: string[] }) => loadRecipe(file, { sets: opts.set, allowedRoots: opts.allowPath });
+  /** A recipe file, or a bundled recipe by name (whose runs then go under the working directory). */
+  const recipeFile = (arg: string, opts: { set: string[] }) => {
+    const { file, overrides } = resolveRecipeArgument(arg);
+    opts.set = [...overrides, ...opts.set];
+    return file;
+  };
   const printDiagnostics = (ds: Diagnostic[], json: boolean | undefined) => {
     if (json) io.out(JSON.stringify({ ok: !hasErrors(ds), diagnostics: ds }, null, 2));
     else if (ds.length) io.err(formatDiagnostics(ds));
   };
 
-  recipeOptions(program.command('validate').description('check a recipe and print every problem at once')).action((file: string, opts) => {
+  recipeOptions(program.command('validate').description('check a recipe and print every problem at once'), '<recipe>', 'recipe YAML file or bundled recipe name').action((arg: string, opts) => {
+    const file = recipeFile(arg, opts);
     const loaded = load(file, opts);
     printDiagnostics(loaded.diagnostics, opts.json);
-    if (!opts.json && !hasErrors(loaded.diagnostics)) io.out(`${file}: ok`);
+    if (!opts.json && !hasErrors(loaded.diagnostics)) io.out(`${arg}: ok`);
     code = hasErrors(loaded.diagnostics) ? 1 : 0;
   });
 
-  recipeOptions(program.command('plan').description('compile a recipe into its stage DAG with hashes, cache state and estimates')).action((file: string, opts) => {
+  recipeOptions(program.command('plan').description('compile a recipe into its stage DAG with hashes, cache state and estimates'), '<recipe>', 'recipe YAML file or bundled recipe name').action((arg: string, opts) => {
+    const file = recipeFile(arg, opts);
     const loaded = load(file, opts);
     const compiled = compilePlan(loaded, path.resolve(file));
     if (!compiled.plan) {
@@ -61,25 +68,37 @@ export async function main(argv: string[], io: Io = { out: (t) => process.stdout
     io.out(opts.json ? JSON.stringify(compiled.plan, null, 2) : formatPlan(compiled.plan));
   });
 
-  recipeOptions(program.command('run').description('validate, plan and execute a recipe (or continue one with --resume)'), '[recipe]', 'recipe YAML file (optional with --resume)')
+  recipeOptions(program.command('run').description('validate, plan and execute a recipe (or continue one with --resume)'), '[recipe]', 'recipe YAML file or bundled recipe name (optional with --resume)')
     .option('--trial <k>', 'run only trial K of the recipe (or of a sweep lock file)', (v) => Number.parseInt(v, 10))
     .option('--resume <dir>', 'continue an interrupted run from its last checkpoint')
     .option('--quiet', 'no progress output')
     .action(async (file: string | undefined, opts) => {
-      if (!file && !opts.resume) throw new UserError('run needs a recipe file, or --resume RUN_DIR', 'Example: childtune run recipes/quickstart.yaml', 2);
+      if (!file && !opts.resume) throw new UserError('run needs a recipe file, or --resume RUN_DIR', 'Example: childtune run quickstart', 2);
+      const resolved = file && !file.endsWith('.lock.json') ? recipeFile(file, opts) : file;
+      const quickstart = resolved && path.resolve(resolved) === path.join(REPO_ROOT, 'recipes', 'quickstart.yaml');
       const { runCommand } = await import('../run/command.js');
-      code = await runCommand(file, opts, io);
+      code = await runCommand(resolved, { ...opts, nextSteps: quickstart ? quickstartNextSteps : undefined }, io);
     });
 
-  recipeOptions(program.command('sweep').description("run every trial of a recipe's sweep block under a lock file (resumable, or emitted for a cluster)"), '[recipe]', 'recipe YAML file with a sweep block')
+  recipeOptions(program.command('sweep').description("run every trial of a recipe's sweep block under a lock file (resumable, or emitted for a cluster)"), '[recipe]', 'recipe YAML file or bundled recipe name, with a sweep block')
     .option('--resume <dir>', 'continue an interrupted sweep: finished trials are skipped, never renumbered')
     .addOption(new Option('--emit <kind>', 'write a cluster submission instead of running: a Slurm array script or a Kubernetes Indexed Job').choices(['slurm', 'k8s']))
     .option('--prepare <lockfile>', 'run the shared stages (fisher masks) of a locked sweep once')
     .option('--quiet', 'no progress output')
     .action(async (file: string | undefined, opts) => {
-      if (!file && !opts.resume && !opts.prepare) throw new UserError('sweep needs a recipe file, --resume SWEEP_DIR or --prepare LOCKFILE', 'Example: childtune sweep recipes/paper/glue-rte.yaml', 2);
+      if (!file && !opts.resume && !opts.prepare) throw new UserError('sweep needs a recipe file, --resume SWEEP_DIR or --prepare LOCKFILE', 'Example: childtune sweep paper/glue/rte', 2);
       const { sweepCommand } = await import('../run/sweep.js');
-      code = await sweepCommand(file, opts, io);
+      code = await sweepCommand(file && recipeFile(file, opts), opts, io);
+    });
+
+  program
+    .command('fetch')
+    .description('download a model (org/name[@revision]) or a built-in task\'s data set (glue/rte, snli, ...) into the Hugging Face hub cache')
+    .argument('<id>', 'model id or built-in task name')
+    .option('--revision <rev>', 'branch, tag or commit of a model (default: main)')
+    .action(async (id: string, opts: { revision?: string }) => {
+      const { fetchCommand } = await import('./fetch.js');
+      code = await fetchCommand(id, opts, io);
     });
 
   program
@@ -119,12 +138,14 @@ export async function main(argv: string[], io: Io = { out: (t) => process.stdout
 
   program
     .command('recipes')
-    .description('list the bundled recipes')
+    .description('list the bundled recipes (run, validate, plan or sweep them by name from any directory)')
     .option('--json', 'machine-readable output')
     .action((opts: { json?: boolean }) => {
       const list = bundledRecipes();
-      if (opts.json) io.out(JSON.stringify(list, null, 2));
-      else for (const r of list) io.out(`${r.path.padEnd(44)} ${r.summary}`);
+      if (opts.json) return io.out(JSON.stringify(list, null, 2));
+      const width = Math.max(...list.map((r) => r.name.length));
+      for (const r of list) io.out(`${r.name.padEnd(width)}  ${r.summary}`);
+      io.out('\nRun one by name from any directory, e.g. childtune run quickstart (its runs go to ./runs).');
     });
 
   const model = program.command('model').description('model utilities');
@@ -145,7 +166,7 @@ export async function main(argv: string[], io: Io = { out: (t) => process.stdout
   program
     .command('encode')
     .description('tokenize a text (pair) and print tokens, ids and the model outputs')
-    .requiredOption('--model <dir>', 'model directory')
+    .requiredOption('--model <dir>', 'model directory, or a hub id (org/name[@revision]) in the hub cache')
     .requiredOption('--text <a>', 'first text')
     .option('--pair <b>', 'second text')
     .option('--max-length <n>', 'truncate to this many tokens', (v) => Number.parseInt(v, 10), 128)
@@ -175,21 +196,27 @@ export async function main(argv: string[], io: Io = { out: (t) => process.stdout
 }
 
 /** Errors that describe bad input (files, data, checkpoints) rather than a bug. */
-const isExpected = (e: Error) => ['DataFileError', 'ModelError', 'SafetensorsError', 'TokenizerError', 'RunError', 'BackendError', 'WriteError'].includes(e.constructor?.name) || 'code' in e;
+const isExpected = (e: Error) => ['DataFileError', 'ModelError', 'SafetensorsError', 'TokenizerError', 'RunError', 'BackendError', 'WriteError', 'HubError'].includes(e.constructor?.name) || 'code' in e;
 
-export function bundledRecipes(): { path: string; summary: string }[] {
-  const dir = path.join(REPO_ROOT, 'recipes');
-  const out: { path: string; summary: string }[] = [];
-  const walk = (d: string) => {
-    for (const entry of fs.readdirSync(d, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
-      const full = path.join(d, entry.name);
-      if (entry.isDirectory()) walk(full);
-      else if (entry.name.endsWith('.yaml')) {
-        const first = fs.readFileSync(full, 'utf8').split('\n').find((l) => l.startsWith('#'));
-        out.push({ path: path.relative(REPO_ROOT, full), summary: first?.replace(/^#\s*/, '') ?? '' });
-      }
-    }
-  };
-  walk(dir);
-  return out;
+function packageVersion(): string {
+  return (JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+}
+
+/** What the quickstart prints last: where to go from here (npx: the clone's own bin, not a global install). */
+function quickstartNextSteps(dirs: string[]): string {
+  const dir = path.relative(process.cwd(), dirs[0]) || '.';
+  return [
+    '',
+    'Next steps:',
+    "  the run as the paper's table (Markdown, CSV, HTML):",
+    `    npx childtune report ${dir}`,
+    '  loss, learning rate and accuracy curves:',
+    `    tensorboard --logdir ${path.join(dir, 'tb')}`,
+    '  a sweep, two child-network sizes with three seeds each:',
+    "    npx childtune sweep quickstart --set 'sweep.grid={strategy.reserve_p: [0.1, 0.3]}' --set 'sweep.seeds=[1,2,3]'",
+    '  the same recipe on a real model:',
+    '    npx childtune fetch google-bert/bert-base-uncased && CHILDTUNE_MODEL=google-bert/bert-base-uncased npx childtune run quickstart',
+    "  the paper's experiments, ready to run by name:",
+    '    npx childtune recipes',
+  ].join('\n');
 }

@@ -1,12 +1,16 @@
 /** The recipe `childtune init` writes: every section, commented, with the paper's defaults. */
 export const STARTER_RECIPE = `# A childtune recipe: fine-tune a pretrained encoder with Child-Tuning.
 # Check it with \`childtune validate recipe.yaml\`, see the stages with \`childtune plan recipe.yaml\`,
-# run it with \`childtune run recipe.yaml\`. Paths are relative to this file; \${VAR} reads an environment variable.
+# run it with \`childtune run recipe.yaml\`. \${VAR} reads an environment variable:
+# CHILDTUNE_MODEL names the model (a model directory or hub id), CHILDTUNE_DATA the data root (holding glue/RTE/...).
+# Paths: a relative path is relative to this file and must stay inside the project (the nearest directory with
+# .git or .childtune-root); an absolute path, or one starting with \${VAR}, is your choice and may point anywhere.
+# A base recipe named by \`extends:\` must lie inside the project either way.
 version: 1
 name: my-experiment
 
 model:
-  path: \${CHILDTUNE_MODELS}/bert-tiny-glue-mlm   # config.json + model.safetensors + vocab.txt
+  path: \${CHILDTUNE_MODEL}                 # a directory with config.json, model.safetensors, vocab.txt
   max_seq_length: 128
 
 dataset:

@@ -1,57 +1,101 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { csvRows, DataFileError, jsonlRows, readText, tsvRows, type RawRow } from './formats.js';
-import type { Field, TaskSpec } from './tasks.js';
+import { csvRows, DataFileError, jsonlRows, MAX_ROW_CHARS, readLines, tsvRows, type RawRow, type RawRowOrProblem } from './formats.js';
+import { exportSpec } from './hub-layouts.js';
+import { parquetRows } from './parquet.js';
+import type { Field, FileFormat, TaskSpec } from './tasks.js';
 
 export interface Example {
   textA: string;
   textB?: string;
   /** Class index, or the score for regression. */
   label: number;
-  /** 1-based line in the source file, for error messages and provenance. */
+  /** 1-based line (parquet: row) in the source file, for error messages and provenance. */
   line: number;
 }
 
 export interface LoadedSplit {
   file: string;
   examples: Example[];
-  /** Rows dropped under on_bad_row: skip, with the first few reasons. */
+  /** Bad rows (dropped under on_bad_row: skip), with the first few reasons. */
   skipped: { count: number; samples: string[] };
-  /** Rows without a gold label (SNLI's '-'), dropped as every reference loader does. */
+  /** The first bad rows themselves, for validation to report each under its own code. */
+  problems: DataFileError[];
+  /** Rows without a gold label (SNLI's '-', datasets' -1), dropped as every reference loader does. */
   unlabelled: number;
+  /** True when the file holds no data rows at all. */
+  empty: boolean;
 }
 
+/** Bad rows kept for reporting; the rest are only counted. */
+const KEPT_PROBLEMS = 20;
+
+/** The file of a split; `dev` falls back to `validation`, datasets' name for it. */
 export function splitFile(spec: TaskSpec, dir: string | undefined, split: string): string {
-  const name = spec.files[split];
-  if (!name) throw new DataFileError(dir ?? '.', 0, `the task has no split '${split}' (known: ${Object.keys(spec.files).join(', ') || 'none'}); declare it under dataset.files`);
+  const name = spec.files[split] ?? (split === 'dev' ? spec.files.validation : undefined);
+  if (!name) throw new DataFileError(dir ?? '.', 0, `the task has no split '${split}' (known: ${Object.keys(spec.files).join(', ') || 'none'}); declare it under dataset.files`, 'missing');
   return path.resolve(dir ?? '.', name);
+}
+
+const EXTENSIONS: Record<string, FileFormat> = { '.tsv': 'tsv', '.csv': 'csv', '.jsonl': 'jsonl', '.json': 'jsonl', '.ndjson': 'jsonl', '.parquet': 'parquet' };
+
+/**
+ * How a file is read: a custom dataset's declared format, else its extension; a built-in task's file in another
+ * format than the task's distribution is a datasets export, read with the hub's column names.
+ */
+export function fileSpec(spec: TaskSpec, file: string): TaskSpec {
+  const byExtension = EXTENSIONS[path.extname(file).toLowerCase()];
+  if (spec.id === 'custom') {
+    const format = spec.format ?? byExtension;
+    if (!format) throw new DataFileError(file, 0, `cannot tell the format from the extension '${path.extname(file)}'; set dataset.format (tsv, csv, jsonl or parquet)`, 'unreadable');
+    return { ...spec, format };
+  }
+  return byExtension && byExtension !== spec.format ? exportSpec(spec, byExtension) : spec;
 }
 
 /** Splits already read by this process, keyed by file identity: validation, planning and running share one read. */
 const loaded = new Map<string, LoadedSplit>();
 
-/** Loads one split. Malformed rows throw DataFileError naming file and line, or are counted when onBadRow is 'skip'. */
+/** Loads one split. Bad rows throw a DataFileError naming file and line (the first one), or are counted when onBadRow is 'skip'. */
 export function loadSplit(spec: TaskSpec, dir: string | undefined, split: string, onBadRow: 'error' | 'skip' = 'error'): LoadedSplit {
   const file = splitFile(spec, dir, split);
   const stat = fs.statSync(file, { throwIfNoEntry: false });
-  const key = JSON.stringify([file, stat?.size, stat?.mtimeMs, spec, split, onBadRow]);
-  const hit = loaded.get(key);
-  if (hit) return hit;
-  const result = readSplit(spec, file, split, onBadRow);
-  loaded.set(key, result);
+  const key = JSON.stringify([file, stat?.size, stat?.mtimeMs, spec, split]);
+  let result = loaded.get(key);
+  if (!result) {
+    result = readSplit(fileSpec(spec, file), file, split);
+    loaded.set(key, result);
+  }
+  if (onBadRow === 'error' && result.problems.length) throw result.problems[0];
   return result;
 }
 
-function readSplit(spec: TaskSpec, file: string, split: string, onBadRow: 'error' | 'skip'): LoadedSplit {
-  let text: string;
-  try {
-    text = readText(file);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new DataFileError(file, 0, code === 'ENOENT' ? 'file not found' : `cannot read (${(e as Error).message})`);
+/** A parquet split may be sharded: `x-00000-of-00003.parquet` is read with its siblings, as is `split/0000.parquet`. */
+function shardsOf(file: string): string[] {
+  const named = /^(.*)-00000-of-(\d{5})\.parquet$/.exec(path.basename(file));
+  if (named) return Array.from({ length: Number(named[2]) }, (_, i) => path.join(path.dirname(file), `${named[1]}-${String(i).padStart(5, '0')}-of-${named[2]}.parquet`));
+  if (path.basename(file) === '0000.parquet' && fs.existsSync(path.dirname(file))) {
+    return fs.readdirSync(path.dirname(file)).filter((f) => /^\d{4}\.parquet$/.test(f)).sort().map((f) => path.join(path.dirname(file), f));
   }
-  const rows = spec.format === 'jsonl' ? jsonlRows(text, file) : spec.format === 'csv' ? csvRows(text, file) : tsvRows(text);
-  const out: LoadedSplit = { file, examples: [], skipped: { count: 0, samples: [] }, unlabelled: 0 };
+  return [file];
+}
+
+function* rowsOf(spec: TaskSpec, file: string): Generator<RawRowOrProblem> {
+  if (spec.format === 'parquet') {
+    let offset = 0;
+    for (const shard of shardsOf(file)) {
+      const rows = parquetRows(shard);
+      for (const r of rows) yield { line: offset + r.line, cells: r.cells };
+      offset += rows.length;
+    }
+    return;
+  }
+  const lines = readLines(file);
+  yield* spec.format === 'jsonl' ? jsonlRows(lines, file) : spec.format === 'csv' ? csvRows(lines, file) : tsvRows(lines, file);
+}
+
+function readSplit(spec: TaskSpec, file: string, split: string): LoadedSplit {
+  const out: LoadedSplit = { file, examples: [], skipped: { count: 0, samples: [] }, problems: [], unlabelled: 0, empty: true };
   let header: string[] | undefined;
   let width: number | undefined;
   const columns = new Map<Field, number>();
@@ -60,39 +104,53 @@ function readSplit(spec: TaskSpec, file: string, split: string, onBadRow: 'error
     let i = columns.get(f);
     if (i === undefined) {
       i = header?.indexOf(f) ?? -1;
-      if (i < 0) throw new DataFileError(file, 1, header ? `no column '${f}' in the header (${header.join(', ')})` : `column '${f}' named, but the file has no header`);
+      if (i < 0) throw new DataFileError(file, 1, header ? `no column '${f}' in the header (${header.join(', ')})` : `column '${f}' named, but the file has no header`, 'columns');
       columns.set(f, i);
     }
     return i;
   };
-  const labelIndex = new Map((spec.labels ?? []).map((l, i) => [l, i]));
-  for (const row of rows) {
-    if (spec.header && !header) {
-      header = (row.cells as string[]).map((c) => c.trim());
+  const labels = spec.labels ?? [];
+  const labelIndex = new Map(labels.map((l, i) => [l, i]));
+  spec.classNames?.forEach((n, i) => { if (!labelIndex.has(n)) labelIndex.set(n, i); });
+  // Exports (csv, jsonl, parquet) may hold datasets' integer class indices; a distributed tsv never does.
+  const indexLabels = spec.format !== 'tsv';
+  for (const row of rowsOf(spec, file)) {
+    if (!(row instanceof DataFileError) && spec.header && Array.isArray(row.cells) && !header) {
+      header = row.cells.map((c) => c.trim());
       width = header.length;
       continue;
     }
+    out.empty = false;
     try {
+      if (row instanceof DataFileError) throw row;
       const example = toExample(row);
       if (example) out.examples.push(example);
     } catch (e) {
-      if (!(e instanceof DataFileError) || onBadRow === 'error') throw e;
+      if (!(e instanceof DataFileError)) throw e;
+      if (e.kind === 'columns') throw e; // the file's shape, not a row
       out.skipped.count++;
       if (out.skipped.samples.length < 5) out.skipped.samples.push(e.message);
+      if (out.problems.length < KEPT_PROBLEMS) out.problems.push(e);
     }
   }
   return out;
 
-  function cell(row: RawRow, f: Field): string {
+  function value(row: RawRow, f: Field): unknown {
     if (Array.isArray(row.cells)) {
-      const i = column(f);
-      const v = row.cells[i];
+      const v = row.cells[column(f)];
       if (v === undefined) throw new DataFileError(file, row.line, `row has ${row.cells.length} columns; column ${typeof f === 'number' ? f : `'${f}'`} is missing`);
       return v;
     }
     const v = row.cells[String(f)];
     if (v === undefined || v === null) throw new DataFileError(file, row.line, `field '${f}' is missing`);
-    return typeof v === 'string' ? v : String(v);
+    return v;
+  }
+
+  function text(row: RawRow, f: Field): string {
+    const v = value(row, f);
+    const s = typeof v === 'string' ? v : String(v);
+    if (s.length > MAX_ROW_CHARS) throw new DataFileError(file, row.line, `field '${f}' is longer than ${MAX_ROW_CHARS} characters (the limit)`, 'too-large');
+    return s;
   }
 
   function toExample(row: RawRow): Example | undefined {
@@ -100,8 +158,9 @@ function readSplit(spec: TaskSpec, file: string, split: string, onBadRow: 'error
       width ??= row.cells.length;
       if (row.cells.length !== width) throw new DataFileError(file, row.line, `row has ${row.cells.length} columns, expected ${width}`);
     }
-    if (spec.splitColumn && cell(row, spec.splitColumn.field) !== spec.splitColumn.values[split]) return undefined;
-    const raw = cell(row, spec.label).trim();
+    if (spec.splitColumn && text(row, spec.splitColumn.field) !== spec.splitColumn.values[split]) return undefined;
+    const rawValue = value(row, spec.label);
+    const raw = (typeof rawValue === 'string' ? rawValue : String(rawValue)).trim();
     if (spec.unlabelled?.includes(raw)) {
       out.unlabelled++;
       return undefined;
@@ -109,14 +168,24 @@ function readSplit(spec: TaskSpec, file: string, split: string, onBadRow: 'error
     let label: number;
     if (spec.labels === null) {
       label = Number(raw);
-      if (raw === '' || !Number.isFinite(label)) throw new DataFileError(file, row.line, `score '${raw}' is not a number`);
+      if (raw === '' || !Number.isFinite(label)) throw new DataFileError(file, row.line, `score '${raw}' is not a number`, 'score');
+      const range = spec.scoreRange;
+      if (range && !(label >= range[0] && label <= range[1])) throw new DataFileError(file, row.line, `score ${raw} is outside [${range[0]}, ${range[1]}], the task's range`, 'score');
     } else {
-      const i = labelIndex.get(raw);
-      if (i === undefined) throw new DataFileError(file, row.line, `label '${raw}' is not one of ${spec.labels.join(', ')}`);
+      let i = labelIndex.get(raw);
+      if (i === undefined && indexLabels && /^-?\d+$/.test(raw)) {
+        const n = Number(raw);
+        if (n === -1) {
+          out.unlabelled++; // datasets' mark for a missing label (test splits)
+          return undefined;
+        }
+        if (n >= 0 && n < labels.length) i = n;
+      }
+      if (i === undefined) throw new DataFileError(file, row.line, `label '${raw}' is not one of ${labels.join(', ')}${indexLabels ? ` (or a class index 0-${labels.length - 1})` : ''}`, 'label');
       label = i;
     }
-    const textA = cell(row, spec.text[0]);
-    const textB = spec.text.length > 1 ? cell(row, spec.text[1]!) : undefined;
+    const textA = text(row, spec.text[0]);
+    const textB = spec.text.length > 1 ? text(row, spec.text[1]!) : undefined;
     return { textA, textB, label, line: row.line };
   }
 }

@@ -1,7 +1,8 @@
 import type { Dataset } from '../recipe/types.generated.js';
+import { hubTaskSpec, nli2, nli3 } from './hub-layouts.js';
 
 export type Metric = 'accuracy' | 'f1' | 'mcc' | 'pearson' | 'spearman';
-export type FileFormat = 'tsv' | 'csv' | 'jsonl';
+export type FileFormat = 'tsv' | 'csv' | 'jsonl' | 'parquet';
 
 /** Where a field lives in a row: a header name or a 0-based column index. */
 export type Field = string | number;
@@ -9,7 +10,8 @@ export type Field = string | number;
 /** How one task's files look as distributed, and what it predicts. */
 export interface TaskSpec {
   id: Dataset['task'];
-  format: FileFormat;
+  /** The files' format; undefined: inferred from each file's extension. */
+  format?: FileFormat;
   header: boolean;
   /** Split name to file name inside the task directory. */
   files: Record<string, string>;
@@ -22,42 +24,52 @@ export interface TaskSpec {
   unlabelled?: string[];
   /** For files that hold every split (SICK): the column naming each row's split, and each split's value. */
   splitColumn?: { field: Field; values: Record<string, string> };
+  /** Scores outside this range are bad rows (STS-B's are 0 to 5). */
+  scoreRange?: [number, number];
+  /** datasets' ClassLabel names (index order = labels' order), accepted as labels too; integer labels index them. */
+  classNames?: string[];
+  /** Set when the files come from the hub cache (a built-in task named without a dir). */
+  fromHub?: { task: string; repo: string; cached: boolean };
 }
 
-const nli3 = ['entailment', 'neutral', 'contradiction'];
-const nli2 = ['entailment', 'not_entailment'];
 
 export const TASKS: Record<Exclude<Dataset['task'], 'custom'>, TaskSpec> = {
   'glue/cola': { id: 'glue/cola', format: 'tsv', header: false, files: { train: 'train.tsv', dev: 'dev.tsv' }, text: [3], label: 1, labels: ['0', '1'], metrics: ['mcc', 'accuracy'] },
   'glue/sst-2': { id: 'glue/sst-2', format: 'tsv', header: true, files: { train: 'train.tsv', dev: 'dev.tsv' }, text: ['sentence'], label: 'label', labels: ['0', '1'], metrics: ['accuracy'] },
   'glue/mrpc': { id: 'glue/mrpc', format: 'tsv', header: true, files: { train: 'train.tsv', dev: 'dev.tsv' }, text: ['#1 String', '#2 String'], label: 'Quality', labels: ['0', '1'], metrics: ['f1', 'accuracy'] },
-  'glue/sts-b': { id: 'glue/sts-b', format: 'tsv', header: true, files: { train: 'train.tsv', dev: 'dev.tsv' }, text: ['sentence1', 'sentence2'], label: 'score', labels: null, metrics: ['pearson', 'spearman'] },
+  'glue/sts-b': { id: 'glue/sts-b', format: 'tsv', header: true, files: { train: 'train.tsv', dev: 'dev.tsv' }, text: ['sentence1', 'sentence2'], label: 'score', labels: null, metrics: ['pearson', 'spearman'], scoreRange: [0, 5] },
   'glue/qqp': { id: 'glue/qqp', format: 'tsv', header: true, files: { train: 'train.tsv', dev: 'dev.tsv' }, text: ['question1', 'question2'], label: 'is_duplicate', labels: ['0', '1'], metrics: ['f1', 'accuracy'] },
   'glue/mnli': { id: 'glue/mnli', format: 'tsv', header: true, files: { train: 'train.tsv', dev: 'dev_matched.tsv' }, text: ['sentence1', 'sentence2'], label: 'gold_label', labels: nli3, metrics: ['accuracy'] },
   'glue/mnli-mm': { id: 'glue/mnli-mm', format: 'tsv', header: true, files: { train: 'train.tsv', dev: 'dev_mismatched.tsv' }, text: ['sentence1', 'sentence2'], label: 'gold_label', labels: nli3, metrics: ['accuracy'] },
   'glue/qnli': { id: 'glue/qnli', format: 'tsv', header: true, files: { train: 'train.tsv', dev: 'dev.tsv' }, text: ['question', 'sentence'], label: 'label', labels: nli2, metrics: ['accuracy'] },
   'glue/rte': { id: 'glue/rte', format: 'tsv', header: true, files: { train: 'train.tsv', dev: 'dev.tsv' }, text: ['sentence1', 'sentence2'], label: 'label', labels: nli2, metrics: ['accuracy'] },
   'glue/wnli': { id: 'glue/wnli', format: 'tsv', header: true, files: { train: 'train.tsv', dev: 'dev.tsv' }, text: ['sentence1', 'sentence2'], label: 'label', labels: ['0', '1'], metrics: ['accuracy'] },
-  snli: { id: 'snli', format: 'jsonl', header: false, files: { train: 'snli_1.0_train.jsonl', dev: 'snli_1.0_dev.jsonl', test: 'snli_1.0_test.jsonl' }, text: ['sentence1', 'sentence2'], label: 'gold_label', labels: nli3, metrics: ['accuracy'], unlabelled: ['-'] },
-  scitail: { id: 'scitail', format: 'tsv', header: false, files: { train: 'scitail_1.0_train.tsv', dev: 'scitail_1.0_dev.tsv', test: 'scitail_1.0_test.tsv' }, text: [0, 1], label: 2, labels: ['entails', 'neutral'], metrics: ['accuracy'] },
+  snli: { id: 'snli', format: 'jsonl', header: false, files: { train: 'snli_1.0_train.jsonl', dev: 'snli_1.0_dev.jsonl', test: 'snli_1.0_test.jsonl' }, text: ['sentence1', 'sentence2'], label: 'gold_label', labels: nli3, metrics: ['accuracy'], unlabelled: ['-'],
+  },
+  scitail: { id: 'scitail', format: 'tsv', header: false, files: { train: 'scitail_1.0_train.tsv', dev: 'scitail_1.0_dev.tsv', test: 'scitail_1.0_test.tsv' }, text: [0, 1], label: 2, labels: ['entails', 'neutral'], metrics: ['accuracy'],
+  },
   sick: {
     id: 'sick', format: 'tsv', header: true, files: { train: 'SICK.txt', dev: 'SICK.txt', test: 'SICK.txt' }, text: ['sentence_A', 'sentence_B'], label: 'entailment_label',
     labels: ['ENTAILMENT', 'NEUTRAL', 'CONTRADICTION'], metrics: ['accuracy'], splitColumn: { field: 'SemEval_set', values: { train: 'TRAIN', dev: 'TRIAL', test: 'TEST' } },
   },
 };
 
-/** The task spec a dataset block describes: a built-in one, with any file overrides, or a custom one. */
+/**
+ * The task spec a dataset block describes: a built-in one, with any file overrides, or a custom one.
+ * A built-in task with neither dir nor files reads the hub's files from the hub cache.
+ */
 export function taskSpecOf(dataset: Dataset): TaskSpec {
   if (dataset.task !== 'custom') {
     const spec = TASKS[dataset.task];
-    return { ...spec, files: { ...spec.files, ...(dataset.files ?? {}) } };
+    if (!dataset.dir && !dataset.files) return hubTaskSpec(spec);
+    return { ...spec, files: { ...spec.files, ...withDev(dataset.files) } };
   }
   const regression = dataset.regression ?? false;
   return {
     id: 'custom',
-    format: dataset.format ?? 'tsv',
-    header: dataset.format === 'jsonl' ? false : (dataset.header ?? true),
-    files: { ...(dataset.files ?? {}) },
+    format: dataset.format,
+    header: dataset.header ?? true,
+    files: withDev(dataset.files),
     text: (dataset.text_fields ?? ['text']) as TaskSpec['text'],
     label: dataset.label_field ?? 'label',
     labels: regression ? null : (dataset.labels ?? null),
@@ -65,4 +77,27 @@ export function taskSpecOf(dataset: Dataset): TaskSpec {
   };
 }
 
+/** `validation` (datasets' name) is the dev split unless dev is declared too. */
+const withDev = (files: Record<string, string> | undefined) => (files?.validation && !files.dev ? { ...files, dev: files.validation } : { ...(files ?? {}) });
+
 export const isRegression = (spec: TaskSpec) => spec.labels === null;
+
+/**
+ * Class names as the Hugging Face data sets publish them (GLUE's dataset card, snli, sick), for a saved model's
+ * id2label, where the distributed files label classes 0/1 or in capitals. Index order matches `labels`.
+ */
+const HF_LABEL_NAMES: Partial<Record<TaskSpec['id'], string[]>> = {
+  'glue/cola': ['unacceptable', 'acceptable'],
+  'glue/sst-2': ['negative', 'positive'],
+  'glue/mrpc': ['not_equivalent', 'equivalent'],
+  'glue/qqp': ['not_duplicate', 'duplicate'],
+  'glue/wnli': ['not_entailment', 'entailment'],
+  sick: ['entailment', 'neutral', 'contradiction'],
+};
+
+/** The names of a dataset's classes for id2label; undefined for regression. */
+export function labelNamesOf(dataset: Dataset): string[] | undefined {
+  const spec = taskSpecOf(dataset);
+  if (!spec.labels) return undefined;
+  return (dataset.task !== 'custom' && HF_LABEL_NAMES[dataset.task]) || spec.labels;
+}

@@ -37,7 +37,7 @@ export function readModelConfig(dir: string, family: Family | 'auto' = 'auto'): 
     raw = JSON.parse(fs.readFileSync(file, 'utf8'));
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new ModelError(file, code === 'ENOENT' ? 'not found' : `cannot read (${(e as Error).message})`, 'A model directory needs config.json, model.safetensors and tokenizer files.');
+    throw new ModelError(file, code === 'ENOENT' ? 'not found' : `cannot read (${(e as Error).message})`, 'A model directory holds config.json, the weights (model.safetensors or pytorch_model.bin, possibly sharded) and the tokenizer files; download one with `childtune fetch MODEL_ID`.');
   }
   return parseModelConfig(raw, file, family);
 }

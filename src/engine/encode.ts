@@ -1,15 +1,17 @@
 import { selectBackend, type BackendName } from './backend.js';
 import { loadPretrained } from './checkpoint.js';
 import { readModelConfig } from './config.js';
+import { localModelDir } from './hub/cache.js';
 import { batchOf } from './batch.js';
 import { loadTokenizer } from './tokenizer.js';
 
 /** `childtune encode`: tokens, ids and outputs of one text (pair), to check a checkpoint by hand. */
 export async function encodeCommand(opts: { model: string; text: string; pair?: string; maxLength: number; backend: BackendName | 'auto'; json?: boolean }): Promise<string> {
   const backend = await selectBackend(opts.backend);
-  const config = readModelConfig(opts.model);
-  const tokenizer = loadTokenizer(opts.model, { lowerCase: config.doLowerCase });
-  const { model, notes } = loadPretrained(opts.model, { numLabels: config.numLabels ?? 2, seed: 0 });
+  const dir = localModelDir(opts.model);
+  const config = readModelConfig(dir);
+  const tokenizer = loadTokenizer(dir, { lowerCase: config.doLowerCase });
+  const { model, notes } = loadPretrained(dir, { numLabels: config.numLabels ?? 2, seed: 0 });
   const enc = tokenizer.encode(opts.text, opts.pair, opts.maxLength);
   const out = model.predict(batchOf([enc], enc.inputIds.length), true);
   const H = config.hiddenSize;

@@ -1,10 +1,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../cli/errors.js';
-import { saveModel, initialValue } from './checkpoint.js';
+import { initialValue } from './checkpoint.js';
 import { parseModelConfig, type Family } from './config.js';
 import { EncoderClassifier } from './model.js';
+import { hasWeights } from './model-files.js';
 import { Rng } from './rng.js';
+import { saveModel } from './save.js';
 import { readWordPieceVocab } from './tokenizer.js';
 
 /** Standard small BERT shapes (Turc et al., "Well-Read Students Learn Better") plus base and large. */
@@ -24,7 +26,7 @@ function generatedVocab(): string[] {
 }
 
 export function initModelCommand(opts: { family: Family; size: keyof typeof SIZES; vocab?: string; labels: number; seed: number; out: string }): string {
-  if (fs.existsSync(path.join(opts.out, 'model.safetensors'))) throw new UserError(`${opts.out} already holds a model`, 'Choose another --out directory.');
+  if (hasWeights(opts.out)) throw new UserError(`${opts.out} already holds a model`, 'Choose another --out directory.');
   if (opts.family !== 'bert' && !opts.vocab) throw new UserError(`--family ${opts.family} needs --vocab with a WordPiece vocab.txt`, 'Random-initialised RoBERTa/ELECTRA models still need a tokenizer; pass one.');
   const vocab = opts.vocab ? [...readWordPieceVocab(opts.vocab).keys()] : generatedVocab();
   const s = SIZES[opts.size];

@@ -1,19 +1,22 @@
 import fs from 'node:fs';
+import { decodeContiguous, DTYPE_BYTES, isDtype, type Dtype } from './dtype.js';
 
 export class SafetensorsError extends Error {
-  constructor(readonly file: string, message: string) {
+  constructor(readonly file: string, message: string, readonly hint?: string) {
     super(`${file}: ${message}`);
   }
 }
 
 export interface TensorInfo {
-  dtype: 'F32' | 'F16' | 'BF16';
+  dtype: Dtype;
   shape: number[];
   /** Values as float32, whatever the stored dtype. */
   data: Float32Array;
 }
 
-const BYTES = { F32: 4, F16: 2, BF16: 2 } as const;
+/** A Git LFS pointer in place of the weights: the repository was cloned without `git lfs`. */
+export const isLfsPointer = (buf: Uint8Array) => Buffer.from(buf.subarray(0, 40)).toString('latin1').startsWith('version https://git-lfs');
+export const LFS_HINT = 'The file is a Git LFS pointer, not the weights: run `git lfs pull` in the clone, or fetch the model with `childtune fetch MODEL_ID`.';
 /** Bounds that keep a hostile header from making us allocate without limit. */
 export const SAFETENSORS_LIMITS = { headerBytes: 100 << 20, tensors: 100_000, rank: 8 } as const;
 
@@ -30,6 +33,7 @@ export function readSafetensors(file: string): Map<string, TensorInfo> {
 }
 
 export function parseSafetensors(buf: Uint8Array, file = '<buffer>'): Map<string, TensorInfo> {
+  if (isLfsPointer(buf)) throw new SafetensorsError(file, 'holds a Git LFS pointer instead of tensors', LFS_HINT);
   if (buf.length < 8) throw new SafetensorsError(file, `file is ${buf.length} bytes; too short for a safetensors header (truncated?)`);
   const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   const headerLength = Number(view.getBigUint64(0, true));
@@ -53,7 +57,7 @@ export function parseSafetensors(buf: Uint8Array, file = '<buffer>'): Map<string
   for (const [name, raw] of entries) {
     const info = raw as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
     if (!info || typeof info !== 'object') throw new SafetensorsError(file, `tensor '${name}': entry is not an object`);
-    if (info.dtype !== 'F32' && info.dtype !== 'F16' && info.dtype !== 'BF16') throw new SafetensorsError(file, `tensor '${name}': dtype ${JSON.stringify(info.dtype)} is not supported (F32, F16, BF16)`);
+    if (!isDtype(info.dtype)) throw new SafetensorsError(file, `tensor '${name}': dtype ${JSON.stringify(info.dtype)} is not supported (${Object.keys(DTYPE_BYTES).join(', ')})`);
     const shape = info.shape;
     if (!Array.isArray(shape) || shape.length > SAFETENSORS_LIMITS.rank || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
       throw new SafetensorsError(file, `tensor '${name}': shape ${JSON.stringify(shape)} is not a list of at most ${SAFETENSORS_LIMITS.rank} non-negative integers`);
@@ -64,7 +68,7 @@ export function parseSafetensors(buf: Uint8Array, file = '<buffer>'): Map<string
     }
     if (offsets[1] > dataLength) throw new SafetensorsError(file, `tensor '${name}': data ends at byte ${offsets[1]} but the file holds ${dataLength} (truncated mid-tensor)`);
     const elements = shape.reduce((a: number, b: number) => a * b, 1);
-    const bytes = elements * BYTES[info.dtype];
+    const bytes = elements * DTYPE_BYTES[info.dtype];
     if (offsets[1] - offsets[0] !== bytes) throw new SafetensorsError(file, `tensor '${name}': shape ${JSON.stringify(shape)} needs ${bytes} bytes but its offsets span ${offsets[1] - offsets[0]}`);
     spans.push({ begin: offsets[0], end: offsets[1], name, dtype: info.dtype, shape: shape as number[], elements });
   }
@@ -73,37 +77,8 @@ export function parseSafetensors(buf: Uint8Array, file = '<buffer>'): Map<string
     if (sorted[i].begin < sorted[i - 1].end) throw new SafetensorsError(file, `tensors '${sorted[i - 1].name}' and '${sorted[i].name}' overlap`);
   }
   const out = new Map<string, TensorInfo>();
-  for (const t of spans) out.set(t.name, { dtype: t.dtype, shape: t.shape, data: decode(buf, dataStart + t.begin, t.elements, t.dtype) });
+  for (const t of spans) out.set(t.name, { dtype: t.dtype, shape: t.shape, data: decodeContiguous(buf.subarray(dataStart + t.begin, dataStart + t.end), t.dtype, 0, t.elements) });
   return out;
-}
-
-function decode(buf: Uint8Array, offset: number, n: number, dtype: TensorInfo['dtype']): Float32Array {
-  if (dtype === 'F32') {
-    const copy = new Float32Array(n);
-    new Uint8Array(copy.buffer).set(buf.subarray(offset, offset + 4 * n));
-    return copy;
-  }
-  const out = new Float32Array(n);
-  const view = new DataView(buf.buffer, buf.byteOffset + offset, 2 * n);
-  const u32 = new Uint32Array(1);
-  const f32 = new Float32Array(u32.buffer);
-  for (let i = 0; i < n; i++) {
-    const h = view.getUint16(2 * i, true);
-    if (dtype === 'BF16') {
-      u32[0] = h << 16;
-      out[i] = f32[0];
-    } else out[i] = halfToFloat(h);
-  }
-  return out;
-}
-
-function halfToFloat(h: number): number {
-  const s = h & 0x8000 ? -1 : 1;
-  const e = (h >> 10) & 0x1f;
-  const f = h & 0x3ff;
-  if (e === 0) return s * 2 ** -14 * (f / 1024);
-  if (e === 31) return f ? NaN : s * Infinity;
-  return s * 2 ** (e - 15) * (1 + f / 1024);
 }
 
 /** Serialises float32 tensors (sorted by name, 8-byte aligned header) in the layout Hugging Face writes. */

@@ -1,5 +1,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { readTokenizerConfig } from './tokenizer-config.js';
+
+/** The files a model directory's tokenizer may consist of (copied along with saved models, part of the plan's fingerprint). */
+export const TOKENIZER_FILES = ['vocab.txt', 'vocab.json', 'merges.txt', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json'];
 
 export class TokenizerError extends Error {
   constructor(readonly file: string, message: string, readonly hint?: string) {
@@ -14,10 +18,33 @@ export interface Encoding {
   attentionMask: number[];
 }
 
+/** The special tokens a tokenizer adds and never splits, as tokenizer_config.json and special_tokens_map.json name them. */
+export interface SpecialTokens {
+  cls: string;
+  sep: string;
+  pad: string;
+  unk: string;
+  mask: string;
+  /** additional_special_tokens and tokenizer.json's special added tokens: kept whole when they occur in a text. */
+  additional: string[];
+}
+
+export const WORDPIECE_SPECIALS: SpecialTokens = { cls: '[CLS]', sep: '[SEP]', pad: '[PAD]', unk: '[UNK]', mask: '[MASK]', additional: [] };
+export const BPE_SPECIALS: SpecialTokens = { cls: '<s>', sep: '</s>', pad: '<pad>', unk: '<unk>', mask: '<mask>', additional: [] };
+
+export interface TokenizerOptions {
+  special: SpecialTokens;
+  /** tokenizer_config.json's model_max_length: longer inputs have no position embeddings. */
+  modelMaxLength: number;
+  /** The file that set modelMaxLength, for the error that cites it. */
+  source: string;
+}
+
 export interface Tokenizer {
   readonly kind: 'wordpiece' | 'bpe';
   readonly vocabSize: number;
   readonly padId: number;
+  readonly modelMaxLength: number;
   /** Sub-word pieces of one text, without special tokens. */
   tokenize(text: string): string[];
   encode(textA: string, textB: string | undefined, maxLength: number, padTo?: number): Encoding;
@@ -35,10 +62,20 @@ function truncatePair(a: string[], b: string[] | undefined, budget: number) {
 
 abstract class BaseTokenizer implements Tokenizer {
   abstract readonly kind: 'wordpiece' | 'bpe';
-  abstract tokenize(text: string): string[];
-  protected abstract readonly special: { cls: string; sep: string; pad: string; pairSep: string[] };
+  /** Separators between the two texts of a pair: BERT's [SEP], RoBERTa's </s></s>. */
+  protected abstract readonly pairSep: string[];
   protected abstract readonly typed: boolean;
-  constructor(protected readonly vocab: Map<string, number>, protected readonly unk: string) {}
+  protected readonly special: SpecialTokens;
+  /** Matches the special tokens, longest first, to keep them whole inside a text. */
+  private readonly splitter?: RegExp;
+
+  constructor(protected readonly vocab: Map<string, number>, private readonly options: TokenizerOptions) {
+    this.special = options.special;
+    const { additional, ...named } = options.special;
+    const specials = new Set([...Object.values(named), ...additional].filter((t) => t));
+    const escaped = [...specials].sort((a, b) => b.length - a.length).map((t) => t.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
+    if (escaped.length) this.splitter = new RegExp(`(${escaped.join('|')})`);
+  }
 
   get vocabSize() {
     return this.vocab.size;
@@ -48,12 +85,32 @@ abstract class BaseTokenizer implements Tokenizer {
     return this.idOf(this.special.pad);
   }
 
+  get modelMaxLength() {
+    return this.options.modelMaxLength;
+  }
+
+  protected get unk() {
+    return this.special.unk;
+  }
+
   protected idOf(token: string): number {
     return this.vocab.get(token) ?? this.vocab.get(this.unk) ?? 0;
   }
 
+  /** Pieces of one text: special tokens in it stay whole (as transformers keeps them), the rest is split by the model. */
+  tokenize(text: string): string[] {
+    if (!this.splitter) return this.split(text);
+    return text.split(this.splitter).flatMap((part, i) => (i % 2 ? [part] : part ? this.split(part) : []));
+  }
+
+  protected abstract split(text: string): string[];
+
   encode(textA: string, textB: string | undefined, maxLength: number, padTo = 0): Encoding {
-    const { cls, sep, pairSep } = this.special;
+    if (maxLength > this.modelMaxLength) {
+      throw new TokenizerError(this.options.source, `a maximum length of ${maxLength} tokens exceeds the tokenizer's model_max_length ${this.modelMaxLength}`, `Lower model.max_seq_length (or --max-length) to at most ${this.modelMaxLength}: the model has no positions beyond it.`);
+    }
+    const { cls, sep } = this.special;
+    const pairSep = this.pairSep;
     let a = this.tokenize(textA);
     let b = textB === undefined ? undefined : this.tokenize(textB);
     const specials = b ? 2 + pairSep.length : 2;
@@ -86,18 +143,29 @@ const isCjk = (cp: number) =>
   (cp >= 0x4e00 && cp <= 0x9fff) || (cp >= 0x3400 && cp <= 0x4dbf) || (cp >= 0x20000 && cp <= 0x2a6df) || (cp >= 0x2a700 && cp <= 0x2b73f) ||
   (cp >= 0x2b740 && cp <= 0x2b81f) || (cp >= 0x2b820 && cp <= 0x2ceaf) || (cp >= 0xf900 && cp <= 0xfaff) || (cp >= 0x2f800 && cp <= 0x2fa1f);
 
+/** BasicTokenizer's settings, as tokenizer_config.json (or tokenizer.json's BertNormalizer) gives them. */
+export interface WordPieceOptions extends TokenizerOptions {
+  lowerCase: boolean;
+  /** null: strip accents exactly when lower-casing (BERT's default). */
+  stripAccents: boolean | null;
+  tokenizeChineseChars: boolean;
+  prefix: string;
+  maxInputCharsPerWord: number;
+}
+
 /** BERT's WordPiece with its basic tokenizer: cleaning, CJK splitting, lower-casing and accent stripping, punctuation splitting. */
 export class WordPieceTokenizer extends BaseTokenizer {
   readonly kind = 'wordpiece' as const;
-  protected readonly special = { cls: '[CLS]', sep: '[SEP]', pad: '[PAD]', pairSep: ['[SEP]'] };
+  protected readonly pairSep: string[];
   protected readonly typed = true;
   private readonly cache = new Map<string, string[]>();
 
-  constructor(vocab: Map<string, number>, private readonly lowerCase = true, private readonly prefix = '##') {
-    super(vocab, '[UNK]');
+  constructor(vocab: Map<string, number>, private readonly settings: WordPieceOptions) {
+    super(vocab, settings);
+    this.pairSep = [settings.special.sep];
   }
 
-  tokenize(text: string): string[] {
+  protected split(text: string): string[] {
     const out: string[] = [];
     for (const word of this.basic(text)) {
       let pieces = this.cache.get(word);
@@ -116,13 +184,14 @@ export class WordPieceTokenizer extends BaseTokenizer {
       const cp = c.codePointAt(0)!;
       if (cp === 0 || cp === 0xfffd || isControl(c)) continue;
       if (isWhitespace(c)) clean += ' ';
-      else if (isCjk(cp)) clean += ` ${c} `;
+      else if (this.settings.tokenizeChineseChars && isCjk(cp)) clean += ` ${c} `;
       else clean += c;
     }
     const words: string[] = [];
     for (let token of clean.trim().split(/ +/)) {
       if (!token) continue;
-      if (this.lowerCase) token = token.toLowerCase().normalize('NFD').replace(/\p{Mn}/gu, '');
+      if (this.settings.lowerCase) token = token.toLowerCase();
+      if (this.settings.stripAccents ?? this.settings.lowerCase) token = token.normalize('NFD').replace(/\p{Mn}/gu, '');
       let current = '';
       for (const c of token) {
         if (isPunctuation(c)) {
@@ -138,14 +207,14 @@ export class WordPieceTokenizer extends BaseTokenizer {
 
   private wordpiece(word: string): string[] {
     const chars = [...word];
-    if (chars.length > 100) return [this.unk];
+    if (chars.length > this.settings.maxInputCharsPerWord) return [this.unk];
     const pieces: string[] = [];
     let start = 0;
     while (start < chars.length) {
       let end = chars.length;
       let found: string | undefined;
       while (start < end) {
-        const sub = (start > 0 ? this.prefix : '') + chars.slice(start, end).join('');
+        const sub = (start > 0 ? this.settings.prefix : '') + chars.slice(start, end).join('');
         if (this.vocab.has(sub)) {
           found = sub;
           break;
@@ -184,20 +253,23 @@ const BPE_PATTERN = /'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]
 /** RoBERTa's byte-level BPE (vocab.json + merges.txt). */
 export class ByteBpeTokenizer extends BaseTokenizer {
   readonly kind = 'bpe' as const;
-  protected readonly special = { cls: '<s>', sep: '</s>', pad: '<pad>', pairSep: ['</s>', '</s>'] };
+  protected readonly pairSep: string[];
   protected readonly typed = false;
   private readonly byteTable = bytesToUnicode();
   private readonly ranks: Map<string, number>;
   private readonly cache = new Map<string, string[]>();
 
-  constructor(vocab: Map<string, number>, merges: [string, string][]) {
-    super(vocab, '<unk>');
+  constructor(vocab: Map<string, number>, merges: [string, string][], private readonly settings: TokenizerOptions & { addPrefixSpace: boolean } = { special: BPE_SPECIALS, modelMaxLength: Infinity, source: '<memory>', addPrefixSpace: false }) {
+    super(vocab, settings);
+    this.pairSep = [settings.special.sep, settings.special.sep];
     this.ranks = new Map(merges.map(([a, b], i) => [`${a} ${b}`, i]));
   }
 
-  tokenize(text: string): string[] {
+  protected split(text: string): string[] {
     const out: string[] = [];
-    for (const m of text.matchAll(BPE_PATTERN)) {
+    // add_prefix_space: the first word is encoded like every later one, after a space.
+    const spaced = this.settings.addPrefixSpace && !/^\s/.test(text) ? ` ${text}` : text;
+    for (const m of spaced.matchAll(BPE_PATTERN)) {
       const mapped = [...Buffer.from(m[0], 'utf8')].map((b) => this.byteTable[b]).join('');
       let pieces = this.cache.get(mapped);
       if (!pieces) {
@@ -241,7 +313,7 @@ function readFile(file: string): string {
   }
 }
 
-export function readWordPieceVocab(file: string): Map<string, number> {
+export function readWordPieceVocab(file: string, special: SpecialTokens = WORDPIECE_SPECIALS): Map<string, number> {
   const vocab = new Map<string, number>();
   const lines = readFile(file).split('\n');
   if (lines.at(-1) === '') lines.pop();
@@ -250,16 +322,22 @@ export function readWordPieceVocab(file: string): Map<string, number> {
     if (!vocab.has(token)) vocab.set(token, i);
   });
   if (vocab.size === 0) throw new TokenizerError(file, 'vocabulary is empty');
-  for (const t of ['[CLS]', '[SEP]', '[UNK]', '[PAD]']) if (!vocab.has(t)) throw new TokenizerError(file, `vocabulary has no ${t} token`, 'A BERT vocab.txt lists one token per line, including [PAD], [UNK], [CLS] and [SEP].');
+  for (const t of [special.cls, special.sep, special.unk, special.pad]) {
+    if (!vocab.has(t)) throw new TokenizerError(file, `vocabulary has no ${t} token`, `A BERT vocab.txt lists one token per line, including ${[special.pad, special.unk, special.cls, special.sep].join(', ')} (the special tokens tokenizer_config.json names).`);
+  }
   return vocab;
 }
 
 /** Tokenizers of this process by directory, options and file identity (sweep trials share one, and its tokenizations). */
 const tokenizers = new Map<string, Tokenizer>();
 
-/** Loads the tokenizer a model directory ships: tokenizer.json, vocab.txt (WordPiece) or vocab.json + merges.txt (BPE). */
+/**
+ * Loads the tokenizer a model directory ships, as transformers' slow tokenizers read it: vocab.txt (WordPiece) or
+ * vocab.json + merges.txt (byte-level BPE), else tokenizer.json; with the settings and special tokens of
+ * tokenizer_config.json and special_tokens_map.json. `lowerCase` (config.json's do_lower_case) overrides them.
+ */
 export function loadTokenizer(dir: string, options: { lowerCase?: boolean } = {}): Tokenizer {
-  const identity = ['vocab.txt', 'vocab.json', 'merges.txt', 'tokenizer.json', 'tokenizer_config.json'].map((f) => fs.statSync(path.join(dir, f), { throwIfNoEntry: false })?.mtimeMs ?? '-');
+  const identity = TOKENIZER_FILES.map((f) => fs.statSync(path.join(dir, f), { throwIfNoEntry: false })?.mtimeMs ?? '-');
   const key = JSON.stringify([path.resolve(dir), options.lowerCase ?? null, identity]);
   let tokenizer = tokenizers.get(key);
   if (!tokenizer) {
@@ -269,26 +347,34 @@ export function loadTokenizer(dir: string, options: { lowerCase?: boolean } = {}
   return tokenizer;
 }
 
-function readTokenizer(dir: string, options: { lowerCase?: boolean }): Tokenizer {
-  const lowerCase = options.lowerCase ?? readLowerCase(dir) ?? true;
-  const tj = path.join(dir, 'tokenizer.json');
-  if (fs.existsSync(path.join(dir, 'vocab.txt'))) return new WordPieceTokenizer(readWordPieceVocab(path.join(dir, 'vocab.txt')), lowerCase);
-  if (fs.existsSync(path.join(dir, 'vocab.json')) && fs.existsSync(path.join(dir, 'merges.txt'))) {
-    return new ByteBpeTokenizer(readJsonVocab(path.join(dir, 'vocab.json')), readMerges(path.join(dir, 'merges.txt')));
-  }
-  if (fs.existsSync(tj)) return fromTokenizerJson(tj, lowerCase);
-  throw new TokenizerError(dir, 'no tokenizer found (vocab.txt, vocab.json + merges.txt, or tokenizer.json)', 'Copy the tokenizer files that came with the checkpoint into the model directory.');
-}
+/** What tokenizer.json adds to a vocabulary and the configuration files: its normaliser's and pre-tokeniser's settings, special tokens. */
+type Defaults = { lowerCase?: boolean; stripAccents?: boolean | null; tokenizeChineseChars?: boolean; addPrefixSpace?: boolean; special?: Partial<SpecialTokens>; prefix?: string; maxInputCharsPerWord?: number };
 
-function readLowerCase(dir: string): boolean | undefined {
-  const f = path.join(dir, 'tokenizer_config.json');
-  if (!fs.existsSync(f)) return undefined;
-  try {
-    const v = JSON.parse(fs.readFileSync(f, 'utf8')).do_lower_case;
-    return typeof v === 'boolean' ? v : undefined;
-  } catch {
-    throw new TokenizerError(f, 'not valid JSON');
+function readTokenizer(dir: string, options: { lowerCase?: boolean }): Tokenizer {
+  const config = readTokenizerConfig(dir);
+  const base = { modelMaxLength: config.modelMaxLength ?? Infinity, source: config.source };
+  const specials = (defaults: SpecialTokens, fromJson: Partial<SpecialTokens> = {}): SpecialTokens => ({ ...defaults, ...fromJson, ...config.special, additional: [...new Set([...(fromJson.additional ?? []), ...(config.special.additional ?? [])])] });
+  const wordPiece = (vocab: Map<string, number>, json: Defaults = {}) =>
+    new WordPieceTokenizer(vocab, {
+      ...base,
+      special: specials(WORDPIECE_SPECIALS, json.special),
+      lowerCase: options.lowerCase ?? config.doLowerCase ?? json.lowerCase ?? true,
+      stripAccents: config.stripAccents !== undefined ? config.stripAccents : json.stripAccents ?? null,
+      tokenizeChineseChars: config.tokenizeChineseChars ?? json.tokenizeChineseChars ?? true,
+      prefix: json.prefix ?? '##',
+      maxInputCharsPerWord: json.maxInputCharsPerWord ?? 100,
+    });
+  const bpe = (vocab: Map<string, number>, merges: [string, string][], json: Defaults = {}) =>
+    new ByteBpeTokenizer(vocab, merges, { ...base, special: specials(BPE_SPECIALS, json.special), addPrefixSpace: config.addPrefixSpace ?? json.addPrefixSpace ?? false });
+
+  const file = (name: string) => path.join(dir, name);
+  if (fs.existsSync(file('vocab.txt'))) return wordPiece(readWordPieceVocab(file('vocab.txt'), specials(WORDPIECE_SPECIALS)));
+  if (fs.existsSync(file('vocab.json')) && fs.existsSync(file('merges.txt'))) return bpe(readJsonVocab(file('vocab.json')), readMerges(file('merges.txt')));
+  if (fs.existsSync(file('tokenizer.json'))) {
+    const json = readTokenizerJson(file('tokenizer.json'));
+    return json.merges ? bpe(json.vocab, json.merges, json.defaults) : wordPiece(json.vocab, json.defaults);
   }
+  throw new TokenizerError(dir, 'no tokenizer found (vocab.txt, vocab.json + merges.txt, or tokenizer.json)', 'Copy the tokenizer files that came with the checkpoint into the model directory, or fetch the model with `childtune fetch MODEL_ID`.');
 }
 
 function readJsonVocab(file: string): Map<string, number> {
@@ -300,6 +386,10 @@ function readJsonVocab(file: string): Map<string, number> {
     throw new TokenizerError(file, `not valid JSON (${(e as Error).message})`);
   }
   if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw new TokenizerError(file, 'must map tokens to ids');
+  return vocabFrom(raw as Record<string, unknown>, file);
+}
+
+function vocabFrom(raw: Record<string, unknown>, file: string): Map<string, number> {
   const vocab = new Map<string, number>();
   for (const [k, v] of Object.entries(raw)) {
     if (!Number.isInteger(v)) throw new TokenizerError(file, `token ${JSON.stringify(k)} has id ${JSON.stringify(v)}; ids must be integers`);
@@ -319,8 +409,17 @@ function readMerges(file: string): [string, string][] {
   return out;
 }
 
-function fromTokenizerJson(file: string, lowerCase: boolean): Tokenizer {
-  let raw: { model?: { type?: string; vocab?: Record<string, number>; merges?: (string | [string, string])[]; continuing_subword_prefix?: string }; normalizer?: { lowercase?: boolean } };
+interface TokenizerJson {
+  normalizer?: { type?: string; lowercase?: boolean; strip_accents?: boolean | null; handle_chinese_chars?: boolean; normalizers?: { type?: string }[] } | null;
+  pre_tokenizer?: { type?: string; add_prefix_space?: boolean; pretokenizers?: { type?: string; add_prefix_space?: boolean }[] } | null;
+  post_processor?: { type?: string; cls?: [string, number]; sep?: [string, number]; single?: { SpecialToken?: { id?: string } }[] } | null;
+  model?: { type?: string; vocab?: Record<string, number>; merges?: (string | [string, string])[]; continuing_subword_prefix?: string | null; unk_token?: string | null; max_input_chars_per_word?: number };
+  added_tokens?: { id?: number; content?: string }[];
+}
+
+/** The parts of a Hugging Face tokenizers file that BERT, RoBERTa and ELECTRA use. */
+function readTokenizerJson(file: string): { vocab: Map<string, number>; merges?: [string, string][]; defaults: Defaults } {
+  let raw: TokenizerJson;
   try {
     raw = JSON.parse(readFile(file));
   } catch (e) {
@@ -329,11 +428,37 @@ function fromTokenizerJson(file: string, lowerCase: boolean): Tokenizer {
   }
   const model = raw.model;
   if (!model?.vocab || typeof model.vocab !== 'object') throw new TokenizerError(file, 'model.vocab is missing');
-  const vocab = new Map(Object.entries(model.vocab));
-  if (model.type === 'WordPiece') return new WordPieceTokenizer(vocab, raw.normalizer?.lowercase ?? lowerCase, model.continuing_subword_prefix ?? '##');
-  if (model.type === 'BPE') {
-    const merges = (model.merges ?? []).map((m) => (Array.isArray(m) ? m : (m.split(' ') as [string, string])));
-    return new ByteBpeTokenizer(vocab, merges);
+  if (model.type !== 'WordPiece' && model.type !== 'BPE') throw new TokenizerError(file, `tokenizer model type ${JSON.stringify(model.type)} is not supported (WordPiece, BPE)`);
+  const vocab = vocabFrom(model.vocab, file);
+  // Added tokens are kept whole in a text and may lie outside the model's vocabulary.
+  const added: string[] = [];
+  for (const t of raw.added_tokens ?? []) {
+    if (typeof t.content !== 'string' || !Number.isInteger(t.id)) throw new TokenizerError(file, `added token ${JSON.stringify(t)} needs a content string and an integer id`);
+    if (!vocab.has(t.content)) vocab.set(t.content, t.id!);
+    added.push(t.content);
   }
-  throw new TokenizerError(file, `tokenizer model type ${JSON.stringify(model.type)} is not supported (WordPiece, BPE)`);
+  const special: Partial<SpecialTokens> = { additional: added };
+  const post = raw.post_processor;
+  if (post?.cls?.[0] && post.sep?.[0]) Object.assign(special, { cls: post.cls[0], sep: post.sep[0] });
+  else if (post?.type === 'TemplateProcessing' && Array.isArray(post.single)) {
+    const ids = post.single.map((p) => p.SpecialToken?.id).filter((id): id is string => typeof id === 'string');
+    if (ids.length >= 2) Object.assign(special, { cls: ids[0], sep: ids[ids.length - 1] });
+  }
+  if (model.unk_token) special.unk = model.unk_token;
+  const defaults: Defaults = { special, prefix: model.continuing_subword_prefix ?? undefined, maxInputCharsPerWord: model.max_input_chars_per_word };
+  const norm = raw.normalizer;
+  if (norm?.type === 'Sequence') {
+    const types = (norm.normalizers ?? []).map((n) => n.type);
+    Object.assign(defaults, { lowerCase: types.includes('Lowercase'), stripAccents: types.includes('StripAccents') });
+  } else if (norm) Object.assign(defaults, { lowerCase: norm.lowercase, stripAccents: norm.strip_accents, tokenizeChineseChars: norm.handle_chinese_chars });
+  const pre = raw.pre_tokenizer;
+  const byteLevel = pre?.type === 'ByteLevel' ? pre : pre?.pretokenizers?.find((p) => p.type === 'ByteLevel');
+  if (byteLevel) defaults.addPrefixSpace = byteLevel.add_prefix_space;
+  if (model.type === 'WordPiece') return { vocab, defaults };
+  const merges = (model.merges ?? []).map((m, i): [string, string] => {
+    const pair = Array.isArray(m) ? m : m.split(' ');
+    if (pair.length !== 2) throw new TokenizerError(file, `merge ${i} holds ${JSON.stringify(m)}, not two symbols`);
+    return [pair[0], pair[1]];
+  });
+  return { vocab, merges, defaults };
 }

@@ -1,3 +1,4 @@
+import { HubError, localModelDir } from '../engine/hub/cache.js';
 import fs from 'node:fs';
 import path from 'node:path';
 import { readModelConfig, ModelError, type ModelConfig } from '../engine/config.js';
@@ -78,14 +79,16 @@ export function compilePlan(loaded: LoadedRecipe, recipeFile: string): CompileRe
     const cacheDir = r.runtime.cache_dir;
     const t = trial.index;
     let config: ModelConfig;
+    let modelDir: string;
     try {
-      config = readModelConfig(r.model.path, r.model.family);
+      modelDir = localModelDir(r.model.path);
+      config = readModelConfig(modelDir, r.model.family);
     } catch (e) {
-      if (!(e instanceof ModelError)) throw e;
+      if (!(e instanceof ModelError) && !(e instanceof HubError)) throw e;
       diagnostics.push(diagnostic('CT0309', e.message, '/model/path', { location: loaded.composed.sources.get('/model/path'), notes: e.hint ? [e.hint] : undefined }));
       continue;
     }
-    const fp = modelFingerprint(r.model.path);
+    const fp = modelFingerprint(modelDir);
     const model = add('load-model', { weights: fp.weights, config: fp.config, family: config.family }, [], path.basename(r.model.path), t, cacheDir);
 
     const tokenized = (dataset: Dataset, split: string, subsample: boolean): { stage: Stage; examples: number } => {

@@ -1,6 +1,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { hasWeights, findWeights } from '../engine/model-files.js';
+import { TOKENIZER_FILES } from '../engine/tokenizer.js';
 import { sha256 } from './hash.js';
+
+export { TOKENIZER_FILES };
 
 const memo = new Map<string, string>();
 
@@ -21,8 +25,6 @@ export function fileFingerprint(file: string): string {
   return fp;
 }
 
-export const TOKENIZER_FILES = ['vocab.txt', 'vocab.json', 'merges.txt', 'tokenizer.json', 'tokenizer_config.json'];
-
 /**
  * Identity of a model directory without reading every weight: config and tokenizer contents, the safetensors
  * header (names, dtypes, shapes, offsets) and the file size. Re-saved weights with new values change the size
@@ -31,7 +33,14 @@ export const TOKENIZER_FILES = ['vocab.txt', 'vocab.json', 'merges.txt', 'tokeni
 export function modelFingerprint(dir: string): { weights: string; tokenizer: string; config: string } {
   const config = fileFingerprint(path.join(dir, 'config.json'));
   const tokenizer = sha256(TOKENIZER_FILES.map((f) => `${f}:${fs.existsSync(path.join(dir, f)) ? fileFingerprint(path.join(dir, f)) : '-'}`).join('\n'));
-  return { weights: weightsFingerprint(path.join(dir, 'model.safetensors')), tokenizer, config };
+  return { weights: hasWeights(dir) ? weightFilesFingerprint(dir) : 'missing', tokenizer, config };
+}
+
+/** The weight files transformers would load (model-files.ts), with a sharded checkpoint's index. */
+function weightFilesFingerprint(dir: string): string {
+  const { index, files } = findWeights(dir);
+  if (!index && files.length === 1) return weightsFingerprint(files[0]);
+  return sha256([...(index ? [fileFingerprint(index)] : []), ...files.map(weightsFingerprint)].join('|'));
 }
 
 function weightsFingerprint(file: string): string {

@@ -1,16 +1,26 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { DataFileError } from '../data/formats.js';
-import { loadSplit, splitFile } from '../data/load.js';
-import { taskSpecOf, type Metric } from '../data/tasks.js';
-import { diagnostic, pointerOf, type Diagnostic } from './diagnostics.js';
+import { loadSplit, splitFile, type LoadedSplit } from '../data/load.js';
+import { taskSpecOf, type Metric, type TaskSpec } from '../data/tasks.js';
+import { ModelError, readModelConfig } from '../engine/config.js';
+import { hubCacheDir, HubError, localModelDir, notFetchedHint } from '../engine/hub/cache.js';
+import { FETCH_HINT, findWeights } from '../engine/model-files.js';
+import { readTokenizerConfig } from '../engine/tokenizer-config.js';
+import { TokenizerError } from '../engine/tokenizer.js';
+import { diagnostic, pointerOf, skipped, type Diagnostic } from './diagnostics.js';
+import type { Holes } from './holes.js';
 import type { SourceMap } from './parse.js';
 import { keysAt, schemaAt } from './schema.js';
 import { closest } from './suggest.js';
 import type { Dataset, Recipe } from './types.generated.js';
 
-/** Cross-field checks on a schema-valid recipe. Reads (never writes) the model and data files it names. */
-export function checkRecipe(recipe: Recipe, sources: SourceMap): Diagnostic[] {
+/**
+ * Cross-field and data checks. The recipe may have failed the schema in places: each check runs only when the
+ * values it reads are outside `holes` (the parts earlier phases found unknown or wrong), so the types hold for
+ * what it reads. Reads (never writes) the model and data files it names.
+ */
+export function checkRecipe(recipe: Recipe, sources: SourceMap, holes: Holes): Diagnostic[] {
   const out: Diagnostic[] = [];
   const at = (pointer: string) => {
     for (let p = pointer; ; p = p.slice(0, p.lastIndexOf('/'))) {
@@ -18,57 +28,131 @@ export function checkRecipe(recipe: Recipe, sources: SourceMap): Diagnostic[] {
       if (loc || p === '') return loc;
     }
   };
-  const report = (code: Parameters<typeof diagnostic>[0], message: string, pointer: string, notes?: string[], suggestion?: string) =>
-    out.push(diagnostic(code, message, pointer, { location: at(pointer), notes, suggestion }));
+  const report: Report = (code, message, pointer, notes, suggestion, severity) =>
+    out.push(diagnostic(code, message, pointer, { location: at(pointer), notes, suggestion, ...(severity ? { severity } : {}) }));
+  const guard = holes.guard.bind(holes);
+  /** The entries of a list the schema accepted as a list (none when the list itself is in a hole). */
+  const entries = <T>(pointer: string, check: string, list: T[]): T[] => {
+    const hole = holes.covering(pointer);
+    if (!hole) return list;
+    skipped(hole.cause, check);
+    return [];
+  };
 
-  checkStrategy(recipe, report);
-  checkModel(recipe, report);
-  checkDataset(recipe.dataset, '/dataset', true, report);
-  checkMetrics(recipe, report);
-  recipe.transfer.domain.forEach((t, i) => {
+  /** checkDataset, guarded; a hole in the subsample stops only the subsample-size check. */
+  const datasetChecks = (dataset: Dataset, pointer: string, needsTrain: boolean) => {
+    const dotted = pointer.slice(1).replace(/\//g, '.');
+    const subsampleHole = holes.touching(`${pointer}/subsample`);
+    if (subsampleHole) skipped(subsampleHole.cause, `subsample size check of ${dotted}`);
+    const reads = keysAt(['dataset']).filter((k) => k !== 'subsample').map((k) => `${pointer}/${k}`);
+    const check = `data file${subsampleHole ? '' : ' and subsample'} checks of ${dotted}`;
+    guard(check, reads, () => checkDataset(subsampleHole ? { ...dataset, subsample: undefined } : dataset, pointer, needsTrain, report));
+  };
+
+  checkStrategy(recipe, report, guard);
+  guard('model directory check of model.path', ['/model/path'], () => checkModel(recipe, report));
+  datasetChecks(recipe.dataset, '/dataset', true);
+  guard('metric checks of evaluation.metrics', ['/evaluation/metrics', ...labelReads('/dataset')], () => checkMetrics(recipe, report));
+  entries('/transfer/domain', 'domain transfer checks', recipe.transfer?.domain).forEach((t, i) => {
     const base = pointerOf(['transfer', 'domain', i]);
-    checkDataset(t.dataset, `${base}/dataset`, false, report);
-    checkLabelMap(recipe.dataset, t.dataset, t.label_map, base, report);
+    datasetChecks(t.dataset, `${base}/dataset`, false);
+    guard(`label map checks of transfer.domain.${i}`, [...labelReads('/dataset'), ...labelReads(`${base}/dataset`), `${base}/label_map`], () => checkLabelMap(recipe.dataset, t.dataset, t.label_map, base, report));
   });
-  recipe.transfer.task.forEach((t, i) => checkDataset(t.dataset, pointerOf(['transfer', 'task', i, 'dataset']), true, report));
-  checkSweep(recipe, report);
+  entries('/transfer/task', 'task transfer checks', recipe.transfer?.task).forEach((t, i) => {
+    const pointer = pointerOf(['transfer', 'task', i, 'dataset']);
+    datasetChecks(t.dataset, pointer, true);
+  });
+  guard('sweep path checks of sweep.grid', ['/sweep/grid'], () => checkSweepPaths(Object.keys(recipe.sweep?.grid ?? {}), ['sweep', 'grid'], report));
+  guard('sweep path checks of sweep.random.space', ['/sweep/random/space'], () => checkSweepPaths(Object.keys(recipe.sweep?.random?.space ?? {}), ['sweep', 'random', 'space'], report));
   return out;
 }
 
-type Report = (code: Parameters<typeof diagnostic>[0], message: string, pointer: string, notes?: string[], suggestion?: string) => void;
+type Report = (code: Parameters<typeof diagnostic>[0], message: string, pointer: string, notes?: string[], suggestion?: string, severity?: 'warning') => void;
 
-function checkStrategy({ strategy }: Recipe, report: Report) {
-  const child = strategy.kind !== 'vanilla';
-  if (child && strategy.reserve_p === undefined) {
-    report('CT0302', `strategy ${strategy.kind} needs reserve_p, the fraction of gradient elements kept`, '/strategy', ['The paper uses reserve_p between 0.1 and 0.3; try reserve_p: 0.3.']);
-  }
-  if (strategy.reserve_p !== undefined) {
-    if (!child) report('CT0303', 'reserve_p applies only to child-tuning-f and child-tuning-d', '/strategy/reserve_p', ['Remove reserve_p, or set strategy.kind.']);
-    else if (!(strategy.reserve_p > 0 && strategy.reserve_p <= 1)) report('CT0301', `reserve_p is ${strategy.reserve_p}; it must be in (0, 1]`, '/strategy/reserve_p', ['reserve_p is a fraction: 0.3 keeps 30% of the gradient.']);
-  }
-  if (strategy.fisher && strategy.kind !== 'child-tuning-d') report('CT0303', 'a fisher block applies only to child-tuning-d', '/strategy/fisher', ['Remove the fisher block, or set strategy.kind: child-tuning-d.']);
-  if (strategy.mask_weight_decay && strategy.kind !== 'child-tuning-d') report('CT0303', 'mask_weight_decay applies only to child-tuning-d (its mask is fixed)', '/strategy/mask_weight_decay');
-  if (strategy.scope && strategy.kind !== 'child-tuning-f') {
-    report('CT0303', 'strategy.scope applies only to child-tuning-f', '/strategy/scope', strategy.kind === 'child-tuning-d' ? ['For child-tuning-d, set strategy.fisher.scope.'] : undefined);
-  }
+const warnSkipped = (report: Report, message: string, pointer: string) => report('CT0322', message, pointer, undefined, undefined, 'warning');
+/** What a task's label set is read from (taskSpecOf): metric and label-map checks need nothing else of a dataset. */
+const labelReads = (dataset: string) => [`${dataset}/task`, `${dataset}/labels`, `${dataset}/regression`];
+
+type Guard = Holes['guard'];
+
+/** The note for an option that does not apply: how to drop it, in the recipe or from the command line. */
+const dropIt = (dotted: string) => `Remove ${dotted} from the recipe (or add --set ${dotted}=null), or change strategy.kind.`;
+
+function checkStrategy({ strategy }: Recipe, report: Report, guard: Guard) {
+  const kind = '/strategy/kind';
+  guard('reserve_p checks of strategy', [kind, '/strategy/reserve_p'], () => {
+    const child = strategy.kind !== 'vanilla';
+    if (child && strategy.reserve_p === undefined) {
+      report('CT0302', `strategy ${strategy.kind} needs reserve_p, the fraction of gradient elements kept`, '/strategy', ['The paper uses reserve_p between 0.1 and 0.3; try reserve_p: 0.3.']);
+    }
+    if (strategy.reserve_p === undefined) return;
+    if (!(strategy.reserve_p > 0 && strategy.reserve_p <= 1)) report('CT0301', `reserve_p is ${strategy.reserve_p}; it must be in (0, 1]`, '/strategy/reserve_p', ['reserve_p is a fraction: 0.3 keeps 30% of the gradient.']);
+    if (!child) report('CT0303', 'reserve_p applies only to child-tuning-f and child-tuning-d', '/strategy/reserve_p', [dropIt('strategy.reserve_p')]);
+  });
+  guard('strategy option checks', [kind, '/strategy/mask_weight_decay'], () => {
+    if (strategy.fisher && strategy.kind !== 'child-tuning-d') report('CT0303', 'a fisher block applies only to child-tuning-d', '/strategy/fisher', [dropIt('strategy.fisher')]);
+    if (strategy.mask_weight_decay && strategy.kind !== 'child-tuning-d') report('CT0303', 'mask_weight_decay applies only to child-tuning-d (its mask is fixed)', '/strategy/mask_weight_decay', [dropIt('strategy.mask_weight_decay')]);
+    if (strategy.scope && strategy.kind !== 'child-tuning-f') {
+      report('CT0303', 'strategy.scope applies only to child-tuning-f', '/strategy/scope', [...(strategy.kind === 'child-tuning-d' ? ['For child-tuning-d, set strategy.fisher.scope.'] : []), dropIt('strategy.scope')]);
+    }
+  });
 }
 
 function checkModel({ model }: Recipe, report: Report) {
-  const missing = ['config.json', 'model.safetensors'].filter((f) => !fs.existsSync(path.join(model.path, f)));
-  if (!fs.existsSync(model.path)) report('CT0309', `model directory ${model.path} does not exist`, '/model/path', ['Point model.path at a Hugging Face style directory, or create one with `childtune model init`.']);
-  else if (missing.length) report('CT0309', `model directory ${model.path} has no ${missing.join(' or ')}`, '/model/path', ['A model directory holds config.json, model.safetensors and the tokenizer files.']);
+  let dir: string;
+  try {
+    dir = localModelDir(model.path);
+  } catch (e) {
+    if (!(e instanceof HubError)) throw e;
+    report('CT0309', e.message, '/model/path', e.hint ? [e.hint] : undefined);
+    return;
+  }
+  if (!fs.existsSync(dir)) {
+    report('CT0309', `model directory ${dir} does not exist`, '/model/path', [FETCH_HINT, 'Or create a random model with `childtune model init`.']);
+    return;
+  }
+  if (!fs.existsSync(path.join(dir, 'config.json'))) report('CT0309', `model directory ${dir} has no config.json`, '/model/path', ['A model directory holds config.json, the weights and the tokenizer files, as Hugging Face saves them.']);
+  try {
+    findWeights(dir);
+  } catch (e) {
+    if (!(e instanceof ModelError)) throw e;
+    report('CT0309', e.message, '/model/path', e.hint ? [e.hint] : undefined);
+  }
+  checkSequenceLength(dir, model, report);
+}
+
+/** max_seq_length within what the model has positions for (config.json) and what its tokenizer allows (tokenizer_config.json). */
+function checkSequenceLength(dir: string, model: Recipe['model'], report: Report) {
+  let limit: { tokens: number; why: string } | undefined;
+  const consider = (tokens: number | undefined, why: string) => {
+    if (tokens !== undefined && tokens < (limit?.tokens ?? Infinity)) limit = { tokens, why };
+  };
+  try {
+    const config = readModelConfig(dir, model.family);
+    // RoBERTa numbers positions from padding_idx + 1, so two of its position embeddings are never used.
+    const positions = config.family === 'roberta' ? config.maxPositions - config.padTokenId - 1 : config.maxPositions;
+    consider(positions, `config.json has ${positions} positions`);
+    const tokenizerMax = readTokenizerConfig(dir).modelMaxLength;
+    consider(tokenizerMax, `tokenizer_config.json says model_max_length ${tokenizerMax}`);
+  } catch (e) {
+    if (e instanceof TokenizerError) report('CT0309', e.message, '/model/path', e.hint ? [e.hint] : undefined);
+    else if (!(e instanceof ModelError)) throw e; // config.json's problems are reported by the plan, which reads it
+    return;
+  }
+  if (limit && model.max_seq_length > limit.tokens) {
+    report('CT0106', `model.max_seq_length is ${model.max_seq_length} but the model takes at most ${limit.tokens} tokens (${limit.why})`, '/model/max_seq_length', [`Set max_seq_length: ${limit.tokens} or less.`]);
+  }
 }
 
 function checkDataset(dataset: Dataset, pointer: string, needsTrain: boolean, report: Report) {
   const spec = taskSpecOf(dataset);
   if (dataset.task === 'custom') {
     const lacking = [
-      !dataset.format && 'format',
       !dataset.text_fields && 'text_fields',
       !dataset.label_field && 'label_field',
       !dataset.labels && !dataset.regression && 'labels (or regression: true)',
     ].filter(Boolean);
-    if (lacking.length) report('CT0307', `a custom dataset needs ${lacking.join(', ')}`, pointer, ['Example: {task: custom, format: tsv, files: {train: t.tsv, dev: d.tsv}, text_fields: [sentence], label_field: label, labels: [neg, pos]}']);
+    if (lacking.length) report('CT0307', `a custom dataset needs ${lacking.join(', ')}`, pointer, ['Example: {task: custom, files: {train: t.tsv, dev: d.tsv}, text_fields: [sentence], label_field: label, labels: [neg, pos]} (the format follows the extension, or set format)']);
   } else {
     for (const key of ['format', 'text_fields', 'label_field', 'labels', 'regression'] as const) {
       if (dataset[key] !== undefined && !(key === 'regression' && dataset[key] === false)) {
@@ -76,31 +160,65 @@ function checkDataset(dataset: Dataset, pointer: string, needsTrain: boolean, re
       }
     }
   }
+  if (spec.fromHub && !spec.fromHub.cached) {
+    report('CT0308', `data set ${dataset.task} is not in the hub cache (${spec.fromHub.repo} under ${hubCacheDir()})`, pointer, [notFetchedHint(dataset.task), 'Or set dataset.dir to a directory holding the files as distributed.']);
+    return;
+  }
   const splits = [...(needsTrain ? [dataset.train_split] : []), dataset.eval_split];
   for (const split of splits) {
-    if (!spec.files[split]) {
+    const name = spec.files[split] ?? (split === 'dev' ? spec.files.validation : undefined);
+    if (!name) {
       report('CT0307', `no file for split '${split}'`, pointer, [`Declare it: files: {${split}: path/to/file}`]);
       continue;
     }
-    if (!dataset.dir && !path.isAbsolute(spec.files[split])) {
-      report('CT0307', `the dataset needs dir (the directory holding ${spec.files[split]}) or an absolute path under files.${split}`, pointer);
+    if (!dataset.dir && !path.isAbsolute(name)) {
+      report('CT0307', `the dataset needs dir (the directory holding ${name}) or an absolute path under files.${split}`, pointer);
       continue;
     }
     const file = splitFile(spec, dataset.dir, split);
-    if (!fs.existsSync(file)) report('CT0308', `data file ${file} (split '${split}') does not exist`, dataset.files?.[split] ? `${pointer}/files/${split}` : `${pointer}/dir`);
+    const at = dataset.files?.[split] ? `${pointer}/files/${split}` : dataset.dir ? `${pointer}/dir` : pointer;
+    if (!fs.existsSync(file)) {
+      report('CT0308', `data file ${file} (split '${split}') does not exist`, at);
+      continue;
+    }
+    checkRows(dataset, spec, split, split === dataset.train_split && needsTrain, at, pointer, report);
+  }
+}
+
+const ROW_CODES = { label: 'CT0320', score: 'CT0321', row: 'CT0322', 'too-large': 'CT0323' } as const;
+
+/** Reads a split and reports its problems: every bad row kind under its own code, an empty file, a subsample larger than the split. */
+function checkRows(dataset: Dataset, spec: TaskSpec, split: string, isTrain: boolean, at: string, pointer: string, report: Report) {
+  let loaded: LoadedSplit;
+  try {
+    loaded = loadSplit(spec, dataset.dir, split, 'skip');
+  } catch (e) {
+    if (!(e instanceof DataFileError)) throw e;
+    report(e.kind === 'missing' ? 'CT0308' : 'CT0325', e.message, at);
+    return;
+  }
+  if (loaded.empty) {
+    report('CT0324', `data file ${loaded.file} (split '${split}') is empty`, at, ['The file has no data rows; check that it was written completely.']);
+    return;
+  }
+  const bad = loaded.skipped.count;
+  if (bad && dataset.on_bad_row === 'skip') {
+    warnSkipped(report, `${bad} bad rows in ${loaded.file} will be skipped (on_bad_row: skip); first: ${loaded.problems[0].message}`, at);
+  } else if (bad) {
+    const shown = loaded.problems.slice(0, 5);
+    for (const p of shown) {
+      const code = ROW_CODES[p.kind as keyof typeof ROW_CODES] ?? 'CT0322';
+      const notes = p.kind === 'label' ? [`${dataset.task}'s labels: ${spec.labels!.join(', ')}`]
+        : p.kind === 'score' && spec.scoreRange ? [`${dataset.task} scores lie in [${spec.scoreRange.join(', ')}]; fix the row, or set on_bad_row: skip to leave such rows out.`]
+        : ['Fix the row, or set on_bad_row: skip to count and skip malformed rows.'];
+      report(code, p.message, at, notes);
+    }
+    if (bad > shown.length) report('CT0322', `${bad - shown.length} more bad rows in ${loaded.file}`, at, ['Fix them, or set on_bad_row: skip to count and skip them.']);
   }
   const sub = dataset.subsample;
-  if (sub && needsTrain && spec.files[dataset.train_split] && (dataset.dir || path.isAbsolute(spec.files[dataset.train_split]))) {
-    const file = splitFile(spec, dataset.dir, dataset.train_split);
-    if (fs.existsSync(file)) {
-      try {
-        const n = loadSplit(spec, dataset.dir, dataset.train_split, dataset.on_bad_row).examples.length;
-        if (sub.size > n) report('CT0304', `subsample size ${sub.size} is larger than the '${dataset.train_split}' split (${n} examples)`, `${pointer}/subsample/size`, [`Use a size of at most ${n}.`]);
-      } catch (e) {
-        if (!(e instanceof DataFileError)) throw e;
-        report('CT0308', e.message, `${pointer}/dir`, ["Fix the row, or set on_bad_row: skip to count and skip malformed rows."]);
-      }
-    }
+  const n = loaded.examples.length;
+  if (isTrain && sub && sub.size > n && (!bad || dataset.on_bad_row === 'skip')) {
+    report('CT0304', `subsample size ${sub.size} is larger than the '${split}' split (${n} examples)`, `${pointer}/subsample/size`, [`Use a size of at most ${n}.`]);
   }
 }
 
@@ -138,11 +256,10 @@ function checkMetrics(recipe: Recipe, report: Report) {
   });
 }
 
-function checkSweep(recipe: Recipe, report: Report) {
-  for (const key of [...Object.keys(recipe.sweep?.grid ?? {}), ...Object.keys(recipe.sweep?.random?.space ?? {})]) {
+function checkSweepPaths(keys: string[], at: string[], report: Report) {
+  for (const key of keys) {
     const segments = key.split('.');
-    const inGrid = key in (recipe.sweep?.grid ?? {});
-    const pointer = pointerOf(['sweep', inGrid ? 'grid' : 'random', ...(inGrid ? [] : ['space']), key]);
+    const pointer = pointerOf([...at, key]);
     if (segments[0] === 'sweep' || segments[0] === 'version' || segments[0] === 'extends') {
       report('CT0306', `sweep path '${key}' cannot be swept`, pointer);
       continue;

@@ -13,6 +13,7 @@ export const DIAGNOSTIC_CODES = {
   CT0105: 'invalid-value',
   CT0106: 'out-of-range',
   CT0107: 'invalid-shape',
+  CT0108: 'name-not-a-file-name',
   CT0201: 'extends-not-found',
   CT0202: 'extends-cycle',
   CT0203: 'path-escapes-root',
@@ -28,6 +29,12 @@ export const DIAGNOSTIC_CODES = {
   CT0308: 'data-file-missing',
   CT0309: 'model-dir-invalid',
   CT0310: 'metric-not-applicable',
+  CT0320: 'label-not-in-set',
+  CT0321: 'score-out-of-range',
+  CT0322: 'data-row-invalid',
+  CT0323: 'data-row-too-large',
+  CT0324: 'data-file-empty',
+  CT0325: 'data-file-invalid',
 } as const;
 
 export type DiagnosticCode = keyof typeof DIAGNOSTIC_CODES;
@@ -48,6 +55,8 @@ export interface Diagnostic {
   location?: SourceLocation;
   suggestion?: string;
   notes?: string[];
+  /** Checks not run because of this error (they would have read the value it is about). */
+  skipped?: string[];
 }
 
 export function diagnostic(
@@ -60,6 +69,35 @@ export function diagnostic(
 }
 
 export const hasErrors = (ds: readonly Diagnostic[]) => ds.some((d) => d.severity === 'error');
+
+/** Records on `cause` that `check` was not run because of it. */
+export function skipped(cause: Diagnostic, check: string) {
+  if (!cause.skipped?.includes(check)) cause.skipped = [...(cause.skipped ?? []), check];
+}
+
+/**
+ * Diagnostics in reading order: by file (the top recipe first, then its bases in the order read, then --set
+ * options), line and column; ties keep the order of the phases. An exact repeat is reported once.
+ */
+export function ordered(diagnostics: readonly Diagnostic[], files: readonly string[]): Diagnostic[] {
+  const rank = (d: Diagnostic) => {
+    const file = d.location?.file;
+    if (file === undefined) return files.length + 1;
+    return file === '--set' ? files.length : files.includes(file) ? files.indexOf(file) : files.length - 0.5;
+  };
+  const unique = new Map<string, Diagnostic>();
+  for (const d of diagnostics) {
+    const key = [d.code, d.pointer, d.message, d.location?.file, d.location?.line, d.location?.column].join('|');
+    const first = unique.get(key);
+    if (!first) unique.set(key, d);
+    else for (const check of d.skipped ?? []) skipped(first, check);
+  }
+  const position = (d: Diagnostic) => [rank(d), d.location?.line ?? 0, d.location?.column ?? 0];
+  return [...unique.values()].sort((a, b) => {
+    const [pa, pb] = [position(a), position(b)];
+    return pa[0] - pb[0] || pa[1] - pb[1] || pa[2] - pb[2];
+  });
+}
 
 /** JSON pointer helpers (RFC 6901). */
 export const pointerOf = (segments: readonly (string | number)[]) =>

@@ -1,9 +1,8 @@
-import { isAlias, isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, type Node } from 'yaml';
+import { Composer, isAlias, isMap, isPair, isScalar, isSeq, LineCounter, type Document, type Node } from 'yaml';
+import { boundedTokens, expandedHeight, LIMITS, TooDeep } from './bounds.js';
 import { diagnostic, pointerOf, type Diagnostic, type SourceLocation } from './diagnostics.js';
 
-/** Recipes are data: bounded in size and depth, no tags that construct objects, few aliases. */
-export const LIMITS = { bytes: 1 << 20, depth: 32, aliases: 64 } as const;
-
+/** Recipes are data: no tags that construct objects. */
 const PLAIN_TAGS = new Set([
   'tag:yaml.org,2002:str', 'tag:yaml.org,2002:int', 'tag:yaml.org,2002:float', 'tag:yaml.org,2002:bool',
   'tag:yaml.org,2002:null', 'tag:yaml.org,2002:map', 'tag:yaml.org,2002:seq',
@@ -28,11 +27,24 @@ export function parseRecipeText(text: string, file: string): ParsedFile {
     return { value: undefined, sources, diagnostics };
   }
   const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: false, strict: true, customTags: [], version: '1.2' });
   const locate = (offset: number) => {
     const { line, col } = lines.linePos(offset);
     return at(line, col);
   };
+  // Duplicate keys are found by the walk below: the composer's own check compares every key with every other.
+  const composer = new Composer({ uniqueKeys: false, prettyErrors: false, strict: true, customTags: [], version: '1.2' });
+  const documents: Document.Parsed[] = [];
+  try {
+    for (const d of composer.compose(boundedTokens(text, lines.addNewLine), true, text.length)) documents.push(d);
+  } catch (e) {
+    if (!(e instanceof TooDeep)) throw e;
+    diagnostics.push(tooDeep(`recipe nests deeper than ${LIMITS.depth} levels`, '', locate(e.offset)));
+    return { value: undefined, sources, diagnostics };
+  }
+  const [doc, second] = documents;
+  if (second) {
+    diagnostics.push(diagnostic('CT0001', 'a recipe is one YAML document; a second one starts here', '', { location: locate(second.range[0]), notes: ['Remove the `---` line and what follows, or move it to a file of its own.'] }));
+  }
   for (const e of [...doc.errors, ...doc.warnings]) {
     const message = e.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '');
     const tag = message.startsWith('Unresolved tag');
@@ -43,40 +55,52 @@ export function parseRecipeText(text: string, file: string): ParsedFile {
   if (diagnostics.length) return { value: undefined, sources, diagnostics };
 
   let aliases = 0;
+  const heightOf = expandedHeight(doc);
   const walk = (node: Node | null | undefined, path: (string | number)[]): void => {
     if (!node) return;
     const pointer = pointerOf(path);
     if (node.range && !sources.has(pointer)) sources.set(pointer, locate(node.range[0]));
-    if (path.length > LIMITS.depth) {
-      diagnostics.push(diagnostic('CT0004', `recipe nests deeper than ${LIMITS.depth} levels`, pointer, { location: sources.get(pointer) }));
-      throw new DepthExceeded();
-    }
     if (isAlias(node)) {
       if (++aliases > LIMITS.aliases) diagnostics.push(diagnostic('CT0003', `more than ${LIMITS.aliases} YAML aliases`, pointer, { location: sources.get(pointer) }));
+      const height = heightOf(node);
+      if (height === Infinity) diagnostics.push(tooDeep(`alias *${node.source} refers to a value that contains it, which would nest without end`, pointer, sources.get(pointer)));
+      else if (path.length + height - 1 > LIMITS.depth) diagnostics.push(tooDeep(`alias *${node.source} nests the recipe deeper than ${LIMITS.depth} levels`, pointer, sources.get(pointer)));
       return;
     }
     if (node.tag && !PLAIN_TAGS.has(node.tag)) {
       diagnostics.push(tagNotAllowed(node.tag, pointer, sources.get(pointer)));
     }
     if (isMap(node)) {
+      const seen = new Map<string, SourceLocation | undefined>();
       for (const pair of node.items) {
         if (!isPair(pair)) continue;
         const keyNode = pair.key as Node | null;
+        if (isMap(keyNode) || isSeq(keyNode)) {
+          diagnostics.push(diagnostic('CT0001', 'a key must be a plain word or number, not a list or mapping', pointer, {
+            location: keyNode.range ? locate(keyNode.range[0]) : sources.get(pointer), notes: ['Recipe keys name fields: write `key: value`.'],
+          }));
+          continue;
+        }
         const key = isScalar(keyNode) ? String(keyNode.value) : String(keyNode);
+        const keyLocation = keyNode?.range ? locate(keyNode.range[0]) : sources.get(pointer);
+        if (seen.has(key)) {
+          const first = seen.get(key);
+          diagnostics.push(diagnostic('CT0001', `key '${key}' appears twice in this mapping${first ? ` (first on line ${first.line})` : ''}`, pointer, {
+            location: keyLocation, notes: ['Keep one of them: YAML mappings have unique keys.'],
+          }));
+          continue;
+        }
+        seen.set(key, keyLocation);
         const childPath = [...path, key];
         // Key positions are more useful than value positions for unknown-key diagnostics.
-        if (keyNode?.range) sources.set(pointerOf(childPath), locate(keyNode.range[0]));
+        if (keyLocation && keyNode?.range) sources.set(pointerOf(childPath), keyLocation);
         walk(pair.value as Node, childPath);
       }
     } else if (isSeq(node)) {
       node.items.forEach((item, i) => walk(item as Node, [...path, i]));
     }
   };
-  try {
-    walk(doc.contents as Node, []);
-  } catch (e) {
-    if (!(e instanceof DepthExceeded)) throw e;
-  }
+  walk(doc.contents as Node, []);
   if (diagnostics.length) return { value: undefined, sources, diagnostics };
   let value: unknown;
   try {
@@ -92,7 +116,8 @@ export function parseRecipeText(text: string, file: string): ParsedFile {
   return { value, sources, diagnostics };
 }
 
-class DepthExceeded extends Error {}
+const tooDeep = (message: string, pointer: string, location?: SourceLocation) =>
+  diagnostic('CT0004', message, pointer, { location, notes: ['Recipes are shallow data: write the values out, or nest less.'] });
 
 const tagNotAllowed = (tag: string, pointer: string, location?: SourceLocation) =>
   diagnostic('CT0002', `YAML tag '${tag}' is not allowed: recipes are plain data`, pointer, {

@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module';
 import type { ErrorObject } from 'ajv/dist/2020.js';
-import { diagnostic, pointerOf, segmentsOf, type Diagnostic } from './diagnostics.js';
+import { diagnostic, dottedOf, pointerOf, segmentsOf, skipped, type Diagnostic } from './diagnostics.js';
+import type { Holes } from './holes.js';
 import type { SourceMap } from './parse.js';
 import { closest } from './suggest.js';
 import type { Recipe } from './types.generated.js';
@@ -59,17 +60,34 @@ export function schemaAt(segments: readonly string[]): JsonSchema | undefined {
 export const keysAt = (segments: readonly string[]) => Object.keys(schemaAt(segments)?.properties ?? {});
 
 export interface SchemaResult {
+  /** Set when the data is valid. */
   recipe?: Recipe;
+  /** The data with defaults filled in, valid or not: later checks read its parts outside the holes. */
+  data: Record<string, unknown>;
   diagnostics: Diagnostic[];
 }
 
-/** Validates composed recipe data against the schema, fills defaults, and maps every error to a diagnostic. */
-export function validateAgainstSchema(data: unknown, sources: SourceMap): SchemaResult {
-  const copy = structuredClone(data);
+/**
+ * Validates composed recipe data against the schema, fills defaults, and maps every error to a diagnostic.
+ * Values in `holes` are not checked (their errors are dropped); each schema error becomes a hole for later
+ * phases. With `missingBase`, keys a base recipe would have supplied are unknown, so missing keys are not errors.
+ */
+export function validateAgainstSchema(data: unknown, sources: SourceMap, holes: Holes, missingBase?: Diagnostic): SchemaResult {
+  const copy = structuredClone(data) as Record<string, unknown>;
+  for (const hole of holes.all) skipped(hole.cause, `schema check of ${dottedOf(hole.pointer)}`);
+  if (missingBase) skipped(missingBase, 'required-key checks');
   const ok = validateFn(copy);
-  if (ok) return { recipe: copy as unknown as Recipe, diagnostics: [] };
-  const diagnostics = toDiagnostics(validateFn.errors ?? [], copy, sources);
-  return { diagnostics };
+  if (ok) return { recipe: copy as unknown as Recipe, data: copy, diagnostics: [] };
+  const errors = (validateFn.errors ?? []).filter((e) => !holes.covering(errorPointer(e)) && !(missingBase && e.keyword === 'required'));
+  const diagnostics = toDiagnostics(errors, copy, data, sources, holes);
+  return { recipe: errors.length ? undefined : (copy as unknown as Recipe), data: copy, diagnostics };
+}
+
+/** The recipe part an error is about: the missing or unknown key itself, else the value that failed. */
+function errorPointer(e: ErrorObject): string {
+  if (e.keyword === 'required') return pointerOf([...segmentsOf(e.instancePath), (e.params as { missingProperty: string }).missingProperty]);
+  if (e.keyword === 'additionalProperties') return pointerOf([...segmentsOf(e.instancePath), (e.params as { additionalProperty: string }).additionalProperty]);
+  return e.instancePath;
 }
 
 function locate(sources: SourceMap, pointer: string) {
@@ -94,7 +112,8 @@ function valueAt(data: unknown, pointer: string): unknown {
   return v;
 }
 
-function toDiagnostics(errors: ErrorObject[], data: unknown, sources: SourceMap): Diagnostic[] {
+/** `data` is what was validated (defaults filled in), `written` the composed recipe before defaults. */
+function toDiagnostics(errors: ErrorObject[], data: unknown, written: unknown, sources: SourceMap, holes: Holes): Diagnostic[] {
   const out: Diagnostic[] = [];
   const seen = new Set<string>();
   const unknownKeyFixes = new Set<string>(); // "pointer|key" of missing keys already explained by a misspelling
@@ -103,7 +122,9 @@ function toDiagnostics(errors: ErrorObject[], data: unknown, sources: SourceMap)
     if (!seen.has(id)) {
       seen.add(id);
       out.push(d);
+      holes.add(d.pointer, d);
     }
+    return d;
   };
   for (const e of errors) {
     if (e.keyword !== 'additionalProperties') continue;
@@ -113,11 +134,14 @@ function toDiagnostics(errors: ErrorObject[], data: unknown, sources: SourceMap)
     const suggestion = closest(key, keysAt(parent));
     if (suggestion) unknownKeyFixes.add(`${e.instancePath}|${suggestion}`);
     const where = parent.length ? `in '${parent.join('.')}'` : 'at the top level';
-    push(diagnostic('CT0102', `unknown key '${key}' ${where}`, pointer, {
+    const d = push(diagnostic('CT0102', `unknown key '${key}' ${where}`, pointer, {
       location: locate(sources, pointer),
       suggestion,
       notes: [`allowed keys: ${keysAt(parent).join(', ')}`],
     }));
+    // Where the key it resembles was not written, the misspelling was probably meant for it: checks of that
+    // key would judge a default the user did not choose.
+    if (suggestion && valueAt(written, pointerOf([...parent, suggestion])) === undefined) holes.add(pointerOf([...parent, suggestion]), d);
   }
   for (const e of errors) {
     const pointer = e.instancePath;
@@ -160,6 +184,15 @@ function toDiagnostics(errors: ErrorObject[], data: unknown, sources: SourceMap)
         push(diagnostic('CT0106', `${dotted} is ${JSON.stringify(actual)}; it must be ${comparison} ${limit}`, pointer, { location }));
         break;
       }
+      case 'pattern':
+        if (pointer === '/name') {
+          push(diagnostic('CT0108', `name ${JSON.stringify(actual)} is not a file name: it must not be '.' or '..' nor contain '/', '\\' or control characters`, pointer, {
+            location, notes: ['The name becomes part of the run directory under runtime.output_dir; use letters, digits, dashes and dots.'],
+          }));
+          break;
+        }
+        push(diagnostic('CT0107', `${dotted} ${e.message ?? 'is invalid'}`, pointer, { location }));
+        break;
       case 'if':
       case 'anyOf':
       case 'oneOf':

@@ -12,7 +12,7 @@ version: 1
  */
 extends?: string
 /**
- * A short name for runs and reports.
+ * A short name for runs and reports; it becomes part of the run directory's name, so it is one file name: not '.' or '..', no '/', '\' or control characters.
  */
 name?: string
 model: Model
@@ -26,7 +26,7 @@ runtime: Runtime
 }
 export interface Model {
 /**
- * Directory with config.json, model.safetensors and vocab.txt (or vocab.json + merges.txt, or tokenizer.json).
+ * Directory with config.json, model.safetensors and vocab.txt (or vocab.json + merges.txt, or tokenizer.json), or a hub id (org/name, optionally @revision) read from the Hugging Face hub cache.
  */
 path: string
 /**
@@ -41,11 +41,11 @@ export interface Dataset {
  */
 task: ("glue/cola" | "glue/sst-2" | "glue/mrpc" | "glue/sts-b" | "glue/qqp" | "glue/mnli" | "glue/mnli-mm" | "glue/qnli" | "glue/rte" | "glue/wnli" | "snli" | "scitail" | "sick" | "custom")
 /**
- * Directory holding the task's files as distributed (train.tsv, dev.tsv, ...); relative to the recipe.
+ * Directory holding the task's files as distributed (train.tsv, dev.tsv, ...); relative to the recipe. A built-in task with neither dir nor files reads the hub's parquet files from the hub cache.
  */
 dir?: string
 /**
- * Split name to file path; overrides the built-in file names.
+ * Split name to file path (relative to dir when dir is given); overrides the built-in file names. 'validation' serves as the dev split.
  */
 files?: {
 [k: string]: string
@@ -53,9 +53,9 @@ files?: {
 train_split: string
 eval_split: string
 /**
- * Custom files only.
+ * Custom files only; inferred from each file's extension (.tsv, .csv, .jsonl/.json, .parquet) when absent.
  */
-format?: ("tsv" | "csv" | "jsonl")
+format?: ("tsv" | "csv" | "jsonl" | "parquet")
 /**
  * Custom tsv/csv: the first line names the columns.
  */

@@ -8,6 +8,7 @@ import { loadRecipe } from '../recipe/index.js';
 import { formatDiagnostics } from '../recipe/format.js';
 import { latestCheckpoint } from './checkpoint.js';
 import { executeTrial, type Reporter } from './executor.js';
+import { fetchMissing } from './fetch.js';
 import { RunError } from './errors.js';
 import { RunDir } from './rundir.js';
 
@@ -63,6 +64,8 @@ interface RunOptions {
   trial?: number;
   quiet?: boolean;
   resume?: string;
+  /** Printed after the results (not with --json): what to try next, given the run directories. */
+  nextSteps?: (dirs: string[]) => string;
 }
 
 /** `childtune run`: validate, plan, then execute each trial (or just --trial K) into its own run directory. */
@@ -83,6 +86,7 @@ export async function runCommand(file: string | undefined, opts: RunOptions, io:
     if (!recipeFile) throw new RunError('run needs a recipe file, or --resume RUN_DIR');
     const sets = file ? opts.set : invocation?.set ?? [];
     const allowPath = file ? opts.allowPath : invocation?.allow_path ?? [];
+    await fetchMissing(recipeFile, { sets, allowedRoots: allowPath }, io, opts.quiet);
     const loaded = loadRecipe(recipeFile, { sets, allowedRoots: allowPath });
     const compiled = compilePlan(loaded, path.resolve(recipeFile));
     if (!compiled.plan) {
@@ -108,6 +112,7 @@ export async function runCommand(file: string | undefined, opts: RunOptions, io:
     }
     if (opts.json) io.out(JSON.stringify(summaries, null, 2));
     else for (const s of summaries) io.out(`${s.dir}: ${Object.entries(s.metrics).map(([k, v]) => `${k}=${v.toFixed(4)}`).join(' ')}`);
+    if (!opts.json && opts.nextSteps) io.out(opts.nextSteps(summaries.map((s) => s.dir)));
     return 0;
   } finally {
     resumed?.unlock();

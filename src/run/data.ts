@@ -37,7 +37,7 @@ export function prepareSplit(dataset: Dataset, split: string, tokenizer: Tokeniz
 function tokenizeSplit(dataset: Dataset, split: string, tokenizer: Tokenizer, maxLength: number, subsample: boolean): PreparedSplit {
   const spec = taskSpecOf(dataset);
   const loaded = loadSplit(spec, dataset.dir, split, dataset.on_bad_row);
-  if (loaded.examples.length === 0) throw new RunError(`${loaded.file}: split '${split}' has no examples${loaded.skipped.count ? ` after skipping ${loaded.skipped.count} bad rows` : ''}`, 'Check the file and the dataset settings.');
+  if (loaded.examples.length === 0) throw new RunError(`${loaded.file}: split '${split}' has no examples${loaded.empty ? ' (the file is empty)' : loaded.skipped.count ? ` after skipping ${loaded.skipped.count} bad rows` : ''}`, 'Check the file and the dataset settings.');
   let examples = loaded.examples;
   let indices: number[] | undefined;
   if (subsample && dataset.subsample) {

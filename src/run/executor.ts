@@ -1,12 +1,14 @@
 import fs from 'node:fs';
 import { stringify } from 'yaml';
-import { taskSpecOf, type Metric } from '../data/tasks.js';
+import { labelNamesOf, taskSpecOf, type Metric } from '../data/tasks.js';
 import { selectBackend } from '../engine/backend.js';
+import { loadPretrained } from '../engine/checkpoint.js';
+import { localModelDir } from '../engine/hub/cache.js';
 import { nativeKernels } from '../engine/native.js';
-import { loadPretrained, saveModel } from '../engine/checkpoint.js';
 import { ModelError, readModelConfig } from '../engine/config.js';
 import type { EncoderClassifier } from '../engine/model.js';
 import { sizeOf, type ParamSpec } from '../engine/params.js';
+import { saveModel } from '../engine/save.js';
 import { loadTokenizer } from '../engine/tokenizer.js';
 import { numLabelsOf, resolvedFisher } from '../plan/compiler.js';
 import type { Plan, PlannedTrial } from '../plan/stages.js';
@@ -21,6 +23,7 @@ import { RunError } from './errors.js';
 import { evaluate } from './evaluate.js';
 import { DataParallel, threadsFor } from './parallel.js';
 import { linearProbe } from './probe.js';
+import { TensorBoardWriter } from './tensorboard.js';
 import type { RunDir } from './rundir.js';
 import { trainModel } from './train.js';
 
@@ -51,9 +54,10 @@ export async function executeTrial(plan: Plan, trial: PlannedTrial, recipe: Reci
   const backend = await selectBackend(recipe.runtime.backend);
   report.log(`backend: ${backend.name}${backend.skipped.length ? ` (skipped: ${backend.skipped.map((s) => `${s.name}: ${s.why}`).join('; ')})` : ''}`);
   if (backend.name === 'wasm') report.log(`matrix products: ${nativeKernels().why}`);
-  const config = readModelConfig(recipe.model.path, recipe.model.family);
-  const tokenizer = loadTokenizer(recipe.model.path, { lowerCase: config.doLowerCase });
-  if (tokenizer.vocabSize > config.vocabSize) throw new ModelError(recipe.model.path, `the tokenizer has ${tokenizer.vocabSize} tokens but config.json's vocab_size is ${config.vocabSize}`, 'The vocabulary does not belong to this checkpoint.');
+  const modelDir = localModelDir(recipe.model.path);
+  const config = readModelConfig(modelDir, recipe.model.family);
+  const tokenizer = loadTokenizer(modelDir, { lowerCase: config.doLowerCase });
+  if (tokenizer.vocabSize > config.vocabSize) throw new ModelError(modelDir, `the tokenizer has ${tokenizer.vocabSize} tokens but config.json's vocab_size is ${config.vocabSize}`, 'The vocabulary does not belong to this checkpoint.');
   const maxLen = recipe.model.max_seq_length;
 
   const { train, dev } = await timed('tokenize', () => ({
@@ -65,7 +69,7 @@ export async function executeTrial(plan: Plan, trial: PlannedTrial, recipe: Reci
   if (train.indices) run.writeJson('subsample.json', { file: train.file, size: train.indices.length, seed: recipe.dataset.subsample!.seed, indices: train.indices });
 
   const numLabels = numLabelsOf(recipe.dataset);
-  const { model, notes } = await timed('load-model', () => loadPretrained(recipe.model.path, { family: recipe.model.family, numLabels, seed: recipe.training.seed }));
+  const { model, notes } = await timed('load-model', () => loadPretrained(modelDir, { family: recipe.model.family, numLabels, seed: recipe.training.seed }));
   for (const n of notes) report.log(`model: ${n}`);
   const threads = threadsFor(recipe.runtime.threads, backend.name);
   const resume = opts.resume ? resumePoint(run, model.specs, trial.recipeHash, backend.name, threads, report) : undefined;
@@ -102,6 +106,7 @@ export async function executeTrial(plan: Plan, trial: PlannedTrial, recipe: Reci
     if (fisher) run.writeBytes('child-mask.bin', fisher.packed);
     const strategy = strategyFor(recipe, model.specs, fisher?.masks);
     const metrics = (recipe.evaluation.metrics ?? taskSpecOf(recipe.dataset).metrics) as Metric[];
+    const tensorboard = TensorBoardWriter.create(run.path('tb'), run.path('metrics.jsonl'));
     const bar = report.stage('train', stageOf(trial.train).work?.steps ?? 1);
     if (resume) bar.tick(resume.meta.loop.step);
     const result = await timed('train', () => trainModel({
@@ -109,6 +114,7 @@ export async function executeTrial(plan: Plan, trial: PlannedTrial, recipe: Reci
       resume: resume && { state: resume.meta.loop, bestValues: resume.best },
       onLog: (e) => {
         run.appendJsonl('metrics.jsonl', e);
+        tensorboard.write(e);
         if (e.kind === 'eval') report.log(`epoch ${e.epoch}: ${Object.entries(e.metrics!).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(', ')}`);
       },
       onStep: (step, _total, loss, eps) => bar.tick(step, { loss: loss.toFixed(4), 'ex/s': eps.toFixed(1) }),
@@ -125,7 +131,7 @@ export async function executeTrial(plan: Plan, trial: PlannedTrial, recipe: Reci
 
     const transfer = await timed('transfer', () => transferStage(parallel, model, recipe, tokenizer.padId, (d, split, sub) => prepareSplit(d, split, tokenizer, maxLen, sub), report));
 
-    saveModel(model, run.path('model'), { tokenizerFrom: recipe.model.path, labels: taskSpecOf(recipe.dataset).labels ?? ['score'] });
+    saveModel(model, run.path('model'), { source: modelDir, labels: labelNamesOf(recipe.dataset) });
     const results = {
       trial: trial.index, overrides: trial.overrides, task: recipe.dataset.task, strategy: recipe.strategy.kind, reserve_p: recipe.strategy.reserve_p ?? null,
       seed: recipe.training.seed, backend: backend.name, backend_skipped: backend.skipped, threads, metrics: final, epochs: result.epochs, best_epoch: result.bestEpoch, steps: result.steps,

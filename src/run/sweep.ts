@@ -4,6 +4,7 @@ import { writeAtomic } from '../engine/checkpoint.js';
 import { compilePlan, volatile } from '../plan/compiler.js';
 import type { Plan } from '../plan/stages.js';
 import { loadRecipe } from '../recipe/index.js';
+import { fetchMissing } from './fetch.js';
 import { formatDiagnostics } from '../recipe/format.js';
 import type { Recipe } from '../recipe/types.generated.js';
 import { diffPaths, runTrial, type Io } from './command.js';
@@ -85,6 +86,7 @@ export async function sweepCommand(file: string | undefined, opts: { set: string
   } else {
     if (!file) throw new RunError('sweep needs a recipe file, or --resume SWEEP_DIR');
     const base = { recipe: path.resolve(file), set: opts.set, allow_path: opts.allowPath.map((p) => path.resolve(p)) };
+    await fetchMissing(base.recipe, { sets: base.set, allowedRoots: base.allow_path }, io, opts.quiet);
     const compiled = compileFor(base, io);
     if (!compiled) return 1;
     ({ plan, recipes } = compiled);

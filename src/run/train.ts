@@ -1,6 +1,7 @@
 import type { Metric } from '../data/tasks.js';
 import { batchOf } from '../engine/batch.js';
 import type { EncoderClassifier } from '../engine/model.js';
+import { sizeOf } from '../engine/params.js';
 import { clipCoefficient, learningRate } from '../engine/optimizer.js';
 import { Rng, streamSeed } from '../engine/rng.js';
 import type { Recipe } from '../recipe/types.generated.js';
@@ -17,6 +18,8 @@ export interface LogEntry {
   loss?: number;
   lr?: number;
   grad_norm?: number;
+  /** Fraction of all gradient elements the strategy let through to AdamW over the logging window. */
+  kept_fraction?: number;
   examples_per_s?: number;
   metrics?: Record<string, number>;
 }
@@ -33,8 +36,8 @@ export interface LoopState {
   batch: number;
   skipped: number;
   lastLoss: number;
-  /** The loss-logging window in progress. */
-  window: { lossSum: number; lossCount: number; examples: number };
+  /** The loss-logging window in progress; `dropped`: F's masked-out gradient elements before it began. */
+  window: { lossSum: number; lossCount: number; examples: number; dropped?: number };
   epochs: { epoch: number; metrics: Record<string, number> }[];
   best: { epoch: number; score: number };
   /** Lines of metrics.jsonl written when this state was taken. */
@@ -81,6 +84,7 @@ export async function trainModel(o: {
   const s: LoopState = o.resume?.state ?? { step: 0, epoch: 0, batch: 0, skipped: 0, lastLoss: NaN, window: { lossSum: 0, lossCount: 0, examples: 0 }, epochs: [], best: { epoch: -1, score: -Infinity }, metricsLines: 0, kept: [] };
   let bestValues = o.resume?.bestValues;
   for (const [index, kept, count] of s.kept) o.strategy.record(index, kept, count);
+  const keptFraction = keptFractionOf(o.strategy, model);
   const log = (e: LogEntry) => {
     s.metricsLines++;
     o.onLog?.(e);
@@ -114,8 +118,9 @@ export async function trainModel(o: {
         s.window.examples += idx.length;
         if (s.step % t.log_every === 0 || s.step === total) {
           const now = performance.now();
-          log({ kind: 'step', step: s.step, epoch: s.epoch + 1, loss: s.window.lossSum / s.window.lossCount, lr, grad_norm: norm, examples_per_s: (s.window.examples * 1000) / Math.max(1, now - windowStart) });
-          s.window = { lossSum: 0, lossCount: 0, examples: 0 };
+          const dropped = keptFraction.dropped();
+          log({ kind: 'step', step: s.step, epoch: s.epoch + 1, loss: s.window.lossSum / s.window.lossCount, lr, grad_norm: norm, kept_fraction: keptFraction.over(s.window.lossCount, dropped - (s.window.dropped ?? 0)), examples_per_s: (s.window.examples * 1000) / Math.max(1, now - windowStart) });
+          s.window = { lossSum: 0, lossCount: 0, examples: 0, dropped };
           windowStart = now;
         }
       }
@@ -136,4 +141,20 @@ export async function trainModel(o: {
     await parallel.reload();
   }
   return { steps: s.step, skippedSteps: s.skipped, epochs: s.epochs, bestEpoch: r.evaluation.checkpoint === 'best' ? s.best.epoch : s.epochs.length, finalLoss: s.lastLoss };
+}
+
+/**
+ * The fraction of all gradient elements a strategy keeps: fixed for vanilla and D (its bitsets), counted for F,
+ * whose cumulative dropped count is taken at each log so the fraction covers exactly the logging window.
+ */
+function keptFractionOf(strategy: Strategy, model: EncoderClassifier) {
+  const sizes = model.specs.map(sizeOf);
+  const elements = sizes.reduce((a, b) => a + b, 0);
+  const fractions = strategy.keptFractions(model.specs);
+  const fixed = model.specs.reduce((a, spec, i) => a + fractions[spec.name] * sizes[i], 0) / elements;
+  const counted = strategy.kind === 'child-tuning-f';
+  return {
+    dropped: () => (counted ? strategy.keptCounts().reduce((a, [, kept, total]) => a + total - kept, 0) : 0),
+    over: (updates: number, dropped: number) => (counted ? 1 - dropped / (updates * elements) : fixed),
+  };
 }

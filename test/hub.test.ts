@@ -1,0 +1,240 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, beforeEach, describe, test } from 'node:test';
+import { parquetWriteBuffer } from 'hyparquet-writer';
+import { hubCacheDir, localModelDir, parseHubId } from '../src/engine/hub/cache.js';
+import { startFakeHub, type FakeHub } from './hub-server.js';
+import { cli, FIXTURES, GLUE, tmpProject, write } from './helpers.js';
+
+const TINY = path.join(FIXTURES, 'bert-tiny-random');
+const HF_VARS = ['HF_HOME', 'HF_HUB_CACHE', 'HUGGINGFACE_HUB_CACHE', 'HF_ENDPOINT', 'HF_TOKEN', 'HUGGING_FACE_HUB_TOKEN', 'HF_HUB_OFFLINE'];
+
+/** GLUE RTE as nyu-mll/glue publishes it (a few hundred rows): sentence1, sentence2, label (ClassLabel index), idx. */
+function rteParquet(split: 'train' | 'dev', rows: number): Buffer {
+  const lines = fs.readFileSync(path.join(GLUE, 'RTE', `${split}.tsv`), 'utf8').trim().split('\n').slice(1, rows + 1).map((l) => l.split('\t'));
+  return Buffer.from(parquetWriteBuffer({
+    columnData: [
+      { name: 'sentence1', data: lines.map((c) => c[1]), type: 'STRING' },
+      { name: 'sentence2', data: lines.map((c) => c[2]), type: 'STRING' },
+      { name: 'label', data: lines.map((c) => BigInt(['entailment', 'not_entailment'].indexOf(c[3]))), type: 'INT64' },
+      { name: 'idx', data: lines.map((_, i) => i), type: 'INT32' },
+    ],
+  }));
+}
+
+const modelFiles = () => ({
+  'config.json': fs.readFileSync(path.join(TINY, 'config.json')),
+  'vocab.txt': fs.readFileSync(path.join(TINY, 'vocab.txt')),
+  'model.safetensors': fs.readFileSync(path.join(TINY, 'model.safetensors')),
+  'tf_model.h5': Buffer.from('not fetched'),
+  'README.md': Buffer.from('# tiny\n'),
+});
+
+describe('hub: fetch into the huggingface_hub cache layout', () => {
+  let hub: FakeHub;
+  const saved: Record<string, string | undefined> = {};
+  before(async () => {
+    for (const v of HF_VARS) saved[v] = process.env[v];
+    hub = await startFakeHub([
+      { type: 'model', id: 'org/tiny', files: modelFiles() },
+      { type: 'model', id: 'org/gated', files: modelFiles(), token: 'hf_secret' },
+      { type: 'dataset', id: 'nyu-mll/glue', files: { 'rte/train-00000-of-00001.parquet': rteParquet('train', 300), 'rte/validation-00000-of-00001.parquet': rteParquet('dev', 100), 'cola/train-00000-of-00001.parquet': Buffer.from('x'), 'README.md': Buffer.from('glue') } },
+    ]);
+  });
+  beforeEach(() => {
+    for (const v of HF_VARS) delete process.env[v];
+    process.env.HF_HOME = fs.mkdtempSync(path.join(os.tmpdir(), 'childtune-hf-'));
+    process.env.HF_ENDPOINT = hub.url;
+    hub.requests.length = 0;
+  });
+  after(async () => {
+    for (const v of HF_VARS) if (saved[v] === undefined) delete process.env[v]; else process.env[v] = saved[v];
+    await hub.close();
+  });
+
+  test('a model lands as refs/main, snapshots/<commit>/ links into blobs/<etag>; only config, tokenizer and weights', async () => {
+    const r = await cli(['fetch', 'org/tiny']);
+    assert.equal(r.code, 0, r.err);
+    const folder = path.join(process.env.HF_HOME!, 'hub', 'models--org--tiny');
+    const commit = hub.commitOf('org/tiny');
+    assert.equal(fs.readFileSync(path.join(folder, 'refs', 'main'), 'utf8'), commit);
+    const snapshot = path.join(folder, 'snapshots', commit);
+    assert.equal(r.out.trim(), snapshot);
+    assert.deepEqual(fs.readdirSync(snapshot).sort(), ['config.json', 'model.safetensors', 'vocab.txt']);
+    for (const f of ['config.json', 'model.safetensors']) {
+      const link = fs.readlinkSync(path.join(snapshot, f));
+      assert.match(link, /^\.\.\/\.\.\/blobs\/[0-9a-f]{40,64}$/, 'a relative link into blobs/, as huggingface_hub makes');
+      assert.deepEqual(fs.readFileSync(path.join(snapshot, f)), fs.readFileSync(path.join(TINY, f)));
+    }
+    assert.equal(fs.readlinkSync(path.join(snapshot, 'model.safetensors')).slice(-64), (await import('node:crypto')).createHash('sha256').update(fs.readFileSync(path.join(TINY, 'model.safetensors'))).digest('hex'));
+    assert.match(r.err, /downloaded model\.safetensors: .* at .*\/s/, 'a progress line with bytes and rate');
+    assert.equal(localModelDir('org/tiny'), snapshot);
+    assert.equal(localModelDir(folder), snapshot, 'the cache folder itself names its main snapshot');
+    const enc = await cli(['encode', '--model', 'org/tiny', '--text', 'hello world', '--json']);
+    assert.equal(enc.code, 0, enc.err);
+    const direct = await cli(['encode', '--model', TINY, '--text', 'hello world', '--json']);
+    assert.deepEqual(JSON.parse(enc.out), JSON.parse(direct.out), 'the cached snapshot encodes exactly as the fixture directory');
+
+    hub.requests.length = 0;
+    const again = await cli(['fetch', 'org/tiny']);
+    assert.equal(again.code, 0, again.err);
+    assert.deepEqual(hub.requests, ['GET /api/models/org/tiny/revision/main'], 'a second fetch only asks for the listing');
+    hub.requests.length = 0;
+    const pinned = await cli(['fetch', 'org/tiny', '--revision', commit]);
+    assert.equal(pinned.code, 0, pinned.err);
+    assert.deepEqual(hub.requests, [], 'a cached commit needs no request');
+    assert.equal(localModelDir(`org/tiny@${commit}`), snapshot);
+  });
+
+  test('a download cut midway resumes from the .incomplete file with a Range request', async () => {
+    const size = fs.statSync(path.join(TINY, 'model.safetensors')).size;
+    hub.cut.set('model.safetensors', size >> 1);
+    const first = await cli(['fetch', 'org/tiny']);
+    assert.equal(first.code, 1);
+    assert.match(first.err, /model\.safetensors: the download broke off after \d+ bytes/);
+    assert.match(first.err, /hint: Run the same command again: it resumes/);
+    assert.doesNotMatch(first.err, /looks like a bug|at .*\.js:\d+/);
+    const blobs = path.join(process.env.HF_HOME!, 'hub', 'models--org--tiny', 'blobs');
+    const partial = fs.readdirSync(blobs).find((f) => f.endsWith('.incomplete'))!;
+    assert.ok(partial, 'the partial download is kept');
+    const kept = fs.statSync(path.join(blobs, partial)).size;
+    assert.ok(kept > 0 && kept < size);
+    assert.ok(!fs.existsSync(path.join(process.env.HF_HOME!, 'hub', 'models--org--tiny', 'refs', 'main')), 'no ref until every file is in place');
+    const second = await cli(['fetch', 'org/tiny']);
+    assert.equal(second.code, 0, second.err);
+    assert.ok(hub.requests.some((q) => q.endsWith(`bytes=${kept}-`)), `a Range request from byte ${kept}: ${hub.requests.join('; ')}`);
+    assert.deepEqual(fs.readFileSync(path.join(localModelDir('org/tiny'), 'model.safetensors')), fs.readFileSync(path.join(TINY, 'model.safetensors')));
+    assert.ok(!fs.readdirSync(blobs).some((f) => f.endsWith('.incomplete')));
+  });
+
+  test('a corrupt body is caught by its sha256 and removed', async () => {
+    hub.corrupt.add('model.safetensors');
+    try {
+      const r = await cli(['fetch', 'org/tiny']);
+      assert.equal(r.code, 1);
+      assert.match(r.err, /org\/tiny: model\.safetensors: the downloaded file is corrupt \(sha256 [0-9a-f]{64}, expected [0-9a-f]{64}\); it was removed/);
+      const blobs = path.join(process.env.HF_HOME!, 'hub', 'models--org--tiny', 'blobs');
+      assert.ok(!fs.readdirSync(blobs).some((f) => f.length === 64 || f.endsWith('.incomplete')), 'nothing corrupt stays in the cache');
+    } finally {
+      hub.corrupt.clear();
+    }
+  });
+
+  test('401 without a token, 404 for a missing revision: clear errors; HF_TOKEN is sent as a bearer token', async () => {
+    const denied = await cli(['fetch', 'org/gated']);
+    assert.equal(denied.code, 1);
+    assert.match(denied.err, /org\/gated: the hub answered 401 Unauthorized .*gated or private/);
+    assert.match(denied.err, /hint: .*HF_TOKEN/);
+    const missing = await cli(['fetch', 'org/tiny@v9']);
+    assert.equal(missing.code, 1);
+    assert.match(missing.err, /org\/tiny@v9: not found on http:\/\/127\.0\.0\.1:\d+ \(RevisionNotFound\)/);
+    assert.match(missing.err, /hint: Check the revision/);
+    process.env.HF_TOKEN = 'hf_secret';
+    const allowed = await cli(['fetch', 'org/gated']);
+    assert.equal(allowed.code, 0, allowed.err);
+    assert.ok(hub.auth.includes('Bearer hf_secret'));
+    const bad = await cli(['fetch', 'not a model']);
+    assert.equal(bad.code, 2);
+    assert.match(bad.err, /neither a model id .* nor a built-in task/);
+  });
+
+  test('HF_HUB_OFFLINE: no request at all; what the cache lacks is a clear error', async () => {
+    process.env.HF_HUB_OFFLINE = '1';
+    const r = await cli(['fetch', 'org/tiny']);
+    assert.equal(r.code, 1);
+    assert.match(r.err, /model org\/tiny is not in the hub cache .* HF_HUB_OFFLINE is set/);
+    const enc = await cli(['encode', '--model', 'org/tiny', '--text', 'x']);
+    assert.equal(enc.code, 1);
+    assert.match(enc.err, /model org\/tiny is not in the hub cache/);
+    assert.deepEqual(hub.requests, []);
+    delete process.env.HF_HUB_OFFLINE;
+    assert.equal((await cli(['fetch', 'org/tiny'])).code, 0);
+    hub.requests.length = 0;
+    process.env.HF_HUB_OFFLINE = '1';
+    const cached = await cli(['fetch', 'org/tiny']);
+    assert.equal(cached.code, 0, cached.err);
+    assert.deepEqual(hub.requests, []);
+  });
+
+  test('a data set: glue/rte from nyu-mll/glue parquet files into datasets--nyu-mll--glue', async () => {
+    const r = await cli(['fetch', 'glue/rte']);
+    assert.equal(r.code, 0, r.err);
+    const snapshot = path.join(process.env.HF_HOME!, 'hub', 'datasets--nyu-mll--glue', 'snapshots', hub.commitOf('nyu-mll/glue'));
+    assert.deepEqual(fs.readdirSync(path.join(snapshot, 'rte')).sort(), ['train-00000-of-00001.parquet', 'validation-00000-of-00001.parquet']);
+    assert.ok(!fs.existsSync(path.join(snapshot, 'cola')), 'only the task asked for');
+    assert.ok(hub.requests.includes('GET /api/datasets/nyu-mll/glue/revision/main'));
+    assert.ok(hub.requests.some((q) => q.startsWith('HEAD /datasets/nyu-mll/glue/resolve/')));
+  });
+
+  test('a recipe naming a hub id and a built-in task without dir runs end to end from the hub; a second run makes no request', async () => {
+    const dir = tmpProject();
+    const recipe = write(dir, 'r.yaml', `version: 1
+model: {path: org/tiny, max_seq_length: 32}
+dataset:
+  task: glue/rte
+  subsample: {size: 32, seed: 0}
+training: {epochs: 1, batch_size: 16, log_every: 1}
+evaluation: {batch_size: 64}
+runtime: {threads: 1}
+`);
+    const offline = await cli(['validate', recipe]);
+    assert.equal(offline.code, 1);
+    assert.match(offline.err, /error CT0309 model-dir-invalid: model org\/tiny is not in the hub cache/);
+    assert.match(offline.err, /childtune fetch org\/tiny/);
+    assert.match(offline.err, /error CT0308 data-file-missing: data set glue\/rte is not in the hub cache/);
+    assert.match(offline.err, /childtune fetch glue\/rte/);
+    const first = await cli(['run', recipe, '--json']);
+    assert.equal(first.code, 0, first.err);
+    assert.match(first.err, /hub: model org\/tiny is not in the cache: downloading it/);
+    assert.match(first.err, /hub: data set glue\/rte is not in the cache: downloading it/);
+    const [result] = JSON.parse(first.out);
+    assert.equal(result.task, 'glue/rte');
+    assert.ok(result.metrics.accuracy >= 0 && result.metrics.accuracy <= 1);
+    const log = fs.readFileSync(path.join(result.dir, 'metrics.jsonl'), 'utf8');
+    assert.ok(log.includes('"kind":"eval"'));
+    const subsample = JSON.parse(fs.readFileSync(path.join(result.dir, 'subsample.json'), 'utf8'));
+    assert.match(subsample.file, /datasets--nyu-mll--glue\/snapshots\/[0-9a-f]{40}\/rte\/train-00000-of-00001\.parquet$/);
+    hub.requests.length = 0;
+    const second = await cli(['run', recipe, '--json']);
+    assert.equal(second.code, 0, second.err);
+    assert.deepEqual(hub.requests, [], 'the cache is reused without any request');
+    assert.equal(hubCacheDir(), path.join(process.env.HF_HOME!, 'hub'));
+  });
+});
+
+describe('hub: ids and cache locations', () => {
+  test('ids, revisions and what is not an id', () => {
+    assert.deepEqual(parseHubId('google-bert/bert-base-uncased'), { type: 'model', repo: 'google-bert/bert-base-uncased', revision: 'main' });
+    assert.deepEqual(parseHubId('org/name@v1.0'), { type: 'model', repo: 'org/name', revision: 'v1.0' });
+    for (const bad of ['./models/bert', '../x/y', '/abs/path', 'a/b/c', 'a--b/c', 'org/', 'org/na me']) assert.equal(parseHubId(bad), undefined, bad);
+  });
+  test('HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub; ~ is expanded', () => {
+    assert.equal(hubCacheDir({ HF_HUB_CACHE: '/c', HF_HOME: '/h' }), '/c');
+    assert.equal(hubCacheDir({ HF_HOME: '~/hf' }), path.join(os.homedir(), 'hf', 'hub'));
+    assert.equal(hubCacheDir({}), path.join(os.homedir(), '.cache', 'huggingface', 'hub'));
+  });
+  test('a cache filled as huggingface_hub fills it is read, and a local directory wins over an id', () => {
+    const cache = fs.mkdtempSync(path.join(os.tmpdir(), 'childtune-hf-'));
+    const commit = 'a'.repeat(40);
+    const folder = path.join(cache, 'models--org--py');
+    fs.mkdirSync(path.join(folder, 'blobs'), { recursive: true });
+    fs.mkdirSync(path.join(folder, 'snapshots', commit), { recursive: true });
+    fs.mkdirSync(path.join(folder, 'refs'));
+    fs.writeFileSync(path.join(folder, 'refs', 'main'), commit);
+    fs.writeFileSync(path.join(folder, 'blobs', 'b'.repeat(40)), '{}');
+    fs.symlinkSync(`../../blobs/${'b'.repeat(40)}`, path.join(folder, 'snapshots', commit, 'config.json'));
+    assert.equal(localModelDir('org/py', { HF_HUB_CACHE: cache }), path.join(folder, 'snapshots', commit));
+    assert.throws(() => localModelDir('org/other', { HF_HUB_CACHE: cache }), /model org\/other is not in the hub cache/);
+    const cwd = process.cwd();
+    const project = tmpProject();
+    fs.mkdirSync(path.join(project, 'org', 'py'), { recursive: true });
+    process.chdir(project);
+    try {
+      assert.equal(localModelDir('org/py', { HF_HUB_CACHE: cache }), path.join(project, 'org', 'py'));
+    } finally {
+      process.chdir(cwd);
+    }
+  });
+});
