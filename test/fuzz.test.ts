@@ -6,7 +6,7 @@ import fc from 'fast-check';
 import { DataFileError } from '../src/data/formats.js';
 import { loadSplit } from '../src/data/load.js';
 import { TASKS, type TaskSpec } from '../src/data/tasks.js';
-import { writeAtomic, WriteError } from '../src/engine/checkpoint.js';
+import { writeAtomic, WriteError } from '../src/engine/files.js';
 import { encodeSafetensors, parseSafetensors, SafetensorsError } from '../src/engine/safetensors.js';
 import { tmpProject, write } from './helpers.js';
 

@@ -163,10 +163,11 @@ describe('plan hashing', () => {
     assert.notEqual(planOf(['strategy.fisher.estimator=per-example']).hash('fisher'), a.hash('fisher'));
     assert.notEqual(planOf(['model.max_seq_length=64']).hash('tokenize'), a.hash('tokenize'));
   });
-  test('a sweep plans every trial and shares the fisher stage once', () => {
+  test('a sweep plans every trial and shares each fisher stage across the trials it does not differ in', () => {
     const { p } = planOf([], recipe + 'sweep: {grid: {training.optimizer.lr: [1.0e-5, 2.0e-5]}, seeds: [1, 2]}\n');
     assert.equal(p.trials.length, 4);
-    assert.equal(p.stages.filter((s) => s.kind === 'fisher').length, 1);
+    // The checkpoint has no classifier: each seed draws its own head, which the Fisher pass runs through.
+    assert.deepEqual(p.stages.filter((s) => s.kind === 'fisher').map((s) => s.trials), [[0, 2], [1, 3]]);
     assert.equal(p.stages.filter((s) => s.kind === 'train').length, 4);
     assert.deepEqual(p.trials.map((t) => t.overrides), [
       { 'training.optimizer.lr': 1e-5, 'training.seed': 1 }, { 'training.optimizer.lr': 1e-5, 'training.seed': 2 },

@@ -70,9 +70,10 @@ sweep:
     await new Promise((r) => child.once('close', r));
     assert.ok(fs.existsSync(path.join(dir, 'trial-000', 'results.json')));
     assert.ok(!fs.existsSync(path.join(dir, 'trial-001', 'results.json')));
-    fs.rmSync(path.join(dir, 'trial-001', 'run.lock'));
+    // No manual step: the killed trial's lock is taken over.
     const resumed = await cli(['sweep', '--resume', dir]);
     assert.equal(resumed.code, 0, resumed.err);
+    assert.match(resumed.err, /lock: took over .*trial-001.*run\.lock/);
     assert.match(resumed.err, /\[trial 0\] finished earlier; skipped/);
     assert.match(resumed.err, /\[trial 1\] resume: continuing from step \d+/);
     assert.equal((await cli(['report', dir])).code, 0);
@@ -97,7 +98,7 @@ sweep:
     const script = fs.readFileSync(slurm.out.trim(), 'utf8');
     assert.match(script, /--array=0-3/);
     assert.match(script, /childtune sweep --prepare/);
-    assert.match(script, /--dependency=afterok:\$prep/);
+    assert.match(script, /--dependency=afterok:"\$prep"/);
     assert.equal(spawnSync('bash', ['-n', slurm.out.trim()]).status, 0, 'the script parses');
     const lock = path.join(path.dirname(slurm.out.trim()), 'sweep.lock.json');
     const k8s = await cli(['sweep', recipe, '--emit', 'k8s', ...allow]);
@@ -160,6 +161,7 @@ test('the overlap matrix is the Jaccard index of the child-network bitsets of ea
   const run = (name: string, task: string, bits: number[]) => {
     write(dir, `${name}/results.json`, JSON.stringify({ task, strategy: 'child-tuning-d', reserve_p: 0.5, seed: 1, metrics: { accuracy: 0.5 }, transfer: {} }));
     fs.writeFileSync(path.join(dir, name, 'child-mask.bin'), Uint8Array.from(bits));
+    write(dir, `${name}/child-mask.json`, JSON.stringify({ format: 'childtune-child-mask', version: 2, layout: 'checkpoint-row-major', bit_order: 'lsb-first', tensors: [{ name: 'w', shape: [16], offset: 0, bytes: 2, kept: 0 }] }));
   };
   run('a', 'glue/rte', [0b1111, 0b0000]);
   run('b', 'glue/cola', [0b0011, 0b0001]);

@@ -71,6 +71,7 @@ export async function main(argv: string[], io: Io = { out: (t) => process.stdout
   recipeOptions(program.command('run').description('validate, plan and execute a recipe (or continue one with --resume)'), '[recipe]', 'recipe YAML file or bundled recipe name (optional with --resume)')
     .option('--trial <k>', 'run only trial K of the recipe (or of a sweep lock file)', (v) => Number.parseInt(v, 10))
     .option('--resume <dir>', 'continue an interrupted run from its last checkpoint')
+    .option('--force', 'resume even though the model or data files changed since the run started (logged)')
     .option('--quiet', 'no progress output')
     .action(async (file: string | undefined, opts) => {
       if (!file && !opts.resume) throw new UserError('run needs a recipe file, or --resume RUN_DIR', 'Example: childtune run quickstart', 2);
@@ -84,6 +85,7 @@ export async function main(argv: string[], io: Io = { out: (t) => process.stdout
     .option('--resume <dir>', 'continue an interrupted sweep: finished trials are skipped, never renumbered')
     .addOption(new Option('--emit <kind>', 'write a cluster submission instead of running: a Slurm array script or a Kubernetes Indexed Job').choices(['slurm', 'k8s']))
     .option('--prepare <lockfile>', 'run the shared stages (fisher masks) of a locked sweep once')
+    .option('--force', 'resume trials even though the model or data files changed since they started (logged)')
     .option('--quiet', 'no progress output')
     .action(async (file: string | undefined, opts) => {
       if (!file && !opts.resume && !opts.prepare) throw new UserError('sweep needs a recipe file, --resume SWEEP_DIR or --prepare LOCKFILE', 'Example: childtune sweep paper/glue/rte', 2);
@@ -187,16 +189,17 @@ export async function main(argv: string[], io: Io = { out: (t) => process.stdout
       if (debug) io.err(String(e.stack));
       return e.exitCode;
     }
-    const err = e as Error & { hint?: string };
+    const err = e as Error & { hint?: string; exitCode?: number };
     io.err(`error: ${err.message ?? String(e)}${err.hint ? `\n  hint: ${err.hint}` : ''}`);
     if (debug) io.err(String(err.stack));
     else if (!isExpected(err)) io.err('  (this looks like a bug in childtune; rerun with --debug and report the stack trace)');
-    return 1;
+    // A run stopped by a signal exits as the shell expects (130 for SIGINT, 143 for SIGTERM).
+    return typeof err.exitCode === 'number' ? err.exitCode : 1;
   }
 }
 
 /** Errors that describe bad input (files, data, checkpoints) rather than a bug. */
-const isExpected = (e: Error) => ['DataFileError', 'ModelError', 'SafetensorsError', 'TokenizerError', 'RunError', 'BackendError', 'WriteError', 'HubError'].includes(e.constructor?.name) || 'code' in e;
+const isExpected = (e: Error) => ['DataFileError', 'ModelError', 'SafetensorsError', 'TokenizerError', 'RunError', 'BackendError', 'WriteError', 'HubError', 'Interrupted'].includes(e.constructor?.name) || 'code' in e;
 
 function packageVersion(): string {
   return (JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string }).version;

@@ -1,4 +1,3 @@
-import fs from 'node:fs';
 import { candidateNames, diagnoseMissing, normaliseNames } from './checkpoint-names.js';
 import { ModelError, readModelConfig, type Family } from './config.js';
 import { isFloatDtype } from './dtype.js';
@@ -100,31 +99,3 @@ const unusedByClassifier = (name: string, family: Family) =>
 
 const summarise = (names: string[]) => [...new Set(names.map((n) => n.split('.').slice(0, 2).join('.')))].join(', ');
 
-/** A failed write (disk full, no permission), naming the file; the previous version of the file is intact. */
-export class WriteError extends Error {
-  readonly hint: string;
-  constructor(readonly file: string, cause: NodeJS.ErrnoException) {
-    const why = cause.code === 'ENOSPC' ? 'the disk is full' : cause.code === 'EACCES' || cause.code === 'EPERM' ? 'permission denied' : cause.code === 'EROFS' ? 'the file system is read-only' : cause.message;
-    super(`cannot write ${file}: ${why}`);
-    this.hint = cause.code === 'ENOSPC' ? 'Free disk space, then continue with: childtune run --resume RUN_DIR (checkpoints written so far are intact).' : 'Check the directory\'s permissions, or set runtime.output_dir elsewhere.';
-  }
-}
-
-/** Write to a temporary file, fsync, rename: readers never see a half-written file, and a failure leaves the old one. */
-export function writeAtomic(file: string, data: string | Uint8Array) {
-  const tmp = `${file}.tmp-${process.pid}`;
-  try {
-    const fd = fs.openSync(tmp, 'w');
-    try {
-      const bytes = typeof data === 'string' ? Buffer.from(data) : data;
-      for (let at = 0; at < bytes.length; ) at += fs.writeSync(fd, bytes, at, bytes.length - at);
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
-    fs.renameSync(tmp, file);
-  } catch (e) {
-    fs.rmSync(tmp, { force: true });
-    throw new WriteError(file, e as NodeJS.ErrnoException);
-  }
-}

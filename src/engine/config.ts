@@ -48,31 +48,37 @@ export function parseModelConfig(raw: Record<string, unknown>, file: string, fam
     if (typeof v !== 'number' || !Number.isFinite(v)) throw new ModelError(file, `'${key}' must be a number (found ${JSON.stringify(raw[key])})`);
     return v;
   };
+  // Sizes are counts: a fraction, zero or negative value would only fail later, deep in an allocation.
+  const count = (key: string, fallback?: number, min = 1): number => {
+    const v = num(key, fallback);
+    if (!Number.isSafeInteger(v) || v < min) throw new ModelError(file, `'${key}' must be a whole number of at least ${min} (found ${v})`);
+    return v;
+  };
   const type = String(raw.model_type ?? '');
   const fam: Family = family !== 'auto' ? family : type === 'roberta' || type === 'electra' || type === 'bert' ? type : (() => {
     throw new ModelError(file, `model_type '${type}' is not supported`, 'Supported: bert, roberta, electra; or set model.family.');
   })();
   const act = String(raw.hidden_act ?? 'gelu');
   if (act !== 'gelu' && act !== 'gelu_new' && act !== 'relu') throw new ModelError(file, `hidden_act '${act}' is not supported (gelu, gelu_new, relu)`);
-  const hiddenSize = num('hidden_size');
-  const numHeads = num('num_attention_heads');
+  const hiddenSize = count('hidden_size');
+  const numHeads = count('num_attention_heads');
   if (hiddenSize % numHeads !== 0) throw new ModelError(file, `hidden_size ${hiddenSize} is not divisible by num_attention_heads ${numHeads}`);
   const labels = raw.id2label && typeof raw.id2label === 'object' ? Object.keys(raw.id2label).length : undefined;
   return {
     family: fam,
-    vocabSize: num('vocab_size'),
+    vocabSize: count('vocab_size'),
     hiddenSize,
-    numLayers: num('num_hidden_layers'),
+    numLayers: count('num_hidden_layers'),
     numHeads,
-    intermediateSize: num('intermediate_size'),
-    maxPositions: num('max_position_embeddings', 512),
-    typeVocabSize: num('type_vocab_size', 2),
+    intermediateSize: count('intermediate_size'),
+    maxPositions: count('max_position_embeddings', 512),
+    typeVocabSize: count('type_vocab_size', 2),
     layerNormEps: num('layer_norm_eps', 1e-12),
     activation: act,
     hiddenDropout: num('hidden_dropout_prob', 0.1),
     attentionDropout: num('attention_probs_dropout_prob', 0.1),
-    padTokenId: num('pad_token_id', fam === 'roberta' ? 1 : 0),
-    embeddingSize: num('embedding_size', hiddenSize),
+    padTokenId: count('pad_token_id', fam === 'roberta' ? 1 : 0, 0),
+    embeddingSize: count('embedding_size', hiddenSize),
     numLabels: typeof raw.num_labels === 'number' ? raw.num_labels : labels,
     doLowerCase: typeof raw.do_lower_case === 'boolean' ? raw.do_lower_case : undefined,
   };

@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { writeAtomic } from './checkpoint.js';
+import { writeAtomic } from './files.js';
 import type { Family } from './config.js';
 import type { EncoderClassifier } from './model.js';
 import { internalShape } from './params.js';

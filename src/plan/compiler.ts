@@ -2,6 +2,7 @@ import { HubError, localModelDir } from '../engine/hub/cache.js';
 import fs from 'node:fs';
 import path from 'node:path';
 import { readModelConfig, ModelError, type ModelConfig } from '../engine/config.js';
+import { paramSpecs, prefixOf } from '../engine/params.js';
 import { DataFileError } from '../data/formats.js';
 import { loadSplit, splitFile } from '../data/load.js';
 import { taskSpecOf } from '../data/tasks.js';
@@ -9,8 +10,9 @@ import { resolveRecipe, type LoadedRecipe } from '../recipe/index.js';
 import { diagnostic, pointerOf, type Diagnostic } from '../recipe/diagnostics.js';
 import type { Dataset, Fisher, Recipe } from '../recipe/types.generated.js';
 import { estimateMemory } from './estimate.js';
-import { fileFingerprint, modelFingerprint } from './fingerprint.js';
+import { fileFingerprint, modelFingerprint, needsFreshHead } from './fingerprint.js';
 import { canonicalJson, hashInputs, sha256 } from './hash.js';
+import { plannedRuntime } from './runtime.js';
 import { CACHED_STAGES, type Plan, type PlannedTrial, type Stage, type StageKind } from './stages.js';
 import { expandSweep } from './sweep.js';
 
@@ -119,7 +121,14 @@ export function compilePlan(loaded: LoadedRecipe, recipeFile: string): CompileRe
     let fisher: Stage | undefined;
     if (r.strategy.kind === 'child-tuning-d') {
       const settings = resolvedFisher(r);
-      fisher = add('fisher', { model: model.hash, data: train.stage.hash, fisher: settings, reserve_p: r.strategy.reserve_p, num_labels: numLabels, dropout: r.training.dropout }, [model, train.stage], `${settings.estimator} estimator, keep ${r.strategy.reserve_p}`, t, cacheDir);
+      // Everything the pass reads: the pretrained weights, the data, the settings, the training seed when it
+      // initialises the head (the checkpoint has none of the task's shape), and the backend and thread count
+      // (dropout streams per shard and the order of the gradient sum depend on them).
+      fisher = add('fisher', {
+        model: model.hash, data: train.stage.hash, fisher: settings, reserve_p: r.strategy.reserve_p, num_labels: numLabels, dropout: r.training.dropout,
+        head_seed: needsFreshHead(modelDir, paramSpecs(config, numLabels).filter((s) => s.group === 'head'), prefixOf(config)) ? r.training.seed : null,
+        runtime: plannedRuntime(r.runtime),
+      }, [model, train.stage], `${settings.estimator} estimator, keep ${r.strategy.reserve_p}`, t, cacheDir);
       const examples = Math.min(train.examples, settings.max_samples ?? Infinity);
       fisher.work = { examples, epochs: 1, steps: settings.estimator === 'per-example' ? examples : Math.ceil(examples / settings.batch_size) };
       fisher.memory = estimateMemory(config, r, numLabels, 'fisher');
@@ -127,7 +136,7 @@ export function compilePlan(loaded: LoadedRecipe, recipeFile: string): CompileRe
     const v = volatile(r);
     const trainStage = add('train', {
       model: model.hash, data: train.stage.hash, eval_data: dev.stage.hash, num_labels: numLabels, fisher: fisher?.hash,
-      strategy: v.strategy, training: v.training, evaluation: v.evaluation, max_seq_length: r.model.max_seq_length, backend: r.runtime.backend,
+      strategy: v.strategy, training: v.training, evaluation: v.evaluation, max_seq_length: r.model.max_seq_length, runtime: plannedRuntime(r.runtime),
     }, [model, train.stage, dev.stage, ...(fisher ? [fisher] : [])], `${r.strategy.kind}${r.strategy.reserve_p !== undefined ? ` p=${r.strategy.reserve_p}` : ''} seed=${r.training.seed}`, t, cacheDir);
     const steps = Math.ceil(train.examples / r.training.batch_size) * r.training.epochs;
     trainStage.work = { examples: train.examples, epochs: r.training.epochs, steps: Math.ceil(steps) };

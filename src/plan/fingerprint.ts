@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { createHash } from 'node:crypto';
 import { hasWeights, findWeights } from '../engine/model-files.js';
 import { TOKENIZER_FILES } from '../engine/tokenizer.js';
 import { sha256 } from './hash.js';
@@ -7,28 +8,41 @@ import { sha256 } from './hash.js';
 export { TOKENIZER_FILES };
 
 const memo = new Map<string, string>();
+const CHUNK = 8 << 20;
 
-/** Content hash of a file, memoised by path, size and modification time within one process. */
+/**
+ * Content hash of a whole file (symlinks followed), read in 8 MiB chunks so multi-GB weights never sit in
+ * memory at once. Memoised within the process by real path, device, inode, size and modification time, so
+ * a sweep hashes BERT-large once, not once per trial, and a file replaced or rewritten in place is re-read.
+ */
 export function fileFingerprint(file: string): string {
-  let st: fs.Stats;
+  let real: string, st: fs.Stats;
   try {
-    st = fs.statSync(file);
+    real = fs.realpathSync(file);
+    st = fs.statSync(real);
   } catch {
     return 'missing';
   }
-  const key = `${file}|${st.size}|${st.mtimeMs}`;
+  const key = `${real}|${st.dev}|${st.ino}|${st.size}|${st.mtimeMs}|${st.ctimeMs}`;
   let fp = memo.get(key);
   if (!fp) {
-    fp = sha256(fs.readFileSync(file));
+    const hash = createHash('sha256');
+    const fd = fs.openSync(real, 'r');
+    try {
+      const buf = Buffer.alloc(Math.min(CHUNK, Math.max(1, st.size)));
+      for (let n; (n = fs.readSync(fd, buf, 0, buf.length, null)) > 0; ) hash.update(buf.subarray(0, n));
+    } finally {
+      fs.closeSync(fd);
+    }
+    fp = hash.digest('hex');
     memo.set(key, fp);
   }
   return fp;
 }
 
 /**
- * Identity of a model directory without reading every weight: config and tokenizer contents, the safetensors
- * header (names, dtypes, shapes, offsets) and the file size. Re-saved weights with new values change the size
- * or header only rarely, so the header is hashed together with a sample of the data region.
+ * Identity of a model directory by content: config.json, the tokenizer files and the weight files, each
+ * hashed whole.
  */
 export function modelFingerprint(dir: string): { weights: string; tokenizer: string; config: string } {
   const config = fileFingerprint(path.join(dir, 'config.json'));
@@ -36,41 +50,53 @@ export function modelFingerprint(dir: string): { weights: string; tokenizer: str
   return { weights: hasWeights(dir) ? weightFilesFingerprint(dir) : 'missing', tokenizer, config };
 }
 
-/** The weight files transformers would load (model-files.ts), with a sharded checkpoint's index. */
-function weightFilesFingerprint(dir: string): string {
+/**
+ * The weight files the loader reads (model-files.ts: safetensors before pytorch_model.bin, a sharded
+ * checkpoint's index and every shard it names), each by its full content, symlinks followed: hub-cache
+ * snapshots hold symlinks into a blob store. Files the loader would not read do not count.
+ */
+export function weightFilesFingerprint(dir: string): string {
   const { index, files } = findWeights(dir);
-  if (!index && files.length === 1) return weightsFingerprint(files[0]);
-  return sha256([...(index ? [fileFingerprint(index)] : []), ...files.map(weightsFingerprint)].join('|'));
+  return sha256([...(index ? [index] : []), ...files].map((f) => `${path.basename(f)}:${fileFingerprint(f)}`).join('\n'));
 }
 
-function weightsFingerprint(file: string): string {
-  let fd: number;
+/** Tensor names and shapes of every safetensors file in a model directory, from the headers alone. */
+function safetensorsShapes(dir: string): Map<string, number[]> {
+  const shapes = new Map<string, number[]>();
+  let names: string[] = [];
   try {
-    fd = fs.openSync(file, 'r');
+    names = fs.readdirSync(dir).filter((n) => n.endsWith('.safetensors'));
   } catch {
-    return 'missing';
+    return shapes;
   }
-  try {
-    const size = fs.fstatSync(fd).size;
-    // Header plus 64 evenly spaced 4 KiB samples of the data: cheap for multi-GB checkpoints, sensitive to re-training.
-    const samples = 64;
-    const chunk = Buffer.alloc(Math.min(size, 4096));
-    const parts: string[] = [String(size)];
-    for (let i = 0; i < samples; i++) {
-      const offset = Math.floor(((size - chunk.length) * i) / (samples - 1));
-      const n = fs.readSync(fd, chunk, 0, chunk.length, offset);
-      parts.push(sha256(chunk.subarray(0, n)));
+  for (const n of names) {
+    let fd: number | undefined;
+    try {
+      fd = fs.openSync(path.join(dir, n), 'r');
+      const head = Buffer.alloc(8);
+      if (fs.readSync(fd, head, 0, 8, 0) < 8) continue;
+      const length = Number(head.readBigUInt64LE(0));
+      if (length > 100 << 20 || length > fs.fstatSync(fd).size) continue;
+      const header = Buffer.alloc(length);
+      fs.readSync(fd, header, 0, length, 8);
+      for (const [name, info] of Object.entries(JSON.parse(header.toString('utf8')) as Record<string, { shape?: number[] }>)) if (Array.isArray(info?.shape)) shapes.set(name, info.shape);
+    } catch {
+      // An unreadable header is the loader's to report; here it only means "cannot tell".
+    } finally {
+      if (fd !== undefined) fs.closeSync(fd);
     }
-    const head = Buffer.alloc(8);
-    fs.readSync(fd, head, 0, 8, 0);
-    const headerLength = Number(head.readBigUInt64LE(0));
-    if (headerLength > 0 && headerLength < Math.min(size, 100 << 20)) {
-      const header = Buffer.alloc(headerLength);
-      fs.readSync(fd, header, 0, headerLength, 8);
-      parts.push(sha256(header));
-    }
-    return sha256(parts.join('|'));
-  } finally {
-    fs.closeSync(fd);
   }
+  return shapes;
+}
+
+/**
+ * Whether loading needs a freshly initialised classifier head (drawn from the training seed): true unless
+ * every head tensor is in the checkpoint with the shape the task needs. Unknown layouts count as fresh.
+ */
+export function needsFreshHead(dir: string, head: readonly { name: string; shape: number[] }[], prefix: string): boolean {
+  const shapes = safetensorsShapes(dir);
+  return head.some((t) => {
+    const found = shapes.get(t.name) ?? (t.name.startsWith(prefix) ? shapes.get(t.name.slice(prefix.length)) : undefined);
+    return !found || found.length !== t.shape.length || found.some((d, k) => d !== t.shape[k]);
+  });
 }

@@ -1,3 +1,4 @@
+import { overBudget } from './budget.js';
 import { formatBytes } from './estimate.js';
 import type { Plan } from './stages.js';
 
@@ -16,6 +17,8 @@ export function formatPlan(plan: Plan): string {
       const m = s.memory;
       const parts = [`weights ${formatBytes(m.weights)}`, `grads ${formatBytes(m.gradients)}`, m.adam && `adam ${formatBytes(m.adam)}`, m.fisher && `fisher ${formatBytes(m.fisher)}`, m.mask && `mask ${formatBytes(m.mask)}`, `activations ${formatBytes(m.activations)}`].filter(Boolean);
       lines.push(`${' '.repeat(30)}memory: ${formatBytes(m.total)} (${parts.join(', ')})`);
+      const over = overBudget(s);
+      if (over) lines.push(`${' '.repeat(30)}warning: ${over}; \`run\` will refuse it`);
     }
   }
   if (n > 1) {

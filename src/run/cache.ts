@@ -1,8 +1,24 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { writeAtomic } from '../engine/checkpoint.js';
+import { cleanTemporaries, publish, TMP_SUFFIX, writeAtomic, WriteError } from '../engine/files.js';
+import { sha256 } from '../plan/hash.js';
+import { RunError } from './errors.js';
 
-/** Stage outputs stored by content hash: `<cache>/<kind>/<hash>/`, complete once done.json exists. */
+/** done.json: what a complete entry holds, with the sha256 of each file's content. */
+interface Manifest {
+  kind: string;
+  hash: string;
+  files: Record<string, string>;
+  at: string;
+}
+
+export type CacheRead = { state: 'hit'; files: Record<string, Buffer> } | { state: 'miss' } | { state: 'corrupt'; why: string; movedTo: string };
+
+/**
+ * Stage outputs stored by content hash: `<cache>/<kind>/<hash>/`. An entry is written whole into a temporary
+ * directory and renamed into place, so it is either absent or complete; done.json records each file's sha256,
+ * checked on every read. An entry is never replaced: a second write must bring the same content.
+ */
 export class StageCache {
   constructor(readonly root: string) {}
 
@@ -14,15 +30,73 @@ export class StageCache {
     return fs.existsSync(path.join(this.dir(kind, hash), 'done.json'));
   }
 
-  read(kind: string, hash: string, file: string): Buffer {
-    return fs.readFileSync(path.join(this.dir(kind, hash), file));
+  /** Fails early, before a stage is computed, when the cache directory cannot be written. */
+  checkWritable() {
+    try {
+      fs.mkdirSync(this.root, { recursive: true });
+      fs.accessSync(this.root, fs.constants.W_OK);
+    } catch (e) {
+      throw new RunError(`cache directory ${this.root} is not writable (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, 'Set runtime.cache_dir to a writable directory, or fix its permissions.');
+    }
+    cleanTemporaries(this.root, false);
   }
 
-  /** Writes the files, then done.json last, so a crash never leaves a stage that looks complete. */
-  write(kind: string, hash: string, files: Record<string, string | Uint8Array>) {
+  /**
+   * The entry's files, each verified against done.json. A corrupt entry (a file missing or changed since it
+   * was written) is moved aside, never used, and reported so the caller recomputes it.
+   */
+  read(kind: string, hash: string): CacheRead {
     const dir = this.dir(kind, hash);
-    fs.mkdirSync(dir, { recursive: true });
-    for (const [name, data] of Object.entries(files)) writeAtomic(path.join(dir, name), data);
-    writeAtomic(path.join(dir, 'done.json'), JSON.stringify({ kind, hash, at: new Date().toISOString() }) + '\n');
+    if (!this.has(kind, hash)) return { state: 'miss' };
+    const why = (() => {
+      let manifest: Manifest;
+      try {
+        manifest = JSON.parse(fs.readFileSync(path.join(dir, 'done.json'), 'utf8'));
+      } catch (e) {
+        return `done.json is unreadable (${(e as Error).message})`;
+      }
+      if (manifest.hash !== hash || manifest.kind !== kind || !manifest.files || typeof manifest.files !== 'object') return 'done.json does not describe this entry';
+      const files: Record<string, Buffer> = {};
+      for (const [name, digest] of Object.entries(manifest.files)) {
+        const file = path.join(dir, name);
+        if (!fs.existsSync(file)) return `${name} is missing`;
+        files[name] = fs.readFileSync(file);
+        if (sha256(files[name]) !== digest) return `${name} does not match the hash recorded when it was written`;
+      }
+      return files;
+    })();
+    if (typeof why !== 'string') return { state: 'hit', files: why };
+    const movedTo = `${dir}.corrupt-${Date.now()}`;
+    fs.renameSync(dir, movedTo);
+    return { state: 'corrupt', why, movedTo };
+  }
+
+  /** Stores a complete entry; if one exists already it must hold the same content (else a RunError). */
+  write(kind: string, hash: string, files: Record<string, string | Uint8Array>): void {
+    const dir = this.dir(kind, hash);
+    const manifest: Manifest = { kind, hash, files: Object.fromEntries(Object.entries(files).map(([n, d]) => [n, sha256(d)])), at: new Date().toISOString() };
+    if (!this.has(kind, hash)) {
+      const tmp = dir + TMP_SUFFIX;
+      fs.rmSync(tmp, { recursive: true, force: true });
+      try {
+        fs.mkdirSync(tmp, { recursive: true });
+      } catch (e) {
+        throw new WriteError(tmp, e as NodeJS.ErrnoException);
+      }
+      for (const [name, data] of Object.entries(files)) writeAtomic(path.join(tmp, name), data);
+      writeAtomic(path.join(tmp, 'done.json'), JSON.stringify(manifest, null, 2) + '\n');
+      try {
+        publish(tmp, dir);
+        return;
+      } catch (e) {
+        fs.rmSync(tmp, { recursive: true, force: true });
+        // Another process stored the same entry meanwhile: compare below.
+        if (!['EEXIST', 'ENOTEMPTY'].includes((e as NodeJS.ErrnoException).code ?? '')) throw new WriteError(dir, e as NodeJS.ErrnoException);
+      }
+    }
+    const existing = this.read(kind, hash);
+    if (existing.state !== 'hit') return this.write(kind, hash, files);
+    const differs = Object.entries(manifest.files).filter(([n, d]) => !existing.files[n] || sha256(existing.files[n]) !== d).map(([n]) => n);
+    if (differs.length) throw new RunError(`cache entry ${dir} already holds a different ${differs.join(', ')} for the same inputs; it is kept, not overwritten`, 'The stage gave a different result from identical inputs. Rerun with --debug and report it; delete the entry to accept the new result.');
   }
 }

@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { writeAtomic } from '../engine/checkpoint.js';
+import { writeAtomic } from '../engine/files.js';
 import type { ParamSpec } from '../engine/params.js';
 import { parseSafetensors, encodeSafetensors, SafetensorsError } from '../engine/safetensors.js';
 import { RunError } from './errors.js';
@@ -20,6 +20,8 @@ export interface CheckpointMeta {
   recipeHash: string;
   backend: string;
   threads: number;
+  /** The child network (fisher stage cache key) the run trains, for Child-Tuning-D. */
+  fisherHash?: string;
   adamStep: number;
   loop: LoopState;
 }

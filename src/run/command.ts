@@ -10,6 +10,7 @@ import { latestCheckpoint } from './checkpoint.js';
 import { executeTrial, type Reporter } from './executor.js';
 import { fetchMissing } from './fetch.js';
 import { RunError } from './errors.js';
+import { checkInterrupt, Interrupted, interruptible } from './interrupt.js';
 import { RunDir } from './rundir.js';
 
 export interface Io {
@@ -66,16 +67,22 @@ interface RunOptions {
   resume?: string;
   /** Printed after the results (not with --json): what to try next, given the run directories. */
   nextSteps?: (dirs: string[]) => string;
+  /** Resume although the model or data changed since the run started (logged in inputs.json). */
+  force?: boolean;
 }
 
 /** `childtune run`: validate, plan, then execute each trial (or just --trial K) into its own run directory. */
 export async function runCommand(file: string | undefined, opts: RunOptions, io: Io): Promise<number> {
+  return interruptible(io.err, () => runRecipe(file, opts, io));
+}
+
+async function runRecipe(file: string | undefined, opts: RunOptions, io: Io): Promise<number> {
   if (file?.endsWith('.lock.json')) {
     if (opts.trial === undefined) throw new RunError(`${file} is a sweep lock file: say which trial to run with --trial K`);
     const { runLockedTrial } = await import('./sweep.js');
-    return runLockedTrial(file, opts.trial, io, opts.quiet);
+    return runLockedTrial(file, opts.trial, io, opts.quiet, opts.force);
   }
-  const resumed = opts.resume ? RunDir.open(opts.resume) : undefined;
+  const resumed = opts.resume ? RunDir.open(opts.resume, io.err) : undefined;
   try {
     const invocation = resumed?.readJson<Invocation>('invocation.json');
     if (resumed?.exists('results.json')) {
@@ -103,11 +110,12 @@ export async function runCommand(file: string | undefined, opts: RunOptions, io:
     }
     const summaries = [];
     for (const trial of trials) {
+      checkInterrupt();
       const recipe = compiled.recipes[trial.index];
       const name = (recipe.name ?? `${recipe.dataset.task.replace('/', '-')}-${recipe.strategy.kind}`) + (plan.trials.length > 1 ? `-t${trial.index}` : '');
-      const run = resumed ?? RunDir.create(recipe.runtime.output_dir, name);
+      const run = resumed ?? RunDir.create(recipe.runtime.output_dir, name, io.err);
       const record = { recipe: path.resolve(recipeFile), set: sets, allow_path: allowPath.map((p) => path.resolve(p)), trial: trial.index, recipe_hash: trial.recipeHash };
-      const results = await runTrial(run, plan, trial, recipe, record, io, { quiet: opts.quiet, prefix: plan.trials.length > 1 ? `[trial ${trial.index}] ` : '', resume: !!resumed });
+      const results = await runTrial(run, plan, trial, recipe, record, io, { quiet: opts.quiet, prefix: plan.trials.length > 1 ? `[trial ${trial.index}] ` : '', resume: !!resumed, force: opts.force });
       summaries.push({ dir: run.dir, ...results });
     }
     if (opts.json) io.out(JSON.stringify(summaries, null, 2));
@@ -123,19 +131,33 @@ export async function runCommand(file: string | undefined, opts: RunOptions, io:
  * Executes one trial into a run directory it owns (and unlocks), recording how it was invoked; with `resume`,
  * continues from the directory's last checkpoint. Failures leave error.json naming the stage and checkpoint.
  */
-export async function runTrial(run: RunDir, plan: Plan, trial: PlannedTrial, recipe: Recipe, invocation: Invocation, io: Io, o: { quiet?: boolean; prefix?: string; resume?: boolean }) {
+export async function runTrial(run: RunDir, plan: Plan, trial: PlannedTrial, recipe: Recipe, invocation: Invocation, io: Io, o: { quiet?: boolean; prefix?: string; resume?: boolean; force?: boolean }) {
   const prefix = o.prefix ?? '';
-  if (!run.exists('invocation.json')) run.writeJson('invocation.json', invocation);
-  io.err(`${prefix}run directory: ${run.dir}`);
   try {
-    const results = (await executeTrial(plan, trial, recipe, run, reporter(io, !!o.quiet, prefix), { resume: o.resume }))!;
+    if (!run.exists('invocation.json')) run.writeJson('invocation.json', invocation);
+    io.err(`${prefix}run directory: ${run.dir}`);
+    const results = (await executeTrial(plan, trial, recipe, run, reporter(io, !!o.quiet, prefix), { resume: o.resume, force: o.force }))!;
     io.err(`${prefix}final: ${Object.entries(results.metrics).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(', ')}`);
     return results;
   } catch (e) {
-    run.writeJson('error.json', { stage: (e as { stage?: string }).stage ?? null, message: (e as Error).message, hint: (e as { hint?: string }).hint ?? null, last_checkpoint: latestCheckpoint(run.dir) ?? null, at: new Date().toISOString() });
+    recordFailure(run, e as Error);
     throw e;
   } finally {
     run.unlock();
+  }
+}
+
+/**
+ * error.json: 'interrupted' (a signal; `--resume` continues) or 'failed', with the stage, message and last
+ * checkpoint. When it cannot be written (the disk that failed the run is full), the original error still
+ * reaches the user, with a note.
+ */
+function recordFailure(run: RunDir, e: Error & { stage?: string; hint?: string }) {
+  const interrupted = e instanceof Interrupted;
+  try {
+    run.writeJson('error.json', { state: interrupted ? 'interrupted' : 'failed', stage: e.stage ?? 'setup', message: e.message, hint: e.hint ?? null, last_checkpoint: latestCheckpoint(run.dir) ?? null, ...(interrupted ? { signal: e.signal } : {}), at: new Date().toISOString() });
+  } catch (writeFailure) {
+    e.message += ` (and ${run.path('error.json')} could not be written: ${(writeFailure as Error).message})`;
   }
 }
 

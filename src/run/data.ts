@@ -1,4 +1,5 @@
-import { loadSplit } from '../data/load.js';
+import fs from 'node:fs';
+import { loadSplit, splitFile } from '../data/load.js';
 import { subsampleIndices } from '../data/subsample.js';
 import { taskSpecOf, type TaskSpec } from '../data/tasks.js';
 import type { Encoding, Tokenizer } from '../engine/tokenizer.js';
@@ -18,7 +19,8 @@ export interface PreparedSplit {
 
 /**
  * Tokenized splits of this process: the trials of a sweep that share a dataset, split, subsample, tokenizer
- * and length share one tokenization. Keyed by the tokenizer object, so a new model's tokenizer never hits.
+ * and length share one tokenization. Keyed by the tokenizer object, so a new model's tokenizer never hits,
+ * and by the data file's identity.
  */
 const prepared = new WeakMap<Tokenizer, Map<string, PreparedSplit>>();
 
@@ -26,7 +28,9 @@ const prepared = new WeakMap<Tokenizer, Map<string, PreparedSplit>>();
 export function prepareSplit(dataset: Dataset, split: string, tokenizer: Tokenizer, maxLength: number, subsample: boolean): PreparedSplit {
   const byTokenizer = prepared.get(tokenizer) ?? new Map<string, PreparedSplit>();
   prepared.set(tokenizer, byTokenizer);
-  const key = JSON.stringify([dataset, split, maxLength, subsample]);
+  // The file's identity too: a file edited between two trials of this process is read again.
+  const stat = fs.statSync(splitFile(taskSpecOf(dataset), dataset.dir, split), { throwIfNoEntry: false });
+  const key = JSON.stringify([dataset, split, maxLength, subsample, stat && [stat.ino, stat.size, stat.mtimeMs, stat.ctimeMs]]);
   const hit = byTokenizer.get(key);
   if (hit) return hit;
   const result = tokenizeSplit(dataset, split, tokenizer, maxLength, subsample);

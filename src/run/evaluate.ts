@@ -2,6 +2,7 @@ import { computeMetrics } from '../data/metrics.js';
 import type { Metric } from '../data/tasks.js';
 import { batchOf } from '../engine/batch.js';
 import type { Encoding } from '../engine/tokenizer.js';
+import { yieldToSignals } from './interrupt.js';
 import type { DataParallel } from './parallel.js';
 
 /** Predictions for a list of encodings: class indices (argmax) or regression scores. */
@@ -12,6 +13,7 @@ export async function predict(parallel: DataParallel, numLabels: number, encodin
     const encs = encodings.slice(start, start + batchSize);
     const seq = Math.max(...encs.map((e) => e.inputIds.length));
     const logits = await parallel.infer('predict', batchOf(encs, seq, undefined, padId));
+    await yieldToSignals();
     for (let i = 0; i < encs.length; i++) {
       if (C === 1) out.push(logits[i]);
       else {

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { writeAtomic } from '../engine/checkpoint.js';
+import { writeAtomic } from '../engine/files.js';
+import { readChildMask } from './child-mask.js';
 import { RunError } from './errors.js';
 import { reportHtml, type RenderedFigure } from './report-html.js';
 import { collectRuns, findRuns, type RunRecord } from './report/collect.js';
@@ -24,17 +25,17 @@ export type Format = (typeof FORMATS)[number];
 
 /** Jaccard overlap of the D child networks of different tasks (bits set in both / bits set in either). */
 export function maskOverlaps(runs: RunRecord[]): { tasks: string[]; matrix: number[][] } | undefined {
-  const byTask = new Map<string, Uint8Array>();
+  const byTask = new Map<string, { bits: Uint8Array; tensors: string }>();
   for (const r of runs) {
-    const file = path.join(r.dir, 'child-mask.bin');
-    if (r.strategy === 'child-tuning-d' && fs.existsSync(file) && !byTask.has(r.task)) byTask.set(r.task, new Uint8Array(fs.readFileSync(file)));
+    const mask = r.strategy === 'child-tuning-d' && !byTask.has(r.task) ? readChildMask(r.dir) : undefined;
+    if (mask) byTask.set(r.task, { bits: mask.bits, tensors: JSON.stringify(mask.index.tensors.map((t) => [t.name, t.shape])) });
   }
   const tasks = [...byTask.keys()].sort();
   if (tasks.length < 2) return undefined;
   const popcount = (x: number) => { let c = 0; for (; x; x &= x - 1) c++; return c; };
   const matrix = tasks.map((a) => tasks.map((b) => {
-    const x = byTask.get(a)!, y = byTask.get(b)!;
-    if (x.length !== y.length) return NaN;
+    const { bits: x, tensors: xt } = byTask.get(a)!, { bits: y, tensors: yt } = byTask.get(b)!;
+    if (xt !== yt) return NaN;
     let both = 0, either = 0;
     for (let i = 0; i < x.length; i++) { both += popcount(x[i] & y[i]); either += popcount(x[i] | y[i]); }
     return either ? both / either : 1;

@@ -1,14 +1,42 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { writeAtomic, WriteError } from '../engine/checkpoint.js';
+import { cleanTemporaries, writeAtomic, WriteError } from '../engine/files.js';
 import { RunError } from './errors.js';
+import { DirLock } from './lock.js';
 
-/** Makes `parent/name-<time>` (with -1, -2... if taken) and returns it: one directory per run or sweep, never shared. */
+/**
+ * A name made safe to be one directory entry: path separators, `..`, control and shell-special characters
+ * become '-', so whatever a recipe's name holds, the directory stays inside its parent.
+ */
+export function slugify(name: string): string {
+  const slug = name.normalize('NFKC').replace(/\.{2,}|[^\p{L}\p{N}._+=@-]+/gu, '-').replace(/-{2,}/g, '-').replace(/^[.-]+|[.-]+$/g, '').slice(0, 100);
+  return slug || 'run';
+}
+
+/** `parent/child`, refusing a child that would leave parent (`..`, absolute paths, separators). */
+export function confined(parent: string, child: string): string {
+  const full = path.resolve(parent, child);
+  const rel = path.relative(path.resolve(parent), full);
+  if (!rel || rel.startsWith('..') || path.isAbsolute(rel) || rel.includes(path.sep)) throw new RunError(`refusing the path ${JSON.stringify(child)}: it would leave ${parent}`, 'Derived names must be a single directory entry.');
+  return full;
+}
+
+function makeDir(dir: string, what: string) {
+  try {
+    fs.mkdirSync(dir, { recursive: true });
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const why = code === 'EEXIST' || code === 'ENOTDIR' ? 'a file is in the way' : code === 'EACCES' || code === 'EPERM' ? 'permission denied' : code === 'ENOSPC' ? 'the disk is full' : code === 'EROFS' ? 'the file system is read-only' : (e as Error).message;
+    throw new RunError(`cannot create ${what} ${dir}: ${why}`, what === 'output directory' ? 'Set runtime.output_dir to a writable directory.' : 'Check the permissions of the directory above it.');
+  }
+}
+
+/** Makes `parent/<slug of name>-<time>` (with -1, -2... if taken) and returns it: one directory per run or sweep, never shared. */
 export function freshDirectory(parent: string, name: string): string {
-  fs.mkdirSync(parent, { recursive: true });
+  makeDir(parent, 'output directory');
   const stamp = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
   for (let i = 0; ; i++) {
-    const dir = path.join(parent, `${name}-${stamp}${i ? `-${i}` : ''}`);
+    const dir = confined(parent, `${slugify(name)}-${stamp}${i ? `-${i}` : ''}`);
     try {
       fs.mkdirSync(dir);
       return dir;
@@ -19,31 +47,27 @@ export function freshDirectory(parent: string, name: string): string {
   }
 }
 
-/** A run directory owned by this process (run.lock holds the pid) whose files are written atomically. */
+/** A run directory owned by this process (run.lock names it) whose files are written atomically. */
 export class RunDir {
+  private held?: DirLock;
+
   private constructor(readonly dir: string) {}
 
   /** Creates a fresh directory under `parent`; never reuses one another run may be writing. */
-  static create(parent: string, name: string): RunDir {
-    const run = new RunDir(freshDirectory(parent, name));
-    run.lock();
-    return run;
+  static create(parent: string, name: string, log?: (line: string) => void): RunDir {
+    return new RunDir(freshDirectory(parent, name)).lock(log);
   }
 
   /** Creates (or, when it holds an unfinished run, re-opens) the directory at a fixed path: a sweep's trial-K. */
-  static at(dir: string): RunDir {
-    fs.mkdirSync(dir, { recursive: true });
-    const run = new RunDir(dir);
-    run.lock();
-    return run;
+  static at(dir: string, log?: (line: string) => void): RunDir {
+    makeDir(dir, 'run directory');
+    return new RunDir(dir).lock(log);
   }
 
   /** Re-opens an existing run directory (to resume it), taking its lock. */
-  static open(dir: string): RunDir {
+  static open(dir: string, log?: (line: string) => void): RunDir {
     if (!fs.existsSync(path.join(dir, 'invocation.json'))) throw new RunError(`${dir} is not a childtune run directory (no invocation.json)`, 'Pass the directory that `childtune run` printed as "run directory".');
-    const run = new RunDir(dir);
-    run.lock();
-    return run;
+    return new RunDir(dir).lock(log);
   }
 
   readText(name: string): string {
@@ -58,19 +82,17 @@ export class RunDir {
     return fs.existsSync(this.path(name));
   }
 
-  private lock() {
-    const file = path.join(this.dir, 'run.lock');
-    try {
-      fs.writeFileSync(file, `${process.pid}\n`, { flag: 'wx' });
-    } catch {
-      const pid = Number(fs.readFileSync(file, 'utf8'));
-      const alive = (() => { try { process.kill(pid, 0); return true; } catch { return false; } })();
-      throw new RunError(alive ? `${this.dir} is in use by process ${pid}` : `${this.dir} has a stale lock from dead process ${pid}`, alive ? 'Wait for it, or use another output directory.' : `Remove ${file} if no run is using the directory.`);
-    }
+  /** Takes the lock, then removes what an earlier, killed writer left half-written. */
+  private lock(log?: (line: string) => void): this {
+    this.held = DirLock.acquire(this.dir, log);
+    const removed = cleanTemporaries(this.dir, true);
+    if (removed) log?.(`removed ${removed} temporary file${removed > 1 ? 's' : ''} an interrupted write left in ${this.dir}`);
+    return this;
   }
 
   unlock() {
-    fs.rmSync(path.join(this.dir, 'run.lock'), { force: true });
+    this.held?.release();
+    this.held = undefined;
   }
 
   path(...parts: string[]) {
@@ -87,6 +109,10 @@ export class RunDir {
 
   writeText(name: string, text: string) {
     writeAtomic(this.path(name), text);
+  }
+
+  remove(name: string) {
+    fs.rmSync(this.path(name), { force: true });
   }
 
   /** One complete line per call: a crash loses at most the line being written. */

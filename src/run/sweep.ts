@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { writeAtomic } from '../engine/checkpoint.js';
+import { cleanTemporaries, writeAtomic } from '../engine/files.js';
 import { compilePlan, volatile } from '../plan/compiler.js';
 import type { Plan } from '../plan/stages.js';
 import { loadRecipe } from '../recipe/index.js';
@@ -11,7 +11,8 @@ import { diffPaths, runTrial, type Io } from './command.js';
 import { RunError } from './errors.js';
 import { StageCache } from './cache.js';
 import { executeTrial } from './executor.js';
-import { freshDirectory, RunDir } from './rundir.js';
+import { checkInterrupt, interruptible } from './interrupt.js';
+import { confined, freshDirectory, RunDir } from './rundir.js';
 
 /**
  * A sweep directory: sweep.lock.json (written before any trial starts) lists every trial with its overrides,
@@ -69,7 +70,22 @@ function checkedPlan(lock: SweepLock, lockFile: string, io: Io) {
   return { plan, recipes };
 }
 
-export async function sweepCommand(file: string | undefined, opts: { set: string[]; allowPath: string[]; resume?: string; emit?: 'slurm' | 'k8s'; prepare?: string; quiet?: boolean; json?: boolean }, io: Io): Promise<number> {
+interface SweepOptions {
+  set: string[];
+  allowPath: string[];
+  resume?: string;
+  emit?: 'slurm' | 'k8s';
+  prepare?: string;
+  quiet?: boolean;
+  json?: boolean;
+  force?: boolean;
+}
+
+export async function sweepCommand(file: string | undefined, opts: SweepOptions, io: Io): Promise<number> {
+  return interruptible(io.err, () => sweep(file, opts, io));
+}
+
+async function sweep(file: string | undefined, opts: SweepOptions, io: Io): Promise<number> {
   if (opts.prepare) return prepareShared(opts.prepare, io, opts.quiet);
   let dir: string;
   let lock: SweepLock;
@@ -83,6 +99,7 @@ export async function sweepCommand(file: string | undefined, opts: { set: string
     const checked = checkedPlan(lock, lockFile, io);
     if (!checked) return 1;
     ({ plan, recipes } = checked);
+    cleanTemporaries(dir, false);
   } else {
     if (!file) throw new RunError('sweep needs a recipe file, or --resume SWEEP_DIR');
     const base = { recipe: path.resolve(file), set: opts.set, allow_path: opts.allowPath.map((p) => path.resolve(p)) };
@@ -101,14 +118,15 @@ export async function sweepCommand(file: string | undefined, opts: { set: string
   io.err(`sweep directory: ${dir} (${lock.trials.length} trials)`);
   if (opts.emit) {
     const out = path.join(dir, opts.emit === 'slurm' ? 'sweep.slurm.sh' : 'sweep.k8s.yaml');
-    fs.writeFileSync(out, opts.emit === 'slurm' ? slurmScript(lock, dir) : k8sManifest(lock, dir));
+    writeAtomic(out, opts.emit === 'slurm' ? slurmScript(lock, dir) : k8sManifest(lock, dir));
     io.out(out);
     return 0;
   }
   const summaries = [];
   for (const t of lock.trials) {
-    const runDir = path.join(dir, t.dir);
-    const results = (await runLockEntry(lock, runDir, t, { plan, recipes }, io, { quiet: opts.quiet, prefix: `[trial ${t.index}] ` })) ?? JSON.parse(fs.readFileSync(path.join(runDir, 'results.json'), 'utf8'));
+    checkInterrupt();
+    const runDir = confined(dir, t.dir);
+    const results = (await runLockEntry(lock, runDir, t, { plan, recipes }, io, { quiet: opts.quiet, prefix: `[trial ${t.index}] `, force: opts.force })) ?? JSON.parse(fs.readFileSync(path.join(runDir, 'results.json'), 'utf8'));
     summaries.push({ dir: runDir, ...results });
   }
   if (opts.json) io.out(JSON.stringify(summaries, null, 2));
@@ -117,13 +135,13 @@ export async function sweepCommand(file: string | undefined, opts: { set: string
 }
 
 /** `childtune run --trial K LOCK`: one trial of a locked sweep, into its fixed directory (resuming if partial). */
-export async function runLockedTrial(lockFile: string, k: number, io: Io, quiet?: boolean): Promise<number> {
+export async function runLockedTrial(lockFile: string, k: number, io: Io, quiet?: boolean, force?: boolean): Promise<number> {
   const lock = readLock(lockFile);
   const entry = lock.trials.find((t) => t.index === k);
   if (!entry) throw new RunError(`${lockFile} has trials 0..${lock.trials.length - 1}, not ${k}`);
   const checked = checkedPlan(lock, lockFile, io);
   if (!checked) return 1;
-  await runLockEntry(lock, path.join(path.dirname(path.resolve(lockFile)), entry.dir), entry, checked, io, { quiet, prefix: '' });
+  await runLockEntry(lock, confined(path.dirname(path.resolve(lockFile)), entry.dir), entry, checked, io, { quiet, prefix: '', force });
   return 0;
 }
 
@@ -131,14 +149,14 @@ export async function runLockedTrial(lockFile: string, k: number, io: Io, quiet?
  * Runs one locked trial into its fixed directory: skipped (undefined returned) when it finished earlier,
  * continued from its checkpoint when an earlier attempt left it partial.
  */
-async function runLockEntry(lock: SweepLock, runDir: string, entry: SweepLock['trials'][number], compiled: { plan: Plan; recipes: Recipe[] }, io: Io, o: { quiet?: boolean; prefix: string }) {
+async function runLockEntry(lock: SweepLock, runDir: string, entry: SweepLock['trials'][number], compiled: { plan: Plan; recipes: Recipe[] }, io: Io, o: { quiet?: boolean; prefix: string; force?: boolean }) {
   if (fs.existsSync(path.join(runDir, 'results.json'))) {
     io.err(`${o.prefix || `trial ${entry.index}: `}finished earlier; skipped`);
     return undefined;
   }
   const partial = fs.existsSync(path.join(runDir, 'invocation.json'));
   const invocation = { recipe: lock.recipe, set: lock.set, allow_path: lock.allow_path, trial: entry.index, recipe_hash: entry.recipe_hash };
-  return runTrial(RunDir.at(runDir), compiled.plan, compiled.plan.trials[entry.index], compiled.recipes[entry.index], invocation, io, { quiet: o.quiet, prefix: o.prefix, resume: partial });
+  return runTrial(RunDir.at(runDir, io.err), compiled.plan, compiled.plan.trials[entry.index], compiled.recipes[entry.index], invocation, io, { quiet: o.quiet, prefix: o.prefix, resume: partial, force: o.force });
 }
 
 /** Runs each distinct fisher stage of a locked sweep once, filling the cache the trials then reuse. */
@@ -148,11 +166,12 @@ async function prepareShared(lockFile: string, io: Io, quiet?: boolean): Promise
   if (!checked) return 1;
   const seen = new Set<string>();
   for (const t of lock.trials) {
-    const hash = t.fisher_hash;
+    const fisher = checked.plan.trials[t.index].fisher;
+    const hash = fisher && checked.plan.stages.find((s) => s.id === fisher)!.hash;
     if (!hash || seen.has(hash)) continue;
     seen.add(hash);
     if (new StageCache(checked.recipes[t.index].runtime.cache_dir).has('fisher', hash)) continue;
-    const scratch = RunDir.at(path.join(path.dirname(path.resolve(lockFile)), 'prepare', hash.slice(0, 12)));
+    const scratch = RunDir.at(path.join(path.dirname(path.resolve(lockFile)), 'prepare', hash.slice(0, 12)), io.err);
     try {
       await executeTrial(checked.plan, checked.plan.trials[t.index], checked.recipes[t.index], scratch, { log: (l) => !quiet && io.err(`[fisher ${hash.slice(0, 12)}] ${l}`), stage: () => ({ tick() {}, end() {} }) }, { stopAfterFisher: true });
     } finally {
@@ -163,19 +182,26 @@ async function prepareShared(lockFile: string, io: Io, quiet?: boolean): Promise
   return 0;
 }
 
-const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+/** One shell word, whatever the text holds: single quotes, with each embedded quote closed, escaped and reopened. */
+export const shellQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
+/**
+ * Every value from the sweep goes into the script as a single-quoted word, and each --wrap command is quoted
+ * as a whole, so nothing in a path or name is expanded when the script is submitted or when the job runs.
+ */
 function slurmScript(lock: SweepLock, dir: string): string {
-  // Single-quoted for the shell inside --wrap's double quotes.
-  const lockPath = quote(path.resolve(dir, LOCK_FILE)).replace(/"/g, '\\"');
+  const lockPath = shellQuote(path.resolve(dir, LOCK_FILE));
+  const prepare = shellQuote(`childtune sweep --prepare ${lockPath}`);
+  // $SLURM_ARRAY_TASK_ID stays literal here and is expanded by the job's shell, which Slurm sets it for.
+  const trial = shellQuote(`childtune run --trial "$SLURM_ARRAY_TASK_ID" ${lockPath}`);
   return `#!/bin/bash
-# Slurm submission for the childtune sweep in ${dir} (${lock.trials.length} trials).
-# Submit with: bash ${path.join(dir, 'sweep.slurm.sh')}
-# The shared stages (fisher masks) run once first; the array job starts when they succeed.
+# Slurm submission for the childtune sweep in ${JSON.stringify(dir)} (${lock.trials.length} trials).
+# Submit with: bash ${JSON.stringify(path.join(dir, 'sweep.slurm.sh'))}
+# The shared stages (fisher masks) run once first; the array job starts when they succeed. A task that is
+# requeued or killed resumes from its last checkpoint when it runs again (the run lock is taken over).
 set -euo pipefail
-prep=$(sbatch --parsable --job-name=childtune-prepare --wrap="childtune sweep --prepare ${lockPath}")
-sbatch --dependency=afterok:$prep --array=0-${lock.trials.length - 1} --job-name=childtune-trial \\
-  --wrap="childtune run --trial \\$SLURM_ARRAY_TASK_ID ${lockPath}"
+prep=$(sbatch --parsable --job-name=childtune-prepare --wrap=${prepare})
+sbatch --dependency=afterok:"$prep" --array=0-${lock.trials.length - 1} --job-name=childtune-trial --requeue --wrap=${trial}
 `;
 }
 
@@ -199,9 +225,9 @@ ${extra}  template:
         - name: work
           persistentVolumeClaim: { claimName: childtune-work }  # shared storage holding the sweep directory
 `;
-  return `# Kubernetes manifests for the childtune sweep in ${dir} (${lock.trials.length} trials).
+  return `# Kubernetes manifests for the childtune sweep in ${JSON.stringify(dir)} (${lock.trials.length} trials).
 # The first Job runs the shared fisher stages once; the Indexed Job runs one trial per index. Apply the
 # first, wait for it (kubectl wait --for=condition=complete job/${name}-prepare), then apply the second.
-${job('prepare', '  backoffLimit: 2\n', `childtune sweep --prepare ${quote(lockPath)}`)}---
-${job('trials', `  completionMode: Indexed\n  completions: ${lock.trials.length}\n  parallelism: ${lock.trials.length}\n  backoffLimit: ${lock.trials.length}\n`, `childtune run --trial $JOB_COMPLETION_INDEX ${quote(lockPath)}`)}`;
+${job('prepare', '  backoffLimit: 2\n', `childtune sweep --prepare ${shellQuote(lockPath)}`)}---
+${job('trials', `  completionMode: Indexed\n  completions: ${lock.trials.length}\n  parallelism: ${lock.trials.length}\n  backoffLimit: ${lock.trials.length}\n`, `childtune run --trial "$JOB_COMPLETION_INDEX" ${shellQuote(lockPath)}`)}`;
 }

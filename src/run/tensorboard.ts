@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { crc32c } from '@aws-crypto/crc32c';
 import { BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
-import { WriteError } from '../engine/checkpoint.js';
+import { WriteError } from '../engine/files.js';
 import type { LogEntry } from './train.js';
 
 /** metrics.jsonl step fields and their TensorBoard tags (the names the Hugging Face Trainer logs under). */

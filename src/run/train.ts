@@ -9,6 +9,7 @@ import { STREAMS, type Strategy } from '../strategies/strategy.js';
 import type { PreparedSplit } from './data.js';
 import { RunError } from './errors.js';
 import { evaluate } from './evaluate.js';
+import { checkInterrupt, interruptRequested, yieldToSignals } from './interrupt.js';
 import type { DataParallel } from './parallel.js';
 
 export interface LogEntry {
@@ -66,7 +67,7 @@ export interface Resume {
 /**
  * The fine-tuning loop: seeded shuffling per epoch, dynamic padding, forward/backward on every thread,
  * global-norm clipping, the strategy's mask inside AdamW, linear warmup/decay, evaluation after each epoch,
- * and a checkpoint every `training.checkpoint_every` steps. Same recipe, seed, backend and thread count give
+ * and a checkpoint every `training.checkpoint_every` steps (and when a signal asks the run to stop). Same recipe, seed, backend and thread count give
  * bit-identical losses, whether or not the run was interrupted and resumed.
  */
 export async function trainModel(o: {
@@ -80,7 +81,8 @@ export async function trainModel(o: {
   const n = o.train.encodings.length;
   const perEpoch = Math.ceil(n / t.batch_size);
   const total = totalSteps(n, r);
-  const warmup = Math.floor(t.schedule.warmup_ratio * total);
+  // Rounded up, as Hugging Face's Trainer does (get_warmup_steps: ceil(warmup_ratio x steps)).
+  const warmup = Math.ceil(t.schedule.warmup_ratio * total);
   const s: LoopState = o.resume?.state ?? { step: 0, epoch: 0, batch: 0, skipped: 0, lastLoss: NaN, window: { lossSum: 0, lossCount: 0, examples: 0 }, epochs: [], best: { epoch: -1, score: -Infinity }, metricsLines: 0, kept: [] };
   let bestValues = o.resume?.bestValues;
   for (const [index, kept, count] of s.kept) o.strategy.record(index, kept, count);
@@ -125,6 +127,13 @@ export async function trainModel(o: {
         }
       }
       o.onStep?.(s.step, total, loss, (idx.length * 1000) / Math.max(1e-3, performance.now() - stepStart));
+      await yieldToSignals();
+      if (interruptRequested() && s.step < total) {
+        // A signal arrived: keep this step's state, so a resume loses nothing, and stop. After the last
+        // step only the final evaluation is left, which a checkpoint cannot resume into: it runs to the end.
+        checkpoint();
+        checkInterrupt('train');
+      }
       if (t.checkpoint_every > 0 && s.step % t.checkpoint_every === 0 && s.step < total) checkpoint();
     }
     const metrics = await evaluate(parallel, model.numLabels, o.dev, o.metrics, r.evaluation.batch_size, o.padId);

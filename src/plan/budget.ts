@@ -1,0 +1,18 @@
+import os from 'node:os';
+import { formatBytes } from './estimate.js';
+import type { MemoryEstimate, Stage } from './stages.js';
+
+/** Memory this process may use: the machine's, or less where a cgroup (container, Slurm job) limits it. */
+export function availableMemory(): number {
+  const limit = process.constrainedMemory?.() ?? 0;
+  return limit > 0 ? Math.min(limit, os.totalmem()) : os.totalmem();
+}
+
+const parts = (m: MemoryEstimate) => Object.entries(m).filter(([k, v]) => k !== 'total' && v > 0).map(([k, v]) => `${k} ${formatBytes(v)}`).join(', ');
+
+/** Why a stage's memory estimate does not fit this machine (with the figures), or undefined when it does. */
+export function overBudget(stage: Stage, available = availableMemory()): string | undefined {
+  const m = stage.memory;
+  if (!m || m.total <= available) return undefined;
+  return `the ${stage.kind} stage needs about ${formatBytes(m.total)} (${parts(m)}) but this machine has ${formatBytes(available)}`;
+}

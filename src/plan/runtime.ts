@@ -1,0 +1,39 @@
+import { createRequire } from 'node:module';
+import os from 'node:os';
+import { AUTO_ORDER, type BackendName } from '../engine/backend.js';
+import type { Recipe } from '../recipe/types.generated.js';
+
+/** Backend and thread count a stage runs on: both change its floating-point output, so both are hashed. */
+export interface StageRuntime {
+  backend: BackendName;
+  threads: number;
+}
+
+const PACKAGE: Record<BackendName, string> = {
+  'tensorflow-gpu': '@tensorflow/tfjs-node-gpu',
+  tensorflow: '@tensorflow/tfjs-node',
+  wasm: '@tensorflow/tfjs-backend-wasm',
+  cpu: '@tensorflow/tfjs-backend-cpu',
+};
+
+const resolvable = (pkg: string) => {
+  try {
+    createRequire(import.meta.url).resolve(pkg);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+/** The thread count a backend runs with: the TensorFlow backends parallelise inside one thread. */
+export const threadsOn = (backend: BackendName, requested: number) => (backend === 'tensorflow' || backend === 'tensorflow-gpu' ? 1 : requested > 0 ? requested : os.availableParallelism());
+
+/**
+ * What the run will resolve `runtime` to on this machine, predicted without loading tfjs: 'auto' takes the
+ * first installed backend. The executor keys the cache by what it actually ran on, so a wrong prediction
+ * costs a recompute, never a wrong reuse.
+ */
+export function plannedRuntime(runtime: Recipe['runtime']): StageRuntime {
+  const backend = runtime.backend !== 'auto' ? runtime.backend : AUTO_ORDER.find((b) => resolvable(PACKAGE[b])) ?? 'cpu';
+  return { backend, threads: threadsOn(backend, runtime.threads) };
+}

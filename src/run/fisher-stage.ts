@@ -1,0 +1,99 @@
+import type { EncoderClassifier } from '../engine/model.js';
+import { sizeOf } from '../engine/params.js';
+import { resolvedFisher } from '../plan/compiler.js';
+import { hashInputs } from '../plan/hash.js';
+import type { StageRuntime } from '../plan/runtime.js';
+import type { Stage } from '../plan/stages.js';
+import type { Recipe } from '../recipe/types.generated.js';
+import { bitsetBytes } from '../strategies/bitset.js';
+import { accumulateFisher, fisherHistogram, perLayer, selectChild, type FisherStats } from '../strategies/fisher.js';
+import { childTuningD } from '../strategies/strategy.js';
+import { StageCache } from './cache.js';
+import type { PreparedSplit } from './data.js';
+import { RunError } from './errors.js';
+import type { Reporter } from './executor.js';
+import { checkInterrupt } from './interrupt.js';
+import type { DataParallel } from './parallel.js';
+
+export interface ChildNetwork {
+  masks: (Uint8Array | undefined)[];
+  stats: FisherStats;
+  /** The cache's form: each in-scope tensor's bitset in engine layout, concatenated. */
+  packed: Uint8Array;
+  hash: string;
+  cached: boolean;
+}
+
+/**
+ * The cache key of a fisher stage as it actually runs: the plan's inputs with the backend and thread count
+ * this process resolved (the plan predicts them; when the prediction was wrong, the key says what ran).
+ */
+export const fisherKey = (stage: Stage, runtime: StageRuntime) => hashInputs('fisher', { ...stage.inputs, runtime });
+
+/**
+ * Child-Tuning-D's child network from the cache or, when absent or corrupt, computed from the model as loaded
+ * (the pretrained weights and the seeded fresh head: the caller restores no checkpoint before this).
+ */
+export async function childNetwork(stage: Stage, runtime: StageRuntime, parallel: DataParallel, model: EncoderClassifier, recipe: Recipe, train: PreparedSplit, report: Reporter, timed: <T>(name: string, fn: () => Promise<T>) => Promise<T>): Promise<ChildNetwork> {
+  const hash = fisherKey(stage, runtime);
+  if (hash !== stage.hash) report.log(`fisher: this run resolved ${runtime.backend} with ${runtime.threads} threads, not what the plan predicted; keyed ${hash.slice(0, 12)}`);
+  const cache = new StageCache(recipe.runtime.cache_dir);
+  cache.checkWritable();
+  const entry = cache.read('fisher', hash);
+  if (entry.state === 'hit') {
+    const stats: FisherStats = JSON.parse(entry.files['stats.json'].toString('utf8'));
+    const packed = new Uint8Array(entry.files['mask.bin']);
+    report.log(`fisher: cached (${hash.slice(0, 12)}), reusing its mask`);
+    return { stats, packed, masks: unpackMasks(packed, model.specs.map((s) => (stats.per_tensor[s.name] !== undefined ? sizeOf(s) : 0))), hash, cached: true };
+  }
+  if (entry.state === 'corrupt') report.log(`fisher: cache entry ${hash.slice(0, 12)} is corrupt (${entry.why}); moved to ${entry.movedTo} and recomputing`);
+  const bar = report.stage('fisher', stage.work?.steps ?? 1);
+  const computed = await timed('fisher', () => computeFisher(parallel, model, recipe, train, (done) => {
+    bar.tick(done);
+    checkInterrupt('fisher');
+  }));
+  bar.end();
+  const packed = packMasks(computed.masks);
+  cache.write('fisher', hash, { 'mask.bin': packed, 'stats.json': JSON.stringify(computed.stats, null, 2) });
+  const st = computed.stats;
+  report.log(`fisher: ${st.passes} passes over ${st.examples} examples; kept ${st.kept} of ${st.in_scope} (threshold ${st.threshold.toExponential(3)})`);
+  return { ...computed, packed, hash, cached: false };
+}
+
+/** The fisher pass: accumulate, select the child network, and describe it. */
+async function computeFisher(parallel: DataParallel, model: EncoderClassifier, recipe: Recipe, train: PreparedSplit, onBatch: (done: number) => void): Promise<{ masks: (Uint8Array | undefined)[]; stats: FisherStats }> {
+  const settings = resolvedFisher(recipe);
+  const acc = await accumulateFisher(parallel, model.specs, train, settings, recipe.training.dropout, onBatch);
+  const sel = selectChild(model, acc.fisher, recipe.strategy.reserve_p!, settings.scope);
+  const fractions = childTuningD(sel.masks, false).keptFractions(model.specs);
+  const perTensor = Object.fromEntries(Object.entries(fractions).filter(([name]) => sel.masks[model.indexOf(name)]));
+  return {
+    masks: sel.masks,
+    stats: {
+      estimator: settings.estimator, reserve_p: recipe.strategy.reserve_p!, examples: acc.examples, passes: acc.passes, in_scope: sel.inScope, kept: sel.kept,
+      threshold: sel.threshold, ties: sel.ties, per_tensor: perTensor, per_layer: perLayer(model, fractions),
+      histogram: fisherHistogram(acc.fisher.filter((f) => f.length)),
+    },
+  };
+}
+
+function packMasks(masks: (Uint8Array | undefined)[]): Uint8Array {
+  const total = masks.reduce((a, m) => a + (m?.length ?? 0), 0);
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const m of masks) if (m) { out.set(m, at); at += m.length; }
+  return out;
+}
+
+function unpackMasks(buf: Uint8Array, sizes: number[]): (Uint8Array | undefined)[] {
+  let at = 0;
+  const out = sizes.map((n) => {
+    if (!n) return undefined;
+    const bytes = bitsetBytes(n);
+    const m = Uint8Array.from(buf.subarray(at, at + bytes));
+    at += bytes;
+    return m;
+  });
+  if (at !== buf.length) throw new RunError('cached fisher mask does not match the model', 'Delete the cache directory entry and run again.', 'fisher');
+  return out;
+}
