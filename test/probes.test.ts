@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
+import { confined, freshDirectory, slugify } from '../src/run/rundir.js';
 import { cli, write } from './helpers.js';
 import { assertClean, smallProject } from './integrity-helpers.js';
 
@@ -53,7 +55,7 @@ test('the issue\'s probes: each a clear message and exit code, no stack trace, n
     },
     { name: 'output_dir is a file', code: 1, message: /cannot create output directory .*a-file: a file is in the way/, args: ['run', recipe, '--set', `runtime.output_dir=${path.join(dir, 'a-file')}`] },
     {
-      name: 'a name that climbs out of output_dir', code: 0, message: /run directory: .*\/confined\/x-y-escape-\d{8}-\d{6}/, args: ['run', recipe, '--quiet', '--set', 'name=../../x/../y/escape', '--set', `runtime.output_dir=${path.join(dir, 'confined')}`],
+      name: 'a name that climbs out of output_dir (refused by validate; the run layer also confines derived paths)', code: 1, message: /CT0108 name-not-a-file-name/, args: ['run', recipe, '--quiet', '--set', 'name=../../x/../y/escape', '--set', `runtime.output_dir=${path.join(dir, 'confined')}`],
       check: () => assert.deepEqual(fs.readdirSync(dir).filter((f) => /escape/.test(f)), []),
     },
   ];
@@ -116,4 +118,14 @@ printf '\\n' >> "$STUB_LOG/childtune.args"
   assert.ok(sbatch[1].includes('--array=0-1'));
   const found = (fs.readdirSync(dir, { recursive: true }) as string[]).filter((f) => /^PWNED\d$/.test(path.basename(f)));
   assert.deepEqual(found, [], 'nothing in a name or path ran');
+});
+
+test('the run layer confines derived directories whatever name reaches it (validate refuses such names first)', () => {
+  const parent = fs.mkdtempSync(path.join(os.tmpdir(), 'childtune-confine-'));
+  const dir = freshDirectory(parent, '../../x/../y/escape');
+  assert.equal(path.dirname(dir), parent);
+  assert.match(path.basename(dir), /^x-y-escape-\d{8}-\d{6}$/);
+  assert.equal(slugify('$(touch pwned)`id`'), 'touch-pwned-id');
+  assert.throws(() => confined(parent, '../outside'), /would leave/);
+  assert.throws(() => confined(parent, 'a/b'), /would leave/);
 });

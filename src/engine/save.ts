@@ -117,7 +117,9 @@ const SPECIALS = {
 
 /** tokenizer_config.json and special_tokens_map.json, where the source did not have them. */
 function writeTokenizerConfigs(dir: string, model: EncoderClassifier) {
-  const bpe = model.config.family === 'roberta';
+  // The files decide the tokenizer kind (a RoBERTa-shaped model may carry a WordPiece vocab.txt); the family only breaks a tie.
+  const has = (f: string) => fs.existsSync(path.join(dir, f));
+  const bpe = has('vocab.json') || (!has('vocab.txt') && model.config.family === 'roberta');
   const specials = bpe ? SPECIALS.bpe : SPECIALS.wordpiece;
   const configFile = path.join(dir, 'tokenizer_config.json');
   if (!fs.existsSync(configFile)) {
