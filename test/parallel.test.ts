@@ -3,7 +3,7 @@ import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import { selectBackend } from '../src/engine/backend.js';
 import { adamwRange, adamwStep, applyKeepBits } from '../src/engine/optimizer.js';
-import { OptimizerKernels, SharedArena } from '../src/engine/optimizer-wasm.js';
+import { OptimizerKernels, planArenas, SharedArena } from '../src/engine/optimizer-wasm.js';
 import { sizeOf } from '../src/engine/params.js';
 import { keepThreshold, Rng } from '../src/engine/rng.js';
 import { DataParallel, partition, reduceSegment } from '../src/run/parallel.js';
@@ -103,6 +103,39 @@ describe('data parallelism', () => {
     assert.ok(dp.moments.m.every((m) => m.buffer === model.values[0].buffer));
     assert.ok(dp.shardGrads(1).every((g) => g.buffer === model.values[0].buffer), "every shard's gradients too");
     await dp.close();
+  });
+
+  test('state past one arena is cut into several, whole tensors each, and a tensor too large alone stays outside', () => {
+    const plan = planArenas([3000, 5000, 2000, 200_000, 100], 5, 2, [4096, 4096], 2);
+    assert.deepEqual(plan.outside, [3]);
+    assert.deepEqual(plan.groups.flatMap((g) => g.tensors), [0, 1, 2, 4]);
+    assert.ok(plan.groups.length >= 2);
+    // Each group fits two pages with its copies and the scratch.
+    for (const g of plan.groups) assert.ok(SharedArena.create([...g.tensors.flatMap((t) => new Array(g.shards ? 5 : 4).fill([3000, 5000, 2000, 200_000, 100][t])), 4096, 4096], 2));
+  });
+
+  test('training over several arenas gives the weights of one arena bit for bit', async () => {
+    await selectBackend('wasm');
+    const rng = new Rng(2);
+    const batches = Array.from({ length: 3 }, () => ({ batch: 4, seq: 5, inputIds: Int32Array.from({ length: 20 }, () => 1 + rng.int(39)), tokenTypeIds: new Int32Array(20), attentionMask: new Float32Array(20).fill(1), labels: Float32Array.from({ length: 4 }, () => rng.int(3)) }));
+    const train = async (arenaPages?: number) => {
+      const model = microModel();
+      const dp = await DataParallel.start(model, { threads: 2, backend: 'wasm', adam: { lr: 1e-2, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0.01 }, arenaPages });
+      const strategy = childTuningF(0.5, 'all', model.specs, 3);
+      await dp.setStrategy(strategy);
+      const buffers = new Set(model.values.map((v) => v.buffer));
+      for (const [k, b] of batches.entries()) {
+        await dp.gradients(b, k);
+        await dp.update(1e-2, 1, strategy);
+      }
+      await dp.close();
+      return { values: model.values.map((v) => Float32Array.from(v)), arenas: buffers.size };
+    };
+    const one = await train();
+    const several = await train(1);
+    assert.equal(one.arenas, 1);
+    assert.ok(several.arenas >= 2, `${several.arenas} arenas`);
+    assert.deepEqual(several.values, one.values);
   });
 
   test('two threads compute the batch-mean gradient and loss of one (to float rounding)', async () => {

@@ -155,7 +155,7 @@ export async function main(argv: string[], io: Io = { out: (t) => process.stdout
     .command('init')
     .description('write a randomly initialised checkpoint (Hugging Face layout)')
     .addOption(new Option('--family <family>').choices(['bert', 'roberta', 'electra']).default('bert'))
-    .addOption(new Option('--size <size>').choices(['tiny', 'mini', 'small', 'base']).default('tiny'))
+    .addOption(new Option('--size <size>').choices(['tiny', 'mini', 'small', 'base', 'large']).default('tiny'))
     .option('--vocab <file>', 'WordPiece vocabulary to use (default: a small generated one)')
     .option('--labels <n>', 'classifier labels', (v) => Number.parseInt(v, 10), 2)
     .option('--seed <n>', 'initialisation seed', (v) => Number.parseInt(v, 10), 0)

@@ -9,12 +9,13 @@ import { Rng } from './rng.js';
 import { saveModel } from './save.js';
 import { readWordPieceVocab } from './tokenizer.js';
 
-/** Standard small BERT shapes (Turc et al., "Well-Read Students Learn Better") plus base. */
+/** Standard small BERT shapes (Turc et al., "Well-Read Students Learn Better") plus base and large. */
 export const SIZES = {
   tiny: { layers: 2, hidden: 128, heads: 2 },
   mini: { layers: 4, hidden: 256, heads: 4 },
   small: { layers: 4, hidden: 512, heads: 8 },
   base: { layers: 12, hidden: 768, heads: 12 },
+  large: { layers: 24, hidden: 1024, heads: 16 },
 } as const;
 
 /** A small WordPiece vocabulary: specials, ASCII characters, their ## forms and common English words. */

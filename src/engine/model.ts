@@ -23,6 +23,18 @@ export interface StepResult {
 
 type T2 = tf.Tensor2D;
 
+/** How one pass's gradients enter the buffers: scaled by `weight` (its share of the shard's rows), added or stored. */
+export interface GradientPass {
+  weight: number;
+  accumulate: boolean;
+}
+
+function writeGradient(g: Float32Array, t: Float32Array, { weight, accumulate }: GradientPass) {
+  if (!accumulate && weight === 1) g.set(t);
+  else if (!accumulate) for (let j = 0; j < g.length; j++) g[j] = weight * t[j];
+  else for (let j = 0; j < g.length; j++) g[j] += weight * t[j];
+}
+
 /** Dense layer in the engine layout (w is [in, out]): y = x w + b. */
 const dense = (x: T2, w: tf.Tensor, b: tf.Tensor) => tf.add(matMul(x, w as T2), b) as T2;
 
@@ -156,23 +168,28 @@ export class EncoderClassifier {
 
   /**
    * Forward and backward over one batch. Writes gradients into `grads` (one Float32Array per parameter, same
-   * order as specs) and returns the mean loss. `rng` drives dropout; null runs without dropout.
+   * order as specs) and returns the mean loss. `rng` drives dropout; null runs without dropout. With `pass`,
+   * the gradients are scaled by its weight and, when `accumulate`, added to what `grads` holds (a shard taken
+   * in several passes). Each layer's gradients leave the heap, and its cached activations are freed, as soon
+   * as its backward is done, so the heap's peak is the weights plus one pass's activations.
    */
-  step(b: Batch, grads: Float32Array[], rng: Rng | null): StepResult {
+  step(b: Batch, grads: Float32Array[], rng: Rng | null, pass: GradientPass = { weight: 1, accumulate: false }): StepResult {
     const c = this.config;
     const dropout = rng && c.hiddenDropout > 0;
     const attnDropout = rng && c.attentionDropout > 0;
+    const emit = (i: number, t: tf.Tensor) => {
+      writeGradient(grads[i], t.dataSync() as Float32Array, pass);
+      t.dispose();
+    };
     const result = tf.tidy(() => {
       const f = this.forward(b, rng ? { rng, hidden: dropout ? c.hiddenDropout : 0, attention: attnDropout ? c.attentionDropout : 0 } : null);
       const { loss, dlogits } = this.lossAndGrad(f.logits, b);
-      const named = this.backward(b, f, dlogits);
-      return { loss, logits: f.logits, named };
+      return { loss, logits: f.logits, demb: this.backward(b, f, dlogits, emit) };
     });
     const loss = result.loss.dataSync()[0];
     const logits = Float32Array.from(result.logits.dataSync());
-    for (const [i, t] of result.named) if (i >= 0) grads[i].set(t.dataSync());
-    this.embeddingGrads(b, result.named.find(([i]) => i === -1)![1], grads);
-    tf.dispose([result.loss, result.logits, ...result.named.map(([, t]) => t)]);
+    this.embeddingGrads(b, result.demb, grads, pass);
+    tf.dispose([result.loss, result.logits, result.demb]);
     return { loss, logits };
   }
 
@@ -261,21 +278,20 @@ export class EncoderClassifier {
     return { c, B, T, H: c.hiddenSize, D, heads: { B, T, A, D }, pre: prefixOf(c) };
   }
 
-  /** Collects [param index, grad tensor] pairs by Hugging Face name. */
-  private collector() {
-    const grads: [number, tf.Tensor][] = [];
-    const put = (name: string, g: tf.Tensor) => grads.push([this.indexOf(name), g]);
+  /** Hands each gradient tensor, by Hugging Face name, to `emit` (which takes ownership). */
+  private collector(emit: (index: number, g: tf.Tensor) => void) {
+    const put = (name: string, g: tf.Tensor) => emit(this.indexOf(name), g);
     const putDense = (name: string, g: { dw: tf.Tensor; db: tf.Tensor }) => {
       put(`${name}.weight`, g.dw);
       put(`${name}.bias`, g.db);
     };
-    return { grads, put, putDense };
+    return { put, putDense };
   }
 
-  /** Returns [param index, grad tensor] pairs; index -1 holds the gradient at the embedding sum (scattered in JS). */
-  private backward(b: Batch, f: ReturnType<EncoderClassifier['forward']>, dlogits: T2): [number, tf.Tensor][] {
+  /** Emits every parameter gradient; returns the gradient at the embedding sum (scattered in JS). */
+  private backward(b: Batch, f: ReturnType<EncoderClassifier['forward']>, dlogits: T2, emit: (index: number, g: tf.Tensor) => void): tf.Tensor {
     const { c, B, T, H, D, heads, pre } = this.dims(b);
-    const { grads, put, putDense } = this.collector();
+    const { put, putDense } = this.collector(emit);
     const mul = (x: T2, m: tf.Tensor | null) => (m ? (tf.mul(x, m) as T2) : x);
 
     // Head.
@@ -289,9 +305,8 @@ export class EncoderClassifier {
 
     for (let l = c.numLayers - 1; l >= 0; l--) {
       const upstream = dx;
-      // Per-layer tidy: only this layer's parameter gradients and dx outlive it.
-      const layer = tidyKeep(() => {
-        const { grads, put, putDense } = this.collector();
+      // Per-layer tidy: only dx outlives it; the parameter gradients leave as they are made.
+      dx = tidyKeep(() => {
         const L = `${pre}encoder.layer.${l}`;
         const s = f.layers[l];
         const ln2 = layerNormBack(upstream, this.p(`${L}.output.LayerNorm.weight`), s.ln2);
@@ -320,10 +335,11 @@ export class EncoderClassifier {
         putDense(`${L}.attention.self.query`, gq);
         putDense(`${L}.attention.self.key`, gk);
         putDense(`${L}.attention.self.value`, gv);
-        return { grads, dx: tf.addN([ln1.dx, gq.dx, gk.dx, gv.dx]) as T2 };
+        return tf.addN([ln1.dx, gq.dx, gk.dx, gv.dx]) as T2;
       });
-      grads.push(...layer.grads);
-      dx = layer.dx;
+      // This layer's cached activations are read by no other layer's backward (its input is the layer below's
+      // output, which that layer's backward does not read).
+      tf.dispose(Object.values(f.layers[l]).flatMap((v) => (v === null ? [] : v instanceof tf.Tensor ? [v] : Object.values(v).filter((t) => t !== undefined))));
     }
     if (c.embeddingSize !== H) {
       const pj = denseBack(f.embOut, this.p(`${pre}embeddings_project.weight`), dx);
@@ -333,21 +349,28 @@ export class EncoderClassifier {
     const ln0 = layerNormBack(mul(dx, f.m0), this.p(`${pre}embeddings.LayerNorm.weight`), f.ln0);
     put(`${pre}embeddings.LayerNorm.weight`, ln0.dg);
     put(`${pre}embeddings.LayerNorm.bias`, ln0.db);
-    grads.push([-1, ln0.dx]);
-    return grads;
+    return ln0.dx;
   }
 
   /** Scatter-adds the embedding-sum gradient into the three tables (the gather gradient, done in JS). */
-  private embeddingGrads(b: Batch, demb: tf.Tensor, grads: Float32Array[]) {
+  private embeddingGrads(b: Batch, demb: tf.Tensor, grads: Float32Array[], pass: GradientPass) {
     const E = this.config.embeddingSize;
     const d = demb.dataSync() as Float32Array;
     for (const [name, rows] of this.embeddingTables(b)) {
       const g = grads[this.indexOf(name)];
-      g.fill(0);
-      for (let t = 0; t < rows.length; t++) {
-        const src = t * E;
-        const dst = rows[t] * E;
-        for (let j = 0; j < E; j++) g[dst + j] += d[src + j];
+      if (!pass.accumulate) g.fill(0);
+      if (pass.weight === 1) {
+        for (let t = 0; t < rows.length; t++) {
+          const src = t * E;
+          const dst = rows[t] * E;
+          for (let j = 0; j < E; j++) g[dst + j] += d[src + j];
+        }
+      } else {
+        for (let t = 0; t < rows.length; t++) {
+          const src = t * E;
+          const dst = rows[t] * E;
+          for (let j = 0; j < E; j++) g[dst + j] += pass.weight * d[src + j];
+        }
       }
     }
   }

@@ -15,22 +15,24 @@ const PAGE = 65536;
 const MAX_PAGES = 65536;
 const aligned = (bytes: number) => Math.ceil(bytes / 16) * 16;
 
+const pagesFor = (lengths: readonly number[]) => Math.max(1, Math.ceil(lengths.reduce((a, n) => a + aligned(4 * n), 0) / PAGE));
+
 /** A shared wasm memory cut into Float32Arrays, sized once for everything it will hold. */
 export class SharedArena {
   private used = 0;
 
   private constructor(readonly memory: WebAssembly.Memory) {}
 
-  /** An arena for arrays of these lengths, or undefined when they do not fit in 4 GiB. */
-  static create(lengths: readonly number[]): SharedArena | undefined {
-    const pages = Math.max(1, Math.ceil(lengths.reduce((a, n) => a + aligned(4 * n), 0) / PAGE));
-    if (pages > MAX_PAGES) return undefined;
+  /** An arena for arrays of these lengths, or undefined when they do not fit in `maxPages` (4 GiB). */
+  static create(lengths: readonly number[], maxPages = MAX_PAGES): SharedArena | undefined {
+    const pages = pagesFor(lengths);
+    if (pages > maxPages) return undefined;
     return new SharedArena(new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true }));
   }
 
   /** A bitset of n bits (whole 32-bit words). */
   bits(n: number): Uint8Array {
-    const words = this.floats(Math.ceil(n / 32));
+    const words = this.floats(keepBitWords(n));
     return new Uint8Array(words.buffer, words.byteOffset, Math.ceil(n / 8));
   }
 
@@ -39,6 +41,38 @@ export class SharedArena {
     this.used += aligned(4 * n);
     return out;
   }
+}
+
+/** 32-bit words of a tensor's F keep bits (one bit per element), which share its arena. */
+export const keepBitWords = (n: number) => Math.ceil(n / 32);
+
+/** Tensors that share one arena, and whether every shard's gradients are in it too (else shard 0's only). */
+export interface ArenaGroup {
+  tensors: number[];
+  shards: boolean;
+}
+
+/**
+ * Cuts the parameter tensors, in order, into groups whose state fits one arena each: weights, gradients and
+ * moments of a tensor always share an arena, because a pass reads them together. With `copies` arrays per
+ * tensor (weights, moments and every shard's gradients, plus its F keep bits) when they fit, else `copies - shards + 1`; a tensor
+ * too large even alone is left out (its passes run in JavaScript). `extra` is each arena's scratch.
+ */
+export function planArenas(sizes: readonly number[], copies: number, shards: number, extra: readonly number[], maxPages = MAX_PAGES): { groups: ArenaGroup[]; outside: number[] } {
+  const fits = (tensors: number[], k: number) => pagesFor([...tensors.flatMap((t) => [...new Array(k).fill(sizes[t]), keepBitWords(sizes[t])]), ...extra]) <= maxPages;
+  const groups: ArenaGroup[] = [];
+  const outside: number[] = [];
+  let open: ArenaGroup | undefined;
+  sizes.forEach((_, t) => {
+    if (open && fits([...open.tensors, t], open.shards ? copies : copies - shards + 1)) {
+      open.tensors.push(t);
+      return;
+    }
+    open = fits([t], copies) ? { tensors: [t], shards: true } : fits([t], copies - shards + 1) ? { tensors: [t], shards: false } : undefined;
+    if (open) groups.push(open);
+    else outside.push(t);
+  });
+  return { groups, outside };
 }
 
 interface Exports {

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
+import { nativeKernels } from './native.js';
 
 /**
  * Our own matrix kernels for the wasm backend (src/engine/wasm/kernels.wat), registered as tfjs kernels so
@@ -74,8 +75,14 @@ function register() {
   wasmKernel(GEMM, (be, inputs, attrs) => {
     const p = (attrs as unknown as { product: StridedProduct }).product;
     const out = be.makeOutput(p.shape, 'float32');
-    const k = kernelsFor(be);
     const [a, b, c] = [address(be, inputs.a!), address(be, inputs.b!), address(be, out)];
+    const { native } = nativeKernels();
+    if (native) {
+      // Same heap, same arithmetic; the entry loop runs in C.
+      native.gemm(be.wasm.asm.memory.buffer as ArrayBuffer, a, p.a.row, p.a.col, ...p.a.entry, b, p.b.row, p.b.col, ...p.b.entry, c, p.c.row, ...p.c.entry, p.M, p.K, p.N, ...p.entries);
+      return out;
+    }
+    const k = kernelsFor(be);
     const scratch = be.wasm._malloc(4 * (Math.ceil(p.N / 8) * 8 * p.K + 4 * p.K + 32));
     for (let e0 = 0; e0 < p.entries[0]; e0++) {
       for (let e1 = 0; e1 < p.entries[1]; e1++) {

@@ -4,6 +4,7 @@ import { labelNamesOf, taskSpecOf, type Metric } from '../data/tasks.js';
 import { selectBackend } from '../engine/backend.js';
 import { loadPretrained } from '../engine/checkpoint.js';
 import { localModelDir } from '../engine/hub/cache.js';
+import { nativeKernels } from '../engine/native.js';
 import { ModelError, readModelConfig } from '../engine/config.js';
 import type { EncoderClassifier } from '../engine/model.js';
 import type { ParamSpec } from '../engine/params.js';
@@ -68,6 +69,7 @@ export async function executeTrial(plan: Plan, trial: PlannedTrial, recipe: Reci
 
     const backend = await selectBackend(recipe.runtime.backend);
     report.log(`backend: ${backend.name}${backend.skipped.length ? ` (skipped: ${backend.skipped.map((s) => `${s.name}: ${s.why}`).join('; ')})` : ''}`);
+    if (backend.name === 'wasm') report.log(`matrix products: ${nativeKernels().why}`);
     const modelDir = localModelDir(recipe.model.path);
     const config = readModelConfig(modelDir, recipe.model.family);
     const tokenizer = loadTokenizer(modelDir, { lowerCase: config.doLowerCase });

@@ -1,11 +1,13 @@
 import os from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { BackendName } from '../engine/backend.js';
+import * as tf from '@tensorflow/tfjs-core';
 import { sliceBatch } from '../engine/batch.js';
+import { rowsPerPass } from '../engine/memory.js';
 import type { ModelConfig } from '../engine/config.js';
 import type { Batch, EncoderClassifier } from '../engine/model.js';
 import { adamwStep, decayWhere, jsPasses, type AdamWSettings, type AdamWStep, type OptimizerPasses } from '../engine/optimizer.js';
-import { OptimizerKernels, SharedArena } from '../engine/optimizer-wasm.js';
+import { keepBitWords, OptimizerKernels, planArenas, SharedArena } from '../engine/optimizer-wasm.js';
 import { sizeOf } from '../engine/params.js';
 import { Rng, streamSeed } from '../engine/rng.js';
 import { bitsetBytes, popcount } from '../strategies/bitset.js';
@@ -38,11 +40,12 @@ interface SharedState {
   /** Child-Tuning-F's keep bits of the current step, one bitset per tensor (the engine's layout): drawn or replayed, applied, counted, recorded. */
   fbits: Uint8Array[];
   /**
-   * The shared wasm memory that holds values, shard 0's gradients and the moments, with each thread's draw
-   * scratch, so the update runs in wasm, and when `shards` every shard's gradients too, so the reduce does;
-   * absent when even the first part exceeds 4 GiB (then the JavaScript passes run).
+   * Shared wasm memories (at most 4 GiB each), each holding the values, shard 0's gradients and the moments
+   * of some tensors, with each thread's draw scratch, so their update runs in wasm, and when `shards` every
+   * shard's gradients too, so their reduce does. A tensor in none of them (too large alone) runs the
+   * JavaScript passes.
    */
-  arena?: { memory: WebAssembly.Memory; draws: Float32Array[]; shards: boolean };
+  arenas: { memory: WebAssembly.Memory; draws: Float32Array[]; shards: boolean; tensors: number[] }[];
 }
 
 type Request =
@@ -58,6 +61,17 @@ interface Reply {
   loss?: number;
   sumsq?: number;
   out?: Float32Array;
+}
+
+function concat(parts: Float32Array[]): Float32Array {
+  if (parts.length === 1) return parts[0];
+  const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
 }
 
 const shared = (n: number) => new Float32Array(new SharedArrayBuffer(n * 4));
@@ -126,13 +140,20 @@ export function updateSegment(s: Pick<SharedState, 'values' | 'm' | 'v'> & { gra
 /** What one thread does with each request; the same code runs on the main thread and in the workers. */
 export class ShardExecutor {
   private spec: MaskSpec = { kind: 'vanilla' };
-  /** wasm passes for what lives in the arena, JavaScript for the rest. */
-  private readonly updatePasses: OptimizerPasses;
-  private readonly reducePasses: OptimizerPasses;
+  /** Per tensor: the wasm passes of its arena, JavaScript where it has none. */
+  private readonly updatePasses: OptimizerPasses[];
+  private readonly reducePasses: OptimizerPasses[];
 
   constructor(private readonly model: EncoderClassifier, private readonly shard: number, private readonly state: SharedState, private readonly segments: Segment[], private readonly decays: boolean[]) {
-    this.updatePasses = state.arena ? new OptimizerKernels(state.arena.memory, state.arena.draws[shard]) : jsPasses;
-    this.reducePasses = state.arena?.shards ? this.updatePasses : jsPasses;
+    this.updatePasses = state.values.map(() => jsPasses);
+    this.reducePasses = state.values.map(() => jsPasses);
+    for (const arena of state.arenas) {
+      const kernels = new OptimizerKernels(arena.memory, arena.draws[shard]);
+      for (const t of arena.tensors) {
+        this.updatePasses[t] = kernels;
+        if (arena.shards) this.reducePasses[t] = kernels;
+      }
+    }
   }
 
   handle(req: Request): Reply {
@@ -140,15 +161,21 @@ export class ShardExecutor {
     switch (req.kind) {
       case 'grad': {
         const rng = req.dropoutSeed === null ? null : new Rng(streamSeed(req.dropoutSeed, this.shard));
-        return { loss: this.model.step(req.batch, s.grads[this.shard], rng).loss };
+        // A shard too large for one pass runs in several, each weighted by its share of the rows.
+        let loss = 0;
+        this.passes(req.batch).forEach((b, k, all) => {
+          const pass = { weight: all.length === 1 ? 1 : b.batch / req.batch.batch, accumulate: k > 0 };
+          loss += pass.weight * this.model.step(b, s.grads[this.shard], rng, pass).loss;
+        });
+        return { loss };
       }
       case 'reduce': {
         let sumsq = 0;
-        for (const seg of this.segments) sumsq = reduceSegment(s.grads, seg, req.weights, sumsq, this.reducePasses);
+        for (const seg of this.segments) sumsq = reduceSegment(s.grads, seg, req.weights, sumsq, this.reducePasses[seg.index]);
         return { sumsq };
       }
       case 'update': {
-        for (const seg of this.segments) updateSegment(s, seg, this.spec, req.step, req.coef, req.adam, this.decays[seg.index], this.updatePasses);
+        for (const seg of this.segments) updateSegment(s, seg, this.spec, req.step, req.coef, req.adam, this.decays[seg.index], this.updatePasses[seg.index]);
         this.model.markDirty();
         return {};
       }
@@ -159,10 +186,19 @@ export class ShardExecutor {
         this.model.markDirty();
         return {};
       case 'predict':
-        return { out: this.model.predict(req.batch).logits };
+        return { out: concat(this.passes(req.batch).map((b) => this.model.predict(b).logits)) };
       case 'features':
-        return { out: this.model.features(req.batch) };
+        return { out: concat(this.passes(req.batch).map((b) => this.model.features(b))) };
     }
+  }
+
+  /** The shard's rows in as few passes as the backend's heap allows (one, except on wasm for large models). */
+  private passes(b: Batch): Batch[] {
+    if (tf.getBackend() !== 'wasm') return [b];
+    const rows = rowsPerPass(this.model.config, this.model.numLabels, b.seq);
+    const count = Math.ceil(b.batch / rows);
+    if (count <= 1) return [b];
+    return Array.from({ length: count }, (_, k) => sliceBatch(b, Math.floor((k * b.batch) / count), Math.floor(((k + 1) * b.batch) / count)));
   }
 }
 
@@ -205,28 +241,38 @@ export class DataParallel {
   }
 
   /** Moves the model's weights into shared memory and starts threads - 1 workers. */
-  static async start(model: EncoderClassifier, o: { threads: number; backend: BackendName; adam: AdamWSettings }): Promise<DataParallel> {
+  static async start(model: EncoderClassifier, o: { threads: number; backend: BackendName; adam: AdamWSettings; /** Pages per arena (64 KiB each; default 4 GiB), smaller in tests. */ arenaPages?: number }): Promise<DataParallel> {
     const threads = Math.max(1, o.threads);
     const sizes = model.specs.map(sizeOf);
     const draws = OptimizerKernels.drawsFor(F_CHUNK);
-    // Everything goes in the wasm arena when it fits in 4 GiB, else what the update touches, else nothing.
-    const scratch = [...new Array(threads).fill(draws), ...sizes.map((n) => Math.ceil(n / 32))];
-    const withShards = SharedArena.create([...new Array(3 + threads).fill(sizes).flat(), ...scratch]);
-    const arena = withShards ?? SharedArena.create([...new Array(4).fill(sizes).flat(), ...scratch]);
-    const inArena = arena ? (n: number) => arena.floats(n) : shared;
+    // Tensors go in 4 GiB wasm arenas, with every shard's gradients where they fit; BERT-large needs two.
+    const scratch = new Array(threads).fill(draws);
+    const plan = planArenas(sizes, 3 + threads, threads, scratch, o.arenaPages);
+    const arenas = plan.groups.map((group) => {
+      const copies = group.shards ? 3 + threads : 4;
+      // Each tensor's F keep bits live beside its gradient, where the wasm mask pass writes them.
+      const arena = SharedArena.create([...group.tensors.flatMap((t) => [...new Array(copies).fill(sizes[t]), keepBitWords(sizes[t])]), ...scratch], o.arenaPages)!;
+      return { group, arena, draws: Array.from({ length: threads }, () => arena.floats(draws)) };
+    });
+    const home = sizes.map((): { arena: SharedArena; shards: boolean } | undefined => undefined);
+    for (const { group, arena } of arenas) for (const t of group.tensors) home[t] = { arena, shards: group.shards };
+    const alloc = (t: number, everyShard = false) => {
+      const h = home[t];
+      return h && (!everyShard || h.shards) ? h.arena.floats(sizes[t]) : shared(sizes[t]);
+    };
     model.values.forEach((v, i) => {
-      const s = inArena(v.length);
+      const s = alloc(i);
       s.set(v);
       model.values[i] = s;
     });
     model.markDirty();
     const state: SharedState = {
       values: model.values,
-      grads: Array.from({ length: threads }, (_, k) => sizes.map(k === 0 || withShards ? inArena : shared)),
-      m: sizes.map(inArena),
-      v: sizes.map(inArena),
-      fbits: sizes.map((n) => (arena ? arena.bits(n) : new Uint8Array(new SharedArrayBuffer(bitsetBytes(n))))),
-      arena: arena && { memory: arena.memory, draws: Array.from({ length: threads }, () => arena.floats(draws)), shards: withShards !== undefined },
+      grads: Array.from({ length: threads }, (_, k) => sizes.map((_, t) => alloc(t, k > 0))),
+      m: sizes.map((_, t) => alloc(t)),
+      v: sizes.map((_, t) => alloc(t)),
+      fbits: sizes.map((n, t) => home[t]?.arena.bits(n) ?? new Uint8Array(new SharedArrayBuffer(bitsetBytes(n)))),
+      arenas: arenas.map(({ group, arena, draws }) => ({ memory: arena.memory, draws, shards: group.shards, tensors: group.tensors })),
     };
     const segments = partition(sizes, threads);
     const decays = model.specs.map((s) => s.decay);
@@ -340,14 +386,7 @@ export class DataParallel {
   /** Runs predict or features over a batch, its rows split across threads; outputs concatenated in row order. */
   async infer(kind: 'predict' | 'features', b: Batch): Promise<Float32Array> {
     const { batches } = this.split(b);
-    const outs = (await this.round(batches.map((batch) => ({ kind, batch })))).slice(0, batches.length).map((r) => r!.out!);
-    const all = new Float32Array(outs.reduce((a, o) => a + o.length, 0));
-    let at = 0;
-    for (const o of outs) {
-      all.set(o, at);
-      at += o.length;
-    }
-    return all;
+    return concat((await this.round(batches.map((batch) => ({ kind, batch })))).slice(0, batches.length).map((r) => r!.out!));
   }
 
   async close() {
