@@ -46,6 +46,10 @@ export class SharedArena {
 /** 32-bit words of a tensor's F keep bits (one bit per element), which share its arena. */
 export const keepBitWords = (n: number) => Math.ceil(n / 32);
 
+/** The arrays an arena holds for these tensors: `copies` of each (weights, moments, gradients) and its F keep bits. */
+export const arenaLengths = (sizes: readonly number[], tensors: readonly number[], copies: number) =>
+  tensors.flatMap((t) => [...new Array(copies).fill(sizes[t]), keepBitWords(sizes[t])]);
+
 /** Tensors that share one arena, and whether every shard's gradients are in it too (else shard 0's only). */
 export interface ArenaGroup {
   tensors: number[];
@@ -59,7 +63,7 @@ export interface ArenaGroup {
  * too large even alone is left out (its passes run in JavaScript). `extra` is each arena's scratch.
  */
 export function planArenas(sizes: readonly number[], copies: number, shards: number, extra: readonly number[], maxPages = MAX_PAGES): { groups: ArenaGroup[]; outside: number[] } {
-  const fits = (tensors: number[], k: number) => pagesFor([...tensors.flatMap((t) => [...new Array(k).fill(sizes[t]), keepBitWords(sizes[t])]), ...extra]) <= maxPages;
+  const fits = (tensors: number[], k: number) => pagesFor([...arenaLengths(sizes, tensors, k), ...extra]) <= maxPages;
   const groups: ArenaGroup[] = [];
   const outside: number[] = [];
   let open: ArenaGroup | undefined;

@@ -7,7 +7,7 @@ import { rowsPerPass } from '../engine/memory.js';
 import type { ModelConfig } from '../engine/config.js';
 import type { Batch, EncoderClassifier } from '../engine/model.js';
 import { adamwStep, decayWhere, jsPasses, type AdamWSettings, type AdamWStep, type OptimizerPasses } from '../engine/optimizer.js';
-import { keepBitWords, OptimizerKernels, planArenas, SharedArena } from '../engine/optimizer-wasm.js';
+import { arenaLengths, OptimizerKernels, planArenas, SharedArena } from '../engine/optimizer-wasm.js';
 import { sizeOf } from '../engine/params.js';
 import { Rng, streamSeed } from '../engine/rng.js';
 import { bitsetBytes, popcount } from '../strategies/bitset.js';
@@ -250,8 +250,8 @@ export class DataParallel {
     const plan = planArenas(sizes, 3 + threads, threads, scratch, o.arenaPages);
     const arenas = plan.groups.map((group) => {
       const copies = group.shards ? 3 + threads : 4;
-      // Each tensor's F keep bits live beside its gradient, where the wasm mask pass writes them.
-      const arena = SharedArena.create([...group.tensors.flatMap((t) => [...new Array(copies).fill(sizes[t]), keepBitWords(sizes[t])]), ...scratch], o.arenaPages)!;
+      // Sized as planArenas sized the group, so it always fits; F's keep bits live beside each gradient.
+      const arena = SharedArena.create([...arenaLengths(sizes, group.tensors, copies), ...scratch], o.arenaPages)!;
       return { group, arena, draws: Array.from({ length: threads }, () => arena.floats(draws)) };
     });
     const home = sizes.map((): { arena: SharedArena; shards: boolean } | undefined => undefined);
