@@ -94,7 +94,11 @@ export class ShardExecutor {
         return { sumsq };
       }
       case 'update': {
-        for (const seg of this.segments) updateSegment(s, seg, this.hooks, req.step, req.coef, req.adam, this.decays[seg.index], this.updatePasses[seg.index]);
+        try {
+          for (const seg of this.segments) updateSegment(s, seg, this.hooks, req.step, req.coef, req.adam, this.decays[seg.index], this.updatePasses[seg.index]);
+        } catch (e) {
+          throw new Error(`${this.hooks.kind} update at step ${req.step}: ${(e as Error).message}`);
+        }
         this.model.markDirty();
         return {};
       }
