@@ -18,6 +18,9 @@ import { hooksFrom, STRATEGIES } from '../src/strategies/registry.js';
 import { maskRange, type Strategy } from '../src/strategies/strategy.js';
 import { vanilla } from '../src/strategies/vanilla/index.js';
 import { DataParallel } from '../src/run/parallel.js';
+import { collectRuns } from '../src/run/report/collect.js';
+import { groupRuns } from '../src/run/report/group.js';
+import { buildTable, markdownTable } from '../src/run/report/tables.js';
 import { AdamW, FIXTURES, GLUE, microModel, REPO, tmpProject, write } from './helpers.js';
 
 const SRC = path.join(REPO, 'src');
@@ -214,5 +217,23 @@ describe("Child-Tuning-D's mask on the wasm pass", () => {
     });
     assert.ok(moved > 100, `${moved} child elements moved`);
     model.dispose();
+  });
+});
+
+describe('the report', () => {
+  test('shows the share of parameters that trained after the strategy, where the runs recorded it', () => {
+    const dir = tmpProject();
+    const run = (name: string, strategy: string, share: number | undefined, seed: number) =>
+      write(path.join(dir, name), 'results.json', JSON.stringify({ task: 'glue/rte', strategy, reserve_p: null, seed, metrics: { accuracy: 0.5 + seed / 100 }, ...(share === undefined ? {} : { trainable_parameters: 10, trainable_share: share }) }));
+    run('a', 'vanilla', 1, 1);
+    run('b', 'vanilla', 1, 2);
+    const grouping = groupRuns(collectRuns([path.join(dir, 'a'), path.join(dir, 'b')]), 'vanilla');
+    const table = buildTable(grouping, [], 'vanilla');
+    assert.equal(table.rows[0].trainable, 1);
+    assert.match(markdownTable(table), /^\| strategy \| trainable \| glue\/rte \(accuracy\) \|\n\|---\|---\|---\|\n\| vanilla \| 100\.00% \|/);
+    run('c', 'vanilla', undefined, 3);
+    const older = buildTable(groupRuns(collectRuns([path.join(dir, 'c')]), 'vanilla'), [], 'vanilla');
+    assert.equal(older.rows[0].trainable, null);
+    assert.match(markdownTable(older), /^\| strategy \| glue\/rte \(accuracy\) \|\n/, 'runs that did not record it get no column');
   });
 });
