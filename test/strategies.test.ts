@@ -221,7 +221,7 @@ describe("Child-Tuning-D's mask on the wasm pass", () => {
 });
 
 describe('the report', () => {
-  test('shows the share of parameters that trained after the strategy, where the runs recorded it', () => {
+  test('shows the share of parameters that trained in a last column, where the runs recorded it', () => {
     const dir = tmpProject();
     const run = (name: string, strategy: string, share: number | undefined, seed: number) =>
       write(path.join(dir, name), 'results.json', JSON.stringify({ task: 'glue/rte', strategy, reserve_p: null, seed, metrics: { accuracy: 0.5 + seed / 100 }, ...(share === undefined ? {} : { trainable_parameters: 10, trainable_share: share }) }));
@@ -230,7 +230,7 @@ describe('the report', () => {
     const grouping = groupRuns(collectRuns([path.join(dir, 'a'), path.join(dir, 'b')]), 'vanilla');
     const table = buildTable(grouping, [], 'vanilla');
     assert.equal(table.rows[0].trainable, 1);
-    assert.match(markdownTable(table), /^\| strategy \| trainable \| glue\/rte \(accuracy\) \|\n\|---\|---\|---\|\n\| vanilla \| 100\.00% \|/);
+    assert.match(markdownTable(table), /^\| strategy \| glue\/rte \(accuracy\) \| trainable \|\n\|---\|---\|---\|\n\| vanilla \| [^|]+ \| 100\.00% \|\n/);
     run('c', 'vanilla', undefined, 3);
     const older = buildTable(groupRuns(collectRuns([path.join(dir, 'c')]), 'vanilla'), [], 'vanilla');
     assert.equal(older.rows[0].trainable, null);

@@ -23,7 +23,7 @@ export function estimateMemory(config: ModelConfig, recipe: Recipe, numLabels: n
   const weights = (p.total + threads * (p.total - p.embeddings)) * F32;
   const gradients = threads * p.total * F32;
   const adam = stage === 'train' ? 2 * p.total * F32 : 0;
-  const { fisher, mask } = definitionOf(recipe.strategy.kind).memory?.(recipe.strategy as never, p, stage) ?? { fisher: 0, mask: 0 };
+  const { fisher, mask } = definitionOf(recipe.strategy.kind).memory?.(recipe.strategy, p, stage) ?? { fisher: 0, mask: 0 };
   const batch = stage === 'fisher' ? (recipe.strategy.fisher?.batch_size ?? 16) : recipe.training.batch_size;
   const t = recipe.model.max_seq_length;
   const shards = Math.min(threads, batch);

@@ -41,9 +41,10 @@ export interface StageContext {
   runtime: unknown;
 }
 
-/** What a strategy is prepared from: the recipe, the model's parameters and its extra stages' outputs. */
-export interface PrepareInput {
+/** What a strategy is prepared from: the recipe (and its strategy block), the model's parameters and its extra stages' outputs. */
+export interface PrepareInput<K extends Kind = Kind> {
   recipe: Recipe;
+  options: OptionsOf<K>;
   specs: readonly ParamSpec[];
   /** The fisher stage's child network: one bitset per tensor (undefined outside its scope). */
   childNetwork?: (Uint8Array | undefined)[];
@@ -57,7 +58,7 @@ export interface StrategyDefinition<K extends Kind = Kind, P = unknown> {
   /** Bytes it adds to a stage's peak: the Fisher accumulator and the mask it keeps. */
   memory?(options: OptionsOf<K>, counts: { total: number; encoder: number }, stage: 'train' | 'fisher'): { fisher: number; mask: number };
   /** Plain data (structured-cloneable) every worker thread rebuilds the hooks from. */
-  prepare(input: PrepareInput): P;
+  prepare(input: PrepareInput<K>): P;
   hooks(prepared: P): StrategyHooks;
   /** Tensors whose kept counts are read from their shared bitsets after every update (F's drawn masks). */
   counted?(prepared: P): readonly boolean[];
@@ -70,8 +71,8 @@ export interface StrategyDefinition<K extends Kind = Kind, P = unknown> {
 /** A definition with its types checked against its own kind; the registry holds them as plain definitions. */
 export const defineStrategy = <K extends Kind, P>(d: StrategyDefinition<K, P>) => d as unknown as StrategyDefinition;
 
-/** The fields every Child-Tuning kind reports: its kind and reserve_p. */
-export const childTuningReport = (options: { kind: string; reserve_p?: number }) => ({
+/** The fields every kind reports: its kind and reserve_p (null in results.json, 1 in mask-stats.json where it has none). */
+export const kindReport = (options: { kind: string; reserve_p?: number }) => ({
   results: { strategy: options.kind, reserve_p: options.reserve_p ?? null },
   maskStats: { strategy: options.kind, reserve_p: options.reserve_p ?? 1 },
 });

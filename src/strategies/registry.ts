@@ -26,7 +26,7 @@ export function definitionOf(kind: Kind | string): StrategyDefinition {
 /** The strategy a recipe asks for, prepared from the model's parameters and its extra stages' outputs (D: the child network). */
 export function strategyFor(recipe: Recipe, specs: readonly ParamSpec[], childNetwork?: (Uint8Array | undefined)[]): Strategy {
   const definition = definitionOf(recipe.strategy.kind);
-  return new Strategy(definition, definition.prepare({ recipe, specs, childNetwork }));
+  return new Strategy(definition, definition.prepare({ recipe, options: recipe.strategy, specs, childNetwork }));
 }
 
 /** A worker thread's hooks, rebuilt from what the main thread sent (Strategy.message). */

@@ -75,11 +75,11 @@ export function significanceNote(t: ReportTable): string {
 export function markdownTable(t: ReportTable): string {
   const cellText = (x: Cell | null) => (x ? `${fmt(x.mean)} ± ${fmtStd(x.std)}${x.vs_baseline?.significant ? MARK : ''} (max ${fmt(x.max)}, n=${x.n})` : '–');
   const md = (s: string) => s.replace(/\|/g, '\\|');
-  // The share of parameters that trained, after the strategy, where the runs recorded it.
+  // The share of parameters that trained, last, where the runs recorded it.
   const trainable = t.rows.some((r) => r.trainable !== null);
   const share = (r: TableRow) => (trainable ? ` ${r.trainable === null ? '–' : `${(r.trainable * 100).toFixed(2)}%`} |` : '');
-  const lines = [`| strategy |${trainable ? ' trainable |' : ''} ${t.columns.map((c) => md(`${c} (${metricOf(t, c)})`)).join(' | ')} |`, `|---|${trainable ? '---|' : ''}${t.columns.map(() => '---').join('|')}|`];
-  for (const r of t.rows) lines.push(`| ${md(r.strategy)} |${share(r)} ${t.columns.map((c) => cellText(r.cells[c])).join(' | ')} |`);
+  const lines = [`| strategy | ${t.columns.map((c) => md(`${c} (${metricOf(t, c)})`)).join(' | ')} |${trainable ? ' trainable |' : ''}`, `|---|${t.columns.map(() => '---').join('|')}|${trainable ? '---|' : ''}`];
+  for (const r of t.rows) lines.push(`| ${md(r.strategy)} | ${t.columns.map((c) => cellText(r.cells[c])).join(' | ')} |${share(r)}`);
   lines.push('', 'Scores ×100: mean ± sample standard deviation over seeds, max over seeds, n = number of seeds.');
   const diffs = t.rows.flatMap((r) => t.columns.map((c) => ({ r, c, d: r.cells[c]?.vs_baseline })).filter((x) => x.d));
   if (diffs.length) {

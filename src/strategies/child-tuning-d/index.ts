@@ -1,5 +1,5 @@
 import { popcount } from '../bitset.js';
-import { childTuningReport, defineStrategy, type StrategyHooks } from '../definition.js';
+import { defineStrategy, kindReport, type StrategyHooks } from '../definition.js';
 import { Strategy } from '../strategy.js';
 import { resolvedFisher } from './fisher-settings.js';
 
@@ -48,16 +48,16 @@ export const childTuningDDefinition = defineStrategy({
     const inScope = options.fisher?.scope === 'all' ? counts.total : counts.encoder;
     return { fisher: stage === 'fisher' ? inScope * 4 : 0, mask: Math.ceil(inScope / 8) };
   },
-  prepare: ({ recipe, childNetwork }) => {
+  prepare: ({ options, childNetwork }) => {
     if (!childNetwork) throw new Error('child-tuning-d is prepared from the fisher stage\'s child network');
-    return { masks: childNetwork, maskWeightDecay: (recipe.strategy as { mask_weight_decay?: boolean }).mask_weight_decay ?? false };
+    return { masks: childNetwork, maskWeightDecay: options.mask_weight_decay };
   },
   hooks,
   fixedFraction: (d, index, size) => {
     const bits = d.masks[index];
     return bits ? popcount(bits, size) / size : 1;
   },
-  report: childTuningReport,
+  report: kindReport,
 });
 
 export const childTuningD = (masks: (Uint8Array | undefined)[], maskWeightDecay: boolean) => new Strategy(childTuningDDefinition, { masks, maskWeightDecay });

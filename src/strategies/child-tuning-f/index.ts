@@ -2,7 +2,7 @@ import { SEGMENT_GRAIN } from '../../engine/parallel/partition.js';
 import type { ParamSpec } from '../../engine/params.js';
 import { keepThreshold, Rng, streamSeed } from '../../engine/rng.js';
 import { bitsetBytes, popcount } from '../bitset.js';
-import { childTuningReport, defineStrategy, type StrategyHooks } from '../definition.js';
+import { defineStrategy, kindReport, type StrategyHooks } from '../definition.js';
 import { inScope, STREAMS, Strategy, type Scope } from '../strategy.js';
 
 /**
@@ -56,13 +56,10 @@ const prepareF = (p: number, scope: Scope, specs: readonly ParamSpec[], seed: nu
 
 export const childTuningFDefinition = defineStrategy({
   kind: 'child-tuning-f',
-  prepare: ({ recipe, specs }) => {
-    const s = recipe.strategy as Extract<typeof recipe.strategy, { kind: 'child-tuning-f' }>;
-    return prepareF(s.reserve_p!, s.scope ?? 'all', specs, streamSeed(recipe.training.seed, STREAMS.fMask), s.f_masks?.replay !== undefined);
-  },
+  prepare: ({ recipe, options, specs }) => prepareF(options.reserve_p!, options.scope ?? 'all', specs, streamSeed(recipe.training.seed, STREAMS.fMask), options.f_masks?.replay !== undefined),
   hooks,
   counted: (f) => f.scoped.map((s) => s && f.p < 1),
-  report: childTuningReport,
+  report: kindReport,
 });
 
 export const childTuningF = (p: number, scope: Scope, specs: readonly ParamSpec[], seed: number, replay = false) => new Strategy(childTuningFDefinition, prepareF(p, scope, specs, seed, replay));

@@ -1,4 +1,4 @@
-import { defineStrategy } from '../definition.js';
+import { defineStrategy, kindReport } from '../definition.js';
 import { Strategy } from '../strategy.js';
 
 /** Vanilla fine-tuning: every parameter trains on its whole gradient; nothing to prepare. */
@@ -6,7 +6,7 @@ export const vanillaDefinition = defineStrategy({
   kind: 'vanilla',
   prepare: () => ({}),
   hooks: () => ({ kind: 'vanilla' }),
-  report: () => ({ results: { strategy: 'vanilla', reserve_p: null }, maskStats: { strategy: 'vanilla', reserve_p: 1 } }),
+  report: kindReport,
 });
 
 export const vanilla = () => new Strategy(vanillaDefinition, {});
