@@ -2,6 +2,7 @@ import os from 'node:os';
 import { parameterCounts, type ModelConfig } from '../engine/config.js';
 import { activationBytes, rowsPerPass } from '../engine/memory.js';
 import type { Recipe } from '../recipe/types.generated.js';
+import { definitionOf } from '../strategies/registry.js';
 import type { MemoryEstimate } from './stages.js';
 
 const F32 = 4;
@@ -22,9 +23,7 @@ export function estimateMemory(config: ModelConfig, recipe: Recipe, numLabels: n
   const weights = (p.total + threads * (p.total - p.embeddings)) * F32;
   const gradients = threads * p.total * F32;
   const adam = stage === 'train' ? 2 * p.total * F32 : 0;
-  const inScope = recipe.strategy.fisher?.scope === 'all' ? p.total : p.encoder;
-  const fisher = stage === 'fisher' ? inScope * F32 : 0;
-  const mask = recipe.strategy.kind === 'child-tuning-d' ? Math.ceil(inScope / 8) : 0;
+  const { fisher, mask } = definitionOf(recipe.strategy.kind).memory?.(recipe.strategy, p, stage) ?? { fisher: 0, mask: 0 };
   const batch = stage === 'fisher' ? (recipe.strategy.fisher?.batch_size ?? 16) : recipe.training.batch_size;
   const t = recipe.model.max_seq_length;
   const shards = Math.min(threads, batch);
