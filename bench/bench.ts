@@ -24,7 +24,10 @@ import { estimateMemory } from '../src/plan/estimate.js';
 import type { Recipe } from '../src/recipe/types.generated.js';
 import { DataParallel, threadsFor } from '../src/run/parallel.js';
 import { accumulateFisher, selectChild } from '../src/strategies/fisher.js';
-import { childTuningD, childTuningF, vanilla, type Strategy } from '../src/strategies/strategy.js';
+import { childTuningD } from '../src/strategies/child-tuning-d/index.js';
+import { childTuningF } from '../src/strategies/child-tuning-f/index.js';
+import type { Strategy } from '../src/strategies/strategy.js';
+import { vanilla } from '../src/strategies/vanilla/index.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 /**

@@ -7,9 +7,11 @@ import { parseModelConfig } from '../src/engine/config.js';
 import { EncoderClassifier } from '../src/engine/model.js';
 import { initialValue } from '../src/engine/checkpoint.js';
 import { keepThreshold, Rng, streamSeed } from '../src/engine/rng.js';
-import { DataParallel, partition } from '../src/run/parallel.js';
+import { partition } from '../src/engine/parallel/partition.js';
+import { DataParallel } from '../src/run/parallel.js';
 import { getBit } from '../src/strategies/bitset.js';
-import { childTuningF, F_CHUNK, STREAMS } from '../src/strategies/strategy.js';
+import { childTuningF, F_CHUNK } from '../src/strategies/child-tuning-f/index.js';
+import { STREAMS } from '../src/strategies/strategy.js';
 import { cli, GLUE, tinyModelRecipe } from './helpers.js';
 
 const P = 0.3;

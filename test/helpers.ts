@@ -8,7 +8,7 @@ import { Rng } from '../src/engine/rng.js';
 import { initialValue } from '../src/engine/checkpoint.js';
 import { adamwStep, clipCoefficient, type AdamWSettings } from '../src/engine/optimizer.js';
 import type { ParamSpec } from '../src/engine/params.js';
-import { updateSegment } from '../src/run/parallel.js';
+import { updateSegment } from '../src/engine/parallel/shard.js';
 import type { Strategy } from '../src/strategies/strategy.js';
 import { main } from '../src/cli/main.js';
 

@@ -6,9 +6,12 @@ import { adamwRange, adamwStep, applyKeepBits } from '../src/engine/optimizer.js
 import { OptimizerKernels, planArenas, SharedArena } from '../src/engine/optimizer-wasm.js';
 import { sizeOf } from '../src/engine/params.js';
 import { keepThreshold, Rng } from '../src/engine/rng.js';
-import { DataParallel, partition, reduceSegment } from '../src/run/parallel.js';
+import { partition } from '../src/engine/parallel/partition.js';
+import { reduceSegment } from '../src/engine/parallel/shard.js';
+import { DataParallel } from '../src/run/parallel.js';
 import { bitsetBytes } from '../src/strategies/bitset.js';
-import { childTuningF, F_CHUNK, maskRange } from '../src/strategies/strategy.js';
+import { childTuningF, F_CHUNK } from '../src/strategies/child-tuning-f/index.js';
+import { maskRange } from '../src/strategies/strategy.js';
 import { microModel } from './helpers.js';
 
 describe('data parallelism', () => {

@@ -12,7 +12,10 @@ import { sizeOf } from '../src/engine/params.js';
 import { Rng } from '../src/engine/rng.js';
 import { selectChild } from '../src/strategies/fisher.js';
 import { kthLargest } from '../src/strategies/select.js';
-import { childTuningD, childTuningF, maskRange, vanilla } from '../src/strategies/strategy.js';
+import { childTuningD } from '../src/strategies/child-tuning-d/index.js';
+import { childTuningF } from '../src/strategies/child-tuning-f/index.js';
+import { maskRange } from '../src/strategies/strategy.js';
+import { vanilla } from '../src/strategies/vanilla/index.js';
 import { getBit } from '../src/strategies/bitset.js';
 import { AdamW, cli, FIXTURES, GLUE, microModel, tinyModelRecipe, tmpProject, write } from './helpers.js';
 

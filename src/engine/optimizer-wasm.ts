@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import type { AdamWStep, OptimizerPasses } from './optimizer.js';
 
 /**
- * The optimizer's passes (gradient reduce, clip scaling, Child-Tuning-F's mask, AdamW) in WebAssembly over parameter
+ * The optimizer's passes (gradient reduce, clip scaling, keep-bit draws and masks, AdamW) in WebAssembly over parameter
  * state that lives in one shared wasm memory (src/engine/wasm/optimizer.wat). They are bit-identical to
  * jsPasses in optimizer.ts (tested), which remain for state too large for a 32-bit memory.
  * Measured on 2.2M elements: AdamW 6.5 ms against 14 in JavaScript (scratch runs, see BENCHMARKS.md for whole
@@ -43,10 +43,10 @@ export class SharedArena {
   }
 }
 
-/** 32-bit words of a tensor's F keep bits (one bit per element), which share its arena. */
+/** 32-bit words of a tensor's keep bits (one bit per element), which share its arena. */
 export const keepBitWords = (n: number) => Math.ceil(n / 32);
 
-/** The arrays an arena holds for these tensors: `copies` of each (weights, moments, gradients) and its F keep bits. */
+/** The arrays an arena holds for these tensors: `copies` of each (weights, moments, gradients) and its keep bits. */
 export const arenaLengths = (sizes: readonly number[], tensors: readonly number[], copies: number) =>
   tensors.flatMap((t) => [...new Array(copies).fill(sizes[t]), keepBitWords(sizes[t])]);
 
@@ -59,7 +59,7 @@ export interface ArenaGroup {
 /**
  * Cuts the parameter tensors, in order, into groups whose state fits one arena each: weights, gradients and
  * moments of a tensor always share an arena, because a pass reads them together. With `copies` arrays per
- * tensor (weights, moments and every shard's gradients, plus its F keep bits) when they fit, else `copies - shards + 1`; a tensor
+ * tensor (weights, moments and every shard's gradients, plus its keep bits) when they fit, else `copies - shards + 1`; a tensor
  * too large even alone is left out (its passes run in JavaScript). `extra` is each arena's scratch.
  */
 export function planArenas(sizes: readonly number[], copies: number, shards: number, extra: readonly number[], maxPages = MAX_PAGES): { groups: ArenaGroup[]; outside: number[] } {
@@ -91,7 +91,7 @@ interface Exports {
 
 let compiled: WebAssembly.Module | undefined;
 
-/** The passes, for one thread, over arrays of one arena. `draws` is this thread's scratch for F's random draws. */
+/** The passes, for one thread, over arrays of one arena. `draws` is this thread's scratch for random keep draws. */
 export class OptimizerKernels implements OptimizerPasses {
   private readonly k: Exports;
 

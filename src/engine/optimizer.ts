@@ -65,9 +65,9 @@ export interface OptimizerPasses {
   scale(g: Float32Array, lo: number, hi: number, coef: number): void;
   /** adamwRange. */
   adamw(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, lo: number, hi: number, a: AdamWStep): void;
-  /** Child-Tuning-F's keep decisions for [lo, hi) from a generator state into a bitset: Rng(state).bernoulliBits. */
+  /** Random keep decisions for [lo, hi) from a generator state into a bitset: Rng(state).bernoulliBits (Child-Tuning-F's draw). */
   fdraw(bits: Uint8Array, lo: number, hi: number, state: readonly number[], threshold: number): void;
-  /** applyKeepBits: g *= scale where the bit is set, else 0. */
+  /** applyKeepBits: g *= scale where the bit is set, else 0 (F's mask with scale 1/p; D's with scale 1). */
   fapply(g: Float32Array, bits: Uint8Array, lo: number, hi: number, scale: number): void;
   /** g = w0 g + w1 g1, rounded once; returns `sum` plus the unrounded squares, added in order. */
   reduce2(g: Float32Array, g1: Float32Array, lo: number, hi: number, w0: number, w1: number, sum: number): number;

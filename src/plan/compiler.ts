@@ -8,7 +8,8 @@ import { loadSplit, splitFile } from '../data/load.js';
 import { taskSpecOf } from '../data/tasks.js';
 import { resolveRecipe, type LoadedRecipe } from '../recipe/index.js';
 import { diagnostic, pointerOf, type Diagnostic } from '../recipe/diagnostics.js';
-import type { Dataset, Fisher, Recipe } from '../recipe/types.generated.js';
+import type { Dataset, Recipe } from '../recipe/types.generated.js';
+import { definitionOf } from '../strategies/registry.js';
 import { estimateMemory } from './estimate.js';
 import { fileFingerprint, modelFingerprint, needsFreshHead } from './fingerprint.js';
 import { canonicalJson, hashInputs, sha256 } from './hash.js';
@@ -16,10 +17,7 @@ import { plannedRuntime } from './runtime.js';
 import { CACHED_STAGES, type Plan, type PlannedTrial, type Stage, type StageKind } from './stages.js';
 import { expandSweep } from './sweep.js';
 
-export type ResolvedFisher = Required<Omit<Fisher, 'max_samples'>> & Pick<Fisher, 'max_samples'>;
-
-/** The fisher block with its defaults (the block itself may be omitted from a child-tuning-d recipe). */
-export const resolvedFisher = (r: Recipe): ResolvedFisher => ({ estimator: 'batch', batch_size: 16, clip: 1, scope: 'encoder', seed: 0, ...r.strategy.fisher });
+export { resolvedFisher, type ResolvedFisher } from '../strategies/child-tuning-d/fisher-settings.js';
 
 /** Number of labels the classifier needs (1 for regression). */
 export const numLabelsOf = (d: Dataset) => taskSpecOf(d).labels?.length ?? 1;
@@ -118,26 +116,24 @@ export function compilePlan(loaded: LoadedRecipe, recipeFile: string): CompileRe
       continue;
     }
     const numLabels = numLabelsOf(r.dataset);
-    let fisher: Stage | undefined;
-    if (r.strategy.kind === 'child-tuning-d') {
-      const settings = resolvedFisher(r);
-      // Everything the pass reads: the pretrained weights, the data, the settings, the training seed when it
-      // initialises the head (the checkpoint has none of the task's shape), and the backend and thread count
-      // (dropout streams per shard and the order of the gradient sum depend on them).
-      fisher = add('fisher', {
-        model: model.hash, data: train.stage.hash, fisher: settings, reserve_p: r.strategy.reserve_p, num_labels: numLabels, dropout: r.training.dropout,
-        head_seed: needsFreshHead(modelDir, paramSpecs(config, numLabels).filter((s) => s.group === 'head'), prefixOf(config)) ? r.training.seed : null,
-        runtime: plannedRuntime(r.runtime),
-      }, [model, train.stage], `${settings.estimator} estimator, keep ${r.strategy.reserve_p}`, t, cacheDir);
-      const examples = Math.min(train.examples, settings.max_samples ?? Infinity);
-      fisher.work = { examples, epochs: 1, steps: settings.estimator === 'per-example' ? examples : Math.ceil(examples / settings.batch_size) };
-      fisher.memory = estimateMemory(config, r, numLabels, 'fisher');
-    }
+    const strategy = definitionOf(r.strategy.kind);
+    diagnostics.push(...(strategy.check?.(r.strategy) ?? []).map((d) => ({ ...d, location: d.location ?? loaded.composed!.sources.get(d.pointer) })));
+    // The strategy's own stages before training (D: the fisher pass), each on the pretrained model and the training data.
+    const extra = (strategy.stages?.(r.strategy, r, {
+      modelHash: model.hash, train: { hash: train.stage.hash, examples: train.examples }, numLabels, runtime: plannedRuntime(r.runtime),
+      headSeed: () => (needsFreshHead(modelDir, paramSpecs(config, numLabels).filter((s) => s.group === 'head'), prefixOf(config)) ? r.training.seed : null),
+    }) ?? []).map((x) => {
+      const s = add(x.kind, x.inputs, [model, train.stage], x.label, t, cacheDir);
+      s.work = x.work;
+      s.memory = estimateMemory(config, r, numLabels, x.kind);
+      return s;
+    });
+    const fisher = extra.find((s) => s.kind === 'fisher');
     const v = volatile(r);
     const trainStage = add('train', {
       model: model.hash, data: train.stage.hash, eval_data: dev.stage.hash, num_labels: numLabels, fisher: fisher?.hash,
       strategy: v.strategy, training: v.training, evaluation: v.evaluation, max_seq_length: r.model.max_seq_length, runtime: plannedRuntime(r.runtime),
-    }, [model, train.stage, dev.stage, ...(fisher ? [fisher] : [])], `${r.strategy.kind}${r.strategy.reserve_p !== undefined ? ` p=${r.strategy.reserve_p}` : ''} seed=${r.training.seed}`, t, cacheDir);
+    }, [model, train.stage, dev.stage, ...extra], `${r.strategy.kind}${r.strategy.reserve_p !== undefined ? ` p=${r.strategy.reserve_p}` : ''} seed=${r.training.seed}`, t, cacheDir);
     const steps = Math.ceil(train.examples / r.training.batch_size) * r.training.epochs;
     trainStage.work = { examples: train.examples, epochs: r.training.epochs, steps: Math.ceil(steps) };
     trainStage.memory = estimateMemory(config, r, numLabels, 'train');

@@ -4,6 +4,7 @@ import { activationBytes, forwardBytes, passRows } from '../engine/memory.js';
 import { paramSpecs } from '../engine/params.js';
 import { saveScratchElements } from '../engine/save.js';
 import type { Recipe } from '../recipe/types.generated.js';
+import { definitionOf } from '../strategies/registry.js';
 import type { MemoryEstimate } from './stages.js';
 
 const F32 = 4;
@@ -11,15 +12,12 @@ const F32 = 4;
 /** Resident size of a Node process running the engine on a micro model, and what each extra worker thread adds (measured, tfjs 4.22). */
 const RUNTIME_MAIN = 87 << 20;
 const RUNTIME_WORKER = 32 << 20;
-/** Copies of the in-scope Fisher scores that choosing D's child network holds besides the accumulator: selectChild
- * gathers them into one array and kthLargest selects on a copy of that (src/strategies/fisher.ts, select.ts). */
-const SELECTION_COPIES = 2;
 
 /**
  * Bytes a run holds at its peak, modelled on how the engine allocates: weights once in shared memory plus a
  * device copy per thread (embedding tables excepted: they are read in JavaScript), a gradient buffer per
- * thread, two Adam moments, the Fisher accumulator and the selection's copies (fisher stage) or the bitset mask, the activations of each
- * thread's largest pass (src/engine/memory.ts: a shard runs in several passes when one would not fit the wasm
+ * thread, two Adam moments, what the strategy adds (its memory hook: D's Fisher scores or mask), the activations of
+ * each thread's largest pass (src/engine/memory.ts: a shard runs in several passes when one would not fit the wasm
  * heap), the one scratch tensor saving the model needs (src/engine/save.ts streams the file), and the runtime
  * itself. The train stage's largest pass may be an evaluation's (evaluation.batch_size rows, forward only): a wasm
  * heap keeps its high-water mark. The parsed checkpoint is not counted: it is freed
@@ -30,9 +28,7 @@ export function estimateMemory(config: ModelConfig, recipe: Recipe, numLabels: n
   const weights = (p.total + threads * (p.total - p.embeddings)) * F32;
   const gradients = threads * p.total * F32;
   const adam = stage === 'train' ? 2 * p.total * F32 : 0;
-  const inScope = recipe.strategy.fisher?.scope === 'all' ? p.total : p.encoder;
-  const fisher = stage === 'fisher' ? (1 + SELECTION_COPIES) * inScope * F32 : 0;
-  const mask = recipe.strategy.kind === 'child-tuning-d' ? Math.ceil(inScope / 8) : 0;
+  const { fisher, mask } = definitionOf(recipe.strategy.kind).memory?.(recipe.strategy, p, stage) ?? { fisher: 0, mask: 0 };
   const t = recipe.model.max_seq_length;
   const passes = (batch: number, bytes: typeof activationBytes) => {
     const shards = Math.min(threads, batch);

@@ -11,7 +11,7 @@ import { TokenizerError } from '../engine/tokenizer.js';
 import { diagnostic, pointerOf, skipped, type Diagnostic } from './diagnostics.js';
 import type { Holes } from './holes.js';
 import type { SourceMap } from './parse.js';
-import { keysAt, schemaAt } from './schema.js';
+import { keysAt, ownersOf, schemaAt } from './schema.js';
 import { closest } from './suggest.js';
 import type { Dataset, Recipe } from './types.generated.js';
 
@@ -78,25 +78,30 @@ type Guard = Holes['guard'];
 /** The note for an option that does not apply: how to drop it, in the recipe or from the command line. */
 const dropIt = (dotted: string) => `Remove ${dotted} from the recipe (or add --set ${dotted}=null), or change strategy.kind.`;
 
-function checkStrategy({ strategy }: Recipe, report: Report, guard: Guard) {
+/**
+ * The strategy's options against its kind, from the schema's union (schema/strategies.mjs): an option of another
+ * kind is misplaced (CT0303); a kind that has reserve_p needs it, as a fraction.
+ */
+function checkStrategy(recipe: Recipe, report: Report, guard: Guard) {
+  const strategy = recipe.strategy as Record<string, unknown> & { kind: string; reserve_p?: number };
   const kind = '/strategy/kind';
+  const branch = () => schemaAt(['strategy'], recipe)!;
+  const misplaced = (key: string) => {
+    const instead = (branch()['x-instead'] as Record<string, string> | undefined)?.[key];
+    report('CT0303', `${key} applies only to ${ownersOf(branch().properties![key])!.join(' and ')}`, `/strategy/${key}`, [...(instead ? [`For ${strategy.kind}, set ${instead}.`] : []), dropIt(`strategy.${key}`)]);
+  };
   guard('reserve_p checks of strategy', [kind, '/strategy/reserve_p'], () => {
-    const child = strategy.kind !== 'vanilla';
-    if (child && strategy.reserve_p === undefined) {
+    const needs = !!branch().properties?.reserve_p && !ownersOf(branch().properties!.reserve_p);
+    if (needs && strategy.reserve_p === undefined) {
       report('CT0302', `strategy ${strategy.kind} needs reserve_p, the fraction of gradient elements kept`, '/strategy', ['The paper uses reserve_p between 0.1 and 0.3; try reserve_p: 0.3.']);
     }
     if (strategy.reserve_p === undefined) return;
     if (!(strategy.reserve_p > 0 && strategy.reserve_p <= 1)) report('CT0301', `reserve_p is ${strategy.reserve_p}; it must be in (0, 1]`, '/strategy/reserve_p', ['reserve_p is a fraction: 0.3 keeps 30% of the gradient.']);
-    if (!child) report('CT0303', 'reserve_p applies only to child-tuning-f and child-tuning-d', '/strategy/reserve_p', [dropIt('strategy.reserve_p')]);
+    if (!needs) misplaced('reserve_p');
   });
-  guard('strategy option checks', [kind, '/strategy/mask_weight_decay', '/strategy/f_masks'], () => {
-    if (strategy.fisher && strategy.kind !== 'child-tuning-d') report('CT0303', 'a fisher block applies only to child-tuning-d', '/strategy/fisher', [dropIt('strategy.fisher')]);
-    if (strategy.mask_weight_decay && strategy.kind !== 'child-tuning-d') report('CT0303', 'mask_weight_decay applies only to child-tuning-d (its mask is fixed)', '/strategy/mask_weight_decay', [dropIt('strategy.mask_weight_decay')]);
-    if (strategy.f_masks && strategy.kind !== 'child-tuning-f') report('CT0303', 'f_masks applies only to child-tuning-f (the masks it draws each step)', '/strategy/f_masks', [dropIt('strategy.f_masks')]);
-    if (strategy.scope && strategy.kind !== 'child-tuning-f') {
-      report('CT0303', 'strategy.scope applies only to child-tuning-f', '/strategy/scope', [...(strategy.kind === 'child-tuning-d' ? ['For child-tuning-d, set strategy.fisher.scope.'] : []), dropIt('strategy.scope')]);
-    }
-  });
+  const others = Object.keys(strategy ?? {}).filter((k) => k !== 'reserve_p' && strategy[k] !== undefined && ownersOf(schemaAt(['strategy', k], recipe)));
+  // Only whether an option is written matters, not its value (which the schema still checks against its owner's).
+  guard('strategy option checks', [kind], () => others.forEach(misplaced));
 }
 
 function checkModel({ model }: Recipe, report: Report) {

@@ -42,22 +42,51 @@ export function deref(node: JsonSchema | undefined): JsonSchema | undefined {
   return n;
 }
 
-/** The schema node at a path of recipe keys, or undefined when the schema has no such path. */
-export function schemaAt(segments: readonly string[]): JsonSchema | undefined {
+const isMapping = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/**
+ * A union node (x-discriminator: the strategy, one branch per kind) as the data at it selects: the branch of its
+ * kind (the default kind when the mapping names none). With no data, or a kind no branch has, every branch's
+ * options together, a kind's own over another's copy.
+ */
+function branchOf(node: JsonSchema, value: unknown): JsonSchema {
+  const key = node['x-discriminator'];
+  if (typeof key !== 'string' || !Array.isArray(node.allOf)) return node;
+  const branches = (node.allOf as { if: JsonSchema; then: JsonSchema }[]).map((b) => ({ tag: b.if.properties![key].const, schema: deref(b.then)! }));
+  const tag = isMapping(value) ? (value[key] ?? node.properties?.[key]?.default) : undefined;
+  const chosen = branches.find((b) => b.tag === tag);
+  if (chosen) return chosen.schema;
+  const properties: Record<string, JsonSchema> = {};
+  for (const b of branches) for (const [k, p] of Object.entries(b.schema.properties ?? {})) if (!properties[k] || properties[k]['x-owners']) properties[k] = p;
+  return { ...node, properties };
+}
+
+/**
+ * The schema node at a path of recipe keys, or undefined when the schema has no such path. `data` (the recipe)
+ * chooses the branch of a union (the strategy's kind); without it, every branch's keys are found.
+ */
+export function schemaAt(segments: readonly string[], data?: unknown): JsonSchema | undefined {
   let node = deref(recipeSchema);
+  let value = data;
   for (const seg of segments) {
     if (!node) return undefined;
+    node = branchOf(node, value);
     if (node.properties && seg in node.properties) node = deref(node.properties[seg]);
     else if (node.prefixItems && /^\d+$/.test(seg)) node = deref(node.prefixItems[Number(seg)]);
     else if (node.items && /^\d+$/.test(seg)) node = deref(node.items);
     else if (typeof node.additionalProperties === 'object') node = deref(node.additionalProperties);
     else return undefined;
+    value = isMapping(value) || Array.isArray(value) ? (value as Record<string, unknown>)[seg] : undefined;
   }
-  return node;
+  return node && branchOf(node, value);
 }
 
-/** Keys the schema allows at a path (for did-you-mean). */
-export const keysAt = (segments: readonly string[]) => Object.keys(schemaAt(segments)?.properties ?? {});
+/** Keys the schema allows at a path (for did-you-mean): a strategy's own options, not those of other kinds. */
+export const keysAt = (segments: readonly string[], data?: unknown) =>
+  Object.entries(schemaAt(segments, data)?.properties ?? {}).filter(([, p]) => !p['x-owners']).map(([k]) => k);
+
+/** Kinds a misplaced option belongs to (x-owners: marked by schema/strategies.mjs), or undefined for an own option. */
+export const ownersOf = (node: JsonSchema | undefined) => node?.['x-owners'] as string[] | undefined;
 
 export interface SchemaResult {
   /** Set when the data is valid. */
@@ -131,13 +160,13 @@ function toDiagnostics(errors: ErrorObject[], data: unknown, written: unknown, s
     const key = (e.params as { additionalProperty: string }).additionalProperty;
     const parent = segmentsOf(e.instancePath);
     const pointer = pointerOf([...parent, key]);
-    const suggestion = closest(key, keysAt(parent));
+    const suggestion = closest(key, keysAt(parent, data));
     if (suggestion) unknownKeyFixes.add(`${e.instancePath}|${suggestion}`);
     const where = parent.length ? `in '${parent.join('.')}'` : 'at the top level';
     const d = push(diagnostic('CT0102', `unknown key '${key}' ${where}`, pointer, {
       location: locate(sources, pointer),
       suggestion,
-      notes: [`allowed keys: ${keysAt(parent).join(', ')}`],
+      notes: [`allowed keys: ${keysAt(parent, data).join(', ')}`],
     }));
     // Where the key it resembles was not written, the misspelling was probably meant for it: checks of that
     // key would judge a default the user did not choose.
@@ -154,7 +183,7 @@ function toDiagnostics(errors: ErrorObject[], data: unknown, written: unknown, s
       case 'required': {
         const key = (e.params as { missingProperty: string }).missingProperty;
         if (unknownKeyFixes.has(`${pointer}|${key}`)) break;
-        const node = schemaAt([...segmentsOf(pointer), key]);
+        const node = schemaAt([...segmentsOf(pointer), key], data);
         push(diagnostic('CT0103', `missing required key '${key}' in ${dotted}`, pointerOf([...segmentsOf(pointer), key]), {
           location, notes: node?.description ? [`${key}: ${node.description}`] : undefined,
         }));

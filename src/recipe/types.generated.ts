@@ -17,7 +17,10 @@ extends?: string
 name?: string
 model: Model
 dataset: Dataset
-strategy: Strategy
+/**
+ * How the training changes the gradient or the model: one branch per kind (src/strategies/<kind>/schema.json), chosen by kind.
+ */
+strategy: (VanillaStrategy | ChildTuningDStrategy | ChildTuningFStrategy)
 training: Training
 evaluation: Evaluation
 transfer: Transfer
@@ -95,28 +98,33 @@ seed: number
  */
 stratified: boolean
 }
-export interface Strategy {
-kind: ("vanilla" | "child-tuning-f" | "child-tuning-d")
+/**
+ * Plain fine-tuning: every parameter trains on its whole gradient.
+ */
+export interface VanillaStrategy {
+kind: "vanilla"
+reserve_p?: undefined
+mask_weight_decay?: undefined
+fisher?: undefined
+scope?: undefined
+f_masks?: undefined
+}
+/**
+ * Child-Tuning-D (task-driven): the top reserve_p of the parameters by Fisher information train, the rest stay frozen.
+ */
+export interface ChildTuningDStrategy {
+kind: "child-tuning-d"
 /**
  * Fraction of gradient elements kept (the child network's size).
  */
 reserve_p?: number
 /**
- * Child-Tuning-F only: parameters the random mask applies to (default all, as the reference).
- */
-scope?: ("all" | "encoder")
-/**
  * Also mask the decoupled weight decay (the reference does not).
  */
 mask_weight_decay: boolean
-/**
- * Child-Tuning-F only: record the masks this run draws (record: true writes f-masks.bin and f-masks.json into the run directory: per step and tensor a bitset in Hugging Face order and layout), or train with the masks a run recorded instead of drawing them (replay: that run's directory, relative to the recipe).
- */
-f_masks?: {
-record?: boolean
-replay?: string
-}
 fisher?: Fisher
+scope?: undefined
+f_masks?: undefined
 }
 /**
  * Child-Tuning-D: how the Fisher information that picks the child network is estimated.
@@ -143,6 +151,29 @@ scope: ("all" | "encoder")
  * Seed for dropout during the pass (the reference runs it in training mode).
  */
 seed: number
+}
+/**
+ * Child-Tuning-F (task-free): each step each gradient element is kept with probability reserve_p and divided by it.
+ */
+export interface ChildTuningFStrategy {
+kind: "child-tuning-f"
+/**
+ * Fraction of gradient elements kept (the child network's size).
+ */
+reserve_p?: number
+/**
+ * Child-Tuning-F only: parameters the random mask applies to (default all, as the reference).
+ */
+scope?: ("all" | "encoder")
+/**
+ * Child-Tuning-F only: record the masks this run draws (record: true writes f-masks.bin and f-masks.json into the run directory: per step and tensor a bitset in Hugging Face order and layout), or train with the masks a run recorded instead of drawing them (replay: that run's directory, relative to the recipe).
+ */
+f_masks?: {
+record?: boolean
+replay?: string
+}
+mask_weight_decay?: undefined
+fisher?: undefined
 }
 export interface Training {
 optimizer: Optimizer

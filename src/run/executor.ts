@@ -15,7 +15,7 @@ import { numLabelsOf } from '../plan/compiler.js';
 import type { Plan, PlannedTrial } from '../plan/stages.js';
 import type { Dataset, Recipe } from '../recipe/types.generated.js';
 import { perLayer } from '../strategies/fisher.js';
-import { strategyFor } from '../strategies/strategy.js';
+import { strategyFor } from '../strategies/registry.js';
 import { latestCheckpoint, readCheckpoint, writeCheckpoint, type TrainingCheckpoint } from './checkpoint.js';
 import { writeChildMask } from './child-mask.js';
 import { prepareSplit, type PreparedSplit } from './data.js';
@@ -131,14 +131,16 @@ export async function executeTrial(plan: Plan, trial: PlannedTrial, recipe: Reci
       const final = recipe.evaluation.checkpoint === 'best' ? result.epochs[result.bestEpoch - 1].metrics : result.epochs.at(-1)!.metrics;
 
       const kept = strategy.keptFractions(model.specs);
-      run.writeJson('mask-stats.json', { strategy: recipe.strategy.kind, reserve_p: recipe.strategy.reserve_p ?? 1, per_tensor: kept, per_layer: perLayer(model, kept), ...(fisher ? { fisher: fisher.stats } : {}) });
+      const strategyFields = strategy.definition.report(recipe.strategy);
+      const trainable = strategy.trainable(model.specs);
+      run.writeJson('mask-stats.json', { ...strategyFields.maskStats, per_tensor: kept, per_layer: perLayer(model, kept), ...trainable, ...(fisher ? { fisher: fisher.stats } : {}) });
 
       const transfer = await timed('transfer', () => transferStage(parallel, model, recipe, tokenizer.padId, (d, split, sub) => prepareSplit(d, split, tokenizer, maxLen, sub), report));
 
       current = 'save';
       saveModel(model, run.path('model'), { source: modelDir, labels: labelNamesOf(recipe.dataset) });
       const results = {
-        trial: trial.index, overrides: trial.overrides, task: recipe.dataset.task, strategy: recipe.strategy.kind, reserve_p: recipe.strategy.reserve_p ?? null,
+        trial: trial.index, overrides: trial.overrides, task: recipe.dataset.task, ...strategyFields.results, ...trainable,
         seed: recipe.training.seed, backend: backend.name, backend_skipped: backend.skipped, threads, metrics: final, epochs: result.epochs, best_epoch: result.bestEpoch, steps: result.steps,
         skipped_steps: result.skippedSteps, final_loss: result.finalLoss, transfer, durations_s: durations, resumed_from_step: resume?.meta.loop.step ?? null,
         hashes: { recipe: trial.recipeHash, train: stageOf(trial.train).hash, fisher: fisher?.hash ?? null },

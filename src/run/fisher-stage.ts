@@ -7,7 +7,7 @@ import type { Stage } from '../plan/stages.js';
 import type { Recipe } from '../recipe/types.generated.js';
 import { bitsetBytes } from '../strategies/bitset.js';
 import { accumulateFisher, fisherHistogram, perLayer, selectChild, type FisherStats } from '../strategies/fisher.js';
-import { childTuningD } from '../strategies/strategy.js';
+import { childTuningD } from '../strategies/child-tuning-d/index.js';
 import { StageCache } from './cache.js';
 import type { PreparedSplit } from './data.js';
 import { RunError } from './errors.js';

@@ -4,6 +4,7 @@ import type { ParamSpec } from '../engine/params.js';
 import { keepThreshold } from '../engine/rng.js';
 import type { Recipe } from '../recipe/types.generated.js';
 import { bitsetBytes } from '../strategies/bitset.js';
+import type { PreparedF } from '../strategies/child-tuning-f/index.js';
 import type { FMaskLog, Strategy } from '../strategies/strategy.js';
 import { RunError } from './errors.js';
 import type { RunDir } from './rundir.js';
@@ -132,9 +133,9 @@ function replayer(dir: string, specs: readonly ParamSpec[], expected: FMasksMeta
 /** F's mask record or replay for a run, as strategy.f_masks asks (undefined when it asks for neither). */
 export function fMaskLogFor(recipe: Recipe, strategy: Strategy, specs: readonly ParamSpec[], run: RunDir, resumedAtStep: number): FMaskLog | undefined {
   const option = recipe.strategy.f_masks;
-  const spec = strategy.spec;
-  if (!option || spec.kind !== 'child-tuning-f') return undefined;
-  const meta = metaFor(specs, spec.scoped, spec.p);
+  if (!option) return undefined;
+  const f = strategy.prepared as PreparedF;
+  const meta = metaFor(specs, f.scoped, f.p);
   if (option.replay !== undefined) return replayer(option.replay, specs, meta);
   return option.record ? recorder(run, specs, meta, resumedAtStep) : undefined;
 }

@@ -23,11 +23,11 @@ export type { ReportTable };
 export const FORMATS = ['markdown', 'latex', 'csv', 'json'] as const;
 export type Format = (typeof FORMATS)[number];
 
-/** Jaccard overlap of the D child networks of different tasks (bits set in both / bits set in either). */
+/** Jaccard overlap of the child networks (child-mask.bin, D's) of different tasks (bits set in both / bits set in either). */
 export function maskOverlaps(runs: RunRecord[]): { tasks: string[]; matrix: number[][] } | undefined {
   const byTask = new Map<string, { bits: Uint8Array; tensors: string }>();
   for (const r of runs) {
-    const mask = r.strategy === 'child-tuning-d' && !byTask.has(r.task) ? readChildMask(r.dir) : undefined;
+    const mask = !byTask.has(r.task) ? readChildMask(r.dir) : undefined;
     if (mask) byTask.set(r.task, { bits: mask.bits, tensors: JSON.stringify(mask.index.tensors.map((t) => [t.name, t.shape])) });
   }
   const tasks = [...byTask.keys()].sort();

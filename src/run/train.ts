@@ -153,15 +153,15 @@ export async function trainModel(o: {
 }
 
 /**
- * The fraction of all gradient elements a strategy keeps: fixed for vanilla and D (its bitsets), counted for F,
- * whose cumulative dropped count is taken at each log so the fraction covers exactly the logging window.
+ * The fraction of all gradient elements a strategy keeps: fixed (vanilla, D's bitsets) or counted (F's drawn
+ * masks), where the cumulative dropped count is taken at each log so the fraction covers exactly the logging window.
  */
 function keptFractionOf(strategy: Strategy, model: EncoderClassifier) {
   const sizes = model.specs.map(sizeOf);
   const elements = sizes.reduce((a, b) => a + b, 0);
   const fractions = strategy.keptFractions(model.specs);
   const fixed = model.specs.reduce((a, spec, i) => a + fractions[spec.name] * sizes[i], 0) / elements;
-  const counted = strategy.kind === 'child-tuning-f';
+  const counted = strategy.counts;
   return {
     dropped: () => (counted ? strategy.keptCounts().reduce((a, [, kept, total]) => a + total - kept, 0) : 0),
     over: (updates: number, dropped: number) => (counted ? 1 - dropped / (updates * elements) : fixed),

@@ -3,10 +3,10 @@ import type { EncoderClassifier } from '../engine/model.js';
 import { sizeOf, type ParamSpec } from '../engine/params.js';
 import { streamSeed } from '../engine/rng.js';
 import type { Encoding } from '../engine/tokenizer.js';
-import type { ResolvedFisher } from '../plan/compiler.js';
 import { bitsetBytes, setBit } from './bitset.js';
 import { kthLargest } from './select.js';
-import type { DataParallel } from '../run/parallel.js';
+import type { ParallelPool } from '../engine/parallel/pool.js';
+import type { ResolvedFisher } from './child-tuning-d/fisher-settings.js';
 import { inScope, STREAMS } from './strategy.js';
 
 export interface FisherResult {
@@ -38,7 +38,7 @@ export interface FisherStats {
  * averaged over examples (one example per thread at a time). Dropout is on, as the reference runs the pass
  * in training mode.
  */
-export async function accumulateFisher(parallel: DataParallel, specs: readonly ParamSpec[], data: { encodings: Encoding[]; labels: number[] }, settings: ResolvedFisher, dropout: boolean, onBatch?: (done: number, total: number) => void): Promise<{ fisher: Float32Array[]; passes: number; examples: number }> {
+export async function accumulateFisher(parallel: ParallelPool, specs: readonly ParamSpec[], data: { encodings: Encoding[]; labels: number[] }, settings: ResolvedFisher, dropout: boolean, onBatch?: (done: number, total: number) => void): Promise<{ fisher: Float32Array[]; passes: number; examples: number }> {
   const scoped = specs.map((s) => inScope(s, settings.scope));
   const fisher = specs.map((s, i) => (scoped[i] ? new Float32Array(sizeOf(s)) : new Float32Array(0)));
   const n = Math.min(data.encodings.length, settings.max_samples ?? Infinity);

@@ -36,6 +36,8 @@ export interface RunRecord {
   /** Final metrics; a metric a run could not define (written as null) is absent. */
   metrics: Record<string, number>;
   transfer: Record<string, Record<string, number>>;
+  /** Share of the parameters that trained (results.json's trainable_share); null for runs that did not record it. */
+  trainableShare: number | null;
   /** Optimizer steps per epoch, to put logged steps on an epoch axis; null when results.json lacks them. */
   stepsPerEpoch: number | null;
   /** Loss and evaluation curves from metrics.jsonl. */
@@ -123,13 +125,14 @@ function readResults(file: string) {
   need(r.transfer === undefined || isObject(r.transfer), 'transfer', 'an object');
   need(r.model === undefined || typeof r.model === 'string', 'model', 'a string');
   need(r.steps === undefined || typeof r.steps === 'number', 'steps', 'a number');
+  need(r.trainable_share === undefined || typeof r.trainable_share === 'number', 'trainable_share', 'a number');
   need(r.epochs === undefined || Array.isArray(r.epochs), 'epochs', 'a list');
   const transfer = Object.fromEntries(Object.entries((r.transfer ?? {}) as Record<string, unknown>).map(([k, v]) => [k, metricMap(file, `transfer.${k}`, v)]));
   const steps = r.steps as number | undefined, epochs = (r.epochs as unknown[] | undefined)?.length;
   return {
     task: r.task as string, strategy: r.strategy as string, reserve_p: (r.reserve_p as number | null | undefined) ?? null, seed: r.seed as number,
     model: (r.model as string | undefined) ?? null, overrides: (r.overrides ?? {}) as Record<string, unknown>,
-    metrics: metricMap(file, 'metrics', r.metrics), transfer, stepsPerEpoch: steps && epochs ? steps / epochs : null,
+    metrics: metricMap(file, 'metrics', r.metrics), transfer, stepsPerEpoch: steps && epochs ? steps / epochs : null, trainableShare: (r.trainable_share as number | undefined) ?? null,
   };
 }
 

@@ -23,6 +23,8 @@ export interface TableRow {
   kind: string;
   model: string | null;
   settings: Record<string, string>;
+  /** Mean share of the parameters that trained over the row's runs; null when none recorded it. */
+  trainable: number | null;
   cells: Record<string, Cell | null>;
 }
 
@@ -37,7 +39,7 @@ export function buildTable(g: Grouping, diffs: Difference[], baseline: string): 
     columns: g.columns,
     baseline,
     rows: g.rows.map((row) => ({
-      strategy: row.label, kind: row.strategy, model: row.model, settings: row.settings,
+      strategy: row.label, kind: row.strategy, model: row.model, settings: row.settings, trainable: trainableOf(g, row),
       cells: Object.fromEntries(g.columns.map((c) => {
         const group = groupAt(g, row, c);
         if (!group) return [c, null];
@@ -54,6 +56,11 @@ export function buildTable(g: Grouping, diffs: Difference[], baseline: string): 
   };
 }
 
+function trainableOf(g: Grouping, row: Grouping['rows'][number]): number | null {
+  const shares = g.groups.filter((x) => x.row.key === row.key).flatMap((x) => x.runs.map((r) => r.trainableShare)).filter((x): x is number => x !== null);
+  return shares.length ? meanOf(shares) : null;
+}
+
 /** Scores are printed ×100 with two decimals, everywhere; an undefined spread as a dash. */
 export const fmt = (x: number) => (x * 100).toFixed(2);
 export const fmtStd = (x: number | null) => (x === null ? '–' : fmt(x));
@@ -68,9 +75,11 @@ export function significanceNote(t: ReportTable): string {
 export function markdownTable(t: ReportTable): string {
   const cellText = (x: Cell | null) => (x ? `${fmt(x.mean)} ± ${fmtStd(x.std)}${x.vs_baseline?.significant ? MARK : ''} (max ${fmt(x.max)}, n=${x.n})` : '–');
   const md = (s: string) => s.replace(/\|/g, '\\|');
-  // A trainable-parameter share column belongs after the strategy once results.json records it.
-  const lines = [`| strategy | ${t.columns.map((c) => md(`${c} (${metricOf(t, c)})`)).join(' | ')} |`, `|---|${t.columns.map(() => '---').join('|')}|`];
-  for (const r of t.rows) lines.push(`| ${md(r.strategy)} | ${t.columns.map((c) => cellText(r.cells[c])).join(' | ')} |`);
+  // The share of parameters that trained, last, where the runs recorded it.
+  const trainable = t.rows.some((r) => r.trainable !== null);
+  const share = (r: TableRow) => (trainable ? ` ${r.trainable === null ? '–' : `${(r.trainable * 100).toFixed(2)}%`} |` : '');
+  const lines = [`| strategy | ${t.columns.map((c) => md(`${c} (${metricOf(t, c)})`)).join(' | ')} |${trainable ? ' trainable |' : ''}`, `|---|${t.columns.map(() => '---').join('|')}|${trainable ? '---|' : ''}`];
+  for (const r of t.rows) lines.push(`| ${md(r.strategy)} | ${t.columns.map((c) => cellText(r.cells[c])).join(' | ')} |${share(r)}`);
   lines.push('', 'Scores ×100: mean ± sample standard deviation over seeds, max over seeds, n = number of seeds.');
   const diffs = t.rows.flatMap((r) => t.columns.map((c) => ({ r, c, d: r.cells[c]?.vs_baseline })).filter((x) => x.d));
   if (diffs.length) {

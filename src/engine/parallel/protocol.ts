@@ -1,0 +1,34 @@
+import type { BackendName } from '../backend.js';
+import type { ModelConfig } from '../config.js';
+import type { Batch } from '../model.js';
+import type { AdamWStep } from '../optimizer.js';
+import type { Segment } from './partition.js';
+import type { SharedState } from './state.js';
+
+/** The messages of the pool: plain data, the same for the main thread's shard and the workers. */
+export type Request =
+  | { kind: 'grad'; batch: Batch; dropoutSeed: number | null }
+  | { kind: 'reduce'; weights: number[] }
+  | { kind: 'update'; step: number; coef: number; adam: AdamWStep }
+  /** New hooks, rebuilt by each shard from `prepared` with the pool's HooksFrom. */
+  | { kind: 'hooks'; prepared: unknown }
+  | { kind: 'reload' }
+  | { kind: 'predict'; batch: Batch }
+  | { kind: 'features'; batch: Batch };
+
+export interface Reply {
+  loss?: number;
+  sumsq?: number;
+  out?: Float32Array;
+}
+
+/** What a worker thread starts from (its workerData). */
+export interface WorkerInit {
+  config: ModelConfig;
+  numLabels: number;
+  backend: BackendName;
+  shard: number;
+  state: SharedState;
+  segments: Segment[];
+  decays: boolean[];
+}

@@ -1,0 +1,65 @@
+import { SEGMENT_GRAIN } from '../../engine/parallel/partition.js';
+import type { ParamSpec } from '../../engine/params.js';
+import { keepThreshold, Rng, streamSeed } from '../../engine/rng.js';
+import { bitsetBytes, popcount } from '../bitset.js';
+import { defineStrategy, kindReport, type StrategyHooks } from '../definition.js';
+import { inScope, STREAMS, Strategy, type Scope } from '../strategy.js';
+
+/**
+ * F draws its mask in chunks of this many elements, each from its own stream named by (seed, step, tensor,
+ * chunk). Threads split the parameters only at multiples of it (the engine's grain), so the mask does not depend
+ * on the thread count.
+ */
+export const F_CHUNK = SEGMENT_GRAIN;
+
+/**
+ * What F is prepared as. `replay`: the keep bits are not drawn but already in the tensor's bitset (masks a run
+ * recorded, loaded before each update).
+ */
+export interface PreparedF {
+  p: number;
+  scoped: boolean[];
+  seed: number;
+  replay: boolean;
+}
+
+/**
+ * Child-Tuning-F: keep each in-scope element with probability p and divide it by p. Each chunk's keep bits are
+ * drawn into the tensor's bitset (unless replayed ones are already there), then applied, so the mask applied is
+ * the one in the bitset that is counted and recorded; both passes run in `passes` (wasm where the bitset and the
+ * gradient share an arena), with the same result either way.
+ */
+function hooks(f: PreparedF): StrategyHooks {
+  const { threshold, scale } = keepThreshold(f.p);
+  return {
+    kind: 'child-tuning-f',
+    transform: {
+      apply(index, grad, lo, hi, step, passes, bits) {
+        if (!f.scoped[index] || f.p >= 1) return hi - lo;
+        const own = bits ?? new Uint8Array(bitsetBytes(hi));
+        if (!f.replay) {
+          for (let start = lo; start < hi; ) {
+            const chunk = Math.floor(start / F_CHUNK);
+            const end = Math.min(hi, (chunk + 1) * F_CHUNK);
+            passes.fdraw(own, start, end, new Rng(streamSeed(f.seed, step, index, chunk)).state, threshold);
+            start = end;
+          }
+        }
+        passes.fapply(grad, own, lo, hi, scale);
+        return popcount(own.subarray(lo >> 3), hi - lo);
+      },
+    },
+  };
+}
+
+const prepareF = (p: number, scope: Scope, specs: readonly ParamSpec[], seed: number, replay: boolean): PreparedF => ({ p, scoped: specs.map((s) => inScope(s, scope)), seed, replay });
+
+export const childTuningFDefinition = defineStrategy({
+  kind: 'child-tuning-f',
+  prepare: ({ recipe, options, specs }) => prepareF(options.reserve_p!, options.scope ?? 'all', specs, streamSeed(recipe.training.seed, STREAMS.fMask), options.f_masks?.replay !== undefined),
+  hooks,
+  counted: (f) => f.scoped.map((s) => s && f.p < 1),
+  report: kindReport,
+});
+
+export const childTuningF = (p: number, scope: Scope, specs: readonly ParamSpec[], seed: number, replay = false) => new Strategy(childTuningFDefinition, prepareF(p, scope, specs, seed, replay));

@@ -1,0 +1,78 @@
+import type { UpdateHooks } from '../engine/parallel/hooks.js';
+import type { ParamSpec } from '../engine/params.js';
+import type { Diagnostic } from '../recipe/diagnostics.js';
+import type { Recipe } from '../recipe/types.generated.js';
+
+/**
+ * The contract of a strategy: everything the rest of childtune asks of one kind. Each kind is one folder
+ * (src/strategies/<kind>/: its schema.json fragment and an index.ts exporting one definition) plus one line in
+ * registry.ts, the only place that chooses by kind (src/strategies/README.md).
+ */
+export type StrategyOptions = Recipe['strategy'];
+export type Kind = StrategyOptions['kind'];
+export type OptionsOf<K extends Kind> = Extract<StrategyOptions, { kind: K }>;
+
+/** A term added to the task loss: adds its gradient into `grads` and returns its value. */
+export type LossTerm = (values: readonly Float32Array[], grads: Float32Array[], step: number) => number;
+
+/** The engine's update hooks plus what strategies beyond vanilla, F and D use (none of those three sets them). */
+export interface StrategyHooks extends UpdateHooks {
+  lossTerm?: LossTerm;
+  /** Modules it wraps or inserts and weight transforms in forward: engine ModelModifier values (src/engine/modules). */
+  modelModifiers?: (prepared: unknown) => unknown[];
+}
+
+/** A stage the strategy needs before training, as the plan adds it (D: the fisher stage). */
+export interface ExtraStage {
+  kind: 'fisher';
+  /** Exactly what determines the stage's output (what its hash covers). */
+  inputs: Record<string, unknown>;
+  label: string;
+  work: { examples: number; epochs: number; steps: number };
+}
+
+/** What the plan knows when it asks for a strategy's extra stages. */
+export interface StageContext {
+  modelHash: string;
+  train: { hash: string; examples: number };
+  numLabels: number;
+  /** The training seed when the pass initialises a fresh head (the checkpoint has none of the task's shape), else null. */
+  headSeed(): number | null;
+  runtime: unknown;
+}
+
+/** What a strategy is prepared from: the recipe (and its strategy block), the model's parameters and its extra stages' outputs. */
+export interface PrepareInput<K extends Kind = Kind> {
+  recipe: Recipe;
+  options: OptionsOf<K>;
+  specs: readonly ParamSpec[];
+  /** The fisher stage's child network: one bitset per tensor (undefined outside its scope). */
+  childNetwork?: (Uint8Array | undefined)[];
+}
+
+export interface StrategyDefinition<K extends Kind = Kind, P = unknown> {
+  kind: K;
+  /** Diagnostics no schema can express (the model, the data); the plan reports them. */
+  check?(options: OptionsOf<K>): Diagnostic[];
+  stages?(options: OptionsOf<K>, recipe: Recipe, context: StageContext): ExtraStage[];
+  /** Bytes it adds to a stage's peak: the Fisher accumulator and the mask it keeps. */
+  memory?(options: OptionsOf<K>, counts: { total: number; encoder: number }, stage: 'train' | 'fisher'): { fisher: number; mask: number };
+  /** Plain data (structured-cloneable) every worker thread rebuilds the hooks from. */
+  prepare(input: PrepareInput<K>): P;
+  hooks(prepared: P): StrategyHooks;
+  /** Tensors whose kept counts are read from their shared bitsets after every update (F's drawn masks). */
+  counted?(prepared: P): readonly boolean[];
+  /** A tensor's kept fraction when fixed by the strategy (D's bitsets); undefined: counted, or 1. */
+  fixedFraction?(prepared: P, index: number, size: number): number | undefined;
+  /** Its fields of results.json and mask-stats.json. */
+  report(options: OptionsOf<K>): { results: Record<string, unknown>; maskStats: Record<string, unknown> };
+}
+
+/** A definition with its types checked against its own kind; the registry holds them as plain definitions. */
+export const defineStrategy = <K extends Kind, P>(d: StrategyDefinition<K, P>) => d as unknown as StrategyDefinition;
+
+/** The fields every kind reports: its kind and reserve_p (null in results.json, 1 in mask-stats.json where it has none). */
+export const kindReport = (options: { kind: string; reserve_p?: number }) => ({
+  results: { strategy: options.kind, reserve_p: options.reserve_p ?? null },
+  maskStats: { strategy: options.kind, reserve_p: options.reserve_p ?? 1 },
+});
