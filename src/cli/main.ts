@@ -6,6 +6,7 @@ import { formatPlan } from '../plan/format.js';
 import { loadRecipe } from '../recipe/index.js';
 import { hasErrors, type Diagnostic } from '../recipe/diagnostics.js';
 import { formatDiagnostics } from '../recipe/format.js';
+import { ChildtuneError } from '../engine/errors.js';
 import { UserError } from './errors.js';
 import { bundledRecipes, REPO_ROOT, resolveRecipeArgument } from './recipes.js';
 import { STARTER_RECIPE } from './starter.js';
@@ -184,22 +185,20 @@ export async function main(argv: string[], io: Io = { out: (t) => process.stdout
     return code;
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2;
-    if (e instanceof UserError) {
+    if (e instanceof ChildtuneError) {
       io.err(`error: ${e.message}${e.hint ? `\n  hint: ${e.hint}` : ''}`);
       if (debug) io.err(String(e.stack));
+      // A run stopped by a signal exits as the shell expects (130 for SIGINT, 143 for SIGTERM).
       return e.exitCode;
     }
-    const err = e as Error & { hint?: string; exitCode?: number };
-    io.err(`error: ${err.message ?? String(e)}${err.hint ? `\n  hint: ${err.hint}` : ''}`);
+    const err = e as Error;
+    io.err(`error: ${err.message ?? String(e)}`);
     if (debug) io.err(String(err.stack));
-    else if (!isExpected(err)) io.err('  (this looks like a bug in childtune; rerun with --debug and report the stack trace)');
-    // A run stopped by a signal exits as the shell expects (130 for SIGINT, 143 for SIGTERM).
-    return typeof err.exitCode === 'number' ? err.exitCode : 1;
+    // A system error (a file that vanished, EMFILE) carries its errno code; anything else is a bug.
+    else if (!(err && typeof err === 'object' && 'code' in err)) io.err('  (this looks like a bug in childtune; rerun with --debug and report the stack trace)');
+    return 1;
   }
 }
-
-/** Errors that describe bad input (files, data, checkpoints) rather than a bug. */
-const isExpected = (e: Error) => ['DataFileError', 'ModelError', 'SafetensorsError', 'TokenizerError', 'RunError', 'BackendError', 'WriteError', 'HubError', 'Interrupted'].includes(e.constructor?.name) || 'code' in e;
 
 function packageVersion(): string {
   return (JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
