@@ -87,3 +87,6 @@ function abandoned(file: string, pid: number): boolean {
   }
   return Date.now() - fs.statSync(file).mtimeMs > DAY_MS;
 }
+
+/** A JSON file as childtune writes them all: two-space indented, a final newline, atomically. */
+export const writeJsonAtomic = (file: string, value: unknown) => writeAtomic(file, JSON.stringify(value, null, 2) + '\n');
