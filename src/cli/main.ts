@@ -6,8 +6,7 @@ import { formatPlan } from '../plan/format.js';
 import { loadRecipe } from '../recipe/index.js';
 import { hasErrors, type Diagnostic } from '../recipe/diagnostics.js';
 import { formatDiagnostics } from '../recipe/format.js';
-import { ChildtuneError } from '../engine/errors.js';
-import { UserError } from './errors.js';
+import { printError, UserError } from './errors.js';
 import { bundledRecipes, REPO_ROOT, resolveRecipeArgument } from './recipes.js';
 import { STARTER_RECIPE } from './starter.js';
 
@@ -185,18 +184,7 @@ export async function main(argv: string[], io: Io = { out: (t) => process.stdout
     return code;
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2;
-    if (e instanceof ChildtuneError) {
-      io.err(`error: ${e.message}${e.hint ? `\n  hint: ${e.hint}` : ''}`);
-      if (debug) io.err(String(e.stack));
-      // A run stopped by a signal exits as the shell expects (130 for SIGINT, 143 for SIGTERM).
-      return e.exitCode;
-    }
-    const err = e as Error;
-    io.err(`error: ${err.message ?? String(e)}`);
-    if (debug) io.err(String(err.stack));
-    // A system error (a file that vanished, EMFILE) carries its errno code; anything else is a bug.
-    else if (!(err && typeof err === 'object' && 'code' in err)) io.err('  (this looks like a bug in childtune; rerun with --debug and report the stack trace)');
-    return 1;
+    return printError(e, debug, io);
   }
 }
 

@@ -6,7 +6,7 @@ import { executeTrial } from './executor.js';
 import { Interrupted } from './interrupt.js';
 import { reporter, type Io } from './reporter.js';
 import type { RunDir } from './rundir.js';
-import { failedStageOf } from './walk.js';
+import { failedStageOf, type StageRunners } from './walk.js';
 
 /** How a run directory was made, so `--resume DIR` can rebuild the same plan without the command line. */
 export interface Invocation {
@@ -21,12 +21,12 @@ export interface Invocation {
  * Executes one trial into a run directory it owns (and unlocks), recording how it was invoked; with `resume`,
  * continues from the directory's last checkpoint. Failures leave error.json naming the stage and checkpoint.
  */
-export async function runTrial(run: RunDir, plan: Plan, trial: PlannedTrial, recipe: Recipe, invocation: Invocation, io: Io, o: { quiet?: boolean; prefix?: string; resume?: boolean; force?: boolean }) {
+export async function runTrial(run: RunDir, plan: Plan, trial: PlannedTrial, recipe: Recipe, invocation: Invocation, io: Io, o: { quiet?: boolean; prefix?: string; resume?: boolean; force?: boolean; runners?: StageRunners }) {
   const prefix = o.prefix ?? '';
   try {
     if (!run.exists('invocation.json')) run.writeJson('invocation.json', invocation);
     io.err(`${prefix}run directory: ${run.dir}`);
-    const results = (await executeTrial(plan, trial, recipe, run, reporter(io, !!o.quiet, prefix), { resume: o.resume, force: o.force }))!;
+    const results = (await executeTrial(plan, trial, recipe, run, reporter(io, !!o.quiet, prefix), { resume: o.resume, force: o.force, runners: o.runners }))!;
     io.err(`${prefix}final: ${Object.entries(results.metrics).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(', ')}`);
     return results;
   } catch (e) {

@@ -19,7 +19,7 @@ export const reportRunner: StageRunner = {
     const results = {
       trial: trial.index, overrides: trial.overrides, task: recipe.dataset.task, strategy: recipe.strategy.kind, reserve_p: recipe.strategy.reserve_p ?? null,
       seed: recipe.training.seed, backend: ctx.runtime.backend, backend_skipped: ctx.backendSkipped, threads: ctx.runtime.threads, metrics, epochs: result.epochs, best_epoch: result.bestEpoch, steps: result.steps,
-      skipped_steps: result.skippedSteps, final_loss: result.finalLoss, transfer, durations_s: ctx.durations as Record<string, number>, resumed_from_step: resumedFromStep,
+      skipped_steps: result.skippedSteps, final_loss: result.finalLoss, transfer, durations_s: { ...ctx.durations }, resumed_from_step: resumedFromStep,
       hashes: { recipe: trial.recipeHash, train: ctx.stageOf(trial.train).hash, fisher: fisher?.hash ?? null },
     };
     writeResults(run.path('results.json'), results);
