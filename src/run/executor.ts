@@ -14,8 +14,6 @@ import type { RunDir } from './rundir.js';
 import { STAGE_RUNNERS } from './stages/index.js';
 import { attributeFailure, stagesFor, trialStagesOf, walkStages, type StageRunners, type TrialContext } from './walk.js';
 
-export type { Reporter } from './reporter.js';
-
 export interface ExecuteOptions {
   resume?: boolean;
   force?: boolean;

@@ -84,6 +84,10 @@ export function stagesFor(plan: Plan, trial: PlannedTrial, targets: string[]): S
 /** A stage's dependencies within one trial. */
 export const depsIn = (stage: Stage, trial: PlannedTrial, byId: Map<string, Stage>) => stage.deps.filter((d) => byId.get(d)!.trials.includes(trial.index));
 
+/** The outputs of a stage's dependencies of one kind (a pre-stage such as fisher, when the plan has one). */
+export const depsOfKind = <T>(stage: Stage, deps: unknown[], ctx: TrialContext, kind: StageKind): T[] =>
+  depsIn(stage, ctx.trial, new Map(ctx.plan.stages.map((s) => [s.id, s]))).flatMap((id, i) => (ctx.stageOf(id).kind === kind ? [deps[i] as T] : []));
+
 /** The ids of the trial's stages of one kind (its targets when a walk stops early, e.g. `--prepare`). */
 export const trialStagesOf = (plan: Plan, trial: PlannedTrial, kind: StageKind) => plan.stages.filter((s) => s.kind === kind && s.trials.includes(trial.index)).map((s) => s.id);
 

@@ -14,7 +14,7 @@ import type { Reporter } from '../reporter.js';
 import type { RunDir } from '../rundir.js';
 import { TensorBoardWriter } from '../tensorboard.js';
 import { trainModel } from '../train.js';
-import type { StageRunner } from '../walk.js';
+import { depsOfKind, type StageRunner } from '../walk.js';
 import type { LoadedModel } from './load-model.js';
 
 /** The train stage's output: the trained model (still loaded) and how the training went. */
@@ -28,7 +28,9 @@ export interface Trained {
 
 export const trainRunner: StageRunner<Trained> = {
   async run(stage, deps, ctx) {
-    const [loaded, train, dev, fisher] = deps as [LoadedModel, PreparedSplit, PreparedSplit, ChildNetwork | undefined];
+    // The plan lists the model, the training and the evaluation data first; pre-stages follow, found by kind.
+    const [loaded, train, dev] = deps as [LoadedModel, PreparedSplit, PreparedSplit];
+    const [fisher] = depsOfKind<ChildNetwork>(stage, deps, ctx, 'fisher');
     const { recipe, run, report, trial } = ctx;
     const { model, parallel, tokenizer } = loaded;
     const { backend, threads } = ctx.runtime;
