@@ -65,14 +65,20 @@ export interface StrategyDefinition<K extends Kind = Kind, P = unknown> {
   /** A tensor's kept fraction when fixed by the strategy (D's bitsets); undefined: counted, or 1. */
   fixedFraction?(prepared: P, index: number, size: number): number | undefined;
   /** Its fields of results.json and mask-stats.json. */
-  report(options: OptionsOf<K>): { results: Record<string, unknown>; maskStats: Record<string, unknown> };
+  report(options: OptionsOf<K>): StrategyReport;
+}
+
+/** A strategy's fields of results.json and mask-stats.json: its kind and reserve_p, plus any of its own. */
+export interface StrategyReport {
+  results: { strategy: string; reserve_p: number | null } & Record<string, unknown>;
+  maskStats: { strategy: string; reserve_p: number } & Record<string, unknown>;
 }
 
 /** A definition with its types checked against its own kind; the registry holds them as plain definitions. */
 export const defineStrategy = <K extends Kind, P>(d: StrategyDefinition<K, P>) => d as unknown as StrategyDefinition;
 
 /** The fields every kind reports: its kind and reserve_p (null in results.json, 1 in mask-stats.json where it has none). */
-export const kindReport = (options: { kind: string; reserve_p?: number }) => ({
+export const kindReport = (options: { kind: string; reserve_p?: number }): StrategyReport => ({
   results: { strategy: options.kind, reserve_p: options.reserve_p ?? null },
   maskStats: { strategy: options.kind, reserve_p: options.reserve_p ?? 1 },
 });
