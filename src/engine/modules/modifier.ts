@@ -39,7 +39,7 @@ export interface ModelEditor {
   param(name: string): Param;
   /** Adds a parameter (source 'strategy'): initialised from `init` with the run's seed, never read from a checkpoint. */
   addParam(spec: NewParam): Param;
-  /** Sets which of the parameters declared so far train: a frozen one gets no weight gradient. */
+  /** Sets which of the model's own parameters train (a frozen one gets no gradient); modifiers' own are set at addParam. */
   setTrainable(trains: (spec: ParamSpec) => boolean): void;
   /** Replaces the layer at each selected dense site (the dense, or an earlier wrapper) with `wrap(inner, site)`. */
   wrapDense(select: (site: DenseSite) => boolean, wrap: (inner: Layer, site: DenseSite) => Layer): void;
@@ -88,7 +88,7 @@ export function applyModifiers(model: Assembled, config: ModelConfig, numLabels:
     },
     addParam: (s) => params.declare({ name: s.name, shape: s.shape, init: s.init, transposed: s.transposed ?? false, decay: s.decay ?? false, group: s.group ?? 'encoder', layer: s.layer, trainable: s.trainable ?? true, source: 'strategy' }),
     setTrainable(trains) {
-      for (const spec of params.specs) spec.trainable = trains(spec);
+      for (const spec of params.specs) if (spec.source === 'checkpoint') spec.trainable = trains(spec);
     },
     wrapDense(select, wrap) {
       for (const site of denseSites) if (select(site)) site.set(wrap(site.get(), site));
