@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
 import { before, describe, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs-core';
 import { selectBackend } from '../src/engine/backend.js';
@@ -8,7 +10,7 @@ import { matMul } from '../src/engine/kernels.js';
 import { EncoderClassifier, type Batch } from '../src/engine/model.js';
 import { Activation, type ActivationCache, type ActivationKind } from '../src/engine/modules/activation.js';
 import { SelfAttention, type KeyValuePrefix } from '../src/engine/modules/attention.js';
-import { Dense } from '../src/engine/modules/dense.js';
+import { Dense, denseBackward, denseForward } from '../src/engine/modules/dense.js';
 import { Embeddings } from '../src/engine/modules/embeddings.js';
 import { Encoder, EncoderLayer, type InputPrefix } from '../src/engine/modules/encoder.js';
 import type { DenseRole } from '../src/engine/modules/families.js';
@@ -18,10 +20,10 @@ import { LayerNorm } from '../src/engine/modules/layer-norm.js';
 import { Sublayer } from '../src/engine/modules/sublayer.js';
 import { defineModifier, modifierData, type ModelEditor, type ModelModifier } from '../src/engine/modules/modifier.js';
 import { sum, type BackwardContext, type ForwardContext, type Layer, type T2 } from '../src/engine/modules/module.js';
-import { internalShape, ParamTable, sizeOf, type Param } from '../src/engine/modules/param.js';
+import { internalShape, ParamTable, sizeOf, trains, type Param, type ParamGroup, type ParamSpec } from '../src/engine/modules/param.js';
 import { paramSpecs } from '../src/engine/params.js';
 import { Rng } from '../src/engine/rng.js';
-import { FIXTURES, microModel } from './helpers.js';
+import { FIXTURES, microModel, REPO } from './helpers.js';
 
 // ---------------------------------------------------------------------------------------------------------------
 // Test-only modifiers, written as a strategy of the next issue would write them: plain functions of their options.
@@ -63,6 +65,40 @@ const loraLike = defineModifier<{ rank: number; alpha: number; roles: DenseRole[
   );
 });
 
+/** y = x (W * sigmoid(S)) + b: a learned gate on the weight (a mask-tuning-like transform of W in forward). */
+class GatedWeight implements Layer<T2> {
+  constructor(
+    readonly dense: Dense,
+    readonly scores: Param,
+  ) {}
+
+  forward(x: T2, ctx: ForwardContext) {
+    const gated = tf.mul(ctx.weight(this.dense.weight), tf.sigmoid(ctx.weight(this.scores)));
+    return { y: denseForward(x, gated, ctx.weight(this.dense.bias)), cache: x };
+  }
+
+  backward(dy: T2, x: T2, ctx: BackwardContext): T2[] {
+    const w = ctx.weight(this.dense.weight);
+    const gate = tf.sigmoid(ctx.weight(this.scores));
+    const g = denseBackward(x, tf.mul(w, gate), dy, { dw: true, db: trains(this.dense.bias.spec) });
+    if (this.dense.weight.spec.trainable) ctx.emit(this.dense.weight, tf.mul(g.dw!, gate));
+    if (this.scores.spec.trainable) ctx.emit(this.scores, tf.mul(tf.mul(g.dw!, w), tf.mul(gate, tf.sub(1, gate))));
+    if (g.db) ctx.emit(this.dense.bias, g.db);
+    return [g.dx];
+  }
+}
+
+const gateLike = defineModifier<{ roles: DenseRole[] }>('test-gate', (editor, o) => {
+  editor.wrapDense(
+    (site) => o.roles.includes(site.role),
+    (inner, site) => {
+      assert.equal(inner, site.dense, 'the gate transforms the dense weight itself');
+      const scores = editor.addParam({ name: `${site.name}.scores`, shape: [site.outDim, site.inDim], transposed: true, init: { normal: 1 }, layer: site.layer });
+      return new GatedWeight(site.dense, scores);
+    },
+  );
+});
+
 /** down, nonlinearity, up, plus a skip connection: built from the engine's own Dense and Activation modules. */
 type BottleneckCache = [T2, ActivationCache, T2];
 
@@ -88,18 +124,19 @@ class Bottleneck implements Layer<BottleneckCache> {
   }
 }
 
-function bottleneck(editor: ModelEditor, name: string, layer: number, width: number, skip: boolean) {
+function bottleneck(editor: ModelEditor, name: string, layer: number, width: number, skip: boolean, activation: ActivationKind) {
   const h = editor.config.hiddenSize;
   const dense = (part: string, inDim: number, outDim: number) =>
     new Dense(
       editor.addParam({ name: `${name}.${part}.weight`, shape: [outDim, inDim], transposed: true, decay: true, init: { normal: 0.3 }, layer }),
       editor.addParam({ name: `${name}.${part}.bias`, shape: [outDim], init: { normal: 0.1 }, layer }),
     );
-  return new Bottleneck(dense('down', h, width), new Activation('gelu'), dense('up', width, h), skip);
+  return new Bottleneck(dense('down', h, width), new Activation(activation), dense('up', width, h), skip);
 }
 
-const adapterLike = defineModifier<{ width: number; sublayer: 'attention' | 'feed-forward'; placement: 'after' | 'parallel' }>('test-adapter', (editor, o) => {
-  editor.insert({ sublayer: o.sublayer, placement: o.placement }, (l) => bottleneck(editor, `${editor.config.family}.encoder.layer.${l}.${o.sublayer}.adapter_${o.placement}`, l, o.width, o.placement === 'after'));
+const adapterLike = defineModifier<{ width: number; sublayer: 'attention' | 'feed-forward'; placement: 'after' | 'parallel'; activation?: ActivationKind }>('test-adapter', (editor, o) => {
+  const site = `${o.sublayer === 'attention' ? 'attention' : 'output'}${o.placement === 'after' ? '' : '.parallel'}`;
+  editor.insert({ sublayer: o.sublayer, placement: o.placement }, (l) => bottleneck(editor, `adapter.layer.${l}.${site}`, l, o.width, o.placement === 'after', o.activation ?? 'gelu'));
 });
 
 /** The same [length, hidden] rows for every sequence of a batch, and their gradient summed over the batch. */
@@ -111,8 +148,8 @@ const summedOverBatch = (d: T2, p: Param, ctx: BackwardContext) => {
 const prefixLike = defineModifier<{ length: number }>('test-prefix', (editor, o) => {
   const h = editor.config.hiddenSize;
   editor.prefixAttention((l): KeyValuePrefix => {
-    const keys = editor.addParam({ name: `prefix.${l}.keys`, shape: [o.length, h], init: { normal: 0.5 }, layer: l });
-    const values = editor.addParam({ name: `prefix.${l}.values`, shape: [o.length, h], init: { normal: 0.5 }, layer: l });
+    const keys = editor.addParam({ name: `prefix.layer.${l}.key`, shape: [o.length, h], init: { normal: 0.5 }, layer: l });
+    const values = editor.addParam({ name: `prefix.layer.${l}.value`, shape: [o.length, h], init: { normal: 0.5 }, layer: l });
     return {
       length: o.length,
       forward: (batch, ctx) => ({ keys: tiled(keys, batch, ctx), values: tiled(values, batch, ctx), cache: null }),
@@ -134,8 +171,11 @@ const promptLike = defineModifier<{ length: number }>('test-prompt', (editor, o)
   editor.prependInput(prompt);
 });
 
+/** Only the model's own parameters of these groups train (the modifiers' own always do). */
+const freezeLike = defineModifier<{ train: ParamGroup[] }>('test-freeze', (editor, o) => editor.setTrainable((s) => o.train.includes(s.group)));
+
 /** What a worker does: rebuild modifiers from { kind, options } with the same definitions. */
-const DEFINITIONS: Record<string, (options: never) => ModelModifier> = { 'test-lora': loraLike, 'test-adapter': adapterLike, 'test-prefix': prefixLike, 'test-prompt': promptLike };
+const DEFINITIONS: Record<string, (options: never) => ModelModifier> = { 'test-freeze': freezeLike, 'test-gate': gateLike, 'test-lora': loraLike, 'test-adapter': adapterLike, 'test-prefix': prefixLike, 'test-prompt': promptLike };
 const rebuild = (data: { kind: string; options: unknown }[]) => data.map((d) => DEFINITIONS[d.kind](d.options as never));
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -151,6 +191,7 @@ function contexts(values: Float32Array[], dropout: boolean, seq?: { batch: numbe
   const forward: ForwardContext = {
     weight: (p) => tf.tensor(values[p.index], internalShape(p.spec)),
     values: (p) => values[p.index],
+    rng: null,
     dropout: (shape, kind) => (dropout ? tf.tensor(masks.dropoutMask(shape.reduce((a, b) => a * b, 1), kind === 'hidden' ? 0.2 : 0.3), shape) : null),
     sequence: seq && { batch: seq.batch, length: seq.length, bias: tf.reshape(tf.mul(tf.sub(1, tf.tensor1d(seq.mask)), -1e9), [seq.batch, 1, 1, seq.length]) as tf.Tensor4D },
   };
@@ -397,6 +438,7 @@ describe('model modifiers', () => {
   const cases: [string, 'bert' | 'roberta' | 'electra', ModelModifier[]][] = [
     ['LoRA-like on every dense, with frozen base weights', 'bert', [loraLike({ rank: 2, alpha: 4, roles: ['query', 'key', 'value', 'attention-output', 'intermediate', 'output', 'head-dense'], initB: 0.3 })]],
     ['adapters after the feed-forward and in parallel to the attention', 'roberta', [adapterLike({ width: 3, sublayer: 'feed-forward', placement: 'after' }), adapterLike({ width: 2, sublayer: 'attention', placement: 'parallel' })]],
+    ['a weight transform in forward (a learned gate on W) on the feed-forward and the head', 'bert', [gateLike({ roles: ['intermediate', 'output', 'head-out'] })]],
     ['key/value prefixes and a prompt, over a wrapped projection', 'electra', [prefixLike({ length: 2 }), promptLike({ length: 3 }), loraLike({ rank: 1, alpha: 1, roles: ['embeddings-projection', 'value'], initB: 0.3 })]],
   ];
   for (const [name, family, mods] of cases) {
@@ -433,7 +475,7 @@ describe('model modifiers', () => {
   }
 
   test('rebuilt from plain data (as a worker does), a modified model steps identically', () => {
-    const mods = [prefixLike({ length: 2 }), adapterLike({ width: 2, sublayer: 'attention', placement: 'after' }), loraLike({ rank: 2, alpha: 2, roles: ['key'], initB: 0.2 })];
+    const mods = [prefixLike({ length: 2 }), adapterLike({ width: 2, sublayer: 'attention', placement: 'after' }), gateLike({ roles: ['value'] }), loraLike({ rank: 2, alpha: 2, roles: ['key', 'value'], initB: 0.2 })];
     const model = modifiedModel('bert', mods);
     const copy = new EncoderClassifier(model.config, model.numLabels, model.values.map((v) => v.slice()), rebuild(structuredClone(modifierData(mods))));
     assert.deepEqual(copy.specs, model.specs);
@@ -459,4 +501,57 @@ describe('model modifiers', () => {
     assert.deepEqual(loadPretrained(dir, { numLabels: 2, seed: 3, modifiers: mods }).model.values[loraA], a.model.values[loraA]);
     assert.notDeepEqual(loadPretrained(dir, { numLabels: 2, seed: 4, modifiers: mods }).model.values[loraA], a.model.values[loraA]);
   });
+});
+
+/** The delta-tuning fixture (test/fixtures/delta, computed by PyTorch in float64): the test modifiers reproduce it. */
+describe('the test modifiers against the PyTorch delta-tuning fixture', () => {
+  const DIR = path.join(REPO, 'test', 'fixtures', 'delta');
+  const reference = JSON.parse(fs.readFileSync(path.join(DIR, 'reference.json'), 'utf8'));
+  const r = reference.batch;
+  const batch: Batch = { batch: r.input_ids.length, seq: r.input_ids[0].length, inputIds: Int32Array.from(r.input_ids.flat()), tokenTypeIds: Int32Array.from(r.token_type_ids.flat()), attentionMask: Float32Array.from(r.attention_mask.flat()), labels: Float32Array.from(r.labels) };
+  /** [out, in] (saved) to [in, out] (engine) for transposed specs, and back: the same swap of two axes. */
+  const swap = (spec: ParamSpec, v: ArrayLike<number>, toEngine: boolean) => {
+    if (!spec.transposed) return Float32Array.from(v);
+    const [rows, cols] = toEngine ? spec.shape : [spec.shape[1], spec.shape[0]];
+    const out = new Float32Array(v.length);
+    for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) out[j * rows + i] = v[i * cols + j];
+    return out;
+  };
+  const close = (got: ArrayLike<number>, want: readonly number[], what: string) => {
+    assert.equal(got.length, want.length, what);
+    const worst = Math.max(...want.map((w, i) => Math.abs(got[i] - w)));
+    assert.ok(worst <= 1e-4, `${what}: largest difference ${worst}`);
+  };
+  const head: ParamGroup[] = ['head'];
+  const cases: Record<string, ModelModifier[]> = {
+    lora: [loraLike({ rank: 4, alpha: 8, roles: ['query', 'value'] })],
+    'adapter-houlsby': [freezeLike({ train: head }), adapterLike({ width: 8, sublayer: 'attention', placement: 'after', activation: 'relu' }), adapterLike({ width: 8, sublayer: 'feed-forward', placement: 'after', activation: 'relu' })],
+    prefix: [freezeLike({ train: head }), prefixLike({ length: 3 })],
+  };
+
+  before(async () => {
+    await selectBackend('wasm');
+  });
+
+  for (const [name, modifiers] of Object.entries(cases)) {
+    test(`${name}: logits, loss and every trainable gradient within 1e-4`, () => {
+      const expected = reference.cases[name];
+      const { model } = loadPretrained(DIR, { numLabels: 2, seed: 1, modifiers });
+      for (const [param, { values }] of Object.entries(expected.params as Record<string, { values: number[] }>)) {
+        const i = model.indexOf(param);
+        model.values[i] = swap(model.specs[i], values, true);
+      }
+      model.markDirty();
+      assert.deepEqual(model.specs.filter((s) => s.trainable).map((s) => s.name).sort(), [...expected.trainable].sort());
+      close(model.predict(batch).logits, expected.logits, 'logits');
+      const grads = model.values.map((v) => new Float32Array(v.length));
+      const { loss } = model.step(batch, grads, null);
+      assert.ok(Math.abs(loss - expected.loss) <= 1e-4, `loss ${loss} against ${expected.loss}`);
+      for (const param of expected.trainable as string[]) {
+        const i = model.indexOf(param);
+        close(swap(model.specs[i], grads[i], false), expected.grads[param], `gradient of ${param}`);
+      }
+      model.dispose();
+    });
+  }
 });

@@ -141,6 +141,7 @@ export class EncoderClassifier {
     const ctx: ForwardContext = {
       weight: (p) => this.tensor(p.index),
       values: (p) => this.values[p.index],
+      rng,
       dropout: (shape, kind) => (rng && rates[kind] > 0 ? tf.tensor(rng.dropoutMask(shape.reduce((x, y) => x * y, 1), rates[kind]), shape) : null),
     };
     const emb = embeddings.forward(b, ctx);

@@ -49,8 +49,9 @@ export class SelfAttention implements Layer<AttentionCache> {
     readonly hidden: number,
   ) {}
 
-  private heads(ctx: ForwardContext | { sequence?: ForwardContext['sequence'] }): Heads {
-    const s = ctx.sequence!;
+  private heads(ctx: ForwardContext): Heads {
+    if (!ctx.sequence) throw new Error('self-attention runs inside an encoder, which gives it the sequences');
+    const s = ctx.sequence;
     return { B: s.batch, T: s.length, A: this.numHeads, D: this.hidden / this.numHeads, S: s.length + (this.prefix?.length ?? 0) };
   }
 

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import type { Rng } from '../rng.js';
 import type { Param } from './param.js';
 import type { GradientPass } from './types.js';
 
@@ -15,6 +16,11 @@ export interface ForwardContext {
    * stream in the order the modules ask for them, so a module's forward must ask in a fixed order.
    */
   dropout(shape: number[], kind: 'hidden' | 'attention'): tf.Tensor | null;
+  /**
+   * The step's random stream (null when predicting), for a module that draws per step (Mixout's weight mask). Draws
+   * shift the dropout masks drawn after them, so a module must draw a fixed amount in a fixed order.
+   */
+  rng: Rng | null;
   /** The sequences of this pass, set by the encoder for the modules inside it. */
   sequence?: Sequence;
 }
