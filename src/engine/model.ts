@@ -32,6 +32,11 @@ export class EncoderClassifier {
   readonly regression: boolean;
   private readonly modules: ReturnType<typeof assemble>;
 
+  /**
+   * `values` (one array per spec, e.g. shared memory in a worker) default to zeros: loadPretrained fills them, and
+   * initStrategyParams (checkpoint.ts) initialises the modifiers' parameters from a seed. A worker rebuilds the same
+   * model from `modifierData(model.modifiers)` with the same modifier definitions.
+   */
   constructor(
     readonly config: ModelConfig,
     readonly numLabels: number,
