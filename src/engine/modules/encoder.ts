@@ -1,8 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { tidyKeep } from '../kernels.js';
 import { prependRows, splitRows } from './rows.js';
-import type { BackwardContext, ForwardContext, Layer, Sequence, T2 } from './module.js';
-import { tensorsOf } from './module.js';
+import { tensorsOf, type BackwardContext, type ForwardContext, type Layer, type Sequence, type T2 } from './module.js';
 import type { Sublayer, SublayerCache } from './sublayer.js';
 
 /** One transformer layer: the attention sub-layer, then the feed-forward sub-layer. */
