@@ -64,13 +64,39 @@ export interface ModelModifier<O = unknown> {
   apply(editor: ModelEditor): void;
 }
 
+/** A modifier kind: builds its modifiers from options; `kind` names it for rebuilding in another thread. */
+export interface ModifierFactory<O = unknown> {
+  (options: O): ModelModifier<O>;
+  readonly kind: string;
+}
+
 /** A modifier kind: `apply` is a plain function of the editor and the options (no state from the caller's thread). */
-export function defineModifier<O>(kind: string, apply: (editor: ModelEditor, options: O) => void): (options: O) => ModelModifier<O> {
-  return (options) => ({ kind, options, apply: (editor) => apply(editor, options) });
+export function defineModifier<O>(kind: string, apply: (editor: ModelEditor, options: O) => void): ModifierFactory<O> {
+  return Object.assign((options: O): ModelModifier<O> => ({ kind, options, apply: (editor) => apply(editor, options) }), { kind });
+}
+
+/** A modifier as plain data: its kind and structured-cloneable options. */
+export interface ModifierData {
+  kind: string;
+  options: unknown;
 }
 
 /** The plain data that rebuilds these modifiers in another thread. */
-export const modifierData = (modifiers: readonly ModelModifier[]) => modifiers.map(({ kind, options }) => ({ kind, options }));
+export const modifierData = (modifiers: readonly ModelModifier[]): ModifierData[] => modifiers.map(({ kind, options }) => ({ kind, options }));
+
+/** Rebuilds modifiers from their plain data (a worker thread's side of modifierData). */
+export type ModifiersFrom = (data: readonly ModifierData[]) => ModelModifier[];
+
+/** A ModifiersFrom over a known set of modifier kinds; an unknown kind is an error naming the known ones. */
+export function modifiersFromFactories(factories: readonly ModifierFactory[]): ModifiersFrom {
+  const byKind = new Map(factories.map((f) => [f.kind, f]));
+  return (data) =>
+    data.map(({ kind, options }) => {
+      const factory = byKind.get(kind);
+      if (!factory) throw new Error(`no model modifier of kind '${kind}' (known: ${[...byKind.keys()].join(', ') || 'none'})`);
+      return factory(options);
+    });
+}
 
 /** Applies the modifiers, in order, to an assembled model. */
 export function applyModifiers(model: Assembled, config: ModelConfig, numLabels: number, modifiers: readonly ModelModifier[]) {

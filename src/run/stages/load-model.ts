@@ -4,6 +4,7 @@ import { localModelDir } from '../../engine/hub/cache.js';
 import type { EncoderClassifier } from '../../engine/model.js';
 import { loadTokenizer, type Tokenizer } from '../../engine/tokenizer.js';
 import { numLabelsOf } from '../../plan/compiler.js';
+import { modifiersFor } from '../../strategies/registry.js';
 import { DataParallel } from '../parallel.js';
 import type { StageRunner } from '../walk.js';
 
@@ -23,7 +24,7 @@ export const loadModelRunner: StageRunner<LoadedModel> = {
     const config = readModelConfig(modelDir, recipe.model.family);
     const tokenizer = loadTokenizer(modelDir, { lowerCase: config.doLowerCase });
     if (tokenizer.vocabSize > config.vocabSize) throw new ModelError(modelDir, `the tokenizer has ${tokenizer.vocabSize} tokens but config.json's vocab_size is ${config.vocabSize}`, 'The vocabulary does not belong to this checkpoint.');
-    const { model, notes } = loadPretrained(modelDir, { family: recipe.model.family, numLabels: numLabelsOf(recipe.dataset), seed: recipe.training.seed });
+    const { model, notes } = loadPretrained(modelDir, { family: recipe.model.family, numLabels: numLabelsOf(recipe.dataset), seed: recipe.training.seed, modifiers: modifiersFor(recipe.strategy) });
     ctx.onClose(() => model.dispose());
     for (const n of notes) report.log(`model: ${n}`);
     const o = recipe.training.optimizer;
