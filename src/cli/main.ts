@@ -6,7 +6,7 @@ import { formatPlan } from '../plan/format.js';
 import { loadRecipe } from '../recipe/index.js';
 import { hasErrors, type Diagnostic } from '../recipe/diagnostics.js';
 import { formatDiagnostics } from '../recipe/format.js';
-import { UserError } from './errors.js';
+import { printError, UserError } from './errors.js';
 import { bundledRecipes, REPO_ROOT, resolveRecipeArgument } from './recipes.js';
 import { STARTER_RECIPE } from './starter.js';
 
@@ -184,22 +184,9 @@ export async function main(argv: string[], io: Io = { out: (t) => process.stdout
     return code;
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2;
-    if (e instanceof UserError) {
-      io.err(`error: ${e.message}${e.hint ? `\n  hint: ${e.hint}` : ''}`);
-      if (debug) io.err(String(e.stack));
-      return e.exitCode;
-    }
-    const err = e as Error & { hint?: string; exitCode?: number };
-    io.err(`error: ${err.message ?? String(e)}${err.hint ? `\n  hint: ${err.hint}` : ''}`);
-    if (debug) io.err(String(err.stack));
-    else if (!isExpected(err)) io.err('  (this looks like a bug in childtune; rerun with --debug and report the stack trace)');
-    // A run stopped by a signal exits as the shell expects (130 for SIGINT, 143 for SIGTERM).
-    return typeof err.exitCode === 'number' ? err.exitCode : 1;
+    return printError(e, debug, io);
   }
 }
-
-/** Errors that describe bad input (files, data, checkpoints) rather than a bug. */
-const isExpected = (e: Error) => ['DataFileError', 'ModelError', 'SafetensorsError', 'TokenizerError', 'RunError', 'BackendError', 'WriteError', 'HubError', 'Interrupted'].includes(e.constructor?.name) || 'code' in e;
 
 function packageVersion(): string {
   return (JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string }).version;

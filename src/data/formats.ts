@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import { StringDecoder } from 'node:string_decoder';
+import { ChildtuneError } from '../engine/errors.js';
 
 /** One raw record with the 1-based line (or parquet row) it starts on. */
 export interface RawRow {
@@ -18,9 +19,9 @@ export const MAX_ROW_CHARS = 1 << 20;
 /** What went wrong, so validation can give each kind its own diagnostic code. */
 export type DataProblem = 'missing' | 'unreadable' | 'columns' | 'row' | 'too-large' | 'label' | 'score';
 
-export class DataFileError extends Error {
+export class DataFileError extends ChildtuneError {
   constructor(readonly file: string, readonly line: number, message: string, readonly kind: DataProblem = 'row') {
-    super(`${file}:${line}: ${message}`);
+    super('data', `${file}:${line}: ${message}`);
   }
 }
 

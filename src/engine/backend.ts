@@ -1,10 +1,11 @@
+import { ChildtuneError } from './errors.js';
 import * as tf from '@tensorflow/tfjs-core';
 
 export type BackendName = 'tensorflow-gpu' | 'tensorflow' | 'wasm' | 'cpu';
 
-export class BackendError extends Error {
-  constructor(message: string, readonly hint?: string) {
-    super(message);
+export class BackendError extends ChildtuneError {
+  constructor(message: string, hint?: string) {
+    super('backend', message, { hint });
   }
 }
 

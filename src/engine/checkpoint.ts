@@ -3,7 +3,8 @@ import { ModelError, readModelConfig, type Family } from './config.js';
 import { isFloatDtype } from './dtype.js';
 import { EncoderClassifier } from './model.js';
 import { PRETRAINING_HEADS, sizeOf, type ParamSpec } from './params.js';
-import { Rng } from './rng.js';
+import type { ModelModifier } from './modules/modifier.js';
+import { Rng, streamSeed } from './rng.js';
 import { readCheckpoint } from './weights.js';
 
 export interface LoadedModel {
@@ -19,30 +20,49 @@ function transpose2d(src: Float32Array, rows: number, cols: number): Float32Arra
   return out;
 }
 
+/** A parameter's initial values: `std` is the spread of the model's own 'normal' init (BERT's initializer_range). */
 export function initialValue(spec: ParamSpec, rng: Rng, std = 0.02): Float32Array {
   const v = new Float32Array(sizeOf(spec));
-  if (spec.init === 'ones') v.fill(1);
-  else if (spec.init === 'normal') for (let i = 0; i < v.length; i++) v[i] = rng.normal() * std;
+  const init = spec.init;
+  if (init === 'ones') v.fill(1);
+  else if (init === 'normal') for (let i = 0; i < v.length; i++) v[i] = rng.normal() * std;
+  else if (typeof init === 'object' && 'normal' in init) for (let i = 0; i < v.length; i++) v[i] = rng.normal() * init.normal;
+  else if (typeof init === 'object') for (let i = 0; i < v.length; i++) v[i] = (2 * rng.next() - 1) * init.uniform;
   return v;
+}
+
+/** Salt of the streams that initialise modifiers' parameters, apart from the head's draws. */
+const STRATEGY_INIT_STREAM = 0x5354;
+
+/**
+ * Initialises the parameters modifiers added (source 'strategy'), each from its own stream of `seed` and its index,
+ * so adding one never changes another's values or the fresh head's.
+ */
+export function initStrategyParams(model: EncoderClassifier, seed: number) {
+  model.specs.forEach((spec, i) => {
+    if (spec.source === 'strategy') model.values[i] = initialValue(spec, new Rng(streamSeed(seed, STRATEGY_INIT_STREAM, i)));
+  });
 }
 
 /**
  * Loads a Hugging Face checkpoint for sequence classification, as transformers would: whichever weight files the
  * directory has (model-files.ts), legacy names renamed and the base-model prefix added where the checkpoint lacks
  * it (checkpoint-names.ts). Encoder tensors must all be present with the config's shapes; pretraining heads are
- * ignored; a missing or differently sized head is freshly initialised from `seed`.
+ * ignored; a missing or differently sized head is freshly initialised from `seed`. Parameters the modifiers add are
+ * not looked for in the checkpoint: they are initialised from `seed` too (initStrategyParams).
  */
-export function loadPretrained(dir: string, options: { family?: Family | 'auto'; numLabels: number; seed: number }): LoadedModel {
+export function loadPretrained(dir: string, options: { family?: Family | 'auto'; numLabels: number; seed: number; modifiers?: readonly ModelModifier[] }): LoadedModel {
   const config = readModelConfig(dir, options.family ?? 'auto');
   const checkpoint = readCheckpoint(dir);
   const { tensors, renamed, prefixed } = normaliseNames(checkpoint.tensors, config.family, checkpoint.source);
-  const model = new EncoderClassifier(config, options.numLabels);
+  const model = new EncoderClassifier(config, options.numLabels, undefined, options.modifiers);
   const notes: string[] = [];
   const used = new Set<string>();
   const missing: string[] = [];
   const fresh: string[] = [];
   const rng = new Rng(options.seed);
   model.specs.forEach((spec, i) => {
+    if (spec.source === 'strategy') return;
     const t = tensors.get(spec.name);
     if (t) used.add(spec.name);
     const shapeOk = t && t.shape.length === spec.shape.length && t.shape.every((d, k) => d === spec.shape[k]);
@@ -71,6 +91,7 @@ export function loadPretrained(dir: string, options: { family?: Family | 'auto';
       diagnoseMissing(names, config.family, config.numLayers),
     );
   }
+  initStrategyParams(model, options.seed);
   const ignored: string[] = [];
   const unexpected: string[] = [];
   for (const [name, t] of tensors) {

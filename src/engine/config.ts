@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { ChildtuneError } from './errors.js';
 
 export type Family = 'bert' | 'roberta' | 'electra';
 
@@ -24,9 +25,9 @@ export interface ModelConfig {
   doLowerCase?: boolean;
 }
 
-export class ModelError extends Error {
-  constructor(readonly file: string, message: string, readonly hint?: string) {
-    super(`${file}: ${message}`);
+export class ModelError extends ChildtuneError {
+  constructor(readonly file: string, message: string, hint?: string) {
+    super('model', `${file}: ${message}`, { hint });
   }
 }
 

@@ -1,13 +1,15 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { ChildtuneError } from './errors.js';
 
 /** A failed write (disk full, no permission), naming the file; the previous version of the file is intact. */
-export class WriteError extends Error {
-  readonly hint: string;
+export class WriteError extends ChildtuneError {
+  declare readonly hint: string;
   constructor(readonly file: string, cause: NodeJS.ErrnoException) {
     const why = cause.code === 'ENOSPC' ? 'the disk is full' : cause.code === 'EACCES' || cause.code === 'EPERM' ? 'permission denied' : cause.code === 'EROFS' ? 'the file system is read-only' : cause.code === 'ENOENT' || cause.code === 'ENOTDIR' ? 'its directory does not exist' : cause.message;
-    super(`cannot write ${file}: ${why}`);
-    this.hint = cause.code === 'ENOSPC' ? 'Free disk space, then continue with: childtune run --resume RUN_DIR (checkpoints written so far are intact).' : 'Check the directory\'s permissions, or set runtime.output_dir elsewhere.';
+    super('write', `cannot write ${file}: ${why}`, {
+      hint: cause.code === 'ENOSPC' ? 'Free disk space, then continue with: childtune run --resume RUN_DIR (checkpoints written so far are intact).' : 'Check the directory\'s permissions, or set runtime.output_dir elsewhere.',
+    });
   }
 }
 
@@ -88,3 +90,6 @@ function abandoned(file: string, pid: number): boolean {
   }
   return Date.now() - fs.statSync(file).mtimeMs > DAY_MS;
 }
+
+/** A JSON file as childtune writes them all: two-space indented, a final newline, atomically. */
+export const writeJsonAtomic = (file: string, value: unknown) => writeAtomic(file, JSON.stringify(value, null, 2) + '\n');

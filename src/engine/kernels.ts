@@ -29,58 +29,68 @@ export function matMul(a: T2, b: T2, transposeA = false, transposeB = false): T2
   }) as T2;
 }
 
-/** Sizes of an attention block: batch, sequence, heads, head width (hidden = heads x head width). */
+/**
+ * Sizes of an attention block: batch, query rows per sequence, heads, head width (hidden = heads x head width), and
+ * key rows per sequence when keys and values have more rows than queries (a key/value prefix); S defaults to T.
+ */
 export interface Heads {
   B: number;
   T: number;
   A: number;
   D: number;
+  S?: number;
 }
 
-/** Head h of sequence b of a [B*T, A*D] activation, as a T x D matrix. */
-const headLayout = ({ T, A, D }: Heads): Layout => ({ entry: [T * A * D, D], row: A * D, col: 1 });
+/** Head h of sequence b of a [B*rows, A*D] activation, as a rows x D matrix. */
+const headLayout = (rows: number, { A, D }: Heads): Layout => ({ entry: [rows * A * D, D], row: A * D, col: 1 });
 const transposed = (l: Layout): Layout => ({ entry: l.entry, row: l.col, col: l.row });
 
-/** Per head, x_bh y_bh^T: [B*T, H] x [B*T, H] -> [B, A, T, T] (attention scores, and their gradient). */
+/** Per head, x_bh y_bh^T: [B*T, H] x [B*S, H] -> [B, A, T, S] (attention scores, and their gradient). */
 export function headScores(x: T2, y: T2, h: Heads): tf.Tensor4D {
   const { B, T, A, D } = h;
+  const S = h.S ?? T;
   if (!wasmKernelsActive()) {
-    const split = (t: T2) => tf.reshape(tf.transpose(tf.reshape(t, [B, T, A, D]), [0, 2, 1, 3]), [B * A, T, D]);
-    return tf.tidy(() => tf.reshape(tf.matMul(split(x), tf.transpose(split(y), [0, 2, 1])), [B, A, T, T]));
+    const split = (t: T2, rows: number) => tf.reshape(tf.transpose(tf.reshape(t, [B, rows, A, D]), [0, 2, 1, 3]), [B * A, rows, D]);
+    return tf.tidy(() => tf.reshape(tf.matMul(split(x, T), tf.transpose(split(y, S), [0, 2, 1])), [B, A, T, S]));
   }
   return stridedMatMul(x, y, {
     entries: [B, A],
     M: T,
     K: D,
-    N: T,
-    a: headLayout(h),
-    b: transposed(headLayout(h)),
-    c: { entry: [A * T * T, T * T], row: T },
-    shape: [B, A, T, T],
+    N: S,
+    a: headLayout(T, h),
+    b: transposed(headLayout(S, h)),
+    c: { entry: [A * T * S, T * S], row: S },
+    shape: [B, A, T, S],
   }) as tf.Tensor4D;
 }
 
-/** Per head, p_bh y_bh (or p_bh^T y_bh): [B, A, T, T] x [B*T, H] -> [B*T, H] (context, and the q/k/v gradients). */
+/**
+ * Per head, p_bh y_bh: [B, A, T, S] x [B*S, H] -> [B*T, H] (context, and the query gradient), or p_bh^T y_bh:
+ * [B, A, T, S] x [B*T, H] -> [B*S, H] (the key and value gradients).
+ */
 export function headContext(p: tf.Tensor4D, y: T2, h: Heads, transposeP = false): T2 {
   const { B, T, A, D } = h;
+  const S = h.S ?? T;
+  const [inRows, outRows] = transposeP ? [T, S] : [S, T];
   if (!wasmKernelsActive()) {
     return tf.tidy(() => {
-      const split = tf.reshape(tf.transpose(tf.reshape(y, [B, T, A, D]), [0, 2, 1, 3]), [B * A, T, D]);
-      const pp = tf.reshape(p, [B * A, T, T]);
+      const split = tf.reshape(tf.transpose(tf.reshape(y, [B, inRows, A, D]), [0, 2, 1, 3]), [B * A, inRows, D]);
+      const pp = tf.reshape(p, [B * A, T, S]);
       const prod = tf.matMul(transposeP ? tf.transpose(pp, [0, 2, 1]) : pp, split);
-      return tf.reshape(tf.transpose(tf.reshape(prod, [B, A, T, D]), [0, 2, 1, 3]), [B * T, A * D]);
+      return tf.reshape(tf.transpose(tf.reshape(prod, [B, A, outRows, D]), [0, 2, 1, 3]), [B * outRows, A * D]);
     });
   }
-  const scores: Layout = { entry: [A * T * T, T * T], row: T, col: 1 };
+  const scores: Layout = { entry: [A * T * S, T * S], row: S, col: 1 };
   return stridedMatMul(p, y, {
     entries: [B, A],
-    M: T,
-    K: T,
+    M: outRows,
+    K: inRows,
     N: D,
     a: transposeP ? transposed(scores) : scores,
-    b: headLayout(h),
-    c: headLayout(h),
-    shape: [B * T, A * D],
+    b: headLayout(inRows, h),
+    c: headLayout(outRows, h),
+    shape: [B * outRows, A * D],
   }) as T2;
 }
 

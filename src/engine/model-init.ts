@@ -1,8 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { UserError } from '../cli/errors.js';
 import { initialValue } from './checkpoint.js';
-import { parseModelConfig, type Family } from './config.js';
+import { ModelError, parseModelConfig, type Family } from './config.js';
 import { EncoderClassifier } from './model.js';
 import { hasWeights } from './model-files.js';
 import { Rng } from './rng.js';
@@ -26,8 +25,8 @@ function generatedVocab(): string[] {
 }
 
 export function initModelCommand(opts: { family: Family; size: keyof typeof SIZES; vocab?: string; labels: number; seed: number; out: string }): string {
-  if (hasWeights(opts.out)) throw new UserError(`${opts.out} already holds a model`, 'Choose another --out directory.');
-  if (opts.family !== 'bert' && !opts.vocab) throw new UserError(`--family ${opts.family} needs --vocab with a WordPiece vocab.txt`, 'Random-initialised RoBERTa/ELECTRA models still need a tokenizer; pass one.');
+  if (hasWeights(opts.out)) throw new ModelError(opts.out, 'already holds a model', 'Choose another --out directory.');
+  if (opts.family !== 'bert' && !opts.vocab) throw new ModelError(opts.out, `--family ${opts.family} needs --vocab with a WordPiece vocab.txt`, 'Random-initialised RoBERTa/ELECTRA models still need a tokenizer; pass one.');
   const vocab = opts.vocab ? [...readWordPieceVocab(opts.vocab).keys()] : generatedVocab();
   const s = SIZES[opts.size];
   const config = parseModelConfig({ model_type: opts.family, vocab_size: vocab.length, hidden_size: s.hidden, num_hidden_layers: s.layers, num_attention_heads: s.heads, intermediate_size: 4 * s.hidden, max_position_embeddings: 512, type_vocab_size: opts.family === 'roberta' ? 1 : 2, pad_token_id: opts.family === 'roberta' ? 1 : 0 }, '<init>', opts.family);

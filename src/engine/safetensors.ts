@@ -1,9 +1,10 @@
 import fs from 'node:fs';
+import { ChildtuneError } from './errors.js';
 import { decodeContiguous, DTYPE_BYTES, isDtype, type Dtype } from './dtype.js';
 
-export class SafetensorsError extends Error {
-  constructor(readonly file: string, message: string, readonly hint?: string) {
-    super(`${file}: ${message}`);
+export class SafetensorsError extends ChildtuneError {
+  constructor(readonly file: string, message: string, hint?: string) {
+    super('safetensors', `${file}: ${message}`, { hint });
   }
 }
 

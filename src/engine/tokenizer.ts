@@ -1,13 +1,14 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { ChildtuneError } from './errors.js';
 import { readTokenizerConfig } from './tokenizer-config.js';
 
 /** The files a model directory's tokenizer may consist of (copied along with saved models, part of the plan's fingerprint). */
 export const TOKENIZER_FILES = ['vocab.txt', 'vocab.json', 'merges.txt', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json'];
 
-export class TokenizerError extends Error {
-  constructor(readonly file: string, message: string, readonly hint?: string) {
-    super(`${file}: ${message}`);
+export class TokenizerError extends ChildtuneError {
+  constructor(readonly file: string, message: string, hint?: string) {
+    super('tokenizer', `${file}: ${message}`, { hint });
   }
 }
 

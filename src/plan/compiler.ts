@@ -1,5 +1,4 @@
 import { HubError, localModelDir } from '../engine/hub/cache.js';
-import fs from 'node:fs';
 import path from 'node:path';
 import { readModelConfig, ModelError, type ModelConfig } from '../engine/config.js';
 import { paramSpecs, prefixOf } from '../engine/params.js';
@@ -14,7 +13,7 @@ import { estimateMemory } from './estimate.js';
 import { fileFingerprint, modelFingerprint, needsFreshHead } from './fingerprint.js';
 import { canonicalJson, hashInputs, sha256 } from './hash.js';
 import { plannedRuntime } from './runtime.js';
-import { CACHED_STAGES, type Plan, type PlannedTrial, type Stage, type StageKind } from './stages.js';
+import { CACHED_STAGES, isCacheEntryComplete, type Plan, type PlannedTrial, type Stage, type StageKind } from './stages.js';
 import { expandSweep } from './sweep.js';
 
 export { resolvedFisher, type ResolvedFisher } from '../strategies/child-tuning-d/fisher-settings.js';
@@ -52,7 +51,7 @@ export function compilePlan(loaded: LoadedRecipe, recipeFile: string): CompileRe
     const id = `${kind}:${hash.slice(0, 12)}`;
     let s = stages.get(id);
     if (!s) {
-      const cached = CACHED_STAGES.has(kind) ? fs.existsSync(path.join(cacheDir, kind, hash, 'done.json')) : null;
+      const cached = CACHED_STAGES.has(kind) ? isCacheEntryComplete(cacheDir, kind, hash) : null;
       s = { id, kind, hash, deps: deps.map((d) => d.id), label, inputs, trials: [], cached };
       stages.set(id, s);
     }
@@ -95,6 +94,7 @@ export function compilePlan(loaded: LoadedRecipe, recipeFile: string): CompileRe
       const spec = taskSpecOf(dataset);
       const file = splitFile(spec, dataset.dir, split);
       const loadStage = add('load-dataset', { spec: { ...spec, files: undefined }, file: fileFingerprint(file), split, on_bad_row: dataset.on_bad_row }, [], `${dataset.task} ${split}`, t, cacheDir);
+      loadStage.source ??= { dataset, split };
       let source = loadStage;
       let examples = rowsIn(dataset, split);
       if (subsample && dataset.subsample) {

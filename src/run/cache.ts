@@ -1,11 +1,14 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { cleanTemporaries, publish, TMP_SUFFIX, writeAtomic, WriteError } from '../engine/files.js';
+import { cleanTemporaries, publish, TMP_SUFFIX, writeAtomic, writeJsonAtomic, WriteError } from '../engine/files.js';
 import { sha256 } from '../plan/hash.js';
+import { cacheEntryDir, isCacheEntryComplete } from '../plan/stages.js';
+import { ARTIFACT_VERSIONS, checkVersion, isObject } from './artifacts.js';
 import { RunError } from './errors.js';
 
 /** done.json: what a complete entry holds, with the sha256 of each file's content. */
-interface Manifest {
+export interface CacheManifest {
+  version: 1;
   kind: string;
   hash: string;
   files: Record<string, string>;
@@ -23,11 +26,11 @@ export class StageCache {
   constructor(readonly root: string) {}
 
   dir(kind: string, hash: string) {
-    return path.join(this.root, kind, hash);
+    return cacheEntryDir(this.root, kind, hash);
   }
 
   has(kind: string, hash: string) {
-    return fs.existsSync(path.join(this.dir(kind, hash), 'done.json'));
+    return isCacheEntryComplete(this.root, kind, hash);
   }
 
   /** Fails early, before a stage is computed, when the cache directory cannot be written. */
@@ -49,12 +52,15 @@ export class StageCache {
     const dir = this.dir(kind, hash);
     if (!this.has(kind, hash)) return { state: 'miss' };
     const why = (() => {
-      let manifest: Manifest;
+      let manifest: CacheManifest;
       try {
         manifest = JSON.parse(fs.readFileSync(path.join(dir, 'done.json'), 'utf8'));
       } catch (e) {
         return `done.json is unreadable (${(e as Error).message})`;
       }
+      if (!isObject(manifest)) return 'done.json is not an object';
+      // An entry a newer childtune wrote is refused, not moved aside: that childtune can still use it.
+      checkVersion(path.join(dir, 'done.json'), 'cache-entry', manifest as unknown as Record<string, unknown>, 'Run this recipe with the childtune that wrote the cache, or set runtime.cache_dir to another directory.');
       if (manifest.hash !== hash || manifest.kind !== kind || !manifest.files || typeof manifest.files !== 'object') return 'done.json does not describe this entry';
       const files: Record<string, Buffer> = {};
       for (const [name, digest] of Object.entries(manifest.files)) {
@@ -74,7 +80,7 @@ export class StageCache {
   /** Stores a complete entry; if one exists already it must hold the same content (else a RunError). */
   write(kind: string, hash: string, files: Record<string, string | Uint8Array>): void {
     const dir = this.dir(kind, hash);
-    const manifest: Manifest = { kind, hash, files: Object.fromEntries(Object.entries(files).map(([n, d]) => [n, sha256(d)])), at: new Date().toISOString() };
+    const manifest: CacheManifest = { version: ARTIFACT_VERSIONS['cache-entry'], kind, hash, files: Object.fromEntries(Object.entries(files).map(([n, d]) => [n, sha256(d)])), at: new Date().toISOString() };
     if (!this.has(kind, hash)) {
       const tmp = dir + TMP_SUFFIX;
       fs.rmSync(tmp, { recursive: true, force: true });
@@ -84,7 +90,7 @@ export class StageCache {
         throw new WriteError(tmp, e as NodeJS.ErrnoException);
       }
       for (const [name, data] of Object.entries(files)) writeAtomic(path.join(tmp, name), data);
-      writeAtomic(path.join(tmp, 'done.json'), JSON.stringify(manifest, null, 2) + '\n');
+      writeJsonAtomic(path.join(tmp, 'done.json'), manifest);
       try {
         publish(tmp, dir);
         return;

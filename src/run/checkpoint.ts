@@ -1,8 +1,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { writeAtomic } from '../engine/files.js';
+import { writeAtomic, writeJsonAtomic } from '../engine/files.js';
 import type { ParamSpec } from '../engine/params.js';
 import { parseSafetensors, encodeSafetensors, SafetensorsError } from '../engine/safetensors.js';
+import { checkVersion } from './artifacts.js';
 import { RunError } from './errors.js';
 import type { LoopState } from './train.js';
 
@@ -47,8 +48,8 @@ export function writeCheckpoint(runDir: string, specs: readonly ParamSpec[], c: 
   put('adam_v', c.v);
   if (c.best) put('best', c.best);
   writeAtomic(path.join(dir, 'state.safetensors'), encodeSafetensors(tensors, { format: 'childtune-checkpoint' }));
-  writeAtomic(path.join(dir, 'loop.json'), JSON.stringify(c.meta, null, 2) + '\n');
-  writeAtomic(path.join(runDir, POINTER), JSON.stringify({ dir: rel, step: c.meta.loop.step }, null, 2) + '\n');
+  writeJsonAtomic(path.join(dir, 'loop.json'), c.meta);
+  writeJsonAtomic(path.join(runDir, POINTER), { dir: rel, step: c.meta.loop.step });
   for (const old of fs.readdirSync(path.join(runDir, 'checkpoints'))) {
     if (path.join('checkpoints', old) !== rel) fs.rmSync(path.join(runDir, 'checkpoints', old), { recursive: true, force: true });
   }
@@ -71,6 +72,7 @@ export function readCheckpoint(runDir: string, specs: readonly ParamSpec[]): Tra
   let tensors;
   try {
     meta = JSON.parse(fs.readFileSync(path.join(dir, 'loop.json'), 'utf8'));
+    checkVersion(path.join(dir, 'loop.json'), 'checkpoint', meta as unknown as Record<string, unknown>, 'Resume with the childtune that wrote the checkpoint, or start the run again without --resume.');
     tensors = parseSafetensors(fs.readFileSync(where), where);
   } catch (e) {
     if (e instanceof SafetensorsError || e instanceof SyntaxError || (e as NodeJS.ErrnoException).code === 'ENOENT') throw new RunError(`checkpoint ${dir} is unreadable: ${(e as Error).message}`, 'Start the run again without --resume.');

@@ -1,5 +1,5 @@
 import fs from 'node:fs';
-import { loadSplit, splitFile } from '../data/load.js';
+import { loadSplit, splitFile, type Example } from '../data/load.js';
 import { subsampleIndices } from '../data/subsample.js';
 import { taskSpecOf, type TaskSpec } from '../data/tasks.js';
 import type { Encoding, Tokenizer } from '../engine/tokenizer.js';
@@ -38,23 +38,40 @@ export function prepareSplit(dataset: Dataset, split: string, tokenizer: Tokeniz
   return result;
 }
 
-function tokenizeSplit(dataset: Dataset, split: string, tokenizer: Tokenizer, maxLength: number, subsample: boolean): PreparedSplit {
+/** A split as read from its file (the load-dataset stage): every usable example, none yet dropped or tokenized. */
+export interface LoadedExamples {
+  spec: TaskSpec;
+  file: string;
+  examples: Example[];
+  /** Indices into the full split, when a subsample stage picked them. */
+  indices?: number[];
+  skipped: number;
+  unlabelled: number;
+}
+
+export function loadExamples(dataset: Dataset, split: string): LoadedExamples {
   const spec = taskSpecOf(dataset);
   const loaded = loadSplit(spec, dataset.dir, split, dataset.on_bad_row);
   if (loaded.examples.length === 0) throw new RunError(`${loaded.file}: split '${split}' has no examples${loaded.empty ? ' (the file is empty)' : loaded.skipped.count ? ` after skipping ${loaded.skipped.count} bad rows` : ''}`, 'Check the file and the dataset settings.');
-  let examples = loaded.examples;
-  let indices: number[] | undefined;
-  if (subsample && dataset.subsample) {
-    const s = dataset.subsample;
-    if (s.size > examples.length) throw new RunError(`${loaded.file}: subsample size ${s.size} is larger than the split (${examples.length} examples)`, `Use dataset.subsample.size of at most ${examples.length}.`);
-    indices = subsampleIndices(examples, s.size, s.seed, s.stratified && spec.labels !== null);
-    examples = indices.map((i) => examples[i]);
-  }
-  return {
-    spec, file: loaded.file, indices,
-    encodings: examples.map((e) => tokenizer.encode(e.textA, e.textB, maxLength)),
-    labels: examples.map((e) => e.label),
-    skipped: loaded.skipped.count,
-    unlabelled: loaded.unlabelled,
-  };
+  return { spec, file: loaded.file, examples: loaded.examples, skipped: loaded.skipped.count, unlabelled: loaded.unlabelled };
+}
+
+/** The subsample stage: `size` examples drawn with `seed` (per class in proportion when stratified). */
+export function subsampleExamples(data: LoadedExamples, s: { size: number; seed: number; stratified: boolean }): LoadedExamples {
+  if (s.size > data.examples.length) throw new RunError(`${data.file}: subsample size ${s.size} is larger than the split (${data.examples.length} examples)`, `Use dataset.subsample.size of at most ${data.examples.length}.`);
+  const indices = subsampleIndices(data.examples, s.size, s.seed, s.stratified);
+  return { ...data, indices, examples: indices.map((i) => data.examples[i]) };
+}
+
+/** The tokenize stage: each example truncated to maxLength (padded per batch later). */
+export function tokenizeExamples(data: LoadedExamples, tokenizer: Tokenizer, maxLength: number): PreparedSplit {
+  const { examples, ...rest } = data;
+  return { ...rest, encodings: examples.map((e) => tokenizer.encode(e.textA, e.textB, maxLength)), labels: examples.map((e) => e.label) };
+}
+
+function tokenizeSplit(dataset: Dataset, split: string, tokenizer: Tokenizer, maxLength: number, subsample: boolean): PreparedSplit {
+  const loaded = loadExamples(dataset, split);
+  const s = dataset.subsample;
+  const picked = subsample && s ? subsampleExamples(loaded, { size: s.size, seed: s.seed, stratified: s.stratified && loaded.spec.labels !== null }) : loaded;
+  return tokenizeExamples(picked, tokenizer, maxLength);
 }

@@ -1,6 +1,8 @@
+import { ChildtuneError } from '../engine/errors.js';
+
 /** A run failure caused by input or environment (not a bug): reported as one message with a hint. */
-export class RunError extends Error {
-  constructor(message: string, readonly hint?: string, readonly stage?: string) {
-    super(message);
+export class RunError extends ChildtuneError {
+  constructor(message: string, hint?: string, stage?: string) {
+    super('run', message, { hint, stage });
   }
 }

@@ -8,12 +8,12 @@ import type { Recipe } from '../recipe/types.generated.js';
 import { bitsetBytes } from '../strategies/bitset.js';
 import { accumulateFisher, fisherHistogram, perLayer, selectChild, type FisherStats } from '../strategies/fisher.js';
 import { childTuningD } from '../strategies/child-tuning-d/index.js';
-import { StageCache } from './cache.js';
 import type { PreparedSplit } from './data.js';
 import { RunError } from './errors.js';
-import type { Reporter } from './executor.js';
 import { checkInterrupt } from './interrupt.js';
 import type { DataParallel } from './parallel.js';
+import type { LoadedModel } from './stages/load-model.js';
+import type { StageRunner } from './walk.js';
 
 export interface ChildNetwork {
   masks: (Uint8Array | undefined)[];
@@ -31,34 +31,34 @@ export interface ChildNetwork {
 export const fisherKey = (stage: Stage, runtime: StageRuntime) => hashInputs('fisher', { ...stage.inputs, runtime });
 
 /**
- * Child-Tuning-D's child network from the cache or, when absent or corrupt, computed from the model as loaded
- * (the pretrained weights and the seeded fresh head: the caller restores no checkpoint before this).
+ * Child-Tuning-D's child network, computed from the model as loaded (the pretrained weights and the seeded
+ * fresh head: no checkpoint is restored before this stage) or read back from the stage cache by the walk.
  */
-export async function childNetwork(stage: Stage, runtime: StageRuntime, parallel: DataParallel, model: EncoderClassifier, recipe: Recipe, train: PreparedSplit, report: Reporter, timed: <T>(name: string, fn: () => Promise<T>) => Promise<T>): Promise<ChildNetwork> {
-  const hash = fisherKey(stage, runtime);
-  if (hash !== stage.hash) report.log(`fisher: this run resolved ${runtime.backend} with ${runtime.threads} threads, not what the plan predicted; keyed ${hash.slice(0, 12)}`);
-  const cache = new StageCache(recipe.runtime.cache_dir);
-  cache.checkWritable();
-  const entry = cache.read('fisher', hash);
-  if (entry.state === 'hit') {
-    const stats: FisherStats = JSON.parse(entry.files['stats.json'].toString('utf8'));
-    const packed = new Uint8Array(entry.files['mask.bin']);
-    report.log(`fisher: cached (${hash.slice(0, 12)}), reusing its mask`);
-    return { stats, packed, masks: unpackMasks(packed, model.specs.map((s) => (stats.per_tensor[s.name] !== undefined ? sizeOf(s) : 0))), hash, cached: true };
-  }
-  if (entry.state === 'corrupt') report.log(`fisher: cache entry ${hash.slice(0, 12)} is corrupt (${entry.why}); moved to ${entry.movedTo} and recomputing`);
-  const bar = report.stage('fisher', stage.work?.steps ?? 1);
-  const computed = await timed('fisher', () => computeFisher(parallel, model, recipe, train, (done) => {
-    bar.tick(done);
-    checkInterrupt('fisher');
-  }));
-  bar.end();
-  const packed = packMasks(computed.masks);
-  cache.write('fisher', hash, { 'mask.bin': packed, 'stats.json': JSON.stringify(computed.stats, null, 2) });
-  const st = computed.stats;
-  report.log(`fisher: ${st.passes} passes over ${st.examples} examples; kept ${st.kept} of ${st.in_scope} (threshold ${st.threshold.toExponential(3)})`);
-  return { ...computed, packed, hash, cached: false };
-}
+export const fisherRunner: StageRunner<ChildNetwork> = {
+  async run(stage, [loaded, train], ctx) {
+    const { model, parallel } = loaded as LoadedModel;
+    const bar = ctx.report.stage('fisher', stage.work?.steps ?? 1);
+    const computed = await computeFisher(parallel, model, ctx.recipe, train as PreparedSplit, (done) => {
+      bar.tick(done);
+      checkInterrupt('fisher');
+    });
+    bar.end();
+    const st = computed.stats;
+    ctx.report.log(`fisher: ${st.passes} passes over ${st.examples} examples; kept ${st.kept} of ${st.in_scope} (threshold ${st.threshold.toExponential(3)})`);
+    return { ...computed, packed: packMasks(computed.masks), hash: fisherKey(stage, ctx.runtime), cached: false };
+  },
+  cache: {
+    key: (stage, ctx) => fisherKey(stage, ctx.runtime),
+    store: (c) => ({ 'mask.bin': c.packed, 'stats.json': JSON.stringify(c.stats, null, 2) }),
+    load(files, stage, [loaded], ctx) {
+      const { model } = loaded as LoadedModel;
+      const stats: FisherStats = JSON.parse(files['stats.json'].toString('utf8'));
+      const packed = new Uint8Array(files['mask.bin']);
+      return { stats, packed, masks: unpackMasks(packed, model.specs.map((s) => (stats.per_tensor[s.name] !== undefined ? sizeOf(s) : 0))), hash: fisherKey(stage, ctx.runtime), cached: true };
+    },
+    reused: 'reusing its mask',
+  },
+};
 
 /** The fisher pass: accumulate, select the child network, and describe it. */
 async function computeFisher(parallel: DataParallel, model: EncoderClassifier, recipe: Recipe, train: PreparedSplit, onBatch: (done: number) => void): Promise<{ masks: (Uint8Array | undefined)[]; stats: FisherStats }> {

@@ -1,15 +1,16 @@
+import { ChildtuneError } from '../engine/errors.js';
+
 /**
  * SIGINT and SIGTERM stop a run at its next safe point (between steps) instead of mid-write: the first
  * signal sets a flag the loops poll; a second one exits at once. Exit codes follow the shell: 130 for
  * SIGINT, 143 for SIGTERM.
  */
-export class Interrupted extends Error {
-  readonly exitCode: number;
-  readonly hint: string;
-  constructor(readonly signal: NodeJS.Signals, readonly stage?: string) {
-    super(`interrupted by ${signal}${stage ? ` during ${stage}` : ''}`);
-    this.exitCode = exitCodeOf(signal);
-    this.hint = 'Continue with: childtune run --resume RUN_DIR (or the same `run --trial K LOCK` / `sweep --resume`).';
+export class Interrupted extends ChildtuneError {
+  declare readonly hint: string;
+  constructor(readonly signal: NodeJS.Signals, stage?: string) {
+    super('interrupted', `interrupted by ${signal}${stage ? ` during ${stage}` : ''}`, {
+      stage, exitCode: exitCodeOf(signal), hint: 'Continue with: childtune run --resume RUN_DIR (or the same `run --trial K LOCK` / `sweep --resume`).',
+    });
   }
 }
 

@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { writeAtomic } from '../engine/files.js';
+import { writeAtomic, writeJsonAtomic } from '../engine/files.js';
 import { readChildMask } from './child-mask.js';
 import { RunError } from './errors.js';
 import { reportHtml, type RenderedFigure } from './report-html.js';
@@ -72,10 +72,10 @@ export async function reportCommand(dirs: string[], opts: ReportOptions, io: { o
     rendered.push({ id: f.id, caption: f.caption, svg, perRun: f.perRun });
   }
   const warnings = [...notes, ...grouping.warnings];
-  writeAtomic(path.join(out, 'report.json'), JSON.stringify({
+  writeJsonAtomic(path.join(out, 'report.json'), {
     runs: runs.map((r) => path.relative(out, r.dir)), table, significance: diffs, warnings, band: BAND,
     figures: rendered.map((f) => ({ id: f.id, caption: f.caption, per_run: !!f.perRun })),
-  }, null, 2) + '\n');
+  });
   writeAtomic(path.join(out, 'report.csv'), csvTable(table));
   writeAtomic(path.join(out, 'report.md'), markdownTable(table) + '\n');
   writeAtomic(path.join(out, 'report.tex'), latexTable(table));

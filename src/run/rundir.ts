@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { cleanTemporaries, writeAtomic, WriteError } from '../engine/files.js';
+import { cleanTemporaries, writeAtomic, writeJsonAtomic, WriteError } from '../engine/files.js';
 import { RunError } from './errors.js';
 import { DirLock } from './lock.js';
 
@@ -100,7 +100,7 @@ export class RunDir {
   }
 
   writeJson(name: string, value: unknown) {
-    writeAtomic(this.path(name), JSON.stringify(value, null, 2) + '\n');
+    writeJsonAtomic(this.path(name), value);
   }
 
   writeBytes(name: string, data: Uint8Array) {

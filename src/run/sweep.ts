@@ -1,13 +1,15 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { cleanTemporaries, writeAtomic } from '../engine/files.js';
+import { cleanTemporaries, writeAtomic, writeJsonAtomic } from '../engine/files.js';
 import { compilePlan, volatile } from '../plan/compiler.js';
-import type { Plan } from '../plan/stages.js';
+import { CACHED_STAGES, type Plan } from '../plan/stages.js';
 import { loadRecipe } from '../recipe/index.js';
 import { fetchMissing } from './fetch.js';
 import { formatDiagnostics } from '../recipe/format.js';
 import type { Recipe } from '../recipe/types.generated.js';
-import { diffPaths, runTrial, type Io } from './command.js';
+import { diffPaths } from './diff.js';
+import type { Io } from './reporter.js';
+import { runTrial } from './trial.js';
 import { RunError } from './errors.js';
 import { StageCache } from './cache.js';
 import { executeTrial } from './executor.js';
@@ -113,7 +115,7 @@ async function sweep(file: string | undefined, opts: SweepOptions, io: Io): Prom
       kind: 'childtune-sweep', version: 1, ...base, created: new Date().toISOString(),
       trials: plan.trials.map((t) => ({ index: t.index, dir: trialDir(t.index), overrides: t.overrides, recipe_hash: t.recipeHash, fisher_hash: t.fisher ? plan.stages.find((s) => s.id === t.fisher)!.hash : null, recipe: JSON.parse(JSON.stringify(volatile(recipes[t.index]))) })),
     };
-    writeAtomic(path.join(dir, LOCK_FILE), JSON.stringify(lock, null, 2) + '\n');
+    writeJsonAtomic(path.join(dir, LOCK_FILE), lock);
   }
   io.err(`sweep directory: ${dir} (${lock.trials.length} trials)`);
   if (opts.emit) {
@@ -159,26 +161,33 @@ async function runLockEntry(lock: SweepLock, runDir: string, entry: SweepLock['t
   return runTrial(RunDir.at(runDir, io.err), compiled.plan, compiled.plan.trials[entry.index], compiled.recipes[entry.index], invocation, io, { quiet: o.quiet, prefix: o.prefix, resume: partial, force: o.force });
 }
 
-/** Runs each distinct fisher stage of a locked sweep once, filling the cache the trials then reuse. */
+/**
+ * `sweep --prepare`: each distinct cacheable stage of a locked sweep (the fisher masks) run once, each by
+ * walking one trial's plan up to it, filling the stage cache the trials then read.
+ */
 async function prepareShared(lockFile: string, io: Io, quiet?: boolean): Promise<number> {
   const lock = readLock(lockFile);
   const checked = checkedPlan(lock, lockFile, io);
   if (!checked) return 1;
+  const { plan, recipes } = checked;
   const seen = new Set<string>();
   for (const t of lock.trials) {
-    const fisher = checked.plan.trials[t.index].fisher;
-    const hash = fisher && checked.plan.stages.find((s) => s.id === fisher)!.hash;
-    if (!hash || seen.has(hash)) continue;
-    seen.add(hash);
-    if (new StageCache(checked.recipes[t.index].runtime.cache_dir).has('fisher', hash)) continue;
-    const scratch = RunDir.at(path.join(path.dirname(path.resolve(lockFile)), 'prepare', hash.slice(0, 12)), io.err);
-    try {
-      await executeTrial(checked.plan, checked.plan.trials[t.index], checked.recipes[t.index], scratch, { log: (l) => !quiet && io.err(`[fisher ${hash.slice(0, 12)}] ${l}`), stage: () => ({ tick() {}, end() {} }) }, { stopAfterFisher: true });
-    } finally {
-      scratch.unlock();
+    const trial = plan.trials[t.index];
+    const cache = new StageCache(recipes[t.index].runtime.cache_dir);
+    for (const stage of plan.stages.filter((s) => CACHED_STAGES.has(s.kind) && s.trials.includes(t.index))) {
+      if (seen.has(stage.id)) continue;
+      seen.add(stage.id);
+      if (cache.has(stage.kind, stage.hash)) continue;
+      const scratch = RunDir.at(path.join(path.dirname(path.resolve(lockFile)), 'prepare', stage.hash.slice(0, 12)), io.err);
+      try {
+        await executeTrial(plan, trial, recipes[t.index], scratch, { log: (l) => !quiet && io.err(`[${stage.kind} ${stage.hash.slice(0, 12)}] ${l}`), stage: () => ({ tick() {}, end() {} }) }, { until: stage.kind });
+      } finally {
+        scratch.unlock();
+      }
     }
   }
-  io.err(`prepared ${seen.size} shared fisher stage${seen.size === 1 ? '' : 's'}`);
+  const kinds = [...new Set(plan.stages.filter((s) => seen.has(s.id)).map((s) => s.kind))].join(', ') || 'fisher';
+  io.err(`prepared ${seen.size} shared ${kinds} stage${seen.size === 1 ? '' : 's'}`);
   return 0;
 }
 

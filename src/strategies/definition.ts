@@ -1,3 +1,4 @@
+import type { ModelModifier, ModifierFactory } from '../engine/modules/modifier.js';
 import type { UpdateHooks } from '../engine/parallel/hooks.js';
 import type { ParamSpec } from '../engine/params.js';
 import type { Diagnostic } from '../recipe/diagnostics.js';
@@ -18,8 +19,6 @@ export type LossTerm = (values: readonly Float32Array[], grads: Float32Array[], 
 /** The engine's update hooks plus what strategies beyond vanilla, F and D use (none of those three sets them). */
 export interface StrategyHooks extends UpdateHooks {
   lossTerm?: LossTerm;
-  /** Modules it wraps or inserts and weight transforms in forward: engine ModelModifier values (src/engine/modules). */
-  modelModifiers?: (prepared: unknown) => unknown[];
 }
 
 /** A stage the strategy needs before training, as the plan adds it (D: the fisher stage). */
@@ -57,6 +56,13 @@ export interface StrategyDefinition<K extends Kind = Kind, P = unknown> {
   stages?(options: OptionsOf<K>, recipe: Recipe, context: StageContext): ExtraStage[];
   /** Bytes it adds to a stage's peak: the Fisher accumulator and the mask it keeps. */
   memory?(options: OptionsOf<K>, counts: { total: number; encoder: number }, stage: 'train' | 'fisher'): { fisher: number; mask: number };
+  /**
+   * How it changes the model before anything runs (wrapped or inserted modules, added parameters, which of the
+   * model's own parameters train), as engine modifiers built from its options; every thread rebuilds them from
+   * their plain data through `modifierKinds`, so each factory it uses must be listed there.
+   */
+  modifiers?(options: OptionsOf<K>): ModelModifier[];
+  modifierKinds?: readonly ModifierFactory[];
   /** Plain data (structured-cloneable) every worker thread rebuilds the hooks from. */
   prepare(input: PrepareInput<K>): P;
   hooks(prepared: P): StrategyHooks;
@@ -65,14 +71,20 @@ export interface StrategyDefinition<K extends Kind = Kind, P = unknown> {
   /** A tensor's kept fraction when fixed by the strategy (D's bitsets); undefined: counted, or 1. */
   fixedFraction?(prepared: P, index: number, size: number): number | undefined;
   /** Its fields of results.json and mask-stats.json. */
-  report(options: OptionsOf<K>): { results: Record<string, unknown>; maskStats: Record<string, unknown> };
+  report(options: OptionsOf<K>): StrategyReport;
+}
+
+/** A strategy's fields of results.json and mask-stats.json: its kind and reserve_p, plus any of its own. */
+export interface StrategyReport {
+  results: { strategy: string; reserve_p: number | null } & Record<string, unknown>;
+  maskStats: { strategy: string; reserve_p: number } & Record<string, unknown>;
 }
 
 /** A definition with its types checked against its own kind; the registry holds them as plain definitions. */
 export const defineStrategy = <K extends Kind, P>(d: StrategyDefinition<K, P>) => d as unknown as StrategyDefinition;
 
 /** The fields every kind reports: its kind and reserve_p (null in results.json, 1 in mask-stats.json where it has none). */
-export const kindReport = (options: { kind: string; reserve_p?: number }) => ({
+export const kindReport = (options: { kind: string; reserve_p?: number }): StrategyReport => ({
   results: { strategy: options.kind, reserve_p: options.reserve_p ?? null },
   maskStats: { strategy: options.kind, reserve_p: options.reserve_p ?? 1 },
 });

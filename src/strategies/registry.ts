@@ -1,3 +1,4 @@
+import { modifiersFromFactories, type ModelModifier, type ModifiersFrom } from '../engine/modules/modifier.js';
 import type { UpdateHooks } from '../engine/parallel/hooks.js';
 import type { ParamSpec } from '../engine/params.js';
 import type { Recipe } from '../recipe/types.generated.js';
@@ -28,6 +29,12 @@ export function strategyFor(recipe: Recipe, specs: readonly ParamSpec[], childNe
   const definition = definitionOf(recipe.strategy.kind);
   return new Strategy(definition, definition.prepare({ recipe, options: recipe.strategy, specs, childNetwork }));
 }
+
+/** The model modifiers a recipe's strategy asks for (none for vanilla, F and D). */
+export const modifiersFor = (options: Recipe['strategy']): ModelModifier[] => definitionOf(options.kind).modifiers?.(options as never) ?? [];
+
+/** A worker thread's modifiers, rebuilt from their plain data with the factories the strategies list. */
+export const modifiersFrom: ModifiersFrom = modifiersFromFactories(STRATEGIES.flatMap((s) => s.modifierKinds ?? []));
 
 /** A worker thread's hooks, rebuilt from what the main thread sent (Strategy.message). */
 export const hooksFrom = (message: unknown): UpdateHooks => {

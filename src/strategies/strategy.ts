@@ -1,5 +1,6 @@
 import { jsPasses, type OptimizerPasses } from '../engine/optimizer.js';
 import type { UpdateObserver } from '../engine/parallel/hooks.js';
+import { trains } from '../engine/modules/param.js';
 import { sizeOf, type ParamSpec } from '../engine/params.js';
 import { popcount } from './bitset.js';
 import type { Kind, StrategyDefinition, StrategyHooks } from './definition.js';
@@ -95,7 +96,7 @@ export class Strategy implements UpdateObserver {
   trainable(specs: readonly ParamSpec[]): { trainable_parameters: number; trainable_share: number } {
     const sizes = specs.map(sizeOf);
     const total = sizes.reduce((a, b) => a + b, 0);
-    const trainable = sizes.reduce((a, n, i) => a + (!this.spec.trains || this.spec.trains[i] ? n : 0), 0);
+    const trainable = sizes.reduce((a, n, i) => a + (trains(specs[i]) && (!this.spec.trains || this.spec.trains[i]) ? n : 0), 0);
     return { trainable_parameters: trainable, trainable_share: trainable / total };
   }
 

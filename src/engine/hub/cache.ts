@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { ChildtuneError } from '../errors.js';
 
 /**
  * The Hugging Face hub cache, laid out as Python's huggingface_hub lays it out, so either tool reuses the
@@ -91,9 +92,9 @@ export function snapshotFiles(dir: string): string[] {
   return out.sort();
 }
 
-export class HubError extends Error {
-  constructor(message: string, readonly hint?: string) {
-    super(message);
+export class HubError extends ChildtuneError {
+  constructor(message: string, hint?: string) {
+    super('hub', message, { hint });
   }
 }
 

@@ -4,6 +4,7 @@ import type { BackendName } from '../backend.js';
 import { sliceBatch } from '../batch.js';
 import type { Batch, EncoderClassifier } from '../model.js';
 import { adamwStep, type AdamWSettings } from '../optimizer.js';
+import { modifierData, type ModifiersFrom } from '../modules/modifier.js';
 import type { HooksFrom, UpdateObserver } from './hooks.js';
 import { partition, type Segment } from './partition.js';
 import type { Reply, Request, WorkerInit } from './protocol.js';
@@ -31,6 +32,8 @@ export interface PoolOptions {
   /** The worker thread's entry file: it calls serveWorker with the same `hooksFrom`. */
   worker: URL;
   hooksFrom: HooksFrom;
+  /** How the worker's entry file rebuilds the model's modifiers (it passes the same function to serveWorker). */
+  modifiersFrom: ModifiersFrom;
 }
 
 /** Thread count for a recipe's runtime.threads (0 = every core); native backends parallelise on their own. */
@@ -84,7 +87,7 @@ export class ParallelPool {
     const segments = partition(state.values.map((v) => v.length), threads);
     const decays = model.specs.map((s) => s.decay);
     const workers = Array.from({ length: threads - 1 }, (_, k) => {
-      const init: WorkerInit = { config: model.config, numLabels: model.numLabels, backend: o.backend, shard: k + 1, state, segments: segments[k + 1], decays };
+      const init: WorkerInit = { config: model.config, numLabels: model.numLabels, backend: o.backend, shard: k + 1, state, segments: segments[k + 1], decays, modifiers: modifierData(model.modifiers) };
       return new Worker(o.worker, { workerData: init });
     });
     await Promise.all(workers.map((w) => new Promise<void>((resolve, reject) => {

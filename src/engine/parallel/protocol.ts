@@ -1,3 +1,4 @@
+import type { ModifierData } from '../modules/modifier.js';
 import type { BackendName } from '../backend.js';
 import type { ModelConfig } from '../config.js';
 import type { Batch } from '../model.js';
@@ -31,4 +32,6 @@ export interface WorkerInit {
   state: SharedState;
   segments: Segment[];
   decays: boolean[];
+  /** The model's modifiers as plain data (modifierData): the worker rebuilds the same model with `modifiersFrom`. */
+  modifiers: ModifierData[];
 }

@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { sliceBatch } from '../batch.js';
 import { rowsPerPass } from '../memory.js';
 import type { Batch, EncoderClassifier } from '../model.js';
+import { trains } from '../modules/param.js';
 import { decayWhere, jsPasses, type AdamWStep, type OptimizerPasses } from '../optimizer.js';
 import { OptimizerKernels } from '../optimizer-wasm.js';
 import { Rng, streamSeed } from '../rng.js';
@@ -62,10 +63,13 @@ export class ShardExecutor {
   /** Per tensor: the wasm passes of its arena, JavaScript where it has none. */
   private readonly updatePasses: OptimizerPasses[];
   private readonly reducePasses: OptimizerPasses[];
+  /** Per tensor: whether the model trains it (a frozen parameter's weights and moments are never touched). */
+  private readonly trains: boolean[];
 
   constructor(private readonly model: EncoderClassifier, private readonly shard: number, private readonly state: SharedState, private readonly segments: Segment[], private readonly decays: boolean[], private readonly hooksFrom: HooksFrom) {
     this.updatePasses = state.values.map(() => jsPasses);
     this.reducePasses = state.values.map(() => jsPasses);
+    this.trains = model.specs.map(trains);
     for (const arena of state.arenas) {
       const kernels = new OptimizerKernels(arena.memory, arena.draws[shard]);
       for (const t of arena.tensors) {
@@ -95,7 +99,7 @@ export class ShardExecutor {
       }
       case 'update': {
         try {
-          for (const seg of this.segments) updateSegment(s, seg, this.hooks, req.step, req.coef, req.adam, this.decays[seg.index], this.updatePasses[seg.index]);
+          for (const seg of this.segments) if (this.trains[seg.index]) updateSegment(s, seg, this.hooks, req.step, req.coef, req.adam, this.decays[seg.index], this.updatePasses[seg.index]);
         } catch (e) {
           throw new Error(`${this.hooks.kind} update at step ${req.step}: ${(e as Error).message}`);
         }

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { parse } from 'yaml';
 import { volatile } from '../../plan/compiler.js';
 import type { Recipe } from '../../recipe/types.generated.js';
+import { isObject, metricMap, readMaskStats, readResults } from '../artifacts.js';
 import { RunError } from '../errors.js';
 
 /**
@@ -36,10 +37,10 @@ export interface RunRecord {
   /** Final metrics; a metric a run could not define (written as null) is absent. */
   metrics: Record<string, number>;
   transfer: Record<string, Record<string, number>>;
-  /** Share of the parameters that trained (results.json's trainable_share); null for runs that did not record it. */
-  trainableShare: number | null;
   /** Optimizer steps per epoch, to put logged steps on an epoch axis; null when results.json lacks them. */
   stepsPerEpoch: number | null;
+  /** Share of the parameters that trained (results.json's trainable_share); null for runs that did not record it. */
+  trainableShare: number | null;
   /** Loss and evaluation curves from metrics.jsonl. */
   curve: CurvePoint[];
   mask?: { per_layer: Record<string, number>; fisher?: FisherSummary };
@@ -83,59 +84,6 @@ export function findRuns(dirs: string[]): Collected {
 
 const HINT = 'Pass directories written by `childtune run` or `childtune sweep`; if this run was damaged, rerun it.';
 
-function readJson(file: string): unknown {
-  const text = fs.readFileSync(file, 'utf8');
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw new RunError(`${file}: not valid JSON (${(e as Error).message})`, HINT);
-  }
-}
-
-const isObject = (x: unknown): x is Record<string, unknown> => !!x && typeof x === 'object' && !Array.isArray(x);
-
-/** A map of metric name to number; null (a metric the run could not define) is dropped. */
-function metricMap(file: string, field: string, value: unknown): Record<string, number> {
-  if (!isObject(value)) throw new RunError(`${file}: "${field}" must be an object of metric values, found ${describe(value)}`, HINT);
-  const out: Record<string, number> = {};
-  for (const [k, v] of Object.entries(value)) {
-    if (v === null) continue;
-    if (typeof v !== 'number' || !Number.isFinite(v)) throw new RunError(`${file}: "${field}.${k}" must be a number, found ${describe(v)}`, HINT);
-    out[k] = v;
-  }
-  return out;
-}
-
-const describe = (v: unknown) => (v === undefined ? 'nothing' : Array.isArray(v) ? 'a list' : v === null ? 'null' : `${typeof v} ${JSON.stringify(v).slice(0, 40)}`);
-
-/** results.json, checked field by field: a foreign or damaged file is named with the field that is wrong. */
-function readResults(file: string) {
-  const r = readJson(file);
-  if (!isObject(r)) throw new RunError(`${file}: not a childtune results file (expected an object, found ${describe(r)})`, HINT);
-  const missing = ['task', 'strategy', 'seed', 'metrics'].filter((k) => !(k in r));
-  if (missing.length) throw new RunError(`${file}: not a childtune results file (missing ${missing.map((k) => `"${k}"`).join(', ')})`, HINT);
-  const need = (ok: boolean, field: string, what: string) => {
-    if (!ok) throw new RunError(`${file}: "${field}" must be ${what}, found ${describe(r[field])}`, HINT);
-  };
-  need(typeof r.task === 'string' && r.task.length > 0, 'task', 'a task name');
-  need(typeof r.strategy === 'string' && r.strategy.length > 0, 'strategy', 'a strategy kind');
-  need(Number.isInteger(r.seed), 'seed', 'an integer');
-  need(r.reserve_p === undefined || r.reserve_p === null || typeof r.reserve_p === 'number', 'reserve_p', 'a number or null');
-  need(r.overrides === undefined || isObject(r.overrides), 'overrides', 'an object');
-  need(r.transfer === undefined || isObject(r.transfer), 'transfer', 'an object');
-  need(r.model === undefined || typeof r.model === 'string', 'model', 'a string');
-  need(r.steps === undefined || typeof r.steps === 'number', 'steps', 'a number');
-  need(r.trainable_share === undefined || typeof r.trainable_share === 'number', 'trainable_share', 'a number');
-  need(r.epochs === undefined || Array.isArray(r.epochs), 'epochs', 'a list');
-  const transfer = Object.fromEntries(Object.entries((r.transfer ?? {}) as Record<string, unknown>).map(([k, v]) => [k, metricMap(file, `transfer.${k}`, v)]));
-  const steps = r.steps as number | undefined, epochs = (r.epochs as unknown[] | undefined)?.length;
-  return {
-    task: r.task as string, strategy: r.strategy as string, reserve_p: (r.reserve_p as number | null | undefined) ?? null, seed: r.seed as number,
-    model: (r.model as string | undefined) ?? null, overrides: (r.overrides ?? {}) as Record<string, unknown>,
-    metrics: metricMap(file, 'metrics', r.metrics), transfer, stepsPerEpoch: steps && epochs ? steps / epochs : null, trainableShare: (r.trainable_share as number | undefined) ?? null,
-  };
-}
-
 /** The resolved recipe's run-defining fields, without the seed; null when the run has no recipe.resolved.yaml. */
 function readConfig(file: string): { config: Record<string, unknown>; recipe: Recipe } | null {
   if (!fs.existsSync(file)) return null;
@@ -177,20 +125,6 @@ function columnOf(task: string, recipe: Recipe | undefined): string {
   const d = recipe.dataset;
   const source = d.dir ?? d.files?.[d.train_split ?? 'train'];
   return source ? `custom (${path.basename(source).replace(/\.(tsv|csv|jsonl)$/, '')})` : task;
-}
-
-function readMaskStats(file: string): RunRecord['mask'] {
-  const m = readJson(file);
-  if (!isObject(m) || !isObject(m.per_layer)) throw new RunError(`${file}: not a childtune mask-stats file ("per_layer" missing)`, HINT);
-  const perLayer = metricMap(file, 'per_layer', m.per_layer);
-  const f = m.fisher;
-  if (f === undefined) return { per_layer: perLayer };
-  const h = isObject(f) ? f.histogram : undefined;
-  const numbers = (x: unknown) => Array.isArray(x) && x.every((v) => typeof v === 'number' && Number.isFinite(v));
-  if (!isObject(f) || typeof f.threshold !== 'number' || !isObject(h) || !numbers(h.log10_edges) || !numbers(h.counts) || typeof h.zeros !== 'number') {
-    throw new RunError(`${file}: "fisher" must hold a threshold and a histogram (log10_edges, counts, zeros)`, HINT);
-  }
-  return { per_layer: perLayer, fisher: { threshold: f.threshold, histogram: { log10_edges: h.log10_edges as number[], counts: h.counts as number[], zeros: h.zeros } } };
 }
 
 /**

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { TASKS } from '../../data/tasks.js';
 import { canonicalJson } from '../../plan/hash.js';
-import { diffPaths } from '../command.js';
+import { diffPaths } from '../diff.js';
 import type { RunRecord } from './collect.js';
 
 /**

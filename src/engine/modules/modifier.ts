@@ -1,0 +1,142 @@
+import type { ModelConfig } from '../config.js';
+import { SelfAttention, type KeyValuePrefix } from './attention.js';
+import type { InputPrefix } from './encoder.js';
+import type { Assembled, DenseSite } from './families.js';
+import type { Layer } from './module.js';
+import type { Param, ParamGroup, ParamInit, ParamSpec } from './param.js';
+
+/** A parameter a modifier adds. Shapes are as saved (a dense weight [out, in] with `transposed`). */
+export interface NewParam {
+  /** Unique in the model, stable across runs: checkpoints and resume find it by this name. */
+  name: string;
+  shape: number[];
+  init: ParamInit;
+  /** Default: false (kept as shaped). */
+  transposed?: boolean;
+  /** Default: false (AdamW does not decay it). */
+  decay?: boolean;
+  /** Default: 'encoder'. */
+  group?: ParamGroup;
+  layer?: number;
+  /** Default: true. */
+  trainable?: boolean;
+}
+
+export type SublayerKind = 'attention' | 'feed-forward';
+
+/**
+ * How a modifier changes the model while it is assembled. Parameters it adds come after the model's own, in the
+ * order it adds them (modifiers apply in the order given), so checkpoints and resume include them.
+ */
+export interface ModelEditor {
+  readonly config: ModelConfig;
+  readonly numLabels: number;
+  /** Every parameter declared so far (the model's own first). */
+  readonly specs: readonly ParamSpec[];
+  /** Every dense layer of the model, in parameter order. */
+  readonly denseSites: readonly DenseSite[];
+  /** A parameter by name (the model's own or one a modifier added). */
+  param(name: string): Param;
+  /** Adds a parameter (source 'strategy'): initialised from `init` with the run's seed, never read from a checkpoint. */
+  addParam(spec: NewParam): Param;
+  /** Sets which of the model's own parameters train (a frozen one gets no gradient); modifiers' own are set at addParam. */
+  setTrainable(trains: (spec: ParamSpec) => boolean): void;
+  /** Replaces the layer at each selected dense site (the dense, or an earlier wrapper) with `wrap(inner, site)`. */
+  wrapDense(select: (site: DenseSite) => boolean, wrap: (inner: Layer, site: DenseSite) => Layer): void;
+  /**
+   * Adds a module to a sub-layer of each selected layer: 'after' runs on the sub-layer's dropped output before its
+   * residual and LayerNorm (Houlsby, Pfeiffer); 'parallel' runs on the sub-layer's input, its output added there.
+   */
+  insert(at: { sublayer: SublayerKind; placement: 'after' | 'parallel'; layers?: readonly number[] }, build: (layer: number) => Layer): void;
+  /** Gives each selected layer's attention key and value rows every query attends to (prefix tuning). */
+  prefixAttention(build: (layer: number) => KeyValuePrefix, layers?: readonly number[]): void;
+  /** Puts rows before every sequence's embeddings (prompt tuning); the classifier still pools the first real token. */
+  prependInput(prefix: InputPrefix): void;
+}
+
+/**
+ * A change to the model, as plain data: `kind` names its definition and `options` is structured-cloneable, so a
+ * worker thread rebuilds the identical modifier with the same definition (defineModifier) from { kind, options }.
+ */
+export interface ModelModifier<O = unknown> {
+  readonly kind: string;
+  readonly options: O;
+  apply(editor: ModelEditor): void;
+}
+
+/** A modifier kind: builds its modifiers from options; `kind` names it for rebuilding in another thread. */
+export interface ModifierFactory<O = unknown> {
+  (options: O): ModelModifier<O>;
+  readonly kind: string;
+}
+
+/** A modifier kind: `apply` is a plain function of the editor and the options (no state from the caller's thread). */
+export function defineModifier<O>(kind: string, apply: (editor: ModelEditor, options: O) => void): ModifierFactory<O> {
+  return Object.assign((options: O): ModelModifier<O> => ({ kind, options, apply: (editor) => apply(editor, options) }), { kind });
+}
+
+/** A modifier as plain data: its kind and structured-cloneable options. */
+export interface ModifierData {
+  kind: string;
+  options: unknown;
+}
+
+/** The plain data that rebuilds these modifiers in another thread. */
+export const modifierData = (modifiers: readonly ModelModifier[]): ModifierData[] => modifiers.map(({ kind, options }) => ({ kind, options }));
+
+/** Rebuilds modifiers from their plain data (a worker thread's side of modifierData). */
+export type ModifiersFrom = (data: readonly ModifierData[]) => ModelModifier[];
+
+/** A ModifiersFrom over a known set of modifier kinds; an unknown kind is an error naming the known ones. */
+export function modifiersFromFactories(factories: readonly ModifierFactory[]): ModifiersFrom {
+  const byKind = new Map(factories.map((f) => [f.kind, f]));
+  return (data) =>
+    data.map(({ kind, options }) => {
+      const factory = byKind.get(kind);
+      if (!factory) throw new Error(`no model modifier of kind '${kind}' (known: ${[...byKind.keys()].join(', ') || 'none'})`);
+      return factory(options);
+    });
+}
+
+/** Applies the modifiers, in order, to an assembled model. */
+export function applyModifiers(model: Assembled, config: ModelConfig, numLabels: number, modifiers: readonly ModelModifier[]) {
+  const { params, encoder, denseSites } = model;
+  const selected = (layers: readonly number[] | undefined) => encoder.layers.map((layer, l) => ({ layer, l })).filter(({ l }) => !layers || layers.includes(l));
+  const editor: ModelEditor = {
+    config,
+    numLabels,
+    specs: params.specs,
+    denseSites,
+    param(name) {
+      const p = params.get(name);
+      if (!p) throw new Error(`no parameter ${name}`);
+      return p;
+    },
+    addParam: (s) => params.declare({ name: s.name, shape: s.shape, init: s.init, transposed: s.transposed ?? false, decay: s.decay ?? false, group: s.group ?? 'encoder', layer: s.layer, trainable: s.trainable ?? true, source: 'strategy' }),
+    setTrainable(trains) {
+      for (const spec of params.specs) if (spec.source === 'checkpoint') spec.trainable = trains(spec);
+    },
+    wrapDense(select, wrap) {
+      for (const site of denseSites) if (select(site)) site.set(wrap(site.get(), site));
+    },
+    insert(at, build) {
+      for (const { layer, l } of selected(at.layers)) {
+        const sublayer = at.sublayer === 'attention' ? layer.attention : layer.feedForward;
+        (at.placement === 'after' ? sublayer.after : sublayer.parallel).push(build(l));
+      }
+    },
+    prefixAttention(build, layers) {
+      for (const { layer, l } of selected(layers)) {
+        const attention = layer.attention.transform;
+        if (!(attention instanceof SelfAttention)) throw new Error(`layer ${l}'s attention is wrapped; give it a prefix before wrapping it`);
+        if (attention.prefix) throw new Error(`layer ${l}'s attention already has a key/value prefix`);
+        attention.prefix = build(l);
+      }
+    },
+    prependInput(prefix) {
+      if (encoder.inputPrefix) throw new Error('the input already has a prefix');
+      encoder.inputPrefix = prefix;
+    },
+  };
+  for (const m of modifiers) m.apply(editor);
+}

@@ -1,0 +1,73 @@
+import * as tf from '@tensorflow/tfjs-core';
+import type { Rng } from '../rng.js';
+import type { Param } from './param.js';
+import type { GradientPass } from './types.js';
+
+export type T2 = tf.Tensor2D;
+
+/** What a module's forward pass reads besides its input: weights as tensors, and dropout. */
+export interface ForwardContext {
+  /** The device copy of a parameter ([in, out] for dense weights). */
+  weight(p: Param): tf.Tensor;
+  /** The host values of a parameter (embedding tables are read in JavaScript, never uploaded). */
+  values(p: Param): Float32Array;
+  /**
+   * A fresh dropout mask (kept entries scaled by 1/(1-rate)), or null when dropout is off. Masks are drawn from one
+   * stream in the order the modules ask for them, so a module's forward must ask in a fixed order.
+   */
+  dropout(shape: number[], kind: 'hidden' | 'attention'): tf.Tensor | null;
+  /**
+   * The step's random stream (null when predicting), for a module that draws per step (Mixout's weight mask). Draws
+   * shift the dropout masks drawn after them, so a module must draw a fixed amount in a fixed order.
+   */
+  rng: Rng | null;
+  /** The sequences of this pass, set by the encoder for the modules inside it. */
+  sequence?: Sequence;
+}
+
+/** Rows of a pass: `batch` sequences of `length` tokens, and the additive attention bias [batch, 1, 1, length]. */
+export interface Sequence {
+  batch: number;
+  length: number;
+  /** 0 for a key a query may attend to, -1e9 for padding. */
+  bias: tf.Tensor4D;
+}
+
+/** What a module's backward pass writes to: a parameter's gradient, for trainable parameters only. */
+export interface BackwardContext {
+  weight(p: Param): tf.Tensor;
+  /** Hands a parameter's gradient (in the engine layout) to the model, which takes ownership of the tensor. */
+  emit(p: Param, g: tf.Tensor): void;
+  /** For gradients made in JavaScript (embedding rows): the buffer and how this pass enters it. */
+  buffer(p: Param): { grad: Float32Array; pass: GradientPass };
+}
+
+/**
+ * A module with paired forward and backward passes. `forward` returns its output and what its backward reads (the
+ * cache: tensors, arrays or objects of them, freed by whoever runs the pass once the backward is done). `backward`
+ * emits the gradients of the module's trainable parameters and returns the input's gradient as summands, which the
+ * caller adds (together with its own, such as a residual's) in one step.
+ */
+export interface Layer<C = unknown> {
+  forward(x: T2, ctx: ForwardContext): { y: T2; cache: C };
+  backward(dy: T2, cache: C, ctx: BackwardContext): T2[];
+}
+
+/** The sum of gradient parts: one add for two (as the encoder always did), addN for more. */
+export function sum(parts: T2[]): T2 {
+  if (parts.length === 1) return parts[0];
+  if (parts.length === 2) return tf.add(parts[0], parts[1]);
+  return tf.addN(parts);
+}
+
+/** x times a dropout mask, or x when there is none. */
+export const applyMask = (x: T2, m: tf.Tensor | null): T2 => (m ? (tf.mul(x, m) as T2) : x);
+
+/** Every tensor in a cache (nested objects and arrays), for freeing it once its backward has run. */
+export function tensorsOf(cache: unknown, out: tf.Tensor[] = []): tf.Tensor[] {
+  if (cache instanceof tf.Tensor) out.push(cache);
+  else if (ArrayBuffer.isView(cache)) return out;
+  else if (Array.isArray(cache)) for (const c of cache) tensorsOf(c, out);
+  else if (cache && typeof cache === 'object') for (const c of Object.values(cache)) tensorsOf(c, out);
+  return out;
+}

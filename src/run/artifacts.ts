@@ -1,0 +1,170 @@
+import fs from 'node:fs';
+import { writeJsonAtomic } from '../engine/files.js';
+import type { FisherStats } from '../strategies/fisher.js';
+import { RunError } from './errors.js';
+
+/**
+ * The files a run writes for other tools and later runs to read, each with a `version`: written through its
+ * type, read back with a check. A file without a version predates versioning and reads as version 1; a newer
+ * version than this build knows is refused, naming the file, rather than misread.
+ */
+export const ARTIFACT_VERSIONS = {
+  'results.json': 1,
+  'mask-stats.json': 1,
+  'inputs.json': 1,
+  /** A checkpoint's loop.json. */
+  checkpoint: 1,
+  /** A stage cache entry's done.json. */
+  'cache-entry': 1,
+} as const;
+
+export type ArtifactKind = keyof typeof ARTIFACT_VERSIONS;
+
+const HINT = 'Pass directories written by `childtune run` or `childtune sweep`; if this run was damaged, rerun it.';
+
+export const isObject = (x: unknown): x is Record<string, unknown> => !!x && typeof x === 'object' && !Array.isArray(x);
+
+export const describeValue = (v: unknown) => (v === undefined ? 'nothing' : Array.isArray(v) ? 'a list' : v === null ? 'null' : `${typeof v} ${JSON.stringify(v).slice(0, 40)}`);
+
+/** Refuses a `version` this build cannot read (not a whole number, or newer than it writes). */
+export function checkVersion(file: string, kind: ArtifactKind, value: Record<string, unknown>, hint = HINT): void {
+  const v = value.version ?? 1;
+  const known = ARTIFACT_VERSIONS[kind];
+  if (!Number.isInteger(v) || (v as number) < 1) throw new RunError(`${file}: "version" must be a whole number of at least 1, found ${describeValue(value.version)}`, hint);
+  if ((v as number) > known) throw new RunError(`${file}: "version" is ${v}, newer than this childtune reads (${known})`, 'Read it with the childtune version that wrote it, or upgrade childtune.');
+}
+
+/** A JSON file as a plain value; invalid JSON names the file. */
+export function readJsonFile(file: string, hint = HINT): unknown {
+  const text = fs.readFileSync(file, 'utf8');
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new RunError(`${file}: not valid JSON (${(e as Error).message})`, hint);
+  }
+}
+
+/** results.json: one finished trial. */
+export interface ResultsFile {
+  version: 1;
+  trial: number;
+  overrides: Record<string, unknown>;
+  task: string;
+  strategy: string;
+  reserve_p: number | null;
+  seed: number;
+  backend: string;
+  backend_skipped: { name: string; why: string }[];
+  threads: number;
+  /** A metric a run could not define (NaN) is written as null. */
+  metrics: Record<string, number>;
+  epochs: { epoch: number; metrics: Record<string, number> }[];
+  best_epoch: number;
+  steps: number;
+  skipped_steps: number;
+  final_loss: number;
+  transfer: Record<string, Record<string, number>>;
+  durations_s: Record<string, number>;
+  resumed_from_step: number | null;
+  hashes: { recipe: string; train: string; fisher: string | null };
+  /** Parameters the strategy trained, and their share of the model's. */
+  trainable_parameters: number;
+  trainable_share: number;
+  /** Written by other tools' runs; read when present. */
+  model?: string;
+}
+
+export const writeResults = (file: string, results: Omit<ResultsFile, 'version'>) => writeJsonAtomic(file, { version: ARTIFACT_VERSIONS['results.json'], ...results } satisfies ResultsFile);
+
+/** What `childtune report` reads of a results.json: the fields it needs, each checked. */
+export interface ResultsRead {
+  task: string;
+  strategy: string;
+  reserve_p: number | null;
+  seed: number;
+  model: string | null;
+  overrides: Record<string, unknown>;
+  metrics: Record<string, number>;
+  transfer: Record<string, Record<string, number>>;
+  /** Optimizer steps per epoch, null when results.json lacks them. */
+  stepsPerEpoch: number | null;
+  /** Share of the parameters that trained; null for runs that did not record it. */
+  trainableShare: number | null;
+}
+
+/** A map of metric name to number; null (a metric the run could not define) is dropped. */
+export function metricMap(file: string, field: string, value: unknown): Record<string, number> {
+  if (!isObject(value)) throw new RunError(`${file}: "${field}" must be an object of metric values, found ${describeValue(value)}`, HINT);
+  const out: Record<string, number> = {};
+  for (const [k, v] of Object.entries(value)) {
+    if (v === null) continue;
+    if (typeof v !== 'number' || !Number.isFinite(v)) throw new RunError(`${file}: "${field}.${k}" must be a number, found ${describeValue(v)}`, HINT);
+    out[k] = v;
+  }
+  return out;
+}
+
+/** results.json, checked field by field: a foreign, damaged or newer file is named with the field that is wrong. */
+export function readResults(file: string): ResultsRead {
+  const r = readJsonFile(file);
+  if (!isObject(r)) throw new RunError(`${file}: not a childtune results file (expected an object, found ${describeValue(r)})`, HINT);
+  const missing = ['task', 'strategy', 'seed', 'metrics'].filter((k) => !(k in r));
+  if (missing.length) throw new RunError(`${file}: not a childtune results file (missing ${missing.map((k) => `"${k}"`).join(', ')})`, HINT);
+  checkVersion(file, 'results.json', r);
+  const need = (ok: boolean, field: string, what: string) => {
+    if (!ok) throw new RunError(`${file}: "${field}" must be ${what}, found ${describeValue(r[field])}`, HINT);
+  };
+  need(typeof r.task === 'string' && r.task.length > 0, 'task', 'a task name');
+  need(typeof r.strategy === 'string' && r.strategy.length > 0, 'strategy', 'a strategy kind');
+  need(Number.isInteger(r.seed), 'seed', 'an integer');
+  need(r.reserve_p === undefined || r.reserve_p === null || typeof r.reserve_p === 'number', 'reserve_p', 'a number or null');
+  need(r.overrides === undefined || isObject(r.overrides), 'overrides', 'an object');
+  need(r.transfer === undefined || isObject(r.transfer), 'transfer', 'an object');
+  need(r.model === undefined || typeof r.model === 'string', 'model', 'a string');
+  need(r.steps === undefined || typeof r.steps === 'number', 'steps', 'a number');
+  need(r.epochs === undefined || Array.isArray(r.epochs), 'epochs', 'a list');
+  need(r.trainable_share === undefined || typeof r.trainable_share === 'number', 'trainable_share', 'a number');
+  const transfer = Object.fromEntries(Object.entries((r.transfer ?? {}) as Record<string, unknown>).map(([k, v]) => [k, metricMap(file, `transfer.${k}`, v)]));
+  const steps = r.steps as number | undefined, epochs = (r.epochs as unknown[] | undefined)?.length;
+  return {
+    task: r.task as string, strategy: r.strategy as string, reserve_p: (r.reserve_p as number | null | undefined) ?? null, seed: r.seed as number,
+    model: (r.model as string | undefined) ?? null, overrides: (r.overrides ?? {}) as Record<string, unknown>,
+    metrics: metricMap(file, 'metrics', r.metrics), transfer, stepsPerEpoch: steps && epochs ? steps / epochs : null,
+    trainableShare: (r.trainable_share as number | undefined) ?? null,
+  };
+}
+
+/** mask-stats.json: the kept fraction per tensor and layer, and for D the Fisher statistics. */
+export interface MaskStatsFile {
+  version: 1;
+  strategy: string;
+  reserve_p: number;
+  per_tensor: Record<string, number>;
+  per_layer: Record<string, number>;
+  trainable_parameters: number;
+  trainable_share: number;
+  fisher?: FisherStats;
+}
+
+export const writeMaskStats = (file: string, stats: Omit<MaskStatsFile, 'version'>) => writeJsonAtomic(file, { version: ARTIFACT_VERSIONS['mask-stats.json'], ...stats } satisfies MaskStatsFile);
+
+export interface MaskStatsRead {
+  per_layer: Record<string, number>;
+  fisher?: { threshold: number; histogram: { log10_edges: number[]; counts: number[]; zeros: number } };
+}
+
+/** mask-stats.json as the report reads it, checked. */
+export function readMaskStats(file: string): MaskStatsRead {
+  const m = readJsonFile(file);
+  if (!isObject(m) || !isObject(m.per_layer)) throw new RunError(`${file}: not a childtune mask-stats file ("per_layer" missing)`, HINT);
+  checkVersion(file, 'mask-stats.json', m);
+  const perLayer = metricMap(file, 'per_layer', m.per_layer);
+  const f = m.fisher;
+  if (f === undefined) return { per_layer: perLayer };
+  const h = isObject(f) ? f.histogram : undefined;
+  const numbers = (x: unknown) => Array.isArray(x) && x.every((v) => typeof v === 'number' && Number.isFinite(v));
+  if (!isObject(f) || typeof f.threshold !== 'number' || !isObject(h) || !numbers(h.log10_edges) || !numbers(h.counts) || typeof h.zeros !== 'number') {
+    throw new RunError(`${file}: "fisher" must hold a threshold and a histogram (log10_edges, counts, zeros)`, HINT);
+  }
+  return { per_layer: perLayer, fisher: { threshold: f.threshold, histogram: { log10_edges: h.log10_edges as number[], counts: h.counts as number[], zeros: h.zeros } } };
+}

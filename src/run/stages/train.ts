@@ -1,0 +1,103 @@
+import fs from 'node:fs';
+import { taskSpecOf, type Metric } from '../../data/tasks.js';
+import type { ParamSpec } from '../../engine/params.js';
+import { perLayer } from '../../strategies/fisher.js';
+import { strategyFor } from '../../strategies/registry.js';
+import type { Strategy } from '../../strategies/strategy.js';
+import { writeMaskStats } from '../artifacts.js';
+import { latestCheckpoint, readCheckpoint, writeCheckpoint, type TrainingCheckpoint } from '../checkpoint.js';
+import { writeChildMask } from '../child-mask.js';
+import type { PreparedSplit } from '../data.js';
+import { RunError } from '../errors.js';
+import type { ChildNetwork } from '../fisher-stage.js';
+import { fMaskLogFor } from '../fmasks.js';
+import type { Reporter } from '../reporter.js';
+import type { RunDir } from '../rundir.js';
+import { TensorBoardWriter } from '../tensorboard.js';
+import { trainModel } from '../train.js';
+import { depsOfKind, type StageRunner } from '../walk.js';
+import type { LoadedModel } from './load-model.js';
+
+/** The train stage's output: the trained model (still loaded) and how the training went. */
+export interface Trained {
+  loaded: LoadedModel;
+  result: Awaited<ReturnType<typeof trainModel>>;
+  strategy: Strategy;
+  fisher?: ChildNetwork;
+  resumedFromStep: number | null;
+}
+
+export const trainRunner: StageRunner<Trained> = {
+  async run(stage, deps, ctx) {
+    // The plan lists the model, the training and the evaluation data first; pre-stages follow, found by kind.
+    const [loaded, train, dev] = deps as [LoadedModel, PreparedSplit, PreparedSplit];
+    const [fisher] = depsOfKind<ChildNetwork>(stage, deps, ctx, 'fisher');
+    const { recipe, run, report, trial } = ctx;
+    const { model, parallel, tokenizer } = loaded;
+    const { backend, threads } = ctx.runtime;
+    const resume = ctx.resume ? resumePoint(run, model.specs, { recipeHash: trial.recipeHash, backend, threads, fisherHash: fisher?.hash }, ctx.force, report) : undefined;
+    if (resume) {
+      resume.values.forEach((v, i) => model.values[i].set(v));
+      await parallel.reload();
+      parallel.restoreMoments(resume.m, resume.v, resume.meta.adamStep);
+    }
+    // The child network itself, in checkpoint order, for `childtune report`'s overlap matrix and other tools.
+    if (fisher) writeChildMask(run, model.specs, fisher.masks);
+    const strategy = strategyFor(recipe, model.specs, fisher?.masks);
+    strategy.masks = fMaskLogFor(recipe, strategy, model.specs, run, resume?.meta.adamStep ?? 0);
+    const metrics = (recipe.evaluation.metrics ?? taskSpecOf(recipe.dataset).metrics) as Metric[];
+    const tensorboard = TensorBoardWriter.create(run.path('tb'), run.path('metrics.jsonl'));
+    const bar = report.stage('train', stage.work?.steps ?? 1);
+    if (resume) bar.tick(resume.meta.loop.step);
+    const result = await trainModel({
+      recipe, model, parallel, strategy, train, dev, padId: tokenizer.padId, metrics,
+      resume: resume && { state: resume.meta.loop, bestValues: resume.best },
+      onLog: (e) => {
+        run.appendJsonl('metrics.jsonl', e);
+        tensorboard.write(e);
+        if (e.kind === 'eval') report.log(`epoch ${e.epoch}: ${Object.entries(e.metrics!).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(', ')}`);
+      },
+      onStep: (step, _total, loss, eps) => bar.tick(step, { loss: loss.toFixed(4), 'ex/s': eps.toFixed(1) }),
+      onCheckpoint: (loop, best) => {
+        const m = parallel.moments;
+        writeCheckpoint(run.dir, model.specs, { meta: { version: 1, recipeHash: trial.recipeHash, backend, threads, fisherHash: fisher?.hash, adamStep: m.step, loop }, values: model.values, m: m.m, v: m.v, best });
+      },
+    });
+    bar.end();
+
+    const kept = strategy.keptFractions(model.specs);
+    const { maskStats } = strategy.definition.report(recipe.strategy);
+    writeMaskStats(run.path('mask-stats.json'), { ...maskStats, per_tensor: kept, per_layer: perLayer(model, kept), ...strategy.trainable(model.specs), ...(fisher ? { fisher: fisher.stats } : {}) });
+    return { loaded, result, strategy, fisher, resumedFromStep: resume?.meta.loop.step ?? null };
+  },
+};
+
+/**
+ * Where a resumed run continues: the latest checkpoint, checked against this run's recipe, backend, thread
+ * count and child network (any of which would change the numbers). metrics.jsonl is cut back to what the checkpoint saw.
+ */
+function resumePoint(run: RunDir, specs: readonly ParamSpec[], now: { recipeHash: string; backend: string; threads: number; fisherHash?: string }, force: boolean, report: Reporter): TrainingCheckpoint | undefined {
+  const { recipeHash, backend, threads, fisherHash } = now;
+  const c = readCheckpoint(run.dir, specs);
+  const lines = c?.meta.loop.metricsLines ?? 0;
+  const metricsFile = run.path('metrics.jsonl');
+  if (fs.existsSync(metricsFile)) run.writeText('metrics.jsonl', fs.readFileSync(metricsFile, 'utf8').split('\n').slice(0, lines).map((l) => l + '\n').join(''));
+  if (!c) {
+    report.log('resume: no checkpoint yet; starting the training from the beginning in the same directory');
+    return undefined;
+  }
+  const differs = [
+    c.meta.recipeHash !== recipeHash && 'the recipe changed',
+    c.meta.backend !== backend && `the checkpoint was written on backend ${c.meta.backend}, this run uses ${backend}`,
+    c.meta.threads !== threads && `the checkpoint was written with ${c.meta.threads} threads, this run uses ${threads}`,
+  ].filter(Boolean);
+  // A different child network follows from changed data or weights: refused with them, unless --force.
+  if (c.meta.fisherHash !== undefined && c.meta.fisherHash !== fisherHash) {
+    const why = `the checkpoint trained the child network ${c.meta.fisherHash.slice(0, 12)}, this run's is ${fisherHash?.slice(0, 12)}`;
+    if (force) report.log(`resume: --force: continuing although ${why}`);
+    else differs.push(why);
+  }
+  if (differs.length) throw new RunError(`cannot resume ${run.dir}: ${differs.join('; ')}`, `Set runtime.backend and runtime.threads to what the run used (${c.meta.backend}, ${c.meta.threads}), or start a new run.`, 'resume');
+  report.log(`resume: continuing from step ${c.meta.loop.step} (${latestCheckpoint(run.dir)})`);
+  return c;
+}
