@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { cachedSnapshot, HubError, snapshotFiles, type HubRef } from '../engine/hub/cache.js';
 import { fetchRepo, type FetchOptions } from '../engine/hub/download.js';
-import type { FileFormat, TaskSpec } from './tasks.js';
+import type { BuiltinTask, FileFormat, TaskSpec } from './task-spec.js';
 
 export const nli3 = ['entailment', 'neutral', 'contradiction'];
 export const nli2 = ['entailment', 'not_entailment'];
@@ -29,7 +29,7 @@ const glue = (config: string, text: HubLayout['text'], classNames: string[] | un
   ({ repo: 'nyu-mll/glue', config, splits: { train: 'train', ...splits }, text, label: 'label', classNames });
 
 /** Where the hub publishes each built-in task. */
-export const HUB_LAYOUTS: Record<Exclude<TaskSpec['id'], 'custom'>, HubLayout> = {
+export const HUB_LAYOUTS: Record<BuiltinTask, HubLayout> = {
   'glue/cola': glue('cola', ['sentence'], ['unacceptable', 'acceptable'], { dev: 'validation' }),
   'glue/sst-2': glue('sst2', ['sentence'], ['negative', 'positive'], { dev: 'validation' }),
   'glue/mrpc': glue('mrpc', ['sentence1', 'sentence2'], ['not_equivalent', 'equivalent'], { dev: 'validation' }),

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { csvRows, DataFileError, jsonlRows, MAX_ROW_CHARS, readLines, tsvRows, type RawRow, type RawRowOrProblem } from './formats.js';
 import { exportSpec } from './hub-layouts.js';
 import { parquetRows } from './parquet.js';
-import type { Field, FileFormat, TaskSpec } from './tasks.js';
+import type { Field, FileFormat, TaskSpec } from './task-spec.js';
 
 export interface Example {
   textA: string;

@@ -1,4 +1,4 @@
-import type { Metric } from './tasks.js';
+import type { Metric } from './task-spec.js';
 
 export const accuracy = (pred: ArrayLike<number>, gold: ArrayLike<number>) => {
   let hit = 0;

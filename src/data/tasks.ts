@@ -1,39 +1,10 @@
-import type { Dataset } from '../recipe/types.generated.js';
 import { hubTaskSpec, nli2, nli3 } from './hub-layouts.js';
+import type { BuiltinTask, DatasetBlock, TaskSpec } from './task-spec.js';
 
-export type Metric = 'accuracy' | 'f1' | 'mcc' | 'pearson' | 'spearman';
-export type FileFormat = 'tsv' | 'csv' | 'jsonl' | 'parquet';
+// The layers above take these two types from the catalogue.
+export type { Metric, TaskSpec } from './task-spec.js';
 
-/** Where a field lives in a row: a header name or a 0-based column index. */
-export type Field = string | number;
-
-/** How one task's files look as distributed, and what it predicts. */
-export interface TaskSpec {
-  id: Dataset['task'];
-  /** The files' format; undefined: inferred from each file's extension. */
-  format?: FileFormat;
-  header: boolean;
-  /** Split name to file name inside the task directory. */
-  files: Record<string, string>;
-  text: [Field] | [Field, Field];
-  label: Field;
-  /** Class names in index order; null for regression. */
-  labels: string[] | null;
-  metrics: Metric[];
-  /** Label values that mark an unlabelled row, dropped silently and counted (SNLI's '-'). */
-  unlabelled?: string[];
-  /** For files that hold every split (SICK): the column naming each row's split, and each split's value. */
-  splitColumn?: { field: Field; values: Record<string, string> };
-  /** Scores outside this range are bad rows (STS-B's are 0 to 5). */
-  scoreRange?: [number, number];
-  /** datasets' ClassLabel names (index order = labels' order), accepted as labels too; integer labels index them. */
-  classNames?: string[];
-  /** Set when the files come from the hub cache (a built-in task named without a dir). */
-  fromHub?: { task: string; repo: string; cached: boolean };
-}
-
-
-export const TASKS: Record<Exclude<Dataset['task'], 'custom'>, TaskSpec> = {
+export const TASKS: Record<BuiltinTask, TaskSpec> = {
   'glue/cola': { id: 'glue/cola', format: 'tsv', header: false, files: { train: 'train.tsv', dev: 'dev.tsv' }, text: [3], label: 1, labels: ['0', '1'], metrics: ['mcc', 'accuracy'] },
   'glue/sst-2': { id: 'glue/sst-2', format: 'tsv', header: true, files: { train: 'train.tsv', dev: 'dev.tsv' }, text: ['sentence'], label: 'label', labels: ['0', '1'], metrics: ['accuracy'] },
   'glue/mrpc': { id: 'glue/mrpc', format: 'tsv', header: true, files: { train: 'train.tsv', dev: 'dev.tsv' }, text: ['#1 String', '#2 String'], label: 'Quality', labels: ['0', '1'], metrics: ['f1', 'accuracy'] },
@@ -58,7 +29,7 @@ export const TASKS: Record<Exclude<Dataset['task'], 'custom'>, TaskSpec> = {
  * The task spec a dataset block describes: a built-in one, with any file overrides, or a custom one.
  * A built-in task with neither dir nor files reads the hub's files from the hub cache.
  */
-export function taskSpecOf(dataset: Dataset): TaskSpec {
+export function taskSpecOf(dataset: DatasetBlock): TaskSpec {
   if (dataset.task !== 'custom') {
     const spec = TASKS[dataset.task];
     if (!dataset.dir && !dataset.files) return hubTaskSpec(spec);
@@ -96,7 +67,7 @@ const HF_LABEL_NAMES: Partial<Record<TaskSpec['id'], string[]>> = {
 };
 
 /** The names of a dataset's classes for id2label; undefined for regression. */
-export function labelNamesOf(dataset: Dataset): string[] | undefined {
+export function labelNamesOf(dataset: DatasetBlock): string[] | undefined {
   const spec = taskSpecOf(dataset);
   if (!spec.labels) return undefined;
   return (dataset.task !== 'custom' && HF_LABEL_NAMES[dataset.task]) || spec.labels;

@@ -32,14 +32,17 @@ export function publish(from: string, to: string) {
   fs.renameSync(from, to);
 }
 
-/** Write to a temporary file, fsync, rename: readers never see a half-written file, and a failure leaves the old one. */
-export function writeAtomic(file: string, data: string | Uint8Array) {
+/**
+ * Write to a temporary file, fsync, rename: readers never see a half-written file, and a failure leaves the old one.
+ * `data` may come as chunks (a generator), each written before the next is asked for: a large file is never held whole.
+ */
+export function writeAtomic(file: string, data: string | Uint8Array | Iterable<Uint8Array>) {
   const tmp = file + TMP_SUFFIX;
   try {
     const fd = fs.openSync(tmp, 'w');
     try {
-      const bytes = typeof data === 'string' ? Buffer.from(data) : data;
-      for (let at = 0; at < bytes.length; ) at += fs.writeSync(fd, bytes, at, bytes.length - at);
+      const chunks = typeof data === 'string' ? [Buffer.from(data)] : data instanceof Uint8Array ? [data] : data;
+      for (const bytes of chunks) for (let at = 0; at < bytes.length; ) at += fs.writeSync(fd, bytes, at, bytes.length - at);
       fs.fsyncSync(fd);
     } finally {
       fs.closeSync(fd);

@@ -24,6 +24,17 @@ export function activationBytes(config: ModelConfig, rows: number, seq: number):
   return Math.round(HEAP_HEADROOM * (config.numLayers + TRANSIENT_LAYERS) * perLayer * F32);
 }
 
+/**
+ * Heap bytes of a forward pass alone (evaluation, probes) over `rows` sequences of `seq` tokens: without dropout
+ * masks and the backward pass's needs each layer keeps 8 [tokens, hidden], 2 [tokens, intermediate] and 2
+ * [rows, heads, seq, seq] tensors (tfjs peak tensor bytes, BERT-tiny, -mini and -small, within 7%).
+ */
+export function forwardBytes(config: ModelConfig, rows: number, seq: number): number {
+  const tokens = rows * seq;
+  const perLayer = tokens * (8 * config.hiddenSize + 2 * config.intermediateSize) + 2 * rows * config.numHeads * seq * seq;
+  return Math.round(HEAP_HEADROOM * (config.numLayers + TRANSIENT_LAYERS) * perLayer * F32);
+}
+
 /** Heap bytes of a replica's device copies of the weights (embedding tables stay in JavaScript). */
 export function deviceWeightBytes(config: ModelConfig, numLabels: number): number {
   const p = parameterCounts(config, numLabels);
@@ -38,4 +49,9 @@ export function deviceWeightBytes(config: ModelConfig, numLabels: number): numbe
 export function rowsPerPass(config: ModelConfig, numLabels: number, seq: number): number {
   const free = WASM_HEAP_BUDGET - deviceWeightBytes(config, numLabels);
   return Math.max(1, Math.floor(free / activationBytes(config, 1, seq)));
+}
+
+/** Rows of the largest pass a shard of `shardRows` runs in (the passes split it evenly, as DataParallel does). */
+export function passRows(config: ModelConfig, numLabels: number, seq: number, shardRows: number): number {
+  return Math.ceil(shardRows / Math.ceil(shardRows / rowsPerPass(config, numLabels, seq)));
 }

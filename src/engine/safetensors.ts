@@ -82,27 +82,54 @@ export function parseSafetensors(buf: Uint8Array, file = '<buffer>'): Map<string
   return out;
 }
 
-/** Serialises float32 tensors (sorted by name, 8-byte aligned header) in the layout Hugging Face writes. */
-export function encodeSafetensors(tensors: Map<string, { shape: number[]; data: Float32Array }>, metadata: Record<string, string> = { format: 'pt' }): Buffer {
+/** A float32 tensor to write: its values, or a function giving them when their turn comes (see safetensorsChunks). */
+export interface TensorToWrite {
+  shape: number[];
+  data: Float32Array | (() => Float32Array);
+}
+
+/**
+ * A safetensors file of float32 tensors in the layout Hugging Face writes (sorted by name, header padded to 8 bytes),
+ * as chunks: the header, then each tensor's bytes as a view of its own memory, so the file is never held whole (1.3 GB
+ * for BERT-large). A tensor given as a function is produced just before its chunk, and its chunk must be consumed
+ * before the next is asked for: the function may fill one buffer reused for every tensor.
+ */
+export function* safetensorsChunks(tensors: Map<string, TensorToWrite>, metadata: Record<string, string> = { format: 'pt' }): Generator<Uint8Array> {
   const names = [...tensors.keys()].sort();
   const header: Record<string, unknown> = { __metadata__: metadata };
   let offset = 0;
   for (const n of names) {
-    const t = tensors.get(n)!;
-    header[n] = { dtype: 'F32', shape: t.shape, data_offsets: [offset, offset + t.data.byteLength] };
-    offset += t.data.byteLength;
+    const { shape } = tensors.get(n)!;
+    const bytes = shape.reduce((a, b) => a * b, 1) * 4;
+    header[n] = { dtype: 'F32', shape, data_offsets: [offset, offset + bytes] };
+    offset += bytes;
   }
   let json = JSON.stringify(header);
   json += ' '.repeat((8 - (json.length % 8)) % 8);
   const headerBytes = Buffer.from(json, 'utf8');
-  const out = Buffer.alloc(8 + headerBytes.length + offset);
-  out.writeBigUInt64LE(BigInt(headerBytes.length), 0);
-  headerBytes.copy(out, 8);
-  let at = 8 + headerBytes.length;
+  const length = Buffer.alloc(8);
+  length.writeBigUInt64LE(BigInt(headerBytes.length), 0);
+  yield Buffer.concat([length, headerBytes]);
   for (const n of names) {
-    const d = tensors.get(n)!.data;
-    Buffer.from(d.buffer, d.byteOffset, d.byteLength).copy(out, at);
-    at += d.byteLength;
+    const { shape, data } = tensors.get(n)!;
+    const values = typeof data === 'function' ? data() : data;
+    const entry = header[n] as { data_offsets: [number, number] };
+    if (values.byteLength !== entry.data_offsets[1] - entry.data_offsets[0]) throw new RangeError(`tensor ${n}: ${values.length} values for shape [${shape}]`);
+    yield new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
+  }
+}
+
+/** A whole safetensors file in one buffer, for small files (tests, fixtures); large ones are written chunk by chunk. */
+export function encodeSafetensors(tensors: Map<string, TensorToWrite>, metadata: Record<string, string> = { format: 'pt' }): Buffer {
+  const chunks = safetensorsChunks(tensors, metadata);
+  const head = chunks.next().value as Uint8Array;
+  const dataBytes = [...tensors.values()].reduce((a, t) => a + t.shape.reduce((x, y) => x * y, 1) * 4, 0);
+  const out = Buffer.alloc(head.length + dataBytes);
+  out.set(head);
+  let at = head.length;
+  for (const chunk of chunks) {
+    out.set(chunk, at);
+    at += chunk.length;
   }
   return out;
 }

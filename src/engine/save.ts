@@ -3,8 +3,8 @@ import path from 'node:path';
 import { writeAtomic } from './files.js';
 import type { Family } from './config.js';
 import type { EncoderClassifier } from './model.js';
-import { internalShape } from './params.js';
-import { encodeSafetensors } from './safetensors.js';
+import { internalShape, sizeOf, type ParamSpec } from './params.js';
+import { safetensorsChunks, type TensorToWrite } from './safetensors.js';
 
 /**
  * The transformers release whose `save_pretrained` layout the saved model follows: config.json written with
@@ -67,12 +67,14 @@ export interface SaveOptions {
  */
 export function saveModel(model: EncoderClassifier, dir: string, options: SaveOptions = {}) {
   fs.mkdirSync(dir, { recursive: true });
-  const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
+  // Streamed tensor by tensor; the transposed ones are turned back one at a time in a single scratch buffer.
+  const scratch = new Float32Array(saveScratchElements(model.specs));
+  const tensors = new Map<string, TensorToWrite>();
   model.specs.forEach((spec, i) => {
     const [rows, cols] = internalShape(spec);
-    tensors.set(spec.name, { shape: spec.shape, data: spec.transposed ? toCheckpointLayout(model.values[i], rows, cols) : model.values[i] });
+    tensors.set(spec.name, { shape: spec.shape, data: spec.transposed ? () => toCheckpointLayout(model.values[i], rows, cols, scratch) : model.values[i] });
   });
-  writeAtomic(path.join(dir, 'model.safetensors'), encodeSafetensors(tensors));
+  writeAtomic(path.join(dir, 'model.safetensors'), safetensorsChunks(tensors));
   const source = options.source && path.resolve(options.source) !== path.resolve(dir) ? options.source : undefined;
   const input = source ? readJson(path.join(source, 'config.json')) : {};
   writeAtomic(path.join(dir, 'config.json'), sortedJson(classificationConfig(model, input, options.labels, source)));
@@ -145,9 +147,12 @@ function addedTokens(dir: string, tokens: readonly string[]): Record<string, unk
   return Object.fromEntries(entries.map(([id, content]) => [String(id), { content, lstrip: false, normalized: false, rstrip: false, single_word: false, special: true }]));
 }
 
-/** Copies the engine's [in, out] layout back to the checkpoint's [out, in]. */
-function toCheckpointLayout(src: Float32Array, rows: number, cols: number): Float32Array {
-  const out = new Float32Array(src.length);
+/** Elements of the one buffer saving needs besides the weights: the largest tensor stored transposed. */
+export const saveScratchElements = (specs: readonly ParamSpec[]) => Math.max(0, ...specs.filter((s) => s.transposed).map(sizeOf));
+
+/** Copies the engine's [in, out] layout back to the checkpoint's [out, in], into the front of `scratch`. */
+function toCheckpointLayout(src: Float32Array, rows: number, cols: number, scratch: Float32Array): Float32Array {
+  const out = scratch.subarray(0, src.length);
   for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = src[r * cols + c];
   return out;
 }

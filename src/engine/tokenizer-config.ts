@@ -1,6 +1,23 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { TokenizerError, type SpecialTokens } from './tokenizer.js';
+import { ChildtuneError } from './errors.js';
+
+export class TokenizerError extends ChildtuneError {
+  constructor(readonly file: string, message: string, hint?: string) {
+    super('tokenizer', `${file}: ${message}`, { hint });
+  }
+}
+
+/** The special tokens a tokenizer adds and never splits, as tokenizer_config.json and special_tokens_map.json name them. */
+export interface SpecialTokens {
+  cls: string;
+  sep: string;
+  pad: string;
+  unk: string;
+  mask: string;
+  /** additional_special_tokens and tokenizer.json's special added tokens: kept whole when they occur in a text. */
+  additional: string[];
+}
 
 /** What tokenizer_config.json and special_tokens_map.json say, each field absent where neither file sets it. */
 export interface TokenizerConfig {

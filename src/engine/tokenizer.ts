@@ -1,33 +1,18 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { ChildtuneError } from './errors.js';
-import { readTokenizerConfig } from './tokenizer-config.js';
+import { readTokenizerConfig, TokenizerError, type SpecialTokens } from './tokenizer-config.js';
+
+// Defined beside the config reader, which tokenizers build on; named here too, where the rest of the code looks.
+export { TokenizerError, type SpecialTokens } from './tokenizer-config.js';
 
 /** The files a model directory's tokenizer may consist of (copied along with saved models, part of the plan's fingerprint). */
 export const TOKENIZER_FILES = ['vocab.txt', 'vocab.json', 'merges.txt', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json'];
-
-export class TokenizerError extends ChildtuneError {
-  constructor(readonly file: string, message: string, hint?: string) {
-    super('tokenizer', `${file}: ${message}`, { hint });
-  }
-}
 
 export interface Encoding {
   tokens: string[];
   inputIds: number[];
   tokenTypeIds: number[];
   attentionMask: number[];
-}
-
-/** The special tokens a tokenizer adds and never splits, as tokenizer_config.json and special_tokens_map.json name them. */
-export interface SpecialTokens {
-  cls: string;
-  sep: string;
-  pad: string;
-  unk: string;
-  mask: string;
-  /** additional_special_tokens and tokenizer.json's special added tokens: kept whole when they occur in a text. */
-  additional: string[];
 }
 
 export const WORDPIECE_SPECIALS: SpecialTokens = { cls: '[CLS]', sep: '[SEP]', pad: '[PAD]', unk: '[UNK]', mask: '[MASK]', additional: [] };

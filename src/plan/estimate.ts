@@ -1,6 +1,8 @@
 import os from 'node:os';
 import { parameterCounts, type ModelConfig } from '../engine/config.js';
-import { activationBytes, rowsPerPass } from '../engine/memory.js';
+import { activationBytes, forwardBytes, passRows } from '../engine/memory.js';
+import { paramSpecs } from '../engine/params.js';
+import { saveScratchElements } from '../engine/save.js';
 import type { Recipe } from '../recipe/types.generated.js';
 import { definitionOf } from '../strategies/registry.js';
 import type { MemoryEstimate } from './stages.js';
@@ -14,9 +16,12 @@ const RUNTIME_WORKER = 32 << 20;
 /**
  * Bytes a run holds at its peak, modelled on how the engine allocates: weights once in shared memory plus a
  * device copy per thread (embedding tables excepted: they are read in JavaScript), a gradient buffer per
- * thread, two Adam moments, the Fisher accumulator (fisher stage) or the bitset mask, the activations of each
- * thread's largest pass (src/engine/memory.ts: a shard runs in several passes when one would not fit the wasm
- * heap), and the runtime itself.
+ * thread, two Adam moments, what the strategy adds (its memory hook: D's Fisher scores or mask), the activations of
+ * each thread's largest pass (src/engine/memory.ts: a shard runs in several passes when one would not fit the wasm
+ * heap), the one scratch tensor saving the model needs (src/engine/save.ts streams the file), and the runtime
+ * itself. The train stage's largest pass may be an evaluation's (evaluation.batch_size rows, forward only): a wasm
+ * heap keeps its high-water mark. The parsed checkpoint is not counted: it is freed
+ * once the weights are copied, before any of this is allocated.
  */
 export function estimateMemory(config: ModelConfig, recipe: Recipe, numLabels: number, stage: 'train' | 'fisher', threads = recipe.runtime?.threads || os.availableParallelism()): MemoryEstimate {
   const p = parameterCounts(config, numLabels);
@@ -24,14 +29,18 @@ export function estimateMemory(config: ModelConfig, recipe: Recipe, numLabels: n
   const gradients = threads * p.total * F32;
   const adam = stage === 'train' ? 2 * p.total * F32 : 0;
   const { fisher, mask } = definitionOf(recipe.strategy.kind).memory?.(recipe.strategy, p, stage) ?? { fisher: 0, mask: 0 };
-  const batch = stage === 'fisher' ? (recipe.strategy.fisher?.batch_size ?? 16) : recipe.training.batch_size;
   const t = recipe.model.max_seq_length;
-  const shards = Math.min(threads, batch);
-  const shardRows = Math.ceil(batch / shards);
-  const rows = Math.ceil(shardRows / Math.ceil(shardRows / rowsPerPass(config, numLabels, t)));
-  const activations = shards * activationBytes(config, rows, t);
+  const passes = (batch: number, bytes: typeof activationBytes) => {
+    const shards = Math.min(threads, batch);
+    return shards * bytes(config, passRows(config, numLabels, t, Math.ceil(batch / shards)), t);
+  };
+  const batch = stage === 'fisher' ? (recipe.strategy.fisher?.batch_size ?? 16) : recipe.training.batch_size;
+  // A recipe built without an evaluation block (the bench's) evaluates nothing.
+  const evalBatch = stage === 'train' ? recipe.evaluation?.batch_size : undefined;
+  const activations = Math.max(passes(batch, activationBytes), evalBatch ? passes(evalBatch, forwardBytes) : 0);
+  const save = stage === 'train' ? saveScratchElements(paramSpecs(config, numLabels)) * F32 : 0;
   const runtime = RUNTIME_MAIN + (threads - 1) * RUNTIME_WORKER;
-  return { weights, gradients, adam, fisher, mask, activations, runtime, total: weights + gradients + adam + fisher + mask + activations + runtime };
+  return { weights, gradients, adam, fisher, mask, activations, save, runtime, total: weights + gradients + adam + fisher + mask + activations + save + runtime };
 }
 
 export const formatBytes = (n: number) =>

@@ -20,6 +20,8 @@ export interface MemoryEstimate {
   fisher: number;
   mask: number;
   activations: number;
+  /** The scratch tensor saving the model writes through (the file itself is streamed). */
+  save: number;
   /** The Node process and its worker threads with tfjs loaded. */
   runtime: number;
   total: number;

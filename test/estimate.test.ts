@@ -1,0 +1,64 @@
+import assert from 'node:assert/strict';
+import { before, describe, test } from 'node:test';
+import * as tf from '@tensorflow/tfjs-core';
+import { selectBackend } from '../src/engine/backend.js';
+import { batchOf } from '../src/engine/batch.js';
+import { parseModelConfig } from '../src/engine/config.js';
+import { activationBytes, forwardBytes, HEAP_HEADROOM, rowsPerPass } from '../src/engine/memory.js';
+import { EncoderClassifier } from '../src/engine/model.js';
+import { estimateMemory } from '../src/plan/estimate.js';
+import type { Recipe } from '../src/recipe/types.generated.js';
+import { initialValue } from '../src/engine/checkpoint.js';
+import { Rng } from '../src/engine/rng.js';
+
+const bert = (layers: number, hidden: number, heads: number) =>
+  parseModelConfig({ model_type: 'bert', vocab_size: 30522, hidden_size: hidden, num_hidden_layers: layers, num_attention_heads: heads, intermediate_size: 4 * hidden, max_position_embeddings: 512, type_vocab_size: 2 }, '<test>', 'bert');
+const recipe = (evaluation?: { batch_size: number }) =>
+  ({ strategy: { kind: 'child-tuning-d', reserve_p: 0.3 }, training: { batch_size: 16 }, model: { max_seq_length: 128 }, runtime: { threads: 2 }, evaluation }) as unknown as Recipe;
+
+describe('memory estimate', () => {
+  before(async () => {
+    await selectBackend('wasm');
+  });
+
+  test('the train stage counts the scratch tensor the streamed save writes through; the fisher stage saves nothing', () => {
+    const large = bert(24, 1024, 16);
+    assert.equal(estimateMemory(large, recipe(), 2, 'train').save, 1024 * 4096 * 4);
+    assert.equal(estimateMemory(large, recipe(), 2, 'fisher').save, 0);
+  });
+
+  test('the fisher stage counts the accumulator and the two copies selecting the child network makes', () => {
+    const large = bert(24, 1024, 16);
+    const encoder = 24 * (4 * (1024 * 1024 + 1024) + 2 * 1024 + 1024 * 4096 + 4096 + 4096 * 1024 + 1024 + 2 * 1024);
+    assert.equal(estimateMemory(large, recipe(), 2, 'fisher').fisher, 3 * encoder * 4);
+    assert.equal(estimateMemory(large, recipe(), 2, 'train').fisher, 0);
+  });
+
+  test("evaluation's forward passes count where they hold more than training's", () => {
+    const small = bert(4, 512, 8);
+    const withEval = estimateMemory(small, recipe({ batch_size: 64 }), 2, 'train');
+    assert.equal(withEval.activations, 2 * forwardBytes(small, 32, 128));
+    assert.ok(withEval.activations > 2 * activationBytes(small, 8, 128));
+    assert.equal(estimateMemory(small, recipe(), 2, 'train').activations, 2 * activationBytes(small, 8, 128));
+    // BERT-large evaluates in passes no larger than training's (the heap's limit), which then hold more.
+    const large = bert(24, 1024, 16);
+    assert.ok(rowsPerPass(large, 2, 128) < 8);
+    assert.equal(estimateMemory(large, recipe({ batch_size: 64 }), 2, 'train').activations, estimateMemory(large, recipe(), 2, 'train').activations);
+  });
+
+  test("a forward pass's model matches the tensor bytes tfjs holds at its peak (within 15%)", async () => {
+    const config = bert(2, 128, 2);
+    const model = new EncoderClassifier(config, 2);
+    const rng = new Rng(1);
+    model.specs.forEach((s, i) => (model.values[i] = initialValue(s, rng)));
+    const seq = 128;
+    const rows = 8;
+    const b = batchOf(Array.from({ length: rows }, () => ({ inputIds: Array.from({ length: seq }, () => 1 + rng.int(30000)), tokenTypeIds: new Array(seq).fill(0) })), seq);
+    model.predict(b);
+    const weights = tf.memory().numBytes;
+    const peak = (await tf.profile(() => void model.predict(b))).peakBytes - weights;
+    const modelled = forwardBytes(config, rows, seq) / HEAP_HEADROOM;
+    assert.ok(Math.abs(modelled / peak - 1) < 0.15, `modelled ${modelled} bytes, tfjs peak ${peak}`);
+    model.dispose();
+  });
+});
