@@ -17,23 +17,13 @@ export interface Checkpoint {
   source: string;
 }
 
-/** Parsed checkpoints of this process by file identity: the trials of a sweep share one read of the weights. */
-let cached: { key: string; checkpoint: Checkpoint } | undefined;
-
-/** Reads every tensor of a model directory's weights, whichever format and sharding transformers would load. */
+/**
+ * Reads every tensor of a model directory's weights, whichever format and sharding transformers would load. Not
+ * memoised: the parsed tensors are freed once the model has copied them (at BERT-large a kept copy is 1.3 GB).
+ */
 export function readCheckpoint(dir: string): Checkpoint {
   const weights = findWeights(dir);
-  const files = weights.index ? [weights.index, ...weights.files] : weights.files;
-  const key = files.map((f) => {
-    const stat = fs.statSync(f, { throwIfNoEntry: false });
-    return `${path.resolve(f)}:${stat?.size}:${stat?.mtimeMs}`;
-  }).join('|');
-  if (cached?.key !== key) {
-    cached = undefined; // the previous checkpoint can be freed before the next is read
-
-    cached = { key, checkpoint: { weights, tensors: readTensors(weights), source: weights.index ?? weights.files[0] } };
-  }
-  return cached.checkpoint;
+  return { weights, tensors: readTensors(weights), source: weights.index ?? weights.files[0] };
 }
 
 function readTensors(weights: ModelWeights): Map<string, CheckpointTensor> {

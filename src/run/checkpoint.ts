@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { writeAtomic, writeJsonAtomic } from '../engine/files.js';
 import type { ParamSpec } from '../engine/params.js';
-import { parseSafetensors, encodeSafetensors, SafetensorsError } from '../engine/safetensors.js';
+import { parseSafetensors, safetensorsChunks, SafetensorsError } from '../engine/safetensors.js';
 import { checkVersion } from './artifacts.js';
 import { RunError } from './errors.js';
 import type { LoopState } from './train.js';
@@ -47,7 +47,7 @@ export function writeCheckpoint(runDir: string, specs: readonly ParamSpec[], c: 
   put('adam_m', c.m);
   put('adam_v', c.v);
   if (c.best) put('best', c.best);
-  writeAtomic(path.join(dir, 'state.safetensors'), encodeSafetensors(tensors, { format: 'childtune-checkpoint' }));
+  writeAtomic(path.join(dir, 'state.safetensors'), safetensorsChunks(tensors, { format: 'childtune-checkpoint' }));
   writeJsonAtomic(path.join(dir, 'loop.json'), c.meta);
   writeJsonAtomic(path.join(runDir, POINTER), { dir: rel, step: c.meta.loop.step });
   for (const old of fs.readdirSync(path.join(runDir, 'checkpoints'))) {

@@ -4,7 +4,7 @@ import { sizeOf, type ParamSpec } from '../engine/params.js';
 import { streamSeed } from '../engine/rng.js';
 import type { Encoding } from '../engine/tokenizer.js';
 import { bitsetBytes, setBit } from './bitset.js';
-import { kthLargest } from './select.js';
+import { kthLargestInPlace } from './select.js';
 import type { ParallelPool } from '../engine/parallel/pool.js';
 import type { ResolvedFisher } from './child-tuning-d/fisher-settings.js';
 import { inScope, STREAMS } from './strategy.js';
@@ -103,7 +103,8 @@ export function selectChild(model: EncoderClassifier, fisher: Float32Array[], re
     at += f.length;
   }
   const k = Math.max(1, Math.min(total, Math.round(reserveP * total)));
-  const threshold = kthLargest(all, k);
+  // `all` is a scratch copy; the counts below do not depend on its order.
+  const threshold = kthLargestInPlace(all, k);
   let above = 0;
   let equal = 0;
   for (let j = 0; j < total; j++) {

@@ -3,9 +3,11 @@
  * median-of-three pivot and three-way partitioning (fast on the many ties a Fisher accumulator has).
  * Works on a copy; the input is untouched.
  */
-export function kthLargest(values: Float32Array, k: number): number {
-  if (k < 1 || k > values.length) throw new RangeError(`k=${k} outside 1..${values.length}`);
-  const a = Float32Array.from(values);
+export const kthLargest = (values: Float32Array, k: number): number => kthLargestInPlace(Float32Array.from(values), k);
+
+/** kthLargest without the copy: reorders `values` (for a scratch array whose order no longer matters). */
+export function kthLargestInPlace(a: Float32Array, k: number): number {
+  if (k < 1 || k > a.length) throw new RangeError(`k=${k} outside 1..${a.length}`);
   let lo = 0;
   let hi = a.length - 1;
   const idx = k - 1; // position in descending order
