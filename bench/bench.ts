@@ -73,7 +73,20 @@ function stepFlops(s: (typeof SHAPES)[Shape]) {
 
 function modelFor(shape: Shape) {
   const s = SHAPES[shape];
-  const config = parseModelConfig({ model_type: 'bert', vocab_size: VOCAB, hidden_size: s.hidden, num_hidden_layers: s.layers, num_attention_heads: s.heads, intermediate_size: 4 * s.hidden, max_position_embeddings: 512, type_vocab_size: 2 }, '<bench>', 'bert');
+  const config = parseModelConfig(
+    {
+      model_type: 'bert',
+      vocab_size: VOCAB,
+      hidden_size: s.hidden,
+      num_hidden_layers: s.layers,
+      num_attention_heads: s.heads,
+      intermediate_size: 4 * s.hidden,
+      max_position_embeddings: 512,
+      type_vocab_size: 2,
+    },
+    '<bench>',
+    'bert',
+  );
   const model = new EncoderClassifier(config, 2);
   const rng = new Rng(0);
   model.specs.forEach((spec, i) => (model.values[i] = initialValue(spec, rng)));
@@ -81,8 +94,15 @@ function modelFor(shape: Shape) {
 }
 
 function randomBatch(rng: Rng) {
-  const encs = Array.from({ length: BATCH }, () => ({ inputIds: Array.from({ length: SEQ }, () => rng.int(VOCAB)), tokenTypeIds: new Array(SEQ).fill(0) }));
-  return batchOf(encs, SEQ, Array.from({ length: BATCH }, () => rng.int(2)));
+  const encs = Array.from({ length: BATCH }, () => ({
+    inputIds: Array.from({ length: SEQ }, () => rng.int(VOCAB)),
+    tokenTypeIds: new Array(SEQ).fill(0),
+  }));
+  return batchOf(
+    encs,
+    SEQ,
+    Array.from({ length: BATCH }, () => rng.int(2)),
+  );
 }
 
 /** One configuration in this process: start-up, step times per strategy, fisher against an epoch, peak RSS. */
@@ -93,12 +113,28 @@ async function child(job: ChildJob) {
   const model = job.checkpoint ? loadPretrained(job.checkpoint, { numLabels: 2, seed: 0 }).model : modelFor(job.shape);
   const t2 = performance.now();
   const threads = job.threads || threadsFor(0, backend.name);
-  const dp = await DataParallel.start(model, { threads, backend: backend.name, adam: { lr: 1e-4, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0.01 } });
-  const startup = { backend_ms: t1 - t0, weights_ms: t2 - t1, workers_ms: performance.now() - t2, total_ms: performance.now() - t0, weights: job.checkpoint ? 'loaded from model.safetensors' : 'random init' };
+  const dp = await DataParallel.start(model, {
+    threads,
+    backend: backend.name,
+    adam: { lr: 1e-4, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0.01 },
+  });
+  const startup = {
+    backend_ms: t1 - t0,
+    weights_ms: t2 - t1,
+    workers_ms: performance.now() - t2,
+    total_ms: performance.now() - t0,
+    weights: job.checkpoint ? 'loaded from model.safetensors' : 'random init',
+  };
   const rng = new Rng(1);
   const batches = Array.from({ length: 4 }, () => randomBatch(rng));
-  const dMasks = model.specs.map((s) => (s.group === 'encoder' ? new Uint8Array(Math.ceil(sizeOf(s) / 8)).map(() => rng.int(256)) : undefined));
-  const all: Record<string, Strategy> = { vanilla: vanilla(), 'child-tuning-f': childTuningF(0.3, 'all', model.specs, 7), 'child-tuning-d': childTuningD(dMasks, false) };
+  const dMasks = model.specs.map((s) =>
+    s.group === 'encoder' ? new Uint8Array(Math.ceil(sizeOf(s) / 8)).map(() => rng.int(256)) : undefined,
+  );
+  const all: Record<string, Strategy> = {
+    vanilla: vanilla(),
+    'child-tuning-f': childTuningF(0.3, 'all', model.specs, 7),
+    'child-tuning-d': childTuningD(dMasks, false),
+  };
   const strategies = job.strategies ? all : { vanilla: all.vanilla };
   const times: Record<string, number[]> = { vanilla: [], 'child-tuning-f': [], 'child-tuning-d': [] };
   let step = 0;
@@ -127,7 +163,8 @@ async function child(job: ChildJob) {
   }
   // Overhead as the median of per-round ratios: neighbouring steps share the machine's state of the moment,
   // so pairing cancels drift that a ratio of two medians keeps.
-  const pairedOverhead = (name: string) => (times[name].length ? median(times[name].map((t, i) => t / times.vanilla[i] - 1)) : null);
+  const pairedOverhead = (name: string) =>
+    times[name].length ? median(times[name].map((t, i) => t / times.vanilla[i] - 1)) : null;
   // The masks act only in the update round, so its paired difference is the mask's cost without the
   // forward and backward passes' noise.
   const measured = (name: string) => updates[name].slice(-job.steps);
@@ -138,24 +175,46 @@ async function child(job: ChildJob) {
   };
   // Fisher (batch estimator) against one training epoch over the same examples, alternated three times
   // (median of each) so a slow phase of the machine does not land on one side only.
-  const fisher = job.fisherExamples ? await fisherAgainstEpoch(dp, model, strategies['child-tuning-d'], job.fisherExamples, rng) : null;
+  const fisher = job.fisherExamples
+    ? await fisherAgainstEpoch(dp, model, strategies['child-tuning-d'], job.fisherExamples, rng)
+    : null;
   await dp.close();
-  const recipe = { strategy: { kind: 'child-tuning-d', reserve_p: 0.3 }, training: { batch_size: BATCH }, model: { max_seq_length: SEQ }, runtime: { threads } } as unknown as Recipe;
+  const recipe = {
+    strategy: { kind: 'child-tuning-d', reserve_p: 0.3 },
+    training: { batch_size: BATCH },
+    model: { max_seq_length: SEQ },
+    runtime: { threads },
+  } as unknown as Recipe;
   const estimate = estimateMemory(model.config, recipe, 2, 'train');
   return {
-    backend: backend.name, kernels: nativeKernels().why, threads, params: parameterCounts(model.config, 2).total, startup,
-    step_ms: Object.fromEntries(Object.entries(times).filter(([, v]) => v.length).map(([k, v]) => [k, median(v)])),
+    backend: backend.name,
+    kernels: nativeKernels().why,
+    threads,
+    params: parameterCounts(model.config, 2).total,
+    startup,
+    step_ms: Object.fromEntries(
+      Object.entries(times)
+        .filter(([, v]) => v.length)
+        .map(([k, v]) => [k, median(v)]),
+    ),
     vanilla_ms: times.vanilla,
     overhead: { f: pairedOverhead('child-tuning-f'), d: pairedOverhead('child-tuning-d') },
     mask_cost: { f: maskCost('child-tuning-f'), d: maskCost('child-tuning-d') },
     fisher,
-    peak_rss_bytes: process.resourceUsage().maxRSS * 1024, estimate_bytes: estimate.total, estimate,
+    peak_rss_bytes: process.resourceUsage().maxRSS * 1024,
+    estimate_bytes: estimate.total,
+    estimate,
   };
 }
 
 /** Fisher (batch estimator) against one training epoch over the same examples, and the child selection. */
 async function fisherAgainstEpoch(dp: DataParallel, model: EncoderClassifier, d: Strategy, examples: number, rng: Rng) {
-  const encodings = Array.from({ length: examples }, () => ({ inputIds: Array.from({ length: SEQ }, () => rng.int(VOCAB)), tokenTypeIds: new Array(SEQ).fill(0), attentionMask: new Array(SEQ).fill(1), tokens: [] as string[] }));
+  const encodings = Array.from({ length: examples }, () => ({
+    inputIds: Array.from({ length: SEQ }, () => rng.int(VOCAB)),
+    tokenTypeIds: new Array(SEQ).fill(0),
+    attentionMask: new Array(SEQ).fill(1),
+    tokens: [] as string[],
+  }));
   const labels = encodings.map(() => rng.int(2));
   await dp.setStrategy(d);
   const fisherRuns: number[] = [];
@@ -163,27 +222,67 @@ async function fisherAgainstEpoch(dp: DataParallel, model: EncoderClassifier, d:
   let acc: Awaited<ReturnType<typeof accumulateFisher>> | undefined;
   for (let rep = 0; rep < 3; rep++) {
     const t0 = performance.now();
-    acc = await accumulateFisher(dp, model.specs, { encodings, labels }, { estimator: 'batch', batch_size: BATCH, clip: 1, scope: 'encoder', seed: 0 }, true);
+    acc = await accumulateFisher(
+      dp,
+      model.specs,
+      { encodings, labels },
+      { estimator: 'batch', batch_size: BATCH, clip: 1, scope: 'encoder', seed: 0 },
+      true,
+    );
     fisherRuns.push(performance.now() - t0);
     const t1 = performance.now();
     for (let start = 0; start < encodings.length; start += BATCH) {
-      const { norm } = await dp.gradients(batchOf(encodings.slice(start, start + BATCH), SEQ, labels.slice(start, start + BATCH)), start);
+      const { norm } = await dp.gradients(
+        batchOf(encodings.slice(start, start + BATCH), SEQ, labels.slice(start, start + BATCH)),
+        start,
+      );
       await dp.update(1e-4, clipCoefficient(norm, 1), d);
     }
     epochRuns.push(performance.now() - t1);
   }
   const t2 = performance.now();
   selectChild(model, acc!.fisher, 0.3, 'encoder');
-  return { fisher_ms: median(fisherRuns), epoch_ms: median(epochRuns), select_ms: performance.now() - t2, in_scope: acc!.fisher.reduce((a, f) => a + f.length, 0) };
+  return {
+    fisher_ms: median(fisherRuns),
+    epoch_ms: median(epochRuns),
+    select_ms: performance.now() - t2,
+    in_scope: acc!.fisher.reduce((a, f) => a + f.length, 0),
+  };
 }
 
 function torchPeer(shape: Shape, threads: number, steps = 12, warmup = 3) {
   const probe = spawnSync('/usr/bin/python3', ['-c', 'import torch'], { encoding: 'utf8' });
-  if (probe.status !== 0) return { available: false, why: '/usr/bin/python3 cannot import torch (apt-get install python3-torch libopenblas0-pthread)' };
+  if (probe.status !== 0)
+    return {
+      available: false,
+      why: '/usr/bin/python3 cannot import torch (apt-get install python3-torch libopenblas0-pthread)',
+    };
   const script = path.resolve(ROOT, '..', 'shared', 'bench', 'torch_bert_step.py');
   if (!fs.existsSync(script)) return { available: false, why: `${script} not found` };
   const s = SHAPES[shape];
-  const out = execFileSync('/usr/bin/python3', [script, '--layers', String(s.layers), '--hidden', String(s.hidden), '--heads', String(s.heads), '--seq', String(SEQ), '--batch', String(BATCH), '--steps', String(steps), '--warmup', String(warmup), '--threads', String(threads)], { encoding: 'utf8' });
+  const out = execFileSync(
+    '/usr/bin/python3',
+    [
+      script,
+      '--layers',
+      String(s.layers),
+      '--hidden',
+      String(s.hidden),
+      '--heads',
+      String(s.heads),
+      '--seq',
+      String(SEQ),
+      '--batch',
+      String(BATCH),
+      '--steps',
+      String(steps),
+      '--warmup',
+      String(warmup),
+      '--threads',
+      String(threads),
+    ],
+    { encoding: 'utf8' },
+  );
   return { available: true, ...JSON.parse(out.trim().split('\n').at(-1)!) };
 }
 
@@ -192,7 +291,15 @@ function cliMs(args: string[]) {
   const times = [];
   for (let i = 0; i < 5; i++) {
     const t0 = performance.now();
-    execFileSync(process.execPath, [path.join(ROOT, 'bin', 'childtune.js'), ...args], { cwd: ROOT, env: { ...process.env, CHILDTUNE_DATA: path.resolve(ROOT, '..', 'shared', 'data'), CHILDTUNE_MODELS: path.resolve(ROOT, '..', 'shared', 'fixtures') }, stdio: 'pipe' });
+    execFileSync(process.execPath, [path.join(ROOT, 'bin', 'childtune.js'), ...args], {
+      cwd: ROOT,
+      env: {
+        ...process.env,
+        CHILDTUNE_DATA: path.resolve(ROOT, '..', 'shared', 'data'),
+        CHILDTUNE_MODELS: path.resolve(ROOT, '..', 'shared', 'fixtures'),
+      },
+      stdio: 'pipe',
+    });
     times.push(performance.now() - t0);
   }
   return median(times);
@@ -203,7 +310,10 @@ function selectionScaling() {
   const rng = new Rng(3);
   return [1e5, 1e6, 4e6].map((n) => {
     const fisher = Float32Array.from({ length: n }, () => rng.next() ** 4);
-    const fake = { specs: [{ name: 'w', shape: [n], transposed: false, decay: true, group: 'encoder', init: 'normal' }], indexOf: () => 0 } as unknown as EncoderClassifier;
+    const fake = {
+      specs: [{ name: 'w', shape: [n], transposed: false, decay: true, group: 'encoder', init: 'normal' }],
+      indexOf: () => 0,
+    } as unknown as EncoderClassifier;
     const t0 = performance.now();
     selectChild(fake, [fisher], 0.3, 'encoder');
     const ms = performance.now() - t0;
@@ -218,11 +328,22 @@ function selectionScaling() {
  */
 async function kernelRates() {
   await selectBackend('wasm');
-  const shapes: [number, number, number][] = [[1024, 768, 768], [1024, 768, 3072], [1024, 3072, 768], [1024, 1024, 4096], [1024, 4096, 1024], [128, 64, 128]];
+  const shapes: [number, number, number][] = [
+    [1024, 768, 768],
+    [1024, 768, 3072],
+    [1024, 3072, 768],
+    [1024, 1024, 4096],
+    [1024, 4096, 1024],
+    [128, 64, 128],
+  ];
   const paths = nativeKernelNames().length ? ['native', 'wasm'] : ['wasm'];
   const rows = [];
   for (const [M, K, N] of shapes) {
-    for (const [ta, tb] of [[false, false], [true, false], [false, true]]) {
+    for (const [ta, tb] of [
+      [false, false],
+      [true, false],
+      [false, true],
+    ]) {
       const a = tf.randomUniform(ta ? [K, M] : [M, K]) as tf.Tensor2D;
       const b = tf.randomUniform(tb ? [N, K] : [K, N]) as tf.Tensor2D;
       const times: Record<string, number[]> = { native: [], wasm: [] };
@@ -238,7 +359,12 @@ async function kernelRates() {
       }
       tf.dispose([a, b]);
       const rate = (p: string) => (times[p].length ? (2 * M * K * N) / median(times[p]) / 1e6 : null);
-      rows.push({ shape: `${M}x${K}x${N}`, transposed: ta ? 'A' : tb ? 'B' : 'none', native_gflops: rate('native'), wasm_gflops: rate('wasm') });
+      rows.push({
+        shape: `${M}x${K}x${N}`,
+        transposed: ta ? 'A' : tb ? 'B' : 'none',
+        native_gflops: rate('native'),
+        wasm_gflops: rate('wasm'),
+      });
     }
   }
   selectKernel(undefined);
@@ -254,24 +380,52 @@ function machinePeak() {
   // Node's cpus().speed is 0 on some VMs; /proc/cpuinfo's "cpu MHz" is the clock the kernel measured.
   const mhz = Number(/^cpu MHz\s*:\s*([\d.]+)/m.exec(flags)?.[1] ?? 0) || (os.cpus()[0]?.speed ?? 0);
   const ghz = Math.round(mhz / 100) / 10;
-  return { cores, ghz, fma_lanes: lanes, gflops: cores * ghz * lanes * 2, how: `${cores} cores x ${ghz.toFixed(2)} GHz (the clock /proc/cpuinfo reports) x ${lanes} fp32 lanes per FMA (${lanes === 16 ? 'AVX-512' : lanes === 8 ? 'AVX2' : 'SSE'}) x 2 flops per FMA` };
+  return {
+    cores,
+    ghz,
+    fma_lanes: lanes,
+    gflops: cores * ghz * lanes * 2,
+    how: `${cores} cores x ${ghz.toFixed(2)} GHz (the clock /proc/cpuinfo reports) x ${lanes} fp32 lanes per FMA (${lanes === 16 ? 'AVX-512' : lanes === 8 ? 'AVX2' : 'SSE'}) x 2 flops per FMA`,
+  };
 }
 
 /** A row of results.json for one shape. */
 type Row = Record<string, any>;
 
 function runChild(job: ChildJob) {
-  const out = execFileSync(process.execPath, [fileURLToPath(import.meta.url), '--child', JSON.stringify(job)], { encoding: 'utf8', maxBuffer: 1 << 24 });
+  const out = execFileSync(process.execPath, [fileURLToPath(import.meta.url), '--child', JSON.stringify(job)], {
+    encoding: 'utf8',
+    maxBuffer: 1 << 24,
+  });
   return JSON.parse(out.trim().split('\n').at(-1)!);
 }
 
 /** tiny, mini, small: interleaved strategies over many rounds, fisher against an epoch, one thread, then PyTorch. */
 function fullRow(shape: Shape, quick: boolean): Row {
   const s = SHAPES[shape];
-  const ours = runChild({ shape, threads: 0, steps: quick ? 3 : s.steps, warmup: 2, strategies: true, fisherExamples: quick ? 32 : 128 });
-  const oneThread = runChild({ shape, threads: 1, steps: quick ? 2 : Math.min(5, s.steps), warmup: 1, strategies: false, fisherExamples: 0 });
+  const ours = runChild({
+    shape,
+    threads: 0,
+    steps: quick ? 3 : s.steps,
+    warmup: 2,
+    strategies: true,
+    fisherExamples: quick ? 32 : 128,
+  });
+  const oneThread = runChild({
+    shape,
+    threads: 1,
+    steps: quick ? 2 : Math.min(5, s.steps),
+    warmup: 1,
+    strategies: false,
+    fisherExamples: 0,
+  });
   const torch = torchPeer(shape, ours.threads);
-  return { ...ours, step_ms_one_thread: oneThread.step_ms.vanilla, pytorch: torch, pytorch_rounds_ms: torch.available ? [torch.step_ms_median] : [] };
+  return {
+    ...ours,
+    step_ms_one_thread: oneThread.step_ms.vanilla,
+    pytorch: torch,
+    pytorch_rounds_ms: torch.available ? [torch.step_ms_median] : [],
+  };
 }
 
 /** base, large: our process and PyTorch's alternated `rounds` times, a few steps each. */
@@ -283,11 +437,14 @@ function pairedRow(shape: Shape, quick: boolean, checkpoint: string | undefined)
   const torch: Row[] = [];
   for (let round = 0; round < rounds; round++) {
     process.stderr.write(`bench: ${shape} round ${round + 1}/${rounds}\n`);
-    ours.push(runChild({ shape, threads: 0, steps, warmup: 1, strategies: s.strategies, fisherExamples: 0, checkpoint }));
+    ours.push(
+      runChild({ shape, threads: 0, steps, warmup: 1, strategies: s.strategies, fisherExamples: 0, checkpoint }),
+    );
     torch.push(torchPeer(shape, ours[0].threads, steps, 1));
   }
   const vanilla = ours.flatMap((o) => o.vanilla_ms as number[]);
-  const paired = (pick: (o: Row) => number | null) => (ours.some((o) => pick(o) === null) ? null : median(ours.map((o) => pick(o)!)));
+  const paired = (pick: (o: Row) => number | null) =>
+    ours.some((o) => pick(o) === null) ? null : median(ours.map((o) => pick(o)!));
   return {
     ...ours[0],
     step_ms: Object.fromEntries(Object.keys(ours[0].step_ms).map((k) => [k, median(ours.map((o) => o.step_ms[k]))])),
@@ -306,10 +463,17 @@ function pairedRow(shape: Shape, quick: boolean, checkpoint: string | undefined)
 function selectedShapes(): Shape[] {
   const at = process.argv.indexOf('--shapes');
   if (at < 0) return Object.keys(SHAPES) as Shape[];
-  const wanted = (process.argv[at + 1] ?? '').split(',').filter(Boolean).map((n) => (n.startsWith('bert-') ? n : `bert-${n}`));
+  const wanted = (process.argv[at + 1] ?? '')
+    .split(',')
+    .filter(Boolean)
+    .map((n) => (n.startsWith('bert-') ? n : `bert-${n}`));
   const unknown = wanted.filter((n) => !(n in SHAPES));
   if (unknown.length || !wanted.length) {
-    process.stderr.write(`bench: --shapes takes a comma-separated list of ${Object.keys(SHAPES).map((n) => n.slice(5)).join(', ')}${unknown.length ? `; unknown: ${unknown.join(', ')}` : ''}\n`);
+    process.stderr.write(
+      `bench: --shapes takes a comma-separated list of ${Object.keys(SHAPES)
+        .map((n) => n.slice(5))
+        .join(', ')}${unknown.length ? `; unknown: ${unknown.join(', ')}` : ''}\n`,
+    );
     process.exit(2);
   }
   return wanted as Shape[];
@@ -320,9 +484,23 @@ function largeCheckpoint(): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'childtune-bench-'));
   const vocab = path.resolve(ROOT, '..', 'shared', 'fixtures', 'bert-tiny-random', 'vocab.txt');
   const s = SHAPES['bert-large'];
-  execFileSync(process.execPath, [path.join(ROOT, 'bin', 'childtune.js'), 'model', 'init', '--size', 'large', '--out', path.join(dir, 'model'), ...(fs.existsSync(vocab) ? ['--vocab', vocab] : [])], { stdio: 'pipe' });
+  execFileSync(
+    process.execPath,
+    [
+      path.join(ROOT, 'bin', 'childtune.js'),
+      'model',
+      'init',
+      '--size',
+      'large',
+      '--out',
+      path.join(dir, 'model'),
+      ...(fs.existsSync(vocab) ? ['--vocab', vocab] : []),
+    ],
+    { stdio: 'pipe' },
+  );
   const config = JSON.parse(fs.readFileSync(path.join(dir, 'model', 'config.json'), 'utf8'));
-  if (config.num_hidden_layers !== s.layers || config.hidden_size !== s.hidden) throw new Error('model init --size large does not match the bench shape');
+  if (config.num_hidden_layers !== s.layers || config.hidden_size !== s.hidden)
+    throw new Error('model init --size large does not match the bench shape');
   return path.join(dir, 'model');
 }
 
@@ -353,14 +531,38 @@ async function main() {
       const torchMs = r.pytorch_rounds_ms.length ? median(r.pytorch_rounds_ms) : null;
       const gflops = stepFlops(s) / vanillaMs / 1e6;
       rows.set(shape, {
-        config: shape, layers: s.layers, hidden: s.hidden, heads: s.heads, seq: SEQ, batch: BATCH, mode: s.mode, backend: r.backend, kernels: r.kernels, threads: r.threads, params: r.params,
-        step_ms_median: vanillaMs, step_ms_all: r.vanilla_ms, step_ms_one_thread: r.step_ms_one_thread,
-        tokens_per_s: (BATCH * SEQ * 1000) / vanillaMs, gflops, peak_share: gflops / peak.gflops,
-        f_overhead: r.overhead.f, d_overhead: r.overhead.d, f_mask_cost: r.mask_cost.f, d_mask_cost: r.mask_cost.d, step_ms: r.step_ms,
-        fisher_over_epoch: r.fisher ? r.fisher.fisher_ms / r.fisher.epoch_ms : null, fisher_ms: r.fisher?.fisher_ms ?? null, epoch_ms: r.fisher?.epoch_ms ?? null,
+        config: shape,
+        layers: s.layers,
+        hidden: s.hidden,
+        heads: s.heads,
+        seq: SEQ,
+        batch: BATCH,
+        mode: s.mode,
+        backend: r.backend,
+        kernels: r.kernels,
+        threads: r.threads,
+        params: r.params,
+        step_ms_median: vanillaMs,
+        step_ms_all: r.vanilla_ms,
+        step_ms_one_thread: r.step_ms_one_thread,
+        tokens_per_s: (BATCH * SEQ * 1000) / vanillaMs,
+        gflops,
+        peak_share: gflops / peak.gflops,
+        f_overhead: r.overhead.f,
+        d_overhead: r.overhead.d,
+        f_mask_cost: r.mask_cost.f,
+        d_mask_cost: r.mask_cost.d,
+        step_ms: r.step_ms,
+        fisher_over_epoch: r.fisher ? r.fisher.fisher_ms / r.fisher.epoch_ms : null,
+        fisher_ms: r.fisher?.fisher_ms ?? null,
+        epoch_ms: r.fisher?.epoch_ms ?? null,
         startup: r.startup,
-        peak_rss_bytes: r.peak_rss_bytes, estimate_bytes: r.estimate_bytes, rss_over_estimate: r.peak_rss_bytes / r.estimate_bytes,
-        pytorch: r.pytorch, pytorch_step_ms_median: torchMs, ratio_vs_pytorch: torchMs ? vanillaMs / torchMs : null,
+        peak_rss_bytes: r.peak_rss_bytes,
+        estimate_bytes: r.estimate_bytes,
+        rss_over_estimate: r.peak_rss_bytes / r.estimate_bytes,
+        pytorch: r.pytorch,
+        pytorch_step_ms_median: torchMs,
+        ratio_vs_pytorch: torchMs ? vanillaMs / torchMs : null,
       });
     } finally {
       if (checkpoint) fs.rmSync(path.dirname(checkpoint), { recursive: true, force: true });
@@ -368,13 +570,29 @@ async function main() {
   }
   const fullRun = shapes.length === Object.keys(SHAPES).length;
   process.stderr.write('bench: kernels\n');
-  const kernels = JSON.parse(execFileSync(process.execPath, [fileURLToPath(import.meta.url), '--kernels'], { encoding: 'utf8' }).trim().split('\n').at(-1)!);
+  const kernels = JSON.parse(
+    execFileSync(process.execPath, [fileURLToPath(import.meta.url), '--kernels'], { encoding: 'utf8' })
+      .trim()
+      .split('\n')
+      .at(-1)!,
+  );
   if (fullRun || !previous) process.stderr.write('bench: selection, start-up\n');
   const results = {
-    date: new Date().toISOString(), machine: { cpus: os.availableParallelism(), model: os.cpus()[0]?.model ?? 'unknown', memory_gib: Math.round(os.totalmem() / 2 ** 30), node: process.version }, peak,
-    configs: (Object.keys(SHAPES) as Shape[]).filter((n) => rows.has(n)).map((n) => rows.get(n)!), kernels,
+    date: new Date().toISOString(),
+    machine: {
+      cpus: os.availableParallelism(),
+      model: os.cpus()[0]?.model ?? 'unknown',
+      memory_gib: Math.round(os.totalmem() / 2 ** 30),
+      node: process.version,
+    },
+    peak,
+    configs: (Object.keys(SHAPES) as Shape[]).filter((n) => rows.has(n)).map((n) => rows.get(n)!),
+    kernels,
     selection: fullRun || !previous ? selectionScaling() : previous.selection,
-    startup_ms: fullRun || !previous ? { validate: cliMs(['validate', 'recipes/quickstart.yaml']), plan: cliMs(['plan', 'recipes/quickstart.yaml']) } : previous.startup_ms,
+    startup_ms:
+      fullRun || !previous
+        ? { validate: cliMs(['validate', 'recipes/quickstart.yaml']), plan: cliMs(['plan', 'recipes/quickstart.yaml']) }
+        : previous.startup_ms,
   };
   fs.mkdirSync(path.join(ROOT, 'bench'), { recursive: true });
   fs.writeFileSync(resultsFile, JSON.stringify(results, null, 2) + '\n');
@@ -382,7 +600,15 @@ async function main() {
   process.stdout.write(markdown(results));
 }
 
-function markdown(r: { date: string; machine: { cpus: number; model: string; memory_gib: number; node: string }; peak: ReturnType<typeof machinePeak>; configs: Row[]; kernels: Awaited<ReturnType<typeof kernelRates>>; selection: { elements: number; ms: number; ns_per_element: number }[]; startup_ms: { validate: number; plan: number } }) {
+function markdown(r: {
+  date: string;
+  machine: { cpus: number; model: string; memory_gib: number; node: string };
+  peak: ReturnType<typeof machinePeak>;
+  configs: Row[];
+  kernels: Awaited<ReturnType<typeof kernelRates>>;
+  selection: { elements: number; ms: number; ns_per_element: number }[];
+  startup_ms: { validate: number; plan: number };
+}) {
   const pct = (x: number | null) => (x === null || x === undefined ? 'n/a' : `${(x * 100).toFixed(1)}%`);
   const num = (x: number | null | undefined, digits = 0) => (x === null || x === undefined ? 'n/a' : x.toFixed(digits));
   const mib = (b: number) => `${(b / 2 ** 20).toFixed(0)} MiB`;
@@ -397,10 +623,20 @@ function markdown(r: { date: string; machine: { cpus: number; model: string; mem
     '',
     '| config | backend (matrix kernels) | threads | step ms (median) | 1 thread | tokens/s | GFLOP/s | share of peak | PyTorch ms | ratio vs PyTorch | F overhead | D overhead | F mask cost | D mask cost | fisher / epoch | peak RSS | plan estimate | RSS / estimate |',
     '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
-    ...r.configs.map((c) => `| ${c.config} (${c.layers}/${c.hidden}/${c.heads}) | ${c.backend} (${(c.kernels ?? 'wasm').replace(/ matrix kernels.*/, '')}) | ${c.threads} | ${num(c.step_ms_median)} | ${num(c.step_ms_one_thread)} | ${num(c.tokens_per_s)} | ${num(c.gflops, 1)} | ${pct(c.peak_share ?? null)} | ${num(c.pytorch_step_ms_median)} | ${num(c.ratio_vs_pytorch, 2)} | ${pct(c.f_overhead)} | ${pct(c.d_overhead)} | ${pct(c.f_mask_cost)} | ${pct(c.d_mask_cost)} | ${num(c.fisher_over_epoch, 2)} | ${mib(c.peak_rss_bytes)} | ${mib(c.estimate_bytes)} | ${num(c.rss_over_estimate, 2)} |`),
+    ...r.configs.map(
+      (c) =>
+        `| ${c.config} (${c.layers}/${c.hidden}/${c.heads}) | ${c.backend} (${(c.kernels ?? 'wasm').replace(/ matrix kernels.*/, '')}) | ${c.threads} | ${num(c.step_ms_median)} | ${num(c.step_ms_one_thread)} | ${num(c.tokens_per_s)} | ${num(c.gflops, 1)} | ${pct(c.peak_share ?? null)} | ${num(c.pytorch_step_ms_median)} | ${num(c.ratio_vs_pytorch, 2)} | ${pct(c.f_overhead)} | ${pct(c.d_overhead)} | ${pct(c.f_mask_cost)} | ${pct(c.d_mask_cost)} | ${num(c.fisher_over_epoch, 2)} | ${mib(c.peak_rss_bytes)} | ${mib(c.estimate_bytes)} | ${num(c.rss_over_estimate, 2)} |`,
+    ),
     '',
-    ...r.configs.filter((c) => !c.pytorch.available).map((c) => `PyTorch peer not run for ${c.config}: ${c.pytorch.why}.`),
-    ...(startups.length ? ['', `BERT-large start-up (backend, weights ${startups[0].weights}, worker threads with their replicas): ${startups.map((s) => `${(s.total_ms / 1000).toFixed(1)} s (backend ${(s.backend_ms / 1000).toFixed(1)}, weights ${(s.weights_ms / 1000).toFixed(1)}, workers ${(s.workers_ms / 1000).toFixed(1)})`).join('; ')}.`] : []),
+    ...r.configs
+      .filter((c) => !c.pytorch.available)
+      .map((c) => `PyTorch peer not run for ${c.config}: ${c.pytorch.why}.`),
+    ...(startups.length
+      ? [
+          '',
+          `BERT-large start-up (backend, weights ${startups[0].weights}, worker threads with their replicas): ${startups.map((s) => `${(s.total_ms / 1000).toFixed(1)} s (backend ${(s.backend_ms / 1000).toFixed(1)}, weights ${(s.weights_ms / 1000).toFixed(1)}, workers ${(s.workers_ms / 1000).toFixed(1)})`).join('; ')}.`,
+        ]
+      : []),
     '',
     `Threshold selection (quickselect): ${r.selection.map((s) => `${s.elements.toLocaleString('en-US')} elements in ${s.ms.toFixed(1)} ms (${s.ns_per_element.toFixed(1)} ns/element)`).join('; ')}.`,
     '',
@@ -409,7 +645,7 @@ function markdown(r: { date: string; machine: { cpus: number; model: string; mem
     '## Reading the table',
     '',
     '- *GFLOP/s* counts the matrix products of forward and backward (3 × forward) over the step time, both threads together; *share of peak* divides it by the machine peak above.',
-    '- tiny, mini and small: strategies interleaved over many rounds, then PyTorch (12 steps after 3 warm-up). base and large: our process and PyTorch\'s alternate twice, each one warm-up and two measured steps per process (base with the three strategies interleaved, large vanilla only); the ratio is our median step over the median of PyTorch\'s per-process medians. `npm run bench -- --shapes base,large` reruns only those rows (the others are kept from bench/results.json).',
+    "- tiny, mini and small: strategies interleaved over many rounds, then PyTorch (12 steps after 3 warm-up). base and large: our process and PyTorch's alternate twice, each one warm-up and two measured steps per process (base with the three strategies interleaved, large vanilla only); the ratio is our median step over the median of PyTorch's per-process medians. `npm run bench -- --shapes base,large` reruns only those rows (the others are kept from bench/results.json).",
     "- *F/D overhead*: each round runs one step of each strategy back to back (rotating which goes first); the figure is the median over rounds of the strategy's step time over vanilla's in the same round, minus one. Steps vary by 10-20% on this VM, so a figure within a few percent of zero, either side, is noise.",
     "- *F/D mask cost*: the masks act only in the update round, so this is the median over rounds of the strategy's update-round time minus vanilla's in the same round, over vanilla's median step: the same overhead without the forward and backward passes' noise.",
     '- *fisher / epoch*: the batch-estimator fisher pass over 128 examples against one training epoch over the same examples (each the median of three, alternated).',
@@ -422,9 +658,12 @@ function markdown(r: { date: string; machine: { cpus: number; model: string; mem
     '',
     `## Matrix products, one thread (${r.kernels.kernel}; GFLOP/s, median of five, native and wasm alternated in one process)`,
     '',
-    '| M x K x N | transposed | native | wasm | share of one core\'s peak (native) |',
+    "| M x K x N | transposed | native | wasm | share of one core's peak (native) |",
     '|---|---|---|---|---|',
-    ...r.kernels.rows.map((k) => `| ${k.shape} | ${k.transposed} | ${num(k.native_gflops, 1)} | ${num(k.wasm_gflops, 1)} | ${k.native_gflops ? pct(k.native_gflops / (r.peak.gflops / r.peak.cores)) : 'n/a'} |`),
+    ...r.kernels.rows.map(
+      (k) =>
+        `| ${k.shape} | ${k.transposed} | ${num(k.native_gflops, 1)} | ${num(k.wasm_gflops, 1)} | ${k.native_gflops ? pct(k.native_gflops / (r.peak.gflops / r.peak.cores)) : 'n/a'} |`,
+    ),
     '',
   ];
   return lines.join('\n');

@@ -5,7 +5,9 @@ import fs from 'node:fs';
 
 const entry = new URL('../dist/src/cli/main.js', import.meta.url);
 if (!fs.existsSync(entry)) {
-  process.stderr.write('error: childtune is not built (dist/ is missing)\n  hint: run `npm run build` (or `npm ci`, which builds) in the childtune directory.\n');
+  process.stderr.write(
+    'error: childtune is not built (dist/ is missing)\n  hint: run `npm run build` (or `npm ci`, which builds) in the childtune directory.\n',
+  );
   process.exit(1);
 }
 const { main } = await import(entry.href);

@@ -10,13 +10,19 @@ export function strategyFragments(dir) {
   const kinds = fs.readdirSync(dir).filter((d) => fs.existsSync(path.join(dir, d, 'schema.json')));
   const fragments = kinds.map((kind) => {
     const schema = JSON.parse(fs.readFileSync(path.join(dir, kind, 'schema.json'), 'utf8'));
-    if (schema.properties?.kind?.const !== kind) throw new Error(`${kind}/schema.json: properties.kind must be {"const": "${kind}"}`);
+    if (schema.properties?.kind?.const !== kind)
+      throw new Error(`${kind}/schema.json: properties.kind must be {"const": "${kind}"}`);
     return { kind, schema };
   });
   const defaults = fragments.filter((f) => f.schema['x-default']);
-  if (defaults.length !== 1) throw new Error(`exactly one strategy fragment must be x-default (the kind a recipe gets without one); found ${defaults.length}`);
+  if (defaults.length !== 1)
+    throw new Error(
+      `exactly one strategy fragment must be x-default (the kind a recipe gets without one); found ${defaults.length}`,
+    );
   // The default kind first, then the others by name.
-  return fragments.sort((a, b) => (b.schema['x-default'] ? 1 : 0) - (a.schema['x-default'] ? 1 : 0) || a.kind.localeCompare(b.kind));
+  return fragments.sort(
+    (a, b) => (b.schema['x-default'] ? 1 : 0) - (a.schema['x-default'] ? 1 : 0) || a.kind.localeCompare(b.kind),
+  );
 }
 
 /** `schema` with $defs.strategy (and one $defs.strategy-<kind> per fragment) assembled from the fragments. */
@@ -35,19 +41,31 @@ export function assembleStrategies(schema, dir) {
   const defaultKind = fragments[0].kind;
   for (const { kind, schema: f } of fragments) {
     const { 'x-default': _, ...rest } = f;
-    const foreign = Object.fromEntries([...owners].filter(([key]) => !(key in f.properties)).map(([key, { kinds, node }]) => {
-      const { default: _d, ...checked } = node;
-      return [key, { ...checked, 'x-owners': kinds }];
-    }));
-    out.$defs[`strategy-${kind}`] = { ...rest, additionalProperties: false, properties: { ...f.properties, ...foreign } };
+    const foreign = Object.fromEntries(
+      [...owners]
+        .filter(([key]) => !(key in f.properties))
+        .map(([key, { kinds, node }]) => {
+          const { default: _d, ...checked } = node;
+          return [key, { ...checked, 'x-owners': kinds }];
+        }),
+    );
+    out.$defs[`strategy-${kind}`] = {
+      ...rest,
+      additionalProperties: false,
+      properties: { ...f.properties, ...foreign },
+    };
   }
   out.$defs.strategy = {
-    description: 'How the training changes the gradient or the model: one branch per kind (src/strategies/<kind>/schema.json), chosen by kind.',
+    description:
+      'How the training changes the gradient or the model: one branch per kind (src/strategies/<kind>/schema.json), chosen by kind.',
     type: 'object',
     'x-discriminator': 'kind',
     properties: { kind: { enum: fragments.map((f) => f.kind), default: defaultKind } },
     allOf: fragments.map(({ kind }) => ({
-      if: kind === defaultKind ? { properties: { kind: { const: kind } } } : { required: ['kind'], properties: { kind: { const: kind } } },
+      if:
+        kind === defaultKind
+          ? { properties: { kind: { const: kind } } }
+          : { required: ['kind'], properties: { kind: { const: kind } } },
       then: { $ref: `#/$defs/strategy-${kind}` },
     })),
   };
@@ -61,7 +79,8 @@ export function typingSchema(schema) {
   for (const ref of branches) {
     const branch = out.$defs[ref.replace('#/$defs/', '')];
     branch.required = [...new Set(['kind', ...(branch.required ?? [])])];
-    for (const [key, node] of Object.entries(branch.properties)) if (node['x-owners']) branch.properties[key] = { tsType: 'undefined' };
+    for (const [key, node] of Object.entries(branch.properties))
+      if (node['x-owners']) branch.properties[key] = { tsType: 'undefined' };
   }
   out.$defs.strategy = { description: out.$defs.strategy.description, oneOf: branches.map(($ref) => ({ $ref })) };
   return out;

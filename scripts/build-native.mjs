@@ -33,18 +33,47 @@ function finish(built, why) {
 }
 
 function build() {
-  if (process.env.CHILDTUNE_NATIVE === '0') return finish(false, 'skipped (CHILDTUNE_NATIVE=0); the engine runs its wasm kernels');
-  if (process.arch !== 'x64') return finish(false, `no native kernels for ${process.arch} (they are written for x86-64 AVX2/AVX-512); the engine runs its wasm kernels`);
-  if (existsSync(target) && statSync(target).mtimeMs > statSync(source).mtimeMs) return finish(true, `up to date: ${path.relative(root, target)}`);
+  if (process.env.CHILDTUNE_NATIVE === '0')
+    return finish(false, 'skipped (CHILDTUNE_NATIVE=0); the engine runs its wasm kernels');
+  if (process.arch !== 'x64')
+    return finish(
+      false,
+      `no native kernels for ${process.arch} (they are written for x86-64 AVX2/AVX-512); the engine runs its wasm kernels`,
+    );
+  if (existsSync(target) && statSync(target).mtimeMs > statSync(source).mtimeMs)
+    return finish(true, `up to date: ${path.relative(root, target)}`);
   const headers = nodeHeaders();
-  if (!headers) return finish(false, `Node's C headers (node_api.h) were not found beside ${process.execPath}; the engine runs its wasm kernels`);
+  if (!headers)
+    return finish(
+      false,
+      `Node's C headers (node_api.h) were not found beside ${process.execPath}; the engine runs its wasm kernels`,
+    );
   mkdirSync(outDir, { recursive: true });
   // -ffp-contract=off: no fused multiply-add, so results match the wasm kernel bit for bit.
-  const args = ['-O3', '-std=c11', '-ffp-contract=off', '-fPIC', '-shared', '-Wall', '-Wextra', `-I${headers}`, source, '-o', target];
+  const args = [
+    '-O3',
+    '-std=c11',
+    '-ffp-contract=off',
+    '-fPIC',
+    '-shared',
+    '-Wall',
+    '-Wextra',
+    `-I${headers}`,
+    source,
+    '-o',
+    target,
+  ];
   try {
     execFileSync(compiler, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   } catch (e) {
-    const detail = e.code === 'ENOENT' ? `no C compiler (${compiler}) on PATH` : `${compiler} failed: ${String(e.stderr ?? e.message).trim().split('\n').slice(0, 3).join(' | ')}`;
+    const detail =
+      e.code === 'ENOENT'
+        ? `no C compiler (${compiler}) on PATH`
+        : `${compiler} failed: ${String(e.stderr ?? e.message)
+            .trim()
+            .split('\n')
+            .slice(0, 3)
+            .join(' | ')}`;
     return finish(false, `${detail}; the engine runs its wasm kernels`);
   }
   finish(true, `built ${path.relative(root, target)} with ${compiler}`);

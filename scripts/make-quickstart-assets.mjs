@@ -71,7 +71,10 @@ function encodeF16(tensors) {
 }
 
 fs.mkdirSync(modelOut, { recursive: true });
-fs.writeFileSync(path.join(modelOut, 'model.safetensors'), encodeF16(readSafetensors(path.join(modelIn, 'model.safetensors'))));
+fs.writeFileSync(
+  path.join(modelOut, 'model.safetensors'),
+  encodeF16(readSafetensors(path.join(modelIn, 'model.safetensors'))),
+);
 // Copied by content, not with copyFileSync: the source files are read-only and their mode must not follow.
 const copy = (from, to) => fs.writeFileSync(to, fs.readFileSync(from));
 for (const f of ['config.json', 'vocab.txt', 'pretraining.json']) copy(path.join(modelIn, f), path.join(modelOut, f));
@@ -83,4 +86,6 @@ const lines = fs.readFileSync(path.join(sst2In, 'train.tsv'), 'utf8').split('\n'
 const chosen = subsampleIndices(train.examples, SUBSAMPLE.size, SUBSAMPLE.seed, SUBSAMPLE.stratified);
 const rows = chosen.map((i) => lines[train.examples[i].line - 1]);
 fs.writeFileSync(path.join(sst2Out, 'train.tsv'), [lines[0], ...rows].join('\n') + '\n');
-console.log(`wrote ${path.relative(repo, modelOut)} (F16) and ${path.relative(repo, sst2Out)} (${rows.length} training rows of ${train.examples.length}, the dev set unchanged)`);
+console.log(
+  `wrote ${path.relative(repo, modelOut)} (F16) and ${path.relative(repo, sst2Out)} (${rows.length} training rows of ${train.examples.length}, the dev set unchanged)`,
+);

@@ -64,15 +64,31 @@ for (const backend of ['wasm', 'cpu'] as const) {
       assert.ok(Math.abs(loss - expected.loss) <= TOLERANCE, `loss ${loss} against ${expected.loss}`);
 
       const settings = reference.adamw;
-      const adam = adamwStep({ lr: settings.lr, betas: settings.betas, eps: settings.eps, weightDecay: settings.weight_decay }, 1, settings.lr);
+      const adam = adamwStep(
+        { lr: settings.lr, betas: settings.betas, eps: settings.eps, weightDecay: settings.weight_decay },
+        1,
+        settings.lr,
+      );
       for (const name of expected.trainable as string[]) {
         const i = model.indexOf(name);
         const spec = model.specs[i];
         assertClose(checkpointLayout(spec, grads[i]), expected.grads[name], `gradient of ${name}`);
-        assert.equal(spec.decay, (expected.decay as string[]).includes(name), `${name}: decayed as the reference decays it`);
+        assert.equal(
+          spec.decay,
+          (expected.decay as string[]).includes(name),
+          `${name}: decayed as the reference decays it`,
+        );
         const values = Float32Array.from(model.values[i]);
         const n = values.length;
-        adamwRange(values, grads[i], new Float32Array(n), new Float32Array(n), 0, n, spec.decay ? adam : { ...adam, decay: 0 });
+        adamwRange(
+          values,
+          grads[i],
+          new Float32Array(n),
+          new Float32Array(n),
+          0,
+          n,
+          spec.decay ? adam : { ...adam, decay: 0 },
+        );
         assertClose(checkpointLayout(spec, values), expected.after_step[name], `${name} after one AdamW step`);
       }
       model.dispose();

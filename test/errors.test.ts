@@ -26,7 +26,19 @@ const printed = (e: unknown, debug = false) => {
 
 describe('one error base', () => {
   test('every code prints its message and hint with its exit status; the stack only with --debug', () => {
-    const expected: Record<ErrorCode, number> = { usage: 2, input: 1, data: 1, model: 1, tokenizer: 1, safetensors: 1, hub: 1, backend: 1, write: 1, run: 1, interrupted: 130 };
+    const expected: Record<ErrorCode, number> = {
+      usage: 2,
+      input: 1,
+      data: 1,
+      model: 1,
+      tokenizer: 1,
+      safetensors: 1,
+      hub: 1,
+      backend: 1,
+      write: 1,
+      run: 1,
+      interrupted: 130,
+    };
     assert.deepEqual(Object.keys(ERROR_CODES).sort(), Object.keys(expected).sort());
     for (const code of Object.keys(ERROR_CODES) as ErrorCode[]) {
       const e = new ChildtuneError(code, `something ${code}`, { hint: `fix the ${code}` });
@@ -39,7 +51,7 @@ describe('one error base', () => {
     assert.equal(printed(new ChildtuneError('run', 'no hint')).text, 'error: no hint', 'no hint line without a hint');
   });
 
-  test('each error class derives from the base with its code; a signal keeps the shell\'s exit status', () => {
+  test("each error class derives from the base with its code; a signal keeps the shell's exit status", () => {
     const errno = Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' });
     const cases: [ChildtuneError, ErrorCode, number][] = [
       [new UserError('bad flag', 'see --help', 2), 'usage', 2],
@@ -79,7 +91,10 @@ describe('one error base', () => {
   test('through the CLI: a usage error exits 2 with its hint, a run error 1', async () => {
     const usage = await cli(['sweep']);
     assert.equal(usage.code, 2);
-    assert.match(usage.err, /error: sweep needs a recipe file, --resume SWEEP_DIR or --prepare LOCKFILE\n {2}hint: Example: childtune sweep/);
+    assert.match(
+      usage.err,
+      /error: sweep needs a recipe file, --resume SWEEP_DIR or --prepare LOCKFILE\n {2}hint: Example: childtune sweep/,
+    );
     const missing = await cli(['report', path.join(tmpProject(), 'nothing-here')]);
     assert.equal(missing.code, 1);
     assert.match(missing.err, /is not a directory\n {2}hint: Pass run or sweep directories\./);
@@ -120,11 +135,31 @@ describe('run artifacts carry a version and are read back through their types', 
   test('a checkpoint or a stage cache entry from a newer childtune is refused, naming the file, and kept', () => {
     const dir = tmpProject();
     const model = microModel();
-    const loop = { step: 4, epoch: 0, batch: 4, skipped: 0, lastLoss: 0.5, window: { lossSum: 0, lossCount: 0, examples: 0 }, epochs: [], best: { epoch: -1, score: -Infinity }, metricsLines: 4, kept: [] };
-    const rel = writeCheckpoint(dir, model.specs, { meta: { version: 1, recipeHash: 'h', backend: 'wasm', threads: 2, adamStep: 4, loop }, values: model.values, m: model.values, v: model.values });
+    const loop = {
+      step: 4,
+      epoch: 0,
+      batch: 4,
+      skipped: 0,
+      lastLoss: 0.5,
+      window: { lossSum: 0, lossCount: 0, examples: 0 },
+      epochs: [],
+      best: { epoch: -1, score: -Infinity },
+      metricsLines: 4,
+      kept: [],
+    };
+    const rel = writeCheckpoint(dir, model.specs, {
+      meta: { version: 1, recipeHash: 'h', backend: 'wasm', threads: 2, adamStep: 4, loop },
+      values: model.values,
+      m: model.values,
+      v: model.values,
+    });
     const loopFile = path.join(dir, rel, 'loop.json');
     fs.writeFileSync(loopFile, JSON.stringify({ ...JSON.parse(fs.readFileSync(loopFile, 'utf8')), version: 2 }));
-    assert.throws(() => readCheckpoint(dir, model.specs), (e: unknown) => e instanceof RunError && e.message === `${loopFile}: "version" is 2, newer than this childtune reads (1)`);
+    assert.throws(
+      () => readCheckpoint(dir, model.specs),
+      (e: unknown) =>
+        e instanceof RunError && e.message === `${loopFile}: "version" is 2, newer than this childtune reads (1)`,
+    );
 
     const cache = new StageCache(path.join(dir, 'cache'));
     cache.write('fisher', 'abc', { 'mask.bin': new Uint8Array([1, 2]) });
@@ -132,7 +167,11 @@ describe('run artifacts carry a version and are read back through their types', 
     assert.equal(JSON.parse(fs.readFileSync(done, 'utf8')).version, 1);
     assert.equal(cache.read('fisher', 'abc').state, 'hit');
     fs.writeFileSync(done, JSON.stringify({ ...JSON.parse(fs.readFileSync(done, 'utf8')), version: 2 }));
-    assert.throws(() => cache.read('fisher', 'abc'), (e: unknown) => e instanceof RunError && e.message === `${done}: "version" is 2, newer than this childtune reads (1)`);
+    assert.throws(
+      () => cache.read('fisher', 'abc'),
+      (e: unknown) =>
+        e instanceof RunError && e.message === `${done}: "version" is 2, newer than this childtune reads (1)`,
+    );
     assert.ok(fs.existsSync(done), 'a newer entry is not moved aside');
   });
 });

@@ -12,9 +12,28 @@ import { initialValue } from '../src/engine/checkpoint.js';
 import { Rng } from '../src/engine/rng.js';
 
 const bert = (layers: number, hidden: number, heads: number) =>
-  parseModelConfig({ model_type: 'bert', vocab_size: 30522, hidden_size: hidden, num_hidden_layers: layers, num_attention_heads: heads, intermediate_size: 4 * hidden, max_position_embeddings: 512, type_vocab_size: 2 }, '<test>', 'bert');
+  parseModelConfig(
+    {
+      model_type: 'bert',
+      vocab_size: 30522,
+      hidden_size: hidden,
+      num_hidden_layers: layers,
+      num_attention_heads: heads,
+      intermediate_size: 4 * hidden,
+      max_position_embeddings: 512,
+      type_vocab_size: 2,
+    },
+    '<test>',
+    'bert',
+  );
 const recipe = (evaluation?: { batch_size: number }) =>
-  ({ strategy: { kind: 'child-tuning-d', reserve_p: 0.3 }, training: { batch_size: 16 }, model: { max_seq_length: 128 }, runtime: { threads: 2 }, evaluation }) as unknown as Recipe;
+  ({
+    strategy: { kind: 'child-tuning-d', reserve_p: 0.3 },
+    training: { batch_size: 16 },
+    model: { max_seq_length: 128 },
+    runtime: { threads: 2 },
+    evaluation,
+  }) as unknown as Recipe;
 
 describe('memory estimate', () => {
   before(async () => {
@@ -43,7 +62,10 @@ describe('memory estimate', () => {
     // BERT-large evaluates in passes no larger than training's (the heap's limit), which then hold more.
     const large = bert(24, 1024, 16);
     assert.ok(rowsPerPass(large, 2, 128) < 8);
-    assert.equal(estimateMemory(large, recipe({ batch_size: 64 }), 2, 'train').activations, estimateMemory(large, recipe(), 2, 'train').activations);
+    assert.equal(
+      estimateMemory(large, recipe({ batch_size: 64 }), 2, 'train').activations,
+      estimateMemory(large, recipe(), 2, 'train').activations,
+    );
   });
 
   test("a forward pass's model matches the tensor bytes tfjs holds at its peak (within 15%)", async () => {
@@ -53,7 +75,13 @@ describe('memory estimate', () => {
     model.specs.forEach((s, i) => (model.values[i] = initialValue(s, rng)));
     const seq = 128;
     const rows = 8;
-    const b = batchOf(Array.from({ length: rows }, () => ({ inputIds: Array.from({ length: seq }, () => 1 + rng.int(30000)), tokenTypeIds: new Array(seq).fill(0) })), seq);
+    const b = batchOf(
+      Array.from({ length: rows }, () => ({
+        inputIds: Array.from({ length: seq }, () => 1 + rng.int(30000)),
+        tokenTypeIds: new Array(seq).fill(0),
+      })),
+      seq,
+    );
     model.predict(b);
     const weights = tf.memory().numBytes;
     const peak = (await tf.profile(() => void model.predict(b))).peakBytes - weights;

@@ -19,7 +19,16 @@ describe('fault injection', () => {
   /** A fresh one-trial sweep lock with its own cache, so each case writes the fisher stage too. */
   const freshLock = async () => {
     const n = cases++;
-    const emitted = await cli(['sweep', project.recipe, '--emit', 'slurm', '--set', `runtime.output_dir=${path.join(project.dir, `case-${n}`)}`, '--set', `runtime.cache_dir=${path.join(project.dir, `cache-${n}`)}`]);
+    const emitted = await cli([
+      'sweep',
+      project.recipe,
+      '--emit',
+      'slurm',
+      '--set',
+      `runtime.output_dir=${path.join(project.dir, `case-${n}`)}`,
+      '--set',
+      `runtime.cache_dir=${path.join(project.dir, `cache-${n}`)}`,
+    ]);
     assert.equal(emitted.code, 0, emitted.err);
     return path.join(path.dirname(emitted.out.trim()), 'sweep.lock.json');
   };
@@ -87,8 +96,8 @@ describe('fault injection', () => {
     child.stderr.on('data', (d) => {
       stderr += d;
       // The second signal only once the first was seen: signals sent back to back may arrive as one.
-      if (sent === 0 && /train 2\/2/.test(stderr)) sent++, child.kill('SIGINT');
-      if (sent === 1 && /SIGINT: stopping at the next safe point/.test(stderr)) sent++, child.kill('SIGINT');
+      if (sent === 0 && /train 2\/2/.test(stderr)) (sent++, child.kill('SIGINT'));
+      if (sent === 1 && /SIGINT: stopping at the next safe point/.test(stderr)) (sent++, child.kill('SIGINT'));
     });
     const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
     assert.equal(code, 130, stderr);

@@ -23,7 +23,21 @@ const Z = 5;
 
 /** A model with tensors of several chunks and several tensors of each shape: hidden 64, vocabulary 300 (3 chunks), FFN 256 (2 chunks). */
 function statModel(): EncoderClassifier {
-  const config = parseModelConfig({ model_type: 'bert', vocab_size: 300, hidden_size: 64, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 256, max_position_embeddings: 32, type_vocab_size: 2, hidden_dropout_prob: 0.1, attention_probs_dropout_prob: 0.1 }, '<test>');
+  const config = parseModelConfig(
+    {
+      model_type: 'bert',
+      vocab_size: 300,
+      hidden_size: 64,
+      num_hidden_layers: 2,
+      num_attention_heads: 2,
+      intermediate_size: 256,
+      max_position_embeddings: 32,
+      type_vocab_size: 2,
+      hidden_dropout_prob: 0.1,
+      attention_probs_dropout_prob: 0.1,
+    },
+    '<test>',
+  );
   const model = new EncoderClassifier(config, 2);
   const rng = new Rng(3);
   model.specs.forEach((s, i) => (model.values[i] = initialValue(s, rng)));
@@ -36,7 +50,8 @@ function batchAt(step: number) {
   const [B, T] = [8, 16];
   const lengths = Array.from({ length: B }, () => 4 + rng.int(T - 3));
   return {
-    batch: B, seq: T,
+    batch: B,
+    seq: T,
     inputIds: Int32Array.from({ length: B * T }, (_, i) => (i % T < lengths[Math.floor(i / T)] ? 1 + rng.int(299) : 0)),
     tokenTypeIds: new Int32Array(B * T),
     attentionMask: Float32Array.from({ length: B * T }, (_, i) => (i % T < lengths[Math.floor(i / T)] ? 1 : 0)),
@@ -52,11 +67,16 @@ function setBits(bits: Uint8Array, n: number): number {
 }
 
 /** A stretch of one step's mask: bits [lo, lo + n) of a tensor's bitset. */
-interface Run { bits: Uint8Array; lo: number; n: number }
+interface Run {
+  bits: Uint8Array;
+  lo: number;
+  n: number;
+}
 
 /** Standardised agreement of disjoint pairs of mask stretches: near 0 for independent masks, large when they are correlated. */
 function agreementZ(pairs: [Run, Run][]): { z: number; rate: number; n: number } {
-  let same = 0, n = 0;
+  let same = 0,
+    n = 0;
   for (const [a, b] of pairs) {
     assert.equal(a.n, b.n);
     for (let j = 0; j < a.n; j++) same += getBit(a.bits, a.lo + j) === getBit(b.bits, b.lo + j) ? 1 : 0;
@@ -71,7 +91,11 @@ describe('Child-Tuning-F masks as a run draws them', () => {
     await selectBackend('wasm');
     const model = statModel();
     const sizes = model.values.map((v) => v.length);
-    const dp = await DataParallel.start(model, { threads: 2, backend: 'wasm', adam: { lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0.01 } });
+    const dp = await DataParallel.start(model, {
+      threads: 2,
+      backend: 'wasm',
+      adam: { lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0.01 },
+    });
     const strategy = childTuningF(P, 'all', model.specs, streamSeed(7, STREAMS.fMask));
     const masks: Uint8Array[][] = [];
     strategy.masks = { save: (_, bits) => void masks.push(bits.map((b) => Uint8Array.from(b))) };
@@ -87,7 +111,8 @@ describe('Child-Tuning-F masks as a run draws them', () => {
         const bits = masks[s];
         before.forEach((g, i) => {
           for (let j = 0; j < g.length; j++) {
-            if (dp.grads[i][j] !== Math.fround(g[j] * getBit(bits[i], j) * scale)) assert.fail(`${model.specs[i].name}[${j}] at step ${s + 1}: the applied mask is not the recorded one`);
+            if (dp.grads[i][j] !== Math.fround(g[j] * getBit(bits[i], j) * scale))
+              assert.fail(`${model.specs[i].name}[${j}] at step ${s + 1}: the applied mask is not the recorded one`);
           }
         });
       }
@@ -101,12 +126,21 @@ describe('Child-Tuning-F masks as a run draws them', () => {
     const counts = strategy.keptCounts();
     const total = sizes.reduce((a, n) => a + n, 0) * STEPS;
     const kept = counts.reduce((a, [, k]) => a + k, 0);
-    assert.equal(counts.reduce((a, [, , n]) => a + n, 0), total);
-    counts.forEach(([i, k]) => assert.equal(k, masks.reduce((a, m) => a + setBits(m[i], sizes[i]), 0)));
+    assert.equal(
+      counts.reduce((a, [, , n]) => a + n, 0),
+      total,
+    );
+    counts.forEach(([i, k]) =>
+      assert.equal(
+        k,
+        masks.reduce((a, m) => a + setBits(m[i], sizes[i]), 0),
+      ),
+    );
     assert.ok(Math.abs(kept / total - keep) < Z * Math.sqrt((keep * (1 - keep)) / total), `kept ${kept / total}`);
 
     // Per element: keep counts over the steps spread as a binomial's (a mask repeated across steps would spread STEPS times wider).
-    let dispersion = 0, elements = 0;
+    let dispersion = 0,
+      elements = 0;
     sizes.forEach((n, i) => {
       for (let j = 0; j < n; j++) {
         const k = masks.reduce((a, m) => a + getBit(m[i], j), 0);
@@ -123,33 +157,45 @@ describe('Child-Tuning-F masks as a run draws them', () => {
     const acrossSteps: [Run, Run][] = [];
     for (let s = 0; s + 1 < STEPS; s += 2) sizes.forEach((_, i) => acrossSteps.push([whole(s, i), whole(s + 1, i)]));
     const byShape = new Map<string, number[]>();
-    model.specs.forEach((spec, i) => byShape.set(spec.shape.join('x'), [...(byShape.get(spec.shape.join('x')) ?? []), i]));
+    model.specs.forEach((spec, i) =>
+      byShape.set(spec.shape.join('x'), [...(byShape.get(spec.shape.join('x')) ?? []), i]),
+    );
     const acrossTensors: [Run, Run][] = [];
-    for (let s = 0; s < STEPS; s++) for (const same of byShape.values()) for (let k = 0; k + 1 < same.length; k += 2) acrossTensors.push([whole(s, same[k]), whole(s, same[k + 1])]);
+    for (let s = 0; s < STEPS; s++)
+      for (const same of byShape.values())
+        for (let k = 0; k + 1 < same.length; k += 2) acrossTensors.push([whole(s, same[k]), whole(s, same[k + 1])]);
     const acrossChunks: [Run, Run][] = [];
-    for (let s = 0; s < STEPS; s++) sizes.forEach((n, i) => {
-      for (let c = 0; (c + 2) * F_CHUNK <= n; c += 2) acrossChunks.push([chunk(s, i, c), chunk(s, i, c + 1)]);
-    });
+    for (let s = 0; s < STEPS; s++)
+      sizes.forEach((n, i) => {
+        for (let c = 0; (c + 2) * F_CHUNK <= n; c += 2) acrossChunks.push([chunk(s, i, c), chunk(s, i, c + 1)]);
+      });
     // Whole chunks each thread masked (the partition of DataParallel.start), paired in order.
-    const ofThread = partition(sizes, 2).map((segments) => segments.flatMap(({ index, lo, hi }) => {
-      const out: [number, number][] = [];
-      for (let at = lo; at + F_CHUNK <= hi; at += F_CHUNK) out.push([index, at / F_CHUNK]);
-      return out;
-    }));
+    const ofThread = partition(sizes, 2).map((segments) =>
+      segments.flatMap(({ index, lo, hi }) => {
+        const out: [number, number][] = [];
+        for (let at = lo; at + F_CHUNK <= hi; at += F_CHUNK) out.push([index, at / F_CHUNK]);
+        return out;
+      }),
+    );
     const acrossThreads: [Run, Run][] = [];
     for (let s = 0; s < STEPS; s++) {
-      for (let k = 0; k < Math.min(ofThread[0].length, ofThread[1].length); k++) acrossThreads.push([chunk(s, ...ofThread[0][k]), chunk(s, ...ofThread[1][k])]);
+      for (let k = 0; k < Math.min(ofThread[0].length, ofThread[1].length); k++)
+        acrossThreads.push([chunk(s, ...ofThread[0][k]), chunk(s, ...ofThread[1][k])]);
     }
     for (const [what, pairs] of Object.entries({ acrossSteps, acrossTensors, acrossChunks, acrossThreads })) {
       assert.ok(pairs.length > 0, what);
       const r = agreementZ(pairs);
-      assert.ok(Math.abs(r.z) < Z, `${what}: agreement ${r.rate.toFixed(5)} over ${r.n} elements against ${AGREE.toFixed(5)} (z = ${r.z.toFixed(2)})`);
+      assert.ok(
+        Math.abs(r.z) < Z,
+        `${what}: agreement ${r.rate.toFixed(5)} over ${r.n} elements against ${AGREE.toFixed(5)} (z = ${r.z.toFixed(2)})`,
+      );
     }
 
     // The bound has the power to see a small correlation: the same step pairs with 2% of one side copied from the other.
     const correlated = acrossSteps.map(([a, b]): [Run, Run] => {
       const copy = Uint8Array.from(b.bits);
-      for (let j = 0; j < a.n; j += 50) copy[j >> 3] = (copy[j >> 3] & ~(1 << (j & 7))) | (getBit(a.bits, j) << (j & 7));
+      for (let j = 0; j < a.n; j += 50)
+        copy[j >> 3] = (copy[j >> 3] & ~(1 << (j & 7))) | (getBit(a.bits, j) << (j & 7));
       return [a, { ...b, bits: copy }];
     });
     assert.ok(agreementZ(correlated).z > Z, 'a 2% correlation is detected');
@@ -158,7 +204,8 @@ describe('Child-Tuning-F masks as a run draws them', () => {
   before(() => (process.env.CHILDTUNE_DATA = path.dirname(GLUE)));
 
   test('a run records its masks in Hugging Face order and layout, and a replay trains with them bit for bit; mask-stats counts the masks', async () => {
-    const recipe = await tinyModelRecipe(`dataset: {task: glue/sst-2, dir: "\${CHILDTUNE_DATA}/glue/SST-2", subsample: {size: 40, seed: 0}}
+    const recipe =
+      await tinyModelRecipe(`dataset: {task: glue/sst-2, dir: "\${CHILDTUNE_DATA}/glue/SST-2", subsample: {size: 40, seed: 0}}
 strategy: {kind: child-tuning-f, reserve_p: 0.3}
 training: {epochs: 1, batch_size: 16, log_every: 1, seed: 5}
 evaluation: {batch_size: 64}
@@ -172,7 +219,11 @@ runtime: {threads: 2}
       return {
         dir,
         // Everything but the timing.
-        metrics: read('metrics.jsonl').toString().trim().split('\n').map((l) => ({ ...JSON.parse(l), examples_per_s: undefined })),
+        metrics: read('metrics.jsonl')
+          .toString()
+          .trim()
+          .split('\n')
+          .map((l) => ({ ...JSON.parse(l), examples_per_s: undefined })),
         weights: read('model/model.safetensors'),
         stats: JSON.parse(read('mask-stats.json').toString()),
       };
@@ -182,7 +233,11 @@ runtime: {threads: 2}
     const bin = fs.readFileSync(path.join(recorded.dir, 'f-masks.bin'));
     const steps = 3;
     assert.equal(bin.length, steps * meta.step_bytes);
-    assert.deepEqual(meta.tensors.map((t: { name: string }) => t.name), Object.keys(recorded.stats.per_tensor), 'every parameter, in Hugging Face order');
+    assert.deepEqual(
+      meta.tensors.map((t: { name: string }) => t.name),
+      Object.keys(recorded.stats.per_tensor),
+      'every parameter, in Hugging Face order',
+    );
 
     // Layout: a dense weight's recorded bit (o, i) is the decision the run drew for that element (engine layout [in, out]).
     const names = Object.keys(recorded.stats.per_tensor);
@@ -191,14 +246,27 @@ runtime: {threads: 2}
     const drawn = new Uint8Array(Math.ceil(dense.elements / 8));
     const step = 2;
     for (let c = 0; c * F_CHUNK < dense.elements; c++) {
-      new Rng(streamSeed(streamSeed(5, STREAMS.fMask), step, names.indexOf(dense.name), c)).bernoulliBits(drawn, c * F_CHUNK, Math.min(dense.elements, (c + 1) * F_CHUNK), keepThreshold(0.3).threshold);
+      new Rng(streamSeed(streamSeed(5, STREAMS.fMask), step, names.indexOf(dense.name), c)).bernoulliBits(
+        drawn,
+        c * F_CHUNK,
+        Math.min(dense.elements, (c + 1) * F_CHUNK),
+        keepThreshold(0.3).threshold,
+      );
     }
     const block = bin.subarray((step - 1) * meta.step_bytes + dense.offset);
-    for (let o = 0; o < outDim; o += 7) for (let i = 0; i < inDim; i += 5) assert.equal(getBit(block, o * inDim + i), getBit(drawn, i * outDim + o), `[${o}, ${i}]`);
+    for (let o = 0; o < outDim; o += 7)
+      for (let i = 0; i < inDim; i += 5)
+        assert.equal(getBit(block, o * inDim + i), getBit(drawn, i * outDim + o), `[${o}, ${i}]`);
 
     // mask-stats.json's kept fractions are the recorded masks' popcounts.
-    const keptIn = (masks: Buffer, t: { offset: number; elements: number }) => Array.from({ length: steps }, (_, s) => setBits(masks.subarray(s * meta.step_bytes + t.offset), t.elements));
-    for (const t of meta.tensors) assert.equal(recorded.stats.per_tensor[t.name], keptIn(bin, t).reduce((a, b) => a + b) / (steps * t.elements), t.name);
+    const keptIn = (masks: Buffer, t: { offset: number; elements: number }) =>
+      Array.from({ length: steps }, (_, s) => setBits(masks.subarray(s * meta.step_bytes + t.offset), t.elements));
+    for (const t of meta.tensors)
+      assert.equal(
+        recorded.stats.per_tensor[t.name],
+        keptIn(bin, t).reduce((a, b) => a + b) / (steps * t.elements),
+        t.name,
+      );
 
     const replayed = await run(`strategy.f_masks.replay=${recorded.dir}`);
     assert.deepEqual(replayed.metrics, recorded.metrics);

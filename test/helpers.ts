@@ -32,8 +32,31 @@ export function write(dir: string, name: string, text: string): string {
 }
 
 /** A micro encoder for gradient checks and memory tests. */
-export function microModel(opts: { family?: 'bert' | 'roberta' | 'electra'; labels?: number; seed?: number; std?: number; embedding?: number } = {}): EncoderClassifier {
-  const config: ModelConfig = parseModelConfig({ model_type: opts.family ?? 'bert', vocab_size: 40, hidden_size: 8, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 16, max_position_embeddings: 16, type_vocab_size: 2, embedding_size: opts.embedding ?? 8, hidden_dropout_prob: 0.1, attention_probs_dropout_prob: 0.1 }, '<test>');
+export function microModel(
+  opts: {
+    family?: 'bert' | 'roberta' | 'electra';
+    labels?: number;
+    seed?: number;
+    std?: number;
+    embedding?: number;
+  } = {},
+): EncoderClassifier {
+  const config: ModelConfig = parseModelConfig(
+    {
+      model_type: opts.family ?? 'bert',
+      vocab_size: 40,
+      hidden_size: 8,
+      num_hidden_layers: 2,
+      num_attention_heads: 2,
+      intermediate_size: 16,
+      max_position_embeddings: 16,
+      type_vocab_size: 2,
+      embedding_size: opts.embedding ?? 8,
+      hidden_dropout_prob: 0.1,
+      attention_probs_dropout_prob: 0.1,
+    },
+    '<test>',
+  );
   const model = new EncoderClassifier(config, opts.labels ?? 3);
   const rng = new Rng(opts.seed ?? 1);
   model.specs.forEach((s, i) => {
@@ -45,14 +68,24 @@ export function microModel(opts: { family?: 'bert' | 'roberta' | 'electra'; labe
 
 /** Runs the CLI in this process, capturing its output. */
 export async function cli(argv: string[]) {
-  let out = '', err = '';
+  let out = '',
+    err = '';
   const code = await main(argv, { out: (t) => (out += t + '\n'), err: (t) => (err += t + '\n') });
   return { code, out, err };
 }
 
 /** `childtune model init` of a random BERT-tiny with the fixture's vocabulary, into dir. */
 export async function tinyModel(dir: string) {
-  const r = await cli(['model', 'init', '--size', 'tiny', '--out', dir, '--vocab', path.join(FIXTURES, 'bert-tiny-random', 'vocab.txt')]);
+  const r = await cli([
+    'model',
+    'init',
+    '--size',
+    'tiny',
+    '--out',
+    dir,
+    '--vocab',
+    path.join(FIXTURES, 'bert-tiny-random', 'vocab.txt'),
+  ]);
   if (r.code !== 0) throw new Error(r.err);
   return dir;
 }
@@ -80,7 +113,10 @@ export class AdamW {
   readonly v: Float32Array[];
   step = 0;
 
-  constructor(private readonly specs: readonly ParamSpec[], private readonly s: AdamWSettings) {
+  constructor(
+    private readonly specs: readonly ParamSpec[],
+    private readonly s: AdamWSettings,
+  ) {
     this.m = specs.map((p) => new Float32Array(p.shape.reduce((a, b) => a * b, 1)));
     this.v = this.m.map((m) => new Float32Array(m.length));
   }
@@ -91,7 +127,15 @@ export class AdamW {
     const state = { values, grads: [grads], m: this.m, v: this.v };
     this.specs.forEach((spec, index) => {
       const n = grads[index].length;
-      const kept = updateSegment(state, { index, lo: 0, hi: n }, strategy?.spec ?? { kind: 'vanilla' }, this.step, 1, adam, spec.decay);
+      const kept = updateSegment(
+        state,
+        { index, lo: 0, hi: n },
+        strategy?.spec ?? { kind: 'vanilla' },
+        this.step,
+        1,
+        adam,
+        spec.decay,
+      );
       strategy?.record(index, kept, n);
     });
   }

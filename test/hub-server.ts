@@ -36,13 +36,30 @@ const gitSha1 = (b: Buffer) => crypto.createHash('sha1').update(`blob ${b.length
  * token, 404 with X-Error-Code for unknown repositories and revisions.
  */
 export async function startFakeHub(repos: FakeRepo[]): Promise<FakeHub> {
-  const commits = new Map(repos.map((r) => [r.id, crypto.createHash('sha1').update(r.id + Object.keys(r.files).join()).digest('hex')]));
+  const commits = new Map(
+    repos.map((r) => [
+      r.id,
+      crypto
+        .createHash('sha1')
+        .update(r.id + Object.keys(r.files).join())
+        .digest('hex'),
+    ]),
+  );
   const blobs = new Map<string, { file: string; body: Buffer }>();
-  for (const r of repos) for (const [f, b] of Object.entries(r.files)) if (LFS.test(f)) blobs.set(sha256(b), { file: f, body: b });
-  const hub: Omit<FakeHub, 'url' | 'close'> = { requests: [], auth: [], cut: new Map(), corrupt: new Set(), commitOf: (id) => commits.get(id)! };
+  for (const r of repos)
+    for (const [f, b] of Object.entries(r.files)) if (LFS.test(f)) blobs.set(sha256(b), { file: f, body: b });
+  const hub: Omit<FakeHub, 'url' | 'close'> = {
+    requests: [],
+    auth: [],
+    cut: new Map(),
+    corrupt: new Set(),
+    commitOf: (id) => commits.get(id)!,
+  };
   const server = http.createServer((req, res) => {
     const url = new URL(req.url!, 'http://x');
-    hub.requests.push(`${req.method} ${decodeURIComponent(url.pathname)}${req.headers.range ? ` ${req.headers.range}` : ''}`);
+    hub.requests.push(
+      `${req.method} ${decodeURIComponent(url.pathname)}${req.headers.range ? ` ${req.headers.range}` : ''}`,
+    );
     hub.auth.push(req.headers.authorization);
     const fail = (status: number, code?: string) => {
       res.writeHead(status, code ? { 'x-error-code': code, 'x-error-message': `${code}` } : {});
@@ -53,10 +70,16 @@ export async function startFakeHub(repos: FakeRepo[]): Promise<FakeHub> {
       const blob = blobs.get(cdn[1]);
       if (!blob) return fail(404);
       let body = blob.body;
-      if (hub.corrupt.has(blob.file)) { body = Buffer.from(body); body[body.length >> 1] ^= 0xff; }
+      if (hub.corrupt.has(blob.file)) {
+        body = Buffer.from(body);
+        body[body.length >> 1] ^= 0xff;
+      }
       const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
       const from = range ? Number(range[1]) : 0;
-      res.writeHead(range ? 206 : 200, { 'content-length': body.length - from, ...(range ? { 'content-range': `bytes ${from}-${body.length - 1}/${body.length}` } : {}) });
+      res.writeHead(range ? 206 : 200, {
+        'content-length': body.length - from,
+        ...(range ? { 'content-range': `bytes ${from}-${body.length - 1}/${body.length}` } : {}),
+      });
       const cutAt = hub.cut.get(blob.file);
       if (cutAt !== undefined && cutAt > from) {
         hub.cut.delete(blob.file);
@@ -74,16 +97,29 @@ export async function startFakeHub(repos: FakeRepo[]): Promise<FakeHub> {
     if (repo.token && req.headers.authorization !== `Bearer ${repo.token}`) return fail(401, 'GatedRepo');
     const revision = decodeURIComponent((api ?? resolve)![3]);
     const commit = commits.get(repo.id)!;
-    if (revision !== 'main' && revision !== commit && revision !== 'refs/convert/parquet') return fail(404, 'RevisionNotFound');
+    if (revision !== 'main' && revision !== commit && revision !== 'refs/convert/parquet')
+      return fail(404, 'RevisionNotFound');
     if (api) {
       res.writeHead(200, { 'content-type': 'application/json' });
-      return res.end(JSON.stringify({ id: repo.id, sha: commit, siblings: Object.keys(repo.files).map((rfilename) => ({ rfilename })) }));
+      return res.end(
+        JSON.stringify({
+          id: repo.id,
+          sha: commit,
+          siblings: Object.keys(repo.files).map((rfilename) => ({ rfilename })),
+        }),
+      );
     }
     const file = decodeURIComponent(resolve![4]);
     const body = repo.files[file];
     if (!body) return fail(404, 'EntryNotFound');
     if (LFS.test(file)) {
-      res.writeHead(302, { location: `http://127.0.0.1:${(server.address() as AddressInfo).port}/cdn/${sha256(body)}`, 'x-repo-commit': commit, 'x-linked-etag': `"${sha256(body)}"`, 'x-linked-size': String(body.length), etag: '"lfs-pointer"' });
+      res.writeHead(302, {
+        location: `http://127.0.0.1:${(server.address() as AddressInfo).port}/cdn/${sha256(body)}`,
+        'x-repo-commit': commit,
+        'x-linked-etag': `"${sha256(body)}"`,
+        'x-linked-size': String(body.length),
+        etag: '"lfs-pointer"',
+      });
       return res.end();
     }
     res.writeHead(200, { 'x-repo-commit': commit, etag: `"${gitSha1(body)}"`, 'content-length': body.length });
@@ -91,5 +127,13 @@ export async function startFakeHub(repos: FakeRepo[]): Promise<FakeHub> {
   });
   await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  return { ...hub, url, close: () => new Promise((ok) => { server.closeAllConnections(); server.close(() => ok()); }) } as FakeHub;
+  return {
+    ...hub,
+    url,
+    close: () =>
+      new Promise((ok) => {
+        server.closeAllConnections();
+        server.close(() => ok());
+      }),
+  } as FakeHub;
 }

@@ -9,19 +9,38 @@ import { startFakeHub, type FakeHub } from './hub-server.js';
 import { cli, FIXTURES, GLUE, tmpProject, write } from './helpers.js';
 
 const TINY = path.join(FIXTURES, 'bert-tiny-random');
-const HF_VARS = ['HF_HOME', 'HF_HUB_CACHE', 'HUGGINGFACE_HUB_CACHE', 'HF_ENDPOINT', 'HF_TOKEN', 'HUGGING_FACE_HUB_TOKEN', 'HF_HUB_OFFLINE'];
+const HF_VARS = [
+  'HF_HOME',
+  'HF_HUB_CACHE',
+  'HUGGINGFACE_HUB_CACHE',
+  'HF_ENDPOINT',
+  'HF_TOKEN',
+  'HUGGING_FACE_HUB_TOKEN',
+  'HF_HUB_OFFLINE',
+];
 
 /** GLUE RTE as nyu-mll/glue publishes it (a few hundred rows): sentence1, sentence2, label (ClassLabel index), idx. */
 function rteParquet(split: 'train' | 'dev', rows: number): Buffer {
-  const lines = fs.readFileSync(path.join(GLUE, 'RTE', `${split}.tsv`), 'utf8').trim().split('\n').slice(1, rows + 1).map((l) => l.split('\t'));
-  return Buffer.from(parquetWriteBuffer({
-    columnData: [
-      { name: 'sentence1', data: lines.map((c) => c[1]), type: 'STRING' },
-      { name: 'sentence2', data: lines.map((c) => c[2]), type: 'STRING' },
-      { name: 'label', data: lines.map((c) => BigInt(['entailment', 'not_entailment'].indexOf(c[3]))), type: 'INT64' },
-      { name: 'idx', data: lines.map((_, i) => i), type: 'INT32' },
-    ],
-  }));
+  const lines = fs
+    .readFileSync(path.join(GLUE, 'RTE', `${split}.tsv`), 'utf8')
+    .trim()
+    .split('\n')
+    .slice(1, rows + 1)
+    .map((l) => l.split('\t'));
+  return Buffer.from(
+    parquetWriteBuffer({
+      columnData: [
+        { name: 'sentence1', data: lines.map((c) => c[1]), type: 'STRING' },
+        { name: 'sentence2', data: lines.map((c) => c[2]), type: 'STRING' },
+        {
+          name: 'label',
+          data: lines.map((c) => BigInt(['entailment', 'not_entailment'].indexOf(c[3]))),
+          type: 'INT64',
+        },
+        { name: 'idx', data: lines.map((_, i) => i), type: 'INT32' },
+      ],
+    }),
+  );
 }
 
 const modelFiles = () => ({
@@ -40,7 +59,16 @@ describe('hub: fetch into the huggingface_hub cache layout', () => {
     hub = await startFakeHub([
       { type: 'model', id: 'org/tiny', files: modelFiles() },
       { type: 'model', id: 'org/gated', files: modelFiles(), token: 'hf_secret' },
-      { type: 'dataset', id: 'nyu-mll/glue', files: { 'rte/train-00000-of-00001.parquet': rteParquet('train', 300), 'rte/validation-00000-of-00001.parquet': rteParquet('dev', 100), 'cola/train-00000-of-00001.parquet': Buffer.from('x'), 'README.md': Buffer.from('glue') } },
+      {
+        type: 'dataset',
+        id: 'nyu-mll/glue',
+        files: {
+          'rte/train-00000-of-00001.parquet': rteParquet('train', 300),
+          'rte/validation-00000-of-00001.parquet': rteParquet('dev', 100),
+          'cola/train-00000-of-00001.parquet': Buffer.from('x'),
+          'README.md': Buffer.from('glue'),
+        },
+      },
     ]);
   });
   beforeEach(() => {
@@ -50,7 +78,9 @@ describe('hub: fetch into the huggingface_hub cache layout', () => {
     hub.requests.length = 0;
   });
   after(async () => {
-    for (const v of HF_VARS) if (saved[v] === undefined) delete process.env[v]; else process.env[v] = saved[v];
+    for (const v of HF_VARS)
+      if (saved[v] === undefined) delete process.env[v];
+      else process.env[v] = saved[v];
     await hub.close();
   });
 
@@ -65,22 +95,40 @@ describe('hub: fetch into the huggingface_hub cache layout', () => {
     assert.deepEqual(fs.readdirSync(snapshot).sort(), ['config.json', 'model.safetensors', 'vocab.txt']);
     for (const f of ['config.json', 'model.safetensors']) {
       const link = fs.readlinkSync(path.join(snapshot, f));
-      assert.match(link, /^\.\.\/\.\.\/blobs\/[0-9a-f]{40,64}$/, 'a relative link into blobs/, as huggingface_hub makes');
+      assert.match(
+        link,
+        /^\.\.\/\.\.\/blobs\/[0-9a-f]{40,64}$/,
+        'a relative link into blobs/, as huggingface_hub makes',
+      );
       assert.deepEqual(fs.readFileSync(path.join(snapshot, f)), fs.readFileSync(path.join(TINY, f)));
     }
-    assert.equal(fs.readlinkSync(path.join(snapshot, 'model.safetensors')).slice(-64), (await import('node:crypto')).createHash('sha256').update(fs.readFileSync(path.join(TINY, 'model.safetensors'))).digest('hex'));
+    assert.equal(
+      fs.readlinkSync(path.join(snapshot, 'model.safetensors')).slice(-64),
+      (await import('node:crypto'))
+        .createHash('sha256')
+        .update(fs.readFileSync(path.join(TINY, 'model.safetensors')))
+        .digest('hex'),
+    );
     assert.match(r.err, /downloaded model\.safetensors: .* at .*\/s/, 'a progress line with bytes and rate');
     assert.equal(localModelDir('org/tiny'), snapshot);
     assert.equal(localModelDir(folder), snapshot, 'the cache folder itself names its main snapshot');
     const enc = await cli(['encode', '--model', 'org/tiny', '--text', 'hello world', '--json']);
     assert.equal(enc.code, 0, enc.err);
     const direct = await cli(['encode', '--model', TINY, '--text', 'hello world', '--json']);
-    assert.deepEqual(JSON.parse(enc.out), JSON.parse(direct.out), 'the cached snapshot encodes exactly as the fixture directory');
+    assert.deepEqual(
+      JSON.parse(enc.out),
+      JSON.parse(direct.out),
+      'the cached snapshot encodes exactly as the fixture directory',
+    );
 
     hub.requests.length = 0;
     const again = await cli(['fetch', 'org/tiny']);
     assert.equal(again.code, 0, again.err);
-    assert.deepEqual(hub.requests, ['GET /api/models/org/tiny/revision/main'], 'a second fetch only asks for the listing');
+    assert.deepEqual(
+      hub.requests,
+      ['GET /api/models/org/tiny/revision/main'],
+      'a second fetch only asks for the listing',
+    );
     hub.requests.length = 0;
     const pinned = await cli(['fetch', 'org/tiny', '--revision', commit]);
     assert.equal(pinned.code, 0, pinned.err);
@@ -101,11 +149,20 @@ describe('hub: fetch into the huggingface_hub cache layout', () => {
     assert.ok(partial, 'the partial download is kept');
     const kept = fs.statSync(path.join(blobs, partial)).size;
     assert.ok(kept > 0 && kept < size);
-    assert.ok(!fs.existsSync(path.join(process.env.HF_HOME!, 'hub', 'models--org--tiny', 'refs', 'main')), 'no ref until every file is in place');
+    assert.ok(
+      !fs.existsSync(path.join(process.env.HF_HOME!, 'hub', 'models--org--tiny', 'refs', 'main')),
+      'no ref until every file is in place',
+    );
     const second = await cli(['fetch', 'org/tiny']);
     assert.equal(second.code, 0, second.err);
-    assert.ok(hub.requests.some((q) => q.endsWith(`bytes=${kept}-`)), `a Range request from byte ${kept}: ${hub.requests.join('; ')}`);
-    assert.deepEqual(fs.readFileSync(path.join(localModelDir('org/tiny'), 'model.safetensors')), fs.readFileSync(path.join(TINY, 'model.safetensors')));
+    assert.ok(
+      hub.requests.some((q) => q.endsWith(`bytes=${kept}-`)),
+      `a Range request from byte ${kept}: ${hub.requests.join('; ')}`,
+    );
+    assert.deepEqual(
+      fs.readFileSync(path.join(localModelDir('org/tiny'), 'model.safetensors')),
+      fs.readFileSync(path.join(TINY, 'model.safetensors')),
+    );
     assert.ok(!fs.readdirSync(blobs).some((f) => f.endsWith('.incomplete')));
   });
 
@@ -114,9 +171,15 @@ describe('hub: fetch into the huggingface_hub cache layout', () => {
     try {
       const r = await cli(['fetch', 'org/tiny']);
       assert.equal(r.code, 1);
-      assert.match(r.err, /org\/tiny: model\.safetensors: the downloaded file is corrupt \(sha256 [0-9a-f]{64}, expected [0-9a-f]{64}\); it was removed/);
+      assert.match(
+        r.err,
+        /org\/tiny: model\.safetensors: the downloaded file is corrupt \(sha256 [0-9a-f]{64}, expected [0-9a-f]{64}\); it was removed/,
+      );
       const blobs = path.join(process.env.HF_HOME!, 'hub', 'models--org--tiny', 'blobs');
-      assert.ok(!fs.readdirSync(blobs).some((f) => f.length === 64 || f.endsWith('.incomplete')), 'nothing corrupt stays in the cache');
+      assert.ok(
+        !fs.readdirSync(blobs).some((f) => f.length === 64 || f.endsWith('.incomplete')),
+        'nothing corrupt stays in the cache',
+      );
     } finally {
       hub.corrupt.clear();
     }
@@ -161,8 +224,17 @@ describe('hub: fetch into the huggingface_hub cache layout', () => {
   test('a data set: glue/rte from nyu-mll/glue parquet files into datasets--nyu-mll--glue', async () => {
     const r = await cli(['fetch', 'glue/rte']);
     assert.equal(r.code, 0, r.err);
-    const snapshot = path.join(process.env.HF_HOME!, 'hub', 'datasets--nyu-mll--glue', 'snapshots', hub.commitOf('nyu-mll/glue'));
-    assert.deepEqual(fs.readdirSync(path.join(snapshot, 'rte')).sort(), ['train-00000-of-00001.parquet', 'validation-00000-of-00001.parquet']);
+    const snapshot = path.join(
+      process.env.HF_HOME!,
+      'hub',
+      'datasets--nyu-mll--glue',
+      'snapshots',
+      hub.commitOf('nyu-mll/glue'),
+    );
+    assert.deepEqual(fs.readdirSync(path.join(snapshot, 'rte')).sort(), [
+      'train-00000-of-00001.parquet',
+      'validation-00000-of-00001.parquet',
+    ]);
     assert.ok(!fs.existsSync(path.join(snapshot, 'cola')), 'only the task asked for');
     assert.ok(hub.requests.includes('GET /api/datasets/nyu-mll/glue/revision/main'));
     assert.ok(hub.requests.some((q) => q.startsWith('HEAD /datasets/nyu-mll/glue/resolve/')));
@@ -170,7 +242,10 @@ describe('hub: fetch into the huggingface_hub cache layout', () => {
 
   test('a recipe naming a hub id and a built-in task without dir runs end to end from the hub; a second run makes no request', async () => {
     const dir = tmpProject();
-    const recipe = write(dir, 'r.yaml', `version: 1
+    const recipe = write(
+      dir,
+      'r.yaml',
+      `version: 1
 model: {path: org/tiny, max_seq_length: 32}
 dataset:
   task: glue/rte
@@ -178,7 +253,8 @@ dataset:
 training: {epochs: 1, batch_size: 16, log_every: 1}
 evaluation: {batch_size: 64}
 runtime: {threads: 1}
-`);
+`,
+    );
     const offline = await cli(['validate', recipe]);
     assert.equal(offline.code, 1);
     assert.match(offline.err, /error CT0309 model-dir-invalid: model org\/tiny is not in the hub cache/);
@@ -195,7 +271,10 @@ runtime: {threads: 1}
     const log = fs.readFileSync(path.join(result.dir, 'metrics.jsonl'), 'utf8');
     assert.ok(log.includes('"kind":"eval"'));
     const subsample = JSON.parse(fs.readFileSync(path.join(result.dir, 'subsample.json'), 'utf8'));
-    assert.match(subsample.file, /datasets--nyu-mll--glue\/snapshots\/[0-9a-f]{40}\/rte\/train-00000-of-00001\.parquet$/);
+    assert.match(
+      subsample.file,
+      /datasets--nyu-mll--glue\/snapshots\/[0-9a-f]{40}\/rte\/train-00000-of-00001\.parquet$/,
+    );
     hub.requests.length = 0;
     const second = await cli(['run', recipe, '--json']);
     assert.equal(second.code, 0, second.err);
@@ -206,9 +285,14 @@ runtime: {threads: 1}
 
 describe('hub: ids and cache locations', () => {
   test('ids, revisions and what is not an id', () => {
-    assert.deepEqual(parseHubId('google-bert/bert-base-uncased'), { type: 'model', repo: 'google-bert/bert-base-uncased', revision: 'main' });
+    assert.deepEqual(parseHubId('google-bert/bert-base-uncased'), {
+      type: 'model',
+      repo: 'google-bert/bert-base-uncased',
+      revision: 'main',
+    });
     assert.deepEqual(parseHubId('org/name@v1.0'), { type: 'model', repo: 'org/name', revision: 'v1.0' });
-    for (const bad of ['./models/bert', '../x/y', '/abs/path', 'a/b/c', 'a--b/c', 'org/', 'org/na me']) assert.equal(parseHubId(bad), undefined, bad);
+    for (const bad of ['./models/bert', '../x/y', '/abs/path', 'a/b/c', 'a--b/c', 'org/', 'org/na me'])
+      assert.equal(parseHubId(bad), undefined, bad);
   });
   test('HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub; ~ is expanded', () => {
     assert.equal(hubCacheDir({ HF_HUB_CACHE: '/c', HF_HOME: '/h' }), '/c');
@@ -226,7 +310,10 @@ describe('hub: ids and cache locations', () => {
     fs.writeFileSync(path.join(folder, 'blobs', 'b'.repeat(40)), '{}');
     fs.symlinkSync(`../../blobs/${'b'.repeat(40)}`, path.join(folder, 'snapshots', commit, 'config.json'));
     assert.equal(localModelDir('org/py', { HF_HUB_CACHE: cache }), path.join(folder, 'snapshots', commit));
-    assert.throws(() => localModelDir('org/other', { HF_HUB_CACHE: cache }), /model org\/other is not in the hub cache/);
+    assert.throws(
+      () => localModelDir('org/other', { HF_HUB_CACHE: cache }),
+      /model org\/other is not in the hub cache/,
+    );
     const cwd = process.cwd();
     const project = tmpProject();
     fs.mkdirSync(path.join(project, 'org', 'py'), { recursive: true });

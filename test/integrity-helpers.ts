@@ -17,23 +17,33 @@ export async function smallProject(extra = ''): Promise<{ dir: string; recipe: s
   const rows = fs.readFileSync(path.join(GLUE, 'RTE', 'train.tsv'), 'utf8').split('\n');
   write(dir, 'data/train.tsv', rows.slice(0, 17).join('\n') + '\n');
   write(dir, 'data/dev.tsv', [rows[0], ...rows.slice(17, 33)].join('\n') + '\n');
-  const recipe = write(dir, 'r.yaml', `version: 1
+  const recipe = write(
+    dir,
+    'r.yaml',
+    `version: 1
 model: {path: ./model, max_seq_length: 16}
 dataset: {task: glue/rte, dir: ./data}
 strategy: {kind: child-tuning-d, reserve_p: 0.3, fisher: {batch_size: 8}}
 training: {epochs: 1, batch_size: 8, log_every: 1, checkpoint_every: 1}
 evaluation: {batch_size: 64}
 runtime: {threads: 1}
-${extra}`);
+${extra}`,
+  );
   return { dir, recipe };
 }
 
 /** Runs the CLI in a child process (so it can be killed), with extra environment. */
 export function spawnCli(args: string[], env: Record<string, string> = {}, cwd?: string): SpawnSyncReturns<string> {
-  return spawnSync(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, encoding: 'utf8', cwd, timeout: 120_000 });
+  return spawnSync(process.execPath, [BIN, ...args], {
+    env: { ...process.env, ...env },
+    encoding: 'utf8',
+    cwd,
+    timeout: 120_000,
+  });
 }
 
-const dropKeys = (o: Record<string, unknown>, keys: string[]) => Object.fromEntries(Object.entries(o).filter(([k]) => !keys.includes(k)));
+const dropKeys = (o: Record<string, unknown>, keys: string[]) =>
+  Object.fromEntries(Object.entries(o).filter(([k]) => !keys.includes(k)));
 
 /** Everything a run produced that must be bit-identical whatever happened on the way (timings excepted). */
 export function outcome(dir: string) {
@@ -41,7 +51,11 @@ export function outcome(dir: string) {
   const results = JSON.parse(read('results.json').toString());
   return {
     results: dropKeys(results, ['durations_s', 'resumed_from_step']),
-    metrics: read('metrics.jsonl').toString().trim().split('\n').map((l) => dropKeys(JSON.parse(l), ['examples_per_s'])),
+    metrics: read('metrics.jsonl')
+      .toString()
+      .trim()
+      .split('\n')
+      .map((l) => dropKeys(JSON.parse(l), ['examples_per_s'])),
     model: read(path.join('model', 'model.safetensors')).toString('base64'),
     childMask: fs.existsSync(path.join(dir, 'child-mask.bin')) ? read('child-mask.bin').toString('base64') : null,
     childIndex: fs.existsSync(path.join(dir, 'child-mask.json')) ? read('child-mask.json').toString() : null,

@@ -54,7 +54,10 @@ describe('the fisher stage hash changes exactly when its output does', () => {
   test('each input perturbed in turn', async () => {
     const { dir, recipe } = await smallProject();
     // A second model without a classification head of the task's shape: there the training seed draws it.
-    assert.equal((await cli(['model', 'init', '--size', 'tiny', '--labels', '3', '--out', path.join(dir, 'model3')])).code, 0);
+    assert.equal(
+      (await cli(['model', 'init', '--size', 'tiny', '--labels', '3', '--out', path.join(dir, 'model3')])).code,
+      0,
+    );
     const base = await fisherOf(recipe, []);
     const model3 = `model.path=${path.join(dir, 'model3')}`;
     const base3 = await fisherOf(recipe, [model3]);
@@ -63,7 +66,13 @@ describe('the fisher stage hash changes exactly when its output does', () => {
       fs.writeFileSync(file, fn(before.toString()));
       return () => fs.writeFileSync(file, before);
     };
-    const cases: { name: string; sets?: string[]; mutate?: () => () => void; against?: typeof base; changes: boolean }[] = [
+    const cases: {
+      name: string;
+      sets?: string[];
+      mutate?: () => () => void;
+      against?: typeof base;
+      changes: boolean;
+    }[] = [
       { name: 'training seed, head in the checkpoint', sets: ['training.seed=5'], changes: false },
       { name: 'training seed, fresh head', sets: [model3, 'training.seed=5'], against: base3, changes: true },
       { name: 'thread count', sets: ['runtime.threads=2'], changes: true },
@@ -72,9 +81,14 @@ describe('the fisher stage hash changes exactly when its output does', () => {
       { name: 'max_seq_length', sets: ['model.max_seq_length=8'], changes: true },
       { name: 'learning rate (not read by the stage)', sets: ['training.optimizer.lr=0.5'], changes: false },
       { name: 'evaluation batch size (not read by the stage)', sets: ['evaluation.batch_size=4'], changes: false },
-      { name: 'output directory (not read by the stage)', sets: [`runtime.output_dir=${path.join(dir, 'elsewhere')}`], changes: false },
       {
-        name: 'one weight tensor scaled in place (same size and header)', changes: true,
+        name: 'output directory (not read by the stage)',
+        sets: [`runtime.output_dir=${path.join(dir, 'elsewhere')}`],
+        changes: false,
+      },
+      {
+        name: 'one weight tensor scaled in place (same size and header)',
+        changes: true,
         mutate: () => {
           const file = path.join(dir, 'model', 'model.safetensors');
           const before = fs.readFileSync(file);
@@ -83,7 +97,8 @@ describe('the fisher stage hash changes exactly when its output does', () => {
         },
       },
       {
-        name: 'weights rewritten with identical content', changes: false,
+        name: 'weights rewritten with identical content',
+        changes: false,
         mutate: () => {
           const file = path.join(dir, 'model', 'model.safetensors');
           fs.writeFileSync(file, fs.readFileSync(file));
@@ -91,16 +106,33 @@ describe('the fisher stage hash changes exactly when its output does', () => {
           return () => {};
         },
       },
-      { name: 'one training label', mutate: () => edit(path.join(dir, 'data', 'train.tsv'), (t) => t.replace(/\tnot_entailment\n/, '\tentailment\n')), changes: true },
-      { name: 'a dev row (not read by the stage)', mutate: () => edit(path.join(dir, 'data', 'dev.tsv'), (t) => t.replace(/\tnot_entailment\n/, '\tentailment\n')), changes: false },
+      {
+        name: 'one training label',
+        mutate: () =>
+          edit(path.join(dir, 'data', 'train.tsv'), (t) => t.replace(/\tnot_entailment\n/, '\tentailment\n')),
+        changes: true,
+      },
+      {
+        name: 'a dev row (not read by the stage)',
+        mutate: () => edit(path.join(dir, 'data', 'dev.tsv'), (t) => t.replace(/\tnot_entailment\n/, '\tentailment\n')),
+        changes: false,
+      },
     ];
     for (const c of cases) {
       const restore = c.mutate?.();
       try {
         const got = await fisherOf(recipe, c.sets ?? []);
         const against = c.against ?? base;
-        assert.equal(got.output !== against.output, c.changes, `${c.name}: the output ${c.changes ? 'should' : 'should not'} change`);
-        assert.equal(got.hash !== against.hash, c.changes, `${c.name}: the hash must change exactly when the output does`);
+        assert.equal(
+          got.output !== against.output,
+          c.changes,
+          `${c.name}: the output ${c.changes ? 'should' : 'should not'} change`,
+        );
+        assert.equal(
+          got.hash !== against.hash,
+          c.changes,
+          `${c.name}: the hash must change exactly when the output does`,
+        );
       } finally {
         restore?.();
       }
@@ -114,7 +146,13 @@ test('weights are identified by the full content of every weight file the loader
   const snapshot = path.join(dir, 'snapshot');
   write(blobs, 'a', 'x'.repeat(10_000_000));
   write(blobs, 'b', 'second shard');
-  write(blobs, 'index', JSON.stringify({ weight_map: { 'a.weight': 'model-00001-of-00002.safetensors', 'b.weight': 'model-00002-of-00002.safetensors' } }));
+  write(
+    blobs,
+    'index',
+    JSON.stringify({
+      weight_map: { 'a.weight': 'model-00001-of-00002.safetensors', 'b.weight': 'model-00002-of-00002.safetensors' },
+    }),
+  );
   fs.mkdirSync(snapshot);
   fs.symlinkSync(path.join(blobs, 'a'), path.join(snapshot, 'model-00001-of-00002.safetensors'));
   fs.symlinkSync(path.join(blobs, 'b'), path.join(snapshot, 'model-00002-of-00002.safetensors'));
@@ -145,9 +183,17 @@ describe('stage cache and resume integrity', () => {
     const ref = JSON.parse(whole.out)[0].dir;
     const reference = outcome(ref);
     // A second run stopped after its step-1 checkpoint, resumed with the cache gone.
-    const again = await cli(['run', recipe, '--json', '--quiet', '--set', `runtime.output_dir=${path.join(dir, 'second')}`]);
+    const again = await cli([
+      'run',
+      recipe,
+      '--json',
+      '--quiet',
+      '--set',
+      `runtime.output_dir=${path.join(dir, 'second')}`,
+    ]);
     const run = JSON.parse(again.out)[0].dir;
-    for (const f of ['results.json', 'model', 'mask-stats.json', 'child-mask.bin']) fs.rmSync(path.join(run, f), { recursive: true });
+    for (const f of ['results.json', 'model', 'mask-stats.json', 'child-mask.bin'])
+      fs.rmSync(path.join(run, f), { recursive: true });
     fs.rmSync(path.join(dir, '.childtune', 'cache'), { recursive: true });
     const resumed = await cli(['run', '--resume', run]);
     assert.equal(resumed.code, 0, resumed.err);
@@ -172,14 +218,27 @@ describe('stage cache and resume integrity', () => {
     fs.writeFileSync(mask, bytes);
     const second = await cli(['run', recipe, '--json', '--set', `runtime.output_dir=${path.join(dir, 'second')}`]);
     assert.equal(second.code, 0, second.err);
-    assert.match(second.err, /fisher: cache entry \w+ is corrupt \(mask\.bin does not match the hash recorded when it was written\); moved to .*corrupt-\d+ and recomputing/);
+    assert.match(
+      second.err,
+      /fisher: cache entry \w+ is corrupt \(mask\.bin does not match the hash recorded when it was written\); moved to .*corrupt-\d+ and recomputing/,
+    );
     assert.deepEqual(outcome(JSON.parse(second.out)[0].dir), reference);
 
     const cache = new StageCache(path.join(dir, '.childtune', 'cache'));
     const stored = fs.readFileSync(mask);
-    assert.throws(() => cache.write('fisher', hash, { 'mask.bin': new Uint8Array(stored.length), 'stats.json': fs.readFileSync(path.join(fisherDir, hash, 'stats.json')) }), /already holds a different mask\.bin for the same inputs; it is kept, not overwritten/);
+    assert.throws(
+      () =>
+        cache.write('fisher', hash, {
+          'mask.bin': new Uint8Array(stored.length),
+          'stats.json': fs.readFileSync(path.join(fisherDir, hash, 'stats.json')),
+        }),
+      /already holds a different mask\.bin for the same inputs; it is kept, not overwritten/,
+    );
     assert.deepEqual(fs.readFileSync(mask), stored);
-    cache.write('fisher', hash, { 'mask.bin': stored, 'stats.json': fs.readFileSync(path.join(fisherDir, hash, 'stats.json')) });
+    cache.write('fisher', hash, {
+      'mask.bin': stored,
+      'stats.json': fs.readFileSync(path.join(fisherDir, hash, 'stats.json')),
+    });
   });
 
   test('resume refuses changed training data or weights by name; --force continues and records it', async () => {
@@ -208,13 +267,28 @@ describe('stage cache and resume integrity', () => {
     assert.match(weights.err, /the weights of model model changed since the run started/);
   });
 
-  test('warmup steps round up as in Hugging Face\'s Trainer; child-mask.bin is in checkpoint order with a versioned index', async () => {
+  test("warmup steps round up as in Hugging Face's Trainer; child-mask.bin is in checkpoint order with a versioned index", async () => {
     const { recipe } = await smallProject('');
-    const r = await cli(['run', recipe, '--json', '--quiet', '--set', 'training.schedule.warmup_ratio=0.3', '--set', 'training.optimizer.lr=0.001']);
+    const r = await cli([
+      'run',
+      recipe,
+      '--json',
+      '--quiet',
+      '--set',
+      'training.schedule.warmup_ratio=0.3',
+      '--set',
+      'training.optimizer.lr=0.001',
+    ]);
     assert.equal(r.code, 0, r.err);
     const run = JSON.parse(r.out)[0].dir;
     // 2 steps x 0.3 = 0.6 -> 1 warmup step: lr 0 at the first step, the peak at the second.
-    const lrs = fs.readFileSync(path.join(run, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((e) => e.kind === 'step').map((e) => e.lr);
+    const lrs = fs
+      .readFileSync(path.join(run, 'metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l))
+      .filter((e) => e.kind === 'step')
+      .map((e) => e.lr);
     assert.deepEqual(lrs, [0, 0.001]);
 
     const mask = readChildMask(run)!;
@@ -228,9 +302,14 @@ describe('stage cache and resume integrity', () => {
       const at = (bits: Uint8Array, base: number, j: number) => getBit(bits.subarray(base), j);
       const [rows, cols] = t.shape.length === 2 ? t.shape : [1, t.shape[0]];
       for (let k = 0; k < 200; k++) {
-        const r0 = (k * 7) % rows, c0 = (k * 13) % cols;
+        const r0 = (k * 7) % rows,
+          c0 = (k * 13) % cols;
         const engineIndex = t.shape.length === 2 ? c0 * rows + r0 : c0;
-        assert.equal(at(mask.bits, t.offset, r0 * cols + c0), at(engine, engineAt, engineIndex), `${t.name}[${r0}, ${c0}]`);
+        assert.equal(
+          at(mask.bits, t.offset, r0 * cols + c0),
+          at(engine, engineAt, engineIndex),
+          `${t.name}[${r0}, ${c0}]`,
+        );
       }
       engineAt += t.bytes;
     }
@@ -264,13 +343,16 @@ describe('locks that recover', () => {
     }
   });
 
-  test('a live owner is refused with its pid; another host\'s recent lock is refused naming the host', () => {
+  test("a live owner is refused with its pid; another host's recent lock is refused naming the host", () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'childtune-lock-'));
     const held = DirLock.acquire(dir);
     assert.throws(() => RunDir.at(dir), new RegExp(`is in use by process ${process.pid} on this host`));
     held.release();
     lockFile(dir, { pid: 4242, host: 'node-17.cluster', boot_id: 'x', start_time: '1' });
-    assert.throws(() => RunDir.at(dir), /locked by process 4242 on host node-17\.cluster, active in the last 10 minutes/);
+    assert.throws(
+      () => RunDir.at(dir),
+      /locked by process 4242 on host node-17\.cluster, active in the last 10 minutes/,
+    );
     // Silent for longer than that: abandoned.
     const old = new Date(Date.now() - 11 * 60_000);
     fs.utimesSync(path.join(dir, 'run.lock'), old, old);

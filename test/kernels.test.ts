@@ -8,14 +8,19 @@ import { Rng } from '../src/engine/rng.js';
 import { wasmKernelsActive } from '../src/engine/wasm-kernels.js';
 
 /** Element (i, j) of a row-major [rows, cols] array, or of its transpose. */
-const at = (x: Float32Array, cols: number, i: number, j: number, transpose: boolean) => (transpose ? x[j * cols + i] : x[i * cols + j]);
+const at = (x: Float32Array, cols: number, i: number, j: number, transpose: boolean) =>
+  transpose ? x[j * cols + i] : x[i * cols + j];
 const random = (n: number, seed: number) => {
   const rng = new Rng(seed);
   return Float32Array.from({ length: n }, () => rng.next() * 2 - 1);
 };
 const closeTo = (got: ArrayLike<number>, want: ArrayLike<number>, what: string) => {
   assert.equal(got.length, want.length, `${what}: length`);
-  for (let i = 0; i < want.length; i++) assert.ok(Math.abs(got[i] - want[i]) <= 1e-5 * (1 + Math.abs(want[i])), `${what}: element ${i} is ${got[i]}, want ${want[i]}`);
+  for (let i = 0; i < want.length; i++)
+    assert.ok(
+      Math.abs(got[i] - want[i]) <= 1e-5 * (1 + Math.abs(want[i])),
+      `${what}: element ${i} is ${got[i]}, want ${want[i]}`,
+    );
 };
 const values = (t: tf.Tensor) => {
   const v = t.dataSync() as Float32Array;
@@ -63,8 +68,12 @@ for (const backend of ['wasm', 'cpu'] as const) {
           const a = random(M * K, seed);
           const b = random(K * N, seed + 1);
           const want = new Float64Array(M * N);
-          for (let i = 0; i < M; i++) for (let j = 0; j < N; j++) for (let k = 0; k < K; k++) want[i * N + j] += at(a, ta ? M : K, i, k, ta) * at(b, tb ? K : N, k, j, tb);
-          const got = tf.tidy(() => matMul(tf.tensor2d(a, ta ? [K, M] : [M, K]), tf.tensor2d(b, tb ? [N, K] : [K, N]), ta, tb));
+          for (let i = 0; i < M; i++)
+            for (let j = 0; j < N; j++)
+              for (let k = 0; k < K; k++) want[i * N + j] += at(a, ta ? M : K, i, k, ta) * at(b, tb ? K : N, k, j, tb);
+          const got = tf.tidy(() =>
+            matMul(tf.tensor2d(a, ta ? [K, M] : [M, K]), tf.tensor2d(b, tb ? [N, K] : [K, N]), ta, tb),
+          );
           assert.deepEqual(got.shape, [M, N]);
           closeTo(values(got), want, `${M}x${K}x${N} ${ta ? 'T' : 'N'}${tb ? 'T' : 'N'}`);
         }),
@@ -75,35 +84,56 @@ for (const backend of ['wasm', 'cpu'] as const) {
       const a = random(K * M, 7);
       const b = random(N * K, 8);
       const want = new Float64Array(M * N);
-      for (let i = 0; i < M; i++) for (let j = 0; j < N; j++) for (let k = 0; k < K; k++) want[i * N + j] += a[k * M + i] * b[j * K + k];
-      closeTo(values(tf.tidy(() => matMul(tf.tensor2d(a, [K, M]), tf.tensor2d(b, [N, K]), true, true))), want, 'large TT');
+      for (let i = 0; i < M; i++)
+        for (let j = 0; j < N; j++) for (let k = 0; k < K; k++) want[i * N + j] += a[k * M + i] * b[j * K + k];
+      closeTo(
+        values(tf.tidy(() => matMul(tf.tensor2d(a, [K, M]), tf.tensor2d(b, [N, K]), true, true))),
+        want,
+        'large TT',
+      );
     });
 
     test('head products address every head inside [tokens, hidden] activations', () => {
       const small = fc.integer({ min: 1, max: 6 });
       fc.assert(
-        fc.property(fc.integer({ min: 1, max: 3 }), fc.integer({ min: 1, max: 11 }), fc.integer({ min: 1, max: 3 }), small, fc.nat(1000), (B, T, A, D, seed) => {
-          const h = { B, T, A, D };
-          const x = random(B * T * A * D, seed);
-          const y = random(B * T * A * D, seed + 1);
-          const p = random(B * A * T * T, seed + 2);
-          const want = referenceHeads(h, x, y, p);
-          const [scores, context, contextT] = tf.tidy(() => {
-            const [xt, yt, pt] = [tf.tensor2d(x, [B * T, A * D]), tf.tensor2d(y, [B * T, A * D]), tf.tensor4d(p, [B, A, T, T])];
-            return [headScores(xt, yt, h), headContext(pt, yt, h), headContext(pt, yt, h, true)];
-          });
-          assert.deepEqual(scores.shape, [B, A, T, T]);
-          assert.deepEqual(context.shape, [B * T, A * D]);
-          closeTo(values(scores), want.scores, 'scores');
-          closeTo(values(context), want.context, 'context');
-          closeTo(values(contextT), want.contextT, 'transposed context');
-        }),
+        fc.property(
+          fc.integer({ min: 1, max: 3 }),
+          fc.integer({ min: 1, max: 11 }),
+          fc.integer({ min: 1, max: 3 }),
+          small,
+          fc.nat(1000),
+          (B, T, A, D, seed) => {
+            const h = { B, T, A, D };
+            const x = random(B * T * A * D, seed);
+            const y = random(B * T * A * D, seed + 1);
+            const p = random(B * A * T * T, seed + 2);
+            const want = referenceHeads(h, x, y, p);
+            const [scores, context, contextT] = tf.tidy(() => {
+              const [xt, yt, pt] = [
+                tf.tensor2d(x, [B * T, A * D]),
+                tf.tensor2d(y, [B * T, A * D]),
+                tf.tensor4d(p, [B, A, T, T]),
+              ];
+              return [headScores(xt, yt, h), headContext(pt, yt, h), headContext(pt, yt, h, true)];
+            });
+            assert.deepEqual(scores.shape, [B, A, T, T]);
+            assert.deepEqual(context.shape, [B * T, A * D]);
+            closeTo(values(scores), want.scores, 'scores');
+            closeTo(values(context), want.context, 'context');
+            closeTo(values(contextT), want.contextT, 'transposed context');
+          },
+        ),
         { numRuns: 40 },
       );
     });
 
     test('columnSum sums every column, including a remainder past the last group of four', () => {
-      for (const [rows, cols] of [[1, 1], [5, 3], [33, 130], [1024, 7]]) {
+      for (const [rows, cols] of [
+        [1, 1],
+        [5, 3],
+        [33, 130],
+        [1024, 7],
+      ]) {
         const x = random(rows * cols, rows + cols);
         const want = new Float64Array(cols);
         for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) want[j] += x[i * cols + j];
@@ -113,7 +143,7 @@ for (const backend of ['wasm', 'cpu'] as const) {
 
     test('GELU and its derivative match the exact normal CDF to float precision, far into both tails', () => {
       // Phi by the Maclaurin series of erf (exact in doubles for |x| <= 6); beyond, the tails are exact to float.
-      const phi = (x: number) => Math.exp(-x * x / 2) / Math.sqrt(2 * Math.PI);
+      const phi = (x: number) => Math.exp((-x * x) / 2) / Math.sqrt(2 * Math.PI);
       const Phi = (x: number) => {
         if (Math.abs(x) > 6) return x > 0 ? 1 : 0;
         const z = x / Math.SQRT2;
@@ -125,11 +155,32 @@ for (const backend of ['wasm', 'cpu'] as const) {
         }
         return 0.5 + sum / Math.sqrt(Math.PI);
       };
-      const xs = Float32Array.from([0, 1e-3, -1e-3, 0.5, -0.5, 1, -1, 3, -3, 5.5, -5.5, 9, -9, 30, -30, 0.25, ...random(4000, 11).map((v) => v * 7)]);
+      const xs = Float32Array.from([
+        0,
+        1e-3,
+        -1e-3,
+        0.5,
+        -0.5,
+        1,
+        -1,
+        3,
+        -3,
+        5.5,
+        -5.5,
+        9,
+        -9,
+        30,
+        -30,
+        0.25,
+        ...random(4000, 11).map((v) => v * 7),
+      ]);
       const { y, dydx } = tf.tidy(() => gelu(tf.tensor2d(xs, [xs.length / 4, 4])));
       const [yv, dv] = [values(y), values(dydx)];
       xs.forEach((x, i) => {
-        assert.ok(Math.abs(yv[i] - x * Phi(x)) <= 3e-7 * (1 + Math.abs(x)), `gelu(${x}) = ${yv[i]}, want ${x * Phi(x)}`);
+        assert.ok(
+          Math.abs(yv[i] - x * Phi(x)) <= 3e-7 * (1 + Math.abs(x)),
+          `gelu(${x}) = ${yv[i]}, want ${x * Phi(x)}`,
+        );
         assert.ok(Math.abs(dv[i] - (Phi(x) + x * phi(x))) <= 3e-7 * (1 + Math.abs(x)), `gelu'(${x}) = ${dv[i]}`);
       });
     });
@@ -137,7 +188,8 @@ for (const backend of ['wasm', 'cpu'] as const) {
     test('the products allocate nothing that outlives them', () => {
       const before = tf.memory().numTensors;
       const [a, b] = [tf.tensor2d(random(64, 1), [8, 8]), tf.tensor2d(random(64, 2), [8, 8])];
-      for (let i = 0; i < 20; i++) tf.dispose([matMul(a, b, true, false), columnSum(a), headScores(a, b, { B: 2, T: 4, A: 2, D: 4 })]);
+      for (let i = 0; i < 20; i++)
+        tf.dispose([matMul(a, b, true, false), columnSum(a), headScores(a, b, { B: 2, T: 4, A: 2, D: 4 })]);
       tf.dispose([a, b]);
       assert.equal(tf.memory().numTensors, before);
     });

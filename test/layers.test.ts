@@ -134,7 +134,10 @@ describe('layers', () => {
       fs.mkdirSync(path.dirname(path.join(repo, file)), { recursive: true });
       fs.writeFileSync(path.join(repo, file), text);
     };
-    put('src/engine/pool.ts', "// import x from '../cli/nothing.js'\nconst w = new URL('../run/worker.js', import.meta.url);\n");
+    put(
+      'src/engine/pool.ts',
+      "// import x from '../cli/nothing.js'\nconst w = new URL('../run/worker.js', import.meta.url);\n",
+    );
     put('src/data/a.ts', "import type { R } from '../recipe/r.js';\nexport * from './b.js';\n");
     put('src/data/b.ts', "\nexport type T = typeof import('./a.js');\n");
     put('src/recipe/r.ts', "export type R = 1;\nconst m = () => import('../plan/p.js');\n");

@@ -9,7 +9,20 @@ import { Rng } from '../src/engine/rng.js';
 import { microModel } from './helpers.js';
 
 const bert = (layers: number, hidden: number, heads: number) =>
-  parseModelConfig({ model_type: 'bert', vocab_size: 30522, hidden_size: hidden, num_hidden_layers: layers, num_attention_heads: heads, intermediate_size: 4 * hidden, max_position_embeddings: 512, type_vocab_size: 2 }, '<test>', 'bert');
+  parseModelConfig(
+    {
+      model_type: 'bert',
+      vocab_size: 30522,
+      hidden_size: hidden,
+      num_hidden_layers: layers,
+      num_attention_heads: heads,
+      intermediate_size: 4 * hidden,
+      max_position_embeddings: 512,
+      type_vocab_size: 2,
+    },
+    '<test>',
+    'bert',
+  );
 
 before(async () => {
   await selectBackend('wasm');
@@ -26,17 +39,30 @@ test("BERT-large's shard of 8 x 128 tokens runs in passes that fit the 4 GiB was
 test('a batch taken in two weighted passes gives the gradient and loss of one pass (to float rounding)', () => {
   const model = microModel({ std: 0.2 });
   const rng = new Rng(4);
-  const encs = Array.from({ length: 5 }, () => ({ inputIds: Array.from({ length: 6 }, () => 1 + rng.int(39)), tokenTypeIds: [0, 0, 0, 1, 1, 1] }));
+  const encs = Array.from({ length: 5 }, () => ({
+    inputIds: Array.from({ length: 6 }, () => 1 + rng.int(39)),
+    tokenTypeIds: [0, 0, 0, 1, 1, 1],
+  }));
   const b = batchOf(encs, 6, [0, 2, 1, 1, 0]);
   const fresh = () => model.specs.map((s) => new Float32Array(sizeOf(s)).fill(NaN));
   const whole = fresh();
   const loss = model.step(b, whole, null).loss;
   const split = fresh();
   let passLoss = 0;
-  for (const [k, [lo, hi]] of [[0, 2], [2, 5]].entries()) {
+  for (const [k, [lo, hi]] of [
+    [0, 2],
+    [2, 5],
+  ].entries()) {
     const pass = { weight: (hi - lo) / 5, accumulate: k > 0 };
     passLoss += pass.weight * model.step(sliceBatch(b, lo, hi), split, null, pass).loss;
   }
   assert.ok(Math.abs(passLoss - loss) < 1e-6, `loss ${passLoss} against ${loss}`);
-  whole.forEach((g, i) => g.forEach((x, j) => assert.ok(Math.abs(split[i][j] - x) <= 1e-5 * (1 + Math.abs(x)), `${model.specs[i].name}[${j}]: ${split[i][j]} against ${x}`)));
+  whole.forEach((g, i) =>
+    g.forEach((x, j) =>
+      assert.ok(
+        Math.abs(split[i][j] - x) <= 1e-5 * (1 + Math.abs(x)),
+        `${model.specs[i].name}[${j}]: ${split[i][j]} against ${x}`,
+      ),
+    ),
+  );
 });

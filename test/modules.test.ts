@@ -20,7 +20,15 @@ import { LayerNorm } from '../src/engine/modules/layer-norm.js';
 import { Sublayer } from '../src/engine/modules/sublayer.js';
 import { defineModifier, modifierData, type ModelEditor, type ModelModifier } from '../src/engine/modules/modifier.js';
 import { sum, type BackwardContext, type ForwardContext, type Layer, type T2 } from '../src/engine/modules/module.js';
-import { internalShape, ParamTable, sizeOf, trains, type Param, type ParamGroup, type ParamSpec } from '../src/engine/modules/param.js';
+import {
+  internalShape,
+  ParamTable,
+  sizeOf,
+  trains,
+  type Param,
+  type ParamGroup,
+  type ParamSpec,
+} from '../src/engine/modules/param.js';
 import { paramSpecs } from '../src/engine/params.js';
 import { Rng } from '../src/engine/rng.js';
 import { FIXTURES, microModel, REPO } from './helpers.js';
@@ -40,7 +48,10 @@ class LowRank implements Layer<{ inner: unknown; x: T2; ax: T2 }> {
   forward(x: T2, ctx: ForwardContext) {
     const inner = this.inner.forward(x, ctx);
     const ax = matMul(x, ctx.weight(this.a) as T2);
-    return { y: tf.add(inner.y, tf.mul(matMul(ax, ctx.weight(this.b) as T2), this.scale)) as T2, cache: { inner: inner.cache, x, ax } };
+    return {
+      y: tf.add(inner.y, tf.mul(matMul(ax, ctx.weight(this.b) as T2), this.scale)) as T2,
+      cache: { inner: inner.cache, x, ax },
+    };
   }
 
   backward(dy: T2, c: { inner: unknown; x: T2; ax: T2 }, ctx: BackwardContext): T2[] {
@@ -53,17 +64,32 @@ class LowRank implements Layer<{ inner: unknown; x: T2; ax: T2 }> {
   }
 }
 
-const loraLike = defineModifier<{ rank: number; alpha: number; roles: DenseRole[]; initB?: number }>('test-lora', (editor, o) => {
-  editor.setTrainable((s) => s.group === 'head');
-  editor.wrapDense(
-    (site) => o.roles.includes(site.role),
-    (inner, site) => {
-      const a = editor.addParam({ name: `${site.name}.lora_A.weight`, shape: [o.rank, site.inDim], transposed: true, init: { uniform: 0.5 }, layer: site.layer });
-      const b = editor.addParam({ name: `${site.name}.lora_B.weight`, shape: [site.outDim, o.rank], transposed: true, init: o.initB ? { normal: o.initB } : 'zeros', layer: site.layer });
-      return new LowRank(inner, a, b, o.alpha / o.rank);
-    },
-  );
-});
+const loraLike = defineModifier<{ rank: number; alpha: number; roles: DenseRole[]; initB?: number }>(
+  'test-lora',
+  (editor, o) => {
+    editor.setTrainable((s) => s.group === 'head');
+    editor.wrapDense(
+      (site) => o.roles.includes(site.role),
+      (inner, site) => {
+        const a = editor.addParam({
+          name: `${site.name}.lora_A.weight`,
+          shape: [o.rank, site.inDim],
+          transposed: true,
+          init: { uniform: 0.5 },
+          layer: site.layer,
+        });
+        const b = editor.addParam({
+          name: `${site.name}.lora_B.weight`,
+          shape: [site.outDim, o.rank],
+          transposed: true,
+          init: o.initB ? { normal: o.initB } : 'zeros',
+          layer: site.layer,
+        });
+        return new LowRank(inner, a, b, o.alpha / o.rank);
+      },
+    );
+  },
+);
 
 /** y = x (W * sigmoid(S)) + b: a learned gate on the weight (a mask-tuning-like transform of W in forward). */
 class GatedWeight implements Layer<T2> {
@@ -93,7 +119,13 @@ const gateLike = defineModifier<{ roles: DenseRole[] }>('test-gate', (editor, o)
     (site) => o.roles.includes(site.role),
     (inner, site) => {
       assert.equal(inner, site.dense, 'the gate transforms the dense weight itself');
-      const scores = editor.addParam({ name: `${site.name}.scores`, shape: [site.outDim, site.inDim], transposed: true, init: { normal: 1 }, layer: site.layer });
+      const scores = editor.addParam({
+        name: `${site.name}.scores`,
+        shape: [site.outDim, site.inDim],
+        transposed: true,
+        init: { normal: 1 },
+        layer: site.layer,
+      });
       return new GatedWeight(site.dense, scores);
     },
   );
@@ -124,19 +156,40 @@ class Bottleneck implements Layer<BottleneckCache> {
   }
 }
 
-function bottleneck(editor: ModelEditor, name: string, layer: number, width: number, skip: boolean, activation: ActivationKind) {
+function bottleneck(
+  editor: ModelEditor,
+  name: string,
+  layer: number,
+  width: number,
+  skip: boolean,
+  activation: ActivationKind,
+) {
   const h = editor.config.hiddenSize;
   const dense = (part: string, inDim: number, outDim: number) =>
     new Dense(
-      editor.addParam({ name: `${name}.${part}.weight`, shape: [outDim, inDim], transposed: true, decay: true, init: { normal: 0.3 }, layer }),
+      editor.addParam({
+        name: `${name}.${part}.weight`,
+        shape: [outDim, inDim],
+        transposed: true,
+        decay: true,
+        init: { normal: 0.3 },
+        layer,
+      }),
       editor.addParam({ name: `${name}.${part}.bias`, shape: [outDim], init: { normal: 0.1 }, layer }),
     );
   return new Bottleneck(dense('down', h, width), new Activation(activation), dense('up', width, h), skip);
 }
 
-const adapterLike = defineModifier<{ width: number; sublayer: 'attention' | 'feed-forward'; placement: 'after' | 'parallel'; activation?: ActivationKind }>('test-adapter', (editor, o) => {
+const adapterLike = defineModifier<{
+  width: number;
+  sublayer: 'attention' | 'feed-forward';
+  placement: 'after' | 'parallel';
+  activation?: ActivationKind;
+}>('test-adapter', (editor, o) => {
   const site = `${o.sublayer === 'attention' ? 'attention' : 'output'}${o.placement === 'after' ? '' : '.parallel'}`;
-  editor.insert({ sublayer: o.sublayer, placement: o.placement }, (l) => bottleneck(editor, `adapter.layer.${l}.${site}`, l, o.width, o.placement === 'after', o.activation ?? 'gelu'));
+  editor.insert({ sublayer: o.sublayer, placement: o.placement }, (l) =>
+    bottleneck(editor, `adapter.layer.${l}.${site}`, l, o.width, o.placement === 'after', o.activation ?? 'gelu'),
+  );
 });
 
 /** The same [length, hidden] rows for every sequence of a batch, and their gradient summed over the batch. */
@@ -148,8 +201,18 @@ const summedOverBatch = (d: T2, p: Param, ctx: BackwardContext) => {
 const prefixLike = defineModifier<{ length: number }>('test-prefix', (editor, o) => {
   const h = editor.config.hiddenSize;
   editor.prefixAttention((l): KeyValuePrefix => {
-    const keys = editor.addParam({ name: `prefix.layer.${l}.key`, shape: [o.length, h], init: { normal: 0.5 }, layer: l });
-    const values = editor.addParam({ name: `prefix.layer.${l}.value`, shape: [o.length, h], init: { normal: 0.5 }, layer: l });
+    const keys = editor.addParam({
+      name: `prefix.layer.${l}.key`,
+      shape: [o.length, h],
+      init: { normal: 0.5 },
+      layer: l,
+    });
+    const values = editor.addParam({
+      name: `prefix.layer.${l}.value`,
+      shape: [o.length, h],
+      init: { normal: 0.5 },
+      layer: l,
+    });
     return {
       length: o.length,
       forward: (batch, ctx) => ({ keys: tiled(keys, batch, ctx), values: tiled(values, batch, ctx), cache: null }),
@@ -162,7 +225,12 @@ const prefixLike = defineModifier<{ length: number }>('test-prefix', (editor, o)
 });
 
 const promptLike = defineModifier<{ length: number }>('test-prompt', (editor, o) => {
-  const rows = editor.addParam({ name: 'prompt.embeddings', shape: [o.length, editor.config.hiddenSize], init: { normal: 0.5 }, group: 'embeddings' });
+  const rows = editor.addParam({
+    name: 'prompt.embeddings',
+    shape: [o.length, editor.config.hiddenSize],
+    init: { normal: 0.5 },
+    group: 'embeddings',
+  });
   const prompt: InputPrefix = {
     length: o.length,
     forward: (batch, ctx) => ({ rows: tiled(rows, batch, ctx), cache: null }),
@@ -172,11 +240,21 @@ const promptLike = defineModifier<{ length: number }>('test-prompt', (editor, o)
 });
 
 /** Only the model's own parameters of these groups train (the modifiers' own always do). */
-const freezeLike = defineModifier<{ train: ParamGroup[] }>('test-freeze', (editor, o) => editor.setTrainable((s) => o.train.includes(s.group)));
+const freezeLike = defineModifier<{ train: ParamGroup[] }>('test-freeze', (editor, o) =>
+  editor.setTrainable((s) => o.train.includes(s.group)),
+);
 
 /** What a worker does: rebuild modifiers from { kind, options } with the same definitions. */
-const DEFINITIONS: Record<string, (options: never) => ModelModifier> = { 'test-freeze': freezeLike, 'test-gate': gateLike, 'test-lora': loraLike, 'test-adapter': adapterLike, 'test-prefix': prefixLike, 'test-prompt': promptLike };
-const rebuild = (data: { kind: string; options: unknown }[]) => data.map((d) => DEFINITIONS[d.kind](d.options as never));
+const DEFINITIONS: Record<string, (options: never) => ModelModifier> = {
+  'test-freeze': freezeLike,
+  'test-gate': gateLike,
+  'test-lora': loraLike,
+  'test-adapter': adapterLike,
+  'test-prefix': prefixLike,
+  'test-prompt': promptLike,
+};
+const rebuild = (data: { kind: string; options: unknown }[]) =>
+  data.map((d) => DEFINITIONS[d.kind](d.options as never));
 
 // ---------------------------------------------------------------------------------------------------------------
 // Central differences of L = sum(y * R) along a random direction per parameter (and the input), in float64 from
@@ -186,14 +264,31 @@ const H = 4;
 const random = (rng: Rng, n: number, scale = 1) => Float32Array.from({ length: n }, () => rng.normal() * scale);
 
 /** The forward context of a check: weights from `values`, dropout masks from a fresh stream on every pass. */
-function contexts(values: Float32Array[], dropout: boolean, seq?: { batch: number; length: number; mask: Float32Array }) {
+function contexts(
+  values: Float32Array[],
+  dropout: boolean,
+  seq?: { batch: number; length: number; mask: Float32Array },
+) {
   const masks = new Rng(17);
   const forward: ForwardContext = {
     weight: (p) => tf.tensor(values[p.index], internalShape(p.spec)),
     values: (p) => values[p.index],
     rng: null,
-    dropout: (shape, kind) => (dropout ? tf.tensor(masks.dropoutMask(shape.reduce((a, b) => a * b, 1), kind === 'hidden' ? 0.2 : 0.3), shape) : null),
-    sequence: seq && { batch: seq.batch, length: seq.length, bias: tf.reshape(tf.mul(tf.sub(1, tf.tensor1d(seq.mask)), -1e9), [seq.batch, 1, 1, seq.length]) as tf.Tensor4D },
+    dropout: (shape, kind) =>
+      dropout
+        ? tf.tensor(
+            masks.dropoutMask(
+              shape.reduce((a, b) => a * b, 1),
+              kind === 'hidden' ? 0.2 : 0.3,
+            ),
+            shape,
+          )
+        : null,
+    sequence: seq && {
+      batch: seq.batch,
+      length: seq.length,
+      bias: tf.reshape(tf.mul(tf.sub(1, tf.tensor1d(seq.mask)), -1e9), [seq.batch, 1, 1, seq.length]) as tf.Tensor4D,
+    },
   };
   const grads = new Map<number, Float32Array>();
   const backward: BackwardContext = {
@@ -217,7 +312,10 @@ const dot = (a: ArrayLike<number>, b: ArrayLike<number>) => {
 };
 
 function assertClose(what: string, analytic: number, numeric: number) {
-  assert.ok(Math.abs(numeric - analytic) <= 1e-2 * Math.max(Math.abs(numeric), Math.abs(analytic)) + 1e-4, `${what}: analytic ${analytic} vs numeric ${numeric}`);
+  assert.ok(
+    Math.abs(numeric - analytic) <= 1e-2 * Math.max(Math.abs(numeric), Math.abs(analytic)) + 1e-4,
+    `${what}: analytic ${analytic} vs numeric ${numeric}`,
+  );
 }
 
 /**
@@ -234,7 +332,12 @@ function gradientCheck(
 ) {
   const rng = new Rng(3);
   const values = table.specs.map((s) => random(rng, sizeOf(s), 0.5).map((v) => (s.init === 'ones' ? 1 + v : v)));
-  const x0 = input ? random(rng, input.shape.reduce((a, b) => a * b, 1)) : new Float32Array(0);
+  const x0 = input
+    ? random(
+        rng,
+        input.shape.reduce((a, b) => a * b, 1),
+      )
+    : new Float32Array(0);
   let R: Float32Array | undefined;
   const lossAt = (x: Float32Array) =>
     tf.tidy(() => {
@@ -254,7 +357,8 @@ function gradientCheck(
   const probe = new Rng(23);
   if (input) {
     const v = random(probe, x0.length);
-    const numeric = (lossAt(x0.map((xi, i) => xi + eps * v[i])) - lossAt(x0.map((xi, i) => xi - eps * v[i]))) / (2 * eps);
+    const numeric =
+      (lossAt(x0.map((xi, i) => xi + eps * v[i])) - lossAt(x0.map((xi, i) => xi - eps * v[i]))) / (2 * eps);
     assertClose(`${name}: input`, dot(dx!, v), numeric);
   }
   table.specs.forEach((spec, i) => {
@@ -295,8 +399,22 @@ function attention(t: ParamTable, prefix?: number) {
   const [q, k, v, o] = ['q', 'k', 'v', 'o'].map((n) => dense(t, n, H, H));
   const a = new SelfAttention(q, k, v, o, 2, H);
   if (prefix) {
-    const keys = t.declare({ name: 'prefix.keys', shape: [prefix, H], transposed: false, decay: false, group: 'encoder', init: 'normal' });
-    const values = t.declare({ name: 'prefix.values', shape: [prefix, H], transposed: false, decay: false, group: 'encoder', init: 'normal' });
+    const keys = t.declare({
+      name: 'prefix.keys',
+      shape: [prefix, H],
+      transposed: false,
+      decay: false,
+      group: 'encoder',
+      init: 'normal',
+    });
+    const values = t.declare({
+      name: 'prefix.values',
+      shape: [prefix, H],
+      transposed: false,
+      decay: false,
+      group: 'encoder',
+      init: 'normal',
+    });
     a.prefix = {
       length: prefix,
       forward: (batch, ctx) => ({ keys: tiled(keys, batch, ctx), values: tiled(values, batch, ctx), cache: null }),
@@ -332,7 +450,12 @@ for (const backend of ['wasm', 'cpu'] as const) {
     for (const kind of ['gelu', 'gelu_new', 'relu'] as ActivationKind[]) {
       test(`feed-forward (${kind})`, () => {
         const t = new ParamTable();
-        gradientCheck(`feed-forward ${kind}`, t, { shape: [6, H] }, layerRun(new FeedForward(dense(t, 'i', H, 8), new Activation(kind), dense(t, 'out', 8, H))));
+        gradientCheck(
+          `feed-forward ${kind}`,
+          t,
+          { shape: [6, H] },
+          layerRun(new FeedForward(dense(t, 'i', H, 8), new Activation(kind), dense(t, 'out', 8, H))),
+        );
       });
     }
 
@@ -340,47 +463,114 @@ for (const backend of ['wasm', 'cpu'] as const) {
       const t = new ParamTable();
       gradientCheck('attention', t, { shape: [6, H] }, layerRun(attention(t)), { dropout: true, seq: SEQ });
       const p = new ParamTable();
-      gradientCheck('attention with prefix', p, { shape: [6, H] }, layerRun(attention(p, 2)), { dropout: true, seq: SEQ });
+      gradientCheck('attention with prefix', p, { shape: [6, H] }, layerRun(attention(p, 2)), {
+        dropout: true,
+        seq: SEQ,
+      });
     });
 
     test('an encoder layer with inserted modules after and in parallel, and an encoder with an input prefix', () => {
       const layer = (t: ParamTable) =>
-        new EncoderLayer(new Sublayer(attention(t), norm(t, 'ln1'), H), new Sublayer(new FeedForward(dense(t, 'i', H, 8), new Activation('gelu'), dense(t, 'out', 8, H)), norm(t, 'ln2'), H));
+        new EncoderLayer(
+          new Sublayer(attention(t), norm(t, 'ln1'), H),
+          new Sublayer(
+            new FeedForward(dense(t, 'i', H, 8), new Activation('gelu'), dense(t, 'out', 8, H)),
+            norm(t, 'ln2'),
+            H,
+          ),
+        );
       const t = new ParamTable();
       const l0 = layer(t);
-      const adapter = (name: string, skip: boolean) => new Bottleneck(dense(t, `${name}.down`, H, 2), new Activation('relu'), dense(t, `${name}.up`, 2, H), skip);
+      const adapter = (name: string, skip: boolean) =>
+        new Bottleneck(dense(t, `${name}.down`, H, 2), new Activation('relu'), dense(t, `${name}.up`, 2, H), skip);
       l0.feedForward.after.push(adapter('after', true));
       l0.attention.parallel.push(adapter('parallel', false));
       gradientCheck('encoder layer', t, { shape: [6, H] }, layerRun(l0), { dropout: true, seq: SEQ });
 
       const e = new ParamTable();
-      const rows = e.declare({ name: 'prompt', shape: [2, H], transposed: false, decay: false, group: 'embeddings', init: 'normal' });
+      const rows = e.declare({
+        name: 'prompt',
+        shape: [2, H],
+        transposed: false,
+        decay: false,
+        group: 'embeddings',
+        init: 'normal',
+      });
       const encoder = new Encoder([layer(e)]);
-      encoder.inputPrefix = { length: 2, forward: (batch, ctx) => ({ rows: tiled(rows, batch, ctx), cache: null }), backward: (d, _c, ctx) => summedOverBatch(d, rows, ctx) };
-      gradientCheck('encoder with an input prefix', e, { shape: [6, H] }, (x, f) => {
-        const r = encoder.forward(x!, SEQ.mask, SEQ.batch, f);
-        return { y: r.y, back: (dy, b) => encoder.backward(dy, r.cache, b) };
-      }, { dropout: true });
+      encoder.inputPrefix = {
+        length: 2,
+        forward: (batch, ctx) => ({ rows: tiled(rows, batch, ctx), cache: null }),
+        backward: (d, _c, ctx) => summedOverBatch(d, rows, ctx),
+      };
+      gradientCheck(
+        'encoder with an input prefix',
+        e,
+        { shape: [6, H] },
+        (x, f) => {
+          const r = encoder.forward(x!, SEQ.mask, SEQ.batch, f);
+          return { y: r.y, back: (dy, b) => encoder.backward(dy, r.cache, b) };
+        },
+        { dropout: true },
+      );
     });
 
     test('embeddings: tables, LayerNorm and the projection (scattered rows), both position schemes', () => {
-      for (const [positions, width] of [['absolute', H], ['after-padding', 3]] as const) {
+      for (const [positions, width] of [
+        ['absolute', H],
+        ['after-padding', 3],
+      ] as const) {
         const t = new ParamTable();
-        const table = (name: string, rows: number) => t.declare({ name, shape: [rows, width], transposed: false, decay: true, group: 'embeddings', init: 'normal' });
+        const table = (name: string, rows: number) =>
+          t.declare({
+            name,
+            shape: [rows, width],
+            transposed: false,
+            decay: true,
+            group: 'embeddings',
+            init: 'normal',
+          });
         const tables = { word: table('word', 9), position: table('position', 6), type: table('type', 2) };
-        const emb = new Embeddings(tables, norm(t, 'ln', width), width === H ? undefined : dense(t, 'project', width, H), { width, positions, padTokenId: 1, typeVocabSize: 2 });
-        const b: Batch = { batch: 2, seq: 3, inputIds: Int32Array.from([2, 5, 8, 3, 5, 1]), tokenTypeIds: Int32Array.from([0, 1, 1, 0, 0, 1]), attentionMask: SEQ.mask, labels: new Float32Array(2) };
-        gradientCheck(`embeddings (${positions})`, t, null, (_x, f) => {
-          const r = emb.forward(b, f);
-          return { y: r.y, back: (dy, ctx) => emb.backward(b, dy, r.cache, ctx) };
-        }, { dropout: true });
+        const emb = new Embeddings(
+          tables,
+          norm(t, 'ln', width),
+          width === H ? undefined : dense(t, 'project', width, H),
+          { width, positions, padTokenId: 1, typeVocabSize: 2 },
+        );
+        const b: Batch = {
+          batch: 2,
+          seq: 3,
+          inputIds: Int32Array.from([2, 5, 8, 3, 5, 1]),
+          tokenTypeIds: Int32Array.from([0, 1, 1, 0, 0, 1]),
+          attentionMask: SEQ.mask,
+          labels: new Float32Array(2),
+        };
+        gradientCheck(
+          `embeddings (${positions})`,
+          t,
+          null,
+          (_x, f) => {
+            const r = emb.forward(b, f);
+            return { y: r.y, back: (dy, ctx) => emb.backward(b, dy, r.cache, ctx) };
+          },
+          { dropout: true },
+        );
       }
     });
 
-    for (const [family, activation, dropoutBefore] of [['bert', 'tanh', false], ['roberta', 'tanh', true], ['electra', 'gelu', true]] as const) {
+    for (const [family, activation, dropoutBefore] of [
+      ['bert', 'tanh', false],
+      ['roberta', 'tanh', true],
+      ['electra', 'gelu', true],
+    ] as const) {
       test(`${family} classification head`, () => {
         const t = new ParamTable();
-        const head = new ClassificationHead(dense(t, 'dense', H, H), new Activation(activation), dense(t, 'out', H, 3), dropoutBefore, H);
+        const head = new ClassificationHead(
+          dense(t, 'dense', H, H),
+          new Activation(activation),
+          dense(t, 'out', H, 3),
+          dropoutBefore,
+          H,
+        );
         gradientCheck(`${family} head`, t, { shape: [2, H] }, layerRun(head), { dropout: true });
       });
     }
@@ -390,10 +580,30 @@ for (const backend of ['wasm', 'cpu'] as const) {
 // ---------------------------------------------------------------------------------------------------------------
 
 function tinyConfig(family: 'bert' | 'roberta' | 'electra' = 'bert'): ModelConfig {
-  return parseModelConfig({ model_type: family, vocab_size: 40, hidden_size: 8, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 16, max_position_embeddings: 16, type_vocab_size: 2, embedding_size: family === 'electra' ? 6 : 8 }, '<test>');
+  return parseModelConfig(
+    {
+      model_type: family,
+      vocab_size: 40,
+      hidden_size: 8,
+      num_hidden_layers: 2,
+      num_attention_heads: 2,
+      intermediate_size: 16,
+      max_position_embeddings: 16,
+      type_vocab_size: 2,
+      embedding_size: family === 'electra' ? 6 : 8,
+    },
+    '<test>',
+  );
 }
 
-const microBatch = (): Batch => ({ batch: 2, seq: 5, inputIds: Int32Array.from([2, 7, 9, 3, 0, 2, 5, 3, 8, 3]), tokenTypeIds: Int32Array.from([0, 0, 0, 0, 0, 0, 0, 0, 1, 1]), attentionMask: Float32Array.from([1, 1, 1, 1, 0, 1, 1, 1, 1, 1]), labels: Float32Array.from([2, 0]) });
+const microBatch = (): Batch => ({
+  batch: 2,
+  seq: 5,
+  inputIds: Int32Array.from([2, 7, 9, 3, 0, 2, 5, 3, 8, 3]),
+  tokenTypeIds: Int32Array.from([0, 0, 0, 0, 0, 0, 0, 0, 1, 1]),
+  attentionMask: Float32Array.from([1, 1, 1, 1, 0, 1, 1, 1, 1, 1]),
+  labels: Float32Array.from([2, 0]),
+});
 
 /** A micro model with modifiers, its own parameters copied from microModel and the modifiers' from their init. */
 function modifiedModel(family: 'bert' | 'roberta' | 'electra', modifiers: ModelModifier[]) {
@@ -413,15 +623,29 @@ describe('model modifiers', () => {
   test("a modifier's parameters come after the model's own, in order, marked as the strategy's", () => {
     const config = tinyConfig();
     const own = paramSpecs(config, 3);
-    const mods = [loraLike({ rank: 2, alpha: 4, roles: ['query', 'value'] }), adapterLike({ width: 2, sublayer: 'feed-forward', placement: 'after' })];
+    const mods = [
+      loraLike({ rank: 2, alpha: 4, roles: ['query', 'value'] }),
+      adapterLike({ width: 2, sublayer: 'feed-forward', placement: 'after' }),
+    ];
     const specs = paramSpecs(config, 3, mods);
-    assert.deepEqual(specs.slice(0, own.length).map((s) => s.name), own.map((s) => s.name));
+    assert.deepEqual(
+      specs.slice(0, own.length).map((s) => s.name),
+      own.map((s) => s.name),
+    );
     assert.ok(own.every((s) => s.source === 'checkpoint' && s.trainable));
     const added = specs.slice(own.length);
-    assert.deepEqual(added.map((s) => s.name).slice(0, 4), ['bert.encoder.layer.0.attention.self.query.lora_A.weight', 'bert.encoder.layer.0.attention.self.query.lora_B.weight', 'bert.encoder.layer.0.attention.self.value.lora_A.weight', 'bert.encoder.layer.0.attention.self.value.lora_B.weight']);
+    assert.deepEqual(added.map((s) => s.name).slice(0, 4), [
+      'bert.encoder.layer.0.attention.self.query.lora_A.weight',
+      'bert.encoder.layer.0.attention.self.query.lora_B.weight',
+      'bert.encoder.layer.0.attention.self.value.lora_A.weight',
+      'bert.encoder.layer.0.attention.self.value.lora_B.weight',
+    ]);
     assert.equal(added.length, 2 * 2 * 2 + 2 * 4);
     assert.ok(added.every((s) => s.source === 'strategy' && s.trainable));
-    assert.deepEqual(specs.filter((s) => s.source === 'checkpoint' && s.trainable).map((s) => s.group), ['head', 'head', 'head', 'head']);
+    assert.deepEqual(
+      specs.filter((s) => s.source === 'checkpoint' && s.trainable).map((s) => s.group),
+      ['head', 'head', 'head', 'head'],
+    );
   });
 
   test('a LoRA-like wrapper with B = 0 gives the base model outputs, bit for bit', () => {
@@ -436,17 +660,52 @@ describe('model modifiers', () => {
   });
 
   const cases: [string, 'bert' | 'roberta' | 'electra', ModelModifier[]][] = [
-    ['LoRA-like on every dense, with frozen base weights', 'bert', [loraLike({ rank: 2, alpha: 4, roles: ['query', 'key', 'value', 'attention-output', 'intermediate', 'output', 'head-dense'], initB: 0.3 })]],
-    ['adapters after the feed-forward and in parallel to the attention', 'roberta', [adapterLike({ width: 3, sublayer: 'feed-forward', placement: 'after' }), adapterLike({ width: 2, sublayer: 'attention', placement: 'parallel' })]],
-    ['a weight transform in forward (a learned gate on W) on the feed-forward and the head', 'bert', [gateLike({ roles: ['intermediate', 'output', 'head-out'] })]],
-    ['key/value prefixes and a prompt, over a wrapped projection', 'electra', [prefixLike({ length: 2 }), promptLike({ length: 3 }), loraLike({ rank: 1, alpha: 1, roles: ['embeddings-projection', 'value'], initB: 0.3 })]],
+    [
+      'LoRA-like on every dense, with frozen base weights',
+      'bert',
+      [
+        loraLike({
+          rank: 2,
+          alpha: 4,
+          roles: ['query', 'key', 'value', 'attention-output', 'intermediate', 'output', 'head-dense'],
+          initB: 0.3,
+        }),
+      ],
+    ],
+    [
+      'adapters after the feed-forward and in parallel to the attention',
+      'roberta',
+      [
+        adapterLike({ width: 3, sublayer: 'feed-forward', placement: 'after' }),
+        adapterLike({ width: 2, sublayer: 'attention', placement: 'parallel' }),
+      ],
+    ],
+    [
+      'a weight transform in forward (a learned gate on W) on the feed-forward and the head',
+      'bert',
+      [gateLike({ roles: ['intermediate', 'output', 'head-out'] })],
+    ],
+    [
+      'key/value prefixes and a prompt, over a wrapped projection',
+      'electra',
+      [
+        prefixLike({ length: 2 }),
+        promptLike({ length: 3 }),
+        loraLike({ rank: 1, alpha: 1, roles: ['embeddings-projection', 'value'], initB: 0.3 }),
+      ],
+    ],
   ];
   for (const [name, family, mods] of cases) {
     test(`${name} (${family}): gradients match central differences; frozen buffers are not written`, () => {
       const model = modifiedModel(family, mods);
       const b = microBatch();
       const grads = model.specs.map((s) => new Float32Array(sizeOf(s)).fill(Number.NaN));
-      const lossAt = () => model.step(b, model.specs.map((s) => new Float32Array(sizeOf(s))), new Rng(5)).loss;
+      const lossAt = () =>
+        model.step(
+          b,
+          model.specs.map((s) => new Float32Array(sizeOf(s))),
+          new Rng(5),
+        ).loss;
       model.step(b, grads, new Rng(5));
       const probe = new Rng(9);
       let checked = 0;
@@ -475,7 +734,13 @@ describe('model modifiers', () => {
   }
 
   test('steps and predictions of a modified model leave the live tensor count and bytes flat', () => {
-    const model = modifiedModel('bert', [promptLike({ length: 2 }), prefixLike({ length: 2 }), adapterLike({ width: 2, sublayer: 'feed-forward', placement: 'parallel' }), gateLike({ roles: ['output'] }), loraLike({ rank: 2, alpha: 2, roles: ['query'], initB: 0.2 })]);
+    const model = modifiedModel('bert', [
+      promptLike({ length: 2 }),
+      prefixLike({ length: 2 }),
+      adapterLike({ width: 2, sublayer: 'feed-forward', placement: 'parallel' }),
+      gateLike({ roles: ['output'] }),
+      loraLike({ rank: 2, alpha: 2, roles: ['query'], initB: 0.2 }),
+    ]);
     const b = microBatch();
     const grads = model.specs.map((s) => new Float32Array(sizeOf(s)));
     const rng = new Rng(1);
@@ -493,9 +758,19 @@ describe('model modifiers', () => {
   });
 
   test('rebuilt from plain data (as a worker does), a modified model steps identically', () => {
-    const mods = [prefixLike({ length: 2 }), adapterLike({ width: 2, sublayer: 'attention', placement: 'after' }), gateLike({ roles: ['value'] }), loraLike({ rank: 2, alpha: 2, roles: ['key', 'value'], initB: 0.2 })];
+    const mods = [
+      prefixLike({ length: 2 }),
+      adapterLike({ width: 2, sublayer: 'attention', placement: 'after' }),
+      gateLike({ roles: ['value'] }),
+      loraLike({ rank: 2, alpha: 2, roles: ['key', 'value'], initB: 0.2 }),
+    ];
     const model = modifiedModel('bert', mods);
-    const copy = new EncoderClassifier(model.config, model.numLabels, model.values.map((v) => v.slice()), rebuild(structuredClone(modifierData(mods))));
+    const copy = new EncoderClassifier(
+      model.config,
+      model.numLabels,
+      model.values.map((v) => v.slice()),
+      rebuild(structuredClone(modifierData(mods))),
+    );
     assert.deepEqual(copy.specs, model.specs);
     const b = microBatch();
     const g1 = model.specs.map((s) => new Float32Array(sizeOf(s)));
@@ -515,9 +790,17 @@ describe('model modifiers', () => {
     plain.model.specs.forEach((s, i) => assert.deepEqual(a.model.values[i], plain.model.values[i], s.name));
     const loraA = a.model.indexOf('bert.encoder.layer.1.attention.self.query.lora_A.weight');
     assert.ok(a.model.values[loraA].some((v) => v !== 0) && a.model.values[loraA].every((v) => Math.abs(v) <= 0.5));
-    assert.ok(a.model.values[a.model.indexOf('bert.encoder.layer.1.attention.self.query.lora_B.weight')].every((v) => v === 0));
-    assert.deepEqual(loadPretrained(dir, { numLabels: 2, seed: 3, modifiers: mods }).model.values[loraA], a.model.values[loraA]);
-    assert.notDeepEqual(loadPretrained(dir, { numLabels: 2, seed: 4, modifiers: mods }).model.values[loraA], a.model.values[loraA]);
+    assert.ok(
+      a.model.values[a.model.indexOf('bert.encoder.layer.1.attention.self.query.lora_B.weight')].every((v) => v === 0),
+    );
+    assert.deepEqual(
+      loadPretrained(dir, { numLabels: 2, seed: 3, modifiers: mods }).model.values[loraA],
+      a.model.values[loraA],
+    );
+    assert.notDeepEqual(
+      loadPretrained(dir, { numLabels: 2, seed: 4, modifiers: mods }).model.values[loraA],
+      a.model.values[loraA],
+    );
   });
 });
 
@@ -526,7 +809,14 @@ describe('the test modifiers against the PyTorch delta-tuning fixture', () => {
   const DIR = path.join(REPO, 'test', 'fixtures', 'delta');
   const reference = JSON.parse(fs.readFileSync(path.join(DIR, 'reference.json'), 'utf8'));
   const r = reference.batch;
-  const batch: Batch = { batch: r.input_ids.length, seq: r.input_ids[0].length, inputIds: Int32Array.from(r.input_ids.flat()), tokenTypeIds: Int32Array.from(r.token_type_ids.flat()), attentionMask: Float32Array.from(r.attention_mask.flat()), labels: Float32Array.from(r.labels) };
+  const batch: Batch = {
+    batch: r.input_ids.length,
+    seq: r.input_ids[0].length,
+    inputIds: Int32Array.from(r.input_ids.flat()),
+    tokenTypeIds: Int32Array.from(r.token_type_ids.flat()),
+    attentionMask: Float32Array.from(r.attention_mask.flat()),
+    labels: Float32Array.from(r.labels),
+  };
   /** [out, in] (saved) to [in, out] (engine) for transposed specs, and back: the same swap of two axes. */
   const swap = (spec: ParamSpec, v: ArrayLike<number>, toEngine: boolean) => {
     if (!spec.transposed) return Float32Array.from(v);
@@ -543,7 +833,11 @@ describe('the test modifiers against the PyTorch delta-tuning fixture', () => {
   const head: ParamGroup[] = ['head'];
   const cases: Record<string, ModelModifier[]> = {
     lora: [loraLike({ rank: 4, alpha: 8, roles: ['query', 'value'] })],
-    'adapter-houlsby': [freezeLike({ train: head }), adapterLike({ width: 8, sublayer: 'attention', placement: 'after', activation: 'relu' }), adapterLike({ width: 8, sublayer: 'feed-forward', placement: 'after', activation: 'relu' })],
+    'adapter-houlsby': [
+      freezeLike({ train: head }),
+      adapterLike({ width: 8, sublayer: 'attention', placement: 'after', activation: 'relu' }),
+      adapterLike({ width: 8, sublayer: 'feed-forward', placement: 'after', activation: 'relu' }),
+    ],
     prefix: [freezeLike({ train: head }), prefixLike({ length: 3 })],
   };
 
@@ -560,7 +854,13 @@ describe('the test modifiers against the PyTorch delta-tuning fixture', () => {
         model.values[i] = swap(model.specs[i], values, true);
       }
       model.markDirty();
-      assert.deepEqual(model.specs.filter((s) => s.trainable).map((s) => s.name).sort(), [...expected.trainable].sort());
+      assert.deepEqual(
+        model.specs
+          .filter((s) => s.trainable)
+          .map((s) => s.name)
+          .sort(),
+        [...expected.trainable].sort(),
+      );
       close(model.predict(batch).logits, expected.logits, 'logits');
       const grads = model.values.map((v) => new Float32Array(v.length));
       const { loss } = model.step(batch, grads, null);

@@ -25,7 +25,9 @@ const hfConfig = (labels: Record<string, string> | null, problemType: string) =>
   hidden_act: 'gelu',
   hidden_dropout_prob: 0.1,
   hidden_size: 128,
-  ...(labels ? { id2label: labels, label2id: Object.fromEntries(Object.entries(labels).map(([i, l]) => [l, Number(i)])) } : {}),
+  ...(labels
+    ? { id2label: labels, label2id: Object.fromEntries(Object.entries(labels).map(([i, l]) => [l, Number(i)])) }
+    : {}),
   initializer_range: 0.02,
   intermediate_size: 512,
   layer_norm_eps: 1e-12,
@@ -77,14 +79,36 @@ describe('the saved model is what save_pretrained writes', () => {
 
   test('tokenizer_config.json and special_tokens_map.json are generated when the source has only vocab.txt', () => {
     const { dir } = save(2, ['negative', 'positive']);
-    const specials = { cls_token: '[CLS]', mask_token: '[MASK]', pad_token: '[PAD]', sep_token: '[SEP]', unk_token: '[UNK]' };
+    const specials = {
+      cls_token: '[CLS]',
+      mask_token: '[MASK]',
+      pad_token: '[PAD]',
+      sep_token: '[SEP]',
+      unk_token: '[UNK]',
+    };
     assert.deepEqual(JSON.parse(fs.readFileSync(path.join(dir, 'special_tokens_map.json'), 'utf8')), specials);
     const tokenizer = JSON.parse(fs.readFileSync(path.join(dir, 'tokenizer_config.json'), 'utf8'));
-    const added = (id: number, content: string) => [String(id), { content, lstrip: false, normalized: false, rstrip: false, single_word: false, special: true }];
+    const added = (id: number, content: string) => [
+      String(id),
+      { content, lstrip: false, normalized: false, rstrip: false, single_word: false, special: true },
+    ];
     assert.deepEqual(tokenizer, {
-      added_tokens_decoder: Object.fromEntries([added(0, '[PAD]'), added(100, '[UNK]'), added(101, '[CLS]'), added(102, '[SEP]'), added(103, '[MASK]')]),
-      clean_up_tokenization_spaces: true, do_basic_tokenize: true, do_lower_case: true, model_max_length: 512, never_split: null, strip_accents: null,
-      tokenize_chinese_chars: true, tokenizer_class: 'BertTokenizer', ...specials,
+      added_tokens_decoder: Object.fromEntries([
+        added(0, '[PAD]'),
+        added(100, '[UNK]'),
+        added(101, '[CLS]'),
+        added(102, '[SEP]'),
+        added(103, '[MASK]'),
+      ]),
+      clean_up_tokenization_spaces: true,
+      do_basic_tokenize: true,
+      do_lower_case: true,
+      model_max_length: 512,
+      never_split: null,
+      strip_accents: null,
+      tokenize_chinese_chars: true,
+      tokenizer_class: 'BertTokenizer',
+      ...specials,
     });
     assert.deepEqual(fs.readFileSync(path.join(dir, 'vocab.txt')), fs.readFileSync(path.join(PRETRAINED, 'vocab.txt')));
   });
@@ -96,7 +120,10 @@ describe('the saved model is what save_pretrained writes', () => {
     const { model } = loadPretrained(source, { numLabels: 2, seed: 0 });
     const dir = path.join(tmpProject(), 'model');
     saveModel(model, dir, { source });
-    assert.equal(fs.readFileSync(path.join(dir, 'tokenizer_config.json'), 'utf8'), '{"do_lower_case": false, "model_max_length": 128}\n');
+    assert.equal(
+      fs.readFileSync(path.join(dir, 'tokenizer_config.json'), 'utf8'),
+      '{"do_lower_case": false, "model_max_length": 128}\n',
+    );
     assert.ok(fs.existsSync(path.join(dir, 'special_tokens_map.json')));
   });
 });
@@ -117,9 +144,13 @@ const masked = (crc: number) => ((((crc >>> 15) | (crc << 17)) >>> 0) + 0xa282ea
 /** TFRecord framing: uint64 length, uint32 masked CRC of the length bytes, data, uint32 masked CRC of the data. */
 function records(buf: Buffer): Buffer[] {
   const out: Buffer[] = [];
-  for (let at = 0; at < buf.length; ) {
+  for (let at = 0; at < buf.length;) {
     const length = Number(buf.readBigUInt64LE(at));
-    assert.equal(buf.readUInt32LE(at + 8), masked(crc32c(buf.subarray(at, at + 8))), `length CRC of the record at byte ${at}`);
+    assert.equal(
+      buf.readUInt32LE(at + 8),
+      masked(crc32c(buf.subarray(at, at + 8))),
+      `length CRC of the record at byte ${at}`,
+    );
     const data = buf.subarray(at + 12, at + 12 + length);
     assert.equal(buf.readUInt32LE(at + 12 + length), masked(crc32c(data)), `data CRC of the record at byte ${at}`);
     out.push(data);
@@ -144,17 +175,27 @@ function fields(buf: Buffer): { field: number; value: bigint | Buffer }[] {
     const key = Number(varint());
     const [field, wire] = [key >> 3, key & 7];
     if (wire === 0) out.push({ field, value: varint() });
-    else if (wire === 1) { out.push({ field, value: buf.subarray(at, at + 8) }); at += 8; }
-    else if (wire === 2) { const n = Number(varint()); out.push({ field, value: buf.subarray(at, at + n) }); at += n; }
-    else if (wire === 5) { out.push({ field, value: buf.subarray(at, at + 4) }); at += 4; }
-    else assert.fail(`wire type ${wire}`);
+    else if (wire === 1) {
+      out.push({ field, value: buf.subarray(at, at + 8) });
+      at += 8;
+    } else if (wire === 2) {
+      const n = Number(varint());
+      out.push({ field, value: buf.subarray(at, at + n) });
+      at += n;
+    } else if (wire === 5) {
+      out.push({ field, value: buf.subarray(at, at + 4) });
+      at += 4;
+    } else assert.fail(`wire type ${wire}`);
   }
   return out;
 }
 
 /** Event { double wall_time = 1; int64 step = 2; string file_version = 3; Summary summary = 5 }; Summary { repeated Value value = 1 }; Value { string tag = 1; float simple_value = 2 }. */
 function readEvent(data: Buffer) {
-  const e: { wallTime?: number; step: number; fileVersion?: string; scalars: Record<string, number> } = { step: 0, scalars: {} };
+  const e: { wallTime?: number; step: number; fileVersion?: string; scalars: Record<string, number> } = {
+    step: 0,
+    scalars: {},
+  };
   for (const f of fields(data)) {
     if (f.field === 1) e.wallTime = (f.value as Buffer).readDoubleLE(0);
     else if (f.field === 2) e.step = Number(f.value);
@@ -177,7 +218,16 @@ strategy: {kind: child-tuning-f, reserve_p: 0.3}
 training: {epochs: 1, batch_size: 8, log_every: 1}
 evaluation: {batch_size: 64}
 `);
-    const r = await cli(['run', recipe, '--set', `dataset.dir=${path.join(GLUE, 'MRPC')}`, '--set', 'dataset.eval_split=train', '--quiet', '--json']);
+    const r = await cli([
+      'run',
+      recipe,
+      '--set',
+      `dataset.dir=${path.join(GLUE, 'MRPC')}`,
+      '--set',
+      'dataset.eval_split=train',
+      '--quiet',
+      '--json',
+    ]);
     assert.equal(r.code, 0, r.err);
     const [{ dir }] = JSON.parse(r.out);
     const [file, ...others] = fs.readdirSync(path.join(dir, 'tb'));
@@ -185,19 +235,36 @@ evaluation: {batch_size: 64}
     assert.match(file, /^events\.out\.tfevents\.\d+\..+/);
     const events = records(fs.readFileSync(path.join(dir, 'tb', file))).map(readEvent);
     assert.equal(events[0].fileVersion, 'brain.Event:2');
-    const lines = fs.readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const lines = fs
+      .readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     const f32 = (v: number) => Math.fround(v);
     const expected = lines.map((l) => ({
       step: l.step,
-      scalars: l.kind === 'eval'
-        ? Object.fromEntries(Object.entries(l.metrics as Record<string, number>).map(([k, v]) => [`eval/${k}`, f32(v)]))
-        : { 'train/loss': f32(l.loss), 'train/learning_rate': f32(l.lr), 'train/grad_norm': f32(l.grad_norm), 'train/kept_fraction': f32(l.kept_fraction), 'train/examples_per_second': f32(l.examples_per_s) },
+      scalars:
+        l.kind === 'eval'
+          ? Object.fromEntries(
+              Object.entries(l.metrics as Record<string, number>).map(([k, v]) => [`eval/${k}`, f32(v)]),
+            )
+          : {
+              'train/loss': f32(l.loss),
+              'train/learning_rate': f32(l.lr),
+              'train/grad_norm': f32(l.grad_norm),
+              'train/kept_fraction': f32(l.kept_fraction),
+              'train/examples_per_second': f32(l.examples_per_s),
+            },
     }));
-    assert.deepEqual(events.slice(1).map(({ step, scalars }) => ({ step, scalars })), expected);
+    assert.deepEqual(
+      events.slice(1).map(({ step, scalars }) => ({ step, scalars })),
+      expected,
+    );
     assert.deepEqual(Object.keys(expected.at(-1)!.scalars).sort(), ['eval/accuracy', 'eval/f1']);
     assert.ok(events.every((e) => e.wallTime! > 1.7e9));
     // F keeps each element with probability 0.3 over every parameter: millions of draws per window.
-    for (const l of lines.filter((x) => x.kind === 'step')) assert.ok(Math.abs(l.kept_fraction - 0.3) < 0.01, `kept_fraction ${l.kept_fraction}`);
+    for (const l of lines.filter((x) => x.kind === 'step'))
+      assert.ok(Math.abs(l.kept_fraction - 0.3) < 0.01, `kept_fraction ${l.kept_fraction}`);
     const config = JSON.parse(fs.readFileSync(path.join(dir, 'model', 'config.json'), 'utf8'));
     assert.deepEqual(config.id2label, { 0: 'not_equivalent', 1: 'equivalent' });
     assert.equal(config.problem_type, 'single_label_classification');

@@ -16,82 +16,118 @@ import { microModel } from './helpers.js';
 
 describe('data parallelism', () => {
   test('the partition covers every parameter element exactly once and cuts tensors only at F chunk boundaries', () => {
-    fc.assert(fc.property(fc.array(fc.integer({ min: 1, max: 50_000 }), { minLength: 1, maxLength: 12 }), fc.integer({ min: 1, max: 8 }), (sizes, parts) => {
-      const segments = partition(sizes, parts);
-      assert.equal(segments.length, parts);
-      const seen = sizes.map((n) => new Uint8Array(n));
-      for (const part of segments) for (const { index, lo, hi } of part) {
-        assert.ok(lo % F_CHUNK === 0, 'starts on a chunk boundary');
-        for (let j = lo; j < hi; j++) seen[index][j]++;
-      }
-      for (const s of seen) assert.ok(s.every((c) => c === 1));
-    }));
+    fc.assert(
+      fc.property(
+        fc.array(fc.integer({ min: 1, max: 50_000 }), { minLength: 1, maxLength: 12 }),
+        fc.integer({ min: 1, max: 8 }),
+        (sizes, parts) => {
+          const segments = partition(sizes, parts);
+          assert.equal(segments.length, parts);
+          const seen = sizes.map((n) => new Uint8Array(n));
+          for (const part of segments)
+            for (const { index, lo, hi } of part) {
+              assert.ok(lo % F_CHUNK === 0, 'starts on a chunk boundary');
+              for (let j = lo; j < hi; j++) seen[index][j]++;
+            }
+          for (const s of seen) assert.ok(s.every((c) => c === 1));
+        },
+      ),
+    );
   });
 
   test("Child-Tuning-F's mask is the same however the parameters are split across threads", () => {
-    const spec = childTuningF(0.3, 'all', [{ name: 'w', shape: [50_000], transposed: false, decay: true, group: 'encoder', init: 'normal' }], 9).spec;
+    const spec = childTuningF(
+      0.3,
+      'all',
+      [{ name: 'w', shape: [50_000], transposed: false, decay: true, group: 'encoder', init: 'normal' }],
+      9,
+    ).spec;
     const whole = new Float32Array(50_000).fill(1);
     maskRange(spec, 0, whole, 0, whole.length, 4);
     for (const parts of [2, 3, 5]) {
       const split = new Float32Array(50_000).fill(1);
-      for (const part of partition([split.length], parts)) for (const s of part) maskRange(spec, 0, split, s.lo, s.hi, 4);
+      for (const part of partition([split.length], parts))
+        for (const s of part) maskRange(spec, 0, split, s.lo, s.hi, 4);
       assert.deepEqual(split, whole);
     }
   });
 
   test('the wasm optimizer passes (clip scale, F mask, AdamW) equal the JavaScript passes bit for bit', () => {
     fc.assert(
-      fc.property(fc.integer({ min: 1, max: 9000 }), fc.nat(40), fc.nat(1000), fc.double({ min: 0.01, max: 1, noNaN: true }), fc.integer({ min: 1, max: 50 }), (n, lo, seed, p, step) => {
-        const rng = new Rng(seed);
-        const fill = (x: Float32Array, f: () => number) => x.forEach((_, i) => (x[i] = f()));
-        const arena = SharedArena.create([n + lo, n + lo, n + lo, n + lo, OptimizerKernels.drawsFor(n + 7), Math.ceil((n + lo) / 32)])!;
-        const [pw, gw, mw, vw] = [0, 1, 2, 3].map(() => arena.floats(n + lo));
-        const kernels = new OptimizerKernels(arena.memory, arena.floats(OptimizerKernels.drawsFor(n + 7)));
-        const bitsW = arena.bits(n + lo);
-        fill(pw, () => rng.normal());
-        fill(gw, () => rng.normal() * 1e-2);
-        fill(mw, () => rng.normal() * 1e-3);
-        fill(vw, () => rng.next() * 1e-5);
-        const [pj, gj, mj, vj] = [pw, gw, mw, vw].map((x) => Float32Array.from(x));
-        const hi = lo + n;
-        const adam = adamwStep({ lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0.01 }, step, 1e-3);
-        kernels.scale(gw, lo, hi, 0.37);
-        for (let j = lo; j < hi; j++) gj[j] *= 0.37;
-        // F's draw starts on a byte of the bitset (chunks start at multiples of F_CHUNK).
-        const state = new Rng(seed + 1).state;
-        const { threshold, scale } = keepThreshold(p);
-        const flo = lo & ~7;
-        const bitsJ = new Uint8Array(bitsetBytes(n + lo));
-        kernels.fdraw(bitsW, flo, hi, state, threshold);
-        new Rng(state).bernoulliBits(bitsJ, flo, hi, threshold);
-        assert.deepEqual(Array.from(bitsW), Array.from(bitsJ));
-        kernels.fapply(gw, bitsW, flo, hi, scale);
-        applyKeepBits(gj, bitsJ, flo, hi, scale);
-        kernels.adamw(pw, gw, mw, vw, lo, hi, adam);
-        adamwRange(pj, gj, mj, vj, lo, hi, adam);
-        assert.deepEqual([pw, gw, mw, vw].map((x) => Array.from(x)), [pj, gj, mj, vj].map((x) => Array.from(x)));
-      }),
+      fc.property(
+        fc.integer({ min: 1, max: 9000 }),
+        fc.nat(40),
+        fc.nat(1000),
+        fc.double({ min: 0.01, max: 1, noNaN: true }),
+        fc.integer({ min: 1, max: 50 }),
+        (n, lo, seed, p, step) => {
+          const rng = new Rng(seed);
+          const fill = (x: Float32Array, f: () => number) => x.forEach((_, i) => (x[i] = f()));
+          const arena = SharedArena.create([
+            n + lo,
+            n + lo,
+            n + lo,
+            n + lo,
+            OptimizerKernels.drawsFor(n + 7),
+            Math.ceil((n + lo) / 32),
+          ])!;
+          const [pw, gw, mw, vw] = [0, 1, 2, 3].map(() => arena.floats(n + lo));
+          const kernels = new OptimizerKernels(arena.memory, arena.floats(OptimizerKernels.drawsFor(n + 7)));
+          const bitsW = arena.bits(n + lo);
+          fill(pw, () => rng.normal());
+          fill(gw, () => rng.normal() * 1e-2);
+          fill(mw, () => rng.normal() * 1e-3);
+          fill(vw, () => rng.next() * 1e-5);
+          const [pj, gj, mj, vj] = [pw, gw, mw, vw].map((x) => Float32Array.from(x));
+          const hi = lo + n;
+          const adam = adamwStep({ lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0.01 }, step, 1e-3);
+          kernels.scale(gw, lo, hi, 0.37);
+          for (let j = lo; j < hi; j++) gj[j] *= 0.37;
+          // F's draw starts on a byte of the bitset (chunks start at multiples of F_CHUNK).
+          const state = new Rng(seed + 1).state;
+          const { threshold, scale } = keepThreshold(p);
+          const flo = lo & ~7;
+          const bitsJ = new Uint8Array(bitsetBytes(n + lo));
+          kernels.fdraw(bitsW, flo, hi, state, threshold);
+          new Rng(state).bernoulliBits(bitsJ, flo, hi, threshold);
+          assert.deepEqual(Array.from(bitsW), Array.from(bitsJ));
+          kernels.fapply(gw, bitsW, flo, hi, scale);
+          applyKeepBits(gj, bitsJ, flo, hi, scale);
+          kernels.adamw(pw, gw, mw, vw, lo, hi, adam);
+          adamwRange(pj, gj, mj, vj, lo, hi, adam);
+          assert.deepEqual(
+            [pw, gw, mw, vw].map((x) => Array.from(x)),
+            [pj, gj, mj, vj].map((x) => Array.from(x)),
+          );
+        },
+      ),
       { numRuns: 60 },
     );
   });
 
   test('the wasm gradient reduce equals the JavaScript reduce bit for bit, for one, two and three shards', () => {
     fc.assert(
-      fc.property(fc.integer({ min: 1, max: 5000 }), fc.nat(20), fc.integer({ min: 1, max: 3 }), fc.nat(1000), (n, lo, shards, seed) => {
-        const rng = new Rng(seed);
-        const arena = SharedArena.create(new Array(2 * shards).fill(n + lo))!;
-        const kernels = new OptimizerKernels(arena.memory, new Float32Array(0));
-        const inWasm = Array.from({ length: shards }, () => {
-          const g = arena.floats(n + lo);
-          g.forEach((_, i) => (g[i] = rng.normal()));
-          return [g];
-        });
-        const inJs = inWasm.map((t) => t.map((g) => Float32Array.from(g)));
-        const weights = shards === 1 ? [1] : Array.from({ length: shards }, () => rng.next());
-        const seg = { index: 0, lo, hi: lo + n };
-        assert.equal(reduceSegment(inWasm, seg, weights, 0.5, kernels), reduceSegment(inJs, seg, weights, 0.5));
-        assert.deepEqual(Array.from(inWasm[0][0]), Array.from(inJs[0][0]));
-      }),
+      fc.property(
+        fc.integer({ min: 1, max: 5000 }),
+        fc.nat(20),
+        fc.integer({ min: 1, max: 3 }),
+        fc.nat(1000),
+        (n, lo, shards, seed) => {
+          const rng = new Rng(seed);
+          const arena = SharedArena.create(new Array(2 * shards).fill(n + lo))!;
+          const kernels = new OptimizerKernels(arena.memory, new Float32Array(0));
+          const inWasm = Array.from({ length: shards }, () => {
+            const g = arena.floats(n + lo);
+            g.forEach((_, i) => (g[i] = rng.normal()));
+            return [g];
+          });
+          const inJs = inWasm.map((t) => t.map((g) => Float32Array.from(g)));
+          const weights = shards === 1 ? [1] : Array.from({ length: shards }, () => rng.next());
+          const seg = { index: 0, lo, hi: lo + n };
+          assert.equal(reduceSegment(inWasm, seg, weights, 0.5, kernels), reduceSegment(inJs, seg, weights, 0.5));
+          assert.deepEqual(Array.from(inWasm[0][0]), Array.from(inJs[0][0]));
+        },
+      ),
       { numRuns: 60 },
     );
   });
@@ -101,29 +137,64 @@ describe('data parallelism', () => {
     assert.equal(SharedArena.create([2 ** 29, 2 ** 29 + 8]), undefined);
     await selectBackend('wasm');
     const model = microModel();
-    const dp = await DataParallel.start(model, { threads: 2, backend: 'wasm', adam: { lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0.01 } });
-    assert.ok(model.values.every((v) => v.buffer === model.values[0].buffer), 'weights share one memory');
+    const dp = await DataParallel.start(model, {
+      threads: 2,
+      backend: 'wasm',
+      adam: { lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0.01 },
+    });
+    assert.ok(
+      model.values.every((v) => v.buffer === model.values[0].buffer),
+      'weights share one memory',
+    );
     assert.ok(dp.moments.m.every((m) => m.buffer === model.values[0].buffer));
-    assert.ok(dp.shardGrads(1).every((g) => g.buffer === model.values[0].buffer), "every shard's gradients too");
+    assert.ok(
+      dp.shardGrads(1).every((g) => g.buffer === model.values[0].buffer),
+      "every shard's gradients too",
+    );
     await dp.close();
   });
 
   test('state past one arena is cut into several, whole tensors each, and a tensor too large alone stays outside', () => {
     const plan = planArenas([3000, 5000, 2000, 200_000, 100], 5, 2, [4096, 4096], 2);
     assert.deepEqual(plan.outside, [3]);
-    assert.deepEqual(plan.groups.flatMap((g) => g.tensors), [0, 1, 2, 4]);
+    assert.deepEqual(
+      plan.groups.flatMap((g) => g.tensors),
+      [0, 1, 2, 4],
+    );
     assert.ok(plan.groups.length >= 2);
     // Each group fits two pages with its copies and the scratch.
-    for (const g of plan.groups) assert.ok(SharedArena.create([...g.tensors.flatMap((t) => new Array(g.shards ? 5 : 4).fill([3000, 5000, 2000, 200_000, 100][t])), 4096, 4096], 2));
+    for (const g of plan.groups)
+      assert.ok(
+        SharedArena.create(
+          [
+            ...g.tensors.flatMap((t) => new Array(g.shards ? 5 : 4).fill([3000, 5000, 2000, 200_000, 100][t])),
+            4096,
+            4096,
+          ],
+          2,
+        ),
+      );
   });
 
   test('training over several arenas gives the weights of one arena bit for bit', async () => {
     await selectBackend('wasm');
     const rng = new Rng(2);
-    const batches = Array.from({ length: 3 }, () => ({ batch: 4, seq: 5, inputIds: Int32Array.from({ length: 20 }, () => 1 + rng.int(39)), tokenTypeIds: new Int32Array(20), attentionMask: new Float32Array(20).fill(1), labels: Float32Array.from({ length: 4 }, () => rng.int(3)) }));
+    const batches = Array.from({ length: 3 }, () => ({
+      batch: 4,
+      seq: 5,
+      inputIds: Int32Array.from({ length: 20 }, () => 1 + rng.int(39)),
+      tokenTypeIds: new Int32Array(20),
+      attentionMask: new Float32Array(20).fill(1),
+      labels: Float32Array.from({ length: 4 }, () => rng.int(3)),
+    }));
     const train = async (arenaPages?: number) => {
       const model = microModel();
-      const dp = await DataParallel.start(model, { threads: 2, backend: 'wasm', adam: { lr: 1e-2, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0.01 }, arenaPages });
+      const dp = await DataParallel.start(model, {
+        threads: 2,
+        backend: 'wasm',
+        adam: { lr: 1e-2, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0.01 },
+        arenaPages,
+      });
       const strategy = childTuningF(0.5, 'all', model.specs, 3);
       await dp.setStrategy(strategy);
       const buffers = new Set(model.values.map((v) => v.buffer));
@@ -143,20 +214,33 @@ describe('data parallelism', () => {
 
   test('two threads compute the batch-mean gradient and loss of one (to float rounding)', async () => {
     await selectBackend('wasm');
-    const batch = { batch: 4, seq: 5, inputIds: Int32Array.from({ length: 20 }, (_, i) => 2 + (i * 7) % 30), tokenTypeIds: new Int32Array(20), attentionMask: Float32Array.from({ length: 20 }, (_, i) => (i % 5 < 4 || i < 10 ? 1 : 0)), labels: Float32Array.from([0, 1, 2, 1]) };
+    const batch = {
+      batch: 4,
+      seq: 5,
+      inputIds: Int32Array.from({ length: 20 }, (_, i) => 2 + ((i * 7) % 30)),
+      tokenTypeIds: new Int32Array(20),
+      attentionMask: Float32Array.from({ length: 20 }, (_, i) => (i % 5 < 4 || i < 10 ? 1 : 0)),
+      labels: Float32Array.from([0, 1, 2, 1]),
+    };
     const single = microModel();
     const grads = single.specs.map((s) => new Float32Array(sizeOf(s)));
     const { loss } = single.step(batch, grads, null);
     const model = microModel();
-    const dp = await DataParallel.start(model, { threads: 2, backend: 'wasm', adam: { lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0 } });
+    const dp = await DataParallel.start(model, {
+      threads: 2,
+      backend: 'wasm',
+      adam: { lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0 },
+    });
     try {
       const r = await dp.gradients(batch, null);
       assert.ok(Math.abs(r.loss - loss) < 1e-6, `${r.loss} vs ${loss}`);
       let sq = 0;
-      grads.forEach((g, i) => g.forEach((v, j) => {
-        sq += v * v;
-        assert.ok(Math.abs(dp.grads[i][j] - v) < 1e-5 + 1e-4 * Math.abs(v), `${single.specs[i].name}[${j}]`);
-      }));
+      grads.forEach((g, i) =>
+        g.forEach((v, j) => {
+          sq += v * v;
+          assert.ok(Math.abs(dp.grads[i][j] - v) < 1e-5 + 1e-4 * Math.abs(v), `${single.specs[i].name}[${j}]`);
+        }),
+      );
       assert.ok(Math.abs(r.norm - Math.sqrt(sq)) < 1e-4 * Math.sqrt(sq));
     } finally {
       await dp.close();
@@ -166,9 +250,20 @@ describe('data parallelism', () => {
 
   test('after weights are written outside an update (the best epoch restored), every replica predicts with them', async () => {
     await selectBackend('wasm');
-    const batch = { batch: 4, seq: 5, inputIds: Int32Array.from({ length: 20 }, (_, i) => 2 + (i * 11) % 30), tokenTypeIds: new Int32Array(20), attentionMask: new Float32Array(20).fill(1), labels: new Float32Array(4) };
+    const batch = {
+      batch: 4,
+      seq: 5,
+      inputIds: Int32Array.from({ length: 20 }, (_, i) => 2 + ((i * 11) % 30)),
+      tokenTypeIds: new Int32Array(20),
+      attentionMask: new Float32Array(20).fill(1),
+      labels: new Float32Array(4),
+    };
     const model = microModel();
-    const dp = await DataParallel.start(model, { threads: 2, backend: 'wasm', adam: { lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0 } });
+    const dp = await DataParallel.start(model, {
+      threads: 2,
+      backend: 'wasm',
+      adam: { lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0 },
+    });
     try {
       await dp.infer('predict', batch);
       const restored = microModel({ seed: 7 });

@@ -12,9 +12,13 @@ import { cli, FIXTURES, GLUE, tmpProject, write } from './helpers.js';
 const MODEL = path.join(FIXTURES, 'bert-tiny-glue-mlm');
 const RTE = path.join(GLUE, 'RTE');
 /** Written absolute, so the recipes below need no environment variable but the unset one they test. */
-const base = (extra = '') => `version: 1\nmodel:\n  path: ${MODEL}\ndataset:\n  task: glue/rte\n  dir: ${RTE}\n${extra}`;
+const base = (extra = '') =>
+  `version: 1\nmodel:\n  path: ${MODEL}\ndataset:\n  task: glue/rte\n  dir: ${RTE}\n${extra}`;
 
-function load(text: string, opts: { sets?: string[]; files?: Record<string, string>; env?: Record<string, string> } = {}) {
+function load(
+  text: string,
+  opts: { sets?: string[]; files?: Record<string, string>; env?: Record<string, string> } = {},
+) {
   const dir = tmpProject();
   for (const [n, t] of Object.entries(opts.files ?? {})) write(dir, n, t);
   return loadRecipe(write(dir, 'r.yaml', text), { env: opts.env ?? {}, sets: opts.sets });
@@ -60,7 +64,10 @@ runtime:
 
   test('validate reports all of them, in file order, with their positions', () => {
     const r = load(recipe);
-    assert.deepEqual(r.diagnostics.map((d) => [d.code, d.pointer, position(d)]), expected);
+    assert.deepEqual(
+      r.diagnostics.map((d) => [d.code, d.pointer, position(d)]),
+      expected,
+    );
     assert.equal(find(r, 'CT0102').suggestion, 'training');
     assert.deepEqual(find(r, 'CT0205').skipped, ['schema check of model.path', 'model directory check of model.path']);
     assert.equal(r.recipe, undefined);
@@ -71,16 +78,25 @@ runtime:
     const text = await cli(['validate', file]);
     assert.equal(text.code, 1);
     const lines = text.err.split('\n').filter((l) => /^\S.*: error CT/.test(l));
-    assert.deepEqual(lines.map((l) => /every\.yaml:(\d+:\d+): error (CT\d+)/.exec(l)!.slice(1)), expected.map(([code, , at]) => [at, code]));
+    assert.deepEqual(
+      lines.map((l) => /every\.yaml:(\d+:\d+): error (CT\d+)/.exec(l)!.slice(1)),
+      expected.map(([code, , at]) => [at, code]),
+    );
     assert.match(text.err, /did you mean 'training'\?/);
-    assert.match(text.err, /skipped because of this: schema check of model\.path; model directory check of model\.path/);
+    assert.match(
+      text.err,
+      /skipped because of this: schema check of model\.path; model directory check of model\.path/,
+    );
     assert.match(text.err, /7 errors \(3 checks skipped because of them\)/);
     assert.doesNotMatch(text.err, /\n\s+at /);
     const json = await cli(['validate', file, '--json']);
     assert.equal(json.code, 1);
     const out = JSON.parse(json.out) as { ok: boolean; diagnostics: Diagnostic[] };
     assert.equal(out.ok, false);
-    assert.deepEqual(out.diagnostics.map((d) => [d.code, d.pointer, position(d)]), expected);
+    assert.deepEqual(
+      out.diagnostics.map((d) => [d.code, d.pointer, position(d)]),
+      expected,
+    );
     assert.ok(out.diagnostics.every((d) => d.location?.file === file));
     assert.deepEqual(out.diagnostics[0].skipped, ['schema check of model.path', 'model directory check of model.path']);
   });
@@ -88,7 +104,10 @@ runtime:
   test('plan stops on the same list', async () => {
     const r = await cli(['plan', write(tmpProject(), 'every.yaml', recipe), '--json']);
     assert.equal(r.code, 1);
-    assert.deepEqual(JSON.parse(r.out).diagnostics.map((d: Diagnostic) => d.code), expected.map(([c]) => c));
+    assert.deepEqual(
+      JSON.parse(r.out).diagnostics.map((d: Diagnostic) => d.code),
+      expected.map(([c]) => c),
+    );
   });
 
   test('an unset variable stops only its own value: its siblings are still checked', () => {
@@ -98,14 +117,23 @@ runtime:
   });
 
   test('a schema error stops only the checks that read its value', () => {
-    const r = load(base('strategy: {kind: child-tuning-f, reserve_p: 0.2, fisher: {estimator: nope}}\nevaluation: {metrics: [pearson]}\n').replace('task: glue/rte', 'task: glue/rte\n  subsample: {size: 0}'));
+    const r = load(
+      base(
+        'strategy: {kind: child-tuning-f, reserve_p: 0.2, fisher: {estimator: nope}}\nevaluation: {metrics: [pearson]}\n',
+      ).replace('task: glue/rte', 'task: glue/rte\n  subsample: {size: 0}'),
+    );
     assert.deepEqual(codes(r), ['CT0106', 'CT0303', 'CT0105', 'CT0310']);
     assert.deepEqual(find(r, 'CT0106').skipped, ['subsample size check of dataset']);
-    const both = load(base().replace('task: glue/rte', 'task: glue/rte\n  subsample: {size: 0}').replace('glue/RTE', 'glue/NOPE'));
+    const both = load(
+      base().replace('task: glue/rte', 'task: glue/rte\n  subsample: {size: 0}').replace('glue/RTE', 'glue/NOPE'),
+    );
     assert.deepEqual(codes(both), ['CT0106', 'CT0308', 'CT0308'], 'a bad subsample leaves the data files checked');
     const unsetDir = load(base('').replace(`dir: ${RTE}`, 'dir: ${CT_TEST_UNSET_DATA}/RTE\n  subsample: {size: 5000}'));
     assert.deepEqual(codes(unsetDir), ['CT0205']);
-    assert.deepEqual(unsetDir.diagnostics[0].skipped, ['schema check of dataset.dir', 'data file and subsample checks of dataset']);
+    assert.deepEqual(unsetDir.diagnostics[0].skipped, [
+      'schema check of dataset.dir',
+      'data file and subsample checks of dataset',
+    ]);
   });
 
   test('a misspelled key stands for the key it resembles; the checks of that key wait for the fix', () => {
@@ -115,7 +143,10 @@ runtime:
   });
 
   test('a base recipe that does not parse: the extending file is still checked, but not for keys the base would supply', () => {
-    const r = load('extends: ./b.yaml\ntrainig: {epochs: 2}\nstrategy: {kind: child-tuning-f, reserve_p: 2}\ntraining: {batch_size: 0}\n', { files: { 'b.yaml': 'version: 1\nmodel: {path: [\n' } });
+    const r = load(
+      'extends: ./b.yaml\ntrainig: {epochs: 2}\nstrategy: {kind: child-tuning-f, reserve_p: 2}\ntraining: {batch_size: 0}\n',
+      { files: { 'b.yaml': 'version: 1\nmodel: {path: [\n' } },
+    );
     // The unclosed list gives the parser two errors; the second is its echo, counted in the first one's note.
     assert.deepEqual(codes(r), ['CT0102', 'CT0106', 'CT0001']);
     assert.match(find(r, 'CT0001').location!.file, /b\.yaml$/);
@@ -137,13 +168,16 @@ runtime:
     const d = diagnostic('CT0204', 'd', '/d', { location: at('--set', 1, 1) });
     const again = { ...c, skipped: ['x'] };
     const out = ordered([d, a, b, c, again], ['top.yaml', 'base.yaml']);
-    assert.deepEqual(out.map((x) => x.message), ['c', 'b', 'a', 'd']);
+    assert.deepEqual(
+      out.map((x) => x.message),
+      ['c', 'b', 'a', 'd'],
+    );
     assert.deepEqual(out[0].skipped, ['x']);
   });
 });
 
 describe('paths, --set and names (issues 13, 14 and 17)', () => {
-  test('an absolute path written in a recipe is the user\'s choice; a relative one must stay in the project', () => {
+  test("an absolute path written in a recipe is the user's choice; a relative one must stay in the project", () => {
     assert.deepEqual(codes(load(base('runtime: {output_dir: /tmp/childtune-elsewhere}\n'))), []);
     const r = load(base('runtime: {cache_dir: ../../cache}\n'));
     assert.deepEqual(codes(r), ['CT0203']);
@@ -170,7 +204,9 @@ describe('paths, --set and names (issues 13, 14 and 17)', () => {
     fs.symlinkSync(path.join(dir, 'real', 'base.yaml'), path.join(dir, 'inside.yaml'));
     assert.deepEqual(codes(loadRecipe(write(dir, 'ok.yaml', 'extends: ./inside.yaml\nname: x\n'), { env: {} })), []);
     fs.symlinkSync(path.dirname(outside), path.join(dir, 'outdir'));
-    assert.deepEqual(codes(loadRecipe(write(dir, 'via-dir.yaml', 'extends: ./outdir/base.yaml\n'), { env: {} })), ['CT0203']);
+    assert.deepEqual(codes(loadRecipe(write(dir, 'via-dir.yaml', 'extends: ./outdir/base.yaml\n'), { env: {} })), [
+      'CT0203',
+    ]);
   });
 
   test('--set key=null removes the key: --set switches a child-tuning-d recipe to vanilla', () => {
@@ -191,7 +227,9 @@ describe('paths, --set and names (issues 13, 14 and 17)', () => {
   });
 
   test('--set null cannot remove one entry of a list', () => {
-    const r = load(base('transfer: {task: [{name: t, dataset: {task: glue/rte, dir: ' + RTE + '}}]}\n'), { sets: ['transfer.task.0=null'] });
+    const r = load(base('transfer: {task: [{name: t, dataset: {task: glue/rte, dir: ' + RTE + '}}]}\n'), {
+      sets: ['transfer.task.0=null'],
+    });
     assert.deepEqual(codes(r), ['CT0204']);
     assert.equal(r.diagnostics[0].location?.file, '--set');
     assert.match(r.diagnostics[0].notes![0], /--set transfer\.task=\[/);
@@ -229,7 +267,8 @@ describe('paths, --set and names (issues 13, 14 and 17)', () => {
     const set = load(base(), { sets: ['training.epochs=1', 'name=../x'] });
     assert.deepEqual(codes(set), ['CT0108']);
     assert.deepEqual(set.diagnostics[0].location, { file: '--set', line: 1, column: 2 });
-    for (const name of ['glue-rte.v2', '...x', 'lr 2e-5']) assert.deepEqual(codes(load(base(`name: "${name}"\n`))), [], name);
+    for (const name of ['glue-rte.v2', '...x', 'lr 2e-5'])
+      assert.deepEqual(codes(load(base(`name: "${name}"\n`))), [], name);
   });
 
   test('childtune init explains the path rule', () => {
@@ -248,7 +287,11 @@ describe('deep YAML is a bounded-depth diagnostic, never a stack overflow (issue
     ['flow mappings', head + 'sweep: ' + '{a: '.repeat(5000) + '1' + '}'.repeat(5000) + '\n', '3:136'],
     ['block sequences on one line', head + 'sweep:\n' + '- '.repeat(5000) + 'x\n', '4:65'],
     // Line 4 + j starts the mapping j + 1 levels below the top one, at column j + 2.
-    ['block mappings by indentation', head + 'sweep:\n' + Array.from({ length: 1200 }, (_, i) => ' '.repeat(i + 1) + 'k:').join('\n') + ' 1\n', '36:34'],
+    [
+      'block mappings by indentation',
+      head + 'sweep:\n' + Array.from({ length: 1200 }, (_, i) => ' '.repeat(i + 1) + 'k:').join('\n') + ' 1\n',
+      '36:34',
+    ],
   ];
   for (const [what, text, at] of cases) {
     test(what, () => {
@@ -260,7 +303,9 @@ describe('deep YAML is a bounded-depth diagnostic, never a stack overflow (issue
   }
 
   test('aliases that nest deeper than the limit, or inside themselves', () => {
-    const chain = Array.from({ length: 8 }, (_, i) => (i === 0 ? 'l0: &l0 [[[[[[x]]]]]]' : `l${i}: &l${i} [[[[[[*l${i - 1}]]]]]]`)).join('\n');
+    const chain = Array.from({ length: 8 }, (_, i) =>
+      i === 0 ? 'l0: &l0 [[[[[[x]]]]]]' : `l${i}: &l${i} [[[[[[*l${i - 1}]]]]]]`,
+    ).join('\n');
     const r = parseRecipeText(`version: 1\nsweep:\n  grid:\n${chain.replace(/^/gm, '    ')}\n`, 'alias.yaml');
     // Each *lK sits 9 levels down (sweep, grid, the next key, six brackets) and expands to 6 (K + 1) levels of
     // lists: *l3's deepest list is 32 levels down, *l4's 38, and so on.
@@ -304,9 +349,16 @@ describe('deep YAML is a bounded-depth diagnostic, never a stack overflow (issue
 
 test('a YAML syntax error is reported once with a count of its echoes, and an unquoted ${VAR} in a flow mapping is explained', () => {
   const dir = tmpProject();
-  const file = write(dir, 'r.yaml', 'version: 1\nmodel: {path: ${M}}\ndataset: {task: glue/rte}\nstrategy: {kind: vanilla}\n');
+  const file = write(
+    dir,
+    'r.yaml',
+    'version: 1\nmodel: {path: ${M}}\ndataset: {task: glue/rte}\nstrategy: {kind: vanilla}\n',
+  );
   const { diagnostics } = loadRecipe(file);
-  assert.deepEqual(diagnostics.map((d) => d.code), ['CT0001']);
+  assert.deepEqual(
+    diagnostics.map((d) => d.code),
+    ['CT0001'],
+  );
   assert.deepEqual([diagnostics[0].location!.line, diagnostics[0].location!.column], [2, 16]);
   assert.ok(diagnostics[0].notes!.some((n) => n.includes('must be quoted: {path: "${VAR}"}')));
   assert.ok(diagnostics[0].notes!.some((n) => /^\d+ more syntax errors follow \(to line 4\)/.test(n)));

@@ -26,7 +26,12 @@ describe('report on vanilla, F and D over five seeds, two models, a repeated D s
   });
 
   test('rows are grouped by model and strategy; the same seed on another model is never merged', () => {
-    assert.deepEqual(rowsOf(report), ['vanilla [bert-mini]', 'vanilla [bert-tiny]', 'child-tuning-d (p=0.3) [bert-tiny]', 'child-tuning-f (p=0.3) [bert-tiny]']);
+    assert.deepEqual(rowsOf(report), [
+      'vanilla [bert-mini]',
+      'vanilla [bert-tiny]',
+      'child-tuning-d (p=0.3) [bert-tiny]',
+      'child-tuning-f (p=0.3) [bert-tiny]',
+    ]);
     assert.deepEqual(report.table.columns, ['glue/rte', 'glue/sst-2']);
     const [mini, tiny] = report.table.rows;
     assert.deepEqual(mini.cells['glue/sst-2'].seeds, [1, 2]);
@@ -40,13 +45,22 @@ describe('report on vanilla, F and D over five seeds, two models, a repeated D s
     assert.equal(d.n, 5);
     assert.deepEqual(d.seeds, [1, 2, 3, 4, 5]);
     const perSeed = [1, 2, 3, 4, 5].map((s) => {
-      const files = [path.join(root, `sst2-d-again-${s}`), path.join(root, 'sweep', `trial-${String(9 + s).padStart(3, '0')}`)];
+      const files = [
+        path.join(root, `sst2-d-again-${s}`),
+        path.join(root, 'sweep', `trial-${String(9 + s).padStart(3, '0')}`),
+      ];
       return files.map((f) => readJson(path.join(f, 'results.json')).metrics.accuracy).reduce((a, b) => a + b) / 2;
     });
     assert.ok(Math.abs(d.mean - perSeed.reduce((a, b) => a + b) / 5) < 1e-12, 'each seed as the mean of its two runs');
     assert.equal(report.runs.length, 37);
-    assert.match(run.err, /warning: child-tuning-d \(p=0\.3\) \[bert-tiny\] on glue\/sst-2: seeds 1, 2, 3, 4, 5 ran more than once, with different results/);
-    assert.match(run.err, /trial-000 is the same run as .*trial-000 \(reached through two of the given directories\); counted once/);
+    assert.match(
+      run.err,
+      /warning: child-tuning-d \(p=0\.3\) \[bert-tiny\] on glue\/sst-2: seeds 1, 2, 3, 4, 5 ran more than once, with different results/,
+    );
+    assert.match(
+      run.err,
+      /trial-000 is the same run as .*trial-000 \(reached through two of the given directories\); counted once/,
+    );
     assert.ok(report.warnings.length >= 2);
   });
 
@@ -57,9 +71,15 @@ describe('report on vanilla, F and D over five seeds, two models, a repeated D s
       for (const c of report.table.columns) {
         const x = row.cells[c];
         if (!x) continue;
-        const mean = (100 * x.mean).toFixed(2), std = (100 * x.std).toFixed(2), max = (100 * x.max).toFixed(2);
+        const mean = (100 * x.mean).toFixed(2),
+          std = (100 * x.std).toFixed(2),
+          max = (100 * x.max).toFixed(2);
         assert.ok(md.includes(`${mean} ± ${std}`), `${row.strategy} ${c} in Markdown`);
-        assert.match(tex, new RegExp(`(\\\\textbf\\{)?${mean}\\}? \\$\\\\pm\\$ ${std}(\\$\\^\\{\\*\\}\\$)? & (\\\\textbf\\{)?${max}`), `${row.strategy} ${c} in LaTeX`);
+        assert.match(
+          tex,
+          new RegExp(`(\\\\textbf\\{)?${mean}\\}? \\$\\\\pm\\$ ${std}(\\$\\^\\{\\*\\}\\$)? & (\\\\textbf\\{)?${max}`),
+          `${row.strategy} ${c} in LaTeX`,
+        );
       }
     }
     const latex = await cli(['report', root, '--out', out, '--format', 'latex']);
@@ -73,10 +93,18 @@ describe('report on vanilla, F and D over five seeds, two models, a repeated D s
     // D has the best mean and max on both tasks in this set.
     const dRow = tex.split('\n').find((l) => l.startsWith('child-tuning-d'))!;
     assert.equal((dRow.match(/\\textbf\{/g) ?? []).length, 4, dRow);
-    if (!fs.existsSync('/usr/bin/pdflatex')) return t.skip('no pdflatex here (apt-get install texlive-latex-base texlive-latex-recommended)');
+    if (!fs.existsSync('/usr/bin/pdflatex'))
+      return t.skip('no pdflatex here (apt-get install texlive-latex-base texlive-latex-recommended)');
     const dir = fs.mkdtempSync(path.join(root, 'tex-'));
-    fs.writeFileSync(path.join(dir, 'doc.tex'), `\\documentclass{article}\n\\usepackage[T1]{fontenc}\n\\usepackage{booktabs}\n\\begin{document}\n${tex}\\end{document}\n`);
-    const r = spawnSync('pdflatex', ['-interaction=nonstopmode', '-halt-on-error', 'doc.tex'], { cwd: dir, encoding: 'utf8', timeout: 120_000 });
+    fs.writeFileSync(
+      path.join(dir, 'doc.tex'),
+      `\\documentclass{article}\n\\usepackage[T1]{fontenc}\n\\usepackage{booktabs}\n\\begin{document}\n${tex}\\end{document}\n`,
+    );
+    const r = spawnSync('pdflatex', ['-interaction=nonstopmode', '-halt-on-error', 'doc.tex'], {
+      cwd: dir,
+      encoding: 'utf8',
+      timeout: 120_000,
+    });
     assert.equal(r.status, 0, r.stdout.slice(-2000));
     assert.ok(fs.statSync(path.join(dir, 'doc.pdf')).size > 1000);
     assert.doesNotMatch(r.stdout, /Undefined control sequence|Missing character/);
@@ -84,9 +112,31 @@ describe('report on vanilla, F and D over five seeds, two models, a repeated D s
 
   test('each figure is an SVG file that parses and carries axis titles, with a PNG beside it', () => {
     const dir = path.join(out, 'figures');
-    const svgs = fs.readdirSync(dir).filter((f) => f.endsWith('.svg')).sort();
-    assert.deepEqual(svgs.filter((f) => f.includes('sst-2')), ['fisher-glue-sst-2.svg', 'kept-glue-sst-2.svg', 'loss-glue-sst-2-runs.svg', 'loss-glue-sst-2.svg', 'metric-glue-sst-2-runs.svg', 'metric-glue-sst-2.svg']);
-    const texts = (node: unknown): string[] => (typeof node === 'string' ? [node] : Array.isArray(node) ? node.flatMap(texts) : node && typeof node === 'object' ? Object.values(node).flatMap(texts) : typeof node === 'number' ? [String(node)] : []);
+    const svgs = fs
+      .readdirSync(dir)
+      .filter((f) => f.endsWith('.svg'))
+      .sort();
+    assert.deepEqual(
+      svgs.filter((f) => f.includes('sst-2')),
+      [
+        'fisher-glue-sst-2.svg',
+        'kept-glue-sst-2.svg',
+        'loss-glue-sst-2-runs.svg',
+        'loss-glue-sst-2.svg',
+        'metric-glue-sst-2-runs.svg',
+        'metric-glue-sst-2.svg',
+      ],
+    );
+    const texts = (node: unknown): string[] =>
+      typeof node === 'string'
+        ? [node]
+        : Array.isArray(node)
+          ? node.flatMap(texts)
+          : node && typeof node === 'object'
+            ? Object.values(node).flatMap(texts)
+            : typeof node === 'number'
+              ? [String(node)]
+              : [];
     const parser = new XMLParser({ ignoreAttributes: false, preserveOrder: true });
     for (const f of svgs) {
       const text = fs.readFileSync(path.join(dir, f), 'utf8');
@@ -94,7 +144,9 @@ describe('report on vanilla, F and D over five seeds, two models, a repeated D s
       const doc = parser.parse(text);
       assert.ok(doc[0].svg, `${f} is an SVG`);
       // Axis titles are the role-axis-title text marks.
-      const titles = [...text.matchAll(/class="mark-text role-axis-title"[^>]*>(.*?)<\/g>/g)].map((m) => texts(parser.parse(m[1])).join(' '));
+      const titles = [...text.matchAll(/class="mark-text role-axis-title"[^>]*>(.*?)<\/g>/g)].map((m) =>
+        texts(parser.parse(m[1])).join(' '),
+      );
       assert.equal(titles.length, 2, `${f}: two axis titles, found ${titles.join(' | ')}`);
       assert.ok(fs.statSync(path.join(dir, f.replace(/\.svg$/, '.png'))).size > 5000, `${f}: PNG beside it`);
     }
@@ -110,9 +162,16 @@ describe('report on vanilla, F and D over five seeds, two models, a repeated D s
   test('headless Chromium at 1300 px: no horizontal overflow, nothing over a plot area, one legend entry per row', async (t) => {
     if (!CHROMIUM) return t.skip('no Chromium here (apt-get install chromium)');
     const html = path.join(out, 'report.html');
-    assert.doesNotMatch(fs.readFileSync(html, 'utf8'), /<script|(src|href)=["']?https?:|@import|url\(/, 'self-contained, no script');
+    assert.doesNotMatch(
+      fs.readFileSync(html, 'utf8'),
+      /<script|(src|href)=["']?https?:|@import|url\(/,
+      'self-contained, no script',
+    );
     const page = await inspectPage(html, 1300, path.join(out, 'report-1300.png'));
-    assert.ok(page.scrollWidth <= page.viewportWidth, `page is ${page.scrollWidth} px wide in a ${page.viewportWidth} px window`);
+    assert.ok(
+      page.scrollWidth <= page.viewportWidth,
+      `page is ${page.scrollWidth} px wide in a ${page.viewportWidth} px window`,
+    );
     assert.deepEqual(page.overlaps, []);
     assert.deepEqual(page.clipped, []);
     const rowsWith = (c: string) => report.table.rows.filter((r: any) => r.cells[c]).map((r: any) => r.strategy);
@@ -130,25 +189,54 @@ describe('report on vanilla, F and D over five seeds, two models, a repeated D s
 describe('significance against the baseline', () => {
   // Hand-made: vanilla and D on seeds 1-3 (paired), F on seeds 4-7 (Welch against vanilla).
   const root = tmpProject();
-  const vanilla = [0.80, 0.83, 0.81], d = [0.84, 0.86, 0.855], f = [0.79, 0.85, 0.83, 0.86];
-  vanilla.forEach((score, i) => fakeRun(path.join(root, `v${i}`), { task: 'glue/rte', strategy: 'vanilla', seed: i + 1, score }));
-  d.forEach((score, i) => fakeRun(path.join(root, `d${i}`), { task: 'glue/rte', strategy: 'child-tuning-d', seed: i + 1, score }));
-  f.forEach((score, i) => fakeRun(path.join(root, `f${i}`), { task: 'glue/rte', strategy: 'child-tuning-f', seed: i + 4, score }));
+  const vanilla = [0.8, 0.83, 0.81],
+    d = [0.84, 0.86, 0.855],
+    f = [0.79, 0.85, 0.83, 0.86];
+  vanilla.forEach((score, i) =>
+    fakeRun(path.join(root, `v${i}`), { task: 'glue/rte', strategy: 'vanilla', seed: i + 1, score }),
+  );
+  d.forEach((score, i) =>
+    fakeRun(path.join(root, `d${i}`), { task: 'glue/rte', strategy: 'child-tuning-d', seed: i + 1, score }),
+  );
+  f.forEach((score, i) =>
+    fakeRun(path.join(root, `f${i}`), { task: 'glue/rte', strategy: 'child-tuning-f', seed: i + 4, score }),
+  );
 
   const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
   const variance = (xs: number[]) => xs.reduce((a, x) => a + (x - mean(xs)) ** 2, 0) / (xs.length - 1);
   /** Student t quantile by bisection on the CDF, the CDF by Simpson's rule over x = tan(θ): independent of the library. */
   const quantile = (p: number, df: number) => {
-    const density = (th: number) => { const x = Math.tan(th); return (1 + (x * x) / df) ** (-(df + 1) / 2) / Math.cos(th) ** 2; };
-    const integral = (a: number, b: number, n = 20_000) => { const h = (b - a) / n; let s = density(a) + density(b); for (let i = 1; i < n; i++) s += (i % 2 ? 4 : 2) * density(a + i * h); return (s * h) / 3; };
-    const edge = Math.PI / 2 - 1e-9, total = integral(-edge, edge);
-    let lo = 0, hi = 100;
-    for (let i = 0; i < 60; i++) { const mid = (lo + hi) / 2; if (0.5 + integral(0, Math.atan(mid)) / total < p) lo = mid; else hi = mid; }
+    const density = (th: number) => {
+      const x = Math.tan(th);
+      return (1 + (x * x) / df) ** (-(df + 1) / 2) / Math.cos(th) ** 2;
+    };
+    const integral = (a: number, b: number, n = 20_000) => {
+      const h = (b - a) / n;
+      let s = density(a) + density(b);
+      for (let i = 1; i < n; i++) s += (i % 2 ? 4 : 2) * density(a + i * h);
+      return (s * h) / 3;
+    };
+    const edge = Math.PI / 2 - 1e-9,
+      total = integral(-edge, edge);
+    let lo = 0,
+      hi = 100;
+    for (let i = 0; i < 60; i++) {
+      const mid = (lo + hi) / 2;
+      if (0.5 + integral(0, Math.atan(mid)) / total < p) lo = mid;
+      else hi = mid;
+    }
     return (lo + hi) / 2;
   };
 
   test('the t quantile is exact (tabulated values)', () => {
-    for (const [df, q] of [[1, 12.706204736174707], [2, 4.302652729749464], [4, 2.7764451051977934], [10, 2.2281388519649385], [30, 2.0422724563012373]]) assert.ok(Math.abs(tQuantile(0.975, df) - q) < 1e-9, `df ${df}`);
+    for (const [df, q] of [
+      [1, 12.706204736174707],
+      [2, 4.302652729749464],
+      [4, 2.7764451051977934],
+      [10, 2.2281388519649385],
+      [30, 2.0422724563012373],
+    ])
+      assert.ok(Math.abs(tQuantile(0.975, df) - q) < 1e-9, `df ${df}`);
     assert.ok(Math.abs(tQuantile(0.975, 3.7) - quantile(0.975, 3.7)) < 1e-6);
   });
 
@@ -161,23 +249,37 @@ describe('significance against the baseline', () => {
     const half = quantile(0.975, 2) * Math.sqrt(variance(diffs) / 3);
     assert.equal(paired.method, 'paired t');
     assert.ok(Math.abs(paired.diff - mean(diffs)) < 1e-12);
-    assert.ok(Math.abs(paired.lo - (mean(diffs) - half)) < 1e-6 && Math.abs(paired.hi - (mean(diffs) + half)) < 1e-6, JSON.stringify(paired));
+    assert.ok(
+      Math.abs(paired.lo - (mean(diffs) - half)) < 1e-6 && Math.abs(paired.hi - (mean(diffs) + half)) < 1e-6,
+      JSON.stringify(paired),
+    );
     assert.equal(paired.significant, paired.lo > 0);
 
     const welch = sig.find((s: any) => s.row.startsWith('child-tuning-f'));
-    const a = variance(f) / 4, b = variance(vanilla) / 3;
-    const df = (a + b) ** 2 / (a * a / 3 + b * b / 2);
+    const a = variance(f) / 4,
+      b = variance(vanilla) / 3;
+    const df = (a + b) ** 2 / ((a * a) / 3 + (b * b) / 2);
     const wHalf = quantile(0.975, df) * Math.sqrt(a + b);
     assert.equal(welch.method, 'Welch t');
     assert.ok(Math.abs(welch.df - df) < 1e-9);
-    assert.ok(Math.abs(welch.lo - (mean(f) - mean(vanilla) - wHalf)) < 1e-6 && Math.abs(welch.hi - (mean(f) - mean(vanilla) + wHalf)) < 1e-6, JSON.stringify(welch));
+    assert.ok(
+      Math.abs(welch.lo - (mean(f) - mean(vanilla) - wHalf)) < 1e-6 &&
+        Math.abs(welch.hi - (mean(f) - mean(vanilla) + wHalf)) < 1e-6,
+      JSON.stringify(welch),
+    );
     assert.equal(welch.significant, false);
     assert.match(welch.note, /fewer than 5 seeds/);
 
     // Marked in the table, the Markdown and the HTML.
     const md = r.out;
-    assert.match(md, /\| child-tuning-d \(p=0\.3\) \| glue\/rte \| \+\d\.\d\d\*? \| \[[+−]\d\.\d\d, [+−]\d\.\d\d\] \| paired t \| 3 vs 3 \|/);
-    assert.match(md, /\| child-tuning-f \(p=0\.3\) \| glue\/rte \| \+\d\.\d\d \| \[−\d\.\d\d, \+\d\.\d\d\] \| Welch t \| 4 vs 3 \|/);
+    assert.match(
+      md,
+      /\| child-tuning-d \(p=0\.3\) \| glue\/rte \| \+\d\.\d\d\*? \| \[[+−]\d\.\d\d, [+−]\d\.\d\d\] \| paired t \| 3 vs 3 \|/,
+    );
+    assert.match(
+      md,
+      /\| child-tuning-f \(p=0\.3\) \| glue\/rte \| \+\d\.\d\d \| \[−\d\.\d\d, \+\d\.\d\d\] \| Welch t \| 4 vs 3 \|/,
+    );
     assert.match(md, /note: fewer than 5 seeds/);
     const html = fs.readFileSync(path.join(root, 'out', 'report.html'), 'utf8');
     assert.match(html, /paired t/);
@@ -185,10 +287,22 @@ describe('significance against the baseline', () => {
   });
 
   test('--baseline picks another strategy; one that no run has is an error', async () => {
-    const r = await cli(['report', root, '--out', path.join(root, 'out2'), '--baseline', 'child-tuning-f', '--format', 'json']);
+    const r = await cli([
+      'report',
+      root,
+      '--out',
+      path.join(root, 'out2'),
+      '--baseline',
+      'child-tuning-f',
+      '--format',
+      'json',
+    ]);
     assert.equal(r.code, 0, r.err);
     const sig = readJson(path.join(root, 'out2', 'report.json')).significance;
-    assert.deepEqual(sig.map((s: any) => s.row), ['child-tuning-d (p=0.3)', 'vanilla']);
+    assert.deepEqual(
+      sig.map((s: any) => s.row),
+      ['child-tuning-d (p=0.3)', 'vanilla'],
+    );
     assert.ok(sig.every((s: any) => s.method === 'Welch t' && s.baseline === 'child-tuning-f (p=0.3)'));
     const bad = await cli(['report', root, '--out', path.join(root, 'out3'), '--baseline', 'lora']);
     assert.equal(bad.code, 1);
@@ -199,24 +313,54 @@ describe('significance against the baseline', () => {
 test('runs that differ in a field that was not swept are kept apart, the row naming the field', async () => {
   const root = tmpProject();
   for (const seed of [1, 2]) {
-    fakeRun(path.join(root, `a${seed}`), { task: 'glue/rte', strategy: 'vanilla', seed, score: 0.6 + seed / 100, lr: 2e-5 });
-    fakeRun(path.join(root, `b${seed}`), { task: 'glue/rte', strategy: 'vanilla', seed, score: 0.7 + seed / 100, lr: 1e-4 });
+    fakeRun(path.join(root, `a${seed}`), {
+      task: 'glue/rte',
+      strategy: 'vanilla',
+      seed,
+      score: 0.6 + seed / 100,
+      lr: 2e-5,
+    });
+    fakeRun(path.join(root, `b${seed}`), {
+      task: 'glue/rte',
+      strategy: 'vanilla',
+      seed,
+      score: 0.7 + seed / 100,
+      lr: 1e-4,
+    });
   }
   const r = await cli(['report', root, '--format', 'json']);
   assert.equal(r.code, 0, r.err);
   const table = JSON.parse(r.out);
-  assert.deepEqual(table.rows.map((x: any) => x.strategy), ['vanilla training.lr=0.00002', 'vanilla training.lr=0.0001']);
-  assert.deepEqual(table.rows.map((x: any) => x.cells['glue/rte'].n), [2, 2]);
+  assert.deepEqual(
+    table.rows.map((x: any) => x.strategy),
+    ['vanilla training.lr=0.00002', 'vanilla training.lr=0.0001'],
+  );
+  assert.deepEqual(
+    table.rows.map((x: any) => x.cells['glue/rte'].n),
+    [2, 2],
+  );
   assert.match(r.err, /4 vanilla runs on glue\/rte differ in training\.lr \(not swept\); they are kept apart/);
 });
 
 describe('a foreign or damaged run directory is named with what is wrong', () => {
   const cases: [string, string, RegExp][] = [
     ['not JSON', '{"task": ', /results\.json: not valid JSON/],
-    ['another tool', JSON.stringify({ eval_accuracy: 0.9, epoch: 3 }), /results\.json: not a childtune results file \(missing "task", "strategy", "seed", "metrics"\)/],
+    [
+      'another tool',
+      JSON.stringify({ eval_accuracy: 0.9, epoch: 3 }),
+      /results\.json: not a childtune results file \(missing "task", "strategy", "seed", "metrics"\)/,
+    ],
     ['a list', '[1, 2]', /results\.json: not a childtune results file \(expected an object, found a list\)/],
-    ['a bad seed', JSON.stringify({ task: 'glue/rte', strategy: 'vanilla', seed: 'one', metrics: { accuracy: 0.5 } }), /results\.json: "seed" must be an integer, found string "one"/],
-    ['a bad metric', JSON.stringify({ task: 'glue/rte', strategy: 'vanilla', seed: 1, metrics: { accuracy: 'high' } }), /results\.json: "metrics\.accuracy" must be a number, found string "high"/],
+    [
+      'a bad seed',
+      JSON.stringify({ task: 'glue/rte', strategy: 'vanilla', seed: 'one', metrics: { accuracy: 0.5 } }),
+      /results\.json: "seed" must be an integer, found string "one"/,
+    ],
+    [
+      'a bad metric',
+      JSON.stringify({ task: 'glue/rte', strategy: 'vanilla', seed: 1, metrics: { accuracy: 'high' } }),
+      /results\.json: "metrics\.accuracy" must be a number, found string "high"/,
+    ],
   ];
   for (const [what, text, message] of cases) {
     test(what, async () => {
@@ -234,7 +378,10 @@ describe('a foreign or damaged run directory is named with what is wrong', () =>
   test('a damaged mask-stats.json or recipe.resolved.yaml', async () => {
     const dir = tmpProject();
     fakeRun(path.join(dir, 'run'), { task: 'glue/rte', strategy: 'child-tuning-d', seed: 1, score: 0.6 });
-    fs.writeFileSync(path.join(dir, 'run', 'mask-stats.json'), JSON.stringify({ per_layer: { 'layer.0': 0.5 }, fisher: { threshold: 'x' } }));
+    fs.writeFileSync(
+      path.join(dir, 'run', 'mask-stats.json'),
+      JSON.stringify({ per_layer: { 'layer.0': 0.5 }, fisher: { threshold: 'x' } }),
+    );
     let r = await cli(['report', dir]);
     assert.equal(r.code, 1);
     assert.match(r.err, /mask-stats\.json: "fisher" must hold a threshold and a histogram/);
@@ -255,7 +402,15 @@ test('a swept setting makes its own rows, in every figure and test too; each is 
       for (const lr of [1e-5, 2e-5]) {
         for (const seed of [1, 2]) {
           const score = 0.6 + (strategy === 'vanilla' ? 0 : 0.02) + lr * 1000 + seed / 1000;
-          fakeRun(path.join(root, 'sweep', `trial-${trial++}`), { task, strategy, seed, lr, score, metric: task === 'glue/mrpc' ? 'f1' : 'accuracy', overrides: { 'strategy.kind': strategy, 'training.lr': lr, 'training.seed': seed } });
+          fakeRun(path.join(root, 'sweep', `trial-${trial++}`), {
+            task,
+            strategy,
+            seed,
+            lr,
+            score,
+            metric: task === 'glue/mrpc' ? 'f1' : 'accuracy',
+            overrides: { 'strategy.kind': strategy, 'training.lr': lr, 'training.seed': seed },
+          });
         }
       }
     }
@@ -263,15 +418,23 @@ test('a swept setting makes its own rows, in every figure and test too; each is 
   const r = await cli(['report', root, '--out', path.join(root, 'out')]);
   assert.equal(r.code, 0, r.err);
   const report = readJson(path.join(root, 'out', 'report.json'));
-  assert.deepEqual(rowsOf(report), ['vanilla training.lr=0.00001', 'vanilla training.lr=0.00002', 'child-tuning-d (p=0.3) training.lr=0.00001', 'child-tuning-d (p=0.3) training.lr=0.00002']);
+  assert.deepEqual(rowsOf(report), [
+    'vanilla training.lr=0.00001',
+    'vanilla training.lr=0.00002',
+    'child-tuning-d (p=0.3) training.lr=0.00001',
+    'child-tuning-d (p=0.3) training.lr=0.00002',
+  ]);
   assert.deepEqual(report.table.columns, ['glue/mrpc', 'glue/rte']);
   assert.ok(report.table.rows.every((row: any) => report.table.columns.every((c: string) => row.cells[c].n === 2)));
-  assert.deepEqual(report.significance.map((s: any) => [s.row, s.baseline, s.column]), [
-    ['child-tuning-d (p=0.3) training.lr=0.00001', 'vanilla training.lr=0.00001', 'glue/mrpc'],
-    ['child-tuning-d (p=0.3) training.lr=0.00001', 'vanilla training.lr=0.00001', 'glue/rte'],
-    ['child-tuning-d (p=0.3) training.lr=0.00002', 'vanilla training.lr=0.00002', 'glue/mrpc'],
-    ['child-tuning-d (p=0.3) training.lr=0.00002', 'vanilla training.lr=0.00002', 'glue/rte'],
-  ]);
+  assert.deepEqual(
+    report.significance.map((s: any) => [s.row, s.baseline, s.column]),
+    [
+      ['child-tuning-d (p=0.3) training.lr=0.00001', 'vanilla training.lr=0.00001', 'glue/mrpc'],
+      ['child-tuning-d (p=0.3) training.lr=0.00001', 'vanilla training.lr=0.00001', 'glue/rte'],
+      ['child-tuning-d (p=0.3) training.lr=0.00002', 'vanilla training.lr=0.00002', 'glue/mrpc'],
+      ['child-tuning-d (p=0.3) training.lr=0.00002', 'vanilla training.lr=0.00002', 'glue/rte'],
+    ],
+  );
   // Same seeds, constant gap: the paired interval has no spread to speak of.
   assert.ok(report.significance.every((s: any) => s.method === 'paired t' && Math.abs(s.diff - 0.02) < 1e-9));
   const loss = fs.readFileSync(path.join(root, 'out', 'figures', 'loss-glue-rte.svg'), 'utf8');
@@ -285,5 +448,8 @@ test('a single seed has no standard deviation, printed as a dash rather than 0',
   assert.equal(r.code, 0, r.err);
   assert.match(r.out, /\| vanilla \| 80\.00 ± – \(max 80\.00, n=1\) \|/);
   assert.equal(readJson(path.join(root, 'out', 'report.json')).table.rows[0].cells['glue/sts-b'].std, null);
-  assert.match(fs.readFileSync(path.join(root, 'out', 'report.tex'), 'utf8'), /vanilla & \\textbf\{80\.00\} \$\\pm\$ -- & \\textbf\{80\.00\} \\\\/);
+  assert.match(
+    fs.readFileSync(path.join(root, 'out', 'report.tex'), 'utf8'),
+    /vanilla & \\textbf\{80\.00\} \$\\pm\$ -- & \\textbf\{80\.00\} \\\\/,
+  );
 });

@@ -10,12 +10,16 @@ import { prepareSplit } from '../src/run/data.js';
 import { RunError } from '../src/run/errors.js';
 import { cli, FIXTURES, GLUE, microModel, REPO, tinyModelRecipe, tmpProject } from './helpers.js';
 
-
 /** metrics.jsonl without its timing field, which is the only thing allowed to differ. */
-const metricsOf = (dir: string) => fs.readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => {
-  const { examples_per_s: _, ...rest } = JSON.parse(l);
-  return rest;
-});
+const metricsOf = (dir: string) =>
+  fs
+    .readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => {
+      const { examples_per_s: _, ...rest } = JSON.parse(l);
+      return rest;
+    });
 const resultsOf = (dir: string) => {
   const r = JSON.parse(fs.readFileSync(path.join(dir, 'results.json'), 'utf8'));
   return { metrics: r.metrics, epochs: r.epochs, final_loss: r.final_loss, steps: r.steps };
@@ -36,7 +40,11 @@ evaluation: {batch_size: 64}
   const reference = JSON.parse(whole.out)[0].dir;
 
   const killAt = 2 * (1 + new Rng(Date.now()).int(6));
-  const child = spawn(process.execPath, [path.join(REPO, 'bin', 'childtune.js'), 'run', recipe, '--quiet', '--allow-path', path.dirname(GLUE)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(
+    process.execPath,
+    [path.join(REPO, 'bin', 'childtune.js'), 'run', recipe, '--quiet', '--allow-path', path.dirname(GLUE)],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   let stderr = '';
   child.stderr.on('data', (d) => (stderr += d));
   const runDir = await new Promise<string>((resolve, reject) => {
@@ -60,7 +68,16 @@ evaluation: {batch_size: 64}
 
   // The dead process's lock is taken over with a log line, no manual step; a changed recipe is still refused.
   assert.ok(fs.existsSync(path.join(runDir, 'run.lock')), 'SIGKILL leaves the lock');
-  const changed = await cli(['run', recipe, '--resume', runDir, '--set', 'training.optimizer.lr=0.001', '--allow-path', path.dirname(GLUE)]);
+  const changed = await cli([
+    'run',
+    recipe,
+    '--resume',
+    runDir,
+    '--set',
+    'training.optimizer.lr=0.001',
+    '--allow-path',
+    path.dirname(GLUE),
+  ]);
   assert.equal(changed.code, 1);
   assert.match(changed.err, /lock: took over .*run\.lock from process \d+/);
   assert.match(changed.err, /run-defining fields changed: training\.optimizer\.lr/);
@@ -71,28 +88,63 @@ evaluation: {batch_size: 64}
 
   assert.deepEqual(resultsOf(runDir), resultsOf(reference));
   assert.deepEqual(metricsOf(runDir), metricsOf(reference));
-  assert.deepEqual(fs.readFileSync(path.join(runDir, 'model', 'model.safetensors')), fs.readFileSync(path.join(reference, 'model', 'model.safetensors')));
+  assert.deepEqual(
+    fs.readFileSync(path.join(runDir, 'model', 'model.safetensors')),
+    fs.readFileSync(path.join(reference, 'model', 'model.safetensors')),
+  );
   assert.equal((await cli(['run', '--resume', runDir])).code, 0, 'resuming a finished run is a no-op');
 });
 
 test('a truncated or foreign checkpoint is one clear error naming the file, never a stack trace', () => {
   const dir = tmpProject();
   const model = microModel();
-  const loop = { step: 4, epoch: 0, batch: 4, skipped: 0, lastLoss: 0.5, window: { lossSum: 0, lossCount: 0, examples: 0 }, epochs: [], best: { epoch: -1, score: -Infinity }, metricsLines: 4, kept: [] };
-  const rel = writeCheckpoint(dir, model.specs, { meta: { version: 1, recipeHash: 'h', backend: 'wasm', threads: 2, adamStep: 4, loop }, values: model.values, m: model.values, v: model.values });
+  const loop = {
+    step: 4,
+    epoch: 0,
+    batch: 4,
+    skipped: 0,
+    lastLoss: 0.5,
+    window: { lossSum: 0, lossCount: 0, examples: 0 },
+    epochs: [],
+    best: { epoch: -1, score: -Infinity },
+    metricsLines: 4,
+    kept: [],
+  };
+  const rel = writeCheckpoint(dir, model.specs, {
+    meta: { version: 1, recipeHash: 'h', backend: 'wasm', threads: 2, adamStep: 4, loop },
+    values: model.values,
+    m: model.values,
+    v: model.values,
+  });
   assert.equal(readCheckpoint(dir, model.specs)!.meta.loop.step, 4);
   const other = microModel({ labels: 2 });
-  assert.throws(() => readCheckpoint(dir, other.specs), (e: unknown) => e instanceof RunError && /lacks .*classifier|wrong size/.test((e as Error).message));
+  assert.throws(
+    () => readCheckpoint(dir, other.specs),
+    (e: unknown) => e instanceof RunError && /lacks .*classifier|wrong size/.test((e as Error).message),
+  );
   const file = path.join(dir, rel, 'state.safetensors');
   fs.truncateSync(file, fs.statSync(file).size - 100);
-  assert.throws(() => readCheckpoint(dir, model.specs), (e: unknown) => e instanceof RunError && /state\.safetensors.*truncated mid-tensor/.test((e as Error).message) && /without --resume/.test((e as { hint?: string }).hint ?? ''));
+  assert.throws(
+    () => readCheckpoint(dir, model.specs),
+    (e: unknown) =>
+      e instanceof RunError &&
+      /state\.safetensors.*truncated mid-tensor/.test((e as Error).message) &&
+      /without --resume/.test((e as { hint?: string }).hint ?? ''),
+  );
 });
 
 test('the trials of a sweep share one tokenizer and one tokenization per split', () => {
   const dir = path.join(FIXTURES, 'bert-tiny-random');
   const tokenizer = loadTokenizer(dir);
   assert.equal(loadTokenizer(dir), tokenizer);
-  const dataset = { task: 'glue/rte', dir: path.join(GLUE, 'RTE'), train_split: 'train', eval_split: 'dev', on_bad_row: 'error', subsample: { size: 16, seed: 0, stratified: true } } as never;
+  const dataset = {
+    task: 'glue/rte',
+    dir: path.join(GLUE, 'RTE'),
+    train_split: 'train',
+    eval_split: 'dev',
+    on_bad_row: 'error',
+    subsample: { size: 16, seed: 0, stratified: true },
+  } as never;
   const a = prepareSplit(dataset, 'train', tokenizer, 32, true);
   assert.equal(prepareSplit(structuredClone(dataset), 'train', tokenizer, 32, true), a);
   assert.notEqual(prepareSplit(dataset, 'train', tokenizer, 64, true), a);

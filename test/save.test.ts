@@ -15,7 +15,10 @@ describe('streamed save', () => {
   test('model.safetensors is byte for byte what the whole-file encoder wrote', () => {
     const cases = [
       { model: microModel(), sha: '332079f401272142eb8234040bdf2ea1edede6ad59b02d1f01f7d2ae7dd3570a' },
-      { model: microModel({ family: 'electra', embedding: 4, labels: 1 }), sha: '0d2a3627b8c21bfe21a79ec642bf63d725a8daef1a870ed6ec71580b51660d83' },
+      {
+        model: microModel({ family: 'electra', embedding: 4, labels: 1 }),
+        sha: '0d2a3627b8c21bfe21a79ec642bf63d725a8daef1a870ed6ec71580b51660d83',
+      },
     ];
     for (const { model, sha } of cases) {
       const dir = path.join(tmpProject(), 'm');
@@ -34,7 +37,10 @@ describe('streamed save', () => {
     ]);
     const chunks: Uint8Array[] = [];
     for (const chunk of safetensorsChunks(tensors)) chunks.push(Uint8Array.from(chunk)); // consumed in turn, as a file write does
-    assert.deepEqual(chunks.slice(1).map((c) => c.length), [12, 24, 16]);
+    assert.deepEqual(
+      chunks.slice(1).map((c) => c.length),
+      [12, 24, 16],
+    );
     const parsed = parseSafetensors(Buffer.concat(chunks));
     assert.deepEqual([...parsed.get('a')!.data], [1, 2, 3]);
     assert.deepEqual([...parsed.get('b')!.data], [2, 2, 2, 2, 2, 2]);
@@ -51,8 +57,14 @@ describe('streamed save', () => {
       yield Buffer.from('half a file');
       throw new Error('tensor missing');
     }
-    assert.throws(() => writeAtomic(file, failing()), (e: unknown) => e instanceof WriteError && /tensor missing/.test(e.message));
+    assert.throws(
+      () => writeAtomic(file, failing()),
+      (e: unknown) => e instanceof WriteError && /tensor missing/.test(e.message),
+    );
     assert.equal(fs.readFileSync(file, 'utf8'), 'previous');
-    assert.deepEqual(fs.readdirSync(dir).filter((f) => f.includes('.tmp-')), []);
+    assert.deepEqual(
+      fs.readdirSync(dir).filter((f) => f.includes('.tmp-')),
+      [],
+    );
   });
 });

@@ -31,29 +31,52 @@ async function until<T>(what: string, probe: () => T | undefined, timeoutMs: num
   }
 }
 
-const numbers = (dir: string) => ['trial-000', 'trial-001'].map((t) => {
-  const r = JSON.parse(fs.readFileSync(path.join(dir, t, 'results.json'), 'utf8'));
-  return { metrics: r.metrics, epochs: r.epochs, final_loss: r.final_loss, steps: r.steps, seed: r.seed };
-});
+const numbers = (dir: string) =>
+  ['trial-000', 'trial-001'].map((t) => {
+    const r = JSON.parse(fs.readFileSync(path.join(dir, t, 'results.json'), 'utf8'));
+    return { metrics: r.metrics, epochs: r.epochs, final_loss: r.final_loss, steps: r.steps, seed: r.seed };
+  });
 
-test('an emitted sweep runs on a real single-node Slurm; a requeued array task resumes by itself; its report equals a local run\'s', async (t) => {
+test("an emitted sweep runs on a real single-node Slurm; a requeued array task resumes by itself; its report equals a local run's", async (t) => {
   const missing = TOOLS.filter((b) => spawnSync('sh', ['-c', `command -v ${b}`]).status !== 0);
-  if (missing.length) return t.skip(`Slurm is not installed here (missing ${missing.join(', ')}); CI installs slurm-wlm and munge`);
-  if (process.getuid?.() !== 0) return t.skip('the single-node Slurm runs its daemons as root; run the tests as root (CI does)');
+  if (missing.length)
+    return t.skip(`Slurm is not installed here (missing ${missing.join(', ')}); CI installs slurm-wlm and munge`);
+  if (process.getuid?.() !== 0)
+    return t.skip('the single-node Slurm runs its daemons as root; run the tests as root (CI does)');
 
   // Long enough (32 steps, a checkpoint every 2) that the requeue lands midway.
   const { dir, recipe } = await smallProject('sweep: {seeds: [1, 2]}\n');
   const rows = fs.readFileSync(path.join(GLUE, 'RTE', 'train.tsv'), 'utf8').split('\n');
   write(dir, 'data/train.tsv', rows.slice(0, 65).join('\n') + '\n');
-  fs.writeFileSync(recipe, fs.readFileSync(recipe, 'utf8').replace('training: {epochs: 1, batch_size: 8, log_every: 1, checkpoint_every: 1}', 'training: {epochs: 4, batch_size: 8, log_every: 1, checkpoint_every: 2}'));
+  fs.writeFileSync(
+    recipe,
+    fs
+      .readFileSync(recipe, 'utf8')
+      .replace(
+        'training: {epochs: 1, batch_size: 8, log_every: 1, checkpoint_every: 1}',
+        'training: {epochs: 4, batch_size: 8, log_every: 1, checkpoint_every: 2}',
+      ),
+  );
 
-  const local = await cli(['sweep', recipe, '--json', '--quiet', '--set', `runtime.output_dir=${path.join(dir, 'local')}`, '--set', `runtime.cache_dir=${path.join(dir, 'local-cache')}`]);
+  const local = await cli([
+    'sweep',
+    recipe,
+    '--json',
+    '--quiet',
+    '--set',
+    `runtime.output_dir=${path.join(dir, 'local')}`,
+    '--set',
+    `runtime.cache_dir=${path.join(dir, 'local-cache')}`,
+  ]);
   assert.equal(local.code, 0, local.err);
   const localSweep = path.dirname(JSON.parse(local.out)[0].dir);
 
   const cluster = fs.mkdtempSync(path.join(os.tmpdir(), 'childtune-slurm-'));
   let passed = false;
-  const started = spawnSync('bash', [CLUSTER, 'start', cluster, String(await freePort()), String(await freePort())], { encoding: 'utf8', timeout: 60_000 });
+  const started = spawnSync('bash', [CLUSTER, 'start', cluster, String(await freePort()), String(await freePort())], {
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
   try {
     assert.equal(started.status, 0, `starting Slurm failed:\n${started.stdout}\n${started.stderr}`);
     const bin = path.join(cluster, 'bin');
@@ -62,7 +85,14 @@ test('an emitted sweep runs on a real single-node Slurm; a requeued array task r
     const env = { ...process.env, SLURM_CONF: path.join(cluster, 'slurm.conf'), PATH: `${bin}:${process.env.PATH}` };
     const slurm = (...args: string[]) => spawnSync(args[0], args.slice(1), { env, encoding: 'utf8' });
 
-    const emitted = await cli(['sweep', recipe, '--emit', 'slurm', '--set', `runtime.output_dir=${path.join(dir, 'cluster')}`]);
+    const emitted = await cli([
+      'sweep',
+      recipe,
+      '--emit',
+      'slurm',
+      '--set',
+      `runtime.output_dir=${path.join(dir, 'cluster')}`,
+    ]);
     assert.equal(emitted.code, 0, emitted.err);
     const sweepDir = path.dirname(emitted.out.trim());
     const submitted = spawnSync('bash', [emitted.out.trim()], { env, cwd: sweepDir, encoding: 'utf8' });
@@ -72,16 +102,26 @@ test('an emitted sweep runs on a real single-node Slurm; a requeued array task r
 
     // Requeue task 1 once it has checkpointed a few steps; Slurm signals it (SIGTERM) and runs it again.
     const pointer = path.join(sweepDir, 'trial-001', 'checkpoint.json');
-    await until('trial 1 to checkpoint step 4', () => fs.existsSync(pointer) && JSON.parse(fs.readFileSync(pointer, 'utf8')).step >= 4, 180_000);
+    await until(
+      'trial 1 to checkpoint step 4',
+      () => fs.existsSync(pointer) && JSON.parse(fs.readFileSync(pointer, 'utf8')).step >= 4,
+      180_000,
+    );
     const requeued = slurm('scontrol', 'requeue', `${arrayJob}_1`);
     assert.equal(requeued.status, 0, requeued.stderr);
     // Slurm starts the requeued task again by itself, once its old credential expired (cred_expire=10).
     await until('every job to finish', () => slurm('squeue', '-h').stdout.trim() === '', 240_000, 500);
 
     const retried = JSON.parse(fs.readFileSync(path.join(sweepDir, 'trial-001', 'results.json'), 'utf8'));
-    assert.ok(retried.resumed_from_step >= 4, `the retry resumed from its checkpoint (resumed_from_step ${retried.resumed_from_step})`);
+    assert.ok(
+      retried.resumed_from_step >= 4,
+      `the retry resumed from its checkpoint (resumed_from_step ${retried.resumed_from_step})`,
+    );
     assert.ok(!fs.existsSync(path.join(sweepDir, 'trial-001', 'run.lock')));
-    assert.ok(fs.readdirSync(path.join(sweepDir, 'prepare')).length === 1, 'the prepare job computed the shared fisher stage');
+    assert.ok(
+      fs.readdirSync(path.join(sweepDir, 'prepare')).length === 1,
+      'the prepare job computed the shared fisher stage',
+    );
 
     assert.equal((await cli(['report', sweepDir])).code, 0);
     assert.equal((await cli(['report', localSweep])).code, 0);

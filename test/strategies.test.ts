@@ -32,33 +32,78 @@ describe('the strategy registry', () => {
   test("is the schema's union: one branch per registered kind, each its folder's fragment", () => {
     const union = recipeSchema.$defs!.strategy;
     assert.deepEqual([...(union.properties!.kind.enum as string[])].sort(), [...kinds].sort());
-    assert.deepEqual((union.allOf as { then: JsonSchema }[]).map((b) => b.then.$ref).sort(), kinds.map((k) => `#/$defs/strategy-${k}`).sort());
+    assert.deepEqual(
+      (union.allOf as { then: JsonSchema }[]).map((b) => b.then.$ref).sort(),
+      kinds.map((k) => `#/$defs/strategy-${k}`).sort(),
+    );
     for (const kind of kinds) {
-      const fragment = JSON.parse(fs.readFileSync(path.join(SRC, 'strategies', kind, 'schema.json'), 'utf8')) as JsonSchema;
-      const own = options(branchOf(kind)).filter(([, p]) => !p['x-owners']).map(([k]) => k);
-      assert.deepEqual(own, Object.keys(fragment.properties!).filter((k) => k !== 'kind'), `${kind}'s own options are its fragment's`);
+      const fragment = JSON.parse(
+        fs.readFileSync(path.join(SRC, 'strategies', kind, 'schema.json'), 'utf8'),
+      ) as JsonSchema;
+      const own = options(branchOf(kind))
+        .filter(([, p]) => !p['x-owners'])
+        .map(([k]) => k);
+      assert.deepEqual(
+        own,
+        Object.keys(fragment.properties!).filter((k) => k !== 'kind'),
+        `${kind}'s own options are its fragment's`,
+      );
     }
-    const folders = fs.readdirSync(path.join(SRC, 'strategies')).filter((d) => fs.existsSync(path.join(SRC, 'strategies', d, 'schema.json')));
+    const folders = fs
+      .readdirSync(path.join(SRC, 'strategies'))
+      .filter((d) => fs.existsSync(path.join(SRC, 'strategies', d, 'schema.json')));
     assert.deepEqual(folders.sort(), [...kinds].sort(), 'every folder with a fragment is registered');
   });
 
   // The report groups finished runs by the kind their results.json names, vanilla being the paper's baseline:
   // it reads past runs, not the registry, so src/run/report is not searched.
   test('is the only place outside src/strategies (and the report of past runs) that chooses by kind', () => {
-    const files = (dir: string): string[] => fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? files(path.join(dir, e.name)) : e.name.endsWith('.ts') && !e.name.endsWith('.generated.ts') ? [path.join(dir, e.name)] : []));
+    const files = (dir: string): string[] =>
+      fs
+        .readdirSync(dir, { withFileTypes: true })
+        .flatMap((e) =>
+          e.isDirectory()
+            ? files(path.join(dir, e.name))
+            : e.name.endsWith('.ts') && !e.name.endsWith('.generated.ts')
+              ? [path.join(dir, e.name)]
+              : [],
+        );
     const literal = kinds.map((k) => k.replace(/-/g, '\\-')).join('|');
     const choice = new RegExp(`(===|!==|case|\\.with\\()\\s*'(${literal})'|'(${literal})'\\s*(===|!==)`);
-    const offenders = files(SRC).filter((f) => ![path.join(SRC, 'strategies'), path.join(SRC, 'run', 'report')].some((d) => f.startsWith(d + path.sep))).flatMap((f) => fs.readFileSync(f, 'utf8').split('\n').map((line, i) => [f, i + 1, line] as const).filter(([, , line]) => choice.test(line)));
-    assert.deepEqual(offenders.map(([f, n, line]) => `${path.relative(REPO, f)}:${n}: ${line.trim()}`), []);
+    const offenders = files(SRC)
+      .filter(
+        (f) => ![path.join(SRC, 'strategies'), path.join(SRC, 'run', 'report')].some((d) => f.startsWith(d + path.sep)),
+      )
+      .flatMap((f) =>
+        fs
+          .readFileSync(f, 'utf8')
+          .split('\n')
+          .map((line, i) => [f, i + 1, line] as const)
+          .filter(([, , line]) => choice.test(line)),
+      );
+    assert.deepEqual(
+      offenders.map(([f, n, line]) => `${path.relative(REPO, f)}:${n}: ${line.trim()}`),
+      [],
+    );
   });
 });
 
 describe('misplaced strategy options', () => {
   const base = `version: 1\nmodel: {path: ${path.join(FIXTURES, 'bert-tiny-glue-mlm')}}\ndataset: {task: glue/rte, dir: ${path.join(GLUE, 'RTE')}}\n`;
-  const load = (strategy: Record<string, unknown>) => loadRecipe(write(tmpProject(), 'r.yaml', `${base}strategy: ${JSON.stringify(strategy)}\n`), { env: {} });
-  const onStrategy = (r: ReturnType<typeof load>) => r.diagnostics.filter((d) => d.pointer.startsWith('/strategy')).map((d) => [d.code, d.pointer] as [DiagnosticCode, string]);
+  const load = (strategy: Record<string, unknown>) =>
+    loadRecipe(write(tmpProject(), 'r.yaml', `${base}strategy: ${JSON.stringify(strategy)}\n`), { env: {} });
+  const onStrategy = (r: ReturnType<typeof load>) =>
+    r.diagnostics
+      .filter((d) => d.pointer.startsWith('/strategy'))
+      .map((d) => [d.code, d.pointer] as [DiagnosticCode, string]);
   // A valid recipe of each kind: the options its fragment's examples give.
-  const valid = (kind: string) => Object.fromEntries([['kind', kind], ...options(branchOf(kind)).filter(([k, p]) => !p['x-owners'] && k === 'reserve_p').map(([k, p]) => [k, (p.examples as unknown[])[0]])]);
+  const valid = (kind: string) =>
+    Object.fromEntries([
+      ['kind', kind],
+      ...options(branchOf(kind))
+        .filter(([k, p]) => !p['x-owners'] && k === 'reserve_p')
+        .map(([k, p]) => [k, (p.examples as unknown[])[0]]),
+    ]);
 
   for (const kind of kinds) {
     test(`${kind}: every other kind's option is reported against ${kind}, naming the kinds it belongs to, and its value still checked`, () => {
@@ -87,7 +132,10 @@ describe('misplaced strategy options', () => {
 
   test('a misplaced option keeps its own checks: an F recipe with a bad fisher block gets both errors', () => {
     const r = load({ kind: 'child-tuning-f', reserve_p: 0.3, fisher: { estimator: 'nope' } });
-    assert.deepEqual(onStrategy(r), [['CT0303', '/strategy/fisher'], ['CT0105', '/strategy/fisher/estimator']]);
+    assert.deepEqual(onStrategy(r), [
+      ['CT0303', '/strategy/fisher'],
+      ['CT0105', '/strategy/fisher/estimator'],
+    ]);
   });
 
   test("D's scope goes in its fisher block, and the note says so", () => {
@@ -99,13 +147,19 @@ describe('misplaced strategy options', () => {
 /** One bitset per tensor, about half the bits set, for D. */
 const halfMasks = (model: ReturnType<typeof microModel>, seed: number) => {
   const rng = new Rng(seed);
-  return model.specs.map((s) => (s.group === 'encoder' ? Uint8Array.from({ length: Math.ceil(sizeOf(s) / 8) }, () => rng.int(256)) : undefined));
+  return model.specs.map((s) =>
+    s.group === 'encoder' ? Uint8Array.from({ length: Math.ceil(sizeOf(s) / 8) }, () => rng.int(256)) : undefined,
+  );
 };
 
 describe('hooks rebuilt from prepared data', () => {
   test("a worker's hooks, rebuilt from the structured-cloned message, transform like the main thread's", () => {
     const model = microModel();
-    const strategies: Strategy[] = [vanilla(), childTuningF(0.4, 'encoder', model.specs, 11), childTuningD(halfMasks(model, 3), true)];
+    const strategies: Strategy[] = [
+      vanilla(),
+      childTuningF(0.4, 'encoder', model.specs, 11),
+      childTuningD(halfMasks(model, 3), true),
+    ];
     for (const s of strategies) {
       const rebuilt = hooksFrom(structuredClone(s.message));
       assert.equal(rebuilt.kind, s.kind);
@@ -116,7 +170,10 @@ describe('hooks rebuilt from prepared data', () => {
         const g = Float32Array.from({ length: n }, (_, j) => Math.sin(j + i));
         const [a, b] = [Float32Array.from(g), Float32Array.from(g)];
         const [bitsA, bitsB] = [new Uint8Array(Math.ceil(n / 8)), new Uint8Array(Math.ceil(n / 8))];
-        assert.equal(maskRange(rebuilt, i, a, 0, n, 5, jsPasses, bitsA), maskRange(s.spec, i, b, 0, n, 5, jsPasses, bitsB));
+        assert.equal(
+          maskRange(rebuilt, i, a, 0, n, 5, jsPasses, bitsA),
+          maskRange(s.spec, i, b, 0, n, 5, jsPasses, bitsB),
+        );
         assert.deepEqual(a, b, `${s.kind} ${spec.name}`);
         assert.deepEqual(rebuilt.decayMask?.(i), s.spec.decayMask?.(i));
       });
@@ -126,11 +183,18 @@ describe('hooks rebuilt from prepared data', () => {
 
   test('a frozen tensor gets neither a moments update nor a weight change', () => {
     const n = 64;
-    const state = { values: [new Float32Array(n).fill(1), new Float32Array(n).fill(1)], grads: [[new Float32Array(n).fill(0.5), new Float32Array(n).fill(0.5)]], m: [new Float32Array(n), new Float32Array(n)], v: [new Float32Array(n), new Float32Array(n)] };
+    const state = {
+      values: [new Float32Array(n).fill(1), new Float32Array(n).fill(1)],
+      grads: [[new Float32Array(n).fill(0.5), new Float32Array(n).fill(0.5)]],
+      m: [new Float32Array(n), new Float32Array(n)],
+      v: [new Float32Array(n), new Float32Array(n)],
+    };
     const adam = adamwStep({ lr: 1e-2, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0.01 }, 1, 1e-2);
     const hooks = { kind: 'test', trains: [false, true] };
     for (const index of [0, 1]) updateSegment(state, { index, lo: 0, hi: n }, hooks, 1, 1, adam, true);
-    assert.ok(state.values[0].every((x) => x === 1) && state.m[0].every((x) => x === 0) && state.v[0].every((x) => x === 0));
+    assert.ok(
+      state.values[0].every((x) => x === 1) && state.m[0].every((x) => x === 0) && state.v[0].every((x) => x === 0),
+    );
     assert.ok(state.values[1].every((x) => x !== 1) && state.m[1].every((x) => x !== 0));
   });
 });
@@ -142,26 +206,44 @@ describe("Child-Tuning-D's mask on the wasm pass", () => {
   };
 
   test('equals the JavaScript multiply by the bit, bit for bit, on any gradient (zeros, negatives, infinities, NaN)', () => {
-    fc.assert(fc.property(fc.array(fc.float({ noDefaultInfinity: false, noNaN: false }), { minLength: 1, maxLength: 300 }), fc.nat(), fc.nat(), (xs, a, seed) => {
-      const n = xs.length;
-      const lo = Math.min(n - 1, (a % n) & ~7);
-      const arena = SharedArena.create([n, Math.ceil(n / 32), 8])!;
-      const g = arena.floats(n);
-      const bits = arena.bits(n);
-      const rng = new Rng(seed);
-      for (let i = 0; i < bits.length; i++) bits[i] = rng.int(256);
-      g.set(xs);
-      const reference = Float32Array.from(xs);
-      jsMask(reference, bits, lo, n);
-      const d = childTuningD([Uint8Array.from(bits)], false);
-      const kernels = new OptimizerKernels(arena.memory, arena.floats(8));
-      assert.equal(maskRange(d.spec, 0, g, lo, n, 1, kernels, bits), n - lo);
-      assert.deepEqual(new Uint8Array(g.buffer, g.byteOffset, 4 * n), new Uint8Array(reference.buffer), 'same float bits');
-    }));
+    fc.assert(
+      fc.property(
+        fc.array(fc.float({ noDefaultInfinity: false, noNaN: false }), { minLength: 1, maxLength: 300 }),
+        fc.nat(),
+        fc.nat(),
+        (xs, a, seed) => {
+          const n = xs.length;
+          const lo = Math.min(n - 1, (a % n) & ~7);
+          const arena = SharedArena.create([n, Math.ceil(n / 32), 8])!;
+          const g = arena.floats(n);
+          const bits = arena.bits(n);
+          const rng = new Rng(seed);
+          for (let i = 0; i < bits.length; i++) bits[i] = rng.int(256);
+          g.set(xs);
+          const reference = Float32Array.from(xs);
+          jsMask(reference, bits, lo, n);
+          const d = childTuningD([Uint8Array.from(bits)], false);
+          const kernels = new OptimizerKernels(arena.memory, arena.floats(8));
+          assert.equal(maskRange(d.spec, 0, g, lo, n, 1, kernels, bits), n - lo);
+          assert.deepEqual(
+            new Uint8Array(g.buffer, g.byteOffset, 4 * n),
+            new Uint8Array(reference.buffer),
+            'same float bits',
+          );
+        },
+      ),
+    );
   });
 
   const rng = new Rng(4);
-  const batches = Array.from({ length: 3 }, () => ({ batch: 4, seq: 5, inputIds: Int32Array.from({ length: 20 }, () => 1 + rng.int(39)), tokenTypeIds: new Int32Array(20), attentionMask: new Float32Array(20).fill(1), labels: Float32Array.from({ length: 4 }, () => rng.int(3)) }));
+  const batches = Array.from({ length: 3 }, () => ({
+    batch: 4,
+    seq: 5,
+    inputIds: Int32Array.from({ length: 20 }, () => 1 + rng.int(39)),
+    tokenTypeIds: new Int32Array(20),
+    attentionMask: new Float32Array(20).fill(1),
+    labels: Float32Array.from({ length: 4 }, () => rng.int(3)),
+  }));
   const adam = { lr: 1e-2, betas: [0.9, 0.999] as [number, number], eps: 1e-8, weightDecay: 0.01 };
 
   test('a run on the wasm passes (bitsets in the arena) trains the weights of the JavaScript passes, bit for bit', async () => {
@@ -178,13 +260,19 @@ describe("Child-Tuning-D's mask on the wasm pass", () => {
     const model = microModel();
     const dp = await DataParallel.start(model, { threads: 1, backend: 'wasm', adam });
     try {
-      assert.ok(model.values.every((v) => v.buffer === model.values[0].buffer), 'every tensor in one wasm arena');
+      assert.ok(
+        model.values.every((v) => v.buffer === model.values[0].buffer),
+        'every tensor in one wasm arena',
+      );
       await dp.setStrategy(strategy);
       for (const b of batches) {
         await dp.gradients(b, null);
         await dp.update(1e-2, 1, strategy);
       }
-      assert.deepEqual(model.values.map((v) => Float32Array.from(v)), reference.values);
+      assert.deepEqual(
+        model.values.map((v) => Float32Array.from(v)),
+        reference.values,
+      );
     } finally {
       await dp.close();
       reference.dispose();
@@ -211,7 +299,8 @@ describe("Child-Tuning-D's mask on the wasm pass", () => {
     masks.forEach((m, i) => {
       if (!m) return;
       for (let j = 0; j < start[i].length; j++) {
-        if (!((m[j >> 3] >> (j & 7)) & 1)) assert.equal(model.values[i][j], start[i][j], `${model.specs[i].name}[${j}]`);
+        if (!((m[j >> 3] >> (j & 7)) & 1))
+          assert.equal(model.values[i][j], start[i][j], `${model.specs[i].name}[${j}]`);
         else if (model.values[i][j] !== start[i][j]) moved++;
       }
     });
@@ -224,16 +313,34 @@ describe('the report', () => {
   test('shows the share of parameters that trained in a last column, where the runs recorded it', () => {
     const dir = tmpProject();
     const run = (name: string, strategy: string, share: number | undefined, seed: number) =>
-      write(path.join(dir, name), 'results.json', JSON.stringify({ task: 'glue/rte', strategy, reserve_p: null, seed, metrics: { accuracy: 0.5 + seed / 100 }, ...(share === undefined ? {} : { trainable_parameters: 10, trainable_share: share }) }));
+      write(
+        path.join(dir, name),
+        'results.json',
+        JSON.stringify({
+          task: 'glue/rte',
+          strategy,
+          reserve_p: null,
+          seed,
+          metrics: { accuracy: 0.5 + seed / 100 },
+          ...(share === undefined ? {} : { trainable_parameters: 10, trainable_share: share }),
+        }),
+      );
     run('a', 'vanilla', 1, 1);
     run('b', 'vanilla', 1, 2);
     const grouping = groupRuns(collectRuns([path.join(dir, 'a'), path.join(dir, 'b')]), 'vanilla');
     const table = buildTable(grouping, [], 'vanilla');
     assert.equal(table.rows[0].trainable, 1);
-    assert.match(markdownTable(table), /^\| strategy \| glue\/rte \(accuracy\) \| trainable \|\n\|---\|---\|---\|\n\| vanilla \| [^|]+ \| 100\.00% \|\n/);
+    assert.match(
+      markdownTable(table),
+      /^\| strategy \| glue\/rte \(accuracy\) \| trainable \|\n\|---\|---\|---\|\n\| vanilla \| [^|]+ \| 100\.00% \|\n/,
+    );
     run('c', 'vanilla', undefined, 3);
     const older = buildTable(groupRuns(collectRuns([path.join(dir, 'c')]), 'vanilla'), [], 'vanilla');
     assert.equal(older.rows[0].trainable, null);
-    assert.match(markdownTable(older), /^\| strategy \| glue\/rte \(accuracy\) \|\n/, 'runs that did not record it get no column');
+    assert.match(
+      markdownTable(older),
+      /^\| strategy \| glue\/rte \(accuracy\) \|\n/,
+      'runs that did not record it get no column',
+    );
   });
 });

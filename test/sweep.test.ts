@@ -7,12 +7,23 @@ import { collectRuns, maskOverlaps } from '../src/run/report.js';
 import { cli, GLUE, REPO, tinyModel, tmpProject, write } from './helpers.js';
 import { CHROMIUM, inspectPage } from './report-browser.js';
 
-
 /** The numbers of a sweep's trials, without paths and timings. */
-const numbers = (dir: string) => fs.readdirSync(dir).filter((d) => d.startsWith('trial-')).sort().map((d) => {
-  const r = JSON.parse(fs.readFileSync(path.join(dir, d, 'results.json'), 'utf8'));
-  return { trial: r.trial, strategy: r.strategy, seed: r.seed, metrics: r.metrics, epochs: r.epochs, final_loss: r.final_loss };
-});
+const numbers = (dir: string) =>
+  fs
+    .readdirSync(dir)
+    .filter((d) => d.startsWith('trial-'))
+    .sort()
+    .map((d) => {
+      const r = JSON.parse(fs.readFileSync(path.join(dir, d, 'results.json'), 'utf8'));
+      return {
+        trial: r.trial,
+        strategy: r.strategy,
+        seed: r.seed,
+        metrics: r.metrics,
+        epochs: r.epochs,
+        final_loss: r.final_loss,
+      };
+    });
 const tableOf = (dir: string) => JSON.parse(fs.readFileSync(path.join(dir, 'report.json'), 'utf8')).table;
 
 describe('sweeps and reports', () => {
@@ -23,7 +34,10 @@ describe('sweeps and reports', () => {
 
   before(async () => {
     await tinyModel(path.join(project, 'model'));
-    write(project, 'sweep.yaml', `version: 1
+    write(
+      project,
+      'sweep.yaml',
+      `version: 1
 name: small
 model: {path: ./model, max_seq_length: 32}
 dataset:
@@ -36,7 +50,8 @@ evaluation: {batch_size: 128}
 sweep:
   grid: {strategy.kind: [child-tuning-f, child-tuning-d]}
   seeds: [1, 2]
-`);
+`,
+    );
     const r = await cli(['sweep', recipe, '--json', '--quiet', ...allow]);
     assert.equal(r.code, 0, r.err);
     reference = path.dirname(JSON.parse(r.out)[0].dir);
@@ -46,14 +61,28 @@ sweep:
   test('the lock file lists every trial with its recipe hash before any runs', () => {
     const lock = JSON.parse(fs.readFileSync(path.join(reference, 'sweep.lock.json'), 'utf8'));
     assert.equal(lock.trials.length, 4);
-    assert.deepEqual(lock.trials.map((t: { dir: string }) => t.dir), ['trial-000', 'trial-001', 'trial-002', 'trial-003']);
+    assert.deepEqual(
+      lock.trials.map((t: { dir: string }) => t.dir),
+      ['trial-000', 'trial-001', 'trial-002', 'trial-003'],
+    );
     for (const t of lock.trials) assert.match(t.recipe_hash, /^[0-9a-f]{64}$/);
     // Both D trials share one fisher stage.
-    assert.equal(new Set(lock.trials.filter((t: { fisher_hash: string | null }) => t.fisher_hash).map((t: { fisher_hash: string }) => t.fisher_hash)).size, 1);
+    assert.equal(
+      new Set(
+        lock.trials
+          .filter((t: { fisher_hash: string | null }) => t.fisher_hash)
+          .map((t: { fisher_hash: string }) => t.fisher_hash),
+      ).size,
+      1,
+    );
   });
 
   test('a sweep killed midway and resumed reports exactly what an uninterrupted sweep does', async () => {
-    const child = spawn(process.execPath, [path.join(REPO, 'bin', 'childtune.js'), 'sweep', recipe, '--quiet', ...allow], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(
+      process.execPath,
+      [path.join(REPO, 'bin', 'childtune.js'), 'sweep', recipe, '--quiet', ...allow],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     let stderr = '';
     child.stderr.on('data', (d) => (stderr += d));
     const dir = await new Promise<string>((resolve, reject) => {
@@ -65,7 +94,10 @@ sweep:
           resolve(m[1]);
         }
       }, 5);
-      child.on('exit', () => { clearInterval(timer); reject(new Error(`the sweep ended before trial 1 checkpointed:\n${stderr}`)); });
+      child.on('exit', () => {
+        clearInterval(timer);
+        reject(new Error(`the sweep ended before trial 1 checkpointed:\n${stderr}`));
+      });
     });
     await new Promise((r) => child.once('close', r));
     assert.ok(fs.existsSync(path.join(dir, 'trial-000', 'results.json')));
@@ -119,11 +151,16 @@ sweep:
   test('report writes Markdown, CSV and JSON in the paper table shape; compare notes differing seeds', async () => {
     const table = tableOf(reference);
     assert.deepEqual(table.columns, ['glue/rte']);
-    assert.deepEqual(table.rows.map((r: { strategy: string }) => r.strategy), ['child-tuning-d (p=0.3)', 'child-tuning-f (p=0.3)']);
+    assert.deepEqual(
+      table.rows.map((r: { strategy: string }) => r.strategy),
+      ['child-tuning-d (p=0.3)', 'child-tuning-f (p=0.3)'],
+    );
     const cell = table.rows[0].cells['glue/rte'];
     assert.equal(cell.n, 2);
     assert.deepEqual(cell.seeds, [1, 2]);
-    const values = numbers(reference).filter((r) => r.strategy === 'child-tuning-d').map((r) => r.metrics.accuracy);
+    const values = numbers(reference)
+      .filter((r) => r.strategy === 'child-tuning-d')
+      .map((r) => r.metrics.accuracy);
     assert.ok(Math.abs(cell.mean - (values[0] + values[1]) / 2) < 1e-12);
     assert.equal(cell.max, Math.max(...values));
     const csv = fs.readFileSync(path.join(reference, 'report.csv'), 'utf8');
@@ -140,12 +177,21 @@ sweep:
   test('the HTML report of a real sweep shows every figure, per-run curves one click away, in headless Chromium', async (t) => {
     const figures = path.join(reference, 'figures');
     const perRunLoss = fs.readFileSync(path.join(figures, 'loss-glue-rte-runs.svg'), 'utf8');
-    assert.equal((perRunLoss.match(/<path[^>]*aria-roledescription="line mark"/g) ?? []).length, 4, 'one loss line per trial');
+    assert.equal(
+      (perRunLoss.match(/<path[^>]*aria-roledescription="line mark"/g) ?? []).length,
+      4,
+      'one loss line per trial',
+    );
     assert.match(fs.readFileSync(path.join(figures, 'fisher-glue-rte.svg'), 'utf8'), /threshold \d\.\d\de-\d+/);
-    for (const f of ['loss-glue-rte', 'metric-glue-rte', 'kept-glue-rte']) assert.ok(fs.existsSync(path.join(figures, `${f}.svg`)), f);
+    for (const f of ['loss-glue-rte', 'metric-glue-rte', 'kept-glue-rte'])
+      assert.ok(fs.existsSync(path.join(figures, `${f}.svg`)), f);
     if (!CHROMIUM) return t.skip('no Chromium here (apt-get install chromium)');
     const html = path.join(reference, 'report.html');
-    assert.doesNotMatch(fs.readFileSync(html, 'utf8'), /<script|(src|href)=["']?https?:|@import|url\(/, 'self-contained: nothing fetched');
+    assert.doesNotMatch(
+      fs.readFileSync(html, 'utf8'),
+      /<script|(src|href)=["']?https?:|@import|url\(/,
+      'self-contained: nothing fetched',
+    );
     const page = await inspectPage(html, 1300, path.join(reference, 'report-1300.png'));
     assert.ok(page.scrollWidth <= page.viewportWidth);
     assert.deepEqual(page.overlaps, []);
@@ -159,14 +205,38 @@ sweep:
 test('the overlap matrix is the Jaccard index of the child-network bitsets of each pair of tasks', () => {
   const dir = tmpProject();
   const run = (name: string, task: string, bits: number[]) => {
-    write(dir, `${name}/results.json`, JSON.stringify({ task, strategy: 'child-tuning-d', reserve_p: 0.5, seed: 1, metrics: { accuracy: 0.5 }, transfer: {} }));
+    write(
+      dir,
+      `${name}/results.json`,
+      JSON.stringify({
+        task,
+        strategy: 'child-tuning-d',
+        reserve_p: 0.5,
+        seed: 1,
+        metrics: { accuracy: 0.5 },
+        transfer: {},
+      }),
+    );
     fs.writeFileSync(path.join(dir, name, 'child-mask.bin'), Uint8Array.from(bits));
-    write(dir, `${name}/child-mask.json`, JSON.stringify({ format: 'childtune-child-mask', version: 2, layout: 'checkpoint-row-major', bit_order: 'lsb-first', tensors: [{ name: 'w', shape: [16], offset: 0, bytes: 2, kept: 0 }] }));
+    write(
+      dir,
+      `${name}/child-mask.json`,
+      JSON.stringify({
+        format: 'childtune-child-mask',
+        version: 2,
+        layout: 'checkpoint-row-major',
+        bit_order: 'lsb-first',
+        tensors: [{ name: 'w', shape: [16], offset: 0, bytes: 2, kept: 0 }],
+      }),
+    );
   };
   run('a', 'glue/rte', [0b1111, 0b0000]);
   run('b', 'glue/cola', [0b0011, 0b0001]);
   const o = maskOverlaps(collectRuns([dir]))!;
   assert.deepEqual(o.tasks, ['glue/cola', 'glue/rte']);
   // |A∩B| = 2, |A∪B| = 5.
-  assert.deepEqual(o.matrix, [[1, 0.4], [0.4, 1]]);
+  assert.deepEqual(o.matrix, [
+    [1, 0.4],
+    [0.4, 1],
+  ]);
 });

@@ -21,6 +21,7 @@ export function printError(e: unknown, debug: boolean, io: { err: (text: string)
   const err = e as Error;
   io.err(`error: ${err?.message ?? String(e)}`);
   if (debug) io.err(String(err?.stack));
-  else if (!(err && typeof err === 'object' && 'code' in err)) io.err('  (this looks like a bug in childtune; rerun with --debug and report the stack trace)');
+  else if (!(err && typeof err === 'object' && 'code' in err))
+    io.err('  (this looks like a bug in childtune; rerun with --debug and report the stack trace)');
   return 1;
 }

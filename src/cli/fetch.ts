@@ -15,17 +15,21 @@ export async function fetchCommand(id: string, opts: { revision?: string }, io: 
   const progress = downloadProgress(io);
   const log = (line: string) => io.err(line);
   if (isBuiltinTask(id)) {
-    if (opts.revision) io.err(`note: --revision applies to models; ${id} is read from the hub's published parquet files`);
+    if (opts.revision)
+      io.err(`note: --revision applies to models; ${id} is read from the hub's published parquet files`);
     const r = await fetchDataset(id, { progress, log });
     io.out(r.snapshot);
     return 0;
   }
   const ref = parseHubId(opts.revision ? `${id.split('@')[0]}@${opts.revision}` : id);
   if (!ref) {
-    throw new UserError(`'${id}' is neither a model id (org/name, optionally @revision) nor a built-in task`, `Built-in tasks: ${Object.keys(TASKS).join(', ')}`, 2);
+    throw new UserError(
+      `'${id}' is neither a model id (org/name, optionally @revision) nor a built-in task`,
+      `Built-in tasks: ${Object.keys(TASKS).join(', ')}`,
+      2,
+    );
   }
   const r = await fetchModel(ref, { progress, log });
   io.out(r.snapshot);
   return 0;
 }
-

@@ -18,7 +18,10 @@ interface Io {
 const collect = (value: string, previous: string[]) => [...previous, value];
 
 /** Runs the CLI; returns the exit code (0 ok, 1 failure, 2 usage error). Never prints a stack trace unless --debug. */
-export async function main(argv: string[], io: Io = { out: (t) => process.stdout.write(t + '\n'), err: (t) => process.stderr.write(t + '\n') }): Promise<number> {
+export async function main(
+  argv: string[],
+  io: Io = { out: (t) => process.stdout.write(t + '\n'), err: (t) => process.stderr.write(t + '\n') },
+): Promise<number> {
   const debug = argv.includes('--debug');
   let code = 0;
   const program = new Command('childtune')
@@ -36,7 +39,8 @@ export async function main(argv: string[], io: Io = { out: (t) => process.stdout
       .option('--allow-path <dir>', 'let recipe paths point into this directory too (repeatable)', collect, [])
       .option('--json', 'machine-readable output');
 
-  const load = (file: string, opts: { set: string[]; allowPath: string[] }) => loadRecipe(file, { sets: opts.set, allowedRoots: opts.allowPath });
+  const load = (file: string, opts: { set: string[]; allowPath: string[] }) =>
+    loadRecipe(file, { sets: opts.set, allowedRoots: opts.allowPath });
   /** A recipe file, or a bundled recipe by name (whose runs then go under the working directory). */
   const recipeFile = (arg: string, opts: { set: string[] }) => {
     const { file, overrides } = resolveRecipeArgument(arg);
@@ -48,7 +52,11 @@ export async function main(argv: string[], io: Io = { out: (t) => process.stdout
     else if (ds.length) io.err(formatDiagnostics(ds));
   };
 
-  recipeOptions(program.command('validate').description('check a recipe and print every problem at once'), '<recipe>', 'recipe YAML file or bundled recipe name').action((arg: string, opts) => {
+  recipeOptions(
+    program.command('validate').description('check a recipe and print every problem at once'),
+    '<recipe>',
+    'recipe YAML file or bundled recipe name',
+  ).action((arg: string, opts) => {
     const file = recipeFile(arg, opts);
     const loaded = load(file, opts);
     printDiagnostics(loaded.diagnostics, opts.json);
@@ -56,7 +64,11 @@ export async function main(argv: string[], io: Io = { out: (t) => process.stdout
     code = hasErrors(loaded.diagnostics) ? 1 : 0;
   });
 
-  recipeOptions(program.command('plan').description('compile a recipe into its stage DAG with hashes, cache state and estimates'), '<recipe>', 'recipe YAML file or bundled recipe name').action((arg: string, opts) => {
+  recipeOptions(
+    program.command('plan').description('compile a recipe into its stage DAG with hashes, cache state and estimates'),
+    '<recipe>',
+    'recipe YAML file or bundled recipe name',
+  ).action((arg: string, opts) => {
     const file = recipeFile(arg, opts);
     const loaded = load(file, opts);
     const compiled = compilePlan(loaded, path.resolve(file));
@@ -68,34 +80,57 @@ export async function main(argv: string[], io: Io = { out: (t) => process.stdout
     io.out(opts.json ? JSON.stringify(compiled.plan, null, 2) : formatPlan(compiled.plan));
   });
 
-  recipeOptions(program.command('run').description('validate, plan and execute a recipe (or continue one with --resume)'), '[recipe]', 'recipe YAML file or bundled recipe name (optional with --resume)')
+  recipeOptions(
+    program.command('run').description('validate, plan and execute a recipe (or continue one with --resume)'),
+    '[recipe]',
+    'recipe YAML file or bundled recipe name (optional with --resume)',
+  )
     .option('--trial <k>', 'run only trial K of the recipe (or of a sweep lock file)', (v) => Number.parseInt(v, 10))
     .option('--resume <dir>', 'continue an interrupted run from its last checkpoint')
     .option('--force', 'resume even though the model or data files changed since the run started (logged)')
     .option('--quiet', 'no progress output')
     .action(async (file: string | undefined, opts) => {
-      if (!file && !opts.resume) throw new UserError('run needs a recipe file, or --resume RUN_DIR', 'Example: childtune run quickstart', 2);
+      if (!file && !opts.resume)
+        throw new UserError('run needs a recipe file, or --resume RUN_DIR', 'Example: childtune run quickstart', 2);
       const resolved = file && !file.endsWith('.lock.json') ? recipeFile(file, opts) : file;
       const quickstart = resolved && path.resolve(resolved) === path.join(REPO_ROOT, 'recipes', 'quickstart.yaml');
       const { runCommand } = await import('../run/command.js');
       code = await runCommand(resolved, { ...opts, nextSteps: quickstart ? quickstartNextSteps : undefined }, io);
     });
 
-  recipeOptions(program.command('sweep').description("run every trial of a recipe's sweep block under a lock file (resumable, or emitted for a cluster)"), '[recipe]', 'recipe YAML file or bundled recipe name, with a sweep block')
+  recipeOptions(
+    program
+      .command('sweep')
+      .description("run every trial of a recipe's sweep block under a lock file (resumable, or emitted for a cluster)"),
+    '[recipe]',
+    'recipe YAML file or bundled recipe name, with a sweep block',
+  )
     .option('--resume <dir>', 'continue an interrupted sweep: finished trials are skipped, never renumbered')
-    .addOption(new Option('--emit <kind>', 'write a cluster submission instead of running: a Slurm array script or a Kubernetes Indexed Job').choices(['slurm', 'k8s']))
+    .addOption(
+      new Option(
+        '--emit <kind>',
+        'write a cluster submission instead of running: a Slurm array script or a Kubernetes Indexed Job',
+      ).choices(['slurm', 'k8s']),
+    )
     .option('--prepare <lockfile>', 'run the shared stages (fisher masks) of a locked sweep once')
     .option('--force', 'resume trials even though the model or data files changed since they started (logged)')
     .option('--quiet', 'no progress output')
     .action(async (file: string | undefined, opts) => {
-      if (!file && !opts.resume && !opts.prepare) throw new UserError('sweep needs a recipe file, --resume SWEEP_DIR or --prepare LOCKFILE', 'Example: childtune sweep paper/glue/rte', 2);
+      if (!file && !opts.resume && !opts.prepare)
+        throw new UserError(
+          'sweep needs a recipe file, --resume SWEEP_DIR or --prepare LOCKFILE',
+          'Example: childtune sweep paper/glue/rte',
+          2,
+        );
       const { sweepCommand } = await import('../run/sweep.js');
       code = await sweepCommand(file && recipeFile(file, opts), opts, io);
     });
 
   program
     .command('fetch')
-    .description('download a model (org/name[@revision]) or a built-in task\'s data set (glue/rte, snli, ...) into the Hugging Face hub cache')
+    .description(
+      "download a model (org/name[@revision]) or a built-in task's data set (glue/rte, snli, ...) into the Hugging Face hub cache",
+    )
     .argument('<id>', 'model id or built-in task name')
     .option('--revision <rev>', 'branch, tag or commit of a model (default: main)')
     .action(async (id: string, opts: { revision?: string }) => {
@@ -105,10 +140,16 @@ export async function main(argv: string[], io: Io = { out: (t) => process.stdout
 
   program
     .command('report')
-    .description("aggregate runs and sweeps into the paper's table, significance against a baseline, and figures (report.{md,tex,csv,json,html}, figures/*.svg|png)")
+    .description(
+      "aggregate runs and sweeps into the paper's table, significance against a baseline, and figures (report.{md,tex,csv,json,html}, figures/*.svg|png)",
+    )
     .argument('<dirs...>', 'run or sweep directories')
     .option('--out <dir>', 'where to write the report files (default: the first directory)')
-    .addOption(new Option('--format <format>', 'how to print the table').choices(['markdown', 'latex', 'csv', 'json']).default('markdown'))
+    .addOption(
+      new Option('--format <format>', 'how to print the table')
+        .choices(['markdown', 'latex', 'csv', 'json'])
+        .default('markdown'),
+    )
     .option('--baseline <kind>', 'the strategy every other row is tested against (default: vanilla)')
     .option('--json', 'print the table as JSON (same as --format json)')
     .action(async (dirs: string[], opts) => {
@@ -133,7 +174,8 @@ export async function main(argv: string[], io: Io = { out: (t) => process.stdout
     .option('--force', 'overwrite an existing file')
     .action((file: string, opts: { force?: boolean }) => {
       if (file === '-') return io.out(STARTER_RECIPE);
-      if (fs.existsSync(file) && !opts.force) throw new UserError(`${file} already exists`, 'Pass --force to overwrite it, or name another file.');
+      if (fs.existsSync(file) && !opts.force)
+        throw new UserError(`${file} already exists`, 'Pass --force to overwrite it, or name another file.');
       fs.writeFileSync(file, STARTER_RECIPE);
       io.out(`wrote ${file}; check it with: childtune validate ${file}`);
     });

@@ -23,8 +23,19 @@ export function bundledRecipes(): BundledRecipe[] {
       const file = path.join(dir, entry.name);
       if (entry.isDirectory()) walk(file);
       else if (entry.name.endsWith('.yaml')) {
-        const first = fs.readFileSync(file, 'utf8').split('\n').find((l) => l.startsWith('#'));
-        out.push({ name: path.relative(RECIPES, file).replace(/\.yaml$/, '').split(path.sep).join('/'), file, summary: first?.replace(/^#\s*/, '') ?? '' });
+        const first = fs
+          .readFileSync(file, 'utf8')
+          .split('\n')
+          .find((l) => l.startsWith('#'));
+        out.push({
+          name: path
+            .relative(RECIPES, file)
+            .replace(/\.yaml$/, '')
+            .split(path.sep)
+            .join('/'),
+          file,
+          summary: first?.replace(/^#\s*/, '') ?? '',
+        });
       }
     }
   };
@@ -41,9 +52,22 @@ export function resolveRecipeArgument(arg: string): { file: string; overrides: s
   if (fs.existsSync(arg)) return { file: arg, overrides: [] };
   const all = bundledRecipes();
   const hit = all.find((r) => r.name === arg.replace(/\.ya?ml$/, '').replace(/^recipes\//, ''));
-  if (hit) return { file: hit.file, overrides: [`runtime.output_dir=${path.resolve('runs')}`, `runtime.cache_dir=${path.resolve('.childtune', 'cache')}`] };
+  if (hit)
+    return {
+      file: hit.file,
+      overrides: [
+        `runtime.output_dir=${path.resolve('runs')}`,
+        `runtime.cache_dir=${path.resolve('.childtune', 'cache')}`,
+      ],
+    };
   // A path that merely does not exist is the loader's to report (with its diagnostic code); a bare name is ours.
   if (/\.ya?ml$/.test(arg)) return { file: arg, overrides: [] };
-  const suggestion = closest(arg, all.map((r) => r.name));
-  throw new UserError(`no recipe file '${arg}' and no bundled recipe of that name`, `${suggestion ? `Did you mean '${suggestion}'? ` : ''}\`childtune recipes\` lists the bundled recipes; a file path must exist.`);
+  const suggestion = closest(
+    arg,
+    all.map((r) => r.name),
+  );
+  throw new UserError(
+    `no recipe file '${arg}' and no bundled recipe of that name`,
+    `${suggestion ? `Did you mean '${suggestion}'? ` : ''}\`childtune recipes\` lists the bundled recipes; a file path must exist.`,
+  );
 }

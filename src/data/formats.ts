@@ -20,13 +20,23 @@ export const MAX_ROW_CHARS = 1 << 20;
 export type DataProblem = 'missing' | 'unreadable' | 'columns' | 'row' | 'too-large' | 'label' | 'score';
 
 export class DataFileError extends ChildtuneError {
-  constructor(readonly file: string, readonly line: number, message: string, readonly kind: DataProblem = 'row') {
+  constructor(
+    readonly file: string,
+    readonly line: number,
+    message: string,
+    readonly kind: DataProblem = 'row',
+  ) {
     super('data', `${file}:${line}: ${message}`);
   }
 }
 
 const tooLarge = (file: string, line: number) =>
-  new DataFileError(file, line, `row longer than ${MAX_ROW_CHARS} characters (the limit); the file is probably missing a line break or a closing quote`, 'too-large');
+  new DataFileError(
+    file,
+    line,
+    `row longer than ${MAX_ROW_CHARS} characters (the limit); the file is probably missing a line break or a closing quote`,
+    'too-large',
+  );
 
 export interface Line {
   line: number;
@@ -42,7 +52,12 @@ export function* readLines(file: string): Generator<Line> {
     fd = fs.openSync(file, 'r');
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new DataFileError(file, 0, code === 'ENOENT' ? 'file not found' : `cannot read (${(e as Error).message})`, code === 'ENOENT' ? 'missing' : 'unreadable');
+    throw new DataFileError(
+      file,
+      0,
+      code === 'ENOENT' ? 'file not found' : `cannot read (${(e as Error).message})`,
+      code === 'ENOENT' ? 'missing' : 'unreadable',
+    );
   }
   const decoder = new StringDecoder('utf8');
   const buf = Buffer.allocUnsafe(1 << 16);
@@ -103,11 +118,18 @@ export function* csvRows(lines: Iterable<Line>, file: string): Generator<RawRowO
   for (const l of lines) {
     if (l.tooLong) {
       yield tooLarge(file, quoted ? start : l.line);
-      cells = []; cell = ''; quoted = false; size = 0;
+      cells = [];
+      cell = '';
+      quoted = false;
+      size = 0;
       continue;
     }
-    if (!quoted) { start = l.line; cells = []; cell = ''; size = 0; }
-    else cell += '\n';
+    if (!quoted) {
+      start = l.line;
+      cells = [];
+      cell = '';
+      size = 0;
+    } else cell += '\n';
     size += l.text.length + 1;
     if (size > MAX_ROW_CHARS) {
       yield tooLarge(file, start);
@@ -118,12 +140,16 @@ export function* csvRows(lines: Iterable<Line>, file: string): Generator<RawRowO
     for (let i = 0; i < t.length; i++) {
       const c = t[i];
       if (quoted) {
-        if (c === '"' && t[i + 1] === '"') { cell += '"'; i++; }
-        else if (c === '"') quoted = false;
+        if (c === '"' && t[i + 1] === '"') {
+          cell += '"';
+          i++;
+        } else if (c === '"') quoted = false;
         else cell += c;
       } else if (c === '"' && cell === '') quoted = true;
-      else if (c === ',') { cells.push(cell); cell = ''; }
-      else cell += c;
+      else if (c === ',') {
+        cells.push(cell);
+        cell = '';
+      } else cell += c;
     }
     if (quoted) continue;
     cells.push(cell);
@@ -134,7 +160,10 @@ export function* csvRows(lines: Iterable<Line>, file: string): Generator<RawRowO
 
 export function* jsonlRows(lines: Iterable<Line>, file: string): Generator<RawRowOrProblem> {
   for (const l of lines) {
-    if (l.tooLong) { yield tooLarge(file, l.line); continue; }
+    if (l.tooLong) {
+      yield tooLarge(file, l.line);
+      continue;
+    }
     if (l.text.trim() === '') continue;
     let value: unknown;
     try {
@@ -143,7 +172,8 @@ export function* jsonlRows(lines: Iterable<Line>, file: string): Generator<RawRo
       yield new DataFileError(file, l.line, `not valid JSON (${(e as Error).message})`);
       continue;
     }
-    if (!value || typeof value !== 'object' || Array.isArray(value)) yield new DataFileError(file, l.line, 'each line must be a JSON object');
+    if (!value || typeof value !== 'object' || Array.isArray(value))
+      yield new DataFileError(file, l.line, 'each line must be a JSON object');
     else yield { line: l.line, cells: value as Record<string, unknown> };
   }
 }

@@ -25,8 +25,19 @@ export interface HubLayout {
 }
 
 /** GLUE as nyu-mll/glue publishes it; test splits have no labels (-1). */
-const glue = (config: string, text: HubLayout['text'], classNames: string[] | undefined, splits: Record<string, string>): HubLayout =>
-  ({ repo: 'nyu-mll/glue', config, splits: { train: 'train', ...splits }, text, label: 'label', classNames });
+const glue = (
+  config: string,
+  text: HubLayout['text'],
+  classNames: string[] | undefined,
+  splits: Record<string, string>,
+): HubLayout => ({
+  repo: 'nyu-mll/glue',
+  config,
+  splits: { train: 'train', ...splits },
+  text,
+  label: 'label',
+  classNames,
+});
 
 /** Where the hub publishes each built-in task. */
 export const HUB_LAYOUTS: Record<BuiltinTask, HubLayout> = {
@@ -40,12 +51,37 @@ export const HUB_LAYOUTS: Record<BuiltinTask, HubLayout> = {
   'glue/qnli': glue('qnli', ['question', 'sentence'], nli2, { dev: 'validation' }),
   'glue/rte': glue('rte', ['sentence1', 'sentence2'], nli2, { dev: 'validation' }),
   'glue/wnli': glue('wnli', ['sentence1', 'sentence2'], ['not_entailment', 'entailment'], { dev: 'validation' }),
-  'snli': { repo: 'stanfordnlp/snli', config: 'plain_text', splits: { train: 'train', dev: 'validation', test: 'test' }, text: ['premise', 'hypothesis'], label: 'label', classNames: nli3 },
-  'scitail': { repo: 'allenai/scitail', config: 'tsv_format', splits: { train: 'train', dev: 'validation', test: 'test' }, text: ['premise', 'hypothesis'], label: 'label' },
-  'sick': { repo: 'RobZamp/sick', revision: 'refs/convert/parquet', config: 'default', splits: { train: 'train', dev: 'validation', test: 'test' }, text: ['sentence_A', 'sentence_B'], label: 'label', classNames: ['entailment', 'neutral', 'contradiction'] },
+  snli: {
+    repo: 'stanfordnlp/snli',
+    config: 'plain_text',
+    splits: { train: 'train', dev: 'validation', test: 'test' },
+    text: ['premise', 'hypothesis'],
+    label: 'label',
+    classNames: nli3,
+  },
+  scitail: {
+    repo: 'allenai/scitail',
+    config: 'tsv_format',
+    splits: { train: 'train', dev: 'validation', test: 'test' },
+    text: ['premise', 'hypothesis'],
+    label: 'label',
+  },
+  sick: {
+    repo: 'RobZamp/sick',
+    revision: 'refs/convert/parquet',
+    config: 'default',
+    splits: { train: 'train', dev: 'validation', test: 'test' },
+    text: ['sentence_A', 'sentence_B'],
+    label: 'label',
+    classNames: ['entailment', 'neutral', 'contradiction'],
+  },
 };
 
-export const hubDatasetRef = (task: keyof typeof HUB_LAYOUTS): HubRef => ({ type: 'dataset', repo: HUB_LAYOUTS[task].repo, revision: HUB_LAYOUTS[task].revision ?? 'main' });
+export const hubDatasetRef = (task: keyof typeof HUB_LAYOUTS): HubRef => ({
+  type: 'dataset',
+  repo: HUB_LAYOUTS[task].repo,
+  revision: HUB_LAYOUTS[task].revision ?? 'main',
+});
 
 export const isBuiltinTask = (name: string): name is keyof typeof HUB_LAYOUTS => Object.hasOwn(HUB_LAYOUTS, name);
 
@@ -54,7 +90,11 @@ export function splitShards(listing: readonly string[], layout: HubLayout, hubSp
   const prefix = `${layout.config}/`;
   const named = new RegExp(`^${escape(hubSplit)}(-\\d{5}-of-\\d{5})?\\.parquet$`);
   const converted = new RegExp(`^${escape(hubSplit)}/\\d{4}\\.parquet$`);
-  return listing.filter((f) => f.startsWith(prefix) && (named.test(f.slice(prefix.length)) || converted.test(f.slice(prefix.length)))).sort();
+  return listing
+    .filter(
+      (f) => f.startsWith(prefix) && (named.test(f.slice(prefix.length)) || converted.test(f.slice(prefix.length))),
+    )
+    .sort();
 }
 
 const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
@@ -64,7 +104,11 @@ export function datasetFiles(listing: readonly string[], task: keyof typeof HUB_
   const layout = HUB_LAYOUTS[task];
   return Object.values(layout.splits).flatMap((hubSplit) => {
     const shards = splitShards(listing, layout, hubSplit);
-    if (!shards.length) throw new HubError(`${layout.repo}${layout.revision ? `@${layout.revision}` : ''} has no parquet files for split '${hubSplit}' under ${layout.config}/`, 'The repository layout changed; point dataset.dir at a local copy of the files instead.');
+    if (!shards.length)
+      throw new HubError(
+        `${layout.repo}${layout.revision ? `@${layout.revision}` : ''} has no parquet files for split '${hubSplit}' under ${layout.config}/`,
+        'The repository layout changed; point dataset.dir at a local copy of the files instead.',
+      );
     return shards;
   });
 }
@@ -76,7 +120,16 @@ export function datasetFiles(listing: readonly string[], task: keyof typeof HUB_
 export function exportSpec(spec: TaskSpec, format: FileFormat): TaskSpec {
   if (spec.id === 'custom') return spec;
   const layout = HUB_LAYOUTS[spec.id];
-  return { ...spec, format, header: true, text: layout.text, label: layout.label, classNames: layout.classNames, splitColumn: undefined, unlabelled: undefined };
+  return {
+    ...spec,
+    format,
+    header: true,
+    text: layout.text,
+    label: layout.label,
+    classNames: layout.classNames,
+    splitColumn: undefined,
+    unlabelled: undefined,
+  };
 }
 
 /**
@@ -99,4 +152,5 @@ export function hubTaskSpec(spec: TaskSpec, env: Readonly<Record<string, string 
 }
 
 /** `childtune fetch glue/rte`: a built-in task's parquet files (every split it uses) into the hub cache. */
-export const fetchDataset = (task: keyof typeof HUB_LAYOUTS, opts: FetchOptions = {}) => fetchRepo(hubDatasetRef(task), (listing) => datasetFiles(listing, task), opts);
+export const fetchDataset = (task: keyof typeof HUB_LAYOUTS, opts: FetchOptions = {}) =>
+  fetchRepo(hubDatasetRef(task), (listing) => datasetFiles(listing, task), opts);

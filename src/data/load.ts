@@ -1,6 +1,15 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { csvRows, DataFileError, jsonlRows, MAX_ROW_CHARS, readLines, tsvRows, type RawRow, type RawRowOrProblem } from './formats.js';
+import {
+  csvRows,
+  DataFileError,
+  jsonlRows,
+  MAX_ROW_CHARS,
+  readLines,
+  tsvRows,
+  type RawRow,
+  type RawRowOrProblem,
+} from './formats.js';
 import { exportSpec } from './hub-layouts.js';
 import { parquetRows } from './parquet.js';
 import type { Field, FileFormat, TaskSpec } from './task-spec.js';
@@ -33,11 +42,24 @@ const KEPT_PROBLEMS = 20;
 /** The file of a split; `dev` falls back to `validation`, datasets' name for it. */
 export function splitFile(spec: TaskSpec, dir: string | undefined, split: string): string {
   const name = spec.files[split] ?? (split === 'dev' ? spec.files.validation : undefined);
-  if (!name) throw new DataFileError(dir ?? '.', 0, `the task has no split '${split}' (known: ${Object.keys(spec.files).join(', ') || 'none'}); declare it under dataset.files`, 'missing');
+  if (!name)
+    throw new DataFileError(
+      dir ?? '.',
+      0,
+      `the task has no split '${split}' (known: ${Object.keys(spec.files).join(', ') || 'none'}); declare it under dataset.files`,
+      'missing',
+    );
   return path.resolve(dir ?? '.', name);
 }
 
-const EXTENSIONS: Record<string, FileFormat> = { '.tsv': 'tsv', '.csv': 'csv', '.jsonl': 'jsonl', '.json': 'jsonl', '.ndjson': 'jsonl', '.parquet': 'parquet' };
+const EXTENSIONS: Record<string, FileFormat> = {
+  '.tsv': 'tsv',
+  '.csv': 'csv',
+  '.jsonl': 'jsonl',
+  '.json': 'jsonl',
+  '.ndjson': 'jsonl',
+  '.parquet': 'parquet',
+};
 
 /**
  * How a file is read: a custom dataset's declared format, else its extension; a built-in task's file in another
@@ -47,7 +69,13 @@ export function fileSpec(spec: TaskSpec, file: string): TaskSpec {
   const byExtension = EXTENSIONS[path.extname(file).toLowerCase()];
   if (spec.id === 'custom') {
     const format = spec.format ?? byExtension;
-    if (!format) throw new DataFileError(file, 0, `cannot tell the format from the extension '${path.extname(file)}'; set dataset.format (tsv, csv, jsonl or parquet)`, 'unreadable');
+    if (!format)
+      throw new DataFileError(
+        file,
+        0,
+        `cannot tell the format from the extension '${path.extname(file)}'; set dataset.format (tsv, csv, jsonl or parquet)`,
+        'unreadable',
+      );
     return { ...spec, format };
   }
   return byExtension && byExtension !== spec.format ? exportSpec(spec, byExtension) : spec;
@@ -57,7 +85,12 @@ export function fileSpec(spec: TaskSpec, file: string): TaskSpec {
 const loaded = new Map<string, LoadedSplit>();
 
 /** Loads one split. Bad rows throw a DataFileError naming file and line (the first one), or are counted when onBadRow is 'skip'. */
-export function loadSplit(spec: TaskSpec, dir: string | undefined, split: string, onBadRow: 'error' | 'skip' = 'error'): LoadedSplit {
+export function loadSplit(
+  spec: TaskSpec,
+  dir: string | undefined,
+  split: string,
+  onBadRow: 'error' | 'skip' = 'error',
+): LoadedSplit {
   const file = splitFile(spec, dir, split);
   const stat = fs.statSync(file, { throwIfNoEntry: false });
   const key = JSON.stringify([file, stat?.size, stat?.mtimeMs, spec, split]);
@@ -73,9 +106,16 @@ export function loadSplit(spec: TaskSpec, dir: string | undefined, split: string
 /** A parquet split may be sharded: `x-00000-of-00003.parquet` is read with its siblings, as is `split/0000.parquet`. */
 function shardsOf(file: string): string[] {
   const named = /^(.*)-00000-of-(\d{5})\.parquet$/.exec(path.basename(file));
-  if (named) return Array.from({ length: Number(named[2]) }, (_, i) => path.join(path.dirname(file), `${named[1]}-${String(i).padStart(5, '0')}-of-${named[2]}.parquet`));
+  if (named)
+    return Array.from({ length: Number(named[2]) }, (_, i) =>
+      path.join(path.dirname(file), `${named[1]}-${String(i).padStart(5, '0')}-of-${named[2]}.parquet`),
+    );
   if (path.basename(file) === '0000.parquet' && fs.existsSync(path.dirname(file))) {
-    return fs.readdirSync(path.dirname(file)).filter((f) => /^\d{4}\.parquet$/.test(f)).sort().map((f) => path.join(path.dirname(file), f));
+    return fs
+      .readdirSync(path.dirname(file))
+      .filter((f) => /^\d{4}\.parquet$/.test(f))
+      .sort()
+      .map((f) => path.join(path.dirname(file), f));
   }
   return [file];
 }
@@ -91,11 +131,22 @@ function* rowsOf(spec: TaskSpec, file: string): Generator<RawRowOrProblem> {
     return;
   }
   const lines = readLines(file);
-  yield* spec.format === 'jsonl' ? jsonlRows(lines, file) : spec.format === 'csv' ? csvRows(lines, file) : tsvRows(lines, file);
+  yield* spec.format === 'jsonl'
+    ? jsonlRows(lines, file)
+    : spec.format === 'csv'
+      ? csvRows(lines, file)
+      : tsvRows(lines, file);
 }
 
 function readSplit(spec: TaskSpec, file: string, split: string): LoadedSplit {
-  const out: LoadedSplit = { file, examples: [], skipped: { count: 0, samples: [] }, problems: [], unlabelled: 0, empty: true };
+  const out: LoadedSplit = {
+    file,
+    examples: [],
+    skipped: { count: 0, samples: [] },
+    problems: [],
+    unlabelled: 0,
+    empty: true,
+  };
   let header: string[] | undefined;
   let width: number | undefined;
   const columns = new Map<Field, number>();
@@ -104,14 +155,24 @@ function readSplit(spec: TaskSpec, file: string, split: string): LoadedSplit {
     let i = columns.get(f);
     if (i === undefined) {
       i = header?.indexOf(f) ?? -1;
-      if (i < 0) throw new DataFileError(file, 1, header ? `no column '${f}' in the header (${header.join(', ')})` : `column '${f}' named, but the file has no header`, 'columns');
+      if (i < 0)
+        throw new DataFileError(
+          file,
+          1,
+          header
+            ? `no column '${f}' in the header (${header.join(', ')})`
+            : `column '${f}' named, but the file has no header`,
+          'columns',
+        );
       columns.set(f, i);
     }
     return i;
   };
   const labels = spec.labels ?? [];
   const labelIndex = new Map(labels.map((l, i) => [l, i]));
-  spec.classNames?.forEach((n, i) => { if (!labelIndex.has(n)) labelIndex.set(n, i); });
+  spec.classNames?.forEach((n, i) => {
+    if (!labelIndex.has(n)) labelIndex.set(n, i);
+  });
   // Exports (csv, jsonl, parquet) may hold datasets' integer class indices; a distributed tsv never does.
   const indexLabels = spec.format !== 'tsv';
   for (const row of rowsOf(spec, file)) {
@@ -138,7 +199,12 @@ function readSplit(spec: TaskSpec, file: string, split: string): LoadedSplit {
   function value(row: RawRow, f: Field): unknown {
     if (Array.isArray(row.cells)) {
       const v = row.cells[column(f)];
-      if (v === undefined) throw new DataFileError(file, row.line, `row has ${row.cells.length} columns; column ${typeof f === 'number' ? f : `'${f}'`} is missing`);
+      if (v === undefined)
+        throw new DataFileError(
+          file,
+          row.line,
+          `row has ${row.cells.length} columns; column ${typeof f === 'number' ? f : `'${f}'`} is missing`,
+        );
       return v;
     }
     const v = row.cells[String(f)];
@@ -149,14 +215,21 @@ function readSplit(spec: TaskSpec, file: string, split: string): LoadedSplit {
   function text(row: RawRow, f: Field): string {
     const v = value(row, f);
     const s = typeof v === 'string' ? v : String(v);
-    if (s.length > MAX_ROW_CHARS) throw new DataFileError(file, row.line, `field '${f}' is longer than ${MAX_ROW_CHARS} characters (the limit)`, 'too-large');
+    if (s.length > MAX_ROW_CHARS)
+      throw new DataFileError(
+        file,
+        row.line,
+        `field '${f}' is longer than ${MAX_ROW_CHARS} characters (the limit)`,
+        'too-large',
+      );
     return s;
   }
 
   function toExample(row: RawRow): Example | undefined {
     if (Array.isArray(row.cells)) {
       width ??= row.cells.length;
-      if (row.cells.length !== width) throw new DataFileError(file, row.line, `row has ${row.cells.length} columns, expected ${width}`);
+      if (row.cells.length !== width)
+        throw new DataFileError(file, row.line, `row has ${row.cells.length} columns, expected ${width}`);
     }
     if (spec.splitColumn && text(row, spec.splitColumn.field) !== spec.splitColumn.values[split]) return undefined;
     const rawValue = value(row, spec.label);
@@ -168,9 +241,16 @@ function readSplit(spec: TaskSpec, file: string, split: string): LoadedSplit {
     let label: number;
     if (spec.labels === null) {
       label = Number(raw);
-      if (raw === '' || !Number.isFinite(label)) throw new DataFileError(file, row.line, `score '${raw}' is not a number`, 'score');
+      if (raw === '' || !Number.isFinite(label))
+        throw new DataFileError(file, row.line, `score '${raw}' is not a number`, 'score');
       const range = spec.scoreRange;
-      if (range && !(label >= range[0] && label <= range[1])) throw new DataFileError(file, row.line, `score ${raw} is outside [${range[0]}, ${range[1]}], the task's range`, 'score');
+      if (range && !(label >= range[0] && label <= range[1]))
+        throw new DataFileError(
+          file,
+          row.line,
+          `score ${raw} is outside [${range[0]}, ${range[1]}], the task's range`,
+          'score',
+        );
     } else {
       let i = labelIndex.get(raw);
       if (i === undefined && indexLabels && /^-?\d+$/.test(raw)) {
@@ -181,7 +261,13 @@ function readSplit(spec: TaskSpec, file: string, split: string): LoadedSplit {
         }
         if (n >= 0 && n < labels.length) i = n;
       }
-      if (i === undefined) throw new DataFileError(file, row.line, `label '${raw}' is not one of ${labels.join(', ')}${indexLabels ? ` (or a class index 0-${labels.length - 1})` : ''}`, 'label');
+      if (i === undefined)
+        throw new DataFileError(
+          file,
+          row.line,
+          `label '${raw}' is not one of ${labels.join(', ')}${indexLabels ? ` (or a class index 0-${labels.length - 1})` : ''}`,
+          'label',
+        );
       label = i;
     }
     const textA = text(row, spec.text[0]);

@@ -7,7 +7,10 @@ export const accuracy = (pred: ArrayLike<number>, gold: ArrayLike<number>) => {
 };
 
 function confusion(pred: ArrayLike<number>, gold: ArrayLike<number>) {
-  let tp = 0, fp = 0, fn = 0, tn = 0;
+  let tp = 0,
+    fp = 0,
+    fn = 0,
+    tn = 0;
   for (let i = 0; i < gold.length; i++) {
     if (pred[i] === 1 && gold[i] === 1) tp++;
     else if (pred[i] === 1) fp++;
@@ -32,13 +35,23 @@ export function mcc(pred: ArrayLike<number>, gold: ArrayLike<number>) {
 
 export function pearson(x: ArrayLike<number>, y: ArrayLike<number>) {
   const n = x.length;
-  let mx = 0, my = 0;
-  for (let i = 0; i < n; i++) { mx += x[i]; my += y[i]; }
-  mx /= n; my /= n;
-  let sxy = 0, sxx = 0, syy = 0;
+  let mx = 0,
+    my = 0;
   for (let i = 0; i < n; i++) {
-    const dx = x[i] - mx, dy = y[i] - my;
-    sxy += dx * dy; sxx += dx * dx; syy += dy * dy;
+    mx += x[i];
+    my += y[i];
+  }
+  mx /= n;
+  my /= n;
+  let sxy = 0,
+    sxx = 0,
+    syy = 0;
+  for (let i = 0; i < n; i++) {
+    const dx = x[i] - mx,
+      dy = y[i] - my;
+    sxy += dx * dy;
+    sxx += dx * dx;
+    syy += dy * dy;
   }
   return sxx === 0 || syy === 0 ? 0 : sxy / Math.sqrt(sxx * syy);
 }
@@ -47,7 +60,7 @@ export function pearson(x: ArrayLike<number>, y: ArrayLike<number>) {
 export function ranks(v: ArrayLike<number>): Float64Array {
   const idx = Array.from({ length: v.length }, (_, i) => i).sort((a, b) => v[a] - v[b]);
   const r = new Float64Array(v.length);
-  for (let i = 0; i < idx.length; ) {
+  for (let i = 0; i < idx.length;) {
     let j = i;
     while (j + 1 < idx.length && v[idx[j + 1]] === v[idx[i]]) j++;
     for (let k = i; k <= j; k++) r[idx[k]] = (i + j) / 2 + 1;
@@ -59,7 +72,17 @@ export function ranks(v: ArrayLike<number>): Float64Array {
 export const spearman = (x: ArrayLike<number>, y: ArrayLike<number>) => pearson(ranks(x), ranks(y));
 
 /** Computes the named metrics; predictions are class indices, or scores for regression. */
-export function computeMetrics(metrics: readonly Metric[], pred: ArrayLike<number>, gold: ArrayLike<number>): Record<string, number> {
-  const fns: Record<Metric, (p: ArrayLike<number>, g: ArrayLike<number>) => number> = { accuracy, f1, mcc, pearson, spearman };
+export function computeMetrics(
+  metrics: readonly Metric[],
+  pred: ArrayLike<number>,
+  gold: ArrayLike<number>,
+): Record<string, number> {
+  const fns: Record<Metric, (p: ArrayLike<number>, g: ArrayLike<number>) => number> = {
+    accuracy,
+    f1,
+    mcc,
+    pearson,
+    spearman,
+  };
   return Object.fromEntries(metrics.map((m) => [m, fns[m](pred, gold)]));
 }

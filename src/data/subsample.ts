@@ -6,8 +6,14 @@ import type { Example } from './load.js';
  * Stratified: each class gets its share by largest remainder, so label proportions are kept.
  * Returned indices are sorted, so training order is decided by the training seed alone.
  */
-export function subsampleIndices(examples: readonly Example[], size: number, seed: number, stratified: boolean): number[] {
-  if (size > examples.length) throw new RangeError(`subsample size ${size} is larger than the split (${examples.length} examples)`);
+export function subsampleIndices(
+  examples: readonly Example[],
+  size: number,
+  seed: number,
+  stratified: boolean,
+): number[] {
+  if (size > examples.length)
+    throw new RangeError(`subsample size ${size} is larger than the split (${examples.length} examples)`);
   const rng = new Rng(seed);
   if (!stratified) return rng.sample(examples.length, size).sort((a, b) => a - b);
   const byClass = new Map<number, number[]>();

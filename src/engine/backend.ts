@@ -31,7 +31,9 @@ async function tryLoad(name: BackendName): Promise<string | undefined> {
     await import(PACKAGES[name].pkg);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    return code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND' ? `${PACKAGES[name].pkg} is not installed` : `${PACKAGES[name].pkg} failed to load: ${(e as Error).message.split('\n')[0]}`;
+    return code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND'
+      ? `${PACKAGES[name].pkg} is not installed`
+      : `${PACKAGES[name].pkg} failed to load: ${(e as Error).message.split('\n')[0]}`;
   }
   try {
     const ok = await tf.setBackend(PACKAGES[name].tfName);
@@ -50,7 +52,11 @@ export async function selectBackend(requested: BackendName | 'auto'): Promise<Ba
   if (requested !== 'auto') {
     if (active === requested) return { name: requested, skipped: [] };
     const why = await tryLoad(requested);
-    if (why) throw new BackendError(`backend '${requested}' is not available: ${why}`, `Install it with: npm install ${PACKAGES[requested].pkg}@4.22.0 (or set runtime.backend: auto)`);
+    if (why)
+      throw new BackendError(
+        `backend '${requested}' is not available: ${why}`,
+        `Install it with: npm install ${PACKAGES[requested].pkg}@4.22.0 (or set runtime.backend: auto)`,
+      );
     active = requested;
     return { name: requested, skipped: [] };
   }
@@ -64,7 +70,10 @@ export async function selectBackend(requested: BackendName | 'auto'): Promise<Ba
     }
     skipped.push({ name, why });
   }
-  throw new BackendError('no tfjs backend could be initialised', 'Reinstall with npm ci; @tensorflow/tfjs-backend-cpu should always load.');
+  throw new BackendError(
+    'no tfjs backend could be initialised',
+    'Reinstall with npm ci; @tensorflow/tfjs-backend-cpu should always load.',
+  );
 }
 
 /** Backends whose package is importable here (for tests that exercise each one). */

@@ -13,7 +13,8 @@ const LEGACY_SUFFIXES: [legacy: string, modern: string][] = [
 ];
 
 export function modernName(key: string): string {
-  for (const [legacy, modern] of LEGACY_SUFFIXES) if (key.endsWith(legacy)) return key.slice(0, -legacy.length) + modern;
+  for (const [legacy, modern] of LEGACY_SUFFIXES)
+    if (key.endsWith(legacy)) return key.slice(0, -legacy.length) + modern;
   return key;
 }
 
@@ -35,7 +36,11 @@ export interface NormalisedNames {
  * names renamed, and when no name carries the base-model prefix (a checkpoint of BertModel rather than of a
  * model with a head), the prefix added to every name.
  */
-export function normaliseNames(tensors: Map<string, CheckpointTensor>, family: Family, source: string): NormalisedNames {
+export function normaliseNames(
+  tensors: Map<string, CheckpointTensor>,
+  family: Family,
+  source: string,
+): NormalisedNames {
   const prefix = `${family}.`;
   const prefixed = ![...tensors.keys()].some((k) => k.startsWith(prefix));
   const out = new Map<string, NamedTensor>();
@@ -45,7 +50,12 @@ export function normaliseNames(tensors: Map<string, CheckpointTensor>, family: F
     if (modern !== original) renamed++;
     const name = prefixed ? prefix + modern : modern;
     const other = out.get(name);
-    if (other) throw new ModelError(source, `tensors ${other.original} and ${original} both stand for ${name}`, 'A checkpoint holds each parameter once; this one mixes legacy and current names.');
+    if (other)
+      throw new ModelError(
+        source,
+        `tensors ${other.original} and ${original} both stand for ${name}`,
+        'A checkpoint holds each parameter once; this one mixes legacy and current names.',
+      );
     out.set(name, Object.assign(tensor, { original }));
   }
   return { tensors: out, renamed, prefixed };
@@ -55,7 +65,8 @@ export function normaliseNames(tensors: Map<string, CheckpointTensor>, family: F
 export function candidateNames(name: string, family: Family): string[] {
   const prefix = `${family}.`;
   const bare = name.startsWith(prefix) ? [name, name.slice(prefix.length)] : [name];
-  const legacy = (n: string) => LEGACY_SUFFIXES.filter(([, modern]) => n.endsWith(modern)).map(([old, modern]) => n.slice(0, -modern.length) + old);
+  const legacy = (n: string) =>
+    LEGACY_SUFFIXES.filter(([, modern]) => n.endsWith(modern)).map(([old, modern]) => n.slice(0, -modern.length) + old);
   return bare.flatMap((n) => [n, ...legacy(n)]);
 }
 
@@ -67,7 +78,9 @@ export function diagnoseMissing(names: string[], family: Family, numLayers: numb
     return `The checkpoint is a '${owner}' model (${embedding}) but config.json says model_type ${family}: the config and the weights do not belong together${['bert', 'roberta', 'electra'].includes(owner) ? `, or set model.family: ${owner}` : ''}.`;
   }
   const layers = new Set(names.map((n) => /encoder\.layer\.(\d+)\./.exec(n)?.[1]).filter((l) => l !== undefined));
-  if (layers.size && layers.size < numLayers) return `The checkpoint has ${layers.size} encoder layers but config.json says num_hidden_layers ${numLayers}: use the config.json that came with these weights.`;
-  if (!embedding) return 'The checkpoint holds no embeddings.word_embeddings.weight: it is not a BERT, RoBERTa or ELECTRA encoder, or the file is incomplete.';
+  if (layers.size && layers.size < numLayers)
+    return `The checkpoint has ${layers.size} encoder layers but config.json says num_hidden_layers ${numLayers}: use the config.json that came with these weights.`;
+  if (!embedding)
+    return 'The checkpoint holds no embeddings.word_embeddings.weight: it is not a BERT, RoBERTa or ELECTRA encoder, or the file is incomplete.';
   return 'The file is incomplete (an interrupted download or a partial save): fetch the model again.';
 }

@@ -26,7 +26,8 @@ export function initialValue(spec: ParamSpec, rng: Rng, std = 0.02): Float32Arra
   const init = spec.init;
   if (init === 'ones') v.fill(1);
   else if (init === 'normal') for (let i = 0; i < v.length; i++) v[i] = rng.normal() * std;
-  else if (typeof init === 'object' && 'normal' in init) for (let i = 0; i < v.length; i++) v[i] = rng.normal() * init.normal;
+  else if (typeof init === 'object' && 'normal' in init)
+    for (let i = 0; i < v.length; i++) v[i] = rng.normal() * init.normal;
   else if (typeof init === 'object') for (let i = 0; i < v.length; i++) v[i] = (2 * rng.next() - 1) * init.uniform;
   return v;
 }
@@ -40,7 +41,8 @@ const STRATEGY_INIT_STREAM = 0x5354;
  */
 export function initStrategyParams(model: EncoderClassifier, seed: number) {
   model.specs.forEach((spec, i) => {
-    if (spec.source === 'strategy') model.values[i] = initialValue(spec, new Rng(streamSeed(seed, STRATEGY_INIT_STREAM, i)));
+    if (spec.source === 'strategy')
+      model.values[i] = initialValue(spec, new Rng(streamSeed(seed, STRATEGY_INIT_STREAM, i)));
   });
 }
 
@@ -51,7 +53,10 @@ export function initStrategyParams(model: EncoderClassifier, seed: number) {
  * ignored; a missing or differently sized head is freshly initialised from `seed`. Parameters the modifiers add are
  * not looked for in the checkpoint: they are initialised from `seed` too (initStrategyParams).
  */
-export function loadPretrained(dir: string, options: { family?: Family | 'auto'; numLabels: number; seed: number; modifiers?: readonly ModelModifier[] }): LoadedModel {
+export function loadPretrained(
+  dir: string,
+  options: { family?: Family | 'auto'; numLabels: number; seed: number; modifiers?: readonly ModelModifier[] },
+): LoadedModel {
   const config = readModelConfig(dir, options.family ?? 'auto');
   const checkpoint = readCheckpoint(dir);
   const { tensors, renamed, prefixed } = normaliseNames(checkpoint.tensors, config.family, checkpoint.source);
@@ -76,9 +81,20 @@ export function loadPretrained(dir: string, options: { family?: Family | 'auto';
       missing.push(spec.name);
       return;
     } else if (!shapeOk) {
-      throw new ModelError(t.file, `tensor ${t.original} has shape [${t.shape}] but config.json implies [${spec.shape}]`, spec.name.includes('word_embeddings') ? `The vocabulary has ${config.vocabSize} entries in config.json; the checkpoint and its vocabulary do not match.` : 'Use the config.json that came with these weights.');
+      throw new ModelError(
+        t.file,
+        `tensor ${t.original} has shape [${t.shape}] but config.json implies [${spec.shape}]`,
+        spec.name.includes('word_embeddings')
+          ? `The vocabulary has ${config.vocabSize} entries in config.json; the checkpoint and its vocabulary do not match.`
+          : 'Use the config.json that came with these weights.',
+      );
     }
-    if (!isFloatDtype(t.dtype)) throw new ModelError(t.file, `tensor ${t.original} holds ${t.dtype} values; a weight is floating point (F32, F16, BF16, F64)`, 'The file is not a model checkpoint, or it is quantised; save the model in float32, float16 or bfloat16.');
+    if (!isFloatDtype(t.dtype))
+      throw new ModelError(
+        t.file,
+        `tensor ${t.original} holds ${t.dtype} values; a weight is floating point (F32, F16, BF16, F64)`,
+        'The file is not a model checkpoint, or it is quantised; save the model in float32, float16 or bfloat16.',
+      );
     // Always a copy: the parsed tensors are shared by every trial of a sweep in this process.
     model.values[i] = spec.transposed ? transpose2d(t.data, spec.shape[0], spec.shape[1]) : Float32Array.from(t.data);
   });
@@ -100,23 +116,35 @@ export function loadPretrained(dir: string, options: { family?: Family | 'auto';
     else unexpected.push(t.original);
   }
   if (unexpected.length) {
-    throw new ModelError(checkpoint.source, `unexpected tensor${unexpected.length > 1 ? 's' : ''} ${listed(unexpected)}`, `config.json says ${config.numLayers} layers of a ${config.family} model; check that config and weights belong together.`);
+    throw new ModelError(
+      checkpoint.source,
+      `unexpected tensor${unexpected.length > 1 ? 's' : ''} ${listed(unexpected)}`,
+      `config.json says ${config.numLayers} layers of a ${config.family} model; check that config and weights belong together.`,
+    );
   }
-  if (renamed) notes.push(`renamed ${renamed} legacy LayerNorm tensor${renamed > 1 ? 's' : ''} (gamma/beta to weight/bias), as transformers does`);
+  if (renamed)
+    notes.push(
+      `renamed ${renamed} legacy LayerNorm tensor${renamed > 1 ? 's' : ''} (gamma/beta to weight/bias), as transformers does`,
+    );
   if (prefixed) notes.push(`the checkpoint is a bare encoder: read its tensors as ${config.family}.*`);
-  if (ignored.length) notes.push(`ignored ${ignored.length} pretraining-head tensor${ignored.length > 1 ? 's' : ''} (${summarise(ignored)}), as Hugging Face does when fine-tuning`);
+  if (ignored.length)
+    notes.push(
+      `ignored ${ignored.length} pretraining-head tensor${ignored.length > 1 ? 's' : ''} (${summarise(ignored)}), as Hugging Face does when fine-tuning`,
+    );
   if (fresh.length) notes.push(`initialised a fresh classification head (seed ${options.seed}): ${fresh.join(', ')}`);
   return { model, notes };
 }
 
-const listed = (names: string[]) => `${names.slice(0, 5).join(', ')}${names.length > 5 ? ` and ${names.length - 5} more` : ''}`;
+const listed = (names: string[]) =>
+  `${names.slice(0, 5).join(', ')}${names.length > 5 ? ` and ${names.length - 5} more` : ''}`;
 
 /**
  * Tensors a sequence classifier does not use: pretraining heads, buffers older transformers saved
  * (position_ids, token_type_ids), and the pooler of RoBERTa/ELECTRA, whose classification heads pool on their own.
  */
 const unusedByClassifier = (name: string, family: Family) =>
-  PRETRAINING_HEADS.some((re) => re.test(name)) || /embeddings\.(position_ids|token_type_ids)$/.test(name) || (family !== 'bert' && name.startsWith(`${family}.pooler.`));
+  PRETRAINING_HEADS.some((re) => re.test(name)) ||
+  /embeddings\.(position_ids|token_type_ids)$/.test(name) ||
+  (family !== 'bert' && name.startsWith(`${family}.pooler.`));
 
 const summarise = (names: string[]) => [...new Set(names.map((n) => n.split('.').slice(0, 2).join('.')))].join(', ');
-

@@ -26,7 +26,11 @@ export interface ModelConfig {
 }
 
 export class ModelError extends ChildtuneError {
-  constructor(readonly file: string, message: string, hint?: string) {
+  constructor(
+    readonly file: string,
+    message: string,
+    hint?: string,
+  ) {
     super('model', `${file}: ${message}`, { hint });
   }
 }
@@ -38,32 +42,53 @@ export function readModelConfig(dir: string, family: Family | 'auto' = 'auto'): 
     raw = JSON.parse(fs.readFileSync(file, 'utf8'));
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new ModelError(file, code === 'ENOENT' ? 'not found' : `cannot read (${(e as Error).message})`, 'A model directory holds config.json, the weights (model.safetensors or pytorch_model.bin, possibly sharded) and the tokenizer files; download one with `childtune fetch MODEL_ID`.');
+    throw new ModelError(
+      file,
+      code === 'ENOENT' ? 'not found' : `cannot read (${(e as Error).message})`,
+      'A model directory holds config.json, the weights (model.safetensors or pytorch_model.bin, possibly sharded) and the tokenizer files; download one with `childtune fetch MODEL_ID`.',
+    );
   }
   return parseModelConfig(raw, file, family);
 }
 
-export function parseModelConfig(raw: Record<string, unknown>, file: string, family: Family | 'auto' = 'auto'): ModelConfig {
+export function parseModelConfig(
+  raw: Record<string, unknown>,
+  file: string,
+  family: Family | 'auto' = 'auto',
+): ModelConfig {
   const num = (key: string, fallback?: number): number => {
     const v = raw[key] ?? fallback;
-    if (typeof v !== 'number' || !Number.isFinite(v)) throw new ModelError(file, `'${key}' must be a number (found ${JSON.stringify(raw[key])})`);
+    if (typeof v !== 'number' || !Number.isFinite(v))
+      throw new ModelError(file, `'${key}' must be a number (found ${JSON.stringify(raw[key])})`);
     return v;
   };
   // Sizes are counts: a fraction, zero or negative value would only fail later, deep in an allocation.
   const count = (key: string, fallback?: number, min = 1): number => {
     const v = num(key, fallback);
-    if (!Number.isSafeInteger(v) || v < min) throw new ModelError(file, `'${key}' must be a whole number of at least ${min} (found ${v})`);
+    if (!Number.isSafeInteger(v) || v < min)
+      throw new ModelError(file, `'${key}' must be a whole number of at least ${min} (found ${v})`);
     return v;
   };
   const type = String(raw.model_type ?? '');
-  const fam: Family = family !== 'auto' ? family : type === 'roberta' || type === 'electra' || type === 'bert' ? type : (() => {
-    throw new ModelError(file, `model_type '${type}' is not supported`, 'Supported: bert, roberta, electra; or set model.family.');
-  })();
+  const fam: Family =
+    family !== 'auto'
+      ? family
+      : type === 'roberta' || type === 'electra' || type === 'bert'
+        ? type
+        : (() => {
+            throw new ModelError(
+              file,
+              `model_type '${type}' is not supported`,
+              'Supported: bert, roberta, electra; or set model.family.',
+            );
+          })();
   const act = String(raw.hidden_act ?? 'gelu');
-  if (act !== 'gelu' && act !== 'gelu_new' && act !== 'relu') throw new ModelError(file, `hidden_act '${act}' is not supported (gelu, gelu_new, relu)`);
+  if (act !== 'gelu' && act !== 'gelu_new' && act !== 'relu')
+    throw new ModelError(file, `hidden_act '${act}' is not supported (gelu, gelu_new, relu)`);
   const hiddenSize = count('hidden_size');
   const numHeads = count('num_attention_heads');
-  if (hiddenSize % numHeads !== 0) throw new ModelError(file, `hidden_size ${hiddenSize} is not divisible by num_attention_heads ${numHeads}`);
+  if (hiddenSize % numHeads !== 0)
+    throw new ModelError(file, `hidden_size ${hiddenSize} is not divisible by num_attention_heads ${numHeads}`);
   const labels = raw.id2label && typeof raw.id2label === 'object' ? Object.keys(raw.id2label).length : undefined;
   return {
     family: fam,
@@ -90,7 +115,8 @@ export function parameterCounts(c: ModelConfig, numLabels: number) {
   const h = c.hiddenSize;
   const e = c.embeddingSize;
   const embeddings = (c.vocabSize + c.maxPositions + c.typeVocabSize) * e + 2 * e + (e !== h ? e * h + h : 0);
-  const layer = 4 * (h * h + h) + 2 * h + (h * c.intermediateSize + c.intermediateSize) + (c.intermediateSize * h + h) + 2 * h;
+  const layer =
+    4 * (h * h + h) + 2 * h + (h * c.intermediateSize + c.intermediateSize) + (c.intermediateSize * h + h) + 2 * h;
   const encoder = c.numLayers * layer;
   const head = c.family === 'bert' ? h * h + h + h * numLabels + numLabels : h * h + h + h * numLabels + numLabels;
   return { embeddings, encoder, head, total: embeddings + encoder + head };

@@ -1,7 +1,18 @@
 /** Element types a checkpoint may store, named as safetensors names them. */
 export type Dtype = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
 
-export const DTYPE_BYTES: Record<Dtype, number> = { F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1 };
+export const DTYPE_BYTES: Record<Dtype, number> = {
+  F64: 8,
+  F32: 4,
+  F16: 2,
+  BF16: 2,
+  I64: 8,
+  I32: 4,
+  I16: 2,
+  I8: 1,
+  U8: 1,
+  BOOL: 1,
+};
 
 export const isDtype = (v: unknown): v is Dtype => typeof v === 'string' && Object.hasOwn(DTYPE_BYTES, v);
 
@@ -17,7 +28,14 @@ function halfToFloat32Table(): Float32Array {
     const sign = h & 0x8000 ? -1 : 1;
     const exponent = (h >> 10) & 0x1f;
     const fraction = h & 0x3ff;
-    halfTable[h] = exponent === 0 ? sign * 2 ** -14 * (fraction / 1024) : exponent === 31 ? (fraction ? NaN : sign * Infinity) : sign * 2 ** (exponent - 15) * (1 + fraction / 1024);
+    halfTable[h] =
+      exponent === 0
+        ? sign * 2 ** -14 * (fraction / 1024)
+        : exponent === 31
+          ? fraction
+            ? NaN
+            : sign * Infinity
+          : sign * 2 ** (exponent - 15) * (1 + fraction / 1024);
   }
   return halfTable;
 }
@@ -28,26 +46,42 @@ export function elementReader(bytes: Uint8Array, dtype: Dtype, littleEndian = tr
   const bf16 = new Uint32Array(1);
   const bf16f = new Float32Array(bf16.buffer);
   switch (dtype) {
-    case 'F64': return (i) => view.getFloat64(8 * i, littleEndian);
-    case 'F32': return (i) => view.getFloat32(4 * i, littleEndian);
+    case 'F64':
+      return (i) => view.getFloat64(8 * i, littleEndian);
+    case 'F32':
+      return (i) => view.getFloat32(4 * i, littleEndian);
     case 'F16': {
       const table = halfToFloat32Table();
       return (i) => table[view.getUint16(2 * i, littleEndian)];
     }
-    case 'BF16': return (i) => ((bf16[0] = view.getUint16(2 * i, littleEndian) << 16), bf16f[0]);
-    case 'I64': return (i) => Number(view.getBigInt64(8 * i, littleEndian));
-    case 'I32': return (i) => view.getInt32(4 * i, littleEndian);
-    case 'I16': return (i) => view.getInt16(2 * i, littleEndian);
-    case 'I8': return (i) => view.getInt8(i);
-    case 'U8': case 'BOOL': return (i) => view.getUint8(i);
+    case 'BF16':
+      return (i) => ((bf16[0] = view.getUint16(2 * i, littleEndian) << 16), bf16f[0]);
+    case 'I64':
+      return (i) => Number(view.getBigInt64(8 * i, littleEndian));
+    case 'I32':
+      return (i) => view.getInt32(4 * i, littleEndian);
+    case 'I16':
+      return (i) => view.getInt16(2 * i, littleEndian);
+    case 'I8':
+      return (i) => view.getInt8(i);
+    case 'U8':
+    case 'BOOL':
+      return (i) => view.getUint8(i);
   }
 }
 
 /** Decodes `count` contiguous elements starting at element `start` into float32. */
-export function decodeContiguous(bytes: Uint8Array, dtype: Dtype, start: number, count: number, littleEndian = true): Float32Array {
+export function decodeContiguous(
+  bytes: Uint8Array,
+  dtype: Dtype,
+  start: number,
+  count: number,
+  littleEndian = true,
+): Float32Array {
   const size = DTYPE_BYTES[dtype];
   const region = bytes.subarray(start * size, (start + count) * size);
-  if (region.length !== count * size) throw new RangeError(`decode past the end of the data (${(start + count) * size} > ${bytes.length} bytes)`);
+  if (region.length !== count * size)
+    throw new RangeError(`decode past the end of the data (${(start + count) * size} > ${bytes.length} bytes)`);
   const out = new Float32Array(count);
   if (dtype === 'F32' && littleEndian) {
     new Uint8Array(out.buffer).set(region);
@@ -59,7 +93,14 @@ export function decodeContiguous(bytes: Uint8Array, dtype: Dtype, start: number,
 }
 
 /** Decodes a strided view (torch tensors may be non-contiguous views of a shared storage) into a dense float32 array. */
-export function decodeStrided(bytes: Uint8Array, dtype: Dtype, offset: number, shape: number[], stride: number[], littleEndian = true): Float32Array {
+export function decodeStrided(
+  bytes: Uint8Array,
+  dtype: Dtype,
+  offset: number,
+  shape: number[],
+  stride: number[],
+  littleEndian = true,
+): Float32Array {
   const count = shape.reduce((a, b) => a * b, 1);
   if (isContiguous(shape, stride)) return decodeContiguous(bytes, dtype, offset, count, littleEndian);
   const read = elementReader(bytes, dtype, littleEndian);

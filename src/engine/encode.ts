@@ -6,7 +6,14 @@ import { batchOf } from './batch.js';
 import { loadTokenizer } from './tokenizer.js';
 
 /** `childtune encode`: tokens, ids and outputs of one text (pair), to check a checkpoint by hand. */
-export async function encodeCommand(opts: { model: string; text: string; pair?: string; maxLength: number; backend: BackendName | 'auto'; json?: boolean }): Promise<string> {
+export async function encodeCommand(opts: {
+  model: string;
+  text: string;
+  pair?: string;
+  maxLength: number;
+  backend: BackendName | 'auto';
+  json?: boolean;
+}): Promise<string> {
   const backend = await selectBackend(opts.backend);
   const dir = localModelDir(opts.model);
   const config = readModelConfig(dir);
@@ -16,10 +23,23 @@ export async function encodeCommand(opts: { model: string; text: string; pair?: 
   const out = model.predict(batchOf([enc], enc.inputIds.length), true);
   const H = config.hiddenSize;
   const result = {
-    backend: backend.name, tokens: enc.tokens, input_ids: enc.inputIds, token_type_ids: enc.tokenTypeIds, attention_mask: enc.attentionMask,
-    last_hidden_state_first_token: [...out.hidden!.subarray(0, H)], pooled_output: [...out.pooled!], logits: [...out.logits], notes,
+    backend: backend.name,
+    tokens: enc.tokens,
+    input_ids: enc.inputIds,
+    token_type_ids: enc.tokenTypeIds,
+    attention_mask: enc.attentionMask,
+    last_hidden_state_first_token: [...out.hidden!.subarray(0, H)],
+    pooled_output: [...out.pooled!],
+    logits: [...out.logits],
+    notes,
   };
   model.dispose();
   if (opts.json) return JSON.stringify(result);
-  return [`backend: ${result.backend}`, `tokens: ${enc.tokens.join(' ')}`, `ids: ${enc.inputIds.join(' ')}`, `logits: ${result.logits.map((v) => v.toFixed(6)).join(' ')}`, ...notes.map((n) => `note: ${n}`)].join('\n');
+  return [
+    `backend: ${result.backend}`,
+    `tokens: ${enc.tokens.join(' ')}`,
+    `ids: ${enc.inputIds.join(' ')}`,
+    `logits: ${result.logits.map((v) => v.toFixed(6)).join(' ')}`,
+    ...notes.map((n) => `note: ${n}`),
+  ].join('\n');
 }

@@ -5,10 +5,25 @@ import { ChildtuneError } from './errors.js';
 /** A failed write (disk full, no permission), naming the file; the previous version of the file is intact. */
 export class WriteError extends ChildtuneError {
   declare readonly hint: string;
-  constructor(readonly file: string, cause: NodeJS.ErrnoException) {
-    const why = cause.code === 'ENOSPC' ? 'the disk is full' : cause.code === 'EACCES' || cause.code === 'EPERM' ? 'permission denied' : cause.code === 'EROFS' ? 'the file system is read-only' : cause.code === 'ENOENT' || cause.code === 'ENOTDIR' ? 'its directory does not exist' : cause.message;
+  constructor(
+    readonly file: string,
+    cause: NodeJS.ErrnoException,
+  ) {
+    const why =
+      cause.code === 'ENOSPC'
+        ? 'the disk is full'
+        : cause.code === 'EACCES' || cause.code === 'EPERM'
+          ? 'permission denied'
+          : cause.code === 'EROFS'
+            ? 'the file system is read-only'
+            : cause.code === 'ENOENT' || cause.code === 'ENOTDIR'
+              ? 'its directory does not exist'
+              : cause.message;
     super('write', `cannot write ${file}: ${why}`, {
-      hint: cause.code === 'ENOSPC' ? 'Free disk space, then continue with: childtune run --resume RUN_DIR (checkpoints written so far are intact).' : 'Check the directory\'s permissions, or set runtime.output_dir elsewhere.',
+      hint:
+        cause.code === 'ENOSPC'
+          ? 'Free disk space, then continue with: childtune run --resume RUN_DIR (checkpoints written so far are intact).'
+          : "Check the directory's permissions, or set runtime.output_dir elsewhere.",
     });
   }
 }
@@ -42,7 +57,8 @@ export function writeAtomic(file: string, data: string | Uint8Array | Iterable<U
     const fd = fs.openSync(tmp, 'w');
     try {
       const chunks = typeof data === 'string' ? [Buffer.from(data)] : data instanceof Uint8Array ? [data] : data;
-      for (const bytes of chunks) for (let at = 0; at < bytes.length; ) at += fs.writeSync(fd, bytes, at, bytes.length - at);
+      for (const bytes of chunks)
+        for (let at = 0; at < bytes.length;) at += fs.writeSync(fd, bytes, at, bytes.length - at);
       fs.fsyncSync(fd);
     } finally {
       fs.closeSync(fd);
@@ -92,4 +108,5 @@ function abandoned(file: string, pid: number): boolean {
 }
 
 /** A JSON file as childtune writes them all: two-space indented, a final newline, atomically. */
-export const writeJsonAtomic = (file: string, value: unknown) => writeAtomic(file, JSON.stringify(value, null, 2) + '\n');
+export const writeJsonAtomic = (file: string, value: unknown) =>
+  writeAtomic(file, JSON.stringify(value, null, 2) + '\n');

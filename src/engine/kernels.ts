@@ -12,7 +12,8 @@ type T2 = tf.Tensor2D;
 
 /** a x b for 2-D tensors, with optional transposes. */
 export function matMul(a: T2, b: T2, transposeA = false, transposeB = false): T2 {
-  if (!wasmKernelsActive()) return tf.tidy(() => tf.matMul(transposeA ? tf.transpose(a) : a, transposeB ? tf.transpose(b) : b));
+  if (!wasmKernelsActive())
+    return tf.tidy(() => tf.matMul(transposeA ? tf.transpose(a) : a, transposeB ? tf.transpose(b) : b));
   const [ra, ca] = a.shape;
   const [rb, cb] = b.shape;
   const [M, K, N] = [transposeA ? ca : ra, transposeA ? ra : ca, transposeB ? rb : cb];
@@ -50,7 +51,8 @@ export function headScores(x: T2, y: T2, h: Heads): tf.Tensor4D {
   const { B, T, A, D } = h;
   const S = h.S ?? T;
   if (!wasmKernelsActive()) {
-    const split = (t: T2, rows: number) => tf.reshape(tf.transpose(tf.reshape(t, [B, rows, A, D]), [0, 2, 1, 3]), [B * A, rows, D]);
+    const split = (t: T2, rows: number) =>
+      tf.reshape(tf.transpose(tf.reshape(t, [B, rows, A, D]), [0, 2, 1, 3]), [B * A, rows, D]);
     return tf.tidy(() => tf.reshape(tf.matMul(split(x, T), tf.transpose(split(y, S), [0, 2, 1])), [B, A, T, S]));
   }
   return stridedMatMul(x, y, {
@@ -105,12 +107,19 @@ export function gelu(x: T2): { y: T2; dydx: tf.Tensor } {
   if (wasmKernelsActive() && x.size % 4 === 0) return wasmGelu(x);
   return tidyKeep(() => {
     const cdf = tf.mul(tf.add(tf.erf(tf.mul(x, Math.SQRT1_2)), 1), 0.5);
-    return { y: tf.mul(x, cdf) as T2, dydx: tf.add(cdf, tf.mul(x, tf.mul(tf.exp(tf.mul(tf.square(x), -0.5)), 1 / Math.sqrt(2 * Math.PI)))) };
+    return {
+      y: tf.mul(x, cdf) as T2,
+      dydx: tf.add(cdf, tf.mul(x, tf.mul(tf.exp(tf.mul(tf.square(x), -0.5)), 1 / Math.sqrt(2 * Math.PI)))),
+    };
   });
 }
 
 /** Rows of several tables summed per token, in JavaScript (the gather kernel is slow on wasm and its gradient missing). */
-export function embeddingSum(tables: { values: Float32Array; rows: Int32Array }[], width: number, tokens: number): Float32Array {
+export function embeddingSum(
+  tables: { values: Float32Array; rows: Int32Array }[],
+  width: number,
+  tokens: number,
+): Float32Array {
   const out = new Float32Array(tokens * width);
   for (const { values, rows } of tables) {
     for (let t = 0; t < tokens; t++) {

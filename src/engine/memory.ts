@@ -20,7 +20,8 @@ const WASM_HEAP_BUDGET = 3.6 * 2 ** 30;
  */
 export function activationBytes(config: ModelConfig, rows: number, seq: number): number {
   const tokens = rows * seq;
-  const perLayer = tokens * (12 * config.hiddenSize + 3 * config.intermediateSize) + 4 * rows * config.numHeads * seq * seq;
+  const perLayer =
+    tokens * (12 * config.hiddenSize + 3 * config.intermediateSize) + 4 * rows * config.numHeads * seq * seq;
   return Math.round(HEAP_HEADROOM * (config.numLayers + TRANSIENT_LAYERS) * perLayer * F32);
 }
 
@@ -31,7 +32,8 @@ export function activationBytes(config: ModelConfig, rows: number, seq: number):
  */
 export function forwardBytes(config: ModelConfig, rows: number, seq: number): number {
   const tokens = rows * seq;
-  const perLayer = tokens * (8 * config.hiddenSize + 2 * config.intermediateSize) + 2 * rows * config.numHeads * seq * seq;
+  const perLayer =
+    tokens * (8 * config.hiddenSize + 2 * config.intermediateSize) + 2 * rows * config.numHeads * seq * seq;
   return Math.round(HEAP_HEADROOM * (config.numLayers + TRANSIENT_LAYERS) * perLayer * F32);
 }
 

@@ -3,7 +3,12 @@ import path from 'node:path';
 import { ModelError } from './config.js';
 
 /** The weight files of a model directory, in transformers' order of preference. */
-export const WEIGHT_FILES = ['model.safetensors', 'model.safetensors.index.json', 'pytorch_model.bin', 'pytorch_model.bin.index.json'] as const;
+export const WEIGHT_FILES = [
+  'model.safetensors',
+  'model.safetensors.index.json',
+  'pytorch_model.bin',
+  'pytorch_model.bin.index.json',
+] as const;
 
 /** Weights childtune cannot read, with the way to convert them. */
 const FOREIGN_WEIGHTS: Record<string, string> = {
@@ -12,7 +17,8 @@ const FOREIGN_WEIGHTS: Record<string, string> = {
   'flax_model.msgpack': 'Flax',
 };
 
-export const FETCH_HINT = 'Download a model with `childtune fetch MODEL_ID` (for example google-bert/bert-base-uncased), or point at a directory that holds config.json, the weights and the tokenizer files.';
+export const FETCH_HINT =
+  'Download a model with `childtune fetch MODEL_ID` (for example google-bert/bert-base-uncased), or point at a directory that holds config.json, the weights and the tokenizer files.';
 
 export interface ModelWeights {
   format: 'safetensors' | 'pytorch';
@@ -40,7 +46,11 @@ export function missingWeights(dir: string): ModelError {
   if (!isDirectory(dir)) return new ModelError(dir, 'model directory not found', FETCH_HINT);
   const foreign = Object.keys(FOREIGN_WEIGHTS).find((f) => isFile(path.join(dir, f)));
   if (foreign) {
-    return new ModelError(dir, `holds only ${FOREIGN_WEIGHTS[foreign]} weights (${foreign}); childtune reads ${WEIGHT_FILES.join(', ')}`, `Convert them with transformers: AutoModel.from_pretrained(dir, from_${foreign.startsWith('flax') ? 'flax' : 'tf'}=True).save_pretrained(dir), or fetch the PyTorch weights with \`childtune fetch MODEL_ID\`.`);
+    return new ModelError(
+      dir,
+      `holds only ${FOREIGN_WEIGHTS[foreign]} weights (${foreign}); childtune reads ${WEIGHT_FILES.join(', ')}`,
+      `Convert them with transformers: AutoModel.from_pretrained(dir, from_${foreign.startsWith('flax') ? 'flax' : 'tf'}=True).save_pretrained(dir), or fetch the PyTorch weights with \`childtune fetch MODEL_ID\`.`,
+    );
   }
   return new ModelError(dir, `has no weights (looked for ${WEIGHT_FILES.join(', ')})`, FETCH_HINT);
 }
@@ -52,7 +62,12 @@ function shardsOf(indexFile: string, dir: string): string[] {
   if (!shards.length) throw new ModelError(indexFile, 'weight_map is empty');
   return shards.map((shard) => {
     const file = path.join(dir, shard);
-    if (!isFile(file)) throw new ModelError(indexFile, `names shard ${shard}, which is missing from ${dir}`, 'A sharded checkpoint needs every shard its index lists; download the missing ones (or the whole model again with `childtune fetch MODEL_ID`).');
+    if (!isFile(file))
+      throw new ModelError(
+        indexFile,
+        `names shard ${shard}, which is missing from ${dir}`,
+        'A sharded checkpoint needs every shard its index lists; download the missing ones (or the whole model again with `childtune fetch MODEL_ID`).',
+      );
     return file;
   });
 }
@@ -66,11 +81,15 @@ export function readWeightMap(indexFile: string): Map<string, string> {
     throw new ModelError(indexFile, `cannot read the shard index (${(e as Error).message})`);
   }
   const weightMap = raw?.weight_map;
-  if (!weightMap || typeof weightMap !== 'object' || Array.isArray(weightMap)) throw new ModelError(indexFile, 'has no weight_map object (tensor name to shard file)');
+  if (!weightMap || typeof weightMap !== 'object' || Array.isArray(weightMap))
+    throw new ModelError(indexFile, 'has no weight_map object (tensor name to shard file)');
   const out = new Map<string, string>();
   for (const [name, shard] of Object.entries(weightMap)) {
     if (typeof shard !== 'string' || !shard || shard !== path.basename(shard) || shard === '.' || shard === '..') {
-      throw new ModelError(indexFile, `weight_map sends ${name} to ${JSON.stringify(shard)}; a shard is a file name beside the index`);
+      throw new ModelError(
+        indexFile,
+        `weight_map sends ${name} to ${JSON.stringify(shard)}; a shard is a file name beside the index`,
+      );
     }
     out.set(name, shard);
   }

@@ -85,7 +85,11 @@ export class EncoderClassifier {
     });
     const [logits, pooled, hidden] = out.map((t) => t.dataSync() as Float32Array);
     tf.dispose(out);
-    return { logits: Float32Array.from(logits), pooled: pooled && Float32Array.from(pooled), hidden: hidden && Float32Array.from(hidden) };
+    return {
+      logits: Float32Array.from(logits),
+      pooled: pooled && Float32Array.from(pooled),
+      hidden: hidden && Float32Array.from(hidden),
+    };
   }
 
   /** Encoder features of the first token ([CLS] / <s>) for a frozen-encoder probe. */
@@ -104,7 +108,12 @@ export class EncoderClassifier {
    * activations are freed, as soon as its backward is done, so the heap's peak is the weights plus one pass's
    * activations.
    */
-  step(b: Batch, grads: Float32Array[], rng: Rng | null, pass: GradientPass = { weight: 1, accumulate: false }): StepResult {
+  step(
+    b: Batch,
+    grads: Float32Array[],
+    rng: Rng | null,
+    pass: GradientPass = { weight: 1, accumulate: false },
+  ): StepResult {
     const ctx: BackwardContext = {
       weight: (p) => this.tensor(p.index),
       emit: (p, t) => {
@@ -142,12 +151,24 @@ export class EncoderClassifier {
   private forward(b: Batch, rng: Rng | null) {
     const c = this.config;
     const { embeddings, encoder, head } = this.modules;
-    const rates = { hidden: rng && c.hiddenDropout > 0 ? c.hiddenDropout : 0, attention: rng && c.attentionDropout > 0 ? c.attentionDropout : 0 };
+    const rates = {
+      hidden: rng && c.hiddenDropout > 0 ? c.hiddenDropout : 0,
+      attention: rng && c.attentionDropout > 0 ? c.attentionDropout : 0,
+    };
     const ctx: ForwardContext = {
       weight: (p) => this.tensor(p.index),
       values: (p) => this.values[p.index],
       rng,
-      dropout: (shape, kind) => (rng && rates[kind] > 0 ? tf.tensor(rng.dropoutMask(shape.reduce((x, y) => x * y, 1), rates[kind]), shape) : null),
+      dropout: (shape, kind) =>
+        rng && rates[kind] > 0
+          ? tf.tensor(
+              rng.dropoutMask(
+                shape.reduce((x, y) => x * y, 1),
+                rates[kind],
+              ),
+              shape,
+            )
+          : null,
     };
     const emb = embeddings.forward(b, ctx);
     const enc = encoder.forward(emb.y, b.attentionMask, b.batch, ctx);
@@ -163,7 +184,10 @@ export class EncoderClassifier {
     const [B, H, T, off] = [b.batch, this.config.hiddenSize, f.length, encoder.offset];
     const [dcls] = head.backward(dlogits, f.head.cache, ctx);
     const before = off ? [tf.zeros([B, off, H])] : [];
-    const dx = tf.reshape(tf.concat([...before, tf.reshape(dcls, [B, 1, H]), tf.zeros([B, T - off - 1, H])], 1), [B * T, H]) as T2;
+    const dx = tf.reshape(tf.concat([...before, tf.reshape(dcls, [B, 1, H]), tf.zeros([B, T - off - 1, H])], 1), [
+      B * T,
+      H,
+    ]) as T2;
     const demb = encoder.backward(dx, f.enc.cache, ctx);
     tidyKeep(() => embeddings.backward(b, demb, f.emb.cache, ctx));
   }

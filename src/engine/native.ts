@@ -41,7 +41,9 @@ const wasmPath = (why: string): NativeStatus => ({ why: `wasm matrix kernels (${
 function loadAddon(): Addon | string {
   if (addon) return addon;
   if (!existsSync(ADDON)) {
-    const built = existsSync(BUILD_STATUS) ? (JSON.parse(readFileSync(BUILD_STATUS, 'utf8')) as { why: string }).why : 'npm run build did not run scripts/build-native.mjs';
+    const built = existsSync(BUILD_STATUS)
+      ? (JSON.parse(readFileSync(BUILD_STATUS, 'utf8')) as { why: string }).why
+      : 'npm run build did not run scripts/build-native.mjs';
     return `no native build: ${built}`;
   }
   try {
@@ -57,9 +59,17 @@ function load(wanted: string | undefined): NativeStatus {
   const a = loadAddon();
   if (typeof a === 'string') return wasmPath(a);
   const index = wanted ? a.kernels.indexOf(wanted) : a.kernels.findIndex((k) => k !== null);
-  if (index < 0) return wasmPath(wanted ? `${wanted} is not a kernel this CPU runs (${a.kernels.filter(Boolean).join(', ') || 'none'})` : 'this CPU has neither AVX-512 nor AVX2');
+  if (index < 0)
+    return wasmPath(
+      wanted
+        ? `${wanted} is not a kernel this CPU runs (${a.kernels.filter(Boolean).join(', ') || 'none'})`
+        : 'this CPU has neither AVX-512 nor AVX2',
+    );
   const kernel = a.kernels[index]!;
-  return { native: { kernel, gemm: (heap, ...args) => a.gemm(index, heap, ...args) }, why: `native ${kernel} matrix kernels` };
+  return {
+    native: { kernel, gemm: (heap, ...args) => a.gemm(index, heap, ...args) },
+    why: `native ${kernel} matrix kernels`,
+  };
 }
 
 /** The matrix kernels this thread runs, and why; decided once per thread (CHILDTUNE_NATIVE_KERNEL names one). */

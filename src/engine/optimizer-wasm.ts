@@ -15,7 +15,8 @@ const PAGE = 65536;
 const MAX_PAGES = 65536;
 const aligned = (bytes: number) => Math.ceil(bytes / 16) * 16;
 
-const pagesFor = (lengths: readonly number[]) => Math.max(1, Math.ceil(lengths.reduce((a, n) => a + aligned(4 * n), 0) / PAGE));
+const pagesFor = (lengths: readonly number[]) =>
+  Math.max(1, Math.ceil(lengths.reduce((a, n) => a + aligned(4 * n), 0) / PAGE));
 
 /** A shared wasm memory cut into Float32Arrays, sized once for everything it will hold. */
 export class SharedArena {
@@ -62,7 +63,13 @@ export interface ArenaGroup {
  * tensor (weights, moments and every shard's gradients, plus its keep bits) when they fit, else `copies - shards + 1`; a tensor
  * too large even alone is left out (its passes run in JavaScript). `extra` is each arena's scratch.
  */
-export function planArenas(sizes: readonly number[], copies: number, shards: number, extra: readonly number[], maxPages = MAX_PAGES): { groups: ArenaGroup[]; outside: number[] } {
+export function planArenas(
+  sizes: readonly number[],
+  copies: number,
+  shards: number,
+  extra: readonly number[],
+  maxPages = MAX_PAGES,
+): { groups: ArenaGroup[]; outside: number[] } {
   const fits = (tensors: number[], k: number) => pagesFor([...arenaLengths(sizes, tensors, k), ...extra]) <= maxPages;
   const groups: ArenaGroup[] = [];
   const outside: number[] = [];
@@ -72,7 +79,11 @@ export function planArenas(sizes: readonly number[], copies: number, shards: num
       open.tensors.push(t);
       return;
     }
-    open = fits([t], copies) ? { tensors: [t], shards: true } : fits([t], copies - shards + 1) ? { tensors: [t], shards: false } : undefined;
+    open = fits([t], copies)
+      ? { tensors: [t], shards: true }
+      : fits([t], copies - shards + 1)
+        ? { tensors: [t], shards: false }
+        : undefined;
     if (open) groups.push(open);
     else outside.push(t);
   });
@@ -81,8 +92,30 @@ export function planArenas(sizes: readonly number[], copies: number, shards: num
 
 interface Exports {
   scale(g: number, n: number, coef: number): void;
-  adamw(p: number, g: number, m: number, v: number, n: number, stepSize: number, b1: number, c1: number, b2: number, c2: number, eps: number, decay: number): void;
-  fdraw(bits: number, n: number, s0: number, s1: number, s2: number, s3: number, threshold: number, draws: number): void;
+  adamw(
+    p: number,
+    g: number,
+    m: number,
+    v: number,
+    n: number,
+    stepSize: number,
+    b1: number,
+    c1: number,
+    b2: number,
+    c2: number,
+    eps: number,
+    decay: number,
+  ): void;
+  fdraw(
+    bits: number,
+    n: number,
+    s0: number,
+    s1: number,
+    s2: number,
+    s3: number,
+    threshold: number,
+    draws: number,
+  ): void;
   fapply(g: number, bits: number, n: number, scale: number): void;
   reduce2(g: number, g1: number, n: number, w0: number, w1: number, sum: number): number;
   axpy(g: number, gk: number, n: number, w: number): void;
@@ -95,7 +128,10 @@ let compiled: WebAssembly.Module | undefined;
 export class OptimizerKernels implements OptimizerPasses {
   private readonly k: Exports;
 
-  constructor(memory: WebAssembly.Memory, private readonly draws: Float32Array) {
+  constructor(
+    memory: WebAssembly.Memory,
+    private readonly draws: Float32Array,
+  ) {
     compiled ??= new WebAssembly.Module(readFileSync(new URL('./wasm/optimizer.wasm', import.meta.url)));
     this.k = new WebAssembly.Instance(compiled, { env: { memory } }).exports as unknown as Exports;
   }
@@ -128,8 +164,18 @@ export class OptimizerKernels implements OptimizerPasses {
 
   /** For a chunk of at most 2 x draws.length elements; lo a multiple of 8 and `bits` in this arena. */
   fdraw(bits: Uint8Array, lo: number, hi: number, state: readonly number[], threshold: number) {
-    if (OptimizerKernels.drawsFor(hi - lo) > this.draws.length) throw new Error(`F mask chunk of ${hi - lo} elements exceeds the draw scratch`);
-    this.k.fdraw(bits.byteOffset + (lo >> 3), hi - lo, state[0], state[1], state[2], state[3], threshold, this.draws.byteOffset);
+    if (OptimizerKernels.drawsFor(hi - lo) > this.draws.length)
+      throw new Error(`F mask chunk of ${hi - lo} elements exceeds the draw scratch`);
+    this.k.fdraw(
+      bits.byteOffset + (lo >> 3),
+      hi - lo,
+      state[0],
+      state[1],
+      state[2],
+      state[3],
+      threshold,
+      this.draws.byteOffset,
+    );
   }
 
   /** lo a multiple of 8 and `bits` in this arena. */

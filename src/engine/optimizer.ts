@@ -8,7 +8,8 @@ export interface AdamWSettings {
 }
 
 /** torch's clip_grad_norm_ factor: maxNorm / (norm + 1e-6) when that is below 1, else 1 (0 turns clipping off). */
-export const clipCoefficient = (norm: number, maxNorm: number) => (maxNorm > 0 ? Math.min(1, maxNorm / (norm + 1e-6)) : 1);
+export const clipCoefficient = (norm: number, maxNorm: number) =>
+  maxNorm > 0 ? Math.min(1, maxNorm / (norm + 1e-6)) : 1;
 
 /** What one AdamW step needs besides the arrays: bias-corrected step size and decay for this step. */
 export interface AdamWStep {
@@ -21,7 +22,13 @@ export interface AdamWStep {
 
 export function adamwStep(s: AdamWSettings, step: number, lr: number): AdamWStep {
   const [b1, b2] = s.betas;
-  return { stepSize: (lr * Math.sqrt(1 - b2 ** step)) / (1 - b1 ** step), decay: lr * s.weightDecay, b1, b2, eps: s.eps };
+  return {
+    stepSize: (lr * Math.sqrt(1 - b2 ** step)) / (1 - b1 ** step),
+    decay: lr * s.weightDecay,
+    b1,
+    b2,
+    eps: s.eps,
+  };
 }
 
 /**
@@ -30,7 +37,15 @@ export function adamwStep(s: AdamWSettings, step: number, lr: number): AdamWStep
  * decoupled decay p -= lr * wd * p on the updated weights (callers pass decay 0 for biases and LayerNorm).
  * The `adamw` of jsPasses.
  */
-export function adamwRange(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, lo: number, hi: number, a: AdamWStep) {
+export function adamwRange(
+  p: Float32Array,
+  g: Float32Array,
+  m: Float32Array,
+  v: Float32Array,
+  lo: number,
+  hi: number,
+  a: AdamWStep,
+) {
   const { stepSize, b1, b2, eps, decay } = a;
   // One pass; fround keeps torch's float32 rounding of the Adam step before the decay reads the weight.
   for (let j = lo; j < hi; j++) {
@@ -101,7 +116,13 @@ export const jsPasses: OptimizerPasses = {
 };
 
 /** Linear warmup to the peak, then linear decay to zero (get_linear_schedule_with_warmup), or constant after warmup. */
-export function learningRate(step: number, total: number, peak: number, warmupSteps: number, kind: 'linear' | 'constant'): number {
+export function learningRate(
+  step: number,
+  total: number,
+  peak: number,
+  warmupSteps: number,
+  kind: 'linear' | 'constant',
+): number {
   if (step < warmupSteps) return (peak * step) / Math.max(1, warmupSteps);
   if (kind === 'constant') return peak;
   return peak * Math.max(0, (total - step) / Math.max(1, total - warmupSteps));

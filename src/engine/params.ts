@@ -14,4 +14,11 @@ export function paramSpecs(c: ModelConfig, numLabels: number, modifiers: readonl
 }
 
 /** Checkpoint tensors that belong to pretraining objectives: ignored with a note when fine-tuning. */
-export const PRETRAINING_HEADS = [/^cls\./, /^lm_head\./, /^discriminator_predictions\./, /^generator_/, /^(bert|roberta|electra)\.embeddings\.position_ids$/, /^embeddings\.position_ids$/];
+export const PRETRAINING_HEADS = [
+  /^cls\./,
+  /^lm_head\./,
+  /^discriminator_predictions\./,
+  /^generator_/,
+  /^(bert|roberta|electra)\.embeddings\.position_ids$/,
+  /^embeddings\.position_ids$/,
+];

@@ -86,7 +86,10 @@ export class Rng {
     if (scratch32.length < draws) scratch32 = new Uint32Array(Math.max(draws, 2 * scratch32.length));
     const out = scratch32;
     const st = this.s;
-    let s0 = st[0] | 0, s1 = st[1] | 0, s2 = st[2] | 0, s3 = st[3] | 0;
+    let s0 = st[0] | 0,
+      s1 = st[1] | 0,
+      s2 = st[2] | 0,
+      s3 = st[3] | 0;
     for (let i = 0; i < draws; i++) {
       const x = Math.imul(s1, 5);
       out[i] = Math.imul((x << 7) | (x >>> 25), 9);

@@ -3,7 +3,11 @@ import path from 'node:path';
 import { ChildtuneError } from './errors.js';
 
 export class TokenizerError extends ChildtuneError {
-  constructor(readonly file: string, message: string, hint?: string) {
+  constructor(
+    readonly file: string,
+    message: string,
+    hint?: string,
+  ) {
     super('tokenizer', `${file}: ${message}`, { hint });
   }
 }
@@ -34,7 +38,13 @@ export interface TokenizerConfig {
 /** transformers writes this sentinel (int(1e30)) for "no limit". */
 const NO_LIMIT = 1e29;
 
-const SPECIAL_KEYS = { cls: 'cls_token', sep: 'sep_token', pad: 'pad_token', unk: 'unk_token', mask: 'mask_token' } as const;
+const SPECIAL_KEYS = {
+  cls: 'cls_token',
+  sep: 'sep_token',
+  pad: 'pad_token',
+  unk: 'unk_token',
+  mask: 'mask_token',
+} as const;
 
 /**
  * Reads a model directory's tokenizer settings as transformers does: tokenizer_config.json, then
@@ -46,7 +56,10 @@ export function readTokenizerConfig(dir: string): TokenizerConfig {
   const config = readJsonObject(configFile);
   const map = readJsonObject(path.join(dir, 'special_tokens_map.json'));
   const special: Partial<SpecialTokens> = {};
-  for (const [file, raw] of [[configFile, config], [path.join(dir, 'special_tokens_map.json'), map]] as const) {
+  for (const [file, raw] of [
+    [configFile, config],
+    [path.join(dir, 'special_tokens_map.json'), map],
+  ] as const) {
     if (!raw) continue;
     for (const [key, field] of Object.entries(SPECIAL_KEYS) as [keyof typeof SPECIAL_KEYS, string][]) {
       if (raw[field] !== undefined && raw[field] !== null) special[key] = tokenText(raw[field], field, file);
@@ -60,17 +73,26 @@ export function readTokenizerConfig(dir: string): TokenizerConfig {
   const flag = (key: string) => {
     const v = config?.[key];
     if (v === undefined || v === null) return undefined;
-    if (typeof v !== 'boolean') throw new TokenizerError(configFile, `${key} must be true or false (found ${JSON.stringify(v)})`);
+    if (typeof v !== 'boolean')
+      throw new TokenizerError(configFile, `${key} must be true or false (found ${JSON.stringify(v)})`);
     return v;
   };
   const maxLength = config?.model_max_length;
-  if (maxLength !== undefined && maxLength !== null && !(typeof maxLength === 'number' && Number.isInteger(maxLength) && maxLength > 0)) {
-    throw new TokenizerError(configFile, `model_max_length must be a positive integer (found ${JSON.stringify(maxLength)})`);
+  if (
+    maxLength !== undefined &&
+    maxLength !== null &&
+    !(typeof maxLength === 'number' && Number.isInteger(maxLength) && maxLength > 0)
+  ) {
+    throw new TokenizerError(
+      configFile,
+      `model_max_length must be a positive integer (found ${JSON.stringify(maxLength)})`,
+    );
   }
   return {
     doLowerCase: flag('do_lower_case'),
     // null (BERT's default) follows do_lower_case; kept distinct from "not set".
-    stripAccents: config && 'strip_accents' in config ? (config.strip_accents === null ? null : flag('strip_accents')) : undefined,
+    stripAccents:
+      config && 'strip_accents' in config ? (config.strip_accents === null ? null : flag('strip_accents')) : undefined,
     tokenizeChineseChars: flag('tokenize_chinese_chars'),
     addPrefixSpace: flag('add_prefix_space'),
     modelMaxLength: typeof maxLength === 'number' && maxLength < NO_LIMIT ? maxLength : undefined,
@@ -83,7 +105,10 @@ function tokenText(value: unknown, field: string, file: string): string {
   if (typeof value === 'string') return value;
   const content = (value as { content?: unknown } | null)?.content;
   if (typeof content === 'string') return content;
-  throw new TokenizerError(file, `${field} must be a token (a string, or an object with "content"), found ${JSON.stringify(value)}`);
+  throw new TokenizerError(
+    file,
+    `${field} must be a token (a string, or an object with "content"), found ${JSON.stringify(value)}`,
+  );
 }
 
 function readJsonObject(file: string): Record<string, unknown> | undefined {

@@ -6,7 +6,14 @@ import { readTokenizerConfig, TokenizerError, type SpecialTokens } from './token
 export { TokenizerError, type SpecialTokens } from './tokenizer-config.js';
 
 /** The files a model directory's tokenizer may consist of (copied along with saved models, part of the plan's fingerprint). */
-export const TOKENIZER_FILES = ['vocab.txt', 'vocab.json', 'merges.txt', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json'];
+export const TOKENIZER_FILES = [
+  'vocab.txt',
+  'vocab.json',
+  'merges.txt',
+  'tokenizer.json',
+  'tokenizer_config.json',
+  'special_tokens_map.json',
+];
 
 export interface Encoding {
   tokens: string[];
@@ -15,8 +22,22 @@ export interface Encoding {
   attentionMask: number[];
 }
 
-export const WORDPIECE_SPECIALS: SpecialTokens = { cls: '[CLS]', sep: '[SEP]', pad: '[PAD]', unk: '[UNK]', mask: '[MASK]', additional: [] };
-export const BPE_SPECIALS: SpecialTokens = { cls: '<s>', sep: '</s>', pad: '<pad>', unk: '<unk>', mask: '<mask>', additional: [] };
+export const WORDPIECE_SPECIALS: SpecialTokens = {
+  cls: '[CLS]',
+  sep: '[SEP]',
+  pad: '[PAD]',
+  unk: '[UNK]',
+  mask: '[MASK]',
+  additional: [],
+};
+export const BPE_SPECIALS: SpecialTokens = {
+  cls: '<s>',
+  sep: '</s>',
+  pad: '<pad>',
+  unk: '<unk>',
+  mask: '<mask>',
+  additional: [],
+};
 
 export interface TokenizerOptions {
   special: SpecialTokens;
@@ -55,11 +76,16 @@ abstract class BaseTokenizer implements Tokenizer {
   /** Matches the special tokens, longest first, to keep them whole inside a text. */
   private readonly splitter?: RegExp;
 
-  constructor(protected readonly vocab: Map<string, number>, private readonly options: TokenizerOptions) {
+  constructor(
+    protected readonly vocab: Map<string, number>,
+    private readonly options: TokenizerOptions,
+  ) {
     this.special = options.special;
     const { additional, ...named } = options.special;
     const specials = new Set([...Object.values(named), ...additional].filter((t) => t));
-    const escaped = [...specials].sort((a, b) => b.length - a.length).map((t) => t.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
+    const escaped = [...specials]
+      .sort((a, b) => b.length - a.length)
+      .map((t) => t.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
     if (escaped.length) this.splitter = new RegExp(`(${escaped.join('|')})`);
   }
 
@@ -93,7 +119,11 @@ abstract class BaseTokenizer implements Tokenizer {
 
   encode(textA: string, textB: string | undefined, maxLength: number, padTo = 0): Encoding {
     if (maxLength > this.modelMaxLength) {
-      throw new TokenizerError(this.options.source, `a maximum length of ${maxLength} tokens exceeds the tokenizer's model_max_length ${this.modelMaxLength}`, `Lower model.max_seq_length (or --max-length) to at most ${this.modelMaxLength}: the model has no positions beyond it.`);
+      throw new TokenizerError(
+        this.options.source,
+        `a maximum length of ${maxLength} tokens exceeds the tokenizer's model_max_length ${this.modelMaxLength}`,
+        `Lower model.max_seq_length (or --max-length) to at most ${this.modelMaxLength}: the model has no positions beyond it.`,
+      );
     }
     const { cls, sep } = this.special;
     const pairSep = this.pairSep;
@@ -123,11 +153,23 @@ const isWhitespace = (c: string) => c === ' ' || c === '\t' || c === '\n' || c =
 const isControl = (c: string) => c !== '\t' && c !== '\n' && c !== '\r' && /\p{C}/u.test(c);
 const isPunctuation = (c: string) => {
   const cp = c.codePointAt(0)!;
-  return (cp >= 33 && cp <= 47) || (cp >= 58 && cp <= 64) || (cp >= 91 && cp <= 96) || (cp >= 123 && cp <= 126) || /\p{P}/u.test(c);
+  return (
+    (cp >= 33 && cp <= 47) ||
+    (cp >= 58 && cp <= 64) ||
+    (cp >= 91 && cp <= 96) ||
+    (cp >= 123 && cp <= 126) ||
+    /\p{P}/u.test(c)
+  );
 };
 const isCjk = (cp: number) =>
-  (cp >= 0x4e00 && cp <= 0x9fff) || (cp >= 0x3400 && cp <= 0x4dbf) || (cp >= 0x20000 && cp <= 0x2a6df) || (cp >= 0x2a700 && cp <= 0x2b73f) ||
-  (cp >= 0x2b740 && cp <= 0x2b81f) || (cp >= 0x2b820 && cp <= 0x2ceaf) || (cp >= 0xf900 && cp <= 0xfaff) || (cp >= 0x2f800 && cp <= 0x2fa1f);
+  (cp >= 0x4e00 && cp <= 0x9fff) ||
+  (cp >= 0x3400 && cp <= 0x4dbf) ||
+  (cp >= 0x20000 && cp <= 0x2a6df) ||
+  (cp >= 0x2a700 && cp <= 0x2b73f) ||
+  (cp >= 0x2b740 && cp <= 0x2b81f) ||
+  (cp >= 0x2b820 && cp <= 0x2ceaf) ||
+  (cp >= 0xf900 && cp <= 0xfaff) ||
+  (cp >= 0x2f800 && cp <= 0x2fa1f);
 
 /** BasicTokenizer's settings, as tokenizer_config.json (or tokenizer.json's BertNormalizer) gives them. */
 export interface WordPieceOptions extends TokenizerOptions {
@@ -146,7 +188,10 @@ export class WordPieceTokenizer extends BaseTokenizer {
   protected readonly typed = true;
   private readonly cache = new Map<string, string[]>();
 
-  constructor(vocab: Map<string, number>, private readonly settings: WordPieceOptions) {
+  constructor(
+    vocab: Map<string, number>,
+    private readonly settings: WordPieceOptions,
+  ) {
     super(vocab, settings);
     this.pairSep = [settings.special.sep];
   }
@@ -245,7 +290,16 @@ export class ByteBpeTokenizer extends BaseTokenizer {
   private readonly ranks: Map<string, number>;
   private readonly cache = new Map<string, string[]>();
 
-  constructor(vocab: Map<string, number>, merges: [string, string][], private readonly settings: TokenizerOptions & { addPrefixSpace: boolean } = { special: BPE_SPECIALS, modelMaxLength: Infinity, source: '<memory>', addPrefixSpace: false }) {
+  constructor(
+    vocab: Map<string, number>,
+    merges: [string, string][],
+    private readonly settings: TokenizerOptions & { addPrefixSpace: boolean } = {
+      special: BPE_SPECIALS,
+      modelMaxLength: Infinity,
+      source: '<memory>',
+      addPrefixSpace: false,
+    },
+  ) {
     super(vocab, settings);
     this.pairSep = [settings.special.sep, settings.special.sep];
     this.ranks = new Map(merges.map(([a, b], i) => [`${a} ${b}`, i]));
@@ -280,7 +334,11 @@ export class ByteBpeTokenizer extends BaseTokenizer {
       const merged = parts[best] + parts[best + 1];
       const next: string[] = [];
       for (let i = 0; i < parts.length; i++) {
-        if (i < parts.length - 1 && parts[i] + parts[i + 1] === merged && this.ranks.get(`${parts[i]} ${parts[i + 1]}`) === bestRank) {
+        if (
+          i < parts.length - 1 &&
+          parts[i] + parts[i + 1] === merged &&
+          this.ranks.get(`${parts[i]} ${parts[i + 1]}`) === bestRank
+        ) {
           next.push(merged);
           i++;
         } else next.push(parts[i]);
@@ -309,7 +367,12 @@ export function readWordPieceVocab(file: string, special: SpecialTokens = WORDPI
   });
   if (vocab.size === 0) throw new TokenizerError(file, 'vocabulary is empty');
   for (const t of [special.cls, special.sep, special.unk, special.pad]) {
-    if (!vocab.has(t)) throw new TokenizerError(file, `vocabulary has no ${t} token`, `A BERT vocab.txt lists one token per line, including ${[special.pad, special.unk, special.cls, special.sep].join(', ')} (the special tokens tokenizer_config.json names).`);
+    if (!vocab.has(t))
+      throw new TokenizerError(
+        file,
+        `vocabulary has no ${t} token`,
+        `A BERT vocab.txt lists one token per line, including ${[special.pad, special.unk, special.cls, special.sep].join(', ')} (the special tokens tokenizer_config.json names).`,
+      );
   }
   return vocab;
 }
@@ -323,7 +386,9 @@ const tokenizers = new Map<string, Tokenizer>();
  * tokenizer_config.json and special_tokens_map.json. `lowerCase` (config.json's do_lower_case) overrides them.
  */
 export function loadTokenizer(dir: string, options: { lowerCase?: boolean } = {}): Tokenizer {
-  const identity = TOKENIZER_FILES.map((f) => fs.statSync(path.join(dir, f), { throwIfNoEntry: false })?.mtimeMs ?? '-');
+  const identity = TOKENIZER_FILES.map(
+    (f) => fs.statSync(path.join(dir, f), { throwIfNoEntry: false })?.mtimeMs ?? '-',
+  );
   const key = JSON.stringify([path.resolve(dir), options.lowerCase ?? null, identity]);
   let tokenizer = tokenizers.get(key);
   if (!tokenizer) {
@@ -334,33 +399,56 @@ export function loadTokenizer(dir: string, options: { lowerCase?: boolean } = {}
 }
 
 /** What tokenizer.json adds to a vocabulary and the configuration files: its normaliser's and pre-tokeniser's settings, special tokens. */
-type Defaults = { lowerCase?: boolean; stripAccents?: boolean | null; tokenizeChineseChars?: boolean; addPrefixSpace?: boolean; special?: Partial<SpecialTokens>; prefix?: string; maxInputCharsPerWord?: number };
+type Defaults = {
+  lowerCase?: boolean;
+  stripAccents?: boolean | null;
+  tokenizeChineseChars?: boolean;
+  addPrefixSpace?: boolean;
+  special?: Partial<SpecialTokens>;
+  prefix?: string;
+  maxInputCharsPerWord?: number;
+};
 
 function readTokenizer(dir: string, options: { lowerCase?: boolean }): Tokenizer {
   const config = readTokenizerConfig(dir);
   const base = { modelMaxLength: config.modelMaxLength ?? Infinity, source: config.source };
-  const specials = (defaults: SpecialTokens, fromJson: Partial<SpecialTokens> = {}): SpecialTokens => ({ ...defaults, ...fromJson, ...config.special, additional: [...new Set([...(fromJson.additional ?? []), ...(config.special.additional ?? [])])] });
+  const specials = (defaults: SpecialTokens, fromJson: Partial<SpecialTokens> = {}): SpecialTokens => ({
+    ...defaults,
+    ...fromJson,
+    ...config.special,
+    additional: [...new Set([...(fromJson.additional ?? []), ...(config.special.additional ?? [])])],
+  });
   const wordPiece = (vocab: Map<string, number>, json: Defaults = {}) =>
     new WordPieceTokenizer(vocab, {
       ...base,
       special: specials(WORDPIECE_SPECIALS, json.special),
       lowerCase: options.lowerCase ?? config.doLowerCase ?? json.lowerCase ?? true,
-      stripAccents: config.stripAccents !== undefined ? config.stripAccents : json.stripAccents ?? null,
+      stripAccents: config.stripAccents !== undefined ? config.stripAccents : (json.stripAccents ?? null),
       tokenizeChineseChars: config.tokenizeChineseChars ?? json.tokenizeChineseChars ?? true,
       prefix: json.prefix ?? '##',
       maxInputCharsPerWord: json.maxInputCharsPerWord ?? 100,
     });
   const bpe = (vocab: Map<string, number>, merges: [string, string][], json: Defaults = {}) =>
-    new ByteBpeTokenizer(vocab, merges, { ...base, special: specials(BPE_SPECIALS, json.special), addPrefixSpace: config.addPrefixSpace ?? json.addPrefixSpace ?? false });
+    new ByteBpeTokenizer(vocab, merges, {
+      ...base,
+      special: specials(BPE_SPECIALS, json.special),
+      addPrefixSpace: config.addPrefixSpace ?? json.addPrefixSpace ?? false,
+    });
 
   const file = (name: string) => path.join(dir, name);
-  if (fs.existsSync(file('vocab.txt'))) return wordPiece(readWordPieceVocab(file('vocab.txt'), specials(WORDPIECE_SPECIALS)));
-  if (fs.existsSync(file('vocab.json')) && fs.existsSync(file('merges.txt'))) return bpe(readJsonVocab(file('vocab.json')), readMerges(file('merges.txt')));
+  if (fs.existsSync(file('vocab.txt')))
+    return wordPiece(readWordPieceVocab(file('vocab.txt'), specials(WORDPIECE_SPECIALS)));
+  if (fs.existsSync(file('vocab.json')) && fs.existsSync(file('merges.txt')))
+    return bpe(readJsonVocab(file('vocab.json')), readMerges(file('merges.txt')));
   if (fs.existsSync(file('tokenizer.json'))) {
     const json = readTokenizerJson(file('tokenizer.json'));
     return json.merges ? bpe(json.vocab, json.merges, json.defaults) : wordPiece(json.vocab, json.defaults);
   }
-  throw new TokenizerError(dir, 'no tokenizer found (vocab.txt, vocab.json + merges.txt, or tokenizer.json)', 'Copy the tokenizer files that came with the checkpoint into the model directory, or fetch the model with `childtune fetch MODEL_ID`.');
+  throw new TokenizerError(
+    dir,
+    'no tokenizer found (vocab.txt, vocab.json + merges.txt, or tokenizer.json)',
+    'Copy the tokenizer files that came with the checkpoint into the model directory, or fetch the model with `childtune fetch MODEL_ID`.',
+  );
 }
 
 function readJsonVocab(file: string): Map<string, number> {
@@ -378,7 +466,8 @@ function readJsonVocab(file: string): Map<string, number> {
 function vocabFrom(raw: Record<string, unknown>, file: string): Map<string, number> {
   const vocab = new Map<string, number>();
   for (const [k, v] of Object.entries(raw)) {
-    if (!Number.isInteger(v)) throw new TokenizerError(file, `token ${JSON.stringify(k)} has id ${JSON.stringify(v)}; ids must be integers`);
+    if (!Number.isInteger(v))
+      throw new TokenizerError(file, `token ${JSON.stringify(k)} has id ${JSON.stringify(v)}; ids must be integers`);
     vocab.set(k, v as number);
   }
   return vocab;
@@ -386,25 +475,57 @@ function vocabFrom(raw: Record<string, unknown>, file: string): Map<string, numb
 
 function readMerges(file: string): [string, string][] {
   const out: [string, string][] = [];
-  readFile(file).split('\n').forEach((line, i) => {
-    if (!line || line.startsWith('#version')) return;
-    const parts = line.replace(/\r$/, '').split(' ');
-    if (parts.length !== 2) throw new TokenizerError(`${file}:${i + 1}`, `a merge line holds two symbols separated by one space, found ${JSON.stringify(line)}`);
-    out.push([parts[0], parts[1]]);
-  });
+  readFile(file)
+    .split('\n')
+    .forEach((line, i) => {
+      if (!line || line.startsWith('#version')) return;
+      const parts = line.replace(/\r$/, '').split(' ');
+      if (parts.length !== 2)
+        throw new TokenizerError(
+          `${file}:${i + 1}`,
+          `a merge line holds two symbols separated by one space, found ${JSON.stringify(line)}`,
+        );
+      out.push([parts[0], parts[1]]);
+    });
   return out;
 }
 
 interface TokenizerJson {
-  normalizer?: { type?: string; lowercase?: boolean; strip_accents?: boolean | null; handle_chinese_chars?: boolean; normalizers?: { type?: string }[] } | null;
-  pre_tokenizer?: { type?: string; add_prefix_space?: boolean; pretokenizers?: { type?: string; add_prefix_space?: boolean }[] } | null;
-  post_processor?: { type?: string; cls?: [string, number]; sep?: [string, number]; single?: { SpecialToken?: { id?: string } }[] } | null;
-  model?: { type?: string; vocab?: Record<string, number>; merges?: (string | [string, string])[]; continuing_subword_prefix?: string | null; unk_token?: string | null; max_input_chars_per_word?: number };
+  normalizer?: {
+    type?: string;
+    lowercase?: boolean;
+    strip_accents?: boolean | null;
+    handle_chinese_chars?: boolean;
+    normalizers?: { type?: string }[];
+  } | null;
+  pre_tokenizer?: {
+    type?: string;
+    add_prefix_space?: boolean;
+    pretokenizers?: { type?: string; add_prefix_space?: boolean }[];
+  } | null;
+  post_processor?: {
+    type?: string;
+    cls?: [string, number];
+    sep?: [string, number];
+    single?: { SpecialToken?: { id?: string } }[];
+  } | null;
+  model?: {
+    type?: string;
+    vocab?: Record<string, number>;
+    merges?: (string | [string, string])[];
+    continuing_subword_prefix?: string | null;
+    unk_token?: string | null;
+    max_input_chars_per_word?: number;
+  };
   added_tokens?: { id?: number; content?: string }[];
 }
 
 /** The parts of a Hugging Face tokenizers file that BERT, RoBERTa and ELECTRA use. */
-function readTokenizerJson(file: string): { vocab: Map<string, number>; merges?: [string, string][]; defaults: Defaults } {
+function readTokenizerJson(file: string): {
+  vocab: Map<string, number>;
+  merges?: [string, string][];
+  defaults: Defaults;
+} {
   let raw: TokenizerJson;
   try {
     raw = JSON.parse(readFile(file));
@@ -414,12 +535,17 @@ function readTokenizerJson(file: string): { vocab: Map<string, number>; merges?:
   }
   const model = raw.model;
   if (!model?.vocab || typeof model.vocab !== 'object') throw new TokenizerError(file, 'model.vocab is missing');
-  if (model.type !== 'WordPiece' && model.type !== 'BPE') throw new TokenizerError(file, `tokenizer model type ${JSON.stringify(model.type)} is not supported (WordPiece, BPE)`);
+  if (model.type !== 'WordPiece' && model.type !== 'BPE')
+    throw new TokenizerError(
+      file,
+      `tokenizer model type ${JSON.stringify(model.type)} is not supported (WordPiece, BPE)`,
+    );
   const vocab = vocabFrom(model.vocab, file);
   // Added tokens are kept whole in a text and may lie outside the model's vocabulary.
   const added: string[] = [];
   for (const t of raw.added_tokens ?? []) {
-    if (typeof t.content !== 'string' || !Number.isInteger(t.id)) throw new TokenizerError(file, `added token ${JSON.stringify(t)} needs a content string and an integer id`);
+    if (typeof t.content !== 'string' || !Number.isInteger(t.id))
+      throw new TokenizerError(file, `added token ${JSON.stringify(t)} needs a content string and an integer id`);
     if (!vocab.has(t.content)) vocab.set(t.content, t.id!);
     added.push(t.content);
   }
@@ -431,12 +557,21 @@ function readTokenizerJson(file: string): { vocab: Map<string, number>; merges?:
     if (ids.length >= 2) Object.assign(special, { cls: ids[0], sep: ids[ids.length - 1] });
   }
   if (model.unk_token) special.unk = model.unk_token;
-  const defaults: Defaults = { special, prefix: model.continuing_subword_prefix ?? undefined, maxInputCharsPerWord: model.max_input_chars_per_word };
+  const defaults: Defaults = {
+    special,
+    prefix: model.continuing_subword_prefix ?? undefined,
+    maxInputCharsPerWord: model.max_input_chars_per_word,
+  };
   const norm = raw.normalizer;
   if (norm?.type === 'Sequence') {
     const types = (norm.normalizers ?? []).map((n) => n.type);
     Object.assign(defaults, { lowerCase: types.includes('Lowercase'), stripAccents: types.includes('StripAccents') });
-  } else if (norm) Object.assign(defaults, { lowerCase: norm.lowercase, stripAccents: norm.strip_accents, tokenizeChineseChars: norm.handle_chinese_chars });
+  } else if (norm)
+    Object.assign(defaults, {
+      lowerCase: norm.lowercase,
+      stripAccents: norm.strip_accents,
+      tokenizeChineseChars: norm.handle_chinese_chars,
+    });
   const pre = raw.pre_tokenizer;
   const byteLevel = pre?.type === 'ByteLevel' ? pre : pre?.pretokenizers?.find((p) => p.type === 'ByteLevel');
   if (byteLevel) defaults.addPrefixSpace = byteLevel.add_prefix_space;

@@ -40,7 +40,20 @@ interface WasmBackend {
 }
 
 interface Kernels {
-  gemm(A: number, aRow: number, aCol: number, B: number, bRow: number, bCol: number, C: number, cRow: number, M: number, K: number, N: number, scratch: number): void;
+  gemm(
+    A: number,
+    aRow: number,
+    aCol: number,
+    B: number,
+    bRow: number,
+    bCol: number,
+    C: number,
+    cRow: number,
+    M: number,
+    K: number,
+    N: number,
+    scratch: number,
+  ): void;
   colsum(X: number, rows: number, cols: number, out: number): void;
   gelu(X: number, Y: number, D: number, n: number): void;
 }
@@ -66,8 +79,15 @@ function kernelsFor(backend: WasmBackend): Kernels {
 const address = (backend: WasmBackend, t: tf.TensorInfo) => backend.dataIdMap.get(t.dataId)!.memoryOffset;
 
 /** Registers a wasm kernel whose body sees the backend with the parts we use. */
-function wasmKernel(kernelName: string, body: (be: WasmBackend, inputs: tf.NamedTensorInfoMap, attrs: tf.NamedAttrMap) => tf.TensorInfo | tf.TensorInfo[]) {
-  tf.registerKernel({ kernelName, backendName: 'wasm', kernelFunc: ({ inputs, backend, attrs }) => body(backend as unknown as WasmBackend, inputs, attrs ?? {}) });
+function wasmKernel(
+  kernelName: string,
+  body: (be: WasmBackend, inputs: tf.NamedTensorInfoMap, attrs: tf.NamedAttrMap) => tf.TensorInfo | tf.TensorInfo[],
+) {
+  tf.registerKernel({
+    kernelName,
+    backendName: 'wasm',
+    kernelFunc: ({ inputs, backend, attrs }) => body(backend as unknown as WasmBackend, inputs, attrs ?? {}),
+  });
 }
 
 function register() {
@@ -79,7 +99,24 @@ function register() {
     const { native } = nativeKernels();
     if (native) {
       // Same heap, same arithmetic; the entry loop runs in C.
-      native.gemm(be.wasm.asm.memory.buffer as ArrayBuffer, a, p.a.row, p.a.col, ...p.a.entry, b, p.b.row, p.b.col, ...p.b.entry, c, p.c.row, ...p.c.entry, p.M, p.K, p.N, ...p.entries);
+      native.gemm(
+        be.wasm.asm.memory.buffer as ArrayBuffer,
+        a,
+        p.a.row,
+        p.a.col,
+        ...p.a.entry,
+        b,
+        p.b.row,
+        p.b.col,
+        ...p.b.entry,
+        c,
+        p.c.row,
+        ...p.c.entry,
+        p.M,
+        p.K,
+        p.N,
+        ...p.entries,
+      );
       return out;
     }
     const k = kernelsFor(be);
@@ -101,7 +138,12 @@ function register() {
   });
   wasmKernel(GELU, (be, { x }) => {
     const [y, dydx] = [be.makeOutput(x!.shape, 'float32'), be.makeOutput(x!.shape, 'float32')];
-    kernelsFor(be).gelu(address(be, x!), address(be, y), address(be, dydx), x!.shape.reduce((a, b) => a * b, 1));
+    kernelsFor(be).gelu(
+      address(be, x!),
+      address(be, y),
+      address(be, dydx),
+      x!.shape.reduce((a, b) => a * b, 1),
+    );
     return [y, dydx];
   });
 }

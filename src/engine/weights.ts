@@ -31,7 +31,12 @@ function readTensors(weights: ModelWeights): Map<string, CheckpointTensor> {
   for (const file of weights.files) {
     for (const [name, tensor] of readWeightFile(file, weights.format)) {
       const other = tensors.get(name);
-      if (other) throw new ModelError(file, `tensor ${name} is also in ${path.basename(other.file)}`, 'Shards of one checkpoint hold disjoint tensors; the shard files are mixed from different checkpoints.');
+      if (other)
+        throw new ModelError(
+          file,
+          `tensor ${name} is also in ${path.basename(other.file)}`,
+          'Shards of one checkpoint hold disjoint tensors; the shard files are mixed from different checkpoints.',
+        );
       tensors.set(name, Object.assign(tensor, { file }));
     }
   }
@@ -39,7 +44,12 @@ function readTensors(weights: ModelWeights): Map<string, CheckpointTensor> {
     // The index says where each tensor is; a tensor it lists that its shard lacks means a mixed or partial download.
     for (const [name, shard] of readWeightMap(weights.index)) {
       const tensor = tensors.get(name);
-      if (!tensor || path.basename(tensor.file) !== shard) throw new ModelError(weights.index, `lists ${name} in ${shard}, but ${tensor ? `it is in ${path.basename(tensor.file)}` : 'no shard holds it'}`, 'The shards do not match their index: download the checkpoint again.');
+      if (!tensor || path.basename(tensor.file) !== shard)
+        throw new ModelError(
+          weights.index,
+          `lists ${name} in ${shard}, but ${tensor ? `it is in ${path.basename(tensor.file)}` : 'no shard holds it'}`,
+          'The shards do not match their index: download the checkpoint again.',
+        );
     }
   }
   return tensors;
@@ -51,7 +61,16 @@ function readWeightFile(file: string, format: ModelWeights['format']): Map<strin
     buf = fs.readFileSync(file);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'file not found' : code === 'EACCES' || code === 'EPERM' ? 'permission denied' : code === 'EISDIR' ? 'is a directory' : code === 'ERR_FS_FILE_TOO_LARGE' ? 'larger than Node can read into memory (2 GiB per file); re-save the checkpoint sharded (save_pretrained max_shard_size)' : (e as Error).message;
+    const why =
+      code === 'ENOENT'
+        ? 'file not found'
+        : code === 'EACCES' || code === 'EPERM'
+          ? 'permission denied'
+          : code === 'EISDIR'
+            ? 'is a directory'
+            : code === 'ERR_FS_FILE_TOO_LARGE'
+              ? 'larger than Node can read into memory (2 GiB per file); re-save the checkpoint sharded (save_pretrained max_shard_size)'
+              : (e as Error).message;
     throw new ModelError(file, `cannot read the weights: ${why}`);
   }
   return format === 'safetensors' ? parseSafetensors(buf, file) : parseTorchBin(buf, file);

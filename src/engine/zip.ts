@@ -16,7 +16,10 @@ export function readStoredZip(buf: Uint8Array, fail: (message: string) => never)
     return Number(v);
   };
   const within = (at: number, length: number, what: string) => {
-    if (!(at >= 0 && length >= 0 && at + length <= buf.length)) fail(`${what} lies outside the file (byte ${at}, ${length} bytes; the file has ${buf.length}): truncated or corrupt`);
+    if (!(at >= 0 && length >= 0 && at + length <= buf.length))
+      fail(
+        `${what} lies outside the file (byte ${at}, ${length} bytes; the file has ${buf.length}): truncated or corrupt`,
+      );
   };
 
   // The end-of-central-directory record sits in the last 22 + 65535 (comment) bytes.
@@ -72,14 +75,18 @@ export function readStoredZip(buf: Uint8Array, fail: (message: string) => never)
       if (compressed === 0xffffffff) compressed = next();
       if (local === 0xffffffff) local = next();
     }
-    if (method !== 0 || compressed !== size) fail(`entry ${name} is compressed (method ${method}); torch.save stores entries uncompressed, so this archive was rewritten by another tool`);
+    if (method !== 0 || compressed !== size)
+      fail(
+        `entry ${name} is compressed (method ${method}); torch.save stores entries uncompressed, so this archive was rewritten by another tool`,
+      );
     within(local, 30, `the local header of ${name}`);
     if (u32(local) !== 0x04034b50) fail(`the local header of ${name} has a bad signature`);
     const dataAt = local + 30 + u16(local + 26) + u16(local + 28);
     within(dataAt, size, `the data of ${name}`);
     const data = buf.subarray(dataAt, dataAt + size);
     // zlib.crc32 is in Node from 20.15; where it is missing, the sizes above are the only check.
-    if (typeof zlib.crc32 === 'function' && zlib.crc32(data) !== crc) fail(`entry ${name} fails its CRC-32 check: the file is corrupt`);
+    if (typeof zlib.crc32 === 'function' && zlib.crc32(data) !== crc)
+      fail(`entry ${name} fails its CRC-32 check: the file is corrupt`);
     entries.set(name, data);
     at += 46 + nameLength + extraLength + commentLength;
   }

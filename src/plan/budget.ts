@@ -8,7 +8,11 @@ export function availableMemory(): number {
   return limit > 0 ? Math.min(limit, os.totalmem()) : os.totalmem();
 }
 
-const parts = (m: MemoryEstimate) => Object.entries(m).filter(([k, v]) => k !== 'total' && v > 0).map(([k, v]) => `${k} ${formatBytes(v)}`).join(', ');
+const parts = (m: MemoryEstimate) =>
+  Object.entries(m)
+    .filter(([k, v]) => k !== 'total' && v > 0)
+    .map(([k, v]) => `${k} ${formatBytes(v)}`)
+    .join(', ');
 
 /** Why a stage's memory estimate does not fit this machine (with the figures), or undefined when it does. */
 export function overBudget(stage: Stage, available = availableMemory()): string | undefined {

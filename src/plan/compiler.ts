@@ -13,7 +13,14 @@ import { estimateMemory } from './estimate.js';
 import { fileFingerprint, modelFingerprint, needsFreshHead } from './fingerprint.js';
 import { canonicalJson, hashInputs, sha256 } from './hash.js';
 import { plannedRuntime } from './runtime.js';
-import { CACHED_STAGES, isCacheEntryComplete, type Plan, type PlannedTrial, type Stage, type StageKind } from './stages.js';
+import {
+  CACHED_STAGES,
+  isCacheEntryComplete,
+  type Plan,
+  type PlannedTrial,
+  type Stage,
+  type StageKind,
+} from './stages.js';
 import { expandSweep } from './sweep.js';
 
 export { resolvedFisher, type ResolvedFisher } from '../strategies/child-tuning-d/fisher-settings.js';
@@ -46,7 +53,14 @@ export function compilePlan(loaded: LoadedRecipe, recipeFile: string): CompileRe
   const recipes: Recipe[] = [];
   const counts = new Map<string, number>();
 
-  const add = (kind: StageKind, inputs: Record<string, unknown>, deps: Stage[], label: string, trial: number, cacheDir: string): Stage => {
+  const add = (
+    kind: StageKind,
+    inputs: Record<string, unknown>,
+    deps: Stage[],
+    label: string,
+    trial: number,
+    cacheDir: string,
+  ): Stage => {
     const hash = hashInputs(kind, inputs);
     const id = `${kind}:${hash.slice(0, 12)}`;
     let s = stages.get(id);
@@ -84,25 +98,58 @@ export function compilePlan(loaded: LoadedRecipe, recipeFile: string): CompileRe
       config = readModelConfig(modelDir, r.model.family);
     } catch (e) {
       if (!(e instanceof ModelError) && !(e instanceof HubError)) throw e;
-      diagnostics.push(diagnostic('CT0309', e.message, '/model/path', { location: loaded.composed.sources.get('/model/path'), notes: e.hint ? [e.hint] : undefined }));
+      diagnostics.push(
+        diagnostic('CT0309', e.message, '/model/path', {
+          location: loaded.composed.sources.get('/model/path'),
+          notes: e.hint ? [e.hint] : undefined,
+        }),
+      );
       continue;
     }
     const fp = modelFingerprint(modelDir);
-    const model = add('load-model', { weights: fp.weights, config: fp.config, family: config.family }, [], path.basename(r.model.path), t, cacheDir);
+    const model = add(
+      'load-model',
+      { weights: fp.weights, config: fp.config, family: config.family },
+      [],
+      path.basename(r.model.path),
+      t,
+      cacheDir,
+    );
 
     const tokenized = (dataset: Dataset, split: string, subsample: boolean): { stage: Stage; examples: number } => {
       const spec = taskSpecOf(dataset);
       const file = splitFile(spec, dataset.dir, split);
-      const loadStage = add('load-dataset', { spec: { ...spec, files: undefined }, file: fileFingerprint(file), split, on_bad_row: dataset.on_bad_row }, [], `${dataset.task} ${split}`, t, cacheDir);
+      const loadStage = add(
+        'load-dataset',
+        { spec: { ...spec, files: undefined }, file: fileFingerprint(file), split, on_bad_row: dataset.on_bad_row },
+        [],
+        `${dataset.task} ${split}`,
+        t,
+        cacheDir,
+      );
       loadStage.source ??= { dataset, split };
       let source = loadStage;
       let examples = rowsIn(dataset, split);
       if (subsample && dataset.subsample) {
         const strat = dataset.subsample.stratified && spec.labels !== null;
-        source = add('subsample', { data: loadStage.hash, size: dataset.subsample.size, seed: dataset.subsample.seed, stratified: strat }, [loadStage], `${dataset.task} ${split}: ${dataset.subsample.size} of ${examples}`, t, cacheDir);
+        source = add(
+          'subsample',
+          { data: loadStage.hash, size: dataset.subsample.size, seed: dataset.subsample.seed, stratified: strat },
+          [loadStage],
+          `${dataset.task} ${split}: ${dataset.subsample.size} of ${examples}`,
+          t,
+          cacheDir,
+        );
         examples = dataset.subsample.size;
       }
-      const stage = add('tokenize', { data: source.hash, tokenizer: fp.tokenizer, family: config.family, max_seq_length: r.model.max_seq_length }, [source, model], `${dataset.task} ${split} (${examples})`, t, cacheDir);
+      const stage = add(
+        'tokenize',
+        { data: source.hash, tokenizer: fp.tokenizer, family: config.family, max_seq_length: r.model.max_seq_length },
+        [source, model],
+        `${dataset.task} ${split} (${examples})`,
+        t,
+        cacheDir,
+      );
       return { stage, examples };
     };
 
@@ -112,17 +159,36 @@ export function compilePlan(loaded: LoadedRecipe, recipeFile: string): CompileRe
       dev = tokenized(r.dataset, r.dataset.eval_split, false);
     } catch (e) {
       if (!(e instanceof DataFileError)) throw e;
-      diagnostics.push(diagnostic('CT0308', e.message, '/dataset', { location: loaded.composed.sources.get('/dataset') }));
+      diagnostics.push(
+        diagnostic('CT0308', e.message, '/dataset', { location: loaded.composed.sources.get('/dataset') }),
+      );
       continue;
     }
     const numLabels = numLabelsOf(r.dataset);
     const strategy = definitionOf(r.strategy.kind);
-    diagnostics.push(...(strategy.check?.(r.strategy) ?? []).map((d) => ({ ...d, location: d.location ?? loaded.composed!.sources.get(d.pointer) })));
+    diagnostics.push(
+      ...(strategy.check?.(r.strategy) ?? []).map((d) => ({
+        ...d,
+        location: d.location ?? loaded.composed!.sources.get(d.pointer),
+      })),
+    );
     // The strategy's own stages before training (D: the fisher pass), each on the pretrained model and the training data.
-    const extra = (strategy.stages?.(r.strategy, r, {
-      modelHash: model.hash, train: { hash: train.stage.hash, examples: train.examples }, numLabels, runtime: plannedRuntime(r.runtime),
-      headSeed: () => (needsFreshHead(modelDir, paramSpecs(config, numLabels).filter((s) => s.group === 'head'), prefixOf(config)) ? r.training.seed : null),
-    }) ?? []).map((x) => {
+    const extra = (
+      strategy.stages?.(r.strategy, r, {
+        modelHash: model.hash,
+        train: { hash: train.stage.hash, examples: train.examples },
+        numLabels,
+        runtime: plannedRuntime(r.runtime),
+        headSeed: () =>
+          needsFreshHead(
+            modelDir,
+            paramSpecs(config, numLabels).filter((s) => s.group === 'head'),
+            prefixOf(config),
+          )
+            ? r.training.seed
+            : null,
+      }) ?? []
+    ).map((x) => {
       const s = add(x.kind, x.inputs, [model, train.stage], x.label, t, cacheDir);
       s.work = x.work;
       s.memory = estimateMemory(config, r, numLabels, x.kind);
@@ -130,45 +196,126 @@ export function compilePlan(loaded: LoadedRecipe, recipeFile: string): CompileRe
     });
     const fisher = extra.find((s) => s.kind === 'fisher');
     const v = volatile(r);
-    const trainStage = add('train', {
-      model: model.hash, data: train.stage.hash, eval_data: dev.stage.hash, num_labels: numLabels, fisher: fisher?.hash,
-      strategy: v.strategy, training: v.training, evaluation: v.evaluation, max_seq_length: r.model.max_seq_length, runtime: plannedRuntime(r.runtime),
-    }, [model, train.stage, dev.stage, ...extra], `${r.strategy.kind}${r.strategy.reserve_p !== undefined ? ` p=${r.strategy.reserve_p}` : ''} seed=${r.training.seed}`, t, cacheDir);
+    const trainStage = add(
+      'train',
+      {
+        model: model.hash,
+        data: train.stage.hash,
+        eval_data: dev.stage.hash,
+        num_labels: numLabels,
+        fisher: fisher?.hash,
+        strategy: v.strategy,
+        training: v.training,
+        evaluation: v.evaluation,
+        max_seq_length: r.model.max_seq_length,
+        runtime: plannedRuntime(r.runtime),
+      },
+      [model, train.stage, dev.stage, ...extra],
+      `${r.strategy.kind}${r.strategy.reserve_p !== undefined ? ` p=${r.strategy.reserve_p}` : ''} seed=${r.training.seed}`,
+      t,
+      cacheDir,
+    );
     const steps = Math.ceil(train.examples / r.training.batch_size) * r.training.epochs;
     trainStage.work = { examples: train.examples, epochs: r.training.epochs, steps: Math.ceil(steps) };
     trainStage.memory = estimateMemory(config, r, numLabels, 'train');
-    const evaluate = add('evaluate', { train: trainStage.hash, data: dev.stage.hash, metrics: r.evaluation.metrics ?? taskSpecOf(r.dataset).metrics, checkpoint: r.evaluation.checkpoint }, [trainStage, dev.stage], `${r.dataset.task} ${r.dataset.eval_split}`, t, cacheDir);
+    const evaluate = add(
+      'evaluate',
+      {
+        train: trainStage.hash,
+        data: dev.stage.hash,
+        metrics: r.evaluation.metrics ?? taskSpecOf(r.dataset).metrics,
+        checkpoint: r.evaluation.checkpoint,
+      },
+      [trainStage, dev.stage],
+      `${r.dataset.task} ${r.dataset.eval_split}`,
+      t,
+      cacheDir,
+    );
     evaluate.work = { examples: dev.examples, epochs: 1, steps: Math.ceil(dev.examples / r.evaluation.batch_size) };
 
     const transfers: Stage[] = [];
     try {
       for (const d of r.transfer.domain) {
         const target = tokenized(d.dataset, d.dataset.eval_split, false);
-        transfers.push(add('transfer-eval', { mode: 'domain', train: trainStage.hash, data: target.stage.hash, label_map: d.label_map ?? null }, [trainStage, target.stage], `domain ${d.name}`, t, cacheDir));
+        transfers.push(
+          add(
+            'transfer-eval',
+            { mode: 'domain', train: trainStage.hash, data: target.stage.hash, label_map: d.label_map ?? null },
+            [trainStage, target.stage],
+            `domain ${d.name}`,
+            t,
+            cacheDir,
+          ),
+        );
       }
       for (const k of r.transfer.task) {
         const tTrain = tokenized(k.dataset, k.dataset.train_split, true);
         const tDev = tokenized(k.dataset, k.dataset.eval_split, false);
-        const s = add('transfer-eval', { mode: 'task', train: trainStage.hash, data: tTrain.stage.hash, eval_data: tDev.stage.hash, num_labels: numLabelsOf(k.dataset), training: k.training }, [trainStage, tTrain.stage, tDev.stage], `task ${k.name}`, t, cacheDir);
-        s.work = { examples: tTrain.examples, epochs: k.training.epochs, steps: Math.ceil(tTrain.examples / k.training.batch_size) * k.training.epochs };
+        const s = add(
+          'transfer-eval',
+          {
+            mode: 'task',
+            train: trainStage.hash,
+            data: tTrain.stage.hash,
+            eval_data: tDev.stage.hash,
+            num_labels: numLabelsOf(k.dataset),
+            training: k.training,
+          },
+          [trainStage, tTrain.stage, tDev.stage],
+          `task ${k.name}`,
+          t,
+          cacheDir,
+        );
+        s.work = {
+          examples: tTrain.examples,
+          epochs: k.training.epochs,
+          steps: Math.ceil(tTrain.examples / k.training.batch_size) * k.training.epochs,
+        };
         transfers.push(s);
       }
     } catch (e) {
       if (!(e instanceof DataFileError)) throw e;
-      diagnostics.push(diagnostic('CT0308', e.message, '/transfer', { location: loaded.composed.sources.get('/transfer') }));
+      diagnostics.push(
+        diagnostic('CT0308', e.message, '/transfer', { location: loaded.composed.sources.get('/transfer') }),
+      );
       continue;
     }
-    trials.push({ index: t, overrides: trial.overrides, recipeHash: recipeHash(r), train: trainStage.id, evaluate: evaluate.id, fisher: fisher?.id, transfers: transfers.map((s) => s.id) });
+    trials.push({
+      index: t,
+      overrides: trial.overrides,
+      recipeHash: recipeHash(r),
+      train: trainStage.id,
+      evaluate: evaluate.id,
+      fisher: fisher?.id,
+      transfers: transfers.map((s) => s.id),
+    });
   }
-  if (diagnostics.length || trials.length === 0) return { recipes, diagnostics: [...loaded.diagnostics, ...diagnostics] };
+  if (diagnostics.length || trials.length === 0)
+    return { recipes, diagnostics: [...loaded.diagnostics, ...diagnostics] };
   const finals = trials.flatMap((t) => [t.evaluate, ...t.transfers]).map((id) => stages.get(id)!);
-  const report = add('report', { results: finals.map((s) => s.hash) }, finals, `${trials.length} trial${trials.length === 1 ? '' : 's'}`, -1, '');
+  const report = add(
+    'report',
+    { results: finals.map((s) => s.hash) },
+    finals,
+    `${trials.length} trial${trials.length === 1 ? '' : 's'}`,
+    -1,
+    '',
+  );
   report.trials = trials.map((t) => t.index);
-  return { plan: { planVersion: 1, recipeFile, stages: [...stages.values()], trials, report: report.id }, recipes, diagnostics: loaded.diagnostics };
+  return {
+    plan: { planVersion: 1, recipeFile, stages: [...stages.values()], trials, report: report.id },
+    recipes,
+    diagnostics: loaded.diagnostics,
+  };
 }
 
 /** The resolved recipe of one sweep trial: the composed data with the trial's overrides, validated again. */
-function trialRecipe(loaded: LoadedRecipe, overrides: Record<string, unknown>, index: number, diagnostics: Diagnostic[]): Recipe | undefined {
+function trialRecipe(
+  loaded: LoadedRecipe,
+  overrides: Record<string, unknown>,
+  index: number,
+  diagnostics: Diagnostic[],
+): Recipe | undefined {
   if (Object.keys(overrides).length === 0 && !loaded.recipe!.sweep) return loaded.recipe;
   const data = structuredClone(loaded.composed!.data);
   delete data.sweep;
@@ -181,11 +328,17 @@ function trialRecipe(loaded: LoadedRecipe, overrides: Record<string, unknown>, i
       target = target[s] as Record<string, unknown>;
     }
     target[segs[segs.length - 1]] = value;
-    const from = loaded.composed!.sources.get(pointerOf(['sweep', 'grid', key])) ?? loaded.composed!.sources.get(pointerOf(['sweep', 'seeds'])) ?? loaded.composed!.sources.get('/sweep');
+    const from =
+      loaded.composed!.sources.get(pointerOf(['sweep', 'grid', key])) ??
+      loaded.composed!.sources.get(pointerOf(['sweep', 'seeds'])) ??
+      loaded.composed!.sources.get('/sweep');
     if (from) sources.set(pointerOf(segs), from);
   }
   const resolved = resolveRecipe({ ...loaded.composed!, data, sources });
-  const label = Object.entries(overrides).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(', ');
-  for (const d of resolved.diagnostics) diagnostics.push({ ...d, message: `sweep trial ${index} (${label}): ${d.message}` });
+  const label = Object.entries(overrides)
+    .map(([k, v]) => `${k}=${JSON.stringify(v)}`)
+    .join(', ');
+  for (const d of resolved.diagnostics)
+    diagnostics.push({ ...d, message: `sweep trial ${index} (${label}): ${d.message}` });
   return resolved.recipe;
 }

@@ -23,12 +23,21 @@ const RUNTIME_WORKER = 32 << 20;
  * heap keeps its high-water mark. The parsed checkpoint is not counted: it is freed
  * once the weights are copied, before any of this is allocated.
  */
-export function estimateMemory(config: ModelConfig, recipe: Recipe, numLabels: number, stage: 'train' | 'fisher', threads = recipe.runtime?.threads || os.availableParallelism()): MemoryEstimate {
+export function estimateMemory(
+  config: ModelConfig,
+  recipe: Recipe,
+  numLabels: number,
+  stage: 'train' | 'fisher',
+  threads = recipe.runtime?.threads || os.availableParallelism(),
+): MemoryEstimate {
   const p = parameterCounts(config, numLabels);
   const weights = (p.total + threads * (p.total - p.embeddings)) * F32;
   const gradients = threads * p.total * F32;
   const adam = stage === 'train' ? 2 * p.total * F32 : 0;
-  const { fisher, mask } = definitionOf(recipe.strategy.kind).memory?.(recipe.strategy, p, stage) ?? { fisher: 0, mask: 0 };
+  const { fisher, mask } = definitionOf(recipe.strategy.kind).memory?.(recipe.strategy, p, stage) ?? {
+    fisher: 0,
+    mask: 0,
+  };
   const t = recipe.model.max_seq_length;
   const passes = (batch: number, bytes: typeof activationBytes) => {
     const shards = Math.min(threads, batch);
@@ -40,8 +49,22 @@ export function estimateMemory(config: ModelConfig, recipe: Recipe, numLabels: n
   const activations = Math.max(passes(batch, activationBytes), evalBatch ? passes(evalBatch, forwardBytes) : 0);
   const save = stage === 'train' ? saveScratchElements(paramSpecs(config, numLabels)) * F32 : 0;
   const runtime = RUNTIME_MAIN + (threads - 1) * RUNTIME_WORKER;
-  return { weights, gradients, adam, fisher, mask, activations, save, runtime, total: weights + gradients + adam + fisher + mask + activations + save + runtime };
+  return {
+    weights,
+    gradients,
+    adam,
+    fisher,
+    mask,
+    activations,
+    save,
+    runtime,
+    total: weights + gradients + adam + fisher + mask + activations + save + runtime,
+  };
 }
 
 export const formatBytes = (n: number) =>
-  n >= 1 << 30 ? `${(n / (1 << 30)).toFixed(2)} GiB` : n >= 1 << 20 ? `${(n / (1 << 20)).toFixed(1)} MiB` : `${(n / 1024).toFixed(1)} KiB`;
+  n >= 1 << 30
+    ? `${(n / (1 << 30)).toFixed(2)} GiB`
+    : n >= 1 << 20
+      ? `${(n / (1 << 20)).toFixed(1)} MiB`
+      : `${(n / 1024).toFixed(1)} KiB`;

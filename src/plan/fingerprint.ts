@@ -30,7 +30,7 @@ export function fileFingerprint(file: string): string {
     const fd = fs.openSync(real, 'r');
     try {
       const buf = Buffer.alloc(Math.min(CHUNK, Math.max(1, st.size)));
-      for (let n; (n = fs.readSync(fd, buf, 0, buf.length, null)) > 0; ) hash.update(buf.subarray(0, n));
+      for (let n; (n = fs.readSync(fd, buf, 0, buf.length, null)) > 0;) hash.update(buf.subarray(0, n));
     } finally {
       fs.closeSync(fd);
     }
@@ -46,7 +46,11 @@ export function fileFingerprint(file: string): string {
  */
 export function modelFingerprint(dir: string): { weights: string; tokenizer: string; config: string } {
   const config = fileFingerprint(path.join(dir, 'config.json'));
-  const tokenizer = sha256(TOKENIZER_FILES.map((f) => `${f}:${fs.existsSync(path.join(dir, f)) ? fileFingerprint(path.join(dir, f)) : '-'}`).join('\n'));
+  const tokenizer = sha256(
+    TOKENIZER_FILES.map(
+      (f) => `${f}:${fs.existsSync(path.join(dir, f)) ? fileFingerprint(path.join(dir, f)) : '-'}`,
+    ).join('\n'),
+  );
   return { weights: hasWeights(dir) ? weightFilesFingerprint(dir) : 'missing', tokenizer, config };
 }
 
@@ -57,7 +61,9 @@ export function modelFingerprint(dir: string): { weights: string; tokenizer: str
  */
 export function weightFilesFingerprint(dir: string): string {
   const { index, files } = findWeights(dir);
-  return sha256([...(index ? [index] : []), ...files].map((f) => `${path.basename(f)}:${fileFingerprint(f)}`).join('\n'));
+  return sha256(
+    [...(index ? [index] : []), ...files].map((f) => `${path.basename(f)}:${fileFingerprint(f)}`).join('\n'),
+  );
 }
 
 /** Tensor names and shapes of every safetensors file in a model directory, from the headers alone. */
@@ -79,7 +85,10 @@ function safetensorsShapes(dir: string): Map<string, number[]> {
       if (length > 100 << 20 || length > fs.fstatSync(fd).size) continue;
       const header = Buffer.alloc(length);
       fs.readSync(fd, header, 0, length, 8);
-      for (const [name, info] of Object.entries(JSON.parse(header.toString('utf8')) as Record<string, { shape?: number[] }>)) if (Array.isArray(info?.shape)) shapes.set(name, info.shape);
+      for (const [name, info] of Object.entries(
+        JSON.parse(header.toString('utf8')) as Record<string, { shape?: number[] }>,
+      ))
+        if (Array.isArray(info?.shape)) shapes.set(name, info.shape);
     } catch {
       // An unreadable header is the loader's to report; here it only means "cannot tell".
     } finally {
@@ -93,10 +102,15 @@ function safetensorsShapes(dir: string): Map<string, number[]> {
  * Whether loading needs a freshly initialised classifier head (drawn from the training seed): true unless
  * every head tensor is in the checkpoint with the shape the task needs. Unknown layouts count as fresh.
  */
-export function needsFreshHead(dir: string, head: readonly { name: string; shape: number[] }[], prefix: string): boolean {
+export function needsFreshHead(
+  dir: string,
+  head: readonly { name: string; shape: number[] }[],
+  prefix: string,
+): boolean {
   const shapes = safetensorsShapes(dir);
   return head.some((t) => {
-    const found = shapes.get(t.name) ?? (t.name.startsWith(prefix) ? shapes.get(t.name.slice(prefix.length)) : undefined);
+    const found =
+      shapes.get(t.name) ?? (t.name.startsWith(prefix) ? shapes.get(t.name.slice(prefix.length)) : undefined);
     return !found || found.length !== t.shape.length || found.some((d, k) => d !== t.shape[k]);
   });
 }

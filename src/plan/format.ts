@@ -9,13 +9,25 @@ export function formatPlan(plan: Plan): string {
   lines.push(`plan: ${plan.stages.length} stages, ${n} trial${n === 1 ? '' : 's'}`);
   for (const s of plan.stages) {
     const state = s.cached === null ? '' : s.cached ? ' [cached]' : ' [to run]';
-    const shared = n > 1 && s.kind !== 'report' ? (s.trials.length === n ? ' (all trials)' : ` (trials ${s.trials.join(',')})`) : '';
+    const shared =
+      n > 1 && s.kind !== 'report' ? (s.trials.length === n ? ' (all trials)' : ` (trials ${s.trials.join(',')})`) : '';
     lines.push(`  ${s.kind.padEnd(13)} ${s.hash.slice(0, 12)}  ${s.label}${state}${shared}`);
-    if (s.deps.length) lines.push(`${' '.repeat(30)}after ${s.deps.map((d) => d.replace(/:(\w{6})\w*/, ':$1')).join(', ')}`);
-    if (s.work) lines.push(`${' '.repeat(30)}work: ${s.work.examples} examples x ${s.work.epochs} epoch${s.work.epochs === 1 ? '' : 's'} = ${s.work.steps} steps`);
+    if (s.deps.length)
+      lines.push(`${' '.repeat(30)}after ${s.deps.map((d) => d.replace(/:(\w{6})\w*/, ':$1')).join(', ')}`);
+    if (s.work)
+      lines.push(
+        `${' '.repeat(30)}work: ${s.work.examples} examples x ${s.work.epochs} epoch${s.work.epochs === 1 ? '' : 's'} = ${s.work.steps} steps`,
+      );
     if (s.memory) {
       const m = s.memory;
-      const parts = [`weights ${formatBytes(m.weights)}`, `grads ${formatBytes(m.gradients)}`, m.adam && `adam ${formatBytes(m.adam)}`, m.fisher && `fisher ${formatBytes(m.fisher)}`, m.mask && `mask ${formatBytes(m.mask)}`, `activations ${formatBytes(m.activations)}`].filter(Boolean);
+      const parts = [
+        `weights ${formatBytes(m.weights)}`,
+        `grads ${formatBytes(m.gradients)}`,
+        m.adam && `adam ${formatBytes(m.adam)}`,
+        m.fisher && `fisher ${formatBytes(m.fisher)}`,
+        m.mask && `mask ${formatBytes(m.mask)}`,
+        `activations ${formatBytes(m.activations)}`,
+      ].filter(Boolean);
       lines.push(`${' '.repeat(30)}memory: ${formatBytes(m.total)} (${parts.join(', ')})`);
       const over = overBudget(s);
       if (over) lines.push(`${' '.repeat(30)}warning: ${over}; \`run\` will refuse it`);
@@ -23,7 +35,14 @@ export function formatPlan(plan: Plan): string {
   }
   if (n > 1) {
     lines.push('trials:');
-    for (const t of plan.trials) lines.push(`  ${String(t.index).padStart(3)}  ${Object.entries(t.overrides).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(' ') || '(base)'}  ${t.recipeHash.slice(0, 12)}`);
+    for (const t of plan.trials)
+      lines.push(
+        `  ${String(t.index).padStart(3)}  ${
+          Object.entries(t.overrides)
+            .map(([k, v]) => `${k}=${JSON.stringify(v)}`)
+            .join(' ') || '(base)'
+        }  ${t.recipeHash.slice(0, 12)}`,
+      );
   }
   return lines.join('\n');
 }

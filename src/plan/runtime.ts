@@ -26,7 +26,8 @@ const resolvable = (pkg: string) => {
 };
 
 /** The thread count a backend runs with: the TensorFlow backends parallelise inside one thread. */
-export const threadsOn = (backend: BackendName, requested: number) => (backend === 'tensorflow' || backend === 'tensorflow-gpu' ? 1 : requested > 0 ? requested : os.availableParallelism());
+export const threadsOn = (backend: BackendName, requested: number) =>
+  backend === 'tensorflow' || backend === 'tensorflow-gpu' ? 1 : requested > 0 ? requested : os.availableParallelism();
 
 /**
  * What the run will resolve `runtime` to on this machine, predicted without loading tfjs: 'auto' takes the
@@ -34,6 +35,7 @@ export const threadsOn = (backend: BackendName, requested: number) => (backend =
  * costs a recompute, never a wrong reuse.
  */
 export function plannedRuntime(runtime: Recipe['runtime']): StageRuntime {
-  const backend = runtime.backend !== 'auto' ? runtime.backend : AUTO_ORDER.find((b) => resolvable(PACKAGE[b])) ?? 'cpu';
+  const backend =
+    runtime.backend !== 'auto' ? runtime.backend : (AUTO_ORDER.find((b) => resolvable(PACKAGE[b])) ?? 'cpu');
   return { backend, threads: threadsOn(backend, runtime.threads) };
 }

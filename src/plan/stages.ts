@@ -3,7 +3,17 @@ import path from 'node:path';
 import type { Dataset } from '../recipe/types.generated.js';
 
 /** The kinds of stage a plan is made of, in the order data flows through them. */
-export const STAGE_KINDS = ['load-model', 'load-dataset', 'subsample', 'tokenize', 'fisher', 'train', 'evaluate', 'transfer-eval', 'report'] as const;
+export const STAGE_KINDS = [
+  'load-model',
+  'load-dataset',
+  'subsample',
+  'tokenize',
+  'fisher',
+  'train',
+  'evaluate',
+  'transfer-eval',
+  'report',
+] as const;
 export type StageKind = (typeof STAGE_KINDS)[number];
 
 /** Stages whose output is written to the cache directory under `<kind>/<hash>/`. */
@@ -11,7 +21,8 @@ export const CACHED_STAGES: ReadonlySet<StageKind> = new Set(['fisher']);
 
 /** The one layout of the stage cache: an entry is complete exactly when its done.json exists (it is renamed in last). */
 export const cacheEntryDir = (cacheDir: string, kind: string, hash: string) => path.join(cacheDir, kind, hash);
-export const isCacheEntryComplete = (cacheDir: string, kind: string, hash: string) => fs.existsSync(path.join(cacheEntryDir(cacheDir, kind, hash), 'done.json'));
+export const isCacheEntryComplete = (cacheDir: string, kind: string, hash: string) =>
+  fs.existsSync(path.join(cacheEntryDir(cacheDir, kind, hash), 'done.json'));
 
 export interface MemoryEstimate {
   weights: number;

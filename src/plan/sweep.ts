@@ -42,7 +42,8 @@ export function expandSweep(sweep: Recipe['sweep']): TrialSpec[] {
   const seeds = sweep.seeds ?? [undefined];
   const trials: TrialSpec[] = [];
   for (const p of points) {
-    for (const seed of seeds) trials.push({ index: trials.length, overrides: seed === undefined ? p : { ...p, 'training.seed': seed } });
+    for (const seed of seeds)
+      trials.push({ index: trials.length, overrides: seed === undefined ? p : { ...p, 'training.seed': seed } });
   }
   return trials;
 }

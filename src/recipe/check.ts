@@ -29,7 +29,14 @@ export function checkRecipe(recipe: Recipe, sources: SourceMap, holes: Holes): D
     }
   };
   const report: Report = (code, message, pointer, notes, suggestion, severity) =>
-    out.push(diagnostic(code, message, pointer, { location: at(pointer), notes, suggestion, ...(severity ? { severity } : {}) }));
+    out.push(
+      diagnostic(code, message, pointer, {
+        location: at(pointer),
+        notes,
+        suggestion,
+        ...(severity ? { severity } : {}),
+      }),
+    );
   const guard = holes.guard.bind(holes);
   /** The entries of a list the schema accepted as a list (none when the list itself is in a hole). */
   const entries = <T>(pointer: string, check: string, list: T[]): T[] => {
@@ -44,39 +51,62 @@ export function checkRecipe(recipe: Recipe, sources: SourceMap, holes: Holes): D
     const dotted = pointer.slice(1).replace(/\//g, '.');
     const subsampleHole = holes.touching(`${pointer}/subsample`);
     if (subsampleHole) skipped(subsampleHole.cause, `subsample size check of ${dotted}`);
-    const reads = keysAt(['dataset']).filter((k) => k !== 'subsample').map((k) => `${pointer}/${k}`);
+    const reads = keysAt(['dataset'])
+      .filter((k) => k !== 'subsample')
+      .map((k) => `${pointer}/${k}`);
     const check = `data file${subsampleHole ? '' : ' and subsample'} checks of ${dotted}`;
-    guard(check, reads, () => checkDataset(subsampleHole ? { ...dataset, subsample: undefined } : dataset, pointer, needsTrain, report));
+    guard(check, reads, () =>
+      checkDataset(subsampleHole ? { ...dataset, subsample: undefined } : dataset, pointer, needsTrain, report),
+    );
   };
 
   checkStrategy(recipe, report, guard);
   guard('model directory check of model.path', ['/model/path'], () => checkModel(recipe, report));
   datasetChecks(recipe.dataset, '/dataset', true);
-  guard('metric checks of evaluation.metrics', ['/evaluation/metrics', ...labelReads('/dataset')], () => checkMetrics(recipe, report));
+  guard('metric checks of evaluation.metrics', ['/evaluation/metrics', ...labelReads('/dataset')], () =>
+    checkMetrics(recipe, report),
+  );
   entries('/transfer/domain', 'domain transfer checks', recipe.transfer?.domain).forEach((t, i) => {
     const base = pointerOf(['transfer', 'domain', i]);
     datasetChecks(t.dataset, `${base}/dataset`, false);
-    guard(`label map checks of transfer.domain.${i}`, [...labelReads('/dataset'), ...labelReads(`${base}/dataset`), `${base}/label_map`], () => checkLabelMap(recipe.dataset, t.dataset, t.label_map, base, report));
+    guard(
+      `label map checks of transfer.domain.${i}`,
+      [...labelReads('/dataset'), ...labelReads(`${base}/dataset`), `${base}/label_map`],
+      () => checkLabelMap(recipe.dataset, t.dataset, t.label_map, base, report),
+    );
   });
   entries('/transfer/task', 'task transfer checks', recipe.transfer?.task).forEach((t, i) => {
     const pointer = pointerOf(['transfer', 'task', i, 'dataset']);
     datasetChecks(t.dataset, pointer, true);
   });
-  guard('sweep path checks of sweep.grid', ['/sweep/grid'], () => checkSweepPaths(Object.keys(recipe.sweep?.grid ?? {}), ['sweep', 'grid'], report));
-  guard('sweep path checks of sweep.random.space', ['/sweep/random/space'], () => checkSweepPaths(Object.keys(recipe.sweep?.random?.space ?? {}), ['sweep', 'random', 'space'], report));
+  guard('sweep path checks of sweep.grid', ['/sweep/grid'], () =>
+    checkSweepPaths(Object.keys(recipe.sweep?.grid ?? {}), ['sweep', 'grid'], report),
+  );
+  guard('sweep path checks of sweep.random.space', ['/sweep/random/space'], () =>
+    checkSweepPaths(Object.keys(recipe.sweep?.random?.space ?? {}), ['sweep', 'random', 'space'], report),
+  );
   return out;
 }
 
-type Report = (code: Parameters<typeof diagnostic>[0], message: string, pointer: string, notes?: string[], suggestion?: string, severity?: 'warning') => void;
+type Report = (
+  code: Parameters<typeof diagnostic>[0],
+  message: string,
+  pointer: string,
+  notes?: string[],
+  suggestion?: string,
+  severity?: 'warning',
+) => void;
 
-const warnSkipped = (report: Report, message: string, pointer: string) => report('CT0322', message, pointer, undefined, undefined, 'warning');
+const warnSkipped = (report: Report, message: string, pointer: string) =>
+  report('CT0322', message, pointer, undefined, undefined, 'warning');
 /** What a task's label set is read from (taskSpecOf): metric and label-map checks need nothing else of a dataset. */
 const labelReads = (dataset: string) => [`${dataset}/task`, `${dataset}/labels`, `${dataset}/regression`];
 
 type Guard = Holes['guard'];
 
 /** The note for an option that does not apply: how to drop it, in the recipe or from the command line. */
-const dropIt = (dotted: string) => `Remove ${dotted} from the recipe (or add --set ${dotted}=null), or change strategy.kind.`;
+const dropIt = (dotted: string) =>
+  `Remove ${dotted} from the recipe (or add --set ${dotted}=null), or change strategy.kind.`;
 
 /**
  * The strategy's options against its kind, from the schema's union (schema/strategies.mjs): an option of another
@@ -88,18 +118,33 @@ function checkStrategy(recipe: Recipe, report: Report, guard: Guard) {
   const branch = () => schemaAt(['strategy'], recipe)!;
   const misplaced = (key: string) => {
     const instead = (branch()['x-instead'] as Record<string, string> | undefined)?.[key];
-    report('CT0303', `${key} applies only to ${ownersOf(branch().properties![key])!.join(' and ')}`, `/strategy/${key}`, [...(instead ? [`For ${strategy.kind}, set ${instead}.`] : []), dropIt(`strategy.${key}`)]);
+    report(
+      'CT0303',
+      `${key} applies only to ${ownersOf(branch().properties![key])!.join(' and ')}`,
+      `/strategy/${key}`,
+      [...(instead ? [`For ${strategy.kind}, set ${instead}.`] : []), dropIt(`strategy.${key}`)],
+    );
   };
   guard('reserve_p checks of strategy', [kind, '/strategy/reserve_p'], () => {
     const needs = !!branch().properties?.reserve_p && !ownersOf(branch().properties!.reserve_p);
     if (needs && strategy.reserve_p === undefined) {
-      report('CT0302', `strategy ${strategy.kind} needs reserve_p, the fraction of gradient elements kept`, '/strategy', ['The paper uses reserve_p between 0.1 and 0.3; try reserve_p: 0.3.']);
+      report(
+        'CT0302',
+        `strategy ${strategy.kind} needs reserve_p, the fraction of gradient elements kept`,
+        '/strategy',
+        ['The paper uses reserve_p between 0.1 and 0.3; try reserve_p: 0.3.'],
+      );
     }
     if (strategy.reserve_p === undefined) return;
-    if (!(strategy.reserve_p > 0 && strategy.reserve_p <= 1)) report('CT0301', `reserve_p is ${strategy.reserve_p}; it must be in (0, 1]`, '/strategy/reserve_p', ['reserve_p is a fraction: 0.3 keeps 30% of the gradient.']);
+    if (!(strategy.reserve_p > 0 && strategy.reserve_p <= 1))
+      report('CT0301', `reserve_p is ${strategy.reserve_p}; it must be in (0, 1]`, '/strategy/reserve_p', [
+        'reserve_p is a fraction: 0.3 keeps 30% of the gradient.',
+      ]);
     if (!needs) misplaced('reserve_p');
   });
-  const others = Object.keys(strategy ?? {}).filter((k) => k !== 'reserve_p' && strategy[k] !== undefined && ownersOf(schemaAt(['strategy', k], recipe)));
+  const others = Object.keys(strategy ?? {}).filter(
+    (k) => k !== 'reserve_p' && strategy[k] !== undefined && ownersOf(schemaAt(['strategy', k], recipe)),
+  );
   // Only whether an option is written matters, not its value (which the schema still checks against its owner's).
   guard('strategy option checks', [kind], () => others.forEach(misplaced));
 }
@@ -114,10 +159,16 @@ function checkModel({ model }: Recipe, report: Report) {
     return;
   }
   if (!fs.existsSync(dir)) {
-    report('CT0309', `model directory ${dir} does not exist`, '/model/path', [FETCH_HINT, 'Or create a random model with `childtune model init`.']);
+    report('CT0309', `model directory ${dir} does not exist`, '/model/path', [
+      FETCH_HINT,
+      'Or create a random model with `childtune model init`.',
+    ]);
     return;
   }
-  if (!fs.existsSync(path.join(dir, 'config.json'))) report('CT0309', `model directory ${dir} has no config.json`, '/model/path', ['A model directory holds config.json, the weights and the tokenizer files, as Hugging Face saves them.']);
+  if (!fs.existsSync(path.join(dir, 'config.json')))
+    report('CT0309', `model directory ${dir} has no config.json`, '/model/path', [
+      'A model directory holds config.json, the weights and the tokenizer files, as Hugging Face saves them.',
+    ]);
   try {
     findWeights(dir);
   } catch (e) {
@@ -146,7 +197,12 @@ function checkSequenceLength(dir: string, model: Recipe['model'], report: Report
     return;
   }
   if (limit && model.max_seq_length > limit.tokens) {
-    report('CT0106', `model.max_seq_length is ${model.max_seq_length} but the model takes at most ${limit.tokens} tokens (${limit.why})`, '/model/max_seq_length', [`Set max_seq_length: ${limit.tokens} or less.`]);
+    report(
+      'CT0106',
+      `model.max_seq_length is ${model.max_seq_length} but the model takes at most ${limit.tokens} tokens (${limit.why})`,
+      '/model/max_seq_length',
+      [`Set max_seq_length: ${limit.tokens} or less.`],
+    );
   }
 }
 
@@ -158,16 +214,28 @@ function checkDataset(dataset: Dataset, pointer: string, needsTrain: boolean, re
       !dataset.label_field && 'label_field',
       !dataset.labels && !dataset.regression && 'labels (or regression: true)',
     ].filter(Boolean);
-    if (lacking.length) report('CT0307', `a custom dataset needs ${lacking.join(', ')}`, pointer, ['Example: {task: custom, files: {train: t.tsv, dev: d.tsv}, text_fields: [sentence], label_field: label, labels: [neg, pos]} (the format follows the extension, or set format)']);
+    if (lacking.length)
+      report('CT0307', `a custom dataset needs ${lacking.join(', ')}`, pointer, [
+        'Example: {task: custom, files: {train: t.tsv, dev: d.tsv}, text_fields: [sentence], label_field: label, labels: [neg, pos]} (the format follows the extension, or set format)',
+      ]);
   } else {
     for (const key of ['format', 'text_fields', 'label_field', 'labels', 'regression'] as const) {
       if (dataset[key] !== undefined && !(key === 'regression' && dataset[key] === false)) {
-        report('CT0303', `dataset.${key} applies only to task: custom (${dataset.task} has a fixed format)`, `${pointer}/${key}`);
+        report(
+          'CT0303',
+          `dataset.${key} applies only to task: custom (${dataset.task} has a fixed format)`,
+          `${pointer}/${key}`,
+        );
       }
     }
   }
   if (spec.fromHub && !spec.fromHub.cached) {
-    report('CT0308', `data set ${dataset.task} is not in the hub cache (${spec.fromHub.repo} under ${hubCacheDir()})`, pointer, [notFetchedHint(dataset.task), 'Or set dataset.dir to a directory holding the files as distributed.']);
+    report(
+      'CT0308',
+      `data set ${dataset.task} is not in the hub cache (${spec.fromHub.repo} under ${hubCacheDir()})`,
+      pointer,
+      [notFetchedHint(dataset.task), 'Or set dataset.dir to a directory holding the files as distributed.'],
+    );
     return;
   }
   const splits = [...(needsTrain ? [dataset.train_split] : []), dataset.eval_split];
@@ -178,7 +246,11 @@ function checkDataset(dataset: Dataset, pointer: string, needsTrain: boolean, re
       continue;
     }
     if (!dataset.dir && !path.isAbsolute(name)) {
-      report('CT0307', `the dataset needs dir (the directory holding ${name}) or an absolute path under files.${split}`, pointer);
+      report(
+        'CT0307',
+        `the dataset needs dir (the directory holding ${name}) or an absolute path under files.${split}`,
+        pointer,
+      );
       continue;
     }
     const file = splitFile(spec, dataset.dir, split);
@@ -194,7 +266,15 @@ function checkDataset(dataset: Dataset, pointer: string, needsTrain: boolean, re
 const ROW_CODES = { label: 'CT0320', score: 'CT0321', row: 'CT0322', 'too-large': 'CT0323' } as const;
 
 /** Reads a split and reports its problems: every bad row kind under its own code, an empty file, a subsample larger than the split. */
-function checkRows(dataset: Dataset, spec: TaskSpec, split: string, isTrain: boolean, at: string, pointer: string, report: Report) {
+function checkRows(
+  dataset: Dataset,
+  spec: TaskSpec,
+  split: string,
+  isTrain: boolean,
+  at: string,
+  pointer: string,
+  report: Report,
+) {
   let loaded: LoadedSplit;
   try {
     loaded = loadSplit(spec, dataset.dir, split, 'skip');
@@ -204,31 +284,56 @@ function checkRows(dataset: Dataset, spec: TaskSpec, split: string, isTrain: boo
     return;
   }
   if (loaded.empty) {
-    report('CT0324', `data file ${loaded.file} (split '${split}') is empty`, at, ['The file has no data rows; check that it was written completely.']);
+    report('CT0324', `data file ${loaded.file} (split '${split}') is empty`, at, [
+      'The file has no data rows; check that it was written completely.',
+    ]);
     return;
   }
   const bad = loaded.skipped.count;
   if (bad && dataset.on_bad_row === 'skip') {
-    warnSkipped(report, `${bad} bad rows in ${loaded.file} will be skipped (on_bad_row: skip); first: ${loaded.problems[0].message}`, at);
+    warnSkipped(
+      report,
+      `${bad} bad rows in ${loaded.file} will be skipped (on_bad_row: skip); first: ${loaded.problems[0].message}`,
+      at,
+    );
   } else if (bad) {
     const shown = loaded.problems.slice(0, 5);
     for (const p of shown) {
       const code = ROW_CODES[p.kind as keyof typeof ROW_CODES] ?? 'CT0322';
-      const notes = p.kind === 'label' ? [`${dataset.task}'s labels: ${spec.labels!.join(', ')}`]
-        : p.kind === 'score' && spec.scoreRange ? [`${dataset.task} scores lie in [${spec.scoreRange.join(', ')}]; fix the row, or set on_bad_row: skip to leave such rows out.`]
-        : ['Fix the row, or set on_bad_row: skip to count and skip malformed rows.'];
+      const notes =
+        p.kind === 'label'
+          ? [`${dataset.task}'s labels: ${spec.labels!.join(', ')}`]
+          : p.kind === 'score' && spec.scoreRange
+            ? [
+                `${dataset.task} scores lie in [${spec.scoreRange.join(', ')}]; fix the row, or set on_bad_row: skip to leave such rows out.`,
+              ]
+            : ['Fix the row, or set on_bad_row: skip to count and skip malformed rows.'];
       report(code, p.message, at, notes);
     }
-    if (bad > shown.length) report('CT0322', `${bad - shown.length} more bad rows in ${loaded.file}`, at, ['Fix them, or set on_bad_row: skip to count and skip them.']);
+    if (bad > shown.length)
+      report('CT0322', `${bad - shown.length} more bad rows in ${loaded.file}`, at, [
+        'Fix them, or set on_bad_row: skip to count and skip them.',
+      ]);
   }
   const sub = dataset.subsample;
   const n = loaded.examples.length;
   if (isTrain && sub && sub.size > n && (!bad || dataset.on_bad_row === 'skip')) {
-    report('CT0304', `subsample size ${sub.size} is larger than the '${split}' split (${n} examples)`, `${pointer}/subsample/size`, [`Use a size of at most ${n}.`]);
+    report(
+      'CT0304',
+      `subsample size ${sub.size} is larger than the '${split}' split (${n} examples)`,
+      `${pointer}/subsample/size`,
+      [`Use a size of at most ${n}.`],
+    );
   }
 }
 
-function checkLabelMap(source: Dataset, target: Dataset, labelMap: Record<string, string> | undefined, pointer: string, report: Report) {
+function checkLabelMap(
+  source: Dataset,
+  target: Dataset,
+  labelMap: Record<string, string> | undefined,
+  pointer: string,
+  report: Report,
+) {
   const from = taskSpecOf(source).labels;
   const to = taskSpecOf(target).labels;
   if (from === null || to === null) {
@@ -237,14 +342,37 @@ function checkLabelMap(source: Dataset, target: Dataset, labelMap: Record<string
   }
   if (!labelMap) {
     const same = from.length === to.length && from.every((l, i) => l === to[i]);
-    if (!same) report('CT0305', `the source labels (${from.join(', ')}) differ from the target's (${to.join(', ')}); a label_map is needed`, pointer, [`Map every source label to a target label, e.g. label_map: {${from.map((l) => `${l}: ${to[0]}`).join(', ')}}`]);
+    if (!same)
+      report(
+        'CT0305',
+        `the source labels (${from.join(', ')}) differ from the target's (${to.join(', ')}); a label_map is needed`,
+        pointer,
+        [`Map every source label to a target label, e.g. label_map: {${from.map((l) => `${l}: ${to[0]}`).join(', ')}}`],
+      );
     return;
   }
   const missing = from.filter((l) => !(l in labelMap));
-  if (missing.length) report('CT0305', `label_map does not cover the source labels ${missing.join(', ')}`, `${pointer}/label_map`, [`Source labels: ${from.join(', ')}`]);
+  if (missing.length)
+    report('CT0305', `label_map does not cover the source labels ${missing.join(', ')}`, `${pointer}/label_map`, [
+      `Source labels: ${from.join(', ')}`,
+    ]);
   for (const [k, v] of Object.entries(labelMap)) {
-    if (!from.includes(k)) report('CT0305', `label_map key '${k}' is not a source label`, pointerOf([...pointer.slice(1).split('/'), 'label_map', k]), undefined, closest(k, from));
-    if (!to.includes(v)) report('CT0305', `label_map value '${v}' is not a target label (${to.join(', ')})`, pointerOf([...pointer.slice(1).split('/'), 'label_map', k]), undefined, closest(v, to));
+    if (!from.includes(k))
+      report(
+        'CT0305',
+        `label_map key '${k}' is not a source label`,
+        pointerOf([...pointer.slice(1).split('/'), 'label_map', k]),
+        undefined,
+        closest(k, from),
+      );
+    if (!to.includes(v))
+      report(
+        'CT0305',
+        `label_map value '${v}' is not a target label (${to.join(', ')})`,
+        pointerOf([...pointer.slice(1).split('/'), 'label_map', k]),
+        undefined,
+        closest(v, to),
+      );
   }
 }
 
@@ -257,7 +385,12 @@ function checkMetrics(recipe: Recipe, report: Report) {
     const binaryOnly = m === 'f1' || m === 'mcc';
     const isRegression = spec.labels === null;
     if (regressionMetric !== isRegression || (binaryOnly && (spec.labels?.length ?? 0) !== 2)) {
-      report('CT0310', `metric '${m}' does not apply to ${recipe.dataset.task} (${isRegression ? 'regression' : `${spec.labels!.length}-way classification`})`, `/evaluation/metrics/${i}`, [`This task's metrics: ${spec.metrics.join(', ')}`]);
+      report(
+        'CT0310',
+        `metric '${m}' does not apply to ${recipe.dataset.task} (${isRegression ? 'regression' : `${spec.labels!.length}-way classification`})`,
+        `/evaluation/metrics/${i}`,
+        [`This task's metrics: ${spec.metrics.join(', ')}`],
+      );
     }
   });
 }
@@ -273,7 +406,13 @@ function checkSweepPaths(keys: string[], at: string[], report: Report) {
     if (!schemaAt(segments)) {
       const bad = segments.findIndex((_, i) => !schemaAt(segments.slice(0, i + 1)));
       const suggestion = closest(segments[bad], keysAt(segments.slice(0, bad)));
-      report('CT0306', `sweep path '${key}' does not exist in the recipe schema`, pointer, undefined, suggestion ? [...segments.slice(0, bad), suggestion].join('.') : undefined);
+      report(
+        'CT0306',
+        `sweep path '${key}' does not exist in the recipe schema`,
+        pointer,
+        undefined,
+        suggestion ? [...segments.slice(0, bad), suggestion].join('.') : undefined,
+      );
     }
   }
 }

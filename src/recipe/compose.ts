@@ -44,8 +44,16 @@ export interface ComposedRecipe {
 
 /** Recipe fields that hold file-system paths; `*` matches any key or index. */
 export const PATH_FIELDS = [
-  'model.path', 'dataset.dir', 'dataset.files.*', 'runtime.output_dir', 'runtime.cache_dir', 'strategy.f_masks.replay',
-  'transfer.domain.*.dataset.dir', 'transfer.domain.*.dataset.files.*', 'transfer.task.*.dataset.dir', 'transfer.task.*.dataset.files.*',
+  'model.path',
+  'dataset.dir',
+  'dataset.files.*',
+  'runtime.output_dir',
+  'runtime.cache_dir',
+  'strategy.f_masks.replay',
+  'transfer.domain.*.dataset.dir',
+  'transfer.domain.*.dataset.files.*',
+  'transfer.task.*.dataset.dir',
+  'transfer.task.*.dataset.files.*',
 ] as const;
 
 const matchesField = (segments: readonly string[], field: string) => {
@@ -89,7 +97,10 @@ interface Layer {
 
 const EVERY_LATER_PHASE = 'every later phase (interpolation, composition, schema, paths, cross-field and data checks)';
 
-export function composeRecipe(file: string, options: ComposeOptions = {}): { composed?: ComposedRecipe; diagnostics: Diagnostic[]; files: string[] } {
+export function composeRecipe(
+  file: string,
+  options: ComposeOptions = {},
+): { composed?: ComposedRecipe; diagnostics: Diagnostic[]; files: string[] } {
   const env = options.env ?? process.env;
   const top = path.resolve(file);
   const root = projectRootOf(top);
@@ -109,8 +120,19 @@ export function composeRecipe(file: string, options: ComposeOptions = {}): { com
       text = fs.readFileSync(abs, 'utf8');
     } catch (e) {
       const reason = (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message;
-      if (!chain.length) diagnostics.push(diagnostic('CT0006', `cannot read recipe '${abs}': ${reason}`, '', { location: { file: abs, line: 1, column: 1 } }));
-      else baseMissing(pushed(diagnostics, diagnostic('CT0201', `extends: cannot read '${abs}': ${reason}`, '/extends', { location: from })));
+      if (!chain.length)
+        diagnostics.push(
+          diagnostic('CT0006', `cannot read recipe '${abs}': ${reason}`, '', {
+            location: { file: abs, line: 1, column: 1 },
+          }),
+        );
+      else
+        baseMissing(
+          pushed(
+            diagnostics,
+            diagnostic('CT0201', `extends: cannot read '${abs}': ${reason}`, '/extends', { location: from }),
+          ),
+        );
       return undefined;
     }
     files.push(abs);
@@ -121,7 +143,12 @@ export function composeRecipe(file: string, options: ComposeOptions = {}): { com
       else skipped(parsed.diagnostics[0], EVERY_LATER_PHASE);
       return undefined;
     }
-    const layer: Layer = { data: parsed.value as Record<string, unknown>, sources: parsed.sources, userPaths: new Set(), unset: [] };
+    const layer: Layer = {
+      data: parsed.value as Record<string, unknown>,
+      sources: parsed.sources,
+      userPaths: new Set(),
+      unset: [],
+    };
     interpolate(layer, env);
     resolvePaths(layer, path.dirname(abs));
     const ext = layer.data.extends;
@@ -138,14 +165,24 @@ export function composeRecipe(file: string, options: ComposeOptions = {}): { com
     const [realAbs, realBase] = [realPath(abs), realPath(base)];
     if (chain.includes(realBase) || realBase === realAbs) {
       const cycle = [...chain, realAbs, realBase].map((f) => path.relative(realRoots[0], f));
-      diagnostics.push(diagnostic('CT0202', `extends cycle: ${cycle.join(' -> ')}`, '/extends', { location: extLocation }));
+      diagnostics.push(
+        diagnostic('CT0202', `extends cycle: ${cycle.join(' -> ')}`, '/extends', { location: extLocation }),
+      );
       return layer;
     }
     if (!realRoots.some((r) => inside(realBase, r))) {
       const link = realBase !== base ? ` (through a symbolic link, to ${realBase})` : '';
-      baseMissing(pushed(diagnostics, diagnostic('CT0203', `extends '${ext}' points outside the project root ${root}${link}`, '/extends', {
-        location: extLocation, notes: ['Keep base recipes inside the project (the nearest directory with .git or .childtune-root), as real files or links that stay inside it.'],
-      })));
+      baseMissing(
+        pushed(
+          diagnostics,
+          diagnostic('CT0203', `extends '${ext}' points outside the project root ${root}${link}`, '/extends', {
+            location: extLocation,
+            notes: [
+              'Keep base recipes inside the project (the nearest directory with .git or .childtune-root), as real files or links that stay inside it.',
+            ],
+          }),
+        ),
+      );
       return layer;
     }
     const baseLayer = load(base, [...chain, realAbs], extLocation);
@@ -160,12 +197,28 @@ export function composeRecipe(file: string, options: ComposeOptions = {}): { com
   const holes: Hole[] = [];
   applyOverrides(layer, options.sets ?? [], diagnostics, holes);
   for (const [pointer, value] of pathValues(layer.data)) {
-    if (layer.userPaths.has(pointer) || typeof value !== 'string' || isHubModelPath(pointer, value) || layer.unset.some((h) => h.pointer === pointer)) continue;
+    if (
+      layer.userPaths.has(pointer) ||
+      typeof value !== 'string' ||
+      isHubModelPath(pointer, value) ||
+      layer.unset.some((h) => h.pointer === pointer)
+    )
+      continue;
     if (!roots.some((r) => inside(value, r))) {
-      const cause = pushed(diagnostics, diagnostic('CT0203', `path ${value}, written relative to its recipe, is outside the project root ${root}`, pointer, {
-        location: layer.sources.get(pointer),
-        notes: [`A relative path must stay inside the project (the nearest directory with .git or .childtune-root). For a directory elsewhere, write its absolute path, start the value with an environment variable (\${CHILDTUNE_DATA}/...), or pass --set ${segmentsOf(pointer).join('.')}=/absolute/path or --allow-path DIR.`],
-      }));
+      const cause = pushed(
+        diagnostics,
+        diagnostic(
+          'CT0203',
+          `path ${value}, written relative to its recipe, is outside the project root ${root}`,
+          pointer,
+          {
+            location: layer.sources.get(pointer),
+            notes: [
+              `A relative path must stay inside the project (the nearest directory with .git or .childtune-root). For a directory elsewhere, write its absolute path, start the value with an environment variable (\${CHILDTUNE_DATA}/...), or pass --set ${segmentsOf(pointer).join('.')}=/absolute/path or --allow-path DIR.`,
+            ],
+          },
+        ),
+      );
       holes.push({ pointer, cause });
     }
   }
@@ -173,7 +226,11 @@ export function composeRecipe(file: string, options: ComposeOptions = {}): { com
     diagnostics.push(hole.cause);
     holes.push(hole);
   }
-  return { composed: { data: layer.data, sources: layer.sources, files, root, holes, missingBase }, diagnostics, files };
+  return {
+    composed: { data: layer.data, sources: layer.sources, files, root, holes, missingBase },
+    diagnostics,
+    files,
+  };
 }
 
 const pushed = (diagnostics: Diagnostic[], d: Diagnostic) => {
@@ -207,10 +264,16 @@ function interpolate(layer: Layer, env: Readonly<Record<string, string | undefin
       if (v !== undefined && v !== '') return v;
       if (fallback !== undefined) return fallback;
       unset = true;
-      layer.unset.push({ pointer, cause: diagnostic('CT0205', `environment variable ${name} is not set`, pointer, {
-        location: layer.sources.get(pointer),
-        notes: [...(RECIPE_VARIABLES[name] ? [`${name} holds ${RECIPE_VARIABLES[name]}.`] : []), `Set it (export ${name}=...), give a default as \${${name}:-value}, or replace the whole value with --set ${segs.join('.')}=${isPathField(segs) ? '/path/to/it' : '...'}`],
-      }) });
+      layer.unset.push({
+        pointer,
+        cause: diagnostic('CT0205', `environment variable ${name} is not set`, pointer, {
+          location: layer.sources.get(pointer),
+          notes: [
+            ...(RECIPE_VARIABLES[name] ? [`${name} holds ${RECIPE_VARIABLES[name]}.`] : []),
+            `Set it (export ${name}=...), give a default as \${${name}:-value}, or replace the whole value with --set ${segs.join('.')}=${isPathField(segs) ? '/path/to/it' : '...'}`,
+          ],
+        }),
+      });
       return '';
     });
     // A value with an unset variable stays as written: it is a hole that no later check reads.
@@ -226,8 +289,19 @@ function resolvePaths(layer: Layer, dir: string) {
     set(resolved);
     // A file inside a dir the user supplied (an environment variable, --set) is the user's too.
     const dirPointer = segs.at(-2) === 'files' ? pointerOf([...segs.slice(0, -2), 'dir']) : undefined;
-    const datasetDir = dirPointer && [...segs.slice(0, -2), 'dir'].reduce<unknown>((o, k) => (o as Record<string, unknown> | undefined)?.[k], layer.data);
-    if (dirPointer && layer.userPaths.has(dirPointer) && typeof datasetDir === 'string' && inside(resolved, path.resolve(dir, datasetDir))) layer.userPaths.add(pointerOf(segs));
+    const datasetDir =
+      dirPointer &&
+      [...segs.slice(0, -2), 'dir'].reduce<unknown>(
+        (o, k) => (o as Record<string, unknown> | undefined)?.[k],
+        layer.data,
+      );
+    if (
+      dirPointer &&
+      layer.userPaths.has(dirPointer) &&
+      typeof datasetDir === 'string' &&
+      inside(resolved, path.resolve(dir, datasetDir))
+    )
+      layer.userPaths.add(pointerOf(segs));
   }
 }
 
@@ -240,11 +314,16 @@ function resolvePath(segs: readonly string[], value: string, dir: string, data: 
   const expanded = expandHome(value);
   if (segs.join('.') === 'model.path' && !fs.existsSync(path.resolve(dir, expanded)) && parseHubId(value)) return value;
   const fileOf = segs.length >= 2 && segs[segs.length - 2] === 'files' ? segs.slice(0, -2) : undefined;
-  const datasetDir = fileOf && ([...fileOf, 'dir'].reduce<unknown>((o, k) => (o as Record<string, unknown> | undefined)?.[k], data));
-  return path.resolve(typeof datasetDir === 'string' && datasetDir !== '' ? path.resolve(dir, expandHome(datasetDir)) : dir, expanded);
+  const datasetDir =
+    fileOf && [...fileOf, 'dir'].reduce<unknown>((o, k) => (o as Record<string, unknown> | undefined)?.[k], data);
+  return path.resolve(
+    typeof datasetDir === 'string' && datasetDir !== '' ? path.resolve(dir, expandHome(datasetDir)) : dir,
+    expanded,
+  );
 }
 
-export const isHubModelPath = (pointer: string, value: string) => pointer === '/model/path' && !path.isAbsolute(value) && parseHubId(value) !== undefined;
+export const isHubModelPath = (pointer: string, value: string) =>
+  pointer === '/model/path' && !path.isAbsolute(value) && parseHubId(value) !== undefined;
 
 const isMapping = (v: unknown): v is Record<string, unknown> => !!v && typeof v === 'object' && !Array.isArray(v);
 
@@ -296,7 +375,12 @@ function applyOverrides(layer: Layer, sets: readonly string[], diagnostics: Diag
     const location: SourceLocation = { file: '--set', line: 1, column: index + 1 };
     const eq = assignment.indexOf('=');
     if (eq <= 0) {
-      diagnostics.push(diagnostic('CT0204', `--set '${assignment}' is not of the form dotted.path=value`, '', { location, notes: ['Example: --set training.optimizer.lr=3e-5'] }));
+      diagnostics.push(
+        diagnostic('CT0204', `--set '${assignment}' is not of the form dotted.path=value`, '', {
+          location,
+          notes: ['Example: --set training.optimizer.lr=3e-5'],
+        }),
+      );
       return;
     }
     const segs = assignment.slice(0, eq).split('.');
@@ -307,18 +391,40 @@ function applyOverrides(layer: Layer, sets: readonly string[], diagnostics: Diag
       const known = segs.findIndex((_, i) => !schemaAt(segs.slice(0, i + 1)));
       const parent = segs.slice(0, known);
       const suggestion = closest(segs[known], keysAt(parent));
-      diagnostics.push(diagnostic('CT0204', `--set ${segs.join('.')}: the recipe has no key '${segs[known]}'${parent.length ? ` in '${parent.join('.')}'` : ''}`, pointer, {
-        location, suggestion: suggestion ? [...parent, suggestion].join('.') : undefined,
-      }));
+      diagnostics.push(
+        diagnostic(
+          'CT0204',
+          `--set ${segs.join('.')}: the recipe has no key '${segs[known]}'${parent.length ? ` in '${parent.join('.')}'` : ''}`,
+          pointer,
+          {
+            location,
+            suggestion: suggestion ? [...parent, suggestion].join('.') : undefined,
+          },
+        ),
+      );
       return;
     }
     // The value the --set meant to replace stays in the recipe, unchecked: checking it would report a problem the user already fixed.
     const refuse = (message: string, notes?: string[]) => {
-      holes.push({ pointer, cause: pushed(diagnostics, diagnostic('CT0204', `--set ${segs.join('.')}: ${message}`, pointer, { location, notes })) });
+      holes.push({
+        pointer,
+        cause: pushed(
+          diagnostics,
+          diagnostic('CT0204', `--set ${segs.join('.')}: ${message}`, pointer, { location, notes }),
+        ),
+      });
     };
     if (raw === 'null') {
-      const parent = segs.slice(0, -1).reduce<unknown>((v, s) => (isMapping(v) || Array.isArray(v) ? (v as Record<string, unknown>)[s] : undefined), layer.data);
-      if (Array.isArray(parent)) return refuse('null cannot remove one entry of a list', [`Set the whole list instead: --set ${segs.slice(0, -1).join('.')}=[...]`]);
+      const parent = segs
+        .slice(0, -1)
+        .reduce<unknown>(
+          (v, s) => (isMapping(v) || Array.isArray(v) ? (v as Record<string, unknown>)[s] : undefined),
+          layer.data,
+        );
+      if (Array.isArray(parent))
+        return refuse('null cannot remove one entry of a list', [
+          `Set the whole list instead: --set ${segs.slice(0, -1).join('.')}=[...]`,
+        ]);
       if (isMapping(parent)) delete parent[segs[segs.length - 1]];
       forget(layer, pointer);
       return;
@@ -334,7 +440,8 @@ function applyOverrides(layer: Layer, sets: readonly string[], diagnostics: Diag
     for (const [i, s] of segs.slice(0, -1).entries()) {
       if (Array.isArray(target)) {
         const k = /^\d+$/.test(s) ? Number(s) : NaN;
-        if (!(k < target.length)) return refuse(`${segs.slice(0, i).join('.')} has ${target.length} entries; there is no entry ${s}`);
+        if (!(k < target.length))
+          return refuse(`${segs.slice(0, i).join('.')} has ${target.length} entries; there is no entry ${s}`);
         if (!isMapping(target[k])) target[k] = {};
         target = target[k] as Record<string, unknown>;
       } else {
@@ -363,6 +470,11 @@ function typedValue(raw: string, type: string | string[] | undefined): unknown {
   } catch {
     throw new Error(`cannot read '${raw}' as a value`);
   }
-  if (types.includes('string') && typeof value !== 'string' && !types.some((t) => t === typeof value || (t === 'integer' && Number.isInteger(value)))) return raw;
+  if (
+    types.includes('string') &&
+    typeof value !== 'string' &&
+    !types.some((t) => t === typeof value || (t === 'integer' && Number.isInteger(value)))
+  )
+    return raw;
   return value;
 }

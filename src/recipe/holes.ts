@@ -12,7 +12,8 @@ export interface Hole {
 }
 
 /** `pointer` is `ancestor` or lies below it. */
-export const isWithin = (pointer: string, ancestor: string) => pointer === ancestor || pointer.startsWith(ancestor + '/');
+export const isWithin = (pointer: string, ancestor: string) =>
+  pointer === ancestor || pointer.startsWith(ancestor + '/');
 
 export class Holes {
   private readonly list: Hole[];

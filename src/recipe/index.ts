@@ -27,14 +27,20 @@ export function loadRecipe(file: string, options: ComposeOptions = {}): LoadedRe
 /** Schema validation and cross-field checks over already composed data (also used for each sweep trial). */
 export function resolveRecipe(composed: ComposedRecipe, prior: Diagnostic[] = []): LoadedRecipe {
   const holes = new Holes(composed.holes);
-  const { recipe, data, diagnostics } = validateAgainstSchema(composed.data, composed.sources, holes, composed.missingBase);
+  const { recipe, data, diagnostics } = validateAgainstSchema(
+    composed.data,
+    composed.sources,
+    holes,
+    composed.missingBase,
+  );
   const all = [...prior, ...diagnostics];
   // Defaults are filled in after composition resolved the written paths, so defaulted ones are still relative:
   // like written ones, they are relative to the top recipe file, never to the working directory.
   const here = path.dirname(path.resolve(composed.files[0]));
   const runtime = data.runtime as Record<string, unknown> | undefined;
   for (const key of ['output_dir', 'cache_dir']) {
-    if (typeof runtime?.[key] === 'string' && !holes.covering(`/runtime/${key}`)) runtime[key] = path.resolve(here, runtime[key] as string);
+    if (typeof runtime?.[key] === 'string' && !holes.covering(`/runtime/${key}`))
+      runtime[key] = path.resolve(here, runtime[key] as string);
   }
   // Without a base recipe's keys, cross-field checks would judge a recipe the user did not write.
   if (composed.missingBase) skipped(composed.missingBase, 'cross-field and data checks');

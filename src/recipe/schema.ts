@@ -30,7 +30,6 @@ export interface JsonSchema {
   [k: string]: unknown;
 }
 
-
 /** Follows $ref within the recipe schema. */
 export function deref(node: JsonSchema | undefined): JsonSchema | undefined {
   let n = node;
@@ -42,7 +41,8 @@ export function deref(node: JsonSchema | undefined): JsonSchema | undefined {
   return n;
 }
 
-const isMapping = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isMapping = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /**
  * A union node (x-discriminator: the strategy, one branch per kind) as the data at it selects: the branch of its
@@ -52,12 +52,17 @@ const isMapping = (v: unknown): v is Record<string, unknown> => typeof v === 'ob
 function branchOf(node: JsonSchema, value: unknown): JsonSchema {
   const key = node['x-discriminator'];
   if (typeof key !== 'string' || !Array.isArray(node.allOf)) return node;
-  const branches = (node.allOf as { if: JsonSchema; then: JsonSchema }[]).map((b) => ({ tag: b.if.properties![key].const, schema: deref(b.then)! }));
+  const branches = (node.allOf as { if: JsonSchema; then: JsonSchema }[]).map((b) => ({
+    tag: b.if.properties![key].const,
+    schema: deref(b.then)!,
+  }));
   const tag = isMapping(value) ? (value[key] ?? node.properties?.[key]?.default) : undefined;
   const chosen = branches.find((b) => b.tag === tag);
   if (chosen) return chosen.schema;
   const properties: Record<string, JsonSchema> = {};
-  for (const b of branches) for (const [k, p] of Object.entries(b.schema.properties ?? {})) if (!properties[k] || properties[k]['x-owners']) properties[k] = p;
+  for (const b of branches)
+    for (const [k, p] of Object.entries(b.schema.properties ?? {}))
+      if (!properties[k] || properties[k]['x-owners']) properties[k] = p;
   return { ...node, properties };
 }
 
@@ -83,7 +88,9 @@ export function schemaAt(segments: readonly string[], data?: unknown): JsonSchem
 
 /** Keys the schema allows at a path (for did-you-mean): a strategy's own options, not those of other kinds. */
 export const keysAt = (segments: readonly string[], data?: unknown) =>
-  Object.entries(schemaAt(segments, data)?.properties ?? {}).filter(([, p]) => !p['x-owners']).map(([k]) => k);
+  Object.entries(schemaAt(segments, data)?.properties ?? {})
+    .filter(([, p]) => !p['x-owners'])
+    .map(([k]) => k);
 
 /** Kinds a misplaced option belongs to (x-owners: marked by schema/strategies.mjs), or undefined for an own option. */
 export const ownersOf = (node: JsonSchema | undefined) => node?.['x-owners'] as string[] | undefined;
@@ -101,21 +108,30 @@ export interface SchemaResult {
  * Values in `holes` are not checked (their errors are dropped); each schema error becomes a hole for later
  * phases. With `missingBase`, keys a base recipe would have supplied are unknown, so missing keys are not errors.
  */
-export function validateAgainstSchema(data: unknown, sources: SourceMap, holes: Holes, missingBase?: Diagnostic): SchemaResult {
+export function validateAgainstSchema(
+  data: unknown,
+  sources: SourceMap,
+  holes: Holes,
+  missingBase?: Diagnostic,
+): SchemaResult {
   const copy = structuredClone(data) as Record<string, unknown>;
   for (const hole of holes.all) skipped(hole.cause, `schema check of ${dottedOf(hole.pointer)}`);
   if (missingBase) skipped(missingBase, 'required-key checks');
   const ok = validateFn(copy);
   if (ok) return { recipe: copy as unknown as Recipe, data: copy, diagnostics: [] };
-  const errors = (validateFn.errors ?? []).filter((e) => !holes.covering(errorPointer(e)) && !(missingBase && e.keyword === 'required'));
+  const errors = (validateFn.errors ?? []).filter(
+    (e) => !holes.covering(errorPointer(e)) && !(missingBase && e.keyword === 'required'),
+  );
   const diagnostics = toDiagnostics(errors, copy, data, sources, holes);
   return { recipe: errors.length ? undefined : (copy as unknown as Recipe), data: copy, diagnostics };
 }
 
 /** The recipe part an error is about: the missing or unknown key itself, else the value that failed. */
 function errorPointer(e: ErrorObject): string {
-  if (e.keyword === 'required') return pointerOf([...segmentsOf(e.instancePath), (e.params as { missingProperty: string }).missingProperty]);
-  if (e.keyword === 'additionalProperties') return pointerOf([...segmentsOf(e.instancePath), (e.params as { additionalProperty: string }).additionalProperty]);
+  if (e.keyword === 'required')
+    return pointerOf([...segmentsOf(e.instancePath), (e.params as { missingProperty: string }).missingProperty]);
+  if (e.keyword === 'additionalProperties')
+    return pointerOf([...segmentsOf(e.instancePath), (e.params as { additionalProperty: string }).additionalProperty]);
   return e.instancePath;
 }
 
@@ -142,7 +158,13 @@ function valueAt(data: unknown, pointer: string): unknown {
 }
 
 /** `data` is what was validated (defaults filled in), `written` the composed recipe before defaults. */
-function toDiagnostics(errors: ErrorObject[], data: unknown, written: unknown, sources: SourceMap, holes: Holes): Diagnostic[] {
+function toDiagnostics(
+  errors: ErrorObject[],
+  data: unknown,
+  written: unknown,
+  sources: SourceMap,
+  holes: Holes,
+): Diagnostic[] {
   const out: Diagnostic[] = [];
   const seen = new Set<string>();
   const unknownKeyFixes = new Set<string>(); // "pointer|key" of missing keys already explained by a misspelling
@@ -163,14 +185,17 @@ function toDiagnostics(errors: ErrorObject[], data: unknown, written: unknown, s
     const suggestion = closest(key, keysAt(parent, data));
     if (suggestion) unknownKeyFixes.add(`${e.instancePath}|${suggestion}`);
     const where = parent.length ? `in '${parent.join('.')}'` : 'at the top level';
-    const d = push(diagnostic('CT0102', `unknown key '${key}' ${where}`, pointer, {
-      location: locate(sources, pointer),
-      suggestion,
-      notes: [`allowed keys: ${keysAt(parent, data).join(', ')}`],
-    }));
+    const d = push(
+      diagnostic('CT0102', `unknown key '${key}' ${where}`, pointer, {
+        location: locate(sources, pointer),
+        suggestion,
+        notes: [`allowed keys: ${keysAt(parent, data).join(', ')}`],
+      }),
+    );
     // Where the key it resembles was not written, the misspelling was probably meant for it: checks of that
     // key would judge a default the user did not choose.
-    if (suggestion && valueAt(written, pointerOf([...parent, suggestion])) === undefined) holes.add(pointerOf([...parent, suggestion]), d);
+    if (suggestion && valueAt(written, pointerOf([...parent, suggestion])) === undefined)
+      holes.add(pointerOf([...parent, suggestion]), d);
   }
   for (const e of errors) {
     const pointer = e.instancePath;
@@ -184,40 +209,80 @@ function toDiagnostics(errors: ErrorObject[], data: unknown, written: unknown, s
         const key = (e.params as { missingProperty: string }).missingProperty;
         if (unknownKeyFixes.has(`${pointer}|${key}`)) break;
         const node = schemaAt([...segmentsOf(pointer), key], data);
-        push(diagnostic('CT0103', `missing required key '${key}' in ${dotted}`, pointerOf([...segmentsOf(pointer), key]), {
-          location, notes: node?.description ? [`${key}: ${node.description}`] : undefined,
-        }));
+        push(
+          diagnostic('CT0103', `missing required key '${key}' in ${dotted}`, pointerOf([...segmentsOf(pointer), key]), {
+            location,
+            notes: node?.description ? [`${key}: ${node.description}`] : undefined,
+          }),
+        );
         break;
       }
       case 'const':
       case 'enum': {
-        const allowed = e.keyword === 'const' ? [(e.params as { allowedValue: unknown }).allowedValue] : (e.params as { allowedValues: unknown[] }).allowedValues;
+        const allowed =
+          e.keyword === 'const'
+            ? [(e.params as { allowedValue: unknown }).allowedValue]
+            : (e.params as { allowedValues: unknown[] }).allowedValues;
         if (pointer === '/version') {
-          push(diagnostic('CT0101', `unsupported recipe version ${JSON.stringify(actual)}`, pointer, {
-            location, notes: [`supported versions: ${SUPPORTED_VERSIONS.join(', ')}`, 'Write `version: 1` at the top of the recipe.'],
-          }));
+          push(
+            diagnostic('CT0101', `unsupported recipe version ${JSON.stringify(actual)}`, pointer, {
+              location,
+              notes: [
+                `supported versions: ${SUPPORTED_VERSIONS.join(', ')}`,
+                'Write `version: 1` at the top of the recipe.',
+              ],
+            }),
+          );
           break;
         }
         const suggestion = typeof actual === 'string' ? closest(actual, allowed.map(String)) : undefined;
-        push(diagnostic('CT0105', `${dotted} is ${describe(actual)}; expected one of ${allowed.map((a) => JSON.stringify(a)).join(', ')}`, pointer, { location, suggestion }));
+        push(
+          diagnostic(
+            'CT0105',
+            `${dotted} is ${describe(actual)}; expected one of ${allowed.map((a) => JSON.stringify(a)).join(', ')}`,
+            pointer,
+            { location, suggestion },
+          ),
+        );
         break;
       }
       case 'type':
-        push(diagnostic('CT0104', `${dotted} is ${describe(actual)}; expected ${String((e.params as { type: string }).type).replace(',', ' or ')}`, pointer, { location }));
+        push(
+          diagnostic(
+            'CT0104',
+            `${dotted} is ${describe(actual)}; expected ${String((e.params as { type: string }).type).replace(',', ' or ')}`,
+            pointer,
+            { location },
+          ),
+        );
         break;
       case 'minimum':
       case 'maximum':
       case 'exclusiveMinimum':
       case 'exclusiveMaximum': {
         const { comparison, limit } = e.params as { comparison: string; limit: number };
-        push(diagnostic('CT0106', `${dotted} is ${JSON.stringify(actual)}; it must be ${comparison} ${limit}`, pointer, { location }));
+        push(
+          diagnostic('CT0106', `${dotted} is ${JSON.stringify(actual)}; it must be ${comparison} ${limit}`, pointer, {
+            location,
+          }),
+        );
         break;
       }
       case 'pattern':
         if (pointer === '/name') {
-          push(diagnostic('CT0108', `name ${JSON.stringify(actual)} is not a file name: it must not be '.' or '..' nor contain '/', '\\' or control characters`, pointer, {
-            location, notes: ['The name becomes part of the run directory under runtime.output_dir; use letters, digits, dashes and dots.'],
-          }));
+          push(
+            diagnostic(
+              'CT0108',
+              `name ${JSON.stringify(actual)} is not a file name: it must not be '.' or '..' nor contain '/', '\\' or control characters`,
+              pointer,
+              {
+                location,
+                notes: [
+                  'The name becomes part of the run directory under runtime.output_dir; use letters, digits, dashes and dots.',
+                ],
+              },
+            ),
+          );
           break;
         }
         push(diagnostic('CT0107', `${dotted} ${e.message ?? 'is invalid'}`, pointer, { location }));

@@ -24,14 +24,29 @@ const HINT = 'Pass directories written by `childtune run` or `childtune sweep`; 
 
 export const isObject = (x: unknown): x is Record<string, unknown> => !!x && typeof x === 'object' && !Array.isArray(x);
 
-export const describeValue = (v: unknown) => (v === undefined ? 'nothing' : Array.isArray(v) ? 'a list' : v === null ? 'null' : `${typeof v} ${JSON.stringify(v).slice(0, 40)}`);
+export const describeValue = (v: unknown) =>
+  v === undefined
+    ? 'nothing'
+    : Array.isArray(v)
+      ? 'a list'
+      : v === null
+        ? 'null'
+        : `${typeof v} ${JSON.stringify(v).slice(0, 40)}`;
 
 /** Refuses a `version` this build cannot read (not a whole number, or newer than it writes). */
 export function checkVersion(file: string, kind: ArtifactKind, value: Record<string, unknown>, hint = HINT): void {
   const v = value.version ?? 1;
   const known = ARTIFACT_VERSIONS[kind];
-  if (!Number.isInteger(v) || (v as number) < 1) throw new RunError(`${file}: "version" must be a whole number of at least 1, found ${describeValue(value.version)}`, hint);
-  if ((v as number) > known) throw new RunError(`${file}: "version" is ${v}, newer than this childtune reads (${known})`, 'Read it with the childtune version that wrote it, or upgrade childtune.');
+  if (!Number.isInteger(v) || (v as number) < 1)
+    throw new RunError(
+      `${file}: "version" must be a whole number of at least 1, found ${describeValue(value.version)}`,
+      hint,
+    );
+  if ((v as number) > known)
+    throw new RunError(
+      `${file}: "version" is ${v}, newer than this childtune reads (${known})`,
+      'Read it with the childtune version that wrote it, or upgrade childtune.',
+    );
 }
 
 /** A JSON file as a plain value; invalid JSON names the file. */
@@ -74,7 +89,8 @@ export interface ResultsFile {
   model?: string;
 }
 
-export const writeResults = (file: string, results: Omit<ResultsFile, 'version'>) => writeJsonAtomic(file, { version: ARTIFACT_VERSIONS['results.json'], ...results } satisfies ResultsFile);
+export const writeResults = (file: string, results: Omit<ResultsFile, 'version'>) =>
+  writeJsonAtomic(file, { version: ARTIFACT_VERSIONS['results.json'], ...results } satisfies ResultsFile);
 
 /** What `childtune report` reads of a results.json: the fields it needs, each checked. */
 export interface ResultsRead {
@@ -94,11 +110,13 @@ export interface ResultsRead {
 
 /** A map of metric name to number; null (a metric the run could not define) is dropped. */
 export function metricMap(file: string, field: string, value: unknown): Record<string, number> {
-  if (!isObject(value)) throw new RunError(`${file}: "${field}" must be an object of metric values, found ${describeValue(value)}`, HINT);
+  if (!isObject(value))
+    throw new RunError(`${file}: "${field}" must be an object of metric values, found ${describeValue(value)}`, HINT);
   const out: Record<string, number> = {};
   for (const [k, v] of Object.entries(value)) {
     if (v === null) continue;
-    if (typeof v !== 'number' || !Number.isFinite(v)) throw new RunError(`${file}: "${field}.${k}" must be a number, found ${describeValue(v)}`, HINT);
+    if (typeof v !== 'number' || !Number.isFinite(v))
+      throw new RunError(`${file}: "${field}.${k}" must be a number, found ${describeValue(v)}`, HINT);
     out[k] = v;
   }
   return out;
@@ -107,9 +125,14 @@ export function metricMap(file: string, field: string, value: unknown): Record<s
 /** results.json, checked field by field: a foreign, damaged or newer file is named with the field that is wrong. */
 export function readResults(file: string): ResultsRead {
   const r = readJsonFile(file);
-  if (!isObject(r)) throw new RunError(`${file}: not a childtune results file (expected an object, found ${describeValue(r)})`, HINT);
+  if (!isObject(r))
+    throw new RunError(`${file}: not a childtune results file (expected an object, found ${describeValue(r)})`, HINT);
   const missing = ['task', 'strategy', 'seed', 'metrics'].filter((k) => !(k in r));
-  if (missing.length) throw new RunError(`${file}: not a childtune results file (missing ${missing.map((k) => `"${k}"`).join(', ')})`, HINT);
+  if (missing.length)
+    throw new RunError(
+      `${file}: not a childtune results file (missing ${missing.map((k) => `"${k}"`).join(', ')})`,
+      HINT,
+    );
   checkVersion(file, 'results.json', r);
   const need = (ok: boolean, field: string, what: string) => {
     if (!ok) throw new RunError(`${file}: "${field}" must be ${what}, found ${describeValue(r[field])}`, HINT);
@@ -117,19 +140,35 @@ export function readResults(file: string): ResultsRead {
   need(typeof r.task === 'string' && r.task.length > 0, 'task', 'a task name');
   need(typeof r.strategy === 'string' && r.strategy.length > 0, 'strategy', 'a strategy kind');
   need(Number.isInteger(r.seed), 'seed', 'an integer');
-  need(r.reserve_p === undefined || r.reserve_p === null || typeof r.reserve_p === 'number', 'reserve_p', 'a number or null');
+  need(
+    r.reserve_p === undefined || r.reserve_p === null || typeof r.reserve_p === 'number',
+    'reserve_p',
+    'a number or null',
+  );
   need(r.overrides === undefined || isObject(r.overrides), 'overrides', 'an object');
   need(r.transfer === undefined || isObject(r.transfer), 'transfer', 'an object');
   need(r.model === undefined || typeof r.model === 'string', 'model', 'a string');
   need(r.steps === undefined || typeof r.steps === 'number', 'steps', 'a number');
   need(r.epochs === undefined || Array.isArray(r.epochs), 'epochs', 'a list');
   need(r.trainable_share === undefined || typeof r.trainable_share === 'number', 'trainable_share', 'a number');
-  const transfer = Object.fromEntries(Object.entries((r.transfer ?? {}) as Record<string, unknown>).map(([k, v]) => [k, metricMap(file, `transfer.${k}`, v)]));
-  const steps = r.steps as number | undefined, epochs = (r.epochs as unknown[] | undefined)?.length;
+  const transfer = Object.fromEntries(
+    Object.entries((r.transfer ?? {}) as Record<string, unknown>).map(([k, v]) => [
+      k,
+      metricMap(file, `transfer.${k}`, v),
+    ]),
+  );
+  const steps = r.steps as number | undefined,
+    epochs = (r.epochs as unknown[] | undefined)?.length;
   return {
-    task: r.task as string, strategy: r.strategy as string, reserve_p: (r.reserve_p as number | null | undefined) ?? null, seed: r.seed as number,
-    model: (r.model as string | undefined) ?? null, overrides: (r.overrides ?? {}) as Record<string, unknown>,
-    metrics: metricMap(file, 'metrics', r.metrics), transfer, stepsPerEpoch: steps && epochs ? steps / epochs : null,
+    task: r.task as string,
+    strategy: r.strategy as string,
+    reserve_p: (r.reserve_p as number | null | undefined) ?? null,
+    seed: r.seed as number,
+    model: (r.model as string | undefined) ?? null,
+    overrides: (r.overrides ?? {}) as Record<string, unknown>,
+    metrics: metricMap(file, 'metrics', r.metrics),
+    transfer,
+    stepsPerEpoch: steps && epochs ? steps / epochs : null,
     trainableShare: (r.trainable_share as number | undefined) ?? null,
   };
 }
@@ -146,7 +185,8 @@ export interface MaskStatsFile {
   fisher?: FisherStats;
 }
 
-export const writeMaskStats = (file: string, stats: Omit<MaskStatsFile, 'version'>) => writeJsonAtomic(file, { version: ARTIFACT_VERSIONS['mask-stats.json'], ...stats } satisfies MaskStatsFile);
+export const writeMaskStats = (file: string, stats: Omit<MaskStatsFile, 'version'>) =>
+  writeJsonAtomic(file, { version: ARTIFACT_VERSIONS['mask-stats.json'], ...stats } satisfies MaskStatsFile);
 
 export interface MaskStatsRead {
   per_layer: Record<string, number>;
@@ -156,15 +196,29 @@ export interface MaskStatsRead {
 /** mask-stats.json as the report reads it, checked. */
 export function readMaskStats(file: string): MaskStatsRead {
   const m = readJsonFile(file);
-  if (!isObject(m) || !isObject(m.per_layer)) throw new RunError(`${file}: not a childtune mask-stats file ("per_layer" missing)`, HINT);
+  if (!isObject(m) || !isObject(m.per_layer))
+    throw new RunError(`${file}: not a childtune mask-stats file ("per_layer" missing)`, HINT);
   checkVersion(file, 'mask-stats.json', m);
   const perLayer = metricMap(file, 'per_layer', m.per_layer);
   const f = m.fisher;
   if (f === undefined) return { per_layer: perLayer };
   const h = isObject(f) ? f.histogram : undefined;
   const numbers = (x: unknown) => Array.isArray(x) && x.every((v) => typeof v === 'number' && Number.isFinite(v));
-  if (!isObject(f) || typeof f.threshold !== 'number' || !isObject(h) || !numbers(h.log10_edges) || !numbers(h.counts) || typeof h.zeros !== 'number') {
+  if (
+    !isObject(f) ||
+    typeof f.threshold !== 'number' ||
+    !isObject(h) ||
+    !numbers(h.log10_edges) ||
+    !numbers(h.counts) ||
+    typeof h.zeros !== 'number'
+  ) {
     throw new RunError(`${file}: "fisher" must hold a threshold and a histogram (log10_edges, counts, zeros)`, HINT);
   }
-  return { per_layer: perLayer, fisher: { threshold: f.threshold, histogram: { log10_edges: h.log10_edges as number[], counts: h.counts as number[], zeros: h.zeros } } };
+  return {
+    per_layer: perLayer,
+    fisher: {
+      threshold: f.threshold,
+      histogram: { log10_edges: h.log10_edges as number[], counts: h.counts as number[], zeros: h.zeros },
+    },
+  };
 }

@@ -15,7 +15,10 @@ export interface CacheManifest {
   at: string;
 }
 
-export type CacheRead = { state: 'hit'; files: Record<string, Buffer> } | { state: 'miss' } | { state: 'corrupt'; why: string; movedTo: string };
+export type CacheRead =
+  | { state: 'hit'; files: Record<string, Buffer> }
+  | { state: 'miss' }
+  | { state: 'corrupt'; why: string; movedTo: string };
 
 /**
  * Stage outputs stored by content hash: `<cache>/<kind>/<hash>/`. An entry is written whole into a temporary
@@ -39,7 +42,10 @@ export class StageCache {
       fs.mkdirSync(this.root, { recursive: true });
       fs.accessSync(this.root, fs.constants.W_OK);
     } catch (e) {
-      throw new RunError(`cache directory ${this.root} is not writable (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, 'Set runtime.cache_dir to a writable directory, or fix its permissions.');
+      throw new RunError(
+        `cache directory ${this.root} is not writable (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
+        'Set runtime.cache_dir to a writable directory, or fix its permissions.',
+      );
     }
     cleanTemporaries(this.root, false);
   }
@@ -60,8 +66,14 @@ export class StageCache {
       }
       if (!isObject(manifest)) return 'done.json is not an object';
       // An entry a newer childtune wrote is refused, not moved aside: that childtune can still use it.
-      checkVersion(path.join(dir, 'done.json'), 'cache-entry', manifest as unknown as Record<string, unknown>, 'Run this recipe with the childtune that wrote the cache, or set runtime.cache_dir to another directory.');
-      if (manifest.hash !== hash || manifest.kind !== kind || !manifest.files || typeof manifest.files !== 'object') return 'done.json does not describe this entry';
+      checkVersion(
+        path.join(dir, 'done.json'),
+        'cache-entry',
+        manifest as unknown as Record<string, unknown>,
+        'Run this recipe with the childtune that wrote the cache, or set runtime.cache_dir to another directory.',
+      );
+      if (manifest.hash !== hash || manifest.kind !== kind || !manifest.files || typeof manifest.files !== 'object')
+        return 'done.json does not describe this entry';
       const files: Record<string, Buffer> = {};
       for (const [name, digest] of Object.entries(manifest.files)) {
         const file = path.join(dir, name);
@@ -80,7 +92,13 @@ export class StageCache {
   /** Stores a complete entry; if one exists already it must hold the same content (else a RunError). */
   write(kind: string, hash: string, files: Record<string, string | Uint8Array>): void {
     const dir = this.dir(kind, hash);
-    const manifest: CacheManifest = { version: ARTIFACT_VERSIONS['cache-entry'], kind, hash, files: Object.fromEntries(Object.entries(files).map(([n, d]) => [n, sha256(d)])), at: new Date().toISOString() };
+    const manifest: CacheManifest = {
+      version: ARTIFACT_VERSIONS['cache-entry'],
+      kind,
+      hash,
+      files: Object.fromEntries(Object.entries(files).map(([n, d]) => [n, sha256(d)])),
+      at: new Date().toISOString(),
+    };
     if (!this.has(kind, hash)) {
       const tmp = dir + TMP_SUFFIX;
       fs.rmSync(tmp, { recursive: true, force: true });
@@ -97,12 +115,19 @@ export class StageCache {
       } catch (e) {
         fs.rmSync(tmp, { recursive: true, force: true });
         // Another process stored the same entry meanwhile: compare below.
-        if (!['EEXIST', 'ENOTEMPTY'].includes((e as NodeJS.ErrnoException).code ?? '')) throw new WriteError(dir, e as NodeJS.ErrnoException);
+        if (!['EEXIST', 'ENOTEMPTY'].includes((e as NodeJS.ErrnoException).code ?? ''))
+          throw new WriteError(dir, e as NodeJS.ErrnoException);
       }
     }
     const existing = this.read(kind, hash);
     if (existing.state !== 'hit') return this.write(kind, hash, files);
-    const differs = Object.entries(manifest.files).filter(([n, d]) => !existing.files[n] || sha256(existing.files[n]) !== d).map(([n]) => n);
-    if (differs.length) throw new RunError(`cache entry ${dir} already holds a different ${differs.join(', ')} for the same inputs; it is kept, not overwritten`, 'The stage gave a different result from identical inputs. Rerun with --debug and report it; delete the entry to accept the new result.');
+    const differs = Object.entries(manifest.files)
+      .filter(([n, d]) => !existing.files[n] || sha256(existing.files[n]) !== d)
+      .map(([n]) => n);
+    if (differs.length)
+      throw new RunError(
+        `cache entry ${dir} already holds a different ${differs.join(', ')} for the same inputs; it is kept, not overwritten`,
+        'The stage gave a different result from identical inputs. Rerun with --debug and report it; delete the entry to accept the new result.',
+      );
   }
 }

@@ -42,7 +42,8 @@ export function writeCheckpoint(runDir: string, specs: readonly ParamSpec[], c: 
   const dir = path.join(runDir, rel);
   fs.mkdirSync(dir, { recursive: true });
   const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
-  const put = (group: string, arrays: Float32Array[]) => specs.forEach((s, i) => tensors.set(`${group}/${s.name}`, { shape: [arrays[i].length], data: arrays[i] }));
+  const put = (group: string, arrays: Float32Array[]) =>
+    specs.forEach((s, i) => tensors.set(`${group}/${s.name}`, { shape: [arrays[i].length], data: arrays[i] }));
   put('param', c.values);
   put('adam_m', c.m);
   put('adam_v', c.v);
@@ -51,7 +52,8 @@ export function writeCheckpoint(runDir: string, specs: readonly ParamSpec[], c: 
   writeJsonAtomic(path.join(dir, 'loop.json'), c.meta);
   writeJsonAtomic(path.join(runDir, POINTER), { dir: rel, step: c.meta.loop.step });
   for (const old of fs.readdirSync(path.join(runDir, 'checkpoints'))) {
-    if (path.join('checkpoints', old) !== rel) fs.rmSync(path.join(runDir, 'checkpoints', old), { recursive: true, force: true });
+    if (path.join('checkpoints', old) !== rel)
+      fs.rmSync(path.join(runDir, 'checkpoints', old), { recursive: true, force: true });
   }
   return rel;
 }
@@ -72,10 +74,19 @@ export function readCheckpoint(runDir: string, specs: readonly ParamSpec[]): Tra
   let tensors;
   try {
     meta = JSON.parse(fs.readFileSync(path.join(dir, 'loop.json'), 'utf8'));
-    checkVersion(path.join(dir, 'loop.json'), 'checkpoint', meta as unknown as Record<string, unknown>, 'Resume with the childtune that wrote the checkpoint, or start the run again without --resume.');
+    checkVersion(
+      path.join(dir, 'loop.json'),
+      'checkpoint',
+      meta as unknown as Record<string, unknown>,
+      'Resume with the childtune that wrote the checkpoint, or start the run again without --resume.',
+    );
     tensors = parseSafetensors(fs.readFileSync(where), where);
   } catch (e) {
-    if (e instanceof SafetensorsError || e instanceof SyntaxError || (e as NodeJS.ErrnoException).code === 'ENOENT') throw new RunError(`checkpoint ${dir} is unreadable: ${(e as Error).message}`, 'Start the run again without --resume.');
+    if (e instanceof SafetensorsError || e instanceof SyntaxError || (e as NodeJS.ErrnoException).code === 'ENOENT')
+      throw new RunError(
+        `checkpoint ${dir} is unreadable: ${(e as Error).message}`,
+        'Start the run again without --resume.',
+      );
     throw e;
   }
   const group = (name: string, optional = false): Float32Array[] | undefined => {
@@ -83,7 +94,11 @@ export function readCheckpoint(runDir: string, specs: readonly ParamSpec[]): Tra
     return specs.map((s) => {
       const t = tensors.get(`${name}/${s.name}`);
       const n = s.shape.reduce((a, b) => a * b, 1);
-      if (!t || t.data.length !== n) throw new RunError(`checkpoint ${where} lacks ${name}/${s.name} or has the wrong size`, 'The checkpoint belongs to another model; start the run again without --resume.');
+      if (!t || t.data.length !== n)
+        throw new RunError(
+          `checkpoint ${where} lacks ${name}/${s.name} or has the wrong size`,
+          'The checkpoint belongs to another model; start the run again without --resume.',
+        );
       return t.data;
     });
   };

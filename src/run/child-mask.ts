@@ -27,7 +27,8 @@ function toCheckpointOrder(spec: ParamSpec, bits: Uint8Array): Uint8Array {
   if (!spec.transposed) return bits;
   const [rows, cols] = internalShape(spec);
   const out = new Uint8Array(bits.length);
-  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) if (getBit(bits, r * cols + c)) setBit(out, c * rows + r);
+  for (let r = 0; r < rows; r++)
+    for (let c = 0; c < cols; c++) if (getBit(bits, r * cols + c)) setBit(out, c * rows + r);
   return out;
 }
 
@@ -39,15 +40,30 @@ export function writeChildMask(run: RunDir, specs: readonly ParamSpec[], masks: 
     const m = masks[i];
     if (!m) return;
     const bits = toCheckpointOrder(spec, m);
-    tensors.push({ name: spec.name, shape: spec.shape, offset, bytes: bits.length, kept: popcount(bits, sizeOf(spec)) });
+    tensors.push({
+      name: spec.name,
+      shape: spec.shape,
+      offset,
+      bytes: bits.length,
+      kept: popcount(bits, sizeOf(spec)),
+    });
     parts.push(bits);
     offset += bits.length;
   });
   const all = new Uint8Array(offset);
   let at = 0;
-  for (const p of parts) { all.set(p, at); at += p.length; }
+  for (const p of parts) {
+    all.set(p, at);
+    at += p.length;
+  }
   run.writeBytes('child-mask.bin', all);
-  const index: ChildMaskIndex = { format: 'childtune-child-mask', version: CHILD_MASK_VERSION, layout: CHILD_MASK_LAYOUT, bit_order: 'lsb-first', tensors };
+  const index: ChildMaskIndex = {
+    format: 'childtune-child-mask',
+    version: CHILD_MASK_VERSION,
+    layout: CHILD_MASK_LAYOUT,
+    bit_order: 'lsb-first',
+    tensors,
+  };
   run.writeJson('child-mask.json', index);
 }
 
@@ -57,7 +73,12 @@ export function readChildMask(dir: string): { bits: Uint8Array; index: ChildMask
   const json = path.join(dir, 'child-mask.json');
   if (!fs.existsSync(bin) || !fs.existsSync(json)) return undefined;
   const index = JSON.parse(fs.readFileSync(json, 'utf8')) as ChildMaskIndex;
-  if (index.format !== 'childtune-child-mask' || index.version !== CHILD_MASK_VERSION || index.layout !== CHILD_MASK_LAYOUT) return undefined;
+  if (
+    index.format !== 'childtune-child-mask' ||
+    index.version !== CHILD_MASK_VERSION ||
+    index.layout !== CHILD_MASK_LAYOUT
+  )
+    return undefined;
   const bits = new Uint8Array(fs.readFileSync(bin));
   const expected = index.tensors.reduce((a, t) => a + t.bytes, 0);
   return bits.length === expected ? { bits, index } : undefined;

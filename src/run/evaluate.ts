@@ -6,7 +6,13 @@ import { yieldToSignals } from './interrupt.js';
 import type { DataParallel } from './parallel.js';
 
 /** Predictions for a list of encodings: class indices (argmax) or regression scores. */
-export async function predict(parallel: DataParallel, numLabels: number, encodings: Encoding[], batchSize: number, padId: number): Promise<number[]> {
+export async function predict(
+  parallel: DataParallel,
+  numLabels: number,
+  encodings: Encoding[],
+  batchSize: number,
+  padId: number,
+): Promise<number[]> {
   const out: number[] = [];
   const C = numLabels;
   for (let start = 0; start < encodings.length; start += batchSize) {
@@ -26,7 +32,15 @@ export async function predict(parallel: DataParallel, numLabels: number, encodin
   return out;
 }
 
-export async function evaluate(parallel: DataParallel, numLabels: number, data: { encodings: Encoding[]; labels: number[] }, metrics: readonly Metric[], batchSize: number, padId: number, labelMap?: (pred: number) => number) {
+export async function evaluate(
+  parallel: DataParallel,
+  numLabels: number,
+  data: { encodings: Encoding[]; labels: number[] },
+  metrics: readonly Metric[],
+  batchSize: number,
+  padId: number,
+  labelMap?: (pred: number) => number,
+) {
   let pred = await predict(parallel, numLabels, data.encodings, batchSize, padId);
   if (labelMap) pred = pred.map(labelMap);
   return computeMetrics(metrics, pred, data.labels);

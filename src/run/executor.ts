@@ -12,7 +12,14 @@ import { threadsFor } from './parallel.js';
 import type { Reporter } from './reporter.js';
 import type { RunDir } from './rundir.js';
 import { STAGE_RUNNERS } from './stages/index.js';
-import { attributeFailure, stagesFor, trialStagesOf, walkStages, type StageRunners, type TrialContext } from './walk.js';
+import {
+  attributeFailure,
+  stagesFor,
+  trialStagesOf,
+  walkStages,
+  type StageRunners,
+  type TrialContext,
+} from './walk.js';
 
 export interface ExecuteOptions {
   resume?: boolean;
@@ -30,7 +37,14 @@ export interface ExecuteOptions {
  * then a walk of the trial's stages in dependency order. Returns results.json's content, or null when the
  * walk stopped early (`until`) or the trial has no stage of that kind.
  */
-export async function executeTrial(plan: Plan, trial: PlannedTrial, recipe: Recipe, run: RunDir, report: Reporter, opts: ExecuteOptions = {}): Promise<Omit<ResultsFile, 'version'> | null> {
+export async function executeTrial(
+  plan: Plan,
+  trial: PlannedTrial,
+  recipe: Recipe,
+  run: RunDir,
+  report: Reporter,
+  opts: ExecuteOptions = {},
+): Promise<Omit<ResultsFile, 'version'> | null> {
   const until = opts.until ?? (opts.stopAfterFisher ? 'fisher' : undefined);
   const targets = until ? trialStagesOf(plan, trial, until) : [plan.report];
   const closers: (() => unknown)[] = [];
@@ -48,22 +62,42 @@ export async function executeTrial(plan: Plan, trial: PlannedTrial, recipe: Reci
 }
 
 /** Before the first stage: inputs recorded (or checked on a resume), the memory budget, the resolved backend. */
-async function setup(plan: Plan, trial: PlannedTrial, recipe: Recipe, run: RunDir, report: Reporter, opts: ExecuteOptions, closers: (() => unknown)[]): Promise<TrialContext> {
+async function setup(
+  plan: Plan,
+  trial: PlannedTrial,
+  recipe: Recipe,
+  run: RunDir,
+  report: Reporter,
+  opts: ExecuteOptions,
+  closers: (() => unknown)[],
+): Promise<TrialContext> {
   checkInputs(run, trialInputs(plan, trial), !!opts.resume, !!opts.force, report.log);
   const stageOf = (id: string) => plan.stages.find((s) => s.id === id)!;
   // Refused before anything is allocated: the plan's estimates against this machine's memory.
   for (const id of [trial.fisher, trial.train]) {
     const over = id && overBudget(stageOf(id));
-    if (over) throw new RunError(`${recipe.model.path}: ${over}`, 'Use a smaller model, a smaller batch_size or max_seq_length, or fewer runtime.threads.', 'setup');
+    if (over)
+      throw new RunError(
+        `${recipe.model.path}: ${over}`,
+        'Use a smaller model, a smaller batch_size or max_seq_length, or fewer runtime.threads.',
+        'setup',
+      );
   }
   run.writeText('recipe.resolved.yaml', stringify(recipe));
   run.writeJson('plan.json', plan);
 
   const backend = await selectBackend(recipe.runtime.backend);
-  report.log(`backend: ${backend.name}${backend.skipped.length ? ` (skipped: ${backend.skipped.map((s) => `${s.name}: ${s.why}`).join('; ')})` : ''}`);
+  report.log(
+    `backend: ${backend.name}${backend.skipped.length ? ` (skipped: ${backend.skipped.map((s) => `${s.name}: ${s.why}`).join('; ')})` : ''}`,
+  );
   if (backend.name === 'wasm') report.log(`matrix products: ${nativeKernels().why}`);
   return {
-    plan, trial, recipe, run, report, stageOf,
+    plan,
+    trial,
+    recipe,
+    run,
+    report,
+    stageOf,
     cache: new StageCache(recipe.runtime.cache_dir),
     runtime: { backend: backend.name, threads: threadsFor(recipe.runtime.threads, backend.name) },
     backendSkipped: backend.skipped,

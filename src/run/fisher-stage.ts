@@ -44,7 +44,9 @@ export const fisherRunner: StageRunner<ChildNetwork> = {
     });
     bar.end();
     const st = computed.stats;
-    ctx.report.log(`fisher: ${st.passes} passes over ${st.examples} examples; kept ${st.kept} of ${st.in_scope} (threshold ${st.threshold.toExponential(3)})`);
+    ctx.report.log(
+      `fisher: ${st.passes} passes over ${st.examples} examples; kept ${st.kept} of ${st.in_scope} (threshold ${st.threshold.toExponential(3)})`,
+    );
     return { ...computed, packed: packMasks(computed.masks), hash: fisherKey(stage, ctx.runtime), cached: false };
   },
   cache: {
@@ -54,14 +56,29 @@ export const fisherRunner: StageRunner<ChildNetwork> = {
       const { model } = loaded as LoadedModel;
       const stats: FisherStats = JSON.parse(files['stats.json'].toString('utf8'));
       const packed = new Uint8Array(files['mask.bin']);
-      return { stats, packed, masks: unpackMasks(packed, model.specs.map((s) => (stats.per_tensor[s.name] !== undefined ? sizeOf(s) : 0))), hash: fisherKey(stage, ctx.runtime), cached: true };
+      return {
+        stats,
+        packed,
+        masks: unpackMasks(
+          packed,
+          model.specs.map((s) => (stats.per_tensor[s.name] !== undefined ? sizeOf(s) : 0)),
+        ),
+        hash: fisherKey(stage, ctx.runtime),
+        cached: true,
+      };
     },
     reused: 'reusing its mask',
   },
 };
 
 /** The fisher pass: accumulate, select the child network, and describe it. */
-async function computeFisher(parallel: DataParallel, model: EncoderClassifier, recipe: Recipe, train: PreparedSplit, onBatch: (done: number) => void): Promise<{ masks: (Uint8Array | undefined)[]; stats: FisherStats }> {
+async function computeFisher(
+  parallel: DataParallel,
+  model: EncoderClassifier,
+  recipe: Recipe,
+  train: PreparedSplit,
+  onBatch: (done: number) => void,
+): Promise<{ masks: (Uint8Array | undefined)[]; stats: FisherStats }> {
   const settings = resolvedFisher(recipe);
   const acc = await accumulateFisher(parallel, model.specs, train, settings, recipe.training.dropout, onBatch);
   const sel = selectChild(model, acc.fisher, recipe.strategy.reserve_p!, settings.scope);
@@ -70,8 +87,16 @@ async function computeFisher(parallel: DataParallel, model: EncoderClassifier, r
   return {
     masks: sel.masks,
     stats: {
-      estimator: settings.estimator, reserve_p: recipe.strategy.reserve_p!, examples: acc.examples, passes: acc.passes, in_scope: sel.inScope, kept: sel.kept,
-      threshold: sel.threshold, ties: sel.ties, per_tensor: perTensor, per_layer: perLayer(model, fractions),
+      estimator: settings.estimator,
+      reserve_p: recipe.strategy.reserve_p!,
+      examples: acc.examples,
+      passes: acc.passes,
+      in_scope: sel.inScope,
+      kept: sel.kept,
+      threshold: sel.threshold,
+      ties: sel.ties,
+      per_tensor: perTensor,
+      per_layer: perLayer(model, fractions),
       histogram: fisherHistogram(acc.fisher.filter((f) => f.length)),
     },
   };
@@ -81,7 +106,11 @@ function packMasks(masks: (Uint8Array | undefined)[]): Uint8Array {
   const total = masks.reduce((a, m) => a + (m?.length ?? 0), 0);
   const out = new Uint8Array(total);
   let at = 0;
-  for (const m of masks) if (m) { out.set(m, at); at += m.length; }
+  for (const m of masks)
+    if (m) {
+      out.set(m, at);
+      at += m.length;
+    }
   return out;
 }
 
@@ -94,6 +123,11 @@ function unpackMasks(buf: Uint8Array, sizes: number[]): (Uint8Array | undefined)
     at += bytes;
     return m;
   });
-  if (at !== buf.length) throw new RunError('cached fisher mask does not match the model', 'Delete the cache directory entry and run again.', 'fisher');
+  if (at !== buf.length)
+    throw new RunError(
+      'cached fisher mask does not match the model',
+      'Delete the cache directory entry and run again.',
+      'fisher',
+    );
   return out;
 }

@@ -99,23 +99,38 @@ function recorder(run: RunDir, specs: readonly ParamSpec[], meta: FMasksMeta, re
 function replayer(dir: string, specs: readonly ParamSpec[], expected: FMasksMeta): FMaskLog {
   const [metaFile, file] = [path.join(dir, META), path.join(dir, BIN)];
   const how = 'Point strategy.f_masks.replay at the directory of a run made with strategy.f_masks.record: true.';
-  if (!fs.existsSync(metaFile) || !fs.existsSync(file)) throw new RunError(`${dir} has no recorded F masks (${META} and ${BIN})`, how);
+  if (!fs.existsSync(metaFile) || !fs.existsSync(file))
+    throw new RunError(`${dir} has no recorded F masks (${META} and ${BIN})`, how);
   let meta: FMasksMeta;
   try {
     meta = JSON.parse(fs.readFileSync(metaFile, 'utf8'));
   } catch (e) {
     throw new RunError(`${metaFile} is not valid JSON: ${(e as Error).message}`, how);
   }
-  if (meta.format !== F_MASKS_FORMAT) throw new RunError(`${metaFile} has format ${meta.format}; this childtune reads ${F_MASKS_FORMAT}`, how);
-  if (meta.threshold !== expected.threshold) throw new RunError(`${metaFile} was recorded with reserve_p ${meta.reserve_p}; this recipe has ${expected.reserve_p}`, 'Replay with the recorded run\'s strategy.reserve_p.');
+  if (meta.format !== F_MASKS_FORMAT)
+    throw new RunError(`${metaFile} has format ${meta.format}; this childtune reads ${F_MASKS_FORMAT}`, how);
+  if (meta.threshold !== expected.threshold)
+    throw new RunError(
+      `${metaFile} was recorded with reserve_p ${meta.reserve_p}; this recipe has ${expected.reserve_p}`,
+      "Replay with the recorded run's strategy.reserve_p.",
+    );
   const sameTensors = JSON.stringify(meta.tensors) === JSON.stringify(expected.tensors);
-  if (!sameTensors) throw new RunError(`${metaFile} masks other tensors than this run (model or strategy.scope differ)`, 'Replay with the recorded run\'s model and strategy.scope.');
+  if (!sameTensors)
+    throw new RunError(
+      `${metaFile} masks other tensors than this run (model or strategy.scope differ)`,
+      "Replay with the recorded run's model and strategy.scope.",
+    );
   const steps = Math.floor(fs.statSync(file).size / meta.step_bytes);
   const block = new Uint8Array(meta.step_bytes);
   const byName = new Map(specs.map((s, i) => [s.name, i]));
   return {
     load(step, bits) {
-      if (step > steps) throw new RunError(`${file} holds masks for ${steps} optimizer steps; this run needs step ${step}`, 'Replay with the recorded run\'s data, epochs and batch size.', 'train');
+      if (step > steps)
+        throw new RunError(
+          `${file} holds masks for ${steps} optimizer steps; this run needs step ${step}`,
+          "Replay with the recorded run's data, epochs and batch size.",
+          'train',
+        );
       const fd = fs.openSync(file, 'r');
       try {
         fs.readSync(fd, block, 0, block.length, (step - 1) * meta.step_bytes);
@@ -131,7 +146,13 @@ function replayer(dir: string, specs: readonly ParamSpec[], expected: FMasksMeta
 }
 
 /** F's mask record or replay for a run, as strategy.f_masks asks (undefined when it asks for neither). */
-export function fMaskLogFor(recipe: Recipe, strategy: Strategy, specs: readonly ParamSpec[], run: RunDir, resumedAtStep: number): FMaskLog | undefined {
+export function fMaskLogFor(
+  recipe: Recipe,
+  strategy: Strategy,
+  specs: readonly ParamSpec[],
+  run: RunDir,
+  resumedAtStep: number,
+): FMaskLog | undefined {
   const option = recipe.strategy.f_masks;
   if (!option) return undefined;
   const f = strategy.prepared as PreparedF;

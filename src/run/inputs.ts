@@ -37,18 +37,44 @@ const describe = (key: string, before: unknown, now: unknown) => {
  * Records the inputs on a run's first start; on a resume, refuses if any changed since (naming each), unless
  * `force`, which continues and notes the accepted change in inputs.json and the log.
  */
-export function checkInputs(run: RunDir, now: Record<string, unknown>, resume: boolean, force: boolean, log: (line: string) => void) {
+export function checkInputs(
+  run: RunDir,
+  now: Record<string, unknown>,
+  resume: boolean,
+  force: boolean,
+  log: (line: string) => void,
+) {
   if (!run.exists('inputs.json')) {
-    run.writeJson('inputs.json', { version: ARTIFACT_VERSIONS['inputs.json'], inputs: now, forced: [] } satisfies InputRecord);
+    run.writeJson('inputs.json', {
+      version: ARTIFACT_VERSIONS['inputs.json'],
+      inputs: now,
+      forced: [],
+    } satisfies InputRecord);
     return;
   }
   if (!resume) return;
   const record = run.readJson<InputRecord>('inputs.json');
-  checkVersion(run.path('inputs.json'), 'inputs.json', record as unknown as Record<string, unknown>, 'Resume with the childtune that started the run, or start a new run.');
+  checkVersion(
+    run.path('inputs.json'),
+    'inputs.json',
+    record as unknown as Record<string, unknown>,
+    'Resume with the childtune that started the run, or start a new run.',
+  );
   const keys = [...new Set([...Object.keys(record.inputs), ...Object.keys(now)])].sort();
-  const changed = keys.filter((k) => JSON.stringify(record.inputs[k]) !== JSON.stringify(now[k])).map((k) => describe(k, record.inputs[k], now[k]));
+  const changed = keys
+    .filter((k) => JSON.stringify(record.inputs[k]) !== JSON.stringify(now[k]))
+    .map((k) => describe(k, record.inputs[k], now[k]));
   if (!changed.length) return;
-  if (!force) throw new RunError(`cannot resume ${run.dir}: ${changed.join('; ')} since the run started`, 'Restore the original files, start a new run, or pass --force to continue on the changed inputs knowingly (the run then mixes both).', 'resume');
+  if (!force)
+    throw new RunError(
+      `cannot resume ${run.dir}: ${changed.join('; ')} since the run started`,
+      'Restore the original files, start a new run, or pass --force to continue on the changed inputs knowingly (the run then mixes both).',
+      'resume',
+    );
   log(`resume: --force: continuing although ${changed.join('; ')}`);
-  run.writeJson('inputs.json', { version: ARTIFACT_VERSIONS['inputs.json'], inputs: now, forced: [...record.forced, { at: new Date().toISOString(), changed }] } satisfies InputRecord);
+  run.writeJson('inputs.json', {
+    version: ARTIFACT_VERSIONS['inputs.json'],
+    inputs: now,
+    forced: [...record.forced, { at: new Date().toISOString(), changed }],
+  } satisfies InputRecord);
 }

@@ -7,9 +7,14 @@ import { ChildtuneError } from '../engine/errors.js';
  */
 export class Interrupted extends ChildtuneError {
   declare readonly hint: string;
-  constructor(readonly signal: NodeJS.Signals, stage?: string) {
+  constructor(
+    readonly signal: NodeJS.Signals,
+    stage?: string,
+  ) {
     super('interrupted', `interrupted by ${signal}${stage ? ` during ${stage}` : ''}`, {
-      stage, exitCode: exitCodeOf(signal), hint: 'Continue with: childtune run --resume RUN_DIR (or the same `run --trial K LOCK` / `sweep --resume`).',
+      stage,
+      exitCode: exitCodeOf(signal),
+      hint: 'Continue with: childtune run --resume RUN_DIR (or the same `run --trial K LOCK` / `sweep --resume`).',
     });
   }
 }

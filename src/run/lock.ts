@@ -32,10 +32,16 @@ export const bootId = () => readOr('/proc/sys/kernel/random/boot_id');
 export function startTimeOf(pid: number): string | null {
   const stat = readOr(`/proc/${pid}/stat`);
   // Fields after the command name (which may hold spaces and parentheses); starttime is field 22.
-  return stat ? stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null : null;
+  return stat ? (stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null) : null;
 }
 
-export const currentOwner = (): LockOwner => ({ pid: process.pid, host: os.hostname(), boot_id: bootId(), start_time: startTimeOf(process.pid), at: new Date().toISOString() });
+export const currentOwner = (): LockOwner => ({
+  pid: process.pid,
+  host: os.hostname(),
+  boot_id: bootId(),
+  start_time: startTimeOf(process.pid),
+  at: new Date().toISOString(),
+});
 
 /** 'alive', 'dead', or 'unknown' (another host, recently active: we cannot look at its processes). */
 function ownerState(o: LockOwner, mtimeMs: number): 'alive' | 'dead' | 'unknown' {
@@ -66,7 +72,10 @@ export class DirLock {
       lock.take(log);
     } catch (e) {
       if (e instanceof RunError) throw e;
-      throw new RunError(`cannot lock ${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, 'The run directory must be writable; check its permissions, or set runtime.output_dir elsewhere.');
+      throw new RunError(
+        `cannot lock ${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+        'The run directory must be writable; check its permissions, or set runtime.output_dir elsewhere.',
+      );
     }
     lock.heartbeat = setInterval(() => fs.utimes(lock.file, new Date(), new Date(), () => {}), HEARTBEAT_MS).unref();
     return lock;
@@ -84,7 +93,8 @@ export class DirLock {
           try {
             fs.linkSync(tmp, this.file);
           } catch (e) {
-            if (!['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS'].includes((e as NodeJS.ErrnoException).code ?? '')) throw e;
+            if (!['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS'].includes((e as NodeJS.ErrnoException).code ?? ''))
+              throw e;
             fs.writeFileSync(this.file, content, { flag: 'wx' });
           }
           return;
@@ -111,8 +121,16 @@ export class DirLock {
       owner = { pid: Number(text), host: os.hostname(), boot_id: null, start_time: null, at: '' };
     }
     const state = ownerState(owner, fs.statSync(this.file, { throwIfNoEntry: false })?.mtimeMs ?? 0);
-    if (state === 'alive') throw new RunError(`${dir} is in use by process ${owner.pid} on this host (${owner.host})`, 'Wait for it to finish, or stop it (Ctrl-C lets it stop cleanly).');
-    if (state === 'unknown') throw new RunError(`${dir} is locked by process ${owner.pid} on host ${owner.host}, active in the last ${ABANDONED_AFTER_MS / 60_000} minutes`, `If that run is gone, wait ${ABANDONED_AFTER_MS / 60_000} minutes from its last activity, or remove ${this.file}.`);
+    if (state === 'alive')
+      throw new RunError(
+        `${dir} is in use by process ${owner.pid} on this host (${owner.host})`,
+        'Wait for it to finish, or stop it (Ctrl-C lets it stop cleanly).',
+      );
+    if (state === 'unknown')
+      throw new RunError(
+        `${dir} is locked by process ${owner.pid} on host ${owner.host}, active in the last ${ABANDONED_AFTER_MS / 60_000} minutes`,
+        `If that run is gone, wait ${ABANDONED_AFTER_MS / 60_000} minutes from its last activity, or remove ${this.file}.`,
+      );
     // Move the dead lock aside and check it is the one we judged: a concurrent taker may have replaced it.
     const aside = `${this.file}.stale${TMP_SUFFIX}`;
     try {
@@ -122,7 +140,10 @@ export class DirLock {
     }
     if (readOr(aside) !== text) {
       fs.renameSync(aside, this.file);
-      throw new RunError(`${dir} was just taken over by another process`, 'Only one retry can own a run directory; this one stops.');
+      throw new RunError(
+        `${dir} was just taken over by another process`,
+        'Only one retry can own a run directory; this one stops.',
+      );
     }
     fs.rmSync(aside, { force: true });
     log(`lock: took over ${this.file} from process ${owner.pid} on ${owner.host}, which is no longer running`);

@@ -10,8 +10,18 @@ export { threadsFor } from '../engine/parallel/pool.js';
  * strategy's hooks from the plain data it was prepared as, through the registry.
  */
 export class DataParallel extends ParallelPool {
-  static override async start(model: EncoderClassifier, o: Omit<PoolOptions, 'worker' | 'hooksFrom' | 'modifiersFrom'>): Promise<DataParallel> {
-    return new DataParallel(await ParallelPool.launch(model, { ...o, worker: new URL('./worker.js', import.meta.url), hooksFrom, modifiersFrom }));
+  static override async start(
+    model: EncoderClassifier,
+    o: Omit<PoolOptions, 'worker' | 'hooksFrom' | 'modifiersFrom'>,
+  ): Promise<DataParallel> {
+    return new DataParallel(
+      await ParallelPool.launch(model, {
+        ...o,
+        worker: new URL('./worker.js', import.meta.url),
+        hooksFrom,
+        modifiersFrom,
+      }),
+    );
   }
 
   /** Every thread rebuilds the strategy's hooks from its prepared data. */

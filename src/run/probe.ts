@@ -7,11 +7,20 @@ import type { PreparedSplit } from './data.js';
 import type { DataParallel } from './parallel.js';
 
 /** First-token features of the frozen encoder, computed once per split and reused across probe epochs. */
-async function featuresOf(parallel: DataParallel, H: number, encodings: Encoding[], padId: number, batchSize = 64): Promise<Float32Array[]> {
+async function featuresOf(
+  parallel: DataParallel,
+  H: number,
+  encodings: Encoding[],
+  padId: number,
+  batchSize = 64,
+): Promise<Float32Array[]> {
   const out: Float32Array[] = [];
   for (let start = 0; start < encodings.length; start += batchSize) {
     const encs = encodings.slice(start, start + batchSize);
-    const f = await parallel.infer('features', batchOf(encs, Math.max(...encs.map((e) => e.inputIds.length)), undefined, padId));
+    const f = await parallel.infer(
+      'features',
+      batchOf(encs, Math.max(...encs.map((e) => e.inputIds.length)), undefined, padId),
+    );
     for (let i = 0; i < encs.length; i++) out.push(f.subarray(i * H, (i + 1) * H));
   }
   return out;
@@ -21,14 +30,23 @@ async function featuresOf(parallel: DataParallel, H: number, encodings: Encoding
  * Task transfer: freeze the fine-tuned encoder and train a fresh linear head (softmax regression, or linear
  * regression for scores) on the target task with Adam, then evaluate it.
  */
-export async function linearProbe(parallel: DataParallel, H: number, train: PreparedSplit, dev: PreparedSplit, s: { epochs: number; lr: number; batch_size: number; seed: number }, padId: number, metrics: readonly Metric[]): Promise<Record<string, number>> {
+export async function linearProbe(
+  parallel: DataParallel,
+  H: number,
+  train: PreparedSplit,
+  dev: PreparedSplit,
+  s: { epochs: number; lr: number; batch_size: number; seed: number },
+  padId: number,
+  metrics: readonly Metric[],
+): Promise<Record<string, number>> {
   const C = train.spec.labels?.length ?? 1;
   const xs = await featuresOf(parallel, H, train.encodings, padId);
   const W = new Float32Array(H * C);
   const b = new Float32Array(C);
   const rng = new Rng(s.seed);
   for (let i = 0; i < W.length; i++) W[i] = rng.normal() * 0.02;
-  const m = new Float32Array(W.length + C), v = new Float32Array(W.length + C);
+  const m = new Float32Array(W.length + C),
+    v = new Float32Array(W.length + C);
   const g = new Float32Array(W.length + C);
   let t = 0;
   const scores = (x: Float32Array) => {
@@ -52,7 +70,7 @@ export async function linearProbe(parallel: DataParallel, H: number, train: Prep
         else {
           const max = Math.max(...z);
           let sum = 0;
-          for (let c = 0; c < C; c++) sum += (dz[c] = Math.exp(z[c] - max));
+          for (let c = 0; c < C; c++) sum += dz[c] = Math.exp(z[c] - max);
           for (let c = 0; c < C; c++) dz[c] = (dz[c] / sum - (c === train.labels[i] ? 1 : 0)) / idx.length;
         }
         for (let c = 0; c < C; c++) {

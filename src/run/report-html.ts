@@ -25,24 +25,48 @@ function cellHtml(x: Cell | null, best: boolean): string {
 
 function tableHtml(t: ReportTable): string {
   const metric = (c: string) => t.rows.map((r) => r.cells[c]?.metric).find(Boolean);
-  const best = (c: string) => Math.max(...t.rows.map((r) => r.cells[c]).filter((x): x is Cell => !!x).map((x) => Number(fmt(x.mean))));
+  const best = (c: string) =>
+    Math.max(
+      ...t.rows
+        .map((r) => r.cells[c])
+        .filter((x): x is Cell => !!x)
+        .map((x) => Number(fmt(x.mean))),
+    );
   const head = `<tr><th>strategy</th>${t.columns.map((c) => `<th>${esc(c)}<span class="sub">${esc(metric(c) ?? '')} × 100</span></th>`).join('')}</tr>`;
-  const body = t.rows.map((r) => `<tr><th scope="row">${esc(r.strategy)}</th>${t.columns.map((c) => cellHtml(r.cells[c], !!r.cells[c] && Number(fmt(r.cells[c]!.mean)) === best(c))).join('')}</tr>`).join('\n');
+  const body = t.rows
+    .map(
+      (r) =>
+        `<tr><th scope="row">${esc(r.strategy)}</th>${t.columns.map((c) => cellHtml(r.cells[c], !!r.cells[c] && Number(fmt(r.cells[c]!.mean)) === best(c))).join('')}</tr>`,
+    )
+    .join('\n');
   return `<table class="scores">\n${head}\n${body}\n</table>`;
 }
 
 function differencesHtml(t: ReportTable, diffs: Difference[]): string {
-  if (!diffs.length) return `<p>No significance test: no row has a ${esc(t.baseline)} row with the same model and settings to compare with (choose another with <code>--baseline KIND</code>).</p>`;
-  const rows = diffs.map((d) => `<tr><th scope="row">${esc(d.row)}</th><td class="left">${esc(d.column)}</td><td>${signed(d.diff)}${d.significant ? '<sup>*</sup>' : ''}</td><td>${d.lo === null ? '–' : `[${signed(d.lo)}, ${signed(d.hi!)}]`}</td><td class="left">${d.method}</td><td>${d.n} vs ${d.baselineN}</td><td class="left note">${esc(d.note ?? '')}</td></tr>`);
+  if (!diffs.length)
+    return `<p>No significance test: no row has a ${esc(t.baseline)} row with the same model and settings to compare with (choose another with <code>--baseline KIND</code>).</p>`;
+  const rows = diffs.map(
+    (d) =>
+      `<tr><th scope="row">${esc(d.row)}</th><td class="left">${esc(d.column)}</td><td>${signed(d.diff)}${d.significant ? '<sup>*</sup>' : ''}</td><td>${d.lo === null ? '–' : `[${signed(d.lo)}, ${signed(d.hi!)}]`}</td><td class="left">${d.method}</td><td>${d.n} vs ${d.baselineN}</td><td class="left note">${esc(d.note ?? '')}</td></tr>`,
+  );
   return `<table class="diffs">\n<tr><th>strategy</th><th>task</th><th>difference</th><th>${LEVEL * 100}% interval</th><th>method</th><th>seeds</th><th>note</th></tr>\n${rows.join('\n')}\n</table>\n<p class="caption">Difference of means from the ${esc(t.baseline)} row with the same model and settings, ×100. ${esc(significanceNote(t))}</p>`;
 }
 
-const figureHtml = (f: RenderedFigure) => `<figure id="fig-${esc(f.id)}">${f.svg}<figcaption>${esc(f.caption)} <span class="files">(${esc(`figures/${f.id}.svg`)})</span></figcaption></figure>`;
+const figureHtml = (f: RenderedFigure) =>
+  `<figure id="fig-${esc(f.id)}">${f.svg}<figcaption>${esc(f.caption)} <span class="files">(${esc(`figures/${f.id}.svg`)})</span></figcaption></figure>`;
 
-export function reportHtml(input: { runs: number; table: ReportTable; differences: Difference[]; warnings: string[]; figures: RenderedFigure[] }): string {
+export function reportHtml(input: {
+  runs: number;
+  table: ReportTable;
+  differences: Difference[];
+  warnings: string[];
+  figures: RenderedFigure[];
+}): string {
   const summary = input.figures.filter((f) => !f.perRun);
   const perRun = input.figures.filter((f) => f.perRun);
-  const warnings = input.warnings.length ? `<div class="warnings"><strong>Check before use:</strong><ul>${input.warnings.map((w) => `<li>${esc(w)}</li>`).join('')}</ul></div>` : '';
+  const warnings = input.warnings.length
+    ? `<div class="warnings"><strong>Check before use:</strong><ul>${input.warnings.map((w) => `<li>${esc(w)}</li>`).join('')}</ul></div>`
+    : '';
   return `<!doctype html>
 <html lang="en">
 <head>

@@ -28,18 +28,33 @@ export function maskOverlaps(runs: RunRecord[]): { tasks: string[]; matrix: numb
   const byTask = new Map<string, { bits: Uint8Array; tensors: string }>();
   for (const r of runs) {
     const mask = !byTask.has(r.task) ? readChildMask(r.dir) : undefined;
-    if (mask) byTask.set(r.task, { bits: mask.bits, tensors: JSON.stringify(mask.index.tensors.map((t) => [t.name, t.shape])) });
+    if (mask)
+      byTask.set(r.task, {
+        bits: mask.bits,
+        tensors: JSON.stringify(mask.index.tensors.map((t) => [t.name, t.shape])),
+      });
   }
   const tasks = [...byTask.keys()].sort();
   if (tasks.length < 2) return undefined;
-  const popcount = (x: number) => { let c = 0; for (; x; x &= x - 1) c++; return c; };
-  const matrix = tasks.map((a) => tasks.map((b) => {
-    const { bits: x, tensors: xt } = byTask.get(a)!, { bits: y, tensors: yt } = byTask.get(b)!;
-    if (xt !== yt) return NaN;
-    let both = 0, either = 0;
-    for (let i = 0; i < x.length; i++) { both += popcount(x[i] & y[i]); either += popcount(x[i] | y[i]); }
-    return either ? both / either : 1;
-  }));
+  const popcount = (x: number) => {
+    let c = 0;
+    for (; x; x &= x - 1) c++;
+    return c;
+  };
+  const matrix = tasks.map((a) =>
+    tasks.map((b) => {
+      const { bits: x, tensors: xt } = byTask.get(a)!,
+        { bits: y, tensors: yt } = byTask.get(b)!;
+      if (xt !== yt) return NaN;
+      let both = 0,
+        either = 0;
+      for (let i = 0; i < x.length; i++) {
+        both += popcount(x[i] & y[i]);
+        either += popcount(x[i] | y[i]);
+      }
+      return either ? both / either : 1;
+    }),
+  );
   return { tasks, matrix };
 }
 
@@ -50,12 +65,20 @@ export interface ReportOptions {
   baseline?: string;
 }
 
-export async function reportCommand(dirs: string[], opts: ReportOptions, io: { out: (t: string) => void; err: (t: string) => void }): Promise<number> {
+export async function reportCommand(
+  dirs: string[],
+  opts: ReportOptions,
+  io: { out: (t: string) => void; err: (t: string) => void },
+): Promise<number> {
   const { runs, notes } = findRuns(dirs);
   const baseline = opts.baseline ?? 'vanilla';
   const grouping = groupRuns(runs, baseline);
   if (opts.baseline && !grouping.rows.some((r) => r.strategy === baseline)) {
-    throw new RunError(`--baseline ${baseline}: no run has that strategy`, `Strategies in these runs: ${[...new Set(grouping.rows.map((r) => r.strategy))].join(', ')}.`, undefined);
+    throw new RunError(
+      `--baseline ${baseline}: no run has that strategy`,
+      `Strategies in these runs: ${[...new Set(grouping.rows.map((r) => r.strategy))].join(', ')}.`,
+      undefined,
+    );
   }
   const diffs = differences(grouping, baseline);
   const table = buildTable(grouping, diffs, baseline);
@@ -73,18 +96,35 @@ export async function reportCommand(dirs: string[], opts: ReportOptions, io: { o
   }
   const warnings = [...notes, ...grouping.warnings];
   writeJsonAtomic(path.join(out, 'report.json'), {
-    runs: runs.map((r) => path.relative(out, r.dir)), table, significance: diffs, warnings, band: BAND,
+    runs: runs.map((r) => path.relative(out, r.dir)),
+    table,
+    significance: diffs,
+    warnings,
+    band: BAND,
     figures: rendered.map((f) => ({ id: f.id, caption: f.caption, per_run: !!f.perRun })),
   });
   writeAtomic(path.join(out, 'report.csv'), csvTable(table));
   writeAtomic(path.join(out, 'report.md'), markdownTable(table) + '\n');
   writeAtomic(path.join(out, 'report.tex'), latexTable(table));
-  writeAtomic(path.join(out, 'report.html'), reportHtml({ runs: runs.length, table, differences: diffs, warnings, figures: rendered }));
+  writeAtomic(
+    path.join(out, 'report.html'),
+    reportHtml({ runs: runs.length, table, differences: diffs, warnings, figures: rendered }),
+  );
 
   const format = opts.json ? 'json' : (opts.format ?? 'markdown');
-  io.out(format === 'json' ? JSON.stringify(table, null, 2) : format === 'latex' ? latexTable(table).trimEnd() : format === 'csv' ? csvTable(table).trimEnd() : markdownTable(table));
+  io.out(
+    format === 'json'
+      ? JSON.stringify(table, null, 2)
+      : format === 'latex'
+        ? latexTable(table).trimEnd()
+        : format === 'csv'
+          ? csvTable(table).trimEnd()
+          : markdownTable(table),
+  );
   for (const w of warnings) io.err(`warning: ${w}`);
-  const figures = rendered.length ? ` and ${rendered.length} figure${rendered.length > 1 ? 's' : ''} (SVG${'render' in png ? ' and PNG' : ''})` : '';
+  const figures = rendered.length
+    ? ` and ${rendered.length} figure${rendered.length > 1 ? 's' : ''} (SVG${'render' in png ? ' and PNG' : ''})`
+    : '';
   io.err(`wrote report.{json,csv,md,tex,html}${figures} to ${out} (${runs.length} run${runs.length > 1 ? 's' : ''})`);
   if ('unavailable' in png) io.err(`note: ${png.unavailable}; figures are SVG only`);
   return 0;
@@ -97,19 +137,27 @@ export function compareCommand(a: string, b: string, io: { out: (t: string) => v
     const m = new Map<string, number[]>();
     for (const r of runs) {
       for (const [k, v] of Object.entries(r.metrics)) m.set(`${r.task} ${k}`, [...(m.get(`${r.task} ${k}`) ?? []), v]);
-      for (const [t, ms] of Object.entries(r.transfer)) for (const [k, v] of Object.entries(ms)) m.set(`${r.task} → ${t} ${k}`, [...(m.get(`${r.task} → ${t} ${k}`) ?? []), v]);
+      for (const [t, ms] of Object.entries(r.transfer))
+        for (const [k, v] of Object.entries(ms))
+          m.set(`${r.task} → ${t} ${k}`, [...(m.get(`${r.task} → ${t} ${k}`) ?? []), v]);
     }
     return new Map([...m].map(([k, vs]) => [k, vs.reduce((x, y) => x + y, 0) / vs.length]));
   });
   const keys = [...new Set([...means[0].keys(), ...means[1].keys()])].sort();
   const lines = [`| metric | A | B | B − A |`, `|---|---|---|---|`];
   for (const k of keys) {
-    const x = means[0].get(k), y = means[1].get(k);
-    lines.push(`| ${k} | ${x?.toFixed(4) ?? '–'} | ${y?.toFixed(4) ?? '–'} | ${x !== undefined && y !== undefined ? (y - x >= 0 ? '+' : '') + (y - x).toFixed(4) : '–'} |`);
+    const x = means[0].get(k),
+      y = means[1].get(k);
+    lines.push(
+      `| ${k} | ${x?.toFixed(4) ?? '–'} | ${y?.toFixed(4) ?? '–'} | ${x !== undefined && y !== undefined ? (y - x >= 0 ? '+' : '') + (y - x).toFixed(4) : '–'} |`,
+    );
   }
   const seeds = sides.map((runs) => [...new Set(runs.map((r) => r.seed))].sort((p, q) => p - q));
   lines.push('', `A: ${a} (${sides[0].length} runs), B: ${b} (${sides[1].length} runs); values are means over runs.`);
-  if (seeds[0].join() !== seeds[1].join()) lines.push(`note: the seeds differ (A: ${seeds[0].join(', ')}; B: ${seeds[1].join(', ')}), so part of any difference is seed variance.`);
+  if (seeds[0].join() !== seeds[1].join())
+    lines.push(
+      `note: the seeds differ (A: ${seeds[0].join(', ')}; B: ${seeds[1].join(', ')}), so part of any difference is seed variance.`,
+    );
   io.out(lines.join('\n'));
   return 0;
 }

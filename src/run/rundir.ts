@@ -9,7 +9,12 @@ import { DirLock } from './lock.js';
  * become '-', so whatever a recipe's name holds, the directory stays inside its parent.
  */
 export function slugify(name: string): string {
-  const slug = name.normalize('NFKC').replace(/\.{2,}|[^\p{L}\p{N}._+=@-]+/gu, '-').replace(/-{2,}/g, '-').replace(/^[.-]+|[.-]+$/g, '').slice(0, 100);
+  const slug = name
+    .normalize('NFKC')
+    .replace(/\.{2,}|[^\p{L}\p{N}._+=@-]+/gu, '-')
+    .replace(/-{2,}/g, '-')
+    .replace(/^[.-]+|[.-]+$/g, '')
+    .slice(0, 100);
   return slug || 'run';
 }
 
@@ -17,7 +22,11 @@ export function slugify(name: string): string {
 export function confined(parent: string, child: string): string {
   const full = path.resolve(parent, child);
   const rel = path.relative(path.resolve(parent), full);
-  if (!rel || rel.startsWith('..') || path.isAbsolute(rel) || rel.includes(path.sep)) throw new RunError(`refusing the path ${JSON.stringify(child)}: it would leave ${parent}`, 'Derived names must be a single directory entry.');
+  if (!rel || rel.startsWith('..') || path.isAbsolute(rel) || rel.includes(path.sep))
+    throw new RunError(
+      `refusing the path ${JSON.stringify(child)}: it would leave ${parent}`,
+      'Derived names must be a single directory entry.',
+    );
   return full;
 }
 
@@ -26,8 +35,22 @@ function makeDir(dir: string, what: string) {
     fs.mkdirSync(dir, { recursive: true });
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    const why = code === 'EEXIST' || code === 'ENOTDIR' ? 'a file is in the way' : code === 'EACCES' || code === 'EPERM' ? 'permission denied' : code === 'ENOSPC' ? 'the disk is full' : code === 'EROFS' ? 'the file system is read-only' : (e as Error).message;
-    throw new RunError(`cannot create ${what} ${dir}: ${why}`, what === 'output directory' ? 'Set runtime.output_dir to a writable directory.' : 'Check the permissions of the directory above it.');
+    const why =
+      code === 'EEXIST' || code === 'ENOTDIR'
+        ? 'a file is in the way'
+        : code === 'EACCES' || code === 'EPERM'
+          ? 'permission denied'
+          : code === 'ENOSPC'
+            ? 'the disk is full'
+            : code === 'EROFS'
+              ? 'the file system is read-only'
+              : (e as Error).message;
+    throw new RunError(
+      `cannot create ${what} ${dir}: ${why}`,
+      what === 'output directory'
+        ? 'Set runtime.output_dir to a writable directory.'
+        : 'Check the permissions of the directory above it.',
+    );
   }
 }
 
@@ -42,7 +65,10 @@ export function freshDirectory(parent: string, name: string): string {
       return dir;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'EEXIST') continue;
-      throw new RunError(`cannot create directory ${dir}: ${(e as Error).message}`, 'Check runtime.output_dir and free disk space.');
+      throw new RunError(
+        `cannot create directory ${dir}: ${(e as Error).message}`,
+        'Check runtime.output_dir and free disk space.',
+      );
     }
   }
 }
@@ -66,7 +92,11 @@ export class RunDir {
 
   /** Re-opens an existing run directory (to resume it), taking its lock. */
   static open(dir: string, log?: (line: string) => void): RunDir {
-    if (!fs.existsSync(path.join(dir, 'invocation.json'))) throw new RunError(`${dir} is not a childtune run directory (no invocation.json)`, 'Pass the directory that `childtune run` printed as "run directory".');
+    if (!fs.existsSync(path.join(dir, 'invocation.json')))
+      throw new RunError(
+        `${dir} is not a childtune run directory (no invocation.json)`,
+        'Pass the directory that `childtune run` printed as "run directory".',
+      );
     return new RunDir(dir).lock(log);
   }
 
@@ -86,7 +116,8 @@ export class RunDir {
   private lock(log?: (line: string) => void): this {
     this.held = DirLock.acquire(this.dir, log);
     const removed = cleanTemporaries(this.dir, true);
-    if (removed) log?.(`removed ${removed} temporary file${removed > 1 ? 's' : ''} an interrupted write left in ${this.dir}`);
+    if (removed)
+      log?.(`removed ${removed} temporary file${removed > 1 ? 's' : ''} an interrupted write left in ${this.dir}`);
     return this;
   }
 

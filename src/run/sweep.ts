@@ -30,7 +30,14 @@ export interface SweepLock {
   set: string[];
   allow_path: string[];
   created: string;
-  trials: { index: number; dir: string; overrides: Record<string, unknown>; recipe_hash: string; fisher_hash: string | null; recipe: unknown }[];
+  trials: {
+    index: number;
+    dir: string;
+    overrides: Record<string, unknown>;
+    recipe_hash: string;
+    fisher_hash: string | null;
+    recipe: unknown;
+  }[];
 }
 
 const trialDir = (k: number) => `trial-${String(k).padStart(3, '0')}`;
@@ -50,9 +57,16 @@ export function readLock(file: string): SweepLock {
   try {
     lock = JSON.parse(fs.readFileSync(file, 'utf8'));
   } catch (e) {
-    throw new RunError(`${file}: not a readable sweep lock file (${(e as Error).message})`, `Pass the ${LOCK_FILE} that \`childtune sweep\` wrote.`);
+    throw new RunError(
+      `${file}: not a readable sweep lock file (${(e as Error).message})`,
+      `Pass the ${LOCK_FILE} that \`childtune sweep\` wrote.`,
+    );
   }
-  if (lock?.kind !== 'childtune-sweep' || lock.version !== 1) throw new RunError(`${file}: not a childtune sweep lock file`, `Pass the ${LOCK_FILE} that \`childtune sweep\` wrote.`);
+  if (lock?.kind !== 'childtune-sweep' || lock.version !== 1)
+    throw new RunError(
+      `${file}: not a childtune sweep lock file`,
+      `Pass the ${LOCK_FILE} that \`childtune sweep\` wrote.`,
+    );
   return lock;
 }
 
@@ -61,12 +75,19 @@ function checkedPlan(lock: SweepLock, lockFile: string, io: Io) {
   const compiled = compileFor(lock, io);
   if (!compiled) return undefined;
   const { plan, recipes } = compiled;
-  if (plan.trials.length !== lock.trials.length) throw new RunError(`${lockFile}: the recipe now expands to ${plan.trials.length} trials, the lock lists ${lock.trials.length}`, 'Restore the recipe the sweep was started with, or start a new sweep.');
+  if (plan.trials.length !== lock.trials.length)
+    throw new RunError(
+      `${lockFile}: the recipe now expands to ${plan.trials.length} trials, the lock lists ${lock.trials.length}`,
+      'Restore the recipe the sweep was started with, or start a new sweep.',
+    );
   for (const t of lock.trials) {
     const now = plan.trials[t.index];
     if (now.recipeHash !== t.recipe_hash) {
       const changed = diffPaths(t.recipe, volatile(recipes[t.index]));
-      throw new RunError(`${lockFile}: trial ${t.index}'s run-defining fields changed since the sweep started: ${changed.join(', ')}`, 'Restore the recipe the sweep was started with, or start a new sweep.');
+      throw new RunError(
+        `${lockFile}: trial ${t.index}'s run-defining fields changed since the sweep started: ${changed.join(', ')}`,
+        'Restore the recipe the sweep was started with, or start a new sweep.',
+      );
     }
   }
   return { plan, recipes };
@@ -96,7 +117,8 @@ async function sweep(file: string | undefined, opts: SweepOptions, io: Io): Prom
   if (opts.resume) {
     dir = opts.resume;
     const lockFile = path.join(dir, LOCK_FILE);
-    if (!fs.existsSync(lockFile)) throw new RunError(`${dir} has no ${LOCK_FILE}`, 'Pass the sweep directory that `childtune sweep` printed.');
+    if (!fs.existsSync(lockFile))
+      throw new RunError(`${dir} has no ${LOCK_FILE}`, 'Pass the sweep directory that `childtune sweep` printed.');
     lock = readLock(lockFile);
     const checked = checkedPlan(lock, lockFile, io);
     if (!checked) return 1;
@@ -112,8 +134,18 @@ async function sweep(file: string | undefined, opts: SweepOptions, io: Io): Prom
     const r0 = recipes[0];
     dir = freshDirectory(r0.runtime.output_dir, `${r0.name ?? path.basename(file).replace(/\.ya?ml$/, '')}-sweep`);
     lock = {
-      kind: 'childtune-sweep', version: 1, ...base, created: new Date().toISOString(),
-      trials: plan.trials.map((t) => ({ index: t.index, dir: trialDir(t.index), overrides: t.overrides, recipe_hash: t.recipeHash, fisher_hash: t.fisher ? plan.stages.find((s) => s.id === t.fisher)!.hash : null, recipe: JSON.parse(JSON.stringify(volatile(recipes[t.index]))) })),
+      kind: 'childtune-sweep',
+      version: 1,
+      ...base,
+      created: new Date().toISOString(),
+      trials: plan.trials.map((t) => ({
+        index: t.index,
+        dir: trialDir(t.index),
+        overrides: t.overrides,
+        recipe_hash: t.recipeHash,
+        fisher_hash: t.fisher ? plan.stages.find((s) => s.id === t.fisher)!.hash : null,
+        recipe: JSON.parse(JSON.stringify(volatile(recipes[t.index]))),
+      })),
     };
     writeJsonAtomic(path.join(dir, LOCK_FILE), lock);
   }
@@ -128,7 +160,12 @@ async function sweep(file: string | undefined, opts: SweepOptions, io: Io): Prom
   for (const t of lock.trials) {
     checkInterrupt();
     const runDir = confined(dir, t.dir);
-    const results = (await runLockEntry(lock, runDir, t, { plan, recipes }, io, { quiet: opts.quiet, prefix: `[trial ${t.index}] `, force: opts.force })) ?? JSON.parse(fs.readFileSync(path.join(runDir, 'results.json'), 'utf8'));
+    const results =
+      (await runLockEntry(lock, runDir, t, { plan, recipes }, io, {
+        quiet: opts.quiet,
+        prefix: `[trial ${t.index}] `,
+        force: opts.force,
+      })) ?? JSON.parse(fs.readFileSync(path.join(runDir, 'results.json'), 'utf8'));
     summaries.push({ dir: runDir, ...results });
   }
   if (opts.json) io.out(JSON.stringify(summaries, null, 2));
@@ -137,13 +174,23 @@ async function sweep(file: string | undefined, opts: SweepOptions, io: Io): Prom
 }
 
 /** `childtune run --trial K LOCK`: one trial of a locked sweep, into its fixed directory (resuming if partial). */
-export async function runLockedTrial(lockFile: string, k: number, io: Io, quiet?: boolean, force?: boolean): Promise<number> {
+export async function runLockedTrial(
+  lockFile: string,
+  k: number,
+  io: Io,
+  quiet?: boolean,
+  force?: boolean,
+): Promise<number> {
   const lock = readLock(lockFile);
   const entry = lock.trials.find((t) => t.index === k);
   if (!entry) throw new RunError(`${lockFile} has trials 0..${lock.trials.length - 1}, not ${k}`);
   const checked = checkedPlan(lock, lockFile, io);
   if (!checked) return 1;
-  await runLockEntry(lock, confined(path.dirname(path.resolve(lockFile)), entry.dir), entry, checked, io, { quiet, prefix: '', force });
+  await runLockEntry(lock, confined(path.dirname(path.resolve(lockFile)), entry.dir), entry, checked, io, {
+    quiet,
+    prefix: '',
+    force,
+  });
   return 0;
 }
 
@@ -151,14 +198,35 @@ export async function runLockedTrial(lockFile: string, k: number, io: Io, quiet?
  * Runs one locked trial into its fixed directory: skipped (undefined returned) when it finished earlier,
  * continued from its checkpoint when an earlier attempt left it partial.
  */
-async function runLockEntry(lock: SweepLock, runDir: string, entry: SweepLock['trials'][number], compiled: { plan: Plan; recipes: Recipe[] }, io: Io, o: { quiet?: boolean; prefix: string; force?: boolean }) {
+async function runLockEntry(
+  lock: SweepLock,
+  runDir: string,
+  entry: SweepLock['trials'][number],
+  compiled: { plan: Plan; recipes: Recipe[] },
+  io: Io,
+  o: { quiet?: boolean; prefix: string; force?: boolean },
+) {
   if (fs.existsSync(path.join(runDir, 'results.json'))) {
     io.err(`${o.prefix || `trial ${entry.index}: `}finished earlier; skipped`);
     return undefined;
   }
   const partial = fs.existsSync(path.join(runDir, 'invocation.json'));
-  const invocation = { recipe: lock.recipe, set: lock.set, allow_path: lock.allow_path, trial: entry.index, recipe_hash: entry.recipe_hash };
-  return runTrial(RunDir.at(runDir, io.err), compiled.plan, compiled.plan.trials[entry.index], compiled.recipes[entry.index], invocation, io, { quiet: o.quiet, prefix: o.prefix, resume: partial, force: o.force });
+  const invocation = {
+    recipe: lock.recipe,
+    set: lock.set,
+    allow_path: lock.allow_path,
+    trial: entry.index,
+    recipe_hash: entry.recipe_hash,
+  };
+  return runTrial(
+    RunDir.at(runDir, io.err),
+    compiled.plan,
+    compiled.plan.trials[entry.index],
+    compiled.recipes[entry.index],
+    invocation,
+    io,
+    { quiet: o.quiet, prefix: o.prefix, resume: partial, force: o.force },
+  );
 }
 
 /**
@@ -178,9 +246,22 @@ async function prepareShared(lockFile: string, io: Io, quiet?: boolean): Promise
       if (seen.has(stage.id)) continue;
       seen.add(stage.id);
       if (cache.has(stage.kind, stage.hash)) continue;
-      const scratch = RunDir.at(path.join(path.dirname(path.resolve(lockFile)), 'prepare', stage.hash.slice(0, 12)), io.err);
+      const scratch = RunDir.at(
+        path.join(path.dirname(path.resolve(lockFile)), 'prepare', stage.hash.slice(0, 12)),
+        io.err,
+      );
       try {
-        await executeTrial(plan, trial, recipes[t.index], scratch, { log: (l) => !quiet && io.err(`[${stage.kind} ${stage.hash.slice(0, 12)}] ${l}`), stage: () => ({ tick() {}, end() {} }) }, { until: stage.kind });
+        await executeTrial(
+          plan,
+          trial,
+          recipes[t.index],
+          scratch,
+          {
+            log: (l) => !quiet && io.err(`[${stage.kind} ${stage.hash.slice(0, 12)}] ${l}`),
+            stage: () => ({ tick() {}, end() {} }),
+          },
+          { until: stage.kind },
+        );
       } finally {
         scratch.unlock();
       }
@@ -216,7 +297,12 @@ sbatch --dependency=afterok:"$prep" --array=0-${lock.trials.length - 1} --job-na
 
 function k8sManifest(lock: SweepLock, dir: string): string {
   const lockPath = path.resolve(dir, LOCK_FILE);
-  const name = path.basename(dir).toLowerCase().replace(/[^a-z0-9-]/g, '-').slice(0, 40).replace(/-+$/, '');
+  const name = path
+    .basename(dir)
+    .toLowerCase()
+    .replace(/[^a-z0-9-]/g, '-')
+    .slice(0, 40)
+    .replace(/-+$/, '');
   const job = (suffix: string, extra: string, command: string) => `apiVersion: batch/v1
 kind: Job
 metadata:

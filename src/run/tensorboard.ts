@@ -7,15 +7,24 @@ import { WriteError } from '../engine/files.js';
 import type { LogEntry } from './train.js';
 
 /** metrics.jsonl step fields and their TensorBoard tags (the names the Hugging Face Trainer logs under). */
-const STEP_TAGS = { loss: 'train/loss', lr: 'train/learning_rate', grad_norm: 'train/grad_norm', kept_fraction: 'train/kept_fraction', examples_per_s: 'train/examples_per_second' } as const;
+const STEP_TAGS = {
+  loss: 'train/loss',
+  lr: 'train/learning_rate',
+  grad_norm: 'train/grad_norm',
+  kept_fraction: 'train/kept_fraction',
+  examples_per_s: 'train/examples_per_second',
+} as const;
 
 /** The scalars one metrics.jsonl entry becomes: its step fields, or `eval/<metric>` for every evaluation metric. */
 export function scalarsOf(e: LogEntry): Record<string, number> {
-  if (e.kind === 'eval') return Object.fromEntries(Object.entries(e.metrics ?? {}).map(([name, v]) => [`eval/${name}`, v]));
-  return Object.fromEntries(Object.entries(STEP_TAGS).flatMap(([field, tag]) => {
-    const v = e[field as keyof typeof STEP_TAGS];
-    return typeof v === 'number' ? [[tag, v]] : [];
-  }));
+  if (e.kind === 'eval')
+    return Object.fromEntries(Object.entries(e.metrics ?? {}).map(([name, v]) => [`eval/${name}`, v]));
+  return Object.fromEntries(
+    Object.entries(STEP_TAGS).flatMap(([field, tag]) => {
+      const v = e[field as keyof typeof STEP_TAGS];
+      return typeof v === 'number' ? [[tag, v]] : [];
+    }),
+  );
 }
 
 /** TFRecord's checksum: CRC32C, rotated right by 15 bits, plus a constant. */
@@ -46,7 +55,14 @@ function event(step: number, what: (w: BinaryWriter) => void): Uint8Array {
 /** A `Summary` of `Value { tag = 1, simple_value = 2 }` entries as the Event's summary field. */
 const summary = (values: Record<string, number>) => (w: BinaryWriter) => {
   w.tag(5, WireType.LengthDelimited).fork();
-  for (const [tag, v] of Object.entries(values)) w.tag(1, WireType.LengthDelimited).fork().tag(1, WireType.LengthDelimited).string(tag).tag(2, WireType.Bit32).float(v).join();
+  for (const [tag, v] of Object.entries(values))
+    w.tag(1, WireType.LengthDelimited)
+      .fork()
+      .tag(1, WireType.LengthDelimited)
+      .string(tag)
+      .tag(2, WireType.Bit32)
+      .float(v)
+      .join();
   w.join();
 };
 
@@ -60,7 +76,9 @@ export class TensorBoardWriter {
   static create(dir: string, metricsFile: string): TensorBoardWriter {
     fs.rmSync(dir, { recursive: true, force: true });
     fs.mkdirSync(dir, { recursive: true });
-    const writer = new TensorBoardWriter(path.join(dir, `events.out.tfevents.${Math.floor(Date.now() / 1000)}.${os.hostname()}`));
+    const writer = new TensorBoardWriter(
+      path.join(dir, `events.out.tfevents.${Math.floor(Date.now() / 1000)}.${os.hostname()}`),
+    );
     writer.append(event(0, (w) => w.tag(3, WireType.LengthDelimited).string('brain.Event:2')));
     const history = fs.existsSync(metricsFile) ? fs.readFileSync(metricsFile, 'utf8').split('\n').filter(Boolean) : [];
     for (const line of history) writer.write(JSON.parse(line) as LogEntry);

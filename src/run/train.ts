@@ -71,9 +71,17 @@ export interface Resume {
  * bit-identical losses, whether or not the run was interrupted and resumed.
  */
 export async function trainModel(o: {
-  recipe: Recipe; model: EncoderClassifier; parallel: DataParallel; strategy: Strategy; train: PreparedSplit; dev: PreparedSplit; padId: number; metrics: Metric[];
+  recipe: Recipe;
+  model: EncoderClassifier;
+  parallel: DataParallel;
+  strategy: Strategy;
+  train: PreparedSplit;
+  dev: PreparedSplit;
+  padId: number;
+  metrics: Metric[];
   resume?: Resume;
-  onLog?: (e: LogEntry) => void; onStep?: (step: number, total: number, loss: number, examplesPerSecond: number) => void;
+  onLog?: (e: LogEntry) => void;
+  onStep?: (step: number, total: number, loss: number, examplesPerSecond: number) => void;
   onCheckpoint?: (state: LoopState, bestValues: Float32Array[] | undefined) => void;
 }): Promise<TrainResult> {
   const { recipe: r, model, parallel } = o;
@@ -83,7 +91,18 @@ export async function trainModel(o: {
   const total = totalSteps(n, r);
   // Rounded up, as Hugging Face's Trainer does (get_warmup_steps: ceil(warmup_ratio x steps)).
   const warmup = Math.ceil(t.schedule.warmup_ratio * total);
-  const s: LoopState = o.resume?.state ?? { step: 0, epoch: 0, batch: 0, skipped: 0, lastLoss: NaN, window: { lossSum: 0, lossCount: 0, examples: 0 }, epochs: [], best: { epoch: -1, score: -Infinity }, metricsLines: 0, kept: [] };
+  const s: LoopState = o.resume?.state ?? {
+    step: 0,
+    epoch: 0,
+    batch: 0,
+    skipped: 0,
+    lastLoss: NaN,
+    window: { lossSum: 0, lossCount: 0, examples: 0 },
+    epochs: [],
+    best: { epoch: -1, score: -Infinity },
+    metricsLines: 0,
+    kept: [],
+  };
   let bestValues = o.resume?.bestValues;
   for (const [index, kept, count] of s.kept) o.strategy.record(index, kept, count);
   const keptFraction = keptFractionOf(o.strategy, model);
@@ -100,16 +119,29 @@ export async function trainModel(o: {
   const epochCount = Math.ceil(t.epochs);
   for (; s.epoch < epochCount && s.step < total; s.epoch++, s.batch = 0) {
     const order = new Rng(streamSeed(t.seed, STREAMS.order, s.epoch)).shuffle(Array.from({ length: n }, (_, i) => i));
-    for (; s.batch < perEpoch && s.step < total; ) {
+    for (; s.batch < perEpoch && s.step < total;) {
       const stepStart = performance.now();
       const idx = order.slice(s.batch * t.batch_size, (s.batch + 1) * t.batch_size);
       const encs = idx.map((i) => o.train.encodings[i]);
       const seq = Math.max(...encs.map((e) => e.inputIds.length));
-      const { loss, norm } = await parallel.gradients(batchOf(encs, seq, idx.map((i) => o.train.labels[i]), o.padId), t.dropout ? streamSeed(t.seed, STREAMS.dropout, s.step) : null);
+      const { loss, norm } = await parallel.gradients(
+        batchOf(
+          encs,
+          seq,
+          idx.map((i) => o.train.labels[i]),
+          o.padId,
+        ),
+        t.dropout ? streamSeed(t.seed, STREAMS.dropout, s.step) : null,
+      );
       s.step++;
       s.batch++;
       if (!Number.isFinite(loss) || !Number.isFinite(norm)) {
-        if (t.on_nan === 'error') throw new RunError(`non-finite ${Number.isFinite(loss) ? 'gradient norm' : 'loss'} at step ${s.step} (epoch ${s.epoch + 1})`, 'Lower training.optimizer.lr, or set training.on_nan: skip_step to skip such updates.', 'train');
+        if (t.on_nan === 'error')
+          throw new RunError(
+            `non-finite ${Number.isFinite(loss) ? 'gradient norm' : 'loss'} at step ${s.step} (epoch ${s.epoch + 1})`,
+            'Lower training.optimizer.lr, or set training.on_nan: skip_step to skip such updates.',
+            'train',
+          );
         s.skipped++;
       } else {
         const lr = learningRate(s.step - 1, total, t.optimizer.lr, warmup, t.schedule.kind);
@@ -121,7 +153,16 @@ export async function trainModel(o: {
         if (s.step % t.log_every === 0 || s.step === total) {
           const now = performance.now();
           const dropped = keptFraction.dropped();
-          log({ kind: 'step', step: s.step, epoch: s.epoch + 1, loss: s.window.lossSum / s.window.lossCount, lr, grad_norm: norm, kept_fraction: keptFraction.over(s.window.lossCount, dropped - (s.window.dropped ?? 0)), examples_per_s: (s.window.examples * 1000) / Math.max(1, now - windowStart) });
+          log({
+            kind: 'step',
+            step: s.step,
+            epoch: s.epoch + 1,
+            loss: s.window.lossSum / s.window.lossCount,
+            lr,
+            grad_norm: norm,
+            kept_fraction: keptFraction.over(s.window.lossCount, dropped - (s.window.dropped ?? 0)),
+            examples_per_s: (s.window.examples * 1000) / Math.max(1, now - windowStart),
+          });
           s.window = { lossSum: 0, lossCount: 0, examples: 0, dropped };
           windowStart = now;
         }
@@ -149,7 +190,13 @@ export async function trainModel(o: {
     bestValues.forEach((v, i) => model.values[i].set(v));
     await parallel.reload();
   }
-  return { steps: s.step, skippedSteps: s.skipped, epochs: s.epochs, bestEpoch: r.evaluation.checkpoint === 'best' ? s.best.epoch : s.epochs.length, finalLoss: s.lastLoss };
+  return {
+    steps: s.step,
+    skippedSteps: s.skipped,
+    epochs: s.epochs,
+    bestEpoch: r.evaluation.checkpoint === 'best' ? s.best.epoch : s.epochs.length,
+    finalLoss: s.lastLoss,
+  };
 }
 
 /**

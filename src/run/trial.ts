@@ -21,13 +21,29 @@ export interface Invocation {
  * Executes one trial into a run directory it owns (and unlocks), recording how it was invoked; with `resume`,
  * continues from the directory's last checkpoint. Failures leave error.json naming the stage and checkpoint.
  */
-export async function runTrial(run: RunDir, plan: Plan, trial: PlannedTrial, recipe: Recipe, invocation: Invocation, io: Io, o: { quiet?: boolean; prefix?: string; resume?: boolean; force?: boolean; runners?: StageRunners }) {
+export async function runTrial(
+  run: RunDir,
+  plan: Plan,
+  trial: PlannedTrial,
+  recipe: Recipe,
+  invocation: Invocation,
+  io: Io,
+  o: { quiet?: boolean; prefix?: string; resume?: boolean; force?: boolean; runners?: StageRunners },
+) {
   const prefix = o.prefix ?? '';
   try {
     if (!run.exists('invocation.json')) run.writeJson('invocation.json', invocation);
     io.err(`${prefix}run directory: ${run.dir}`);
-    const results = (await executeTrial(plan, trial, recipe, run, reporter(io, !!o.quiet, prefix), { resume: o.resume, force: o.force, runners: o.runners }))!;
-    io.err(`${prefix}final: ${Object.entries(results.metrics).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(', ')}`);
+    const results = (await executeTrial(plan, trial, recipe, run, reporter(io, !!o.quiet, prefix), {
+      resume: o.resume,
+      force: o.force,
+      runners: o.runners,
+    }))!;
+    io.err(
+      `${prefix}final: ${Object.entries(results.metrics)
+        .map(([k, v]) => `${k} ${v.toFixed(4)}`)
+        .join(', ')}`,
+    );
     return results;
   } catch (e) {
     recordFailure(run, e as Error);
@@ -46,7 +62,15 @@ function recordFailure(run: RunDir, e: Error) {
   const interrupted = e instanceof Interrupted;
   const hint = e instanceof ChildtuneError ? e.hint : undefined;
   try {
-    run.writeJson('error.json', { state: interrupted ? 'interrupted' : 'failed', stage: failedStageOf(e), message: e.message, hint: hint ?? null, last_checkpoint: latestCheckpoint(run.dir) ?? null, ...(interrupted ? { signal: e.signal } : {}), at: new Date().toISOString() });
+    run.writeJson('error.json', {
+      state: interrupted ? 'interrupted' : 'failed',
+      stage: failedStageOf(e),
+      message: e.message,
+      hint: hint ?? null,
+      last_checkpoint: latestCheckpoint(run.dir) ?? null,
+      ...(interrupted ? { signal: e.signal } : {}),
+      at: new Date().toISOString(),
+    });
   } catch (writeFailure) {
     e.message += ` (and ${run.path('error.json')} could not be written: ${(writeFailure as Error).message})`;
   }

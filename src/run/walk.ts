@@ -82,14 +82,18 @@ export function stagesFor(plan: Plan, trial: PlannedTrial, targets: string[]): S
 }
 
 /** A stage's dependencies within one trial. */
-export const depsIn = (stage: Stage, trial: PlannedTrial, byId: Map<string, Stage>) => stage.deps.filter((d) => byId.get(d)!.trials.includes(trial.index));
+export const depsIn = (stage: Stage, trial: PlannedTrial, byId: Map<string, Stage>) =>
+  stage.deps.filter((d) => byId.get(d)!.trials.includes(trial.index));
 
 /** The outputs of a stage's dependencies of one kind (a pre-stage such as fisher, when the plan has one). */
 export const depsOfKind = <T>(stage: Stage, deps: unknown[], ctx: TrialContext, kind: StageKind): T[] =>
-  depsIn(stage, ctx.trial, new Map(ctx.plan.stages.map((s) => [s.id, s]))).flatMap((id, i) => (ctx.stageOf(id).kind === kind ? [deps[i] as T] : []));
+  depsIn(stage, ctx.trial, new Map(ctx.plan.stages.map((s) => [s.id, s]))).flatMap((id, i) =>
+    ctx.stageOf(id).kind === kind ? [deps[i] as T] : [],
+  );
 
 /** The ids of the trial's stages of one kind (its targets when a walk stops early, e.g. `--prepare`). */
-export const trialStagesOf = (plan: Plan, trial: PlannedTrial, kind: StageKind) => plan.stages.filter((s) => s.kind === kind && s.trials.includes(trial.index)).map((s) => s.id);
+export const trialStagesOf = (plan: Plan, trial: PlannedTrial, kind: StageKind) =>
+  plan.stages.filter((s) => s.kind === kind && s.trials.includes(trial.index)).map((s) => s.id);
 
 /**
  * Runs the given stages in order, each by its kind's runner on its dependencies' outputs; a cacheable stage
@@ -104,7 +108,12 @@ export async function walkStages(stages: Stage[], runners: StageRunners, ctx: Tr
     try {
       const deps = depsIn(stage, ctx.trial, byId).map((d) => ctx.outputs.get(d));
       const runner = runners[stage.kind];
-      ctx.outputs.set(stage.id, await (runner.cache ? cachedRun(stage, deps, runner as Required<StageRunner>, ctx) : runner.run(stage, deps, ctx)));
+      ctx.outputs.set(
+        stage.id,
+        await (runner.cache
+          ? cachedRun(stage, deps, runner as Required<StageRunner>, ctx)
+          : runner.run(stage, deps, ctx)),
+      );
     } catch (e) {
       attributeFailure(e, stage.kind);
       throw e;
@@ -117,7 +126,10 @@ export async function walkStages(stages: Stage[], runners: StageRunners, ctx: Tr
 async function cachedRun(stage: Stage, deps: unknown[], runner: Required<StageRunner>, ctx: TrialContext) {
   const format = runner.cache;
   const key = format.key?.(stage, ctx) ?? stage.hash;
-  if (key !== stage.hash) ctx.report.log(`${stage.kind}: this run resolved ${ctx.runtime.backend} with ${ctx.runtime.threads} threads, not what the plan predicted; keyed ${key.slice(0, 12)}`);
+  if (key !== stage.hash)
+    ctx.report.log(
+      `${stage.kind}: this run resolved ${ctx.runtime.backend} with ${ctx.runtime.threads} threads, not what the plan predicted; keyed ${key.slice(0, 12)}`,
+    );
   ctx.cache.checkWritable();
   const entry = ctx.cache.read(stage.kind, key);
   if (entry.state === 'hit') {
@@ -125,7 +137,10 @@ async function cachedRun(stage: Stage, deps: unknown[], runner: Required<StageRu
     ctx.report.log(`${stage.kind}: cached (${key.slice(0, 12)}), ${format.reused}`);
     return output;
   }
-  if (entry.state === 'corrupt') ctx.report.log(`${stage.kind}: cache entry ${key.slice(0, 12)} is corrupt (${entry.why}); moved to ${entry.movedTo} and recomputing`);
+  if (entry.state === 'corrupt')
+    ctx.report.log(
+      `${stage.kind}: cache entry ${key.slice(0, 12)} is corrupt (${entry.why}); moved to ${entry.movedTo} and recomputing`,
+    );
   const output = await runner.run(stage, deps, ctx);
   ctx.cache.write(stage.kind, key, format.store(output));
   return output;

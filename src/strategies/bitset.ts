@@ -5,7 +5,9 @@ export const setBit = (bits: Uint8Array, j: number) => {
   bits[j >> 3] |= 1 << (j & 7);
 };
 
-const BYTE_COUNTS = Uint8Array.from({ length: 256 }, (_, b) => [0, 1, 2, 3, 4, 5, 6, 7].reduce((c, k) => c + ((b >> k) & 1), 0));
+const BYTE_COUNTS = Uint8Array.from({ length: 256 }, (_, b) =>
+  [0, 1, 2, 3, 4, 5, 6, 7].reduce((c, k) => c + ((b >> k) & 1), 0),
+);
 
 /** Set bits among the first n (whole bytes by table: F counts every tensor's mask every step). */
 export function popcount(bits: Uint8Array, n: number): number {

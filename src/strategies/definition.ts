@@ -55,7 +55,11 @@ export interface StrategyDefinition<K extends Kind = Kind, P = unknown> {
   check?(options: OptionsOf<K>): Diagnostic[];
   stages?(options: OptionsOf<K>, recipe: Recipe, context: StageContext): ExtraStage[];
   /** Bytes it adds to a stage's peak: the Fisher accumulator and the mask it keeps. */
-  memory?(options: OptionsOf<K>, counts: { total: number; encoder: number }, stage: 'train' | 'fisher'): { fisher: number; mask: number };
+  memory?(
+    options: OptionsOf<K>,
+    counts: { total: number; encoder: number },
+    stage: 'train' | 'fisher',
+  ): { fisher: number; mask: number };
   /**
    * How it changes the model before anything runs (wrapped or inserted modules, added parameters, which of the
    * model's own parameters train), as engine modifiers built from its options; every thread rebuilds them from

@@ -38,7 +38,14 @@ export interface FisherStats {
  * averaged over examples (one example per thread at a time). Dropout is on, as the reference runs the pass
  * in training mode.
  */
-export async function accumulateFisher(parallel: ParallelPool, specs: readonly ParamSpec[], data: { encodings: Encoding[]; labels: number[] }, settings: ResolvedFisher, dropout: boolean, onBatch?: (done: number, total: number) => void): Promise<{ fisher: Float32Array[]; passes: number; examples: number }> {
+export async function accumulateFisher(
+  parallel: ParallelPool,
+  specs: readonly ParamSpec[],
+  data: { encodings: Encoding[]; labels: number[] },
+  settings: ResolvedFisher,
+  dropout: boolean,
+  onBatch?: (done: number, total: number) => void,
+): Promise<{ fisher: Float32Array[]; passes: number; examples: number }> {
   const scoped = specs.map((s) => inScope(s, settings.scope));
   const fisher = specs.map((s, i) => (scoped[i] ? new Float32Array(sizeOf(s)) : new Float32Array(0)));
   const n = Math.min(data.encodings.length, settings.max_samples ?? Infinity);
@@ -48,7 +55,11 @@ export async function accumulateFisher(parallel: ParallelPool, specs: readonly P
   const batchAt = (start: number) => {
     const idx = Array.from({ length: Math.min(size, n - start) }, (_, k) => start + k);
     const encs = idx.map((i) => data.encodings[i]);
-    return batchOf(encs, Math.max(...encs.map((e) => e.inputIds.length)), idx.map((i) => data.labels[i]));
+    return batchOf(
+      encs,
+      Math.max(...encs.map((e) => e.inputIds.length)),
+      idx.map((i) => data.labels[i]),
+    );
   };
   const add = (grads: Float32Array[]) => {
     specs.forEach((_, i) => {
@@ -93,7 +104,12 @@ export async function accumulateFisher(parallel: ParallelPool, specs: readonly P
  * every element >= np.percentile(.., (1-p)*100), which keeps all ties and can overshoot k; the exact count is
  * what the paper's "top p" means. Selection is linear time (quickselect), not a sort.
  */
-export function selectChild(model: EncoderClassifier, fisher: Float32Array[], reserveP: number, scope: ResolvedFisher['scope']): { masks: (Uint8Array | undefined)[]; threshold: number; kept: number; inScope: number; ties: FisherStats['ties'] } {
+export function selectChild(
+  model: EncoderClassifier,
+  fisher: Float32Array[],
+  reserveP: number,
+  scope: ResolvedFisher['scope'],
+): { masks: (Uint8Array | undefined)[]; threshold: number; kept: number; inScope: number; ties: FisherStats['ties'] } {
   const specs = model.specs;
   const total = fisher.reduce((a, f) => a + f.length, 0);
   const all = new Float32Array(total);
@@ -126,20 +142,27 @@ export function selectChild(model: EncoderClassifier, fisher: Float32Array[], re
 }
 
 export function fisherHistogram(fisher: Float32Array[], bins = 40): FisherStats['histogram'] {
-  let lo = Infinity, hi = -Infinity, zeros = 0;
-  for (const f of fisher) for (let j = 0; j < f.length; j++) {
-    if (f[j] <= 0) { zeros++; continue; }
-    const l = Math.log10(f[j]);
-    if (l < lo) lo = l;
-    if (l > hi) hi = l;
-  }
+  let lo = Infinity,
+    hi = -Infinity,
+    zeros = 0;
+  for (const f of fisher)
+    for (let j = 0; j < f.length; j++) {
+      if (f[j] <= 0) {
+        zeros++;
+        continue;
+      }
+      const l = Math.log10(f[j]);
+      if (l < lo) lo = l;
+      if (l > hi) hi = l;
+    }
   if (!Number.isFinite(lo)) return { log10_edges: [], counts: [], zeros };
   const width = (hi - lo) / bins || 1;
   const counts = new Array(bins).fill(0);
-  for (const f of fisher) for (let j = 0; j < f.length; j++) {
-    if (f[j] <= 0) continue;
-    counts[Math.min(bins - 1, Math.floor((Math.log10(f[j]) - lo) / width))]++;
-  }
+  for (const f of fisher)
+    for (let j = 0; j < f.length; j++) {
+      if (f[j] <= 0) continue;
+      counts[Math.min(bins - 1, Math.floor((Math.log10(f[j]) - lo) / width))]++;
+    }
   return { log10_edges: Array.from({ length: bins + 1 }, (_, i) => lo + i * width), counts, zeros };
 }
 

@@ -25,13 +25,18 @@ export function definitionOf(kind: Kind | string): StrategyDefinition {
 }
 
 /** The strategy a recipe asks for, prepared from the model's parameters and its extra stages' outputs (D: the child network). */
-export function strategyFor(recipe: Recipe, specs: readonly ParamSpec[], childNetwork?: (Uint8Array | undefined)[]): Strategy {
+export function strategyFor(
+  recipe: Recipe,
+  specs: readonly ParamSpec[],
+  childNetwork?: (Uint8Array | undefined)[],
+): Strategy {
   const definition = definitionOf(recipe.strategy.kind);
   return new Strategy(definition, definition.prepare({ recipe, options: recipe.strategy, specs, childNetwork }));
 }
 
 /** The model modifiers a recipe's strategy asks for (none for vanilla, F and D). */
-export const modifiersFor = (options: Recipe['strategy']): ModelModifier[] => definitionOf(options.kind).modifiers?.(options as never) ?? [];
+export const modifiersFor = (options: Recipe['strategy']): ModelModifier[] =>
+  definitionOf(options.kind).modifiers?.(options as never) ?? [];
 
 /** A worker thread's modifiers, rebuilt from their plain data with the factories the strategies list. */
 export const modifiersFrom: ModifiersFrom = modifiersFromFactories(STRATEGIES.flatMap((s) => s.modifierKinds ?? []));

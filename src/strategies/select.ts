@@ -14,15 +14,26 @@ export function kthLargestInPlace(a: Float32Array, k: number): number {
   for (;;) {
     if (lo === hi) return a[lo];
     const mid = (lo + hi) >>> 1;
-    const x = a[lo], y = a[mid], z = a[hi];
+    const x = a[lo],
+      y = a[mid],
+      z = a[hi];
     const pivot = x > y ? (y > z ? y : x > z ? z : x) : x > z ? x : y > z ? z : y;
     // Dutch flag, descending: [lo, lt) > pivot, [lt, gt] == pivot, (gt, hi] < pivot.
-    let lt = lo, i = lo, gt = hi;
+    let lt = lo,
+      i = lo,
+      gt = hi;
     while (i <= gt) {
       const v = a[i];
-      if (v > pivot) { a[i] = a[lt]; a[lt] = v; lt++; i++; }
-      else if (v < pivot) { a[i] = a[gt]; a[gt] = v; gt--; }
-      else i++;
+      if (v > pivot) {
+        a[i] = a[lt];
+        a[lt] = v;
+        lt++;
+        i++;
+      } else if (v < pivot) {
+        a[i] = a[gt];
+        a[gt] = v;
+        gt--;
+      } else i++;
     }
     if (idx < lt) hi = lt - 1;
     else if (idx > gt) lo = gt + 1;

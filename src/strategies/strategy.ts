@@ -22,7 +22,16 @@ export interface PreparedStrategy {
  * were kept. `lo` must be a multiple of SEGMENT_GRAIN. `bits`: the tensor's bitset, where the transform keeps
  * its mask (a scratch one when absent).
  */
-export function maskRange(hooks: StrategyHooks, index: number, grad: Float32Array, lo: number, hi: number, step: number, passes: OptimizerPasses = jsPasses, bits?: Uint8Array): number {
+export function maskRange(
+  hooks: StrategyHooks,
+  index: number,
+  grad: Float32Array,
+  lo: number,
+  hi: number,
+  step: number,
+  passes: OptimizerPasses = jsPasses,
+  bits?: Uint8Array,
+): number {
   return hooks.transform ? hooks.transform.apply(index, grad, lo, hi, step, passes, bits) : hi - lo;
 }
 
@@ -49,7 +58,10 @@ export class Strategy implements UpdateObserver {
   /** The mask record or replay, when the recipe asks for one. */
   masks?: FMaskLog;
 
-  constructor(readonly definition: StrategyDefinition, readonly prepared: unknown) {
+  constructor(
+    readonly definition: StrategyDefinition,
+    readonly prepared: unknown,
+  ) {
     this.spec = definition.hooks(prepared);
     this.counted = definition.counted?.(prepared) ?? [];
   }
@@ -84,19 +96,24 @@ export class Strategy implements UpdateObserver {
 
   /** Kept fraction per parameter tensor, measured over the run so far. */
   keptFractions(specs: readonly ParamSpec[]): Record<string, number> {
-    return Object.fromEntries(specs.map((s, i) => {
-      const fixed = this.definition.fixedFraction?.(this.prepared, i, sizeOf(s));
-      if (fixed !== undefined) return [s.name, fixed];
-      const k = this.kept.get(i);
-      return [s.name, k ? k.kept / k.total : 1];
-    }));
+    return Object.fromEntries(
+      specs.map((s, i) => {
+        const fixed = this.definition.fixedFraction?.(this.prepared, i, sizeOf(s));
+        if (fixed !== undefined) return [s.name, fixed];
+        const k = this.kept.get(i);
+        return [s.name, k ? k.kept / k.total : 1];
+      }),
+    );
   }
 
   /** Parameters that train, and their share of all (frozen tensors excluded). */
   trainable(specs: readonly ParamSpec[]): { trainable_parameters: number; trainable_share: number } {
     const sizes = specs.map(sizeOf);
     const total = sizes.reduce((a, b) => a + b, 0);
-    const trainable = sizes.reduce((a, n, i) => a + (trains(specs[i]) && (!this.spec.trains || this.spec.trains[i]) ? n : 0), 0);
+    const trainable = sizes.reduce(
+      (a, n, i) => a + (trains(specs[i]) && (!this.spec.trains || this.spec.trains[i]) ? n : 0),
+      0,
+    );
     return { trainable_parameters: trainable, trainable_share: trainable / total };
   }
 

@@ -24,14 +24,37 @@ const config = readModelConfig(recipe.model.path, recipe.model.family);
 const tokenizer = loadTokenizer(recipe.model.path, { lowerCase: config.doLowerCase });
 const maxLen = recipe.model.max_seq_length;
 const train = prepareSplit(recipe.dataset, recipe.dataset.train_split, tokenizer, maxLen, true);
-if (JSON.stringify(train.indices) !== JSON.stringify(subsample.indices)) throw new Error('the subsample differs from the run\'s subsample.json');
+if (JSON.stringify(train.indices) !== JSON.stringify(subsample.indices))
+  throw new Error("the subsample differs from the run's subsample.json");
 const dev = prepareSplit(recipe.dataset, recipe.dataset.eval_split, tokenizer, maxLen, false);
-const split = (s) => ({ input_ids: s.encodings.map((e) => e.inputIds), token_type_ids: s.encodings.map((e) => e.tokenTypeIds), labels: s.labels });
+const split = (s) => ({
+  input_ids: s.encodings.map((e) => e.inputIds),
+  token_type_ids: s.encodings.map((e) => e.tokenTypeIds),
+  labels: s.labels,
+});
 const t = recipe.training;
 const n = train.encodings.length;
-const order = Array.from({ length: Math.ceil(t.epochs) }, (_, epoch) => new Rng(streamSeed(t.seed, STREAMS.order, epoch)).shuffle(Array.from({ length: n }, (_, i) => i)));
+const order = Array.from({ length: Math.ceil(t.epochs) }, (_, epoch) =>
+  new Rng(streamSeed(t.seed, STREAMS.order, epoch)).shuffle(Array.from({ length: n }, (_, i) => i)),
+);
 fs.mkdirSync(outDir, { recursive: true });
-fs.writeFileSync(path.join(outDir, 'data.json'), JSON.stringify({ train: split(train), dev: split(dev), order, steps: totalSteps(n, recipe), pad_id: tokenizer.padId, recipe }));
-const { model } = loadPretrained(recipe.model.path, { family: recipe.model.family, numLabels: numLabelsOf(recipe.dataset), seed: t.seed });
+fs.writeFileSync(
+  path.join(outDir, 'data.json'),
+  JSON.stringify({
+    train: split(train),
+    dev: split(dev),
+    order,
+    steps: totalSteps(n, recipe),
+    pad_id: tokenizer.padId,
+    recipe,
+  }),
+);
+const { model } = loadPretrained(recipe.model.path, {
+  family: recipe.model.family,
+  numLabels: numLabelsOf(recipe.dataset),
+  seed: t.seed,
+});
 saveModel(model, path.join(outDir, 'init'));
-console.log(`${outDir}: ${n} training and ${dev.encodings.length} dev examples, ${order.length} epochs, initial weights in init/`);
+console.log(
+  `${outDir}: ${n} training and ${dev.encodings.length} dev examples, ${order.length} epochs, initial weights in init/`,
+);

@@ -23,7 +23,8 @@ export interface HubRef {
 type Env = Readonly<Record<string, string | undefined>>;
 
 /** `~` and `~/...` name the home directory, as a shell would expand them. */
-export const expandHome = (p: string) => (p === '~' ? os.homedir() : p.startsWith('~/') ? path.join(os.homedir(), p.slice(2)) : p);
+export const expandHome = (p: string) =>
+  p === '~' ? os.homedir() : p.startsWith('~/') ? path.join(os.homedir(), p.slice(2)) : p;
 
 /** HF_HUB_CACHE, else HF_HOME/hub, else XDG_CACHE_HOME/huggingface/hub, else ~/.cache/huggingface/hub (huggingface_hub's order). */
 export function hubCacheDir(env: Env = process.env): string {
@@ -33,10 +34,12 @@ export function hubCacheDir(env: Env = process.env): string {
   return path.resolve(expandHome(home), 'hub');
 }
 
-export const hubEndpoint = (env: Env = process.env) => (env.HF_ENDPOINT || 'https://huggingface.co').replace(/\/+$/, '');
+export const hubEndpoint = (env: Env = process.env) =>
+  (env.HF_ENDPOINT || 'https://huggingface.co').replace(/\/+$/, '');
 
 /** HF_HUB_OFFLINE=1 (or true/yes/on) forbids every request. */
-export const isOffline = (env: Env = process.env) => ['1', 'true', 'yes', 'on'].includes((env.HF_HUB_OFFLINE ?? '').toLowerCase());
+export const isOffline = (env: Env = process.env) =>
+  ['1', 'true', 'yes', 'on'].includes((env.HF_HUB_OFFLINE ?? '').toLowerCase());
 
 /** The hub's repository-name rule: word characters, '-' and '.', no '--' or '..', at most 96 characters. */
 const NAME = /^[A-Za-z0-9](?:[\w.-]*[A-Za-z0-9_])?$/;
@@ -47,7 +50,12 @@ export function parseHubId(text: string, type: RepoType = 'model'): HubRef | und
   const repo = at < 0 ? text : text.slice(0, at);
   const revision = at < 0 ? 'main' : text.slice(at + 1);
   const parts = repo.split('/');
-  if (parts.length !== 2 || repo.length > 96 || !parts.every((p) => NAME.test(p) && !p.includes('--') && !p.includes('..'))) return undefined;
+  if (
+    parts.length !== 2 ||
+    repo.length > 96 ||
+    !parts.every((p) => NAME.test(p) && !p.includes('--') && !p.includes('..'))
+  )
+    return undefined;
   if (revision === '' || /\s/.test(revision) || revision.includes('..')) return undefined;
   return { type, repo, revision };
 }
@@ -55,7 +63,8 @@ export function parseHubId(text: string, type: RepoType = 'model'): HubRef | und
 export const hubIdOf = (ref: HubRef) => (ref.revision === 'main' ? ref.repo : `${ref.repo}@${ref.revision}`);
 
 /** `models--org--name` or `datasets--org--name`. */
-export const repoFolder = (ref: Pick<HubRef, 'type' | 'repo'>, env?: Env) => path.join(hubCacheDir(env), `${ref.type}s--${ref.repo.split('/').join('--')}`);
+export const repoFolder = (ref: Pick<HubRef, 'type' | 'repo'>, env?: Env) =>
+  path.join(hubCacheDir(env), `${ref.type}s--${ref.repo.split('/').join('--')}`);
 
 const COMMIT = /^[0-9a-f]{40}$/;
 
@@ -108,10 +117,24 @@ export function localModelDir(pathOrId: string, env: Env = process.env): string 
   if (fs.existsSync(local)) {
     const base = path.basename(local);
     if (base.startsWith('models--') && fs.existsSync(path.join(local, 'snapshots'))) {
-      const ref: HubRef = { type: 'model', repo: base.slice('models--'.length).split('--').join('/'), revision: 'main' };
-      const commit = (() => { try { return fs.readFileSync(path.join(local, 'refs', 'main'), 'utf8').trim(); } catch { return undefined; } })();
+      const ref: HubRef = {
+        type: 'model',
+        repo: base.slice('models--'.length).split('--').join('/'),
+        revision: 'main',
+      };
+      const commit = (() => {
+        try {
+          return fs.readFileSync(path.join(local, 'refs', 'main'), 'utf8').trim();
+        } catch {
+          return undefined;
+        }
+      })();
       const snap = commit && path.join(local, 'snapshots', commit);
-      if (!snap || !fs.existsSync(snap)) throw new HubError(`${local} is a hub cache folder without a 'main' snapshot`, `Fetch it: childtune fetch ${ref.repo}`);
+      if (!snap || !fs.existsSync(snap))
+        throw new HubError(
+          `${local} is a hub cache folder without a 'main' snapshot`,
+          `Fetch it: childtune fetch ${ref.repo}`,
+        );
       return snap;
     }
     return local;
@@ -119,13 +142,20 @@ export function localModelDir(pathOrId: string, env: Env = process.env): string 
   const ref = parseHubId(pathOrId);
   if (!ref) return local;
   const snap = cachedSnapshot(ref, env);
-  if (!snap) throw new HubError(`model ${hubIdOf(ref)} is not in the hub cache (${hubCacheDir(env)})`, notFetchedHint(hubIdOf(ref), env));
+  if (!snap)
+    throw new HubError(
+      `model ${hubIdOf(ref)} is not in the hub cache (${hubCacheDir(env)})`,
+      notFetchedHint(hubIdOf(ref), env),
+    );
   return snap;
 }
 
 /** How to get something that is not in the cache, given whether downloads are allowed. */
 export const notFetchedHint = (id: string, env: Env = process.env) =>
-  isOffline(env) ? `HF_HUB_OFFLINE is set: fetch it on a machine with access (childtune fetch ${id}) and copy the cache, or unset HF_HUB_OFFLINE.` : `Fetch it: childtune fetch ${id}`;
+  isOffline(env)
+    ? `HF_HUB_OFFLINE is set: fetch it on a machine with access (childtune fetch ${id}) and copy the cache, or unset HF_HUB_OFFLINE.`
+    : `Fetch it: childtune fetch ${id}`;
 
 /** True when a model path is a hub id to be looked up in the cache (no local directory of that name exists). */
-export const isHubModelId = (pathOrId: string) => !fs.existsSync(path.resolve(expandHome(pathOrId))) && parseHubId(pathOrId) !== undefined;
+export const isHubModelId = (pathOrId: string) =>
+  !fs.existsSync(path.resolve(expandHome(pathOrId))) && parseHubId(pathOrId) !== undefined;

@@ -1,12 +1,27 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { cachedSnapshot, hubCacheDir, hubEndpoint, hubIdOf, HubError, isOffline, notFetchedHint, repoFolder, snapshotFiles, type HubRef } from './cache.js';
+import {
+  cachedSnapshot,
+  hubCacheDir,
+  hubEndpoint,
+  hubIdOf,
+  HubError,
+  isOffline,
+  notFetchedHint,
+  repoFolder,
+  snapshotFiles,
+  type HubRef,
+} from './cache.js';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
 /** Progress of one file's download: `already` bytes were there from an interrupted attempt. */
-export type ProgressFactory = (file: string, total: number, already: number) => { tick(bytes: number): void; end(): void };
+export type ProgressFactory = (
+  file: string,
+  total: number,
+  already: number,
+) => { tick(bytes: number): void; end(): void };
 
 export interface FetchOptions {
   env?: Env;
@@ -29,25 +44,47 @@ export interface FetchResult {
  * Range request, verified against its ETag, and linked from snapshots/{commit}/; refs/{revision} is written
  * once every file is in place. Offline (HF_HUB_OFFLINE), nothing is requested: the cache must hold it.
  */
-export async function fetchRepo(ref: HubRef, choose: (files: string[]) => string[], opts: FetchOptions = {}): Promise<FetchResult> {
+export async function fetchRepo(
+  ref: HubRef,
+  choose: (files: string[]) => string[],
+  opts: FetchOptions = {},
+): Promise<FetchResult> {
   const env = opts.env ?? process.env;
   const id = hubIdOf(ref);
   if (isOffline(env)) {
     const snapshot = cachedSnapshot(ref, env);
-    if (!snapshot) throw new HubError(`${ref.type} ${id} is not in the hub cache (${hubCacheDir(env)}) and HF_HUB_OFFLINE is set, so it cannot be downloaded`, notFetchedHint(id, env));
+    if (!snapshot)
+      throw new HubError(
+        `${ref.type} ${id} is not in the hub cache (${hubCacheDir(env)}) and HF_HUB_OFFLINE is set, so it cannot be downloaded`,
+        notFetchedHint(id, env),
+      );
     const files = choose(snapshotFiles(snapshot));
     return { snapshot, commit: path.basename(snapshot), files, downloaded: [] };
   }
   const pinned = /^[0-9a-f]{40}$/.test(ref.revision) ? cachedSnapshot(ref, env) : undefined;
   if (pinned) {
     // A commit never changes: if its snapshot holds everything, no request is needed.
-    const files = (() => { try { return choose(snapshotFiles(pinned)); } catch { return undefined; } })();
-    if (files?.every((f) => fs.existsSync(path.join(pinned, ...f.split('/'))))) return { snapshot: pinned, commit: ref.revision, files, downloaded: [] };
+    const files = (() => {
+      try {
+        return choose(snapshotFiles(pinned));
+      } catch {
+        return undefined;
+      }
+    })();
+    if (files?.every((f) => fs.existsSync(path.join(pinned, ...f.split('/')))))
+      return { snapshot: pinned, commit: ref.revision, files, downloaded: [] };
   }
   const client = new HubClient(env);
-  const info = await client.json<{ sha?: string; siblings?: { rfilename: string }[] }>(`/api/${ref.type}s/${ref.repo}/revision/${encodeURIComponent(ref.revision)}`, id);
+  const info = await client.json<{ sha?: string; siblings?: { rfilename: string }[] }>(
+    `/api/${ref.type}s/${ref.repo}/revision/${encodeURIComponent(ref.revision)}`,
+    id,
+  );
   const commit = info.sha;
-  if (!commit || !/^[0-9a-f]{40}$/.test(commit) || !Array.isArray(info.siblings)) throw new HubError(`${id}: the hub's listing has no commit or file list`, 'Check HF_ENDPOINT: it must point at a Hugging Face hub or a mirror of its API.');
+  if (!commit || !/^[0-9a-f]{40}$/.test(commit) || !Array.isArray(info.siblings))
+    throw new HubError(
+      `${id}: the hub's listing has no commit or file list`,
+      'Check HF_ENDPOINT: it must point at a Hugging Face hub or a mirror of its API.',
+    );
   const files = choose(info.siblings.map((s) => s.rfilename));
   const folder = repoFolder(ref, env);
   const snapshot = path.join(folder, 'snapshots', commit);
@@ -59,7 +96,9 @@ export async function fetchRepo(ref: HubRef, choose: (files: string[]) => string
     downloaded.push(file);
   }
   if (ref.revision !== commit) writeRef(folder, ref.revision, commit);
-  opts.log?.(`${id}: ${downloaded.length ? `downloaded ${downloaded.length} of ${files.length} files` : `all ${files.length} files already in the cache`} (commit ${commit.slice(0, 12)}) -> ${snapshot}`);
+  opts.log?.(
+    `${id}: ${downloaded.length ? `downloaded ${downloaded.length} of ${files.length} files` : `all ${files.length} files already in the cache`} (commit ${commit.slice(0, 12)}) -> ${snapshot}`,
+  );
   return { snapshot, commit, files, downloaded };
 }
 
@@ -86,15 +125,24 @@ class HubClient {
   constructor(env: Env) {
     this.endpoint = hubEndpoint(env);
     const token = env.HF_TOKEN || env.HUGGING_FACE_HUB_TOKEN;
-    this.headers = { 'user-agent': 'childtune (huggingface_hub-compatible cache)', ...(token ? { authorization: `Bearer ${token}` } : {}) };
+    this.headers = {
+      'user-agent': 'childtune (huggingface_hub-compatible cache)',
+      ...(token ? { authorization: `Bearer ${token}` } : {}),
+    };
   }
 
   private async request(url: string, init: RequestInit, what: string): Promise<Response> {
     try {
-      return await fetch(url, { ...init, headers: { ...this.headers, ...(init.headers as Record<string, string> | undefined) } });
+      return await fetch(url, {
+        ...init,
+        headers: { ...this.headers, ...(init.headers as Record<string, string> | undefined) },
+      });
     } catch (e) {
       const cause = (e as { cause?: { message?: string } }).cause?.message ?? (e as Error).message;
-      throw new HubError(`${what}: cannot reach ${this.endpoint} (${cause})`, 'Check the network, set HF_ENDPOINT to a mirror, or set HF_HUB_OFFLINE=1 to use the cache only.');
+      throw new HubError(
+        `${what}: cannot reach ${this.endpoint} (${cause})`,
+        'Check the network, set HF_ENDPOINT to a mirror, or set HF_HUB_OFFLINE=1 to use the cache only.',
+      );
     }
   }
 
@@ -104,7 +152,10 @@ class HubClient {
     try {
       return (await res.json()) as T;
     } catch {
-      throw new HubError(`${what}: the hub's answer to ${apiPath} is not JSON`, 'Check HF_ENDPOINT: it must point at a Hugging Face hub or a mirror of its API.');
+      throw new HubError(
+        `${what}: the hub's answer to ${apiPath} is not JSON`,
+        'Check HF_ENDPOINT: it must point at a Hugging Face hub or a mirror of its API.',
+      );
     }
   }
 
@@ -112,10 +163,31 @@ class HubClient {
     const code = res.headers.get('x-error-code');
     const hubSays = res.headers.get('x-error-message');
     const said = hubSays ? ` (${hubSays})` : '';
-    if (res.status === 401) return new HubError(`${what}: the hub answered 401 Unauthorized${said}: the repository is gated or private, or does not exist`, 'Check the id; for a gated or private repository set HF_TOKEN to an access token of an account that has access.');
-    if (res.status === 403) return new HubError(`${what}: the hub answered 403 Forbidden${said}`, code === 'GatedRepo' ? 'Accept the conditions on the repository page with the account whose token HF_TOKEN holds.' : 'The token in HF_TOKEN has no access to this repository.');
-    if (res.status === 404) return new HubError(`${what}: not found on ${this.endpoint}${code ? ` (${code})` : ''}${said}`, code === 'RevisionNotFound' ? 'Check the revision after @.' : code === 'EntryNotFound' ? 'The repository has no such file at this revision.' : 'Check the id (org/name) and the revision.');
-    return new HubError(`${what}: the hub answered ${res.status} ${res.statusText}${said}`, res.status >= 500 ? 'The hub or mirror failed; try again later.' : undefined);
+    if (res.status === 401)
+      return new HubError(
+        `${what}: the hub answered 401 Unauthorized${said}: the repository is gated or private, or does not exist`,
+        'Check the id; for a gated or private repository set HF_TOKEN to an access token of an account that has access.',
+      );
+    if (res.status === 403)
+      return new HubError(
+        `${what}: the hub answered 403 Forbidden${said}`,
+        code === 'GatedRepo'
+          ? 'Accept the conditions on the repository page with the account whose token HF_TOKEN holds.'
+          : 'The token in HF_TOKEN has no access to this repository.',
+      );
+    if (res.status === 404)
+      return new HubError(
+        `${what}: not found on ${this.endpoint}${code ? ` (${code})` : ''}${said}`,
+        code === 'RevisionNotFound'
+          ? 'Check the revision after @.'
+          : code === 'EntryNotFound'
+            ? 'The repository has no such file at this revision.'
+            : 'Check the id (org/name) and the revision.',
+      );
+    return new HubError(
+      `${what}: the hub answered ${res.status} ${res.statusText}${said}`,
+      res.status >= 500 ? 'The hub or mirror failed; try again later.' : undefined,
+    );
   }
 
   private resolveUrl(ref: HubRef, file: string) {
@@ -127,7 +199,11 @@ class HubClient {
   private async metadata(ref: HubRef, what: string, file: string): Promise<FileMetadata> {
     let url = this.resolveUrl(ref, file);
     for (let hops = 0; ; hops++) {
-      const res = await this.request(url, { method: 'HEAD', redirect: 'manual', headers: { 'accept-encoding': 'identity' } }, what);
+      const res = await this.request(
+        url,
+        { method: 'HEAD', redirect: 'manual', headers: { 'accept-encoding': 'identity' } },
+        what,
+      );
       const location = res.headers.get('location');
       const redirect = res.status >= 300 && res.status < 400 && location;
       if (redirect && location.startsWith('/') && hops < 5) {
@@ -136,9 +212,17 @@ class HubClient {
       }
       if (!redirect && !res.ok) throw this.failure(res, what);
       const etag = normalizeEtag(res.headers.get('x-linked-etag') ?? res.headers.get('etag'));
-      if (!etag) throw new HubError(`${what}: the hub sent no ETag, so the file cannot be cached or verified`, 'Check HF_ENDPOINT: a mirror must pass the hub\'s ETag and X-Linked-Etag headers through.');
+      if (!etag)
+        throw new HubError(
+          `${what}: the hub sent no ETag, so the file cannot be cached or verified`,
+          "Check HF_ENDPOINT: a mirror must pass the hub's ETag and X-Linked-Etag headers through.",
+        );
       const size = Number(res.headers.get('x-linked-size') ?? res.headers.get('content-length') ?? NaN);
-      return { etag, size: Number.isFinite(size) ? size : undefined, location: redirect ? new URL(location, url).href : url };
+      return {
+        etag,
+        size: Number.isFinite(size) ? size : undefined,
+        location: redirect ? new URL(location, url).href : url,
+      };
     }
   }
 
@@ -154,7 +238,11 @@ class HubClient {
       if (meta.size !== undefined && have > meta.size) have = 0;
       if (meta.size === undefined || have < meta.size) {
         // Identity encoding: byte ranges and sizes must refer to the stored file, not a compressed stream.
-        const res = await this.request(meta.location, { headers: { 'accept-encoding': 'identity', ...(have ? { range: `bytes=${have}-` } : {}) } }, what);
+        const res = await this.request(
+          meta.location,
+          { headers: { 'accept-encoding': 'identity', ...(have ? { range: `bytes=${have}-` } : {}) } },
+          what,
+        );
         if (!res.ok || !res.body) throw this.failure(res, what);
         if (have && res.status !== 206) have = 0; // the server ignored the range: start over
         const bar = progress?.(file, meta.size ?? have + Number(res.headers.get('content-length') ?? 0), have);
@@ -167,7 +255,10 @@ class HubClient {
             bar?.tick(done);
           }
         } catch (e) {
-          throw new HubError(`${what}: the download broke off after ${done} bytes (${(e as Error).message})`, 'Run the same command again: it resumes from where it stopped.');
+          throw new HubError(
+            `${what}: the download broke off after ${done} bytes (${(e as Error).message})`,
+            'Run the same command again: it resumes from where it stopped.',
+          );
         } finally {
           fs.closeSync(fd);
           bar?.end();
@@ -195,7 +286,10 @@ function verify(file: string, meta: FileMetadata, what: string) {
   const size = fs.statSync(file).size;
   const fail = (why: string) => {
     fs.rmSync(file, { force: true });
-    return new HubError(`${what}: the downloaded file is corrupt (${why}); it was removed`, 'Run the same command again; if this repeats, the server (HF_ENDPOINT) serves content that does not match its checksum.');
+    return new HubError(
+      `${what}: the downloaded file is corrupt (${why}); it was removed`,
+      'Run the same command again; if this repeats, the server (HF_ENDPOINT) serves content that does not match its checksum.',
+    );
   };
   if (meta.size !== undefined && size !== meta.size) throw fail(`${size} bytes, expected ${meta.size}`);
   const kind = /^[0-9a-f]{64}$/.test(meta.etag) ? 'sha256' : /^[0-9a-f]{40}$/.test(meta.etag) ? 'git-sha1' : undefined;
@@ -205,7 +299,7 @@ function verify(file: string, meta: FileMetadata, what: string) {
   const fd = fs.openSync(file, 'r');
   try {
     const buf = Buffer.allocUnsafe(1 << 20);
-    for (let n; (n = fs.readSync(fd, buf, 0, buf.length, null)) > 0; ) hash.update(buf.subarray(0, n));
+    for (let n; (n = fs.readSync(fd, buf, 0, buf.length, null)) > 0;) hash.update(buf.subarray(0, n));
   } finally {
     fs.closeSync(fd);
   }

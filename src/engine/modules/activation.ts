@@ -12,7 +12,12 @@ function activate(kind: ActivationKind, x: T2): Activated {
     case 'gelu':
       return gelu(x);
     case 'gelu_new':
-      return { y: tf.mul(tf.mul(x, 0.5), tf.add(tf.tanh(tf.mul(tf.add(x, tf.mul(tf.pow(x, 3), 0.044715)), Math.sqrt(2 / Math.PI))), 1)) as T2 };
+      return {
+        y: tf.mul(
+          tf.mul(x, 0.5),
+          tf.add(tf.tanh(tf.mul(tf.add(x, tf.mul(tf.pow(x, 3), 0.044715)), Math.sqrt(2 / Math.PI))), 1),
+        ) as T2,
+      };
     case 'relu':
       return { y: tf.relu(x) };
     case 'tanh':
@@ -29,7 +34,13 @@ function derivative(kind: ActivationKind, x: T2, { y, dydx }: Activated): tf.Ten
       case 'gelu_new': {
         const c = Math.sqrt(2 / Math.PI);
         const t = tf.tanh(tf.mul(tf.add(x, tf.mul(tf.pow(x, 3), 0.044715)), c));
-        return tf.add(tf.mul(tf.add(t, 1), 0.5), tf.mul(tf.mul(tf.mul(x, 0.5), tf.sub(1, tf.square(t))), tf.mul(tf.add(tf.mul(tf.square(x), 3 * 0.044715), 1), c)));
+        return tf.add(
+          tf.mul(tf.add(t, 1), 0.5),
+          tf.mul(
+            tf.mul(tf.mul(x, 0.5), tf.sub(1, tf.square(t))),
+            tf.mul(tf.add(tf.mul(tf.square(x), 3 * 0.044715), 1), c),
+          ),
+        );
       }
       case 'relu':
         return tf.step(x);

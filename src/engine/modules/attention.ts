@@ -52,7 +52,13 @@ export class SelfAttention implements Layer<AttentionCache> {
   private heads(ctx: ForwardContext): Heads {
     if (!ctx.sequence) throw new Error('self-attention runs inside an encoder, which gives it the sequences');
     const s = ctx.sequence;
-    return { B: s.batch, T: s.length, A: this.numHeads, D: this.hidden / this.numHeads, S: s.length + (this.prefix?.length ?? 0) };
+    return {
+      B: s.batch,
+      T: s.length,
+      A: this.numHeads,
+      D: this.hidden / this.numHeads,
+      S: s.length + (this.prefix?.length ?? 0),
+    };
   }
 
   forward(x: T2, ctx: ForwardContext) {
@@ -85,12 +91,25 @@ export class SelfAttention implements Layer<AttentionCache> {
   backward(dy: T2, s: AttentionCache, ctx: BackwardContext): T2[] {
     const dctx = sum(this.output.backward(dy, s.out.cache, ctx));
     const T = s.q.y.shape[0] / (s.probs.shape[0] as number);
-    const heads: Heads = { B: s.probs.shape[0], T, A: this.numHeads, D: this.hidden / this.numHeads, S: s.probs.shape[3] };
+    const heads: Heads = {
+      B: s.probs.shape[0],
+      T,
+      A: this.numHeads,
+      D: this.hidden / this.numHeads,
+      S: s.probs.shape[3],
+    };
     const { dq, dk, dv } = tidyKeep(() => {
       let dprobs = headScores(dctx, s.values, heads);
       if (s.mask) dprobs = tf.mul(dprobs, s.mask);
-      const dscores = tf.mul(tf.mul(s.probs, tf.sub(dprobs, tf.sum(tf.mul(dprobs, s.probs), -1, true))), 1 / Math.sqrt(heads.D)) as tf.Tensor4D;
-      return { dv: headContext(s.probsDropped, dctx, heads, true), dq: headContext(dscores, s.keys, heads), dk: headContext(dscores, s.q.y, heads, true) };
+      const dscores = tf.mul(
+        tf.mul(s.probs, tf.sub(dprobs, tf.sum(tf.mul(dprobs, s.probs), -1, true))),
+        1 / Math.sqrt(heads.D),
+      ) as tf.Tensor4D;
+      return {
+        dv: headContext(s.probsDropped, dctx, heads, true),
+        dq: headContext(dscores, s.keys, heads),
+        dk: headContext(dscores, s.q.y, heads, true),
+      };
     });
     let [dkOwn, dvOwn] = [dk, dv];
     if (this.prefix) {

@@ -27,7 +27,10 @@ export class Dense implements Layer<T2> {
   }
 
   backward(dy: T2, x: T2, ctx: BackwardContext): T2[] {
-    const g = denseBackward(x, ctx.weight(this.weight), dy, { dw: trains(this.weight.spec), db: trains(this.bias.spec) });
+    const g = denseBackward(x, ctx.weight(this.weight), dy, {
+      dw: trains(this.weight.spec),
+      db: trains(this.bias.spec),
+    });
     if (g.dw) ctx.emit(this.weight, g.dw);
     if (g.db) ctx.emit(this.bias, g.db);
     return [g.dx];

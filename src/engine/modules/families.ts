@@ -20,12 +20,30 @@ interface FamilyTraits {
 }
 
 const FAMILIES: Record<Family, FamilyTraits> = {
-  bert: { positions: 'absolute', head: { dense: (p) => `${p}pooler.dense`, out: 'classifier', dropoutBefore: false, activation: 'tanh' } },
-  roberta: { positions: 'after-padding', head: { dense: () => 'classifier.dense', out: 'classifier.out_proj', dropoutBefore: true, activation: 'tanh' } },
-  electra: { positions: 'absolute', head: { dense: () => 'classifier.dense', out: 'classifier.out_proj', dropoutBefore: true, activation: 'gelu' } },
+  bert: {
+    positions: 'absolute',
+    head: { dense: (p) => `${p}pooler.dense`, out: 'classifier', dropoutBefore: false, activation: 'tanh' },
+  },
+  roberta: {
+    positions: 'after-padding',
+    head: { dense: () => 'classifier.dense', out: 'classifier.out_proj', dropoutBefore: true, activation: 'tanh' },
+  },
+  electra: {
+    positions: 'absolute',
+    head: { dense: () => 'classifier.dense', out: 'classifier.out_proj', dropoutBefore: true, activation: 'gelu' },
+  },
 };
 
-export type DenseRole = 'query' | 'key' | 'value' | 'attention-output' | 'intermediate' | 'output' | 'embeddings-projection' | 'head-dense' | 'head-out';
+export type DenseRole =
+  | 'query'
+  | 'key'
+  | 'value'
+  | 'attention-output'
+  | 'intermediate'
+  | 'output'
+  | 'embeddings-projection'
+  | 'head-dense'
+  | 'head-out';
 
 /** A dense layer of the model that a modifier may wrap, by its Hugging Face module name. */
 export interface DenseSite {
@@ -70,23 +88,40 @@ export function assemble(c: ModelConfig, numLabels: number): Assembled {
     return new LayerNorm(n.weight, n.bias, c.layerNormEps);
   };
 
-  const table = (name: string, rows: number) => params.declare({ name, shape: [rows, e], transposed: false, decay: true, group: 'embeddings', init: 'normal' });
-  const tables = { word: table(`${p}embeddings.word_embeddings.weight`, c.vocabSize), position: table(`${p}embeddings.position_embeddings.weight`, c.maxPositions), type: table(`${p}embeddings.token_type_embeddings.weight`, c.typeVocabSize) };
+  const table = (name: string, rows: number) =>
+    params.declare({ name, shape: [rows, e], transposed: false, decay: true, group: 'embeddings', init: 'normal' });
+  const tables = {
+    word: table(`${p}embeddings.word_embeddings.weight`, c.vocabSize),
+    position: table(`${p}embeddings.position_embeddings.weight`, c.maxPositions),
+    type: table(`${p}embeddings.token_type_embeddings.weight`, c.typeVocabSize),
+  };
   const embNorm = norm(`${p}embeddings.LayerNorm`, e, 'embeddings');
   const projection = e !== h ? dense(`${p}embeddings_project`, e, h, 'embeddings') : undefined;
-  const embeddings = new Embeddings(tables, embNorm, projection?.dense, { width: e, positions: traits.positions, padTokenId: c.padTokenId, typeVocabSize: c.typeVocabSize });
+  const embeddings = new Embeddings(tables, embNorm, projection?.dense, {
+    width: e,
+    positions: traits.positions,
+    padTokenId: c.padTokenId,
+    typeVocabSize: c.typeVocabSize,
+  });
   if (projection) site(projection, 'embeddings-projection', embeddings, 'projection');
 
   const layers: EncoderLayer[] = [];
   for (let l = 0; l < c.numLayers; l++) {
     const L = `${p}encoder.layer.${l}`;
-    const [q, k, v, o] = ['self.query', 'self.key', 'self.value', 'output.dense'].map((n) => dense(`${L}.attention.${n}`, h, h, 'encoder', l));
+    const [q, k, v, o] = ['self.query', 'self.key', 'self.value', 'output.dense'].map((n) =>
+      dense(`${L}.attention.${n}`, h, h, 'encoder', l),
+    );
     const attention = new SelfAttention(q.dense, k.dense, v.dense, o.dense, c.numHeads, h);
     const attentionNorm = norm(`${L}.attention.output.LayerNorm`, h, 'encoder', l);
     const inter = dense(`${L}.intermediate.dense`, h, c.intermediateSize, 'encoder', l);
     const out = dense(`${L}.output.dense`, c.intermediateSize, h, 'encoder', l);
     const feedForward = new FeedForward(inter.dense, new Activation(c.activation), out.dense);
-    layers.push(new EncoderLayer(new Sublayer(attention, attentionNorm, h), new Sublayer(feedForward, norm(`${L}.output.LayerNorm`, h, 'encoder', l), h)));
+    layers.push(
+      new EncoderLayer(
+        new Sublayer(attention, attentionNorm, h),
+        new Sublayer(feedForward, norm(`${L}.output.LayerNorm`, h, 'encoder', l), h),
+      ),
+    );
     site(q, 'query', attention, 'query');
     site(k, 'key', attention, 'key');
     site(v, 'value', attention, 'value');
@@ -97,7 +132,13 @@ export function assemble(c: ModelConfig, numLabels: number): Assembled {
 
   const headDense = dense(traits.head.dense(p), h, h, 'head');
   const headOut = dense(traits.head.out, h, numLabels, 'head');
-  const head = new ClassificationHead(headDense.dense, new Activation(traits.head.activation), headOut.dense, traits.head.dropoutBefore, h);
+  const head = new ClassificationHead(
+    headDense.dense,
+    new Activation(traits.head.activation),
+    headOut.dense,
+    traits.head.dropoutBefore,
+    h,
+  );
   site(headDense, 'head-dense', head, 'dense');
   site(headOut, 'head-out', head, 'out');
   return { params, embeddings, encoder: new Encoder(layers), head, denseSites };

@@ -32,8 +32,18 @@ export class LayerNorm implements Layer<LayerNormCache> {
     const g = ctx.weight(this.gain);
     const out = tidyKeep(() => {
       const dxhat = tf.mul(dy, g);
-      const dx = tf.mul(cache.rstd, tf.sub(tf.sub(dxhat, tf.mean(dxhat, -1, true)), tf.mul(cache.xhat, tf.mean(tf.mul(dxhat, cache.xhat), -1, true)))) as T2;
-      return { dx, dg: trains(this.gain.spec) ? columnSum(tf.mul(dy, cache.xhat) as T2) : undefined, db: trains(this.bias.spec) ? columnSum(dy) : undefined };
+      const dx = tf.mul(
+        cache.rstd,
+        tf.sub(
+          tf.sub(dxhat, tf.mean(dxhat, -1, true)),
+          tf.mul(cache.xhat, tf.mean(tf.mul(dxhat, cache.xhat), -1, true)),
+        ),
+      ) as T2;
+      return {
+        dx,
+        dg: trains(this.gain.spec) ? columnSum(tf.mul(dy, cache.xhat) as T2) : undefined,
+        db: trains(this.bias.spec) ? columnSum(dy) : undefined,
+      };
     });
     if (out.dg) ctx.emit(this.gain, out.dg);
     if (out.db) ctx.emit(this.bias, out.db);

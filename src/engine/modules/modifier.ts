@@ -47,7 +47,10 @@ export interface ModelEditor {
    * Adds a module to a sub-layer of each selected layer: 'after' runs on the sub-layer's dropped output before its
    * residual and LayerNorm (Houlsby, Pfeiffer); 'parallel' runs on the sub-layer's input, its output added there.
    */
-  insert(at: { sublayer: SublayerKind; placement: 'after' | 'parallel'; layers?: readonly number[] }, build: (layer: number) => Layer): void;
+  insert(
+    at: { sublayer: SublayerKind; placement: 'after' | 'parallel'; layers?: readonly number[] },
+    build: (layer: number) => Layer,
+  ): void;
   /** Gives each selected layer's attention key and value rows every query attends to (prefix tuning). */
   prefixAttention(build: (layer: number) => KeyValuePrefix, layers?: readonly number[]): void;
   /** Puts rows before every sequence's embeddings (prompt tuning); the classifier still pools the first real token. */
@@ -72,7 +75,10 @@ export interface ModifierFactory<O = unknown> {
 
 /** A modifier kind: `apply` is a plain function of the editor and the options (no state from the caller's thread). */
 export function defineModifier<O>(kind: string, apply: (editor: ModelEditor, options: O) => void): ModifierFactory<O> {
-  return Object.assign((options: O): ModelModifier<O> => ({ kind, options, apply: (editor) => apply(editor, options) }), { kind });
+  return Object.assign(
+    (options: O): ModelModifier<O> => ({ kind, options, apply: (editor) => apply(editor, options) }),
+    { kind },
+  );
 }
 
 /** A modifier as plain data: its kind and structured-cloneable options. */
@@ -82,7 +88,8 @@ export interface ModifierData {
 }
 
 /** The plain data that rebuilds these modifiers in another thread. */
-export const modifierData = (modifiers: readonly ModelModifier[]): ModifierData[] => modifiers.map(({ kind, options }) => ({ kind, options }));
+export const modifierData = (modifiers: readonly ModelModifier[]): ModifierData[] =>
+  modifiers.map(({ kind, options }) => ({ kind, options }));
 
 /** Rebuilds modifiers from their plain data (a worker thread's side of modifierData). */
 export type ModifiersFrom = (data: readonly ModifierData[]) => ModelModifier[];
@@ -93,15 +100,22 @@ export function modifiersFromFactories(factories: readonly ModifierFactory[]): M
   return (data) =>
     data.map(({ kind, options }) => {
       const factory = byKind.get(kind);
-      if (!factory) throw new Error(`no model modifier of kind '${kind}' (known: ${[...byKind.keys()].join(', ') || 'none'})`);
+      if (!factory)
+        throw new Error(`no model modifier of kind '${kind}' (known: ${[...byKind.keys()].join(', ') || 'none'})`);
       return factory(options);
     });
 }
 
 /** Applies the modifiers, in order, to an assembled model. */
-export function applyModifiers(model: Assembled, config: ModelConfig, numLabels: number, modifiers: readonly ModelModifier[]) {
+export function applyModifiers(
+  model: Assembled,
+  config: ModelConfig,
+  numLabels: number,
+  modifiers: readonly ModelModifier[],
+) {
   const { params, encoder, denseSites } = model;
-  const selected = (layers: readonly number[] | undefined) => encoder.layers.map((layer, l) => ({ layer, l })).filter(({ l }) => !layers || layers.includes(l));
+  const selected = (layers: readonly number[] | undefined) =>
+    encoder.layers.map((layer, l) => ({ layer, l })).filter(({ l }) => !layers || layers.includes(l));
   const editor: ModelEditor = {
     config,
     numLabels,
@@ -112,7 +126,18 @@ export function applyModifiers(model: Assembled, config: ModelConfig, numLabels:
       if (!p) throw new Error(`no parameter ${name}`);
       return p;
     },
-    addParam: (s) => params.declare({ name: s.name, shape: s.shape, init: s.init, transposed: s.transposed ?? false, decay: s.decay ?? false, group: s.group ?? 'encoder', layer: s.layer, trainable: s.trainable ?? true, source: 'strategy' }),
+    addParam: (s) =>
+      params.declare({
+        name: s.name,
+        shape: s.shape,
+        init: s.init,
+        transposed: s.transposed ?? false,
+        decay: s.decay ?? false,
+        group: s.group ?? 'encoder',
+        layer: s.layer,
+        trainable: s.trainable ?? true,
+        source: 'strategy',
+      }),
     setTrainable(trains) {
       for (const spec of params.specs) if (spec.source === 'checkpoint') spec.trainable = trains(spec);
     },
@@ -128,7 +153,8 @@ export function applyModifiers(model: Assembled, config: ModelConfig, numLabels:
     prefixAttention(build, layers) {
       for (const { layer, l } of selected(layers)) {
         const attention = layer.attention.transform;
-        if (!(attention instanceof SelfAttention)) throw new Error(`layer ${l}'s attention is wrapped; give it a prefix before wrapping it`);
+        if (!(attention instanceof SelfAttention))
+          throw new Error(`layer ${l}'s attention is wrapped; give it a prefix before wrapping it`);
         if (attention.prefix) throw new Error(`layer ${l}'s attention already has a key/value prefix`);
         attention.prefix = build(l);
       }

@@ -59,16 +59,48 @@ export class ParamTable {
   /** A dense layer's weight ([out, in] in the checkpoint) and bias. */
   dense(name: string, inDim: number, outDim: number, group: ParamGroup, layer?: number) {
     return {
-      weight: this.declare({ name: `${name}.weight`, shape: [outDim, inDim], transposed: true, decay: true, group, layer, init: 'normal' }),
-      bias: this.declare({ name: `${name}.bias`, shape: [outDim], transposed: false, decay: false, group, layer, init: 'zeros' }),
+      weight: this.declare({
+        name: `${name}.weight`,
+        shape: [outDim, inDim],
+        transposed: true,
+        decay: true,
+        group,
+        layer,
+        init: 'normal',
+      }),
+      bias: this.declare({
+        name: `${name}.bias`,
+        shape: [outDim],
+        transposed: false,
+        decay: false,
+        group,
+        layer,
+        init: 'zeros',
+      }),
     };
   }
 
   /** A LayerNorm's gain and bias. */
   norm(name: string, dim: number, group: ParamGroup, layer?: number) {
     return {
-      weight: this.declare({ name: `${name}.weight`, shape: [dim], transposed: false, decay: false, group, layer, init: 'ones' }),
-      bias: this.declare({ name: `${name}.bias`, shape: [dim], transposed: false, decay: false, group, layer, init: 'zeros' }),
+      weight: this.declare({
+        name: `${name}.weight`,
+        shape: [dim],
+        transposed: false,
+        decay: false,
+        group,
+        layer,
+        init: 'ones',
+      }),
+      bias: this.declare({
+        name: `${name}.bias`,
+        shape: [dim],
+        transposed: false,
+        decay: false,
+        group,
+        layer,
+        init: 'zeros',
+      }),
     };
   }
 }

@@ -12,5 +12,8 @@ export function splitRows(x: T2, B: number, P: number): { prefix: T2; own: T2 } 
   const H = x.shape[1];
   const S = x.shape[0] / B;
   const r = tf.reshape(x, [B, S, H]);
-  return { prefix: tf.reshape(tf.slice(r, [0, 0, 0], [B, P, H]), [B * P, H]) as T2, own: tf.reshape(tf.slice(r, [0, P, 0], [B, S - P, H]), [B * (S - P), H]) as T2 };
+  return {
+    prefix: tf.reshape(tf.slice(r, [0, 0, 0], [B, P, H]), [B * P, H]) as T2,
+    own: tf.reshape(tf.slice(r, [0, P, 0], [B, S - P, H]), [B * (S - P), H]) as T2,
+  };
 }

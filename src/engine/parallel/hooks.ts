@@ -10,7 +10,15 @@ export interface GradientTransform {
    * many elements it kept. `lo` is a multiple of SEGMENT_GRAIN. `bits` is the tensor's bitset shared by the
    * threads (in its arena, so `passes` may be the wasm ones), absent on a single-threaded update.
    */
-  apply(index: number, grad: Float32Array, lo: number, hi: number, step: number, passes: OptimizerPasses, bits?: Uint8Array): number;
+  apply(
+    index: number,
+    grad: Float32Array,
+    lo: number,
+    hi: number,
+    step: number,
+    passes: OptimizerPasses,
+    bits?: Uint8Array,
+  ): number;
 }
 
 export interface UpdateHooks {

@@ -84,16 +84,35 @@ export class ParallelPool {
   static async launch(model: EncoderClassifier, o: PoolOptions): Promise<Launched> {
     const threads = Math.max(1, o.threads);
     const state = allocateSharedState(model, threads, o.arenaPages);
-    const segments = partition(state.values.map((v) => v.length), threads);
+    const segments = partition(
+      state.values.map((v) => v.length),
+      threads,
+    );
     const decays = model.specs.map((s) => s.decay);
     const workers = Array.from({ length: threads - 1 }, (_, k) => {
-      const init: WorkerInit = { config: model.config, numLabels: model.numLabels, backend: o.backend, shard: k + 1, state, segments: segments[k + 1], decays, modifiers: modifierData(model.modifiers) };
+      const init: WorkerInit = {
+        config: model.config,
+        numLabels: model.numLabels,
+        backend: o.backend,
+        shard: k + 1,
+        state,
+        segments: segments[k + 1],
+        decays,
+        modifiers: modifierData(model.modifiers),
+      };
       return new Worker(o.worker, { workerData: init });
     });
-    await Promise.all(workers.map((w) => new Promise<void>((resolve, reject) => {
-      w.once('message', (m: { ready?: boolean; error?: string }) => (m.ready ? resolve() : reject(new Error(`worker thread failed to start: ${m.error}`))));
-      w.once('error', reject);
-    })));
+    await Promise.all(
+      workers.map(
+        (w) =>
+          new Promise<void>((resolve, reject) => {
+            w.once('message', (m: { ready?: boolean; error?: string }) =>
+              m.ready ? resolve() : reject(new Error(`worker thread failed to start: ${m.error}`)),
+            );
+            w.once('error', reject);
+          }),
+      ),
+    );
     return { model, state, segments, decays, workers, adam: o.adam, hooksFrom: o.hooksFrom };
   }
 
@@ -151,7 +170,8 @@ export class ParallelPool {
   private split(b: Batch): { batches: Batch[]; weights: number[] } {
     const shards = Math.min(this.threads, b.batch);
     const batches: Batch[] = [];
-    for (let k = 0; k < shards; k++) batches.push(sliceBatch(b, Math.floor((k * b.batch) / shards), Math.floor(((k + 1) * b.batch) / shards)));
+    for (let k = 0; k < shards; k++)
+      batches.push(sliceBatch(b, Math.floor((k * b.batch) / shards), Math.floor(((k + 1) * b.batch) / shards)));
     return { batches, weights: batches.map((x) => x.batch / b.batch) };
   }
 
@@ -191,13 +211,19 @@ export class ParallelPool {
     const bits = this.state.bits;
     observer?.before?.(this.step, bits);
     await this.round(Array.from({ length: this.threads }, () => ({ kind: 'update', step: this.step, coef, adam })));
-    observer?.after?.(this.step, bits, this.state.values.map((v) => v.length));
+    observer?.after?.(
+      this.step,
+      bits,
+      this.state.values.map((v) => v.length),
+    );
   }
 
   /** Runs predict or features over a batch, its rows split across threads; outputs concatenated in row order. */
   async infer(kind: 'predict' | 'features', b: Batch): Promise<Float32Array> {
     const { batches } = this.split(b);
-    return concat((await this.round(batches.map((batch) => ({ kind, batch })))).slice(0, batches.length).map((r) => r!.out!));
+    return concat(
+      (await this.round(batches.map((batch) => ({ kind, batch })))).slice(0, batches.length).map((r) => r!.out!),
+    );
   }
 
   async close() {

@@ -29,7 +29,13 @@ export function concat(parts: Float32Array[]): Float32Array {
  * The batch-mean gradient over [lo, hi) of one tensor into shard 0's buffer, as the weights say; returns
  * `sumsq` plus its squares (for global-norm clipping).
  */
-export function reduceSegment(grads: Float32Array[][], { index, lo, hi }: Segment, w: readonly number[], sumsq: number, passes: OptimizerPasses = jsPasses): number {
+export function reduceSegment(
+  grads: Float32Array[][],
+  { index, lo, hi }: Segment,
+  w: readonly number[],
+  sumsq: number,
+  passes: OptimizerPasses = jsPasses,
+): number {
   const g = grads[0][index];
   if (w.length === 1 && w[0] === 1) return passes.sumsq(g, lo, hi, sumsq);
   // The common case in one pass: weighted sum, stored as float32, squared.
@@ -45,7 +51,16 @@ export function reduceSegment(grads: Float32Array[][], { index, lo, hi }: Segmen
  * parameter decays and the hooks' decay mask allows. A frozen tensor is left as it is. Returns how many elements
  * the transform kept.
  */
-export function updateSegment(s: Pick<SharedState, 'values' | 'm' | 'v'> & { grads: Float32Array[][]; bits?: Uint8Array[] }, { index, lo, hi }: Segment, hooks: UpdateHooks, step: number, coef: number, adam: AdamWStep, decays: boolean, passes: OptimizerPasses = jsPasses): number {
+export function updateSegment(
+  s: Pick<SharedState, 'values' | 'm' | 'v'> & { grads: Float32Array[][]; bits?: Uint8Array[] },
+  { index, lo, hi }: Segment,
+  hooks: UpdateHooks,
+  step: number,
+  coef: number,
+  adam: AdamWStep,
+  decays: boolean,
+  passes: OptimizerPasses = jsPasses,
+): number {
   if (hooks.trains && !hooks.trains[index]) return 0;
   const [p, g, m, v] = [s.values[index], s.grads[0][index], s.m[index], s.v[index]];
   if (coef < 1) passes.scale(g, lo, hi, coef);
@@ -66,7 +81,14 @@ export class ShardExecutor {
   /** Per tensor: whether the model trains it (a frozen parameter's weights and moments are never touched). */
   private readonly trains: boolean[];
 
-  constructor(private readonly model: EncoderClassifier, private readonly shard: number, private readonly state: SharedState, private readonly segments: Segment[], private readonly decays: boolean[], private readonly hooksFrom: HooksFrom) {
+  constructor(
+    private readonly model: EncoderClassifier,
+    private readonly shard: number,
+    private readonly state: SharedState,
+    private readonly segments: Segment[],
+    private readonly decays: boolean[],
+    private readonly hooksFrom: HooksFrom,
+  ) {
     this.updatePasses = state.values.map(() => jsPasses);
     this.reducePasses = state.values.map(() => jsPasses);
     this.trains = model.specs.map(trains);
@@ -94,12 +116,24 @@ export class ShardExecutor {
       }
       case 'reduce': {
         let sumsq = 0;
-        for (const seg of this.segments) sumsq = reduceSegment(s.grads, seg, req.weights, sumsq, this.reducePasses[seg.index]);
+        for (const seg of this.segments)
+          sumsq = reduceSegment(s.grads, seg, req.weights, sumsq, this.reducePasses[seg.index]);
         return { sumsq };
       }
       case 'update': {
         try {
-          for (const seg of this.segments) if (this.trains[seg.index]) updateSegment(s, seg, this.hooks, req.step, req.coef, req.adam, this.decays[seg.index], this.updatePasses[seg.index]);
+          for (const seg of this.segments)
+            if (this.trains[seg.index])
+              updateSegment(
+                s,
+                seg,
+                this.hooks,
+                req.step,
+                req.coef,
+                req.adam,
+                this.decays[seg.index],
+                this.updatePasses[seg.index],
+              );
         } catch (e) {
           throw new Error(`${this.hooks.kind} update at step ${req.step}: ${(e as Error).message}`);
         }
@@ -136,6 +170,8 @@ export class ShardExecutor {
     const rows = rowsPerPass(this.model.config, this.model.numLabels, b.seq);
     const count = Math.ceil(b.batch / rows);
     if (count <= 1) return [b];
-    return Array.from({ length: count }, (_, k) => sliceBatch(b, Math.floor((k * b.batch) / count), Math.floor(((k + 1) * b.batch) / count)));
+    return Array.from({ length: count }, (_, k) =>
+      sliceBatch(b, Math.floor((k * b.batch) / count), Math.floor(((k + 1) * b.batch) / count)),
+    );
   }
 }

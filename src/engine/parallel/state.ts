@@ -56,6 +56,11 @@ export function allocateSharedState(model: EncoderClassifier, threads: number, a
     m: sizes.map((_, t) => alloc(t)),
     v: sizes.map((_, t) => alloc(t)),
     bits: sizes.map((n, t) => home[t]?.arena.bits(n) ?? sharedBits(n)),
-    arenas: arenas.map(({ group, arena, draws }) => ({ memory: arena.memory, draws, shards: group.shards, tensors: group.tensors })),
+    arenas: arenas.map(({ group, arena, draws }) => ({
+      memory: arena.memory,
+      draws,
+      shards: group.shards,
+      tensors: group.tensors,
+    })),
   };
 }

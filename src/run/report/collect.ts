@@ -75,10 +75,15 @@ export function findRuns(dirs: string[]): Collected {
     }
   };
   for (const d of dirs) {
-    if (!fs.existsSync(d) || !fs.statSync(d).isDirectory()) throw new RunError(`${d} is not a directory`, 'Pass run or sweep directories.');
+    if (!fs.existsSync(d) || !fs.statSync(d).isDirectory())
+      throw new RunError(`${d} is not a directory`, 'Pass run or sweep directories.');
     walk(d, 3);
   }
-  if (!found.size) throw new RunError(`no finished runs (results.json) under ${dirs.join(', ')}`, 'Pass run or sweep directories whose trials have finished.');
+  if (!found.size)
+    throw new RunError(
+      `no finished runs (results.json) under ${dirs.join(', ')}`,
+      'Pass run or sweep directories whose trials have finished.',
+    );
   return { runs: [...found.values()].map(readRun), notes };
 }
 
@@ -93,7 +98,13 @@ function readConfig(file: string): { config: Record<string, unknown>; recipe: Re
   } catch (e) {
     throw new RunError(`${file}: not valid YAML (${(e as Error).message.split('\n')[0]})`, HINT);
   }
-  if (!isObject(recipe) || !isObject(recipe.model) || !isObject(recipe.dataset) || !isObject(recipe.training) || !isObject(recipe.runtime)) {
+  if (
+    !isObject(recipe) ||
+    !isObject(recipe.model) ||
+    !isObject(recipe.dataset) ||
+    !isObject(recipe.training) ||
+    !isObject(recipe.runtime)
+  ) {
     throw new RunError(`${file}: not a resolved childtune recipe (model, dataset, training or runtime missing)`, HINT);
   }
   const { training, ...rest } = volatile(recipe);
@@ -110,7 +121,9 @@ function readRun(dir: string): RunRecord {
   const { overrides, ...rest } = results;
   const { 'training.seed': _seed, ...swept } = overrides;
   return {
-    dir, ...rest, swept,
+    dir,
+    ...rest,
+    swept,
     task: columnOf(results.task, resolved?.recipe),
     model: results.model ?? resolved?.recipe.model.path ?? null,
     config: resolved?.config ?? null,
@@ -143,7 +156,11 @@ function readJsonl(file: string): CurvePoint[] {
       if (i === lines.length - 1) break;
       throw new RunError(`${file}:${i + 1}: not a JSON line`, 'The file was edited or damaged; rerun the trial.');
     }
-    if (!isObject(e) || typeof e.step !== 'number') throw new RunError(`${file}:${i + 1}: not a metrics entry (no "step")`, 'The file was edited or damaged; rerun the trial.');
+    if (!isObject(e) || typeof e.step !== 'number')
+      throw new RunError(
+        `${file}:${i + 1}: not a metrics entry (no "step")`,
+        'The file was edited or damaged; rerun the trial.',
+      );
     out.push({
       step: e.step,
       epoch: typeof e.epoch === 'number' ? e.epoch : undefined,

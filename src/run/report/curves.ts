@@ -36,45 +36,64 @@ function band(group: Group, extract: Extract): BandPoint[] {
       seeds.set(run.seed, [...(seeds.get(run.seed) ?? []), v.y]);
     }
   }
-  return [...byX].sort(([a], [b]) => a - b).map(([x, seeds]) => {
-    const ys = [...seeds.values()].map(meanOf);
-    const mean = meanOf(ys), sd = Math.sqrt(varianceOf(ys));
-    return { row: group.row.label, x, mean, lo: mean - sd, hi: mean + sd, n: ys.length };
-  });
+  return [...byX]
+    .sort(([a], [b]) => a - b)
+    .map(([x, seeds]) => {
+      const ys = [...seeds.values()].map(meanOf);
+      const mean = meanOf(ys),
+        sd = Math.sqrt(varianceOf(ys));
+      return { row: group.row.label, x, mean, lo: mean - sd, hi: mean + sd, n: ys.length };
+    });
 }
 
-export const groupsOf = (g: Grouping, column: string) => g.rows.map((r) => g.groups.find((x) => x.row.key === r.key && x.column === column)).filter((x): x is Group => !!x);
+export const groupsOf = (g: Grouping, column: string) =>
+  g.rows.map((r) => g.groups.find((x) => x.row.key === r.key && x.column === column)).filter((x): x is Group => !!x);
 
 /** Every run's logged steps can be placed on an epoch axis. */
 export const epochAxis = (groups: Group[]) => groups.every((gr) => gr.runs.every((r) => r.stepsPerEpoch !== null));
 
 export function lossExtract(byEpoch: boolean): Extract {
-  return (p, run) => (p.loss === undefined ? undefined : { x: byEpoch ? p.step / run.stepsPerEpoch! : p.step, y: p.loss });
+  return (p, run) =>
+    p.loss === undefined ? undefined : { x: byEpoch ? p.step / run.stepsPerEpoch! : p.step, y: p.loss };
 }
 
 /** The evaluation metric after each epoch, ×100 like the tables. */
 export function metricExtract(metric: string): Extract {
-  return (p) => (p.metrics?.[metric] === undefined || p.epoch === undefined ? undefined : { x: p.epoch, y: 100 * p.metrics[metric] });
+  return (p) =>
+    p.metrics?.[metric] === undefined || p.epoch === undefined ? undefined : { x: p.epoch, y: 100 * p.metrics[metric] };
 }
 
 export const bands = (groups: Group[], extract: Extract) => groups.flatMap((gr) => band(gr, extract));
 
 export function perRun(groups: Group[], extract: Extract): RunPoint[] {
-  return groups.flatMap((gr) => gr.runs.flatMap((run) => run.curve.map((p) => extract(p, run)).filter((v) => !!v).map((v) => ({ row: gr.row.label, run: `${run.dir} (seed ${run.seed})`, x: v!.x, y: v!.y }))));
+  return groups.flatMap((gr) =>
+    gr.runs.flatMap((run) =>
+      run.curve
+        .map((p) => extract(p, run))
+        .filter((v) => !!v)
+        .map((v) => ({ row: gr.row.label, run: `${run.dir} (seed ${run.seed})`, x: v!.x, y: v!.y })),
+    ),
+  );
 }
 
 /** Kept fraction per layer: mean and standard deviation over the seeds of each masked group. */
-export function keptPerLayer(groups: Group[]): { layers: string[]; points: { row: string; layer: string; mean: number; lo: number; hi: number }[] } {
+export function keptPerLayer(groups: Group[]): {
+  layers: string[];
+  points: { row: string; layer: string; mean: number; lo: number; hi: number }[];
+} {
   const layers: string[] = [];
   const points = groups.flatMap((gr) => {
     const runs = gr.runs.filter((r) => r.mask && Object.keys(r.mask.per_layer).length);
     if (!runs.length || gr.row.strategy === 'vanilla') return [];
     for (const r of runs) for (const l of Object.keys(r.mask!.per_layer)) if (!layers.includes(l)) layers.push(l);
-    return layers.filter((l) => runs.some((r) => r.mask!.per_layer[l] !== undefined)).map((layer) => {
-      const ys = runs.map((r) => r.mask!.per_layer[layer]).filter((v) => v !== undefined);
-      const mean = meanOf(ys), sd = Math.sqrt(varianceOf(ys));
-      return { row: gr.row.label, layer, mean, lo: mean - sd, hi: mean + sd };
-    });
+    return layers
+      .filter((l) => runs.some((r) => r.mask!.per_layer[l] !== undefined))
+      .map((layer) => {
+        const ys = runs.map((r) => r.mask!.per_layer[layer]).filter((v) => v !== undefined);
+        const mean = meanOf(ys),
+          sd = Math.sqrt(varianceOf(ys));
+        return { row: gr.row.label, layer, mean, lo: mean - sd, hi: mean + sd };
+      });
   });
   return { layers, points };
 }
@@ -84,10 +103,14 @@ export function keptPerLayer(groups: Group[]): { layers: string[]; points: { row
  * own range), averaged over runs; and the mean log10 threshold per group.
  */
 export function fisherHistograms(groups: Group[], bins = 40) {
-  const withFisher = groups.map((gr) => ({ gr, runs: gr.runs.filter((r) => r.mask?.fisher && r.mask.fisher.histogram.counts.length) })).filter((x) => x.runs.length);
+  const withFisher = groups
+    .map((gr) => ({ gr, runs: gr.runs.filter((r) => r.mask?.fisher && r.mask.fisher.histogram.counts.length) }))
+    .filter((x) => x.runs.length);
   const edges = withFisher.flatMap((x) => x.runs.flatMap((r) => r.mask!.fisher!.histogram.log10_edges));
   if (!edges.length) return undefined;
-  const lo = Math.min(...edges), hi = Math.max(...edges), width = (hi - lo) / bins || 1;
+  const lo = Math.min(...edges),
+    hi = Math.max(...edges),
+    width = (hi - lo) / bins || 1;
   const bars: { row: string; from: number; to: number; count: number }[] = [];
   const thresholds: { row: string; threshold: number; zeros: number }[] = [];
   for (const { gr, runs } of withFisher) {
@@ -99,9 +122,22 @@ export function fisherHistograms(groups: Group[], bins = 40) {
         sums[Math.min(bins - 1, Math.max(0, Math.floor((centre - lo) / width)))] += c;
       });
     }
-    sums.forEach((s, i) => s > 0 && bars.push({ row: gr.row.label, from: 10 ** (lo + i * width), to: 10 ** (lo + (i + 1) * width), count: s / runs.length }));
+    sums.forEach(
+      (s, i) =>
+        s > 0 &&
+        bars.push({
+          row: gr.row.label,
+          from: 10 ** (lo + i * width),
+          to: 10 ** (lo + (i + 1) * width),
+          count: s / runs.length,
+        }),
+    );
     const logT = meanOf(runs.map((r) => Math.log10(r.mask!.fisher!.threshold)));
-    thresholds.push({ row: gr.row.label, threshold: 10 ** logT, zeros: meanOf(runs.map((r) => r.mask!.fisher!.histogram.zeros)) });
+    thresholds.push({
+      row: gr.row.label,
+      threshold: 10 ** logT,
+      zeros: meanOf(runs.map((r) => r.mask!.fisher!.histogram.zeros)),
+    });
   }
   return { bars, thresholds, domain: [10 ** lo, 10 ** hi] as [number, number] };
 }

@@ -47,10 +47,12 @@ export interface Grouping {
   warnings: string[];
 }
 
-export const strategyLabel = (r: Pick<RunRecord, 'strategy' | 'reserve_p'>) => (r.reserve_p !== null && r.strategy !== 'vanilla' ? `${r.strategy} (p=${r.reserve_p})` : r.strategy);
+export const strategyLabel = (r: Pick<RunRecord, 'strategy' | 'reserve_p'>) =>
+  r.reserve_p !== null && r.strategy !== 'vanilla' ? `${r.strategy} (p=${r.reserve_p})` : r.strategy;
 
 /** The metric the paper reports for a task: the first of its metrics. */
-export const primaryMetric = (task: string, metrics: Record<string, number>) => (TASKS as Record<string, { metrics: string[] }>)[task]?.metrics[0] ?? Object.keys(metrics)[0];
+export const primaryMetric = (task: string, metrics: Record<string, number>) =>
+  (TASKS as Record<string, { metrics: string[] }>)[task]?.metrics[0] ?? Object.keys(metrics)[0];
 
 /** Sweep fields already shown by the strategy label. */
 const SHOWN_BY_STRATEGY = new Set(['strategy.kind', 'strategy.reserve_p']);
@@ -69,7 +71,11 @@ function settingsOf(runs: RunRecord[], warnings: string[]): Map<RunRecord, Recor
   const out = new Map<RunRecord, Record<string, string>>();
   const base = new Map<string, RunRecord[]>();
   for (const r of runs) {
-    const swept = Object.fromEntries(Object.entries(r.swept).filter(([k]) => !SHOWN_BY_STRATEGY.has(k)).map(([k, v]) => [k, display(v)]));
+    const swept = Object.fromEntries(
+      Object.entries(r.swept)
+        .filter(([k]) => !SHOWN_BY_STRATEGY.has(k))
+        .map(([k, v]) => [k, display(v)]),
+    );
     out.set(r, swept);
     const key = canonicalJson([r.model, r.task, strategyLabel(r), swept]);
     base.set(key, [...(base.get(key) ?? []), r]);
@@ -79,7 +85,9 @@ function settingsOf(runs: RunRecord[], warnings: string[]): Map<RunRecord, Recor
     if (configs.length < 2) continue;
     const fields = [...new Set(configs.slice(1).flatMap((c) => diffPaths(configs[0], c)))].sort();
     for (const r of group) for (const f of fields) out.get(r)![f] = display(at(r.config, f) ?? 'unset');
-    warnings.push(`${group.length} ${strategyLabel(group[0])} runs on ${group[0].task} differ in ${fields.join(', ')} (not swept); they are kept apart as separate rows`);
+    warnings.push(
+      `${group.length} ${strategyLabel(group[0])} runs on ${group[0].task} differ in ${fields.join(', ')} (not swept); they are kept apart as separate rows`,
+    );
   }
   return out;
 }
@@ -88,12 +96,17 @@ function settingsOf(runs: RunRecord[], warnings: string[]): Map<RunRecord, Recor
 function modelNames(runs: RunRecord[]): Map<string | null, string> {
   const models = [...new Set(runs.map((r) => r.model))];
   const base = (m: string | null) => (m === null ? 'unknown model' : path.basename(m));
-  return new Map(models.map((m) => [m, models.filter((o) => base(o) === base(m)).length > 1 ? (m ?? 'unknown model') : base(m)]));
+  return new Map(
+    models.map((m) => [m, models.filter((o) => base(o) === base(m)).length > 1 ? (m ?? 'unknown model') : base(m)]),
+  );
 }
 
 /** Row order in tables and legends: by model, the baseline first, then by name. */
 function rowOrder(baseline: string, names: Map<string | null, string>) {
-  return (a: Row, b: Row) => names.get(a.model)!.localeCompare(names.get(b.model)!) || Number(b.strategy === baseline) - Number(a.strategy === baseline) || a.label.localeCompare(b.label);
+  return (a: Row, b: Row) =>
+    names.get(a.model)!.localeCompare(names.get(b.model)!) ||
+    Number(b.strategy === baseline) - Number(a.strategy === baseline) ||
+    a.label.localeCompare(b.label);
 }
 
 export function groupRuns(runs: RunRecord[], baseline = 'vanilla'): Grouping {
@@ -107,14 +120,30 @@ export function groupRuns(runs: RunRecord[], baseline = 'vanilla'): Grouping {
     const key = canonicalJson([r.model, strategyLabel(r), s]);
     let row = rows.get(key);
     if (!row) {
-      const parts = [strategyLabel(r), ...Object.entries(s).sort().map(([k, v]) => `${k}=${v}`), ...(severalModels ? [`[${names.get(r.model)}]`] : [])];
-      row = { key, label: parts.join(' '), strategy: r.strategy, strategyLabel: strategyLabel(r), model: r.model, settings: s };
+      const parts = [
+        strategyLabel(r),
+        ...Object.entries(s)
+          .sort()
+          .map(([k, v]) => `${k}=${v}`),
+        ...(severalModels ? [`[${names.get(r.model)}]`] : []),
+      ];
+      row = {
+        key,
+        label: parts.join(' '),
+        strategy: r.strategy,
+        strategyLabel: strategyLabel(r),
+        model: r.model,
+        settings: s,
+      };
       rows.set(key, row);
     }
     return row;
   };
 
-  const cells = new Map<string, { row: Row; column: string; metric: string; entries: { run: RunRecord; value: number }[] }>();
+  const cells = new Map<
+    string,
+    { row: Row; column: string; metric: string; entries: { run: RunRecord; value: number }[] }
+  >();
   const add = (run: RunRecord, column: string, metrics: Record<string, number>, metric: string | undefined) => {
     if (metric === undefined || metrics[metric] === undefined) return;
     const row = rowOf(run);
@@ -125,7 +154,8 @@ export function groupRuns(runs: RunRecord[], baseline = 'vanilla'): Grouping {
   };
   for (const r of runs) {
     add(r, r.task, r.metrics, primaryMetric(r.task, r.metrics));
-    for (const [target, metrics] of Object.entries(r.transfer)) add(r, `${r.task} → ${target}`, metrics, Object.keys(metrics)[0]);
+    for (const [target, metrics] of Object.entries(r.transfer))
+      add(r, `${r.task} → ${target}`, metrics, Object.keys(metrics)[0]);
   }
 
   const groups: Group[] = [];
@@ -139,13 +169,21 @@ export function groupRuns(runs: RunRecord[], baseline = 'vanilla'): Grouping {
       // Said once per row (its transfer columns share the same runs).
       flagged.add(c.row.key);
       const same = repeated.every(([, list]) => list.every((e) => e.value === list[0].value));
-      warnings.push(`${c.row.label} on ${c.column}: seed${repeated.length > 1 ? 's' : ''} ${repeated.map(([s]) => s).join(', ')} ran more than once, with ${same ? 'identical' : 'different'} results (${repeated.map(([s, list]) => `seed ${s}: ${list.map((e) => e.run.dir).join(', ')}`).join('; ')}); each seed counts once, as the mean of its runs`);
+      warnings.push(
+        `${c.row.label} on ${c.column}: seed${repeated.length > 1 ? 's' : ''} ${repeated.map(([s]) => s).join(', ')} ran more than once, with ${same ? 'identical' : 'different'} results (${repeated.map(([s, list]) => `seed ${s}: ${list.map((e) => e.run.dir).join(', ')}`).join('; ')}); each seed counts once, as the mean of its runs`,
+      );
     }
     const values = seeds.map(([seed, list]) => ({ seed, value: list.reduce((a, e) => a + e.value, 0) / list.length }));
     groups.push({ row: c.row, column: c.column, metric: c.metric, runs: c.entries.map((e) => e.run), values });
   }
-  return { rows: [...rows.values()].sort(rowOrder(baseline, names)), columns: [...new Set(groups.map((g) => g.column))].sort(), groups, warnings };
+  return {
+    rows: [...rows.values()].sort(rowOrder(baseline, names)),
+    columns: [...new Set(groups.map((g) => g.column))].sort(),
+    groups,
+    warnings,
+  };
 }
 
 /** The group of one row and column, if it has runs. */
-export const groupAt = (g: Grouping, row: Row, column: string) => g.groups.find((x) => x.row.key === row.key && x.column === column);
+export const groupAt = (g: Grouping, row: Row, column: string) =>
+  g.groups.find((x) => x.row.key === row.key && x.column === column);

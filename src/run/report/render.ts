@@ -18,8 +18,18 @@ export async function renderSvg(spec: TopLevelSpec): Promise<string> {
 export async function pngRenderer(): Promise<{ render: (svg: string) => Buffer } | { unavailable: string }> {
   try {
     const { Resvg } = await import('@resvg/resvg-js');
-    return { render: (svg) => new Resvg(svg, { fitTo: { mode: 'zoom', value: 2 }, font: { loadSystemFonts: true, defaultFontFamily: 'DejaVu Sans' } }).render().asPng() };
+    return {
+      render: (svg) =>
+        new Resvg(svg, {
+          fitTo: { mode: 'zoom', value: 2 },
+          font: { loadSystemFonts: true, defaultFontFamily: 'DejaVu Sans' },
+        })
+          .render()
+          .asPng(),
+    };
   } catch (e) {
-    return { unavailable: `no PNG renderer on this platform (@resvg/resvg-js: ${(e as Error).message.split('\n')[0]})` };
+    return {
+      unavailable: `no PNG renderer on this platform (@resvg/resvg-js: ${(e as Error).message.split('\n')[0]})`,
+    };
   }
 }

@@ -56,7 +56,8 @@ export function pairedDifference(x: { seed: number; value: number }[], y: { seed
 export function welchDifference(x: number[], y: number[]) {
   const diff = meanOf(x) - meanOf(y);
   if (x.length < 2 || y.length < 2) return { diff, lo: null, hi: null, df: null };
-  const a = varianceOf(x) / x.length, b = varianceOf(y) / y.length;
+  const a = varianceOf(x) / x.length,
+    b = varianceOf(y) / y.length;
   if (a + b === 0) return { diff, lo: null, hi: null, df: null };
   // Welch–Satterthwaite degrees of freedom.
   const df = (a + b) ** 2 / (a ** 2 / (x.length - 1) + b ** 2 / (y.length - 1));
@@ -66,8 +67,13 @@ export function welchDifference(x: number[], y: number[]) {
 /** The baseline row for a row: the baseline strategy with the same model and the same non-strategy settings. */
 export function baselineRow(rows: Row[], row: Row, baseline: string): Row | undefined {
   const own = Object.entries(row.settings).filter(([k]) => !k.startsWith('strategy.'));
-  return rows.find((b) => b.strategy === baseline && b.model === row.model
-    && Object.keys(b.settings).length === own.length && own.every(([k, v]) => b.settings[k] === v));
+  return rows.find(
+    (b) =>
+      b.strategy === baseline &&
+      b.model === row.model &&
+      Object.keys(b.settings).length === own.length &&
+      own.every(([k, v]) => b.settings[k] === v),
+  );
 }
 
 export function differences(g: Grouping, baseline: string): Difference[] {
@@ -77,18 +83,36 @@ export function differences(g: Grouping, baseline: string): Difference[] {
     const base = baselineRow(g.rows, row, baseline);
     if (!base) continue;
     for (const column of g.columns) {
-      const x = groupAt(g, row, column), y = groupAt(g, base, column);
+      const x = groupAt(g, row, column),
+        y = groupAt(g, base, column);
       if (!x || !y) continue;
       const seeds = (v: { seed: number }[]) => v.map((s) => s.seed).join();
       const paired = x.values.length > 1 && seeds(x.values) === seeds(y.values);
-      const r = paired ? pairedDifference(x.values, y.values) : welchDifference(x.values.map((v) => v.value), y.values.map((v) => v.value));
+      const r = paired
+        ? pairedDifference(x.values, y.values)
+        : welchDifference(
+            x.values.map((v) => v.value),
+            y.values.map((v) => v.value),
+          );
       const n = Math.min(x.values.length, y.values.length);
-      const note = r.lo === null
-        ? (n < 2 ? 'no interval: fewer than two seeds' : 'no interval: no spread over seeds')
-        : n < MIN_SEEDS ? `fewer than ${MIN_SEEDS} seeds: the interval is wide and rests on the normality assumption` : undefined;
+      const note =
+        r.lo === null
+          ? n < 2
+            ? 'no interval: fewer than two seeds'
+            : 'no interval: no spread over seeds'
+          : n < MIN_SEEDS
+            ? `fewer than ${MIN_SEEDS} seeds: the interval is wide and rests on the normality assumption`
+            : undefined;
       out.push({
-        row: row.label, baseline: base.label, column, method: paired ? 'paired t' : 'Welch t', n: x.values.length, baselineN: y.values.length,
-        ...r, significant: r.lo !== null && (r.lo > 0 || r.hi! < 0), ...(note ? { note } : {}),
+        row: row.label,
+        baseline: base.label,
+        column,
+        method: paired ? 'paired t' : 'Welch t',
+        n: x.values.length,
+        baselineN: y.values.length,
+        ...r,
+        significant: r.lo !== null && (r.lo > 0 || r.hi! < 0),
+        ...(note ? { note } : {}),
       });
     }
   }

@@ -39,25 +39,41 @@ export function buildTable(g: Grouping, diffs: Difference[], baseline: string): 
     columns: g.columns,
     baseline,
     rows: g.rows.map((row) => ({
-      strategy: row.label, kind: row.strategy, model: row.model, settings: row.settings, trainable: trainableOf(g, row),
-      cells: Object.fromEntries(g.columns.map((c) => {
-        const group = groupAt(g, row, c);
-        if (!group) return [c, null];
-        const ys = group.values.map((v) => v.value);
-        const d = diffs.find((x) => x.row === row.label && x.column === c);
-        const cell: Cell = { metric: group.metric, mean: meanOf(ys), std: ys.length > 1 ? Math.sqrt(varianceOf(ys)) : null, max: Math.max(...ys), n: ys.length, seeds: group.values.map((v) => v.seed) };
-        if (d) {
-          const { row: _r, column: _c, ...rest } = d;
-          cell.vs_baseline = rest;
-        }
-        return [c, cell];
-      })),
+      strategy: row.label,
+      kind: row.strategy,
+      model: row.model,
+      settings: row.settings,
+      trainable: trainableOf(g, row),
+      cells: Object.fromEntries(
+        g.columns.map((c) => {
+          const group = groupAt(g, row, c);
+          if (!group) return [c, null];
+          const ys = group.values.map((v) => v.value);
+          const d = diffs.find((x) => x.row === row.label && x.column === c);
+          const cell: Cell = {
+            metric: group.metric,
+            mean: meanOf(ys),
+            std: ys.length > 1 ? Math.sqrt(varianceOf(ys)) : null,
+            max: Math.max(...ys),
+            n: ys.length,
+            seeds: group.values.map((v) => v.seed),
+          };
+          if (d) {
+            const { row: _r, column: _c, ...rest } = d;
+            cell.vs_baseline = rest;
+          }
+          return [c, cell];
+        }),
+      ),
     })),
   };
 }
 
 function trainableOf(g: Grouping, row: Grouping['rows'][number]): number | null {
-  const shares = g.groups.filter((x) => x.row.key === row.key).flatMap((x) => x.runs.map((r) => r.trainableShare)).filter((x): x is number => x !== null);
+  const shares = g.groups
+    .filter((x) => x.row.key === row.key)
+    .flatMap((x) => x.runs.map((r) => r.trainableShare))
+    .filter((x): x is number => x !== null);
   return shares.length ? meanOf(shares) : null;
 }
 
@@ -73,36 +89,83 @@ export function significanceNote(t: ReportTable): string {
 }
 
 export function markdownTable(t: ReportTable): string {
-  const cellText = (x: Cell | null) => (x ? `${fmt(x.mean)} ± ${fmtStd(x.std)}${x.vs_baseline?.significant ? MARK : ''} (max ${fmt(x.max)}, n=${x.n})` : '–');
+  const cellText = (x: Cell | null) =>
+    x
+      ? `${fmt(x.mean)} ± ${fmtStd(x.std)}${x.vs_baseline?.significant ? MARK : ''} (max ${fmt(x.max)}, n=${x.n})`
+      : '–';
   const md = (s: string) => s.replace(/\|/g, '\\|');
   // The share of parameters that trained, last, where the runs recorded it.
   const trainable = t.rows.some((r) => r.trainable !== null);
-  const share = (r: TableRow) => (trainable ? ` ${r.trainable === null ? '–' : `${(r.trainable * 100).toFixed(2)}%`} |` : '');
-  const lines = [`| strategy | ${t.columns.map((c) => md(`${c} (${metricOf(t, c)})`)).join(' | ')} |${trainable ? ' trainable |' : ''}`, `|---|${t.columns.map(() => '---').join('|')}|${trainable ? '---|' : ''}`];
-  for (const r of t.rows) lines.push(`| ${md(r.strategy)} | ${t.columns.map((c) => cellText(r.cells[c])).join(' | ')} |${share(r)}`);
+  const share = (r: TableRow) =>
+    trainable ? ` ${r.trainable === null ? '–' : `${(r.trainable * 100).toFixed(2)}%`} |` : '';
+  const lines = [
+    `| strategy | ${t.columns.map((c) => md(`${c} (${metricOf(t, c)})`)).join(' | ')} |${trainable ? ' trainable |' : ''}`,
+    `|---|${t.columns.map(() => '---').join('|')}|${trainable ? '---|' : ''}`,
+  ];
+  for (const r of t.rows)
+    lines.push(`| ${md(r.strategy)} | ${t.columns.map((c) => cellText(r.cells[c])).join(' | ')} |${share(r)}`);
   lines.push('', 'Scores ×100: mean ± sample standard deviation over seeds, max over seeds, n = number of seeds.');
   const diffs = t.rows.flatMap((r) => t.columns.map((c) => ({ r, c, d: r.cells[c]?.vs_baseline })).filter((x) => x.d));
   if (diffs.length) {
-    lines.push(significanceNote(t), '', `Difference from ${t.baseline} (×100, ${LEVEL * 100}% interval):`, '', '| strategy | task | difference | interval | method | n |', '|---|---|---|---|---|---|');
+    lines.push(
+      significanceNote(t),
+      '',
+      `Difference from ${t.baseline} (×100, ${LEVEL * 100}% interval):`,
+      '',
+      '| strategy | task | difference | interval | method | n |',
+      '|---|---|---|---|---|---|',
+    );
     for (const { r, c, d } of diffs) {
-      lines.push(`| ${md(r.strategy)} | ${md(c)} | ${signed(d!.diff)}${d!.significant ? MARK : ''} | ${d!.lo === null ? '–' : `[${signed(d!.lo)}, ${signed(d!.hi!)}]`} | ${d!.method} | ${d!.n} vs ${d!.baselineN} |`);
+      lines.push(
+        `| ${md(r.strategy)} | ${md(c)} | ${signed(d!.diff)}${d!.significant ? MARK : ''} | ${d!.lo === null ? '–' : `[${signed(d!.lo)}, ${signed(d!.hi!)}]`} | ${d!.method} | ${d!.n} vs ${d!.baselineN} |`,
+      );
     }
     const few = diffs.filter((x) => x.d!.note);
-    if (few.length) lines.push('', ...[...new Set(few.map((x) => x.d!.note!))].map((n) => `note: ${n} (${few.filter((x) => x.d!.note === n).map((x) => `${x.r.strategy} on ${x.c}`).join('; ')})`));
+    if (few.length)
+      lines.push(
+        '',
+        ...[...new Set(few.map((x) => x.d!.note!))].map(
+          (n) =>
+            `note: ${n} (${few
+              .filter((x) => x.d!.note === n)
+              .map((x) => `${x.r.strategy} on ${x.c}`)
+              .join('; ')})`,
+        ),
+      );
   }
   return lines.join('\n');
 }
 
 export function csvTable(t: ReportTable): string {
   const lines = ['strategy,column,metric,mean,std,max,n,seeds'];
-  for (const r of t.rows) for (const c of t.columns) {
-    const x = r.cells[c];
-    if (x) lines.push([r.strategy, c, x.metric, x.mean, x.std ?? '', x.max, x.n, x.seeds.join(' ')].map((v) => (/[",\n]/.test(String(v)) ? `"${String(v).replace(/"/g, '""')}"` : String(v))).join(','));
-  }
+  for (const r of t.rows)
+    for (const c of t.columns) {
+      const x = r.cells[c];
+      if (x)
+        lines.push(
+          [r.strategy, c, x.metric, x.mean, x.std ?? '', x.max, x.n, x.seeds.join(' ')]
+            .map((v) => (/[",\n]/.test(String(v)) ? `"${String(v).replace(/"/g, '""')}"` : String(v)))
+            .join(','),
+        );
+    }
   return lines.join('\n') + '\n';
 }
 
-const TEX: Record<string, string> = { '\\': '\\textbackslash{}', '&': '\\&', '%': '\\%', $: '\\$', '#': '\\#', _: '\\_', '{': '\\{', '}': '\\}', '~': '\\textasciitilde{}', '^': '\\textasciicircum{}', '→': '$\\rightarrow$', '×': '$\\times$', '−': '$-$' };
+const TEX: Record<string, string> = {
+  '\\': '\\textbackslash{}',
+  '&': '\\&',
+  '%': '\\%',
+  $: '\\$',
+  '#': '\\#',
+  _: '\\_',
+  '{': '\\{',
+  '}': '\\}',
+  '~': '\\textasciitilde{}',
+  '^': '\\textasciicircum{}',
+  '→': '$\\rightarrow$',
+  '×': '$\\times$',
+  '−': '$-$',
+};
 export const texEscape = (s: string) => s.replace(/[\\&%$#_{}~^→×−]/g, (c) => TEX[c]);
 
 /**
@@ -110,16 +173,26 @@ export const texEscape = (s: string) => s.replace(/[\\&%$#_{}~^→×−]/g, (c) 
  * compared as printed), significance marked. Needs \usepackage{booktabs} in the preamble.
  */
 export function latexTable(t: ReportTable): string {
-  const best = (c: string, field: 'mean' | 'max') => Math.max(...t.rows.map((r) => r.cells[c]).filter((x): x is Cell => !!x).map((x) => Number(fmt(x[field]))));
+  const best = (c: string, field: 'mean' | 'max') =>
+    Math.max(
+      ...t.rows
+        .map((r) => r.cells[c])
+        .filter((x): x is Cell => !!x)
+        .map((x) => Number(fmt(x[field]))),
+    );
   const bold = (s: string, on: boolean) => (on ? `\\textbf{${s}}` : s);
   const head1 = t.columns.map((c) => `\\multicolumn{2}{c}{${texEscape(c)} (${texEscape(metricOf(t, c) ?? '')})}`);
   const rules = t.columns.map((_, i) => `\\cmidrule(lr){${2 + 2 * i}-${3 + 2 * i}}`);
   const lines = [
     '% childtune report; needs \\usepackage{booktabs}',
-    '\\begin{table}[t]', '\\centering',
-    `\\begin{tabular}{l${'rr'.repeat(t.columns.length)}}`, '\\toprule',
-    ` & ${head1.join(' & ')} \\\\`, rules.join(' '),
-    `Strategy & ${t.columns.map(() => 'Mean $\\pm$ Std & Max').join(' & ')} \\\\`, '\\midrule',
+    '\\begin{table}[t]',
+    '\\centering',
+    `\\begin{tabular}{l${'rr'.repeat(t.columns.length)}}`,
+    '\\toprule',
+    ` & ${head1.join(' & ')} \\\\`,
+    rules.join(' '),
+    `Strategy & ${t.columns.map(() => 'Mean $\\pm$ Std & Max').join(' & ')} \\\\`,
+    '\\midrule',
   ];
   for (const r of t.rows) {
     const cells = t.columns.map((c) => {
@@ -130,7 +203,9 @@ export function latexTable(t: ReportTable): string {
     });
     lines.push(`${texEscape(r.strategy)} & ${cells.join(' & ')} \\\\`);
   }
-  const seeds = [...new Set(t.rows.flatMap((r) => t.columns.map((c) => r.cells[c]?.n).filter((n): n is number => n !== undefined)))].sort((a, b) => a - b);
+  const seeds = [
+    ...new Set(t.rows.flatMap((r) => t.columns.map((c) => r.cells[c]?.n).filter((n): n is number => n !== undefined))),
+  ].sort((a, b) => a - b);
   const anyMark = t.rows.some((r) => t.columns.some((c) => r.cells[c]?.vs_baseline));
   const caption = `Scores $\\times$100: mean $\\pm$ sample standard deviation and max over ${seeds.length === 1 ? seeds[0] : `${seeds[0]}--${seeds.at(-1)}`} seed${seeds.at(-1) === 1 ? '' : 's'}; best per column in bold.${anyMark ? ` $^{*}$: the ${LEVEL * 100}\\% interval of the difference from ${texEscape(t.baseline)} excludes zero (paired $t$ when the seeds match, Welch's $t$ otherwise)${seeds[0] < MIN_SEEDS ? `; fewer than ${MIN_SEEDS} seeds in some cells` : ''}.` : ''}`;
   lines.push('\\bottomrule', '\\end{tabular}', `\\caption{${caption}}`, '\\end{table}');

@@ -8,12 +8,17 @@ export const loadDatasetRunner: StageRunner<LoadedExamples> = {
 };
 
 export const subsampleRunner: StageRunner<LoadedExamples> = {
-  run: (stage, [data]) => subsampleExamples(data as LoadedExamples, stage.inputs as { size: number; seed: number; stratified: boolean }),
+  run: (stage, [data]) =>
+    subsampleExamples(data as LoadedExamples, stage.inputs as { size: number; seed: number; stratified: boolean }),
 };
 
 export const tokenizeRunner: StageRunner<PreparedSplit> = {
   run(stage, [data, loaded], ctx) {
-    const split = tokenizeExamples(data as LoadedExamples, (loaded as LoadedModel).tokenizer, stage.inputs.max_seq_length as number);
+    const split = tokenizeExamples(
+      data as LoadedExamples,
+      (loaded as LoadedModel).tokenizer,
+      stage.inputs.max_seq_length as number,
+    );
     describeTrialData(stage, split, ctx);
     return split;
   },
@@ -23,7 +28,10 @@ export const tokenizeRunner: StageRunner<PreparedSplit> = {
 function trialData(ctx: TrialContext): { train: Stage; dev: Stage } {
   const train = ctx.stageOf(ctx.trial.train);
   const tokenized = train.deps.map((d) => ctx.stageOf(d)).filter((s) => s.kind === 'tokenize');
-  return { train: tokenized.find((s) => s.hash === train.inputs.data)!, dev: tokenized.find((s) => s.hash === train.inputs.eval_data)! };
+  return {
+    train: tokenized.find((s) => s.hash === train.inputs.data)!,
+    dev: tokenized.find((s) => s.hash === train.inputs.eval_data)!,
+  };
 }
 
 /** Once both the training and the evaluation data are tokenized: the log's data lines and subsample.json. */
@@ -33,7 +41,16 @@ function describeTrialData(stage: Stage, split: PreparedSplit, ctx: TrialContext
   const [train, dev] = [of(ids.train), of(ids.dev)];
   if ((stage.id !== ids.train.id && stage.id !== ids.dev.id) || !train || !dev) return;
   const { recipe, report, run } = ctx;
-  report.log(`data: ${train.encodings.length} training examples${train.indices ? ` (subsample of ${recipe.dataset.subsample!.size}, seed ${recipe.dataset.subsample!.seed})` : ''}, ${dev.encodings.length} evaluation examples`);
-  for (const s of [train, dev]) if (s.skipped) report.log(`data: skipped ${s.skipped} malformed rows in ${s.file} (on_bad_row: skip)`);
-  if (train.indices) run.writeJson('subsample.json', { file: train.file, size: train.indices.length, seed: recipe.dataset.subsample!.seed, indices: train.indices });
+  report.log(
+    `data: ${train.encodings.length} training examples${train.indices ? ` (subsample of ${recipe.dataset.subsample!.size}, seed ${recipe.dataset.subsample!.seed})` : ''}, ${dev.encodings.length} evaluation examples`,
+  );
+  for (const s of [train, dev])
+    if (s.skipped) report.log(`data: skipped ${s.skipped} malformed rows in ${s.file} (on_bad_row: skip)`);
+  if (train.indices)
+    run.writeJson('subsample.json', {
+      file: train.file,
+      size: train.indices.length,
+      seed: recipe.dataset.subsample!.seed,
+      indices: train.indices,
+    });
 }

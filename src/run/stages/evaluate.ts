@@ -14,7 +14,10 @@ export interface Evaluated {
 export const evaluateRunner: StageRunner<Evaluated> = {
   run(_stage, [trained], ctx) {
     const { result } = trained as Trained;
-    const metrics = ctx.recipe.evaluation.checkpoint === 'best' ? result.epochs[result.bestEpoch - 1].metrics : result.epochs.at(-1)!.metrics;
+    const metrics =
+      ctx.recipe.evaluation.checkpoint === 'best'
+        ? result.epochs[result.bestEpoch - 1].metrics
+        : result.epochs.at(-1)!.metrics;
     return { metrics, trained: trained as Trained };
   },
 };

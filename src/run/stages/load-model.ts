@@ -23,12 +23,26 @@ export const loadModelRunner: StageRunner<LoadedModel> = {
     const modelDir = localModelDir(recipe.model.path);
     const config = readModelConfig(modelDir, recipe.model.family);
     const tokenizer = loadTokenizer(modelDir, { lowerCase: config.doLowerCase });
-    if (tokenizer.vocabSize > config.vocabSize) throw new ModelError(modelDir, `the tokenizer has ${tokenizer.vocabSize} tokens but config.json's vocab_size is ${config.vocabSize}`, 'The vocabulary does not belong to this checkpoint.');
-    const { model, notes } = loadPretrained(modelDir, { family: recipe.model.family, numLabels: numLabelsOf(recipe.dataset), seed: recipe.training.seed, modifiers: modifiersFor(recipe.strategy) });
+    if (tokenizer.vocabSize > config.vocabSize)
+      throw new ModelError(
+        modelDir,
+        `the tokenizer has ${tokenizer.vocabSize} tokens but config.json's vocab_size is ${config.vocabSize}`,
+        'The vocabulary does not belong to this checkpoint.',
+      );
+    const { model, notes } = loadPretrained(modelDir, {
+      family: recipe.model.family,
+      numLabels: numLabelsOf(recipe.dataset),
+      seed: recipe.training.seed,
+      modifiers: modifiersFor(recipe.strategy),
+    });
     ctx.onClose(() => model.dispose());
     for (const n of notes) report.log(`model: ${n}`);
     const o = recipe.training.optimizer;
-    const parallel = await DataParallel.start(model, { threads: ctx.runtime.threads, backend: ctx.runtime.backend, adam: { lr: o.lr, betas: o.betas as [number, number], eps: o.eps, weightDecay: o.weight_decay } });
+    const parallel = await DataParallel.start(model, {
+      threads: ctx.runtime.threads,
+      backend: ctx.runtime.backend,
+      adam: { lr: o.lr, betas: o.betas as [number, number], eps: o.eps, weightDecay: o.weight_decay },
+    });
     ctx.onClose(() => parallel.close());
     report.log(`threads: ${ctx.runtime.threads}`);
     return { modelDir, config, tokenizer, model, parallel };

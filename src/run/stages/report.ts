@@ -15,11 +15,28 @@ export const reportRunner: StageRunner = {
     const { metrics, trained } = ctx.outputs.get(trial.evaluate) as Evaluated;
     const { loaded, result, fisher, resumedFromStep, strategy } = trained;
     saveModel(loaded.model, run.path('model'), { source: loaded.modelDir, labels: labelNamesOf(recipe.dataset) });
-    const transfer = Object.fromEntries(transferTargets(ctx).map((t) => [`${t.mode}/${t.name}`, (ctx.outputs.get(t.stage) as Transferred).metrics]));
+    const transfer = Object.fromEntries(
+      transferTargets(ctx).map((t) => [`${t.mode}/${t.name}`, (ctx.outputs.get(t.stage) as Transferred).metrics]),
+    );
     const results = {
-      trial: trial.index, overrides: trial.overrides, task: recipe.dataset.task, ...strategy.definition.report(recipe.strategy).results, ...strategy.trainable(loaded.model.specs),
-      seed: recipe.training.seed, backend: ctx.runtime.backend, backend_skipped: ctx.backendSkipped, threads: ctx.runtime.threads, metrics, epochs: result.epochs, best_epoch: result.bestEpoch, steps: result.steps,
-      skipped_steps: result.skippedSteps, final_loss: result.finalLoss, transfer, durations_s: { ...ctx.durations }, resumed_from_step: resumedFromStep,
+      trial: trial.index,
+      overrides: trial.overrides,
+      task: recipe.dataset.task,
+      ...strategy.definition.report(recipe.strategy).results,
+      ...strategy.trainable(loaded.model.specs),
+      seed: recipe.training.seed,
+      backend: ctx.runtime.backend,
+      backend_skipped: ctx.backendSkipped,
+      threads: ctx.runtime.threads,
+      metrics,
+      epochs: result.epochs,
+      best_epoch: result.bestEpoch,
+      steps: result.steps,
+      skipped_steps: result.skippedSteps,
+      final_loss: result.finalLoss,
+      transfer,
+      durations_s: { ...ctx.durations },
+      resumed_from_step: resumedFromStep,
       hashes: { recipe: trial.recipeHash, train: ctx.stageOf(trial.train).hash, fisher: fisher?.hash ?? null },
     };
     writeResults(run.path('results.json'), results);

@@ -35,7 +35,15 @@ export const trainRunner: StageRunner<Trained> = {
     const { recipe, run, report, trial } = ctx;
     const { model, parallel, tokenizer } = loaded;
     const { backend, threads } = ctx.runtime;
-    const resume = ctx.resume ? resumePoint(run, model.specs, { recipeHash: trial.recipeHash, backend, threads, fisherHash: fisher?.hash }, ctx.force, report) : undefined;
+    const resume = ctx.resume
+      ? resumePoint(
+          run,
+          model.specs,
+          { recipeHash: trial.recipeHash, backend, threads, fisherHash: fisher?.hash },
+          ctx.force,
+          report,
+        )
+      : undefined;
     if (resume) {
       resume.values.forEach((v, i) => model.values[i].set(v));
       await parallel.reload();
@@ -50,24 +58,56 @@ export const trainRunner: StageRunner<Trained> = {
     const bar = report.stage('train', stage.work?.steps ?? 1);
     if (resume) bar.tick(resume.meta.loop.step);
     const result = await trainModel({
-      recipe, model, parallel, strategy, train, dev, padId: tokenizer.padId, metrics,
+      recipe,
+      model,
+      parallel,
+      strategy,
+      train,
+      dev,
+      padId: tokenizer.padId,
+      metrics,
       resume: resume && { state: resume.meta.loop, bestValues: resume.best },
       onLog: (e) => {
         run.appendJsonl('metrics.jsonl', e);
         tensorboard.write(e);
-        if (e.kind === 'eval') report.log(`epoch ${e.epoch}: ${Object.entries(e.metrics!).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(', ')}`);
+        if (e.kind === 'eval')
+          report.log(
+            `epoch ${e.epoch}: ${Object.entries(e.metrics!)
+              .map(([k, v]) => `${k} ${v.toFixed(4)}`)
+              .join(', ')}`,
+          );
       },
       onStep: (step, _total, loss, eps) => bar.tick(step, { loss: loss.toFixed(4), 'ex/s': eps.toFixed(1) }),
       onCheckpoint: (loop, best) => {
         const m = parallel.moments;
-        writeCheckpoint(run.dir, model.specs, { meta: { version: 1, recipeHash: trial.recipeHash, backend, threads, fisherHash: fisher?.hash, adamStep: m.step, loop }, values: model.values, m: m.m, v: m.v, best });
+        writeCheckpoint(run.dir, model.specs, {
+          meta: {
+            version: 1,
+            recipeHash: trial.recipeHash,
+            backend,
+            threads,
+            fisherHash: fisher?.hash,
+            adamStep: m.step,
+            loop,
+          },
+          values: model.values,
+          m: m.m,
+          v: m.v,
+          best,
+        });
       },
     });
     bar.end();
 
     const kept = strategy.keptFractions(model.specs);
     const { maskStats } = strategy.definition.report(recipe.strategy);
-    writeMaskStats(run.path('mask-stats.json'), { ...maskStats, per_tensor: kept, per_layer: perLayer(model, kept), ...strategy.trainable(model.specs), ...(fisher ? { fisher: fisher.stats } : {}) });
+    writeMaskStats(run.path('mask-stats.json'), {
+      ...maskStats,
+      per_tensor: kept,
+      per_layer: perLayer(model, kept),
+      ...strategy.trainable(model.specs),
+      ...(fisher ? { fisher: fisher.stats } : {}),
+    });
     return { loaded, result, strategy, fisher, resumedFromStep: resume?.meta.loop.step ?? null };
   },
 };
@@ -76,12 +116,27 @@ export const trainRunner: StageRunner<Trained> = {
  * Where a resumed run continues: the latest checkpoint, checked against this run's recipe, backend, thread
  * count and child network (any of which would change the numbers). metrics.jsonl is cut back to what the checkpoint saw.
  */
-function resumePoint(run: RunDir, specs: readonly ParamSpec[], now: { recipeHash: string; backend: string; threads: number; fisherHash?: string }, force: boolean, report: Reporter): TrainingCheckpoint | undefined {
+function resumePoint(
+  run: RunDir,
+  specs: readonly ParamSpec[],
+  now: { recipeHash: string; backend: string; threads: number; fisherHash?: string },
+  force: boolean,
+  report: Reporter,
+): TrainingCheckpoint | undefined {
   const { recipeHash, backend, threads, fisherHash } = now;
   const c = readCheckpoint(run.dir, specs);
   const lines = c?.meta.loop.metricsLines ?? 0;
   const metricsFile = run.path('metrics.jsonl');
-  if (fs.existsSync(metricsFile)) run.writeText('metrics.jsonl', fs.readFileSync(metricsFile, 'utf8').split('\n').slice(0, lines).map((l) => l + '\n').join(''));
+  if (fs.existsSync(metricsFile))
+    run.writeText(
+      'metrics.jsonl',
+      fs
+        .readFileSync(metricsFile, 'utf8')
+        .split('\n')
+        .slice(0, lines)
+        .map((l) => l + '\n')
+        .join(''),
+    );
   if (!c) {
     report.log('resume: no checkpoint yet; starting the training from the beginning in the same directory');
     return undefined;
@@ -97,7 +152,12 @@ function resumePoint(run: RunDir, specs: readonly ParamSpec[], now: { recipeHash
     if (force) report.log(`resume: --force: continuing although ${why}`);
     else differs.push(why);
   }
-  if (differs.length) throw new RunError(`cannot resume ${run.dir}: ${differs.join('; ')}`, `Set runtime.backend and runtime.threads to what the run used (${c.meta.backend}, ${c.meta.threads}), or start a new run.`, 'resume');
+  if (differs.length)
+    throw new RunError(
+      `cannot resume ${run.dir}: ${differs.join('; ')}`,
+      `Set runtime.backend and runtime.threads to what the run used (${c.meta.backend}, ${c.meta.threads}), or start a new run.`,
+      'resume',
+    );
   report.log(`resume: continuing from step ${c.meta.loop.step} (${latestCheckpoint(run.dir)})`);
   return c;
 }

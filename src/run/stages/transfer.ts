@@ -15,7 +15,10 @@ export interface Transferred {
 /** The recipe's transfer targets in the plan's order (domain, then task), each with its stage in the trial. */
 export function transferTargets(ctx: TrialContext) {
   const { domain, task } = ctx.recipe.transfer;
-  const targets = [...domain.map((d) => ({ mode: 'domain' as const, name: d.name, domain: d })), ...task.map((t) => ({ mode: 'task' as const, name: t.name, task: t }))];
+  const targets = [
+    ...domain.map((d) => ({ mode: 'domain' as const, name: d.name, domain: d })),
+    ...task.map((t) => ({ mode: 'task' as const, name: t.name, task: t })),
+  ];
   return targets.map((t, i) => ({ ...t, stage: ctx.trial.transfers[i] }));
 }
 
@@ -33,13 +36,33 @@ export const transferRunner: StageRunner<Transferred> = {
       const src = taskSpecOf(recipe.dataset).labels!;
       const dst = data.spec.labels!;
       const map = d.label_map ? (p: number) => dst.indexOf(d.label_map![src[p]]) : undefined;
-      const metrics = await evaluate(parallel, model.numLabels, data, ['accuracy'], recipe.evaluation.batch_size, tokenizer.padId, map);
+      const metrics = await evaluate(
+        parallel,
+        model.numLabels,
+        data,
+        ['accuracy'],
+        recipe.evaluation.batch_size,
+        tokenizer.padId,
+        map,
+      );
       report.log(`transfer ${d.name}: accuracy ${metrics.accuracy.toFixed(4)}`);
       return { key: `domain/${d.name}`, metrics };
     }
     const k = target.task;
-    const metrics = await linearProbe(parallel, model.config.hiddenSize, data, evalData!, k.training, tokenizer.padId, (k.dataset.task === 'custom' ? undefined : taskSpecOf(k.dataset).metrics) ?? ['accuracy']);
-    report.log(`transfer ${k.name}: ${Object.entries(metrics).map(([m, v]) => `${m} ${v.toFixed(4)}`).join(', ')}`);
+    const metrics = await linearProbe(
+      parallel,
+      model.config.hiddenSize,
+      data,
+      evalData!,
+      k.training,
+      tokenizer.padId,
+      (k.dataset.task === 'custom' ? undefined : taskSpecOf(k.dataset).metrics) ?? ['accuracy'],
+    );
+    report.log(
+      `transfer ${k.name}: ${Object.entries(metrics)
+        .map(([m, v]) => `${m} ${v.toFixed(4)}`)
+        .join(', ')}`,
+    );
     return { key: `task/${k.name}`, metrics };
   },
 };

@@ -37,12 +37,27 @@ export const childTuningDDefinition = defineStrategy({
     // Everything the pass reads: the pretrained weights, the data, the settings, the training seed when it
     // initialises the head, and the backend and thread count (dropout streams per shard and the order of the
     // gradient sum depend on them).
-    return [{
-      kind: 'fisher',
-      inputs: { model: c.modelHash, data: c.train.hash, fisher: settings, reserve_p: options.reserve_p, num_labels: c.numLabels, dropout: recipe.training.dropout, head_seed: c.headSeed(), runtime: c.runtime },
-      label: `${settings.estimator} estimator, keep ${options.reserve_p}`,
-      work: { examples, epochs: 1, steps: settings.estimator === 'per-example' ? examples : Math.ceil(examples / settings.batch_size) },
-    }];
+    return [
+      {
+        kind: 'fisher',
+        inputs: {
+          model: c.modelHash,
+          data: c.train.hash,
+          fisher: settings,
+          reserve_p: options.reserve_p,
+          num_labels: c.numLabels,
+          dropout: recipe.training.dropout,
+          head_seed: c.headSeed(),
+          runtime: c.runtime,
+        },
+        label: `${settings.estimator} estimator, keep ${options.reserve_p}`,
+        work: {
+          examples,
+          epochs: 1,
+          steps: settings.estimator === 'per-example' ? examples : Math.ceil(examples / settings.batch_size),
+        },
+      },
+    ];
   },
   memory: (options, counts, stage) => {
     const inScope = options.fisher?.scope === 'all' ? counts.total : counts.encoder;
@@ -50,7 +65,7 @@ export const childTuningDDefinition = defineStrategy({
     return { fisher: stage === 'fisher' ? 2 * inScope * 4 : 0, mask: Math.ceil(inScope / 8) };
   },
   prepare: ({ options, childNetwork }) => {
-    if (!childNetwork) throw new Error('child-tuning-d is prepared from the fisher stage\'s child network');
+    if (!childNetwork) throw new Error("child-tuning-d is prepared from the fisher stage's child network");
     return { masks: childNetwork, maskWeightDecay: options.mask_weight_decay };
   },
   hooks,
@@ -61,4 +76,5 @@ export const childTuningDDefinition = defineStrategy({
   report: kindReport,
 });
 
-export const childTuningD = (masks: (Uint8Array | undefined)[], maskWeightDecay: boolean) => new Strategy(childTuningDDefinition, { masks, maskWeightDecay });
+export const childTuningD = (masks: (Uint8Array | undefined)[], maskWeightDecay: boolean) =>
+  new Strategy(childTuningDDefinition, { masks, maskWeightDecay });

@@ -38,7 +38,7 @@ function hooks(f: PreparedF): StrategyHooks {
         if (!f.scoped[index] || f.p >= 1) return hi - lo;
         const own = bits ?? new Uint8Array(bitsetBytes(hi));
         if (!f.replay) {
-          for (let start = lo; start < hi; ) {
+          for (let start = lo; start < hi;) {
             const chunk = Math.floor(start / F_CHUNK);
             const end = Math.min(hi, (chunk + 1) * F_CHUNK);
             passes.fdraw(own, start, end, new Rng(streamSeed(f.seed, step, index, chunk)).state, threshold);
@@ -52,14 +52,27 @@ function hooks(f: PreparedF): StrategyHooks {
   };
 }
 
-const prepareF = (p: number, scope: Scope, specs: readonly ParamSpec[], seed: number, replay: boolean): PreparedF => ({ p, scoped: specs.map((s) => inScope(s, scope)), seed, replay });
+const prepareF = (p: number, scope: Scope, specs: readonly ParamSpec[], seed: number, replay: boolean): PreparedF => ({
+  p,
+  scoped: specs.map((s) => inScope(s, scope)),
+  seed,
+  replay,
+});
 
 export const childTuningFDefinition = defineStrategy({
   kind: 'child-tuning-f',
-  prepare: ({ recipe, options, specs }) => prepareF(options.reserve_p!, options.scope ?? 'all', specs, streamSeed(recipe.training.seed, STREAMS.fMask), options.f_masks?.replay !== undefined),
+  prepare: ({ recipe, options, specs }) =>
+    prepareF(
+      options.reserve_p!,
+      options.scope ?? 'all',
+      specs,
+      streamSeed(recipe.training.seed, STREAMS.fMask),
+      options.f_masks?.replay !== undefined,
+    ),
   hooks,
   counted: (f) => f.scoped.map((s) => s && f.p < 1),
   report: kindReport,
 });
 
-export const childTuningF = (p: number, scope: Scope, specs: readonly ParamSpec[], seed: number, replay = false) => new Strategy(childTuningFDefinition, prepareF(p, scope, specs, seed, replay));
+export const childTuningF = (p: number, scope: Scope, specs: readonly ParamSpec[], seed: number, replay = false) =>
+  new Strategy(childTuningFDefinition, prepareF(p, scope, specs, seed, replay));
