@@ -13,6 +13,8 @@ export const clipCoefficient = (norm: number, maxNorm: number) =>
 
 /** What one AdamW step needs besides the arrays: bias-corrected step size and decay for this step. */
 export interface AdamWStep {
+  /** The learning rate of this step (the step size before bias correction). */
+  lr: number;
   stepSize: number;
   decay: number;
   b1: number;
@@ -23,6 +25,7 @@ export interface AdamWStep {
 export function adamwStep(s: AdamWSettings, step: number, lr: number): AdamWStep {
   const [b1, b2] = s.betas;
   return {
+    lr,
     stepSize: (lr * Math.sqrt(1 - b2 ** step)) / (1 - b1 ** step),
     decay: lr * s.weightDecay,
     b1,
@@ -60,6 +63,26 @@ export function adamwRange(
 /** Decoupled weight decay on p[lo, hi) only where the bit is set (D's option to mask decay), after an undecayed step. */
 export function decayWhere(p: Float32Array, lo: number, hi: number, bits: Uint8Array, decay: number) {
   for (let j = lo; j < hi; j++) p[j] -= ((bits[j >> 3] >> (j & 7)) & 1) * decay * p[j];
+}
+
+/**
+ * x[lo, hi) += coef * (p - anchor): a gradient's L2 penalty towards the anchor (x the gradient), or a step of
+ * weights towards it (x the weights p themselves; each element is read before it is written).
+ */
+export function pullTowards(
+  x: Float32Array,
+  p: Float32Array,
+  anchor: Float32Array,
+  lo: number,
+  hi: number,
+  coef: number,
+) {
+  for (let j = lo; j < hi; j++) x[j] += coef * (p[j] - anchor[j]);
+}
+
+/** Decoupled weight decay on p[lo, hi) alone, rounded as adamwRange rounds it after its step. */
+export function decayRange(p: Float32Array, lo: number, hi: number, decay: number) {
+  for (let j = lo; j < hi; j++) p[j] -= decay * p[j];
 }
 
 /**

@@ -12,6 +12,8 @@ export interface SharedState {
   v: Float32Array[];
   /** One bitset per tensor (the engine's layout) beside its gradient, for a gradient transform's masks. */
   bits: Uint8Array[];
+  /** The weights as loaded, before any update (read-only; a penalty towards the pretrained weights reads it), when asked for. */
+  anchor?: Float32Array[];
   /**
    * Shared wasm memories (at most 4 GiB each), each holding the values, shard 0's gradients and the moments
    * of some tensors, with each thread's draw scratch, so their update runs in wasm, and when `shards` every
@@ -24,8 +26,16 @@ export interface SharedState {
 const shared = (n: number) => new Float32Array(new SharedArrayBuffer(n * 4));
 const sharedBits = (n: number) => new Uint8Array(new SharedArrayBuffer(Math.ceil(n / 8)));
 
-/** Moves the model's weights into shared memory and allocates gradients, moments and bitsets beside them. */
-export function allocateSharedState(model: EncoderClassifier, threads: number, arenaPages?: number): SharedState {
+/**
+ * Moves the model's weights into shared memory and allocates gradients, moments and bitsets beside them, and with
+ * `anchor` a shared copy of the weights as they are now (as loaded: before any update or resume).
+ */
+export function allocateSharedState(
+  model: EncoderClassifier,
+  threads: number,
+  arenaPages?: number,
+  anchor = false,
+): SharedState {
   const sizes = model.specs.map(sizeOf);
   // Each thread's scratch holds the random draws of one grain (a transform draws at most that many at once).
   const draws = OptimizerKernels.drawsFor(SEGMENT_GRAIN);
@@ -44,6 +54,13 @@ export function allocateSharedState(model: EncoderClassifier, threads: number, a
     const h = home[t];
     return h && (!everyShard || h.shards) ? h.arena.floats(sizes[t]) : shared(sizes[t]);
   };
+  const anchored = anchor
+    ? model.values.map((v) => {
+        const copy = shared(v.length);
+        copy.set(v);
+        return copy;
+      })
+    : undefined;
   model.values.forEach((v, i) => {
     const s = alloc(i);
     s.set(v);
@@ -56,6 +73,7 @@ export function allocateSharedState(model: EncoderClassifier, threads: number, a
     m: sizes.map((_, t) => alloc(t)),
     v: sizes.map((_, t) => alloc(t)),
     bits: sizes.map((n, t) => home[t]?.arena.bits(n) ?? sharedBits(n)),
+    anchor: anchored,
     arenas: arenas.map(({ group, arena, draws }) => ({
       memory: arena.memory,
       draws,
