@@ -3,7 +3,8 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
-import { adamwStep, pullTowards, type AdamWSettings } from '../src/engine/optimizer.js';
+import { adamwStep, jsPasses, pullTowards, type AdamWSettings } from '../src/engine/optimizer.js';
+import { OptimizerKernels, SharedArena } from '../src/engine/optimizer-wasm.js';
 import { updateSegment } from '../src/engine/parallel/shard.js';
 import { Rng } from '../src/engine/rng.js';
 import { parseSafetensors } from '../src/engine/safetensors.js';
@@ -11,7 +12,7 @@ import type { Recipe } from '../src/recipe/types.generated.js';
 import { annealed, recallPenalty } from '../src/strategies/recadam/index.js';
 import { strategyFor } from '../src/strategies/registry.js';
 import { towardsPretrainedPenalty } from '../src/strategies/weight-decay-to-pretrained/index.js';
-import { cli, GLUE, microModel, REPO, tinyModelRecipe } from './helpers.js';
+import { cli, GLUE, microModel, REPO, tinyModel, tinyModelRecipe, tmpProject } from './helpers.js';
 
 const SETTINGS: AdamWSettings = { lr: 1e-3, betas: [0.9, 0.999], eps: 1e-6, weightDecay: 0.01 };
 const allow = ['--allow-path', path.dirname(GLUE)];
@@ -238,4 +239,65 @@ runtime: {threads: 2}
     fs.readFileSync(path.join(runDir, 'model', 'model.safetensors')),
     fs.readFileSync(path.join(reference, 'model', 'model.safetensors')),
   );
+});
+
+test('recipes/paper/baselines/rte.yaml plans 7 strategies x 10 seeds; a small variant runs every trial with domain transfer evaluation', async () => {
+  const project = tmpProject();
+  await tinyModel(path.join(project, 'model'));
+  const env = { CHILDTUNE_DATA: path.dirname(GLUE), CHILDTUNE_MODEL: path.join(project, 'model') };
+  Object.assign(process.env, env);
+  const file = path.join(REPO, 'recipes', 'paper', 'baselines', 'rte.yaml');
+  const plan = await cli(['plan', file, '--json', ...allow]);
+  assert.equal(plan.code, 0, plan.err);
+  assert.equal(JSON.parse(plan.out).trials.length, 70);
+  const r = await cli([
+    'sweep',
+    file,
+    ...['--set', 'sweep.seeds=[1]', '--set', 'training.epochs=1', '--set', 'training.batch_size=8'],
+    ...['--set', 'model.max_seq_length=32', '--set', 'dataset.subsample={size: 16, seed: 0, stratified: false}'],
+    ...['--set', `transfer.domain=[{name: rte-dev, dataset: {task: glue/rte, dir: ${GLUE}/RTE}}]`],
+    ...[
+      '--set',
+      `runtime.output_dir=${path.join(project, 'runs')}`,
+      '--set',
+      `runtime.cache_dir=${path.join(project, 'cache')}`,
+    ],
+    ...['--quiet', '--json', ...allow],
+  ]);
+  assert.equal(r.code, 0, r.err);
+  const trials = JSON.parse(r.out);
+  assert.deepEqual(
+    trials.map((t: { strategy: string }) => t.strategy),
+    ['vanilla', 'weight-decay-to-pretrained', 'top-k-layers', 'recadam', 'bitfit', 'child-tuning-f', 'child-tuning-d'],
+  );
+  for (const t of trials) {
+    assert.ok(Number.isFinite((Object.values(t.metrics) as number[])[0]));
+    assert.deepEqual(Object.keys(t.transfer), ['domain/rte-dev']);
+    assert.ok(Number.isFinite((Object.values(t.transfer['domain/rte-dev']) as number[])[0]));
+  }
+});
+
+test('the wasm passes that read the anchor (pull, decay) equal the JavaScript passes bit for bit', () => {
+  for (const [n, lo, seed] of [
+    [1, 0, 1],
+    [777, 5, 2],
+    [4096, 64, 3],
+  ]) {
+    const rng = new Rng(seed);
+    const arena = SharedArena.create([n + lo, n + lo, n + lo])!;
+    const [x, p, a] = [0, 1, 2].map(() => {
+      const y = arena.floats(n + lo);
+      y.forEach((_, i) => (y[i] = rng.normal()));
+      return y;
+    });
+    const kernels = new OptimizerKernels(arena.memory, new Float32Array(0));
+    const [xj, pj, aj] = [x, p, a].map((y) => Float32Array.from(y));
+    kernels.pull(x, p, a, lo, lo + n, 0.37);
+    jsPasses.pull(xj, pj, aj, lo, lo + n, 0.37);
+    kernels.pull(p, p, a, lo, lo + n, -0.013);
+    jsPasses.pull(pj, pj, aj, lo, lo + n, -0.013);
+    kernels.decay(p, lo, lo + n, 2e-7);
+    jsPasses.decay(pj, lo, lo + n, 2e-7);
+    assert.ok(sameBits([x, p], [xj, pj]), `n=${n} lo=${lo}`);
+  }
 });

@@ -113,6 +113,10 @@ export interface OptimizerPasses {
   axpy(g: Float32Array, gk: Float32Array, lo: number, hi: number, w: number): void;
   /** `sum` plus the squares of g, added in order. */
   sumsq(g: Float32Array, lo: number, hi: number, sum: number): number;
+  /** pullTowards: x += coef (p - anchor); x may be p itself. */
+  pull(x: Float32Array, p: Float32Array, anchor: Float32Array, lo: number, hi: number, coef: number): void;
+  /** decayRange: p -= decay p. */
+  decay(p: Float32Array, lo: number, hi: number, decay: number): void;
 }
 
 export const jsPasses: OptimizerPasses = {
@@ -136,6 +140,8 @@ export const jsPasses: OptimizerPasses = {
     for (let j = lo; j < hi; j++) sum += g[j] * g[j];
     return sum;
   },
+  pull: pullTowards,
+  decay: decayRange,
 };
 
 /** Linear warmup to the peak, then linear decay to zero (get_linear_schedule_with_warmup), or constant after warmup. */

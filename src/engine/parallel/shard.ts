@@ -3,7 +3,7 @@ import { sliceBatch } from '../batch.js';
 import { rowsPerPass } from '../memory.js';
 import type { Batch, EncoderClassifier } from '../model.js';
 import { trains } from '../modules/param.js';
-import { decayRange, decayWhere, jsPasses, pullTowards, type AdamWStep, type OptimizerPasses } from '../optimizer.js';
+import { decayWhere, jsPasses, type AdamWStep, type OptimizerPasses } from '../optimizer.js';
 import { OptimizerKernels } from '../optimizer-wasm.js';
 import { Rng, streamSeed } from '../rng.js';
 import type { HooksFrom, UpdateHooks } from './hooks.js';
@@ -48,8 +48,8 @@ export function reduceSegment(
 /**
  * One optimizer step over grad[lo, hi) of one tensor (the reduced gradient): clip by `coef`, the hooks'
  * gradient transform (with the tensor's shared bitset, weights and anchor when given), then AdamW as the hooks'
- * step rule changes it, with weight decay only where the parameter decays and the hooks' decay mask allows. A frozen tensor is left as it is. Returns how many elements
- * the transform kept.
+ * step rule changes it, with weight decay only where the parameter decays and the hooks' decay mask allows. A
+ * frozen tensor is left as it is. Returns how many elements the transform kept.
  */
 export function updateSegment(
   s: Pick<SharedState, 'values' | 'm' | 'v' | 'anchor'> & { grads: Float32Array[][]; bits?: Uint8Array[] },
@@ -76,8 +76,8 @@ export function updateSegment(
   const stepped = change ? { ...adam, stepSize: adam.stepSize * change.scale } : adam;
   passes.adamw(p, g, m, v, lo, hi, { ...stepped, decay: decays && !mask && !change ? adam.decay : 0 });
   if (change) {
-    if (change.pull !== 0) pullTowards(p, p, anchor!, lo, hi, change.pull);
-    if (decays && !mask) decayRange(p, lo, hi, adam.decay);
+    if (change.pull !== 0) passes.pull(p, p, anchor!, lo, hi, change.pull);
+    if (decays && !mask) passes.decay(p, lo, hi, adam.decay);
   }
   if (mask) decayWhere(p, lo, hi, mask, adam.decay);
   return kept;

@@ -41,9 +41,11 @@ export function allocateSharedState(
   const draws = OptimizerKernels.drawsFor(SEGMENT_GRAIN);
   // Tensors go in 4 GiB wasm arenas, with every shard's gradients where they fit; BERT-large needs two.
   const scratch = new Array(threads).fill(draws);
-  const plan = planArenas(sizes, 3 + threads, threads, scratch, arenaPages);
+  // The anchor, when kept, shares its tensor's arena so the passes that read it run in wasm.
+  const own = anchor ? 1 : 0;
+  const plan = planArenas(sizes, 3 + threads + own, threads, scratch, arenaPages);
   const arenas = plan.groups.map((group) => {
-    const copies = group.shards ? 3 + threads : 4;
+    const copies = (group.shards ? 3 + threads : 4) + own;
     // Sized as planArenas sized the group, so it always fits; the bitsets live beside each gradient.
     const arena = SharedArena.create([...arenaLengths(sizes, group.tensors, copies), ...scratch], arenaPages)!;
     return { group, arena, draws: Array.from({ length: threads }, () => arena.floats(draws)) };
@@ -55,8 +57,8 @@ export function allocateSharedState(
     return h && (!everyShard || h.shards) ? h.arena.floats(sizes[t]) : shared(sizes[t]);
   };
   const anchored = anchor
-    ? model.values.map((v) => {
-        const copy = shared(v.length);
+    ? model.values.map((v, t) => {
+        const copy = alloc(t);
         copy.set(v);
         return copy;
       })

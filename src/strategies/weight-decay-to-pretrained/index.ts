@@ -1,4 +1,3 @@
-import { pullTowards } from '../../engine/optimizer.js';
 import type { ParamSpec } from '../../engine/params.js';
 import { defineStrategy, kindReport, type StrategyHooks } from '../definition.js';
 import { pretrainedBody } from '../pretrained.js';
@@ -18,10 +17,10 @@ function hooks(d: PreparedWeightDecay): StrategyHooks {
   return {
     kind: 'weight-decay-to-pretrained',
     transform: {
-      apply(index, grad, lo, hi, _step, _passes, _bits, tensor) {
+      apply(index, grad, lo, hi, _step, passes, _bits, tensor) {
         if (!d.scoped[index] || d.lambda === 0) return hi - lo;
         if (!tensor?.anchor) throw new Error('the penalty towards the pretrained weights needs the pretrained anchor');
-        pullTowards(grad, tensor.weights, tensor.anchor, lo, hi, d.lambda);
+        passes.pull(grad, tensor.weights, tensor.anchor, lo, hi, d.lambda);
         return hi - lo;
       },
     },
