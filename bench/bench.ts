@@ -16,14 +16,16 @@ import { initialValue, loadPretrained } from '../src/engine/checkpoint.js';
 import { parameterCounts, parseModelConfig } from '../src/engine/config.js';
 import { matMul } from '../src/engine/kernels.js';
 import { EncoderClassifier } from '../src/engine/model.js';
+import type { ModelModifier } from '../src/engine/modules/modifier.js';
 import { nativeKernelNames, nativeKernels, selectKernel } from '../src/engine/native.js';
 import { clipCoefficient } from '../src/engine/optimizer.js';
-import { sizeOf } from '../src/engine/params.js';
+import { sizeOf, trains } from '../src/engine/params.js';
 import { Rng } from '../src/engine/rng.js';
 import { estimateMemory } from '../src/plan/estimate.js';
 import type { Recipe } from '../src/recipe/types.generated.js';
 import { DataParallel, threadsFor } from '../src/run/parallel.js';
 import { accumulateFisher, selectChild } from '../src/strategies/fisher.js';
+import { anchorFor, modifiersFor, STRATEGIES, strategyFor } from '../src/strategies/registry.js';
 import { childTuningD } from '../src/strategies/child-tuning-d/index.js';
 import { childTuningF } from '../src/strategies/child-tuning-f/index.js';
 import type { Strategy } from '../src/strategies/strategy.js';
@@ -62,6 +64,13 @@ interface ChildJob {
   checkpoint?: string;
 }
 
+/** A registry-driven job: every registered strategy's step time against vanilla's, each on its own model and pool. */
+interface RegistryJob {
+  shape: Shape;
+  steps: number;
+  warmup: number;
+}
+
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 /** Training FLOPs of one step: forward (2 per multiply-add) plus backward (twice the forward). */
@@ -71,7 +80,7 @@ function stepFlops(s: (typeof SHAPES)[Shape]) {
   return 3 * perToken * BATCH * SEQ;
 }
 
-function modelFor(shape: Shape) {
+function modelFor(shape: Shape, modifiers: readonly ModelModifier[] = []) {
   const s = SHAPES[shape];
   const config = parseModelConfig(
     {
@@ -87,10 +96,73 @@ function modelFor(shape: Shape) {
     '<bench>',
     'bert',
   );
-  const model = new EncoderClassifier(config, 2);
+  const model = new EncoderClassifier(config, 2, undefined, modifiers);
   const rng = new Rng(0);
   model.specs.forEach((spec, i) => (model.values[i] = initialValue(spec, rng)));
   return model;
+}
+
+/** A kind's options as a recipe gets them by default: its fragment's defaults, and its examples where it needs a value (reserve_p). */
+function defaultOptions(kind: string): Recipe['strategy'] {
+  const file = path.join(ROOT, 'src', 'strategies', kind, 'schema.json');
+  const properties = JSON.parse(fs.readFileSync(file, 'utf8')).properties as Record<
+    string,
+    { default?: unknown; examples?: unknown[] }
+  >;
+  const options: Record<string, unknown> = { kind };
+  for (const [key, p] of Object.entries(properties)) {
+    if (key === 'kind') continue;
+    if (p.default !== undefined) options[key] = p.default;
+    else if (key === 'reserve_p') options[key] = p.examples?.[0];
+  }
+  return options as unknown as Recipe['strategy'];
+}
+
+/**
+ * Every registered strategy (its default options; D with a random child network of the default reserve_p) in turn:
+ * its model with its modifiers, a pool keeping the anchor when it asks, warm-up, then the median of `steps` steps.
+ * Vanilla runs first and last, so the overhead is against the mean of the two.
+ */
+async function registryChild(job: RegistryJob) {
+  const backend = await selectBackend('auto');
+  const threads = threadsFor(0, backend.name);
+  const rng = new Rng(1);
+  const batches = Array.from({ length: 4 }, () => randomBatch(rng));
+  const kinds = ['vanilla', ...STRATEGIES.map((d) => d.kind).filter((k) => k !== 'vanilla'), 'vanilla'];
+  const rows: { kind: string; step_ms: number; trainable_share: number; options: Recipe['strategy'] }[] = [];
+  for (const kind of kinds) {
+    const options = defaultOptions(kind);
+    const model = modelFor(job.shape, modifiersFor(options));
+    const dp = await DataParallel.start(model, {
+      threads,
+      backend: backend.name,
+      adam: { lr: 1e-4, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0.01 },
+      anchor: anchorFor(options),
+    });
+    const masks = model.specs.map((s) =>
+      s.group === 'encoder' ? new Uint8Array(Math.ceil(sizeOf(s) / 8)).map(() => rng.int(256)) : undefined,
+    );
+    const recipe = { strategy: options, training: { seed: 1 } } as unknown as Recipe;
+    const strategy = strategyFor(recipe, model.specs, masks);
+    await dp.setStrategy(strategy);
+    const times: number[] = [];
+    for (let step = 0; step < job.warmup + job.steps; step++) {
+      const t0 = performance.now();
+      const { norm } = await dp.gradients(batches[step % batches.length], step);
+      await dp.update(1e-4, clipCoefficient(norm, 1), strategy);
+      if (step >= job.warmup) times.push(performance.now() - t0);
+    }
+    await dp.close();
+    const total = model.specs.reduce((a, s) => a + sizeOf(s), 0);
+    const trainable = model.specs.reduce((a, s) => a + (trains(s) ? sizeOf(s) : 0), 0);
+    rows.push({ kind, step_ms: median(times), trainable_share: trainable / total, options });
+  }
+  const vanillaMs = (rows[0].step_ms + rows.at(-1)!.step_ms) / 2;
+  return {
+    threads,
+    vanilla_ms: vanillaMs,
+    strategies: rows.slice(1, -1).map((r) => ({ ...r, overhead: r.step_ms / vanillaMs - 1 })),
+  };
 }
 
 function randomBatch(rng: Rng) {
@@ -400,6 +472,14 @@ function runChild(job: ChildJob) {
   return JSON.parse(out.trim().split('\n').at(-1)!);
 }
 
+function runRegistry(job: RegistryJob) {
+  const out = execFileSync(process.execPath, [fileURLToPath(import.meta.url), '--registry', JSON.stringify(job)], {
+    encoding: 'utf8',
+    maxBuffer: 1 << 24,
+  });
+  return JSON.parse(out.trim().split('\n').at(-1)!);
+}
+
 /** tiny, mini, small: interleaved strategies over many rounds, fisher against an epoch, one thread, then PyTorch. */
 function fullRow(shape: Shape, quick: boolean): Row {
   const s = SHAPES[shape];
@@ -420,8 +500,10 @@ function fullRow(shape: Shape, quick: boolean): Row {
     fisherExamples: 0,
   });
   const torch = torchPeer(shape, ours.threads);
+  const registry = shape === 'bert-tiny' ? runRegistry({ shape, steps: quick ? 3 : 15, warmup: 2 }) : null;
   return {
     ...ours,
+    registry,
     step_ms_one_thread: oneThread.step_ms.vanilla,
     pytorch: torch,
     pytorch_rounds_ms: torch.available ? [torch.step_ms_median] : [],
@@ -509,6 +591,10 @@ async function main() {
     process.stdout.write(JSON.stringify(await child(JSON.parse(process.argv[3]))) + '\n');
     return;
   }
+  if (process.argv[2] === '--registry') {
+    process.stdout.write(JSON.stringify(await registryChild(JSON.parse(process.argv[3]))) + '\n');
+    return;
+  }
   if (process.argv[2] === '--kernels') {
     process.stdout.write(JSON.stringify(await kernelRates()) + '\n');
     return;
@@ -563,6 +649,7 @@ async function main() {
         pytorch: r.pytorch,
         pytorch_step_ms_median: torchMs,
         ratio_vs_pytorch: torchMs ? vanillaMs / torchMs : null,
+        ...(r.registry ? { strategies: r.registry } : {}),
       });
     } finally {
       if (checkpoint) fs.rmSync(path.dirname(checkpoint), { recursive: true, force: true });
@@ -646,6 +733,21 @@ function markdown(r: {
           `BERT-large start-up (backend, weights ${startups[0].weights}, worker threads with their replicas): ${startups.map((s) => `${(s.total_ms / 1000).toFixed(1)} s (backend ${(s.backend_ms / 1000).toFixed(1)}, weights ${(s.weights_ms / 1000).toFixed(1)}, workers ${(s.workers_ms / 1000).toFixed(1)})`).join('; ')}.`,
         ]
       : []),
+    ...r.configs
+      .filter((c) => c.strategies)
+      .flatMap((c) => [
+        '',
+        `## Every registered strategy against vanilla (${c.config}, ${c.strategies.threads} threads; default options)`,
+        '',
+        `Each kind on its own model (its modifiers applied) and pool, one after another: two warm-up steps, then the median of the measured steps; vanilla runs first and last (${num(c.strategies.vanilla_ms)} ms, their mean). Run in sequence, not interleaved, so a few percent either side is noise.`,
+        '',
+        '| strategy | trainable share | step ms (median) | against vanilla |',
+        '|---|---|---|---|',
+        ...c.strategies.strategies.map(
+          (s: Row) =>
+            `| ${s.kind} | ${pct(s.trainable_share)} | ${num(s.step_ms)} | ${s.overhead >= 0 ? '+' : ''}${pct(s.overhead)} |`,
+        ),
+      ]),
     '',
     `Threshold selection (quickselect): ${r.selection.map((s) => `${s.elements.toLocaleString('en-US')} elements in ${s.ms.toFixed(1)} ms (${s.ns_per_element.toFixed(1)} ns/element)`).join('; ')}.`,
     '',

@@ -120,6 +120,8 @@ interface Exports {
   reduce2(g: number, g1: number, n: number, w0: number, w1: number, sum: number): number;
   axpy(g: number, gk: number, n: number, w: number): void;
   sumsq(g: number, n: number, sum: number): number;
+  pull(x: number, p: number, anchor: number, n: number, coef: number): void;
+  decay(p: number, n: number, decay: number): void;
 }
 
 let compiled: WebAssembly.Module | undefined;
@@ -160,6 +162,16 @@ export class OptimizerKernels implements OptimizerPasses {
 
   sumsq(g: Float32Array, lo: number, hi: number, sum: number): number {
     return this.k.sumsq(g.byteOffset + 4 * lo, hi - lo, sum);
+  }
+
+  /** x, p and the anchor in this arena (the pool keeps a tensor's anchor beside its weights). */
+  pull(x: Float32Array, p: Float32Array, anchor: Float32Array, lo: number, hi: number, coef: number) {
+    const at = (y: Float32Array) => y.byteOffset + 4 * lo;
+    this.k.pull(at(x), at(p), at(anchor), hi - lo, coef);
+  }
+
+  decay(p: Float32Array, lo: number, hi: number, decay: number) {
+    this.k.decay(p.byteOffset + 4 * lo, hi - lo, decay);
   }
 
   /** For a chunk of at most 2 x draws.length elements; lo a multiple of 8 and `bits` in this arena. */

@@ -13,6 +13,8 @@ export const clipCoefficient = (norm: number, maxNorm: number) =>
 
 /** What one AdamW step needs besides the arrays: bias-corrected step size and decay for this step. */
 export interface AdamWStep {
+  /** The learning rate of this step (the step size before bias correction). */
+  lr: number;
   stepSize: number;
   decay: number;
   b1: number;
@@ -23,6 +25,7 @@ export interface AdamWStep {
 export function adamwStep(s: AdamWSettings, step: number, lr: number): AdamWStep {
   const [b1, b2] = s.betas;
   return {
+    lr,
     stepSize: (lr * Math.sqrt(1 - b2 ** step)) / (1 - b1 ** step),
     decay: lr * s.weightDecay,
     b1,
@@ -63,6 +66,26 @@ export function decayWhere(p: Float32Array, lo: number, hi: number, bits: Uint8A
 }
 
 /**
+ * x[lo, hi) += coef * (p - anchor): a gradient's L2 penalty towards the anchor (x the gradient), or a step of
+ * weights towards it (x the weights p themselves; each element is read before it is written).
+ */
+export function pullTowards(
+  x: Float32Array,
+  p: Float32Array,
+  anchor: Float32Array,
+  lo: number,
+  hi: number,
+  coef: number,
+) {
+  for (let j = lo; j < hi; j++) x[j] += coef * (p[j] - anchor[j]);
+}
+
+/** Decoupled weight decay on p[lo, hi) alone, rounded as adamwRange rounds it after its step. */
+export function decayRange(p: Float32Array, lo: number, hi: number, decay: number) {
+  for (let j = lo; j < hi; j++) p[j] -= decay * p[j];
+}
+
+/**
  * A keep mask over g[lo, hi) from a bitset (bit j at bits[j >> 3], bit j & 7): kept elements times `scale`, the
  * others zeroed. Branch-free: a branch on a 30% keep rate mispredicts often.
  */
@@ -90,6 +113,10 @@ export interface OptimizerPasses {
   axpy(g: Float32Array, gk: Float32Array, lo: number, hi: number, w: number): void;
   /** `sum` plus the squares of g, added in order. */
   sumsq(g: Float32Array, lo: number, hi: number, sum: number): number;
+  /** pullTowards: x += coef (p - anchor); x may be p itself. */
+  pull(x: Float32Array, p: Float32Array, anchor: Float32Array, lo: number, hi: number, coef: number): void;
+  /** decayRange: p -= decay p. */
+  decay(p: Float32Array, lo: number, hi: number, decay: number): void;
 }
 
 export const jsPasses: OptimizerPasses = {
@@ -113,6 +140,8 @@ export const jsPasses: OptimizerPasses = {
     for (let j = lo; j < hi; j++) sum += g[j] * g[j];
     return sum;
   },
+  pull: pullTowards,
+  decay: decayRange,
 };
 
 /** Linear warmup to the peak, then linear decay to zero (get_linear_schedule_with_warmup), or constant after warmup. */

@@ -8,8 +8,8 @@ import { taskSpecOf } from '../data/tasks.js';
 import { resolveRecipe, type LoadedRecipe } from '../recipe/index.js';
 import { diagnostic, pointerOf, type Diagnostic } from '../recipe/diagnostics.js';
 import type { Dataset, Recipe } from '../recipe/types.generated.js';
-import { definitionOf } from '../strategies/registry.js';
-import { estimateMemory } from './estimate.js';
+import { definitionOf, modifiersFor } from '../strategies/registry.js';
+import { estimateMemory, trainableOf } from './estimate.js';
 import { fileFingerprint, modelFingerprint, needsFreshHead } from './fingerprint.js';
 import { canonicalJson, hashInputs, sha256 } from './hash.js';
 import { plannedRuntime } from './runtime.js';
@@ -218,6 +218,7 @@ export function compilePlan(loaded: LoadedRecipe, recipeFile: string): CompileRe
     const steps = Math.ceil(train.examples / r.training.batch_size) * r.training.epochs;
     trainStage.work = { examples: train.examples, epochs: r.training.epochs, steps: Math.ceil(steps) };
     trainStage.memory = estimateMemory(config, r, numLabels, 'train');
+    trainStage.trainable = trainableOf(paramSpecs(config, numLabels, modifiersFor(r.strategy)));
     const evaluate = add(
       'evaluate',
       {

@@ -1,10 +1,10 @@
 import os from 'node:os';
-import { parameterCounts, type ModelConfig } from '../engine/config.js';
+import type { ModelConfig } from '../engine/config.js';
 import { activationBytes, forwardBytes, passRows } from '../engine/memory.js';
-import { paramSpecs } from '../engine/params.js';
+import { paramSpecs, sizeOf, trains, type ParamSpec } from '../engine/params.js';
 import { saveScratchElements } from '../engine/save.js';
 import type { Recipe } from '../recipe/types.generated.js';
-import { definitionOf } from '../strategies/registry.js';
+import { anchorFor, definitionOf, modifiersFor } from '../strategies/registry.js';
 import type { MemoryEstimate } from './stages.js';
 
 const F32 = 4;
@@ -30,7 +30,8 @@ export function estimateMemory(
   stage: 'train' | 'fisher',
   threads = recipe.runtime?.threads || os.availableParallelism(),
 ): MemoryEstimate {
-  const p = parameterCounts(config, numLabels);
+  const specs = paramSpecs(config, numLabels, modifiersFor(recipe.strategy));
+  const p = countsOf(specs);
   const weights = (p.total + threads * (p.total - p.embeddings)) * F32;
   const gradients = threads * p.total * F32;
   const adam = stage === 'train' ? 2 * p.total * F32 : 0;
@@ -47,7 +48,9 @@ export function estimateMemory(
   // A recipe built without an evaluation block (the bench's) evaluates nothing.
   const evalBatch = stage === 'train' ? recipe.evaluation?.batch_size : undefined;
   const activations = Math.max(passes(batch, activationBytes), evalBatch ? passes(evalBatch, forwardBytes) : 0);
-  const save = stage === 'train' ? saveScratchElements(paramSpecs(config, numLabels)) * F32 : 0;
+  const save = stage === 'train' ? saveScratchElements(specs) * F32 : 0;
+  // The pretrained anchor: one shared copy of every parameter as loaded, for strategies whose update reads it.
+  const anchor = stage === 'train' && anchorFor(recipe.strategy) ? p.total * F32 : 0;
   const runtime = RUNTIME_MAIN + (threads - 1) * RUNTIME_WORKER;
   return {
     weights,
@@ -55,11 +58,29 @@ export function estimateMemory(
     adam,
     fisher,
     mask,
+    anchor,
     activations,
     save,
     runtime,
-    total: weights + gradients + adam + fisher + mask + activations + save + runtime,
+    total: weights + gradients + adam + fisher + mask + anchor + activations + save + runtime,
   };
+}
+
+/** Parameter counts by group, the modifiers' own included (in the group they declare, the encoder by default). */
+function countsOf(specs: readonly ParamSpec[]) {
+  const sum = (keep: (s: ParamSpec) => boolean) => specs.reduce((a, s) => a + (keep(s) ? sizeOf(s) : 0), 0);
+  return {
+    total: sum(() => true),
+    embeddings: sum((s) => s.group === 'embeddings'),
+    encoder: sum((s) => s.group === 'encoder'),
+  };
+}
+
+/** Parameters that train under a strategy's modifiers (frozen ones excluded), and their share of all. */
+export function trainableOf(specs: readonly ParamSpec[]): { parameters: number; share: number } {
+  const total = specs.reduce((a, s) => a + sizeOf(s), 0);
+  const parameters = specs.reduce((a, s) => a + (trains(s) ? sizeOf(s) : 0), 0);
+  return { parameters, share: parameters / total };
 }
 
 export const formatBytes = (n: number) =>

@@ -18,6 +18,10 @@ export function formatPlan(plan: Plan): string {
       lines.push(
         `${' '.repeat(30)}work: ${s.work.examples} examples x ${s.work.epochs} epoch${s.work.epochs === 1 ? '' : 's'} = ${s.work.steps} steps`,
       );
+    if (s.trainable)
+      lines.push(
+        `${' '.repeat(30)}trainable: ${s.trainable.parameters.toLocaleString('en-US')} parameters (${(100 * s.trainable.share).toFixed(2)}%)`,
+      );
     if (s.memory) {
       const m = s.memory;
       const parts = [
@@ -26,6 +30,7 @@ export function formatPlan(plan: Plan): string {
         m.adam && `adam ${formatBytes(m.adam)}`,
         m.fisher && `fisher ${formatBytes(m.fisher)}`,
         m.mask && `mask ${formatBytes(m.mask)}`,
+        m.anchor && `pretrained anchor ${formatBytes(m.anchor)}`,
         `activations ${formatBytes(m.activations)}`,
       ].filter(Boolean);
       lines.push(`${' '.repeat(30)}memory: ${formatBytes(m.total)} (${parts.join(', ')})`);

@@ -30,6 +30,8 @@ export interface MemoryEstimate {
   adam: number;
   fisher: number;
   mask: number;
+  /** The pretrained anchor (a copy of the weights as loaded) of strategies whose update reads it. */
+  anchor: number;
   activations: number;
   /** The scratch tensor saving the model writes through (the file itself is streamed). */
   save: number;
@@ -55,6 +57,8 @@ export interface Stage {
   /** A load-dataset stage's data set and split as a recipe gave them: where to read (paths are not hashed, contents are). */
   source?: { dataset: Dataset; split: string };
   memory?: MemoryEstimate;
+  /** The train stage: parameters that train under the strategy (its modifiers' frozen ones excluded), and their share. */
+  trainable?: { parameters: number; share: number };
 }
 
 export interface PlannedTrial {

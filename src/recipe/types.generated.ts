@@ -20,7 +20,7 @@ dataset: Dataset
 /**
  * How the training changes the gradient or the model: one branch per kind (src/strategies/<kind>/schema.json), chosen by kind.
  */
-strategy: (VanillaStrategy | ChildTuningDStrategy | ChildTuningFStrategy)
+strategy: (VanillaStrategy | BitFitStrategy | ChildTuningDStrategy | ChildTuningFStrategy | RecAdamStrategy | TopKLayersStrategy | WeightDecayToPretrainedStrategy)
 training: Training
 evaluation: Evaluation
 transfer: Transfer
@@ -108,6 +108,29 @@ mask_weight_decay?: undefined
 fisher?: undefined
 scope?: undefined
 f_masks?: undefined
+anneal?: undefined
+k?: undefined
+t0?: undefined
+gamma?: undefined
+layers?: undefined
+lambda?: undefined
+}
+/**
+ * BitFit (Ben Zaken et al., 2022): only the bias terms (every dense and LayerNorm bias) and the task head (pooler and classifier) train; every other weight stays as pretrained.
+ */
+export interface BitFitStrategy {
+kind: "bitfit"
+reserve_p?: undefined
+mask_weight_decay?: undefined
+fisher?: undefined
+scope?: undefined
+f_masks?: undefined
+anneal?: undefined
+k?: undefined
+t0?: undefined
+gamma?: undefined
+layers?: undefined
+lambda?: undefined
 }
 /**
  * Child-Tuning-D (task-driven): the top reserve_p of the parameters by Fisher information train, the rest stay frozen.
@@ -125,6 +148,12 @@ mask_weight_decay: boolean
 fisher?: Fisher
 scope?: undefined
 f_masks?: undefined
+anneal?: undefined
+k?: undefined
+t0?: undefined
+gamma?: undefined
+layers?: undefined
+lambda?: undefined
 }
 /**
  * Child-Tuning-D: how the Fisher information that picks the child network is estimated.
@@ -174,6 +203,81 @@ replay?: string
 }
 mask_weight_decay?: undefined
 fisher?: undefined
+anneal?: undefined
+k?: undefined
+t0?: undefined
+gamma?: undefined
+layers?: undefined
+lambda?: undefined
+}
+/**
+ * RecAdam (Chen et al., 2020, 'Recall and Learn'): optimises lambda(t) L_task + (1 - lambda(t)) (gamma/2) ||w - w_pretrained||^2 inside Adam, as their RecAdam optimizer does: the Adam step of the task gradient is multiplied by lambda(t), then the weights move by lr (1 - lambda(t)) gamma (w - w_pretrained) (outside Adam's moments), then the decoupled weight decay. lambda(t) = 1 / (1 + exp(-k (t - t0))) at optimizer step t. The new classifier is not penalised.
+ */
+export interface RecAdamStrategy {
+kind: "recadam"
+/**
+ * RecAdam only: the annealing function lambda(t): sigmoid 1/(1+exp(-k(t-t0))), linear min(1, t/t0), or constant 1 (the penalty off: plain AdamW).
+ */
+anneal: ("sigmoid" | "linear" | "constant")
+/**
+ * RecAdam only: the sigmoid's slope (their grid 0.05, 0.1, 0.2, 0.5, 1; default 0.5 as their run_glue_with_RecAdam.py).
+ */
+k: number
+/**
+ * RecAdam only: the optimizer step where lambda(t) reaches 1/2 (their grid 100, 250, 500, 1000).
+ */
+t0: number
+/**
+ * RecAdam only: the pretraining-recall coefficient of the quadratic penalty (5000 in the paper).
+ */
+gamma: number
+reserve_p?: undefined
+mask_weight_decay?: undefined
+fisher?: undefined
+scope?: undefined
+f_masks?: undefined
+layers?: undefined
+lambda?: undefined
+}
+/**
+ * Top-K tuning (the Child-Tuning paper's baseline): only the top `layers` encoder layers and the task head (pooler and classifier) train; the embeddings and the lower layers stay as pretrained.
+ */
+export interface TopKLayersStrategy {
+kind: "top-k-layers"
+/**
+ * Top-k-layers only: how many of the top encoder layers train (K). At least the model's layer count trains the whole encoder (the embeddings stay frozen); 0 trains the head alone.
+ */
+layers: number
+reserve_p?: undefined
+mask_weight_decay?: undefined
+fisher?: undefined
+scope?: undefined
+f_masks?: undefined
+anneal?: undefined
+k?: undefined
+t0?: undefined
+gamma?: undefined
+lambda?: undefined
+}
+/**
+ * L2 penalty towards the pretrained weights (the Child-Tuning paper's 'weight decay' baseline, after Daumé III 2007 and Lee et al. 2020): the loss gains (lambda/2) ||w - w_pretrained||^2 over the pretrained parameters (not the new classifier), so each step's gradient gains lambda (w - w_pretrained) before AdamW. training.optimizer.weight_decay still decays towards zero on top; set it to 0 for the penalty alone.
+ */
+export interface WeightDecayToPretrainedStrategy {
+kind: "weight-decay-to-pretrained"
+/**
+ * Weight-decay-to-pretrained only: the penalty's strength (its gradient is lambda (w - w_pretrained), added after clipping, before AdamW's moments). 0 is vanilla fine-tuning.
+ */
+lambda: number
+reserve_p?: undefined
+mask_weight_decay?: undefined
+fisher?: undefined
+scope?: undefined
+f_masks?: undefined
+anneal?: undefined
+k?: undefined
+t0?: undefined
+gamma?: undefined
+layers?: undefined
 }
 export interface Training {
 optimizer: Optimizer

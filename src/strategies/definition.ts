@@ -67,6 +67,11 @@ export interface StrategyDefinition<K extends Kind = Kind, P = unknown> {
    */
   modifiers?(options: OptionsOf<K>): ModelModifier[];
   modifierKinds?: readonly ModifierFactory[];
+  /**
+   * Whether its update reads the pretrained anchor (a shared copy of the weights as loaded, one more copy of every
+   * parameter in memory): the engine keeps one only for kinds that say so.
+   */
+  anchor?(options: OptionsOf<K>): boolean;
   /** Plain data (structured-cloneable) every worker thread rebuilds the hooks from. */
   prepare(input: PrepareInput<K>): P;
   hooks(prepared: P): StrategyHooks;

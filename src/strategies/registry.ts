@@ -2,11 +2,15 @@ import { modifiersFromFactories, type ModelModifier, type ModifiersFrom } from '
 import type { UpdateHooks } from '../engine/parallel/hooks.js';
 import type { ParamSpec } from '../engine/params.js';
 import type { Recipe } from '../recipe/types.generated.js';
+import { bitfitDefinition } from './bitfit/index.js';
 import { childTuningDDefinition } from './child-tuning-d/index.js';
 import { childTuningFDefinition } from './child-tuning-f/index.js';
 import type { Kind, StrategyDefinition } from './definition.js';
+import { recAdamDefinition } from './recadam/index.js';
 import { Strategy, type PreparedStrategy } from './strategy.js';
+import { topKLayersDefinition } from './top-k-layers/index.js';
 import { vanillaDefinition } from './vanilla/index.js';
+import { weightDecayToPretrainedDefinition } from './weight-decay-to-pretrained/index.js';
 
 /**
  * Every strategy kind: the only place in childtune that chooses by kind. A new kind is its folder
@@ -16,6 +20,10 @@ export const STRATEGIES: readonly StrategyDefinition[] = [
   vanillaDefinition,
   childTuningFDefinition,
   childTuningDDefinition,
+  bitfitDefinition,
+  topKLayersDefinition,
+  weightDecayToPretrainedDefinition,
+  recAdamDefinition,
 ];
 
 export function definitionOf(kind: Kind | string): StrategyDefinition {
@@ -37,6 +45,10 @@ export function strategyFor(
 /** The model modifiers a recipe's strategy asks for (none for vanilla, F and D). */
 export const modifiersFor = (options: Recipe['strategy']): ModelModifier[] =>
   definitionOf(options.kind).modifiers?.(options as never) ?? [];
+
+/** Whether a recipe's strategy reads the pretrained anchor (the engine then keeps a copy of the weights as loaded). */
+export const anchorFor = (options: Recipe['strategy']): boolean =>
+  definitionOf(options.kind).anchor?.(options as never) ?? false;
 
 /** A worker thread's modifiers, rebuilt from their plain data with the factories the strategies list. */
 export const modifiersFrom: ModifiersFrom = modifiersFromFactories(STRATEGIES.flatMap((s) => s.modifierKinds ?? []));

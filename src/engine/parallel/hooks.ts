@@ -1,4 +1,12 @@
-import type { OptimizerPasses } from '../optimizer.js';
+import type { AdamWStep, OptimizerPasses } from '../optimizer.js';
+
+/** A tensor's state a transform may read besides its gradient: its current weights and, when kept, its pretrained anchor. */
+export interface TensorState {
+  /** The whole tensor's weights before this step's update (read [lo, hi) only: other threads update the rest). */
+  weights: Float32Array;
+  /** The weights as loaded, before any update (PoolOptions.anchor); read-only, absent when the pool keeps none. */
+  anchor?: Float32Array;
+}
 
 /**
  * What a training method changes in the optimizer step, as the engine sees it: the engine knows no method,
@@ -8,7 +16,8 @@ export interface GradientTransform {
   /**
    * Transforms grad[lo, hi) of tensor `index` in place before the optimizer reads it at step `step`; returns how
    * many elements it kept. `lo` is a multiple of SEGMENT_GRAIN. `bits` is the tensor's bitset shared by the
-   * threads (in its arena, so `passes` may be the wasm ones), absent on a single-threaded update.
+   * threads (in its arena, so `passes` may be the wasm ones), absent on a single-threaded update. `tensor`: the
+   * tensor's weights and anchor (a penalty towards the pretrained weights reads them).
    */
   apply(
     index: number,
@@ -18,8 +27,22 @@ export interface GradientTransform {
     step: number,
     passes: OptimizerPasses,
     bits?: Uint8Array,
+    tensor?: TensorState,
   ): number;
 }
+
+/**
+ * A change to AdamW itself for one tensor at one step: the Adam step is multiplied by `scale`, then the stepped
+ * weights move towards the anchor, p += pull * (p - anchor) (pull <= 0), before the decoupled weight decay. Needs
+ * the anchor (PoolOptions.anchor).
+ */
+export interface StepChange {
+  scale: number;
+  pull: number;
+}
+
+/** Per tensor and step, the change to its AdamW step; undefined: plain AdamW. */
+export type StepRule = (index: number, step: number, adam: AdamWStep) => StepChange | undefined;
 
 export interface UpdateHooks {
   /** Who supplied the hooks (a strategy kind), named in errors. */
@@ -31,6 +54,8 @@ export interface UpdateHooks {
   decayMask?(index: number): Uint8Array | undefined;
   /** Fixed per-tensor bitsets, copied once into the tensors' shared bitsets so the transform's passes read them there. */
   fixedBits?: readonly (Uint8Array | undefined)[];
+  /** Changes AdamW's step per tensor (an annealed task weight and a pull towards the anchor); absent: plain AdamW. */
+  stepRule?: StepRule;
 }
 
 /** Builds a shard's hooks from the plain data a worker thread receives (structured-cloned). */

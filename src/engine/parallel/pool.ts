@@ -34,6 +34,8 @@ export interface PoolOptions {
   hooksFrom: HooksFrom;
   /** How the worker's entry file rebuilds the model's modifiers (it passes the same function to serveWorker). */
   modifiersFrom: ModifiersFrom;
+  /** Keep a shared copy of the weights as loaded (SharedState.anchor) for hooks that read the pretrained weights. */
+  anchor?: boolean;
 }
 
 /** Thread count for a recipe's runtime.threads (0 = every core); native backends parallelise on their own. */
@@ -83,7 +85,7 @@ export class ParallelPool {
   /** Moves the model's weights into shared memory and starts threads - 1 workers. */
   static async launch(model: EncoderClassifier, o: PoolOptions): Promise<Launched> {
     const threads = Math.max(1, o.threads);
-    const state = allocateSharedState(model, threads, o.arenaPages);
+    const state = allocateSharedState(model, threads, o.arenaPages, o.anchor);
     const segments = partition(
       state.values.map((v) => v.length),
       threads,

@@ -47,12 +47,12 @@ export function reduceSegment(
 
 /**
  * One optimizer step over grad[lo, hi) of one tensor (the reduced gradient): clip by `coef`, the hooks'
- * gradient transform (with the tensor's shared bitset when given), then AdamW, with weight decay only where the
- * parameter decays and the hooks' decay mask allows. A frozen tensor is left as it is. Returns how many elements
- * the transform kept.
+ * gradient transform (with the tensor's shared bitset, weights and anchor when given), then AdamW as the hooks'
+ * step rule changes it, with weight decay only where the parameter decays and the hooks' decay mask allows. A
+ * frozen tensor is left as it is. Returns how many elements the transform kept.
  */
 export function updateSegment(
-  s: Pick<SharedState, 'values' | 'm' | 'v'> & { grads: Float32Array[][]; bits?: Uint8Array[] },
+  s: Pick<SharedState, 'values' | 'm' | 'v' | 'anchor'> & { grads: Float32Array[][]; bits?: Uint8Array[] },
   { index, lo, hi }: Segment,
   hooks: UpdateHooks,
   step: number,
@@ -64,10 +64,21 @@ export function updateSegment(
   if (hooks.trains && !hooks.trains[index]) return 0;
   const [p, g, m, v] = [s.values[index], s.grads[0][index], s.m[index], s.v[index]];
   if (coef < 1) passes.scale(g, lo, hi, coef);
-  const kept = hooks.transform ? hooks.transform.apply(index, g, lo, hi, step, passes, s.bits?.[index]) : hi - lo;
-  // A masked decay reads the stepped weight, so it follows an undecayed step.
+  const anchor = s.anchor?.[index];
+  const kept = hooks.transform
+    ? hooks.transform.apply(index, g, lo, hi, step, passes, s.bits?.[index], { weights: p, anchor })
+    : hi - lo;
+  // A masked decay, or a pull towards the anchor, reads the stepped weight, so it follows an undecayed step.
   const mask = decays ? hooks.decayMask?.(index) : undefined;
-  passes.adamw(p, g, m, v, lo, hi, { ...adam, decay: decays && !mask ? adam.decay : 0 });
+  const change = hooks.stepRule?.(index, step, adam);
+  if (change && !anchor)
+    throw new Error(`tensor ${index}'s update pulls towards the pretrained anchor, but none is kept`);
+  const stepped = change ? { ...adam, stepSize: adam.stepSize * change.scale } : adam;
+  passes.adamw(p, g, m, v, lo, hi, { ...stepped, decay: decays && !mask && !change ? adam.decay : 0 });
+  if (change) {
+    if (change.pull !== 0) passes.pull(p, p, anchor!, lo, hi, change.pull);
+    if (decays && !mask) passes.decay(p, lo, hi, adam.decay);
+  }
   if (mask) decayWhere(p, lo, hi, mask, adam.decay);
   return kept;
 }

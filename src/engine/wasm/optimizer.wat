@@ -146,6 +146,29 @@
       (local.set $gk (i32.add (local.get $gk) (i32.const 4)))
       (br $each))))
 
+  ;; x += coef (p - a), rounded: a penalty's gradient towards the pretrained anchor a (x the gradient), or a step
+  ;; of the weights towards it (x is p). Each element is read before it is written.
+  (func (export "pull") (param $x i32) (param $p i32) (param $a i32) (param $n i32) (param $coef f64)
+    (local $end i32)
+    (local.set $end (i32.add (local.get $x) (i32.shl (local.get $n) (i32.const 2))))
+    (block $done (loop $each (br_if $done (i32.ge_u (local.get $x) (local.get $end)))
+      (f32.store (local.get $x) (f32.demote_f64 (f64.add (f64.promote_f32 (f32.load (local.get $x)))
+        (f64.mul (local.get $coef) (f64.sub (f64.promote_f32 (f32.load (local.get $p))) (f64.promote_f32 (f32.load (local.get $a))))))))
+      (local.set $x (i32.add (local.get $x) (i32.const 4)))
+      (local.set $p (i32.add (local.get $p) (i32.const 4)))
+      (local.set $a (i32.add (local.get $a) (i32.const 4)))
+      (br $each))))
+
+  ;; p -= decay p, rounded: the decoupled weight decay on its own (after a step changed by a step rule).
+  (func (export "decay") (param $p i32) (param $n i32) (param $decay f64)
+    (local $end i32) (local $x f64)
+    (local.set $end (i32.add (local.get $p) (i32.shl (local.get $n) (i32.const 2))))
+    (block $done (loop $each (br_if $done (i32.ge_u (local.get $p) (local.get $end)))
+      (local.set $x (f64.promote_f32 (f32.load (local.get $p))))
+      (f32.store (local.get $p) (f32.demote_f64 (f64.sub (local.get $x) (f64.mul (local.get $decay) (local.get $x)))))
+      (local.set $p (i32.add (local.get $p) (i32.const 4)))
+      (br $each))))
+
   ;; `sum` plus the squares of g[0, n).
   (func (export "sumsq") (param $g i32) (param $n i32) (param $sum f64) (result f64)
     (local $end i32) (local $x f64)

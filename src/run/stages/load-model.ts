@@ -4,7 +4,7 @@ import { localModelDir } from '../../engine/hub/cache.js';
 import type { EncoderClassifier } from '../../engine/model.js';
 import { loadTokenizer, type Tokenizer } from '../../engine/tokenizer.js';
 import { numLabelsOf } from '../../plan/compiler.js';
-import { modifiersFor } from '../../strategies/registry.js';
+import { anchorFor, modifiersFor } from '../../strategies/registry.js';
 import { DataParallel } from '../parallel.js';
 import type { StageRunner } from '../walk.js';
 
@@ -42,6 +42,7 @@ export const loadModelRunner: StageRunner<LoadedModel> = {
       threads: ctx.runtime.threads,
       backend: ctx.runtime.backend,
       adam: { lr: o.lr, betas: o.betas as [number, number], eps: o.eps, weightDecay: o.weight_decay },
+      anchor: anchorFor(recipe.strategy),
     });
     ctx.onClose(() => parallel.close());
     report.log(`threads: ${ctx.runtime.threads}`);
