@@ -20,7 +20,7 @@ dataset: Dataset
 /**
  * How the training changes the gradient or the model: one branch per kind (src/strategies/<kind>/schema.json), chosen by kind.
  */
-strategy: (VanillaStrategy | ChildTuningDStrategy | ChildTuningFStrategy)
+strategy: (VanillaStrategy | ChildTuningDStrategy | ChildTuningFStrategy | LoraStrategy)
 training: Training
 evaluation: Evaluation
 transfer: Transfer
@@ -108,6 +108,11 @@ mask_weight_decay?: undefined
 fisher?: undefined
 scope?: undefined
 f_masks?: undefined
+r?: undefined
+alpha?: undefined
+dropout?: undefined
+target_modules?: undefined
+save?: undefined
 }
 /**
  * Child-Tuning-D (task-driven): the top reserve_p of the parameters by Fisher information train, the rest stay frozen.
@@ -125,6 +130,11 @@ mask_weight_decay: boolean
 fisher?: Fisher
 scope?: undefined
 f_masks?: undefined
+r?: undefined
+alpha?: undefined
+dropout?: undefined
+target_modules?: undefined
+save?: undefined
 }
 /**
  * Child-Tuning-D: how the Fisher information that picks the child network is estimated.
@@ -174,6 +184,44 @@ replay?: string
 }
 mask_weight_decay?: undefined
 fisher?: undefined
+r?: undefined
+alpha?: undefined
+dropout?: undefined
+target_modules?: undefined
+save?: undefined
+}
+/**
+ * LoRA (Hu et al., 2022): a trainable low-rank update W + (alpha/r) B A beside chosen projections of every encoder layer (A random, B zero, so training starts from the pretrained model); the pretrained weights stay frozen, the classification head (pooler and classifier) trains.
+ */
+export interface LoraStrategy {
+kind: "lora"
+/**
+ * LoRA only: rank of the update (Hu et al. and PEFT: 8).
+ */
+r: number
+/**
+ * LoRA only: the update is scaled by alpha / r (PEFT's lora_alpha, default 8, Hu et al.'s GLUE setting for RoBERTa-base).
+ */
+alpha: number
+/**
+ * LoRA only: dropout on the input of the low-rank path (PEFT's lora_dropout, default 0), drawn with the step's other dropout masks (off when training.dropout is off).
+ */
+dropout: number
+/**
+ * LoRA only: the projections of every encoder layer that get an update, by their Hugging Face module names (PEFT's target_modules; output.dense is the feed-forward's output only).
+ * 
+ * @minItems 1
+ */
+target_modules: [("query" | "key" | "value" | "attention.output.dense" | "intermediate.dense" | "output.dense"), ...(("query" | "key" | "value" | "attention.output.dense" | "intermediate.dense" | "output.dense"))[]]
+/**
+ * LoRA only: how the trained model is saved: merged (W + (alpha/r) B A in model.safetensors, a plain transformers model) or adapter (PEFT's adapter_config.json and adapter_model.safetensors, loaded with PeftModel.from_pretrained over the pretrained model).
+ */
+save: ("merged" | "adapter")
+reserve_p?: undefined
+mask_weight_decay?: undefined
+fisher?: undefined
+scope?: undefined
+f_masks?: undefined
 }
 export interface Training {
 optimizer: Optimizer

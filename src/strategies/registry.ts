@@ -5,6 +5,7 @@ import type { Recipe } from '../recipe/types.generated.js';
 import { childTuningDDefinition } from './child-tuning-d/index.js';
 import { childTuningFDefinition } from './child-tuning-f/index.js';
 import type { Kind, StrategyDefinition } from './definition.js';
+import { loraDefinition } from './lora/index.js';
 import { Strategy, type PreparedStrategy } from './strategy.js';
 import { vanillaDefinition } from './vanilla/index.js';
 
@@ -16,6 +17,7 @@ export const STRATEGIES: readonly StrategyDefinition[] = [
   vanillaDefinition,
   childTuningFDefinition,
   childTuningDDefinition,
+  loraDefinition,
 ];
 
 export function definitionOf(kind: Kind | string): StrategyDefinition {
