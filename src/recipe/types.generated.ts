@@ -113,6 +113,7 @@ alpha?: undefined
 dropout?: undefined
 target_modules?: undefined
 save?: undefined
+child_tuning?: undefined
 }
 /**
  * Child-Tuning-D (task-driven): the top reserve_p of the parameters by Fisher information train, the rest stay frozen.
@@ -135,6 +136,7 @@ alpha?: undefined
 dropout?: undefined
 target_modules?: undefined
 save?: undefined
+child_tuning?: undefined
 }
 /**
  * Child-Tuning-D: how the Fisher information that picks the child network is estimated.
@@ -189,6 +191,7 @@ alpha?: undefined
 dropout?: undefined
 target_modules?: undefined
 save?: undefined
+child_tuning?: undefined
 }
 /**
  * LoRA (Hu et al., 2022): a trainable low-rank update W + (alpha/r) B A beside chosen projections of every encoder layer (A random, B zero, so training starts from the pretrained model); the pretrained weights stay frozen, the classification head (pooler and classifier) trains.
@@ -217,11 +220,60 @@ target_modules: [("query" | "key" | "value" | "attention.output.dense" | "interm
  * LoRA only: how the trained model is saved: merged (W + (alpha/r) B A in model.safetensors, a plain transformers model) or adapter (PEFT's adapter_config.json and adapter_model.safetensors, loaded with PeftModel.from_pretrained over the pretrained model).
  */
 save: ("merged" | "adapter")
+child_tuning?: ChildTuning
 reserve_p?: undefined
 mask_weight_decay?: undefined
 fisher?: undefined
 scope?: undefined
 f_masks?: undefined
+}
+/**
+ * Child-Tuning inside another strategy's trainable set (any kind but vanilla and Child-Tuning's own): F draws its random mask, or D's Fisher pass (on the modified model) picks its child network, over the parameters that strategy trains only, within scope.
+ */
+export interface ChildTuning {
+/**
+ * child-tuning-f (a fresh random mask each step, kept gradients divided by reserve_p) or child-tuning-d (a fixed child network from the Fisher information).
+ */
+kind: ("child-tuning-f" | "child-tuning-d")
+/**
+ * Fraction of the in-scope trainable gradient elements kept.
+ */
+reserve_p: number
+/**
+ * Which of the strategy's trainable parameters the mask covers: 'encoder' = those in the transformer layers (the strategy's own modules there; the head trains whole, as D's reference leaves it), 'all' = the head too.
+ */
+scope: ("all" | "encoder")
+/**
+ * child-tuning-d only: also mask the decoupled weight decay.
+ */
+mask_weight_decay: boolean
+fisher?: Fisher1
+}
+/**
+ * child-tuning-d only: how the Fisher information is estimated (its scope is child_tuning.scope).
+ */
+export interface Fisher1 {
+/**
+ * 'batch' squares per-batch gradients as the official code does; 'per-example' squares each example's gradient (the paper's formula).
+ */
+estimator: ("batch" | "per-example")
+batch_size: number
+/**
+ * Per-tensor gradient-norm clip before squaring (batch estimator); 0 disables.
+ */
+clip: number
+/**
+ * Use at most this many training examples.
+ */
+max_samples?: number
+/**
+ * Which parameters a mask applies to: 'encoder' = transformer layers only (the reference's choice for D), 'all' = every trainable parameter.
+ */
+scope: ("all" | "encoder")
+/**
+ * Seed for dropout during the pass (the reference runs it in training mode).
+ */
+seed: number
 }
 export interface Training {
 optimizer: Optimizer

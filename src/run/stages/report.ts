@@ -35,7 +35,7 @@ export const reportRunner: StageRunner = {
       trial: trial.index,
       overrides: trial.overrides,
       task: recipe.dataset.task,
-      ...strategy.definition.report(recipe.strategy).results,
+      ...strategy.report(recipe.strategy).results,
       ...strategy.trainable(loaded.model.specs),
       seed: recipe.training.seed,
       backend: ctx.runtime.backend,
