@@ -12,6 +12,13 @@ export function strategyFragments(dir) {
     const schema = JSON.parse(fs.readFileSync(path.join(dir, kind, 'schema.json'), 'utf8'));
     if (schema.properties?.kind?.const !== kind)
       throw new Error(`${kind}/schema.json: properties.kind must be {"const": "${kind}"}`);
+    // Child-Tuning inside this kind's trainable set (src/strategies/compose.ts): every kind takes it unless its
+    // fragment says "x-child-tuning": false (vanilla, and Child-Tuning's own kinds).
+    if (schema['x-child-tuning'] !== false)
+      schema.properties.child_tuning ??= {
+        $ref: '#/$defs/child_tuning',
+        examples: [{ kind: 'child-tuning-d', reserve_p: 0.3 }],
+      };
     return { kind, schema };
   });
   const defaults = fragments.filter((f) => f.schema['x-default']);
@@ -40,7 +47,7 @@ export function assembleStrategies(schema, dir) {
   for (const key of Object.keys(out.$defs)) if (key.startsWith('strategy-')) delete out.$defs[key];
   const defaultKind = fragments[0].kind;
   for (const { kind, schema: f } of fragments) {
-    const { 'x-default': _, ...rest } = f;
+    const { 'x-default': _, 'x-child-tuning': _c, ...rest } = f;
     const foreign = Object.fromEntries(
       [...owners]
         .filter(([key]) => !(key in f.properties))

@@ -43,9 +43,11 @@ describe('the strategy registry', () => {
       const own = options(branchOf(kind))
         .filter(([, p]) => !p['x-owners'])
         .map(([k]) => k);
+      // Plus child_tuning (Child-Tuning inside its trainable set), which every kind takes unless it opts out.
+      const composable = fragment['x-child-tuning'] !== false;
       assert.deepEqual(
         own,
-        Object.keys(fragment.properties!).filter((k) => k !== 'kind'),
+        [...Object.keys(fragment.properties!).filter((k) => k !== 'kind'), ...(composable ? ['child_tuning'] : [])],
         `${kind}'s own options are its fragment's`,
       );
     }

@@ -151,6 +151,15 @@ export interface SaveOptions {
   source?: string;
   /** Class names in label-index order (id2label); ignored for a regression head (one output). */
   labels?: string[];
+  /**
+   * The values model.safetensors holds for the model's own tensors (engine layout, by spec index), e.g. with a
+   * strategy's update merged in; null writes no model.safetensors. Default: the model's values. Parameters a
+   * modifier added (source 'strategy') are never written; a model with any needs this option set (a decision on
+   * how they are saved), else saving fails rather than silently dropping them.
+   */
+  weights?: readonly Float32Array[] | null;
+  /** Further files written into the directory, by name (a strategy's own layout, e.g. PEFT's adapter files). */
+  files?: Record<string, string | Uint8Array | Iterable<Uint8Array>>;
 }
 
 /**
@@ -159,18 +168,16 @@ export interface SaveOptions {
  * special_tokens_map.json generated where the source lacked them, so `from_pretrained` and `pipeline()` load it.
  */
 export function saveModel(model: EncoderClassifier, dir: string, options: SaveOptions = {}) {
+  const added = model.specs.filter((s) => s.source === 'strategy');
+  if (added.length && options.weights === undefined)
+    throw new Error(
+      `cannot save a model with parameters a strategy added (${added[0].name}, ...) without being told how: merge them into the weights or save them apart`,
+    );
   fs.mkdirSync(dir, { recursive: true });
-  // Streamed tensor by tensor; the transposed ones are turned back one at a time in a single scratch buffer.
-  const scratch = new Float32Array(saveScratchElements(model.specs));
-  const tensors = new Map<string, TensorToWrite>();
-  model.specs.forEach((spec, i) => {
-    const [rows, cols] = internalShape(spec);
-    tensors.set(spec.name, {
-      shape: spec.shape,
-      data: spec.transposed ? () => toCheckpointLayout(model.values[i], rows, cols, scratch) : model.values[i],
-    });
-  });
-  writeAtomic(path.join(dir, 'model.safetensors'), safetensorsChunks(tensors));
+  const weights = options.weights === undefined ? model.values : options.weights;
+  if (weights)
+    writeAtomic(path.join(dir, 'model.safetensors'), safetensorsChunks(checkpointTensors(model.specs, weights)));
+  for (const [name, data] of Object.entries(options.files ?? {})) writeAtomic(path.join(dir, name), data);
   const source = options.source && path.resolve(options.source) !== path.resolve(dir) ? options.source : undefined;
   const input = source ? readJson(path.join(source, 'config.json')) : {};
   writeAtomic(path.join(dir, 'config.json'), sortedJson(classificationConfig(model, input, options.labels, source)));
@@ -315,6 +322,29 @@ function addedTokens(dir: string, tokens: readonly string[]): Record<string, unk
       { content, lstrip: false, normalized: false, rstrip: false, single_word: false, special: true },
     ]),
   );
+}
+
+/**
+ * The model's own tensors (not a strategy's) in the checkpoint's layout, by name, to stream: transposed ones are
+ * turned back one at a time in a single scratch buffer.
+ */
+export function checkpointTensors(
+  specs: readonly ParamSpec[],
+  values: readonly Float32Array[],
+  include: (spec: ParamSpec) => boolean = (s) => s.source !== 'strategy',
+): Map<string, TensorToWrite> {
+  const chosen = specs.filter(include);
+  const scratch = new Float32Array(saveScratchElements(chosen));
+  const tensors = new Map<string, TensorToWrite>();
+  specs.forEach((spec, i) => {
+    if (!include(spec)) return;
+    const [rows, cols] = internalShape(spec);
+    tensors.set(spec.name, {
+      shape: spec.shape,
+      data: spec.transposed ? () => toCheckpointLayout(values[i], rows, cols, scratch) : values[i],
+    });
+  });
+  return tensors;
 }
 
 /** Elements of the one buffer saving needs besides the weights: the largest tensor stored transposed. */

@@ -8,7 +8,7 @@ import { taskSpecOf } from '../data/tasks.js';
 import { resolveRecipe, type LoadedRecipe } from '../recipe/index.js';
 import { diagnostic, pointerOf, type Diagnostic } from '../recipe/diagnostics.js';
 import type { Dataset, Recipe } from '../recipe/types.generated.js';
-import { definitionOf, modifiersFor } from '../strategies/registry.js';
+import { checksFor, modifiersFor, stagesFor } from '../strategies/registry.js';
 import { estimateMemory, trainableOf } from './estimate.js';
 import { fileFingerprint, modelFingerprint, needsFreshHead } from './fingerprint.js';
 import { canonicalJson, hashInputs, sha256 } from './hash.js';
@@ -165,30 +165,27 @@ export function compilePlan(loaded: LoadedRecipe, recipeFile: string): CompileRe
       continue;
     }
     const numLabels = numLabelsOf(r.dataset);
-    const strategy = definitionOf(r.strategy.kind);
     diagnostics.push(
-      ...(strategy.check?.(r.strategy) ?? []).map((d) => ({
+      ...checksFor(r.strategy).map((d) => ({
         ...d,
         location: d.location ?? loaded.composed!.sources.get(d.pointer),
       })),
     );
     // The strategy's own stages before training (D: the fisher pass), each on the pretrained model and the training data.
-    const extra = (
-      strategy.stages?.(r.strategy, r, {
-        modelHash: model.hash,
-        train: { hash: train.stage.hash, examples: train.examples },
-        numLabels,
-        runtime: plannedRuntime(r.runtime),
-        headSeed: () =>
-          needsFreshHead(
-            modelDir,
-            paramSpecs(config, numLabels).filter((s) => s.group === 'head'),
-            prefixOf(config),
-          )
-            ? r.training.seed
-            : null,
-      }) ?? []
-    ).map((x) => {
+    const extra = stagesFor(r, {
+      modelHash: model.hash,
+      train: { hash: train.stage.hash, examples: train.examples },
+      numLabels,
+      runtime: plannedRuntime(r.runtime),
+      headSeed: () =>
+        needsFreshHead(
+          modelDir,
+          paramSpecs(config, numLabels).filter((s) => s.group === 'head'),
+          prefixOf(config),
+        )
+          ? r.training.seed
+          : null,
+    }).map((x) => {
       const s = add(x.kind, x.inputs, [model, train.stage], x.label, t, cacheDir);
       s.work = x.work;
       s.memory = estimateMemory(config, r, numLabels, x.kind);

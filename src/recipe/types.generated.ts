@@ -20,7 +20,7 @@ dataset: Dataset
 /**
  * How the training changes the gradient or the model: one branch per kind (src/strategies/<kind>/schema.json), chosen by kind.
  */
-strategy: (VanillaStrategy | BitFitStrategy | ChildTuningDStrategy | ChildTuningFStrategy | RecAdamStrategy | TopKLayersStrategy | WeightDecayToPretrainedStrategy)
+strategy: (VanillaStrategy | BitFitStrategy | ChildTuningDStrategy | ChildTuningFStrategy | LoraStrategy | RecAdamStrategy | TopKLayersStrategy | WeightDecayToPretrainedStrategy)
 training: Training
 evaluation: Evaluation
 transfer: Transfer
@@ -103,11 +103,17 @@ stratified: boolean
  */
 export interface VanillaStrategy {
 kind: "vanilla"
+child_tuning?: undefined
 reserve_p?: undefined
 mask_weight_decay?: undefined
 fisher?: undefined
 scope?: undefined
 f_masks?: undefined
+r?: undefined
+alpha?: undefined
+dropout?: undefined
+target_modules?: undefined
+save?: undefined
 anneal?: undefined
 k?: undefined
 t0?: undefined
@@ -120,17 +126,71 @@ lambda?: undefined
  */
 export interface BitFitStrategy {
 kind: "bitfit"
+child_tuning?: ChildTuning
 reserve_p?: undefined
 mask_weight_decay?: undefined
 fisher?: undefined
 scope?: undefined
 f_masks?: undefined
+r?: undefined
+alpha?: undefined
+dropout?: undefined
+target_modules?: undefined
+save?: undefined
 anneal?: undefined
 k?: undefined
 t0?: undefined
 gamma?: undefined
 layers?: undefined
 lambda?: undefined
+}
+/**
+ * Child-Tuning inside another strategy's trainable set (any kind but vanilla and Child-Tuning's own): F draws its random mask, or D's Fisher pass (on the modified model) picks its child network, over the parameters that strategy trains only, within scope.
+ */
+export interface ChildTuning {
+/**
+ * child-tuning-f (a fresh random mask each step, kept gradients divided by reserve_p) or child-tuning-d (a fixed child network from the Fisher information).
+ */
+kind: ("child-tuning-f" | "child-tuning-d")
+/**
+ * Fraction of the in-scope trainable gradient elements kept.
+ */
+reserve_p: number
+/**
+ * Which of the strategy's trainable parameters the mask covers: 'encoder' = those in the transformer layers (the strategy's own modules there; the head trains whole, as D's reference leaves it), 'all' = the head too.
+ */
+scope: ("all" | "encoder")
+/**
+ * child-tuning-d only: also mask the decoupled weight decay.
+ */
+mask_weight_decay: boolean
+fisher?: Fisher
+}
+/**
+ * child-tuning-d only: how the Fisher information is estimated (its scope is child_tuning.scope).
+ */
+export interface Fisher {
+/**
+ * 'batch' squares per-batch gradients as the official code does; 'per-example' squares each example's gradient (the paper's formula).
+ */
+estimator: ("batch" | "per-example")
+batch_size: number
+/**
+ * Per-tensor gradient-norm clip before squaring (batch estimator); 0 disables.
+ */
+clip: number
+/**
+ * Use at most this many training examples.
+ */
+max_samples?: number
+/**
+ * Which parameters a mask applies to: 'encoder' = transformer layers only (the reference's choice for D), 'all' = every trainable parameter.
+ */
+scope: ("all" | "encoder")
+/**
+ * Seed for dropout during the pass (the reference runs it in training mode).
+ */
+seed: number
 }
 /**
  * Child-Tuning-D (task-driven): the top reserve_p of the parameters by Fisher information train, the rest stay frozen.
@@ -145,9 +205,15 @@ reserve_p?: number
  * Also mask the decoupled weight decay (the reference does not).
  */
 mask_weight_decay: boolean
-fisher?: Fisher
+fisher?: Fisher1
+child_tuning?: undefined
 scope?: undefined
 f_masks?: undefined
+r?: undefined
+alpha?: undefined
+dropout?: undefined
+target_modules?: undefined
+save?: undefined
 anneal?: undefined
 k?: undefined
 t0?: undefined
@@ -158,7 +224,7 @@ lambda?: undefined
 /**
  * Child-Tuning-D: how the Fisher information that picks the child network is estimated.
  */
-export interface Fisher {
+export interface Fisher1 {
 /**
  * 'batch' squares per-batch gradients as the official code does; 'per-example' squares each example's gradient (the paper's formula).
  */
@@ -201,14 +267,82 @@ f_masks?: {
 record?: boolean
 replay?: string
 }
+child_tuning?: undefined
 mask_weight_decay?: undefined
 fisher?: undefined
+r?: undefined
+alpha?: undefined
+dropout?: undefined
+target_modules?: undefined
+save?: undefined
 anneal?: undefined
 k?: undefined
 t0?: undefined
 gamma?: undefined
 layers?: undefined
 lambda?: undefined
+}
+/**
+ * LoRA (Hu et al., 2022): a trainable low-rank update W + (alpha/r) B A beside chosen projections of every encoder layer (A random, B zero, so training starts from the pretrained model); the pretrained weights stay frozen, the classification head (pooler and classifier) trains.
+ */
+export interface LoraStrategy {
+kind: "lora"
+/**
+ * LoRA only: rank of the update (Hu et al. and PEFT: 8).
+ */
+r: number
+/**
+ * LoRA only: the update is scaled by alpha / r (PEFT's lora_alpha, default 8, Hu et al.'s GLUE setting for RoBERTa-base).
+ */
+alpha: number
+/**
+ * LoRA only: dropout on the input of the low-rank path (PEFT's lora_dropout, default 0), drawn with the step's other dropout masks (off when training.dropout is off).
+ */
+dropout: number
+/**
+ * LoRA only: the projections of every encoder layer that get an update, by their Hugging Face module names (PEFT's target_modules; output.dense is the feed-forward's output only).
+ * 
+ * @minItems 1
+ */
+target_modules: [("query" | "key" | "value" | "attention.output.dense" | "intermediate.dense" | "output.dense"), ...(("query" | "key" | "value" | "attention.output.dense" | "intermediate.dense" | "output.dense"))[]]
+/**
+ * LoRA only: how the trained model is saved: merged (W + (alpha/r) B A in model.safetensors, a plain transformers model) or adapter (PEFT's adapter_config.json and adapter_model.safetensors, loaded with PeftModel.from_pretrained over the pretrained model).
+ */
+save: ("merged" | "adapter")
+child_tuning?: ChildTuning1
+reserve_p?: undefined
+mask_weight_decay?: undefined
+fisher?: undefined
+scope?: undefined
+f_masks?: undefined
+anneal?: undefined
+k?: undefined
+t0?: undefined
+gamma?: undefined
+layers?: undefined
+lambda?: undefined
+}
+/**
+ * Child-Tuning inside another strategy's trainable set (any kind but vanilla and Child-Tuning's own): F draws its random mask, or D's Fisher pass (on the modified model) picks its child network, over the parameters that strategy trains only, within scope.
+ */
+export interface ChildTuning1 {
+/**
+ * child-tuning-f (a fresh random mask each step, kept gradients divided by reserve_p) or child-tuning-d (a fixed child network from the Fisher information).
+ */
+kind: ("child-tuning-f" | "child-tuning-d")
+/**
+ * Fraction of the in-scope trainable gradient elements kept.
+ */
+reserve_p: number
+/**
+ * Which of the strategy's trainable parameters the mask covers: 'encoder' = those in the transformer layers (the strategy's own modules there; the head trains whole, as D's reference leaves it), 'all' = the head too.
+ */
+scope: ("all" | "encoder")
+/**
+ * child-tuning-d only: also mask the decoupled weight decay.
+ */
+mask_weight_decay: boolean
+fisher?: Fisher
 }
 /**
  * RecAdam (Chen et al., 2020, 'Recall and Learn'): optimises lambda(t) L_task + (1 - lambda(t)) (gamma/2) ||w - w_pretrained||^2 inside Adam, as their RecAdam optimizer does: the Adam step of the task gradient is multiplied by lambda(t), then the weights move by lr (1 - lambda(t)) gamma (w - w_pretrained) (outside Adam's moments), then the decoupled weight decay. lambda(t) = 1 / (1 + exp(-k (t - t0))) at optimizer step t. The new classifier is not penalised.
@@ -231,13 +365,41 @@ t0: number
  * RecAdam only: the pretraining-recall coefficient of the quadratic penalty (5000 in the paper).
  */
 gamma: number
+child_tuning?: ChildTuning2
 reserve_p?: undefined
 mask_weight_decay?: undefined
 fisher?: undefined
 scope?: undefined
 f_masks?: undefined
+r?: undefined
+alpha?: undefined
+dropout?: undefined
+target_modules?: undefined
+save?: undefined
 layers?: undefined
 lambda?: undefined
+}
+/**
+ * Child-Tuning inside another strategy's trainable set (any kind but vanilla and Child-Tuning's own): F draws its random mask, or D's Fisher pass (on the modified model) picks its child network, over the parameters that strategy trains only, within scope.
+ */
+export interface ChildTuning2 {
+/**
+ * child-tuning-f (a fresh random mask each step, kept gradients divided by reserve_p) or child-tuning-d (a fixed child network from the Fisher information).
+ */
+kind: ("child-tuning-f" | "child-tuning-d")
+/**
+ * Fraction of the in-scope trainable gradient elements kept.
+ */
+reserve_p: number
+/**
+ * Which of the strategy's trainable parameters the mask covers: 'encoder' = those in the transformer layers (the strategy's own modules there; the head trains whole, as D's reference leaves it), 'all' = the head too.
+ */
+scope: ("all" | "encoder")
+/**
+ * child-tuning-d only: also mask the decoupled weight decay.
+ */
+mask_weight_decay: boolean
+fisher?: Fisher
 }
 /**
  * Top-K tuning (the Child-Tuning paper's baseline): only the top `layers` encoder layers and the task head (pooler and classifier) train; the embeddings and the lower layers stay as pretrained.
@@ -248,16 +410,44 @@ kind: "top-k-layers"
  * Top-k-layers only: how many of the top encoder layers train (K). At least the model's layer count trains the whole encoder (the embeddings stay frozen); 0 trains the head alone.
  */
 layers: number
+child_tuning?: ChildTuning3
 reserve_p?: undefined
 mask_weight_decay?: undefined
 fisher?: undefined
 scope?: undefined
 f_masks?: undefined
+r?: undefined
+alpha?: undefined
+dropout?: undefined
+target_modules?: undefined
+save?: undefined
 anneal?: undefined
 k?: undefined
 t0?: undefined
 gamma?: undefined
 lambda?: undefined
+}
+/**
+ * Child-Tuning inside another strategy's trainable set (any kind but vanilla and Child-Tuning's own): F draws its random mask, or D's Fisher pass (on the modified model) picks its child network, over the parameters that strategy trains only, within scope.
+ */
+export interface ChildTuning3 {
+/**
+ * child-tuning-f (a fresh random mask each step, kept gradients divided by reserve_p) or child-tuning-d (a fixed child network from the Fisher information).
+ */
+kind: ("child-tuning-f" | "child-tuning-d")
+/**
+ * Fraction of the in-scope trainable gradient elements kept.
+ */
+reserve_p: number
+/**
+ * Which of the strategy's trainable parameters the mask covers: 'encoder' = those in the transformer layers (the strategy's own modules there; the head trains whole, as D's reference leaves it), 'all' = the head too.
+ */
+scope: ("all" | "encoder")
+/**
+ * child-tuning-d only: also mask the decoupled weight decay.
+ */
+mask_weight_decay: boolean
+fisher?: Fisher
 }
 /**
  * L2 penalty towards the pretrained weights (the Child-Tuning paper's 'weight decay' baseline, after Daumé III 2007 and Lee et al. 2020): the loss gains (lambda/2) ||w - w_pretrained||^2 over the pretrained parameters (not the new classifier), so each step's gradient gains lambda (w - w_pretrained) before AdamW. training.optimizer.weight_decay still decays towards zero on top; set it to 0 for the penalty alone.
@@ -268,16 +458,44 @@ kind: "weight-decay-to-pretrained"
  * Weight-decay-to-pretrained only: the penalty's strength (its gradient is lambda (w - w_pretrained), added after clipping, before AdamW's moments). 0 is vanilla fine-tuning.
  */
 lambda: number
+child_tuning?: ChildTuning4
 reserve_p?: undefined
 mask_weight_decay?: undefined
 fisher?: undefined
 scope?: undefined
 f_masks?: undefined
+r?: undefined
+alpha?: undefined
+dropout?: undefined
+target_modules?: undefined
+save?: undefined
 anneal?: undefined
 k?: undefined
 t0?: undefined
 gamma?: undefined
 layers?: undefined
+}
+/**
+ * Child-Tuning inside another strategy's trainable set (any kind but vanilla and Child-Tuning's own): F draws its random mask, or D's Fisher pass (on the modified model) picks its child network, over the parameters that strategy trains only, within scope.
+ */
+export interface ChildTuning4 {
+/**
+ * child-tuning-f (a fresh random mask each step, kept gradients divided by reserve_p) or child-tuning-d (a fixed child network from the Fisher information).
+ */
+kind: ("child-tuning-f" | "child-tuning-d")
+/**
+ * Fraction of the in-scope trainable gradient elements kept.
+ */
+reserve_p: number
+/**
+ * Which of the strategy's trainable parameters the mask covers: 'encoder' = those in the transformer layers (the strategy's own modules there; the head trains whole, as D's reference leaves it), 'all' = the head too.
+ */
+scope: ("all" | "encoder")
+/**
+ * child-tuning-d only: also mask the decoupled weight decay.
+ */
+mask_weight_decay: boolean
+fisher?: Fisher
 }
 export interface Training {
 optimizer: Optimizer

@@ -8,6 +8,8 @@ import type { Recipe } from '../recipe/types.generated.js';
 import { bitsetBytes } from '../strategies/bitset.js';
 import { accumulateFisher, fisherHistogram, perLayer, selectChild, type FisherStats } from '../strategies/fisher.js';
 import { childTuningD } from '../strategies/child-tuning-d/index.js';
+import { childTuningOf, composedFisher } from '../strategies/compose.js';
+import { fisherScope } from '../strategies/registry.js';
 import type { PreparedSplit } from './data.js';
 import { RunError } from './errors.js';
 import { checkInterrupt } from './interrupt.js';
@@ -79,16 +81,20 @@ async function computeFisher(
   train: PreparedSplit,
   onBatch: (done: number) => void,
 ): Promise<{ masks: (Uint8Array | undefined)[]; stats: FisherStats }> {
-  const settings = resolvedFisher(recipe);
-  const acc = await accumulateFisher(parallel, model.specs, train, settings, recipe.training.dropout, onBatch);
-  const sel = selectChild(model, acc.fisher, recipe.strategy.reserve_p!, settings.scope);
+  // D's own, or D inside another strategy's trainable set (strategy.child_tuning) on the model it modified.
+  const inside = childTuningOf(recipe.strategy);
+  const settings = inside ? composedFisher(recipe, inside) : resolvedFisher(recipe);
+  const reserveP = inside ? inside.reserve_p : recipe.strategy.reserve_p!;
+  const scoped = fisherScope(recipe, model.specs, settings.scope);
+  const acc = await accumulateFisher(parallel, model.specs, train, settings, recipe.training.dropout, onBatch, scoped);
+  const sel = selectChild(model, acc.fisher, reserveP, scoped);
   const fractions = childTuningD(sel.masks, false).keptFractions(model.specs);
   const perTensor = Object.fromEntries(Object.entries(fractions).filter(([name]) => sel.masks[model.indexOf(name)]));
   return {
     masks: sel.masks,
     stats: {
       estimator: settings.estimator,
-      reserve_p: recipe.strategy.reserve_p!,
+      reserve_p: reserveP,
       examples: acc.examples,
       passes: acc.passes,
       in_scope: sel.inScope,

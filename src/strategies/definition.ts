@@ -1,3 +1,4 @@
+import type { ModelConfig } from '../engine/config.js';
 import type { ModelModifier, ModifierFactory } from '../engine/modules/modifier.js';
 import type { UpdateHooks } from '../engine/parallel/hooks.js';
 import type { ParamSpec } from '../engine/params.js';
@@ -81,6 +82,37 @@ export interface StrategyDefinition<K extends Kind = Kind, P = unknown> {
   fixedFraction?(prepared: P, index: number, size: number): number | undefined;
   /** Its fields of results.json and mask-stats.json. */
   report(options: OptionsOf<K>): StrategyReport;
+  /**
+   * How the trained model is saved (run/<trial>/model), required of every kind whose modifiers add parameters
+   * (spec.source 'strategy'): the save stage never writes those into model.safetensors as tensors transformers does
+   * not know, and refuses to save a model that has them when the kind has no hook. Without the hook the trained
+   * values are written as they are (vanilla, F, D, and kinds that only freeze or penalise).
+   */
+  save?(input: SaveInput<K>): StrategySave;
+}
+
+/** What a save hook is given: the trained model, and where its pretrained weights came from. */
+export interface SaveInput<K extends Kind = Kind> {
+  options: OptionsOf<K>;
+  config: ModelConfig;
+  specs: readonly ParamSpec[];
+  /** The trained values, engine layout (dense weights [in, out]: see ParamSpec.transposed), by spec index. */
+  values: readonly Float32Array[];
+  /** The pretrained model's directory (PEFT's base_model_name_or_path). */
+  modelDir: string;
+}
+
+/** What the save stage writes for a strategy (beside config.json and the tokenizer files, always written). */
+export interface StrategySave {
+  /**
+   * model.safetensors: the model's own tensors (source 'checkpoint'), engine layout, by spec index (entries of the
+   * strategy's parameters are ignored), e.g. the trained values with the strategy's update folded in (LoRA: W +
+   * (alpha/r) B A) so the directory loads as a plain transformers model. null: no model.safetensors (the files
+   * below are the saved model, e.g. PEFT's layout).
+   */
+  weights: readonly Float32Array[] | null;
+  /** Further files for the saved model's directory, by file name (PEFT: adapter_config.json, adapter_model.safetensors). */
+  files?: Record<string, string | Uint8Array | Iterable<Uint8Array>>;
 }
 
 /** A strategy's fields of results.json and mask-stats.json: its kind and reserve_p, plus any of its own. */

@@ -45,8 +45,8 @@ export async function accumulateFisher(
   settings: ResolvedFisher,
   dropout: boolean,
   onBatch?: (done: number, total: number) => void,
+  scoped: readonly boolean[] = specs.map((s) => inScope(s, settings.scope)),
 ): Promise<{ fisher: Float32Array[]; passes: number; examples: number }> {
-  const scoped = specs.map((s) => inScope(s, settings.scope));
   const fisher = specs.map((s, i) => (scoped[i] ? new Float32Array(sizeOf(s)) : new Float32Array(0)));
   const n = Math.min(data.encodings.length, settings.max_samples ?? Infinity);
   const perExample = settings.estimator === 'per-example';
@@ -102,13 +102,14 @@ export async function accumulateFisher(
  * Keeps exactly k = round(p * in-scope elements) (at least 1): everything above the k-th largest value, then
  * elements equal to it in flat order (tensor order, then index) until k is reached. The official code keeps
  * every element >= np.percentile(.., (1-p)*100), which keeps all ties and can overshoot k; the exact count is
- * what the paper's "top p" means. Selection is linear time (quickselect), not a sort.
+ * what the paper's "top p" means. Selection is linear time (quickselect), not a sort. `scope`: a scope name, or per
+ * tensor whether it is scored (Child-Tuning-D inside another strategy's trainable set).
  */
 export function selectChild(
   model: EncoderClassifier,
   fisher: Float32Array[],
   reserveP: number,
-  scope: ResolvedFisher['scope'],
+  scope: ResolvedFisher['scope'] | readonly boolean[],
 ): { masks: (Uint8Array | undefined)[]; threshold: number; kept: number; inScope: number; ties: FisherStats['ties'] } {
   const specs = model.specs;
   const total = fisher.reduce((a, f) => a + f.length, 0);
@@ -129,8 +130,9 @@ export function selectChild(
   }
   let tiesLeft = k - above;
   const tiesKept = tiesLeft;
-  const masks = specs.map((s, i) => {
-    if (!inScope(s, scope)) return undefined;
+  const scoped = typeof scope === 'string' ? specs.map((s) => inScope(s, scope)) : scope;
+  const masks = specs.map((_, i) => {
+    if (!scoped[i]) return undefined;
     const f = fisher[i];
     const bits = new Uint8Array(bitsetBytes(f.length));
     for (let j = 0; j < f.length; j++) {

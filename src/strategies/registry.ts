@@ -7,8 +7,19 @@ import { childTuningDDefinition } from './child-tuning-d/index.js';
 import { childTuningFDefinition } from './child-tuning-f/index.js';
 import type { Kind, StrategyDefinition } from './definition.js';
 import { recAdamDefinition } from './recadam/index.js';
-import { Strategy, type PreparedStrategy } from './strategy.js';
 import { topKLayersDefinition } from './top-k-layers/index.js';
+import { loraDefinition } from './lora/index.js';
+import {
+  childTuningOf,
+  composedStages,
+  checkChildTuning,
+  innerDefinition,
+  maskedTensors,
+  prepareInner,
+} from './compose.js';
+import type { StageContext } from './definition.js';
+import type { Diagnostic } from '../recipe/diagnostics.js';
+import { hooksOf, Strategy, type PreparedStrategy } from './strategy.js';
 import { vanillaDefinition } from './vanilla/index.js';
 import { weightDecayToPretrainedDefinition } from './weight-decay-to-pretrained/index.js';
 
@@ -24,6 +35,7 @@ export const STRATEGIES: readonly StrategyDefinition[] = [
   topKLayersDefinition,
   weightDecayToPretrainedDefinition,
   recAdamDefinition,
+  loraDefinition,
 ];
 
 export function definitionOf(kind: Kind | string): StrategyDefinition {
@@ -39,7 +51,36 @@ export function strategyFor(
   childNetwork?: (Uint8Array | undefined)[],
 ): Strategy {
   const definition = definitionOf(recipe.strategy.kind);
-  return new Strategy(definition, definition.prepare({ recipe, options: recipe.strategy, specs, childNetwork }));
+  const ct = childTuningOf(recipe.strategy);
+  if (!ct)
+    return new Strategy(definition, definition.prepare({ recipe, options: recipe.strategy, specs, childNetwork }));
+  // Child-Tuning inside the strategy's trainable set: the outer kind is prepared without the child network (it is D's).
+  const prepared = definition.prepare({ recipe, options: recipe.strategy, specs });
+  const masked = maskedTensors(specs, definition.hooks(prepared), ct.scope);
+  return new Strategy(definition, prepared, {
+    definition: innerDefinition(ct),
+    prepared: prepareInner(recipe, ct, masked, childNetwork),
+  });
+}
+
+/** Per tensor: whether the recipe's Child-Tuning (D, or D inside another strategy) scores it in the fisher pass. */
+export function fisherScope(recipe: Recipe, specs: readonly ParamSpec[], scope: 'all' | 'encoder'): boolean[] {
+  const definition = definitionOf(recipe.strategy.kind);
+  if (!childTuningOf(recipe.strategy)) return specs.map((s) => scope === 'all' || s.group === 'encoder');
+  return maskedTensors(specs, definition.hooks(definition.prepare({ recipe, options: recipe.strategy, specs })), scope);
+}
+
+/** The stages a recipe's strategy needs before training: its kind's own, and D's fisher pass when D runs inside it. */
+export function stagesFor(recipe: Recipe, context: StageContext) {
+  const ct = childTuningOf(recipe.strategy);
+  const own = definitionOf(recipe.strategy.kind).stages?.(recipe.strategy as never, recipe, context) ?? [];
+  return ct ? [...own, ...composedStages(recipe, ct, context)] : own;
+}
+
+/** Diagnostics no schema can express: its kind's own, and those of a child_tuning block. */
+export function checksFor(options: Recipe['strategy']): Diagnostic[] {
+  const ct = childTuningOf(options);
+  return [...(definitionOf(options.kind).check?.(options as never) ?? []), ...(ct ? checkChildTuning(ct) : [])];
 }
 
 /** The model modifiers a recipe's strategy asks for (none for vanilla, F and D). */
@@ -55,6 +96,7 @@ export const modifiersFrom: ModifiersFrom = modifiersFromFactories(STRATEGIES.fl
 
 /** A worker thread's hooks, rebuilt from what the main thread sent (Strategy.message). */
 export const hooksFrom = (message: unknown): UpdateHooks => {
-  const { kind, prepared } = message as PreparedStrategy;
-  return definitionOf(kind).hooks(prepared);
+  const { kind, prepared, childTuning } = message as PreparedStrategy;
+  const inner = childTuning && { definition: definitionOf(childTuning.kind), prepared: childTuning.prepared };
+  return hooksOf(definitionOf(kind), prepared, inner);
 };

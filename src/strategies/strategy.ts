@@ -3,7 +3,8 @@ import type { UpdateObserver } from '../engine/parallel/hooks.js';
 import { trains } from '../engine/modules/param.js';
 import { sizeOf, type ParamSpec } from '../engine/params.js';
 import { popcount } from './bitset.js';
-import type { Kind, StrategyDefinition, StrategyHooks } from './definition.js';
+import { composeHooks } from './compose-hooks.js';
+import type { Kind, StrategyDefinition, StrategyHooks, StrategyOptions, StrategyReport } from './definition.js';
 
 export type Scope = 'all' | 'encoder';
 
@@ -15,7 +16,19 @@ export const inScope = (spec: ParamSpec, scope: Scope) => scope === 'all' || spe
 export interface PreparedStrategy {
   kind: Kind;
   prepared: unknown;
+  /** Child-Tuning inside this kind's trainable set (strategy.child_tuning, compose.ts): its kind and plain data. */
+  childTuning?: { kind: Kind; prepared: unknown };
 }
+
+/** A prepared Child-Tuning part of another strategy: its definition and plain data. */
+export interface InnerStrategy {
+  definition: StrategyDefinition;
+  prepared: unknown;
+}
+
+/** The hooks of a prepared strategy, with its Child-Tuning part's mask composed in where it has one. */
+export const hooksOf = (definition: StrategyDefinition, prepared: unknown, inner?: InnerStrategy): StrategyHooks =>
+  inner ? composeHooks(definition.hooks(prepared), inner.definition.hooks(inner.prepared)) : definition.hooks(prepared);
 
 /**
  * Transforms grad[lo, hi) of tensor `index` as the hooks say for optimizer step `step`; returns how many elements
@@ -58,12 +71,14 @@ export class Strategy implements UpdateObserver {
   /** The mask record or replay, when the recipe asks for one. */
   masks?: FMaskLog;
 
+  /** `inner`: Child-Tuning inside this strategy's trainable set; its masks are the ones counted and reported. */
   constructor(
     readonly definition: StrategyDefinition,
     readonly prepared: unknown,
+    readonly inner?: InnerStrategy,
   ) {
-    this.spec = definition.hooks(prepared);
-    this.counted = definition.counted?.(prepared) ?? [];
+    this.spec = hooksOf(definition, prepared, inner);
+    this.counted = (inner ? inner.definition.counted?.(inner.prepared) : definition.counted?.(prepared)) ?? [];
   }
 
   get kind(): Kind {
@@ -77,7 +92,23 @@ export class Strategy implements UpdateObserver {
 
   /** What worker threads rebuild the hooks from. */
   get message(): PreparedStrategy {
-    return { kind: this.kind, prepared: this.prepared };
+    const inner = this.inner && { kind: this.inner.definition.kind, prepared: this.inner.prepared };
+    return { kind: this.kind, prepared: this.prepared, ...(inner && { childTuning: inner }) };
+  }
+
+  /**
+   * Its fields of results.json and mask-stats.json: the kind's own; with Child-Tuning inside, reserve_p is that
+   * part's and child_tuning says which.
+   */
+  report(options: StrategyOptions): StrategyReport {
+    const own = this.definition.report(options as never);
+    const ct = (options as { child_tuning?: { kind: string; reserve_p: number; scope: string } }).child_tuning;
+    if (!ct) return own;
+    const inside = {
+      reserve_p: ct.reserve_p,
+      child_tuning: { kind: ct.kind, reserve_p: ct.reserve_p, scope: ct.scope },
+    };
+    return { results: { ...own.results, ...inside }, maskStats: { ...own.maskStats, ...inside } };
   }
 
   /** Adds one step's kept counts for a tensor (only where the definition counts them). */
@@ -98,7 +129,9 @@ export class Strategy implements UpdateObserver {
   keptFractions(specs: readonly ParamSpec[]): Record<string, number> {
     return Object.fromEntries(
       specs.map((s, i) => {
-        const fixed = this.definition.fixedFraction?.(this.prepared, i, sizeOf(s));
+        const fixed = this.inner
+          ? this.inner.definition.fixedFraction?.(this.inner.prepared, i, sizeOf(s))
+          : this.definition.fixedFraction?.(this.prepared, i, sizeOf(s));
         if (fixed !== undefined) return [s.name, fixed];
         const k = this.kept.get(i);
         return [s.name, k ? k.kept / k.total : 1];

@@ -14,7 +14,20 @@ export const reportRunner: StageRunner = {
     const { recipe, trial, run } = ctx;
     const { metrics, trained } = ctx.outputs.get(trial.evaluate) as Evaluated;
     const { loaded, result, fisher, resumedFromStep, strategy } = trained;
-    saveModel(loaded.model, run.path('model'), { source: loaded.modelDir, labels: labelNamesOf(recipe.dataset) });
+    const { model } = loaded;
+    // A strategy that adds parameters says how they are saved (merged, or apart in its own layout).
+    const saved = strategy.definition.save?.({
+      options: recipe.strategy,
+      config: model.config,
+      specs: model.specs,
+      values: model.values,
+      modelDir: loaded.modelDir,
+    });
+    saveModel(model, run.path('model'), {
+      source: loaded.modelDir,
+      labels: labelNamesOf(recipe.dataset),
+      ...(saved && { weights: saved.weights, files: saved.files }),
+    });
     const transfer = Object.fromEntries(
       transferTargets(ctx).map((t) => [`${t.mode}/${t.name}`, (ctx.outputs.get(t.stage) as Transferred).metrics]),
     );
@@ -22,7 +35,7 @@ export const reportRunner: StageRunner = {
       trial: trial.index,
       overrides: trial.overrides,
       task: recipe.dataset.task,
-      ...strategy.definition.report(recipe.strategy).results,
+      ...strategy.report(recipe.strategy).results,
       ...strategy.trainable(loaded.model.specs),
       seed: recipe.training.seed,
       backend: ctx.runtime.backend,

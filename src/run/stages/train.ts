@@ -100,7 +100,7 @@ export const trainRunner: StageRunner<Trained> = {
     bar.end();
 
     const kept = strategy.keptFractions(model.specs);
-    const { maskStats } = strategy.definition.report(recipe.strategy);
+    const { maskStats } = strategy.report(recipe.strategy);
     writeMaskStats(run.path('mask-stats.json'), {
       ...maskStats,
       per_tensor: kept,

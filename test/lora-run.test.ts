@@ -1,0 +1,119 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+import { Rng } from '../src/engine/rng.js';
+import { readSafetensors } from '../src/engine/safetensors.js';
+import { cli, GLUE, REPO, tinyModel, tinyModelRecipe, tmpProject } from './helpers.js';
+
+/** metrics.jsonl without its timing field, which is the only thing allowed to differ. */
+const metricsOf = (dir: string) =>
+  fs
+    .readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => {
+      const { examples_per_s: _, ...rest } = JSON.parse(l);
+      return rest;
+    });
+const resultsOf = (dir: string) => {
+  const r = JSON.parse(fs.readFileSync(path.join(dir, 'results.json'), 'utf8'));
+  return { metrics: r.metrics, epochs: r.epochs, final_loss: r.final_loss, steps: r.steps };
+};
+const file = (dir: string, name: string) => fs.readFileSync(path.join(dir, 'model', name));
+
+test('a LoRA run on 2 threads (with LoRA dropout) reruns bit-identically, and a SIGKILL-and-resume reproduces it exactly', async () => {
+  const recipe = await tinyModelRecipe(`dataset:
+  task: glue/rte
+  dir: ${path.dirname(GLUE)}/glue/RTE
+  eval_split: train
+  subsample: {size: 48, seed: 0}
+strategy: {kind: lora, r: 4, alpha: 16, dropout: 0.1, target_modules: [query, key, value]}
+training: {epochs: 3, batch_size: 8, log_every: 1, checkpoint_every: 2, optimizer: {lr: 0.001}}
+evaluation: {batch_size: 64}
+runtime: {threads: 2}
+`);
+  const allow = ['--allow-path', path.dirname(GLUE)];
+  const runs = [];
+  for (let i = 0; i < 2; i++) {
+    const r = await cli(['run', recipe, '--json', ...allow]);
+    assert.equal(r.code, 0, r.err);
+    runs.push(JSON.parse(r.out)[0].dir as string);
+  }
+  const [reference, rerun] = runs;
+  assert.deepEqual(metricsOf(rerun), metricsOf(reference));
+  assert.deepEqual(resultsOf(rerun), resultsOf(reference));
+  assert.deepEqual(file(rerun, 'model.safetensors'), file(reference, 'model.safetensors'));
+
+  // The report: LoRA's settings and a trainable share well under 1; the saved model is merged (no LoRA tensor).
+  const results = JSON.parse(fs.readFileSync(path.join(reference, 'results.json'), 'utf8'));
+  assert.equal(results.strategy, 'lora');
+  assert.deepEqual(results.lora, { r: 4, alpha: 16, dropout: 0.1, target_modules: ['query', 'key', 'value'] });
+  assert.ok(results.trainable_share > 0 && results.trainable_share < 0.5, `share ${results.trainable_share}`);
+  const saved = readSafetensors(path.join(reference, 'model', 'model.safetensors'));
+  assert.ok(![...saved.keys()].some((k) => k.includes('lora')));
+  const pretrained = readSafetensors(path.join(path.dirname(recipe), 'model', 'model.safetensors'));
+  const q = 'bert.encoder.layer.0.attention.self.query.weight';
+  const o = 'bert.encoder.layer.0.attention.output.dense.weight';
+  assert.notDeepEqual(saved.get(q)!.data, pretrained.get(q)!.data, 'the update is merged into the query weight');
+  assert.deepEqual(saved.get(o)!.data, pretrained.get(o)!.data, 'an untargeted weight is the pretrained one');
+
+  const killAt = 2 * (1 + new Rng(Date.now()).int(6));
+  const child = spawn(process.execPath, [path.join(REPO, 'bin', 'childtune.js'), 'run', recipe, '--quiet', ...allow], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr += d));
+  const runDir = await new Promise<string>((resolve, reject) => {
+    const timer = setInterval(() => {
+      const m = /run directory: (.*)/.exec(stderr);
+      if (!m) return;
+      const pointer = path.join(m[1].trim(), 'checkpoint.json');
+      if (fs.existsSync(pointer) && JSON.parse(fs.readFileSync(pointer, 'utf8')).step >= killAt) {
+        clearInterval(timer);
+        child.kill('SIGKILL');
+        resolve(m[1].trim());
+      }
+    }, 5);
+    child.on('exit', () => {
+      clearInterval(timer);
+      reject(new Error(`the run ended before step ${killAt} was checkpointed:\n${stderr}`));
+    });
+  });
+  await new Promise((r) => child.once('exit', r).once('close', r));
+  assert.ok(!fs.existsSync(path.join(runDir, 'results.json')), 'killed before the end');
+  const again = await cli(['run', '--resume', runDir]);
+  assert.equal(again.code, 0, again.err);
+  assert.match(again.err, /resume: continuing from step \d+/);
+  assert.deepEqual(resultsOf(runDir), resultsOf(reference));
+  assert.deepEqual(metricsOf(runDir), metricsOf(reference));
+  assert.deepEqual(file(runDir, 'model.safetensors'), file(reference, 'model.safetensors'));
+});
+
+test('recipes/delta/lora-rte.yaml plans 3 strategies x 10 seeds; a small variant runs', async () => {
+  const project = tmpProject();
+  const model = await tinyModel(path.join(project, 'model'));
+  process.env.CHILDTUNE_MODEL = model;
+  process.env.CHILDTUNE_DATA = path.dirname(GLUE);
+  const file = path.join(REPO, 'recipes', 'delta', 'lora-rte.yaml');
+  const plan = await cli(['plan', file, '--json', '--allow-path', path.dirname(GLUE)]);
+  assert.equal(plan.code, 0, plan.err);
+  assert.equal(JSON.parse(plan.out).trials.length, 30);
+  const small = [
+    ...['sweep.seeds=[1]', 'training.epochs=1', 'training.batch_size=8', 'model.max_seq_length=32'],
+    ...['dataset.subsample={size: 24, seed: 0, stratified: false}', 'dataset.eval_split=train'],
+    ...[`runtime.output_dir=${path.join(project, 'runs')}`, `runtime.cache_dir=${path.join(project, 'cache')}`],
+  ].flatMap((s) => ['--set', s]);
+  const r = await cli(['sweep', file, ...small, '--allow-path', path.dirname(GLUE)]);
+  assert.equal(r.code, 0, r.err);
+  const results = fs
+    .readdirSync(path.join(project, 'runs'), { recursive: true, encoding: 'utf8' })
+    .filter((f) => f.endsWith('results.json'))
+    .map((f) => JSON.parse(fs.readFileSync(path.join(project, 'runs', f), 'utf8')));
+  assert.deepEqual(results.map((x) => x.child_tuning?.kind ?? 'none').sort(), [
+    'child-tuning-d',
+    'child-tuning-f',
+    'none',
+  ]);
+});
