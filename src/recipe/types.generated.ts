@@ -20,7 +20,7 @@ dataset: Dataset
 /**
  * How the training changes the gradient or the model: one branch per kind (src/strategies/<kind>/schema.json), chosen by kind.
  */
-strategy: (VanillaStrategy | ChildTuningDStrategy | ChildTuningFStrategy)
+strategy: (VanillaStrategy | AdapterStrategy | ChildTuningDStrategy | ChildTuningFStrategy | PrefixTuningStrategy | PromptTuningStrategy)
 training: Training
 evaluation: Evaluation
 transfer: Transfer
@@ -103,11 +103,70 @@ stratified: boolean
  */
 export interface VanillaStrategy {
 kind: "vanilla"
+placement?: undefined
+reduction_factor?: undefined
+bottleneck?: undefined
+nonlinearity?: undefined
+scaling?: undefined
+init?: undefined
+init_std?: undefined
+train_layer_norms?: undefined
 reserve_p?: undefined
 mask_weight_decay?: undefined
 fisher?: undefined
 scope?: undefined
 f_masks?: undefined
+length?: undefined
+reparameterize?: undefined
+mlp_hidden?: undefined
+prompt_init?: undefined
+}
+/**
+ * Bottleneck adapters (down projection, nonlinearity, up projection) inserted into every encoder layer; the pretrained model is frozen, the adapters and the head (pooler and classifier) train, and in the Houlsby placement the encoder layers' LayerNorms too.
+ */
+export interface AdapterStrategy {
+kind: "adapter"
+/**
+ * adapter only: houlsby (after the attention output and after the feed-forward output, each before its residual and LayerNorm; Houlsby et al. 2019), pfeiffer (after the feed-forward output only; Pfeiffer et al. 2021), parallel (beside the feed-forward, on its input, its output added to the feed-forward's; He et al. 2022), scaled-parallel (parallel, its output times `scaling`).
+ */
+placement: ("houlsby" | "pfeiffer" | "parallel" | "scaled-parallel")
+/**
+ * adapter only: the bottleneck is hidden_size / reduction_factor (rounded down, at least 1); AdapterHub's default 16. `bottleneck` replaces it when given.
+ */
+reduction_factor: number
+/**
+ * adapter only: the bottleneck size itself, instead of hidden_size / reduction_factor.
+ */
+bottleneck?: number
+/**
+ * adapter only: the activation between the projections (default: swish for houlsby, relu for the others, as AdapterHub's configurations).
+ */
+nonlinearity?: ("relu" | "gelu" | "swish" | "silu" | "tanh")
+/**
+ * adapter only, scaled-parallel only: the factor s on the adapter's output (default 4, as He et al. 2022).
+ */
+scaling?: number
+/**
+ * adapter only: near-identity (Houlsby: both projections' weights drawn from N(0, init_std^2), biases zero) or identity (the down projection as a fresh linear layer, the up projection zero, so the adapter starts as exactly nothing; He et al. 2022).
+ */
+init: ("near-identity" | "identity")
+/**
+ * adapter only: the standard deviation of the near-identity init (Houlsby et al.: 1e-2).
+ */
+init_std: number
+/**
+ * adapter only: the encoder layers' LayerNorms train too (default: true for houlsby, as Houlsby et al. do; false for the others).
+ */
+train_layer_norms?: boolean
+reserve_p?: undefined
+mask_weight_decay?: undefined
+fisher?: undefined
+scope?: undefined
+f_masks?: undefined
+length?: undefined
+reparameterize?: undefined
+mlp_hidden?: undefined
+prompt_init?: undefined
 }
 /**
  * Child-Tuning-D (task-driven): the top reserve_p of the parameters by Fisher information train, the rest stay frozen.
@@ -123,8 +182,20 @@ reserve_p?: number
  */
 mask_weight_decay: boolean
 fisher?: Fisher
+placement?: undefined
+reduction_factor?: undefined
+bottleneck?: undefined
+nonlinearity?: undefined
+scaling?: undefined
+init?: undefined
+init_std?: undefined
+train_layer_norms?: undefined
 scope?: undefined
 f_masks?: undefined
+length?: undefined
+reparameterize?: undefined
+mlp_hidden?: undefined
+prompt_init?: undefined
 }
 /**
  * Child-Tuning-D: how the Fisher information that picks the child network is estimated.
@@ -172,8 +243,81 @@ f_masks?: {
 record?: boolean
 replay?: string
 }
+placement?: undefined
+reduction_factor?: undefined
+bottleneck?: undefined
+nonlinearity?: undefined
+scaling?: undefined
+init?: undefined
+init_std?: undefined
+train_layer_norms?: undefined
 mask_weight_decay?: undefined
 fisher?: undefined
+length?: undefined
+reparameterize?: undefined
+mlp_hidden?: undefined
+prompt_init?: undefined
+}
+/**
+ * Prefix tuning (Li and Liang 2021): trainable key and value prefixes in every encoder layer's attention, which every token attends to; every pretrained weight stays as it is, the prefixes and the head (pooler and classifier) train.
+ */
+export interface PrefixTuningStrategy {
+kind: "prefix-tuning"
+/**
+ * prefix-tuning only: the prefix length l, key and value rows per layer (Li and Liang: 10 for table-to-text).
+ */
+length: number
+/**
+ * prefix-tuning only: train the prefixes through an MLP (an embedding [l, hidden], a dense layer to mlp_hidden, tanh, and per layer a dense layer to its keys and values), as Li and Liang do for stable training; the saved prefixes are the MLP's outputs. false: the prefixes are the parameters themselves.
+ */
+reparameterize: boolean
+/**
+ * prefix-tuning only: the MLP's hidden size when reparameterize is on (Li and Liang's code: 512).
+ */
+mlp_hidden: number
+placement?: undefined
+reduction_factor?: undefined
+bottleneck?: undefined
+nonlinearity?: undefined
+scaling?: undefined
+init?: undefined
+init_std?: undefined
+train_layer_norms?: undefined
+reserve_p?: undefined
+mask_weight_decay?: undefined
+fisher?: undefined
+scope?: undefined
+f_masks?: undefined
+prompt_init?: undefined
+}
+/**
+ * Prompt tuning (Lester et al. 2021): trainable vectors put before every sequence's embeddings, in the input only; every pretrained weight stays as it is, the prompt and the head (pooler and classifier) train.
+ */
+export interface PromptTuningStrategy {
+kind: "prompt-tuning"
+/**
+ * prompt-tuning only: the number of prompt vectors (Lester et al.: 100).
+ */
+length: number
+/**
+ * prompt-tuning only: vocabulary (each vector a copy of a word embedding row, the tokens drawn uniformly from the whole vocabulary with the training seed; Lester et al.'s sampled-vocabulary init) or random (uniform in [-0.5, 0.5], Lester et al.'s random init).
+ */
+prompt_init: ("vocabulary" | "random")
+placement?: undefined
+reduction_factor?: undefined
+bottleneck?: undefined
+nonlinearity?: undefined
+scaling?: undefined
+init?: undefined
+init_std?: undefined
+train_layer_norms?: undefined
+reserve_p?: undefined
+mask_weight_decay?: undefined
+fisher?: undefined
+scope?: undefined
+f_masks?: undefined
+reparameterize?: undefined
+mlp_hidden?: undefined
 }
 export interface Training {
 optimizer: Optimizer

@@ -2,9 +2,12 @@ import { modifiersFromFactories, type ModelModifier, type ModifiersFrom } from '
 import type { UpdateHooks } from '../engine/parallel/hooks.js';
 import type { ParamSpec } from '../engine/params.js';
 import type { Recipe } from '../recipe/types.generated.js';
+import { adapterDefinition } from './adapter/index.js';
 import { childTuningDDefinition } from './child-tuning-d/index.js';
 import { childTuningFDefinition } from './child-tuning-f/index.js';
 import type { Kind, StrategyDefinition } from './definition.js';
+import { prefixTuningDefinition } from './prefix-tuning/index.js';
+import { promptTuningDefinition } from './prompt-tuning/index.js';
 import { Strategy, type PreparedStrategy } from './strategy.js';
 import { vanillaDefinition } from './vanilla/index.js';
 
@@ -16,6 +19,9 @@ export const STRATEGIES: readonly StrategyDefinition[] = [
   vanillaDefinition,
   childTuningFDefinition,
   childTuningDDefinition,
+  adapterDefinition,
+  prefixTuningDefinition,
+  promptTuningDefinition,
 ];
 
 export function definitionOf(kind: Kind | string): StrategyDefinition {
