@@ -13,7 +13,7 @@ import type { Recipe } from '../src/recipe/types.generated.js';
 import { saveAdapter } from '../src/strategies/adapter/index.js';
 import { savePrefix } from '../src/strategies/prefix-tuning/index.js';
 import { savePrompt } from '../src/strategies/prompt-tuning/index.js';
-import { modifiersFor } from '../src/strategies/registry.js';
+import { definitionOf, modifiersFor } from '../src/strategies/registry.js';
 import { STRATEGY_CONFIG, STRATEGY_WEIGHTS } from '../src/strategies/save-apart.js';
 import { microModel, tmpProject } from './helpers.js';
 
@@ -175,6 +175,20 @@ describe('adapter, prefix-tuning and prompt-tuning modules', () => {
     assert.ok(up.some((v) => v !== 0) && up.every((v) => Math.abs(v) < 0.006));
     assert.ok(model.values[model.indexOf('adapter.layer.0.output.up.bias')].every((v) => v === 0));
     model.dispose();
+  });
+
+  test('scaling on an adapter placement other than scaled-parallel is reported against it', () => {
+    const check = (o: Record<string, unknown>) =>
+      definitionOf('adapter').check!(strategy({ kind: 'adapter', placement: 'houlsby', ...o }) as never).map((d) => [
+        d.code,
+        d.pointer,
+        d.message,
+      ]);
+    assert.deepEqual(check({ scaling: 2 }), [
+      ['CT0303', '/strategy/scaling', 'scaling applies to the scaled-parallel placement only, not houlsby'],
+    ]);
+    assert.deepEqual(check({ placement: 'scaled-parallel', scaling: 2 }), []);
+    assert.deepEqual(check({}), []);
   });
 
   test('a vocabulary prompt copies word embedding rows drawn with the seed; ELECTRA with a smaller embedding is refused', () => {
