@@ -1,3 +1,4 @@
+import { ChildtuneError } from '../../engine/errors.js';
 import { learnedInputRows } from '../../engine/modules/learned-rows.js';
 import { defineModifier } from '../../engine/modules/modifier.js';
 
@@ -15,9 +16,11 @@ export const promptModifier = defineModifier<PromptSettings>('prompt-tuning', (e
   editor.setTrainable((spec) => spec.group === 'head');
   const words = editor.specs.find((spec) => WORD_EMBEDDINGS.test(spec.name))!;
   if (s.init === 'vocabulary' && words.shape[1] !== editor.config.hiddenSize)
-    throw new Error(
-      `prompt_init: vocabulary copies word embeddings, but this model embeds into ${words.shape[1]} dimensions ` +
-        `and its encoder reads ${editor.config.hiddenSize}; use prompt_init: random`,
+    throw new ChildtuneError(
+      'input',
+      `strategy.prompt_init: vocabulary copies word embeddings, but this model embeds into ${words.shape[1]} ` +
+        `dimensions and its encoder reads ${editor.config.hiddenSize}`,
+      { hint: 'Set strategy.prompt_init: random (--set strategy.prompt_init=random).' },
     );
   const rows = editor.addParam({
     name: 'prompt.embeddings',
