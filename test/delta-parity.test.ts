@@ -6,6 +6,7 @@ import { selectBackend } from '../src/engine/backend.js';
 import { loadPretrained } from '../src/engine/checkpoint.js';
 import type { Batch } from '../src/engine/model.js';
 import { adamwRange, adamwStep } from '../src/engine/optimizer.js';
+import type { ModelModifier } from '../src/engine/modules/modifier.js';
 import type { ParamSpec } from '../src/engine/params.js';
 import type { Recipe } from '../src/recipe/types.generated.js';
 import { modifiersFor } from '../src/strategies/registry.js';
@@ -15,8 +16,8 @@ import { REPO } from './helpers.js';
  * Parity with an independent PyTorch implementation for the delta-tuning family (issue 16): the fixture in
  * test/fixtures/delta was computed once by make_reference.py (float64) and is committed, so no test needs PyTorch.
  * The 'base' case (head-only training on the frozen encoder) checks the fixture's model and optimizer semantics
- * against the engine; the LoRA case runs through the lora strategy (its modifiers as a recipe builds them); the
- * adapter and prefix cases are checked by their strategies' tests.
+ * against the engine; the LoRA, adapter and prefix cases run through the lora, adapter and prefix-tuning strategies'
+ * modifiers.
  */
 const DIR = path.join(REPO, 'test', 'fixtures', 'delta');
 const reference = JSON.parse(fs.readFileSync(path.join(DIR, 'reference.json'), 'utf8'));
@@ -43,6 +44,15 @@ function checkpointLayout(spec: ParamSpec, values: Float32Array): Float32Array {
   return t;
 }
 
+/** The inverse of checkpointLayout: a saved [out, in] dense weight in the engine's [in, out]. */
+function engineLayout(spec: ParamSpec, values: Float32Array): Float32Array {
+  if (!spec.transposed) return values;
+  const [out, inDim] = spec.shape;
+  const t = new Float32Array(values.length);
+  for (let o = 0; o < out; o++) for (let i = 0; i < inDim; i++) t[i * out + o] = values[o * inDim + i];
+  return t;
+}
+
 function assertClose(actual: ArrayLike<number>, expected: readonly number[], what: string) {
   assert.equal(actual.length, expected.length, `${what}: length`);
   let worst = 0;
@@ -50,36 +60,71 @@ function assertClose(actual: ArrayLike<number>, expected: readonly number[], wha
   assert.ok(worst <= TOLERANCE, `${what}: largest difference ${worst} > ${TOLERANCE}`);
 }
 
-/** A parameter given in the checkpoint's layout ([out, in]), in the engine's ([in, out] for transposed specs). */
-function engineLayout(spec: ParamSpec, values: readonly number[]): Float32Array {
-  if (!spec.transposed) return Float32Array.from(values);
-  const [out, inDim] = spec.shape;
-  const t = new Float32Array(values.length);
-  for (let o = 0; o < out; o++) for (let i = 0; i < inDim; i++) t[i * out + o] = values[o * inDim + i];
-  return t;
-}
+/** The fixture's cases through childtune's strategies, with options that make each strategy's trainable set the fixture's. */
+const STRATEGY_CASES: Record<string, Recipe['strategy']> = {
+  lora: {
+    kind: 'lora',
+    r: 4,
+    alpha: 8,
+    dropout: 0,
+    target_modules: ['query', 'value'],
+    save: 'merged',
+  } as Recipe['strategy'],
+  // Houlsby et al. also train the encoder's LayerNorms (the strategy's default for houlsby); the fixture does not.
+  'adapter-houlsby': {
+    kind: 'adapter',
+    placement: 'houlsby',
+    bottleneck: 8,
+    nonlinearity: 'relu',
+    train_layer_norms: false,
+  } as Recipe['strategy'],
+  // The fixture's prefixes are the parameters themselves (the strategy's default trains them through an MLP).
+  prefix: { kind: 'prefix-tuning', length: 3, reparameterize: false } as Recipe['strategy'],
+};
 
-/** Logits, loss, every trainable gradient and one AdamW step of a loaded model against a fixture case. */
-function checkCase(model: ReturnType<typeof loadPretrained>['model'], expected: Record<string, any>) {
+/**
+ * Logits, loss, the gradient of every trainable parameter and one AdamW step against the case's reference; the
+ * strategy's parameters are set to the fixture's values first.
+ */
+function checkCase(name: string, modifiers: ModelModifier[]) {
+  const expected = reference.cases[name];
+  const { model } = loadPretrained(DIR, { numLabels: 2, seed: 1, modifiers });
+  for (const [param, { values }] of Object.entries(expected.params as Record<string, { values: number[] }>)) {
+    const i = model.indexOf(param);
+    model.values[i] = engineLayout(model.specs[i], Float32Array.from(values));
+  }
+  model.markDirty();
+  // Without a strategy the engine trains every parameter; the base case compares the head's (the fixture's set).
+  if (modifiers.length)
+    assert.deepEqual(
+      model.specs
+        .filter((s) => s.trainable)
+        .map((s) => s.name)
+        .sort(),
+      [...(expected.trainable as string[])].sort(),
+      "the trainable set is the fixture's",
+    );
   const batch = referenceBatch();
   assertClose(model.predict(batch).logits, expected.logits, 'logits');
+
   const grads = model.values.map((v) => new Float32Array(v.length));
   const { loss } = model.step(batch, grads, null);
   assert.ok(Math.abs(loss - expected.loss) <= TOLERANCE, `loss ${loss} against ${expected.loss}`);
+
   const settings = reference.adamw;
   const adam = adamwStep(
     { lr: settings.lr, betas: settings.betas, eps: settings.eps, weightDecay: settings.weight_decay },
     1,
     settings.lr,
   );
-  for (const name of expected.trainable as string[]) {
-    const i = model.indexOf(name);
+  for (const param of expected.trainable as string[]) {
+    const i = model.indexOf(param);
     const spec = model.specs[i];
-    assertClose(checkpointLayout(spec, grads[i]), expected.grads[name], `gradient of ${name}`);
+    assertClose(checkpointLayout(spec, grads[i]), expected.grads[param], `gradient of ${param}`);
     assert.equal(
       spec.decay,
-      (expected.decay as string[]).includes(name),
-      `${name}: decayed as the reference decays it`,
+      (expected.decay as string[]).includes(param),
+      `${param}: decayed as the reference decays it`,
     );
     const values = Float32Array.from(model.values[i]);
     const n = values.length;
@@ -92,8 +137,9 @@ function checkCase(model: ReturnType<typeof loadPretrained>['model'], expected: 
       n,
       spec.decay ? adam : { ...adam, decay: 0 },
     );
-    assertClose(checkpointLayout(spec, values), expected.after_step[name], `${name} after one AdamW step`);
+    assertClose(checkpointLayout(spec, values), expected.after_step[param], `${param} after one AdamW step`);
   }
+  model.dispose();
 }
 
 for (const backend of ['wasm', 'cpu'] as const) {
@@ -103,42 +149,12 @@ for (const backend of ['wasm', 'cpu'] as const) {
     });
 
     test('base case: logits, loss, head gradients and one AdamW step equal the PyTorch reference', () => {
-      const { model } = loadPretrained(DIR, { numLabels: 2, seed: 1 });
-      checkCase(model, reference.cases.base);
-      model.dispose();
+      checkCase('base', []);
     });
 
-    test('lora case through the lora strategy: logits, loss, every trainable gradient and one AdamW step', () => {
-      const expected = reference.cases.lora;
-      const s = expected.settings;
-      const options = {
-        kind: 'lora',
-        r: s.r,
-        alpha: s.alpha,
-        dropout: 0,
-        target_modules: s.target_modules,
-        save: 'merged',
-      };
-      const { model } = loadPretrained(DIR, {
-        numLabels: 2,
-        seed: 1,
-        modifiers: modifiersFor(options as Recipe['strategy']),
+    for (const [name, options] of Object.entries(STRATEGY_CASES))
+      test(`${name} through the ${options.kind} strategy: logits, loss, every trainable gradient and one AdamW step`, () => {
+        checkCase(name, modifiersFor(options));
       });
-      // Only the strategy's parameters and the head train; no gradient is computed for a pretrained weight.
-      assert.deepEqual(
-        model.specs
-          .filter((p) => p.trainable)
-          .map((p) => p.name)
-          .sort(),
-        [...expected.trainable].sort(),
-      );
-      for (const [name, { values }] of Object.entries(expected.params as Record<string, { values: number[] }>)) {
-        const i = model.indexOf(name);
-        model.values[i] = engineLayout(model.specs[i], values);
-      }
-      model.markDirty();
-      checkCase(model, expected);
-      model.dispose();
-    });
   });
 }

@@ -28,7 +28,9 @@ export function initialValue(spec: ParamSpec, rng: Rng, std = 0.02): Float32Arra
   else if (init === 'normal') for (let i = 0; i < v.length; i++) v[i] = rng.normal() * std;
   else if (typeof init === 'object' && 'normal' in init)
     for (let i = 0; i < v.length; i++) v[i] = rng.normal() * init.normal;
-  else if (typeof init === 'object') for (let i = 0; i < v.length; i++) v[i] = (2 * rng.next() - 1) * init.uniform;
+  else if (typeof init === 'object' && 'uniform' in init)
+    for (let i = 0; i < v.length; i++) v[i] = (2 * rng.next() - 1) * init.uniform;
+  else if (typeof init === 'object') throw new Error(`${spec.name}: rows of ${init.rowsOf} are copied by the model`);
   return v;
 }
 
@@ -41,9 +43,28 @@ const STRATEGY_INIT_STREAM = 0x5354;
  */
 export function initStrategyParams(model: EncoderClassifier, seed: number) {
   model.specs.forEach((spec, i) => {
-    if (spec.source === 'strategy')
-      model.values[i] = initialValue(spec, new Rng(streamSeed(seed, STRATEGY_INIT_STREAM, i)));
+    if (spec.source !== 'strategy') return;
+    const rng = new Rng(streamSeed(seed, STRATEGY_INIT_STREAM, i));
+    model.values[i] =
+      typeof spec.init === 'object' && 'rowsOf' in spec.init
+        ? copiedRows(model, spec, spec.init.rowsOf, rng)
+        : initialValue(spec, rng);
   });
+}
+
+/** [rows, width] copied from rows of `from` (same width), each row index drawn uniformly from `rng`. */
+function copiedRows(model: EncoderClassifier, spec: ParamSpec, from: string, rng: Rng): Float32Array {
+  const source = model.specs[model.indexOf(from)];
+  const [rows, width] = spec.shape;
+  if (source.transposed || source.shape.length !== 2 || source.shape[1] !== width)
+    throw new Error(`${spec.name}: ${from} [${source.shape}] has no rows of width ${width} to copy`);
+  const table = model.values[model.indexOf(from)];
+  const v = new Float32Array(rows * width);
+  for (let r = 0; r < rows; r++) {
+    const row = rng.int(source.shape[0]);
+    v.set(table.subarray(row * width, (row + 1) * width), r * width);
+  }
+  return v;
 }
 
 /**

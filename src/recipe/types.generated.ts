@@ -20,7 +20,7 @@ dataset: Dataset
 /**
  * How the training changes the gradient or the model: one branch per kind (src/strategies/<kind>/schema.json), chosen by kind.
  */
-strategy: (VanillaStrategy | BitFitStrategy | ChildTuningDStrategy | ChildTuningFStrategy | LoraStrategy | RecAdamStrategy | TopKLayersStrategy | WeightDecayToPretrainedStrategy)
+strategy: (VanillaStrategy | AdapterStrategy | BitFitStrategy | ChildTuningDStrategy | ChildTuningFStrategy | LoraStrategy | PrefixTuningStrategy | PromptTuningStrategy | RecAdamStrategy | TopKLayersStrategy | WeightDecayToPretrainedStrategy)
 training: Training
 evaluation: Evaluation
 transfer: Transfer
@@ -103,6 +103,14 @@ stratified: boolean
  */
 export interface VanillaStrategy {
 kind: "vanilla"
+placement?: undefined
+reduction_factor?: undefined
+bottleneck?: undefined
+nonlinearity?: undefined
+scaling?: undefined
+init?: undefined
+init_std?: undefined
+train_layer_norms?: undefined
 child_tuning?: undefined
 reserve_p?: undefined
 mask_weight_decay?: undefined
@@ -114,6 +122,10 @@ alpha?: undefined
 dropout?: undefined
 target_modules?: undefined
 save?: undefined
+length?: undefined
+reparameterize?: undefined
+mlp_hidden?: undefined
+prompt_init?: undefined
 anneal?: undefined
 k?: undefined
 t0?: undefined
@@ -122,10 +134,42 @@ layers?: undefined
 lambda?: undefined
 }
 /**
- * BitFit (Ben Zaken et al., 2022): only the bias terms (every dense and LayerNorm bias) and the task head (pooler and classifier) train; every other weight stays as pretrained.
+ * Bottleneck adapters (down projection, nonlinearity, up projection) inserted into every encoder layer; the pretrained model is frozen, the adapters and the head (pooler and classifier) train, and in the Houlsby placement the encoder layers' LayerNorms too.
  */
-export interface BitFitStrategy {
-kind: "bitfit"
+export interface AdapterStrategy {
+kind: "adapter"
+/**
+ * adapter only: houlsby (after the attention output and after the feed-forward output, each before its residual and LayerNorm; Houlsby et al. 2019), pfeiffer (after the feed-forward output only; Pfeiffer et al. 2021), parallel (beside the feed-forward, on its input, its output added to the feed-forward's; He et al. 2022), scaled-parallel (parallel, its output times `scaling`).
+ */
+placement: ("houlsby" | "pfeiffer" | "parallel" | "scaled-parallel")
+/**
+ * adapter only: the bottleneck is hidden_size / reduction_factor (rounded down, at least 1); AdapterHub's default 16. `bottleneck` replaces it when given.
+ */
+reduction_factor: number
+/**
+ * adapter only: the bottleneck size itself, instead of hidden_size / reduction_factor.
+ */
+bottleneck?: number
+/**
+ * adapter only: the activation between the projections (default: swish for houlsby, relu for the others, as AdapterHub's configurations).
+ */
+nonlinearity?: ("relu" | "gelu" | "swish" | "silu" | "tanh")
+/**
+ * adapter only, scaled-parallel only: the factor s on the adapter's output (default 4, as He et al. 2022).
+ */
+scaling?: number
+/**
+ * adapter only: near-identity (Houlsby: both projections' weights drawn from N(0, init_std^2), biases zero) or identity (the down projection as a fresh linear layer, the up projection zero, so the adapter starts as exactly nothing; He et al. 2022).
+ */
+init: ("near-identity" | "identity")
+/**
+ * adapter only: the standard deviation of the near-identity init (Houlsby et al.: 1e-2).
+ */
+init_std: number
+/**
+ * adapter only: the encoder layers' LayerNorms train too (default: true for houlsby, as Houlsby et al. do; false for the others).
+ */
+train_layer_norms?: boolean
 child_tuning?: ChildTuning
 reserve_p?: undefined
 mask_weight_decay?: undefined
@@ -137,6 +181,10 @@ alpha?: undefined
 dropout?: undefined
 target_modules?: undefined
 save?: undefined
+length?: undefined
+reparameterize?: undefined
+mlp_hidden?: undefined
+prompt_init?: undefined
 anneal?: undefined
 k?: undefined
 t0?: undefined
@@ -193,6 +241,63 @@ scope: ("all" | "encoder")
 seed: number
 }
 /**
+ * BitFit (Ben Zaken et al., 2022): only the bias terms (every dense and LayerNorm bias) and the task head (pooler and classifier) train; every other weight stays as pretrained.
+ */
+export interface BitFitStrategy {
+kind: "bitfit"
+child_tuning?: ChildTuning1
+placement?: undefined
+reduction_factor?: undefined
+bottleneck?: undefined
+nonlinearity?: undefined
+scaling?: undefined
+init?: undefined
+init_std?: undefined
+train_layer_norms?: undefined
+reserve_p?: undefined
+mask_weight_decay?: undefined
+fisher?: undefined
+scope?: undefined
+f_masks?: undefined
+r?: undefined
+alpha?: undefined
+dropout?: undefined
+target_modules?: undefined
+save?: undefined
+length?: undefined
+reparameterize?: undefined
+mlp_hidden?: undefined
+prompt_init?: undefined
+anneal?: undefined
+k?: undefined
+t0?: undefined
+gamma?: undefined
+layers?: undefined
+lambda?: undefined
+}
+/**
+ * Child-Tuning inside another strategy's trainable set (any kind but vanilla and Child-Tuning's own): F draws its random mask, or D's Fisher pass (on the modified model) picks its child network, over the parameters that strategy trains only, within scope.
+ */
+export interface ChildTuning1 {
+/**
+ * child-tuning-f (a fresh random mask each step, kept gradients divided by reserve_p) or child-tuning-d (a fixed child network from the Fisher information).
+ */
+kind: ("child-tuning-f" | "child-tuning-d")
+/**
+ * Fraction of the in-scope trainable gradient elements kept.
+ */
+reserve_p: number
+/**
+ * Which of the strategy's trainable parameters the mask covers: 'encoder' = those in the transformer layers (the strategy's own modules there; the head trains whole, as D's reference leaves it), 'all' = the head too.
+ */
+scope: ("all" | "encoder")
+/**
+ * child-tuning-d only: also mask the decoupled weight decay.
+ */
+mask_weight_decay: boolean
+fisher?: Fisher
+}
+/**
  * Child-Tuning-D (task-driven): the top reserve_p of the parameters by Fisher information train, the rest stay frozen.
  */
 export interface ChildTuningDStrategy {
@@ -206,6 +311,14 @@ reserve_p?: number
  */
 mask_weight_decay: boolean
 fisher?: Fisher1
+placement?: undefined
+reduction_factor?: undefined
+bottleneck?: undefined
+nonlinearity?: undefined
+scaling?: undefined
+init?: undefined
+init_std?: undefined
+train_layer_norms?: undefined
 child_tuning?: undefined
 scope?: undefined
 f_masks?: undefined
@@ -214,6 +327,10 @@ alpha?: undefined
 dropout?: undefined
 target_modules?: undefined
 save?: undefined
+length?: undefined
+reparameterize?: undefined
+mlp_hidden?: undefined
+prompt_init?: undefined
 anneal?: undefined
 k?: undefined
 t0?: undefined
@@ -267,6 +384,14 @@ f_masks?: {
 record?: boolean
 replay?: string
 }
+placement?: undefined
+reduction_factor?: undefined
+bottleneck?: undefined
+nonlinearity?: undefined
+scaling?: undefined
+init?: undefined
+init_std?: undefined
+train_layer_norms?: undefined
 child_tuning?: undefined
 mask_weight_decay?: undefined
 fisher?: undefined
@@ -275,6 +400,10 @@ alpha?: undefined
 dropout?: undefined
 target_modules?: undefined
 save?: undefined
+length?: undefined
+reparameterize?: undefined
+mlp_hidden?: undefined
+prompt_init?: undefined
 anneal?: undefined
 k?: undefined
 t0?: undefined
@@ -309,12 +438,24 @@ target_modules: [("query" | "key" | "value" | "attention.output.dense" | "interm
  * LoRA only: how the trained model is saved: merged (W + (alpha/r) B A in model.safetensors, a plain transformers model) or adapter (PEFT's adapter_config.json and adapter_model.safetensors, loaded with PeftModel.from_pretrained over the pretrained model).
  */
 save: ("merged" | "adapter")
-child_tuning?: ChildTuning1
+child_tuning?: ChildTuning2
+placement?: undefined
+reduction_factor?: undefined
+bottleneck?: undefined
+nonlinearity?: undefined
+scaling?: undefined
+init?: undefined
+init_std?: undefined
+train_layer_norms?: undefined
 reserve_p?: undefined
 mask_weight_decay?: undefined
 fisher?: undefined
 scope?: undefined
 f_masks?: undefined
+length?: undefined
+reparameterize?: undefined
+mlp_hidden?: undefined
+prompt_init?: undefined
 anneal?: undefined
 k?: undefined
 t0?: undefined
@@ -325,7 +466,136 @@ lambda?: undefined
 /**
  * Child-Tuning inside another strategy's trainable set (any kind but vanilla and Child-Tuning's own): F draws its random mask, or D's Fisher pass (on the modified model) picks its child network, over the parameters that strategy trains only, within scope.
  */
-export interface ChildTuning1 {
+export interface ChildTuning2 {
+/**
+ * child-tuning-f (a fresh random mask each step, kept gradients divided by reserve_p) or child-tuning-d (a fixed child network from the Fisher information).
+ */
+kind: ("child-tuning-f" | "child-tuning-d")
+/**
+ * Fraction of the in-scope trainable gradient elements kept.
+ */
+reserve_p: number
+/**
+ * Which of the strategy's trainable parameters the mask covers: 'encoder' = those in the transformer layers (the strategy's own modules there; the head trains whole, as D's reference leaves it), 'all' = the head too.
+ */
+scope: ("all" | "encoder")
+/**
+ * child-tuning-d only: also mask the decoupled weight decay.
+ */
+mask_weight_decay: boolean
+fisher?: Fisher
+}
+/**
+ * Prefix tuning (Li and Liang 2021): trainable key and value prefixes in every encoder layer's attention, which every token attends to; every pretrained weight stays as it is, the prefixes and the head (pooler and classifier) train.
+ */
+export interface PrefixTuningStrategy {
+kind: "prefix-tuning"
+/**
+ * prefix-tuning only: the prefix length l, key and value rows per layer (Li and Liang: 10 for table-to-text).
+ */
+length: number
+/**
+ * prefix-tuning only: train the prefixes through an MLP (an embedding [l, hidden], a dense layer to mlp_hidden, tanh, and per layer a dense layer to its keys and values), as Li and Liang do for stable training; the saved prefixes are the MLP's outputs. false: the prefixes are the parameters themselves.
+ */
+reparameterize: boolean
+/**
+ * prefix-tuning only: the MLP's hidden size when reparameterize is on (Li and Liang's code: 512).
+ */
+mlp_hidden: number
+child_tuning?: ChildTuning3
+placement?: undefined
+reduction_factor?: undefined
+bottleneck?: undefined
+nonlinearity?: undefined
+scaling?: undefined
+init?: undefined
+init_std?: undefined
+train_layer_norms?: undefined
+reserve_p?: undefined
+mask_weight_decay?: undefined
+fisher?: undefined
+scope?: undefined
+f_masks?: undefined
+r?: undefined
+alpha?: undefined
+dropout?: undefined
+target_modules?: undefined
+save?: undefined
+prompt_init?: undefined
+anneal?: undefined
+k?: undefined
+t0?: undefined
+gamma?: undefined
+layers?: undefined
+lambda?: undefined
+}
+/**
+ * Child-Tuning inside another strategy's trainable set (any kind but vanilla and Child-Tuning's own): F draws its random mask, or D's Fisher pass (on the modified model) picks its child network, over the parameters that strategy trains only, within scope.
+ */
+export interface ChildTuning3 {
+/**
+ * child-tuning-f (a fresh random mask each step, kept gradients divided by reserve_p) or child-tuning-d (a fixed child network from the Fisher information).
+ */
+kind: ("child-tuning-f" | "child-tuning-d")
+/**
+ * Fraction of the in-scope trainable gradient elements kept.
+ */
+reserve_p: number
+/**
+ * Which of the strategy's trainable parameters the mask covers: 'encoder' = those in the transformer layers (the strategy's own modules there; the head trains whole, as D's reference leaves it), 'all' = the head too.
+ */
+scope: ("all" | "encoder")
+/**
+ * child-tuning-d only: also mask the decoupled weight decay.
+ */
+mask_weight_decay: boolean
+fisher?: Fisher
+}
+/**
+ * Prompt tuning (Lester et al. 2021): trainable vectors put before every sequence's embeddings, in the input only; every pretrained weight stays as it is, the prompt and the head (pooler and classifier) train.
+ */
+export interface PromptTuningStrategy {
+kind: "prompt-tuning"
+/**
+ * prompt-tuning only: the number of prompt vectors (Lester et al.: 100).
+ */
+length: number
+/**
+ * prompt-tuning only: vocabulary (each vector a copy of a word embedding row, the tokens drawn uniformly from the whole vocabulary with the training seed; Lester et al.'s sampled-vocabulary init) or random (uniform in [-0.5, 0.5], Lester et al.'s random init).
+ */
+prompt_init: ("vocabulary" | "random")
+child_tuning?: ChildTuning4
+placement?: undefined
+reduction_factor?: undefined
+bottleneck?: undefined
+nonlinearity?: undefined
+scaling?: undefined
+init?: undefined
+init_std?: undefined
+train_layer_norms?: undefined
+reserve_p?: undefined
+mask_weight_decay?: undefined
+fisher?: undefined
+scope?: undefined
+f_masks?: undefined
+r?: undefined
+alpha?: undefined
+dropout?: undefined
+target_modules?: undefined
+save?: undefined
+reparameterize?: undefined
+mlp_hidden?: undefined
+anneal?: undefined
+k?: undefined
+t0?: undefined
+gamma?: undefined
+layers?: undefined
+lambda?: undefined
+}
+/**
+ * Child-Tuning inside another strategy's trainable set (any kind but vanilla and Child-Tuning's own): F draws its random mask, or D's Fisher pass (on the modified model) picks its child network, over the parameters that strategy trains only, within scope.
+ */
+export interface ChildTuning4 {
 /**
  * child-tuning-f (a fresh random mask each step, kept gradients divided by reserve_p) or child-tuning-d (a fixed child network from the Fisher information).
  */
@@ -365,7 +635,15 @@ t0: number
  * RecAdam only: the pretraining-recall coefficient of the quadratic penalty (5000 in the paper).
  */
 gamma: number
-child_tuning?: ChildTuning2
+child_tuning?: ChildTuning5
+placement?: undefined
+reduction_factor?: undefined
+bottleneck?: undefined
+nonlinearity?: undefined
+scaling?: undefined
+init?: undefined
+init_std?: undefined
+train_layer_norms?: undefined
 reserve_p?: undefined
 mask_weight_decay?: undefined
 fisher?: undefined
@@ -376,13 +654,17 @@ alpha?: undefined
 dropout?: undefined
 target_modules?: undefined
 save?: undefined
+length?: undefined
+reparameterize?: undefined
+mlp_hidden?: undefined
+prompt_init?: undefined
 layers?: undefined
 lambda?: undefined
 }
 /**
  * Child-Tuning inside another strategy's trainable set (any kind but vanilla and Child-Tuning's own): F draws its random mask, or D's Fisher pass (on the modified model) picks its child network, over the parameters that strategy trains only, within scope.
  */
-export interface ChildTuning2 {
+export interface ChildTuning5 {
 /**
  * child-tuning-f (a fresh random mask each step, kept gradients divided by reserve_p) or child-tuning-d (a fixed child network from the Fisher information).
  */
@@ -410,7 +692,15 @@ kind: "top-k-layers"
  * Top-k-layers only: how many of the top encoder layers train (K). At least the model's layer count trains the whole encoder (the embeddings stay frozen); 0 trains the head alone.
  */
 layers: number
-child_tuning?: ChildTuning3
+child_tuning?: ChildTuning6
+placement?: undefined
+reduction_factor?: undefined
+bottleneck?: undefined
+nonlinearity?: undefined
+scaling?: undefined
+init?: undefined
+init_std?: undefined
+train_layer_norms?: undefined
 reserve_p?: undefined
 mask_weight_decay?: undefined
 fisher?: undefined
@@ -421,6 +711,10 @@ alpha?: undefined
 dropout?: undefined
 target_modules?: undefined
 save?: undefined
+length?: undefined
+reparameterize?: undefined
+mlp_hidden?: undefined
+prompt_init?: undefined
 anneal?: undefined
 k?: undefined
 t0?: undefined
@@ -430,7 +724,7 @@ lambda?: undefined
 /**
  * Child-Tuning inside another strategy's trainable set (any kind but vanilla and Child-Tuning's own): F draws its random mask, or D's Fisher pass (on the modified model) picks its child network, over the parameters that strategy trains only, within scope.
  */
-export interface ChildTuning3 {
+export interface ChildTuning6 {
 /**
  * child-tuning-f (a fresh random mask each step, kept gradients divided by reserve_p) or child-tuning-d (a fixed child network from the Fisher information).
  */
@@ -458,7 +752,15 @@ kind: "weight-decay-to-pretrained"
  * Weight-decay-to-pretrained only: the penalty's strength (its gradient is lambda (w - w_pretrained), added after clipping, before AdamW's moments). 0 is vanilla fine-tuning.
  */
 lambda: number
-child_tuning?: ChildTuning4
+child_tuning?: ChildTuning7
+placement?: undefined
+reduction_factor?: undefined
+bottleneck?: undefined
+nonlinearity?: undefined
+scaling?: undefined
+init?: undefined
+init_std?: undefined
+train_layer_norms?: undefined
 reserve_p?: undefined
 mask_weight_decay?: undefined
 fisher?: undefined
@@ -469,6 +771,10 @@ alpha?: undefined
 dropout?: undefined
 target_modules?: undefined
 save?: undefined
+length?: undefined
+reparameterize?: undefined
+mlp_hidden?: undefined
+prompt_init?: undefined
 anneal?: undefined
 k?: undefined
 t0?: undefined
@@ -478,7 +784,7 @@ layers?: undefined
 /**
  * Child-Tuning inside another strategy's trainable set (any kind but vanilla and Child-Tuning's own): F draws its random mask, or D's Fisher pass (on the modified model) picks its child network, over the parameters that strategy trains only, within scope.
  */
-export interface ChildTuning4 {
+export interface ChildTuning7 {
 /**
  * child-tuning-f (a fresh random mask each step, kept gradients divided by reserve_p) or child-tuning-d (a fixed child network from the Fisher information).
  */

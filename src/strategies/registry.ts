@@ -2,10 +2,13 @@ import { modifiersFromFactories, type ModelModifier, type ModifiersFrom } from '
 import type { UpdateHooks } from '../engine/parallel/hooks.js';
 import type { ParamSpec } from '../engine/params.js';
 import type { Recipe } from '../recipe/types.generated.js';
+import { adapterDefinition } from './adapter/index.js';
 import { bitfitDefinition } from './bitfit/index.js';
 import { childTuningDDefinition } from './child-tuning-d/index.js';
 import { childTuningFDefinition } from './child-tuning-f/index.js';
 import type { Kind, StrategyDefinition } from './definition.js';
+import { prefixTuningDefinition } from './prefix-tuning/index.js';
+import { promptTuningDefinition } from './prompt-tuning/index.js';
 import { recAdamDefinition } from './recadam/index.js';
 import { topKLayersDefinition } from './top-k-layers/index.js';
 import { loraDefinition } from './lora/index.js';
@@ -36,6 +39,9 @@ export const STRATEGIES: readonly StrategyDefinition[] = [
   weightDecayToPretrainedDefinition,
   recAdamDefinition,
   loraDefinition,
+  adapterDefinition,
+  prefixTuningDefinition,
+  promptTuningDefinition,
 ];
 
 export function definitionOf(kind: Kind | string): StrategyDefinition {

@@ -3,7 +3,7 @@ import type { ModelConfig } from '../config.js';
 import { gelu } from '../kernels.js';
 import type { Layer, T2 } from './module.js';
 
-export type ActivationKind = ModelConfig['activation'] | 'tanh';
+export type ActivationKind = ModelConfig['activation'] | 'tanh' | 'swish';
 /** y, plus for erf-GELU its derivative, computed with y so the backward pass evaluates no transcendental. */
 type Activated = { y: T2; dydx?: tf.Tensor };
 
@@ -22,6 +22,12 @@ function activate(kind: ActivationKind, x: T2): Activated {
       return { y: tf.relu(x) };
     case 'tanh':
       return { y: tf.tanh(x) };
+    case 'swish': {
+      // x sigmoid(x) (SiLU); its derivative s + y (1 - s), kept from the forward pass.
+      const s = tf.sigmoid(x);
+      const y = tf.mul(x, s) as T2;
+      return { y, dydx: tf.add(s, tf.mul(y, tf.sub(1, s))) };
+    }
   }
 }
 
@@ -30,6 +36,7 @@ function derivative(kind: ActivationKind, x: T2, { y, dydx }: Activated): tf.Ten
   return tf.tidy(() => {
     switch (kind) {
       case 'gelu':
+      case 'swish':
         return dydx!;
       case 'gelu_new': {
         const c = Math.sqrt(2 / Math.PI);

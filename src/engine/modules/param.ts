@@ -1,7 +1,11 @@
 export type ParamGroup = 'embeddings' | 'encoder' | 'head';
 
-/** How a parameter is initialised when no checkpoint gives it: a constant, or seeded draws of the given spread. */
-export type ParamInit = 'normal' | 'zeros' | 'ones' | { normal: number } | { uniform: number };
+/**
+ * How a parameter is initialised when no checkpoint gives it: a constant, seeded draws of the given spread, or (a
+ * modifier's [rows, width] parameter only) copies of rows of another parameter of the same width, each row index
+ * drawn uniformly from the seeded stream (prompt tuning's sampled-vocabulary init).
+ */
+export type ParamInit = 'normal' | 'zeros' | 'ones' | { normal: number } | { uniform: number } | { rowsOf: string };
 
 /** One tensor of the model, named as Hugging Face names it (a strategy's tensors as the strategy names them). */
 export interface ParamSpec {

@@ -1,0 +1,70 @@
+import { learnedKeyValues } from '../../engine/modules/learned-rows.js';
+import { defineModifier, type ModelEditor } from '../../engine/modules/modifier.js';
+import type { Param } from '../../engine/modules/param.js';
+import { mlpKeyValues, type PrefixMlpShared } from './mlp-prefix.js';
+
+/** The prefix modifier's plain data. */
+export interface PrefixSettings {
+  length: number;
+  reparameterize: boolean;
+  mlpHidden: number;
+}
+
+/** The model's own parameters freeze but the head's: every pretrained weight stays as it is. */
+const headOnly = (editor: ModelEditor) => editor.setTrainable((spec) => spec.group === 'head');
+
+/** Li and Liang's MLP: its shared part and every layer's output columns, as the editor declares them. */
+export function declareMlp(editor: ModelEditor, s: PrefixSettings) {
+  const h = editor.config.hiddenSize;
+  // PEFT's PrefixEncoder: an embedding N(0, 1), then nn.Linear layers (uniform within 1 / sqrt(fan_in)).
+  const linear = (name: string, inDim: number, outDim: number, layer?: number) => ({
+    weight: editor.addParam({
+      name: `${name}.weight`,
+      shape: [outDim, inDim],
+      transposed: true,
+      decay: true,
+      init: { uniform: 1 / Math.sqrt(inDim) },
+      layer,
+    }),
+    bias: editor.addParam({ name: `${name}.bias`, shape: [outDim], init: { uniform: 1 / Math.sqrt(inDim) }, layer }),
+  });
+  const embedding = editor.addParam({
+    name: 'prefix.embedding',
+    shape: [s.length, h],
+    decay: true,
+    init: { normal: 1 },
+  });
+  const shared: PrefixMlpShared = {
+    embedding,
+    ...linear('prefix.mlp.dense', h, s.mlpHidden),
+    firstBackward: editor.config.numLayers - 1,
+  };
+  return { shared, out: (layer: number) => linear(`prefix.mlp.layer.${layer}`, s.mlpHidden, 2 * h, layer) };
+}
+
+/** Plain prefixes: prefix.layer.<l>.key and .value, [l, hidden] each (PEFT's embedding init, N(0, 1)). */
+export function declarePlain(editor: ModelEditor, length: number, layer: number): { keys: Param; values: Param } {
+  const rows = (part: string) =>
+    editor.addParam({
+      name: `prefix.layer.${layer}.${part}`,
+      shape: [length, editor.config.hiddenSize],
+      decay: true,
+      init: { normal: 1 },
+      layer,
+    });
+  return { keys: rows('key'), values: rows('value') };
+}
+
+/** Key and value prefixes in every encoder layer: the parameters themselves, or an MLP's outputs. */
+export const prefixModifier = defineModifier<PrefixSettings>('prefix-tuning', (editor, s) => {
+  headOnly(editor);
+  if (!s.reparameterize) {
+    editor.prefixAttention((layer) => {
+      const { keys, values } = declarePlain(editor, s.length, layer);
+      return learnedKeyValues(keys, values);
+    });
+    return;
+  }
+  const { shared, out } = declareMlp(editor, s);
+  editor.prefixAttention((layer) => mlpKeyValues(shared, out(layer), layer));
+});

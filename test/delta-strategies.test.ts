@@ -1,0 +1,309 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { before, describe, test } from 'node:test';
+import { initStrategyParams } from '../src/engine/checkpoint.js';
+import { writeAtomic } from '../src/engine/files.js';
+import { EncoderClassifier, type Batch } from '../src/engine/model.js';
+import type { ModelModifier } from '../src/engine/modules/modifier.js';
+import { sizeOf } from '../src/engine/modules/param.js';
+import { selectBackend } from '../src/engine/backend.js';
+import { Rng } from '../src/engine/rng.js';
+import { readSafetensors } from '../src/engine/safetensors.js';
+import type { Recipe } from '../src/recipe/types.generated.js';
+import { saveAdapter } from '../src/strategies/adapter/index.js';
+import { savePrefix } from '../src/strategies/prefix-tuning/index.js';
+import { savePrompt } from '../src/strategies/prompt-tuning/index.js';
+import type { StrategySave } from '../src/strategies/definition.js';
+import { definitionOf, modifiersFor } from '../src/strategies/registry.js';
+import { STRATEGY_CONFIG, STRATEGY_WEIGHTS } from '../src/strategies/save-apart.js';
+import { microModel, tmpProject } from './helpers.js';
+
+type Family = 'bert' | 'roberta' | 'electra';
+const strategy = (s: Record<string, unknown>) => s as unknown as Recipe['strategy'];
+
+const microBatch = (): Batch => ({
+  batch: 2,
+  seq: 5,
+  inputIds: Int32Array.from([2, 7, 9, 3, 0, 2, 5, 3, 8, 3]),
+  tokenTypeIds: Int32Array.from([0, 0, 0, 0, 0, 0, 0, 0, 1, 1]),
+  attentionMask: Float32Array.from([1, 1, 1, 1, 0, 1, 1, 1, 1, 1]),
+  labels: Float32Array.from([2, 0]),
+});
+
+/**
+ * A micro model with the strategy's modifiers: its own parameters copied from microModel, the strategy's from
+ * their init (seed 4), then (spread > 0) moved off their init so no zero-initialised projection hides a gradient.
+ */
+function strategyModel(family: Family, modifiers: ModelModifier[], spread = 0) {
+  const base = microModel({ family, embedding: family === 'electra' ? 6 : 8 });
+  const model = new EncoderClassifier(base.config, base.numLabels, undefined, modifiers);
+  base.values.forEach((v, i) => (model.values[i] = v));
+  initStrategyParams(model, 4);
+  const rng = new Rng(8);
+  if (spread > 0)
+    model.specs.forEach((s, i) => {
+      if (s.source === 'strategy') model.values[i] = model.values[i].map((v) => v + rng.normal() * spread);
+    });
+  model.markDirty();
+  base.dispose();
+  return model;
+}
+
+const random = (rng: Rng, n: number) => Float32Array.from({ length: n }, () => rng.normal());
+const dot = (a: ArrayLike<number>, b: ArrayLike<number>) => {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i] * b[i];
+  return s;
+};
+
+describe('adapter, prefix-tuning and prompt-tuning modules', () => {
+  before(async () => {
+    await selectBackend('wasm');
+  });
+
+  const cases: [string, Family, Record<string, unknown>][] = [
+    ['houlsby adapters (swish, LayerNorms training)', 'bert', { kind: 'adapter', bottleneck: 3 }],
+    ['pfeiffer adapters (gelu)', 'roberta', { kind: 'adapter', placement: 'pfeiffer', nonlinearity: 'gelu' }],
+    [
+      'parallel adapters (tanh)',
+      'electra',
+      { kind: 'adapter', placement: 'parallel', nonlinearity: 'tanh', bottleneck: 2 },
+    ],
+    [
+      'scaled-parallel adapters (s = 4, identity init)',
+      'bert',
+      { kind: 'adapter', placement: 'scaled-parallel', init: 'identity', bottleneck: 2 },
+    ],
+    ['plain prefixes', 'roberta', { kind: 'prefix-tuning', length: 2, reparameterize: false }],
+    ['prefixes through the MLP', 'bert', { kind: 'prefix-tuning', length: 2, mlp_hidden: 5 }],
+    ['prefixes through the MLP on ELECTRA', 'electra', { kind: 'prefix-tuning', length: 3, mlp_hidden: 4 }],
+    ['a prompt from the vocabulary', 'bert', { kind: 'prompt-tuning', length: 3 }],
+    ['a random prompt', 'electra', { kind: 'prompt-tuning', length: 2, prompt_init: 'random' }],
+  ];
+  for (const [name, family, options] of cases)
+    test(`${name} (${family}): every trainable gradient matches central differences; frozen ones are not written`, () => {
+      const model = strategyModel(family, modifiersFor(strategy(options)), 0.3);
+      const b = microBatch();
+      const grads = model.specs.map((s) => new Float32Array(sizeOf(s)).fill(Number.NaN));
+      const lossAt = () =>
+        model.step(
+          b,
+          model.specs.map((s) => new Float32Array(sizeOf(s))),
+          new Rng(5),
+        ).loss;
+      model.step(b, grads, new Rng(5));
+      const probe = new Rng(9);
+      let checked = 0;
+      model.specs.forEach((spec, i) => {
+        if (!spec.trainable) {
+          assert.ok(grads[i].every(Number.isNaN), `frozen ${spec.name} was written`);
+          return;
+        }
+        const v = random(probe, model.values[i].length);
+        const orig = model.values[i];
+        const eps = 3e-3;
+        model.values[i] = orig.map((w, j) => w + eps * v[j]);
+        model.markDirty();
+        const up = lossAt();
+        model.values[i] = orig.map((w, j) => w - eps * v[j]);
+        model.markDirty();
+        const down = lossAt();
+        model.values[i] = orig;
+        model.markDirty();
+        const [analytic, numeric] = [dot(grads[i], v), (up - down) / (2 * eps)];
+        assert.ok(
+          Math.abs(numeric - analytic) <= 1e-2 * Math.max(Math.abs(numeric), Math.abs(analytic)) + 1e-4,
+          `${spec.name}: analytic ${analytic} vs numeric ${numeric}`,
+        );
+        checked++;
+      });
+      const added = model.specs.filter((s) => s.source === 'strategy');
+      assert.ok(added.length > 0 && added.every((s) => s.trainable));
+      assert.ok(checked >= added.length + 4, 'the strategy and the head are checked');
+      model.dispose();
+    });
+
+  test('trainable sets: the head and the strategy; houlsby adds the encoder LayerNorms, the others do not', () => {
+    const trained = (options: Record<string, unknown>) =>
+      new Set(
+        new EncoderClassifier(microModel().config, 3, undefined, modifiersFor(strategy(options))).specs
+          .filter((s) => s.trainable && s.source === 'checkpoint')
+          .map((s) => s.name),
+      );
+    const head = ['bert.pooler.dense.weight', 'bert.pooler.dense.bias', 'classifier.weight', 'classifier.bias'];
+    const norms = [0, 1].flatMap((l) =>
+      ['attention.output', 'output'].flatMap((p) =>
+        ['weight', 'bias'].map((w) => `bert.encoder.layer.${l}.${p}.LayerNorm.${w}`),
+      ),
+    );
+    assert.deepEqual([...trained({ kind: 'adapter' })].sort(), [...head, ...norms].sort());
+    assert.deepEqual([...trained({ kind: 'adapter', train_layer_norms: false })].sort(), [...head].sort());
+    for (const kind of ['pfeiffer', 'parallel', 'scaled-parallel'])
+      assert.deepEqual([...trained({ kind: 'adapter', placement: kind })].sort(), [...head].sort(), kind);
+    assert.deepEqual([...trained({ kind: 'prefix-tuning' })].sort(), [...head].sort());
+    assert.deepEqual([...trained({ kind: 'prompt-tuning' })].sort(), [...head].sort());
+  });
+
+  test('adapters with the identity init (up projection zero) give the base model outputs, bit for bit', () => {
+    const base = microModel();
+    const b = microBatch();
+    const want = base.predict(b, true);
+    for (const placement of ['houlsby', 'pfeiffer', 'parallel', 'scaled-parallel']) {
+      const model = strategyModel('bert', modifiersFor(strategy({ kind: 'adapter', placement, init: 'identity' })));
+      const got = model.predict(b, true);
+      assert.deepEqual(got.logits, want.logits, placement);
+      assert.deepEqual(got.hidden, want.hidden, placement);
+      model.dispose();
+    }
+    base.dispose();
+  });
+
+  test('the bottleneck is hidden / reduction_factor unless given; near-identity draws N(0, init_std^2)', () => {
+    const sizes = (options: Record<string, unknown>) =>
+      new EncoderClassifier(
+        microModel().config,
+        3,
+        undefined,
+        modifiersFor(strategy({ kind: 'adapter', ...options })),
+      ).specs
+        .filter((s) => s.name.endsWith('.down.weight'))
+        .map((s) => s.shape[0]);
+    assert.deepEqual(sizes({ reduction_factor: 4 }), [2, 2, 2, 2]);
+    assert.deepEqual(sizes({ reduction_factor: 16 }), [1, 1, 1, 1], 'at least one');
+    assert.deepEqual(sizes({ reduction_factor: 4, bottleneck: 5, placement: 'pfeiffer' }), [5, 5]);
+    const model = strategyModel('bert', modifiersFor(strategy({ kind: 'adapter', init_std: 0.001 })));
+    const up = model.values[model.indexOf('adapter.layer.0.output.up.weight')];
+    assert.ok(up.some((v) => v !== 0) && up.every((v) => Math.abs(v) < 0.006));
+    assert.ok(model.values[model.indexOf('adapter.layer.0.output.up.bias')].every((v) => v === 0));
+    model.dispose();
+  });
+
+  test('scaling on an adapter placement other than scaled-parallel is reported against it', () => {
+    const check = (o: Record<string, unknown>) =>
+      definitionOf('adapter').check!(strategy({ kind: 'adapter', placement: 'houlsby', ...o }) as never).map((d) => [
+        d.code,
+        d.pointer,
+        d.message,
+      ]);
+    assert.deepEqual(check({ scaling: 2 }), [
+      ['CT0303', '/strategy/scaling', 'scaling applies to the scaled-parallel placement only, not houlsby'],
+    ]);
+    assert.deepEqual(check({ placement: 'scaled-parallel', scaling: 2 }), []);
+    assert.deepEqual(check({}), []);
+  });
+
+  test('a vocabulary prompt copies word embedding rows drawn with the seed; ELECTRA with a smaller embedding is refused', () => {
+    const mods = modifiersFor(strategy({ kind: 'prompt-tuning', length: 6 }));
+    const model = strategyModel('bert', mods);
+    const words = model.values[model.indexOf('bert.embeddings.word_embeddings.weight')];
+    const prompt = model.values[model.indexOf('prompt.embeddings')];
+    const rows = [...Array(6).keys()].map((r) => {
+      const row = prompt.subarray(r * 8, r * 8 + 8);
+      return [...Array(40).keys()].find((w) => words.subarray(w * 8, w * 8 + 8).every((v, j) => v === row[j]));
+    });
+    assert.ok(
+      rows.every((r) => r !== undefined),
+      `every prompt row is a word embedding row: ${rows}`,
+    );
+    assert.ok(new Set(rows).size > 1, 'drawn, not one row repeated');
+    const again = strategyModel('bert', mods);
+    assert.deepEqual(again.values[again.indexOf('prompt.embeddings')], prompt, 'the same seed draws the same rows');
+    assert.throws(
+      () => strategyModel('electra', modifiersFor(strategy({ kind: 'prompt-tuning', length: 2 }))),
+      (e: Error & { hint?: string }) =>
+        /embeds into 6 dimensions.*reads 8/.test(e.message) && /prompt_init: random/.test(e.hint!),
+    );
+    model.dispose();
+    again.dispose();
+  });
+});
+
+/** A strategy's save hook as the save stage calls it, its files written into `dir` as the stage writes them. */
+function saveThrough(
+  // Each hook takes its own kind's input; the caller passes that kind's options.
+  save: (input: never) => StrategySave,
+  model: EncoderClassifier,
+  dir: string,
+  options: unknown,
+): StrategySave {
+  const saved = save({
+    options,
+    config: model.config,
+    specs: model.specs,
+    values: model.values,
+    modelDir: dir,
+  } as never);
+  for (const [name, data] of Object.entries(saved.files ?? {})) writeAtomic(path.join(dir, name), data);
+  return saved;
+}
+
+describe('saving a strategy apart from the model', () => {
+  before(async () => {
+    await selectBackend('wasm');
+  });
+
+  test('prefixes trained through the MLP are saved as the plain prefixes it computes, which give the same outputs', () => {
+    const mlp = strategyModel('bert', modifiersFor(strategy({ kind: 'prefix-tuning', length: 2, mlp_hidden: 5 })), 0.3);
+    const dir = tmpProject();
+    saveThrough(savePrefix, mlp, dir, strategy({ kind: 'prefix-tuning', length: 2, mlp_hidden: 5 }));
+    const saved = readSafetensors(path.join(dir, STRATEGY_WEIGHTS));
+    assert.deepEqual([...saved.keys()].sort(), [
+      'prefix.layer.0.key',
+      'prefix.layer.0.value',
+      'prefix.layer.1.key',
+      'prefix.layer.1.value',
+    ]);
+    const config = JSON.parse(fs.readFileSync(path.join(dir, STRATEGY_CONFIG), 'utf8'));
+    assert.equal(config.kind, 'prefix-tuning');
+    assert.equal(config.length, 2);
+    assert.equal(config.reparameterize, false);
+    const plain = strategyModel(
+      'bert',
+      modifiersFor(strategy({ kind: 'prefix-tuning', length: 2, reparameterize: false })),
+    );
+    for (const [name, t] of saved) plain.values[plain.indexOf(name)] = t.data;
+    plain.markDirty();
+    const b = microBatch();
+    const want = mlp.predict(b).logits;
+    const got = plain.predict(b).logits;
+    assert.ok(
+      got.every((v, i) => Math.abs(v - want[i]) < 1e-5),
+      `${got} against ${want}`,
+    );
+    mlp.dispose();
+    plain.dispose();
+  });
+
+  test('adapters and prompts are saved by their names, [out, in] for dense weights, with what rebuilds them', () => {
+    const options = strategy({ kind: 'adapter', placement: 'scaled-parallel', bottleneck: 2 });
+    const model = strategyModel('bert', modifiersFor(options), 0.3);
+    const dir = tmpProject();
+    const savedAdapter = saveThrough(saveAdapter, model, dir, options);
+    assert.equal(savedAdapter.weights, model.values, "model.safetensors keeps the model's own values (pretrained and head)");
+    const saved = readSafetensors(path.join(dir, STRATEGY_WEIGHTS));
+    const added = model.specs.filter((s) => s.source === 'strategy');
+    assert.deepEqual([...saved.keys()].sort(), added.map((s) => s.name).sort());
+    const down = saved.get('adapter.layer.1.output.down.weight')!;
+    assert.deepEqual(down.shape, [2, 8]);
+    const engine = model.values[model.indexOf('adapter.layer.1.output.down.weight')]; // [in 8, out 2]
+    assert.equal(down.data[1 * 8 + 3], engine[3 * 2 + 1]);
+    const config = JSON.parse(fs.readFileSync(path.join(dir, STRATEGY_CONFIG), 'utf8'));
+    assert.deepEqual(
+      { ...config, tensors: undefined },
+      {
+        kind: 'adapter',
+        placement: 'scaled-parallel',
+        bottleneck: 2,
+        nonlinearity: 'relu',
+        scaling: 4,
+        tensors: undefined,
+      },
+    );
+    const prompt = strategyModel('bert', modifiersFor(strategy({ kind: 'prompt-tuning', length: 3 })));
+    saveThrough(savePrompt, prompt, dir, strategy({ kind: 'prompt-tuning', length: 3 }));
+    assert.deepEqual([...readSafetensors(path.join(dir, STRATEGY_WEIGHTS)).keys()], ['prompt.embeddings']);
+    model.dispose();
+    prompt.dispose();
+  });
+});
