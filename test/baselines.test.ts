@@ -195,7 +195,7 @@ const write2 = (beside: string, body: string) => {
 };
 
 test('RecAdam on 2 threads killed with SIGKILL resumes to exactly the run that was not interrupted', async () => {
-  const recipe = await tinyModelRecipe(`${data(48)}strategy: {kind: recadam, k: 1, t0: 4, gamma: 500}
+  const recipe = await tinyModelRecipe(`${data(32)}strategy: {kind: recadam, k: 1, t0: 4, gamma: 500}
 training: {epochs: 2, batch_size: 8, log_every: 1, checkpoint_every: 2}
 evaluation: {batch_size: 64}
 runtime: {threads: 2}
@@ -203,7 +203,7 @@ runtime: {threads: 2}
   const whole = await cli(['run', recipe, '--json', ...allow]);
   assert.equal(whole.code, 0, whole.err);
   const reference = JSON.parse(whole.out)[0].dir;
-  const killAt = 2 * (1 + new Rng(Date.now()).int(4));
+  const killAt = 2 * (1 + new Rng(Date.now()).int(3));
   const child = spawn(process.execPath, [path.join(REPO, 'bin', 'childtune.js'), 'run', recipe, '--quiet', ...allow], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
