@@ -5,7 +5,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { Rng } from '../src/engine/rng.js';
 import { readSafetensors } from '../src/engine/safetensors.js';
-import { cli, GLUE, REPO, tinyModel, tinyModelRecipe, tmpProject } from './helpers.js';
+import { cli, GLUE, REPO, tinyModelRecipe } from './helpers.js';
 
 /** metrics.jsonl without its timing field, which is the only thing allowed to differ. */
 const metricsOf = (dir: string) =>
@@ -89,31 +89,4 @@ runtime: {threads: 2}
   assert.deepEqual(resultsOf(runDir), resultsOf(reference));
   assert.deepEqual(metricsOf(runDir), metricsOf(reference));
   assert.deepEqual(file(runDir, 'model.safetensors'), file(reference, 'model.safetensors'));
-});
-
-test('recipes/delta/lora-rte.yaml plans 3 strategies x 10 seeds; a small variant runs', async () => {
-  const project = tmpProject();
-  const model = await tinyModel(path.join(project, 'model'));
-  process.env.CHILDTUNE_MODEL = model;
-  process.env.CHILDTUNE_DATA = path.dirname(GLUE);
-  const file = path.join(REPO, 'recipes', 'delta', 'lora-rte.yaml');
-  const plan = await cli(['plan', file, '--json', '--allow-path', path.dirname(GLUE)]);
-  assert.equal(plan.code, 0, plan.err);
-  assert.equal(JSON.parse(plan.out).trials.length, 30);
-  const small = [
-    ...['sweep.seeds=[1]', 'training.epochs=1', 'training.batch_size=8', 'model.max_seq_length=32'],
-    ...['dataset.subsample={size: 24, seed: 0, stratified: false}', 'dataset.eval_split=train'],
-    ...[`runtime.output_dir=${path.join(project, 'runs')}`, `runtime.cache_dir=${path.join(project, 'cache')}`],
-  ].flatMap((s) => ['--set', s]);
-  const r = await cli(['sweep', file, ...small, '--allow-path', path.dirname(GLUE)]);
-  assert.equal(r.code, 0, r.err);
-  const results = fs
-    .readdirSync(path.join(project, 'runs'), { recursive: true, encoding: 'utf8' })
-    .filter((f) => f.endsWith('results.json'))
-    .map((f) => JSON.parse(fs.readFileSync(path.join(project, 'runs', f), 'utf8')));
-  assert.deepEqual(results.map((x) => x.child_tuning?.kind ?? 'none').sort(), [
-    'child-tuning-d',
-    'child-tuning-f',
-    'none',
-  ]);
 });
