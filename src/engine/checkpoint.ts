@@ -28,7 +28,10 @@ export function initialValue(spec: ParamSpec, rng: Rng, std = 0.02): Float32Arra
   else if (init === 'normal') for (let i = 0; i < v.length; i++) v[i] = rng.normal() * std;
   else if (typeof init === 'object' && 'normal' in init)
     for (let i = 0; i < v.length; i++) v[i] = rng.normal() * init.normal;
-  else if (typeof init === 'object') for (let i = 0; i < v.length; i++) v[i] = (2 * rng.next() - 1) * init.uniform;
+  else if (typeof init === 'object' && 'uniform' in init)
+    for (let i = 0; i < v.length; i++) v[i] = (2 * rng.next() - 1) * init.uniform;
+  else if (typeof init === 'object')
+    throw new Error(`${spec.name} copies ${init.copyOf}: initialise it with initStrategyParams`);
   return v;
 }
 
@@ -41,8 +44,10 @@ const STRATEGY_INIT_STREAM = 0x5354;
  */
 export function initStrategyParams(model: EncoderClassifier, seed: number) {
   model.specs.forEach((spec, i) => {
-    if (spec.source === 'strategy')
-      model.values[i] = initialValue(spec, new Rng(streamSeed(seed, STRATEGY_INIT_STREAM, i)));
+    if (spec.source !== 'strategy') return;
+    const init = spec.init;
+    if (typeof init === 'object' && 'copyOf' in init) model.values[i].set(model.values[model.indexOf(init.copyOf)]);
+    else model.values[i] = initialValue(spec, new Rng(streamSeed(seed, STRATEGY_INIT_STREAM, i)));
   });
 }
 

@@ -20,7 +20,7 @@ dataset: Dataset
 /**
  * How the training changes the gradient or the model: one branch per kind (src/strategies/<kind>/schema.json), chosen by kind.
  */
-strategy: (VanillaStrategy | ChildTuningDStrategy | ChildTuningFStrategy)
+strategy: (VanillaStrategy | ChildTuningDStrategy | ChildTuningFStrategy | MixoutStrategy | R3FStrategy)
 training: Training
 evaluation: Evaluation
 transfer: Transfer
@@ -108,6 +108,11 @@ mask_weight_decay?: undefined
 fisher?: undefined
 scope?: undefined
 f_masks?: undefined
+p?: undefined
+target_modules?: undefined
+lambda?: undefined
+noise?: undefined
+sigma?: undefined
 }
 /**
  * Child-Tuning-D (task-driven): the top reserve_p of the parameters by Fisher information train, the rest stay frozen.
@@ -125,6 +130,11 @@ mask_weight_decay: boolean
 fisher?: Fisher
 scope?: undefined
 f_masks?: undefined
+p?: undefined
+target_modules?: undefined
+lambda?: undefined
+noise?: undefined
+sigma?: undefined
 }
 /**
  * Child-Tuning-D: how the Fisher information that picks the child network is estimated.
@@ -174,6 +184,60 @@ replay?: string
 }
 mask_weight_decay?: undefined
 fisher?: undefined
+p?: undefined
+target_modules?: undefined
+lambda?: undefined
+noise?: undefined
+sigma?: undefined
+}
+/**
+ * Mixout (Lee et al., ICLR 2020): each training step each weight element of the chosen dense layers is replaced by its pretrained value with probability p, the result rescaled so its expectation is the weight; it replaces dropout on those layers.
+ */
+export interface MixoutStrategy {
+kind: "mixout"
+/**
+ * Mixout only: probability that a weight element is replaced by its pretrained value each step (0: vanilla). The paper's BERT-large runs use 0.9 (searched over 0.7, 0.8, 0.9).
+ */
+p: number
+/**
+ * Mixout only: the dense layers it applies to, by role (default every dense layer, as the paper: all layers, the added output layer mixed towards its initial values).
+ * 
+ * @minItems 1
+ */
+target_modules: [("query" | "key" | "value" | "attention-output" | "intermediate" | "output" | "embeddings-projection" | "head-dense" | "head-out"), ...(("query" | "key" | "value" | "attention-output" | "intermediate" | "output" | "embeddings-projection" | "head-dense" | "head-out"))[]]
+reserve_p?: undefined
+mask_weight_decay?: undefined
+fisher?: undefined
+scope?: undefined
+f_masks?: undefined
+lambda?: undefined
+noise?: undefined
+sigma?: undefined
+}
+/**
+ * R3F (Aghajanyan et al., ICLR 2021): each step a second pass with noise on the input embeddings, and lambda times the symmetric KL between the clean and the noisy output distributions (squared difference of the scores for regression) added to the loss.
+ */
+export interface R3FStrategy {
+kind: "r3f"
+/**
+ * Weight of the symmetric-KL term (0: vanilla, no second pass). The paper's default is 1.
+ */
+lambda: number
+/**
+ * R3F only: distribution of each embedding element's noise: uniform in [-sigma, sigma] (the paper's default) or normal with standard deviation sigma.
+ */
+noise: ("uniform" | "normal")
+/**
+ * R3F only: scale of the embedding noise (the paper's default 1e-5).
+ */
+sigma: number
+reserve_p?: undefined
+mask_weight_decay?: undefined
+fisher?: undefined
+scope?: undefined
+f_masks?: undefined
+p?: undefined
+target_modules?: undefined
 }
 export interface Training {
 optimizer: Optimizer

@@ -5,6 +5,8 @@ import type { Recipe } from '../recipe/types.generated.js';
 import { childTuningDDefinition } from './child-tuning-d/index.js';
 import { childTuningFDefinition } from './child-tuning-f/index.js';
 import type { Kind, StrategyDefinition } from './definition.js';
+import { mixoutDefinition } from './mixout/index.js';
+import { r3fDefinition } from './r3f/index.js';
 import { Strategy, type PreparedStrategy } from './strategy.js';
 import { vanillaDefinition } from './vanilla/index.js';
 
@@ -16,6 +18,8 @@ export const STRATEGIES: readonly StrategyDefinition[] = [
   vanillaDefinition,
   childTuningFDefinition,
   childTuningDDefinition,
+  mixoutDefinition,
+  r3fDefinition,
 ];
 
 export function definitionOf(kind: Kind | string): StrategyDefinition {

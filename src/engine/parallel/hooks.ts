@@ -1,7 +1,8 @@
+import type { ConsistencyTerm } from '../consistency.js';
 import type { OptimizerPasses } from '../optimizer.js';
 
 /**
- * What a training method changes in the optimizer step, as the engine sees it: the engine knows no method,
+ * What a training method changes in the optimizer step (and the gradient step, `consistency`), as the engine sees it: the engine knows no method,
  * only these hooks (src/strategies builds them from a recipe).
  */
 export interface GradientTransform {
@@ -31,6 +32,11 @@ export interface UpdateHooks {
   decayMask?(index: number): Uint8Array | undefined;
   /** Fixed per-tensor bitsets, copied once into the tensors' shared bitsets so the transform's passes read them there. */
   fixedBits?: readonly (Uint8Array | undefined)[];
+  /**
+   * A consistency term each training step adds (a second pass with noised embeddings, model.ts); its noise is drawn
+   * from the stream (stepSeed, `stream`, shard, pass). Steps without a step seed (the Fisher pass) run without it.
+   */
+  consistency?: ConsistencyTerm & { stream: number };
 }
 
 /** Builds a shard's hooks from the plain data a worker thread receives (structured-cloned). */

@@ -175,10 +175,17 @@ export class ParallelPool {
     return { batches, weights: batches.map((x) => x.batch / b.batch) };
   }
 
-  /** Forward and backward over a batch; leaves the batch-mean gradient in `grads`. Returns the loss and gradient norm. */
-  async gradients(b: Batch, dropoutSeed: number | null): Promise<{ loss: number; norm: number }> {
+  /**
+   * Forward and backward over a batch; leaves the batch-mean gradient in `grads`. Returns the loss and gradient norm.
+   * `stepSeed` seeds the modules' own draws of the step (the same in every shard) and the hooks' consistency noise.
+   */
+  async gradients(
+    b: Batch,
+    dropoutSeed: number | null,
+    stepSeed: number | null = null,
+  ): Promise<{ loss: number; norm: number }> {
     const { batches, weights } = this.split(b);
-    const losses = await this.round(batches.map((batch) => ({ kind: 'grad', batch, dropoutSeed })));
+    const losses = await this.round(batches.map((batch) => ({ kind: 'grad', batch, dropoutSeed, stepSeed })));
     const sums = await this.round(Array.from({ length: this.threads }, () => ({ kind: 'reduce', weights })));
     const loss = weights.reduce((a, w, k) => a + w * losses[k]!.loss!, 0);
     return { loss, norm: Math.sqrt(sums.reduce((a, r) => a + r!.sumsq!, 0)) };
