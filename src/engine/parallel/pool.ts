@@ -5,6 +5,7 @@ import { sliceBatch } from '../batch.js';
 import type { Batch, EncoderClassifier } from '../model.js';
 import { adamwStep, type AdamWSettings } from '../optimizer.js';
 import { modifierData, type ModifiersFrom } from '../modules/modifier.js';
+import { trains } from '../modules/param.js';
 import type { HooksFrom, UpdateObserver } from './hooks.js';
 import { partition, type Segment } from './partition.js';
 import type { Reply, Request, WorkerInit } from './protocol.js';
@@ -84,8 +85,9 @@ export class ParallelPool {
   static async launch(model: EncoderClassifier, o: PoolOptions): Promise<Launched> {
     const threads = Math.max(1, o.threads);
     const state = allocateSharedState(model, threads, o.arenaPages);
+    // Frozen tensors are neither reduced nor updated: they take no thread's share (and leave the split as without them).
     const segments = partition(
-      state.values.map((v) => v.length),
+      state.values.map((v, i) => (trains(model.specs[i]) ? v.length : 0)),
       threads,
     );
     const decays = model.specs.map((s) => s.decay);
