@@ -25,11 +25,15 @@ export function initialValue(spec: ParamSpec, rng: Rng, std = 0.02): Float32Arra
   const v = new Float32Array(sizeOf(spec));
   const init = spec.init;
   if (init === 'ones') v.fill(1);
+  else if (typeof init === 'object' && 'constant' in init) v.fill(init.constant);
   else if (init === 'normal') for (let i = 0; i < v.length; i++) v[i] = rng.normal() * std;
   else if (typeof init === 'object' && 'normal' in init)
     for (let i = 0; i < v.length; i++) v[i] = rng.normal() * init.normal;
   else if (typeof init === 'object' && 'uniform' in init)
-    for (let i = 0; i < v.length; i++) v[i] = (2 * rng.next() - 1) * init.uniform;
+    for (let i = 0; i < v.length; i++) {
+      const x = (2 * rng.next() - 1) * init.uniform;
+      v[i] = init.mean === undefined ? x : x + init.mean;
+    }
   else if (typeof init === 'object')
     throw new Error(`${spec.name} copies ${init.copyOf}: initialise it with initStrategyParams`);
   return v;

@@ -20,7 +20,7 @@ dataset: Dataset
 /**
  * How the training changes the gradient or the model: one branch per kind (src/strategies/<kind>/schema.json), chosen by kind.
  */
-strategy: (VanillaStrategy | ChildTuningDStrategy | ChildTuningFStrategy | MixoutStrategy | R3FStrategy)
+strategy: (VanillaStrategy | ChildTuningDStrategy | ChildTuningFStrategy | DiffPruningStrategy | MaskTuningStrategy | MixoutStrategy | R3FStrategy)
 training: Training
 evaluation: Evaluation
 transfer: Transfer
@@ -108,9 +108,13 @@ mask_weight_decay?: undefined
 fisher?: undefined
 scope?: undefined
 f_masks?: undefined
-p?: undefined
-target_modules?: undefined
 lambda?: undefined
+alpha_init?: undefined
+target_modules?: undefined
+threshold?: undefined
+initial_sparsity?: undefined
+score_spread?: undefined
+p?: undefined
 noise?: undefined
 sigma?: undefined
 }
@@ -130,9 +134,13 @@ mask_weight_decay: boolean
 fisher?: Fisher
 scope?: undefined
 f_masks?: undefined
-p?: undefined
-target_modules?: undefined
 lambda?: undefined
+alpha_init?: undefined
+target_modules?: undefined
+threshold?: undefined
+initial_sparsity?: undefined
+score_spread?: undefined
+p?: undefined
 noise?: undefined
 sigma?: undefined
 }
@@ -184,9 +192,78 @@ replay?: string
 }
 mask_weight_decay?: undefined
 fisher?: undefined
-p?: undefined
-target_modules?: undefined
 lambda?: undefined
+alpha_init?: undefined
+target_modules?: undefined
+threshold?: undefined
+initial_sparsity?: undefined
+score_spread?: undefined
+p?: undefined
+noise?: undefined
+sigma?: undefined
+}
+/**
+ * Diff pruning (Guo et al., ACL 2021): the chosen dense weights are frozen and fine-tuned as pretrained plus a sparse difference, gated per element by hard-concrete gates (Louizos et al., 2018) with lambda times their expected L0 norm added to the loss; the classifier's output layer trains as usual, everything else stays frozen. The saved model has the differences merged in (gates at their test-time values).
+ */
+export interface DiffPruningStrategy {
+kind: "diff-pruning"
+/**
+ * Weight of the expected L0 norm of the difference (the paper's 1.25e-7).
+ */
+lambda: number
+/**
+ * Diff pruning only: initial log_alpha of every gate (the paper's 5: gates open, the difference starting at zero).
+ */
+alpha_init: number
+/**
+ * The dense layers whose weights get a gated difference, by role (default every encoder and pooler layer; the classifier's output layer trains as usual).
+ * 
+ * @minItems 1
+ */
+target_modules: [("query" | "key" | "value" | "attention-output" | "intermediate" | "output" | "embeddings-projection" | "head-dense"), ...(("query" | "key" | "value" | "attention-output" | "intermediate" | "output" | "embeddings-projection" | "head-dense"))[]]
+reserve_p?: undefined
+mask_weight_decay?: undefined
+fisher?: undefined
+scope?: undefined
+f_masks?: undefined
+threshold?: undefined
+initial_sparsity?: undefined
+score_spread?: undefined
+p?: undefined
+noise?: undefined
+sigma?: undefined
+}
+/**
+ * Mask tuning (Zhao et al., EMNLP 2020): the chosen dense weights are frozen and multiplied by binary masks, 1 where a learned real-valued score reaches the threshold, the scores trained through a straight-through gradient; the classifier's output layer trains as usual, everything else stays frozen. The saved model has the masks applied.
+ */
+export interface MaskTuningStrategy {
+kind: "mask-tuning"
+/**
+ * Mask tuning only: a weight element is kept while its score is at least this (the paper's 5e-3).
+ */
+threshold: number
+/**
+ * Mask tuning only: share of each mask that starts at zero (the paper's 5%).
+ */
+initial_sparsity: number
+/**
+ * Mask tuning only: the scores start uniform over an interval of twice this width around the threshold, placed so initial_sparsity of them lie below it.
+ */
+score_spread: number
+/**
+ * The dense layers whose weights are masked, by role (default every encoder and pooler layer; the classifier's output layer trains as usual).
+ * 
+ * @minItems 1
+ */
+target_modules: [("query" | "key" | "value" | "attention-output" | "intermediate" | "output" | "embeddings-projection" | "head-dense"), ...(("query" | "key" | "value" | "attention-output" | "intermediate" | "output" | "embeddings-projection" | "head-dense"))[]]
+reserve_p?: undefined
+mask_weight_decay?: undefined
+fisher?: undefined
+scope?: undefined
+f_masks?: undefined
+lambda?: undefined
+alpha_init?: undefined
+p?: undefined
 noise?: undefined
 sigma?: undefined
 }
@@ -211,6 +288,10 @@ fisher?: undefined
 scope?: undefined
 f_masks?: undefined
 lambda?: undefined
+alpha_init?: undefined
+threshold?: undefined
+initial_sparsity?: undefined
+score_spread?: undefined
 noise?: undefined
 sigma?: undefined
 }
@@ -236,8 +317,12 @@ mask_weight_decay?: undefined
 fisher?: undefined
 scope?: undefined
 f_masks?: undefined
-p?: undefined
+alpha_init?: undefined
 target_modules?: undefined
+threshold?: undefined
+initial_sparsity?: undefined
+score_spread?: undefined
+p?: undefined
 }
 export interface Training {
 optimizer: Optimizer

@@ -5,6 +5,8 @@ import type { Recipe } from '../recipe/types.generated.js';
 import { childTuningDDefinition } from './child-tuning-d/index.js';
 import { childTuningFDefinition } from './child-tuning-f/index.js';
 import type { Kind, StrategyDefinition } from './definition.js';
+import { diffPruningDefinition } from './diff-pruning/index.js';
+import { maskTuningDefinition } from './mask-tuning/index.js';
 import { mixoutDefinition } from './mixout/index.js';
 import { r3fDefinition } from './r3f/index.js';
 import { Strategy, type PreparedStrategy } from './strategy.js';
@@ -20,6 +22,8 @@ export const STRATEGIES: readonly StrategyDefinition[] = [
   childTuningDDefinition,
   mixoutDefinition,
   r3fDefinition,
+  diffPruningDefinition,
+  maskTuningDefinition,
 ];
 
 export function definitionOf(kind: Kind | string): StrategyDefinition {

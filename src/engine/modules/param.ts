@@ -1,10 +1,18 @@
 export type ParamGroup = 'embeddings' | 'encoder' | 'head';
 
 /**
- * How a parameter is initialised when no checkpoint gives it: a constant, seeded draws of the given spread, or a
- * copy of another parameter's loaded value (a frozen copy of a pretrained weight, same shape and layout).
+ * How a parameter is initialised when no checkpoint gives it: a constant, seeded draws of the given spread (about
+ * `mean` for uniform ones, default 0), or a copy of another parameter's loaded value (a frozen copy of a
+ * pretrained weight, same shape and layout).
  */
-export type ParamInit = 'normal' | 'zeros' | 'ones' | { normal: number } | { uniform: number } | { copyOf: string };
+export type ParamInit =
+  | 'normal'
+  | 'zeros'
+  | 'ones'
+  | { constant: number }
+  | { normal: number }
+  | { uniform: number; mean?: number }
+  | { copyOf: string };
 
 /** One tensor of the model, named as Hugging Face names it (a strategy's tensors as the strategy names them). */
 export interface ParamSpec {
