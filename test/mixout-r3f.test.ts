@@ -4,68 +4,14 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
 import { selectBackend } from '../src/engine/backend.js';
-import { initStrategyParams } from '../src/engine/checkpoint.js';
 import { squaredDifference, symmetricKl } from '../src/engine/consistency.js';
-import { EncoderClassifier, type Batch, type StepExtras } from '../src/engine/model.js';
-import { sizeOf } from '../src/engine/modules/param.js';
+import type { StepExtras } from '../src/engine/model.js';
 import { Rng, streamSeed } from '../src/engine/rng.js';
 import { modifiersFor } from '../src/strategies/registry.js';
 import { STREAMS } from '../src/strategies/strategy.js';
 import { mixoutModifier } from '../src/strategies/mixout/mixout-dense.js';
 import { cli, GLUE, microModel, REPO, tinyModel, tmpProject, write } from './helpers.js';
-
-const batch = (): Batch => ({
-  batch: 3,
-  seq: 4,
-  inputIds: Int32Array.from([2, 7, 9, 3, 2, 5, 3, 0, 2, 11, 12, 3]),
-  tokenTypeIds: Int32Array.from([0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 1]),
-  attentionMask: Float32Array.from([1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, 1]),
-  labels: Float32Array.from([2, 0, 1]),
-});
-
-const gradsOf = (m: EncoderClassifier) => m.specs.map((s) => new Float32Array(sizeOf(s)));
-const dot = (a: ArrayLike<number>, b: ArrayLike<number>) => {
-  let s = 0;
-  for (let i = 0; i < a.length; i++) s += a[i] * b[i];
-  return s;
-};
-
-/** A micro model with modifiers, its own parameters copied from microModel, the modifiers' initialised. */
-function modified(modifiers: ReturnType<typeof modifiersFor>, labels = 3) {
-  const base = microModel({ labels });
-  const model = new EncoderClassifier(base.config, base.numLabels, undefined, modifiers);
-  base.values.forEach((v, i) => (model.values[i] = Float32Array.from(v)));
-  initStrategyParams(model, 4);
-  return { base, model };
-}
-
-/**
- * The step's gradient along a random direction in tensor `name` against central differences of the step's loss
- * (no dropout; `extras` builds the same draws on every call, so the loss is one smooth function of the weights).
- */
-function checkDirection(model: EncoderClassifier, name: string, extras: () => StepExtras, b = batch()) {
-  const i = model.indexOf(name);
-  const rng = new Rng(streamSeed(7, i));
-  const dir = Float32Array.from({ length: model.values[i].length }, () => rng.normal());
-  const grads = gradsOf(model);
-  model.step(b, grads, null, undefined, extras());
-  const analytic = dot(grads[i], dir);
-  const original = Float32Array.from(model.values[i]);
-  const lossAt = (t: number) => {
-    for (let j = 0; j < original.length; j++) model.values[i][j] = original[j] + t * dir[j];
-    model.markDirty();
-    return model.step(b, gradsOf(model), null, undefined, extras()).loss;
-  };
-  const h = 1e-3;
-  const numeric = (lossAt(h) - lossAt(-h)) / (2 * h);
-  model.values[i].set(original);
-  model.markDirty();
-  assert.ok(
-    Math.abs(analytic - numeric) <= 2e-3 * Math.max(1, Math.abs(analytic)),
-    `${name}: analytic ${analytic}, numeric ${numeric}`,
-  );
-  return analytic;
-}
+import { batch, checkDirection, gradsOf, metricsOf, modelBytes, modified } from './strategy-checks.js';
 
 describe('mixout', () => {
   before(async () => {
@@ -225,18 +171,6 @@ describe('r3f consistency term', () => {
     model.dispose();
   });
 });
-
-/** metrics.jsonl without its timing field, the only thing allowed to differ between runs. */
-const metricsOf = (dir: string) =>
-  fs
-    .readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8')
-    .trim()
-    .split('\n')
-    .map((l) => {
-      const { examples_per_s: _, ...rest } = JSON.parse(l);
-      return rest;
-    });
-const modelBytes = (dir: string) => fs.readFileSync(path.join(dir, 'model', 'model.safetensors'));
 
 describe('mixout and r3f runs (2 threads)', () => {
   const project = tmpProject();
