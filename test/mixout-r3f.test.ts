@@ -66,6 +66,20 @@ describe('mixout', () => {
     model.dispose();
   });
 
+  test("mixout replaces the dropout on a mixed head layer's input, and only there", () => {
+    // Weights equal to their targets: mixing changes nothing, so only the dropout can make the steps differ.
+    const { base, model } = modified([mixoutModifier({ p: 0.5, roles: ['head-out'], stream: STREAMS.mixout })]);
+    const plain = base.step(batch(), gradsOf(base), null).loss;
+    assert.equal(model.step(batch(), gradsOf(model), null, undefined, { seed: 1 }).loss, plain);
+    const dropped = base.step(batch(), gradsOf(base), new Rng(8)).loss;
+    const mixed = model.step(batch(), gradsOf(model), new Rng(8), undefined, { seed: 1 }).loss;
+    assert.notEqual(mixed, dropped, 'the head dropout before the output layer is gone');
+    // The encoder's dropout stays: with it the loss differs from the dropout-free one.
+    assert.notEqual(mixed, plain);
+    base.dispose();
+    model.dispose();
+  });
+
   test('at p = 0 a step draws nothing and equals the plain model bit for bit', () => {
     const { base, model } = modified(
       modifiersFor({ kind: 'mixout', p: 0, target_modules: ['query', 'head-out'] } as never),

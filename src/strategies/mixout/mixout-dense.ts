@@ -62,9 +62,14 @@ export const MIXOUT_TARGET = '.mixout_target';
 
 /**
  * Wraps each dense layer of the chosen roles in MixoutDense, its target a frozen copy of the weight as loaded
- * (pretrained; a fresh head's initial values, the paper's mixout(w0) for the added output layer).
+ * (pretrained; a fresh head's initial values, the paper's mixout(w0) for the added output layer), and turns off
+ * the dropout directly on a mixed head layer's input, which mixout replaces (MixLinear in place of Dropout + Linear).
  */
 export const mixoutModifier = defineModifier<MixoutOptions>('mixout', (editor: ModelEditor, o) => {
+  // Mixout replaces dropout on the layers it mixes: the head's dropout feeding one goes (the encoder's dropout
+  // sits on sub-layer outputs, not on a dense layer's input, and stays as training.dropout says).
+  if (o.p > 0)
+    for (const role of ['head-dense', 'head-out'] as const) if (o.roles.includes(role)) editor.noInputDropout(role);
   editor.wrapDense(
     (site) => o.roles.includes(site.role),
     (inner, site) => {
