@@ -218,6 +218,22 @@ describe('diff-pruning and mask-tuning runs (2 threads)', () => {
     await tinyModel(path.join(project, 'model'));
   });
 
+  test("validate reports another kind's option against the kind written, naming its kinds", async () => {
+    const recipe = write(
+      project,
+      'misplaced.yaml',
+      `version: 1
+model: {path: ./model, max_seq_length: 32}
+dataset: {task: glue/rte, dir: ${path.join(GLUE, 'RTE')}}
+strategy: {kind: mask-tuning, alpha_init: 2, threshold: 0.01}
+`,
+    );
+    const r = await cli(['validate', recipe, ...allow]);
+    assert.equal(r.code, 1);
+    assert.match(r.err + r.out, /CT0303.*alpha_init applies only to diff-pruning/);
+    assert.doesNotMatch(r.err + r.out, /threshold/);
+  });
+
   test('in a sweep, reruns are bit-identical; each trains only its own parameters and the classifier', async () => {
     const recipe = write(
       project,
