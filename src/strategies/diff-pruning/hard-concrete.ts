@@ -30,7 +30,7 @@ export function hardConcrete(logAlpha: Float32Array, rng: Rng | null): { z: Floa
   return { z, dz };
 }
 
-/** The expected L0 norm's per-element terms' derivative: P(z != 0) = sigmoid(log_alpha - beta log(-gamma / zeta)). */
+/** The shift in P(z != 0) = sigmoid(log_alpha - beta log(-gamma / zeta)), an element's term of the expected L0 norm. */
 export const L0_SHIFT = BETA * Math.log(-GAMMA / ZETA);
 
 /** P(z_i != 0) for each element, summed: the expected L0 norm of the gated difference. */
