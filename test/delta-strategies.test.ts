@@ -280,7 +280,11 @@ describe('saving a strategy apart from the model', () => {
     const model = strategyModel('bert', modifiersFor(options), 0.3);
     const dir = tmpProject();
     const savedAdapter = saveThrough(saveAdapter, model, dir, options);
-    assert.equal(savedAdapter.weights, model.values, "model.safetensors keeps the model's own values (pretrained and head)");
+    assert.equal(
+      savedAdapter.weights,
+      model.values,
+      "model.safetensors keeps the model's own values (pretrained and head)",
+    );
     const saved = readSafetensors(path.join(dir, STRATEGY_WEIGHTS));
     const added = model.specs.filter((s) => s.source === 'strategy');
     assert.deepEqual([...saved.keys()].sort(), added.map((s) => s.name).sort());

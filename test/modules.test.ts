@@ -274,6 +274,7 @@ function contexts(
     weight: (p) => tf.tensor(values[p.index], internalShape(p.spec)),
     values: (p) => values[p.index],
     rng: null,
+    draws: () => null,
     dropout: (shape, kind) =>
       dropout
         ? tf.tensor(

@@ -25,11 +25,17 @@ export function initialValue(spec: ParamSpec, rng: Rng, std = 0.02): Float32Arra
   const v = new Float32Array(sizeOf(spec));
   const init = spec.init;
   if (init === 'ones') v.fill(1);
+  else if (typeof init === 'object' && 'constant' in init) v.fill(init.constant);
   else if (init === 'normal') for (let i = 0; i < v.length; i++) v[i] = rng.normal() * std;
   else if (typeof init === 'object' && 'normal' in init)
     for (let i = 0; i < v.length; i++) v[i] = rng.normal() * init.normal;
   else if (typeof init === 'object' && 'uniform' in init)
-    for (let i = 0; i < v.length; i++) v[i] = (2 * rng.next() - 1) * init.uniform;
+    for (let i = 0; i < v.length; i++) {
+      const x = (2 * rng.next() - 1) * init.uniform;
+      v[i] = init.mean === undefined ? x : x + init.mean;
+    }
+  else if (typeof init === 'object' && 'copyOf' in init)
+    throw new Error(`${spec.name} copies ${init.copyOf}: initialise it with initStrategyParams`);
   else if (typeof init === 'object') throw new Error(`${spec.name}: rows of ${init.rowsOf} are copied by the model`);
   return v;
 }
@@ -44,11 +50,11 @@ const STRATEGY_INIT_STREAM = 0x5354;
 export function initStrategyParams(model: EncoderClassifier, seed: number) {
   model.specs.forEach((spec, i) => {
     if (spec.source !== 'strategy') return;
+    const init = spec.init;
     const rng = new Rng(streamSeed(seed, STRATEGY_INIT_STREAM, i));
-    model.values[i] =
-      typeof spec.init === 'object' && 'rowsOf' in spec.init
-        ? copiedRows(model, spec, spec.init.rowsOf, rng)
-        : initialValue(spec, rng);
+    if (typeof init === 'object' && 'copyOf' in init) model.values[i].set(model.values[model.indexOf(init.copyOf)]);
+    else if (typeof init === 'object' && 'rowsOf' in init) model.values[i] = copiedRows(model, spec, init.rowsOf, rng);
+    else model.values[i] = initialValue(spec, rng);
   });
 }
 

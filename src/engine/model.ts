@@ -1,14 +1,23 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { ModelConfig } from './config.js';
+import { embeddingNoise, squaredDifference, symmetricKl, type ConsistencyTerm } from './consistency.js';
 import { tidyKeep } from './kernels.js';
 import { assemble } from './modules/families.js';
 import { applyModifiers, type ModelModifier } from './modules/modifier.js';
 import type { BackwardContext, ForwardContext, T2 } from './modules/module.js';
 import { internalShape, sizeOf, type ParamSpec } from './modules/param.js';
 import type { Batch, GradientPass, StepResult } from './modules/types.js';
-import type { Rng } from './rng.js';
+import { Rng, streamSeed } from './rng.js';
 
 export type { Batch, GradientPass, StepResult } from './modules/types.js';
+
+/** What a training step may add to a plain forward and backward pass. */
+export interface StepExtras {
+  /** The step's seed for the modules' own draws (ForwardContext.draws); null or absent: they draw nothing. */
+  seed?: number | null;
+  /** A consistency term over a second pass with noised embeddings, the noise drawn from `noise`. */
+  consistency?: { term: ConsistencyTerm; noise: Rng };
+}
 
 function writeGradient(g: Float32Array, t: Float32Array, { weight, accumulate }: GradientPass) {
   if (!accumulate && weight === 1) g.set(t);
@@ -49,6 +58,11 @@ export class EncoderClassifier {
     this.specs.forEach((s, i) => this.index.set(s.name, i));
     this.values = values ?? this.specs.map((s) => new Float32Array(sizeOf(s)));
     this.regression = numLabels === 1;
+  }
+
+  /** Width of the embedding sum (before any projection to the hidden size). */
+  private get embeddingWidth() {
+    return this.modules.embeddings.options.width;
   }
 
   get parameterCount() {
@@ -106,15 +120,46 @@ export class EncoderClassifier {
    * without dropout. With `pass`, the gradients are scaled by its weight and, when `accumulate`, added to what
    * `grads` holds (a shard taken in several passes). Each layer's gradients leave the heap, and its cached
    * activations are freed, as soon as its backward is done, so the heap's peak is the weights plus one pass's
-   * activations.
+   * activations. `extras` gives the modules' per-step draws their seed and may add a consistency term: a second
+   * pass with noised embeddings (dropout drawn on from `rng`), the term's gradient flowing through both passes, and
+   * the returned loss including the weighted term (two passes' activations at the peak then).
    */
   step(
     b: Batch,
     grads: Float32Array[],
     rng: Rng | null,
     pass: GradientPass = { weight: 1, accumulate: false },
+    extras: StepExtras = {},
   ): StepResult {
-    const ctx: BackwardContext = {
+    const ctx = this.backwardContext(grads, pass);
+    const seed = extras.seed ?? null;
+    const consistency = extras.consistency?.term.weight ? extras.consistency : undefined;
+    const result = tf.tidy(() => {
+      const f = this.forward(b, rng, seed);
+      const { loss, dlogits } = this.lossAndGrad(f.logits, b);
+      if (!consistency) {
+        this.backward(b, f, dlogits, ctx);
+        return { loss, logits: f.logits };
+      }
+      const { term, noise } = consistency;
+      const noisy = this.forward(b, rng, seed, embeddingNoise(term, b.batch * b.seq * this.embeddingWidth, noise));
+      const [clean, perturbed] = [f.logits.dataSync() as Float32Array, noisy.logits.dataSync() as Float32Array];
+      const d = this.regression ? squaredDifference(clean, perturbed) : symmetricKl(clean, perturbed, this.numLabels);
+      const shape = f.logits.shape;
+      this.backward(b, f, tf.add(dlogits, tf.mul(tf.tensor2d(d.dclean, shape), term.weight)) as T2, ctx);
+      // The perturbed pass's gradients add to the clean one's.
+      const added = this.backwardContext(grads, { ...pass, accumulate: true });
+      this.backward(b, noisy, tf.mul(tf.tensor2d(d.dnoisy, shape), term.weight) as T2, added);
+      return { loss: tf.add(loss, term.weight * d.value), logits: f.logits };
+    });
+    const loss = result.loss.dataSync()[0];
+    const logits = Float32Array.from(result.logits.dataSync());
+    tf.dispose([result.loss, result.logits]);
+    return { loss, logits };
+  }
+
+  private backwardContext(grads: Float32Array[], pass: GradientPass): BackwardContext {
+    return {
       weight: (p) => this.tensor(p.index),
       emit: (p, t) => {
         writeGradient(grads[p.index], t.dataSync() as Float32Array, pass);
@@ -122,16 +167,6 @@ export class EncoderClassifier {
       },
       buffer: (p) => ({ grad: grads[p.index], pass }),
     };
-    const result = tf.tidy(() => {
-      const f = this.forward(b, rng);
-      const { loss, dlogits } = this.lossAndGrad(f.logits, b);
-      this.backward(b, f, dlogits, ctx);
-      return { loss, logits: f.logits };
-    });
-    const loss = result.loss.dataSync()[0];
-    const logits = Float32Array.from(result.logits.dataSync());
-    tf.dispose([result.loss, result.logits]);
-    return { loss, logits };
   }
 
   private lossAndGrad(logits: T2, b: Batch) {
@@ -148,7 +183,7 @@ export class EncoderClassifier {
   }
 
   /** Embeddings, encoder, then the head on each sequence's first token. Dropout masks come from `rng` in that order. */
-  private forward(b: Batch, rng: Rng | null) {
+  private forward(b: Batch, rng: Rng | null, seed: number | null = null, noise?: Float32Array) {
     const c = this.config;
     const { embeddings, encoder, head } = this.modules;
     const rates = {
@@ -159,6 +194,8 @@ export class EncoderClassifier {
       weight: (p) => this.tensor(p.index),
       values: (p) => this.values[p.index],
       rng,
+      draws: (...key) => (seed === null ? null : new Rng(streamSeed(seed, ...key))),
+      embeddingNoise: noise,
       dropout: (shape, kind) =>
         rng && rates[kind] > 0
           ? tf.tensor(

@@ -20,7 +20,7 @@ dataset: Dataset
 /**
  * How the training changes the gradient or the model: one branch per kind (src/strategies/<kind>/schema.json), chosen by kind.
  */
-strategy: (VanillaStrategy | AdapterStrategy | BitFitStrategy | ChildTuningDStrategy | ChildTuningFStrategy | LoraStrategy | PrefixTuningStrategy | PromptTuningStrategy | RecAdamStrategy | TopKLayersStrategy | WeightDecayToPretrainedStrategy)
+strategy: (VanillaStrategy | AdapterStrategy | BitFitStrategy | ChildTuningDStrategy | ChildTuningFStrategy | DiffPruningStrategy | LoraStrategy | MaskTuningStrategy | MixoutStrategy | PrefixTuningStrategy | PromptTuningStrategy | R3FStrategy | RecAdamStrategy | TopKLayersStrategy | WeightDecayToPretrainedStrategy)
 training: Training
 evaluation: Evaluation
 transfer: Transfer
@@ -117,21 +117,28 @@ mask_weight_decay?: undefined
 fisher?: undefined
 scope?: undefined
 f_masks?: undefined
+lambda?: undefined
+alpha_init?: undefined
+target_modules?: undefined
 r?: undefined
 alpha?: undefined
 dropout?: undefined
-target_modules?: undefined
 save?: undefined
+threshold?: undefined
+initial_sparsity?: undefined
+score_spread?: undefined
+p?: undefined
 length?: undefined
 reparameterize?: undefined
 mlp_hidden?: undefined
 prompt_init?: undefined
+noise?: undefined
+sigma?: undefined
 anneal?: undefined
 k?: undefined
 t0?: undefined
 gamma?: undefined
 layers?: undefined
-lambda?: undefined
 }
 /**
  * Bottleneck adapters (down projection, nonlinearity, up projection) inserted into every encoder layer; the pretrained model is frozen, the adapters and the head (pooler and classifier) train, and in the Houlsby placement the encoder layers' LayerNorms too.
@@ -176,21 +183,28 @@ mask_weight_decay?: undefined
 fisher?: undefined
 scope?: undefined
 f_masks?: undefined
+lambda?: undefined
+alpha_init?: undefined
+target_modules?: undefined
 r?: undefined
 alpha?: undefined
 dropout?: undefined
-target_modules?: undefined
 save?: undefined
+threshold?: undefined
+initial_sparsity?: undefined
+score_spread?: undefined
+p?: undefined
 length?: undefined
 reparameterize?: undefined
 mlp_hidden?: undefined
 prompt_init?: undefined
+noise?: undefined
+sigma?: undefined
 anneal?: undefined
 k?: undefined
 t0?: undefined
 gamma?: undefined
 layers?: undefined
-lambda?: undefined
 }
 /**
  * Child-Tuning inside another strategy's trainable set (any kind but vanilla and Child-Tuning's own): F draws its random mask, or D's Fisher pass (on the modified model) picks its child network, over the parameters that strategy trains only, within scope.
@@ -259,21 +273,28 @@ mask_weight_decay?: undefined
 fisher?: undefined
 scope?: undefined
 f_masks?: undefined
+lambda?: undefined
+alpha_init?: undefined
+target_modules?: undefined
 r?: undefined
 alpha?: undefined
 dropout?: undefined
-target_modules?: undefined
 save?: undefined
+threshold?: undefined
+initial_sparsity?: undefined
+score_spread?: undefined
+p?: undefined
 length?: undefined
 reparameterize?: undefined
 mlp_hidden?: undefined
 prompt_init?: undefined
+noise?: undefined
+sigma?: undefined
 anneal?: undefined
 k?: undefined
 t0?: undefined
 gamma?: undefined
 layers?: undefined
-lambda?: undefined
 }
 /**
  * Child-Tuning inside another strategy's trainable set (any kind but vanilla and Child-Tuning's own): F draws its random mask, or D's Fisher pass (on the modified model) picks its child network, over the parameters that strategy trains only, within scope.
@@ -322,21 +343,28 @@ train_layer_norms?: undefined
 child_tuning?: undefined
 scope?: undefined
 f_masks?: undefined
+lambda?: undefined
+alpha_init?: undefined
+target_modules?: undefined
 r?: undefined
 alpha?: undefined
 dropout?: undefined
-target_modules?: undefined
 save?: undefined
+threshold?: undefined
+initial_sparsity?: undefined
+score_spread?: undefined
+p?: undefined
 length?: undefined
 reparameterize?: undefined
 mlp_hidden?: undefined
 prompt_init?: undefined
+noise?: undefined
+sigma?: undefined
 anneal?: undefined
 k?: undefined
 t0?: undefined
 gamma?: undefined
 layers?: undefined
-lambda?: undefined
 }
 /**
  * Child-Tuning-D: how the Fisher information that picks the child network is estimated.
@@ -395,21 +423,103 @@ train_layer_norms?: undefined
 child_tuning?: undefined
 mask_weight_decay?: undefined
 fisher?: undefined
+lambda?: undefined
+alpha_init?: undefined
+target_modules?: undefined
 r?: undefined
 alpha?: undefined
 dropout?: undefined
-target_modules?: undefined
 save?: undefined
+threshold?: undefined
+initial_sparsity?: undefined
+score_spread?: undefined
+p?: undefined
 length?: undefined
 reparameterize?: undefined
 mlp_hidden?: undefined
 prompt_init?: undefined
+noise?: undefined
+sigma?: undefined
 anneal?: undefined
 k?: undefined
 t0?: undefined
 gamma?: undefined
 layers?: undefined
-lambda?: undefined
+}
+/**
+ * Diff pruning (Guo et al., ACL 2021): the chosen dense weights are frozen and fine-tuned as pretrained plus a sparse difference, gated per element by hard-concrete gates (Louizos et al., 2018) with lambda times their expected L0 norm added to the loss; the classifier's output layer trains as usual, everything else stays frozen. The saved model has the differences merged in (gates at their test-time values).
+ */
+export interface DiffPruningStrategy {
+kind: "diff-pruning"
+/**
+ * Weight of the expected L0 norm of the difference (the paper's 1.25e-7).
+ */
+lambda: number
+/**
+ * Diff pruning only: initial log_alpha of every gate (the paper's 5: gates open, the difference starting at zero).
+ */
+alpha_init: number
+/**
+ * The dense layers whose weights get a gated difference, by role (default every encoder and pooler layer; the classifier's output layer trains as usual).
+ * 
+ * @minItems 1
+ */
+target_modules: [("query" | "key" | "value" | "attention-output" | "intermediate" | "output" | "embeddings-projection" | "head-dense"), ...(("query" | "key" | "value" | "attention-output" | "intermediate" | "output" | "embeddings-projection" | "head-dense"))[]]
+child_tuning?: ChildTuning2
+placement?: undefined
+reduction_factor?: undefined
+bottleneck?: undefined
+nonlinearity?: undefined
+scaling?: undefined
+init?: undefined
+init_std?: undefined
+train_layer_norms?: undefined
+reserve_p?: undefined
+mask_weight_decay?: undefined
+fisher?: undefined
+scope?: undefined
+f_masks?: undefined
+r?: undefined
+alpha?: undefined
+dropout?: undefined
+save?: undefined
+threshold?: undefined
+initial_sparsity?: undefined
+score_spread?: undefined
+p?: undefined
+length?: undefined
+reparameterize?: undefined
+mlp_hidden?: undefined
+prompt_init?: undefined
+noise?: undefined
+sigma?: undefined
+anneal?: undefined
+k?: undefined
+t0?: undefined
+gamma?: undefined
+layers?: undefined
+}
+/**
+ * Child-Tuning inside another strategy's trainable set (any kind but vanilla and Child-Tuning's own): F draws its random mask, or D's Fisher pass (on the modified model) picks its child network, over the parameters that strategy trains only, within scope.
+ */
+export interface ChildTuning2 {
+/**
+ * child-tuning-f (a fresh random mask each step, kept gradients divided by reserve_p) or child-tuning-d (a fixed child network from the Fisher information).
+ */
+kind: ("child-tuning-f" | "child-tuning-d")
+/**
+ * Fraction of the in-scope trainable gradient elements kept.
+ */
+reserve_p: number
+/**
+ * Which of the strategy's trainable parameters the mask covers: 'encoder' = those in the transformer layers (the strategy's own modules there; the head trains whole, as D's reference leaves it), 'all' = the head too.
+ */
+scope: ("all" | "encoder")
+/**
+ * child-tuning-d only: also mask the decoupled weight decay.
+ */
+mask_weight_decay: boolean
+fisher?: Fisher
 }
 /**
  * LoRA (Hu et al., 2022): a trainable low-rank update W + (alpha/r) B A beside chosen projections of every encoder layer (A random, B zero, so training starts from the pretrained model); the pretrained weights stay frozen, the classification head (pooler and classifier) trains.
@@ -438,7 +548,7 @@ target_modules: [("query" | "key" | "value" | "attention.output.dense" | "interm
  * LoRA only: how the trained model is saved: merged (W + (alpha/r) B A in model.safetensors, a plain transformers model) or adapter (PEFT's adapter_config.json and adapter_model.safetensors, loaded with PeftModel.from_pretrained over the pretrained model).
  */
 save: ("merged" | "adapter")
-child_tuning?: ChildTuning2
+child_tuning?: ChildTuning3
 placement?: undefined
 reduction_factor?: undefined
 bottleneck?: undefined
@@ -452,21 +562,178 @@ mask_weight_decay?: undefined
 fisher?: undefined
 scope?: undefined
 f_masks?: undefined
+lambda?: undefined
+alpha_init?: undefined
+threshold?: undefined
+initial_sparsity?: undefined
+score_spread?: undefined
+p?: undefined
 length?: undefined
 reparameterize?: undefined
 mlp_hidden?: undefined
 prompt_init?: undefined
+noise?: undefined
+sigma?: undefined
 anneal?: undefined
 k?: undefined
 t0?: undefined
 gamma?: undefined
 layers?: undefined
-lambda?: undefined
 }
 /**
  * Child-Tuning inside another strategy's trainable set (any kind but vanilla and Child-Tuning's own): F draws its random mask, or D's Fisher pass (on the modified model) picks its child network, over the parameters that strategy trains only, within scope.
  */
-export interface ChildTuning2 {
+export interface ChildTuning3 {
+/**
+ * child-tuning-f (a fresh random mask each step, kept gradients divided by reserve_p) or child-tuning-d (a fixed child network from the Fisher information).
+ */
+kind: ("child-tuning-f" | "child-tuning-d")
+/**
+ * Fraction of the in-scope trainable gradient elements kept.
+ */
+reserve_p: number
+/**
+ * Which of the strategy's trainable parameters the mask covers: 'encoder' = those in the transformer layers (the strategy's own modules there; the head trains whole, as D's reference leaves it), 'all' = the head too.
+ */
+scope: ("all" | "encoder")
+/**
+ * child-tuning-d only: also mask the decoupled weight decay.
+ */
+mask_weight_decay: boolean
+fisher?: Fisher
+}
+/**
+ * Mask tuning (Zhao et al., EMNLP 2020): the chosen dense weights are frozen and multiplied by binary masks, 1 where a learned real-valued score reaches the threshold, the scores trained through a straight-through gradient; the classifier's output layer trains as usual, everything else stays frozen. The saved model has the masks applied.
+ */
+export interface MaskTuningStrategy {
+kind: "mask-tuning"
+/**
+ * Mask tuning only: a weight element is kept while its score is at least this (the paper's 5e-3).
+ */
+threshold: number
+/**
+ * Mask tuning only: share of each mask that starts at zero (the paper's 5%).
+ */
+initial_sparsity: number
+/**
+ * Mask tuning only: the scores start uniform over an interval of twice this width around the threshold, placed so initial_sparsity of them lie below it.
+ */
+score_spread: number
+/**
+ * The dense layers whose weights are masked, by role (default every encoder and pooler layer; the classifier's output layer trains as usual).
+ * 
+ * @minItems 1
+ */
+target_modules: [("query" | "key" | "value" | "attention-output" | "intermediate" | "output" | "embeddings-projection" | "head-dense"), ...(("query" | "key" | "value" | "attention-output" | "intermediate" | "output" | "embeddings-projection" | "head-dense"))[]]
+child_tuning?: ChildTuning4
+placement?: undefined
+reduction_factor?: undefined
+bottleneck?: undefined
+nonlinearity?: undefined
+scaling?: undefined
+init?: undefined
+init_std?: undefined
+train_layer_norms?: undefined
+reserve_p?: undefined
+mask_weight_decay?: undefined
+fisher?: undefined
+scope?: undefined
+f_masks?: undefined
+lambda?: undefined
+alpha_init?: undefined
+r?: undefined
+alpha?: undefined
+dropout?: undefined
+save?: undefined
+p?: undefined
+length?: undefined
+reparameterize?: undefined
+mlp_hidden?: undefined
+prompt_init?: undefined
+noise?: undefined
+sigma?: undefined
+anneal?: undefined
+k?: undefined
+t0?: undefined
+gamma?: undefined
+layers?: undefined
+}
+/**
+ * Child-Tuning inside another strategy's trainable set (any kind but vanilla and Child-Tuning's own): F draws its random mask, or D's Fisher pass (on the modified model) picks its child network, over the parameters that strategy trains only, within scope.
+ */
+export interface ChildTuning4 {
+/**
+ * child-tuning-f (a fresh random mask each step, kept gradients divided by reserve_p) or child-tuning-d (a fixed child network from the Fisher information).
+ */
+kind: ("child-tuning-f" | "child-tuning-d")
+/**
+ * Fraction of the in-scope trainable gradient elements kept.
+ */
+reserve_p: number
+/**
+ * Which of the strategy's trainable parameters the mask covers: 'encoder' = those in the transformer layers (the strategy's own modules there; the head trains whole, as D's reference leaves it), 'all' = the head too.
+ */
+scope: ("all" | "encoder")
+/**
+ * child-tuning-d only: also mask the decoupled weight decay.
+ */
+mask_weight_decay: boolean
+fisher?: Fisher
+}
+/**
+ * Mixout (Lee et al., ICLR 2020): each training step each weight element of the chosen dense layers is replaced by its pretrained value with probability p, the result rescaled so its expectation is the weight; it replaces dropout on those layers.
+ */
+export interface MixoutStrategy {
+kind: "mixout"
+/**
+ * Mixout only: probability that a weight element is replaced by its pretrained value each step (0: vanilla). The paper's BERT-large runs use 0.9 (searched over 0.7, 0.8, 0.9).
+ */
+p: number
+/**
+ * Mixout only: the dense layers it applies to, by role (default every dense layer, as the paper: all layers, the added output layer mixed towards its initial values).
+ * 
+ * @minItems 1
+ */
+target_modules: [("query" | "key" | "value" | "attention-output" | "intermediate" | "output" | "embeddings-projection" | "head-dense" | "head-out"), ...(("query" | "key" | "value" | "attention-output" | "intermediate" | "output" | "embeddings-projection" | "head-dense" | "head-out"))[]]
+child_tuning?: ChildTuning5
+placement?: undefined
+reduction_factor?: undefined
+bottleneck?: undefined
+nonlinearity?: undefined
+scaling?: undefined
+init?: undefined
+init_std?: undefined
+train_layer_norms?: undefined
+reserve_p?: undefined
+mask_weight_decay?: undefined
+fisher?: undefined
+scope?: undefined
+f_masks?: undefined
+lambda?: undefined
+alpha_init?: undefined
+r?: undefined
+alpha?: undefined
+dropout?: undefined
+save?: undefined
+threshold?: undefined
+initial_sparsity?: undefined
+score_spread?: undefined
+length?: undefined
+reparameterize?: undefined
+mlp_hidden?: undefined
+prompt_init?: undefined
+noise?: undefined
+sigma?: undefined
+anneal?: undefined
+k?: undefined
+t0?: undefined
+gamma?: undefined
+layers?: undefined
+}
+/**
+ * Child-Tuning inside another strategy's trainable set (any kind but vanilla and Child-Tuning's own): F draws its random mask, or D's Fisher pass (on the modified model) picks its child network, over the parameters that strategy trains only, within scope.
+ */
+export interface ChildTuning5 {
 /**
  * child-tuning-f (a fresh random mask each step, kept gradients divided by reserve_p) or child-tuning-d (a fixed child network from the Fisher information).
  */
@@ -502,7 +769,7 @@ reparameterize: boolean
  * prefix-tuning only: the MLP's hidden size when reparameterize is on (Li and Liang's code: 512).
  */
 mlp_hidden: number
-child_tuning?: ChildTuning3
+child_tuning?: ChildTuning6
 placement?: undefined
 reduction_factor?: undefined
 bottleneck?: undefined
@@ -516,23 +783,30 @@ mask_weight_decay?: undefined
 fisher?: undefined
 scope?: undefined
 f_masks?: undefined
+lambda?: undefined
+alpha_init?: undefined
+target_modules?: undefined
 r?: undefined
 alpha?: undefined
 dropout?: undefined
-target_modules?: undefined
 save?: undefined
+threshold?: undefined
+initial_sparsity?: undefined
+score_spread?: undefined
+p?: undefined
 prompt_init?: undefined
+noise?: undefined
+sigma?: undefined
 anneal?: undefined
 k?: undefined
 t0?: undefined
 gamma?: undefined
 layers?: undefined
-lambda?: undefined
 }
 /**
  * Child-Tuning inside another strategy's trainable set (any kind but vanilla and Child-Tuning's own): F draws its random mask, or D's Fisher pass (on the modified model) picks its child network, over the parameters that strategy trains only, within scope.
  */
-export interface ChildTuning3 {
+export interface ChildTuning6 {
 /**
  * child-tuning-f (a fresh random mask each step, kept gradients divided by reserve_p) or child-tuning-d (a fixed child network from the Fisher information).
  */
@@ -564,7 +838,7 @@ length: number
  * prompt-tuning only: vocabulary (each vector a copy of a word embedding row, the tokens drawn uniformly from the whole vocabulary with the training seed; Lester et al.'s sampled-vocabulary init) or random (uniform in [-0.5, 0.5], Lester et al.'s random init).
  */
 prompt_init: ("vocabulary" | "random")
-child_tuning?: ChildTuning4
+child_tuning?: ChildTuning7
 placement?: undefined
 reduction_factor?: undefined
 bottleneck?: undefined
@@ -578,24 +852,104 @@ mask_weight_decay?: undefined
 fisher?: undefined
 scope?: undefined
 f_masks?: undefined
+lambda?: undefined
+alpha_init?: undefined
+target_modules?: undefined
 r?: undefined
 alpha?: undefined
 dropout?: undefined
-target_modules?: undefined
 save?: undefined
+threshold?: undefined
+initial_sparsity?: undefined
+score_spread?: undefined
+p?: undefined
 reparameterize?: undefined
 mlp_hidden?: undefined
+noise?: undefined
+sigma?: undefined
 anneal?: undefined
 k?: undefined
 t0?: undefined
 gamma?: undefined
 layers?: undefined
-lambda?: undefined
 }
 /**
  * Child-Tuning inside another strategy's trainable set (any kind but vanilla and Child-Tuning's own): F draws its random mask, or D's Fisher pass (on the modified model) picks its child network, over the parameters that strategy trains only, within scope.
  */
-export interface ChildTuning4 {
+export interface ChildTuning7 {
+/**
+ * child-tuning-f (a fresh random mask each step, kept gradients divided by reserve_p) or child-tuning-d (a fixed child network from the Fisher information).
+ */
+kind: ("child-tuning-f" | "child-tuning-d")
+/**
+ * Fraction of the in-scope trainable gradient elements kept.
+ */
+reserve_p: number
+/**
+ * Which of the strategy's trainable parameters the mask covers: 'encoder' = those in the transformer layers (the strategy's own modules there; the head trains whole, as D's reference leaves it), 'all' = the head too.
+ */
+scope: ("all" | "encoder")
+/**
+ * child-tuning-d only: also mask the decoupled weight decay.
+ */
+mask_weight_decay: boolean
+fisher?: Fisher
+}
+/**
+ * R3F (Aghajanyan et al., ICLR 2021): each step a second pass with noise on the input embeddings, and lambda times the symmetric KL between the clean and the noisy output distributions (squared difference of the scores for regression) added to the loss.
+ */
+export interface R3FStrategy {
+kind: "r3f"
+/**
+ * Weight of the symmetric-KL term (0: vanilla, no second pass). The paper's default is 1.
+ */
+lambda: number
+/**
+ * R3F only: distribution of each embedding element's noise: uniform in [-sigma, sigma] (the paper's default) or normal with standard deviation sigma.
+ */
+noise: ("uniform" | "normal")
+/**
+ * R3F only: scale of the embedding noise (the paper's default 1e-5).
+ */
+sigma: number
+child_tuning?: ChildTuning8
+placement?: undefined
+reduction_factor?: undefined
+bottleneck?: undefined
+nonlinearity?: undefined
+scaling?: undefined
+init?: undefined
+init_std?: undefined
+train_layer_norms?: undefined
+reserve_p?: undefined
+mask_weight_decay?: undefined
+fisher?: undefined
+scope?: undefined
+f_masks?: undefined
+alpha_init?: undefined
+target_modules?: undefined
+r?: undefined
+alpha?: undefined
+dropout?: undefined
+save?: undefined
+threshold?: undefined
+initial_sparsity?: undefined
+score_spread?: undefined
+p?: undefined
+length?: undefined
+reparameterize?: undefined
+mlp_hidden?: undefined
+prompt_init?: undefined
+anneal?: undefined
+k?: undefined
+t0?: undefined
+gamma?: undefined
+layers?: undefined
+}
+/**
+ * Child-Tuning inside another strategy's trainable set (any kind but vanilla and Child-Tuning's own): F draws its random mask, or D's Fisher pass (on the modified model) picks its child network, over the parameters that strategy trains only, within scope.
+ */
+export interface ChildTuning8 {
 /**
  * child-tuning-f (a fresh random mask each step, kept gradients divided by reserve_p) or child-tuning-d (a fixed child network from the Fisher information).
  */
@@ -635,7 +989,7 @@ t0: number
  * RecAdam only: the pretraining-recall coefficient of the quadratic penalty (5000 in the paper).
  */
 gamma: number
-child_tuning?: ChildTuning5
+child_tuning?: ChildTuning9
 placement?: undefined
 reduction_factor?: undefined
 bottleneck?: undefined
@@ -649,22 +1003,29 @@ mask_weight_decay?: undefined
 fisher?: undefined
 scope?: undefined
 f_masks?: undefined
+lambda?: undefined
+alpha_init?: undefined
+target_modules?: undefined
 r?: undefined
 alpha?: undefined
 dropout?: undefined
-target_modules?: undefined
 save?: undefined
+threshold?: undefined
+initial_sparsity?: undefined
+score_spread?: undefined
+p?: undefined
 length?: undefined
 reparameterize?: undefined
 mlp_hidden?: undefined
 prompt_init?: undefined
+noise?: undefined
+sigma?: undefined
 layers?: undefined
-lambda?: undefined
 }
 /**
  * Child-Tuning inside another strategy's trainable set (any kind but vanilla and Child-Tuning's own): F draws its random mask, or D's Fisher pass (on the modified model) picks its child network, over the parameters that strategy trains only, within scope.
  */
-export interface ChildTuning5 {
+export interface ChildTuning9 {
 /**
  * child-tuning-f (a fresh random mask each step, kept gradients divided by reserve_p) or child-tuning-d (a fixed child network from the Fisher information).
  */
@@ -692,7 +1053,7 @@ kind: "top-k-layers"
  * Top-k-layers only: how many of the top encoder layers train (K). At least the model's layer count trains the whole encoder (the embeddings stay frozen); 0 trains the head alone.
  */
 layers: number
-child_tuning?: ChildTuning6
+child_tuning?: ChildTuning10
 placement?: undefined
 reduction_factor?: undefined
 bottleneck?: undefined
@@ -706,25 +1067,32 @@ mask_weight_decay?: undefined
 fisher?: undefined
 scope?: undefined
 f_masks?: undefined
+lambda?: undefined
+alpha_init?: undefined
+target_modules?: undefined
 r?: undefined
 alpha?: undefined
 dropout?: undefined
-target_modules?: undefined
 save?: undefined
+threshold?: undefined
+initial_sparsity?: undefined
+score_spread?: undefined
+p?: undefined
 length?: undefined
 reparameterize?: undefined
 mlp_hidden?: undefined
 prompt_init?: undefined
+noise?: undefined
+sigma?: undefined
 anneal?: undefined
 k?: undefined
 t0?: undefined
 gamma?: undefined
-lambda?: undefined
 }
 /**
  * Child-Tuning inside another strategy's trainable set (any kind but vanilla and Child-Tuning's own): F draws its random mask, or D's Fisher pass (on the modified model) picks its child network, over the parameters that strategy trains only, within scope.
  */
-export interface ChildTuning6 {
+export interface ChildTuning10 {
 /**
  * child-tuning-f (a fresh random mask each step, kept gradients divided by reserve_p) or child-tuning-d (a fixed child network from the Fisher information).
  */
@@ -752,7 +1120,7 @@ kind: "weight-decay-to-pretrained"
  * Weight-decay-to-pretrained only: the penalty's strength (its gradient is lambda (w - w_pretrained), added after clipping, before AdamW's moments). 0 is vanilla fine-tuning.
  */
 lambda: number
-child_tuning?: ChildTuning7
+child_tuning?: ChildTuning11
 placement?: undefined
 reduction_factor?: undefined
 bottleneck?: undefined
@@ -766,15 +1134,22 @@ mask_weight_decay?: undefined
 fisher?: undefined
 scope?: undefined
 f_masks?: undefined
+alpha_init?: undefined
+target_modules?: undefined
 r?: undefined
 alpha?: undefined
 dropout?: undefined
-target_modules?: undefined
 save?: undefined
+threshold?: undefined
+initial_sparsity?: undefined
+score_spread?: undefined
+p?: undefined
 length?: undefined
 reparameterize?: undefined
 mlp_hidden?: undefined
 prompt_init?: undefined
+noise?: undefined
+sigma?: undefined
 anneal?: undefined
 k?: undefined
 t0?: undefined
@@ -784,7 +1159,7 @@ layers?: undefined
 /**
  * Child-Tuning inside another strategy's trainable set (any kind but vanilla and Child-Tuning's own): F draws its random mask, or D's Fisher pass (on the modified model) picks its child network, over the parameters that strategy trains only, within scope.
  */
-export interface ChildTuning7 {
+export interface ChildTuning11 {
 /**
  * child-tuning-f (a fresh random mask each step, kept gradients divided by reserve_p) or child-tuning-d (a fixed child network from the Fisher information).
  */

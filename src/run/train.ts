@@ -132,6 +132,7 @@ export async function trainModel(o: {
           o.padId,
         ),
         t.dropout ? streamSeed(t.seed, STREAMS.dropout, s.step) : null,
+        streamSeed(t.seed, STREAMS.step, s.step),
       );
       s.step++;
       s.batch++;

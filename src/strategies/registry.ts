@@ -7,6 +7,10 @@ import { bitfitDefinition } from './bitfit/index.js';
 import { childTuningDDefinition } from './child-tuning-d/index.js';
 import { childTuningFDefinition } from './child-tuning-f/index.js';
 import type { Kind, StrategyDefinition } from './definition.js';
+import { diffPruningDefinition } from './diff-pruning/index.js';
+import { maskTuningDefinition } from './mask-tuning/index.js';
+import { mixoutDefinition } from './mixout/index.js';
+import { r3fDefinition } from './r3f/index.js';
 import { prefixTuningDefinition } from './prefix-tuning/index.js';
 import { promptTuningDefinition } from './prompt-tuning/index.js';
 import { recAdamDefinition } from './recadam/index.js';
@@ -42,6 +46,10 @@ export const STRATEGIES: readonly StrategyDefinition[] = [
   adapterDefinition,
   prefixTuningDefinition,
   promptTuningDefinition,
+  mixoutDefinition,
+  r3fDefinition,
+  diffPruningDefinition,
+  maskTuningDefinition,
 ];
 
 export function definitionOf(kind: Kind | string): StrategyDefinition {

@@ -9,7 +9,18 @@ import type { Kind, StrategyDefinition, StrategyHooks, StrategyOptions, Strategy
 export type Scope = 'all' | 'encoder';
 
 /** Names of the independent random streams a run draws from (the second part of each stream seed). */
-export const STREAMS = { order: 1, dropout: 2, fMask: 3, fisherDropout: 4, probe: 5 } as const;
+export const STREAMS = {
+  order: 1,
+  dropout: 2,
+  fMask: 3,
+  fisherDropout: 4,
+  probe: 5,
+  /** A training step's own draws (the engine's step seed), keyed further by the streams below. */
+  step: 6,
+  mixout: 7,
+  r3fNoise: 8,
+  gateNoise: 9,
+} as const;
 export const inScope = (spec: ParamSpec, scope: Scope) => scope === 'all' || spec.group === 'encoder';
 
 /** What a worker thread receives to rebuild a strategy's hooks (registry.ts: hooksFrom). */

@@ -33,14 +33,14 @@ export class Embeddings {
   forward(b: Batch, ctx: ForwardContext): { y: T2; cache: EmbeddingsCache } {
     const E = this.options.width;
     const tokens = b.batch * b.seq;
-    const emb = tf.tensor2d(
-      embeddingSum(
-        this.rowsOf(b).map(([p, rows]) => ({ values: ctx.values(p), rows })),
-        E,
-        tokens,
-      ),
-      [tokens, E],
+    const summed = embeddingSum(
+      this.rowsOf(b).map(([p, rows]) => ({ values: ctx.values(p), rows })),
+      E,
+      tokens,
     );
+    // Noise on the sum is noise on the word embeddings (the other tables add to it), and leaves the backward as is.
+    if (ctx.embeddingNoise) for (let i = 0; i < summed.length; i++) summed[i] += ctx.embeddingNoise[i];
+    const emb = tf.tensor2d(summed, [tokens, E]);
     const n = this.norm.forward(emb, ctx);
     const mask = ctx.dropout([tokens, E], 'hidden');
     const x = applyMask(n.y, mask);

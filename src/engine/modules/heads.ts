@@ -16,11 +16,14 @@ export interface HeadCache {
  * ELECTRA's are `classifier.dense` and `classifier.out_proj` with dropout before the dense (tanh and GELU).
  */
 export class ClassificationHead implements Layer<HeadCache> {
+  /** Whether the output projection's input is dropped out (a modifier may turn it off: Mixout replaces it). */
+  dropoutAfter = true;
+
   constructor(
     public dense: Layer,
     readonly activation: Activation,
     public out: Layer,
-    readonly dropoutBefore: boolean,
+    public dropoutBefore: boolean,
     readonly width: number,
   ) {}
 
@@ -30,7 +33,7 @@ export class ClassificationHead implements Layer<HeadCache> {
     const before = this.dropoutBefore ? ctx.dropout([B, this.width], 'hidden') : null;
     const d = this.dense.forward(applyMask(cls, before), ctx);
     const a = this.activation.forward(d.y);
-    const after = ctx.dropout([B, this.width], 'hidden');
+    const after = this.dropoutAfter ? ctx.dropout([B, this.width], 'hidden') : null;
     const o = this.out.forward(applyMask(a.y, after), ctx);
     return { y: o.y, pooled: a.y, cache: { before, dense: d.cache, activation: a.cache, after, out: o.cache } };
   }

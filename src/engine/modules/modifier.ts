@@ -55,6 +55,8 @@ export interface ModelEditor {
   prefixAttention(build: (layer: number) => KeyValuePrefix, layers?: readonly number[]): void;
   /** Puts rows before every sequence's embeddings (prompt tuning); the classifier still pools the first real token. */
   prependInput(prefix: InputPrefix): void;
+  /** Turns off the dropout applied directly to a head layer's input (a method that replaces dropout there: Mixout). */
+  noInputDropout(role: 'head-dense' | 'head-out'): void;
 }
 
 /**
@@ -162,6 +164,10 @@ export function applyModifiers(
     prependInput(prefix) {
       if (encoder.inputPrefix) throw new Error('the input already has a prefix');
       encoder.inputPrefix = prefix;
+    },
+    noInputDropout(role) {
+      if (role === 'head-out') model.head.dropoutAfter = false;
+      else model.head.dropoutBefore = false;
     },
   };
   for (const m of modifiers) m.apply(editor);

@@ -21,6 +21,13 @@ export interface ForwardContext {
    * shift the dropout masks drawn after them, so a module must draw a fixed amount in a fixed order.
    */
   rng: Rng | null;
+  /**
+   * A fresh stream for a module's own per-step draws, keyed by the step's seed and `key`: the same in every thread,
+   * shard and pass of a step, so a weight mask is one per step (Mixout). Null when predicting or the step has no seed.
+   */
+  draws(...key: number[]): Rng | null;
+  /** Added to each token's embedding sum ([tokens * width]) in a perturbed pass (a consistency term); absent: none. */
+  embeddingNoise?: Float32Array;
   /** The sequences of this pass, set by the encoder for the modules inside it. */
   sequence?: Sequence;
 }

@@ -1,11 +1,22 @@
 export type ParamGroup = 'embeddings' | 'encoder' | 'head';
 
 /**
- * How a parameter is initialised when no checkpoint gives it: a constant, seeded draws of the given spread, or (a
- * modifier's [rows, width] parameter only) copies of rows of another parameter of the same width, each row index
- * drawn uniformly from the seeded stream (prompt tuning's sampled-vocabulary init).
+/**
+ * How a parameter is initialised when no checkpoint gives it: a constant, seeded draws of the given spread (about
+ * `mean` for uniform ones, default 0), a copy of another parameter's loaded value (a frozen copy of a pretrained
+ * weight, same shape and layout), or (a modifier's [rows, width] parameter only) copies of rows of another
+ * parameter of the same width, each row index drawn uniformly from the seeded stream (prompt tuning's
+ * sampled-vocabulary init).
  */
-export type ParamInit = 'normal' | 'zeros' | 'ones' | { normal: number } | { uniform: number } | { rowsOf: string };
+export type ParamInit =
+  | 'normal'
+  | 'zeros'
+  | 'ones'
+  | { constant: number }
+  | { normal: number }
+  | { uniform: number; mean?: number }
+  | { copyOf: string }
+  | { rowsOf: string };
 
 /** One tensor of the model, named as Hugging Face names it (a strategy's tensors as the strategy names them). */
 export interface ParamSpec {

@@ -1,3 +1,4 @@
+import type { ConsistencyTerm } from '../consistency.js';
 import type { AdamWStep, OptimizerPasses } from '../optimizer.js';
 
 /** A tensor's state a transform may read besides its gradient: its current weights and, when kept, its pretrained anchor. */
@@ -9,7 +10,7 @@ export interface TensorState {
 }
 
 /**
- * What a training method changes in the optimizer step, as the engine sees it: the engine knows no method,
+ * What a training method changes in the optimizer step (and the gradient step, `consistency`), as the engine sees it: the engine knows no method,
  * only these hooks (src/strategies builds them from a recipe).
  */
 export interface GradientTransform {
@@ -56,6 +57,11 @@ export interface UpdateHooks {
   fixedBits?: readonly (Uint8Array | undefined)[];
   /** Changes AdamW's step per tensor (an annealed task weight and a pull towards the anchor); absent: plain AdamW. */
   stepRule?: StepRule;
+  /**
+   * A consistency term each training step adds (a second pass with noised embeddings, model.ts); its noise is drawn
+   * from the stream (stepSeed, `stream`, shard, pass). Steps without a step seed (the Fisher pass) run without it.
+   */
+  consistency?: ConsistencyTerm & { stream: number };
 }
 
 /** Builds a shard's hooks from the plain data a worker thread receives (structured-cloned). */

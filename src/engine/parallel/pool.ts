@@ -5,6 +5,7 @@ import { sliceBatch } from '../batch.js';
 import type { Batch, EncoderClassifier } from '../model.js';
 import { adamwStep, type AdamWSettings } from '../optimizer.js';
 import { modifierData, type ModifiersFrom } from '../modules/modifier.js';
+import { trains } from '../modules/param.js';
 import type { HooksFrom, UpdateObserver } from './hooks.js';
 import { partition, type Segment } from './partition.js';
 import type { Reply, Request, WorkerInit } from './protocol.js';
@@ -86,8 +87,9 @@ export class ParallelPool {
   static async launch(model: EncoderClassifier, o: PoolOptions): Promise<Launched> {
     const threads = Math.max(1, o.threads);
     const state = allocateSharedState(model, threads, o.arenaPages, o.anchor);
+    // Frozen tensors are neither reduced nor updated: they take no thread's share (and leave the split as without them).
     const segments = partition(
-      state.values.map((v) => v.length),
+      state.values.map((v, i) => (trains(model.specs[i]) ? v.length : 0)),
       threads,
     );
     const decays = model.specs.map((s) => s.decay);
@@ -177,10 +179,17 @@ export class ParallelPool {
     return { batches, weights: batches.map((x) => x.batch / b.batch) };
   }
 
-  /** Forward and backward over a batch; leaves the batch-mean gradient in `grads`. Returns the loss and gradient norm. */
-  async gradients(b: Batch, dropoutSeed: number | null): Promise<{ loss: number; norm: number }> {
+  /**
+   * Forward and backward over a batch; leaves the batch-mean gradient in `grads`. Returns the loss and gradient norm.
+   * `stepSeed` seeds the modules' own draws of the step (the same in every shard) and the hooks' consistency noise.
+   */
+  async gradients(
+    b: Batch,
+    dropoutSeed: number | null,
+    stepSeed: number | null = null,
+  ): Promise<{ loss: number; norm: number }> {
     const { batches, weights } = this.split(b);
-    const losses = await this.round(batches.map((batch) => ({ kind: 'grad', batch, dropoutSeed })));
+    const losses = await this.round(batches.map((batch) => ({ kind: 'grad', batch, dropoutSeed, stepSeed })));
     const sums = await this.round(Array.from({ length: this.threads }, () => ({ kind: 'reduce', weights })));
     const loss = weights.reduce((a, w, k) => a + w * losses[k]!.loss!, 0);
     return { loss, norm: Math.sqrt(sums.reduce((a, r) => a + r!.sumsq!, 0)) };

@@ -8,7 +8,8 @@ import type { SharedState } from './state.js';
 
 /** The messages of the pool: plain data, the same for the main thread's shard and the workers. */
 export type Request =
-  | { kind: 'grad'; batch: Batch; dropoutSeed: number | null }
+  /** `stepSeed`: the seed of the modules' own per-step draws and of a consistency term's noise (null: none). */
+  | { kind: 'grad'; batch: Batch; dropoutSeed: number | null; stepSeed?: number | null }
   | { kind: 'reduce'; weights: number[] }
   | { kind: 'update'; step: number; coef: number; adam: AdamWStep }
   /** New hooks, rebuilt by each shard from `prepared` with the pool's HooksFrom. */

@@ -119,9 +119,13 @@ export class ShardExecutor {
         const rng = req.dropoutSeed === null ? null : new Rng(streamSeed(req.dropoutSeed, this.shard));
         // A shard too large for one pass runs in several, each weighted by its share of the rows.
         let loss = 0;
+        const seed = req.stepSeed ?? null;
+        const term = seed === null ? undefined : this.hooks.consistency;
         this.passes(req.batch).forEach((b, k, all) => {
           const pass = { weight: all.length === 1 ? 1 : b.batch / req.batch.batch, accumulate: k > 0 };
-          loss += pass.weight * this.model.step(b, s.grads[this.shard], rng, pass).loss;
+          const consistency =
+            term && seed !== null ? { term, noise: new Rng(streamSeed(seed, term.stream, this.shard, k)) } : undefined;
+          loss += pass.weight * this.model.step(b, s.grads[this.shard], rng, pass, { seed, consistency }).loss;
         });
         return { loss };
       }

@@ -1,0 +1,47 @@
+import type { ParamSpec } from '../../engine/params.js';
+import { hardConcrete } from './hard-concrete.js';
+import { DELTA, LOG_ALPHA } from './diff-dense.js';
+
+/** The trained model's tensors, engine layout, by spec index (what the strategy save hook is given). */
+export interface TrainedValues {
+  specs: readonly ParamSpec[];
+  values: readonly Float32Array[];
+}
+
+/**
+ * The model's own weights with each difference merged in, w + z * delta with z at its deterministic test-time
+ * value (a plain model), and the kept share: elements whose merged difference is not zero, over all gated ones.
+ */
+export function mergeDiffs({ specs, values }: TrainedValues) {
+  const weights = [...values];
+  const byName = new Map(specs.map((s, i) => [s.name, i]));
+  let kept = 0;
+  let total = 0;
+  specs.forEach((spec, i) => {
+    if (!spec.name.endsWith(DELTA)) return;
+    const site = spec.name.slice(0, -DELTA.length);
+    const w = byName.get(`${site}.weight`)!;
+    const { z } = hardConcrete(values[byName.get(`${site}${LOG_ALPHA}`)!], null);
+    const delta = values[i];
+    const merged = Float32Array.from(values[w]);
+    for (let j = 0; j < merged.length; j++) {
+      const d = z[j] * delta[j];
+      merged[j] += d;
+      if (d !== 0) kept++;
+    }
+    total += merged.length;
+    weights[w] = merged;
+  });
+  return { weights, kept: { kept, total, fraction: total ? kept / total : 1 } };
+}
+
+/** The save hook's result: model.safetensors with the differences merged, and the kept share beside it. */
+export const diffPruningSave = (input: TrainedValues) => {
+  const { weights, kept } = mergeDiffs(input);
+  return {
+    weights,
+    files: {
+      'diff-pruning.json': `${JSON.stringify({ kept_parameters: kept.kept, gated_parameters: kept.total, kept_fraction: kept.fraction }, null, 2)}\n`,
+    },
+  };
+};

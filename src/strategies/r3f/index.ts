@@ -1,0 +1,29 @@
+import { defineStrategy, kindReport } from '../definition.js';
+import { STREAMS } from '../strategy.js';
+
+/** What R3F is prepared as: the engine's consistency term (model.ts), its noise from STREAMS.r3fNoise. */
+interface PreparedR3F {
+  weight: number;
+  noise: 'uniform' | 'normal';
+  sigma: number;
+}
+
+/**
+ * R3F (Aghajanyan et al., 2021): the engine's consistency term, a second pass of each batch with noised input
+ * embeddings and lambda times the symmetric KL between the clean and noisy outputs, its gradient through both
+ * passes (into the embedding tables too, as the paper's objective; fairseq's code detaches the noisy pass's word
+ * embeddings). Regression uses the squared difference of the scores. At lambda 0 no second pass runs.
+ */
+export const r3fDefinition = defineStrategy({
+  kind: 'r3f',
+  prepare: ({ options }): PreparedR3F => ({ weight: options.lambda, noise: options.noise, sigma: options.sigma }),
+  hooks: (r: PreparedR3F) => ({
+    kind: 'r3f',
+    consistency: r.weight > 0 ? { ...r, stream: STREAMS.r3fNoise } : undefined,
+  }),
+  report: (o) => {
+    const r = kindReport(o);
+    const own = { r3f_lambda: o.lambda, r3f_noise: o.noise, r3f_sigma: o.sigma };
+    return { results: { ...r.results, ...own }, maskStats: { ...r.maskStats, ...own } };
+  },
+});

@@ -1,0 +1,269 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { before, describe, test } from 'node:test';
+import { selectBackend } from '../src/engine/backend.js';
+import { EncoderClassifier } from '../src/engine/model.js';
+import { trains } from '../src/engine/modules/param.js';
+import { Rng, streamSeed } from '../src/engine/rng.js';
+import {
+  addExpectedL0Gradient,
+  expectedL0,
+  GAMMA,
+  hardConcrete,
+  ZETA,
+} from '../src/strategies/diff-pruning/hard-concrete.js';
+import { mergeDiffs } from '../src/strategies/diff-pruning/save.js';
+import { applyMasks } from '../src/strategies/mask-tuning/save.js';
+import { modifiersFor } from '../src/strategies/registry.js';
+import { cli, GLUE, tinyModel, tmpProject, write } from './helpers.js';
+import { batch, checkDirection, dot, gradsOf, metricsOf, modelBytes, modified } from './strategy-checks.js';
+
+const QUERY = 'bert.encoder.layer.0.attention.self.query';
+const OUTPUT = 'bert.encoder.layer.1.output.dense';
+
+/** A plain model (no modifiers) with the given values for the model's own tensors. */
+function plainWith(model: EncoderClassifier, weights: readonly Float32Array[]) {
+  const plain = new EncoderClassifier(model.config, model.numLabels);
+  plain.specs.forEach((_, i) => (plain.values[i] = Float32Array.from(weights[i])));
+  return plain;
+}
+
+describe('hard-concrete gates', () => {
+  test('test-time gates are the stretched, clamped sigmoid; training gates lie in [0, 1] with exact zeros and ones', () => {
+    const logAlpha = Float32Array.from([-6, -1, 0, 0.5, 6]);
+    const { z } = hardConcrete(logAlpha, null);
+    const expected = [...logAlpha].map((a) => Math.min(1, Math.max(0, (ZETA - GAMMA) / (1 + Math.exp(-a)) + GAMMA)));
+    z.forEach((v, i) => assert.ok(Math.abs(v - expected[i]) < 1e-6));
+    assert.equal(z[0], 0);
+    assert.equal(z[4], 1);
+    const many = new Float32Array(2000).fill(0);
+    const drawn = hardConcrete(many, new Rng(1)).z;
+    assert.ok(drawn.every((v) => v >= 0 && v <= 1));
+    assert.ok(drawn.some((v) => v === 0) && drawn.some((v) => v === 1) && drawn.some((v) => v > 0 && v < 1));
+  });
+
+  test('finite differences: dz/dlog_alpha under fixed noise, and the expected L0 penalty', () => {
+    const logAlpha = Float32Array.from({ length: 50 }, (_, i) => -3 + i * 0.12);
+    const { z, dz } = hardConcrete(logAlpha, new Rng(4));
+    const h = 1e-3;
+    let checked = 0;
+    logAlpha.forEach((_, i) => {
+      const at = (t: number) =>
+        hardConcrete(
+          Float32Array.from(logAlpha, (v, j) => (j === i ? v + t : v)),
+          new Rng(4),
+        ).z[i];
+      const numeric = (at(h) - at(-h)) / (2 * h);
+      if (z[i] > 0.01 && z[i] < 0.99) {
+        assert.ok(Math.abs(dz[i] - numeric) < 2e-3, `z'[${i}]: ${dz[i]} vs ${numeric}`);
+        checked++;
+      } else if (z[i] === 0 || z[i] === 1) assert.equal(dz[i], 0);
+    });
+    const grad = new Float32Array(logAlpha.length);
+    addExpectedL0Gradient(logAlpha, grad, 2);
+    logAlpha.forEach((_, i) => {
+      const at = (t: number) => expectedL0(Float32Array.from(logAlpha, (v, j) => (j === i ? v + t : v)));
+      const numeric = (2 * (at(h) - at(-h))) / (2 * h);
+      assert.ok(Math.abs(grad[i] - numeric) < 2e-3, `L0'[${i}]: ${grad[i]} vs ${numeric}`);
+    });
+    assert.ok(checked > 10, `${checked} gates inside the clamp`);
+  });
+});
+
+describe('diff pruning', () => {
+  before(async () => {
+    await selectBackend('wasm');
+  });
+
+  const diffModel = (lambda: number, alphaInit = 0) =>
+    modified(
+      modifiersFor({
+        kind: 'diff-pruning',
+        lambda,
+        alpha_init: alphaInit,
+        target_modules: ['query', 'output', 'head-dense'],
+      } as never),
+    );
+
+  test('starts at the pretrained model, trains only its differences, gates and the classifier; saving merges', () => {
+    const { base, model } = diffModel(0, 5);
+    assert.equal(
+      model.step(batch(), gradsOf(model), null, undefined, { seed: 3 }).loss,
+      base.step(batch(), gradsOf(base), null).loss,
+    );
+    const trained = model.specs.filter(trains).map((s) => s.name);
+    assert.ok(trained.includes('classifier.weight') && trained.includes('classifier.bias'));
+    assert.ok(trained.includes(`${QUERY}.diff_pruning.delta`) && trained.includes(`${QUERY}.diff_pruning.log_alpha`));
+    assert.ok(!trained.includes(`${QUERY}.weight`) && !trained.includes(`${QUERY}.bias`));
+    assert.ok(!trained.includes('bert.embeddings.word_embeddings.weight'));
+    // Some differences, some gates closed: the merged plain model predicts as the diff model does at test time.
+    const rng = new Rng(6);
+    model.specs.forEach((s, i) => {
+      if (s.name.endsWith('.delta')) model.values[i].forEach((_, j, v) => (v[j] = rng.normal() * 0.3));
+      if (s.name.endsWith('.log_alpha')) model.values[i].forEach((_, j, v) => (v[j] = rng.normal() * 3));
+    });
+    model.markDirty();
+    const { weights, kept } = mergeDiffs(model);
+    assert.ok(kept.fraction > 0.2 && kept.fraction < 0.9, `kept ${kept.fraction}`);
+    const plain = plainWith(model, weights);
+    const [a, b] = [model.predict(batch()).logits, plain.predict(batch()).logits];
+    a.forEach((v, i) => assert.ok(Math.abs(v - b[i]) < 1e-5, `${v} vs ${b[i]}`));
+    [base, model, plain].forEach((m) => m.dispose());
+  });
+
+  test('finite differences: the step by the differences and gates under fixed gate noise; the penalty enters once', () => {
+    const { base, model } = diffModel(0);
+    const rng = new Rng(8);
+    model.specs.forEach((s, i) => {
+      if (s.name.endsWith('.delta')) model.values[i].forEach((_, j, v) => (v[j] = rng.normal() * 0.3));
+    });
+    model.markDirty();
+    for (const name of [
+      `${QUERY}.diff_pruning.delta`,
+      `${QUERY}.diff_pruning.log_alpha`,
+      `${OUTPUT}.diff_pruning.log_alpha`,
+      'classifier.weight',
+    ])
+      checkDirection(model, name, () => ({ seed: 21 }));
+    // The same model with lambda > 0: its log_alpha gradient is the task's plus lambda dL0/dlog_alpha, once.
+    const { base: base2, model: penalised } = diffModel(0.5);
+    penalised.values.forEach((v, i) => v.set(model.values[i]));
+    penalised.markDirty();
+    const [g0, g1] = [gradsOf(model), gradsOf(penalised)];
+    model.step(batch(), g0, null, undefined, { seed: 21 });
+    penalised.step(batch(), g1, null, undefined, { seed: 21 });
+    const i = model.indexOf(`${QUERY}.diff_pruning.log_alpha`);
+    const penalty = new Float32Array(g0[i].length);
+    addExpectedL0Gradient(model.values[i], penalty, 0.5);
+    g1[i].forEach((v, j) => assert.ok(Math.abs(v - g0[i][j] - penalty[j]) < 1e-6));
+    [base, model, base2, penalised].forEach((m) => m.dispose());
+  });
+});
+
+describe('mask tuning', () => {
+  before(async () => {
+    await selectBackend('wasm');
+  });
+
+  const maskModel = (initialSparsity = 0.3) =>
+    modified(
+      modifiersFor({
+        kind: 'mask-tuning',
+        threshold: 0.005,
+        initial_sparsity: initialSparsity,
+        score_spread: 0.01,
+        target_modules: ['query', 'output', 'head-dense'],
+      } as never),
+    );
+
+  test('the initial sparsity is as asked; at sparsity 0 it is the pretrained model; saving applies the masks', () => {
+    const { base, model } = maskModel(0);
+    assert.equal(model.step(batch(), gradsOf(model), null).loss, base.step(batch(), gradsOf(base), null).loss);
+    base.dispose();
+    model.dispose();
+    const { base: b2, model: masked } = maskModel(0.3);
+    const scores = masked.values[masked.indexOf(`${OUTPUT}.mask_tuning.scores`)];
+    const below = scores.filter((s) => s < 0.005).length / scores.length;
+    assert.ok(Math.abs(below - 0.3) < 0.08, `initial sparsity ${below}`);
+    assert.ok(scores.every((s) => s >= 0.005 - 0.006 && s <= 0.005 + 0.014 + 1e-7));
+    const trained = masked.specs.filter(trains).map((s) => s.name);
+    assert.ok(!trained.includes(`${OUTPUT}.weight`) && trained.includes(`${OUTPUT}.mask_tuning.scores`));
+    const { weights, kept } = applyMasks(masked, 0.005);
+    assert.ok(Math.abs(kept.fraction - 0.7) < 0.08, `kept ${kept.fraction}`);
+    const plain = plainWith(masked, weights);
+    const [a, b] = [masked.predict(batch()).logits, plain.predict(batch()).logits];
+    a.forEach((v, i) => assert.ok(Math.abs(v - b[i]) < 1e-6, `${v} vs ${b[i]}`));
+    [b2, masked, plain].forEach((m) => m.dispose());
+  });
+
+  test("finite differences: the scores' straight-through gradient is the loss's derivative by the real-valued mask", () => {
+    const { base, model } = maskModel(0.3);
+    const { weights } = applyMasks(model, 0.005);
+    const plain = plainWith(model, weights);
+    for (const site of [QUERY, OUTPUT]) {
+      const s = model.indexOf(`${site}.mask_tuning.scores`);
+      const w = model.indexOf(`${site}.weight`);
+      const grads = gradsOf(model);
+      model.step(batch(), grads, null);
+      const rng = new Rng(streamSeed(3, s));
+      const dir = Float32Array.from({ length: grads[s].length }, () => rng.normal());
+      // The mask made real-valued: moving it by t dir moves the masked weight by t (w * dir).
+      const analytic = dot(grads[s], dir);
+      const masked = Float32Array.from(plain.values[w]);
+      const lossAt = (t: number) => {
+        plain.values[w].set(masked.map((v, j) => v + t * model.values[w][j] * dir[j]));
+        plain.markDirty();
+        return plain.step(batch(), gradsOf(plain), null).loss;
+      };
+      const h = 1e-3;
+      const numeric = (lossAt(h) - lossAt(-h)) / (2 * h);
+      plain.values[w].set(masked);
+      plain.markDirty();
+      assert.ok(
+        Math.abs(analytic - numeric) <= 2e-3 * Math.max(1, Math.abs(analytic)),
+        `${site}: ${analytic} vs ${numeric}`,
+      );
+    }
+    checkDirection(model, 'classifier.weight', () => ({}));
+    [base, model, plain].forEach((m) => m.dispose());
+  });
+});
+
+describe('diff-pruning and mask-tuning runs (2 threads)', () => {
+  const project = tmpProject();
+  const allow = ['--allow-path', path.dirname(GLUE)];
+
+  before(async () => {
+    await tinyModel(path.join(project, 'model'));
+  });
+
+  test("validate reports another kind's option against the kind written, naming its kinds", async () => {
+    const recipe = write(
+      project,
+      'misplaced.yaml',
+      `version: 1
+model: {path: ./model, max_seq_length: 32}
+dataset: {task: glue/rte, dir: ${path.join(GLUE, 'RTE')}}
+strategy: {kind: mask-tuning, alpha_init: 2, threshold: 0.01}
+`,
+    );
+    const r = await cli(['validate', recipe, ...allow]);
+    assert.equal(r.code, 1);
+    assert.match(r.err + r.out, /CT0303.*alpha_init applies only to diff-pruning/);
+    assert.doesNotMatch(r.err + r.out, /threshold/);
+  });
+
+  test('in a sweep, reruns are bit-identical; each trains only its own parameters and the classifier', async () => {
+    const recipe = write(
+      project,
+      'sweep.yaml',
+      `version: 1
+model: {path: ./model, max_seq_length: 32}
+dataset:
+  task: glue/rte
+  dir: ${path.join(GLUE, 'RTE')}
+  subsample: {size: 24, seed: 0}
+strategy: {kind: vanilla}
+training: {epochs: 1, batch_size: 8, log_every: 1, checkpoint_every: 1, optimizer: {lr: 0.01}}
+evaluation: {batch_size: 128}
+runtime: {threads: 2}
+sweep:
+  grid:
+    strategy: [{kind: diff-pruning, lambda: 0.001, alpha_init: 0}, {kind: mask-tuning}]
+`,
+    );
+    const once = await cli(['sweep', recipe, '--json', '--quiet', ...allow]);
+    assert.equal(once.code, 0, once.err);
+    const again = await cli(['sweep', recipe, '--json', '--quiet', ...allow]);
+    assert.equal(again.code, 0, again.err);
+    const [a, b] = [JSON.parse(once.out), JSON.parse(again.out)] as { dir: string; trainable_share: number }[][];
+    for (let t = 0; t < 2; t++) {
+      assert.deepEqual(metricsOf(b[t].dir), metricsOf(a[t].dir));
+      assert.deepEqual(modelBytes(b[t].dir), modelBytes(a[t].dir));
+      assert.ok(a[t].trainable_share < 0.5, `trainable share ${a[t].trainable_share}`);
+    }
+    const results = JSON.parse(fs.readFileSync(path.join(a[1].dir, 'results.json'), 'utf8'));
+    assert.equal(results.mask_threshold, 0.005);
+  });
+});
