@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import { selectBackend } from '../src/engine/backend.js';
 import { batchOf } from '../src/engine/batch.js';
-import { initialValue, loadPretrained } from '../src/engine/checkpoint.js';
+import { initialValue, initStrategyParams, loadPretrained } from '../src/engine/checkpoint.js';
 import { parameterCounts, parseModelConfig } from '../src/engine/config.js';
 import { matMul } from '../src/engine/kernels.js';
 import { EncoderClassifier } from '../src/engine/model.js';
@@ -98,7 +98,11 @@ function modelFor(shape: Shape, modifiers: readonly ModelModifier[] = []) {
   );
   const model = new EncoderClassifier(config, 2, undefined, modifiers);
   const rng = new Rng(0);
-  model.specs.forEach((spec, i) => (model.values[i] = initialValue(spec, rng)));
+  // The model's own parameters at random, as if loaded; a strategy's from the seed as the loader draws them.
+  model.specs.forEach((spec, i) => {
+    if (spec.source !== 'strategy') model.values[i] = initialValue(spec, rng);
+  });
+  initStrategyParams(model, 0);
   return model;
 }
 
