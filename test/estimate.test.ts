@@ -46,6 +46,15 @@ describe('memory estimate', () => {
     assert.equal(estimateMemory(large, recipe(), 2, 'fisher').save, 0);
   });
 
+  test("R3F's step holds two passes' activations (clean and noisy); at lambda 0 one, as vanilla", () => {
+    const base = bert(12, 768, 12);
+    const withStrategy = (strategy: object) =>
+      estimateMemory(base, { ...recipe(), strategy } as unknown as Recipe, 2, 'train').activations;
+    const vanilla = withStrategy({ kind: 'vanilla' });
+    assert.equal(withStrategy({ kind: 'r3f', lambda: 1, noise: 'uniform', sigma: 1e-5 }), 2 * vanilla);
+    assert.equal(withStrategy({ kind: 'r3f', lambda: 0, noise: 'uniform', sigma: 1e-5 }), vanilla);
+  });
+
   test('the fisher stage counts the accumulator and the copy the child network is selected in (in place)', () => {
     const large = bert(24, 1024, 16);
     const encoder = 24 * (4 * (1024 * 1024 + 1024) + 2 * 1024 + 1024 * 4096 + 4096 + 4096 * 1024 + 1024 + 2 * 1024);

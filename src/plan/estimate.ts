@@ -35,10 +35,11 @@ export function estimateMemory(
   const weights = (p.total + threads * (p.total - p.embeddings)) * F32;
   const gradients = threads * p.total * F32;
   const adam = stage === 'train' ? 2 * p.total * F32 : 0;
-  const { fisher, mask } = definitionOf(recipe.strategy.kind).memory?.(recipe.strategy, p, stage) ?? {
-    fisher: 0,
-    mask: 0,
-  };
+  const {
+    fisher,
+    mask,
+    activationPasses = 1,
+  } = definitionOf(recipe.strategy.kind).memory?.(recipe.strategy, p, stage) ?? { fisher: 0, mask: 0 };
   const t = recipe.model.max_seq_length;
   const passes = (batch: number, bytes: typeof activationBytes) => {
     const shards = Math.min(threads, batch);
@@ -47,7 +48,8 @@ export function estimateMemory(
   const batch = stage === 'fisher' ? (recipe.strategy.fisher?.batch_size ?? 16) : recipe.training.batch_size;
   // A recipe built without an evaluation block (the bench's) evaluates nothing.
   const evalBatch = stage === 'train' ? recipe.evaluation?.batch_size : undefined;
-  const activations = Math.max(passes(batch, activationBytes), evalBatch ? passes(evalBatch, forwardBytes) : 0);
+  const training = passes(batch, activationBytes) * (stage === 'train' ? activationPasses : 1);
+  const activations = Math.max(training, evalBatch ? passes(evalBatch, forwardBytes) : 0);
   const save = stage === 'train' ? saveScratchElements(specs) * F32 : 0;
   // The pretrained anchor: one shared copy of every parameter as loaded, for strategies whose update reads it.
   const anchor = stage === 'train' && anchorFor(recipe.strategy) ? p.total * F32 : 0;

@@ -55,12 +55,15 @@ export interface StrategyDefinition<K extends Kind = Kind, P = unknown> {
   /** Diagnostics no schema can express (the model, the data); the plan reports them. */
   check?(options: OptionsOf<K>): Diagnostic[];
   stages?(options: OptionsOf<K>, recipe: Recipe, context: StageContext): ExtraStage[];
-  /** Bytes it adds to a stage's peak: the Fisher accumulator and the mask it keeps. */
+  /**
+   * What it adds to a stage's peak: bytes of the Fisher accumulator and of the mask it keeps, and how many
+   * training passes' activations a step holds at once (default 1; R3F's clean and noisy passes: 2).
+   */
   memory?(
     options: OptionsOf<K>,
     counts: { total: number; encoder: number },
     stage: 'train' | 'fisher',
-  ): { fisher: number; mask: number };
+  ): { fisher: number; mask: number; activationPasses?: number };
   /**
    * How it changes the model before anything runs (wrapped or inserted modules, added parameters, which of the
    * model's own parameters train), as engine modifiers built from its options; every thread rebuilds them from

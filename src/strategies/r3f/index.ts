@@ -16,6 +16,8 @@ interface PreparedR3F {
  */
 export const r3fDefinition = defineStrategy({
   kind: 'r3f',
+  // The clean pass's activations are still held while the noisy pass runs.
+  memory: (o) => ({ fisher: 0, mask: 0, activationPasses: o.lambda > 0 ? 2 : 1 }),
   prepare: ({ options }): PreparedR3F => ({ weight: options.lambda, noise: options.noise, sigma: options.sigma }),
   hooks: (r: PreparedR3F) => ({
     kind: 'r3f',
