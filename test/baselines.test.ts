@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -12,7 +11,7 @@ import type { Recipe } from '../src/recipe/types.generated.js';
 import { annealed, recallPenalty } from '../src/strategies/recadam/index.js';
 import { strategyFor } from '../src/strategies/registry.js';
 import { towardsPretrainedPenalty } from '../src/strategies/weight-decay-to-pretrained/index.js';
-import { cli, GLUE, microModel, REPO, tinyModelRecipe } from './helpers.js';
+import { cli, GLUE, killAndResume, microModel, tinyModelRecipe } from './helpers.js';
 
 const SETTINGS: AdamWSettings = { lr: 1e-3, betas: [0.9, 0.999], eps: 1e-6, weightDecay: 0.01 };
 const allow = ['--allow-path', path.dirname(GLUE)];
@@ -204,32 +203,7 @@ runtime: {threads: 2}
   assert.equal(whole.code, 0, whole.err);
   const reference = JSON.parse(whole.out)[0].dir;
   const killAt = 2 * (1 + new Rng(Date.now()).int(3));
-  const child = spawn(process.execPath, [path.join(REPO, 'bin', 'childtune.js'), 'run', recipe, '--quiet', ...allow], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stderr = '';
-  child.stderr.on('data', (d) => (stderr += d));
-  const runDir = await new Promise<string>((resolve, reject) => {
-    const timer = setInterval(() => {
-      const m = /run directory: (.*)/.exec(stderr);
-      if (!m) return;
-      const pointer = path.join(m[1].trim(), 'checkpoint.json');
-      if (fs.existsSync(pointer) && JSON.parse(fs.readFileSync(pointer, 'utf8')).step >= killAt) {
-        clearInterval(timer);
-        child.kill('SIGKILL');
-        resolve(m[1].trim());
-      }
-    }, 5);
-    child.on('exit', () => {
-      clearInterval(timer);
-      reject(new Error(`the run ended before step ${killAt} was checkpointed:\n${stderr}`));
-    });
-  });
-  await new Promise((r) => child.once('exit', r).once('close', r));
-  assert.ok(!fs.existsSync(path.join(runDir, 'results.json')), 'killed before the end');
-  const again = await cli(['run', '--resume', runDir]);
-  assert.equal(again.code, 0, again.err);
-  assert.match(again.err, /resume: continuing from step \d+/);
+  const runDir = await killAndResume(recipe, killAt, allow);
   const results = (dir: string) => {
     const x = JSON.parse(fs.readFileSync(path.join(dir, 'results.json'), 'utf8'));
     return { metrics: x.metrics, epochs: x.epochs, final_loss: x.final_loss, steps: x.steps };

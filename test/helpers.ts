@@ -1,3 +1,5 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -139,4 +141,38 @@ export class AdamW {
       strategy?.record(index, kept, n);
     });
   }
+}
+
+/**
+ * Starts `childtune run` on `recipe` in a child process and kills it with SIGKILL once its checkpoint pointer has
+ * reached `killAt` optimizer steps, then resumes the run directory to its end; returns the directory.
+ */
+export async function killAndResume(recipe: string, killAt: number, args: readonly string[] = []): Promise<string> {
+  const child = spawn(process.execPath, [path.join(REPO, 'bin', 'childtune.js'), 'run', recipe, '--quiet', ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr += d));
+  const runDir = await new Promise<string>((resolve, reject) => {
+    const timer = setInterval(() => {
+      const m = /run directory: (.*)/.exec(stderr);
+      if (!m) return;
+      const pointer = path.join(m[1].trim(), 'checkpoint.json');
+      if (fs.existsSync(pointer) && JSON.parse(fs.readFileSync(pointer, 'utf8')).step >= killAt) {
+        clearInterval(timer);
+        child.kill('SIGKILL');
+        resolve(m[1].trim());
+      }
+    }, 5);
+    child.on('exit', () => {
+      clearInterval(timer);
+      reject(new Error(`the run ended before step ${killAt} was checkpointed:\n${stderr}`));
+    });
+  });
+  await new Promise((r) => child.once('exit', r).once('close', r));
+  assert.ok(!fs.existsSync(path.join(runDir, 'results.json')), 'killed before the end');
+  const again = await cli(['run', '--resume', runDir]);
+  assert.equal(again.code, 0, again.err);
+  assert.match(again.err, /resume: continuing from step \d+/);
+  return runDir;
 }

@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { Rng } from '../src/engine/rng.js';
 import { readSafetensors } from '../src/engine/safetensors.js';
-import { cli, GLUE, REPO, tinyModelRecipe } from './helpers.js';
+import { cli, GLUE, killAndResume, tinyModelRecipe } from './helpers.js';
 
 /** metrics.jsonl without its timing field, which is the only thing allowed to differ. */
 const metricsOf = (dir: string) =>
@@ -60,32 +59,7 @@ runtime: {threads: 2}
   assert.deepEqual(saved.get(o)!.data, pretrained.get(o)!.data, 'an untargeted weight is the pretrained one');
 
   const killAt = 2 * (1 + new Rng(Date.now()).int(3));
-  const child = spawn(process.execPath, [path.join(REPO, 'bin', 'childtune.js'), 'run', recipe, '--quiet', ...allow], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stderr = '';
-  child.stderr.on('data', (d) => (stderr += d));
-  const runDir = await new Promise<string>((resolve, reject) => {
-    const timer = setInterval(() => {
-      const m = /run directory: (.*)/.exec(stderr);
-      if (!m) return;
-      const pointer = path.join(m[1].trim(), 'checkpoint.json');
-      if (fs.existsSync(pointer) && JSON.parse(fs.readFileSync(pointer, 'utf8')).step >= killAt) {
-        clearInterval(timer);
-        child.kill('SIGKILL');
-        resolve(m[1].trim());
-      }
-    }, 5);
-    child.on('exit', () => {
-      clearInterval(timer);
-      reject(new Error(`the run ended before step ${killAt} was checkpointed:\n${stderr}`));
-    });
-  });
-  await new Promise((r) => child.once('exit', r).once('close', r));
-  assert.ok(!fs.existsSync(path.join(runDir, 'results.json')), 'killed before the end');
-  const again = await cli(['run', '--resume', runDir]);
-  assert.equal(again.code, 0, again.err);
-  assert.match(again.err, /resume: continuing from step \d+/);
+  const runDir = await killAndResume(recipe, killAt, allow);
   assert.deepEqual(resultsOf(runDir), resultsOf(reference));
   assert.deepEqual(metricsOf(runDir), metricsOf(reference));
   assert.deepEqual(file(runDir, 'model.safetensors'), file(reference, 'model.safetensors'));

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
@@ -10,7 +9,7 @@ import { Rng, streamSeed } from '../src/engine/rng.js';
 import { modifiersFor } from '../src/strategies/registry.js';
 import { STREAMS } from '../src/strategies/strategy.js';
 import { mixoutModifier } from '../src/strategies/mixout/mixout-dense.js';
-import { cli, GLUE, microModel, REPO, tinyModel, tmpProject, write } from './helpers.js';
+import { cli, GLUE, killAndResume, microModel, tinyModel, tmpProject, write } from './helpers.js';
 import { batch, checkDirection, gradsOf, metricsOf, modelBytes, modified } from './strategy-checks.js';
 
 describe('mixout', () => {
@@ -241,36 +240,7 @@ ${extra}`;
       assert.equal(whole.code, 0, whole.err);
       const reference = JSON.parse(whole.out)[0].dir;
       const killAt = 2 + new Rng(Date.now()).int(3);
-      const child = spawn(
-        process.execPath,
-        [path.join(REPO, 'bin', 'childtune.js'), 'run', recipe, '--quiet', ...allow],
-        {
-          stdio: ['ignore', 'pipe', 'pipe'],
-        },
-      );
-      let stderr = '';
-      child.stderr.on('data', (d) => (stderr += d));
-      const runDir = await new Promise<string>((resolve, reject) => {
-        const timer = setInterval(() => {
-          const m = /run directory: (.*)/.exec(stderr);
-          if (!m) return;
-          const pointer = path.join(m[1].trim(), 'checkpoint.json');
-          if (fs.existsSync(pointer) && JSON.parse(fs.readFileSync(pointer, 'utf8')).step >= killAt) {
-            clearInterval(timer);
-            child.kill('SIGKILL');
-            resolve(m[1].trim());
-          }
-        }, 5);
-        child.on('exit', () => {
-          clearInterval(timer);
-          reject(new Error(`the run ended before step ${killAt} was checkpointed:\n${stderr}`));
-        });
-      });
-      await new Promise((r) => child.once('exit', r).once('close', r));
-      assert.ok(!fs.existsSync(path.join(runDir, 'results.json')), 'killed before the end');
-      const again = await cli(['run', '--resume', runDir]);
-      assert.equal(again.code, 0, again.err);
-      assert.match(again.err, /resume: continuing from step \d+/);
+      const runDir = await killAndResume(recipe, killAt, allow);
       assert.deepEqual(metricsOf(runDir), metricsOf(reference));
       assert.deepEqual(modelBytes(runDir), modelBytes(reference));
     });
