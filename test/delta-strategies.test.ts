@@ -6,7 +6,6 @@ import { initStrategyParams } from '../src/engine/checkpoint.js';
 import { writeAtomic } from '../src/engine/files.js';
 import { EncoderClassifier, type Batch } from '../src/engine/model.js';
 import type { ModelModifier } from '../src/engine/modules/modifier.js';
-import { sizeOf } from '../src/engine/modules/param.js';
 import { selectBackend } from '../src/engine/backend.js';
 import { Rng } from '../src/engine/rng.js';
 import { readSafetensors } from '../src/engine/safetensors.js';
@@ -17,6 +16,7 @@ import { savePrompt } from '../src/strategies/prompt-tuning/index.js';
 import type { StrategySave } from '../src/strategies/definition.js';
 import { definitionOf, modifiersFor } from '../src/strategies/registry.js';
 import { STRATEGY_CONFIG, STRATEGY_WEIGHTS } from '../src/strategies/save-apart.js';
+import { checkModelGradients } from './gradient-checks.js';
 import { microModel, tmpProject } from './helpers.js';
 
 type Family = 'bert' | 'roberta' | 'electra';
@@ -50,13 +50,6 @@ function strategyModel(family: Family, modifiers: ModelModifier[], spread = 0) {
   return model;
 }
 
-const random = (rng: Rng, n: number) => Float32Array.from({ length: n }, () => rng.normal());
-const dot = (a: ArrayLike<number>, b: ArrayLike<number>) => {
-  let s = 0;
-  for (let i = 0; i < a.length; i++) s += a[i] * b[i];
-  return s;
-};
-
 describe('adapter, prefix-tuning and prompt-tuning modules', () => {
   before(async () => {
     await selectBackend('wasm');
@@ -85,39 +78,7 @@ describe('adapter, prefix-tuning and prompt-tuning modules', () => {
     test(`${name} (${family}): every trainable gradient matches central differences; frozen ones are not written`, () => {
       const model = strategyModel(family, modifiersFor(strategy(options)), 0.3);
       const b = microBatch();
-      const grads = model.specs.map((s) => new Float32Array(sizeOf(s)).fill(Number.NaN));
-      const lossAt = () =>
-        model.step(
-          b,
-          model.specs.map((s) => new Float32Array(sizeOf(s))),
-          new Rng(5),
-        ).loss;
-      model.step(b, grads, new Rng(5));
-      const probe = new Rng(9);
-      let checked = 0;
-      model.specs.forEach((spec, i) => {
-        if (!spec.trainable) {
-          assert.ok(grads[i].every(Number.isNaN), `frozen ${spec.name} was written`);
-          return;
-        }
-        const v = random(probe, model.values[i].length);
-        const orig = model.values[i];
-        const eps = 3e-3;
-        model.values[i] = orig.map((w, j) => w + eps * v[j]);
-        model.markDirty();
-        const up = lossAt();
-        model.values[i] = orig.map((w, j) => w - eps * v[j]);
-        model.markDirty();
-        const down = lossAt();
-        model.values[i] = orig;
-        model.markDirty();
-        const [analytic, numeric] = [dot(grads[i], v), (up - down) / (2 * eps)];
-        assert.ok(
-          Math.abs(numeric - analytic) <= 1e-2 * Math.max(Math.abs(numeric), Math.abs(analytic)) + 1e-4,
-          `${spec.name}: analytic ${analytic} vs numeric ${numeric}`,
-        );
-        checked++;
-      });
+      const checked = checkModelGradients(model, b);
       const added = model.specs.filter((s) => s.source === 'strategy');
       assert.ok(added.length > 0 && added.every((s) => s.trainable));
       assert.ok(checked >= added.length + 4, 'the strategy and the head are checked');

@@ -31,6 +31,7 @@ import {
 } from '../src/engine/modules/param.js';
 import { paramSpecs } from '../src/engine/params.js';
 import { Rng } from '../src/engine/rng.js';
+import { assertGradClose, checkModelGradients, dot, random } from './gradient-checks.js';
 import { FIXTURES, microModel, REPO } from './helpers.js';
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -261,7 +262,6 @@ const rebuild = (data: { kind: string; options: unknown }[]) =>
 // float32 outputs: small shapes keep the rounding well under the tolerance.
 
 const H = 4;
-const random = (rng: Rng, n: number, scale = 1) => Float32Array.from({ length: n }, () => rng.normal() * scale);
 
 /** The forward context of a check: weights from `values`, dropout masks from a fresh stream on every pass. */
 function contexts(
@@ -306,18 +306,7 @@ function contexts(
   return { forward, backward, grads };
 }
 
-const dot = (a: ArrayLike<number>, b: ArrayLike<number>) => {
-  let s = 0;
-  for (let i = 0; i < a.length; i++) s += a[i] * b[i];
-  return s;
-};
-
-function assertClose(what: string, analytic: number, numeric: number) {
-  assert.ok(
-    Math.abs(numeric - analytic) <= 1e-2 * Math.max(Math.abs(numeric), Math.abs(analytic)) + 1e-4,
-    `${what}: analytic ${analytic} vs numeric ${numeric}`,
-  );
-}
+const assertClose = assertGradClose;
 
 /**
  * Checks a module's backward against central differences: for its input (when it has one) and for every
@@ -700,35 +689,7 @@ describe('model modifiers', () => {
     test(`${name} (${family}): gradients match central differences; frozen buffers are not written`, () => {
       const model = modifiedModel(family, mods);
       const b = microBatch();
-      const grads = model.specs.map((s) => new Float32Array(sizeOf(s)).fill(Number.NaN));
-      const lossAt = () =>
-        model.step(
-          b,
-          model.specs.map((s) => new Float32Array(sizeOf(s))),
-          new Rng(5),
-        ).loss;
-      model.step(b, grads, new Rng(5));
-      const probe = new Rng(9);
-      let checked = 0;
-      model.specs.forEach((spec, i) => {
-        if (!spec.trainable) {
-          assert.ok(grads[i].every(Number.isNaN), `frozen ${spec.name} was written`);
-          return;
-        }
-        const v = random(probe, model.values[i].length);
-        const orig = model.values[i];
-        const eps = 3e-3;
-        model.values[i] = orig.map((w, j) => w + eps * v[j]);
-        model.markDirty();
-        const up = lossAt();
-        model.values[i] = orig.map((w, j) => w - eps * v[j]);
-        model.markDirty();
-        const down = lossAt();
-        model.values[i] = orig;
-        model.markDirty();
-        assertClose(spec.name, dot(grads[i], v), (up - down) / (2 * eps));
-        checked++;
-      });
+      const checked = checkModelGradients(model, b);
       assert.ok(checked >= model.specs.filter((s) => s.source === 'strategy').length);
       model.dispose();
     });

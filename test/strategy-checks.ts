@@ -6,6 +6,7 @@ import { EncoderClassifier, type Batch, type StepExtras } from '../src/engine/mo
 import type { ModelModifier } from '../src/engine/modules/modifier.js';
 import { sizeOf } from '../src/engine/modules/param.js';
 import { Rng, streamSeed } from '../src/engine/rng.js';
+import { dot } from './gradient-checks.js';
 import { microModel } from './helpers.js';
 
 // Shared by the tests of the strategies that transform weights or add loss terms (mixout, r3f, diff pruning, mask
@@ -21,11 +22,7 @@ export const batch = (): Batch => ({
 });
 
 export const gradsOf = (m: EncoderClassifier) => m.specs.map((s) => new Float32Array(sizeOf(s)));
-export const dot = (a: ArrayLike<number>, b: ArrayLike<number>) => {
-  let s = 0;
-  for (let i = 0; i < a.length; i++) s += a[i] * b[i];
-  return s;
-};
+export { dot };
 
 /** A micro model with modifiers, its own parameters copied from microModel, the modifiers' initialised. */
 export function modified(modifiers: ModelModifier[], labels = 3) {
