@@ -167,6 +167,33 @@ evaluation: {batch_size: 64}
   }
 });
 
+test('BitFit, Top-K and weight decay towards pretrained rerun on 2 threads bit for bit', async () => {
+  const recipe = await tinyModelRecipe(`${data(16)}strategy: {kind: bitfit}
+training: {epochs: 1, batch_size: 8}
+evaluation: {batch_size: 64}
+runtime: {threads: 2}
+sweep:
+  grid:
+    strategy: [{kind: bitfit}, {kind: top-k-layers, layers: 1}, {kind: weight-decay-to-pretrained, lambda: 0.1}]
+`);
+  const sweep = async (name: string) => {
+    const out = path.join(path.dirname(recipe), name);
+    const r = await cli(['sweep', recipe, '--set', `runtime.output_dir=${out}`, '--quiet', '--json', ...allow]);
+    assert.equal(r.code, 0, r.err);
+    return JSON.parse(r.out) as { strategy: string; dir: string; metrics: unknown; final_loss: number }[];
+  };
+  const [first, second] = [await sweep('first'), await sweep('second')];
+  assert.deepEqual(
+    first.map((t) => t.strategy),
+    ['bitfit', 'top-k-layers', 'weight-decay-to-pretrained'],
+  );
+  first.forEach((t, k) => {
+    assert.deepEqual([t.metrics, t.final_loss], [second[k].metrics, second[k].final_loss], t.strategy);
+    const model = (dir: string) => fs.readFileSync(path.join(dir, 'model', 'model.safetensors'));
+    assert.deepEqual(model(t.dir), model(second[k].dir), `${t.strategy}: the same model, byte for byte`);
+  });
+});
+
 test("the plan shows each strategy's trainable parameters and the pretrained anchor it adds, over a sweep of kinds; a misplaced option names its kind", async () => {
   const recipe = await tinyModelRecipe(`${data(16)}strategy: {kind: vanilla}
 training: {epochs: 1, batch_size: 8}
