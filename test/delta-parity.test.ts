@@ -1,16 +1,13 @@
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import path from 'node:path';
 import { before, describe, test } from 'node:test';
 import { selectBackend } from '../src/engine/backend.js';
 import { loadPretrained } from '../src/engine/checkpoint.js';
-import type { Batch } from '../src/engine/model.js';
 import { adamwRange, adamwStep } from '../src/engine/optimizer.js';
 import type { ModelModifier } from '../src/engine/modules/modifier.js';
 import type { ParamSpec } from '../src/engine/params.js';
 import type { Recipe } from '../src/recipe/types.generated.js';
 import { modifiersFor } from '../src/strategies/registry.js';
-import { REPO } from './helpers.js';
+import { DELTA_DIR, deltaBatch, deltaReference } from './delta-fixture.js';
 
 /**
  * Parity with an independent PyTorch implementation for the delta-tuning family (issue 16): the fixture in
@@ -19,21 +16,7 @@ import { REPO } from './helpers.js';
  * against the engine; the LoRA, adapter and prefix cases run through the lora, adapter and prefix-tuning strategies'
  * modifiers.
  */
-const DIR = path.join(REPO, 'test', 'fixtures', 'delta');
-const reference = JSON.parse(fs.readFileSync(path.join(DIR, 'reference.json'), 'utf8'));
 const TOLERANCE = 1e-4;
-
-function referenceBatch(): Batch {
-  const b = reference.batch;
-  return {
-    batch: b.input_ids.length,
-    seq: b.input_ids[0].length,
-    inputIds: Int32Array.from(b.input_ids.flat()),
-    tokenTypeIds: Int32Array.from(b.token_type_ids.flat()),
-    attentionMask: Float32Array.from(b.attention_mask.flat()),
-    labels: Float32Array.from(b.labels),
-  };
-}
 
 /** A parameter in the checkpoint's layout ([out, in] for dense weights), whatever the engine's internal layout. */
 function checkpointLayout(spec: ParamSpec, values: Float32Array): Float32Array {
@@ -87,8 +70,8 @@ const STRATEGY_CASES: Record<string, Recipe['strategy']> = {
  * strategy's parameters are set to the fixture's values first.
  */
 function checkCase(name: string, modifiers: ModelModifier[]) {
-  const expected = reference.cases[name];
-  const { model } = loadPretrained(DIR, { numLabels: 2, seed: 1, modifiers });
+  const expected = deltaReference.cases[name];
+  const { model } = loadPretrained(DELTA_DIR, { numLabels: 2, seed: 1, modifiers });
   for (const [param, { values }] of Object.entries(expected.params as Record<string, { values: number[] }>)) {
     const i = model.indexOf(param);
     model.values[i] = engineLayout(model.specs[i], Float32Array.from(values));
@@ -104,14 +87,14 @@ function checkCase(name: string, modifiers: ModelModifier[]) {
       [...(expected.trainable as string[])].sort(),
       "the trainable set is the fixture's",
     );
-  const batch = referenceBatch();
+  const batch = deltaBatch();
   assertClose(model.predict(batch).logits, expected.logits, 'logits');
 
   const grads = model.values.map((v) => new Float32Array(v.length));
   const { loss } = model.step(batch, grads, null);
   assert.ok(Math.abs(loss - expected.loss) <= TOLERANCE, `loss ${loss} against ${expected.loss}`);
 
-  const settings = reference.adamw;
+  const settings = deltaReference.adamw;
   const adam = adamwStep(
     { lr: settings.lr, betas: settings.betas, eps: settings.eps, weightDecay: settings.weight_decay },
     1,

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { before, describe, test } from 'node:test';
 import { selectBackend } from '../src/engine/backend.js';
 import { loadPretrained } from '../src/engine/checkpoint.js';
-import type { Batch, EncoderClassifier } from '../src/engine/model.js';
+import type { EncoderClassifier } from '../src/engine/model.js';
 import { adamwRange, adamwStep } from '../src/engine/optimizer.js';
 import { sizeOf } from '../src/engine/params.js';
 import { Rng } from '../src/engine/rng.js';
@@ -15,10 +15,9 @@ import type { OptionsOf } from '../src/strategies/definition.js';
 import { loraDefinition } from '../src/strategies/lora/index.js';
 import { mergedWeights } from '../src/strategies/lora/save.js';
 import { modifiersFor } from '../src/strategies/registry.js';
-import { FIXTURES, REPO, tmpProject } from './helpers.js';
+import { DELTA_DIR, deltaBatch } from './delta-fixture.js';
+import { FIXTURES, tmpProject } from './helpers.js';
 
-const DELTA = path.join(REPO, 'test', 'fixtures', 'delta');
-const reference = JSON.parse(fs.readFileSync(path.join(DELTA, 'reference.json'), 'utf8'));
 const ALL = [
   'query',
   'key',
@@ -41,18 +40,6 @@ const lora = (o: Partial<OptionsOf<'lora'>> = {}) =>
 const loadLora = (dir: string, o: OptionsOf<'lora'>, seed = 1) =>
   loadPretrained(dir, { numLabels: 2, seed, modifiers: modifiersFor(o as Recipe['strategy']) }).model;
 
-function referenceBatch(): Batch {
-  const b = reference.batch;
-  return {
-    batch: b.input_ids.length,
-    seq: b.input_ids[0].length,
-    inputIds: Int32Array.from(b.input_ids.flat()),
-    tokenTypeIds: Int32Array.from(b.token_type_ids.flat()),
-    attentionMask: Float32Array.from(b.attention_mask.flat()),
-    labels: Float32Array.from(b.labels),
-  };
-}
-
 /** A few AdamW steps (lr 0.05, dropout from `seed`) on the trainable tensors only, as a run takes them. */
 function train(model: EncoderClassifier, steps: number, seed = 7) {
   const adamSettings = { lr: 0.05, betas: [0.9, 0.999] as [number, number], eps: 1e-8, weightDecay: 0.01 };
@@ -60,7 +47,7 @@ function train(model: EncoderClassifier, steps: number, seed = 7) {
   const v = model.values.map((x) => new Float32Array(x.length));
   for (let s = 1; s <= steps; s++) {
     const grads = model.values.map((x) => new Float32Array(x.length));
-    model.step(referenceBatch(), grads, new Rng(seed + s));
+    model.step(deltaBatch(), grads, new Rng(seed + s));
     const adam = adamwStep(adamSettings, s, adamSettings.lr);
     model.specs.forEach((spec, i) => {
       if (spec.trainable)
@@ -93,7 +80,7 @@ describe('lora', () => {
     const dir = path.join(FIXTURES, 'bert-tiny-random');
     const base = loadPretrained(dir, { numLabels: 2, seed: 3 }).model;
     const model = loadLora(dir, lora({ target_modules: ALL, dropout: 0.1 }), 3);
-    const b = referenceBatch();
+    const b = deltaBatch();
     b.inputIds = b.inputIds.map((t) => t % 60);
     const want = base.predict(b, true);
     const got = model.predict(b, true);
@@ -125,13 +112,13 @@ describe('lora', () => {
   });
 
   test('gradients of A and B (with LoRA dropout, on every target) match central differences', () => {
-    const model = loadLora(DELTA, lora({ target_modules: ALL, dropout: 0.2, r: 2 }));
+    const model = loadLora(DELTA_DIR, lora({ target_modules: ALL, dropout: 0.2, r: 2 }));
     const probe = new Rng(9);
     model.specs.forEach((s, i) => {
       if (s.source === 'strategy') model.values[i] = model.values[i].map(() => probe.normal() * 0.05);
     });
     model.markDirty();
-    const b = referenceBatch();
+    const b = deltaBatch();
     const lossAt = () =>
       model.step(
         b,
@@ -169,11 +156,11 @@ describe('lora', () => {
 
   test('merged equals unmerged after a few training steps, and the merged save loads as a plain model', () => {
     const o = lora({ dropout: 0.1 });
-    const model = loadLora(DELTA, o);
+    const model = loadLora(DELTA_DIR, o);
     train(model, 3);
-    const b = referenceBatch();
+    const b = deltaBatch();
     const unmerged = model.predict(b).logits;
-    const plain = loadPretrained(DELTA, { numLabels: 2, seed: 99 }).model;
+    const plain = loadPretrained(DELTA_DIR, { numLabels: 2, seed: 99 }).model;
     mergedWeights(o, model.specs, model.values).forEach((w, i) => {
       if (i < plain.values.length) plain.values[i] = w;
     });
@@ -181,7 +168,7 @@ describe('lora', () => {
     const merged = plain.predict(b).logits;
     assert.ok(worst(merged, unmerged) <= 1e-5, `merged vs unmerged: ${worst(merged, unmerged)}`);
     assert.ok(
-      worst(unmerged, loadPretrained(DELTA, { numLabels: 2, seed: 1 }).model.predict(b).logits) > 1e-3,
+      worst(unmerged, loadPretrained(DELTA_DIR, { numLabels: 2, seed: 1 }).model.predict(b).logits) > 1e-3,
       'it trained',
     );
 
@@ -192,9 +179,9 @@ describe('lora', () => {
       config: model.config,
       specs: model.specs,
       values: model.values,
-      modelDir: DELTA,
+      modelDir: DELTA_DIR,
     });
-    saveModel(model, dir, { source: DELTA, weights: saved.weights, files: saved.files });
+    saveModel(model, dir, { source: DELTA_DIR, weights: saved.weights, files: saved.files });
     assert.ok(![...readSafetensors(path.join(dir, 'model.safetensors')).keys()].some((k) => k.includes('lora')));
     const reloaded = loadPretrained(dir, { numLabels: 2, seed: 5 });
     assert.deepEqual(reloaded.notes, [], 'nothing missing or fresh');
@@ -206,9 +193,9 @@ describe('lora', () => {
   });
 
   test("saving a model with a strategy's parameters but no save decision fails instead of writing unknown tensors", () => {
-    const model = loadLora(DELTA, lora());
+    const model = loadLora(DELTA_DIR, lora());
     assert.throws(
-      () => saveModel(model, path.join(tmpProject(), 'model'), { source: DELTA }),
+      () => saveModel(model, path.join(tmpProject(), 'model'), { source: DELTA_DIR }),
       /strategy added .*lora_A/,
     );
     model.dispose();
@@ -222,18 +209,18 @@ describe('lora', () => {
       alpha: 16,
       target_modules: ['value', 'query', 'intermediate.dense'],
     });
-    const model = loadLora(DELTA, o);
+    const model = loadLora(DELTA_DIR, o);
     train(model, 2);
     const input = {
       options: o as never,
       config: model.config,
       specs: model.specs,
       values: model.values,
-      modelDir: DELTA,
+      modelDir: DELTA_DIR,
     };
     const dir = path.join(tmpProject(), 'model');
     const saved = loraDefinition.save!(input);
-    saveModel(model, dir, { source: DELTA, weights: saved.weights, files: saved.files });
+    saveModel(model, dir, { source: DELTA_DIR, weights: saved.weights, files: saved.files });
     assert.ok(!fs.existsSync(path.join(dir, 'model.safetensors')), 'the adapter files are the model');
     assert.ok(fs.existsSync(path.join(dir, 'config.json')) && fs.existsSync(path.join(dir, 'vocab.txt')));
 
@@ -243,7 +230,7 @@ describe('lora', () => {
       {
         alpha_pattern: {},
         auto_mapping: null,
-        base_model_name_or_path: DELTA,
+        base_model_name_or_path: DELTA_DIR,
         bias: 'none',
         fan_in_fan_out: false,
         inference_mode: true,
@@ -287,10 +274,10 @@ describe('lora', () => {
     assert.ok([...tensors.values()].every((t) => t.dtype === 'F32'));
 
     // Our own reading of the adapter: pretrained W [out, in] + (alpha/r) B A, the head replaced.
-    const base = readSafetensors(path.join(DELTA, 'model.safetensors'));
+    const base = readSafetensors(path.join(DELTA_DIR, 'model.safetensors'));
     const mergedSave = path.join(tmpProject(), 'merged');
     const m = loraDefinition.save!({ ...input, options: { ...o, save: 'merged' } as never });
-    saveModel(model, mergedSave, { source: DELTA, weights: m.weights });
+    saveModel(model, mergedSave, { source: DELTA_DIR, weights: m.weights });
     const merged = readSafetensors(path.join(mergedSave, 'model.safetensors'));
     const scale = 16 / 2;
     for (const [name, t] of merged) {
@@ -317,13 +304,13 @@ describe('lora', () => {
 
   test('target_modules output.dense alone is written as full module names (PEFT would also match attention.output.dense)', () => {
     const o = lora({ save: 'adapter', target_modules: ['output.dense'] });
-    const model = loadLora(DELTA, o);
+    const model = loadLora(DELTA_DIR, o);
     const saved = loraDefinition.save!({
       options: o as never,
       config: model.config,
       specs: model.specs,
       values: model.values,
-      modelDir: DELTA,
+      modelDir: DELTA_DIR,
     });
     const config = JSON.parse(saved.files!['adapter_config.json'] as string);
     assert.deepEqual(config.target_modules, ['bert.encoder.layer.0.output.dense', 'bert.encoder.layer.1.output.dense']);

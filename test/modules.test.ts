@@ -1,6 +1,4 @@
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import path from 'node:path';
 import { before, describe, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs-core';
 import { selectBackend } from '../src/engine/backend.js';
@@ -31,8 +29,9 @@ import {
 } from '../src/engine/modules/param.js';
 import { paramSpecs } from '../src/engine/params.js';
 import { Rng } from '../src/engine/rng.js';
+import { DELTA_DIR, deltaBatch, deltaReference } from './delta-fixture.js';
 import { assertGradClose, checkModelGradients, dot, random } from './gradient-checks.js';
-import { FIXTURES, microModel, REPO } from './helpers.js';
+import { FIXTURES, microModel } from './helpers.js';
 
 // ---------------------------------------------------------------------------------------------------------------
 // Test-only modifiers, written as a strategy of the next issue would write them: plain functions of their options.
@@ -768,17 +767,7 @@ describe('model modifiers', () => {
 
 /** The delta-tuning fixture (test/fixtures/delta, computed by PyTorch in float64): the test modifiers reproduce it. */
 describe('the test modifiers against the PyTorch delta-tuning fixture', () => {
-  const DIR = path.join(REPO, 'test', 'fixtures', 'delta');
-  const reference = JSON.parse(fs.readFileSync(path.join(DIR, 'reference.json'), 'utf8'));
-  const r = reference.batch;
-  const batch: Batch = {
-    batch: r.input_ids.length,
-    seq: r.input_ids[0].length,
-    inputIds: Int32Array.from(r.input_ids.flat()),
-    tokenTypeIds: Int32Array.from(r.token_type_ids.flat()),
-    attentionMask: Float32Array.from(r.attention_mask.flat()),
-    labels: Float32Array.from(r.labels),
-  };
+  const batch = deltaBatch();
   /** [out, in] (saved) to [in, out] (engine) for transposed specs, and back: the same swap of two axes. */
   const swap = (spec: ParamSpec, v: ArrayLike<number>, toEngine: boolean) => {
     if (!spec.transposed) return Float32Array.from(v);
@@ -809,8 +798,8 @@ describe('the test modifiers against the PyTorch delta-tuning fixture', () => {
 
   for (const [name, modifiers] of Object.entries(cases)) {
     test(`${name}: logits, loss and every trainable gradient within 1e-4`, () => {
-      const expected = reference.cases[name];
-      const { model } = loadPretrained(DIR, { numLabels: 2, seed: 1, modifiers });
+      const expected = deltaReference.cases[name];
+      const { model } = loadPretrained(DELTA_DIR, { numLabels: 2, seed: 1, modifiers });
       for (const [param, { values }] of Object.entries(expected.params as Record<string, { values: number[] }>)) {
         const i = model.indexOf(param);
         model.values[i] = swap(model.specs[i], values, true);
