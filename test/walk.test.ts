@@ -156,3 +156,28 @@ describe('the executor walks the plan', () => {
     assert.equal(JSON.parse(fs.readFileSync(path.join(dir, 'setup', 'error.json'), 'utf8')).stage, 'setup');
   });
 });
+
+test('the data stages of a process share one read and one subsample per stage while the file is unchanged', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'childtune-walk-data-'));
+  const file = path.join(dir, 'train.tsv');
+  fs.writeFileSync(file, 'sentence\tlabel\na\t0\nb\t1\nc\t0\nd\t1\n');
+  const dataset = {
+    task: 'custom',
+    files: { train: file },
+    text_fields: ['sentence'],
+    label_field: 'label',
+    on_bad_row: 'error',
+  };
+  const load = { hash: 'load-1', source: { dataset, split: 'train' } } as never;
+  const subsample = { hash: 'sub-1', inputs: { size: 2, seed: 0, stratified: false } } as never;
+  const run = (runner: StageRunner, stage: never, deps: unknown[] = []) => runner.run(stage, deps, {} as never);
+  const first = await run(STAGE_RUNNERS['load-dataset'], load);
+  assert.equal(await run(STAGE_RUNNERS['load-dataset'], load), first, 'read once');
+  const picked = await run(STAGE_RUNNERS.subsample, subsample, [first]);
+  assert.equal(await run(STAGE_RUNNERS.subsample, subsample, [first]), picked, 'subsampled once');
+  fs.writeFileSync(file, 'sentence\tlabel\na\t0\nb\t1\nc\t0\nd\t1\ne\t0\n');
+  const again = await run(STAGE_RUNNERS['load-dataset'], load);
+  assert.notEqual(again, first, 'a changed file is read again');
+  assert.equal((again as { examples: unknown[] }).examples.length, 5);
+  assert.notEqual(await run(STAGE_RUNNERS.subsample, subsample, [again]), picked, 'and its subsample drawn again');
+});
