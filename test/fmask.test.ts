@@ -9,7 +9,7 @@ import { initialValue } from '../src/engine/checkpoint.js';
 import { keepThreshold, Rng, streamSeed } from '../src/engine/rng.js';
 import { partition } from '../src/engine/parallel/partition.js';
 import { DataParallel } from '../src/run/parallel.js';
-import { getBit } from '../src/strategies/bitset.js';
+import { getBit } from '../src/engine/bitset.js';
 import { childTuningF, F_CHUNK } from '../src/strategies/child-tuning-f/index.js';
 import { STREAMS } from '../src/strategies/strategy.js';
 import { cli, GLUE, tinyModelRecipe } from './helpers.js';

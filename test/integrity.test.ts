@@ -12,7 +12,7 @@ import { readChildMask } from '../src/run/child-mask.js';
 import { executeTrial } from '../src/run/executor.js';
 import { DirLock, startTimeOf } from '../src/run/lock.js';
 import { RunDir } from '../src/run/rundir.js';
-import { getBit } from '../src/strategies/bitset.js';
+import { getBit } from '../src/engine/bitset.js';
 import { cli, write } from './helpers.js';
 import { assertClean, outcome, smallProject } from './integrity-helpers.js';
 

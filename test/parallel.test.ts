@@ -2,14 +2,14 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import { selectBackend } from '../src/engine/backend.js';
-import { adamwRange, adamwStep, applyKeepBits } from '../src/engine/optimizer.js';
+import { adamwRange, adamwStep, applyKeepBits, jsPasses } from '../src/engine/optimizer.js';
 import { OptimizerKernels, planArenas, SharedArena } from '../src/engine/optimizer-wasm.js';
 import { sizeOf } from '../src/engine/params.js';
 import { keepThreshold, Rng } from '../src/engine/rng.js';
 import { partition } from '../src/engine/parallel/partition.js';
 import { reduceSegment } from '../src/engine/parallel/shard.js';
 import { DataParallel } from '../src/run/parallel.js';
-import { bitsetBytes } from '../src/strategies/bitset.js';
+import { bitsetBytes, popcount } from '../src/engine/bitset.js';
 import { childTuningF, F_CHUNK } from '../src/strategies/child-tuning-f/index.js';
 import { maskRange } from '../src/strategies/strategy.js';
 import { microModel } from './helpers.js';
@@ -88,11 +88,14 @@ describe('data parallelism', () => {
           const { threshold, scale } = keepThreshold(p);
           const flo = lo & ~7;
           const bitsJ = new Uint8Array(bitsetBytes(n + lo));
-          kernels.fdraw(bitsW, flo, hi, state, threshold);
+          const keptW = kernels.fmask(gw, bitsW, flo, hi, hi - flo, [state], threshold, scale);
           new Rng(state).bernoulliBits(bitsJ, flo, hi, threshold);
-          assert.deepEqual(Array.from(bitsW), Array.from(bitsJ));
-          kernels.fapply(gw, bitsW, flo, hi, scale);
           applyKeepBits(gj, bitsJ, flo, hi, scale);
+          assert.deepEqual(Array.from(bitsW), Array.from(bitsJ));
+          assert.equal(keptW, popcount(bitsJ.subarray(flo >> 3), hi - flo));
+          // The bitset applied on its own, as D's mask and a replayed F mask are.
+          kernels.fapply(gw, bitsW, flo, hi, 1.5);
+          applyKeepBits(gj, bitsJ, flo, hi, 1.5);
           kernels.adamw(pw, gw, mw, vw, lo, hi, adam);
           adamwRange(pj, gj, mj, vj, lo, hi, adam);
           assert.deepEqual(
@@ -102,6 +105,45 @@ describe('data parallelism', () => {
         },
       ),
       { numRuns: 60 },
+    );
+  });
+
+  test("F's mask over many chunks (four at a time in vector lanes, then one by one) equals the JavaScript mask bit for bit", () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 64 }),
+        fc.integer({ min: 1, max: 11 }),
+        fc.nat(8 * 64),
+        fc.nat(1000),
+        fc.double({ min: 0.01, max: 1, noNaN: true }),
+        (eighths, chunks, tail, seed, p) => {
+          const chunk = 8 * eighths;
+          const lo = 8 * ((seed % 5) * 3);
+          const hi = lo + (chunks - 1) * chunk + Math.min(chunk, 1 + (tail % chunk));
+          const arena = SharedArena.create([OptimizerKernels.drawsFor(chunk), hi, Math.ceil(hi / 32)])!;
+          const kernels = new OptimizerKernels(arena.memory, arena.floats(OptimizerKernels.drawsFor(chunk)));
+          const gW = arena.floats(hi);
+          const rng = new Rng(seed);
+          gW.forEach((_, i) => (gW[i] = rng.normal()));
+          const gJ = Float32Array.from(gW);
+          const bitsW = arena.bits(hi);
+          const bitsJ = new Uint8Array(bitsetBytes(hi));
+          const states = Array.from({ length: chunks }, (_, i) => new Rng(seed * 31 + i).state);
+          const { threshold, scale } = keepThreshold(p);
+          const keptW = kernels.fmask(gW, bitsW, lo, hi, chunk, states, threshold, scale);
+          const keptJ = jsPasses.fmask(gJ, bitsJ, lo, hi, chunk, states, threshold, scale);
+          assert.deepEqual(Array.from(bitsW), Array.from(bitsJ));
+          assert.deepEqual(Array.from(gW), Array.from(gJ));
+          assert.equal(keptW, keptJ);
+          assert.equal(keptJ, popcount(bitsJ.subarray(lo >> 3), hi - lo));
+          // Each chunk is its own generator's stream, as F names them.
+          const last = new Uint8Array(bitsetBytes(hi));
+          const from = lo + (chunks - 1) * chunk;
+          new Rng(states[chunks - 1]).bernoulliBits(last, from, hi, threshold);
+          assert.deepEqual(Array.from(bitsJ.subarray(from >> 3)), Array.from(last.subarray(from >> 3)));
+        },
+      ),
+      { numRuns: 80 },
     );
   });
 

@@ -16,7 +16,7 @@ import { childTuningD } from '../src/strategies/child-tuning-d/index.js';
 import { childTuningF } from '../src/strategies/child-tuning-f/index.js';
 import { maskRange } from '../src/strategies/strategy.js';
 import { vanilla } from '../src/strategies/vanilla/index.js';
-import { getBit } from '../src/strategies/bitset.js';
+import { getBit } from '../src/engine/bitset.js';
 import { AdamW, cli, FIXTURES, GLUE, microModel, tinyModelRecipe, tmpProject, write } from './helpers.js';
 
 describe('data', () => {

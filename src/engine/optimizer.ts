@@ -1,3 +1,4 @@
+import { popcount } from './bitset.js';
 import { Rng } from './rng.js';
 
 export interface AdamWSettings {
@@ -103,8 +104,21 @@ export interface OptimizerPasses {
   scale(g: Float32Array, lo: number, hi: number, coef: number): void;
   /** adamwRange. */
   adamw(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, lo: number, hi: number, a: AdamWStep): void;
-  /** Random keep decisions for [lo, hi) from a generator state into a bitset: Rng(state).bernoulliBits (Child-Tuning-F's draw). */
-  fdraw(bits: Uint8Array, lo: number, hi: number, state: readonly number[], threshold: number): void;
+  /**
+   * Child-Tuning-F's mask over [lo, hi): random keep decisions into a bitset, in chunks of `chunk` elements from lo
+   * (the last may be shorter), chunk i as Rng(states[i]).bernoulliBits draws them, then applied as fapply with
+   * `scale`. Returns how many were kept.
+   */
+  fmask(
+    g: Float32Array,
+    bits: Uint8Array,
+    lo: number,
+    hi: number,
+    chunk: number,
+    states: readonly (readonly number[])[],
+    threshold: number,
+    scale: number,
+  ): number;
   /** applyKeepBits: g *= scale where the bit is set, else 0 (F's mask with scale 1/p; D's with scale 1). */
   fapply(g: Float32Array, bits: Uint8Array, lo: number, hi: number, scale: number): void;
   /** g = w0 g + w1 g1, rounded once; returns `sum` plus the unrounded squares, added in order. */
@@ -124,7 +138,12 @@ export const jsPasses: OptimizerPasses = {
     for (let j = lo; j < hi; j++) g[j] *= coef;
   },
   adamw: adamwRange,
-  fdraw: (bits, lo, hi, state, threshold) => new Rng(state).bernoulliBits(bits, lo, hi, threshold),
+  fmask(g, bits, lo, hi, chunk, states, threshold, scale) {
+    for (let i = 0, start = lo; start < hi; i++, start += chunk)
+      new Rng(states[i]).bernoulliBits(bits, start, Math.min(hi, start + chunk), threshold);
+    applyKeepBits(g, bits, lo, hi, scale);
+    return popcount(bits.subarray(lo >> 3), hi - lo);
+  },
   fapply: applyKeepBits,
   reduce2(g, g1, lo, hi, w0, w1, sum) {
     for (let j = lo; j < hi; j++) {

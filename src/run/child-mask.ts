@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { internalShape, sizeOf, type ParamSpec } from '../engine/params.js';
-import { getBit, popcount, setBit } from '../strategies/bitset.js';
+import { getBit, popcount, setBit } from '../engine/bitset.js';
 import type { RunDir } from './rundir.js';
 
 /**

@@ -5,7 +5,7 @@ import { hashInputs } from '../plan/hash.js';
 import type { StageRuntime } from '../plan/runtime.js';
 import type { Stage } from '../plan/stages.js';
 import type { Recipe } from '../recipe/types.generated.js';
-import { bitsetBytes } from '../strategies/bitset.js';
+import { bitsetBytes } from '../engine/bitset.js';
 import { accumulateFisher, fisherHistogram, perLayer, selectChild, type FisherStats } from '../strategies/fisher.js';
 import { childTuningD } from '../strategies/child-tuning-d/index.js';
 import { childTuningOf, composedFisher } from '../strategies/compose.js';

@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { ParamSpec } from '../engine/params.js';
 import { keepThreshold } from '../engine/rng.js';
 import type { Recipe } from '../recipe/types.generated.js';
-import { bitsetBytes } from '../strategies/bitset.js';
+import { bitsetBytes } from '../engine/bitset.js';
 import type { PreparedF } from '../strategies/child-tuning-f/index.js';
 import type { FMaskLog, Strategy } from '../strategies/strategy.js';
 import { RunError } from './errors.js';

@@ -3,7 +3,7 @@ import type { EncoderClassifier } from '../engine/model.js';
 import { sizeOf, type ParamSpec } from '../engine/params.js';
 import { streamSeed } from '../engine/rng.js';
 import type { Encoding } from '../engine/tokenizer.js';
-import { bitsetBytes, setBit } from './bitset.js';
+import { bitsetBytes, setBit } from '../engine/bitset.js';
 import { kthLargestInPlace } from './select.js';
 import type { ParallelPool } from '../engine/parallel/pool.js';
 import type { ResolvedFisher } from './child-tuning-d/fisher-settings.js';

@@ -2,7 +2,6 @@ import { jsPasses, type OptimizerPasses } from '../engine/optimizer.js';
 import type { UpdateObserver } from '../engine/parallel/hooks.js';
 import { trains } from '../engine/modules/param.js';
 import { sizeOf, type ParamSpec } from '../engine/params.js';
-import { popcount } from './bitset.js';
 import { composeHooks } from './compose-hooks.js';
 import type { Kind, StrategyDefinition, StrategyHooks, StrategyOptions, StrategyReport } from './definition.js';
 
@@ -165,10 +164,13 @@ export class Strategy implements UpdateObserver {
     this.masks?.load?.(step, bits);
   }
 
-  /** Counts each counted tensor's kept elements from its bitset (the mask itself, not a tally), then records the masks. */
-  after(step: number, bits: Uint8Array[], sizes: readonly number[]) {
+  /**
+   * Records each counted tensor's kept elements, as the threads counted them from its bitset (the mask itself, not
+   * a tally), then records the masks.
+   */
+  after(step: number, bits: Uint8Array[], sizes: readonly number[], kept: readonly number[]) {
     if (!this.counts) return;
-    this.counted.forEach((c, i) => c && this.record(i, popcount(bits[i], sizes[i]), sizes[i]));
+    this.counted.forEach((c, i) => c && this.record(i, kept[i], sizes[i]));
     this.masks?.save?.(step, bits);
   }
 }

@@ -16,7 +16,8 @@ export interface TensorState {
 export interface GradientTransform {
   /**
    * Transforms grad[lo, hi) of tensor `index` in place before the optimizer reads it at step `step`; returns how
-   * many elements it kept. `lo` is a multiple of SEGMENT_GRAIN. `bits` is the tensor's bitset shared by the
+   * many elements it kept (what a strategy that counts its masks records). `lo` is a multiple of SEGMENT_GRAIN and
+   * the range at most UPDATE_BLOCK long (an update goes block by block). `bits` is the tensor's bitset shared by the
    * threads (in its arena, so `passes` may be the wasm ones), absent on a single-threaded update. `tensor`: the
    * tensor's weights and anchor (a penalty towards the pretrained weights reads them).
    */
@@ -70,5 +71,6 @@ export type HooksFrom = (prepared: unknown) => UpdateHooks;
 /** The main thread's part of an update: reads or writes the shared per-tensor bitsets around the round. */
 export interface UpdateObserver {
   before?(step: number, bits: Uint8Array[]): void;
-  after?(step: number, bits: Uint8Array[], sizes: readonly number[]): void;
+  /** `kept`: per tensor, the elements its transform kept this step (each thread counts the bits it wrote or applied). */
+  after?(step: number, bits: Uint8Array[], sizes: readonly number[], kept: readonly number[]): void;
 }

@@ -4,6 +4,12 @@
  */
 export const SEGMENT_GRAIN = 8192;
 
+/**
+ * An update works through its segment in blocks of this many elements (grain-aligned), so the passes over one
+ * block (clip, transform, AdamW) find its weights, gradient and moments still in the core's cache: 4 x 128 KiB.
+ */
+export const UPDATE_BLOCK = 4 * SEGMENT_GRAIN;
+
 export interface Segment {
   index: number;
   lo: number;

@@ -221,11 +221,15 @@ export class ParallelPool {
     const adam = adamwStep(this.adam, this.step, lr);
     const bits = this.state.bits;
     observer?.before?.(this.step, bits);
-    await this.round(Array.from({ length: this.threads }, () => ({ kind: 'update', step: this.step, coef, adam })));
+    const replies = await this.round(
+      Array.from({ length: this.threads }, () => ({ kind: 'update', step: this.step, coef, adam })),
+    );
+    const kept = this.state.values.map((_, t) => replies.reduce((sum, r) => sum + (r?.kept?.[t] ?? 0), 0));
     observer?.after?.(
       this.step,
       bits,
       this.state.values.map((v) => v.length),
+      kept,
     );
   }
 

@@ -22,6 +22,8 @@ export interface Reply {
   loss?: number;
   sumsq?: number;
   out?: Float32Array;
+  /** update: per tensor, how many elements its transform kept over this thread's segments. */
+  kept?: number[];
 }
 
 /** What a worker thread starts from (its workerData). */

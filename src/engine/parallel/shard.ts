@@ -7,7 +7,7 @@ import { decayWhere, jsPasses, type AdamWStep, type OptimizerPasses } from '../o
 import { OptimizerKernels } from '../optimizer-wasm.js';
 import { Rng, streamSeed } from '../rng.js';
 import type { HooksFrom, UpdateHooks } from './hooks.js';
-import type { Segment } from './partition.js';
+import { UPDATE_BLOCK, type Segment } from './partition.js';
 import type { Reply, Request } from './protocol.js';
 import type { SharedState } from './state.js';
 
@@ -63,23 +63,31 @@ export function updateSegment(
 ): number {
   if (hooks.trains && !hooks.trains[index]) return 0;
   const [p, g, m, v] = [s.values[index], s.grads[0][index], s.m[index], s.v[index]];
-  if (coef < 1) passes.scale(g, lo, hi, coef);
   const anchor = s.anchor?.[index];
-  const kept = hooks.transform
-    ? hooks.transform.apply(index, g, lo, hi, step, passes, s.bits?.[index], { weights: p, anchor })
-    : hi - lo;
+  const tensor = { weights: p, anchor };
   // A masked decay, or a pull towards the anchor, reads the stepped weight, so it follows an undecayed step.
   const mask = decays ? hooks.decayMask?.(index) : undefined;
   const change = hooks.stepRule?.(index, step, adam);
   if (change && !anchor)
     throw new Error(`tensor ${index}'s update pulls towards the pretrained anchor, but none is kept`);
   const stepped = change ? { ...adam, stepSize: adam.stepSize * change.scale } : adam;
-  passes.adamw(p, g, m, v, lo, hi, { ...stepped, decay: decays && !mask && !change ? adam.decay : 0 });
-  if (change) {
-    if (change.pull !== 0) passes.pull(p, p, anchor!, lo, hi, change.pull);
-    if (decays && !mask) passes.decay(p, lo, hi, adam.decay);
+  const adamStep = { ...stepped, decay: decays && !mask && !change ? adam.decay : 0 };
+  let kept = 0;
+  // Every pass is per element, so block by block gives the segment's result, with each block still in cache
+  // from one pass to the next; blocks start on the grain, as transforms expect.
+  for (let start = lo; start < hi; start += UPDATE_BLOCK) {
+    const end = Math.min(hi, start + UPDATE_BLOCK);
+    if (coef < 1) passes.scale(g, start, end, coef);
+    kept += hooks.transform
+      ? hooks.transform.apply(index, g, start, end, step, passes, s.bits?.[index], tensor)
+      : end - start;
+    passes.adamw(p, g, m, v, start, end, adamStep);
+    if (change) {
+      if (change.pull !== 0) passes.pull(p, p, anchor!, start, end, change.pull);
+      if (decays && !mask) passes.decay(p, start, end, adam.decay);
+    }
+    if (mask) decayWhere(p, start, end, mask, adam.decay);
   }
-  if (mask) decayWhere(p, lo, hi, mask, adam.decay);
   return kept;
 }
 
@@ -136,10 +144,11 @@ export class ShardExecutor {
         return { sumsq };
       }
       case 'update': {
+        const kept = new Array<number>(this.trains.length).fill(0);
         try {
           for (const seg of this.segments)
             if (this.trains[seg.index])
-              updateSegment(
+              kept[seg.index] += updateSegment(
                 s,
                 seg,
                 this.hooks,
@@ -153,7 +162,7 @@ export class ShardExecutor {
           throw new Error(`${this.hooks.kind} update at step ${req.step}: ${(e as Error).message}`);
         }
         this.model.markDirty();
-        return {};
+        return { kept };
       }
       case 'hooks':
         this.hooks = this.hooksFrom(req.prepared);

@@ -1,4 +1,4 @@
-import { popcount } from '../bitset.js';
+import { popcount } from '../../engine/bitset.js';
 import { defineStrategy, kindReport, type StrategyHooks } from '../definition.js';
 import { Strategy } from '../strategy.js';
 import { resolvedFisher } from './fisher-settings.js';

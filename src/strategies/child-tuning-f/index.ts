@@ -1,7 +1,7 @@
 import { SEGMENT_GRAIN } from '../../engine/parallel/partition.js';
 import type { ParamSpec } from '../../engine/params.js';
 import { keepThreshold, Rng, streamSeed } from '../../engine/rng.js';
-import { bitsetBytes, popcount } from '../bitset.js';
+import { bitsetBytes, popcount } from '../../engine/bitset.js';
 import { defineStrategy, kindReport, type StrategyHooks } from '../definition.js';
 import { inScope, STREAMS, Strategy, type Scope } from '../strategy.js';
 
@@ -25,8 +25,8 @@ export interface PreparedF {
 
 /**
  * Child-Tuning-F: keep each in-scope element with probability p and divide it by p. Each chunk's keep bits are
- * drawn into the tensor's bitset (unless replayed ones are already there), then applied, so the mask applied is
- * the one in the bitset that is counted and recorded; both passes run in `passes` (wasm where the bitset and the
+ * drawn into the tensor's bitset (unless replayed ones are already there) and applied from there, so the mask
+ * applied is the one in the bitset that is counted and recorded; `passes` runs it (wasm where the bitset and the
  * gradient share an arena), with the same result either way.
  */
 function hooks(f: PreparedF): StrategyHooks {
@@ -37,16 +37,18 @@ function hooks(f: PreparedF): StrategyHooks {
       apply(index, grad, lo, hi, step, passes, bits) {
         if (!f.scoped[index] || f.p >= 1) return hi - lo;
         const own = bits ?? new Uint8Array(bitsetBytes(hi));
-        if (!f.replay) {
-          for (let start = lo; start < hi;) {
-            const chunk = Math.floor(start / F_CHUNK);
-            const end = Math.min(hi, (chunk + 1) * F_CHUNK);
-            passes.fdraw(own, start, end, new Rng(streamSeed(f.seed, step, index, chunk)).state, threshold);
-            start = end;
-          }
+        if (f.replay) {
+          passes.fapply(grad, own, lo, hi, scale);
+          return popcount(own.subarray(lo >> 3), hi - lo);
         }
-        passes.fapply(grad, own, lo, hi, scale);
-        return popcount(own.subarray(lo >> 3), hi - lo);
+        // Transforms see ranges starting on the engine's grain, F_CHUNK: chunk i of [lo, hi) is the tensor's first + i.
+        if (lo % F_CHUNK) throw new Error(`F's mask range starts at ${lo}, not on a chunk of ${F_CHUNK} elements`);
+        const first = lo / F_CHUNK;
+        const states = Array.from(
+          { length: Math.ceil((hi - lo) / F_CHUNK) },
+          (_, i) => new Rng(streamSeed(f.seed, step, index, first + i)).state,
+        );
+        return passes.fmask(grad, own, lo, hi, F_CHUNK, states, threshold, scale);
       },
     },
   };
