@@ -39,8 +39,8 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '.
  * to a minute; together they fit in about 15 minutes).
  */
 const SHAPES = {
-  'bert-tiny': { layers: 2, hidden: 128, heads: 2, mode: 'full', rounds: 1, steps: 31, strategies: true },
-  'bert-mini': { layers: 4, hidden: 256, heads: 4, mode: 'full', rounds: 1, steps: 15, strategies: true },
+  'bert-tiny': { layers: 2, hidden: 128, heads: 2, mode: 'full', rounds: 1, steps: 61, strategies: true },
+  'bert-mini': { layers: 4, hidden: 256, heads: 4, mode: 'full', rounds: 1, steps: 25, strategies: true },
   'bert-small': { layers: 4, hidden: 512, heads: 8, mode: 'full', rounds: 1, steps: 7, strategies: true },
   'bert-base': { layers: 12, hidden: 768, heads: 12, mode: 'paired', rounds: 2, steps: 2, strategies: true },
   'bert-large': { layers: 24, hidden: 1024, heads: 16, mode: 'paired', rounds: 2, steps: 2, strategies: false },
@@ -123,50 +123,76 @@ function defaultOptions(kind: string): Recipe['strategy'] {
 }
 
 /**
- * Every registered strategy (its default options; D with a random child network of the default reserve_p) in turn:
- * its model with its modifiers, a pool keeping the anchor when it asks, warm-up, then the median of `steps` steps.
- * Vanilla runs first and last, so the overhead is against the mean of the two.
+ * Every registered strategy (its default options; D with a random child network of the default reserve_p) against
+ * vanilla: its model with its modifiers and a pool keeping the anchor when it asks, beside one vanilla pool kept for
+ * the whole run; after warm-up, steps alternate between the two (each round starting with the other), and the
+ * overhead is the median of the per-round ratios, so drift of the machine hits both sides alike.
  */
 async function registryChild(job: RegistryJob) {
   const backend = await selectBackend('auto');
   const threads = threadsFor(0, backend.name);
   const rng = new Rng(1);
   const batches = Array.from({ length: 4 }, () => randomBatch(rng));
-  const kinds = ['vanilla', ...STRATEGIES.map((d) => d.kind).filter((k) => k !== 'vanilla'), 'vanilla'];
-  const rows: { kind: string; step_ms: number; trainable_share: number; options: Recipe['strategy'] }[] = [];
-  for (const kind of kinds) {
-    const options = defaultOptions(kind);
+  const adam = { lr: 1e-4, betas: [0.9, 0.999] as [number, number], eps: 1e-8, weightDecay: 0.01 };
+  const poolFor = async (options: Recipe['strategy']) => {
     const model = modelFor(job.shape, modifiersFor(options));
-    const dp = await DataParallel.start(model, {
-      threads,
-      backend: backend.name,
-      adam: { lr: 1e-4, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0.01 },
-      anchor: anchorFor(options),
-    });
+    const dp = await DataParallel.start(model, { threads, backend: backend.name, adam, anchor: anchorFor(options) });
     const masks = model.specs.map((s) =>
       s.group === 'encoder' ? new Uint8Array(Math.ceil(sizeOf(s) / 8)).map(() => rng.int(256)) : undefined,
     );
     const recipe = { strategy: options, training: { seed: 1 } } as unknown as Recipe;
     const strategy = strategyFor(recipe, model.specs, masks);
     await dp.setStrategy(strategy);
-    const times: number[] = [];
-    for (let step = 0; step < job.warmup + job.steps; step++) {
+    let step = 0;
+    const oneStep = async () => {
       const t0 = performance.now();
       const { norm } = await dp.gradients(batches[step % batches.length], step);
       await dp.update(1e-4, clipCoefficient(norm, 1), strategy);
-      if (step >= job.warmup) times.push(performance.now() - t0);
-    }
-    await dp.close();
-    const total = model.specs.reduce((a, s) => a + sizeOf(s), 0);
-    const trainable = model.specs.reduce((a, s) => a + (trains(s) ? sizeOf(s) : 0), 0);
-    rows.push({ kind, step_ms: median(times), trainable_share: trainable / total, options });
-  }
-  const vanillaMs = (rows[0].step_ms + rows.at(-1)!.step_ms) / 2;
-  return {
-    threads,
-    vanilla_ms: vanillaMs,
-    strategies: rows.slice(1, -1).map((r) => ({ ...r, overhead: r.step_ms / vanillaMs - 1 })),
+      step++;
+      return performance.now() - t0;
+    };
+    return { model, dp, oneStep };
   };
+  const base = await poolFor(defaultOptions('vanilla'));
+  const vanillaTimes: number[] = [];
+  const rows: {
+    kind: string;
+    step_ms: number;
+    overhead: number;
+    trainable_share: number;
+    options: Recipe['strategy'];
+  }[] = [];
+  for (const kind of STRATEGIES.map((d) => d.kind).filter((k) => k !== 'vanilla')) {
+    const options = defaultOptions(kind);
+    const other = await poolFor(options);
+    for (let i = 0; i < job.warmup; i++) {
+      await base.oneStep();
+      await other.oneStep();
+    }
+    const times: number[] = [];
+    const ratios: number[] = [];
+    for (let round = 0; round < job.steps; round++) {
+      let v: number;
+      let t: number;
+      if (round % 2 === 0) {
+        v = await base.oneStep();
+        t = await other.oneStep();
+      } else {
+        t = await other.oneStep();
+        v = await base.oneStep();
+      }
+      vanillaTimes.push(v);
+      times.push(t);
+      ratios.push(t / v - 1);
+    }
+    await other.dp.close();
+    const specs = other.model.specs;
+    const total = specs.reduce((a, s) => a + sizeOf(s), 0);
+    const trainable = specs.reduce((a, s) => a + (trains(s) ? sizeOf(s) : 0), 0);
+    rows.push({ kind, step_ms: median(times), overhead: median(ratios), trainable_share: trainable / total, options });
+  }
+  await base.dp.close();
+  return { threads, vanilla_ms: median(vanillaTimes), strategies: rows };
 }
 
 function randomBatch(rng: Rng) {
@@ -504,7 +530,7 @@ function fullRow(shape: Shape, quick: boolean): Row {
     fisherExamples: 0,
   });
   const torch = torchPeer(shape, ours.threads);
-  const registry = shape === 'bert-tiny' ? runRegistry({ shape, steps: quick ? 3 : 15, warmup: 2 }) : null;
+  const registry = shape === 'bert-tiny' ? runRegistry({ shape, steps: quick ? 4 : 20, warmup: 2 }) : null;
   return {
     ...ours,
     registry,
@@ -743,7 +769,7 @@ function markdown(r: {
         '',
         `## Every registered strategy against vanilla (${c.config}, ${c.strategies.threads} threads; default options)`,
         '',
-        `Each kind on its own model (its modifiers applied) and pool, one after another: two warm-up steps, then the median of the measured steps; vanilla runs first and last (${num(c.strategies.vanilla_ms)} ms, their mean). Run in sequence, not interleaved, so a few percent either side is noise.`,
+        `Each kind on its own model (its modifiers applied) and pool, beside one vanilla pool kept for the whole run: two warm-up steps of each, then steps alternating between the kind and vanilla (each round starting with the other side). *Against vanilla* is the median of the per-round ratios; vanilla's median step over all rounds: ${num(c.strategies.vanilla_ms)} ms.`,
         '',
         '| strategy | trainable share | step ms (median) | against vanilla |',
         '|---|---|---|---|',
