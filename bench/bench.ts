@@ -20,7 +20,7 @@ import type { ModelModifier } from '../src/engine/modules/modifier.js';
 import { nativeKernelNames, nativeKernels, selectKernel } from '../src/engine/native.js';
 import { clipCoefficient } from '../src/engine/optimizer.js';
 import { sizeOf, trains } from '../src/engine/params.js';
-import { Rng } from '../src/engine/rng.js';
+import { Rng, streamSeed } from '../src/engine/rng.js';
 import { estimateMemory } from '../src/plan/estimate.js';
 import type { Recipe } from '../src/recipe/types.generated.js';
 import { DataParallel, threadsFor } from '../src/run/parallel.js';
@@ -39,8 +39,8 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '.
  * to a minute; together they fit in about 15 minutes).
  */
 const SHAPES = {
-  'bert-tiny': { layers: 2, hidden: 128, heads: 2, mode: 'full', rounds: 1, steps: 61, strategies: true },
-  'bert-mini': { layers: 4, hidden: 256, heads: 4, mode: 'full', rounds: 1, steps: 25, strategies: true },
+  'bert-tiny': { layers: 2, hidden: 128, heads: 2, mode: 'full', rounds: 1, steps: 301, strategies: true },
+  'bert-mini': { layers: 4, hidden: 256, heads: 4, mode: 'full', rounds: 1, steps: 61, strategies: true },
   'bert-small': { layers: 4, hidden: 512, heads: 8, mode: 'full', rounds: 1, steps: 7, strategies: true },
   'bert-base': { layers: 12, hidden: 768, heads: 12, mode: 'paired', rounds: 2, steps: 2, strategies: true },
   'bert-large': { layers: 24, hidden: 1024, heads: 16, mode: 'paired', rounds: 2, steps: 2, strategies: false },
@@ -72,6 +72,17 @@ interface RegistryJob {
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+/**
+ * A 95% bootstrap interval of the median of `xs` (2000 resamples from a fixed seed, so a rerun on the same numbers
+ * prints the same interval): how far a median over this many noisy rounds can be trusted.
+ */
+function medianInterval(xs: number[]): [number, number] {
+  const rng = new Rng(12345);
+  const medians = Array.from({ length: 2000 }, () => median(xs.map(() => xs[rng.int(xs.length)])));
+  medians.sort((a, b) => a - b);
+  return [medians[Math.floor(0.025 * medians.length)], medians[Math.floor(0.975 * medians.length)]];
+}
 
 /** Training FLOPs of one step: forward (2 per multiply-add) plus backward (twice the forward). */
 function stepFlops(s: (typeof SHAPES)[Shape]) {
@@ -146,7 +157,9 @@ async function registryChild(job: RegistryJob) {
     let step = 0;
     const oneStep = async () => {
       const t0 = performance.now();
-      const { norm } = await dp.gradients(batches[step % batches.length], step);
+      // A step seed as training passes one: the modules' per-step draws (Mixout's masks, diff pruning's gates) and a
+      // consistency term's second pass (R3F) run only with it.
+      const { norm } = await dp.gradients(batches[step % batches.length], step, streamSeed(1, step));
       await dp.update(1e-4, clipCoefficient(norm, 1), strategy);
       step++;
       return performance.now() - t0;
@@ -159,6 +172,7 @@ async function registryChild(job: RegistryJob) {
     kind: string;
     step_ms: number;
     overhead: number;
+    overhead_interval: [number, number];
     trainable_share: number;
     options: Recipe['strategy'];
   }[] = [];
@@ -189,7 +203,14 @@ async function registryChild(job: RegistryJob) {
     const specs = other.model.specs;
     const total = specs.reduce((a, s) => a + sizeOf(s), 0);
     const trainable = specs.reduce((a, s) => a + (trains(s) ? sizeOf(s) : 0), 0);
-    rows.push({ kind, step_ms: median(times), overhead: median(ratios), trainable_share: trainable / total, options });
+    rows.push({
+      kind,
+      step_ms: median(times),
+      overhead: median(ratios),
+      overhead_interval: medianInterval(ratios),
+      trainable_share: trainable / total,
+      options,
+    });
   }
   await base.dp.close();
   return { threads, vanilla_ms: median(vanillaTimes), strategies: rows };
@@ -265,16 +286,18 @@ async function child(job: ChildJob) {
   }
   // Overhead as the median of per-round ratios: neighbouring steps share the machine's state of the moment,
   // so pairing cancels drift that a ratio of two medians keeps.
-  const pairedOverhead = (name: string) =>
-    times[name].length ? median(times[name].map((t, i) => t / times.vanilla[i] - 1)) : null;
+  const ratios = (name: string) => times[name].map((t, i) => t / times.vanilla[i] - 1);
+  const pairedOverhead = (name: string) => (times[name].length ? median(ratios(name)) : null);
   // The masks act only in the update round, so its paired difference is the mask's cost without the
   // forward and backward passes' noise.
   const measured = (name: string) => updates[name].slice(-job.steps);
-  const maskCost = (name: string) => {
-    if (!times[name].length) return null;
+  const costs = (name: string) => {
     const vanilla = measured('vanilla');
-    return median(measured(name).map((t, i) => t - vanilla[i])) / median(times.vanilla);
+    return measured(name).map((t, i) => (t - vanilla[i]) / median(times.vanilla));
   };
+  const maskCost = (name: string) => (times[name].length ? median(costs(name)) : null);
+  const interval = (name: string, of: (name: string) => number[]) =>
+    times[name].length ? medianInterval(of(name)) : null;
   // Fisher (batch estimator) against one training epoch over the same examples, alternated three times
   // (median of each) so a slow phase of the machine does not land on one side only.
   const fisher = job.fisherExamples
@@ -302,6 +325,12 @@ async function child(job: ChildJob) {
     vanilla_ms: times.vanilla,
     overhead: { f: pairedOverhead('child-tuning-f'), d: pairedOverhead('child-tuning-d') },
     mask_cost: { f: maskCost('child-tuning-f'), d: maskCost('child-tuning-d') },
+    intervals: {
+      f_overhead: interval('child-tuning-f', ratios),
+      d_overhead: interval('child-tuning-d', ratios),
+      f_mask_cost: interval('child-tuning-f', costs),
+      d_mask_cost: interval('child-tuning-d', costs),
+    },
     fisher,
     peak_rss_bytes: process.resourceUsage().maxRSS * 1024,
     estimate_bytes: estimate.total,
@@ -530,7 +559,7 @@ function fullRow(shape: Shape, quick: boolean): Row {
     fisherExamples: 0,
   });
   const torch = torchPeer(shape, ours.threads);
-  const registry = shape === 'bert-tiny' ? runRegistry({ shape, steps: quick ? 4 : 20, warmup: 2 }) : null;
+  const registry = shape === 'bert-tiny' ? runRegistry({ shape, steps: quick ? 4 : 40, warmup: 2 }) : null;
   return {
     ...ours,
     registry,
@@ -668,6 +697,7 @@ async function main() {
         d_overhead: r.overhead.d,
         f_mask_cost: r.mask_cost.f,
         d_mask_cost: r.mask_cost.d,
+        ...(r.intervals && s.mode === 'full' ? { intervals: r.intervals } : {}),
         step_ms: r.step_ms,
         fisher_over_epoch: r.fisher ? r.fisher.fisher_ms / r.fisher.epoch_ms : null,
         fisher_ms: r.fisher?.fisher_ms ?? null,
@@ -736,6 +766,9 @@ function markdown(r: {
   startup_ms: { validate: number; plan: number };
 }) {
   const pct = (x: number | null) => (x === null || x === undefined ? 'n/a' : `${(x * 100).toFixed(1)}%`);
+  // A median with its 95% bootstrap interval over the rounds, where the bench has one (tiny, mini, small).
+  const pctIn = (x: number | null, interval?: [number, number] | null) =>
+    interval ? `${pct(x)} [${(interval[0] * 100).toFixed(1)}, ${(interval[1] * 100).toFixed(1)}]` : pct(x);
   const num = (x: number | null | undefined, digits = 0) => (x === null || x === undefined ? 'n/a' : x.toFixed(digits));
   const mib = (b: number) => `${(b / 2 ** 20).toFixed(0)} MiB`;
   const large = r.configs.find((c) => c.config === 'bert-large');
@@ -751,7 +784,7 @@ function markdown(r: {
     '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
     ...r.configs.map(
       (c) =>
-        `| ${c.config} (${c.layers}/${c.hidden}/${c.heads}) | ${c.backend} (${(c.kernels ?? 'wasm').replace(/ matrix kernels.*/, '')}) | ${c.threads} | ${num(c.step_ms_median)} | ${num(c.step_ms_one_thread)} | ${num(c.tokens_per_s)} | ${num(c.gflops, 1)} | ${pct(c.peak_share ?? null)} | ${num(c.pytorch_step_ms_median)} | ${num(c.ratio_vs_pytorch, 2)} | ${pct(c.f_overhead)} | ${pct(c.d_overhead)} | ${pct(c.f_mask_cost)} | ${pct(c.d_mask_cost)} | ${num(c.fisher_over_epoch, 2)} | ${mib(c.peak_rss_bytes)} | ${mib(c.estimate_bytes)} | ${num(c.rss_over_estimate, 2)} |`,
+        `| ${c.config} (${c.layers}/${c.hidden}/${c.heads}) | ${c.backend} (${(c.kernels ?? 'wasm').replace(/ matrix kernels.*/, '')}) | ${c.threads} | ${num(c.step_ms_median)} | ${num(c.step_ms_one_thread)} | ${num(c.tokens_per_s)} | ${num(c.gflops, 1)} | ${pct(c.peak_share ?? null)} | ${num(c.pytorch_step_ms_median)} | ${num(c.ratio_vs_pytorch, 2)} | ${pctIn(c.f_overhead, c.intervals?.f_overhead)} | ${pctIn(c.d_overhead, c.intervals?.d_overhead)} | ${pctIn(c.f_mask_cost, c.intervals?.f_mask_cost)} | ${pctIn(c.d_mask_cost, c.intervals?.d_mask_cost)} | ${num(c.fisher_over_epoch, 2)} | ${mib(c.peak_rss_bytes)} | ${mib(c.estimate_bytes)} | ${num(c.rss_over_estimate, 2)} |`,
     ),
     '',
     ...r.configs
@@ -769,13 +802,13 @@ function markdown(r: {
         '',
         `## Every registered strategy against vanilla (${c.config}, ${c.strategies.threads} threads; default options)`,
         '',
-        `Each kind on its own model (its modifiers applied) and pool, beside one vanilla pool kept for the whole run: two warm-up steps of each, then steps alternating between the kind and vanilla (each round starting with the other side). *Against vanilla* is the median of the per-round ratios; vanilla's median step over all rounds: ${num(c.strategies.vanilla_ms)} ms.`,
+        `Each kind on its own model (its modifiers applied) and pool, beside one vanilla pool kept for the whole run: two warm-up steps of each, then steps alternating between the kind and vanilla (each round starting with the other side). *Against vanilla* is the median of the per-round ratios, with its 95% bootstrap interval; vanilla's median step over all rounds: ${num(c.strategies.vanilla_ms)} ms.`,
         '',
         '| strategy | trainable share | step ms (median) | against vanilla |',
         '|---|---|---|---|',
         ...c.strategies.strategies.map(
           (s: Row) =>
-            `| ${s.kind} | ${pct(s.trainable_share)} | ${num(s.step_ms)} | ${s.overhead >= 0 ? '+' : ''}${pct(s.overhead)} |`,
+            `| ${s.kind} | ${pct(s.trainable_share)} | ${num(s.step_ms)} | ${s.overhead >= 0 ? '+' : ''}${pctIn(s.overhead, s.overhead_interval)} |`,
         ),
       ]),
     '',
@@ -787,8 +820,8 @@ function markdown(r: {
     '',
     '- *GFLOP/s* counts the matrix products of forward and backward (3 × forward) over the step time, both threads together; *share of peak* divides it by the machine peak above.',
     "- tiny, mini and small: strategies interleaved over many rounds, then PyTorch (12 steps after 3 warm-up). base and large: our process and PyTorch's alternate twice, each one warm-up and two measured steps per process (base with the three strategies interleaved, large vanilla only); the ratio is our median step over the median of PyTorch's per-process medians. `npm run bench -- --shapes base,large` reruns only those rows (the others are kept from bench/results.json).",
-    "- *F/D overhead*: each round runs one step of each strategy back to back (rotating which goes first); the figure is the median over rounds of the strategy's step time over vanilla's in the same round, minus one. Steps vary by 10-20% on this VM, so a figure within a few percent of zero, either side, is noise.",
-    "- *F/D mask cost*: the masks act only in the update round, so this is the median over rounds of the strategy's update-round time minus vanilla's in the same round, over vanilla's median step: the same overhead without the forward and backward passes' noise.",
+    "- *F/D overhead*: each round runs one step of each strategy back to back (rotating which goes first); the figure is the median over rounds of the strategy's step time over vanilla's in the same round, minus one. Steps vary by 10-20% on this VM (the per-round ratios' middle half spans about 20 points at bert-tiny), so the bracket gives the 95% bootstrap interval of the median over the rounds.",
+    "- *F/D mask cost*: the masks act only in the update round, so this is the median over rounds of the strategy's update-round time minus vanilla's in the same round, over vanilla's median step (bracket: its 95% bootstrap interval): the same overhead without the forward and backward passes' noise.",
     '- *fisher / epoch*: the batch-estimator fisher pass over 128 examples against one training epoch over the same examples (each the median of three, alternated).',
     "- *plan estimate* is `childtune plan`'s memory model for a D run with this batch and thread count; *peak RSS* is the child process's.",
     '- The matrix products run in the native kernels where the machine has them (native/gemm.c: AVX-512 4 x 64 or AVX2 6 x 16',

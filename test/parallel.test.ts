@@ -84,12 +84,12 @@ describe('data parallelism', () => {
           kernels.scale(gw, lo, hi, 0.37);
           for (let j = lo; j < hi; j++) gj[j] *= 0.37;
           // F's draw starts on a byte of the bitset (chunks start at multiples of F_CHUNK).
-          const state = new Rng(seed + 1).state;
+          const chunkSeed = seed + 1;
           const { threshold, scale } = keepThreshold(p);
           const flo = lo & ~7;
           const bitsJ = new Uint8Array(bitsetBytes(n + lo));
-          const keptW = kernels.fmask(gw, bitsW, flo, hi, hi - flo, [state], threshold, scale);
-          new Rng(state).bernoulliBits(bitsJ, flo, hi, threshold);
+          const keptW = kernels.fmask(gw, bitsW, flo, hi, hi - flo, [chunkSeed], threshold, scale);
+          new Rng(chunkSeed).bernoulliBits(bitsJ, flo, hi, threshold);
           applyKeepBits(gj, bitsJ, flo, hi, scale);
           assert.deepEqual(Array.from(bitsW), Array.from(bitsJ));
           assert.equal(keptW, popcount(bitsJ.subarray(flo >> 3), hi - flo));
@@ -128,10 +128,10 @@ describe('data parallelism', () => {
           const gJ = Float32Array.from(gW);
           const bitsW = arena.bits(hi);
           const bitsJ = new Uint8Array(bitsetBytes(hi));
-          const states = Array.from({ length: chunks }, (_, i) => new Rng(seed * 31 + i).state);
+          const seeds = Array.from({ length: chunks }, (_, i) => seed * 31 + i);
           const { threshold, scale } = keepThreshold(p);
-          const keptW = kernels.fmask(gW, bitsW, lo, hi, chunk, states, threshold, scale);
-          const keptJ = jsPasses.fmask(gJ, bitsJ, lo, hi, chunk, states, threshold, scale);
+          const keptW = kernels.fmask(gW, bitsW, lo, hi, chunk, seeds, threshold, scale);
+          const keptJ = jsPasses.fmask(gJ, bitsJ, lo, hi, chunk, seeds, threshold, scale);
           assert.deepEqual(Array.from(bitsW), Array.from(bitsJ));
           assert.deepEqual(Array.from(gW), Array.from(gJ));
           assert.equal(keptW, keptJ);
@@ -139,7 +139,7 @@ describe('data parallelism', () => {
           // Each chunk is its own generator's stream, as F names them.
           const last = new Uint8Array(bitsetBytes(hi));
           const from = lo + (chunks - 1) * chunk;
-          new Rng(states[chunks - 1]).bernoulliBits(last, from, hi, threshold);
+          new Rng(seeds[chunks - 1]).bernoulliBits(last, from, hi, threshold);
           assert.deepEqual(Array.from(bitsJ.subarray(from >> 3)), Array.from(last.subarray(from >> 3)));
         },
       ),

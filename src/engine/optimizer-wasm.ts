@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { AdamWStep, OptimizerPasses } from './optimizer.js';
 import { popcount } from './bitset.js';
+import { seedState } from './rng.js';
 
 /**
  * The optimizer's passes (gradient reduce, clip scaling, keep-bit draws and masks, AdamW) in WebAssembly over parameter
@@ -134,6 +135,7 @@ let compiled: WebAssembly.Module | undefined;
 export class OptimizerKernels implements OptimizerPasses {
   private readonly k: Exports;
   private readonly stateWords: Uint32Array;
+  private readonly oneState = new Uint32Array(4);
 
   constructor(
     memory: WebAssembly.Memory,
@@ -193,7 +195,7 @@ export class OptimizerKernels implements OptimizerPasses {
     lo: number,
     hi: number,
     chunk: number,
-    states: readonly (readonly number[])[],
+    seeds: readonly number[],
     threshold: number,
     scale: number,
   ): number {
@@ -203,16 +205,17 @@ export class OptimizerKernels implements OptimizerPasses {
     let i = 0;
     let start = lo;
     for (; start + 4 * chunk <= hi; start += 4 * chunk, i += 4) {
-      for (let k = 0; k < 4; k++) for (let w = 0; w < 4; w++) this.stateWords[4 * w + k] = states[i + k][w];
+      for (let k = 0; k < 4; k++) seedState(seeds[i + k], this.stateWords, k, 4);
       const at = this.stateWords.byteOffset;
       kept += this.k.fmask4(g.byteOffset + 4 * start, bits.byteOffset + (start >> 3), chunk, at, threshold, scale);
     }
     if (start === hi) return kept;
     const rest = start;
     for (; start < hi; start += chunk, i++) {
-      const [s0, s1, s2, s3] = states[i];
+      const s = this.oneState;
+      seedState(seeds[i], s);
       const n = Math.min(hi, start + chunk) - start;
-      this.k.fdraw(bits.byteOffset + (start >> 3), n, s0, s1, s2, s3, threshold, this.draws.byteOffset);
+      this.k.fdraw(bits.byteOffset + (start >> 3), n, s[0], s[1], s[2], s[3], threshold, this.draws.byteOffset);
     }
     this.fapply(g, bits, rest, hi, scale);
     return kept + popcount(bits.subarray(rest >> 3), hi - rest);

@@ -106,7 +106,7 @@ export interface OptimizerPasses {
   adamw(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, lo: number, hi: number, a: AdamWStep): void;
   /**
    * Child-Tuning-F's mask over [lo, hi): random keep decisions into a bitset, in chunks of `chunk` elements from lo
-   * (the last may be shorter), chunk i as Rng(states[i]).bernoulliBits draws them, then applied as fapply with
+   * (the last may be shorter), chunk i as new Rng(seeds[i]).bernoulliBits draws them, then applied as fapply with
    * `scale`. Returns how many were kept.
    */
   fmask(
@@ -115,7 +115,7 @@ export interface OptimizerPasses {
     lo: number,
     hi: number,
     chunk: number,
-    states: readonly (readonly number[])[],
+    seeds: readonly number[],
     threshold: number,
     scale: number,
   ): number;
@@ -138,9 +138,9 @@ export const jsPasses: OptimizerPasses = {
     for (let j = lo; j < hi; j++) g[j] *= coef;
   },
   adamw: adamwRange,
-  fmask(g, bits, lo, hi, chunk, states, threshold, scale) {
+  fmask(g, bits, lo, hi, chunk, seeds, threshold, scale) {
     for (let i = 0, start = lo; start < hi; i++, start += chunk)
-      new Rng(states[i]).bernoulliBits(bits, start, Math.min(hi, start + chunk), threshold);
+      new Rng(seeds[i]).bernoulliBits(bits, start, Math.min(hi, start + chunk), threshold);
     applyKeepBits(g, bits, lo, hi, scale);
     return popcount(bits.subarray(lo >> 3), hi - lo);
   },

@@ -7,17 +7,8 @@ export class Rng {
   private s = new Uint32Array(4);
 
   constructor(seed: number | readonly number[]) {
-    if (typeof seed === 'number') {
-      let x = seed >>> 0;
-      for (let i = 0; i < 4; i++) {
-        x = (x + 0x9e3779b9) >>> 0;
-        let z = x;
-        z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
-        z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
-        this.s[i] = (z ^ (z >>> 16)) >>> 0;
-      }
-      if (this.s.every((v) => v === 0)) this.s[0] = 1;
-    } else this.s.set(seed);
+    if (typeof seed === 'number') seedState(seed, this.s);
+    else this.s.set(seed);
   }
 
   /** A child generator whose stream is independent of this one's future draws. */
@@ -133,6 +124,23 @@ export class Rng {
 }
 
 let scratch32 = new Uint32Array(4096);
+
+/**
+ * The state new Rng(seed) starts from (splitmix32), written to out[at], out[at + stride], out[at + 2 stride] and
+ * out[at + 3 stride]: where many streams are seeded at once (F's chunks), without building a generator for each.
+ */
+export function seedState(seed: number, out: Uint32Array, at = 0, stride = 1) {
+  let x = seed >>> 0;
+  let any = 0;
+  for (let i = 0; i < 4; i++) {
+    x = (x + 0x9e3779b9) >>> 0;
+    let z = x;
+    z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
+    z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
+    any |= out[at + i * stride] = (z ^ (z >>> 16)) >>> 0;
+  }
+  if (any === 0) out[at] = 1;
+}
 
 /** A keep probability at 16-bit resolution: keep when a 16-bit draw is below `threshold`; `scale` is 1 / that probability. */
 export function keepThreshold(p: number): { threshold: number; scale: number } {

@@ -1,6 +1,6 @@
 import { SEGMENT_GRAIN } from '../../engine/parallel/partition.js';
 import type { ParamSpec } from '../../engine/params.js';
-import { keepThreshold, Rng, streamSeed } from '../../engine/rng.js';
+import { keepThreshold, streamSeed } from '../../engine/rng.js';
 import { bitsetBytes, popcount } from '../../engine/bitset.js';
 import { defineStrategy, kindReport, type StrategyHooks } from '../definition.js';
 import { inScope, STREAMS, Strategy, type Scope } from '../strategy.js';
@@ -44,11 +44,10 @@ function hooks(f: PreparedF): StrategyHooks {
         // Transforms see ranges starting on the engine's grain, F_CHUNK: chunk i of [lo, hi) is the tensor's first + i.
         if (lo % F_CHUNK) throw new Error(`F's mask range starts at ${lo}, not on a chunk of ${F_CHUNK} elements`);
         const first = lo / F_CHUNK;
-        const states = Array.from(
-          { length: Math.ceil((hi - lo) / F_CHUNK) },
-          (_, i) => new Rng(streamSeed(f.seed, step, index, first + i)).state,
-        );
-        return passes.fmask(grad, own, lo, hi, F_CHUNK, states, threshold, scale);
+        const seeds: number[] = [];
+        for (let start = lo, chunk = first; start < hi; start += F_CHUNK, chunk++)
+          seeds.push(streamSeed(f.seed, step, index, chunk));
+        return passes.fmask(grad, own, lo, hi, F_CHUNK, seeds, threshold, scale);
       },
     },
   };
