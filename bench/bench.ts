@@ -41,8 +41,8 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '.
 const SHAPES = {
   'bert-tiny': { layers: 2, hidden: 128, heads: 2, mode: 'full', rounds: 1, steps: 301, strategies: true },
   'bert-mini': { layers: 4, hidden: 256, heads: 4, mode: 'full', rounds: 1, steps: 61, strategies: true },
-  'bert-small': { layers: 4, hidden: 512, heads: 8, mode: 'full', rounds: 1, steps: 7, strategies: true },
-  'bert-base': { layers: 12, hidden: 768, heads: 12, mode: 'paired', rounds: 2, steps: 2, strategies: true },
+  'bert-small': { layers: 4, hidden: 512, heads: 8, mode: 'full', rounds: 1, steps: 21, strategies: true },
+  'bert-base': { layers: 12, hidden: 768, heads: 12, mode: 'paired', rounds: 2, steps: 4, strategies: true },
   'bert-large': { layers: 24, hidden: 1024, heads: 16, mode: 'paired', rounds: 2, steps: 2, strategies: false },
 } as const;
 const SEQ = 128;
@@ -296,8 +296,6 @@ async function child(job: ChildJob) {
     return measured(name).map((t, i) => (t - vanilla[i]) / median(times.vanilla));
   };
   const maskCost = (name: string) => (times[name].length ? median(costs(name)) : null);
-  const interval = (name: string, of: (name: string) => number[]) =>
-    times[name].length ? medianInterval(of(name)) : null;
   // Fisher (batch estimator) against one training epoch over the same examples, alternated three times
   // (median of each) so a slow phase of the machine does not land on one side only.
   const fisher = job.fisherExamples
@@ -325,11 +323,12 @@ async function child(job: ChildJob) {
     vanilla_ms: times.vanilla,
     overhead: { f: pairedOverhead('child-tuning-f'), d: pairedOverhead('child-tuning-d') },
     mask_cost: { f: maskCost('child-tuning-f'), d: maskCost('child-tuning-d') },
-    intervals: {
-      f_overhead: interval('child-tuning-f', ratios),
-      d_overhead: interval('child-tuning-d', ratios),
-      f_mask_cost: interval('child-tuning-f', costs),
-      d_mask_cost: interval('child-tuning-d', costs),
+    // The per-round figures, for intervals (and pooled over processes at base).
+    samples: {
+      f_overhead: times['child-tuning-f'].length ? ratios('child-tuning-f') : null,
+      d_overhead: times['child-tuning-d'].length ? ratios('child-tuning-d') : null,
+      f_mask_cost: times['child-tuning-f'].length ? costs('child-tuning-f') : null,
+      d_mask_cost: times['child-tuning-d'].length ? costs('child-tuning-d') : null,
     },
     fisher,
     peak_rss_bytes: process.resourceUsage().maxRSS * 1024,
@@ -584,14 +583,20 @@ function pairedRow(shape: Shape, quick: boolean, checkpoint: string | undefined)
     torch.push(torchPeer(shape, ours[0].threads, steps, 1));
   }
   const vanilla = ours.flatMap((o) => o.vanilla_ms as number[]);
-  const paired = (pick: (o: Row) => number | null) =>
-    ours.some((o) => pick(o) === null) ? null : median(ours.map((o) => pick(o)!));
+  // Every process's per-round figures together: a median over all the rounds, as at the smaller shapes.
+  const samplesOf = (key: string) =>
+    ours.some((o) => o.samples[key] === null) ? null : ours.flatMap((o) => o.samples[key] as number[]);
+  const pooled = (key: string) => {
+    const all = samplesOf(key);
+    return all ? median(all) : null;
+  };
   return {
     ...ours[0],
     step_ms: Object.fromEntries(Object.keys(ours[0].step_ms).map((k) => [k, median(ours.map((o) => o.step_ms[k]))])),
     vanilla_ms: vanilla,
-    overhead: { f: paired((o) => o.overhead.f), d: paired((o) => o.overhead.d) },
-    mask_cost: { f: paired((o) => o.mask_cost.f), d: paired((o) => o.mask_cost.d) },
+    overhead: { f: pooled('f_overhead'), d: pooled('d_overhead') },
+    mask_cost: { f: pooled('f_mask_cost'), d: pooled('d_mask_cost') },
+    samples: Object.fromEntries(Object.keys(ours[0].samples).map((k) => [k, samplesOf(k)])),
     startup: ours.map((o) => o.startup),
     peak_rss_bytes: Math.max(...ours.map((o) => o.peak_rss_bytes)),
     step_ms_one_thread: null,
@@ -697,7 +702,12 @@ async function main() {
         d_overhead: r.overhead.d,
         f_mask_cost: r.mask_cost.f,
         d_mask_cost: r.mask_cost.d,
-        ...(r.intervals && s.mode === 'full' ? { intervals: r.intervals } : {}),
+        intervals: Object.fromEntries(
+          Object.entries(r.samples as Record<string, number[] | null>).map(([k, v]) => [
+            k,
+            v && v.length > 1 ? medianInterval(v) : null,
+          ]),
+        ),
         step_ms: r.step_ms,
         fisher_over_epoch: r.fisher ? r.fisher.fisher_ms / r.fisher.epoch_ms : null,
         fisher_ms: r.fisher?.fisher_ms ?? null,
@@ -819,7 +829,7 @@ function markdown(r: {
     '## Reading the table',
     '',
     '- *GFLOP/s* counts the matrix products of forward and backward (3 × forward) over the step time, both threads together; *share of peak* divides it by the machine peak above.',
-    "- tiny, mini and small: strategies interleaved over many rounds, then PyTorch (12 steps after 3 warm-up). base and large: our process and PyTorch's alternate twice, each one warm-up and two measured steps per process (base with the three strategies interleaved, large vanilla only); the ratio is our median step over the median of PyTorch's per-process medians. `npm run bench -- --shapes base,large` reruns only those rows (the others are kept from bench/results.json).",
+    `- tiny, mini and small: strategies interleaved over ${SHAPES['bert-tiny'].steps}, ${SHAPES['bert-mini'].steps} and ${SHAPES['bert-small'].steps} rounds, then PyTorch (12 steps after 3 warm-up). base and large: our process and PyTorch's alternate twice, each one warm-up and ${SHAPES['bert-base'].steps} (base, the three strategies interleaved; the overheads pool both processes' rounds) or ${SHAPES['bert-large'].steps} (large, vanilla only) measured steps per process; the ratio is our median step over the median of PyTorch's per-process medians. \`npm run bench -- --shapes base,large\` reruns only those rows (the others are kept from bench/results.json).`,
     "- *F/D overhead*: each round runs one step of each strategy back to back (rotating which goes first); the figure is the median over rounds of the strategy's step time over vanilla's in the same round, minus one. Steps vary by 10-20% on this VM (the per-round ratios' middle half spans about 20 points at bert-tiny), so the bracket gives the 95% bootstrap interval of the median over the rounds.",
     "- *F/D mask cost*: the masks act only in the update round, so this is the median over rounds of the strategy's update-round time minus vanilla's in the same round, over vanilla's median step (bracket: its 95% bootstrap interval): the same overhead without the forward and backward passes' noise.",
     '- *fisher / epoch*: the batch-estimator fisher pass over 128 examples against one training epoch over the same examples (each the median of three, alternated).',
