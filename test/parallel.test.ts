@@ -5,9 +5,9 @@ import { selectBackend } from '../src/engine/backend.js';
 import { adamwRange, adamwStep, applyKeepBits, jsPasses } from '../src/engine/optimizer.js';
 import { OptimizerKernels, planArenas, SharedArena } from '../src/engine/optimizer-wasm.js';
 import { sizeOf } from '../src/engine/params.js';
-import { keepThreshold, Rng } from '../src/engine/rng.js';
-import { partition } from '../src/engine/parallel/partition.js';
-import { reduceSegment } from '../src/engine/parallel/shard.js';
+import { keepThreshold, Rng, streamSeed } from '../src/engine/rng.js';
+import { partition, SEGMENT_GRAIN, UPDATE_BLOCK } from '../src/engine/parallel/partition.js';
+import { reduceSegment, updateSegment } from '../src/engine/parallel/shard.js';
 import { DataParallel } from '../src/run/parallel.js';
 import { bitsetBytes, popcount } from '../src/engine/bitset.js';
 import { childTuningF, F_CHUNK } from '../src/strategies/child-tuning-f/index.js';
@@ -145,6 +145,58 @@ describe('data parallelism', () => {
       ),
       { numRuns: 80 },
     );
+  });
+
+  test("an update goes block by block with the result of whole passes over its segment (clip, F's mask, AdamW), on both pass sets", () => {
+    const n = 3 * UPDATE_BLOCK + 5000;
+    const lo = SEGMENT_GRAIN;
+    const spec = {
+      name: 'w',
+      shape: [n],
+      transposed: false,
+      decay: true,
+      group: 'encoder' as const,
+      init: 'normal' as const,
+    };
+    const hooks = childTuningF(0.3, 'all', [spec], 9).spec;
+    const adam = adamwStep({ lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0.01 }, 3, 1e-3);
+    const [step, coef] = [3, 0.37];
+    const rng = new Rng(4);
+    const start = [rng.normal, () => rng.normal() * 1e-2, () => rng.normal() * 1e-3, () => rng.next() * 1e-5].map((f) =>
+      Float32Array.from({ length: n }, f.bind(rng)),
+    );
+    // The reference: each pass once over the whole segment, in JavaScript.
+    const [p, g, m, v] = start.map((x) => Float32Array.from(x));
+    const bits = new Uint8Array(bitsetBytes(n));
+    jsPasses.scale(g, lo, n, coef);
+    const seeds = Array.from({ length: Math.ceil((n - lo) / F_CHUNK) }, (_, i) =>
+      streamSeed(9, step, 0, lo / F_CHUNK + i),
+    );
+    const { threshold, scale } = keepThreshold(0.3);
+    const kept = jsPasses.fmask(g, bits, lo, n, F_CHUNK, seeds, threshold, scale);
+    adamwRange(p, g, m, v, lo, n, adam);
+    const arena = SharedArena.create([n, n, n, n, OptimizerKernels.drawsFor(F_CHUNK), Math.ceil(n / 32)])!;
+    const inArena = start.map((x) => {
+      const y = arena.floats(n);
+      y.set(x);
+      return y;
+    });
+    const kernels = new OptimizerKernels(arena.memory, arena.floats(OptimizerKernels.drawsFor(F_CHUNK)));
+    const sides = [
+      { passes: jsPasses, arrays: start.map((x) => Float32Array.from(x)), bits: new Uint8Array(bitsetBytes(n)) },
+      { passes: kernels, arrays: inArena, bits: arena.bits(n) },
+    ];
+    for (const side of sides) {
+      const [pw, gw, mw, vw] = side.arrays;
+      const state = { values: [pw], grads: [[gw]], m: [mw], v: [vw], bits: [side.bits] };
+      const keptW = updateSegment(state, { index: 0, lo, hi: n }, hooks, step, coef, adam, true, side.passes);
+      assert.equal(keptW, kept);
+      assert.deepEqual(Array.from(side.bits), Array.from(bits));
+      assert.deepEqual(
+        side.arrays.map((x) => Array.from(x)),
+        [p, g, m, v].map((x) => Array.from(x)),
+      );
+    }
   });
 
   test('the wasm gradient reduce equals the JavaScript reduce bit for bit, for one, two and three shards', () => {
