@@ -84,6 +84,24 @@ function medianInterval(xs: number[]): [number, number] {
   return [medians[Math.floor(0.025 * medians.length)], medians[Math.floor(0.975 * medians.length)]];
 }
 
+/** Per-round figures of F and D against vanilla (null where the strategies did not run). */
+interface Samples {
+  f_overhead: number[] | null;
+  d_overhead: number[] | null;
+  f_mask_cost: number[] | null;
+  d_mask_cost: number[] | null;
+}
+
+/** A row's overheads and mask costs: the medians of its per-round figures, which it keeps for their intervals. */
+function figuresOf(samples: Samples) {
+  const of = (xs: number[] | null) => (xs ? median(xs) : null);
+  return {
+    overhead: { f: of(samples.f_overhead), d: of(samples.d_overhead) },
+    mask_cost: { f: of(samples.f_mask_cost), d: of(samples.d_mask_cost) },
+    samples,
+  };
+}
+
 /** Training FLOPs of one step: forward (2 per multiply-add) plus backward (twice the forward). */
 function stepFlops(s: (typeof SHAPES)[Shape]) {
   const h = s.hidden;
@@ -286,16 +304,23 @@ async function child(job: ChildJob) {
   }
   // Overhead as the median of per-round ratios: neighbouring steps share the machine's state of the moment,
   // so pairing cancels drift that a ratio of two medians keeps.
-  const ratios = (name: string) => times[name].map((t, i) => t / times.vanilla[i] - 1);
-  const pairedOverhead = (name: string) => (times[name].length ? median(ratios(name)) : null);
+  const ran = (name: string) => times[name].length > 0;
+  const ratios = (name: string) => (ran(name) ? times[name].map((t, i) => t / times.vanilla[i] - 1) : null);
   // The masks act only in the update round, so its paired difference is the mask's cost without the
   // forward and backward passes' noise.
   const measured = (name: string) => updates[name].slice(-job.steps);
+  const vanillaStep = median(times.vanilla);
   const costs = (name: string) => {
     const vanilla = measured('vanilla');
-    return measured(name).map((t, i) => (t - vanilla[i]) / median(times.vanilla));
+    return ran(name) ? measured(name).map((t, i) => (t - vanilla[i]) / vanillaStep) : null;
   };
-  const maskCost = (name: string) => (times[name].length ? median(costs(name)) : null);
+  // The per-round figures, for the medians and their intervals (pooled over processes at base).
+  const samples = {
+    f_overhead: ratios('child-tuning-f'),
+    d_overhead: ratios('child-tuning-d'),
+    f_mask_cost: costs('child-tuning-f'),
+    d_mask_cost: costs('child-tuning-d'),
+  };
   // Fisher (batch estimator) against one training epoch over the same examples, alternated three times
   // (median of each) so a slow phase of the machine does not land on one side only.
   const fisher = job.fisherExamples
@@ -321,15 +346,7 @@ async function child(job: ChildJob) {
         .map(([k, v]) => [k, median(v)]),
     ),
     vanilla_ms: times.vanilla,
-    overhead: { f: pairedOverhead('child-tuning-f'), d: pairedOverhead('child-tuning-d') },
-    mask_cost: { f: maskCost('child-tuning-f'), d: maskCost('child-tuning-d') },
-    // The per-round figures, for intervals (and pooled over processes at base).
-    samples: {
-      f_overhead: times['child-tuning-f'].length ? ratios('child-tuning-f') : null,
-      d_overhead: times['child-tuning-d'].length ? ratios('child-tuning-d') : null,
-      f_mask_cost: times['child-tuning-f'].length ? costs('child-tuning-f') : null,
-      d_mask_cost: times['child-tuning-d'].length ? costs('child-tuning-d') : null,
-    },
+    ...figuresOf(samples),
     fisher,
     peak_rss_bytes: process.resourceUsage().maxRSS * 1024,
     estimate_bytes: estimate.total,
@@ -584,19 +601,19 @@ function pairedRow(shape: Shape, quick: boolean, checkpoint: string | undefined)
   }
   const vanilla = ours.flatMap((o) => o.vanilla_ms as number[]);
   // Every process's per-round figures together: a median over all the rounds, as at the smaller shapes.
-  const samplesOf = (key: string) =>
-    ours.some((o) => o.samples[key] === null) ? null : ours.flatMap((o) => o.samples[key] as number[]);
-  const pooled = (key: string) => {
-    const all = samplesOf(key);
-    return all ? median(all) : null;
+  const pooled = (k: keyof Samples) =>
+    ours.some((o) => o.samples[k] === null) ? null : ours.flatMap((o) => o.samples[k] as number[]);
+  const samples: Samples = {
+    f_overhead: pooled('f_overhead'),
+    d_overhead: pooled('d_overhead'),
+    f_mask_cost: pooled('f_mask_cost'),
+    d_mask_cost: pooled('d_mask_cost'),
   };
   return {
     ...ours[0],
     step_ms: Object.fromEntries(Object.keys(ours[0].step_ms).map((k) => [k, median(ours.map((o) => o.step_ms[k]))])),
     vanilla_ms: vanilla,
-    overhead: { f: pooled('f_overhead'), d: pooled('d_overhead') },
-    mask_cost: { f: pooled('f_mask_cost'), d: pooled('d_mask_cost') },
-    samples: Object.fromEntries(Object.keys(ours[0].samples).map((k) => [k, samplesOf(k)])),
+    ...figuresOf(samples),
     startup: ours.map((o) => o.startup),
     peak_rss_bytes: Math.max(...ours.map((o) => o.peak_rss_bytes)),
     step_ms_one_thread: null,
@@ -776,7 +793,7 @@ function markdown(r: {
   startup_ms: { validate: number; plan: number };
 }) {
   const pct = (x: number | null) => (x === null || x === undefined ? 'n/a' : `${(x * 100).toFixed(1)}%`);
-  // A median with its 95% bootstrap interval over the rounds, where the bench has one (tiny, mini, small).
+  // A median with its 95% bootstrap interval over the rounds, where the row has one (every shape that ran F and D).
   const pctIn = (x: number | null, interval?: [number, number] | null) =>
     interval ? `${pct(x)} [${(interval[0] * 100).toFixed(1)}, ${(interval[1] * 100).toFixed(1)}]` : pct(x);
   const num = (x: number | null | undefined, digits = 0) => (x === null || x === undefined ? 'n/a' : x.toFixed(digits));

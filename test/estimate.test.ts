@@ -3,29 +3,14 @@ import { before, describe, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs-core';
 import { selectBackend } from '../src/engine/backend.js';
 import { batchOf } from '../src/engine/batch.js';
-import { parseModelConfig } from '../src/engine/config.js';
 import { activationBytes, forwardBytes, HEAP_HEADROOM, rowsPerPass } from '../src/engine/memory.js';
 import { EncoderClassifier } from '../src/engine/model.js';
 import { estimateMemory } from '../src/plan/estimate.js';
 import type { Recipe } from '../src/recipe/types.generated.js';
 import { initialValue } from '../src/engine/checkpoint.js';
 import { Rng } from '../src/engine/rng.js';
+import { bertConfig } from './helpers.js';
 
-const bert = (layers: number, hidden: number, heads: number) =>
-  parseModelConfig(
-    {
-      model_type: 'bert',
-      vocab_size: 30522,
-      hidden_size: hidden,
-      num_hidden_layers: layers,
-      num_attention_heads: heads,
-      intermediate_size: 4 * hidden,
-      max_position_embeddings: 512,
-      type_vocab_size: 2,
-    },
-    '<test>',
-    'bert',
-  );
 const recipe = (evaluation?: { batch_size: number }) =>
   ({
     strategy: { kind: 'child-tuning-d', reserve_p: 0.3 },
@@ -41,13 +26,13 @@ describe('memory estimate', () => {
   });
 
   test('the train stage counts the scratch tensor the streamed save writes through; the fisher stage saves nothing', () => {
-    const large = bert(24, 1024, 16);
+    const large = bertConfig(24, 1024, 16);
     assert.equal(estimateMemory(large, recipe(), 2, 'train').save, 1024 * 4096 * 4);
     assert.equal(estimateMemory(large, recipe(), 2, 'fisher').save, 0);
   });
 
   test("R3F's step holds two passes' activations (clean and noisy); at lambda 0 one, as vanilla", () => {
-    const base = bert(12, 768, 12);
+    const base = bertConfig(12, 768, 12);
     const withStrategy = (strategy: object) =>
       estimateMemory(base, { ...recipe(), strategy } as unknown as Recipe, 2, 'train').activations;
     const vanilla = withStrategy({ kind: 'vanilla' });
@@ -56,20 +41,20 @@ describe('memory estimate', () => {
   });
 
   test('the fisher stage counts the accumulator and the copy the child network is selected in (in place)', () => {
-    const large = bert(24, 1024, 16);
+    const large = bertConfig(24, 1024, 16);
     const encoder = 24 * (4 * (1024 * 1024 + 1024) + 2 * 1024 + 1024 * 4096 + 4096 + 4096 * 1024 + 1024 + 2 * 1024);
     assert.equal(estimateMemory(large, recipe(), 2, 'fisher').fisher, 2 * encoder * 4);
     assert.equal(estimateMemory(large, recipe(), 2, 'train').fisher, 0);
   });
 
   test("evaluation's forward passes count where they hold more than training's", () => {
-    const small = bert(4, 512, 8);
+    const small = bertConfig(4, 512, 8);
     const withEval = estimateMemory(small, recipe({ batch_size: 64 }), 2, 'train');
     assert.equal(withEval.activations, 2 * forwardBytes(small, 32, 128));
     assert.ok(withEval.activations > 2 * activationBytes(small, 8, 128));
     assert.equal(estimateMemory(small, recipe(), 2, 'train').activations, 2 * activationBytes(small, 8, 128));
     // BERT-large evaluates in passes no larger than training's (the heap's limit), which then hold more.
-    const large = bert(24, 1024, 16);
+    const large = bertConfig(24, 1024, 16);
     assert.ok(rowsPerPass(large, 2, 128) < 8);
     assert.equal(
       estimateMemory(large, recipe({ batch_size: 64 }), 2, 'train').activations,
@@ -78,7 +63,7 @@ describe('memory estimate', () => {
   });
 
   test("a forward pass's model matches the tensor bytes tfjs holds at its peak (within 15%)", async () => {
-    const config = bert(2, 128, 2);
+    const config = bertConfig(2, 128, 2);
     const model = new EncoderClassifier(config, 2);
     const rng = new Rng(1);
     model.specs.forEach((s, i) => (model.values[i] = initialValue(s, rng)));

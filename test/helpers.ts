@@ -19,6 +19,23 @@ export const SHARED = process.env.CHILDTUNE_SHARED ?? path.resolve(REPO, '..', '
 export const GLUE = path.join(SHARED, 'data', 'glue');
 export const FIXTURES = path.join(SHARED, 'fixtures');
 
+/** A BERT configuration of the given shape with the bert-base-uncased vocabulary (as the bench builds them). */
+export const bertConfig = (layers: number, hidden: number, heads: number) =>
+  parseModelConfig(
+    {
+      model_type: 'bert',
+      vocab_size: 30522,
+      hidden_size: hidden,
+      num_hidden_layers: layers,
+      num_attention_heads: heads,
+      intermediate_size: 4 * hidden,
+      max_position_embeddings: 512,
+      type_vocab_size: 2,
+    },
+    '<test>',
+    'bert',
+  );
+
 /** A fresh temporary directory marked as a project root (so recipe paths inside it are allowed). */
 export function tmpProject(): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'childtune-test-'));

@@ -2,38 +2,21 @@ import assert from 'node:assert/strict';
 import { before, test } from 'node:test';
 import { selectBackend } from '../src/engine/backend.js';
 import { batchOf, sliceBatch } from '../src/engine/batch.js';
-import { parseModelConfig } from '../src/engine/config.js';
 import { activationBytes, deviceWeightBytes, rowsPerPass } from '../src/engine/memory.js';
 import { sizeOf } from '../src/engine/params.js';
 import { Rng } from '../src/engine/rng.js';
-import { microModel } from './helpers.js';
-
-const bert = (layers: number, hidden: number, heads: number) =>
-  parseModelConfig(
-    {
-      model_type: 'bert',
-      vocab_size: 30522,
-      hidden_size: hidden,
-      num_hidden_layers: layers,
-      num_attention_heads: heads,
-      intermediate_size: 4 * hidden,
-      max_position_embeddings: 512,
-      type_vocab_size: 2,
-    },
-    '<test>',
-    'bert',
-  );
+import { bertConfig, microModel } from './helpers.js';
 
 before(async () => {
   await selectBackend('wasm');
 });
 
 test("BERT-large's shard of 8 x 128 tokens runs in passes that fit the 4 GiB wasm heap; BERT-base's in one", () => {
-  const large = bert(24, 1024, 16);
+  const large = bertConfig(24, 1024, 16);
   const rows = rowsPerPass(large, 2, 128);
   assert.ok(rows >= 1 && rows < 8, `large: ${rows} rows per pass`);
   assert.ok(deviceWeightBytes(large, 2) + activationBytes(large, rows, 128) < 4 * 2 ** 30);
-  assert.ok(rowsPerPass(bert(12, 768, 12), 2, 128) >= 8);
+  assert.ok(rowsPerPass(bertConfig(12, 768, 12), 2, 128) >= 8);
 });
 
 test('a batch taken in two weighted passes gives the gradient and loss of one pass (to float rounding)', () => {
