@@ -1,7 +1,8 @@
 import { ChildtuneError } from './errors.js';
 import * as tf from '@tensorflow/tfjs-core';
+import { deviceLabel, installHint, openDevice, type DeviceInfo } from './webgpu/device.js';
 
-export type BackendName = 'tensorflow-gpu' | 'tensorflow' | 'wasm' | 'cpu';
+export type BackendName = 'webgpu' | 'tensorflow-gpu' | 'tensorflow' | 'wasm' | 'cpu';
 
 export class BackendError extends ChildtuneError {
   constructor(message: string, hint?: string) {
@@ -10,23 +11,58 @@ export class BackendError extends ChildtuneError {
 }
 
 const PACKAGES: Record<BackendName, { pkg: string; tfName: string }> = {
+  webgpu: { pkg: '@tensorflow/tfjs-backend-webgpu', tfName: 'webgpu' },
   'tensorflow-gpu': { pkg: '@tensorflow/tfjs-node-gpu', tfName: 'tensorflow' },
   tensorflow: { pkg: '@tensorflow/tfjs-node', tfName: 'tensorflow' },
   wasm: { pkg: '@tensorflow/tfjs-backend-wasm', tfName: 'wasm' },
   cpu: { pkg: '@tensorflow/tfjs-backend-cpu', tfName: 'cpu' },
 };
 
-export const AUTO_ORDER: BackendName[] = ['tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'];
+/** 'webgpu' only on a hardware adapter; 'tensorflow-gpu' never (see REFUSED). */
+export const AUTO_ORDER: BackendName[] = ['webgpu', 'tensorflow', 'wasm', 'cpu'];
+
+/**
+ * Backends that are refused rather than run: no test runs them (tfjs-node-gpu downloads libtensorflow at install, which
+ * our machines and CI cannot), and training on a path no test has run could be silently different.
+ */
+const REFUSED: Partial<Record<BackendName, { why: string; hint: string }>> = {
+  'tensorflow-gpu': {
+    why: 'it is not supported: no test runs childtune on @tensorflow/tfjs-node-gpu, so its results are unverified',
+    hint: "Use runtime.backend: webgpu for the GPU (Vulkan, Metal or D3D12 through Dawn; see the README's GPU section).",
+  },
+};
 
 export interface BackendChoice {
   name: BackendName;
   /** Why each preferred backend was not used. */
   skipped: { name: BackendName; why: string }[];
+  /** The GPU, when the backend is webgpu. */
+  device?: DeviceInfo;
 }
 
 let active: BackendName | undefined;
+let activeDevice: DeviceInfo | undefined;
 
-async function tryLoad(name: BackendName): Promise<string | undefined> {
+/** Tfjs's webgpu backend on the adapter Dawn finds; `explicit`: asked for by name, so a software adapter will do. */
+async function loadWebgpu(explicit: boolean): Promise<string | undefined> {
+  const opened = await openDevice(explicit);
+  if ('missing' in opened) return opened.missing;
+  // Every op on the device: tfjs would otherwise run small ones on the CPU and copy their inputs back and forth.
+  tf.env().set('WEBGPU_CPU_FORWARD', false);
+  if (!(await tf.setBackend('webgpu'))) return `the webgpu backend did not initialise on ${deviceLabel(opened.info)}`;
+  await tf.ready();
+  tf.env().set('PROD', true);
+  activeDevice = opened.info;
+  return undefined;
+}
+
+/** The GPU the active backend runs on (undefined off webgpu). */
+export const activeDeviceInfo = () => (active === 'webgpu' ? activeDevice : undefined);
+
+async function tryLoad(name: BackendName, explicit = false): Promise<string | undefined> {
+  const refused = REFUSED[name];
+  if (refused) return refused.why;
+  if (name === 'webgpu') return loadWebgpu(explicit);
   try {
     await import(PACKAGES[name].pkg);
   } catch (e) {
@@ -50,23 +86,26 @@ async function tryLoad(name: BackendName): Promise<string | undefined> {
 /** Selects (and initialises) a tfjs backend; 'auto' takes the first that loads, in AUTO_ORDER. */
 export async function selectBackend(requested: BackendName | 'auto'): Promise<BackendChoice> {
   if (requested !== 'auto') {
-    if (active === requested) return { name: requested, skipped: [] };
-    const why = await tryLoad(requested);
+    if (active === requested) return { name: requested, skipped: [], device: activeDeviceInfo() };
+    const why = await tryLoad(requested, true);
     if (why)
       throw new BackendError(
         `backend '${requested}' is not available: ${why}`,
-        `Install it with: npm install ${PACKAGES[requested].pkg}@4.22.0 (or set runtime.backend: auto)`,
+        REFUSED[requested]?.hint ??
+          (requested === 'webgpu'
+            ? `${installHint} Check the GPU driver, or set runtime.backend: auto to train on the CPU.`
+            : `Install it with: npm install ${PACKAGES[requested].pkg}@4.22.0 (or set runtime.backend: auto)`),
       );
     active = requested;
-    return { name: requested, skipped: [] };
+    return { name: requested, skipped: [], device: activeDeviceInfo() };
   }
   const skipped: BackendChoice['skipped'] = [];
   for (const name of AUTO_ORDER) {
-    if (active === name) return { name, skipped };
+    if (active === name) return { name, skipped, device: activeDeviceInfo() };
     const why = await tryLoad(name);
     if (!why) {
       active = name;
-      return { name, skipped };
+      return { name, skipped, device: activeDeviceInfo() };
     }
     skipped.push({ name, why });
   }
@@ -80,6 +119,7 @@ export async function selectBackend(requested: BackendName | 'auto'): Promise<Ba
 export async function installedBackends(): Promise<BackendName[]> {
   const out: BackendName[] = [];
   for (const name of AUTO_ORDER) {
+    if (name === 'webgpu') continue;
     try {
       await import(PACKAGES[name].pkg);
       out.push(name);

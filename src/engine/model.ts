@@ -5,7 +5,7 @@ import { tidyKeep } from './kernels.js';
 import { assemble } from './modules/families.js';
 import { applyModifiers, type ModelModifier } from './modules/modifier.js';
 import type { BackwardContext, ForwardContext, T2 } from './modules/module.js';
-import { internalShape, sizeOf, type ParamSpec } from './modules/param.js';
+import { internalShape, sizeOf, type Param, type ParamSpec } from './modules/param.js';
 import type { Batch, GradientPass, StepResult } from './modules/types.js';
 import { Rng, streamSeed } from './rng.js';
 
@@ -37,6 +37,11 @@ export class EncoderClassifier {
   readonly values: Float32Array[];
   /** Device copies of the weights, made on first use after each change (embedding tables are never uploaded). */
   private tensors: (tf.Tensor | undefined)[] = [];
+  /**
+   * The weights when they live on a GPU (webgpu): owned and updated in place by the device pool, while `values`
+   * is a host copy refreshed only when the pool syncs. Embedding tables are gathered there too.
+   */
+  private deviceWeights: tf.Tensor[] | undefined;
   private readonly index = new Map<string, number>();
   readonly regression: boolean;
   private readonly modules: ReturnType<typeof assemble>;
@@ -76,7 +81,7 @@ export class EncoderClassifier {
     return i;
   }
 
-  /** Call after changing `values` so the next step sees them. */
+  /** Call after changing `values` so the next step sees them (on a GPU the pool uploads them instead). */
   markDirty() {
     for (const t of this.tensors) t?.dispose();
     this.tensors = [];
@@ -86,9 +91,53 @@ export class EncoderClassifier {
     this.markDirty();
   }
 
+  /** Runs every later pass on these weights (one tensor per spec, engine layout), owned by the device pool. */
+  placeOnDevice(weights: tf.Tensor[] | undefined) {
+    this.markDirty();
+    this.deviceWeights = weights;
+  }
+
+  get onDevice() {
+    return this.deviceWeights !== undefined;
+  }
+
   private tensor(i: number): tf.Tensor {
+    if (this.deviceWeights) return this.deviceWeights[i];
     // Kept: the first use happens inside a step's tidy, which would otherwise dispose the weight.
     return (this.tensors[i] ??= tf.keep(tf.tensor(this.values[i], internalShape(this.specs[i]))));
+  }
+
+  /** predict and features on a GPU, where results are read back asynchronously. */
+  async inferOnDevice(b: Batch, kind: 'predict' | 'features'): Promise<Float32Array> {
+    const t = tf.tidy(() => {
+      const f = this.forward(b, null);
+      return kind === 'predict' ? f.logits : f.cls;
+    });
+    const out = (await t.data()) as Float32Array;
+    t.dispose();
+    return out;
+  }
+
+  /**
+   * Forward and backward over one batch on a GPU: each trainable parameter's gradient goes to `emit` as a tensor
+   * (which `emit` keeps), and the mean loss stays on the device. Dropout, the modules' draws and the batch are as
+   * in `step`; a consistency term needs the logits on the host mid-step and is not available here.
+   */
+  stepOnDevice(b: Batch, rng: Rng | null, emit: (p: Param, g: tf.Tensor) => void, seed: number | null): tf.Scalar {
+    const ctx: BackwardContext = {
+      weight: (p) => this.tensor(p.index),
+      emit,
+      buffer: (p) => {
+        throw new Error(`${p.spec.name}: a host gradient buffer was asked for on the GPU`);
+      },
+      device: true,
+    };
+    return tf.tidy(() => {
+      const f = this.forward(b, rng, seed);
+      const { loss, dlogits } = this.lossAndGrad(f.logits, b);
+      this.backward(b, f, dlogits, ctx);
+      return loss as tf.Scalar;
+    });
   }
 
   /** Forward pass only (dropout off): scores, and the last hidden state for inspection. */
@@ -192,7 +241,11 @@ export class EncoderClassifier {
     };
     const ctx: ForwardContext = {
       weight: (p) => this.tensor(p.index),
-      values: (p) => this.values[p.index],
+      values: (p) => {
+        if (this.deviceWeights) throw new Error(`${p.spec.name}: host values were read on the GPU`);
+        return this.values[p.index];
+      },
+      device: this.onDevice,
       rng,
       draws: (...key) => (seed === null ? null : new Rng(streamSeed(seed, ...key))),
       embeddingNoise: noise,

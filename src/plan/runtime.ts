@@ -10,6 +10,7 @@ export interface StageRuntime {
 }
 
 const PACKAGE: Record<BackendName, string> = {
+  webgpu: 'webgpu',
   'tensorflow-gpu': '@tensorflow/tfjs-node-gpu',
   tensorflow: '@tensorflow/tfjs-node',
   wasm: '@tensorflow/tfjs-backend-wasm',
@@ -27,15 +28,22 @@ const resolvable = (pkg: string) => {
 
 /** The thread count a backend runs with: the TensorFlow backends parallelise inside one thread. */
 export const threadsOn = (backend: BackendName, requested: number) =>
-  backend === 'tensorflow' || backend === 'tensorflow-gpu' ? 1 : requested > 0 ? requested : os.availableParallelism();
+  backend === 'tensorflow' || backend === 'tensorflow-gpu' || backend === 'webgpu'
+    ? 1
+    : requested > 0
+      ? requested
+      : os.availableParallelism();
 
 /**
  * What the run will resolve `runtime` to on this machine, predicted without loading tfjs: 'auto' takes the
  * first installed backend. The executor keys the cache by what it actually ran on, so a wrong prediction
  * costs a recompute, never a wrong reuse.
  */
-export function plannedRuntime(runtime: Recipe['runtime']): StageRuntime {
+export function plannedRuntime(runtime: Recipe['runtime'], gpu = false): StageRuntime {
+  // 'auto' takes webgpu only on a hardware adapter, which only an asynchronous probe can tell (gpu).
   const backend =
-    runtime.backend !== 'auto' ? runtime.backend : (AUTO_ORDER.find((b) => resolvable(PACKAGE[b])) ?? 'cpu');
+    runtime.backend !== 'auto'
+      ? runtime.backend
+      : (AUTO_ORDER.find((b) => (b === 'webgpu' ? gpu : resolvable(PACKAGE[b]))) ?? 'cpu');
   return { backend, threads: threadsOn(backend, runtime.threads) };
 }

@@ -3,11 +3,11 @@ import type { Metric } from '../data/tasks.js';
 import { batchOf } from '../engine/batch.js';
 import type { Encoding } from '../engine/tokenizer.js';
 import { yieldToSignals } from './interrupt.js';
-import type { DataParallel } from './parallel.js';
+import type { RunPool } from './parallel.js';
 
 /** Predictions for a list of encodings: class indices (argmax) or regression scores. */
 export async function predict(
-  parallel: DataParallel,
+  parallel: RunPool,
   numLabels: number,
   encodings: Encoding[],
   batchSize: number,
@@ -33,7 +33,7 @@ export async function predict(
 }
 
 export async function evaluate(
-  parallel: DataParallel,
+  parallel: RunPool,
   numLabels: number,
   data: { encodings: Encoding[]; labels: number[] },
   metrics: readonly Metric[],

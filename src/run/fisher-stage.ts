@@ -13,7 +13,7 @@ import { fisherScope } from '../strategies/registry.js';
 import type { PreparedSplit } from './data.js';
 import { RunError } from './errors.js';
 import { checkInterrupt } from './interrupt.js';
-import type { DataParallel } from './parallel.js';
+import type { RunPool } from './parallel.js';
 import type { LoadedModel } from './stages/load-model.js';
 import type { StageRunner } from './walk.js';
 
@@ -75,7 +75,7 @@ export const fisherRunner: StageRunner<ChildNetwork> = {
 
 /** The fisher pass: accumulate, select the child network, and describe it. */
 async function computeFisher(
-  parallel: DataParallel,
+  parallel: RunPool,
   model: EncoderClassifier,
   recipe: Recipe,
   train: PreparedSplit,

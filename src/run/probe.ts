@@ -4,11 +4,11 @@ import { batchOf } from '../engine/batch.js';
 import { Rng } from '../engine/rng.js';
 import type { Encoding } from '../engine/tokenizer.js';
 import type { PreparedSplit } from './data.js';
-import type { DataParallel } from './parallel.js';
+import type { RunPool } from './parallel.js';
 
 /** First-token features of the frozen encoder, computed once per split and reused across probe epochs. */
 async function featuresOf(
-  parallel: DataParallel,
+  parallel: RunPool,
   H: number,
   encodings: Encoding[],
   padId: number,
@@ -31,7 +31,7 @@ async function featuresOf(
  * regression for scores) on the target task with Adam, then evaluate it.
  */
 export async function linearProbe(
-  parallel: DataParallel,
+  parallel: RunPool,
   H: number,
   train: PreparedSplit,
   dev: PreparedSplit,

@@ -10,7 +10,7 @@ import type { PreparedSplit } from './data.js';
 import { RunError } from './errors.js';
 import { evaluate } from './evaluate.js';
 import { checkInterrupt, interruptRequested, yieldToSignals } from './interrupt.js';
-import type { DataParallel } from './parallel.js';
+import type { RunPool } from './parallel.js';
 
 export interface LogEntry {
   kind: 'step' | 'eval';
@@ -73,7 +73,7 @@ export interface Resume {
 export async function trainModel(o: {
   recipe: Recipe;
   model: EncoderClassifier;
-  parallel: DataParallel;
+  parallel: RunPool;
   strategy: Strategy;
   train: PreparedSplit;
   dev: PreparedSplit;

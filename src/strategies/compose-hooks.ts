@@ -18,6 +18,13 @@ export function composeHooks(outer: StrategyHooks, inner: UpdateHooks): Strategy
         const kept = inner.transform!.apply(index, grad, lo, hi, step, passes, bits);
         return Math.min(own, kept);
       },
+      device:
+        inner.transform?.device && (!outer.transform || outer.transform.device)
+          ? (index, size, step) => [
+              ...(outer.transform?.device?.(index, size, step) ?? []),
+              ...inner.transform!.device!(index, size, step),
+            ]
+          : undefined,
     },
   };
 }

@@ -5,7 +5,7 @@ import { streamSeed } from '../engine/rng.js';
 import type { Encoding } from '../engine/tokenizer.js';
 import { bitsetBytes, setBit } from '../engine/bitset.js';
 import { kthLargestInPlace } from './select.js';
-import type { ParallelPool } from '../engine/parallel/pool.js';
+import type { TrainingPool } from '../engine/training-pool.js';
 import type { ResolvedFisher } from './child-tuning-d/fisher-settings.js';
 import { inScope, STREAMS } from './strategy.js';
 
@@ -39,7 +39,7 @@ export interface FisherStats {
  * in training mode.
  */
 export async function accumulateFisher(
-  parallel: ParallelPool,
+  parallel: TrainingPool,
   specs: readonly ParamSpec[],
   data: { encodings: Encoding[]; labels: number[] },
   settings: ResolvedFisher,
@@ -47,7 +47,6 @@ export async function accumulateFisher(
   onBatch?: (done: number, total: number) => void,
   scoped: readonly boolean[] = specs.map((s) => inScope(s, settings.scope)),
 ): Promise<{ fisher: Float32Array[]; passes: number; examples: number }> {
-  const fisher = specs.map((s, i) => (scoped[i] ? new Float32Array(sizeOf(s)) : new Float32Array(0)));
   const n = Math.min(data.encodings.length, settings.max_samples ?? Infinity);
   const perExample = settings.estimator === 'per-example';
   const size = perExample ? 1 : settings.batch_size;
@@ -61,40 +60,24 @@ export async function accumulateFisher(
       idx.map((i) => data.labels[i]),
     );
   };
-  const add = (grads: Float32Array[]) => {
-    specs.forEach((_, i) => {
-      if (!scoped[i]) return;
-      const g = grads[i];
-      const f = fisher[i];
-      let scale = 1;
-      if (!perExample && settings.clip > 0) {
-        let sq = 0;
-        for (let j = 0; j < g.length; j++) sq += g[j] * g[j];
-        const coef = settings.clip / (Math.sqrt(sq) + 1e-6);
-        if (coef < 1) scale = coef;
-      }
-      for (let j = 0; j < g.length; j++) {
-        const v = g[j] * scale;
-        f[j] += (v * v) / passes;
-      }
-    });
-  };
+  const clip = perExample ? 0 : settings.clip;
   const seedOf = (pass: number) => (dropout ? streamSeed(settings.seed, STREAMS.fisherDropout, pass) : null);
   let pass = 0;
   if (perExample) {
     for (; pass < passes; pass += parallel.threads) {
       const group = Array.from({ length: Math.min(parallel.threads, passes - pass) }, (_, k) => batchAt(pass + k));
       await parallel.gradientsEach(group, seedOf(pass));
-      group.forEach((_, k) => add(parallel.shardGrads(k)));
+      group.forEach((_, k) => parallel.addSquares(k, scoped, clip, passes));
       onBatch?.(Math.min(passes, pass + group.length), passes);
     }
   } else {
     for (; pass < passes; pass++) {
       await parallel.gradients(batchAt(pass * size), seedOf(pass));
-      add(parallel.grads);
+      parallel.addSquares(0, scoped, clip, passes);
       onBatch?.(pass + 1, passes);
     }
   }
+  const fisher = await parallel.takeSquares();
   return { fisher, passes, examples: n };
 }
 

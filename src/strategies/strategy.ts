@@ -160,6 +160,10 @@ export class Strategy implements UpdateObserver {
     return { trainable_parameters: trainable, trainable_share: trainable / total };
   }
 
+  get readsBits(): boolean {
+    return this.counts && !!this.masks?.save;
+  }
+
   before(step: number, bits: Uint8Array[]) {
     this.masks?.load?.(step, bits);
   }

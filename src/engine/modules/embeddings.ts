@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { embeddingSum } from '../kernels.js';
+import { rowGradient } from '../webgpu/rows.js';
 import type { LayerNorm, LayerNormCache } from './layer-norm.js';
 import { applyMask, sum, type BackwardContext, type ForwardContext, type Layer, type T2 } from './module.js';
 import { trains, type Param } from './param.js';
@@ -33,14 +34,7 @@ export class Embeddings {
   forward(b: Batch, ctx: ForwardContext): { y: T2; cache: EmbeddingsCache } {
     const E = this.options.width;
     const tokens = b.batch * b.seq;
-    const summed = embeddingSum(
-      this.rowsOf(b).map(([p, rows]) => ({ values: ctx.values(p), rows })),
-      E,
-      tokens,
-    );
-    // Noise on the sum is noise on the word embeddings (the other tables add to it), and leaves the backward as is.
-    if (ctx.embeddingNoise) for (let i = 0; i < summed.length; i++) summed[i] += ctx.embeddingNoise[i];
-    const emb = tf.tensor2d(summed, [tokens, E]);
+    const emb = ctx.device ? this.gathered(b, ctx) : this.summed(b, ctx);
     const n = this.norm.forward(emb, ctx);
     const mask = ctx.dropout([tokens, E], 'hidden');
     const x = applyMask(n.y, mask);
@@ -49,12 +43,38 @@ export class Embeddings {
     return { y: p.y, cache: { norm: n.cache, mask, projection: p.cache } };
   }
 
+  /** The embedding sum in JavaScript, from the host tables. */
+  private summed(b: Batch, ctx: ForwardContext): T2 {
+    const E = this.options.width;
+    const tokens = b.batch * b.seq;
+    const out = embeddingSum(
+      this.rowsOf(b).map(([p, rows]) => ({ values: ctx.values(p), rows })),
+      E,
+      tokens,
+    );
+    // Noise on the sum is noise on the word embeddings (the other tables add to it), and leaves the backward as is.
+    if (ctx.embeddingNoise) for (let i = 0; i < out.length; i++) out[i] += ctx.embeddingNoise[i];
+    return tf.tensor2d(out, [tokens, E]);
+  }
+
+  /** The embedding sum on the GPU, from the tables there, added in the same order as in JavaScript. */
+  private gathered(b: Batch, ctx: ForwardContext): T2 {
+    const rows = this.rowsOf(b).map(([p, ids]) => tf.gather(ctx.weight(p), tf.tensor1d(ids, 'int32')));
+    let out = rows.reduce((a, r) => tf.add(a, r));
+    if (ctx.embeddingNoise) out = tf.add(out, tf.tensor2d(ctx.embeddingNoise, out.shape as [number, number]));
+    return out as T2;
+  }
+
   /** Scatter-adds the gradient at the embedding sum into the trainable tables. */
   backward(b: Batch, dy: T2, c: EmbeddingsCache, ctx: BackwardContext) {
     const dx = this.projection ? sum(this.projection.backward(dy, c.projection, ctx)) : dy;
     const [demb] = this.norm.backward(applyMask(dx, c.mask), c.norm, ctx);
     const trained = this.rowsOf(b).filter(([p]) => trains(p.spec));
     if (!trained.length) return;
+    if (ctx.device) {
+      for (const [p, ids] of trained) ctx.emit(p, rowGradient(demb, ids, p.spec.shape[0]));
+      return;
+    }
     const E = this.options.width;
     const d = demb.dataSync() as Float32Array;
     for (const [p, rows] of trained) {

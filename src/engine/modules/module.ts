@@ -9,8 +9,10 @@ export type T2 = tf.Tensor2D;
 export interface ForwardContext {
   /** The device copy of a parameter ([in, out] for dense weights). */
   weight(p: Param): tf.Tensor;
-  /** The host values of a parameter (embedding tables are read in JavaScript, never uploaded). */
+  /** The host values of a parameter (embedding tables are read in JavaScript, never uploaded). Not on a GPU. */
   values(p: Param): Float32Array;
+  /** The weights live on a GPU (webgpu): tables are gathered there and `values` is not available. */
+  device?: boolean;
   /**
    * A fresh dropout mask (kept entries scaled by 1/(1-rate)), or null when dropout is off. Masks are drawn from one
    * stream in the order the modules ask for them, so a module's forward must ask in a fixed order.
@@ -45,8 +47,10 @@ export interface BackwardContext {
   weight(p: Param): tf.Tensor;
   /** Hands a parameter's gradient (in the engine layout) to the model, which takes ownership of the tensor. */
   emit(p: Param, g: tf.Tensor): void;
-  /** For gradients made in JavaScript (embedding rows): the buffer and how this pass enters it. */
+  /** For gradients made in JavaScript (embedding rows): the buffer and how this pass enters it. Not on a GPU. */
   buffer(p: Param): { grad: Float32Array; pass: GradientPass };
+  /** Gradients stay on a GPU: tables' gradients are emitted as tensors, and `buffer` is not available. */
+  device?: boolean;
 }
 
 /**

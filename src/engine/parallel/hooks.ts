@@ -31,7 +31,22 @@ export interface GradientTransform {
     bits?: Uint8Array,
     tensor?: TensorState,
   ): number;
+  /**
+   * The same transform as the GPU runs it (webgpu): the operations on tensor `index` (of `size` elements) at step
+   * `step`, in order; empty when it leaves the tensor as it is. Absent: the transform has no GPU form, and a GPU
+   * run of the strategy is refused.
+   */
+  device?(index: number, size: number, step: number): DeviceOp[];
 }
+
+/** One operation of a gradient transform on the GPU (webgpu/optimizer.ts runs them, fused into the update). */
+export type DeviceOp =
+  /** Child-Tuning-F's keep bits, drawn into the tensor's bitset chunk by chunk from these streams (as fmask). */
+  | { kind: 'draw'; seeds: number[]; chunk: number; threshold: number }
+  /** g *= bit * scale from the tensor's bitset (drawn this step, fixed, or replayed from the host), kept bits counted. */
+  | { kind: 'mask'; scale: number }
+  /** g += lambda (w - anchor): an L2 penalty towards the pretrained weights. */
+  | { kind: 'pull'; lambda: number };
 
 /**
  * A change to AdamW itself for one tensor at one step: the Adam step is multiplied by `scale`, then the stepped
@@ -70,6 +85,8 @@ export type HooksFrom = (prepared: unknown) => UpdateHooks;
 
 /** The main thread's part of an update: reads or writes the shared per-tensor bitsets around the round. */
 export interface UpdateObserver {
+  /** Whether `after` reads the bitsets (a GPU copies them back to the host only then). */
+  readonly readsBits?: boolean;
   before?(step: number, bits: Uint8Array[]): void;
   /** `kept`: per tensor, the elements its transform kept this step (each thread counts the bits it wrote or applied). */
   after?(step: number, bits: Uint8Array[], sizes: readonly number[], kept: readonly number[]): void;

@@ -6,6 +6,7 @@ import type { Batch, EncoderClassifier } from '../model.js';
 import { adamwStep, type AdamWSettings } from '../optimizer.js';
 import { modifierData, type ModifiersFrom } from '../modules/modifier.js';
 import { trains } from '../modules/param.js';
+import type { TrainingPool } from '../training-pool.js';
 import type { HooksFrom, UpdateObserver } from './hooks.js';
 import { partition, type Segment } from './partition.js';
 import type { Reply, Request, WorkerInit } from './protocol.js';
@@ -41,7 +42,7 @@ export interface PoolOptions {
 
 /** Thread count for a recipe's runtime.threads (0 = every core); native backends parallelise on their own. */
 export function threadsFor(requested: number, backend: BackendName): number {
-  if (backend === 'tensorflow' || backend === 'tensorflow-gpu') return 1;
+  if (backend === 'tensorflow' || backend === 'tensorflow-gpu' || backend === 'webgpu') return 1;
   return requested > 0 ? requested : os.availableParallelism();
 }
 
@@ -57,7 +58,7 @@ export interface Launched {
 }
 
 /** The coordinator, on the main thread. */
-export class ParallelPool {
+export class ParallelPool implements TrainingPool {
   private pending = new Map<Worker, { resolve: (r: Reply) => void; reject: (e: Error) => void }>();
   private readonly local: ShardExecutor;
   private readonly model: EncoderClassifier;
@@ -65,6 +66,7 @@ export class ParallelPool {
   private readonly workers: Worker[];
   private readonly adam: AdamWSettings;
   private step = 0;
+  private squares: Float32Array[] | undefined;
 
   constructor(l: Launched) {
     ({ model: this.model, state: this.state, workers: this.workers, adam: this.adam } = l);
@@ -201,6 +203,35 @@ export class ParallelPool {
     const replies = await this.round(batches.map((batch) => ({ kind: 'grad', batch, dropoutSeed })));
     return replies.slice(0, batches.length).map((r) => r!.loss!);
   }
+
+  addSquares(k: number, scoped: readonly boolean[], clip: number, count: number) {
+    const grads = this.state.grads[k];
+    const sums = (this.squares ??= grads.map((g, i) => new Float32Array(scoped[i] ? g.length : 0)));
+    grads.forEach((g, i) => {
+      if (!scoped[i]) return;
+      const f = sums[i];
+      let scale = 1;
+      if (clip > 0) {
+        let sq = 0;
+        for (let j = 0; j < g.length; j++) sq += g[j] * g[j];
+        const coef = clip / (Math.sqrt(sq) + 1e-6);
+        if (coef < 1) scale = coef;
+      }
+      for (let j = 0; j < g.length; j++) {
+        const v = g[j] * scale;
+        f[j] += (v * v) / count;
+      }
+    });
+  }
+
+  async takeSquares(): Promise<Float32Array[]> {
+    const out = this.squares ?? this.state.grads[0].map(() => new Float32Array(0));
+    this.squares = undefined;
+    return out;
+  }
+
+  /** The weights and moments live in shared host memory already. */
+  async syncToHost() {}
 
   /** Every thread rebuilds its hooks from `prepared` (plain data) and copies their fixed bitsets into shared memory. */
   async setHooks(prepared: unknown) {

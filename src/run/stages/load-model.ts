@@ -5,7 +5,7 @@ import type { EncoderClassifier } from '../../engine/model.js';
 import { loadTokenizer, type Tokenizer } from '../../engine/tokenizer.js';
 import { numLabelsOf } from '../../plan/compiler.js';
 import { anchorFor, modifiersFor } from '../../strategies/registry.js';
-import { DataParallel } from '../parallel.js';
+import { startPool, type RunPool } from '../parallel.js';
 import type { StageRunner } from '../walk.js';
 
 /** The load-model stage's output: the pretrained model with its head, its tokenizer, and the worker pool that runs it. */
@@ -14,7 +14,7 @@ export interface LoadedModel {
   config: ModelConfig;
   tokenizer: Tokenizer;
   model: EncoderClassifier;
-  parallel: DataParallel;
+  parallel: RunPool;
 }
 
 export const loadModelRunner: StageRunner<LoadedModel> = {
@@ -38,14 +38,14 @@ export const loadModelRunner: StageRunner<LoadedModel> = {
     ctx.onClose(() => model.dispose());
     for (const n of notes) report.log(`model: ${n}`);
     const o = recipe.training.optimizer;
-    const parallel = await DataParallel.start(model, {
+    const parallel = await startPool(model, {
       threads: ctx.runtime.threads,
       backend: ctx.runtime.backend,
       adam: { lr: o.lr, betas: o.betas as [number, number], eps: o.eps, weightDecay: o.weight_decay },
       anchor: anchorFor(recipe.strategy),
     });
     ctx.onClose(() => parallel.close());
-    report.log(`threads: ${ctx.runtime.threads}`);
+    if (ctx.runtime.backend !== 'webgpu') report.log(`threads: ${ctx.runtime.threads}`);
     return { modelDir, config, tokenizer, model, parallel };
   },
 };

@@ -24,6 +24,7 @@ function hooks(d: PreparedD): StrategyHooks {
         if (own) passes.fapply(grad, bits ?? own, lo, hi, 1);
         return hi - lo;
       },
+      device: (index) => (d.masks[index] ? [{ kind: 'mask', scale: 1 }] : []),
     },
     decayMask: d.maskWeightDecay ? (index) => d.masks[index] : undefined,
   };

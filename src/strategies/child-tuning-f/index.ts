@@ -49,6 +49,17 @@ function hooks(f: PreparedF): StrategyHooks {
           seeds.push(streamSeed(f.seed, step, index, chunk));
         return passes.fmask(grad, own, lo, hi, F_CHUNK, seeds, threshold, scale);
       },
+      device(index, size, step) {
+        if (!f.scoped[index] || f.p >= 1) return [];
+        if (f.replay) return [{ kind: 'mask', scale }];
+        const seeds = Array.from({ length: Math.ceil(size / F_CHUNK) }, (_, chunk) =>
+          streamSeed(f.seed, step, index, chunk),
+        );
+        return [
+          { kind: 'draw', seeds, chunk: F_CHUNK, threshold },
+          { kind: 'mask', scale },
+        ];
+      },
     },
   };
 }

@@ -23,6 +23,7 @@ function hooks(d: PreparedWeightDecay): StrategyHooks {
         passes.pull(grad, tensor.weights, tensor.anchor, lo, hi, d.lambda);
         return hi - lo;
       },
+      device: (index) => (d.scoped[index] && d.lambda !== 0 ? [{ kind: 'pull', lambda: d.lambda }] : []),
     },
   };
 }

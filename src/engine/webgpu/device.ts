@@ -1,0 +1,150 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { createRequire } from 'node:module';
+import { ChildtuneError } from '../errors.js';
+
+/** What ran a stage on the GPU: the adapter's own words, and the limits the device was created with. */
+export interface DeviceInfo {
+  vendor: string;
+  architecture: string;
+  device: string;
+  description: string;
+  /** A CPU implementation of WebGPU (SwiftShader, lavapipe, llvmpipe, WARP): never picked by `auto`. */
+  software: boolean;
+  maxBufferSize: number;
+  maxStorageBufferBindingSize: number;
+}
+
+export class DeviceError extends ChildtuneError {
+  constructor(message: string, hint?: string) {
+    super('backend', message, { hint });
+  }
+}
+
+const INSTALL =
+  'Install it with: npm install webgpu @tensorflow/tfjs-backend-webgpu@4.22.0 (Dawn for Node: Vulkan on Linux, Metal on macOS, D3D12 on Windows).';
+
+/** Adapters that run on the CPU, by the words drivers put in their adapter info. */
+const SOFTWARE = /swiftshader|lavapipe|llvmpipe|softpipe|microsoft basic render|\bwarp\b|\bcpu\b/i;
+
+export const isSoftwareAdapter = (info: Pick<DeviceInfo, 'vendor' | 'architecture' | 'device' | 'description'>) =>
+  SOFTWARE.test([info.vendor, info.architecture, info.device, info.description].join(' '));
+
+/** A one-line name for logs, plans and reports: "nvidia ampere (NVIDIA GeForce RTX 3090)". */
+export const deviceLabel = (d: DeviceInfo) =>
+  `${[d.vendor, d.architecture].filter(Boolean).join(' ') || 'unknown adapter'}${d.description ? ` (${d.description})` : ''}${d.software ? ', a software adapter' : ''}`;
+
+interface Dawn {
+  create(options: string[]): GPU;
+  globals: object;
+}
+
+let opened: { device: GPUDevice; info: DeviceInfo } | undefined;
+let probe: Promise<{ adapter: GPUAdapter; info: DeviceInfo } | { missing: string }> | undefined;
+
+function loadDawn(): Dawn | { missing: string } {
+  try {
+    return createRequire(import.meta.url)('webgpu') as Dawn;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    return {
+      missing:
+        code === 'MODULE_NOT_FOUND'
+          ? 'the webgpu package (Dawn for Node) is not installed'
+          : `the webgpu package failed to load: ${(e as Error).message.split('\n')[0]}`,
+    };
+  }
+}
+
+/**
+ * The adapter Dawn finds (asked for once per process): its info, or why there is none. Reads no GPU memory, so
+ * `plan` and `auto` may ask.
+ */
+export function findAdapter(): Promise<{ adapter: GPUAdapter; info: DeviceInfo } | { missing: string }> {
+  probe ??= (async () => {
+    const dawn = loadDawn();
+    if ('missing' in dawn) return dawn;
+    // Dawn's classes (GPUBufferUsage, ...) are what tfjs's webgpu backend reads from the global scope.
+    for (const [k, v] of Object.entries(dawn.globals)) (globalThis as Record<string, unknown>)[k] ??= v;
+    const gpu = dawn.create([]);
+    // tfjs's webgpu backend checks navigator.gpu (Node 20 has no navigator; 21 and later have one without gpu).
+    const g = globalThis as { navigator?: object };
+    if (!g.navigator) g.navigator = {};
+    if (!('gpu' in g.navigator)) Object.defineProperty(g.navigator, 'gpu', { value: gpu, configurable: true });
+    const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
+    if (!adapter)
+      return {
+        missing:
+          'Dawn found no WebGPU adapter (no GPU driver it can use: Vulkan on Linux, Metal on macOS, D3D12 on Windows)',
+      };
+    const a = adapter.info;
+    const words = { vendor: a.vendor, architecture: a.architecture, device: a.device, description: a.description };
+    const info: DeviceInfo = {
+      ...words,
+      software: isSoftwareAdapter(words),
+      maxBufferSize: adapter.limits.maxBufferSize,
+      maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize,
+    };
+    return { adapter, info };
+  })();
+  return probe;
+}
+
+/**
+ * Opens the GPU and registers tfjs's webgpu backend on it, with the adapter's own limits (the defaults cap a
+ * storage binding at 128 MiB, less than BERT-large's word embeddings). `allowSoftware`: a CPU adapter is only
+ * taken when asked for by name (the tests' SwiftShader), never by `auto`.
+ */
+export async function openDevice(allowSoftware: boolean): Promise<{ info: DeviceInfo } | { missing: string }> {
+  if (opened) return { info: opened.info };
+  const found = await findAdapter();
+  if ('missing' in found) return found;
+  const { adapter, info } = found;
+  if (info.software && !allowSoftware) return { missing: `the only adapter is ${deviceLabel(info)}` };
+  let backendModule: { WebGPUBackend: new (device: GPUDevice, info?: GPUAdapterInfo) => tf.KernelBackend };
+  try {
+    backendModule = createRequire(import.meta.url)('@tensorflow/tfjs-backend-webgpu');
+  } catch {
+    return { missing: '@tensorflow/tfjs-backend-webgpu is not installed' };
+  }
+  const l = adapter.limits;
+  const device = await adapter.requestDevice({
+    requiredLimits: {
+      maxBufferSize: l.maxBufferSize,
+      maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
+      maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize,
+      maxComputeWorkgroupsPerDimension: l.maxComputeWorkgroupsPerDimension,
+      maxComputeWorkgroupSizeX: l.maxComputeWorkgroupSizeX,
+      maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
+      maxStorageBuffersPerShaderStage: l.maxStorageBuffersPerShaderStage,
+    },
+  });
+  device.addEventListener('uncapturederror', (e) => {
+    lastDeviceError = (e as GPUUncapturedErrorEvent).error.message;
+  });
+  opened = { device, info };
+  // tfjs-backend-webgpu registers a factory of its own when navigator.gpu exists; ours runs on this device.
+  if (tf.findBackendFactory('webgpu')) tf.removeBackend('webgpu');
+  tf.registerBackend('webgpu', () => new backendModule.WebGPUBackend(device, adapter.info));
+  return { info };
+}
+
+let lastDeviceError: string | undefined;
+
+/** The open device (after openDevice succeeded). */
+export function gpuDevice(): { device: GPUDevice; info: DeviceInfo } {
+  if (!opened) throw new Error('the WebGPU device is not open');
+  return opened;
+}
+
+/** Throws the device's last validation or memory error, if one happened since the last call (WebGPU reports them late). */
+export function checkDeviceErrors(where: string) {
+  if (lastDeviceError === undefined) return;
+  const message = lastDeviceError;
+  lastDeviceError = undefined;
+  throw new DeviceError(
+    `the GPU reported an error during ${where}: ${message}`,
+    'This is a bug in childtune unless the device ran out of memory; run with --debug and report it.',
+  );
+}
+
+export const installHint = INSTALL;
