@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { compilePlan } from '../plan/compiler.js';
+import { deviceLabel, findAdapter } from '../engine/webgpu/device.js';
 import { formatPlan } from '../plan/format.js';
 import { loadRecipe } from '../recipe/index.js';
 import { hasErrors, type Diagnostic } from '../recipe/diagnostics.js';
@@ -68,7 +69,7 @@ export async function main(
     program.command('plan').description('compile a recipe into its stage DAG with hashes, cache state and estimates'),
     '<recipe>',
     'recipe YAML file or bundled recipe name',
-  ).action((arg: string, opts) => {
+  ).action(async (arg: string, opts) => {
     const file = recipeFile(arg, opts);
     const loaded = load(file, opts);
     const compiled = compilePlan(loaded, path.resolve(file));
@@ -77,7 +78,12 @@ export async function main(
       code = 1;
       return;
     }
-    io.out(opts.json ? JSON.stringify(compiled.plan, null, 2) : formatPlan(compiled.plan));
+    const device = await planDevice(loaded.recipe?.runtime?.backend);
+    io.out(
+      opts.json
+        ? JSON.stringify(device ? { ...compiled.plan, device } : compiled.plan, null, 2)
+        : formatPlan(compiled.plan, device),
+    );
   });
 
   recipeOptions(
@@ -228,6 +234,26 @@ export async function main(
     if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2;
     return printError(e, debug, io);
   }
+}
+
+/**
+ * The GPU a plan would run on: on webgpu the adapter Dawn finds (or why there is none), on auto a hardware adapter
+ * if there is one (auto never takes a software one). Undefined where no GPU is involved.
+ */
+async function planDevice(backend: string | undefined) {
+  if (backend !== 'webgpu' && backend !== 'auto') return undefined;
+  const found = await findAdapter();
+  if ('missing' in found)
+    return backend === 'webgpu'
+      ? {
+          label: `none: ${found.missing}; \`run\` will refuse it`,
+          maxBufferSize: Infinity,
+          maxStorageBufferBindingSize: Infinity,
+        }
+      : undefined;
+  if (backend === 'auto' && found.info.software) return undefined;
+  const label = `${deviceLabel(found.info)}${backend === 'auto' ? ' (runtime.backend auto takes webgpu here)' : ''}`;
+  return { ...found.info, label };
 }
 
 function packageVersion(): string {

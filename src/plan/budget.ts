@@ -14,6 +14,20 @@ const parts = (m: MemoryEstimate) =>
     .map(([k, v]) => `${k} ${formatBytes(v)}`)
     .join(', ');
 
+/** The limits of a GPU adapter that bound a stage (WebGPU tells no total memory, only these). */
+export interface DeviceLimits {
+  maxBufferSize: number;
+  maxStorageBufferBindingSize: number;
+}
+
+/** Why a stage cannot run on this GPU (its largest tensor past one buffer binding), or undefined when it can. */
+export function overDevice(stage: Stage, limits: DeviceLimits): string | undefined {
+  const d = stage.device;
+  const limit = Math.min(limits.maxBufferSize, limits.maxStorageBufferBindingSize);
+  if (!d || d.largest_buffer <= limit) return undefined;
+  return `the ${stage.kind} stage's largest tensor needs ${formatBytes(d.largest_buffer)} in one GPU buffer, but this adapter binds at most ${formatBytes(limit)}`;
+}
+
 /** Why a stage's memory estimate does not fit this machine (with the figures), or undefined when it does. */
 export function overBudget(stage: Stage, available = availableMemory()): string | undefined {
   const m = stage.memory;

@@ -9,7 +9,7 @@ import { resolveRecipe, type LoadedRecipe } from '../recipe/index.js';
 import { diagnostic, pointerOf, type Diagnostic } from '../recipe/diagnostics.js';
 import type { Dataset, Recipe } from '../recipe/types.generated.js';
 import { checksFor, modifiersFor, stagesFor } from '../strategies/registry.js';
-import { estimateMemory, trainableOf } from './estimate.js';
+import { estimateDeviceMemory, estimateMemory, trainableOf } from './estimate.js';
 import { fileFingerprint, modelFingerprint, needsFreshHead } from './fingerprint.js';
 import { canonicalJson, hashInputs, sha256 } from './hash.js';
 import { plannedRuntime } from './runtime.js';
@@ -189,6 +189,7 @@ export function compilePlan(loaded: LoadedRecipe, recipeFile: string): CompileRe
       const s = add(x.kind, x.inputs, [model, train.stage], x.label, t, cacheDir);
       s.work = x.work;
       s.memory = estimateMemory(config, r, numLabels, x.kind);
+      if (r.runtime.backend === 'webgpu') s.device = estimateDeviceMemory(config, r, numLabels, x.kind);
       return s;
     });
     const fisher = extra.find((s) => s.kind === 'fisher');
@@ -215,6 +216,7 @@ export function compilePlan(loaded: LoadedRecipe, recipeFile: string): CompileRe
     const steps = Math.ceil(train.examples / r.training.batch_size) * r.training.epochs;
     trainStage.work = { examples: train.examples, epochs: r.training.epochs, steps: Math.ceil(steps) };
     trainStage.memory = estimateMemory(config, r, numLabels, 'train');
+    if (r.runtime.backend === 'webgpu') trainStage.device = estimateDeviceMemory(config, r, numLabels, 'train');
     trainStage.trainable = trainableOf(paramSpecs(config, numLabels, modifiersFor(r.strategy)));
     const evaluate = add(
       'evaluate',

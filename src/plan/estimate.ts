@@ -5,7 +5,7 @@ import { paramSpecs, sizeOf, trains, type ParamSpec } from '../engine/params.js'
 import { saveScratchElements } from '../engine/save.js';
 import type { Recipe } from '../recipe/types.generated.js';
 import { anchorFor, definitionOf, modifiersFor } from '../strategies/registry.js';
-import type { MemoryEstimate } from './stages.js';
+import type { DeviceMemoryEstimate, MemoryEstimate } from './stages.js';
 
 const F32 = 4;
 
@@ -65,6 +65,49 @@ export function estimateMemory(
     save,
     runtime,
     total: weights + gradients + adam + fisher + mask + anchor + activations + save + runtime,
+  };
+}
+
+/**
+ * GPU bytes a stage holds at its peak on webgpu (the device pool, src/engine/webgpu/pool.ts): every weight once, a
+ * gradient per trainable tensor (the embedding tables' dense), Adam's two moments and a keep bitset per trainable
+ * tensor in training, D's Fisher sums in its stage, the pretrained anchor where the strategy reads it, and the
+ * activations of the whole batch in one pass (the CPU path's per-layer model, src/engine/memory.ts). Modelled, not
+ * measured on a GPU yet. `largest_buffer`: the largest tensor, parameter or activation, which must fit one storage
+ * binding of the adapter.
+ */
+export function estimateDeviceMemory(
+  config: ModelConfig,
+  recipe: Recipe,
+  numLabels: number,
+  stage: 'train' | 'fisher',
+): DeviceMemoryEstimate {
+  const specs = paramSpecs(config, numLabels, modifiersFor(recipe.strategy));
+  const p = countsOf(specs);
+  const trained = specs.reduce((a, s) => a + (trains(s) ? sizeOf(s) : 0), 0);
+  const weights = p.total * F32;
+  const gradients = trained * F32;
+  const adam = stage === 'train' ? 2 * trained * F32 : 0;
+  const mask = stage === 'train' ? Math.ceil(trained / 8) : 0;
+  const fisher = stage === 'fisher' ? (recipe.strategy.fisher?.scope === 'all' ? p.total : p.encoder) * F32 : 0;
+  const anchor = stage === 'train' && anchorFor(recipe.strategy) ? trained * F32 : 0;
+  const t = recipe.model.max_seq_length;
+  const batch = stage === 'fisher' ? (recipe.strategy.fisher?.batch_size ?? 16) : recipe.training.batch_size;
+  const activations = activationBytes(config, batch, t);
+  const biggestParam = Math.max(...specs.map(sizeOf)) * F32;
+  const tokens = batch * t;
+  const biggestActivation =
+    Math.max(tokens * config.intermediateSize, batch * config.numHeads * t * t, tokens * config.hiddenSize) * F32;
+  return {
+    weights,
+    gradients,
+    adam,
+    fisher,
+    mask,
+    anchor,
+    activations,
+    total: weights + gradients + adam + fisher + mask + anchor + activations,
+    largest_buffer: Math.max(biggestParam, biggestActivation),
   };
 }
 

@@ -1,12 +1,13 @@
-import { overBudget } from './budget.js';
+import { overBudget, overDevice, type DeviceLimits } from './budget.js';
 import { formatBytes } from './estimate.js';
 import type { Plan } from './stages.js';
 
 /** The plan as text: stages in dependency order, shared stages once, with hash, cache state, work and memory. */
-export function formatPlan(plan: Plan): string {
+export function formatPlan(plan: Plan, device?: DeviceLimits & { label: string }): string {
   const lines: string[] = [];
   const n = plan.trials.length;
   lines.push(`plan: ${plan.stages.length} stages, ${n} trial${n === 1 ? '' : 's'}`);
+  if (device) lines.push(`device: ${device.label}`);
   for (const s of plan.stages) {
     const state = s.cached === null ? '' : s.cached ? ' [cached]' : ' [to run]';
     const shared =
@@ -35,6 +36,23 @@ export function formatPlan(plan: Plan): string {
       ].filter(Boolean);
       lines.push(`${' '.repeat(30)}memory: ${formatBytes(m.total)} (${parts.join(', ')})`);
       const over = overBudget(s);
+      if (over) lines.push(`${' '.repeat(30)}warning: ${over}; \`run\` will refuse it`);
+    }
+    if (s.device) {
+      const d = s.device;
+      const parts = [
+        `weights ${formatBytes(d.weights)}`,
+        `grads ${formatBytes(d.gradients)}`,
+        d.adam && `adam ${formatBytes(d.adam)}`,
+        d.fisher && `fisher ${formatBytes(d.fisher)}`,
+        d.mask && `masks ${formatBytes(d.mask)}`,
+        d.anchor && `pretrained anchor ${formatBytes(d.anchor)}`,
+        `activations ${formatBytes(d.activations)}`,
+      ].filter(Boolean);
+      lines.push(
+        `${' '.repeat(30)}gpu memory: ${formatBytes(d.total)} (${parts.join(', ')}; largest buffer ${formatBytes(d.largest_buffer)})`,
+      );
+      const over = device && overDevice(s, device);
       if (over) lines.push(`${' '.repeat(30)}warning: ${over}; \`run\` will refuse it`);
     }
   }

@@ -24,6 +24,19 @@ export const cacheEntryDir = (cacheDir: string, kind: string, hash: string) => p
 export const isCacheEntryComplete = (cacheDir: string, kind: string, hash: string) =>
   fs.existsSync(path.join(cacheEntryDir(cacheDir, kind, hash), 'done.json'));
 
+/** GPU memory of a stage on webgpu, and its largest single buffer (bounded by the adapter's binding size). */
+export interface DeviceMemoryEstimate {
+  weights: number;
+  gradients: number;
+  adam: number;
+  fisher: number;
+  mask: number;
+  anchor: number;
+  activations: number;
+  total: number;
+  largest_buffer: number;
+}
+
 export interface MemoryEstimate {
   weights: number;
   gradients: number;
@@ -57,6 +70,8 @@ export interface Stage {
   /** A load-dataset stage's data set and split as a recipe gave them: where to read (paths are not hashed, contents are). */
   source?: { dataset: Dataset; split: string };
   memory?: MemoryEstimate;
+  /** On a GPU (runtime.backend: webgpu): what the device holds at the stage's peak. */
+  device?: DeviceMemoryEstimate;
   /** The train stage: parameters that train under the strategy (its modifiers' frozen ones excluded), and their share. */
   trainable?: { parameters: number; share: number };
 }

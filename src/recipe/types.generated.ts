@@ -1283,7 +1283,10 @@ log: boolean
 }
 }
 export interface Runtime {
-backend: ("auto" | "tensorflow-gpu" | "tensorflow" | "wasm" | "cpu")
+/**
+ * Where the steps run: auto (a hardware GPU through webgpu if there is one, else the CPU), webgpu (one GPU through Dawn: Vulkan, Metal or D3D12), wasm or cpu (tfjs on the CPU's threads), tensorflow (tfjs-node). tensorflow-gpu is refused: no test can run it.
+ */
+backend: ("auto" | "webgpu" | "tensorflow-gpu" | "tensorflow" | "wasm" | "cpu")
 /**
  * Worker threads for data-parallel steps; 0 uses every core.
  */

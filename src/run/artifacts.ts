@@ -70,6 +70,8 @@ export interface ResultsFile {
   seed: number;
   backend: string;
   backend_skipped: { name: string; why: string }[];
+  /** The GPU that ran the trial (webgpu): the adapter's vendor, architecture and description. */
+  device?: { vendor: string; architecture: string; device: string; description: string; software: boolean };
   threads: number;
   /** A metric a run could not define (NaN) is written as null. */
   metrics: Record<string, number>;

@@ -1,7 +1,8 @@
 import { stringify } from 'yaml';
 import { selectBackend } from '../engine/backend.js';
 import { nativeKernels } from '../engine/native.js';
-import { overBudget } from '../plan/budget.js';
+import { deviceLabel } from '../engine/webgpu/device.js';
+import { overBudget, overDevice } from '../plan/budget.js';
 import type { Plan, PlannedTrial, StageKind } from '../plan/stages.js';
 import type { Recipe } from '../recipe/types.generated.js';
 import type { ResultsFile } from './artifacts.js';
@@ -87,10 +88,20 @@ async function setup(
   run.writeJson('plan.json', plan);
 
   const backend = await selectBackend(recipe.runtime.backend);
+  for (const id of [trial.fisher, trial.train]) {
+    const over = id && backend.device && overDevice(stageOf(id), backend.device);
+    if (over)
+      throw new RunError(
+        `${recipe.model.path}: ${over}`,
+        'Use a smaller batch_size or max_seq_length, or a GPU whose adapter allows larger buffers.',
+        'setup',
+      );
+  }
   report.log(
     `backend: ${backend.name}${backend.skipped.length ? ` (skipped: ${backend.skipped.map((s) => `${s.name}: ${s.why}`).join('; ')})` : ''}`,
   );
   if (backend.name === 'wasm') report.log(`matrix products: ${nativeKernels().why}`);
+  if (backend.device) report.log(`device: ${deviceLabel(backend.device)}`);
   return {
     plan,
     trial,
@@ -101,6 +112,7 @@ async function setup(
     cache: new StageCache(recipe.runtime.cache_dir),
     runtime: { backend: backend.name, threads: threadsFor(recipe.runtime.threads, backend.name) },
     backendSkipped: backend.skipped,
+    device: backend.device,
     resume: !!opts.resume,
     force: !!opts.force,
     outputs: new Map(),

@@ -110,8 +110,10 @@ export async function trainModel(o: {
     s.metricsLines++;
     o.onLog?.(e);
   };
-  const checkpoint = () => {
+  const checkpoint = async () => {
     s.kept = o.strategy.keptCounts();
+    // On a GPU the weights and moments are copied to the host first; on the CPU they are there already.
+    await parallel.syncToHost();
     o.onCheckpoint?.(s, bestValues);
   };
   await parallel.setStrategy(o.strategy);
@@ -173,10 +175,10 @@ export async function trainModel(o: {
       if (interruptRequested() && s.step < total) {
         // A signal arrived: keep this step's state, so a resume loses nothing, and stop. After the last
         // step only the final evaluation is left, which a checkpoint cannot resume into: it runs to the end.
-        checkpoint();
+        await checkpoint();
         checkInterrupt('train');
       }
-      if (t.checkpoint_every > 0 && s.step % t.checkpoint_every === 0 && s.step < total) checkpoint();
+      if (t.checkpoint_every > 0 && s.step % t.checkpoint_every === 0 && s.step < total) await checkpoint();
     }
     const metrics = await evaluate(parallel, model.numLabels, o.dev, o.metrics, r.evaluation.batch_size, o.padId);
     s.epochs.push({ epoch: s.epoch + 1, metrics });
@@ -184,13 +186,14 @@ export async function trainModel(o: {
     const score = metrics[o.metrics[0]];
     if (r.evaluation.checkpoint === 'best' && score > s.best.score) {
       s.best = { epoch: s.epoch + 1, score };
+      await parallel.syncToHost();
       bestValues = model.values.map((v) => Float32Array.from(v));
     }
   }
   if (r.evaluation.checkpoint === 'best' && bestValues) {
     bestValues.forEach((v, i) => model.values[i].set(v));
     await parallel.reload();
-  }
+  } else await parallel.syncToHost();
   return {
     steps: s.step,
     skippedSteps: s.skipped,

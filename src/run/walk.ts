@@ -1,4 +1,5 @@
 import { ChildtuneError } from '../engine/errors.js';
+import type { DeviceInfo } from '../engine/webgpu/device.js';
 import type { StageRuntime } from '../plan/runtime.js';
 import type { Plan, PlannedTrial, Stage, StageKind } from '../plan/stages.js';
 import type { Recipe } from '../recipe/types.generated.js';
@@ -18,6 +19,8 @@ export interface TrialContext {
   runtime: StageRuntime;
   /** Backends tried before the one resolved, and why each was skipped (results.json records them). */
   backendSkipped: { name: string; why: string }[];
+  /** The GPU the trial runs on (webgpu). */
+  device?: DeviceInfo;
   resume: boolean;
   force: boolean;
   /** The outputs of the stages run so far, by stage id. */

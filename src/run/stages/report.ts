@@ -40,6 +40,15 @@ export const reportRunner: StageRunner = {
       seed: recipe.training.seed,
       backend: ctx.runtime.backend,
       backend_skipped: ctx.backendSkipped,
+      ...(ctx.device && {
+        device: {
+          vendor: ctx.device.vendor,
+          architecture: ctx.device.architecture,
+          device: ctx.device.device,
+          description: ctx.device.description,
+          software: ctx.device.software,
+        },
+      }),
       threads: ctx.runtime.threads,
       metrics,
       epochs: result.epochs,
