@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import crypto from 'node:crypto';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { parquetWriteBuffer } from 'hyparquet-writer';
 import { hubCacheDir, localModelDir, parseHubId } from '../src/engine/hub/cache.js';
@@ -322,6 +323,21 @@ describe('hub: fetch into the huggingface_hub cache layout', () => {
     assert.ok(!fs.readdirSync(blobsOf('org/tiny')).some((f) => f.endsWith('.incomplete')));
     const locks = path.join(process.env.HF_HOME!, 'hub', '.locks', 'models--org--tiny');
     assert.deepEqual(fs.readdirSync(locks), [], 'every lock released');
+  });
+
+  test('a blob lock left by a process that died is taken over', async () => {
+    const dead = spawnSync(process.execPath, ['-e', '0']).pid!;
+    const digest = crypto
+      .createHash('sha256')
+      .update(fs.readFileSync(path.join(TINY, 'model.safetensors')))
+      .digest('hex');
+    const lock = path.join(process.env.HF_HOME!, 'hub', '.locks', 'models--org--tiny', `${digest}.childtune.lock`);
+    fs.mkdirSync(path.dirname(lock), { recursive: true });
+    fs.writeFileSync(lock, JSON.stringify({ pid: dead, host: os.hostname(), start: null }));
+    const r = await cli(['fetch', 'org/tiny']);
+    assert.equal(r.code, 0, r.err);
+    assert.doesNotMatch(r.err, /waiting for/);
+    assert.ok(!fs.existsSync(lock));
   });
 
   test('a 206 that ignores Range (the body from byte 0) after a cut download: restarted from zero, not appended', async () => {
