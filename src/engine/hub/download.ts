@@ -417,7 +417,8 @@ class HubClient {
       if (have && reply.res.status === 206 && !continues(reply.res, have, meta.size)) {
         // A 206 for other bytes than asked (from 0, say): appending it would splice two pieces. Start over.
         await reply.res.body?.cancel();
-        reply = await get((have = 0));
+        have = 0;
+        reply = await get(0);
       }
       const { res } = reply;
       if (!res.ok || !res.body) throw this.failure(reply, what);
