@@ -2,11 +2,13 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { spawn, spawnSync } from 'node:child_process';
+import crypto from 'node:crypto';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { parquetWriteBuffer } from 'hyparquet-writer';
 import { hubCacheDir, localModelDir, parseHubId } from '../src/engine/hub/cache.js';
 import { startFakeHub, type FakeHub } from './hub-server.js';
-import { cli, FIXTURES, GLUE, tmpProject, write } from './helpers.js';
+import { cli, FIXTURES, GLUE, REPO, tmpProject, write } from './helpers.js';
 
 const TINY = path.join(FIXTURES, 'bert-tiny-random');
 const HF_VARS = [
@@ -17,6 +19,8 @@ const HF_VARS = [
   'HF_TOKEN',
   'HUGGING_FACE_HUB_TOKEN',
   'HF_HUB_OFFLINE',
+  'HF_HUB_ETAG_TIMEOUT',
+  'HF_HUB_DOWNLOAD_TIMEOUT',
 ];
 
 /** GLUE RTE as nyu-mll/glue publishes it (a few hundred rows): sentence1, sentence2, label (ClassLabel index), idx. */
@@ -42,6 +46,8 @@ function rteParquet(split: 'train' | 'dev', rows: number): Buffer {
     }),
   );
 }
+
+const escapeRe = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 const modelFiles = () => ({
   'config.json': fs.readFileSync(path.join(TINY, 'config.json')),
@@ -75,7 +81,10 @@ describe('hub: fetch into the huggingface_hub cache layout', () => {
     for (const v of HF_VARS) delete process.env[v];
     process.env.HF_HOME = fs.mkdtempSync(path.join(os.tmpdir(), 'childtune-hf-'));
     process.env.HF_ENDPOINT = hub.url;
+    hub.reset();
     hub.requests.length = 0;
+    hub.auth.length = 0;
+    hub.cdnAuth.length = 0;
   });
   after(async () => {
     for (const v of HF_VARS)
@@ -219,6 +228,199 @@ describe('hub: fetch into the huggingface_hub cache layout', () => {
     const cached = await cli(['fetch', 'org/tiny']);
     assert.equal(cached.code, 0, cached.err);
     assert.deepEqual(hub.requests, []);
+  });
+
+  /** Every file under HF_HOME that is not inside the hub cache. */
+  const outsideCache = () =>
+    fs
+      .readdirSync(process.env.HF_HOME!, { recursive: true, encoding: 'utf8' })
+      .filter((f) => f !== 'hub' && !f.startsWith(`hub${path.sep}`));
+  const blobsOf = (repo: string) =>
+    path.join(process.env.HF_HOME!, 'hub', `models--${repo.replace('/', '--')}`, 'blobs');
+
+  test('a hostile ETag, commit id or file name never becomes a path: refused, naming file and header, nothing written', async () => {
+    hub.etags.set('config.json', '"../../../ESCAPED"');
+    const etag = await cli(['fetch', 'org/tiny']);
+    assert.equal(etag.code, 1);
+    assert.match(
+      etag.err,
+      /org\/tiny: config\.json: the hub's ETag header \("\\"\.\.\/\.\.\/\.\.\/ESCAPED\\""\) is not a sha256 or git blob id/,
+    );
+    assert.match(etag.err, /hint: Check HF_ENDPOINT: .*passes the hub's ETag and X-Linked-Etag headers through/);
+    assert.ok(!fs.existsSync(path.join(process.env.HF_HOME!, 'ESCAPED')));
+    assert.deepEqual(outsideCache(), []);
+    assert.ok(!fs.existsSync(blobsOf('org/tiny')) || fs.readdirSync(blobsOf('org/tiny')).length === 0);
+
+    // A mirror's own ETag form can neither name nor verify the blob: refused before any byte is written.
+    hub.reset();
+    hub.etags.set('model.safetensors', 'W/"5f2b-18c3a"');
+    const mirror = await cli(['fetch', 'org/tiny']);
+    assert.equal(mirror.code, 1);
+    assert.match(mirror.err, /org\/tiny: model\.safetensors: the hub's X-Linked-Etag header \("W\/\\"5f2b-18c3a\\""\)/);
+    assert.ok(!fs.readdirSync(blobsOf('org/tiny')).some((f) => f.includes('5f2b')));
+
+    hub.reset();
+    hub.listedCommit = '../../../../ESCAPED';
+    const commit = await cli(['fetch', 'org/tiny']);
+    assert.equal(commit.code, 1);
+    assert.match(commit.err, /org\/tiny: the hub's listing has no commit id \(40 hex digits\) or file list/);
+
+    for (const name of ['../../../../ESCAPED.json', '/tmp/ESCAPED', 'a/./b', 'a\\..\\b']) {
+      hub.reset();
+      hub.extraSiblings.push(name);
+      const listed = await cli(['fetch', 'org/tiny']);
+      assert.equal(listed.code, 1, name);
+      assert.match(
+        listed.err,
+        new RegExp(
+          `org/tiny: the hub's listing names a file outside the repository \\(${escapeRe(JSON.stringify(name))}\\); nothing was downloaded`,
+        ),
+      );
+    }
+    assert.deepEqual(outsideCache(), []);
+    assert.equal(parseHubId('org/tiny@../../x'), undefined, 'a revision leaving refs/ is not an id');
+    assert.equal(parseHubId('org/tiny@refs/pr/1')?.revision, 'refs/pr/1');
+  });
+
+  test('HF_TOKEN goes to the HF_ENDPOINT origin only, never to the CDN (another origin) a download redirects to', async () => {
+    process.env.HF_TOKEN = 'hf_secret';
+    const r = await cli(['fetch', 'org/gated']);
+    assert.equal(r.code, 0, r.err);
+    assert.ok(hub.auth.length > 0 && hub.auth.every((a) => a === 'Bearer hf_secret'), 'every hub request has it');
+    assert.ok(hub.cdnAuth.length > 0, 'the weights came from the CDN');
+    assert.deepEqual(
+      hub.cdnAuth.filter((a) => a !== undefined),
+      [],
+      'the CDN never sees a credential',
+    );
+  });
+
+  test('two fetches of a repository at once (in this process) and a third in another process: each blob downloaded once', async () => {
+    // The CDN holds the weights' answer halfway until all three have asked for the file's metadata.
+    hub.hold.set('model.safetensors', 3);
+    process.env.HF_HUB_DOWNLOAD_TIMEOUT = '60'; // the held answer waits for the other process to start
+    const child = new Promise<{ code: number | null; err: string }>((ok) => {
+      const p = spawn(process.execPath, [path.join(REPO, 'bin', 'childtune.js'), 'fetch', 'org/tiny'], {
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
+      let err = '';
+      p.stderr.on('data', (d) => (err += d));
+      p.on('close', (code) => ok({ code, err }));
+    });
+    const results = await Promise.all([cli(['fetch', 'org/tiny']), cli(['fetch', 'org/tiny']), child]);
+    for (const r of results) assert.equal(r.code, 0, r.err);
+    assert.ok(
+      results.some((r) => /model\.safetensors: waiting for process \d+ on .*, which is downloading it/.test(r.err)),
+      'a waiter says whom it waits for',
+    );
+    const count = (pattern: RegExp) => hub.requests.filter((q) => pattern.test(q)).length;
+    assert.equal(count(/^GET \/cdn\//), 1, `the weights once: ${hub.requests.join('; ')}`);
+    assert.equal(count(/^GET \/org\/tiny\/resolve\/.*\/config\.json$/), 1);
+    assert.equal(count(/^GET \/org\/tiny\/resolve\/.*\/vocab\.txt$/), 1);
+    const snapshot = localModelDir('org/tiny');
+    for (const f of ['config.json', 'vocab.txt', 'model.safetensors'])
+      assert.deepEqual(fs.readFileSync(path.join(snapshot, f)), fs.readFileSync(path.join(TINY, f)), f);
+    assert.ok(!fs.readdirSync(blobsOf('org/tiny')).some((f) => f.endsWith('.incomplete')));
+    const locks = path.join(process.env.HF_HOME!, 'hub', '.locks', 'models--org--tiny');
+    assert.deepEqual(fs.readdirSync(locks), [], 'every lock released');
+  });
+
+  test('a blob lock left by a process that died is taken over', async () => {
+    const dead = spawnSync(process.execPath, ['-e', '0']).pid!;
+    const digest = crypto
+      .createHash('sha256')
+      .update(fs.readFileSync(path.join(TINY, 'model.safetensors')))
+      .digest('hex');
+    const lock = path.join(process.env.HF_HOME!, 'hub', '.locks', 'models--org--tiny', `${digest}.childtune.lock`);
+    fs.mkdirSync(path.dirname(lock), { recursive: true });
+    fs.writeFileSync(lock, JSON.stringify({ pid: dead, host: os.hostname(), start: null }));
+    const r = await cli(['fetch', 'org/tiny']);
+    assert.equal(r.code, 0, r.err);
+    assert.doesNotMatch(r.err, /waiting for/);
+    assert.ok(!fs.existsSync(lock));
+  });
+
+  test('a 206 that ignores Range (the body from byte 0) after a cut download: restarted from zero, not appended', async () => {
+    const size = fs.statSync(path.join(TINY, 'model.safetensors')).size;
+    hub.cut.set('model.safetensors', size >> 1);
+    assert.equal((await cli(['fetch', 'org/tiny'])).code, 1);
+    const partial = fs.readdirSync(blobsOf('org/tiny')).find((f) => f.endsWith('.incomplete'));
+    assert.ok(partial, 'a partial download to resume');
+    const kept = fs.statSync(path.join(blobsOf('org/tiny'), partial)).size;
+    hub.ignoreRange.add('model.safetensors');
+    hub.requests.length = 0;
+    const r = await cli(['fetch', 'org/tiny']);
+    assert.equal(r.code, 0, r.err);
+    const cdn = hub.requests.filter((q) => q.startsWith('GET /cdn/'));
+    assert.equal(cdn.length, 2, cdn.join('; '));
+    assert.ok(cdn[0].endsWith(`bytes=${kept}-`), 'asked to resume');
+    assert.ok(!cdn[1].includes('bytes='), 'then the whole file without a range');
+    assert.deepEqual(
+      fs.readFileSync(path.join(localModelDir('org/tiny'), 'model.safetensors')),
+      fs.readFileSync(path.join(TINY, 'model.safetensors')),
+    );
+  });
+
+  test('a hub that never answers, a CDN that stalls, and redirect loops: timeouts and limits name the host', async () => {
+    const hubHost = new URL(hub.url).host;
+    const cdnHost = new URL(hub.cdnUrl).host;
+    // Each variable is set low only while its timeout is the one to hit: a loaded machine must not trip the others.
+    process.env.HF_HUB_ETAG_TIMEOUT = '0.5';
+    hub.silent = true;
+    const silent = await cli(['fetch', 'org/tiny']);
+    assert.equal(silent.code, 1);
+    assert.match(silent.err, new RegExp(`org/tiny: ${hubHost} did not answer within 0\\.5 s`));
+    assert.match(silent.err, /hint: .*raise HF_HUB_ETAG_TIMEOUT/);
+
+    delete process.env.HF_HUB_ETAG_TIMEOUT;
+    process.env.HF_HUB_DOWNLOAD_TIMEOUT = '0.5';
+    hub.reset();
+    hub.stall.add('model.safetensors');
+    const stalled = await cli(['fetch', 'org/tiny']);
+    assert.equal(stalled.code, 1);
+    assert.match(
+      stalled.err,
+      new RegExp(
+        `org/tiny: model\\.safetensors: the download broke off after \\d+ bytes \\(${cdnHost} sent no data for 0\\.5 s\\)`,
+      ),
+    );
+    assert.match(stalled.err, /hint: Run the same command again: it resumes .*HF_HUB_DOWNLOAD_TIMEOUT/);
+    delete process.env.HF_HUB_DOWNLOAD_TIMEOUT;
+    hub.reset();
+    const resumed = await cli(['fetch', 'org/tiny']);
+    assert.equal(resumed.code, 0, resumed.err);
+    assert.ok(
+      hub.requests.some((q) => /^GET \/cdn\/.* bytes=\d+-$/.test(q)),
+      'the stalled download resumes',
+    );
+
+    hub.reset();
+    fs.rmSync(process.env.HF_HOME!, { recursive: true });
+    hub.loop = 'hub';
+    const hubLoop = await cli(['fetch', 'org/tiny']);
+    assert.equal(hubLoop.code, 1);
+    assert.match(
+      hubLoop.err,
+      new RegExp(`org/tiny: config\\.json: ${hubHost} redirected more than 10 times in a row \\(a redirect loop\\)`),
+    );
+    assert.match(hubLoop.err, /hint: Check HF_ENDPOINT/);
+    assert.doesNotMatch(hubLoop.err, /ETag/);
+
+    hub.reset();
+    hub.loop = 'cdn';
+    const cdnLoop = await cli(['fetch', 'org/tiny']);
+    assert.equal(cdnLoop.code, 1);
+    assert.match(
+      cdnLoop.err,
+      new RegExp(`org/tiny: model\\.safetensors: ${cdnHost} redirected more than 10 times in a row`),
+    );
+    assert.match(cdnLoop.err, new RegExp(`hint: The hub sent the download to ${cdnHost}`));
+
+    hub.reset();
+    process.env.HF_HUB_DOWNLOAD_TIMEOUT = 'soon';
+    const bad = await cli(['fetch', 'org/tiny']);
+    assert.equal(bad.code, 1);
+    assert.match(bad.err, /HF_HUB_DOWNLOAD_TIMEOUT=soon is not a number of seconds/);
   });
 
   test('a data set: glue/rte from nyu-mll/glue parquet files into datasets--nyu-mll--glue', async () => {

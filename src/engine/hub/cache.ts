@@ -56,9 +56,19 @@ export function parseHubId(text: string, type: RepoType = 'model'): HubRef | und
     !parts.every((p) => NAME.test(p) && !p.includes('--') && !p.includes('..'))
   )
     return undefined;
-  if (revision === '' || /\s/.test(revision) || revision.includes('..')) return undefined;
+  if (/\s/.test(revision) || !isSafeRelativePath(revision)) return undefined;
   return { type, repo, revision };
 }
+
+/**
+ * A '/'-separated path that stays inside the directory it is joined to: no empty, '.' or '..' segment, not
+ * absolute, no backslash or control character. Revisions (refs/<revision>) and the hub's file names
+ * (snapshots/<commit>/<file>) must be such paths before they become files.
+ */
+export const isSafeRelativePath = (p: string) =>
+  p !== '' &&
+  !/[\\\0-\x1f]/.test(p) &&
+  p.split('/').every((segment) => segment !== '' && segment !== '.' && segment !== '..');
 
 export const hubIdOf = (ref: HubRef) => (ref.revision === 'main' ? ref.repo : `${ref.repo}@${ref.revision}`);
 

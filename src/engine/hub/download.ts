@@ -8,11 +8,13 @@ import {
   hubIdOf,
   HubError,
   isOffline,
+  isSafeRelativePath,
   notFetchedHint,
   repoFolder,
   snapshotFiles,
   type HubRef,
 } from './cache.js';
+import { withFileLock } from './lock.js';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -41,8 +43,9 @@ export interface FetchResult {
  * Downloads the files `choose` picks from a repository's listing into the hub cache, as huggingface_hub's
  * snapshot_download does: the listing (and the commit it belongs to) from /api/{type}s/{repo}/revision/{rev};
  * each file through /resolve/{commit}/{file} into blobs/{etag}, resumed from blobs/{etag}.incomplete with a
- * Range request, verified against its ETag, and linked from snapshots/{commit}/; refs/{revision} is written
- * once every file is in place. Offline (HF_HUB_OFFLINE), nothing is requested: the cache must hold it.
+ * Range request, verified against its ETag (which must be a digest: it becomes the blob's name), and linked
+ * from snapshots/{commit}/; refs/{revision} is written once every file is in place. Blobs are written under a
+ * lock (.locks/), so processes sharing the cache download each one once. Offline (HF_HUB_OFFLINE), nothing is requested: the cache must hold it.
  */
 export async function fetchRepo(
   ref: HubRef,
@@ -79,21 +82,29 @@ export async function fetchRepo(
     `/api/${ref.type}s/${ref.repo}/revision/${encodeURIComponent(ref.revision)}`,
     id,
   );
-  const commit = info.sha;
-  if (!commit || !/^[0-9a-f]{40}$/.test(commit) || !Array.isArray(info.siblings))
+  const commit = info?.sha;
+  if (typeof commit !== 'string' || !/^[0-9a-f]{40}$/.test(commit) || !Array.isArray(info.siblings))
     throw new HubError(
-      `${id}: the hub's listing has no commit or file list`,
+      `${id}: the hub's listing has no commit id (40 hex digits) or file list`,
       'Check HF_ENDPOINT: it must point at a Hugging Face hub or a mirror of its API.',
     );
-  const files = choose(info.siblings.map((s) => s.rfilename));
+  const listing = info.siblings.map((s) => s?.rfilename);
+  // File names become paths under snapshots/<commit>/: one that would leave it means a broken or hostile server.
+  const unsafe = listing.find((f) => typeof f !== 'string' || !isSafeRelativePath(f));
+  if (unsafe !== undefined)
+    throw new HubError(
+      `${id}: the hub's listing names a file outside the repository (${JSON.stringify(unsafe)}); nothing was downloaded`,
+      'Check HF_ENDPOINT: it must point at a Hugging Face hub or a trustworthy mirror of its API.',
+    );
+  const files = choose(listing as string[]);
   const folder = repoFolder(ref, env);
   const snapshot = path.join(folder, 'snapshots', commit);
   const downloaded: string[] = [];
   for (const file of files) {
     const pointer = path.join(snapshot, ...file.split('/'));
     if (fs.existsSync(pointer)) continue;
-    await client.download({ ...ref, revision: commit }, id, file, folder, pointer, opts.progress);
-    downloaded.push(file);
+    if (await client.download({ ...ref, revision: commit }, id, file, folder, pointer, opts.progress, opts.log))
+      downloaded.push(file);
   }
   if (ref.revision !== commit) writeRef(folder, ref.revision, commit);
   opts.log?.(
@@ -105,52 +116,171 @@ export async function fetchRepo(
 function writeRef(folder: string, revision: string, commit: string) {
   const file = path.join(folder, 'refs', ...revision.split('/'));
   fs.mkdirSync(path.dirname(file), { recursive: true });
-  const tmp = `${file}.tmp-${process.pid}`;
+  const tmp = `${file}.tmp-${process.pid}-${crypto.randomUUID()}`;
   fs.writeFileSync(tmp, commit);
   fs.renameSync(tmp, file);
 }
 
 /** What a HEAD on a resolve URL tells, as huggingface_hub reads it. */
 interface FileMetadata {
+  /** A sha256 (LFS files) or git blob id (others): the blob's name in the cache and its checksum. */
   etag: string;
   size?: number;
   /** Where the content is (a CDN after an absolute redirect), else the resolve URL itself. */
   location: string;
 }
 
+/** The only ETags that name a blob: huggingface_hub's blob names are the hub's sha256 or git blob id. */
+const DIGEST = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/;
+const MAX_REDIRECTS = 10;
+
+type TimeoutVariable = 'HF_HUB_ETAG_TIMEOUT' | 'HF_HUB_DOWNLOAD_TIMEOUT';
+
+/** huggingface_hub's timeouts, in seconds (10 unless set): for metadata and listings, and for a download's data. */
+function timeoutOf(env: Env, name: TimeoutVariable): number {
+  const text = env[name];
+  if (text === undefined || text === '') return 10;
+  const seconds = Number(text);
+  if (!(seconds > 0) || !Number.isFinite(seconds))
+    throw new HubError(`${name}=${text} is not a number of seconds`, `Set ${name} to a positive number, or unset it.`);
+  return seconds;
+}
+
+/** An answer whose headers came in time; its body is read through `chunks`, each within the timeout. */
+interface Reply {
+  res: Response;
+  /** The URL that answered, after the redirects followed. */
+  url: string;
+  chunks(): AsyncGenerator<Uint8Array>;
+}
+
 class HubClient {
   private readonly endpoint: string;
-  private readonly headers: Record<string, string>;
+  private readonly token?: string;
+  private readonly timeouts: Record<TimeoutVariable, number>;
 
   constructor(env: Env) {
     this.endpoint = hubEndpoint(env);
-    const token = env.HF_TOKEN || env.HUGGING_FACE_HUB_TOKEN;
-    this.headers = {
-      'user-agent': 'childtune (huggingface_hub-compatible cache)',
-      ...(token ? { authorization: `Bearer ${token}` } : {}),
+    this.token = env.HF_TOKEN || env.HUGGING_FACE_HUB_TOKEN;
+    this.timeouts = {
+      HF_HUB_ETAG_TIMEOUT: timeoutOf(env, 'HF_HUB_ETAG_TIMEOUT'),
+      HF_HUB_DOWNLOAD_TIMEOUT: timeoutOf(env, 'HF_HUB_DOWNLOAD_TIMEOUT'),
     };
   }
 
-  private async request(url: string, init: RequestInit, what: string): Promise<Response> {
-    try {
-      return await fetch(url, {
-        ...init,
-        headers: { ...this.headers, ...(init.headers as Record<string, string> | undefined) },
-      });
-    } catch (e) {
-      const cause = (e as { cause?: { message?: string } }).cause?.message ?? (e as Error).message;
-      throw new HubError(
-        `${what}: cannot reach ${this.endpoint} (${cause})`,
-        'Check the network, set HF_ENDPOINT to a mirror, or set HF_HUB_OFFLINE=1 to use the cache only.',
-      );
+  private isHub = (url: string) => new URL(url).origin === new URL(this.endpoint).origin;
+
+  /**
+   * One request, following redirects itself, at most MAX_REDIRECTS (absolute ones only when `followAbsolute`):
+   * the token goes to HF_ENDPOINT's origin only, as huggingface_hub sends it, never to a CDN. Identity encoding:
+   * byte ranges and sizes must refer to the stored file, not a compressed stream.
+   */
+  private async request(
+    url: string,
+    opts: { method?: 'HEAD'; from?: number; followAbsolute: boolean; timeout: TimeoutVariable },
+    what: string,
+  ): Promise<Reply> {
+    const seconds = this.timeouts[opts.timeout];
+    for (let hops = 0; ; hops++) {
+      if (!/^https?:$/.test(new URL(url).protocol))
+        throw new HubError(
+          `${what}: ${url} is not an http(s) URL, so it is not requested`,
+          'Check HF_ENDPOINT: it must point at a Hugging Face hub or a mirror of its API.',
+        );
+      const controller = new AbortController();
+      let timer: NodeJS.Timeout | undefined;
+      let timedOut = false;
+      const arm = () => {
+        clearTimeout(timer);
+        timer = setTimeout(() => {
+          timedOut = true;
+          controller.abort();
+        }, seconds * 1000);
+      };
+      arm();
+      let res: Response;
+      try {
+        res = await fetch(url, {
+          method: opts.method ?? 'GET',
+          redirect: 'manual',
+          signal: controller.signal,
+          headers: {
+            'user-agent': 'childtune (huggingface_hub-compatible cache)',
+            'accept-encoding': 'identity',
+            ...(opts.from ? { range: `bytes=${opts.from}-` } : {}),
+            ...(this.token && this.isHub(url) ? { authorization: `Bearer ${this.token}` } : {}),
+          },
+        });
+      } catch (e) {
+        const host = new URL(url).host;
+        if (timedOut)
+          throw new HubError(
+            `${what}: ${host} did not answer within ${seconds} s`,
+            `Check the network and HF_ENDPOINT; on a slow link raise ${opts.timeout} (seconds, default 10).`,
+          );
+        const cause = (e as { cause?: { message?: string } }).cause?.message ?? (e as Error).message;
+        throw new HubError(
+          `${what}: cannot reach ${host} (${cause})`,
+          'Check the network, set HF_ENDPOINT to a mirror, or set HF_HUB_OFFLINE=1 to use the cache only.',
+        );
+      } finally {
+        clearTimeout(timer);
+      }
+      const location = res.headers.get('location');
+      const relative = location?.startsWith('/') && !location.startsWith('//');
+      if (res.status >= 300 && res.status < 400 && location && (relative || opts.followAbsolute)) {
+        await res.body?.cancel();
+        const next = new URL(location, url);
+        if (hops === MAX_REDIRECTS)
+          throw new HubError(
+            `${what}: ${new URL(url).host} redirected more than ${MAX_REDIRECTS} times in a row (a redirect loop), last to ${next.href}`,
+            this.isHub(url)
+              ? 'Check HF_ENDPOINT: the hub or mirror there is misconfigured.'
+              : `The hub sent the download to ${new URL(url).host}, which is misconfigured; try again later.`,
+          );
+        url = next.href;
+        continue;
+      }
+      async function* chunks() {
+        const reader = res.body!.getReader();
+        let finished = false;
+        try {
+          for (;;) {
+            arm();
+            const { done, value } = await reader.read();
+            if (done) break;
+            yield value;
+          }
+          finished = true;
+        } catch (e) {
+          throw timedOut ? new Stalled(`sent no data for ${seconds} s`) : e;
+        } finally {
+          clearTimeout(timer);
+          if (!finished) await reader.cancel().catch(() => {});
+        }
+      }
+      return { res, url, chunks };
     }
   }
 
   async json<T>(apiPath: string, what: string): Promise<T> {
-    const res = await this.request(this.endpoint + apiPath, {}, what);
-    if (!res.ok) throw this.failure(res, what);
+    const reply = await this.request(
+      this.endpoint + apiPath,
+      { followAbsolute: true, timeout: 'HF_HUB_ETAG_TIMEOUT' },
+      what,
+    );
+    if (!reply.res.ok || !reply.res.body) throw this.failure(reply, what);
+    const parts: Uint8Array[] = [];
     try {
-      return (await res.json()) as T;
+      for await (const chunk of reply.chunks()) parts.push(chunk);
+    } catch (e) {
+      throw new HubError(
+        `${what}: the answer to ${apiPath} broke off (${describe(e, reply.url)})`,
+        'Run the same command again; on a slow link raise HF_HUB_ETAG_TIMEOUT (seconds, default 10).',
+      );
+    }
+    try {
+      return JSON.parse(Buffer.concat(parts).toString('utf8')) as T;
     } catch {
       throw new HubError(
         `${what}: the hub's answer to ${apiPath} is not JSON`,
@@ -159,10 +289,17 @@ class HubClient {
     }
   }
 
-  private failure(res: Response, what: string): HubError {
+  private failure({ res, url }: Reply, what: string): HubError {
     const code = res.headers.get('x-error-code');
     const hubSays = res.headers.get('x-error-message');
     const said = hubSays ? ` (${hubSays})` : '';
+    if (!this.isHub(url))
+      return new HubError(
+        `${what}: ${new URL(url).host}, where the hub sent the download, answered ${res.status} ${res.statusText}`,
+        res.status >= 500
+          ? 'That server failed; try again later.'
+          : "Run the same command again (the hub's download links expire); if this repeats, the hub or mirror (HF_ENDPOINT) is misconfigured.",
+      );
     if (res.status === 401)
       return new HubError(
         `${what}: the hub answered 401 Unauthorized${said}: the repository is gated or private, or does not exist`,
@@ -195,88 +332,137 @@ class HubClient {
     return `${this.endpoint}/${prefix}${ref.repo}/resolve/${encodeURIComponent(ref.revision)}/${file.split('/').map(encodeURIComponent).join('/')}`;
   }
 
-  /** HEAD without following absolute redirects (they lead to the CDN, whose headers describe nothing); relative ones (renamed repositories) are followed. */
+  /**
+   * HEAD without following absolute redirects (they lead to the CDN, whose headers describe nothing); relative
+   * ones (renamed repositories) are followed. The ETag must be a digest: it becomes a file name in the cache.
+   */
   private async metadata(ref: HubRef, what: string, file: string): Promise<FileMetadata> {
-    let url = this.resolveUrl(ref, file);
-    for (let hops = 0; ; hops++) {
-      const res = await this.request(
-        url,
-        { method: 'HEAD', redirect: 'manual', headers: { 'accept-encoding': 'identity' } },
-        what,
+    const reply = await this.request(
+      this.resolveUrl(ref, file),
+      { method: 'HEAD', followAbsolute: false, timeout: 'HF_HUB_ETAG_TIMEOUT' },
+      what,
+    );
+    const { res } = reply;
+    const location = res.headers.get('location');
+    const redirect = res.status >= 300 && res.status < 400 && location;
+    if (!redirect && !res.ok) throw this.failure(reply, what);
+    const header = res.headers.has('x-linked-etag') ? 'X-Linked-Etag' : 'ETag';
+    const sent = res.headers.get(header);
+    const etag = normalizeEtag(sent);
+    if (!etag)
+      throw new HubError(
+        `${what}: the hub sent no ETag, so the file cannot be cached or verified`,
+        "Check HF_ENDPOINT: a mirror must pass the hub's ETag and X-Linked-Etag headers through.",
       );
-      const location = res.headers.get('location');
-      const redirect = res.status >= 300 && res.status < 400 && location;
-      if (redirect && location.startsWith('/') && hops < 5) {
-        url = new URL(location, url).href;
-        continue;
-      }
-      if (!redirect && !res.ok) throw this.failure(res, what);
-      const etag = normalizeEtag(res.headers.get('x-linked-etag') ?? res.headers.get('etag'));
-      if (!etag)
-        throw new HubError(
-          `${what}: the hub sent no ETag, so the file cannot be cached or verified`,
-          "Check HF_ENDPOINT: a mirror must pass the hub's ETag and X-Linked-Etag headers through.",
-        );
-      const size = Number(res.headers.get('x-linked-size') ?? res.headers.get('content-length') ?? NaN);
-      return {
-        etag,
-        size: Number.isFinite(size) ? size : undefined,
-        location: redirect ? new URL(location, url).href : url,
-      };
-    }
+    if (!DIGEST.test(etag))
+      throw new HubError(
+        `${what}: the hub's ${header} header (${JSON.stringify(sent)}) is not a sha256 or git blob id, so it can neither name the file in the cache nor verify it; nothing was written`,
+        "Check HF_ENDPOINT: it must be a Hugging Face hub or a mirror that passes the hub's ETag and X-Linked-Etag headers through unchanged.",
+      );
+    const size = Number(res.headers.get('x-linked-size') ?? res.headers.get('content-length') ?? NaN);
+    return {
+      etag,
+      size: Number.isSafeInteger(size) && size >= 0 ? size : undefined,
+      location: redirect ? new URL(location, reply.url).href : reply.url,
+    };
   }
 
-  /** Downloads one file of `ref` (revision: a commit) into folder/blobs and links it at pointer; `id` names the repository in messages. */
-  async download(ref: HubRef, id: string, file: string, folder: string, pointer: string, progress?: ProgressFactory) {
+  /**
+   * Downloads one file of `ref` (revision: a commit) into folder/blobs and links it at pointer; `id` names the
+   * repository in messages. The blob is written under its lock in .locks/, so that processes sharing the cache
+   * download it once. False when it was in the cache already (or another process put it there meanwhile).
+   */
+  async download(
+    ref: HubRef,
+    id: string,
+    file: string,
+    folder: string,
+    pointer: string,
+    progress?: ProgressFactory,
+    log?: (line: string) => void,
+  ): Promise<boolean> {
     const what = `${id}: ${file}`;
     const meta = await this.metadata(ref, what, file);
     const blob = path.join(folder, 'blobs', meta.etag);
-    fs.mkdirSync(path.dirname(blob), { recursive: true });
+    let transferred = false;
     if (!fs.existsSync(blob)) {
-      const partial = `${blob}.incomplete`;
-      let have = fs.existsSync(partial) ? fs.statSync(partial).size : 0;
-      if (meta.size !== undefined && have > meta.size) have = 0;
-      if (meta.size === undefined || have < meta.size) {
-        // Identity encoding: byte ranges and sizes must refer to the stored file, not a compressed stream.
-        const res = await this.request(
-          meta.location,
-          { headers: { 'accept-encoding': 'identity', ...(have ? { range: `bytes=${have}-` } : {}) } },
-          what,
-        );
-        if (!res.ok || !res.body) throw this.failure(res, what);
-        if (have && res.status !== 206) have = 0; // the server ignored the range: start over
-        const bar = progress?.(file, meta.size ?? have + Number(res.headers.get('content-length') ?? 0), have);
-        const fd = fs.openSync(partial, have ? 'a' : 'w');
-        let done = have;
-        try {
-          for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-            fs.writeSync(fd, chunk);
-            done += chunk.length;
-            bar?.tick(done);
-          }
-        } catch (e) {
-          throw new HubError(
-            `${what}: the download broke off after ${done} bytes (${(e as Error).message})`,
-            'Run the same command again: it resumes from where it stopped.',
-          );
-        } finally {
-          fs.closeSync(fd);
-          bar?.end();
-        }
-      }
-      verify(partial, meta, what);
-      fs.renameSync(partial, blob);
+      const lock = path.join(path.dirname(folder), '.locks', path.basename(folder), `${meta.etag}.childtune.lock`);
+      await withFileLock(
+        lock,
+        (holder) => log?.(`${what}: waiting for ${holder}, which is downloading it into the same cache`),
+        async () => {
+          if (fs.existsSync(blob)) return;
+          await this.transfer(meta, blob, what, file, progress);
+          transferred = true;
+        },
+      );
     }
     fs.mkdirSync(path.dirname(pointer), { recursive: true });
-    const tmp = `${pointer}.tmp-${process.pid}`;
-    fs.rmSync(tmp, { force: true });
+    const tmp = `${pointer}.tmp-${process.pid}-${crypto.randomUUID()}`;
     fs.symlinkSync(path.relative(path.dirname(pointer), blob), tmp);
     fs.renameSync(tmp, pointer);
+    return transferred;
+  }
+
+  /** Fetches a blob into blob.incomplete, resumed with a Range request where one is there, verified, renamed into place. */
+  private async transfer(meta: FileMetadata, blob: string, what: string, file: string, progress?: ProgressFactory) {
+    fs.mkdirSync(path.dirname(blob), { recursive: true });
+    const partial = `${blob}.incomplete`;
+    let have = fs.existsSync(partial) ? fs.statSync(partial).size : 0;
+    if (meta.size !== undefined && have > meta.size) have = 0;
+    if (meta.size === undefined || have < meta.size) {
+      const get = (from: number) =>
+        this.request(meta.location, { from, followAbsolute: true, timeout: 'HF_HUB_DOWNLOAD_TIMEOUT' }, what);
+      let reply = await get(have);
+      if (have && reply.res.status === 206 && !continues(reply.res, have, meta.size)) {
+        // A 206 for other bytes than asked (from 0, say): appending it would splice two pieces. Start over.
+        await reply.res.body?.cancel();
+        have = 0;
+        reply = await get(0);
+      }
+      const { res } = reply;
+      if (!res.ok || !res.body) throw this.failure(reply, what);
+      if (have && res.status !== 206) have = 0; // the server ignored the range: this is the whole file
+      const bar = progress?.(file, meta.size ?? have + Number(res.headers.get('content-length') ?? 0), have);
+      const fd = fs.openSync(partial, have ? 'a' : 'w');
+      let done = have;
+      try {
+        for await (const chunk of reply.chunks()) {
+          fs.writeSync(fd, chunk);
+          done += chunk.length;
+          bar?.tick(done);
+        }
+      } catch (e) {
+        throw new HubError(
+          `${what}: the download broke off after ${done} bytes (${describe(e, reply.url)})`,
+          'Run the same command again: it resumes from where it stopped. On a slow link raise HF_HUB_DOWNLOAD_TIMEOUT (seconds, default 10).',
+        );
+      } finally {
+        fs.closeSync(fd);
+        bar?.end();
+      }
+    }
+    verify(partial, meta, what);
+    fs.renameSync(partial, blob);
   }
 }
 
+/** A body that sent nothing for the timeout. */
+class Stalled extends Error {}
+
+/** Why a body broke off, naming the host that sent it. */
+const describe = (e: unknown, url: string) =>
+  `${new URL(url).host}${e instanceof Stalled ? ' ' : ': '}${(e as Error).message}`;
+
+/** Whether a 206's Content-Range starts where the partial file ends (and, when known, ends with the file). */
+function continues(res: Response, from: number, size?: number): boolean {
+  const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(res.headers.get('content-range') ?? '');
+  if (!m || Number(m[1]) !== from) return false;
+  return size === undefined || (Number(m[2]) === size - 1 && (m[3] === '*' || Number(m[3]) === size));
+}
+
 /** `W/"abc"` and `"abc"` name the same blob `abc`. */
-export const normalizeEtag = (etag: string | null) => etag?.replace(/^W\//, '').replace(/^"|"$/g, '') || undefined;
+const normalizeEtag = (etag: string | null) => etag?.replace(/^W\//, '').replace(/^"|"$/g, '') || undefined;
 
 /**
  * Checks a finished download against its ETag: a 64-hex ETag is the sha256 of an LFS file, a 40-hex one the
@@ -292,8 +478,7 @@ function verify(file: string, meta: FileMetadata, what: string) {
     );
   };
   if (meta.size !== undefined && size !== meta.size) throw fail(`${size} bytes, expected ${meta.size}`);
-  const kind = /^[0-9a-f]{64}$/.test(meta.etag) ? 'sha256' : /^[0-9a-f]{40}$/.test(meta.etag) ? 'git-sha1' : undefined;
-  if (!kind) return; // an ETag of another form (some mirrors) names the blob but cannot verify it
+  const kind = meta.etag.length === 64 ? 'sha256' : 'git-sha1';
   const hash = crypto.createHash(kind === 'sha256' ? 'sha256' : 'sha1');
   if (kind === 'git-sha1') hash.update(`blob ${size}\0`);
   const fd = fs.openSync(file, 'r');
