@@ -295,6 +295,11 @@ describe('silent wrong results (issue 29): each is one clear error naming what, 
     assert.match(percent, /hint: childtune writes scores as fractions \(0\.573, not 57\.3\)/);
     const mcc = await report('mcc', (run) => results(run, (r) => (r.transfer = { snli: { mcc: -1.5 } })));
     assert.match(mcc, /"transfer\.snli\.mcc" is -1\.5, outside mcc's range \[-1, 1\]/);
+    const seed = await report('seed', (run) => results(run, (r) => (r.seed = 4294967301)));
+    assert.match(
+      seed,
+      /"seed" must be a 32-bit seed, 0 to 4294967295 \(the run drew the streams of seed 5\), found number 4294967301/,
+    );
     const empty = await report('empty', (run) => results(run, (r) => (r.metrics = {})));
     assert.match(empty, /run\/results\.json: "metrics" is empty; a finished run records at least one metric/);
     const cut = await report('cut', (run) => {

@@ -148,6 +148,12 @@ export function readResults(file: string): ResultsRead {
   need(typeof r.task === 'string' && r.task.length > 0, 'task', 'a task name');
   need(typeof r.strategy === 'string' && r.strategy.length > 0, 'strategy', 'a strategy kind');
   need(Number.isInteger(r.seed), 'seed', 'an integer');
+  // Written before seeds were bounded: such a run drew seed >>> 0's streams, so it would count as a seed it repeats.
+  need(
+    (r.seed as number) >= 0 && (r.seed as number) <= 0xffffffff,
+    'seed',
+    `a 32-bit seed, 0 to 4294967295 (the run drew the streams of seed ${(r.seed as number) >>> 0})`,
+  );
   need(
     r.reserve_p === undefined || r.reserve_p === null || typeof r.reserve_p === 'number',
     'reserve_p',
