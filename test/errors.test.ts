@@ -156,7 +156,7 @@ describe('run artifacts carry a version and are read back through their types', 
     const loopFile = path.join(dir, rel, 'loop.json');
     fs.writeFileSync(loopFile, JSON.stringify({ ...JSON.parse(fs.readFileSync(loopFile, 'utf8')), version: 2 }));
     assert.throws(
-      () => readCheckpoint(dir, model.specs),
+      () => readCheckpoint(dir, model.specs, () => {}),
       (e: unknown) =>
         e instanceof RunError && e.message === `${loopFile}: "version" is 2, newer than this childtune reads (1)`,
     );

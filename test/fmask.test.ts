@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
@@ -273,13 +274,19 @@ runtime: {threads: 2}
     assert.ok(replayed.weights.equals(recorded.weights), 'the same weights, bit for bit');
     assert.deepEqual(replayed.stats, recorded.stats);
 
+    // A recording made elsewhere (here: edited) carries its own step count and checksum, as a finished run writes them.
+    const recording = (dir: string, masks: Buffer) => {
+      const steps = masks.length / meta.step_bytes;
+      const sha256 = createHash('sha256').update(masks).digest('hex');
+      fs.writeFileSync(path.join(dir, 'f-masks.json'), JSON.stringify({ ...meta, steps, sha256 }));
+      fs.writeFileSync(path.join(dir, 'f-masks.bin'), masks);
+    };
     // Replay trains with what the file says: step 2's masks cleared give other weights, and fractions without step 2's kept elements.
     const edited = path.join(path.dirname(recipe), 'edited');
     fs.mkdirSync(edited);
-    fs.copyFileSync(path.join(recorded.dir, 'f-masks.json'), path.join(edited, 'f-masks.json'));
     const cleared = Buffer.from(bin);
     cleared.fill(0, meta.step_bytes, 2 * meta.step_bytes);
-    fs.writeFileSync(path.join(edited, 'f-masks.bin'), cleared);
+    recording(edited, cleared);
     const other = await run(`strategy.f_masks.replay=${edited}`);
     assert.ok(!other.weights.equals(recorded.weights));
     for (const t of meta.tensors) {
@@ -290,8 +297,7 @@ runtime: {threads: 2}
     // A recording that does not fit the run is refused with a clear error.
     const short = path.join(path.dirname(recipe), 'short');
     fs.mkdirSync(short);
-    fs.copyFileSync(path.join(recorded.dir, 'f-masks.json'), path.join(short, 'f-masks.json'));
-    fs.writeFileSync(path.join(short, 'f-masks.bin'), bin.subarray(0, meta.step_bytes));
+    recording(short, bin.subarray(0, meta.step_bytes));
     const refused = await cli(['run', recipe, '--set', `strategy.f_masks.replay=${short}`]);
     assert.equal(refused.code, 1);
     assert.match(refused.err, /holds masks for 1 optimizer steps; this run needs step 2/);

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -265,6 +266,96 @@ describe('stage cache and resume integrity', () => {
     const weights = await cli(['run', '--resume', run]);
     assert.equal(weights.code, 1);
     assert.match(weights.err, /the weights of model model changed since the run started/);
+  });
+
+  test('a checkpoint file changed since it was written (one flipped bit) is refused by name; resume falls back to the one before it and ends bit-identical', async () => {
+    const { recipe } = await smallProject();
+    const r = await cli(['run', recipe, '--set', 'training.epochs=2', '--json', '--quiet']);
+    assert.equal(r.code, 0, r.err);
+    const run = JSON.parse(r.out)[0].dir;
+    const reference = outcome(run);
+    const pointer = JSON.parse(fs.readFileSync(path.join(run, 'checkpoint.json'), 'utf8'));
+    assert.deepEqual([pointer.step, pointer.previous.step], [3, 2], 'the checkpoint before the latest is kept');
+    assert.match(pointer.sha256['state.safetensors'], /^[0-9a-f]{64}$/);
+    const flip = (dir: string) => {
+      const file = path.join(run, dir, 'state.safetensors');
+      const bytes = fs.readFileSync(file);
+      bytes[bytes.length - 2] ^= 0x10; // a float's exponent bit: the file still parses, a weight changed
+      fs.writeFileSync(file, bytes);
+      return file;
+    };
+    const reopen = () => fs.rmSync(path.join(run, 'results.json'));
+
+    reopen();
+    const damaged = flip(pointer.dir);
+    const resumed = await cli(['run', '--resume', run]);
+    assert.equal(resumed.code, 0, resumed.err);
+    assert.ok(
+      resumed.err.includes(
+        `resume: ${damaged} does not match the sha256 recorded when it was written (the file is damaged); falling back to the checkpoint before it, checkpoints/step-000002 (step 2)`,
+      ),
+      resumed.err,
+    );
+    assert.match(resumed.err, /resume: continuing from step 2 \(checkpoints\/step-000002\)/);
+    assert.deepEqual(outcome(run), reference, 'the same losses, metrics and weights as the uninterrupted run');
+
+    reopen();
+    const latest = JSON.parse(fs.readFileSync(path.join(run, 'checkpoint.json'), 'utf8'));
+    flip(latest.dir);
+    flip(latest.previous.dir);
+    const refused = await cli(['run', '--resume', run]);
+    assert.equal(refused.code, 1);
+    assert.match(
+      refused.err,
+      /cannot resume .*: .*step-000003\/state\.safetensors does not match the sha256 recorded when it was written \(the file is damaged\); .*step-000002\/state\.safetensors does not match the sha256 .*; no earlier intact checkpoint is left/,
+    );
+    assert.match(refused.err, /hint: Start the run again without --resume, or remove .*checkpoint\.json/);
+    assertClean(refused.err);
+    assert.equal(JSON.parse(fs.readFileSync(path.join(run, 'error.json'), 'utf8')).stage, 'resume');
+  });
+
+  test("a recording of F's masks carries the sha256 of f-masks.bin: a flipped bit, or a recording that never finished, is refused by name", async () => {
+    const { dir, recipe } = await smallProject();
+    const sets = ['strategy.kind=child-tuning-f', 'strategy.fisher=null'].flatMap((s) => ['--set', s]);
+    const recorded = await cli(['run', recipe, ...sets, '--set', 'strategy.f_masks={record: true}', '--json']);
+    assert.equal(recorded.code, 0, recorded.err);
+    const run = JSON.parse(recorded.out)[0].dir;
+    const meta = JSON.parse(fs.readFileSync(path.join(run, 'f-masks.json'), 'utf8'));
+    const bin = fs.readFileSync(path.join(run, 'f-masks.bin'));
+    assert.equal(meta.steps, 2);
+    assert.equal(meta.sha256, createHash('sha256').update(bin).digest('hex'));
+    const replay = (from: string) => cli(['run', recipe, ...sets, '--set', `strategy.f_masks={replay: ${from}}`]);
+    assert.equal((await replay(run)).code, 0, 'an intact recording replays');
+
+    const copy = (name: string, masks: Buffer, json: object) => {
+      const to = path.join(dir, name);
+      write(to, 'f-masks.json', JSON.stringify(json));
+      fs.writeFileSync(path.join(to, 'f-masks.bin'), masks);
+      return to;
+    };
+    const flipped = Buffer.from(bin);
+    flipped[meta.step_bytes + 5] ^= 0x04;
+    const damaged = copy('flipped', flipped, meta);
+    const refused = await replay(damaged);
+    assert.equal(refused.code, 1);
+    assert.match(
+      refused.err,
+      /flipped\/f-masks\.bin does not match the size and sha256 .*flipped\/f-masks\.json recorded \(the file is damaged or was cut short\)/,
+    );
+    assert.match(
+      refused.err,
+      /hint: Copy f-masks\.bin again from the recording run's directory, or record the masks again/,
+    );
+    assertClean(refused.err);
+
+    const { steps: _steps, sha256: _sha256, ...unfinished } = meta;
+    const partial = await replay(copy('unfinished', bin, unfinished));
+    assert.equal(partial.code, 1);
+    assert.match(
+      partial.err,
+      /unfinished\/f-masks\.json records no step count and sha256 of f-masks\.bin: the recording run did not finish/,
+    );
+    assertClean(partial.err);
   });
 
   test("warmup steps round up as in Hugging Face's Trainer; child-mask.bin is in checkpoint order with a versioned index", async () => {

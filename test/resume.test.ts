@@ -116,16 +116,16 @@ test('a truncated or foreign checkpoint is one clear error naming the file, neve
     m: model.values,
     v: model.values,
   });
-  assert.equal(readCheckpoint(dir, model.specs)!.meta.loop.step, 4);
+  assert.equal(readCheckpoint(dir, model.specs, () => {})!.meta.loop.step, 4);
   const other = microModel({ labels: 2 });
   assert.throws(
-    () => readCheckpoint(dir, other.specs),
+    () => readCheckpoint(dir, other.specs, () => {}),
     (e: unknown) => e instanceof RunError && /lacks .*classifier|wrong size/.test((e as Error).message),
   );
   const file = path.join(dir, rel, 'state.safetensors');
   fs.truncateSync(file, fs.statSync(file).size - 100);
   assert.throws(
-    () => readCheckpoint(dir, model.specs),
+    () => readCheckpoint(dir, model.specs, () => {}),
     (e: unknown) =>
       e instanceof RunError &&
       /state\.safetensors.*truncated mid-tensor/.test((e as Error).message) &&

@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { Command, CommanderError, Option } from 'commander';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { compilePlan } from '../plan/compiler.js';
 import { deviceLabel, findAdapter } from '../engine/webgpu/device.js';
 import { formatPlan } from '../plan/format.js';
@@ -206,7 +206,7 @@ export async function main(
     .addOption(new Option('--size <size>').choices(['tiny', 'mini', 'small', 'base', 'large']).default('tiny'))
     .option('--vocab <file>', 'WordPiece vocabulary to use (default: a small generated one)')
     .option('--labels <n>', 'classifier labels', (v) => Number.parseInt(v, 10), 2)
-    .option('--seed <n>', 'initialisation seed', (v) => Number.parseInt(v, 10), 0)
+    .option('--seed <n>', 'initialisation seed (0 to 4294967295)', seedOption, 0)
     .requiredOption('--out <dir>', 'output directory')
     .action(async (opts) => {
       const { initModelCommand } = await import('../engine/model-init.js');
@@ -254,6 +254,14 @@ async function planDevice(backend: string | undefined) {
   if (backend === 'auto' && found.info.software) return undefined;
   const label = `${deviceLabel(found.info)}${backend === 'auto' ? ' (runtime.backend auto takes webgpu here)' : ''}`;
   return { ...found.info, label };
+}
+
+/** A seed option: the random streams are seeded with 32 bits, so a larger seed would repeat a smaller one's model. */
+function seedOption(value: string): number {
+  const seed = Number(value);
+  if (!/^\d+$/.test(value) || seed > 0xffffffff)
+    throw new InvalidArgumentError(`${value} is not a 32-bit seed; give a whole number from 0 to 4294967295.`);
+  return seed;
 }
 
 function packageVersion(): string {

@@ -214,15 +214,21 @@ function readSplit(spec: TaskSpec, file: string, split: string): LoadedSplit {
 
   function text(row: RawRow, f: Field): string {
     const v = value(row, f);
-    const s = typeof v === 'string' ? v : String(v);
-    if (s.length > MAX_ROW_CHARS)
+    // A number or a list where text belongs is a column mix-up (jsonl, parquet): never tokenized as its digits.
+    if (typeof v !== 'string')
+      throw new DataFileError(
+        file,
+        row.line,
+        `field '${f}' holds ${Array.isArray(v) ? 'a list' : typeof v === 'object' ? 'an object' : `the ${typeof v} ${JSON.stringify(v)}`}, not text; check dataset.text_fields (and the file's columns)`,
+      );
+    if (v.length > MAX_ROW_CHARS)
       throw new DataFileError(
         file,
         row.line,
         `field '${f}' is longer than ${MAX_ROW_CHARS} characters (the limit)`,
         'too-large',
       );
-    return s;
+    return v;
   }
 
   function toExample(row: RawRow): Example | undefined {
@@ -255,8 +261,10 @@ function readSplit(spec: TaskSpec, file: string, split: string): LoadedSplit {
       let i = labelIndex.get(raw);
       if (i === undefined && indexLabels && /^-?\d+$/.test(raw)) {
         const n = Number(raw);
-        if (n === -1) {
-          out.unlabelled++; // datasets' mark for a missing label (test splits)
+        // datasets' mark for a missing label (test splits) in a built-in task's export; a custom data set names
+        // its labels itself, so -1 there is an error like any other label outside them.
+        if (n === -1 && spec.id !== 'custom') {
+          out.unlabelled++;
           return undefined;
         }
         if (n >= 0 && n < labels.length) i = n;
@@ -265,7 +273,7 @@ function readSplit(spec: TaskSpec, file: string, split: string): LoadedSplit {
         throw new DataFileError(
           file,
           row.line,
-          `label '${raw}' is not one of ${labels.join(', ')}${indexLabels ? ` (or a class index 0-${labels.length - 1})` : ''}`,
+          `label '${raw}' is not one of ${labels.join(', ')}${indexLabels ? ` (or a class index 0-${labels.length - 1})` : ''}${raw === '-1' ? "; -1 marks an unlabelled row in datasets' exports: remove such rows from the file" : ''}`,
           'label',
         );
       label = i;

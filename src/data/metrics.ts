@@ -1,5 +1,14 @@
 import type { Metric } from './task-spec.js';
 
+/** Each metric's range as computed here: a value outside it (57.3, a percentage) was not written by a run. */
+export const METRIC_RANGES: Readonly<Record<Metric, readonly [number, number]>> = {
+  accuracy: [0, 1],
+  f1: [0, 1],
+  mcc: [-1, 1],
+  pearson: [-1, 1],
+  spearman: [-1, 1],
+};
+
 export const accuracy = (pred: ArrayLike<number>, gold: ArrayLike<number>) => {
   let hit = 0;
   for (let i = 0; i < gold.length; i++) if (pred[i] === gold[i]) hit++;

@@ -142,6 +142,9 @@ export function seedState(seed: number, out: Uint32Array, at = 0, stride = 1) {
   if (any === 0) out[at] = 1;
 }
 
+/** The smallest keep probability a 16-bit draw resolves: the recipe refuses a smaller reserve_p for F. */
+export const MIN_KEEP_PROBABILITY = 1 / 65536;
+
 /** A keep probability at 16-bit resolution: keep when a 16-bit draw is below `threshold`; `scale` is 1 / that probability. */
 export function keepThreshold(p: number): { threshold: number; scale: number } {
   const threshold = Math.min(65536, Math.max(1, Math.round(p * 65536)));

@@ -119,11 +119,30 @@ export function parseSafetensors(buf: Uint8Array, file = '<buffer>'): Map<string
       );
     spans.push({ begin: offsets[0], end: offsets[1], name, dtype: info.dtype, shape: shape as number[], elements });
   }
-  const sorted = [...spans].sort((a, b) => a.begin - b.begin);
+  const sorted = [...spans].sort((a, b) => a.begin - b.begin || a.end - b.end);
   for (let i = 1; i < sorted.length; i++) {
     if (sorted[i].begin < sorted[i - 1].end)
       throw new SafetensorsError(file, `tensors '${sorted[i - 1].name}' and '${sorted[i].name}' overlap`);
   }
+  // The data must be the tensors back to back, as the reference implementation requires: a gap or trailing
+  // bytes mean the header does not describe the file (damaged, or written by a tool that breaks the format).
+  const damaged = 'Fetch or copy the file again, or re-save it with safetensors (save_file / save_pretrained).';
+  let end = 0;
+  sorted.forEach((t, i) => {
+    if (t.begin !== end)
+      throw new SafetensorsError(
+        file,
+        `data bytes ${end}-${t.begin} ${i === 0 ? `before tensor '${t.name}'` : `between tensors '${sorted[i - 1].name}' and '${t.name}'`} belong to no tensor`,
+        damaged,
+      );
+    end = t.end;
+  });
+  if (end !== dataLength)
+    throw new SafetensorsError(
+      file,
+      `${dataLength - end} bytes after the last tensor belong to no tensor (the header describes ${end} bytes of data, the file holds ${dataLength})`,
+      damaged,
+    );
   const out = new Map<string, TensorInfo>();
   for (const t of spans)
     out.set(t.name, {

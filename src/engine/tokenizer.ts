@@ -106,7 +106,7 @@ abstract class BaseTokenizer implements Tokenizer {
   }
 
   protected idOf(token: string): number {
-    return this.vocab.get(token) ?? this.vocab.get(this.unk) ?? 0;
+    return this.vocab.get(token) ?? this.vocab.get(this.unk)!;
   }
 
   /** Pieces of one text: special tokens in it stay whole (as transformers keeps them), the rest is split by the model. */
@@ -418,37 +418,55 @@ function readTokenizer(dir: string, options: { lowerCase?: boolean }): Tokenizer
     ...config.special,
     additional: [...new Set([...(fromJson.additional ?? []), ...(config.special.additional ?? [])])],
   });
-  const wordPiece = (vocab: Map<string, number>, json: Defaults = {}) =>
+  const wordPiece = (file: string, vocab: Map<string, number>, json: Defaults = {}) =>
     new WordPieceTokenizer(vocab, {
       ...base,
-      special: specials(WORDPIECE_SPECIALS, json.special),
+      special: requireSpecials(file, vocab, specials(WORDPIECE_SPECIALS, json.special)),
       lowerCase: options.lowerCase ?? config.doLowerCase ?? json.lowerCase ?? true,
       stripAccents: config.stripAccents !== undefined ? config.stripAccents : (json.stripAccents ?? null),
       tokenizeChineseChars: config.tokenizeChineseChars ?? json.tokenizeChineseChars ?? true,
       prefix: json.prefix ?? '##',
       maxInputCharsPerWord: json.maxInputCharsPerWord ?? 100,
     });
-  const bpe = (vocab: Map<string, number>, merges: [string, string][], json: Defaults = {}) =>
+  const bpe = (file: string, vocab: Map<string, number>, merges: [string, string][], json: Defaults = {}) =>
     new ByteBpeTokenizer(vocab, merges, {
       ...base,
-      special: specials(BPE_SPECIALS, json.special),
+      special: requireSpecials(file, vocab, specials(BPE_SPECIALS, json.special)),
       addPrefixSpace: config.addPrefixSpace ?? json.addPrefixSpace ?? false,
     });
 
   const file = (name: string) => path.join(dir, name);
   if (fs.existsSync(file('vocab.txt')))
-    return wordPiece(readWordPieceVocab(file('vocab.txt'), specials(WORDPIECE_SPECIALS)));
+    return wordPiece(file('vocab.txt'), readWordPieceVocab(file('vocab.txt'), specials(WORDPIECE_SPECIALS)));
   if (fs.existsSync(file('vocab.json')) && fs.existsSync(file('merges.txt')))
-    return bpe(readJsonVocab(file('vocab.json')), readMerges(file('merges.txt')));
+    return bpe(file('vocab.json'), readJsonVocab(file('vocab.json')), readMerges(file('merges.txt')));
   if (fs.existsSync(file('tokenizer.json'))) {
-    const json = readTokenizerJson(file('tokenizer.json'));
-    return json.merges ? bpe(json.vocab, json.merges, json.defaults) : wordPiece(json.vocab, json.defaults);
+    const source = file('tokenizer.json');
+    const json = readTokenizerJson(source);
+    return json.merges
+      ? bpe(source, json.vocab, json.merges, json.defaults)
+      : wordPiece(source, json.vocab, json.defaults);
   }
   throw new TokenizerError(
     dir,
     'no tokenizer found (vocab.txt, vocab.json + merges.txt, or tokenizer.json)',
     'Copy the tokenizer files that came with the checkpoint into the model directory, or fetch the model with `childtune fetch MODEL_ID`.',
   );
+}
+
+/**
+ * The special tokens every encoding holds must be in the vocabulary: a missing one has no id, and reading it as
+ * [UNK]'s (or 0) would train on inputs that are all one token.
+ */
+function requireSpecials(file: string, vocab: Map<string, number>, special: SpecialTokens): SpecialTokens {
+  const missing = [special.cls, special.sep, special.unk, special.pad].filter((t) => !vocab.has(t));
+  if (missing.length)
+    throw new TokenizerError(
+      file,
+      `vocabulary has no ${missing.join(', ')} token${missing.length > 1 ? 's' : ''} (the special tokens every encoding uses)`,
+      `Use the tokenizer files that came with the checkpoint; their vocabulary holds ${[special.cls, special.sep, special.unk, special.pad].join(', ')} (the special tokens tokenizer_config.json, special_tokens_map.json or tokenizer.json name).`,
+    );
+  return special;
 }
 
 function readJsonVocab(file: string): Map<string, number> {

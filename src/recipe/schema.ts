@@ -261,9 +261,12 @@ function toDiagnostics(
       case 'exclusiveMinimum':
       case 'exclusiveMaximum': {
         const { comparison, limit } = e.params as { comparison: string; limit: number };
+        // The field's description says why the bound is there (a seed's 32 bits), where it has one.
+        const description = schemaAt(segmentsOf(pointer), data)?.description;
         push(
           diagnostic('CT0106', `${dotted} is ${JSON.stringify(actual)}; it must be ${comparison} ${limit}`, pointer, {
             location,
+            notes: description ? [description] : undefined,
           }),
         );
         break;

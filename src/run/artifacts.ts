@@ -1,4 +1,6 @@
 import fs from 'node:fs';
+import { METRIC_RANGES } from '../data/metrics.js';
+import type { Metric } from '../data/task-spec.js';
 import { writeJsonAtomic } from '../engine/files.js';
 import type { FisherStats } from '../strategies/fisher.js';
 import { RunError } from './errors.js';
@@ -119,6 +121,12 @@ export function metricMap(file: string, field: string, value: unknown): Record<s
     if (v === null) continue;
     if (typeof v !== 'number' || !Number.isFinite(v))
       throw new RunError(`${file}: "${field}.${k}" must be a number, found ${describeValue(v)}`, HINT);
+    const range = Object.hasOwn(METRIC_RANGES, k) ? METRIC_RANGES[k as Metric] : undefined;
+    if (range && !(v >= range[0] && v <= range[1]))
+      throw new RunError(
+        `${file}: "${field}.${k}" is ${v}, outside ${k}'s range [${range[0]}, ${range[1]}]`,
+        `childtune writes scores as fractions (0.573, not 57.3) and the report multiplies them by 100. ${HINT}`,
+      );
     out[k] = v;
   }
   return out;
@@ -142,6 +150,12 @@ export function readResults(file: string): ResultsRead {
   need(typeof r.task === 'string' && r.task.length > 0, 'task', 'a task name');
   need(typeof r.strategy === 'string' && r.strategy.length > 0, 'strategy', 'a strategy kind');
   need(Number.isInteger(r.seed), 'seed', 'an integer');
+  // Written before seeds were bounded: such a run drew seed >>> 0's streams, so it would count as a seed it repeats.
+  need(
+    (r.seed as number) >= 0 && (r.seed as number) <= 0xffffffff,
+    'seed',
+    `a 32-bit seed, 0 to 4294967295 (the run drew the streams of seed ${(r.seed as number) >>> 0})`,
+  );
   need(
     r.reserve_p === undefined || r.reserve_p === null || typeof r.reserve_p === 'number',
     'reserve_p',
@@ -159,6 +173,9 @@ export function readResults(file: string): ResultsRead {
       metricMap(file, `transfer.${k}`, v),
     ]),
   );
+  const metrics = metricMap(file, 'metrics', r.metrics);
+  if (!Object.keys(r.metrics as object).length)
+    throw new RunError(`${file}: "metrics" is empty; a finished run records at least one metric`, HINT);
   const steps = r.steps as number | undefined,
     epochs = (r.epochs as unknown[] | undefined)?.length;
   return {
@@ -168,7 +185,7 @@ export function readResults(file: string): ResultsRead {
     seed: r.seed as number,
     model: (r.model as string | undefined) ?? null,
     overrides: (r.overrides ?? {}) as Record<string, unknown>,
-    metrics: metricMap(file, 'metrics', r.metrics),
+    metrics,
     transfer,
     stepsPerEpoch: steps && epochs ? steps / epochs : null,
     trainableShare: (r.trainable_share as number | undefined) ?? null,

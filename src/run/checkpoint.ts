@@ -1,8 +1,10 @@
+import { createHash, type Hash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { writeAtomic, writeJsonAtomic } from '../engine/files.js';
 import type { ParamSpec } from '../engine/params.js';
 import { parseSafetensors, safetensorsChunks, SafetensorsError } from '../engine/safetensors.js';
+import { sha256 } from '../plan/hash.js';
 import { checkVersion } from './artifacts.js';
 import { RunError } from './errors.js';
 import type { LoopState } from './train.js';
@@ -36,7 +38,48 @@ export interface TrainingCheckpoint {
 }
 
 const POINTER = 'checkpoint.json';
+const STATE = 'state.safetensors';
+const LOOP = 'loop.json';
 
+/** A checkpoint as checkpoint.json records it: where it is, its step, and the sha256 of each file written. */
+interface CheckpointRecord {
+  dir: string;
+  step: number;
+  /** Absent in checkpoints written before checksums were recorded. */
+  sha256?: Record<string, string>;
+}
+
+/** checkpoint.json: the latest complete checkpoint, and the one before it, kept as a fallback. */
+interface Pointer extends CheckpointRecord {
+  previous?: CheckpointRecord;
+}
+
+/** Hashes the chunks as they are written, so a checkpoint is never read back to be hashed. */
+function* hashed(chunks: Iterable<Uint8Array>, hash: Hash): Generator<Uint8Array> {
+  for (const chunk of chunks) {
+    hash.update(chunk);
+    yield chunk;
+  }
+}
+
+function readPointer(runDir: string): Pointer | undefined {
+  const file = path.join(runDir, POINTER);
+  if (!fs.existsSync(file)) return undefined;
+  try {
+    return JSON.parse(fs.readFileSync(file, 'utf8')) as Pointer;
+  } catch (e) {
+    throw new RunError(
+      `${file} is not valid JSON (${(e as Error).message})`,
+      `Remove ${file} to train again from the start in this directory, or start a new run without --resume.`,
+      'resume',
+    );
+  }
+}
+
+/**
+ * Writes a checkpoint and points checkpoint.json at it, with the sha256 of each of its files. The checkpoint
+ * before it is kept, so a damaged latest one (a flipped bit on disk) still leaves one to resume from.
+ */
 export function writeCheckpoint(runDir: string, specs: readonly ParamSpec[], c: TrainingCheckpoint): string {
   const rel = path.join('checkpoints', `step-${String(c.meta.loop.step).padStart(6, '0')}`);
   const dir = path.join(runDir, rel);
@@ -48,47 +91,102 @@ export function writeCheckpoint(runDir: string, specs: readonly ParamSpec[], c: 
   put('adam_m', c.m);
   put('adam_v', c.v);
   if (c.best) put('best', c.best);
-  writeAtomic(path.join(dir, 'state.safetensors'), safetensorsChunks(tensors, { format: 'childtune-checkpoint' }));
-  writeJsonAtomic(path.join(dir, 'loop.json'), c.meta);
-  writeJsonAtomic(path.join(runDir, POINTER), { dir: rel, step: c.meta.loop.step });
-  for (const old of fs.readdirSync(path.join(runDir, 'checkpoints'))) {
-    if (path.join('checkpoints', old) !== rel)
-      fs.rmSync(path.join(runDir, 'checkpoints', old), { recursive: true, force: true });
+  const state = createHash('sha256');
+  writeAtomic(path.join(dir, STATE), hashed(safetensorsChunks(tensors, { format: 'childtune-checkpoint' }), state));
+  const loop = JSON.stringify(c.meta, null, 2) + '\n';
+  writeAtomic(path.join(dir, LOOP), loop);
+  const old = readPointer(runDir);
+  // A second checkpoint at the same step (an interrupt right after a periodic one) replaces it, not its fallback.
+  const previous = old && old.dir !== rel ? { dir: old.dir, step: old.step, sha256: old.sha256 } : old?.previous;
+  const pointer: Pointer = {
+    dir: rel,
+    step: c.meta.loop.step,
+    sha256: { [STATE]: state.digest('hex'), [LOOP]: sha256(loop) },
+    previous,
+  };
+  writeJsonAtomic(path.join(runDir, POINTER), pointer);
+  const keep = new Set([rel, previous?.dir]);
+  for (const entry of fs.readdirSync(path.join(runDir, 'checkpoints'))) {
+    if (!keep.has(path.join('checkpoints', entry)))
+      fs.rmSync(path.join(runDir, 'checkpoints', entry), { recursive: true, force: true });
   }
   return rel;
 }
 
 /** The latest complete checkpoint's directory (relative to the run), or undefined when there is none. */
-export function latestCheckpoint(runDir: string): string | undefined {
-  const file = path.join(runDir, POINTER);
-  if (!fs.existsSync(file)) return undefined;
-  return (JSON.parse(fs.readFileSync(file, 'utf8')) as { dir: string }).dir;
+export const latestCheckpoint = (runDir: string): string | undefined => readPointer(runDir)?.dir;
+
+/**
+ * The latest intact checkpoint, each file checked against the sha256 checkpoint.json recorded: a damaged latest
+ * one is named and the one before it used (`log` says so); with none intact, resuming is refused.
+ */
+export function readCheckpoint(
+  runDir: string,
+  specs: readonly ParamSpec[],
+  log: (line: string) => void,
+): (TrainingCheckpoint & { dir: string }) | undefined {
+  const pointer = readPointer(runDir);
+  if (!pointer) return undefined;
+  const problems: string[] = [];
+  for (const c of [pointer, pointer.previous]) {
+    if (!c) continue;
+    const read = readChecked(runDir, c);
+    if (typeof read === 'string') {
+      problems.push(read);
+      continue;
+    }
+    if (problems.length)
+      log(`resume: ${problems.join('; ')}; falling back to the checkpoint before it, ${c.dir} (step ${c.step})`);
+    return { ...groups(read, specs), dir: c.dir };
+  }
+  throw new RunError(
+    `cannot resume ${runDir}: ${problems.join('; ')}; no earlier intact checkpoint is left`,
+    `Start the run again without --resume, or remove ${path.join(runDir, POINTER)} to train again from the start in this directory.`,
+    'resume',
+  );
 }
 
-export function readCheckpoint(runDir: string, specs: readonly ParamSpec[]): TrainingCheckpoint | undefined {
-  const rel = latestCheckpoint(runDir);
-  if (!rel) return undefined;
-  const dir = path.join(runDir, rel);
-  const where = path.join(dir, 'state.safetensors');
-  let meta: CheckpointMeta;
-  let tensors;
+interface ParsedCheckpoint {
+  meta: CheckpointMeta;
+  where: string;
+  tensors: ReturnType<typeof parseSafetensors>;
+}
+
+/**
+ * A checkpoint's files, parsed and each checked against its recorded sha256; or why they cannot be used. A newer
+ * version is refused outright (that childtune can resume it); a file that does not parse is named with what is
+ * wrong, and one that parses but is not what was written (a flipped bit) by its checksum.
+ */
+function readChecked(runDir: string, c: CheckpointRecord): ParsedCheckpoint | string {
+  const dir = path.join(runDir, c.dir);
+  const [loopFile, where] = [path.join(dir, LOOP), path.join(dir, STATE)];
+  let parsed: ParsedCheckpoint;
+  const bytes = new Map<string, Buffer>();
   try {
-    meta = JSON.parse(fs.readFileSync(path.join(dir, 'loop.json'), 'utf8'));
+    bytes.set(LOOP, fs.readFileSync(loopFile));
+    const meta: CheckpointMeta = JSON.parse(bytes.get(LOOP)!.toString('utf8'));
     checkVersion(
-      path.join(dir, 'loop.json'),
+      loopFile,
       'checkpoint',
       meta as unknown as Record<string, unknown>,
       'Resume with the childtune that wrote the checkpoint, or start the run again without --resume.',
     );
-    tensors = parseSafetensors(fs.readFileSync(where), where);
+    bytes.set(STATE, fs.readFileSync(where));
+    parsed = { meta, where, tensors: parseSafetensors(bytes.get(STATE)!, where) };
   } catch (e) {
     if (e instanceof SafetensorsError || e instanceof SyntaxError || (e as NodeJS.ErrnoException).code === 'ENOENT')
-      throw new RunError(
-        `checkpoint ${dir} is unreadable: ${(e as Error).message}`,
-        'Start the run again without --resume.',
-      );
+      return `checkpoint ${dir} is unreadable: ${(e as Error).message}`;
     throw e;
   }
+  for (const [name, digest] of Object.entries(c.sha256 ?? {})) {
+    const data = bytes.get(name);
+    if (data && sha256(data) !== digest)
+      return `${path.join(dir, name)} does not match the sha256 recorded when it was written (the file is damaged)`;
+  }
+  return parsed;
+}
+
+function groups({ meta, where, tensors }: ParsedCheckpoint, specs: readonly ParamSpec[]): TrainingCheckpoint {
   const group = (name: string, optional = false): Float32Array[] | undefined => {
     if (optional && !tensors.has(`${name}/${specs[0].name}`)) return undefined;
     return specs.map((s) => {

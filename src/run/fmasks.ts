@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { ParamSpec } from '../engine/params.js';
@@ -38,6 +39,22 @@ interface FMasksMeta {
   scale: number;
   step_bytes: number;
   tensors: TensorEntry[];
+  /** Set when the recording run finished: optimizer steps recorded and the sha256 of f-masks.bin. */
+  steps?: number;
+  sha256?: string;
+}
+
+/** sha256 of a file, read a block at a time (a long recording holds gigabytes). */
+function fileSha256(file: string): string {
+  const hash = createHash('sha256');
+  const block = Buffer.alloc(1 << 22);
+  const fd = fs.openSync(file, 'r');
+  try {
+    for (let n; (n = fs.readSync(fd, block, 0, block.length, null)) > 0;) hash.update(block.subarray(0, n));
+  } finally {
+    fs.closeSync(fd);
+  }
+  return hash.digest('hex');
 }
 
 function metaFor(specs: readonly ParamSpec[], scoped: readonly boolean[], p: number): FMasksMeta {
@@ -71,7 +88,10 @@ function copyBits(spec: ParamSpec, from: Uint8Array, to: Uint8Array, toHuggingFa
   }
 }
 
-/** Records each update's masks into the run directory; a resumed run rewrites from its checkpoint's step on. */
+/**
+ * Records each update's masks into the run directory; a resumed run rewrites from its checkpoint's step on. When
+ * the training ends, f-masks.json gets the step count and the sha256 of f-masks.bin, which a replay checks.
+ */
 function recorder(run: RunDir, specs: readonly ParamSpec[], meta: FMasksMeta, resumedAt: number): FMaskLog {
   run.writeJson(META, meta);
   const file = run.path(BIN);
@@ -91,6 +111,10 @@ function recorder(run: RunDir, specs: readonly ParamSpec[], meta: FMasksMeta, re
       } finally {
         fs.closeSync(fd);
       }
+    },
+    finish() {
+      const steps = fs.statSync(file).size / meta.step_bytes;
+      run.writeJson(META, { ...meta, steps, sha256: fileSha256(file) });
     },
   };
 }
@@ -120,7 +144,18 @@ function replayer(dir: string, specs: readonly ParamSpec[], expected: FMasksMeta
       `${metaFile} masks other tensors than this run (model or strategy.scope differ)`,
       "Replay with the recorded run's model and strategy.scope.",
     );
-  const steps = Math.floor(fs.statSync(file).size / meta.step_bytes);
+  // A recording is used only whole and as written: a flipped bit would train on masks no run drew.
+  if (typeof meta.sha256 !== 'string' || !Number.isInteger(meta.steps))
+    throw new RunError(
+      `${metaFile} records no step count and sha256 of ${BIN}: the recording run did not finish, or an older childtune wrote it`,
+      'Record the masks again with a run that finishes (strategy.f_masks: {record: true}).',
+    );
+  const steps = meta.steps!;
+  if (fs.statSync(file).size !== steps * meta.step_bytes || fileSha256(file) !== meta.sha256)
+    throw new RunError(
+      `${file} does not match the size and sha256 ${metaFile} recorded (the file is damaged or was cut short)`,
+      `Copy ${BIN} again from the recording run's directory, or record the masks again (strategy.f_masks: {record: true}).`,
+    );
   const block = new Uint8Array(meta.step_bytes);
   const byName = new Map(specs.map((s, i) => [s.name, i]));
   return {

@@ -67,6 +67,8 @@ export interface FMaskLog {
   load?(step: number, bits: Uint8Array[]): void;
   /** Record: stores the masks step `step` applied. */
   save?(step: number, bits: Uint8Array[]): void;
+  /** Record: the training is over (the recording gets its checksum). */
+  finish?(): void;
 }
 
 /**

@@ -141,8 +141,9 @@ function columnOf(task: string, recipe: Recipe | undefined): string {
 }
 
 /**
- * metrics.jsonl entries. A last line cut short (a run killed while appending, whose resume has not yet
- * trimmed it) is left out; a malformed line anywhere else is an error naming it.
+ * metrics.jsonl entries of a finished run. A malformed line is an error naming it, the last one too: a run
+ * writes results.json after its last entry, so a last line cut short is damage, and leaving it out would drop
+ * the final evaluation from the curves without a word.
  */
 function readJsonl(file: string): CurvePoint[] {
   const lines = fs.readFileSync(file, 'utf8').split('\n');
@@ -153,8 +154,10 @@ function readJsonl(file: string): CurvePoint[] {
     try {
       e = JSON.parse(lines[i]);
     } catch {
-      if (i === lines.length - 1) break;
-      throw new RunError(`${file}:${i + 1}: not a JSON line`, 'The file was edited or damaged; rerun the trial.');
+      throw new RunError(
+        `${file}:${i + 1}: ${lines.slice(i + 1).some((l) => l.trim()) ? 'not a JSON line' : 'the last line is cut short'}`,
+        'The file was damaged (a copy cut short, or edited); copy it again from the run, or rerun the trial.',
+      );
     }
     if (!isObject(e) || typeof e.step !== 'number')
       throw new RunError(

@@ -5,7 +5,7 @@ import { perLayer } from '../../strategies/fisher.js';
 import { strategyFor } from '../../strategies/registry.js';
 import type { Strategy } from '../../strategies/strategy.js';
 import { writeMaskStats } from '../artifacts.js';
-import { latestCheckpoint, readCheckpoint, writeCheckpoint, type TrainingCheckpoint } from '../checkpoint.js';
+import { readCheckpoint, writeCheckpoint, type TrainingCheckpoint } from '../checkpoint.js';
 import { writeChildMask } from '../child-mask.js';
 import type { PreparedSplit } from '../data.js';
 import { RunError } from '../errors.js';
@@ -98,6 +98,7 @@ export const trainRunner: StageRunner<Trained> = {
       },
     });
     bar.end();
+    strategy.masks?.finish?.();
 
     const kept = strategy.keptFractions(model.specs);
     const { maskStats } = strategy.report(recipe.strategy);
@@ -113,7 +114,7 @@ export const trainRunner: StageRunner<Trained> = {
 };
 
 /**
- * Where a resumed run continues: the latest checkpoint, checked against this run's recipe, backend, thread
+ * Where a resumed run continues: the latest intact checkpoint, checked against this run's recipe, backend, thread
  * count and child network (any of which would change the numbers). metrics.jsonl is cut back to what the checkpoint saw.
  */
 function resumePoint(
@@ -124,7 +125,7 @@ function resumePoint(
   report: Reporter,
 ): TrainingCheckpoint | undefined {
   const { recipeHash, backend, threads, fisherHash } = now;
-  const c = readCheckpoint(run.dir, specs);
+  const c = readCheckpoint(run.dir, specs, (line) => report.log(line));
   const lines = c?.meta.loop.metricsLines ?? 0;
   const metricsFile = run.path('metrics.jsonl');
   if (fs.existsSync(metricsFile))
@@ -158,6 +159,6 @@ function resumePoint(
       `Set runtime.backend and runtime.threads to what the run used (${c.meta.backend}, ${c.meta.threads}), or start a new run.`,
       'resume',
     );
-  report.log(`resume: continuing from step ${c.meta.loop.step} (${latestCheckpoint(run.dir)})`);
+  report.log(`resume: continuing from step ${c.meta.loop.step} (${c.dir})`);
   return c;
 }
