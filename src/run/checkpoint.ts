@@ -3,7 +3,7 @@ import path from 'node:path';
 import { writeAtomic, writeJsonAtomic } from '../engine/files.js';
 import type { ParamSpec } from '../engine/params.js';
 import { parseSafetensors, safetensorsChunks, SafetensorsError } from '../engine/safetensors.js';
-import { checkVersion } from './artifacts.js';
+import { checkVersion, isObject } from './artifacts.js';
 import { RunError } from './errors.js';
 import type { LoopState } from './train.js';
 
@@ -62,8 +62,25 @@ export function writeCheckpoint(runDir: string, specs: readonly ParamSpec[], c: 
 export function latestCheckpoint(runDir: string): string | undefined {
   const file = path.join(runDir, POINTER);
   if (!fs.existsSync(file)) return undefined;
-  return (JSON.parse(fs.readFileSync(file, 'utf8')) as { dir: string }).dir;
+  let pointer: unknown;
+  try {
+    pointer = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw damagedPointer(file, (e as Error).message);
+  }
+  // Only a checkpoint directory of this run: the pointer is read back from disk, so it is confined like any path.
+  const dir = isObject(pointer) ? pointer.dir : undefined;
+  if (typeof dir !== 'string' || !/^checkpoints[/\\]step-\d+$/.test(dir))
+    throw damagedPointer(file, `"dir" must name a checkpoints/step-NNNNNN directory, found ${JSON.stringify(dir)}`);
+  return dir;
 }
+
+const damagedPointer = (file: string, why: string) =>
+  new RunError(
+    `${file} is damaged: ${why}`,
+    'Restore it as {"dir": "checkpoints/step-NNNNNN", "step": N} naming the newest directory under checkpoints/, or start the run again without --resume.',
+    'resume',
+  );
 
 export function readCheckpoint(runDir: string, specs: readonly ParamSpec[]): TrainingCheckpoint | undefined {
   const rel = latestCheckpoint(runDir);
