@@ -202,6 +202,7 @@ export async function main(
     .option('--labels <n>', 'classifier labels', (v) => Number.parseInt(v, 10), 2)
     .option('--seed <n>', 'initialisation seed', (v) => Number.parseInt(v, 10), 0)
     .requiredOption('--out <dir>', 'output directory')
+    .option('--force', 'overwrite a model already in the output directory')
     .action(async (opts) => {
       const { initModelCommand } = await import('../engine/model-init.js');
       io.out(initModelCommand(opts));
