@@ -174,4 +174,24 @@ describe('run artifacts carry a version and are read back through their types', 
     );
     assert.ok(fs.existsSync(done), 'a newer entry is not moved aside');
   });
+
+  test('a damaged checkpoint.json is refused naming the file and how to restore it, never read as a path', () => {
+    const dir = tmpProject();
+    const model = microModel();
+    const pointer = path.join(dir, 'checkpoint.json');
+    for (const text of ['{"dir": "checkp', '[]', '{"dir": "../../etc", "step": 1}', '{"step": 4}']) {
+      fs.writeFileSync(pointer, text);
+      assert.throws(
+        () => readCheckpoint(dir, model.specs, () => {}),
+        (e: unknown) => {
+          assert.ok(e instanceof RunError, String(e));
+          assert.ok(e.message.startsWith(`${pointer} is damaged: `), e.message);
+          assert.match(e.hint!, /Restore it as \{"dir": "checkpoints\/step-NNNNNN", "step": N\}/);
+          assert.doesNotMatch(printed(e).text, /looks like a bug|\n\s+at /);
+          return true;
+        },
+        text,
+      );
+    }
+  });
 });

@@ -3,10 +3,14 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { test } from 'node:test';
+import { describe, test } from 'node:test';
+import { StageCache } from '../src/run/cache.js';
+import { RunError } from '../src/run/errors.js';
+import { DirLock } from '../src/run/lock.js';
 import { confined, freshDirectory, slugify } from '../src/run/rundir.js';
-import { cli, write } from './helpers.js';
+import { cli, tmpProject, write } from './helpers.js';
 import { assertClean, smallProject } from './integrity-helpers.js';
+import { fakeRun } from './report-fixtures.js';
 
 /** A model directory whose config.json is the tiny one with `changes` applied (no weights needed to be refused). */
 function hugeConfig(dir: string, name: string, changes: Record<string, number>) {
@@ -233,4 +237,142 @@ test('the run layer confines derived directories whatever name reaches it (valid
   assert.equal(slugify('$(touch pwned)`id`'), 'touch-pwned-id');
   assert.throws(() => confined(parent, '../outside'), /would leave/);
   assert.throws(() => confined(parent, 'a/b'), /would leave/);
+});
+
+describe("issue 29's hangs and crashes: each refused at once with one clear message", () => {
+  test("validate reads config.json with the plan's bounds (naming the file, the key and the fix); plan refuses the same", async () => {
+    const { dir, recipe } = await smallProject();
+    const cases: [Record<string, unknown>, RegExp][] = [
+      [{ hidden_size: 0 }, /'hidden_size' must be a whole number of at least 1 \(found 0\)/],
+      [{ num_attention_heads: -2 }, /'num_attention_heads' must be a whole number of at least 1 \(found -2\)/],
+      [{ intermediate_size: 511.5 }, /'intermediate_size' must be a whole number of at least 1 \(found 511\.5\)/],
+      [{ vocab_size: '300' }, /'vocab_size' must be a number \(found "300"\)/],
+      [{ num_hidden_layers: 1e9 }, /'num_hidden_layers' is 1000000000; childtune takes at most 10000 layers/],
+    ];
+    for (const [i, [change, message]] of cases.entries()) {
+      const model = hugeConfig(dir, `config-${i}`, change as Record<string, number>);
+      for (const command of ['validate', 'plan']) {
+        const r = await cli([command, recipe, '--set', `model.path=${model}`]);
+        assert.equal(r.code, 1, `${command} ${JSON.stringify(change)}: ${r.err}`);
+        assert.match(r.err, /error CT0309 model-dir-invalid: .*config-\d\/config\.json: /);
+        assert.match(r.err, message);
+        assert.match(r.err, /note: Correct '\w+' in config\.json/);
+        assertClean(r.err);
+      }
+    }
+  });
+
+  test('a recipe is read only from a regular file and never past the size limit: /dev/zero, a named pipe', async () => {
+    const dir = tmpProject();
+    const zero = await cli(['validate', '/dev/zero']);
+    assert.equal(zero.code, 1);
+    assert.match(
+      zero.err,
+      /error CT0006 file-unreadable: cannot read recipe '\/dev\/zero': not a regular file \(a device\)/,
+    );
+    const fifo = path.join(dir, 'base.yaml');
+    assert.equal(spawnSync('mkfifo', [fifo]).status, 0);
+    const extending = write(dir, 'r.yaml', 'extends: ./base.yaml\nversion: 1\n');
+    const piped = await cli(['validate', extending]);
+    assert.equal(piped.code, 1);
+    assert.match(
+      piped.err,
+      /r\.yaml:1:1: error CT0201 extends-not-found: .*base\.yaml': not a regular file \(a named pipe\)/,
+    );
+    const big = write(dir, 'big.yaml', `version: 1\nname: "${'x'.repeat(3 << 20)}"\n`);
+    const large = await cli(['validate', big]);
+    assert.ok(
+      large.err.includes(
+        `error CT0003 recipe-too-large: recipe is ${fs.statSync(big).size} bytes; the limit is 1048576`,
+      ),
+      large.err,
+    );
+    for (const r of [zero, piped, large]) assertClean(r.err);
+  });
+
+  test('a sweep past 10,000 trials is refused by validate at the sweep block, and by plan, before it is expanded', async () => {
+    const values = (n: number) => `[${Array.from({ length: n }, (_, i) => i + 1).join(', ')}]`;
+    const { recipe } = await smallProject(
+      `sweep:\n  grid: {training.epochs: ${values(100)}, training.batch_size: ${values(100)}}\n  seeds: ${values(100)}\n`,
+    );
+    for (const command of ['validate', 'plan']) {
+      const r = await cli([command, recipe]);
+      assert.equal(r.code, 1, r.err);
+      assert.match(
+        r.err,
+        /r\.yaml:8:1: error CT0311 sweep-too-large: the sweep expands to 1,000,000 trials; the limit is 10,000/,
+      );
+      assert.match(r.err, /100 values of training\.epochs x 100 values of training\.batch_size x 100 seeds/);
+      assertClean(r.err);
+    }
+  });
+
+  test('an unreadable run.lock (empty, damaged, pid 0) is taken over like a dead owner, with a log line', () => {
+    for (const text of ['', '{"pid": 0', '0', '{"pid": -1, "host": "h"}']) {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'childtune-lock-'));
+      write(dir, 'run.lock', text);
+      const logs: string[] = [];
+      const lock = DirLock.acquire(dir, (l) => logs.push(l));
+      assert.match(
+        logs.join('\n'),
+        /lock: took over .*run\.lock, which was unreadable \((empty|not a lock record)\)/,
+        text,
+      );
+      assert.equal(JSON.parse(fs.readFileSync(path.join(dir, 'run.lock'), 'utf8')).pid, process.pid);
+      lock.release();
+      assert.ok(!fs.existsSync(path.join(dir, 'run.lock')));
+    }
+  });
+
+  test('places that cannot be written: output_dir in /proc, report --out under a file, a cache without room', async () => {
+    const { dir, recipe } = await smallProject();
+    write(dir, 'a-file', 'in the way');
+    if (fs.existsSync('/proc/self')) {
+      const r = await cli(['run', recipe, '--set', 'runtime.output_dir=/proc/childtune-probe/runs']);
+      assert.equal(r.code, 1);
+      assert.match(
+        r.err,
+        /cannot create output directory \/proc\/childtune-probe\/runs: the directory above it accepts no new entries .*\n {2}hint: Set runtime\.output_dir/,
+      );
+      assertClean(r.err);
+    }
+    fakeRun(path.join(dir, 'fake'), { task: 'glue/rte', strategy: 'vanilla', seed: 1, score: 0.6 });
+    const report = await cli(['report', path.join(dir, 'fake'), '--out', path.join(dir, 'a-file', 'report')]);
+    assert.equal(report.code, 1);
+    assert.match(
+      report.err,
+      /cannot create report directory .*a-file\/report\/figures: a file is in the way\n {2}hint: Pass --out/,
+    );
+    assertClean(report.err);
+    assert.equal(fs.readFileSync(path.join(dir, 'a-file'), 'utf8'), 'in the way');
+    const cache = new StageCache(path.join(dir, 'cache'));
+    cache.checkWritable();
+    assert.throws(
+      () => cache.checkSpace('fisher', 2 ** 62),
+      (e: unknown) =>
+        e instanceof RunError &&
+        /^cache directory .*cache has [\d.]+ [KMG]iB free, but the fisher stage's entry needs about [\d.]+ GiB$/.test(
+          e.message,
+        ) &&
+        /set runtime\.cache_dir to a directory with room/.test(e.hint!),
+    );
+    cache.checkSpace('fisher', 1024);
+  });
+
+  test('model init refuses a directory that already holds a config.json unless --force', async () => {
+    const dir = tmpProject();
+    const out = write(dir, 'model/config.json', '{"model_type": "bert"}');
+    const refused = await cli(['model', 'init', '--out', path.dirname(out)]);
+    assert.equal(refused.code, 1);
+    assert.match(
+      refused.err,
+      /model: already holds a model \(config\.json\)\n {2}hint: .*pass --force to overwrite it/,
+    );
+    assertClean(refused.err);
+    assert.equal(fs.readFileSync(out, 'utf8'), '{"model_type": "bert"}', 'nothing written');
+    assert.ok(!fs.existsSync(path.join(dir, 'model', 'model.safetensors')));
+    const forced = await cli(['model', 'init', '--out', path.dirname(out), '--force']);
+    assert.equal(forced.code, 0, forced.err);
+    assert.equal(JSON.parse(fs.readFileSync(out, 'utf8')).num_hidden_layers, 2);
+  });
 });

@@ -34,6 +34,9 @@ function load(text: string, opts: { sets?: string[]; files?: Record<string, stri
   return loadRecipe(write(dir, 'r.yaml', text), { env, sets: opts.sets });
 }
 
+/** `1, 2, ..., n` as a YAML flow list's items. */
+const range = (n: number) => Array.from({ length: n }, (_, i) => i + 1).join(', ');
+
 const codes = (r: ReturnType<typeof load>) => r.diagnostics.map((d) => d.code);
 const only = (r: ReturnType<typeof load>, code: DiagnosticCode) => {
   const d = r.diagnostics.find((x) => x.code === code);
@@ -86,6 +89,11 @@ describe('diagnostics: every code, with its position', () => {
     ['CT0308', base().replace('glue/RTE', 'glue/NOPE'), { line: 6, column: 3 }],
     ['CT0309', base().replace('${CHILDTUNE_MODEL}', '${CHILDTUNE_MODEL}/no-such-model'), { line: 3, column: 3 }],
     ['CT0310', base('evaluation: {metrics: [pearson]}\n'), { line: 7, column: 24 }],
+    [
+      'CT0311',
+      base(`sweep:\n  grid: {training.epochs: [${range(101)}], training.batch_size: [${range(100)}]}\n`),
+      { line: 7, column: 1 },
+    ],
     [
       'CT0320',
       local('glue/rte'),
@@ -147,6 +155,30 @@ describe('diagnostics: every code, with its position', () => {
   test('CT0006 file-unreadable', () => {
     const r = loadRecipe(path.join(tmpProject(), 'nope.yaml'), { env });
     assert.deepEqual(codes(r), ['CT0006']);
+  });
+});
+
+describe('values YAML types one way and the schema another (issue 29)', () => {
+  test('a ${VAR} in a number field is text: CT0104 says why and how to pass a number from the environment', () => {
+    const dir = tmpProject();
+    const r = loadRecipe(write(dir, 'r.yaml', base('training: {optimizer: {lr: "${LR}"}}\n')), {
+      env: { ...env, LR: '3e-5' },
+    });
+    const d = only(r, 'CT0104');
+    assert.equal(d.message, 'training.optimizer.lr is string "3e-5"; expected number');
+    assert.deepEqual(d.location, { file: path.join(dir, 'r.yaml'), line: 7, column: 24 });
+    assert.match(d.notes!.join('\n'), /\$\{VAR\}, which YAML reads as a string before the variable is interpolated/);
+    assert.match(d.notes!.join('\n'), /--set training\.optimizer\.lr=\$VAR/);
+    assert.equal(only(load(base('training: {epochs: "three"}\n')), 'CT0104').notes, undefined, 'no note for mere text');
+  });
+  test('a number beyond the range of a double is named as such, never as null', () => {
+    const set = only(load(base(), { sets: ['training.optimizer.lr=1e309'] }), 'CT0204');
+    assert.match(set.message, /--set training\.optimizer\.lr: '1e309' is beyond the range of a number/);
+    const written = only(load(base('training: {optimizer: {lr: 1e309}}\n')), 'CT0106');
+    assert.match(
+      written.message,
+      /^training\.optimizer\.lr is Infinity \(beyond the range of a number\); it must be <= 1$/,
+    );
   });
 });
 

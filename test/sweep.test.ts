@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
 import { collectRuns, maskOverlaps } from '../src/run/report.js';
+import { k8sName } from '../src/run/sweep.js';
 import { cli, GLUE, REPO, tinyModel, tmpProject, write } from './helpers.js';
 import { CHROMIUM, inspectPage } from './report-browser.js';
 
@@ -138,6 +139,9 @@ sweep:
     assert.match(manifest, /completionMode: Indexed/);
     assert.match(manifest, /completions: 4/);
     assert.match(manifest, /JOB_COMPLETION_INDEX/);
+    const jobNames = [...manifest.matchAll(/^ {2}name: (.+)$/gm)].map((m) => m[1]);
+    assert.equal(jobNames.length, 2);
+    for (const name of jobNames) assert.match(name, /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/);
 
     assert.equal((await cli(['sweep', '--prepare', lock])).code, 0);
     const one = await cli(['run', '--trial', '3', lock]);
@@ -239,4 +243,26 @@ test('the overlap matrix is the Jaccard index of the child-network bitsets of ea
     [1, 0.4],
     [0.4, 1],
   ]);
+});
+
+test('--emit k8s: Job names are DNS-1123 labels whatever the sweep is called, and unique per sweep', () => {
+  const label = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+  const parent = tmpProject();
+  const long = 'a-recipe-name-well-over-forty-characters-long-for-sure';
+  const dirs = [
+    path.join(parent, 'ñandú-données-sweep-20260101-120000'),
+    path.join(parent, 'сеть-模型-sweep-20260101-120000'),
+    path.join(parent, `${long}-sweep-20260101-120000`),
+    path.join(parent, `${long}-sweep-20260101-120001`),
+    path.join(parent, `${long}-sweep-20260101-120001-1`),
+    path.join(parent, 'elsewhere', `${long}-sweep-20260101-120001`),
+  ];
+  const names = dirs.flatMap((d) => ['prepare', 'trials'].map((suffix) => k8sName(d, suffix)));
+  for (const name of names) {
+    assert.match(name, label, name);
+    assert.ok(name.length <= 52, `${name} leaves room for an Indexed Job's pod suffix`);
+  }
+  assert.equal(new Set(names).size, names.length, 'no two sweeps share a Job name');
+  assert.match(k8sName(dirs[0], 'trials'), /^nandu-donnees-sweep-20260101-120000-[0-9a-f]{8}-trials$/);
+  assert.match(k8sName(dirs[1], 'trials'), /^sweep-20260101-120000-[0-9a-f]{8}-trials$/);
 });

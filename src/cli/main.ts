@@ -208,6 +208,7 @@ export async function main(
     .option('--labels <n>', 'classifier labels', (v) => Number.parseInt(v, 10), 2)
     .option('--seed <n>', 'initialisation seed (0 to 4294967295)', seedOption, 0)
     .requiredOption('--out <dir>', 'output directory')
+    .option('--force', 'overwrite a model already in the output directory')
     .action(async (opts) => {
       const { initModelCommand } = await import('../engine/model-init.js');
       io.out(initModelCommand(opts));

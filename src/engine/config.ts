@@ -25,6 +25,9 @@ export interface ModelConfig {
   doLowerCase?: boolean;
 }
 
+/** The most encoder layers a config.json may declare (published BERT-family models have at most 48). */
+export const MAX_LAYERS = 10_000;
+
 export class ModelError extends ChildtuneError {
   constructor(
     readonly file: string,
@@ -56,17 +59,31 @@ export function parseModelConfig(
   file: string,
   family: Family | 'auto' = 'auto',
 ): ModelConfig {
+  const fix = (key: string) =>
+    `Correct '${key}' in ${path.basename(file)} (BERT-base has hidden_size 768, num_hidden_layers 12, num_attention_heads 12, intermediate_size 3072), or download the model again.`;
   const num = (key: string, fallback?: number): number => {
     const v = raw[key] ?? fallback;
     if (typeof v !== 'number' || !Number.isFinite(v))
-      throw new ModelError(file, `'${key}' must be a number (found ${JSON.stringify(raw[key])})`);
+      throw new ModelError(file, `'${key}' must be a number (found ${JSON.stringify(raw[key])})`, fix(key));
     return v;
   };
   // Sizes are counts: a fraction, zero or negative value would only fail later, deep in an allocation.
   const count = (key: string, fallback?: number, min = 1): number => {
     const v = num(key, fallback);
     if (!Number.isSafeInteger(v) || v < min)
-      throw new ModelError(file, `'${key}' must be a whole number of at least ${min} (found ${v})`);
+      throw new ModelError(file, `'${key}' must be a whole number of at least ${min} (found ${v})`, fix(key));
+    return v;
+  };
+  // Every layer is a set of tensors described one by one (plan, model, optimizer), so a wild count would exhaust
+  // memory before any estimate could refuse it; the memory estimate judges every count up to this one.
+  const layers = (): number => {
+    const v = count('num_hidden_layers');
+    if (v > MAX_LAYERS)
+      throw new ModelError(
+        file,
+        `'num_hidden_layers' is ${v}; childtune takes at most ${MAX_LAYERS} layers`,
+        fix('num_hidden_layers'),
+      );
     return v;
   };
   const type = String(raw.model_type ?? '');
@@ -94,7 +111,7 @@ export function parseModelConfig(
     family: fam,
     vocabSize: count('vocab_size'),
     hiddenSize,
-    numLayers: count('num_hidden_layers'),
+    numLayers: layers(),
     numHeads,
     intermediateSize: count('intermediate_size'),
     maxPositions: count('max_position_embeddings', 512),

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { initialValue } from './checkpoint.js';
 import { ModelError, parseModelConfig, type Family } from './config.js';
 import { EncoderClassifier } from './model.js';
-import { hasWeights } from './model-files.js';
+import { WEIGHT_FILES } from './model-files.js';
 import { Rng } from './rng.js';
 import { saveModel } from './save.js';
 import { readWordPieceVocab } from './tokenizer.js';
@@ -44,8 +44,16 @@ export function initModelCommand(opts: {
   labels: number;
   seed: number;
   out: string;
+  force?: boolean;
 }): string {
-  if (hasWeights(opts.out)) throw new ModelError(opts.out, 'already holds a model', 'Choose another --out directory.');
+  // A directory with a config.json is a model already, weights or not: writing over it would lose it.
+  const existing = ['config.json', ...WEIGHT_FILES].filter((f) => fs.existsSync(path.join(opts.out, f)));
+  if (existing.length && !opts.force)
+    throw new ModelError(
+      opts.out,
+      `already holds a model (${existing.join(', ')})`,
+      'Choose another --out directory, or pass --force to overwrite it.',
+    );
   if (opts.family !== 'bert' && !opts.vocab)
     throw new ModelError(
       opts.out,

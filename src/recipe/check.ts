@@ -86,7 +86,38 @@ export function checkRecipe(recipe: Recipe, sources: SourceMap, holes: Holes): D
   guard('sweep path checks of sweep.random.space', ['/sweep/random/space'], () =>
     checkSweepPaths(Object.keys(recipe.sweep?.random?.space ?? {}), ['sweep', 'random', 'space'], report),
   );
+  guard('trial count check of sweep', ['/sweep/grid', '/sweep/seeds', '/sweep/random/trials'], () =>
+    checkTrialCount(recipe.sweep, report),
+  );
   return out;
+}
+
+/** The most trials a sweep may expand to: each is a run directory and a line of the lock file, planned up front. */
+export const MAX_TRIALS = 10_000;
+
+/** How many trials a sweep expands to (grid points, times random samples per point, times seeds), without expanding it. */
+export const trialCount = (sweep: Recipe['sweep']) =>
+  Object.values(sweep?.grid ?? {}).reduce((n, values) => n * values.length, 1) *
+  (sweep?.random?.trials ?? 1) *
+  (sweep?.seeds?.length ?? 1);
+
+function checkTrialCount(sweep: Recipe['sweep'], report: Report) {
+  const n = trialCount(sweep);
+  if (n <= MAX_TRIALS) return;
+  const factors = [
+    ...Object.entries(sweep?.grid ?? {}).map(([key, values]) => `${values.length} values of ${key}`),
+    ...(sweep?.random ? [`${sweep.random.trials} random trials`] : []),
+    ...(sweep?.seeds ? [`${sweep.seeds.length} seeds`] : []),
+  ];
+  report(
+    'CT0311',
+    `the sweep expands to ${n.toLocaleString('en-US')} trials; the limit is ${MAX_TRIALS.toLocaleString('en-US')}`,
+    '/sweep',
+    [
+      `It multiplies ${factors.join(' x ')}.`,
+      'Sweep fewer values at once (split the grid into several sweeps), or use sweep.random to sample the space.',
+    ],
+  );
 }
 
 type Report = (
@@ -184,7 +215,8 @@ function checkModel({ model }: Recipe, report: Report) {
     ]);
     return;
   }
-  if (!fs.existsSync(path.join(dir, 'config.json')))
+  const hasConfig = fs.existsSync(path.join(dir, 'config.json'));
+  if (!hasConfig)
     report('CT0309', `model directory ${dir} has no config.json`, '/model/path', [
       'A model directory holds config.json, the weights and the tokenizer files, as Hugging Face saves them.',
     ]);
@@ -194,10 +226,14 @@ function checkModel({ model }: Recipe, report: Report) {
     if (!(e instanceof ModelError)) throw e;
     report('CT0309', e.message, '/model/path', e.hint ? [e.hint] : undefined);
   }
-  checkSequenceLength(dir, model, report);
+  if (hasConfig) checkSequenceLength(dir, model, report);
 }
 
-/** max_seq_length within what the model has positions for (config.json) and what its tokenizer allows (tokenizer_config.json). */
+/**
+ * config.json's values, read as the plan reads them (a size that is not a count, or a layer count no estimate could
+ * judge, is refused here as there), and max_seq_length within what the model has positions for (config.json) and
+ * what its tokenizer allows (tokenizer_config.json).
+ */
 function checkSequenceLength(dir: string, model: Recipe['model'], report: Report) {
   let limit: { tokens: number; why: string } | undefined;
   const consider = (tokens: number | undefined, why: string) => {
@@ -211,8 +247,8 @@ function checkSequenceLength(dir: string, model: Recipe['model'], report: Report
     const tokenizerMax = readTokenizerConfig(dir).modelMaxLength;
     consider(tokenizerMax, `tokenizer_config.json says model_max_length ${tokenizerMax}`);
   } catch (e) {
-    if (e instanceof TokenizerError) report('CT0309', e.message, '/model/path', e.hint ? [e.hint] : undefined);
-    else if (!(e instanceof ModelError)) throw e; // config.json's problems are reported by the plan, which reads it
+    if (!(e instanceof TokenizerError) && !(e instanceof ModelError)) throw e;
+    report('CT0309', e.message, '/model/path', e.hint ? [e.hint] : undefined);
     return;
   }
   if (limit && model.max_seq_length > limit.tokens) {

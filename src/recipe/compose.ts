@@ -3,7 +3,8 @@ import path from 'node:path';
 import { parse as parseYamlValue } from 'yaml';
 import { diagnostic, pointerOf, segmentsOf, skipped, type Diagnostic, type SourceLocation } from './diagnostics.js';
 import { isWithin, type Hole } from './holes.js';
-import { parseRecipeText, type SourceMap } from './parse.js';
+import { LIMITS } from './bounds.js';
+import { parseRecipeText, tooLarge, type SourceMap } from './parse.js';
 import { keysAt, schemaAt } from './schema.js';
 import { closest } from './suggest.js';
 import { expandHome, parseHubId } from '../engine/hub/cache.js';
@@ -86,6 +87,40 @@ const inside = (child: string, parent: string) => {
   return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
 };
 
+/**
+ * A recipe file's text, read from a regular file only and never past the size limit (else its CT0003): /dev/zero
+ * would be read until memory ran out, and opening a FIFO would wait for a writer forever.
+ */
+function readRecipeFile(file: string): string | Diagnostic {
+  // Non-blocking: opening a FIFO then returns at once, and fstat tells what was opened.
+  const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+  try {
+    const stat = fs.fstatSync(fd);
+    if (!stat.isFile()) throw new Error(`not a regular file (${fileKind(stat)})`);
+    if (stat.size > LIMITS.bytes) return tooLarge(`${stat.size} bytes`, file);
+    const buffer = Buffer.alloc(LIMITS.bytes + 1);
+    let length = 0;
+    for (let n = 1; n > 0 && length < buffer.length; length += n)
+      n = fs.readSync(fd, buffer, length, buffer.length - length, null);
+    // A file that grew after the fstat is cut at the limit, never read to its end.
+    if (length > LIMITS.bytes) return tooLarge(`more than ${LIMITS.bytes} bytes`, file);
+    return buffer.toString('utf8', 0, length);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+const fileKind = (s: fs.Stats) =>
+  s.isDirectory()
+    ? 'a directory'
+    : s.isFIFO()
+      ? 'a named pipe'
+      : s.isCharacterDevice() || s.isBlockDevice()
+        ? 'a device'
+        : s.isSocket()
+          ? 'a socket'
+          : 'not a file';
+
 interface Layer {
   data: Record<string, unknown>;
   sources: SourceMap;
@@ -115,9 +150,9 @@ export function composeRecipe(
 
   /** `chain` holds the real paths of the files extending this one. */
   const load = (abs: string, chain: string[], from?: SourceLocation): Layer | undefined => {
-    let text: string;
+    let text: string | Diagnostic;
     try {
-      text = fs.readFileSync(abs, 'utf8');
+      text = readRecipeFile(abs);
     } catch (e) {
       const reason = (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message;
       if (!chain.length)
@@ -136,7 +171,7 @@ export function composeRecipe(
       return undefined;
     }
     files.push(abs);
-    const parsed = parseRecipeText(text, abs);
+    const parsed = typeof text === 'string' ? parseRecipeText(text, abs) : { diagnostics: [text], value: undefined };
     diagnostics.push(...parsed.diagnostics);
     if (parsed.value === undefined) {
       if (chain.length) baseMissing(parsed.diagnostics[0]);
@@ -470,6 +505,8 @@ function typedValue(raw: string, type: string | string[] | undefined): unknown {
   } catch {
     throw new Error(`cannot read '${raw}' as a value`);
   }
+  if (typeof value === 'number' && !Number.isFinite(value))
+    throw new Error(`'${raw}' is beyond the range of a number (about 1.8e308)`);
   if (
     types.includes('string') &&
     typeof value !== 'string' &&

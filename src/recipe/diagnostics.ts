@@ -29,6 +29,7 @@ export const DIAGNOSTIC_CODES = {
   CT0308: 'data-file-missing',
   CT0309: 'model-dir-invalid',
   CT0310: 'metric-not-applicable',
+  CT0311: 'sweep-too-large',
   CT0320: 'label-not-in-set',
   CT0321: 'score-out-of-range',
   CT0322: 'data-row-invalid',

@@ -22,18 +22,20 @@ export interface ParsedFile {
   diagnostics: Diagnostic[];
 }
 
+/** CT0003 for a recipe file of `size` (a byte count, or "more than the limit" where it was not read whole). */
+export const tooLarge = (size: string, file: string) =>
+  diagnostic('CT0003', `recipe is ${size}; the limit is ${LIMITS.bytes}`, '', {
+    location: { file, line: 1, column: 1 },
+    notes: ['Recipes describe experiments; put data in data files.'],
+  });
+
 /** Parses one YAML recipe file into plain JSON data plus a pointer-to-position map. Never throws. */
 export function parseRecipeText(text: string, file: string): ParsedFile {
   const diagnostics: Diagnostic[] = [];
   const sources: SourceMap = new Map();
   const at = (line: number, column: number): SourceLocation => ({ file, line, column });
   if (Buffer.byteLength(text) > LIMITS.bytes) {
-    diagnostics.push(
-      diagnostic('CT0003', `recipe is ${Buffer.byteLength(text)} bytes; the limit is ${LIMITS.bytes}`, '', {
-        location: at(1, 1),
-        notes: ['Recipes describe experiments; put data in data files.'],
-      }),
-    );
+    diagnostics.push(tooLarge(`${Buffer.byteLength(text)} bytes`, file));
     return { value: undefined, sources, diagnostics };
   }
   const lines = new LineCounter();

@@ -1,5 +1,6 @@
 import { createRequire } from 'node:module';
 import type { ErrorObject } from 'ajv/dist/2020.js';
+import { parse as parseYamlValue } from 'yaml';
 import { diagnostic, dottedOf, pointerOf, segmentsOf, skipped, type Diagnostic } from './diagnostics.js';
 import type { Holes } from './holes.js';
 import type { SourceMap } from './parse.js';
@@ -148,7 +149,32 @@ function describe(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'a list';
   if (typeof value === 'object') return 'a mapping';
-  return `${typeof value} ${JSON.stringify(value)}`;
+  return `${typeof value} ${numberText(value)}`;
+}
+
+/** A value as written in a message; JSON would print a number beyond a double's range (1e309, .inf) as null. */
+const numberText = (value: unknown) =>
+  typeof value === 'number' && !Number.isFinite(value)
+    ? `${value} (beyond the range of a number)`
+    : JSON.stringify(value);
+
+/**
+ * Why a string stands where a number or boolean was expected, when it reads as one: it was quoted, or came from
+ * ${VAR}, which YAML has already typed as a string before the variable's value is put in.
+ */
+function typedStringNote(actual: string, expected: string, dotted: string): string[] | undefined {
+  let reads: unknown;
+  try {
+    reads = parseYamlValue(actual, { customTags: [] });
+  } catch {
+    return undefined;
+  }
+  if (!expected.split(',').some((t) => typeof reads === t || (t === 'integer' && Number.isInteger(reads))))
+    return undefined;
+  return [
+    `The value is the text ${JSON.stringify(actual)}: quoted, or put in by a \${VAR}, which YAML reads as a string before the variable is interpolated.`,
+    `Write the value itself, or pass it from the environment with --set ${dotted}=$VAR (typed by the schema).`,
+  ];
 }
 
 function valueAt(data: unknown, pointer: string): unknown {
@@ -246,16 +272,16 @@ function toDiagnostics(
         );
         break;
       }
-      case 'type':
+      case 'type': {
+        const expected = String((e.params as { type: string }).type);
         push(
-          diagnostic(
-            'CT0104',
-            `${dotted} is ${describe(actual)}; expected ${String((e.params as { type: string }).type).replace(',', ' or ')}`,
-            pointer,
-            { location },
-          ),
+          diagnostic('CT0104', `${dotted} is ${describe(actual)}; expected ${expected.replace(',', ' or ')}`, pointer, {
+            location,
+            notes: typeof actual === 'string' ? typedStringNote(actual, expected, dotted) : undefined,
+          }),
         );
         break;
+      }
       case 'minimum':
       case 'maximum':
       case 'exclusiveMinimum':
@@ -264,7 +290,7 @@ function toDiagnostics(
         // The field's description says why the bound is there (a seed's 32 bits), where it has one.
         const description = schemaAt(segmentsOf(pointer), data)?.description;
         push(
-          diagnostic('CT0106', `${dotted} is ${JSON.stringify(actual)}; it must be ${comparison} ${limit}`, pointer, {
+          diagnostic('CT0106', `${dotted} is ${numberText(actual)}; it must be ${comparison} ${limit}`, pointer, {
             location,
             notes: description ? [description] : undefined,
           }),

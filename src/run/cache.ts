@@ -1,10 +1,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { cleanTemporaries, publish, TMP_SUFFIX, writeAtomic, writeJsonAtomic, WriteError } from '../engine/files.js';
+import { formatBytes } from '../plan/estimate.js';
 import { sha256 } from '../plan/hash.js';
 import { cacheEntryDir, isCacheEntryComplete } from '../plan/stages.js';
 import { ARTIFACT_VERSIONS, checkVersion, isObject } from './artifacts.js';
 import { RunError } from './errors.js';
+import { mkdirs } from './rundir.js';
 
 /** done.json: what a complete entry holds, with the sha256 of each file's content. */
 export interface CacheManifest {
@@ -39,7 +41,7 @@ export class StageCache {
   /** Fails early, before a stage is computed, when the cache directory cannot be written. */
   checkWritable() {
     try {
-      fs.mkdirSync(this.root, { recursive: true });
+      mkdirs(path.resolve(this.root));
       fs.accessSync(this.root, fs.constants.W_OK);
     } catch (e) {
       throw new RunError(
@@ -48,6 +50,20 @@ export class StageCache {
       );
     }
     cleanTemporaries(this.root, false);
+  }
+
+  /**
+   * Fails before a stage is computed when the cache's file system has less room than its entry (`bytes`, an
+   * upper bound) needs, rather than after the work, when the entry is written.
+   */
+  checkSpace(kind: string, bytes: number) {
+    const fsStats = fs.statfsSync(this.root);
+    const free = fsStats.bavail * fsStats.bsize;
+    if (free < bytes)
+      throw new RunError(
+        `cache directory ${this.root} has ${formatBytes(free)} free, but the ${kind} stage's entry needs about ${formatBytes(bytes)}`,
+        'Free disk space there, or set runtime.cache_dir to a directory with room.',
+      );
   }
 
   /**

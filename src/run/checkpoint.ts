@@ -5,7 +5,7 @@ import { writeAtomic, writeJsonAtomic } from '../engine/files.js';
 import type { ParamSpec } from '../engine/params.js';
 import { parseSafetensors, safetensorsChunks, SafetensorsError } from '../engine/safetensors.js';
 import { sha256 } from '../plan/hash.js';
-import { checkVersion } from './artifacts.js';
+import { checkVersion, isObject } from './artifacts.js';
 import { RunError } from './errors.js';
 import type { LoopState } from './train.js';
 
@@ -65,16 +65,28 @@ function* hashed(chunks: Iterable<Uint8Array>, hash: Hash): Generator<Uint8Array
 function readPointer(runDir: string): Pointer | undefined {
   const file = path.join(runDir, POINTER);
   if (!fs.existsSync(file)) return undefined;
+  let pointer: unknown;
   try {
-    return JSON.parse(fs.readFileSync(file, 'utf8')) as Pointer;
+    pointer = JSON.parse(fs.readFileSync(file, 'utf8'));
   } catch (e) {
-    throw new RunError(
-      `${file} is not valid JSON (${(e as Error).message})`,
-      `Remove ${file} to train again from the start in this directory, or start a new run without --resume.`,
-      'resume',
-    );
+    throw damagedPointer(file, `not valid JSON (${(e as Error).message})`);
   }
+  // Only checkpoint directories of this run: the pointer is read back from disk, so it is confined like any path.
+  const records = isObject(pointer) ? [pointer, pointer.previous].filter((r) => r !== undefined) : [pointer];
+  for (const r of records) {
+    const dir = isObject(r) ? r.dir : undefined;
+    if (typeof dir !== 'string' || !/^checkpoints[/\\]step-\d+$/.test(dir))
+      throw damagedPointer(file, `"dir" must name a checkpoints/step-NNNNNN directory, found ${JSON.stringify(dir)}`);
+  }
+  return pointer as Pointer;
 }
+
+const damagedPointer = (file: string, why: string) =>
+  new RunError(
+    `${file} is damaged: ${why}`,
+    'Restore it as {"dir": "checkpoints/step-NNNNNN", "step": N} naming the newest directory under checkpoints/, or start the run again without --resume.',
+    'resume',
+  );
 
 /**
  * Writes a checkpoint and points checkpoint.json at it, with the sha256 of each of its files. The checkpoint

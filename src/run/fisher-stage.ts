@@ -54,6 +54,11 @@ export const fisherRunner: StageRunner<ChildNetwork> = {
   cache: {
     key: (stage, ctx) => fisherKey(stage, ctx.runtime),
     store: (c) => ({ 'mask.bin': c.packed, 'stats.json': JSON.stringify(c.stats, null, 2) }),
+    // Every tensor's bitset at most, and stats.json: its histogram and a few numbers per tensor.
+    bytes: (_, [loaded]) => {
+      const { specs } = (loaded as LoadedModel).model;
+      return specs.reduce((a, s) => a + bitsetBytes(sizeOf(s)), 0) + (64 << 10) + 1024 * specs.length;
+    },
     load(files, stage, [loaded], ctx) {
       const { model } = loaded as LoadedModel;
       const stats: FisherStats = JSON.parse(files['stats.json'].toString('utf8'));

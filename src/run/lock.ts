@@ -112,25 +112,21 @@ export class DirLock {
     const text = readOr(this.file);
     if (text === null) return;
     const dir = path.dirname(this.file);
-    let owner: LockOwner;
-    try {
-      owner = JSON.parse(text);
-      if (!Number.isInteger(owner.pid)) throw new Error('no pid');
-    } catch {
-      // Locks before this format held only a pid.
-      owner = { pid: Number(text), host: os.hostname(), boot_id: null, start_time: null, at: '' };
+    const owner = ownerIn(text);
+    // An unreadable lock (empty, truncated by a crash or a full disk) names no process that could still hold it.
+    if (owner) {
+      const state = ownerState(owner, fs.statSync(this.file, { throwIfNoEntry: false })?.mtimeMs ?? 0);
+      if (state === 'alive')
+        throw new RunError(
+          `${dir} is in use by process ${owner.pid} on this host (${owner.host})`,
+          'Wait for it to finish, or stop it (Ctrl-C lets it stop cleanly).',
+        );
+      if (state === 'unknown')
+        throw new RunError(
+          `${dir} is locked by process ${owner.pid} on host ${owner.host}, active in the last ${ABANDONED_AFTER_MS / 60_000} minutes`,
+          `If that run is gone, wait ${ABANDONED_AFTER_MS / 60_000} minutes from its last activity, or remove ${this.file}.`,
+        );
     }
-    const state = ownerState(owner, fs.statSync(this.file, { throwIfNoEntry: false })?.mtimeMs ?? 0);
-    if (state === 'alive')
-      throw new RunError(
-        `${dir} is in use by process ${owner.pid} on this host (${owner.host})`,
-        'Wait for it to finish, or stop it (Ctrl-C lets it stop cleanly).',
-      );
-    if (state === 'unknown')
-      throw new RunError(
-        `${dir} is locked by process ${owner.pid} on host ${owner.host}, active in the last ${ABANDONED_AFTER_MS / 60_000} minutes`,
-        `If that run is gone, wait ${ABANDONED_AFTER_MS / 60_000} minutes from its last activity, or remove ${this.file}.`,
-      );
     // Move the dead lock aside and check it is the one we judged: a concurrent taker may have replaced it.
     const aside = `${this.file}.stale${TMP_SUFFIX}`;
     try {
@@ -146,14 +142,32 @@ export class DirLock {
       );
     }
     fs.rmSync(aside, { force: true });
-    log(`lock: took over ${this.file} from process ${owner.pid} on ${owner.host}, which is no longer running`);
+    log(
+      owner
+        ? `lock: took over ${this.file} from process ${owner.pid} on ${owner.host}, which is no longer running`
+        : `lock: took over ${this.file}, which was unreadable (${text ? 'not a lock record' : 'empty'}): no process can hold it`,
+    );
   }
 
   release() {
     clearInterval(this.heartbeat);
     const holder = readOr(this.file);
     const me = currentOwner();
-    const o = holder ? (JSON.parse(holder) as LockOwner) : undefined;
+    const o = holder === null ? undefined : ownerIn(holder);
     if (o && o.pid === me.pid && o.start_time === me.start_time) fs.rmSync(this.file, { force: true });
   }
+}
+
+/** The owner a lock file's text records, or undefined when it records none (empty, damaged, pid not positive). */
+function ownerIn(text: string): LockOwner | undefined {
+  let owner: LockOwner;
+  try {
+    owner = JSON.parse(text);
+    if (!Number.isInteger(owner?.pid)) throw new Error('no pid');
+  } catch {
+    // Locks before this format held only a pid.
+    owner = { pid: Number(text), host: os.hostname(), boot_id: null, start_time: null, at: '' };
+  }
+  // pid 0 or a negative one would make process.kill address a whole process group, which always exists.
+  return Number.isSafeInteger(owner.pid) && owner.pid > 0 ? owner : undefined;
 }

@@ -1,9 +1,9 @@
-import fs from 'node:fs';
 import path from 'node:path';
 import { writeAtomic, writeJsonAtomic } from '../engine/files.js';
 import { readChildMask } from './child-mask.js';
 import { RunError } from './errors.js';
 import { reportHtml, type RenderedFigure } from './report-html.js';
+import { makeDir } from './rundir.js';
 import { collectRuns, findRuns, type RunRecord } from './report/collect.js';
 import { BAND, buildFigures } from './report/figures.js';
 import { groupRuns } from './report/group.js';
@@ -84,7 +84,11 @@ export async function reportCommand(
   const table = buildTable(grouping, diffs, baseline);
   const out = opts.out ?? dirs[0];
   const figuresDir = path.join(out, 'figures');
-  fs.mkdirSync(figuresDir, { recursive: true });
+  makeDir(
+    figuresDir,
+    'report directory',
+    'Pass --out a writable directory (the default is the first directory given).',
+  );
 
   const png = await pngRenderer();
   const rendered: RenderedFigure[] = [];

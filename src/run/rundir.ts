@@ -30,33 +30,50 @@ export function confined(parent: string, child: string): string {
   return full;
 }
 
-function makeDir(dir: string, what: string) {
+/** Why a directory could not be created, in words (errno code kept). */
+function mkdirFailure(e: NodeJS.ErrnoException): string {
+  const code = e.code;
+  return code === 'EEXIST' || code === 'ENOTDIR'
+    ? 'a file is in the way'
+    : code === 'EACCES' || code === 'EPERM'
+      ? 'permission denied'
+      : code === 'ENOSPC'
+        ? 'the disk is full'
+        : code === 'EROFS'
+          ? 'the file system is read-only'
+          : code === 'ENOENT'
+            ? 'the directory above it accepts no new entries (ENOENT: a read-only or virtual file system such as /proc)'
+            : e.message;
+}
+
+/**
+ * mkdir -p, one level at a time: Node's recursive mkdirSync never returns where a parent refuses new entries
+ * with ENOENT (procfs), and this also ends there with that error.
+ */
+export function mkdirs(dir: string) {
   try {
-    fs.mkdirSync(dir, { recursive: true });
+    fs.mkdirSync(dir);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    const why =
-      code === 'EEXIST' || code === 'ENOTDIR'
-        ? 'a file is in the way'
-        : code === 'EACCES' || code === 'EPERM'
-          ? 'permission denied'
-          : code === 'ENOSPC'
-            ? 'the disk is full'
-            : code === 'EROFS'
-              ? 'the file system is read-only'
-              : (e as Error).message;
-    throw new RunError(
-      `cannot create ${what} ${dir}: ${why}`,
-      what === 'output directory'
-        ? 'Set runtime.output_dir to a writable directory.'
-        : 'Check the permissions of the directory above it.',
-    );
+    if (code === 'EEXIST' && fs.statSync(dir).isDirectory()) return;
+    if (code !== 'ENOENT' || path.dirname(dir) === dir) throw e;
+    mkdirs(path.dirname(dir));
+    fs.mkdirSync(dir);
+  }
+}
+
+/** Creates `dir` and its parents, or says in one RunError why not, with `hint` (what to set instead). */
+export function makeDir(dir: string, what: string, hint = 'Check the permissions of the directory above it.') {
+  try {
+    mkdirs(path.resolve(dir));
+  } catch (e) {
+    throw new RunError(`cannot create ${what} ${dir}: ${mkdirFailure(e as NodeJS.ErrnoException)}`, hint);
   }
 }
 
 /** Makes `parent/<slug of name>-<time>` (with -1, -2... if taken) and returns it: one directory per run or sweep, never shared. */
 export function freshDirectory(parent: string, name: string): string {
-  makeDir(parent, 'output directory');
+  makeDir(parent, 'output directory', 'Set runtime.output_dir to a writable directory.');
   const stamp = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
   for (let i = 0; ; i++) {
     const dir = confined(parent, `${slugify(name)}-${stamp}${i ? `-${i}` : ''}`);
@@ -66,8 +83,8 @@ export function freshDirectory(parent: string, name: string): string {
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'EEXIST') continue;
       throw new RunError(
-        `cannot create directory ${dir}: ${(e as Error).message}`,
-        'Check runtime.output_dir and free disk space.',
+        `cannot create directory ${dir}: ${mkdirFailure(e as NodeJS.ErrnoException)}`,
+        'Set runtime.output_dir to a writable directory with free space.',
       );
     }
   }

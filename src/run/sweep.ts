@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { cleanTemporaries, writeAtomic, writeJsonAtomic } from '../engine/files.js';
 import { compilePlan, volatile } from '../plan/compiler.js';
+import { sha256 } from '../plan/hash.js';
 import { CACHED_STAGES, type Plan } from '../plan/stages.js';
 import { loadRecipe } from '../recipe/index.js';
 import { fetchMissing } from './fetch.js';
@@ -295,18 +296,33 @@ sbatch --dependency=afterok:"$prep" --array=0-${lock.trials.length - 1} --job-na
 `;
 }
 
+/** Kubernetes Job names are DNS-1123 labels; an Indexed Job's pods are named `<job>-<index>`, so leave room for that. */
+const K8S_NAME_LENGTH = 52;
+
+/**
+ * The name of one of a sweep's Jobs (`suffix`: prepare, trials): its directory name in lowercase ASCII (accents dropped, other characters as
+ * '-'), cut to fit, a hash of the sweep directory's full path, so that two sweeps never share Job names
+ * (a long name would otherwise lose the timestamp that tells them apart).
+ */
+export function k8sName(dir: string, suffix: string): string {
+  const hash = sha256(path.resolve(dir)).slice(0, 8);
+  const ascii = path
+    .basename(dir)
+    .normalize('NFKD')
+    .replace(/\p{M}/gu, '')
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, '-')
+    .slice(0, K8S_NAME_LENGTH - hash.length - suffix.length - 2)
+    .replace(/^-+|-+$/g, '');
+  return [ascii || 'sweep', hash, suffix].join('-');
+}
+
 function k8sManifest(lock: SweepLock, dir: string): string {
   const lockPath = path.resolve(dir, LOCK_FILE);
-  const name = path
-    .basename(dir)
-    .toLowerCase()
-    .replace(/[^a-z0-9-]/g, '-')
-    .slice(0, 40)
-    .replace(/-+$/, '');
   const job = (suffix: string, extra: string, command: string) => `apiVersion: batch/v1
 kind: Job
 metadata:
-  name: ${name}-${suffix}
+  name: ${k8sName(dir, suffix)}
 spec:
 ${extra}  template:
     spec:
@@ -322,7 +338,7 @@ ${extra}  template:
 `;
   return `# Kubernetes manifests for the childtune sweep in ${JSON.stringify(dir)} (${lock.trials.length} trials).
 # The first Job runs the shared fisher stages once; the Indexed Job runs one trial per index. Apply the
-# first, wait for it (kubectl wait --for=condition=complete job/${name}-prepare), then apply the second.
+# first, wait for it (kubectl wait --for=condition=complete job/${k8sName(dir, 'prepare')}), then apply the second.
 ${job('prepare', '  backoffLimit: 2\n', `childtune sweep --prepare ${shellQuote(lockPath)}`)}---
 ${job('trials', `  completionMode: Indexed\n  completions: ${lock.trials.length}\n  parallelism: ${lock.trials.length}\n  backoffLimit: ${lock.trials.length}\n`, `childtune run --trial "$JOB_COMPLETION_INDEX" ${shellQuote(lockPath)}`)}`;
 }

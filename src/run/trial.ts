@@ -2,6 +2,7 @@ import { ChildtuneError } from '../engine/errors.js';
 import type { Plan, PlannedTrial } from '../plan/stages.js';
 import type { Recipe } from '../recipe/types.generated.js';
 import { latestCheckpoint } from './checkpoint.js';
+import { RunError } from './errors.js';
 import { executeTrial } from './executor.js';
 import { Interrupted } from './interrupt.js';
 import { reporter, type Io } from './reporter.js';
@@ -67,11 +68,21 @@ function recordFailure(run: RunDir, e: Error) {
       stage: failedStageOf(e),
       message: e.message,
       hint: hint ?? null,
-      last_checkpoint: latestCheckpoint(run.dir) ?? null,
+      last_checkpoint: lastCheckpointOrNull(run.dir),
       ...(interrupted ? { signal: e.signal } : {}),
       at: new Date().toISOString(),
     });
   } catch (writeFailure) {
     e.message += ` (and ${run.path('error.json')} could not be written: ${(writeFailure as Error).message})`;
+  }
+}
+
+/** The latest checkpoint for error.json, or null where there is none or its pointer is damaged (the failure itself, maybe). */
+function lastCheckpointOrNull(dir: string): string | null {
+  try {
+    return latestCheckpoint(dir) ?? null;
+  } catch (e) {
+    if (e instanceof RunError) return null;
+    throw e;
   }
 }

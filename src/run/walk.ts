@@ -37,6 +37,8 @@ export interface StageCacheFormat<O> {
   /** The entry's key: the planned hash unless the stage's real inputs differ from the plan's prediction. */
   key?(stage: Stage, ctx: TrialContext): string;
   store(output: O): Record<string, string | Uint8Array>;
+  /** An upper bound of the entry's bytes, known before the stage runs: the cache must have that much free first. */
+  bytes(stage: Stage, deps: unknown[], ctx: TrialContext): number;
   load(files: Record<string, Buffer>, stage: Stage, deps: unknown[], ctx: TrialContext): O;
   /** The log line's end on a hit, e.g. 'reusing its mask'. */
   reused: string;
@@ -144,6 +146,7 @@ async function cachedRun(stage: Stage, deps: unknown[], runner: Required<StageRu
     ctx.report.log(
       `${stage.kind}: cache entry ${key.slice(0, 12)} is corrupt (${entry.why}); moved to ${entry.movedTo} and recomputing`,
     );
+  ctx.cache.checkSpace(stage.kind, format.bytes(stage, deps, ctx));
   const output = await runner.run(stage, deps, ctx);
   ctx.cache.write(stage.kind, key, format.store(output));
   return output;
