@@ -185,7 +185,7 @@ test('a micro model trains until its loss falls below 0.05, bit-identically twic
 test('every installed backend is exercised; a missing one is a clear error with the npm command', async () => {
   const installed = await installedBackends();
   assert.ok(installed.includes('wasm') && installed.includes('cpu'));
-  for (const name of ['tensorflow', 'tensorflow-gpu'] as const) {
+  for (const name of ['tensorflow'] as const) {
     if (installed.includes(name)) continue;
     await assert.rejects(
       selectBackend(name),
@@ -195,8 +195,14 @@ test('every installed backend is exercised; a missing one is a clear error with 
         /npm install @tensorflow\/tfjs-node/.test(e.hint!),
     );
   }
+  // tensorflow-gpu is refused whether installed or not: no test runs it (the GPU trains through webgpu).
+  await assert.rejects(
+    selectBackend('tensorflow-gpu'),
+    (e: BackendError) =>
+      e instanceof BackendError && /not supported/.test(e.message) && /runtime\.backend: webgpu/.test(e.hint!),
+  );
   const auto = await selectBackend('auto');
-  assert.equal(auto.name, installed.find((n) => n === 'tensorflow-gpu' || n === 'tensorflow') ?? 'wasm');
+  assert.equal(auto.name, installed.find((n) => n === 'tensorflow') ?? 'wasm');
 });
 
 describe('checkpoints', () => {

@@ -1,3 +1,4 @@
+import * as tf from '@tensorflow/tfjs-core';
 import type { Rng } from './rng.js';
 
 /**
@@ -88,4 +89,37 @@ function logSoftmax(x: Float32Array, at: number, k: number, logp: Float64Array, 
     logp[j] = x[at + j] - log;
     p[j] = Math.exp(logp[j]);
   }
+}
+
+/** A distance on a GPU: the same formulas as symmetricKl and squaredDifference, as tensors (float32). */
+export interface DeviceDistance {
+  value: tf.Scalar;
+  dclean: tf.Tensor2D;
+  dnoisy: tf.Tensor2D;
+}
+
+/** symmetricKl over [rows, k] logits on the device, for a GPU pass that cannot read the logits mid-step. */
+export function symmetricKlOnDevice(clean: tf.Tensor2D, noisy: tf.Tensor2D): DeviceDistance {
+  const rows = clean.shape[0];
+  const [lp, lq] = [tf.logSoftmax(clean), tf.logSoftmax(noisy)];
+  const [p, q] = [tf.exp(lp), tf.exp(lq)];
+  const d = tf.sub(lp, lq);
+  const pd = tf.sum(tf.mul(p, d), 1, true);
+  const qd = tf.sum(tf.mul(q, d), 1, true);
+  return {
+    value: tf.div(tf.sum(tf.mul(tf.sub(p, q), d)), rows) as tf.Scalar,
+    dclean: tf.div(tf.add(tf.mul(p, tf.sub(d, pd)), tf.sub(p, q)), rows) as tf.Tensor2D,
+    dnoisy: tf.div(tf.add(tf.mul(q, tf.sub(qd, d)), tf.sub(q, p)), rows) as tf.Tensor2D,
+  };
+}
+
+/** squaredDifference on the device. */
+export function squaredDifferenceOnDevice(clean: tf.Tensor2D, noisy: tf.Tensor2D): DeviceDistance {
+  const n = clean.size;
+  const diff = tf.sub(clean, noisy);
+  return {
+    value: tf.div(tf.sum(tf.square(diff)), n) as tf.Scalar,
+    dclean: tf.mul(diff, 2 / n) as tf.Tensor2D,
+    dnoisy: tf.mul(diff, -2 / n) as tf.Tensor2D,
+  };
 }

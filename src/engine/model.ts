@@ -1,6 +1,13 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { ModelConfig } from './config.js';
-import { embeddingNoise, squaredDifference, symmetricKl, type ConsistencyTerm } from './consistency.js';
+import {
+  embeddingNoise,
+  squaredDifference,
+  squaredDifferenceOnDevice,
+  symmetricKl,
+  symmetricKlOnDevice,
+  type ConsistencyTerm,
+} from './consistency.js';
 import { tidyKeep } from './kernels.js';
 import { assemble } from './modules/families.js';
 import { applyModifiers, type ModelModifier } from './modules/modifier.js';
@@ -123,7 +130,14 @@ export class EncoderClassifier {
    * (which `emit` keeps), and the mean loss stays on the device. Dropout, the modules' draws and the batch are as
    * in `step`; a consistency term needs the logits on the host mid-step and is not available here.
    */
-  stepOnDevice(b: Batch, rng: Rng | null, emit: (p: Param, g: tf.Tensor) => void, seed: number | null): tf.Scalar {
+  stepOnDevice(
+    b: Batch,
+    rng: Rng | null,
+    emit: (p: Param, g: tf.Tensor) => void,
+    extras: StepExtras = {},
+  ): tf.Scalar {
+    const seed = extras.seed ?? null;
+    const consistency = extras.consistency?.term.weight ? extras.consistency : undefined;
     const ctx: BackwardContext = {
       weight: (p) => this.tensor(p.index),
       emit,
@@ -135,8 +149,18 @@ export class EncoderClassifier {
     return tf.tidy(() => {
       const f = this.forward(b, rng, seed);
       const { loss, dlogits } = this.lossAndGrad(f.logits, b);
-      this.backward(b, f, dlogits, ctx);
-      return loss as tf.Scalar;
+      if (!consistency) {
+        this.backward(b, f, dlogits, ctx);
+        return loss as tf.Scalar;
+      }
+      // As in `step`, with the distance on the device; the second pass's gradients add to the first's in `emit`.
+      const { term, noise } = consistency;
+      const noisy = this.forward(b, rng, seed, embeddingNoise(term, b.batch * b.seq * this.embeddingWidth, noise));
+      const distance = this.regression ? squaredDifferenceOnDevice : symmetricKlOnDevice;
+      const d = distance(f.logits, noisy.logits);
+      this.backward(b, f, tf.add(dlogits, tf.mul(d.dclean, term.weight)) as T2, ctx);
+      this.backward(b, noisy, tf.mul(d.dnoisy, term.weight) as T2, ctx);
+      return tf.add(loss, tf.mul(d.value, term.weight)) as tf.Scalar;
     });
   }
 

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import { ChildtuneError } from '../errors.js';
 
@@ -55,12 +56,29 @@ function loadDawn(): Dawn | { missing: string } {
   }
 }
 
+/** Where the Vulkan loader looks for drivers on Linux (its ICD manifests), besides VK_ICD_FILENAMES / VK_DRIVER_FILES. */
+const ICD_DIRS = ['/etc/vulkan/icd.d', '/usr/share/vulkan/icd.d', '/usr/local/share/vulkan/icd.d'];
+
+/**
+ * Why Dawn cannot find a Vulkan adapter on Linux, asked before Dawn is: without a driver manifest it would only print
+ * the loader's warnings to the terminal. Undefined where there is one, and on macOS and Windows (Metal, D3D12).
+ */
+function vulkanDriver(): string | undefined {
+  if (process.platform !== 'linux') return undefined;
+  const named = [process.env.VK_ICD_FILENAMES, process.env.VK_DRIVER_FILES].filter(Boolean).join(':');
+  if (named) return named.split(':').some((f) => fs.existsSync(f)) ? undefined : `no Vulkan driver manifest at ${named}`;
+  const found = ICD_DIRS.some((d) => fs.existsSync(d) && fs.readdirSync(d).some((f) => f.endsWith('.json')));
+  return found ? undefined : `no Vulkan driver is installed (no manifest in ${ICD_DIRS.join(', ')})`;
+}
+
 /**
  * The adapter Dawn finds (asked for once per process): its info, or why there is none. Reads no GPU memory, so
  * `plan` and `auto` may ask.
  */
 export function findAdapter(): Promise<{ adapter: GPUAdapter; info: DeviceInfo } | { missing: string }> {
   probe ??= (async () => {
+    const driver = vulkanDriver();
+    if (driver) return { missing: driver };
     const dawn = loadDawn();
     if ('missing' in dawn) return dawn;
     // Dawn's classes (GPUBufferUsage, ...) are what tfjs's webgpu backend reads from the global scope.

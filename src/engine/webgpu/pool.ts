@@ -70,6 +70,8 @@ export class DevicePool implements TrainingPool {
     const specs = model.specs;
     this.weights = specs.map((s, i) => tf.keep(tf.tensor(model.values[i], internalShape(s))));
     model.placeOnDevice(this.weights);
+    // The uploads tfjs records, submitted before the anchor copies read them.
+    const uploaded = this.weights.map(bufferOf);
     flushTfjs();
     const encoder = this.device.createCommandEncoder();
     this.state = specs.map((s, i) => {
@@ -82,7 +84,7 @@ export class DevicePool implements TrainingPool {
       };
       if (o.anchor) {
         st.anchor = this.buffer(n * 4);
-        encoder.copyBufferToBuffer(bufferOf(this.weights[i]), 0, st.anchor, 0, n * 4);
+        encoder.copyBufferToBuffer(uploaded[i], 0, st.anchor, 0, n * 4);
       }
       return st;
     });
@@ -116,11 +118,6 @@ export class DevicePool implements TrainingPool {
   }
 
   async gradients(b: Batch, dropoutSeed: number | null, stepSeed: number | null = null) {
-    if (stepSeed !== null && this.hooks.consistency)
-      throw new DeviceError(
-        `${this.hooks.kind}'s consistency term does not run on the GPU yet`,
-        'Set runtime.backend: auto (or wasm) for this strategy.',
-      );
     const loss = this.backward(b, dropoutSeed, stepSeed);
     const sums = tf.tidy(() => {
       // Added one by one, in tensor order: addN binds every input at once, past the device's limit.
@@ -140,6 +137,9 @@ export class DevicePool implements TrainingPool {
     this.grads = [];
     // One shard: the dropout stream of the CPU path's shard 0, so a one-thread CPU run draws the same masks.
     const rng = dropoutSeed === null ? null : new Rng(streamSeed(dropoutSeed, 0));
+    // The consistency noise of the CPU path's shard 0, first pass.
+    const term = stepSeed === null ? undefined : this.hooks.consistency;
+    const consistency = term && { term, noise: new Rng(streamSeed(stepSeed!, term.stream, 0, 0)) };
     return this.model.stepOnDevice(
       b,
       rng,
@@ -148,7 +148,7 @@ export class DevicePool implements TrainingPool {
         this.grads[p.index] = tf.keep(before ? tf.add(before, g) : g);
         if (before) tf.dispose([before, g]);
       },
-      stepSeed,
+      { seed: stepSeed, consistency },
     );
   }
 

@@ -24,6 +24,8 @@ interface MlpCache {
  */
 function addShared(p: Param, g: tf.Tensor, first: boolean, ctx: BackwardContext) {
   if (!trains(p.spec)) return;
+  // On a GPU the model adds the layers' gradients of one parameter itself.
+  if (ctx.device) return ctx.emit(p, g);
   const { grad, pass } = ctx.buffer(p);
   const values = g.dataSync();
   const add = pass.accumulate || !first;

@@ -1,0 +1,301 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, test } from 'node:test';
+import { promisify } from 'node:util';
+import { activeDeviceInfo, selectBackend } from '../src/engine/backend.js';
+import { batchOf } from '../src/engine/batch.js';
+import { initStrategyParams, loadPretrained } from '../src/engine/checkpoint.js';
+import { EncoderClassifier, type Batch } from '../src/engine/model.js';
+import type { Encoding } from '../src/engine/tokenizer.js';
+import { clipCoefficient } from '../src/engine/optimizer.js';
+import type { UpdateObserver } from '../src/engine/parallel/hooks.js';
+import { Rng } from '../src/engine/rng.js';
+import { loadRecipe } from '../src/recipe/index.js';
+import { startPool, type RunPool } from '../src/run/parallel.js';
+import { childTuningD } from '../src/strategies/child-tuning-d/index.js';
+import { childTuningF } from '../src/strategies/child-tuning-f/index.js';
+import { accumulateFisher, selectChild } from '../src/strategies/fisher.js';
+import { anchorFor, modifiersFor, STRATEGIES, strategyFor } from '../src/strategies/registry.js';
+import type { Strategy } from '../src/strategies/strategy.js';
+import { vanilla } from '../src/strategies/vanilla/index.js';
+import { gpuSkip, swiftshaderIcd, useSwiftshader } from './gpu.js';
+import { cli, FIXTURES, GLUE, microModel, REPO, tmpProject, write } from './helpers.js';
+
+/**
+ * The webgpu backend on SwiftShader (a software Vulkan device, so CI runs it): the same model and strategies as
+ * the CPU path, step by step. SwiftShader runs about 0.5 GFLOP/s, so the shapes are small.
+ */
+const skip = gpuSkip();
+const env = skip ? {} : useSwiftshader(swiftshaderIcd()!);
+const adam = { lr: 1e-3, betas: [0.9, 0.999] as [number, number], eps: 1e-8, weightDecay: 0.01 };
+const TINY = path.join(FIXTURES, 'bert-tiny-random');
+
+/** `n` random sequences of `seq` tokens (ids below 2000), labels alternating. */
+function examples(n: number, seq: number, seed: number): { encodings: Encoding[]; labels: number[] } {
+  const rng = new Rng(seed);
+  const encodings = Array.from({ length: n }, () => ({
+    tokens: [],
+    inputIds: Array.from({ length: seq }, () => 1 + rng.int(2000)),
+    tokenTypeIds: new Array<number>(seq).fill(0),
+    attentionMask: new Array<number>(seq).fill(1),
+  }));
+  return { encodings, labels: encodings.map((_, i) => i % 2) };
+}
+
+/** `count` batches of `rows` such sequences. */
+function batches(count: number, rows: number, seq: number, seed: number): Batch[] {
+  const { encodings, labels } = examples(count * rows, seq, seed);
+  return Array.from({ length: count }, (_, k) =>
+    batchOf(encodings.slice(k * rows, (k + 1) * rows), seq, labels.slice(k * rows, (k + 1) * rows), 0),
+  );
+}
+
+/** Every update's bitsets, copied (what F's masks record reads). */
+function bitsRecorder(strategy: Strategy) {
+  const steps: Uint8Array[][] = [];
+  const observer: UpdateObserver = {
+    readsBits: true,
+    before: (step, bits) => strategy.before(step, bits),
+    after: (step, bits, sizes, kept) => {
+      strategy.after(step, bits, sizes, kept);
+      steps.push(bits.map((b) => Uint8Array.from(b)));
+    },
+  };
+  return { steps, observer };
+}
+
+/** Steps on one backend: losses, gradient norms, and the weights at the end. */
+async function train(
+  backend: 'wasm' | 'webgpu',
+  model: EncoderClassifier,
+  strategy: Strategy,
+  data: Batch[],
+  o: { dropout?: number; observer?: UpdateObserver } = {},
+) {
+  await selectBackend(backend);
+  const pool = await startPool(model, { threads: 1, backend, adam });
+  await pool.setStrategy(strategy);
+  const losses: number[] = [];
+  const norms: number[] = [];
+  for (const [k, b] of data.entries()) {
+    const r = await pool.gradients(b, o.dropout ?? null, 100 + k);
+    losses.push(r.loss);
+    norms.push(r.norm);
+    await pool.update(adam.lr, clipCoefficient(r.norm, 1), o.observer ?? strategy);
+  }
+  await pool.syncToHost();
+  const weights = model.values.map((v) => Float32Array.from(v));
+  await pool.close();
+  return { losses, norms, weights };
+}
+
+const tiny = () => loadPretrained(TINY, { numLabels: 2, seed: 3 }).model;
+
+/** Largest absolute difference over every weight. */
+const worst = (a: Float32Array[], b: Float32Array[]) =>
+  a.reduce((m, x, i) => x.reduce((mm, v, j) => Math.max(mm, Math.abs(v - b[i][j])), m), 0);
+
+const relClose = (gpu: number[], cpu: number[], tol: number, what: string) =>
+  gpu.forEach((g, k) =>
+    assert.ok(Math.abs(g - cpu[k]) <= tol * Math.abs(cpu[k]), `${what} step ${k + 1}: gpu ${g} cpu ${cpu[k]}`),
+  );
+
+describe('webgpu backend on SwiftShader', { skip }, () => {
+  test('the adapter is found, named and never taken by auto (a software adapter)', async () => {
+    const gpu = await selectBackend('webgpu');
+    assert.equal(gpu.name, 'webgpu');
+    assert.equal(gpu.device?.software, true);
+    assert.match(gpu.device!.architecture, /swiftshader/i);
+    assert.deepEqual(activeDeviceInfo(), gpu.device);
+  });
+
+  test('vanilla, F and D agree with the CPU path step by step on BERT-tiny (dropout off)', async () => {
+    const data = batches(3, 2, 8, 11);
+    // Vanilla: the losses within 1e-4 relative at every step, and the weights within the tolerance the README states.
+    const v = [await train('wasm', tiny(), vanilla(), data), await train('webgpu', tiny(), vanilla(), data)];
+    relClose(v[1].losses, v[0].losses, 1e-4, 'vanilla loss');
+    relClose(v[1].norms, v[0].norms, 1e-4, 'vanilla gradient norm');
+    assert.ok(worst(v[1].weights, v[0].weights) <= 2 * adam.lr * data.length, 'vanilla weights');
+
+    // F: the same random streams, so the masks are bit-identical on the device.
+    const specs = tiny().specs;
+    const f = async (backend: 'wasm' | 'webgpu') => {
+      const s = childTuningF(0.3, 'all', specs, 17);
+      const rec = bitsRecorder(s);
+      return { ...(await train(backend, tiny(), s, data, { observer: rec.observer })), masks: rec.steps, s };
+    };
+    const [fc, fg] = [await f('wasm'), await f('webgpu')];
+    relClose(fg.losses, fc.losses, 1e-4, 'F loss');
+    fg.masks.forEach((step, k) =>
+      step.forEach((bits, i) => assert.deepEqual(bits, fc.masks[k][i], `F mask of ${specs[i].name} at step ${k + 1}`)),
+    );
+    assert.deepEqual(fg.s.keptCounts(), fc.s.keptCounts());
+
+    // D: the Fisher pass on the device selects the same child network but for elements within rounding of the
+    // threshold; trained from the same network, the losses agree.
+    const fisherOf = async (backend: 'wasm' | 'webgpu') => {
+      await selectBackend(backend);
+      const model = tiny();
+      const pool = await startPool(model, { threads: 1, backend, adam });
+      const settings = { estimator: 'batch', batch_size: 2, clip: 1, scope: 'encoder', seed: 5 } as const;
+      const acc = await accumulateFisher(pool, model.specs, examples(4, 8, 23), settings, false);
+      await pool.close();
+      return selectChild(model, acc.fisher, 0.3, 'encoder');
+    };
+    const [dc, dg] = [await fisherOf('wasm'), await fisherOf('webgpu')];
+    let both = 0;
+    let either = 0;
+    dc.masks.forEach((m, i) => {
+      if (!m) return;
+      for (let j = 0; j < m.length; j++) {
+        both += popcount8(m[j] & dg.masks[i]![j]);
+        either += popcount8(m[j] | dg.masks[i]![j]);
+      }
+    });
+    const jaccard = both / either;
+    assert.ok(jaccard >= 0.999, `D's child network on the GPU: Jaccard ${jaccard} (${either - both} elements differ)`);
+    const d = [await train('wasm', tiny(), childTuningD(dc.masks, false), data)];
+    d.push(await train('webgpu', tiny(), childTuningD(dc.masks, false), data));
+    relClose(d[1].losses, d[0].losses, 1e-4, 'D loss');
+  });
+
+  test('reruns on the device with dropout on are bit-identical', async () => {
+    const data = batches(3, 2, 6, 5).map((b) => ({ ...b, inputIds: b.inputIds.map((x) => x % 40) }));
+    const run = async () => {
+      const model = microModel();
+      return train('webgpu', model, childTuningF(0.5, 'all', model.specs, 9), data, { dropout: 77 });
+    };
+    const [a, b] = [await run(), await run()];
+    assert.deepEqual(a.losses, b.losses);
+    a.weights.forEach((w, i) => assert.deepEqual(w, b.weights[i]));
+  });
+
+  test('every registered strategy trains on the device as on the CPU, or is refused by name', async () => {
+    const dir = tmpProject();
+    const batch: Batch = {
+      batch: 2,
+      seq: 5,
+      inputIds: Int32Array.from([2, 7, 9, 3, 0, 2, 5, 3, 8, 3]),
+      tokenTypeIds: Int32Array.from([0, 0, 0, 0, 0, 0, 0, 0, 1, 1]),
+      attentionMask: Float32Array.from([1, 1, 1, 1, 0, 1, 1, 1, 1, 1]),
+      labels: Float32Array.from([2, 0]),
+    };
+    for (const def of STRATEGIES) {
+      const p = def.kind.startsWith('child-tuning') ? ', reserve_p: 0.3' : '';
+      const file = write(
+        dir,
+        `${def.kind}.yaml`,
+        `version: 1\nmodel: {path: ${TINY}}\ndataset: {task: glue/rte, dir: ${path.join(GLUE, 'RTE')}}\nstrategy: {kind: ${def.kind}${p}}\n`,
+      );
+      const recipe = loadRecipe(file).recipe!;
+      const side = async (backend: 'wasm' | 'webgpu') => {
+        await selectBackend(backend);
+        const base = microModel();
+        const model = new EncoderClassifier(base.config, 3, undefined, modifiersFor(recipe.strategy));
+        base.values.forEach((v, i) => (model.values[i] = v));
+        initStrategyParams(model, 4);
+        const masks =
+          def.kind === 'child-tuning-d'
+            ? model.specs.map((s, i) =>
+                s.group === 'encoder'
+                  ? Uint8Array.from({ length: Math.ceil(model.values[i].length / 8) }, (_, j) => (j * 37) & 255)
+                  : undefined,
+              )
+            : undefined;
+        const pool: RunPool = await startPool(model, { threads: 1, backend, adam, anchor: anchorFor(recipe.strategy) });
+        const s = strategyFor(recipe, model.specs, masks);
+        await pool.setStrategy(s);
+        const losses: number[] = [];
+        try {
+          for (let k = 0; k < 2; k++) {
+            losses.push((await pool.gradients(batch, null, 100 + k)).loss);
+            await pool.update(1e-2, 1, s);
+          }
+        } finally {
+          await pool.close();
+        }
+        return losses;
+      };
+      if (def.notOnGpu) {
+        await assert.rejects(side('webgpu'), /host values were read on the GPU/, def.kind);
+        continue;
+      }
+      relClose(await side('webgpu'), await side('wasm'), 1e-4, def.kind);
+    }
+  });
+
+  test('run, plan and the refusals: the device is named everywhere, a missing one is one clear error', async () => {
+    const dir = tmpProject();
+    // A model with a vocabulary of a few hundred words, so SwiftShader evaluates the dev set in seconds.
+    const vocab = write(
+      dir,
+      'vocab.txt',
+      fs.readFileSync(path.join(TINY, 'vocab.txt'), 'utf8').split('\n').slice(0, 400).join('\n'),
+    );
+    const init = await cli(['model', 'init', '--size', 'tiny', '--out', path.join(dir, 'model'), '--vocab', vocab]);
+    assert.equal(init.code, 0, init.err);
+    const data = path.join(dir, 'SST-2');
+    fs.mkdirSync(data);
+    for (const [split, n] of [
+      ['train', 17],
+      ['dev', 9],
+    ] as const) {
+      const lines = fs.readFileSync(path.join(GLUE, 'SST-2', `${split}.tsv`), 'utf8').split('\n');
+      fs.writeFileSync(path.join(data, `${split}.tsv`), lines.slice(0, n).join('\n') + '\n');
+    }
+    const recipe = write(
+      dir,
+      'r.yaml',
+      `version: 1
+model: {path: ./model, max_seq_length: 16}
+dataset: {task: glue/sst-2, dir: ./SST-2}
+strategy: {kind: child-tuning-d, reserve_p: 0.3, fisher: {batch_size: 8}}
+training: {batch_size: 8, epochs: 1, seed: 3, checkpoint_every: 1}
+runtime: {backend: webgpu}
+`,
+    );
+    const plan = await cli(['plan', recipe]);
+    assert.equal(plan.code, 0, plan.err);
+    assert.match(plan.out, /^device: google swiftshader .*a software adapter$/m);
+    assert.match(plan.out, /gpu memory: [\d.]+ [KMG]iB \(weights .*largest buffer/);
+
+    const run = await cli(['run', recipe]);
+    assert.equal(run.code, 0, run.err);
+    const runDir = run.out.trim().split('\n').at(-1)!.split(':')[0];
+    const results = JSON.parse(fs.readFileSync(path.join(runDir, 'results.json'), 'utf8'));
+    assert.equal(results.backend, 'webgpu');
+    assert.equal(results.threads, 1);
+    assert.equal(results.device.architecture, 'swiftshader');
+    assert.equal(results.device.software, true);
+    assert.match(run.err, /^device: google swiftshader/m);
+    assert.ok(fs.existsSync(path.join(runDir, 'checkpoints')), 'checkpoints written from the device');
+
+    // A strategy that does not train on the GPU yet, and the refused tensorflow-gpu: refused before loading.
+    const diff = await cli(['run', recipe, '--set', 'strategy={kind: diff-pruning}']);
+    assert.equal(diff.code, 1);
+    assert.match(diff.err, /diff-pruning does not train on the GPU yet/);
+    assert.match(diff.err, /runtime\.backend: auto/);
+    const tfgpu = await cli(['run', recipe, '--set', 'runtime.backend=tensorflow-gpu']);
+    assert.equal(tfgpu.code, 1);
+    assert.match(tfgpu.err, /tensorflow-gpu' is not available: it is not supported/);
+    assert.match(tfgpu.err, /runtime\.backend: webgpu/);
+
+    // No adapter at all (in a process of its own: the adapter is probed once per process).
+    const bin = path.join(REPO, 'bin', 'childtune.js');
+    const none = await promisify(execFile)(process.execPath, [bin, 'run', recipe], {
+      env: { ...process.env, ...env, VK_ICD_FILENAMES: path.join(dir, 'missing_icd.json') },
+    }).catch((e: { code: number; stderr: string }) => e);
+    assert.equal((none as { code: number }).code, 1);
+    assert.match((none as { stderr: string }).stderr, /backend 'webgpu' is not available: no Vulkan driver manifest/);
+    assert.match((none as { stderr: string }).stderr, /npm install webgpu/);
+    assert.doesNotMatch((none as { stderr: string }).stderr, /\n\s+at /);
+  });
+});
+
+function popcount8(x: number) {
+  let n = 0;
+  for (; x; x &= x - 1) n++;
+  return n;
+}
