@@ -158,12 +158,15 @@ export function compareCommand(a: string, b: string, io: { out: (t: string) => v
   }
   const seeds = sides.map((runs) => [...new Set(runs.map((r) => r.seed))].sort((p, q) => p - q));
   // What each side is: its rows as the report names them (strategy, settings, model), its tasks and seeds.
-  const describe = (runs: RunRecord[], i: number) =>
-    `${i ? 'B' : 'A'}: ${i ? b : a}: ${groupRuns(runs)
+  const describe = (runs: RunRecord[], i: number) => {
+    const rows = groupRuns(runs)
       .rows.map((r) => r.label)
-      .join(
-        '; ',
-      )} on ${[...new Set(runs.map((r) => r.task))].sort().join(', ')} (${runs.length} run${runs.length === 1 ? '' : 's'}, seed${seeds[i].length === 1 ? '' : 's'} ${seeds[i].join(', ')})`;
+      .join('; ');
+    const tasks = [...new Set(runs.map((r) => r.task))].sort().join(', ');
+    const n = runs.length,
+      s = seeds[i];
+    return `${'AB'[i]}: ${[a, b][i]}: ${rows} on ${tasks} (${n} run${n === 1 ? '' : 's'}, seed${s.length === 1 ? '' : 's'} ${s.join(', ')})`;
+  };
   lines.push('', ...sides.map(describe), 'Values are means over runs.');
   if (seeds[0].join() !== seeds[1].join())
     lines.push(
