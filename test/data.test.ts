@@ -230,3 +230,33 @@ describe('data: bounds and problems, at validate time', () => {
     assert.match(r.diagnostics[5].message, /3 more bad rows/);
   });
 });
+
+test('labels that differ from the task only in case: validate suggests the spelling, never on_bad_row: skip (issue 28)', () => {
+  const dir = tmpProject();
+  const head = 'index\tsentence1\tsentence2\tlabel\n';
+  const rows = (n: number) =>
+    Array.from({ length: n }, (_, i) => `${i}\ta\tb\t${i % 2 ? 'Entailment' : 'Not_Entailment'}\n`).join('');
+  write(dir, 'rte/train.tsv', head + rows(8));
+  write(dir, 'rte/dev.tsv', head + rows(2));
+  const r = validate(recipe(dir, '  task: glue/rte\n  dir: ./rte\n'));
+  const text = r.diagnostics.map((d) => [d.message, ...(d.notes ?? [])].join('\n')).join('\n');
+  assert.ok(r.diagnostics.some((d) => d.code === 'CT0320'));
+  assert.match(
+    text,
+    /The labels differ from glue\/rte's only in case \('Not_Entailment' -> 'not_entailment', 'Entailment' -> 'entailment'\); on_bad_row: skip would skip all 8 of these rows\. Rewrite them in the file exactly as entailment, not_entailment/,
+  );
+  assert.doesNotMatch(text, /set on_bad_row: skip/);
+
+  write(dir, 'c/train.csv', 'text,label\na,Pos\nb,Neg\n');
+  write(dir, 'c/dev.csv', 'text,label\na,Pos\n');
+  const custom = validate(
+    recipe(
+      dir,
+      '  task: custom\n  dir: ./c\n  files: {train: train.csv, dev: dev.csv}\n  text_fields: [text]\n  label_field: label\n  labels: [neg, pos]\n',
+    ),
+  );
+  assert.match(
+    custom.diagnostics.flatMap((d) => d.notes ?? []).join('\n'),
+    /Write dataset\.labels as the file spells them: \[Neg, Pos\]/,
+  );
+});

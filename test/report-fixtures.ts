@@ -15,7 +15,14 @@ export interface FakeRun {
   model?: string;
   reserve_p?: number;
   lr?: number;
+  /** Written as training.optimizer.lr, where a resolved recipe holds it. */
+  optimizerLr?: number;
   overrides?: Record<string, unknown>;
+  /** results.json's trainable_share. */
+  trainable?: number;
+  /** results.json's predicted_classes and majority_baseline, as a run since predictions are checked writes them. */
+  predicted?: Record<string, number>;
+  majority?: number;
   metric?: string;
   epochs?: number;
   stepsPerEpoch?: number;
@@ -74,6 +81,14 @@ export function fakeRun(dir: string, r: FakeRun): string {
         backend: 'wasm',
         threads: 2,
         metrics: { [metric]: r.score },
+        ...(r.trainable !== undefined && { trainable_share: r.trainable }),
+        ...(r.predicted && {
+          predicted_classes: r.predicted,
+          single_class_prediction: Object.values(r.predicted).filter((n) => n > 0).length === 1,
+        }),
+        ...(r.majority !== undefined && {
+          majority_baseline: { class: 'not_entailment', metrics: { [metric]: r.majority } },
+        }),
         epochs: epochScores.map((s, i) => ({ epoch: i + 1, metrics: { [metric]: s } })),
         best_epoch: epochs,
         steps,
@@ -91,7 +106,14 @@ export function fakeRun(dir: string, r: FakeRun): string {
       model: { path: model, max_seq_length: 32 },
       dataset: { task: r.task },
       strategy: { kind: r.strategy, ...(reserve === null ? {} : { reserve_p: reserve }) },
-      training: { seed: r.seed, lr, epochs, batch_size: 8, log_every: 5 },
+      training: {
+        seed: r.seed,
+        lr,
+        ...(r.optimizerLr !== undefined && { optimizer: { lr: r.optimizerLr } }),
+        epochs,
+        batch_size: 8,
+        log_every: 5,
+      },
       evaluation: { batch_size: 64 },
       runtime: { backend: 'auto', output_dir: './runs' },
     }),

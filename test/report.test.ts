@@ -453,3 +453,188 @@ test('a single seed has no standard deviation, printed as a dash rather than 0',
     /vanilla & \\textbf\{80\.00\} \$\\pm\$ -- & \\textbf\{80\.00\} \\\\/,
   );
 });
+
+describe('a sweep over whole strategy blocks, as the paper recipes run (issue 28)', () => {
+  // Vanilla, F and D over three seeds, the grid's key being `strategy` itself; seed 3 of F predicted one class.
+  const root = tmpProject();
+  const kinds = [
+    { kind: 'vanilla' },
+    { kind: 'child-tuning-f', reserve_p: 0.3 },
+    { kind: 'child-tuning-d', reserve_p: 0.3 },
+  ];
+  let trial = 0;
+  for (const block of kinds)
+    for (const seed of [1, 2, 3]) {
+      const oneClass = block.kind === 'child-tuning-f' && seed === 3;
+      fakeRun(path.join(root, 'sweep', `trial-${String(trial++).padStart(3, '0')}`), {
+        task: 'glue/rte',
+        strategy: block.kind as 'vanilla',
+        seed,
+        score: oneClass ? 0.527 : 0.6 + seed / 100 + (block.kind === 'vanilla' ? 0 : 0.02),
+        overrides: { strategy: block, 'training.seed': seed },
+        trainable: block.kind === 'child-tuning-d' ? 0.3 : 1,
+        predicted: oneClass ? { entailment: 0, not_entailment: 277 } : { entailment: 130, not_entailment: 147 },
+        majority: 0.527,
+      });
+    }
+  const out = path.join(root, 'out');
+  let run: Awaited<ReturnType<typeof cli>>;
+  let report: any;
+  const file = (f: string) => fs.readFileSync(path.join(out, f), 'utf8');
+  before(async () => {
+    run = await cli(['report', path.join(root, 'sweep'), '--out', out]);
+    assert.equal(run.code, 0, run.err);
+    report = readJson(path.join(out, 'report.json'));
+  });
+
+  test('rows are named by strategy, never by the block as JSON, and each is compared with vanilla', () => {
+    assert.deepEqual(rowsOf(report), ['vanilla', 'child-tuning-d (p=0.3)', 'child-tuning-f (p=0.3)']);
+    assert.deepEqual(
+      report.significance.map((s: any) => [s.row, s.baseline, s.method]),
+      [
+        ['child-tuning-d (p=0.3)', 'vanilla', 'paired t'],
+        ['child-tuning-f (p=0.3)', 'vanilla', 'paired t'],
+      ],
+    );
+    for (const f of ['report.md', 'report.tex', 'report.csv', 'report.html'])
+      assert.doesNotMatch(file(f), /strategy=|"kind"|&quot;kind/, `${f}: no JSON in row names`);
+    assert.match(file('report.html'), /<th scope="row">child-tuning-d \(p=0\.3\)<\/th><td class="left">glue\/rte/);
+    assert.doesNotMatch(file('report.html'), /No significance test/);
+    const loss = fs.readFileSync(path.join(out, 'figures', 'loss-glue-rte.svg'), 'utf8');
+    for (const row of rowsOf(report)) assert.ok(loss.includes(`>${row}<`), `${row} in the loss legend`);
+  });
+
+  test('a block with other options names them as dotted settings, and still finds its baseline', async () => {
+    const dir = tmpProject();
+    for (const [i, block] of [
+      { kind: 'vanilla' },
+      { kind: 'child-tuning-d', reserve_p: 0.3, fisher: { samples: 64 } },
+    ].entries())
+      for (const seed of [1, 2])
+        fakeRun(path.join(dir, `t${i}-${seed}`), {
+          task: 'glue/rte',
+          strategy: block.kind as 'vanilla',
+          seed,
+          score: 0.6 + i / 50 + seed / 100,
+          overrides: { strategy: block, 'training.seed': seed },
+        });
+    const r = await cli(['report', dir, '--out', path.join(dir, 'out')]);
+    assert.equal(r.code, 0, r.err);
+    const json = readJson(path.join(dir, 'out', 'report.json'));
+    assert.deepEqual(rowsOf(json), ['vanilla', 'child-tuning-d (p=0.3) strategy.fisher.samples=64']);
+    assert.equal(json.significance[0].baseline, 'vanilla');
+  });
+
+  test('the trainable share is a column in Markdown, HTML, LaTeX and CSV', () => {
+    assert.deepEqual(
+      report.table.rows.map((r: any) => r.trainable),
+      [1, 0.3, 1],
+    );
+    assert.match(file('report.md'), /\| strategy \| glue\/rte \(accuracy\) \| trainable \|/);
+    assert.match(file('report.md'), /\| child-tuning-d \(p=0\.3\) \| .* \| 30\.00% \|/);
+    assert.match(file('report.html'), /<th>trainable<span class="sub">share of parameters<\/span><\/th>/);
+    assert.match(file('report.html'), /<td>30\.00%<\/td><\/tr>/);
+    assert.match(file('report.tex'), /Strategy & Mean \$\\pm\$ Std & Max & Trainable \\\\/);
+    assert.match(file('report.tex'), /child-tuning-d \(p=0\.3\) & .* & 30\.00\\% \\\\/);
+    assert.match(file('report.tex'), /\\begin\{tabular\}\{lrrr\}/);
+    const csv = file('report.csv').trim().split('\n');
+    assert.equal(csv[0], 'strategy,column,metric,mean,std,max,n,seeds,majority,single_class_runs,trainable');
+    assert.match(
+      csv.find((l) => l.startsWith('child-tuning-d'))!,
+      /,0\.527,0,0\.3$/,
+    );
+  });
+
+  test('the majority-class score is beside every score; a run that predicted one class is marked beside its row', () => {
+    const f = report.table.rows.find((r: any) => r.kind === 'child-tuning-f').cells['glue/rte'];
+    assert.equal(f.single_class_runs, 1);
+    assert.ok(Math.abs(f.majority - 0.527) < 1e-12);
+    assert.ok(report.table.rows.every((r: any) => r.cells['glue/rte'].majority !== null));
+    const md = file('report.md');
+    assert.equal((md.match(/, majority 52\.70\)/g) ?? []).length, 3);
+    assert.match(md, /\| child-tuning-f \(p=0\.3\) \| [^|]*majority 52\.70\) ⚠ one class in 1 of 3 \|/);
+    assert.match(md, /⚠: runs that predicted one class/);
+    assert.match(
+      file('report.html'),
+      /⚠ one class in 1 of 3<\/span><span class="sub">max [\d.]+ · n=3 · majority 52\.70/,
+    );
+    assert.match(file('report.tex'), /\$\^\{\\dagger\}\$/);
+    assert.match(file('report.tex'), /Majority class & 52\.70 & -- & -- \\\\/);
+    const warning =
+      /child-tuning-f \(p=0\.3\) on glue\/rte: 1 of 3 runs predicted one class for every evaluation example \('not_entailment'\)/;
+    assert.match(run.err, warning);
+    assert.ok(report.warnings.some((w: string) => warning.test(w)));
+    assert.match(file('report.html'), /Check before use:.*1 of 3 runs predicted one class/s);
+  });
+});
+
+test('a comparison with the baseline at another learning rate says so', async () => {
+  const root = tmpProject();
+  for (const seed of [1, 2, 3]) {
+    fakeRun(path.join(root, `v${seed}`), {
+      task: 'glue/rte',
+      strategy: 'vanilla',
+      seed,
+      score: 0.6 + seed / 100,
+      optimizerLr: 2e-5,
+    });
+    fakeRun(path.join(root, `d${seed}`), {
+      task: 'glue/rte',
+      strategy: 'child-tuning-d',
+      seed,
+      score: 0.62 + seed / 90,
+      optimizerLr: 1e-4,
+    });
+    fakeRun(path.join(root, `f${seed}`), {
+      task: 'glue/rte',
+      strategy: 'child-tuning-f',
+      seed,
+      score: 0.61 + seed / 80,
+      optimizerLr: 2e-5,
+    });
+  }
+  const r = await cli(['report', root, '--out', path.join(root, 'out')]);
+  assert.equal(r.code, 0, r.err);
+  const sig = readJson(path.join(root, 'out', 'report.json')).significance;
+  const d = sig.find((s: any) => s.row.startsWith('child-tuning-d'));
+  assert.match(d.lr_note, /the learning rate differs from the baseline's \(0\.0001 vs 0\.00002\)/);
+  assert.equal(sig.find((s: any) => s.row.startsWith('child-tuning-f')).lr_note, undefined, 'same learning rate');
+  assert.match(
+    r.out,
+    /note: the learning rate differs from the baseline's \(0\.0001 vs 0\.00002\).*\(child-tuning-d \(p=0\.3\) on glue\/rte\)/,
+  );
+  assert.match(fs.readFileSync(path.join(root, 'out', 'report.html'), 'utf8'), /the learning rate differs/);
+});
+
+test('compare says what A and B are: strategy, settings, tasks, runs and seeds', async () => {
+  const root = tmpProject();
+  fakeRun(path.join(root, 'a'), { task: 'glue/rte', strategy: 'vanilla', seed: 1, score: 0.6 });
+  for (const seed of [1, 2])
+    fakeRun(path.join(root, 'b', `t${seed}`), {
+      task: 'glue/rte',
+      strategy: 'child-tuning-d',
+      seed,
+      score: 0.62,
+      overrides: { 'training.lr': 1e-4, 'training.seed': seed },
+    });
+  const r = await cli(['compare', path.join(root, 'a'), path.join(root, 'b')]);
+  assert.equal(r.code, 0, r.err);
+  assert.ok(r.out.includes(`A: ${path.join(root, 'a')}: vanilla on glue/rte (1 run, seed 1)`), r.out);
+  assert.ok(
+    r.out.includes(
+      `B: ${path.join(root, 'b')}: child-tuning-d (p=0.3) training.lr=0.0001 on glue/rte (2 runs, seeds 1, 2)`,
+    ),
+    r.out,
+  );
+  assert.doesNotMatch(r.out, /\(1 runs\)/);
+});
+
+test('a results.json written before predictions were checked still reads, without majority or marks', async () => {
+  const root = tmpProject();
+  fakeRun(path.join(root, 'old'), { task: 'glue/rte', strategy: 'vanilla', seed: 1, score: 0.6 });
+  const r = await cli(['report', root, '--format', 'json']);
+  assert.equal(r.code, 0, r.err);
+  const cell = JSON.parse(r.out).rows[0].cells['glue/rte'];
+  assert.equal(cell.majority, null);
+  assert.equal(cell.single_class_runs, 0);
+});

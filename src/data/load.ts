@@ -30,6 +30,8 @@ export interface LoadedSplit {
   skipped: { count: number; samples: string[] };
   /** The first bad rows themselves, for validation to report each under its own code. */
   problems: DataFileError[];
+  /** Every label outside the task's, with its number of rows (validation suggests the fix from them). */
+  badLabels: Record<string, number>;
   /** Rows without a gold label (SNLI's '-', datasets' -1), dropped as every reference loader does. */
   unlabelled: number;
   /** True when the file holds no data rows at all. */
@@ -143,6 +145,7 @@ function readSplit(spec: TaskSpec, file: string, split: string): LoadedSplit {
     file,
     examples: [],
     skipped: { count: 0, samples: [] },
+    badLabels: {},
     problems: [],
     unlabelled: 0,
     empty: true,
@@ -269,6 +272,7 @@ function readSplit(spec: TaskSpec, file: string, split: string): LoadedSplit {
         }
         if (n >= 0 && n < labels.length) i = n;
       }
+      if (i === undefined) out.badLabels[raw] = (out.badLabels[raw] ?? 0) + 1;
       if (i === undefined)
         throw new DataFileError(
           file,

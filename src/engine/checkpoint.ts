@@ -2,6 +2,7 @@ import { candidateNames, diagnoseMissing, normaliseNames } from './checkpoint-na
 import { ModelError, readModelConfig, type Family } from './config.js';
 import { isFloatDtype } from './dtype.js';
 import { EncoderClassifier } from './model.js';
+import { refuseSavedApart } from './model-files.js';
 import { PRETRAINING_HEADS, sizeOf, type ParamSpec } from './params.js';
 import type { ModelModifier } from './modules/modifier.js';
 import { Rng, streamSeed } from './rng.js';
@@ -84,6 +85,7 @@ export function loadPretrained(
   dir: string,
   options: { family?: Family | 'auto'; numLabels: number; seed: number; modifiers?: readonly ModelModifier[] },
 ): LoadedModel {
+  refuseSavedApart(dir);
   const config = readModelConfig(dir, options.family ?? 'auto');
   const checkpoint = readCheckpoint(dir);
   const { tensors, renamed, prefixed } = normaliseNames(checkpoint.tensors, config.family, checkpoint.source);

@@ -17,6 +17,29 @@ const FOREIGN_WEIGHTS: Record<string, string> = {
   'flax_model.msgpack': 'Flax',
 };
 
+/**
+ * Written beside a saved model by a strategy whose parameters are kept apart (adapter, prefix and prompt tuning:
+ * src/strategies/save-apart.ts): the model's own weights without them give the pretrained model's outputs.
+ */
+const STRATEGY_CONFIG = 'strategy.json';
+
+/** A model saved with its strategy's parameters apart cannot be read as a plain model: say so, never load it silently. */
+export function refuseSavedApart(dir: string): void {
+  const file = path.join(dir, STRATEGY_CONFIG);
+  if (!fs.existsSync(file)) return;
+  let kind = 'a strategy';
+  try {
+    kind = String((JSON.parse(fs.readFileSync(file, 'utf8')) as { kind?: unknown }).kind ?? kind);
+  } catch {
+    // Unreadable: still a model that is not whole without its strategy's files.
+  }
+  throw new ModelError(
+    dir,
+    `the model was trained with ${kind}, whose parameters are in strategy.safetensors (described by strategy.json), apart from the model's weights; childtune cannot apply them when it loads a model, and without them the outputs would be the pretrained model's`,
+    "Load the model with transformers and apply the saved modules (README, 'Saving'); a strategy that changes the model's own weights (vanilla, child-tuning, bitfit, lora, which is merged) saves a model childtune reads.",
+  );
+}
+
 export const FETCH_HINT =
   'Download a model with `childtune fetch MODEL_ID` (for example google-bert/bert-base-uncased), or point at a directory that holds config.json, the weights and the tokenizer files.';
 

@@ -318,6 +318,21 @@ function checkDataset(dataset: Dataset, pointer: string, needsTrain: boolean, re
   }
 }
 
+/**
+ * Labels that differ from the task's only in case (`Entailment` for `entailment`): skipping such rows would skip
+ * them all, so the fix to suggest is the spelling. Undefined when any bad row has another problem.
+ */
+function caseFix(dataset: Dataset, spec: TaskSpec, badLabels: Record<string, number>, bad: number): string | undefined {
+  const labels = spec.labels ?? [];
+  const spelled = Object.keys(badLabels).map((raw) => [raw, labels.find((l) => l.toLowerCase() === raw.toLowerCase())]);
+  const rows = Object.values(badLabels).reduce((a, n) => a + n, 0);
+  if (!spelled.length || rows !== bad || spelled.some(([, l]) => l === undefined)) return undefined;
+  const pairs = spelled.map(([raw, l]) => `'${raw}' -> '${l}'`).join(', ');
+  return dataset.task === 'custom'
+    ? `The labels differ from dataset.labels only in case (${pairs}); on_bad_row: skip would skip all ${bad} of these rows. Write dataset.labels as the file spells them: [${labels.map((l) => spelled.find(([, x]) => x === l)?.[0] ?? l).join(', ')}].`
+    : `The labels differ from ${dataset.task}'s only in case (${pairs}); on_bad_row: skip would skip all ${bad} of these rows. Rewrite them in the file exactly as ${labels.join(', ')}, or read the file as a custom data set with labels: [${labels.map((l) => spelled.find(([, x]) => x === l)?.[0] ?? l).join(', ')}].`;
+}
+
 const ROW_CODES = { label: 'CT0320', score: 'CT0321', row: 'CT0322', 'too-large': 'CT0323' } as const;
 
 /** Reads a split and reports its problems: every bad row kind under its own code, an empty file, a subsample larger than the split. */
@@ -353,11 +368,12 @@ function checkRows(
     );
   } else if (bad) {
     const shown = loaded.problems.slice(0, 5);
+    const casing = caseFix(dataset, spec, loaded.badLabels, bad);
     for (const p of shown) {
       const code = ROW_CODES[p.kind as keyof typeof ROW_CODES] ?? 'CT0322';
       const notes =
         p.kind === 'label'
-          ? [`${dataset.task}'s labels: ${spec.labels!.join(', ')}`]
+          ? [`${dataset.task}'s labels: ${spec.labels!.join(', ')}`, ...(casing ? [casing] : [])]
           : p.kind === 'score' && spec.scoreRange
             ? [
                 `${dataset.task} scores lie in [${spec.scoreRange.join(', ')}]; fix the row, or set on_bad_row: skip to leave such rows out.`,
@@ -367,7 +383,7 @@ function checkRows(
     }
     if (bad > shown.length)
       report('CT0322', `${bad - shown.length} more bad rows in ${loaded.file}`, at, [
-        'Fix them, or set on_bad_row: skip to count and skip them.',
+        casing ?? 'Fix them, or set on_bad_row: skip to count and skip them.',
       ]);
   }
   const sub = dataset.subsample;

@@ -77,6 +77,12 @@ export interface ResultsFile {
   threads: number;
   /** A metric a run could not define (NaN) is written as null. */
   metrics: Record<string, number>;
+  /** Classification runs since predictions were checked: the kept model's predictions per class on the evaluation split. */
+  predicted_classes?: Record<string, number>;
+  /** Every evaluation example got the same class. */
+  single_class_prediction?: boolean;
+  /** Always answering the training split's most frequent class, scored on the evaluation split. */
+  majority_baseline?: { class: string; metrics: Record<string, number> };
   epochs: { epoch: number; metrics: Record<string, number> }[];
   best_epoch: number;
   steps: number;
@@ -110,6 +116,10 @@ export interface ResultsRead {
   stepsPerEpoch: number | null;
   /** Share of the parameters that trained; null for runs that did not record it. */
   trainableShare: number | null;
+  /** The one class the run predicted for every evaluation example; null when it predicted several, or did not record it. */
+  singleClass: string | null;
+  /** The majority-class baseline's metrics; null for runs that did not record it. */
+  majority: Record<string, number> | null;
 }
 
 /** A map of metric name to number; null (a metric the run could not define) is dropped. */
@@ -167,6 +177,19 @@ export function readResults(file: string): ResultsRead {
   need(r.steps === undefined || typeof r.steps === 'number', 'steps', 'a number');
   need(r.epochs === undefined || Array.isArray(r.epochs), 'epochs', 'a list');
   need(r.trainable_share === undefined || typeof r.trainable_share === 'number', 'trainable_share', 'a number');
+  need(
+    r.predicted_classes === undefined ||
+      (isObject(r.predicted_classes) && Object.values(r.predicted_classes).every((n) => Number.isInteger(n))),
+    'predicted_classes',
+    'an object of class counts',
+  );
+  need(
+    r.majority_baseline === undefined ||
+      (isObject(r.majority_baseline) && typeof r.majority_baseline.class === 'string'),
+    'majority_baseline',
+    'an object with a class and metrics',
+  );
+  const predicted = Object.entries((r.predicted_classes ?? {}) as Record<string, number>).filter(([, n]) => n > 0);
   const transfer = Object.fromEntries(
     Object.entries((r.transfer ?? {}) as Record<string, unknown>).map(([k, v]) => [
       k,
@@ -189,6 +212,10 @@ export function readResults(file: string): ResultsRead {
     transfer,
     stepsPerEpoch: steps && epochs ? steps / epochs : null,
     trainableShare: (r.trainable_share as number | undefined) ?? null,
+    singleClass: predicted.length === 1 ? predicted[0][0] : null,
+    majority: isObject(r.majority_baseline)
+      ? metricMap(file, 'majority_baseline.metrics', r.majority_baseline.metrics)
+      : null,
   };
 }
 

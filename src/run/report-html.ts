@@ -1,4 +1,13 @@
-import { fmt, fmtStd, significanceNote, type Cell, type ReportTable } from './report/tables.js';
+import {
+  fmt,
+  fmtShare,
+  fmtStd,
+  ONE_CLASS,
+  oneClassNote,
+  significanceNote,
+  type Cell,
+  type ReportTable,
+} from './report/tables.js';
 import { LEVEL, type Difference } from './report/significance.js';
 
 /**
@@ -20,7 +29,11 @@ function cellHtml(x: Cell | null, best: boolean): string {
   if (!x) return '<td class="empty">–</td>';
   const mark = x.vs_baseline?.significant ? `<sup title="differs from the baseline beyond seed noise">*</sup>` : '';
   const mean = best ? `<strong>${fmt(x.mean)}</strong>` : fmt(x.mean);
-  return `<td>${mean} ± ${fmtStd(x.std)}${mark}<span class="sub">max ${fmt(x.max)} · n=${x.n}</span></td>`;
+  const oneClass = x.single_class_runs
+    ? ` <span class="warn" title="runs that predicted one class for every evaluation example">${ONE_CLASS} one class in ${x.single_class_runs} of ${x.n}</span>`
+    : '';
+  const majority = x.majority === null ? '' : ` · majority ${fmt(x.majority)}`;
+  return `<td>${mean} ± ${fmtStd(x.std)}${mark}${oneClass}<span class="sub">max ${fmt(x.max)} · n=${x.n}${majority}</span></td>`;
 }
 
 function tableHtml(t: ReportTable): string {
@@ -32,14 +45,19 @@ function tableHtml(t: ReportTable): string {
         .filter((x): x is Cell => !!x)
         .map((x) => Number(fmt(x.mean))),
     );
-  const head = `<tr><th>strategy</th>${t.columns.map((c) => `<th>${esc(c)}<span class="sub">${esc(metric(c) ?? '')} × 100</span></th>`).join('')}</tr>`;
+  // The share of parameters that trained, last, where the runs recorded it.
+  const trainable = t.rows.some((r) => r.trainable !== null);
+  const head = `<tr><th>strategy</th>${t.columns.map((c) => `<th>${esc(c)}<span class="sub">${esc(metric(c) ?? '')} × 100</span></th>`).join('')}${trainable ? '<th>trainable<span class="sub">share of parameters</span></th>' : ''}</tr>`;
   const body = t.rows
     .map(
       (r) =>
-        `<tr><th scope="row">${esc(r.strategy)}</th>${t.columns.map((c) => cellHtml(r.cells[c], !!r.cells[c] && Number(fmt(r.cells[c]!.mean)) === best(c))).join('')}</tr>`,
+        `<tr><th scope="row">${esc(r.strategy)}</th>${t.columns.map((c) => cellHtml(r.cells[c], !!r.cells[c] && Number(fmt(r.cells[c]!.mean)) === best(c))).join('')}${trainable ? `<td>${fmtShare(r.trainable)}</td>` : ''}</tr>`,
     )
     .join('\n');
-  return `<table class="scores">\n${head}\n${body}\n</table>`;
+  const noted = t.rows.some((r) =>
+    Object.values(r.cells).some((x) => x && (x.majority !== null || x.single_class_runs)),
+  );
+  return `<table class="scores">\n${head}\n${body}\n</table>${noted ? `\n<p class="caption">${esc(oneClassNote)}</p>` : ''}`;
 }
 
 function differencesHtml(t: ReportTable, diffs: Difference[]): string {
@@ -47,7 +65,7 @@ function differencesHtml(t: ReportTable, diffs: Difference[]): string {
     return `<p>No significance test: no row has a ${esc(t.baseline)} row with the same model and settings to compare with (choose another with <code>--baseline KIND</code>).</p>`;
   const rows = diffs.map(
     (d) =>
-      `<tr><th scope="row">${esc(d.row)}</th><td class="left">${esc(d.column)}</td><td>${signed(d.diff)}${d.significant ? '<sup>*</sup>' : ''}</td><td>${d.lo === null ? '–' : `[${signed(d.lo)}, ${signed(d.hi!)}]`}</td><td class="left">${d.method}</td><td>${d.n} vs ${d.baselineN}</td><td class="left note">${esc(d.note ?? '')}</td></tr>`,
+      `<tr><th scope="row">${esc(d.row)}</th><td class="left">${esc(d.column)}</td><td>${signed(d.diff)}${d.significant ? '<sup>*</sup>' : ''}</td><td>${d.lo === null ? '–' : `[${signed(d.lo)}, ${signed(d.hi!)}]`}</td><td class="left">${d.method}</td><td>${d.n} vs ${d.baselineN}</td><td class="left note">${esc([d.note, d.lr_note].filter(Boolean).join('; '))}</td></tr>`,
   );
   return `<table class="diffs">\n<tr><th>strategy</th><th>task</th><th>difference</th><th>${LEVEL * 100}% interval</th><th>method</th><th>seeds</th><th>note</th></tr>\n${rows.join('\n')}\n</table>\n<p class="caption">Difference of means from the ${esc(t.baseline)} row with the same model and settings, ×100. ${esc(significanceNote(t))}</p>`;
 }
@@ -85,6 +103,7 @@ th[scope="row"], td.left, th:first-child { text-align: left; }
 td.note { color: #666; font-size: 0.88em; max-width: 28em; }
 .caption, figcaption { color: #444; font-size: 0.9em; }
 .files { color: #888; }
+.warn { color: #a04000; font-size: 0.85em; white-space: nowrap; }
 .warnings { background: #fff6e0; border: 1px solid #e9c46a; padding: 0.5em 1em; margin: 1em 0; }
 .warnings ul { margin: 0.3em 0; padding-left: 1.2em; }
 .figures { display: grid; grid-template-columns: repeat(auto-fill, minmax(560px, 1fr)); gap: 1.5em 2em; }

@@ -157,7 +157,17 @@ export function compareCommand(a: string, b: string, io: { out: (t: string) => v
     );
   }
   const seeds = sides.map((runs) => [...new Set(runs.map((r) => r.seed))].sort((p, q) => p - q));
-  lines.push('', `A: ${a} (${sides[0].length} runs), B: ${b} (${sides[1].length} runs); values are means over runs.`);
+  // What each side is: its rows as the report names them (strategy, settings, model), its tasks and seeds.
+  const describe = (runs: RunRecord[], i: number) => {
+    const rows = groupRuns(runs)
+      .rows.map((r) => r.label)
+      .join('; ');
+    const tasks = [...new Set(runs.map((r) => r.task))].sort().join(', ');
+    const n = runs.length,
+      s = seeds[i];
+    return `${'AB'[i]}: ${[a, b][i]}: ${rows} on ${tasks} (${n} run${n === 1 ? '' : 's'}, seed${s.length === 1 ? '' : 's'} ${s.join(', ')})`;
+  };
+  lines.push('', ...sides.map(describe), 'Values are means over runs.');
   if (seeds[0].join() !== seeds[1].join())
     lines.push(
       `note: the seeds differ (A: ${seeds[0].join(', ')}; B: ${seeds[1].join(', ')}), so part of any difference is seed variance.`,

@@ -170,8 +170,29 @@ async function sweep(file: string | undefined, opts: SweepOptions, io: Io): Prom
     summaries.push({ dir: runDir, ...results });
   }
   if (opts.json) io.out(JSON.stringify(summaries, null, 2));
-  else io.out(dir);
+  else {
+    io.out(dir);
+    // On stderr: stdout stays the directory alone, for scripts that capture it.
+    io.err(sweepNextSteps(dir, lock));
+  }
   return 0;
+}
+
+/** What a finished sweep prints after its directory: how to read it. */
+function sweepNextSteps(dir: string, lock: SweepLock): string {
+  const d = path.relative(process.cwd(), dir) || '.';
+  const [a, b] = lock.trials;
+  return [
+    '',
+    'Next steps:',
+    "  the paper's table with significance against vanilla (Markdown, LaTeX, CSV, HTML):",
+    `    npx childtune report ${d}`,
+    ...(b
+      ? ['  two trials side by side:', `    npx childtune compare ${path.join(d, a.dir)} ${path.join(d, b.dir)}`]
+      : []),
+    '  loss, learning rate and metric curves of every trial:',
+    `    tensorboard --logdir ${d}`,
+  ].join('\n');
 }
 
 /** `childtune run --trial K LOCK`: one trial of a locked sweep, into its fixed directory (resuming if partial). */

@@ -41,6 +41,10 @@ export interface RunRecord {
   stepsPerEpoch: number | null;
   /** Share of the parameters that trained (results.json's trainable_share); null for runs that did not record it. */
   trainableShare: number | null;
+  /** The one class the run predicted for every evaluation example; null when several (or not recorded). */
+  singleClass: string | null;
+  /** What always answering the training split's majority class scores; null for runs that did not record it. */
+  majority: Record<string, number> | null;
   /** Loss and evaluation curves from metrics.jsonl. */
   curve: CurvePoint[];
   mask?: { per_layer: Record<string, number>; fisher?: FisherSummary };

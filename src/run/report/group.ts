@@ -59,6 +59,17 @@ const SHOWN_BY_STRATEGY = new Set(['strategy.kind', 'strategy.reserve_p']);
 
 const display = (v: unknown) => (typeof v === 'string' ? v : JSON.stringify(v));
 
+/**
+ * A swept block (the paper recipes sweep whole `strategy` blocks) as one dotted setting per leaf, so that rows
+ * read `lora strategy.r=8` rather than JSON, and `strategy.*` settings are known as the strategy's own.
+ */
+function flatten(key: string, v: unknown, out: [string, unknown][] = []): [string, unknown][] {
+  if (v && typeof v === 'object' && !Array.isArray(v))
+    for (const [k, x] of Object.entries(v as Record<string, unknown>)) flatten(`${key}.${k}`, x, out);
+  else out.push([key, v]);
+  return out;
+}
+
 function at(config: Record<string, unknown> | null, dotted: string): unknown {
   if (dotted === '(root)') return config === null ? 'not recorded' : 'recorded';
   let x: unknown = config;
@@ -73,6 +84,7 @@ function settingsOf(runs: RunRecord[], warnings: string[]): Map<RunRecord, Recor
   for (const r of runs) {
     const swept = Object.fromEntries(
       Object.entries(r.swept)
+        .flatMap(([k, v]) => flatten(k, v))
         .filter(([k]) => !SHOWN_BY_STRATEGY.has(k))
         .map(([k, v]) => [k, display(v)]),
     );
@@ -173,6 +185,11 @@ export function groupRuns(runs: RunRecord[], baseline = 'vanilla'): Grouping {
         `${c.row.label} on ${c.column}: seed${repeated.length > 1 ? 's' : ''} ${repeated.map(([s]) => s).join(', ')} ran more than once, with ${same ? 'identical' : 'different'} results (${repeated.map(([s, list]) => `seed ${s}: ${list.map((e) => e.run.dir).join(', ')}`).join('; ')}); each seed counts once, as the mean of its runs`,
       );
     }
+    const single = c.entries.filter((e) => e.run.singleClass !== null && !c.column.includes(' → '));
+    if (single.length)
+      warnings.push(
+        `${c.row.label} on ${c.column}: ${single.length} of ${c.entries.length} runs predicted one class for every evaluation example (${[...new Set(single.map((e) => `'${e.run.singleClass}'`))].join(', ')}): their scores are a constant answer's, not a learned one (${single.map((e) => e.run.dir).join(', ')})`,
+      );
     const values = seeds.map(([seed, list]) => ({ seed, value: list.reduce((a, e) => a + e.value, 0) / list.length }));
     groups.push({ row: c.row, column: c.column, metric: c.metric, runs: c.entries.map((e) => e.run), values });
   }

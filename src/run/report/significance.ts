@@ -23,6 +23,8 @@ export interface Difference {
   significant: boolean;
   /** Why the interval is undefined, or that it rests on fewer than five seeds. */
   note?: string;
+  /** The row and its baseline trained at different learning rates: part of the difference is the learning rate. */
+  lr_note?: string;
 }
 
 export const LEVEL = 0.95;
@@ -64,16 +66,26 @@ export function welchDifference(x: number[], y: number[]) {
   return { diff, ...interval(diff, Math.sqrt(a + b), df) };
 }
 
+/** Settings that are not the strategy's own: the ones a row and its baseline must share. */
+const shared = (row: Row) => Object.entries(row.settings).filter(([k]) => !k.startsWith('strategy.'));
+
 /** The baseline row for a row: the baseline strategy with the same model and the same non-strategy settings. */
 export function baselineRow(rows: Row[], row: Row, baseline: string): Row | undefined {
-  const own = Object.entries(row.settings).filter(([k]) => !k.startsWith('strategy.'));
+  const own = shared(row);
   return rows.find(
     (b) =>
       b.strategy === baseline &&
       b.model === row.model &&
-      Object.keys(b.settings).length === own.length &&
+      shared(b).length === own.length &&
       own.every(([k, v]) => b.settings[k] === v),
   );
+}
+
+/** The learning rates a group's runs trained at (from recipe.resolved.yaml), ascending. */
+function learningRates(runs: { config: Record<string, unknown> | null }[]): number[] {
+  const lr = (c: Record<string, unknown> | null) =>
+    ((c?.training as { optimizer?: { lr?: unknown } } | undefined)?.optimizer?.lr as number | undefined) ?? NaN;
+  return [...new Set(runs.map((r) => lr(r.config)).filter((x) => Number.isFinite(x)))].sort((a, b) => a - b);
 }
 
 export function differences(g: Grouping, baseline: string): Difference[] {
@@ -103,6 +115,11 @@ export function differences(g: Grouping, baseline: string): Difference[] {
           : n < MIN_SEEDS
             ? `fewer than ${MIN_SEEDS} seeds: the interval is wide and rests on the normality assumption`
             : undefined;
+      const lrs = [learningRates(x.runs), learningRates(y.runs)];
+      const lrNote =
+        lrs[0].length && lrs[1].length && lrs[0].join() !== lrs[1].join()
+          ? `the learning rate differs from the baseline's (${lrs[0].join(', ')} vs ${lrs[1].join(', ')}): part of the difference is the learning rate`
+          : undefined;
       out.push({
         row: row.label,
         baseline: base.label,
@@ -113,6 +130,7 @@ export function differences(g: Grouping, baseline: string): Difference[] {
         ...r,
         significant: r.lo !== null && (r.lo > 0 || r.hi! < 0),
         ...(note ? { note } : {}),
+        ...(lrNote ? { lr_note: lrNote } : {}),
       });
     }
   }

@@ -1,23 +1,75 @@
+import { computeMetrics } from '../../data/metrics.js';
+import { labelNamesOf, taskSpecOf, type Metric } from '../../data/tasks.js';
+import { predict } from '../evaluate.js';
 import type { StageRunner } from '../walk.js';
 import type { Trained } from './train.js';
+
+/** What the kept model predicts on the evaluation split, beside what always answering the majority class scores. */
+export interface Predictions {
+  /** Predictions per class name, on the evaluation split. */
+  predicted_classes: Record<string, number>;
+  /** The model answered one class for every example: its score is the majority class's, not a learned one. */
+  single_class_prediction: boolean;
+  /** The training split's most frequent class, predicted for every evaluation example, scored by the run's metrics. */
+  majority_baseline: { class: string; metrics: Record<string, number> };
+}
 
 /** The evaluate stage's output: the final metrics on the evaluation split, and the training they score. */
 export interface Evaluated {
   metrics: Record<string, number>;
   trained: Trained;
+  /** Classification tasks only. */
+  predictions?: Predictions;
 }
 
 /**
  * The training evaluates the evaluation split after every epoch (to pick the best one); this stage takes
- * the evaluation of the checkpoint the recipe keeps (`evaluation.checkpoint`: the best epoch or the last).
+ * the evaluation of the checkpoint the recipe keeps (`evaluation.checkpoint`: the best epoch or the last),
+ * and checks that the kept model predicts more than one class: a small model at a low learning rate often
+ * learns the majority class only, with a score that looks like a result.
  */
 export const evaluateRunner: StageRunner<Evaluated> = {
-  run(_stage, [trained], ctx) {
-    const { result } = trained as Trained;
+  async run(_stage, [trained], ctx) {
+    const { result, loaded, train, dev } = trained as Trained;
+    const { recipe } = ctx;
     const metrics =
-      ctx.recipe.evaluation.checkpoint === 'best'
+      recipe.evaluation.checkpoint === 'best'
         ? result.epochs[result.bestEpoch - 1].metrics
         : result.epochs.at(-1)!.metrics;
-    return { metrics, trained: trained as Trained };
+    const out: Evaluated = { metrics, trained: trained as Trained };
+    const numLabels = loaded.model.numLabels;
+    if (numLabels < 2 || !dev.labels.length) return out;
+    const names = labelNamesOf(recipe.dataset) ?? Array.from({ length: numLabels }, (_, i) => String(i));
+    const pred = await predict(
+      loaded.parallel,
+      numLabels,
+      dev.encodings,
+      recipe.evaluation.batch_size,
+      loaded.tokenizer.padId,
+    );
+    const counts = new Array<number>(numLabels).fill(0);
+    for (const p of pred) counts[p]++;
+    const trainCounts = new Array<number>(numLabels).fill(0);
+    for (const l of train.labels) trainCounts[l]++;
+    const majority = trainCounts.indexOf(Math.max(...trainCounts));
+    const scored = (recipe.evaluation.metrics ?? taskSpecOf(recipe.dataset).metrics) as Metric[];
+    const single = counts.filter((c) => c > 0).length === 1;
+    out.predictions = {
+      predicted_classes: Object.fromEntries(names.map((n, i) => [n, counts[i]])),
+      single_class_prediction: single,
+      majority_baseline: {
+        class: names[majority],
+        metrics: computeMetrics(scored, new Array<number>(dev.labels.length).fill(majority), dev.labels),
+      },
+    };
+    if (single)
+      ctx.report.log(
+        `warning: the model predicts '${names[counts.findIndex((c) => c > 0)]}' for all ${pred.length} evaluation examples: its score is a constant answer's (the majority class '${names[majority]}' scores ${Object.entries(
+          out.predictions.majority_baseline.metrics,
+        )
+          .map(([k, v]) => `${k} ${v.toFixed(4)}`)
+          .join(', ')}); try a higher learning rate or more epochs`,
+      );
+    return out;
   },
 };

@@ -12,7 +12,7 @@ import { transferTargets, type Transferred } from './transfer.js';
 export const reportRunner: StageRunner = {
   run(_stage, _deps, ctx) {
     const { recipe, trial, run } = ctx;
-    const { metrics, trained } = ctx.outputs.get(trial.evaluate) as Evaluated;
+    const { metrics, trained, predictions } = ctx.outputs.get(trial.evaluate) as Evaluated;
     const { loaded, result, fisher, resumedFromStep, strategy } = trained;
     const { model } = loaded;
     // A strategy that adds parameters says how they are saved (merged, or apart in its own layout).
@@ -51,6 +51,7 @@ export const reportRunner: StageRunner = {
       }),
       threads: ctx.runtime.threads,
       metrics,
+      ...predictions,
       epochs: result.epochs,
       best_epoch: result.bestEpoch,
       steps: result.steps,

@@ -25,6 +25,9 @@ export interface Trained {
   strategy: Strategy;
   fisher?: ChildNetwork;
   resumedFromStep: number | null;
+  /** The splits it trained on and evaluated, for the evaluate stage's look at the predictions. */
+  train: PreparedSplit;
+  dev: PreparedSplit;
 }
 
 export const trainRunner: StageRunner<Trained> = {
@@ -109,7 +112,7 @@ export const trainRunner: StageRunner<Trained> = {
       ...strategy.trainable(model.specs),
       ...(fisher ? { fisher: fisher.stats } : {}),
     });
-    return { loaded, result, strategy, fisher, resumedFromStep: resume?.meta.loop.step ?? null };
+    return { loaded, result, strategy, fisher, resumedFromStep: resume?.meta.loop.step ?? null, train, dev };
   },
 };
 
