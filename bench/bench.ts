@@ -23,7 +23,8 @@ import { sizeOf, trains } from '../src/engine/params.js';
 import { Rng, streamSeed } from '../src/engine/rng.js';
 import { estimateMemory } from '../src/plan/estimate.js';
 import type { Recipe } from '../src/recipe/types.generated.js';
-import { DataParallel, threadsFor } from '../src/run/parallel.js';
+import { DataParallel, startPool, threadsFor } from '../src/run/parallel.js';
+import { deviceLabel } from '../src/engine/webgpu/device.js';
 import { accumulateFisher, selectChild } from '../src/strategies/fisher.js';
 import { anchorFor, modifiersFor, STRATEGIES, strategyFor } from '../src/strategies/registry.js';
 import { childTuningD } from '../src/strategies/child-tuning-d/index.js';
@@ -667,7 +668,133 @@ function largeCheckpoint(): string {
   return path.join(dir, 'model');
 }
 
+/** One shape's step on the GPU (webgpu), in a process of its own: vanilla, F and D interleaved, and D's fisher pass. */
+async function webgpuChild(job: { shape: Shape; steps: number; warmup: number }) {
+  const backend = await selectBackend('webgpu');
+  const model = modelFor(job.shape);
+  const pool = await startPool(model, {
+    threads: 1,
+    backend: 'webgpu',
+    adam: { lr: 1e-4, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0.01 },
+  });
+  const rng = new Rng(1);
+  const batches = Array.from({ length: 2 }, () => randomBatch(rng));
+  const dMasks = model.specs.map((s) =>
+    s.group === 'encoder' ? new Uint8Array(Math.ceil(sizeOf(s) / 8)).map(() => rng.int(256)) : undefined,
+  );
+  const strategies: Record<string, Strategy> = {
+    vanilla: vanilla(),
+    'child-tuning-f': childTuningF(0.3, 'all', model.specs, 7),
+    'child-tuning-d': childTuningD(dMasks, false),
+  };
+  const times: Record<string, number[]> = Object.fromEntries(Object.keys(strategies).map((k) => [k, []]));
+  let step = 0;
+  const oneStep = async (s: Strategy) => {
+    const t0 = performance.now();
+    const { norm } = await pool.gradients(batches[step++ % batches.length], null, step);
+    await pool.update(1e-4, clipCoefficient(norm, 1), s);
+    return performance.now() - t0;
+  };
+  const names = Object.keys(strategies);
+  for (const name of names) {
+    await pool.setStrategy(strategies[name]);
+    for (let i = 0; i < job.warmup; i++) await oneStep(strategies[name]);
+  }
+  for (let round = 0; round < job.steps; round++)
+    for (let i = 0; i < names.length; i++) {
+      const name = names[(round + i) % names.length];
+      await pool.setStrategy(strategies[name]);
+      times[name].push(await oneStep(strategies[name]));
+    }
+  // D's fisher pass: a batch of the stage as it runs (per-batch gradients, clipped per tensor, squared, summed).
+  const examples = {
+    encodings: Array.from({ length: BATCH }, () => ({
+      tokens: [],
+      inputIds: Array.from({ length: SEQ }, () => rng.int(VOCAB)),
+      tokenTypeIds: new Array<number>(SEQ).fill(0),
+      attentionMask: new Array<number>(SEQ).fill(1),
+    })),
+    labels: Array.from({ length: BATCH }, () => rng.int(2)),
+  };
+  const settings = { estimator: 'batch', batch_size: BATCH, clip: 1, scope: 'encoder', seed: 0 } as const;
+  const f0 = performance.now();
+  const fisher = await accumulateFisher(pool, model.specs, examples, settings, true);
+  const fisherMs = performance.now() - f0;
+  const sel = selectChild(model, fisher.fisher, 0.3, 'encoder');
+  await pool.close();
+  const step_ms = Object.fromEntries(names.map((n) => [n, median(times[n])]));
+  return {
+    shape: job.shape,
+    device: backend.device,
+    steps: job.steps,
+    step_ms,
+    gflops: stepFlops(SHAPES[job.shape]) / step_ms.vanilla / 1e6,
+    f_overhead: step_ms['child-tuning-f'] / step_ms.vanilla - 1,
+    d_overhead: step_ms['child-tuning-d'] / step_ms.vanilla - 1,
+    fisher_batch_ms: fisherMs,
+    fisher_kept: sel.kept,
+  };
+}
+
+type GpuRow = Awaited<ReturnType<typeof webgpuChild>>;
+
+/**
+ * `npm run bench -- --backend webgpu [--shapes ...] [--quick]`: each shape's GPU step on the adapter Dawn finds,
+ * into bench/results.json's `webgpu` and BENCHMARKS.md's GPU section (the CPU rows are kept as they are).
+ */
+function webgpuBench(shapes: Shape[], quick: boolean) {
+  const rows: GpuRow[] = [];
+  for (const shape of shapes) {
+    process.stderr.write(`bench: webgpu ${shape}\n`);
+    const job = { shape, steps: quick ? 1 : 5, warmup: 1 };
+    const out = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--webgpu-child', JSON.stringify(job)], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'inherit'],
+      maxBuffer: 1 << 26,
+    });
+    if (out.status !== 0) throw new Error(`bench: webgpu ${shape} failed (exit ${out.status})`);
+    rows.push(JSON.parse(out.stdout.trim().split('\n').at(-1)!));
+  }
+  const resultsFile = path.join(ROOT, 'bench', 'results.json');
+  const results = JSON.parse(fs.readFileSync(resultsFile, 'utf8'));
+  const kept: GpuRow[] = (results.webgpu?.rows ?? []).filter((r: GpuRow) => !shapes.includes(r.shape));
+  results.webgpu = {
+    date: new Date().toISOString().slice(0, 10),
+    rows: [...kept, ...rows].sort(
+      (a, b) => Object.keys(SHAPES).indexOf(a.shape) - Object.keys(SHAPES).indexOf(b.shape),
+    ),
+  };
+  fs.writeFileSync(resultsFile, JSON.stringify(results, null, 2) + '\n');
+  const benchmarks = path.join(ROOT, 'BENCHMARKS.md');
+  fs.writeFileSync(benchmarks, markdown(results) + measuredByHand(benchmarks));
+  process.stdout.write(gpuMarkdown(results.webgpu));
+}
+
+function gpuMarkdown(g: { date: string; rows: GpuRow[] }): string {
+  const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
+  const lines = [
+    '',
+    '## GPU (webgpu)',
+    '',
+    `\`npm run bench -- --backend webgpu\` on ${g.date}: batch ${BATCH} x ${SEQ}, fp32, each step's loss and gradient norm read back; ` +
+      'F and D against vanilla in the same process, interleaved. A software adapter (SwiftShader) only shows that the bench runs.',
+    '',
+    '| shape | device | vanilla ms | GFLOP/s | F ms | D ms | F overhead | D overhead | fisher batch ms |',
+    '|---|---|---|---|---|---|---|---|---|',
+    ...g.rows.map(
+      (r) =>
+        `| ${r.shape} | ${r.device ? deviceLabel(r.device) : 'n/a'} | ${r.step_ms.vanilla.toFixed(0)} | ${r.gflops.toFixed(1)} | ${r.step_ms['child-tuning-f'].toFixed(0)} | ${r.step_ms['child-tuning-d'].toFixed(0)} | ${pct(r.f_overhead)} | ${pct(r.d_overhead)} | ${r.fisher_batch_ms.toFixed(0)} |`,
+    ),
+    '',
+  ];
+  return lines.join('\n');
+}
+
 async function main() {
+  if (process.argv[2] === '--webgpu-child') {
+    process.stdout.write(JSON.stringify(await webgpuChild(JSON.parse(process.argv[3]))) + '\n');
+    return;
+  }
   if (process.argv[2] === '--child') {
     process.stdout.write(JSON.stringify(await child(JSON.parse(process.argv[3]))) + '\n');
     return;
@@ -682,6 +809,14 @@ async function main() {
   }
   const quick = process.argv.includes('--quick');
   const shapes = selectedShapes();
+  const backendAt = process.argv.indexOf('--backend');
+  if (backendAt >= 0) {
+    if (process.argv[backendAt + 1] !== 'webgpu') {
+      process.stderr.write('bench: --backend takes webgpu (the CPU rows are what a plain npm run bench measures)\n');
+      process.exit(2);
+    }
+    return webgpuBench(shapes, quick);
+  }
   const peak = machinePeak();
   const resultsFile = path.join(ROOT, 'bench', 'results.json');
   // A partial run (--shapes) replaces its rows and keeps the others from the last results.
@@ -763,6 +898,8 @@ async function main() {
     configs: (Object.keys(SHAPES) as Shape[]).filter((n) => rows.has(n)).map((n) => rows.get(n)!),
     kernels,
     selection: fullRun || !previous ? selectionScaling() : previous.selection,
+    // The GPU rows come from `--backend webgpu` runs, kept through a CPU run.
+    ...(previous?.webgpu && { webgpu: previous.webgpu }),
     startup_ms:
       fullRun || !previous
         ? { validate: cliMs(['validate', 'recipes/quickstart.yaml']), plan: cliMs(['plan', 'recipes/quickstart.yaml']) }
@@ -791,6 +928,7 @@ function markdown(r: {
   kernels: Awaited<ReturnType<typeof kernelRates>>;
   selection: { elements: number; ms: number; ns_per_element: number }[];
   startup_ms: { validate: number; plan: number };
+  webgpu?: { date: string; rows: GpuRow[] };
 }) {
   const pct = (x: number | null) => (x === null || x === undefined ? 'n/a' : `${(x * 100).toFixed(1)}%`);
   // A median with its 95% bootstrap interval over the rounds, where the row has one (every shape that ran F and D).
@@ -867,7 +1005,7 @@ function markdown(r: {
     ),
     '',
   ];
-  return lines.join('\n');
+  return lines.join('\n') + (r.webgpu ? gpuMarkdown(r.webgpu) : '');
 }
 
 await main();

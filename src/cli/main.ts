@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { compilePlan } from '../plan/compiler.js';
+import { compilePlan, strategyChecks } from '../plan/compiler.js';
 import { deviceLabel, findAdapter } from '../engine/webgpu/device.js';
 import { formatPlan } from '../plan/format.js';
 import { loadRecipe } from '../recipe/index.js';
@@ -60,9 +60,13 @@ export async function main(
   ).action((arg: string, opts) => {
     const file = recipeFile(arg, opts);
     const loaded = load(file, opts);
-    printDiagnostics(loaded.diagnostics, opts.json);
-    if (!opts.json && !hasErrors(loaded.diagnostics)) io.out(`${arg}: ok`);
-    code = hasErrors(loaded.diagnostics) ? 1 : 0;
+    // The strategy's own checks too (the recipe layer knows no strategy), as the plan makes them.
+    const diagnostics = loaded.recipe
+      ? [...loaded.diagnostics, ...strategyChecks(loaded.recipe, loaded)]
+      : loaded.diagnostics;
+    printDiagnostics(diagnostics, opts.json);
+    if (!opts.json && !hasErrors(diagnostics)) io.out(`${arg}: ok`);
+    code = hasErrors(diagnostics) ? 1 : 0;
   });
 
   recipeOptions(

@@ -165,12 +165,7 @@ export function compilePlan(loaded: LoadedRecipe, recipeFile: string): CompileRe
       continue;
     }
     const numLabels = numLabelsOf(r.dataset);
-    diagnostics.push(
-      ...checksFor(r.strategy).map((d) => ({
-        ...d,
-        location: d.location ?? loaded.composed!.sources.get(d.pointer),
-      })),
-    );
+    diagnostics.push(...strategyChecks(r, loaded));
     // The strategy's own stages before training (D: the fisher pass), each on the pretrained model and the training data.
     const extra = stagesFor(r, {
       modelHash: model.hash,
@@ -341,4 +336,15 @@ function trialRecipe(
   for (const d of resolved.diagnostics)
     diagnostics.push({ ...d, message: `sweep trial ${index} (${label}): ${d.message}` });
   return resolved.recipe;
+}
+
+/**
+ * The strategy's own cross-field checks (its definition's check, and Child-Tuning inside it), placed at the recipe's
+ * positions: what the plan reports, and what `validate` adds to the recipe layer's checks.
+ */
+export function strategyChecks(recipe: Recipe, loaded: LoadedRecipe): Diagnostic[] {
+  return checksFor(recipe.strategy).map((d) => ({
+    ...d,
+    location: d.location ?? loaded.composed?.sources.get(d.pointer),
+  }));
 }

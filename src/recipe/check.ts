@@ -6,7 +6,6 @@ import { taskSpecOf, type Metric, type TaskSpec } from '../data/tasks.js';
 import { ModelError, readModelConfig } from '../engine/config.js';
 import { hubCacheDir, HubError, localModelDir, notFetchedHint } from '../engine/hub/cache.js';
 import { FETCH_HINT, findWeights } from '../engine/model-files.js';
-import { MIN_KEEP_PROBABILITY } from '../engine/rng.js';
 import { readTokenizerConfig } from '../engine/tokenizer-config.js';
 import { TokenizerError } from '../engine/tokenizer.js';
 import { diagnostic, pointerOf, skipped, type Diagnostic } from './diagnostics.js';
@@ -173,30 +172,12 @@ function checkStrategy(recipe: Recipe, report: Report, guard: Guard) {
         'reserve_p is a fraction: 0.3 keeps 30% of the gradient.',
       ]);
     if (!needs) misplaced('reserve_p');
-    if (strategy.kind === 'child-tuning-f') fResolution(strategy.reserve_p, '/strategy/reserve_p', report);
-  });
-  guard('reserve_p checks of strategy.child_tuning', ['/strategy/child_tuning'], () => {
-    const inner = strategy.child_tuning as { kind: string; reserve_p: number } | undefined;
-    if (inner?.kind === 'child-tuning-f') fResolution(inner.reserve_p, '/strategy/child_tuning/reserve_p', report);
   });
   const others = Object.keys(strategy ?? {}).filter(
     (k) => k !== 'reserve_p' && strategy[k] !== undefined && ownersOf(schemaAt(['strategy', k], recipe)),
   );
   // Only whether an option is written matters, not its value (which the schema still checks against its owner's).
   guard('strategy option checks', [kind], () => others.forEach(misplaced));
-}
-
-/** F draws each keep decision as a 16-bit number below reserve_p x 65536: a smaller reserve_p cannot be drawn. */
-function fResolution(p: number, pointer: string, report: Report) {
-  if (p > 0 && p < MIN_KEEP_PROBABILITY)
-    report(
-      'CT0301',
-      `reserve_p is ${p}; Child-Tuning-F keeps at least 1/65536 (${MIN_KEEP_PROBABILITY}) of the elements`,
-      pointer,
-      [
-        'F draws each keep decision at 16-bit resolution, so a smaller reserve_p would run at 1/65536 instead. Use reserve_p: 0.0000152587890625 or more, or child-tuning-d for a smaller child network.',
-      ],
-    );
 }
 
 function checkModel({ model }: Recipe, report: Report) {

@@ -5,7 +5,7 @@ import { diagnostic, type Diagnostic } from '../recipe/diagnostics.js';
 import type { ChildTuning, Recipe } from '../recipe/types.generated.js';
 import { childTuningDDefinition, type PreparedD } from './child-tuning-d/index.js';
 import { resolvedFisher, type ResolvedFisher } from './child-tuning-d/fisher-settings.js';
-import { childTuningFDefinition, type PreparedF } from './child-tuning-f/index.js';
+import { childTuningFDefinition, fResolution, type PreparedF } from './child-tuning-f/index.js';
 import type { ExtraStage, StageContext, StrategyDefinition, StrategyOptions } from './definition.js';
 import { inScope, STREAMS } from './strategy.js';
 
@@ -66,6 +66,10 @@ export function composedStages(recipe: Recipe, ct: ChildTuning, context: StageCo
 /** Options of a child_tuning block that its kind does not read (reported, never silently ignored). */
 export function checkChildTuning(ct: ChildTuning): Diagnostic[] {
   const at = '/strategy/child_tuning';
+  if (ct.kind === 'child-tuning-f') {
+    const resolution = fResolution(ct.reserve_p, `${at}/reserve_p`);
+    if (resolution.length) return resolution;
+  }
   if (ct.kind === 'child-tuning-f' && ct.fisher)
     return [diagnostic('CT0303', 'child_tuning.fisher applies only to child-tuning-d', `${at}/fisher`)];
   if (ct.fisher?.scope !== undefined && ct.fisher.scope !== ct.scope)

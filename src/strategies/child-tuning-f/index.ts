@@ -1,6 +1,7 @@
 import { SEGMENT_GRAIN } from '../../engine/parallel/partition.js';
 import type { ParamSpec } from '../../engine/params.js';
-import { keepThreshold, streamSeed } from '../../engine/rng.js';
+import { keepThreshold, MIN_KEEP_PROBABILITY, streamSeed } from '../../engine/rng.js';
+import { diagnostic, type Diagnostic } from '../../recipe/diagnostics.js';
 import { bitsetBytes, popcount } from '../../engine/bitset.js';
 import { defineStrategy, kindReport, type StrategyHooks } from '../definition.js';
 import { inScope, STREAMS, Strategy, type Scope } from '../strategy.js';
@@ -64,6 +65,23 @@ function hooks(f: PreparedF): StrategyHooks {
   };
 }
 
+/** F draws each keep decision as a 16-bit number below reserve_p x 65536: a smaller reserve_p cannot be drawn. */
+export function fResolution(p: number, pointer: string): Diagnostic[] {
+  if (!(p > 0 && p < MIN_KEEP_PROBABILITY)) return [];
+  return [
+    diagnostic(
+      'CT0301',
+      `reserve_p is ${p}; Child-Tuning-F keeps at least 1/65536 (${MIN_KEEP_PROBABILITY}) of the elements`,
+      pointer,
+      {
+        notes: [
+          'F draws each keep decision at 16-bit resolution, so a smaller reserve_p would run at 1/65536 instead. Use reserve_p: 0.0000152587890625 or more, or child-tuning-d for a smaller child network.',
+        ],
+      },
+    ),
+  ];
+}
+
 const prepareF = (p: number, scope: Scope, specs: readonly ParamSpec[], seed: number, replay: boolean): PreparedF => ({
   p,
   scoped: specs.map((s) => inScope(s, scope)),
@@ -81,6 +99,7 @@ export const childTuningFDefinition = defineStrategy({
       streamSeed(recipe.training.seed, STREAMS.fMask),
       options.f_masks?.replay !== undefined,
     ),
+  check: (o) => fResolution(o.reserve_p!, '/strategy/reserve_p'),
   hooks,
   counted: (f) => f.scoped.map((s) => s && f.p < 1),
   report: kindReport,
