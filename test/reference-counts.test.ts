@@ -5,6 +5,7 @@ import { paramSpecs } from '../src/engine/params.js';
 import { trainableOf } from '../src/plan/estimate.js';
 import type { Recipe } from '../src/recipe/types.generated.js';
 import { validate } from '../src/recipe/validate.generated.js';
+import { childTuningF } from '../src/strategies/child-tuning-f/index.js';
 import { modifiersFor } from '../src/strategies/registry.js';
 
 /**
@@ -87,5 +88,44 @@ describe('trainable parameters at BERT-base, by default, equal the reference imp
     // The top 2 layers and the whole head, the pooler included.
     const layer = 4 * (768 * 768 + 768) + 2 * 768 * 3072 + 3072 + 768 + 4 * 768;
     assert.equal(trainable({ kind: 'top-k-layers', layers: 2 }).parameters, 2 * layer + POOLER + 768 * 2 + 2);
+  });
+});
+
+describe('Child-Tuning: the effective count beside the tensors that receive updates', () => {
+  const specs = paramSpecs(BERT_BASE, 2);
+  const size = (keep: (s: (typeof specs)[number]) => boolean) =>
+    specs.reduce((a, s) => a + (keep(s) ? s.shape.reduce((x, y) => x * y, 1) : 0), 0);
+  const total = size(() => true);
+  const encoder = size((s) => s.group === 'encoder');
+
+  test("D and F: every tensor still trains; the effective count is reserve_p of the scope's elements", () => {
+    // D's default scope is the encoder (the reference's): the embeddings and the head train whole.
+    const d = trainable({ kind: 'child-tuning-d', reserve_p: 0.3 });
+    assert.equal(d.parameters, total);
+    assert.deepEqual(d.effective, {
+      parameters: total - encoder + Math.round(0.3 * encoder),
+      share: (total - encoder + Math.round(0.3 * encoder)) / total,
+    });
+    const dAll = trainable({ kind: 'child-tuning-d', reserve_p: 0.0025, fisher: { scope: 'all' } });
+    assert.equal(dAll.effective!.parameters, Math.round(0.0025 * total));
+    // F's default scope is all.
+    assert.equal(trainable({ kind: 'child-tuning-f', reserve_p: 0.3 }).effective!.parameters, Math.round(0.3 * total));
+  });
+
+  test("inside another kind: reserve_p of that kind's trainable tensors in scope, the classifier whole", () => {
+    const lora = 12 * 2 * 2 * 8 * 768;
+    const t = trainable({ kind: 'lora', child_tuning: { kind: 'child-tuning-d', reserve_p: 0.3 } });
+    assert.equal(t.parameters, 296_450);
+    assert.equal(t.effective!.parameters, Math.round(0.3 * lora) + 768 * 2 + 2);
+  });
+
+  test("results.json's fields: the tensors' count, and the effective count where Child-Tuning masks", () => {
+    const f = childTuningF(0.3, 'encoder', specs, 1);
+    assert.deepEqual(f.trainable(specs, withDefaults({ kind: 'child-tuning-f', reserve_p: 0.3, scope: 'encoder' })), {
+      trainable_parameters: total,
+      trainable_share: 1,
+      effective_trainable_parameters: total - encoder + Math.round(0.3 * encoder),
+      effective_trainable_share: (total - encoder + Math.round(0.3 * encoder)) / total,
+    });
   });
 });
