@@ -30,18 +30,19 @@ describe('child_tuning inside lora', () => {
   });
 
   for (const scope of ['encoder', 'all'] as const) {
-    test(`F inside LoRA (scope ${scope}) masks only the gradients of ${scope === 'all' ? 'LoRA and the head' : 'LoRA'}, rescaled by 1/p`, () => {
+    test(`F inside LoRA (scope ${scope}) masks only the gradients of ${scope === 'all' ? 'LoRA and the classifier' : 'LoRA'}, rescaled by 1/p`, () => {
       const options = loraWith({ kind: 'child-tuning-f', reserve_p: 0.5, scope });
       const base = microModel();
       const model = new EncoderClassifier(base.config, base.numLabels, undefined, modifiersFor(options));
       const recipe = { strategy: options, training: { seed: 3 } } as Recipe;
       const strategy = strategyFor(recipe, model.specs);
-      const masked = (name: string, group: string) => isLora(name) || (scope === 'all' && group === 'head');
+      // LoRA trains the classifier beside its updates (PEFT's SEQ_CLS head); BERT's pooler stays frozen, unmasked.
+      const masked = (name: string) => isLora(name) || (scope === 'all' && name.startsWith('classifier.'));
       model.specs.forEach((spec, i) => {
         const grad = new Float32Array(sizeOf(spec)).fill(1);
         const kept = maskRange(strategy.spec, i, grad, 0, grad.length, 1);
         strategy.record(i, kept, grad.length);
-        if (masked(spec.name, spec.group)) {
+        if (masked(spec.name)) {
           assert.ok(
             grad.every((g) => g === 0 || g === 2),
             spec.name,
@@ -121,6 +122,12 @@ test('D inside LoRA: the Fisher pass on the LoRA model scores only LoRA paramete
   assert.equal(results.reserve_p, 0.3);
   assert.deepEqual(results.child_tuning, { kind: 'child-tuning-d', reserve_p: 0.3, scope: 'encoder' });
   assert.ok(results.trainable_share < 0.1);
+  // The effective count: the classifier whole and D's child network of LoRA's parameters.
+  const effective = results.trainable_parameters - stats.fisher.in_scope + stats.fisher.kept;
+  assert.equal(results.effective_trainable_parameters, effective);
+  assert.equal(stats.effective_trainable_parameters, effective);
+  const total = results.trainable_parameters / results.trainable_share;
+  assert.ok(Math.abs(results.effective_trainable_share - effective / total) < 1e-12);
   assert.deepEqual(json(b, 'mask-stats.json'), stats);
   assert.deepEqual(metricsOf(b), metricsOf(a));
   assert.deepEqual(fs.readFileSync(path.join(b, 'child-mask.bin')), fs.readFileSync(path.join(a, 'child-mask.bin')));

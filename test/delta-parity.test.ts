@@ -43,7 +43,10 @@ function assertClose(actual: ArrayLike<number>, expected: readonly number[], wha
   assert.ok(worst <= TOLERANCE, `${what}: largest difference ${worst} > ${TOLERANCE}`);
 }
 
-/** The fixture's cases through childtune's strategies, with options that make each strategy's trainable set the fixture's. */
+/**
+ * The fixture's cases through childtune's strategies, with options that make each strategy's trainable set the
+ * fixture's (it trains BERT's pooler beside the classifier: head pooler+classifier).
+ */
 const STRATEGY_CASES: Record<string, Recipe['strategy']> = {
   lora: {
     kind: 'lora',
@@ -52,6 +55,7 @@ const STRATEGY_CASES: Record<string, Recipe['strategy']> = {
     dropout: 0,
     target_modules: ['query', 'value'],
     save: 'merged',
+    head: 'pooler+classifier',
   } as Recipe['strategy'],
   // Houlsby et al. also train the encoder's LayerNorms (the strategy's default for houlsby); the fixture does not.
   'adapter-houlsby': {
@@ -60,9 +64,10 @@ const STRATEGY_CASES: Record<string, Recipe['strategy']> = {
     bottleneck: 8,
     nonlinearity: 'relu',
     train_layer_norms: false,
+    head: 'pooler+classifier',
   } as Recipe['strategy'],
-  // The fixture's prefixes are the parameters themselves (the strategy's default trains them through an MLP).
-  prefix: { kind: 'prefix-tuning', length: 3, reparameterize: false } as Recipe['strategy'],
+  // The fixture's prefixes are the parameters themselves (the strategy's default, PEFT's).
+  prefix: { kind: 'prefix-tuning', length: 3, head: 'pooler+classifier' } as Recipe['strategy'],
 };
 
 /**

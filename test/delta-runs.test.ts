@@ -13,7 +13,7 @@ import { outcome, smallProject, spawnCli } from './integrity-helpers.js';
  */
 const KINDS = {
   adapter: '{kind: adapter, placement: pfeiffer, reduction_factor: 32}',
-  'prefix-tuning': '{kind: prefix-tuning, length: 3, mlp_hidden: 16}',
+  'prefix-tuning': '{kind: prefix-tuning, length: 3, reparameterize: true, mlp_hidden: 16}',
   'prompt-tuning': '{kind: prompt-tuning, length: 4}',
 } as const;
 
@@ -24,8 +24,11 @@ const STRATEGY_PARAM = {
   'prompt-tuning': 'prompt.embeddings',
 } as const;
 
-/** What each kind above freezes: every checkpoint tensor outside the head (Pfeiffer adapters train no LayerNorm). */
-const frozen = (name: string) => !/^(bert\.pooler|classifier)\./.test(name);
+/**
+ * What each kind above freezes: every checkpoint tensor but the classifier (their default head, PEFT's; BERT's
+ * pooler stays frozen too; Pfeiffer adapters train no LayerNorm).
+ */
+const frozen = (name: string) => !/^classifier\./.test(name);
 
 describe('delta strategies in whole runs (two threads)', () => {
   let project: { dir: string; recipe: string };

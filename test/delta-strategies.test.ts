@@ -69,8 +69,12 @@ describe('adapter, prefix-tuning and prompt-tuning modules', () => {
       { kind: 'adapter', placement: 'scaled-parallel', init: 'identity', bottleneck: 2 },
     ],
     ['plain prefixes', 'roberta', { kind: 'prefix-tuning', length: 2, reparameterize: false }],
-    ['prefixes through the MLP', 'bert', { kind: 'prefix-tuning', length: 2, mlp_hidden: 5 }],
-    ['prefixes through the MLP on ELECTRA', 'electra', { kind: 'prefix-tuning', length: 3, mlp_hidden: 4 }],
+    ['prefixes through the MLP', 'bert', { kind: 'prefix-tuning', length: 2, reparameterize: true, mlp_hidden: 5 }],
+    [
+      'prefixes through the MLP on ELECTRA',
+      'electra',
+      { kind: 'prefix-tuning', length: 3, reparameterize: true, mlp_hidden: 4 },
+    ],
     ['a prompt from the vocabulary', 'bert', { kind: 'prompt-tuning', length: 3 }],
     ['a random prompt', 'electra', { kind: 'prompt-tuning', length: 2, prompt_init: 'random' }],
   ];
@@ -81,18 +85,21 @@ describe('adapter, prefix-tuning and prompt-tuning modules', () => {
       const checked = checkModelGradients(model, b);
       const added = model.specs.filter((s) => s.source === 'strategy');
       assert.ok(added.length > 0 && added.every((s) => s.trainable));
-      assert.ok(checked >= added.length + 4, 'the strategy and the head are checked');
+      // The head trains its classifier: BERT's classifier layer, RoBERTa's and ELECTRA's dense and output layers.
+      assert.ok(checked >= added.length + (family === 'bert' ? 2 : 4), 'the strategy and the head are checked');
       model.dispose();
     });
 
-  test('trainable sets: the head and the strategy; houlsby adds the encoder LayerNorms, the others do not', () => {
+  test('trainable sets: the classifier and the strategy; houlsby adds the encoder LayerNorms, the others do not', () => {
     const trained = (options: Record<string, unknown>) =>
       new Set(
         new EncoderClassifier(microModel().config, 3, undefined, modifiersFor(strategy(options))).specs
           .filter((s) => s.trainable && s.source === 'checkpoint')
           .map((s) => s.name),
       );
-    const head = ['bert.pooler.dense.weight', 'bert.pooler.dense.bias', 'classifier.weight', 'classifier.bias'];
+    // PEFT's SEQ_CLS head is the classifier; head: pooler+classifier adds BERT's pooler.
+    const head = ['classifier.weight', 'classifier.bias'];
+    const pooler = ['bert.pooler.dense.weight', 'bert.pooler.dense.bias'];
     const norms = [0, 1].flatMap((l) =>
       ['attention.output', 'output'].flatMap((p) =>
         ['weight', 'bias'].map((w) => `bert.encoder.layer.${l}.${p}.LayerNorm.${w}`),
@@ -104,6 +111,12 @@ describe('adapter, prefix-tuning and prompt-tuning modules', () => {
       assert.deepEqual([...trained({ kind: 'adapter', placement: kind })].sort(), [...head].sort(), kind);
     assert.deepEqual([...trained({ kind: 'prefix-tuning' })].sort(), [...head].sort());
     assert.deepEqual([...trained({ kind: 'prompt-tuning' })].sort(), [...head].sort());
+    for (const kind of ['adapter', 'prefix-tuning', 'prompt-tuning'])
+      assert.deepEqual(
+        [...trained({ kind, head: 'pooler+classifier', train_layer_norms: false })].sort(),
+        [...pooler, ...head].sort(),
+        kind,
+      );
   });
 
   test('adapters with the identity init (up projection zero) give the base model outputs, bit for bit', () => {
@@ -205,9 +218,18 @@ describe('saving a strategy apart from the model', () => {
   });
 
   test('prefixes trained through the MLP are saved as the plain prefixes it computes, which give the same outputs', () => {
-    const mlp = strategyModel('bert', modifiersFor(strategy({ kind: 'prefix-tuning', length: 2, mlp_hidden: 5 })), 0.3);
+    const mlp = strategyModel(
+      'bert',
+      modifiersFor(strategy({ kind: 'prefix-tuning', length: 2, reparameterize: true, mlp_hidden: 5 })),
+      0.3,
+    );
     const dir = tmpProject();
-    saveThrough(savePrefix, mlp, dir, strategy({ kind: 'prefix-tuning', length: 2, mlp_hidden: 5 }));
+    saveThrough(
+      savePrefix,
+      mlp,
+      dir,
+      strategy({ kind: 'prefix-tuning', length: 2, reparameterize: true, mlp_hidden: 5 }),
+    );
     const saved = readSafetensors(path.join(dir, STRATEGY_WEIGHTS));
     assert.deepEqual([...saved.keys()].sort(), [
       'prefix.layer.0.key',

@@ -45,10 +45,17 @@ runtime: {threads: 2}
   assert.deepEqual(resultsOf(rerun), resultsOf(reference));
   assert.deepEqual(file(rerun, 'model.safetensors'), file(reference, 'model.safetensors'));
 
-  // The report: LoRA's settings and a trainable share well under 1; the saved model is merged (no LoRA tensor).
+  // The report: LoRA's settings (the head its default, the classifier) and a trainable share well under 1; the saved
+  // model is merged (no LoRA tensor), BERT's pooler the pretrained one.
   const results = JSON.parse(fs.readFileSync(path.join(reference, 'results.json'), 'utf8'));
   assert.equal(results.strategy, 'lora');
-  assert.deepEqual(results.lora, { r: 4, alpha: 16, dropout: 0.1, target_modules: ['query', 'key', 'value'] });
+  assert.deepEqual(results.lora, {
+    r: 4,
+    alpha: 16,
+    dropout: 0.1,
+    target_modules: ['query', 'key', 'value'],
+    head: 'classifier',
+  });
   assert.ok(results.trainable_share > 0 && results.trainable_share < 0.5, `share ${results.trainable_share}`);
   const saved = readSafetensors(path.join(reference, 'model', 'model.safetensors'));
   assert.ok(![...saved.keys()].some((k) => k.includes('lora')));
@@ -57,6 +64,8 @@ runtime: {threads: 2}
   const o = 'bert.encoder.layer.0.attention.output.dense.weight';
   assert.notDeepEqual(saved.get(q)!.data, pretrained.get(q)!.data, 'the update is merged into the query weight');
   assert.deepEqual(saved.get(o)!.data, pretrained.get(o)!.data, 'an untargeted weight is the pretrained one');
+  const pooler = 'bert.pooler.dense.weight';
+  assert.deepEqual(saved.get(pooler)!.data, pretrained.get(pooler)!.data, 'the pooler is frozen');
 
   const killAt = 2 * (1 + new Rng(Date.now()).int(3));
   const runDir = await killAndResume(recipe, killAt, allow);

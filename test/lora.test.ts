@@ -5,6 +5,7 @@ import { before, describe, test } from 'node:test';
 import { selectBackend } from '../src/engine/backend.js';
 import { loadPretrained } from '../src/engine/checkpoint.js';
 import type { EncoderClassifier } from '../src/engine/model.js';
+import { writeAtomic } from '../src/engine/files.js';
 import { adamwRange, adamwStep } from '../src/engine/optimizer.js';
 import { sizeOf } from '../src/engine/params.js';
 import { Rng } from '../src/engine/rng.js';
@@ -103,8 +104,8 @@ describe('lora', () => {
         const bound = 1 / Math.sqrt(spec.shape[1]);
         assert.ok(model.values[i].every((x) => Math.abs(x) <= bound) && model.values[i].some((x) => x !== 0));
       }
-      // Every pretrained weight but the head's is frozen: no gradient is computed for it.
-      assert.equal(spec.trainable, spec.source === 'strategy' || spec.group === 'head', spec.name);
+      // Every pretrained weight but the classifier's (PEFT's SEQ_CLS modules_to_save) is frozen: no gradient for it.
+      assert.equal(spec.trainable, spec.source === 'strategy' || spec.name.startsWith('classifier.'), spec.name);
     });
     assert.equal(model.specs.filter((s) => s.source === 'strategy').length, 2 * 6 * base.config.numLayers);
     base.dispose();
@@ -239,7 +240,8 @@ describe('lora', () => {
         layers_to_transform: null,
         lora_alpha: 16,
         lora_dropout: 0.1,
-        modules_to_save: ['classifier', 'pooler'],
+        // PEFT's SEQ_CLS default: the classifier alone trains beside the updates.
+        modules_to_save: ['classifier'],
         peft_type: 'LORA',
         r: 2,
         rank_pattern: {},
@@ -254,8 +256,6 @@ describe('lora', () => {
     const tensors = readSafetensors(path.join(dir, 'adapter_model.safetensors'));
     const H = model.config.hiddenSize;
     const expected: Record<string, number[]> = {
-      'base_model.model.bert.pooler.dense.weight': [H, H],
-      'base_model.model.bert.pooler.dense.bias': [H],
       'base_model.model.classifier.weight': [2, H],
       'base_model.model.classifier.bias': [2],
     };
@@ -299,6 +299,33 @@ describe('lora', () => {
       assert.ok(worst(t.data, want) <= 1e-6, `${name}: ${worst(t.data, want)}`);
     }
     assert.equal(merged.size, base.size);
+    model.dispose();
+  });
+
+  test('head pooler+classifier: modules_to_save lists the pooler and the adapter file holds it', () => {
+    const o = lora({ save: 'adapter', head: 'pooler+classifier' });
+    const model = loadLora(DELTA_DIR, o);
+    const saved = loraDefinition.save!({
+      options: o as never,
+      config: model.config,
+      specs: model.specs,
+      values: model.values,
+      modelDir: DELTA_DIR,
+    });
+    assert.deepEqual(JSON.parse(saved.files!['adapter_config.json'] as string).modules_to_save, [
+      'classifier',
+      'pooler',
+    ]);
+    const dir = tmpProject();
+    const file = path.join(dir, 'adapter_model.safetensors');
+    writeAtomic(file, saved.files!['adapter_model.safetensors']);
+    const names = [...readSafetensors(file).keys()].filter((n) => !n.includes('.lora_'));
+    assert.deepEqual(names.sort(), [
+      'base_model.model.bert.pooler.dense.bias',
+      'base_model.model.bert.pooler.dense.weight',
+      'base_model.model.classifier.bias',
+      'base_model.model.classifier.weight',
+    ]);
     model.dispose();
   });
 

@@ -212,7 +212,7 @@ export function compilePlan(loaded: LoadedRecipe, recipeFile: string): CompileRe
     trainStage.work = { examples: train.examples, epochs: r.training.epochs, steps: Math.ceil(steps) };
     trainStage.memory = estimateMemory(config, r, numLabels, 'train');
     if (r.runtime.backend === 'webgpu') trainStage.device = estimateDeviceMemory(config, r, numLabels, 'train');
-    trainStage.trainable = trainableOf(paramSpecs(config, numLabels, modifiersFor(r.strategy)));
+    trainStage.trainable = trainableOf(paramSpecs(config, numLabels, modifiersFor(r.strategy)), r.strategy);
     const evaluate = add(
       'evaluate',
       {

@@ -4,8 +4,9 @@ import { activationBytes, forwardBytes, passRows } from '../engine/memory.js';
 import { paramSpecs, sizeOf, trains, type ParamSpec } from '../engine/params.js';
 import { saveScratchElements } from '../engine/save.js';
 import type { Recipe } from '../recipe/types.generated.js';
+import { effectiveTrainable } from '../strategies/effective.js';
 import { anchorFor, definitionOf, modifiersFor } from '../strategies/registry.js';
-import type { DeviceMemoryEstimate, MemoryEstimate } from './stages.js';
+import type { DeviceMemoryEstimate, MemoryEstimate, Trainable } from './stages.js';
 
 const F32 = 4;
 
@@ -121,11 +122,19 @@ function countsOf(specs: readonly ParamSpec[]) {
   };
 }
 
-/** Parameters that train under a strategy's modifiers (frozen ones excluded), and their share of all. */
-export function trainableOf(specs: readonly ParamSpec[]): { parameters: number; share: number } {
+/**
+ * Parameters that train under a strategy's modifiers (frozen ones excluded), and their share of all; where
+ * Child-Tuning masks them, also the effective count (reserve_p of those in its scope: strategies/effective.ts).
+ */
+export function trainableOf(specs: readonly ParamSpec[], strategy: Recipe['strategy']): Trainable {
   const total = specs.reduce((a, s) => a + sizeOf(s), 0);
   const parameters = specs.reduce((a, s) => a + (trains(s) ? sizeOf(s) : 0), 0);
-  return { parameters, share: parameters / total };
+  const effective = effectiveTrainable(strategy, specs);
+  return {
+    parameters,
+    share: parameters / total,
+    ...(effective !== undefined && { effective: { parameters: effective, share: effective / total } }),
+  };
 }
 
 export const formatBytes = (n: number) =>

@@ -19,10 +19,12 @@ export function formatPlan(plan: Plan, device?: DeviceLimits & { label: string }
       lines.push(
         `${' '.repeat(30)}work: ${s.work.examples} examples x ${s.work.epochs} epoch${s.work.epochs === 1 ? '' : 's'} = ${s.work.steps} steps`,
       );
-    if (s.trainable)
-      lines.push(
-        `${' '.repeat(30)}trainable: ${s.trainable.parameters.toLocaleString('en-US')} parameters (${(100 * s.trainable.share).toFixed(2)}%)`,
-      );
+    if (s.trainable) {
+      const count = (t: { parameters: number; share: number }) =>
+        `${t.parameters.toLocaleString('en-US')} parameters (${(100 * t.share).toFixed(2)}%)`;
+      const effective = s.trainable.effective && `; effective (child network): ${count(s.trainable.effective)}`;
+      lines.push(`${' '.repeat(30)}trainable: ${count(s.trainable)}${effective ?? ''}`);
+    }
     if (s.memory) {
       const m = s.memory;
       const parts = [

@@ -73,7 +73,14 @@ export interface Stage {
   /** On a GPU (runtime.backend: webgpu): what the device holds at the stage's peak. */
   device?: DeviceMemoryEstimate;
   /** The train stage: parameters that train under the strategy (its modifiers' frozen ones excluded), and their share. */
-  trainable?: { parameters: number; share: number };
+  trainable?: Trainable;
+}
+
+/** `effective`: with Child-Tuning, the parameters its mask leaves updating (reserve_p of those in its scope). */
+export interface Trainable {
+  parameters: number;
+  share: number;
+  effective?: { parameters: number; share: number };
 }
 
 export interface PlannedTrial {

@@ -119,6 +119,7 @@ scaling?: undefined
 init?: undefined
 init_std?: undefined
 train_layer_norms?: undefined
+head?: undefined
 child_tuning?: undefined
 reserve_p?: undefined
 mask_weight_decay?: undefined
@@ -149,7 +150,7 @@ gamma?: undefined
 layers?: undefined
 }
 /**
- * Bottleneck adapters (down projection, nonlinearity, up projection) inserted into every encoder layer; the pretrained model is frozen, the adapters and the head (pooler and classifier) train, and in the Houlsby placement the encoder layers' LayerNorms too.
+ * Bottleneck adapters (down projection, nonlinearity, up projection) inserted into every encoder layer; the pretrained model is frozen, the adapters and the classifier (the `head` option) train, and in the Houlsby placement the encoder layers' LayerNorms too.
  */
 export interface AdapterStrategy {
 kind: "adapter"
@@ -185,6 +186,10 @@ init_std: number
  * adapter only: the encoder layers' LayerNorms train too (default: true for houlsby, as Houlsby et al. do; false for the others).
  */
 train_layer_norms?: boolean
+/**
+ * adapter only: what trains beside the adapters: classifier (PEFT's and AdapterHub's classification head on BERT) or pooler+classifier (BERT's pooler dense layer too).
+ */
+head: ("classifier" | "pooler+classifier")
 child_tuning?: ChildTuning
 reserve_p?: undefined
 mask_weight_decay?: undefined
@@ -263,10 +268,14 @@ scope: ("all" | "encoder")
 seed: number
 }
 /**
- * BitFit (Ben Zaken et al., 2022): only the bias terms (every dense and LayerNorm bias) and the task head (pooler and classifier) train; every other weight stays as pretrained.
+ * BitFit (Ben Zaken et al., 2022): only the bias terms (every dense and LayerNorm bias) and the classifier (the `head` option) train; every other weight stays as pretrained.
  */
 export interface BitFitStrategy {
 kind: "bitfit"
+/**
+ * bitfit only: what trains beside the biases: classifier (BitFit's reference, benzakenelad/BitFit: the classifier, the pooler's bias as one of the biases) or pooler+classifier (the pooler's weight too).
+ */
+head: ("classifier" | "pooler+classifier")
 child_tuning?: ChildTuning1
 placement?: undefined
 reduction_factor?: undefined
@@ -348,6 +357,7 @@ scaling?: undefined
 init?: undefined
 init_std?: undefined
 train_layer_norms?: undefined
+head?: undefined
 child_tuning?: undefined
 scope?: undefined
 f_masks?: undefined
@@ -428,6 +438,7 @@ scaling?: undefined
 init?: undefined
 init_std?: undefined
 train_layer_norms?: undefined
+head?: undefined
 child_tuning?: undefined
 mask_weight_decay?: undefined
 fisher?: undefined
@@ -482,6 +493,7 @@ scaling?: undefined
 init?: undefined
 init_std?: undefined
 train_layer_norms?: undefined
+head?: undefined
 reserve_p?: undefined
 mask_weight_decay?: undefined
 fisher?: undefined
@@ -530,7 +542,7 @@ mask_weight_decay: boolean
 fisher?: Fisher
 }
 /**
- * LoRA (Hu et al., 2022): a trainable low-rank update W + (alpha/r) B A beside chosen projections of every encoder layer (A random, B zero, so training starts from the pretrained model); the pretrained weights stay frozen, the classification head (pooler and classifier) trains.
+ * LoRA (Hu et al., 2022): a trainable low-rank update W + (alpha/r) B A beside chosen projections of every encoder layer (A random, B zero, so training starts from the pretrained model); the pretrained weights stay frozen, the classifier (the `head` option) trains.
  */
 export interface LoraStrategy {
 kind: "lora"
@@ -556,6 +568,10 @@ target_modules: [("query" | "key" | "value" | "attention.output.dense" | "interm
  * LoRA only: how the trained model is saved: merged (W + (alpha/r) B A in model.safetensors, a plain transformers model) or adapter (PEFT's adapter_config.json and adapter_model.safetensors, loaded with PeftModel.from_pretrained over the pretrained model).
  */
 save: ("merged" | "adapter")
+/**
+ * LoRA only: what trains beside the low-rank updates: classifier (PEFT's SEQ_CLS modules_to_save) or pooler+classifier (BERT's pooler dense layer too; modules_to_save then lists pooler).
+ */
+head: ("classifier" | "pooler+classifier")
 child_tuning?: ChildTuning3
 placement?: undefined
 reduction_factor?: undefined
@@ -642,6 +658,7 @@ scaling?: undefined
 init?: undefined
 init_std?: undefined
 train_layer_norms?: undefined
+head?: undefined
 reserve_p?: undefined
 mask_weight_decay?: undefined
 fisher?: undefined
@@ -712,6 +729,7 @@ scaling?: undefined
 init?: undefined
 init_std?: undefined
 train_layer_norms?: undefined
+head?: undefined
 reserve_p?: undefined
 mask_weight_decay?: undefined
 fisher?: undefined
@@ -761,7 +779,7 @@ mask_weight_decay: boolean
 fisher?: Fisher
 }
 /**
- * Prefix tuning (Li and Liang 2021): trainable key and value prefixes in every encoder layer's attention, which every token attends to; every pretrained weight stays as it is, the prefixes and the head (pooler and classifier) train.
+ * Prefix tuning (Li and Liang 2021): trainable key and value prefixes in every encoder layer's attention, which every token attends to; every pretrained weight stays as it is, the prefixes and the classifier (the `head` option) train.
  */
 export interface PrefixTuningStrategy {
 kind: "prefix-tuning"
@@ -770,13 +788,17 @@ kind: "prefix-tuning"
  */
 length: number
 /**
- * prefix-tuning only: train the prefixes through an MLP (an embedding [l, hidden], a dense layer to mlp_hidden, tanh, and per layer a dense layer to its keys and values), as Li and Liang do for stable training; the saved prefixes are the MLP's outputs. false: the prefixes are the parameters themselves.
+ * prefix-tuning only: train the prefixes through an MLP (an embedding [l, hidden], a dense layer to mlp_hidden, tanh, and per layer a dense layer to its keys and values), as Li and Liang do for stable training; the saved prefixes are the MLP's outputs. false (PEFT's default, prefix_projection: false): the prefixes are the parameters themselves.
  */
 reparameterize: boolean
 /**
  * prefix-tuning only: the MLP's hidden size when reparameterize is on (Li and Liang's code: 512).
  */
 mlp_hidden: number
+/**
+ * prefix-tuning only: what trains beside the prefixes: classifier (PEFT's SEQ_CLS modules_to_save) or pooler+classifier (BERT's pooler dense layer too).
+ */
+head: ("classifier" | "pooler+classifier")
 child_tuning?: ChildTuning6
 placement?: undefined
 reduction_factor?: undefined
@@ -834,7 +856,7 @@ mask_weight_decay: boolean
 fisher?: Fisher
 }
 /**
- * Prompt tuning (Lester et al. 2021): trainable vectors put before every sequence's embeddings, in the input only; every pretrained weight stays as it is, the prompt and the head (pooler and classifier) train.
+ * Prompt tuning (Lester et al. 2021): trainable vectors put before every sequence's embeddings, in the input only; every pretrained weight stays as it is, the prompt and the classifier (the `head` option) train.
  */
 export interface PromptTuningStrategy {
 kind: "prompt-tuning"
@@ -846,6 +868,10 @@ length: number
  * prompt-tuning only: vocabulary (each vector a copy of a word embedding row, the tokens drawn uniformly from the whole vocabulary with the training seed; Lester et al.'s sampled-vocabulary init) or random (uniform in [-0.5, 0.5], Lester et al.'s random init).
  */
 prompt_init: ("vocabulary" | "random")
+/**
+ * prompt-tuning only: what trains beside the prompt: classifier (PEFT's SEQ_CLS modules_to_save) or pooler+classifier (BERT's pooler dense layer too).
+ */
+head: ("classifier" | "pooler+classifier")
 child_tuning?: ChildTuning7
 placement?: undefined
 reduction_factor?: undefined
@@ -929,6 +955,7 @@ scaling?: undefined
 init?: undefined
 init_std?: undefined
 train_layer_norms?: undefined
+head?: undefined
 reserve_p?: undefined
 mask_weight_decay?: undefined
 fisher?: undefined
@@ -1006,6 +1033,7 @@ scaling?: undefined
 init?: undefined
 init_std?: undefined
 train_layer_norms?: undefined
+head?: undefined
 reserve_p?: undefined
 mask_weight_decay?: undefined
 fisher?: undefined
@@ -1070,6 +1098,7 @@ scaling?: undefined
 init?: undefined
 init_std?: undefined
 train_layer_norms?: undefined
+head?: undefined
 reserve_p?: undefined
 mask_weight_decay?: undefined
 fisher?: undefined
@@ -1137,6 +1166,7 @@ scaling?: undefined
 init?: undefined
 init_std?: undefined
 train_layer_norms?: undefined
+head?: undefined
 reserve_p?: undefined
 mask_weight_decay?: undefined
 fisher?: undefined

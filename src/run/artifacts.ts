@@ -95,6 +95,9 @@ export interface ResultsFile {
   /** Parameters the strategy trained, and their share of the model's. */
   trainable_parameters: number;
   trainable_share: number;
+  /** With Child-Tuning: the parameters its mask leaves updating (reserve_p of those in its scope), and their share. */
+  effective_trainable_parameters?: number;
+  effective_trainable_share?: number;
   /** Written by other tools' runs; read when present. */
   model?: string;
 }
@@ -228,6 +231,8 @@ export interface MaskStatsFile {
   per_layer: Record<string, number>;
   trainable_parameters: number;
   trainable_share: number;
+  effective_trainable_parameters?: number;
+  effective_trainable_share?: number;
   fisher?: FisherStats;
 }
 

@@ -4,8 +4,17 @@ import { trains } from '../engine/modules/param.js';
 import { sizeOf, type ParamSpec } from '../engine/params.js';
 import { composeHooks } from './compose-hooks.js';
 import type { Kind, StrategyDefinition, StrategyHooks, StrategyOptions, StrategyReport } from './definition.js';
+import { effectiveTrainable } from './effective.js';
 
-export type Scope = 'all' | 'encoder';
+export { inScope, type Scope } from './scope.js';
+
+/** results.json's and mask-stats.json's trainable counts; the effective ones where Child-Tuning masks. */
+export interface TrainableFields {
+  trainable_parameters: number;
+  trainable_share: number;
+  effective_trainable_parameters?: number;
+  effective_trainable_share?: number;
+}
 
 /** Names of the independent random streams a run draws from (the second part of each stream seed). */
 export const STREAMS = {
@@ -20,7 +29,6 @@ export const STREAMS = {
   r3fNoise: 8,
   gateNoise: 9,
 } as const;
-export const inScope = (spec: ParamSpec, scope: Scope) => scope === 'all' || spec.group === 'encoder';
 
 /** What a worker thread receives to rebuild a strategy's hooks (registry.ts: hooksFrom). */
 export interface PreparedStrategy {
@@ -151,15 +159,24 @@ export class Strategy implements UpdateObserver {
     );
   }
 
-  /** Parameters that train, and their share of all (frozen tensors excluded). */
-  trainable(specs: readonly ParamSpec[]): { trainable_parameters: number; trainable_share: number } {
+  /**
+   * Parameters that train, and their share of all (frozen tensors excluded); with Child-Tuning, also the effective
+   * count and share (reserve_p of the tensors in its scope: effective.ts), which a report compares with other kinds.
+   */
+  trainable(specs: readonly ParamSpec[], options: StrategyOptions): TrainableFields {
     const sizes = specs.map(sizeOf);
     const total = sizes.reduce((a, b) => a + b, 0);
-    const trainable = sizes.reduce(
-      (a, n, i) => a + (trains(specs[i]) && (!this.spec.trains || this.spec.trains[i]) ? n : 0),
-      0,
-    );
-    return { trainable_parameters: trainable, trainable_share: trainable / total };
+    const trained = specs.map((s, i) => trains(s) && (!this.spec.trains || this.spec.trains[i]));
+    const trainable = sizes.reduce((a, n, i) => a + (trained[i] ? n : 0), 0);
+    const effective = effectiveTrainable(options, specs, trained);
+    return {
+      trainable_parameters: trainable,
+      trainable_share: trainable / total,
+      ...(effective !== undefined && {
+        effective_trainable_parameters: effective,
+        effective_trainable_share: effective / total,
+      }),
+    };
   }
 
   get readsBits(): boolean {

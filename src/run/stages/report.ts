@@ -36,7 +36,7 @@ export const reportRunner: StageRunner = {
       overrides: trial.overrides,
       task: recipe.dataset.task,
       ...strategy.report(recipe.strategy).results,
-      ...strategy.trainable(loaded.model.specs),
+      ...strategy.trainable(loaded.model.specs, recipe.strategy),
       seed: recipe.training.seed,
       backend: ctx.runtime.backend,
       backend_skipped: ctx.backendSkipped,

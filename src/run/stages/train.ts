@@ -109,7 +109,7 @@ export const trainRunner: StageRunner<Trained> = {
       ...maskStats,
       per_tensor: kept,
       per_layer: perLayer(model, kept),
-      ...strategy.trainable(model.specs),
+      ...strategy.trainable(model.specs, recipe.strategy),
       ...(fisher ? { fisher: fisher.stats } : {}),
     });
     return { loaded, result, strategy, fisher, resumedFromStep: resume?.meta.loop.step ?? null, train, dev };

@@ -19,6 +19,7 @@ export function adapterSettings(o: AdapterOptions): AdapterSettings {
     init: o.init ?? 'near-identity',
     initStd: o.init_std ?? 0.01,
     trainLayerNorms: o.train_layer_norms ?? placement === 'houlsby',
+    head: o.head ?? 'classifier',
   };
 }
 

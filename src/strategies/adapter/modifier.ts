@@ -3,6 +3,7 @@ import { Bottleneck } from '../../engine/modules/bottleneck.js';
 import { Dense } from '../../engine/modules/dense.js';
 import { defineModifier, type ModelEditor, type SublayerKind } from '../../engine/modules/modifier.js';
 import type { ParamInit } from '../../engine/modules/param.js';
+import { inHead, type Head } from '../head.js';
 
 export type Placement = 'houlsby' | 'pfeiffer' | 'parallel' | 'scaled-parallel';
 
@@ -17,6 +18,7 @@ export interface AdapterSettings {
   init: 'near-identity' | 'identity';
   initStd: number;
   trainLayerNorms: boolean;
+  head: Head;
 }
 
 /** Where a placement puts adapters: the sub-layers, and whether beside them (parallel) or after them. */
@@ -67,12 +69,12 @@ function buildAdapter(editor: ModelEditor, s: AdapterSettings, layer: number, su
 
 /**
  * Bottleneck adapters in every encoder layer at the placement's sites. The model's own parameters freeze but the
- * head's (and the encoder layers' LayerNorms with trainLayerNorms); the adapters' own train.
+ * head's (`head`; and the encoder layers' LayerNorms with trainLayerNorms); the adapters' own train.
  */
 export const adapterModifier = defineModifier<AdapterSettings>('adapter', (editor, s) => {
+  const trainsHead = inHead(s.head);
   editor.setTrainable(
-    (spec) =>
-      spec.group === 'head' || (s.trainLayerNorms && spec.group === 'encoder' && spec.name.includes('.LayerNorm.')),
+    (spec) => trainsHead(spec) || (s.trainLayerNorms && spec.group === 'encoder' && spec.name.includes('.LayerNorm.')),
   );
   const { sublayers, placement } = SITES[s.placement];
   for (const sublayer of sublayers)

@@ -10,14 +10,20 @@ import { saveLora } from './save.js';
 export const loraDefinition = defineStrategy({
   kind: 'lora',
   modifiers: (o) => [
-    loraModifier({ r: o.r, alpha: o.alpha, dropout: o.dropout, targets: o.target_modules as Target[] }),
+    loraModifier({
+      r: o.r,
+      alpha: o.alpha,
+      dropout: o.dropout,
+      targets: o.target_modules as Target[],
+      head: o.head ?? 'classifier',
+    }),
   ],
   modifierKinds: [loraModifier as ModifierFactory],
   prepare: () => ({}),
   hooks: () => ({ kind: 'lora' }),
   report: (o) => {
     const r = kindReport(o);
-    const lora = { r: o.r, alpha: o.alpha, dropout: o.dropout, target_modules: o.target_modules };
+    const lora = { r: o.r, alpha: o.alpha, dropout: o.dropout, target_modules: o.target_modules, head: o.head };
     return { results: { ...r.results, lora }, maskStats: { ...r.maskStats, lora } };
   },
   save: saveLora,

@@ -1,6 +1,7 @@
 import { LowRankUpdate } from '../../engine/modules/low-rank.js';
 import { defineModifier } from '../../engine/modules/modifier.js';
 import type { DenseRole } from '../../engine/modules/families.js';
+import { inHead, type Head } from '../head.js';
 
 /** The projections LoRA may target, by the Hugging Face module name suffix PEFT matches (target_modules). */
 export const TARGETS = {
@@ -18,19 +19,20 @@ export interface LoraModifierOptions {
   alpha: number;
   dropout: number;
   targets: Target[];
+  head: Head;
 }
 
 /** A [r, in] and B [out, r] beside a projection, named as PEFT names them after the module (lora_A, lora_B). */
 export const loraNames = (site: string) => ({ a: `${site}.lora_A.weight`, b: `${site}.lora_B.weight` });
 
 /**
- * LoRA on the model: every pretrained weight frozen but the head's, and each targeted projection wrapped in a
+ * LoRA on the model: every pretrained weight frozen but the head's (`head`), and each targeted projection wrapped in a
  * low-rank update. A is drawn as PEFT draws it (kaiming-uniform with a = sqrt(5): uniform within 1/sqrt(in)), B is
  * zero, so the model starts as the pretrained one, bit for bit. A and B decay as the head's weights do (2-D).
  */
 export const loraModifier = defineModifier<LoraModifierOptions>('lora', (editor, o) => {
   const roles = new Set<DenseRole>(o.targets.map((t) => TARGETS[t]));
-  editor.setTrainable((s) => s.group === 'head');
+  editor.setTrainable(inHead(o.head));
   editor.wrapDense(
     (site) => site.layer !== undefined && roles.has(site.role),
     (inner, site) => {

@@ -1,9 +1,10 @@
 import type { ModelConfig } from '../../engine/config.js';
 import { mergeLowRank } from '../../engine/modules/low-rank.js';
-import type { ParamSpec } from '../../engine/params.js';
+import { trains, type ParamSpec } from '../../engine/params.js';
 import { checkpointTensors } from '../../engine/save.js';
 import { safetensorsChunks, type TensorToWrite } from '../../engine/safetensors.js';
 import type { OptionsOf, SaveInput, StrategySave } from '../definition.js';
+import type { Head } from '../head.js';
 import { loraNames, type Target } from './modifier.js';
 
 /** PEFT's key prefix for a LoRA model's parameters: PeftModel.base_model (LoraModel), then its .model. */
@@ -35,9 +36,12 @@ export function mergedWeights(o: OptionsOf<'lora'>, specs: readonly ParamSpec[],
   return weights;
 }
 
-/** The head's modules as PEFT's modules_to_save names them (BERT's pooler is a module apart from its classifier). */
-export const modulesToSave = (config: ModelConfig) =>
-  config.family === 'bert' ? ['classifier', 'pooler'] : ['classifier'];
+/**
+ * The head that trains as PEFT's modules_to_save names it: the classifier (PEFT's SEQ_CLS default), and BERT's
+ * pooler, a module apart from its classifier, with head pooler+classifier.
+ */
+export const modulesToSave = (config: ModelConfig, head: Head) =>
+  config.family === 'bert' && head === 'pooler+classifier' ? ['classifier', 'pooler'] : ['classifier'];
 
 /**
  * target_modules as PEFT matches them (a module whose name is, or ends with '.' and, an entry): the option's names,
@@ -64,7 +68,7 @@ export function adapterConfig(input: SaveInput<'lora'>): Record<string, unknown>
     layers_to_transform: null,
     lora_alpha: o.alpha,
     lora_dropout: o.dropout,
-    modules_to_save: modulesToSave(input.config),
+    modules_to_save: modulesToSave(input.config, o.head ?? 'classifier'),
     peft_type: 'LORA',
     r: o.r,
     rank_pattern: {},
@@ -78,14 +82,14 @@ export function adapterConfig(input: SaveInput<'lora'>): Record<string, unknown>
 
 /**
  * adapter_model.safetensors's tensors as get_peft_model_state_dict names them (adapter name removed): each A and B
- * as base_model.model.<module>.lora_A.weight / lora_B.weight, and the head (modules_to_save) as
+ * as base_model.model.<module>.lora_A.weight / lora_B.weight, and the head that trains (modules_to_save) as
  * base_model.model.<its Hugging Face name>; float32, the checkpoint layout.
  */
 export function adapterTensors(
   specs: readonly ParamSpec[],
   values: readonly Float32Array[],
 ): Map<string, TensorToWrite> {
-  const saved = checkpointTensors(specs, values, (s) => s.source === 'strategy' || s.group === 'head');
+  const saved = checkpointTensors(specs, values, (s) => s.source === 'strategy' || (s.group === 'head' && trains(s)));
   return new Map([...saved].map(([name, t]) => [PEFT_PREFIX + name, t]));
 }
 

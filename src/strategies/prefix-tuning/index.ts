@@ -9,8 +9,9 @@ type PrefixOptions = OptionsOf<'prefix-tuning'>;
 
 export const prefixSettings = (o: PrefixOptions): PrefixSettings => ({
   length: o.length ?? 10,
-  reparameterize: o.reparameterize ?? true,
+  reparameterize: o.reparameterize ?? false,
   mlpHidden: o.mlp_hidden ?? 512,
+  head: o.head ?? 'classifier',
 });
 
 /**

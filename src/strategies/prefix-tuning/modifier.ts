@@ -1,6 +1,7 @@
 import { learnedKeyValues } from '../../engine/modules/learned-rows.js';
 import { defineModifier, type ModelEditor } from '../../engine/modules/modifier.js';
 import type { Param } from '../../engine/modules/param.js';
+import { inHead, type Head } from '../head.js';
 import { mlpKeyValues, type PrefixMlpShared } from './mlp-prefix.js';
 
 /** The prefix modifier's plain data. */
@@ -8,10 +9,8 @@ export interface PrefixSettings {
   length: number;
   reparameterize: boolean;
   mlpHidden: number;
+  head: Head;
 }
-
-/** The model's own parameters freeze but the head's: every pretrained weight stays as it is. */
-const headOnly = (editor: ModelEditor) => editor.setTrainable((spec) => spec.group === 'head');
 
 /** Li and Liang's MLP: its shared part and every layer's output columns, as the editor declares them. */
 export function declareMlp(editor: ModelEditor, s: PrefixSettings) {
@@ -57,7 +56,8 @@ export function declarePlain(editor: ModelEditor, length: number, layer: number)
 
 /** Key and value prefixes in every encoder layer: the parameters themselves, or an MLP's outputs. */
 export const prefixModifier = defineModifier<PrefixSettings>('prefix-tuning', (editor, s) => {
-  headOnly(editor);
+  // The model's own parameters freeze but the head's: every pretrained weight stays as it is.
+  editor.setTrainable(inHead(s.head));
   if (!s.reparameterize) {
     editor.prefixAttention((layer) => {
       const { keys, values } = declarePlain(editor, s.length, layer);

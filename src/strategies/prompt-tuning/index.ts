@@ -8,6 +8,7 @@ type PromptOptions = OptionsOf<'prompt-tuning'>;
 export const promptSettings = (o: PromptOptions): PromptSettings => ({
   length: o.length ?? 100,
   init: o.prompt_init ?? 'vocabulary',
+  head: o.head ?? 'classifier',
 });
 
 /** Saves the prompt apart (strategy.safetensors: prompt.embeddings [length, hidden]; strategy.json: the length). */
