@@ -5,7 +5,7 @@ import { selectBackend } from '../src/engine/backend.js';
 import { batchOf } from '../src/engine/batch.js';
 import { activationBytes, forwardBytes, HEAP_HEADROOM, rowsPerPass } from '../src/engine/memory.js';
 import { EncoderClassifier } from '../src/engine/model.js';
-import { estimateMemory } from '../src/plan/estimate.js';
+import { estimateDeviceMemory, estimateMemory } from '../src/plan/estimate.js';
 import type { Recipe } from '../src/recipe/types.generated.js';
 import { initialValue } from '../src/engine/checkpoint.js';
 import { Rng } from '../src/engine/rng.js';
@@ -82,5 +82,18 @@ describe('memory estimate', () => {
     const modelled = forwardBytes(config, rows, seq) / HEAP_HEADROOM;
     assert.ok(Math.abs(modelled / peak - 1) < 0.15, `modelled ${modelled} bytes, tfjs peak ${peak}`);
     model.dispose();
+  });
+
+  test('on a GPU, BERT-large with batch 16 x 128 fits a 24 GB card, and its largest tensor one default storage binding', () => {
+    const large = bertConfig(24, 1024, 16);
+    const params = new EncoderClassifier(large, 2).specs.reduce((a, s) => a + s.shape.reduce((x, y) => x * y, 1), 0);
+    for (const stage of ['train', 'fisher'] as const) {
+      const d = estimateDeviceMemory(large, recipe(), 2, stage);
+      assert.equal(d.weights, 4 * params);
+      assert.equal(d.adam, stage === 'train' ? 8 * params : 0);
+      assert.ok(d.total < 24e9, `${stage}: ${d.total}`);
+      // WebGPU's default maxStorageBufferBindingSize, 128 MiB: the word embeddings (125 MB) are the largest.
+      assert.ok(d.largest_buffer <= 128 * 2 ** 20, `${stage}: ${d.largest_buffer}`);
+    }
   });
 });

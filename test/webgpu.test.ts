@@ -117,7 +117,7 @@ describe('webgpu backend on SwiftShader', { skip }, () => {
     const v = [await train('wasm', tiny(), vanilla(), data), await train('webgpu', tiny(), vanilla(), data)];
     relClose(v[1].losses, v[0].losses, 1e-4, 'vanilla loss');
     relClose(v[1].norms, v[0].norms, 1e-4, 'vanilla gradient norm');
-    assert.ok(worst(v[1].weights, v[0].weights) <= 2 * adam.lr * data.length, 'vanilla weights');
+    assert.ok(worst(v[1].weights, v[0].weights) <= 1e-4, `vanilla weights: ${worst(v[1].weights, v[0].weights)}`);
 
     // F: the same random streams, so the masks are bit-identical on the device.
     const specs = tiny().specs;
@@ -172,7 +172,7 @@ describe('webgpu backend on SwiftShader', { skip }, () => {
     a.weights.forEach((w, i) => assert.deepEqual(w, b.weights[i]));
   });
 
-  test('every registered strategy trains on the device as on the CPU, or is refused by name', async () => {
+  test('every registered strategy trains on the device as on the CPU', async () => {
     const dir = tmpProject();
     const batch: Batch = {
       batch: 2,
@@ -218,10 +218,6 @@ describe('webgpu backend on SwiftShader', { skip }, () => {
         }
         return losses;
       };
-      if (def.notOnGpu) {
-        await assert.rejects(side('webgpu'), /host values were read on the GPU/, def.kind);
-        continue;
-      }
       relClose(await side('webgpu'), await side('wasm'), 1e-4, def.kind);
     }
   });
@@ -271,12 +267,12 @@ runtime: {backend: webgpu}
     assert.equal(results.device.software, true);
     assert.match(run.err, /^device: google swiftshader/m);
     assert.ok(fs.existsSync(path.join(runDir, 'checkpoints')), 'checkpoints written from the device');
+    const report = await cli(['report', runDir]);
+    assert.equal(report.code, 0, report.err);
+    assert.match(report.err, /^ran on: webgpu on google swiftshader \(SwiftShader driver [\d.]+\) \(1 run\)$/m);
+    assert.match(fs.readFileSync(path.join(runDir, 'report.html'), 'utf8'), /Ran on: webgpu on google swiftshader/);
 
-    // A strategy that does not train on the GPU yet, and the refused tensorflow-gpu: refused before loading.
-    const diff = await cli(['run', recipe, '--set', 'strategy={kind: diff-pruning}']);
-    assert.equal(diff.code, 1);
-    assert.match(diff.err, /diff-pruning does not train on the GPU yet/);
-    assert.match(diff.err, /runtime\.backend: auto/);
+    // tensorflow-gpu: refused before loading, pointing to webgpu.
     const tfgpu = await cli(['run', recipe, '--set', 'runtime.backend=tensorflow-gpu']);
     assert.equal(tfgpu.code, 1);
     assert.match(tfgpu.err, /tensorflow-gpu' is not available: it is not supported/);

@@ -83,11 +83,8 @@ async function tryLoad(name: BackendName, explicit = false): Promise<string | un
   return undefined;
 }
 
-/**
- * Selects (and initialises) a tfjs backend; 'auto' takes the first that loads, in AUTO_ORDER. `noGpu`: why 'auto'
- * must pass webgpu by (a strategy that does not run there).
- */
-export async function selectBackend(requested: BackendName | 'auto', noGpu?: string): Promise<BackendChoice> {
+/** Selects (and initialises) a tfjs backend; 'auto' takes the first that loads, in AUTO_ORDER. */
+export async function selectBackend(requested: BackendName | 'auto'): Promise<BackendChoice> {
   if (requested !== 'auto') {
     if (active === requested) return { name: requested, skipped: [], device: activeDeviceInfo() };
     const why = await tryLoad(requested, true);
@@ -104,10 +101,6 @@ export async function selectBackend(requested: BackendName | 'auto', noGpu?: str
   }
   const skipped: BackendChoice['skipped'] = [];
   for (const name of AUTO_ORDER) {
-    if (name === 'webgpu' && noGpu) {
-      skipped.push({ name, why: noGpu });
-      continue;
-    }
     if (active === name) return { name, skipped, device: activeDeviceInfo() };
     const why = await tryLoad(name);
     if (!why) {

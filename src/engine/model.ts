@@ -130,12 +130,7 @@ export class EncoderClassifier {
    * (which `emit` keeps), and the mean loss stays on the device. Dropout, the modules' draws and the batch are as
    * in `step`; a consistency term needs the logits on the host mid-step and is not available here.
    */
-  stepOnDevice(
-    b: Batch,
-    rng: Rng | null,
-    emit: (p: Param, g: tf.Tensor) => void,
-    extras: StepExtras = {},
-  ): tf.Scalar {
+  stepOnDevice(b: Batch, rng: Rng | null, emit: (p: Param, g: tf.Tensor) => void, extras: StepExtras = {}): tf.Scalar {
     const seed = extras.seed ?? null;
     const consistency = extras.consistency?.term.weight ? extras.consistency : undefined;
     const ctx: BackwardContext = {

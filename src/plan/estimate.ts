@@ -94,7 +94,11 @@ export function estimateDeviceMemory(
   const anchor = stage === 'train' && anchorFor(recipe.strategy) ? trained * F32 : 0;
   const t = recipe.model.max_seq_length;
   const batch = stage === 'fisher' ? (recipe.strategy.fisher?.batch_size ?? 16) : recipe.training.batch_size;
-  const activations = activationBytes(config, batch, t);
+  const passes =
+    stage === 'train'
+      ? (definitionOf(recipe.strategy.kind).memory?.(recipe.strategy, p, stage)?.activationPasses ?? 1)
+      : 1;
+  const activations = passes * activationBytes(config, batch, t);
   const biggestParam = Math.max(...specs.map(sizeOf)) * F32;
   const tokens = batch * t;
   const biggestActivation =

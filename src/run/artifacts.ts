@@ -123,6 +123,17 @@ export interface ResultsRead {
   singleClass: string | null;
   /** The majority-class baseline's metrics; null for runs that did not record it. */
   majority: Record<string, number> | null;
+  /** Where the run trained: the backend and the GPU or thread count; null when results.json does not say. */
+  ranOn: string | null;
+}
+
+/** "webgpu on nvidia ampere (NVIDIA RTX A6000)" or "wasm, 2 threads", from results.json's fields. */
+function ranOn(r: Record<string, unknown>): string | null {
+  if (typeof r.backend !== 'string') return null;
+  const d = r.device as { vendor?: string; architecture?: string; description?: string } | undefined;
+  if (isObject(d))
+    return `${r.backend} on ${[d.vendor, d.architecture].filter(Boolean).join(' ')}${d.description ? ` (${d.description})` : ''}`;
+  return typeof r.threads === 'number' ? `${r.backend}, ${r.threads} thread${r.threads === 1 ? '' : 's'}` : r.backend;
 }
 
 /** A map of metric name to number; null (a metric the run could not define) is dropped. */
@@ -219,6 +230,7 @@ export function readResults(file: string): ResultsRead {
     majority: isObject(r.majority_baseline)
       ? metricMap(file, 'majority_baseline.metrics', r.majority_baseline.metrics)
       : null,
+    ranOn: ranOn(r),
   };
 }
 

@@ -3,7 +3,6 @@ import { selectBackend } from '../engine/backend.js';
 import { nativeKernels } from '../engine/native.js';
 import { deviceLabel } from '../engine/webgpu/device.js';
 import { overBudget, overDevice } from '../plan/budget.js';
-import { definitionOf } from '../strategies/registry.js';
 import type { Plan, PlannedTrial, StageKind } from '../plan/stages.js';
 import type { Recipe } from '../recipe/types.generated.js';
 import type { ResultsFile } from './artifacts.js';
@@ -88,15 +87,7 @@ async function setup(
   run.writeText('recipe.resolved.yaml', stringify(recipe));
   run.writeJson('plan.json', plan);
 
-  const kind = recipe.strategy.kind;
-  const notOnGpu = definitionOf(kind).notOnGpu;
-  if (notOnGpu && recipe.runtime.backend === 'webgpu')
-    throw new RunError(
-      `${kind} does not train on the GPU yet: ${notOnGpu}`,
-      'Set runtime.backend: auto (or wasm) for this strategy.',
-      'setup',
-    );
-  const backend = await selectBackend(recipe.runtime.backend, notOnGpu && `${kind} does not train on the GPU yet`);
+  const backend = await selectBackend(recipe.runtime.backend);
   for (const id of [trial.fisher, trial.train]) {
     const over = id && backend.device && overDevice(stageOf(id), backend.device);
     if (over)

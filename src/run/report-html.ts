@@ -79,6 +79,8 @@ export function reportHtml(input: {
   differences: Difference[];
   warnings: string[];
   figures: RenderedFigure[];
+  /** Where the runs trained, and how many each. */
+  ranOn?: Record<string, number>;
 }): string {
   const summary = input.figures.filter((f) => !f.perRun);
   const perRun = input.figures.filter((f) => f.perRun);
@@ -116,7 +118,7 @@ summary { cursor: pointer; font-weight: 600; }
 <body>
 <h1>childtune report</h1>
 <p>${input.runs} runs, grouped by model, task, strategy and every swept setting; each seed counts once. Scores ×100: mean ± sample standard deviation over seeds (bold: best mean per task), max and number of seeds below.</p>
-${warnings}
+${input.ranOn && Object.keys(input.ranOn).length ? `<p class="caption">Ran on: ${esc(ranOnText(input.ranOn))}.</p>\n` : ''}${warnings}
 <h2>Scores</h2>
 ${tableHtml(input.table)}
 <h2>Difference from ${esc(input.table.baseline)}</h2>
@@ -131,3 +133,9 @@ ${perRun.length ? `<details id="per-run">\n<summary>Per-run curves (${input.runs
 </html>
 `;
 }
+
+/** "webgpu on google swiftshader (...) (2 runs); wasm, 2 threads (1 run)". */
+export const ranOnText = (ranOn: Record<string, number>) =>
+  Object.entries(ranOn)
+    .map(([where, n]) => `${where} (${n} run${n === 1 ? '' : 's'})`)
+    .join('; ');

@@ -2,7 +2,7 @@ import path from 'node:path';
 import { writeAtomic, writeJsonAtomic } from '../engine/files.js';
 import { readChildMask } from './child-mask.js';
 import { RunError } from './errors.js';
-import { reportHtml, type RenderedFigure } from './report-html.js';
+import { ranOnText, reportHtml, type RenderedFigure } from './report-html.js';
 import { makeDir } from './rundir.js';
 import { collectRuns, findRuns, type RunRecord } from './report/collect.js';
 import { BAND, buildFigures } from './report/figures.js';
@@ -99,8 +99,12 @@ export async function reportCommand(
     rendered.push({ id: f.id, caption: f.caption, svg, perRun: f.perRun });
   }
   const warnings = [...notes, ...grouping.warnings];
+  // Where the runs trained, with how many runs each: a GPU and a CPU run agree within tolerance, not bit for bit.
+  const ranOn: Record<string, number> = {};
+  for (const r of runs) if (r.ranOn) ranOn[r.ranOn] = (ranOn[r.ranOn] ?? 0) + 1;
   writeJsonAtomic(path.join(out, 'report.json'), {
     runs: runs.map((r) => path.relative(out, r.dir)),
+    ran_on: ranOn,
     table,
     significance: diffs,
     warnings,
@@ -112,7 +116,7 @@ export async function reportCommand(
   writeAtomic(path.join(out, 'report.tex'), latexTable(table));
   writeAtomic(
     path.join(out, 'report.html'),
-    reportHtml({ runs: runs.length, table, differences: diffs, warnings, figures: rendered }),
+    reportHtml({ runs: runs.length, table, differences: diffs, warnings, figures: rendered, ranOn }),
   );
 
   const format = opts.json ? 'json' : (opts.format ?? 'markdown');
@@ -126,6 +130,7 @@ export async function reportCommand(
           : markdownTable(table),
   );
   for (const w of warnings) io.err(`warning: ${w}`);
+  if (Object.keys(ranOn).length) io.err(`ran on: ${ranOnText(ranOn)}`);
   const figures = rendered.length
     ? ` and ${rendered.length} figure${rendered.length > 1 ? 's' : ''} (SVG${'render' in png ? ' and PNG' : ''})`
     : '';

@@ -76,11 +76,6 @@ export interface StrategyDefinition<K extends Kind = Kind, P = unknown> {
    * parameter in memory): the engine keeps one only for kinds that say so.
    */
   anchor?(options: OptionsOf<K>): boolean;
-  /**
-   * Why the kind does not train on a GPU (runtime.backend: webgpu) yet, where it does not: a run there is refused
-   * before anything is loaded. Absent: it runs there (its transform has a `device` form, its modules use no host values).
-   */
-  notOnGpu?: string;
   /** Plain data (structured-cloneable) every worker thread rebuilds the hooks from. */
   prepare(input: PrepareInput<K>): P;
   hooks(prepared: P): StrategyHooks;

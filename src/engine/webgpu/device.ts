@@ -66,7 +66,8 @@ const ICD_DIRS = ['/etc/vulkan/icd.d', '/usr/share/vulkan/icd.d', '/usr/local/sh
 function vulkanDriver(): string | undefined {
   if (process.platform !== 'linux') return undefined;
   const named = [process.env.VK_ICD_FILENAMES, process.env.VK_DRIVER_FILES].filter(Boolean).join(':');
-  if (named) return named.split(':').some((f) => fs.existsSync(f)) ? undefined : `no Vulkan driver manifest at ${named}`;
+  if (named)
+    return named.split(':').some((f) => fs.existsSync(f)) ? undefined : `no Vulkan driver manifest at ${named}`;
   const found = ICD_DIRS.some((d) => fs.existsSync(d) && fs.readdirSync(d).some((f) => f.endsWith('.json')));
   return found ? undefined : `no Vulkan driver is installed (no manifest in ${ICD_DIRS.join(', ')})`;
 }

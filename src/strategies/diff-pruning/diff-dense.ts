@@ -5,7 +5,7 @@ import { defineModifier } from '../../engine/modules/modifier.js';
 import type { BackwardContext, ForwardContext, Layer, T2 } from '../../engine/modules/module.js';
 import { internalShape, trains, type Param } from '../../engine/modules/param.js';
 import { freezeAllButClassifier } from '../frozen-base.js';
-import { addExpectedL0Gradient, hardConcrete } from './hard-concrete.js';
+import { addExpectedL0Gradient, hardConcrete, hardConcreteOnDevice } from './hard-concrete.js';
 
 interface DiffCache {
   x: T2;
@@ -35,6 +35,11 @@ export class DiffDense implements Layer<DiffCache> {
 
   forward(x: T2, ctx: ForwardContext) {
     const rng = ctx.draws(this.stream, this.delta.index);
+    if (ctx.device) {
+      const { z, dz, penalty } = hardConcreteOnDevice(ctx.weight(this.logAlpha), rng, this.lambda);
+      const w = tf.tidy(() => tf.add(ctx.weight(this.dense.weight), tf.mul(z, ctx.weight(this.delta))));
+      return { y: denseForward(x, w, ctx.weight(this.dense.bias)), cache: { x, w, z, dz, penalty } };
+    }
     const logAlpha = ctx.values(this.logAlpha);
     const gates = hardConcrete(logAlpha, rng);
     const shape = internalShape(this.delta.spec);

@@ -1,3 +1,4 @@
+import * as tf from '@tensorflow/tfjs-core';
 import type { Rng } from '../../engine/rng.js';
 
 /** The hard-concrete distribution's constants (Louizos et al., 2018): temperature and the stretch interval. */
@@ -28,6 +29,39 @@ export function hardConcrete(logAlpha: Float32Array, rng: Rng | null): { z: Floa
     dz[i] = rng && stretched > 0 && stretched < 1 ? ((ZETA - GAMMA) * s * (1 - s)) / BETA : 0;
   }
   return { z, dz };
+}
+
+/**
+ * hardConcrete on a GPU, where log_alpha lives: the same uniform draws, taken on the host in element order as the
+ * logistic noise log u - log(1 - u), and the same formulas as tensors (float32). Also the expected L0 norm's
+ * gradient, times `weight`, when training.
+ */
+export function hardConcreteOnDevice(logAlpha: tf.Tensor, rng: Rng | null, weight: number) {
+  return tf.tidy(() => {
+    if (!rng) {
+      const s = tf.sigmoid(logAlpha);
+      return {
+        z: tf.clipByValue(tf.add(tf.mul(s, ZETA - GAMMA), GAMMA), 0, 1),
+        dz: tf.zerosLike(s),
+        penalty: tf.zerosLike(s),
+      };
+    }
+    const noise = new Float32Array(logAlpha.size);
+    for (let i = 0; i < noise.length; i++) {
+      const u = (rng.nextU32() + 0.5) / 4294967296;
+      noise[i] = Math.log(u) - Math.log(1 - u);
+    }
+    const s = tf.sigmoid(tf.div(tf.add(tf.tensor(noise, logAlpha.shape), logAlpha), BETA));
+    const stretched = tf.add(tf.mul(s, ZETA - GAMMA), GAMMA);
+    const inside = tf.logicalAnd(tf.greater(stretched, 0), tf.less(stretched, 1));
+    const slope = tf.div(tf.mul(tf.mul(s, tf.sub(1, s)), ZETA - GAMMA), BETA);
+    const p = tf.sigmoid(tf.sub(logAlpha, L0_SHIFT));
+    return {
+      z: tf.clipByValue(stretched, 0, 1),
+      dz: tf.where(inside, slope, tf.zerosLike(slope)),
+      penalty: tf.mul(tf.mul(p, tf.sub(1, p)), weight),
+    };
+  });
 }
 
 /** The shift in P(z != 0) = sigmoid(log_alpha - beta log(-gamma / zeta)), an element's term of the expected L0 norm. */

@@ -12,7 +12,6 @@ import { diffPruningSave } from './save.js';
  */
 export const diffPruningDefinition = defineStrategy({
   kind: 'diff-pruning',
-  notOnGpu: "its gates' noise is drawn from log_alpha's values on the host every step",
   modifiers: (o) => [
     diffPruningModifier({
       roles: o.target_modules as DenseRole[],
