@@ -156,13 +156,13 @@ describe('webgpu backend on SwiftShader', { skip }, () => {
     });
     const jaccard = both / either;
     assert.ok(jaccard >= 0.999, `D's child network on the GPU: Jaccard ${jaccard} (${either - both} elements differ)`);
-    const d = [await train('wasm', tiny(), childTuningD(dc.masks, false), data)];
-    d.push(await train('webgpu', tiny(), childTuningD(dc.masks, false), data));
+    const d = [await train('wasm', tiny(), childTuningD(dc.masks, false), data.slice(0, 2))];
+    d.push(await train('webgpu', tiny(), childTuningD(dc.masks, false), data.slice(0, 2)));
     relClose(d[1].losses, d[0].losses, 1e-4, 'D loss');
   });
 
   test('reruns on the device with dropout on are bit-identical', async () => {
-    const data = batches(3, 2, 6, 5).map((b) => ({ ...b, inputIds: b.inputIds.map((x) => x % 40) }));
+    const data = batches(2, 2, 6, 5).map((b) => ({ ...b, inputIds: b.inputIds.map((x) => x % 40) }));
     const run = async () => {
       const model = microModel();
       return train('webgpu', model, childTuningF(0.5, 'all', model.specs, 9), data, { dropout: 77 });
@@ -207,16 +207,21 @@ describe('webgpu backend on SwiftShader', { skip }, () => {
         const pool: RunPool = await startPool(model, { threads: 1, backend, adam, anchor: anchorFor(recipe.strategy) });
         const s = strategyFor(recipe, model.specs, masks);
         await pool.setStrategy(s);
-        const losses: number[] = [];
+        // A kind that changes the update (a transform, a step rule, which tensors train) is checked after one; the
+        // others change the model's passes, which the first step's loss and gradient norm cover (SwiftShader is slow).
+        const h = s.spec;
+        const steps = h.transform || h.stepRule || h.trains || h.decayMask ? 2 : 1;
+        const out: number[] = [];
         try {
-          for (let k = 0; k < 2; k++) {
-            losses.push((await pool.gradients(batch, null, 100 + k)).loss);
-            await pool.update(1e-2, 1, s);
+          for (let k = 0; k < steps; k++) {
+            const r = await pool.gradients(batch, null, 100 + k);
+            out.push(r.loss, r.norm);
+            if (k + 1 < steps) await pool.update(1e-2, 1, s);
           }
         } finally {
           await pool.close();
         }
-        return losses;
+        return out;
       };
       relClose(await side('webgpu'), await side('wasm'), 1e-4, def.kind);
     }
