@@ -5,7 +5,9 @@ import { selectBackend } from '../src/engine/backend.js';
 import { batchOf } from '../src/engine/batch.js';
 import { activationBytes, forwardBytes, HEAP_HEADROOM, rowsPerPass } from '../src/engine/memory.js';
 import { EncoderClassifier } from '../src/engine/model.js';
+import { overDevice } from '../src/plan/budget.js';
 import { estimateDeviceMemory, estimateMemory } from '../src/plan/estimate.js';
+import type { Stage } from '../src/plan/stages.js';
 import type { Recipe } from '../src/recipe/types.generated.js';
 import { initialValue } from '../src/engine/checkpoint.js';
 import { Rng } from '../src/engine/rng.js';
@@ -95,5 +97,15 @@ describe('memory estimate', () => {
       // WebGPU's default maxStorageBufferBindingSize, 128 MiB: the word embeddings (125 MB) are the largest.
       assert.ok(d.largest_buffer <= 128 * 2 ** 20, `${stage}: ${d.largest_buffer}`);
     }
+  });
+
+  test('a stage whose largest tensor exceeds what the adapter binds is refused by name, with both sizes', () => {
+    const large = bertConfig(24, 1024, 16);
+    const stage = { kind: 'train', device: estimateDeviceMemory(large, recipe(), 2, 'train') } as unknown as Stage;
+    assert.equal(overDevice(stage, { maxBufferSize: 2 ** 30, maxStorageBufferBindingSize: 2 ** 30 }), undefined);
+    assert.match(
+      overDevice(stage, { maxBufferSize: 2 ** 30, maxStorageBufferBindingSize: 64 * 2 ** 20 })!,
+      /^the train stage's largest tensor needs 119\.2 MiB in one GPU buffer, but this adapter binds at most 64\.0 MiB$/,
+    );
   });
 });

@@ -10,6 +10,7 @@ import { initStrategyParams, loadPretrained } from '../src/engine/checkpoint.js'
 import { EncoderClassifier, type Batch } from '../src/engine/model.js';
 import type { Encoding } from '../src/engine/tokenizer.js';
 import { clipCoefficient } from '../src/engine/optimizer.js';
+import { popcount } from '../src/engine/bitset.js';
 import type { UpdateObserver } from '../src/engine/parallel/hooks.js';
 import { Rng } from '../src/engine/rng.js';
 import { loadRecipe } from '../src/recipe/index.js';
@@ -109,6 +110,9 @@ describe('webgpu backend on SwiftShader', { skip }, () => {
     assert.equal(gpu.device?.software, true);
     assert.match(gpu.device!.architecture, /swiftshader/i);
     assert.deepEqual(activeDeviceInfo(), gpu.device);
+    const auto = await selectBackend('auto');
+    assert.notEqual(auto.name, 'webgpu');
+    assert.match(auto.skipped.find((s) => s.name === 'webgpu')!.why, /a software adapter/);
   });
 
   test('vanilla, F and D agree with the CPU path step by step on BERT-tiny (dropout off)', async () => {
@@ -132,6 +136,20 @@ describe('webgpu backend on SwiftShader', { skip }, () => {
       step.forEach((bits, i) => assert.deepEqual(bits, fc.masks[k][i], `F mask of ${specs[i].name} at step ${k + 1}`)),
     );
     assert.deepEqual(fg.s.keptCounts(), fc.s.keptCounts());
+    // Replayed on the device: the CPU's recorded masks, uploaded before each update, train as they did there.
+    const replayed = childTuningF(0.3, 'all', specs, 17, true);
+    const replay = await train('webgpu', tiny(), replayed, data.slice(0, 2), {
+      observer: {
+        before: (step, bits) => fc.masks[step - 1].forEach((m, i) => bits[i].set(m)),
+        after: (step, bits, sizes, kept) => replayed.after(step, bits, sizes, kept),
+      },
+    });
+    relClose(replay.losses, fc.losses.slice(0, 2), 1e-4, 'F replayed loss');
+    // Counted from the uploaded bits on the device: what the CPU's masks keep over those two steps.
+    for (const [i, kept, total] of replayed.keptCounts()) {
+      const n = total / 2;
+      assert.equal(kept, popcount(fc.masks[0][i], n) + popcount(fc.masks[1][i], n), specs[i].name);
+    }
 
     // D: the Fisher pass on the device selects the same child network but for elements within rounding of the
     // threshold; trained from the same network, the losses agree.

@@ -101,6 +101,11 @@ export async function selectBackend(requested: BackendName | 'auto'): Promise<Ba
   }
   const skipped: BackendChoice['skipped'] = [];
   for (const name of AUTO_ORDER) {
+    // A software adapter opened by name earlier in this process is still not one auto takes.
+    if (name === 'webgpu' && activeDevice?.software) {
+      skipped.push({ name, why: `the only adapter is ${deviceLabel(activeDevice)}` });
+      continue;
+    }
     if (active === name) return { name, skipped, device: activeDeviceInfo() };
     const why = await tryLoad(name);
     if (!why) {
