@@ -247,6 +247,18 @@ function randomBatch(rng: Rng) {
   );
 }
 
+/** Vanilla, F at p = 0.3 and D with a random child network over the encoder: the strategies every row times. */
+function benchStrategies(model: EncoderClassifier, rng: Rng): Record<string, Strategy> {
+  const dMasks = model.specs.map((s) =>
+    s.group === 'encoder' ? new Uint8Array(Math.ceil(sizeOf(s) / 8)).map(() => rng.int(256)) : undefined,
+  );
+  return {
+    vanilla: vanilla(),
+    'child-tuning-f': childTuningF(0.3, 'all', model.specs, 7),
+    'child-tuning-d': childTuningD(dMasks, false),
+  };
+}
+
 /** One configuration in this process: start-up, step times per strategy, fisher against an epoch, peak RSS. */
 async function child(job: ChildJob) {
   const t0 = performance.now();
@@ -269,14 +281,7 @@ async function child(job: ChildJob) {
   };
   const rng = new Rng(1);
   const batches = Array.from({ length: 4 }, () => randomBatch(rng));
-  const dMasks = model.specs.map((s) =>
-    s.group === 'encoder' ? new Uint8Array(Math.ceil(sizeOf(s) / 8)).map(() => rng.int(256)) : undefined,
-  );
-  const all: Record<string, Strategy> = {
-    vanilla: vanilla(),
-    'child-tuning-f': childTuningF(0.3, 'all', model.specs, 7),
-    'child-tuning-d': childTuningD(dMasks, false),
-  };
+  const all = benchStrategies(model, rng);
   const strategies = job.strategies ? all : { vanilla: all.vanilla };
   const times: Record<string, number[]> = { vanilla: [], 'child-tuning-f': [], 'child-tuning-d': [] };
   let step = 0;
@@ -679,14 +684,7 @@ async function webgpuChild(job: { shape: Shape; steps: number; warmup: number })
   });
   const rng = new Rng(1);
   const batches = Array.from({ length: 2 }, () => randomBatch(rng));
-  const dMasks = model.specs.map((s) =>
-    s.group === 'encoder' ? new Uint8Array(Math.ceil(sizeOf(s) / 8)).map(() => rng.int(256)) : undefined,
-  );
-  const strategies: Record<string, Strategy> = {
-    vanilla: vanilla(),
-    'child-tuning-f': childTuningF(0.3, 'all', model.specs, 7),
-    'child-tuning-d': childTuningD(dMasks, false),
-  };
+  const strategies = benchStrategies(model, rng);
   const times: Record<string, number[]> = Object.fromEntries(Object.keys(strategies).map((k) => [k, []]));
   let step = 0;
   const oneStep = async (s: Strategy) => {

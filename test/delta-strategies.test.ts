@@ -4,7 +4,7 @@ import path from 'node:path';
 import { before, describe, test } from 'node:test';
 import { initStrategyParams } from '../src/engine/checkpoint.js';
 import { writeAtomic } from '../src/engine/files.js';
-import { EncoderClassifier, type Batch } from '../src/engine/model.js';
+import { EncoderClassifier } from '../src/engine/model.js';
 import type { ModelModifier } from '../src/engine/modules/modifier.js';
 import { selectBackend } from '../src/engine/backend.js';
 import { Rng } from '../src/engine/rng.js';
@@ -17,19 +17,10 @@ import type { StrategySave } from '../src/strategies/definition.js';
 import { definitionOf, modifiersFor } from '../src/strategies/registry.js';
 import { STRATEGY_CONFIG, STRATEGY_WEIGHTS } from '../src/strategies/save-apart.js';
 import { checkModelGradients } from './gradient-checks.js';
-import { microModel, tmpProject } from './helpers.js';
+import { microBatch, microModel, tmpProject } from './helpers.js';
 
 type Family = 'bert' | 'roberta' | 'electra';
 const strategy = (s: Record<string, unknown>) => s as unknown as Recipe['strategy'];
-
-const microBatch = (): Batch => ({
-  batch: 2,
-  seq: 5,
-  inputIds: Int32Array.from([2, 7, 9, 3, 0, 2, 5, 3, 8, 3]),
-  tokenTypeIds: Int32Array.from([0, 0, 0, 0, 0, 0, 0, 0, 1, 1]),
-  attentionMask: Float32Array.from([1, 1, 1, 1, 0, 1, 1, 1, 1, 1]),
-  labels: Float32Array.from([2, 0]),
-});
 
 /**
  * A micro model with the strategy's modifiers: its own parameters copied from microModel, the strategy's from

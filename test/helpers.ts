@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseModelConfig, type ModelConfig } from '../src/engine/config.js';
-import { EncoderClassifier } from '../src/engine/model.js';
+import { EncoderClassifier, type Batch } from '../src/engine/model.js';
 import { Rng } from '../src/engine/rng.js';
 import { initialValue } from '../src/engine/checkpoint.js';
 import { adamwStep, clipCoefficient, type AdamWSettings } from '../src/engine/optimizer.js';
@@ -84,6 +84,16 @@ export function microModel(
   });
   return model;
 }
+
+/** A batch of two short sequences for microModel (one padded, one with two segments) and 3-class labels. */
+export const microBatch = (): Batch => ({
+  batch: 2,
+  seq: 5,
+  inputIds: Int32Array.from([2, 7, 9, 3, 0, 2, 5, 3, 8, 3]),
+  tokenTypeIds: Int32Array.from([0, 0, 0, 0, 0, 0, 0, 0, 1, 1]),
+  attentionMask: Float32Array.from([1, 1, 1, 1, 0, 1, 1, 1, 1, 1]),
+  labels: Float32Array.from([2, 0]),
+});
 
 /** Runs the CLI in this process, capturing its output. */
 export async function cli(argv: string[]) {

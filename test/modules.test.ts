@@ -31,7 +31,7 @@ import { paramSpecs } from '../src/engine/params.js';
 import { Rng } from '../src/engine/rng.js';
 import { DELTA_DIR, deltaBatch, deltaReference } from './delta-fixture.js';
 import { assertGradClose, checkModelGradients, dot, random } from './gradient-checks.js';
-import { FIXTURES, microModel } from './helpers.js';
+import { FIXTURES, microBatch, microModel } from './helpers.js';
 
 // ---------------------------------------------------------------------------------------------------------------
 // Test-only modifiers, written as a strategy of the next issue would write them: plain functions of their options.
@@ -584,15 +584,6 @@ function tinyConfig(family: 'bert' | 'roberta' | 'electra' = 'bert'): ModelConfi
     '<test>',
   );
 }
-
-const microBatch = (): Batch => ({
-  batch: 2,
-  seq: 5,
-  inputIds: Int32Array.from([2, 7, 9, 3, 0, 2, 5, 3, 8, 3]),
-  tokenTypeIds: Int32Array.from([0, 0, 0, 0, 0, 0, 0, 0, 1, 1]),
-  attentionMask: Float32Array.from([1, 1, 1, 1, 0, 1, 1, 1, 1, 1]),
-  labels: Float32Array.from([2, 0]),
-});
 
 /** A micro model with modifiers, its own parameters copied from microModel and the modifiers' from their init. */
 function modifiedModel(family: 'bert' | 'roberta' | 'electra', modifiers: ModelModifier[]) {

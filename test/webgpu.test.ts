@@ -22,7 +22,7 @@ import { anchorFor, modifiersFor, STRATEGIES, strategyFor } from '../src/strateg
 import type { Strategy } from '../src/strategies/strategy.js';
 import { vanilla } from '../src/strategies/vanilla/index.js';
 import { gpuSkip, swiftshaderIcd, useSwiftshader } from './gpu.js';
-import { cli, FIXTURES, GLUE, microModel, REPO, tmpProject, write } from './helpers.js';
+import { cli, FIXTURES, GLUE, microBatch, microModel, REPO, tmpProject, write } from './helpers.js';
 
 /**
  * The webgpu backend on SwiftShader (a software Vulkan device, so CI runs it): the same model and strategies as
@@ -192,14 +192,7 @@ describe('webgpu backend on SwiftShader', { skip }, () => {
 
   test('every registered strategy trains on the device as on the CPU', async () => {
     const dir = tmpProject();
-    const batch: Batch = {
-      batch: 2,
-      seq: 5,
-      inputIds: Int32Array.from([2, 7, 9, 3, 0, 2, 5, 3, 8, 3]),
-      tokenTypeIds: Int32Array.from([0, 0, 0, 0, 0, 0, 0, 0, 1, 1]),
-      attentionMask: Float32Array.from([1, 1, 1, 1, 0, 1, 1, 1, 1, 1]),
-      labels: Float32Array.from([2, 0]),
-    };
+    const batch = microBatch();
     for (const def of STRATEGIES) {
       const p = def.kind.startsWith('child-tuning') ? ', reserve_p: 0.3' : '';
       const file = write(

@@ -1,6 +1,6 @@
 import { overBudget, overDevice, type DeviceLimits } from './budget.js';
 import { formatBytes } from './estimate.js';
-import type { Plan } from './stages.js';
+import type { MemoryEstimate, Plan } from './stages.js';
 
 /** The plan as text: stages in dependency order, shared stages once, with hash, cache state, work and memory. */
 export function formatPlan(plan: Plan, device?: DeviceLimits & { label: string }): string {
@@ -27,32 +27,14 @@ export function formatPlan(plan: Plan, device?: DeviceLimits & { label: string }
     }
     if (s.memory) {
       const m = s.memory;
-      const parts = [
-        `weights ${formatBytes(m.weights)}`,
-        `grads ${formatBytes(m.gradients)}`,
-        m.adam && `adam ${formatBytes(m.adam)}`,
-        m.fisher && `fisher ${formatBytes(m.fisher)}`,
-        m.mask && `mask ${formatBytes(m.mask)}`,
-        m.anchor && `pretrained anchor ${formatBytes(m.anchor)}`,
-        `activations ${formatBytes(m.activations)}`,
-      ].filter(Boolean);
-      lines.push(`${' '.repeat(30)}memory: ${formatBytes(m.total)} (${parts.join(', ')})`);
+      lines.push(`${' '.repeat(30)}memory: ${formatBytes(m.total)} (${partsOf(m)})`);
       const over = overBudget(s);
       if (over) lines.push(`${' '.repeat(30)}warning: ${over}; \`run\` will refuse it`);
     }
     if (s.device) {
       const d = s.device;
-      const parts = [
-        `weights ${formatBytes(d.weights)}`,
-        `grads ${formatBytes(d.gradients)}`,
-        d.adam && `adam ${formatBytes(d.adam)}`,
-        d.fisher && `fisher ${formatBytes(d.fisher)}`,
-        d.mask && `masks ${formatBytes(d.mask)}`,
-        d.anchor && `pretrained anchor ${formatBytes(d.anchor)}`,
-        `activations ${formatBytes(d.activations)}`,
-      ].filter(Boolean);
       lines.push(
-        `${' '.repeat(30)}gpu memory: ${formatBytes(d.total)} (${parts.join(', ')}; largest buffer ${formatBytes(d.largest_buffer)})`,
+        `${' '.repeat(30)}gpu memory: ${formatBytes(d.total)} (${partsOf(d)}; largest buffer ${formatBytes(d.largest_buffer)})`,
       );
       const over = device && overDevice(s, device);
       if (over) lines.push(`${' '.repeat(30)}warning: ${over}; \`run\` will refuse it`);
@@ -70,4 +52,19 @@ export function formatPlan(plan: Plan, device?: DeviceLimits & { label: string }
       );
   }
   return lines.join('\n');
+}
+
+/** A memory estimate's parts, the empty ones left out. */
+function partsOf(m: Omit<MemoryEstimate, 'save' | 'runtime'>): string {
+  return [
+    `weights ${formatBytes(m.weights)}`,
+    `grads ${formatBytes(m.gradients)}`,
+    m.adam && `adam ${formatBytes(m.adam)}`,
+    m.fisher && `fisher ${formatBytes(m.fisher)}`,
+    m.mask && `mask ${formatBytes(m.mask)}`,
+    m.anchor && `pretrained anchor ${formatBytes(m.anchor)}`,
+    `activations ${formatBytes(m.activations)}`,
+  ]
+    .filter(Boolean)
+    .join(', ');
 }

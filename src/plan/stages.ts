@@ -25,17 +25,7 @@ export const isCacheEntryComplete = (cacheDir: string, kind: string, hash: strin
   fs.existsSync(path.join(cacheEntryDir(cacheDir, kind, hash), 'done.json'));
 
 /** GPU memory of a stage on webgpu, and its largest single buffer (bounded by the adapter's binding size). */
-export interface DeviceMemoryEstimate {
-  weights: number;
-  gradients: number;
-  adam: number;
-  fisher: number;
-  mask: number;
-  anchor: number;
-  activations: number;
-  total: number;
-  largest_buffer: number;
-}
+export type DeviceMemoryEstimate = Omit<MemoryEstimate, 'save' | 'runtime'> & { largest_buffer: number };
 
 export interface MemoryEstimate {
   weights: number;
