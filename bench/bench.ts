@@ -5,6 +5,7 @@
  * machine when /usr/bin/python3 can import torch.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -737,6 +738,82 @@ async function webgpuChild(job: { shape: Shape; steps: number; warmup: number })
 type GpuRow = Awaited<ReturnType<typeof webgpuChild>>;
 
 /**
+ * The agreement check at a bench shape, for a machine with a GPU: vanilla, F and D for `steps` steps (dropout off)
+ * on the CPU path and on the GPU from the same random model and batches; each side in a process of its own. Prints
+ * the largest relative loss difference per strategy, whether F's masks were identical, and the largest weight difference.
+ */
+async function agreementSide(job: { shape: Shape; steps: number; backend: 'wasm' | 'webgpu' }) {
+  const backend = await selectBackend(job.backend);
+  const rng = new Rng(1);
+  const batches = Array.from({ length: job.steps }, () => randomBatch(rng));
+  const out: Record<string, { losses: number[]; masks: string; weights: string }> = {};
+  for (const name of ['vanilla', 'child-tuning-f', 'child-tuning-d']) {
+    const model = modelFor(job.shape);
+    const pool = await startPool(model, {
+      threads: threadsFor(0, backend.name),
+      backend: backend.name,
+      adam: { lr: 1e-4, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0.01 },
+    });
+    const strategy = benchStrategies(model, new Rng(2))[name];
+    const masks = createHash('sha256');
+    await pool.setStrategy(strategy);
+    const losses: number[] = [];
+    const observer = {
+      readsBits: true,
+      before: (step: number, bits: Uint8Array[]) => strategy.before(step, bits),
+      after: (step: number, bits: Uint8Array[], sizes: readonly number[], kept: readonly number[]) => {
+        strategy.after(step, bits, sizes, kept);
+        if (name === 'child-tuning-f') for (const b of bits) masks.update(b);
+      },
+    };
+    for (const b of batches) {
+      const { loss, norm } = await pool.gradients(b, null, losses.length);
+      losses.push(loss);
+      await pool.update(1e-4, clipCoefficient(norm, 1), observer);
+    }
+    await pool.syncToHost();
+    const weights = path.join(os.tmpdir(), `childtune-agreement-${job.backend}-${name}.bin`);
+    fs.writeFileSync(
+      weights,
+      Buffer.concat(model.values.map((v) => Buffer.from(v.buffer, v.byteOffset, v.byteLength))),
+    );
+    out[name] = { losses, masks: masks.digest('hex'), weights };
+    await pool.close();
+  }
+  return { device: backend.device, out };
+}
+
+function webgpuAgreement(shape: Shape, steps: number) {
+  const side = (backend: string) => {
+    const r = spawnSync(
+      process.execPath,
+      [fileURLToPath(import.meta.url), '--agreement-side', JSON.stringify({ shape, steps, backend })],
+      { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 26 },
+    );
+    if (r.status !== 0) throw new Error(`bench: agreement on ${backend} failed (exit ${r.status})`);
+    return JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Awaited<ReturnType<typeof agreementSide>>;
+  };
+  const [cpu, gpu] = [side('wasm'), side('webgpu')];
+  const report = Object.fromEntries(
+    Object.keys(cpu.out).map((name) => {
+      const [a, b] = [cpu.out[name], gpu.out[name]];
+      const [wa, wb] = [a.weights, b.weights].map((f) => new Float32Array(fs.readFileSync(f).buffer.slice(0)));
+      let worst = 0;
+      for (let j = 0; j < wa.length; j++) worst = Math.max(worst, Math.abs(wa[j] - wb[j]));
+      return [
+        name,
+        {
+          loss_rel_diff: Math.max(...a.losses.map((l, k) => Math.abs(l - b.losses[k]) / Math.abs(l))),
+          f_masks_identical: name === 'child-tuning-f' ? a.masks === b.masks : undefined,
+          weights_max_abs_diff: worst,
+        },
+      ];
+    }),
+  );
+  process.stdout.write(JSON.stringify({ shape, steps, device: gpu.device, agreement: report }, null, 2) + '\n');
+}
+
+/**
  * `npm run bench -- --backend webgpu [--shapes ...] [--quick]`: each shape's GPU step on the adapter Dawn finds,
  * into bench/results.json's `webgpu` and BENCHMARKS.md's GPU section (the CPU rows are kept as they are).
  */
@@ -789,6 +866,10 @@ function gpuMarkdown(g: { date: string; rows: GpuRow[] }): string {
 }
 
 async function main() {
+  if (process.argv[2] === '--agreement-side') {
+    process.stdout.write(JSON.stringify(await agreementSide(JSON.parse(process.argv[3]))) + '\n');
+    return;
+  }
   if (process.argv[2] === '--webgpu-child') {
     process.stdout.write(JSON.stringify(await webgpuChild(JSON.parse(process.argv[3]))) + '\n');
     return;
@@ -813,6 +894,8 @@ async function main() {
       process.stderr.write('bench: --backend takes webgpu (the CPU rows are what a plain npm run bench measures)\n');
       process.exit(2);
     }
+    // --agreement: the CPU path against the GPU at each shape (2 steps), printed, not written to the results.
+    if (process.argv.includes('--agreement')) return shapes.forEach((shape) => webgpuAgreement(shape, 2));
     return webgpuBench(shapes, quick);
   }
   const peak = machinePeak();
