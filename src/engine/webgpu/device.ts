@@ -21,7 +21,8 @@ export class DeviceError extends ChildtuneError {
   }
 }
 
-const INSTALL =
+/** How to get the GPU backend, for errors that say it is missing. */
+export const installHint =
   'Install it with: npm install webgpu @tensorflow/tfjs-backend-webgpu@4.22.0 (Dawn for Node: Vulkan on Linux, Metal on macOS, D3D12 on Windows).';
 
 /** Adapters that run on the CPU, by the words drivers put in their adapter info. */
@@ -165,5 +166,3 @@ export function checkDeviceErrors(where: string) {
     'This is a bug in childtune unless the device ran out of memory; run with --debug and report it.',
   );
 }
-
-export const installHint = INSTALL;
