@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { TMP_SUFFIX } from '../engine/files.js';
+import { processEnded, startTimeOf } from '../engine/process.js';
 import { RunError } from './errors.js';
 
 /** Who holds a directory: enough to tell, on this host, whether that process still runs. */
@@ -29,12 +30,6 @@ const readOr = (file: string) => {
 
 export const bootId = () => readOr('/proc/sys/kernel/random/boot_id');
 
-export function startTimeOf(pid: number): string | null {
-  const stat = readOr(`/proc/${pid}/stat`);
-  // Fields after the command name (which may hold spaces and parentheses); starttime is field 22.
-  return stat ? (stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null) : null;
-}
-
 export const currentOwner = (): LockOwner => ({
   pid: process.pid,
   host: os.hostname(),
@@ -47,13 +42,7 @@ export const currentOwner = (): LockOwner => ({
 function ownerState(o: LockOwner, mtimeMs: number): 'alive' | 'dead' | 'unknown' {
   if (o.host !== os.hostname()) return Date.now() - mtimeMs > ABANDONED_AFTER_MS ? 'dead' : 'unknown';
   if (o.boot_id && o.boot_id !== bootId()) return 'dead';
-  try {
-    process.kill(o.pid, 0);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ESRCH') return 'dead';
-  }
-  if (o.start_time && startTimeOf(o.pid) !== o.start_time) return 'dead';
-  return 'alive';
+  return processEnded(o.pid, o.start_time || null) ? 'dead' : 'alive';
 }
 
 /**

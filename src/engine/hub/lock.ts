@@ -2,6 +2,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { processEnded, startTimeOf } from '../process.js';
 
 /** Who holds a blob lock: enough to tell, on this host, whether that process still runs. */
 interface Owner {
@@ -16,16 +17,6 @@ const HEARTBEAT_MS = 10_000;
 const STALE_MS = 60_000;
 const POLL_MS = 100;
 
-function startTimeOf(pid: number): string | null {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after the command name (which may hold spaces and parentheses); starttime is field 22.
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
-  } catch {
-    return null;
-  }
-}
-
 function isDead(text: string, mtimeMs: number): boolean {
   let owner: Owner;
   try {
@@ -35,12 +26,7 @@ function isDead(text: string, mtimeMs: number): boolean {
     return Date.now() - mtimeMs > STALE_MS;
   }
   if (owner.host !== os.hostname()) return Date.now() - mtimeMs > STALE_MS;
-  try {
-    process.kill(owner.pid, 0);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ESRCH') return true;
-  }
-  return owner.start !== null && startTimeOf(owner.pid) !== owner.start;
+  return processEnded(owner.pid, owner.start);
 }
 
 const readLock = (file: string) => {
