@@ -1,3 +1,4 @@
+import os from 'node:os';
 import { ChildtuneError } from './errors.js';
 import * as tf from '@tensorflow/tfjs-core';
 import { deviceLabel, installHint, openDevice, type DeviceInfo } from './webgpu/device.js';
@@ -31,6 +32,15 @@ const REFUSED: Partial<Record<BackendName, { why: string; hint: string }>> = {
     hint: "Use runtime.backend: webgpu for the GPU (Vulkan, Metal or D3D12 through Dawn; see the README's GPU section).",
   },
 };
+
+/**
+ * Thread count for a recipe's runtime.threads (0 = every core): the TensorFlow backends parallelise on their own, and
+ * a GPU is one shard.
+ */
+export function threadsFor(requested: number, backend: BackendName): number {
+  if (backend === 'tensorflow' || backend === 'tensorflow-gpu' || backend === 'webgpu') return 1;
+  return requested > 0 ? requested : os.availableParallelism();
+}
 
 export interface BackendChoice {
   name: BackendName;

@@ -127,8 +127,8 @@ export class EncoderClassifier {
 
   /**
    * Forward and backward over one batch on a GPU: each trainable parameter's gradient goes to `emit` as a tensor
-   * (which `emit` keeps), and the mean loss stays on the device. Dropout, the modules' draws and the batch are as
-   * in `step`; a consistency term needs the logits on the host mid-step and is not available here.
+   * (which `emit` keeps, adding a parameter's later gradients to its first), and the mean loss stays on the device.
+   * Dropout, the modules' draws and a consistency term are as in `step`, the term's distance computed on the device.
    */
   stepOnDevice(b: Batch, rng: Rng | null, emit: (p: Param, g: tf.Tensor) => void, extras: StepExtras = {}): tf.Scalar {
     const seed = extras.seed ?? null;

@@ -1,6 +1,5 @@
 import { createRequire } from 'node:module';
-import os from 'node:os';
-import { AUTO_ORDER, type BackendName } from '../engine/backend.js';
+import { AUTO_ORDER, threadsFor, type BackendName } from '../engine/backend.js';
 import type { Recipe } from '../recipe/types.generated.js';
 
 /** Backend and thread count a stage runs on: both change its floating-point output, so both are hashed. */
@@ -26,24 +25,16 @@ const resolvable = (pkg: string) => {
   }
 };
 
-/** The thread count a backend runs with: the TensorFlow backends parallelise inside one thread. */
-export const threadsOn = (backend: BackendName, requested: number) =>
-  backend === 'tensorflow' || backend === 'tensorflow-gpu' || backend === 'webgpu'
-    ? 1
-    : requested > 0
-      ? requested
-      : os.availableParallelism();
-
 /**
  * What the run will resolve `runtime` to on this machine, predicted without loading tfjs: 'auto' takes the
  * first installed backend. The executor keys the cache by what it actually ran on, so a wrong prediction
  * costs a recompute, never a wrong reuse.
  */
-export function plannedRuntime(runtime: Recipe['runtime'], gpu = false): StageRuntime {
-  // 'auto' takes webgpu only on a hardware adapter, which only an asynchronous probe can tell (gpu).
+export function plannedRuntime(runtime: Recipe['runtime']): StageRuntime {
+  // 'auto' takes webgpu only on a hardware adapter, which only opening the device tells: predicted as the CPU.
   const backend =
     runtime.backend !== 'auto'
       ? runtime.backend
-      : (AUTO_ORDER.find((b) => (b === 'webgpu' ? gpu : resolvable(PACKAGE[b]))) ?? 'cpu');
-  return { backend, threads: threadsOn(backend, runtime.threads) };
+      : (AUTO_ORDER.find((b) => b !== 'webgpu' && resolvable(PACKAGE[b])) ?? 'cpu');
+  return { backend, threads: threadsFor(runtime.threads, backend) };
 }

@@ -6,7 +6,7 @@ import { DevicePool } from '../engine/webgpu/pool.js';
 import { hooksFrom, modifiersFrom } from '../strategies/registry.js';
 import type { Strategy } from '../strategies/strategy.js';
 
-export { threadsFor } from '../engine/parallel/pool.js';
+export { threadsFor } from '../engine/backend.js';
 
 /** The pool a run trains on, with childtune's strategies: the CPU's threads or one GPU. */
 export type RunPool = TrainingPool & {

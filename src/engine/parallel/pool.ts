@@ -1,4 +1,3 @@
-import os from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { BackendName } from '../backend.js';
 import { sliceBatch } from '../batch.js';
@@ -38,12 +37,6 @@ export interface PoolOptions {
   modifiersFrom: ModifiersFrom;
   /** Keep a shared copy of the weights as loaded (SharedState.anchor) for hooks that read the pretrained weights. */
   anchor?: boolean;
-}
-
-/** Thread count for a recipe's runtime.threads (0 = every core); native backends parallelise on their own. */
-export function threadsFor(requested: number, backend: BackendName): number {
-  if (backend === 'tensorflow' || backend === 'tensorflow-gpu' || backend === 'webgpu') return 1;
-  return requested > 0 ? requested : os.availableParallelism();
 }
 
 /** A started pool: shared state, partition and workers, ready for the coordinator. */

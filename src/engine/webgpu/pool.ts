@@ -10,13 +10,6 @@ import { checkDeviceErrors, DeviceError, gpuDevice } from './device.js';
 import { DRAW_WGSL, UPDATE, UPDATE_FIELDS, UPDATE_UINTS, UPDATE_WGSL, updateGroups } from './optimizer.js';
 import { bufferOf, flushTfjs } from './tfjs.js';
 
-const { STORAGE, COPY_SRC, COPY_DST, UNIFORM, MAP_READ } = {
-  STORAGE: 0x80,
-  COPY_SRC: 0x04,
-  COPY_DST: 0x08,
-  UNIFORM: 0x40,
-  MAP_READ: 0x01,
-};
 /** Uniform blocks are bound at multiples of this (WebGPU's minUniformBufferOffsetAlignment at its largest). */
 const UNIFORM_STRIDE = 256;
 
@@ -108,7 +101,10 @@ export class DevicePool implements TrainingPool {
     return pool;
   }
 
-  private buffer(bytes: number, usage = STORAGE | COPY_SRC | COPY_DST): GPUBuffer {
+  private buffer(
+    bytes: number,
+    usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+  ): GPUBuffer {
     // Zero-filled on creation (WebGPU's rule), which is where Adam's moments start.
     return this.device.createBuffer({ size: Math.max(16, Math.ceil(bytes / 4) * 4), usage });
   }
@@ -133,7 +129,7 @@ export class DevicePool implements TrainingPool {
 
   /** The pass itself: the gradients replace the last ones; the loss stays on the device. */
   private backward(b: Batch, dropoutSeed: number | null, stepSeed: number | null): tf.Scalar {
-    tf.dispose(this.grads.filter((g): g is tf.Tensor => !!g));
+    tf.dispose(this.grads);
     this.grads = [];
     // One shard: the dropout stream of the CPU path's shard 0, so a one-thread CPU run draws the same masks.
     const rng = dropoutSeed === null ? null : new Rng(streamSeed(dropoutSeed, 0));
@@ -271,12 +267,15 @@ export class DevicePool implements TrainingPool {
     });
     if (!jobs.length) return;
     // Every job's uniforms and F's stream states, each at its own offset of one buffer, written before the submit.
-    const draws = jobs.flatMap((j) => j.ops.filter((op) => op.kind === 'draw').map((op) => ({ job: j, op })));
-    const uniform = this.buffer(UNIFORM_STRIDE * (jobs.length + draws.length), UNIFORM | COPY_DST);
+    const draws = jobs.flatMap((j) => j.ops.filter(isDraw).map((op) => ({ job: j, op })));
+    const uniform = this.buffer(
+      UNIFORM_STRIDE * (jobs.length + draws.length),
+      GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+    );
     jobs.forEach((j, k) => q.writeBuffer(uniform, k * UNIFORM_STRIDE, j.uniforms));
     // Each draw's states start at a multiple of 16 chunks (256 bytes, the storage binding alignment).
     const aligned = (chunks: number) => Math.ceil(chunks / 16) * 16;
-    const totalChunks = draws.reduce((a, d) => a + aligned((d.op as { seeds: number[] }).seeds.length), 0);
+    const totalChunks = draws.reduce((a, d) => a + aligned(d.op.seeds.length), 0);
     const seeds = totalChunks ? this.buffer(totalChunks * 16) : undefined;
     const states = new Uint32Array(totalChunks * 4);
     let chunkAt = 0;
@@ -285,7 +284,6 @@ export class DevicePool implements TrainingPool {
     encoder.clearBuffer(this.kept);
     const pass = encoder.beginComputePass();
     draws.forEach(({ job, op }, k) => {
-      if (op.kind !== 'draw') return;
       op.seeds.forEach((seed, c) => seedState(seed, states, 4 * (chunkAt + c)));
       const header = new Uint32Array([op.seeds.length, op.chunk, job.n, op.threshold]);
       q.writeBuffer(uniform, (jobs.length + k) * UNIFORM_STRIDE, header);
@@ -329,36 +327,16 @@ export class DevicePool implements TrainingPool {
       pass.dispatchWorkgroups(x, y);
     });
     pass.end();
-    const keptRead = this.device.createBuffer({ size: this.kept.size, usage: MAP_READ | COPY_DST });
-    encoder.copyBufferToBuffer(this.kept, 0, keptRead, 0, this.kept.size);
-    const bitsRead = observer?.readsBits ? this.copyBits(encoder, jobs) : [];
+    const counts = new Uint32Array(specs.length);
+    const reads = [this.copyOut(encoder, this.kept, new Uint8Array(counts.buffer))];
+    if (observer?.readsBits)
+      for (const { i } of jobs) reads.push(this.copyOut(encoder, this.state[i]!.bits, hostBits[i]));
     q.submit([encoder.finish()]);
     uniform.destroy();
     seeds?.destroy();
-    await keptRead.mapAsync(MAP_READ);
-    const counts = new Uint32Array(keptRead.getMappedRange().slice(0));
-    keptRead.destroy();
-    for (const { i, staging } of bitsRead) {
-      await staging.mapAsync(MAP_READ);
-      hostBits[i].set(new Uint8Array(staging.getMappedRange(), 0, hostBits[i].length));
-      staging.destroy();
-    }
+    for (const read of reads) await read();
     checkDeviceErrors(`the update at step ${step}`);
-    observer?.after?.(
-      step,
-      hostBits,
-      specs.map(sizeOf),
-      specs.map((_, i) => counts[i] ?? 0),
-    );
-  }
-
-  private copyBits(encoder: GPUCommandEncoder, jobs: { i: number }[]) {
-    return jobs.map(({ i }) => {
-      const from = this.state[i]!.bits;
-      const staging = this.device.createBuffer({ size: from.size, usage: MAP_READ | COPY_DST });
-      encoder.copyBufferToBuffer(from, 0, staging, 0, from.size);
-      return { i, staging };
-    });
+    observer?.after?.(step, hostBits, specs.map(sizeOf), [...counts]);
   }
 
   async reload() {
@@ -367,7 +345,6 @@ export class DevicePool implements TrainingPool {
   }
 
   restoreMoments(m: Float32Array[], v: Float32Array[], step: number) {
-    flushTfjs();
     this.state.forEach((st, i) => {
       if (!st) return;
       write(this.device.queue, st.m, 0, m[i]);
@@ -376,33 +353,47 @@ export class DevicePool implements TrainingPool {
     this.step = step;
   }
 
+  /** Copies the trained tensors' weights and moments back (a frozen tensor's host values never went stale). */
   async syncToHost() {
     flushTfjs();
     const encoder = this.device.createCommandEncoder();
-    const reads: { into: Float32Array; staging: GPUBuffer }[] = [];
-    const read = (from: GPUBuffer, into: Float32Array) => {
-      const staging = this.device.createBuffer({ size: Math.max(16, into.byteLength), usage: MAP_READ | COPY_DST });
-      encoder.copyBufferToBuffer(from, 0, staging, 0, into.byteLength);
-      reads.push({ into, staging });
-    };
+    const reads: (() => Promise<void>)[] = [];
     this.model.specs.forEach((s, i) => {
-      read(bufferOf(this.weights[i]), this.model.values[i]);
       const st = this.state[i];
       if (!st) return;
       if (this.hostM[i].length !== sizeOf(s)) {
         this.hostM[i] = new Float32Array(sizeOf(s));
         this.hostV[i] = new Float32Array(sizeOf(s));
       }
-      read(st.m, this.hostM[i]);
-      read(st.v, this.hostV[i]);
+      reads.push(
+        this.copyOut(encoder, bufferOf(this.weights[i]), this.model.values[i]),
+        this.copyOut(encoder, st.m, this.hostM[i]),
+        this.copyOut(encoder, st.v, this.hostV[i]),
+      );
     });
     this.device.queue.submit([encoder.finish()]);
-    for (const { into, staging } of reads) {
-      await staging.mapAsync(MAP_READ);
-      into.set(new Float32Array(staging.getMappedRange(), 0, into.length));
-      staging.destroy();
-    }
+    for (const read of reads) await read();
     checkDeviceErrors('copying the weights to the host');
+  }
+
+  /**
+   * Records a copy of `from`'s first bytes into a staging buffer on `encoder`; the returned function, called once the
+   * encoder is submitted, maps it and fills `into` (as many bytes as it holds).
+   */
+  private copyOut(encoder: GPUCommandEncoder, from: GPUBuffer, into: ArrayBufferView): () => Promise<void> {
+    const bytes = Math.ceil(into.byteLength / 4) * 4;
+    const staging = this.device.createBuffer({
+      size: Math.max(16, bytes),
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    });
+    encoder.copyBufferToBuffer(from, 0, staging, 0, bytes);
+    return async () => {
+      await staging.mapAsync(GPUMapMode.READ);
+      new Uint8Array(into.buffer, into.byteOffset, into.byteLength).set(
+        new Uint8Array(staging.getMappedRange(), 0, into.byteLength),
+      );
+      staging.destroy();
+    };
   }
 
   async infer(kind: 'predict' | 'features', b: Batch): Promise<Float32Array> {
@@ -412,8 +403,7 @@ export class DevicePool implements TrainingPool {
   }
 
   async close() {
-    tf.dispose(this.grads.filter((g): g is tf.Tensor => !!g));
-    tf.dispose((this.squares ?? []).filter((g): g is tf.Tensor => !!g));
+    tf.dispose([this.grads, this.squares]);
     this.grads = [];
     this.model.placeOnDevice(undefined);
     tf.dispose(this.weights);
@@ -422,6 +412,8 @@ export class DevicePool implements TrainingPool {
     this.dummy.destroy();
   }
 }
+
+const isDraw = (op: DeviceOp): op is Extract<DeviceOp, { kind: 'draw' }> => op.kind === 'draw';
 
 /** queue.writeBuffer for any typed array (the model's values may live in shared memory). */
 const write = (q: GPUQueue, to: GPUBuffer, offset: number, data: ArrayBufferView) =>
