@@ -1,15 +1,21 @@
 // Native matrix products for the engine (a Node-API addon, built by scripts/build-native.mjs).
 //
-// C = A x B with any operand strides, the same contract as `gemm` in src/engine/wasm/kernels.wat, and the
-// same arithmetic: every element of C is ((0 + a0*b0) + a1*b1) + ... in k order, each product and each sum
-// rounded to float32 (separate multiply and add, never a fused multiply-add; built with -ffp-contract=off).
-// So the results are bit for bit those of the wasm kernel, on either instruction set here. Zen 4 issues a
-// 512-bit multiply and a 512-bit add each cycle on separate pipes (FP0/1 and FP2/3), 32 flops a cycle, the
-// same rate as its two 256-bit FMA pipes; dropping FMA costs instructions, not peak.
+// C = A x B with any operand strides, the same contract as `gemm` in src/engine/wasm/kernels.wat. Three kinds of
+// arithmetic, one kernel family each, chosen per run (src/engine/native.ts):
+// - exact (avx512f, avx2): every element of C is ((0 + a0*b0) + a1*b1) + ... in k order, each product and each sum
+//   rounded to float32 (separate multiply and add; built with -ffp-contract=off), so bit for bit the wasm kernel's.
+//   Zen 4 and 5 issue multiplies and adds on separate pipes at the FMA rate, so this costs them no peak.
+// - fma (avx512f-fma, avx2-fma): the same k order with each multiply-add fused (one rounding). Intel's server cores
+//   run multiply, add and FMA on the same two ports, where the exact kernels reach half the FMA peak.
+// - bf16 (avx512bf16): operands rounded to bfloat16 (nearest even), products summed in float32 two k at a time
+//   by VDPBF16PS; twice the products per instruction.
 //
 // Blocking after Goto and van de Geijn (BLIS): B is packed per (KC x NC) block into NR-column panels that
 // stay in L2/L3, A per (MC x KC) block into MR-row panels that stay in L2, and an MR x NR register tile
 // accumulates over KC. Partial sums cross KC blocks through C as float32 values, which keeps the k order.
+
+// clock_gettime (POSIX) under -std=c11.
+#define _POSIX_C_SOURCE 200809L
 
 #include <immintrin.h>
 #include <node_api.h>
@@ -17,6 +23,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 // Block sizes (floats): A blocks of MC x KC stay in L2, B blocks of KC x NC in L3.
 #define KC 384
@@ -37,13 +44,14 @@ typedef struct {
 
 // Per-thread scratch (each worker thread has its own Node-API environment and instance data).
 typedef struct {
-  float *a, *b;
+  void *a, *b;
 } Scratch;
 
 static inline int min_int(int x, int y) { return x < y ? x : y; }
 
 // B[k0.., j0..] as kc x nc in panels of nr columns, k-major inside a panel, zeros past nc.
-static void pack_b(Operand B, int kc, int nc, int nr, float *out) {
+static void pack_b(Operand B, int kc, int nc, int nr, void *to) {
+  float *out = to;
   for (int j0 = 0; j0 < nc; j0 += nr) {
     int cols = min_int(nr, nc - j0);
     float *panel = out + (ptrdiff_t)j0 * kc;
@@ -65,7 +73,8 @@ static void pack_b(Operand B, int kc, int nc, int nr, float *out) {
 }
 
 // A[i0.., k0..] as mc x kc in panels of mr rows, k-major inside a panel, zeros past mc.
-static void pack_a(Operand A, int mc, int kc, int mr, float *out) {
+static void pack_a(Operand A, int mc, int kc, int mr, void *to) {
+  float *out = to;
   for (int i0 = 0; i0 < mc; i0 += mr) {
     int rows = min_int(mr, mc - i0);
     float *panel = out + (ptrdiff_t)i0 * kc;
@@ -86,117 +95,248 @@ static void pack_a(Operand A, int mc, int kc, int mr, float *out) {
   }
 }
 
-typedef void (*Tile)(int kc, const float *ap, const float *bp, float *c, ptrdiff_t cRow, int rows, int cols, int accumulate);
-
-// One MR512 x NR512 tile: starts from zero, or from C's partial sums when `accumulate`; stores rows < rows,
-// cols < cols. Four rows of four zmm: a wide tile needs fewer broadcasts per product, which measured
-// faster here than 12 x 32 or 6 x 64 (86 against 68 and 83 GFLOP/s on one Zen 4 core).
-__attribute__((target("avx512f"))) static void tile512(int kc, const float *restrict ap, const float *restrict bp, float *c, ptrdiff_t cRow, int rows, int cols, int accumulate) {
-  __m512 acc[MR512][NV512];
-  __mmask16 mask[NV512];
-  for (int v = 0; v < NV512; v++) {
-    const int left = cols - 16 * v;
-    mask[v] = left >= 16 ? 0xFFFF : left > 0 ? (__mmask16)((1u << left) - 1) : 0;
-  }
-#pragma GCC unroll 8
-  for (int r = 0; r < MR512; r++)
-#pragma GCC unroll 8
-    for (int v = 0; v < NV512; v++) acc[r][v] = accumulate && r < rows ? _mm512_maskz_loadu_ps(mask[v], c + r * cRow + 16 * v) : _mm512_setzero_ps();
-  for (int k = 0; k < kc; k++) {
-    __m512 b[NV512];
-#pragma GCC unroll 8
-    for (int v = 0; v < NV512; v++) b[v] = _mm512_load_ps(bp + 16 * v);
-#pragma GCC unroll 8
-    for (int r = 0; r < MR512; r++) {
-      const __m512 a = _mm512_set1_ps(ap[r]);
-#pragma GCC unroll 8
-      for (int v = 0; v < NV512; v++) acc[r][v] = _mm512_add_ps(acc[r][v], _mm512_mul_ps(a, b[v]));
-    }
-    ap += MR512;
-    bp += NR512;
-  }
-#pragma GCC unroll 8
-  for (int r = 0; r < MR512; r++)
-    if (r < rows)
-#pragma GCC unroll 8
-      for (int v = 0; v < NV512; v++) _mm512_mask_storeu_ps(c + r * cRow + 16 * v, mask[v], acc[r][v]);
+// Float32 to bfloat16, rounded to nearest even (NaNs stay NaN): what VCVTNEPS2BF16 computes.
+static inline uint32_t bf16_bits(float x) {
+  uint32_t u;
+  memcpy(&u, &x, sizeof u);
+  if ((u & 0x7FFFFFFFu) > 0x7F800000u) return (u >> 16) | 0x40u;
+  return (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
 }
 
-// The AVX2 tile, MR256 x NR256; partial columns go through a small buffer (AVX2 has no masked float moves worth the lanes).
-__attribute__((target("avx2"))) static void tile256(int kc, const float *restrict ap, const float *restrict bp, float *c, ptrdiff_t cRow, int rows, int cols, int accumulate) {
-  __m256 acc[MR256][2];
-  float edge[MR256][NR256] __attribute__((aligned(32)));
-  const int full = cols == NR256;
-  if (!full) memset(edge, 0, sizeof edge);
-  if (accumulate && !full)
-    for (int r = 0; r < rows; r++) memcpy(edge[r], c + r * cRow, sizeof(float) * cols);
-#pragma GCC unroll 8
-  for (int r = 0; r < MR256; r++) {
-    acc[r][0] = _mm256_setzero_ps();
-    acc[r][1] = _mm256_setzero_ps();
-  }
-  if (accumulate) {
-#pragma GCC unroll 8
-    for (int r = 0; r < MR256; r++) {
-      if (r < rows) {
-        const float *src = full ? c + r * cRow : edge[r];
-        acc[r][0] = _mm256_loadu_ps(src);
-        acc[r][1] = _mm256_loadu_ps(src + 8);
+// Element k of a k-pair: 0 past the end, so an odd K adds nothing.
+static inline uint32_t bf16_pair(float lo, int has_hi, float hi) { return bf16_bits(lo) | (has_hi ? bf16_bits(hi) << 16 : 0u); }
+
+// B[k0.., j0..] for the bf16 kernel: per pair of k, nr columns of (b[k][j], b[k+1][j]) in 32 bits, zeros past nc.
+static void pack_b_bf16(Operand B, int kc, int nc, int nr, void *to) {
+  uint32_t *out = to;
+  const int kp = (kc + 1) / 2;
+  for (int j0 = 0; j0 < nc; j0 += nr) {
+    int cols = min_int(nr, nc - j0);
+    uint32_t *panel = out + (ptrdiff_t)j0 * kp;
+    for (int p = 0; p < kp; p++) {
+      const int k = 2 * p, hi = k + 1 < kc;
+      for (int j = 0; j < nr; j++) {
+        const float *src = B.p + (j0 + j) * B.col;
+        panel[(ptrdiff_t)p * nr + j] = j < cols ? bf16_pair(src[k * B.row], hi, hi ? src[(k + 1) * B.row] : 0) : 0;
       }
     }
   }
-  for (int k = 0; k < kc; k++) {
-    const __m256 b0 = _mm256_load_ps(bp);
-    const __m256 b1 = _mm256_load_ps(bp + 8);
-#pragma GCC unroll 8
-    for (int r = 0; r < MR256; r++) {
-      const __m256 a = _mm256_broadcast_ss(ap + r);
-      acc[r][0] = _mm256_add_ps(acc[r][0], _mm256_mul_ps(a, b0));
-      acc[r][1] = _mm256_add_ps(acc[r][1], _mm256_mul_ps(a, b1));
-    }
-    ap += MR256;
-    bp += NR256;
-  }
-#pragma GCC unroll 8
-  for (int r = 0; r < MR256; r++) {
-    if (r < rows) {
-      float *dst = full ? c + r * cRow : edge[r];
-      _mm256_storeu_ps(dst, acc[r][0]);
-      _mm256_storeu_ps(dst + 8, acc[r][1]);
-    }
-  }
-  if (!full)
-    for (int r = 0; r < rows; r++) memcpy(c + r * cRow, edge[r], sizeof(float) * cols);
 }
+
+// A[i0.., k0..] for the bf16 kernel: per pair of k, mr rows of (a[i][k], a[i][k+1]) in 32 bits, zeros past mc.
+static void pack_a_bf16(Operand A, int mc, int kc, int mr, void *to) {
+  uint32_t *out = to;
+  const int kp = (kc + 1) / 2;
+  for (int i0 = 0; i0 < mc; i0 += mr) {
+    int rows = min_int(mr, mc - i0);
+    uint32_t *panel = out + (ptrdiff_t)i0 * kp;
+    for (int p = 0; p < kp; p++) {
+      const int k = 2 * p, hi = k + 1 < kc;
+      for (int r = 0; r < mr; r++) {
+        const float *src = A.p + (i0 + r) * A.row;
+        panel[(ptrdiff_t)p * mr + r] = r < rows ? bf16_pair(src[k * A.col], hi, hi ? src[(k + 1) * A.col] : 0) : 0;
+      }
+    }
+  }
+}
+
+typedef void (*Tile)(int kc, const void *ap, const void *bp, float *c, ptrdiff_t cRow, int rows, int cols, int accumulate);
+typedef void (*Pack)(Operand X, int rows, int cols, int block, void *out);
+
+// One MR512 x NR512 tile: starts from zero, or from C's partial sums when `accumulate`; stores rows < rows, cols < cols.
+// Four rows of four zmm: a wide tile needs fewer broadcasts per product, which measured faster here than 12 x 32 or
+// 6 x 64 (86 against 68 and 83 GFLOP/s on one Zen 4 core). STEP is the multiply-add, fused or not; the bf16 tile
+// steps over pairs of k (LOAD_A broadcasts a pair, STEP is one VDPBF16PS).
+#define TILE512(NAME, TARGET, ELEM, STEP, LOAD_A, KSTEPS)                                                                                           \
+  __attribute__((target(TARGET))) static void NAME(int kc, const void *apv, const void *bpv, float *c, ptrdiff_t cRow, int rows, int cols, int accumulate) { \
+    const ELEM *restrict ap = apv;                                                                                                                  \
+    const ELEM *restrict bp = bpv;                                                                                                                  \
+    __m512 acc[MR512][NV512];                                                                                                                       \
+    __mmask16 mask[NV512];                                                                                                                          \
+    for (int v = 0; v < NV512; v++) {                                                                                                               \
+      const int left = cols - 16 * v;                                                                                                               \
+      mask[v] = left >= 16 ? 0xFFFF : left > 0 ? (__mmask16)((1u << left) - 1) : 0;                                                                \
+    }                                                                                                                                               \
+    _Pragma("GCC unroll 8") for (int r = 0; r < MR512; r++) _Pragma("GCC unroll 8") for (int v = 0; v < NV512; v++) acc[r][v] =                   \
+        accumulate && r < rows ? _mm512_maskz_loadu_ps(mask[v], c + r * cRow + 16 * v) : _mm512_setzero_ps();                                      \
+    for (int k = 0; k < (KSTEPS); k++) {                                                                                                            \
+      __m512 b[NV512];                                                                                                                              \
+      _Pragma("GCC unroll 8") for (int v = 0; v < NV512; v++) b[v] = _mm512_load_ps((const float *)(bp + 16 * v));                                 \
+      _Pragma("GCC unroll 8") for (int r = 0; r < MR512; r++) {                                                                                    \
+        const __m512 a = LOAD_A(ap + r);                                                                                                            \
+        _Pragma("GCC unroll 8") for (int v = 0; v < NV512; v++) acc[r][v] = STEP(acc[r][v], a, b[v]);                                               \
+      }                                                                                                                                             \
+      ap += MR512;                                                                                                                                  \
+      bp += NR512;                                                                                                                                  \
+    }                                                                                                                                               \
+    _Pragma("GCC unroll 8") for (int r = 0; r < MR512; r++) if (r < rows) _Pragma("GCC unroll 8") for (int v = 0; v < NV512; v++)                  \
+        _mm512_mask_storeu_ps(c + r * cRow + 16 * v, mask[v], acc[r][v]);                                                                          \
+  }
+
+#define MULADD512(acc, a, b) _mm512_add_ps((acc), _mm512_mul_ps((a), (b)))
+#define FMA512(acc, a, b) _mm512_fmadd_ps((a), (b), (acc))
+#define DPBF16(acc, a, b) _mm512_dpbf16_ps((acc), (__m512bh)_mm512_castps_si512(a), (__m512bh)_mm512_castps_si512(b))
+#define SET1(p) _mm512_set1_ps(*(p))
+#define SET1_PAIR(p) _mm512_castsi512_ps(_mm512_set1_epi32((int)*(p)))
+
+TILE512(tile512, "avx512f", float, MULADD512, SET1, kc)
+TILE512(tile512fma, "avx512f", float, FMA512, SET1, kc)
+TILE512(tile512bf16, "avx512f,avx512bf16", uint32_t, DPBF16, SET1_PAIR, (kc + 1) / 2)
+
+// The AVX2 tile, MR256 x NR256; partial columns go through a small buffer (AVX2 has no masked float moves worth the lanes).
+#define TILE256(NAME, TARGET, STEP)                                                                                                                 \
+  __attribute__((target(TARGET))) static void NAME(int kc, const void *apv, const void *bpv, float *c, ptrdiff_t cRow, int rows, int cols, int accumulate) { \
+    const float *restrict ap = apv;                                                                                                                 \
+    const float *restrict bp = bpv;                                                                                                                 \
+    __m256 acc[MR256][2];                                                                                                                           \
+    float edge[MR256][NR256] __attribute__((aligned(32)));                                                                                          \
+    const int full = cols == NR256;                                                                                                                 \
+    if (!full) memset(edge, 0, sizeof edge);                                                                                                        \
+    if (accumulate && !full)                                                                                                                        \
+      for (int r = 0; r < rows; r++) memcpy(edge[r], c + r * cRow, sizeof(float) * cols);                                                         \
+    _Pragma("GCC unroll 8") for (int r = 0; r < MR256; r++) {                                                                                      \
+      acc[r][0] = _mm256_setzero_ps();                                                                                                              \
+      acc[r][1] = _mm256_setzero_ps();                                                                                                              \
+    }                                                                                                                                               \
+    if (accumulate) {                                                                                                                               \
+      _Pragma("GCC unroll 8") for (int r = 0; r < MR256; r++) {                                                                                    \
+        if (r < rows) {                                                                                                                             \
+          const float *src = full ? c + r * cRow : edge[r];                                                                                         \
+          acc[r][0] = _mm256_loadu_ps(src);                                                                                                         \
+          acc[r][1] = _mm256_loadu_ps(src + 8);                                                                                                     \
+        }                                                                                                                                           \
+      }                                                                                                                                             \
+    }                                                                                                                                               \
+    for (int k = 0; k < kc; k++) {                                                                                                                  \
+      const __m256 b0 = _mm256_load_ps(bp);                                                                                                         \
+      const __m256 b1 = _mm256_load_ps(bp + 8);                                                                                                     \
+      _Pragma("GCC unroll 8") for (int r = 0; r < MR256; r++) {                                                                                    \
+        const __m256 a = _mm256_broadcast_ss(ap + r);                                                                                               \
+        acc[r][0] = STEP(acc[r][0], a, b0);                                                                                                         \
+        acc[r][1] = STEP(acc[r][1], a, b1);                                                                                                         \
+      }                                                                                                                                             \
+      ap += MR256;                                                                                                                                  \
+      bp += NR256;                                                                                                                                  \
+    }                                                                                                                                               \
+    _Pragma("GCC unroll 8") for (int r = 0; r < MR256; r++) {                                                                                      \
+      if (r < rows) {                                                                                                                               \
+        float *dst = full ? c + r * cRow : edge[r];                                                                                                 \
+        _mm256_storeu_ps(dst, acc[r][0]);                                                                                                           \
+        _mm256_storeu_ps(dst + 8, acc[r][1]);                                                                                                       \
+      }                                                                                                                                             \
+    }                                                                                                                                               \
+    if (!full)                                                                                                                                      \
+      for (int r = 0; r < rows; r++) memcpy(c + r * cRow, edge[r], sizeof(float) * cols);                                                         \
+  }
+
+#define MULADD256(acc, a, b) _mm256_add_ps((acc), _mm256_mul_ps((a), (b)))
+#define FMA256(acc, a, b) _mm256_fmadd_ps((a), (b), (acc))
+
+TILE256(tile256, "avx2", MULADD256)
+TILE256(tile256fma, "avx2,fma", FMA256)
+
+// Register-only throughput of one kernel's multiply-add on this core: CHAINS independent accumulators, each
+// acc = acc * y + c (or its fused or bf16 form), so nothing can be hoisted and the ports, not latency, bound it.
+#define CHAINS512 24
+#define CHAINS256 12
+#define PEAK512(NAME, TARGET, STEP, FLOPS, Y, Z)                                                             \
+  __attribute__((target(TARGET))) static double NAME(long iterations) {                                      \
+    __m512 acc[CHAINS512];                                                                                  \
+    const __m512 y = (Y), z = (Z);                                                                           \
+    _Pragma("GCC unroll 32") for (int i = 0; i < CHAINS512; i++) acc[i] = _mm512_set1_ps((float)i);           \
+    for (long n = 0; n < iterations; n++)                                                                    \
+      _Pragma("GCC unroll 32") for (int i = 0; i < CHAINS512; i++) acc[i] = STEP(acc[i], y, z);               \
+    float sink = 0;                                                                                          \
+    _Pragma("GCC unroll 32") for (int i = 0; i < CHAINS512; i++) sink += _mm512_reduce_add_ps(acc[i]);        \
+    volatile float keep = sink;                                                                              \
+    (void)keep;                                                                                              \
+    return (double)iterations * CHAINS512 * (FLOPS);                                                         \
+  }
+#define PEAK256(NAME, TARGET, STEP)                                                                          \
+  __attribute__((target(TARGET))) static double NAME(long iterations) {                                      \
+    __m256 acc[CHAINS256];                                                                                  \
+    const __m256 y = _mm256_set1_ps(0.999999f), z = _mm256_set1_ps(1e-3f);                                   \
+    _Pragma("GCC unroll 32") for (int i = 0; i < CHAINS256; i++) acc[i] = _mm256_set1_ps((float)i);           \
+    for (long n = 0; n < iterations; n++)                                                                    \
+      _Pragma("GCC unroll 32") for (int i = 0; i < CHAINS256; i++) acc[i] = STEP(acc[i], y, z);               \
+    float out[8], sink = 0;                                                                                  \
+    _Pragma("GCC unroll 32") for (int i = 0; i < CHAINS256; i++) {                                           \
+      _mm256_storeu_ps(out, acc[i]);                                                                         \
+      for (int l = 0; l < 8; l++) sink += out[l];                                                            \
+    }                                                                                                        \
+    volatile float keep = sink;                                                                              \
+    (void)keep;                                                                                              \
+    return (double)iterations * CHAINS256 * 16;                                                              \
+  }
+// acc * y + z: the chained form of a multiply-add (the tile's is acc + a * b; the rate is the same).
+#define CHAIN_MULADD512(acc, y, z) _mm512_add_ps(_mm512_mul_ps((acc), (y)), (z))
+#define CHAIN_FMA512(acc, y, z) _mm512_fmadd_ps((acc), (y), (z))
+#define CHAIN_DPBF16(acc, y, z) _mm512_dpbf16_ps((acc), (__m512bh)_mm512_castps_si512(y), (__m512bh)_mm512_castps_si512(z))
+#define CHAIN_MULADD256(acc, y, z) _mm256_add_ps(_mm256_mul_ps((acc), (y)), (z))
+#define CHAIN_FMA256(acc, y, z) _mm256_fmadd_ps((acc), (y), (z))
+
+#define NEAR_ONE _mm512_set1_ps(0.999999f)
+#define SMALL _mm512_set1_ps(1e-3f)
+// bfloat16 pairs (0.5, 0.5) and (1e-3, 1e-3): acc grows by 1e-3 a step, far from overflow.
+#define HALF_PAIR _mm512_castsi512_ps(_mm512_set1_epi32(0x3F003F00))
+#define SMALL_PAIR _mm512_castsi512_ps(_mm512_set1_epi32(0x3A833A83))
+PEAK512(peak512, "avx512f", CHAIN_MULADD512, 32, NEAR_ONE, SMALL)
+PEAK512(peak512fma, "avx512f", CHAIN_FMA512, 32, NEAR_ONE, SMALL)
+PEAK512(peak512bf16, "avx512f,avx512bf16", CHAIN_DPBF16, 64, HALF_PAIR, SMALL_PAIR)
+PEAK256(peak256, "avx2", CHAIN_MULADD256)
+PEAK256(peak256fma, "avx2,fma", CHAIN_FMA256)
 
 typedef struct {
   const char *name;
   Tile tile;
+  Pack pack_a, pack_b;
+  double (*peak)(long iterations);
   int mr, nr;
 } Kernel;
 
-static const Kernel KERNELS[] = {{"avx512f", tile512, MR512, NR512}, {"avx2", tile256, MR256, NR256}};
-#define KERNEL_COUNT 2
+static const Kernel KERNELS[] = {
+    {"avx512f", tile512, pack_a, pack_b, peak512, MR512, NR512},
+    {"avx2", tile256, pack_a, pack_b, peak256, MR256, NR256},
+    {"avx512f-fma", tile512fma, pack_a, pack_b, peak512fma, MR512, NR512},
+    {"avx2-fma", tile256fma, pack_a, pack_b, peak256fma, MR256, NR256},
+    {"avx512bf16", tile512bf16, pack_a_bf16, pack_b_bf16, peak512bf16, MR512, NR512},
+};
+#define KERNEL_COUNT 5
 
 static int supported(int kernel) {
   __builtin_cpu_init();
-  return kernel == 0 ? __builtin_cpu_supports("avx512f") : __builtin_cpu_supports("avx2");
+  switch (kernel) {
+    case 0:
+    case 2:
+      return __builtin_cpu_supports("avx512f");
+    case 1:
+      return __builtin_cpu_supports("avx2");
+    case 3:
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case 4:
+      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16");
+    default:
+      return 0;
+  }
 }
 
 static void gemm(const Kernel *kn, Scratch *s, Operand A, Operand B, float *C, ptrdiff_t cRow, int M, int K, int N) {
   if (M <= 0 || N <= 0) return;
+  // The bf16 panels hold a pair of k per 32-bit element: a panel's offset counts pairs.
+  const int pairs = kn->pack_a == pack_a_bf16;
   // K = 0 still runs one (empty) block, so C is set to zeros.
   for (int jc = 0; jc < N; jc += NC) {
     int nc = min_int(NC, N - jc);
     for (int pc = 0; pc == 0 || pc < K; pc += KC) {
       int kc = min_int(KC, K - pc);
-      pack_b((Operand){B.p + pc * B.row + jc * B.col, B.row, B.col}, kc, nc, kn->nr, s->b);
+      const int depth = pairs ? (kc + 1) / 2 : kc;
+      kn->pack_b((Operand){B.p + pc * B.row + jc * B.col, B.row, B.col}, kc, nc, kn->nr, s->b);
       for (int ic = 0; ic < M; ic += MC) {
         int mc = min_int(MC, M - ic);
-        pack_a((Operand){A.p + ic * A.row + pc * A.col, A.row, A.col}, mc, kc, kn->mr, s->a);
+        kn->pack_a((Operand){A.p + ic * A.row + pc * A.col, A.row, A.col}, mc, kc, kn->mr, s->a);
         for (int jr = 0; jr < nc; jr += kn->nr) {
           for (int ir = 0; ir < mc; ir += kn->mr) {
-            kn->tile(kc, s->a + (ptrdiff_t)ir * kc, s->b + (ptrdiff_t)jr * kc, C + (ic + ir) * cRow + jc + jr, cRow, min_int(kn->mr, mc - ir), min_int(kn->nr, nc - jr), pc > 0);
+            kn->tile(kc, (const float *)s->a + (ptrdiff_t)ir * depth, (const float *)s->b + (ptrdiff_t)jr * depth, C + (ic + ir) * cRow + jc + jr, cRow, min_int(kn->mr, mc - ir), min_int(kn->nr, nc - jr), pc > 0);
           }
         }
       }
@@ -275,9 +415,36 @@ static napi_value js_gemm(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// peak(kernel, iterations): GFLOP/s of the kernel's multiply-add on this thread's core, from `iterations` rounds of
+// the register-only loop (see PEAK512), timed in this thread's CPU time so a busy machine's preemptions do not count;
+// the bench's measured peak and the choice between exact and fused kernels.
+static napi_value js_peak(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int64_t kernel, iterations;
+  if (argc != 2 || napi_get_value_int64(env, argv[0], &kernel) != napi_ok || napi_get_value_int64(env, argv[1], &iterations) != napi_ok ||
+      kernel < 0 || kernel >= KERNEL_COUNT || iterations < 1) {
+    napi_throw_error(env, NULL, "childtune native: peak takes a kernel index and a positive iteration count");
+    return NULL;
+  }
+  if (!supported((int)kernel)) {
+    napi_throw_error(env, NULL, "childtune native: that kernel is not supported on this CPU");
+    return NULL;
+  }
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
+  const double flops = KERNELS[kernel].peak((long)iterations);
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t1);
+  const double seconds = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+  napi_value out;
+  CHECK(napi_create_double(env, flops / seconds / 1e9, &out));
+  return out;
+}
+
 NAPI_MODULE_INIT() {
   Scratch *s = calloc(1, sizeof(Scratch));
-  // Largest panels over both kernels: A is MC x KC (MC is a multiple of both MRs), B is KC x NC.
+  // Largest panels over every kernel (a bf16 panel is at most a float one): A is MC x KC (MC is a multiple of both MRs), B is KC x NC.
   s->a = aligned_alloc(64, sizeof(float) * MC * KC);
   s->b = aligned_alloc(64, sizeof(float) * KC * NC);
   if (!s || !s->a || !s->b || napi_set_instance_data(env, s, free_scratch, NULL) != napi_ok) {
@@ -287,6 +454,9 @@ NAPI_MODULE_INIT() {
   napi_value gemm_fn, kernels;
   CHECK(napi_create_function(env, "gemm", NAPI_AUTO_LENGTH, js_gemm, NULL, &gemm_fn));
   CHECK(napi_set_named_property(env, exports, "gemm", gemm_fn));
+  napi_value peak_fn;
+  CHECK(napi_create_function(env, "peak", NAPI_AUTO_LENGTH, js_peak, NULL, &peak_fn));
+  CHECK(napi_set_named_property(env, exports, "peak", peak_fn));
   // Kernel names this CPU runs, in the order of their index for gemm (unsupported ones are null).
   CHECK(napi_create_array_with_length(env, KERNEL_COUNT, &kernels));
   for (int i = 0; i < KERNEL_COUNT; i++) {

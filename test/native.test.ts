@@ -7,7 +7,14 @@ import * as tf from '@tensorflow/tfjs-core';
 import fc from 'fast-check';
 import { selectBackend } from '../src/engine/backend.js';
 import { headContext, headScores, matMul } from '../src/engine/kernels.js';
-import { nativeKernelNames, nativeKernels, selectKernel } from '../src/engine/native.js';
+import {
+  arithmeticOf,
+  chooseKernels,
+  nativeKernelNames,
+  nativeKernels,
+  selectKernel,
+  type Arithmetic,
+} from '../src/engine/native.js';
 import { Rng } from '../src/engine/rng.js';
 import { GLUE, REPO, tinyModelRecipe } from './helpers.js';
 
@@ -33,6 +40,64 @@ function bytesOn(kernel: string, product: () => tf.Tensor): Buffer {
 const native = nativeKernelNames();
 const skip = native.length === 0 ? `no native kernels here: ${nativeKernels().why}` : false;
 
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+/** The float32 next to `x` (a float32) towards `dir`. */
+function nextFloat(x: number, dir: number): number {
+  if (x === 0) return dir > 0 ? 2 ** -149 : -(2 ** -149);
+  f32[0] = x;
+  u32[0] += x > 0 === dir > 0 ? 1 : -1;
+  return f32[0];
+}
+
+/** a*b + c rounded once to float32 (a, b, c float32): the product is exact in float64, the sum's error from TwoSum. */
+function fusedMultiplyAdd(a: number, b: number, c: number): number {
+  const p = a * b;
+  const s = p + c;
+  const v = s - p;
+  const err = p - (s - v) + (c - v);
+  const r = Math.fround(s);
+  if (err === 0 || r === s) return r;
+  // s rounded to float64 may sit exactly midway between two float32s while the exact sum does not.
+  const other = nextFloat(r, s - r);
+  if (s - r !== other - s) return r;
+  return err > 0 === other > r ? other : r;
+}
+
+/** Float32 to bfloat16 and back, rounded to nearest even. */
+function bf16(x: number): number {
+  f32[0] = x;
+  u32[0] = ((u32[0] + 0x7fff + ((u32[0] >>> 16) & 1)) >>> 16) << 16;
+  return f32[0];
+}
+
+/**
+ * Element checks of one kernel's arithmetic, from the k-ordered terms a_k, b_k of a dot product: exact is
+ * ((0 + a0*b0) + a1*b1) + ... with every product and sum rounded to float32; fma rounds each multiply-add once;
+ * bf16 is the float64 dot product of the bfloat16-rounded operands within float32 summation's error bound.
+ */
+function checkElement(
+  arithmetic: Arithmetic,
+  got: number,
+  a: (k: number) => number,
+  b: (k: number) => number,
+  K: number,
+) {
+  if (arithmetic === 'bf16') {
+    let sum = 0;
+    let abs = 0;
+    for (let k = 0; k < K; k++) {
+      sum += bf16(a(k)) * bf16(b(k));
+      abs += Math.abs(bf16(a(k)) * bf16(b(k)));
+    }
+    return Math.abs(got - sum) <= (K + 1) * 2 ** -24 * abs;
+  }
+  let acc = 0;
+  for (let k = 0; k < K; k++)
+    acc = arithmetic === 'fma' ? fusedMultiplyAdd(a(k), b(k), acc) : Math.fround(acc + Math.fround(a(k) * b(k)));
+  return Object.is(got, acc) || got === acc;
+}
+
 describe('native matrix kernels', { skip }, () => {
   before(async () => {
     await selectBackend('wasm');
@@ -52,24 +117,64 @@ describe('native matrix kernels', { skip }, () => {
   });
 
   for (const kernel of native) {
-    test(`${kernel}: matMul equals the wasm kernel bit for bit, for sizes and transposes off the register tile`, () => {
+    const arithmetic = arithmeticOf(kernel);
+    /** Every element of an M x N product of row-major a (M x K) and b (K x N) as the kernel's arithmetic has it. */
+    const checkProduct = (
+      got: Float32Array,
+      a: Float32Array,
+      b: Float32Array,
+      M: number,
+      K: number,
+      N: number,
+      elements?: number,
+    ) => {
+      const rng = new Rng(M * 7919 + N);
+      const count = elements ?? M * N;
+      for (let e = 0; e < count; e++) {
+        const at = elements === undefined ? e : rng.int(M * N);
+        const [i, j] = [Math.floor(at / N), at % N];
+        if (
+          !checkElement(
+            arithmetic,
+            got[at],
+            (k) => a[i * K + k],
+            (k) => b[k * N + j],
+            K,
+          )
+        )
+          return `element (${i}, ${j}) of ${M}x${K}x${N}: ${got[at]}`;
+      }
+      return undefined;
+    };
+    const transposeOf = (x: Float32Array, rows: number, cols: number) => {
+      const t = new Float32Array(x.length);
+      for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) t[c * rows + r] = x[r * cols + c];
+      return t;
+    };
+
+    test(`${kernel} (${arithmetic}): every element of matMul is the ${arithmetic} k-ordered dot product, for sizes and transposes off the register tile`, () => {
       const dim = fc.integer({ min: 1, max: 150 });
       fc.assert(
         fc.property(dim, dim, dim, fc.boolean(), fc.boolean(), fc.nat(1000), (M, K, N, ta, tb, seed) => {
           const a = random(M * K, seed);
           const b = random(K * N, seed + 1);
           const product = () =>
-            matMul(tf.tensor2d(a, ta ? [K, M] : [M, K]), tf.tensor2d(b, tb ? [N, K] : [K, N]), ta, tb);
-          assert.ok(
-            bytesOn(kernel, product).equals(bytesOn('wasm', product)),
-            `${M}x${K}x${N} ${ta ? 'T' : 'N'}${tb ? 'T' : 'N'}`,
-          );
+            matMul(
+              tf.tensor2d(ta ? transposeOf(a, M, K) : a, ta ? [K, M] : [M, K]),
+              tf.tensor2d(tb ? transposeOf(b, K, N) : b, tb ? [N, K] : [K, N]),
+              ta,
+              tb,
+            );
+          const got = new Float32Array(bytesOn(kernel, product).buffer.slice(0));
+          assert.equal(checkProduct(got, a, b, M, K, N), undefined, `${ta ? 'T' : 'N'}${tb ? 'T' : 'N'}`);
+          // Exact kernels are the wasm kernel's arithmetic: the same bytes.
+          if (arithmetic === 'exact') assert.ok(bytesOn(kernel, product).equals(bytesOn('wasm', product)));
         }),
-        { numRuns: 60 },
+        { numRuns: 40 },
       );
     });
 
-    test(`${kernel}: products past every cache block (K over two blocks, M and N over one) equal the wasm kernel`, () => {
+    test(`${kernel}: products past every cache block (K over two blocks, M and N over one) keep the k order`, () => {
       const [M, K, N] = [197, 800, 3100];
       const a = random(M * K, 3);
       const b = random(K * N, 4);
@@ -79,12 +184,22 @@ describe('native matrix kernels', { skip }, () => {
         [false, true],
       ]) {
         const product = () =>
-          matMul(tf.tensor2d(a, ta ? [K, M] : [M, K]), tf.tensor2d(b, tb ? [N, K] : [K, N]), ta, tb);
-        assert.ok(bytesOn(kernel, product).equals(bytesOn('wasm', product)), `${ta ? 'T' : 'N'}${tb ? 'T' : 'N'}`);
+          matMul(
+            tf.tensor2d(ta ? transposeOf(a, M, K) : a, ta ? [K, M] : [M, K]),
+            tf.tensor2d(tb ? transposeOf(b, K, N) : b, tb ? [N, K] : [K, N]),
+            ta,
+            tb,
+          );
+        const bytes = bytesOn(kernel, product);
+        if (arithmetic === 'exact')
+          assert.ok(bytes.equals(bytesOn('wasm', product)), `${ta ? 'T' : 'N'}${tb ? 'T' : 'N'}`);
+        // Sampled elements: each is an 800-term dot product crossing the KC boundary through C.
+        const got = new Float32Array(bytes.buffer.slice(0));
+        assert.equal(checkProduct(got, a, b, M, K, N, 300), undefined, `${ta ? 'T' : 'N'}${tb ? 'T' : 'N'}`);
       }
     });
 
-    test(`${kernel}: head products inside [tokens, hidden] activations equal the wasm kernel`, () => {
+    test(`${kernel}: head products inside [tokens, hidden] activations are each head's ${arithmetic} dot products`, () => {
       fc.assert(
         fc.property(
           fc.integer({ min: 1, max: 3 }),
@@ -94,26 +209,75 @@ describe('native matrix kernels', { skip }, () => {
           fc.nat(1000),
           (B, T, A, D, seed) => {
             const h = { B, T, A, D };
-            const [x, y, p] = [
-              random(B * T * A * D, seed),
-              random(B * T * A * D, seed + 1),
-              random(B * A * T * T, seed + 2),
-            ];
+            const H = A * D;
+            const [x, y, p] = [random(B * T * H, seed), random(B * T * H, seed + 1), random(B * A * T * T, seed + 2)];
             const inputs = () =>
-              [tf.tensor2d(x, [B * T, A * D]), tf.tensor2d(y, [B * T, A * D]), tf.tensor4d(p, [B, A, T, T])] as const;
-            const products: [string, () => tf.Tensor][] = [
-              ['scores', () => headScores(inputs()[0], inputs()[1], h)],
-              ['context', () => headContext(inputs()[2], inputs()[1], h)],
-              ['transposed context', () => headContext(inputs()[2], inputs()[1], h, true)],
-            ];
-            for (const [what, product] of products)
-              assert.ok(bytesOn(kernel, product).equals(bytesOn('wasm', product)), `${what} ${JSON.stringify(h)}`);
+              [tf.tensor2d(x, [B * T, H]), tf.tensor2d(y, [B * T, H]), tf.tensor4d(p, [B, A, T, T])] as const;
+            const got = (product: () => tf.Tensor) => new Float32Array(bytesOn(kernel, product).buffer.slice(0));
+            const scores = got(() => headScores(inputs()[0], inputs()[1], h));
+            const context = got(() => headContext(inputs()[2], inputs()[1], h));
+            const transposed = got(() => headContext(inputs()[2], inputs()[1], h, true));
+            const P = (bb: number, a: number, t: number, s: number) => p[((bb * A + a) * T + t) * T + s];
+            for (let bb = 0; bb < B; bb++)
+              for (let a = 0; a < A; a++)
+                for (let t = 0; t < T; t++)
+                  for (let s = 0; s < T; s++) {
+                    const score = scores[((bb * A + a) * T + t) * T + s];
+                    const row = (m: Float32Array, r: number) => (k: number) => m[(bb * T + r) * H + a * D + k];
+                    assert.ok(checkElement(arithmetic, score, row(x, t), row(y, s), D), `scores ${JSON.stringify(h)}`);
+                  }
+            for (let bb = 0; bb < B; bb++)
+              for (let t = 0; t < T; t++)
+                for (let c = 0; c < H; c++) {
+                  const [a, d] = [Math.floor(c / D), c % D];
+                  const yAt = (k: number) => y[(bb * T + k) * H + a * D + d];
+                  const at = (bb * T + t) * H + c;
+                  assert.ok(
+                    checkElement(arithmetic, context[at], (k) => P(bb, a, t, k), yAt, T),
+                    `context ${JSON.stringify(h)}`,
+                  );
+                  assert.ok(
+                    checkElement(arithmetic, transposed[at], (k) => P(bb, a, k, t), yAt, T),
+                    `transposed context ${JSON.stringify(h)}`,
+                  );
+                }
           },
         ),
-        { numRuns: 30 },
+        { numRuns: 20 },
       );
     });
   }
+
+  test(
+    'fused kernels of either width give the same bits (the same fused k order)',
+    { skip: native.filter((k) => arithmeticOf(k) === 'fma').length < 2 && 'one fused kernel here' },
+    () => {
+      const [M, K, N] = [70, 500, 90];
+      const [a, b] = [random(M * K, 5), random(K * N, 6)];
+      const product = () => matMul(tf.tensor2d(a, [M, K]), tf.tensor2d(b, [K, N]));
+      assert.ok(bytesOn('avx512f-fma', product).equals(bytesOn('avx2-fma', product)));
+    },
+  );
+
+  test('runtime.kernels chooses by name and arithmetic: exact, fma, bf16, or refuses what this CPU lacks', () => {
+    const exact = chooseKernels('exact', 'fp32');
+    assert.ok('kernel' in exact && exact.arithmetic === 'exact' && native.includes(exact.kernel));
+    const fused = native.filter((k) => arithmeticOf(k) === 'fma');
+    const fma = chooseKernels('fma', 'fp32');
+    if (fused.length) assert.ok('kernel' in fma && fma.kernel === fused[0]);
+    else assert.ok('refused' in fma && /fma/.test(fma.refused));
+    const bf = chooseKernels('auto', 'bf16');
+    if (native.includes('avx512bf16')) assert.ok('kernel' in bf && bf.arithmetic === 'bf16');
+    else assert.ok('refused' in bf && /AVX512_BF16/.test(bf.refused) && /never emulated/.test(bf.refused));
+    // A resumed checkpoint's kernel comes first where this CPU runs it and the arithmetic matches.
+    const resumed = chooseKernels('auto', 'fp32', 'avx2');
+    if (native.includes('avx2')) {
+      assert.ok('kernel' in resumed && resumed.kernel === 'avx2', JSON.stringify(resumed));
+      assert.match(resumed.why, /the kernel the checkpoint trained with/);
+    }
+    const auto = chooseKernels('auto', 'fp32');
+    assert.ok('kernel' in auto && auto.arithmetic !== 'bf16' && /measured|no fused/.test(auto.why));
+  });
 });
 
 test(
@@ -128,7 +292,7 @@ test(
 strategy: {kind: child-tuning-f, reserve_p: 0.5}
 training: {epochs: 1, batch_size: 8, log_every: 1}
 evaluation: {batch_size: 32}
-runtime: {backend: wasm, threads: 2}
+runtime: {backend: wasm, threads: 2, kernels: exact}
 `);
     const run = (env: Record<string, string>) => {
       const r = spawnSync(
@@ -149,8 +313,8 @@ runtime: {backend: wasm, threads: 2}
     };
     const fallback = run({ CHILDTUNE_NATIVE: '0' });
     const fast = run({});
-    assert.match(fallback.log, /matrix products: wasm matrix kernels \(CHILDTUNE_NATIVE=0\)/);
-    assert.match(fast.log, /matrix products: native \w+ matrix kernels/);
+    assert.match(fallback.log, /matrix products: wasm matrix kernels \(CHILDTUNE_NATIVE=0; runtime.kernels: exact/);
+    assert.match(fast.log, /matrix products: native (avx512f|avx2) matrix kernels/);
     assert.ok(fallback.losses.length >= 4);
     assert.deepEqual(fast.losses, fallback.losses);
     assert.ok(fast.weights.equals(fallback.weights), 'the trained weights differ between the kernels');

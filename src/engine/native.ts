@@ -3,17 +3,30 @@ import { createRequire } from 'node:module';
 
 /**
  * The native matrix kernels (native/gemm.c, a Node-API addon built by scripts/build-native.mjs), when this
- * machine has them: x86-64 with AVX-512 or AVX2, and a compiler at install. They compute exactly what the
- * wasm kernel computes (same k order, no fused multiply-add), so which path runs never changes a result.
- * CHILDTUNE_NATIVE=0 turns them off; CHILDTUNE_NATIVE_KERNEL=avx2 picks the AVX2 kernel on an AVX-512 CPU.
+ * machine has them: x86-64 with AVX-512 or AVX2, and a compiler at install. Three arithmetics:
+ * - exact (avx512f, avx2): what the wasm kernel computes, bit for bit (same k order, no fused multiply-add), so
+ *   native or wasm never changes a result;
+ * - fma (avx512f-fma, avx2-fma): the same order with fused multiply-adds, twice the exact kernels' rate on CPUs
+ *   whose multiply, add and FMA share the same ports (Intel's server cores); results within float rounding;
+ * - bf16 (avx512bf16): operands rounded to bfloat16, float32 sums (training.precision: bf16).
+ * CHILDTUNE_NATIVE=0 turns them off; CHILDTUNE_NATIVE_KERNEL=avx2 picks the AVX2 kernel on an AVX-512 CPU (and
+ * avx2-fma for fma), for tests and the bench.
  */
 
 interface Addon {
   /** See js_gemm in native/gemm.c. */
   gemm(kernel: number, heap: ArrayBuffer, ...args: number[]): void;
+  /** GFLOP/s of a kernel's multiply-add on this thread's core, over `iterations` rounds (js_peak). */
+  peak(kernel: number, iterations: number): number;
   /** Kernel names by index; null where this CPU lacks the instructions. */
   kernels: (string | null)[];
 }
+
+export type Arithmetic = 'exact' | 'fma' | 'bf16';
+
+/** The arithmetic of a kernel name ('wasm' is exact). */
+export const arithmeticOf = (kernel: string): Arithmetic =>
+  kernel.endsWith('-fma') ? 'fma' : kernel.endsWith('bf16') ? 'bf16' : 'exact';
 
 export interface NativeGemm {
   /** Kernel name, e.g. avx512f. */
@@ -82,6 +95,112 @@ export function nativeKernelNames(): string[] {
   const a = loadAddon();
   return typeof a === 'string' ? [] : a.kernels.filter((k): k is string => k !== null);
 }
+
+/** Native kernel names of one arithmetic, widest first (CHILDTUNE_NATIVE_KERNEL first where it names one of them). */
+function kernelsOf(arithmetic: Arithmetic): string[] {
+  const names = nativeKernelNames().filter((k) => arithmeticOf(k) === arithmetic);
+  const wanted = process.env.CHILDTUNE_NATIVE_KERNEL;
+  return wanted && names.includes(wanted) ? [wanted, ...names.filter((k) => k !== wanted)] : names;
+}
+
+/**
+ * GFLOP/s of native kernels' multiply-add on one core, in this thread's CPU time: the best of `rounds` short
+ * register-only loops (about 4 ms each) per kernel, the kernels taking turns so that a slower spell of the machine
+ * hits each alike.
+ */
+export function kernelPeaks(kernels: string[], rounds = 5): number[] {
+  const a = loadAddon();
+  if (typeof a === 'string') throw new Error(`no native kernels: ${a}`);
+  const indices = kernels.map((k) => {
+    const i = a.kernels.indexOf(k);
+    if (i < 0) throw new Error(`${k} is not a kernel this CPU runs`);
+    return i;
+  });
+  const best = kernels.map(() => 0);
+  for (let r = 0; r < rounds; r++)
+    indices.forEach((index, j) => (best[j] = Math.max(best[j], a.peak(index, 1_000_000))));
+  return best;
+}
+
+/** How the runtime.kernels setting chooses; training.precision bf16 needs the bf16 kernel whatever it says. */
+export type KernelSetting = 'auto' | 'exact' | 'fma';
+
+export interface KernelChoice {
+  /** A native kernel name, or 'wasm'. */
+  kernel: string;
+  arithmetic: Arithmetic;
+  /** Why this kernel: for the plan and the run log. */
+  why: string;
+}
+
+export interface KernelRefusal {
+  refused: string;
+  hint: string;
+}
+
+/**
+ * Fused kernels are chosen by `auto` when their measured rate beats the exact kernels' by this factor: Intel's
+ * server cores measure about 2 (multiply, add and FMA share two ports), AMD Zen 4 and 5 about 1 (separate pipes),
+ * so noise of a busy machine cannot flip the choice.
+ */
+const FMA_GAIN = 1.4;
+let measured: { exact: number; fma: number } | undefined;
+
+/**
+ * The matrix kernels a run uses on this machine. `auto` takes the exact kernels unless the fused ones are clearly
+ * faster here (measured once per process), and `prefer` (the kernel a resumed checkpoint trained with) first when
+ * this CPU runs it and it has the arithmetic asked for, so a resume continues bit for bit where it can.
+ */
+export function chooseKernels(
+  setting: KernelSetting,
+  precision: 'fp32' | 'bf16',
+  prefer?: string,
+): KernelChoice | KernelRefusal {
+  const off = process.env.CHILDTUNE_NATIVE === '0' ? 'CHILDTUNE_NATIVE=0' : undefined;
+  const missing = off ?? (typeof loadAddon() === 'string' ? (loadAddon() as string) : undefined);
+  const have = (arithmetic: Arithmetic) => (missing ? [] : kernelsOf(arithmetic));
+  const pick = (arithmetic: Arithmetic, why: string): KernelChoice => {
+    const names = have(arithmetic);
+    const kernel = prefer && names.includes(prefer) ? prefer : names[0];
+    return { kernel, arithmetic, why: kernel === prefer ? `${why}; the kernel the checkpoint trained with` : why };
+  };
+  if (precision === 'bf16') {
+    if (have('bf16').length) return pick('bf16', 'training.precision: bf16 (AVX512_BF16 dot products, float32 sums)');
+    return {
+      refused: `training.precision: bf16 needs a CPU with AVX512_BF16 and the native kernels; ${missing ? `the native kernels are off here (${missing})` : `this CPU runs ${nativeKernelNames().join(', ') || 'no native kernel'}`}, and bf16 is never emulated`,
+      hint: 'Use training.precision: fp32 on this machine, or run on a CPU with AVX512_BF16 (Intel Cooper Lake, Sapphire Rapids and later; AMD Zen 4 and later).',
+    };
+  }
+  const exact = (why: string): KernelChoice =>
+    have('exact').length
+      ? pick('exact', why)
+      : { kernel: 'wasm', arithmetic: 'exact', why: `${missing ?? 'no native exact kernel here'}; ${why}` };
+  if (setting === 'exact') return exact('runtime.kernels: exact (bit for bit the wasm kernels)');
+  const fused = have('fma');
+  if (setting === 'fma') {
+    if (fused.length) return pick('fma', 'runtime.kernels: fma');
+    return {
+      refused: `runtime.kernels: fma needs the native FMA kernels; ${missing ? `the native kernels are off here (${missing})` : 'this CPU has no AVX2 FMA or AVX-512'}`,
+      hint: 'Use runtime.kernels: auto or exact.',
+    };
+  }
+  if (!fused.length || !have('exact').length) return exact('runtime.kernels: auto: no fused kernels here');
+  if (prefer && arithmeticOf(prefer) === 'fma' && fused.includes(prefer)) return pick('fma', 'runtime.kernels: auto');
+  if (prefer && arithmeticOf(prefer) === 'exact' && have('exact').includes(prefer))
+    return pick('exact', 'runtime.kernels: auto');
+  if (!measured) {
+    const [exactRate, fmaRate] = kernelPeaks([have('exact')[0], fused[0]]);
+    measured = { exact: exactRate, fma: fmaRate };
+  }
+  const rates = `fused ${measured.fma.toFixed(0)} against exact ${measured.exact.toFixed(0)} GFLOP/s a core`;
+  return measured.fma >= FMA_GAIN * measured.exact
+    ? pick('fma', `runtime.kernels: auto: fused multiply-adds measured faster here (${rates})`)
+    : exact(`runtime.kernels: auto: fused multiply-adds measured no faster here (${rates})`);
+}
+
+/** "native avx512f-fma matrix kernels (why)" or "wasm matrix kernels (why)", for the run log. */
+export const describeKernels = (c: KernelChoice) =>
+  `${c.kernel === 'wasm' ? 'wasm' : `native ${c.kernel}`} matrix kernels (${c.why})`;
 
 /** Picks the kernels for this thread: 'wasm' or a native name; undefined restores the default (tests and the bench compare them in one process). */
 export function selectKernel(name: string | undefined) {

@@ -12,7 +12,7 @@ import { checksFor, modifiersFor, stagesFor } from '../strategies/registry.js';
 import { estimateDeviceMemory, estimateMemory, trainableOf } from './estimate.js';
 import { fileFingerprint, modelFingerprint, needsFreshHead } from './fingerprint.js';
 import { canonicalJson, hashInputs, sha256 } from './hash.js';
-import { plannedRuntime } from './runtime.js';
+import { plannedKernels, plannedRuntime } from './runtime.js';
 import {
   CACHED_STAGES,
   isCacheEntryComplete,
@@ -171,7 +171,7 @@ export function compilePlan(loaded: LoadedRecipe, recipeFile: string): CompileRe
       modelHash: model.hash,
       train: { hash: train.stage.hash, examples: train.examples },
       numLabels,
-      runtime: plannedRuntime(r.runtime),
+      runtime: plannedRuntime(r),
       headSeed: () =>
         needsFreshHead(
           modelDir,
@@ -184,6 +184,7 @@ export function compilePlan(loaded: LoadedRecipe, recipeFile: string): CompileRe
       const s = add(x.kind, x.inputs, [model, train.stage], x.label, t, cacheDir);
       s.work = x.work;
       s.memory = estimateMemory(config, r, numLabels, x.kind);
+      s.kernels = plannedKernels(r);
       if (r.runtime.backend === 'webgpu') s.device = estimateDeviceMemory(config, r, numLabels, x.kind);
       return s;
     });
@@ -201,7 +202,7 @@ export function compilePlan(loaded: LoadedRecipe, recipeFile: string): CompileRe
         training: v.training,
         evaluation: v.evaluation,
         max_seq_length: r.model.max_seq_length,
-        runtime: plannedRuntime(r.runtime),
+        runtime: plannedRuntime(r),
       },
       [model, train.stage, dev.stage, ...extra],
       `${r.strategy.kind}${r.strategy.reserve_p !== undefined ? ` p=${r.strategy.reserve_p}` : ''} seed=${r.training.seed}`,
@@ -211,6 +212,7 @@ export function compilePlan(loaded: LoadedRecipe, recipeFile: string): CompileRe
     const steps = Math.ceil(train.examples / r.training.batch_size) * r.training.epochs;
     trainStage.work = { examples: train.examples, epochs: r.training.epochs, steps: Math.ceil(steps) };
     trainStage.memory = estimateMemory(config, r, numLabels, 'train');
+    trainStage.kernels = plannedKernels(r);
     if (r.runtime.backend === 'webgpu') trainStage.device = estimateDeviceMemory(config, r, numLabels, 'train');
     trainStage.trainable = trainableOf(paramSpecs(config, numLabels, modifiersFor(r.strategy)), r.strategy);
     const evaluate = add(

@@ -31,6 +31,7 @@ export function formatPlan(plan: Plan, device?: DeviceLimits & { label: string }
       const over = overBudget(s);
       if (over) lines.push(`${' '.repeat(30)}warning: ${over}; \`run\` will refuse it`);
     }
+    if (s.kernels) lines.push(`${' '.repeat(30)}matrix kernels: ${s.kernels}`);
     if (s.device) {
       const d = s.device;
       lines.push(

@@ -62,6 +62,8 @@ export interface Stage {
   memory?: MemoryEstimate;
   /** On a GPU (runtime.backend: webgpu): what the device holds at the stage's peak. */
   device?: DeviceMemoryEstimate;
+  /** On the CPU's native or wasm kernels: which matrix kernels this machine would run, and why. */
+  kernels?: string;
   /** The train stage: parameters that train under the strategy (its modifiers' frozen ones excluded), and their share. */
   trainable?: Trainable;
 }

@@ -6,6 +6,7 @@ import { taskSpecOf, type Metric, type TaskSpec } from '../data/tasks.js';
 import { ModelError, readModelConfig } from '../engine/config.js';
 import { hubCacheDir, HubError, localModelDir, notFetchedHint } from '../engine/hub/cache.js';
 import { FETCH_HINT, findWeights } from '../engine/model-files.js';
+import { chooseKernels } from '../engine/native.js';
 import { readTokenizerConfig } from '../engine/tokenizer-config.js';
 import { TokenizerError } from '../engine/tokenizer.js';
 import { diagnostic, pointerOf, skipped, type Diagnostic } from './diagnostics.js';
@@ -61,6 +62,9 @@ export function checkRecipe(recipe: Recipe, sources: SourceMap, holes: Holes): D
   };
 
   checkStrategy(recipe, report, guard);
+  guard('kernel checks of runtime.kernels', ['/runtime/kernels', '/runtime/backend', '/training/precision'], () =>
+    checkKernels(recipe, report),
+  );
   guard('model directory check of model.path', ['/model/path'], () => checkModel(recipe, report));
   datasetChecks(recipe.dataset, '/dataset', true);
   guard('metric checks of evaluation.metrics', ['/evaluation/metrics', ...labelReads('/dataset')], () =>
@@ -89,6 +93,29 @@ export function checkRecipe(recipe: Recipe, sources: SourceMap, holes: Holes): D
     checkTrialCount(recipe.sweep, report),
   );
   return out;
+}
+
+/**
+ * The matrix arithmetic asked for must exist here: bf16 on the CPU's native bf16 kernels only (no other backend, and
+ * never emulated), fma on the native FMA kernels. What this machine lacks is an error, not a silent fallback.
+ */
+function checkKernels({ runtime, training }: Recipe, report: Report) {
+  const cpu = runtime.backend === 'auto' || runtime.backend === 'wasm';
+  if (training.precision === 'bf16' && !cpu) {
+    report(
+      'CT0340',
+      `training.precision: bf16 runs on the CPU's native kernels, not on runtime.backend ${runtime.backend}`,
+      '/training/precision',
+      ['Set runtime.backend: wasm (or auto), or training.precision: fp32.'],
+    );
+    return;
+  }
+  if (!cpu || (runtime.kernels !== 'fma' && training.precision !== 'bf16')) return;
+  const choice = chooseKernels(runtime.kernels, training.precision);
+  if ('refused' in choice)
+    report('CT0340', choice.refused, training.precision === 'bf16' ? '/training/precision' : '/runtime/kernels', [
+      choice.hint,
+    ]);
 }
 
 /** The most trials a sweep may expand to: each is a run directory and a line of the lock file, planned up front. */

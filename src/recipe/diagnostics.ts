@@ -36,6 +36,7 @@ export const DIAGNOSTIC_CODES = {
   CT0323: 'data-row-too-large',
   CT0324: 'data-file-empty',
   CT0325: 'data-file-invalid',
+  CT0340: 'kernels-unavailable',
 } as const;
 
 export type DiagnosticCode = keyof typeof DIAGNOSTIC_CODES;

@@ -1233,6 +1233,10 @@ seed: number
  * Use the checkpoint's dropout rates in training.
  */
 dropout: boolean
+/**
+ * Arithmetic of the matrix products: fp32, or bf16 (operands rounded to bfloat16, products summed in float32, through the CPU's AVX512_BF16 dot products; weights, gradients, Adam moments, masks and the Fisher sums stay float32). bf16 is refused where the CPU has no bf16 instruction, never emulated; it runs on the CPU's native kernels only (runtime.backend wasm or auto).
+ */
+precision: ("fp32" | "bf16")
 log_every: number
 /**
  * Write a resumable checkpoint every N steps; 0 = only at the end.
@@ -1338,6 +1342,10 @@ backend: ("auto" | "webgpu" | "tensorflow-gpu" | "tensorflow" | "wasm" | "cpu")
  * Worker threads for data-parallel steps; 0 uses every core.
  */
 threads: number
+/**
+ * Matrix kernels on the CPU: exact (separate multiply and add in k order: native and wasm kernels agree bit for bit, on any CPU), fma (fused multiply-adds: faster where multiply, add and FMA share ports, as on Intel's server cores; reruns on one machine stay bit-identical, other kernels agree within float rounding), auto (fma where it measures clearly faster than exact on this CPU, else exact).
+ */
+kernels: ("auto" | "exact" | "fma")
 /**
  * Where run directories go; relative to the recipe.
  */

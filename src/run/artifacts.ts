@@ -75,6 +75,11 @@ export interface ResultsFile {
   /** The GPU that ran the trial (webgpu): the adapter's vendor, architecture and description. */
   device?: { vendor: string; architecture: string; device: string; description: string; software: boolean };
   threads: number;
+  /**
+   * The CPU's matrix kernels (wasm backend): the kernel, its arithmetic (exact, fma or bf16) and why it was chosen;
+   * `resumed_from` is the kernel of the checkpoint a resume continued where its arithmetic differed.
+   */
+  kernels?: { kernel: string; arithmetic: string; why: string; resumed_from?: string };
   /** A metric a run could not define (NaN) is written as null. */
   metrics: Record<string, number>;
   /** Classification runs since predictions were checked: the kept model's predictions per class on the evaluation split. */
@@ -133,7 +138,13 @@ function ranOn(r: Record<string, unknown>): string | null {
   const d = r.device as { vendor?: string; architecture?: string; description?: string } | undefined;
   if (isObject(d))
     return `${r.backend} on ${[d.vendor, d.architecture].filter(Boolean).join(' ')}${d.description ? ` (${d.description})` : ''}`;
-  return typeof r.threads === 'number' ? `${r.backend}, ${r.threads} thread${r.threads === 1 ? '' : 's'}` : r.backend;
+  const k = r.kernels as { kernel?: unknown; arithmetic?: unknown } | undefined;
+  // Runs with fused or bf16 products agree with exact ones within rounding, not bit for bit: the label keeps them apart.
+  const arithmetic =
+    isObject(k) && typeof k.arithmetic === 'string' && k.arithmetic !== 'exact' ? `, ${k.arithmetic} products` : '';
+  return typeof r.threads === 'number'
+    ? `${r.backend}, ${r.threads} thread${r.threads === 1 ? '' : 's'}${arithmetic}`
+    : r.backend;
 }
 
 /** A map of metric name to number; null (a metric the run could not define) is dropped. */

@@ -23,6 +23,8 @@ export interface CheckpointMeta {
   recipeHash: string;
   backend: string;
   threads: number;
+  /** The matrix kernels that trained it (absent before they were recorded: exact kernels). */
+  kernels?: string;
   /** The child network (fisher stage cache key) the run trains, for Child-Tuning-D. */
   fisherHash?: string;
   adamStep: number;
@@ -87,6 +89,21 @@ const damagedPointer = (file: string, why: string) =>
     'Restore it as {"dir": "checkpoints/step-NNNNNN", "step": N} naming the newest directory under checkpoints/, or start the run again without --resume.',
     'resume',
   );
+
+/**
+ * The matrix kernels the latest checkpoint of a run trained with, read before the run chooses its own so a resume
+ * keeps them where this CPU has them; undefined when there is no readable checkpoint (the resume itself says why).
+ */
+export function checkpointKernels(runDir: string): string | undefined {
+  try {
+    const pointer = readPointer(runDir);
+    if (!pointer) return undefined;
+    const meta: unknown = JSON.parse(fs.readFileSync(path.join(runDir, pointer.dir, LOOP), 'utf8'));
+    return isObject(meta) && typeof meta.kernels === 'string' ? meta.kernels : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 /**
  * Writes a checkpoint and points checkpoint.json at it, with the sha256 of each of its files. The checkpoint

@@ -1,12 +1,14 @@
 import { stringify } from 'yaml';
-import { selectBackend } from '../engine/backend.js';
-import { nativeKernels } from '../engine/native.js';
+import { selectBackend, type BackendName } from '../engine/backend.js';
+import { describeKernels, selectKernel, type KernelChoice } from '../engine/native.js';
 import { deviceLabel } from '../engine/webgpu/device.js';
 import { overBudget, overDevice } from '../plan/budget.js';
+import { kernelsFor, stageRuntime } from '../plan/runtime.js';
 import type { Plan, PlannedTrial, StageKind } from '../plan/stages.js';
 import type { Recipe } from '../recipe/types.generated.js';
 import type { ResultsFile } from './artifacts.js';
 import { StageCache } from './cache.js';
+import { checkpointKernels } from './checkpoint.js';
 import { RunError } from './errors.js';
 import { checkInputs, trialInputs } from './inputs.js';
 import { threadsFor } from './parallel.js';
@@ -87,7 +89,11 @@ async function setup(
   run.writeText('recipe.resolved.yaml', stringify(recipe));
   run.writeJson('plan.json', plan);
 
-  const backend = await selectBackend(recipe.runtime.backend);
+  // bf16 is the CPU's: auto goes straight to its kernels rather than to a GPU that would refuse it.
+  const backend = await selectBackend(
+    recipe.training.precision === 'bf16' && recipe.runtime.backend === 'auto' ? 'wasm' : recipe.runtime.backend,
+  );
+  const kernels = chosenKernels(recipe, backend.name, opts.resume ? checkpointKernels(run.dir) : undefined);
   for (const id of [trial.fisher, trial.train]) {
     const over = id && backend.device && overDevice(stageOf(id), backend.device);
     if (over)
@@ -100,7 +106,7 @@ async function setup(
   report.log(
     `backend: ${backend.name}${backend.skipped.length ? ` (skipped: ${backend.skipped.map((s) => `${s.name}: ${s.why}`).join('; ')})` : ''}`,
   );
-  if (backend.name === 'wasm') report.log(`matrix products: ${nativeKernels().why}`);
+  if (kernels) report.log(`matrix products: ${describeKernels(kernels)}`);
   if (backend.device) report.log(`device: ${deviceLabel(backend.device)}`);
   return {
     plan,
@@ -110,7 +116,8 @@ async function setup(
     report,
     stageOf,
     cache: new StageCache(recipe.runtime.cache_dir),
-    runtime: { backend: backend.name, threads: threadsFor(recipe.runtime.threads, backend.name) },
+    runtime: stageRuntime(backend.name, threadsFor(recipe.runtime.threads, backend.name), kernels),
+    kernels,
     backendSkipped: backend.skipped,
     device: backend.device,
     resume: !!opts.resume,
@@ -119,4 +126,22 @@ async function setup(
     durations: {},
     onClose: (release) => closers.push(release),
   };
+}
+
+/**
+ * The matrix kernels of this trial on the CPU, selected for this thread (the pool's workers select the same): what
+ * `validate` refused cannot reach here unless the machine changed since, and is then refused the same way.
+ */
+function chosenKernels(recipe: Recipe, backend: BackendName, prefer?: string): KernelChoice | undefined {
+  if (recipe.training.precision === 'bf16' && backend !== 'wasm')
+    throw new RunError(
+      `training.precision: bf16 runs on the CPU's native kernels, and this run resolved runtime.backend ${backend}`,
+      'Set runtime.backend: wasm, or training.precision: fp32.',
+      'setup',
+    );
+  const choice = kernelsFor(recipe, backend, prefer);
+  if (!choice) return undefined;
+  if ('refused' in choice) throw new RunError(choice.refused, choice.hint, 'setup');
+  selectKernel(choice.kernel);
+  return choice;
 }

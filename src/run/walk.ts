@@ -1,4 +1,5 @@
 import { ChildtuneError } from '../engine/errors.js';
+import type { KernelChoice } from '../engine/native.js';
 import type { DeviceInfo } from '../engine/webgpu/device.js';
 import type { StageRuntime } from '../plan/runtime.js';
 import type { Plan, PlannedTrial, Stage, StageKind } from '../plan/stages.js';
@@ -15,8 +16,10 @@ export interface TrialContext {
   run: RunDir;
   report: Reporter;
   cache: StageCache;
-  /** The backend and thread count this process resolved (the plan predicted them). */
+  /** The backend, thread count and matrix arithmetic this process resolved (the plan predicted them). */
   runtime: StageRuntime;
+  /** The CPU's matrix kernels (wasm backend): the pool's workers run the same. */
+  kernels?: KernelChoice;
   /** Backends tried before the one resolved, and why each was skipped (results.json records them). */
   backendSkipped: { name: string; why: string }[];
   /** The GPU the trial runs on (webgpu). */

@@ -27,6 +27,8 @@ import { allocateSharedState, type SharedState } from './state.js';
 export interface PoolOptions {
   threads: number;
   backend: BackendName;
+  /** The matrix kernels every worker selects on the wasm backend (a native kernel name or 'wasm'); the default's otherwise. */
+  kernel?: string;
   adam: AdamWSettings;
   /** Pages per arena (64 KiB each; default 4 GiB), smaller in tests. */
   arenaPages?: number;
@@ -93,6 +95,7 @@ export class ParallelPool implements TrainingPool {
         config: model.config,
         numLabels: model.numLabels,
         backend: o.backend,
+        kernel: o.kernel,
         shard: k + 1,
         state,
         segments: segments[k + 1],

@@ -31,6 +31,8 @@ export interface WorkerInit {
   config: ModelConfig;
   numLabels: number;
   backend: BackendName;
+  /** PoolOptions.kernel. */
+  kernel?: string;
   shard: number;
   state: SharedState;
   segments: Segment[];

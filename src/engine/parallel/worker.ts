@@ -1,6 +1,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { selectBackend } from '../backend.js';
 import { EncoderClassifier } from '../model.js';
+import { selectKernel } from '../native.js';
 import type { ModifiersFrom } from '../modules/modifier.js';
 import type { HooksFrom } from './hooks.js';
 import type { WorkerInit } from './protocol.js';
@@ -15,6 +16,7 @@ export async function serveWorker(hooksFrom: HooksFrom, modifiersFrom: Modifiers
   const port = parentPort!;
   try {
     await selectBackend(init.backend);
+    if (init.kernel) selectKernel(init.kernel);
     const model = new EncoderClassifier(init.config, init.numLabels, init.state.values, modifiersFrom(init.modifiers));
     const executor = new ShardExecutor(model, init.shard, init.state, init.segments, init.decays, hooksFrom);
     port.on('message', (req) => {

@@ -41,6 +41,7 @@ export const loadModelRunner: StageRunner<LoadedModel> = {
     const parallel = await startPool(model, {
       threads: ctx.runtime.threads,
       backend: ctx.runtime.backend,
+      kernel: ctx.kernels?.kernel,
       adam: { lr: o.lr, betas: o.betas as [number, number], eps: o.eps, weightDecay: o.weight_decay },
       anchor: anchorFor(recipe.strategy),
     });

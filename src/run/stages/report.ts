@@ -50,6 +50,14 @@ export const reportRunner: StageRunner = {
         },
       }),
       threads: ctx.runtime.threads,
+      ...(ctx.kernels && {
+        kernels: {
+          kernel: ctx.kernels.kernel,
+          arithmetic: ctx.kernels.arithmetic,
+          why: ctx.kernels.why,
+          ...(trained.kernelsResumedFrom && { resumed_from: trained.kernelsResumedFrom }),
+        },
+      }),
       metrics,
       ...predictions,
       epochs: result.epochs,

@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import { taskSpecOf, type Metric } from '../../data/tasks.js';
+import { arithmeticOf, type KernelChoice } from '../../engine/native.js';
 import type { ParamSpec } from '../../engine/params.js';
 import { perLayer } from '../../strategies/fisher.js';
 import { strategyFor } from '../../strategies/registry.js';
@@ -25,6 +26,8 @@ export interface Trained {
   strategy: Strategy;
   fisher?: ChildNetwork;
   resumedFromStep: number | null;
+  /** The kernel of the checkpoint a resume continued, where its arithmetic differs from this run's. */
+  kernelsResumedFrom?: string;
   /** The splits it trained on and evaluated, for the evaluate stage's look at the predictions. */
   train: PreparedSplit;
   dev: PreparedSplit;
@@ -42,7 +45,7 @@ export const trainRunner: StageRunner<Trained> = {
       ? resumePoint(
           run,
           model.specs,
-          { recipeHash: trial.recipeHash, backend, threads, fisherHash: fisher?.hash },
+          { recipeHash: trial.recipeHash, backend, threads, fisherHash: fisher?.hash, kernels: ctx.kernels },
           ctx.force,
           report,
         )
@@ -89,6 +92,7 @@ export const trainRunner: StageRunner<Trained> = {
             recipeHash: trial.recipeHash,
             backend,
             threads,
+            ...(ctx.kernels && { kernels: ctx.kernels.kernel }),
             fisherHash: fisher?.hash,
             adamStep: m.step,
             loop,
@@ -112,7 +116,18 @@ export const trainRunner: StageRunner<Trained> = {
       ...strategy.trainable(model.specs, recipe.strategy),
       ...(fisher ? { fisher: fisher.stats } : {}),
     });
-    return { loaded, result, strategy, fisher, resumedFromStep: resume?.meta.loop.step ?? null, train, dev };
+    const was = resume && (resume.meta.kernels ?? 'exact');
+    const kernelsResumedFrom = was && ctx.kernels && arithmeticOf(was) !== ctx.kernels.arithmetic ? was : undefined;
+    return {
+      loaded,
+      result,
+      strategy,
+      fisher,
+      resumedFromStep: resume?.meta.loop.step ?? null,
+      kernelsResumedFrom,
+      train,
+      dev,
+    };
   },
 };
 
@@ -123,11 +138,11 @@ export const trainRunner: StageRunner<Trained> = {
 function resumePoint(
   run: RunDir,
   specs: readonly ParamSpec[],
-  now: { recipeHash: string; backend: string; threads: number; fisherHash?: string },
+  now: { recipeHash: string; backend: string; threads: number; fisherHash?: string; kernels?: KernelChoice },
   force: boolean,
   report: Reporter,
 ): TrainingCheckpoint | undefined {
-  const { recipeHash, backend, threads, fisherHash } = now;
+  const { recipeHash, backend, threads, fisherHash, kernels } = now;
   const c = readCheckpoint(run.dir, specs, (line) => report.log(line));
   const lines = c?.meta.loop.metricsLines ?? 0;
   const metricsFile = run.path('metrics.jsonl');
@@ -163,5 +178,10 @@ function resumePoint(
       'resume',
     );
   report.log(`resume: continuing from step ${c.meta.loop.step} (${c.dir})`);
+  const was = c.meta.kernels ?? 'an exact kernel';
+  if (kernels && arithmeticOf(was) !== kernels.arithmetic)
+    report.log(
+      `resume: the checkpoint trained with ${was} matrix kernels (${arithmeticOf(was)}), this machine runs ${kernels.kernel} (${kernels.arithmetic}): from step ${c.meta.loop.step} on the results agree with an uninterrupted run within float rounding, not bit for bit`,
+    );
   return c;
 }
