@@ -5,6 +5,7 @@
  * machine when /usr/bin/python3 can import torch.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
+import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -18,7 +19,14 @@ import { parameterCounts, parseModelConfig } from '../src/engine/config.js';
 import { matMul } from '../src/engine/kernels.js';
 import { EncoderClassifier } from '../src/engine/model.js';
 import type { ModelModifier } from '../src/engine/modules/modifier.js';
-import { nativeKernelNames, nativeKernels, selectKernel } from '../src/engine/native.js';
+import {
+  arithmeticOf,
+  chooseKernels,
+  kernelPeaks,
+  nativeKernelNames,
+  nativeKernels,
+  selectKernel,
+} from '../src/engine/native.js';
 import { clipCoefficient } from '../src/engine/optimizer.js';
 import { sizeOf, trains } from '../src/engine/params.js';
 import { Rng, streamSeed } from '../src/engine/rng.js';
@@ -64,6 +72,14 @@ interface ChildJob {
   fisherExamples: number;
   /** A saved checkpoint to load (start-up is then timed as a run does it: backend, weights, workers). */
   checkpoint?: string;
+  /** The matrix kernel to run; default the one a run with runtime.kernels: auto picks here. */
+  kernel?: string;
+}
+
+/** The kernel a run with runtime.kernels: auto and fp32 picks on this machine: what the bench's main rows measure. */
+function productKernel(): string {
+  const c = chooseKernels('auto', 'fp32');
+  return 'kernel' in c ? c.kernel : 'wasm';
 }
 
 /** A registry-driven job: every registered strategy's step time against vanilla's, each on its own model and pool. */
@@ -162,12 +178,20 @@ function defaultOptions(kind: string): Recipe['strategy'] {
 async function registryChild(job: RegistryJob) {
   const backend = await selectBackend('auto');
   const threads = threadsFor(0, backend.name);
+  const kernel = productKernel();
+  selectKernel(kernel);
   const rng = new Rng(1);
   const batches = Array.from({ length: 4 }, () => randomBatch(rng));
   const adam = { lr: 1e-4, betas: [0.9, 0.999] as [number, number], eps: 1e-8, weightDecay: 0.01 };
   const poolFor = async (options: Recipe['strategy']) => {
     const model = modelFor(job.shape, modifiersFor(options));
-    const dp = await DataParallel.start(model, { threads, backend: backend.name, adam, anchor: anchorFor(options) });
+    const dp = await DataParallel.start(model, {
+      threads,
+      backend: backend.name,
+      kernel,
+      adam,
+      anchor: anchorFor(options),
+    });
     const masks = model.specs.map((s) =>
       s.group === 'encoder' ? new Uint8Array(Math.ceil(sizeOf(s) / 8)).map(() => rng.int(256)) : undefined,
     );
@@ -268,9 +292,12 @@ async function child(job: ChildJob) {
   const model = job.checkpoint ? loadPretrained(job.checkpoint, { numLabels: 2, seed: 0 }).model : modelFor(job.shape);
   const t2 = performance.now();
   const threads = job.threads || threadsFor(0, backend.name);
+  const kernel = job.kernel ?? productKernel();
+  selectKernel(kernel);
   const dp = await DataParallel.start(model, {
     threads,
     backend: backend.name,
+    kernel,
     adam: { lr: 1e-4, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0.01 },
   });
   const startup = {
@@ -404,7 +431,12 @@ async function fisherAgainstEpoch(dp: DataParallel, model: EncoderClassifier, d:
   };
 }
 
-function torchPeer(shape: Shape, threads: number, steps = 12, warmup = 3) {
+/**
+ * PyTorch's step at a shape, in a process of its own: at least two warm-up steps (a process's first steps are slow),
+ * the same thread count, OpenBLAS's and OpenMP's own thread variables unset so torch.set_num_threads alone decides;
+ * `autocast`: the step under torch.autocast('cpu', bfloat16), the peer of training.precision: bf16.
+ */
+function torchPeer(shape: Shape, threads: number, steps = 12, warmup = 3, autocast = false) {
   const probe = spawnSync('/usr/bin/python3', ['-c', 'import torch'], { encoding: 'utf8' });
   if (probe.status !== 0)
     return {
@@ -414,30 +446,39 @@ function torchPeer(shape: Shape, threads: number, steps = 12, warmup = 3) {
   const script = path.resolve(ROOT, '..', 'shared', 'bench', 'torch_bert_step.py');
   if (!fs.existsSync(script)) return { available: false, why: `${script} not found` };
   const s = SHAPES[shape];
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(OPENBLAS_|OMP_|GOTO_|MKL_)/.test(k)));
+  const args = [
+    '--layers',
+    String(s.layers),
+    '--hidden',
+    String(s.hidden),
+    '--heads',
+    String(s.heads),
+    '--seq',
+    String(SEQ),
+    '--batch',
+    String(BATCH),
+    '--steps',
+    String(steps),
+    '--warmup',
+    String(Math.max(2, warmup)),
+    '--threads',
+    String(threads),
+  ];
   const out = execFileSync(
     '/usr/bin/python3',
-    [
-      script,
-      '--layers',
-      String(s.layers),
-      '--hidden',
-      String(s.hidden),
-      '--heads',
-      String(s.heads),
-      '--seq',
-      String(SEQ),
-      '--batch',
-      String(BATCH),
-      '--steps',
-      String(steps),
-      '--warmup',
-      String(warmup),
-      '--threads',
-      String(threads),
-    ],
-    { encoding: 'utf8' },
+    autocast ? [path.join(ROOT, 'bench', 'torch_autocast.py'), script, ...args] : [script, ...args],
+    { encoding: 'utf8', env },
   );
   return { available: true, ...JSON.parse(out.trim().split('\n').at(-1)!) };
+}
+
+/** PyTorch's steady-state step: the median over `processes` processes of each one's median step. */
+function torchPeers(shape: Shape, threads: number, processes: number, steps: number, autocast = false) {
+  const runs = Array.from({ length: processes }, () => torchPeer(shape, threads, steps, 2, autocast));
+  const ok = runs.filter((r) => r.available);
+  if (!ok.length) return runs[0];
+  return { ...ok[0], step_ms_median: median(ok.map((r) => r.step_ms_median)), processes: ok.length, rounds: ok };
 }
 
 /** Wall time of a CLI command, median of five fresh processes. */
@@ -477,8 +518,8 @@ function selectionScaling() {
 
 /**
  * One thread's matrix-product rate on the products of a BERT-base and -large layer (8 sequences of 128 tokens),
- * plain and with either operand transposed as the backward pass has them, native against wasm kernels in
- * one process, alternated; medians of five.
+ * plain and with either operand transposed as the backward pass has them, every native kernel and the wasm kernel
+ * alternated in one process; medians of five.
  */
 async function kernelRates() {
   await selectBackend('wasm');
@@ -490,7 +531,7 @@ async function kernelRates() {
     [1024, 4096, 1024],
     [128, 64, 128],
   ];
-  const paths = nativeKernelNames().length ? ['native', 'wasm'] : ['wasm'];
+  const paths = [...nativeKernelNames(), 'wasm'];
   const rows = [];
   for (const [M, K, N] of shapes) {
     for (const [ta, tb] of [
@@ -500,10 +541,10 @@ async function kernelRates() {
     ]) {
       const a = tf.randomUniform(ta ? [K, M] : [M, K]) as tf.Tensor2D;
       const b = tf.randomUniform(tb ? [N, K] : [K, N]) as tf.Tensor2D;
-      const times: Record<string, number[]> = { native: [], wasm: [] };
+      const times: Record<string, number[]> = Object.fromEntries(paths.map((p) => [p, []]));
       for (let rep = 0; rep < 6; rep++) {
         for (const p of paths) {
-          selectKernel(p === 'wasm' ? 'wasm' : undefined);
+          selectKernel(p);
           const t0 = performance.now();
           const c = matMul(a, b, ta, tb);
           c.dataSync();
@@ -512,35 +553,108 @@ async function kernelRates() {
         }
       }
       tf.dispose([a, b]);
-      const rate = (p: string) => (times[p].length ? (2 * M * K * N) / median(times[p]) / 1e6 : null);
       rows.push({
         shape: `${M}x${K}x${N}`,
         transposed: ta ? 'A' : tb ? 'B' : 'none',
-        native_gflops: rate('native'),
-        wasm_gflops: rate('wasm'),
+        gflops: Object.fromEntries(paths.map((p) => [p, (2 * M * K * N) / median(times[p]) / 1e6])),
       });
     }
   }
   selectKernel(undefined);
-  return { kernel: nativeKernels().why, rows };
+  return { paths, rows };
 }
 
-/** The machine's fp32 peak: cores x clock x FMA lanes x 2 flops (a fused multiply-add is two). */
-function machinePeak() {
-  const flags = fs.existsSync('/proc/cpuinfo') ? fs.readFileSync('/proc/cpuinfo', 'utf8') : '';
-  const has = (flag: string) => new RegExp(`^flags\\s*:.*\\b${flag}\\b`, 'm').test(flags);
-  const lanes = has('avx512f') ? 16 : has('avx2') && has('fma') ? 8 : 4;
-  const cores = os.availableParallelism();
-  // Node's cpus().speed is 0 on some VMs; /proc/cpuinfo's "cpu MHz" is the clock the kernel measured.
-  const mhz = Number(/^cpu MHz\s*:\s*([\d.]+)/m.exec(flags)?.[1] ?? 0) || (os.cpus()[0]?.speed ?? 0);
-  const ghz = Math.round(mhz / 100) / 10;
+/**
+ * BERT-base's vanilla step in each matrix arithmetic this CPU has (exact, fma, bf16; one process each, two warm-up
+ * steps), beside PyTorch's fp32 step and its bf16 autocast step (each the median over processes).
+ */
+interface ArithmeticRow {
+  shape: Shape;
+  ours: Record<string, { kernel: string; step_ms: number }>;
+  pytorch_fp32_ms: number | null;
+  pytorch_bf16_ms: number | null;
+  pytorch_bf16_why?: string;
+}
+
+function arithmeticRow(shape: Shape, quick: boolean, torchFp32: number | null): ArithmeticRow {
+  const s = SHAPES[shape];
+  const steps = quick ? 1 : s.steps;
+  const kernels = ['exact', 'fma', 'bf16']
+    .map((a) => nativeKernelNames().find((k) => arithmeticOf(k) === a))
+    .filter((k): k is string => !!k);
+  const ours: Record<string, { kernel: string; step_ms: number }> = Object.fromEntries(
+    kernels.map((kernel) => {
+      process.stderr.write(`bench: ${shape} on ${kernel}\n`);
+      const r = runChild({ shape, threads: 0, steps, warmup: 2, strategies: false, fisherExamples: 0, kernel });
+      return [arithmeticOf(kernel), { kernel, step_ms: r.step_ms.vanilla as number }];
+    }),
+  );
+  const bf16Peer = kernels.some((k) => arithmeticOf(k) === 'bf16')
+    ? torchPeers(shape, threadsFor(0, 'wasm'), quick ? 1 : 2, steps, true)
+    : null;
   return {
-    cores,
-    ghz,
-    fma_lanes: lanes,
-    gflops: cores * ghz * lanes * 2,
-    how: `${cores} cores x ${ghz.toFixed(2)} GHz (the clock /proc/cpuinfo reports) x ${lanes} fp32 lanes per FMA (${lanes === 16 ? 'AVX-512' : lanes === 8 ? 'AVX2' : 'SSE'}) x 2 flops per FMA`,
+    shape,
+    ours,
+    pytorch_fp32_ms: torchFp32,
+    pytorch_bf16_ms: bf16Peer?.available ? bf16Peer.step_ms_median : null,
+    ...(bf16Peer && !bf16Peer.available && { pytorch_bf16_why: bf16Peer.why }),
   };
+}
+
+/** The CPU as /proc/cpuinfo names it, with the flags that decide its kernels. */
+function cpuOf() {
+  const info = fs.existsSync('/proc/cpuinfo') ? fs.readFileSync('/proc/cpuinfo', 'utf8') : '';
+  const flags = /^flags\s*:(.*)$/m.exec(info)?.[1].trim().split(/\s+/) ?? [];
+  const family = /^cpu family\s*:\s*(\d+)/m.exec(info)?.[1];
+  return {
+    model: /^model name\s*:\s*(.*)$/m.exec(info)?.[1].trim() ?? os.cpus()[0]?.model ?? 'unknown',
+    vendor: /^vendor_id\s*:\s*(.*)$/m.exec(info)?.[1].trim() ?? 'unknown',
+    family: family === undefined ? null : Number(family),
+    flags: ['avx2', 'fma', 'avx512f', 'avx512_bf16', 'amx_tile', 'amx_bf16'].filter((f) => flags.includes(f)),
+  };
+}
+
+/**
+ * The machine's measured peak: each native kernel's register-only multiply-add rate (native/gemm.c js_peak, in
+ * thread CPU time), on one core, and on every core at once (one worker thread each, started together behind a
+ * barrier). The fp32 peak is the fastest fp32 kernel's; a share of it above 100% would be a bug in the bench.
+ */
+async function measuredPeak() {
+  const kernels = nativeKernelNames();
+  const cores = os.availableParallelism();
+  const one = kernels.length ? kernelPeaks(kernels, 5) : [];
+  const barrier = new Int32Array(new SharedArrayBuffer(4));
+  const all = await Promise.all(
+    Array.from(
+      { length: kernels.length ? cores : 0 },
+      () =>
+        new Promise<number[]>((resolve, reject) => {
+          const w = new Worker(fileURLToPath(import.meta.url), { workerData: { peak: kernels, barrier, cores } });
+          w.once('message', resolve).once('error', reject);
+        }),
+    ),
+  );
+  const by = Object.fromEntries(
+    kernels.map((k, j) => [k, { one_core: one[j], all_cores: all.reduce((sum, w) => sum + w[j], 0) }]),
+  );
+  const fp32 = Math.max(0, ...kernels.filter((k) => arithmeticOf(k) !== 'bf16').map((k) => by[k].all_cores));
+  return {
+    cpu: cpuOf(),
+    cores,
+    kernels: by,
+    gflops: fp32 || null,
+    bf16_gflops: by.avx512bf16?.all_cores ?? null,
+    how: kernels.length
+      ? `measured: each native kernel's multiply-add in registers (native/gemm.c), ${cores} threads at once; fp32 is the fastest of ${kernels.filter((k) => arithmeticOf(k) !== 'bf16').join(', ')}`
+      : 'not measured: no native kernels on this machine',
+  };
+}
+
+/** A peak worker: waits until every worker has started, then measures the kernels on its core. */
+function peakWorker(job: { peak: string[]; barrier: Int32Array; cores: number }) {
+  Atomics.add(job.barrier, 0, 1);
+  while (Atomics.load(job.barrier, 0) < job.cores) Atomics.wait(job.barrier, 0, Atomics.load(job.barrier, 0), 5);
+  parentPort!.postMessage(kernelPeaks(job.peak, 10));
 }
 
 /** A row of results.json for one shape. */
@@ -581,14 +695,14 @@ function fullRow(shape: Shape, quick: boolean): Row {
     strategies: false,
     fisherExamples: 0,
   });
-  const torch = torchPeer(shape, ours.threads);
+  const torch = torchPeers(shape, ours.threads, quick ? 1 : 3, quick ? 3 : 12);
   const registry = shape === 'bert-tiny' ? runRegistry({ shape, steps: quick ? 4 : 40, warmup: 2 }) : null;
   return {
     ...ours,
     registry,
     step_ms_one_thread: oneThread.step_ms.vanilla,
     pytorch: torch,
-    pytorch_rounds_ms: torch.available ? [torch.step_ms_median] : [],
+    pytorch_rounds_ms: torch.available ? torch.rounds.map((r: Row) => r.step_ms_median) : [],
   };
 }
 
@@ -602,9 +716,9 @@ function pairedRow(shape: Shape, quick: boolean, checkpoint: string | undefined)
   for (let round = 0; round < rounds; round++) {
     process.stderr.write(`bench: ${shape} round ${round + 1}/${rounds}\n`);
     ours.push(
-      runChild({ shape, threads: 0, steps, warmup: 1, strategies: s.strategies, fisherExamples: 0, checkpoint }),
+      runChild({ shape, threads: 0, steps, warmup: 2, strategies: s.strategies, fisherExamples: 0, checkpoint }),
     );
-    torch.push(torchPeer(shape, ours[0].threads, steps, 1));
+    torch.push(torchPeer(shape, ours[0].threads, steps, 2));
   }
   const vanilla = ours.flatMap((o) => o.vanilla_ms as number[]);
   // Every process's per-round figures together: a median over all the rounds, as at the smaller shapes.
@@ -845,6 +959,65 @@ function webgpuBench(shapes: Shape[], quick: boolean) {
   process.stdout.write(gpuMarkdown(results.webgpu));
 }
 
+/** BERT-base in each matrix arithmetic against PyTorch's fp32 and bf16 autocast steps. */
+function arithmeticMarkdown(a: ArithmeticRow | null, num: (x: number | null | undefined, d?: number) => string) {
+  if (!a) return [];
+  const rows = Object.entries(a.ours).map(([arithmetic, o]) => {
+    const peer = arithmetic === 'bf16' ? a.pytorch_bf16_ms : a.pytorch_fp32_ms;
+    return `| ${arithmetic} | ${o.kernel} | ${num(o.step_ms)} | ${num(a.ours.exact ? a.ours.exact.step_ms / o.step_ms : null, 2)} | ${num(peer)} | ${num(peer ? o.step_ms / peer : null, 2)} |`;
+  });
+  return [
+    `## ${a.shape}: the step in each matrix arithmetic (vanilla, one process each, two warm-up steps)`,
+    '',
+    "PyTorch's peer is its fp32 step for exact and fma, and its step under `torch.autocast('cpu', torch.bfloat16)` for bf16 (median over processes, two warm-up steps each).",
+    '',
+    '| arithmetic | kernel | step ms | speed-up over exact | PyTorch ms | ratio vs PyTorch |',
+    '|---|---|---|---|---|---|',
+    ...rows,
+    ...(a.pytorch_bf16_why ? ['', `PyTorch bf16 peer not run: ${a.pytorch_bf16_why}.`] : []),
+    '',
+  ];
+}
+
+/** One table per CPU model measured (bench/results.json's by_cpu), newest first. */
+function perCpuMarkdown(
+  byCpu: Record<string, Row>,
+  num: (x: number | null | undefined, d?: number) => string,
+  pct: (x: number | null) => string,
+) {
+  const entries = Object.entries(byCpu).sort((a, b) => b[1].date.localeCompare(a[1].date));
+  if (!entries.length) return [];
+  return [
+    '## Per CPU model',
+    '',
+    "The main rows of each CPU this bench has run on, as last measured there (`npm run bench` keeps the other CPUs' tables).",
+    ...entries.flatMap(([cpu, c]) => [
+      '',
+      `### ${cpu}, ${c.date}: fp32 peak ${num(c.peak_gflops, 1)} GFLOP/s${c.bf16_peak_gflops ? `, bf16 ${num(c.bf16_peak_gflops, 1)}` : ''}${c.peak_note ? ` (${c.peak_note})` : ''}`,
+      '',
+      '| config | kernels | step ms | GFLOP/s | share of peak | PyTorch ms | ratio vs PyTorch | F overhead | D overhead |',
+      '|---|---|---|---|---|---|---|---|---|',
+      ...c.rows.map(
+        (x: Row) =>
+          `| ${x.config} | ${(x.kernels ?? 'wasm').replace(/ matrix kernels.*/, '')} | ${num(x.step_ms)} | ${num(x.gflops, 1)} | ${pct(x.peak_share ?? null)} | ${num(x.pytorch_ms)} | ${num(x.ratio_vs_pytorch, 2)} | ${pct(x.f_overhead ?? null)} | ${pct(x.d_overhead ?? null)} |`,
+      ),
+      ...(c.arithmetic
+        ? [
+            '',
+            `BERT-base by arithmetic: ${Object.entries(
+              c.arithmetic.ours as Record<string, { kernel: string; step_ms: number }>,
+            )
+              .map(([a, o]) => `${a} ${num(o.step_ms)} ms`)
+              .join(
+                ', ',
+              )}; PyTorch fp32 ${num(c.arithmetic.pytorch_fp32_ms)} ms, bf16 autocast ${num(c.arithmetic.pytorch_bf16_ms)} ms.`,
+          ]
+        : []),
+    ]),
+    '',
+  ];
+}
+
 function gpuMarkdown(g: { date: string; rows: GpuRow[] }): string {
   const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
   const lines = [
@@ -898,11 +1071,13 @@ async function main() {
     if (process.argv.includes('--agreement')) return shapes.forEach((shape) => webgpuAgreement(shape, 2));
     return webgpuBench(shapes, quick);
   }
-  const peak = machinePeak();
+  const peak = await measuredPeak();
   const resultsFile = path.join(ROOT, 'bench', 'results.json');
   // A partial run (--shapes) replaces its rows and keeps the others from the last results.
   const previous = fs.existsSync(resultsFile) ? JSON.parse(fs.readFileSync(resultsFile, 'utf8')) : undefined;
-  const rows = new Map<string, Row>((previous?.configs ?? []).map((c: Row) => [c.config, c]));
+  // Rows measured on another CPU are not this machine's: only this CPU's are kept (the others live on in by_cpu).
+  const sameCpu = previous?.peak?.cpu && cpuKey(previous.peak.cpu) === cpuKey(peak.cpu);
+  const rows = new Map<string, Row>((sameCpu ? previous.configs : []).map((c: Row) => [c.config, c]));
   for (const shape of shapes) {
     process.stderr.write(`bench: ${shape}\n`);
     const s = SHAPES[shape];
@@ -930,7 +1105,7 @@ async function main() {
         step_ms_one_thread: r.step_ms_one_thread,
         tokens_per_s: (BATCH * SEQ * 1000) / vanillaMs,
         gflops,
-        peak_share: gflops / peak.gflops,
+        peak_share: peak.gflops ? gflops / peak.gflops : null,
         f_overhead: r.overhead.f,
         d_overhead: r.overhead.d,
         f_mask_cost: r.mask_cost.f,
@@ -958,6 +1133,10 @@ async function main() {
       if (checkpoint) fs.rmSync(path.dirname(checkpoint), { recursive: true, force: true });
     }
   }
+  const base = rows.get('bert-base');
+  const arithmetic = shapes.includes('bert-base')
+    ? arithmeticRow('bert-base', quick, base?.pytorch_step_ms_median ?? null)
+    : (previous?.arithmetic ?? null);
   const fullRun = shapes.length === Object.keys(SHAPES).length;
   process.stderr.write('bench: kernels\n');
   const kernels = JSON.parse(
@@ -967,16 +1146,31 @@ async function main() {
       .at(-1)!,
   );
   if (fullRun || !previous) process.stderr.write('bench: selection, start-up\n');
+  const date = new Date().toISOString();
+  const configs = (Object.keys(SHAPES) as Shape[]).filter((n) => rows.has(n)).map((n) => rows.get(n)!);
   const results = {
-    date: new Date().toISOString(),
+    date,
     machine: {
       cpus: os.availableParallelism(),
-      model: os.cpus()[0]?.model ?? 'unknown',
+      model: peak.cpu.model,
       memory_gib: Math.round(os.totalmem() / 2 ** 30),
       node: process.version,
     },
     peak,
-    configs: (Object.keys(SHAPES) as Shape[]).filter((n) => rows.has(n)).map((n) => rows.get(n)!),
+    configs,
+    arithmetic,
+    // One summary per CPU model measured, kept across runs on other machines, so a regression on either shows.
+    by_cpu: {
+      ...(previous?.by_cpu ?? {}),
+      [cpuKey(peak.cpu)]: {
+        date: date.slice(0, 10),
+        cpu: peak.cpu,
+        peak_gflops: peak.gflops,
+        bf16_peak_gflops: peak.bf16_gflops,
+        rows: configs.map(summaryOf),
+        arithmetic,
+      },
+    },
     kernels,
     selection: fullRun || !previous ? selectionScaling() : previous.selection,
     // The GPU rows come from `--backend webgpu` runs, kept through a CPU run.
@@ -993,6 +1187,23 @@ async function main() {
   process.stdout.write(markdown(results));
 }
 
+/** "AMD EPYC (family 26)": the model name alone does not tell AMD's generations apart on these VMs. */
+const cpuKey = (c: { model: string; family: number | null }) =>
+  `${c.model}${c.family === null ? '' : ` (family ${c.family})`}`;
+
+/** A configuration's figures as the per-CPU table keeps them. */
+const summaryOf = (c: Row) => ({
+  config: c.config,
+  kernels: c.kernels,
+  step_ms: c.step_ms_median,
+  gflops: c.gflops,
+  peak_share: c.peak_share,
+  pytorch_ms: c.pytorch_step_ms_median,
+  ratio_vs_pytorch: c.ratio_vs_pytorch,
+  f_overhead: c.f_overhead,
+  d_overhead: c.d_overhead,
+});
+
 /** BENCHMARKS.md's sections measured by hand (after HAND_MARKER), which a bench run keeps as they are. */
 const HAND_MARKER = '<!-- Measured by hand, not by npm run bench: kept as is when the bench rewrites this file. -->';
 function measuredByHand(file: string): string {
@@ -1004,11 +1215,13 @@ function measuredByHand(file: string): string {
 function markdown(r: {
   date: string;
   machine: { cpus: number; model: string; memory_gib: number; node: string };
-  peak: ReturnType<typeof machinePeak>;
+  peak: Awaited<ReturnType<typeof measuredPeak>>;
   configs: Row[];
   kernels: Awaited<ReturnType<typeof kernelRates>>;
   selection: { elements: number; ms: number; ns_per_element: number }[];
   startup_ms: { validate: number; plan: number };
+  arithmetic?: ArithmeticRow | null;
+  by_cpu?: Record<string, Row>;
   webgpu?: { date: string; rows: GpuRow[] };
 }) {
   const pct = (x: number | null) => (x === null || x === undefined ? 'n/a' : `${(x * 100).toFixed(1)}%`);
@@ -1024,7 +1237,17 @@ function markdown(r: {
     '',
     `Produced by \`npm run bench\` (bench/bench.ts) on ${r.date.slice(0, 10)}: ${r.machine.cpus} cores (${r.machine.model}), ${r.machine.memory_gib} GiB, Node ${r.machine.node}. Raw numbers: bench/results.json.`,
     'One training step = forward, backward and AdamW on a batch of 16 sequences of 128 tokens, vocabulary 30522. Medians; strategies are interleaved step by step so machine drift hits all alike.',
-    `Machine peak (fp32): ${num(r.peak.gflops, 1)} GFLOP/s = ${r.peak.how}.`,
+    `CPU: ${r.peak.cpu?.model ?? r.machine.model}${r.peak.cpu ? ` (${r.peak.cpu.vendor}, family ${r.peak.cpu.family}; flags ${r.peak.cpu.flags.join(' ')})` : ''}.`,
+    `Machine peak (fp32): ${num(r.peak.gflops, 1)} GFLOP/s, ${r.peak.how}${r.peak.bf16_gflops ? `; bf16 (avx512bf16): ${num(r.peak.bf16_gflops, 1)} GFLOP/s` : ''}.`,
+    ...(r.peak.kernels
+      ? [
+          `Per kernel, one core / all ${r.peak.cores} cores at once (GFLOP/s): ${Object.entries(
+            r.peak.kernels as Record<string, { one_core: number; all_cores: number }>,
+          )
+            .map(([k, v]) => `${k} ${num(v.one_core, 1)} / ${num(v.all_cores, 1)}`)
+            .join('; ')}.`,
+        ]
+      : []),
     '',
     '| config | backend (matrix kernels) | threads | step ms (median) | 1 thread | tokens/s | GFLOP/s | share of peak | PyTorch ms | ratio vs PyTorch | F overhead | D overhead | F mask cost | D mask cost | fisher / epoch | peak RSS | plan estimate | RSS / estimate |',
     '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
@@ -1065,28 +1288,39 @@ function markdown(r: {
     '## Reading the table',
     '',
     '- *GFLOP/s* counts the matrix products of forward and backward (3 × forward) over the step time, both threads together; *share of peak* divides it by the machine peak above.',
-    `- tiny, mini and small: strategies interleaved over ${SHAPES['bert-tiny'].steps}, ${SHAPES['bert-mini'].steps} and ${SHAPES['bert-small'].steps} rounds, then PyTorch (12 steps after 3 warm-up). base and large: our process and PyTorch's alternate twice, each one warm-up and ${SHAPES['bert-base'].steps} (base, the three strategies interleaved; the overheads pool both processes' rounds) or ${SHAPES['bert-large'].steps} (large, vanilla only) measured steps per process; the ratio is our median step over the median of PyTorch's per-process medians. \`npm run bench -- --shapes base,large\` reruns only those rows (the others are kept from bench/results.json).`,
+    `- tiny, mini and small: strategies interleaved over ${SHAPES['bert-tiny'].steps}, ${SHAPES['bert-mini'].steps} and ${SHAPES['bert-small'].steps} rounds, then PyTorch (three processes, 12 steps after 3 warm-up each). base and large: our process and PyTorch's alternate twice, each two warm-up steps and ${SHAPES['bert-base'].steps} (base, the three strategies interleaved; the overheads pool both processes' rounds) or ${SHAPES['bert-large'].steps} (large, vanilla only) measured steps per process; the ratio is our median step over the median of PyTorch's per-process medians. \`npm run bench -- --shapes base,large\` reruns only those rows (the others are kept from bench/results.json).`,
     "- *F/D overhead*: each round runs one step of each strategy back to back (rotating which goes first); the figure is the median over rounds of the strategy's step time over vanilla's in the same round, minus one. Steps vary by 10-20% on this VM (the per-round ratios' middle half spans about 20 points at bert-tiny), so the bracket gives the 95% bootstrap interval of the median over the rounds.",
     "- *F/D mask cost*: the masks act only in the update round, so this is the median over rounds of the strategy's update-round time minus vanilla's in the same round, over vanilla's median step (bracket: its 95% bootstrap interval): the same overhead without the forward and backward passes' noise.",
     '- *fisher / epoch*: the batch-estimator fisher pass over 128 examples against one training epoch over the same examples (each the median of three, alternated).',
     "- *plan estimate* is `childtune plan`'s memory model for a D run with this batch and thread count; *peak RSS* is the child process's.",
     '- The matrix products run in the native kernels where the machine has them (native/gemm.c: AVX-512 4 x 64 or AVX2 6 x 16',
     '  register tiles, packed panels, cache blocks of 192 x 384 (A) and 384 x 3072 (B)), in place on the wasm heap; elsewhere in',
-    '  our wasm SIMD kernel (src/engine/wasm/kernels.wat). Both compute every element as the same k-ordered sum of separately',
-    '  rounded products (no FMA), so results are bit for bit the same on either path. Zen 4 issues a 512-bit multiply and a',
-    '  512-bit add per cycle on separate pipes, so the flop rate without FMA is the same in principle.',
+    '  our wasm SIMD kernel (src/engine/wasm/kernels.wat). The main rows run the kernels `runtime.kernels: auto` picks here: the',
+    '  exact ones (every element the same k-ordered sum of separately rounded products, bit for bit the wasm kernel) unless',
+    '  fused multiply-adds measure clearly faster (Intel server cores, where multiply, add and FMA share two ports). *share of',
+    '  peak* is against the measured fp32 peak above (the fastest fp32 kernel in registers on every core at once).',
+    '- PyTorch (Debian python3-torch, /usr/bin/python3) runs with the same thread count, OpenBLAS and OpenMP thread variables',
+    '  unset, two warm-up steps per process at least (its first steps are slow); its figure is the median over processes.',
     '',
-    `## Matrix products, one thread (${r.kernels.kernel}; GFLOP/s, median of five, native and wasm alternated in one process)`,
+    ...arithmeticMarkdown(r.arithmetic ?? null, num),
+    `## Matrix products, one thread (GFLOP/s, median of five, every kernel alternated in one process; in brackets the share of that kernel's one-core peak)`,
     '',
-    "| M x K x N | transposed | native | wasm | share of one core's peak (native) |",
-    '|---|---|---|---|---|',
+    `| M x K x N | transposed | ${r.kernels.paths.join(' | ')} |`,
+    `|---|---|${r.kernels.paths.map(() => '---|').join('')}`,
     ...r.kernels.rows.map(
       (k) =>
-        `| ${k.shape} | ${k.transposed} | ${num(k.native_gflops, 1)} | ${num(k.wasm_gflops, 1)} | ${k.native_gflops ? pct(k.native_gflops / (r.peak.gflops / r.peak.cores)) : 'n/a'} |`,
+        `| ${k.shape} | ${k.transposed} | ${r.kernels.paths
+          .map((p) => {
+            const one = r.peak.kernels?.[p]?.one_core;
+            return `${num(k.gflops[p], 1)}${one ? ` (${pct(k.gflops[p] / one)})` : ''}`;
+          })
+          .join(' | ')} |`,
     ),
     '',
+    ...perCpuMarkdown(r.by_cpu ?? {}, num, pct),
   ];
   return lines.join('\n') + (r.webgpu ? gpuMarkdown(r.webgpu) : '');
 }
 
-await main();
+if (isMainThread) await main();
+else peakWorker(workerData);
