@@ -1038,7 +1038,104 @@ function gpuMarkdown(g: { date: string; rows: GpuRow[] }): string {
   return lines.join('\n');
 }
 
+/**
+ * `npm run bench -- --bf16-parity`: the quickstart (189 steps of Child-Tuning-D on 1,000 SST-2 sentences) in fp32
+ * and in bf16 over five seeds, each run through the CLI as a user runs it: per seed the loss curves' largest and
+ * median relative difference per step and per epoch, and dev accuracy in each precision. Written to
+ * bench/results.json's `bf16_parity` and BENCHMARKS.md; the CPU rows are kept as they are.
+ */
+function bf16Parity(seeds: number[]) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'childtune-bf16-parity-'));
+  const runOnce = (seed: number, precision: string) => {
+    process.stderr.write(`bench: quickstart seed ${seed} ${precision}\n`);
+    const out = execFileSync(
+      process.execPath,
+      [
+        path.join(ROOT, 'bin', 'childtune.js'),
+        'run',
+        path.join(ROOT, 'recipes', 'quickstart.yaml'),
+        '--json',
+        '--quiet',
+        ...['training.seed=' + seed, 'training.precision=' + precision, 'runtime.kernels=exact'].flatMap((x) => [
+          '--set',
+          x,
+        ]),
+        ...['runtime.output_dir=' + path.join(dir, 'runs'), 'runtime.cache_dir=' + path.join(dir, 'cache')].flatMap(
+          (x) => ['--set', x],
+        ),
+        '--allow-path',
+        dir,
+      ],
+      { encoding: 'utf8', cwd: ROOT, maxBuffer: 1 << 26 },
+    );
+    const run = JSON.parse(out)[0].dir as string;
+    const lines = fs
+      .readFileSync(path.join(run, 'metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    const steps = lines.filter((m) => 'loss' in m);
+    const results = JSON.parse(fs.readFileSync(path.join(run, 'results.json'), 'utf8'));
+    return {
+      losses: steps.map((m) => m.loss as number),
+      epochs: steps.map((m) => m.epoch as number),
+      accuracy: results.metrics.accuracy as number,
+      kernel: results.kernels?.kernel as string,
+    };
+  };
+  const perSeed = seeds.map((seed) => {
+    const [a, b] = [runOnce(seed, 'fp32'), runOnce(seed, 'bf16')];
+    const rel = a.losses.map((l, i) => Math.abs(b.losses[i] - l) / Math.abs(l));
+    const epochMean = (r: typeof a, e: number) => {
+      const xs = r.losses.filter((_, i) => r.epochs[i] === e);
+      return xs.reduce((x, y) => x + y, 0) / xs.length;
+    };
+    const epochs = [...new Set(a.epochs)];
+    return {
+      seed,
+      steps: a.losses.length,
+      kernels: { fp32: a.kernel, bf16: b.kernel },
+      step_rel_diff_max: Math.max(...rel),
+      step_rel_diff_median: median(rel),
+      epoch_rel_diff: epochs.map((e) => Math.abs(epochMean(b, e) - epochMean(a, e)) / epochMean(a, e)),
+      accuracy: { fp32: a.accuracy, bf16: b.accuracy },
+    };
+  });
+  fs.rmSync(dir, { recursive: true, force: true });
+  const resultsFile = path.join(ROOT, 'bench', 'results.json');
+  const results = JSON.parse(fs.readFileSync(resultsFile, 'utf8'));
+  results.bf16_parity = { date: new Date().toISOString().slice(0, 10), cpu: cpuKey(cpuOf()), seeds: perSeed };
+  fs.writeFileSync(resultsFile, JSON.stringify(results, null, 2) + '\n');
+  const benchmarks = path.join(ROOT, 'BENCHMARKS.md');
+  fs.writeFileSync(benchmarks, markdown(results) + measuredByHand(benchmarks));
+  process.stdout.write(bf16Markdown(results.bf16_parity).join('\n'));
+}
+
+function bf16Markdown(p: { date: string; cpu: string; seeds: Row[] } | undefined): string[] {
+  if (!p) return [];
+  const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  const sd = (xs: number[]) => Math.sqrt(xs.reduce((a, x) => a + (x - mean(xs)) ** 2, 0) / (xs.length - 1));
+  const acc = (k: 'fp32' | 'bf16') => p.seeds.map((s) => s.accuracy[k] as number);
+  return [
+    '## bf16 against fp32 (the quickstart, five seeds)',
+    '',
+    `\`npm run bench -- --bf16-parity\` on ${p.date} (${p.cpu}): the quickstart recipe (${p.seeds[0].steps} steps of Child-Tuning-D, 1,000 SST-2 sentences) per seed in fp32 (exact kernels) and in bf16 (\`training.precision: bf16\`), each a CLI run. Loss differences are relative to fp32's loss at the same step, and per epoch to its mean loss.`,
+    '',
+    '| seed | step loss diff, median | step loss diff, max | epoch mean loss diff (each epoch) | dev accuracy fp32 | dev accuracy bf16 |',
+    '|---|---|---|---|---|---|',
+    ...p.seeds.map(
+      (s) =>
+        `| ${s.seed} | ${pct(s.step_rel_diff_median)} | ${pct(s.step_rel_diff_max)} | ${s.epoch_rel_diff.map(pct).join(', ')} | ${s.accuracy.fp32.toFixed(4)} | ${s.accuracy.bf16.toFixed(4)} |`,
+    ),
+    '',
+    `Dev accuracy over the seeds: fp32 ${mean(acc('fp32')).toFixed(4)} ± ${sd(acc('fp32')).toFixed(4)}, bf16 ${mean(acc('bf16')).toFixed(4)} ± ${sd(acc('bf16')).toFixed(4)} (mean ± sd).`,
+    '',
+  ];
+}
+
 async function main() {
+  if (process.argv.includes('--bf16-parity')) return bf16Parity([1, 2, 3, 4, 5]);
   if (process.argv[2] === '--agreement-side') {
     process.stdout.write(JSON.stringify(await agreementSide(JSON.parse(process.argv[3]))) + '\n');
     return;
@@ -1173,8 +1270,9 @@ async function main() {
     },
     kernels,
     selection: fullRun || !previous ? selectionScaling() : previous.selection,
-    // The GPU rows come from `--backend webgpu` runs, kept through a CPU run.
+    // The GPU rows come from `--backend webgpu` runs and the bf16 parity from `--bf16-parity`, kept through a CPU run.
     ...(previous?.webgpu && { webgpu: previous.webgpu }),
+    ...(previous?.bf16_parity && { bf16_parity: previous.bf16_parity }),
     startup_ms:
       fullRun || !previous
         ? { validate: cliMs(['validate', 'recipes/quickstart.yaml']), plan: cliMs(['plan', 'recipes/quickstart.yaml']) }
@@ -1222,6 +1320,7 @@ function markdown(r: {
   startup_ms: { validate: number; plan: number };
   arithmetic?: ArithmeticRow | null;
   by_cpu?: Record<string, Row>;
+  bf16_parity?: { date: string; cpu: string; seeds: Row[] };
   webgpu?: { date: string; rows: GpuRow[] };
 }) {
   const pct = (x: number | null) => (x === null || x === undefined ? 'n/a' : `${(x * 100).toFixed(1)}%`);
@@ -1303,20 +1402,26 @@ function markdown(r: {
     '  unset, two warm-up steps per process at least (its first steps are slow); its figure is the median over processes.',
     '',
     ...arithmeticMarkdown(r.arithmetic ?? null, num),
-    `## Matrix products, one thread (GFLOP/s, median of five, every kernel alternated in one process; in brackets the share of that kernel's one-core peak)`,
-    '',
-    `| M x K x N | transposed | ${r.kernels.paths.join(' | ')} |`,
-    `|---|---|${r.kernels.paths.map(() => '---|').join('')}`,
-    ...r.kernels.rows.map(
-      (k) =>
-        `| ${k.shape} | ${k.transposed} | ${r.kernels.paths
-          .map((p) => {
-            const one = r.peak.kernels?.[p]?.one_core;
-            return `${num(k.gflops[p], 1)}${one ? ` (${pct(k.gflops[p] / one)})` : ''}`;
-          })
-          .join(' | ')} |`,
-    ),
-    '',
+    // Results written before every kernel had a column keep no table (the next full run writes it).
+    ...(r.kernels.paths
+      ? [
+          `## Matrix products, one thread (GFLOP/s, median of five, every kernel alternated in one process; in brackets the share of that kernel's one-core peak)`,
+          '',
+          `| M x K x N | transposed | ${r.kernels.paths.join(' | ')} |`,
+          `|---|---|${r.kernels.paths.map(() => '---|').join('')}`,
+          ...r.kernels.rows.map(
+            (k) =>
+              `| ${k.shape} | ${k.transposed} | ${r.kernels.paths
+                .map((p) => {
+                  const one = r.peak.kernels?.[p]?.one_core;
+                  return `${num(k.gflops[p], 1)}${one ? ` (${pct(k.gflops[p] / one)})` : ''}`;
+                })
+                .join(' | ')} |`,
+          ),
+          '',
+        ]
+      : []),
+    ...bf16Markdown(r.bf16_parity),
     ...perCpuMarkdown(r.by_cpu ?? {}, num, pct),
   ];
   return lines.join('\n') + (r.webgpu ? gpuMarkdown(r.webgpu) : '');
