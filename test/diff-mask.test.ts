@@ -9,9 +9,9 @@ import { Rng, streamSeed } from '../src/engine/rng.js';
 import {
   addExpectedL0Gradient,
   expectedL0,
-  GAMMA,
   hardConcrete,
-  ZETA,
+  LOWER,
+  UPPER,
 } from '../src/strategies/diff-pruning/hard-concrete.js';
 import { mergeDiffs } from '../src/strategies/diff-pruning/save.js';
 import { applyMasks } from '../src/strategies/mask-tuning/save.js';
@@ -30,10 +30,11 @@ function plainWith(model: EncoderClassifier, weights: readonly Float32Array[]) {
 }
 
 describe('hard-concrete gates', () => {
-  test('test-time gates are the stretched, clamped sigmoid; training gates lie in [0, 1] with exact zeros and ones', () => {
+  test("test-time gates are the reference's stretched, clamped sigmoid; training gates lie in [0, 1] with exact zeros and ones", () => {
+    assert.deepEqual([LOWER, UPPER], [-1.5, 1.5]);
     const logAlpha = Float32Array.from([-6, -1, 0, 0.5, 6]);
     const { z } = hardConcrete(logAlpha, null);
-    const expected = [...logAlpha].map((a) => Math.min(1, Math.max(0, (ZETA - GAMMA) / (1 + Math.exp(-a)) + GAMMA)));
+    const expected = [...logAlpha].map((a) => Math.min(1, Math.max(0, (UPPER - LOWER) / (1 + Math.exp(-a)) + LOWER)));
     z.forEach((v, i) => assert.ok(Math.abs(v - expected[i]) < 1e-6));
     assert.equal(z[0], 0);
     assert.equal(z[4], 1);
@@ -94,7 +95,14 @@ describe('diff pruning', () => {
     );
     const trained = model.specs.filter(trains).map((s) => s.name);
     assert.ok(trained.includes('classifier.weight') && trained.includes('classifier.bias'));
-    assert.ok(trained.includes(`${QUERY}.diff_pruning.delta`) && trained.includes(`${QUERY}.diff_pruning.log_alpha`));
+    assert.ok(
+      trained.includes(`${QUERY}.weight.diff_pruning.delta`) &&
+        trained.includes(`${QUERY}.weight.diff_pruning.log_alpha`),
+    );
+    // The reference gates every tensor it changes, biases too, and each tensor as a whole.
+    for (const suffix of ['delta', 'log_alpha', 'tensor_log_alpha'])
+      assert.ok(trained.includes(`${QUERY}.bias.diff_pruning.${suffix}`), suffix);
+    assert.deepEqual(model.specs[model.indexOf(`${QUERY}.weight.diff_pruning.tensor_log_alpha`)].shape, [1]);
     assert.ok(!trained.includes(`${QUERY}.weight`) && !trained.includes(`${QUERY}.bias`));
     assert.ok(!trained.includes('bert.embeddings.word_embeddings.weight'));
     // Some differences, some gates closed: the merged plain model predicts as the diff model does at test time.
@@ -102,6 +110,7 @@ describe('diff pruning', () => {
     model.specs.forEach((s, i) => {
       if (s.name.endsWith('.delta')) model.values[i].forEach((_, j, v) => (v[j] = rng.normal() * 0.3));
       if (s.name.endsWith('.log_alpha')) model.values[i].forEach((_, j, v) => (v[j] = rng.normal() * 3));
+      if (s.name.endsWith('.tensor_log_alpha')) model.values[i][0] = s.name.includes('layer.1') ? -1 : 1;
     });
     model.markDirty();
     const { weights, kept } = mergeDiffs(model);
@@ -119,10 +128,21 @@ describe('diff pruning', () => {
       if (s.name.endsWith('.delta')) model.values[i].forEach((_, j, v) => (v[j] = rng.normal() * 0.3));
     });
     model.markDirty();
+    // A tensor's gate: one log_alpha, its gradient the sum over the tensor (checked where its draw is inside the clamp).
+    const tensorGate = `${QUERY}.weight.diff_pruning.tensor_log_alpha`;
+    const seedInside = [21, 22, 23, 24, 25, 26, 27, 28].find((seed) => {
+      const g = gradsOf(model);
+      model.step(batch(), g, null, undefined, { seed });
+      return g[model.indexOf(tensorGate)][0] !== 0;
+    });
+    assert.ok(seedInside !== undefined, 'a step whose tensor gate is inside the clamp');
+    checkDirection(model, tensorGate, () => ({ seed: seedInside }));
     for (const name of [
-      `${QUERY}.diff_pruning.delta`,
-      `${QUERY}.diff_pruning.log_alpha`,
-      `${OUTPUT}.diff_pruning.log_alpha`,
+      `${QUERY}.weight.diff_pruning.delta`,
+      `${QUERY}.weight.diff_pruning.log_alpha`,
+      `${OUTPUT}.weight.diff_pruning.log_alpha`,
+      `${OUTPUT}.bias.diff_pruning.delta`,
+      `${OUTPUT}.bias.diff_pruning.log_alpha`,
       'classifier.weight',
     ])
       checkDirection(model, name, () => ({ seed: 21 }));
@@ -133,10 +153,14 @@ describe('diff pruning', () => {
     const [g0, g1] = [gradsOf(model), gradsOf(penalised)];
     model.step(batch(), g0, null, undefined, { seed: 21 });
     penalised.step(batch(), g1, null, undefined, { seed: 21 });
-    const i = model.indexOf(`${QUERY}.diff_pruning.log_alpha`);
+    const i = model.indexOf(`${QUERY}.weight.diff_pruning.log_alpha`);
     const penalty = new Float32Array(g0[i].length);
     addExpectedL0Gradient(model.values[i], penalty, 0.5);
     g1[i].forEach((v, j) => assert.ok(Math.abs(v - g0[i][j] - penalty[j]) < 1e-6));
+    const t = model.indexOf(`${QUERY}.weight.diff_pruning.tensor_log_alpha`);
+    const tensorPenalty = new Float32Array(1);
+    addExpectedL0Gradient(model.values[t], tensorPenalty, 0.5);
+    assert.ok(Math.abs(g1[t][0] - g0[t][0] - tensorPenalty[0]) < 1e-6);
     [base, model, base2, penalised].forEach((m) => m.dispose());
   });
 });

@@ -128,6 +128,7 @@ scope?: undefined
 f_masks?: undefined
 lambda?: undefined
 alpha_init?: undefined
+alpha_lr?: undefined
 target_modules?: undefined
 r?: undefined
 alpha?: undefined
@@ -198,6 +199,7 @@ scope?: undefined
 f_masks?: undefined
 lambda?: undefined
 alpha_init?: undefined
+alpha_lr?: undefined
 target_modules?: undefined
 r?: undefined
 alpha?: undefined
@@ -292,6 +294,7 @@ scope?: undefined
 f_masks?: undefined
 lambda?: undefined
 alpha_init?: undefined
+alpha_lr?: undefined
 target_modules?: undefined
 r?: undefined
 alpha?: undefined
@@ -363,6 +366,7 @@ scope?: undefined
 f_masks?: undefined
 lambda?: undefined
 alpha_init?: undefined
+alpha_lr?: undefined
 target_modules?: undefined
 r?: undefined
 alpha?: undefined
@@ -444,6 +448,7 @@ mask_weight_decay?: undefined
 fisher?: undefined
 lambda?: undefined
 alpha_init?: undefined
+alpha_lr?: undefined
 target_modules?: undefined
 r?: undefined
 alpha?: undefined
@@ -466,20 +471,24 @@ gamma?: undefined
 layers?: undefined
 }
 /**
- * Diff pruning (Guo et al., ACL 2021): the chosen dense weights are frozen and fine-tuned as pretrained plus a sparse difference, gated per element by hard-concrete gates (Louizos et al., 2018) with lambda times their expected L0 norm added to the loss; the classifier's output layer trains as usual, everything else stays frozen. The saved model has the differences merged in (gates at their test-time values).
+ * Diff pruning (Guo et al., ACL 2021; reference dguo98/DiffPruning run_glue_diffpruning.py): the weight and bias of each chosen dense layer are frozen and fine-tuned as pretrained plus a sparse difference, gated per element and per tensor by hard-concrete gates (temperature 1, stretched to [-1.5, 1.5]) with lambda times their L0 penalty added to the loss; the gates' log_alpha have their own AdamW at alpha_lr. The classifier's output layer trains as usual, everything else stays frozen. The saved model has the differences merged in (gates at their test-time values).
  */
 export interface DiffPruningStrategy {
 kind: "diff-pruning"
 /**
- * Weight of the expected L0 norm of the difference (the paper's 1.25e-7).
+ * Weight of the gates' L0 penalty, sum of sigmoid(log_alpha) over every element's and every tensor's gate (the reference's sparsity_pen, 1.25e-7).
  */
 lambda: number
 /**
- * Diff pruning only: initial log_alpha of every gate (the paper's 5: gates open, the difference starting at zero).
+ * Diff pruning only: initial log_alpha of every gate, element and tensor (the reference's alpha_init, 5: gates open, the difference starting at zero).
  */
 alpha_init: number
 /**
- * The dense layers whose weights get a gated difference, by role (default every encoder and pooler layer; the classifier's output layer trains as usual).
+ * Diff pruning only: learning rate of the gates' own AdamW (constant, no weight decay; the run's betas and eps), as the reference's alpha_optimizer (0.1).
+ */
+alpha_lr: number
+/**
+ * The dense layers whose weight and bias get a gated difference, by role (default every encoder and pooler layer; the classifier's output layer trains as usual; the embeddings and LayerNorms, which the reference also gates, stay frozen).
  * 
  * @minItems 1
  */
@@ -588,6 +597,7 @@ scope?: undefined
 f_masks?: undefined
 lambda?: undefined
 alpha_init?: undefined
+alpha_lr?: undefined
 threshold?: undefined
 initial_sparsity?: undefined
 score_spread?: undefined
@@ -666,6 +676,7 @@ scope?: undefined
 f_masks?: undefined
 lambda?: undefined
 alpha_init?: undefined
+alpha_lr?: undefined
 r?: undefined
 alpha?: undefined
 dropout?: undefined
@@ -737,6 +748,7 @@ scope?: undefined
 f_masks?: undefined
 lambda?: undefined
 alpha_init?: undefined
+alpha_lr?: undefined
 r?: undefined
 alpha?: undefined
 dropout?: undefined
@@ -815,6 +827,7 @@ scope?: undefined
 f_masks?: undefined
 lambda?: undefined
 alpha_init?: undefined
+alpha_lr?: undefined
 target_modules?: undefined
 r?: undefined
 alpha?: undefined
@@ -888,6 +901,7 @@ scope?: undefined
 f_masks?: undefined
 lambda?: undefined
 alpha_init?: undefined
+alpha_lr?: undefined
 target_modules?: undefined
 r?: undefined
 alpha?: undefined
@@ -962,6 +976,7 @@ fisher?: undefined
 scope?: undefined
 f_masks?: undefined
 alpha_init?: undefined
+alpha_lr?: undefined
 target_modules?: undefined
 r?: undefined
 alpha?: undefined
@@ -1041,6 +1056,7 @@ scope?: undefined
 f_masks?: undefined
 lambda?: undefined
 alpha_init?: undefined
+alpha_lr?: undefined
 target_modules?: undefined
 r?: undefined
 alpha?: undefined
@@ -1106,6 +1122,7 @@ scope?: undefined
 f_masks?: undefined
 lambda?: undefined
 alpha_init?: undefined
+alpha_lr?: undefined
 target_modules?: undefined
 r?: undefined
 alpha?: undefined
@@ -1173,6 +1190,7 @@ fisher?: undefined
 scope?: undefined
 f_masks?: undefined
 alpha_init?: undefined
+alpha_lr?: undefined
 target_modules?: undefined
 r?: undefined
 alpha?: undefined

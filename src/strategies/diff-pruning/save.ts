@@ -1,6 +1,6 @@
 import type { ParamSpec } from '../../engine/params.js';
+import { DELTA, LOG_ALPHA, TENSOR_LOG_ALPHA } from './gated-diff.js';
 import { hardConcrete } from './hard-concrete.js';
-import { DELTA, LOG_ALPHA } from './diff-dense.js';
 
 /** The trained model's tensors, engine layout, by spec index (what the strategy save hook is given). */
 export interface TrainedValues {
@@ -9,8 +9,9 @@ export interface TrainedValues {
 }
 
 /**
- * The model's own weights with each difference merged in, w + z * delta with z at its deterministic test-time
- * value (a plain model), and the kept share: elements whose merged difference is not zero, over all gated ones.
+ * The model's own tensors with each difference merged in, w + z_t z delta with both gates at their deterministic
+ * test-time values (a plain model), and the kept share: elements whose merged difference is not zero, over all
+ * gated ones.
  */
 export function mergeDiffs({ specs, values }: TrainedValues) {
   const weights = [...values];
@@ -19,13 +20,14 @@ export function mergeDiffs({ specs, values }: TrainedValues) {
   let total = 0;
   specs.forEach((spec, i) => {
     if (!spec.name.endsWith(DELTA)) return;
-    const site = spec.name.slice(0, -DELTA.length);
-    const w = byName.get(`${site}.weight`)!;
-    const { z } = hardConcrete(values[byName.get(`${site}${LOG_ALPHA}`)!], null);
+    const name = spec.name.slice(0, -DELTA.length);
+    const w = byName.get(name)!;
+    const { z } = hardConcrete(values[byName.get(`${name}${LOG_ALPHA}`)!], null);
+    const [zt] = hardConcrete(values[byName.get(`${name}${TENSOR_LOG_ALPHA}`)!], null).z;
     const delta = values[i];
     const merged = Float32Array.from(values[w]);
     for (let j = 0; j < merged.length; j++) {
-      const d = z[j] * delta[j];
+      const d = zt * z[j] * delta[j];
       merged[j] += d;
       if (d !== 0) kept++;
     }
