@@ -15,7 +15,8 @@ import {
 } from '../src/strategies/diff-pruning/hard-concrete.js';
 import { mergeDiffs } from '../src/strategies/diff-pruning/save.js';
 import { applyMasks } from '../src/strategies/mask-tuning/save.js';
-import { modifiersFor } from '../src/strategies/registry.js';
+import { definitionOf, modifiersFor } from '../src/strategies/registry.js';
+import { adamwStep } from '../src/engine/optimizer.js';
 import { cli, GLUE, tinyModel, tmpProject, write } from './helpers.js';
 import { batch, checkDirection, dot, gradsOf, metricsOf, modelBytes, modified } from './strategy-checks.js';
 
@@ -119,6 +120,21 @@ describe('diff pruning', () => {
     const [a, b] = [model.predict(batch()).logits, plain.predict(batch()).logits];
     a.forEach((v, i) => assert.ok(Math.abs(v - b[i]) < 1e-5, `${v} vs ${b[i]}`));
     [base, model, plain].forEach((m) => m.dispose());
+  });
+
+  test("the gates' log_alpha step by their own AdamW (alpha_lr, constant, no decay); the rest by the run's", () => {
+    const { base, model } = diffModel(0);
+    const options = { kind: 'diff-pruning', lambda: 0, alpha_init: 5, alpha_lr: 0.1, target_modules: ['query'] };
+    const definition = definitionOf('diff-pruning');
+    const hooks = definition.hooks(definition.prepare({ options, specs: model.specs } as never));
+    const run = adamwStep({ lr: 1e-5, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0.01 }, 3, 1e-5);
+    for (const suffix of ['log_alpha', 'tensor_log_alpha']) {
+      const own = hooks.ownStep!(model.indexOf(`${QUERY}.weight.diff_pruning.${suffix}`), 3, run)!;
+      assert.deepEqual(own, adamwStep({ lr: 0.1, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0 }, 3, 0.1));
+    }
+    for (const name of [`${QUERY}.weight.diff_pruning.delta`, 'classifier.weight'])
+      assert.equal(hooks.ownStep!(model.indexOf(name), 3, run), undefined);
+    [base, model].forEach((m) => m.dispose());
   });
 
   test('finite differences: the step by the differences and gates under fixed gate noise; the penalty enters once', () => {
@@ -274,7 +290,7 @@ evaluation: {batch_size: 128}
 runtime: {threads: 2}
 sweep:
   grid:
-    strategy: [{kind: diff-pruning, lambda: 0.001, alpha_init: 0}, {kind: mask-tuning}]
+    strategy: [{kind: diff-pruning, lambda: 0.001, alpha_init: 0.1}, {kind: mask-tuning}]
 `,
     );
     const once = await cli(['sweep', recipe, '--json', '--quiet', ...allow]);
@@ -287,6 +303,11 @@ sweep:
       assert.deepEqual(modelBytes(b[t].dir), modelBytes(a[t].dir));
       assert.ok(a[t].trainable_share < 0.5, `trainable share ${a[t].trainable_share}`);
     }
+    // Diff pruning's gates, all open at log_alpha 0.1, closed in 3 steps: log_alpha fell by more than the run's lr
+    // could move it (its own AdamW at alpha_lr 0.1).
+    const gates = JSON.parse(fs.readFileSync(path.join(a[0].dir, 'model', 'diff-pruning.json'), 'utf8'));
+    assert.ok(gates.mean_log_alpha < 0.1 - 0.1, `mean log_alpha ${gates.mean_log_alpha}`);
+    assert.ok(gates.kept_fraction < 1, `kept ${gates.kept_fraction}`);
     const results = JSON.parse(fs.readFileSync(path.join(a[1].dir, 'results.json'), 'utf8'));
     assert.equal(results.mask_threshold, 0.005);
   });
