@@ -138,6 +138,8 @@ threshold?: undefined
 initial_sparsity?: undefined
 score_spread?: undefined
 p?: undefined
+mask?: undefined
+keep_dropout?: undefined
 length?: undefined
 reparameterize?: undefined
 mlp_hidden?: undefined
@@ -209,6 +211,8 @@ threshold?: undefined
 initial_sparsity?: undefined
 score_spread?: undefined
 p?: undefined
+mask?: undefined
+keep_dropout?: undefined
 length?: undefined
 reparameterize?: undefined
 mlp_hidden?: undefined
@@ -304,6 +308,8 @@ threshold?: undefined
 initial_sparsity?: undefined
 score_spread?: undefined
 p?: undefined
+mask?: undefined
+keep_dropout?: undefined
 length?: undefined
 reparameterize?: undefined
 mlp_hidden?: undefined
@@ -376,6 +382,8 @@ threshold?: undefined
 initial_sparsity?: undefined
 score_spread?: undefined
 p?: undefined
+mask?: undefined
+keep_dropout?: undefined
 length?: undefined
 reparameterize?: undefined
 mlp_hidden?: undefined
@@ -458,6 +466,8 @@ threshold?: undefined
 initial_sparsity?: undefined
 score_spread?: undefined
 p?: undefined
+mask?: undefined
+keep_dropout?: undefined
 length?: undefined
 reparameterize?: undefined
 mlp_hidden?: undefined
@@ -516,6 +526,8 @@ threshold?: undefined
 initial_sparsity?: undefined
 score_spread?: undefined
 p?: undefined
+mask?: undefined
+keep_dropout?: undefined
 length?: undefined
 reparameterize?: undefined
 mlp_hidden?: undefined
@@ -602,6 +614,8 @@ threshold?: undefined
 initial_sparsity?: undefined
 score_spread?: undefined
 p?: undefined
+mask?: undefined
+keep_dropout?: undefined
 length?: undefined
 reparameterize?: undefined
 mlp_hidden?: undefined
@@ -682,6 +696,8 @@ alpha?: undefined
 dropout?: undefined
 save?: undefined
 p?: undefined
+mask?: undefined
+keep_dropout?: undefined
 length?: undefined
 reparameterize?: undefined
 mlp_hidden?: undefined
@@ -717,14 +733,22 @@ mask_weight_decay: boolean
 fisher?: Fisher
 }
 /**
- * Mixout (Lee et al., ICLR 2020): each training step each weight element of the chosen dense layers is replaced by its pretrained value with probability p, the result rescaled so its expectation is the weight; it replaces dropout on those layers.
+ * Mixout (Lee et al., ICLR 2020; reference bloodwass/mixout): each training step the weights of the chosen dense layers are mixed with their pretrained values, each input neuron's weights (or each element, mask: per-element) replaced by the pretrained ones with probability p and the result rescaled so its expectation is the weight; by default every dropout is off, as the reference's Hugging Face example.
  */
 export interface MixoutStrategy {
 kind: "mixout"
 /**
- * Mixout only: probability that a weight element is replaced by its pretrained value each step (0: vanilla). The paper's BERT-large runs use 0.9 (searched over 0.7, 0.8, 0.9).
+ * Mixout only: probability that an input neuron's weights (an element's, with mask: per-element) are replaced by their pretrained values each step (0: vanilla). The paper's BERT-large runs use 0.9 (searched over 0.7, 0.8, 0.9).
  */
 p: number
+/**
+ * Mixout only: what one mask draw covers: per-input (default, the reference's mixout: one draw per input neuron, the same for all of its outputs) or per-element (one per weight element, what the reference calls mixconnect).
+ */
+mask: ("per-input" | "per-element")
+/**
+ * Mixout only: keep the model's dropout (as training.dropout says) outside the mixed head layers' inputs; false (default) turns every dropout off, as the reference's Hugging Face example (each nn.Dropout set to 0).
+ */
+keep_dropout: boolean
 /**
  * Mixout only: the dense layers it applies to, by role (default every dense layer, as the paper: all layers, the added output layer mixed towards its initial values).
  * 
@@ -837,6 +861,8 @@ threshold?: undefined
 initial_sparsity?: undefined
 score_spread?: undefined
 p?: undefined
+mask?: undefined
+keep_dropout?: undefined
 prompt_init?: undefined
 noise?: undefined
 sigma?: undefined
@@ -911,6 +937,8 @@ threshold?: undefined
 initial_sparsity?: undefined
 score_spread?: undefined
 p?: undefined
+mask?: undefined
+keep_dropout?: undefined
 reparameterize?: undefined
 mlp_hidden?: undefined
 noise?: undefined
@@ -986,6 +1014,8 @@ threshold?: undefined
 initial_sparsity?: undefined
 score_spread?: undefined
 p?: undefined
+mask?: undefined
+keep_dropout?: undefined
 length?: undefined
 reparameterize?: undefined
 mlp_hidden?: undefined
@@ -1066,6 +1096,8 @@ threshold?: undefined
 initial_sparsity?: undefined
 score_spread?: undefined
 p?: undefined
+mask?: undefined
+keep_dropout?: undefined
 length?: undefined
 reparameterize?: undefined
 mlp_hidden?: undefined
@@ -1132,6 +1164,8 @@ threshold?: undefined
 initial_sparsity?: undefined
 score_spread?: undefined
 p?: undefined
+mask?: undefined
+keep_dropout?: undefined
 length?: undefined
 reparameterize?: undefined
 mlp_hidden?: undefined
@@ -1200,6 +1234,8 @@ threshold?: undefined
 initial_sparsity?: undefined
 score_spread?: undefined
 p?: undefined
+mask?: undefined
+keep_dropout?: undefined
 length?: undefined
 reparameterize?: undefined
 mlp_hidden?: undefined
