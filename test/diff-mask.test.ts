@@ -17,7 +17,7 @@ import { mergeDiffs } from '../src/strategies/diff-pruning/save.js';
 import { applyMasks } from '../src/strategies/mask-tuning/save.js';
 import { definitionOf, modifiersFor } from '../src/strategies/registry.js';
 import { adamwStep } from '../src/engine/optimizer.js';
-import { cli, GLUE, tinyModel, tmpProject, write } from './helpers.js';
+import { cli, GLUE, REPO, tinyModel, tmpProject, write } from './helpers.js';
 import { batch, checkDirection, dot, gradsOf, metricsOf, modelBytes, modified } from './strategy-checks.js';
 
 const QUERY = 'bert.encoder.layer.0.attention.self.query';
@@ -186,30 +186,37 @@ describe('mask tuning', () => {
     await selectBackend('wasm');
   });
 
-  const maskModel = (initialSparsity = 0.3) =>
+  const maskModel = (initialSparsity = 0.3, roles = ['query', 'output', 'head-dense']) =>
     modified(
       modifiersFor({
         kind: 'mask-tuning',
-        threshold: 0.005,
+        threshold: 0.01,
         initial_sparsity: initialSparsity,
-        score_spread: 0.01,
-        target_modules: ['query', 'output', 'head-dense'],
+        init_scale: 0.02,
+        target_modules: roles,
       } as never),
     );
 
-  test('the initial sparsity is as asked; at sparsity 0 it is the pretrained model; saving applies the masks', () => {
-    const { base, model } = maskModel(0);
+  test("the reference's initialisation: uniform from -init_scale, the initial sparsity as asked; scores above the threshold keep the pretrained model; saving applies the masks", () => {
+    const { base, model } = maskModel(0.3);
+    // Every score above the threshold: the pretrained model.
+    model.specs.forEach((s, i) => s.name.endsWith('.scores') && model.values[i].fill(0.0100001));
+    model.markDirty();
     assert.equal(model.step(batch(), gradsOf(model), null).loss, base.step(batch(), gradsOf(base), null).loss);
     base.dispose();
     model.dispose();
     const { base: b2, model: masked } = maskModel(0.3);
     const scores = masked.values[masked.indexOf(`${OUTPUT}.mask_tuning.scores`)];
-    const below = scores.filter((s) => s < 0.005).length / scores.length;
+    const below = scores.filter((s) => s <= 0.01).length / scores.length;
     assert.ok(Math.abs(below - 0.3) < 0.08, `initial sparsity ${below}`);
-    assert.ok(scores.every((s) => s >= 0.005 - 0.006 && s <= 0.005 + 0.014 + 1e-7));
+    // maskers.py: [-init_scale, (init_scale + threshold) / init_sparsity - init_scale] = [-0.02, 0.08].
+    assert.ok(scores.every((s) => s >= -0.02 - 1e-7 && s <= 0.08 + 1e-7));
+    assert.ok(Math.min(...scores) < -0.015 && Math.max(...scores) > 0.075);
     const trained = masked.specs.filter(trains).map((s) => s.name);
     assert.ok(!trained.includes(`${OUTPUT}.weight`) && trained.includes(`${OUTPUT}.mask_tuning.scores`));
-    const { weights, kept } = applyMasks(masked, 0.005);
+    assert.ok(!trained.includes(`${OUTPUT}.bias`), 'biases are neither masked nor trained');
+    assert.ok(trained.includes('classifier.weight'), 'an unmasked classifier trains as usual');
+    const { weights, kept } = applyMasks(masked, 0.01);
     assert.ok(Math.abs(kept.fraction - 0.7) < 0.08, `kept ${kept.fraction}`);
     const plain = plainWith(masked, weights);
     const [a, b] = [masked.predict(batch()).logits, plain.predict(batch()).logits];
@@ -217,9 +224,24 @@ describe('mask tuning', () => {
     [b2, masked, plain].forEach((m) => m.dispose());
   });
 
+  test('by default the classifier is masked as the reference (its initial weights, never trained); nothing else trains', () => {
+    const options = { kind: 'mask-tuning', threshold: 0.01, initial_sparsity: 0.05, init_scale: 0.02 };
+    const roles = (
+      JSON.parse(fs.readFileSync(path.join(REPO, 'src/strategies/mask-tuning/schema.json'), 'utf8')) as never as {
+        properties: { target_modules: { default: string[] } };
+      }
+    ).properties.target_modules.default;
+    assert.ok(roles.includes('head-out'));
+    const { base, model } = modified(modifiersFor({ ...options, target_modules: roles } as never));
+    const trained = model.specs.filter(trains).map((s) => s.name);
+    assert.ok(trained.length > 0 && trained.every((n) => n.endsWith('.mask_tuning.scores')), trained.join(', '));
+    assert.ok(trained.includes('classifier.mask_tuning.scores'));
+    [base, model].forEach((m) => m.dispose());
+  });
+
   test("finite differences: the scores' straight-through gradient is the loss's derivative by the real-valued mask", () => {
     const { base, model } = maskModel(0.3);
-    const { weights } = applyMasks(model, 0.005);
+    const { weights } = applyMasks(model, 0.01);
     const plain = plainWith(model, weights);
     for (const site of [QUERY, OUTPUT]) {
       const s = model.indexOf(`${site}.mask_tuning.scores`);
@@ -309,6 +331,6 @@ sweep:
     assert.ok(gates.mean_log_alpha < 0.1 - 0.1, `mean log_alpha ${gates.mean_log_alpha}`);
     assert.ok(gates.kept_fraction < 1, `kept ${gates.kept_fraction}`);
     const results = JSON.parse(fs.readFileSync(path.join(a[1].dir, 'results.json'), 'utf8'));
-    assert.equal(results.mask_threshold, 0.005);
+    assert.equal(results.mask_threshold, 0.01);
   });
 });

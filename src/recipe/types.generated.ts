@@ -136,7 +136,7 @@ dropout?: undefined
 save?: undefined
 threshold?: undefined
 initial_sparsity?: undefined
-score_spread?: undefined
+init_scale?: undefined
 p?: undefined
 mask?: undefined
 keep_dropout?: undefined
@@ -209,7 +209,7 @@ dropout?: undefined
 save?: undefined
 threshold?: undefined
 initial_sparsity?: undefined
-score_spread?: undefined
+init_scale?: undefined
 p?: undefined
 mask?: undefined
 keep_dropout?: undefined
@@ -306,7 +306,7 @@ dropout?: undefined
 save?: undefined
 threshold?: undefined
 initial_sparsity?: undefined
-score_spread?: undefined
+init_scale?: undefined
 p?: undefined
 mask?: undefined
 keep_dropout?: undefined
@@ -380,7 +380,7 @@ dropout?: undefined
 save?: undefined
 threshold?: undefined
 initial_sparsity?: undefined
-score_spread?: undefined
+init_scale?: undefined
 p?: undefined
 mask?: undefined
 keep_dropout?: undefined
@@ -464,7 +464,7 @@ dropout?: undefined
 save?: undefined
 threshold?: undefined
 initial_sparsity?: undefined
-score_spread?: undefined
+init_scale?: undefined
 p?: undefined
 mask?: undefined
 keep_dropout?: undefined
@@ -524,7 +524,7 @@ dropout?: undefined
 save?: undefined
 threshold?: undefined
 initial_sparsity?: undefined
-score_spread?: undefined
+init_scale?: undefined
 p?: undefined
 mask?: undefined
 keep_dropout?: undefined
@@ -612,7 +612,7 @@ alpha_init?: undefined
 alpha_lr?: undefined
 threshold?: undefined
 initial_sparsity?: undefined
-score_spread?: undefined
+init_scale?: undefined
 p?: undefined
 mask?: undefined
 keep_dropout?: undefined
@@ -651,28 +651,28 @@ mask_weight_decay: boolean
 fisher?: Fisher
 }
 /**
- * Mask tuning (Zhao et al., EMNLP 2020): the chosen dense weights are frozen and multiplied by binary masks, 1 where a learned real-valued score reaches the threshold, the scores trained through a straight-through gradient; the classifier's output layer trains as usual, everything else stays frozen. The saved model has the masks applied.
+ * Mask tuning (Zhao et al., EMNLP 2020; reference ptlmasking/maskbert): the chosen dense weights are frozen and multiplied by binary masks, 1 where a learned real-valued score exceeds the threshold, the scores trained through a straight-through gradient. By default the classifier's output layer is masked too (its initial weights, never trained) as the reference's; without head-out in target_modules it trains as usual. Biases and everything else stay frozen. The saved model has the masks applied.
  */
 export interface MaskTuningStrategy {
 kind: "mask-tuning"
 /**
- * Mask tuning only: a weight element is kept while its score is at least this (the paper's 5e-3).
+ * Mask tuning only: a weight element is kept while its score exceeds this (the reference's default, 0.01).
  */
 threshold: number
 /**
- * Mask tuning only: share of each mask that starts at zero (the paper's 5%).
+ * Mask tuning only: share of each mask that starts at zero (the reference's 5%).
  */
 initial_sparsity: number
 /**
- * Mask tuning only: the scores start uniform over an interval of twice this width around the threshold, placed so initial_sparsity of them lie below it.
+ * Mask tuning only: the scores start uniform over [-init_scale, h], h placed so initial_sparsity of them lie at or below the threshold (the reference's init_scale, 0.02).
  */
-score_spread: number
+init_scale: number
 /**
- * The dense layers whose weights are masked, by role (default every encoder and pooler layer; the classifier's output layer trains as usual).
+ * The dense layers whose weights are masked, by role (default every encoder layer's, the pooler's and the classifier's output layer, as the reference; without head-out the classifier trains as usual).
  * 
  * @minItems 1
  */
-target_modules: [("query" | "key" | "value" | "attention-output" | "intermediate" | "output" | "embeddings-projection" | "head-dense"), ...(("query" | "key" | "value" | "attention-output" | "intermediate" | "output" | "embeddings-projection" | "head-dense"))[]]
+target_modules: [("query" | "key" | "value" | "attention-output" | "intermediate" | "output" | "embeddings-projection" | "head-dense" | "head-out"), ...(("query" | "key" | "value" | "attention-output" | "intermediate" | "output" | "embeddings-projection" | "head-dense" | "head-out"))[]]
 child_tuning?: ChildTuning4
 placement?: undefined
 reduction_factor?: undefined
@@ -779,7 +779,7 @@ dropout?: undefined
 save?: undefined
 threshold?: undefined
 initial_sparsity?: undefined
-score_spread?: undefined
+init_scale?: undefined
 length?: undefined
 reparameterize?: undefined
 mlp_hidden?: undefined
@@ -859,7 +859,7 @@ dropout?: undefined
 save?: undefined
 threshold?: undefined
 initial_sparsity?: undefined
-score_spread?: undefined
+init_scale?: undefined
 p?: undefined
 mask?: undefined
 keep_dropout?: undefined
@@ -935,7 +935,7 @@ dropout?: undefined
 save?: undefined
 threshold?: undefined
 initial_sparsity?: undefined
-score_spread?: undefined
+init_scale?: undefined
 p?: undefined
 mask?: undefined
 keep_dropout?: undefined
@@ -1012,7 +1012,7 @@ dropout?: undefined
 save?: undefined
 threshold?: undefined
 initial_sparsity?: undefined
-score_spread?: undefined
+init_scale?: undefined
 p?: undefined
 mask?: undefined
 keep_dropout?: undefined
@@ -1094,7 +1094,7 @@ dropout?: undefined
 save?: undefined
 threshold?: undefined
 initial_sparsity?: undefined
-score_spread?: undefined
+init_scale?: undefined
 p?: undefined
 mask?: undefined
 keep_dropout?: undefined
@@ -1129,7 +1129,7 @@ mask_weight_decay: boolean
 fisher?: Fisher
 }
 /**
- * Top-K tuning (the Child-Tuning paper's baseline): only the top `layers` encoder layers and the task head (pooler and classifier) train; the embeddings and the lower layers stay as pretrained.
+ * Top-K tuning (the Child-Tuning paper's baseline): only the top `layers` encoder layers and the task head (`head`: by default BERT's pooler and the classifier) train; the embeddings and the lower layers stay as pretrained.
  */
 export interface TopKLayersStrategy {
 kind: "top-k-layers"
@@ -1137,6 +1137,10 @@ kind: "top-k-layers"
  * Top-k-layers only: how many of the top encoder layers train (K). At least the model's layer count trains the whole encoder (the embeddings stay frozen); 0 trains the head alone.
  */
 layers: number
+/**
+ * top-k-layers only: what of the head trains besides the top layers: pooler+classifier (default: the whole head above the encoder, as the Child-Tuning code fine-tunes BERT's pooler with the classifier) or classifier (the classifier alone, the pooler frozen as pretrained).
+ */
+head: ("classifier" | "pooler+classifier")
 child_tuning?: ChildTuning10
 placement?: undefined
 reduction_factor?: undefined
@@ -1146,7 +1150,6 @@ scaling?: undefined
 init?: undefined
 init_std?: undefined
 train_layer_norms?: undefined
-head?: undefined
 reserve_p?: undefined
 mask_weight_decay?: undefined
 fisher?: undefined
@@ -1162,7 +1165,7 @@ dropout?: undefined
 save?: undefined
 threshold?: undefined
 initial_sparsity?: undefined
-score_spread?: undefined
+init_scale?: undefined
 p?: undefined
 mask?: undefined
 keep_dropout?: undefined
@@ -1232,7 +1235,7 @@ dropout?: undefined
 save?: undefined
 threshold?: undefined
 initial_sparsity?: undefined
-score_spread?: undefined
+init_scale?: undefined
 p?: undefined
 mask?: undefined
 keep_dropout?: undefined
