@@ -9,14 +9,15 @@ import { Rng, streamSeed } from '../src/engine/rng.js';
 import {
   addExpectedL0Gradient,
   expectedL0,
-  GAMMA,
   hardConcrete,
-  ZETA,
+  LOWER,
+  UPPER,
 } from '../src/strategies/diff-pruning/hard-concrete.js';
 import { mergeDiffs } from '../src/strategies/diff-pruning/save.js';
 import { applyMasks } from '../src/strategies/mask-tuning/save.js';
-import { modifiersFor } from '../src/strategies/registry.js';
-import { cli, GLUE, tinyModel, tmpProject, write } from './helpers.js';
+import { definitionOf, modifiersFor } from '../src/strategies/registry.js';
+import { adamwStep } from '../src/engine/optimizer.js';
+import { cli, GLUE, REPO, tinyModel, tmpProject, write } from './helpers.js';
 import { batch, checkDirection, dot, gradsOf, metricsOf, modelBytes, modified } from './strategy-checks.js';
 
 const QUERY = 'bert.encoder.layer.0.attention.self.query';
@@ -30,10 +31,11 @@ function plainWith(model: EncoderClassifier, weights: readonly Float32Array[]) {
 }
 
 describe('hard-concrete gates', () => {
-  test('test-time gates are the stretched, clamped sigmoid; training gates lie in [0, 1] with exact zeros and ones', () => {
+  test("test-time gates are the reference's stretched, clamped sigmoid; training gates lie in [0, 1] with exact zeros and ones", () => {
+    assert.deepEqual([LOWER, UPPER], [-1.5, 1.5]);
     const logAlpha = Float32Array.from([-6, -1, 0, 0.5, 6]);
     const { z } = hardConcrete(logAlpha, null);
-    const expected = [...logAlpha].map((a) => Math.min(1, Math.max(0, (ZETA - GAMMA) / (1 + Math.exp(-a)) + GAMMA)));
+    const expected = [...logAlpha].map((a) => Math.min(1, Math.max(0, (UPPER - LOWER) / (1 + Math.exp(-a)) + LOWER)));
     z.forEach((v, i) => assert.ok(Math.abs(v - expected[i]) < 1e-6));
     assert.equal(z[0], 0);
     assert.equal(z[4], 1);
@@ -94,7 +96,14 @@ describe('diff pruning', () => {
     );
     const trained = model.specs.filter(trains).map((s) => s.name);
     assert.ok(trained.includes('classifier.weight') && trained.includes('classifier.bias'));
-    assert.ok(trained.includes(`${QUERY}.diff_pruning.delta`) && trained.includes(`${QUERY}.diff_pruning.log_alpha`));
+    assert.ok(
+      trained.includes(`${QUERY}.weight.diff_pruning.delta`) &&
+        trained.includes(`${QUERY}.weight.diff_pruning.log_alpha`),
+    );
+    // The reference gates every tensor it changes, biases too, and each tensor as a whole.
+    for (const suffix of ['delta', 'log_alpha', 'tensor_log_alpha'])
+      assert.ok(trained.includes(`${QUERY}.bias.diff_pruning.${suffix}`), suffix);
+    assert.deepEqual(model.specs[model.indexOf(`${QUERY}.weight.diff_pruning.tensor_log_alpha`)].shape, [1]);
     assert.ok(!trained.includes(`${QUERY}.weight`) && !trained.includes(`${QUERY}.bias`));
     assert.ok(!trained.includes('bert.embeddings.word_embeddings.weight'));
     // Some differences, some gates closed: the merged plain model predicts as the diff model does at test time.
@@ -102,6 +111,7 @@ describe('diff pruning', () => {
     model.specs.forEach((s, i) => {
       if (s.name.endsWith('.delta')) model.values[i].forEach((_, j, v) => (v[j] = rng.normal() * 0.3));
       if (s.name.endsWith('.log_alpha')) model.values[i].forEach((_, j, v) => (v[j] = rng.normal() * 3));
+      if (s.name.endsWith('.tensor_log_alpha')) model.values[i][0] = s.name.includes('layer.1') ? -1 : 1;
     });
     model.markDirty();
     const { weights, kept } = mergeDiffs(model);
@@ -112,6 +122,21 @@ describe('diff pruning', () => {
     [base, model, plain].forEach((m) => m.dispose());
   });
 
+  test("the gates' log_alpha step by their own AdamW (alpha_lr, constant, no decay); the rest by the run's", () => {
+    const { base, model } = diffModel(0);
+    const options = { kind: 'diff-pruning', lambda: 0, alpha_init: 5, alpha_lr: 0.1, target_modules: ['query'] };
+    const definition = definitionOf('diff-pruning');
+    const hooks = definition.hooks(definition.prepare({ options, specs: model.specs } as never));
+    const run = adamwStep({ lr: 1e-5, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0.01 }, 3, 1e-5);
+    for (const suffix of ['log_alpha', 'tensor_log_alpha']) {
+      const own = hooks.ownStep!(model.indexOf(`${QUERY}.weight.diff_pruning.${suffix}`), 3, run)!;
+      assert.deepEqual(own, adamwStep({ lr: 0.1, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0 }, 3, 0.1));
+    }
+    for (const name of [`${QUERY}.weight.diff_pruning.delta`, 'classifier.weight'])
+      assert.equal(hooks.ownStep!(model.indexOf(name), 3, run), undefined);
+    [base, model].forEach((m) => m.dispose());
+  });
+
   test('finite differences: the step by the differences and gates under fixed gate noise; the penalty enters once', () => {
     const { base, model } = diffModel(0);
     const rng = new Rng(8);
@@ -119,10 +144,21 @@ describe('diff pruning', () => {
       if (s.name.endsWith('.delta')) model.values[i].forEach((_, j, v) => (v[j] = rng.normal() * 0.3));
     });
     model.markDirty();
+    // A tensor's gate: one log_alpha, its gradient the sum over the tensor (checked where its draw is inside the clamp).
+    const tensorGate = `${QUERY}.weight.diff_pruning.tensor_log_alpha`;
+    const seedInside = [21, 22, 23, 24, 25, 26, 27, 28].find((seed) => {
+      const g = gradsOf(model);
+      model.step(batch(), g, null, undefined, { seed });
+      return g[model.indexOf(tensorGate)][0] !== 0;
+    });
+    assert.ok(seedInside !== undefined, 'a step whose tensor gate is inside the clamp');
+    checkDirection(model, tensorGate, () => ({ seed: seedInside }));
     for (const name of [
-      `${QUERY}.diff_pruning.delta`,
-      `${QUERY}.diff_pruning.log_alpha`,
-      `${OUTPUT}.diff_pruning.log_alpha`,
+      `${QUERY}.weight.diff_pruning.delta`,
+      `${QUERY}.weight.diff_pruning.log_alpha`,
+      `${OUTPUT}.weight.diff_pruning.log_alpha`,
+      `${OUTPUT}.bias.diff_pruning.delta`,
+      `${OUTPUT}.bias.diff_pruning.log_alpha`,
       'classifier.weight',
     ])
       checkDirection(model, name, () => ({ seed: 21 }));
@@ -133,10 +169,14 @@ describe('diff pruning', () => {
     const [g0, g1] = [gradsOf(model), gradsOf(penalised)];
     model.step(batch(), g0, null, undefined, { seed: 21 });
     penalised.step(batch(), g1, null, undefined, { seed: 21 });
-    const i = model.indexOf(`${QUERY}.diff_pruning.log_alpha`);
+    const i = model.indexOf(`${QUERY}.weight.diff_pruning.log_alpha`);
     const penalty = new Float32Array(g0[i].length);
     addExpectedL0Gradient(model.values[i], penalty, 0.5);
     g1[i].forEach((v, j) => assert.ok(Math.abs(v - g0[i][j] - penalty[j]) < 1e-6));
+    const t = model.indexOf(`${QUERY}.weight.diff_pruning.tensor_log_alpha`);
+    const tensorPenalty = new Float32Array(1);
+    addExpectedL0Gradient(model.values[t], tensorPenalty, 0.5);
+    assert.ok(Math.abs(g1[t][0] - g0[t][0] - tensorPenalty[0]) < 1e-6);
     [base, model, base2, penalised].forEach((m) => m.dispose());
   });
 });
@@ -146,30 +186,37 @@ describe('mask tuning', () => {
     await selectBackend('wasm');
   });
 
-  const maskModel = (initialSparsity = 0.3) =>
+  const maskModel = (initialSparsity = 0.3, roles = ['query', 'output', 'head-dense']) =>
     modified(
       modifiersFor({
         kind: 'mask-tuning',
-        threshold: 0.005,
+        threshold: 0.01,
         initial_sparsity: initialSparsity,
-        score_spread: 0.01,
-        target_modules: ['query', 'output', 'head-dense'],
+        init_scale: 0.02,
+        target_modules: roles,
       } as never),
     );
 
-  test('the initial sparsity is as asked; at sparsity 0 it is the pretrained model; saving applies the masks', () => {
-    const { base, model } = maskModel(0);
+  test("the reference's initialisation: uniform from -init_scale, the initial sparsity as asked; scores above the threshold keep the pretrained model; saving applies the masks", () => {
+    const { base, model } = maskModel(0.3);
+    // Every score above the threshold: the pretrained model.
+    model.specs.forEach((s, i) => s.name.endsWith('.scores') && model.values[i].fill(0.0100001));
+    model.markDirty();
     assert.equal(model.step(batch(), gradsOf(model), null).loss, base.step(batch(), gradsOf(base), null).loss);
     base.dispose();
     model.dispose();
     const { base: b2, model: masked } = maskModel(0.3);
     const scores = masked.values[masked.indexOf(`${OUTPUT}.mask_tuning.scores`)];
-    const below = scores.filter((s) => s < 0.005).length / scores.length;
+    const below = scores.filter((s) => s <= 0.01).length / scores.length;
     assert.ok(Math.abs(below - 0.3) < 0.08, `initial sparsity ${below}`);
-    assert.ok(scores.every((s) => s >= 0.005 - 0.006 && s <= 0.005 + 0.014 + 1e-7));
+    // maskers.py: [-init_scale, (init_scale + threshold) / init_sparsity - init_scale] = [-0.02, 0.08].
+    assert.ok(scores.every((s) => s >= -0.02 - 1e-7 && s <= 0.08 + 1e-7));
+    assert.ok(Math.min(...scores) < -0.015 && Math.max(...scores) > 0.075);
     const trained = masked.specs.filter(trains).map((s) => s.name);
     assert.ok(!trained.includes(`${OUTPUT}.weight`) && trained.includes(`${OUTPUT}.mask_tuning.scores`));
-    const { weights, kept } = applyMasks(masked, 0.005);
+    assert.ok(!trained.includes(`${OUTPUT}.bias`), 'biases are neither masked nor trained');
+    assert.ok(trained.includes('classifier.weight'), 'an unmasked classifier trains as usual');
+    const { weights, kept } = applyMasks(masked, 0.01);
     assert.ok(Math.abs(kept.fraction - 0.7) < 0.08, `kept ${kept.fraction}`);
     const plain = plainWith(masked, weights);
     const [a, b] = [masked.predict(batch()).logits, plain.predict(batch()).logits];
@@ -177,9 +224,24 @@ describe('mask tuning', () => {
     [b2, masked, plain].forEach((m) => m.dispose());
   });
 
+  test('by default the classifier is masked as the reference (its initial weights, never trained); nothing else trains', () => {
+    const options = { kind: 'mask-tuning', threshold: 0.01, initial_sparsity: 0.05, init_scale: 0.02 };
+    const roles = (
+      JSON.parse(fs.readFileSync(path.join(REPO, 'src/strategies/mask-tuning/schema.json'), 'utf8')) as never as {
+        properties: { target_modules: { default: string[] } };
+      }
+    ).properties.target_modules.default;
+    assert.ok(roles.includes('head-out'));
+    const { base, model } = modified(modifiersFor({ ...options, target_modules: roles } as never));
+    const trained = model.specs.filter(trains).map((s) => s.name);
+    assert.ok(trained.length > 0 && trained.every((n) => n.endsWith('.mask_tuning.scores')), trained.join(', '));
+    assert.ok(trained.includes('classifier.mask_tuning.scores'));
+    [base, model].forEach((m) => m.dispose());
+  });
+
   test("finite differences: the scores' straight-through gradient is the loss's derivative by the real-valued mask", () => {
     const { base, model } = maskModel(0.3);
-    const { weights } = applyMasks(model, 0.005);
+    const { weights } = applyMasks(model, 0.01);
     const plain = plainWith(model, weights);
     for (const site of [QUERY, OUTPUT]) {
       const s = model.indexOf(`${site}.mask_tuning.scores`);
@@ -250,7 +312,7 @@ evaluation: {batch_size: 128}
 runtime: {threads: 2}
 sweep:
   grid:
-    strategy: [{kind: diff-pruning, lambda: 0.001, alpha_init: 0}, {kind: mask-tuning}]
+    strategy: [{kind: diff-pruning, lambda: 0.001, alpha_init: 0.1}, {kind: mask-tuning}]
 `,
     );
     const once = await cli(['sweep', recipe, '--json', '--quiet', ...allow]);
@@ -263,7 +325,12 @@ sweep:
       assert.deepEqual(modelBytes(b[t].dir), modelBytes(a[t].dir));
       assert.ok(a[t].trainable_share < 0.5, `trainable share ${a[t].trainable_share}`);
     }
+    // Diff pruning's gates, all open at log_alpha 0.1, closed in 3 steps: log_alpha fell by more than the run's lr
+    // could move it (its own AdamW at alpha_lr 0.1).
+    const gates = JSON.parse(fs.readFileSync(path.join(a[0].dir, 'model', 'diff-pruning.json'), 'utf8'));
+    assert.ok(gates.mean_log_alpha < 0.1 - 0.1, `mean log_alpha ${gates.mean_log_alpha}`);
+    assert.ok(gates.kept_fraction < 1, `kept ${gates.kept_fraction}`);
     const results = JSON.parse(fs.readFileSync(path.join(a[1].dir, 'results.json'), 'utf8'));
-    assert.equal(results.mask_threshold, 0.005);
+    assert.equal(results.mask_threshold, 0.01);
   });
 });

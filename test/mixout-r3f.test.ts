@@ -17,38 +17,57 @@ describe('mixout', () => {
     await selectBackend('wasm');
   });
 
-  test("the mixed weight is the paper's (M u + (1 - M) w - p u) / (1 - p), its mask one per step and weight", () => {
-    const p = 0.5;
-    const { base, model } = modified([mixoutModifier({ p, roles: ['head-out'], stream: STREAMS.mixout })]);
-    const name = 'classifier.weight';
-    const i = model.indexOf(name);
-    const target = model.values[model.indexOf(`classifier${'.mixout_target'}`)];
-    assert.deepEqual(target, base.values[i], 'the target is a copy of the weight as loaded');
-    assert.equal(model.specs[model.indexOf('classifier.mixout_target')].trainable, false);
-    // Move the weight away from its target, then mix by hand with the step's draws.
-    const rng = new Rng(3);
-    for (let j = 0; j < model.values[i].length; j++) model.values[i][j] += rng.normal() * 0.5;
-    const seed = 1234;
-    const keep = new Rng(streamSeed(seed, STREAMS.mixout, i)).dropoutMask(model.values[i].length, p);
-    const mixed = model.values[i].map((w, j) => {
-      const m = keep[j] === 0 ? 1 : 0;
-      return (m * target[j] + (1 - m) * w - p * target[j]) / (1 - p);
-    });
-    assert.ok(keep.some((k) => k === 0) && keep.some((k) => k > 0), 'some elements mixed, some kept');
-    base.values[i].set(mixed);
-    base.markDirty();
-    const viaMixout = model.step(batch(), gradsOf(model), null, undefined, { seed }).loss;
-    const byHand = base.step(batch(), gradsOf(base), null).loss;
-    assert.ok(Math.abs(viaMixout - byHand) < 1e-6, `${viaMixout} vs ${byHand}`);
-    // Predicting uses the weight itself (the mixture's expectation).
-    assert.notDeepEqual(model.predict(batch()).logits, base.predict(batch()).logits);
-    base.dispose();
-    model.dispose();
-  });
+  const mixout = (p: number, mask: 'per-input' | 'per-element' = 'per-input', keepDropout = false) =>
+    mixoutModifier({ p, mask, keepDropout, roles: ['head-out'], stream: STREAMS.mixout });
 
-  test('finite differences: the gradient by the weight under a fixed mask, and by the unmixed parameters', () => {
+  for (const mask of ['per-input', 'per-element'] as const)
+    test(`${mask}: the mixed weight is the reference's ((1 - B) u + B w - p u) / (1 - p), B drawn once per step and weight`, () => {
+      const p = 0.5;
+      const { base, model } = modified([mixout(p, mask)]);
+      const name = 'classifier.weight';
+      const i = model.indexOf(name);
+      const target = model.values[model.indexOf(`classifier${'.mixout_target'}`)];
+      assert.deepEqual(target, base.values[i], 'the target is a copy of the weight as loaded');
+      assert.equal(model.specs[model.indexOf('classifier.mixout_target')].trainable, false);
+      // Move the weight away from its target, then mix by hand with the step's draws: the engine holds the weight
+      // as [in, out], so per input neuron is one draw per row (the reference's column of its [out, in] weight).
+      const rng = new Rng(3);
+      for (let j = 0; j < model.values[i].length; j++) model.values[i][j] += rng.normal() * 0.5;
+      const seed = 1234;
+      const outputs = model.specs[i].shape[0];
+      const draws = mask === 'per-input' ? model.values[i].length / outputs : model.values[i].length;
+      const keep = new Rng(streamSeed(seed, STREAMS.mixout, i)).dropoutMask(draws, p);
+      const bitOf = (j: number) => (keep[mask === 'per-input' ? Math.floor(j / outputs) : j] > 0 ? 1 : 0);
+      const mixed = model.values[i].map(
+        (w, j) => ((1 - bitOf(j)) * target[j] + bitOf(j) * w - p * target[j]) / (1 - p),
+      );
+      assert.ok(keep.some((k) => k === 0) && keep.some((k) => k > 0), 'some mixed, some kept');
+      base.values[i].set(mixed);
+      base.markDirty();
+      const viaMixout = model.step(batch(), gradsOf(model), null, undefined, { seed }).loss;
+      const byHand = base.step(batch(), gradsOf(base), null).loss;
+      assert.ok(Math.abs(viaMixout - byHand) < 1e-6, `${viaMixout} vs ${byHand}`);
+      // The reference's backward: the plain gradient (by the mixed weight) times B, not divided by 1 - p.
+      const [g, plain] = [gradsOf(model), gradsOf(base)];
+      model.step(batch(), g, null, undefined, { seed });
+      base.step(batch(), plain, null);
+      g[i].forEach((v, j) => assert.ok(Math.abs(v - bitOf(j) * plain[i][j]) < 1e-7, `${v} vs ${plain[i][j]}`));
+      // Predicting uses the weight itself (the mixture's expectation).
+      assert.notDeepEqual(model.predict(batch()).logits, base.predict(batch()).logits);
+      base.dispose();
+      model.dispose();
+    });
+
+  test("finite differences: the mixed weights' gradient is 1 - p times the loss's derivative (the reference's backward), the rest exact", () => {
+    const p = 0.3;
     const { base, model } = modified(
-      modifiersFor({ kind: 'mixout', p: 0.3, target_modules: ['query', 'intermediate', 'head-out'] } as never),
+      modifiersFor({
+        kind: 'mixout',
+        p,
+        mask: 'per-input',
+        keep_dropout: false,
+        target_modules: ['query', 'intermediate', 'head-out'],
+      } as never),
     );
     const rng = new Rng(5);
     for (const name of ['bert.encoder.layer.0.attention.self.query.weight', 'classifier.weight'])
@@ -57,26 +76,29 @@ describe('mixout', () => {
       'bert.encoder.layer.0.attention.self.query.weight',
       'bert.encoder.layer.1.intermediate.dense.weight',
       'classifier.weight',
-      'bert.encoder.layer.1.output.dense.weight',
-      'bert.embeddings.word_embeddings.weight',
     ])
+      checkDirection(model, name, () => ({ seed: 99 }), batch(), 1 - p);
+    for (const name of ['bert.encoder.layer.1.output.dense.weight', 'bert.embeddings.word_embeddings.weight'])
       checkDirection(model, name, () => ({ seed: 99 }));
     base.dispose();
     model.dispose();
   });
 
-  test("mixout replaces the dropout on a mixed head layer's input, and only there", () => {
+  test("by default every dropout is off (the reference example); keep_dropout drops only the mixed head input's", () => {
     // Weights equal to their targets: mixing changes nothing, so only the dropout can make the steps differ.
-    const { base, model } = modified([mixoutModifier({ p: 0.5, roles: ['head-out'], stream: STREAMS.mixout })]);
+    const { base, model } = modified([mixout(0.5)]);
     const plain = base.step(batch(), gradsOf(base), null).loss;
     assert.equal(model.step(batch(), gradsOf(model), null, undefined, { seed: 1 }).loss, plain);
+    assert.equal(model.step(batch(), gradsOf(model), new Rng(8), undefined, { seed: 1 }).loss, plain);
+    model.dispose();
+    const { model: keeping } = modified([mixout(0.5, 'per-input', true)]);
     const dropped = base.step(batch(), gradsOf(base), new Rng(8)).loss;
-    const mixed = model.step(batch(), gradsOf(model), new Rng(8), undefined, { seed: 1 }).loss;
+    const mixed = keeping.step(batch(), gradsOf(keeping), new Rng(8), undefined, { seed: 1 }).loss;
     assert.notEqual(mixed, dropped, 'the head dropout before the output layer is gone');
     // The encoder's dropout stays: with it the loss differs from the dropout-free one.
     assert.notEqual(mixed, plain);
     base.dispose();
-    model.dispose();
+    keeping.dispose();
   });
 
   test('at p = 0 a step draws nothing and equals the plain model bit for bit', () => {
@@ -227,6 +249,12 @@ ${extra}`;
     assert.notDeepEqual(metricsOf(r3f), metricsOf(vanilla));
     // Mixout's frozen pretrained copies do not count as trainable.
     assert.equal(trials[1].trainable_parameters, trials[0].trainable_parameters);
+    const mixed = JSON.parse(fs.readFileSync(path.join(mixout, 'results.json'), 'utf8'));
+    assert.deepEqual(
+      [mixed.mixout_mask, mixed.mixout_keep_dropout],
+      ['per-input', false],
+      "the reference's by default",
+    );
     const results = JSON.parse(fs.readFileSync(path.join(r3f, 'results.json'), 'utf8'));
     assert.equal(results.r3f_lambda, 1);
     assert.equal(results.r3f_sigma, 1e-5);

@@ -53,6 +53,9 @@ describe('trainable parameters at BERT-base, by default, equal the reference imp
     ['prefix-tuning', { kind: 'prefix-tuning' }, 185_858],
     // PEFT's prompt tuning: 100 virtual tokens, and the classifier.
     ['prompt-tuning', { kind: 'prompt-tuning' }, 78_338],
+    // ptlmasking/maskbert: one score per weight of K, Q, V, AO, I and O in every layer (layers_to_mask's default),
+    // of the pooler and of the classifier (mask_classifier); no bias, and the classifier itself not trained.
+    ['mask-tuning', { kind: 'mask-tuning' }, 12 * (4 * 768 * 768 + 2 * 768 * 3072) + 768 * 768 + 768 * 2],
   ];
   for (const [kind, strategy, want] of cases)
     test(`${kind}: ${want.toLocaleString('en-US')}`, () => {
@@ -69,6 +72,12 @@ describe('trainable parameters at BERT-base, by default, equal the reference imp
         kind,
       );
     assert.equal(trainable({ kind: 'bitfit', head: 'pooler+classifier' }).parameters, 104_450 + 768 * 768);
+    // Top-K: the pooler by default (the whole head above the encoder); head: classifier leaves it frozen.
+    assert.equal(
+      trainable({ kind: 'top-k-layers', layers: 2 }).parameters -
+        trainable({ kind: 'top-k-layers', layers: 2, head: 'classifier' }).parameters,
+      POOLER,
+    );
   });
 
   test("prefix tuning's MLP stays an option, its parameters counted", () => {

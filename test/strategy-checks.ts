@@ -37,7 +37,14 @@ export function modified(modifiers: ModelModifier[], labels = 3) {
  * The step's gradient along a random direction in tensor `name` against central differences of the step's loss
  * (no dropout; `extras` builds the same draws on every call, so the loss is one smooth function of the weights).
  */
-export function checkDirection(model: EncoderClassifier, name: string, extras: () => StepExtras, b = batch()) {
+export function checkDirection(
+  model: EncoderClassifier,
+  name: string,
+  extras: () => StepExtras,
+  b = batch(),
+  /** The gradient's expected multiple of the loss's derivative (a reference's rescaled backward: Mixout's 1 - p). */
+  scale = 1,
+) {
   const i = model.indexOf(name);
   const rng = new Rng(streamSeed(7, i));
   const dir = Float32Array.from({ length: model.values[i].length }, () => rng.normal());
@@ -51,7 +58,7 @@ export function checkDirection(model: EncoderClassifier, name: string, extras: (
     return model.step(b, gradsOf(model), null, undefined, extras()).loss;
   };
   const h = 1e-3;
-  const numeric = (lossAt(h) - lossAt(-h)) / (2 * h);
+  const numeric = scale * ((lossAt(h) - lossAt(-h)) / (2 * h));
   model.values[i].set(original);
   model.markDirty();
   assert.ok(

@@ -218,12 +218,12 @@ describe('webgpu backend on SwiftShader', { skip }, () => {
         const pool: RunPool = await startPool(model, { threads: 1, backend, adam, anchor: anchorFor(recipe.strategy) });
         const s = strategyFor(recipe, model.specs, masks);
         await pool.setStrategy(s);
-        // A kind that changes the update (a transform, a step rule, which tensors train) is checked after one; the
+        // A kind that changes the update (a transform, a step rule, its own step, which tensors train) is checked after one; the
         // others change the model's passes, which the first step's loss and gradient norm cover (SwiftShader is slow).
         const h = s.spec;
         // F's and D's updates are checked step by step on BERT-tiny above.
         const above = def.kind === 'child-tuning-f' || def.kind === 'child-tuning-d';
-        const steps = !above && (h.transform || h.stepRule || h.trains || h.decayMask) ? 2 : 1;
+        const steps = !above && (h.transform || h.stepRule || h.ownStep || h.trains || h.decayMask) ? 2 : 1;
         const out: number[] = [];
         try {
           for (let k = 0; k < steps; k++) {

@@ -254,9 +254,10 @@ export class EncoderClassifier {
   private forward(b: Batch, rng: Rng | null, seed: number | null = null, noise?: Float32Array) {
     const c = this.config;
     const { embeddings, encoder, head } = this.modules;
+    const on = rng !== null && this.modules.dropout;
     const rates = {
-      hidden: rng && c.hiddenDropout > 0 ? c.hiddenDropout : 0,
-      attention: rng && c.attentionDropout > 0 ? c.attentionDropout : 0,
+      hidden: on && c.hiddenDropout > 0 ? c.hiddenDropout : 0,
+      attention: on && c.attentionDropout > 0 ? c.attentionDropout : 0,
     };
     const ctx: ForwardContext = {
       weight: (p) => this.tensor(p.index),

@@ -128,6 +128,7 @@ scope?: undefined
 f_masks?: undefined
 lambda?: undefined
 alpha_init?: undefined
+alpha_lr?: undefined
 target_modules?: undefined
 r?: undefined
 alpha?: undefined
@@ -135,8 +136,10 @@ dropout?: undefined
 save?: undefined
 threshold?: undefined
 initial_sparsity?: undefined
-score_spread?: undefined
+init_scale?: undefined
 p?: undefined
+mask?: undefined
+keep_dropout?: undefined
 length?: undefined
 reparameterize?: undefined
 mlp_hidden?: undefined
@@ -198,6 +201,7 @@ scope?: undefined
 f_masks?: undefined
 lambda?: undefined
 alpha_init?: undefined
+alpha_lr?: undefined
 target_modules?: undefined
 r?: undefined
 alpha?: undefined
@@ -205,8 +209,10 @@ dropout?: undefined
 save?: undefined
 threshold?: undefined
 initial_sparsity?: undefined
-score_spread?: undefined
+init_scale?: undefined
 p?: undefined
+mask?: undefined
+keep_dropout?: undefined
 length?: undefined
 reparameterize?: undefined
 mlp_hidden?: undefined
@@ -292,6 +298,7 @@ scope?: undefined
 f_masks?: undefined
 lambda?: undefined
 alpha_init?: undefined
+alpha_lr?: undefined
 target_modules?: undefined
 r?: undefined
 alpha?: undefined
@@ -299,8 +306,10 @@ dropout?: undefined
 save?: undefined
 threshold?: undefined
 initial_sparsity?: undefined
-score_spread?: undefined
+init_scale?: undefined
 p?: undefined
+mask?: undefined
+keep_dropout?: undefined
 length?: undefined
 reparameterize?: undefined
 mlp_hidden?: undefined
@@ -363,6 +372,7 @@ scope?: undefined
 f_masks?: undefined
 lambda?: undefined
 alpha_init?: undefined
+alpha_lr?: undefined
 target_modules?: undefined
 r?: undefined
 alpha?: undefined
@@ -370,8 +380,10 @@ dropout?: undefined
 save?: undefined
 threshold?: undefined
 initial_sparsity?: undefined
-score_spread?: undefined
+init_scale?: undefined
 p?: undefined
+mask?: undefined
+keep_dropout?: undefined
 length?: undefined
 reparameterize?: undefined
 mlp_hidden?: undefined
@@ -444,6 +456,7 @@ mask_weight_decay?: undefined
 fisher?: undefined
 lambda?: undefined
 alpha_init?: undefined
+alpha_lr?: undefined
 target_modules?: undefined
 r?: undefined
 alpha?: undefined
@@ -451,8 +464,10 @@ dropout?: undefined
 save?: undefined
 threshold?: undefined
 initial_sparsity?: undefined
-score_spread?: undefined
+init_scale?: undefined
 p?: undefined
+mask?: undefined
+keep_dropout?: undefined
 length?: undefined
 reparameterize?: undefined
 mlp_hidden?: undefined
@@ -466,20 +481,24 @@ gamma?: undefined
 layers?: undefined
 }
 /**
- * Diff pruning (Guo et al., ACL 2021): the chosen dense weights are frozen and fine-tuned as pretrained plus a sparse difference, gated per element by hard-concrete gates (Louizos et al., 2018) with lambda times their expected L0 norm added to the loss; the classifier's output layer trains as usual, everything else stays frozen. The saved model has the differences merged in (gates at their test-time values).
+ * Diff pruning (Guo et al., ACL 2021; reference dguo98/DiffPruning run_glue_diffpruning.py): the weight and bias of each chosen dense layer are frozen and fine-tuned as pretrained plus a sparse difference, gated per element and per tensor by hard-concrete gates (temperature 1, stretched to [-1.5, 1.5]) with lambda times their L0 penalty added to the loss; the gates' log_alpha have their own AdamW at alpha_lr. The classifier's output layer trains as usual, everything else stays frozen. The saved model has the differences merged in (gates at their test-time values).
  */
 export interface DiffPruningStrategy {
 kind: "diff-pruning"
 /**
- * Weight of the expected L0 norm of the difference (the paper's 1.25e-7).
+ * Weight of the gates' L0 penalty, sum of sigmoid(log_alpha) over every element's and every tensor's gate (the reference's sparsity_pen, 1.25e-7).
  */
 lambda: number
 /**
- * Diff pruning only: initial log_alpha of every gate (the paper's 5: gates open, the difference starting at zero).
+ * Diff pruning only: initial log_alpha of every gate, element and tensor (the reference's alpha_init, 5: gates open, the difference starting at zero).
  */
 alpha_init: number
 /**
- * The dense layers whose weights get a gated difference, by role (default every encoder and pooler layer; the classifier's output layer trains as usual).
+ * Diff pruning only: learning rate of the gates' own AdamW (constant, no weight decay; the run's betas and eps), as the reference's alpha_optimizer (0.1).
+ */
+alpha_lr: number
+/**
+ * The dense layers whose weight and bias get a gated difference, by role (default every encoder and pooler layer; the classifier's output layer trains as usual; the embeddings and LayerNorms, which the reference also gates, stay frozen).
  * 
  * @minItems 1
  */
@@ -505,8 +524,10 @@ dropout?: undefined
 save?: undefined
 threshold?: undefined
 initial_sparsity?: undefined
-score_spread?: undefined
+init_scale?: undefined
 p?: undefined
+mask?: undefined
+keep_dropout?: undefined
 length?: undefined
 reparameterize?: undefined
 mlp_hidden?: undefined
@@ -588,10 +609,13 @@ scope?: undefined
 f_masks?: undefined
 lambda?: undefined
 alpha_init?: undefined
+alpha_lr?: undefined
 threshold?: undefined
 initial_sparsity?: undefined
-score_spread?: undefined
+init_scale?: undefined
 p?: undefined
+mask?: undefined
+keep_dropout?: undefined
 length?: undefined
 reparameterize?: undefined
 mlp_hidden?: undefined
@@ -627,28 +651,28 @@ mask_weight_decay: boolean
 fisher?: Fisher
 }
 /**
- * Mask tuning (Zhao et al., EMNLP 2020): the chosen dense weights are frozen and multiplied by binary masks, 1 where a learned real-valued score reaches the threshold, the scores trained through a straight-through gradient; the classifier's output layer trains as usual, everything else stays frozen. The saved model has the masks applied.
+ * Mask tuning (Zhao et al., EMNLP 2020; reference ptlmasking/maskbert): the chosen dense weights are frozen and multiplied by binary masks, 1 where a learned real-valued score exceeds the threshold, the scores trained through a straight-through gradient. By default the classifier's output layer is masked too (its initial weights, never trained) as the reference's; without head-out in target_modules it trains as usual. Biases and everything else stay frozen. The saved model has the masks applied.
  */
 export interface MaskTuningStrategy {
 kind: "mask-tuning"
 /**
- * Mask tuning only: a weight element is kept while its score is at least this (the paper's 5e-3).
+ * Mask tuning only: a weight element is kept while its score exceeds this (the reference's default, 0.01).
  */
 threshold: number
 /**
- * Mask tuning only: share of each mask that starts at zero (the paper's 5%).
+ * Mask tuning only: share of each mask that starts at zero (the reference's 5%).
  */
 initial_sparsity: number
 /**
- * Mask tuning only: the scores start uniform over an interval of twice this width around the threshold, placed so initial_sparsity of them lie below it.
+ * Mask tuning only: the scores start uniform over [-init_scale, h], h placed so initial_sparsity of them lie at or below the threshold (the reference's init_scale, 0.02).
  */
-score_spread: number
+init_scale: number
 /**
- * The dense layers whose weights are masked, by role (default every encoder and pooler layer; the classifier's output layer trains as usual).
+ * The dense layers whose weights are masked, by role (default every encoder layer's, the pooler's and the classifier's output layer, as the reference; without head-out the classifier trains as usual).
  * 
  * @minItems 1
  */
-target_modules: [("query" | "key" | "value" | "attention-output" | "intermediate" | "output" | "embeddings-projection" | "head-dense"), ...(("query" | "key" | "value" | "attention-output" | "intermediate" | "output" | "embeddings-projection" | "head-dense"))[]]
+target_modules: [("query" | "key" | "value" | "attention-output" | "intermediate" | "output" | "embeddings-projection" | "head-dense" | "head-out"), ...(("query" | "key" | "value" | "attention-output" | "intermediate" | "output" | "embeddings-projection" | "head-dense" | "head-out"))[]]
 child_tuning?: ChildTuning4
 placement?: undefined
 reduction_factor?: undefined
@@ -666,11 +690,14 @@ scope?: undefined
 f_masks?: undefined
 lambda?: undefined
 alpha_init?: undefined
+alpha_lr?: undefined
 r?: undefined
 alpha?: undefined
 dropout?: undefined
 save?: undefined
 p?: undefined
+mask?: undefined
+keep_dropout?: undefined
 length?: undefined
 reparameterize?: undefined
 mlp_hidden?: undefined
@@ -706,14 +733,22 @@ mask_weight_decay: boolean
 fisher?: Fisher
 }
 /**
- * Mixout (Lee et al., ICLR 2020): each training step each weight element of the chosen dense layers is replaced by its pretrained value with probability p, the result rescaled so its expectation is the weight; it replaces dropout on those layers.
+ * Mixout (Lee et al., ICLR 2020; reference bloodwass/mixout): each training step the weights of the chosen dense layers are mixed with their pretrained values, each input neuron's weights (or each element, mask: per-element) replaced by the pretrained ones with probability p and the result rescaled so its expectation is the weight; by default every dropout is off, as the reference's Hugging Face example.
  */
 export interface MixoutStrategy {
 kind: "mixout"
 /**
- * Mixout only: probability that a weight element is replaced by its pretrained value each step (0: vanilla). The paper's BERT-large runs use 0.9 (searched over 0.7, 0.8, 0.9).
+ * Mixout only: probability that an input neuron's weights (an element's, with mask: per-element) are replaced by their pretrained values each step (0: vanilla). The paper's BERT-large runs use 0.9 (searched over 0.7, 0.8, 0.9).
  */
 p: number
+/**
+ * Mixout only: what one mask draw covers: per-input (default, the reference's mixout: one draw per input neuron, the same for all of its outputs) or per-element (one per weight element, what the reference calls mixconnect).
+ */
+mask: ("per-input" | "per-element")
+/**
+ * Mixout only: keep the model's dropout (as training.dropout says) outside the mixed head layers' inputs; false (default) turns every dropout off, as the reference's Hugging Face example (each nn.Dropout set to 0).
+ */
+keep_dropout: boolean
 /**
  * Mixout only: the dense layers it applies to, by role (default every dense layer, as the paper: all layers, the added output layer mixed towards its initial values).
  * 
@@ -737,13 +772,14 @@ scope?: undefined
 f_masks?: undefined
 lambda?: undefined
 alpha_init?: undefined
+alpha_lr?: undefined
 r?: undefined
 alpha?: undefined
 dropout?: undefined
 save?: undefined
 threshold?: undefined
 initial_sparsity?: undefined
-score_spread?: undefined
+init_scale?: undefined
 length?: undefined
 reparameterize?: undefined
 mlp_hidden?: undefined
@@ -815,6 +851,7 @@ scope?: undefined
 f_masks?: undefined
 lambda?: undefined
 alpha_init?: undefined
+alpha_lr?: undefined
 target_modules?: undefined
 r?: undefined
 alpha?: undefined
@@ -822,8 +859,10 @@ dropout?: undefined
 save?: undefined
 threshold?: undefined
 initial_sparsity?: undefined
-score_spread?: undefined
+init_scale?: undefined
 p?: undefined
+mask?: undefined
+keep_dropout?: undefined
 prompt_init?: undefined
 noise?: undefined
 sigma?: undefined
@@ -888,6 +927,7 @@ scope?: undefined
 f_masks?: undefined
 lambda?: undefined
 alpha_init?: undefined
+alpha_lr?: undefined
 target_modules?: undefined
 r?: undefined
 alpha?: undefined
@@ -895,8 +935,10 @@ dropout?: undefined
 save?: undefined
 threshold?: undefined
 initial_sparsity?: undefined
-score_spread?: undefined
+init_scale?: undefined
 p?: undefined
+mask?: undefined
+keep_dropout?: undefined
 reparameterize?: undefined
 mlp_hidden?: undefined
 noise?: undefined
@@ -962,6 +1004,7 @@ fisher?: undefined
 scope?: undefined
 f_masks?: undefined
 alpha_init?: undefined
+alpha_lr?: undefined
 target_modules?: undefined
 r?: undefined
 alpha?: undefined
@@ -969,8 +1012,10 @@ dropout?: undefined
 save?: undefined
 threshold?: undefined
 initial_sparsity?: undefined
-score_spread?: undefined
+init_scale?: undefined
 p?: undefined
+mask?: undefined
+keep_dropout?: undefined
 length?: undefined
 reparameterize?: undefined
 mlp_hidden?: undefined
@@ -1041,6 +1086,7 @@ scope?: undefined
 f_masks?: undefined
 lambda?: undefined
 alpha_init?: undefined
+alpha_lr?: undefined
 target_modules?: undefined
 r?: undefined
 alpha?: undefined
@@ -1048,8 +1094,10 @@ dropout?: undefined
 save?: undefined
 threshold?: undefined
 initial_sparsity?: undefined
-score_spread?: undefined
+init_scale?: undefined
 p?: undefined
+mask?: undefined
+keep_dropout?: undefined
 length?: undefined
 reparameterize?: undefined
 mlp_hidden?: undefined
@@ -1081,7 +1129,7 @@ mask_weight_decay: boolean
 fisher?: Fisher
 }
 /**
- * Top-K tuning (the Child-Tuning paper's baseline): only the top `layers` encoder layers and the task head (pooler and classifier) train; the embeddings and the lower layers stay as pretrained.
+ * Top-K tuning (the Child-Tuning paper's baseline): only the top `layers` encoder layers and the task head (`head`: by default BERT's pooler and the classifier) train; the embeddings and the lower layers stay as pretrained.
  */
 export interface TopKLayersStrategy {
 kind: "top-k-layers"
@@ -1089,6 +1137,10 @@ kind: "top-k-layers"
  * Top-k-layers only: how many of the top encoder layers train (K). At least the model's layer count trains the whole encoder (the embeddings stay frozen); 0 trains the head alone.
  */
 layers: number
+/**
+ * top-k-layers only: what of the head trains besides the top layers: pooler+classifier (default: the whole head above the encoder, as the Child-Tuning code fine-tunes BERT's pooler with the classifier) or classifier (the classifier alone, the pooler frozen as pretrained).
+ */
+head: ("classifier" | "pooler+classifier")
 child_tuning?: ChildTuning10
 placement?: undefined
 reduction_factor?: undefined
@@ -1098,7 +1150,6 @@ scaling?: undefined
 init?: undefined
 init_std?: undefined
 train_layer_norms?: undefined
-head?: undefined
 reserve_p?: undefined
 mask_weight_decay?: undefined
 fisher?: undefined
@@ -1106,6 +1157,7 @@ scope?: undefined
 f_masks?: undefined
 lambda?: undefined
 alpha_init?: undefined
+alpha_lr?: undefined
 target_modules?: undefined
 r?: undefined
 alpha?: undefined
@@ -1113,8 +1165,10 @@ dropout?: undefined
 save?: undefined
 threshold?: undefined
 initial_sparsity?: undefined
-score_spread?: undefined
+init_scale?: undefined
 p?: undefined
+mask?: undefined
+keep_dropout?: undefined
 length?: undefined
 reparameterize?: undefined
 mlp_hidden?: undefined
@@ -1173,6 +1227,7 @@ fisher?: undefined
 scope?: undefined
 f_masks?: undefined
 alpha_init?: undefined
+alpha_lr?: undefined
 target_modules?: undefined
 r?: undefined
 alpha?: undefined
@@ -1180,8 +1235,10 @@ dropout?: undefined
 save?: undefined
 threshold?: undefined
 initial_sparsity?: undefined
-score_spread?: undefined
+init_scale?: undefined
 p?: undefined
+mask?: undefined
+keep_dropout?: undefined
 length?: undefined
 reparameterize?: undefined
 mlp_hidden?: undefined

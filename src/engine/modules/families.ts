@@ -66,6 +66,8 @@ export interface Assembled {
   encoder: Encoder;
   head: ClassificationHead;
   denseSites: DenseSite[];
+  /** Whether training applies the config's dropout anywhere (a modifier may turn it all off: ModelEditor.noDropout). */
+  dropout: boolean;
 }
 
 /** Builds a family's encoder and classification head, declaring the parameters in the checkpoint's fixed order. */
@@ -141,5 +143,5 @@ export function assemble(c: ModelConfig, numLabels: number): Assembled {
   );
   site(headDense, 'head-dense', head, 'dense');
   site(headOut, 'head-out', head, 'out');
-  return { params, embeddings, encoder: new Encoder(layers), head, denseSites };
+  return { params, embeddings, encoder: new Encoder(layers), head, denseSites, dropout: true };
 }

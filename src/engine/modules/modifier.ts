@@ -57,6 +57,8 @@ export interface ModelEditor {
   prependInput(prefix: InputPrefix): void;
   /** Turns off the dropout applied directly to a head layer's input (a method that replaces dropout there: Mixout). */
   noInputDropout(role: 'head-dense' | 'head-out'): void;
+  /** Turns off every dropout of the model in training (a method whose reference trains without: Mixout's example). */
+  noDropout(): void;
 }
 
 /**
@@ -168,6 +170,9 @@ export function applyModifiers(
     noInputDropout(role) {
       if (role === 'head-out') model.head.dropoutAfter = false;
       else model.head.dropoutBefore = false;
+    },
+    noDropout() {
+      model.dropout = false;
     },
   };
   for (const m of modifiers) m.apply(editor);

@@ -74,6 +74,11 @@ export interface UpdateHooks {
   /** Changes AdamW's step per tensor (an annealed task weight and a pull towards the anchor); absent: plain AdamW. */
   stepRule?: StepRule;
   /**
+   * A tensor stepped by an optimizer of its own (diff pruning's gate parameters: AdamW at a constant learning rate,
+   * no weight decay), given the run's step; undefined: the run's AdamW step. The step rule then changes this one.
+   */
+  ownStep?(index: number, step: number, adam: AdamWStep): AdamWStep | undefined;
+  /**
    * A consistency term each training step adds (a second pass with noised embeddings, model.ts); its noise is drawn
    * from the stream (stepSeed, `stream`, shard, pass). Steps without a step seed (the Fisher pass) run without it.
    */

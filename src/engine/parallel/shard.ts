@@ -57,11 +57,12 @@ export function updateSegment(
   hooks: UpdateHooks,
   step: number,
   coef: number,
-  adam: AdamWStep,
+  runStep: AdamWStep,
   decays: boolean,
   passes: OptimizerPasses = jsPasses,
 ): number {
   if (hooks.trains && !hooks.trains[index]) return 0;
+  const adam = hooks.ownStep?.(index, step, runStep) ?? runStep;
   const [p, g, m, v] = [s.values[index], s.grads[0][index], s.m[index], s.v[index]];
   const anchor = s.anchor?.[index];
   const tensor = { weights: p, anchor };

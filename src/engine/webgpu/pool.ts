@@ -215,7 +215,7 @@ export class DevicePool implements TrainingPool {
   async update(lr: number, coef: number, observer?: UpdateObserver) {
     this.step++;
     const step = this.step;
-    const adam = adamwStep(this.o.adam, step, lr);
+    const runStep = adamwStep(this.o.adam, step, lr);
     const specs = this.model.specs;
     const h = this.hooks;
     const hostBits = (this.hostBits ??= specs.map((s) => new Uint8Array(bitsetBytes(sizeOf(s)))));
@@ -235,6 +235,7 @@ export class DevicePool implements TrainingPool {
       // Bits neither drawn here nor fixed at setHooks are the host's this step (F's replayed masks).
       if (mask && !drawn && !h.fixedBits?.[i]) write(q, st.bits, 0, padded(hostBits[i]));
       const decayMask = spec.decay ? st.decayBits : undefined;
+      const adam = h.ownStep?.(i, step, runStep) ?? runStep;
       const change = h.stepRule?.(i, step, adam);
       if (change && !st.anchor)
         throw new Error(`tensor ${i}'s update pulls towards the pretrained anchor, but none is kept`);

@@ -1,72 +1,42 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { denseBackward, denseForward, type Dense } from '../../engine/modules/dense.js';
 import type { DenseRole } from '../../engine/modules/families.js';
-import { defineModifier } from '../../engine/modules/modifier.js';
+import { defineModifier, type ModelEditor } from '../../engine/modules/modifier.js';
 import type { BackwardContext, ForwardContext, Layer, T2 } from '../../engine/modules/module.js';
-import { internalShape, trains, type Param } from '../../engine/modules/param.js';
+import type { Param } from '../../engine/modules/param.js';
 import { freezeAllButClassifier } from '../frozen-base.js';
-import { addExpectedL0Gradient, hardConcrete, hardConcreteOnDevice } from './hard-concrete.js';
+import { DELTA, GatedDiff, LOG_ALPHA, TENSOR_LOG_ALPHA, type GatedCache } from './gated-diff.js';
 
 interface DiffCache {
   x: T2;
-  /** The weight the forward used, w + z * delta, and the gates. */
+  /** The weight the forward used, and both gated tensors' gates. */
   w: tf.Tensor;
-  z: tf.Tensor;
-  /** dz/dlog_alpha, and the L0 penalty's gradient by log_alpha (zeros when predicting). */
-  dz: tf.Tensor;
-  penalty: tf.Tensor;
+  weight: GatedCache;
+  bias: GatedCache;
 }
 
-/**
- * A dense layer fine-tuned as its frozen pretrained weight plus a gated difference (diff pruning, Guo et al.,
- * 2021): w + z * delta, z a hard-concrete gate per element (hard-concrete.ts) with parameters log_alpha. Training
- * draws the gates' noise from the step's stream keyed by the weight (the same in every thread); the gradient by
- * delta is z times the plain one, by log_alpha the plain one times delta dz/dlog_alpha plus lambda times the
- * expected L0 norm's gradient (added in each pass, weighted as the pass is, so it enters the batch gradient once).
- */
+/** A dense layer whose weight and bias are each a frozen pretrained value plus a gated difference (gated-diff.ts). */
 export class DiffDense implements Layer<DiffCache> {
   constructor(
     readonly dense: Dense,
-    readonly delta: Param,
-    readonly logAlpha: Param,
-    readonly lambda: number,
-    readonly stream: number,
+    readonly weight: GatedDiff,
+    readonly bias: GatedDiff,
   ) {}
 
   forward(x: T2, ctx: ForwardContext) {
-    const rng = ctx.draws(this.stream, this.delta.index);
-    if (ctx.device) {
-      const { z, dz, penalty } = hardConcreteOnDevice(ctx.weight(this.logAlpha), rng, this.lambda);
-      const w = tf.tidy(() => tf.add(ctx.weight(this.dense.weight), tf.mul(z, ctx.weight(this.delta))));
-      return { y: denseForward(x, w, ctx.weight(this.dense.bias)), cache: { x, w, z, dz, penalty } };
-    }
-    const logAlpha = ctx.values(this.logAlpha);
-    const gates = hardConcrete(logAlpha, rng);
-    const shape = internalShape(this.delta.spec);
-    const penalty = new Float32Array(logAlpha.length);
-    if (rng) addExpectedL0Gradient(logAlpha, penalty, this.lambda);
-    const z = tf.tensor(gates.z, shape);
-    const w = tf.tidy(() => tf.add(ctx.weight(this.dense.weight), tf.mul(z, ctx.weight(this.delta))));
-    const cache = { x, w, z, dz: tf.tensor(gates.dz, shape), penalty: tf.tensor(penalty, shape) };
-    return { y: denseForward(x, w, ctx.weight(this.dense.bias)), cache };
+    const w = this.weight.forward(ctx);
+    const b = this.bias.forward(ctx);
+    return {
+      y: denseForward(x, w.value, b.value),
+      cache: { x, w: w.value, weight: w.cache, bias: b.cache },
+    };
   }
 
   backward(dy: T2, c: DiffCache, ctx: BackwardContext): T2[] {
-    const { weight, bias } = this.dense;
-    const want = [weight, this.delta, this.logAlpha].some((p) => trains(p.spec));
-    const g = denseBackward(c.x, c.w, dy, { dw: want, db: trains(bias.spec) });
-    if (g.dw) {
-      const dw = g.dw;
-      if (trains(this.delta.spec)) ctx.emit(this.delta, tf.mul(dw, c.z));
-      if (trains(this.logAlpha.spec))
-        ctx.emit(
-          this.logAlpha,
-          tf.tidy(() => tf.add(tf.mul(tf.mul(dw, ctx.weight(this.delta)), c.dz), c.penalty)),
-        );
-      if (trains(weight.spec)) ctx.emit(weight, dw);
-      else dw.dispose();
-    }
-    if (g.db) ctx.emit(bias, g.db);
+    const g = denseBackward(c.x, c.w, dy, { dw: true, db: true });
+    this.weight.backward(g.dw!, c.weight, ctx);
+    this.bias.backward(g.db!, c.bias, ctx);
+    tf.dispose([g.dw!, g.db!]);
     return [g.dx];
   }
 }
@@ -79,14 +49,41 @@ export interface DiffOptions {
   stream: number;
 }
 
-/** Names of the added tensors: the site's name plus these (never a Hugging Face tensor name). */
-export const DELTA = '.diff_pruning.delta';
-export const LOG_ALPHA = '.diff_pruning.log_alpha';
+/** A gated difference for one of the model's tensors: the difference (zeros) and both gates' log_alpha (alphaInit). */
+function gate(editor: ModelEditor, base: Param, layer: number | undefined, o: DiffOptions) {
+  const { shape, transposed, group } = base.spec;
+  // The difference decays as the weight it changes would (the reference's no_decay names); the gates never do.
+  const delta = editor.addParam({
+    name: `${base.spec.name}${DELTA}`,
+    init: 'zeros',
+    shape,
+    transposed,
+    group,
+    layer,
+    decay: base.spec.decay,
+  });
+  const logAlpha = editor.addParam({
+    name: `${base.spec.name}${LOG_ALPHA}`,
+    init: { constant: o.alphaInit },
+    shape,
+    transposed,
+    group,
+    layer,
+  });
+  const tensorLogAlpha = editor.addParam({
+    name: `${base.spec.name}${TENSOR_LOG_ALPHA}`,
+    init: { constant: o.alphaInit },
+    shape: [1],
+    group,
+    layer,
+  });
+  return new GatedDiff(base, { delta, logAlpha, tensorLogAlpha }, o.lambda, o.stream);
+}
 
 /**
- * Freezes every parameter of the model but the classifier's output layer (trained as usual), and gives each dense
- * layer of the chosen roles a difference (zeros, so training starts at the pretrained model) and gate parameters
- * (log_alpha = alphaInit: gates open).
+ * Freezes every parameter of the model but the classifier's output layer (trained as usual, as the reference's
+ * classifier), and gives the weight and the bias of each dense layer of the chosen roles a gated difference
+ * (zeros, so training starts at the pretrained model; log_alpha = alphaInit: gates open).
  */
 export const diffPruningModifier = defineModifier<DiffOptions>('diff-pruning', (editor, o) => {
   freezeAllButClassifier(editor);
@@ -95,15 +92,11 @@ export const diffPruningModifier = defineModifier<DiffOptions>('diff-pruning', (
     (inner, site) => {
       if (inner !== site.dense)
         throw new Error(`diff pruning needs ${site.name} unwrapped (it transforms the weight itself)`);
-      const weight = site.dense.weight.spec;
-      const shaped = { shape: weight.shape, transposed: weight.transposed, group: weight.group, layer: site.layer };
-      const delta = editor.addParam({ name: `${site.name}${DELTA}`, init: 'zeros', ...shaped });
-      const logAlpha = editor.addParam({
-        name: `${site.name}${LOG_ALPHA}`,
-        init: { constant: o.alphaInit },
-        ...shaped,
-      });
-      return new DiffDense(site.dense, delta, logAlpha, o.lambda, o.stream);
+      return new DiffDense(
+        site.dense,
+        gate(editor, site.dense.weight, site.layer, o),
+        gate(editor, site.dense.bias, site.layer, o),
+      );
     },
   );
 });

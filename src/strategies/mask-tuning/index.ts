@@ -5,8 +5,9 @@ import { maskTuningModifier } from './masked-dense.js';
 import { maskTuningSave } from './save.js';
 
 /**
- * Mask tuning (Zhao et al., 2020): frozen weights times binarised learned scores (masked-dense.ts); AdamW updates
- * the scores and the classifier. Saving applies the masks (save.ts: maskTuningSave).
+ * Mask tuning (Zhao et al., 2020, after ptlmasking/maskbert): frozen weights times binarised learned scores
+ * (masked-dense.ts), the classifier's output layer masked too by default; AdamW updates the scores (and the
+ * classifier when it is not masked). Saving applies the masks (save.ts: maskTuningSave).
  */
 export const maskTuningDefinition = defineStrategy({
   kind: 'mask-tuning',
@@ -15,7 +16,7 @@ export const maskTuningDefinition = defineStrategy({
       roles: o.target_modules as DenseRole[],
       threshold: o.threshold,
       initialSparsity: o.initial_sparsity,
-      spread: o.score_spread,
+      initScale: o.init_scale,
     }),
   ],
   modifierKinds: [maskTuningModifier as ModifierFactory],

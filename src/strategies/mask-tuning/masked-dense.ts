@@ -10,9 +10,9 @@ import { freezeAllButClassifier } from '../frozen-base.js';
 type MaskedCache = { x: T2; mask: tf.Tensor; w: tf.Tensor };
 
 /**
- * A dense layer whose frozen weight is masked by binarised learned scores (mask tuning, Zhao et al., 2020):
- * w * 1[s >= threshold]. The binarisation's gradient is taken straight through: the scores get the gradient of the
- * mask as if it were real-valued, the plain weight gradient times w.
+ * A dense layer whose frozen weight is masked by binarised learned scores (mask tuning, Zhao et al., 2020, as
+ * ptlmasking/maskbert's MaskedLinear1): w * 1[s > threshold]. The binarisation's gradient is taken straight
+ * through: the scores get the gradient of the mask as if it were real-valued, the plain weight gradient times w.
  */
 export class MaskedDense implements Layer<MaskedCache> {
   constructor(
@@ -23,7 +23,7 @@ export class MaskedDense implements Layer<MaskedCache> {
 
   forward(x: T2, ctx: ForwardContext) {
     const w = ctx.weight(this.dense.weight);
-    const mask = tf.tidy(() => tf.cast(tf.greaterEqual(ctx.weight(this.scores), this.threshold), 'float32'));
+    const mask = tf.tidy(() => tf.cast(tf.greater(ctx.weight(this.scores), this.threshold), 'float32'));
     const masked = tf.mul(w, mask);
     return { y: denseForward(x, masked, ctx.weight(this.dense.bias)), cache: { x, mask, w: masked } };
   }
@@ -47,20 +47,30 @@ export interface MaskOptions {
   roles: DenseRole[];
   threshold: number;
   initialSparsity: number;
-  /** Half-width of the scores' uniform initialisation. */
-  spread: number;
+  /** The scores' uniform initialisation starts at -initScale. */
+  initScale: number;
+}
+
+/**
+ * The reference's uniform initialisation of the scores (maskers.py, get_init_scales for MaskedLinear1): over
+ * [-initScale, high], high placed so a share initialSparsity of the interval lies at or below the threshold.
+ */
+export function scoreInterval(threshold: number, initialSparsity: number, initScale: number) {
+  return { low: -initScale, high: (initScale + threshold) / initialSparsity - initScale };
 }
 
 /** The scores' name: the site's name plus this (never a Hugging Face tensor name). */
 export const SCORES = '.mask_tuning.scores';
 
 /**
- * Freezes every parameter but the classifier's output layer and gives each dense layer of the chosen roles scores,
- * uniform over [threshold - 2 q spread, threshold + 2 (1 - q) spread] (width 2 spread, q = the initial sparsity),
- * so a share q of each mask starts at zero.
+ * Freezes every parameter of the model (the classifier's output layer too when it is masked, as the reference's
+ * mask_classifier; else it trains as usual) and gives each dense layer of the chosen roles scores, uniform over
+ * scoreInterval, so a share initialSparsity of each mask starts at zero. Biases are neither masked nor trained.
  */
 export const maskTuningModifier = defineModifier<MaskOptions>('mask-tuning', (editor, o) => {
-  freezeAllButClassifier(editor);
+  if (o.roles.includes('head-out')) editor.setTrainable(() => false);
+  else freezeAllButClassifier(editor);
+  const { low, high } = scoreInterval(o.threshold, o.initialSparsity, o.initScale);
   editor.wrapDense(
     (site) => o.roles.includes(site.role),
     (inner, site) => {
@@ -73,7 +83,7 @@ export const maskTuningModifier = defineModifier<MaskOptions>('mask-tuning', (ed
         transposed: weight.transposed,
         group: weight.group,
         layer: site.layer,
-        init: { uniform: o.spread, mean: o.threshold + o.spread * (1 - 2 * o.initialSparsity) },
+        init: { uniform: (high - low) / 2, mean: (high + low) / 2 },
       });
       return new MaskedDense(site.dense, scores, o.threshold);
     },

@@ -13,7 +13,7 @@ export function applyMasks({ specs, values }: TrainedValues, threshold: number) 
     const scores = values[i];
     const masked = Float32Array.from(values[w]);
     for (let j = 0; j < masked.length; j++) {
-      if (scores[j] >= threshold) kept++;
+      if (scores[j] > threshold) kept++;
       else masked[j] = 0;
     }
     total += masked.length;
