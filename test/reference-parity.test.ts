@@ -13,6 +13,9 @@ import { sizeOf, type ParamSpec } from '../src/engine/params.js';
 import { Rng } from '../src/engine/rng.js';
 import { readSafetensors, type TensorInfo } from '../src/engine/safetensors.js';
 import type { Recipe } from '../src/recipe/types.generated.js';
+import { DataParallel } from '../src/run/parallel.js';
+import { resolvedFisher } from '../src/strategies/child-tuning-d/fisher-settings.js';
+import { accumulateFisher, selectChild } from '../src/strategies/fisher.js';
 import { anchorFor, modifiersFor, strategyFor } from '../src/strategies/registry.js';
 import { REPO } from './helpers.js';
 
@@ -124,8 +127,63 @@ const drawName = (name: string) => name.replace(/\.diff_pruning\.delta$/, '.weig
 const listed = (items: string[]) =>
   items.length > 8 ? `${items.slice(0, 8).join(', ')} and ${items.length - 8} more` : items.join(', ');
 
+/**
+ * Child-Tuning-D's child network as its fisher stage computes it (accumulateFisher on a one-thread pool, then
+ * selectChild) from the reference's training data, the fixture's batch; also how many elements differ from the
+ * reference's mask.
+ */
+async function childNetwork(recipe: Recipe, found: string[]): Promise<(Uint8Array | undefined)[]> {
+  const { model } = loadPretrained(DIR, { numLabels: 2, seed: 1 });
+  const s = reference.adamw;
+  const pool = await DataParallel.start(model, {
+    threads: 1,
+    backend: 'wasm',
+    adam: { lr: s.lr, betas: s.betas, eps: s.eps, weightDecay: s.weight_decay },
+  });
+  const b = reference.batch;
+  const encodings = (b.input_ids as number[][]).map((ids, i) => {
+    const n = (b.attention_mask[i] as number[]).filter(Boolean).length;
+    return {
+      inputIds: ids.slice(0, n),
+      tokenTypeIds: b.token_type_ids[i].slice(0, n),
+      attentionMask: ids.slice(0, n).map(() => 1),
+    };
+  });
+  try {
+    const settings = resolvedFisher(recipe);
+    const { fisher } = await accumulateFisher(
+      pool,
+      model.specs,
+      { encodings: encodings as never, labels: b.labels },
+      settings,
+      false,
+    );
+    const { masks } = selectChild(model, fisher, (recipe.strategy as { reserve_p: number }).reserve_p, settings.scope);
+    let differ = 0;
+    model.specs.forEach((spec, i) => {
+      const want = tensors.get(`child-tuning-d/mask/${spec.name}`);
+      const bits = masks[i];
+      if (!want && !bits) return;
+      if (!want || !bits) {
+        found.push(`${spec.name}: ${bits ? 'in' : 'outside'} the child network's scope here, not in the reference`);
+        return;
+      }
+      const mine = relayout(
+        spec,
+        Float32Array.from({ length: want.data.length }, (_, j) => (bits[j >> 3] >> (j & 7)) & 1),
+        'checkpoint',
+      );
+      mine.forEach((k, j) => (differ += k === want.data[j] ? 0 : 1));
+    });
+    if (differ) found.push(`the child network differs from the reference's in ${differ} elements`);
+    return masks;
+  } finally {
+    await pool.close();
+  }
+}
+
 /** Three steps of `kind` as a run takes them (ShardExecutor and updateSegment on one thread); every difference found. */
-function differences(kind: string): string[] {
+async function differences(kind: string): Promise<string[]> {
   const fx = reference.kinds[kind] as KindFixture;
   const found: string[] = [];
   const options = withDefaults(
@@ -149,7 +207,11 @@ function differences(kind: string): string[] {
   }
   model.markDirty();
   const recipe = { strategy: options, training: { seed: 1 } } as unknown as Recipe;
-  const strategy = strategyFor(recipe, specs);
+  const strategy = strategyFor(
+    recipe,
+    specs,
+    options.kind === 'child-tuning-d' ? await childNetwork(recipe, found) : undefined,
+  );
   const hooks = strategy.spec;
   const trained = specs.map((s, i) => trains(s) && (!hooks.trains || hooks.trains[i]));
 
@@ -171,6 +233,8 @@ function differences(kind: string): string[] {
     anchor,
     bits: values.map((v) => new Uint8Array(bitsetBytes(v.length))),
   };
+  // Fixed bitsets (D's child network) are copied into the shared ones once, as each thread does (ShardExecutor).
+  hooks.fixedBits?.forEach((bits, i) => bits && state.bits[i].set(bits));
   const s = reference.adamw;
   const settings = { lr: s.lr, betas: s.betas, eps: s.eps, weightDecay: s.weight_decay };
   for (let step = 1; step <= reference.steps; step++) {
@@ -242,8 +306,8 @@ describe('parity with the reference implementations (three AdamW steps, BERT-tin
   });
 
   for (const kind of Object.keys(reference.kinds))
-    test(kind, () => {
-      const found = differences(kind);
+    test(kind, async () => {
+      const found = await differences(kind);
       assert.ok(found.length === 0, `${kind} differs from its reference:\n- ${found.join('\n- ')}`);
     });
 });
