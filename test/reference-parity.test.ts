@@ -83,7 +83,9 @@ function relayout(spec: ParamSpec, values: Float32Array, to: 'engine' | 'checkpo
  * A generator that hands out recorded draws in place of its own: `next` the recorded uniforms in order (R3F's noise
  * is (2 u - 1) sigma), `nextU32` the same uniforms as 32-bit integers (diff pruning's gates read u from them), and
  * `dropoutMask` a recorded keep mask scaled by 1 / (1 - rate): one value per input feature, repeated over a dense
- * weight's outputs when the whole [in, out] weight's mask is asked for (Mixout).
+ * weight's outputs when the whole weight's mask is asked for in the engine's [in, out] layout (Mixout). So the test
+ * checks Mixout's mixing and gradient given the reference's masks; how the masks are drawn (one per input) it cannot
+ * see.
  */
 class RecordedDraws extends Rng {
   private at = 0;
@@ -165,7 +167,7 @@ async function childNetwork(recipe: Recipe, found: string[]): Promise<(Uint8Arra
       const bits = masks[i];
       if (!want && !bits) return;
       if (!want || !bits) {
-        found.push(`${spec.name}: ${bits ? 'in' : 'outside'} the child network's scope here, not in the reference`);
+        found.push(`${spec.name}: scored for the child network ${bits ? 'here only' : 'in the reference only'}`);
         return;
       }
       const mine = relayout(
@@ -179,6 +181,7 @@ async function childNetwork(recipe: Recipe, found: string[]): Promise<(Uint8Arra
     return masks;
   } finally {
     await pool.close();
+    model.dispose();
   }
 }
 
