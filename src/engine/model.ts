@@ -22,8 +22,21 @@ export type { Batch, GradientPass, StepResult } from './modules/types.js';
 export interface StepExtras {
   /** The step's seed for the modules' own draws (ForwardContext.draws); null or absent: they draw nothing. */
   seed?: number | null;
+  /**
+   * Where the modules' own draws come from instead, by key (ForwardContext.draws): e.g. draws recorded elsewhere,
+   * replayed. Absent: the streams below `seed`.
+   */
+  draws?: (...key: number[]) => Rng | null;
   /** A consistency term over a second pass with noised embeddings, the noise drawn from `noise`. */
   consistency?: { term: ConsistencyTerm; noise: Rng };
+}
+
+const NO_DRAWS = () => null;
+
+/** The modules' draws of a step: the caller's, else fresh streams below the step's seed (none without one). */
+function drawsOf({ seed, draws }: StepExtras): ForwardContext['draws'] {
+  if (draws) return draws;
+  return seed === undefined || seed === null ? NO_DRAWS : (...key) => new Rng(streamSeed(seed, ...key));
 }
 
 function writeGradient(g: Float32Array, t: Float32Array, { weight, accumulate }: GradientPass) {
@@ -131,7 +144,7 @@ export class EncoderClassifier {
    * Dropout, the modules' draws and a consistency term are as in `step`, the term's distance computed on the device.
    */
   stepOnDevice(b: Batch, rng: Rng | null, emit: (p: Param, g: tf.Tensor) => void, extras: StepExtras = {}): tf.Scalar {
-    const seed = extras.seed ?? null;
+    const draws = drawsOf(extras);
     const consistency = extras.consistency?.term.weight ? extras.consistency : undefined;
     const ctx: BackwardContext = {
       weight: (p) => this.tensor(p.index),
@@ -142,7 +155,7 @@ export class EncoderClassifier {
       device: true,
     };
     return tf.tidy(() => {
-      const f = this.forward(b, rng, seed);
+      const f = this.forward(b, rng, draws);
       const { loss, dlogits } = this.lossAndGrad(f.logits, b);
       if (!consistency) {
         this.backward(b, f, dlogits, ctx);
@@ -150,7 +163,7 @@ export class EncoderClassifier {
       }
       // As in `step`, with the distance on the device; the second pass's gradients add to the first's in `emit`.
       const { term, noise } = consistency;
-      const noisy = this.forward(b, rng, seed, embeddingNoise(term, b.batch * b.seq * this.embeddingWidth, noise));
+      const noisy = this.forward(b, rng, draws, embeddingNoise(term, b.batch * b.seq * this.embeddingWidth, noise));
       const distance = this.regression ? squaredDifferenceOnDevice : symmetricKlOnDevice;
       const d = distance(f.logits, noisy.logits);
       this.backward(b, f, tf.add(dlogits, tf.mul(d.dclean, term.weight)) as T2, ctx);
@@ -200,17 +213,17 @@ export class EncoderClassifier {
     extras: StepExtras = {},
   ): StepResult {
     const ctx = this.backwardContext(grads, pass);
-    const seed = extras.seed ?? null;
+    const draws = drawsOf(extras);
     const consistency = extras.consistency?.term.weight ? extras.consistency : undefined;
     const result = tf.tidy(() => {
-      const f = this.forward(b, rng, seed);
+      const f = this.forward(b, rng, draws);
       const { loss, dlogits } = this.lossAndGrad(f.logits, b);
       if (!consistency) {
         this.backward(b, f, dlogits, ctx);
         return { loss, logits: f.logits };
       }
       const { term, noise } = consistency;
-      const noisy = this.forward(b, rng, seed, embeddingNoise(term, b.batch * b.seq * this.embeddingWidth, noise));
+      const noisy = this.forward(b, rng, draws, embeddingNoise(term, b.batch * b.seq * this.embeddingWidth, noise));
       const [clean, perturbed] = [f.logits.dataSync() as Float32Array, noisy.logits.dataSync() as Float32Array];
       const d = this.regression ? squaredDifference(clean, perturbed) : symmetricKl(clean, perturbed, this.numLabels);
       const shape = f.logits.shape;
@@ -251,7 +264,7 @@ export class EncoderClassifier {
   }
 
   /** Embeddings, encoder, then the head on each sequence's first token. Dropout masks come from `rng` in that order. */
-  private forward(b: Batch, rng: Rng | null, seed: number | null = null, noise?: Float32Array) {
+  private forward(b: Batch, rng: Rng | null, draws: ForwardContext['draws'] = NO_DRAWS, noise?: Float32Array) {
     const c = this.config;
     const { embeddings, encoder, head } = this.modules;
     const on = rng !== null && this.modules.dropout;
@@ -267,7 +280,7 @@ export class EncoderClassifier {
       },
       device: this.onDevice,
       rng,
-      draws: (...key) => (seed === null ? null : new Rng(streamSeed(seed, ...key))),
+      draws,
       embeddingNoise: noise,
       dropout: (shape, kind) =>
         rng && rates[kind] > 0
