@@ -83,6 +83,8 @@ export interface ResultsFile {
   single_class_prediction?: boolean;
   /** Always answering the training split's most frequent class, scored on the evaluation split. */
   majority_baseline?: { class: string; metrics: Record<string, number> };
+  /** Evaluation examples by gold class (rows) and predicted class (columns), in `labels`' order. */
+  confusion_matrix?: { labels: string[]; matrix: number[][] };
   epochs: { epoch: number; metrics: Record<string, number> }[];
   best_epoch: number;
   steps: number;
@@ -125,6 +127,19 @@ export interface ResultsRead {
   majority: Record<string, number> | null;
   /** Where the run trained: the backend and the GPU or thread count; null when results.json does not say. */
   ranOn: string | null;
+  /** Gold class (rows) by predicted class (columns) on the evaluation split; null for runs that did not record it. */
+  confusion: { labels: string[]; matrix: number[][] } | null;
+}
+
+/** A confusion matrix as results.json holds it: n class names and n rows of n counts. */
+function isConfusion(x: unknown): x is { labels: string[]; matrix: number[][] } {
+  if (!isObject(x) || !Array.isArray(x.labels) || !Array.isArray(x.matrix)) return false;
+  const n = x.labels.length;
+  return (
+    x.labels.every((l) => typeof l === 'string') &&
+    x.matrix.length === n &&
+    x.matrix.every((row) => Array.isArray(row) && row.length === n && row.every((c) => Number.isInteger(c) && c >= 0))
+  );
 }
 
 /** "webgpu on nvidia ampere (NVIDIA RTX A6000)" or "wasm, 2 threads", from results.json's fields. */
@@ -203,6 +218,11 @@ export function readResults(file: string): ResultsRead {
     'majority_baseline',
     'an object with a class and metrics',
   );
+  need(
+    r.confusion_matrix === undefined || isConfusion(r.confusion_matrix),
+    'confusion_matrix',
+    'an object with n class names ("labels") and n rows of n counts ("matrix")',
+  );
   const predicted = Object.entries((r.predicted_classes ?? {}) as Record<string, number>).filter(([, n]) => n > 0);
   const transfer = Object.fromEntries(
     Object.entries((r.transfer ?? {}) as Record<string, unknown>).map(([k, v]) => [
@@ -231,6 +251,7 @@ export function readResults(file: string): ResultsRead {
       ? metricMap(file, 'majority_baseline.metrics', r.majority_baseline.metrics)
       : null,
     ranOn: ranOn(r),
+    confusion: isConfusion(r.confusion_matrix) ? r.confusion_matrix : null,
   };
 }
 
