@@ -16,8 +16,9 @@ interface GlueSubmission {
 }
 
 const SUBMISSIONS: Partial<Record<BuiltinTask, GlueSubmission>> = {
-  // CoLA's train and dev files have no header and the sentence in column 3; its test.tsv is `index sentence`.
-  'glue/cola': { name: 'CoLA', test: { header: true, text: ['sentence'] } },
+  // CoLA's train and dev files have no header, the label in column 1 and the sentence in column 3; its
+  // test.tsv is `index sentence`, without labels.
+  'glue/cola': { name: 'CoLA', test: { header: true, text: ['sentence'], label: 'label' } },
   'glue/sst-2': { name: 'SST-2' },
   'glue/mrpc': { name: 'MRPC' },
   'glue/sts-b': { name: 'STS-B' },
