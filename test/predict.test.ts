@@ -6,6 +6,7 @@ import { submissionName, submissionValue } from '../src/data/glue-submission.js'
 import { readForPrediction } from '../src/data/load.js';
 import { computeMetrics, confusionMatrix, macroF1 } from '../src/data/metrics.js';
 import { TASKS, taskSpecOf } from '../src/data/tasks.js';
+import { singleClassNote, singleClassOf } from '../src/run/artifacts.js';
 import { predictionsTsv } from '../src/run/predictions.js';
 import { assertClean } from './integrity-helpers.js';
 import { cli, GLUE, tinyModelRecipe, write } from './helpers.js';
@@ -30,6 +31,15 @@ test('macro-F1 and the confusion matrix, computed by hand', () => {
   assert.deepEqual(TASKS.snli.metrics, ['accuracy', 'macro_f1']);
   assert.deepEqual(TASKS['glue/rte'].metrics, ['accuracy']);
   assert.deepEqual(taskSpecOf({ task: 'custom', labels: ['a', 'b', 'c'] }).metrics, ['accuracy', 'macro_f1']);
+});
+
+test("a run that predicted one class says so in its summary line, by the class's name", () => {
+  assert.equal(
+    singleClassNote({ predicted_classes: { entailment: 0, not_entailment: 277 } }),
+    " (warning: predicted 'not_entailment' for every evaluation example, a constant answer's score)",
+  );
+  assert.equal(singleClassNote({ predicted_classes: { entailment: 3, not_entailment: 274 } }), '');
+  assert.equal(singleClassNote({}), '', 'a run written before predictions were checked');
 });
 
 test('the predictions layout: index, line, gold, predicted, one probability per class (softmax)', () => {
@@ -120,6 +130,11 @@ describe('a run and childtune predict', () => {
     assert.equal(run.code, 0, run.err);
     runDir = JSON.parse(run.out)[0].dir;
     results = JSON.parse(fs.readFileSync(path.join(runDir, 'results.json'), 'utf8'));
+    // Printed even with --quiet: the final score, with a warning when it is a constant answer's.
+    assert.ok(
+      run.err.includes(`final: accuracy ${results.metrics.accuracy.toFixed(4)}${singleClassNote(results)}\n`),
+      run.err,
+    );
   });
 
   test('every run keeps its dev predictions per example, and results.json their confusion matrix', () => {
@@ -157,6 +172,7 @@ describe('a run and childtune predict', () => {
     assert.equal(fs.readFileSync(out, 'utf8'), fs.readFileSync(path.join(runDir, 'predictions', 'dev.tsv'), 'utf8'));
     assert.match(r.err, new RegExp(`predicted 40 rows of .*dev\\.tsv to ${out}`));
     assert.match(r.err, /scored on the 40 rows with a gold label: accuracy \d\.\d{4}/);
+    assert.equal(summary.single_class, singleClassOf(results) ?? null);
   });
 
   test('--glue DIR writes the GLUE server file: the test index and the label names it expects', async () => {

@@ -104,6 +104,20 @@ export interface ResultsFile {
   model?: string;
 }
 
+/** The class a run predicted for every evaluation example, or undefined when it predicted several (or did not record it). */
+export function singleClassOf(r: Pick<ResultsFile, 'predicted_classes'>): string | undefined {
+  const predicted = Object.entries(r.predicted_classes ?? {}).filter(([, n]) => n > 0);
+  return predicted.length === 1 ? predicted[0][0] : undefined;
+}
+
+/** The note a run's summary lines carry when it predicted one class: its score is a constant answer's. */
+export const singleClassNote = (r: Pick<ResultsFile, 'predicted_classes'>) => {
+  const single = singleClassOf(r);
+  return single === undefined
+    ? ''
+    : ` (warning: predicted '${single}' for every evaluation example, a constant answer's score)`;
+};
+
 export const writeResults = (file: string, results: Omit<ResultsFile, 'version'>) =>
   writeJsonAtomic(file, { version: ARTIFACT_VERSIONS['results.json'], ...results } satisfies ResultsFile);
 
@@ -223,7 +237,6 @@ export function readResults(file: string): ResultsRead {
     'confusion_matrix',
     'an object with n class names ("labels") and n rows of n counts ("matrix")',
   );
-  const predicted = Object.entries((r.predicted_classes ?? {}) as Record<string, number>).filter(([, n]) => n > 0);
   const transfer = Object.fromEntries(
     Object.entries((r.transfer ?? {}) as Record<string, unknown>).map(([k, v]) => [
       k,
@@ -246,7 +259,7 @@ export function readResults(file: string): ResultsRead {
     transfer,
     stepsPerEpoch: steps && epochs ? steps / epochs : null,
     trainableShare: (r.trainable_share as number | undefined) ?? null,
-    singleClass: predicted.length === 1 ? predicted[0][0] : null,
+    singleClass: singleClassOf(r as Pick<ResultsFile, 'predicted_classes'>) ?? null,
     majority: isObject(r.majority_baseline)
       ? metricMap(file, 'majority_baseline.metrics', r.majority_baseline.metrics)
       : null,

@@ -251,11 +251,15 @@ export async function predictCommand(sourceArg: string, file: string, opts: Pred
         labelled.map((r) => r.gold),
       )
     : undefined;
+  // A model that answers one class for every row scores like a constant: said, as a run says it.
+  const classes = labels ? new Set(rows.map((r) => predictionOf(r.logits))) : undefined;
+  const singleClass = labels && rows.length > 1 && classes!.size === 1 ? labels[[...classes!][0]] : null;
   const summary = {
     rows: rows.length,
     labelled: labelled.length,
     written,
     metrics: metrics ?? null,
+    single_class: singleClass,
     backend: backend.name,
     threads,
   };
@@ -264,6 +268,8 @@ export async function predictCommand(sourceArg: string, file: string, opts: Pred
   io.err(
     `predicted ${rows.length} row${rows.length === 1 ? '' : 's'} of ${file}${where} (${backend.name}, ${threads} thread${threads === 1 ? '' : 's'})`,
   );
+  if (singleClass !== null)
+    io.err(`warning: the model predicts '${singleClass}' for all ${rows.length} rows: a constant answer`);
   if (metrics)
     io.err(
       `scored on the ${labelled.length} row${labelled.length === 1 ? '' : 's'} with a gold label: ${Object.entries(
