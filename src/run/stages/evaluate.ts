@@ -8,7 +8,7 @@ import type { StageRunner } from '../walk.js';
 import type { Trained } from './train.js';
 
 /** Where a run keeps the kept model's prediction of every evaluation example. */
-export const DEV_PREDICTIONS = 'predictions/dev.tsv';
+const DEV_PREDICTIONS = 'predictions/dev.tsv';
 
 /** What the kept model predicts on the evaluation split, beside what always answering the majority class scores. */
 export interface Predictions {
