@@ -214,6 +214,12 @@ describe('a run and childtune predict', () => {
     const renamed = await cli(['predict', runDir, other, '--text-fields', 'premise,hypothesis', '--out', '-']);
     assert.equal(renamed.code, 0, renamed.err);
     assert.equal(renamed.out.trimEnd().split('\n').length, 2);
+    const both = await cli(['predict', runDir, other, '--out', '-', '--json']);
+    assert.equal(both.code, 1);
+    assert.match(both.err, /--out - and --json both print to standard output/);
+    const self = await cli(['predict', runDir, other, '--out', other]);
+    assert.equal(self.code, 1);
+    assert.match(self.err, /is the input file/);
     const sweep = await cli(['predict', project, other]);
     assert.equal(sweep.code, 1);
     assert.match(sweep.err, /holds neither recipe\.resolved\.yaml nor config\.json/);

@@ -170,6 +170,13 @@ function readFile(spec: TaskSpec, file: string) {
  * the GLUE server's submission file instead. Rows with a gold label are scored with the task's metrics.
  */
 export async function predictCommand(sourceArg: string, file: string, opts: PredictOptions, io: Io): Promise<number> {
+  if (opts.out === '-' && opts.json)
+    throw new RunError(
+      '--out - and --json both print to standard output',
+      'Write the predictions to a file with --out FILE, or leave out --json.',
+    );
+  if (opts.out && opts.out !== '-' && path.resolve(opts.out) === path.resolve(file))
+    throw new RunError(`--out ${opts.out} is the input file`, 'Name another file for the predictions.');
   const source = resolveSource(sourceArg);
   const config = readModelConfig(source.modelDir);
   const numLabels = config.numLabels ?? 2;
@@ -252,8 +259,8 @@ export async function predictCommand(sourceArg: string, file: string, opts: Pred
       )
     : undefined;
   // A model that answers one class for every row scores like a constant: said, as a run says it.
-  const classes = labels ? new Set(rows.map((r) => predictionOf(r.logits))) : undefined;
-  const singleClass = labels && rows.length > 1 && classes!.size === 1 ? labels[[...classes!][0]] : null;
+  const classes = [...new Set(rows.map((r) => predictionOf(r.logits)))];
+  const singleClass = labels && rows.length > 1 && classes.length === 1 ? labels[classes[0]] : null;
   const summary = {
     rows: rows.length,
     labelled: labelled.length,
