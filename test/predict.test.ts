@@ -6,7 +6,7 @@ import { submissionName, submissionValue } from '../src/data/glue-submission.js'
 import { readForPrediction } from '../src/data/load.js';
 import { computeMetrics, confusionMatrix, macroF1 } from '../src/data/metrics.js';
 import { TASKS, taskSpecOf } from '../src/data/tasks.js';
-import { singleClassNote, singleClassOf } from '../src/run/artifacts.js';
+import { readResults, singleClassNote, singleClassOf } from '../src/run/artifacts.js';
 import { predictionsTsv } from '../src/run/predictions.js';
 import { assertClean } from './integrity-helpers.js';
 import { cli, GLUE, tinyModelRecipe, write } from './helpers.js';
@@ -40,6 +40,23 @@ test("a run that predicted one class says so in its summary line, by the class's
   );
   assert.equal(singleClassNote({ predicted_classes: { entailment: 3, not_entailment: 274 } }), '');
   assert.equal(singleClassNote({}), '', 'a run written before predictions were checked');
+});
+
+test("results.json's confusion matrix is read back checked: a damaged one is refused, naming the field", () => {
+  const dir = fs.mkdtempSync(path.join(process.env.TMPDIR ?? '/tmp', 'childtune-confusion-'));
+  const file = path.join(dir, 'results.json');
+  const base = { task: 'glue/rte', strategy: 'vanilla', seed: 1, metrics: { accuracy: 0.5 } };
+  const labels = ['entailment', 'not_entailment'];
+  const matrix = [
+    [3, 1],
+    [2, 4],
+  ];
+  fs.writeFileSync(file, JSON.stringify({ ...base, confusion_matrix: { labels, matrix } }));
+  assert.deepEqual(readResults(file).confusion, { labels, matrix });
+  fs.writeFileSync(file, JSON.stringify(base));
+  assert.equal(readResults(file).confusion, null, 'a run written before confusion matrices');
+  fs.writeFileSync(file, JSON.stringify({ ...base, confusion_matrix: { labels, matrix: [[3, 1], [2]] } }));
+  assert.throws(() => readResults(file), /"confusion_matrix" must be an object with n class names/);
 });
 
 test('the predictions layout: index, line, gold, predicted, one probability per class (softmax)', () => {
