@@ -115,7 +115,7 @@ figure { margin: 0; min-width: 0; }
 figure svg { display: block; max-width: 100%; height: auto; }
 details { margin: 1em 0; }
 summary { cursor: pointer; font-weight: 600; }
-table.confusion { display: inline-table; margin: 0.6em 1.5em 0.6em 0; }
+.confusions { display: flex; flex-wrap: wrap; gap: 0 2em; }
 table.confusion caption { text-align: left; font-size: 0.9em; color: #444; }
 </style>
 </head>

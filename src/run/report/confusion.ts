@@ -53,12 +53,16 @@ export function confusionMarkdown(entries: ConfusionEntry[]): string {
 
 const esc = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
 
-/** An HTML section (behind a toggle) with one table per run; empty when no run recorded one. */
+/**
+ * An HTML section with one small table per run, in the page's flow (not behind a toggle: the hidden content
+ * of a closed <details> keeps its layout boxes, which would sit on the per-run figures'); empty when no run
+ * recorded one.
+ */
 export function confusionHtml(entries: ConfusionEntry[]): string {
   if (!entries.length) return '';
   const tables = entries.map(
     (e) =>
       `<table class="confusion"><caption>${esc(title(e))}</caption>\n<tr><th>gold \\ predicted</th>${e.labels.map((l) => `<th>${esc(l)}</th>`).join('')}</tr>\n${e.matrix.map((row, i) => `<tr><th scope="row">${esc(e.labels[i])}</th>${row.map((c) => `<td>${c}</td>`).join('')}</tr>`).join('\n')}\n</table>`,
   );
-  return `<h2>Confusion matrices</h2>\n<details id="confusion">\n<summary>Per run: evaluation examples by gold class (rows) and predicted class (columns) (${entries.length} run${entries.length === 1 ? '' : 's'})</summary>\n${tables.join('\n')}\n</details>`;
+  return `<h2>Confusion matrices</h2>\n<p class="caption">Per run: evaluation examples by gold class (rows) and predicted class (columns).</p>\n<div class="confusions">\n${tables.join('\n')}\n</div>`;
 }
