@@ -60,6 +60,7 @@ export function outcome(dir: string) {
     childMask: fs.existsSync(path.join(dir, 'child-mask.bin')) ? read('child-mask.bin').toString('base64') : null,
     childIndex: fs.existsSync(path.join(dir, 'child-mask.json')) ? read('child-mask.json').toString() : null,
     maskStats: read('mask-stats.json').toString(),
+    devPredictions: read(path.join('predictions', 'dev.tsv')).toString(),
   };
 }
 

@@ -23,6 +23,8 @@ export interface FakeRun {
   /** results.json's predicted_classes and majority_baseline, as a run since predictions are checked writes them. */
   predicted?: Record<string, number>;
   majority?: number;
+  /** results.json's confusion_matrix over the predicted classes' names (gold rows, predicted columns). */
+  confusion?: number[][];
   metric?: string;
   epochs?: number;
   stepsPerEpoch?: number;
@@ -86,6 +88,7 @@ export function fakeRun(dir: string, r: FakeRun): string {
           predicted_classes: r.predicted,
           single_class_prediction: Object.values(r.predicted).filter((n) => n > 0).length === 1,
         }),
+        ...(r.confusion && { confusion_matrix: { labels: Object.keys(r.predicted!), matrix: r.confusion } }),
         ...(r.majority !== undefined && {
           majority_baseline: { class: 'not_entailment', metrics: { [metric]: r.majority } },
         }),

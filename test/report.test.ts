@@ -474,6 +474,15 @@ describe('a sweep over whole strategy blocks, as the paper recipes run (issue 28
         overrides: { strategy: block, 'training.seed': seed },
         trainable: block.kind === 'child-tuning-d' ? 0.3 : 1,
         predicted: oneClass ? { entailment: 0, not_entailment: 277 } : { entailment: 130, not_entailment: 147 },
+        confusion: oneClass
+          ? [
+              [0, 131],
+              [0, 146],
+            ]
+          : [
+              [100, 31],
+              [30, 116],
+            ],
         majority: 0.527,
       });
     }
@@ -565,6 +574,36 @@ describe('a sweep over whole strategy blocks, as the paper recipes run (issue 28
     assert.match(run.err, warning);
     assert.ok(report.warnings.some((w: string) => warning.test(w)));
     assert.match(file('report.html'), /Check before use:.*1 of 3 runs predicted one class/s);
+    const csv = file('report.csv').trim().split('\n');
+    assert.match(
+      csv.find((l) => l.startsWith('child-tuning-f'))!,
+      /,0\.527,1,1$/,
+      'single_class_runs in the CSV',
+    );
+  });
+
+  test("each run's confusion matrix: gold rows, predicted columns (Markdown, HTML, report.json)", () => {
+    const md = file('report.md');
+    assert.equal((md.match(/^### \.\.\/sweep\/trial-\d{3}: /gm) ?? []).length, 9, 'one matrix per run');
+    const oneClass =
+      /### \.\.\/sweep\/trial-005: child-tuning-f on glue\/rte, seed 3\n\n\| gold \\ predicted \| entailment \| not_entailment \|\n\|---\|---:\|---:\|\n\| entailment \| 0 \| 131 \|\n\| not_entailment \| 0 \| 146 \|/;
+    assert.match(md, oneClass);
+    assert.match(
+      file('report.html'),
+      /<caption>\.\.\/sweep\/trial-005: child-tuning-f on glue\/rte, seed 3<\/caption>\n<tr><th>gold \\ predicted<\/th><th>entailment<\/th><th>not_entailment<\/th><\/tr>\n<tr><th scope="row">entailment<\/th><td>0<\/td><td>131<\/td><\/tr>/,
+    );
+    const f3 = report.confusion_matrices.find((c: any) => c.run === path.join('..', 'sweep', 'trial-005'));
+    assert.deepEqual(f3, {
+      run: path.join('..', 'sweep', 'trial-005'),
+      task: 'glue/rte',
+      strategy: 'child-tuning-f',
+      seed: 3,
+      labels: ['entailment', 'not_entailment'],
+      matrix: [
+        [0, 131],
+        [0, 146],
+      ],
+    });
   });
 });
 

@@ -168,6 +168,61 @@ export async function main(
     });
 
   program
+    .command('predict')
+    .description(
+      'predict every row of a data file with a fine-tuned model: one row per input row with the class and its probabilities (scored where the file has gold labels), or a GLUE submission file',
+    )
+    .argument('<model>', 'a run directory (its recipe says the task and text fields) or a saved model directory')
+    .argument('<file>', "tsv, csv, jsonl or parquet file with the task's text fields")
+    .option(
+      '--out <file>',
+      'where to write the predictions, - for standard output (default: NAME.predictions.tsv in the working directory)',
+    )
+    .option(
+      '--glue <dir>',
+      "write the GLUE server's submission file for this test file (RTE.tsv, MNLI-m.tsv, ...) into DIR",
+    )
+    .option('--task <task>', 'the built-in task of a model directory (glue/rte, snli, ...); a run names its own')
+    .option('--text-fields <a[,b]>', "the file's text fields (header names or 0-based columns), if not the task's")
+    .option('--label-field <field>', "the file's gold label field, if not the task's")
+    .addOption(
+      new Option('--format <format>', 'the file format, if not its extension').choices([
+        'tsv',
+        'csv',
+        'jsonl',
+        'parquet',
+      ]),
+    )
+    .option('--header', 'the tsv or csv file starts with a header row')
+    .option('--no-header', 'the tsv or csv file has no header row')
+    .option(
+      '--max-length <n>',
+      "truncate to this many tokens (default: the run's max_seq_length, else 128)",
+      positiveInt,
+    )
+    .option(
+      '--batch-size <n>',
+      "examples per forward pass (default: the run's evaluation batch size, else 32)",
+      positiveInt,
+    )
+    .addOption(
+      new Option('--backend <name>', "default: the run's backend, else auto").choices([
+        'auto',
+        'wasm',
+        'cpu',
+        'tensorflow',
+        'tensorflow-gpu',
+        'webgpu',
+      ]),
+    )
+    .option('--threads <n>', "worker threads (default: the run's)", positiveInt)
+    .option('--json', 'print a machine-readable summary (rows, files written, metrics)')
+    .action(async (source: string, file: string, opts) => {
+      const { predictCommand } = await import('../run/predict.js');
+      code = await predictCommand(source, file, opts, io);
+    });
+
+  program
     .command('compare')
     .description('per-metric difference between two runs or sweeps')
     .argument('<a>', 'run or sweep directory')
@@ -267,6 +322,13 @@ function seedOption(value: string): number {
   if (!/^\d+$/.test(value) || seed > 0xffffffff)
     throw new InvalidArgumentError(`${value} is not a 32-bit seed; give a whole number from 0 to 4294967295.`);
   return seed;
+}
+
+/** A whole number of at least 1 (a length, a batch size, a thread count). */
+function positiveInt(value: string): number {
+  if (!/^\d+$/.test(value) || Number(value) < 1)
+    throw new InvalidArgumentError(`${value} is not a whole number of at least 1.`);
+  return Number(value);
 }
 
 function packageVersion(): string {

@@ -17,8 +17,10 @@ import type { Field, FileFormat, TaskSpec } from './task-spec.js';
 export interface Example {
   textA: string;
   textB?: string;
-  /** Class index, or the score for regression. */
+  /** Class index, or the score for regression; NaN for a row without one, read with labels optional. */
   label: number;
+  /** The row's id (ReadOptions.idFields), when asked for and present. */
+  id?: string;
   /** 1-based line (parquet: row) in the source file, for error messages and provenance. */
   line: number;
 }
@@ -140,7 +142,30 @@ function* rowsOf(spec: TaskSpec, file: string): Generator<RawRowOrProblem> {
       : tsvRows(lines, file);
 }
 
-function readSplit(spec: TaskSpec, file: string, split: string): LoadedSplit {
+/** How readSplit treats rows beyond a training split's needs. */
+interface ReadOptions {
+  /** Keep rows without a gold label (no label column, an empty or unlabelled mark) with label NaN. */
+  labelOptional?: boolean;
+  /** Fields whose first present value becomes the example's id. */
+  idFields?: string[];
+}
+
+/**
+ * Every row of a file to predict (`childtune predict`): rows without a gold label are kept (label NaN), and
+ * the `index` (or `id`) column, where the file has one, names each row. A bad row throws its DataFileError.
+ */
+export function readForPrediction(spec: TaskSpec, file: string): LoadedSplit {
+  const stat = fs.statSync(file, { throwIfNoEntry: false });
+  if (!stat) throw new DataFileError(file, 0, 'file not found', 'missing');
+  const read = readSplit({ ...fileSpec(spec, file), splitColumn: undefined }, file, 'predict', {
+    labelOptional: true,
+    idFields: ['index', 'id'],
+  });
+  if (read.problems.length) throw read.problems[0];
+  return read;
+}
+
+function readSplit(spec: TaskSpec, file: string, split: string, options: ReadOptions = {}): LoadedSplit {
   const out: LoadedSplit = {
     file,
     examples: [],
@@ -241,12 +266,21 @@ function readSplit(spec: TaskSpec, file: string, split: string): LoadedSplit {
         throw new DataFileError(file, row.line, `row has ${row.cells.length} columns, expected ${width}`);
     }
     if (spec.splitColumn && text(row, spec.splitColumn.field) !== spec.splitColumn.values[split]) return undefined;
+    const id = options.idFields?.find((f) => has(row, f));
+    const texts = () => ({
+      textA: text(row, spec.text[0]),
+      textB: spec.text.length > 1 ? text(row, spec.text[1]!) : undefined,
+      line: row.line,
+      ...(id !== undefined && { id: String(value(row, id)) }),
+    });
+    const unlabelled = () => {
+      out.unlabelled++;
+      return options.labelOptional ? { ...texts(), label: NaN } : undefined;
+    };
+    if (options.labelOptional && !has(row, spec.label)) return unlabelled();
     const rawValue = value(row, spec.label);
     const raw = (typeof rawValue === 'string' ? rawValue : String(rawValue)).trim();
-    if (spec.unlabelled?.includes(raw)) {
-      out.unlabelled++;
-      return undefined;
-    }
+    if (spec.unlabelled?.includes(raw) || (options.labelOptional && raw === '')) return unlabelled();
     let label: number;
     if (spec.labels === null) {
       label = Number(raw);
@@ -266,10 +300,7 @@ function readSplit(spec: TaskSpec, file: string, split: string): LoadedSplit {
         const n = Number(raw);
         // datasets' mark for a missing label (test splits) in a built-in task's export; a custom data set names
         // its labels itself, so -1 there is an error like any other label outside them.
-        if (n === -1 && spec.id !== 'custom') {
-          out.unlabelled++;
-          return undefined;
-        }
+        if (n === -1 && spec.id !== 'custom') return unlabelled();
         if (n >= 0 && n < labels.length) i = n;
       }
       if (i === undefined) out.badLabels[raw] = (out.badLabels[raw] ?? 0) + 1;
@@ -282,8 +313,13 @@ function readSplit(spec: TaskSpec, file: string, split: string): LoadedSplit {
         );
       label = i;
     }
-    const textA = text(row, spec.text[0]);
-    const textB = spec.text.length > 1 ? text(row, spec.text[1]!) : undefined;
-    return { textA, textB, label, line: row.line };
+    return { ...texts(), label };
+  }
+
+  /** Whether a row has a value for the field (a header column, a cell, or a non-null JSON field). */
+  function has(row: RawRow, f: Field): boolean {
+    if (!Array.isArray(row.cells)) return row.cells[String(f)] !== undefined && row.cells[String(f)] !== null;
+    const i = typeof f === 'number' ? f : (header?.indexOf(f) ?? -1);
+    return i >= 0 && i < row.cells.length;
   }
 }

@@ -4,6 +4,7 @@ import type { Metric } from './task-spec.js';
 export const METRIC_RANGES: Readonly<Record<Metric, readonly [number, number]>> = {
   accuracy: [0, 1],
   f1: [0, 1],
+  macro_f1: [0, 1],
   mcc: [-1, 1],
   pearson: [-1, 1],
   spearman: [-1, 1],
@@ -33,6 +34,42 @@ function confusion(pred: ArrayLike<number>, gold: ArrayLike<number>) {
 export function f1(pred: ArrayLike<number>, gold: ArrayLike<number>) {
   const { tp, fp, fn } = confusion(pred, gold);
   return tp === 0 ? 0 : (2 * tp) / (2 * tp + fp + fn);
+}
+
+/**
+ * Counts of (gold, predicted) pairs: row g, column p holds the examples of class g predicted as p. A prediction
+ * outside [0, classes) is a caller's bug, refused rather than dropped from the counts.
+ */
+export function confusionMatrix(pred: ArrayLike<number>, gold: ArrayLike<number>, classes: number): number[][] {
+  const m = Array.from({ length: classes }, () => new Array<number>(classes).fill(0));
+  for (let i = 0; i < gold.length; i++) {
+    const [g, p] = [gold[i], pred[i]];
+    if (!(Number.isInteger(g) && Number.isInteger(p) && g >= 0 && p >= 0 && g < classes && p < classes))
+      throw new RangeError(`confusionMatrix: class pair (${g}, ${p}) outside 0..${classes - 1}`);
+    m[g][p]++;
+  }
+  return m;
+}
+
+/**
+ * Macro-averaged F1 (scikit-learn's f1_score(average='macro')): the unweighted mean of each class's F1 over the
+ * classes that occur in the gold labels or the predictions; a class with no true positives scores 0.
+ */
+export function macroF1(pred: ArrayLike<number>, gold: ArrayLike<number>) {
+  let classes = 0;
+  for (let i = 0; i < gold.length; i++) classes = Math.max(classes, gold[i] + 1, pred[i] + 1);
+  const m = confusionMatrix(pred, gold, classes);
+  let sum = 0,
+    present = 0;
+  for (let c = 0; c < classes; c++) {
+    const tp = m[c][c];
+    const goldCount = m[c].reduce((a, b) => a + b, 0);
+    const predCount = m.reduce((a, row) => a + row[c], 0);
+    if (goldCount + predCount === 0) continue;
+    present++;
+    sum += (2 * tp) / (goldCount + predCount);
+  }
+  return present ? sum / present : 0;
 }
 
 /** Matthews correlation (CoLA); 0 when a row or column of the confusion matrix is empty, as scikit-learn does. */
@@ -89,6 +126,7 @@ export function computeMetrics(
   const fns: Record<Metric, (p: ArrayLike<number>, g: ArrayLike<number>) => number> = {
     accuracy,
     f1,
+    macro_f1: macroF1,
     mcc,
     pearson,
     spearman,

@@ -3,7 +3,7 @@
  * imports the recipe: the recipe's generated Dataset type fits DatasetBlock, and test/tasks.test.ts checks that
  * BuiltinTask lists the schema's tasks.
  */
-export type Metric = 'accuracy' | 'f1' | 'mcc' | 'pearson' | 'spearman';
+export type Metric = 'accuracy' | 'f1' | 'macro_f1' | 'mcc' | 'pearson' | 'spearman';
 export type FileFormat = 'tsv' | 'csv' | 'jsonl' | 'parquet';
 
 /** Where a field lives in a row: a header name or a 0-based column index. */

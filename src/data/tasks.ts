@@ -1,8 +1,11 @@
 import { hubTaskSpec, nli2, nli3 } from './hub-layouts.js';
-import type { BuiltinTask, DatasetBlock, TaskSpec } from './task-spec.js';
+import type { BuiltinTask, DatasetBlock, Metric, TaskSpec } from './task-spec.js';
 
 // The layers above take these two types from the catalogue.
 export type { Metric, TaskSpec } from './task-spec.js';
+
+/** A task of more than two classes: accuracy, and macro-F1, which a model that ignores a small class cannot hide from. */
+const MULTI_CLASS: Metric[] = ['accuracy', 'macro_f1'];
 
 export const TASKS: Record<BuiltinTask, TaskSpec> = {
   'glue/cola': {
@@ -64,7 +67,7 @@ export const TASKS: Record<BuiltinTask, TaskSpec> = {
     text: ['sentence1', 'sentence2'],
     label: 'gold_label',
     labels: nli3,
-    metrics: ['accuracy'],
+    metrics: MULTI_CLASS,
   },
   'glue/mnli-mm': {
     id: 'glue/mnli-mm',
@@ -74,7 +77,7 @@ export const TASKS: Record<BuiltinTask, TaskSpec> = {
     text: ['sentence1', 'sentence2'],
     label: 'gold_label',
     labels: nli3,
-    metrics: ['accuracy'],
+    metrics: MULTI_CLASS,
   },
   'glue/qnli': {
     id: 'glue/qnli',
@@ -114,7 +117,7 @@ export const TASKS: Record<BuiltinTask, TaskSpec> = {
     text: ['sentence1', 'sentence2'],
     label: 'gold_label',
     labels: nli3,
-    metrics: ['accuracy'],
+    metrics: MULTI_CLASS,
     unlabelled: ['-'],
   },
   scitail: {
@@ -135,7 +138,7 @@ export const TASKS: Record<BuiltinTask, TaskSpec> = {
     text: ['sentence_A', 'sentence_B'],
     label: 'entailment_label',
     labels: ['ENTAILMENT', 'NEUTRAL', 'CONTRADICTION'],
-    metrics: ['accuracy'],
+    metrics: MULTI_CLASS,
     splitColumn: { field: 'SemEval_set', values: { train: 'TRAIN', dev: 'TRIAL', test: 'TEST' } },
   },
 };
@@ -159,7 +162,7 @@ export function taskSpecOf(dataset: DatasetBlock): TaskSpec {
     text: (dataset.text_fields ?? ['text']) as TaskSpec['text'],
     label: dataset.label_field ?? 'label',
     labels: regression ? null : (dataset.labels ?? null),
-    metrics: regression ? ['pearson', 'spearman'] : ['accuracy'],
+    metrics: regression ? ['pearson', 'spearman'] : (dataset.labels?.length ?? 0) > 2 ? MULTI_CLASS : ['accuracy'],
   };
 }
 

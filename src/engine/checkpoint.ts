@@ -12,6 +12,8 @@ export interface LoadedModel {
   model: EncoderClassifier;
   /** What the loader did that a user should know (ignored heads, fresh classifier). */
   notes: string[];
+  /** Head tensors the checkpoint lacked (or held in another shape), drawn fresh: the head is untrained. */
+  freshHead: string[];
 }
 
 /** Copies [out, in] (checkpoint) into [in, out] (engine), or back. */
@@ -161,7 +163,7 @@ export function loadPretrained(
       `ignored ${ignored.length} pretraining-head tensor${ignored.length > 1 ? 's' : ''} (${summarise(ignored)}), as Hugging Face does when fine-tuning`,
     );
   if (fresh.length) notes.push(`initialised a fresh classification head (seed ${options.seed}): ${fresh.join(', ')}`);
-  return { model, notes };
+  return { model, notes, freshHead: fresh };
 }
 
 const listed = (names: string[]) =>

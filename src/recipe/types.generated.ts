@@ -1318,9 +1318,9 @@ warmup_ratio: number
 }
 export interface Evaluation {
 /**
- * Defaults to the task's metrics.
+ * Defaults to the task's metrics (multi-class tasks add macro_f1, the unweighted mean of the classes' F1). The first one picks the best epoch.
  */
-metrics?: ("accuracy" | "f1" | "mcc" | "pearson" | "spearman")[]
+metrics?: ("accuracy" | "f1" | "macro_f1" | "mcc" | "pearson" | "spearman")[]
 /**
  * Report the last epoch's model or the best epoch's.
  */

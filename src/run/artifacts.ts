@@ -88,6 +88,8 @@ export interface ResultsFile {
   single_class_prediction?: boolean;
   /** Always answering the training split's most frequent class, scored on the evaluation split. */
   majority_baseline?: { class: string; metrics: Record<string, number> };
+  /** Evaluation examples by gold class (rows) and predicted class (columns), in `labels`' order. */
+  confusion_matrix?: { labels: string[]; matrix: number[][] };
   epochs: { epoch: number; metrics: Record<string, number> }[];
   best_epoch: number;
   steps: number;
@@ -106,6 +108,20 @@ export interface ResultsFile {
   /** Written by other tools' runs; read when present. */
   model?: string;
 }
+
+/** The class a run predicted for every evaluation example, or undefined when it predicted several (or did not record it). */
+export function singleClassOf(r: Pick<ResultsFile, 'predicted_classes'>): string | undefined {
+  const predicted = Object.entries(r.predicted_classes ?? {}).filter(([, n]) => n > 0);
+  return predicted.length === 1 ? predicted[0][0] : undefined;
+}
+
+/** The note a run's summary lines carry when it predicted one class: its score is a constant answer's. */
+export const singleClassNote = (r: Pick<ResultsFile, 'predicted_classes'>) => {
+  const single = singleClassOf(r);
+  return single === undefined
+    ? ''
+    : ` (warning: predicted '${single}' for every evaluation example, a constant answer's score)`;
+};
 
 export const writeResults = (file: string, results: Omit<ResultsFile, 'version'>) =>
   writeJsonAtomic(file, { version: ARTIFACT_VERSIONS['results.json'], ...results } satisfies ResultsFile);
@@ -130,6 +146,19 @@ export interface ResultsRead {
   majority: Record<string, number> | null;
   /** Where the run trained: the backend and the GPU or thread count; null when results.json does not say. */
   ranOn: string | null;
+  /** Gold class (rows) by predicted class (columns) on the evaluation split; null for runs that did not record it. */
+  confusion: { labels: string[]; matrix: number[][] } | null;
+}
+
+/** A confusion matrix as results.json holds it: n class names and n rows of n counts. */
+function isConfusion(x: unknown): x is { labels: string[]; matrix: number[][] } {
+  if (!isObject(x) || !Array.isArray(x.labels) || !Array.isArray(x.matrix)) return false;
+  const n = x.labels.length;
+  return (
+    x.labels.every((l) => typeof l === 'string') &&
+    x.matrix.length === n &&
+    x.matrix.every((row) => Array.isArray(row) && row.length === n && row.every((c) => Number.isInteger(c) && c >= 0))
+  );
 }
 
 /** "webgpu on nvidia ampere (NVIDIA RTX A6000)" or "wasm, 2 threads", from results.json's fields. */
@@ -214,7 +243,11 @@ export function readResults(file: string): ResultsRead {
     'majority_baseline',
     'an object with a class and metrics',
   );
-  const predicted = Object.entries((r.predicted_classes ?? {}) as Record<string, number>).filter(([, n]) => n > 0);
+  need(
+    r.confusion_matrix === undefined || isConfusion(r.confusion_matrix),
+    'confusion_matrix',
+    'an object with n class names ("labels") and n rows of n counts ("matrix")',
+  );
   const transfer = Object.fromEntries(
     Object.entries((r.transfer ?? {}) as Record<string, unknown>).map(([k, v]) => [
       k,
@@ -237,11 +270,12 @@ export function readResults(file: string): ResultsRead {
     transfer,
     stepsPerEpoch: steps && epochs ? steps / epochs : null,
     trainableShare: (r.trainable_share as number | undefined) ?? null,
-    singleClass: predicted.length === 1 ? predicted[0][0] : null,
+    singleClass: singleClassOf(r as Pick<ResultsFile, 'predicted_classes'>) ?? null,
     majority: isObject(r.majority_baseline)
       ? metricMap(file, 'majority_baseline.metrics', r.majority_baseline.metrics)
       : null,
     ranOn: ranOn(r),
+    confusion: isConfusion(r.confusion_matrix) ? r.confusion_matrix : null,
   };
 }
 

@@ -11,6 +11,8 @@ export interface PreparedSplit {
   file: string;
   encodings: Encoding[];
   labels: number[];
+  /** Each example's 1-based line (parquet: row) in the file, for per-example outputs. */
+  lines: number[];
   /** Indices into the full split (the subsample), or undefined when the whole split is used. */
   indices?: number[];
   skipped: number;
@@ -99,6 +101,7 @@ export function tokenizeExamples(data: LoadedExamples, tokenizer: Tokenizer, max
     ...rest,
     encodings: examples.map((e) => tokenizer.encode(e.textA, e.textB, maxLength)),
     labels: examples.map((e) => e.label),
+    lines: examples.map((e) => e.line),
   };
 }
 

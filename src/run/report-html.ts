@@ -81,6 +81,8 @@ export function reportHtml(input: {
   figures: RenderedFigure[];
   /** Where the runs trained, and how many each. */
   ranOn?: Record<string, number>;
+  /** The confusion matrices section (report/confusion.ts), empty when no run recorded one. */
+  confusion?: string;
 }): string {
   const summary = input.figures.filter((f) => !f.perRun);
   const perRun = input.figures.filter((f) => f.perRun);
@@ -113,6 +115,8 @@ figure { margin: 0; min-width: 0; }
 figure svg { display: block; max-width: 100%; height: auto; }
 details { margin: 1em 0; }
 summary { cursor: pointer; font-weight: 600; }
+.confusions { display: flex; flex-wrap: wrap; gap: 0 2em; }
+table.confusion caption { text-align: left; font-size: 0.9em; color: #444; }
 </style>
 </head>
 <body>
@@ -128,7 +132,7 @@ ${differencesHtml(input.table, input.differences)}
 <div class="figures">
 ${summary.map(figureHtml).join('\n')}
 </div>
-${perRun.length ? `<details id="per-run">\n<summary>Per-run curves (${input.runs} runs, one line each)</summary>\n<div class="figures">\n${perRun.map(figureHtml).join('\n')}\n</div>\n</details>` : ''}
+${input.confusion ? `${input.confusion}\n` : ''}${perRun.length ? `<details id="per-run">\n<summary>Per-run curves (${input.runs} runs, one line each)</summary>\n<div class="figures">\n${perRun.map(figureHtml).join('\n')}\n</div>\n</details>` : ''}
 </body>
 </html>
 `;

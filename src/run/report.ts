@@ -5,6 +5,7 @@ import { RunError } from './errors.js';
 import { ranOnText, reportHtml, type RenderedFigure } from './report-html.js';
 import { makeDir } from './rundir.js';
 import { collectRuns, findRuns, type RunRecord } from './report/collect.js';
+import { confusionEntries, confusionHtml, confusionMarkdown } from './report/confusion.js';
 import { BAND, buildFigures } from './report/figures.js';
 import { groupRuns } from './report/group.js';
 import { pngRenderer, renderSvg } from './report/render.js';
@@ -102,6 +103,7 @@ export async function reportCommand(
   // Where the runs trained, with how many runs each: a GPU and a CPU run agree within tolerance, not bit for bit.
   const ranOn: Record<string, number> = {};
   for (const r of runs) if (r.ranOn) ranOn[r.ranOn] = (ranOn[r.ranOn] ?? 0) + 1;
+  const confusion = confusionEntries(runs, out);
   writeJsonAtomic(path.join(out, 'report.json'), {
     runs: runs.map((r) => path.relative(out, r.dir)),
     ran_on: ranOn,
@@ -110,13 +112,23 @@ export async function reportCommand(
     warnings,
     band: BAND,
     figures: rendered.map((f) => ({ id: f.id, caption: f.caption, per_run: !!f.perRun })),
+    confusion_matrices: confusion,
   });
   writeAtomic(path.join(out, 'report.csv'), csvTable(table));
-  writeAtomic(path.join(out, 'report.md'), markdownTable(table) + '\n');
+  const confusionMd = confusionMarkdown(confusion);
+  writeAtomic(path.join(out, 'report.md'), markdownTable(table) + '\n' + (confusionMd && `\n${confusionMd}\n`));
   writeAtomic(path.join(out, 'report.tex'), latexTable(table));
   writeAtomic(
     path.join(out, 'report.html'),
-    reportHtml({ runs: runs.length, table, differences: diffs, warnings, figures: rendered, ranOn }),
+    reportHtml({
+      runs: runs.length,
+      table,
+      differences: diffs,
+      warnings,
+      figures: rendered,
+      ranOn,
+      confusion: confusionHtml(confusion),
+    }),
   );
 
   const format = opts.json ? 'json' : (opts.format ?? 'markdown');

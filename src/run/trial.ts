@@ -1,6 +1,7 @@
 import { ChildtuneError } from '../engine/errors.js';
 import type { Plan, PlannedTrial } from '../plan/stages.js';
 import type { Recipe } from '../recipe/types.generated.js';
+import { singleClassNote } from './artifacts.js';
 import { latestCheckpoint } from './checkpoint.js';
 import { RunError } from './errors.js';
 import { executeTrial } from './executor.js';
@@ -43,7 +44,7 @@ export async function runTrial(
     io.err(
       `${prefix}final: ${Object.entries(results.metrics)
         .map(([k, v]) => `${k} ${v.toFixed(4)}`)
-        .join(', ')}`,
+        .join(', ')}${singleClassNote(results)}`,
     );
     return results;
   } catch (e) {

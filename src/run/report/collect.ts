@@ -45,6 +45,8 @@ export interface RunRecord {
   singleClass: string | null;
   /** What always answering the training split's majority class scores; null for runs that did not record it. */
   majority: Record<string, number> | null;
+  /** Gold class (rows) by predicted class (columns) on the evaluation split; absent or null when not recorded. */
+  confusion?: { labels: string[]; matrix: number[][] } | null;
   /** Where the run trained (backend, GPU or threads); absent or null when results.json does not say. */
   ranOn?: string | null;
   /** Loss and evaluation curves from metrics.jsonl. */

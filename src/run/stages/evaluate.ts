@@ -1,8 +1,14 @@
-import { computeMetrics } from '../../data/metrics.js';
+import path from 'node:path';
+import { computeMetrics, confusionMatrix } from '../../data/metrics.js';
 import { labelNamesOf, taskSpecOf, type Metric } from '../../data/tasks.js';
-import { predict } from '../evaluate.js';
+import { logitsOf, predictionOf } from '../evaluate.js';
+import { predictionsTsv } from '../predictions.js';
+import { makeDir } from '../rundir.js';
 import type { StageRunner } from '../walk.js';
 import type { Trained } from './train.js';
+
+/** Where a run keeps the kept model's prediction of every evaluation example. */
+const DEV_PREDICTIONS = 'predictions/dev.tsv';
 
 /** What the kept model predicts on the evaluation split, beside what always answering the majority class scores. */
 export interface Predictions {
@@ -12,6 +18,8 @@ export interface Predictions {
   single_class_prediction: boolean;
   /** The training split's most frequent class, predicted for every evaluation example, scored by the run's metrics. */
   majority_baseline: { class: string; metrics: Record<string, number> };
+  /** Counts of evaluation examples by gold class (rows) and predicted class (columns), both in `labels`' order. */
+  confusion_matrix: { labels: string[]; matrix: number[][] };
 }
 
 /** The evaluate stage's output: the final metrics on the evaluation split, and the training they score. */
@@ -25,28 +33,38 @@ export interface Evaluated {
 /**
  * The training evaluates the evaluation split after every epoch (to pick the best one); this stage takes
  * the evaluation of the checkpoint the recipe keeps (`evaluation.checkpoint`: the best epoch or the last),
- * and checks that the kept model predicts more than one class: a small model at a low learning rate often
- * learns the majority class only, with a score that looks like a result.
+ * writes that model's prediction of every evaluation example (predictions/dev.tsv), and checks that it predicts
+ * more than one class: a small model at a low learning rate often learns the majority class only, with a score
+ * that looks like a result.
  */
 export const evaluateRunner: StageRunner<Evaluated> = {
   async run(_stage, [trained], ctx) {
     const { result, loaded, train, dev } = trained as Trained;
-    const { recipe } = ctx;
+    const { recipe, run } = ctx;
     const metrics =
       recipe.evaluation.checkpoint === 'best'
         ? result.epochs[result.bestEpoch - 1].metrics
         : result.epochs.at(-1)!.metrics;
     const out: Evaluated = { metrics, trained: trained as Trained };
     const numLabels = loaded.model.numLabels;
-    if (numLabels < 2 || !dev.labels.length) return out;
-    const names = labelNamesOf(recipe.dataset) ?? Array.from({ length: numLabels }, (_, i) => String(i));
-    const pred = await predict(
+    const logits = await logitsOf(
       loaded.parallel,
       numLabels,
       dev.encodings,
       recipe.evaluation.batch_size,
       loaded.tokenizer.padId,
     );
+    makeDir(path.dirname(run.path(DEV_PREDICTIONS)), 'predictions directory');
+    run.writeText(
+      DEV_PREDICTIONS,
+      predictionsTsv(
+        logits.map((l, i) => ({ index: i, line: dev.lines[i], gold: dev.labels[i], logits: l })),
+        taskSpecOf(recipe.dataset).labels,
+      ),
+    );
+    if (numLabels < 2 || !dev.labels.length) return out;
+    const names = labelNamesOf(recipe.dataset) ?? Array.from({ length: numLabels }, (_, i) => String(i));
+    const pred = logits.map(predictionOf);
     const counts = new Array<number>(numLabels).fill(0);
     for (const p of pred) counts[p]++;
     const trainCounts = new Array<number>(numLabels).fill(0);
@@ -61,6 +79,7 @@ export const evaluateRunner: StageRunner<Evaluated> = {
         class: names[majority],
         metrics: computeMetrics(scored, new Array<number>(dev.labels.length).fill(majority), dev.labels),
       },
+      confusion_matrix: { labels: names, matrix: confusionMatrix(pred, dev.labels, numLabels) },
     };
     if (single)
       ctx.report.log(
