@@ -8,6 +8,7 @@ import { computeMetrics } from '../data/metrics.js';
 import { TASKS, taskSpecOf, type Metric, type TaskSpec } from '../data/tasks.js';
 import type { BuiltinTask, FileFormat } from '../data/task-spec.js';
 import { selectBackend, type BackendName } from '../engine/backend.js';
+import { chooseKernels, describeKernels, selectKernel, type KernelChoice } from '../engine/native.js';
 import { loadPretrained } from '../engine/checkpoint.js';
 import { readModelConfig } from '../engine/config.js';
 import { writeAtomic } from '../engine/files.js';
@@ -46,7 +47,7 @@ interface Source {
   modelDir: string;
   recipe?: Recipe;
   /** How the run evaluated: predicting the same way gives the same numbers. */
-  ranWith?: { backend: BackendName; threads: number };
+  ranWith?: { backend: BackendName; threads: number; kernel?: string };
 }
 
 const SOURCE_HINT =
@@ -86,9 +87,28 @@ function resolveSource(source: string): Source {
   const results = fs.existsSync(resultsFile) ? readJsonFile(resultsFile) : undefined;
   const ranWith =
     isObject(results) && typeof results.backend === 'string' && Number.isInteger(results.threads)
-      ? { backend: results.backend as BackendName, threads: results.threads as number }
+      ? {
+          backend: results.backend as BackendName,
+          threads: results.threads as number,
+          ...(isObject(results.kernels) &&
+            typeof results.kernels.kernel === 'string' && { kernel: results.kernels.kernel }),
+        }
       : undefined;
   return { modelDir, recipe: recipe as unknown as Recipe, ranWith };
+}
+
+/**
+ * The matrix kernels to predict with: the run's own where this CPU has them (so its dev score comes back exactly),
+ * else what its recipe's settings choose here; a kernel this CPU lacks (bf16 elsewhere) falls back to exact fp32,
+ * which agrees within rounding, and says so.
+ */
+function predictionKernels(source: Source): KernelChoice {
+  const ran = source.ranWith?.kernel;
+  const settings = source.recipe;
+  const c = chooseKernels(settings?.runtime.kernels ?? 'auto', settings?.training.precision ?? 'fp32', ran);
+  if ('kernel' in c) return c;
+  const exact = chooseKernels('exact', 'fp32') as KernelChoice;
+  return { ...exact, why: `${c.refused}: predicting with exact fp32 products, within rounding of the run's scores` };
 }
 
 /** A text or label field as typed: a number is a 0-based column. */
@@ -217,9 +237,12 @@ export async function predictCommand(sourceArg: string, file: string, opts: Pred
   );
   const maxLength = opts.maxLength ?? source.recipe?.model.max_seq_length ?? Math.min(128, config.maxPositions);
   const batchSize = opts.batchSize ?? source.recipe?.evaluation.batch_size ?? 32;
+  const kernels = backend.name === 'wasm' ? predictionKernels(source) : undefined;
+  if (kernels) selectKernel(kernels.kernel);
   const pool = await startPool(model, {
     threads,
     backend: backend.name,
+    kernel: kernels?.kernel,
     adam: { lr: 0, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0 },
   });
   let logits: Float32Array[];
@@ -269,11 +292,12 @@ export async function predictCommand(sourceArg: string, file: string, opts: Pred
     single_class: singleClass,
     backend: backend.name,
     threads,
+    ...(kernels && { kernels: kernels.kernel }),
   };
   if (opts.json) io.out(JSON.stringify(summary, null, 2));
   const where = written.length ? ` to ${written.join(' and ')}` : '';
   io.err(
-    `predicted ${rows.length} row${rows.length === 1 ? '' : 's'} of ${file}${where} (${backend.name}, ${threads} thread${threads === 1 ? '' : 's'})`,
+    `predicted ${rows.length} row${rows.length === 1 ? '' : 's'} of ${file}${where} (${backend.name}, ${threads} thread${threads === 1 ? '' : 's'}${kernels ? `, ${describeKernels(kernels)}` : ''})`,
   );
   if (singleClass !== null)
     io.err(`warning: the model predicts '${singleClass}' for all ${rows.length} rows: a constant answer`);
