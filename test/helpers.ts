@@ -172,9 +172,9 @@ export class AdamW {
 
 /**
  * Starts `childtune run` on `recipe` in a child process and kills it with SIGKILL once its checkpoint pointer has
- * reached `killAt` optimizer steps, then resumes the run directory to its end; returns the directory.
+ * reached `killAt` optimizer steps; returns the run directory, left as the kill left it.
  */
-export async function killAndResume(recipe: string, killAt: number, args: readonly string[] = []): Promise<string> {
+export async function runUntilKilled(recipe: string, killAt: number, args: readonly string[] = []): Promise<string> {
   const child = spawn(process.execPath, [path.join(REPO, 'bin', 'childtune.js'), 'run', recipe, '--quiet', ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -198,6 +198,12 @@ export async function killAndResume(recipe: string, killAt: number, args: readon
   });
   await new Promise((r) => child.once('exit', r).once('close', r));
   assert.ok(!fs.existsSync(path.join(runDir, 'results.json')), 'killed before the end');
+  return runDir;
+}
+
+/** runUntilKilled, then the run directory resumed to its end; returns the directory. */
+export async function killAndResume(recipe: string, killAt: number, args: readonly string[] = []): Promise<string> {
+  const runDir = await runUntilKilled(recipe, killAt, args);
   const again = await cli(['run', '--resume', runDir]);
   assert.equal(again.code, 0, again.err);
   assert.match(again.err, /resume: continuing from step \d+/);

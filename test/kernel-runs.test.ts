@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { arithmeticOf, nativeKernelNames } from '../src/engine/native.js';
-import { cli, GLUE, REPO, tinyModelRecipe } from './helpers.js';
+import { cli, GLUE, REPO, runUntilKilled, tinyModelRecipe } from './helpers.js';
 
 /**
  * What runtime.kernels and training.precision promise of whole runs: each kernel reruns bit for bit, fused and
@@ -102,26 +102,7 @@ test(
   { skip: !fused && 'no fused kernels on this CPU' },
   async () => {
     const recipe = await tinyModelRecipe(body('kernels: fma'));
-    const child = spawn(
-      process.execPath,
-      [path.join(REPO, 'bin', 'childtune.js'), 'run', recipe, '--allow-path', path.dirname(GLUE)],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    let stderr = '';
-    child.stderr.on('data', (d) => (stderr += d));
-    const runDir = await new Promise<string>((resolve, reject) => {
-      const timer = setInterval(() => {
-        const m = /run directory: (.*)/.exec(stderr);
-        const pointer = m && path.join(m[1].trim(), 'checkpoint.json');
-        if (pointer && fs.existsSync(pointer) && JSON.parse(fs.readFileSync(pointer, 'utf8')).step >= 2) {
-          clearInterval(timer);
-          child.kill('SIGKILL');
-          resolve(m[1].trim());
-        }
-      }, 5);
-      child.on('exit', () => reject(new Error(`the run ended before step 2 was checkpointed:\n${stderr}`)));
-    });
-    await new Promise((r) => child.once('close', r));
+    const runDir = await runUntilKilled(recipe, 2, ['--allow-path', path.dirname(GLUE)]);
     // The other machine: exact kernels only (its recipe asks for them, as a CPU without fused kernels would run).
     fs.writeFileSync(recipe, fs.readFileSync(recipe, 'utf8').replace('kernels: fma', 'kernels: exact'));
     const again = await cli(['run', '--resume', runDir]);
