@@ -28,8 +28,14 @@ export function initialValue(spec: ParamSpec, rng: Rng, std = 0.02): Float32Arra
   if (init === 'ones') v.fill(1);
   else if (typeof init === 'object' && 'constant' in init) v.fill(init.constant);
   else if (init === 'normal') for (let i = 0; i < v.length; i++) v[i] = rng.normal() * std;
-  else if (typeof init === 'object' && 'normal' in init)
-    for (let i = 0; i < v.length; i++) v[i] = rng.normal() * init.normal;
+  else if (typeof init === 'object' && 'normal' in init) {
+    const bound = init.truncate ?? Infinity;
+    for (let i = 0; i < v.length; i++) {
+      let x = rng.normal() * init.normal;
+      while (Math.abs(x) > bound) x = rng.normal() * init.normal;
+      v[i] = x;
+    }
+  }
   else if (typeof init === 'object' && 'uniform' in init)
     for (let i = 0; i < v.length; i++) {
       const x = (2 * rng.next() - 1) * init.uniform;

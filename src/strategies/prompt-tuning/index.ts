@@ -7,7 +7,7 @@ type PromptOptions = OptionsOf<'prompt-tuning'>;
 
 export const promptSettings = (o: PromptOptions): PromptSettings => ({
   length: o.length ?? 100,
-  init: o.prompt_init ?? 'vocabulary',
+  init: o.prompt_init ?? 'normal',
   head: o.head ?? 'classifier',
 });
 
