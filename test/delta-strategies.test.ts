@@ -1,23 +1,14 @@
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import path from 'node:path';
 import { before, describe, test } from 'node:test';
 import { initStrategyParams } from '../src/engine/checkpoint.js';
-import { writeAtomic } from '../src/engine/files.js';
 import { EncoderClassifier } from '../src/engine/model.js';
 import type { ModelModifier } from '../src/engine/modules/modifier.js';
 import { selectBackend } from '../src/engine/backend.js';
 import { Rng } from '../src/engine/rng.js';
-import { readSafetensors } from '../src/engine/safetensors.js';
 import type { Recipe } from '../src/recipe/types.generated.js';
-import { saveAdapter } from '../src/strategies/adapter/index.js';
-import { savePrefix } from '../src/strategies/prefix-tuning/index.js';
-import { savePrompt } from '../src/strategies/prompt-tuning/index.js';
-import type { StrategySave } from '../src/strategies/definition.js';
 import { definitionOf, modifiersFor } from '../src/strategies/registry.js';
-import { STRATEGY_CONFIG, STRATEGY_WEIGHTS } from '../src/strategies/save-apart.js';
 import { checkModelGradients } from './gradient-checks.js';
-import { microBatch, microModel, tmpProject } from './helpers.js';
+import { microBatch, microModel } from './helpers.js';
 
 type Family = 'bert' | 'roberta' | 'electra';
 const strategy = (s: Record<string, unknown>) => s as unknown as Recipe['strategy'];
@@ -217,107 +208,5 @@ describe('adapter, prefix-tuning and prompt-tuning modules', () => {
     electra.dispose();
     model.dispose();
     again.dispose();
-  });
-});
-
-/** A strategy's save hook as the save stage calls it, its files written into `dir` as the stage writes them. */
-function saveThrough(
-  // Each hook takes its own kind's input; the caller passes that kind's options.
-  save: (input: never) => StrategySave,
-  model: EncoderClassifier,
-  dir: string,
-  options: unknown,
-): StrategySave {
-  const saved = save({
-    options,
-    config: model.config,
-    specs: model.specs,
-    values: model.values,
-    modelDir: dir,
-  } as never);
-  for (const [name, data] of Object.entries(saved.files ?? {})) writeAtomic(path.join(dir, name), data);
-  return saved;
-}
-
-describe('saving a strategy apart from the model', () => {
-  before(async () => {
-    await selectBackend('wasm');
-  });
-
-  test('prefixes trained through the MLP are saved as the plain prefixes it computes, which give the same outputs', () => {
-    const mlp = strategyModel(
-      'bert',
-      modifiersFor(strategy({ kind: 'prefix-tuning', length: 2, reparameterize: true, mlp_hidden: 5 })),
-      0.3,
-    );
-    const dir = tmpProject();
-    saveThrough(
-      savePrefix,
-      mlp,
-      dir,
-      strategy({ kind: 'prefix-tuning', length: 2, reparameterize: true, mlp_hidden: 5 }),
-    );
-    const saved = readSafetensors(path.join(dir, STRATEGY_WEIGHTS));
-    assert.deepEqual([...saved.keys()].sort(), [
-      'prefix.layer.0.key',
-      'prefix.layer.0.value',
-      'prefix.layer.1.key',
-      'prefix.layer.1.value',
-    ]);
-    const config = JSON.parse(fs.readFileSync(path.join(dir, STRATEGY_CONFIG), 'utf8'));
-    assert.equal(config.kind, 'prefix-tuning');
-    assert.equal(config.length, 2);
-    assert.equal(config.reparameterize, false);
-    const plain = strategyModel(
-      'bert',
-      modifiersFor(strategy({ kind: 'prefix-tuning', length: 2, reparameterize: false })),
-    );
-    for (const [name, t] of saved) plain.values[plain.indexOf(name)] = t.data;
-    plain.markDirty();
-    const b = microBatch();
-    const want = mlp.predict(b).logits;
-    const got = plain.predict(b).logits;
-    assert.ok(
-      got.every((v, i) => Math.abs(v - want[i]) < 1e-5),
-      `${got} against ${want}`,
-    );
-    mlp.dispose();
-    plain.dispose();
-  });
-
-  test('adapters and prompts are saved by their names, [out, in] for dense weights, with what rebuilds them', () => {
-    const options = strategy({ kind: 'adapter', placement: 'scaled-parallel', bottleneck: 2 });
-    const model = strategyModel('bert', modifiersFor(options), 0.3);
-    const dir = tmpProject();
-    const savedAdapter = saveThrough(saveAdapter, model, dir, options);
-    assert.equal(
-      savedAdapter.weights,
-      model.values,
-      "model.safetensors keeps the model's own values (pretrained and head)",
-    );
-    const saved = readSafetensors(path.join(dir, STRATEGY_WEIGHTS));
-    const added = model.specs.filter((s) => s.source === 'strategy');
-    assert.deepEqual([...saved.keys()].sort(), added.map((s) => s.name).sort());
-    const down = saved.get('adapter.layer.1.output.down.weight')!;
-    assert.deepEqual(down.shape, [2, 8]);
-    const engine = model.values[model.indexOf('adapter.layer.1.output.down.weight')]; // [in 8, out 2]
-    assert.equal(down.data[1 * 8 + 3], engine[3 * 2 + 1]);
-    const config = JSON.parse(fs.readFileSync(path.join(dir, STRATEGY_CONFIG), 'utf8'));
-    assert.deepEqual(
-      { ...config, tensors: undefined },
-      {
-        kind: 'adapter',
-        placement: 'scaled-parallel',
-        bottleneck: 2,
-        nonlinearity: 'relu',
-        scaling: 'learned',
-        tensors: undefined,
-      },
-    );
-    const prompt = strategyModel('bert', modifiersFor(strategy({ kind: 'prompt-tuning', length: 3 })));
-    saveThrough(savePrompt, prompt, dir, strategy({ kind: 'prompt-tuning', length: 3 }));
-    assert.deepEqual([...readSafetensors(path.join(dir, STRATEGY_WEIGHTS)).keys()], ['prompt.embeddings']);
-    model.dispose();
-    prompt.dispose();
   });
 });

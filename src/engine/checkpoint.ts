@@ -89,9 +89,16 @@ function copiedRows(model: EncoderClassifier, spec: ParamSpec, from: string, rng
  */
 export function loadPretrained(
   dir: string,
-  options: { family?: Family | 'auto'; numLabels: number; seed: number; modifiers?: readonly ModelModifier[] },
+  options: {
+    family?: Family | 'auto';
+    numLabels: number;
+    seed: number;
+    modifiers?: readonly ModelModifier[];
+    /** 'apply': the caller applies the strategy saved apart in `dir` (saved-strategy.ts); else such a model is refused. */
+    savedApart?: 'apply';
+  },
 ): LoadedModel {
-  refuseSavedApart(dir);
+  if (options.savedApart !== 'apply') refuseSavedApart(dir);
   const config = readModelConfig(dir, options.family ?? 'auto');
   const checkpoint = readCheckpoint(dir);
   const { tensors, renamed, prefixed } = normaliseNames(checkpoint.tensors, config.family, checkpoint.source);
