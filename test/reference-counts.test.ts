@@ -53,6 +53,13 @@ describe('trainable parameters at BERT-base, by default, equal the reference imp
     ['prefix-tuning', { kind: 'prefix-tuning' }, 185_858],
     // PEFT's prompt tuning: 100 virtual tokens, and the classifier.
     ['prompt-tuning', { kind: 'prompt-tuning' }, 78_338],
+    // AdapterHub's double_seq_bn (reduction 16: 48 wide, after the attention and the feed-forward), and the classifier.
+    ['adapter', { kind: 'adapter' }, 24 * (768 * 48 + 48 + 48 * 768 + 768) + 1_538],
+    // seq_bn: the feed-forward's adapter only.
+    ['adapter pfeiffer', { kind: 'adapter', placement: 'pfeiffer' }, 896_066],
+    // par_bn: reduction 2 (384 wide); scaled_par_bn adds one learned scaling per layer.
+    ['adapter parallel', { kind: 'adapter', placement: 'parallel' }, 7_093_250],
+    ['adapter scaled-parallel', { kind: 'adapter', placement: 'scaled-parallel' }, 7_093_262],
   ];
   for (const [kind, strategy, want] of cases)
     test(`${kind}: ${want.toLocaleString('en-US')}`, () => {

@@ -35,8 +35,7 @@ export function initialValue(spec: ParamSpec, rng: Rng, std = 0.02): Float32Arra
       while (Math.abs(x) > bound) x = rng.normal() * init.normal;
       v[i] = x;
     }
-  }
-  else if (typeof init === 'object' && 'uniform' in init)
+  } else if (typeof init === 'object' && 'uniform' in init)
     for (let i = 0; i < v.length; i++) {
       const x = (2 * rng.next() - 1) * init.uniform;
       v[i] = init.mean === undefined ? x : x + init.mean;

@@ -89,7 +89,10 @@ export class Embeddings {
     if (!prompt) return tf.tensor2d(noised(tables(() => true, own)), [own, E]);
     const words = tf.tensor2d(noised(tables((r) => r.own, own)), [own, E]);
     const tokens = b.batch * (this.promptLength + b.seq);
-    const rest = tf.tensor2d(tables((r) => !r.own, tokens), [tokens, E]);
+    const rest = tf.tensor2d(
+      tables((r) => !r.own, tokens),
+      [tokens, E],
+    );
     return tf.add(prependRows(prompt, words, b.batch), rest) as T2;
   }
 
