@@ -7,7 +7,7 @@ import type { SaveInput } from './definition.js';
 export { STRATEGY_CONFIG };
 
 /** A dense weight from the engine's [in, out] to the checkpoint's [out, in]; other tensors as they are. */
-export function savedLayout(spec: ParamSpec, v: Float32Array): Float32Array {
+function savedLayout(spec: ParamSpec, v: Float32Array): Float32Array {
   if (!spec.transposed) return v;
   const [out, inDim] = spec.shape;
   const t = new Float32Array(v.length);

@@ -37,11 +37,11 @@ export const isParallel = (p: Placement) => SITES[p].parallel;
 export const adapterSublayers = (p: Placement) => SITES[p].sublayers;
 
 /** AdapterHub's down_sample: int(hidden_size // reduction_factor), at least 1. */
-export const bottleneckSize = (s: AdapterSettings, hidden: number) =>
+const bottleneckSize = (s: AdapterSettings, hidden: number) =>
   s.bottleneck ?? Math.max(1, Math.floor(hidden / s.reductionFactor));
 
 /** The names an adapter's parameters get: adapter.layer.<l>.<attention|output>.<down|up>.<weight|bias>, .scaling. */
-export const siteName = (layer: number, sublayer: SublayerKind) =>
+const siteName = (layer: number, sublayer: SublayerKind) =>
   `adapter.layer.${layer}.${sublayer === 'attention' ? 'attention' : 'output'}`;
 
 /**
