@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
+import { readModelConfig } from '../src/engine/config.js';
+import { internalShape, paramSpecs } from '../src/engine/params.js';
 import { readSafetensors } from '../src/engine/safetensors.js';
 import { cli } from './helpers.js';
 import { outcome, smallProject, spawnCli } from './integrity-helpers.js';
@@ -29,6 +31,31 @@ const STRATEGY_PARAM = {
  * pooler stays frozen too; Pfeiffer adapters train no LayerNorm).
  */
 const frozen = (name: string) => !/^classifier\./.test(name);
+
+/**
+ * The model's own weights after a run: its saved model.safetensors, or where the strategy saves PEFT's layout
+ * (prefix and prompt tuning: no model.safetensors), the last checkpoint's weights.
+ */
+function trainedWeights(runDir: string, modelDir: string): Map<string, Float32Array> {
+  const saved = path.join(runDir, 'model', 'model.safetensors');
+  if (fs.existsSync(saved)) return new Map([...readSafetensors(saved)].map(([k, t]) => [k, t.data]));
+  const at = JSON.parse(fs.readFileSync(path.join(runDir, 'checkpoint.json'), 'utf8'));
+  const state = readSafetensors(path.join(runDir, at.dir, 'state.safetensors'));
+  // The checkpoint keeps the engine's layout (flat; dense weights [in, out]): back to the saved [out, in].
+  return new Map(
+    paramSpecs(readModelConfig(modelDir), 2).flatMap((spec) => {
+      const t = state.get(`param/${spec.name}`);
+      return t ? [[spec.name, spec.transposed ? transposed(t.data, internalShape(spec)) : t.data] as const] : [];
+    }),
+  );
+}
+
+/** [rows, cols] to [cols, rows]. */
+function transposed(data: Float32Array, [rows, cols]: number[]): Float32Array {
+  const out = new Float32Array(data.length);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = data[r * cols + c];
+  return out;
+}
 
 describe('delta strategies in whole runs (two threads)', () => {
   let project: { dir: string; recipe: string };
@@ -61,11 +88,11 @@ describe('delta strategies in whole runs (two threads)', () => {
       const again = (await run(kind, `${kind}-b`)) as string;
       assert.deepEqual(outcome(again), outcome(first));
       const pretrained = readSafetensors(path.join(project.dir, 'model', 'model.safetensors'));
-      const trained = readSafetensors(path.join(first, 'model', 'model.safetensors'));
+      const trained = trainedWeights(first, path.join(project.dir, 'model'));
       let checked = 0;
       for (const [name, t] of pretrained) {
         if (!frozen(name) || !trained.has(name)) continue;
-        assert.deepEqual(trained.get(name)!.data, t.data, `${name} changed`);
+        assert.deepEqual(trained.get(name), t.data, `${name} changed`);
         checked++;
       }
       assert.ok(checked > 20, `${checked} frozen tensors compared`);

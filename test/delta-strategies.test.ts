@@ -1,23 +1,14 @@
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import path from 'node:path';
 import { before, describe, test } from 'node:test';
 import { initStrategyParams } from '../src/engine/checkpoint.js';
-import { writeAtomic } from '../src/engine/files.js';
 import { EncoderClassifier } from '../src/engine/model.js';
 import type { ModelModifier } from '../src/engine/modules/modifier.js';
 import { selectBackend } from '../src/engine/backend.js';
 import { Rng } from '../src/engine/rng.js';
-import { readSafetensors } from '../src/engine/safetensors.js';
 import type { Recipe } from '../src/recipe/types.generated.js';
-import { saveAdapter } from '../src/strategies/adapter/index.js';
-import { savePrefix } from '../src/strategies/prefix-tuning/index.js';
-import { savePrompt } from '../src/strategies/prompt-tuning/index.js';
-import type { StrategySave } from '../src/strategies/definition.js';
 import { definitionOf, modifiersFor } from '../src/strategies/registry.js';
-import { STRATEGY_CONFIG, STRATEGY_WEIGHTS } from '../src/strategies/save-apart.js';
 import { checkModelGradients } from './gradient-checks.js';
-import { microBatch, microModel, tmpProject } from './helpers.js';
+import { microBatch, microModel } from './helpers.js';
 
 type Family = 'bert' | 'roberta' | 'electra';
 const strategy = (s: Record<string, unknown>) => s as unknown as Recipe['strategy'];
@@ -47,17 +38,30 @@ describe('adapter, prefix-tuning and prompt-tuning modules', () => {
   });
 
   const cases: [string, Family, Record<string, unknown>][] = [
-    ['houlsby adapters (swish, LayerNorms training)', 'bert', { kind: 'adapter', bottleneck: 3 }],
-    ['pfeiffer adapters (gelu)', 'roberta', { kind: 'adapter', placement: 'pfeiffer', nonlinearity: 'gelu' }],
+    [
+      'houlsby adapters (swish, LayerNorms training)',
+      'bert',
+      { kind: 'adapter', bottleneck: 3, train_layer_norms: true },
+    ],
+    [
+      'pfeiffer adapters (gelu) on the LayerNorm of the output and residual',
+      'roberta',
+      { kind: 'adapter', placement: 'pfeiffer', nonlinearity: 'gelu', bottleneck: 2 },
+    ],
+    [
+      'pfeiffer adapters (swish: no kink for the differences) with the LayerNorms training (used twice a sub-layer)',
+      'bert',
+      { kind: 'adapter', placement: 'pfeiffer', nonlinearity: 'swish', bottleneck: 2, train_layer_norms: true },
+    ],
     [
       'parallel adapters (tanh)',
       'electra',
       { kind: 'adapter', placement: 'parallel', nonlinearity: 'tanh', bottleneck: 2 },
     ],
     [
-      'scaled-parallel adapters (s = 4, identity init)',
+      'scaled-parallel adapters (learned scaling, houlsby init)',
       'bert',
-      { kind: 'adapter', placement: 'scaled-parallel', init: 'identity', bottleneck: 2 },
+      { kind: 'adapter', placement: 'scaled-parallel', init: 'houlsby', bottleneck: 2 },
     ],
     ['plain prefixes', 'roberta', { kind: 'prefix-tuning', length: 2, reparameterize: false }],
     ['prefixes through the MLP', 'bert', { kind: 'prefix-tuning', length: 2, reparameterize: true, mlp_hidden: 5 }],
@@ -66,8 +70,13 @@ describe('adapter, prefix-tuning and prompt-tuning modules', () => {
       'electra',
       { kind: 'prefix-tuning', length: 3, reparameterize: true, mlp_hidden: 4 },
     ],
-    ['a prompt from the vocabulary', 'bert', { kind: 'prompt-tuning', length: 3 }],
-    ['a random prompt', 'electra', { kind: 'prompt-tuning', length: 2, prompt_init: 'random' }],
+    ['a prompt from the vocabulary', 'bert', { kind: 'prompt-tuning', length: 3, prompt_init: 'vocabulary' }],
+    ['a prompt from N(0, 1) (positions after padding)', 'roberta', { kind: 'prompt-tuning', length: 2 }],
+    [
+      'a uniform prompt in the smaller embedding',
+      'electra',
+      { kind: 'prompt-tuning', length: 2, prompt_init: 'uniform' },
+    ],
   ];
   for (const [name, family, options] of cases)
     test(`${name} (${family}): every trainable gradient matches central differences; frozen ones are not written`, () => {
@@ -81,7 +90,7 @@ describe('adapter, prefix-tuning and prompt-tuning modules', () => {
       model.dispose();
     });
 
-  test('trainable sets: the classifier and the strategy; houlsby adds the encoder LayerNorms, the others do not', () => {
+  test('trainable sets: the classifier and the strategy; train_layer_norms adds the encoder LayerNorms', () => {
     const trained = (options: Record<string, unknown>) =>
       new Set(
         new EncoderClassifier(microModel().config, 3, undefined, modifiersFor(strategy(options))).specs
@@ -96,9 +105,8 @@ describe('adapter, prefix-tuning and prompt-tuning modules', () => {
         ['weight', 'bias'].map((w) => `bert.encoder.layer.${l}.${p}.LayerNorm.${w}`),
       ),
     );
-    assert.deepEqual([...trained({ kind: 'adapter' })].sort(), [...head, ...norms].sort());
-    assert.deepEqual([...trained({ kind: 'adapter', train_layer_norms: false })].sort(), [...head].sort());
-    for (const kind of ['pfeiffer', 'parallel', 'scaled-parallel'])
+    assert.deepEqual([...trained({ kind: 'adapter', train_layer_norms: true })].sort(), [...head, ...norms].sort());
+    for (const kind of ['houlsby', 'pfeiffer', 'parallel', 'scaled-parallel'])
       assert.deepEqual([...trained({ kind: 'adapter', placement: kind })].sort(), [...head].sort(), kind);
     assert.deepEqual([...trained({ kind: 'prefix-tuning' })].sort(), [...head].sort());
     assert.deepEqual([...trained({ kind: 'prompt-tuning' })].sort(), [...head].sort());
@@ -110,12 +118,12 @@ describe('adapter, prefix-tuning and prompt-tuning modules', () => {
       );
   });
 
-  test('adapters with the identity init (up projection zero) give the base model outputs, bit for bit', () => {
+  test('adapters with the mam_adapter init (up projection zero) give the base model outputs, bit for bit', () => {
     const base = microModel();
     const b = microBatch();
     const want = base.predict(b, true);
     for (const placement of ['houlsby', 'pfeiffer', 'parallel', 'scaled-parallel']) {
-      const model = strategyModel('bert', modifiersFor(strategy({ kind: 'adapter', placement, init: 'identity' })));
+      const model = strategyModel('bert', modifiersFor(strategy({ kind: 'adapter', placement, init: 'mam_adapter' })));
       const got = model.predict(b, true);
       assert.deepEqual(got.logits, want.logits, placement);
       assert.deepEqual(got.hidden, want.hidden, placement);
@@ -124,7 +132,7 @@ describe('adapter, prefix-tuning and prompt-tuning modules', () => {
     base.dispose();
   });
 
-  test('the bottleneck is hidden / reduction_factor unless given; near-identity draws N(0, init_std^2)', () => {
+  test("the bottleneck is hidden / reduction_factor (AdapterHub's 16, parallel 2) unless given; the inits", () => {
     const sizes = (options: Record<string, unknown>) =>
       new EncoderClassifier(
         microModel().config,
@@ -135,31 +143,52 @@ describe('adapter, prefix-tuning and prompt-tuning modules', () => {
         .filter((s) => s.name.endsWith('.down.weight'))
         .map((s) => s.shape[0]);
     assert.deepEqual(sizes({ reduction_factor: 4 }), [2, 2, 2, 2]);
-    assert.deepEqual(sizes({ reduction_factor: 16 }), [1, 1, 1, 1], 'at least one');
+    assert.deepEqual(sizes({}), [1, 1, 1, 1], 'houlsby: 8 / 16, at least one');
+    assert.deepEqual(sizes({ placement: 'parallel' }), [4, 4], 'parallel: 8 / 2');
     assert.deepEqual(sizes({ reduction_factor: 4, bottleneck: 5, placement: 'pfeiffer' }), [5, 5]);
-    const model = strategyModel('bert', modifiersFor(strategy({ kind: 'adapter', init_std: 0.001 })));
-    const up = model.values[model.indexOf('adapter.layer.0.output.up.weight')];
-    assert.ok(up.some((v) => v !== 0) && up.every((v) => Math.abs(v) < 0.006));
-    assert.ok(model.values[model.indexOf('adapter.layer.0.output.up.bias')].every((v) => v === 0));
-    model.dispose();
+    const values = (options: Record<string, unknown>, name: string) => {
+      const model = strategyModel('bert', modifiersFor(strategy({ kind: 'adapter', bottleneck: 4, ...options })));
+      const v = model.values[model.indexOf(`adapter.layer.0.output.${name}`)];
+      model.dispose();
+      return v;
+    };
+    // houlsby: N(0, 0.01^2) truncated to ±0.02; mam_adapter: the down projection within 1/sqrt(8), the up one zero.
+    const truncated = values({ init: 'houlsby' }, 'up.weight');
+    assert.ok(truncated.some((v) => v !== 0) && truncated.every((v) => Math.abs(v) <= 0.02));
+    assert.ok(values({ init: 'houlsby' }, 'up.bias').every((v) => v === 0));
+    const down = values({ placement: 'parallel' }, 'down.weight');
+    assert.ok(down.some((v) => Math.abs(v) > 0.1) && down.every((v) => Math.abs(v) <= 1 / Math.sqrt(8)));
+    assert.ok(values({ placement: 'parallel' }, 'down.bias').every((v) => v === 0));
+    assert.ok(values({ placement: 'parallel' }, 'up.weight').every((v) => v === 0));
+    assert.deepEqual([...values({ placement: 'scaled-parallel' }, 'scaling')], [1]);
   });
 
-  test('scaling on an adapter placement other than scaled-parallel is reported against it', () => {
+  test('scaling on scaled-parallel, and original_ln_before on a parallel placement, are reported', () => {
     const check = (o: Record<string, unknown>) =>
       definitionOf('adapter').check!(strategy({ kind: 'adapter', placement: 'houlsby', ...o }) as never).map((d) => [
         d.code,
         d.pointer,
         d.message,
       ]);
-    assert.deepEqual(check({ scaling: 2 }), [
-      ['CT0303', '/strategy/scaling', 'scaling applies to the scaled-parallel placement only, not houlsby'],
+    assert.deepEqual(check({ placement: 'scaled-parallel', scaling: 2 }), [
+      [
+        'CT0303',
+        '/strategy/scaling',
+        'scaling is a constant for houlsby, pfeiffer and parallel; scaled-parallel learns it, not scaled-parallel',
+      ],
     ]);
-    assert.deepEqual(check({ placement: 'scaled-parallel', scaling: 2 }), []);
-    assert.deepEqual(check({}), []);
+    assert.deepEqual(check({ placement: 'parallel', original_ln_before: true }), [
+      [
+        'CT0303',
+        '/strategy/original_ln_before',
+        'original_ln_before applies to the sequential placements (houlsby, pfeiffer), not parallel',
+      ],
+    ]);
+    assert.deepEqual(check({ scaling: 2, original_ln_before: true }), []);
   });
 
-  test('a vocabulary prompt copies word embedding rows drawn with the seed; ELECTRA with a smaller embedding is refused', () => {
-    const mods = modifiersFor(strategy({ kind: 'prompt-tuning', length: 6 }));
+  test('a vocabulary prompt copies word embedding rows drawn with the seed, in the embedding width', () => {
+    const mods = modifiersFor(strategy({ kind: 'prompt-tuning', length: 6, prompt_init: 'vocabulary' }));
     const model = strategyModel('bert', mods);
     const words = model.values[model.indexOf('bert.embeddings.word_embeddings.weight')];
     const prompt = model.values[model.indexOf('prompt.embeddings')];
@@ -174,114 +203,10 @@ describe('adapter, prefix-tuning and prompt-tuning modules', () => {
     assert.ok(new Set(rows).size > 1, 'drawn, not one row repeated');
     const again = strategyModel('bert', mods);
     assert.deepEqual(again.values[again.indexOf('prompt.embeddings')], prompt, 'the same seed draws the same rows');
-    assert.throws(
-      () => strategyModel('electra', modifiersFor(strategy({ kind: 'prompt-tuning', length: 2 }))),
-      (e: Error & { hint?: string }) =>
-        /embeds into 6 dimensions.*reads 8/.test(e.message) && /prompt_init: random/.test(e.hint!),
-    );
+    const electra = strategyModel('electra', modifiersFor(strategy({ kind: 'prompt-tuning', length: 2 })));
+    assert.deepEqual(electra.specs[electra.indexOf('prompt.embeddings')].shape, [2, 6], 'ELECTRA embeds into 6');
+    electra.dispose();
     model.dispose();
     again.dispose();
-  });
-});
-
-/** A strategy's save hook as the save stage calls it, its files written into `dir` as the stage writes them. */
-function saveThrough(
-  // Each hook takes its own kind's input; the caller passes that kind's options.
-  save: (input: never) => StrategySave,
-  model: EncoderClassifier,
-  dir: string,
-  options: unknown,
-): StrategySave {
-  const saved = save({
-    options,
-    config: model.config,
-    specs: model.specs,
-    values: model.values,
-    modelDir: dir,
-  } as never);
-  for (const [name, data] of Object.entries(saved.files ?? {})) writeAtomic(path.join(dir, name), data);
-  return saved;
-}
-
-describe('saving a strategy apart from the model', () => {
-  before(async () => {
-    await selectBackend('wasm');
-  });
-
-  test('prefixes trained through the MLP are saved as the plain prefixes it computes, which give the same outputs', () => {
-    const mlp = strategyModel(
-      'bert',
-      modifiersFor(strategy({ kind: 'prefix-tuning', length: 2, reparameterize: true, mlp_hidden: 5 })),
-      0.3,
-    );
-    const dir = tmpProject();
-    saveThrough(
-      savePrefix,
-      mlp,
-      dir,
-      strategy({ kind: 'prefix-tuning', length: 2, reparameterize: true, mlp_hidden: 5 }),
-    );
-    const saved = readSafetensors(path.join(dir, STRATEGY_WEIGHTS));
-    assert.deepEqual([...saved.keys()].sort(), [
-      'prefix.layer.0.key',
-      'prefix.layer.0.value',
-      'prefix.layer.1.key',
-      'prefix.layer.1.value',
-    ]);
-    const config = JSON.parse(fs.readFileSync(path.join(dir, STRATEGY_CONFIG), 'utf8'));
-    assert.equal(config.kind, 'prefix-tuning');
-    assert.equal(config.length, 2);
-    assert.equal(config.reparameterize, false);
-    const plain = strategyModel(
-      'bert',
-      modifiersFor(strategy({ kind: 'prefix-tuning', length: 2, reparameterize: false })),
-    );
-    for (const [name, t] of saved) plain.values[plain.indexOf(name)] = t.data;
-    plain.markDirty();
-    const b = microBatch();
-    const want = mlp.predict(b).logits;
-    const got = plain.predict(b).logits;
-    assert.ok(
-      got.every((v, i) => Math.abs(v - want[i]) < 1e-5),
-      `${got} against ${want}`,
-    );
-    mlp.dispose();
-    plain.dispose();
-  });
-
-  test('adapters and prompts are saved by their names, [out, in] for dense weights, with what rebuilds them', () => {
-    const options = strategy({ kind: 'adapter', placement: 'scaled-parallel', bottleneck: 2 });
-    const model = strategyModel('bert', modifiersFor(options), 0.3);
-    const dir = tmpProject();
-    const savedAdapter = saveThrough(saveAdapter, model, dir, options);
-    assert.equal(
-      savedAdapter.weights,
-      model.values,
-      "model.safetensors keeps the model's own values (pretrained and head)",
-    );
-    const saved = readSafetensors(path.join(dir, STRATEGY_WEIGHTS));
-    const added = model.specs.filter((s) => s.source === 'strategy');
-    assert.deepEqual([...saved.keys()].sort(), added.map((s) => s.name).sort());
-    const down = saved.get('adapter.layer.1.output.down.weight')!;
-    assert.deepEqual(down.shape, [2, 8]);
-    const engine = model.values[model.indexOf('adapter.layer.1.output.down.weight')]; // [in 8, out 2]
-    assert.equal(down.data[1 * 8 + 3], engine[3 * 2 + 1]);
-    const config = JSON.parse(fs.readFileSync(path.join(dir, STRATEGY_CONFIG), 'utf8'));
-    assert.deepEqual(
-      { ...config, tensors: undefined },
-      {
-        kind: 'adapter',
-        placement: 'scaled-parallel',
-        bottleneck: 2,
-        nonlinearity: 'relu',
-        scaling: 4,
-        tensors: undefined,
-      },
-    );
-    const prompt = strategyModel('bert', modifiersFor(strategy({ kind: 'prompt-tuning', length: 3 })));
-    saveThrough(savePrompt, prompt, dir, strategy({ kind: 'prompt-tuning', length: 3 }));
-    assert.deepEqual([...readSafetensors(path.join(dir, STRATEGY_WEIGHTS)).keys()], ['prompt.embeddings']);
-    model.dispose();
-    prompt.dispose();
   });
 });

@@ -56,7 +56,11 @@ export function outcome(dir: string) {
       .trim()
       .split('\n')
       .map((l) => dropKeys(JSON.parse(l), ['examples_per_s'])),
-    model: read(path.join('model', 'model.safetensors')).toString('base64'),
+    // Every weight file the saved model has: model.safetensors and a strategy's own (PEFT's, AdapterHub's).
+    model: (fs.readdirSync(path.join(dir, 'model'), { recursive: true }) as string[])
+      .filter((f) => f.endsWith('.safetensors'))
+      .sort()
+      .map((f) => [f, read(path.join('model', f)).toString('base64')]),
     childMask: fs.existsSync(path.join(dir, 'child-mask.bin')) ? read('child-mask.bin').toString('base64') : null,
     childIndex: fs.existsSync(path.join(dir, 'child-mask.json')) ? read('child-mask.json').toString() : null,
     maskStats: read('mask-stats.json').toString(),

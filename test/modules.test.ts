@@ -9,8 +9,8 @@ import { EncoderClassifier, type Batch } from '../src/engine/model.js';
 import { Activation, type ActivationCache, type ActivationKind } from '../src/engine/modules/activation.js';
 import { SelfAttention, type KeyValuePrefix } from '../src/engine/modules/attention.js';
 import { Dense, denseBackward, denseForward } from '../src/engine/modules/dense.js';
-import { Embeddings } from '../src/engine/modules/embeddings.js';
-import { Encoder, EncoderLayer, type InputPrefix } from '../src/engine/modules/encoder.js';
+import { Embeddings, type InputPrefix } from '../src/engine/modules/embeddings.js';
+import { EncoderLayer } from '../src/engine/modules/encoder.js';
 import type { DenseRole } from '../src/engine/modules/families.js';
 import { FeedForward } from '../src/engine/modules/feed-forward.js';
 import { ClassificationHead } from '../src/engine/modules/heads.js';
@@ -227,7 +227,7 @@ const prefixLike = defineModifier<{ length: number }>('test-prefix', (editor, o)
 const promptLike = defineModifier<{ length: number }>('test-prompt', (editor, o) => {
   const rows = editor.addParam({
     name: 'prompt.embeddings',
-    shape: [o.length, editor.config.hiddenSize],
+    shape: [o.length, editor.config.embeddingSize],
     init: { normal: 0.5 },
     group: 'embeddings',
   });
@@ -458,7 +458,7 @@ for (const backend of ['wasm', 'cpu'] as const) {
       });
     });
 
-    test('an encoder layer with inserted modules after and in parallel, and an encoder with an input prefix', () => {
+    test('an encoder layer with inserted modules after and in parallel', () => {
       const layer = (t: ParamTable) =>
         new EncoderLayer(
           new Sublayer(attention(t), norm(t, 'ln1'), H),
@@ -475,38 +475,14 @@ for (const backend of ['wasm', 'cpu'] as const) {
       l0.feedForward.after.push(adapter('after', true));
       l0.attention.parallel.push(adapter('parallel', false));
       gradientCheck('encoder layer', t, { shape: [6, H] }, layerRun(l0), { dropout: true, seq: SEQ });
-
-      const e = new ParamTable();
-      const rows = e.declare({
-        name: 'prompt',
-        shape: [2, H],
-        transposed: false,
-        decay: false,
-        group: 'embeddings',
-        init: 'normal',
-      });
-      const encoder = new Encoder([layer(e)]);
-      encoder.inputPrefix = {
-        length: 2,
-        forward: (batch, ctx) => ({ rows: tiled(rows, batch, ctx), cache: null }),
-        backward: (d, _c, ctx) => summedOverBatch(d, rows, ctx),
-      };
-      gradientCheck(
-        'encoder with an input prefix',
-        e,
-        { shape: [6, H] },
-        (x, f) => {
-          const r = encoder.forward(x!, SEQ.mask, SEQ.batch, f);
-          return { y: r.y, back: (dy, b) => encoder.backward(dy, r.cache, b) };
-        },
-        { dropout: true },
-      );
     });
 
-    test('embeddings: tables, LayerNorm and the projection (scattered rows), both position schemes', () => {
-      for (const [positions, width] of [
-        ['absolute', H],
-        ['after-padding', 3],
+    test('embeddings: tables, LayerNorm and the projection (scattered rows), both position schemes, with a prompt', () => {
+      for (const [positions, width, promptRows] of [
+        ['absolute', H, 0],
+        ['after-padding', 3, 0],
+        ['absolute', H, 2],
+        ['after-padding', 3, 2],
       ] as const) {
         const t = new ParamTable();
         const table = (name: string, rows: number) =>
@@ -518,13 +494,29 @@ for (const backend of ['wasm', 'cpu'] as const) {
             group: 'embeddings',
             init: 'normal',
           });
-        const tables = { word: table('word', 9), position: table('position', 6), type: table('type', 2) };
+        const tables = { word: table('word', 9), position: table('position', 8), type: table('type', 2) };
         const emb = new Embeddings(
           tables,
           norm(t, 'ln', width),
           width === H ? undefined : dense(t, 'project', width, H),
           { width, positions, padTokenId: 1, typeVocabSize: 2 },
         );
+        if (promptRows) {
+          // Every table trains here, so the word rows' and the prompt's gradients are checked apart.
+          const rows = t.declare({
+            name: 'prompt',
+            shape: [promptRows, width],
+            transposed: false,
+            decay: false,
+            group: 'embeddings',
+            init: 'normal',
+          });
+          emb.prompt = {
+            length: promptRows,
+            forward: (batch, ctx) => ({ rows: tiled(rows, batch, ctx), cache: null }),
+            backward: (d, _c, ctx) => summedOverBatch(d, rows, ctx),
+          };
+        }
         const b: Batch = {
           batch: 2,
           seq: 3,
@@ -534,7 +526,7 @@ for (const backend of ['wasm', 'cpu'] as const) {
           labels: new Float32Array(2),
         };
         gradientCheck(
-          `embeddings (${positions})`,
+          `embeddings (${positions}${promptRows ? ', a prompt' : ''})`,
           t,
           null,
           (_x, f) => {

@@ -56,6 +56,13 @@ describe('trainable parameters at BERT-base, by default, equal the reference imp
     // ptlmasking/maskbert: one score per weight of K, Q, V, AO, I and O in every layer (layers_to_mask's default),
     // of the pooler and of the classifier (mask_classifier); no bias, and the classifier itself not trained.
     ['mask-tuning', { kind: 'mask-tuning' }, 12 * (4 * 768 * 768 + 2 * 768 * 3072) + 768 * 768 + 768 * 2],
+    // AdapterHub's double_seq_bn (reduction 16: 48 wide, after the attention and the feed-forward), and the classifier.
+    ['adapter', { kind: 'adapter' }, 24 * (768 * 48 + 48 + 48 * 768 + 768) + 1_538],
+    // seq_bn: the feed-forward's adapter only.
+    ['adapter pfeiffer', { kind: 'adapter', placement: 'pfeiffer' }, 896_066],
+    // par_bn: reduction 2 (384 wide); scaled_par_bn adds one learned scaling per layer.
+    ['adapter parallel', { kind: 'adapter', placement: 'parallel' }, 7_093_250],
+    ['adapter scaled-parallel', { kind: 'adapter', placement: 'scaled-parallel' }, 7_093_262],
   ];
   for (const [kind, strategy, want] of cases)
     test(`${kind}: ${want.toLocaleString('en-US')}`, () => {

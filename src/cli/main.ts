@@ -284,7 +284,8 @@ export async function main(
     .option('--json', 'machine-readable output')
     .action(async (opts) => {
       const { encodeCommand } = await import('../engine/encode.js');
-      io.out(await encodeCommand(opts));
+      const { modifiersFrom } = await import('../strategies/registry.js');
+      io.out(await encodeCommand({ ...opts, modifiersFrom }));
     });
 
   try {

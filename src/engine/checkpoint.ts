@@ -30,9 +30,14 @@ export function initialValue(spec: ParamSpec, rng: Rng, std = 0.02): Float32Arra
   if (init === 'ones') v.fill(1);
   else if (typeof init === 'object' && 'constant' in init) v.fill(init.constant);
   else if (init === 'normal') for (let i = 0; i < v.length; i++) v[i] = rng.normal() * std;
-  else if (typeof init === 'object' && 'normal' in init)
-    for (let i = 0; i < v.length; i++) v[i] = rng.normal() * init.normal;
-  else if (typeof init === 'object' && 'uniform' in init)
+  else if (typeof init === 'object' && 'normal' in init) {
+    const bound = init.truncate ?? Infinity;
+    for (let i = 0; i < v.length; i++) {
+      let x = rng.normal() * init.normal;
+      while (Math.abs(x) > bound) x = rng.normal() * init.normal;
+      v[i] = x;
+    }
+  } else if (typeof init === 'object' && 'uniform' in init)
     for (let i = 0; i < v.length; i++) {
       const x = (2 * rng.next() - 1) * init.uniform;
       v[i] = init.mean === undefined ? x : x + init.mean;
@@ -85,9 +90,16 @@ function copiedRows(model: EncoderClassifier, spec: ParamSpec, from: string, rng
  */
 export function loadPretrained(
   dir: string,
-  options: { family?: Family | 'auto'; numLabels: number; seed: number; modifiers?: readonly ModelModifier[] },
+  options: {
+    family?: Family | 'auto';
+    numLabels: number;
+    seed: number;
+    modifiers?: readonly ModelModifier[];
+    /** 'apply': the caller applies the strategy saved apart in `dir` (saved-strategy.ts); else such a model is refused. */
+    savedApart?: 'apply';
+  },
 ): LoadedModel {
-  refuseSavedApart(dir);
+  if (options.savedApart !== 'apply') refuseSavedApart(dir);
   const config = readModelConfig(dir, options.family ?? 'auto');
   const checkpoint = readCheckpoint(dir);
   const { tensors, renamed, prefixed } = normaliseNames(checkpoint.tensors, config.family, checkpoint.source);

@@ -1,8 +1,9 @@
 import { selectBackend, type BackendName } from './backend.js';
-import { loadPretrained } from './checkpoint.js';
 import { readModelConfig } from './config.js';
 import { localModelDir } from './hub/cache.js';
 import { batchOf } from './batch.js';
+import type { ModifiersFrom } from './modules/modifier.js';
+import { loadSavedModel } from './saved-strategy.js';
 import { loadTokenizer } from './tokenizer.js';
 
 /** `childtune encode`: tokens, ids and outputs of one text (pair), to check a checkpoint by hand. */
@@ -13,12 +14,18 @@ export async function encodeCommand(opts: {
   maxLength: number;
   backend: BackendName | 'auto';
   json?: boolean;
+  /** Rebuilds a saved strategy's modules (the registry's modifier kinds), which the model's outputs include. */
+  modifiersFrom: ModifiersFrom;
 }): Promise<string> {
   const backend = await selectBackend(opts.backend);
   const dir = localModelDir(opts.model);
   const config = readModelConfig(dir);
   const tokenizer = loadTokenizer(dir, { lowerCase: config.doLowerCase });
-  const { model, notes } = loadPretrained(dir, { numLabels: config.numLabels ?? 2, seed: 0 });
+  const { model, notes } = loadSavedModel(dir, {
+    numLabels: config.numLabels ?? 2,
+    seed: 0,
+    modifiersFrom: opts.modifiersFrom,
+  });
   const enc = tokenizer.encode(opts.text, opts.pair, opts.maxLength);
   const out = model.predict(batchOf([enc], enc.inputIds.length), true);
   const H = config.hiddenSize;

@@ -17,13 +17,13 @@ const FOREIGN_WEIGHTS: Record<string, string> = {
   'flax_model.msgpack': 'Flax',
 };
 
-/**
- * Written beside a saved model by a strategy whose parameters are kept apart (adapter, prefix and prompt tuning:
- * src/strategies/save-apart.ts): the model's own weights without them give the pretrained model's outputs.
- */
+/** Written beside a saved model by a strategy whose parameters are kept apart (saved-strategy.ts). */
 const STRATEGY_CONFIG = 'strategy.json';
 
-/** A model saved with its strategy's parameters apart cannot be read as a plain model: say so, never load it silently. */
+/**
+ * A model saved with its strategy's parameters apart is not a pretrained model to train from: refuse it, saying
+ * why, never read it without them (loadSavedModel applies them, for encode and predict).
+ */
 export function refuseSavedApart(dir: string): void {
   const file = path.join(dir, STRATEGY_CONFIG);
   if (!fs.existsSync(file)) return;
@@ -35,8 +35,8 @@ export function refuseSavedApart(dir: string): void {
   }
   throw new ModelError(
     dir,
-    `the model was trained with ${kind}, whose parameters are in strategy.safetensors (described by strategy.json), apart from the model's weights; childtune cannot apply them when it loads a model, and without them the outputs would be the pretrained model's`,
-    "Load the model with transformers and apply the saved modules (README, 'Saving'); a strategy that changes the model's own weights (vanilla, child-tuning, bitfit, lora, which is merged) saves a model childtune reads.",
+    `the model was trained with ${kind}, whose parameters are saved apart from the model's weights (described by strategy.json); a run cannot train from it, and without them the outputs would be the pretrained model's`,
+    "`childtune encode` and `childtune predict` apply them; to train from it, load it with transformers (PEFT or AdapterHub, README 'Saving'), merge the modules and save it whole. A strategy that changes the model's own weights (vanilla, child-tuning, bitfit, lora merged) saves a model childtune trains from.",
   );
 }
 

@@ -9,6 +9,7 @@ import {
   type ConsistencyTerm,
 } from './consistency.js';
 import { tidyKeep } from './kernels.js';
+import { promptedMask } from './modules/embeddings.js';
 import { assemble } from './modules/families.js';
 import { applyModifiers, type ModelModifier } from './modules/modifier.js';
 import type { BackwardContext, ForwardContext, T2 } from './modules/module.js';
@@ -294,9 +295,10 @@ export class EncoderClassifier {
           : null,
     };
     const emb = embeddings.forward(b, ctx);
-    const enc = encoder.forward(emb.y, b.attentionMask, b.batch, ctx);
+    const enc = encoder.forward(emb.y, promptedMask(b, embeddings.promptLength), b.batch, ctx);
     const [B, H, T] = [b.batch, c.hiddenSize, enc.y.shape[0] / b.batch];
-    const cls = tf.reshape(tf.slice(tf.reshape(enc.y, [B, T, H]), [0, encoder.offset, 0], [B, 1, H]), [B, H]) as T2;
+    // The head reads each sequence's first row: [CLS] / <s>, or with a prompt its first row (as PEFT's model does).
+    const cls = tf.reshape(tf.slice(tf.reshape(enc.y, [B, T, H]), [0, 0, 0], [B, 1, H]), [B, H]) as T2;
     const h = head.forward(cls, ctx);
     return { emb, enc, hidden: enc.y, cls, head: h, logits: h.y, pooled: h.pooled, length: T };
   }
@@ -304,13 +306,9 @@ export class EncoderClassifier {
   /** Emits every trainable parameter's gradient, module by module, from the head down to the embedding tables. */
   private backward(b: Batch, f: ReturnType<EncoderClassifier['forward']>, dlogits: T2, ctx: BackwardContext) {
     const { embeddings, encoder, head } = this.modules;
-    const [B, H, T, off] = [b.batch, this.config.hiddenSize, f.length, encoder.offset];
+    const [B, H, T] = [b.batch, this.config.hiddenSize, f.length];
     const [dcls] = head.backward(dlogits, f.head.cache, ctx);
-    const before = off ? [tf.zeros([B, off, H])] : [];
-    const dx = tf.reshape(tf.concat([...before, tf.reshape(dcls, [B, 1, H]), tf.zeros([B, T - off - 1, H])], 1), [
-      B * T,
-      H,
-    ]) as T2;
+    const dx = tf.reshape(tf.concat([tf.reshape(dcls, [B, 1, H]), tf.zeros([B, T - 1, H])], 1), [B * T, H]) as T2;
     const demb = encoder.backward(dx, f.enc.cache, ctx);
     tidyKeep(() => embeddings.backward(b, demb, f.emb.cache, ctx));
   }

@@ -158,7 +158,7 @@ export interface SaveOptions {
    * how they are saved), else saving fails rather than silently dropping them.
    */
   weights?: readonly Float32Array[] | null;
-  /** Further files written into the directory, by name (a strategy's own layout, e.g. PEFT's adapter files). */
+  /** Further files written into the directory, by relative path (a strategy's own layout, e.g. PEFT's adapter files). */
   files?: Record<string, string | Uint8Array | Iterable<Uint8Array>>;
 }
 
@@ -177,7 +177,11 @@ export function saveModel(model: EncoderClassifier, dir: string, options: SaveOp
   const weights = options.weights === undefined ? model.values : options.weights;
   if (weights)
     writeAtomic(path.join(dir, 'model.safetensors'), safetensorsChunks(checkpointTensors(model.specs, weights)));
-  for (const [name, data] of Object.entries(options.files ?? {})) writeAtomic(path.join(dir, name), data);
+  for (const [name, data] of Object.entries(options.files ?? {})) {
+    // A strategy's layout may keep its files in a folder of their own (AdapterHub's adapter/).
+    fs.mkdirSync(path.dirname(path.join(dir, name)), { recursive: true });
+    writeAtomic(path.join(dir, name), data);
+  }
   const source = options.source && path.resolve(options.source) !== path.resolve(dir) ? options.source : undefined;
   const input = source ? readJson(path.join(source, 'config.json')) : {};
   writeAtomic(path.join(dir, 'config.json'), sortedJson(classificationConfig(model, input, options.labels, source)));

@@ -5,7 +5,7 @@ import { loadSplit, splitFile, type LoadedSplit } from '../data/load.js';
 import { taskSpecOf, type Metric, type TaskSpec } from '../data/tasks.js';
 import { ModelError, readModelConfig } from '../engine/config.js';
 import { hubCacheDir, HubError, localModelDir, notFetchedHint } from '../engine/hub/cache.js';
-import { FETCH_HINT, findWeights } from '../engine/model-files.js';
+import { FETCH_HINT, findWeights, refuseSavedApart } from '../engine/model-files.js';
 import { chooseKernels } from '../engine/native.js';
 import { readTokenizerConfig } from '../engine/tokenizer-config.js';
 import { TokenizerError } from '../engine/tokenizer.js';
@@ -229,6 +229,8 @@ function checkModel({ model }: Recipe, report: Report) {
       'A model directory holds config.json, the weights and the tokenizer files, as Hugging Face saves them.',
     ]);
   try {
+    // A model saved with its strategy apart says so before it says it lacks weights (PEFT's layout has none).
+    refuseSavedApart(dir);
     findWeights(dir);
   } catch (e) {
     if (!(e instanceof ModelError)) throw e;

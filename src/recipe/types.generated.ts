@@ -117,7 +117,7 @@ bottleneck?: undefined
 nonlinearity?: undefined
 scaling?: undefined
 init?: undefined
-init_std?: undefined
+original_ln_before?: undefined
 train_layer_norms?: undefined
 head?: undefined
 child_tuning?: undefined
@@ -153,42 +153,42 @@ gamma?: undefined
 layers?: undefined
 }
 /**
- * Bottleneck adapters (down projection, nonlinearity, up projection) inserted into every encoder layer; the pretrained model is frozen, the adapters and the classifier (the `head` option) train, and in the Houlsby placement the encoder layers' LayerNorms too.
+ * Bottleneck adapters (down projection, nonlinearity, up projection) in every encoder layer, as AdapterHub's configurations apply them (seq_bn, double_seq_bn, par_bn, scaled_par_bn); the pretrained model is frozen, the adapters and the classifier (the `head` option) train.
  */
 export interface AdapterStrategy {
 kind: "adapter"
 /**
- * adapter only: houlsby (after the attention output and after the feed-forward output, each before its residual and LayerNorm; Houlsby et al. 2019), pfeiffer (after the feed-forward output only; Pfeiffer et al. 2021), parallel (beside the feed-forward, on its input, its output added to the feed-forward's; He et al. 2022), scaled-parallel (parallel, its output times `scaling`).
+ * adapter only: AdapterHub's configurations. houlsby (double_seq_bn: after the attention output and after the feed-forward output, each on the dropped sub-layer output h, h added back, then the sub-layer's LayerNorm(. + x); Houlsby et al. 2019), pfeiffer (seq_bn: after the feed-forward only, reading the sub-layer's LayerNorm(h + x) with h added back, then that LayerNorm(. + x) again; Pfeiffer et al. 2021), parallel (par_bn: beside the feed-forward, on its input x, `scaling` times its output added to h; He et al. 2022), scaled-parallel (scaled_par_bn: parallel with a learned scalar scaling from 1).
  */
 placement: ("houlsby" | "pfeiffer" | "parallel" | "scaled-parallel")
 /**
- * adapter only: the bottleneck is hidden_size / reduction_factor (rounded down, at least 1); AdapterHub's default 16. `bottleneck` replaces it when given.
+ * adapter only: the bottleneck is hidden_size / reduction_factor (rounded down, at least 1); default AdapterHub's: 16 for houlsby and pfeiffer, 2 for parallel and scaled-parallel. `bottleneck` replaces it when given.
  */
-reduction_factor: number
+reduction_factor?: number
 /**
  * adapter only: the bottleneck size itself, instead of hidden_size / reduction_factor.
  */
 bottleneck?: number
 /**
- * adapter only: the activation between the projections (default: swish for houlsby, relu for the others, as AdapterHub's configurations).
+ * adapter only: the activation between the projections (default AdapterHub's: swish for houlsby, relu for the others).
  */
 nonlinearity?: ("relu" | "gelu" | "swish" | "silu" | "tanh")
 /**
- * adapter only, scaled-parallel only: the factor s on the adapter's output (default 4, as He et al. 2022).
+ * adapter only: a constant factor on the adapter's output (AdapterHub's scaling; default 4.0 for parallel, He et al.'s scaled parallel adapter, and 1.0 for houlsby and pfeiffer). scaled-parallel learns its factor instead.
  */
 scaling?: number
 /**
- * adapter only: near-identity (Houlsby: both projections' weights drawn from N(0, init_std^2), biases zero) or identity (the down projection as a fresh linear layer, the up projection zero, so the adapter starts as exactly nothing; He et al. 2022).
+ * adapter only: AdapterHub's init_weights: bert (both projections' weights from N(0, 0.02^2), biases zero; the default for houlsby and pfeiffer), mam_adapter (the down projection as a fresh linear layer's weights, U(-1/sqrt(hidden), 1/sqrt(hidden)), everything else zero, so the adapter starts as exactly nothing; the default for parallel and scaled-parallel) or houlsby (both projections' weights from N(0, 0.01^2) truncated to ±0.02, biases zero).
  */
-init: ("near-identity" | "identity")
+init?: ("bert" | "mam_adapter" | "houlsby")
 /**
- * adapter only: the standard deviation of the near-identity init (Houlsby et al.: 1e-2).
+ * adapter only, houlsby and pfeiffer: the adapter reads the sub-layer's own LayerNorm of its output plus the residual, LayerNorm(h + x), instead of h (AdapterHub's original_ln_before; default true for pfeiffer, false for houlsby).
  */
-init_std: number
+original_ln_before?: boolean
 /**
- * adapter only: the encoder layers' LayerNorms train too (default: true for houlsby, as Houlsby et al. do; false for the others).
+ * adapter only: the encoder layers' LayerNorms train too (default false, as AdapterHub's train_adapter freezes them; Houlsby et al.'s paper trains them).
  */
-train_layer_norms?: boolean
+train_layer_norms: boolean
 /**
  * adapter only: what trains beside the adapters: classifier (PEFT's and AdapterHub's classification head on BERT) or pooler+classifier (BERT's pooler dense layer too).
  */
@@ -289,7 +289,7 @@ bottleneck?: undefined
 nonlinearity?: undefined
 scaling?: undefined
 init?: undefined
-init_std?: undefined
+original_ln_before?: undefined
 train_layer_norms?: undefined
 reserve_p?: undefined
 mask_weight_decay?: undefined
@@ -364,7 +364,7 @@ bottleneck?: undefined
 nonlinearity?: undefined
 scaling?: undefined
 init?: undefined
-init_std?: undefined
+original_ln_before?: undefined
 train_layer_norms?: undefined
 head?: undefined
 child_tuning?: undefined
@@ -448,7 +448,7 @@ bottleneck?: undefined
 nonlinearity?: undefined
 scaling?: undefined
 init?: undefined
-init_std?: undefined
+original_ln_before?: undefined
 train_layer_norms?: undefined
 head?: undefined
 child_tuning?: undefined
@@ -510,7 +510,7 @@ bottleneck?: undefined
 nonlinearity?: undefined
 scaling?: undefined
 init?: undefined
-init_std?: undefined
+original_ln_before?: undefined
 train_layer_norms?: undefined
 head?: undefined
 reserve_p?: undefined
@@ -600,7 +600,7 @@ bottleneck?: undefined
 nonlinearity?: undefined
 scaling?: undefined
 init?: undefined
-init_std?: undefined
+original_ln_before?: undefined
 train_layer_norms?: undefined
 reserve_p?: undefined
 mask_weight_decay?: undefined
@@ -680,7 +680,7 @@ bottleneck?: undefined
 nonlinearity?: undefined
 scaling?: undefined
 init?: undefined
-init_std?: undefined
+original_ln_before?: undefined
 train_layer_norms?: undefined
 head?: undefined
 reserve_p?: undefined
@@ -762,7 +762,7 @@ bottleneck?: undefined
 nonlinearity?: undefined
 scaling?: undefined
 init?: undefined
-init_std?: undefined
+original_ln_before?: undefined
 train_layer_norms?: undefined
 head?: undefined
 reserve_p?: undefined
@@ -842,7 +842,7 @@ bottleneck?: undefined
 nonlinearity?: undefined
 scaling?: undefined
 init?: undefined
-init_std?: undefined
+original_ln_before?: undefined
 train_layer_norms?: undefined
 reserve_p?: undefined
 mask_weight_decay?: undefined
@@ -895,7 +895,7 @@ mask_weight_decay: boolean
 fisher?: Fisher
 }
 /**
- * Prompt tuning (Lester et al. 2021): trainable vectors put before every sequence's embeddings, in the input only; every pretrained weight stays as it is, the prompt and the classifier (the `head` option) train.
+ * Prompt tuning (Lester et al. 2021) as PEFT places it: trainable vectors put before every sequence's word embeddings, so the position and token-type embeddings and the embeddings' LayerNorm apply to them and the classifier reads the first of them; every pretrained weight stays as it is, the prompt and the classifier (the `head` option) train.
  */
 export interface PromptTuningStrategy {
 kind: "prompt-tuning"
@@ -904,9 +904,9 @@ kind: "prompt-tuning"
  */
 length: number
 /**
- * prompt-tuning only: vocabulary (each vector a copy of a word embedding row, the tokens drawn uniformly from the whole vocabulary with the training seed; Lester et al.'s sampled-vocabulary init) or random (uniform in [-0.5, 0.5], Lester et al.'s random init).
+ * prompt-tuning only: normal (PEFT's default, prompt_tuning_init RANDOM: N(0, 1), a fresh embedding table's init), vocabulary (each vector a copy of a word embedding row, the tokens drawn uniformly from the whole vocabulary with the training seed: PEFT's SAMPLE_VOCAB, Lester et al.'s sampled-vocabulary init) or uniform (U(-0.5, 0.5), Lester et al.'s random init).
  */
-prompt_init: ("vocabulary" | "random")
+prompt_init: ("normal" | "vocabulary" | "uniform")
 /**
  * prompt-tuning only: what trains beside the prompt: classifier (PEFT's SEQ_CLS modules_to_save) or pooler+classifier (BERT's pooler dense layer too).
  */
@@ -918,7 +918,7 @@ bottleneck?: undefined
 nonlinearity?: undefined
 scaling?: undefined
 init?: undefined
-init_std?: undefined
+original_ln_before?: undefined
 train_layer_norms?: undefined
 reserve_p?: undefined
 mask_weight_decay?: undefined
@@ -995,7 +995,7 @@ bottleneck?: undefined
 nonlinearity?: undefined
 scaling?: undefined
 init?: undefined
-init_std?: undefined
+original_ln_before?: undefined
 train_layer_norms?: undefined
 head?: undefined
 reserve_p?: undefined
@@ -1076,7 +1076,7 @@ bottleneck?: undefined
 nonlinearity?: undefined
 scaling?: undefined
 init?: undefined
-init_std?: undefined
+original_ln_before?: undefined
 train_layer_norms?: undefined
 head?: undefined
 reserve_p?: undefined
@@ -1148,7 +1148,7 @@ bottleneck?: undefined
 nonlinearity?: undefined
 scaling?: undefined
 init?: undefined
-init_std?: undefined
+original_ln_before?: undefined
 train_layer_norms?: undefined
 reserve_p?: undefined
 mask_weight_decay?: undefined
@@ -1218,7 +1218,7 @@ bottleneck?: undefined
 nonlinearity?: undefined
 scaling?: undefined
 init?: undefined
-init_std?: undefined
+original_ln_before?: undefined
 train_layer_norms?: undefined
 head?: undefined
 reserve_p?: undefined

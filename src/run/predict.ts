@@ -8,8 +8,9 @@ import { computeMetrics } from '../data/metrics.js';
 import { TASKS, taskSpecOf, type Metric, type TaskSpec } from '../data/tasks.js';
 import type { BuiltinTask, FileFormat } from '../data/task-spec.js';
 import { selectBackend, type BackendName } from '../engine/backend.js';
+import { loadSavedModel } from '../engine/saved-strategy.js';
+import { modifiersFrom } from '../strategies/registry.js';
 import { chooseKernels, describeKernels, selectKernel, type KernelChoice } from '../engine/native.js';
-import { loadPretrained } from '../engine/checkpoint.js';
 import { readModelConfig } from '../engine/config.js';
 import { writeAtomic } from '../engine/files.js';
 import { loadTokenizer } from '../engine/tokenizer.js';
@@ -220,7 +221,8 @@ export async function predictCommand(sourceArg: string, file: string, opts: Pred
     throw new RunError(`${file}: no rows to predict${read.empty ? ' (the file is empty)' : ''}`, 'Check the file.');
 
   const tokenizer = loadTokenizer(source.modelDir, { lowerCase: config.doLowerCase });
-  const { model, freshHead } = loadPretrained(source.modelDir, { numLabels, seed: 0 });
+  // A strategy saved apart (adapters, prefixes, prompts, a PEFT LoRA) is applied: the outputs are the trained model's.
+  const { model, freshHead } = loadSavedModel(source.modelDir, { numLabels, seed: 0, modifiersFrom });
   if (freshHead.length) {
     model.dispose();
     throw new RunError(

@@ -1,13 +1,13 @@
+import { modifierData, type ModelModifier } from '../engine/modules/modifier.js';
 import type { ParamSpec } from '../engine/params.js';
-import { encodeSafetensors, type TensorToWrite } from '../engine/safetensors.js';
-import type { SaveInput, StrategySave } from './definition.js';
+import { STRATEGY_CONFIG, type SavedStrategy, type SavedTensor } from '../engine/saved-strategy.js';
+import type { TensorToWrite } from '../engine/safetensors.js';
+import type { SaveInput } from './definition.js';
 
-/** The file a strategy's own parameters are saved to, beside the model's, and the JSON that says how to use them. */
-export const STRATEGY_WEIGHTS = 'strategy.safetensors';
-export const STRATEGY_CONFIG = 'strategy.json';
+export { STRATEGY_CONFIG };
 
 /** A dense weight from the engine's [in, out] to the checkpoint's [out, in]; other tensors as they are. */
-export function savedLayout(spec: ParamSpec, v: Float32Array): Float32Array {
+function savedLayout(spec: ParamSpec, v: Float32Array): Float32Array {
   if (!spec.transposed) return v;
   const [out, inDim] = spec.shape;
   const t = new Float32Array(v.length);
@@ -15,30 +15,37 @@ export function savedLayout(spec: ParamSpec, v: Float32Array): Float32Array {
   return t;
 }
 
-/** Every parameter the strategy added (source 'strategy'), by name, in the checkpoint's layout. */
-export const strategyTensors = ({ specs, values }: Pick<SaveInput, 'specs' | 'values'>) =>
-  new Map<string, TensorToWrite>(
-    specs.flatMap((s, i) =>
-      s.source === 'strategy' ? [[s.name, { shape: s.shape, data: savedLayout(s, values[i]) }] as const] : [],
-    ),
-  );
+/**
+ * The parameters `nameOf` names, in the checkpoint's layout under those names (a reference's layout), and where
+ * strategy.json finds each of them again: in `file`.
+ */
+export function namedTensors(
+  { specs, values }: Pick<SaveInput, 'specs' | 'values'>,
+  file: string,
+  nameOf: (spec: ParamSpec) => string | null,
+) {
+  const tensors = new Map<string, TensorToWrite>();
+  const where: Record<string, SavedTensor> = {};
+  specs.forEach((spec, i) => {
+    const name = nameOf(spec);
+    if (name === null) return;
+    tensors.set(name, { shape: spec.shape, data: savedLayout(spec, values[i]) });
+    where[spec.name] = { file, name };
+  });
+  return { tensors, where };
+}
 
 /**
- * A strategy's parameters saved apart from the model's (they are small): strategy.safetensors (Hugging Face
- * names and layouts, [out, in] dense weights) and strategy.json (the kind and the options that rebuild the module
- * around the saved model), so model.safetensors holds the pretrained weights and what trained of them (the head).
+ * strategy.json (engine/saved-strategy.ts): the strategy's kind, the modifiers that rebuild its modules (as the
+ * loader rebuilds them: plain data), the directory of the model's own weights (null: the saved model's own
+ * model.safetensors) and where each saved parameter is. Whatever loads the saved model applies it from this file.
  */
-export function saveApart(
-  input: Pick<SaveInput, 'specs' | 'values'>,
+export function strategyJson(
   kind: string,
-  options: Record<string, unknown>,
-  tensors = strategyTensors(input),
-): StrategySave {
-  return {
-    weights: input.values,
-    files: {
-      [STRATEGY_WEIGHTS]: encodeSafetensors(tensors),
-      [STRATEGY_CONFIG]: JSON.stringify({ kind, ...options, tensors: [...tensors.keys()].sort() }, null, 2) + '\n',
-    },
-  };
+  modifiers: readonly ModelModifier[],
+  base: string | null,
+  tensors: Record<string, SavedTensor>,
+): string {
+  const description: SavedStrategy = { kind, modifiers: modifierData(modifiers), base, tensors };
+  return JSON.stringify(description, null, 2) + '\n';
 }

@@ -1,28 +1,48 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { ChildtuneError } from '../errors.js';
 import { embeddingSum } from '../kernels.js';
 import { rowGradient } from '../webgpu/rows.js';
 import type { LayerNorm, LayerNormCache } from './layer-norm.js';
 import { applyMask, sum, type BackwardContext, type ForwardContext, type Layer, type T2 } from './module.js';
 import { trains, type Param } from './param.js';
+import { prependRows, splitRows } from './rows.js';
 import type { Batch } from './types.js';
 
 /** How position ids are counted: from 0 (BERT, ELECTRA), or from padding_idx + 1 over real tokens only (RoBERTa). */
 export type Positions = 'absolute' | 'after-padding';
 
+/**
+ * Rows put before every sequence's word embeddings (prompt tuning, as PEFT places them: the prompt is part of
+ * inputs_embeds, so position and token-type embeddings, the LayerNorm and dropout apply to it, and the head reads
+ * its first row). `forward` gives [batch * length, width] rows in the word-embedding space; `backward` takes their
+ * gradient.
+ */
+export interface InputPrefix<C = unknown> {
+  readonly length: number;
+  forward(batch: number, ctx: ForwardContext): { rows: T2; cache: C };
+  backward(drows: T2, cache: C, ctx: BackwardContext): void;
+}
+
 export interface EmbeddingsCache {
   norm: LayerNormCache;
   mask: tf.Tensor | null;
   projection?: unknown;
+  prompt?: unknown;
 }
+
+/** A table, the row each token of the pass reads, and whether only the sequences' own tokens read it (words). */
+type TableRows = { table: Param; ids: Int32Array; own: boolean };
 
 /**
  * Word, position and token-type embeddings, summed, normalised and dropped out, then projected up when the
- * embedding size differs from the hidden size (ELECTRA). The rows are gathered and their gradient scattered in
+ * embedding size differs from the hidden size (ELECTRA). With a prompt, its rows stand before each sequence's word
+ * embeddings and the pass is prompt.length tokens longer. The rows are gathered and their gradient scattered in
  * JavaScript (the gather kernel is slow on wasm and its gradient missing); the tables are never uploaded.
  */
 export class Embeddings {
   /** The rows each token reads per table, cached per batch (forward and backward share them). */
-  private lastRows: { batch: Batch; rows: [Param, Int32Array][] } | undefined;
+  private lastRows: { batch: Batch; rows: TableRows[] } | undefined;
+  prompt?: InputPrefix;
 
   constructor(
     readonly tables: { word: Param; position: Param; type: Param },
@@ -31,102 +51,160 @@ export class Embeddings {
     readonly options: { width: number; positions: Positions; padTokenId: number; typeVocabSize: number },
   ) {}
 
+  /** Tokens each sequence has in the pass before its own (the prompt's). */
+  get promptLength() {
+    return this.prompt?.length ?? 0;
+  }
+
   forward(b: Batch, ctx: ForwardContext): { y: T2; cache: EmbeddingsCache } {
     const E = this.options.width;
-    const tokens = b.batch * b.seq;
-    const emb = ctx.device ? this.gathered(b, ctx) : this.summed(b, ctx);
+    const tokens = b.batch * (this.promptLength + b.seq);
+    const prompt = this.prompt?.forward(b.batch, ctx);
+    const emb = ctx.device ? this.gathered(b, ctx, prompt?.rows) : this.summed(b, ctx, prompt?.rows);
     const n = this.norm.forward(emb, ctx);
     const mask = ctx.dropout([tokens, E], 'hidden');
     const x = applyMask(n.y, mask);
-    if (!this.projection) return { y: x, cache: { norm: n.cache, mask } };
+    const cache: EmbeddingsCache = { norm: n.cache, mask, prompt: prompt?.cache };
+    if (!this.projection) return { y: x, cache };
     const p = this.projection.forward(x, ctx);
-    return { y: p.y, cache: { norm: n.cache, mask, projection: p.cache } };
+    return { y: p.y, cache: { ...cache, projection: p.cache } };
   }
 
   /** The embedding sum in JavaScript, from the host tables. */
-  private summed(b: Batch, ctx: ForwardContext): T2 {
+  private summed(b: Batch, ctx: ForwardContext, prompt?: T2): T2 {
     const E = this.options.width;
-    const tokens = b.batch * b.seq;
-    const out = embeddingSum(
-      this.rowsOf(b).map(([p, rows]) => ({ values: ctx.values(p), rows })),
-      E,
-      tokens,
-    );
+    const own = b.batch * b.seq;
+    const rows = this.rowsOf(b);
+    const tables = (keep: (r: TableRows) => boolean, tokens: number) =>
+      embeddingSum(
+        rows.filter(keep).map((r) => ({ values: ctx.values(r.table), rows: r.ids })),
+        E,
+        tokens,
+      );
     // Noise on the sum is noise on the word embeddings (the other tables add to it), and leaves the backward as is.
-    if (ctx.embeddingNoise) for (let i = 0; i < out.length; i++) out[i] += ctx.embeddingNoise[i];
-    return tf.tensor2d(out, [tokens, E]);
+    const noised = (out: Float32Array) => {
+      if (ctx.embeddingNoise) for (let i = 0; i < own * E; i++) out[i] += ctx.embeddingNoise[i];
+      return out;
+    };
+    if (!prompt) return tf.tensor2d(noised(tables(() => true, own)), [own, E]);
+    const words = tf.tensor2d(noised(tables((r) => r.own, own)), [own, E]);
+    const tokens = b.batch * (this.promptLength + b.seq);
+    const rest = tf.tensor2d(
+      tables((r) => !r.own, tokens),
+      [tokens, E],
+    );
+    return tf.add(prependRows(prompt, words, b.batch), rest) as T2;
   }
 
   /** The embedding sum on the GPU, from the tables there, added in the same order as in JavaScript. */
-  private gathered(b: Batch, ctx: ForwardContext): T2 {
-    const rows = this.rowsOf(b).map(([p, ids]) => tf.gather(ctx.weight(p), tf.tensor1d(ids, 'int32')));
-    let out = rows.reduce((a, r) => tf.add(a, r));
-    if (ctx.embeddingNoise) out = tf.add(out, tf.tensor2d(ctx.embeddingNoise, out.shape as [number, number]));
-    return out as T2;
+  private gathered(b: Batch, ctx: ForwardContext, prompt?: T2): T2 {
+    const [words, position, type] = this.rowsOf(b).map((r) =>
+      tf.gather(ctx.weight(r.table), tf.tensor1d(r.ids, 'int32')),
+    );
+    const noise = (t: tf.Tensor) =>
+      ctx.embeddingNoise ? tf.add(t, tf.tensor2d(ctx.embeddingNoise, t.shape as [number, number])) : t;
+    if (!prompt) return noise(tf.add(tf.add(words, position), type)) as T2;
+    return tf.add(prependRows(prompt, noise(words) as T2, b.batch), tf.add(position, type)) as T2;
   }
 
-  /** Scatter-adds the gradient at the embedding sum into the trainable tables. */
+  /** Scatter-adds the gradient at the embedding sum into the trainable tables, and gives the prompt its rows'. */
   backward(b: Batch, dy: T2, c: EmbeddingsCache, ctx: BackwardContext) {
     const dx = this.projection ? sum(this.projection.backward(dy, c.projection, ctx)) : dy;
     const [demb] = this.norm.backward(applyMask(dx, c.mask), c.norm, ctx);
-    const trained = this.rowsOf(b).filter(([p]) => trains(p.spec));
-    if (!trained.length) return;
-    if (ctx.device) {
-      for (const [p, ids] of trained) ctx.emit(p, rowGradient(demb, ids, p.spec.shape[0]));
-      return;
+    let dwords = demb;
+    if (this.prompt) {
+      const parts = splitRows(demb, b.batch, this.promptLength);
+      this.prompt.backward(parts.prefix, c.prompt, ctx);
+      dwords = parts.own;
     }
-    const E = this.options.width;
-    const d = demb.dataSync() as Float32Array;
-    for (const [p, rows] of trained) {
-      const { grad: g, pass } = ctx.buffer(p);
-      if (!pass.accumulate) g.fill(0);
-      if (pass.weight === 1) {
-        for (let t = 0; t < rows.length; t++) {
-          const src = t * E;
-          const dst = rows[t] * E;
-          for (let j = 0; j < E; j++) g[dst + j] += d[src + j];
-        }
-      } else {
-        for (let t = 0; t < rows.length; t++) {
-          const src = t * E;
-          const dst = rows[t] * E;
-          for (let j = 0; j < E; j++) g[dst + j] += pass.weight * d[src + j];
-        }
-      }
-    }
+    // Each gradient read to the host once, whichever tables scatter it.
+    const host = new Map<T2, Float32Array>();
+    const read = (d: T2) => host.get(d) ?? host.set(d, d.dataSync() as Float32Array).get(d)!;
+    for (const r of this.rowsOf(b).filter((r) => trains(r.table.spec)))
+      scatterRows(r.table, r.ids, r.own ? dwords : demb, ctx, read);
   }
 
-  private rowsOf(b: Batch): [Param, Int32Array][] {
+  private rowsOf(b: Batch): TableRows[] {
     if (this.lastRows?.batch !== b) {
+      const P = this.promptLength;
       this.lastRows = {
         batch: b,
         rows: [
-          [this.tables.word, b.inputIds],
-          [this.tables.position, this.positionIds(b)],
-          [this.tables.type, this.typeIds(b)],
+          { table: this.tables.word, ids: b.inputIds, own: true },
+          { table: this.tables.position, ids: this.positionIds(b, P), own: false },
+          { table: this.tables.type, ids: this.typeIds(b, P), own: false },
         ],
       };
     }
     return this.lastRows.rows;
   }
 
-  /** Models with one token type (RoBERTa) read every segment as type 0. */
-  private typeIds(b: Batch): Int32Array {
-    return this.options.typeVocabSize > 1 ? b.tokenTypeIds : new Int32Array(b.tokenTypeIds.length);
+  /** Models with one token type (RoBERTa) read every segment as type 0; a prompt's rows are type 0 (PEFT's zeros). */
+  private typeIds(b: Batch, prompt: number): Int32Array {
+    const S = prompt + b.seq;
+    const out = new Int32Array(b.batch * S);
+    if (this.options.typeVocabSize > 1)
+      for (let i = 0; i < b.batch; i++) out.set(b.tokenTypeIds.subarray(i * b.seq, (i + 1) * b.seq), i * S + prompt);
+    return out;
   }
 
-  private positionIds(b: Batch): Int32Array {
-    const out = new Int32Array(b.batch * b.seq);
+  /**
+   * Each token's position row. With a prompt the pass is inputs_embeds as transformers sees it: BERT counts every
+   * row from 0, prompt first; RoBERTa (create_position_ids_from_inputs_embeds) counts every row from padding_idx + 1,
+   * padding included, as it cannot see which rows pad.
+   */
+  private positionIds(b: Batch, prompt: number): Int32Array {
+    const S = prompt + b.seq;
     const afterPadding = this.options.positions === 'after-padding';
     const pad = this.options.padTokenId;
+    const rows = this.tables.position.spec.shape[0];
+    const needed = afterPadding ? pad + 1 + S : S;
+    if (prompt && needed > rows)
+      throw new ChildtuneError(
+        'input',
+        `a prompt of ${prompt} tokens before sequences of ${b.seq} tokens needs ${needed} position rows; the model has ${rows}`,
+        { hint: `Lower model.max_seq_length by ${needed - rows} or more, or the prompt's length.` },
+      );
+    const out = new Int32Array(b.batch * S);
     for (let i = 0; i < b.batch; i++) {
       let count = 0;
-      for (let t = 0; t < b.seq; t++) {
-        const k = i * b.seq + t;
+      for (let t = 0; t < S; t++) {
+        const k = i * S + t;
         if (!afterPadding) out[k] = t;
+        else if (prompt) out[k] = pad + 1 + t;
         else out[k] = b.attentionMask[k] > 0 ? pad + ++count : pad;
       }
     }
     return out;
+  }
+}
+
+/** The attention mask of a pass with a prompt: every prompt row admitted (PEFT's ones), then the batch's own. */
+export function promptedMask(b: Batch, prompt: number): Float32Array {
+  if (!prompt) return b.attentionMask;
+  const S = prompt + b.seq;
+  const out = new Float32Array(b.batch * S);
+  for (let i = 0; i < b.batch; i++) {
+    out.fill(1, i * S, i * S + prompt);
+    out.set(b.attentionMask.subarray(i * b.seq, (i + 1) * b.seq), i * S + prompt);
+  }
+  return out;
+}
+
+/** Adds a table's rows' gradient (d: one row per token, `ids` the row each read) into its gradient. */
+function scatterRows(p: Param, ids: Int32Array, d: T2, ctx: BackwardContext, read: (d: T2) => Float32Array) {
+  if (ctx.device) {
+    ctx.emit(p, rowGradient(d, ids, p.spec.shape[0]));
+    return;
+  }
+  const E = d.shape[1];
+  const values = read(d);
+  const { grad: g, pass } = ctx.buffer(p);
+  if (!pass.accumulate) g.fill(0);
+  for (let t = 0; t < ids.length; t++) {
+    const src = t * E;
+    const dst = ids[t] * E;
+    if (pass.weight === 1) for (let j = 0; j < E; j++) g[dst + j] += values[src + j];
+    else for (let j = 0; j < E; j++) g[dst + j] += pass.weight * values[src + j];
   }
 }

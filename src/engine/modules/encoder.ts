@@ -1,6 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { tidyKeep } from '../kernels.js';
-import { prependRows, splitRows } from './rows.js';
 import { tensorsOf, type BackwardContext, type ForwardContext, type Layer, type Sequence, type T2 } from './module.js';
 import type { Sublayer, SublayerCache } from './sublayer.js';
 
@@ -22,20 +21,8 @@ export class EncoderLayer implements Layer<[SublayerCache, SublayerCache]> {
   }
 }
 
-/**
- * Rows put before every sequence's embeddings (prompt tuning): [batch * length, hidden] from `forward`, their
- * gradient to `backward`. Every query may attend to them; the classifier still pools the sequence's own first token.
- */
-export interface InputPrefix<C = unknown> {
-  readonly length: number;
-  forward(batch: number, ctx: ForwardContext): { rows: T2; cache: C };
-  backward(drows: T2, cache: C, ctx: BackwardContext): void;
-}
-
 export interface EncoderCache {
   layers: unknown[];
-  prefix?: unknown;
-  batch: number;
 }
 
 /**
@@ -44,25 +31,11 @@ export interface EncoderCache {
  * activations rather than every intermediate of the step.
  */
 export class Encoder {
-  inputPrefix?: InputPrefix;
-
   constructor(readonly layers: EncoderLayer[]) {}
 
-  /** Rows before each sequence's own tokens in the output (the input prefix's length). */
-  get offset() {
-    return this.inputPrefix?.length ?? 0;
-  }
-
-  /** x: [B*T, H] embeddings; mask: the batch's attention mask [B*T]. Returns [B*(offset+T), H]. */
+  /** x: [B*T, H] embeddings; mask: the attention mask of those rows [B*T]. Returns [B*T, H]. */
   forward(x: T2, mask: Float32Array, batch: number, ctx: ForwardContext): { y: T2; cache: EncoderCache } {
-    let prefix: unknown;
-    let admitted = tf.tensor1d(mask);
-    if (this.inputPrefix) {
-      const p = this.inputPrefix.forward(batch, ctx);
-      x = prependRows(p.rows, x, batch);
-      admitted = tf.reshape(tf.concat([tf.ones([batch, this.offset]), tf.reshape(admitted, [batch, -1])], 1), [-1]);
-      prefix = p.cache;
-    }
+    const admitted = tf.tensor1d(mask);
     const length = x.shape[0] / batch;
     // (1 - mask) * -1e9 added to every query row: padded keys get zero attention.
     const bias = tf.reshape(tf.mul(tf.sub(1, admitted), -1e9), [batch, 1, 1, length]) as tf.Tensor4D;
@@ -74,7 +47,7 @@ export class Encoder {
       layers.push(r.cache);
       x = r.y;
     }
-    return { y: x, cache: { layers, prefix, batch } };
+    return { y: x, cache: { layers } };
   }
 
   /** dy: the output's gradient; returns the gradient at the embeddings (frees each layer's cache on the way). */
@@ -87,11 +60,6 @@ export class Encoder {
       // A layer's cache is read by no other layer's backward (its input is the output of the layer below, which that
       // layer's backward does not read).
       tf.dispose(tensorsOf(c.layers[l]));
-    }
-    if (this.inputPrefix) {
-      const parts = splitRows(dx, c.batch, this.offset);
-      this.inputPrefix.backward(parts.prefix, c.prefix, ctx);
-      dx = parts.own;
     }
     return dx;
   }

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { KeyValuePrefix } from './attention.js';
-import type { InputPrefix } from './encoder.js';
+import type { InputPrefix } from './embeddings.js';
 import type { BackwardContext, ForwardContext, T2 } from './module.js';
 import { trains, type Param } from './param.js';
 

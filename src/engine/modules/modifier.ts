@@ -1,6 +1,6 @@
 import type { ModelConfig } from '../config.js';
 import { SelfAttention, type KeyValuePrefix } from './attention.js';
-import type { InputPrefix } from './encoder.js';
+import type { InputPrefix } from './embeddings.js';
 import type { Assembled, DenseSite } from './families.js';
 import type { Layer } from './module.js';
 import type { Param, ParamGroup, ParamInit, ParamSpec } from './param.js';
@@ -23,6 +23,7 @@ export interface NewParam {
 }
 
 export type SublayerKind = 'attention' | 'feed-forward';
+export type Insertion = 'after' | 'after-norm' | 'parallel';
 
 /**
  * How a modifier changes the model while it is assembled. Parameters it adds come after the model's own, in the
@@ -44,16 +45,21 @@ export interface ModelEditor {
   /** Replaces the layer at each selected dense site (the dense, or an earlier wrapper) with `wrap(inner, site)`. */
   wrapDense(select: (site: DenseSite) => boolean, wrap: (inner: Layer, site: DenseSite) => Layer): void;
   /**
-   * Adds a module to a sub-layer of each selected layer: 'after' runs on the sub-layer's dropped output before its
-   * residual and LayerNorm (Houlsby, Pfeiffer); 'parallel' runs on the sub-layer's input, its output added there.
+   * Adds a module to a sub-layer of each selected layer (modules/sublayer.ts): 'after' runs on the sub-layer's
+   * dropped output z before its residual and LayerNorm (Houlsby); 'after-norm' reads the sub-layer's LayerNorm of
+   * z + x, its output added to z (Pfeiffer as AdapterHub applies it); 'parallel' runs on the sub-layer's input x,
+   * its output added to z.
    */
   insert(
-    at: { sublayer: SublayerKind; placement: 'after' | 'parallel'; layers?: readonly number[] },
+    at: { sublayer: SublayerKind; placement: Insertion; layers?: readonly number[] },
     build: (layer: number) => Layer,
   ): void;
   /** Gives each selected layer's attention key and value rows every query attends to (prefix tuning). */
   prefixAttention(build: (layer: number) => KeyValuePrefix, layers?: readonly number[]): void;
-  /** Puts rows before every sequence's embeddings (prompt tuning); the classifier still pools the first real token. */
+  /**
+   * Puts rows before every sequence's word embeddings (prompt tuning, PEFT's placement): position and token-type
+   * embeddings and the embeddings' LayerNorm apply to them, and the head reads the first of them.
+   */
   prependInput(prefix: InputPrefix): void;
   /** Turns off the dropout applied directly to a head layer's input (a method that replaces dropout there: Mixout). */
   noInputDropout(role: 'head-dense' | 'head-out'): void;
@@ -151,7 +157,8 @@ export function applyModifiers(
     insert(at, build) {
       for (const { layer, l } of selected(at.layers)) {
         const sublayer = at.sublayer === 'attention' ? layer.attention : layer.feedForward;
-        (at.placement === 'after' ? sublayer.after : sublayer.parallel).push(build(l));
+        const lists = { after: sublayer.after, 'after-norm': sublayer.afterNorm, parallel: sublayer.parallel };
+        lists[at.placement].push(build(l));
       }
     },
     prefixAttention(build, layers) {
@@ -164,8 +171,8 @@ export function applyModifiers(
       }
     },
     prependInput(prefix) {
-      if (encoder.inputPrefix) throw new Error('the input already has a prefix');
-      encoder.inputPrefix = prefix;
+      if (model.embeddings.prompt) throw new Error('the input already has a prompt');
+      model.embeddings.prompt = prefix;
     },
     noInputDropout(role) {
       if (role === 'head-out') model.head.dropoutAfter = false;

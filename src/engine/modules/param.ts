@@ -3,7 +3,7 @@ export type ParamGroup = 'embeddings' | 'encoder' | 'head';
 /**
 /**
  * How a parameter is initialised when no checkpoint gives it: a constant, seeded draws of the given spread (about
- * `mean` for uniform ones, default 0), a copy of another parameter's loaded value (a frozen copy of a pretrained
+ * `mean` for uniform ones, default 0; a normal one redrawn outside ±`truncate` when given), a copy of another parameter's loaded value (a frozen copy of a pretrained
  * weight, same shape and layout), or (a modifier's [rows, width] parameter only) copies of rows of another
  * parameter of the same width, each row index drawn uniformly from the seeded stream (prompt tuning's
  * sampled-vocabulary init).
@@ -13,7 +13,7 @@ export type ParamInit =
   | 'zeros'
   | 'ones'
   | { constant: number }
-  | { normal: number }
+  | { normal: number; truncate?: number }
   | { uniform: number; mean?: number }
   | { copyOf: string }
   | { rowsOf: string };

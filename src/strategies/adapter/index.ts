@@ -1,58 +1,38 @@
 import type { ModifierFactory } from '../../engine/modules/modifier.js';
 import { diagnostic } from '../../recipe/diagnostics.js';
-import { defineStrategy, kindReport, type OptionsOf, type SaveInput, type StrategySave } from '../definition.js';
-import { saveApart } from '../save-apart.js';
-import { adapterModifier, bottleneckSize, type AdapterSettings } from './modifier.js';
-
-type AdapterOptions = OptionsOf<'adapter'>;
-
-/** The modifier's settings: the recipe's options with the placement's defaults (AdapterHub's, He et al.'s s = 4). */
-export function adapterSettings(o: AdapterOptions): AdapterSettings {
-  const placement = o.placement ?? 'houlsby';
-  const nonlinearity = o.nonlinearity ?? (placement === 'houlsby' ? 'swish' : 'relu');
-  return {
-    placement,
-    bottleneck: o.bottleneck ?? null,
-    reductionFactor: o.reduction_factor ?? 16,
-    nonlinearity: nonlinearity === 'silu' ? 'swish' : nonlinearity,
-    scaling: o.scaling ?? 4,
-    init: o.init ?? 'near-identity',
-    initStd: o.init_std ?? 0.01,
-    trainLayerNorms: o.train_layer_norms ?? placement === 'houlsby',
-    head: o.head ?? 'classifier',
-  };
-}
-
-/**
- * Saves the adapters apart (strategy.safetensors and strategy.json: the placement, bottleneck, nonlinearity and
- * scaling that rebuild them); model.safetensors keeps the pretrained weights with the trained head and LayerNorms.
- */
-export function saveAdapter(input: SaveInput<'adapter'>): StrategySave {
-  const s = adapterSettings(input.options);
-  return saveApart(input, 'adapter', {
-    placement: s.placement,
-    bottleneck: bottleneckSize(s, input.config.hiddenSize),
-    nonlinearity: s.nonlinearity,
-    scaling: s.placement === 'scaled-parallel' ? s.scaling : 1,
-  });
-}
+import { defineStrategy, kindReport } from '../definition.js';
+import { adapterModifier, isParallel } from './modifier.js';
+import { saveAdapter } from './save.js';
+import { adapterSettings } from './settings.js';
 
 /** Bottleneck adapters (Houlsby et al. 2019, Pfeiffer et al. 2021, He et al. 2022): the pretrained model frozen. */
 export const adapterDefinition = defineStrategy({
   kind: 'adapter',
-  check: (o) =>
-    o.scaling !== undefined && o.placement !== 'scaled-parallel'
-      ? [
-          diagnostic(
-            'CT0303',
-            `scaling applies to the scaled-parallel placement only, not ${o.placement}`,
-            '/strategy/scaling',
-            {
-              suggestion: 'Remove scaling, or set placement: scaled-parallel.',
-            },
-          ),
-        ]
-      : [],
+  check: (o) => {
+    const placement = o.placement ?? 'houlsby';
+    const misplaced = (option: string, why: string, suggestion: string) =>
+      diagnostic('CT0303', `${option} ${why}, not ${placement}`, `/strategy/${option}`, { suggestion });
+    return [
+      ...(o.scaling !== undefined && placement === 'scaled-parallel'
+        ? [
+            misplaced(
+              'scaling',
+              'is a constant for houlsby, pfeiffer and parallel; scaled-parallel learns it',
+              'Remove scaling, or set placement: parallel.',
+            ),
+          ]
+        : []),
+      ...(o.original_ln_before !== undefined && isParallel(placement)
+        ? [
+            misplaced(
+              'original_ln_before',
+              'applies to the sequential placements (houlsby, pfeiffer)',
+              'Remove original_ln_before.',
+            ),
+          ]
+        : []),
+    ];
+  },
   modifiers: (o) => [adapterModifier(adapterSettings(o))],
   modifierKinds: [adapterModifier as ModifierFactory],
   prepare: () => ({}),

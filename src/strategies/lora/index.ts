@@ -1,6 +1,6 @@
 import type { ModifierFactory } from '../../engine/modules/modifier.js';
 import { defineStrategy, kindReport } from '../definition.js';
-import { loraModifier, type Target } from './modifier.js';
+import { loraModifier, loraSettings } from './modifier.js';
 import { saveLora } from './save.js';
 
 /**
@@ -9,15 +9,7 @@ import { saveLora } from './save.js';
  */
 export const loraDefinition = defineStrategy({
   kind: 'lora',
-  modifiers: (o) => [
-    loraModifier({
-      r: o.r,
-      alpha: o.alpha,
-      dropout: o.dropout,
-      targets: o.target_modules as Target[],
-      head: o.head ?? 'classifier',
-    }),
-  ],
+  modifiers: (o) => [loraModifier(loraSettings(o))],
   modifierKinds: [loraModifier as ModifierFactory],
   prepare: () => ({}),
   hooks: () => ({ kind: 'lora' }),

@@ -1,6 +1,7 @@
 import { LowRankUpdate } from '../../engine/modules/low-rank.js';
 import { defineModifier } from '../../engine/modules/modifier.js';
 import type { DenseRole } from '../../engine/modules/families.js';
+import type { OptionsOf } from '../definition.js';
 import { inHead, type Head } from '../head.js';
 
 /** The projections LoRA may target, by the Hugging Face module name suffix PEFT matches (target_modules). */
@@ -21,6 +22,15 @@ export interface LoraModifierOptions {
   targets: Target[];
   head: Head;
 }
+
+/** The modifier's options from the recipe's. */
+export const loraSettings = (o: OptionsOf<'lora'>): LoraModifierOptions => ({
+  r: o.r,
+  alpha: o.alpha,
+  dropout: o.dropout,
+  targets: o.target_modules as Target[],
+  head: o.head ?? 'classifier',
+});
 
 /** A [r, in] and B [out, r] beside a projection, named as PEFT names them after the module (lora_A, lora_B). */
 export const loraNames = (site: string) => ({ a: `${site}.lora_A.weight`, b: `${site}.lora_B.weight` });

@@ -1,14 +1,12 @@
-import type { ModelConfig } from '../../engine/config.js';
 import { mergeLowRank } from '../../engine/modules/low-rank.js';
-import { trains, type ParamSpec } from '../../engine/params.js';
-import { checkpointTensors } from '../../engine/save.js';
-import { safetensorsChunks, type TensorToWrite } from '../../engine/safetensors.js';
+import type { ParamSpec } from '../../engine/params.js';
+import { encodeSafetensors } from '../../engine/safetensors.js';
 import type { OptionsOf, SaveInput, StrategySave } from '../definition.js';
-import type { Head } from '../head.js';
-import { loraNames, type Target } from './modifier.js';
+import { headTensorName, modulesToSave, PEFT_CONFIG, PEFT_PREFIX, PEFT_WEIGHTS, peftConfigBase } from '../peft.js';
+import { pyFloat, pythonJson } from '../python-json.js';
+import { namedTensors, STRATEGY_CONFIG, strategyJson } from '../save-apart.js';
+import { loraModifier, loraNames, loraSettings, type Target } from './modifier.js';
 
-/** PEFT's key prefix for a LoRA model's parameters: PeftModel.base_model (LoraModel), then its .model. */
-export const PEFT_PREFIX = 'base_model.model.';
 const LORA_A = '.lora_A.weight';
 
 /** The module names (site) of every projection with a LoRA update, in parameter order. */
@@ -37,13 +35,6 @@ export function mergedWeights(o: OptionsOf<'lora'>, specs: readonly ParamSpec[],
 }
 
 /**
- * The head that trains as PEFT's modules_to_save names it: the classifier (PEFT's SEQ_CLS default), and BERT's
- * pooler, a module apart from its classifier, with head pooler+classifier.
- */
-export const modulesToSave = (config: ModelConfig, head: Head) =>
-  config.family === 'bert' && head === 'pooler+classifier' ? ['classifier', 'pooler'] : ['classifier'];
-
-/**
  * target_modules as PEFT matches them (a module whose name is, or ends with '.' and, an entry): the option's names,
  * unless output.dense is chosen without attention.output.dense, which PEFT's suffix match would also take; then
  * every wrapped module by its full name.
@@ -53,28 +44,23 @@ function targetModules(targets: readonly Target[], specs: readonly ParamSpec[]):
   return ambiguous ? wrappedSites(specs) : [...targets];
 }
 
-/** adapter_config.json as PEFT's LoraConfig.save_pretrained writes it (sorted keys, two-space indent). */
+/** adapter_config.json as PEFT's LoraConfig.save_pretrained writes it (json.dumps, indent 2, sorted keys). */
 export function adapterConfig(input: SaveInput<'lora'>): Record<string, unknown> {
   const o = input.options;
   return {
+    ...peftConfigBase(input, 'LORA'),
     alpha_pattern: {},
-    auto_mapping: null,
-    base_model_name_or_path: input.modelDir,
     bias: 'none',
     fan_in_fan_out: false,
-    inference_mode: true,
     init_lora_weights: true,
     layers_pattern: null,
     layers_to_transform: null,
     lora_alpha: o.alpha,
-    lora_dropout: o.dropout,
+    lora_dropout: pyFloat(o.dropout),
     modules_to_save: modulesToSave(input.config, o.head ?? 'classifier'),
-    peft_type: 'LORA',
     r: o.r,
     rank_pattern: {},
-    revision: null,
     target_modules: targetModules(o.target_modules as Target[], input.specs),
-    task_type: 'SEQ_CLS',
     use_dora: false,
     use_rslora: false,
   };
@@ -83,36 +69,27 @@ export function adapterConfig(input: SaveInput<'lora'>): Record<string, unknown>
 /**
  * adapter_model.safetensors's tensors as get_peft_model_state_dict names them (adapter name removed): each A and B
  * as base_model.model.<module>.lora_A.weight / lora_B.weight, and the head that trains (modules_to_save) as
- * base_model.model.<its Hugging Face name>; float32, the checkpoint layout.
+ * base_model.model.<its Hugging Face name>; float32, the checkpoint layout. Also where strategy.json finds each.
  */
-export function adapterTensors(
-  specs: readonly ParamSpec[],
-  values: readonly Float32Array[],
-): Map<string, TensorToWrite> {
-  const saved = checkpointTensors(specs, values, (s) => s.source === 'strategy' || (s.group === 'head' && trains(s)));
-  return new Map([...saved].map(([name, t]) => [PEFT_PREFIX + name, t]));
+export function adapterTensors(input: Pick<SaveInput, 'specs' | 'values'>) {
+  const head = headTensorName(PEFT_PREFIX.lora);
+  return namedTensors(input, PEFT_WEIGHTS, (s) => (s.source === 'strategy' ? PEFT_PREFIX.lora + s.name : head(s)));
 }
 
-const sortedJson = (value: Record<string, unknown>) =>
-  JSON.stringify(
-    Object.fromEntries(
-      Object.keys(value)
-        .sort()
-        .map((k) => [k, value[k]]),
-    ),
-    null,
-    2,
-  ) + '\n';
-
-/** LoRA's save hook: merged into the weights (default), or apart in PEFT's layout. */
+/**
+ * LoRA's save hook: merged into the weights (default), or apart in PEFT's layout (no model.safetensors: PEFT loads
+ * the adapter over base_model_name_or_path), with strategy.json for childtune's own loader.
+ */
 export function saveLora(input: SaveInput<'lora'>): StrategySave {
   const { options, specs, values } = input;
   if (options.save === 'merged') return { weights: mergedWeights(options, specs, values) };
+  const { tensors, where } = adapterTensors(input);
   return {
     weights: null,
     files: {
-      'adapter_config.json': sortedJson(adapterConfig(input)),
-      'adapter_model.safetensors': safetensorsChunks(adapterTensors(specs, values)),
+      [PEFT_CONFIG]: pythonJson(adapterConfig(input)),
+      [PEFT_WEIGHTS]: encodeSafetensors(tensors),
+      [STRATEGY_CONFIG]: strategyJson('lora', [loraModifier(loraSettings(options))], input.modelDir, where),
     },
   };
 }

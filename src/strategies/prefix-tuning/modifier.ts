@@ -1,6 +1,7 @@
 import { learnedKeyValues } from '../../engine/modules/learned-rows.js';
 import { defineModifier, type ModelEditor } from '../../engine/modules/modifier.js';
 import type { Param } from '../../engine/modules/param.js';
+import type { OptionsOf } from '../definition.js';
 import { inHead, type Head } from '../head.js';
 import { mlpKeyValues, type PrefixMlpShared } from './mlp-prefix.js';
 
@@ -11,6 +12,14 @@ export interface PrefixSettings {
   mlpHidden: number;
   head: Head;
 }
+
+/** The modifier's settings: the recipe's options with their defaults. */
+export const prefixSettings = (o: OptionsOf<'prefix-tuning'>): PrefixSettings => ({
+  length: o.length ?? 10,
+  reparameterize: o.reparameterize ?? false,
+  mlpHidden: o.mlp_hidden ?? 512,
+  head: o.head ?? 'classifier',
+});
 
 /** Li and Liang's MLP: its shared part and every layer's output columns, as the editor declares them. */
 export function declareMlp(editor: ModelEditor, s: PrefixSettings) {
