@@ -1039,7 +1039,7 @@ function gpuMarkdown(g: { date: string; rows: GpuRow[] }): string {
 }
 
 /**
- * `npm run bench -- --bf16-parity`: the quickstart (189 steps of Child-Tuning-D on 1,000 SST-2 sentences) in fp32
+ * `npm run bench -- --bf16-parity`: the quickstart (189 steps of Child-Tuning-D on 1,000 SST-2 sentences, every step's loss logged) in fp32
  * and in bf16 over five seeds, each run through the CLI as a user runs it: per seed the loss curves' largest and
  * median relative difference per step and per epoch, and dev accuracy in each precision. Written to
  * bench/results.json's `bf16_parity` and BENCHMARKS.md; the CPU rows are kept as they are.
@@ -1056,10 +1056,12 @@ function bf16Parity(seeds: number[]) {
         path.join(ROOT, 'recipes', 'quickstart.yaml'),
         '--json',
         '--quiet',
-        ...['training.seed=' + seed, 'training.precision=' + precision, 'runtime.kernels=exact'].flatMap((x) => [
-          '--set',
-          x,
-        ]),
+        ...[
+          'training.seed=' + seed,
+          'training.precision=' + precision,
+          'training.log_every=1',
+          'runtime.kernels=exact',
+        ].flatMap((x) => ['--set', x]),
         ...['runtime.output_dir=' + path.join(dir, 'runs'), 'runtime.cache_dir=' + path.join(dir, 'cache')].flatMap(
           (x) => ['--set', x],
         ),

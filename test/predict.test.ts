@@ -192,6 +192,28 @@ describe('a run and childtune predict', () => {
     assert.equal(summary.single_class, singleClassOf(results) ?? null);
   });
 
+  test("predict applies a strategy saved apart: a prompt-tuning run's dev predictions, row for row", async () => {
+    const base = fs.readFileSync(path.join(project, 'r.yaml'), 'utf8');
+    const recipe = write(
+      project,
+      'prompt.yaml',
+      base.replace('strategy: {kind: vanilla}', 'strategy: {kind: prompt-tuning, length: 4}'),
+    );
+    const run = await cli(['run', recipe, '--quiet', '--json']);
+    assert.equal(run.code, 0, run.err);
+    const promptRun = JSON.parse(run.out)[0].dir as string;
+    assert.ok(
+      !fs.existsSync(path.join(promptRun, 'model', 'model.safetensors')),
+      'the prompt is saved apart, as PEFT saves it',
+    );
+    const out = path.join(project, 'prompt.predictions.tsv');
+    const r = await cli(['predict', promptRun, dev(), '--out', out, '--json']);
+    assert.equal(r.code, 0, r.err);
+    const saved = JSON.parse(fs.readFileSync(path.join(promptRun, 'results.json'), 'utf8'));
+    assert.deepEqual(JSON.parse(r.out).metrics, saved.metrics);
+    assert.equal(fs.readFileSync(out, 'utf8'), fs.readFileSync(path.join(promptRun, 'predictions', 'dev.tsv'), 'utf8'));
+  });
+
   test('--glue DIR writes the GLUE server file: the test index and the label names it expects', async () => {
     const test = write(
       project,
