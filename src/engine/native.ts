@@ -157,7 +157,8 @@ export function chooseKernels(
   prefer?: string,
 ): KernelChoice | KernelRefusal {
   const off = process.env.CHILDTUNE_NATIVE === '0' ? 'CHILDTUNE_NATIVE=0' : undefined;
-  const missing = off ?? (typeof loadAddon() === 'string' ? (loadAddon() as string) : undefined);
+  const addon = loadAddon();
+  const missing = off ?? (typeof addon === 'string' ? addon : undefined);
   const have = (arithmetic: Arithmetic) => (missing ? [] : kernelsOf(arithmetic));
   const pick = (arithmetic: Arithmetic, why: string): KernelChoice => {
     const names = have(arithmetic);
