@@ -58,6 +58,35 @@ dir?: string
 files?: {
 [k: string]: string
 }
+/**
+ * Custom: one file holding every split, divided into splits by `split` (instead of files); relative to dir when dir is given.
+ */
+file?: string
+/**
+ * Custom, with file: how the one file divides into splits. Either by a column (field, and values: split name to the column's value), or by a seeded random ratio (ratio: split name to its share, summing to 1; seed).
+ */
+split?: {
+/**
+ * The column naming each row's split (a header name, or a 0-based index without a header), e.g. SICK's SemEval_set.
+ */
+field?: (string | number)
+/**
+ * Split name to the value of field that marks its rows, e.g. {train: TRAIN, dev: TRIAL, test: TEST}.
+ */
+values?: {
+[k: string]: string
+}
+/**
+ * Split name to the share of the rows it gets, e.g. {train: 0.8, dev: 0.2}; the shares sum to 1. Rows are dealt by a shuffle seeded with seed: the same file and seed give the same splits on every machine.
+ */
+ratio?: {
+[k: string]: number
+}
+/**
+ * With ratio: the seed of the shuffle that deals the rows (0 when absent); 32 bits, 0 to 4294967295.
+ */
+seed?: number
+}
 train_split: string
 eval_split: string
 /**

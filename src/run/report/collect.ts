@@ -142,7 +142,7 @@ function readRun(dir: string): RunRecord {
 function columnOf(task: string, recipe: Recipe | undefined): string {
   if (task !== 'custom' || !recipe) return task;
   const d = recipe.dataset;
-  const source = d.dir ?? d.files?.[d.train_split ?? 'train'];
+  const source = d.dir ?? d.file ?? d.files?.[d.train_split ?? 'train'];
   return source ? `custom (${path.basename(source).replace(/\.(tsv|csv|jsonl)$/, '')})` : task;
 }
 
