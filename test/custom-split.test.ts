@@ -157,4 +157,26 @@ evaluation: {batch_size: 64}
       fileOnly.join('\n'),
     );
   });
+
+  test('init --custom writes a starter for data of your own that validates and plans', async () => {
+    const dir = tmpProject();
+    const file = path.join(dir, 'custom.yaml');
+    assert.equal((await cli(['init', '--custom', file])).code, 0);
+    const rows = ['split\tsentence1\tsentence2\tlabel'];
+    for (let i = 0; i < 12; i++)
+      rows.push(`${i % 3 ? 'train' : 'dev'}\ta ${i}\tb ${i}\t${i % 2 ? 'positive' : 'negative'}`);
+    write(dir, 'data.tsv', rows.join('\n') + '\n');
+    const before = process.env.CHILDTUNE_MODEL;
+    process.env.CHILDTUNE_MODEL = MODEL;
+    try {
+      const v = await cli(['validate', file]);
+      assert.equal(v.code, 0, v.out + v.err);
+      const p = await cli(['plan', file, '--json']);
+      assert.equal(p.code, 0, p.err);
+      assert.match(p.out, /custom train/);
+    } finally {
+      if (before === undefined) delete process.env.CHILDTUNE_MODEL;
+      else process.env.CHILDTUNE_MODEL = before;
+    }
+  });
 });

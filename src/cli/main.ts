@@ -9,7 +9,7 @@ import { hasErrors, type Diagnostic } from '../recipe/diagnostics.js';
 import { formatDiagnostics } from '../recipe/format.js';
 import { printError, UserError } from './errors.js';
 import { bundledRecipes, REPO_ROOT, resolveRecipeArgument } from './recipes.js';
-import { STARTER_RECIPE } from './starter.js';
+import { CUSTOM_STARTER_RECIPE, STARTER_RECIPE } from './starter.js';
 
 interface Io {
   out: (text: string) => void;
@@ -182,11 +182,13 @@ export async function main(
     .description('write a commented starter recipe')
     .argument('[file]', 'where to write it (- for standard output)', 'recipe.yaml')
     .option('--force', 'overwrite an existing file')
-    .action((file: string, opts: { force?: boolean }) => {
-      if (file === '-') return io.out(STARTER_RECIPE);
+    .option('--custom', 'read your own data (one file divided into splits by a column or a seeded ratio)')
+    .action((file: string, opts: { force?: boolean; custom?: boolean }) => {
+      const text = opts.custom ? CUSTOM_STARTER_RECIPE : STARTER_RECIPE;
+      if (file === '-') return io.out(text);
       if (fs.existsSync(file) && !opts.force)
         throw new UserError(`${file} already exists`, 'Pass --force to overwrite it, or name another file.');
-      fs.writeFileSync(file, STARTER_RECIPE);
+      fs.writeFileSync(file, text);
       io.out(`wrote ${file}; check it with: childtune validate ${file}`);
     });
 
