@@ -12,8 +12,9 @@ import { TokenizerError } from '../engine/tokenizer.js';
 import { diagnostic, pointerOf, skipped, type Diagnostic } from './diagnostics.js';
 import type { Holes } from './holes.js';
 import type { SourceMap } from './parse.js';
-import { keysAt, ownersOf, schemaAt } from './schema.js';
+import { deref, keysAt, ownersOf, recipeSchema, schemaAt } from './schema.js';
 import { closest } from './suggest.js';
+import { perStrategyFactor, sweptKinds } from './sweep-kinds.js';
 import type { Dataset, Recipe } from './types.generated.js';
 
 /**
@@ -86,8 +87,13 @@ export function checkRecipe(recipe: Recipe, sources: SourceMap, holes: Holes): D
   guard('sweep path checks of sweep.random.space', ['/sweep/random/space'], () =>
     checkSweepPaths(Object.keys(recipe.sweep?.random?.space ?? {}), ['sweep', 'random', 'space'], report),
   );
-  guard('trial count check of sweep', ['/sweep/grid', '/sweep/seeds', '/sweep/random/trials'], () =>
-    checkTrialCount(recipe.sweep, report),
+  guard('per-strategy checks of sweep.per_strategy', ['/sweep/per_strategy', '/sweep/grid', '/strategy/kind'], () =>
+    checkPerStrategy(recipe, report),
+  );
+  guard(
+    'trial count check of sweep',
+    ['/sweep/grid', '/sweep/per_strategy', '/sweep/seeds', '/sweep/random/trials'],
+    () => checkTrialCount(recipe.sweep, report),
   );
   return out;
 }
@@ -98,6 +104,7 @@ export const MAX_TRIALS = 10_000;
 /** How many trials a sweep expands to (grid points, times random samples per point, times seeds), without expanding it. */
 export const trialCount = (sweep: Recipe['sweep']) =>
   Object.values(sweep?.grid ?? {}).reduce((n, values) => n * values.length, 1) *
+  perStrategyFactor(sweep) *
   (sweep?.random?.trials ?? 1) *
   (sweep?.seeds?.length ?? 1);
 
@@ -106,6 +113,7 @@ function checkTrialCount(sweep: Recipe['sweep'], report: Report) {
   if (n <= MAX_TRIALS) return;
   const factors = [
     ...Object.entries(sweep?.grid ?? {}).map(([key, values]) => `${values.length} values of ${key}`),
+    ...(perStrategyFactor(sweep) > 1 ? [`up to ${perStrategyFactor(sweep)} per-strategy settings`] : []),
     ...(sweep?.random ? [`${sweep.random.trials} random trials`] : []),
     ...(sweep?.seeds ? [`${sweep.seeds.length} seeds`] : []),
   ];
@@ -530,6 +538,57 @@ function checkMetrics(recipe: Recipe, report: Report) {
       );
     }
   });
+}
+
+/**
+ * sweep.per_strategy: each key a strategy kind some trial has, each path one the recipe has, set nowhere else in the
+ * sweep, and not the strategy itself (which decides whose settings apply).
+ */
+function checkPerStrategy(recipe: Recipe, report: Report) {
+  const sweep = recipe.sweep;
+  if (!sweep?.per_strategy) return;
+  const known = (deref(recipeSchema.$defs?.strategy)?.properties?.kind?.enum ?? []) as string[];
+  const kinds = sweptKinds(sweep, recipe.strategy.kind);
+  const elsewhere = new Set([...Object.keys(sweep.grid ?? {}), ...Object.keys(sweep.random?.space ?? {})]);
+  for (const [kind, axes] of Object.entries(sweep.per_strategy)) {
+    const at = ['sweep', 'per_strategy', kind];
+    if (!known.includes(kind)) {
+      report(
+        'CT0105',
+        `sweep.per_strategy.${kind} is not a strategy kind`,
+        pointerOf(at),
+        [`Kinds: ${known.join(', ')}`],
+        closest(kind, known),
+      );
+      continue;
+    }
+    if (!kinds.has(kind))
+      report(
+        'CT0306',
+        `sweep.per_strategy.${kind} applies to no trial: the sweep's strategies are ${[...kinds].join(', ')}`,
+        pointerOf(at),
+        [`Add ${kind} to the swept strategies, or remove sweep.per_strategy.${kind}.`],
+        undefined,
+        'warning',
+      );
+    checkSweepPaths(Object.keys(axes), at, report);
+    for (const key of Object.keys(axes)) {
+      if (key === 'strategy' || key === 'strategy.kind')
+        report(
+          'CT0306',
+          `sweep.per_strategy.${kind} cannot set ${key}: the strategy decides whose settings apply`,
+          pointerOf([...at, key]),
+          ['Sweep strategies in sweep.grid; per_strategy holds their other settings.'],
+        );
+      else if ([...elsewhere].some((e) => e === key || e.startsWith(`${key}.`) || key.startsWith(`${e}.`)))
+        report(
+          'CT0306',
+          `sweep path '${key}' is set both by sweep.per_strategy.${kind} and by sweep.grid or sweep.random`,
+          pointerOf([...at, key]),
+          ['Set each path in one place: per_strategy for values that depend on the strategy, the grid for the others.'],
+        );
+    }
+  }
 }
 
 function checkSweepPaths(keys: string[], at: string[], report: Report) {

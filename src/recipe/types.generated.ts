@@ -1334,6 +1334,17 @@ grid?: {
 [k: string]: [unknown, ...(unknown)[]]
 }
 /**
+ * Settings of one strategy kind within the sweep, written once: strategy kind to {dotted recipe path: [values]}, e.g. {vanilla: {training.optimizer.lr: [2.0e-5]}, child-tuning-d: {training.optimizer.lr: [4.0e-5]}}. Every trial of that kind takes them; several values make an axis for that kind only. The report counts them as the strategy's own: its rows are still compared with the baseline's.
+ */
+per_strategy?: {
+[k: string]: {
+/**
+ * @minItems 1
+ */
+[k: string]: [unknown, ...(unknown)[]]
+}
+}
+/**
  * Values of training.seed; every grid point runs once per seed.
  * 
  * @minItems 1

@@ -32,6 +32,8 @@ export interface RunRecord {
   model: string | null;
   /** The sweep's overrides for this trial, without the seed: the swept settings. */
   swept: Record<string, unknown>;
+  /** The swept settings that are the strategy's own (sweep.per_strategy): a row is compared with the baseline without them. */
+  strategySettings: string[];
   /** The run-defining recipe fields without the seed (from recipe.resolved.yaml), when the run has one. */
   config: Record<string, unknown> | null;
   /** Final metrics; a metric a run could not define (written as null) is absent. */
