@@ -8,7 +8,7 @@ import { loadRecipe } from '../recipe/index.js';
 import { hasErrors, type Diagnostic } from '../recipe/diagnostics.js';
 import { formatDiagnostics } from '../recipe/format.js';
 import { printError, UserError } from './errors.js';
-import { bundledRecipes, REPO_ROOT, resolveRecipeArgument } from './recipes.js';
+import { bundledRecipes, recipeListing, REPO_ROOT, resolveRecipeArgument } from './recipes.js';
 import { CUSTOM_STARTER_RECIPE, STARTER_RECIPE } from './starter.js';
 
 interface Io {
@@ -199,8 +199,7 @@ export async function main(
     .action((opts: { json?: boolean }) => {
       const list = bundledRecipes();
       if (opts.json) return io.out(JSON.stringify(list, null, 2));
-      const width = Math.max(...list.map((r) => r.name.length));
-      for (const r of list) io.out(`${r.name.padEnd(width)}  ${r.summary}`);
+      io.out(recipeListing(list, process.stdout.columns || 100));
       io.out('\nRun one by name from any directory, e.g. childtune run quickstart (its runs go to ./runs).');
     });
 
