@@ -58,6 +58,13 @@ evaluation:
 # sweep:
 #   grid: { training.optimizer.lr: [1.0e-5, 2.0e-5] }
 #   seeds: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+# or each strategy at its own learning rate, written once:
+# sweep:
+#   grid: { strategy: [{ kind: vanilla }, { kind: child-tuning-d, reserve_p: 0.3 }] }
+#   per_strategy:
+#     vanilla: { training.optimizer.lr: [2.0e-5] }
+#     child-tuning-d: { training.optimizer.lr: [4.0e-5] }
+#   seeds: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
 
 runtime:
   backend: auto                           # tensorflow-gpu > tensorflow > wasm > cpu, whichever is installed
