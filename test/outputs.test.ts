@@ -45,8 +45,15 @@ const hfConfig = (labels: Record<string, string> | null, problemType: string) =>
   vocab_size: 30522,
 });
 
-/** Model and slow-tokenizer files of `model.save_pretrained(d); tokenizer.save_pretrained(d)` for BERT. */
-const HF_FILES = ['config.json', 'model.safetensors', 'special_tokens_map.json', 'tokenizer_config.json', 'vocab.txt'];
+/** Model and tokenizer files of `model.save_pretrained(d); tokenizer.save_pretrained(d)` for BERT (the fast tokenizer, AutoTokenizer's default, adds tokenizer.json). */
+const HF_FILES = [
+  'config.json',
+  'model.safetensors',
+  'special_tokens_map.json',
+  'tokenizer.json',
+  'tokenizer_config.json',
+  'vocab.txt',
+];
 
 describe('the saved model is what save_pretrained writes', () => {
   const save = (numLabels: number, labels?: string[]) => {

@@ -18,6 +18,8 @@ export interface FakeRun {
   /** Written as training.optimizer.lr, where a resolved recipe holds it. */
   optimizerLr?: number;
   overrides?: Record<string, unknown>;
+  /** results.json's strategy_settings: the overrides that came from sweep.per_strategy. */
+  strategySettings?: string[];
   /** results.json's trainable_share. */
   trainable?: number;
   /** results.json's predicted_classes and majority_baseline, as a run since predictions are checked writes them. */
@@ -76,6 +78,7 @@ export function fakeRun(dir: string, r: FakeRun): string {
       {
         trial: 0,
         overrides: r.overrides ?? {},
+        ...(r.strategySettings && { strategy_settings: r.strategySettings }),
         task: r.task,
         strategy: r.strategy,
         reserve_p: reserve,

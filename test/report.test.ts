@@ -110,7 +110,7 @@ describe('report on vanilla, F and D over five seeds, two models, a repeated D s
     assert.doesNotMatch(r.stdout, /Undefined control sequence|Missing character/);
   });
 
-  test('each figure is an SVG file that parses and carries axis titles, with a PNG beside it', () => {
+  test('each figure is an SVG file that parses and carries axis titles, with a PNG and a PDF beside it', () => {
     const dir = path.join(out, 'figures');
     const svgs = fs
       .readdirSync(dir)
@@ -149,6 +149,8 @@ describe('report on vanilla, F and D over five seeds, two models, a repeated D s
       );
       assert.equal(titles.length, 2, `${f}: two axis titles, found ${titles.join(' | ')}`);
       assert.ok(fs.statSync(path.join(dir, f.replace(/\.svg$/, '.png'))).size > 5000, `${f}: PNG beside it`);
+      const pdf = fs.readFileSync(path.join(dir, f.replace(/\.svg$/, '.pdf')));
+      assert.equal(pdf.subarray(0, 5).toString(), '%PDF-', `${f}: PDF beside it`);
     }
     const loss = fs.readFileSync(path.join(dir, 'loss-glue-sst-2.svg'), 'utf8');
     assert.match(loss, /epoch \(logged steps, fractional\)/);

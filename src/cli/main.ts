@@ -8,8 +8,8 @@ import { loadRecipe } from '../recipe/index.js';
 import { hasErrors, type Diagnostic } from '../recipe/diagnostics.js';
 import { formatDiagnostics } from '../recipe/format.js';
 import { printError, UserError } from './errors.js';
-import { bundledRecipes, REPO_ROOT, resolveRecipeArgument } from './recipes.js';
-import { STARTER_RECIPE } from './starter.js';
+import { bundledRecipes, recipeListing, REPO_ROOT, resolveRecipeArgument } from './recipes.js';
+import { CUSTOM_STARTER_RECIPE, STARTER_RECIPE } from './starter.js';
 
 interface Io {
   out: (text: string) => void;
@@ -237,11 +237,13 @@ export async function main(
     .description('write a commented starter recipe')
     .argument('[file]', 'where to write it (- for standard output)', 'recipe.yaml')
     .option('--force', 'overwrite an existing file')
-    .action((file: string, opts: { force?: boolean }) => {
-      if (file === '-') return io.out(STARTER_RECIPE);
+    .option('--custom', 'read your own data (one file divided into splits by a column or a seeded ratio)')
+    .action((file: string, opts: { force?: boolean; custom?: boolean }) => {
+      const text = opts.custom ? CUSTOM_STARTER_RECIPE : STARTER_RECIPE;
+      if (file === '-') return io.out(text);
       if (fs.existsSync(file) && !opts.force)
         throw new UserError(`${file} already exists`, 'Pass --force to overwrite it, or name another file.');
-      fs.writeFileSync(file, STARTER_RECIPE);
+      fs.writeFileSync(file, text);
       io.out(`wrote ${file}; check it with: childtune validate ${file}`);
     });
 
@@ -252,8 +254,7 @@ export async function main(
     .action((opts: { json?: boolean }) => {
       const list = bundledRecipes();
       if (opts.json) return io.out(JSON.stringify(list, null, 2));
-      const width = Math.max(...list.map((r) => r.name.length));
-      for (const r of list) io.out(`${r.name.padEnd(width)}  ${r.summary}`);
+      io.out(recipeListing(list, process.stdout.columns || 100));
       io.out('\nRun one by name from any directory, e.g. childtune run quickstart (its runs go to ./runs).');
     });
 

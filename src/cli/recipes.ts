@@ -11,8 +11,52 @@ export interface BundledRecipe {
   /** What `childtune run NAME` accepts: the path under recipes/ without .yaml (quickstart, paper/glue/rte). */
   name: string;
   file: string;
-  /** The recipe's first comment line. */
+  /** The first sentence of the recipe's leading comment, whole (it may span several comment lines). */
   summary: string;
+  /** The whole leading comment, its lines joined. */
+  description: string;
+}
+
+/** The leading comment block of a recipe file, its lines joined with spaces. */
+function leadingComment(text: string): string {
+  const lines = text.split('\n');
+  const start = lines.findIndex((l) => l.startsWith('#'));
+  if (start < 0) return '';
+  const block: string[] = [];
+  for (const l of lines.slice(start)) {
+    if (!l.startsWith('#')) break;
+    block.push(l.replace(/^#\s*/, '').trim());
+  }
+  return block.filter(Boolean).join(' ');
+}
+
+/**
+ * The first sentence: up to a full stop or semicolon that a capital, a backquote or the end follows (so 'et al.
+ * 2021' and '0.3' do not end it); a semicolon is shown as the full stop it stands for.
+ */
+export function firstSentence(text: string): string {
+  const m = /^(.*?)([.;])(?=\s+[A-Z`]|\s*$)/.exec(text);
+  return m ? `${m[1]}.` : text;
+}
+
+/** Text as lines of at most `width` columns, broken between words (a longer word has a line of its own). */
+export function wrap(text: string, width: number): string[] {
+  const lines: string[] = [];
+  let line = '';
+  for (const word of text.split(/\s+/).filter(Boolean)) {
+    if (line && line.length + 1 + word.length > width) {
+      lines.push(line);
+      line = word;
+    } else line = line ? `${line} ${word}` : word;
+  }
+  return line ? [...lines, line] : lines;
+}
+
+/** `childtune recipes`: each name, then its first sentence whole, wrapped to the terminal's width under itself. */
+export function recipeListing(list: BundledRecipe[], columns: number): string {
+  const indent = Math.max(...list.map((r) => r.name.length)) + 2;
+  const width = Math.max(40, columns - indent);
+  return list.map((r) => r.name.padEnd(indent) + wrap(r.summary, width).join(`\n${' '.repeat(indent)}`)).join('\n');
 }
 
 /** The recipes shipped in recipes/, by name, in name order. */
@@ -23,10 +67,7 @@ export function bundledRecipes(): BundledRecipe[] {
       const file = path.join(dir, entry.name);
       if (entry.isDirectory()) walk(file);
       else if (entry.name.endsWith('.yaml')) {
-        const first = fs
-          .readFileSync(file, 'utf8')
-          .split('\n')
-          .find((l) => l.startsWith('#'));
+        const description = leadingComment(fs.readFileSync(file, 'utf8'));
         out.push({
           name: path
             .relative(RECIPES, file)
@@ -34,7 +75,8 @@ export function bundledRecipes(): BundledRecipe[] {
             .split(path.sep)
             .join('/'),
           file,
-          summary: first?.replace(/^#\s*/, '') ?? '',
+          summary: firstSentence(description),
+          description,
         });
       }
     }

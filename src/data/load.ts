@@ -12,6 +12,7 @@ import {
 } from './formats.js';
 import { exportSpec } from './hub-layouts.js';
 import { parquetRows } from './parquet.js';
+import { ratioSplits } from './split-ratio.js';
 import type { Field, FileFormat, TaskSpec } from './task-spec.js';
 
 export interface Example {
@@ -100,11 +101,19 @@ export function loadSplit(
   const key = JSON.stringify([file, stat?.size, stat?.mtimeMs, spec, split]);
   let result = loaded.get(key);
   if (!result) {
-    result = readSplit(fileSpec(spec, file), file, split);
+    result = spec.splitRatio
+      ? dealtSplit(loadSplit({ ...spec, splitRatio: undefined }, dir, split, 'skip'), spec.splitRatio, split)
+      : readSplit(fileSpec(spec, file), file, split);
     loaded.set(key, result);
   }
   if (onBadRow === 'error' && result.problems.length) throw result.problems[0];
   return result;
+}
+
+/** A split's share of a file dealt by ratio: its rows of the file's usable ones (bad rows stay reported, with every split). */
+function dealtSplit(whole: LoadedSplit, ratio: NonNullable<TaskSpec['splitRatio']>, split: string): LoadedSplit {
+  const mine = ratioSplits(whole.examples.length, ratio.shares, ratio.seed).get(split) ?? [];
+  return { ...whole, examples: mine.map((i) => whole.examples[i]) };
 }
 
 /** A parquet split may be sharded: `x-00000-of-00003.parquet` is read with its siblings, as is `split/0000.parquet`. */
@@ -259,13 +268,32 @@ function readSplit(spec: TaskSpec, file: string, split: string, options: ReadOpt
     return v;
   }
 
+  /** Whether a row of a file holding every split is this split's; a value naming no split is a bad row. */
+  function inSplit(row: RawRow, by: NonNullable<TaskSpec['splitColumn']>): boolean {
+    const v = text(row, by.field).trim();
+    const known = Object.values(by.values);
+    if (!known.includes(v))
+      throw new DataFileError(
+        file,
+        row.line,
+        `${typeof by.field === 'number' ? `column ${by.field}` : `'${by.field}'`} is '${v}', which marks no split (${Object.entries(
+          by.values,
+        )
+          .map(([k, x]) => `${k}: ${x}`)
+          .join(
+            ', ',
+          )}); ${spec.id === 'custom' ? 'add it to dataset.split.values, or ' : ''}set on_bad_row: skip to leave such rows out`,
+      );
+    return v === by.values[split];
+  }
+
   function toExample(row: RawRow): Example | undefined {
     if (Array.isArray(row.cells)) {
       width ??= row.cells.length;
       if (row.cells.length !== width)
         throw new DataFileError(file, row.line, `row has ${row.cells.length} columns, expected ${width}`);
     }
-    if (spec.splitColumn && text(row, spec.splitColumn.field) !== spec.splitColumn.values[split]) return undefined;
+    if (spec.splitColumn && !inSplit(row, spec.splitColumn)) return undefined;
     const id = options.idFields?.find((f) => has(row, f));
     const texts = () => ({
       textA: text(row, spec.text[0]),

@@ -29,6 +29,9 @@ export interface DatasetBlock {
   task: BuiltinTask | 'custom';
   dir?: string;
   files?: Record<string, string>;
+  /** One file holding every split, divided by `split`. */
+  file?: string;
+  split?: { field?: Field; values?: Record<string, string>; ratio?: Record<string, number>; seed?: number };
   format?: FileFormat;
   header?: boolean;
   text_fields?: Field[];
@@ -54,6 +57,8 @@ export interface TaskSpec {
   unlabelled?: string[];
   /** For files that hold every split (SICK): the column naming each row's split, and each split's value. */
   splitColumn?: { field: Field; values: Record<string, string> };
+  /** For one file dealt into splits at random: each split's share of the rows, and the seed of the deal. */
+  splitRatio?: { shares: Record<string, number>; seed: number };
   /** Scores outside this range are bad rows (STS-B's are 0 to 5). */
   scoreRange?: [number, number];
   /** datasets' ClassLabel names (index order = labels' order), accepted as labels too; integer labels index them. */

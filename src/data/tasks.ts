@@ -158,12 +158,22 @@ export function taskSpecOf(dataset: DatasetBlock): TaskSpec {
     id: 'custom',
     format: dataset.format,
     header: dataset.header ?? true,
-    files: withDev(dataset.files),
+    ...(dataset.file ? oneFile(dataset.file, dataset.split) : { files: withDev(dataset.files) }),
     text: (dataset.text_fields ?? ['text']) as TaskSpec['text'],
     label: dataset.label_field ?? 'label',
     labels: regression ? null : (dataset.labels ?? null),
     metrics: regression ? ['pearson', 'spearman'] : (dataset.labels?.length ?? 0) > 2 ? MULTI_CLASS : ['accuracy'],
   };
+}
+
+/** A custom data set in one file: every split it declares reads that file, keeping its own rows. */
+function oneFile(file: string, split: DatasetBlock['split']): Pick<TaskSpec, 'files' | 'splitColumn' | 'splitRatio'> {
+  const names = Object.keys(split?.values ?? split?.ratio ?? {});
+  const files = withDev(Object.fromEntries(names.map((n) => [n, file])));
+  if (split?.field !== undefined && split.values)
+    return { files, splitColumn: { field: split.field, values: withDev(split.values) } };
+  if (split?.ratio) return { files, splitRatio: { shares: split.ratio, seed: split.seed ?? 0 } };
+  return { files };
 }
 
 /** `validation` (datasets' name) is the dev split unless dev is declared too. */

@@ -5,6 +5,9 @@ import type { Family } from './config.js';
 import type { EncoderClassifier } from './model.js';
 import { internalShape, sizeOf, type ParamSpec } from './params.js';
 import { safetensorsChunks, type TensorToWrite } from './safetensors.js';
+import { readTokenizerConfig } from './tokenizer-config.js';
+import { wordPieceTokenizerJson } from './tokenizer-json.js';
+import { readWordPieceVocab, WORDPIECE_SPECIALS } from './tokenizer.js';
 
 /**
  * The transformers release whose `save_pretrained` layout the saved model follows: config.json written with
@@ -304,6 +307,30 @@ function writeTokenizerConfigs(dir: string, model: EncoderClassifier) {
   }
   const mapFile = path.join(dir, 'special_tokens_map.json');
   if (!fs.existsSync(mapFile)) writeAtomic(mapFile, sortedJson({ ...specials }));
+  if (!bpe && has('vocab.txt') && !has('tokenizer.json')) writeFastTokenizer(dir, model);
+}
+
+/**
+ * tokenizer.json for a WordPiece model, as BertTokenizerFast's save_pretrained writes it beside vocab.txt, with the
+ * settings the model is read with: tokenizer_config.json's, config.json's do_lower_case first (as loadTokenizer).
+ */
+function writeFastTokenizer(dir: string, model: EncoderClassifier) {
+  const config = readTokenizerConfig(dir);
+  const special = {
+    ...WORDPIECE_SPECIALS,
+    ...config.special,
+    additional: config.special.additional ?? [],
+  };
+  const vocab = readWordPieceVocab(path.join(dir, 'vocab.txt'), special);
+  writeAtomic(
+    path.join(dir, 'tokenizer.json'),
+    wordPieceTokenizerJson(vocab, {
+      lowerCase: model.config.doLowerCase ?? config.doLowerCase ?? true,
+      stripAccents: config.stripAccents ?? null,
+      tokenizeChineseChars: config.tokenizeChineseChars ?? true,
+      special,
+    }),
+  );
 }
 
 /** added_tokens_decoder of a WordPiece tokenizer: each special token by its id in vocab.txt. */

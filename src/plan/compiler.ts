@@ -85,7 +85,7 @@ export function compilePlan(loaded: LoadedRecipe, recipeFile: string): CompileRe
     return n;
   };
 
-  for (const trial of expandSweep(loaded.recipe.sweep)) {
+  for (const trial of expandSweep(loaded.recipe.sweep, loaded.recipe.strategy.kind)) {
     const r = trialRecipe(loaded, trial.overrides, trial.index, diagnostics);
     if (!r) continue;
     recipes[trial.index] = r;
@@ -280,6 +280,7 @@ export function compilePlan(loaded: LoadedRecipe, recipeFile: string): CompileRe
     trials.push({
       index: t,
       overrides: trial.overrides,
+      ...(trial.strategySettings.length && { strategySettings: trial.strategySettings }),
       recipeHash: recipeHash(r),
       train: trainStage.id,
       evaluate: evaluate.id,
@@ -327,6 +328,7 @@ function trialRecipe(
     target[segs[segs.length - 1]] = value;
     const from =
       loaded.composed!.sources.get(pointerOf(['sweep', 'grid', key])) ??
+      perStrategySource(loaded, key) ??
       loaded.composed!.sources.get(pointerOf(['sweep', 'seeds'])) ??
       loaded.composed!.sources.get('/sweep');
     if (from) sources.set(pointerOf(segs), from);
@@ -339,6 +341,12 @@ function trialRecipe(
     diagnostics.push({ ...d, message: `sweep trial ${index} (${label}): ${d.message}` });
   return resolved.recipe;
 }
+
+/** Where the recipe sets a per_strategy path (the first kind that does), for a trial's diagnostics. */
+const perStrategySource = (loaded: LoadedRecipe, key: string) =>
+  Object.keys(loaded.recipe?.sweep?.per_strategy ?? {})
+    .map((kind) => loaded.composed!.sources.get(pointerOf(['sweep', 'per_strategy', kind, key])))
+    .find(Boolean);
 
 /**
  * The strategy's own cross-field checks (its definition's check, and Child-Tuning inside it), placed at the recipe's

@@ -78,6 +78,8 @@ export interface Trainable {
 export interface PlannedTrial {
   index: number;
   overrides: Record<string, unknown>;
+  /** The overrides that came from sweep.per_strategy (the strategy's own settings), when any did. */
+  strategySettings?: string[];
   /** Hash of the trial's resolved recipe minus fields that cannot change results. */
   recipeHash: string;
   train: string;

@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { DataFileError } from '../data/formats.js';
 import { loadSplit, splitFile, type LoadedSplit } from '../data/load.js';
+import { sharesSumToOne } from '../data/split-ratio.js';
 import { taskSpecOf, type Metric, type TaskSpec } from '../data/tasks.js';
 import { ModelError, readModelConfig } from '../engine/config.js';
 import { hubCacheDir, HubError, localModelDir, notFetchedHint } from '../engine/hub/cache.js';
@@ -12,8 +13,9 @@ import { TokenizerError } from '../engine/tokenizer.js';
 import { diagnostic, pointerOf, skipped, type Diagnostic } from './diagnostics.js';
 import type { Holes } from './holes.js';
 import type { SourceMap } from './parse.js';
-import { keysAt, ownersOf, schemaAt } from './schema.js';
+import { deref, keysAt, ownersOf, recipeSchema, schemaAt } from './schema.js';
 import { closest } from './suggest.js';
+import { perStrategyFactor, sweptKinds } from './sweep-kinds.js';
 import type { Dataset, Recipe } from './types.generated.js';
 
 /**
@@ -89,8 +91,13 @@ export function checkRecipe(recipe: Recipe, sources: SourceMap, holes: Holes): D
   guard('sweep path checks of sweep.random.space', ['/sweep/random/space'], () =>
     checkSweepPaths(Object.keys(recipe.sweep?.random?.space ?? {}), ['sweep', 'random', 'space'], report),
   );
-  guard('trial count check of sweep', ['/sweep/grid', '/sweep/seeds', '/sweep/random/trials'], () =>
-    checkTrialCount(recipe.sweep, report),
+  guard('per-strategy checks of sweep.per_strategy', ['/sweep/per_strategy', '/sweep/grid', '/strategy/kind'], () =>
+    checkPerStrategy(recipe, report),
+  );
+  guard(
+    'trial count check of sweep',
+    ['/sweep/grid', '/sweep/per_strategy', '/sweep/seeds', '/sweep/random/trials'],
+    () => checkTrialCount(recipe.sweep, report),
   );
   return out;
 }
@@ -124,6 +131,7 @@ export const MAX_TRIALS = 10_000;
 /** How many trials a sweep expands to (grid points, times random samples per point, times seeds), without expanding it. */
 export const trialCount = (sweep: Recipe['sweep']) =>
   Object.values(sweep?.grid ?? {}).reduce((n, values) => n * values.length, 1) *
+  perStrategyFactor(sweep) *
   (sweep?.random?.trials ?? 1) *
   (sweep?.seeds?.length ?? 1);
 
@@ -132,6 +140,7 @@ function checkTrialCount(sweep: Recipe['sweep'], report: Report) {
   if (n <= MAX_TRIALS) return;
   const factors = [
     ...Object.entries(sweep?.grid ?? {}).map(([key, values]) => `${values.length} values of ${key}`),
+    ...(perStrategyFactor(sweep) > 1 ? [`up to ${perStrategyFactor(sweep)} per-strategy settings`] : []),
     ...(sweep?.random ? [`${sweep.random.trials} random trials`] : []),
     ...(sweep?.seeds ? [`${sweep.seeds.length} seeds`] : []),
   ];
@@ -283,8 +292,9 @@ function checkDataset(dataset: Dataset, pointer: string, needsTrain: boolean, re
       report('CT0307', `a custom dataset needs ${lacking.join(', ')}`, pointer, [
         'Example: {task: custom, files: {train: t.tsv, dev: d.tsv}, text_fields: [sentence], label_field: label, labels: [neg, pos]} (the format follows the extension, or set format)',
       ]);
+    checkOneFile(dataset, pointer, report);
   } else {
-    for (const key of ['format', 'text_fields', 'label_field', 'labels', 'regression'] as const) {
+    for (const key of ['format', 'text_fields', 'label_field', 'labels', 'regression', 'file', 'split'] as const) {
       if (dataset[key] !== undefined && !(key === 'regression' && dataset[key] === false)) {
         report(
           'CT0303',
@@ -307,7 +317,17 @@ function checkDataset(dataset: Dataset, pointer: string, needsTrain: boolean, re
   for (const split of splits) {
     const name = spec.files[split] ?? (split === 'dev' ? spec.files.validation : undefined);
     if (!name) {
-      report('CT0307', `no file for split '${split}'`, pointer, [`Declare it: files: {${split}: path/to/file}`]);
+      if (dataset.file && dataset.split)
+        report(
+          'CT0307',
+          `dataset.split names no split '${split}' (it names ${Object.keys(spec.files).join(', ') || 'none'})`,
+          `${pointer}/split`,
+          [
+            `Add ${split} to dataset.split's ${dataset.split.ratio ? 'ratio' : 'values'}, or set ${split === dataset.eval_split ? 'eval_split' : 'train_split'} to one of its splits.`,
+          ],
+        );
+      else if (!dataset.file)
+        report('CT0307', `no file for split '${split}'`, pointer, [`Declare it: files: {${split}: path/to/file}`]);
       continue;
     }
     if (!dataset.dir && !path.isAbsolute(name)) {
@@ -319,12 +339,72 @@ function checkDataset(dataset: Dataset, pointer: string, needsTrain: boolean, re
       continue;
     }
     const file = splitFile(spec, dataset.dir, split);
-    const at = dataset.files?.[split] ? `${pointer}/files/${split}` : dataset.dir ? `${pointer}/dir` : pointer;
+    const at = dataset.files?.[split]
+      ? `${pointer}/files/${split}`
+      : dataset.file
+        ? `${pointer}/file`
+        : dataset.dir
+          ? `${pointer}/dir`
+          : pointer;
     if (!fs.existsSync(file)) {
       report('CT0308', `data file ${file} (split '${split}') does not exist`, at);
       continue;
     }
     checkRows(dataset, spec, split, split === dataset.train_split && needsTrain, at, pointer, report);
+  }
+}
+
+/** A custom data set in one file: `file` with a `split` that divides it either by a column or by a seeded ratio. */
+function checkOneFile(dataset: Dataset, pointer: string, report: Report) {
+  const { file, files, split } = dataset;
+  const example =
+    'split: {field: COLUMN, values: {train: TRAIN, dev: DEV}} or split: {ratio: {train: 0.8, dev: 0.2}, seed: 1}';
+  if (file && files)
+    report(
+      'CT0307',
+      'a custom dataset gives either files (one per split) or file (one holding every split), not both',
+      `${pointer}/file`,
+      ['Remove dataset.files, or dataset.file and dataset.split.'],
+    );
+  if (file && !split)
+    report('CT0307', 'dataset.file holds every split: say how it divides into them', `${pointer}/file`, [
+      `Add ${example}.`,
+    ]);
+  if (split && !file)
+    report('CT0307', 'dataset.split divides one file: it needs dataset.file', `${pointer}/split`, [
+      'Name the file with file: path/to/data.tsv (and remove files), or remove dataset.split.',
+    ]);
+  if (!split) return;
+  const at = `${pointer}/split`;
+  const byColumn = split.field !== undefined || split.values !== undefined;
+  if (byColumn && split.ratio)
+    report('CT0307', 'dataset.split divides by a column (field, values) or by a ratio, not both', at, [
+      `Keep one: ${example}.`,
+    ]);
+  else if (!byColumn && !split.ratio)
+    report('CT0307', 'dataset.split needs field and values, or ratio', at, [`For example ${example}.`]);
+  else if (byColumn && (split.field === undefined || !split.values))
+    report(
+      'CT0307',
+      `dataset.split by a column needs both field and values (${split.field === undefined ? 'field' : 'values'} is missing)`,
+      at,
+      ['For example split: {field: SemEval_set, values: {train: TRAIN, dev: TRIAL, test: TEST}}.'],
+    );
+  if (byColumn && split.seed !== undefined)
+    report(
+      'CT0303',
+      'dataset.split.seed applies only to a split by ratio (a column fixes the rows of each split)',
+      `${at}/seed`,
+      ['Remove dataset.split.seed.'],
+    );
+  if (split.ratio && !sharesSumToOne(split.ratio)) {
+    const sum = Object.values(split.ratio).reduce((a, b) => a + b, 0);
+    report(
+      'CT0105',
+      `dataset.split.ratio's shares sum to ${Number(sum.toPrecision(12))}; they must sum to 1`,
+      `${at}/ratio`,
+      [`Each share is a fraction of the rows, e.g. {train: 0.8, dev: 0.1, test: 0.1}.`],
+    );
   }
 }
 
@@ -369,6 +449,10 @@ function checkRows(
     ]);
     return;
   }
+  if (!loaded.examples.length && !loaded.skipped.count && !loaded.unlabelled) {
+    report('CT0324', `split '${split}' of ${loaded.file} has no rows`, at, [emptySplitWhy(spec, split)]);
+    return;
+  }
   const bad = loaded.skipped.count;
   if (bad && dataset.on_bad_row === 'skip') {
     warnSkipped(
@@ -406,6 +490,15 @@ function checkRows(
       [`Use a size of at most ${n}.`],
     );
   }
+}
+
+/** Why a split of a file holding every split came out empty, and what to change. */
+function emptySplitWhy(spec: TaskSpec, split: string): string {
+  if (spec.splitColumn)
+    return `No row has ${spec.splitColumn.field} = '${spec.splitColumn.values[split]}'${spec.id === 'custom' ? "; check dataset.split.values against the file's column" : ''}.`;
+  if (spec.splitRatio)
+    return `Its share ${spec.splitRatio.shares[split]} of the rows rounds to none; give it a larger share, or use more rows.`;
+  return 'Check the file and the dataset settings.';
 }
 
 function checkLabelMap(
@@ -474,6 +567,57 @@ function checkMetrics(recipe: Recipe, report: Report) {
       );
     }
   });
+}
+
+/**
+ * sweep.per_strategy: each key a strategy kind some trial has, each path one the recipe has, set nowhere else in the
+ * sweep, and not the strategy itself (which decides whose settings apply).
+ */
+function checkPerStrategy(recipe: Recipe, report: Report) {
+  const sweep = recipe.sweep;
+  if (!sweep?.per_strategy) return;
+  const known = (deref(recipeSchema.$defs?.strategy)?.properties?.kind?.enum ?? []) as string[];
+  const kinds = sweptKinds(sweep, recipe.strategy.kind);
+  const elsewhere = new Set([...Object.keys(sweep.grid ?? {}), ...Object.keys(sweep.random?.space ?? {})]);
+  for (const [kind, axes] of Object.entries(sweep.per_strategy)) {
+    const at = ['sweep', 'per_strategy', kind];
+    if (!known.includes(kind)) {
+      report(
+        'CT0105',
+        `sweep.per_strategy.${kind} is not a strategy kind`,
+        pointerOf(at),
+        [`Kinds: ${known.join(', ')}`],
+        closest(kind, known),
+      );
+      continue;
+    }
+    if (!kinds.has(kind))
+      report(
+        'CT0306',
+        `sweep.per_strategy.${kind} applies to no trial: the sweep's strategies are ${[...kinds].join(', ')}`,
+        pointerOf(at),
+        [`Add ${kind} to the swept strategies, or remove sweep.per_strategy.${kind}.`],
+        undefined,
+        'warning',
+      );
+    checkSweepPaths(Object.keys(axes), at, report);
+    for (const key of Object.keys(axes)) {
+      if (key === 'strategy' || key === 'strategy.kind')
+        report(
+          'CT0306',
+          `sweep.per_strategy.${kind} cannot set ${key}: the strategy decides whose settings apply`,
+          pointerOf([...at, key]),
+          ['Sweep strategies in sweep.grid; per_strategy holds their other settings.'],
+        );
+      else if ([...elsewhere].some((e) => e === key || e.startsWith(`${key}.`) || key.startsWith(`${e}.`)))
+        report(
+          'CT0306',
+          `sweep path '${key}' is set both by sweep.per_strategy.${kind} and by sweep.grid or sweep.random`,
+          pointerOf([...at, key]),
+          ['Set each path in one place: per_strategy for values that depend on the strategy, the grid for the others.'],
+        );
+    }
+  }
 }
 
 function checkSweepPaths(keys: string[], at: string[], report: Report) {

@@ -48,14 +48,21 @@ export const PATH_FIELDS = [
   'model.path',
   'dataset.dir',
   'dataset.files.*',
+  'dataset.file',
   'runtime.output_dir',
   'runtime.cache_dir',
   'strategy.f_masks.replay',
   'transfer.domain.*.dataset.dir',
   'transfer.domain.*.dataset.files.*',
+  'transfer.domain.*.dataset.file',
   'transfer.task.*.dataset.dir',
   'transfer.task.*.dataset.files.*',
+  'transfer.task.*.dataset.file',
 ] as const;
+
+/** The dataset block a data file path (`files.SPLIT` or `file`) belongs to, whose dir it is relative to. */
+const datasetOfFile = (segs: readonly string[]) =>
+  segs.at(-2) === 'files' ? segs.slice(0, -2) : segs.at(-1) === 'file' ? segs.slice(0, -1) : undefined;
 
 const matchesField = (segments: readonly string[], field: string) => {
   const f = field.split('.');
@@ -323,13 +330,11 @@ function resolvePaths(layer: Layer, dir: string) {
     const resolved = resolvePath(segs, value, dir, layer.data);
     set(resolved);
     // A file inside a dir the user supplied (an environment variable, --set) is the user's too.
-    const dirPointer = segs.at(-2) === 'files' ? pointerOf([...segs.slice(0, -2), 'dir']) : undefined;
+    const dataset = datasetOfFile(segs);
+    const dirPointer = dataset ? pointerOf([...dataset, 'dir']) : undefined;
     const datasetDir =
-      dirPointer &&
-      [...segs.slice(0, -2), 'dir'].reduce<unknown>(
-        (o, k) => (o as Record<string, unknown> | undefined)?.[k],
-        layer.data,
-      );
+      dataset &&
+      [...dataset, 'dir'].reduce<unknown>((o, k) => (o as Record<string, unknown> | undefined)?.[k], layer.data);
     if (
       dirPointer &&
       layer.userPaths.has(dirPointer) &&
@@ -348,7 +353,7 @@ function resolvePaths(layer: Layer, dir: string) {
 function resolvePath(segs: readonly string[], value: string, dir: string, data: Record<string, unknown>): string {
   const expanded = expandHome(value);
   if (segs.join('.') === 'model.path' && !fs.existsSync(path.resolve(dir, expanded)) && parseHubId(value)) return value;
-  const fileOf = segs.length >= 2 && segs[segs.length - 2] === 'files' ? segs.slice(0, -2) : undefined;
+  const fileOf = datasetOfFile(segs);
   const datasetDir =
     fileOf && [...fileOf, 'dir'].reduce<unknown>((o, k) => (o as Record<string, unknown> | undefined)?.[k], data);
   return path.resolve(

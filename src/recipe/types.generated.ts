@@ -58,6 +58,35 @@ dir?: string
 files?: {
 [k: string]: string
 }
+/**
+ * Custom: one file holding every split, divided into splits by `split` (instead of files); relative to dir when dir is given.
+ */
+file?: string
+/**
+ * Custom, with file: how the one file divides into splits. Either by a column (field, and values: split name to the column's value), or by a seeded random ratio (ratio: split name to its share, summing to 1; seed).
+ */
+split?: {
+/**
+ * The column naming each row's split (a header name, or a 0-based index without a header), e.g. SICK's SemEval_set.
+ */
+field?: (string | number)
+/**
+ * Split name to the value of field that marks its rows, e.g. {train: TRAIN, dev: TRIAL, test: TEST}.
+ */
+values?: {
+[k: string]: string
+}
+/**
+ * Split name to the share of the rows it gets, e.g. {train: 0.8, dev: 0.2}; the shares sum to 1. Rows are dealt by a shuffle seeded with seed: the same file and seed give the same splits on every machine.
+ */
+ratio?: {
+[k: string]: number
+}
+/**
+ * With ratio: the seed of the shuffle that deals the rows (0 when absent); 32 bits, 0 to 4294967295.
+ */
+seed?: number
+}
 train_split: string
 eval_split: string
 /**
@@ -1364,6 +1393,17 @@ grid?: {
  * @minItems 1
  */
 [k: string]: [unknown, ...(unknown)[]]
+}
+/**
+ * Settings of one strategy kind within the sweep, written once: strategy kind to {dotted recipe path: [values]}, e.g. {vanilla: {training.optimizer.lr: [2.0e-5]}, child-tuning-d: {training.optimizer.lr: [4.0e-5]}}. Every trial of that kind takes them; several values make an axis for that kind only. The report counts them as the strategy's own: its rows are still compared with the baseline's.
+ */
+per_strategy?: {
+[k: string]: {
+/**
+ * @minItems 1
+ */
+[k: string]: [unknown, ...(unknown)[]]
+}
 }
 /**
  * Values of training.seed; every grid point runs once per seed.

@@ -66,6 +66,8 @@ export interface ResultsFile {
   version: 1;
   trial: number;
   overrides: Record<string, unknown>;
+  /** The overrides that came from sweep.per_strategy: the strategy's own settings (absent when none did). */
+  strategy_settings?: string[];
   task: string;
   strategy: string;
   reserve_p: number | null;
@@ -134,6 +136,8 @@ export interface ResultsRead {
   seed: number;
   model: string | null;
   overrides: Record<string, unknown>;
+  /** Which overrides are the strategy's own (sweep.per_strategy); empty for runs without any. */
+  strategySettings: string[];
   metrics: Record<string, number>;
   transfer: Record<string, Record<string, number>>;
   /** Optimizer steps per epoch, null when results.json lacks them. */
@@ -226,6 +230,12 @@ export function readResults(file: string): ResultsRead {
     'a number or null',
   );
   need(r.overrides === undefined || isObject(r.overrides), 'overrides', 'an object');
+  need(
+    r.strategy_settings === undefined ||
+      (Array.isArray(r.strategy_settings) && r.strategy_settings.every((k) => typeof k === 'string')),
+    'strategy_settings',
+    'a list of setting names',
+  );
   need(r.transfer === undefined || isObject(r.transfer), 'transfer', 'an object');
   need(r.model === undefined || typeof r.model === 'string', 'model', 'a string');
   need(r.steps === undefined || typeof r.steps === 'number', 'steps', 'a number');
@@ -266,6 +276,7 @@ export function readResults(file: string): ResultsRead {
     seed: r.seed as number,
     model: (r.model as string | undefined) ?? null,
     overrides: (r.overrides ?? {}) as Record<string, unknown>,
+    strategySettings: (r.strategy_settings ?? []) as string[],
     metrics,
     transfer,
     stepsPerEpoch: steps && epochs ? steps / epochs : null,

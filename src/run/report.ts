@@ -8,7 +8,8 @@ import { collectRuns, findRuns, type RunRecord } from './report/collect.js';
 import { confusionEntries, confusionHtml, confusionMarkdown } from './report/confusion.js';
 import { BAND, buildFigures } from './report/figures.js';
 import { groupRuns } from './report/group.js';
-import { pngRenderer, renderSvg } from './report/render.js';
+import { svgToPdf } from './report/pdf.js';
+import { figureRenderer, renderSvg } from './report/render.js';
 import { differences } from './report/significance.js';
 import { buildTable, csvTable, latexTable, markdownTable, type ReportTable } from './report/tables.js';
 
@@ -91,12 +92,14 @@ export async function reportCommand(
     'Pass --out a writable directory (the default is the first directory given).',
   );
 
-  const png = await pngRenderer();
+  const renderer = await figureRenderer();
   const rendered: RenderedFigure[] = [];
   for (const f of buildFigures(grouping, maskOverlaps(runs))) {
-    const svg = await renderSvg(f.spec);
+    const drawn = await renderSvg(f.spec);
+    const svg = 'crop' in renderer ? renderer.crop(drawn) : drawn;
     writeAtomic(path.join(figuresDir, `${f.id}.svg`), svg);
-    if ('render' in png) writeAtomic(path.join(figuresDir, `${f.id}.png`), png.render(svg));
+    writeAtomic(path.join(figuresDir, `${f.id}.pdf`), await svgToPdf(svg));
+    if ('png' in renderer) writeAtomic(path.join(figuresDir, `${f.id}.png`), renderer.png(svg));
     rendered.push({ id: f.id, caption: f.caption, svg, perRun: f.perRun });
   }
   const warnings = [...notes, ...grouping.warnings];
@@ -144,10 +147,10 @@ export async function reportCommand(
   for (const w of warnings) io.err(`warning: ${w}`);
   if (Object.keys(ranOn).length) io.err(`ran on: ${ranOnText(ranOn)}`);
   const figures = rendered.length
-    ? ` and ${rendered.length} figure${rendered.length > 1 ? 's' : ''} (SVG${'render' in png ? ' and PNG' : ''})`
+    ? ` and ${rendered.length} figure${rendered.length > 1 ? 's' : ''} (SVG, PDF${'png' in renderer ? ' and PNG' : ''})`
     : '';
   io.err(`wrote report.{json,csv,md,tex,html}${figures} to ${out} (${runs.length} run${runs.length > 1 ? 's' : ''})`);
-  if ('unavailable' in png) io.err(`note: ${png.unavailable}; figures are SVG only`);
+  if ('unavailable' in renderer) io.err(`note: ${renderer.unavailable}; figures are SVG and PDF only, uncropped`);
   return 0;
 }
 

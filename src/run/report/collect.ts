@@ -32,6 +32,8 @@ export interface RunRecord {
   model: string | null;
   /** The sweep's overrides for this trial, without the seed: the swept settings. */
   swept: Record<string, unknown>;
+  /** The swept settings that are the strategy's own (sweep.per_strategy): a row is compared with the baseline without them. */
+  strategySettings: string[];
   /** The run-defining recipe fields without the seed (from recipe.resolved.yaml), when the run has one. */
   config: Record<string, unknown> | null;
   /** Final metrics; a metric a run could not define (written as null) is absent. */
@@ -144,7 +146,7 @@ function readRun(dir: string): RunRecord {
 function columnOf(task: string, recipe: Recipe | undefined): string {
   if (task !== 'custom' || !recipe) return task;
   const d = recipe.dataset;
-  const source = d.dir ?? d.files?.[d.train_split ?? 'train'];
+  const source = d.dir ?? d.file ?? d.files?.[d.train_split ?? 'train'];
   return source ? `custom (${path.basename(source).replace(/\.(tsv|csv|jsonl)$/, '')})` : task;
 }
 

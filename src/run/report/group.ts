@@ -22,6 +22,8 @@ export interface Row {
   model: string | null;
   /** Swept settings and fields that split otherwise equal runs, as dotted path to displayed value. */
   settings: Record<string, string>;
+  /** The settings that are the strategy's own (sweep.per_strategy), left out when the row looks for its baseline. */
+  own: string[];
 }
 
 export interface SeedValue {
@@ -146,6 +148,7 @@ export function groupRuns(runs: RunRecord[], baseline = 'vanilla'): Grouping {
         strategyLabel: strategyLabel(r),
         model: r.model,
         settings: s,
+        own: Object.keys(s).filter((k) => r.strategySettings.some((x) => k === x || k.startsWith(`${x}.`))),
       };
       rows.set(key, row);
     }

@@ -1,5 +1,6 @@
 import { parse, View } from 'vega';
 import { compile, type TopLevelSpec } from 'vega-lite';
+import { contentBox, cropSvg, padBox } from './crop.js';
 
 /** Vega-Lite compiled to Vega and rendered to SVG in Node (no browser, no canvas). */
 export async function renderSvg(spec: TopLevelSpec): Promise<string> {
@@ -11,21 +12,36 @@ export async function renderSvg(spec: TopLevelSpec): Promise<string> {
   }
 }
 
+/** PNGs render at twice the figure's size (for slides and print). */
+export const PNG_ZOOM = 2;
+/** What a cropped figure keeps around its content, in SVG pixels: enough that no glyph touches the edge. */
+export const CROP_PAD = 2;
+
+export interface FigureRenderer {
+  /** The figure cropped to its content: the SVG's viewBox narrowed to what it draws. */
+  crop: (svg: string) => string;
+  png: (svg: string) => Buffer;
+}
+
 /**
- * A PNG of an SVG at twice its size (for slides and print), through resvg's prebuilt binary. Where that
- * binary does not exist for the platform, the reason is returned instead and the report goes on without PNGs.
+ * Cropping and PNGs through resvg's prebuilt binary. Where that binary does not exist for the platform, the reason
+ * is returned instead and the report goes on with uncropped SVGs (and PDFs) and no PNGs.
  */
-export async function pngRenderer(): Promise<{ render: (svg: string) => Buffer } | { unavailable: string }> {
+export async function figureRenderer(): Promise<FigureRenderer | { unavailable: string }> {
   try {
     const { Resvg } = await import('@resvg/resvg-js');
+    const render = (svg: string) =>
+      new Resvg(svg, {
+        fitTo: { mode: 'zoom', value: PNG_ZOOM },
+        font: { loadSystemFonts: true, defaultFontFamily: 'DejaVu Sans' },
+      }).render();
     return {
-      render: (svg) =>
-        new Resvg(svg, {
-          fitTo: { mode: 'zoom', value: 2 },
-          font: { loadSystemFonts: true, defaultFontFamily: 'DejaVu Sans' },
-        })
-          .render()
-          .asPng(),
+      crop(svg) {
+        const image = render(svg);
+        const box = contentBox(image.pixels, image.width, image.height);
+        return box ? cropSvg(svg, padBox(box, CROP_PAD * PNG_ZOOM, image.width, image.height), PNG_ZOOM) : svg;
+      },
+      png: (svg) => render(svg).asPng(),
     };
   } catch (e) {
     return {

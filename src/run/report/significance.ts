@@ -66,18 +66,27 @@ export function welchDifference(x: number[], y: number[]) {
   return { diff, ...interval(diff, Math.sqrt(a + b), df) };
 }
 
-/** Settings that are not the strategy's own: the ones a row and its baseline must share. */
-const shared = (row: Row) => Object.entries(row.settings).filter(([k]) => !k.startsWith('strategy.'));
+/** Settings that are not the strategy's own (its options, its per_strategy settings): the ones a row and its baseline must share. */
+const shared = (row: Row) =>
+  Object.entries(row.settings).filter(([k]) => !k.startsWith('strategy.') && !row.own.includes(k));
 
-/** The baseline row for a row: the baseline strategy with the same model and the same non-strategy settings. */
+const sameSettings = (a: [string, string][], b: Record<string, string>, bCount: number) =>
+  a.length === bCount && a.every(([k, v]) => b[k] === v);
+
+/**
+ * The baseline row for a row: the baseline strategy with the same model and the same settings that are not a
+ * strategy's own. Where several such rows differ in the baseline's own settings (a per_strategy grid of its learning
+ * rate), the one at exactly the row's settings, else none: the pairing is never a guess.
+ */
 export function baselineRow(rows: Row[], row: Row, baseline: string): Row | undefined {
-  const own = shared(row);
-  return rows.find(
-    (b) =>
-      b.strategy === baseline &&
-      b.model === row.model &&
-      shared(b).length === own.length &&
-      own.every(([k, v]) => b.settings[k] === v),
+  const mine = shared(row);
+  const candidates = rows.filter(
+    (b) => b.strategy === baseline && b.model === row.model && sameSettings(mine, b.settings, shared(b).length),
+  );
+  if (candidates.length < 2) return candidates[0];
+  const all = Object.entries(row.settings).filter(([k]) => !k.startsWith('strategy.'));
+  return candidates.find((b) =>
+    sameSettings(all, b.settings, Object.keys(b.settings).filter((k) => !k.startsWith('strategy.')).length),
   );
 }
 

@@ -34,6 +34,7 @@ export const reportRunner: StageRunner = {
     const results = {
       trial: trial.index,
       overrides: trial.overrides,
+      ...(trial.strategySettings && { strategy_settings: trial.strategySettings }),
       task: recipe.dataset.task,
       ...strategy.report(recipe.strategy).results,
       ...strategy.trainable(loaded.model.specs, recipe.strategy),
