@@ -13,6 +13,7 @@ import type { Holes } from './holes.js';
 import type { SourceMap } from './parse.js';
 import { keysAt, ownersOf, schemaAt } from './schema.js';
 import { closest } from './suggest.js';
+import { checkTrainingControls } from './training-checks.js';
 import type { Dataset, Recipe } from './types.generated.js';
 
 /**
@@ -47,7 +48,7 @@ export function checkRecipe(recipe: Recipe, sources: SourceMap, holes: Holes): D
   };
 
   /** checkDataset, guarded; a hole in the subsample stops only the subsample-size check. */
-  const datasetChecks = (dataset: Dataset, pointer: string, needsTrain: boolean) => {
+  const datasetChecks = (dataset: Dataset, pointer: string, needsTrain: boolean, alsoSplits: string[] = []) => {
     const dotted = pointer.slice(1).replace(/\//g, '.');
     const subsampleHole = holes.touching(`${pointer}/subsample`);
     if (subsampleHole) skipped(subsampleHole.cause, `subsample size check of ${dotted}`);
@@ -56,13 +57,22 @@ export function checkRecipe(recipe: Recipe, sources: SourceMap, holes: Holes): D
       .map((k) => `${pointer}/${k}`);
     const check = `data file${subsampleHole ? '' : ' and subsample'} checks of ${dotted}`;
     guard(check, reads, () =>
-      checkDataset(subsampleHole ? { ...dataset, subsample: undefined } : dataset, pointer, needsTrain, report),
+      checkDataset(
+        subsampleHole ? { ...dataset, subsample: undefined } : dataset,
+        pointer,
+        needsTrain,
+        alsoSplits,
+        report,
+      ),
     );
   };
 
   checkStrategy(recipe, report, guard);
   guard('model directory check of model.path', ['/model/path'], () => checkModel(recipe, report));
-  datasetChecks(recipe.dataset, '/dataset', true);
+  const splitsHole = holes.touching('/evaluation/splits');
+  if (splitsHole) skipped(splitsHole.cause, 'data file checks of evaluation.splits');
+  datasetChecks(recipe.dataset, '/dataset', true, splitsHole ? [] : (recipe.evaluation?.splits ?? []));
+  checkTrainingControls(recipe, sources, report, guard);
   guard('metric checks of evaluation.metrics', ['/evaluation/metrics', ...labelReads('/dataset')], () =>
     checkMetrics(recipe, report),
   );
@@ -119,7 +129,7 @@ function checkTrialCount(sweep: Recipe['sweep'], report: Report) {
   );
 }
 
-type Report = (
+export type Report = (
   code: Parameters<typeof diagnostic>[0],
   message: string,
   pointer: string,
@@ -133,7 +143,7 @@ const warnSkipped = (report: Report, message: string, pointer: string) =>
 /** What a task's label set is read from (taskSpecOf): metric and label-map checks need nothing else of a dataset. */
 const labelReads = (dataset: string) => [`${dataset}/task`, `${dataset}/labels`, `${dataset}/regression`];
 
-type Guard = Holes['guard'];
+export type Guard = Holes['guard'];
 
 /** The note for an option that does not apply: how to drop it, in the recipe or from the command line. */
 const dropIt = (dotted: string) =>
@@ -242,7 +252,7 @@ function checkSequenceLength(dir: string, model: Recipe['model'], report: Report
   }
 }
 
-function checkDataset(dataset: Dataset, pointer: string, needsTrain: boolean, report: Report) {
+function checkDataset(dataset: Dataset, pointer: string, needsTrain: boolean, alsoSplits: string[], report: Report) {
   const spec = taskSpecOf(dataset);
   if (dataset.task === 'custom') {
     const lacking = [
@@ -274,7 +284,8 @@ function checkDataset(dataset: Dataset, pointer: string, needsTrain: boolean, re
     );
     return;
   }
-  const splits = [...(needsTrain ? [dataset.train_split] : []), dataset.eval_split];
+  // evaluation.splits: the other splits evaluated beside eval_split (test), read like it.
+  const splits = [...new Set([...(needsTrain ? [dataset.train_split] : []), dataset.eval_split, ...alsoSplits])];
   for (const split of splits) {
     const name = spec.files[split] ?? (split === 'dev' ? spec.files.validation : undefined);
     if (!name) {

@@ -5,7 +5,7 @@ import { internalShape, sizeOf, trains } from '../modules/param.js';
 import { adamwStep, type AdamWSettings } from '../optimizer.js';
 import type { DeviceOp, HooksFrom, UpdateHooks, UpdateObserver } from '../parallel/hooks.js';
 import { Rng, seedState, streamSeed } from '../rng.js';
-import type { TrainingPool } from '../training-pool.js';
+import type { MicroBatch, TrainingPool } from '../training-pool.js';
 import { checkDeviceErrors, DeviceError, gpuDevice } from './device.js';
 import { DRAW_WGSL, UPDATE, UPDATE_FIELDS, UPDATE_UINTS, UPDATE_WGSL, updateGroups } from './optimizer.js';
 import { bufferOf, flushTfjs } from './tfjs.js';
@@ -125,6 +125,16 @@ export class DevicePool implements TrainingPool {
     sums.dispose();
     checkDeviceErrors('a training step');
     return { loss: l, norm: Math.sqrt(sumsq) };
+  }
+
+  /** Accumulation over several batches is not built for the GPU yet: the plan refuses training.accumulate on webgpu. */
+  async accumulate(micro: readonly MicroBatch[]) {
+    if (micro.length !== 1)
+      throw new DeviceError(
+        'gradient accumulation (training.accumulate) is not built for the GPU yet',
+        'Remove training.accumulate, or train on runtime.backend: wasm or native.',
+      );
+    return this.gradients(micro[0].batch, micro[0].dropoutSeed, micro[0].stepSeed);
   }
 
   /** The pass itself: the gradients replace the last ones; the loss stays on the device. */

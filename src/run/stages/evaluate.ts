@@ -17,14 +17,16 @@ export interface Predictions {
 /** The evaluate stage's output: the final metrics on the evaluation split, and the training they score. */
 export interface Evaluated {
   metrics: Record<string, number>;
+  /** The kept evaluation's scores on the other splits of evaluation.splits (test beside dev), by split name. */
+  splits?: Record<string, Record<string, number>>;
   trained: Trained;
   /** Classification tasks only. */
   predictions?: Predictions;
 }
 
 /**
- * The training evaluates the evaluation split after every epoch (to pick the best one); this stage takes
- * the evaluation of the checkpoint the recipe keeps (`evaluation.checkpoint`: the best epoch or the last),
+ * The training evaluates the evaluation split after every epoch or every N steps (to pick the best one); this stage
+ * takes the evaluation of the checkpoint the recipe keeps (`evaluation.checkpoint`: the best evaluation or the last),
  * and checks that the kept model predicts more than one class: a small model at a low learning rate often
  * learns the majority class only, with a score that looks like a result.
  */
@@ -32,11 +34,8 @@ export const evaluateRunner: StageRunner<Evaluated> = {
   async run(_stage, [trained], ctx) {
     const { result, loaded, train, dev } = trained as Trained;
     const { recipe } = ctx;
-    const metrics =
-      recipe.evaluation.checkpoint === 'best'
-        ? result.epochs[result.bestEpoch - 1].metrics
-        : result.epochs.at(-1)!.metrics;
-    const out: Evaluated = { metrics, trained: trained as Trained };
+    const { metrics, splits } = result.epochs[result.selected];
+    const out: Evaluated = { metrics, ...(splits && { splits }), trained: trained as Trained };
     const numLabels = loaded.model.numLabels;
     if (numLabels < 2 || !dev.labels.length) return out;
     const names = labelNamesOf(recipe.dataset) ?? Array.from({ length: numLabels }, (_, i) => String(i));
