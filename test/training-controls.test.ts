@@ -195,10 +195,6 @@ test('training controls that cannot work are refused with what to change', async
     await check('training: {batch_size: 8, accumulate: 4}\n'),
     /CT0106.*training\.accumulate is 4, but an epoch has only 3 batches of 8 \(24 training examples\)[\s\S]*accumulate: 3 or less/,
   );
-  assert.match(
-    await check('training: {accumulate: 2}\nruntime: {backend: webgpu}\n'),
-    /CT0303.*training\.accumulate is not built for runtime\.backend: webgpu/,
-  );
   const both = await cli([
     'validate',
     await recipeWith('strategy: {kind: vanilla}\ntraining: {epochs: 2, max_steps: 5}\n'),

@@ -4,7 +4,7 @@ import type { Recipe } from './types.generated.js';
 
 /**
  * Cross-field checks of the training controls: early stopping keeps the best model, the splits evaluated include
- * the one selection reads, max_steps overrides an epochs the recipe sets, and what the GPU path cannot do yet.
+ * the one selection reads, and max_steps overrides an epochs the recipe sets.
  */
 export function checkTrainingControls(recipe: Recipe, sources: SourceMap, report: Report, guard: Guard) {
   const { training, evaluation } = recipe;
@@ -36,7 +36,8 @@ export function checkTrainingControls(recipe: Recipe, sources: SourceMap, report
         ],
         `Use splits: [${[recipe.dataset.eval_split, ...splits].join(', ')}].`,
       );
-    if (splits?.includes(recipe.dataset.train_split))
+    const others = splits?.filter((s) => s !== recipe.dataset.eval_split) ?? [];
+    if (others.includes(recipe.dataset.train_split))
       report(
         'CT0105',
         `evaluation.splits includes the training split '${recipe.dataset.train_split}'`,
@@ -56,16 +57,6 @@ export function checkTrainingControls(recipe: Recipe, sources: SourceMap, report
         ],
         'Remove one of the two.',
         'warning',
-      );
-  });
-  guard('backend check of training.accumulate', ['/training/accumulate', '/runtime/backend'], () => {
-    if ((training.accumulate ?? 1) > 1 && recipe.runtime.backend === 'webgpu')
-      report(
-        'CT0303',
-        'training.accumulate is not built for runtime.backend: webgpu yet',
-        '/training/accumulate',
-        ['Gradient accumulation runs on the CPU backends (wasm, cpu, tensorflow).'],
-        'Remove training.accumulate (use a larger batch_size), or set runtime.backend: wasm.',
       );
   });
 }
