@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import { parseSafetensors } from '../src/engine/safetensors.js';
 import { learningRate } from '../src/engine/optimizer.js';
 import { Rng } from '../src/engine/rng.js';
+import { scalarsOf } from '../src/run/tensorboard.js';
 import { cli, GLUE, REPO, tinyModel, tmpProject, write } from './helpers.js';
 
 /**
@@ -133,6 +134,12 @@ evaluation: {every_steps: 2, checkpoint: best, early_stopping: {patience: 2, min
       [6, ['test']],
     ],
   );
+
+  // TensorBoard gets the test split's scalars beside eval's; the report a test column beside the task's.
+  assert.deepEqual(Object.keys(scalarsOf(evals[0])), ['eval/accuracy', 'test/accuracy']);
+  const report = await cli(['report', reference.dir]);
+  assert.equal(report.code, 0, report.err);
+  assert.match(report.out, /\| strategy \| glue\/rte \(accuracy\) \| glue\/rte \[test\] \(accuracy\) \|/);
 
   // Killed after a random checkpoint before the stop (evaluated and not), then resumed.
   const killAt = 1 + new Rng(Date.now()).int(5);
