@@ -13,6 +13,7 @@ import type { Holes } from './holes.js';
 import type { SourceMap } from './parse.js';
 import { keysAt, ownersOf, schemaAt } from './schema.js';
 import { closest } from './suggest.js';
+import type { Report } from './report.js';
 import { checkTrainingControls } from './training-checks.js';
 import type { Dataset, Recipe } from './types.generated.js';
 
@@ -129,21 +130,12 @@ function checkTrialCount(sweep: Recipe['sweep'], report: Report) {
   );
 }
 
-export type Report = (
-  code: Parameters<typeof diagnostic>[0],
-  message: string,
-  pointer: string,
-  notes?: string[],
-  suggestion?: string,
-  severity?: 'warning',
-) => void;
-
 const warnSkipped = (report: Report, message: string, pointer: string) =>
   report('CT0322', message, pointer, undefined, undefined, 'warning');
 /** What a task's label set is read from (taskSpecOf): metric and label-map checks need nothing else of a dataset. */
 const labelReads = (dataset: string) => [`${dataset}/task`, `${dataset}/labels`, `${dataset}/regression`];
 
-export type Guard = Holes['guard'];
+type Guard = Holes['guard'];
 
 /** The note for an option that does not apply: how to drop it, in the recipe or from the command line. */
 const dropIt = (dotted: string) =>

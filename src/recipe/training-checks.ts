@@ -1,4 +1,5 @@
-import type { Guard, Report } from './check.js';
+import type { Holes } from './holes.js';
+import type { Report } from './report.js';
 import type { SourceMap } from './parse.js';
 import type { Recipe } from './types.generated.js';
 
@@ -6,7 +7,7 @@ import type { Recipe } from './types.generated.js';
  * Cross-field checks of the training controls: early stopping keeps the best model, the splits evaluated include
  * the one selection reads, and max_steps overrides an epochs the recipe sets.
  */
-export function checkTrainingControls(recipe: Recipe, sources: SourceMap, report: Report, guard: Guard) {
+export function checkTrainingControls(recipe: Recipe, sources: SourceMap, report: Report, guard: Holes['guard']) {
   const { training, evaluation } = recipe;
   guard(
     'early stopping check of evaluation.early_stopping',
