@@ -76,6 +76,8 @@ export interface TrainResult {
   bestEpoch: number;
   /** Index in `epochs` of the evaluation whose model is kept: the best (evaluation.checkpoint: best) or the last. */
   selected: number;
+  /** How it was selected: 'last' also where checkpoint: best found no score to compare (every one undefined). */
+  selectedBy: 'best' | 'last';
   /** The step at which early stopping ended the training, when it did. */
   stoppedAt?: number;
   finalLoss: number;
@@ -256,13 +258,15 @@ export async function trainModel(o: {
     bestValues.forEach((v, i) => model.values[i].set(v));
     await parallel.reload();
   } else await parallel.syncToHost();
-  const selected = r.evaluation.checkpoint === 'best' && bestValues ? bestIndex(s) : s.epochs.length - 1;
+  const selectedBy = r.evaluation.checkpoint === 'best' && bestValues ? 'best' : 'last';
+  const selected = selectedBy === 'best' ? bestIndex(s) : s.epochs.length - 1;
   return {
     steps: s.step,
     skippedSteps: s.skipped,
     epochs: s.epochs,
     bestEpoch: s.epochs[selected].epoch,
     selected,
+    selectedBy,
     ...(s.stoppedAt !== undefined && { stoppedAt: s.stoppedAt }),
     finalLoss: s.lastLoss,
   };

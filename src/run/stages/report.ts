@@ -59,7 +59,7 @@ export const reportRunner: StageRunner = {
       selected: {
         step: kept.step!,
         epoch: kept.epoch,
-        by: recipe.evaluation.checkpoint,
+        by: result.selectedBy,
         split: recipe.dataset.eval_split,
         metric: Object.keys(metrics)[0],
       },
