@@ -7,7 +7,8 @@ import { parseSafetensors } from '../src/engine/safetensors.js';
 import { learningRate } from '../src/engine/optimizer.js';
 import { Rng } from '../src/engine/rng.js';
 import { scalarsOf } from '../src/run/tensorboard.js';
-import { cli, GLUE, REPO, tinyModel, tmpProject, write } from './helpers.js';
+import { readCheckpoint, writeCheckpoint } from '../src/run/checkpoint.js';
+import { cli, GLUE, microModel, REPO, tinyModel, tmpProject, write } from './helpers.js';
 
 /**
  * One project for every test: a random BERT-tiny, and RTE rows in a directory of their own: 24 training rows, and
@@ -94,7 +95,10 @@ evaluation: {every_steps: 2, checkpoint: best, early_stopping: {patience: 2, min
   const plan = await cli(['plan', recipe]);
   assert.equal(plan.code, 0, plan.err);
   assert.match(plan.out, /24 examples, 10 steps \(training\.max_steps: 3\.33 epochs\), 2 batches accumulated per step/);
-  assert.match(plan.out, /evaluations: 5 \(every 2 steps and after the last\); also test/);
+  assert.match(
+    plan.out,
+    /evaluations: at most 5 \(every 2 steps and after the last, early stopping after 2 without improvement\); also test/,
+  );
 
   const reference = await runOf(recipe);
   const r = results(reference.dir);
@@ -181,6 +185,33 @@ evaluation: {every_steps: 2, checkpoint: best, early_stopping: {patience: 2, min
     fs.readFileSync(path.join(runDir, 'model', 'model.safetensors')),
     fs.readFileSync(path.join(reference.dir, 'model', 'model.safetensors')),
   );
+});
+
+test('a checkpoint taken before the first evaluation reads back its best score as -Infinity, not as null', () => {
+  const dir = tmpProject();
+  const model = microModel();
+  const loop = {
+    step: 1,
+    epoch: 0,
+    batch: 2,
+    skipped: 0,
+    lastLoss: 0.5,
+    window: { lossSum: 0, lossCount: 0, examples: 0 },
+    epochs: [],
+    best: { epoch: -1, score: -Infinity },
+    sinceImproved: 0,
+    metricsLines: 1,
+    kept: [],
+  };
+  writeCheckpoint(dir, model.specs, {
+    meta: { version: 1, recipeHash: 'h', backend: 'wasm', threads: 2, adamStep: 1, loop },
+    values: model.values,
+    m: model.values,
+    v: model.values,
+  });
+  const best = readCheckpoint(dir, model.specs, () => {})!.meta.loop.best;
+  // With null, a first accuracy of 0.5 would be no improvement on early stopping's min_delta of 1 (0.5 > null + 1).
+  assert.equal(best.score, -Infinity);
 });
 
 test('training controls that cannot work are refused with what to change', async () => {

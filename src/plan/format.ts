@@ -75,8 +75,12 @@ function workOf(w: Work): string {
   return `${steps}${w.accumulate ? `, ${w.accumulate} batches accumulated per step` : ''}`;
 }
 
-/** '6 (every 3 steps and after the last); also test': how often the training evaluates, and what besides. */
+/**
+ * '6 (every 3 steps and after the last); also test': how often the training evaluates, and what besides; with
+ * early stopping, the count is the most there can be.
+ */
 function evaluationsOf(w: Work): string {
   const when = w.every_steps ? `every ${w.every_steps} steps and after the last` : 'after each epoch';
-  return `${w.evaluations} (${when})${w.splits ? `; also ${w.splits.join(', ')}` : ''}`;
+  const stop = w.patience ? `, early stopping after ${w.patience} without improvement` : '';
+  return `${w.patience ? 'at most ' : ''}${w.evaluations} (${when}${stop})${w.splits ? `; also ${w.splits.join(', ')}` : ''}`;
 }

@@ -55,6 +55,8 @@ export interface Work {
   /** Evaluations during training, and how often (evaluation.every_steps; absent: after each epoch). */
   evaluations?: number;
   every_steps?: number;
+  /** evaluation.early_stopping's patience: `evaluations` is then the most there can be. */
+  patience?: number;
   /** Other splits evaluated beside the evaluation split. */
   splits?: string[];
 }

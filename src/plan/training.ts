@@ -19,6 +19,7 @@ export function trainWork(r: Recipe, n: number): Work {
     ...(max_steps && { max_steps: true }),
     evaluations: evaluationCount(n, r),
     ...(r.evaluation.every_steps && { every_steps: r.evaluation.every_steps }),
+    ...(r.evaluation.early_stopping && { patience: r.evaluation.early_stopping.patience }),
     ...(others.length ? { splits: others } : {}),
   };
 }
