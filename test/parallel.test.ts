@@ -5,6 +5,7 @@ import { selectBackend } from '../src/engine/backend.js';
 import { adamwRange, adamwStep, applyKeepBits, jsPasses } from '../src/engine/optimizer.js';
 import { OptimizerKernels, planArenas, SharedArena } from '../src/engine/optimizer-wasm.js';
 import { sizeOf } from '../src/engine/params.js';
+import { sliceBatch } from '../src/engine/batch.js';
 import { keepThreshold, Rng, streamSeed } from '../src/engine/rng.js';
 import { partition, SEGMENT_GRAIN, UPDATE_BLOCK } from '../src/engine/parallel/partition.js';
 import { reduceSegment, updateSegment } from '../src/engine/parallel/shard.js';
@@ -339,6 +340,43 @@ describe('data parallelism', () => {
     } finally {
       await dp.close();
       single.dispose();
+    }
+  });
+
+  test('accumulating uneven batches (3 rows, then 1) gives the gradient, loss and norm of the whole batch', async () => {
+    await selectBackend('wasm');
+    const batch = {
+      batch: 4,
+      seq: 5,
+      inputIds: Int32Array.from({ length: 20 }, (_, i) => 2 + ((i * 13) % 30)),
+      tokenTypeIds: new Int32Array(20),
+      attentionMask: Float32Array.from({ length: 20 }, (_, i) => (i % 5 < 3 || i < 5 ? 1 : 0)),
+      labels: Float32Array.from([2, 0, 1, 1]),
+    };
+    const model = microModel();
+    const dp = await DataParallel.start(model, {
+      threads: 2,
+      backend: 'wasm',
+      adam: { lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0 },
+    });
+    try {
+      const whole = await dp.gradients(batch, null);
+      const expected = dp.grads.map((g) => Float32Array.from(g));
+      // Two shards take the first batch's rows 0 and 1-2, one shard the second's row 3: shard 0 accumulates.
+      const parts = [sliceBatch(batch, 0, 3), sliceBatch(batch, 3, 4)];
+      const r = await dp.accumulate(parts.map((b) => ({ batch: b, dropoutSeed: null, stepSeed: null })));
+      assert.ok(Math.abs(r.loss - whole.loss) < 1e-6, `${r.loss} vs ${whole.loss}`);
+      assert.ok(Math.abs(r.norm - whole.norm) < 1e-5 * whole.norm, `${r.norm} vs ${whole.norm}`);
+      expected.forEach((g, i) =>
+        g.forEach((v, j) =>
+          assert.ok(Math.abs(dp.grads[i][j] - v) < 1e-6 + 1e-5 * Math.abs(v), `${model.specs[i].name}[${j}]`),
+        ),
+      );
+      // Not the mean of the two batches' means, which would weigh the lone row three times over.
+      const means = [(await dp.gradients(parts[0], null)).loss, (await dp.gradients(parts[1], null)).loss];
+      assert.ok(Math.abs((means[0] + means[1]) / 2 - r.loss) > 1e-4, `${means} vs ${r.loss}`);
+    } finally {
+      await dp.close();
     }
   });
 

@@ -179,6 +179,26 @@ describe('webgpu backend on SwiftShader', { skip }, () => {
     relClose(d[1].losses, d[0].losses, 1e-4, 'D loss');
   });
 
+  test("gradient accumulation on the device: a step over two batches of 2 is the CPU path's", async () => {
+    // The CPU path's accumulation equals one larger batch (parallel.test.ts); the shapes are the test above's.
+    const pair = batches(2, 2, 8, 31);
+    const step = async (backend: 'wasm' | 'webgpu') => {
+      await selectBackend(backend);
+      const model = tiny();
+      const pool = await startPool(model, { threads: 1, backend, adam });
+      await pool.setStrategy(vanilla());
+      const r = await pool.accumulate(pair.map((batch) => ({ batch, dropoutSeed: null, stepSeed: null })));
+      await pool.update(adam.lr, clipCoefficient(r.norm, 1));
+      await pool.syncToHost();
+      const weights = model.values.map((v) => Float32Array.from(v));
+      await pool.close();
+      return { ...r, weights };
+    };
+    const [cpu, gpu] = [await step('wasm'), await step('webgpu')];
+    relClose([gpu.loss, gpu.norm], [cpu.loss, cpu.norm], 1e-4, 'accumulated loss and norm');
+    assert.ok(worst(gpu.weights, cpu.weights) <= 1e-4, `accumulated weights: ${worst(gpu.weights, cpu.weights)}`);
+  });
+
   test('reruns on the device with dropout on are bit-identical', async () => {
     const data = batches(2, 2, 6, 5).map((b) => ({ ...b, inputIds: b.inputIds.map((x) => x % 40) }));
     const run = async () => {

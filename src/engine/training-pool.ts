@@ -1,6 +1,13 @@
 import type { Batch } from './modules/types.js';
 import type { UpdateObserver } from './parallel/hooks.js';
 
+/** One batch of an accumulated optimizer step, with the seeds `gradients` takes. */
+export interface MicroBatch {
+  batch: Batch;
+  dropoutSeed: number | null;
+  stepSeed: number | null;
+}
+
 /**
  * What runs a model's steps, as the training loop, the fisher pass and evaluation see it: the CPU's worker threads
  * (parallel/pool.ts) or one GPU (webgpu/pool.ts). The same model, modules and strategy hooks run on either.
@@ -10,6 +17,12 @@ export interface TrainingPool {
   readonly threads: number;
   /** Forward and backward over a batch: the batch-mean gradient stays in the pool; returns the loss and gradient norm. */
   gradients(b: Batch, dropoutSeed: number | null, stepSeed?: number | null): Promise<{ loss: number; norm: number }>;
+  /**
+   * Gradient accumulation: forward and backward over consecutive batches, each with its own seeds, their gradients
+   * summed with every row weighted alike, so the pool holds the mean gradient over all their rows (one batch of them,
+   * up to float rounding). Returns that mean loss and the gradient norm. One batch is exactly `gradients`.
+   */
+  accumulate(micro: readonly MicroBatch[]): Promise<{ loss: number; norm: number }>;
   /** Gradients of several batches at once, one per shard (at most `threads`), kept apart. Returns the losses. */
   gradientsEach(batches: Batch[], dropoutSeed: number | null): Promise<number[]>;
   /**

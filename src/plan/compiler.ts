@@ -22,6 +22,7 @@ import {
   type StageKind,
 } from './stages.js';
 import { expandSweep } from './sweep.js';
+import { otherSplits, trainingChecks, trainWork } from './training.js';
 
 export { resolvedFisher, type ResolvedFisher } from '../strategies/child-tuning-d/fisher-settings.js';
 
@@ -154,9 +155,11 @@ export function compilePlan(loaded: LoadedRecipe, recipeFile: string): CompileRe
     };
 
     let train: ReturnType<typeof tokenized>, dev: ReturnType<typeof tokenized>;
+    let others: ReturnType<typeof tokenized>[];
     try {
       train = tokenized(r.dataset, r.dataset.train_split, true);
       dev = tokenized(r.dataset, r.dataset.eval_split, false);
+      others = otherSplits(r).map((split) => tokenized(r.dataset, split, false));
     } catch (e) {
       if (!(e instanceof DataFileError)) throw e;
       diagnostics.push(
@@ -166,6 +169,7 @@ export function compilePlan(loaded: LoadedRecipe, recipeFile: string): CompileRe
     }
     const numLabels = numLabelsOf(r.dataset);
     diagnostics.push(...strategyChecks(r, loaded));
+    diagnostics.push(...trainingChecks(r, train.examples, loaded));
     // The strategy's own stages before training (D: the fisher pass), each on the pretrained model and the training data.
     const extra = stagesFor(r, {
       modelHash: model.hash,
@@ -196,6 +200,7 @@ export function compilePlan(loaded: LoadedRecipe, recipeFile: string): CompileRe
         model: model.hash,
         data: train.stage.hash,
         eval_data: dev.stage.hash,
+        ...(others.length ? { other_eval_data: others.map((o) => o.stage.hash) } : {}),
         num_labels: numLabels,
         fisher: fisher?.hash,
         strategy: v.strategy,
@@ -204,13 +209,12 @@ export function compilePlan(loaded: LoadedRecipe, recipeFile: string): CompileRe
         max_seq_length: r.model.max_seq_length,
         runtime: plannedRuntime(r),
       },
-      [model, train.stage, dev.stage, ...extra],
+      [model, train.stage, dev.stage, ...others.map((o) => o.stage), ...extra],
       `${r.strategy.kind}${r.strategy.reserve_p !== undefined ? ` p=${r.strategy.reserve_p}` : ''} seed=${r.training.seed}`,
       t,
       cacheDir,
     );
-    const steps = Math.ceil(train.examples / r.training.batch_size) * r.training.epochs;
-    trainStage.work = { examples: train.examples, epochs: r.training.epochs, steps: Math.ceil(steps) };
+    trainStage.work = trainWork(r, train.examples);
     trainStage.memory = estimateMemory(config, r, numLabels, 'train');
     trainStage.kernels = plannedKernels(r);
     if (r.runtime.backend === 'webgpu') trainStage.device = estimateDeviceMemory(config, r, numLabels, 'train');

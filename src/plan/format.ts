@@ -1,6 +1,6 @@
 import { overBudget, overDevice, type DeviceLimits } from './budget.js';
 import { formatBytes } from './estimate.js';
-import type { MemoryEstimate, Plan } from './stages.js';
+import type { MemoryEstimate, Plan, Work } from './stages.js';
 
 /** The plan as text: stages in dependency order, shared stages once, with hash, cache state, work and memory. */
 export function formatPlan(plan: Plan, device?: DeviceLimits & { label: string }): string {
@@ -15,10 +15,8 @@ export function formatPlan(plan: Plan, device?: DeviceLimits & { label: string }
     lines.push(`  ${s.kind.padEnd(13)} ${s.hash.slice(0, 12)}  ${s.label}${state}${shared}`);
     if (s.deps.length)
       lines.push(`${' '.repeat(30)}after ${s.deps.map((d) => d.replace(/:(\w{6})\w*/, ':$1')).join(', ')}`);
-    if (s.work)
-      lines.push(
-        `${' '.repeat(30)}work: ${s.work.examples} examples x ${s.work.epochs} epoch${s.work.epochs === 1 ? '' : 's'} = ${s.work.steps} steps`,
-      );
+    if (s.work) lines.push(`${' '.repeat(30)}work: ${workOf(s.work)}`);
+    if (s.work?.evaluations !== undefined) lines.push(`${' '.repeat(30)}evaluations: ${evaluationsOf(s.work)}`);
     if (s.trainable) {
       const count = (t: { parameters: number; share: number }) =>
         `${t.parameters.toLocaleString('en-US')} parameters (${(100 * t.share).toFixed(2)}%)`;
@@ -68,4 +66,22 @@ function partsOf(m: Omit<MemoryEstimate, 'save' | 'runtime'>): string {
   ]
     .filter(Boolean)
     .join(', ');
+}
+
+/** '48 examples x 3 epochs = 18 steps', and how max_steps and accumulation make the steps. */
+function workOf(w: Work): string {
+  const steps = w.max_steps
+    ? `${w.examples} examples, ${w.steps} steps (training.max_steps: ${+w.epochs.toFixed(2)} epochs)`
+    : `${w.examples} examples x ${w.epochs} epoch${w.epochs === 1 ? '' : 's'} = ${w.steps} steps`;
+  return `${steps}${w.accumulate ? `, ${w.accumulate} batches accumulated per step` : ''}`;
+}
+
+/**
+ * '6 (every 3 steps and after the last); also test': how often the training evaluates, and what besides; with
+ * early stopping, the count is the most there can be.
+ */
+function evaluationsOf(w: Work): string {
+  const when = w.every_steps ? `every ${w.every_steps} steps and after the last` : 'after each epoch';
+  const stop = w.patience ? `, early stopping after ${w.patience} without improvement` : '';
+  return `${w.patience ? 'at most ' : ''}${w.evaluations} (${when}${stop})${w.splits ? `; also ${w.splits.join(', ')}` : ''}`;
 }

@@ -43,6 +43,24 @@ export interface MemoryEstimate {
   total: number;
 }
 
+/** A stage's passes over its data; the train stage also says how it batches and evaluates. */
+export interface Work {
+  examples: number;
+  epochs: number;
+  steps: number;
+  /** Batches per optimizer step (training.accumulate), when more than one. */
+  accumulate?: number;
+  /** training.max_steps: `steps` come from it, not from the epochs. */
+  max_steps?: boolean;
+  /** Evaluations during training, and how often (evaluation.every_steps; absent: after each epoch). */
+  evaluations?: number;
+  every_steps?: number;
+  /** evaluation.early_stopping's patience: `evaluations` is then the most there can be. */
+  patience?: number;
+  /** Other splits evaluated beside the evaluation split. */
+  splits?: string[];
+}
+
 export interface Stage {
   /** `kind:hash12`; equal ids are the same work and run once. */
   id: string;
@@ -56,7 +74,7 @@ export interface Stage {
   /** Trials that use this stage. */
   trials: number[];
   cached: boolean | null;
-  work?: { examples: number; epochs: number; steps: number };
+  work?: Work;
   /** A load-dataset stage's data set and split as a recipe gave them: where to read (paths are not hashed, contents are). */
   source?: { dataset: Dataset; split: string };
   memory?: MemoryEstimate;

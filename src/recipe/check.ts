@@ -16,6 +16,8 @@ import type { SourceMap } from './parse.js';
 import { deref, keysAt, ownersOf, recipeSchema, schemaAt } from './schema.js';
 import { closest } from './suggest.js';
 import { perStrategyFactor, sweptKinds } from './sweep-kinds.js';
+import type { Report } from './report.js';
+import { checkTrainingControls } from './training-checks.js';
 import type { Dataset, Recipe } from './types.generated.js';
 
 /**
@@ -50,7 +52,7 @@ export function checkRecipe(recipe: Recipe, sources: SourceMap, holes: Holes): D
   };
 
   /** checkDataset, guarded; a hole in the subsample stops only the subsample-size check. */
-  const datasetChecks = (dataset: Dataset, pointer: string, needsTrain: boolean) => {
+  const datasetChecks = (dataset: Dataset, pointer: string, needsTrain: boolean, alsoSplits: string[] = []) => {
     const dotted = pointer.slice(1).replace(/\//g, '.');
     const subsampleHole = holes.touching(`${pointer}/subsample`);
     if (subsampleHole) skipped(subsampleHole.cause, `subsample size check of ${dotted}`);
@@ -59,7 +61,13 @@ export function checkRecipe(recipe: Recipe, sources: SourceMap, holes: Holes): D
       .map((k) => `${pointer}/${k}`);
     const check = `data file${subsampleHole ? '' : ' and subsample'} checks of ${dotted}`;
     guard(check, reads, () =>
-      checkDataset(subsampleHole ? { ...dataset, subsample: undefined } : dataset, pointer, needsTrain, report),
+      checkDataset(
+        subsampleHole ? { ...dataset, subsample: undefined } : dataset,
+        pointer,
+        needsTrain,
+        alsoSplits,
+        report,
+      ),
     );
   };
 
@@ -68,7 +76,10 @@ export function checkRecipe(recipe: Recipe, sources: SourceMap, holes: Holes): D
     checkKernels(recipe, report),
   );
   guard('model directory check of model.path', ['/model/path'], () => checkModel(recipe, report));
-  datasetChecks(recipe.dataset, '/dataset', true);
+  const splitsHole = holes.touching('/evaluation/splits');
+  if (splitsHole) skipped(splitsHole.cause, 'data file checks of evaluation.splits');
+  datasetChecks(recipe.dataset, '/dataset', true, splitsHole ? [] : (recipe.evaluation?.splits ?? []));
+  checkTrainingControls(recipe, sources, report, guard);
   guard('metric checks of evaluation.metrics', ['/evaluation/metrics', ...labelReads('/dataset')], () =>
     checkMetrics(recipe, report),
   );
@@ -154,15 +165,6 @@ function checkTrialCount(sweep: Recipe['sweep'], report: Report) {
     ],
   );
 }
-
-type Report = (
-  code: Parameters<typeof diagnostic>[0],
-  message: string,
-  pointer: string,
-  notes?: string[],
-  suggestion?: string,
-  severity?: 'warning',
-) => void;
 
 const warnSkipped = (report: Report, message: string, pointer: string) =>
   report('CT0322', message, pointer, undefined, undefined, 'warning');
@@ -280,7 +282,7 @@ function checkSequenceLength(dir: string, model: Recipe['model'], report: Report
   }
 }
 
-function checkDataset(dataset: Dataset, pointer: string, needsTrain: boolean, report: Report) {
+function checkDataset(dataset: Dataset, pointer: string, needsTrain: boolean, alsoSplits: string[], report: Report) {
   const spec = taskSpecOf(dataset);
   if (dataset.task === 'custom') {
     const lacking = [
@@ -313,7 +315,8 @@ function checkDataset(dataset: Dataset, pointer: string, needsTrain: boolean, re
     );
     return;
   }
-  const splits = [...(needsTrain ? [dataset.train_split] : []), dataset.eval_split];
+  // evaluation.splits: the other splits evaluated beside eval_split (test), read like it.
+  const splits = [...new Set([...(needsTrain ? [dataset.train_split] : []), dataset.eval_split, ...alsoSplits])];
   for (const split of splits) {
     const name = spec.files[split] ?? (split === 'dev' ? spec.files.validation : undefined);
     if (!name) {

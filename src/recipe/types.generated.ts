@@ -1305,8 +1305,19 @@ fisher?: Fisher
 export interface Training {
 optimizer: Optimizer
 schedule: Schedule
+/**
+ * Passes over the training data; training.max_steps, when set, overrides it.
+ */
 epochs: number
+/**
+ * Total optimizer steps, overriding epochs (the data is reshuffled for each new epoch, and the learning-rate schedule spans these steps).
+ */
+max_steps?: number
 batch_size: number
+/**
+ * Gradient accumulation: each optimizer step averages the gradients of this many consecutive batches (an effective batch of accumulate x batch_size). Absent: 1.
+ */
+accumulate?: number
 /**
  * Global gradient-norm clip; 0 disables.
  */
@@ -1351,10 +1362,27 @@ export interface Evaluation {
  */
 metrics?: ("accuracy" | "f1" | "macro_f1" | "mcc" | "pearson" | "spearman")[]
 /**
- * Report the last epoch's model or the best epoch's.
+ * Keep and report the last evaluation's model, or the best one's (highest main metric on the evaluation split).
  */
 checkpoint: ("last" | "best")
 batch_size: number
+/**
+ * Evaluate every N optimizer steps (and after the last) instead of after each epoch.
+ */
+every_steps?: number
+/**
+ * Stop after `patience` evaluations in a row without an improvement of more than min_delta in the main metric; needs checkpoint: best.
+ */
+early_stopping?: {
+patience: number
+min_delta: number
+}
+/**
+ * Splits evaluated at every evaluation: dataset.eval_split (the one checkpoint selection and early stopping read) and others beside it, e.g. [dev, test].
+ * 
+ * @minItems 1
+ */
+splits?: [string, ...(string)[]]
 }
 export interface Transfer {
 domain: DomainTransfer[]

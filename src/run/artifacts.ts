@@ -4,6 +4,7 @@ import type { Metric } from '../data/task-spec.js';
 import { writeJsonAtomic } from '../engine/files.js';
 import type { FisherStats } from '../strategies/fisher.js';
 import { RunError } from './errors.js';
+import type { Evaluation } from './train.js';
 
 /**
  * The files a run writes for other tools and later runs to read, each with a `version`: written through its
@@ -92,9 +93,17 @@ export interface ResultsFile {
   majority_baseline?: { class: string; metrics: Record<string, number> };
   /** Evaluation examples by gold class (rows) and predicted class (columns), in `labels`' order. */
   confusion_matrix?: { labels: string[]; matrix: number[][] };
-  epochs: { epoch: number; metrics: Record<string, number> }[];
+  /** Every evaluation: its epoch, step, scores on the evaluation split, and on the other splits evaluated. */
+  epochs: Evaluation[];
   best_epoch: number;
+  /** The evaluation whose model is kept and whose scores `metrics` are: the best on the evaluation split, or the last. */
+  selected?: { step: number; epoch: number; by: 'best' | 'last'; split: string; metric: string };
+  /** The kept evaluation's scores on the other splits of evaluation.splits (test beside dev), by split name. */
+  split_metrics?: Record<string, Record<string, number>>;
+  /** The step at which early stopping ended the training; null when it ran all its steps. */
+  stopped_early_at_step?: number | null;
   steps: number;
+  steps_per_epoch?: number;
   skipped_steps: number;
   final_loss: number;
   transfer: Record<string, Record<string, number>>;
@@ -140,6 +149,8 @@ export interface ResultsRead {
   strategySettings: string[];
   metrics: Record<string, number>;
   transfer: Record<string, Record<string, number>>;
+  /** The kept evaluation's scores on the other splits evaluated (results.json's split_metrics), by split name. */
+  splits: Record<string, Record<string, number>>;
   /** Optimizer steps per epoch, null when results.json lacks them. */
   stepsPerEpoch: number | null;
   /** Share of the parameters that trained; null for runs that did not record it. */
@@ -237,6 +248,8 @@ export function readResults(file: string): ResultsRead {
     'a list of setting names',
   );
   need(r.transfer === undefined || isObject(r.transfer), 'transfer', 'an object');
+  need(r.split_metrics === undefined || isObject(r.split_metrics), 'split_metrics', 'an object');
+  need(r.steps_per_epoch === undefined || typeof r.steps_per_epoch === 'number', 'steps_per_epoch', 'a number');
   need(r.model === undefined || typeof r.model === 'string', 'model', 'a string');
   need(r.steps === undefined || typeof r.steps === 'number', 'steps', 'a number');
   need(r.epochs === undefined || Array.isArray(r.epochs), 'epochs', 'a list');
@@ -264,6 +277,12 @@ export function readResults(file: string): ResultsRead {
       metricMap(file, `transfer.${k}`, v),
     ]),
   );
+  const splits = Object.fromEntries(
+    Object.entries((r.split_metrics ?? {}) as Record<string, unknown>).map(([k, v]) => [
+      k,
+      metricMap(file, `split_metrics.${k}`, v),
+    ]),
+  );
   const metrics = metricMap(file, 'metrics', r.metrics);
   if (!Object.keys(r.metrics as object).length)
     throw new RunError(`${file}: "metrics" is empty; a finished run records at least one metric`, HINT);
@@ -279,7 +298,9 @@ export function readResults(file: string): ResultsRead {
     strategySettings: (r.strategy_settings ?? []) as string[],
     metrics,
     transfer,
-    stepsPerEpoch: steps && epochs ? steps / epochs : null,
+    splits,
+    // Runs that evaluated every N steps record it; older ones evaluated once per epoch.
+    stepsPerEpoch: (r.steps_per_epoch as number | undefined) ?? (steps && epochs ? steps / epochs : null),
     trainableShare: (r.trainable_share as number | undefined) ?? null,
     singleClass: singleClassOf(r as Pick<ResultsFile, 'predicted_classes'>) ?? null,
     majority: isObject(r.majority_baseline)

@@ -201,7 +201,7 @@ function readChecked(runDir: string, c: CheckpointRecord): ParsedCheckpoint | st
       'Resume with the childtune that wrote the checkpoint, or start the run again without --resume.',
     );
     bytes.set(STATE, fs.readFileSync(where));
-    parsed = { meta, where, tensors: parseSafetensors(bytes.get(STATE)!, where) };
+    parsed = { meta: withInfinities(meta), where, tensors: parseSafetensors(bytes.get(STATE)!, where) };
   } catch (e) {
     if (e instanceof SafetensorsError || e instanceof SyntaxError || (e as NodeJS.ErrnoException).code === 'ENOENT')
       return `checkpoint ${dir} is unreadable: ${(e as Error).message}`;
@@ -213,6 +213,17 @@ function readChecked(runDir: string, c: CheckpointRecord): ParsedCheckpoint | st
       return `${path.join(dir, name)} does not match the sha256 recorded when it was written (the file is damaged)`;
   }
   return parsed;
+}
+
+/**
+ * JSON has no infinities: the best score before the first evaluation, -Infinity, is written as null. Read back as
+ * null it would compare as 0 (a first score below 0 would never be the best, nor any score an improvement by
+ * early stopping's min_delta), so it is restored.
+ */
+function withInfinities(meta: CheckpointMeta): CheckpointMeta {
+  const best = meta.loop?.best as { score: number | null } | undefined;
+  if (best && best.score === null) best.score = -Infinity;
+  return meta;
 }
 
 function groups({ meta, where, tensors }: ParsedCheckpoint, specs: readonly ParamSpec[]): TrainingCheckpoint {

@@ -7,7 +7,7 @@ import { makeDir } from './rundir.js';
 import { collectRuns, findRuns, type RunRecord } from './report/collect.js';
 import { confusionEntries, confusionHtml, confusionMarkdown } from './report/confusion.js';
 import { BAND, buildFigures } from './report/figures.js';
-import { groupRuns } from './report/group.js';
+import { groupRuns, splitColumn } from './report/group.js';
 import { svgToPdf } from './report/pdf.js';
 import { figureRenderer, renderSvg } from './report/render.js';
 import { differences } from './report/significance.js';
@@ -161,6 +161,9 @@ export function compareCommand(a: string, b: string, io: { out: (t: string) => v
     const m = new Map<string, number[]>();
     for (const r of runs) {
       for (const [k, v] of Object.entries(r.metrics)) m.set(`${r.task} ${k}`, [...(m.get(`${r.task} ${k}`) ?? []), v]);
+      for (const [split, ms] of Object.entries(r.splits ?? {}))
+        for (const [k, v] of Object.entries(ms))
+          m.set(`${splitColumn(r.task, split)} ${k}`, [...(m.get(`${splitColumn(r.task, split)} ${k}`) ?? []), v]);
       for (const [t, ms] of Object.entries(r.transfer))
         for (const [k, v] of Object.entries(ms))
           m.set(`${r.task} → ${t} ${k}`, [...(m.get(`${r.task} → ${t} ${k}`) ?? []), v]);

@@ -15,10 +15,17 @@ const STEP_TAGS = {
   examples_per_s: 'train/examples_per_second',
 } as const;
 
-/** The scalars one metrics.jsonl entry becomes: its step fields, or `eval/<metric>` for every evaluation metric. */
+/**
+ * The scalars one metrics.jsonl entry becomes: its step fields, or `eval/<metric>` for every evaluation metric and
+ * `<split>/<metric>` for the other splits evaluated (`test/accuracy`, as the Trainer prefixes a test set's metrics).
+ */
 export function scalarsOf(e: LogEntry): Record<string, number> {
   if (e.kind === 'eval')
-    return Object.fromEntries(Object.entries(e.metrics ?? {}).map(([name, v]) => [`eval/${name}`, v]));
+    return Object.fromEntries(
+      [['eval', e.metrics ?? {}] as const, ...Object.entries(e.splits ?? {})].flatMap(([prefix, metrics]) =>
+        Object.entries(metrics).map(([name, v]) => [`${prefix}/${name}`, v]),
+      ),
+    );
   return Object.fromEntries(
     Object.entries(STEP_TAGS).flatMap(([field, tag]) => {
       const v = e[field as keyof typeof STEP_TAGS];

@@ -5,7 +5,7 @@ import type { Batch, EncoderClassifier } from '../model.js';
 import { adamwStep, type AdamWSettings } from '../optimizer.js';
 import { modifierData, type ModifiersFrom } from '../modules/modifier.js';
 import { trains } from '../modules/param.js';
-import type { TrainingPool } from '../training-pool.js';
+import type { MicroBatch, TrainingPool } from '../training-pool.js';
 import type { HooksFrom, UpdateObserver } from './hooks.js';
 import { partition, type Segment } from './partition.js';
 import type { Reply, Request, WorkerInit } from './protocol.js';
@@ -190,6 +190,37 @@ export class ParallelPool implements TrainingPool {
     const losses = await this.round(batches.map((batch) => ({ kind: 'grad', batch, dropoutSeed, stepSeed })));
     const sums = await this.round(Array.from({ length: this.threads }, () => ({ kind: 'reduce', weights })));
     const loss = weights.reduce((a, w, k) => a + w * losses[k]!.loss!, 0);
+    return { loss, norm: Math.sqrt(sums.reduce((a, r) => a + r!.sumsq!, 0)) };
+  }
+
+  /**
+   * Each batch is split across the shards as `gradients` splits it; a shard sums its pieces, each scaled by its share
+   * of the shard's rows over all the batches, and the reduce weighs the shards by their rows: every row counts alike.
+   */
+  async accumulate(micro: readonly MicroBatch[]): Promise<{ loss: number; norm: number }> {
+    if (micro.length === 1) return this.gradients(micro[0].batch, micro[0].dropoutSeed, micro[0].stepSeed);
+    const splits = micro.map((m) => this.split(m.batch).batches);
+    const rows = new Array<number>(this.threads).fill(0);
+    for (const batches of splits) batches.forEach((b, k) => (rows[k] += b.batch));
+    const losses = new Array<number>(this.threads).fill(0);
+    for (const [j, batches] of splits.entries()) {
+      const { dropoutSeed, stepSeed } = micro[j];
+      const replies = await this.round(
+        batches.map((batch, k) => ({
+          kind: 'grad',
+          batch,
+          dropoutSeed,
+          stepSeed,
+          share: batch.batch / rows[k],
+          accumulate: splits.slice(0, j).some((earlier) => earlier.length > k),
+        })),
+      );
+      replies.forEach((r, k) => r && (losses[k] += r.loss!));
+    }
+    const total = rows.reduce((a, b) => a + b, 0);
+    const weights = rows.filter((n) => n > 0).map((n) => n / total);
+    const sums = await this.round(Array.from({ length: this.threads }, () => ({ kind: 'reduce', weights })));
+    const loss = weights.reduce((a, w, k) => a + w * losses[k], 0);
     return { loss, norm: Math.sqrt(sums.reduce((a, r) => a + r!.sumsq!, 0)) };
   }
 

@@ -9,7 +9,18 @@ import type { SharedState } from './state.js';
 /** The messages of the pool: plain data, the same for the main thread's shard and the workers. */
 export type Request =
   /** `stepSeed`: the seed of the modules' own per-step draws and of a consistency term's noise (null: none). */
-  | { kind: 'grad'; batch: Batch; dropoutSeed: number | null; stepSeed?: number | null }
+  /**
+   * Gradient accumulation: `share` scales the batch's gradient and loss (its part of the shard's rows over the whole
+   * optimizer step; default 1) and `accumulate` adds them to the shard's gradient instead of replacing it.
+   */
+  | {
+      kind: 'grad';
+      batch: Batch;
+      dropoutSeed: number | null;
+      stepSeed?: number | null;
+      share?: number;
+      accumulate?: boolean;
+    }
   | { kind: 'reduce'; weights: number[] }
   | { kind: 'update'; step: number; coef: number; adam: AdamWStep }
   /** New hooks, rebuilt by each shard from `prepared` with the pool's HooksFrom. */

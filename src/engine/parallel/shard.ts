@@ -131,7 +131,8 @@ export class ShardExecutor {
         const seed = req.stepSeed ?? null;
         const term = seed === null ? undefined : this.hooks.consistency;
         this.passes(req.batch).forEach((b, k, all) => {
-          const pass = { weight: all.length === 1 ? 1 : b.batch / req.batch.batch, accumulate: k > 0 };
+          const weight = (req.share ?? 1) * (all.length === 1 ? 1 : b.batch / req.batch.batch);
+          const pass = { weight, accumulate: k > 0 || !!req.accumulate };
           const consistency =
             term && seed !== null ? { term, noise: new Rng(streamSeed(seed, term.stream, this.shard, k)) } : undefined;
           loss += pass.weight * this.model.step(b, s.grads[this.shard], rng, pass, { seed, consistency }).loss;

@@ -5,7 +5,7 @@ import { internalShape, sizeOf, trains } from '../modules/param.js';
 import { adamwStep, type AdamWSettings } from '../optimizer.js';
 import type { DeviceOp, HooksFrom, UpdateHooks, UpdateObserver } from '../parallel/hooks.js';
 import { Rng, seedState, streamSeed } from '../rng.js';
-import type { TrainingPool } from '../training-pool.js';
+import type { MicroBatch, TrainingPool } from '../training-pool.js';
 import { checkDeviceErrors, DeviceError, gpuDevice } from './device.js';
 import { DRAW_WGSL, UPDATE, UPDATE_FIELDS, UPDATE_UINTS, UPDATE_WGSL, updateGroups } from './optimizer.js';
 import { bufferOf, flushTfjs } from './tfjs.js';
@@ -114,7 +114,26 @@ export class DevicePool implements TrainingPool {
   }
 
   async gradients(b: Batch, dropoutSeed: number | null, stepSeed: number | null = null) {
-    const loss = this.backward(b, dropoutSeed, stepSeed);
+    return this.lossAndNorm(this.backward(b, dropoutSeed, stepSeed));
+  }
+
+  /** Each batch's gradient and loss scaled by its share of all the rows and added on the device. */
+  async accumulate(micro: readonly MicroBatch[]) {
+    if (micro.length === 1) return this.gradients(micro[0].batch, micro[0].dropoutSeed, micro[0].stepSeed);
+    const rows = micro.reduce((a, m) => a + m.batch.batch, 0);
+    let loss: tf.Scalar | undefined;
+    for (const [j, m] of micro.entries()) {
+      const share = m.batch.batch / rows;
+      const part = this.backward(m.batch, m.dropoutSeed, m.stepSeed, { share, add: j > 0 });
+      const sum = tf.tidy(() => (loss ? tf.add(loss, tf.mul(part, share)) : tf.mul(part, share)) as tf.Scalar);
+      tf.dispose([part, loss]);
+      loss = sum;
+    }
+    return this.lossAndNorm(loss!);
+  }
+
+  /** The loss and the global gradient norm, read back together; the loss tensor is disposed. */
+  private async lossAndNorm(loss: tf.Scalar) {
     const sums = tf.tidy(() => {
       // Added one by one, in tensor order: addN binds every input at once, past the device's limit.
       const squares = this.grads.filter((g): g is tf.Tensor => !!g).map((g) => tf.sum(tf.square(g)));
@@ -127,10 +146,20 @@ export class DevicePool implements TrainingPool {
     return { loss: l, norm: Math.sqrt(sumsq) };
   }
 
-  /** The pass itself: the gradients replace the last ones; the loss stays on the device. */
-  private backward(b: Batch, dropoutSeed: number | null, stepSeed: number | null): tf.Scalar {
-    tf.dispose(this.grads);
-    this.grads = [];
+  /**
+   * The pass itself: the gradients replace the last ones, or with `add` are added to them, scaled by `share`;
+   * the loss stays on the device.
+   */
+  private backward(
+    b: Batch,
+    dropoutSeed: number | null,
+    stepSeed: number | null,
+    { share, add } = { share: 1, add: false },
+  ): tf.Scalar {
+    if (!add) {
+      tf.dispose(this.grads);
+      this.grads = [];
+    }
     // One shard: the dropout stream of the CPU path's shard 0, so a one-thread CPU run draws the same masks.
     const rng = dropoutSeed === null ? null : new Rng(streamSeed(dropoutSeed, 0));
     // The consistency noise of the CPU path's shard 0, first pass.
@@ -139,7 +168,9 @@ export class DevicePool implements TrainingPool {
     return this.model.stepOnDevice(
       b,
       rng,
-      (p, g) => {
+      (p, computed) => {
+        const g = share === 1 ? computed : tf.mul(computed, share);
+        if (g !== computed) computed.dispose();
         const before = this.grads[p.index];
         this.grads[p.index] = tf.keep(before ? tf.add(before, g) : g);
         if (before) tf.dispose([before, g]);

@@ -39,6 +39,8 @@ export interface RunRecord {
   /** Final metrics; a metric a run could not define (written as null) is absent. */
   metrics: Record<string, number>;
   transfer: Record<string, Record<string, number>>;
+  /** The kept evaluation's scores on other splits (evaluation.splits: test beside dev); absent in hand-made records. */
+  splits?: Record<string, Record<string, number>>;
   /** Optimizer steps per epoch, to put logged steps on an epoch axis; null when results.json lacks them. */
   stepsPerEpoch: number | null;
   /** Share of the parameters that trained (results.json's trainable_share); null for runs that did not record it. */

@@ -9,7 +9,7 @@ import {
   metricExtract,
   perRun,
 } from './curves.js';
-import type { Grouping } from './group.js';
+import { scoresEvalSplit, type Grouping } from './group.js';
 
 /**
  * The report's figures as Vega-Lite specifications, from the shared grouping: summaries (mean over seeds
@@ -164,7 +164,7 @@ function runSpec(
 export function buildFigures(g: Grouping, overlap: { tasks: string[]; matrix: number[][] } | undefined): Figure[] {
   const palette = colours(g);
   const figures: Figure[] = [];
-  const tasks = g.columns.filter((c) => !c.includes(' → '));
+  const tasks = g.columns.filter(scoresEvalSplit);
   for (const column of tasks) {
     const groups = groupsOf(g, column);
     const byEpoch = epochAxis(groups);

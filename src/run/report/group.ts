@@ -52,6 +52,15 @@ export interface Grouping {
 export const strategyLabel = (r: Pick<RunRecord, 'strategy' | 'reserve_p'>) =>
   r.reserve_p !== null && r.strategy !== 'vanilla' ? `${r.strategy} (p=${r.reserve_p})` : r.strategy;
 
+/** The column of a task's scores on another split its runs evaluated (evaluation.splits: test beside dev). */
+export const splitColumn = (task: string, split: string) => `${task} [${split}]`;
+
+/**
+ * Whether a column scores the run's own evaluation split, where its majority baseline and predicted classes apply:
+ * not a transfer target (`task → target`) nor another split (`task [test]`).
+ */
+export const scoresEvalSplit = (column: string) => !column.includes(' → ') && !column.endsWith(']');
+
 /** The metric the paper reports for a task: the first of its metrics. */
 export const primaryMetric = (task: string, metrics: Record<string, number>) =>
   (TASKS as Record<string, { metrics: string[] }>)[task]?.metrics[0] ?? Object.keys(metrics)[0];
@@ -169,6 +178,8 @@ export function groupRuns(runs: RunRecord[], baseline = 'vanilla'): Grouping {
   };
   for (const r of runs) {
     add(r, r.task, r.metrics, primaryMetric(r.task, r.metrics));
+    for (const [split, metrics] of Object.entries(r.splits ?? {}))
+      add(r, splitColumn(r.task, split), metrics, primaryMetric(r.task, metrics));
     for (const [target, metrics] of Object.entries(r.transfer))
       add(r, `${r.task} → ${target}`, metrics, Object.keys(metrics)[0]);
   }
@@ -188,7 +199,7 @@ export function groupRuns(runs: RunRecord[], baseline = 'vanilla'): Grouping {
         `${c.row.label} on ${c.column}: seed${repeated.length > 1 ? 's' : ''} ${repeated.map(([s]) => s).join(', ')} ran more than once, with ${same ? 'identical' : 'different'} results (${repeated.map(([s, list]) => `seed ${s}: ${list.map((e) => e.run.dir).join(', ')}`).join('; ')}); each seed counts once, as the mean of its runs`,
       );
     }
-    const single = c.entries.filter((e) => e.run.singleClass !== null && !c.column.includes(' → '));
+    const single = c.entries.filter((e) => e.run.singleClass !== null && scoresEvalSplit(c.column));
     if (single.length)
       warnings.push(
         `${c.row.label} on ${c.column}: ${single.length} of ${c.entries.length} runs predicted one class for every evaluation example (${[...new Set(single.map((e) => `'${e.run.singleClass}'`))].join(', ')}): their scores are a constant answer's, not a learned one (${single.map((e) => e.run.dir).join(', ')})`,

@@ -1,4 +1,4 @@
-import { groupAt, type Grouping } from './group.js';
+import { groupAt, scoresEvalSplit, type Grouping } from './group.js';
 import { LEVEL, MIN_SEEDS, meanOf, varianceOf, type Difference } from './significance.js';
 
 /**
@@ -54,8 +54,8 @@ export function buildTable(g: Grouping, diffs: Difference[], baseline: string): 
           if (!group) return [c, null];
           const ys = group.values.map((v) => v.value);
           const d = diffs.find((x) => x.row === row.label && x.column === c);
-          // A transfer column scores another data set: the run's own majority class and predictions do not apply.
-          const own = c.includes(' → ') ? [] : group.runs;
+          // A transfer or test column scores other data: the run's own majority class and predictions do not apply.
+          const own = scoresEvalSplit(c) ? group.runs : [];
           const majority = own.map((r) => r.majority?.[group.metric]).filter((x): x is number => x !== undefined);
           const cell: Cell = {
             metric: group.metric,

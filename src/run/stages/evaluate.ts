@@ -25,27 +25,26 @@ export interface Predictions {
 /** The evaluate stage's output: the final metrics on the evaluation split, and the training they score. */
 export interface Evaluated {
   metrics: Record<string, number>;
+  /** The kept evaluation's scores on the other splits of evaluation.splits (test beside dev), by split name. */
+  splits?: Record<string, Record<string, number>>;
   trained: Trained;
   /** Classification tasks only. */
   predictions?: Predictions;
 }
 
 /**
- * The training evaluates the evaluation split after every epoch (to pick the best one); this stage takes
- * the evaluation of the checkpoint the recipe keeps (`evaluation.checkpoint`: the best epoch or the last),
- * writes that model's prediction of every evaluation example (predictions/dev.tsv), and checks that it predicts
- * more than one class: a small model at a low learning rate often learns the majority class only, with a score
- * that looks like a result.
+ * The training evaluates the evaluation split after every epoch or every N steps (to pick the best one); this stage
+ * takes the evaluation of the checkpoint the recipe keeps (`evaluation.checkpoint`: the best evaluation or the
+ * last), writes that model's prediction of every evaluation example (predictions/dev.tsv), and checks that it
+ * predicts more than one class: a small model at a low learning rate often learns the majority class only, with a
+ * score that looks like a result.
  */
 export const evaluateRunner: StageRunner<Evaluated> = {
   async run(_stage, [trained], ctx) {
     const { result, loaded, train, dev } = trained as Trained;
     const { recipe, run } = ctx;
-    const metrics =
-      recipe.evaluation.checkpoint === 'best'
-        ? result.epochs[result.bestEpoch - 1].metrics
-        : result.epochs.at(-1)!.metrics;
-    const out: Evaluated = { metrics, trained: trained as Trained };
+    const { metrics, splits } = result.epochs[result.selected];
+    const out: Evaluated = { metrics, ...(splits && { splits }), trained: trained as Trained };
     const numLabels = loaded.model.numLabels;
     const logits = await logitsOf(
       loaded.parallel,

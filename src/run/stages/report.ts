@@ -1,6 +1,7 @@
 import { labelNamesOf } from '../../data/tasks.js';
 import { saveModel } from '../../engine/save.js';
 import { writeResults } from '../artifacts.js';
+import { stepsPerEpoch } from '../../plan/steps.js';
 import type { StageRunner } from '../walk.js';
 import type { Evaluated } from './evaluate.js';
 import { transferTargets, type Transferred } from './transfer.js';
@@ -12,8 +13,9 @@ import { transferTargets, type Transferred } from './transfer.js';
 export const reportRunner: StageRunner = {
   run(_stage, _deps, ctx) {
     const { recipe, trial, run } = ctx;
-    const { metrics, trained, predictions } = ctx.outputs.get(trial.evaluate) as Evaluated;
+    const { metrics, splits, trained, predictions } = ctx.outputs.get(trial.evaluate) as Evaluated;
     const { loaded, result, fisher, resumedFromStep, strategy } = trained;
+    const kept = result.epochs[result.selected];
     const { model } = loaded;
     // A strategy that adds parameters says how they are saved (merged, or apart in its own layout).
     const saved = strategy.definition.save?.({
@@ -63,7 +65,17 @@ export const reportRunner: StageRunner = {
       ...predictions,
       epochs: result.epochs,
       best_epoch: result.bestEpoch,
+      selected: {
+        step: kept.step!,
+        epoch: kept.epoch,
+        by: result.selectedBy,
+        split: recipe.dataset.eval_split,
+        metric: Object.keys(metrics)[0],
+      },
+      ...(splits && { split_metrics: splits }),
+      stopped_early_at_step: result.stoppedAt ?? null,
       steps: result.steps,
+      steps_per_epoch: stepsPerEpoch(trained.train.encodings.length, recipe.training),
       skipped_steps: result.skippedSteps,
       final_loss: result.finalLoss,
       transfer,

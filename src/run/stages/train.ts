@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import { taskSpecOf, type Metric } from '../../data/tasks.js';
 import { arithmeticOf, type KernelChoice } from '../../engine/native.js';
 import type { ParamSpec } from '../../engine/params.js';
+import { otherSplits } from '../../plan/training.js';
 import { perLayer } from '../../strategies/fisher.js';
 import { strategyFor } from '../../strategies/registry.js';
 import type { Strategy } from '../../strategies/strategy.js';
@@ -35,8 +36,10 @@ export interface Trained {
 
 export const trainRunner: StageRunner<Trained> = {
   async run(stage, deps, ctx) {
-    // The plan lists the model, the training and the evaluation data first; pre-stages follow, found by kind.
+    // The plan lists the model, the training and the evaluation data first, then the other splits evaluated;
+    // pre-stages follow, found by kind.
     const [loaded, train, dev] = deps as [LoadedModel, PreparedSplit, PreparedSplit];
+    const others = otherSplits(ctx.recipe).map((name, i) => ({ name, split: deps[3 + i] as PreparedSplit }));
     const [fisher] = depsOfKind<ChildNetwork>(stage, deps, ctx, 'fisher');
     const { recipe, run, report, trial } = ctx;
     const { model, parallel, tokenizer } = loaded;
@@ -70,6 +73,7 @@ export const trainRunner: StageRunner<Trained> = {
       strategy,
       train,
       dev,
+      others,
       padId: tokenizer.padId,
       metrics,
       resume: resume && { state: resume.meta.loop, bestValues: resume.best },
@@ -78,11 +82,18 @@ export const trainRunner: StageRunner<Trained> = {
         tensorboard.write(e);
         if (e.kind === 'eval')
           report.log(
-            `epoch ${e.epoch}: ${Object.entries(e.metrics!)
-              .map(([k, v]) => `${k} ${v.toFixed(4)}`)
-              .join(', ')}`,
+            `${recipe.evaluation.every_steps ? `step ${e.step} (epoch ${e.epoch})` : `epoch ${e.epoch}`}: ${[
+              [recipe.dataset.eval_split, e.metrics!] as const,
+              ...Object.entries(e.splits ?? {}),
+            ]
+              .map(([split, m]) => (others.length ? `${split} ` : '') + scores(m))
+              .join('; ')}`,
           );
       },
+      onStopped: (step) =>
+        report.log(
+          `early stopping: no improvement of ${recipe.dataset.eval_split} ${metrics[0]} in ${recipe.evaluation.early_stopping!.patience} evaluations; stopped at step ${step} of ${stage.work?.steps ?? step}`,
+        ),
       onStep: (step, _total, loss, eps) => bar.tick(step, { loss: loss.toFixed(4), 'ex/s': eps.toFixed(1) }),
       onCheckpoint: (loop, best) => {
         const m = parallel.moments;
@@ -130,6 +141,11 @@ export const trainRunner: StageRunner<Trained> = {
     };
   },
 };
+
+const scores = (m: Record<string, number>) =>
+  Object.entries(m)
+    .map(([k, v]) => `${k} ${v.toFixed(4)}`)
+    .join(', ');
 
 /**
  * Where a resumed run continues: the latest intact checkpoint, checked against this run's recipe, backend, thread
