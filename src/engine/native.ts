@@ -129,8 +129,10 @@ export interface KernelChoice {
   /** A native kernel name, or 'wasm'. */
   kernel: string;
   arithmetic: Arithmetic;
-  /** Why this kernel: for the plan and the run log. */
+  /** Why this kernel: for the plan, the run log and results.json. */
   why: string;
+  /** What auto measured, for the log only: rates vary from run to run, and results.json must not. */
+  measured?: string;
 }
 
 export interface KernelRefusal {
@@ -160,10 +162,17 @@ export function chooseKernels(
   const addon = loadAddon();
   const missing = off ?? (typeof addon === 'string' ? addon : undefined);
   const have = (arithmetic: Arithmetic) => (missing ? [] : kernelsOf(arithmetic));
-  const pick = (arithmetic: Arithmetic, why: string): KernelChoice => {
+  // The checkpoint's kernel where this CPU has it and it has the arithmetic chosen; `why` names it only where it
+  // changed the choice, so a resume on the machine that started the run records what the run would have.
+  const pick = (arithmetic: Arithmetic, why: string, measuredRates?: string): KernelChoice => {
     const names = have(arithmetic);
     const kernel = prefer && names.includes(prefer) ? prefer : names[0];
-    return { kernel, arithmetic, why: kernel === prefer ? `${why}; the kernel the checkpoint trained with` : why };
+    return {
+      kernel,
+      arithmetic,
+      why: kernel !== names[0] ? `${why}; the kernel the checkpoint trained with` : why,
+      ...(measuredRates && { measured: measuredRates }),
+    };
   };
   if (precision === 'bf16') {
     if (have('bf16').length) return pick('bf16', 'training.precision: bf16 (AVX512_BF16 dot products, float32 sums)');
@@ -172,9 +181,9 @@ export function chooseKernels(
       hint: 'Use training.precision: fp32 on this machine, or run on a CPU with AVX512_BF16 (Intel Cooper Lake, Sapphire Rapids and later; AMD Zen 4 and later).',
     };
   }
-  const exact = (why: string): KernelChoice =>
+  const exact = (why: string, measuredRates?: string): KernelChoice =>
     have('exact').length
-      ? pick('exact', why)
+      ? pick('exact', why, measuredRates)
       : { kernel: 'wasm', arithmetic: 'exact', why: `${missing ?? 'no native exact kernel here'}; ${why}` };
   if (setting === 'exact') return exact('runtime.kernels: exact (bit for bit the wasm kernels)');
   const fused = have('fma');
@@ -186,22 +195,24 @@ export function chooseKernels(
     };
   }
   if (!fused.length || !have('exact').length) return exact('runtime.kernels: auto: no fused kernels here');
-  if (prefer && arithmeticOf(prefer) === 'fma' && fused.includes(prefer)) return pick('fma', 'runtime.kernels: auto');
-  if (prefer && arithmeticOf(prefer) === 'exact' && have('exact').includes(prefer))
-    return pick('exact', 'runtime.kernels: auto');
   if (!measured) {
     const [exactRate, fmaRate] = kernelPeaks([have('exact')[0], fused[0]]);
     measured = { exact: exactRate, fma: fmaRate };
   }
   const rates = `fused ${measured.fma.toFixed(0)} against exact ${measured.exact.toFixed(0)} GFLOP/s a core`;
-  return measured.fma >= FMA_GAIN * measured.exact
-    ? pick('fma', `runtime.kernels: auto: fused multiply-adds measured faster here (${rates})`)
-    : exact(`runtime.kernels: auto: fused multiply-adds measured no faster here (${rates})`);
+  const fast = measured.fma >= FMA_GAIN * measured.exact;
+  const decided: Arithmetic = fast ? 'fma' : 'exact';
+  // A resume keeps its checkpoint's arithmetic where this CPU runs it, whatever the measurement says here.
+  const kept = !!prefer && arithmeticOf(prefer) !== decided && have(arithmeticOf(prefer)).includes(prefer);
+  const why = kept
+    ? 'runtime.kernels: auto; the kernel the checkpoint trained with'
+    : `runtime.kernels: auto: fused multiply-adds measured ${fast ? '' : 'no '}faster here`;
+  return (kept ? arithmeticOf(prefer!) : decided) === 'fma' ? pick('fma', why, rates) : exact(why, rates);
 }
 
 /** "native avx512f-fma matrix kernels (why)" or "wasm matrix kernels (why)", for the run log. */
 export const describeKernels = (c: KernelChoice) =>
-  `${c.kernel === 'wasm' ? 'wasm' : `native ${c.kernel}`} matrix kernels (${c.why})`;
+  `${c.kernel === 'wasm' ? 'wasm' : `native ${c.kernel}`} matrix kernels (${c.why}${c.measured ? `: ${c.measured}` : ''})`;
 
 /** Picks the kernels for this thread: 'wasm' or a native name; undefined restores the default (tests and the bench compare them in one process). */
 export function selectKernel(name: string | undefined) {
