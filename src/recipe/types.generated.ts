@@ -143,9 +143,11 @@ keep_dropout?: undefined
 length?: undefined
 reparameterize?: undefined
 mlp_hidden?: undefined
+positions?: undefined
 prompt_init?: undefined
 noise?: undefined
 sigma?: undefined
+noisy_embeddings_gradient?: undefined
 anneal?: undefined
 k?: undefined
 t0?: undefined
@@ -216,9 +218,11 @@ keep_dropout?: undefined
 length?: undefined
 reparameterize?: undefined
 mlp_hidden?: undefined
+positions?: undefined
 prompt_init?: undefined
 noise?: undefined
 sigma?: undefined
+noisy_embeddings_gradient?: undefined
 anneal?: undefined
 k?: undefined
 t0?: undefined
@@ -313,9 +317,11 @@ keep_dropout?: undefined
 length?: undefined
 reparameterize?: undefined
 mlp_hidden?: undefined
+positions?: undefined
 prompt_init?: undefined
 noise?: undefined
 sigma?: undefined
+noisy_embeddings_gradient?: undefined
 anneal?: undefined
 k?: undefined
 t0?: undefined
@@ -387,9 +393,11 @@ keep_dropout?: undefined
 length?: undefined
 reparameterize?: undefined
 mlp_hidden?: undefined
+positions?: undefined
 prompt_init?: undefined
 noise?: undefined
 sigma?: undefined
+noisy_embeddings_gradient?: undefined
 anneal?: undefined
 k?: undefined
 t0?: undefined
@@ -471,9 +479,11 @@ keep_dropout?: undefined
 length?: undefined
 reparameterize?: undefined
 mlp_hidden?: undefined
+positions?: undefined
 prompt_init?: undefined
 noise?: undefined
 sigma?: undefined
+noisy_embeddings_gradient?: undefined
 anneal?: undefined
 k?: undefined
 t0?: undefined
@@ -531,9 +541,11 @@ keep_dropout?: undefined
 length?: undefined
 reparameterize?: undefined
 mlp_hidden?: undefined
+positions?: undefined
 prompt_init?: undefined
 noise?: undefined
 sigma?: undefined
+noisy_embeddings_gradient?: undefined
 anneal?: undefined
 k?: undefined
 t0?: undefined
@@ -619,9 +631,11 @@ keep_dropout?: undefined
 length?: undefined
 reparameterize?: undefined
 mlp_hidden?: undefined
+positions?: undefined
 prompt_init?: undefined
 noise?: undefined
 sigma?: undefined
+noisy_embeddings_gradient?: undefined
 anneal?: undefined
 k?: undefined
 t0?: undefined
@@ -701,9 +715,11 @@ keep_dropout?: undefined
 length?: undefined
 reparameterize?: undefined
 mlp_hidden?: undefined
+positions?: undefined
 prompt_init?: undefined
 noise?: undefined
 sigma?: undefined
+noisy_embeddings_gradient?: undefined
 anneal?: undefined
 k?: undefined
 t0?: undefined
@@ -783,9 +799,11 @@ init_scale?: undefined
 length?: undefined
 reparameterize?: undefined
 mlp_hidden?: undefined
+positions?: undefined
 prompt_init?: undefined
 noise?: undefined
 sigma?: undefined
+noisy_embeddings_gradient?: undefined
 anneal?: undefined
 k?: undefined
 t0?: undefined
@@ -835,6 +853,10 @@ mlp_hidden: number
  * prefix-tuning only: what trains beside the prefixes: classifier (PEFT's SEQ_CLS modules_to_save) or pooler+classifier (BERT's pooler dense layer too).
  */
 head: ("classifier" | "pooler+classifier")
+/**
+ * prefix-tuning only: how the sequences' own tokens are numbered for the position embeddings. after-prefix (default): from the prefix length on, as transformers numbers them when PEFT passes the prefixes as past_key_values (past_key_values_length: BERT and ELECTRA read positions l to l + n - 1, RoBERTa its real tokens from padding_idx + 1 + l); max_seq_length plus l must then fit the model's positions. from-zero: as without a prefix.
+ */
+positions: ("after-prefix" | "from-zero")
 child_tuning?: ChildTuning6
 placement?: undefined
 reduction_factor?: undefined
@@ -866,6 +888,7 @@ keep_dropout?: undefined
 prompt_init?: undefined
 noise?: undefined
 sigma?: undefined
+noisy_embeddings_gradient?: undefined
 anneal?: undefined
 k?: undefined
 t0?: undefined
@@ -941,8 +964,10 @@ mask?: undefined
 keep_dropout?: undefined
 reparameterize?: undefined
 mlp_hidden?: undefined
+positions?: undefined
 noise?: undefined
 sigma?: undefined
+noisy_embeddings_gradient?: undefined
 anneal?: undefined
 k?: undefined
 t0?: undefined
@@ -988,6 +1013,10 @@ noise: ("uniform" | "normal")
  * R3F only: scale of the embedding noise (the paper's default 1e-5).
  */
 sigma: number
+/**
+ * R3F only: the noisy pass's gradient reaches the word-embedding table too (the paper's objective). Default false, as fairseq's sentence_prediction_r3f.py, which adds the noise to detached word embeddings: the table learns from the clean pass only (every other parameter from both).
+ */
+noisy_embeddings_gradient: boolean
 child_tuning?: ChildTuning8
 placement?: undefined
 reduction_factor?: undefined
@@ -1019,6 +1048,7 @@ keep_dropout?: undefined
 length?: undefined
 reparameterize?: undefined
 mlp_hidden?: undefined
+positions?: undefined
 prompt_init?: undefined
 anneal?: undefined
 k?: undefined
@@ -1101,9 +1131,11 @@ keep_dropout?: undefined
 length?: undefined
 reparameterize?: undefined
 mlp_hidden?: undefined
+positions?: undefined
 prompt_init?: undefined
 noise?: undefined
 sigma?: undefined
+noisy_embeddings_gradient?: undefined
 layers?: undefined
 }
 /**
@@ -1172,9 +1204,11 @@ keep_dropout?: undefined
 length?: undefined
 reparameterize?: undefined
 mlp_hidden?: undefined
+positions?: undefined
 prompt_init?: undefined
 noise?: undefined
 sigma?: undefined
+noisy_embeddings_gradient?: undefined
 anneal?: undefined
 k?: undefined
 t0?: undefined
@@ -1242,9 +1276,11 @@ keep_dropout?: undefined
 length?: undefined
 reparameterize?: undefined
 mlp_hidden?: undefined
+positions?: undefined
 prompt_init?: undefined
 noise?: undefined
 sigma?: undefined
+noisy_embeddings_gradient?: undefined
 anneal?: undefined
 k?: undefined
 t0?: undefined
