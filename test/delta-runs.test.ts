@@ -100,6 +100,23 @@ describe('delta strategies in whole runs (two threads)', () => {
       assert.equal(results.strategy, kind);
     });
 
+  test('the plan refuses a max_seq_length whose positions after a prefix (or a prompt) run past the model table', async () => {
+    // The tiny model has 512 positions: 510 tokens after a prefix of 3 fit, 512 do not (transformers would slice
+    // its position table short); numbered from zero they fit.
+    const plan = (strategy: string, length: number) =>
+      cli(['plan', project.recipe, '--set', `strategy=${strategy}`, '--set', `model.max_seq_length=${length}`]);
+    const refused = await plan('{kind: prefix-tuning, length: 3}', 512);
+    assert.equal(refused.code, 1);
+    assert.match(
+      refused.out + refused.err,
+      /CT0106[\s\S]*strategy prefix-tuning with model\.max_seq_length 512 reads 515 position rows; the model has 512[\s\S]*Lower model\.max_seq_length to 509 or less/,
+    );
+    assert.equal((await plan('{kind: prefix-tuning, length: 3}', 509)).code, 0);
+    assert.equal((await plan('{kind: prefix-tuning, length: 3, positions: from-zero}', 512)).code, 0);
+    const prompt = await plan('{kind: prompt-tuning, length: 4}', 512);
+    assert.match(prompt.out + prompt.err, /CT0106[\s\S]*reads 516 position rows; the model has 512/);
+  });
+
   for (const kind of Object.keys(KINDS) as (keyof typeof KINDS)[])
     test(`${kind}: killed after a checkpoint, the resumed run ends bit-identical (its parameters are in the checkpoint)`, async () => {
       const whole = (await run(kind, `${kind}-whole`)) as string;

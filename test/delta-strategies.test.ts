@@ -132,6 +132,49 @@ describe('adapter, prefix-tuning and prompt-tuning modules', () => {
     base.dispose();
   });
 
+  test("prefix tuning numbers the sequences' positions after the prefix, as transformers does with past_key_values", () => {
+    // after-prefix reads position row r + l where from-zero reads row r (BERT, ELECTRA); RoBERTa's real tokens
+    // likewise, its padding at padding_idx either way. So from-zero with the table shifted by l gives the same.
+    const b = microBatch();
+    for (const family of ['bert', 'roberta', 'electra'] as Family[]) {
+      const length = 3;
+      const after = strategyModel(family, modifiersFor(strategy({ kind: 'prefix-tuning', length })), 0.3);
+      const plain = strategyModel(
+        family,
+        modifiersFor(strategy({ kind: 'prefix-tuning', length, positions: 'from-zero' })),
+        0.3,
+      );
+      const table = after.indexOf(`${family}.embeddings.position_embeddings.weight`);
+      const width = after.specs[table].shape[1];
+      const rows = after.specs[table].shape[0];
+      const pad = family === 'roberta' ? after.config.padTokenId : -1;
+      const shifted = Float32Array.from(after.values[table]);
+      for (let r = pad + 1; r + length < rows; r++)
+        shifted.set(after.values[table].subarray((r + length) * width, (r + length + 1) * width), r * width);
+      const differs = plain.predict(b).logits.some((v, i) => v !== after.predict(b).logits[i]);
+      assert.ok(differs, `${family}: the numbering changes the outputs`);
+      plain.values[table] = shifted;
+      plain.markDirty();
+      assert.deepEqual(plain.predict(b).logits, after.predict(b).logits, family);
+      // A sequence whose positions after the prefix run past the table is refused, not read out of range.
+      const free = rows - (family === 'roberta' ? pad + 1 : 0) - length;
+      const long = { ...b, batch: 1, seq: free + 1, labels: Float32Array.from([0]) };
+      long.inputIds = new Int32Array(long.seq).fill(5);
+      long.tokenTypeIds = new Int32Array(long.seq);
+      long.attentionMask = new Float32Array(long.seq).fill(1);
+      assert.throws(() => after.predict(long), /a prefix of 3 positions before sequences of \d+ tokens needs/);
+      const fits = {
+        ...long,
+        seq: free,
+        inputIds: long.inputIds.subarray(1),
+        tokenTypeIds: long.tokenTypeIds.subarray(1),
+      };
+      assert.doesNotThrow(() => after.predict({ ...fits, attentionMask: long.attentionMask.subarray(1) }));
+      after.dispose();
+      plain.dispose();
+    }
+  });
+
   test("the bottleneck is hidden / reduction_factor (AdapterHub's 16, parallel 2) unless given; the inits", () => {
     const sizes = (options: Record<string, unknown>) =>
       new EncoderClassifier(

@@ -173,19 +173,31 @@ describe('r3f consistency term', () => {
   test('finite differences: the whole step with the term, through both passes into the embeddings', () => {
     for (const labels of [3, 1]) {
       const model = microModel({ labels });
-      const extras = (): StepExtras => ({
-        consistency: { term: { weight: 4, noise: 'normal', sigma: 0.5 }, noise: new Rng(11) },
+      const extras = (noisyWordGradient: boolean) => (): StepExtras => ({
+        consistency: { term: { weight: 4, noise: 'normal', sigma: 0.5, noisyWordGradient }, noise: new Rng(11) },
       });
-      const withTerm = checkDirection(model, 'bert.embeddings.word_embeddings.weight', extras);
-      const without = checkDirection(model, 'bert.embeddings.word_embeddings.weight', () => ({}));
+      const words = 'bert.embeddings.word_embeddings.weight';
+      const withTerm = checkDirection(model, words, extras(true));
+      const without = checkDirection(model, words, () => ({}));
       assert.ok(Math.abs(withTerm - without) > 1e-4, `the term moves the embeddings' gradient (${labels} labels)`);
+      // fairseq's default: the noisy pass's word embeddings are detached, so the table's gradient is not the
+      // objective's (no finite difference to check it against) and differs from it; every other tensor's still is.
+      const [full, detached] = [true, false].map((flag) => {
+        const g = gradsOf(model);
+        model.step(batch(), g, null, undefined, extras(flag)());
+        return g[model.indexOf(words)];
+      });
+      assert.ok(
+        detached.some((v, j) => Math.abs(v - full[j]) > 1e-6),
+        `the noisy pass reaches the words only with noisyWordGradient (${labels} labels)`,
+      );
       for (const name of [
         'bert.encoder.layer.0.attention.self.key.weight',
         'bert.embeddings.LayerNorm.weight',
         'bert.embeddings.position_embeddings.weight',
         labels === 1 ? 'classifier.weight' : 'bert.pooler.dense.weight',
       ])
-        checkDirection(model, name, extras);
+        for (const flag of [true, false]) checkDirection(model, name, extras(flag));
       model.dispose();
     }
   });
@@ -198,7 +210,7 @@ describe('r3f consistency term', () => {
     const before = noise.state;
     const l2 = model.step(batch(), g2, new Rng(2), undefined, {
       seed: 3,
-      consistency: { term: { weight: 0, noise: 'uniform', sigma: 1e-5 }, noise },
+      consistency: { term: { weight: 0, noise: 'uniform', sigma: 1e-5, noisyWordGradient: false }, noise },
     }).loss;
     assert.equal(l2, l1);
     g1.forEach((g, i) => assert.deepEqual(g2[i], g));

@@ -8,7 +8,7 @@ import type { EncoderClassifier } from '../src/engine/model.js';
 import { adamwRange, adamwStep } from '../src/engine/optimizer.js';
 import { Rng } from '../src/engine/rng.js';
 import { saveModel } from '../src/engine/save.js';
-import { loadSavedModel } from '../src/engine/saved-strategy.js';
+import { loadSavedModel, STRATEGY_CONFIG } from '../src/engine/saved-strategy.js';
 import { readSafetensors } from '../src/engine/safetensors.js';
 import type { Recipe } from '../src/recipe/types.generated.js';
 import { definitionOf, modifiersFor, modifiersFrom } from '../src/strategies/registry.js';
@@ -79,6 +79,7 @@ describe('a model saved with its strategy apart loads with it applied', () => {
     ['adapter pfeiffer', { kind: 'adapter', placement: 'pfeiffer' }, 0],
     ['adapter scaled-parallel', { kind: 'adapter', placement: 'scaled-parallel', head: 'pooler+classifier' }, 0],
     ['prefix-tuning', { kind: 'prefix-tuning', length: 3 }, 0],
+    ['prefix-tuning numbering positions from zero', { kind: 'prefix-tuning', length: 3, positions: 'from-zero' }, 0],
     // The MLP's prefixes are computed once in float64 and saved as plain rows.
     ['prefix-tuning through the MLP', { kind: 'prefix-tuning', length: 2, reparameterize: true, mlp_hidden: 6 }, 1e-5],
     ['prompt-tuning', { kind: 'prompt-tuning', length: 3, head: 'pooler+classifier' }, 0],
@@ -102,6 +103,22 @@ describe('a model saved with its strategy apart loads with it applied', () => {
       model.dispose();
       loaded.model.dispose();
     });
+
+  test('a prefix model saved before the positions setting loads numbered from zero, as it was trained', () => {
+    const options = strategy({ kind: 'prefix-tuning', length: 3, positions: 'from-zero' });
+    const model = trained(options);
+    const want = model.predict(deltaBatch()).logits;
+    const dir = save(model, options);
+    const file = path.join(dir, STRATEGY_CONFIG);
+    const saved = JSON.parse(fs.readFileSync(file, 'utf8'));
+    assert.equal(saved.modifiers[0].options.positions, 'from-zero');
+    delete saved.modifiers[0].options.positions;
+    fs.writeFileSync(file, JSON.stringify(saved));
+    const loaded = loadSavedModel(dir, { numLabels: 2, seed: 77, modifiersFrom });
+    assert.deepEqual(loaded.model.predict(deltaBatch()).logits, want);
+    model.dispose();
+    loaded.model.dispose();
+  });
 
   test('a run cannot train from such a model: loadPretrained refuses it, saying why', () => {
     const options = strategy({ kind: 'adapter', placement: 'pfeiffer' });

@@ -13,6 +13,12 @@ export interface ConsistencyTerm {
   /** Each noise element is uniform in [-sigma, sigma], or normal with standard deviation sigma. */
   noise: 'uniform' | 'normal';
   sigma: number;
+  /**
+   * Whether the perturbed pass's gradient reaches the word-embedding table. false: its word embeddings are
+   * constants there (fairseq's R3F adds the noise to detached embeddings), so the table learns from the clean pass
+   * only; the other tables, the LayerNorm and everything above still get both passes' gradients.
+   */
+  noisyWordGradient: boolean;
 }
 
 /** n noise elements as the term says, drawn in order from `rng`. */

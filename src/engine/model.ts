@@ -164,7 +164,10 @@ export class EncoderClassifier {
       }
       // As in `step`, with the distance on the device; the second pass's gradients add to the first's in `emit`.
       const { term, noise } = consistency;
-      const noisy = this.forward(b, rng, draws, embeddingNoise(term, b.batch * b.seq * this.embeddingWidth, noise));
+      const noisy = this.forward(b, rng, draws, {
+        values: embeddingNoise(term, b.batch * b.seq * this.embeddingWidth, noise),
+        wordGradient: term.noisyWordGradient,
+      });
       const distance = this.regression ? squaredDifferenceOnDevice : symmetricKlOnDevice;
       const d = distance(f.logits, noisy.logits);
       this.backward(b, f, tf.add(dlogits, tf.mul(d.dclean, term.weight)) as T2, ctx);
@@ -224,7 +227,10 @@ export class EncoderClassifier {
         return { loss, logits: f.logits };
       }
       const { term, noise } = consistency;
-      const noisy = this.forward(b, rng, draws, embeddingNoise(term, b.batch * b.seq * this.embeddingWidth, noise));
+      const noisy = this.forward(b, rng, draws, {
+        values: embeddingNoise(term, b.batch * b.seq * this.embeddingWidth, noise),
+        wordGradient: term.noisyWordGradient,
+      });
       const [clean, perturbed] = [f.logits.dataSync() as Float32Array, noisy.logits.dataSync() as Float32Array];
       const d = this.regression ? squaredDifference(clean, perturbed) : symmetricKl(clean, perturbed, this.numLabels);
       const shape = f.logits.shape;
@@ -265,7 +271,12 @@ export class EncoderClassifier {
   }
 
   /** Embeddings, encoder, then the head on each sequence's first token. Dropout masks come from `rng` in that order. */
-  private forward(b: Batch, rng: Rng | null, draws: ForwardContext['draws'] = NO_DRAWS, noise?: Float32Array) {
+  private forward(
+    b: Batch,
+    rng: Rng | null,
+    draws: ForwardContext['draws'] = NO_DRAWS,
+    noise?: ForwardContext['embeddingNoise'],
+  ) {
     const c = this.config;
     const { embeddings, encoder, head } = this.modules;
     const on = rng !== null && this.modules.dropout;

@@ -22,3 +22,17 @@ export const PRETRAINING_HEADS = [
   /^(bert|roberta|electra)\.embeddings\.position_ids$/,
   /^embeddings\.position_ids$/,
 ];
+
+/**
+ * The position rows a pass over sequences of `seq` tokens reads with the modifiers applied (a prompt before the
+ * sequences, or a prefix their positions count after, reads further), what it reads without them, and how many
+ * rows the model has.
+ */
+export function positionRows(c: ModelConfig, numLabels: number, modifiers: readonly ModelModifier[], seq: number) {
+  const needed = (m: readonly ModelModifier[]) => {
+    const model = assemble(c, numLabels);
+    applyModifiers(model, c, numLabels, m);
+    return model.embeddings.positionsNeeded(seq);
+  };
+  return { needed: needed(modifiers), plain: needed([]), rows: c.maxPositions };
+}

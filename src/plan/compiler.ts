@@ -1,7 +1,7 @@
 import { HubError, localModelDir } from '../engine/hub/cache.js';
 import path from 'node:path';
 import { readModelConfig, ModelError, type ModelConfig } from '../engine/config.js';
-import { paramSpecs, prefixOf } from '../engine/params.js';
+import { paramSpecs, positionRows, prefixOf } from '../engine/params.js';
 import { DataFileError } from '../data/formats.js';
 import { loadSplit, splitFile } from '../data/load.js';
 import { taskSpecOf } from '../data/tasks.js';
@@ -170,6 +170,22 @@ export function compilePlan(loaded: LoadedRecipe, recipeFile: string): CompileRe
     const numLabels = numLabelsOf(r.dataset);
     diagnostics.push(...strategyChecks(r, loaded));
     diagnostics.push(...trainingChecks(r, train.examples, loaded));
+    // A strategy that reads positions beyond the sequence's own (a prompt before it, a prefix it counts after).
+    const positions = positionRows(config, numLabels, modifiersFor(r.strategy), r.model.max_seq_length);
+    if (positions.needed > positions.rows && positions.needed > positions.plain)
+      diagnostics.push(
+        diagnostic(
+          'CT0106',
+          `strategy ${r.strategy.kind} with model.max_seq_length ${r.model.max_seq_length} reads ${positions.needed} position rows; the model has ${positions.rows}`,
+          '/model/max_seq_length',
+          {
+            location: loaded.composed.sources.get('/model/max_seq_length'),
+            notes: [
+              `Lower model.max_seq_length to ${r.model.max_seq_length - (positions.needed - positions.rows)} or less, or the strategy's length.`,
+            ],
+          },
+        ),
+      );
     // The strategy's own stages before training (D: the fisher pass), each on the pretrained model and the training data.
     const extra = stagesFor(r, {
       modelHash: model.hash,

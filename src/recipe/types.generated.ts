@@ -172,9 +172,11 @@ keep_dropout?: undefined
 length?: undefined
 reparameterize?: undefined
 mlp_hidden?: undefined
+positions?: undefined
 prompt_init?: undefined
 noise?: undefined
 sigma?: undefined
+noisy_embeddings_gradient?: undefined
 anneal?: undefined
 k?: undefined
 t0?: undefined
@@ -245,9 +247,11 @@ keep_dropout?: undefined
 length?: undefined
 reparameterize?: undefined
 mlp_hidden?: undefined
+positions?: undefined
 prompt_init?: undefined
 noise?: undefined
 sigma?: undefined
+noisy_embeddings_gradient?: undefined
 anneal?: undefined
 k?: undefined
 t0?: undefined
@@ -342,9 +346,11 @@ keep_dropout?: undefined
 length?: undefined
 reparameterize?: undefined
 mlp_hidden?: undefined
+positions?: undefined
 prompt_init?: undefined
 noise?: undefined
 sigma?: undefined
+noisy_embeddings_gradient?: undefined
 anneal?: undefined
 k?: undefined
 t0?: undefined
@@ -416,9 +422,11 @@ keep_dropout?: undefined
 length?: undefined
 reparameterize?: undefined
 mlp_hidden?: undefined
+positions?: undefined
 prompt_init?: undefined
 noise?: undefined
 sigma?: undefined
+noisy_embeddings_gradient?: undefined
 anneal?: undefined
 k?: undefined
 t0?: undefined
@@ -500,9 +508,11 @@ keep_dropout?: undefined
 length?: undefined
 reparameterize?: undefined
 mlp_hidden?: undefined
+positions?: undefined
 prompt_init?: undefined
 noise?: undefined
 sigma?: undefined
+noisy_embeddings_gradient?: undefined
 anneal?: undefined
 k?: undefined
 t0?: undefined
@@ -560,9 +570,11 @@ keep_dropout?: undefined
 length?: undefined
 reparameterize?: undefined
 mlp_hidden?: undefined
+positions?: undefined
 prompt_init?: undefined
 noise?: undefined
 sigma?: undefined
+noisy_embeddings_gradient?: undefined
 anneal?: undefined
 k?: undefined
 t0?: undefined
@@ -648,9 +660,11 @@ keep_dropout?: undefined
 length?: undefined
 reparameterize?: undefined
 mlp_hidden?: undefined
+positions?: undefined
 prompt_init?: undefined
 noise?: undefined
 sigma?: undefined
+noisy_embeddings_gradient?: undefined
 anneal?: undefined
 k?: undefined
 t0?: undefined
@@ -730,9 +744,11 @@ keep_dropout?: undefined
 length?: undefined
 reparameterize?: undefined
 mlp_hidden?: undefined
+positions?: undefined
 prompt_init?: undefined
 noise?: undefined
 sigma?: undefined
+noisy_embeddings_gradient?: undefined
 anneal?: undefined
 k?: undefined
 t0?: undefined
@@ -812,9 +828,11 @@ init_scale?: undefined
 length?: undefined
 reparameterize?: undefined
 mlp_hidden?: undefined
+positions?: undefined
 prompt_init?: undefined
 noise?: undefined
 sigma?: undefined
+noisy_embeddings_gradient?: undefined
 anneal?: undefined
 k?: undefined
 t0?: undefined
@@ -864,6 +882,10 @@ mlp_hidden: number
  * prefix-tuning only: what trains beside the prefixes: classifier (PEFT's SEQ_CLS modules_to_save) or pooler+classifier (BERT's pooler dense layer too).
  */
 head: ("classifier" | "pooler+classifier")
+/**
+ * prefix-tuning only: how the sequences' own tokens are numbered for the position embeddings. after-prefix (default): from the prefix length on, as transformers numbers them when PEFT passes the prefixes as past_key_values (past_key_values_length: BERT and ELECTRA read positions l to l + n - 1, RoBERTa its real tokens from padding_idx + 1 + l); max_seq_length plus l must then fit the model's positions. from-zero: as without a prefix.
+ */
+positions: ("after-prefix" | "from-zero")
 child_tuning?: ChildTuning6
 placement?: undefined
 reduction_factor?: undefined
@@ -895,6 +917,7 @@ keep_dropout?: undefined
 prompt_init?: undefined
 noise?: undefined
 sigma?: undefined
+noisy_embeddings_gradient?: undefined
 anneal?: undefined
 k?: undefined
 t0?: undefined
@@ -970,8 +993,10 @@ mask?: undefined
 keep_dropout?: undefined
 reparameterize?: undefined
 mlp_hidden?: undefined
+positions?: undefined
 noise?: undefined
 sigma?: undefined
+noisy_embeddings_gradient?: undefined
 anneal?: undefined
 k?: undefined
 t0?: undefined
@@ -1017,6 +1042,10 @@ noise: ("uniform" | "normal")
  * R3F only: scale of the embedding noise (the paper's default 1e-5).
  */
 sigma: number
+/**
+ * R3F only: the noisy pass's gradient reaches the word-embedding table too (the paper's objective). Default false, as fairseq's sentence_prediction_r3f.py, which adds the noise to detached word embeddings: the table learns from the clean pass only (every other parameter from both).
+ */
+noisy_embeddings_gradient: boolean
 child_tuning?: ChildTuning8
 placement?: undefined
 reduction_factor?: undefined
@@ -1048,6 +1077,7 @@ keep_dropout?: undefined
 length?: undefined
 reparameterize?: undefined
 mlp_hidden?: undefined
+positions?: undefined
 prompt_init?: undefined
 anneal?: undefined
 k?: undefined
@@ -1130,9 +1160,11 @@ keep_dropout?: undefined
 length?: undefined
 reparameterize?: undefined
 mlp_hidden?: undefined
+positions?: undefined
 prompt_init?: undefined
 noise?: undefined
 sigma?: undefined
+noisy_embeddings_gradient?: undefined
 layers?: undefined
 }
 /**
@@ -1201,9 +1233,11 @@ keep_dropout?: undefined
 length?: undefined
 reparameterize?: undefined
 mlp_hidden?: undefined
+positions?: undefined
 prompt_init?: undefined
 noise?: undefined
 sigma?: undefined
+noisy_embeddings_gradient?: undefined
 anneal?: undefined
 k?: undefined
 t0?: undefined
@@ -1271,9 +1305,11 @@ keep_dropout?: undefined
 length?: undefined
 reparameterize?: undefined
 mlp_hidden?: undefined
+positions?: undefined
 prompt_init?: undefined
 noise?: undefined
 sigma?: undefined
+noisy_embeddings_gradient?: undefined
 anneal?: undefined
 k?: undefined
 t0?: undefined

@@ -28,6 +28,8 @@ export interface EmbeddingsCache {
   mask: tf.Tensor | null;
   projection?: unknown;
   prompt?: unknown;
+  /** The pass's word embeddings were detached (a perturbed pass without wordGradient): no gradient to the table. */
+  detachedWords?: boolean;
 }
 
 /** A table, the row each token of the pass reads, and whether only the sequences' own tokens read it (words). */
@@ -43,6 +45,14 @@ export class Embeddings {
   /** The rows each token reads per table, cached per batch (forward and backward share them). */
   private lastRows: { batch: Batch; rows: TableRows[] } | undefined;
   prompt?: InputPrefix;
+  /**
+   * Positions the sequences' own tokens count after: transformers' past_key_values_length, set by a key/value
+   * prefix passed as past key values (prefix tuning, as PEFT runs it). BERT and ELECTRA take position ids from
+   * there (their table sliced at [offset, offset + length)); RoBERTa counts its real tokens from padding_idx + 1 +
+   * offset, padding at padding_idx. A prompt's inputs_embeds: BERT shifts them too, RoBERTa does not
+   * (create_position_ids_from_inputs_embeds has no offset).
+   */
+  positionOffset = 0;
 
   constructor(
     readonly tables: { word: Param; position: Param; type: Param },
@@ -64,7 +74,8 @@ export class Embeddings {
     const n = this.norm.forward(emb, ctx);
     const mask = ctx.dropout([tokens, E], 'hidden');
     const x = applyMask(n.y, mask);
-    const cache: EmbeddingsCache = { norm: n.cache, mask, prompt: prompt?.cache };
+    const detachedWords = ctx.embeddingNoise !== undefined && !ctx.embeddingNoise.wordGradient;
+    const cache: EmbeddingsCache = { norm: n.cache, mask, prompt: prompt?.cache, detachedWords };
     if (!this.projection) return { y: x, cache };
     const p = this.projection.forward(x, ctx);
     return { y: p.y, cache: { ...cache, projection: p.cache } };
@@ -83,7 +94,8 @@ export class Embeddings {
       );
     // Noise on the sum is noise on the word embeddings (the other tables add to it), and leaves the backward as is.
     const noised = (out: Float32Array) => {
-      if (ctx.embeddingNoise) for (let i = 0; i < own * E; i++) out[i] += ctx.embeddingNoise[i];
+      const noise = ctx.embeddingNoise?.values;
+      if (noise) for (let i = 0; i < own * E; i++) out[i] += noise[i];
       return out;
     };
     if (!prompt) return tf.tensor2d(noised(tables(() => true, own)), [own, E]);
@@ -102,12 +114,15 @@ export class Embeddings {
       tf.gather(ctx.weight(r.table), tf.tensor1d(r.ids, 'int32')),
     );
     const noise = (t: tf.Tensor) =>
-      ctx.embeddingNoise ? tf.add(t, tf.tensor2d(ctx.embeddingNoise, t.shape as [number, number])) : t;
+      ctx.embeddingNoise ? tf.add(t, tf.tensor2d(ctx.embeddingNoise.values, t.shape as [number, number])) : t;
     if (!prompt) return noise(tf.add(tf.add(words, position), type)) as T2;
     return tf.add(prependRows(prompt, noise(words) as T2, b.batch), tf.add(position, type)) as T2;
   }
 
-  /** Scatter-adds the gradient at the embedding sum into the trainable tables, and gives the prompt its rows'. */
+  /**
+   * Scatter-adds the gradient at the embedding sum into the trainable tables (not into the word table after a pass
+   * whose word embeddings were detached), and gives the prompt its rows'.
+   */
   backward(b: Batch, dy: T2, c: EmbeddingsCache, ctx: BackwardContext) {
     const dx = this.projection ? sum(this.projection.backward(dy, c.projection, ctx)) : dy;
     const [demb] = this.norm.backward(applyMask(dx, c.mask), c.norm, ctx);
@@ -120,7 +135,8 @@ export class Embeddings {
     // Each gradient read to the host once, whichever tables scatter it.
     const host = new Map<T2, Float32Array>();
     const read = (d: T2) => host.get(d) ?? host.set(d, d.dataSync() as Float32Array).get(d)!;
-    for (const r of this.rowsOf(b).filter((r) => trains(r.table.spec)))
+    const detached = (r: TableRows) => c.detachedWords === true && r.table === this.tables.word;
+    for (const r of this.rowsOf(b).filter((r) => trains(r.table.spec) && !detached(r)))
       scatterRows(r.table, r.ids, r.own ? dwords : demb, ctx, read);
   }
 
@@ -157,25 +173,37 @@ export class Embeddings {
     const S = prompt + b.seq;
     const afterPadding = this.options.positions === 'after-padding';
     const pad = this.options.padTokenId;
+    const offset = this.positionOffset;
     const rows = this.tables.position.spec.shape[0];
-    const needed = afterPadding ? pad + 1 + S : S;
-    if (prompt && needed > rows)
+    const needed = this.positionsNeeded(b.seq);
+    if ((prompt || offset) && needed > rows) {
+      const before = prompt ? `a prompt of ${prompt} tokens` : `a prefix of ${offset} positions`;
       throw new ChildtuneError(
         'input',
-        `a prompt of ${prompt} tokens before sequences of ${b.seq} tokens needs ${needed} position rows; the model has ${rows}`,
-        { hint: `Lower model.max_seq_length by ${needed - rows} or more, or the prompt's length.` },
+        `${before} before sequences of ${b.seq} tokens needs ${needed} position rows; the model has ${rows}`,
+        {
+          hint: `Lower model.max_seq_length by ${needed - rows} or more, or the ${prompt ? 'prompt' : 'prefix'}'s length.`,
+        },
       );
+    }
     const out = new Int32Array(b.batch * S);
     for (let i = 0; i < b.batch; i++) {
       let count = 0;
       for (let t = 0; t < S; t++) {
         const k = i * S + t;
-        if (!afterPadding) out[k] = t;
+        if (!afterPadding) out[k] = offset + t;
         else if (prompt) out[k] = pad + 1 + t;
-        else out[k] = b.attentionMask[k] > 0 ? pad + ++count : pad;
+        else out[k] = b.attentionMask[k] > 0 ? pad + offset + ++count : pad;
       }
     }
     return out;
+  }
+
+  /** The position rows a pass over sequences of `seq` tokens reads (its largest position id plus one). */
+  positionsNeeded(seq: number): number {
+    const S = this.promptLength + seq;
+    if (this.options.positions !== 'after-padding') return this.positionOffset + S;
+    return this.options.padTokenId + 1 + S + (this.promptLength ? 0 : this.positionOffset);
   }
 }
 

@@ -57,6 +57,11 @@ export interface ModelEditor {
   /** Gives each selected layer's attention key and value rows every query attends to (prefix tuning). */
   prefixAttention(build: (layer: number) => KeyValuePrefix, layers?: readonly number[]): void;
   /**
+   * Counts the sequences' own positions after `by` more (transformers' past_key_values_length, when a prefix is
+   * passed as past key values: Embeddings.positionOffset).
+   */
+  offsetPositions(by: number): void;
+  /**
    * Puts rows before every sequence's word embeddings (prompt tuning, PEFT's placement): position and token-type
    * embeddings and the embeddings' LayerNorm apply to them, and the head reads the first of them.
    */
@@ -169,6 +174,9 @@ export function applyModifiers(
         if (attention.prefix) throw new Error(`layer ${l}'s attention already has a key/value prefix`);
         attention.prefix = build(l);
       }
+    },
+    offsetPositions(by) {
+      model.embeddings.positionOffset += by;
     },
     prependInput(prefix) {
       if (model.embeddings.prompt) throw new Error('the input already has a prompt');

@@ -28,8 +28,11 @@ export interface ForwardContext {
    * shard and pass of a step, so a weight mask is one per step (Mixout). Null when predicting or the step has no seed.
    */
   draws(...key: number[]): Rng | null;
-  /** Added to each token's embedding sum ([tokens * width]) in a perturbed pass (a consistency term); absent: none. */
-  embeddingNoise?: Float32Array;
+  /**
+   * Added to each token's word embedding ([tokens * width]) in a perturbed pass (a consistency term); absent: none.
+   * Without `wordGradient` the pass's word embeddings are detached: its backward leaves the word table alone.
+   */
+  embeddingNoise?: { values: Float32Array; wordGradient: boolean };
   /** The sequences of this pass, set by the encoder for the modules inside it. */
   sequence?: Sequence;
 }

@@ -11,6 +11,12 @@ export interface PrefixSettings {
   reparameterize: boolean;
   mlpHidden: number;
   head: Head;
+  /**
+   * after-prefix: the sequences' positions count after the prefix, as transformers numbers them when PEFT passes the
+   * prefix as past_key_values (past_key_values_length); from-zero: from 0. Absent (a model saved before the option):
+   * from-zero, as it was trained.
+   */
+  positions?: 'after-prefix' | 'from-zero';
 }
 
 /** The modifier's settings: the recipe's options with their defaults. */
@@ -19,6 +25,7 @@ export const prefixSettings = (o: OptionsOf<'prefix-tuning'>): PrefixSettings =>
   reparameterize: o.reparameterize ?? false,
   mlpHidden: o.mlp_hidden ?? 512,
   head: o.head ?? 'classifier',
+  positions: o.positions ?? 'after-prefix',
 });
 
 /** Li and Liang's MLP: its shared part and every layer's output columns, as the editor declares them. */
@@ -67,6 +74,7 @@ export function declarePlain(editor: ModelEditor, length: number, layer: number)
 export const prefixModifier = defineModifier<PrefixSettings>('prefix-tuning', (editor, s) => {
   // The model's own parameters freeze but the head's: every pretrained weight stays as it is.
   editor.setTrainable(inHead(s.head));
+  if (s.positions === 'after-prefix') editor.offsetPositions(s.length);
   if (!s.reparameterize) {
     editor.prefixAttention((layer) => {
       const { keys, values } = declarePlain(editor, s.length, layer);
