@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
+import { parse } from 'yaml';
 import { selectBackend } from '../src/engine/backend.js';
 import { EncoderClassifier } from '../src/engine/model.js';
 import { trains } from '../src/engine/modules/param.js';
@@ -278,6 +279,38 @@ describe('diff-pruning and mask-tuning runs (2 threads)', () => {
 
   before(async () => {
     await tinyModel(path.join(project, 'model'));
+  });
+
+  test("at the bundled recipe's settings (stage boundary scaled to a short run), the projection leaves the target share", async () => {
+    // The bundled recipe's training block and strategy, on 8 examples: one step per epoch, so the projection
+    // comes after step 3 of 6 and the fixed-mask stage trains the last 3.
+    const bundled = parse(fs.readFileSync(path.join(REPO, 'recipes/delta/diff-pruning-rte.yaml'), 'utf8'));
+    const [strategy] = bundled.sweep.grid.strategy as { kind: string; projection_epoch: number }[];
+    assert.equal(strategy.projection_epoch, 3);
+    const recipe = write(
+      project,
+      'stages.yaml',
+      `version: 1
+model: {path: ./model, max_seq_length: 32}
+dataset: {task: glue/rte, dir: ${path.join(GLUE, 'RTE')}, subsample: {size: 8, seed: 0}}
+strategy: ${JSON.stringify(strategy)}
+training: ${JSON.stringify({ ...bundled.training, log_every: 1 })}
+evaluation: {batch_size: 128}
+runtime: {threads: 2}
+`,
+    );
+    const r = await cli(['run', recipe, '--json', '--quiet', ...allow]);
+    assert.equal(r.code, 0, r.err);
+    const [{ dir }] = JSON.parse(r.out) as { dir: string }[];
+    const results = JSON.parse(fs.readFileSync(path.join(dir, 'results.json'), 'utf8'));
+    assert.equal(results.steps, 6);
+    assert.equal(results.diff_target_sparsity, 0.005);
+    const kept = JSON.parse(fs.readFileSync(path.join(dir, 'model', 'diff-pruning.json'), 'utf8'));
+    const target = Math.floor(0.005 * kept.gated_parameters);
+    assert.ok(kept.kept_fraction < 1, `kept ${kept.kept_fraction}`);
+    // Exactly floor(0.005 x gated entries): no two merged differences tie at the threshold in this run.
+    assert.equal(kept.kept_parameters, target, JSON.stringify(kept));
+    assert.ok(kept.mean_log_alpha < 0, 'the pruned gates are fixed closed');
   });
 
   test("validate reports another kind's option against the kind written, naming its kinds", async () => {

@@ -129,6 +129,9 @@ f_masks?: undefined
 lambda?: undefined
 alpha_init?: undefined
 alpha_lr?: undefined
+projection_epoch?: undefined
+target_sparsity?: undefined
+fixmask_lr?: undefined
 target_modules?: undefined
 r?: undefined
 alpha?: undefined
@@ -202,6 +205,9 @@ f_masks?: undefined
 lambda?: undefined
 alpha_init?: undefined
 alpha_lr?: undefined
+projection_epoch?: undefined
+target_sparsity?: undefined
+fixmask_lr?: undefined
 target_modules?: undefined
 r?: undefined
 alpha?: undefined
@@ -299,6 +305,9 @@ f_masks?: undefined
 lambda?: undefined
 alpha_init?: undefined
 alpha_lr?: undefined
+projection_epoch?: undefined
+target_sparsity?: undefined
+fixmask_lr?: undefined
 target_modules?: undefined
 r?: undefined
 alpha?: undefined
@@ -373,6 +382,9 @@ f_masks?: undefined
 lambda?: undefined
 alpha_init?: undefined
 alpha_lr?: undefined
+projection_epoch?: undefined
+target_sparsity?: undefined
+fixmask_lr?: undefined
 target_modules?: undefined
 r?: undefined
 alpha?: undefined
@@ -457,6 +469,9 @@ fisher?: undefined
 lambda?: undefined
 alpha_init?: undefined
 alpha_lr?: undefined
+projection_epoch?: undefined
+target_sparsity?: undefined
+fixmask_lr?: undefined
 target_modules?: undefined
 r?: undefined
 alpha?: undefined
@@ -481,7 +496,7 @@ gamma?: undefined
 layers?: undefined
 }
 /**
- * Diff pruning (Guo et al., ACL 2021; reference dguo98/DiffPruning run_glue_diffpruning.py): the weight and bias of each chosen dense layer are frozen and fine-tuned as pretrained plus a sparse difference, gated per element and per tensor by hard-concrete gates (temperature 1, stretched to [-1.5, 1.5]) with lambda times their L0 penalty added to the loss; the gates' log_alpha have their own AdamW at alpha_lr. The classifier's output layer trains as usual, everything else stays frozen. The saved model has the differences merged in (gates at their test-time values).
+ * Diff pruning (Guo et al., ACL 2021; reference dguo98/DiffPruning run_glue_diffpruning.py): the weight and bias of each chosen dense layer are frozen and fine-tuned as pretrained plus a sparse difference, gated per element and per tensor by hard-concrete gates (temperature 1, stretched to [-1.5, 1.5]) with lambda times their L0 penalty added to the loss; the gates' log_alpha have their own AdamW at alpha_lr. The classifier's output layer trains as usual, everything else stays frozen. With projection_epoch, the reference's later stages follow: a magnitude projection to target_sparsity, then fine-tuning under that fixed mask. The saved model has the differences merged in (gates at their test-time values).
  */
 export interface DiffPruningStrategy {
 kind: "diff-pruning"
@@ -497,6 +512,18 @@ alpha_init: number
  * Diff pruning only: learning rate of the gates' own AdamW (constant, no weight decay; the run's betas and eps), as the reference's alpha_optimizer (0.1).
  */
 alpha_lr: number
+/**
+ * Diff pruning only: when its second and third stages start, in epochs of the run (may be fractional; rounded to whole optimizer steps). At the end of that step the merged difference z_t z delta (test-time gates) is projected by magnitude to the largest target_sparsity share of the gated entries (the reference's run_glue_mag.py), and the rest of the run trains the differences under that fixed mask (run_glue_fixmask_finetune.py): gates frozen, fresh AdamW moments, fixmask_lr. Stage one's learning rate then decays over its own steps. Absent: stage one only (no projection). The reference runs 3 epochs, then 3 more.
+ */
+projection_epoch?: number
+/**
+ * Diff pruning only: the share of gated entries the projection keeps (the reference's README: 0.005).
+ */
+target_sparsity: number
+/**
+ * Diff pruning only: the peak learning rate of the fixed-mask stage (the reference's run_glue_fixmask_finetune.py default, 5e-5), scheduled as training.schedule says over that stage's steps.
+ */
+fixmask_lr: number
 /**
  * The dense layers whose weight and bias get a gated difference, by role (default every encoder and pooler layer; the classifier's output layer trains as usual; the embeddings and LayerNorms, which the reference also gates, stay frozen).
  * 
@@ -610,6 +637,9 @@ f_masks?: undefined
 lambda?: undefined
 alpha_init?: undefined
 alpha_lr?: undefined
+projection_epoch?: undefined
+target_sparsity?: undefined
+fixmask_lr?: undefined
 threshold?: undefined
 initial_sparsity?: undefined
 init_scale?: undefined
@@ -691,6 +721,9 @@ f_masks?: undefined
 lambda?: undefined
 alpha_init?: undefined
 alpha_lr?: undefined
+projection_epoch?: undefined
+target_sparsity?: undefined
+fixmask_lr?: undefined
 r?: undefined
 alpha?: undefined
 dropout?: undefined
@@ -773,6 +806,9 @@ f_masks?: undefined
 lambda?: undefined
 alpha_init?: undefined
 alpha_lr?: undefined
+projection_epoch?: undefined
+target_sparsity?: undefined
+fixmask_lr?: undefined
 r?: undefined
 alpha?: undefined
 dropout?: undefined
@@ -852,6 +888,9 @@ f_masks?: undefined
 lambda?: undefined
 alpha_init?: undefined
 alpha_lr?: undefined
+projection_epoch?: undefined
+target_sparsity?: undefined
+fixmask_lr?: undefined
 target_modules?: undefined
 r?: undefined
 alpha?: undefined
@@ -928,6 +967,9 @@ f_masks?: undefined
 lambda?: undefined
 alpha_init?: undefined
 alpha_lr?: undefined
+projection_epoch?: undefined
+target_sparsity?: undefined
+fixmask_lr?: undefined
 target_modules?: undefined
 r?: undefined
 alpha?: undefined
@@ -1005,6 +1047,9 @@ scope?: undefined
 f_masks?: undefined
 alpha_init?: undefined
 alpha_lr?: undefined
+projection_epoch?: undefined
+target_sparsity?: undefined
+fixmask_lr?: undefined
 target_modules?: undefined
 r?: undefined
 alpha?: undefined
@@ -1087,6 +1132,9 @@ f_masks?: undefined
 lambda?: undefined
 alpha_init?: undefined
 alpha_lr?: undefined
+projection_epoch?: undefined
+target_sparsity?: undefined
+fixmask_lr?: undefined
 target_modules?: undefined
 r?: undefined
 alpha?: undefined
@@ -1158,6 +1206,9 @@ f_masks?: undefined
 lambda?: undefined
 alpha_init?: undefined
 alpha_lr?: undefined
+projection_epoch?: undefined
+target_sparsity?: undefined
+fixmask_lr?: undefined
 target_modules?: undefined
 r?: undefined
 alpha?: undefined
@@ -1228,6 +1279,9 @@ scope?: undefined
 f_masks?: undefined
 alpha_init?: undefined
 alpha_lr?: undefined
+projection_epoch?: undefined
+target_sparsity?: undefined
+fixmask_lr?: undefined
 target_modules?: undefined
 r?: undefined
 alpha?: undefined

@@ -58,6 +58,21 @@ export interface TrainResult {
 /** Number of optimizer steps a recipe's training takes over n examples. */
 export const totalSteps = (n: number, r: Recipe) => Math.ceil(Math.ceil(n / r.training.batch_size) * r.training.epochs);
 
+/**
+ * The strategy's change to the training state after the optimizer step just taken (diff pruning's projection):
+ * offered the host copies of the weights and moments, handed back to the threads or the GPU when it changed them.
+ */
+async function changeState(strategy: Strategy, model: EncoderClassifier, parallel: RunPool) {
+  const { step } = parallel.moments;
+  if (!strategy.changesAt(step)) return;
+  await parallel.syncToHost();
+  const { m, v } = parallel.moments;
+  if (!strategy.changeAt({ specs: model.specs, values: model.values, m, v })) return;
+  model.markDirty();
+  await parallel.reload();
+  parallel.restoreMoments(m, v, step);
+}
+
 /** A checkpoint to continue from: loop state, plus the best epoch's weights when evaluation.checkpoint is 'best'. */
 export interface Resume {
   state: LoopState;
@@ -149,6 +164,7 @@ export async function trainModel(o: {
       } else {
         const lr = learningRate(s.step - 1, total, t.optimizer.lr, warmup, t.schedule.kind);
         await parallel.update(lr, clipCoefficient(norm, t.max_grad_norm), o.strategy);
+        await changeState(o.strategy, model, parallel);
         s.lastLoss = loss;
         s.window.lossSum += loss;
         s.window.lossCount++;

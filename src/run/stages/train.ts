@@ -15,7 +15,7 @@ import { fMaskLogFor } from '../fmasks.js';
 import type { Reporter } from '../reporter.js';
 import type { RunDir } from '../rundir.js';
 import { TensorBoardWriter } from '../tensorboard.js';
-import { trainModel } from '../train.js';
+import { totalSteps, trainModel } from '../train.js';
 import { depsOfKind, type StageRunner } from '../walk.js';
 import type { LoadedModel } from './load-model.js';
 
@@ -57,7 +57,11 @@ export const trainRunner: StageRunner<Trained> = {
     }
     // The child network itself, in checkpoint order, for `childtune report`'s overlap matrix and other tools.
     if (fisher) writeChildMask(run, model.specs, fisher.masks);
-    const strategy = strategyFor(recipe, model.specs, fisher?.masks);
+    const examples = train.encodings.length;
+    const strategy = strategyFor(recipe, model.specs, fisher?.masks, {
+      perEpoch: Math.ceil(examples / recipe.training.batch_size),
+      total: totalSteps(examples, recipe),
+    });
     strategy.masks = fMaskLogFor(recipe, strategy, model.specs, run, resume?.meta.adamStep ?? 0);
     const metrics = (recipe.evaluation.metrics ?? taskSpecOf(recipe.dataset).metrics) as Metric[];
     const tensorboard = TensorBoardWriter.create(run.path('tb'), run.path('metrics.jsonl'));
