@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
@@ -294,7 +295,7 @@ describe('diff-pruning and mask-tuning runs (2 threads)', () => {
 model: {path: ./model, max_seq_length: 32}
 dataset: {task: glue/rte, dir: ${path.join(GLUE, 'RTE')}, subsample: {size: 8, seed: 0}}
 strategy: ${JSON.stringify(strategy)}
-training: ${JSON.stringify({ ...bundled.training, log_every: 1 })}
+training: ${JSON.stringify({ ...bundled.training, log_every: 1, checkpoint_every: 1 })}
 evaluation: {batch_size: 128}
 runtime: {threads: 2}
 `,
@@ -311,6 +312,42 @@ runtime: {threads: 2}
     // Exactly floor(0.005 x gated entries): no two merged differences tie at the threshold in this run.
     assert.equal(kept.kept_parameters, target, JSON.stringify(kept));
     assert.ok(kept.mean_log_alpha < 0, 'the pruned gates are fixed closed');
+    // The logged learning rate is each stage's own: stage one's decays over its 3 steps, the fixed-mask stage's
+    // starts again at fixmask_lr.
+    const lrs = metricsOf(dir)
+      .filter((e) => e.kind === 'step')
+      .map((e) => e.lr as number);
+    const expected = [1, 2 / 3, 1 / 3].map((f) => f * 1e-5).concat([1, 2 / 3, 1 / 3].map((f) => f * 5e-5));
+    lrs.forEach((lr, i) => assert.ok(Math.abs(lr - expected[i]) < 1e-12, `step ${i + 1}: lr ${lr}`));
+
+    // Killed after a checkpoint, before or after the projection, the run resumes to the same model and log.
+    const child = spawn(
+      process.execPath,
+      [path.join(REPO, 'bin', 'childtune.js'), 'run', recipe, '--quiet', ...allow],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    const runDir = await new Promise<string>((resolve, reject) => {
+      const timer = setInterval(() => {
+        const m = /run directory: (.*)/.exec(stderr);
+        const pointer = m && path.join(m[1].trim(), 'checkpoint.json');
+        if (pointer && fs.existsSync(pointer) && JSON.parse(fs.readFileSync(pointer, 'utf8')).step >= 2) {
+          clearInterval(timer);
+          child.kill('SIGKILL');
+          resolve(m[1].trim());
+        }
+      }, 5);
+      child.on('exit', () => {
+        clearInterval(timer);
+        reject(new Error(`the run ended before step 2 was checkpointed:\n${stderr}`));
+      });
+    });
+    await new Promise((done) => child.once('exit', done).once('close', done));
+    const again = await cli(['run', '--resume', runDir]);
+    assert.equal(again.code, 0, again.err);
+    assert.deepEqual(metricsOf(runDir), metricsOf(dir));
+    assert.deepEqual(modelBytes(runDir), modelBytes(dir));
   });
 
   test("validate reports another kind's option against the kind written, naming its kinds", async () => {

@@ -165,6 +165,7 @@ export async function trainModel(o: {
         const lr = learningRate(s.step - 1, total, t.optimizer.lr, warmup, t.schedule.kind);
         await parallel.update(lr, clipCoefficient(norm, t.max_grad_norm), o.strategy);
         await changeState(o.strategy, model, parallel);
+        const logged = o.strategy.learningRate(parallel.moments.step) ?? lr;
         s.lastLoss = loss;
         s.window.lossSum += loss;
         s.window.lossCount++;
@@ -177,7 +178,7 @@ export async function trainModel(o: {
             step: s.step,
             epoch: s.epoch + 1,
             loss: s.window.lossSum / s.window.lossCount,
-            lr,
+            lr: logged,
             grad_norm: norm,
             kept_fraction: keptFraction.over(s.window.lossCount, dropped - (s.window.dropped ?? 0)),
             examples_per_s: (s.window.examples * 1000) / Math.max(1, now - windowStart),

@@ -89,6 +89,11 @@ export interface StrategyDefinition<K extends Kind = Kind, P = unknown> {
   /** Plain data (structured-cloneable) every worker thread rebuilds the hooks from. */
   prepare(input: PrepareInput<K>): P;
   hooks(prepared: P): StrategyHooks;
+  /**
+   * The learning rate of optimizer step `step` where the strategy's own steps (`ownStep`) replace the run's schedule
+   * for the tensors it trains besides its gates (what the log reports); undefined: the run's.
+   */
+  learningRate?(prepared: P, step: number): number | undefined;
   /** The optimizer step at whose end `changeAt` runs; undefined: none. */
   changeStep?(prepared: P): number | undefined;
   /**

@@ -186,6 +186,11 @@ export class Strategy implements UpdateObserver {
     };
   }
 
+  /** The learning rate of optimizer step `step` where the strategy schedules its own (what the log reports). */
+  learningRate(step: number): number | undefined {
+    return this.definition.learningRate?.(this.prepared, step);
+  }
+
   /** Whether the strategy changes the training state at the end of optimizer step `step`. */
   changesAt(step: number): boolean {
     return this.definition.changeStep?.(this.prepared) === step;

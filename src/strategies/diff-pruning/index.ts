@@ -32,6 +32,13 @@ interface PreparedDiff {
 const stageLr = (s: Stages, peak: number, step: number, steps: number) =>
   learningRate(step - 1, steps, peak, Math.ceil(s.warmupRatio * steps), s.schedule);
 
+/** The differences' and the classifier's learning rate at optimizer step `step`: stage one's, or the fixed-mask stage's. */
+function stagesLr(s: Stages, step: number) {
+  return step <= s.projectAt
+    ? stageLr(s, s.lr, step, s.projectAt)
+    : stageLr(s, s.fixmaskLr, step - s.projectAt, s.total - s.projectAt);
+}
+
 /**
  * Diff pruning (Guo et al., 2021, after dguo98/DiffPruning run_glue_diffpruning.py): frozen pretrained tensors
  * plus hard-concrete-gated differences (gated-diff.ts), the L0 penalty inside the layers' backward. The run's
@@ -78,22 +85,17 @@ export const diffPruningDefinition = defineStrategy({
       },
     };
   },
+  learningRate: ({ stages }: PreparedDiff, step) => (stages ? stagesLr(stages, step) : undefined),
   hooks: ({ gates, lr, stages }: PreparedDiff) => ({
     kind: 'diff-pruning',
     ownStep: (index, step, adam) => {
       const alpha: AdamWSettings = { lr, betas: [adam.b1, adam.b2], eps: adam.eps, weightDecay: 0 };
       if (!stages) return gates[index] ? adamwStep(alpha, step, lr) : undefined;
       const run: AdamWSettings = { ...alpha, weightDecay: stages.weightDecay };
-      const { projectAt, total } = stages;
-      if (step <= projectAt)
-        return gates[index]
-          ? adamwStep(alpha, step, lr)
-          : adamwStep(run, step, stageLr(stages, stages.lr, step, projectAt));
-      // The fixed-mask stage: its own optimizer from its first step; the gates, fixed, are not stepped.
-      const own = step - projectAt;
-      return gates[index]
-        ? adamwStep(alpha, own, 0)
-        : adamwStep(run, own, stageLr(stages, stages.fixmaskLr, own, total - projectAt));
+      // In the fixed-mask stage, its own optimizer from its first step; the gates, fixed, are not stepped.
+      const own = step > stages.projectAt ? step - stages.projectAt : step;
+      if (gates[index]) return adamwStep(alpha, own, step > stages.projectAt ? 0 : lr);
+      return adamwStep(run, own, stagesLr(stages, step));
     },
   }),
   changeStep: ({ stages }: PreparedDiff) => stages?.projectAt,
