@@ -86,6 +86,7 @@ describe('diff pruning', () => {
         kind: 'diff-pruning',
         lambda,
         alpha_init: alphaInit,
+        gated_tensors: 'target_modules',
         target_modules: ['query', 'output', 'head-dense'],
       } as never),
     );
@@ -121,6 +122,36 @@ describe('diff pruning', () => {
     const plain = plainWith(model, weights);
     const [a, b] = [model.predict(batch()).logits, plain.predict(batch()).logits];
     a.forEach((v, i) => assert.ok(Math.abs(v - b[i]) < 1e-5, `${v} vs ${b[i]}`));
+    [base, model, plain].forEach((m) => m.dispose());
+  });
+
+  test("by default every tensor but the classifier's is gated, embedding tables and LayerNorms too, as the reference", () => {
+    const { base, model } = modified(
+      modifiersFor({ kind: 'diff-pruning', lambda: 0, alpha_init: 5, gated_tensors: 'all' } as never),
+    );
+    const own = base.specs.map((s) => s.name);
+    const trained = new Set(model.specs.filter(trains).map((s) => s.name));
+    for (const name of own)
+      if (name.startsWith('classifier.')) assert.ok(trained.has(name), name);
+      else {
+        assert.ok(!trained.has(name), `${name} is frozen`);
+        for (const suffix of ['delta', 'log_alpha', 'tensor_log_alpha'])
+          assert.ok(trained.has(`${name}.diff_pruning.${suffix}`), `${name}: ${suffix}`);
+      }
+    // Differences in the tables (read on the host) and the LayerNorms change the model; merged, it predicts the same.
+    const rng = new Rng(7);
+    model.specs.forEach((s, i) => {
+      if (s.name.endsWith('.delta')) model.values[i].forEach((_, j, v) => (v[j] = rng.normal() * 0.3));
+      if (s.name.endsWith('.log_alpha')) model.values[i].forEach((_, j, v) => (v[j] = rng.normal() * 3));
+    });
+    model.markDirty();
+    const plain = plainWith(model, mergeDiffs(model).weights);
+    const [a, b, c] = [model, plain, base].map((m) => m.predict(batch()).logits);
+    a.forEach((v, i) => assert.ok(Math.abs(v - b[i]) < 1e-5, `${v} vs ${b[i]}`));
+    assert.ok(
+      a.some((v, i) => Math.abs(v - c[i]) > 1e-3),
+      'the differences change the predictions',
+    );
     [base, model, plain].forEach((m) => m.dispose());
   });
 
@@ -393,8 +424,14 @@ sweep:
     for (let t = 0; t < 2; t++) {
       assert.deepEqual(metricsOf(b[t].dir), metricsOf(a[t].dir));
       assert.deepEqual(modelBytes(b[t].dir), modelBytes(a[t].dir));
-      assert.ok(a[t].trainable_share < 0.5, `trainable share ${a[t].trainable_share}`);
     }
+    // Mask tuning trains scores for some weights; diff pruning, as its reference, a difference and a log_alpha for
+    // every value but the classifier's beside the frozen one (and a log_alpha per tensor): just over 2/3 of all.
+    assert.ok(a[1].trainable_share < 0.5, `mask tuning's trainable share ${a[1].trainable_share}`);
+    assert.ok(
+      a[0].trainable_share > 2 / 3 && a[0].trainable_share < 2 / 3 + 1e-3,
+      `diff pruning's trainable share ${a[0].trainable_share}`,
+    );
     // Diff pruning's gates, all open at log_alpha 0.1, closed in 3 steps: log_alpha fell by more than the run's lr
     // could move it (its own AdamW at alpha_lr 0.1).
     const gates = JSON.parse(fs.readFileSync(path.join(a[0].dir, 'model', 'diff-pruning.json'), 'utf8'));

@@ -56,6 +56,10 @@ describe('trainable parameters at BERT-base, by default, equal the reference imp
     // ptlmasking/maskbert: one score per weight of K, Q, V, AO, I and O in every layer (layers_to_mask's default),
     // of the pooler and of the classifier (mask_classifier); no bias, and the classifier itself not trained.
     ['mask-tuning', { kind: 'mask-tuning' }, 12 * (4 * 768 * 768 + 2 * 768 * 3072) + 768 * 768 + 768 * 2],
+    // dguo98/DiffPruning run_glue_diffpruning.py: every tensor but the classifier's (BERT's 109,482,240 values in
+    // 199 tensors) gets a difference and a log_alpha per value and one log_alpha per tensor; the classifier trains
+    // itself (its log_alphas sit in the gates' optimizer but never get a gradient).
+    ['diff-pruning', { kind: 'diff-pruning' }, 2 * 109_482_240 + 199 + 768 * 2 + 2],
   ];
   for (const [kind, strategy, want] of cases)
     test(`${kind}: ${want.toLocaleString('en-US')}`, () => {

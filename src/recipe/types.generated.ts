@@ -132,6 +132,7 @@ alpha_lr?: undefined
 projection_epoch?: undefined
 target_sparsity?: undefined
 fixmask_lr?: undefined
+gated_tensors?: undefined
 target_modules?: undefined
 r?: undefined
 alpha?: undefined
@@ -208,6 +209,7 @@ alpha_lr?: undefined
 projection_epoch?: undefined
 target_sparsity?: undefined
 fixmask_lr?: undefined
+gated_tensors?: undefined
 target_modules?: undefined
 r?: undefined
 alpha?: undefined
@@ -308,6 +310,7 @@ alpha_lr?: undefined
 projection_epoch?: undefined
 target_sparsity?: undefined
 fixmask_lr?: undefined
+gated_tensors?: undefined
 target_modules?: undefined
 r?: undefined
 alpha?: undefined
@@ -385,6 +388,7 @@ alpha_lr?: undefined
 projection_epoch?: undefined
 target_sparsity?: undefined
 fixmask_lr?: undefined
+gated_tensors?: undefined
 target_modules?: undefined
 r?: undefined
 alpha?: undefined
@@ -472,6 +476,7 @@ alpha_lr?: undefined
 projection_epoch?: undefined
 target_sparsity?: undefined
 fixmask_lr?: undefined
+gated_tensors?: undefined
 target_modules?: undefined
 r?: undefined
 alpha?: undefined
@@ -496,7 +501,7 @@ gamma?: undefined
 layers?: undefined
 }
 /**
- * Diff pruning (Guo et al., ACL 2021; reference dguo98/DiffPruning run_glue_diffpruning.py): the weight and bias of each chosen dense layer are frozen and fine-tuned as pretrained plus a sparse difference, gated per element and per tensor by hard-concrete gates (temperature 1, stretched to [-1.5, 1.5]) with lambda times their L0 penalty added to the loss; the gates' log_alpha have their own AdamW at alpha_lr. The classifier's output layer trains as usual, everything else stays frozen. With projection_epoch, the reference's later stages follow: a magnitude projection to target_sparsity, then fine-tuning under that fixed mask. The saved model has the differences merged in (gates at their test-time values).
+ * Diff pruning (Guo et al., ACL 2021; reference dguo98/DiffPruning run_glue_diffpruning.py): every tensor but the classifier's output layer (or the chosen dense layers' weights and biases) is frozen and fine-tuned as pretrained plus a sparse difference, gated per element and per tensor by hard-concrete gates (temperature 1, stretched to [-1.5, 1.5]) with lambda times their L0 penalty added to the loss; the gates' log_alpha have their own AdamW at alpha_lr. The classifier's output layer trains as usual. With projection_epoch, the reference's later stages follow: a magnitude projection to target_sparsity, then fine-tuning under that fixed mask. The saved model has the differences merged in (gates at their test-time values).
  */
 export interface DiffPruningStrategy {
 kind: "diff-pruning"
@@ -525,7 +530,11 @@ target_sparsity: number
  */
 fixmask_lr: number
 /**
- * The dense layers whose weight and bias get a gated difference, by role (default every encoder and pooler layer; the classifier's output layer trains as usual; the embeddings and LayerNorms, which the reference also gates, stay frozen).
+ * Diff pruning only: which tensors get a gated difference. all: every tensor of the model but the classifier's output layer, embeddings and LayerNorms too (the reference); target_modules: the weight and bias of the target_modules dense layers only (the rest frozen).
+ */
+gated_tensors: ("all" | "target_modules")
+/**
+ * With gated_tensors: target_modules, the dense layers whose weight and bias get a gated difference, by role (default every encoder and pooler layer; the classifier's output layer trains as usual).
  * 
  * @minItems 1
  */
@@ -640,6 +649,7 @@ alpha_lr?: undefined
 projection_epoch?: undefined
 target_sparsity?: undefined
 fixmask_lr?: undefined
+gated_tensors?: undefined
 threshold?: undefined
 initial_sparsity?: undefined
 init_scale?: undefined
@@ -724,6 +734,7 @@ alpha_lr?: undefined
 projection_epoch?: undefined
 target_sparsity?: undefined
 fixmask_lr?: undefined
+gated_tensors?: undefined
 r?: undefined
 alpha?: undefined
 dropout?: undefined
@@ -809,6 +820,7 @@ alpha_lr?: undefined
 projection_epoch?: undefined
 target_sparsity?: undefined
 fixmask_lr?: undefined
+gated_tensors?: undefined
 r?: undefined
 alpha?: undefined
 dropout?: undefined
@@ -891,6 +903,7 @@ alpha_lr?: undefined
 projection_epoch?: undefined
 target_sparsity?: undefined
 fixmask_lr?: undefined
+gated_tensors?: undefined
 target_modules?: undefined
 r?: undefined
 alpha?: undefined
@@ -970,6 +983,7 @@ alpha_lr?: undefined
 projection_epoch?: undefined
 target_sparsity?: undefined
 fixmask_lr?: undefined
+gated_tensors?: undefined
 target_modules?: undefined
 r?: undefined
 alpha?: undefined
@@ -1050,6 +1064,7 @@ alpha_lr?: undefined
 projection_epoch?: undefined
 target_sparsity?: undefined
 fixmask_lr?: undefined
+gated_tensors?: undefined
 target_modules?: undefined
 r?: undefined
 alpha?: undefined
@@ -1135,6 +1150,7 @@ alpha_lr?: undefined
 projection_epoch?: undefined
 target_sparsity?: undefined
 fixmask_lr?: undefined
+gated_tensors?: undefined
 target_modules?: undefined
 r?: undefined
 alpha?: undefined
@@ -1209,6 +1225,7 @@ alpha_lr?: undefined
 projection_epoch?: undefined
 target_sparsity?: undefined
 fixmask_lr?: undefined
+gated_tensors?: undefined
 target_modules?: undefined
 r?: undefined
 alpha?: undefined
@@ -1282,6 +1299,7 @@ alpha_lr?: undefined
 projection_epoch?: undefined
 target_sparsity?: undefined
 fixmask_lr?: undefined
+gated_tensors?: undefined
 target_modules?: undefined
 r?: undefined
 alpha?: undefined

@@ -3,7 +3,7 @@ import { embeddingSum } from '../kernels.js';
 import { rowGradient } from '../webgpu/rows.js';
 import type { LayerNorm, LayerNormCache } from './layer-norm.js';
 import { applyMask, sum, type BackwardContext, type ForwardContext, type Layer, type T2 } from './module.js';
-import { trains, type Param } from './param.js';
+import { emits, type Param } from './param.js';
 import type { Batch } from './types.js';
 
 /** How position ids are counted: from 0 (BERT, ELECTRA), or from padding_idx + 1 over real tokens only (RoBERTa). */
@@ -69,7 +69,7 @@ export class Embeddings {
   backward(b: Batch, dy: T2, c: EmbeddingsCache, ctx: BackwardContext) {
     const dx = this.projection ? sum(this.projection.backward(dy, c.projection, ctx)) : dy;
     const [demb] = this.norm.backward(applyMask(dx, c.mask), c.norm, ctx);
-    const trained = this.rowsOf(b).filter(([p]) => trains(p.spec));
+    const trained = this.rowsOf(b).filter(([p]) => emits(p.spec));
     if (!trained.length) return;
     if (ctx.device) {
       for (const [p, ids] of trained) ctx.emit(p, rowGradient(demb, ids, p.spec.shape[0]));

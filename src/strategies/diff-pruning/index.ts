@@ -3,7 +3,7 @@ import type { ModifierFactory } from '../../engine/modules/modifier.js';
 import { adamwStep, learningRate, type AdamWSettings } from '../../engine/optimizer.js';
 import { defineStrategy, kindReport } from '../definition.js';
 import { STREAMS } from '../strategy.js';
-import { diffPruningModifier } from './diff-dense.js';
+import { diffPruningModifier } from './modifier.js';
 import { LOG_ALPHA, TENSOR_LOG_ALPHA } from './gated-diff.js';
 import { projectDiffs } from './project.js';
 import { diffPruningSave } from './save.js';
@@ -53,7 +53,7 @@ export const diffPruningDefinition = defineStrategy({
   kind: 'diff-pruning',
   modifiers: (o) => [
     diffPruningModifier({
-      roles: o.target_modules as DenseRole[],
+      roles: o.gated_tensors === 'all' ? 'all' : (o.target_modules as DenseRole[]),
       lambda: o.lambda,
       alphaInit: o.alpha_init,
       stream: STREAMS.gateNoise,
