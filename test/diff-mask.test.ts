@@ -317,8 +317,8 @@ describe('diff-pruning and mask-tuning runs (2 threads)', () => {
     // The bundled recipe's training block and strategy, on 8 examples: one step per epoch, so the projection
     // comes after step 3 of 6 and the fixed-mask stage trains the last 3.
     const bundled = parse(fs.readFileSync(path.join(REPO, 'recipes/delta/diff-pruning-rte.yaml'), 'utf8'));
-    const [strategy] = bundled.sweep.grid.strategy as { kind: string; projection_epoch: number }[];
-    assert.equal(strategy.projection_epoch, 3);
+    const [strategy] = bundled.sweep.grid.strategy as { kind: string; projection_at: number }[];
+    assert.equal(strategy.projection_at, 0.5);
     const recipe = write(
       project,
       'stages.yaml',

@@ -129,7 +129,7 @@ f_masks?: undefined
 lambda?: undefined
 alpha_init?: undefined
 alpha_lr?: undefined
-projection_epoch?: undefined
+projection_at?: undefined
 target_sparsity?: undefined
 fixmask_lr?: undefined
 gated_tensors?: undefined
@@ -206,7 +206,7 @@ f_masks?: undefined
 lambda?: undefined
 alpha_init?: undefined
 alpha_lr?: undefined
-projection_epoch?: undefined
+projection_at?: undefined
 target_sparsity?: undefined
 fixmask_lr?: undefined
 gated_tensors?: undefined
@@ -307,7 +307,7 @@ f_masks?: undefined
 lambda?: undefined
 alpha_init?: undefined
 alpha_lr?: undefined
-projection_epoch?: undefined
+projection_at?: undefined
 target_sparsity?: undefined
 fixmask_lr?: undefined
 gated_tensors?: undefined
@@ -385,7 +385,7 @@ f_masks?: undefined
 lambda?: undefined
 alpha_init?: undefined
 alpha_lr?: undefined
-projection_epoch?: undefined
+projection_at?: undefined
 target_sparsity?: undefined
 fixmask_lr?: undefined
 gated_tensors?: undefined
@@ -473,7 +473,7 @@ fisher?: undefined
 lambda?: undefined
 alpha_init?: undefined
 alpha_lr?: undefined
-projection_epoch?: undefined
+projection_at?: undefined
 target_sparsity?: undefined
 fixmask_lr?: undefined
 gated_tensors?: undefined
@@ -501,7 +501,7 @@ gamma?: undefined
 layers?: undefined
 }
 /**
- * Diff pruning (Guo et al., ACL 2021; reference dguo98/DiffPruning run_glue_diffpruning.py): every tensor but the classifier's output layer (or the chosen dense layers' weights and biases) is frozen and fine-tuned as pretrained plus a sparse difference, gated per element and per tensor by hard-concrete gates (temperature 1, stretched to [-1.5, 1.5]) with lambda times their L0 penalty added to the loss; the gates' log_alpha have their own AdamW at alpha_lr. The classifier's output layer trains as usual. With projection_epoch, the reference's later stages follow: a magnitude projection to target_sparsity, then fine-tuning under that fixed mask. The saved model has the differences merged in (gates at their test-time values).
+ * Diff pruning (Guo et al., ACL 2021; reference dguo98/DiffPruning run_glue_diffpruning.py): every tensor but the classifier's output layer (or the chosen dense layers' weights and biases) is frozen and fine-tuned as pretrained plus a sparse difference, gated per element and per tensor by hard-concrete gates (temperature 1, stretched to [-1.5, 1.5]) with lambda times their L0 penalty added to the loss; the gates' log_alpha have their own AdamW at alpha_lr. The classifier's output layer trains as usual. With projection_at, the reference's later stages follow: a magnitude projection to target_sparsity, then fine-tuning under that fixed mask. The saved model has the differences merged in (gates at their test-time values).
  */
 export interface DiffPruningStrategy {
 kind: "diff-pruning"
@@ -518,9 +518,9 @@ alpha_init: number
  */
 alpha_lr: number
 /**
- * Diff pruning only: when its second and third stages start, in epochs of the run (may be fractional; rounded to whole optimizer steps). At the end of that step the merged difference z_t z delta (test-time gates) is projected by magnitude to the largest target_sparsity share of the gated entries (the reference's run_glue_mag.py), and the rest of the run trains the differences under that fixed mask (run_glue_fixmask_finetune.py): gates frozen, fresh AdamW moments, fixmask_lr. Stage one's learning rate then decays over its own steps. Absent: stage one only (no projection). The reference runs 3 epochs, then 3 more.
+ * Diff pruning only: when its second and third stages start, as the share of the run's optimizer steps stage one takes (rounded to a whole step; at least one step on each side). At the end of that step the merged difference z_t z delta (test-time gates) is projected by magnitude to the largest target_sparsity share of the gated entries (the reference's run_glue_mag.py), and the rest of the run trains the differences under that fixed mask (run_glue_fixmask_finetune.py): gates fixed, fresh AdamW moments, fixmask_lr. Stage one's learning rate then decays over its own steps. Absent: stage one only (no projection). The reference runs 3 epochs, then 3 more: 0.5 of a 6-epoch run.
  */
-projection_epoch?: number
+projection_at?: number
 /**
  * Diff pruning only: the share of gated entries the projection keeps (the reference's README: 0.005).
  */
@@ -646,7 +646,7 @@ f_masks?: undefined
 lambda?: undefined
 alpha_init?: undefined
 alpha_lr?: undefined
-projection_epoch?: undefined
+projection_at?: undefined
 target_sparsity?: undefined
 fixmask_lr?: undefined
 gated_tensors?: undefined
@@ -731,7 +731,7 @@ f_masks?: undefined
 lambda?: undefined
 alpha_init?: undefined
 alpha_lr?: undefined
-projection_epoch?: undefined
+projection_at?: undefined
 target_sparsity?: undefined
 fixmask_lr?: undefined
 gated_tensors?: undefined
@@ -817,7 +817,7 @@ f_masks?: undefined
 lambda?: undefined
 alpha_init?: undefined
 alpha_lr?: undefined
-projection_epoch?: undefined
+projection_at?: undefined
 target_sparsity?: undefined
 fixmask_lr?: undefined
 gated_tensors?: undefined
@@ -900,7 +900,7 @@ f_masks?: undefined
 lambda?: undefined
 alpha_init?: undefined
 alpha_lr?: undefined
-projection_epoch?: undefined
+projection_at?: undefined
 target_sparsity?: undefined
 fixmask_lr?: undefined
 gated_tensors?: undefined
@@ -980,7 +980,7 @@ f_masks?: undefined
 lambda?: undefined
 alpha_init?: undefined
 alpha_lr?: undefined
-projection_epoch?: undefined
+projection_at?: undefined
 target_sparsity?: undefined
 fixmask_lr?: undefined
 gated_tensors?: undefined
@@ -1061,7 +1061,7 @@ scope?: undefined
 f_masks?: undefined
 alpha_init?: undefined
 alpha_lr?: undefined
-projection_epoch?: undefined
+projection_at?: undefined
 target_sparsity?: undefined
 fixmask_lr?: undefined
 gated_tensors?: undefined
@@ -1147,7 +1147,7 @@ f_masks?: undefined
 lambda?: undefined
 alpha_init?: undefined
 alpha_lr?: undefined
-projection_epoch?: undefined
+projection_at?: undefined
 target_sparsity?: undefined
 fixmask_lr?: undefined
 gated_tensors?: undefined
@@ -1222,7 +1222,7 @@ f_masks?: undefined
 lambda?: undefined
 alpha_init?: undefined
 alpha_lr?: undefined
-projection_epoch?: undefined
+projection_at?: undefined
 target_sparsity?: undefined
 fixmask_lr?: undefined
 gated_tensors?: undefined
@@ -1296,7 +1296,7 @@ scope?: undefined
 f_masks?: undefined
 alpha_init?: undefined
 alpha_lr?: undefined
-projection_epoch?: undefined
+projection_at?: undefined
 target_sparsity?: undefined
 fixmask_lr?: undefined
 gated_tensors?: undefined

@@ -44,7 +44,7 @@ function stagesLr(s: Stages, step: number) {
  * plus hard-concrete-gated differences (gated-diff.ts), the L0 penalty inside the layers' backward. The run's
  * AdamW updates the differences and the classifier; the gates' log_alpha have their own AdamW, at a constant
  * `alpha_lr` without weight decay, as the reference's alpha_optimizer. Saving merges the differences (save.ts).
- * With `projection_epoch`, the reference's later stages follow in the same run: stage one's optimizer steps
+ * With `projection_at`, the reference's later stages follow in the same run: stage one's optimizer steps
  * decay over their own count, at the end of the last the merged difference is projected to `target_sparsity`
  * (project.ts), and the steps after it train under that fixed mask with fresh moments at `fixmask_lr`, the gates
  * no longer stepped: the reference's run_glue_mag.py and run_glue_fixmask_finetune.py.
@@ -62,12 +62,12 @@ export const diffPruningDefinition = defineStrategy({
   modifierKinds: [diffPruningModifier as ModifierFactory],
   prepare: ({ specs, options, recipe, steps }): PreparedDiff => {
     const gates = specs.map((s) => s.name.endsWith(LOG_ALPHA) || s.name.endsWith(TENSOR_LOG_ALPHA));
-    if (options.projection_epoch === undefined || !steps) return { gates, lr: options.alpha_lr };
-    const projectAt = Math.round(options.projection_epoch * steps.perEpoch);
+    if (options.projection_at === undefined || !steps) return { gates, lr: options.alpha_lr };
+    const projectAt = Math.round(options.projection_at * steps.total);
     if (projectAt < 1 || projectAt >= steps.total)
       throw new Error(
-        `diff pruning: projection_epoch ${options.projection_epoch} is step ${projectAt} of the run's ${steps.total}; ` +
-          'it must fall after the first step and before the last (training.epochs longer than projection_epoch)',
+        `diff pruning: projection_at ${options.projection_at} of the run's ${steps.total} optimizer steps is step ${projectAt}; ` +
+          'each stage needs at least one step (a longer run, or projection_at nearer 0.5)',
       );
     const t = recipe.training;
     return {
@@ -110,8 +110,8 @@ export const diffPruningDefinition = defineStrategy({
       diff_lambda: o.lambda,
       diff_alpha_init: o.alpha_init,
       diff_alpha_lr: o.alpha_lr,
-      ...(o.projection_epoch !== undefined && {
-        diff_projection_epoch: o.projection_epoch,
+      ...(o.projection_at !== undefined && {
+        diff_projection_at: o.projection_at,
         diff_target_sparsity: o.target_sparsity,
         diff_fixmask_lr: o.fixmask_lr,
       }),
