@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
+import { parse } from 'yaml';
 import { selectBackend } from '../src/engine/backend.js';
 import { EncoderClassifier } from '../src/engine/model.js';
 import { trains } from '../src/engine/modules/param.js';
@@ -84,6 +86,7 @@ describe('diff pruning', () => {
         kind: 'diff-pruning',
         lambda,
         alpha_init: alphaInit,
+        gated_tensors: 'target_modules',
         target_modules: ['query', 'output', 'head-dense'],
       } as never),
     );
@@ -119,6 +122,36 @@ describe('diff pruning', () => {
     const plain = plainWith(model, weights);
     const [a, b] = [model.predict(batch()).logits, plain.predict(batch()).logits];
     a.forEach((v, i) => assert.ok(Math.abs(v - b[i]) < 1e-5, `${v} vs ${b[i]}`));
+    [base, model, plain].forEach((m) => m.dispose());
+  });
+
+  test("by default every tensor but the classifier's is gated, embedding tables and LayerNorms too, as the reference", () => {
+    const { base, model } = modified(
+      modifiersFor({ kind: 'diff-pruning', lambda: 0, alpha_init: 5, gated_tensors: 'all' } as never),
+    );
+    const own = base.specs.map((s) => s.name);
+    const trained = new Set(model.specs.filter(trains).map((s) => s.name));
+    for (const name of own)
+      if (name.startsWith('classifier.')) assert.ok(trained.has(name), name);
+      else {
+        assert.ok(!trained.has(name), `${name} is frozen`);
+        for (const suffix of ['delta', 'log_alpha', 'tensor_log_alpha'])
+          assert.ok(trained.has(`${name}.diff_pruning.${suffix}`), `${name}: ${suffix}`);
+      }
+    // Differences in the tables (read on the host) and the LayerNorms change the model; merged, it predicts the same.
+    const rng = new Rng(7);
+    model.specs.forEach((s, i) => {
+      if (s.name.endsWith('.delta')) model.values[i].forEach((_, j, v) => (v[j] = rng.normal() * 0.3));
+      if (s.name.endsWith('.log_alpha')) model.values[i].forEach((_, j, v) => (v[j] = rng.normal() * 3));
+    });
+    model.markDirty();
+    const plain = plainWith(model, mergeDiffs(model).weights);
+    const [a, b, c] = [model, plain, base].map((m) => m.predict(batch()).logits);
+    a.forEach((v, i) => assert.ok(Math.abs(v - b[i]) < 1e-5, `${v} vs ${b[i]}`));
+    assert.ok(
+      a.some((v, i) => Math.abs(v - c[i]) > 1e-3),
+      'the differences change the predictions',
+    );
     [base, model, plain].forEach((m) => m.dispose());
   });
 
@@ -280,6 +313,74 @@ describe('diff-pruning and mask-tuning runs (2 threads)', () => {
     await tinyModel(path.join(project, 'model'));
   });
 
+  test("at the bundled recipe's settings (stage boundary scaled to a short run), the projection leaves the target share", async () => {
+    // The bundled recipe's training block and strategy, on 8 examples: one step per epoch, so the projection
+    // comes after step 3 of 6 and the fixed-mask stage trains the last 3.
+    const bundled = parse(fs.readFileSync(path.join(REPO, 'recipes/delta/diff-pruning-rte.yaml'), 'utf8'));
+    const [strategy] = bundled.sweep.grid.strategy as { kind: string; projection_at: number }[];
+    assert.equal(strategy.projection_at, 0.5);
+    const recipe = write(
+      project,
+      'stages.yaml',
+      `version: 1
+model: {path: ./model, max_seq_length: 32}
+dataset: {task: glue/rte, dir: ${path.join(GLUE, 'RTE')}, subsample: {size: 8, seed: 0}}
+strategy: ${JSON.stringify(strategy)}
+training: ${JSON.stringify({ ...bundled.training, log_every: 1, checkpoint_every: 1 })}
+evaluation: {batch_size: 128}
+runtime: {threads: 2}
+`,
+    );
+    const r = await cli(['run', recipe, '--json', '--quiet', ...allow]);
+    assert.equal(r.code, 0, r.err);
+    const [{ dir }] = JSON.parse(r.out) as { dir: string }[];
+    const results = JSON.parse(fs.readFileSync(path.join(dir, 'results.json'), 'utf8'));
+    assert.equal(results.steps, 6);
+    assert.equal(results.diff_target_sparsity, 0.005);
+    const kept = JSON.parse(fs.readFileSync(path.join(dir, 'model', 'diff-pruning.json'), 'utf8'));
+    const target = Math.floor(0.005 * kept.gated_parameters);
+    assert.ok(kept.kept_fraction < 1, `kept ${kept.kept_fraction}`);
+    // Exactly floor(0.005 x gated entries): no two merged differences tie at the threshold in this run.
+    assert.equal(kept.kept_parameters, target, JSON.stringify(kept));
+    assert.ok(kept.mean_log_alpha < 0, 'the pruned gates are fixed closed');
+    // The logged learning rate is each stage's own: stage one's decays over its 3 steps, the fixed-mask stage's
+    // starts again at fixmask_lr.
+    const lrs = metricsOf(dir)
+      .filter((e) => e.kind === 'step')
+      .map((e) => e.lr as number);
+    const expected = [1, 2 / 3, 1 / 3].map((f) => f * 1e-5).concat([1, 2 / 3, 1 / 3].map((f) => f * 5e-5));
+    lrs.forEach((lr, i) => assert.ok(Math.abs(lr - expected[i]) < 1e-12, `step ${i + 1}: lr ${lr}`));
+
+    // Killed after a checkpoint, before or after the projection, the run resumes to the same model and log.
+    const child = spawn(
+      process.execPath,
+      [path.join(REPO, 'bin', 'childtune.js'), 'run', recipe, '--quiet', ...allow],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    const runDir = await new Promise<string>((resolve, reject) => {
+      const timer = setInterval(() => {
+        const m = /run directory: (.*)/.exec(stderr);
+        const pointer = m && path.join(m[1].trim(), 'checkpoint.json');
+        if (pointer && fs.existsSync(pointer) && JSON.parse(fs.readFileSync(pointer, 'utf8')).step >= 2) {
+          clearInterval(timer);
+          child.kill('SIGKILL');
+          resolve(m[1].trim());
+        }
+      }, 5);
+      child.on('exit', () => {
+        clearInterval(timer);
+        reject(new Error(`the run ended before step 2 was checkpointed:\n${stderr}`));
+      });
+    });
+    await new Promise((done) => child.once('exit', done).once('close', done));
+    const again = await cli(['run', '--resume', runDir]);
+    assert.equal(again.code, 0, again.err);
+    assert.deepEqual(metricsOf(runDir), metricsOf(dir));
+    assert.deepEqual(modelBytes(runDir), modelBytes(dir));
+  });
+
   test("validate reports another kind's option against the kind written, naming its kinds", async () => {
     const recipe = write(
       project,
@@ -323,8 +424,14 @@ sweep:
     for (let t = 0; t < 2; t++) {
       assert.deepEqual(metricsOf(b[t].dir), metricsOf(a[t].dir));
       assert.deepEqual(modelBytes(b[t].dir), modelBytes(a[t].dir));
-      assert.ok(a[t].trainable_share < 0.5, `trainable share ${a[t].trainable_share}`);
     }
+    // Mask tuning trains scores for some weights; diff pruning, as its reference, a difference and a log_alpha for
+    // every value but the classifier's beside the frozen one (and a log_alpha per tensor): just over 2/3 of all.
+    assert.ok(a[1].trainable_share < 0.5, `mask tuning's trainable share ${a[1].trainable_share}`);
+    assert.ok(
+      a[0].trainable_share > 2 / 3 && a[0].trainable_share < 2 / 3 + 1e-3,
+      `diff pruning's trainable share ${a[0].trainable_share}`,
+    );
     // Diff pruning's gates, all open at log_alpha 0.1, closed in 3 steps: log_alpha fell by more than the run's lr
     // could move it (its own AdamW at alpha_lr 0.1).
     const gates = JSON.parse(fs.readFileSync(path.join(a[0].dir, 'model', 'diff-pruning.json'), 'utf8'));

@@ -63,6 +63,10 @@ describe('trainable parameters at BERT-base, by default, equal the reference imp
     // par_bn: reduction 2 (384 wide); scaled_par_bn adds one learned scaling per layer.
     ['adapter parallel', { kind: 'adapter', placement: 'parallel' }, 7_093_250],
     ['adapter scaled-parallel', { kind: 'adapter', placement: 'scaled-parallel' }, 7_093_262],
+    // dguo98/DiffPruning run_glue_diffpruning.py: every tensor but the classifier's (BERT's 109,482,240 values in
+    // 199 tensors) gets a difference and a log_alpha per value and one log_alpha per tensor; the classifier trains
+    // itself (its log_alphas sit in the gates' optimizer but never get a gradient).
+    ['diff-pruning', { kind: 'diff-pruning' }, 2 * 109_482_240 + 199 + 768 * 2 + 2],
   ];
   for (const [kind, strategy, want] of cases)
     test(`${kind}: ${want.toLocaleString('en-US')}`, () => {

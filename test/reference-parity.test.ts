@@ -17,6 +17,7 @@ import { DataParallel } from '../src/run/parallel.js';
 import { resolvedFisher } from '../src/strategies/child-tuning-d/fisher-settings.js';
 import { accumulateFisher, selectChild } from '../src/strategies/fisher.js';
 import { anchorFor, modifiersFor, strategyFor } from '../src/strategies/registry.js';
+import { DELTA } from '../src/strategies/diff-pruning/gated-diff.js';
 import { REPO } from './helpers.js';
 
 /**
@@ -123,8 +124,21 @@ const tensor = (key: string): TensorInfo => {
   return t;
 };
 
-/** The reference's name for a childtune parameter whose draws it recorded (diff pruning: the gated tensor's uniforms). */
-const drawName = (name: string) => name.replace(/\.diff_pruning\.delta$/, '.weight.u');
+/**
+ * Diff pruning's gate uniforms for one gated tensor as childtune draws them from the tensor's stream: every
+ * element's (engine layout, element order) then the tensor's own. The reference recorded them per tensor it gates,
+ * `<param>.u` (its layout) and `<param>.param_u`, and drew the tensor's first; which comes first in a stream does
+ * not matter, each uniform reaching the same gate does.
+ */
+function gateDraws(spec: ParamSpec, recorded: (name: string) => TensorInfo | undefined): Float32Array | undefined {
+  const base = spec.name.endsWith(DELTA) ? spec.name.slice(0, -DELTA.length) : undefined;
+  const [u, tensorU] = base ? [recorded(`${base}.u`), recorded(`${base}.param_u`)] : [];
+  if (!u || !tensorU) return undefined;
+  const out = new Float32Array(u.data.length + tensorU.data.length);
+  out.set(relayout(spec, u.data, 'engine'));
+  out.set(tensorU.data, u.data.length);
+  return out;
+}
 
 const listed = (items: string[]) =>
   items.length > 8 ? `${items.slice(0, 8).join(', ')} and ${items.length - 8} more` : items.join(', ');
@@ -246,9 +260,9 @@ async function differences(kind: string): Promise<string[]> {
       seed: step,
       draws: (_stream, index) => {
         const name = specs[index].name;
-        const t = recorded(name) ?? recorded(drawName(name));
+        const t = recorded(name)?.data ?? gateDraws(specs[index], recorded);
         if (!t) throw new Error(`step ${step}: ${name} draws, and the reference recorded no draws for it`);
-        return new RecordedDraws(t.data, `step ${step}, ${name}`);
+        return new RecordedDraws(t, `step ${step}, ${name}`);
       },
     };
     if (hooks.consistency)

@@ -12,12 +12,20 @@ import { tidyKeep } from './kernels.js';
 import { promptedMask } from './modules/embeddings.js';
 import { assemble } from './modules/families.js';
 import { applyModifiers, type ModelModifier } from './modules/modifier.js';
-import type { BackwardContext, ForwardContext, T2 } from './modules/module.js';
+import type { BackwardContext, DerivedParam, ForwardContext, T2 } from './modules/module.js';
 import { internalShape, sizeOf, type Param, type ParamSpec } from './modules/param.js';
 import type { Batch, GradientPass, StepResult } from './modules/types.js';
 import { Rng, streamSeed } from './rng.js';
 
 export type { Batch, GradientPass, StepResult } from './modules/types.js';
+
+/** A derived parameter's value for one pass, what its backward reads, and its host copy once read. */
+interface Derived {
+  derived: DerivedParam;
+  value: tf.Tensor;
+  cache: unknown;
+  host?: Float32Array;
+}
 
 /** What a training step may add to a plain forward and backward pass. */
 export interface StepExtras {
@@ -284,7 +292,7 @@ export class EncoderClassifier {
       hidden: on && c.hiddenDropout > 0 ? c.hiddenDropout : 0,
       attention: on && c.attentionDropout > 0 ? c.attentionDropout : 0,
     };
-    const ctx: ForwardContext = {
+    const own: ForwardContext = {
       weight: (p) => this.tensor(p.index),
       values: (p) => {
         if (this.deviceWeights) throw new Error(`${p.spec.name}: host values were read on the GPU`);
@@ -305,22 +313,67 @@ export class EncoderClassifier {
             )
           : null,
     };
+    // Derived parameters' values, made once for the pass from the parameters they come from.
+    const derived = new Map<number, Derived>();
+    for (const [i, d] of this.modules.derived) derived.set(i, { derived: d, ...d.forward(own) });
+    const ctx: ForwardContext = derived.size
+      ? {
+          ...own,
+          weight: (p) => derived.get(p.index)?.value ?? own.weight(p),
+          values: (p) => {
+            const d = derived.get(p.index);
+            if (!d) return own.values(p);
+            if (this.deviceWeights) throw new Error(`${p.spec.name}: host values were read on the GPU`);
+            return (d.host ??= d.value.dataSync() as Float32Array);
+          },
+        }
+      : own;
     const emb = embeddings.forward(b, ctx);
     const enc = encoder.forward(emb.y, promptedMask(b, embeddings.promptLength), b.batch, ctx);
     const [B, H, T] = [b.batch, c.hiddenSize, enc.y.shape[0] / b.batch];
     // The head reads each sequence's first row: [CLS] / <s>, or with a prompt its first row (as PEFT's model does).
     const cls = tf.reshape(tf.slice(tf.reshape(enc.y, [B, T, H]), [0, 0, 0], [B, 1, H]), [B, H]) as T2;
     const h = head.forward(cls, ctx);
-    return { emb, enc, hidden: enc.y, cls, head: h, logits: h.y, pooled: h.pooled, length: T };
+    return { emb, enc, hidden: enc.y, cls, head: h, logits: h.y, pooled: h.pooled, length: T, derived };
   }
 
   /** Emits every trainable parameter's gradient, module by module, from the head down to the embedding tables. */
-  private backward(b: Batch, f: ReturnType<EncoderClassifier['forward']>, dlogits: T2, ctx: BackwardContext) {
+  private backward(b: Batch, f: ReturnType<EncoderClassifier['forward']>, dlogits: T2, outer: BackwardContext) {
     const { embeddings, encoder, head } = this.modules;
+    // Gradients by derived parameters are summed over the modules that read them (tensors, and host rows of a
+    // table), then handed to their derivation once the modules' backward is done.
+    const sums = new Map<number, tf.Tensor>();
+    const rows = new Map<number, Float32Array>();
+    const ctx: BackwardContext = f.derived.size
+      ? {
+          ...outer,
+          weight: (p) => f.derived.get(p.index)?.value ?? outer.weight(p),
+          emit: (p, g) => {
+            if (!f.derived.has(p.index)) return outer.emit(p, g);
+            const prev = sums.get(p.index);
+            sums.set(p.index, tf.keep(prev ? tf.add(prev, g) : g));
+            if (prev) tf.dispose([prev, g]);
+          },
+          buffer: (p) => {
+            if (!f.derived.has(p.index)) return outer.buffer(p);
+            let grad = rows.get(p.index);
+            if (!grad) rows.set(p.index, (grad = new Float32Array(sizeOf(p.spec))));
+            return { grad, pass: { weight: 1, accumulate: true } };
+          },
+        }
+      : outer;
     const [B, H, T] = [b.batch, this.config.hiddenSize, f.length];
     const [dcls] = head.backward(dlogits, f.head.cache, ctx);
     const dx = tf.reshape(tf.concat([tf.reshape(dcls, [B, 1, H]), tf.zeros([B, T - 1, H])], 1), [B * T, H]) as T2;
     const demb = encoder.backward(dx, f.enc.cache, ctx);
     tidyKeep(() => embeddings.backward(b, demb, f.emb.cache, ctx));
+    for (const [i, d] of f.derived) {
+      const table = rows.get(i);
+      const own = sums.get(i);
+      const g = table ? tf.tensor(table, internalShape(this.specs[i])) : own;
+      const sum = table && own ? tf.add(own, g!) : g;
+      if (sum) d.derived.backward(sum, d.cache, outer);
+      tf.dispose([own, g, sum].filter((t): t is tf.Tensor => !!t));
+    }
   }
 }

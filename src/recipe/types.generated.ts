@@ -158,6 +158,10 @@ f_masks?: undefined
 lambda?: undefined
 alpha_init?: undefined
 alpha_lr?: undefined
+projection_at?: undefined
+target_sparsity?: undefined
+fixmask_lr?: undefined
+gated_tensors?: undefined
 target_modules?: undefined
 r?: undefined
 alpha?: undefined
@@ -233,6 +237,10 @@ f_masks?: undefined
 lambda?: undefined
 alpha_init?: undefined
 alpha_lr?: undefined
+projection_at?: undefined
+target_sparsity?: undefined
+fixmask_lr?: undefined
+gated_tensors?: undefined
 target_modules?: undefined
 r?: undefined
 alpha?: undefined
@@ -332,6 +340,10 @@ f_masks?: undefined
 lambda?: undefined
 alpha_init?: undefined
 alpha_lr?: undefined
+projection_at?: undefined
+target_sparsity?: undefined
+fixmask_lr?: undefined
+gated_tensors?: undefined
 target_modules?: undefined
 r?: undefined
 alpha?: undefined
@@ -408,6 +420,10 @@ f_masks?: undefined
 lambda?: undefined
 alpha_init?: undefined
 alpha_lr?: undefined
+projection_at?: undefined
+target_sparsity?: undefined
+fixmask_lr?: undefined
+gated_tensors?: undefined
 target_modules?: undefined
 r?: undefined
 alpha?: undefined
@@ -494,6 +510,10 @@ fisher?: undefined
 lambda?: undefined
 alpha_init?: undefined
 alpha_lr?: undefined
+projection_at?: undefined
+target_sparsity?: undefined
+fixmask_lr?: undefined
+gated_tensors?: undefined
 target_modules?: undefined
 r?: undefined
 alpha?: undefined
@@ -520,7 +540,7 @@ gamma?: undefined
 layers?: undefined
 }
 /**
- * Diff pruning (Guo et al., ACL 2021; reference dguo98/DiffPruning run_glue_diffpruning.py): the weight and bias of each chosen dense layer are frozen and fine-tuned as pretrained plus a sparse difference, gated per element and per tensor by hard-concrete gates (temperature 1, stretched to [-1.5, 1.5]) with lambda times their L0 penalty added to the loss; the gates' log_alpha have their own AdamW at alpha_lr. The classifier's output layer trains as usual, everything else stays frozen. The saved model has the differences merged in (gates at their test-time values).
+ * Diff pruning (Guo et al., ACL 2021; reference dguo98/DiffPruning run_glue_diffpruning.py): every tensor but the classifier's output layer (or the chosen dense layers' weights and biases) is frozen and fine-tuned as pretrained plus a sparse difference, gated per element and per tensor by hard-concrete gates (temperature 1, stretched to [-1.5, 1.5]) with lambda times their L0 penalty added to the loss; the gates' log_alpha have their own AdamW at alpha_lr. The classifier's output layer trains as usual. With projection_at, the reference's later stages follow: a magnitude projection to target_sparsity, then fine-tuning under that fixed mask. The saved model has the differences merged in (gates at their test-time values).
  */
 export interface DiffPruningStrategy {
 kind: "diff-pruning"
@@ -537,7 +557,23 @@ alpha_init: number
  */
 alpha_lr: number
 /**
- * The dense layers whose weight and bias get a gated difference, by role (default every encoder and pooler layer; the classifier's output layer trains as usual; the embeddings and LayerNorms, which the reference also gates, stay frozen).
+ * Diff pruning only: when its second and third stages start, as the share of the run's optimizer steps stage one takes (rounded to a whole step; at least one step on each side). At the end of that step the merged difference z_t z delta (test-time gates) is projected by magnitude to the largest target_sparsity share of the gated entries (the reference's run_glue_mag.py), and the rest of the run trains the differences under that fixed mask (run_glue_fixmask_finetune.py): gates fixed, fresh AdamW moments, fixmask_lr. Stage one's learning rate then decays over its own steps. Absent: stage one only (no projection). The reference runs 3 epochs, then 3 more: 0.5 of a 6-epoch run.
+ */
+projection_at?: number
+/**
+ * Diff pruning only: the share of gated entries the projection keeps (the reference's README: 0.005).
+ */
+target_sparsity: number
+/**
+ * Diff pruning only: the peak learning rate of the fixed-mask stage (the reference's run_glue_fixmask_finetune.py default, 5e-5), scheduled as training.schedule says over that stage's steps.
+ */
+fixmask_lr: number
+/**
+ * Diff pruning only: which tensors get a gated difference. all: every tensor of the model but the classifier's output layer, embeddings and LayerNorms too (the reference); target_modules: the weight and bias of the target_modules dense layers only (the rest frozen).
+ */
+gated_tensors: ("all" | "target_modules")
+/**
+ * With gated_tensors: target_modules, the dense layers whose weight and bias get a gated difference, by role (default every encoder and pooler layer; the classifier's output layer trains as usual).
  * 
  * @minItems 1
  */
@@ -651,6 +687,10 @@ f_masks?: undefined
 lambda?: undefined
 alpha_init?: undefined
 alpha_lr?: undefined
+projection_at?: undefined
+target_sparsity?: undefined
+fixmask_lr?: undefined
+gated_tensors?: undefined
 threshold?: undefined
 initial_sparsity?: undefined
 init_scale?: undefined
@@ -734,6 +774,10 @@ f_masks?: undefined
 lambda?: undefined
 alpha_init?: undefined
 alpha_lr?: undefined
+projection_at?: undefined
+target_sparsity?: undefined
+fixmask_lr?: undefined
+gated_tensors?: undefined
 r?: undefined
 alpha?: undefined
 dropout?: undefined
@@ -818,6 +862,10 @@ f_masks?: undefined
 lambda?: undefined
 alpha_init?: undefined
 alpha_lr?: undefined
+projection_at?: undefined
+target_sparsity?: undefined
+fixmask_lr?: undefined
+gated_tensors?: undefined
 r?: undefined
 alpha?: undefined
 dropout?: undefined
@@ -903,6 +951,10 @@ f_masks?: undefined
 lambda?: undefined
 alpha_init?: undefined
 alpha_lr?: undefined
+projection_at?: undefined
+target_sparsity?: undefined
+fixmask_lr?: undefined
+gated_tensors?: undefined
 target_modules?: undefined
 r?: undefined
 alpha?: undefined
@@ -980,6 +1032,10 @@ f_masks?: undefined
 lambda?: undefined
 alpha_init?: undefined
 alpha_lr?: undefined
+projection_at?: undefined
+target_sparsity?: undefined
+fixmask_lr?: undefined
+gated_tensors?: undefined
 target_modules?: undefined
 r?: undefined
 alpha?: undefined
@@ -1063,6 +1119,10 @@ scope?: undefined
 f_masks?: undefined
 alpha_init?: undefined
 alpha_lr?: undefined
+projection_at?: undefined
+target_sparsity?: undefined
+fixmask_lr?: undefined
+gated_tensors?: undefined
 target_modules?: undefined
 r?: undefined
 alpha?: undefined
@@ -1146,6 +1206,10 @@ f_masks?: undefined
 lambda?: undefined
 alpha_init?: undefined
 alpha_lr?: undefined
+projection_at?: undefined
+target_sparsity?: undefined
+fixmask_lr?: undefined
+gated_tensors?: undefined
 target_modules?: undefined
 r?: undefined
 alpha?: undefined
@@ -1219,6 +1283,10 @@ f_masks?: undefined
 lambda?: undefined
 alpha_init?: undefined
 alpha_lr?: undefined
+projection_at?: undefined
+target_sparsity?: undefined
+fixmask_lr?: undefined
+gated_tensors?: undefined
 target_modules?: undefined
 r?: undefined
 alpha?: undefined
@@ -1291,6 +1359,10 @@ scope?: undefined
 f_masks?: undefined
 alpha_init?: undefined
 alpha_lr?: undefined
+projection_at?: undefined
+target_sparsity?: undefined
+fixmask_lr?: undefined
+gated_tensors?: undefined
 target_modules?: undefined
 r?: undefined
 alpha?: undefined

@@ -83,6 +83,21 @@ export interface TrainResult {
   finalLoss: number;
 }
 
+/**
+ * The strategy's change to the training state after the optimizer step just taken (diff pruning's projection):
+ * offered the host copies of the weights and moments, handed back to the threads or the GPU when it changed them.
+ */
+async function changeState(strategy: Strategy, model: EncoderClassifier, parallel: RunPool) {
+  const { step } = parallel.moments;
+  if (!strategy.changesAt(step)) return;
+  await parallel.syncToHost();
+  const { m, v } = parallel.moments;
+  if (!strategy.changeAt({ specs: model.specs, values: model.values, m, v })) return;
+  model.markDirty();
+  await parallel.reload();
+  parallel.restoreMoments(m, v, step);
+}
+
 /** A checkpoint to continue from: loop state, plus the best evaluation's weights when evaluation.checkpoint is 'best'. */
 export interface Resume {
   state: LoopState;
@@ -216,6 +231,8 @@ export async function trainModel(o: {
       } else {
         const lr = learningRate(s.step - 1, total, t.optimizer.lr, warmup, t.schedule.kind);
         await parallel.update(lr, clipCoefficient(norm, t.max_grad_norm), o.strategy);
+        await changeState(o.strategy, model, parallel);
+        const logged = o.strategy.learningRate(parallel.moments.step) ?? lr;
         s.lastLoss = loss;
         s.window.lossSum += loss;
         s.window.lossCount++;
@@ -228,7 +245,7 @@ export async function trainModel(o: {
             step: s.step,
             epoch: s.epoch + 1,
             loss: s.window.lossSum / s.window.lossCount,
-            lr,
+            lr: logged,
             grad_norm: norm,
             kept_fraction: keptFraction.over(s.window.lossCount, dropped - (s.window.dropped ?? 0)),
             examples_per_s: (s.window.examples * 1000) / Math.max(1, now - windowStart),

@@ -48,6 +48,16 @@ export interface PrepareInput<K extends Kind = Kind> {
   specs: readonly ParamSpec[];
   /** The fisher stage's child network: one bitset per tensor (undefined outside its scope). */
   childNetwork?: (Uint8Array | undefined)[];
+  /** The run's optimizer steps per epoch and in all, where the strategy is prepared for a run (not for a plan). */
+  steps?: { perEpoch: number; total: number };
+}
+
+/** The training state a strategy may change between optimizer steps (host copies, engine layout, by spec index). */
+export interface TrainingState {
+  specs: readonly ParamSpec[];
+  values: Float32Array[];
+  m: Float32Array[];
+  v: Float32Array[];
 }
 
 export interface StrategyDefinition<K extends Kind = Kind, P = unknown> {
@@ -79,6 +89,19 @@ export interface StrategyDefinition<K extends Kind = Kind, P = unknown> {
   /** Plain data (structured-cloneable) every worker thread rebuilds the hooks from. */
   prepare(input: PrepareInput<K>): P;
   hooks(prepared: P): StrategyHooks;
+  /**
+   * The learning rate of optimizer step `step` where the strategy's own steps (`ownStep`) replace the run's schedule
+   * for the tensors it trains besides its gates (what the log reports); undefined: the run's.
+   */
+  learningRate?(prepared: P, step: number): number | undefined;
+  /** The optimizer step at whose end `changeAt` runs; undefined: none. */
+  changeStep?(prepared: P): number | undefined;
+  /**
+   * A change the strategy makes to the weights and Adam's moments at the end of optimizer step `changeStep` (diff
+   * pruning's magnitude projection); returns whether it changed anything (the run then hands the state back to the
+   * threads or the GPU). A pure function of the state, so a resumed run makes the same change at the same step.
+   */
+  changeAt?(prepared: P, state: TrainingState): boolean;
   /** Tensors whose kept counts are read from their shared bitsets after every update (F's drawn masks). */
   counted?(prepared: P): readonly boolean[];
   /** A tensor's kept fraction when fixed by the strategy (D's bitsets); undefined: counted, or 1. */

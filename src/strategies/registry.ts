@@ -63,13 +63,17 @@ export function strategyFor(
   recipe: Recipe,
   specs: readonly ParamSpec[],
   childNetwork?: (Uint8Array | undefined)[],
+  steps?: { perEpoch: number; total: number },
 ): Strategy {
   const definition = definitionOf(recipe.strategy.kind);
   const ct = childTuningOf(recipe.strategy);
   if (!ct)
-    return new Strategy(definition, definition.prepare({ recipe, options: recipe.strategy, specs, childNetwork }));
+    return new Strategy(
+      definition,
+      definition.prepare({ recipe, options: recipe.strategy, specs, childNetwork, steps }),
+    );
   // Child-Tuning inside the strategy's trainable set: the outer kind is prepared without the child network (it is D's).
-  const prepared = definition.prepare({ recipe, options: recipe.strategy, specs });
+  const prepared = definition.prepare({ recipe, options: recipe.strategy, specs, steps });
   const masked = maskedTensors(specs, definition.hooks(prepared), ct.scope);
   return new Strategy(definition, prepared, {
     definition: innerDefinition(ct),

@@ -3,7 +3,14 @@ import type { UpdateObserver } from '../engine/parallel/hooks.js';
 import { trains } from '../engine/modules/param.js';
 import { sizeOf, type ParamSpec } from '../engine/params.js';
 import { composeHooks } from './compose-hooks.js';
-import type { Kind, StrategyDefinition, StrategyHooks, StrategyOptions, StrategyReport } from './definition.js';
+import type {
+  Kind,
+  StrategyDefinition,
+  StrategyHooks,
+  StrategyOptions,
+  StrategyReport,
+  TrainingState,
+} from './definition.js';
 import { effectiveTrainable } from './effective.js';
 
 export { inScope, type Scope } from './scope.js';
@@ -177,6 +184,21 @@ export class Strategy implements UpdateObserver {
         effective_trainable_share: effective / total,
       }),
     };
+  }
+
+  /** The learning rate of optimizer step `step` where the strategy schedules its own (what the log reports). */
+  learningRate(step: number): number | undefined {
+    return this.definition.learningRate?.(this.prepared, step);
+  }
+
+  /** Whether the strategy changes the training state at the end of optimizer step `step`. */
+  changesAt(step: number): boolean {
+    return this.definition.changeStep?.(this.prepared) === step;
+  }
+
+  /** The strategy's change to the training state (at the step `changesAt` names); whether it changed anything. */
+  changeAt(state: TrainingState): boolean {
+    return this.definition.changeAt?.(this.prepared, state) ?? false;
   }
 
   get readsBits(): boolean {

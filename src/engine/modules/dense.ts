@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { columnSum, matMul, tidyKeep } from '../kernels.js';
 import type { BackwardContext, ForwardContext, Layer, T2 } from './module.js';
-import { trains, type Param } from './param.js';
+import { emits, type Param } from './param.js';
 
 /** y = x w + b, with w in the engine layout [in, out]. */
 export const denseForward = (x: T2, w: tf.Tensor, b: tf.Tensor) => tf.add(matMul(x, w as T2), b) as T2;
@@ -28,8 +28,8 @@ export class Dense implements Layer<T2> {
 
   backward(dy: T2, x: T2, ctx: BackwardContext): T2[] {
     const g = denseBackward(x, ctx.weight(this.weight), dy, {
-      dw: trains(this.weight.spec),
-      db: trains(this.bias.spec),
+      dw: emits(this.weight.spec),
+      db: emits(this.bias.spec),
     });
     if (g.dw) ctx.emit(this.weight, g.dw);
     if (g.db) ctx.emit(this.bias, g.db);

@@ -4,7 +4,7 @@ import { embeddingSum } from '../kernels.js';
 import { rowGradient } from '../webgpu/rows.js';
 import type { LayerNorm, LayerNormCache } from './layer-norm.js';
 import { applyMask, sum, type BackwardContext, type ForwardContext, type Layer, type T2 } from './module.js';
-import { trains, type Param } from './param.js';
+import { emits, type Param } from './param.js';
 import { prependRows, splitRows } from './rows.js';
 import type { Batch } from './types.js';
 
@@ -136,7 +136,7 @@ export class Embeddings {
     const host = new Map<T2, Float32Array>();
     const read = (d: T2) => host.get(d) ?? host.set(d, d.dataSync() as Float32Array).get(d)!;
     const detached = (r: TableRows) => c.detachedWords === true && r.table === this.tables.word;
-    for (const r of this.rowsOf(b).filter((r) => trains(r.table.spec) && !detached(r)))
+    for (const r of this.rowsOf(b).filter((r) => emits(r.table.spec) && !detached(r)))
       scatterRows(r.table, r.ids, r.own ? dwords : demb, ctx, read);
   }
 

@@ -7,7 +7,7 @@ import { Encoder, EncoderLayer } from './encoder.js';
 import { FeedForward } from './feed-forward.js';
 import { ClassificationHead } from './heads.js';
 import { LayerNorm } from './layer-norm.js';
-import type { Layer } from './module.js';
+import type { DerivedParam, Layer } from './module.js';
 import { ParamTable, type ParamGroup } from './param.js';
 import { Sublayer } from './sublayer.js';
 
@@ -68,6 +68,8 @@ export interface Assembled {
   denseSites: DenseSite[];
   /** Whether training applies the config's dropout anywhere (a modifier may turn it all off: ModelEditor.noDropout). */
   dropout: boolean;
+  /** Parameters whose value is made each pass from others (ModelEditor.deriveParam), by the parameter's index. */
+  derived: Map<number, DerivedParam>;
 }
 
 /** Builds a family's encoder and classification head, declaring the parameters in the checkpoint's fixed order. */
@@ -143,5 +145,5 @@ export function assemble(c: ModelConfig, numLabels: number): Assembled {
   );
   site(headDense, 'head-dense', head, 'dense');
   site(headOut, 'head-out', head, 'out');
-  return { params, embeddings, encoder: new Encoder(layers), head, denseSites, dropout: true };
+  return { params, embeddings, encoder: new Encoder(layers), head, denseSites, dropout: true, derived: new Map() };
 }

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { columnSum, tidyKeep } from '../kernels.js';
 import type { BackwardContext, ForwardContext, Layer, T2 } from './module.js';
-import { trains, type Param } from './param.js';
+import { emits, type Param } from './param.js';
 
 export interface LayerNormCache {
   xhat: T2;
@@ -41,8 +41,8 @@ export class LayerNorm implements Layer<LayerNormCache> {
       ) as T2;
       return {
         dx,
-        dg: trains(this.gain.spec) ? columnSum(tf.mul(dy, cache.xhat) as T2) : undefined,
-        db: trains(this.bias.spec) ? columnSum(dy) : undefined,
+        dg: emits(this.gain.spec) ? columnSum(tf.mul(dy, cache.xhat) as T2) : undefined,
+        db: emits(this.bias.spec) ? columnSum(dy) : undefined,
       };
     });
     if (out.dg) ctx.emit(this.gain, out.dg);

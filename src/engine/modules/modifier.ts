@@ -2,7 +2,7 @@ import type { ModelConfig } from '../config.js';
 import { SelfAttention, type KeyValuePrefix } from './attention.js';
 import type { InputPrefix } from './embeddings.js';
 import type { Assembled, DenseSite } from './families.js';
-import type { Layer } from './module.js';
+import type { DerivedParam, Layer } from './module.js';
 import type { Param, ParamGroup, ParamInit, ParamSpec } from './param.js';
 
 /** A parameter a modifier adds. Shapes are as saved (a dense weight [out, in] with `transposed`). */
@@ -42,6 +42,12 @@ export interface ModelEditor {
   addParam(spec: NewParam): Param;
   /** Sets which of the model's own parameters train (a frozen one gets no gradient); modifiers' own are set at addParam. */
   setTrainable(trains: (spec: ParamSpec) => boolean): void;
+  /**
+   * Makes `param`'s value each pass from other parameters (`derived`, e.g. a frozen value plus a gated difference):
+   * the modules read that value and hand their gradient by it to `derived.backward`; the parameter itself, frozen
+   * or not, is never stepped (diff pruning's gated tensors). One derivation per parameter.
+   */
+  deriveParam(param: Param, derived: DerivedParam): void;
   /** Replaces the layer at each selected dense site (the dense, or an earlier wrapper) with `wrap(inner, site)`. */
   wrapDense(select: (site: DenseSite) => boolean, wrap: (inner: Layer, site: DenseSite) => Layer): void;
   /**
@@ -155,6 +161,11 @@ export function applyModifiers(
       }),
     setTrainable(trains) {
       for (const spec of params.specs) if (spec.source === 'checkpoint') spec.trainable = trains(spec);
+    },
+    deriveParam(param, derived) {
+      if (model.derived.has(param.index)) throw new Error(`${param.spec.name} is already derived`);
+      param.spec.derived = true;
+      model.derived.set(param.index, derived);
     },
     wrapDense(select, wrap) {
       for (const site of denseSites) if (select(site)) site.set(wrap(site.get(), site));

@@ -57,6 +57,16 @@ export interface BackwardContext {
 }
 
 /**
+ * A parameter whose value the model makes each pass from other parameters (ModelEditor.deriveParam): made once per
+ * pass before the modules run, used wherever the modules read the parameter, and its gradient (the sum of what the
+ * modules hand on for it) passed back once the pass's backward is done.
+ */
+export interface DerivedParam<C = unknown> {
+  forward(ctx: ForwardContext): { value: tf.Tensor; cache: C };
+  backward(g: tf.Tensor, cache: C, ctx: BackwardContext): void;
+}
+
+/**
  * A module with paired forward and backward passes. `forward` returns its output and what its backward reads (the
  * cache: tensors, arrays or objects of them, freed by whoever runs the pass once the backward is done). `backward`
  * emits the gradients of the module's trainable parameters and returns the input's gradient as summands, which the

@@ -35,6 +35,8 @@ export interface ParamSpec {
    * The model always sets it; absent (a spec written by hand) means true.
    */
   trainable?: boolean;
+  /** Its value is made each pass from other parameters (ModelEditor.deriveParam): it emits gradients, never steps. */
+  derived?: boolean;
   /**
    * 'checkpoint': read from the pretrained weights; 'strategy': added by a model modifier, initialised from `init`.
    * The model always sets it; absent means 'checkpoint'.
@@ -43,6 +45,12 @@ export interface ParamSpec {
 }
 
 export const trains = (p: ParamSpec) => p.trainable !== false;
+
+/**
+ * Whether a module hands on a gradient by this parameter: it trains, or the model makes its value each pass from
+ * other parameters (ModelEditor.deriveParam), which take the gradient (the parameter itself is never stepped).
+ */
+export const emits = (p: ParamSpec) => trains(p) || p.derived === true;
 
 export const internalShape = (p: ParamSpec) => (p.transposed ? [p.shape[1], p.shape[0]] : p.shape);
 export const sizeOf = (p: ParamSpec) => p.shape.reduce((a, b) => a * b, 1);

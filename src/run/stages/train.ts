@@ -16,6 +16,7 @@ import { fMaskLogFor } from '../fmasks.js';
 import type { Reporter } from '../reporter.js';
 import type { RunDir } from '../rundir.js';
 import { TensorBoardWriter } from '../tensorboard.js';
+import { stepsPerEpoch, totalSteps } from '../../plan/steps.js';
 import { trainModel } from '../train.js';
 import { depsOfKind, type StageRunner } from '../walk.js';
 import type { LoadedModel } from './load-model.js';
@@ -60,7 +61,11 @@ export const trainRunner: StageRunner<Trained> = {
     }
     // The child network itself, in checkpoint order, for `childtune report`'s overlap matrix and other tools.
     if (fisher) writeChildMask(run, model.specs, fisher.masks);
-    const strategy = strategyFor(recipe, model.specs, fisher?.masks);
+    const examples = train.encodings.length;
+    const strategy = strategyFor(recipe, model.specs, fisher?.masks, {
+      perEpoch: stepsPerEpoch(examples, recipe.training),
+      total: totalSteps(examples, recipe.training),
+    });
     strategy.masks = fMaskLogFor(recipe, strategy, model.specs, run, resume?.meta.adamStep ?? 0);
     const metrics = (recipe.evaluation.metrics ?? taskSpecOf(recipe.dataset).metrics) as Metric[];
     const tensorboard = TensorBoardWriter.create(run.path('tb'), run.path('metrics.jsonl'));
