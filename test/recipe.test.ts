@@ -129,6 +129,8 @@ describe('diagnostics: every code, with its position', () => {
       { line: 6, column: 3 },
       { files: { 'd/train.tsv': '', 'd/dev.tsv': `${RTE_HEAD}0\ta\tb\tentailment\n` } },
     ],
+    // bf16 products are the CPU's native kernels' (never emulated): another backend is refused.
+    ['CT0340', base('training: {precision: bf16}\nruntime: {backend: cpu}\n'), { line: 7, column: 12 }],
     [
       'CT0325',
       local('glue/rte'),
