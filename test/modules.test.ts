@@ -200,6 +200,8 @@ const summedOverBatch = (d: T2, p: Param, ctx: BackwardContext) => {
 
 const prefixLike = defineModifier<{ length: number }>('test-prefix', (editor, o) => {
   const h = editor.config.hiddenSize;
+  // The sequence's positions follow the prefix, as transformers numbers them with past_key_values (and the fixture does).
+  editor.offsetPositions(o.length);
   editor.prefixAttention((l): KeyValuePrefix => {
     const keys = editor.addParam({
       name: `prefix.layer.${l}.key`,
