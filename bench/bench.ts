@@ -433,7 +433,8 @@ async function fisherAgainstEpoch(dp: DataParallel, model: EncoderClassifier, d:
 
 /**
  * PyTorch's step at a shape, in a process of its own: at least two warm-up steps (a process's first steps are slow),
- * the same thread count, OpenBLAS's and OpenMP's own thread variables unset so torch.set_num_threads alone decides;
+ * the same thread count, the thread-count variables of OpenBLAS, OpenMP and MKL unset so torch.set_num_threads alone
+ * decides (OPENBLAS_CORETYPE stays: without it OpenBLAS 0.3.21 runs a generic kernel on a CPU it does not know);
  * `autocast`: the step under torch.autocast('cpu', bfloat16), the peer of training.precision: bf16.
  */
 function torchPeer(shape: Shape, threads: number, steps = 12, warmup = 3, autocast = false) {
@@ -446,7 +447,10 @@ function torchPeer(shape: Shape, threads: number, steps = 12, warmup = 3, autoca
   const script = path.resolve(ROOT, '..', 'shared', 'bench', 'torch_bert_step.py');
   if (!fs.existsSync(script)) return { available: false, why: `${script} not found` };
   const s = SHAPES[shape];
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(OPENBLAS_|OMP_|GOTO_|MKL_)/.test(k)));
+  // Only the thread counts: OPENBLAS_CORETYPE and the like pick OpenBLAS's kernels for a CPU it does not know.
+  const env = Object.fromEntries(
+    Object.entries(process.env).filter(([k]) => !/^(OPENBLAS|OMP|GOTO|MKL)_NUM_THREADS$/.test(k)),
+  );
   const args = [
     '--layers',
     String(s.layers),
