@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
@@ -19,7 +18,7 @@ import { mergeDiffs } from '../src/strategies/diff-pruning/save.js';
 import { applyMasks } from '../src/strategies/mask-tuning/save.js';
 import { definitionOf, modifiersFor } from '../src/strategies/registry.js';
 import { adamwStep } from '../src/engine/optimizer.js';
-import { cli, GLUE, REPO, tinyModel, tmpProject, write } from './helpers.js';
+import { cli, GLUE, killAndResume, REPO, tinyModel, tmpProject, write } from './helpers.js';
 import { batch, checkDirection, dot, gradsOf, metricsOf, modelBytes, modified } from './strategy-checks.js';
 
 const QUERY = 'bert.encoder.layer.0.attention.self.query';
@@ -352,31 +351,7 @@ runtime: {threads: 2}
     lrs.forEach((lr, i) => assert.ok(Math.abs(lr - expected[i]) < 1e-12, `step ${i + 1}: lr ${lr}`));
 
     // Killed after a checkpoint, before or after the projection, the run resumes to the same model and log.
-    const child = spawn(
-      process.execPath,
-      [path.join(REPO, 'bin', 'childtune.js'), 'run', recipe, '--quiet', ...allow],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    let stderr = '';
-    child.stderr.on('data', (d) => (stderr += d));
-    const runDir = await new Promise<string>((resolve, reject) => {
-      const timer = setInterval(() => {
-        const m = /run directory: (.*)/.exec(stderr);
-        const pointer = m && path.join(m[1].trim(), 'checkpoint.json');
-        if (pointer && fs.existsSync(pointer) && JSON.parse(fs.readFileSync(pointer, 'utf8')).step >= 2) {
-          clearInterval(timer);
-          child.kill('SIGKILL');
-          resolve(m[1].trim());
-        }
-      }, 5);
-      child.on('exit', () => {
-        clearInterval(timer);
-        reject(new Error(`the run ended before step 2 was checkpointed:\n${stderr}`));
-      });
-    });
-    await new Promise((done) => child.once('exit', done).once('close', done));
-    const again = await cli(['run', '--resume', runDir]);
-    assert.equal(again.code, 0, again.err);
+    const runDir = await killAndResume(recipe, 2, allow);
     assert.deepEqual(metricsOf(runDir), metricsOf(dir));
     assert.deepEqual(modelBytes(runDir), modelBytes(dir));
   });

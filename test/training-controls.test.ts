@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -8,7 +7,7 @@ import { learningRate } from '../src/engine/optimizer.js';
 import { Rng } from '../src/engine/rng.js';
 import { scalarsOf } from '../src/run/tensorboard.js';
 import { readCheckpoint, writeCheckpoint } from '../src/run/checkpoint.js';
-import { cli, GLUE, microModel, REPO, tinyModel, tmpProject, write } from './helpers.js';
+import { cli, GLUE, killAndResume, microModel, tinyModel, tmpProject, write } from './helpers.js';
 
 /**
  * One project for every test: a random BERT-tiny, and RTE rows in a directory of their own: 24 training rows, and
@@ -147,32 +146,7 @@ evaluation: {every_steps: 2, checkpoint: best, early_stopping: {patience: 2, min
 
   // Killed after a random checkpoint before the stop (evaluated and not), then resumed.
   const killAt = 1 + new Rng(Date.now()).int(5);
-  const child = spawn(process.execPath, [path.join(REPO, 'bin', 'childtune.js'), 'run', recipe, '--quiet'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stderr = '';
-  child.stderr.on('data', (d) => (stderr += d));
-  const runDir = await new Promise<string>((resolve, reject) => {
-    const timer = setInterval(() => {
-      const m = /run directory: (.*)/.exec(stderr);
-      if (!m) return;
-      const pointer = path.join(m[1].trim(), 'checkpoint.json');
-      if (fs.existsSync(pointer) && JSON.parse(fs.readFileSync(pointer, 'utf8')).step >= killAt) {
-        clearInterval(timer);
-        child.kill('SIGKILL');
-        resolve(m[1].trim());
-      }
-    }, 2);
-    child.on('exit', () => {
-      clearInterval(timer);
-      reject(new Error(`the run ended before step ${killAt} was checkpointed:\n${stderr}`));
-    });
-  });
-  await new Promise((r) => child.once('exit', r).once('close', r));
-  assert.ok(!fs.existsSync(path.join(runDir, 'results.json')), 'killed before the end');
-  const again = await cli(['run', '--resume', runDir]);
-  assert.equal(again.code, 0, again.err);
-  assert.match(again.err, /resume: continuing from step \d+/);
+  const runDir = await killAndResume(recipe, killAt);
 
   const same = (dir: string) => {
     const { durations_s: _d, resumed_from_step: _r, ...rest } = results(dir);
