@@ -444,6 +444,12 @@ function torchPeer(shape: Shape, threads: number, steps = 12, warmup = 3, autoca
       available: false,
       why: '/usr/bin/python3 cannot import torch (apt-get install python3-torch libopenblas0-pthread)',
     };
+  const blas = torchBlas();
+  if (blas.reference)
+    return {
+      available: false,
+      why: `PyTorch's BLAS is the unoptimised reference BLAS (${blas.path}), not a peer (apt-get install libopenblas0-pthread)`,
+    };
   const script = path.resolve(ROOT, '..', 'shared', 'bench', 'torch_bert_step.py');
   if (!fs.existsSync(script)) return { available: false, why: `${script} not found` };
   const s = SHAPES[shape];
@@ -474,7 +480,25 @@ function torchPeer(shape: Shape, threads: number, steps = 12, warmup = 3, autoca
     autocast ? [path.join(ROOT, 'bench', 'torch_autocast.py'), script, ...args] : [script, ...args],
     { encoding: 'utf8', env },
   );
-  return { available: true, ...JSON.parse(out.trim().split('\n').at(-1)!) };
+  return { available: true, blas: blas.path, ...JSON.parse(out.trim().split('\n').at(-1)!) };
+}
+
+/**
+ * The BLAS library Debian's PyTorch loads (its matrix products go through libblas.so.3, an alternative): the netlib
+ * reference BLAS, the default without OpenBLAS installed, is tens of times slower and would make any ratio meaningless.
+ */
+function torchBlas(): { path: string; reference: boolean } {
+  const probe = spawnSync(
+    '/usr/bin/python3',
+    [
+      '-c',
+      'import os, torch; torch.ones(8, 8) @ torch.ones(8, 8); ' +
+        'print(next((os.path.realpath(l.split()[-1]) for l in open("/proc/self/maps") if "blas" in l.split()[-1]), "none"))',
+    ],
+    { encoding: 'utf8' },
+  );
+  const found = probe.stdout.trim().split('\n').at(-1) ?? 'none';
+  return { path: found, reference: /\/blas\/libblas\.so/.test(found) };
 }
 
 /** PyTorch's steady-state step: the median over `processes` processes of each one's median step. */

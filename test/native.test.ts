@@ -10,6 +10,7 @@ import { headContext, headScores, matMul } from '../src/engine/kernels.js';
 import {
   arithmeticOf,
   chooseKernels,
+  nativeBlocks,
   nativeKernelNames,
   nativeKernels,
   selectKernel,
@@ -175,7 +176,8 @@ describe('native matrix kernels', { skip }, () => {
     });
 
     test(`${kernel}: products past every cache block (K over two blocks, M and N over one) keep the k order`, () => {
-      const [M, K, N] = [197, 800, 3100];
+      const { kc, mc, nc } = nativeBlocks()!;
+      const [M, K, N] = [mc + 5, kc + 76, nc + 28];
       const a = random(M * K, 3);
       const b = random(K * N, 4);
       for (const [ta, tb] of [
@@ -193,7 +195,7 @@ describe('native matrix kernels', { skip }, () => {
         const bytes = bytesOn(kernel, product);
         if (arithmetic === 'exact')
           assert.ok(bytes.equals(bytesOn('wasm', product)), `${ta ? 'T' : 'N'}${tb ? 'T' : 'N'}`);
-        // Sampled elements: each is an 800-term dot product crossing the KC boundary through C.
+        // Sampled elements: each is a dot product crossing the KC boundary through C.
         const got = new Float32Array(bytes.buffer.slice(0));
         assert.equal(checkProduct(got, a, b, M, K, N, 300), undefined, `${ta ? 'T' : 'N'}${tb ? 'T' : 'N'}`);
       }

@@ -20,6 +20,8 @@ interface Addon {
   peak(kernel: number, iterations: number): number;
   /** Kernel names by index; null where this CPU lacks the instructions. */
   kernels: (string | null)[];
+  /** Cache block sizes in floats: A blocks are mc x kc, B blocks kc x nc. */
+  blocks: { kc: number; mc: number; nc: number };
 }
 
 export type Arithmetic = 'exact' | 'fma' | 'bf16';
@@ -94,6 +96,12 @@ export function nativeKernels(): NativeStatus {
 export function nativeKernelNames(): string[] {
   const a = loadAddon();
   return typeof a === 'string' ? [] : a.kernels.filter((k): k is string => k !== null);
+}
+
+/** The native kernels' cache blocks (tests reach past each), or undefined without the addon. */
+export function nativeBlocks(): Addon['blocks'] | undefined {
+  const a = loadAddon();
+  return typeof a === 'string' ? undefined : a.blocks;
 }
 
 /** Native kernel names of one arithmetic, widest first (CHILDTUNE_NATIVE_KERNEL first where it names one of them). */
