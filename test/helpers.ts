@@ -43,6 +43,22 @@ export function tmpProject(): string {
   return dir;
 }
 
+/**
+ * GLUE task folders under `root`/glue: the real training files, dev files cut to their first `devRows` lines (plus a
+ * header where the file has one). For tests that run many trials to a finite dev metric, where scoring a whole dev set
+ * per trial would be most of their time.
+ */
+export function glueWithShortDev(root: string, tasks: readonly string[], devRows = 96): string {
+  for (const task of tasks) {
+    const to = path.join(root, 'glue', task);
+    fs.mkdirSync(to, { recursive: true });
+    fs.copyFileSync(path.join(GLUE, task, 'train.tsv'), path.join(to, 'train.tsv'));
+    const lines = fs.readFileSync(path.join(GLUE, task, 'dev.tsv'), 'utf8').split('\n');
+    fs.writeFileSync(path.join(to, 'dev.tsv'), lines.slice(0, devRows + 1).join('\n') + '\n');
+  }
+  return root;
+}
+
 export function write(dir: string, name: string, text: string): string {
   const file = path.join(dir, name);
   fs.mkdirSync(path.dirname(file), { recursive: true });
