@@ -84,7 +84,14 @@ describe('bundled comparison recipes', () => {
         path.basename(recipe, '.yaml') + '-' + path.basename(path.dirname(recipe)),
       );
       const small = [
-        ...['sweep.seeds=[1]', 'training.epochs=1', 'training.batch_size=8', 'model.max_seq_length=32'],
+        // One thread: at this size a worker's start-up costs more than it shares (the threaded paths have their own tests).
+        ...[
+          'sweep.seeds=[1]',
+          'training.epochs=1',
+          'training.batch_size=8',
+          'model.max_seq_length=32',
+          'runtime.threads=1',
+        ],
         'dataset.subsample={size: 16, seed: 0, stratified: false}',
         ...(transfer ? [`transfer.domain=[{name: rte-dev, dataset: {task: glue/rte, dir: ${data}/glue/RTE}}]`] : []),
         ...[`runtime.output_dir=${runs}`, `runtime.cache_dir=${path.join(project, 'cache')}`],

@@ -162,6 +162,9 @@ describe('bundled paper recipes', () => {
         'training.batch_size=8',
         '--set',
         'model.max_seq_length=32',
+        // One thread: at this size a worker's start-up costs more than it shares (the threaded paths have their own tests).
+        '--set',
+        'runtime.threads=1',
         '--set',
         'dataset.subsample={size: 24, seed: 0, stratified: false}',
         '--set',
