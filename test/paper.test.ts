@@ -129,7 +129,7 @@ describe('bundled paper recipes', () => {
   const model = path.join(project, 'model');
   before(async () => {
     writeNliSamples(data);
-    // Dev files cut short: 39 trials scored on whole dev sets would be most of this test's time.
+    // Dev files cut short: scoring every trial on a whole dev set took a quarter of this test's time.
     glueWithShortDev(data, ['CoLA', 'MRPC', 'RTE', 'STS-B']);
     await tinyModel(model);
     process.env.CHILDTUNE_DATA = data;
