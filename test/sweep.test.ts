@@ -48,6 +48,8 @@ dataset:
 strategy: {kind: child-tuning-f, reserve_p: 0.3}
 training: {epochs: 2, batch_size: 8, log_every: 1, checkpoint_every: 2}
 evaluation: {batch_size: 128}
+# One thread: a worker's start-up costs more than it shares at this size (the threaded paths have their own tests).
+runtime: {threads: 1}
 sweep:
   grid: {strategy.kind: [child-tuning-f, child-tuning-d]}
   seeds: [1, 2]
