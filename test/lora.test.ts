@@ -4,9 +4,7 @@ import path from 'node:path';
 import { before, describe, test } from 'node:test';
 import { selectBackend } from '../src/engine/backend.js';
 import { loadPretrained } from '../src/engine/checkpoint.js';
-import type { EncoderClassifier } from '../src/engine/model.js';
 import { writeAtomic } from '../src/engine/files.js';
-import { adamwRange, adamwStep } from '../src/engine/optimizer.js';
 import { sizeOf } from '../src/engine/params.js';
 import { Rng } from '../src/engine/rng.js';
 import { readSafetensors } from '../src/engine/safetensors.js';
@@ -16,7 +14,7 @@ import type { OptionsOf } from '../src/strategies/definition.js';
 import { loraDefinition } from '../src/strategies/lora/index.js';
 import { mergedWeights } from '../src/strategies/lora/save.js';
 import { modifiersFor } from '../src/strategies/registry.js';
-import { DELTA_DIR, deltaBatch } from './delta-fixture.js';
+import { DELTA_DIR, deltaBatch, trainOnDeltaBatch } from './delta-fixture.js';
 import { FIXTURES, tmpProject } from './helpers.js';
 
 const ALL = [
@@ -40,31 +38,6 @@ const lora = (o: Partial<OptionsOf<'lora'>> = {}) =>
   }) as OptionsOf<'lora'>;
 const loadLora = (dir: string, o: OptionsOf<'lora'>, seed = 1) =>
   loadPretrained(dir, { numLabels: 2, seed, modifiers: modifiersFor(o as Recipe['strategy']) }).model;
-
-/** A few AdamW steps (lr 0.05, dropout from `seed`) on the trainable tensors only, as a run takes them. */
-function train(model: EncoderClassifier, steps: number, seed = 7) {
-  const adamSettings = { lr: 0.05, betas: [0.9, 0.999] as [number, number], eps: 1e-8, weightDecay: 0.01 };
-  const m = model.values.map((v) => new Float32Array(v.length));
-  const v = model.values.map((x) => new Float32Array(x.length));
-  for (let s = 1; s <= steps; s++) {
-    const grads = model.values.map((x) => new Float32Array(x.length));
-    model.step(deltaBatch(), grads, new Rng(seed + s));
-    const adam = adamwStep(adamSettings, s, adamSettings.lr);
-    model.specs.forEach((spec, i) => {
-      if (spec.trainable)
-        adamwRange(
-          model.values[i],
-          grads[i],
-          m[i],
-          v[i],
-          0,
-          grads[i].length,
-          spec.decay ? adam : { ...adam, decay: 0 },
-        );
-    });
-    model.markDirty();
-  }
-}
 
 const worst = (a: ArrayLike<number>, b: ArrayLike<number>) => {
   let w = 0;
@@ -158,7 +131,7 @@ describe('lora', () => {
   test('merged equals unmerged after a few training steps, and the merged save loads as a plain model', () => {
     const o = lora({ dropout: 0.1 });
     const model = loadLora(DELTA_DIR, o);
-    train(model, 3);
+    trainOnDeltaBatch(model, 3, 7);
     const b = deltaBatch();
     const unmerged = model.predict(b).logits;
     const plain = loadPretrained(DELTA_DIR, { numLabels: 2, seed: 99 }).model;
@@ -211,7 +184,7 @@ describe('lora', () => {
       target_modules: ['value', 'query', 'intermediate.dense'],
     });
     const model = loadLora(DELTA_DIR, o);
-    train(model, 2);
+    trainOnDeltaBatch(model, 2, 7);
     const input = {
       options: o as never,
       config: model.config,

@@ -5,14 +5,12 @@ import { before, describe, test } from 'node:test';
 import { selectBackend } from '../src/engine/backend.js';
 import { loadPretrained } from '../src/engine/checkpoint.js';
 import type { EncoderClassifier } from '../src/engine/model.js';
-import { adamwRange, adamwStep } from '../src/engine/optimizer.js';
-import { Rng } from '../src/engine/rng.js';
 import { saveModel } from '../src/engine/save.js';
 import { loadSavedModel, STRATEGY_CONFIG } from '../src/engine/saved-strategy.js';
 import { readSafetensors } from '../src/engine/safetensors.js';
 import type { Recipe } from '../src/recipe/types.generated.js';
 import { definitionOf, modifiersFor, modifiersFrom } from '../src/strategies/registry.js';
-import { DELTA_DIR, deltaBatch } from './delta-fixture.js';
+import { DELTA_DIR, deltaBatch, trainOnDeltaBatch } from './delta-fixture.js';
 import { tmpProject } from './helpers.js';
 
 /**
@@ -28,27 +26,7 @@ const L = 2;
 /** The fixture's model with the strategy, trained a few AdamW steps (dropout on) so every trainable tensor moves. */
 function trained(options: Recipe['strategy'], steps = 3): EncoderClassifier {
   const { model } = loadPretrained(DELTA_DIR, { numLabels: 2, seed: 3, modifiers: modifiersFor(options) });
-  const settings = { lr: 0.05, betas: [0.9, 0.999] as [number, number], eps: 1e-8, weightDecay: 0.01 };
-  const m = model.values.map((v) => new Float32Array(v.length));
-  const v = model.values.map((x) => new Float32Array(x.length));
-  for (let s = 1; s <= steps; s++) {
-    const grads = model.values.map((x) => new Float32Array(x.length));
-    model.step(deltaBatch(), grads, new Rng(10 + s));
-    const adam = adamwStep(settings, s, settings.lr);
-    model.specs.forEach((spec, i) => {
-      if (spec.trainable)
-        adamwRange(
-          model.values[i],
-          grads[i],
-          m[i],
-          v[i],
-          0,
-          grads[i].length,
-          spec.decay ? adam : { ...adam, decay: 0 },
-        );
-    });
-    model.markDirty();
-  }
+  trainOnDeltaBatch(model, steps, 10);
   return model;
 }
 
