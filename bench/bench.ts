@@ -487,8 +487,11 @@ function torchPeer(shape: Shape, threads: number, steps = 12, warmup = 3, autoca
 /**
  * The BLAS library Debian's PyTorch loads (its matrix products go through libblas.so.3, an alternative): the netlib
  * reference BLAS, the default without OpenBLAS installed, is tens of times slower and would make any ratio meaningless.
+ * Probed once per bench process: each probe starts Python and imports torch.
  */
+let blasFound: { path: string; reference: boolean } | undefined;
 function torchBlas(): { path: string; reference: boolean } {
+  if (blasFound) return blasFound;
   const probe = spawnSync(
     '/usr/bin/python3',
     [
@@ -499,7 +502,7 @@ function torchBlas(): { path: string; reference: boolean } {
     { encoding: 'utf8' },
   );
   const found = probe.stdout.trim().split('\n').at(-1) ?? 'none';
-  return { path: found, reference: /\/blas\/libblas\.so/.test(found) };
+  return (blasFound = { path: found, reference: /\/blas\/libblas\.so/.test(found) });
 }
 
 /** PyTorch's steady-state step: the median over `processes` processes of each one's median step. */
