@@ -1362,7 +1362,9 @@ function markdown(r: {
   const pctIn = (x: number | null, interval?: [number, number] | null) =>
     interval ? `${pct(x)} [${(interval[0] * 100).toFixed(1)}, ${(interval[1] * 100).toFixed(1)}]` : pct(x);
   const num = (x: number | null | undefined, digits = 0) => (x === null || x === undefined ? 'n/a' : x.toFixed(digits));
-  const blocks = nativeBlocks() ?? { kc: 0, mc: 0, nc: 0 };
+  const blocks = nativeBlocks();
+  // Without the addon (no native kernels here) the sentence names no sizes rather than zeros.
+  const blockSizes = blocks ? ` of ${blocks.mc} x ${blocks.kc} (A) and ${blocks.kc} x ${blocks.nc} (B)` : '';
   const mib = (b: number) => `${(b / 2 ** 20).toFixed(0)} MiB`;
   const large = r.configs.find((c) => c.config === 'bert-large');
   const startups: Row[] = large ? [large.startup].flat() : [];
@@ -1428,7 +1430,7 @@ function markdown(r: {
     '- *fisher / epoch*: the batch-estimator fisher pass over 128 examples against one training epoch over the same examples (each the median of three, alternated).',
     "- *plan estimate* is `childtune plan`'s memory model for a D run with this batch and thread count; *peak RSS* is the child process's.",
     '- The matrix products run in the native kernels where the machine has them (native/gemm.c: AVX-512 4 x 64 or AVX2 6 x 16',
-    `  register tiles, packed panels, cache blocks of ${blocks.mc} x ${blocks.kc} (A) and ${blocks.kc} x ${blocks.nc} (B)), in place on the wasm heap; elsewhere in`,
+    `  register tiles, packed panels, cache blocks${blockSizes}), in place on the wasm heap; elsewhere in`,
     '  our wasm SIMD kernel (src/engine/wasm/kernels.wat). The main rows run the kernels `runtime.kernels: auto` picks here: the',
     '  exact ones (every element the same k-ordered sum of separately rounded products, bit for bit the wasm kernel) unless',
     '  fused multiply-adds measure clearly faster (Intel server cores, where multiply, add and FMA share two ports). *share of',
