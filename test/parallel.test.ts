@@ -5,6 +5,7 @@ import { selectBackend } from '../src/engine/backend.js';
 import { adamwRange, adamwStep, applyKeepBits, jsPasses } from '../src/engine/optimizer.js';
 import { OptimizerKernels, planArenas, SharedArena } from '../src/engine/optimizer-wasm.js';
 import { sizeOf } from '../src/engine/params.js';
+import type { EncoderClassifier } from '../src/engine/model.js';
 import { sliceBatch } from '../src/engine/batch.js';
 import { keepThreshold, Rng, streamSeed } from '../src/engine/rng.js';
 import { partition, SEGMENT_GRAIN, UPDATE_BLOCK } from '../src/engine/parallel/partition.js';
@@ -15,6 +16,13 @@ import { childTuningF, F_CHUNK } from '../src/strategies/child-tuning-f/index.js
 import { maskRange } from '../src/strategies/strategy.js';
 import { microModel } from './helpers.js';
 
+/** A two-thread wasm pool over `model` (AdamW without decay): the data-parallel cases below compare it with one thread. */
+const twoThreads = (model: EncoderClassifier) =>
+  DataParallel.start(model, {
+    threads: 2,
+    backend: 'wasm',
+    adam: { lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0 },
+  });
 describe('data parallelism', () => {
   test('the partition covers every parameter element exactly once and cuts tensors only at F chunk boundaries', () => {
     fc.assert(
@@ -321,11 +329,7 @@ describe('data parallelism', () => {
     const grads = single.specs.map((s) => new Float32Array(sizeOf(s)));
     const { loss } = single.step(batch, grads, null);
     const model = microModel();
-    const dp = await DataParallel.start(model, {
-      threads: 2,
-      backend: 'wasm',
-      adam: { lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0 },
-    });
+    const dp = await twoThreads(model);
     try {
       const r = await dp.gradients(batch, null);
       assert.ok(Math.abs(r.loss - loss) < 1e-6, `${r.loss} vs ${loss}`);
@@ -354,11 +358,7 @@ describe('data parallelism', () => {
       labels: Float32Array.from([2, 0, 1, 1]),
     };
     const model = microModel();
-    const dp = await DataParallel.start(model, {
-      threads: 2,
-      backend: 'wasm',
-      adam: { lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0 },
-    });
+    const dp = await twoThreads(model);
     try {
       const whole = await dp.gradients(batch, null);
       const expected = dp.grads.map((g) => Float32Array.from(g));
@@ -391,11 +391,7 @@ describe('data parallelism', () => {
       labels: new Float32Array(4),
     };
     const model = microModel();
-    const dp = await DataParallel.start(model, {
-      threads: 2,
-      backend: 'wasm',
-      adam: { lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0 },
-    });
+    const dp = await twoThreads(model);
     try {
       await dp.infer('predict', batch);
       const restored = microModel({ seed: 7 });
