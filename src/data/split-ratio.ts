@@ -1,4 +1,5 @@
 import { Rng } from '../engine/rng.js';
+import { largestRemainder } from './apportion.js';
 
 /**
  * One file dealt into splits by share: the rows are shuffled with the seed, and each split (in name order, so the
@@ -9,15 +10,10 @@ import { Rng } from '../engine/rng.js';
 export function ratioSplits(rows: number, shares: Record<string, number>, seed: number): Map<string, number[]> {
   const names = Object.keys(shares).sort();
   const total = names.reduce((a, n) => a + shares[n], 0);
-  const exact = names.map((n) => (shares[n] / total) * rows);
-  const counts = exact.map(Math.floor);
-  let left = rows - counts.reduce((a, b) => a + b, 0);
-  const order = names.map((_, i) => i).sort((a, b) => exact[b] - counts[b] - (exact[a] - counts[a]) || a - b);
-  for (const i of order) {
-    if (left === 0) break;
-    counts[i]++;
-    left--;
-  }
+  const counts = largestRemainder(
+    names.map((n) => (shares[n] / total) * rows),
+    rows,
+  );
   const dealt = new Rng(seed).sample(rows, rows);
   const out = new Map<string, number[]>();
   let at = 0;

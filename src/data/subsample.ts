@@ -1,4 +1,5 @@
 import { Rng } from '../engine/rng.js';
+import { largestRemainder } from './apportion.js';
 import type { Example } from './load.js';
 
 /**
@@ -23,15 +24,10 @@ export function subsampleIndices(
     byClass.set(e.label, list);
   });
   const classes = [...byClass.keys()].sort((a, b) => a - b);
-  const exact = classes.map((c) => (byClass.get(c)!.length * size) / examples.length);
-  const quota = exact.map(Math.floor);
-  let left = size - quota.reduce((a, b) => a + b, 0);
-  const order = classes.map((_, i) => i).sort((a, b) => exact[b] - quota[b] - (exact[a] - quota[a]) || a - b);
-  for (const i of order) {
-    if (left === 0) break;
-    quota[i]++;
-    left--;
-  }
+  const quota = largestRemainder(
+    classes.map((c) => (byClass.get(c)!.length * size) / examples.length),
+    size,
+  );
   const chosen: number[] = [];
   classes.forEach((c, i) => {
     const members = byClass.get(c)!;
