@@ -7,11 +7,15 @@ import { selectBackend } from '../src/engine/backend.js';
 import { EncoderClassifier } from '../src/engine/model.js';
 import { trains } from '../src/engine/modules/param.js';
 import { Rng, streamSeed } from '../src/engine/rng.js';
+import * as tf from '@tensorflow/tfjs-core';
+import { hardConcreteGates } from '../src/engine/kernels.js';
 import {
-  addExpectedL0Gradient,
   expectedL0,
-  hardConcrete,
+  gateConstants,
   LOWER,
+  testGates,
+  U_MAX,
+  U_MIN,
   UPPER,
 } from '../src/strategies/diff-pruning/hard-concrete.js';
 import { mergeDiffs } from '../src/strategies/diff-pruning/save.js';
@@ -31,44 +35,87 @@ function plainWith(model: EncoderClassifier, weights: readonly Float32Array[]) {
   return plain;
 }
 
+/** The engine's gates for `logAlpha` as plain arrays: training with 32-bit draws, test-time without. */
+function gatesOf(logAlpha: Float32Array, draws: Uint32Array | null, lambda = 0) {
+  const out = hardConcreteGates(tf.tensor(logAlpha), draws, gateConstants(lambda));
+  const [z, dz, penalty] = [out.z, out.dz, out.penalty].map((t) => t.dataSync() as Float32Array);
+  tf.dispose([out.z, out.dz, out.penalty]);
+  return { z, dz, penalty };
+}
+
+const sigmoid = (x: number) => 1 / (1 + Math.exp(-x));
+
 describe('hard-concrete gates', () => {
+  before(async () => {
+    await selectBackend('wasm');
+  });
+
   test("test-time gates are the reference's stretched, clamped sigmoid; training gates lie in [0, 1] with exact zeros and ones", () => {
     assert.deepEqual([LOWER, UPPER], [-1.5, 1.5]);
-    const logAlpha = Float32Array.from([-6, -1, 0, 0.5, 6]);
-    const { z } = hardConcrete(logAlpha, null);
-    const expected = [...logAlpha].map((a) => Math.min(1, Math.max(0, (UPPER - LOWER) / (1 + Math.exp(-a)) + LOWER)));
-    z.forEach((v, i) => assert.ok(Math.abs(v - expected[i]) < 1e-6));
-    assert.equal(z[0], 0);
-    assert.equal(z[4], 1);
-    const many = new Float32Array(2000).fill(0);
-    const drawn = hardConcrete(many, new Rng(1)).z;
+    const logAlpha = Float32Array.from([-6, -1, 0, 0.5, 6, 2, -3, 1]);
+    const expected = [...logAlpha].map((a) => Math.min(1, Math.max(0, (UPPER - LOWER) * sigmoid(a) + LOWER)));
+    for (const z of [gatesOf(logAlpha, null).z, testGates(logAlpha)]) {
+      z.forEach((v, i) => assert.ok(Math.abs(v - expected[i]) < 1e-6, `${v} vs ${expected[i]}`));
+      assert.equal(z[0], 0);
+      assert.equal(z[4], 1);
+    }
+    const test = gatesOf(logAlpha, null, 0.5);
+    assert.ok(test.dz.every((v) => v === 0) && test.penalty.every((v) => v === 0), 'no gradients at test time');
+    const drawn = gatesOf(new Float32Array(2000), new Rng(1).u32s(2000)).z;
     assert.ok(drawn.every((v) => v >= 0 && v <= 1));
     assert.ok(drawn.some((v) => v === 0) && drawn.some((v) => v === 1) && drawn.some((v) => v > 0 && v < 1));
   });
 
+  test("training gates are the reference's formula, sigmoid(log_alpha + log u - log(1 - u)) stretched and clamped, on the wasm kernel and on tfjs ops alike", () => {
+    const n = 4000;
+    const rng = new Rng(3);
+    const logAlpha = Float32Array.from({ length: n + 1 }, () => rng.normal() * 4);
+    const draws = Uint32Array.from(new Rng(5).u32s(n + 1));
+    // Float32 uniforms as the reference's torch.rand, clamped to [1e-4, 1 - 1e-4] (some draws past both ends).
+    draws.set([0, 4294967295, 1000, 4294966000], 0);
+    const [lo, hi] = [Math.fround(U_MIN), Math.fround(U_MAX)];
+    const u = Array.from(draws, (r) => Math.min(hi, Math.max(lo, Math.fround(r / 2 ** 32))));
+    assert.deepEqual(u.slice(0, 4), [lo, hi, lo, hi]);
+    // n elements take the one-pass kernel, n + 1 (not a multiple of 4) the tfjs ops.
+    const [kernel, ops] = [gatesOf(logAlpha.subarray(0, n), draws.subarray(0, n), 0.5), gatesOf(logAlpha, draws, 0.5)];
+    for (let i = 0; i < n; i++) {
+      const s = sigmoid(logAlpha[i] + Math.log(u[i]) - Math.log(1 - u[i]));
+      const stretched = s * (UPPER - LOWER) + LOWER;
+      const z = Math.min(1, Math.max(0, stretched));
+      const p = sigmoid(logAlpha[i]);
+      for (const [name, got] of [
+        ['kernel', kernel],
+        ['ops', ops],
+      ] as const) {
+        assert.ok(Math.abs(got.z[i] - z) < 1e-6, `${name} z[${i}]: ${got.z[i]} vs ${z}`);
+        if (stretched > 1e-5 && stretched < 1 - 1e-5)
+          assert.ok(Math.abs(got.dz[i] - (UPPER - LOWER) * s * (1 - s)) < 1e-6, `${name} dz[${i}]`);
+        else if (stretched < -1e-5 || stretched > 1 + 1e-5) assert.equal(got.dz[i], 0, `${name} dz[${i}] outside`);
+        assert.ok(Math.abs(got.penalty[i] - 0.5 * p * (1 - p)) < 1e-7, `${name} penalty[${i}]`);
+      }
+    }
+  });
+
   test('finite differences: dz/dlog_alpha under fixed noise, and the expected L0 penalty', () => {
-    const logAlpha = Float32Array.from({ length: 50 }, (_, i) => -3 + i * 0.12);
-    const { z, dz } = hardConcrete(logAlpha, new Rng(4));
-    const h = 1e-3;
+    const logAlpha = Float32Array.from({ length: 52 }, (_, i) => -3 + i * 0.12);
+    const draws = Uint32Array.from(new Rng(4).u32s(logAlpha.length));
+    const { z, dz, penalty } = gatesOf(logAlpha, draws, 2);
+    const h = 1e-2;
     let checked = 0;
     logAlpha.forEach((_, i) => {
       const at = (t: number) =>
-        hardConcrete(
+        gatesOf(
           Float32Array.from(logAlpha, (v, j) => (j === i ? v + t : v)),
-          new Rng(4),
+          draws,
         ).z[i];
       const numeric = (at(h) - at(-h)) / (2 * h);
-      if (z[i] > 0.01 && z[i] < 0.99) {
+      if (z[i] > 0.05 && z[i] < 0.95) {
         assert.ok(Math.abs(dz[i] - numeric) < 2e-3, `z'[${i}]: ${dz[i]} vs ${numeric}`);
         checked++;
       } else if (z[i] === 0 || z[i] === 1) assert.equal(dz[i], 0);
-    });
-    const grad = new Float32Array(logAlpha.length);
-    addExpectedL0Gradient(logAlpha, grad, 2);
-    logAlpha.forEach((_, i) => {
-      const at = (t: number) => expectedL0(Float32Array.from(logAlpha, (v, j) => (j === i ? v + t : v)));
-      const numeric = (2 * (at(h) - at(-h))) / (2 * h);
-      assert.ok(Math.abs(grad[i] - numeric) < 2e-3, `L0'[${i}]: ${grad[i]} vs ${numeric}`);
+      const l0 = (t: number) => expectedL0(Float32Array.from(logAlpha, (v, j) => (j === i ? v + t : v)));
+      const numericL0 = (2 * (l0(h) - l0(-h))) / (2 * h);
+      assert.ok(Math.abs(penalty[i] - numericL0) < 2e-3, `L0'[${i}]: ${penalty[i]} vs ${numericL0}`);
     });
     assert.ok(checked > 10, `${checked} gates inside the clamp`);
   });
@@ -202,13 +249,11 @@ describe('diff pruning', () => {
     model.step(batch(), g0, null, undefined, { seed: 21 });
     penalised.step(batch(), g1, null, undefined, { seed: 21 });
     const i = model.indexOf(`${QUERY}.weight.diff_pruning.log_alpha`);
-    const penalty = new Float32Array(g0[i].length);
-    addExpectedL0Gradient(model.values[i], penalty, 0.5);
-    g1[i].forEach((v, j) => assert.ok(Math.abs(v - g0[i][j] - penalty[j]) < 1e-6));
+    // lambda d sigmoid(a)/da = lambda p (1 - p): the reference's L0 term, its shift log(-LOWER / UPPER) being 0.
+    const l0Gradient = (a: number) => 0.5 * sigmoid(a) * (1 - sigmoid(a));
+    g1[i].forEach((v, j) => assert.ok(Math.abs(v - g0[i][j] - l0Gradient(model.values[i][j])) < 1e-6));
     const t = model.indexOf(`${QUERY}.weight.diff_pruning.tensor_log_alpha`);
-    const tensorPenalty = new Float32Array(1);
-    addExpectedL0Gradient(model.values[t], tensorPenalty, 0.5);
-    assert.ok(Math.abs(g1[t][0] - g0[t][0] - tensorPenalty[0]) < 1e-6);
+    assert.ok(Math.abs(g1[t][0] - g0[t][0] - l0Gradient(model.values[t][0])) < 1e-6);
     [base, model, base2, penalised].forEach((m) => m.dispose());
   });
 });

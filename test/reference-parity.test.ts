@@ -82,7 +82,7 @@ function relayout(spec: ParamSpec, values: Float32Array, to: 'engine' | 'checkpo
 
 /**
  * A generator that hands out recorded draws in place of its own: `next` the recorded uniforms in order (R3F's noise
- * is (2 u - 1) sigma), `nextU32` the same uniforms as 32-bit integers (diff pruning's gates read u from them), and
+ * is (2 u - 1) sigma), `nextU32` and `u32s` the same uniforms as 32-bit integers (diff pruning's gates read u from them), and
  * `dropoutMask` a recorded keep mask scaled by 1 / (1 - rate): one value per input feature, repeated over a dense
  * weight's outputs when the whole weight's mask is asked for in the engine's [in, out] layout (Mixout). So the test
  * checks Mixout's mixing and gradient given the reference's masks; how the masks are drawn (one per input) it cannot
@@ -105,6 +105,10 @@ class RecordedDraws extends Rng {
 
   override nextU32(): number {
     return Math.min(4294967295, Math.max(0, Math.round(this.next() * 4294967296 - 0.5)));
+  }
+
+  override u32s(n: number): Uint32Array {
+    return Uint32Array.from({ length: n }, () => this.nextU32());
   }
 
   override dropoutMask(size: number, rate: number): Float32Array {

@@ -1,5 +1,17 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { stridedMatMul, wasmColumnSum, wasmGelu, wasmKernelsActive, type Layout } from './wasm-kernels.js';
+import {
+  stridedMatMul,
+  wasmColumnSum,
+  wasmGatedGradients,
+  wasmGatedValue,
+  wasmGates,
+  wasmGelu,
+  wasmKernelsActive,
+  type GateConstants,
+  type Layout,
+} from './wasm-kernels.js';
+
+export type { GateConstants };
 
 /**
  * Products and reductions of the step, routed around slow tfjs paths on the CPU backends (tfjs 4.22, see
@@ -110,6 +122,76 @@ export function gelu(x: T2): { y: T2; dydx: tf.Tensor } {
     return {
       y: tf.mul(x, cdf) as T2,
       dydx: tf.add(cdf, tf.mul(x, tf.mul(tf.exp(tf.mul(tf.square(x), -0.5)), 1 / Math.sqrt(2 * Math.PI)))),
+    };
+  });
+}
+
+/** Training's uniforms from 32-bit draws r: f32(r) 2^-32 clamped to [uMin, uMax], in float32 as the wasm kernel makes them. */
+function gateUniforms(draws: Uint32Array, k: GateConstants): Float32Array {
+  const [lo, hi] = [Math.fround(k.uMin), Math.fround(k.uMax)];
+  return Float32Array.from(draws, (r) => Math.min(hi, Math.max(lo, Math.fround(r) * 2 ** -32)));
+}
+
+/**
+ * Hard-concrete gates (L0 regularisation, Louizos et al. 2018) for log_alpha `a`: z = clamp(s (upper - lower) +
+ * lower, 0, 1) with s = u / (u + (1 - u) exp(-a)) for training uniforms u, one per element from its 32-bit draw
+ * (sigmoid(a + log u - log(1 - u)) with one exponential), s = sigmoid(a) without draws. Training also gives dz/da,
+ * (upper - lower) s (1 - s) strictly inside the clamp and 0 outside, and the L0 term's gradient lambda p (1 - p), p =
+ * sigmoid(a - log l0Scale); zeros without draws. One pass on wasm (float32, kernels.wat); tfjs ops with the same
+ * formulas elsewhere.
+ */
+export function hardConcreteGates(a: tf.Tensor, draws: Uint32Array | null, k: GateConstants) {
+  if (wasmKernelsActive() && a.size % 4 === 0) {
+    const raw = draws && tf.tensor(new Int32Array(draws.buffer, draws.byteOffset, draws.length), a.shape, 'int32');
+    const gates = wasmGates(a, raw, k);
+    raw?.dispose();
+    return gates;
+  }
+  return tf.tidy(() => {
+    const e = tf.exp(tf.neg(a));
+    const u = draws && tf.tensor(gateUniforms(draws, k), a.shape);
+    const s = u ? tf.div(u, tf.add(u, tf.mul(tf.sub(1, u), e))) : tf.sigmoid(a);
+    const stretched = tf.add(tf.mul(s, k.upper - k.lower), k.lower);
+    const z = tf.clipByValue(stretched, 0, 1);
+    if (!u) return { z, dz: tf.zerosLike(a), penalty: tf.zerosLike(a) };
+    const inside = tf.logicalAnd(tf.greater(stretched, 0), tf.less(stretched, 1));
+    const slope = tf.mul(tf.mul(s, tf.sub(1, s)), k.upper - k.lower);
+    const p = tf.reciprocal(tf.add(1, tf.mul(e, k.l0Scale)));
+    return {
+      z,
+      dz: tf.where(inside, slope, tf.zerosLike(slope)),
+      penalty: tf.mul(tf.mul(p, tf.sub(1, p)), k.lambda),
+    };
+  });
+}
+
+/** A gated difference's value base + (scale z) delta, `scale` a [1] tensor (a whole tensor's gate). */
+export function gatedValue(base: tf.Tensor, delta: tf.Tensor, z: tf.Tensor, scale: tf.Tensor): tf.Tensor {
+  if (wasmKernelsActive() && base.size % 4 === 0) return wasmGatedValue(base, delta, z, scale);
+  return tf.tidy(() => tf.add(base, tf.mul(tf.mul(scale, z), delta)));
+}
+
+/**
+ * A gated difference's backward from g, the gradient by its value base + (scale z) delta: the difference's gradient
+ * g (scale z), the gates' (g delta)(scale dz) + penalty, and `sum`, sum(g delta z) as a [1] tensor (the whole
+ * tensor's gate's gradient before its own dz). The sum is taken in float64 on wasm.
+ */
+export function gatedGradients(inputs: {
+  g: tf.Tensor;
+  delta: tf.Tensor;
+  z: tf.Tensor;
+  dz: tf.Tensor;
+  penalty: tf.Tensor;
+  scale: tf.Tensor;
+}): { delta: tf.Tensor; logAlpha: tf.Tensor; sum: tf.Tensor } {
+  if (wasmKernelsActive() && inputs.g.size % 4 === 0) return wasmGatedGradients(inputs);
+  const { g, delta, z, dz, penalty, scale } = inputs;
+  return tf.tidy(() => {
+    const gd = tf.mul(g, delta);
+    return {
+      delta: tf.mul(g, tf.mul(scale, z)),
+      logAlpha: tf.add(tf.mul(gd, tf.mul(scale, dz)), penalty),
+      sum: tf.reshape(tf.sum(tf.mul(gd, z)), [1]),
     };
   });
 }

@@ -68,20 +68,19 @@ export class Rng {
   }
 
   /**
-   * n uniform 16-bit values, two per 32-bit draw (element 2i is the low half of draw i, 2i+1 the high half).
-   * xoshiro128** is inlined with its state in locals: a method call per draw made masks about 3x slower.
-   * The returned array is scratch space, valid until the next call.
+   * The next n 32-bit draws, as nextU32 would give them one by one. xoshiro128** is inlined with its state in
+   * locals: a method call per draw made masks about 3x slower. The returned array is scratch space, valid until the
+   * next call.
    */
-  halves(n: number): Uint16Array {
-    const draws = (n + 1) >> 1;
-    if (scratch32.length < draws) scratch32 = new Uint32Array(Math.max(draws, 2 * scratch32.length));
+  u32s(n: number): Uint32Array {
+    if (scratch32.length < n) scratch32 = new Uint32Array(Math.max(n, 2 * scratch32.length));
     const out = scratch32;
     const st = this.s;
     let s0 = st[0] | 0,
       s1 = st[1] | 0,
       s2 = st[2] | 0,
       s3 = st[3] | 0;
-    for (let i = 0; i < draws; i++) {
+    for (let i = 0; i < n; i++) {
       const x = Math.imul(s1, 5);
       out[i] = Math.imul((x << 7) | (x >>> 25), 9);
       const t = s1 << 9;
@@ -96,7 +95,15 @@ export class Rng {
     st[1] = s1;
     st[2] = s2;
     st[3] = s3;
-    return new Uint16Array(out.buffer, 0, n);
+    return out.subarray(0, n);
+  }
+
+  /**
+   * n uniform 16-bit values, two per 32-bit draw (element 2i is the low half of draw i, 2i+1 the high half).
+   * The returned array is scratch space, valid until the next call.
+   */
+  halves(n: number): Uint16Array {
+    return new Uint16Array(this.u32s((n + 1) >> 1).buffer, 0, n);
   }
 
   /**

@@ -56,11 +56,41 @@ interface Kernels {
   ): void;
   colsum(X: number, rows: number, cols: number, out: number): void;
   gelu(X: number, Y: number, D: number, n: number): void;
+  gates(
+    A: number,
+    U: number,
+    Z: number,
+    DZ: number,
+    P: number,
+    n: number,
+    lower: number,
+    upper: number,
+    c: number,
+    lambda: number,
+    uMin: number,
+    uMax: number,
+  ): void;
+  gatedValue(B: number, D: number, Z: number, C: number, out: number, n: number): void;
+  gatedGradients(
+    G: number,
+    D: number,
+    Z: number,
+    DZ: number,
+    P: number,
+    C: number,
+    GD: number,
+    GA: number,
+    S: number,
+    n: number,
+  ): void;
 }
 
 const GEMM = 'ChildtuneStridedMatMul';
 const COLSUM = 'ChildtuneColumnSum';
 const GELU = 'ChildtuneGelu';
+const GATES = 'ChildtuneHardConcreteGates';
+const GATED_VALUE = 'ChildtuneGatedValue';
+const GATED_GRADIENTS = 'ChildtuneGatedGradients';
 
 let compiled: WebAssembly.Module | undefined;
 /** One instance per backend: each worker thread has its own backend and heap. */
@@ -138,13 +168,57 @@ function register() {
   });
   wasmKernel(GELU, (be, { x }) => {
     const [y, dydx] = [be.makeOutput(x!.shape, 'float32'), be.makeOutput(x!.shape, 'float32')];
-    kernelsFor(be).gelu(
-      address(be, x!),
-      address(be, y),
-      address(be, dydx),
-      x!.shape.reduce((a, b) => a * b, 1),
-    );
+    kernelsFor(be).gelu(address(be, x!), address(be, y), address(be, dydx), tf.util.sizeFromShape(x!.shape));
     return [y, dydx];
+  });
+  wasmKernel(GATES, (be, { logAlpha, draws }, attrs) => {
+    const { lower, upper, l0Scale, lambda, uMin, uMax } = attrs as unknown as GateConstants;
+    const shape = logAlpha!.shape;
+    const [z, dz, penalty] = [0, 1, 2].map(() => be.makeOutput(shape, 'float32'));
+    kernelsFor(be).gates(
+      address(be, logAlpha!),
+      draws ? address(be, draws) : 0,
+      address(be, z),
+      address(be, dz),
+      address(be, penalty),
+      tf.util.sizeFromShape(shape),
+      lower,
+      upper,
+      l0Scale,
+      lambda,
+      uMin,
+      uMax,
+    );
+    return [z, dz, penalty];
+  });
+  wasmKernel(GATED_VALUE, (be, { base, delta, z, scale }) => {
+    const out = be.makeOutput(base!.shape, 'float32');
+    kernelsFor(be).gatedValue(
+      address(be, base!),
+      address(be, delta!),
+      address(be, z!),
+      address(be, scale!),
+      address(be, out),
+      tf.util.sizeFromShape(base!.shape),
+    );
+    return out;
+  });
+  wasmKernel(GATED_GRADIENTS, (be, { g, delta, z, dz, penalty, scale }) => {
+    const [gDelta, gLogAlpha] = [0, 1].map(() => be.makeOutput(g!.shape, 'float32'));
+    const sum = be.makeOutput([1], 'float32');
+    kernelsFor(be).gatedGradients(
+      address(be, g!),
+      address(be, delta!),
+      address(be, z!),
+      address(be, dz!),
+      address(be, penalty!),
+      address(be, scale!),
+      address(be, gDelta),
+      address(be, gLogAlpha),
+      address(be, sum),
+      tf.util.sizeFromShape(g!.shape),
+    );
+    return [gDelta, gLogAlpha, sum];
   });
 }
 
@@ -161,6 +235,44 @@ export function stridedMatMul(a: tf.Tensor, b: tf.Tensor, product: StridedProduc
 
 export function wasmColumnSum(x: tf.Tensor2D): tf.Tensor1D {
   return tf.engine().runKernel(COLSUM, { x }, {}) as tf.Tensor1D;
+}
+
+/**
+ * The hard-concrete gates' stretch [lower, upper], the L0 term (l0Scale is c in its probability sigmoid(a - log c),
+ * lambda its weight) and the clamp [uMin, uMax] of the uniforms f32(r) 2^-32 made from 32-bit draws r.
+ */
+export interface GateConstants {
+  lower: number;
+  upper: number;
+  l0Scale: number;
+  lambda: number;
+  uMin: number;
+  uMax: number;
+}
+
+/** Hard-concrete gates z, dz/dlog_alpha and the L0 term's gradient (draws: training's 32-bit draws as int32, or none); size a multiple of 4. */
+export function wasmGates(logAlpha: tf.Tensor, draws: tf.Tensor | null, k: GateConstants) {
+  const inputs: tf.NamedTensorMap = draws ? { logAlpha, draws } : { logAlpha };
+  const [z, dz, penalty] = tf.engine().runKernel(GATES, inputs, k as unknown as tf.NamedAttrMap) as tf.Tensor[];
+  return { z, dz, penalty };
+}
+
+/** base + (scale z) delta; scale a [1] tensor, size a multiple of 4. */
+export function wasmGatedValue(base: tf.Tensor, delta: tf.Tensor, z: tf.Tensor, scale: tf.Tensor): tf.Tensor {
+  return tf.engine().runKernel(GATED_VALUE, { base, delta, z, scale }, {}) as tf.Tensor;
+}
+
+/** A gated difference's gradients from g (see gatedGradients in kernels.wat); size a multiple of 4. */
+export function wasmGatedGradients(inputs: {
+  g: tf.Tensor;
+  delta: tf.Tensor;
+  z: tf.Tensor;
+  dz: tf.Tensor;
+  penalty: tf.Tensor;
+  scale: tf.Tensor;
+}) {
+  const [delta, logAlpha, sum] = tf.engine().runKernel(GATED_GRADIENTS, inputs, {}) as tf.Tensor[];
+  return { delta, logAlpha, sum };
 }
 
 /** Erf-GELU and its derivative in one pass; the element count must be a multiple of 4. */

@@ -1,4 +1,4 @@
-;; Matrix kernels that work in place on tfjs-backend-wasm's heap (the module imports its memory).
+;; Kernels that work in place on tfjs-backend-wasm's heap (the module imports its memory).
 ;; Built into dist by scripts/build-wasm.mjs (wabt). Pointers are byte offsets; strides count f32 elements.
 ;; Plain 128-bit SIMD (no relaxed SIMD, which Node 20 keeps behind a flag).
 (module
@@ -148,25 +148,28 @@
       (f32.store (i32.add (local.get $out) (i32.shl (local.get $j) (i32.const 2))) (local.get $t))
       (local.set $j (i32.add (local.get $j) (i32.const 1))) (br $singles))))
 
+  ;; exp(x) per lane for x clamped to [-87, 88], so every result is a normal float: Cephes' expf (x = k ln 2 + r,
+  ;; ln 2 split in two for the reduction, a degree-7 polynomial in r, 2^k built in the exponent bits).
+  (func $exp4 (param $x v128) (result v128) (local $k v128) (local $r v128) (local $e v128)
+    (local.set $x (f32x4.min (f32x4.max (local.get $x) (v128.const f32x4 -87 -87 -87 -87)) (v128.const f32x4 88 88 88 88)))
+    (local.set $k (f32x4.nearest (f32x4.mul (local.get $x) (v128.const f32x4 1.44269504088896341 1.44269504088896341 1.44269504088896341 1.44269504088896341))))
+    (local.set $r (f32x4.sub (f32x4.sub (local.get $x) (f32x4.mul (local.get $k) (v128.const f32x4 0.693359375 0.693359375 0.693359375 0.693359375))) (f32x4.mul (local.get $k) (v128.const f32x4 -2.12194440e-4 -2.12194440e-4 -2.12194440e-4 -2.12194440e-4))))
+    (local.set $e (f32x4.add (f32x4.add (f32x4.mul (f32x4.add (f32x4.mul (f32x4.add (f32x4.mul (f32x4.add (f32x4.mul (f32x4.add (f32x4.mul (f32x4.add (f32x4.mul (v128.const f32x4 1.9875691500e-4 1.9875691500e-4 1.9875691500e-4 1.9875691500e-4) (local.get $r)) (v128.const f32x4 1.3981999507e-3 1.3981999507e-3 1.3981999507e-3 1.3981999507e-3)) (local.get $r)) (v128.const f32x4 8.3334519073e-3 8.3334519073e-3 8.3334519073e-3 8.3334519073e-3)) (local.get $r)) (v128.const f32x4 4.1665795894e-2 4.1665795894e-2 4.1665795894e-2 4.1665795894e-2)) (local.get $r)) (v128.const f32x4 1.6666665459e-1 1.6666665459e-1 1.6666665459e-1 1.6666665459e-1)) (local.get $r)) (v128.const f32x4 5.0000001201e-1 5.0000001201e-1 5.0000001201e-1 5.0000001201e-1)) (f32x4.mul (local.get $r) (local.get $r))) (local.get $r)) (v128.const f32x4 1 1 1 1)))
+    (f32x4.mul (local.get $e) (i32x4.shl (i32x4.add (i32x4.trunc_sat_f32x4_s (local.get $k)) (v128.const i32x4 127 127 127 127)) (i32.const 23))))
+
   ;; Erf-GELU in one pass: y = x Phi(x) and dy/dx = Phi(x) + x phi(x), sharing one exponential.
   ;; Phi from Abramowitz-Stegun 7.1.26 (|error| < 1.5e-7, the formula tfjs's Erf uses), computed from the
-  ;; tail so it keeps its relative precision for negative x; exp(-x^2/2) by Cephes' expf reduction and
-  ;; polynomial. n is a multiple of 4.
+  ;; tail so it keeps its relative precision for negative x. n is a multiple of 4.
   (func (export "gelu") (param $X i32) (param $Y i32) (param $D i32) (param $n i32)
-    (local $end i32) (local $x v128) (local $a v128) (local $t v128) (local $e v128) (local $k v128) (local $r v128)
-    (local $q v128) (local $cdf v128)
+    (local $end i32) (local $x v128) (local $a v128) (local $t v128) (local $e v128) (local $q v128) (local $cdf v128)
     (local.set $end (i32.add (local.get $X) (i32.shl (local.get $n) (i32.const 2))))
     (block $done (loop $quads (br_if $done (i32.ge_u (local.get $X) (local.get $end)))
       (local.set $x (v128.load (local.get $X)))
       ;; a = |x| / sqrt 2, t = 1 / (1 + p a)
       (local.set $a (f32x4.abs (f32x4.mul (local.get $x) (v128.const f32x4 0.70710678118654752 0.70710678118654752 0.70710678118654752 0.70710678118654752))))
       (local.set $t (f32x4.div (v128.const f32x4 1 1 1 1) (f32x4.add (v128.const f32x4 1 1 1 1) (f32x4.mul (v128.const f32x4 0.3275911 0.3275911 0.3275911 0.3275911) (local.get $a)))))
-      ;; e = exp(-a^2), with -a^2 clamped to the normal range: exp = 2^k e^r, r = v - k ln 2
-      (local.set $r (f32x4.max (f32x4.neg (f32x4.mul (local.get $a) (local.get $a))) (v128.const f32x4 -87 -87 -87 -87)))
-      (local.set $k (f32x4.nearest (f32x4.mul (local.get $r) (v128.const f32x4 1.44269504088896341 1.44269504088896341 1.44269504088896341 1.44269504088896341))))
-      (local.set $r (f32x4.sub (f32x4.sub (local.get $r) (f32x4.mul (local.get $k) (v128.const f32x4 0.693359375 0.693359375 0.693359375 0.693359375))) (f32x4.mul (local.get $k) (v128.const f32x4 -2.12194440e-4 -2.12194440e-4 -2.12194440e-4 -2.12194440e-4))))
-      (local.set $e (f32x4.add (f32x4.add (f32x4.mul (f32x4.add (f32x4.mul (f32x4.add (f32x4.mul (f32x4.add (f32x4.mul (f32x4.add (f32x4.mul (f32x4.add (f32x4.mul (v128.const f32x4 1.9875691500e-4 1.9875691500e-4 1.9875691500e-4 1.9875691500e-4) (local.get $r)) (v128.const f32x4 1.3981999507e-3 1.3981999507e-3 1.3981999507e-3 1.3981999507e-3)) (local.get $r)) (v128.const f32x4 8.3334519073e-3 8.3334519073e-3 8.3334519073e-3 8.3334519073e-3)) (local.get $r)) (v128.const f32x4 4.1665795894e-2 4.1665795894e-2 4.1665795894e-2 4.1665795894e-2)) (local.get $r)) (v128.const f32x4 1.6666665459e-1 1.6666665459e-1 1.6666665459e-1 1.6666665459e-1)) (local.get $r)) (v128.const f32x4 5.0000001201e-1 5.0000001201e-1 5.0000001201e-1 5.0000001201e-1)) (f32x4.mul (local.get $r) (local.get $r))) (local.get $r)) (v128.const f32x4 1 1 1 1)))
-      (local.set $e (f32x4.mul (local.get $e) (i32x4.shl (i32x4.add (i32x4.trunc_sat_f32x4_s (local.get $k)) (v128.const i32x4 127 127 127 127)) (i32.const 23))))
+      ;; e = exp(-a^2)
+      (local.set $e (call $exp4 (f32x4.neg (f32x4.mul (local.get $a) (local.get $a)))))
       ;; q = erfc(a) / 2 = Phi(-|x|); Phi(x) = q for x < 0, else 1 - q
       (local.set $q (f32x4.mul (f32x4.mul (f32x4.mul (local.get $t) (f32x4.add (f32x4.mul (f32x4.add (f32x4.mul (f32x4.add (f32x4.mul (f32x4.add (f32x4.mul (v128.const f32x4 1.061405429 1.061405429 1.061405429 1.061405429) (local.get $t)) (v128.const f32x4 -1.453152027 -1.453152027 -1.453152027 -1.453152027)) (local.get $t)) (v128.const f32x4 1.421413741 1.421413741 1.421413741 1.421413741)) (local.get $t)) (v128.const f32x4 -0.284496736 -0.284496736 -0.284496736 -0.284496736)) (local.get $t)) (v128.const f32x4 0.254829592 0.254829592 0.254829592 0.254829592))) (local.get $e)) (v128.const f32x4 0.5 0.5 0.5 0.5)))
       (local.set $cdf (v128.bitselect (local.get $q) (f32x4.sub (v128.const f32x4 1 1 1 1) (local.get $q)) (f32x4.lt (local.get $x) (v128.const f32x4 0 0 0 0))))
@@ -177,4 +180,86 @@
       (local.set $Y (i32.add (local.get $Y) (i32.const 16)))
       (local.set $D (i32.add (local.get $D) (i32.const 16)))
       (br $quads))))
+
+  ;; Hard-concrete gates (L0 regularisation, Louizos et al. 2018) for n log_alpha values a (n a multiple of 4). With
+  ;; e = exp(-a): training takes one 32-bit draw r per element (U), u = clamp(f32(r) 2^-32, uMin, uMax) and s = u /
+  ;; (u + (1 - u) e) (sigmoid(a + log u - log(1 - u)), the logistic noise folded in so one exponential serves); without
+  ;; draws (U = 0) s = 1 / (1 + e). z = clamp(s (upper - lower) + lower, 0, 1). Training also writes dz/da = (upper -
+  ;; lower) s (1 - s) strictly inside the clamp (0 outside) and the L0 term's gradient lambda p (1 - p), p = 1 / (1 +
+  ;; c e) = sigmoid(a - log c); without draws both are 0.
+  (func (export "gates") (param $A i32) (param $U i32) (param $Z i32) (param $DZ i32) (param $P i32) (param $n i32)
+    (param $lower f32) (param $upper f32) (param $c f32) (param $lambda f32) (param $uMin f32) (param $uMax f32)
+    (local $end i32) (local $e v128) (local $u v128) (local $s v128) (local $st v128) (local $p v128) (local $one v128)
+    (local.set $one (v128.const f32x4 1 1 1 1))
+    (local.set $end (i32.add (local.get $A) (i32.shl (local.get $n) (i32.const 2))))
+    (block $done (loop $quads (br_if $done (i32.ge_u (local.get $A) (local.get $end)))
+      (local.set $e (call $exp4 (f32x4.neg (v128.load (local.get $A)))))
+      (if (local.get $U)
+        (then
+          (local.set $u (f32x4.min (f32x4.max
+            (f32x4.mul (f32x4.convert_i32x4_u (v128.load (local.get $U))) (v128.const f32x4 0x1p-32 0x1p-32 0x1p-32 0x1p-32))
+            (f32x4.splat (local.get $uMin))) (f32x4.splat (local.get $uMax))))
+          (local.set $s (f32x4.div (local.get $u) (f32x4.add (local.get $u) (f32x4.mul (f32x4.sub (local.get $one) (local.get $u)) (local.get $e))))))
+        (else (local.set $s (f32x4.div (local.get $one) (f32x4.add (local.get $one) (local.get $e))))))
+      (local.set $st (f32x4.add (f32x4.mul (local.get $s) (f32x4.splat (f32.sub (local.get $upper) (local.get $lower)))) (f32x4.splat (local.get $lower))))
+      (v128.store (local.get $Z) (f32x4.min (f32x4.max (local.get $st) (v128.const f32x4 0 0 0 0)) (local.get $one)))
+      (if (local.get $U)
+        (then
+          ;; inside: lanes with 0 < stretched < 1 (all ones), else all zeros
+          (v128.store (local.get $DZ) (v128.and
+            (f32x4.mul (f32x4.mul (local.get $s) (f32x4.sub (local.get $one) (local.get $s))) (f32x4.splat (f32.sub (local.get $upper) (local.get $lower))))
+            (v128.and (f32x4.gt (local.get $st) (v128.const f32x4 0 0 0 0)) (f32x4.lt (local.get $st) (local.get $one)))))
+          (local.set $p (f32x4.div (local.get $one) (f32x4.add (local.get $one) (f32x4.mul (local.get $e) (f32x4.splat (local.get $c))))))
+          (v128.store (local.get $P) (f32x4.mul (f32x4.mul (local.get $p) (f32x4.sub (local.get $one) (local.get $p))) (f32x4.splat (local.get $lambda))))
+          (local.set $U (i32.add (local.get $U) (i32.const 16))))
+        (else
+          (v128.store (local.get $DZ) (v128.const f32x4 0 0 0 0))
+          (v128.store (local.get $P) (v128.const f32x4 0 0 0 0))))
+      (local.set $A (i32.add (local.get $A) (i32.const 16)))
+      (local.set $Z (i32.add (local.get $Z) (i32.const 16)))
+      (local.set $DZ (i32.add (local.get $DZ) (i32.const 16)))
+      (local.set $P (i32.add (local.get $P) (i32.const 16)))
+      (br $quads))))
+
+  ;; A gated difference's value: out = b + (c z) d for n elements (a multiple of 4), c the f32 at address $C.
+  (func (export "gatedValue") (param $B i32) (param $D i32) (param $Z i32) (param $C i32) (param $out i32) (param $n i32)
+    (local $end i32) (local $c v128)
+    (local.set $c (v128.load32_splat (local.get $C)))
+    (local.set $end (i32.add (local.get $B) (i32.shl (local.get $n) (i32.const 2))))
+    (block $done (loop $quads (br_if $done (i32.ge_u (local.get $B) (local.get $end)))
+      (v128.store (local.get $out) (f32x4.add (v128.load (local.get $B))
+        (f32x4.mul (f32x4.mul (local.get $c) (v128.load (local.get $Z))) (v128.load (local.get $D)))))
+      (local.set $B (i32.add (local.get $B) (i32.const 16)))
+      (local.set $D (i32.add (local.get $D) (i32.const 16)))
+      (local.set $Z (i32.add (local.get $Z) (i32.const 16)))
+      (local.set $out (i32.add (local.get $out) (i32.const 16)))
+      (br $quads))))
+
+  ;; A gated difference's backward from g, the gradient by its value b + (c z) d (n a multiple of 4, c at $C): the
+  ;; difference's gradient g (c z) into $GD, the gates' (g d)(c dz) + p into $GA ($P the L0 term's gradient), and
+  ;; sum (g d) z, summed in f64, stored as f32 at $S (the tensor gate's, times its dz).
+  (func (export "gatedGradients") (param $G i32) (param $D i32) (param $Z i32) (param $DZ i32) (param $P i32) (param $C i32)
+    (param $GD i32) (param $GA i32) (param $S i32) (param $n i32)
+    (local $end i32) (local $c v128) (local $g v128) (local $z v128) (local $gd v128) (local $t v128) (local $sum v128)
+    (local.set $c (v128.load32_splat (local.get $C)))
+    (local.set $sum (v128.const f64x2 0 0))
+    (local.set $end (i32.add (local.get $G) (i32.shl (local.get $n) (i32.const 2))))
+    (block $done (loop $quads (br_if $done (i32.ge_u (local.get $G) (local.get $end)))
+      (local.set $g (v128.load (local.get $G)))
+      (local.set $z (v128.load (local.get $Z)))
+      (v128.store (local.get $GD) (f32x4.mul (local.get $g) (f32x4.mul (local.get $c) (local.get $z))))
+      (local.set $gd (f32x4.mul (local.get $g) (v128.load (local.get $D))))
+      (v128.store (local.get $GA) (f32x4.add (f32x4.mul (local.get $gd) (f32x4.mul (local.get $c) (v128.load (local.get $DZ)))) (v128.load (local.get $P))))
+      (local.set $t (f32x4.mul (local.get $gd) (local.get $z)))
+      (local.set $sum (f64x2.add (local.get $sum) (f64x2.add (f64x2.promote_low_f32x4 (local.get $t))
+        (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $t) (local.get $t))))))
+      (local.set $G (i32.add (local.get $G) (i32.const 16)))
+      (local.set $D (i32.add (local.get $D) (i32.const 16)))
+      (local.set $Z (i32.add (local.get $Z) (i32.const 16)))
+      (local.set $DZ (i32.add (local.get $DZ) (i32.const 16)))
+      (local.set $P (i32.add (local.get $P) (i32.const 16)))
+      (local.set $GD (i32.add (local.get $GD) (i32.const 16)))
+      (local.set $GA (i32.add (local.get $GA) (i32.const 16)))
+      (br $quads)))
+    (f32.store (local.get $S) (f32.demote_f64 (f64.add (f64x2.extract_lane 0 (local.get $sum)) (f64x2.extract_lane 1 (local.get $sum))))))
 )

@@ -1,8 +1,9 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { gatedGradients, gatedValue, hardConcreteGates } from '../../engine/kernels.js';
 import type { BackwardContext, ForwardContext } from '../../engine/modules/module.js';
-import { internalShape, trains, type Param } from '../../engine/modules/param.js';
+import { sizeOf, trains, type Param } from '../../engine/modules/param.js';
 import type { Rng } from '../../engine/rng.js';
-import { addExpectedL0Gradient, hardConcrete, hardConcreteOnDevice } from './hard-concrete.js';
+import { gateConstants } from './hard-concrete.js';
 
 /** A gated difference's parameters: the difference, its gates' log_alpha per element, and one for the whole tensor. */
 export interface GateParams {
@@ -19,14 +20,10 @@ export interface GatedCache {
   tensor: Gates;
 }
 
+/** The gates of one log_alpha tensor: training takes one 32-bit draw per element from `rng`, in element order. */
 function gates(logAlpha: Param, rng: Rng | null, lambda: number, ctx: ForwardContext): Gates {
-  if (ctx.device) return hardConcreteOnDevice(ctx.weight(logAlpha), rng, lambda);
-  const values = ctx.values(logAlpha);
-  const shape = internalShape(logAlpha.spec);
-  const { z, dz } = hardConcrete(values, rng);
-  const penalty = new Float32Array(values.length);
-  if (rng) addExpectedL0Gradient(values, penalty, lambda);
-  return { z: tf.tensor(z, shape), dz: tf.tensor(dz, shape), penalty: tf.tensor(penalty, shape) };
+  const draws = rng && rng.u32s(sizeOf(logAlpha.spec));
+  return hardConcreteGates(ctx.weight(logAlpha), draws, gateConstants(lambda));
 }
 
 /**
@@ -50,35 +47,24 @@ export class GatedDiff {
     const rng = ctx.draws(this.stream, this.p.delta.index);
     const element = gates(this.p.logAlpha, rng, this.lambda, ctx);
     const tensor = gates(this.p.tensorLogAlpha, rng, this.lambda, ctx);
-    const value = tf.tidy(() =>
-      tf.add(ctx.weight(this.base), tf.mul(tf.mul(tensor.z, element.z), ctx.weight(this.p.delta))),
-    );
+    const value = gatedValue(ctx.weight(this.base), ctx.weight(this.p.delta), element.z, tensor.z);
     return { value, cache: { element, tensor } };
   }
 
   /** Emits the gradients of the difference and both gates from g, the gradient by the tensor the forward made. */
   backward(g: tf.Tensor, { element, tensor }: GatedCache, ctx: BackwardContext) {
     const { delta, logAlpha, tensorLogAlpha } = this.p;
-    if (trains(delta.spec))
-      ctx.emit(
-        delta,
-        tf.tidy(() => tf.mul(g, tf.mul(tensor.z, element.z))),
-      );
-    if (trains(logAlpha.spec))
-      ctx.emit(
-        logAlpha,
-        tf.tidy(() => tf.add(tf.mul(tf.mul(g, ctx.weight(delta)), tf.mul(tensor.z, element.dz)), element.penalty)),
-      );
+    const grads = gatedGradients({ g, delta: ctx.weight(delta), ...element, scale: tensor.z });
+    if (trains(delta.spec)) ctx.emit(delta, grads.delta);
+    else grads.delta.dispose();
+    if (trains(logAlpha.spec)) ctx.emit(logAlpha, grads.logAlpha);
+    else grads.logAlpha.dispose();
     if (trains(tensorLogAlpha.spec))
       ctx.emit(
         tensorLogAlpha,
-        tf.tidy(() =>
-          tf.add(
-            tf.mul(tf.reshape(tf.sum(tf.mul(tf.mul(g, ctx.weight(delta)), element.z)), [1]), tensor.dz),
-            tensor.penalty,
-          ),
-        ),
+        tf.tidy(() => tf.add(tf.mul(grads.sum, tensor.dz), tensor.penalty)),
       );
+    grads.sum.dispose();
   }
 }
 

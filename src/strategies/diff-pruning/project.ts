@@ -1,6 +1,6 @@
 import type { TrainingState } from '../definition.js';
 import { DELTA, LOG_ALPHA, TENSOR_LOG_ALPHA } from './gated-diff.js';
-import { hardConcrete } from './hard-concrete.js';
+import { testGates } from './hard-concrete.js';
 
 /**
  * The log_alpha a projected gate is set to: beyond the largest logistic noise the clamped uniforms give (log(U_MAX
@@ -38,8 +38,8 @@ export function gatedTensors(specs: TrainingState['specs']) {
 export function projectDiffs({ specs, values, m, v }: TrainingState, target: number) {
   const gated = gatedTensors(specs);
   const magnitudes = gated.map(({ delta, logAlpha, tensorLogAlpha }) => {
-    const { z } = hardConcrete(values[logAlpha], null);
-    const [zt] = hardConcrete(values[tensorLogAlpha], null).z;
+    const z = testGates(values[logAlpha]);
+    const [zt] = testGates(values[tensorLogAlpha]);
     return Float32Array.from(values[delta], (d, j) => Math.abs(zt * z[j] * d));
   });
   const entries = magnitudes.reduce((a, x) => a + x.length, 0);

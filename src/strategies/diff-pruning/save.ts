@@ -1,6 +1,6 @@
 import type { ParamSpec } from '../../engine/params.js';
 import { DELTA, LOG_ALPHA, TENSOR_LOG_ALPHA } from './gated-diff.js';
-import { expectedL0, hardConcrete } from './hard-concrete.js';
+import { expectedL0, testGates } from './hard-concrete.js';
 
 /** The trained model's tensors, engine layout, by spec index (what the strategy save hook is given). */
 export interface TrainedValues {
@@ -26,10 +26,10 @@ export function mergeDiffs({ specs, values }: TrainedValues) {
     const name = spec.name.slice(0, -DELTA.length);
     const w = byName.get(name)!;
     const logAlpha = values[byName.get(`${name}${LOG_ALPHA}`)!];
-    const { z } = hardConcrete(logAlpha, null);
+    const z = testGates(logAlpha);
     for (const a of logAlpha) logAlphaSum += a;
     openSum += expectedL0(logAlpha);
-    const [zt] = hardConcrete(values[byName.get(`${name}${TENSOR_LOG_ALPHA}`)!], null).z;
+    const [zt] = testGates(values[byName.get(`${name}${TENSOR_LOG_ALPHA}`)!]);
     const delta = values[i];
     const merged = Float32Array.from(values[w]);
     for (let j = 0; j < merged.length; j++) {
