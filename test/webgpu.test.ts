@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { activeDeviceInfo, selectBackend } from '../src/engine/backend.js';
 import { batchOf } from '../src/engine/batch.js';
@@ -21,7 +21,7 @@ import { accumulateFisher, selectChild } from '../src/strategies/fisher.js';
 import { anchorFor, modifiersFor, STRATEGIES, strategyFor } from '../src/strategies/registry.js';
 import type { Strategy } from '../src/strategies/strategy.js';
 import { vanilla } from '../src/strategies/vanilla/index.js';
-import { gpuSkip, swiftshaderIcd, useSwiftshader } from './gpu.js';
+import { gpuSkip, pollByTimer, swiftshaderIcd, useSwiftshader } from './gpu.js';
 import { cli, FIXTURES, GLUE, microBatch, microModel, REPO, tmpProject, write } from './helpers.js';
 
 /**
@@ -104,6 +104,10 @@ const relClose = (gpu: number[], cpu: number[], tol: number, what: string) =>
   );
 
 describe('webgpu backend on SwiftShader', { skip }, () => {
+  let restore: () => void;
+  before(() => (restore = pollByTimer()));
+  after(() => restore());
+
   test('the adapter is found, named and never taken by auto (a software adapter)', async () => {
     const gpu = await selectBackend('webgpu');
     assert.equal(gpu.name, 'webgpu');
