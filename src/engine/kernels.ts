@@ -129,7 +129,12 @@ export function gelu(x: T2): { y: T2; dydx: tf.Tensor } {
 /** Training's uniforms from 32-bit draws r: f32(r) 2^-32 clamped to [uMin, uMax], in float32 as the wasm kernel makes them. */
 function gateUniforms(draws: Uint32Array, k: GateConstants): Float32Array {
   const [lo, hi] = [Math.fround(k.uMin), Math.fround(k.uMax)];
-  return Float32Array.from(draws, (r) => Math.min(hi, Math.max(lo, Math.fround(r) * 2 ** -32)));
+  const u = new Float32Array(draws.length);
+  for (let i = 0; i < u.length; i++) {
+    const x = Math.fround(draws[i]) * 2 ** -32;
+    u[i] = x < lo ? lo : x > hi ? hi : x;
+  }
+  return u;
 }
 
 /**
