@@ -6,6 +6,7 @@ import {
   wasmGatedValue,
   wasmGates,
   wasmGelu,
+  wasmHeapView,
   wasmKernelsActive,
   type GateConstants,
   type Layout,
@@ -199,6 +200,11 @@ export function gatedGradients(inputs: {
       sum: tf.reshape(tf.sum(tf.mul(gd, z)), [1]),
     };
   });
+}
+
+/** A float32 tensor's values to read at once (before any other tensor is made or freed): on wasm a heap view, no copy. */
+export function readNow(t: tf.Tensor): Float32Array {
+  return wasmKernelsActive() && t.dtype === 'float32' ? wasmHeapView(t) : (t.dataSync() as Float32Array);
 }
 
 /** Rows of several tables summed per token, in JavaScript (the gather kernel is slow on wasm and its gradient missing). */

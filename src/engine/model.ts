@@ -8,7 +8,7 @@ import {
   symmetricKlOnDevice,
   type ConsistencyTerm,
 } from './consistency.js';
-import { tidyKeep } from './kernels.js';
+import { readNow, tidyKeep } from './kernels.js';
 import { promptedMask } from './modules/embeddings.js';
 import { assemble } from './modules/families.js';
 import { applyModifiers, type ModelModifier } from './modules/modifier.js';
@@ -258,7 +258,7 @@ export class EncoderClassifier {
     return {
       weight: (p) => this.tensor(p.index),
       emit: (p, t) => {
-        writeGradient(grads[p.index], t.dataSync() as Float32Array, pass);
+        writeGradient(grads[p.index], readNow(t), pass);
         t.dispose();
       },
       buffer: (p) => ({ grad: grads[p.index], pass }),

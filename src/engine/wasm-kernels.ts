@@ -222,6 +222,15 @@ function register() {
   });
 }
 
+/**
+ * A float32 tensor's values as a view of the wasm heap, without the copy dataSync makes: valid only until the next
+ * allocation or disposal on the backend, so read it at once.
+ */
+export function wasmHeapView(t: tf.Tensor): Float32Array {
+  const be = tf.backend() as unknown as WasmBackend;
+  return new Float32Array(be.wasm.asm.memory.buffer, address(be, t), t.size);
+}
+
 /** Whether our wasm kernels serve the active backend. */
 export function wasmKernelsActive(): boolean {
   if (tf.getBackend() !== 'wasm') return false;
