@@ -23,24 +23,32 @@ export type { GateConstants };
 
 type T2 = tf.Tensor2D;
 
-/** a x b for 2-D tensors, with optional transposes. */
-export function matMul(a: T2, b: T2, transposeA = false, transposeB = false): T2 {
+/** a x b for 2-D tensors, with optional transposes; with `bias` ([N]) added to every row of the product. */
+export function matMul(a: T2, b: T2, transposeA = false, transposeB = false, bias?: tf.Tensor): T2 {
   if (!wasmKernelsActive())
-    return tf.tidy(() => tf.matMul(transposeA ? tf.transpose(a) : a, transposeB ? tf.transpose(b) : b));
+    return tf.tidy((): T2 => {
+      const product = tf.matMul(transposeA ? tf.transpose(a) : a, transposeB ? tf.transpose(b) : b);
+      return (bias ? tf.add(product, bias) : product) as T2;
+    });
   const [ra, ca] = a.shape;
   const [rb, cb] = b.shape;
   const [M, K, N] = [transposeA ? ca : ra, transposeA ? ra : ca, transposeB ? rb : cb];
   const rowMajor = (cols: number): Layout => ({ entry: [0, 0], row: cols, col: 1 });
-  return stridedMatMul(a, b, {
-    entries: [1, 1],
-    M,
-    K,
-    N,
-    a: transposeA ? transposed(rowMajor(ca)) : rowMajor(ca),
-    b: transposeB ? transposed(rowMajor(cb)) : rowMajor(cb),
-    c: rowMajor(N),
-    shape: [M, N],
-  }) as T2;
+  return stridedMatMul(
+    a,
+    b,
+    {
+      entries: [1, 1],
+      M,
+      K,
+      N,
+      a: transposeA ? transposed(rowMajor(ca)) : rowMajor(ca),
+      b: transposeB ? transposed(rowMajor(cb)) : rowMajor(cb),
+      c: rowMajor(N),
+      shape: [M, N],
+    },
+    bias,
+  ) as T2;
 }
 
 /**

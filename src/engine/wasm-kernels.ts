@@ -55,6 +55,7 @@ interface Kernels {
     scratch: number,
   ): void;
   colsum(X: number, rows: number, cols: number, out: number): void;
+  addRows(X: number, b: number, rows: number, cols: number): void;
   gelu(X: number, Y: number, D: number, n: number): void;
   gates(
     A: number,
@@ -108,6 +109,12 @@ function kernelsFor(backend: WasmBackend): Kernels {
 
 const address = (backend: WasmBackend, t: tf.TensorInfo) => backend.dataIdMap.get(t.dataId)!.memoryOffset;
 
+/** A 2-D product's fresh output with a bias row added in place, when there is one. */
+function withBias(be: WasmBackend, out: tf.TensorInfo, bias: tf.TensorInfo | undefined, p: StridedProduct) {
+  if (bias) kernelsFor(be).addRows(address(be, out), address(be, bias), p.M, p.N);
+  return out;
+}
+
 /** Registers a wasm kernel whose body sees the backend with the parts we use. */
 function wasmKernel(
   kernelName: string,
@@ -147,7 +154,7 @@ function register() {
         p.N,
         ...p.entries,
       );
-      return out;
+      return withBias(be, out, inputs.bias, p);
     }
     const k = kernelsFor(be);
     const scratch = be.wasm._malloc(4 * (Math.ceil(p.N / 8) * 8 * p.K + 4 * p.K + 32));
@@ -158,7 +165,7 @@ function register() {
       }
     }
     be.wasm._free(scratch);
-    return out;
+    return withBias(be, out, inputs.bias, p);
   });
   wasmKernel(COLSUM, (be, { x }) => {
     const [rows, cols] = x!.shape;
@@ -238,8 +245,10 @@ export function wasmKernelsActive(): boolean {
   return true;
 }
 
-export function stridedMatMul(a: tf.Tensor, b: tf.Tensor, product: StridedProduct): tf.Tensor {
-  return tf.engine().runKernel(GEMM, { a, b }, { product } as unknown as tf.NamedAttrMap) as tf.Tensor;
+/** The products; with `bias` (one product, [N]) that row added to each of its output's rows. */
+export function stridedMatMul(a: tf.Tensor, b: tf.Tensor, product: StridedProduct, bias?: tf.Tensor): tf.Tensor {
+  const inputs: tf.NamedTensorMap = bias ? { a, b, bias } : { a, b };
+  return tf.engine().runKernel(GEMM, inputs, { product } as unknown as tf.NamedAttrMap) as tf.Tensor;
 }
 
 export function wasmColumnSum(x: tf.Tensor2D): tf.Tensor1D {

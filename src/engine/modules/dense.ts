@@ -4,7 +4,7 @@ import type { BackwardContext, ForwardContext, Layer, T2 } from './module.js';
 import { emits, type Param } from './param.js';
 
 /** y = x w + b, with w in the engine layout [in, out]. */
-export const denseForward = (x: T2, w: tf.Tensor, b: tf.Tensor) => tf.add(matMul(x, w as T2), b) as T2;
+export const denseForward = (x: T2, w: tf.Tensor, b: tf.Tensor) => matMul(x, w as T2, false, false, b);
 
 /** Backward of y = x w + b: dw = x^T dy and db = column sums of dy (each only when asked), dx = dy w^T. */
 export function denseBackward(x: T2, w: tf.Tensor, dy: T2, want: { dw: boolean; db: boolean }) {

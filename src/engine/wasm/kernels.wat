@@ -124,6 +124,25 @@
         (local.set $j (i32.add (local.get $j) (i32.const 8))) (br $panels)))
       (local.set $i (i32.add (local.get $i) (i32.const 4))) (br $blocks))))
 
+  ;; X[i*cols + j] += b[j] in place for every row: a dense layer's bias added to its fresh product, the same
+  ;; float32 sum per element as a separate broadcast add, without its second [rows, cols] tensor.
+  (func (export "addRows") (param $X i32) (param $b i32) (param $rows i32) (param $cols i32)
+    (local $i i32) (local $j i32) (local $x i32) (local $stride i32) (local $quads i32)
+    (local.set $stride (i32.shl (local.get $cols) (i32.const 2)))
+    (local.set $quads (i32.and (local.get $stride) (i32.const -16)))
+    (block $done (loop $rowLoop (br_if $done (i32.ge_u (local.get $i) (local.get $rows)))
+      (local.set $j (i32.const 0))
+      (block $vectors (loop $quad (br_if $vectors (i32.ge_u (local.get $j) (local.get $quads)))
+        (local.set $x (i32.add (local.get $X) (local.get $j)))
+        (v128.store (local.get $x) (f32x4.add (v128.load (local.get $x)) (v128.load (i32.add (local.get $b) (local.get $j)))))
+        (local.set $j (i32.add (local.get $j) (i32.const 16))) (br $quad)))
+      (block $scalars (loop $single (br_if $scalars (i32.ge_u (local.get $j) (local.get $stride)))
+        (local.set $x (i32.add (local.get $X) (local.get $j)))
+        (f32.store (local.get $x) (f32.add (f32.load (local.get $x)) (f32.load (i32.add (local.get $b) (local.get $j)))))
+        (local.set $j (i32.add (local.get $j) (i32.const 4))) (br $single)))
+      (local.set $X (i32.add (local.get $X) (local.get $stride)))
+      (local.set $i (i32.add (local.get $i) (i32.const 1))) (br $rowLoop))))
+
   ;; out[j] = sum_i X[i*cols + j]: bias and LayerNorm parameter gradients. X is read row by row, in memory order,
   ;; each row added into all of out (four columns at a time); each column's sum is still 0 + X[0,j] + X[1,j] + ...
   ;; in row order, as a walk down the column would add it, but without a page's stride between loads.
