@@ -3,7 +3,7 @@ import { before, describe, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs-core';
 import fc from 'fast-check';
 import { selectBackend } from '../src/engine/backend.js';
-import { columnSum, gelu, headContext, headScores, matMul, type Heads } from '../src/engine/kernels.js';
+import { columnSum, dropoutMask, gelu, headContext, headScores, matMul, type Heads } from '../src/engine/kernels.js';
 import { Rng } from '../src/engine/rng.js';
 import { wasmKernelsActive } from '../src/engine/wasm-kernels.js';
 
@@ -145,6 +145,16 @@ for (const backend of ['wasm', 'cpu'] as const) {
         for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) ordered[j] += x[i * cols + j];
         assert.deepEqual(got, ordered, `${rows}x${cols} in row order`);
       }
+    });
+
+    test("dropout masks are the generator's own masks, from the same draws, whatever their size", () => {
+      for (const n of [1, 7, 8, 9, 1000, 4097])
+        for (const rate of [0.1, 0.5, 0.999, 1e-9]) {
+          const [a, b] = [new Rng(n), new Rng(n)];
+          const got = values(dropoutMask(a, [n], rate));
+          assert.deepEqual(got, b.dropoutMask(n, rate), `${n} elements at rate ${rate}`);
+          assert.equal(a.nextU32(), b.nextU32(), 'the same number of draws taken');
+        }
     });
 
     test('GELU and its derivative match the exact normal CDF to float precision, far into both tails', () => {

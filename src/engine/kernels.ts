@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import {
   stridedMatMul,
   wasmColumnSum,
+  wasmDropoutMask,
   wasmGatedGradients,
   wasmGatedValue,
   wasmGates,
@@ -11,6 +12,7 @@ import {
   type GateConstants,
   type Layout,
 } from './wasm-kernels.js';
+import { keepThreshold, type Rng } from './rng.js';
 
 export type { GateConstants };
 
@@ -208,6 +210,21 @@ export function gatedGradients(inputs: {
       sum: tf.reshape(tf.sum(tf.mul(gd, z)), [1]),
     };
   });
+}
+
+/**
+ * A dropout keep mask of `shape` at `rate`, kept elements scaled by 1 / (1 - rate): rng.dropoutMask's values from
+ * the same draws. On wasm the draws go to the heap as they are (half the bytes of the mask) and are expanded there.
+ */
+export function dropoutMask(rng: Rng, shape: number[], rate: number): tf.Tensor {
+  const n = tf.util.sizeFromShape(shape);
+  if (!wasmKernelsActive()) return tf.tensor(rng.dropoutMask(n, rate), shape);
+  const { threshold, scale } = keepThreshold(1 - rate);
+  const d = rng.u32s((n + 1) >> 1);
+  const draws = tf.tensor(new Int32Array(d.buffer, d.byteOffset, d.length), [d.length], 'int32');
+  const mask = wasmDropoutMask(draws, shape, threshold, scale);
+  draws.dispose();
+  return mask;
 }
 
 /** A float32 tensor's values to read at once (before any other tensor is made or freed): on wasm a heap view, no copy. */

@@ -8,7 +8,7 @@ import {
   symmetricKlOnDevice,
   type ConsistencyTerm,
 } from './consistency.js';
-import { readNow, tidyKeep } from './kernels.js';
+import { dropoutMask, readNow, tidyKeep } from './kernels.js';
 import { promptedMask } from './modules/embeddings.js';
 import { assemble } from './modules/families.js';
 import { applyModifiers, type ModelModifier } from './modules/modifier.js';
@@ -302,16 +302,7 @@ export class EncoderClassifier {
       rng,
       draws,
       embeddingNoise: noise,
-      dropout: (shape, kind) =>
-        rng && rates[kind] > 0
-          ? tf.tensor(
-              rng.dropoutMask(
-                shape.reduce((x, y) => x * y, 1),
-                rates[kind],
-              ),
-              shape,
-            )
-          : null,
+      dropout: (shape, kind) => (rng && rates[kind] > 0 ? dropoutMask(rng, shape, rates[kind]) : null),
     };
     // Derived parameters' values, made once for the pass from the parameters they come from.
     const derived = new Map<number, Derived>();

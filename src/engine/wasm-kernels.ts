@@ -56,6 +56,7 @@ interface Kernels {
   ): void;
   colsum(X: number, rows: number, cols: number, out: number): void;
   addRows(X: number, b: number, rows: number, cols: number): void;
+  dropoutMask(D: number, out: number, n: number, threshold: number, scale: number): void;
   gelu(X: number, Y: number, D: number, n: number): void;
   gates(
     A: number,
@@ -89,6 +90,7 @@ interface Kernels {
 const GEMM = 'ChildtuneStridedMatMul';
 const COLSUM = 'ChildtuneColumnSum';
 const GELU = 'ChildtuneGelu';
+const DROPOUT = 'ChildtuneDropoutMask';
 const GATES = 'ChildtuneHardConcreteGates';
 const GATED_VALUE = 'ChildtuneGatedValue';
 const GATED_GRADIENTS = 'ChildtuneGatedGradients';
@@ -178,6 +180,12 @@ function register() {
     kernelsFor(be).gelu(address(be, x!), address(be, y), address(be, dydx), tf.util.sizeFromShape(x!.shape));
     return [y, dydx];
   });
+  wasmKernel(DROPOUT, (be, { draws }, attrs) => {
+    const { shape, threshold, scale } = attrs as unknown as { shape: number[]; threshold: number; scale: number };
+    const out = be.makeOutput(shape, 'float32');
+    kernelsFor(be).dropoutMask(address(be, draws!), address(be, out), tf.util.sizeFromShape(shape), threshold, scale);
+    return out;
+  });
   wasmKernel(GATES, (be, { logAlpha, draws }, attrs) => {
     const { lower, upper, l0Scale, lambda, uMin, uMax } = attrs as unknown as GateConstants;
     const shape = logAlpha!.shape;
@@ -253,6 +261,13 @@ export function stridedMatMul(a: tf.Tensor, b: tf.Tensor, product: StridedProduc
 
 export function wasmColumnSum(x: tf.Tensor2D): tf.Tensor1D {
   return tf.engine().runKernel(COLSUM, { x }, {}) as tf.Tensor1D;
+}
+
+/** A dropout mask of `shape` from 32-bit draws (int32, two elements each): kept elements `scale`, the others 0. */
+export function wasmDropoutMask(draws: tf.Tensor, shape: number[], threshold: number, scale: number): tf.Tensor {
+  return tf
+    .engine()
+    .runKernel(DROPOUT, { draws }, { shape, threshold, scale } as unknown as tf.NamedAttrMap) as tf.Tensor;
 }
 
 /**

@@ -124,6 +124,26 @@
         (local.set $j (i32.add (local.get $j) (i32.const 8))) (br $panels)))
       (local.set $i (i32.add (local.get $i) (i32.const 4))) (br $blocks))))
 
+  ;; A dropout keep mask of n elements from 32-bit draws at D: element k reads the k-th 16-bit half of the draws
+  ;; (the low half of draw k/2 for even k, the high for odd, as Rng.halves), kept (scale) when below threshold
+  ;; (1 to 65536), else +0. Eight elements per 16 bytes of draws, then one at a time.
+  (func (export "dropoutMask") (param $D i32) (param $out i32) (param $n i32) (param $threshold i32) (param $scale f32)
+    (local $k i32) (local $h v128) (local $t v128) (local $s v128)
+    (local.set $t (i32x4.splat (local.get $threshold)))
+    (local.set $s (f32x4.splat (local.get $scale)))
+    (block $vectors (loop $eights (br_if $vectors (i32.gt_u (i32.add (local.get $k) (i32.const 8)) (local.get $n)))
+      (local.set $h (v128.load (i32.add (local.get $D) (i32.shl (local.get $k) (i32.const 1)))))
+      (v128.store (i32.add (local.get $out) (i32.shl (local.get $k) (i32.const 2)))
+        (v128.and (local.get $s) (i32x4.lt_s (i32x4.extend_low_i16x8_u (local.get $h)) (local.get $t))))
+      (v128.store (i32.add (local.get $out) (i32.add (i32.shl (local.get $k) (i32.const 2)) (i32.const 16)))
+        (v128.and (local.get $s) (i32x4.lt_s (i32x4.extend_high_i16x8_u (local.get $h)) (local.get $t))))
+      (local.set $k (i32.add (local.get $k) (i32.const 8))) (br $eights)))
+    (block $scalars (loop $single (br_if $scalars (i32.ge_u (local.get $k) (local.get $n)))
+      (f32.store (i32.add (local.get $out) (i32.shl (local.get $k) (i32.const 2)))
+        (select (local.get $scale) (f32.const 0)
+          (i32.lt_s (i32.load16_u (i32.add (local.get $D) (i32.shl (local.get $k) (i32.const 1)))) (local.get $threshold))))
+      (local.set $k (i32.add (local.get $k) (i32.const 1))) (br $single))))
+
   ;; X[i*cols + j] += b[j] in place for every row: a dense layer's bias added to its fresh product, the same
   ;; float32 sum per element as a separate broadcast add, without its second [rows, cols] tensor.
   (func (export "addRows") (param $X i32) (param $b i32) (param $rows i32) (param $cols i32)
