@@ -10,6 +10,7 @@ import {
   wasmHeapView,
   wasmKernelsActive,
   type GateConstants,
+  type GatedGradientInputs,
   type Layout,
 } from './wasm-kernels.js';
 import { keepThreshold, type Rng } from './rng.js';
@@ -192,14 +193,7 @@ export function gatedValue(base: tf.Tensor, delta: tf.Tensor, z: tf.Tensor, scal
  * g (scale z), the gates' (g delta)(scale dz) + penalty, and `sum`, sum(g delta z) as a [1] tensor (the whole
  * tensor's gate's gradient before its own dz). The sum is taken in float64 on wasm.
  */
-export function gatedGradients(inputs: {
-  g: tf.Tensor;
-  delta: tf.Tensor;
-  z: tf.Tensor;
-  dz: tf.Tensor;
-  penalty: tf.Tensor;
-  scale: tf.Tensor;
-}): { delta: tf.Tensor; logAlpha: tf.Tensor; sum: tf.Tensor } {
+export function gatedGradients(inputs: GatedGradientInputs): { delta: tf.Tensor; logAlpha: tf.Tensor; sum: tf.Tensor } {
   if (wasmKernelsActive() && inputs.g.size % 4 === 0) return wasmGatedGradients(inputs);
   const { g, delta, z, dz, penalty, scale } = inputs;
   return tf.tidy(() => {

@@ -27,13 +27,14 @@ export function activationBytes(config: ModelConfig, rows: number, seq: number):
 
 /**
  * Heap bytes of a forward pass alone (evaluation, probes) over `rows` sequences of `seq` tokens: without dropout
- * masks and the backward pass's needs each layer keeps 8 [tokens, hidden], 2 [tokens, intermediate] and 2
- * [rows, heads, seq, seq] tensors (tfjs peak tensor bytes, BERT-tiny, -mini and -small, within 7%).
+ * masks and the backward pass's needs, about 6 [tokens, hidden], 2 [tokens, intermediate] and 2 [rows, heads, seq,
+ * seq] tensors a layer (fitted to tfjs's peak tensor bytes at BERT-tiny, -mini and -small: within 8%; the dense
+ * layers add their bias in place, so no layer holds a product and its biased copy at once).
  */
 export function forwardBytes(config: ModelConfig, rows: number, seq: number): number {
   const tokens = rows * seq;
   const perLayer =
-    tokens * (8 * config.hiddenSize + 2 * config.intermediateSize) + 2 * rows * config.numHeads * seq * seq;
+    tokens * (6 * config.hiddenSize + 2 * config.intermediateSize) + 2 * rows * config.numHeads * seq * seq;
   return Math.round(HEAP_HEADROOM * (config.numLayers + TRANSIENT_LAYERS) * perLayer * F32);
 }
 

@@ -295,16 +295,19 @@ export function wasmGatedValue(base: tf.Tensor, delta: tf.Tensor, z: tf.Tensor, 
   return tf.engine().runKernel(GATED_VALUE, { base, delta, z, scale }, {}) as tf.Tensor;
 }
 
-/** A gated difference's gradients from g (see gatedGradients in kernels.wat); size a multiple of 4. */
-export function wasmGatedGradients(inputs: {
+/** What a gated difference's backward reads: g by its value, the difference, its gates' z, dz and L0 term, the tensor's gate. */
+export interface GatedGradientInputs {
   g: tf.Tensor;
   delta: tf.Tensor;
   z: tf.Tensor;
   dz: tf.Tensor;
   penalty: tf.Tensor;
   scale: tf.Tensor;
-}) {
-  const [delta, logAlpha, sum] = tf.engine().runKernel(GATED_GRADIENTS, inputs, {}) as tf.Tensor[];
+}
+
+/** A gated difference's gradients from g (see gatedGradients in kernels.wat); size a multiple of 4. */
+export function wasmGatedGradients(inputs: GatedGradientInputs) {
+  const [delta, logAlpha, sum] = tf.engine().runKernel(GATED_GRADIENTS, { ...inputs }, {}) as tf.Tensor[];
   return { delta, logAlpha, sum };
 }
 
