@@ -138,6 +138,10 @@ export function gelu(x: T2): { y: T2; dydx: tf.Tensor } {
   });
 }
 
+/** 32-bit draws as an int32 tensor, bits unchanged (the wasm kernels read them as unsigned). */
+const drawsTensor = (draws: Uint32Array, shape: number[]) =>
+  tf.tensor(new Int32Array(draws.buffer, draws.byteOffset, draws.length), shape, 'int32');
+
 /** Training's uniforms from 32-bit draws r: f32(r) 2^-32 clamped to [uMin, uMax], in float32 as the wasm kernel makes them. */
 function gateUniforms(draws: Uint32Array, k: GateConstants): Float32Array {
   const [lo, hi] = [Math.fround(k.uMin), Math.fround(k.uMax)];
@@ -159,7 +163,7 @@ function gateUniforms(draws: Uint32Array, k: GateConstants): Float32Array {
  */
 export function hardConcreteGates(a: tf.Tensor, draws: Uint32Array | null, k: GateConstants) {
   if (wasmKernelsActive() && a.size % 4 === 0) {
-    const raw = draws && tf.tensor(new Int32Array(draws.buffer, draws.byteOffset, draws.length), a.shape, 'int32');
+    const raw = draws && drawsTensor(draws, a.shape);
     const gates = wasmGates(a, raw, k);
     raw?.dispose();
     return gates;
@@ -215,7 +219,7 @@ export function dropoutMask(rng: Rng, shape: number[], rate: number): tf.Tensor 
   if (!wasmKernelsActive()) return tf.tensor(rng.dropoutMask(n, rate), shape);
   const { threshold, scale } = keepThreshold(1 - rate);
   const d = rng.u32s((n + 1) >> 1);
-  const draws = tf.tensor(new Int32Array(d.buffer, d.byteOffset, d.length), [d.length], 'int32');
+  const draws = drawsTensor(d, [d.length]);
   const mask = wasmDropoutMask(draws, shape, threshold, scale);
   draws.dispose();
   return mask;

@@ -144,47 +144,41 @@
           (i32.lt_s (i32.load16_u (i32.add (local.get $D) (i32.shl (local.get $k) (i32.const 1)))) (local.get $threshold))))
       (local.set $k (i32.add (local.get $k) (i32.const 1))) (br $single))))
 
+  ;; dst[j] += src[j] for j < cols, four at a time then one at a time: one row's step of addRows and colsum.
+  (func $addInto (param $dst i32) (param $src i32) (param $cols i32)
+    (local $j i32) (local $d i32) (local $stride i32) (local $quads i32)
+    (local.set $stride (i32.shl (local.get $cols) (i32.const 2)))
+    (local.set $quads (i32.and (local.get $stride) (i32.const -16)))
+    (block $vectors (loop $quad (br_if $vectors (i32.ge_u (local.get $j) (local.get $quads)))
+      (local.set $d (i32.add (local.get $dst) (local.get $j)))
+      (v128.store (local.get $d) (f32x4.add (v128.load (local.get $d)) (v128.load (i32.add (local.get $src) (local.get $j)))))
+      (local.set $j (i32.add (local.get $j) (i32.const 16))) (br $quad)))
+    (block $scalars (loop $single (br_if $scalars (i32.ge_u (local.get $j) (local.get $stride)))
+      (local.set $d (i32.add (local.get $dst) (local.get $j)))
+      (f32.store (local.get $d) (f32.add (f32.load (local.get $d)) (f32.load (i32.add (local.get $src) (local.get $j)))))
+      (local.set $j (i32.add (local.get $j) (i32.const 4))) (br $single))))
+
   ;; X[i*cols + j] += b[j] in place for every row: a dense layer's bias added to its fresh product, the same
   ;; float32 sum per element as a separate broadcast add, without its second [rows, cols] tensor.
   (func (export "addRows") (param $X i32) (param $b i32) (param $rows i32) (param $cols i32)
-    (local $i i32) (local $j i32) (local $x i32) (local $stride i32) (local $quads i32)
-    (local.set $stride (i32.shl (local.get $cols) (i32.const 2)))
-    (local.set $quads (i32.and (local.get $stride) (i32.const -16)))
-    (block $done (loop $rowLoop (br_if $done (i32.ge_u (local.get $i) (local.get $rows)))
-      (local.set $j (i32.const 0))
-      (block $vectors (loop $quad (br_if $vectors (i32.ge_u (local.get $j) (local.get $quads)))
-        (local.set $x (i32.add (local.get $X) (local.get $j)))
-        (v128.store (local.get $x) (f32x4.add (v128.load (local.get $x)) (v128.load (i32.add (local.get $b) (local.get $j)))))
-        (local.set $j (i32.add (local.get $j) (i32.const 16))) (br $quad)))
-      (block $scalars (loop $single (br_if $scalars (i32.ge_u (local.get $j) (local.get $stride)))
-        (local.set $x (i32.add (local.get $X) (local.get $j)))
-        (f32.store (local.get $x) (f32.add (f32.load (local.get $x)) (f32.load (i32.add (local.get $b) (local.get $j)))))
-        (local.set $j (i32.add (local.get $j) (i32.const 4))) (br $single)))
-      (local.set $X (i32.add (local.get $X) (local.get $stride)))
-      (local.set $i (i32.add (local.get $i) (i32.const 1))) (br $rowLoop))))
+    (local $i i32)
+    (block $done (loop $row (br_if $done (i32.ge_u (local.get $i) (local.get $rows)))
+      (call $addInto (local.get $X) (local.get $b) (local.get $cols))
+      (local.set $X (i32.add (local.get $X) (i32.shl (local.get $cols) (i32.const 2))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1))) (br $row))))
 
   ;; out[j] = sum_i X[i*cols + j]: bias and LayerNorm parameter gradients. X is read row by row, in memory order,
-  ;; each row added into all of out (four columns at a time); each column's sum is still 0 + X[0,j] + X[1,j] + ...
-  ;; in row order, as a walk down the column would add it, but without a page's stride between loads.
+  ;; each row added into all of out; each column's sum is still 0 + X[0,j] + X[1,j] + ... in row order, as a walk
+  ;; down the column would add it, but without a page's stride between loads.
   (func (export "colsum") (param $X i32) (param $rows i32) (param $cols i32) (param $out i32)
-    (local $i i32) (local $j i32) (local $o i32) (local $stride i32) (local $quads i32)
-    (local.set $stride (i32.shl (local.get $cols) (i32.const 2)))
-    (local.set $quads (i32.and (local.get $stride) (i32.const -16)))
-    (block $zeroed (loop $zero (br_if $zeroed (i32.ge_u (local.get $j) (local.get $stride)))
-      (f32.store (i32.add (local.get $out) (local.get $j)) (f32.const 0))
-      (local.set $j (i32.add (local.get $j) (i32.const 4))) (br $zero)))
-    (block $done (loop $rowLoop (br_if $done (i32.ge_u (local.get $i) (local.get $rows)))
-      (local.set $j (i32.const 0))
-      (block $vectors (loop $quad (br_if $vectors (i32.ge_u (local.get $j) (local.get $quads)))
-        (local.set $o (i32.add (local.get $out) (local.get $j)))
-        (v128.store (local.get $o) (f32x4.add (v128.load (local.get $o)) (v128.load (i32.add (local.get $X) (local.get $j)))))
-        (local.set $j (i32.add (local.get $j) (i32.const 16))) (br $quad)))
-      (block $scalars (loop $single (br_if $scalars (i32.ge_u (local.get $j) (local.get $stride)))
-        (local.set $o (i32.add (local.get $out) (local.get $j)))
-        (f32.store (local.get $o) (f32.add (f32.load (local.get $o)) (f32.load (i32.add (local.get $X) (local.get $j)))))
-        (local.set $j (i32.add (local.get $j) (i32.const 4))) (br $single)))
-      (local.set $X (i32.add (local.get $X) (local.get $stride)))
-      (local.set $i (i32.add (local.get $i) (i32.const 1))) (br $rowLoop))))
+    (local $i i32) (local $j i32)
+    (block $zeroed (loop $zero (br_if $zeroed (i32.ge_u (local.get $j) (local.get $cols)))
+      (f32.store (i32.add (local.get $out) (i32.shl (local.get $j) (i32.const 2))) (f32.const 0))
+      (local.set $j (i32.add (local.get $j) (i32.const 1))) (br $zero)))
+    (block $done (loop $row (br_if $done (i32.ge_u (local.get $i) (local.get $rows)))
+      (call $addInto (local.get $out) (local.get $X) (local.get $cols))
+      (local.set $X (i32.add (local.get $X) (i32.shl (local.get $cols) (i32.const 2))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1))) (br $row))))
 
   ;; exp(x) per lane for x clamped to [-87, 88], so every result is a normal float: Cephes' expf (x = k ln 2 + r,
   ;; ln 2 split in two for the reduction, a degree-7 polynomial in r, 2^k built in the exponent bits).
@@ -228,7 +222,14 @@
   (func (export "gates") (param $A i32) (param $U i32) (param $Z i32) (param $DZ i32) (param $P i32) (param $n i32)
     (param $lower f32) (param $upper f32) (param $c f32) (param $lambda f32) (param $uMin f32) (param $uMax f32)
     (local $end i32) (local $e v128) (local $u v128) (local $s v128) (local $st v128) (local $p v128) (local $one v128)
+    (local $low v128) (local $range v128) (local $uLow v128) (local $uHigh v128) (local $cs v128) (local $lambdas v128)
     (local.set $one (v128.const f32x4 1 1 1 1))
+    (local.set $low (f32x4.splat (local.get $lower)))
+    (local.set $range (f32x4.splat (f32.sub (local.get $upper) (local.get $lower))))
+    (local.set $uLow (f32x4.splat (local.get $uMin)))
+    (local.set $uHigh (f32x4.splat (local.get $uMax)))
+    (local.set $cs (f32x4.splat (local.get $c)))
+    (local.set $lambdas (f32x4.splat (local.get $lambda)))
     (local.set $end (i32.add (local.get $A) (i32.shl (local.get $n) (i32.const 2))))
     (block $done (loop $quads (br_if $done (i32.ge_u (local.get $A) (local.get $end)))
       (local.set $e (call $exp4 (f32x4.neg (v128.load (local.get $A)))))
@@ -236,19 +237,19 @@
         (then
           (local.set $u (f32x4.min (f32x4.max
             (f32x4.mul (f32x4.convert_i32x4_u (v128.load (local.get $U))) (v128.const f32x4 0x1p-32 0x1p-32 0x1p-32 0x1p-32))
-            (f32x4.splat (local.get $uMin))) (f32x4.splat (local.get $uMax))))
+            (local.get $uLow)) (local.get $uHigh)))
           (local.set $s (f32x4.div (local.get $u) (f32x4.add (local.get $u) (f32x4.mul (f32x4.sub (local.get $one) (local.get $u)) (local.get $e))))))
         (else (local.set $s (f32x4.div (local.get $one) (f32x4.add (local.get $one) (local.get $e))))))
-      (local.set $st (f32x4.add (f32x4.mul (local.get $s) (f32x4.splat (f32.sub (local.get $upper) (local.get $lower)))) (f32x4.splat (local.get $lower))))
+      (local.set $st (f32x4.add (f32x4.mul (local.get $s) (local.get $range)) (local.get $low)))
       (v128.store (local.get $Z) (f32x4.min (f32x4.max (local.get $st) (v128.const f32x4 0 0 0 0)) (local.get $one)))
       (if (local.get $U)
         (then
           ;; inside: lanes with 0 < stretched < 1 (all ones), else all zeros
           (v128.store (local.get $DZ) (v128.and
-            (f32x4.mul (f32x4.mul (local.get $s) (f32x4.sub (local.get $one) (local.get $s))) (f32x4.splat (f32.sub (local.get $upper) (local.get $lower))))
+            (f32x4.mul (f32x4.mul (local.get $s) (f32x4.sub (local.get $one) (local.get $s))) (local.get $range))
             (v128.and (f32x4.gt (local.get $st) (v128.const f32x4 0 0 0 0)) (f32x4.lt (local.get $st) (local.get $one)))))
-          (local.set $p (f32x4.div (local.get $one) (f32x4.add (local.get $one) (f32x4.mul (local.get $e) (f32x4.splat (local.get $c))))))
-          (v128.store (local.get $P) (f32x4.mul (f32x4.mul (local.get $p) (f32x4.sub (local.get $one) (local.get $p))) (f32x4.splat (local.get $lambda))))
+          (local.set $p (f32x4.div (local.get $one) (f32x4.add (local.get $one) (f32x4.mul (local.get $e) (local.get $cs)))))
+          (v128.store (local.get $P) (f32x4.mul (f32x4.mul (local.get $p) (f32x4.sub (local.get $one) (local.get $p))) (local.get $lambdas)))
           (local.set $U (i32.add (local.get $U) (i32.const 16))))
         (else
           (v128.store (local.get $DZ) (v128.const f32x4 0 0 0 0))
