@@ -32,8 +32,8 @@
 #define MC 192
 #define NC 1536
 
-// Register tiles: 4 x 64 with zmm (16 accumulators of 16 lanes), 6 x 16 with ymm (12 of 8).
-#define MR512 4
+// Register tiles: 6 x 64 with zmm (24 accumulators of 16 lanes), 6 x 16 with ymm (12 of 8).
+#define MR512 6
 #define NV512 4
 #define NR512 (16 * NV512)
 #define MR256 6
@@ -142,12 +142,112 @@ static void pack_a_bf16(Operand A, int mc, int kc, int mr, void *to) {
   }
 }
 
+// The AVX-512 kernels' packing: the same panels as pack_a and pack_b, moved 16 floats at a time. A row-major
+// operand read along k (A's rows, a transposed B's columns) is transposed in registers: 16 k of each of 16 columns
+// (B) or of the panel's mr rows (A) per round, the scalar loops above finishing a k tail or a short panel.
+
+// The 16 x 16 block at src (rows `ld` apart) transposed into dst (rows `dld` apart): dst[i][j] = src[j][i].
+__attribute__((target("avx512f"))) static inline void transpose16(const float *src, ptrdiff_t ld, float *dst, ptrdiff_t dld) {
+  __m512 r[16], t[16];
+  for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(src + i * ld);
+  // 32-bit, then 64-bit interleaves inside 128-bit lanes, then 128-bit lanes across the register.
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+    r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+    r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+    r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+  }
+  // r[4q + c] now holds, in each 128-bit lane l, column 4l + c of rows 4q..4q+3.
+  for (int q = 0; q < 4; q += 2)
+    for (int c = 0; c < 4; c++) {
+      t[4 * q + c] = _mm512_shuffle_f32x4(r[4 * q + c], r[4 * q + 4 + c], 0x88);
+      t[4 * q + 4 + c] = _mm512_shuffle_f32x4(r[4 * q + c], r[4 * q + 4 + c], 0xDD);
+    }
+  for (int c = 0; c < 4; c++) {
+    const __m512 a = t[c], b = t[4 + c], x = t[8 + c], y = t[12 + c];
+    _mm512_storeu_ps(dst + c * dld, _mm512_shuffle_f32x4(a, x, 0x88));
+    _mm512_storeu_ps(dst + (4 + c) * dld, _mm512_shuffle_f32x4(b, y, 0x88));
+    _mm512_storeu_ps(dst + (8 + c) * dld, _mm512_shuffle_f32x4(a, x, 0xDD));
+    _mm512_storeu_ps(dst + (12 + c) * dld, _mm512_shuffle_f32x4(b, y, 0xDD));
+  }
+}
+
+// pack_b with AVX-512: a transposed B's full panels transposed 16 x 16 at a time (B's own rows are copied as they are,
+// which memcpy does fastest).
+__attribute__((target("avx512f"))) static void pack_b512(Operand B, int kc, int nc, int nr, void *to) {
+  float *out = to;
+  for (int j0 = 0; j0 < nc; j0 += nr) {
+    const int cols = min_int(nr, nc - j0);
+    float *panel = out + (ptrdiff_t)j0 * kc;
+    if (B.row == 1 && B.col != 1 && cols == nr) {
+      int k = 0;
+      for (; k + 16 <= kc; k += 16)
+        for (int v = 0; v < nr; v += 16) transpose16(B.p + (j0 + v) * B.col + k, B.col, panel + (ptrdiff_t)k * nr + v, nr);
+      for (; k < kc; k++)
+        for (int j = 0; j < nr; j++) panel[(ptrdiff_t)k * nr + j] = B.p[(j0 + j) * B.col + k];
+    } else {
+      pack_b((Operand){B.p + j0 * B.col, B.row, B.col}, kc, cols, nr, panel);
+    }
+  }
+}
+
+// pack_a with AVX-512: a transposed A's rows of the panel are contiguous per k (one move each); A's own rows
+// are contiguous along k, so 16 k of the panel's mr rows (at most 16, in pairs) are interleaved by two-source permutes:
+// output vector o holds the panel's elements 16o..16o+15, each taken from its row's register of the pair it lies in.
+__attribute__((target("avx512f"))) static void pack_a512(Operand A, int mc, int kc, int mr, void *to) {
+  float *out = to;
+  const int pairs = (mr + 1) / 2;
+  __m512i index[16];
+  __mmask16 from[16][8];
+  for (int o = 0; o < mr; o++) {
+    int lanes[16];
+    for (int p = 0; p < pairs; p++) from[o][p] = 0;
+    for (int l = 0; l < 16; l++) {
+      const int g = 16 * o + l, k = g / mr, r = g % mr;
+      lanes[l] = k + 16 * (r & 1);
+      from[o][r / 2] |= (__mmask16)(1u << l);
+    }
+    index[o] = _mm512_loadu_si512(lanes);
+  }
+  for (int i0 = 0; i0 < mc; i0 += mr) {
+    const int rows = min_int(mr, mc - i0);
+    float *panel = out + (ptrdiff_t)i0 * kc;
+    if (A.row == 1) {
+      // Each k's store runs 16 - mr floats into the next k's, which overwrites them (the last panel's run past the
+      // block lands in the scratch's slack): a masked store measured slower.
+      const __mmask16 m = (__mmask16)((1u << rows) - 1);
+      for (int k = 0; k < kc; k++) _mm512_storeu_ps(panel + (ptrdiff_t)k * mr, _mm512_maskz_loadu_ps(m, A.p + k * A.col + i0));
+    } else if (A.col == 1 && rows == mr && mr <= 16) {
+      int k = 0;
+      for (; k + 16 <= kc; k += 16) {
+        __m512 v[16];
+        for (int r = 0; r < mr; r++) v[r] = _mm512_loadu_ps(A.p + (i0 + r) * A.row + k);
+        if (mr & 1) v[mr] = _mm512_setzero_ps();
+        for (int o = 0; o < mr; o++) {
+          __m512 x = _mm512_permutex2var_ps(v[0], index[o], v[1]);
+          for (int p = 1; p < pairs; p++) x = _mm512_mask_mov_ps(x, from[o][p], _mm512_permutex2var_ps(v[2 * p], index[o], v[2 * p + 1]));
+          _mm512_storeu_ps(panel + (ptrdiff_t)k * mr + 16 * o, x);
+        }
+      }
+      for (; k < kc; k++)
+        for (int r = 0; r < mr; r++) panel[(ptrdiff_t)k * mr + r] = A.p[(i0 + r) * A.row + k];
+    } else {
+      pack_a((Operand){A.p + i0 * A.row, A.row, A.col}, rows, kc, mr, panel);
+    }
+  }
+}
+
 typedef void (*Tile)(int kc, const void *ap, const void *bp, float *c, ptrdiff_t cRow, int rows, int cols, int accumulate);
 typedef void (*Pack)(Operand X, int rows, int cols, int block, void *out);
 
 // One MR512 x NR512 tile: starts from zero, or from C's partial sums when `accumulate`; stores rows < rows, cols < cols.
-// Four rows of four zmm: a wide tile needs fewer broadcasts per product, which measured faster here than 12 x 32 or
-// 6 x 64 (86 against 68 and 83 GFLOP/s on one Zen 4 core). STEP is the multiply-add, fused or not; the bf16 tile
+// Six rows of four zmm (24 accumulators): on one Zen 5 core at BERT-base's products, 191 GFLOP/s against 185 for
+// 4 x 64 and 125 for 12 x 32 (best of five each, every shape and transpose); 64 columns fit a head's 64-wide products.
+// (On one Zen 4 core, with KC 384, 4 x 64 had measured 86 against 83 for 6 x 64.) STEP is the multiply-add, fused or not; the bf16 tile
 // steps over pairs of k (LOAD_A broadcasts a pair, STEP is one VDPBF16PS).
 #define TILE512(NAME, TARGET, ELEM, STEP, LOAD_A, KSTEPS)                                                                                           \
   __attribute__((target(TARGET))) static void NAME(int kc, const void *apv, const void *bpv, float *c, ptrdiff_t cRow, int rows, int cols, int accumulate) { \
@@ -297,9 +397,9 @@ typedef struct {
 } Kernel;
 
 static const Kernel KERNELS[] = {
-    {"avx512f", tile512, pack_a, pack_b, peak512, MR512, NR512},
+    {"avx512f", tile512, pack_a512, pack_b512, peak512, MR512, NR512},
     {"avx2", tile256, pack_a, pack_b, peak256, MR256, NR256},
-    {"avx512f-fma", tile512fma, pack_a, pack_b, peak512fma, MR512, NR512},
+    {"avx512f-fma", tile512fma, pack_a512, pack_b512, peak512fma, MR512, NR512},
     {"avx2-fma", tile256fma, pack_a, pack_b, peak256fma, MR256, NR256},
     {"avx512bf16", tile512bf16, pack_a_bf16, pack_b_bf16, peak512bf16, MR512, NR512},
 };
@@ -446,8 +546,9 @@ static napi_value js_peak(napi_env env, napi_callback_info info) {
 
 NAPI_MODULE_INIT() {
   Scratch *s = calloc(1, sizeof(Scratch));
-  // Largest panels over every kernel (a bf16 panel is at most a float one): A is MC x KC (MC is a multiple of both MRs), B is KC x NC.
-  s->a = aligned_alloc(64, sizeof(float) * MC * KC);
+  // Largest panels over every kernel (a bf16 panel is at most a float one): A is MC x KC (MC is a multiple of both MRs)
+  // and 16 floats of slack for pack_a512's overrun, B is KC x NC.
+  s->a = aligned_alloc(64, sizeof(float) * (MC * KC + 16));
   s->b = aligned_alloc(64, sizeof(float) * KC * NC);
   if (!s || !s->a || !s->b || napi_set_instance_data(env, s, free_scratch, NULL) != napi_ok) {
     napi_throw_error(env, NULL, "childtune native: out of memory for the packing buffers");
