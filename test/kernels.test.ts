@@ -3,7 +3,17 @@ import { before, describe, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs-core';
 import fc from 'fast-check';
 import { selectBackend } from '../src/engine/backend.js';
-import { columnSum, dropoutMask, gelu, headContext, headScores, matMul, type Heads } from '../src/engine/kernels.js';
+import {
+  columnSum,
+  dropoutMask,
+  gelu,
+  headContext,
+  headScores,
+  layerNorm,
+  layerNormBackward,
+  matMul,
+  type Heads,
+} from '../src/engine/kernels.js';
 import { Rng } from '../src/engine/rng.js';
 import { wasmKernelsActive } from '../src/engine/wasm-kernels.js';
 
@@ -155,6 +165,78 @@ for (const backend of ['wasm', 'cpu'] as const) {
           assert.deepEqual(got, b.dropoutMask(n, rate), `${n} elements at rate ${rate}`);
           assert.equal(a.nextU32(), b.nextU32(), 'the same number of draws taken');
         }
+    });
+
+    test('LayerNorm and its backward match float64 and, on wasm, the tfjs ops they replace bit for bit', () => {
+      for (const [rows, cols, eps] of [
+        [1, 1, 1e-12],
+        [3, 5, 1e-5],
+        [5, 130, 1e-12],
+        [6, 768, 1e-12],
+        [9, 7, 1e-5],
+      ]) {
+        const [x, dy] = [random(rows * cols, rows), random(rows * cols, cols)].map((v) => v.map((e) => e * 3));
+        const [g, b] = [random(cols, 7).map((e) => 1 + e / 2), random(cols, 8)];
+        const what = `${rows}x${cols}`;
+        // float64: y = xhat g + b; dx = rstd (dxhat - mean(dxhat) - xhat mean(dxhat xhat)), dxhat = dy g.
+        const want = { y: new Float64Array(rows * cols), dx: new Float64Array(rows * cols) };
+        const [dg, db] = [new Float64Array(cols), new Float64Array(cols)];
+        for (let i = 0; i < rows; i++) {
+          const row = Array.from(x.subarray(i * cols, (i + 1) * cols));
+          const mean = row.reduce((s, v) => s + v, 0) / cols;
+          const rstd = 1 / Math.sqrt(row.reduce((s, v) => s + (v - mean) ** 2, 0) / cols + eps);
+          const xhat = row.map((v) => (v - mean) * rstd);
+          const dxhat = xhat.map((_, j) => dy[i * cols + j] * g[j]);
+          const m1 = dxhat.reduce((s, v) => s + v, 0) / cols;
+          const m2 = dxhat.reduce((s, v, j) => s + v * xhat[j], 0) / cols;
+          xhat.forEach((h, j) => {
+            want.y[i * cols + j] = h * g[j] + b[j];
+            want.dx[i * cols + j] = rstd * (dxhat[j] - m1 - h * m2);
+            dg[j] += dy[i * cols + j] * h;
+            db[j] += dy[i * cols + j];
+          });
+        }
+        for (const [gain, bias] of [
+          [true, true],
+          [false, true],
+          [true, false],
+        ]) {
+          const got = tf.tidy(() => {
+            const t = { x: tf.tensor2d(x, [rows, cols]), g: tf.tensor1d(g), b: tf.tensor1d(b) };
+            const f = layerNorm(t.x, t.g, t.b, eps);
+            const r = layerNormBackward(tf.tensor2d(dy, [rows, cols]), t.g, f.xhat, f.rstd, gain, bias);
+            return [f.y, r.dx, r.dg ?? tf.zeros([0]), r.db ?? tf.zeros([0])];
+          });
+          const [y, dx, gotDg, gotDb] = got.map(values);
+          closeTo(y, want.y, `${what} y`);
+          closeTo(dx, want.dx, `${what} dx`);
+          closeTo(gotDg, gain ? dg : [], `${what} gain gradient`);
+          closeTo(gotDb, bias ? db : [], `${what} bias gradient`);
+          if (tf.getBackend() !== 'wasm') continue;
+          // The tfjs ops LayerNorm ran as before the wasm kernel: the same float32 operations, in the same order.
+          const ops = tf
+            .tidy(() => {
+              const [xt, dyt, gt, bt] = [
+                tf.tensor2d(x, [rows, cols]),
+                tf.tensor2d(dy, [rows, cols]),
+                tf.tensor1d(g),
+                tf.tensor1d(b),
+              ];
+              const xc = tf.sub(xt, tf.mean(xt, -1, true));
+              const rstd = tf.rsqrt(tf.add(tf.mean(tf.square(xc), -1, true), eps));
+              const xhat = tf.mul(xc, rstd);
+              const dxhat = tf.mul(dyt, gt);
+              const centred = tf.sub(dxhat, tf.mean(dxhat, -1, true));
+              const dxt = tf.mul(rstd, tf.sub(centred, tf.mul(xhat, tf.mean(tf.mul(dxhat, xhat), -1, true))));
+              return [tf.add(tf.mul(xhat, gt), bt), dxt, columnSum(tf.mul(dyt, xhat) as tf.Tensor2D), columnSum(dyt)];
+            })
+            .map(values);
+          assert.deepEqual(y, ops[0], `${what} y bit for bit`);
+          assert.deepEqual(dx, ops[1], `${what} dx bit for bit`);
+          if (gain) assert.deepEqual(gotDg, ops[2], `${what} gain gradient bit for bit`);
+          if (bias) assert.deepEqual(gotDb, ops[3], `${what} bias gradient bit for bit`);
+        }
+      }
     });
 
     test('GELU and its derivative match the exact normal CDF to float precision, far into both tails', () => {

@@ -9,6 +9,8 @@ import {
   wasmGelu,
   wasmHeapView,
   wasmKernelsActive,
+  wasmLayerNorm,
+  wasmLayerNormBackward,
   type GateConstants,
   type GatedGradientInputs,
   type Layout,
@@ -124,6 +126,46 @@ export function headContext(p: tf.Tensor4D, y: T2, h: Heads, transposeP = false)
 export function columnSum(x: T2): tf.Tensor1D {
   if (wasmKernelsActive()) return wasmColumnSum(x);
   return tf.tidy(() => tf.reshape(tf.matMul(tf.ones([1, x.shape[0]]), x), [x.shape[1]]));
+}
+
+/**
+ * LayerNorm over the last axis: y = xhat g + b with xhat = (x - mean) / sqrt(var + eps), and what its backward reads
+ * (xhat and 1/std, [rows, 1]). On wasm one pass per row in the same float32 operations and order as these tfjs ops,
+ * so the same bits (kernels.wat layerNorm).
+ */
+export function layerNorm(x: T2, g: tf.Tensor, b: tf.Tensor, eps: number): { y: T2; xhat: T2; rstd: tf.Tensor } {
+  if (wasmKernelsActive()) return wasmLayerNorm(x, g, b, eps);
+  return tidyKeep(() => {
+    const mean = tf.mean(x, -1, true);
+    const xc = tf.sub(x, mean);
+    const rstd = tf.rsqrt(tf.add(tf.mean(tf.square(xc), -1, true), eps));
+    const xhat = tf.mul(xc, rstd) as T2;
+    return { y: tf.add(tf.mul(xhat, g), b) as T2, xhat, rstd };
+  });
+}
+
+/** LayerNorm's backward from dy: the input's gradient, and the gain's and bias's where asked for (as layerNorm, one pass on wasm). */
+export function layerNormBackward(
+  dy: T2,
+  g: tf.Tensor,
+  xhat: T2,
+  rstd: tf.Tensor,
+  gainGradient: boolean,
+  biasGradient: boolean,
+): { dx: T2; dg?: tf.Tensor1D; db?: tf.Tensor1D } {
+  if (wasmKernelsActive()) return wasmLayerNormBackward(dy, g, xhat, rstd, gainGradient, biasGradient);
+  return tidyKeep(() => {
+    const dxhat = tf.mul(dy, g);
+    const dx = tf.mul(
+      rstd,
+      tf.sub(tf.sub(dxhat, tf.mean(dxhat, -1, true)), tf.mul(xhat, tf.mean(tf.mul(dxhat, xhat), -1, true))),
+    ) as T2;
+    return {
+      dx,
+      dg: gainGradient ? columnSum(tf.mul(dy, xhat) as T2) : undefined,
+      db: biasGradient ? columnSum(dy) : undefined,
+    };
+  });
 }
 
 /** Erf-GELU, y = x Phi(x), with its derivative Phi(x) + x phi(x) for the backward pass (one exponential on wasm). */

@@ -58,6 +58,28 @@ interface Kernels {
   addRows(X: number, b: number, rows: number, cols: number): void;
   dropoutMask(D: number, out: number, n: number, threshold: number, scale: number): void;
   gelu(X: number, Y: number, D: number, n: number): void;
+  layerNorm(
+    X: number,
+    G: number,
+    Bias: number,
+    Y: number,
+    H: number,
+    R: number,
+    rows: number,
+    cols: number,
+    eps: number,
+  ): void;
+  layerNormBackward(
+    DY: number,
+    G: number,
+    H: number,
+    R: number,
+    D: number,
+    DG: number,
+    DB: number,
+    rows: number,
+    cols: number,
+  ): void;
   gates(
     A: number,
     U: number,
@@ -90,6 +112,8 @@ interface Kernels {
 const GEMM = 'ChildtuneStridedMatMul';
 const COLSUM = 'ChildtuneColumnSum';
 const GELU = 'ChildtuneGelu';
+const LAYER_NORM = 'ChildtuneLayerNorm';
+const LAYER_NORM_BACKWARD = 'ChildtuneLayerNormBackward';
 const DROPOUT = 'ChildtuneDropoutMask';
 const GATES = 'ChildtuneHardConcreteGates';
 const GATED_VALUE = 'ChildtuneGatedValue';
@@ -179,6 +203,46 @@ function register() {
     const [y, dydx] = [be.makeOutput(x!.shape, 'float32'), be.makeOutput(x!.shape, 'float32')];
     kernelsFor(be).gelu(address(be, x!), address(be, y), address(be, dydx), tf.util.sizeFromShape(x!.shape));
     return [y, dydx];
+  });
+  wasmKernel(LAYER_NORM, (be, { x, gain, bias }, attrs) => {
+    const [rows, cols] = x!.shape;
+    const [y, xhat, rstd] = [
+      be.makeOutput([rows, cols], 'float32'),
+      be.makeOutput([rows, cols], 'float32'),
+      be.makeOutput([rows, 1], 'float32'),
+    ];
+    const { eps } = attrs as unknown as { eps: number };
+    kernelsFor(be).layerNorm(
+      address(be, x!),
+      address(be, gain!),
+      address(be, bias!),
+      address(be, y),
+      address(be, xhat),
+      address(be, rstd),
+      rows,
+      cols,
+      eps,
+    );
+    return [y, xhat, rstd];
+  });
+  wasmKernel(LAYER_NORM_BACKWARD, (be, { dy, gain, xhat, rstd }, attrs) => {
+    const [rows, cols] = dy!.shape;
+    const { gainGradient, biasGradient } = attrs as unknown as { gainGradient: boolean; biasGradient: boolean };
+    const dx = be.makeOutput([rows, cols], 'float32');
+    const dg = gainGradient ? be.makeOutput([cols], 'float32') : undefined;
+    const db = biasGradient ? be.makeOutput([cols], 'float32') : undefined;
+    kernelsFor(be).layerNormBackward(
+      address(be, dy!),
+      address(be, gain!),
+      address(be, xhat!),
+      address(be, rstd!),
+      address(be, dx),
+      dg ? address(be, dg) : 0,
+      db ? address(be, db) : 0,
+      rows,
+      cols,
+    );
+    return [dx, ...(dg ? [dg] : []), ...(db ? [db] : [])];
   });
   wasmKernel(DROPOUT, (be, { draws }, attrs) => {
     const { shape, threshold, scale } = attrs as unknown as { shape: number[]; threshold: number; scale: number };
@@ -315,4 +379,33 @@ export function wasmGatedGradients(inputs: GatedGradientInputs) {
 export function wasmGelu(x: tf.Tensor2D): { y: tf.Tensor2D; dydx: tf.Tensor2D } {
   const [y, dydx] = tf.engine().runKernel(GELU, { x }, {}) as tf.Tensor2D[];
   return { y, dydx };
+}
+
+/** LayerNorm's forward over [rows, cols]: its output, the normalised input and 1/std ([rows, 1]), for the backward. */
+export function wasmLayerNorm(x: tf.Tensor2D, gain: tf.Tensor, bias: tf.Tensor, eps: number) {
+  const [y, xhat, rstd] = tf
+    .engine()
+    .runKernel(LAYER_NORM, { x, gain, bias }, { eps } as unknown as tf.NamedAttrMap) as tf.Tensor[];
+  return { y: y as tf.Tensor2D, xhat: xhat as tf.Tensor2D, rstd };
+}
+
+/** LayerNorm's backward from dy: the input's gradient, and the gain's and bias's where asked for. */
+export function wasmLayerNormBackward(
+  dy: tf.Tensor2D,
+  gain: tf.Tensor,
+  xhat: tf.Tensor2D,
+  rstd: tf.Tensor,
+  gainGradient: boolean,
+  biasGradient: boolean,
+) {
+  const out = tf.engine().runKernel(LAYER_NORM_BACKWARD, { dy, gain, xhat, rstd }, {
+    gainGradient,
+    biasGradient,
+  } as unknown as tf.NamedAttrMap) as tf.Tensor[];
+  const [dx, ...rest] = out;
+  return {
+    dx: dx as tf.Tensor2D,
+    dg: gainGradient ? (rest.shift() as tf.Tensor1D) : undefined,
+    db: biasGradient ? (rest.shift() as tf.Tensor1D) : undefined,
+  };
 }
