@@ -446,6 +446,48 @@ static void gemm(const Kernel *kn, Scratch *s, Operand A, Operand B, float *C, p
   }
 }
 
+// ---- Erf-GELU ----
+// kernels.wat's gelu, 16 lanes at a time: the same float32 operations in the same order (no fused multiply-add,
+// the same constants rounded to float), so every y and dy/dx is the wasm kernel's bit for bit.
+
+// exp(x) for x clamped to [-87, 88]: kernels.wat $exp4.
+__attribute__((target("avx512f"))) static inline __m512 exp512(__m512 x) {
+  x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.f)), _mm512_set1_ps(88.f));
+  const __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512 r = _mm512_sub_ps(_mm512_sub_ps(x, _mm512_mul_ps(k, _mm512_set1_ps(0.693359375f))), _mm512_mul_ps(k, _mm512_set1_ps(-2.12194440e-4f)));
+  __m512 p = _mm512_mul_ps(_mm512_set1_ps(1.9875691500e-4f), r);
+  p = _mm512_mul_ps(_mm512_add_ps(p, _mm512_set1_ps(1.3981999507e-3f)), r);
+  p = _mm512_mul_ps(_mm512_add_ps(p, _mm512_set1_ps(8.3334519073e-3f)), r);
+  p = _mm512_mul_ps(_mm512_add_ps(p, _mm512_set1_ps(4.1665795894e-2f)), r);
+  p = _mm512_mul_ps(_mm512_add_ps(p, _mm512_set1_ps(1.6666665459e-1f)), r);
+  p = _mm512_add_ps(p, _mm512_set1_ps(5.0000001201e-1f));
+  const __m512 e = _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(p, _mm512_mul_ps(r, r)), r), _mm512_set1_ps(1.f));
+  const __m512i two = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvttps_epi32(k), _mm512_set1_epi32(127)), 23);
+  return _mm512_mul_ps(e, _mm512_castsi512_ps(two));
+}
+
+// y = x Phi(x) and dy/dx = Phi(x) + x phi(x) for x[0, n): kernels.wat gelu.
+__attribute__((target("avx512f"))) static void gelu512(const float *x, float *y, float *d, int64_t n) {
+  const __m512 one = _mm512_set1_ps(1.f);
+  const __m512i sign = _mm512_set1_epi32((int)0x80000000u);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? 0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+    const __m512 v = _mm512_maskz_loadu_ps(m, x + i);
+    const __m512 a = _mm512_abs_ps(_mm512_mul_ps(v, _mm512_set1_ps(0.70710678118654752f)));
+    const __m512 t = _mm512_div_ps(one, _mm512_add_ps(one, _mm512_mul_ps(_mm512_set1_ps(0.3275911f), a)));
+    const __m512 e = exp512(_mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(_mm512_mul_ps(a, a)), sign)));
+    __m512 p = _mm512_mul_ps(_mm512_set1_ps(1.061405429f), t);
+    p = _mm512_mul_ps(_mm512_add_ps(p, _mm512_set1_ps(-1.453152027f)), t);
+    p = _mm512_mul_ps(_mm512_add_ps(p, _mm512_set1_ps(1.421413741f)), t);
+    p = _mm512_mul_ps(_mm512_add_ps(p, _mm512_set1_ps(-0.284496736f)), t);
+    p = _mm512_add_ps(p, _mm512_set1_ps(0.254829592f));
+    const __m512 q = _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(t, p), e), _mm512_set1_ps(0.5f));
+    const __m512 cdf = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ), _mm512_sub_ps(one, q), q);
+    _mm512_mask_storeu_ps(y + i, m, _mm512_mul_ps(v, cdf));
+    _mm512_mask_storeu_ps(d + i, m, _mm512_add_ps(cdf, _mm512_mul_ps(v, _mm512_mul_ps(e, _mm512_set1_ps(0.3989422804014327f)))));
+  }
+}
+
 // ---- Node-API glue ----
 
 #define CHECK(call)                                                                      \
@@ -544,6 +586,33 @@ static napi_value js_peak(napi_env env, napi_callback_info info) {
   return out;
 }
 
+// gelu(heap, x, y, d, n): kernels.wat's gelu over n floats at byte offsets x (in), y and d (out) of `heap`, on
+// AVX-512 (exported only where the CPU has it).
+static napi_value js_gelu(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc != 5) {
+    napi_throw_error(env, NULL, "childtune native: gelu takes 5 arguments");
+    return NULL;
+  }
+  int64_t v[5];
+  for (int i = 1; i < 5; i++) CHECK(napi_get_value_int64(env, argv[i], &v[i]));
+  void *heap;
+  size_t bytes;
+  CHECK(napi_get_arraybuffer_info(env, argv[0], &heap, &bytes));
+  const int64_t n = v[4];
+  int ok = n >= 0;
+  for (int i = 1; i < 4; i++) ok = ok && v[i] >= 0 && v[i] + 4 * n <= (int64_t)bytes;
+  if (!ok) {
+    napi_throw_range_error(env, NULL, "childtune native: a gelu operand reaches outside the heap");
+    return NULL;
+  }
+  char *base = heap;
+  gelu512((const float *)(base + v[1]), (float *)(base + v[2]), (float *)(base + v[3]), n);
+  return NULL;
+}
+
 NAPI_MODULE_INIT() {
   Scratch *s = calloc(1, sizeof(Scratch));
   // Largest panels over every kernel (a bf16 panel is at most a float one): A is MC x KC (MC is a multiple of both MRs)
@@ -560,6 +629,11 @@ NAPI_MODULE_INIT() {
   napi_value peak_fn;
   CHECK(napi_create_function(env, "peak", NAPI_AUTO_LENGTH, js_peak, NULL, &peak_fn));
   CHECK(napi_set_named_property(env, exports, "peak", peak_fn));
+  if (supported(0)) {
+    napi_value gelu_fn;
+    CHECK(napi_create_function(env, "gelu", NAPI_AUTO_LENGTH, js_gelu, NULL, &gelu_fn));
+    CHECK(napi_set_named_property(env, exports, "gelu", gelu_fn));
+  }
   // Kernel names this CPU runs, in the order of their index for gemm (unsupported ones are null).
   CHECK(napi_create_array_with_length(env, KERNEL_COUNT, &kernels));
   for (int i = 0; i < KERNEL_COUNT; i++) {

@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs-core';
 import fc from 'fast-check';
 import { selectBackend } from '../src/engine/backend.js';
-import { headContext, headScores, matMul } from '../src/engine/kernels.js';
+import { gelu, headContext, headScores, matMul } from '../src/engine/kernels.js';
 import {
   arithmeticOf,
   chooseKernels,
@@ -115,6 +115,24 @@ describe('native matrix kernels', { skip }, () => {
       RangeError,
     );
     assert.throws(() => gemm(heap, 0, -3, 1, 0, 0, 0, 2, 1, 0, 0, 64, 2, 0, 0, 2, 3, 2, 1, 1), RangeError);
+  });
+
+  test("GELU on AVX-512 is the wasm kernel's, bit for bit, at lengths off its 16 lanes", (t) => {
+    selectKernel(undefined);
+    const fast = nativeKernels().native?.gelu;
+    if (!fast) return t.skip('this CPU has no AVX-512');
+    const heap = (tf.backend() as unknown as { wasm: { asm: { memory: WebAssembly.Memory } } }).wasm.asm.memory
+      .buffer as ArrayBuffer;
+    assert.throws(() => fast(heap, heap.byteLength - 8, 0, 64, 4), RangeError);
+    const special = [0, -0, 1e-3, -1e-3, 0.5, -0.5, 3, -3, 9, -9, 30, -30, 90, -90, 1e-30, -1e-30];
+    for (const n of [4, 12, 16, 20, 1000, 4100]) {
+      const x = random(n, n).map((v, i) => (i < special.length ? special[i] : v * 8));
+      const run = () => {
+        const { y, dydx } = gelu(tf.tensor2d(x, [n / 4, 4]));
+        return tf.concat([tf.reshape(y, [-1]), tf.reshape(dydx, [-1])]);
+      };
+      assert.ok(bytesOn(native[0], run).equals(bytesOn('wasm', run)), `${n} elements`);
+    }
   });
 
   for (const kernel of native) {

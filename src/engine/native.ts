@@ -20,6 +20,8 @@ interface Addon {
   peak(kernel: number, iterations: number): number;
   /** Kernel names by index; null where this CPU lacks the instructions. */
   kernels: (string | null)[];
+  /** kernels.wat's gelu over n floats at byte offsets x, y, d of `heap`, bit for bit; where the CPU has AVX-512. */
+  gelu?(heap: ArrayBuffer, x: number, y: number, d: number, n: number): void;
   /** Cache block sizes in floats: A blocks are mc x kc, B blocks kc x nc. */
   blocks: { kc: number; mc: number; nc: number };
 }
@@ -34,6 +36,8 @@ export interface NativeGemm {
   /** Kernel name, e.g. avx512f. */
   kernel: string;
   gemm(heap: ArrayBuffer, ...args: number[]): void;
+  /** Erf-GELU with the wasm kernel's results bit for bit, 16 lanes at a time (AVX-512 CPUs only). */
+  gelu?(heap: ArrayBuffer, x: number, y: number, d: number, n: number): void;
 }
 
 export interface NativeStatus {
@@ -82,7 +86,7 @@ function load(wanted: string | undefined): NativeStatus {
     );
   const kernel = a.kernels[index]!;
   return {
-    native: { kernel, gemm: (heap, ...args) => a.gemm(index, heap, ...args) },
+    native: { kernel, gemm: (heap, ...args) => a.gemm(index, heap, ...args), gelu: a.gelu },
     why: `native ${kernel} matrix kernels`,
   };
 }

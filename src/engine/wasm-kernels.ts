@@ -201,7 +201,11 @@ function register() {
   });
   wasmKernel(GELU, (be, { x }) => {
     const [y, dydx] = [be.makeOutput(x!.shape, 'float32'), be.makeOutput(x!.shape, 'float32')];
-    kernelsFor(be).gelu(address(be, x!), address(be, y), address(be, dydx), tf.util.sizeFromShape(x!.shape));
+    const args = [address(be, x!), address(be, y), address(be, dydx), tf.util.sizeFromShape(x!.shape)] as const;
+    // The native kernel computes the same bits, sixteen lanes at a time.
+    const { native } = nativeKernels();
+    if (native?.gelu) native.gelu(be.wasm.asm.memory.buffer as ArrayBuffer, ...args);
+    else kernelsFor(be).gelu(...args);
     return [y, dydx];
   });
   wasmKernel(LAYER_NORM, (be, { x, gain, bias }, attrs) => {
