@@ -488,6 +488,20 @@ __attribute__((target("avx512f"))) static void gelu512(const float *x, float *y,
   }
 }
 
+// ---- Weighted gradients ----
+// g = w t, or g + w t when accumulating, each element in doubles with one rounding to float at the end: model.ts's
+// JavaScript loop (a pass's gradients weighted into the step's), bit for bit, eight elements at a time.
+__attribute__((target("avx512f"))) static void weighted512(float *g, const float *t, size_t n, double w, int accumulate) {
+  const __m512d wv = _mm512_set1_pd(w);
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m512d x = _mm512_mul_pd(wv, _mm512_cvtps_pd(_mm256_loadu_ps(t + i)));
+    if (accumulate) x = _mm512_add_pd(_mm512_cvtps_pd(_mm256_loadu_ps(g + i)), x);
+    _mm256_storeu_ps(g + i, _mm512_cvtpd_ps(x));
+  }
+  for (; i < n; i++) g[i] = (float)(accumulate ? (double)g[i] + w * (double)t[i] : w * (double)t[i]);
+}
+
 // ---- Node-API glue ----
 
 #define CHECK(call)                                                                      \
@@ -613,6 +627,28 @@ static napi_value js_gelu(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// weighted(g, t, w, accumulate): g and t Float32Arrays of one length (g may be shared memory); see weighted512.
+static napi_value js_weighted(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  napi_typedarray_type gType, tType;
+  size_t gLength, tLength, offset;
+  void *g, *t;
+  napi_value buffer;
+  double w;
+  bool accumulate;
+  if (argc != 4 || napi_get_typedarray_info(env, argv[0], &gType, &gLength, &g, &buffer, &offset) != napi_ok ||
+      napi_get_typedarray_info(env, argv[1], &tType, &tLength, &t, &buffer, &offset) != napi_ok || gType != napi_float32_array ||
+      tType != napi_float32_array || gLength != tLength || napi_get_value_double(env, argv[2], &w) != napi_ok ||
+      napi_get_value_bool(env, argv[3], &accumulate) != napi_ok) {
+    napi_throw_error(env, NULL, "childtune native: weighted takes two Float32Arrays of one length, a weight and a boolean");
+    return NULL;
+  }
+  weighted512(g, t, gLength, w, accumulate);
+  return NULL;
+}
+
 NAPI_MODULE_INIT() {
   Scratch *s = calloc(1, sizeof(Scratch));
   // Largest panels over every kernel (a bf16 panel is at most a float one): A is MC x KC (MC is a multiple of both MRs)
@@ -633,6 +669,9 @@ NAPI_MODULE_INIT() {
     napi_value gelu_fn;
     CHECK(napi_create_function(env, "gelu", NAPI_AUTO_LENGTH, js_gelu, NULL, &gelu_fn));
     CHECK(napi_set_named_property(env, exports, "gelu", gelu_fn));
+    napi_value weighted_fn;
+    CHECK(napi_create_function(env, "weighted", NAPI_AUTO_LENGTH, js_weighted, NULL, &weighted_fn));
+    CHECK(napi_set_named_property(env, exports, "weighted", weighted_fn));
   }
   // Kernel names this CPU runs, in the order of their index for gemm (unsupported ones are null).
   CHECK(napi_create_array_with_length(env, KERNEL_COUNT, &kernels));

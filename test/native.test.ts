@@ -135,6 +135,27 @@ describe('native matrix kernels', { skip }, () => {
     }
   });
 
+  test("a pass's weighted gradients on AVX-512 are the JavaScript loop's, bit for bit, in shared memory too", (t) => {
+    selectKernel(undefined);
+    const weighted = nativeKernels().native?.weighted;
+    if (!weighted) return t.skip('this CPU has no AVX-512');
+    for (const n of [1, 7, 8, 9, 1000, 4099])
+      for (const w of [1, 0.25, 1 / 3, 0.7])
+        for (const accumulate of [false, true]) {
+          const [g0, pass] = [random(n, n), random(n, n + 1).map((v) => v * 1e3)];
+          const want = Float32Array.from(g0);
+          for (let j = 0; j < n; j++) want[j] = accumulate ? want[j] + w * pass[j] : w * pass[j];
+          const got = new Float32Array(new SharedArrayBuffer(4 * n));
+          got.set(g0);
+          weighted(got, pass, w, accumulate);
+          assert.ok(
+            Buffer.from(got.buffer).equals(Buffer.from(want.buffer)),
+            `${n} elements, w ${w}, accumulate ${accumulate}`,
+          );
+        }
+    assert.throws(() => weighted(new Float32Array(3), new Float32Array(4), 1, true), /one length/);
+  });
+
   for (const kernel of native) {
     const arithmetic = arithmeticOf(kernel);
     /** Every element of an M x N product of row-major a (M x K) and b (K x N) as the kernel's arithmetic has it. */

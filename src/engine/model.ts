@@ -9,6 +9,7 @@ import {
   type ConsistencyTerm,
 } from './consistency.js';
 import { dropoutMask, readNow, tidyKeep } from './kernels.js';
+import { nativeKernels } from './native.js';
 import { promptedMask } from './modules/embeddings.js';
 import { assemble } from './modules/families.js';
 import { applyModifiers, type ModelModifier } from './modules/modifier.js';
@@ -48,8 +49,11 @@ function drawsOf({ seed, draws }: StepExtras): ForwardContext['draws'] {
   return seed === undefined || seed === null ? NO_DRAWS : (...key) => new Rng(streamSeed(seed, ...key));
 }
 
+/** A pass's gradient t into the step's g: g = weight t, or g + weight t after the first pass (in doubles, rounded once). */
 function writeGradient(g: Float32Array, t: Float32Array, { weight, accumulate }: GradientPass) {
+  const weighted = nativeKernels().native?.weighted;
   if (!accumulate && weight === 1) g.set(t);
+  else if (weighted) weighted(g, t, weight, accumulate);
   else if (!accumulate) for (let j = 0; j < g.length; j++) g[j] = weight * t[j];
   else for (let j = 0; j < g.length; j++) g[j] += weight * t[j];
 }

@@ -22,6 +22,8 @@ interface Addon {
   kernels: (string | null)[];
   /** kernels.wat's gelu over n floats at byte offsets x, y, d of `heap`, bit for bit; where the CPU has AVX-512. */
   gelu?(heap: ArrayBuffer, x: number, y: number, d: number, n: number): void;
+  /** g = w t, or g + w t with `accumulate`, in doubles rounded once (model.ts's loop, bit for bit); AVX-512 only. */
+  weighted?(g: Float32Array, t: Float32Array, w: number, accumulate: boolean): void;
   /** Cache block sizes in floats: A blocks are mc x kc, B blocks kc x nc. */
   blocks: { kc: number; mc: number; nc: number };
 }
@@ -38,6 +40,8 @@ export interface NativeGemm {
   gemm(heap: ArrayBuffer, ...args: number[]): void;
   /** Erf-GELU with the wasm kernel's results bit for bit, 16 lanes at a time (AVX-512 CPUs only). */
   gelu?(heap: ArrayBuffer, x: number, y: number, d: number, n: number): void;
+  /** A pass's gradients weighted into the step's, as model.ts's loop computes them (AVX-512 CPUs only). */
+  weighted?(g: Float32Array, t: Float32Array, w: number, accumulate: boolean): void;
 }
 
 export interface NativeStatus {
@@ -86,7 +90,7 @@ function load(wanted: string | undefined): NativeStatus {
     );
   const kernel = a.kernels[index]!;
   return {
-    native: { kernel, gemm: (heap, ...args) => a.gemm(index, heap, ...args), gelu: a.gelu },
+    native: { kernel, gemm: (heap, ...args) => a.gemm(index, heap, ...args), gelu: a.gelu, weighted: a.weighted },
     why: `native ${kernel} matrix kernels`,
   };
 }
