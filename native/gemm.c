@@ -18,6 +18,7 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include <immintrin.h>
+#include <math.h>
 #include <node_api.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -502,6 +503,31 @@ __attribute__((target("avx512f"))) static void weighted512(float *g, const float
   for (; i < n; i++) g[i] = (float)(accumulate ? (double)g[i] + w * (double)t[i] : w * (double)t[i]);
 }
 
+// ---- AdamW ----
+// optimizer.wat's adamw (and optimizer.ts's adamwRange) over p, g, m, v [lo, hi): the same double operations in the
+// same order, rounded to float where they round, so the same bits, eight elements at a time.
+__attribute__((target("avx512f"))) static void adamw512(float *p, const float *g, float *m, float *v, size_t lo, size_t hi, const double *k) {
+  const double stepSize = k[0], b1 = k[1], c1 = k[2], b2 = k[3], c2 = k[4], eps = k[5], decay = k[6];
+  size_t i = lo;
+  for (; i + 8 <= hi; i += 8) {
+    const __m512d gj = _mm512_cvtps_pd(_mm256_loadu_ps(g + i));
+    const __m512d mj = _mm512_add_pd(_mm512_mul_pd(_mm512_set1_pd(b1), _mm512_cvtps_pd(_mm256_loadu_ps(m + i))), _mm512_mul_pd(_mm512_set1_pd(c1), gj));
+    const __m512d vj = _mm512_add_pd(_mm512_mul_pd(_mm512_set1_pd(b2), _mm512_cvtps_pd(_mm256_loadu_ps(v + i))), _mm512_mul_pd(_mm512_mul_pd(_mm512_set1_pd(c2), gj), gj));
+    _mm256_storeu_ps(m + i, _mm512_cvtpd_ps(mj));
+    _mm256_storeu_ps(v + i, _mm512_cvtpd_ps(vj));
+    const __m512d step = _mm512_div_pd(_mm512_mul_pd(_mm512_set1_pd(stepSize), mj), _mm512_add_pd(_mm512_sqrt_pd(vj), _mm512_set1_pd(eps)));
+    const __m512d pj = _mm512_cvtps_pd(_mm512_cvtpd_ps(_mm512_sub_pd(_mm512_cvtps_pd(_mm256_loadu_ps(p + i)), step)));
+    _mm256_storeu_ps(p + i, _mm512_cvtpd_ps(_mm512_sub_pd(pj, _mm512_mul_pd(_mm512_set1_pd(decay), pj))));
+  }
+  for (; i < hi; i++) {
+    const double gj = g[i], mj = b1 * m[i] + c1 * gj, vj = b2 * v[i] + c2 * gj * gj;
+    m[i] = (float)mj;
+    v[i] = (float)vj;
+    const double pj = (float)(p[i] - stepSize * mj / (sqrt(vj) + eps));
+    p[i] = (float)(pj - decay * pj);
+  }
+}
+
 // ---- Node-API glue ----
 
 #define CHECK(call)                                                                      \
@@ -649,6 +675,34 @@ static napi_value js_weighted(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// adamw(p, g, m, v, lo, hi, stepSize, b1, c1, b2, c2, eps, decay): Float32Arrays (shared memory included) at least hi
+// long; see adamw512.
+static napi_value js_adamw(napi_env env, napi_callback_info info) {
+  size_t argc = 13;
+  napi_value argv[13];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  float *arrays[4];
+  size_t shortest = SIZE_MAX;
+  int ok = argc == 13;
+  for (int i = 0; ok && i < 4; i++) {
+    napi_typedarray_type type;
+    size_t length, offset;
+    napi_value buffer;
+    ok = napi_get_typedarray_info(env, argv[i], &type, &length, (void **)&arrays[i], &buffer, &offset) == napi_ok && type == napi_float32_array;
+    if (ok && length < shortest) shortest = length;
+  }
+  int64_t lo = 0, hi = 0;
+  double k[7];
+  ok = ok && napi_get_value_int64(env, argv[4], &lo) == napi_ok && napi_get_value_int64(env, argv[5], &hi) == napi_ok;
+  for (int i = 0; ok && i < 7; i++) ok = napi_get_value_double(env, argv[6 + i], &k[i]) == napi_ok;
+  if (!ok || lo < 0 || hi < lo || (size_t)hi > shortest) {
+    napi_throw_error(env, NULL, "childtune native: adamw takes four Float32Arrays, a range inside them and seven numbers");
+    return NULL;
+  }
+  adamw512(arrays[0], arrays[1], arrays[2], arrays[3], (size_t)lo, (size_t)hi, k);
+  return NULL;
+}
+
 NAPI_MODULE_INIT() {
   Scratch *s = calloc(1, sizeof(Scratch));
   // Largest panels over every kernel (a bf16 panel is at most a float one): A is MC x KC (MC is a multiple of both MRs)
@@ -672,6 +726,9 @@ NAPI_MODULE_INIT() {
     napi_value weighted_fn;
     CHECK(napi_create_function(env, "weighted", NAPI_AUTO_LENGTH, js_weighted, NULL, &weighted_fn));
     CHECK(napi_set_named_property(env, exports, "weighted", weighted_fn));
+    napi_value adamw_fn;
+    CHECK(napi_create_function(env, "adamw", NAPI_AUTO_LENGTH, js_adamw, NULL, &adamw_fn));
+    CHECK(napi_set_named_property(env, exports, "adamw", adamw_fn));
   }
   // Kernel names this CPU runs, in the order of their index for gemm (unsupported ones are null).
   CHECK(napi_create_array_with_length(env, KERNEL_COUNT, &kernels));

@@ -3,6 +3,7 @@ import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import { selectBackend } from '../src/engine/backend.js';
 import { adamwRange, adamwStep, applyKeepBits, jsPasses } from '../src/engine/optimizer.js';
+import { nativeKernels, selectKernel } from '../src/engine/native.js';
 import { OptimizerKernels, planArenas, SharedArena } from '../src/engine/optimizer-wasm.js';
 import { sizeOf } from '../src/engine/params.js';
 import type { EncoderClassifier } from '../src/engine/model.js';
@@ -61,61 +62,69 @@ describe('data parallelism', () => {
     }
   });
 
-  test('the wasm optimizer passes (clip scale, F mask, AdamW) equal the JavaScript passes bit for bit', () => {
-    fc.assert(
-      fc.property(
-        fc.integer({ min: 1, max: 9000 }),
-        fc.nat(40),
-        fc.nat(1000),
-        fc.double({ min: 0.01, max: 1, noNaN: true }),
-        fc.integer({ min: 1, max: 50 }),
-        (n, lo, seed, p, step) => {
-          const rng = new Rng(seed);
-          const fill = (x: Float32Array, f: () => number) => x.forEach((_, i) => (x[i] = f()));
-          const arena = SharedArena.create([
-            n + lo,
-            n + lo,
-            n + lo,
-            n + lo,
-            OptimizerKernels.drawsFor(n + 7),
-            Math.ceil((n + lo) / 32),
-          ])!;
-          const [pw, gw, mw, vw] = [0, 1, 2, 3].map(() => arena.floats(n + lo));
-          const kernels = new OptimizerKernels(arena.memory, arena.floats(OptimizerKernels.drawsFor(n + 7)));
-          const bitsW = arena.bits(n + lo);
-          fill(pw, () => rng.normal());
-          fill(gw, () => rng.normal() * 1e-2);
-          fill(mw, () => rng.normal() * 1e-3);
-          fill(vw, () => rng.next() * 1e-5);
-          const [pj, gj, mj, vj] = [pw, gw, mw, vw].map((x) => Float32Array.from(x));
-          const hi = lo + n;
-          const adam = adamwStep({ lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0.01 }, step, 1e-3);
-          kernels.scale(gw, lo, hi, 0.37);
-          for (let j = lo; j < hi; j++) gj[j] *= 0.37;
-          // F's draw starts on a byte of the bitset (chunks start at multiples of F_CHUNK).
-          const chunkSeed = seed + 1;
-          const { threshold, scale } = keepThreshold(p);
-          const flo = lo & ~7;
-          const bitsJ = new Uint8Array(bitsetBytes(n + lo));
-          const keptW = kernels.fmask(gw, bitsW, flo, hi, hi - flo, [chunkSeed], threshold, scale);
-          new Rng(chunkSeed).bernoulliBits(bitsJ, flo, hi, threshold);
-          applyKeepBits(gj, bitsJ, flo, hi, scale);
-          assert.deepEqual(Array.from(bitsW), Array.from(bitsJ));
-          assert.equal(keptW, popcount(bitsJ.subarray(flo >> 3), hi - flo));
-          // The bitset applied on its own, as D's mask and a replayed F mask are.
-          kernels.fapply(gw, bitsW, flo, hi, 1.5);
-          applyKeepBits(gj, bitsJ, flo, hi, 1.5);
-          kernels.adamw(pw, gw, mw, vw, lo, hi, adam);
-          adamwRange(pj, gj, mj, vj, lo, hi, adam);
-          assert.deepEqual(
-            [pw, gw, mw, vw].map((x) => Array.from(x)),
-            [pj, gj, mj, vj].map((x) => Array.from(x)),
-          );
-        },
-      ),
-      { numRuns: 60 },
-    );
-  });
+  // AdamW runs natively where the CPU has AVX-512, in optimizer.wat elsewhere (and with CHILDTUNE_NATIVE=0): both here.
+  for (const adamw of ['wasm', 'native'] as const)
+    test(`the optimizer passes (clip scale, F mask, ${adamw} AdamW) equal the JavaScript passes bit for bit`, (t) => {
+      if (adamw === 'native' && !nativeKernels().native?.adamw) return t.skip('no native AdamW on this CPU (AVX-512)');
+      selectKernel(adamw === 'wasm' ? 'wasm' : undefined);
+      try {
+        fc.assert(
+          fc.property(
+            fc.integer({ min: 1, max: 9000 }),
+            fc.nat(40),
+            fc.nat(1000),
+            fc.double({ min: 0.01, max: 1, noNaN: true }),
+            fc.integer({ min: 1, max: 50 }),
+            (n, lo, seed, p, step) => {
+              const rng = new Rng(seed);
+              const fill = (x: Float32Array, f: () => number) => x.forEach((_, i) => (x[i] = f()));
+              const arena = SharedArena.create([
+                n + lo,
+                n + lo,
+                n + lo,
+                n + lo,
+                OptimizerKernels.drawsFor(n + 7),
+                Math.ceil((n + lo) / 32),
+              ])!;
+              const [pw, gw, mw, vw] = [0, 1, 2, 3].map(() => arena.floats(n + lo));
+              const kernels = new OptimizerKernels(arena.memory, arena.floats(OptimizerKernels.drawsFor(n + 7)));
+              const bitsW = arena.bits(n + lo);
+              fill(pw, () => rng.normal());
+              fill(gw, () => rng.normal() * 1e-2);
+              fill(mw, () => rng.normal() * 1e-3);
+              fill(vw, () => rng.next() * 1e-5);
+              const [pj, gj, mj, vj] = [pw, gw, mw, vw].map((x) => Float32Array.from(x));
+              const hi = lo + n;
+              const adam = adamwStep({ lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0.01 }, step, 1e-3);
+              kernels.scale(gw, lo, hi, 0.37);
+              for (let j = lo; j < hi; j++) gj[j] *= 0.37;
+              // F's draw starts on a byte of the bitset (chunks start at multiples of F_CHUNK).
+              const chunkSeed = seed + 1;
+              const { threshold, scale } = keepThreshold(p);
+              const flo = lo & ~7;
+              const bitsJ = new Uint8Array(bitsetBytes(n + lo));
+              const keptW = kernels.fmask(gw, bitsW, flo, hi, hi - flo, [chunkSeed], threshold, scale);
+              new Rng(chunkSeed).bernoulliBits(bitsJ, flo, hi, threshold);
+              applyKeepBits(gj, bitsJ, flo, hi, scale);
+              assert.deepEqual(Array.from(bitsW), Array.from(bitsJ));
+              assert.equal(keptW, popcount(bitsJ.subarray(flo >> 3), hi - flo));
+              // The bitset applied on its own, as D's mask and a replayed F mask are.
+              kernels.fapply(gw, bitsW, flo, hi, 1.5);
+              applyKeepBits(gj, bitsJ, flo, hi, 1.5);
+              kernels.adamw(pw, gw, mw, vw, lo, hi, adam);
+              adamwRange(pj, gj, mj, vj, lo, hi, adam);
+              assert.deepEqual(
+                [pw, gw, mw, vw].map((x) => Array.from(x)),
+                [pj, gj, mj, vj].map((x) => Array.from(x)),
+              );
+            },
+          ),
+          { numRuns: 60 },
+        );
+      } finally {
+        selectKernel(undefined);
+      }
+    });
 
   test("F's mask over many chunks (four at a time in vector lanes, then one by one) equals the JavaScript mask bit for bit", () => {
     fc.assert(

@@ -24,6 +24,16 @@ interface Addon {
   gelu?(heap: ArrayBuffer, x: number, y: number, d: number, n: number): void;
   /** g = w t, or g + w t with `accumulate`, in doubles rounded once (model.ts's loop, bit for bit); AVX-512 only. */
   weighted?(g: Float32Array, t: Float32Array, w: number, accumulate: boolean): void;
+  /** optimizer.wat's adamw over [lo, hi) of p, g, m, v, bit for bit (k: step size, b1, 1 - b1, b2, 1 - b2, eps, decay). */
+  adamw?(
+    p: Float32Array,
+    g: Float32Array,
+    m: Float32Array,
+    v: Float32Array,
+    lo: number,
+    hi: number,
+    ...k: number[]
+  ): void;
   /** Cache block sizes in floats: A blocks are mc x kc, B blocks kc x nc. */
   blocks: { kc: number; mc: number; nc: number };
 }
@@ -42,6 +52,16 @@ export interface NativeGemm {
   gelu?(heap: ArrayBuffer, x: number, y: number, d: number, n: number): void;
   /** A pass's gradients weighted into the step's, as model.ts's loop computes them (AVX-512 CPUs only). */
   weighted?(g: Float32Array, t: Float32Array, w: number, accumulate: boolean): void;
+  /** The AdamW pass of optimizer.wat, bit for bit, eight elements at a time (AVX-512 CPUs only). */
+  adamw?(
+    p: Float32Array,
+    g: Float32Array,
+    m: Float32Array,
+    v: Float32Array,
+    lo: number,
+    hi: number,
+    ...k: number[]
+  ): void;
 }
 
 export interface NativeStatus {
@@ -90,7 +110,13 @@ function load(wanted: string | undefined): NativeStatus {
     );
   const kernel = a.kernels[index]!;
   return {
-    native: { kernel, gemm: (heap, ...args) => a.gemm(index, heap, ...args), gelu: a.gelu, weighted: a.weighted },
+    native: {
+      kernel,
+      gemm: (heap, ...args) => a.gemm(index, heap, ...args),
+      gelu: a.gelu,
+      weighted: a.weighted,
+      adamw: a.adamw,
+    },
     why: `native ${kernel} matrix kernels`,
   };
 }

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import type { AdamWStep, OptimizerPasses } from './optimizer.js';
 import { popcount } from './bitset.js';
 import { seedState } from './rng.js';
+import { nativeKernels } from './native.js';
 
 /**
  * The optimizer's passes (gradient reduce, clip scaling, keep-bit draws and masks, AdamW) in WebAssembly over parameter
@@ -158,8 +159,19 @@ export class OptimizerKernels implements OptimizerPasses {
   }
 
   adamw(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, lo: number, hi: number, a: AdamWStep) {
+    const k = [a.stepSize, a.b1, 1 - a.b1, a.b2, 1 - a.b2, a.eps, a.decay];
+    // The native pass computes the same bits, four times the elements per instruction.
+    const native = nativeKernels().native?.adamw;
+    if (native) return native(p, g, m, v, lo, hi, ...k);
     const at = (x: Float32Array) => x.byteOffset + 4 * lo;
-    this.k.adamw(at(p), at(g), at(m), at(v), hi - lo, a.stepSize, a.b1, 1 - a.b1, a.b2, 1 - a.b2, a.eps, a.decay);
+    this.k.adamw(
+      at(p),
+      at(g),
+      at(m),
+      at(v),
+      hi - lo,
+      ...(k as [number, number, number, number, number, number, number]),
+    );
   }
 
   reduce2(g: Float32Array, g1: Float32Array, lo: number, hi: number, w0: number, w1: number, sum: number): number {
