@@ -1429,7 +1429,7 @@ function markdown(r: {
     "- *F/D mask cost*: the masks act only in the update round, so this is the median over rounds of the strategy's update-round time minus vanilla's in the same round, over vanilla's median step (bracket: its 95% bootstrap interval): the same overhead without the forward and backward passes' noise.",
     '- *fisher / epoch*: the batch-estimator fisher pass over 128 examples against one training epoch over the same examples (each the median of three, alternated).',
     "- *plan estimate* is `childtune plan`'s memory model for a D run with this batch and thread count; *peak RSS* is the child process's.",
-    '- The matrix products run in the native kernels where the machine has them (native/gemm.c: AVX-512 4 x 64 or AVX2 6 x 16',
+    '- The matrix products run in the native kernels where the machine has them (native/gemm.c: AVX-512 6 x 64 or AVX2 6 x 16',
     `  register tiles, packed panels, cache blocks${blockSizes}), in place on the wasm heap; elsewhere in`,
     '  our wasm SIMD kernel (src/engine/wasm/kernels.wat). The main rows run the kernels `runtime.kernels: auto` picks here: the',
     '  exact ones (every element the same k-ordered sum of separately rounded products, bit for bit the wasm kernel) unless',
