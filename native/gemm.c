@@ -22,6 +22,7 @@
 #include <node_api.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -547,20 +548,27 @@ static void free_scratch(napi_env env, void *data, void *hint) {
   free(s);
 }
 
+// A call on the heap: exactly `count` arguments into argv, each but the heap's (at `heapAt`) an integer into v; else
+// an error naming `usage` is thrown and 0 returned.
+static int heap_call(napi_env env, napi_callback_info info, size_t count, int heapAt, napi_value *argv, int64_t *v, const char *usage) {
+  size_t argc = count;
+  int ok = napi_get_cb_info(env, info, &argc, argv, NULL, NULL) == napi_ok && argc == count;
+  for (int i = 0; ok && i < (int)count; i++) ok = i == heapAt || napi_get_value_int64(env, argv[i], &v[i]) == napi_ok;
+  if (!ok) {
+    char message[160];
+    snprintf(message, sizeof message, "childtune native: %s", usage);
+    napi_throw_error(env, NULL, message);
+  }
+  return ok;
+}
+
 // gemm(kernel, heap, a, aRow, aCol, aE0, aE1, b, bRow, bCol, bE0, bE1, c, cRow, cE0, cE1, M, K, N, n0, n1):
 // over entries e0 < n0, e1 < n1, C_e = A_e x B_e, where operand X_e starts at byte offset x + 4*(e0*xE0 + e1*xE1)
 // of `heap` (an ArrayBuffer) and strides count float32 elements.
 static napi_value js_gemm(napi_env env, napi_callback_info info) {
-  size_t argc = 21;
   napi_value argv[21];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc != 21) {
-    napi_throw_error(env, NULL, "childtune native: gemm takes 21 arguments");
-    return NULL;
-  }
   int64_t v[21];
-  for (int i = 0; i < 21; i++)
-    if (i != 1) CHECK(napi_get_value_int64(env, argv[i], &v[i]));
+  if (!heap_call(env, info, 21, 1, argv, v, "gemm takes 21 arguments: a kernel, the heap and 19 integers")) return NULL;
   void *heap;
   size_t bytes;
   CHECK(napi_get_arraybuffer_info(env, argv[1], &heap, &bytes));
@@ -629,15 +637,9 @@ static napi_value js_peak(napi_env env, napi_callback_info info) {
 // gelu(heap, x, y, d, n): kernels.wat's gelu over n floats at byte offsets x (in), y and d (out) of `heap`, on
 // AVX-512 (exported only where the CPU has it).
 static napi_value js_gelu(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
   napi_value argv[5];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc != 5) {
-    napi_throw_error(env, NULL, "childtune native: gelu takes 5 arguments");
-    return NULL;
-  }
   int64_t v[5];
-  for (int i = 1; i < 5; i++) CHECK(napi_get_value_int64(env, argv[i], &v[i]));
+  if (!heap_call(env, info, 5, 0, argv, v, "gelu takes the heap and 4 integers")) return NULL;
   void *heap;
   size_t bytes;
   CHECK(napi_get_arraybuffer_info(env, argv[0], &heap, &bytes));

@@ -13,18 +13,16 @@ import { createRequire } from 'node:module';
  * avx2-fma for fma), for tests and the bench.
  */
 
-interface Addon {
-  /** See js_gemm in native/gemm.c. */
-  gemm(kernel: number, heap: ArrayBuffer, ...args: number[]): void;
-  /** GFLOP/s of a kernel's multiply-add on this thread's core, over `iterations` rounds (js_peak). */
-  peak(kernel: number, iterations: number): number;
-  /** Kernel names by index; null where this CPU lacks the instructions. */
-  kernels: (string | null)[];
-  /** kernels.wat's gelu over n floats at byte offsets x, y, d of `heap`, bit for bit; where the CPU has AVX-512. */
+/**
+ * Passes besides the products that the addon runs on AVX-512 CPUs (absent elsewhere), each computing what its
+ * WebAssembly or JavaScript form computes, bit for bit, sixteen floats or eight doubles at a time.
+ */
+interface NativePasses {
+  /** kernels.wat's Erf-GELU over n floats at byte offsets x (in), y and d (out) of `heap`. */
   gelu?(heap: ArrayBuffer, x: number, y: number, d: number, n: number): void;
-  /** g = w t, or g + w t with `accumulate`, in doubles rounded once (model.ts's loop, bit for bit); AVX-512 only. */
+  /** A pass's gradients into the step's: g = w t, or g + w t with `accumulate`, in doubles rounded once (model.ts). */
   weighted?(g: Float32Array, t: Float32Array, w: number, accumulate: boolean): void;
-  /** optimizer.wat's adamw over [lo, hi) of p, g, m, v, bit for bit (k: step size, b1, 1 - b1, b2, 1 - b2, eps, decay). */
+  /** optimizer.wat's AdamW over [lo, hi) of p, g, m, v (k: step size, b1, 1 - b1, b2, 1 - b2, eps, decay). */
   adamw?(
     p: Float32Array,
     g: Float32Array,
@@ -34,6 +32,15 @@ interface Addon {
     hi: number,
     ...k: number[]
   ): void;
+}
+
+interface Addon extends NativePasses {
+  /** See js_gemm in native/gemm.c. */
+  gemm(kernel: number, heap: ArrayBuffer, ...args: number[]): void;
+  /** GFLOP/s of a kernel's multiply-add on this thread's core, over `iterations` rounds (js_peak). */
+  peak(kernel: number, iterations: number): number;
+  /** Kernel names by index; null where this CPU lacks the instructions. */
+  kernels: (string | null)[];
   /** Cache block sizes in floats: A blocks are mc x kc, B blocks kc x nc. */
   blocks: { kc: number; mc: number; nc: number };
 }
@@ -44,24 +51,10 @@ export type Arithmetic = 'exact' | 'fma' | 'bf16';
 export const arithmeticOf = (kernel: string): Arithmetic =>
   kernel.endsWith('-fma') ? 'fma' : kernel.endsWith('bf16') ? 'bf16' : 'exact';
 
-export interface NativeGemm {
+export interface NativeGemm extends NativePasses {
   /** Kernel name, e.g. avx512f. */
   kernel: string;
   gemm(heap: ArrayBuffer, ...args: number[]): void;
-  /** Erf-GELU with the wasm kernel's results bit for bit, 16 lanes at a time (AVX-512 CPUs only). */
-  gelu?(heap: ArrayBuffer, x: number, y: number, d: number, n: number): void;
-  /** A pass's gradients weighted into the step's, as model.ts's loop computes them (AVX-512 CPUs only). */
-  weighted?(g: Float32Array, t: Float32Array, w: number, accumulate: boolean): void;
-  /** The AdamW pass of optimizer.wat, bit for bit, eight elements at a time (AVX-512 CPUs only). */
-  adamw?(
-    p: Float32Array,
-    g: Float32Array,
-    m: Float32Array,
-    v: Float32Array,
-    lo: number,
-    hi: number,
-    ...k: number[]
-  ): void;
 }
 
 export interface NativeStatus {
