@@ -1,4 +1,5 @@
-// Native matrix products for the engine (a Node-API addon, built by scripts/build-native.mjs).
+// Native matrix products for the engine (a Node-API addon, built by scripts/build-native.mjs), and on AVX-512 a few
+// passes around them (GELU, a pass's gradient weighting, AdamW), each computing its WebAssembly or JavaScript form's bits.
 //
 // C = A x B with any operand strides, the same contract as `gemm` in src/engine/wasm/kernels.wat. Three kinds of
 // arithmetic, one kernel family each, chosen per run (src/engine/native.ts):
@@ -655,21 +656,25 @@ static napi_value js_gelu(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// A Float32Array argument's elements (a view of shared memory too) and length; 0 for anything else.
+static int float32_array(napi_env env, napi_value value, float **data, size_t *length) {
+  napi_typedarray_type type;
+  napi_value buffer;
+  size_t offset;
+  return napi_get_typedarray_info(env, value, &type, length, (void **)data, &buffer, &offset) == napi_ok && type == napi_float32_array;
+}
+
 // weighted(g, t, w, accumulate): g and t Float32Arrays of one length (g may be shared memory); see weighted512.
 static napi_value js_weighted(napi_env env, napi_callback_info info) {
   size_t argc = 4;
   napi_value argv[4];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  napi_typedarray_type gType, tType;
-  size_t gLength, tLength, offset;
-  void *g, *t;
-  napi_value buffer;
+  float *g, *t;
+  size_t gLength, tLength;
   double w;
   bool accumulate;
-  if (argc != 4 || napi_get_typedarray_info(env, argv[0], &gType, &gLength, &g, &buffer, &offset) != napi_ok ||
-      napi_get_typedarray_info(env, argv[1], &tType, &tLength, &t, &buffer, &offset) != napi_ok || gType != napi_float32_array ||
-      tType != napi_float32_array || gLength != tLength || napi_get_value_double(env, argv[2], &w) != napi_ok ||
-      napi_get_value_bool(env, argv[3], &accumulate) != napi_ok) {
+  if (argc != 4 || !float32_array(env, argv[0], &g, &gLength) || !float32_array(env, argv[1], &t, &tLength) || gLength != tLength ||
+      napi_get_value_double(env, argv[2], &w) != napi_ok || napi_get_value_bool(env, argv[3], &accumulate) != napi_ok) {
     napi_throw_error(env, NULL, "childtune native: weighted takes two Float32Arrays of one length, a weight and a boolean");
     return NULL;
   }
@@ -684,13 +689,10 @@ static napi_value js_adamw(napi_env env, napi_callback_info info) {
   napi_value argv[13];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   float *arrays[4];
-  size_t shortest = SIZE_MAX;
+  size_t length, shortest = SIZE_MAX;
   int ok = argc == 13;
   for (int i = 0; ok && i < 4; i++) {
-    napi_typedarray_type type;
-    size_t length, offset;
-    napi_value buffer;
-    ok = napi_get_typedarray_info(env, argv[i], &type, &length, (void **)&arrays[i], &buffer, &offset) == napi_ok && type == napi_float32_array;
+    ok = float32_array(env, argv[i], &arrays[i], &length);
     if (ok && length < shortest) shortest = length;
   }
   int64_t lo = 0, hi = 0;
@@ -705,6 +707,13 @@ static napi_value js_adamw(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// exports[name] = a function calling fn.
+static napi_status export_function(napi_env env, napi_value exports, const char *name, napi_callback fn) {
+  napi_value f;
+  napi_status status = napi_create_function(env, name, NAPI_AUTO_LENGTH, fn, NULL, &f);
+  return status == napi_ok ? napi_set_named_property(env, exports, name, f) : status;
+}
+
 NAPI_MODULE_INIT() {
   Scratch *s = calloc(1, sizeof(Scratch));
   // Largest panels over every kernel (a bf16 panel is at most a float one): A is MC x KC (MC is a multiple of both MRs)
@@ -715,22 +724,13 @@ NAPI_MODULE_INIT() {
     napi_throw_error(env, NULL, "childtune native: out of memory for the packing buffers");
     return NULL;
   }
-  napi_value gemm_fn, kernels;
-  CHECK(napi_create_function(env, "gemm", NAPI_AUTO_LENGTH, js_gemm, NULL, &gemm_fn));
-  CHECK(napi_set_named_property(env, exports, "gemm", gemm_fn));
-  napi_value peak_fn;
-  CHECK(napi_create_function(env, "peak", NAPI_AUTO_LENGTH, js_peak, NULL, &peak_fn));
-  CHECK(napi_set_named_property(env, exports, "peak", peak_fn));
+  napi_value kernels;
+  CHECK(export_function(env, exports, "gemm", js_gemm));
+  CHECK(export_function(env, exports, "peak", js_peak));
   if (supported(0)) {
-    napi_value gelu_fn;
-    CHECK(napi_create_function(env, "gelu", NAPI_AUTO_LENGTH, js_gelu, NULL, &gelu_fn));
-    CHECK(napi_set_named_property(env, exports, "gelu", gelu_fn));
-    napi_value weighted_fn;
-    CHECK(napi_create_function(env, "weighted", NAPI_AUTO_LENGTH, js_weighted, NULL, &weighted_fn));
-    CHECK(napi_set_named_property(env, exports, "weighted", weighted_fn));
-    napi_value adamw_fn;
-    CHECK(napi_create_function(env, "adamw", NAPI_AUTO_LENGTH, js_adamw, NULL, &adamw_fn));
-    CHECK(napi_set_named_property(env, exports, "adamw", adamw_fn));
+    CHECK(export_function(env, exports, "gelu", js_gelu));
+    CHECK(export_function(env, exports, "weighted", js_weighted));
+    CHECK(export_function(env, exports, "adamw", js_adamw));
   }
   // Kernel names this CPU runs, in the order of their index for gemm (unsupported ones are null).
   CHECK(napi_create_array_with_length(env, KERNEL_COUNT, &kernels));

@@ -159,19 +159,12 @@ export class OptimizerKernels implements OptimizerPasses {
   }
 
   adamw(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, lo: number, hi: number, a: AdamWStep) {
-    const k = [a.stepSize, a.b1, 1 - a.b1, a.b2, 1 - a.b2, a.eps, a.decay];
+    const k = [a.stepSize, a.b1, 1 - a.b1, a.b2, 1 - a.b2, a.eps, a.decay] as const;
     // The native pass computes the same bits, four times the elements per instruction.
     const native = nativeKernels().native?.adamw;
     if (native) return native(p, g, m, v, lo, hi, ...k);
     const at = (x: Float32Array) => x.byteOffset + 4 * lo;
-    this.k.adamw(
-      at(p),
-      at(g),
-      at(m),
-      at(v),
-      hi - lo,
-      ...(k as [number, number, number, number, number, number, number]),
-    );
+    this.k.adamw(at(p), at(g), at(m), at(v), hi - lo, ...k);
   }
 
   reduce2(g: Float32Array, g1: Float32Array, lo: number, hi: number, w0: number, w1: number, sum: number): number {
