@@ -549,12 +549,14 @@ static void free_scratch(napi_env env, void *data, void *hint) {
   free(s);
 }
 
-// A call on the heap: exactly `count` arguments into argv, each but the heap's (at `heapAt`) an integer into v; else
-// an error naming `usage` is thrown and 0 returned.
-static int heap_call(napi_env env, napi_callback_info info, size_t count, int heapAt, napi_value *argv, int64_t *v, const char *usage) {
+// A call on the heap: exactly `count` arguments, the heap (an ArrayBuffer, at `heapAt`) into heap and bytes, each other
+// an integer into v; else an error naming `usage` is thrown and 0 returned.
+static int heap_call(napi_env env, napi_callback_info info, size_t count, int heapAt, int64_t *v, void **heap, size_t *bytes, const char *usage) {
+  napi_value argv[32];
   size_t argc = count;
-  int ok = napi_get_cb_info(env, info, &argc, argv, NULL, NULL) == napi_ok && argc == count;
-  for (int i = 0; ok && i < (int)count; i++) ok = i == heapAt || napi_get_value_int64(env, argv[i], &v[i]) == napi_ok;
+  int ok = count <= 32 && napi_get_cb_info(env, info, &argc, argv, NULL, NULL) == napi_ok && argc == count;
+  for (int i = 0; ok && i < (int)count; i++)
+    ok = i == heapAt ? napi_get_arraybuffer_info(env, argv[i], heap, bytes) == napi_ok : napi_get_value_int64(env, argv[i], &v[i]) == napi_ok;
   if (!ok) {
     char message[160];
     snprintf(message, sizeof message, "childtune native: %s", usage);
@@ -567,12 +569,10 @@ static int heap_call(napi_env env, napi_callback_info info, size_t count, int he
 // over entries e0 < n0, e1 < n1, C_e = A_e x B_e, where operand X_e starts at byte offset x + 4*(e0*xE0 + e1*xE1)
 // of `heap` (an ArrayBuffer) and strides count float32 elements.
 static napi_value js_gemm(napi_env env, napi_callback_info info) {
-  napi_value argv[21];
   int64_t v[21];
-  if (!heap_call(env, info, 21, 1, argv, v, "gemm takes 21 arguments: a kernel, the heap and 19 integers")) return NULL;
   void *heap;
   size_t bytes;
-  CHECK(napi_get_arraybuffer_info(env, argv[1], &heap, &bytes));
+  if (!heap_call(env, info, 21, 1, v, &heap, &bytes, "gemm takes 21 arguments: a kernel, the heap and 19 integers")) return NULL;
   if (v[0] < 0 || v[0] >= KERNEL_COUNT || !supported((int)v[0])) {
     napi_throw_error(env, NULL, "childtune native: that kernel is not supported on this CPU");
     return NULL;
@@ -638,12 +638,10 @@ static napi_value js_peak(napi_env env, napi_callback_info info) {
 // gelu(heap, x, y, d, n): kernels.wat's gelu over n floats at byte offsets x (in), y and d (out) of `heap`, on
 // AVX-512 (exported only where the CPU has it).
 static napi_value js_gelu(napi_env env, napi_callback_info info) {
-  napi_value argv[5];
   int64_t v[5];
-  if (!heap_call(env, info, 5, 0, argv, v, "gelu takes the heap and 4 integers")) return NULL;
   void *heap;
   size_t bytes;
-  CHECK(napi_get_arraybuffer_info(env, argv[0], &heap, &bytes));
+  if (!heap_call(env, info, 5, 0, v, &heap, &bytes, "gelu takes the heap and 4 integers")) return NULL;
   const int64_t n = v[4];
   int ok = n >= 0;
   for (int i = 1; i < 4; i++) ok = ok && v[i] >= 0 && v[i] + 4 * n <= (int64_t)bytes;
