@@ -1,5 +1,6 @@
 // Native matrix products for the engine (a Node-API addon, built by scripts/build-native.mjs), and on AVX-512 a few
-// passes around them (GELU, a pass's gradient weighting, AdamW), each computing its WebAssembly or JavaScript form's bits.
+// passes around them (GELU, a pass's gradient weighting, AdamW, Child-Tuning's keep masks), each computing its
+// WebAssembly or JavaScript form's bits.
 //
 // C = A x B with any operand strides, the same contract as `gemm` in src/engine/wasm/kernels.wat. Three kinds of
 // arithmetic, one kernel family each, chosen per run (src/engine/native.ts):
@@ -530,6 +531,115 @@ __attribute__((target("avx512f"))) static void adamw512(float *p, const float *g
   }
 }
 
+// ---- Child-Tuning-F's mask ----
+// rng.ts seedState: the xoshiro128** state of a chunk's stream from its seed, word i at s[i * stride].
+static void seed_state(uint32_t seed, uint32_t *s, int stride) {
+  uint32_t x = seed, any = 0;
+  for (int i = 0; i < 4; i++) {
+    x += 0x9e3779b9u;
+    uint32_t z = x;
+    z = (z ^ (z >> 16)) * 0x85ebca6bu;
+    z = (z ^ (z >> 13)) * 0xc2b2ae35u;
+    any |= s[i * stride] = z ^ (z >> 16);
+  }
+  if (!any) s[0] = 1;
+}
+
+// g[0, 16) where `in` is set, each element times `factor` where its decision bit is set and times +0.0 where not, in
+// doubles: optimizer.wat's fapply.
+__attribute__((target("avx512f"))) static inline void keep16(float *g, uint32_t decisions, __mmask16 in, __m512d factor) {
+  const __m512 x = _mm512_maskz_loadu_ps(in, g);
+  const __m512d a = _mm512_mul_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(x)), _mm512_maskz_mov_pd((__mmask8)decisions, factor));
+  const __m512d b = _mm512_mul_pd(_mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1))),
+                                  _mm512_maskz_mov_pd((__mmask8)(decisions >> 8), factor));
+  const __m512d y = _mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(_mm512_cvtpd_ps(a))), _mm256_castps_pd(_mm512_cvtpd_ps(b)), 1);
+  _mm512_mask_storeu_ps(g, in, _mm512_castpd_ps(y));
+}
+
+// optimizer.wat's fapply over [lo, hi) (lo a multiple of 8): the keep bitset applied with `scale`, sixteen at a time.
+__attribute__((target("avx512f"))) static void fapply512(float *g, const uint8_t *bits, int64_t lo, int64_t hi, double scale) {
+  const __m512d factor = _mm512_set1_pd(scale);
+  for (int64_t j = lo; j < hi; j += 16) {
+    const int64_t rest = hi - j;
+    const __mmask16 in = rest >= 16 ? 0xFFFF : (__mmask16)((1u << rest) - 1);
+    const uint32_t decisions = (bits[j >> 3] | (rest > 8 ? (uint32_t)bits[(j >> 3) + 1] << 8 : 0)) & in;
+    keep16(g + j, decisions, in, factor);
+  }
+}
+
+// optimizer.wat's fdraw and fapply (and fmask4) over [lo, hi) in chunks of `chunk` elements (lo a multiple of 8, and
+// chunk too unless it covers the range), chunk i drawn from seeds[i]'s stream: the same keep bits (each element's
+// 16-bit draw below threshold; the last byte's bits past hi zero), each element times scale or +0.0 in doubles, and
+// the count kept. Sixteen chunks at once, lane k of a vector generator running chunk k's stream: eight steps give each
+// chunk eight draws, sixteen decisions; the 8 x 16 block of draws is transposed so a chunk's eight sit in one half of
+// a vector, whose 16-bit compares give its sixteen bits in element order.
+__attribute__((target("avx512f,avx512bw"))) static int64_t fmask512(float *g, uint8_t *bits, int64_t lo, int64_t hi, int64_t chunk, const uint32_t *seeds, int threshold, double scale) {
+  const __m512i below = _mm512_set1_epi16((short)(threshold - 1));
+  // Quadword picks of two vectors (a: 0-7, b: 8-15): a's and b's first 128-bit blocks interleaved, then their last.
+  const __m512i first = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11), last = _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15);
+  const __m512d factor = _mm512_set1_pd(scale);
+  const int64_t chunks = (hi - lo + chunk - 1) / chunk;
+  int64_t kept = 0;
+  for (int64_t c0 = 0; c0 < chunks; c0 += 16) {
+    const int count = (int)(chunks - c0 < 16 ? chunks - c0 : 16);
+    _Alignas(64) uint32_t state[4][16] = {{0}};
+    int64_t length[16];
+    float *gk[16];
+    uint8_t *bk[16];
+    for (int k = 0; k < count; k++) {
+      seed_state(seeds[c0 + k], &state[0][k], 16);
+      const int64_t start = lo + (c0 + k) * chunk;
+      length[k] = hi - start < chunk ? hi - start : chunk;
+      gk[k] = g + start;
+      bk[k] = bits + (start >> 3);
+    }
+    __m512i s0 = _mm512_load_si512(state[0]), s1 = _mm512_load_si512(state[1]);
+    __m512i s2 = _mm512_load_si512(state[2]), s3 = _mm512_load_si512(state[3]);
+    // Only the last chunk may be shorter, so lengths never increase with k.
+    for (int64_t e = 0; e < length[0]; e += 16) {
+      __m512i r[8];
+      for (int j = 0; j < 8; j++) {
+        const __m512i x = _mm512_rol_epi32(_mm512_add_epi32(_mm512_slli_epi32(s1, 2), s1), 7);
+        r[j] = _mm512_add_epi32(_mm512_slli_epi32(x, 3), x);
+        const __m512i t = _mm512_slli_epi32(s1, 9);
+        s2 = _mm512_xor_si512(s2, s0);
+        s3 = _mm512_xor_si512(s3, s1);
+        s1 = _mm512_xor_si512(s1, s2);
+        s0 = _mm512_xor_si512(s0, s3);
+        s2 = _mm512_xor_si512(s2, t);
+        s3 = _mm512_rol_epi32(s3, 11);
+      }
+      // Per 128-bit block b, u[c] holds chunk 4b + c's draws 0-3 and u[4 + c] its draws 4-7.
+      __m512i u[8];
+      for (int h = 0; h < 8; h += 4) {
+        const __m512i t0 = _mm512_unpacklo_epi32(r[h], r[h + 1]), t1 = _mm512_unpackhi_epi32(r[h], r[h + 1]);
+        const __m512i t2 = _mm512_unpacklo_epi32(r[h + 2], r[h + 3]), t3 = _mm512_unpackhi_epi32(r[h + 2], r[h + 3]);
+        u[h] = _mm512_unpacklo_epi64(t0, t2);
+        u[h + 1] = _mm512_unpackhi_epi64(t0, t2);
+        u[h + 2] = _mm512_unpacklo_epi64(t1, t3);
+        u[h + 3] = _mm512_unpackhi_epi64(t1, t3);
+      }
+      // keep[c]: chunk c's sixteen decisions in its low half, chunk 4 + c's in its high half; keep[4 + c] the same
+      // for chunks 8 + c and 12 + c.
+      uint32_t keep[8];
+      for (int c = 0; c < 4; c++) {
+        keep[c] = _mm512_cmple_epu16_mask(_mm512_permutex2var_epi64(u[c], first, u[4 + c]), below);
+        keep[4 + c] = _mm512_cmple_epu16_mask(_mm512_permutex2var_epi64(u[c], last, u[4 + c]), below);
+      }
+      for (int k = 0; k < count && e < length[k]; k++) {
+        const int64_t rest = length[k] - e;
+        const __mmask16 in = rest >= 16 ? 0xFFFF : (__mmask16)((1u << rest) - 1);
+        const uint32_t decisions = (keep[(k & 3) | ((k >> 1) & 4)] >> ((k & 4) << 2)) & in;
+        keep16(gk[k] + e, decisions, in, factor);
+        bk[k][e >> 3] = (uint8_t)decisions;
+        if (rest > 8) bk[k][(e >> 3) + 1] = (uint8_t)(decisions >> 8);
+        kept += __builtin_popcount(decisions);
+      }
+    }
+  }
+  return kept;
+}
+
 // ---- Node-API glue ----
 
 #define CHECK(call)                                                                      \
@@ -654,12 +764,12 @@ static napi_value js_gelu(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-// A Float32Array argument's elements (a view of shared memory too) and length; 0 for anything else.
-static int float32_array(napi_env env, napi_value value, float **data, size_t *length) {
+// A typed array argument's elements (a view of shared memory too) and length; 0 for anything but a `want` array.
+static int typed_array(napi_env env, napi_value value, napi_typedarray_type want, void *data, size_t *length) {
   napi_typedarray_type type;
   napi_value buffer;
   size_t offset;
-  return napi_get_typedarray_info(env, value, &type, length, (void **)data, &buffer, &offset) == napi_ok && type == napi_float32_array;
+  return napi_get_typedarray_info(env, value, &type, length, (void **)data, &buffer, &offset) == napi_ok && type == want;
 }
 
 // weighted(g, t, w, accumulate): g and t Float32Arrays of one length (g may be shared memory); see weighted512.
@@ -671,7 +781,7 @@ static napi_value js_weighted(napi_env env, napi_callback_info info) {
   size_t gLength, tLength;
   double w;
   bool accumulate;
-  if (argc != 4 || !float32_array(env, argv[0], &g, &gLength) || !float32_array(env, argv[1], &t, &tLength) || gLength != tLength ||
+  if (argc != 4 || !typed_array(env, argv[0], napi_float32_array, &g, &gLength) || !typed_array(env, argv[1], napi_float32_array, &t, &tLength) || gLength != tLength ||
       napi_get_value_double(env, argv[2], &w) != napi_ok || napi_get_value_bool(env, argv[3], &accumulate) != napi_ok) {
     napi_throw_error(env, NULL, "childtune native: weighted takes two Float32Arrays of one length, a weight and a boolean");
     return NULL;
@@ -690,7 +800,7 @@ static napi_value js_adamw(napi_env env, napi_callback_info info) {
   size_t length, shortest = SIZE_MAX;
   int ok = argc == 13;
   for (int i = 0; ok && i < 4; i++) {
-    ok = float32_array(env, argv[i], &arrays[i], &length);
+    ok = typed_array(env, argv[i], napi_float32_array, &arrays[i], &length);
     if (ok && length < shortest) shortest = length;
   }
   int64_t lo = 0, hi = 0;
@@ -702,6 +812,58 @@ static napi_value js_adamw(napi_env env, napi_callback_info info) {
     return NULL;
   }
   adamw512(arrays[0], arrays[1], arrays[2], arrays[3], (size_t)lo, (size_t)hi, k);
+  return NULL;
+}
+
+// fmask(g, bits, lo, hi, chunk, seeds, threshold, scale): g a Float32Array and bits a Uint8Array (shared memory
+// included) covering [0, hi), seeds a Uint32Array with one seed per chunk; returns how many were kept. See fmask512.
+static napi_value js_fmask(napi_env env, napi_callback_info info) {
+  size_t argc = 8;
+  napi_value argv[8];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  float *g;
+  uint8_t *bits;
+  uint32_t *seeds;
+  size_t gLength, bitsLength, seedCount;
+  int64_t lo = 0, hi = 0, chunk = 0;
+  int32_t threshold = 0;
+  double scale = 0;
+  int ok = argc == 8 && typed_array(env, argv[0], napi_float32_array, &g, &gLength) && typed_array(env, argv[1], napi_uint8_array, &bits, &bitsLength) &&
+           napi_get_value_int64(env, argv[2], &lo) == napi_ok && napi_get_value_int64(env, argv[3], &hi) == napi_ok &&
+           napi_get_value_int64(env, argv[4], &chunk) == napi_ok && typed_array(env, argv[5], napi_uint32_array, &seeds, &seedCount) &&
+           napi_get_value_int32(env, argv[6], &threshold) == napi_ok && napi_get_value_double(env, argv[7], &scale) == napi_ok;
+  ok = ok && lo >= 0 && lo % 8 == 0 && hi >= lo && (size_t)hi <= gLength && (size_t)(hi + 7) / 8 <= bitsLength && chunk > 0 && (chunk % 8 == 0 || hi - lo <= chunk) &&
+       (size_t)((hi - lo + chunk - 1) / chunk) <= seedCount && threshold >= 1 && threshold <= 65536;
+  if (!ok) {
+    napi_throw_error(env, NULL,
+                     "childtune native: fmask takes a Float32Array and a Uint8Array bitset covering a range that starts on a multiple of 8, a chunk "
+                     "length that is one (or covers the range), a Uint32Array with a seed per chunk, a threshold from 1 to 65536 and a scale");
+    return NULL;
+  }
+  napi_value result;
+  CHECK(napi_create_int64(env, fmask512(g, bits, lo, hi, chunk, seeds, threshold, scale), &result));
+  return result;
+}
+
+// fapply(g, bits, lo, hi, scale): g a Float32Array and bits a Uint8Array (shared memory included) covering [0, hi), lo
+// a multiple of 8. See fapply512.
+static napi_value js_fapply(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  float *g;
+  uint8_t *bits;
+  size_t gLength, bitsLength;
+  int64_t lo = 0, hi = 0;
+  double scale = 0;
+  int ok = argc == 5 && typed_array(env, argv[0], napi_float32_array, &g, &gLength) && typed_array(env, argv[1], napi_uint8_array, &bits, &bitsLength) &&
+           napi_get_value_int64(env, argv[2], &lo) == napi_ok && napi_get_value_int64(env, argv[3], &hi) == napi_ok &&
+           napi_get_value_double(env, argv[4], &scale) == napi_ok;
+  if (!ok || lo < 0 || lo % 8 || hi < lo || (size_t)hi > gLength || (size_t)(hi + 7) / 8 > bitsLength) {
+    napi_throw_error(env, NULL, "childtune native: fapply takes a Float32Array and a Uint8Array bitset covering a range that starts on a multiple of 8, and a scale");
+    return NULL;
+  }
+  fapply512(g, bits, lo, hi, scale);
   return NULL;
 }
 
@@ -729,6 +891,8 @@ NAPI_MODULE_INIT() {
     CHECK(export_function(env, exports, "gelu", js_gelu));
     CHECK(export_function(env, exports, "weighted", js_weighted));
     CHECK(export_function(env, exports, "adamw", js_adamw));
+    CHECK(export_function(env, exports, "fapply", js_fapply));
+    if (__builtin_cpu_supports("avx512bw")) CHECK(export_function(env, exports, "fmask", js_fmask));
   }
   // Kernel names this CPU runs, in the order of their index for gemm (unsupported ones are null).
   CHECK(napi_create_array_with_length(env, KERNEL_COUNT, &kernels));

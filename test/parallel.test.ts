@@ -62,11 +62,12 @@ describe('data parallelism', () => {
     }
   });
 
-  // AdamW runs natively where the CPU has AVX-512, in optimizer.wat elsewhere (and with CHILDTUNE_NATIVE=0): both here.
-  for (const adamw of ['wasm', 'native'] as const)
-    test(`the optimizer passes (clip scale, F mask, ${adamw} AdamW) equal the JavaScript passes bit for bit`, (t) => {
-      if (adamw === 'native' && !nativeKernels().native?.adamw) return t.skip('no native AdamW on this CPU (AVX-512)');
-      selectKernel(adamw === 'wasm' ? 'wasm' : undefined);
+  // AdamW and F's mask run natively where the CPU has AVX-512, in optimizer.wat elsewhere (and with
+  // CHILDTUNE_NATIVE=0): both here.
+  for (const form of ['wasm', 'native'] as const)
+    test(`the optimizer passes (clip scale, F mask, AdamW; ${form}) equal the JavaScript passes bit for bit`, (t) => {
+      if (form === 'native' && !nativeKernels().native?.adamw) return t.skip('no native AdamW on this CPU (AVX-512)');
+      selectKernel(form === 'wasm' ? 'wasm' : undefined);
       try {
         fc.assert(
           fc.property(
@@ -126,44 +127,63 @@ describe('data parallelism', () => {
       }
     });
 
-  test("F's mask over many chunks (four at a time in vector lanes, then one by one) equals the JavaScript mask bit for bit", () => {
-    fc.assert(
-      fc.property(
-        fc.integer({ min: 1, max: 64 }),
-        fc.integer({ min: 1, max: 11 }),
-        fc.nat(8 * 64),
-        fc.nat(1000),
-        fc.double({ min: 0.01, max: 1, noNaN: true }),
-        (eighths, chunks, tail, seed, p) => {
-          const chunk = 8 * eighths;
-          const lo = 8 * ((seed % 5) * 3);
-          const hi = lo + (chunks - 1) * chunk + Math.min(chunk, 1 + (tail % chunk));
-          const arena = SharedArena.create([OptimizerKernels.drawsFor(chunk), hi, Math.ceil(hi / 32)])!;
-          const kernels = new OptimizerKernels(arena.memory, arena.floats(OptimizerKernels.drawsFor(chunk)));
-          const gW = arena.floats(hi);
-          const rng = new Rng(seed);
-          gW.forEach((_, i) => (gW[i] = rng.normal()));
-          const gJ = Float32Array.from(gW);
-          const bitsW = arena.bits(hi);
-          const bitsJ = new Uint8Array(bitsetBytes(hi));
-          const seeds = Array.from({ length: chunks }, (_, i) => seed * 31 + i);
-          const { threshold, scale } = keepThreshold(p);
-          const keptW = kernels.fmask(gW, bitsW, lo, hi, chunk, seeds, threshold, scale);
-          const keptJ = jsPasses.fmask(gJ, bitsJ, lo, hi, chunk, seeds, threshold, scale);
-          assert.deepEqual(Array.from(bitsW), Array.from(bitsJ));
-          assert.deepEqual(Array.from(gW), Array.from(gJ));
-          assert.equal(keptW, keptJ);
-          assert.equal(keptJ, popcount(bitsJ.subarray(lo >> 3), hi - lo));
-          // Each chunk is its own generator's stream, as F names them.
-          const last = new Uint8Array(bitsetBytes(hi));
-          const from = lo + (chunks - 1) * chunk;
-          new Rng(seeds[chunks - 1]).bernoulliBits(last, from, hi, threshold);
-          assert.deepEqual(Array.from(bitsJ.subarray(from >> 3)), Array.from(last.subarray(from >> 3)));
-        },
-      ),
-      { numRuns: 80 },
-    );
-  });
+  // F's mask runs natively where the CPU has AVX-512 (F and BW), in optimizer.wat elsewhere: both here.
+  for (const form of ['wasm', 'native'] as const)
+    test(`F's mask over many chunks (${form === 'wasm' ? 'four' : 'sixteen'} at a time in vector lanes, and the rest) equals the JavaScript mask bit for bit`, (t) => {
+      if (form === 'native' && !nativeKernels().native?.fmask)
+        return t.skip('no native F mask on this CPU (AVX-512BW)');
+      selectKernel(form === 'wasm' ? 'wasm' : undefined);
+      try {
+        fc.assert(
+          fc.property(
+            fc.integer({ min: 1, max: 64 }),
+            fc.integer({ min: 1, max: 40 }),
+            fc.nat(8 * 64),
+            fc.nat(1000),
+            fc.double({ min: 0.01, max: 1, noNaN: true }),
+            (eighths, chunks, tail, seed, p) => {
+              const chunk = 8 * eighths;
+              const lo = 8 * ((seed % 5) * 3);
+              const hi = lo + (chunks - 1) * chunk + Math.min(chunk, 1 + (tail % chunk));
+              const arena = SharedArena.create([OptimizerKernels.drawsFor(chunk), hi + 16, Math.ceil((hi + 16) / 32)])!;
+              const kernels = new OptimizerKernels(arena.memory, arena.floats(OptimizerKernels.drawsFor(chunk)));
+              // Past hi: elements and bits the mask must leave as they are.
+              const gW = arena.floats(hi + 16);
+              const rng = new Rng(seed);
+              const special = [NaN, -NaN, Infinity, -Infinity, -0, 0, 1e-45, -3e-39, 3.4e38];
+              gW.forEach((_, i) => (gW[i] = i % 7 === 3 ? special[(i + seed) % special.length] : rng.normal()));
+              const gJ = Float32Array.from(gW);
+              const bitsW = arena.bits(hi + 16).fill(0xa5);
+              const bitsJ = new Uint8Array(bitsetBytes(hi + 16)).fill(0xa5);
+              const seeds = Array.from({ length: chunks }, (_, i) => seed * 31 + i);
+              const { threshold, scale } = keepThreshold(p);
+              const keptW = kernels.fmask(gW, bitsW, lo, hi, chunk, seeds, threshold, scale);
+              const keptJ = jsPasses.fmask(gJ, bitsJ, lo, hi, chunk, seeds, threshold, scale);
+              assert.deepEqual(Array.from(bitsW), Array.from(bitsJ));
+              const words = (x: Float32Array) => Array.from(new Uint32Array(x.buffer, x.byteOffset, x.length));
+              assert.deepEqual(words(gW), words(gJ));
+              assert.equal(keptW, keptJ);
+              assert.equal(keptJ, popcount(bitsJ.subarray(lo >> 3), hi - lo));
+              // The bitset applied on its own (D's mask, a replayed F mask).
+              kernels.fapply(gW, bitsW, lo, hi, 1.5);
+              applyKeepBits(gJ, bitsJ, lo, hi, 1.5);
+              assert.deepEqual(words(gW), words(gJ));
+              // Each chunk is its own generator's stream, as F names them.
+              const last = new Uint8Array(bitsetBytes(hi));
+              const from = lo + (chunks - 1) * chunk;
+              new Rng(seeds[chunks - 1]).bernoulliBits(last, from, hi, threshold);
+              assert.deepEqual(
+                Array.from(bitsJ.subarray(from >> 3, bitsetBytes(hi))),
+                Array.from(last.subarray(from >> 3)),
+              );
+            },
+          ),
+          { numRuns: 80 },
+        );
+      } finally {
+        selectKernel(undefined);
+      }
+    });
 
   test("an update goes block by block with the result of whole passes over its segment (clip, F's mask, AdamW), on both pass sets", () => {
     const n = 3 * UPDATE_BLOCK + 5000;

@@ -32,6 +32,22 @@ interface NativePasses {
     hi: number,
     ...k: number[]
   ): void;
+  /**
+   * Child-Tuning-F's mask over [lo, hi) of g in chunks of `chunk` (optimizer.wat's fdraw then fapply per chunk, chunk
+   * i from seeds[i]), sixteen chunks at a time; returns how many were kept. Needs AVX-512BW as well.
+   */
+  fmask?(
+    g: Float32Array,
+    bits: Uint8Array,
+    lo: number,
+    hi: number,
+    chunk: number,
+    seeds: Uint32Array,
+    threshold: number,
+    scale: number,
+  ): number;
+  /** optimizer.wat's fapply over [lo, hi) of g (lo a multiple of 8), sixteen elements at a time. */
+  fapply?(g: Float32Array, bits: Uint8Array, lo: number, hi: number, scale: number): void;
 }
 
 interface Addon extends NativePasses {
@@ -109,6 +125,8 @@ function load(wanted: string | undefined): NativeStatus {
       gelu: a.gelu,
       weighted: a.weighted,
       adamw: a.adamw,
+      fmask: a.fmask,
+      fapply: a.fapply,
     },
     why: `native ${kernel} matrix kernels`,
   };

@@ -137,6 +137,8 @@ export class OptimizerKernels implements OptimizerPasses {
   private readonly k: Exports;
   private readonly stateWords: Uint32Array;
   private readonly oneState = new Uint32Array(4);
+  /** The chunks' seeds for the native pass. */
+  private seedWords = new Uint32Array(64);
 
   constructor(
     memory: WebAssembly.Memory,
@@ -204,6 +206,13 @@ export class OptimizerKernels implements OptimizerPasses {
     threshold: number,
     scale: number,
   ): number {
+    // The native pass draws and applies the same bits, sixteen chunks at a time.
+    const native = nativeKernels().native?.fmask;
+    if (native) {
+      if (this.seedWords.length < seeds.length) this.seedWords = new Uint32Array(seeds.length);
+      this.seedWords.set(seeds);
+      return native(g, bits, lo, hi, chunk, this.seedWords, threshold, scale);
+    }
     if (OptimizerKernels.drawsFor(chunk) > this.draws.length)
       throw new Error(`F mask chunk of ${chunk} elements exceeds the draw scratch`);
     let kept = 0;
@@ -228,6 +237,8 @@ export class OptimizerKernels implements OptimizerPasses {
 
   /** lo a multiple of 8 and `bits` in this arena. */
   fapply(g: Float32Array, bits: Uint8Array, lo: number, hi: number, scale: number) {
+    const native = nativeKernels().native?.fapply;
+    if (native) return native(g, bits, lo, hi, scale);
     this.k.fapply(g.byteOffset + 4 * lo, bits.byteOffset + (lo >> 3), hi - lo, scale);
   }
 }
