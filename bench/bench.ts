@@ -722,11 +722,13 @@ function fullRow(shape: Shape, quick: boolean): Row {
     strategies: true,
     fisherExamples: quick ? 32 : 128,
   });
+  // Steady steps, as the main row's: a process's first steps fault in pages and compile code (at bert-tiny the
+  // second to sixth took twice a steady step, which made one thread look more than twice as slow as two).
   const oneThread = runChild({
     shape,
     threads: 1,
-    steps: quick ? 2 : Math.min(5, s.steps),
-    warmup: 1,
+    steps: quick ? 2 : Math.min(15, s.steps),
+    warmup: quick ? 1 : 3,
     strategies: false,
     fisherExamples: 0,
   });
