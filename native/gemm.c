@@ -1,6 +1,6 @@
-// Native matrix products for the engine (a Node-API addon, built by scripts/build-native.mjs), and on AVX-512 a few
-// passes around them (GELU, a pass's gradient weighting, AdamW, Child-Tuning's keep masks), each computing its
-// WebAssembly or JavaScript form's bits.
+// Native matrix products for the engine (a Node-API addon, built by scripts/build-native.mjs), and at the width of the
+// run's matrix kernel (AVX-512 or AVX2) a few passes around them (GELU, a pass's gradient weighting, AdamW,
+// Child-Tuning's keep masks), each computing its WebAssembly or JavaScript form's bits.
 //
 // C = A x B with any operand strides, the same contract as `gemm` in src/engine/wasm/kernels.wat. Three kinds of
 // arithmetic, one kernel family each, chosen per run (src/engine/native.ts):
@@ -492,6 +492,53 @@ __attribute__((target("avx512f"))) static void gelu512(const float *x, float *y,
   }
 }
 
+
+// exp256 and gelu256: exp512 and gelu512 eight lanes at a time, for CPUs with AVX2 but no AVX-512 (a partial last
+// vector goes through a zero-padded copy, so every element takes the same operations).
+__attribute__((target("avx2"))) static inline __m256 exp256(__m256 x) {
+  x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.f)), _mm256_set1_ps(88.f));
+  const __m256 k = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m256 r = _mm256_sub_ps(_mm256_sub_ps(x, _mm256_mul_ps(k, _mm256_set1_ps(0.693359375f))), _mm256_mul_ps(k, _mm256_set1_ps(-2.12194440e-4f)));
+  __m256 p = _mm256_mul_ps(_mm256_set1_ps(1.9875691500e-4f), r);
+  p = _mm256_mul_ps(_mm256_add_ps(p, _mm256_set1_ps(1.3981999507e-3f)), r);
+  p = _mm256_mul_ps(_mm256_add_ps(p, _mm256_set1_ps(8.3334519073e-3f)), r);
+  p = _mm256_mul_ps(_mm256_add_ps(p, _mm256_set1_ps(4.1665795894e-2f)), r);
+  p = _mm256_mul_ps(_mm256_add_ps(p, _mm256_set1_ps(1.6666665459e-1f)), r);
+  p = _mm256_add_ps(p, _mm256_set1_ps(5.0000001201e-1f));
+  const __m256 e = _mm256_add_ps(_mm256_add_ps(_mm256_mul_ps(p, _mm256_mul_ps(r, r)), r), _mm256_set1_ps(1.f));
+  const __m256i two = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvttps_epi32(k), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(e, _mm256_castsi256_ps(two));
+}
+
+__attribute__((target("avx2"))) static inline void gelu8(const float *x, float *y, float *d) {
+  const __m256 one = _mm256_set1_ps(1.f);
+  const __m256 v = _mm256_loadu_ps(x);
+  const __m256 a = _mm256_and_ps(_mm256_mul_ps(v, _mm256_set1_ps(0.70710678118654752f)), _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF)));
+  const __m256 t = _mm256_div_ps(one, _mm256_add_ps(one, _mm256_mul_ps(_mm256_set1_ps(0.3275911f), a)));
+  const __m256 e = exp256(_mm256_xor_ps(_mm256_mul_ps(a, a), _mm256_castsi256_ps(_mm256_set1_epi32((int)0x80000000u))));
+  __m256 p = _mm256_mul_ps(_mm256_set1_ps(1.061405429f), t);
+  p = _mm256_mul_ps(_mm256_add_ps(p, _mm256_set1_ps(-1.453152027f)), t);
+  p = _mm256_mul_ps(_mm256_add_ps(p, _mm256_set1_ps(1.421413741f)), t);
+  p = _mm256_mul_ps(_mm256_add_ps(p, _mm256_set1_ps(-0.284496736f)), t);
+  p = _mm256_add_ps(p, _mm256_set1_ps(0.254829592f));
+  const __m256 q = _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(t, p), e), _mm256_set1_ps(0.5f));
+  const __m256 cdf = _mm256_blendv_ps(_mm256_sub_ps(one, q), q, _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_LT_OQ));
+  _mm256_storeu_ps(y, _mm256_mul_ps(v, cdf));
+  _mm256_storeu_ps(d, _mm256_add_ps(cdf, _mm256_mul_ps(v, _mm256_mul_ps(e, _mm256_set1_ps(0.3989422804014327f)))));
+}
+
+__attribute__((target("avx2"))) static void gelu256(const float *x, float *y, float *d, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) gelu8(x + i, y + i, d + i);
+  if (i < n) {
+    float in[8] = {0}, out[8], slope[8];
+    memcpy(in, x + i, sizeof(float) * (n - i));
+    gelu8(in, out, slope);
+    memcpy(y + i, out, sizeof(float) * (n - i));
+    memcpy(d + i, slope, sizeof(float) * (n - i));
+  }
+}
+
 // ---- Weighted gradients ----
 // g = w t, or g + w t when accumulating, each element in doubles with one rounding to float at the end: model.ts's
 // JavaScript loop (a pass's gradients weighted into the step's), bit for bit, eight elements at a time.
@@ -502,6 +549,19 @@ __attribute__((target("avx512f"))) static void weighted512(float *g, const float
     __m512d x = _mm512_mul_pd(wv, _mm512_cvtps_pd(_mm256_loadu_ps(t + i)));
     if (accumulate) x = _mm512_add_pd(_mm512_cvtps_pd(_mm256_loadu_ps(g + i)), x);
     _mm256_storeu_ps(g + i, _mm512_cvtpd_ps(x));
+  }
+  for (; i < n; i++) g[i] = (float)(accumulate ? (double)g[i] + w * (double)t[i] : w * (double)t[i]);
+}
+
+
+// weighted512 four elements at a time, for CPUs with AVX2 but no AVX-512.
+__attribute__((target("avx2"))) static void weighted256(float *g, const float *t, size_t n, double w, int accumulate) {
+  const __m256d wv = _mm256_set1_pd(w);
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    __m256d x = _mm256_mul_pd(wv, _mm256_cvtps_pd(_mm_loadu_ps(t + i)));
+    if (accumulate) x = _mm256_add_pd(_mm256_cvtps_pd(_mm_loadu_ps(g + i)), x);
+    _mm_storeu_ps(g + i, _mm256_cvtpd_ps(x));
   }
   for (; i < n; i++) g[i] = (float)(accumulate ? (double)g[i] + w * (double)t[i] : w * (double)t[i]);
 }
@@ -521,6 +581,29 @@ __attribute__((target("avx512f"))) static void adamw512(float *p, const float *g
     const __m512d step = _mm512_div_pd(_mm512_mul_pd(_mm512_set1_pd(stepSize), mj), _mm512_add_pd(_mm512_sqrt_pd(vj), _mm512_set1_pd(eps)));
     const __m512d pj = _mm512_cvtps_pd(_mm512_cvtpd_ps(_mm512_sub_pd(_mm512_cvtps_pd(_mm256_loadu_ps(p + i)), step)));
     _mm256_storeu_ps(p + i, _mm512_cvtpd_ps(_mm512_sub_pd(pj, _mm512_mul_pd(_mm512_set1_pd(decay), pj))));
+  }
+  for (; i < hi; i++) {
+    const double gj = g[i], mj = b1 * m[i] + c1 * gj, vj = b2 * v[i] + c2 * gj * gj;
+    m[i] = (float)mj;
+    v[i] = (float)vj;
+    const double pj = (float)(p[i] - stepSize * mj / (sqrt(vj) + eps));
+    p[i] = (float)(pj - decay * pj);
+  }
+}
+
+// adamw512 four elements at a time, for CPUs with AVX2 but no AVX-512.
+__attribute__((target("avx2"))) static void adamw256(float *p, const float *g, float *m, float *v, size_t lo, size_t hi, const double *k) {
+  const double stepSize = k[0], b1 = k[1], c1 = k[2], b2 = k[3], c2 = k[4], eps = k[5], decay = k[6];
+  size_t i = lo;
+  for (; i + 4 <= hi; i += 4) {
+    const __m256d gj = _mm256_cvtps_pd(_mm_loadu_ps(g + i));
+    const __m256d mj = _mm256_add_pd(_mm256_mul_pd(_mm256_set1_pd(b1), _mm256_cvtps_pd(_mm_loadu_ps(m + i))), _mm256_mul_pd(_mm256_set1_pd(c1), gj));
+    const __m256d vj = _mm256_add_pd(_mm256_mul_pd(_mm256_set1_pd(b2), _mm256_cvtps_pd(_mm_loadu_ps(v + i))), _mm256_mul_pd(_mm256_mul_pd(_mm256_set1_pd(c2), gj), gj));
+    _mm_storeu_ps(m + i, _mm256_cvtpd_ps(mj));
+    _mm_storeu_ps(v + i, _mm256_cvtpd_ps(vj));
+    const __m256d step = _mm256_div_pd(_mm256_mul_pd(_mm256_set1_pd(stepSize), mj), _mm256_add_pd(_mm256_sqrt_pd(vj), _mm256_set1_pd(eps)));
+    const __m256d pj = _mm256_cvtps_pd(_mm256_cvtpd_ps(_mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(p + i)), step)));
+    _mm_storeu_ps(p + i, _mm256_cvtpd_ps(_mm256_sub_pd(pj, _mm256_mul_pd(_mm256_set1_pd(decay), pj))));
   }
   for (; i < hi; i++) {
     const double gj = g[i], mj = b1 * m[i] + c1 * gj, vj = b2 * v[i] + c2 * gj * gj;
@@ -640,6 +723,35 @@ __attribute__((target("avx512f,avx512bw"))) static int64_t fmask512(float *g, ui
   return kept;
 }
 
+// fapply512 eight elements at a time, for CPUs with AVX2 but no AVX-512: a byte of the bitset becomes eight lanes of
+// all ones or zeros (bit k of the byte in lane k), which select scale's bits or +0.0 as the factor.
+__attribute__((target("avx2"))) static void fapply256(float *g, const uint8_t *bits, int64_t lo, int64_t hi, double scale) {
+  const __m256i lanes = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+  const __m256d factor = _mm256_set1_pd(scale);
+  int64_t j = lo;
+  for (; j + 8 <= hi; j += 8) {
+    const __m256i keep = _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(bits[j >> 3]), lanes), lanes);
+    const __m256 x = _mm256_loadu_ps(g + j);
+    const __m256d a = _mm256_mul_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(x)), _mm256_and_pd(factor, _mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm256_castsi256_si128(keep)))));
+    const __m256d b = _mm256_mul_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(x, 1)), _mm256_and_pd(factor, _mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm256_extracti128_si256(keep, 1)))));
+    _mm256_storeu_ps(g + j, _mm256_set_m128(_mm256_cvtpd_ps(b), _mm256_cvtpd_ps(a)));
+  }
+  for (; j < hi; j++) g[j] = (float)((double)g[j] * ((bits[j >> 3] >> (j & 7)) & 1 ? scale : 0.0));
+}
+
+// The passes at one vector width: AVX-512 (fmask also needs AVX-512BW) or AVX2. A run takes the width of its matrix
+// kernel (src/engine/native.ts), so CHILDTUNE_NATIVE_KERNEL=avx2 runs the AVX2 forms on an AVX-512 CPU too.
+typedef struct {
+  void (*gelu)(const float *x, float *y, float *d, int64_t n);
+  void (*weighted)(float *g, const float *t, size_t n, double w, int accumulate);
+  void (*adamw)(float *p, const float *g, float *m, float *v, size_t lo, size_t hi, const double *k);
+  void (*fapply)(float *g, const uint8_t *bits, int64_t lo, int64_t hi, double scale);
+  int64_t (*fmask)(float *g, uint8_t *bits, int64_t lo, int64_t hi, int64_t chunk, const uint32_t *seeds, int threshold, double scale);
+} Passes;
+
+static const Passes PASSES512 = {gelu512, weighted512, adamw512, fapply512, fmask512};
+static const Passes PASSES256 = {gelu256, weighted256, adamw256, fapply256, NULL};
+
 // ---- Node-API glue ----
 
 #define CHECK(call)                                                                      \
@@ -661,10 +773,11 @@ static void free_scratch(napi_env env, void *data, void *hint) {
 
 // A call on the heap: exactly `count` arguments, the heap (an ArrayBuffer, at `heapAt`) into heap and bytes, each other
 // an integer into v; else an error naming `usage` is thrown and 0 returned.
-static int heap_call(napi_env env, napi_callback_info info, size_t count, int heapAt, int64_t *v, void **heap, size_t *bytes, const char *usage) {
+static int heap_call(napi_env env, napi_callback_info info, size_t count, int heapAt, int64_t *v, void **heap, size_t *bytes, void **data,
+                     const char *usage) {
   napi_value argv[32];
   size_t argc = count;
-  int ok = count <= 32 && napi_get_cb_info(env, info, &argc, argv, NULL, NULL) == napi_ok && argc == count;
+  int ok = count <= 32 && napi_get_cb_info(env, info, &argc, argv, NULL, data) == napi_ok && argc == count;
   for (int i = 0; ok && i < (int)count; i++)
     ok = i == heapAt ? napi_get_arraybuffer_info(env, argv[i], heap, bytes) == napi_ok : napi_get_value_int64(env, argv[i], &v[i]) == napi_ok;
   if (!ok) {
@@ -682,7 +795,7 @@ static napi_value js_gemm(napi_env env, napi_callback_info info) {
   int64_t v[21];
   void *heap;
   size_t bytes;
-  if (!heap_call(env, info, 21, 1, v, &heap, &bytes, "gemm takes 21 arguments: a kernel, the heap and 19 integers")) return NULL;
+  if (!heap_call(env, info, 21, 1, v, &heap, &bytes, NULL, "gemm takes 21 arguments: a kernel, the heap and 19 integers")) return NULL;
   if (v[0] < 0 || v[0] >= KERNEL_COUNT || !supported((int)v[0])) {
     napi_throw_error(env, NULL, "childtune native: that kernel is not supported on this CPU");
     return NULL;
@@ -751,7 +864,8 @@ static napi_value js_gelu(napi_env env, napi_callback_info info) {
   int64_t v[5];
   void *heap;
   size_t bytes;
-  if (!heap_call(env, info, 5, 0, v, &heap, &bytes, "gelu takes the heap and 4 integers")) return NULL;
+  const Passes *passes;
+  if (!heap_call(env, info, 5, 0, v, &heap, &bytes, (void **)&passes, "gelu takes the heap and 4 integers")) return NULL;
   const int64_t n = v[4];
   int ok = n >= 0;
   for (int i = 1; i < 4; i++) ok = ok && v[i] >= 0 && v[i] + 4 * n <= (int64_t)bytes;
@@ -760,7 +874,7 @@ static napi_value js_gelu(napi_env env, napi_callback_info info) {
     return NULL;
   }
   char *base = heap;
-  gelu512((const float *)(base + v[1]), (float *)(base + v[2]), (float *)(base + v[3]), n);
+  passes->gelu((const float *)(base + v[1]), (float *)(base + v[2]), (float *)(base + v[3]), n);
   return NULL;
 }
 
@@ -776,7 +890,8 @@ static int typed_array(napi_env env, napi_value value, napi_typedarray_type want
 static napi_value js_weighted(napi_env env, napi_callback_info info) {
   size_t argc = 4;
   napi_value argv[4];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  const Passes *passes;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, (void **)&passes));
   float *g, *t;
   size_t gLength, tLength;
   double w;
@@ -786,7 +901,7 @@ static napi_value js_weighted(napi_env env, napi_callback_info info) {
     napi_throw_error(env, NULL, "childtune native: weighted takes two Float32Arrays of one length, a weight and a boolean");
     return NULL;
   }
-  weighted512(g, t, gLength, w, accumulate);
+  passes->weighted(g, t, gLength, w, accumulate);
   return NULL;
 }
 
@@ -795,7 +910,8 @@ static napi_value js_weighted(napi_env env, napi_callback_info info) {
 static napi_value js_adamw(napi_env env, napi_callback_info info) {
   size_t argc = 13;
   napi_value argv[13];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  const Passes *passes;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, (void **)&passes));
   float *arrays[4];
   size_t length, shortest = SIZE_MAX;
   int ok = argc == 13;
@@ -811,7 +927,7 @@ static napi_value js_adamw(napi_env env, napi_callback_info info) {
     napi_throw_error(env, NULL, "childtune native: adamw takes four Float32Arrays, a range inside them and seven numbers");
     return NULL;
   }
-  adamw512(arrays[0], arrays[1], arrays[2], arrays[3], (size_t)lo, (size_t)hi, k);
+  passes->adamw(arrays[0], arrays[1], arrays[2], arrays[3], (size_t)lo, (size_t)hi, k);
   return NULL;
 }
 
@@ -820,7 +936,8 @@ static napi_value js_adamw(napi_env env, napi_callback_info info) {
 static napi_value js_fmask(napi_env env, napi_callback_info info) {
   size_t argc = 8;
   napi_value argv[8];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  const Passes *passes;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, (void **)&passes));
   float *g;
   uint8_t *bits;
   uint32_t *seeds;
@@ -841,7 +958,7 @@ static napi_value js_fmask(napi_env env, napi_callback_info info) {
     return NULL;
   }
   napi_value result;
-  CHECK(napi_create_int64(env, fmask512(g, bits, lo, hi, chunk, seeds, threshold, scale), &result));
+  CHECK(napi_create_int64(env, passes->fmask(g, bits, lo, hi, chunk, seeds, threshold, scale), &result));
   return result;
 }
 
@@ -850,7 +967,8 @@ static napi_value js_fmask(napi_env env, napi_callback_info info) {
 static napi_value js_fapply(napi_env env, napi_callback_info info) {
   size_t argc = 5;
   napi_value argv[5];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  const Passes *passes;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, (void **)&passes));
   float *g;
   uint8_t *bits;
   size_t gLength, bitsLength;
@@ -863,14 +981,14 @@ static napi_value js_fapply(napi_env env, napi_callback_info info) {
     napi_throw_error(env, NULL, "childtune native: fapply takes a Float32Array and a Uint8Array bitset covering a range that starts on a multiple of 8, and a scale");
     return NULL;
   }
-  fapply512(g, bits, lo, hi, scale);
+  passes->fapply(g, bits, lo, hi, scale);
   return NULL;
 }
 
-// exports[name] = a function calling fn.
-static napi_status export_function(napi_env env, napi_value exports, const char *name, napi_callback fn) {
+// exports[name] = a function calling fn with `data`.
+static napi_status export_function(napi_env env, napi_value exports, const char *name, napi_callback fn, const void *data) {
   napi_value f;
-  napi_status status = napi_create_function(env, name, NAPI_AUTO_LENGTH, fn, NULL, &f);
+  napi_status status = napi_create_function(env, name, NAPI_AUTO_LENGTH, fn, (void *)data, &f);
   return status == napi_ok ? napi_set_named_property(env, exports, name, f) : status;
 }
 
@@ -885,15 +1003,29 @@ NAPI_MODULE_INIT() {
     return NULL;
   }
   napi_value kernels;
-  CHECK(export_function(env, exports, "gemm", js_gemm));
-  CHECK(export_function(env, exports, "peak", js_peak));
-  if (supported(0)) {
-    CHECK(export_function(env, exports, "gelu", js_gelu));
-    CHECK(export_function(env, exports, "weighted", js_weighted));
-    CHECK(export_function(env, exports, "adamw", js_adamw));
-    CHECK(export_function(env, exports, "fapply", js_fapply));
-    if (__builtin_cpu_supports("avx512bw")) CHECK(export_function(env, exports, "fmask", js_fmask));
+  CHECK(export_function(env, exports, "gemm", js_gemm, NULL));
+  CHECK(export_function(env, exports, "peak", js_peak, NULL));
+  // passes: the other passes per vector width this CPU runs (avx512f, avx2), each an object of functions.
+  napi_value widths;
+  CHECK(napi_create_object(env, &widths));
+  const struct {
+    const char *name;
+    const Passes *passes;
+    int runs, fmask;
+  } forms[2] = {{"avx512f", &PASSES512, supported(0), __builtin_cpu_supports("avx512bw")}, {"avx2", &PASSES256, supported(1), 0}};
+  for (int i = 0; i < 2; i++) {
+    if (!forms[i].runs) continue;
+    napi_value set;
+    const Passes *p = forms[i].passes;
+    CHECK(napi_create_object(env, &set));
+    CHECK(export_function(env, set, "gelu", js_gelu, p));
+    CHECK(export_function(env, set, "weighted", js_weighted, p));
+    CHECK(export_function(env, set, "adamw", js_adamw, p));
+    CHECK(export_function(env, set, "fapply", js_fapply, p));
+    if (forms[i].fmask) CHECK(export_function(env, set, "fmask", js_fmask, p));
+    CHECK(napi_set_named_property(env, widths, forms[i].name, set));
   }
+  CHECK(napi_set_named_property(env, exports, "passes", widths));
   // Kernel names this CPU runs, in the order of their index for gemm (unsupported ones are null).
   CHECK(napi_create_array_with_length(env, KERNEL_COUNT, &kernels));
   for (int i = 0; i < KERNEL_COUNT; i++) {

@@ -3,7 +3,7 @@ import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import { selectBackend } from '../src/engine/backend.js';
 import { adamwRange, adamwStep, applyKeepBits, jsPasses } from '../src/engine/optimizer.js';
-import { nativeKernels, selectKernel } from '../src/engine/native.js';
+import { nativeKernelNames, nativeKernels, selectKernel } from '../src/engine/native.js';
 import { OptimizerKernels, planArenas, SharedArena } from '../src/engine/optimizer-wasm.js';
 import { sizeOf } from '../src/engine/params.js';
 import type { EncoderClassifier } from '../src/engine/model.js';
@@ -62,12 +62,13 @@ describe('data parallelism', () => {
     }
   });
 
-  // AdamW and F's mask run natively where the CPU has AVX-512, in optimizer.wat elsewhere (and with
-  // CHILDTUNE_NATIVE=0): both here.
-  for (const form of ['wasm', 'native'] as const)
+  // AdamW and F's mask run natively at the width of the run's matrix kernel (AVX-512 or AVX2), in optimizer.wat
+  // elsewhere (and with CHILDTUNE_NATIVE=0): each here where the CPU has it.
+  for (const form of ['wasm', 'avx512f', 'avx2'])
     test(`the optimizer passes (clip scale, F mask, AdamW; ${form}) equal the JavaScript passes bit for bit`, (t) => {
-      if (form === 'native' && !nativeKernels().native?.adamw) return t.skip('no native AdamW on this CPU (AVX-512)');
-      selectKernel(form === 'wasm' ? 'wasm' : undefined);
+      if (form !== 'wasm' && !nativeKernelNames().includes(form)) return t.skip(`this CPU has no ${form}`);
+      selectKernel(form);
+      if (form !== 'wasm') assert.ok(nativeKernels().native?.adamw && nativeKernels().native?.fapply);
       try {
         fc.assert(
           fc.property(
@@ -127,12 +128,13 @@ describe('data parallelism', () => {
       }
     });
 
-  // F's mask runs natively where the CPU has AVX-512 (F and BW), in optimizer.wat elsewhere: both here.
-  for (const form of ['wasm', 'native'] as const)
-    test(`F's mask over many chunks (${form === 'wasm' ? 'four' : 'sixteen'} at a time in vector lanes, and the rest) equals the JavaScript mask bit for bit`, (t) => {
-      if (form === 'native' && !nativeKernels().native?.fmask)
-        return t.skip('no native F mask on this CPU (AVX-512BW)');
-      selectKernel(form === 'wasm' ? 'wasm' : undefined);
+  // F's mask draws natively on AVX-512 (with BW), in optimizer.wat elsewhere (on AVX2 its bitset is applied
+  // natively): each here where the CPU has it.
+  for (const form of ['wasm', 'avx512f', 'avx2'])
+    test(`F's mask over many chunks (${form}: ${form === 'avx512f' ? 'sixteen' : 'four'} at a time in vector lanes, and the rest) equals the JavaScript mask bit for bit`, (t) => {
+      if (form !== 'wasm' && !nativeKernelNames().includes(form)) return t.skip(`this CPU has no ${form}`);
+      selectKernel(form);
+      if (form === 'avx512f') assert.ok(nativeKernels().native?.fmask, 'AVX-512 draws the mask natively');
       try {
         fc.assert(
           fc.property(

@@ -14,8 +14,8 @@ import { createRequire } from 'node:module';
  */
 
 /**
- * Passes besides the products that the addon runs on AVX-512 CPUs (absent elsewhere), each computing what its
- * WebAssembly or JavaScript form computes, bit for bit, sixteen floats or eight doubles at a time.
+ * Passes besides the products that the addon runs at the vector width of the run's matrix kernel (AVX-512 or AVX2),
+ * each computing what its WebAssembly or JavaScript form computes, bit for bit.
  */
 interface NativePasses {
   /** kernels.wat's Erf-GELU over n floats at byte offsets x (in), y and d (out) of `heap`. */
@@ -34,7 +34,7 @@ interface NativePasses {
   ): void;
   /**
    * Child-Tuning-F's mask over [lo, hi) of g in chunks of `chunk` (optimizer.wat's fdraw then fapply per chunk, chunk
-   * i from seeds[i]), sixteen chunks at a time; returns how many were kept. Needs AVX-512BW as well.
+   * i from seeds[i]), sixteen chunks at a time; returns how many were kept. AVX-512 (with AVX-512BW) only.
    */
   fmask?(
     g: Float32Array,
@@ -46,11 +46,13 @@ interface NativePasses {
     threshold: number,
     scale: number,
   ): number;
-  /** optimizer.wat's fapply over [lo, hi) of g (lo a multiple of 8), sixteen elements at a time. */
+  /** optimizer.wat's fapply over [lo, hi) of g (lo a multiple of 8). */
   fapply?(g: Float32Array, bits: Uint8Array, lo: number, hi: number, scale: number): void;
 }
 
-interface Addon extends NativePasses {
+interface Addon {
+  /** The passes per vector width this CPU runs. */
+  passes: { avx512f?: NativePasses; avx2?: NativePasses };
   /** See js_gemm in native/gemm.c. */
   gemm(kernel: number, heap: ArrayBuffer, ...args: number[]): void;
   /** GFLOP/s of a kernel's multiply-add on this thread's core, over `iterations` rounds (js_peak). */
@@ -122,11 +124,7 @@ function load(wanted: string | undefined): NativeStatus {
     native: {
       kernel,
       gemm: (heap, ...args) => a.gemm(index, heap, ...args),
-      gelu: a.gelu,
-      weighted: a.weighted,
-      adamw: a.adamw,
-      fmask: a.fmask,
-      fapply: a.fapply,
+      ...a.passes[kernel.startsWith('avx512') ? 'avx512f' : 'avx2'],
     },
     why: `native ${kernel} matrix kernels`,
   };
