@@ -451,168 +451,115 @@ static void gemm(const Kernel *kn, Scratch *s, Operand A, Operand B, float *C, p
 }
 
 // ---- Erf-GELU ----
-// kernels.wat's gelu, 16 lanes at a time: the same float32 operations in the same order (no fused multiply-add,
+// kernels.wat's gelu, 16 or 8 lanes at a time: the same float32 operations in the same order (no fused multiply-add,
 // the same constants rounded to float), so every y and dy/dx is the wasm kernel's bit for bit.
 
-// exp(x) for x clamped to [-87, 88]: kernels.wat $exp4.
-__attribute__((target("avx512f"))) static inline __m512 exp512(__m512 x) {
-  x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.f)), _mm512_set1_ps(88.f));
-  const __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  const __m512 r = _mm512_sub_ps(_mm512_sub_ps(x, _mm512_mul_ps(k, _mm512_set1_ps(0.693359375f))), _mm512_mul_ps(k, _mm512_set1_ps(-2.12194440e-4f)));
-  __m512 p = _mm512_mul_ps(_mm512_set1_ps(1.9875691500e-4f), r);
-  p = _mm512_mul_ps(_mm512_add_ps(p, _mm512_set1_ps(1.3981999507e-3f)), r);
-  p = _mm512_mul_ps(_mm512_add_ps(p, _mm512_set1_ps(8.3334519073e-3f)), r);
-  p = _mm512_mul_ps(_mm512_add_ps(p, _mm512_set1_ps(4.1665795894e-2f)), r);
-  p = _mm512_mul_ps(_mm512_add_ps(p, _mm512_set1_ps(1.6666665459e-1f)), r);
-  p = _mm512_add_ps(p, _mm512_set1_ps(5.0000001201e-1f));
-  const __m512 e = _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(p, _mm512_mul_ps(r, r)), r), _mm512_set1_ps(1.f));
-  const __m512i two = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvttps_epi32(k), _mm512_set1_epi32(127)), 23);
-  return _mm512_mul_ps(e, _mm512_castsi512_ps(two));
-}
-
-// y = x Phi(x) and dy/dx = Phi(x) + x phi(x) for x[0, n): kernels.wat gelu.
-__attribute__((target("avx512f"))) static void gelu512(const float *x, float *y, float *d, int64_t n) {
-  const __m512 one = _mm512_set1_ps(1.f);
-  const __m512i sign = _mm512_set1_epi32((int)0x80000000u);
-  for (int64_t i = 0; i < n; i += 16) {
-    const __mmask16 m = n - i >= 16 ? 0xFFFF : (__mmask16)((1u << (n - i)) - 1);
-    const __m512 v = _mm512_maskz_loadu_ps(m, x + i);
-    const __m512 a = _mm512_abs_ps(_mm512_mul_ps(v, _mm512_set1_ps(0.70710678118654752f)));
-    const __m512 t = _mm512_div_ps(one, _mm512_add_ps(one, _mm512_mul_ps(_mm512_set1_ps(0.3275911f), a)));
-    const __m512 e = exp512(_mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(_mm512_mul_ps(a, a)), sign)));
-    __m512 p = _mm512_mul_ps(_mm512_set1_ps(1.061405429f), t);
-    p = _mm512_mul_ps(_mm512_add_ps(p, _mm512_set1_ps(-1.453152027f)), t);
-    p = _mm512_mul_ps(_mm512_add_ps(p, _mm512_set1_ps(1.421413741f)), t);
-    p = _mm512_mul_ps(_mm512_add_ps(p, _mm512_set1_ps(-0.284496736f)), t);
-    p = _mm512_add_ps(p, _mm512_set1_ps(0.254829592f));
-    const __m512 q = _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(t, p), e), _mm512_set1_ps(0.5f));
-    const __m512 cdf = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ), _mm512_sub_ps(one, q), q);
-    _mm512_mask_storeu_ps(y + i, m, _mm512_mul_ps(v, cdf));
-    _mm512_mask_storeu_ps(d + i, m, _mm512_add_ps(cdf, _mm512_mul_ps(v, _mm512_mul_ps(e, _mm512_set1_ps(0.3989422804014327f)))));
+// exp(x) for x clamped to [-87, 88]: kernels.wat $exp4. One body per width (PS: the float vectors' intrinsic prefix;
+// ROUND rounds to the nearest integer, ties to even; AS_FLOAT reinterprets an integer vector).
+#define EXP(NAME, TARGET, VEC, PS, ROUND, AS_FLOAT)                                                                                                 \
+  __attribute__((target(TARGET))) static inline VEC NAME(VEC x) {                                                                                   \
+    x = PS##_min_ps(PS##_max_ps(x, PS##_set1_ps(-87.f)), PS##_set1_ps(88.f));                                                                       \
+    const VEC k = ROUND(PS##_mul_ps(x, PS##_set1_ps(1.44269504088896341f)));                                                                        \
+    const VEC r = PS##_sub_ps(PS##_sub_ps(x, PS##_mul_ps(k, PS##_set1_ps(0.693359375f))), PS##_mul_ps(k, PS##_set1_ps(-2.12194440e-4f)));           \
+    VEC p = PS##_mul_ps(PS##_set1_ps(1.9875691500e-4f), r);                                                                                         \
+    p = PS##_mul_ps(PS##_add_ps(p, PS##_set1_ps(1.3981999507e-3f)), r);                                                                             \
+    p = PS##_mul_ps(PS##_add_ps(p, PS##_set1_ps(8.3334519073e-3f)), r);                                                                             \
+    p = PS##_mul_ps(PS##_add_ps(p, PS##_set1_ps(4.1665795894e-2f)), r);                                                                             \
+    p = PS##_mul_ps(PS##_add_ps(p, PS##_set1_ps(1.6666665459e-1f)), r);                                                                             \
+    p = PS##_add_ps(p, PS##_set1_ps(5.0000001201e-1f));                                                                                             \
+    const VEC e = PS##_add_ps(PS##_add_ps(PS##_mul_ps(p, PS##_mul_ps(r, r)), r), PS##_set1_ps(1.f));                                                \
+    return PS##_mul_ps(e, AS_FLOAT(PS##_slli_epi32(PS##_add_epi32(PS##_cvttps_epi32(k), PS##_set1_epi32(127)), 23)));                               \
   }
-}
+#define ROUND512(x) _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+#define ROUND256(x) _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+EXP(exp512, "avx512f", __m512, _mm512, ROUND512, _mm512_castsi512_ps)
+EXP(exp256, "avx2", __m256, _mm256, ROUND256, _mm256_castsi256_ps)
 
-
-// exp256 and gelu256: exp512 and gelu512 eight lanes at a time, for CPUs with AVX2 but no AVX-512 (a partial last
-// vector goes through a zero-padded copy, so every element takes the same operations).
-__attribute__((target("avx2"))) static inline __m256 exp256(__m256 x) {
-  x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.f)), _mm256_set1_ps(88.f));
-  const __m256 k = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  const __m256 r = _mm256_sub_ps(_mm256_sub_ps(x, _mm256_mul_ps(k, _mm256_set1_ps(0.693359375f))), _mm256_mul_ps(k, _mm256_set1_ps(-2.12194440e-4f)));
-  __m256 p = _mm256_mul_ps(_mm256_set1_ps(1.9875691500e-4f), r);
-  p = _mm256_mul_ps(_mm256_add_ps(p, _mm256_set1_ps(1.3981999507e-3f)), r);
-  p = _mm256_mul_ps(_mm256_add_ps(p, _mm256_set1_ps(8.3334519073e-3f)), r);
-  p = _mm256_mul_ps(_mm256_add_ps(p, _mm256_set1_ps(4.1665795894e-2f)), r);
-  p = _mm256_mul_ps(_mm256_add_ps(p, _mm256_set1_ps(1.6666665459e-1f)), r);
-  p = _mm256_add_ps(p, _mm256_set1_ps(5.0000001201e-1f));
-  const __m256 e = _mm256_add_ps(_mm256_add_ps(_mm256_mul_ps(p, _mm256_mul_ps(r, r)), r), _mm256_set1_ps(1.f));
-  const __m256i two = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvttps_epi32(k), _mm256_set1_epi32(127)), 23);
-  return _mm256_mul_ps(e, _mm256_castsi256_ps(two));
-}
-
-__attribute__((target("avx2"))) static inline void gelu8(const float *x, float *y, float *d) {
-  const __m256 one = _mm256_set1_ps(1.f);
-  const __m256 v = _mm256_loadu_ps(x);
-  const __m256 a = _mm256_and_ps(_mm256_mul_ps(v, _mm256_set1_ps(0.70710678118654752f)), _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF)));
-  const __m256 t = _mm256_div_ps(one, _mm256_add_ps(one, _mm256_mul_ps(_mm256_set1_ps(0.3275911f), a)));
-  const __m256 e = exp256(_mm256_xor_ps(_mm256_mul_ps(a, a), _mm256_castsi256_ps(_mm256_set1_epi32((int)0x80000000u))));
-  __m256 p = _mm256_mul_ps(_mm256_set1_ps(1.061405429f), t);
-  p = _mm256_mul_ps(_mm256_add_ps(p, _mm256_set1_ps(-1.453152027f)), t);
-  p = _mm256_mul_ps(_mm256_add_ps(p, _mm256_set1_ps(1.421413741f)), t);
-  p = _mm256_mul_ps(_mm256_add_ps(p, _mm256_set1_ps(-0.284496736f)), t);
-  p = _mm256_add_ps(p, _mm256_set1_ps(0.254829592f));
-  const __m256 q = _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(t, p), e), _mm256_set1_ps(0.5f));
-  const __m256 cdf = _mm256_blendv_ps(_mm256_sub_ps(one, q), q, _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_LT_OQ));
-  _mm256_storeu_ps(y, _mm256_mul_ps(v, cdf));
-  _mm256_storeu_ps(d, _mm256_add_ps(cdf, _mm256_mul_ps(v, _mm256_mul_ps(e, _mm256_set1_ps(0.3989422804014327f)))));
-}
-
-__attribute__((target("avx2"))) static void gelu256(const float *x, float *y, float *d, int64_t n) {
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) gelu8(x + i, y + i, d + i);
-  if (i < n) {
-    float in[8] = {0}, out[8], slope[8];
-    memcpy(in, x + i, sizeof(float) * (n - i));
-    gelu8(in, out, slope);
-    memcpy(y + i, out, sizeof(float) * (n - i));
-    memcpy(d + i, slope, sizeof(float) * (n - i));
+// y = x Phi(x) and dy/dx = Phi(x) + x phi(x) for x[0, n): kernels.wat gelu. One body per width, as EXP (ABS, NEGATE:
+// the sign bit cleared or flipped; IF_NEGATIVE(v, a, b): a where v < 0, else b); a partial last vector goes through a
+// zero-padded copy, so every element takes the same operations.
+#define GELU(NAME, TARGET, VEC, PS, LANES, EXP, ABS, NEGATE, IF_NEGATIVE)                                                                           \
+  __attribute__((target(TARGET))) static inline void NAME##_lanes(const float *x, float *y, float *d) {                                             \
+    const VEC one = PS##_set1_ps(1.f), v = PS##_loadu_ps(x);                                                                                        \
+    const VEC a = ABS(PS##_mul_ps(v, PS##_set1_ps(0.70710678118654752f)));                                                                          \
+    const VEC t = PS##_div_ps(one, PS##_add_ps(one, PS##_mul_ps(PS##_set1_ps(0.3275911f), a)));                                                     \
+    const VEC e = EXP(NEGATE(PS##_mul_ps(a, a)));                                                                                                   \
+    VEC p = PS##_mul_ps(PS##_set1_ps(1.061405429f), t);                                                                                             \
+    p = PS##_mul_ps(PS##_add_ps(p, PS##_set1_ps(-1.453152027f)), t);                                                                                \
+    p = PS##_mul_ps(PS##_add_ps(p, PS##_set1_ps(1.421413741f)), t);                                                                                 \
+    p = PS##_mul_ps(PS##_add_ps(p, PS##_set1_ps(-0.284496736f)), t);                                                                                \
+    p = PS##_add_ps(p, PS##_set1_ps(0.254829592f));                                                                                                 \
+    const VEC q = PS##_mul_ps(PS##_mul_ps(PS##_mul_ps(t, p), e), PS##_set1_ps(0.5f));                                                               \
+    const VEC cdf = IF_NEGATIVE(v, q, PS##_sub_ps(one, q));                                                                                         \
+    PS##_storeu_ps(y, PS##_mul_ps(v, cdf));                                                                                                         \
+    PS##_storeu_ps(d, PS##_add_ps(cdf, PS##_mul_ps(v, PS##_mul_ps(e, PS##_set1_ps(0.3989422804014327f)))));                                         \
+  }                                                                                                                                                 \
+  __attribute__((target(TARGET))) static void NAME(const float *x, float *y, float *d, int64_t n) {                                                 \
+    int64_t i = 0;                                                                                                                                  \
+    for (; i + LANES <= n; i += LANES) NAME##_lanes(x + i, y + i, d + i);                                                                           \
+    if (i < n) {                                                                                                                                    \
+      float in[LANES] = {0}, out[LANES], slope[LANES];                                                                                              \
+      memcpy(in, x + i, sizeof(float) * (n - i));                                                                                                   \
+      NAME##_lanes(in, out, slope);                                                                                                                 \
+      memcpy(y + i, out, sizeof(float) * (n - i));                                                                                                  \
+      memcpy(d + i, slope, sizeof(float) * (n - i));                                                                                                \
+    }                                                                                                                                               \
   }
-}
+#define ABS512(x) _mm512_abs_ps(x)
+#define NEGATE512(x) _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(x), _mm512_set1_epi32((int)0x80000000u)))
+#define IF_NEGATIVE512(v, a, b) _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ), b, a)
+#define ABS256(x) _mm256_and_ps(x, _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF)))
+#define NEGATE256(x) _mm256_xor_ps(x, _mm256_castsi256_ps(_mm256_set1_epi32((int)0x80000000u)))
+#define IF_NEGATIVE256(v, a, b) _mm256_blendv_ps(b, a, _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_LT_OQ))
+GELU(gelu512, "avx512f", __m512, _mm512, 16, exp512, ABS512, NEGATE512, IF_NEGATIVE512)
+GELU(gelu256, "avx2", __m256, _mm256, 8, exp256, ABS256, NEGATE256, IF_NEGATIVE256)
 
 // ---- Weighted gradients ----
 // g = w t, or g + w t when accumulating, each element in doubles with one rounding to float at the end: model.ts's
-// JavaScript loop (a pass's gradients weighted into the step's), bit for bit, eight elements at a time.
-__attribute__((target("avx512f"))) static void weighted512(float *g, const float *t, size_t n, double w, int accumulate) {
-  const __m512d wv = _mm512_set1_pd(w);
-  size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    __m512d x = _mm512_mul_pd(wv, _mm512_cvtps_pd(_mm256_loadu_ps(t + i)));
-    if (accumulate) x = _mm512_add_pd(_mm512_cvtps_pd(_mm256_loadu_ps(g + i)), x);
-    _mm256_storeu_ps(g + i, _mm512_cvtpd_ps(x));
+// JavaScript loop (a pass's gradients weighted into the step's), bit for bit. One body per width (PD: the double
+// vectors' intrinsic prefix, LANES of them; LOAD and STORE move LANES floats).
+#define WEIGHTED(NAME, TARGET, LANES, VECD, PD, LOAD, STORE)                                                                                        \
+  __attribute__((target(TARGET))) static void NAME(float *g, const float *t, size_t n, double w, int accumulate) {                                  \
+    size_t i = 0;                                                                                                                                   \
+    for (; i + LANES <= n; i += LANES) {                                                                                                            \
+      VECD x = PD##_mul_pd(PD##_set1_pd(w), PD##_cvtps_pd(LOAD(t + i)));                                                                            \
+      if (accumulate) x = PD##_add_pd(PD##_cvtps_pd(LOAD(g + i)), x);                                                                               \
+      STORE(g + i, PD##_cvtpd_ps(x));                                                                                                               \
+    }                                                                                                                                               \
+    for (; i < n; i++) g[i] = (float)(accumulate ? (double)g[i] + w * (double)t[i] : w * (double)t[i]);                                             \
   }
-  for (; i < n; i++) g[i] = (float)(accumulate ? (double)g[i] + w * (double)t[i] : w * (double)t[i]);
-}
-
-
-// weighted512 four elements at a time, for CPUs with AVX2 but no AVX-512.
-__attribute__((target("avx2"))) static void weighted256(float *g, const float *t, size_t n, double w, int accumulate) {
-  const __m256d wv = _mm256_set1_pd(w);
-  size_t i = 0;
-  for (; i + 4 <= n; i += 4) {
-    __m256d x = _mm256_mul_pd(wv, _mm256_cvtps_pd(_mm_loadu_ps(t + i)));
-    if (accumulate) x = _mm256_add_pd(_mm256_cvtps_pd(_mm_loadu_ps(g + i)), x);
-    _mm_storeu_ps(g + i, _mm256_cvtpd_ps(x));
-  }
-  for (; i < n; i++) g[i] = (float)(accumulate ? (double)g[i] + w * (double)t[i] : w * (double)t[i]);
-}
+WEIGHTED(weighted512, "avx512f", 8, __m512d, _mm512, _mm256_loadu_ps, _mm256_storeu_ps)
+WEIGHTED(weighted256, "avx2", 4, __m256d, _mm256, _mm_loadu_ps, _mm_storeu_ps)
 
 // ---- AdamW ----
 // optimizer.wat's adamw (and optimizer.ts's adamwRange) over p, g, m, v [lo, hi): the same double operations in the
-// same order, rounded to float where they round, so the same bits, eight elements at a time.
-__attribute__((target("avx512f"))) static void adamw512(float *p, const float *g, float *m, float *v, size_t lo, size_t hi, const double *k) {
-  const double stepSize = k[0], b1 = k[1], c1 = k[2], b2 = k[3], c2 = k[4], eps = k[5], decay = k[6];
-  size_t i = lo;
-  for (; i + 8 <= hi; i += 8) {
-    const __m512d gj = _mm512_cvtps_pd(_mm256_loadu_ps(g + i));
-    const __m512d mj = _mm512_add_pd(_mm512_mul_pd(_mm512_set1_pd(b1), _mm512_cvtps_pd(_mm256_loadu_ps(m + i))), _mm512_mul_pd(_mm512_set1_pd(c1), gj));
-    const __m512d vj = _mm512_add_pd(_mm512_mul_pd(_mm512_set1_pd(b2), _mm512_cvtps_pd(_mm256_loadu_ps(v + i))), _mm512_mul_pd(_mm512_mul_pd(_mm512_set1_pd(c2), gj), gj));
-    _mm256_storeu_ps(m + i, _mm512_cvtpd_ps(mj));
-    _mm256_storeu_ps(v + i, _mm512_cvtpd_ps(vj));
-    const __m512d step = _mm512_div_pd(_mm512_mul_pd(_mm512_set1_pd(stepSize), mj), _mm512_add_pd(_mm512_sqrt_pd(vj), _mm512_set1_pd(eps)));
-    const __m512d pj = _mm512_cvtps_pd(_mm512_cvtpd_ps(_mm512_sub_pd(_mm512_cvtps_pd(_mm256_loadu_ps(p + i)), step)));
-    _mm256_storeu_ps(p + i, _mm512_cvtpd_ps(_mm512_sub_pd(pj, _mm512_mul_pd(_mm512_set1_pd(decay), pj))));
+// same order, rounded to float where they round, so the same bits. One body per width, as WEIGHTED.
+#define ADAMW(NAME, TARGET, LANES, VECD, PD, LOAD, STORE)                                                                                           \
+  __attribute__((target(TARGET))) static void NAME(float *p, const float *g, float *m, float *v, size_t lo, size_t hi,                              \
+                                                   const double *k) {                                                                               \
+    const double stepSize = k[0], b1 = k[1], c1 = k[2], b2 = k[3], c2 = k[4], eps = k[5], decay = k[6];                                             \
+    size_t i = lo;                                                                                                                                  \
+    for (; i + LANES <= hi; i += LANES) {                                                                                                           \
+      const VECD gj = PD##_cvtps_pd(LOAD(g + i));                                                                                                   \
+      const VECD mj = PD##_add_pd(PD##_mul_pd(PD##_set1_pd(b1), PD##_cvtps_pd(LOAD(m + i))), PD##_mul_pd(PD##_set1_pd(c1), gj));                    \
+      const VECD vj =                                                                                                                               \
+          PD##_add_pd(PD##_mul_pd(PD##_set1_pd(b2), PD##_cvtps_pd(LOAD(v + i))), PD##_mul_pd(PD##_mul_pd(PD##_set1_pd(c2), gj), gj));               \
+      STORE(m + i, PD##_cvtpd_ps(mj));                                                                                                              \
+      STORE(v + i, PD##_cvtpd_ps(vj));                                                                                                              \
+      const VECD step = PD##_div_pd(PD##_mul_pd(PD##_set1_pd(stepSize), mj), PD##_add_pd(PD##_sqrt_pd(vj), PD##_set1_pd(eps)));                     \
+      const VECD pj = PD##_cvtps_pd(PD##_cvtpd_ps(PD##_sub_pd(PD##_cvtps_pd(LOAD(p + i)), step)));                                                  \
+      STORE(p + i, PD##_cvtpd_ps(PD##_sub_pd(pj, PD##_mul_pd(PD##_set1_pd(decay), pj))));                                                           \
+    }                                                                                                                                               \
+    for (; i < hi; i++) {                                                                                                                           \
+      const double gj = g[i], mj = b1 * m[i] + c1 * gj, vj = b2 * v[i] + c2 * gj * gj;                                                              \
+      m[i] = (float)mj;                                                                                                                             \
+      v[i] = (float)vj;                                                                                                                             \
+      const double pj = (float)(p[i] - stepSize * mj / (sqrt(vj) + eps));                                                                           \
+      p[i] = (float)(pj - decay * pj);                                                                                                              \
+    }                                                                                                                                               \
   }
-  for (; i < hi; i++) {
-    const double gj = g[i], mj = b1 * m[i] + c1 * gj, vj = b2 * v[i] + c2 * gj * gj;
-    m[i] = (float)mj;
-    v[i] = (float)vj;
-    const double pj = (float)(p[i] - stepSize * mj / (sqrt(vj) + eps));
-    p[i] = (float)(pj - decay * pj);
-  }
-}
-
-// adamw512 four elements at a time, for CPUs with AVX2 but no AVX-512.
-__attribute__((target("avx2"))) static void adamw256(float *p, const float *g, float *m, float *v, size_t lo, size_t hi, const double *k) {
-  const double stepSize = k[0], b1 = k[1], c1 = k[2], b2 = k[3], c2 = k[4], eps = k[5], decay = k[6];
-  size_t i = lo;
-  for (; i + 4 <= hi; i += 4) {
-    const __m256d gj = _mm256_cvtps_pd(_mm_loadu_ps(g + i));
-    const __m256d mj = _mm256_add_pd(_mm256_mul_pd(_mm256_set1_pd(b1), _mm256_cvtps_pd(_mm_loadu_ps(m + i))), _mm256_mul_pd(_mm256_set1_pd(c1), gj));
-    const __m256d vj = _mm256_add_pd(_mm256_mul_pd(_mm256_set1_pd(b2), _mm256_cvtps_pd(_mm_loadu_ps(v + i))), _mm256_mul_pd(_mm256_mul_pd(_mm256_set1_pd(c2), gj), gj));
-    _mm_storeu_ps(m + i, _mm256_cvtpd_ps(mj));
-    _mm_storeu_ps(v + i, _mm256_cvtpd_ps(vj));
-    const __m256d step = _mm256_div_pd(_mm256_mul_pd(_mm256_set1_pd(stepSize), mj), _mm256_add_pd(_mm256_sqrt_pd(vj), _mm256_set1_pd(eps)));
-    const __m256d pj = _mm256_cvtps_pd(_mm256_cvtpd_ps(_mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(p + i)), step)));
-    _mm_storeu_ps(p + i, _mm256_cvtpd_ps(_mm256_sub_pd(pj, _mm256_mul_pd(_mm256_set1_pd(decay), pj))));
-  }
-  for (; i < hi; i++) {
-    const double gj = g[i], mj = b1 * m[i] + c1 * gj, vj = b2 * v[i] + c2 * gj * gj;
-    m[i] = (float)mj;
-    v[i] = (float)vj;
-    const double pj = (float)(p[i] - stepSize * mj / (sqrt(vj) + eps));
-    p[i] = (float)(pj - decay * pj);
-  }
-}
+ADAMW(adamw512, "avx512f", 8, __m512d, _mm512, _mm256_loadu_ps, _mm256_storeu_ps)
+ADAMW(adamw256, "avx2", 4, __m256d, _mm256, _mm_loadu_ps, _mm_storeu_ps)
 
 // ---- Child-Tuning-F's mask ----
 // rng.ts seedState: the xoshiro128** state of a chunk's stream from its seed, word i at s[i * stride].
@@ -878,6 +825,12 @@ static napi_value js_gelu(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// A pass's call: exactly `count` arguments into argv, and the Passes of its width; 0 otherwise.
+static int pass_call(napi_env env, napi_callback_info info, size_t count, napi_value *argv, const Passes **passes) {
+  size_t argc = count;
+  return napi_get_cb_info(env, info, &argc, argv, NULL, (void **)passes) == napi_ok && argc == count;
+}
+
 // A typed array argument's elements (a view of shared memory too) and length; 0 for anything but a `want` array.
 static int typed_array(napi_env env, napi_value value, napi_typedarray_type want, void *data, size_t *length) {
   napi_typedarray_type type;
@@ -888,15 +841,14 @@ static int typed_array(napi_env env, napi_value value, napi_typedarray_type want
 
 // weighted(g, t, w, accumulate): g and t Float32Arrays of one length (g may be shared memory); see weighted512.
 static napi_value js_weighted(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
   napi_value argv[4];
   const Passes *passes;
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, (void **)&passes));
+  const int called = pass_call(env, info, 4, argv, &passes);
   float *g, *t;
   size_t gLength, tLength;
   double w;
   bool accumulate;
-  if (argc != 4 || !typed_array(env, argv[0], napi_float32_array, &g, &gLength) || !typed_array(env, argv[1], napi_float32_array, &t, &tLength) || gLength != tLength ||
+  if (!called || !typed_array(env, argv[0], napi_float32_array, &g, &gLength) || !typed_array(env, argv[1], napi_float32_array, &t, &tLength) || gLength != tLength ||
       napi_get_value_double(env, argv[2], &w) != napi_ok || napi_get_value_bool(env, argv[3], &accumulate) != napi_ok) {
     napi_throw_error(env, NULL, "childtune native: weighted takes two Float32Arrays of one length, a weight and a boolean");
     return NULL;
@@ -908,13 +860,12 @@ static napi_value js_weighted(napi_env env, napi_callback_info info) {
 // adamw(p, g, m, v, lo, hi, stepSize, b1, c1, b2, c2, eps, decay): Float32Arrays (shared memory included) at least hi
 // long; see adamw512.
 static napi_value js_adamw(napi_env env, napi_callback_info info) {
-  size_t argc = 13;
   napi_value argv[13];
   const Passes *passes;
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, (void **)&passes));
+  const int called = pass_call(env, info, 13, argv, &passes);
   float *arrays[4];
   size_t length, shortest = SIZE_MAX;
-  int ok = argc == 13;
+  int ok = called;
   for (int i = 0; ok && i < 4; i++) {
     ok = typed_array(env, argv[i], napi_float32_array, &arrays[i], &length);
     if (ok && length < shortest) shortest = length;
@@ -931,26 +882,33 @@ static napi_value js_adamw(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// The (g, bits, lo, hi) that fmask and fapply begin with: a Float32Array and a Uint8Array bitset (shared memory
+// included) covering [0, hi), lo a multiple of 8; 0 for anything else.
+static int bitset_range(napi_env env, napi_value *argv, float **g, uint8_t **bits, int64_t *lo, int64_t *hi) {
+  size_t gLength, bitsLength;
+  return typed_array(env, argv[0], napi_float32_array, g, &gLength) && typed_array(env, argv[1], napi_uint8_array, bits, &bitsLength) &&
+         napi_get_value_int64(env, argv[2], lo) == napi_ok && napi_get_value_int64(env, argv[3], hi) == napi_ok && *lo >= 0 && *lo % 8 == 0 &&
+         *hi >= *lo && (size_t)*hi <= gLength && (size_t)(*hi + 7) / 8 <= bitsLength;
+}
+
 // fmask(g, bits, lo, hi, chunk, seeds, threshold, scale): g a Float32Array and bits a Uint8Array (shared memory
 // included) covering [0, hi), seeds a Uint32Array with one seed per chunk; returns how many were kept. See fmask512.
 static napi_value js_fmask(napi_env env, napi_callback_info info) {
-  size_t argc = 8;
   napi_value argv[8];
   const Passes *passes;
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, (void **)&passes));
+  const int called = pass_call(env, info, 8, argv, &passes);
   float *g;
   uint8_t *bits;
   uint32_t *seeds;
-  size_t gLength, bitsLength, seedCount;
+  size_t seedCount;
   int64_t lo = 0, hi = 0, chunk = 0;
   int32_t threshold = 0;
   double scale = 0;
-  int ok = argc == 8 && typed_array(env, argv[0], napi_float32_array, &g, &gLength) && typed_array(env, argv[1], napi_uint8_array, &bits, &bitsLength) &&
-           napi_get_value_int64(env, argv[2], &lo) == napi_ok && napi_get_value_int64(env, argv[3], &hi) == napi_ok &&
-           napi_get_value_int64(env, argv[4], &chunk) == napi_ok && typed_array(env, argv[5], napi_uint32_array, &seeds, &seedCount) &&
-           napi_get_value_int32(env, argv[6], &threshold) == napi_ok && napi_get_value_double(env, argv[7], &scale) == napi_ok;
-  ok = ok && lo >= 0 && lo % 8 == 0 && hi >= lo && (size_t)hi <= gLength && (size_t)(hi + 7) / 8 <= bitsLength && chunk > 0 && (chunk % 8 == 0 || hi - lo <= chunk) &&
-       (size_t)((hi - lo + chunk - 1) / chunk) <= seedCount && threshold >= 1 && threshold <= 65536;
+  int ok = called && bitset_range(env, argv, &g, &bits, &lo, &hi) && napi_get_value_int64(env, argv[4], &chunk) == napi_ok &&
+           typed_array(env, argv[5], napi_uint32_array, &seeds, &seedCount) && napi_get_value_int32(env, argv[6], &threshold) == napi_ok &&
+           napi_get_value_double(env, argv[7], &scale) == napi_ok;
+  ok = ok && chunk > 0 && (chunk % 8 == 0 || hi - lo <= chunk) && (size_t)((hi - lo + chunk - 1) / chunk) <= seedCount && threshold >= 1 &&
+       threshold <= 65536;
   if (!ok) {
     napi_throw_error(env, NULL,
                      "childtune native: fmask takes a Float32Array and a Uint8Array bitset covering a range that starts on a multiple of 8, a chunk "
@@ -965,19 +923,14 @@ static napi_value js_fmask(napi_env env, napi_callback_info info) {
 // fapply(g, bits, lo, hi, scale): g a Float32Array and bits a Uint8Array (shared memory included) covering [0, hi), lo
 // a multiple of 8. See fapply512.
 static napi_value js_fapply(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
   napi_value argv[5];
   const Passes *passes;
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, (void **)&passes));
+  const int called = pass_call(env, info, 5, argv, &passes);
   float *g;
   uint8_t *bits;
-  size_t gLength, bitsLength;
   int64_t lo = 0, hi = 0;
   double scale = 0;
-  int ok = argc == 5 && typed_array(env, argv[0], napi_float32_array, &g, &gLength) && typed_array(env, argv[1], napi_uint8_array, &bits, &bitsLength) &&
-           napi_get_value_int64(env, argv[2], &lo) == napi_ok && napi_get_value_int64(env, argv[3], &hi) == napi_ok &&
-           napi_get_value_double(env, argv[4], &scale) == napi_ok;
-  if (!ok || lo < 0 || lo % 8 || hi < lo || (size_t)hi > gLength || (size_t)(hi + 7) / 8 > bitsLength) {
+  if (!called || !bitset_range(env, argv, &g, &bits, &lo, &hi) || napi_get_value_double(env, argv[4], &scale) != napi_ok) {
     napi_throw_error(env, NULL, "childtune native: fapply takes a Float32Array and a Uint8Array bitset covering a range that starts on a multiple of 8, and a scale");
     return NULL;
   }
