@@ -1213,7 +1213,13 @@ async function main() {
   const previous = fs.existsSync(resultsFile) ? JSON.parse(fs.readFileSync(resultsFile, 'utf8')) : undefined;
   // Rows measured on another CPU are not this machine's: only this CPU's are kept (the others live on in by_cpu).
   const sameCpu = previous?.peak?.cpu && cpuKey(previous.peak.cpu) === cpuKey(peak.cpu);
-  const rows = new Map<string, Row>((sameCpu ? previous.configs : []).map((c: Row) => [c.config, c]));
+  // A kept row's share of peak is taken against this run's peak, the one the table's header states.
+  const rows = new Map<string, Row>(
+    (sameCpu ? previous.configs : []).map((c: Row) => [
+      c.config,
+      { ...c, peak_share: peak.gflops && c.gflops ? c.gflops / peak.gflops : c.peak_share },
+    ]),
+  );
   for (const shape of shapes) {
     process.stderr.write(`bench: ${shape}\n`);
     const s = SHAPES[shape];
