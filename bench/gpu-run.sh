@@ -10,7 +10,11 @@ OUT=${OUT:-/tmp/childtune-gpu-out}
 mkdir -p "$OUT"
 KIT=/tmp/childtune-kit
 rm -rf "$KIT" && mkdir -p "$KIT" && tar -xJf .device/kit.tar.xz -C "$KIT" || exit 1
-rm -rf node_modules dist && ln -s "$KIT/node_modules" node_modules && ln -s "$KIT/dist" dist
+# The kit's node_modules and dist, where the checkout has none of its own (a bare machine's copy): a developer's
+# checkout keeps its own.
+for d in node_modules dist; do
+  if [ -L "$d" ] || [ ! -e "$d" ]; then ln -sfn "$KIT/$d" "$d"; fi
+done
 export PATH=$KIT/bin:$PATH LD_LIBRARY_PATH=$KIT/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} XDG_RUNTIME_DIR=$(mktemp -d)
 # NVIDIA's Vulkan driver where the image mounts it (Dawn finds it through the loader in the kit).
 NV=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json

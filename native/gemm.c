@@ -562,19 +562,6 @@ ADAMW(adamw512, "avx512f", 8, __m512d, _mm512, _mm256_loadu_ps, _mm256_storeu_ps
 ADAMW(adamw256, "avx2", 4, __m256d, _mm256, _mm_loadu_ps, _mm_storeu_ps)
 
 // ---- Child-Tuning-F's mask ----
-// rng.ts seedState: the xoshiro128** state of a chunk's stream from its seed, word i at s[i * stride].
-static void seed_state(uint32_t seed, uint32_t *s, int stride) {
-  uint32_t x = seed, any = 0;
-  for (int i = 0; i < 4; i++) {
-    x += 0x9e3779b9u;
-    uint32_t z = x;
-    z = (z ^ (z >> 16)) * 0x85ebca6bu;
-    z = (z ^ (z >> 13)) * 0xc2b2ae35u;
-    any |= s[i * stride] = z ^ (z >> 16);
-  }
-  if (!any) s[0] = 1;
-}
-
 // g[0, 16) where `in` is set, each element times `factor` where its decision bit is set and times +0.0 where not, in
 // doubles: optimizer.wat's fapply.
 __attribute__((target("avx512f"))) static inline void keep16(float *g, uint32_t decisions, __mmask16 in, __m512d factor) {
@@ -598,12 +585,13 @@ __attribute__((target("avx512f"))) static void fapply512(float *g, const uint8_t
 }
 
 // optimizer.wat's fdraw and fapply (and fmask4) over [lo, hi) in chunks of `chunk` elements (lo a multiple of 8, and
-// chunk too unless it covers the range), chunk i drawn from seeds[i]'s stream: the same keep bits (each element's
+// chunk too unless it covers the range), each chunk drawn from its own stream: the same keep bits (each element's
 // 16-bit draw below threshold; the last byte's bits past hi zero), each element times scale or +0.0 in doubles, and
-// the count kept. Sixteen chunks at once, lane k of a vector generator running chunk k's stream: eight steps give each
+// the count kept. Chunk i's xoshiro128** state is states[4i, 4i + 4) (rng.ts seedState of its seed). Sixteen chunks
+// at once, lane k of a vector generator running chunk k's stream: eight steps give each
 // chunk eight draws, sixteen decisions; the 8 x 16 block of draws is transposed so a chunk's eight sit in one half of
 // a vector, whose 16-bit compares give its sixteen bits in element order.
-__attribute__((target("avx512f,avx512bw"))) static int64_t fmask512(float *g, uint8_t *bits, int64_t lo, int64_t hi, int64_t chunk, const uint32_t *seeds, int threshold, double scale) {
+__attribute__((target("avx512f,avx512bw"))) static int64_t fmask512(float *g, uint8_t *bits, int64_t lo, int64_t hi, int64_t chunk, const uint32_t *states, int threshold, double scale) {
   const __m512i below = _mm512_set1_epi16((short)(threshold - 1));
   // Quadword picks of two vectors (a: 0-7, b: 8-15): a's and b's first 128-bit blocks interleaved, then their last.
   const __m512i first = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11), last = _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15);
@@ -617,7 +605,7 @@ __attribute__((target("avx512f,avx512bw"))) static int64_t fmask512(float *g, ui
     float *gk[16];
     uint8_t *bk[16];
     for (int k = 0; k < count; k++) {
-      seed_state(seeds[c0 + k], &state[0][k], 16);
+      for (int w = 0; w < 4; w++) state[w][k] = states[4 * (c0 + k) + w];
       const int64_t start = lo + (c0 + k) * chunk;
       length[k] = hi - start < chunk ? hi - start : chunk;
       gk[k] = g + start;
@@ -693,7 +681,7 @@ typedef struct {
   void (*weighted)(float *g, const float *t, size_t n, double w, int accumulate);
   void (*adamw)(float *p, const float *g, float *m, float *v, size_t lo, size_t hi, const double *k);
   void (*fapply)(float *g, const uint8_t *bits, int64_t lo, int64_t hi, double scale);
-  int64_t (*fmask)(float *g, uint8_t *bits, int64_t lo, int64_t hi, int64_t chunk, const uint32_t *seeds, int threshold, double scale);
+  int64_t (*fmask)(float *g, uint8_t *bits, int64_t lo, int64_t hi, int64_t chunk, const uint32_t *states, int threshold, double scale);
 } Passes;
 
 static const Passes PASSES512 = {gelu512, weighted512, adamw512, fapply512, fmask512};
@@ -891,32 +879,33 @@ static int bitset_range(napi_env env, napi_value *argv, float **g, uint8_t **bit
          *hi >= *lo && (size_t)*hi <= gLength && (size_t)(*hi + 7) / 8 <= bitsLength;
 }
 
-// fmask(g, bits, lo, hi, chunk, seeds, threshold, scale): g a Float32Array and bits a Uint8Array (shared memory
-// included) covering [0, hi), seeds a Uint32Array with one seed per chunk; returns how many were kept. See fmask512.
+// fmask(g, bits, lo, hi, chunk, states, threshold, scale): g a Float32Array and bits a Uint8Array (shared memory
+// included) covering [0, hi), states a Uint32Array with four generator words per chunk; returns how many were kept.
+// See fmask512.
 static napi_value js_fmask(napi_env env, napi_callback_info info) {
   napi_value argv[8];
   const Passes *passes;
   const int called = pass_call(env, info, 8, argv, &passes);
   float *g;
   uint8_t *bits;
-  uint32_t *seeds;
-  size_t seedCount;
+  uint32_t *states;
+  size_t stateWords;
   int64_t lo = 0, hi = 0, chunk = 0;
   int32_t threshold = 0;
   double scale = 0;
   int ok = called && bitset_range(env, argv, &g, &bits, &lo, &hi) && napi_get_value_int64(env, argv[4], &chunk) == napi_ok &&
-           typed_array(env, argv[5], napi_uint32_array, &seeds, &seedCount) && napi_get_value_int32(env, argv[6], &threshold) == napi_ok &&
+           typed_array(env, argv[5], napi_uint32_array, &states, &stateWords) && napi_get_value_int32(env, argv[6], &threshold) == napi_ok &&
            napi_get_value_double(env, argv[7], &scale) == napi_ok;
-  ok = ok && chunk > 0 && (chunk % 8 == 0 || hi - lo <= chunk) && (size_t)((hi - lo + chunk - 1) / chunk) <= seedCount && threshold >= 1 &&
+  ok = ok && chunk > 0 && (chunk % 8 == 0 || hi - lo <= chunk) && 4 * (size_t)((hi - lo + chunk - 1) / chunk) <= stateWords && threshold >= 1 &&
        threshold <= 65536;
   if (!ok) {
     napi_throw_error(env, NULL,
                      "childtune native: fmask takes a Float32Array and a Uint8Array bitset covering a range that starts on a multiple of 8, a chunk "
-                     "length that is one (or covers the range), a Uint32Array with a seed per chunk, a threshold from 1 to 65536 and a scale");
+                     "length that is one (or covers the range), a Uint32Array with four state words per chunk, a threshold from 1 to 65536 and a scale");
     return NULL;
   }
   napi_value result;
-  CHECK(napi_create_int64(env, passes->fmask(g, bits, lo, hi, chunk, seeds, threshold, scale), &result));
+  CHECK(napi_create_int64(env, passes->fmask(g, bits, lo, hi, chunk, states, threshold, scale), &result));
   return result;
 }
 

@@ -34,7 +34,8 @@ interface NativePasses {
   ): void;
   /**
    * Child-Tuning-F's mask over [lo, hi) of g in chunks of `chunk` (optimizer.wat's fdraw then fapply per chunk, chunk
-   * i from seeds[i]), sixteen chunks at a time; returns how many were kept. AVX-512 (with AVX-512BW) only.
+   * i's generator state at states[4i, 4i + 4), as seedState leaves it), sixteen chunks at a time; returns how many
+   * were kept. AVX-512 (with AVX-512BW) only.
    */
   fmask?(
     g: Float32Array,
@@ -42,7 +43,7 @@ interface NativePasses {
     lo: number,
     hi: number,
     chunk: number,
-    seeds: Uint32Array,
+    states: Uint32Array,
     threshold: number,
     scale: number,
   ): number;

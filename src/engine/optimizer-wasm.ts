@@ -137,8 +137,8 @@ export class OptimizerKernels implements OptimizerPasses {
   private readonly k: Exports;
   private readonly stateWords: Uint32Array;
   private readonly oneState = new Uint32Array(4);
-  /** The chunks' seeds for the native pass. */
-  private seedWords = new Uint32Array(64);
+  /** The chunks' generator states for the native pass, four words each. */
+  private chunkStates = new Uint32Array(64);
 
   constructor(
     memory: WebAssembly.Memory,
@@ -162,7 +162,7 @@ export class OptimizerKernels implements OptimizerPasses {
 
   adamw(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, lo: number, hi: number, a: AdamWStep) {
     const k = [a.stepSize, a.b1, 1 - a.b1, a.b2, 1 - a.b2, a.eps, a.decay] as const;
-    // The native pass computes the same bits, four times the elements per instruction.
+    // The native pass computes the same bits, two or four times the elements per instruction.
     const native = nativeKernels().native?.adamw;
     if (native) return native(p, g, m, v, lo, hi, ...k);
     const at = (x: Float32Array) => x.byteOffset + 4 * lo;
@@ -209,9 +209,9 @@ export class OptimizerKernels implements OptimizerPasses {
     // The native pass draws and applies the same bits, sixteen chunks at a time.
     const native = nativeKernels().native?.fmask;
     if (native) {
-      if (this.seedWords.length < seeds.length) this.seedWords = new Uint32Array(seeds.length);
-      this.seedWords.set(seeds);
-      return native(g, bits, lo, hi, chunk, this.seedWords, threshold, scale);
+      if (this.chunkStates.length < 4 * seeds.length) this.chunkStates = new Uint32Array(4 * seeds.length);
+      seeds.forEach((seed, i) => seedState(seed, this.chunkStates, 4 * i));
+      return native(g, bits, lo, hi, chunk, this.chunkStates, threshold, scale);
     }
     if (OptimizerKernels.drawsFor(chunk) > this.draws.length)
       throw new Error(`F mask chunk of ${chunk} elements exceeds the draw scratch`);

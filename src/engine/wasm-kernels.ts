@@ -202,7 +202,7 @@ function register() {
   wasmKernel(GELU, (be, { x }) => {
     const [y, dydx] = [be.makeOutput(x!.shape, 'float32'), be.makeOutput(x!.shape, 'float32')];
     const args = [address(be, x!), address(be, y), address(be, dydx), tf.util.sizeFromShape(x!.shape)] as const;
-    // The native kernel computes the same bits, sixteen lanes at a time.
+    // The native kernel computes the same bits, eight or sixteen lanes at a time.
     const { native } = nativeKernels();
     if (native?.gelu) native.gelu(be.wasm.asm.memory.buffer as ArrayBuffer, ...args);
     else kernelsFor(be).gelu(...args);
