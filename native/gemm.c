@@ -245,7 +245,8 @@ __attribute__((target("avx512f"))) static void pack_a512(Operand A, int mc, int 
   }
 }
 
-typedef void (*Tile)(int kc, const void *ap, const void *bp, float *c, ptrdiff_t cRow, int rows, int cols, int accumulate);
+// A tile reads A at ap + r * aRow + k * aCol (in ELEMs): a packed panel (1, mr) or, for a small product, A in place.
+typedef void (*Tile)(int kc, const void *ap, ptrdiff_t aRow, ptrdiff_t aCol, const void *bp, float *c, ptrdiff_t cRow, int rows, int cols, int accumulate);
 typedef void (*Pack)(Operand X, int rows, int cols, int block, void *out);
 
 // One MR512 x NR512 tile: starts from zero, or from C's partial sums when `accumulate`; stores rows < rows, cols < cols.
@@ -254,9 +255,13 @@ typedef void (*Pack)(Operand X, int rows, int cols, int block, void *out);
 // (On one Zen 4 core, with KC 384, 4 x 64 had measured 86 against 83 for 6 x 64.) STEP is the multiply-add, fused or not; the bf16 tile
 // steps over pairs of k (LOAD_A broadcasts a pair, STEP is one VDPBF16PS).
 #define TILE512(NAME, TARGET, ELEM, STEP, LOAD_A, KSTEPS)                                                                                           \
-  __attribute__((target(TARGET))) static void NAME(int kc, const void *apv, const void *bpv, float *c, ptrdiff_t cRow, int rows, int cols, int accumulate) { \
+  __attribute__((target(TARGET))) static void NAME(int kc, const void *apv, ptrdiff_t aRow, ptrdiff_t aCol, const void *bpv, float *c, ptrdiff_t cRow, int rows, int cols, \
+                                                   int accumulate) {                                                                                \
     const ELEM *restrict ap = apv;                                                                                                                  \
     const ELEM *restrict bp = bpv;                                                                                                                  \
+    /* Rows past `rows` repeat the last one (never stored), so an A read in place is never read past its end. */                                    \
+    ptrdiff_t aAt[MR512];                                                                                                                           \
+    for (int r = 0; r < MR512; r++) aAt[r] = (r < rows ? r : rows - 1) * aRow;                                                                     \
     __m512 acc[MR512][NV512];                                                                                                                       \
     __mmask16 mask[NV512];                                                                                                                          \
     for (int v = 0; v < NV512; v++) {                                                                                                               \
@@ -269,10 +274,10 @@ typedef void (*Pack)(Operand X, int rows, int cols, int block, void *out);
       __m512 b[NV512];                                                                                                                              \
       _Pragma("GCC unroll 8") for (int v = 0; v < NV512; v++) b[v] = _mm512_load_ps((const float *)(bp + 16 * v));                                 \
       _Pragma("GCC unroll 8") for (int r = 0; r < MR512; r++) {                                                                                    \
-        const __m512 a = LOAD_A(ap + r);                                                                                                            \
+        const __m512 a = LOAD_A(ap + aAt[r]);                                                                                                      \
         _Pragma("GCC unroll 8") for (int v = 0; v < NV512; v++) acc[r][v] = STEP(acc[r][v], a, b[v]);                                               \
       }                                                                                                                                             \
-      ap += MR512;                                                                                                                                  \
+      ap += aCol;                                                                                                                                   \
       bp += NR512;                                                                                                                                  \
     }                                                                                                                                               \
     _Pragma("GCC unroll 8") for (int r = 0; r < MR512; r++) if (r < rows) _Pragma("GCC unroll 8") for (int v = 0; v < NV512; v++)                  \
@@ -291,9 +296,12 @@ TILE512(tile512bf16, "avx512f,avx512bf16", uint32_t, DPBF16, SET1_PAIR, (kc + 1)
 
 // The AVX2 tile, MR256 x NR256; partial columns go through a small buffer (AVX2 has no masked float moves worth the lanes).
 #define TILE256(NAME, TARGET, STEP)                                                                                                                 \
-  __attribute__((target(TARGET))) static void NAME(int kc, const void *apv, const void *bpv, float *c, ptrdiff_t cRow, int rows, int cols, int accumulate) { \
+  __attribute__((target(TARGET))) static void NAME(int kc, const void *apv, ptrdiff_t aRow, ptrdiff_t aCol, const void *bpv, float *c, ptrdiff_t cRow, int rows, int cols, \
+                                                   int accumulate) {                                                                                \
     const float *restrict ap = apv;                                                                                                                 \
     const float *restrict bp = bpv;                                                                                                                 \
+    ptrdiff_t aAt[MR256];                                                                                                                           \
+    for (int r = 0; r < MR256; r++) aAt[r] = (r < rows ? r : rows - 1) * aRow;                                                                     \
     __m256 acc[MR256][2];                                                                                                                           \
     float edge[MR256][NR256] __attribute__((aligned(32)));                                                                                          \
     const int full = cols == NR256;                                                                                                                 \
@@ -317,11 +325,11 @@ TILE512(tile512bf16, "avx512f,avx512bf16", uint32_t, DPBF16, SET1_PAIR, (kc + 1)
       const __m256 b0 = _mm256_load_ps(bp);                                                                                                         \
       const __m256 b1 = _mm256_load_ps(bp + 8);                                                                                                     \
       _Pragma("GCC unroll 8") for (int r = 0; r < MR256; r++) {                                                                                    \
-        const __m256 a = _mm256_broadcast_ss(ap + r);                                                                                               \
+        const __m256 a = _mm256_broadcast_ss(ap + aAt[r]);                                                                                         \
         acc[r][0] = STEP(acc[r][0], a, b0);                                                                                                         \
         acc[r][1] = STEP(acc[r][1], a, b1);                                                                                                         \
       }                                                                                                                                             \
-      ap += MR256;                                                                                                                                  \
+      ap += aCol;                                                                                                                                   \
       bp += NR256;                                                                                                                                  \
     }                                                                                                                                               \
     _Pragma("GCC unroll 8") for (int r = 0; r < MR256; r++) {                                                                                      \
@@ -430,6 +438,9 @@ static void gemm(const Kernel *kn, Scratch *s, Operand A, Operand B, float *C, p
   if (M <= 0 || N <= 0) return;
   // The bf16 panels hold a pair of k per 32-bit element: a panel's offset counts pairs.
   const int pairs = kn->pack_a == pack_a_bf16;
+  // A product whose A is one block (an attention head's: 128 x 64 or 128 x 128) reads A in place: packing it took a
+  // quarter of such a product's time, and its rows are few enough to stay in cache. The bf16 tile reads packed pairs.
+  const int inPlace = !pairs && M <= MC && K <= KC;
   // K = 0 still runs one (empty) block, so C is set to zeros.
   for (int jc = 0; jc < N; jc += NC) {
     int nc = min_int(NC, N - jc);
@@ -439,10 +450,12 @@ static void gemm(const Kernel *kn, Scratch *s, Operand A, Operand B, float *C, p
       kn->pack_b((Operand){B.p + pc * B.row + jc * B.col, B.row, B.col}, kc, nc, kn->nr, s->b);
       for (int ic = 0; ic < M; ic += MC) {
         int mc = min_int(MC, M - ic);
-        kn->pack_a((Operand){A.p + ic * A.row + pc * A.col, A.row, A.col}, mc, kc, kn->mr, s->a);
+        if (!inPlace) kn->pack_a((Operand){A.p + ic * A.row + pc * A.col, A.row, A.col}, mc, kc, kn->mr, s->a);
         for (int jr = 0; jr < nc; jr += kn->nr) {
           for (int ir = 0; ir < mc; ir += kn->mr) {
-            kn->tile(kc, (const float *)s->a + (ptrdiff_t)ir * depth, (const float *)s->b + (ptrdiff_t)jr * depth, C + (ic + ir) * cRow + jc + jr, cRow, min_int(kn->mr, mc - ir), min_int(kn->nr, nc - jr), pc > 0);
+            const void *ap = inPlace ? (const void *)(A.p + (ic + ir) * A.row + pc * A.col) : (const void *)((const float *)s->a + (ptrdiff_t)ir * depth);
+            kn->tile(kc, ap, inPlace ? A.row : 1, inPlace ? A.col : kn->mr, (const float *)s->b + (ptrdiff_t)jr * depth, C + (ic + ir) * cRow + jc + jr, cRow,
+                     min_int(kn->mr, mc - ir), min_int(kn->nr, nc - jr), pc > 0);
           }
         }
       }
