@@ -544,6 +544,31 @@ GELU(gelu256, "avx2", __m256, _mm256, 8, exp256, ABS256, NEGATE256, IF_NEGATIVE2
 WEIGHTED(weighted512, "avx512f", 8, __m512d, _mm512, _mm256_loadu_ps, _mm256_storeu_ps)
 WEIGHTED(weighted256, "avx2", 4, __m256d, _mm256, _mm_loadu_ps, _mm_storeu_ps)
 
+// ---- Embedding rows ----
+// dst row (dstRows ? dstRows[t] : t) += w times src row (srcRows ? srcRows[t] : t), for t in [0, n) in order (a row
+// several tokens share sums them in token order): kernels.ts's embedding sum (rows gathered from a table) and the
+// word-table gradient (rows scattered into it). With w = 1 a float add, else in doubles rounded once, as the
+// JavaScript loops compute. One body per width, as WEIGHTED.
+#define ADD_ROWS(NAME, TARGET, LANES, VECD, PD, LOAD, STORE, VEC, PS)                                                                               \
+  __attribute__((target(TARGET))) static void NAME(float *dst, const int32_t *dstRows, const float *src, const int32_t *srcRows, size_t n,         \
+                                                   size_t width, double w) {                                                                        \
+    for (size_t t = 0; t < n; t++) {                                                                                                                \
+      float *d = dst + (dstRows ? (size_t)dstRows[t] : t) * width;                                                                                  \
+      const float *x = src + (srcRows ? (size_t)srcRows[t] : t) * width;                                                                            \
+      size_t j = 0;                                                                                                                                 \
+      if (w == 1) {                                                                                                                                 \
+        for (; j + 2 * LANES <= width; j += 2 * LANES) PS##_storeu_ps(d + j, PS##_add_ps(PS##_loadu_ps(d + j), PS##_loadu_ps(x + j)));            \
+        for (; j < width; j++) d[j] += x[j];                                                                                                        \
+      } else {                                                                                                                                      \
+        for (; j + LANES <= width; j += LANES)                                                                                                      \
+          STORE(d + j, PD##_cvtpd_ps(PD##_add_pd(PD##_cvtps_pd(LOAD(d + j)), PD##_mul_pd(PD##_set1_pd(w), PD##_cvtps_pd(LOAD(x + j))))));          \
+        for (; j < width; j++) d[j] = (float)((double)d[j] + w * (double)x[j]);                                                                     \
+      }                                                                                                                                             \
+    }                                                                                                                                               \
+  }
+ADD_ROWS(addRows512, "avx512f", 8, __m512d, _mm512, _mm256_loadu_ps, _mm256_storeu_ps, __m512, _mm512)
+ADD_ROWS(addRows256, "avx2", 4, __m256d, _mm256, _mm_loadu_ps, _mm_storeu_ps, __m256, _mm256)
+
 // ---- AdamW ----
 // optimizer.wat's adamw (and optimizer.ts's adamwRange) over p, g, m, v [lo, hi): the same double operations in the
 // same order, rounded to float where they round, so the same bits. One body per width, as WEIGHTED.
@@ -695,10 +720,11 @@ typedef struct {
   void (*adamw)(float *p, const float *g, float *m, float *v, size_t lo, size_t hi, const double *k);
   void (*fapply)(float *g, const uint8_t *bits, int64_t lo, int64_t hi, double scale);
   int64_t (*fmask)(float *g, uint8_t *bits, int64_t lo, int64_t hi, int64_t chunk, const uint32_t *states, int threshold, double scale);
+  void (*addRows)(float *dst, const int32_t *dstRows, const float *src, const int32_t *srcRows, size_t n, size_t width, double w);
 } Passes;
 
-static const Passes PASSES512 = {gelu512, weighted512, adamw512, fapply512, fmask512};
-static const Passes PASSES256 = {gelu256, weighted256, adamw256, fapply256, NULL};
+static const Passes PASSES512 = {gelu512, weighted512, adamw512, fapply512, fmask512, addRows512};
+static const Passes PASSES256 = {gelu256, weighted256, adamw256, fapply256, NULL, addRows256};
 
 // ---- Node-API glue ----
 
@@ -940,6 +966,43 @@ static napi_value js_fapply(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// A row argument: null, or an Int32Array of at least n row numbers each below `rows`; 0 when it is neither.
+static int row_numbers(napi_env env, napi_value value, size_t n, size_t rows, int32_t **out) {
+  napi_valuetype type;
+  size_t length;
+  *out = NULL;
+  if (napi_typeof(env, value, &type) != napi_ok) return 0;
+  if (type == napi_null) return 1;
+  if (!typed_array(env, value, napi_int32_array, out, &length) || length < n) return 0;
+  for (size_t t = 0; t < n; t++)
+    if ((*out)[t] < 0 || (size_t)(*out)[t] >= rows) return 0;
+  return 1;
+}
+
+// addRows(dst, dstRows, src, srcRows, n, width, w): Float32Arrays of whole rows of `width` floats, Int32Arrays of row
+// numbers or null (row t), n rows; every row addressed is checked to lie inside its array. See addRows512.
+static napi_value js_add_rows(napi_env env, napi_callback_info info) {
+  napi_value argv[7];
+  const Passes *passes;
+  const int called = pass_call(env, info, 7, argv, &passes);
+  float *dst = NULL, *src = NULL;
+  int32_t *dstRows = NULL, *srcRows = NULL;
+  size_t dstLength = 0, srcLength = 0;
+  int64_t n = -1, width = 0;
+  double w = 0;
+  int ok = called && typed_array(env, argv[0], napi_float32_array, &dst, &dstLength) && typed_array(env, argv[2], napi_float32_array, &src, &srcLength) &&
+           napi_get_value_int64(env, argv[4], &n) == napi_ok && napi_get_value_int64(env, argv[5], &width) == napi_ok &&
+           napi_get_value_double(env, argv[6], &w) == napi_ok && n >= 0 && width > 0;
+  ok = ok && row_numbers(env, argv[1], (size_t)n, dstLength / (size_t)width, &dstRows) && row_numbers(env, argv[3], (size_t)n, srcLength / (size_t)width, &srcRows);
+  ok = ok && (dstRows || (size_t)n * (size_t)width <= dstLength) && (srcRows || (size_t)n * (size_t)width <= srcLength);
+  if (!ok) {
+    napi_throw_range_error(env, NULL, "childtune native: addRows takes two Float32Arrays of rows, row numbers (Int32Arrays or null) inside them, a count, a width and a weight");
+    return NULL;
+  }
+  passes->addRows(dst, dstRows, src, srcRows, (size_t)n, (size_t)width, w);
+  return NULL;
+}
+
 // exports[name] = a function calling fn with `data`.
 static napi_status export_function(napi_env env, napi_value exports, const char *name, napi_callback fn, const void *data) {
   napi_value f;
@@ -977,6 +1040,7 @@ NAPI_MODULE_INIT() {
     CHECK(export_function(env, set, "weighted", js_weighted, p));
     CHECK(export_function(env, set, "adamw", js_adamw, p));
     CHECK(export_function(env, set, "fapply", js_fapply, p));
+    CHECK(export_function(env, set, "addRows", js_add_rows, p));
     if (forms[i].fmask) CHECK(export_function(env, set, "fmask", js_fmask, p));
     CHECK(napi_set_named_property(env, widths, forms[i].name, set));
   }

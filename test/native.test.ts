@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs-core';
 import fc from 'fast-check';
 import { selectBackend } from '../src/engine/backend.js';
-import { gelu, headContext, headScores, matMul } from '../src/engine/kernels.js';
+import { addRows, gelu, headContext, headScores, matMul } from '../src/engine/kernels.js';
 import {
   arithmeticOf,
   chooseKernels,
@@ -162,6 +162,57 @@ describe('native matrix kernels', { skip }, () => {
             );
           }
       assert.throws(() => weighted(new Float32Array(3), new Float32Array(4), 1, true), /one length/);
+    });
+
+  for (const width of ['avx512f', 'avx2'])
+    test(`embedding rows added on ${width} (the sum's gather, the gradient's scatter) are the JavaScript loop's, bit for bit`, (t) => {
+      if (!native.includes(width)) return t.skip(`this CPU has no ${width}`);
+      const special = [NaN, Infinity, -Infinity, -0, 0, 1e-40, -1e-40, 3e38, -3e38, 1e-7];
+      const values = (n: number, seed: number) =>
+        random(n, seed).map((v, i) => (i % 7 === 3 ? special[(i >> 3) % special.length] : v * 100));
+      const rowsOf = (n: number, rows: number, seed: number) => {
+        const r = new Rng(seed);
+        return Int32Array.from({ length: n }, () => r.int(rows));
+      };
+      const on = (kernel: string, run: () => Float32Array) => {
+        selectKernel(kernel);
+        try {
+          return Buffer.from(run().buffer);
+        } finally {
+          selectKernel(undefined);
+        }
+      };
+      for (const E of [1, 5, 8, 16, 17, 40, 128])
+        for (const weight of [1, 0.25, 1 / 3]) {
+          const [tokens, rows] = [37, 6];
+          const table = values(rows * E, E);
+          const tokenRows = values(tokens * E, E + 1);
+          const ids = rowsOf(tokens, rows, E);
+          // A gather into rows of its own (a sum over tables), then a scatter into shared memory (a shard's gradient),
+          // several tokens sharing a row.
+          const gather = () => {
+            const out = values(tokens * E, E + 2);
+            addRows(out, null, table, ids, tokens, E, weight);
+            return out;
+          };
+          const scatter = () => {
+            const g = new Float32Array(new SharedArrayBuffer(4 * rows * E));
+            g.set(table);
+            addRows(g, ids, tokenRows, null, tokens, E, weight);
+            return g;
+          };
+          for (const run of [gather, scatter])
+            assert.ok(on(width, run).equals(on('wasm', run)), `${run.name}, width ${E}, weight ${weight}`);
+        }
+      selectKernel(width);
+      try {
+        const [dst, src] = [new Float32Array(8), new Float32Array(8)];
+        assert.throws(() => addRows(dst, Int32Array.of(0, 2), src, null, 2, 4), RangeError);
+        assert.throws(() => addRows(dst, null, src, Int32Array.of(-1), 1, 4), RangeError);
+        assert.throws(() => addRows(dst, null, src, null, 3, 4), RangeError);
+      } finally {
+        selectKernel(undefined);
+      }
     });
 
   for (const kernel of native) {

@@ -16,6 +16,7 @@ import {
   type Layout,
 } from './wasm-kernels.js';
 import { keepThreshold, type Rng } from './rng.js';
+import { nativeKernels } from './native.js';
 
 export type { GateConstants };
 
@@ -272,21 +273,42 @@ export function readNow(t: tf.Tensor): Float32Array {
   return wasmKernelsActive() && t.dtype === 'float32' ? wasmHeapView(t) : (t.dataSync() as Float32Array);
 }
 
-/** Rows of several tables summed per token, in JavaScript (the gather kernel is slow on wasm and its gradient missing). */
+/**
+ * Rows of several tables summed per token on the host, table by table (tfjs's gather is slow on wasm and has no
+ * gradient there).
+ */
 export function embeddingSum(
   tables: { values: Float32Array; rows: Int32Array }[],
   width: number,
   tokens: number,
 ): Float32Array {
   const out = new Float32Array(tokens * width);
-  for (const { values, rows } of tables) {
-    for (let t = 0; t < tokens; t++) {
-      const src = rows[t] * width;
-      const dst = t * width;
-      for (let j = 0; j < width; j++) out[dst + j] += values[src + j];
-    }
-  }
+  for (const { values, rows } of tables) addRows(out, null, values, rows, tokens, width);
   return out;
+}
+
+/**
+ * dst's row (dstRows ? dstRows[t] : t) += weight x src's row (srcRows ? srcRows[t] : t) for t in [0, n), in that
+ * order, rows `width` floats long: the embedding sum gathers a table's rows, the backward scatters a gradient into a
+ * table's. With weight 1 each add is a float32 add, else in doubles rounded once; the native pass gives the same bits.
+ */
+export function addRows(
+  dst: Float32Array,
+  dstRows: Int32Array | null,
+  src: Float32Array,
+  srcRows: Int32Array | null,
+  n: number,
+  width: number,
+  weight = 1,
+) {
+  const native = nativeKernels().native?.addRows;
+  if (native) return native(dst, dstRows, src, srcRows, n, width, weight);
+  for (let t = 0; t < n; t++) {
+    const d = (dstRows ? dstRows[t] : t) * width;
+    const s = (srcRows ? srcRows[t] : t) * width;
+    if (weight === 1) for (let j = 0; j < width; j++) dst[d + j] += src[s + j];
+    else for (let j = 0; j < width; j++) dst[d + j] += weight * src[s + j];
+  }
 }
 
 /** tf.tidy for a function returning a typed bundle of tensors (tidy's own typing only knows TensorContainer). */

@@ -49,6 +49,16 @@ interface NativePasses {
   ): number;
   /** optimizer.wat's fapply over [lo, hi) of g (lo a multiple of 8). */
   fapply?(g: Float32Array, bits: Uint8Array, lo: number, hi: number, scale: number): void;
+  /** kernels.ts addRows's loop (rows it addresses outside dst or src throw a RangeError). */
+  addRows?(
+    dst: Float32Array,
+    dstRows: Int32Array | null,
+    src: Float32Array,
+    srcRows: Int32Array | null,
+    n: number,
+    width: number,
+    weight: number,
+  ): void;
 }
 
 interface Addon {

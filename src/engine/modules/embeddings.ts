@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { ChildtuneError } from '../errors.js';
-import { embeddingSum } from '../kernels.js';
+import { addRows, embeddingSum } from '../kernels.js';
 import { rowGradient } from '../webgpu/rows.js';
 import type { LayerNorm, LayerNormCache } from './layer-norm.js';
 import { applyMask, sum, type BackwardContext, type ForwardContext, type Layer, type T2 } from './module.js';
@@ -225,14 +225,7 @@ function scatterRows(p: Param, ids: Int32Array, d: T2, ctx: BackwardContext, rea
     ctx.emit(p, rowGradient(d, ids, p.spec.shape[0]));
     return;
   }
-  const E = d.shape[1];
-  const values = read(d);
   const { grad: g, pass } = ctx.buffer(p);
   if (!pass.accumulate) g.fill(0);
-  for (let t = 0; t < ids.length; t++) {
-    const src = t * E;
-    const dst = ids[t] * E;
-    if (pass.weight === 1) for (let j = 0; j < E; j++) g[dst + j] += values[src + j];
-    else for (let j = 0; j < E; j++) g[dst + j] += pass.weight * values[src + j];
-  }
+  addRows(g, ids, read(d), null, ids.length, d.shape[1], pass.weight);
 }
