@@ -549,7 +549,7 @@ WEIGHTED(weighted256, "avx2", 4, __m256d, _mm256, _mm_loadu_ps, _mm_storeu_ps)
 // several tokens share sums them in token order): kernels.ts's embedding sum (rows gathered from a table) and the
 // word-table gradient (rows scattered into it). With w = 1 a float add, else in doubles rounded once, as the
 // JavaScript loops compute. One body per width, as WEIGHTED.
-#define ADD_ROWS(NAME, TARGET, LANES, VECD, PD, LOAD, STORE, VEC, PS)                                                                               \
+#define ADD_INDEXED_ROWS(NAME, TARGET, LANES, VECD, PD, LOAD, STORE, VEC, PS)                                                                               \
   __attribute__((target(TARGET))) static void NAME(float *dst, const int32_t *dstRows, const float *src, const int32_t *srcRows, size_t n,         \
                                                    size_t width, double w) {                                                                        \
     for (size_t t = 0; t < n; t++) {                                                                                                                \
@@ -566,8 +566,8 @@ WEIGHTED(weighted256, "avx2", 4, __m256d, _mm256, _mm_loadu_ps, _mm_storeu_ps)
       }                                                                                                                                             \
     }                                                                                                                                               \
   }
-ADD_ROWS(addRows512, "avx512f", 8, __m512d, _mm512, _mm256_loadu_ps, _mm256_storeu_ps, __m512, _mm512)
-ADD_ROWS(addRows256, "avx2", 4, __m256d, _mm256, _mm_loadu_ps, _mm_storeu_ps, __m256, _mm256)
+ADD_INDEXED_ROWS(addIndexedRows512, "avx512f", 8, __m512d, _mm512, _mm256_loadu_ps, _mm256_storeu_ps, __m512, _mm512)
+ADD_INDEXED_ROWS(addIndexedRows256, "avx2", 4, __m256d, _mm256, _mm_loadu_ps, _mm_storeu_ps, __m256, _mm256)
 
 // ---- AdamW ----
 // optimizer.wat's adamw (and optimizer.ts's adamwRange) over p, g, m, v [lo, hi): the same double operations in the
@@ -720,11 +720,11 @@ typedef struct {
   void (*adamw)(float *p, const float *g, float *m, float *v, size_t lo, size_t hi, const double *k);
   void (*fapply)(float *g, const uint8_t *bits, int64_t lo, int64_t hi, double scale);
   int64_t (*fmask)(float *g, uint8_t *bits, int64_t lo, int64_t hi, int64_t chunk, const uint32_t *states, int threshold, double scale);
-  void (*addRows)(float *dst, const int32_t *dstRows, const float *src, const int32_t *srcRows, size_t n, size_t width, double w);
+  void (*addIndexedRows)(float *dst, const int32_t *dstRows, const float *src, const int32_t *srcRows, size_t n, size_t width, double w);
 } Passes;
 
-static const Passes PASSES512 = {gelu512, weighted512, adamw512, fapply512, fmask512, addRows512};
-static const Passes PASSES256 = {gelu256, weighted256, adamw256, fapply256, NULL, addRows256};
+static const Passes PASSES512 = {gelu512, weighted512, adamw512, fapply512, fmask512, addIndexedRows512};
+static const Passes PASSES256 = {gelu256, weighted256, adamw256, fapply256, NULL, addIndexedRows256};
 
 // ---- Node-API glue ----
 
@@ -979,9 +979,9 @@ static int row_numbers(napi_env env, napi_value value, size_t n, size_t rows, in
   return 1;
 }
 
-// addRows(dst, dstRows, src, srcRows, n, width, w): Float32Arrays of whole rows of `width` floats, Int32Arrays of row
-// numbers or null (row t), n rows; every row addressed is checked to lie inside its array. See addRows512.
-static napi_value js_add_rows(napi_env env, napi_callback_info info) {
+// addIndexedRows(dst, dstRows, src, srcRows, n, width, w): Float32Arrays of whole rows of `width` floats, Int32Arrays of row
+// numbers or null (row t), n rows; every row addressed is checked to lie inside its array. See addIndexedRows512.
+static napi_value js_add_indexed_rows(napi_env env, napi_callback_info info) {
   napi_value argv[7];
   const Passes *passes;
   const int called = pass_call(env, info, 7, argv, &passes);
@@ -996,10 +996,10 @@ static napi_value js_add_rows(napi_env env, napi_callback_info info) {
   ok = ok && row_numbers(env, argv[1], (size_t)n, dstLength / (size_t)width, &dstRows) && row_numbers(env, argv[3], (size_t)n, srcLength / (size_t)width, &srcRows);
   ok = ok && (dstRows || (size_t)n * (size_t)width <= dstLength) && (srcRows || (size_t)n * (size_t)width <= srcLength);
   if (!ok) {
-    napi_throw_range_error(env, NULL, "childtune native: addRows takes two Float32Arrays of rows, row numbers (Int32Arrays or null) inside them, a count, a width and a weight");
+    napi_throw_range_error(env, NULL, "childtune native: addIndexedRows takes two Float32Arrays of rows, row numbers (Int32Arrays or null) inside them, a count, a width and a weight");
     return NULL;
   }
-  passes->addRows(dst, dstRows, src, srcRows, (size_t)n, (size_t)width, w);
+  passes->addIndexedRows(dst, dstRows, src, srcRows, (size_t)n, (size_t)width, w);
   return NULL;
 }
 
@@ -1040,7 +1040,7 @@ NAPI_MODULE_INIT() {
     CHECK(export_function(env, set, "weighted", js_weighted, p));
     CHECK(export_function(env, set, "adamw", js_adamw, p));
     CHECK(export_function(env, set, "fapply", js_fapply, p));
-    CHECK(export_function(env, set, "addRows", js_add_rows, p));
+    CHECK(export_function(env, set, "addIndexedRows", js_add_indexed_rows, p));
     if (forms[i].fmask) CHECK(export_function(env, set, "fmask", js_fmask, p));
     CHECK(napi_set_named_property(env, widths, forms[i].name, set));
   }

@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs-core';
 import fc from 'fast-check';
 import { selectBackend } from '../src/engine/backend.js';
-import { addRows, gelu, headContext, headScores, matMul } from '../src/engine/kernels.js';
+import { addIndexedRows, gelu, headContext, headScores, matMul } from '../src/engine/kernels.js';
 import {
   arithmeticOf,
   chooseKernels,
@@ -192,13 +192,13 @@ describe('native matrix kernels', { skip }, () => {
           // several tokens sharing a row.
           const gather = () => {
             const out = values(tokens * E, E + 2);
-            addRows(out, null, table, ids, tokens, E, weight);
+            addIndexedRows(out, null, table, ids, tokens, E, weight);
             return out;
           };
           const scatter = () => {
             const g = new Float32Array(new SharedArrayBuffer(4 * rows * E));
             g.set(table);
-            addRows(g, ids, tokenRows, null, tokens, E, weight);
+            addIndexedRows(g, ids, tokenRows, null, tokens, E, weight);
             return g;
           };
           for (const run of [gather, scatter])
@@ -207,9 +207,9 @@ describe('native matrix kernels', { skip }, () => {
       selectKernel(width);
       try {
         const [dst, src] = [new Float32Array(8), new Float32Array(8)];
-        assert.throws(() => addRows(dst, Int32Array.of(0, 2), src, null, 2, 4), RangeError);
-        assert.throws(() => addRows(dst, null, src, Int32Array.of(-1), 1, 4), RangeError);
-        assert.throws(() => addRows(dst, null, src, null, 3, 4), RangeError);
+        assert.throws(() => addIndexedRows(dst, Int32Array.of(0, 2), src, null, 2, 4), RangeError);
+        assert.throws(() => addIndexedRows(dst, null, src, Int32Array.of(-1), 1, 4), RangeError);
+        assert.throws(() => addIndexedRows(dst, null, src, null, 3, 4), RangeError);
       } finally {
         selectKernel(undefined);
       }

@@ -283,7 +283,7 @@ export function embeddingSum(
   tokens: number,
 ): Float32Array {
   const out = new Float32Array(tokens * width);
-  for (const { values, rows } of tables) addRows(out, null, values, rows, tokens, width);
+  for (const { values, rows } of tables) addIndexedRows(out, null, values, rows, tokens, width);
   return out;
 }
 
@@ -292,7 +292,7 @@ export function embeddingSum(
  * order, rows `width` floats long: the embedding sum gathers a table's rows, the backward scatters a gradient into a
  * table's. With weight 1 each add is a float32 add, else in doubles rounded once; the native pass gives the same bits.
  */
-export function addRows(
+export function addIndexedRows(
   dst: Float32Array,
   dstRows: Int32Array | null,
   src: Float32Array,
@@ -301,7 +301,7 @@ export function addRows(
   width: number,
   weight = 1,
 ) {
-  const native = nativeKernels().native?.addRows;
+  const native = nativeKernels().native?.addIndexedRows;
   if (native) return native(dst, dstRows, src, srcRows, n, width, weight);
   for (let t = 0; t < n; t++) {
     const d = (dstRows ? dstRows[t] : t) * width;

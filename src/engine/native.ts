@@ -49,8 +49,8 @@ interface NativePasses {
   ): number;
   /** optimizer.wat's fapply over [lo, hi) of g (lo a multiple of 8). */
   fapply?(g: Float32Array, bits: Uint8Array, lo: number, hi: number, scale: number): void;
-  /** kernels.ts addRows's loop (rows it addresses outside dst or src throw a RangeError). */
-  addRows?(
+  /** kernels.ts addIndexedRows's loop (rows it addresses outside dst or src throw a RangeError). */
+  addIndexedRows?(
     dst: Float32Array,
     dstRows: Int32Array | null,
     src: Float32Array,

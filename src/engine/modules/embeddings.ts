@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { ChildtuneError } from '../errors.js';
-import { addRows, embeddingSum } from '../kernels.js';
+import { addIndexedRows, embeddingSum } from '../kernels.js';
 import { rowGradient } from '../webgpu/rows.js';
 import type { LayerNorm, LayerNormCache } from './layer-norm.js';
 import { applyMask, sum, type BackwardContext, type ForwardContext, type Layer, type T2 } from './module.js';
@@ -227,5 +227,5 @@ function scatterRows(p: Param, ids: Int32Array, d: T2, ctx: BackwardContext, rea
   }
   const { grad: g, pass } = ctx.buffer(p);
   if (!pass.accumulate) g.fill(0);
-  addRows(g, ids, read(d), null, ids.length, d.shape[1], pass.weight);
+  addIndexedRows(g, ids, read(d), null, ids.length, d.shape[1], pass.weight);
 }
