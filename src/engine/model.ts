@@ -11,6 +11,7 @@ import {
 import { dropoutMask, readNow, tidyKeep } from './kernels.js';
 import { nativeKernels } from './native.js';
 import { promptedMask } from './modules/embeddings.js';
+import { sequenceRows, takeRows } from './modules/rows.js';
 import { assemble } from './modules/families.js';
 import { applyModifiers, type ModelModifier } from './modules/modifier.js';
 import type { BackwardContext, DerivedParam, ForwardContext, T2 } from './modules/module.js';
@@ -325,9 +326,9 @@ export class EncoderClassifier {
       : own;
     const emb = embeddings.forward(b, ctx);
     const enc = encoder.forward(emb.y, promptedMask(b, embeddings.promptLength), b.batch, ctx);
-    const [B, H, T] = [b.batch, c.hiddenSize, enc.y.shape[0] / b.batch];
+    const [B, T] = [b.batch, enc.y.shape[0] / b.batch];
     // The head reads each sequence's first row: [CLS] / <s>, or with a prompt its first row (as PEFT's model does).
-    const cls = tf.reshape(tf.slice(tf.reshape(enc.y, [B, T, H]), [0, 0, 0], [B, 1, H]), [B, H]) as T2;
+    const cls = takeRows(enc.y, sequenceRows(B, T, 0, 1));
     const h = head.forward(cls, ctx);
     return { emb, enc, hidden: enc.y, cls, head: h, logits: h.y, pooled: h.pooled, length: T, derived };
   }

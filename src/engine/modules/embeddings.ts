@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { ChildtuneError } from '../errors.js';
-import { addIndexedRows, embeddingSum } from '../kernels.js';
+import { addIndexedRows, embeddingSum, readNow } from '../kernels.js';
 import { rowGradient } from '../webgpu/rows.js';
 import type { LayerNorm, LayerNormCache } from './layer-norm.js';
 import { applyMask, sum, type BackwardContext, type ForwardContext, type Layer, type T2 } from './module.js';
@@ -132,12 +132,9 @@ export class Embeddings {
       this.prompt.backward(parts.prefix, c.prompt, ctx);
       dwords = parts.own;
     }
-    // Each gradient read to the host once, whichever tables scatter it.
-    const host = new Map<T2, Float32Array>();
-    const read = (d: T2) => host.get(d) ?? host.set(d, d.dataSync() as Float32Array).get(d)!;
     const detached = (r: TableRows) => c.detachedWords === true && r.table === this.tables.word;
     for (const r of this.rowsOf(b).filter((r) => emits(r.table.spec) && !detached(r)))
-      scatterRows(r.table, r.ids, r.own ? dwords : demb, ctx, read);
+      scatterRows(r.table, r.ids, r.own ? dwords : demb, ctx);
   }
 
   private rowsOf(b: Batch): TableRows[] {
@@ -220,12 +217,13 @@ export function promptedMask(b: Batch, prompt: number): Float32Array {
 }
 
 /** Adds a table's rows' gradient (d: one row per token, `ids` the row each read) into its gradient. */
-function scatterRows(p: Param, ids: Int32Array, d: T2, ctx: BackwardContext, read: (d: T2) => Float32Array) {
+function scatterRows(p: Param, ids: Int32Array, d: T2, ctx: BackwardContext) {
   if (ctx.device) {
     ctx.emit(p, rowGradient(d, ids, p.spec.shape[0]));
     return;
   }
   const { grad: g, pass } = ctx.buffer(p);
   if (!pass.accumulate) g.fill(0);
-  addIndexedRows(g, ids, read(d), null, ids.length, d.shape[1], pass.weight);
+  // d read in place (on wasm a heap view, valid until a tensor is made or freed: none is before the add).
+  addIndexedRows(g, ids, readNow(d), null, ids.length, d.shape[1], pass.weight);
 }

@@ -9,11 +9,21 @@ export function prependRows(prefix: T2, own: T2, B: number): T2 {
 
 /** The inverse of prependRows for gradients: the first P rows of every sequence, and the rest. */
 export function splitRows(x: T2, B: number, P: number): { prefix: T2; own: T2 } {
-  const H = x.shape[1];
   const S = x.shape[0] / B;
-  const r = tf.reshape(x, [B, S, H]);
-  return {
-    prefix: tf.reshape(tf.slice(r, [0, 0, 0], [B, P, H]), [B * P, H]) as T2,
-    own: tf.reshape(tf.slice(r, [0, P, 0], [B, S - P, H]), [B * (S - P), H]) as T2,
-  };
+  return { prefix: takeRows(x, sequenceRows(B, S, 0, P)), own: takeRows(x, sequenceRows(B, S, P, S)) };
+}
+
+/** Rows [from, to) of each of B sequences of S rows, as row numbers of their [B*S, H] matrix. */
+export function sequenceRows(B: number, S: number, from: number, to: number): Int32Array {
+  const out = new Int32Array(B * (to - from));
+  for (let b = 0, k = 0; b < B; b++) for (let j = from; j < to; j++) out[k++] = b * S + j;
+  return out;
+}
+
+/**
+ * The given rows of x, in that order. A gather: tfjs's slice on wasm first copies its whole input to a fresh
+ * JavaScript array (BackendWasm.readSync), whose page faults cost milliseconds a step at bert-tiny's sizes.
+ */
+export function takeRows(x: T2, rows: Int32Array): T2 {
+  return tf.gather(x, tf.tensor1d(rows, 'int32')) as T2;
 }
