@@ -207,9 +207,9 @@ describe('native matrix kernels', { skip }, () => {
       selectKernel(width);
       try {
         const [dst, src] = [new Float32Array(8), new Float32Array(8)];
-        assert.throws(() => addIndexedRows(dst, Int32Array.of(0, 2), src, null, 2, 4), RangeError);
-        assert.throws(() => addIndexedRows(dst, null, src, Int32Array.of(-1), 1, 4), RangeError);
-        assert.throws(() => addIndexedRows(dst, null, src, null, 3, 4), RangeError);
+        assert.throws(() => addIndexedRows(dst, Int32Array.of(0, 2), src, null, 2, 4, 1), RangeError);
+        assert.throws(() => addIndexedRows(dst, null, src, Int32Array.of(-1), 1, 4, 1), RangeError);
+        assert.throws(() => addIndexedRows(dst, null, src, null, 3, 4, 1), RangeError);
       } finally {
         selectKernel(undefined);
       }

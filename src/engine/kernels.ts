@@ -16,7 +16,7 @@ import {
   type Layout,
 } from './wasm-kernels.js';
 import { keepThreshold, type Rng } from './rng.js';
-import { nativeKernels } from './native.js';
+import { nativeKernels, type AddIndexedRows } from './native.js';
 
 export type { GateConstants };
 
@@ -283,24 +283,15 @@ export function embeddingSum(
   tokens: number,
 ): Float32Array {
   const out = new Float32Array(tokens * width);
-  for (const { values, rows } of tables) addIndexedRows(out, null, values, rows, tokens, width);
+  for (const { values, rows } of tables) addIndexedRows(out, null, values, rows, tokens, width, 1);
   return out;
 }
 
 /**
- * dst's row (dstRows ? dstRows[t] : t) += weight x src's row (srcRows ? srcRows[t] : t) for t in [0, n), in that
- * order, rows `width` floats long: the embedding sum gathers a table's rows, the backward scatters a gradient into a
- * table's. With weight 1 each add is a float32 add, else in doubles rounded once; the native pass gives the same bits.
+ * The embedding sum gathers a table's rows with it, the backward scatters a gradient into a table's. With weight 1
+ * each add is a float32 add, else in doubles rounded once; the native pass gives the same bits.
  */
-export function addIndexedRows(
-  dst: Float32Array,
-  dstRows: Int32Array | null,
-  src: Float32Array,
-  srcRows: Int32Array | null,
-  n: number,
-  width: number,
-  weight = 1,
-) {
+export const addIndexedRows: AddIndexedRows = (dst, dstRows, src, srcRows, n, width, weight) => {
   const native = nativeKernels().native?.addIndexedRows;
   if (native) return native(dst, dstRows, src, srcRows, n, width, weight);
   for (let t = 0; t < n; t++) {
@@ -309,7 +300,7 @@ export function addIndexedRows(
     if (weight === 1) for (let j = 0; j < width; j++) dst[d + j] += src[s + j];
     else for (let j = 0; j < width; j++) dst[d + j] += weight * src[s + j];
   }
-}
+};
 
 /** tf.tidy for a function returning a typed bundle of tensors (tidy's own typing only knows TensorContainer). */
 export const tidyKeep = <T>(fn: () => T): T => tf.tidy(fn as () => tf.TensorContainer) as T;

@@ -50,16 +50,22 @@ interface NativePasses {
   /** optimizer.wat's fapply over [lo, hi) of g (lo a multiple of 8). */
   fapply?(g: Float32Array, bits: Uint8Array, lo: number, hi: number, scale: number): void;
   /** kernels.ts addIndexedRows's loop (rows it addresses outside dst or src throw a RangeError). */
-  addIndexedRows?(
-    dst: Float32Array,
-    dstRows: Int32Array | null,
-    src: Float32Array,
-    srcRows: Int32Array | null,
-    n: number,
-    width: number,
-    weight: number,
-  ): void;
+  addIndexedRows?: AddIndexedRows;
 }
+
+/**
+ * dst's row (dstRows ? dstRows[t] : t) += weight x src's row (srcRows ? srcRows[t] : t) for t in [0, n), in that
+ * order, rows `width` floats long.
+ */
+export type AddIndexedRows = (
+  dst: Float32Array,
+  dstRows: Int32Array | null,
+  src: Float32Array,
+  srcRows: Int32Array | null,
+  n: number,
+  width: number,
+  weight: number,
+) => void;
 
 interface Addon {
   /** The passes per vector width this CPU runs. */
