@@ -11,11 +11,11 @@ import {
 import { dropoutMask, readNow, tidyKeep } from './kernels.js';
 import { nativeKernels } from './native.js';
 import { promptedMask } from './modules/embeddings.js';
-import { sequenceRows, takeRows } from './modules/rows.js';
 import { assemble } from './modules/families.js';
 import { applyModifiers, type ModelModifier } from './modules/modifier.js';
 import type { BackwardContext, DerivedParam, ForwardContext, T2 } from './modules/module.js';
 import { internalShape, sizeOf, type Param, type ParamSpec } from './modules/param.js';
+import { sequenceRows, takeRows } from './modules/rows.js';
 import type { Batch, GradientPass, StepResult } from './modules/types.js';
 import { Rng, streamSeed } from './rng.js';
 
