@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -270,34 +270,9 @@ describe('webgpu backend on SwiftShader', { skip }, () => {
   });
 
   test('run, plan and the refusals: the device is named everywhere, a missing one is one clear error', async () => {
-    const dir = tmpProject();
-    // A model with a vocabulary of a few hundred words, so SwiftShader evaluates the dev set in seconds.
-    const vocab = write(
-      dir,
-      'vocab.txt',
-      fs.readFileSync(path.join(TINY, 'vocab.txt'), 'utf8').split('\n').slice(0, 400).join('\n'),
-    );
-    const init = await cli(['model', 'init', '--size', 'tiny', '--out', path.join(dir, 'model'), '--vocab', vocab]);
-    assert.equal(init.code, 0, init.err);
-    const data = path.join(dir, 'SST-2');
-    fs.mkdirSync(data);
-    for (const [split, n] of [
-      ['train', 17],
-      ['dev', 9],
-    ] as const) {
-      const lines = fs.readFileSync(path.join(GLUE, 'SST-2', `${split}.tsv`), 'utf8').split('\n');
-      fs.writeFileSync(path.join(data, `${split}.tsv`), lines.slice(0, n).join('\n') + '\n');
-    }
-    const recipe = write(
-      dir,
-      'r.yaml',
-      `version: 1
-model: {path: ./model, max_seq_length: 16}
-dataset: {task: glue/sst-2, dir: ./SST-2}
-strategy: {kind: child-tuning-f, reserve_p: 0.3, f_masks: {record: true}}
-training: {batch_size: 8, epochs: 1, seed: 3, checkpoint_every: 1}
-runtime: {backend: webgpu}
-`,
+    const { dir, recipe } = await deviceProject(
+      `strategy: {kind: child-tuning-f, reserve_p: 0.3, f_masks: {record: true}}
+training: {batch_size: 8, epochs: 1, seed: 3, checkpoint_every: 1}`,
     );
     const plan = await cli(['plan', recipe]);
     assert.equal(plan.code, 0, plan.err);
@@ -336,7 +311,104 @@ runtime: {backend: webgpu}
     assert.match((none as { stderr: string }).stderr, /npm install webgpu/);
     assert.doesNotMatch((none as { stderr: string }).stderr, /\n\s+at /);
   });
+
+  test("a run on the device stopped by SIGTERM resumes to the uninterrupted run's losses, metrics and weights", async () => {
+    const { recipe } = await deviceProject(
+      `strategy: {kind: child-tuning-f, reserve_p: 0.3}
+training: {batch_size: 4, epochs: 2, seed: 3, log_every: 1, checkpoint_every: 1}`,
+    );
+    const whole = await cli(['run', recipe, '--json']);
+    assert.equal(whole.code, 0, whole.err);
+    const reference = JSON.parse(whole.out)[0].dir as string;
+
+    // SIGTERM once step 2 is checkpointed: the run stops at its next safe point and writes its checkpoint there.
+    const child = spawn(process.execPath, [path.join(REPO, 'bin', 'childtune.js'), 'run', recipe, '--quiet'], {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    const runDir = await new Promise<string>((resolve, reject) => {
+      const timer = setInterval(() => {
+        const m = /run directory: (.*)/.exec(stderr);
+        const pointer = m && path.join(m[1].trim(), 'checkpoint.json');
+        if (pointer && fs.existsSync(pointer) && JSON.parse(fs.readFileSync(pointer, 'utf8')).step >= 2) {
+          clearInterval(timer);
+          child.kill('SIGTERM');
+          resolve(m[1].trim());
+        }
+      }, 5);
+      void exited.then(() => {
+        clearInterval(timer);
+        reject(new Error(`the run ended before step 2 was checkpointed:\n${stderr}`));
+      });
+    });
+    assert.equal(await exited, 143, stderr);
+    assert.equal(JSON.parse(fs.readFileSync(path.join(runDir, 'error.json'), 'utf8')).state, 'interrupted');
+    assert.ok(!fs.existsSync(path.join(runDir, 'results.json')), 'stopped before the end');
+
+    const again = await cli(['run', '--resume', runDir]);
+    assert.equal(again.code, 0, again.err);
+    assert.match(again.err, /resume: continuing from step \d+/);
+    const resultsOf = (dir: string) => {
+      const { metrics, epochs, final_loss, steps } = JSON.parse(
+        fs.readFileSync(path.join(dir, 'results.json'), 'utf8'),
+      );
+      return { metrics, epochs, final_loss, steps };
+    };
+    const lossesOf = (dir: string) =>
+      fs
+        .readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => {
+          const { examples_per_s: _, ...rest } = JSON.parse(l);
+          return rest;
+        });
+    assert.deepEqual(resultsOf(runDir), resultsOf(reference));
+    assert.deepEqual(lossesOf(runDir), lossesOf(reference));
+    assert.deepEqual(
+      fs.readFileSync(path.join(runDir, 'model', 'model.safetensors')),
+      fs.readFileSync(path.join(reference, 'model', 'model.safetensors')),
+    );
+  });
 });
+
+/**
+ * A project for runs on the device: a random BERT-tiny with a vocabulary of a few hundred words (so SwiftShader
+ * evaluates the dev set in seconds), 17 SST-2 training and 9 dev rows, and a recipe on webgpu with `settings`.
+ */
+async function deviceProject(settings: string) {
+  const dir = tmpProject();
+  const vocab = write(
+    dir,
+    'vocab.txt',
+    fs.readFileSync(path.join(TINY, 'vocab.txt'), 'utf8').split('\n').slice(0, 400).join('\n'),
+  );
+  const init = await cli(['model', 'init', '--size', 'tiny', '--out', path.join(dir, 'model'), '--vocab', vocab]);
+  assert.equal(init.code, 0, init.err);
+  const data = path.join(dir, 'SST-2');
+  fs.mkdirSync(data);
+  for (const [split, n] of [
+    ['train', 17],
+    ['dev', 9],
+  ] as const) {
+    const lines = fs.readFileSync(path.join(GLUE, 'SST-2', `${split}.tsv`), 'utf8').split('\n');
+    fs.writeFileSync(path.join(data, `${split}.tsv`), lines.slice(0, n).join('\n') + '\n');
+  }
+  const recipe = write(
+    dir,
+    'r.yaml',
+    `version: 1
+model: {path: ./model, max_seq_length: 16}
+dataset: {task: glue/sst-2, dir: ./SST-2}
+${settings}
+runtime: {backend: webgpu}
+`,
+  );
+  return { dir, recipe };
+}
 
 function popcount8(x: number) {
   let n = 0;
