@@ -549,7 +549,7 @@ WEIGHTED(weighted256, "avx2", 4, __m256d, _mm256, _mm_loadu_ps, _mm_storeu_ps)
 // several tokens share sums them in token order): kernels.ts's embedding sum (rows gathered from a table) and the
 // word-table gradient (rows scattered into it). With w = 1 a float add, else in doubles rounded once, as the
 // JavaScript loops compute. One body per width, as WEIGHTED.
-#define ADD_INDEXED_ROWS(NAME, TARGET, LANES, VECD, PD, LOAD, STORE, VEC, PS)                                                                               \
+#define ADD_INDEXED_ROWS(NAME, TARGET, LANES, VECD, PD, LOAD, STORE, VEC, PS)                                                                      \
   __attribute__((target(TARGET))) static void NAME(float *dst, const int32_t *dstRows, const float *src, const int32_t *srcRows, size_t n,         \
                                                    size_t width, double w) {                                                                        \
     for (size_t t = 0; t < n; t++) {                                                                                                                \
