@@ -9,6 +9,7 @@ import type { Recipe } from '../src/recipe/types.generated.js';
 import { modifiersFor, strategyFor } from '../src/strategies/registry.js';
 import { maskRange } from '../src/strategies/strategy.js';
 import { cli, GLUE, microModel, tinyModelRecipe } from './helpers.js';
+import { metricsOf } from './strategy-checks.js';
 
 /** Child-Tuning inside another strategy's trainable set (strategy.child_tuning), with LoRA as the outer kind. */
 const loraWith = (childTuning: Record<string, unknown>) =>
@@ -80,15 +81,6 @@ runtime: {threads: 2}
 `);
 const allow = ['--allow-path', path.dirname(GLUE)];
 const json = (dir: string, name: string) => JSON.parse(fs.readFileSync(path.join(dir, name), 'utf8'));
-const metricsOf = (dir: string) =>
-  fs
-    .readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8')
-    .trim()
-    .split('\n')
-    .map((l) => {
-      const { examples_per_s: _, ...rest } = JSON.parse(l);
-      return rest;
-    });
 
 /** Two runs of a recipe, the stage cache removed in between so the fisher pass runs again. */
 async function twice(recipe: string): Promise<[string, string]> {

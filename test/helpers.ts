@@ -187,10 +187,16 @@ export class AdamW {
 }
 
 /**
- * Starts `childtune run` on `recipe` in a child process and kills it with SIGKILL once its checkpoint pointer has
- * reached `killAt` optimizer steps; returns the run directory, left as the kill left it.
+ * Starts `childtune run` on `recipe` in a child process and sends it `signal` once its checkpoint pointer has reached
+ * `killAt` optimizer steps (SIGKILL: it dies there; SIGTERM: it stops at its next safe point, writing a checkpoint);
+ * returns the run directory, left as the signal left it.
  */
-export async function runUntilKilled(recipe: string, killAt: number, args: readonly string[] = []): Promise<string> {
+export async function runUntilKilled(
+  recipe: string,
+  killAt: number,
+  args: readonly string[] = [],
+  signal: NodeJS.Signals = 'SIGKILL',
+): Promise<string> {
   const child = spawn(process.execPath, [path.join(REPO, 'bin', 'childtune.js'), 'run', recipe, '--quiet', ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -203,7 +209,7 @@ export async function runUntilKilled(recipe: string, killAt: number, args: reado
       const pointer = path.join(m[1].trim(), 'checkpoint.json');
       if (fs.existsSync(pointer) && JSON.parse(fs.readFileSync(pointer, 'utf8')).step >= killAt) {
         clearInterval(timer);
-        child.kill('SIGKILL');
+        child.kill(signal);
         resolve(m[1].trim());
       }
     }, 5);

@@ -5,21 +5,8 @@ import { test } from 'node:test';
 import { Rng } from '../src/engine/rng.js';
 import { readSafetensors } from '../src/engine/safetensors.js';
 import { cli, GLUE, killAndResume, tinyModelRecipe } from './helpers.js';
+import { metricsOf, resultsOf } from './strategy-checks.js';
 
-/** metrics.jsonl without its timing field, which is the only thing allowed to differ. */
-const metricsOf = (dir: string) =>
-  fs
-    .readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8')
-    .trim()
-    .split('\n')
-    .map((l) => {
-      const { examples_per_s: _, ...rest } = JSON.parse(l);
-      return rest;
-    });
-const resultsOf = (dir: string) => {
-  const r = JSON.parse(fs.readFileSync(path.join(dir, 'results.json'), 'utf8'));
-  return { metrics: r.metrics, epochs: r.epochs, final_loss: r.final_loss, steps: r.steps };
-};
 const file = (dir: string, name: string) => fs.readFileSync(path.join(dir, 'model', name));
 
 test('a LoRA run on 2 threads (with LoRA dropout) reruns bit-identically, and a SIGKILL-and-resume reproduces it exactly', async () => {

@@ -9,21 +9,7 @@ import { readCheckpoint, writeCheckpoint } from '../src/run/checkpoint.js';
 import { prepareSplit } from '../src/run/data.js';
 import { RunError } from '../src/run/errors.js';
 import { cli, FIXTURES, GLUE, microModel, REPO, tinyModelRecipe, tmpProject } from './helpers.js';
-
-/** metrics.jsonl without its timing field, which is the only thing allowed to differ. */
-const metricsOf = (dir: string) =>
-  fs
-    .readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8')
-    .trim()
-    .split('\n')
-    .map((l) => {
-      const { examples_per_s: _, ...rest } = JSON.parse(l);
-      return rest;
-    });
-const resultsOf = (dir: string) => {
-  const r = JSON.parse(fs.readFileSync(path.join(dir, 'results.json'), 'utf8'));
-  return { metrics: r.metrics, epochs: r.epochs, final_loss: r.final_loss, steps: r.steps };
-};
+import { metricsOf, resultsOf } from './strategy-checks.js';
 
 test('a run killed with SIGKILL at a random step resumes to exactly the losses and metrics of an uninterrupted run', async () => {
   const recipe = await tinyModelRecipe(`dataset:

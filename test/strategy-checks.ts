@@ -79,3 +79,8 @@ export const metricsOf = (dir: string) =>
       return rest;
     });
 export const modelBytes = (dir: string) => fs.readFileSync(path.join(dir, 'model', 'model.safetensors'));
+/** results.json's metrics, epochs, final loss and step count (what a rerun or a resume must reproduce). */
+export const resultsOf = (dir: string) => {
+  const r = JSON.parse(fs.readFileSync(path.join(dir, 'results.json'), 'utf8'));
+  return { metrics: r.metrics, epochs: r.epochs, final_loss: r.final_loss, steps: r.steps };
+};

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -22,7 +22,8 @@ import { anchorFor, modifiersFor, STRATEGIES, strategyFor } from '../src/strateg
 import type { Strategy } from '../src/strategies/strategy.js';
 import { vanilla } from '../src/strategies/vanilla/index.js';
 import { gpuSkip, pollByTimer, swiftshaderIcd, useSwiftshader } from './gpu.js';
-import { cli, FIXTURES, GLUE, microBatch, microModel, REPO, tmpProject, write } from './helpers.js';
+import { cli, FIXTURES, GLUE, microBatch, microModel, REPO, runUntilKilled, tmpProject, write } from './helpers.js';
+import { metricsOf, modelBytes, resultsOf } from './strategy-checks.js';
 
 /**
  * The webgpu backend on SwiftShader (a software Vulkan device, so CI runs it): the same model and strategies as
@@ -322,56 +323,14 @@ training: {batch_size: 4, epochs: 2, seed: 3, log_every: 1, checkpoint_every: 1}
     const reference = JSON.parse(whole.out)[0].dir as string;
 
     // SIGTERM once step 2 is checkpointed: the run stops at its next safe point and writes its checkpoint there.
-    const child = spawn(process.execPath, [path.join(REPO, 'bin', 'childtune.js'), 'run', recipe, '--quiet'], {
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stderr = '';
-    child.stderr.on('data', (d) => (stderr += d));
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-    const runDir = await new Promise<string>((resolve, reject) => {
-      const timer = setInterval(() => {
-        const m = /run directory: (.*)/.exec(stderr);
-        const pointer = m && path.join(m[1].trim(), 'checkpoint.json');
-        if (pointer && fs.existsSync(pointer) && JSON.parse(fs.readFileSync(pointer, 'utf8')).step >= 2) {
-          clearInterval(timer);
-          child.kill('SIGTERM');
-          resolve(m[1].trim());
-        }
-      }, 5);
-      void exited.then(() => {
-        clearInterval(timer);
-        reject(new Error(`the run ended before step 2 was checkpointed:\n${stderr}`));
-      });
-    });
-    assert.equal(await exited, 143, stderr);
+    const runDir = await runUntilKilled(recipe, 2, [], 'SIGTERM');
     assert.equal(JSON.parse(fs.readFileSync(path.join(runDir, 'error.json'), 'utf8')).state, 'interrupted');
-    assert.ok(!fs.existsSync(path.join(runDir, 'results.json')), 'stopped before the end');
-
     const again = await cli(['run', '--resume', runDir]);
     assert.equal(again.code, 0, again.err);
     assert.match(again.err, /resume: continuing from step \d+/);
-    const resultsOf = (dir: string) => {
-      const { metrics, epochs, final_loss, steps } = JSON.parse(
-        fs.readFileSync(path.join(dir, 'results.json'), 'utf8'),
-      );
-      return { metrics, epochs, final_loss, steps };
-    };
-    const lossesOf = (dir: string) =>
-      fs
-        .readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8')
-        .trim()
-        .split('\n')
-        .map((l) => {
-          const { examples_per_s: _, ...rest } = JSON.parse(l);
-          return rest;
-        });
     assert.deepEqual(resultsOf(runDir), resultsOf(reference));
-    assert.deepEqual(lossesOf(runDir), lossesOf(reference));
-    assert.deepEqual(
-      fs.readFileSync(path.join(runDir, 'model', 'model.safetensors')),
-      fs.readFileSync(path.join(reference, 'model', 'model.safetensors')),
-    );
+    assert.deepEqual(metricsOf(runDir), metricsOf(reference));
+    assert.deepEqual(modelBytes(runDir), modelBytes(reference));
   });
 });
 
