@@ -547,27 +547,25 @@ WEIGHTED(weighted256, "avx2", 4, __m256d, _mm256, _mm_loadu_ps, _mm_storeu_ps)
 // ---- Embedding rows ----
 // dst row (dstRows ? dstRows[t] : t) += w times src row (srcRows ? srcRows[t] : t), for t in [0, n) in order (a row
 // several tokens share sums them in token order): kernels.ts's embedding sum (rows gathered from a table) and the
-// word-table gradient (rows scattered into it). With w = 1 a float add, else in doubles rounded once, as the
-// JavaScript loops compute. One body per width, as WEIGHTED.
-#define ADD_INDEXED_ROWS(NAME, TARGET, LANES, VECD, PD, LOAD, STORE, VEC, PS)                                                                      \
+// word-table gradient (rows scattered into it). With w = 1 a float add, else the weighted pass's accumulate (in
+// doubles rounded once), as the JavaScript loops compute. One body per width (WEIGHTED_ROWS: that width's weighted pass).
+#define ADD_INDEXED_ROWS(NAME, TARGET, LANES, PS, WEIGHTED_ROWS)                                                                                    \
   __attribute__((target(TARGET))) static void NAME(float *dst, const int32_t *dstRows, const float *src, const int32_t *srcRows, size_t n,         \
                                                    size_t width, double w) {                                                                        \
     for (size_t t = 0; t < n; t++) {                                                                                                                \
       float *d = dst + (dstRows ? (size_t)dstRows[t] : t) * width;                                                                                  \
       const float *x = src + (srcRows ? (size_t)srcRows[t] : t) * width;                                                                            \
-      size_t j = 0;                                                                                                                                 \
-      if (w == 1) {                                                                                                                                 \
-        for (; j + 2 * LANES <= width; j += 2 * LANES) PS##_storeu_ps(d + j, PS##_add_ps(PS##_loadu_ps(d + j), PS##_loadu_ps(x + j)));            \
-        for (; j < width; j++) d[j] += x[j];                                                                                                        \
-      } else {                                                                                                                                      \
-        for (; j + LANES <= width; j += LANES)                                                                                                      \
-          STORE(d + j, PD##_cvtpd_ps(PD##_add_pd(PD##_cvtps_pd(LOAD(d + j)), PD##_mul_pd(PD##_set1_pd(w), PD##_cvtps_pd(LOAD(x + j))))));          \
-        for (; j < width; j++) d[j] = (float)((double)d[j] + w * (double)x[j]);                                                                     \
+      if (w != 1) {                                                                                                                                 \
+        WEIGHTED_ROWS(d, x, width, w, 1);                                                                                                           \
+        continue;                                                                                                                                   \
       }                                                                                                                                             \
+      size_t j = 0;                                                                                                                                 \
+      for (; j + LANES <= width; j += LANES) PS##_storeu_ps(d + j, PS##_add_ps(PS##_loadu_ps(d + j), PS##_loadu_ps(x + j)));                       \
+      for (; j < width; j++) d[j] += x[j];                                                                                                          \
     }                                                                                                                                               \
   }
-ADD_INDEXED_ROWS(addIndexedRows512, "avx512f", 8, __m512d, _mm512, _mm256_loadu_ps, _mm256_storeu_ps, __m512, _mm512)
-ADD_INDEXED_ROWS(addIndexedRows256, "avx2", 4, __m256d, _mm256, _mm_loadu_ps, _mm_storeu_ps, __m256, _mm256)
+ADD_INDEXED_ROWS(addIndexedRows512, "avx512f", 16, _mm512, weighted512)
+ADD_INDEXED_ROWS(addIndexedRows256, "avx2", 8, _mm256, weighted256)
 
 // ---- AdamW ----
 // optimizer.wat's adamw (and optimizer.ts's adamwRange) over p, g, m, v [lo, hi): the same double operations in the
