@@ -6,13 +6,16 @@ import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { activeDeviceInfo, selectBackend } from '../src/engine/backend.js';
 import { batchOf } from '../src/engine/batch.js';
-import { initStrategyParams, loadPretrained } from '../src/engine/checkpoint.js';
+import { initialValue, initStrategyParams, loadPretrained } from '../src/engine/checkpoint.js';
+import { parseModelConfig } from '../src/engine/config.js';
 import { EncoderClassifier, type Batch } from '../src/engine/model.js';
+import { sizeOf } from '../src/engine/modules/param.js';
 import type { Encoding } from '../src/engine/tokenizer.js';
 import { clipCoefficient } from '../src/engine/optimizer.js';
 import { popcount } from '../src/engine/bitset.js';
 import type { UpdateObserver } from '../src/engine/parallel/hooks.js';
 import { Rng } from '../src/engine/rng.js';
+import { updateGroups } from '../src/engine/webgpu/optimizer.js';
 import { loadRecipe } from '../src/recipe/index.js';
 import { startPool, type RunPool } from '../src/run/parallel.js';
 import { childTuningD } from '../src/strategies/child-tuning-d/index.js';
@@ -182,6 +185,52 @@ describe('webgpu backend on SwiftShader', { skip }, () => {
     const d = [await train('wasm', tiny(), childTuningD(dc.masks, false), data)];
     d.push(await train('webgpu', tiny(), childTuningD(dc.masks, false), data));
     relClose(d[1].losses, d[0].losses, 1e-4, 'D loss');
+  });
+
+  test("BERT-base's widths: the word embeddings' update, past one dispatch dimension, is the CPU path's", async () => {
+    // 30522 x 768 word embeddings: 91,568 workgroups of 256, more than one dimension holds (65,535), so their
+    // update folds into two. One layer keeps SwiftShader's work small; the tokens' rows lie past the fold
+    // (row 21,846 on), where a wrong fold would leave Adam's lr-sized steps or the kept counts out.
+    const config = parseModelConfig(
+      {
+        model_type: 'bert',
+        vocab_size: 30522,
+        hidden_size: 768,
+        num_hidden_layers: 1,
+        num_attention_heads: 12,
+        intermediate_size: 3072,
+        max_position_embeddings: 512,
+        type_vocab_size: 2,
+      },
+      '<base widths>',
+    );
+    const model = () => {
+      const m = new EncoderClassifier(config, 2);
+      const rng = new Rng(4);
+      m.specs.forEach((s, i) => (m.values[i] = initialValue(s, rng)));
+      return m;
+    };
+    const data = batches(2, 1, 8, 13).map((b) => ({ ...b, inputIds: b.inputIds.map((x) => 28000 + x) }));
+    const specs = model().specs;
+    const word = specs.findIndex((s) => s.name.endsWith('word_embeddings.weight'));
+    assert.ok(updateGroups(sizeOf(specs[word]), 65535)[1] > 1, 'the word embeddings fold into two dimensions');
+    const f = async (backend: 'wasm' | 'webgpu') => {
+      const s = childTuningF(0.3, 'all', specs, 19);
+      const rec = bitsRecorder(s);
+      return { ...(await train(backend, model(), s, data, { observer: rec.observer })), masks: rec.steps, s };
+    };
+    const [cpu, gpu] = [await f('wasm'), await f('webgpu')];
+    relClose(gpu.losses, cpu.losses, 1e-4, 'loss');
+    gpu.masks.forEach((step, k) => assert.deepEqual(step[word], cpu.masks[k][word], `word mask at step ${k + 1}`));
+    assert.deepEqual(gpu.s.keptCounts(), cpu.s.keptCounts());
+    assert.ok(worst(gpu.weights, cpu.weights) <= 1e-4, `weights: ${worst(gpu.weights, cpu.weights)}`);
+    // Not vacuous: a row past the fold moved by Adam's steps on the device.
+    const row = data[0].inputIds[0];
+    const before = model().values[word];
+    let moved = 0;
+    for (let j = row * 768; j < (row + 1) * 768; j++)
+      moved = Math.max(moved, Math.abs(gpu.weights[word][j] - before[j]));
+    assert.ok(moved > 5e-4, `row ${row} moved by ${moved}`);
   });
 
   test("gradient accumulation on the device: a step over two batches of 2 is the CPU path's", async () => {
