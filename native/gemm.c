@@ -199,9 +199,42 @@ __attribute__((target("avx512f"))) static void pack_b512(Operand B, int kc, int 
   }
 }
 
+// Interleaves 16 consecutive elements of each of mr rows (v[0..mr), mr at most 16) into a panel's order by
+// two-source permutes: output vector o holds the panel's elements 16o..16o+15, each taken from its row's register
+// of the pair it lies in. Data movement only, so it serves float and bf16-pair panels alike.
+typedef struct {
+  __m512i index[16];
+  __mmask16 from[16][8];
+  int mr, pairs;
+} Interleave;
+
+__attribute__((target("avx512f"))) static void interleave_init(Interleave *x, int mr) {
+  x->mr = mr;
+  x->pairs = (mr + 1) / 2;
+  for (int o = 0; o < mr; o++) {
+    int lanes[16];
+    for (int p = 0; p < x->pairs; p++) x->from[o][p] = 0;
+    for (int l = 0; l < 16; l++) {
+      const int g = 16 * o + l, k = g / mr, r = g % mr;
+      lanes[l] = k + 16 * (r & 1);
+      x->from[o][r / 2] |= (__mmask16)(1u << l);
+    }
+    x->index[o] = _mm512_loadu_si512(lanes);
+  }
+}
+
+// v needs mr + 1 registers: an odd mr's partner register is zeroed here.
+__attribute__((target("avx512f"))) static inline void interleave_store(const Interleave *x, __m512 *v, float *dst) {
+  if (x->mr & 1) v[x->mr] = _mm512_setzero_ps();
+  for (int o = 0; o < x->mr; o++) {
+    __m512 y = _mm512_permutex2var_ps(v[0], x->index[o], v[1]);
+    for (int p = 1; p < x->pairs; p++) y = _mm512_mask_mov_ps(y, x->from[o][p], _mm512_permutex2var_ps(v[2 * p], x->index[o], v[2 * p + 1]));
+    _mm512_storeu_ps(dst + 16 * o, y);
+  }
+}
+
 // pack_a with AVX-512: a transposed A's rows of the panel are contiguous per k (one move each); A's own rows
-// are contiguous along k, so 16 k of the panel's mr rows (at most 16, in pairs) are interleaved by two-source permutes:
-// output vector o holds the panel's elements 16o..16o+15, each taken from its row's register of the pair it lies in.
+// are contiguous along k, so 16 k of the panel's mr rows are interleaved.
 __attribute__((target("avx512f"))) static void pack_a512(Operand A, int mc, int kc, int mr, void *to) {
   float *out = to;
   if (A.row == 1) {
@@ -221,38 +254,134 @@ __attribute__((target("avx512f"))) static void pack_a512(Operand A, int mc, int 
       }
     return;
   }
-  const int pairs = (mr + 1) / 2;
-  __m512i index[16];
-  __mmask16 from[16][8];
-  for (int o = 0; o < mr; o++) {
-    int lanes[16];
-    for (int p = 0; p < pairs; p++) from[o][p] = 0;
-    for (int l = 0; l < 16; l++) {
-      const int g = 16 * o + l, k = g / mr, r = g % mr;
-      lanes[l] = k + 16 * (r & 1);
-      from[o][r / 2] |= (__mmask16)(1u << l);
-    }
-    index[o] = _mm512_loadu_si512(lanes);
-  }
+  Interleave x;
+  interleave_init(&x, mr);
   for (int i0 = 0; i0 < mc; i0 += mr) {
     const int rows = min_int(mr, mc - i0);
     float *panel = out + (ptrdiff_t)i0 * kc;
     if (A.col == 1 && rows == mr && mr <= 16) {
       int k = 0;
       for (; k + 16 <= kc; k += 16) {
-        __m512 v[16];
+        __m512 v[17];
         for (int r = 0; r < mr; r++) v[r] = _mm512_loadu_ps(A.p + (i0 + r) * A.row + k);
-        if (mr & 1) v[mr] = _mm512_setzero_ps();
-        for (int o = 0; o < mr; o++) {
-          __m512 x = _mm512_permutex2var_ps(v[0], index[o], v[1]);
-          for (int p = 1; p < pairs; p++) x = _mm512_mask_mov_ps(x, from[o][p], _mm512_permutex2var_ps(v[2 * p], index[o], v[2 * p + 1]));
-          _mm512_storeu_ps(panel + (ptrdiff_t)k * mr + 16 * o, x);
-        }
+        interleave_store(&x, v, panel + (ptrdiff_t)k * mr);
       }
       for (; k < kc; k++)
         for (int r = 0; r < mr; r++) panel[(ptrdiff_t)k * mr + r] = A.p[(i0 + r) * A.row + k];
     } else {
       pack_a((Operand){A.p + i0 * A.row, A.row, A.col}, rows, kc, mr, panel);
+    }
+  }
+}
+
+// ---- bf16 packing with AVX-512 ----
+// The same panels as pack_a_bf16 and pack_b_bf16, bit for bit: bf16_bits' integer rounding on 16 lanes (not
+// VCVTNEPS2BF16, which flushes denormals). Packing one element at a time took a third of a bf16 product's time.
+
+// bf16_bits of 16 floats, each in the low half of its lane.
+__attribute__((target("avx512f"))) static inline __m512i bf16_bits16(__m512 x) {
+  const __m512i u = _mm512_castps_si512(x);
+  const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+  const __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7FFF))), 16);
+  const __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7FFFFFFF)), _mm512_set1_epi32(0x7F800000));
+  return _mm512_mask_mov_epi32(rounded, nan, _mm512_or_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40)));
+}
+
+// bf16_pair over 16 lanes: lo's bf16 in the low half, hi's in the high.
+__attribute__((target("avx512f"))) static inline __m512 bf16_pairs16(__m512 lo, __m512 hi) {
+  return _mm512_castsi512_ps(_mm512_or_si512(bf16_bits16(lo), _mm512_slli_epi32(bf16_bits16(hi), 16)));
+}
+
+// 32 consecutive floats as 16 pairs (elements 2i and 2i + 1 in pair i).
+__attribute__((target("avx512f"))) static inline __m512 bf16_adjacent(const float *p) {
+  const __m256i lo = _mm512_cvtepi32_epi16(bf16_bits16(_mm512_loadu_ps(p)));
+  const __m256i hi = _mm512_cvtepi32_epi16(bf16_bits16(_mm512_loadu_ps(p + 16)));
+  return _mm512_castsi512_ps(_mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1));
+}
+
+__attribute__((target("avx512f"))) static void pack_b_bf16_512(Operand B, int kc, int nc, int nr, void *to) {
+  uint32_t *out = to;
+  const int kp = (kc + 1) / 2;
+  for (int j0 = 0; j0 < nc; j0 += nr) {
+    const int cols = min_int(nr, nc - j0);
+    uint32_t *panel = out + (ptrdiff_t)j0 * kp;
+    if (B.col == 1) {
+      // B's rows k and k + 1 along j: a pair of loads per 16 columns, zeros past the last column.
+      for (int p = 0; p < kp; p++) {
+        const int k = 2 * p;
+        for (int v = 0; v < nr; v += 16) {
+          const int left = cols - v;
+          const __mmask16 m = left >= 16 ? 0xFFFF : left > 0 ? (__mmask16)((1u << left) - 1) : 0;
+          const __m512 lo = _mm512_maskz_loadu_ps(m, B.p + k * B.row + j0 + v);
+          const __m512 hi = k + 1 < kc ? _mm512_maskz_loadu_ps(m, B.p + (k + 1) * B.row + j0 + v) : _mm512_setzero_ps();
+          _mm512_storeu_ps((float *)panel + (ptrdiff_t)p * nr + v, bf16_pairs16(lo, hi));
+        }
+      }
+    } else if (B.row == 1 && cols == nr) {
+      // A transposed B's columns run along k, so their pairs are adjacent: 16 pairs of each of 16 columns, then
+      // transposed in registers as the float panels are.
+      int p = 0;
+      for (; 2 * p + 32 <= kc; p += 16)
+        for (int v = 0; v < nr; v += 16) {
+          float block[16 * 16] __attribute__((aligned(64)));
+          for (int c = 0; c < 16; c++) _mm512_store_ps(block + 16 * c, bf16_adjacent(B.p + (j0 + v + c) * B.col + 2 * p));
+          transpose16(block, 16, (float *)panel + (ptrdiff_t)p * nr + v, nr);
+        }
+      for (; p < kp; p++) {
+        const int k = 2 * p, hi = k + 1 < kc;
+        for (int j = 0; j < nr; j++) {
+          const float *src = B.p + (j0 + j) * B.col;
+          panel[(ptrdiff_t)p * nr + j] = bf16_pair(src[k], hi, hi ? src[k + 1] : 0);
+        }
+      }
+    } else {
+      pack_b_bf16((Operand){B.p + j0 * B.col, B.row, B.col}, kc, cols, nr, panel);
+    }
+  }
+}
+
+__attribute__((target("avx512f"))) static void pack_a_bf16_512(Operand A, int mc, int kc, int mr, void *to) {
+  uint32_t *out = to;
+  const int kp = (kc + 1) / 2;
+  if (A.row == 1) {
+    // A transposed: rows k and k + 1 of the panel contiguous; eight pairs at a time over every panel, as pack_a512.
+    for (int p0 = 0; p0 < kp; p0 += 8)
+      for (int i0 = 0; i0 < mc; i0 += mr) {
+        const __mmask16 m = (__mmask16)((1u << min_int(mr, mc - i0)) - 1);
+        float *panel = (float *)out + (ptrdiff_t)i0 * kp;
+        for (int p = p0; p < min_int(p0 + 8, kp); p++) {
+          const int k = 2 * p;
+          const __m512 lo = _mm512_maskz_loadu_ps(m, A.p + k * A.col + i0);
+          const __m512 hi = k + 1 < kc ? _mm512_maskz_loadu_ps(m, A.p + (k + 1) * A.col + i0) : _mm512_setzero_ps();
+          const __m512 x = bf16_pairs16(lo, hi);
+          if ((kp - p) * mr >= 16) _mm512_storeu_ps(panel + (ptrdiff_t)p * mr, x);
+          else _mm512_mask_storeu_ps(panel + (ptrdiff_t)p * mr, (__mmask16)((1u << mr) - 1), x);
+        }
+      }
+    return;
+  }
+  Interleave x;
+  interleave_init(&x, mr);
+  for (int i0 = 0; i0 < mc; i0 += mr) {
+    const int rows = min_int(mr, mc - i0);
+    uint32_t *panel = out + (ptrdiff_t)i0 * kp;
+    if (A.col == 1 && rows == mr && mr <= 16) {
+      // A's rows along k: 16 pairs of each row, interleaved as pack_a512 interleaves 16 k.
+      int p = 0;
+      for (; 2 * p + 32 <= kc; p += 16) {
+        __m512 v[17];
+        for (int r = 0; r < mr; r++) v[r] = bf16_adjacent(A.p + (i0 + r) * A.row + 2 * p);
+        interleave_store(&x, v, (float *)panel + (ptrdiff_t)p * mr);
+      }
+      for (; p < kp; p++) {
+        const int k = 2 * p, hi = k + 1 < kc;
+        for (int r = 0; r < mr; r++) {
+          const float *src = A.p + (i0 + r) * A.row;
+          panel[(ptrdiff_t)p * mr + r] = bf16_pair(src[k], hi, hi ? src[k + 1] : 0);
+        }
+      }
+    } else {
+      pack_a_bf16((Operand){A.p + i0 * A.row, A.row, A.col}, rows, kc, mr, panel);
     }
   }
 }
@@ -425,7 +554,7 @@ static const Kernel KERNELS[] = {
     {"avx2", tile256, pack_a, pack_b, peak256, MR256, NR256},
     {"avx512f-fma", tile512fma, pack_a512, pack_b512, peak512fma, MR512, NR512},
     {"avx2-fma", tile256fma, pack_a, pack_b, peak256fma, MR256, NR256},
-    {"avx512bf16", tile512bf16, pack_a_bf16, pack_b_bf16, peak512bf16, MR512, NR512},
+    {"avx512bf16", tile512bf16, pack_a_bf16_512, pack_b_bf16_512, peak512bf16, MR512, NR512},
 };
 #define KERNEL_COUNT 5
 
@@ -449,7 +578,7 @@ static int supported(int kernel) {
 static void gemm(const Kernel *kn, Scratch *s, Operand A, Operand B, float *C, ptrdiff_t cRow, int M, int K, int N) {
   if (M <= 0 || N <= 0) return;
   // The bf16 panels hold a pair of k per 32-bit element: a panel's offset counts pairs.
-  const int pairs = kn->pack_a == pack_a_bf16;
+  const int pairs = kn->pack_a == pack_a_bf16_512;
   // A product whose A is one block (an attention head's: 128 x 64 or 128 x 128) reads A in place: packing it took a
   // quarter of such a product's time, and its rows are few enough to stay in cache. The bf16 tile reads packed pairs.
   const int inPlace = !pairs && M <= MC && K <= KC;

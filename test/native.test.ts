@@ -299,6 +299,54 @@ describe('native matrix kernels', { skip }, () => {
       }
     });
 
+    if (arithmetic === 'bf16')
+      test(`${kernel}: each operand is rounded as bf16() rounds it (ties to even, NaN kept) on every packing path`, () => {
+        // One operand in [0.5, 1.5) with random low bits (every fourth a tie), the other integers in [-4, 4]: every
+        // product and partial sum is a multiple of 2^-8 below 2^13, exact in float32, so each element is its exact sum.
+        const rounded = (n: number, seed: number) =>
+          random(n, seed).map((v, i) => {
+            f32[0] = 1 + v / 2;
+            if (i % 4 === 1) u32[0] = (u32[0] & 0xffff0000) | 0x8000;
+            return f32[0];
+          });
+        const integers = (n: number, seed: number) => random(n, seed).map((v) => Math.round(v * 4));
+        const { kc, mc } = nativeBlocks()!;
+        for (const [M, K, N] of [
+          [1, 1, 1],
+          [7, 33, 65],
+          [13, 64, 17],
+          [mc + 5, 70, 130],
+          [6, kc + 77, 64],
+        ])
+          for (const roundedA of [true, false])
+            for (const [ta, tb] of [
+              [false, false],
+              [true, false],
+              [false, true],
+              [true, true],
+            ]) {
+              const a = roundedA ? rounded(M * K, M + K) : integers(M * K, M + K);
+              const b = roundedA ? integers(K * N, N + K) : rounded(K * N, N + K);
+              if (M > 1 && roundedA) a[K + 2] = NaN;
+              if (N > 1 && !roundedA) b[2 * N + 1] = NaN;
+              const product = () =>
+                matMul(
+                  tf.tensor2d(ta ? transposeOf(a, M, K) : a, ta ? [K, M] : [M, K]),
+                  tf.tensor2d(tb ? transposeOf(b, K, N) : b, tb ? [N, K] : [K, N]),
+                  ta,
+                  tb,
+                );
+              const got = new Float32Array(bytesOn(kernel, product).buffer.slice(0));
+              for (let i = 0; i < M; i++)
+                for (let j = 0; j < N; j++) {
+                  let sum = 0;
+                  for (let k = 0; k < K; k++) sum += bf16(a[i * K + k]) * bf16(b[k * N + j]);
+                  const at = `element (${i}, ${j}) of ${M}x${K}x${N}, ${ta ? 'T' : 'N'}${tb ? 'T' : 'N'}`;
+                  assert.ok(Object.is(got[i * N + j], sum), `${at}: ${got[i * N + j]}, exact ${sum}`);
+                }
+            }
+      });
+
     test(`${kernel}: head products inside [tokens, hidden] activations are each head's ${arithmetic} dot products`, () => {
       fc.assert(
         fc.property(
