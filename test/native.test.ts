@@ -250,6 +250,15 @@ describe('native matrix kernels', { skip }, () => {
       for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) t[c * rows + r] = x[r * cols + c];
       return t;
     };
+    /** The product of row-major a (M x K) and b (K x N) through matMul, each operand stored transposed when asked. */
+    const productOf =
+      (a: Float32Array, b: Float32Array, M: number, K: number, N: number, ta: boolean, tb: boolean) => () =>
+        matMul(
+          tf.tensor2d(ta ? transposeOf(a, M, K) : a, ta ? [K, M] : [M, K]),
+          tf.tensor2d(tb ? transposeOf(b, K, N) : b, tb ? [N, K] : [K, N]),
+          ta,
+          tb,
+        );
 
     test(`${kernel} (${arithmetic}): every element of matMul is the ${arithmetic} k-ordered dot product, for sizes and transposes off the register tile`, () => {
       const dim = fc.integer({ min: 1, max: 150 });
@@ -257,13 +266,7 @@ describe('native matrix kernels', { skip }, () => {
         fc.property(dim, dim, dim, fc.boolean(), fc.boolean(), fc.nat(1000), (M, K, N, ta, tb, seed) => {
           const a = random(M * K, seed);
           const b = random(K * N, seed + 1);
-          const product = () =>
-            matMul(
-              tf.tensor2d(ta ? transposeOf(a, M, K) : a, ta ? [K, M] : [M, K]),
-              tf.tensor2d(tb ? transposeOf(b, K, N) : b, tb ? [N, K] : [K, N]),
-              ta,
-              tb,
-            );
+          const product = productOf(a, b, M, K, N, ta, tb);
           const got = new Float32Array(bytesOn(kernel, product).buffer.slice(0));
           assert.equal(checkProduct(got, a, b, M, K, N), undefined, `${ta ? 'T' : 'N'}${tb ? 'T' : 'N'}`);
           // Exact kernels are the wasm kernel's arithmetic: the same bytes.
@@ -283,13 +286,7 @@ describe('native matrix kernels', { skip }, () => {
         [true, false],
         [false, true],
       ]) {
-        const product = () =>
-          matMul(
-            tf.tensor2d(ta ? transposeOf(a, M, K) : a, ta ? [K, M] : [M, K]),
-            tf.tensor2d(tb ? transposeOf(b, K, N) : b, tb ? [N, K] : [K, N]),
-            ta,
-            tb,
-          );
+        const product = productOf(a, b, M, K, N, ta, tb);
         const bytes = bytesOn(kernel, product);
         if (arithmetic === 'exact')
           assert.ok(bytes.equals(bytesOn('wasm', product)), `${ta ? 'T' : 'N'}${tb ? 'T' : 'N'}`);
@@ -329,13 +326,7 @@ describe('native matrix kernels', { skip }, () => {
               const b = roundedA ? integers(K * N, N + K) : rounded(K * N, N + K);
               if (M > 1 && roundedA) a[K + 2] = NaN;
               if (N > 1 && !roundedA) b[2 * N + 1] = NaN;
-              const product = () =>
-                matMul(
-                  tf.tensor2d(ta ? transposeOf(a, M, K) : a, ta ? [K, M] : [M, K]),
-                  tf.tensor2d(tb ? transposeOf(b, K, N) : b, tb ? [N, K] : [K, N]),
-                  ta,
-                  tb,
-                );
+              const product = productOf(a, b, M, K, N, ta, tb);
               const got = new Float32Array(bytesOn(kernel, product).buffer.slice(0));
               for (let i = 0; i < M; i++)
                 for (let j = 0; j < N; j++) {

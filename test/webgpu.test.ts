@@ -9,7 +9,7 @@ import { batchOf } from '../src/engine/batch.js';
 import { initialValue, initStrategyParams, loadPretrained } from '../src/engine/checkpoint.js';
 import { parseModelConfig } from '../src/engine/config.js';
 import { EncoderClassifier, type Batch } from '../src/engine/model.js';
-import { sizeOf } from '../src/engine/modules/param.js';
+import { sizeOf, type ParamSpec } from '../src/engine/modules/param.js';
 import type { Encoding } from '../src/engine/tokenizer.js';
 import { clipCoefficient } from '../src/engine/optimizer.js';
 import { popcount } from '../src/engine/bitset.js';
@@ -98,6 +98,19 @@ async function train(
 
 const tiny = () => loadPretrained(TINY, { numLabels: 2, seed: 3 }).model;
 
+/** Child-Tuning-F (p 0.3 over every tensor) on a fresh model, every step's masks recorded. */
+async function fRun(
+  backend: 'wasm' | 'webgpu',
+  model: () => EncoderClassifier,
+  specs: ParamSpec[],
+  seed: number,
+  data: Batch[],
+) {
+  const s = childTuningF(0.3, 'all', specs, seed);
+  const rec = bitsRecorder(s);
+  return { ...(await train(backend, model(), s, data, { observer: rec.observer })), masks: rec.steps, s };
+}
+
 /** Largest absolute difference over every weight. */
 const worst = (a: Float32Array[], b: Float32Array[]) =>
   a.reduce((m, x, i) => x.reduce((mm, v, j) => Math.max(mm, Math.abs(v - b[i][j])), m), 0);
@@ -133,12 +146,7 @@ describe('webgpu backend on SwiftShader', { skip }, () => {
 
     // F: the same random streams, so the masks are bit-identical on the device.
     const specs = tiny().specs;
-    const f = async (backend: 'wasm' | 'webgpu') => {
-      const s = childTuningF(0.3, 'all', specs, 17);
-      const rec = bitsRecorder(s);
-      return { ...(await train(backend, tiny(), s, data, { observer: rec.observer })), masks: rec.steps, s };
-    };
-    const [fc, fg] = [await f('wasm'), await f('webgpu')];
+    const [fc, fg] = [await fRun('wasm', tiny, specs, 17, data), await fRun('webgpu', tiny, specs, 17, data)];
     relClose(fg.losses, fc.losses, 1e-4, 'F loss');
     fg.masks.forEach((step, k) =>
       step.forEach((bits, i) => assert.deepEqual(bits, fc.masks[k][i], `F mask of ${specs[i].name} at step ${k + 1}`)),
@@ -214,12 +222,7 @@ describe('webgpu backend on SwiftShader', { skip }, () => {
     const specs = model().specs;
     const word = specs.findIndex((s) => s.name.endsWith('word_embeddings.weight'));
     assert.ok(updateGroups(sizeOf(specs[word]), 65535)[1] > 1, 'the word embeddings fold into two dimensions');
-    const f = async (backend: 'wasm' | 'webgpu') => {
-      const s = childTuningF(0.3, 'all', specs, 19);
-      const rec = bitsRecorder(s);
-      return { ...(await train(backend, model(), s, data, { observer: rec.observer })), masks: rec.steps, s };
-    };
-    const [cpu, gpu] = [await f('wasm'), await f('webgpu')];
+    const [cpu, gpu] = [await fRun('wasm', model, specs, 19, data), await fRun('webgpu', model, specs, 19, data)];
     relClose(gpu.losses, cpu.losses, 1e-4, 'loss');
     gpu.masks.forEach((step, k) => assert.deepEqual(step[word], cpu.masks[k][word], `word mask at step ${k + 1}`));
     assert.deepEqual(gpu.s.keptCounts(), cpu.s.keptCounts());
