@@ -6,14 +6,13 @@ import { before, describe, test } from 'node:test';
 import { selectBackend } from '../src/engine/backend.js';
 import { parseModelConfig } from '../src/engine/config.js';
 import { EncoderClassifier } from '../src/engine/model.js';
-import { initialValue } from '../src/engine/checkpoint.js';
 import { keepThreshold, Rng, streamSeed } from '../src/engine/rng.js';
 import { partition } from '../src/engine/parallel/partition.js';
 import { DataParallel } from '../src/run/parallel.js';
 import { getBit } from '../src/engine/bitset.js';
 import { childTuningF, F_CHUNK } from '../src/strategies/child-tuning-f/index.js';
 import { STREAMS } from '../src/strategies/strategy.js';
-import { cli, GLUE, tinyModelRecipe } from './helpers.js';
+import { cli, GLUE, randomModel, tinyModelRecipe } from './helpers.js';
 
 const P = 0.3;
 const keep = keepThreshold(P).threshold / 65536;
@@ -39,10 +38,7 @@ function statModel(): EncoderClassifier {
     },
     '<test>',
   );
-  const model = new EncoderClassifier(config, 2);
-  const rng = new Rng(3);
-  model.specs.forEach((s, i) => (model.values[i] = initialValue(s, rng)));
-  return model;
+  return randomModel(config, 3);
 }
 
 /** A batch of 8 random sentences of up to 16 tokens. */

@@ -36,6 +36,14 @@ export const bertConfig = (layers: number, hidden: number, heads: number) =>
     'bert',
   );
 
+/** A model of `config` with `labels` classes, every weight drawn as a fresh checkpoint would be, from `seed`. */
+export function randomModel(config: ModelConfig, seed: number, labels = 2): EncoderClassifier {
+  const model = new EncoderClassifier(config, labels);
+  const rng = new Rng(seed);
+  model.specs.forEach((s, i) => (model.values[i] = initialValue(s, rng)));
+  return model;
+}
+
 /** A fresh temporary directory marked as a project root (so recipe paths inside it are allowed). */
 export function tmpProject(): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'childtune-test-'));

@@ -6,8 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { activeDeviceInfo, selectBackend } from '../src/engine/backend.js';
 import { batchOf } from '../src/engine/batch.js';
-import { initialValue, initStrategyParams, loadPretrained } from '../src/engine/checkpoint.js';
-import { parseModelConfig } from '../src/engine/config.js';
+import { initStrategyParams, loadPretrained } from '../src/engine/checkpoint.js';
 import { EncoderClassifier, type Batch } from '../src/engine/model.js';
 import { sizeOf, type ParamSpec } from '../src/engine/modules/param.js';
 import type { Encoding } from '../src/engine/tokenizer.js';
@@ -25,7 +24,19 @@ import { anchorFor, modifiersFor, STRATEGIES, strategyFor } from '../src/strateg
 import type { Strategy } from '../src/strategies/strategy.js';
 import { vanilla } from '../src/strategies/vanilla/index.js';
 import { gpuSkip, pollByTimer, swiftshaderIcd, useSwiftshader } from './gpu.js';
-import { cli, FIXTURES, GLUE, microBatch, microModel, REPO, runUntilKilled, tmpProject, write } from './helpers.js';
+import {
+  bertConfig,
+  cli,
+  FIXTURES,
+  GLUE,
+  microBatch,
+  microModel,
+  randomModel,
+  REPO,
+  runUntilKilled,
+  tmpProject,
+  write,
+} from './helpers.js';
 import { metricsOf, modelBytes, resultsOf } from './strategy-checks.js';
 
 /**
@@ -199,23 +210,9 @@ describe('webgpu backend on SwiftShader', { skip }, () => {
     // 30522 x 768 word embeddings: 91,568 workgroups of 256, more than one dimension holds (65,535), so their
     // update folds into two. One layer keeps SwiftShader's work small; the tokens' rows lie past the fold
     // (row 21,846 on), where a wrong fold would leave Adam's lr-sized steps or the kept counts out.
-    const config = parseModelConfig(
-      {
-        model_type: 'bert',
-        vocab_size: 30522,
-        hidden_size: 768,
-        num_hidden_layers: 1,
-        num_attention_heads: 12,
-        intermediate_size: 3072,
-        max_position_embeddings: 512,
-        type_vocab_size: 2,
-      },
-      '<base widths>',
-    );
+    const config = bertConfig(1, 768, 12);
     // Drawn once (1.5 s); each run trains a copy.
-    const initial = new EncoderClassifier(config, 2);
-    const rng = new Rng(4);
-    initial.specs.forEach((s, i) => (initial.values[i] = initialValue(s, rng)));
+    const initial = randomModel(config, 4);
     const model = () => {
       const m = new EncoderClassifier(config, 2);
       initial.values.forEach((v, i) => (m.values[i] = Float32Array.from(v)));
