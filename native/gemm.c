@@ -199,6 +199,52 @@ __attribute__((target("avx512f"))) static void pack_b512(Operand B, int kc, int 
   }
 }
 
+// ---- AVX-512 packing: bf16 rounding on 16 lanes, a transposed A ----
+// The bf16 packs below give pack_a_bf16's and pack_b_bf16's panels bit for bit: bf16_bits' integer rounding on 16 lanes (not
+// VCVTNEPS2BF16, which flushes denormals). Packing one element at a time took a third of a bf16 product's time.
+
+// bf16_bits of 16 floats, each in the low half of its lane.
+__attribute__((target("avx512f"))) static inline __m512i bf16_bits16(__m512 x) {
+  const __m512i u = _mm512_castps_si512(x);
+  const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+  const __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7FFF))), 16);
+  const __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7FFFFFFF)), _mm512_set1_epi32(0x7F800000));
+  return _mm512_mask_mov_epi32(rounded, nan, _mm512_or_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40)));
+}
+
+// bf16_pair over 16 lanes: lo's bf16 in the low half, hi's in the high.
+__attribute__((target("avx512f"))) static inline __m512 bf16_pairs16(__m512 lo, __m512 hi) {
+  return _mm512_castsi512_ps(_mm512_or_si512(bf16_bits16(lo), _mm512_slli_epi32(bf16_bits16(hi), 16)));
+}
+
+// 32 consecutive floats as 16 pairs (elements 2i and 2i + 1 in pair i).
+__attribute__((target("avx512f"))) static inline __m512 bf16_adjacent(const float *p) {
+  const __m256i lo = _mm512_cvtepi32_epi16(bf16_bits16(_mm512_loadu_ps(p)));
+  const __m256i hi = _mm512_cvtepi32_epi16(bf16_bits16(_mm512_loadu_ps(p + 16)));
+  return _mm512_castsi512_ps(_mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1));
+}
+
+// A transposed A (the panel's rows contiguous per k) into float panels, or with `pairs` into bf16-pair panels (a
+// unit is then two k). Eight units at a time over every panel, so the lines of A read stay in L1 for the panels that
+// share them (panel by panel, each k a new line and page: 3072 rows of 1024 k packed in 2.3-3.5 ms, against 0.6-1.1).
+// Each store runs 16 - mr lanes into the panel's next unit, which overwrites them; a store that would run past the
+// panel's end (into the next panel's first unit) is masked.
+__attribute__((target("avx512f"))) static inline void pack_a_transposed512(Operand A, int mc, int kc, int mr, float *out, int pairs) {
+  const int units = pairs ? (kc + 1) / 2 : kc;
+  for (int u0 = 0; u0 < units; u0 += 8)
+    for (int i0 = 0; i0 < mc; i0 += mr) {
+      const __mmask16 m = (__mmask16)((1u << min_int(mr, mc - i0)) - 1);
+      float *panel = out + (ptrdiff_t)i0 * units;
+      for (int u = u0; u < min_int(u0 + 8, units); u++) {
+        const int k = pairs ? 2 * u : u;
+        __m512 x = _mm512_maskz_loadu_ps(m, A.p + k * A.col + i0);
+        if (pairs) x = bf16_pairs16(x, k + 1 < kc ? _mm512_maskz_loadu_ps(m, A.p + (k + 1) * A.col + i0) : _mm512_setzero_ps());
+        if ((units - u) * mr >= 16) _mm512_storeu_ps(panel + (ptrdiff_t)u * mr, x);
+        else _mm512_mask_storeu_ps(panel + (ptrdiff_t)u * mr, (__mmask16)((1u << mr) - 1), x);
+      }
+    }
+}
+
 // Interleaves 16 consecutive elements of each of mr rows (v[0..mr), mr at most 16) into a panel's order by
 // two-source permutes: output vector o holds the panel's elements 16o..16o+15, each taken from its row's register
 // of the pair it lies in. Data movement only, so it serves float and bf16-pair panels alike.
@@ -238,20 +284,7 @@ __attribute__((target("avx512f"))) static inline void interleave_store(const Int
 __attribute__((target("avx512f"))) static void pack_a512(Operand A, int mc, int kc, int mr, void *to) {
   float *out = to;
   if (A.row == 1) {
-    // Eight k at a time over every panel, so the eight lines of A read stay in L1 for the panels that share them
-    // (panel by panel, each k a new line and page: 3072 rows of 1024 k packed in 3.0 ms, against 0.6-0.9). Each
-    // store runs 16 - mr floats into the panel's next k, which overwrites them; a store that would run past the
-    // panel's end (into the next panel's first k) is masked.
-    for (int k0 = 0; k0 < kc; k0 += 8)
-      for (int i0 = 0; i0 < mc; i0 += mr) {
-        const __mmask16 m = (__mmask16)((1u << min_int(mr, mc - i0)) - 1);
-        float *panel = out + (ptrdiff_t)i0 * kc;
-        for (int k = k0; k < min_int(k0 + 8, kc); k++) {
-          const __m512 x = _mm512_maskz_loadu_ps(m, A.p + k * A.col + i0);
-          if ((kc - k) * mr >= 16) _mm512_storeu_ps(panel + (ptrdiff_t)k * mr, x);
-          else _mm512_mask_storeu_ps(panel + (ptrdiff_t)k * mr, (__mmask16)((1u << mr) - 1), x);
-        }
-      }
+    pack_a_transposed512(A, mc, kc, mr, out, 0);
     return;
   }
   Interleave x;
@@ -272,31 +305,6 @@ __attribute__((target("avx512f"))) static void pack_a512(Operand A, int mc, int 
       pack_a((Operand){A.p + i0 * A.row, A.row, A.col}, rows, kc, mr, panel);
     }
   }
-}
-
-// ---- bf16 packing with AVX-512 ----
-// The same panels as pack_a_bf16 and pack_b_bf16, bit for bit: bf16_bits' integer rounding on 16 lanes (not
-// VCVTNEPS2BF16, which flushes denormals). Packing one element at a time took a third of a bf16 product's time.
-
-// bf16_bits of 16 floats, each in the low half of its lane.
-__attribute__((target("avx512f"))) static inline __m512i bf16_bits16(__m512 x) {
-  const __m512i u = _mm512_castps_si512(x);
-  const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-  const __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7FFF))), 16);
-  const __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7FFFFFFF)), _mm512_set1_epi32(0x7F800000));
-  return _mm512_mask_mov_epi32(rounded, nan, _mm512_or_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40)));
-}
-
-// bf16_pair over 16 lanes: lo's bf16 in the low half, hi's in the high.
-__attribute__((target("avx512f"))) static inline __m512 bf16_pairs16(__m512 lo, __m512 hi) {
-  return _mm512_castsi512_ps(_mm512_or_si512(bf16_bits16(lo), _mm512_slli_epi32(bf16_bits16(hi), 16)));
-}
-
-// 32 consecutive floats as 16 pairs (elements 2i and 2i + 1 in pair i).
-__attribute__((target("avx512f"))) static inline __m512 bf16_adjacent(const float *p) {
-  const __m256i lo = _mm512_cvtepi32_epi16(bf16_bits16(_mm512_loadu_ps(p)));
-  const __m256i hi = _mm512_cvtepi32_epi16(bf16_bits16(_mm512_loadu_ps(p + 16)));
-  return _mm512_castsi512_ps(_mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1));
 }
 
 __attribute__((target("avx512f"))) static void pack_b_bf16_512(Operand B, int kc, int nc, int nr, void *to) {
@@ -344,20 +352,7 @@ __attribute__((target("avx512f"))) static void pack_a_bf16_512(Operand A, int mc
   uint32_t *out = to;
   const int kp = (kc + 1) / 2;
   if (A.row == 1) {
-    // A transposed: rows k and k + 1 of the panel contiguous; eight pairs at a time over every panel, as pack_a512.
-    for (int p0 = 0; p0 < kp; p0 += 8)
-      for (int i0 = 0; i0 < mc; i0 += mr) {
-        const __mmask16 m = (__mmask16)((1u << min_int(mr, mc - i0)) - 1);
-        float *panel = (float *)out + (ptrdiff_t)i0 * kp;
-        for (int p = p0; p < min_int(p0 + 8, kp); p++) {
-          const int k = 2 * p;
-          const __m512 lo = _mm512_maskz_loadu_ps(m, A.p + k * A.col + i0);
-          const __m512 hi = k + 1 < kc ? _mm512_maskz_loadu_ps(m, A.p + (k + 1) * A.col + i0) : _mm512_setzero_ps();
-          const __m512 x = bf16_pairs16(lo, hi);
-          if ((kp - p) * mr >= 16) _mm512_storeu_ps(panel + (ptrdiff_t)p * mr, x);
-          else _mm512_mask_storeu_ps(panel + (ptrdiff_t)p * mr, (__mmask16)((1u << mr) - 1), x);
-        }
-      }
+    pack_a_transposed512(A, mc, kc, mr, (float *)out, 1);
     return;
   }
   Interleave x;
