@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -8,7 +7,7 @@ import { loadTokenizer } from '../src/engine/tokenizer.js';
 import { readCheckpoint, writeCheckpoint } from '../src/run/checkpoint.js';
 import { prepareSplit } from '../src/run/data.js';
 import { RunError } from '../src/run/errors.js';
-import { cli, FIXTURES, GLUE, microModel, REPO, tinyModelRecipe, tmpProject } from './helpers.js';
+import { cli, FIXTURES, GLUE, microModel, runUntilKilled, tinyModelRecipe, tmpProject } from './helpers.js';
 import { metricsOf, resultsOf } from './strategy-checks.js';
 
 test('a run killed with SIGKILL at a random step resumes to exactly the losses and metrics of an uninterrupted run', async () => {
@@ -26,31 +25,7 @@ evaluation: {batch_size: 64}
   const reference = JSON.parse(whole.out)[0].dir;
 
   const killAt = 2 * (1 + new Rng(Date.now()).int(6));
-  const child = spawn(
-    process.execPath,
-    [path.join(REPO, 'bin', 'childtune.js'), 'run', recipe, '--quiet', '--allow-path', path.dirname(GLUE)],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  let stderr = '';
-  child.stderr.on('data', (d) => (stderr += d));
-  const runDir = await new Promise<string>((resolve, reject) => {
-    const timer = setInterval(() => {
-      const m = /run directory: (.*)/.exec(stderr);
-      if (!m) return;
-      const pointer = path.join(m[1].trim(), 'checkpoint.json');
-      if (fs.existsSync(pointer) && JSON.parse(fs.readFileSync(pointer, 'utf8')).step >= killAt) {
-        clearInterval(timer);
-        child.kill('SIGKILL');
-        resolve(m[1].trim());
-      }
-    }, 5);
-    child.on('exit', () => {
-      clearInterval(timer);
-      reject(new Error(`the run ended before step ${killAt} was checkpointed:\n${stderr}`));
-    });
-  });
-  await new Promise((r) => child.once('exit', r).once('close', r));
-  assert.ok(!fs.existsSync(path.join(runDir, 'results.json')), 'killed before the end');
+  const runDir = await runUntilKilled(recipe, killAt, ['--allow-path', path.dirname(GLUE)]);
 
   // The dead process's lock is taken over with a log line, no manual step; a changed recipe is still refused.
   assert.ok(fs.existsSync(path.join(runDir, 'run.lock')), 'SIGKILL leaves the lock');

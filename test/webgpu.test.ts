@@ -231,7 +231,7 @@ describe('webgpu backend on SwiftShader', { skip }, () => {
     const row = data[0].inputIds[0];
     const before = initial.values[word];
     let moved = 0;
-    for (let j = row * 768; j < (row + 1) * 768; j++)
+    for (let j = row * config.hiddenSize; j < (row + 1) * config.hiddenSize; j++)
       moved = Math.max(moved, Math.abs(gpu.weights[word][j] - before[j]));
     assert.ok(moved > 5e-4, `row ${row} moved by ${moved}`);
   });
