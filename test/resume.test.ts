@@ -10,7 +10,7 @@ import { RunError } from '../src/run/errors.js';
 import { cli, FIXTURES, GLUE, microModel, runUntilKilled, tinyModelRecipe, tmpProject } from './helpers.js';
 import { metricsOf, resultsOf } from './strategy-checks.js';
 
-test('a run killed with SIGKILL at a random step resumes to exactly the losses and metrics of an uninterrupted run', async () => {
+test('a run killed with SIGKILL at a random step resumes to exactly the losses and metrics of an uninterrupted run', async (t) => {
   const recipe = await tinyModelRecipe(`dataset:
   task: glue/rte
   dir: ${path.dirname(GLUE)}/glue/RTE
@@ -44,11 +44,15 @@ evaluation: {batch_size: 64}
   assert.match(changed.err, /run-defining fields changed: training\.optimizer\.lr/);
   const again = await cli(['run', '--resume', runDir]);
   assert.equal(again.code, 0, again.err);
-  assert.match(again.err, /resume: continuing from step \d+/);
+  const from = /resume: continuing from step (\d+)/.exec(again.err);
+  assert.ok(from, again.err);
   assert.ok(!fs.existsSync(path.join(runDir, 'run.lock')), 'the finished resume releases the lock');
 
-  assert.deepEqual(resultsOf(runDir), resultsOf(reference));
+  // Where a difference shows, which step the kill followed and which step the resume took up name the case; the
+  // step log first, so the first step that differs is in the failure.
+  t.diagnostic(`killed once step ${killAt} was checkpointed; resumed from step ${from[1]}`);
   assert.deepEqual(metricsOf(runDir), metricsOf(reference));
+  assert.deepEqual(resultsOf(runDir), resultsOf(reference));
   assert.deepEqual(
     fs.readFileSync(path.join(runDir, 'model', 'model.safetensors')),
     fs.readFileSync(path.join(reference, 'model', 'model.safetensors')),
