@@ -30,9 +30,6 @@ const SUBMISSIONS: Partial<Record<BuiltinTask, GlueSubmission>> = {
   'glue/wnli': { name: 'WNLI' },
 };
 
-/** The GLUE tasks a submission file can be written for. */
-export const GLUE_SUBMISSION_TASKS = Object.keys(SUBMISSIONS) as BuiltinTask[];
-
 /**
  * The submission file a task's model writes for a test file. An MNLI model answers three test sets: the
  * input's name decides (test_mismatched: MNLI-mm, the diagnostic set: AX, else the task's own).

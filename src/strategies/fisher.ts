@@ -9,12 +9,6 @@ import type { TrainingPool } from '../engine/training-pool.js';
 import type { ResolvedFisher } from './child-tuning-d/fisher-settings.js';
 import { inScope, STREAMS } from './strategy.js';
 
-export interface FisherResult {
-  /** One bitset per parameter tensor (undefined outside the scope). */
-  masks: (Uint8Array | undefined)[];
-  stats: FisherStats;
-}
-
 export interface FisherStats {
   estimator: ResolvedFisher['estimator'];
   reserve_p: number;
