@@ -12,6 +12,7 @@ import { annealed, recallPenalty } from '../src/strategies/recadam/index.js';
 import { strategyFor } from '../src/strategies/registry.js';
 import { towardsPretrainedPenalty } from '../src/strategies/weight-decay-to-pretrained/index.js';
 import { cli, GLUE, killAndResume, microModel, tinyModelRecipe } from './helpers.js';
+import { modelBytes } from './strategy-checks.js';
 
 const SETTINGS: AdamWSettings = { lr: 1e-3, betas: [0.9, 0.999], eps: 1e-6, weightDecay: 0.01 };
 const allow = ['--allow-path', path.dirname(GLUE)];
@@ -189,8 +190,7 @@ sweep:
   );
   first.forEach((t, k) => {
     assert.deepEqual([t.metrics, t.final_loss], [second[k].metrics, second[k].final_loss], t.strategy);
-    const model = (dir: string) => fs.readFileSync(path.join(dir, 'model', 'model.safetensors'));
-    assert.deepEqual(model(t.dir), model(second[k].dir), `${t.strategy}: the same model, byte for byte`);
+    assert.deepEqual(modelBytes(t.dir), modelBytes(second[k].dir), `${t.strategy}: the same model, byte for byte`);
   });
 });
 
@@ -236,10 +236,7 @@ runtime: {threads: 2}
     return { metrics: x.metrics, epochs: x.epochs, final_loss: x.final_loss, steps: x.steps };
   };
   assert.deepEqual(results(runDir), results(reference));
-  assert.deepEqual(
-    fs.readFileSync(path.join(runDir, 'model', 'model.safetensors')),
-    fs.readFileSync(path.join(reference, 'model', 'model.safetensors')),
-  );
+  assert.deepEqual(modelBytes(runDir), modelBytes(reference));
 });
 
 test('the wasm passes that read the anchor (pull, decay) equal the JavaScript passes bit for bit', () => {

@@ -12,10 +12,10 @@ import { HubError } from '../src/engine/hub/cache.js';
 import { SafetensorsError } from '../src/engine/safetensors.js';
 import { TokenizerError } from '../src/engine/tokenizer.js';
 import { StageCache } from '../src/run/cache.js';
-import { readCheckpoint, writeCheckpoint } from '../src/run/checkpoint.js';
+import { readCheckpoint } from '../src/run/checkpoint.js';
 import { RunError } from '../src/run/errors.js';
 import { Interrupted } from '../src/run/interrupt.js';
-import { cli, microModel, tmpProject } from './helpers.js';
+import { cli, microModel, tmpProject, writeMicroCheckpoint } from './helpers.js';
 import { fakeRun } from './report-fixtures.js';
 
 const printed = (e: unknown, debug = false) => {
@@ -135,24 +135,7 @@ describe('run artifacts carry a version and are read back through their types', 
   test('a checkpoint or a stage cache entry from a newer childtune is refused, naming the file, and kept', () => {
     const dir = tmpProject();
     const model = microModel();
-    const loop = {
-      step: 4,
-      epoch: 0,
-      batch: 4,
-      skipped: 0,
-      lastLoss: 0.5,
-      window: { lossSum: 0, lossCount: 0, examples: 0 },
-      epochs: [],
-      best: { epoch: -1, score: -Infinity },
-      metricsLines: 4,
-      kept: [],
-    };
-    const rel = writeCheckpoint(dir, model.specs, {
-      meta: { version: 1, recipeHash: 'h', backend: 'wasm', threads: 2, adamStep: 4, loop },
-      values: model.values,
-      m: model.values,
-      v: model.values,
-    });
+    const rel = writeMicroCheckpoint(dir, model, { step: 4 });
     const loopFile = path.join(dir, rel, 'loop.json');
     fs.writeFileSync(loopFile, JSON.stringify({ ...JSON.parse(fs.readFileSync(loopFile, 'utf8')), version: 2 }));
     assert.throws(

@@ -13,6 +13,8 @@ import type { ParamSpec } from '../src/engine/params.js';
 import { updateSegment } from '../src/engine/parallel/shard.js';
 import type { Strategy } from '../src/strategies/strategy.js';
 import { main } from '../src/cli/main.js';
+import { writeCheckpoint } from '../src/run/checkpoint.js';
+import type { LoopState } from '../src/run/train.js';
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const SHARED = process.env.CHILDTUNE_SHARED ?? path.resolve(REPO, '..', 'shared');
@@ -107,6 +109,41 @@ export function microModel(
     if (s.init !== 'normal') for (let j = 0; j < model.values[i].length; j++) model.values[i][j] += rng.normal() * 0.1;
   });
   return model;
+}
+
+/**
+ * A checkpoint of `model` after `loop.step` steps of a run on 2 threads (its weights stand in for the moments too),
+ * as a run writes one; the loop state's other fields as at the start unless given. Returns the checkpoint's folder.
+ */
+export function writeMicroCheckpoint(
+  dir: string,
+  model: EncoderClassifier,
+  loop: Partial<LoopState> & { step: number },
+) {
+  return writeCheckpoint(dir, model.specs, {
+    meta: {
+      version: 1,
+      recipeHash: 'h',
+      backend: 'wasm',
+      threads: 2,
+      adamStep: loop.step,
+      loop: {
+        epoch: 0,
+        batch: loop.step,
+        skipped: 0,
+        lastLoss: 0.5,
+        window: { lossSum: 0, lossCount: 0, examples: 0 },
+        epochs: [],
+        best: { epoch: -1, score: -Infinity },
+        metricsLines: loop.step,
+        kept: [],
+        ...loop,
+      },
+    },
+    values: model.values,
+    m: model.values,
+    v: model.values,
+  });
 }
 
 /** A batch of two short sequences for microModel (one padded, one with two segments) and 3-class labels. */

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { arithmeticOf, nativeKernelNames } from '../src/engine/native.js';
 import { cli, GLUE, REPO, runUntilKilled, tinyModelRecipe } from './helpers.js';
+import { modelBytes } from './strategy-checks.js';
 
 /**
  * What runtime.kernels and training.precision promise of whole runs: each kernel reruns bit for bit, fused and
@@ -54,7 +55,7 @@ function read(dir: string, log: string): Ran {
     log,
     losses,
     results: JSON.parse(fs.readFileSync(path.join(dir, 'results.json'), 'utf8')),
-    weights: fs.readFileSync(path.join(dir, 'model', 'model.safetensors')),
+    weights: modelBytes(dir),
     masks: fs.readFileSync(path.join(dir, 'f-masks.bin')),
   };
 }

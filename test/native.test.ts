@@ -18,6 +18,7 @@ import {
 } from '../src/engine/native.js';
 import { Rng } from '../src/engine/rng.js';
 import { GLUE, REPO, tinyModelRecipe } from './helpers.js';
+import { modelBytes } from './strategy-checks.js';
 
 /**
  * The native kernels compute what the wasm kernel computes (same k order, separate multiply and add), so
@@ -450,7 +451,7 @@ runtime: {backend: wasm, threads: 2, kernels: exact}
         .map((l) => JSON.parse(l))
         .filter((m) => 'loss' in m)
         .map((m) => m.loss);
-      return { losses, weights: fs.readFileSync(path.join(dir, 'model', 'model.safetensors')), log: r.stderr };
+      return { losses, weights: modelBytes(dir), log: r.stderr };
     };
     const fallback = run({ CHILDTUNE_NATIVE: '0' });
     const fast = run({});
