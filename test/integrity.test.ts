@@ -16,6 +16,7 @@ import { DirLock } from '../src/run/lock.js';
 import { RunDir } from '../src/run/rundir.js';
 import { getBit } from '../src/engine/bitset.js';
 import { cli, write } from './helpers.js';
+import { metricsLog } from './strategy-checks.js';
 import { assertClean, outcome, smallProject } from './integrity-helpers.js';
 
 /** Multiplies one float32 tensor of a safetensors file in place: same size, same header, new values. */
@@ -374,11 +375,7 @@ describe('stage cache and resume integrity', () => {
     assert.equal(r.code, 0, r.err);
     const run = JSON.parse(r.out)[0].dir;
     // 2 steps x 0.3 = 0.6 -> 1 warmup step: lr 0 at the first step, the peak at the second.
-    const lrs = fs
-      .readFileSync(path.join(run, 'metrics.jsonl'), 'utf8')
-      .trim()
-      .split('\n')
-      .map((l) => JSON.parse(l))
+    const lrs = metricsLog(run)
       .filter((e) => e.kind === 'step')
       .map((e) => e.lr);
     assert.deepEqual(lrs, [0, 0.001]);

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { arithmeticOf, nativeKernelNames } from '../src/engine/native.js';
 import { cli, GLUE, REPO, runUntilKilled, tinyModelRecipe } from './helpers.js';
-import { modelBytes } from './strategy-checks.js';
+import { lossesOf, modelBytes } from './strategy-checks.js';
 
 /**
  * What runtime.kernels and training.precision promise of whole runs: each kernel reruns bit for bit, fused and
@@ -43,17 +43,10 @@ async function runRecipe(recipe: string, args: string[] = []): Promise<Ran> {
 }
 
 function read(dir: string, log: string): Ran {
-  const losses = fs
-    .readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8')
-    .trim()
-    .split('\n')
-    .map((l) => JSON.parse(l))
-    .filter((m) => 'loss' in m)
-    .map((m) => m.loss as number);
   return {
     dir,
     log,
-    losses,
+    losses: lossesOf(dir),
     results: JSON.parse(fs.readFileSync(path.join(dir, 'results.json'), 'utf8')),
     weights: modelBytes(dir),
     masks: fs.readFileSync(path.join(dir, 'f-masks.bin')),

@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs-core';
@@ -18,7 +17,7 @@ import {
 } from '../src/engine/native.js';
 import { Rng } from '../src/engine/rng.js';
 import { GLUE, REPO, tinyModelRecipe } from './helpers.js';
-import { modelBytes } from './strategy-checks.js';
+import { lossesOf, modelBytes } from './strategy-checks.js';
 
 /**
  * The native kernels compute what the wasm kernel computes (same k order, separate multiply and add), so
@@ -444,14 +443,7 @@ runtime: {backend: wasm, threads: 2, kernels: exact}
       );
       assert.equal(r.status, 0, r.stderr);
       const dir = JSON.parse(r.stdout)[0].dir as string;
-      const losses = fs
-        .readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8')
-        .trim()
-        .split('\n')
-        .map((l) => JSON.parse(l))
-        .filter((m) => 'loss' in m)
-        .map((m) => m.loss);
-      return { losses, weights: modelBytes(dir), log: r.stderr };
+      return { losses: lossesOf(dir), weights: modelBytes(dir), log: r.stderr };
     };
     const fallback = run({ CHILDTUNE_NATIVE: '0' });
     const fast = run({});

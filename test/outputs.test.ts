@@ -7,6 +7,7 @@ import { loadPretrained } from '../src/engine/checkpoint.js';
 import { readModelConfig } from '../src/engine/config.js';
 import { saveModel } from '../src/engine/save.js';
 import { cli, FIXTURES, GLUE, tinyModelRecipe, tmpProject } from './helpers.js';
+import { metricsLog } from './strategy-checks.js';
 
 const PRETRAINED = path.join(FIXTURES, 'bert-tiny-glue-mlm');
 
@@ -242,11 +243,7 @@ evaluation: {batch_size: 64}
     assert.match(file, /^events\.out\.tfevents\.\d+\..+/);
     const events = records(fs.readFileSync(path.join(dir, 'tb', file))).map(readEvent);
     assert.equal(events[0].fileVersion, 'brain.Event:2');
-    const lines = fs
-      .readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8')
-      .trim()
-      .split('\n')
-      .map((l) => JSON.parse(l));
+    const lines = metricsLog(dir);
     const f32 = (v: number) => Math.fround(v);
     const expected = lines.map((l) => ({
       step: l.step,

@@ -68,16 +68,17 @@ export function checkDirection(
   return analytic;
 }
 
-/** metrics.jsonl without its timing field, the only thing allowed to differ between runs. */
-export const metricsOf = (dir: string) =>
+/** metrics.jsonl's entries, parsed. */
+export const metricsLog = (dir: string) =>
   fs
     .readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8')
     .trim()
     .split('\n')
-    .map((l) => {
-      const { examples_per_s: _, ...rest } = JSON.parse(l);
-      return rest;
-    });
+    .map((l) => JSON.parse(l));
+/** metrics.jsonl without its timing field, the only thing allowed to differ between runs. */
+export const metricsOf = (dir: string) => metricsLog(dir).map(({ examples_per_s: _, ...rest }) => rest);
+/** The loss of every logged step, in order. */
+export const lossesOf = (dir: string): number[] => metricsLog(dir).flatMap((m) => (m.kind === 'step' ? [m.loss] : []));
 export const modelBytes = (dir: string) => fs.readFileSync(path.join(dir, 'model', 'model.safetensors'));
 /** results.json's metrics, epochs, final loss and step count (what a rerun or a resume must reproduce). */
 export const resultsOf = (dir: string) => {

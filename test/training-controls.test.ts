@@ -8,7 +8,7 @@ import { Rng } from '../src/engine/rng.js';
 import { scalarsOf } from '../src/run/tensorboard.js';
 import { readCheckpoint } from '../src/run/checkpoint.js';
 import { cli, GLUE, killAndResume, microModel, tinyModel, tmpProject, write, writeMicroCheckpoint } from './helpers.js';
-import { metricsOf, modelBytes } from './strategy-checks.js';
+import { lossesOf, metricsLog, metricsOf, modelBytes } from './strategy-checks.js';
 
 /**
  * One project for every test: a random BERT-tiny, and RTE rows in a directory of their own: 24 training rows, and
@@ -51,12 +51,6 @@ ${body}`,
   );
 }
 
-const lines = (dir: string) =>
-  fs
-    .readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8')
-    .trim()
-    .split('\n')
-    .map((l) => JSON.parse(l));
 const results = (dir: string) => JSON.parse(fs.readFileSync(path.join(dir, 'results.json'), 'utf8'));
 const weights = (dir: string) => {
   const file = path.join(dir, 'model', 'model.safetensors');
@@ -74,10 +68,9 @@ training: {epochs: 2, dropout: false, log_every: 1, optimizer: {lr: 0.001}, ${tr
 `;
   const eight = await runOf(await recipeWith(body('batch_size: 8')));
   const twice = await runOf(await recipeWith(body('batch_size: 4, accumulate: 2')));
-  const losses = (dir: string) => lines(dir).flatMap((e) => (e.kind === 'step' ? [e.loss] : []));
   assert.equal(results(twice.dir).steps, 6, '24 examples in groups of 2 batches of 4: 3 optimizer steps an epoch');
-  assert.equal(losses(twice.dir).length, 6);
-  losses(eight.dir).forEach((l, i) => assert.ok(Math.abs(l - losses(twice.dir)[i]) < 1e-5, `step ${i + 1}`));
+  assert.equal(lossesOf(twice.dir).length, 6);
+  lossesOf(eight.dir).forEach((l, i) => assert.ok(Math.abs(l - lossesOf(twice.dir)[i]) < 1e-5, `step ${i + 1}`));
   const [a, b] = [weights(eight.dir), weights(twice.dir)];
   let apart = 0;
   for (const [name, t] of a)
@@ -126,7 +119,7 @@ evaluation: {every_steps: 2, checkpoint: best, early_stopping: {patience: 2, min
   assert.deepEqual(r.split_metrics, r.epochs[best].splits);
   assert.equal(typeof r.split_metrics.test.accuracy, 'number');
   // The learning rate decays over max_steps' 10 steps, not over the 3 epochs' 9.
-  const logged = lines(reference.dir);
+  const logged = metricsLog(reference.dir);
   const lr = logged.find((e) => e.kind === 'step' && e.step === 6).lr;
   assert.equal(lr, learningRate(5, 10, 0.001, 0, 'linear'));
   const evals = logged.filter((e) => e.kind === 'eval');
