@@ -122,19 +122,16 @@ describe('CLI habits', () => {
   test('a bundled recipe runs by name from another directory; its runs and cache go there; the quickstart ends with the score and next steps', () => {
     const cwd = tmp();
     assert.equal(childtune(['validate', 'quickstart'], cwd).stdout, 'quickstart: ok\n');
-    const r = childtune(
-      [
-        'run',
-        'quickstart',
-        '--set',
-        'dataset.subsample.size=32',
-        '--set',
-        'training.epochs=1',
-        '--set',
-        'model.max_seq_length=32',
-      ],
-      cwd,
-    );
+    // A short run: 32 examples, one epoch, sequences of 32.
+    const short = [
+      '--set',
+      'dataset.subsample.size=32',
+      '--set',
+      'training.epochs=1',
+      '--set',
+      'model.max_seq_length=32',
+    ];
+    const r = childtune(['run', 'quickstart', ...short], cwd);
     assert.equal(r.status, 0, r.stderr);
     const [summary, ...rest] = r.stdout.split('\n');
     const [, dir, accuracy] = /^(\S+): accuracy=(0\.\d{4})$/.exec(summary)!;
@@ -153,19 +150,7 @@ describe('CLI habits', () => {
       `tensorboard --logdir ${path.relative(cwd, dir)}/tb`,
     ])
       assert.ok(next.includes(command), command);
-    const plan = childtune(
-      [
-        'plan',
-        'quickstart',
-        '--set',
-        'dataset.subsample.size=32',
-        '--set',
-        'training.epochs=1',
-        '--set',
-        'model.max_seq_length=32',
-      ],
-      cwd,
-    );
+    const plan = childtune(['plan', 'quickstart', ...short], cwd);
     assert.match(plan.stdout, /fisher .*\[cached\]/);
   });
 
