@@ -156,6 +156,19 @@ export const microBatch = (): Batch => ({
   labels: Float32Array.from([2, 0]),
 });
 
+/** `count` batches of four random unpadded 5-token sequences for microModel, with random 3-class labels. */
+export const randomMicroBatches = (seed: number, count: number): Batch[] => {
+  const rng = new Rng(seed);
+  return Array.from({ length: count }, () => ({
+    batch: 4,
+    seq: 5,
+    inputIds: Int32Array.from({ length: 20 }, () => 1 + rng.int(39)),
+    tokenTypeIds: new Int32Array(20),
+    attentionMask: new Float32Array(20).fill(1),
+    labels: Float32Array.from({ length: 4 }, () => rng.int(3)),
+  }));
+};
+
 /** Runs the CLI in this process, capturing its output. */
 export async function cli(argv: string[]) {
   let out = '',

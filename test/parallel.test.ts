@@ -15,7 +15,7 @@ import { DataParallel } from '../src/run/parallel.js';
 import { bitsetBytes, popcount } from '../src/engine/bitset.js';
 import { childTuningF, F_CHUNK } from '../src/strategies/child-tuning-f/index.js';
 import { maskRange } from '../src/strategies/strategy.js';
-import { microModel } from './helpers.js';
+import { microModel, randomMicroBatches } from './helpers.js';
 
 /** A two-thread wasm pool over `model` (AdamW without decay): the data-parallel cases below compare it with one thread. */
 const twoThreads = (model: EncoderClassifier) =>
@@ -312,15 +312,7 @@ describe('data parallelism', () => {
 
   test('training over several arenas gives the weights of one arena bit for bit', async () => {
     await selectBackend('wasm');
-    const rng = new Rng(2);
-    const batches = Array.from({ length: 3 }, () => ({
-      batch: 4,
-      seq: 5,
-      inputIds: Int32Array.from({ length: 20 }, () => 1 + rng.int(39)),
-      tokenTypeIds: new Int32Array(20),
-      attentionMask: new Float32Array(20).fill(1),
-      labels: Float32Array.from({ length: 4 }, () => rng.int(3)),
-    }));
+    const batches = randomMicroBatches(2, 3);
     const train = async (arenaPages?: number) => {
       const model = microModel();
       const dp = await DataParallel.start(model, {

@@ -21,7 +21,7 @@ import { DataParallel } from '../src/run/parallel.js';
 import { collectRuns } from '../src/run/report/collect.js';
 import { groupRuns } from '../src/run/report/group.js';
 import { buildTable, markdownTable } from '../src/run/report/tables.js';
-import { AdamW, FIXTURES, GLUE, microModel, REPO, tmpProject, write } from './helpers.js';
+import { AdamW, FIXTURES, GLUE, microModel, randomMicroBatches, REPO, tmpProject, write } from './helpers.js';
 
 const SRC = path.join(REPO, 'src');
 const kinds = STRATEGIES.map((d) => d.kind);
@@ -237,15 +237,7 @@ describe("Child-Tuning-D's mask on the wasm pass", () => {
     );
   });
 
-  const rng = new Rng(4);
-  const batches = Array.from({ length: 3 }, () => ({
-    batch: 4,
-    seq: 5,
-    inputIds: Int32Array.from({ length: 20 }, () => 1 + rng.int(39)),
-    tokenTypeIds: new Int32Array(20),
-    attentionMask: new Float32Array(20).fill(1),
-    labels: Float32Array.from({ length: 4 }, () => rng.int(3)),
-  }));
+  const batches = randomMicroBatches(4, 3);
   const adam = { lr: 1e-2, betas: [0.9, 0.999] as [number, number], eps: 1e-8, weightDecay: 0.01 };
 
   test('a run on the wasm passes (bitsets in the arena) trains the weights of the JavaScript passes, bit for bit', async () => {
