@@ -10,10 +10,12 @@ OUT=${OUT:-/tmp/childtune-gpu-out}
 mkdir -p "$OUT"
 KIT=/tmp/childtune-kit
 rm -rf "$KIT" && mkdir -p "$KIT" && tar -xJf .device/kit.tar.xz -C "$KIT" || exit 1
-# The kit's node_modules and dist, where the checkout has none of its own (a bare machine's copy): a developer's
-# checkout keeps its own.
+# The kit's node_modules and dist, where the checkout has none of its own (a bare machine's copy), copied in, not
+# linked: Node runs a linked module from its real path, and the bench, finding the repository from its own file,
+# would then look for bench/results.json and BENCHMARKS.md in the kit. A developer's checkout keeps its own.
 for d in node_modules dist; do
-  if [ -L "$d" ] || [ ! -e "$d" ]; then ln -sfn "$KIT/$d" "$d"; fi
+  if [ -L "$d" ]; then rm "$d"; fi
+  if [ ! -e "$d" ]; then cp -a "$KIT/$d" "$d"; fi
 done
 export PATH=$KIT/bin:$PATH LD_LIBRARY_PATH=$KIT/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} XDG_RUNTIME_DIR=$(mktemp -d)
 # NVIDIA's Vulkan driver where the image mounts it (Dawn finds it through the loader in the kit).
