@@ -69,8 +69,9 @@ training: {epochs: 2, dropout: false, log_every: 1, optimizer: {lr: 0.001}, ${tr
   const eight = await runOf(await recipeWith(body('batch_size: 8')));
   const twice = await runOf(await recipeWith(body('batch_size: 4, accumulate: 2')));
   assert.equal(results(twice.dir).steps, 6, '24 examples in groups of 2 batches of 4: 3 optimizer steps an epoch');
-  assert.equal(lossesOf(twice.dir).length, 6);
-  lossesOf(eight.dir).forEach((l, i) => assert.ok(Math.abs(l - lossesOf(twice.dir)[i]) < 1e-5, `step ${i + 1}`));
+  const [ofEight, ofTwice] = [lossesOf(eight.dir), lossesOf(twice.dir)];
+  assert.equal(ofTwice.length, 6);
+  ofEight.forEach((l, i) => assert.ok(Math.abs(l - ofTwice[i]) < 1e-5, `step ${i + 1}`));
   const [a, b] = [weights(eight.dir), weights(twice.dir)];
   let apart = 0;
   for (const [name, t] of a)
