@@ -181,26 +181,21 @@ function largeCheckpoint(): string {
   return path.join(dir, 'model');
 }
 
+/** The modes runMode starts this entry in: each takes its job (JSON, where it has one) and prints one JSON line. */
+const MODES: Record<string, (job: any) => unknown> = {
+  '--child': child,
+  '--registry': registryChild,
+  '--kernels': kernelRates,
+  '--webgpu-child': webgpuChild,
+  '--agreement-side': agreementSide,
+};
+
 async function main() {
   if (process.argv.includes('--bf16-parity')) return bf16Parity([1, 2, 3, 4, 5]);
-  if (process.argv[2] === '--agreement-side') {
-    process.stdout.write(JSON.stringify(await agreementSide(JSON.parse(process.argv[3]))) + '\n');
-    return;
-  }
-  if (process.argv[2] === '--webgpu-child') {
-    process.stdout.write(JSON.stringify(await webgpuChild(JSON.parse(process.argv[3]))) + '\n');
-    return;
-  }
-  if (process.argv[2] === '--child') {
-    process.stdout.write(JSON.stringify(await child(JSON.parse(process.argv[3]))) + '\n');
-    return;
-  }
-  if (process.argv[2] === '--registry') {
-    process.stdout.write(JSON.stringify(await registryChild(JSON.parse(process.argv[3]))) + '\n');
-    return;
-  }
-  if (process.argv[2] === '--kernels') {
-    process.stdout.write(JSON.stringify(await kernelRates()) + '\n');
+  const mode = MODES[process.argv[2]];
+  if (mode) {
+    const job = process.argv[3] === undefined ? undefined : JSON.parse(process.argv[3]);
+    process.stdout.write(JSON.stringify(await mode(job)) + '\n');
     return;
   }
   const quick = process.argv.includes('--quick');
