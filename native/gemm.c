@@ -19,6 +19,7 @@
 // clock_gettime (POSIX) under -std=c11.
 #define _POSIX_C_SOURCE 200809L
 
+#include <cpuid.h>
 #include <immintrin.h>
 #include <math.h>
 #include <node_api.h>
@@ -1200,5 +1201,23 @@ NAPI_MODULE_INIT() {
     CHECK(napi_set_named_property(env, blocks, names[i], size));
   }
   CHECK(napi_set_named_property(env, exports, "blocks", blocks));
+  // cpu: the vendor and family CPUID reports (family as Intel and AMD define it: base, plus extended where base is 15),
+  // which tell runtime.kernels: auto which designs issue multiplies and adds on pipes of their own.
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  char vendor[13] = {0};
+  int family = 0;
+  if (__get_cpuid(0, &eax, &ebx, &ecx, &edx)) {
+    memcpy(vendor, &ebx, 4);
+    memcpy(vendor + 4, &edx, 4);
+    memcpy(vendor + 8, &ecx, 4);
+  }
+  if (__get_cpuid(1, &eax, &ebx, &ecx, &edx)) family = (int)((eax >> 8) & 0xF) + ((eax >> 8 & 0xF) == 0xF ? (int)((eax >> 20) & 0xFF) : 0);
+  napi_value cpu, field;
+  CHECK(napi_create_object(env, &cpu));
+  CHECK(napi_create_string_utf8(env, vendor, NAPI_AUTO_LENGTH, &field));
+  CHECK(napi_set_named_property(env, cpu, "vendor", field));
+  CHECK(napi_create_int32(env, family, &field));
+  CHECK(napi_set_named_property(env, cpu, "family", field));
+  CHECK(napi_set_named_property(env, exports, "cpu", cpu));
   return exports;
 }

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs-core';
@@ -8,6 +9,7 @@ import { selectBackend } from '../src/engine/backend.js';
 import { addIndexedRows, gelu, headContext, headScores, matMul } from '../src/engine/kernels.js';
 import {
   arithmeticOf,
+  autoArithmetic,
   chooseKernels,
   nativeBlocks,
   nativeKernelNames,
@@ -408,17 +410,50 @@ describe('native matrix kernels', { skip }, () => {
     const bf = chooseKernels('auto', 'bf16');
     if (native.includes('avx512bf16')) assert.ok('kernel' in bf && bf.arithmetic === 'bf16');
     else assert.ok('refused' in bf && /AVX512_BF16/.test(bf.refused) && /never emulated/.test(bf.refused));
-    // A resumed checkpoint's kernel comes first where this CPU runs it and the arithmetic matches.
-    const resumed = chooseKernels('auto', 'fp32', 'avx2');
-    if (native.includes('avx2')) {
-      assert.ok('kernel' in resumed && resumed.kernel === 'avx2', JSON.stringify(resumed));
-      assert.match(resumed.why, /the kernel the checkpoint trained with/);
-    }
     const auto = chooseKernels('auto', 'fp32');
-    assert.ok('kernel' in auto && auto.arithmetic !== 'bf16' && /measured|no fused/.test(auto.why));
+    assert.ok('kernel' in auto && auto.arithmetic !== 'bf16' && /measured|no fused|AMD Zen/.test(auto.why));
     // results.json records `why`: it must read the same on every run here (the measured rates go to the log only).
     assert.doesNotMatch(auto.why, /\d/);
+    // A resumed checkpoint's kernel (any fp32 one but auto's) is taken where this CPU runs it, and `why` says so;
+    // the kernel auto takes anyway leaves `why` as it was.
+    for (const other of native.filter((k) => arithmeticOf(k) !== 'bf16' && k !== auto.kernel)) {
+      const resumed = chooseKernels('auto', 'fp32', other);
+      assert.ok('kernel' in resumed && resumed.kernel === other, JSON.stringify(resumed));
+      assert.match(resumed.why, /the kernel the checkpoint trained with/);
+    }
+    assert.deepEqual(chooseKernels('auto', 'fp32', auto.kernel), auto);
   });
+
+  test('auto takes the exact kernels on AMD Zen without measuring, and on other CPUs the fused ones where they measure 1.4x', () => {
+    const unmeasured = () => assert.fail('measured on a Zen');
+    for (const family of [0x17, 0x19, 0x1a])
+      assert.equal(autoArithmetic({ vendor: 'AuthenticAMD', family }, unmeasured).arithmetic, 'exact');
+    assert.equal(autoArithmetic({ vendor: 'HygonGenuine', family: 0x18 }, unmeasured).arithmetic, 'exact');
+    const intel = { vendor: 'GenuineIntel', family: 6 };
+    assert.equal(autoArithmetic(intel, () => ({ exact: 50, fma: 100 })).arithmetic, 'fma');
+    assert.equal(autoArithmetic(intel, () => ({ exact: 90, fma: 100 })).arithmetic, 'exact');
+    // AMD's Bulldozer family (15h) shared its FMA units between multiplies and adds: measured like Intel's cores.
+    const bulldozer = autoArithmetic({ vendor: 'AuthenticAMD', family: 0x15 }, () => ({ exact: 50, fma: 100 }));
+    assert.equal(bulldozer.arithmetic, 'fma');
+    assert.match(bulldozer.rates!, /fused 100 against exact 50/);
+  });
+
+  test(
+    "this machine's CPU as the addon reads it (CPUID) decides auto as /proc/cpuinfo's vendor and family would",
+    {
+      skip: !fs.existsSync('/proc/cpuinfo') && 'no /proc/cpuinfo here',
+    },
+    () => {
+      const info = fs.readFileSync('/proc/cpuinfo', 'utf8');
+      const vendor = /^vendor_id\s*:\s*(\S+)/m.exec(info)![1];
+      const family = Number(/^cpu family\s*:\s*(\d+)/m.exec(info)![1]);
+      const auto = chooseKernels('auto', 'fp32');
+      const zen = (vendor === 'AuthenticAMD' || vendor === 'HygonGenuine') && family >= 0x17;
+      const fused = native.some((k) => arithmeticOf(k) === 'fma');
+      if (fused) assert.equal(/AMD Zen/.test((auto as { why: string }).why), zen, `${vendor} family ${family}`);
+      if (fused && zen) assert.ok('kernel' in auto && auto.arithmetic === 'exact' && !auto.measured);
+    },
+  );
 });
 
 test(

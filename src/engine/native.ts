@@ -78,6 +78,14 @@ interface Addon {
   kernels: (string | null)[];
   /** Cache block sizes in floats: A blocks are mc x kc, B blocks kc x nc. */
   blocks: { kc: number; mc: number; nc: number };
+  /** The vendor and family CPUID reports. */
+  cpu: Cpu;
+}
+
+export interface Cpu {
+  /** CPUID's vendor string: AuthenticAMD, GenuineIntel, ... */
+  vendor: string;
+  family: number;
 }
 
 export type Arithmetic = 'exact' | 'fma' | 'bf16';
@@ -210,15 +218,42 @@ export interface KernelRefusal {
 
 /**
  * Fused kernels are chosen by `auto` when their measured rate beats the exact kernels' by this factor: Intel's
- * server cores measure about 2 (multiply, add and FMA share two ports), AMD Zen 4 and 5 about 1 (separate pipes),
- * so noise of a busy machine cannot flip the choice.
+ * server cores measure about 2 (multiply, add and FMA share two ports).
  */
 const FMA_GAIN = 1.4;
 let measured: { exact: number; fma: number } | undefined;
 
 /**
+ * AMD's Zen cores (family 17h and later; Hygon's Dhyana is a Zen) issue multiplies and adds on pipes of their own,
+ * each at the fused rate, so the exact kernels lose nothing there and auto takes them without measuring. Measuring
+ * did not choose alike on every run: on a Zen 3 VM the fused-over-exact ratio went from 1.05 to 1.47 between
+ * processes, across FMA_GAIN, and reruns of one recipe trained with different kernels.
+ */
+const separateMultiplyAndAdd = (cpu: Cpu) =>
+  (cpu.vendor === 'AuthenticAMD' || cpu.vendor === 'HygonGenuine') && cpu.family >= 0x17;
+
+/** What `auto` takes where both arithmetics run: by design where the CPU's is known, else by `measure`. */
+export function autoArithmetic(
+  cpu: Cpu,
+  measure: () => { exact: number; fma: number },
+): { arithmetic: 'exact' | 'fma'; why: string; rates?: string } {
+  if (separateMultiplyAndAdd(cpu))
+    return {
+      arithmetic: 'exact',
+      why: 'runtime.kernels: auto: AMD Zen multiplies and adds on separate pipes, as fast as fused',
+    };
+  const m = measure();
+  const fast = m.fma >= FMA_GAIN * m.exact;
+  return {
+    arithmetic: fast ? 'fma' : 'exact',
+    why: `runtime.kernels: auto: fused multiply-adds measured ${fast ? '' : 'no '}faster here`,
+    rates: `fused ${m.fma.toFixed(0)} against exact ${m.exact.toFixed(0)} GFLOP/s a core`,
+  };
+}
+
+/**
  * The matrix kernels a run uses on this machine. `auto` takes the exact kernels unless the fused ones are clearly
- * faster here (measured once per process), and `prefer` (the kernel a resumed checkpoint trained with) first when
+ * faster here (autoArithmetic), and `prefer` (the kernel a resumed checkpoint trained with) first when
  * this CPU runs it and it has the arithmetic asked for, so a resume continues bit for bit where it can.
  */
 export function chooseKernels(
@@ -263,19 +298,19 @@ export function chooseKernels(
     };
   }
   if (!fused.length || !have('exact').length) return exact('runtime.kernels: auto: no fused kernels here');
-  if (!measured) {
-    const [exactRate, fmaRate] = kernelPeaks([have('exact')[0], fused[0]]);
-    measured = { exact: exactRate, fma: fmaRate };
-  }
-  const rates = `fused ${measured.fma.toFixed(0)} against exact ${measured.exact.toFixed(0)} GFLOP/s a core`;
-  const fast = measured.fma >= FMA_GAIN * measured.exact;
-  const decided: Arithmetic = fast ? 'fma' : 'exact';
-  // A resume keeps its checkpoint's arithmetic where this CPU runs it, whatever the measurement says here.
-  const kept = !!prefer && arithmeticOf(prefer) !== decided && have(arithmeticOf(prefer)).includes(prefer);
-  const why = kept
-    ? 'runtime.kernels: auto; the kernel the checkpoint trained with'
-    : `runtime.kernels: auto: fused multiply-adds measured ${fast ? '' : 'no '}faster here`;
-  return (kept ? arithmeticOf(prefer!) : decided) === 'fma' ? pick('fma', why, rates) : exact(why, rates);
+  const auto = autoArithmetic((addon as Addon).cpu, () => {
+    if (!measured) {
+      const [exactRate, fmaRate] = kernelPeaks([have('exact')[0], fused[0]]);
+      measured = { exact: exactRate, fma: fmaRate };
+    }
+    return measured;
+  });
+  // A resume keeps its checkpoint's arithmetic where this CPU runs it, whatever auto decides here.
+  const kept = !!prefer && arithmeticOf(prefer) !== auto.arithmetic && have(arithmeticOf(prefer)).includes(prefer);
+  const why = kept ? 'runtime.kernels: auto; the kernel the checkpoint trained with' : auto.why;
+  return (kept ? arithmeticOf(prefer!) : auto.arithmetic) === 'fma'
+    ? pick('fma', why, auto.rates)
+    : exact(why, auto.rates);
 }
 
 /** "native avx512f-fma matrix kernels (why)" or "wasm matrix kernels (why)", for the run log. */
