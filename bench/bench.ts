@@ -14,7 +14,7 @@ import { Rng } from '../src/engine/rng.js';
 import { selectChild } from '../src/strategies/fisher.js';
 import { bf16Parity } from './bf16-parity.js';
 import { child, figuresOf, runChild, type Samples } from './cpu-step.js';
-import { cpuKey, markdown, measuredByHand, summaryOf } from './markdown.js';
+import { cpuKey, markdown, measuredByHand, summaryOf, withCpuSummary } from './markdown.js';
 import { arithmeticRow, kernelRates, measuredPeak, peakWorker } from './peak.js';
 import { registryChild, runRegistry } from './registry.js';
 import {
@@ -300,17 +300,13 @@ async function main() {
     configs,
     arithmetic,
     // One summary per CPU model measured, kept across runs on other machines, so a regression on either shows.
-    by_cpu: {
-      ...(previous?.by_cpu ?? {}),
-      [cpuKey(peak.cpu)]: {
-        date: date.slice(0, 10),
-        cpu: peak.cpu,
-        peak_gflops: peak.gflops,
-        bf16_peak_gflops: peak.bf16_gflops,
-        rows: configs.map(summaryOf),
-        arithmetic,
-      },
-    },
+    by_cpu: withCpuSummary(previous?.by_cpu ?? {}, peak.cpu, {
+      date: date.slice(0, 10),
+      peak_gflops: peak.gflops,
+      bf16_peak_gflops: peak.bf16_gflops,
+      rows: configs.map(summaryOf),
+      arithmetic,
+    }),
     kernels,
     selection: fullRun || !previous ? selectionScaling() : previous.selection,
     // The GPU rows come from `--backend webgpu` runs and the bf16 parity from `--bf16-parity`, kept through a CPU run.

@@ -108,9 +108,27 @@ export function bf16Markdown(p: { date: string; cpu: string; seeds: Row[] } | un
   ];
 }
 
-/** "AMD EPYC (family 26)": the model name alone does not tell AMD's generations apart on these VMs. */
-export const cpuKey = (c: { model: string; family: number | null }) =>
-  `${c.model}${c.family === null ? '' : ` (family ${c.family})`}`;
+type Cpu = { model: string; family: number | null; model_number?: number | null; flags: string[] };
+
+/** "AMD EPYC (family 25, model 1)": the model name alone does not tell AMD's generations apart on these VMs. */
+export const cpuKey = (c: Cpu) =>
+  `${c.model}${c.family === null ? '' : ` (family ${c.family}${c.model_number == null ? '' : `, model ${c.model_number}`})`}`;
+
+/**
+ * Tables recorded before the key had the model number ("AMD EPYC (family 25)") that this CPU replaces: same name,
+ * family and flags. One of another generation (a Zen 4 table, when a Zen 3 of the same family runs) is kept.
+ */
+const supersededBy = (cpu: Cpu, recorded: Cpu) =>
+  recorded.model_number === undefined &&
+  recorded.model === cpu.model &&
+  recorded.family === cpu.family &&
+  recorded.flags.join(' ') === cpu.flags.join(' ');
+
+/** results.json's by_cpu with this CPU's summary in place of its earlier one; other CPUs' tables kept. */
+export const withCpuSummary = (byCpu: Record<string, Row>, cpu: Cpu, summary: Row): Record<string, Row> => ({
+  ...Object.fromEntries(Object.entries(byCpu).filter(([, c]) => !supersededBy(cpu, c.cpu))),
+  [cpuKey(cpu)]: { ...summary, cpu },
+});
 
 /** A configuration's figures as the per-CPU table keeps them. */
 export const summaryOf = (c: Row) => ({
@@ -162,7 +180,7 @@ export function markdown(r: {
     '',
     `Produced by \`npm run bench\` (bench/bench.ts) on ${r.date.slice(0, 10)}: ${r.machine.cpus} cores (${r.machine.model}), ${r.machine.memory_gib} GiB, Node ${r.machine.node}. Raw numbers: bench/results.json.`,
     'One training step = forward, backward and AdamW on a batch of 16 sequences of 128 tokens, vocabulary 30522. Medians; strategies are interleaved step by step so machine drift hits all alike.',
-    `CPU: ${r.peak.cpu?.model ?? r.machine.model}${r.peak.cpu ? ` (${r.peak.cpu.vendor}, family ${r.peak.cpu.family}; flags ${r.peak.cpu.flags.join(' ')})` : ''}.`,
+    `CPU: ${r.peak.cpu?.model ?? r.machine.model}${r.peak.cpu ? ` (${r.peak.cpu.vendor}, family ${r.peak.cpu.family}${r.peak.cpu.model_number == null ? '' : `, model ${r.peak.cpu.model_number}`}; flags ${r.peak.cpu.flags.join(' ')})` : ''}.`,
     `Machine peak (fp32): ${num(r.peak.gflops, 1)} GFLOP/s, ${r.peak.how}${r.peak.bf16_gflops ? `; bf16 (avx512bf16): ${num(r.peak.bf16_gflops, 1)} GFLOP/s` : ''}.`,
     ...(r.peak.kernels
       ? [

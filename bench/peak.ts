@@ -104,10 +104,13 @@ export function cpuOf() {
   const info = fs.existsSync('/proc/cpuinfo') ? fs.readFileSync('/proc/cpuinfo', 'utf8') : '';
   const flags = /^flags\s*:(.*)$/m.exec(info)?.[1].trim().split(/\s+/) ?? [];
   const family = /^cpu family\s*:\s*(\d+)/m.exec(info)?.[1];
+  const modelNumber = /^model\s*:\s*(\d+)/m.exec(info)?.[1];
   return {
     model: /^model name\s*:\s*(.*)$/m.exec(info)?.[1].trim() ?? os.cpus()[0]?.model ?? 'unknown',
     vendor: /^vendor_id\s*:\s*(.*)$/m.exec(info)?.[1].trim() ?? 'unknown',
     family: family === undefined ? null : Number(family),
+    // Family 25 is both Zen 3 (AVX2) and Zen 4 (AVX-512): the model number tells them apart.
+    model_number: modelNumber === undefined ? null : Number(modelNumber),
     flags: ['avx2', 'fma', 'avx512f', 'avx512_bf16', 'amx_tile', 'amx_bf16'].filter((f) => flags.includes(f)),
   };
 }
