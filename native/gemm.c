@@ -1201,23 +1201,32 @@ NAPI_MODULE_INIT() {
     CHECK(napi_set_named_property(env, blocks, names[i], size));
   }
   CHECK(napi_set_named_property(env, exports, "blocks", blocks));
-  // cpu: the vendor and family CPUID reports (family as Intel and AMD define it: base, plus extended where base is 15),
-  // which tell runtime.kernels: auto which designs issue multiplies and adds on pipes of their own.
+  // cpu: the vendor, family, model and stepping CPUID reports (family and model as Intel and AMD define them: base,
+  // plus extended where the base family is 15, or 6 for the model), which name the design runtime.kernels: auto
+  // measured (src/engine/native.ts keeps each design's measurement).
   unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
   char vendor[13] = {0};
-  int family = 0;
+  int id[3] = {0, 0, 0};
   if (__get_cpuid(0, &eax, &ebx, &ecx, &edx)) {
     memcpy(vendor, &ebx, 4);
     memcpy(vendor + 4, &edx, 4);
     memcpy(vendor + 8, &ecx, 4);
   }
-  if (__get_cpuid(1, &eax, &ebx, &ecx, &edx)) family = (int)((eax >> 8) & 0xF) + ((eax >> 8 & 0xF) == 0xF ? (int)((eax >> 20) & 0xFF) : 0);
+  if (__get_cpuid(1, &eax, &ebx, &ecx, &edx)) {
+    const int base = (int)((eax >> 8) & 0xF);
+    id[0] = base + (base == 0xF ? (int)((eax >> 20) & 0xFF) : 0);
+    id[1] = (int)((eax >> 4) & 0xF) + (base == 0xF || base == 6 ? (int)((eax >> 16) & 0xF) << 4 : 0);
+    id[2] = (int)(eax & 0xF);
+  }
   napi_value cpu, field;
   CHECK(napi_create_object(env, &cpu));
   CHECK(napi_create_string_utf8(env, vendor, NAPI_AUTO_LENGTH, &field));
   CHECK(napi_set_named_property(env, cpu, "vendor", field));
-  CHECK(napi_create_int32(env, family, &field));
-  CHECK(napi_set_named_property(env, cpu, "family", field));
+  const char *fields[3] = {"family", "model", "stepping"};
+  for (int i = 0; i < 3; i++) {
+    CHECK(napi_create_int32(env, id[i], &field));
+    CHECK(napi_set_named_property(env, cpu, fields[i], field));
+  }
   CHECK(napi_set_named_property(env, exports, "cpu", cpu));
   return exports;
 }

@@ -40,6 +40,8 @@ files.sort((a, b) => rank(a) - rank(b) || (a < b ? -1 : a > b ? 1 : 0));
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'childtune-suite-'));
 process.env.TMPDIR = root;
+// runtime.kernels: auto's measurement (src/engine/native.ts) is kept for the suite, not in the user's ~/.cache.
+process.env.CHILDTUNE_KERNELS_CACHE ??= root;
 const abort = new AbortController();
 let interrupted;
 for (const signal of ['SIGINT', 'SIGTERM'])

@@ -1,5 +1,7 @@
-import { existsSync, readFileSync } from 'node:fs';
+import fs, { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import os from 'node:os';
+import path from 'node:path';
 
 /**
  * The native matrix kernels (native/gemm.c, a Node-API addon built by scripts/build-native.mjs), when this
@@ -82,10 +84,13 @@ interface Addon {
   cpu: Cpu;
 }
 
+/** The CPU as CPUID names it. */
 export interface Cpu {
-  /** CPUID's vendor string: AuthenticAMD, GenuineIntel, ... */
+  /** AuthenticAMD, GenuineIntel, ... */
   vendor: string;
   family: number;
+  model: number;
+  stepping: number;
 }
 
 export type Arithmetic = 'exact' | 'fma' | 'bf16';
@@ -218,42 +223,76 @@ export interface KernelRefusal {
 
 /**
  * Fused kernels are chosen by `auto` when their measured rate beats the exact kernels' by this factor: Intel's
- * server cores measure about 2 (multiply, add and FMA share two ports).
+ * server cores measure about 2 (multiply, add and FMA share two ports), AMD Zen 4 and 5 about 1 (separate pipes).
  */
 const FMA_GAIN = 1.4;
-let measured: { exact: number; fma: number } | undefined;
 
 /**
- * AMD's Zen cores (family 17h and later; Hygon's Dhyana is a Zen) issue multiplies and adds on pipes of their own,
- * each at the fused rate, so the exact kernels lose nothing there and auto takes them without measuring. Measuring
- * did not choose alike on every run: on a Zen 3 VM the fused-over-exact ratio went from 1.05 to 1.47 between
- * processes, across FMA_GAIN, and reruns of one recipe trained with different kernels.
+ * Where auto keeps each CPU's measurement: CHILDTUNE_KERNELS_CACHE, else childtune/ under XDG_CACHE_HOME or ~/.cache.
+ * The register-only rates are noisy on a shared machine: on a Zen 3 VM fused over exact went from 1.05 to 1.47
+ * between processes, across FMA_GAIN, and reruns of one recipe trained with different kernels. Measured once and
+ * kept (as FFTW keeps its wisdom), every later run on the machine chooses alike; removing the file measures again.
  */
-const separateMultiplyAndAdd = (cpu: Cpu) =>
-  (cpu.vendor === 'AuthenticAMD' || cpu.vendor === 'HygonGenuine') && cpu.family >= 0x17;
+export const kernelsCacheDir = (env = process.env) =>
+  env.CHILDTUNE_KERNELS_CACHE || path.join(env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache'), 'childtune');
 
-/** What `auto` takes where both arithmetics run: by design where the CPU's is known, else by `measure`. */
-export function autoArithmetic(
-  cpu: Cpu,
-  measure: () => { exact: number; fma: number },
-): { arithmetic: 'exact' | 'fma'; why: string; rates?: string } {
-  if (separateMultiplyAndAdd(cpu))
-    return {
-      arithmetic: 'exact',
-      why: 'runtime.kernels: auto: AMD Zen multiplies and adds on separate pipes, as fast as fused',
-    };
-  const m = measure();
-  const fast = m.fma >= FMA_GAIN * m.exact;
-  return {
-    arithmetic: fast ? 'fma' : 'exact',
-    why: `runtime.kernels: auto: fused multiply-adds measured ${fast ? '' : 'no '}faster here`,
-    rates: `fused ${m.fma.toFixed(0)} against exact ${m.exact.toFixed(0)} GFLOP/s a core`,
+export interface Measurement {
+  exact: number;
+  fma: number;
+  /** Where the measurement is kept, or why it is not: for the run log. */
+  kept: string;
+}
+
+/** Measurements no file could keep, so that this process at least chooses alike every time. */
+const unkept = new Map<string, Measurement>();
+
+/**
+ * The measurement kept in `dir` under `key`, or `measure()`'s, kept there for later runs. A new file is linked into
+ * place, which fails where another run kept one first: that one is used, so two runs measuring at once agree.
+ * An unreadable file is measured again and replaced; a folder that cannot be written measures once per process.
+ */
+export function keptMeasurement(dir: string, key: string, measure: () => { exact: number; fma: number }): Measurement {
+  const file = path.join(dir, `kernels-${key}.json`);
+  const read = (): Measurement | undefined => {
+    try {
+      const m = JSON.parse(fs.readFileSync(file, 'utf8')) as { exact: unknown; fma: unknown; date: unknown };
+      if ([m.exact, m.fma].every((x) => typeof x === 'number' && x > 0))
+        return { exact: m.exact as number, fma: m.fma as number, kept: `as measured on ${m.date}, kept in ${file}` };
+    } catch {
+      // missing or unreadable: measured below
+    }
   };
+  const found = read() ?? unkept.get(file);
+  if (found) return found;
+  const unreadable = fs.existsSync(file);
+  const rates = measure();
+  const tmp = `${file}.tmp-${process.pid}`;
+  try {
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(tmp, JSON.stringify({ ...rates, date: new Date().toISOString().slice(0, 10) }) + '\n');
+    // Not publish(): this file is no run's output, and the fault tests count a run's renames.
+    if (unreadable) fs.renameSync(tmp, file);
+    else
+      try {
+        fs.linkSync(tmp, file);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      }
+    const kept = read();
+    if (kept) return unreadable ? { ...kept, kept: `${kept.kept} (replaced an unreadable file)` } : kept;
+    throw new Error('the file kept reads back unreadable');
+  } catch (e) {
+    const m = { ...rates, kept: `measured in this process; not kept in ${file}: ${(e as Error).message}` };
+    unkept.set(file, m);
+    return m;
+  } finally {
+    if (fs.existsSync(tmp)) fs.rmSync(tmp);
+  }
 }
 
 /**
  * The matrix kernels a run uses on this machine. `auto` takes the exact kernels unless the fused ones are clearly
- * faster here (autoArithmetic), and `prefer` (the kernel a resumed checkpoint trained with) first when
+ * faster on this machine (keptMeasurement), and `prefer` (the kernel a resumed checkpoint trained with) first when
  * this CPU runs it and it has the arithmetic asked for, so a resume continues bit for bit where it can.
  */
 export function chooseKernels(
@@ -298,19 +337,24 @@ export function chooseKernels(
     };
   }
   if (!fused.length || !have('exact').length) return exact('runtime.kernels: auto: no fused kernels here');
-  const auto = autoArithmetic((addon as Addon).cpu, () => {
-    if (!measured) {
+  const { vendor, family, model, stepping } = (addon as Addon).cpu;
+  const measured = keptMeasurement(
+    kernelsCacheDir(),
+    [vendor, family, model, stepping, ...nativeKernelNames()].join('-'),
+    () => {
       const [exactRate, fmaRate] = kernelPeaks([have('exact')[0], fused[0]]);
-      measured = { exact: exactRate, fma: fmaRate };
-    }
-    return measured;
-  });
-  // A resume keeps its checkpoint's arithmetic where this CPU runs it, whatever auto decides here.
-  const kept = !!prefer && arithmeticOf(prefer) !== auto.arithmetic && have(arithmeticOf(prefer)).includes(prefer);
-  const why = kept ? 'runtime.kernels: auto; the kernel the checkpoint trained with' : auto.why;
-  return (kept ? arithmeticOf(prefer!) : auto.arithmetic) === 'fma'
-    ? pick('fma', why, auto.rates)
-    : exact(why, auto.rates);
+      return { exact: exactRate, fma: fmaRate };
+    },
+  );
+  const rates = `fused ${measured.fma.toFixed(0)} against exact ${measured.exact.toFixed(0)} GFLOP/s a core, ${measured.kept}`;
+  const fast = measured.fma >= FMA_GAIN * measured.exact;
+  const decided: Arithmetic = fast ? 'fma' : 'exact';
+  // A resume keeps its checkpoint's arithmetic where this CPU runs it, whatever the measurement says here.
+  const kept = !!prefer && arithmeticOf(prefer) !== decided && have(arithmeticOf(prefer)).includes(prefer);
+  const why = kept
+    ? 'runtime.kernels: auto; the kernel the checkpoint trained with'
+    : `runtime.kernels: auto: fused multiply-adds measured ${fast ? '' : 'no '}faster on this machine`;
+  return (kept ? arithmeticOf(prefer!) : decided) === 'fma' ? pick('fma', why, rates) : exact(why, rates);
 }
 
 /** "native avx512f-fma matrix kernels (why)" or "wasm matrix kernels (why)", for the run log. */
