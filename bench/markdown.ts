@@ -57,7 +57,7 @@ function perCpuMarkdown(
               .map(([a, o]) => `${a} ${num(o.step_ms)} ms`)
               .join(
                 ', ',
-              )}; PyTorch fp32 ${num(c.arithmetic.pytorch_fp32_ms)} ms, bf16 autocast ${num(c.arithmetic.pytorch_bf16_ms)} ms.`,
+              )}; PyTorch fp32 ${num(c.arithmetic.pytorch_fp32_ms)} ms${c.arithmetic.pytorch_bf16_ms == null ? '' : `, bf16 autocast ${num(c.arithmetic.pytorch_bf16_ms)} ms`}.`,
           ]
         : []),
     ]),
