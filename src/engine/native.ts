@@ -80,7 +80,6 @@ interface Addon {
   kernels: (string | null)[];
   /** Cache block sizes in floats: A blocks are mc x kc, B blocks kc x nc. */
   blocks: { kc: number; mc: number; nc: number };
-  /** The vendor and family CPUID reports. */
   cpu: Cpu;
 }
 
@@ -257,7 +256,11 @@ export function keptMeasurement(dir: string, key: string, measure: () => { exact
     try {
       const m = JSON.parse(fs.readFileSync(file, 'utf8')) as { exact: unknown; fma: unknown; date: unknown };
       if ([m.exact, m.fma].every((x) => typeof x === 'number' && x > 0))
-        return { exact: m.exact as number, fma: m.fma as number, kept: `as measured on ${m.date}, kept in ${file}` };
+        return {
+          exact: m.exact as number,
+          fma: m.fma as number,
+          kept: `as measured ${typeof m.date === 'string' ? `on ${m.date}` : 'earlier'}, kept in ${file}`,
+        };
     } catch {
       // missing or unreadable: measured below
     }
@@ -342,7 +345,10 @@ export function chooseKernels(
     kernelsCacheDir(),
     [vendor, family, model, stepping, ...nativeKernelNames()].join('-'),
     () => {
-      const [exactRate, fmaRate] = kernelPeaks([have('exact')[0], fused[0]]);
+      // The widest kernel of each arithmetic, whatever CHILDTUNE_NATIVE_KERNEL asks of this process: the file
+      // speaks for the machine.
+      const widest = (a: Arithmetic) => nativeKernelNames().find((k) => arithmeticOf(k) === a)!;
+      const [exactRate, fmaRate] = kernelPeaks([widest('exact'), widest('fma')]);
       return { exact: exactRate, fma: fmaRate };
     },
   );
