@@ -228,7 +228,7 @@ const FMA_GAIN = 1.4;
 
 /**
  * Where auto keeps each CPU's measurement: CHILDTUNE_KERNELS_CACHE, else childtune/ under XDG_CACHE_HOME or ~/.cache.
- * The register-only rates are noisy on a shared machine: on a Zen 3 VM fused over exact went from 1.05 to 1.47
+ * The register-only rates are noisy on a shared machine: on a Zen 3 VM fused over exact went from 1.02 to 1.47
  * between processes, across FMA_GAIN, and reruns of one recipe trained with different kernels. Measured once and
  * kept (as FFTW keeps its wisdom), every later run on the machine chooses alike; removing the file measures again.
  */
