@@ -2,6 +2,7 @@ import fs, { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
+import { TMP_SUFFIX } from './files.js';
 
 /**
  * The native matrix kernels (native/gemm.c, a Node-API addon built by scripts/build-native.mjs), when this
@@ -269,7 +270,7 @@ export function keptMeasurement(dir: string, key: string, measure: () => { exact
   if (found) return found;
   const unreadable = fs.existsSync(file);
   const rates = measure();
-  const tmp = `${file}.tmp-${process.pid}`;
+  const tmp = file + TMP_SUFFIX;
   try {
     fs.mkdirSync(dir, { recursive: true });
     fs.writeFileSync(tmp, JSON.stringify({ ...rates, date: new Date().toISOString().slice(0, 10) }) + '\n');
