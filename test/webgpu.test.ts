@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
+import * as tf from '@tensorflow/tfjs-core';
 import { activeDeviceInfo, selectBackend } from '../src/engine/backend.js';
 import { batchOf } from '../src/engine/batch.js';
 import { initStrategyParams, loadPretrained } from '../src/engine/checkpoint.js';
@@ -254,6 +255,47 @@ describe('webgpu backend on SwiftShader', { skip }, () => {
     const [cpu, gpu] = [await step('wasm'), await step('webgpu')];
     relClose([gpu.loss, gpu.norm], [cpu.loss, cpu.norm], 1e-4, 'accumulated loss and norm');
     assert.ok(worst(gpu.weights, cpu.weights) <= 1e-4, `accumulated weights: ${worst(gpu.weights, cpu.weights)}`);
+  });
+
+  test('a product with a small output and a long sum runs without atomics; an atomic kernel is refused', async () => {
+    // A LoRA B's gradient at hidden 512 over 16 x 128 tokens: r x 2048 by 2048 x 512 (here 8 x 2048 by 2048 x 64,
+    // the same program choice), for which tfjs's own pick is its split-K program, which adds with atomics.
+    await selectBackend('webgpu');
+    const rng = new Rng(41);
+    const a = Float32Array.from({ length: 2048 * 8 }, () => rng.normal());
+    const b = Float32Array.from({ length: 2048 * 64 }, () => rng.normal());
+    const [h, dy] = [tf.tensor2d(a, [2048, 8]), tf.tensor2d(b, [2048, 64])];
+    const product = async () => {
+      const t = tf.matMul(h, dy, true, false);
+      try {
+        return await t.data();
+      } finally {
+        t.dispose();
+      }
+    };
+    const [first, again] = [await product(), await product()];
+    assert.deepEqual(again, first);
+    let worstRel = 0;
+    for (let i = 0; i < 8; i++)
+      for (let j = 0; j < 64; j++) {
+        let sum = 0;
+        let scale = 0;
+        for (let k = 0; k < 2048; k++) {
+          sum += a[k * 8 + i] * b[k * 64 + j];
+          scale += Math.abs(a[k * 8 + i] * b[k * 64 + j]);
+        }
+        worstRel = Math.max(worstRel, Math.abs(first[i * 64 + j] - sum) / scale);
+      }
+    assert.ok(worstRel < 1e-6, `product against float64: ${worstRel}`);
+    // With tfjs left to choose, it takes the split-K program, which is refused before it runs.
+    const flag = tf.env().get('WEBGPU_MATMUL_PROGRAM_TYPE');
+    tf.env().set('WEBGPU_MATMUL_PROGRAM_TYPE', -1);
+    try {
+      await assert.rejects(product, /kernel MatMulSplitKProgram adds with atomics/);
+    } finally {
+      tf.env().set('WEBGPU_MATMUL_PROGRAM_TYPE', flag);
+      tf.dispose([h, dy]);
+    }
   });
 
   test('reruns on the device with dropout on are bit-identical', async () => {

@@ -24,16 +24,25 @@ export type { GateConstants };
  * Products and reductions of the step, routed around slow tfjs paths on the CPU backends (tfjs 4.22, see
  * BENCHMARKS.md). On wasm they run our strided kernels in place (wasm-kernels.ts): transposed operands and
  * attention heads are addressed by strides, never copied. Elsewhere they are tfjs ops with explicit
- * transposes, because transposed matMul is 10-15x slower than transpose + matMul on the cpu backend.
+ * transposes, because transposed matMul is 10-15x slower than transpose + matMul on the cpu backend; except on
+ * webgpu, whose matMul reads a transposed operand in place: a transpose there is one more pass over memory (on
+ * SwiftShader a third of a BERT-tiny step went to them).
  */
 
 type T2 = tf.Tensor2D;
+
+/** tf.matMul with transposed operands, which only webgpu's matMul reads in place. */
+function tfMatMul<R extends tf.Rank>(a: tf.Tensor<R>, b: tf.Tensor<R>, transposeA: boolean, transposeB: boolean) {
+  if (tf.getBackend() === 'webgpu') return tf.matMul(a, b, transposeA, transposeB);
+  const swapLast = (t: tf.Tensor<R>) => tf.transpose(t, t.rank === 2 ? [1, 0] : [0, 2, 1]);
+  return tf.matMul(transposeA ? swapLast(a) : a, transposeB ? swapLast(b) : b);
+}
 
 /** a x b for 2-D tensors, with optional transposes; with `bias` ([N]) added to every row of the product. */
 export function matMul(a: T2, b: T2, transposeA = false, transposeB = false, bias?: tf.Tensor): T2 {
   if (!wasmKernelsActive())
     return tf.tidy((): T2 => {
-      const product = tf.matMul(transposeA ? tf.transpose(a) : a, transposeB ? tf.transpose(b) : b);
+      const product = tfMatMul(a, b, transposeA, transposeB);
       return (bias ? tf.add(product, bias) : product) as T2;
     });
   const [ra, ca] = a.shape;
@@ -80,7 +89,7 @@ export function headScores(x: T2, y: T2, h: Heads): tf.Tensor4D {
   if (!wasmKernelsActive()) {
     const split = (t: T2, rows: number) =>
       tf.reshape(tf.transpose(tf.reshape(t, [B, rows, A, D]), [0, 2, 1, 3]), [B * A, rows, D]);
-    return tf.tidy(() => tf.reshape(tf.matMul(split(x, T), tf.transpose(split(y, S), [0, 2, 1])), [B, A, T, S]));
+    return tf.tidy(() => tf.reshape(tfMatMul(split(x, T), split(y, S), false, true), [B, A, T, S]));
   }
   return stridedMatMul(x, y, {
     entries: [B, A],
@@ -106,7 +115,7 @@ export function headContext(p: tf.Tensor4D, y: T2, h: Heads, transposeP = false)
     return tf.tidy(() => {
       const split = tf.reshape(tf.transpose(tf.reshape(y, [B, inRows, A, D]), [0, 2, 1, 3]), [B * A, inRows, D]);
       const pp = tf.reshape(p, [B * A, T, S]);
-      const prod = tf.matMul(transposeP ? tf.transpose(pp, [0, 2, 1]) : pp, split);
+      const prod = tfMatMul(pp, split, transposeP, false);
       return tf.reshape(tf.transpose(tf.reshape(prod, [B, A, outRows, D]), [0, 2, 1, 3]), [B * outRows, A * D]);
     });
   }

@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import { ChildtuneError } from '../errors.js';
+import type { WebgpuBackend } from './tfjs.js';
 
 /** What ran a stage on the GPU: the adapter's own words, and the limits the device was created with. */
 export interface DeviceInfo {
@@ -144,8 +145,35 @@ export async function openDevice(allowSoftware: boolean): Promise<{ info: Device
   opened = { device, info };
   // tfjs-backend-webgpu registers a factory of its own when navigator.gpu exists; ours runs on this device.
   if (tf.findBackendFactory('webgpu')) tf.removeBackend('webgpu');
-  tf.registerBackend('webgpu', () => new backendModule.WebGPUBackend(device, adapter.info));
+  tf.registerBackend('webgpu', () => deterministic(new backendModule.WebGPUBackend(device, adapter.info)));
   return { info };
+}
+
+/** tfjs's matrix-product programs by number (its MatMulProgramType); the tiled one is deterministic. */
+const MATMUL_PACKED = 3;
+
+/**
+ * tfjs's webgpu backend as childtune runs it: every run's result independent of the order the GPU's threads run
+ * in. For a product with a small output and a long sum (2,000 terms or more: a LoRA weight's gradient over a batch
+ * of 16 x 128 tokens at hidden sizes to 512) tfjs would split the sum and add the parts with atomics, in whatever
+ * order they finish, so reruns would differ; its other small-output programs sum through workgroup
+ * barriers, which a CPU adapter (the tests' SwiftShader) emulates slowly (a BERT-tiny step of 4 x 16 tokens 3.3 s
+ * against 1.6 s). So every product takes the tiled program, on every adapter, the one the tests run; and any
+ * other program tfjs marks atomic is refused before it runs, as a bug, rather than trained through.
+ */
+function deterministic<B extends tf.KernelBackend>(created: B): B {
+  tf.env().set('WEBGPU_MATMUL_PROGRAM_TYPE', MATMUL_PACKED);
+  const b = created as unknown as WebgpuBackend;
+  const run = b.runWebGPUProgram.bind(b);
+  b.runWebGPUProgram = (program, ...rest) => {
+    if (program.atomic)
+      throw new DeviceError(
+        `tfjs's webgpu kernel ${program.constructor.name} adds with atomics, so its result would depend on the order the GPU runs it in`,
+        'This is a bug in childtune: run with --debug and report it; runtime.backend: auto trains on the CPU meanwhile.',
+      );
+    return run(program, ...rest);
+  };
+  return created;
 }
 
 let lastDeviceError: string | undefined;

@@ -13,11 +13,13 @@ export interface WebgpuProgram {
   dispatch: [number, number, number];
   workgroupSize: [number, number, number];
   size: boolean;
+  /** Set by tfjs on programs that add into their output with atomics. */
+  atomic?: boolean;
   uniforms?: string;
   getUserCode(): string;
 }
 
-interface WebgpuBackend extends tf.KernelBackend {
+export interface WebgpuBackend extends tf.KernelBackend {
   device: GPUDevice;
   commandEncoder: GPUCommandEncoder | null;
   tensorMap: { get(dataId: object): { resource?: GPUBuffer } };
