@@ -2,6 +2,7 @@
 // suite fails or is interrupted): tests create run directories and model copies (hundreds of MB per suite) that
 // would otherwise pile up in the system's temporary directory. CHILDTUNE_KEEP_TEST_TMP=1 keeps them for a look.
 // Takes test files, folders of them and --test-name-pattern=REGEX.
+import { setMaxListeners } from 'node:events';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -43,6 +44,8 @@ process.env.TMPDIR = root;
 // runtime.kernels: auto's measurement (src/engine/native.ts) is kept for the suite, not in the user's ~/.cache.
 process.env.CHILDTUNE_KERNELS_CACHE ??= root;
 const abort = new AbortController();
+// The runner listens on the signal once per test file: more than Node's default of 10, which is no leak.
+setMaxListeners(files.length + 10, abort.signal);
 let interrupted;
 for (const signal of ['SIGINT', 'SIGTERM'])
   process.on(signal, () => {
