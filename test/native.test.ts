@@ -457,10 +457,10 @@ describe('native matrix kernels', { skip }, () => {
     assert.deepEqual([keptMeasurement(blocked, 'cpu-a', measure(1, 1)).exact, calls], [70, 4]);
   });
 
-  test("auto follows the machine's kept measurement (fused where it measured 1.1x), its file named by CPUID as /proc/cpuinfo names the CPU", () => {
+  test("auto follows the machine's kept measurement (fused where it measured 1.1x), its file named by CPUID as /proc/cpuinfo names the CPU", (t) => {
     const fused = native.filter((k) => arithmeticOf(k) === 'fma');
     const exact = native.filter((k) => arithmeticOf(k) === 'exact');
-    if (!fused.length || !exact.length) return;
+    if (!fused.length || !exact.length) return t.skip('auto measures only where both arithmetics run');
     const saved = process.env.CHILDTUNE_KERNELS_CACHE;
     try {
       const dir = (process.env.CHILDTUNE_KERNELS_CACHE = tmpProject());

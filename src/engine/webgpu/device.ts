@@ -156,10 +156,10 @@ const MATMUL_PACKED = 3;
  * tfjs's webgpu backend as childtune runs it: every run's result independent of the order the GPU's threads run
  * in. For a product with a small output and a long sum (2,000 terms or more: a LoRA weight's gradient over a batch
  * of 16 x 128 tokens at hidden sizes to 512) tfjs would split the sum and add the parts with atomics, in whatever
- * order they finish, so reruns would differ; its other small-output programs sum through workgroup
- * barriers, which a CPU adapter (the tests' SwiftShader) emulates slowly (a BERT-tiny step of 4 x 16 tokens 3.3 s
- * against 1.6 s). So every product takes the tiled program, on every adapter, the one the tests run; and any
- * other program tfjs marks atomic is refused before it runs, as a bug, rather than trained through.
+ * order they finish, so reruns would differ; its other small-output programs sum through workgroup barriers,
+ * which a CPU adapter (the tests' SwiftShader) emulates slowly (a BERT-tiny step of 4 x 16 tokens 3.3 s against
+ * 1.6 s). So every product takes the tiled program, on every adapter, the one the tests run; and any other
+ * program tfjs marks atomic is refused before it runs, as a bug, rather than trained through.
  */
 function deterministic<B extends tf.KernelBackend>(created: B): B {
   tf.env().set('WEBGPU_MATMUL_PROGRAM_TYPE', MATMUL_PACKED);
