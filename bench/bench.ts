@@ -15,7 +15,7 @@ import { selectChild } from '../src/strategies/fisher.js';
 import { bf16Parity } from './bf16-parity.js';
 import { child, figuresOf, runChild, type Samples } from './cpu-step.js';
 import { cpuKey, markdown, measuredByHand, summaryOf, withCpuSummary } from './markdown.js';
-import { arithmeticRow, kernelRates, measuredPeak, peakWorker } from './peak.js';
+import { arithmeticRow, higherPeak, kernelRates, measuredPeak, peakWorker } from './peak.js';
 import { registryChild, runRegistry } from './registry.js';
 import {
   BATCH,
@@ -210,19 +210,13 @@ async function main() {
     if (process.argv.includes('--agreement')) return shapes.forEach((shape) => webgpuAgreement(shape, 2));
     return webgpuBench(shapes, quick);
   }
-  const peak = await measuredPeak();
+  const first = await measuredPeak();
   const resultsFile = path.join(ROOT, 'bench', 'results.json');
   // A partial run (--shapes) replaces its rows and keeps the others from the last results.
   const previous = fs.existsSync(resultsFile) ? JSON.parse(fs.readFileSync(resultsFile, 'utf8')) : undefined;
   // Rows measured on another CPU are not this machine's: only this CPU's are kept (the others live on in by_cpu).
-  const sameCpu = previous?.peak?.cpu && cpuKey(previous.peak.cpu) === cpuKey(peak.cpu);
-  // A kept row's share of peak is taken against this run's peak, the one the table's header states.
-  const rows = new Map<string, Row>(
-    (sameCpu ? previous.configs : []).map((c: Row) => [
-      c.config,
-      { ...c, peak_share: peak.gflops && c.gflops ? c.gflops / peak.gflops : c.peak_share },
-    ]),
-  );
+  const sameCpu = previous?.peak?.cpu && cpuKey(previous.peak.cpu) === cpuKey(first.cpu);
+  const rows = new Map<string, Row>((sameCpu ? previous.configs : []).map((c: Row) => [c.config, c]));
   for (const shape of shapes) {
     process.stderr.write(`bench: ${shape}\n`);
     const s = SHAPES[shape];
@@ -250,7 +244,6 @@ async function main() {
         step_ms_one_thread: r.step_ms_one_thread,
         tokens_per_s: (BATCH * SEQ * 1000) / vanillaMs,
         gflops,
-        peak_share: peak.gflops ? gflops / peak.gflops : null,
         f_overhead: r.overhead.f,
         d_overhead: r.overhead.d,
         f_mask_cost: r.mask_cost.f,
@@ -286,8 +279,13 @@ async function main() {
   process.stderr.write('bench: kernels\n');
   const kernels = runMode<Awaited<ReturnType<typeof kernelRates>>>('--kernels', 'kernels');
   if (fullRun || !previous) process.stderr.write('bench: selection, start-up\n');
+  const peak = higherPeak(first, await measuredPeak());
   const date = new Date().toISOString();
-  const configs = (Object.keys(SHAPES) as Shape[]).filter((n) => rows.has(n)).map((n) => rows.get(n)!);
+  // Every row's share of peak, kept rows' too, is taken against this run's peak, the one the table's header states.
+  const configs = (Object.keys(SHAPES) as Shape[])
+    .filter((n) => rows.has(n))
+    .map((n) => rows.get(n)!)
+    .map((c) => ({ ...c, peak_share: peak.gflops && c.gflops ? c.gflops / peak.gflops : (c.peak_share ?? null) }));
   const results = {
     date,
     machine: {

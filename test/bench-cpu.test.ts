@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { cpuKey, withCpuSummary } from '../bench/markdown.js';
+import { higherPeak, type Peak } from '../bench/peak.js';
 
 // AMD's family 25 is Zen 3 (AVX2) and Zen 4 (AVX-512); these VMs name both "AMD EPYC".
 const zen3 = { model: 'AMD EPYC', vendor: 'AuthenticAMD', family: 25, model_number: 1, flags: ['avx2', 'fma'] };
@@ -40,4 +41,25 @@ test('a run replaces its own earlier table, and one recorded before the key had 
   const twice = withCpuSummary(once, zen5, summary('2026-12-09'));
   assert.equal(Object.keys(twice).length, 2);
   assert.equal(twice['AMD EPYC (family 26, model 2)'].date, '2026-12-09');
+});
+
+test("the run's peak is the higher of its two measurements, per kernel and figure", () => {
+  const measured = (one: number[], all: number[], bf16: number | null): Peak => ({
+    cpu: { ...zen3, model_number: 1 },
+    cores: 2,
+    kernels: { avx2: { one_core: one[0], all_cores: all[0] }, 'avx2-fma': { one_core: one[1], all_cores: all[1] } },
+    gflops: Math.max(...all),
+    bf16_gflops: bf16,
+    how: 'measured',
+  });
+  // The second core slow at the start, the first at the end: each figure takes its better measurement.
+  const peak = higherPeak(measured([86, 99.5], [128.8, 163.4], null), measured([75.4, 93.1], [151.6, 190.3], null));
+  assert.deepEqual(peak.kernels, {
+    avx2: { one_core: 86, all_cores: 151.6 },
+    'avx2-fma': { one_core: 99.5, all_cores: 190.3 },
+  });
+  assert.equal(peak.gflops, 190.3);
+  assert.equal(peak.bf16_gflops, null);
+  assert.match(peak.how, /the higher of two measurements/);
+  assert.equal(higherPeak(measured([1, 2], [3, 4], 9), measured([1, 2], [3, 4], 12)).bf16_gflops, 12);
 });
