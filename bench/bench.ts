@@ -278,8 +278,8 @@ async function main() {
   const fullRun = shapes.length === Object.keys(SHAPES).length;
   process.stderr.write('bench: kernels\n');
   const kernels = runMode<Awaited<ReturnType<typeof kernelRates>>>('--kernels', 'kernels');
-  if (fullRun || !previous) process.stderr.write('bench: selection, start-up\n');
   const peak = higherPeak(first, await measuredPeak());
+  if (fullRun || !previous) process.stderr.write('bench: selection, start-up\n');
   const date = new Date().toISOString();
   // Every row's share of peak, kept rows' too, is taken against this run's peak, the one the table's header states.
   const configs = (Object.keys(SHAPES) as Shape[])

@@ -382,7 +382,6 @@ __attribute__((target("avx512f"))) static void pack_a_bf16_512(Operand A, int mc
   }
 }
 
-// A tile reads A at ap + r * aRow + k * aCol (in ELEMs): a packed panel (1, mr) or, for a small product, A in place.
 // ---- AVX2 packing ----
 // The AVX2 kernels' panels (MR256 rows of A, NR256 columns of B), moved a vector at a time: element by element,
 // with a memcpy call per k, packing took 10-20% of a BERT-base product on one Zen 3 core (a transposed A's the most).
@@ -488,6 +487,7 @@ __attribute__((target("avx2"))) static void pack_b256(Operand B, int kc, int nc,
   if (full < nc) pack_b((Operand){B.p + full * B.col, B.row, B.col}, kc, nc - full, NR256, out + (ptrdiff_t)full * kc);
 }
 
+// A tile reads A at ap + r * aRow + k * aCol (in ELEMs): a packed panel (1, mr) or, for a small product, A in place.
 typedef void (*Tile)(int kc, const void *ap, ptrdiff_t aRow, ptrdiff_t aCol, const void *bp, float *c, ptrdiff_t cRow, int rows, int cols, int accumulate);
 typedef void (*Pack)(Operand X, int rows, int cols, int block, void *out);
 
