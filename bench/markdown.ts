@@ -181,7 +181,7 @@ export function markdown(r: {
     `Produced by \`npm run bench\` (bench/bench.ts) on ${r.date.slice(0, 10)}: ${r.machine.cpus} cores (${r.machine.model}), ${r.machine.memory_gib} GiB, Node ${r.machine.node}. Raw numbers: bench/results.json.`,
     'One training step = forward, backward and AdamW on a batch of 16 sequences of 128 tokens, vocabulary 30522. Medians; strategies are interleaved step by step so machine drift hits all alike.',
     `CPU: ${r.peak.cpu?.model ?? r.machine.model}${r.peak.cpu ? ` (${r.peak.cpu.vendor}, family ${r.peak.cpu.family}${r.peak.cpu.model_number == null ? '' : `, model ${r.peak.cpu.model_number}`}; flags ${r.peak.cpu.flags.join(' ')})` : ''}.`,
-    `Machine peak (fp32): ${num(r.peak.gflops, 1)} GFLOP/s, ${r.peak.how}${r.peak.bf16_gflops ? `; bf16 (avx512bf16): ${num(r.peak.bf16_gflops, 1)} GFLOP/s` : ''}.`,
+    `Machine peak (fp32): ${num(r.peak.gflops, 1)} GFLOP/s, ${r.peak.how}${r.peak.bf16_gflops ? `; bf16 (the fastest bf16 kernel): ${num(r.peak.bf16_gflops, 1)} GFLOP/s` : ''}.`,
     ...(r.peak.kernels
       ? [
           `Per kernel, one core / all ${r.peak.cores} cores at once (GFLOP/s): ${Object.entries(

@@ -144,7 +144,7 @@ export async function measuredPeak() {
     cores,
     kernels: by,
     gflops: fp32 || null,
-    bf16_gflops: kernels.includes('avx512bf16') ? by.avx512bf16.all_cores : null,
+    bf16_gflops: Math.max(0, ...kernels.filter((k) => arithmeticOf(k) === 'bf16').map((k) => by[k].all_cores)) || null,
     how: kernels.length
       ? `measured: each native kernel's multiply-add in registers (native/gemm.c), ${cores} threads at once; fp32 is the fastest of ${kernels.filter((k) => arithmeticOf(k) !== 'bf16').join(', ')}`
       : 'not measured: no native kernels on this machine',

@@ -9,15 +9,16 @@
 //   Zen 4 and 5 issue multiplies and adds on separate pipes at the FMA rate, so this costs them no peak.
 // - fma (avx512f-fma, avx2-fma): the same k order with each multiply-add fused (one rounding). Intel's server cores
 //   run multiply, add and FMA on the same two ports, where the exact kernels reach half the FMA peak.
-// - bf16 (avx512bf16): operands rounded to bfloat16 (nearest even), products summed in float32 two k at a time
-//   by VDPBF16PS; twice the products per instruction.
+// - bf16 (amx-bf16, avx512bf16): operands rounded to bfloat16 (nearest even), products summed in float32: by AMX
+//   tiles (TDPBF16PS, 16 x 16 x 32 per instruction) where the CPU has them, else two k at a time by VDPBF16PS.
 //
 // Blocking after Goto and van de Geijn (BLIS): B is packed per (KC x NC) block into NR-column panels that
 // stay in L2/L3, A per (MC x KC) block into MR-row panels that stay in L2, and an MR x NR register tile
 // accumulates over KC. Partial sums cross KC blocks through C as float32 values, which keeps the k order.
 
-// clock_gettime (POSIX) under -std=c11.
+// clock_gettime (POSIX) and syscall (AMX's permission) under -std=c11.
 #define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE 1
 
 #include <cpuid.h>
 #include <immintrin.h>
@@ -28,7 +29,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 // Block sizes (floats): A blocks of MC x KC (768 KB) stay in L2, B blocks of KC x NC in L3. A deep KC means C's
 // partial sums are read and written once per 1,024 k: at BERT-base's products on one Zen 5 core, KC 1024 measured
@@ -382,6 +385,75 @@ __attribute__((target("avx512f"))) static void pack_a_bf16_512(Operand A, int mc
   }
 }
 
+// ---- AMX packing ----
+// The AMX kernel's panels hold bf16 pairs, as the bf16 kernel's do, in the layout its tiles load: B as the bf16 kernel
+// packs it (per k-pair, nr columns of pairs: a B tile is 16 such rows, 64 bytes of each), A as mr rows each holding its
+// k-pairs in a row (an A tile is 16 rows, 64 bytes of each). Each panel is padded with zero pairs to a multiple of 16
+// k-pairs, so that every tile is whole. AVX-512 packs where the CPU has it (every AMX CPU does); the scalar forms serve
+// the rest, and the emulated tiles of the tests (test/native/amx-emulation.h) on CPUs without AVX-512.
+
+// A panel's k-pairs: kc's, rounded up to a whole tile of 16.
+static inline int amx_depth(int kc) { return ((kc + 1) / 2 + 15) / 16 * 16; }
+
+static void pack_b_amx(Operand B, int kc, int nc, int nr, void *to) {
+  uint32_t *out = to;
+  const int kp = (kc + 1) / 2, depth = amx_depth(kc), wide = __builtin_cpu_supports("avx512f");
+  for (int j0 = 0; j0 < nc; j0 += nr) {
+    uint32_t *panel = out + (ptrdiff_t)j0 * depth;
+    const Operand part = {B.p + j0 * B.col, B.row, B.col};
+    const int cols = min_int(nr, nc - j0);
+    if (wide) pack_b_bf16_512(part, kc, cols, nr, panel);
+    else pack_b_bf16(part, kc, cols, nr, panel);
+    memset(panel + (ptrdiff_t)kp * nr, 0, sizeof(uint32_t) * (size_t)(depth - kp) * (size_t)nr);
+  }
+}
+
+// k-pairs [p0, p1) of panel rows [r0, r1), A's rows from `rows` on and pairs past kc's being zeros.
+static void pack_a_amx_part(Operand A, int kc, int rows, uint32_t *panel, int depth, int r0, int r1, int p0, int p1) {
+  for (int r = r0; r < r1; r++) {
+    const float *src = A.p + r * A.row;
+    for (int p = p0; p < p1; p++) {
+      const int k = 2 * p, hi = k + 1 < kc;
+      panel[(ptrdiff_t)r * depth + p] = r < rows && k < kc ? bf16_pair(src[k * A.col], hi, hi ? src[(k + 1) * A.col] : 0) : 0;
+    }
+  }
+}
+
+// The whole blocks of a panel with AVX-512: every row's first *pairs k-pairs (those whose k both lie in kc, in blocks
+// of 16) for A's own rows, 32 floats a row at a time; for a transposed A, 16 x 16 blocks of pairs transposed in
+// registers, over the panel's first *fast rows (whole groups of 16). Sets how far it went.
+__attribute__((target("avx512f"))) static void pack_a_amx512(Operand A, int kc, int rows, uint32_t *panel, int depth, int *fast, int *pairs) {
+  *pairs = kc / 32 * 16;
+  *fast = A.col == 1 ? rows : A.row == 1 ? rows / 16 * 16 : 0;
+  if (A.col == 1)
+    for (int r = 0; r < rows; r++)
+      for (int p = 0; p < *pairs; p += 16) _mm512_storeu_ps((float *)panel + (ptrdiff_t)r * depth + p, bf16_adjacent(A.p + r * A.row + 2 * p));
+  else
+    for (int r0 = 0; r0 < *fast; r0 += 16)
+      for (int p = 0; p < *pairs; p += 16) {
+        float block[16 * 16] __attribute__((aligned(64)));
+        for (int u = 0; u < 16; u++) {
+          const float *k = A.p + 2 * (p + u) * A.col + r0;
+          _mm512_store_ps(block + 16 * u, bf16_pairs16(_mm512_loadu_ps(k), _mm512_loadu_ps(k + A.col)));
+        }
+        transpose16(block, 16, (float *)panel + (ptrdiff_t)r0 * depth + p, depth);
+      }
+}
+
+static void pack_a_amx(Operand A, int mc, int kc, int mr, void *to) {
+  uint32_t *out = to;
+  const int depth = amx_depth(kc), wide = __builtin_cpu_supports("avx512f");
+  for (int i0 = 0; i0 < mc; i0 += mr) {
+    uint32_t *panel = out + (ptrdiff_t)i0 * depth;
+    const Operand part = {A.p + i0 * A.row, A.row, A.col};
+    const int rows = min_int(mr, mc - i0);
+    int fast = 0, pairs = 0;
+    if (wide) pack_a_amx512(part, kc, rows, panel, depth, &fast, &pairs);
+    pack_a_amx_part(part, kc, rows, panel, depth, 0, fast, pairs, depth);
+    pack_a_amx_part(part, kc, rows, panel, depth, fast, mr, 0, depth);
+  }
+}
+
 // ---- AVX2 packing ----
 // The AVX2 kernels' panels (MR256 rows of A, NR256 columns of B), moved a vector at a time: element by element,
 // with a memcpy call per k, packing took 10-20% of a BERT-base product on one Zen 3 core (a transposed A's the most).
@@ -591,6 +663,112 @@ TILE512(tile512bf16, "avx512f,avx512bf16", uint32_t, DPBF16, SET1_PAIR, (kc + 1)
 TILE256(tile256, "avx2", MULADD256)
 TILE256(tile256fma, "avx2,fma", FMA256)
 
+// The AMX tile (Intel Sapphire Rapids and later): TDPBF16PS adds to a 16 x 16 float32 tile the products of a 16-row
+// tile of 16 k-pairs (A) and a tile of 16 k-pairs by 16 columns (B), 16 x 16 x 32 multiply-adds in one instruction.
+// A 32 x 32 block of C is four such tiles (tmm0-3), from two A tiles (tmm4, tmm5) and two B tiles (tmm6, tmm7).
+#define MRAMX 32
+#define NRAMX 32
+
+// Eight tiles of 16 rows x 64 bytes (palette 1).
+typedef struct {
+  uint8_t palette, start_row, reserved[14];
+  uint16_t colsb[16];
+  uint8_t rows[16];
+} TileConfig;
+static const TileConfig TILES = {1, 0, {0}, {64, 64, 64, 64, 64, 64, 64, 64}, {16, 16, 16, 16, 16, 16, 16, 16}};
+
+// The tile instructions. GCC's tileloadd and ldtilecfg do not tell the compiler that they read memory, hence a barrier
+// before each (a C buffer written just before must be there). test/native/amx-emulation.h defines these as C over
+// emulated registers, so that the tests run this kernel on CPUs without AMX.
+#ifndef AMX_EMULATED
+#define AMX_FUNCTION __attribute__((target("amx-tile,amx-bf16")))
+#define TILE_CONFIG(cfg)                 \
+  do {                                   \
+    __asm__ volatile("" ::: "memory");   \
+    _tile_loadconfig(cfg);               \
+  } while (0)
+#define TILE_LOAD(t, p, stride)          \
+  do {                                   \
+    __asm__ volatile("" ::: "memory");   \
+    _tile_loadd(t, p, stride);           \
+  } while (0)
+#define TILE_STORE(t, p, stride) _tile_stored(t, p, stride)
+#define TILE_ZERO(t) _tile_zero(t)
+#define TILE_DP(c, a, b) _tile_dpbf16ps(c, a, b)
+
+// AMX needs the CPU's tile unit (CPUID leaf 7: AMX-TILE, AMX-BF16; with AVX512_BF16, whose packing it shares), the
+// system's state for the tiles (XCR0 bits 17 and 18) and, on Linux, the process's permission to use their 8 KB
+// (arch_prctl ARCH_REQ_XCOMP_PERM), asked once.
+static int amx_ready(void) {
+  static _Atomic int ready = -1;
+  if (ready < 0) {
+    unsigned a = 0, b = 0, c = 0, d = 0, lo = 0, hi = 0;
+    int ok = __get_cpuid_count(7, 0, &a, &b, &c, &d) && (d >> 24 & 1) && (d >> 22 & 1) && __builtin_cpu_supports("avx512f") &&
+             __builtin_cpu_supports("avx512bf16") && __get_cpuid(1, &a, &b, &c, &d) && (c >> 27 & 1);
+    if (ok) __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    ok = ok && (lo >> 17 & 3) == 3 && syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XFEATURE_XTILEDATA */) == 0;
+    ready = ok;
+  }
+  return ready;
+}
+#endif
+
+// The tile configuration is per thread, loaded on the thread's first AMX product.
+static _Thread_local int tiles_configured;
+AMX_FUNCTION static inline void configure_tiles(void) {
+  if (!tiles_configured) {
+    TILE_CONFIG(&TILES);
+    tiles_configured = 1;
+  }
+}
+
+// One MRAMX x NRAMX block of C over kc k (the panels' pairs padded to whole tiles); C's partial sums go in and out
+// through a buffer where the block is partial. A is always packed (aRow, aCol unused).
+AMX_FUNCTION static void tile_amx(int kc, const void *apv, ptrdiff_t aRow, ptrdiff_t aCol, const void *bpv, float *c, ptrdiff_t cRow, int rows, int cols,
+                                  int accumulate) {
+  (void)aRow;
+  (void)aCol;
+  configure_tiles();
+  const int depth = amx_depth(kc);
+  const char *a = apv, *b = bpv;
+  const long aStride = 4L * depth, bStride = 4L * NRAMX;
+  float edge[MRAMX * NRAMX] __attribute__((aligned(64)));
+  const int full = rows == MRAMX && cols == NRAMX;
+  float *out = full ? c : edge;
+  const ptrdiff_t ld = full ? cRow : NRAMX;
+  if (accumulate && !full) {
+    memset(edge, 0, sizeof edge);
+    for (int r = 0; r < rows; r++) memcpy(edge + r * NRAMX, c + r * cRow, sizeof(float) * cols);
+  }
+  if (accumulate) {
+    TILE_LOAD(0, out, 4 * ld);
+    TILE_LOAD(1, out + 16, 4 * ld);
+    TILE_LOAD(2, out + 16 * ld, 4 * ld);
+    TILE_LOAD(3, out + 16 * ld + 16, 4 * ld);
+  } else {
+    TILE_ZERO(0);
+    TILE_ZERO(1);
+    TILE_ZERO(2);
+    TILE_ZERO(3);
+  }
+  for (int p = 0; p < depth; p += 16) {
+    TILE_LOAD(4, a + 4 * p, aStride);
+    TILE_LOAD(5, a + 16 * aStride + 4 * p, aStride);
+    TILE_LOAD(6, b + p * bStride, bStride);
+    TILE_LOAD(7, b + p * bStride + 64, bStride);
+    TILE_DP(0, 4, 6);
+    TILE_DP(1, 4, 7);
+    TILE_DP(2, 5, 6);
+    TILE_DP(3, 5, 7);
+  }
+  TILE_STORE(0, out, 4 * ld);
+  TILE_STORE(1, out + 16, 4 * ld);
+  TILE_STORE(2, out + 16 * ld, 4 * ld);
+  TILE_STORE(3, out + 16 * ld + 16, 4 * ld);
+  if (!full)
+    for (int r = 0; r < rows; r++) memcpy(c + r * cRow, edge + r * NRAMX, sizeof(float) * cols);
+}
+
 // Register-only throughput of one kernel's multiply-add on this core: CHAINS independent accumulators, each
 // acc = acc * y + c (or its fused or bf16 form), so nothing can be hoisted and the ports, not latency, bound it.
 #define CHAINS512 24
@@ -642,22 +820,51 @@ PEAK512(peak512bf16, "avx512f,avx512bf16", CHAIN_DPBF16, 64, HALF_PAIR, SMALL_PA
 PEAK256(peak256, "avx2", CHAIN_MULADD256)
 PEAK256(peak256fma, "avx2,fma", CHAIN_FMA256)
 
+// TDPBF16PS's rate: four tiles accumulating the products of tiles of bf16 pairs (1e-3, 1e-3), far from overflow.
+AMX_FUNCTION static double peak_amx(long iterations) {
+  configure_tiles();
+  uint32_t pairs[16 * 16] __attribute__((aligned(64)));
+  float sink[16 * 16] __attribute__((aligned(64)));
+  for (int i = 0; i < 16 * 16; i++) pairs[i] = 0x3A833A83u;
+  TILE_ZERO(0);
+  TILE_ZERO(1);
+  TILE_ZERO(2);
+  TILE_ZERO(3);
+  TILE_LOAD(4, pairs, 64);
+  TILE_LOAD(5, pairs, 64);
+  TILE_LOAD(6, pairs, 64);
+  TILE_LOAD(7, pairs, 64);
+  for (long n = 0; n < iterations; n++) {
+    TILE_DP(0, 4, 6);
+    TILE_DP(1, 4, 7);
+    TILE_DP(2, 5, 6);
+    TILE_DP(3, 5, 7);
+  }
+  TILE_STORE(0, sink, 64);
+  volatile float keep = sink[0];
+  (void)keep;
+  return (double)iterations * 4 * (2 * 16 * 16 * 32);
+}
+
+// A kernel's panels hold, per row or column, kc floats or (pairs) (kc + 1) / 2 bf16 pairs, padded to a multiple of pad.
 typedef struct {
   const char *name;
   Tile tile;
   Pack pack_a, pack_b;
   double (*peak)(long iterations);
-  int mr, nr;
+  int mr, nr, pairs, pad;
 } Kernel;
 
+// Of one arithmetic, the preferred kernel first (src/engine/native.ts takes the first this CPU runs).
 static const Kernel KERNELS[] = {
-    {"avx512f", tile512, pack_a512, pack_b512, peak512, MR512, NR512},
-    {"avx2", tile256, pack_a256, pack_b256, peak256, MR256, NR256},
-    {"avx512f-fma", tile512fma, pack_a512, pack_b512, peak512fma, MR512, NR512},
-    {"avx2-fma", tile256fma, pack_a256, pack_b256, peak256fma, MR256, NR256},
-    {"avx512bf16", tile512bf16, pack_a_bf16_512, pack_b_bf16_512, peak512bf16, MR512, NR512},
+    {"avx512f", tile512, pack_a512, pack_b512, peak512, MR512, NR512, 0, 1},
+    {"avx2", tile256, pack_a256, pack_b256, peak256, MR256, NR256, 0, 1},
+    {"avx512f-fma", tile512fma, pack_a512, pack_b512, peak512fma, MR512, NR512, 0, 1},
+    {"avx2-fma", tile256fma, pack_a256, pack_b256, peak256fma, MR256, NR256, 0, 1},
+    {"amx-bf16", tile_amx, pack_a_amx, pack_b_amx, peak_amx, MRAMX, NRAMX, 1, 16},
+    {"avx512bf16", tile512bf16, pack_a_bf16_512, pack_b_bf16_512, peak512bf16, MR512, NR512, 1, 1},
 };
-#define KERNEL_COUNT 5
+#define KERNEL_COUNT 6
 
 static int supported(int kernel) {
   __builtin_cpu_init();
@@ -670,6 +877,8 @@ static int supported(int kernel) {
     case 3:
       return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     case 4:
+      return amx_ready();
+    case 5:
       return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16");
     default:
       return 0;
@@ -678,17 +887,16 @@ static int supported(int kernel) {
 
 static void gemm(const Kernel *kn, Scratch *s, Operand A, Operand B, float *C, ptrdiff_t cRow, int M, int K, int N) {
   if (M <= 0 || N <= 0) return;
-  // The bf16 panels hold a pair of k per 32-bit element: a panel's offset counts pairs.
-  const int pairs = kn->pack_a == pack_a_bf16_512;
   // A product whose A is one block (an attention head's: 128 x 64 or 128 x 128) reads A in place: packing it took a
   // quarter of such a product's time, and its rows are few enough to stay in cache. The bf16 tile reads packed pairs.
-  const int inPlace = !pairs && M <= MC && K <= KC;
+  const int inPlace = !kn->pairs && M <= MC && K <= KC;
   // K = 0 still runs one (empty) block, so C is set to zeros.
   for (int jc = 0; jc < N; jc += NC) {
     int nc = min_int(NC, N - jc);
     for (int pc = 0; pc == 0 || pc < K; pc += KC) {
       int kc = min_int(KC, K - pc);
-      const int depth = pairs ? (kc + 1) / 2 : kc;
+      // A panel's offset counts its elements: floats, or bf16 pairs (32 bits each) padded as the kernel's tiles load them.
+      const int depth = ((kn->pairs ? (kc + 1) / 2 : kc) + kn->pad - 1) / kn->pad * kn->pad;
       kn->pack_b((Operand){B.p + pc * B.row + jc * B.col, B.row, B.col}, kc, nc, kn->nr, s->b);
       for (int ic = 0; ic < M; ic += MC) {
         int mc = min_int(MC, M - ic);
@@ -1252,8 +1460,8 @@ static napi_status export_function(napi_env env, napi_value exports, const char 
 
 NAPI_MODULE_INIT() {
   Scratch *s = calloc(1, sizeof(Scratch));
-  // Largest panels over every kernel (a bf16 panel is at most a float one): A is MC x KC (MC is a multiple of both MRs),
-  // B is KC x NC.
+  // Largest panels over every kernel (a bf16 panel, padded to 16 pairs, is at most a float one of KC): A is MC x KC (MC
+  // is a multiple of every MR), B is KC x NC.
   s->a = aligned_alloc(64, sizeof(float) * MC * KC);
   s->b = aligned_alloc(64, sizeof(float) * KC * NC);
   if (!s || !s->a || !s->b || napi_set_instance_data(env, s, free_scratch, NULL) != napi_ok) {

@@ -1,6 +1,8 @@
 // Builds the native matrix kernels (native/gemm.c) into dist/native/childtune.node, run by `npm run build`.
 // It never fails the build: without a C compiler or Node's headers the engine runs its wasm kernels, and
 // this script says so. dist/native/status.json records the outcome for the run log.
+// `--amx-emulation <file>` builds, for the tests, the same kernels with AMX's tile instructions emulated in C
+// (test/native/amx-emulation.h) into <file>, so that the amx-bf16 kernel runs on CPUs without AMX; it fails loudly.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -11,6 +13,7 @@ const source = path.join(root, 'native', 'gemm.c');
 const outDir = path.join(root, 'dist', 'native');
 const target = path.join(outDir, 'childtune.node');
 const compiler = process.env.CC || 'cc';
+const emulation = process.argv[2] === '--amx-emulation' ? path.resolve(process.argv[3] ?? '') : undefined;
 
 /** Where node_api.h lives: beside this node binary (official builds, nvm, Debian's /usr), or in node-gyp's header cache. */
 function nodeHeaders() {
@@ -32,6 +35,31 @@ function finish(built, why) {
   console.error(`build-native: ${why}`);
 }
 
+/** The compiler's arguments: -ffp-contract=off, no fused multiply-add, so results match the wasm kernel bit for bit. */
+const compilerArgs = (headers, out, extra = []) => [
+  '-O3',
+  '-std=c11',
+  '-ffp-contract=off',
+  '-fPIC',
+  '-shared',
+  '-Wall',
+  '-Wextra',
+  `-I${headers}`,
+  ...extra,
+  source,
+  '-o',
+  out,
+];
+
+function buildEmulation() {
+  const headers = nodeHeaders();
+  if (!headers)
+    throw new Error(`build-native: Node's C headers (node_api.h) were not found beside ${process.execPath}`);
+  mkdirSync(path.dirname(emulation), { recursive: true });
+  const header = path.join(root, 'test', 'native', 'amx-emulation.h');
+  execFileSync(compiler, compilerArgs(headers, emulation, ['-include', header]), { stdio: 'inherit' });
+}
+
 function build() {
   if (process.env.CHILDTUNE_NATIVE === '0')
     return finish(false, 'skipped (CHILDTUNE_NATIVE=0); the engine runs its wasm kernels');
@@ -49,22 +77,8 @@ function build() {
       `Node's C headers (node_api.h) were not found beside ${process.execPath}; the engine runs its wasm kernels`,
     );
   mkdirSync(outDir, { recursive: true });
-  // -ffp-contract=off: no fused multiply-add, so results match the wasm kernel bit for bit.
-  const args = [
-    '-O3',
-    '-std=c11',
-    '-ffp-contract=off',
-    '-fPIC',
-    '-shared',
-    '-Wall',
-    '-Wextra',
-    `-I${headers}`,
-    source,
-    '-o',
-    target,
-  ];
   try {
-    execFileSync(compiler, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    execFileSync(compiler, compilerArgs(headers, target), { stdio: ['ignore', 'pipe', 'pipe'] });
   } catch (e) {
     const detail =
       e.code === 'ENOENT'
@@ -79,4 +93,5 @@ function build() {
   finish(true, `built ${path.relative(root, target)} with ${compiler}`);
 }
 
-build();
+if (emulation) buildEmulation();
+else build();

@@ -409,8 +409,19 @@ describe('native matrix kernels', { skip }, () => {
     if (fused.length) assert.ok('kernel' in fma && fma.kernel === fused[0]);
     else assert.ok('refused' in fma && /fma/.test(fma.refused));
     const bf = chooseKernels('auto', 'bf16');
-    if (native.includes('avx512bf16')) assert.ok('kernel' in bf && bf.arithmetic === 'bf16');
-    else assert.ok('refused' in bf && /AVX512_BF16/.test(bf.refused) && /never emulated/.test(bf.refused));
+    // AMX tiles first where the CPU has them; a checkpoint's other bf16 kernel is kept on a resume.
+    const bf16Kernels = native.filter((k) => arithmeticOf(k) === 'bf16');
+    if (bf16Kernels.length) {
+      assert.ok('kernel' in bf && bf.kernel === bf16Kernels[0] && bf.arithmetic === 'bf16');
+      assert.equal(bf16Kernels[0] === 'amx-bf16', native.includes('amx-bf16'));
+      assert.match(bf.why, bf.kernel === 'amx-bf16' ? /AMX tiles/ : /AVX512_BF16 dot products/);
+      for (const other of bf16Kernels.slice(1)) {
+        const resumed = chooseKernels('auto', 'bf16', other);
+        assert.ok(
+          'kernel' in resumed && resumed.kernel === other && /the kernel the checkpoint trained with/.test(resumed.why),
+        );
+      }
+    } else assert.ok('refused' in bf && /AVX512_BF16/.test(bf.refused) && /never emulated/.test(bf.refused));
     const auto = chooseKernels('auto', 'fp32');
     assert.ok('kernel' in auto && auto.arithmetic !== 'bf16' && /measured|no fused/.test(auto.why));
     // results.json records `why`: it must read the same on every run here (the measured rates go to the log only).

@@ -11,9 +11,10 @@ import { TMP_SUFFIX } from './files.js';
  *   native or wasm never changes a result;
  * - fma (avx512f-fma, avx2-fma): the same order with fused multiply-adds, twice the exact kernels' rate on CPUs
  *   whose multiply, add and FMA share the same ports (Intel's server cores); results within float rounding;
- * - bf16 (avx512bf16): operands rounded to bfloat16, float32 sums (training.precision: bf16).
+ * - bf16 (amx-bf16, else avx512bf16): operands rounded to bfloat16, float32 sums (training.precision: bf16).
  * CHILDTUNE_NATIVE=0 turns them off; CHILDTUNE_NATIVE_KERNEL=avx2 picks the AVX2 kernel on an AVX-512 CPU (and
- * avx2-fma for fma), for tests and the bench.
+ * avx2-fma for fma), for tests and the bench; CHILDTUNE_NATIVE_ADDON loads another build of the addon (the tests'
+ * build with AMX emulated: scripts/build-native.mjs --amx-emulation).
  */
 
 /**
@@ -124,14 +125,15 @@ const wasmPath = (why: string): NativeStatus => ({ why: `wasm matrix kernels (${
 /** The addon, or why it is unavailable. */
 function loadAddon(): Addon | string {
   if (addon) return addon;
-  if (!existsSync(ADDON)) {
+  const file = process.env.CHILDTUNE_NATIVE_ADDON || ADDON.pathname;
+  if (!existsSync(file)) {
     const built = existsSync(BUILD_STATUS)
       ? (JSON.parse(readFileSync(BUILD_STATUS, 'utf8')) as { why: string }).why
       : 'npm run build did not run scripts/build-native.mjs';
     return `no native build: ${built}`;
   }
   try {
-    return (addon = createRequire(import.meta.url)(ADDON.pathname) as Addon);
+    return (addon = createRequire(import.meta.url)(file) as Addon);
   } catch (e) {
     return `the native build did not load: ${(e as Error).message.split('\n')[0]}`;
   }
@@ -154,7 +156,8 @@ function load(wanted: string | undefined): NativeStatus {
     native: {
       kernel,
       gemm: (heap, ...args) => a.gemm(index, heap, ...args),
-      ...a.passes[kernel.startsWith('avx512') ? 'avx512f' : 'avx2'],
+      // Every AMX CPU has AVX-512 (without it, as under the tests' emulated AMX, the wasm forms run).
+      ...a.passes[/^(avx512|amx)/.test(kernel) ? 'avx512f' : 'avx2'],
     },
     why: `native ${kernel} matrix kernels`,
   };
@@ -313,9 +316,14 @@ export function chooseKernels(
   const have = (arithmetic: Arithmetic) => (missing ? [] : kernelsOf(arithmetic));
   // The checkpoint's kernel where this CPU has it and it has the arithmetic chosen; `why` names it only where it
   // changed the choice, so a resume on the machine that started the run records what the run would have.
-  const pick = (arithmetic: Arithmetic, why: string, measuredRates?: string): KernelChoice => {
+  const pick = (
+    arithmetic: Arithmetic,
+    reason: string | ((kernel: string) => string),
+    measuredRates?: string,
+  ): KernelChoice => {
     const names = have(arithmetic);
     const kernel = prefer && names.includes(prefer) ? prefer : names[0];
+    const why = typeof reason === 'string' ? reason : reason(kernel);
     return {
       kernel,
       arithmetic,
@@ -324,10 +332,15 @@ export function chooseKernels(
     };
   };
   if (precision === 'bf16') {
-    if (have('bf16').length) return pick('bf16', 'training.precision: bf16 (AVX512_BF16 dot products, float32 sums)');
+    if (have('bf16').length)
+      return pick(
+        'bf16',
+        (kernel) =>
+          `training.precision: bf16 (${kernel === 'amx-bf16' ? 'AMX tiles' : 'AVX512_BF16 dot products'}, float32 sums)`,
+      );
     return {
-      refused: `training.precision: bf16 needs a CPU with AVX512_BF16 and the native kernels; ${missing ? `the native kernels are off here (${missing})` : `this CPU runs ${nativeKernelNames().join(', ') || 'no native kernel'}`}, and bf16 is never emulated`,
-      hint: 'Use training.precision: fp32 on this machine, or run on a CPU with AVX512_BF16 (Intel Cooper Lake, Sapphire Rapids and later; AMD Zen 4 and later).',
+      refused: `training.precision: bf16 needs a CPU with AVX512_BF16 (or AMX) and the native kernels; ${missing ? `the native kernels are off here (${missing})` : `this CPU runs ${nativeKernelNames().join(', ') || 'no native kernel'}`}, and bf16 is never emulated`,
+      hint: 'Use training.precision: fp32 on this machine, or run on a CPU with AVX512_BF16 (Intel Cooper Lake, Sapphire Rapids and later, whose AMX tiles run it fastest; AMD Zen 4 and later).',
     };
   }
   const exact = (why: string, measuredRates?: string): KernelChoice =>
