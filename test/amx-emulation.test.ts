@@ -10,9 +10,9 @@ import { GLUE, REPO, tinyModelRecipe } from './helpers.js';
 /**
  * The amx-bf16 kernel on CPUs without AMX: the addon built with AMX's tile instructions emulated in C after Intel's
  * pseudocode (test/native/amx-emulation.h), loaded in place of the real one through CHILDTUNE_NATIVE_ADDON. Its
- * packing, tile walk, block edges and k padding then run here; on these registers each element is the k-ordered
- * float32 sum of the bfloat16-rounded operands' products, which native.test.ts's bf16 tests check, exactly where
- * the sums are exact. On an AMX CPU the real tiles run those tests themselves.
+ * packing, tile walk, block edges and k padding then run here, and native.test.ts's bf16 tests hold every element to
+ * float32 summation's error bound around the bfloat16-rounded operands' dot product, and exactly where every sum is
+ * exact (a misplaced pair shows there). On an AMX CPU the real tiles run those tests themselves.
  */
 
 const skip = nativeKernelNames().length === 0 ? `no native kernels here: ${nativeKernels().why}` : false;

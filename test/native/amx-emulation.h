@@ -1,9 +1,9 @@
 // AMX's tile instructions in C, for tests on CPUs without AMX: scripts/build-native.mjs --amx-emulation builds
 // native/gemm.c with this header first, and its amx-bf16 kernel then runs on these registers. Each follows the
-// pseudocode of Intel's Software Developer's Manual (TILELOADD, TILESTORED, TILEZERO, TDPBF16PS): a TDPBF16PS
-// row adds, k-pair by k-pair, the even then the odd product, each sum rounded to float32, denormal bf16 inputs
-// read as zero and denormal sums flushed to zero. The hardware is only held to float32 summation's error bound
-// (test/native.test.ts); on these registers every sum of exactly representable products is exact.
+// pseudocode of Intel's Software Developer's Manual (LDTILECFG, TILELOADD, TILESTORED, TILEZERO, TDPBF16PS). A
+// TDPBF16PS row sums the even and the odd k of its k-pairs apart (each a float32 multiply-add, exact here since a
+// product of two bfloat16s is exact in float32), then adds the two sums, then that to C; denormal inputs read as
+// zero and denormal results are flushed to zero.
 #define _POSIX_C_SOURCE 200809L
 #define _DEFAULT_SOURCE 1
 #define AMX_EMULATED 1
@@ -53,15 +53,19 @@ static float flushed(float x) {
 
 static void emulated_dpbf16ps(int ct, int at, int bt) {
   EmulatedTile *c = &emulated[ct], *a = &emulated[at], *b = &emulated[bt];
-  for (int m = 0; m < c->rows; m++)
+  for (int m = 0; m < c->rows; m++) {
+    float sums[16][2] = {{0}};
     for (int k = 0; k < a->colsb / 4; k++)
-      for (int n = 0; n < c->colsb / 4; n++) {
-        float acc;
-        memcpy(&acc, c->data[m] + 4 * n, sizeof acc);
-        acc = flushed(acc + emulated_bf16(a->data[m] + 4 * k) * emulated_bf16(b->data[k] + 4 * n));
-        acc = flushed(acc + emulated_bf16(a->data[m] + 4 * k + 2) * emulated_bf16(b->data[k] + 4 * n + 2));
-        memcpy(c->data[m] + 4 * n, &acc, sizeof acc);
-      }
+      for (int n = 0; n < c->colsb / 4; n++)
+        for (int odd = 0; odd < 2; odd++)
+          sums[n][odd] = flushed(sums[n][odd] + emulated_bf16(a->data[m] + 4 * k + 2 * odd) * emulated_bf16(b->data[k] + 4 * n + 2 * odd));
+    for (int n = 0; n < c->colsb / 4; n++) {
+      float acc;
+      memcpy(&acc, c->data[m] + 4 * n, sizeof acc);
+      acc = flushed(acc + flushed(sums[n][0] + sums[n][1]));
+      memcpy(c->data[m] + 4 * n, &acc, sizeof acc);
+    }
+  }
 }
 
 #define TILE_CONFIG(cfg) emulated_config(cfg)
