@@ -9,6 +9,8 @@
 #define AMX_EMULATED 1
 #define AMX_FUNCTION
 
+#include <float.h>
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -35,36 +37,32 @@ static void emulated_store(int t, void *p, long stride) {
   for (int r = 0; r < emulated[t].rows; r++) memcpy((char *)p + r * stride, emulated[t].data[r], (size_t)emulated[t].colsb);
 }
 
-static float emulated_bf16(const uint8_t *at) {
-  uint32_t u = (uint32_t)(at[0] | at[1] << 8) << 16;
-  if ((u & 0x7F800000u) == 0) u &= 0x80000000u;
-  float x;
-  memcpy(&x, &u, sizeof x);
-  return x;
-}
+// A denormal as a zero of its sign (DAZ on inputs, FTZ on results).
+static inline float flushed(float x) { return fabsf(x) < FLT_MIN ? copysignf(0.0f, x) : x; }
 
-static float flushed(float x) {
-  uint32_t u;
-  memcpy(&u, &x, sizeof u);
-  if ((u & 0x7F800000u) == 0) u &= 0x80000000u;
-  memcpy(&x, &u, sizeof x);
-  return x;
+// A tile row's bfloat16 values as floats.
+static void emulated_row(const uint8_t *row, int colsb, float *out) {
+  for (int i = 0; i < colsb / 2; i++) {
+    const uint32_t u = (uint32_t)(row[2 * i] | row[2 * i + 1] << 8) << 16;
+    memcpy(out + i, &u, sizeof u);
+    out[i] = flushed(out[i]);
+  }
 }
 
 static void emulated_dpbf16ps(int ct, int at, int bt) {
   EmulatedTile *c = &emulated[ct], *a = &emulated[at], *b = &emulated[bt];
+  const int pairs = a->colsb / 4, columns = c->colsb / 4;
+  float bs[16][32];
+  for (int k = 0; k < pairs; k++) emulated_row(b->data[k], b->colsb, bs[k]);
   for (int m = 0; m < c->rows; m++) {
-    float sums[16][2] = {{0}};
-    for (int k = 0; k < a->colsb / 4; k++)
-      for (int n = 0; n < c->colsb / 4; n++)
-        for (int odd = 0; odd < 2; odd++)
-          sums[n][odd] = flushed(sums[n][odd] + emulated_bf16(a->data[m] + 4 * k + 2 * odd) * emulated_bf16(b->data[k] + 4 * n + 2 * odd));
-    for (int n = 0; n < c->colsb / 4; n++) {
-      float acc;
-      memcpy(&acc, c->data[m] + 4 * n, sizeof acc);
-      acc = flushed(acc + flushed(sums[n][0] + sums[n][1]));
-      memcpy(c->data[m] + 4 * n, &acc, sizeof acc);
-    }
+    // sums[2n + j]: column n's sum over the k-pairs' element j (even k, odd k).
+    float as[32], sums[32] = {0}, acc[16];
+    emulated_row(a->data[m], a->colsb, as);
+    for (int k = 0; k < pairs; k++)
+      for (int i = 0; i < 2 * columns; i++) sums[i] = flushed(sums[i] + as[2 * k + (i & 1)] * bs[k][i]);
+    memcpy(acc, c->data[m], sizeof(float) * (size_t)columns);
+    for (int n = 0; n < columns; n++) acc[n] = flushed(acc[n] + flushed(sums[2 * n] + sums[2 * n + 1]));
+    memcpy(c->data[m], acc, sizeof(float) * (size_t)columns);
   }
 }
 
