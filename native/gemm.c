@@ -411,10 +411,15 @@ static void pack_b_amx(Operand B, int kc, int nc, int nr, void *to) {
 // k-pairs [p0, p1) of panel rows [r0, r1), A's rows from `rows` on and pairs past kc's being zeros.
 static void pack_a_amx_part(Operand A, int kc, int rows, uint32_t *panel, int depth, int r0, int r1, int p0, int p1) {
   for (int r = r0; r < r1; r++) {
+    uint32_t *row = panel + (ptrdiff_t)r * depth;
+    if (r >= rows) {
+      memset(row + p0, 0, sizeof(uint32_t) * (size_t)(p1 - p0));
+      continue;
+    }
     const float *src = A.p + r * A.row;
     for (int p = p0; p < p1; p++) {
       const int k = 2 * p, hi = k + 1 < kc;
-      panel[(ptrdiff_t)r * depth + p] = r < rows && k < kc ? bf16_pair(src[k * A.col], hi, hi ? src[(k + 1) * A.col] : 0) : 0;
+      row[p] = k < kc ? bf16_pair(src[k * A.col], hi, hi ? src[(k + 1) * A.col] : 0) : 0;
     }
   }
 }
@@ -677,8 +682,8 @@ typedef struct {
 } TileConfig;
 static const TileConfig TILES = {1, 0, {0}, {64, 64, 64, 64, 64, 64, 64, 64}, {16, 16, 16, 16, 16, 16, 16, 16}};
 
-// The tile instructions. GCC's tileloadd and ldtilecfg do not tell the compiler that they read memory, hence a barrier
-// before each (a C buffer written just before must be there). test/native/amx-emulation.h defines these as C over
+// The tile instructions. GCC's tileloadd and ldtilecfg do not tell the compiler all the memory they read, hence a
+// barrier before each (a C buffer written just before must be there). test/native/amx-emulation.h defines these as C over
 // emulated registers, so that the tests run this kernel on CPUs without AMX.
 #ifndef AMX_EMULATED
 #define AMX_FUNCTION __attribute__((target("amx-tile,amx-bf16")))

@@ -52,7 +52,7 @@ describe('the AMX kernel on emulated tiles', { skip }, () => {
     assert.equal(r.fail, 0, r.out);
   });
 
-  test('a bf16 plan names the AMX kernel and its tiles', async () => {
+  test('a bf16 plan names the AMX kernel and its tiles; an addon named but missing is refused as such', async () => {
     const recipe = await tinyModelRecipe(`dataset:
   task: glue/rte
   dir: ${path.dirname(GLUE)}/glue/RTE
@@ -60,12 +60,20 @@ strategy: {kind: child-tuning-d, reserve_p: 0.3}
 training: {epochs: 1, batch_size: 8, precision: bf16}
 runtime: {backend: wasm, threads: 2}
 `);
-    const r = spawnSync(
-      process.execPath,
-      [path.join(REPO, 'bin', 'childtune.js'), 'plan', recipe, '--allow-path', path.dirname(GLUE)],
-      { env: { ...process.env, CHILDTUNE_NATIVE_ADDON: addon }, encoding: 'utf8' },
-    );
+    const plan = (file: string) =>
+      spawnSync(
+        process.execPath,
+        [path.join(REPO, 'bin', 'childtune.js'), 'plan', recipe, '--allow-path', path.dirname(GLUE)],
+        { env: { ...process.env, CHILDTUNE_NATIVE_ADDON: file }, encoding: 'utf8' },
+      );
+    const r = plan(addon);
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /matrix kernels: amx-bf16 \(training.precision: bf16 \(AMX tiles, float32 sums\)\)/);
+    const missing = plan(`${addon}.missing`);
+    assert.equal(missing.status, 1, missing.stdout);
+    assert.match(
+      missing.stderr,
+      /CT0340[\s\S]*CHILDTUNE_NATIVE_ADDON names \S+amx-emulated.node.missing, which does not exist/,
+    );
   });
 });

@@ -125,7 +125,9 @@ const wasmPath = (why: string): NativeStatus => ({ why: `wasm matrix kernels (${
 /** The addon, or why it is unavailable. */
 function loadAddon(): Addon | string {
   if (addon) return addon;
-  const file = process.env.CHILDTUNE_NATIVE_ADDON || ADDON.pathname;
+  const other = process.env.CHILDTUNE_NATIVE_ADDON;
+  const file = other || ADDON.pathname;
+  if (other && !existsSync(other)) return `CHILDTUNE_NATIVE_ADDON names ${other}, which does not exist`;
   if (!existsSync(file)) {
     const built = existsSync(BUILD_STATUS)
       ? (JSON.parse(readFileSync(BUILD_STATUS, 'utf8')) as { why: string }).why
