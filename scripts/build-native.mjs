@@ -13,7 +13,11 @@ const source = path.join(root, 'native', 'gemm.c');
 const outDir = path.join(root, 'dist', 'native');
 const target = path.join(outDir, 'childtune.node');
 const compiler = process.env.CC || 'cc';
-const emulation = process.argv[2] === '--amx-emulation' ? path.resolve(process.argv[3] ?? '') : undefined;
+const emulation = process.argv[2] === '--amx-emulation' ? process.argv[3] : undefined;
+if (process.argv[2] === '--amx-emulation' && !emulation) {
+  console.error('build-native: --amx-emulation takes the file to build, e.g. --amx-emulation /tmp/amx-emulated.node');
+  process.exit(2);
+}
 
 /** Where node_api.h lives: beside this node binary (official builds, nvm, Debian's /usr), or in node-gyp's header cache. */
 function nodeHeaders() {
@@ -55,9 +59,10 @@ function buildEmulation() {
   const headers = nodeHeaders();
   if (!headers)
     throw new Error(`build-native: Node's C headers (node_api.h) were not found beside ${process.execPath}`);
-  mkdirSync(path.dirname(emulation), { recursive: true });
+  const out = path.resolve(emulation);
+  mkdirSync(path.dirname(out), { recursive: true });
   const header = path.join(root, 'test', 'native', 'amx-emulation.h');
-  execFileSync(compiler, compilerArgs(headers, emulation, ['-include', header]), { stdio: 'inherit' });
+  execFileSync(compiler, compilerArgs(headers, out, ['-include', header]), { stdio: 'inherit' });
 }
 
 function build() {
