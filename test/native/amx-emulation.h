@@ -12,6 +12,8 @@
 #include <float.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct {
@@ -20,15 +22,28 @@ typedef struct {
 } EmulatedTile;
 static _Thread_local EmulatedTile emulated[8];
 
+// What the hardware faults on (#GP for a bad configuration, #UD for tiles that do not fit each other) aborts here.
+static void emulated_check(int ok, const char *what) {
+  if (!ok) {
+    fprintf(stderr, "amx-emulation: %s\n", what);
+    abort();
+  }
+}
+
 static void emulated_config(const void *cfg) {
   const uint8_t *c = cfg;
+  emulated_check(c[0] == 1 && c[1] == 0, "LDTILECFG: palette 1, start_row 0");
+  for (int i = 2; i < 16; i++) emulated_check(c[i] == 0, "LDTILECFG: reserved bytes are zero");
+  for (int t = 8; t < 16; t++) emulated_check(c[16 + 2 * t] == 0 && c[17 + 2 * t] == 0 && c[48 + t] == 0, "LDTILECFG: palette 1 has 8 tiles");
   for (int t = 0; t < 8; t++) {
     emulated[t].rows = c[48 + t];
     emulated[t].colsb = c[16 + 2 * t] | c[17 + 2 * t] << 8;
+    emulated_check(emulated[t].rows <= 16 && emulated[t].colsb <= 64, "LDTILECFG: at most 16 rows of 64 bytes");
   }
 }
 
 static void emulated_load(int t, const void *p, long stride) {
+  emulated_check(emulated[t].rows > 0, "TILELOADD: a configured tile");
   memset(emulated[t].data, 0, sizeof emulated[t].data);
   for (int r = 0; r < emulated[t].rows; r++) memcpy(emulated[t].data[r], (const char *)p + r * stride, (size_t)emulated[t].colsb);
 }
@@ -51,6 +66,8 @@ static void emulated_row(const uint8_t *row, int colsb, float *out) {
 
 static void emulated_dpbf16ps(int ct, int at, int bt) {
   EmulatedTile *c = &emulated[ct], *a = &emulated[at], *b = &emulated[bt];
+  emulated_check(c->rows > 0 && c->colsb % 4 == 0 && a->colsb % 4 == 0 && b->colsb % 4 == 0, "TDPBF16PS: configured tiles of whole dwords");
+  emulated_check(c->colsb == b->colsb && a->colsb / 4 == b->rows && c->rows == a->rows, "TDPBF16PS: C is A's rows by B's columns");
   const int pairs = a->colsb / 4, columns = c->colsb / 4;
   float bs[16][32];
   for (int k = 0; k < pairs; k++) emulated_row(b->data[k], b->colsb, bs[k]);
