@@ -138,13 +138,15 @@ export async function measuredPeak() {
   const by = Object.fromEntries(
     kernels.map((k, j) => [k, { one_core: one[j], all_cores: all.reduce((sum, w) => sum + w[j], 0) }]),
   );
-  const fp32 = Math.max(0, ...kernels.filter((k) => arithmeticOf(k) !== 'bf16').map((k) => by[k].all_cores));
+  /** The fastest all-core rate over the bf16 kernels, or over the fp32 ones. */
+  const fastest = (bf16: boolean) =>
+    Math.max(0, ...kernels.filter((k) => (arithmeticOf(k) === 'bf16') === bf16).map((k) => by[k].all_cores)) || null;
   return {
     cpu: cpuOf(),
     cores,
     kernels: by,
-    gflops: fp32 || null,
-    bf16_gflops: Math.max(0, ...kernels.filter((k) => arithmeticOf(k) === 'bf16').map((k) => by[k].all_cores)) || null,
+    gflops: fastest(false),
+    bf16_gflops: fastest(true),
     how: kernels.length
       ? `measured: each native kernel's multiply-add in registers (native/gemm.c), ${cores} threads at once; fp32 is the fastest of ${kernels.filter((k) => arithmeticOf(k) !== 'bf16').join(', ')}`
       : 'not measured: no native kernels on this machine',

@@ -59,6 +59,10 @@ typedef struct {
 
 static inline int min_int(int x, int y) { return x < y ? x : y; }
 
+// A panel's length per row or column of kc k: kc floats, or (pairs) (kc + 1) / 2 bf16 pairs of 32 bits, rounded up to
+// a multiple of pad (the AMX tiles load whole blocks of k-pairs).
+static inline int panel_depth(int kc, int pairs, int pad) { return ((pairs ? (kc + 1) / 2 : kc) + pad - 1) / pad * pad; }
+
 // B[k0.., j0..] as kc x nc in panels of nr columns, k-major inside a panel, zeros past nc.
 static void pack_b(Operand B, int kc, int nc, int nr, void *to) {
   float *out = to;
@@ -392,8 +396,9 @@ __attribute__((target("avx512f"))) static void pack_a_bf16_512(Operand A, int mc
 // k-pairs, so that every tile is whole. AVX-512 packs where the CPU has it (every AMX CPU does); the scalar forms serve
 // the rest, and the emulated tiles of the tests (test/native/amx-emulation.h) on CPUs without AVX-512.
 
-// A panel's k-pairs: kc's, rounded up to a whole tile of 16.
-static inline int amx_depth(int kc) { return ((kc + 1) / 2 + 15) / 16 * 16; }
+// k-pairs per AMX tile row (64 bytes); a panel's k-pairs are rounded up to whole tiles.
+#define KPAIRS_AMX 16
+static inline int amx_depth(int kc) { return panel_depth(kc, 1, KPAIRS_AMX); }
 
 static void pack_b_amx(Operand B, int kc, int nc, int nr, void *to) {
   uint32_t *out = to;
@@ -756,7 +761,7 @@ AMX_FUNCTION static void tile_amx(int kc, const void *apv, ptrdiff_t aRow, ptrdi
     TILE_ZERO(2);
     TILE_ZERO(3);
   }
-  for (int p = 0; p < depth; p += 16) {
+  for (int p = 0; p < depth; p += KPAIRS_AMX) {
     TILE_LOAD(4, a + 4 * p, aStride);
     TILE_LOAD(5, a + 16 * aStride + 4 * p, aStride);
     TILE_LOAD(6, b + p * bStride, bStride);
@@ -851,7 +856,7 @@ AMX_FUNCTION static double peak_amx(long iterations) {
   return (double)iterations * 4 * (2 * 16 * 16 * 32);
 }
 
-// A kernel's panels hold, per row or column, kc floats or (pairs) (kc + 1) / 2 bf16 pairs, padded to a multiple of pad.
+// pairs and pad give a kernel's panel_depth.
 typedef struct {
   const char *name;
   Tile tile;
@@ -866,7 +871,7 @@ static const Kernel KERNELS[] = {
     {"avx2", tile256, pack_a256, pack_b256, peak256, MR256, NR256, 0, 1},
     {"avx512f-fma", tile512fma, pack_a512, pack_b512, peak512fma, MR512, NR512, 0, 1},
     {"avx2-fma", tile256fma, pack_a256, pack_b256, peak256fma, MR256, NR256, 0, 1},
-    {"amx-bf16", tile_amx, pack_a_amx, pack_b_amx, peak_amx, MRAMX, NRAMX, 1, 16},
+    {"amx-bf16", tile_amx, pack_a_amx, pack_b_amx, peak_amx, MRAMX, NRAMX, 1, KPAIRS_AMX},
     {"avx512bf16", tile512bf16, pack_a_bf16_512, pack_b_bf16_512, peak512bf16, MR512, NR512, 1, 1},
 };
 #define KERNEL_COUNT 6
@@ -900,8 +905,7 @@ static void gemm(const Kernel *kn, Scratch *s, Operand A, Operand B, float *C, p
     int nc = min_int(NC, N - jc);
     for (int pc = 0; pc == 0 || pc < K; pc += KC) {
       int kc = min_int(KC, K - pc);
-      // A panel's offset counts its elements: floats, or bf16 pairs (32 bits each) padded as the kernel's tiles load them.
-      const int depth = ((kn->pairs ? (kc + 1) / 2 : kc) + kn->pad - 1) / kn->pad * kn->pad;
+      const int depth = panel_depth(kc, kn->pairs, kn->pad);
       kn->pack_b((Operand){B.p + pc * B.row + jc * B.col, B.row, B.col}, kc, nc, kn->nr, s->b);
       for (int ic = 0; ic < M; ic += MC) {
         int mc = min_int(MC, M - ic);

@@ -21,13 +21,8 @@ describe('the AMX kernel on emulated tiles', { skip }, () => {
   let addon = '';
   before(() => {
     addon = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'amx-')), 'amx-emulated.node');
-    const built = spawnSync(
-      process.execPath,
-      [path.join(REPO, 'scripts', 'build-native.mjs'), '--amx-emulation', addon],
-      {
-        encoding: 'utf8',
-      },
-    );
+    const build = [path.join(REPO, 'scripts', 'build-native.mjs'), '--amx-emulation', addon];
+    const built = spawnSync(process.execPath, build, { encoding: 'utf8' });
     assert.equal(built.status, 0, built.stderr);
   });
 
